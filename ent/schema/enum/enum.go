@@ -1,0 +1,106 @@
+// Package enum holds the closed value sets shared by the data model and the
+// GraphQL API. Each type is stored as a string column (ent GoType enums) and
+// marshals to the GraphQL enum of the same name, so one Go type serves every
+// entity that uses it.
+package enum
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+)
+
+// value is implemented by every enum type of this package.
+type value interface {
+	~string
+	Values() []string
+}
+
+func unmarshal[T value](v any, dst *T) error {
+	s, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enum %T must be a string", *dst)
+	}
+	if !slices.Contains((*dst).Values(), s) {
+		return fmt.Errorf("%q is not a valid %T", s, *dst)
+	}
+	*dst = T(s)
+	return nil
+}
+
+func marshal(w io.Writer, s string) { _, _ = io.WriteString(w, strconv.Quote(s)) }
+
+// Valid reports whether v is one of its type's values.
+func Valid[T value](v T) bool { return slices.Contains(v.Values(), string(v)) }
+
+// Channel is where a member registered or an order was placed.
+type Channel string
+
+const (
+	ChannelPOS             Channel = "POS"
+	ChannelMiniProgram     Channel = "MINI_PROGRAM"
+	ChannelApp             Channel = "APP"
+	ChannelEcommerce       Channel = "ECOMMERCE"
+	ChannelOfficialAccount Channel = "OFFICIAL_ACCOUNT"
+)
+
+func (Channel) Values() []string {
+	return []string{"POS", "MINI_PROGRAM", "APP", "ECOMMERCE", "OFFICIAL_ACCOUNT"}
+}
+func (e Channel) MarshalGQL(w io.Writer)    { marshal(w, string(e)) }
+func (e *Channel) UnmarshalGQL(v any) error { return unmarshal(v, e) }
+
+// Gender of a member as they state it.
+type Gender string
+
+const (
+	GenderMale    Gender = "MALE"
+	GenderFemale  Gender = "FEMALE"
+	GenderUnknown Gender = "UNKNOWN"
+)
+
+func (Gender) Values() []string            { return []string{"MALE", "FEMALE", "UNKNOWN"} }
+func (e Gender) MarshalGQL(w io.Writer)    { marshal(w, string(e)) }
+func (e *Gender) UnmarshalGQL(v any) error { return unmarshal(v, e) }
+
+// StaffRole grants a staff account its permissions.
+type StaffRole string
+
+const (
+	RoleAdmin      StaffRole = "ADMIN"
+	RoleOperator   StaffRole = "OPERATOR"
+	RoleAnalyst    StaffRole = "ANALYST"
+	RoleStoreClerk StaffRole = "STORE_CLERK"
+)
+
+func (StaffRole) Values() []string            { return []string{"ADMIN", "OPERATOR", "ANALYST", "STORE_CLERK"} }
+func (e StaffRole) MarshalGQL(w io.Writer)    { marshal(w, string(e)) }
+func (e *StaffRole) UnmarshalGQL(v any) error { return unmarshal(v, e) }
+
+// APIScope limits what an integration (till, e-commerce back end) may do.
+type APIScope string
+
+const (
+	ScopeOrdersWrite      APIScope = "ORDERS_WRITE"
+	ScopeCouponsRedeem    APIScope = "COUPONS_REDEEM"
+	ScopeMembersRead      APIScope = "MEMBERS_READ"
+	ScopeEventsWrite      APIScope = "EVENTS_WRITE"
+	ScopeStoredValueWrite APIScope = "STORED_VALUE_WRITE"
+)
+
+func (APIScope) Values() []string {
+	return []string{"ORDERS_WRITE", "COUPONS_REDEEM", "MEMBERS_READ", "EVENTS_WRITE", "STORED_VALUE_WRITE"}
+}
+func (e APIScope) MarshalGQL(w io.Writer)    { marshal(w, string(e)) }
+func (e *APIScope) UnmarshalGQL(v any) error { return unmarshal(v, e) }
+
+// BenefitKind classifies a benefit (权益).
+type BenefitKind string
+
+func (BenefitKind) Values() []string {
+	return []string{"DISCOUNT", "BIRTHDAY_GIFT", "FREE_SHIPPING", "PRIORITY_CHECKOUT", "EXCLUSIVE_PRODUCTS",
+		"FAST_RETURNS", "EVENT_ACCESS", "PERSONAL_SHOPPER", "POINTS_MULTIPLIER"}
+}
+func (e BenefitKind) MarshalGQL(w io.Writer)    { marshal(w, string(e)) }
+func (e *BenefitKind) UnmarshalGQL(v any) error { return unmarshal(v, e) }

@@ -1,0 +1,44 @@
+// Package graph is the GraphQL layer: thin resolvers that authorize (through
+// the @auth directive), call one service of internal/, and map the result.
+package graph
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/99designs/gqlgen/graphql"
+
+	"github.com/onemember/onemember/ent"
+	"github.com/onemember/onemember/ent/schema/enum"
+	"github.com/onemember/onemember/internal/auth"
+	"github.com/onemember/onemember/internal/identity"
+)
+
+//go:generate go run -mod=mod github.com/99designs/gqlgen generate
+
+// Resolver holds the services the resolvers call.
+type Resolver struct {
+	DB       *ent.Client
+	Log      *slog.Logger
+	Sessions *auth.Sessions
+	Accounts *auth.Accounts
+	Identity *identity.Service
+}
+
+// NewSchema builds the executable schema with its directives.
+func NewSchema(r *Resolver) graphql.ExecutableSchema {
+	return NewExecutableSchema(Config{
+		Resolvers:  r,
+		Directives: DirectiveRoot{Auth: authDirective},
+	})
+}
+
+// authDirective applies auth.Authorize: the one place where access to a
+// field is decided.
+func authDirective(ctx context.Context, _ any, next graphql.Resolver, member *bool, staff []enum.StaffRole, scope *enum.APIScope) (any, error) {
+	rule := auth.Rule{Member: member != nil && *member, Staff: staff, Scope: scope}
+	if err := auth.Authorize(ctx, rule); err != nil {
+		return nil, err
+	}
+	return next(ctx)
+}

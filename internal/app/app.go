@@ -1,0 +1,245 @@
+// Package app wires the server: configuration to database, services,
+// GraphQL handler and HTTP routes. server.go and the end-to-end tests build
+// the same App, so tests exercise exactly what production runs.
+package app
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	entsql "entgo.io/ent/dialect/sql"
+	"github.com/99designs/gqlgen/graphql/playground"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"entgo.io/ent/dialect"
+
+	"github.com/onemember/onemember/ent"
+	"github.com/onemember/onemember/graph"
+	"github.com/onemember/onemember/internal/auth"
+	"github.com/onemember/onemember/internal/auth/password"
+	"github.com/onemember/onemember/internal/auth/token"
+	"github.com/onemember/onemember/internal/identity"
+	"github.com/onemember/onemember/internal/pii"
+	"github.com/onemember/onemember/internal/platform/config"
+	"github.com/onemember/onemember/internal/platform/database"
+	"github.com/onemember/onemember/internal/platform/gqlhttp"
+	"github.com/onemember/onemember/internal/platform/migrate"
+	"github.com/onemember/onemember/internal/platform/obs"
+	"github.com/onemember/onemember/migrations"
+)
+
+// App is a wired server.
+type App struct {
+	Config  *config.Config
+	Log     *slog.Logger
+	SQL     *sql.DB
+	DB      *ent.Client
+	Metrics *obs.Metrics
+
+	Sessions *auth.Sessions
+	Accounts *auth.Accounts
+	Identity *identity.Service
+	auth     *auth.Authenticator
+}
+
+// Options adjust wiring for tests.
+type Options struct {
+	// Now replaces the clock.
+	Now func() time.Time
+	// PasswordParams replaces the argon2id cost (tests use a cheap one).
+	PasswordParams *password.Params
+	// SMS replaces the SMS sender.
+	SMS identity.SMSSender
+	// WeChat replaces the WeChat code exchanger.
+	WeChat identity.WeChat
+}
+
+// New opens the database, applies migrations (under golang-migrate's
+// advisory lock, so replicas starting together never race) and builds the
+// services.
+func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options) (*App, error) {
+	db, err := database.Open(ctx, cfg.DatabaseURL, database.Options{
+		MaxOpenConns: cfg.DBMaxOpenConns, MaxIdleConns: cfg.DBMaxIdleConns,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := migrate.Up(ctx, db, migrations.FS, log); err != nil {
+		db.Close()
+		return nil, err
+	}
+	a, err := build(cfg, log, db, opts)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return a, nil
+}
+
+func build(cfg *config.Config, log *slog.Logger, db *sql.DB, opts Options) (*App, error) {
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	client := ent.NewClient(ent.Driver(entsql.OpenDB(dialect.Postgres, db)))
+	tokens, err := token.NewIssuer(cfg.Keys.JWT, "onemember", cfg.AccessTokenTTL, now)
+	if err != nil {
+		return nil, fmt.Errorf("token issuer: %w", err)
+	}
+	protector, err := pii.NewProtector(cfg.Keys.PIIEnc, cfg.Keys.PIIIndex)
+	if err != nil {
+		return nil, fmt.Errorf("pii keys: %w", err)
+	}
+	hasher := password.DefaultParams()
+	if opts.PasswordParams != nil {
+		hasher = *opts.PasswordParams
+	}
+	sessions := auth.NewSessions(client, tokens, cfg.RefreshTokenTTL, now)
+	accounts, err := auth.NewAccounts(client, sessions, hasher, now)
+	if err != nil {
+		return nil, err
+	}
+	wechat, sms, err := senders(cfg, log, opts)
+	if err != nil {
+		return nil, err
+	}
+	ident := identity.NewService(identity.Deps{
+		DB: client, PII: protector, Sessions: sessions, WeChat: wechat, SMS: sms,
+		OTP: identity.OTPPolicy{
+			TTL: cfg.OTPTTL, MaxAttempts: cfg.OTPMaxAttempts, PerPhoneHour: cfg.OTPPerPhoneHour,
+			PerIPHour: cfg.OTPPerIPHour, ResendAfter: cfg.OTPResendAfter,
+		},
+		OTPKey: cfg.Keys.Signing, Log: log, Now: now,
+	})
+	return &App{
+		Config: cfg, Log: log, SQL: db, DB: client, Metrics: obs.NewMetrics(db),
+		Sessions: sessions, Accounts: accounts, Identity: ident,
+		auth: auth.NewAuthenticator(client, tokens),
+	}, nil
+}
+
+// senders picks the WeChat and SMS adapters: development accepts dev:
+// login codes and logs SMS codes; production calls WeChat and the SMS
+// gateway.
+func senders(cfg *config.Config, log *slog.Logger, opts Options) (identity.WeChat, identity.SMSSender, error) {
+	wechat, sms := opts.WeChat, opts.SMS
+	if wechat == nil {
+		if cfg.IsProduction() {
+			secrets, err := cfg.WeChatSecrets()
+			if err != nil {
+				return nil, nil, err
+			}
+			wechat = identity.WeChatAPI{BaseURL: cfg.WeChatAPIBase, Secrets: secrets}
+		} else {
+			wechat = identity.DevWeChat{}
+		}
+	}
+	if sms == nil {
+		if cfg.IsProduction() {
+			sms = identity.WebhookSender{URL: cfg.SMSGatewayURL}
+		} else {
+			sms = identity.LogSender{Log: log}
+		}
+	}
+	return wechat, sms, nil
+}
+
+// Close releases the database.
+func (a *App) Close() error { return a.SQL.Close() }
+
+// Handler is the HTTP surface: /query (HTTP and websocket), GraphiQL at /
+// in development, /healthz, /readyz and /metrics.
+func (a *App) Handler() http.Handler {
+	schema := graph.NewSchema(&graph.Resolver{
+		DB: a.DB, Log: a.Log, Sessions: a.Sessions, Accounts: a.Accounts, Identity: a.Identity,
+	})
+	gql := gqlhttp.New(schema, gqlhttp.Options{
+		Introspection:   !a.Config.IsProduction(),
+		ComplexityLimit: a.Config.ComplexityLimit,
+		DepthLimit:      a.Config.DepthLimit,
+		WSMaxMessage:    a.Config.WSMaxMessageBytes,
+		MaxUploadBytes:  512 << 20,
+		Authenticator:   a.auth,
+		Metrics:         a.Metrics,
+		Log:             a.Log,
+	})
+	mux := http.NewServeMux()
+	mux.Handle("/query", a.authenticate(gql))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", a.ready)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(a.Metrics.Registry, promhttp.HandlerOpts{}))
+	if !a.Config.IsProduction() {
+		mux.Handle("GET /{$}", playground.Handler("OneMember GraphiQL", "/query"))
+	}
+	return a.requestContext(mux)
+}
+
+// requestContext stamps every request with a request id (taken from
+// X-Request-Id when the caller sent a sane one) and the client address.
+func (a *App) requestContext(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get("X-Request-Id")
+		if len(id) == 0 || len(id) > 64 || strings.ContainsFunc(id, func(c rune) bool { return c < '!' || c > '~' }) {
+			id = obs.NewRequestID()
+		}
+		w.Header().Set("X-Request-Id", id)
+		ctx := obs.WithRequestID(r.Context(), id)
+		ctx = obs.WithClientIP(ctx, clientIP(r, a.Config.TrustProxyHeaders))
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
+func clientIP(r *http.Request, trustProxy bool) string {
+	if trustProxy {
+		if xff := r.Header.Get("X-Forwarded-For"); xff != "" {
+			first, _, _ := strings.Cut(xff, ",")
+			return strings.TrimSpace(first)
+		}
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// authenticate resolves the Authorization header of HTTP requests into the
+// viewer. Websockets authenticate in connection_init instead.
+func (a *App) authenticate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Upgrade") != "" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		v, err := a.auth.Authenticate(r.Context(), r.Header.Get("Authorization"))
+		if err != nil {
+			a.Log.ErrorContext(r.Context(), "authenticating", "err", err)
+			http.Error(w, `{"errors":[{"message":"service unavailable","extensions":{"code":"INTERNAL"}}]}`, http.StatusServiceUnavailable)
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(auth.WithViewer(r.Context(), v)))
+	})
+}
+
+// ready answers 200 when the database answers and every migration is
+// applied, so a load balancer only sends traffic to a usable replica.
+func (a *App) ready(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := a.SQL.PingContext(ctx); err != nil {
+		http.Error(w, "database unreachable", http.StatusServiceUnavailable)
+		return
+	}
+	current, latest, dirty, err := migrate.Status(ctx, a.SQL, migrations.FS)
+	if err != nil || dirty || current != latest {
+		http.Error(w, fmt.Sprintf("migrations not applied (at %d of %d, dirty=%v)", current, latest, dirty), http.StatusServiceUnavailable)
+		return
+	}
+	_, _ = w.Write([]byte("ready\n"))
+}

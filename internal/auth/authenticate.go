@@ -1,0 +1,132 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/onemember/onemember/ent"
+	"github.com/onemember/onemember/ent/apiclient"
+	"github.com/onemember/onemember/ent/businessunit"
+	"github.com/onemember/onemember/ent/member"
+	"github.com/onemember/onemember/ent/store"
+	"github.com/onemember/onemember/internal/auth/token"
+)
+
+// APIClientSecretPrefix marks API client secrets, which are opaque rather
+// than JWTs.
+const APIClientSecretPrefix = "oms_"
+
+// maxMergeHops bounds how far a merged member's token is followed to its
+// survivor (a survivor may itself have been merged later).
+const maxMergeHops = 8
+
+// Authenticator turns a bearer credential into a Viewer.
+type Authenticator struct {
+	db     *ent.Client
+	tokens *token.Issuer
+}
+
+// NewAuthenticator builds an Authenticator.
+func NewAuthenticator(db *ent.Client, tokens *token.Issuer) *Authenticator {
+	return &Authenticator{db: db, tokens: tokens}
+}
+
+// Authenticate resolves an Authorization header value ("Bearer ...").
+// An empty header gives the anonymous viewer; a rejected credential gives
+// an anonymous viewer whose Err says why, so that public operations (sign
+// in, refresh) still work with a stale token while protected fields report
+// UNAUTHENTICATED. Only infrastructure failures are returned as errors.
+func (a *Authenticator) Authenticate(ctx context.Context, header string) (Viewer, error) {
+	header = strings.TrimSpace(header)
+	if header == "" {
+		return Viewer{}, nil
+	}
+	scheme, cred, ok := strings.Cut(header, " ")
+	cred = strings.TrimSpace(cred)
+	if !ok || !strings.EqualFold(scheme, "Bearer") || cred == "" {
+		return Viewer{Err: ErrBadCredentials}, nil
+	}
+	if strings.HasPrefix(cred, APIClientSecretPrefix) {
+		return a.apiClient(ctx, cred)
+	}
+	claims, err := a.tokens.Verify(cred)
+	switch {
+	case errors.Is(err, token.ErrExpiredToken):
+		return Viewer{Err: ErrTokenExpired}, nil
+	case err != nil:
+		return Viewer{Err: ErrBadCredentials}, nil
+	}
+	switch claims.Kind {
+	case token.KindMember:
+		return a.member(ctx, claims)
+	case token.KindStaff:
+		return a.staff(ctx, claims)
+	}
+	return Viewer{Err: ErrBadCredentials}, nil
+}
+
+// member loads the member of a token. A merged member's token resolves to
+// the member it was merged into (One ID): the app keeps working after a
+// merge without signing in again.
+func (a *Authenticator) member(ctx context.Context, c token.Claims) (Viewer, error) {
+	id := c.SubjectID
+	for range maxMergeHops {
+		m, err := a.db.Member.Get(ctx, id)
+		if ent.IsNotFound(err) {
+			return Viewer{Err: ErrBadCredentials}, nil
+		}
+		if err != nil {
+			return Viewer{}, fmt.Errorf("loading member %d: %w", id, err)
+		}
+		switch {
+		case m.Status == member.StatusMERGED && m.MergedIntoID != nil:
+			id = *m.MergedIntoID
+			continue
+		case m.Status == member.StatusERASED:
+			return Viewer{Err: ErrAccountDisabled}, nil
+		}
+		return Viewer{Kind: token.KindMember, SessionID: c.SessionID, Member: m}, nil
+	}
+	return Viewer{Err: ErrBadCredentials}, nil
+}
+
+func (a *Authenticator) staff(ctx context.Context, c token.Claims) (Viewer, error) {
+	s, err := a.db.Staff.Get(ctx, c.SubjectID)
+	if ent.IsNotFound(err) {
+		return Viewer{Err: ErrBadCredentials}, nil
+	}
+	if err != nil {
+		return Viewer{}, fmt.Errorf("loading staff %d: %w", c.SubjectID, err)
+	}
+	if !s.Active {
+		return Viewer{Err: ErrAccountDisabled}, nil
+	}
+	bus, err := s.QueryBusinessUnits().Select(businessunit.FieldID).Ints(ctx)
+	if err != nil {
+		return Viewer{}, fmt.Errorf("loading staff scope: %w", err)
+	}
+	return Viewer{Kind: token.KindStaff, SessionID: c.SessionID, Staff: s, StaffBusinessUnits: bus}, nil
+}
+
+func (a *Authenticator) apiClient(ctx context.Context, secret string) (Viewer, error) {
+	c, err := a.db.ApiClient.Query().
+		Where(apiclient.SecretHash(token.HashOpaque(secret))).
+		WithStores(func(q *ent.StoreQuery) { q.Select(store.FieldID) }).
+		Only(ctx)
+	if ent.IsNotFound(err) {
+		return Viewer{Err: ErrBadCredentials}, nil
+	}
+	if err != nil {
+		return Viewer{}, fmt.Errorf("loading api client: %w", err)
+	}
+	if c.RevokedAt != nil {
+		return Viewer{Err: ErrAccountDisabled}, nil
+	}
+	stores := make([]int, len(c.Edges.Stores))
+	for i, s := range c.Edges.Stores {
+		stores[i] = s.ID
+	}
+	return Viewer{Kind: token.KindAPIClient, Client: c, ClientStores: stores}, nil
+}
