@@ -41,6 +41,8 @@ type App struct {
 	SQL     *sql.DB
 	DB      *ent.Client
 	Metrics *obs.Metrics
+	// Statements counts SQL statements sent through ent.
+	Statements *database.StatementCounter
 
 	Sessions *auth.Sessions
 	Accounts *auth.Accounts
@@ -87,7 +89,8 @@ func build(cfg *config.Config, log *slog.Logger, db *sql.DB, opts Options) (*App
 	if now == nil {
 		now = time.Now
 	}
-	client := ent.NewClient(ent.Driver(entsql.OpenDB(dialect.Postgres, db)))
+	counter := &database.StatementCounter{}
+	client := ent.NewClient(ent.Driver(database.Counting(entsql.OpenDB(dialect.Postgres, db), counter)))
 	tokens, err := token.NewIssuer(cfg.Keys.JWT, "onemember", cfg.AccessTokenTTL, now)
 	if err != nil {
 		return nil, fmt.Errorf("token issuer: %w", err)
@@ -118,8 +121,9 @@ func build(cfg *config.Config, log *slog.Logger, db *sql.DB, opts Options) (*App
 		OTPKey: cfg.Keys.Signing, Log: log, Now: now,
 	})
 	return &App{
-		Config: cfg, Log: log, SQL: db, DB: client, Metrics: obs.NewMetrics(db),
-		Sessions: sessions, Accounts: accounts, Identity: ident,
+		Config: cfg, Log: log, SQL: db, DB: client, Metrics: obs.NewMetrics(db, counter.Total),
+		Statements: counter,
+		Sessions:   sessions, Accounts: accounts, Identity: ident,
 		auth: auth.NewAuthenticator(client, tokens),
 	}, nil
 }

@@ -30,7 +30,7 @@ type Metrics struct {
 
 // NewMetrics registers the metrics, the Go runtime's and the database
 // pool's.
-func NewMetrics(db *sql.DB) *Metrics {
+func NewMetrics(db *sql.DB, statements func() int64) *Metrics {
 	m := &Metrics{
 		Registry: prometheus.NewRegistry(),
 		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -51,6 +51,11 @@ func NewMetrics(db *sql.DB) *Metrics {
 	}
 	m.Registry.MustRegister(m.Requests, m.Latency, m.Errors, m.Websockets,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if statements != nil {
+		m.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "onemember_sql_statements_total", Help: "SQL statements sent to PostgreSQL (transaction control included).",
+		}, func() float64 { return float64(statements()) }))
+	}
 	if db != nil {
 		m.Registry.MustRegister(collectors.NewDBStatsCollector(db, "onemember"))
 	}
