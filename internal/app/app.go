@@ -241,7 +241,9 @@ func (a *App) ready(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	current, latest, dirty, err := migrate.Status(ctx, a.SQL, migrations.FS)
-	if err != nil || dirty || current != latest {
+	// A newer schema (a later replica already migrated) is fine during a
+	// rolling deploy; an older one is not.
+	if err != nil || dirty || current < latest {
 		http.Error(w, fmt.Sprintf("migrations not applied (at %d of %d, dirty=%v)", current, latest, dirty), http.StatusServiceUnavailable)
 		return
 	}

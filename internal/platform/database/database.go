@@ -1,8 +1,9 @@
 // Package database owns the service's connection to PostgreSQL: opening and
 // sizing the *sql.DB pool (driver "postgres", github.com/lib/pq), running
-// work in transactions, and classifying PostgreSQL errors (unique
-// violations, serialization failures, deadlocks) so callers can retry or
-// map them without knowing SQLSTATE codes.
+// work in transactions (WithTx), throw-away scratch databases (Scratch), and
+// classifying PostgreSQL errors (unique violations, serialization failures,
+// deadlocks) so callers can retry or map them without knowing SQLSTATE
+// codes.
 package database
 
 import (

@@ -131,6 +131,8 @@ func presenter(log *slog.Logger, m *obs.Metrics) graphql.ErrorPresenterFunc {
 			return gqlErr
 		case isRequestError(gqlErr):
 			code = fault.BadUserInput
+		case gqlErr.Extensions["code"] == string(fault.BadUserInput):
+			code = fault.BadUserInput // our own extensions (depth limit)
 		default:
 			log.ErrorContext(ctx, "internal error", "err", err, "path", gqlErr.Path.String())
 			gqlErr.Message = "internal error"
@@ -169,11 +171,13 @@ func setExt(e *gqlerror.Error, k string, v any) {
 // each response they push.
 func measure(m *obs.Metrics) graphql.ResponseMiddleware {
 	return func(ctx context.Context, next graphql.ResponseHandler) *graphql.Response {
-		start := time.Now()
 		resp := next(ctx)
-		name := "unknown"
+		name, start := "unknown", time.Now()
 		if oc := graphql.GetOperationContext(ctx); oc != nil {
-			name = m.OperationLabel(oc.OperationName)
+			start = oc.Stats.OperationStart
+			if oc.Operation != nil {
+				name = m.OperationLabel(oc.Operation.Name)
+			}
 		}
 		outcome := "ok"
 		if resp != nil && len(resp.Errors) > 0 {

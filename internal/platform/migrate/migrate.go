@@ -55,11 +55,11 @@ func Up(ctx context.Context, db *sql.DB, migrations fs.FS, log *slog.Logger) (er
 	if err != nil {
 		return fmt.Errorf("migrate: reading migrations: %w", err)
 	}
-	latest, err := latestVersion(src)
+	latest, ok, err := latestVersion(src)
 	if err != nil {
 		return err
 	}
-	if latest == 0 {
+	if !ok {
 		log.Warn("no migrations to apply")
 		return nil
 	}
@@ -138,7 +138,7 @@ func Status(ctx context.Context, db *sql.DB, migrations fs.FS) (current uint, la
 	if err != nil {
 		return 0, 0, false, fmt.Errorf("migrate: reading migrations: %w", err)
 	}
-	if latest, err = latestVersion(src); err != nil {
+	if latest, _, err = latestVersion(src); err != nil {
 		return 0, 0, false, err
 	}
 
@@ -156,22 +156,23 @@ func Status(ctx context.Context, db *sql.DB, migrations fs.FS) (current uint, la
 	return uint(max(version, 0)), latest, dirty, nil
 }
 
-// latestVersion returns the highest migration version in src, 0 if none.
-func latestVersion(src source.Driver) (uint, error) {
+// latestVersion returns the highest migration version in src; ok is false
+// when src holds no migration.
+func latestVersion(src source.Driver) (latest uint, ok bool, err error) {
 	v, err := src.First()
 	if errors.Is(err, fs.ErrNotExist) {
-		return 0, nil
+		return 0, false, nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("migrate: reading migrations: %w", err)
+		return 0, false, fmt.Errorf("migrate: reading migrations: %w", err)
 	}
 	for {
 		next, err := src.Next(v)
 		if errors.Is(err, fs.ErrNotExist) {
-			return v, nil
+			return v, true, nil
 		}
 		if err != nil {
-			return 0, fmt.Errorf("migrate: reading migrations: %w", err)
+			return 0, false, fmt.Errorf("migrate: reading migrations: %w", err)
 		}
 		v = next
 	}

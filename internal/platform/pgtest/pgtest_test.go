@@ -1,4 +1,4 @@
-package pgtest_test
+package pgtest
 
 import (
 	"database/sql"
@@ -8,8 +8,6 @@ import (
 	"testing/fstest"
 
 	"github.com/lib/pq"
-
-	"github.com/onemember/onemember/internal/platform/pgtest"
 )
 
 func migrations() fstest.MapFS {
@@ -51,12 +49,12 @@ func databaseExists(t *testing.T, admin *sql.DB, name string) bool {
 
 func TestNewGivesIndependentMigratedDatabases(t *testing.T) {
 	t.Parallel()
-	admin := openDB(t, pgtest.AdminDSN(t))
+	admin := openDB(t, AdminDSN(t))
 	var names []string
 
 	t.Run("use", func(t *testing.T) {
-		dsn1 := pgtest.New(t, migrations())
-		dsn2 := pgtest.New(t, migrations())
+		dsn1 := New(t, migrations())
+		dsn2 := New(t, migrations())
 		if dsn1 == dsn2 {
 			t.Fatalf("New returned %s twice", dsn1)
 		}
@@ -105,68 +103,68 @@ func TestNewGivesIndependentMigratedDatabases(t *testing.T) {
 
 func TestTemplateIsReusedAndRebuilt(t *testing.T) {
 	t.Parallel()
+	// A migration set of its own, so no other test uses its template.
 	fsys := fstest.MapFS{"1_t.up.sql": {Data: []byte(`CREATE TABLE rebuilt (id int);`)}}
-	admin := openDB(t, pgtest.AdminDSN(t))
-	templates := func() []string {
-		rows, err := admin.QueryContext(t.Context(), `SELECT datname FROM pg_database WHERE datname LIKE 'onemember\_tmpl\_%' AND shobj_description(oid, 'pg_database') IS NOT NULL`)
+	sum, err := hashFS(fsys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := templatePrefix + sum[:12]
+	admin := openDB(t, AdminDSN(t))
+
+	New(t, fsys)
+	var allowConn bool
+	var comment string
+	if err := admin.QueryRowContext(t.Context(), `SELECT datallowconn, shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1`, tmpl).Scan(&allowConn, &comment); err != nil {
+		t.Fatalf("template %s: %v", tmpl, err)
+	}
+	if allowConn || !strings.HasPrefix(comment, "pgtest template built ") {
+		t.Errorf("template %s: datallowconn=%t, comment %q", tmpl, allowConn, comment)
+	}
+	New(t, fsys)
+	var n int
+	if err := admin.QueryRowContext(t.Context(), `SELECT count(*) FROM pg_database WHERE datname LIKE $1`, tmpl+"%").Scan(&n); err != nil || n != 1 {
+		t.Fatalf("%d databases named %s*, want the one template (%v)", n, tmpl, err)
+	}
+
+	// Another process dropped it (as stale): New builds it again.
+	if _, err := admin.ExecContext(t.Context(), `DROP DATABASE `+pq.QuoteIdentifier(tmpl)); err != nil {
+		t.Fatal(err)
+	}
+	db := openDB(t, New(t, fsys))
+	if _, err := db.ExecContext(t.Context(), `INSERT INTO rebuilt VALUES (1)`); err != nil {
+		t.Fatalf("database from the rebuilt template: %v", err)
+	}
+}
+
+func TestHashFS(t *testing.T) {
+	t.Parallel()
+	a := fstest.MapFS{"1_a.up.sql": {Data: []byte("x")}}
+	b := fstest.MapFS{"1_a.up.sql": {Data: []byte("y")}}
+	c := fstest.MapFS{"1_b.up.sql": {Data: []byte("x")}}
+	seen := map[string]bool{}
+	for _, fsys := range []fstest.MapFS{a, b, c, {}} {
+		h, err := hashFS(fsys)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer rows.Close()
-		var out []string
-		for rows.Next() {
-			var s string
-			if err := rows.Scan(&s); err != nil {
-				t.Fatal(err)
-			}
-			out = append(out, s)
+		if seen[h] {
+			t.Errorf("hash %s repeated", h)
 		}
-		return out
+		seen[h] = true
 	}
+	if h1, h2 := mustHash(t, a), mustHash(t, a); h1 != h2 {
+		t.Error("hash is not deterministic")
+	}
+}
 
-	pgtest.New(t, fsys)
-	before := templates()
-	pgtest.New(t, fsys)
-	if after := templates(); len(after) != len(before) {
-		t.Fatalf("templates went from %v to %v for the same migrations", before, after)
+func mustHash(t *testing.T, fsys fstest.MapFS) string {
+	t.Helper()
+	h, err := hashFS(fsys)
+	if err != nil {
+		t.Fatal(err)
 	}
-
-	// Find this migration set's template and drop it, as a process cleaning
-	// stale templates would: New must build it again.
-	var tmpl string
-	for _, name := range before {
-		var allowConn bool
-		if err := admin.QueryRowContext(t.Context(), `SELECT datallowconn FROM pg_database WHERE datname = $1`, name).Scan(&allowConn); err != nil {
-			t.Fatal(err)
-		}
-		if allowConn {
-			t.Errorf("template %s accepts connections", name)
-		}
-	}
-	for _, name := range before {
-		db := openDB(t, pgtest.New(t, fsys))
-		_ = db
-		tmpl = name
-	}
-	_ = tmpl
-
-	dsn := pgtest.New(t, fsys)
-	var tmplName string
-	// The template name derives from the migrations; recover it from the
-	// clone's metadata is not possible, so drop every template with the
-	// table-defining migration by trying each.
-	for _, name := range before {
-		if _, err := admin.ExecContext(t.Context(), `DROP DATABASE `+pq.QuoteIdentifier(name)); err == nil {
-			tmplName = name
-			break
-		}
-	}
-	_ = tmplName
-	db := openDB(t, pgtest.New(t, fsys))
-	if _, err := db.ExecContext(t.Context(), `INSERT INTO rebuilt VALUES (1)`); err != nil {
-		t.Fatalf("database from a rebuilt template: %v", err)
-	}
-	_ = dsn
+	return h
 }
 
 func TestDSNForDB(t *testing.T) {
@@ -176,7 +174,7 @@ func TestDSNForDB(t *testing.T) {
 		{"postgresql://u:p%40ss@h:5432?sslmode=disable", "postgresql://u:p%40ss@h:5432/other?sslmode=disable"},
 		{"host=127.0.0.1 port=55432 user=postgres dbname=onemember sslmode=disable", "host=127.0.0.1 port=55432 user=postgres dbname=onemember sslmode=disable dbname='other'"},
 	} {
-		if got := pgtest.DSNForDB(tc.base, "other"); got != tc.want {
+		if got := DSNForDB(tc.base, "other"); got != tc.want {
 			t.Errorf("DSNForDB(%q) = %q, want %q", tc.base, got, tc.want)
 		}
 	}

@@ -1,0 +1,519 @@
+#!/usr/bin/env bash
+# bench.sh runs the HTTP load benchmarks of docs/BENCHMARKS.md against a
+# freshly seeded benchmark database and puts each result next to a pgbench
+# select-only reference measured in the same run on the same PostgreSQL, so
+# that numbers from shared, noisy machines can be compared as ratios.
+#
+#   make bench                          (exports DATABASE_URL, builds bin/server)
+#   DATABASE_URL=postgres://... scripts/bench.sh
+#
+# Environment (defaults in brackets):
+#   DATABASE_URL          server to use; must be on 127.0.0.1/localhost (required)
+#   BENCH_MEMBERS         members seeded into the benchmark database [100000]
+#   BENCH_CONNECTIONS     concurrent connections, wrk and pgbench alike [32]
+#   BENCH_DURATION        seconds per measured run [30]
+#   BENCH_WARMUP          seconds of unmeasured warm-up before each run [5]
+#   BENCH_THREADS         wrk threads, also pgbench -j [2]
+#   BENCH_TOKENS          members signed in whose tokens the requests rotate [200]
+#   BENCH_SCENARIOS       space-separated scenarios to run [viewer]
+#   BENCH_DB              benchmark database, dropped and recreated [onemember_bench]
+#   BENCH_PGBENCH_DB      pgbench scratch database, dropped at exit [onemember_pgbench]
+#   BENCH_PGBENCH_SCALE   pgbench -i -s [10]
+#   BENCH_FRESH_DB        1: drop, recreate and seed BENCH_DB; 0: reuse it [1]
+#   BENCH_PORT            loopback port for the server [a free one]
+#   BENCH_RESULTS_DIR     where the Markdown report goes [bench-results]
+#
+# Output: a Markdown table on stdout; the same table, the machine and the
+# command are appended to $BENCH_RESULTS_DIR/<UTC timestamp>.md. Progress
+# and raw tool output go to stderr.
+#
+# Adding a scenario: write a function scenario_<name> that calls
+# run_http_scenario with a name, a GraphQL document, a token file and a
+# string every good response contains; add <name> to BENCH_SCENARIOS.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
+cd "$ROOT"
+
+log() { printf 'bench: %s\n' "$*" >&2; }
+die() {
+	log "error: $*"
+	exit 1
+}
+
+# ---------------------------------------------------------------------------
+# Configuration and its bounds.
+# ---------------------------------------------------------------------------
+: "${DATABASE_URL:?DATABASE_URL must be set (make bench sets it)}"
+MEMBERS="${BENCH_MEMBERS:-100000}"
+CONNS="${BENCH_CONNECTIONS:-32}"
+DURATION="${BENCH_DURATION:-30}"
+DURATION="${DURATION%s}" # accept "30s"
+WARMUP="${BENCH_WARMUP:-5}"
+WARMUP="${WARMUP%s}"
+THREADS="${BENCH_THREADS:-2}"
+NTOKENS="${BENCH_TOKENS:-200}"
+SCENARIOS="${BENCH_SCENARIOS:-viewer}"
+BENCH_DB="${BENCH_DB:-onemember_bench}"
+PGBENCH_DB="${BENCH_PGBENCH_DB:-onemember_pgbench}"
+PGBENCH_SCALE="${BENCH_PGBENCH_SCALE:-10}"
+FRESH_DB="${BENCH_FRESH_DB:-1}"
+RESULTS_DIR="${BENCH_RESULTS_DIR:-$ROOT/bench-results}"
+SERVER="$ROOT/bin/server"
+
+int_in() { # int_in NAME VALUE MIN MAX
+	if ! [[ "$2" =~ ^[0-9]+$ ]] || (($2 < $3 || $2 > $4)); then
+		die "$1 must be an integer in [$3, $4], got '$2'"
+	fi
+}
+int_in BENCH_MEMBERS "$MEMBERS" 0 10000000
+int_in BENCH_CONNECTIONS "$CONNS" 1 1000
+int_in BENCH_DURATION "$DURATION" 1 600
+int_in BENCH_WARMUP "$WARMUP" 0 120
+int_in BENCH_THREADS "$THREADS" 1 64
+int_in BENCH_TOKENS "$NTOKENS" 1 10000
+int_in BENCH_PGBENCH_SCALE "$PGBENCH_SCALE" 1 1000
+((THREADS <= CONNS)) || die "BENCH_THREADS ($THREADS) must not exceed BENCH_CONNECTIONS ($CONNS)"
+for db in "$BENCH_DB" "$PGBENCH_DB"; do
+	[[ "$db" =~ ^[a-z_][a-z0-9_]*$ ]] || die "database name '$db' must be a plain lower-case identifier"
+done
+[[ -x "$SERVER" ]] || die "$SERVER not found: run 'make build' (or 'make bench')"
+
+# DATABASE_URL must be a postgres:// URL on this machine: the script drops
+# and recreates databases on that server.
+[[ "$DATABASE_URL" =~ ^(postgres(ql)?://)([^/?]*)(/[^?]*)?(\?.*)?$ ]] ||
+	die "DATABASE_URL must be a postgres:// URL"
+URL_SCHEME="${BASH_REMATCH[1]}"
+URL_AUTHORITY="${BASH_REMATCH[3]}"
+URL_QUERY="${BASH_REMATCH[5]}"
+host="${URL_AUTHORITY##*@}"
+host="${host%:*}"
+case "$host" in
+127.0.0.1 | localhost | "[::1]") ;;
+*) die "DATABASE_URL host '$host' is not local; the benchmark only targets 127.0.0.1" ;;
+esac
+db_url() { printf '%s%s/%s%s' "$URL_SCHEME" "$URL_AUTHORITY" "$1" "$URL_QUERY"; }
+ADMIN_URL="$(db_url postgres)"
+BENCH_URL="$(db_url "$BENCH_DB")"
+PGBENCH_URL="$(db_url "$PGBENCH_DB")"
+
+# pg_tool NAME prints the path of a PostgreSQL client program, preferring
+# the newest /usr/lib/postgresql/*/bin.
+pg_tool() {
+	local d
+	while IFS= read -r d; do
+		[[ -x "$d/$1" ]] && {
+			printf '%s\n' "$d/$1"
+			return 0
+		}
+	done < <(printf '%s\n' /usr/lib/postgresql/*/bin | sort -t/ -k5,5 -rn)
+	command -v "$1"
+}
+PSQL="$(pg_tool psql)" || die "psql not found"
+PGBENCH="$(pg_tool pgbench)" || die "pgbench not found (Debian: postgresql-contrib / postgresql-client)"
+psql_admin() { "$PSQL" -X -q -w -v ON_ERROR_STOP=1 -d "$ADMIN_URL" "$@"; }
+
+ensure_wrk() {
+	command -v wrk >/dev/null 2>&1 && return 0
+	local sudo=()
+	if [[ "$(id -u)" -ne 0 ]]; then
+		command -v sudo >/dev/null 2>&1 || die "wrk is missing and sudo is unavailable: install the 'wrk' package"
+		sudo=(sudo)
+	fi
+	log "installing wrk with apt-get"
+	if ! "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends wrk >&2; then
+		"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update >&2
+		"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends wrk >&2 ||
+			die "apt-get install wrk failed"
+	fi
+	command -v wrk >/dev/null 2>&1 || die "wrk still not found after installing"
+}
+
+# ---------------------------------------------------------------------------
+# Scratch space, server process and cleanup.
+# ---------------------------------------------------------------------------
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/onemember-bench.XXXXXX")"
+SERVER_PID=""
+stop_server() {
+	if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+		kill -TERM "$SERVER_PID" 2>/dev/null || true
+		for _ in $(seq 1 100); do
+			kill -0 "$SERVER_PID" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill -KILL "$SERVER_PID" 2>/dev/null || true
+		wait "$SERVER_PID" 2>/dev/null || true
+	fi
+	SERVER_PID=""
+}
+cleanup() {
+	local rc=$?
+	stop_server
+	psql_admin -c "DROP DATABASE IF EXISTS \"$PGBENCH_DB\" WITH (FORCE)" >/dev/null 2>&1 || true
+	if ((rc != 0)) && [[ -s "$WORK/server.log" ]]; then
+		log "server log (last 30 lines):"
+		tail -n 30 "$WORK/server.log" >&2 || true
+	fi
+	rm -rf "$WORK"
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# free_port prints a loopback TCP port nobody listens on.
+free_port() {
+	local p
+	for _ in $(seq 1 200); do
+		p=$((20000 + RANDOM % 40000))
+		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+			printf '%s\n' "$p"
+			return 0
+		fi
+	done
+	return 1
+}
+
+start_server() {
+	local port="${BENCH_PORT:-}"
+	[[ -n "$port" ]] || port="$(free_port)" || die "no free loopback port found"
+	int_in BENCH_PORT "$port" 1 65535
+	BASE="http://127.0.0.1:$port"
+	log "starting bin/server serve on $BASE (LOG_LEVEL=warn)"
+	DATABASE_URL="$BENCH_URL" LISTEN_ADDR="127.0.0.1:$port" LOG_LEVEL=warn \
+		ACCESS_TOKEN_TTL="${ACCESS_TOKEN_TTL:-2h}" \
+		"$SERVER" serve >"$WORK/server.log" 2>&1 &
+	SERVER_PID=$!
+	for _ in $(seq 1 600); do
+		kill -0 "$SERVER_PID" 2>/dev/null || die "server exited during start-up"
+		if curl -fsS --max-time 2 -o /dev/null "$BASE/readyz" 2>/dev/null; then
+			log "server ready (pid $SERVER_PID)"
+			return 0
+		fi
+		sleep 0.1
+	done
+	die "server not ready on $BASE/readyz after 60 s"
+}
+
+# ---------------------------------------------------------------------------
+# Measurements.
+# ---------------------------------------------------------------------------
+
+# metric NAME prints the sum of all series of a Prometheus metric.
+metric() {
+	curl -fsS --max-time 5 "$BASE/metrics" |
+		awk -v n="$1" '$1 == n || index($1, n "{") == 1 { s += $NF } END { printf "%.6f\n", s }'
+}
+metric_series() { # metric_series NAME LABEL_SUBSTRING
+	curl -fsS --max-time 5 "$BASE/metrics" |
+		awk -v n="$1" -v l="$2" 'index($1, n "{") == 1 && index($1, l) { s += $NF } END { printf "%.6f\n", s }'
+}
+# cpu_busy prints the machine's busy and total jiffies (first line of /proc/stat).
+cpu_jiffies() { awk '/^cpu / { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t }' /proc/stat; }
+calc() { awk "BEGIN { printf \"$1\n\", $2 }"; }
+
+json_string() { # JSON-encodes $1 (quotes, backslashes, control whitespace)
+	local s="$1"
+	s="${s//\\/\\\\}"
+	s="${s//\"/\\\"}"
+	s="${s//$'\n'/\\n}"
+	s="${s//$'\t'/\\t}"
+	s="${s//$'\r'/\\r}"
+	printf '"%s"' "$s"
+}
+
+# The wrk script: every request carries the next token of the thread's
+# rotation (requests are built once per token), every response body is
+# checked for "errors" and for the scenario's expected marker, and done()
+# prints one machine-readable line.
+cat >"$WORK/rotate.lua" <<'LUA'
+local threads = {}
+local counter = 0
+
+function setup(thread)
+  counter = counter + 1
+  thread:set("id", counter)
+  table.insert(threads, thread)
+end
+
+local reqs = {}
+local idx = 0
+
+function init(args)
+  local tokens_file, body_file = args[1], args[2]
+  expect = args[3] or ""
+  local f = assert(io.open(body_file, "rb"))
+  local body = f:read("*a")
+  f:close()
+  for line in io.lines(tokens_file) do
+    if #line > 0 then
+      reqs[#reqs + 1] = wrk.format("POST", wrk.path, {
+        ["Content-Type"] = "application/json",
+        ["Authorization"] = "Bearer " .. line,
+      }, body)
+    end
+  end
+  assert(#reqs > 0, "no tokens in " .. tokens_file)
+  -- Threads start at different points of the rotation.
+  idx = ((id - 1) * 7919) % #reqs
+  gql_errors, unexpected, checked = 0, 0, 0
+end
+
+function request()
+  idx = idx % #reqs + 1
+  return reqs[idx]
+end
+
+function response(status, headers, body)
+  checked = checked + 1
+  if body:find('"errors"', 1, true) then
+    gql_errors = gql_errors + 1
+  elseif expect ~= "" and not body:find(expect, 1, true) then
+    unexpected = unexpected + 1
+  end
+end
+
+function done(summary, latency, requests)
+  local e, u, c = 0, 0, 0
+  for _, t in ipairs(threads) do
+    e = e + t:get("gql_errors")
+    u = u + t:get("unexpected")
+    c = c + t:get("checked")
+  end
+  local s = summary.errors
+  io.write(string.format(
+    "BENCH requests=%d duration_us=%d p50_us=%d p90_us=%d p99_us=%d max_us=%d " ..
+    "non2xx=%d connect=%d read=%d write=%d timeout=%d gql_errors=%d unexpected=%d checked=%d\n",
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(90),
+    latency:percentile(99), latency.max, s.status, s.connect, s.read, s.write, s.timeout, e, u, c))
+end
+LUA
+
+# wrk_run SECONDS TOKENS BODY EXPECT OUT: one wrk run, raw output in OUT.
+wrk_run() {
+	timeout --kill-after=10 $(($1 + 60)) \
+		wrk --latency --timeout 5s -t "$THREADS" -c "$CONNS" -d "${1}s" \
+		-s "$WORK/rotate.lua" "$BASE/query" -- "$2" "$3" "$4" >"$5" 2>&1 ||
+		{
+			cat "$5" >&2
+			die "wrk failed"
+		}
+}
+
+ROWS=()    # Markdown table rows
+DETAILS=() # one line per scenario, below the table
+RAW=()     # files with raw tool output for the report
+
+# run_http_scenario NAME QUERY TOKEN_FILE EXPECT: warm-up, then a measured
+# wrk run whose server-side cost comes from /metrics deltas.
+run_http_scenario() {
+	local name="$1" query="$2" tokens="$3" expect="$4"
+	local body="$WORK/$name.json" out="$WORK/$name.wrk"
+	printf '{"query":%s}' "$(json_string "$query")" >"$body"
+	if ((WARMUP > 0)); then
+		log "$name: warm-up ${WARMUP}s"
+		wrk_run "$WARMUP" "$tokens" "$body" "$expect" "$WORK/$name.warmup"
+	fi
+	local sql0 req0 err0 cpu0 j0
+	sql0="$(metric onemember_sql_statements_total)"
+	req0="$(metric onemember_graphql_requests_total)"
+	err0="$(metric_series onemember_graphql_requests_total 'outcome="error"')"
+	cpu0="$(metric process_cpu_seconds_total)"
+	read -r j0 jt0 < <(cpu_jiffies)
+	log "$name: ${CONNS} connections, ${THREADS} threads, ${DURATION}s"
+	wrk_run "$DURATION" "$tokens" "$body" "$expect" "$out"
+	local sql1 req1 err1 cpu1 j1
+	read -r j1 jt1 < <(cpu_jiffies)
+	sql1="$(metric onemember_sql_statements_total)"
+	req1="$(metric onemember_graphql_requests_total)"
+	err1="$(metric_series onemember_graphql_requests_total 'outcome="error"')"
+	cpu1="$(metric process_cpu_seconds_total)"
+	cat "$out" >&2
+	RAW+=("$out")
+
+	local line
+	line="$(grep '^BENCH ' "$out")" || die "$name: no result line from wrk"
+	local requests duration_us p50_us p99_us non2xx connect read write timeout gql_errors unexpected
+	eval "$(printf '%s\n' "${line#BENCH }" | tr ' ' '\n' | grep -E '^[a-z0-9_]+=[0-9]+$' | sed 's/^/local /')"
+	local rps sql_per_req srv_req srv_err srv_cores machine_cores cpu_us_req
+	rps="$(calc '%.0f' "$requests / ($duration_us / 1000000)")"
+	srv_req="$(calc '%.0f' "$req1 - $req0")"
+	srv_err="$(calc '%.0f' "$err1 - $err0")"
+	sql_per_req="$(calc '%.2f' "($srv_req > 0) ? ($sql1 - $sql0) / $srv_req : 0")"
+	srv_cores="$(calc '%.2f' "($cpu1 - $cpu0) / ($duration_us / 1000000)")"
+	cpu_us_req="$(calc '%.0f' "($requests > 0) ? ($cpu1 - $cpu0) * 1000000 / $requests : 0")"
+	machine_cores="$(calc '%.2f' "($jt1 > $jt0) ? ($j1 - $j0) / ($jt1 - $jt0) * $(nproc) : 0")"
+	local p50 p99
+	p50="$(calc '%.2f ms' "$p50_us / 1000")"
+	p99="$(calc '%.2f ms' "$p99_us / 1000")"
+	ROWS+=("| $name | $CONNS | ${DURATION}s | $rps | $p50 | $p99 | $sql_per_req | @REF@ | @RATIO:$rps@ | $non2xx | $gql_errors |")
+	DETAILS+=("- \`$name\`: $requests requests in ${DURATION}s (server counted $srv_req, $srv_err with GraphQL errors); socket errors connect/read/write/timeout $connect/$read/$write/$timeout; $unexpected responses without \`$expect\`; server process CPU $srv_cores cores (${cpu_us_req} µs/request); whole machine busy $machine_cores of $(nproc) cores (server + PostgreSQL + wrk).")
+	if ((non2xx + gql_errors + unexpected + connect + read + write + timeout > 0)); then
+		FAILED+=("$name: non-2xx=$non2xx errors=$gql_errors unexpected=$unexpected socket=$connect/$read/$write/$timeout")
+	fi
+}
+FAILED=()
+
+# ---------------------------------------------------------------------------
+# Scenarios. Each takes the token file; add new ones here.
+# ---------------------------------------------------------------------------
+
+# viewer: the cheapest authenticated operation, the floor of every app
+# screen: HTTP, JWT verification, the member lookup of authentication,
+# gqlgen parsing (cached), execution and JSON encoding.
+scenario_viewer() {
+	run_http_scenario viewer \
+		'query WhoAmI { viewer { __typename ... on Member { id memberNo } } }' \
+		"$1" '"memberNo":"'
+}
+
+# ---------------------------------------------------------------------------
+# pgbench reference.
+# ---------------------------------------------------------------------------
+PGBENCH_TPS=()
+pgbench_init() {
+	log "pgbench: initialising scale $PGBENCH_SCALE in $PGBENCH_DB"
+	psql_admin -c "DROP DATABASE IF EXISTS \"$PGBENCH_DB\" WITH (FORCE)" -c "CREATE DATABASE \"$PGBENCH_DB\"" >&2
+	timeout 900 "$PGBENCH" -i -q -s "$PGBENCH_SCALE" "$PGBENCH_URL" >"$WORK/pgbench-init.log" 2>&1 ||
+		{
+			cat "$WORK/pgbench-init.log" >&2
+			die "pgbench -i failed"
+		}
+}
+# pgbench_run LABEL: a select-only run with the scenarios' connections and
+# duration (after its own warm-up); appends its TPS to PGBENCH_TPS.
+pgbench_run() {
+	local out="$WORK/pgbench-$1.log"
+	if ((WARMUP > 0)); then
+		timeout $((WARMUP + 60)) "$PGBENCH" -n -S -c "$CONNS" -j "$THREADS" -T "$WARMUP" "$PGBENCH_URL" >/dev/null 2>&1 ||
+			die "pgbench warm-up failed"
+	fi
+	log "pgbench ($1): -S -c $CONNS -j $THREADS -T $DURATION"
+	timeout $((DURATION + 60)) "$PGBENCH" -n -S -c "$CONNS" -j "$THREADS" -T "$DURATION" "$PGBENCH_URL" >"$out" 2>&1 ||
+		{
+			cat "$out" >&2
+			die "pgbench failed"
+		}
+	cat "$out" >&2
+	RAW+=("$out")
+	local tps
+	tps="$(awk '/^tps = / { printf "%.0f", $3 }' "$out")"
+	[[ -n "$tps" ]] || die "no tps in pgbench output"
+	PGBENCH_TPS+=("$tps")
+	PGBENCH_LAT+=("$(awk '/^latency average/ { print $4 " " $5 }' "$out")")
+}
+PGBENCH_LAT=()
+
+# ---------------------------------------------------------------------------
+# Main.
+# ---------------------------------------------------------------------------
+for s in $SCENARIOS; do
+	declare -F "scenario_$s" >/dev/null || die "unknown scenario '$s' (have: $(declare -F | awk '/scenario_/ { sub("scenario_", "", $3); printf "%s ", $3 }'))"
+done
+ensure_wrk
+command -v curl >/dev/null 2>&1 || die "curl not found"
+STARTED=$SECONDS
+
+if [[ "$FRESH_DB" == "1" ]]; then
+	log "recreating database $BENCH_DB"
+	psql_admin -c "DROP DATABASE IF EXISTS \"$BENCH_DB\" WITH (FORCE)" -c "CREATE DATABASE \"$BENCH_DB\"" >&2
+else
+	exists="$(psql_admin -tAc "SELECT 1 FROM pg_database WHERE datname = '$BENCH_DB'")"
+	[[ "$exists" == "1" ]] || psql_admin -c "CREATE DATABASE \"$BENCH_DB\"" >&2
+fi
+log "seeding $MEMBERS members into $BENCH_DB"
+seed_started=$SECONDS
+DATABASE_URL="$BENCH_URL" LOG_LEVEL=warn SEED_ADMIN_PASSWORD="bench-admin-password" \
+	timeout "${BENCH_SEED_TIMEOUT:-1800}" "$SERVER" seed --members "$MEMBERS" >&2 ||
+	die "seeding failed"
+SEED_SECONDS=$((SECONDS - seed_started))
+log "seeded in ${SEED_SECONDS}s; vacuum analyze"
+"$PSQL" -X -q -w -d "$BENCH_URL" -c 'VACUUM ANALYZE' >&2
+
+pgbench_init
+# Reference before the server starts: nothing else runs.
+pgbench_run before
+
+start_server
+TOKENS="$WORK/tokens.txt"
+log "signing in $NTOKENS members"
+: >"$TOKENS"
+for i in $(seq 1 "$NTOKENS"); do
+	openid="$(printf 'bench-%06d' "$i")"
+	resp="$(curl -fsS --max-time 10 -H 'Content-Type: application/json' "$BASE/query" \
+		--data "{\"query\":\"mutation { loginWithWeChat(input:{appId:\\\"wx-demo\\\", code:\\\"dev:$openid\\\"}) { accessToken member { id } } }\"}")" ||
+		die "loginWithWeChat request failed for $openid"
+	tok="$(printf '%s' "$resp" | sed -n 's/.*"accessToken":"\([^"]*\)".*/\1/p')"
+	[[ -n "$tok" ]] || die "no accessToken for $openid: $resp"
+	printf '%s\n' "$tok" >>"$TOKENS"
+done
+
+for s in $SCENARIOS; do
+	"scenario_$s" "$TOKENS"
+done
+stop_server
+
+# Reference again after the scenarios: the pair shows the machine's drift.
+pgbench_run after
+REF_TPS="$(calc '%.0f' "(${PGBENCH_TPS[0]} + ${PGBENCH_TPS[1]}) / 2")"
+
+# ---------------------------------------------------------------------------
+# Report.
+# ---------------------------------------------------------------------------
+CPU_MODEL="$(lscpu 2>/dev/null | sed -n 's/^Model name:[[:space:]]*//p' | head -n1)"
+RAM="$(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
+PG_VERSION="$(psql_admin -tAc 'SHOW server_version')"
+COMMIT="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+if [[ -n "$(git --no-optional-locks status --porcelain 2>/dev/null | head -n1)" ]]; then COMMIT="$COMMIT (dirty tree)"; fi
+COMMAND="BENCH_MEMBERS=$MEMBERS BENCH_CONNECTIONS=$CONNS BENCH_DURATION=$DURATION BENCH_WARMUP=$WARMUP BENCH_THREADS=$THREADS BENCH_TOKENS=$NTOKENS BENCH_SCENARIOS=\"$SCENARIOS\""
+if [[ -n "${MAKELEVEL:-}" ]]; then COMMAND="$COMMAND make bench"; else COMMAND="$COMMAND scripts/bench.sh"; fi
+
+table() {
+	printf '| scenario | connections | duration | req/s | p50 | p99 | SQL/req | reference TPS | ratio | non-2xx | GraphQL errors |\n'
+	printf '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n'
+	local row rps
+	for row in "${ROWS[@]}"; do
+		rps="${row##*@RATIO:}"
+		rps="${rps%%@*}"
+		row="${row/@REF@/$REF_TPS}"
+		row="${row/@RATIO:$rps@/$(calc '%.3f' "$rps / $REF_TPS")}"
+		printf '%s\n' "$row"
+	done
+	printf '| pgbench -S (reference) | %s | %ss | %s | — | — | 1.00 | %s | 1.000 | — | — |\n' \
+		"$CONNS" "$DURATION" "$REF_TPS" "$REF_TPS"
+}
+
+TS="$(date -u +%Y%m%dT%H%M%SZ)"
+mkdir -p "$RESULTS_DIR"
+REPORT="$RESULTS_DIR/$TS.md"
+{
+	printf '## OneMember benchmark, %s\n\n' "$(date -u)"
+	printf -- '- machine: %s CPUs (nproc), %s, %s RAM; PostgreSQL %s\n' "$(nproc)" "$CPU_MODEL" "$RAM" "$PG_VERSION"
+	printf -- '- commit: %s\n' "$COMMIT"
+	# shellcheck disable=SC2016 # backquotes are Markdown
+	printf -- '- command: `%s`\n' "$COMMAND"
+	printf -- '- data: %s members seeded in %ss; %s signed-in members rotated per request; wrk %s threads\n' \
+		"$MEMBERS" "$SEED_SECONDS" "$NTOKENS" "$THREADS"
+	printf -- '- reference: pgbench -S -c %s -j %s -T %s at scale %s: %s TPS before, %s TPS after the scenarios (latency average %s / %s); the mean is the reference\n\n' \
+		"$CONNS" "$THREADS" "$DURATION" "$PGBENCH_SCALE" "${PGBENCH_TPS[0]}" "${PGBENCH_TPS[1]}" "${PGBENCH_LAT[0]}" "${PGBENCH_LAT[1]}"
+	table
+	printf '\n'
+	printf '%s\n' "${DETAILS[@]}"
+	printf '\n<details><summary>raw output</summary>\n\n```\n'
+	for f in "${RAW[@]}"; do
+		printf '== %s\n' "$(basename "$f")"
+		cat "$f"
+	done
+	printf '```\n</details>\n\n'
+} >>"$REPORT"
+
+printf '\n'
+table
+printf '\n'
+printf '%s\n' "${DETAILS[@]}"
+printf '\nreference: pgbench -S %s TPS before, %s after; report: %s (total %ss)\n' \
+	"${PGBENCH_TPS[0]}" "${PGBENCH_TPS[1]}" "${REPORT#"$ROOT"/}" "$((SECONDS - STARTED))"
+if ((${#FAILED[@]} > 0)); then
+	log "FAILED: responses were not all good:"
+	printf '  %s\n' "${FAILED[@]}" >&2
+	exit 1
+fi
