@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"reflect"
 	"strings"
 	"time"
 
@@ -102,7 +103,7 @@ func (c *Config) WeChatSecrets() (map[string]string, error) {
 func Load() (*Config, error) {
 	var c Config
 	if err := env.Parse(&c); err != nil {
-		return nil, fmt.Errorf("config: %w", err)
+		return nil, fmt.Errorf("config: %w", nameVariables(err))
 	}
 	var errs []error
 	if c.Env != Development && c.Env != Production {
@@ -135,6 +136,28 @@ func Load() (*Config, error) {
 		return nil, fmt.Errorf("config: %w", errors.Join(errs...))
 	}
 	return &c, nil
+}
+
+// nameVariables rewrites the env library's parse errors, which name Go
+// fields, to name the environment variables an operator sets.
+func nameVariables(err error) error {
+	var agg env.AggregateError
+	if !errors.As(err, &agg) {
+		return err
+	}
+	t := reflect.TypeOf(Config{})
+	out := make([]error, 0, len(agg.Errors))
+	for _, e := range agg.Errors {
+		var pe env.ParseError
+		if errors.As(e, &pe) {
+			if f, ok := t.FieldByName(pe.Name); ok {
+				out = append(out, fmt.Errorf("%s: %w", f.Tag.Get("env"), pe.Err))
+				continue
+			}
+		}
+		out = append(out, e)
+	}
+	return errors.Join(out...)
 }
 
 // loadKeys decodes the key settings. In development a missing key is taken

@@ -1,0 +1,36 @@
+package schemadiff
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/onemember/onemember/internal/platform/pgtest"
+)
+
+func TestCheckAgreesWithCommittedMigrations(t *testing.T) {
+	if err := Check(context.Background(), pgtest.New(t, nil), "../../../migrations"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Without the latest migration the folder lags the ent schema: Check must
+// say so.
+func TestCheckCatchesAMissingMigration(t *testing.T) {
+	src := "../../../migrations"
+	files, _ := filepath.Glob(filepath.Join(src, "*.up.sql"))
+	if len(files) == 0 {
+		t.Fatal("no migrations found")
+	}
+	dir := t.TempDir()
+	for _, f := range files[:len(files)-1] {
+		b, _ := os.ReadFile(f)
+		_ = os.WriteFile(filepath.Join(dir, filepath.Base(f)), b, 0o644)
+	}
+	err := Check(context.Background(), pgtest.New(t, nil), dir)
+	if err == nil || !strings.Contains(err.Error(), "behind the ent schema") {
+		t.Fatalf("Check with a missing migration: %v", err)
+	}
+}
