@@ -42,12 +42,15 @@ type BenefitEdges struct {
 	Tiers []*Tier `json:"tiers,omitempty"`
 	// BusinessUnits holds the value of the business_units edge.
 	BusinessUnits []*BusinessUnit `json:"business_units,omitempty"`
+	// Plans holds the value of the plans edge.
+	Plans []*PaidMembershipPlan `json:"plans,omitempty"`
 	// loadedTypes holds the information for reporting if a
 	// type was loaded (or requested) in eager-loading or not.
-	loadedTypes [2]bool
+	loadedTypes [3]bool
 
 	namedTiers         map[string][]*Tier
 	namedBusinessUnits map[string][]*BusinessUnit
+	namedPlans         map[string][]*PaidMembershipPlan
 }
 
 // TiersOrErr returns the Tiers value or an error if the edge
@@ -66,6 +69,15 @@ func (e BenefitEdges) BusinessUnitsOrErr() ([]*BusinessUnit, error) {
 		return e.BusinessUnits, nil
 	}
 	return nil, &NotLoadedError{edge: "business_units"}
+}
+
+// PlansOrErr returns the Plans value or an error if the edge
+// was not loaded in eager-loading.
+func (e BenefitEdges) PlansOrErr() ([]*PaidMembershipPlan, error) {
+	if e.loadedTypes[2] {
+		return e.Plans, nil
+	}
+	return nil, &NotLoadedError{edge: "plans"}
 }
 
 // scanValues returns the types for scanning values from sql.Rows.
@@ -159,6 +171,11 @@ func (_m *Benefit) QueryBusinessUnits() *BusinessUnitQuery {
 	return NewBenefitClient(_m.config).QueryBusinessUnits(_m)
 }
 
+// QueryPlans queries the "plans" edge of the Benefit entity.
+func (_m *Benefit) QueryPlans() *PaidMembershipPlanQuery {
+	return NewBenefitClient(_m.config).QueryPlans(_m)
+}
+
 // Update returns a builder for updating this Benefit.
 // Note that you need to call Benefit.Unwrap() before calling this method if this Benefit
 // was returned from a transaction, and the transaction was committed or rolled back.
@@ -248,6 +265,30 @@ func (_m *Benefit) appendNamedBusinessUnits(name string, edges ...*BusinessUnit)
 		_m.Edges.namedBusinessUnits[name] = []*BusinessUnit{}
 	} else {
 		_m.Edges.namedBusinessUnits[name] = append(_m.Edges.namedBusinessUnits[name], edges...)
+	}
+}
+
+// NamedPlans returns the Plans named value or an error if the edge was not
+// loaded in eager-loading with this name.
+func (_m *Benefit) NamedPlans(name string) ([]*PaidMembershipPlan, error) {
+	if _m.Edges.namedPlans == nil {
+		return nil, &NotLoadedError{edge: name}
+	}
+	nodes, ok := _m.Edges.namedPlans[name]
+	if !ok {
+		return nil, &NotLoadedError{edge: name}
+	}
+	return nodes, nil
+}
+
+func (_m *Benefit) appendNamedPlans(name string, edges ...*PaidMembershipPlan) {
+	if _m.Edges.namedPlans == nil {
+		_m.Edges.namedPlans = make(map[string][]*PaidMembershipPlan)
+	}
+	if len(edges) == 0 {
+		_m.Edges.namedPlans[name] = []*PaidMembershipPlan{}
+	} else {
+		_m.Edges.namedPlans[name] = append(_m.Edges.namedPlans[name], edges...)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"entgo.io/ent/schema/field"
 	"github.com/onemember/onemember/ent/benefit"
 	"github.com/onemember/onemember/ent/businessunit"
+	"github.com/onemember/onemember/ent/paidmembershipplan"
 	"github.com/onemember/onemember/ent/schema/enum"
 	"github.com/onemember/onemember/ent/tier"
 )
@@ -113,6 +114,21 @@ func (_c *BenefitCreate) AddBusinessUnits(v ...*BusinessUnit) *BenefitCreate {
 		ids[i] = v[i].ID
 	}
 	return _c.AddBusinessUnitIDs(ids...)
+}
+
+// AddPlanIDs adds the "plans" edge to the PaidMembershipPlan entity by IDs.
+func (_c *BenefitCreate) AddPlanIDs(ids ...int) *BenefitCreate {
+	_c.mutation.AddPlanIDs(ids...)
+	return _c
+}
+
+// AddPlans adds the "plans" edges to the PaidMembershipPlan entity.
+func (_c *BenefitCreate) AddPlans(v ...*PaidMembershipPlan) *BenefitCreate {
+	ids := make([]int, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _c.AddPlanIDs(ids...)
 }
 
 // Mutation returns the BenefitMutation object of the builder.
@@ -275,6 +291,22 @@ func (_c *BenefitCreate) createSpec() (*Benefit, *sqlgraph.CreateSpec) {
 			Bidi:    false,
 			Target: &sqlgraph.EdgeTarget{
 				IDSpec: sqlgraph.NewFieldSpec(businessunit.FieldID, field.TypeInt),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges = append(_spec.Edges, edge)
+	}
+	if nodes := _c.mutation.PlansIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.M2M,
+			Inverse: true,
+			Table:   benefit.PlansTable,
+			Columns: benefit.PlansPrimaryKey,
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(paidmembershipplan.FieldID, field.TypeInt),
 			},
 		}
 		for _, k := range nodes {

@@ -15,6 +15,7 @@ import (
 	"entgo.io/ent/schema/field"
 	"github.com/onemember/onemember/ent/benefit"
 	"github.com/onemember/onemember/ent/businessunit"
+	"github.com/onemember/onemember/ent/paidmembershipplan"
 	"github.com/onemember/onemember/ent/predicate"
 	"github.com/onemember/onemember/ent/tier"
 )
@@ -28,10 +29,12 @@ type BenefitQuery struct {
 	predicates             []predicate.Benefit
 	withTiers              *TierQuery
 	withBusinessUnits      *BusinessUnitQuery
+	withPlans              *PaidMembershipPlanQuery
 	loadTotal              []func(context.Context, []*Benefit) error
 	modifiers              []func(*sql.Selector)
 	withNamedTiers         map[string]*TierQuery
 	withNamedBusinessUnits map[string]*BusinessUnitQuery
+	withNamedPlans         map[string]*PaidMembershipPlanQuery
 	// intermediate query (i.e. traversal path).
 	sql  *sql.Selector
 	path func(context.Context) (*sql.Selector, error)
@@ -105,6 +108,28 @@ func (_q *BenefitQuery) QueryBusinessUnits() *BusinessUnitQuery {
 			sqlgraph.From(benefit.Table, benefit.FieldID, selector),
 			sqlgraph.To(businessunit.Table, businessunit.FieldID),
 			sqlgraph.Edge(sqlgraph.M2M, false, benefit.BusinessUnitsTable, benefit.BusinessUnitsPrimaryKey...),
+		)
+		fromU = sqlgraph.SetNeighbors(_q.driver.Dialect(), step)
+		return fromU, nil
+	}
+	return query
+}
+
+// QueryPlans chains the current query on the "plans" edge.
+func (_q *BenefitQuery) QueryPlans() *PaidMembershipPlanQuery {
+	query := (&PaidMembershipPlanClient{config: _q.config}).Query()
+	query.path = func(ctx context.Context) (fromU *sql.Selector, err error) {
+		if err := _q.prepareQuery(ctx); err != nil {
+			return nil, err
+		}
+		selector := _q.sqlQuery(ctx)
+		if err := selector.Err(); err != nil {
+			return nil, err
+		}
+		step := sqlgraph.NewStep(
+			sqlgraph.From(benefit.Table, benefit.FieldID, selector),
+			sqlgraph.To(paidmembershipplan.Table, paidmembershipplan.FieldID),
+			sqlgraph.Edge(sqlgraph.M2M, true, benefit.PlansTable, benefit.PlansPrimaryKey...),
 		)
 		fromU = sqlgraph.SetNeighbors(_q.driver.Dialect(), step)
 		return fromU, nil
@@ -306,6 +331,7 @@ func (_q *BenefitQuery) Clone() *BenefitQuery {
 		predicates:        append([]predicate.Benefit{}, _q.predicates...),
 		withTiers:         _q.withTiers.Clone(),
 		withBusinessUnits: _q.withBusinessUnits.Clone(),
+		withPlans:         _q.withPlans.Clone(),
 		// clone intermediate query.
 		sql:       _q.sql.Clone(),
 		path:      _q.path,
@@ -332,6 +358,17 @@ func (_q *BenefitQuery) WithBusinessUnits(opts ...func(*BusinessUnitQuery)) *Ben
 		opt(query)
 	}
 	_q.withBusinessUnits = query
+	return _q
+}
+
+// WithPlans tells the query-builder to eager-load the nodes that are connected to
+// the "plans" edge. The optional arguments are used to configure the query builder of the edge.
+func (_q *BenefitQuery) WithPlans(opts ...func(*PaidMembershipPlanQuery)) *BenefitQuery {
+	query := (&PaidMembershipPlanClient{config: _q.config}).Query()
+	for _, opt := range opts {
+		opt(query)
+	}
+	_q.withPlans = query
 	return _q
 }
 
@@ -413,9 +450,10 @@ func (_q *BenefitQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]*Bene
 	var (
 		nodes       = []*Benefit{}
 		_spec       = _q.querySpec()
-		loadedTypes = [2]bool{
+		loadedTypes = [3]bool{
 			_q.withTiers != nil,
 			_q.withBusinessUnits != nil,
+			_q.withPlans != nil,
 		}
 	)
 	_spec.ScanValues = func(columns []string) ([]any, error) {
@@ -453,6 +491,13 @@ func (_q *BenefitQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]*Bene
 			return nil, err
 		}
 	}
+	if query := _q.withPlans; query != nil {
+		if err := _q.loadPlans(ctx, query, nodes,
+			func(n *Benefit) { n.Edges.Plans = []*PaidMembershipPlan{} },
+			func(n *Benefit, e *PaidMembershipPlan) { n.Edges.Plans = append(n.Edges.Plans, e) }); err != nil {
+			return nil, err
+		}
+	}
 	for name, query := range _q.withNamedTiers {
 		if err := _q.loadTiers(ctx, query, nodes,
 			func(n *Benefit) { n.appendNamedTiers(name) },
@@ -464,6 +509,13 @@ func (_q *BenefitQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]*Bene
 		if err := _q.loadBusinessUnits(ctx, query, nodes,
 			func(n *Benefit) { n.appendNamedBusinessUnits(name) },
 			func(n *Benefit, e *BusinessUnit) { n.appendNamedBusinessUnits(name, e) }); err != nil {
+			return nil, err
+		}
+	}
+	for name, query := range _q.withNamedPlans {
+		if err := _q.loadPlans(ctx, query, nodes,
+			func(n *Benefit) { n.appendNamedPlans(name) },
+			func(n *Benefit, e *PaidMembershipPlan) { n.appendNamedPlans(name, e) }); err != nil {
 			return nil, err
 		}
 	}
@@ -590,6 +642,67 @@ func (_q *BenefitQuery) loadBusinessUnits(ctx context.Context, query *BusinessUn
 		nodes, ok := nids[n.ID]
 		if !ok {
 			return fmt.Errorf(`unexpected "business_units" node returned %v`, n.ID)
+		}
+		for kn := range nodes {
+			assign(kn, n)
+		}
+	}
+	return nil
+}
+func (_q *BenefitQuery) loadPlans(ctx context.Context, query *PaidMembershipPlanQuery, nodes []*Benefit, init func(*Benefit), assign func(*Benefit, *PaidMembershipPlan)) error {
+	edgeIDs := make([]driver.Value, len(nodes))
+	byID := make(map[int]*Benefit)
+	nids := make(map[int]map[*Benefit]struct{})
+	for i, node := range nodes {
+		edgeIDs[i] = node.ID
+		byID[node.ID] = node
+		if init != nil {
+			init(node)
+		}
+	}
+	query.Where(func(s *sql.Selector) {
+		joinT := sql.Table(benefit.PlansTable)
+		s.Join(joinT).On(s.C(paidmembershipplan.FieldID), joinT.C(benefit.PlansPrimaryKey[0]))
+		s.Where(sql.InValues(joinT.C(benefit.PlansPrimaryKey[1]), edgeIDs...))
+		columns := s.SelectedColumns()
+		s.Select(joinT.C(benefit.PlansPrimaryKey[1]))
+		s.AppendSelect(columns...)
+		s.SetDistinct(false)
+	})
+	if err := query.prepareQuery(ctx); err != nil {
+		return err
+	}
+	qr := QuerierFunc(func(ctx context.Context, q Query) (Value, error) {
+		return query.sqlAll(ctx, func(_ context.Context, spec *sqlgraph.QuerySpec) {
+			assign := spec.Assign
+			values := spec.ScanValues
+			spec.ScanValues = func(columns []string) ([]any, error) {
+				values, err := values(columns[1:])
+				if err != nil {
+					return nil, err
+				}
+				return append([]any{new(sql.NullInt64)}, values...), nil
+			}
+			spec.Assign = func(columns []string, values []any) error {
+				outValue := int(values[0].(*sql.NullInt64).Int64)
+				inValue := int(values[1].(*sql.NullInt64).Int64)
+				if nids[inValue] == nil {
+					nids[inValue] = map[*Benefit]struct{}{byID[outValue]: {}}
+					return assign(columns[1:], values[1:])
+				}
+				nids[inValue][byID[outValue]] = struct{}{}
+				return nil
+			}
+		})
+	})
+	neighbors, err := withInterceptors[[]*PaidMembershipPlan](ctx, query, qr, query.inters)
+	if err != nil {
+		return err
+	}
+	for _, n := range neighbors {
+		nodes, ok := nids[n.ID]
+		if !ok {
+			return fmt.Errorf(`unexpected "plans" node returned %v`, n.ID)
 		}
 		for kn := range nodes {
 			assign(kn, n)
@@ -742,6 +855,20 @@ func (_q *BenefitQuery) WithNamedBusinessUnits(name string, opts ...func(*Busine
 		_q.withNamedBusinessUnits = make(map[string]*BusinessUnitQuery)
 	}
 	_q.withNamedBusinessUnits[name] = query
+	return _q
+}
+
+// WithNamedPlans tells the query-builder to eager-load the nodes that are connected to the "plans"
+// edge with the given name. The optional arguments are used to configure the query builder of the edge.
+func (_q *BenefitQuery) WithNamedPlans(name string, opts ...func(*PaidMembershipPlanQuery)) *BenefitQuery {
+	query := (&PaidMembershipPlanClient{config: _q.config}).Query()
+	for _, opt := range opts {
+		opt(query)
+	}
+	if _q.withNamedPlans == nil {
+		_q.withNamedPlans = make(map[string]*PaidMembershipPlanQuery)
+	}
+	_q.withNamedPlans[name] = query
 	return _q
 }
 

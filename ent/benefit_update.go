@@ -13,6 +13,7 @@ import (
 	"entgo.io/ent/schema/field"
 	"github.com/onemember/onemember/ent/benefit"
 	"github.com/onemember/onemember/ent/businessunit"
+	"github.com/onemember/onemember/ent/paidmembershipplan"
 	"github.com/onemember/onemember/ent/predicate"
 	"github.com/onemember/onemember/ent/schema/enum"
 	"github.com/onemember/onemember/ent/tier"
@@ -124,6 +125,21 @@ func (_u *BenefitUpdate) AddBusinessUnits(v ...*BusinessUnit) *BenefitUpdate {
 	return _u.AddBusinessUnitIDs(ids...)
 }
 
+// AddPlanIDs adds the "plans" edge to the PaidMembershipPlan entity by IDs.
+func (_u *BenefitUpdate) AddPlanIDs(ids ...int) *BenefitUpdate {
+	_u.mutation.AddPlanIDs(ids...)
+	return _u
+}
+
+// AddPlans adds the "plans" edges to the PaidMembershipPlan entity.
+func (_u *BenefitUpdate) AddPlans(v ...*PaidMembershipPlan) *BenefitUpdate {
+	ids := make([]int, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.AddPlanIDs(ids...)
+}
+
 // Mutation returns the BenefitMutation object of the builder.
 func (_u *BenefitUpdate) Mutation() *BenefitMutation {
 	return _u.mutation
@@ -169,6 +185,27 @@ func (_u *BenefitUpdate) RemoveBusinessUnits(v ...*BusinessUnit) *BenefitUpdate 
 		ids[i] = v[i].ID
 	}
 	return _u.RemoveBusinessUnitIDs(ids...)
+}
+
+// ClearPlans clears all "plans" edges to the PaidMembershipPlan entity.
+func (_u *BenefitUpdate) ClearPlans() *BenefitUpdate {
+	_u.mutation.ClearPlans()
+	return _u
+}
+
+// RemovePlanIDs removes the "plans" edge to PaidMembershipPlan entities by IDs.
+func (_u *BenefitUpdate) RemovePlanIDs(ids ...int) *BenefitUpdate {
+	_u.mutation.RemovePlanIDs(ids...)
+	return _u
+}
+
+// RemovePlans removes "plans" edges to PaidMembershipPlan entities.
+func (_u *BenefitUpdate) RemovePlans(v ...*PaidMembershipPlan) *BenefitUpdate {
+	ids := make([]int, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.RemovePlanIDs(ids...)
 }
 
 // Save executes the query and returns the number of nodes affected by the update operation.
@@ -350,6 +387,51 @@ func (_u *BenefitUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 		}
 		_spec.Edges.Add = append(_spec.Edges.Add, edge)
 	}
+	if _u.mutation.PlansCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.M2M,
+			Inverse: true,
+			Table:   benefit.PlansTable,
+			Columns: benefit.PlansPrimaryKey,
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(paidmembershipplan.FieldID, field.TypeInt),
+			},
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.RemovedPlansIDs(); len(nodes) > 0 && !_u.mutation.PlansCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.M2M,
+			Inverse: true,
+			Table:   benefit.PlansTable,
+			Columns: benefit.PlansPrimaryKey,
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(paidmembershipplan.FieldID, field.TypeInt),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.PlansIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.M2M,
+			Inverse: true,
+			Table:   benefit.PlansTable,
+			Columns: benefit.PlansPrimaryKey,
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(paidmembershipplan.FieldID, field.TypeInt),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Add = append(_spec.Edges.Add, edge)
+	}
 	_spec.AddModifiers(_u.modifiers...)
 	if _node, err = sqlgraph.UpdateNodes(ctx, _u.driver, _spec); err != nil {
 		if _, ok := err.(*sqlgraph.NotFoundError); ok {
@@ -464,6 +546,21 @@ func (_u *BenefitUpdateOne) AddBusinessUnits(v ...*BusinessUnit) *BenefitUpdateO
 	return _u.AddBusinessUnitIDs(ids...)
 }
 
+// AddPlanIDs adds the "plans" edge to the PaidMembershipPlan entity by IDs.
+func (_u *BenefitUpdateOne) AddPlanIDs(ids ...int) *BenefitUpdateOne {
+	_u.mutation.AddPlanIDs(ids...)
+	return _u
+}
+
+// AddPlans adds the "plans" edges to the PaidMembershipPlan entity.
+func (_u *BenefitUpdateOne) AddPlans(v ...*PaidMembershipPlan) *BenefitUpdateOne {
+	ids := make([]int, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.AddPlanIDs(ids...)
+}
+
 // Mutation returns the BenefitMutation object of the builder.
 func (_u *BenefitUpdateOne) Mutation() *BenefitMutation {
 	return _u.mutation
@@ -509,6 +606,27 @@ func (_u *BenefitUpdateOne) RemoveBusinessUnits(v ...*BusinessUnit) *BenefitUpda
 		ids[i] = v[i].ID
 	}
 	return _u.RemoveBusinessUnitIDs(ids...)
+}
+
+// ClearPlans clears all "plans" edges to the PaidMembershipPlan entity.
+func (_u *BenefitUpdateOne) ClearPlans() *BenefitUpdateOne {
+	_u.mutation.ClearPlans()
+	return _u
+}
+
+// RemovePlanIDs removes the "plans" edge to PaidMembershipPlan entities by IDs.
+func (_u *BenefitUpdateOne) RemovePlanIDs(ids ...int) *BenefitUpdateOne {
+	_u.mutation.RemovePlanIDs(ids...)
+	return _u
+}
+
+// RemovePlans removes "plans" edges to PaidMembershipPlan entities.
+func (_u *BenefitUpdateOne) RemovePlans(v ...*PaidMembershipPlan) *BenefitUpdateOne {
+	ids := make([]int, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.RemovePlanIDs(ids...)
 }
 
 // Where appends a list predicates to the BenefitUpdate builder.
@@ -713,6 +831,51 @@ func (_u *BenefitUpdateOne) sqlSave(ctx context.Context) (_node *Benefit, err er
 			Bidi:    false,
 			Target: &sqlgraph.EdgeTarget{
 				IDSpec: sqlgraph.NewFieldSpec(businessunit.FieldID, field.TypeInt),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Add = append(_spec.Edges.Add, edge)
+	}
+	if _u.mutation.PlansCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.M2M,
+			Inverse: true,
+			Table:   benefit.PlansTable,
+			Columns: benefit.PlansPrimaryKey,
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(paidmembershipplan.FieldID, field.TypeInt),
+			},
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.RemovedPlansIDs(); len(nodes) > 0 && !_u.mutation.PlansCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.M2M,
+			Inverse: true,
+			Table:   benefit.PlansTable,
+			Columns: benefit.PlansPrimaryKey,
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(paidmembershipplan.FieldID, field.TypeInt),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.PlansIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.M2M,
+			Inverse: true,
+			Table:   benefit.PlansTable,
+			Columns: benefit.PlansPrimaryKey,
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(paidmembershipplan.FieldID, field.TypeInt),
 			},
 		}
 		for _, k := range nodes {

@@ -41,15 +41,18 @@ type BusinessUnitEdges struct {
 	Staff []*Staff `json:"staff,omitempty"`
 	// Benefits holds the value of the benefits edge.
 	Benefits []*Benefit `json:"benefits,omitempty"`
+	// CouponTemplates holds the value of the coupon_templates edge.
+	CouponTemplates []*CouponTemplate `json:"coupon_templates,omitempty"`
 	// loadedTypes holds the information for reporting if a
 	// type was loaded (or requested) in eager-loading or not.
-	loadedTypes [3]bool
+	loadedTypes [4]bool
 	// totalCount holds the count of the edges above.
 	totalCount [1]map[string]int
 
-	namedStores   map[string][]*Store
-	namedStaff    map[string][]*Staff
-	namedBenefits map[string][]*Benefit
+	namedStores          map[string][]*Store
+	namedStaff           map[string][]*Staff
+	namedBenefits        map[string][]*Benefit
+	namedCouponTemplates map[string][]*CouponTemplate
 }
 
 // StoresOrErr returns the Stores value or an error if the edge
@@ -77,6 +80,15 @@ func (e BusinessUnitEdges) BenefitsOrErr() ([]*Benefit, error) {
 		return e.Benefits, nil
 	}
 	return nil, &NotLoadedError{edge: "benefits"}
+}
+
+// CouponTemplatesOrErr returns the CouponTemplates value or an error if the edge
+// was not loaded in eager-loading.
+func (e BusinessUnitEdges) CouponTemplatesOrErr() ([]*CouponTemplate, error) {
+	if e.loadedTypes[3] {
+		return e.CouponTemplates, nil
+	}
+	return nil, &NotLoadedError{edge: "coupon_templates"}
 }
 
 // scanValues returns the types for scanning values from sql.Rows.
@@ -167,6 +179,11 @@ func (_m *BusinessUnit) QueryStaff() *StaffQuery {
 // QueryBenefits queries the "benefits" edge of the BusinessUnit entity.
 func (_m *BusinessUnit) QueryBenefits() *BenefitQuery {
 	return NewBusinessUnitClient(_m.config).QueryBenefits(_m)
+}
+
+// QueryCouponTemplates queries the "coupon_templates" edge of the BusinessUnit entity.
+func (_m *BusinessUnit) QueryCouponTemplates() *CouponTemplateQuery {
+	return NewBusinessUnitClient(_m.config).QueryCouponTemplates(_m)
 }
 
 // Update returns a builder for updating this BusinessUnit.
@@ -279,6 +296,30 @@ func (_m *BusinessUnit) appendNamedBenefits(name string, edges ...*Benefit) {
 		_m.Edges.namedBenefits[name] = []*Benefit{}
 	} else {
 		_m.Edges.namedBenefits[name] = append(_m.Edges.namedBenefits[name], edges...)
+	}
+}
+
+// NamedCouponTemplates returns the CouponTemplates named value or an error if the edge was not
+// loaded in eager-loading with this name.
+func (_m *BusinessUnit) NamedCouponTemplates(name string) ([]*CouponTemplate, error) {
+	if _m.Edges.namedCouponTemplates == nil {
+		return nil, &NotLoadedError{edge: name}
+	}
+	nodes, ok := _m.Edges.namedCouponTemplates[name]
+	if !ok {
+		return nil, &NotLoadedError{edge: name}
+	}
+	return nodes, nil
+}
+
+func (_m *BusinessUnit) appendNamedCouponTemplates(name string, edges ...*CouponTemplate) {
+	if _m.Edges.namedCouponTemplates == nil {
+		_m.Edges.namedCouponTemplates = make(map[string][]*CouponTemplate)
+	}
+	if len(edges) == 0 {
+		_m.Edges.namedCouponTemplates[name] = []*CouponTemplate{}
+	} else {
+		_m.Edges.namedCouponTemplates[name] = append(_m.Edges.namedCouponTemplates[name], edges...)
 	}
 }
 

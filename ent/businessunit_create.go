@@ -13,6 +13,7 @@ import (
 	"entgo.io/ent/schema/field"
 	"github.com/onemember/onemember/ent/benefit"
 	"github.com/onemember/onemember/ent/businessunit"
+	"github.com/onemember/onemember/ent/coupontemplate"
 	"github.com/onemember/onemember/ent/staff"
 	"github.com/onemember/onemember/ent/store"
 )
@@ -114,6 +115,21 @@ func (_c *BusinessUnitCreate) AddBenefits(v ...*Benefit) *BusinessUnitCreate {
 		ids[i] = v[i].ID
 	}
 	return _c.AddBenefitIDs(ids...)
+}
+
+// AddCouponTemplateIDs adds the "coupon_templates" edge to the CouponTemplate entity by IDs.
+func (_c *BusinessUnitCreate) AddCouponTemplateIDs(ids ...int) *BusinessUnitCreate {
+	_c.mutation.AddCouponTemplateIDs(ids...)
+	return _c
+}
+
+// AddCouponTemplates adds the "coupon_templates" edges to the CouponTemplate entity.
+func (_c *BusinessUnitCreate) AddCouponTemplates(v ...*CouponTemplate) *BusinessUnitCreate {
+	ids := make([]int, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _c.AddCouponTemplateIDs(ids...)
 }
 
 // Mutation returns the BusinessUnitMutation object of the builder.
@@ -281,6 +297,22 @@ func (_c *BusinessUnitCreate) createSpec() (*BusinessUnit, *sqlgraph.CreateSpec)
 			Bidi:    false,
 			Target: &sqlgraph.EdgeTarget{
 				IDSpec: sqlgraph.NewFieldSpec(benefit.FieldID, field.TypeInt),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges = append(_spec.Edges, edge)
+	}
+	if nodes := _c.mutation.CouponTemplatesIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.M2M,
+			Inverse: true,
+			Table:   businessunit.CouponTemplatesTable,
+			Columns: businessunit.CouponTemplatesPrimaryKey,
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(coupontemplate.FieldID, field.TypeInt),
 			},
 		}
 		for _, k := range nodes {

@@ -15,6 +15,7 @@ import (
 	"entgo.io/ent/schema/field"
 	"github.com/onemember/onemember/ent/benefit"
 	"github.com/onemember/onemember/ent/businessunit"
+	"github.com/onemember/onemember/ent/coupontemplate"
 	"github.com/onemember/onemember/ent/predicate"
 	"github.com/onemember/onemember/ent/staff"
 	"github.com/onemember/onemember/ent/store"
@@ -23,18 +24,20 @@ import (
 // BusinessUnitQuery is the builder for querying BusinessUnit entities.
 type BusinessUnitQuery struct {
 	config
-	ctx               *QueryContext
-	order             []businessunit.OrderOption
-	inters            []Interceptor
-	predicates        []predicate.BusinessUnit
-	withStores        *StoreQuery
-	withStaff         *StaffQuery
-	withBenefits      *BenefitQuery
-	loadTotal         []func(context.Context, []*BusinessUnit) error
-	modifiers         []func(*sql.Selector)
-	withNamedStores   map[string]*StoreQuery
-	withNamedStaff    map[string]*StaffQuery
-	withNamedBenefits map[string]*BenefitQuery
+	ctx                      *QueryContext
+	order                    []businessunit.OrderOption
+	inters                   []Interceptor
+	predicates               []predicate.BusinessUnit
+	withStores               *StoreQuery
+	withStaff                *StaffQuery
+	withBenefits             *BenefitQuery
+	withCouponTemplates      *CouponTemplateQuery
+	loadTotal                []func(context.Context, []*BusinessUnit) error
+	modifiers                []func(*sql.Selector)
+	withNamedStores          map[string]*StoreQuery
+	withNamedStaff           map[string]*StaffQuery
+	withNamedBenefits        map[string]*BenefitQuery
+	withNamedCouponTemplates map[string]*CouponTemplateQuery
 	// intermediate query (i.e. traversal path).
 	sql  *sql.Selector
 	path func(context.Context) (*sql.Selector, error)
@@ -130,6 +133,28 @@ func (_q *BusinessUnitQuery) QueryBenefits() *BenefitQuery {
 			sqlgraph.From(businessunit.Table, businessunit.FieldID, selector),
 			sqlgraph.To(benefit.Table, benefit.FieldID),
 			sqlgraph.Edge(sqlgraph.M2M, true, businessunit.BenefitsTable, businessunit.BenefitsPrimaryKey...),
+		)
+		fromU = sqlgraph.SetNeighbors(_q.driver.Dialect(), step)
+		return fromU, nil
+	}
+	return query
+}
+
+// QueryCouponTemplates chains the current query on the "coupon_templates" edge.
+func (_q *BusinessUnitQuery) QueryCouponTemplates() *CouponTemplateQuery {
+	query := (&CouponTemplateClient{config: _q.config}).Query()
+	query.path = func(ctx context.Context) (fromU *sql.Selector, err error) {
+		if err := _q.prepareQuery(ctx); err != nil {
+			return nil, err
+		}
+		selector := _q.sqlQuery(ctx)
+		if err := selector.Err(); err != nil {
+			return nil, err
+		}
+		step := sqlgraph.NewStep(
+			sqlgraph.From(businessunit.Table, businessunit.FieldID, selector),
+			sqlgraph.To(coupontemplate.Table, coupontemplate.FieldID),
+			sqlgraph.Edge(sqlgraph.M2M, true, businessunit.CouponTemplatesTable, businessunit.CouponTemplatesPrimaryKey...),
 		)
 		fromU = sqlgraph.SetNeighbors(_q.driver.Dialect(), step)
 		return fromU, nil
@@ -324,14 +349,15 @@ func (_q *BusinessUnitQuery) Clone() *BusinessUnitQuery {
 		return nil
 	}
 	return &BusinessUnitQuery{
-		config:       _q.config,
-		ctx:          _q.ctx.Clone(),
-		order:        append([]businessunit.OrderOption{}, _q.order...),
-		inters:       append([]Interceptor{}, _q.inters...),
-		predicates:   append([]predicate.BusinessUnit{}, _q.predicates...),
-		withStores:   _q.withStores.Clone(),
-		withStaff:    _q.withStaff.Clone(),
-		withBenefits: _q.withBenefits.Clone(),
+		config:              _q.config,
+		ctx:                 _q.ctx.Clone(),
+		order:               append([]businessunit.OrderOption{}, _q.order...),
+		inters:              append([]Interceptor{}, _q.inters...),
+		predicates:          append([]predicate.BusinessUnit{}, _q.predicates...),
+		withStores:          _q.withStores.Clone(),
+		withStaff:           _q.withStaff.Clone(),
+		withBenefits:        _q.withBenefits.Clone(),
+		withCouponTemplates: _q.withCouponTemplates.Clone(),
 		// clone intermediate query.
 		sql:       _q.sql.Clone(),
 		path:      _q.path,
@@ -369,6 +395,17 @@ func (_q *BusinessUnitQuery) WithBenefits(opts ...func(*BenefitQuery)) *Business
 		opt(query)
 	}
 	_q.withBenefits = query
+	return _q
+}
+
+// WithCouponTemplates tells the query-builder to eager-load the nodes that are connected to
+// the "coupon_templates" edge. The optional arguments are used to configure the query builder of the edge.
+func (_q *BusinessUnitQuery) WithCouponTemplates(opts ...func(*CouponTemplateQuery)) *BusinessUnitQuery {
+	query := (&CouponTemplateClient{config: _q.config}).Query()
+	for _, opt := range opts {
+		opt(query)
+	}
+	_q.withCouponTemplates = query
 	return _q
 }
 
@@ -450,10 +487,11 @@ func (_q *BusinessUnitQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]
 	var (
 		nodes       = []*BusinessUnit{}
 		_spec       = _q.querySpec()
-		loadedTypes = [3]bool{
+		loadedTypes = [4]bool{
 			_q.withStores != nil,
 			_q.withStaff != nil,
 			_q.withBenefits != nil,
+			_q.withCouponTemplates != nil,
 		}
 	)
 	_spec.ScanValues = func(columns []string) ([]any, error) {
@@ -498,6 +536,13 @@ func (_q *BusinessUnitQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]
 			return nil, err
 		}
 	}
+	if query := _q.withCouponTemplates; query != nil {
+		if err := _q.loadCouponTemplates(ctx, query, nodes,
+			func(n *BusinessUnit) { n.Edges.CouponTemplates = []*CouponTemplate{} },
+			func(n *BusinessUnit, e *CouponTemplate) { n.Edges.CouponTemplates = append(n.Edges.CouponTemplates, e) }); err != nil {
+			return nil, err
+		}
+	}
 	for name, query := range _q.withNamedStores {
 		if err := _q.loadStores(ctx, query, nodes,
 			func(n *BusinessUnit) { n.appendNamedStores(name) },
@@ -516,6 +561,13 @@ func (_q *BusinessUnitQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]
 		if err := _q.loadBenefits(ctx, query, nodes,
 			func(n *BusinessUnit) { n.appendNamedBenefits(name) },
 			func(n *BusinessUnit, e *Benefit) { n.appendNamedBenefits(name, e) }); err != nil {
+			return nil, err
+		}
+	}
+	for name, query := range _q.withNamedCouponTemplates {
+		if err := _q.loadCouponTemplates(ctx, query, nodes,
+			func(n *BusinessUnit) { n.appendNamedCouponTemplates(name) },
+			func(n *BusinessUnit, e *CouponTemplate) { n.appendNamedCouponTemplates(name, e) }); err != nil {
 			return nil, err
 		}
 	}
@@ -672,6 +724,67 @@ func (_q *BusinessUnitQuery) loadBenefits(ctx context.Context, query *BenefitQue
 		nodes, ok := nids[n.ID]
 		if !ok {
 			return fmt.Errorf(`unexpected "benefits" node returned %v`, n.ID)
+		}
+		for kn := range nodes {
+			assign(kn, n)
+		}
+	}
+	return nil
+}
+func (_q *BusinessUnitQuery) loadCouponTemplates(ctx context.Context, query *CouponTemplateQuery, nodes []*BusinessUnit, init func(*BusinessUnit), assign func(*BusinessUnit, *CouponTemplate)) error {
+	edgeIDs := make([]driver.Value, len(nodes))
+	byID := make(map[int]*BusinessUnit)
+	nids := make(map[int]map[*BusinessUnit]struct{})
+	for i, node := range nodes {
+		edgeIDs[i] = node.ID
+		byID[node.ID] = node
+		if init != nil {
+			init(node)
+		}
+	}
+	query.Where(func(s *sql.Selector) {
+		joinT := sql.Table(businessunit.CouponTemplatesTable)
+		s.Join(joinT).On(s.C(coupontemplate.FieldID), joinT.C(businessunit.CouponTemplatesPrimaryKey[0]))
+		s.Where(sql.InValues(joinT.C(businessunit.CouponTemplatesPrimaryKey[1]), edgeIDs...))
+		columns := s.SelectedColumns()
+		s.Select(joinT.C(businessunit.CouponTemplatesPrimaryKey[1]))
+		s.AppendSelect(columns...)
+		s.SetDistinct(false)
+	})
+	if err := query.prepareQuery(ctx); err != nil {
+		return err
+	}
+	qr := QuerierFunc(func(ctx context.Context, q Query) (Value, error) {
+		return query.sqlAll(ctx, func(_ context.Context, spec *sqlgraph.QuerySpec) {
+			assign := spec.Assign
+			values := spec.ScanValues
+			spec.ScanValues = func(columns []string) ([]any, error) {
+				values, err := values(columns[1:])
+				if err != nil {
+					return nil, err
+				}
+				return append([]any{new(sql.NullInt64)}, values...), nil
+			}
+			spec.Assign = func(columns []string, values []any) error {
+				outValue := int(values[0].(*sql.NullInt64).Int64)
+				inValue := int(values[1].(*sql.NullInt64).Int64)
+				if nids[inValue] == nil {
+					nids[inValue] = map[*BusinessUnit]struct{}{byID[outValue]: {}}
+					return assign(columns[1:], values[1:])
+				}
+				nids[inValue][byID[outValue]] = struct{}{}
+				return nil
+			}
+		})
+	})
+	neighbors, err := withInterceptors[[]*CouponTemplate](ctx, query, qr, query.inters)
+	if err != nil {
+		return err
+	}
+	for _, n := range neighbors {
+		nodes, ok := nids[n.ID]
+		if !ok {
+			return fmt.Errorf(`unexpected "coupon_templates" node returned %v`, n.ID)
 		}
 		for kn := range nodes {
 			assign(kn, n)
@@ -838,6 +951,20 @@ func (_q *BusinessUnitQuery) WithNamedBenefits(name string, opts ...func(*Benefi
 		_q.withNamedBenefits = make(map[string]*BenefitQuery)
 	}
 	_q.withNamedBenefits[name] = query
+	return _q
+}
+
+// WithNamedCouponTemplates tells the query-builder to eager-load the nodes that are connected to the "coupon_templates"
+// edge with the given name. The optional arguments are used to configure the query builder of the edge.
+func (_q *BusinessUnitQuery) WithNamedCouponTemplates(name string, opts ...func(*CouponTemplateQuery)) *BusinessUnitQuery {
+	query := (&CouponTemplateClient{config: _q.config}).Query()
+	for _, opt := range opts {
+		opt(query)
+	}
+	if _q.withNamedCouponTemplates == nil {
+		_q.withNamedCouponTemplates = make(map[string]*CouponTemplateQuery)
+	}
+	_q.withNamedCouponTemplates[name] = query
 	return _q
 }
 

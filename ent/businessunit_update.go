@@ -13,6 +13,7 @@ import (
 	"entgo.io/ent/schema/field"
 	"github.com/onemember/onemember/ent/benefit"
 	"github.com/onemember/onemember/ent/businessunit"
+	"github.com/onemember/onemember/ent/coupontemplate"
 	"github.com/onemember/onemember/ent/predicate"
 	"github.com/onemember/onemember/ent/staff"
 	"github.com/onemember/onemember/ent/store"
@@ -125,6 +126,21 @@ func (_u *BusinessUnitUpdate) AddBenefits(v ...*Benefit) *BusinessUnitUpdate {
 	return _u.AddBenefitIDs(ids...)
 }
 
+// AddCouponTemplateIDs adds the "coupon_templates" edge to the CouponTemplate entity by IDs.
+func (_u *BusinessUnitUpdate) AddCouponTemplateIDs(ids ...int) *BusinessUnitUpdate {
+	_u.mutation.AddCouponTemplateIDs(ids...)
+	return _u
+}
+
+// AddCouponTemplates adds the "coupon_templates" edges to the CouponTemplate entity.
+func (_u *BusinessUnitUpdate) AddCouponTemplates(v ...*CouponTemplate) *BusinessUnitUpdate {
+	ids := make([]int, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.AddCouponTemplateIDs(ids...)
+}
+
 // Mutation returns the BusinessUnitMutation object of the builder.
 func (_u *BusinessUnitUpdate) Mutation() *BusinessUnitMutation {
 	return _u.mutation
@@ -191,6 +207,27 @@ func (_u *BusinessUnitUpdate) RemoveBenefits(v ...*Benefit) *BusinessUnitUpdate 
 		ids[i] = v[i].ID
 	}
 	return _u.RemoveBenefitIDs(ids...)
+}
+
+// ClearCouponTemplates clears all "coupon_templates" edges to the CouponTemplate entity.
+func (_u *BusinessUnitUpdate) ClearCouponTemplates() *BusinessUnitUpdate {
+	_u.mutation.ClearCouponTemplates()
+	return _u
+}
+
+// RemoveCouponTemplateIDs removes the "coupon_templates" edge to CouponTemplate entities by IDs.
+func (_u *BusinessUnitUpdate) RemoveCouponTemplateIDs(ids ...int) *BusinessUnitUpdate {
+	_u.mutation.RemoveCouponTemplateIDs(ids...)
+	return _u
+}
+
+// RemoveCouponTemplates removes "coupon_templates" edges to CouponTemplate entities.
+func (_u *BusinessUnitUpdate) RemoveCouponTemplates(v ...*CouponTemplate) *BusinessUnitUpdate {
+	ids := make([]int, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.RemoveCouponTemplateIDs(ids...)
 }
 
 // Save executes the query and returns the number of nodes affected by the update operation.
@@ -414,6 +451,51 @@ func (_u *BusinessUnitUpdate) sqlSave(ctx context.Context) (_node int, err error
 		}
 		_spec.Edges.Add = append(_spec.Edges.Add, edge)
 	}
+	if _u.mutation.CouponTemplatesCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.M2M,
+			Inverse: true,
+			Table:   businessunit.CouponTemplatesTable,
+			Columns: businessunit.CouponTemplatesPrimaryKey,
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(coupontemplate.FieldID, field.TypeInt),
+			},
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.RemovedCouponTemplatesIDs(); len(nodes) > 0 && !_u.mutation.CouponTemplatesCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.M2M,
+			Inverse: true,
+			Table:   businessunit.CouponTemplatesTable,
+			Columns: businessunit.CouponTemplatesPrimaryKey,
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(coupontemplate.FieldID, field.TypeInt),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.CouponTemplatesIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.M2M,
+			Inverse: true,
+			Table:   businessunit.CouponTemplatesTable,
+			Columns: businessunit.CouponTemplatesPrimaryKey,
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(coupontemplate.FieldID, field.TypeInt),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Add = append(_spec.Edges.Add, edge)
+	}
 	_spec.AddModifiers(_u.modifiers...)
 	if _node, err = sqlgraph.UpdateNodes(ctx, _u.driver, _spec); err != nil {
 		if _, ok := err.(*sqlgraph.NotFoundError); ok {
@@ -529,6 +611,21 @@ func (_u *BusinessUnitUpdateOne) AddBenefits(v ...*Benefit) *BusinessUnitUpdateO
 	return _u.AddBenefitIDs(ids...)
 }
 
+// AddCouponTemplateIDs adds the "coupon_templates" edge to the CouponTemplate entity by IDs.
+func (_u *BusinessUnitUpdateOne) AddCouponTemplateIDs(ids ...int) *BusinessUnitUpdateOne {
+	_u.mutation.AddCouponTemplateIDs(ids...)
+	return _u
+}
+
+// AddCouponTemplates adds the "coupon_templates" edges to the CouponTemplate entity.
+func (_u *BusinessUnitUpdateOne) AddCouponTemplates(v ...*CouponTemplate) *BusinessUnitUpdateOne {
+	ids := make([]int, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.AddCouponTemplateIDs(ids...)
+}
+
 // Mutation returns the BusinessUnitMutation object of the builder.
 func (_u *BusinessUnitUpdateOne) Mutation() *BusinessUnitMutation {
 	return _u.mutation
@@ -595,6 +692,27 @@ func (_u *BusinessUnitUpdateOne) RemoveBenefits(v ...*Benefit) *BusinessUnitUpda
 		ids[i] = v[i].ID
 	}
 	return _u.RemoveBenefitIDs(ids...)
+}
+
+// ClearCouponTemplates clears all "coupon_templates" edges to the CouponTemplate entity.
+func (_u *BusinessUnitUpdateOne) ClearCouponTemplates() *BusinessUnitUpdateOne {
+	_u.mutation.ClearCouponTemplates()
+	return _u
+}
+
+// RemoveCouponTemplateIDs removes the "coupon_templates" edge to CouponTemplate entities by IDs.
+func (_u *BusinessUnitUpdateOne) RemoveCouponTemplateIDs(ids ...int) *BusinessUnitUpdateOne {
+	_u.mutation.RemoveCouponTemplateIDs(ids...)
+	return _u
+}
+
+// RemoveCouponTemplates removes "coupon_templates" edges to CouponTemplate entities.
+func (_u *BusinessUnitUpdateOne) RemoveCouponTemplates(v ...*CouponTemplate) *BusinessUnitUpdateOne {
+	ids := make([]int, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.RemoveCouponTemplateIDs(ids...)
 }
 
 // Where appends a list predicates to the BusinessUnitUpdate builder.
@@ -841,6 +959,51 @@ func (_u *BusinessUnitUpdateOne) sqlSave(ctx context.Context) (_node *BusinessUn
 			Bidi:    false,
 			Target: &sqlgraph.EdgeTarget{
 				IDSpec: sqlgraph.NewFieldSpec(benefit.FieldID, field.TypeInt),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Add = append(_spec.Edges.Add, edge)
+	}
+	if _u.mutation.CouponTemplatesCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.M2M,
+			Inverse: true,
+			Table:   businessunit.CouponTemplatesTable,
+			Columns: businessunit.CouponTemplatesPrimaryKey,
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(coupontemplate.FieldID, field.TypeInt),
+			},
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.RemovedCouponTemplatesIDs(); len(nodes) > 0 && !_u.mutation.CouponTemplatesCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.M2M,
+			Inverse: true,
+			Table:   businessunit.CouponTemplatesTable,
+			Columns: businessunit.CouponTemplatesPrimaryKey,
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(coupontemplate.FieldID, field.TypeInt),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.CouponTemplatesIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.M2M,
+			Inverse: true,
+			Table:   businessunit.CouponTemplatesTable,
+			Columns: businessunit.CouponTemplatesPrimaryKey,
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(coupontemplate.FieldID, field.TypeInt),
 			},
 		}
 		for _, k := range nodes {

@@ -15,17 +15,37 @@ import (
 	"entgo.io/ent/dialect"
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
+	"github.com/onemember/onemember/ent/account"
 	"github.com/onemember/onemember/ent/apiclient"
 	"github.com/onemember/onemember/ent/auditlog"
 	"github.com/onemember/onemember/ent/benefit"
 	"github.com/onemember/onemember/ent/businessunit"
+	"github.com/onemember/onemember/ent/consent"
+	"github.com/onemember/onemember/ent/coupon"
+	"github.com/onemember/onemember/ent/coupontemplate"
+	"github.com/onemember/onemember/ent/earningrule"
+	"github.com/onemember/onemember/ent/growthentry"
 	"github.com/onemember/onemember/ent/identity"
 	"github.com/onemember/onemember/ent/member"
+	"github.com/onemember/onemember/ent/memberevent"
+	"github.com/onemember/onemember/ent/notification"
+	"github.com/onemember/onemember/ent/order"
+	"github.com/onemember/onemember/ent/orderitem"
+	"github.com/onemember/onemember/ent/orderpayment"
 	"github.com/onemember/onemember/ent/otpchallenge"
+	"github.com/onemember/onemember/ent/paidmembership"
+	"github.com/onemember/onemember/ent/paidmembershipplan"
+	"github.com/onemember/onemember/ent/paidmembershippurchase"
+	"github.com/onemember/onemember/ent/pointsallocation"
+	"github.com/onemember/onemember/ent/pointsentry"
+	"github.com/onemember/onemember/ent/pointslot"
 	"github.com/onemember/onemember/ent/refreshtoken"
+	"github.com/onemember/onemember/ent/refund"
 	"github.com/onemember/onemember/ent/staff"
 	"github.com/onemember/onemember/ent/store"
+	"github.com/onemember/onemember/ent/storedvalueentry"
 	"github.com/onemember/onemember/ent/tier"
+	"github.com/onemember/onemember/ent/tierchange"
 
 	stdsql "database/sql"
 )
@@ -35,6 +55,8 @@ type Client struct {
 	config
 	// Schema is the client for creating, migrating and dropping schema.
 	Schema *migrate.Schema
+	// Account is the client for interacting with the Account builders.
+	Account *AccountClient
 	// ApiClient is the client for interacting with the ApiClient builders.
 	ApiClient *ApiClientClient
 	// AuditLog is the client for interacting with the AuditLog builders.
@@ -43,20 +65,58 @@ type Client struct {
 	Benefit *BenefitClient
 	// BusinessUnit is the client for interacting with the BusinessUnit builders.
 	BusinessUnit *BusinessUnitClient
+	// Consent is the client for interacting with the Consent builders.
+	Consent *ConsentClient
+	// Coupon is the client for interacting with the Coupon builders.
+	Coupon *CouponClient
+	// CouponTemplate is the client for interacting with the CouponTemplate builders.
+	CouponTemplate *CouponTemplateClient
+	// EarningRule is the client for interacting with the EarningRule builders.
+	EarningRule *EarningRuleClient
+	// GrowthEntry is the client for interacting with the GrowthEntry builders.
+	GrowthEntry *GrowthEntryClient
 	// Identity is the client for interacting with the Identity builders.
 	Identity *IdentityClient
 	// Member is the client for interacting with the Member builders.
 	Member *MemberClient
+	// MemberEvent is the client for interacting with the MemberEvent builders.
+	MemberEvent *MemberEventClient
+	// Notification is the client for interacting with the Notification builders.
+	Notification *NotificationClient
+	// Order is the client for interacting with the Order builders.
+	Order *OrderClient
+	// OrderItem is the client for interacting with the OrderItem builders.
+	OrderItem *OrderItemClient
+	// OrderPayment is the client for interacting with the OrderPayment builders.
+	OrderPayment *OrderPaymentClient
 	// OtpChallenge is the client for interacting with the OtpChallenge builders.
 	OtpChallenge *OtpChallengeClient
+	// PaidMembership is the client for interacting with the PaidMembership builders.
+	PaidMembership *PaidMembershipClient
+	// PaidMembershipPlan is the client for interacting with the PaidMembershipPlan builders.
+	PaidMembershipPlan *PaidMembershipPlanClient
+	// PaidMembershipPurchase is the client for interacting with the PaidMembershipPurchase builders.
+	PaidMembershipPurchase *PaidMembershipPurchaseClient
+	// PointsAllocation is the client for interacting with the PointsAllocation builders.
+	PointsAllocation *PointsAllocationClient
+	// PointsEntry is the client for interacting with the PointsEntry builders.
+	PointsEntry *PointsEntryClient
+	// PointsLot is the client for interacting with the PointsLot builders.
+	PointsLot *PointsLotClient
 	// RefreshToken is the client for interacting with the RefreshToken builders.
 	RefreshToken *RefreshTokenClient
+	// Refund is the client for interacting with the Refund builders.
+	Refund *RefundClient
 	// Staff is the client for interacting with the Staff builders.
 	Staff *StaffClient
 	// Store is the client for interacting with the Store builders.
 	Store *StoreClient
+	// StoredValueEntry is the client for interacting with the StoredValueEntry builders.
+	StoredValueEntry *StoredValueEntryClient
 	// Tier is the client for interacting with the Tier builders.
 	Tier *TierClient
+	// TierChange is the client for interacting with the TierChange builders.
+	TierChange *TierChangeClient
 }
 
 // NewClient creates a new client configured with the given options.
@@ -68,17 +128,37 @@ func NewClient(opts ...Option) *Client {
 
 func (c *Client) init() {
 	c.Schema = migrate.NewSchema(c.driver)
+	c.Account = NewAccountClient(c.config)
 	c.ApiClient = NewApiClientClient(c.config)
 	c.AuditLog = NewAuditLogClient(c.config)
 	c.Benefit = NewBenefitClient(c.config)
 	c.BusinessUnit = NewBusinessUnitClient(c.config)
+	c.Consent = NewConsentClient(c.config)
+	c.Coupon = NewCouponClient(c.config)
+	c.CouponTemplate = NewCouponTemplateClient(c.config)
+	c.EarningRule = NewEarningRuleClient(c.config)
+	c.GrowthEntry = NewGrowthEntryClient(c.config)
 	c.Identity = NewIdentityClient(c.config)
 	c.Member = NewMemberClient(c.config)
+	c.MemberEvent = NewMemberEventClient(c.config)
+	c.Notification = NewNotificationClient(c.config)
+	c.Order = NewOrderClient(c.config)
+	c.OrderItem = NewOrderItemClient(c.config)
+	c.OrderPayment = NewOrderPaymentClient(c.config)
 	c.OtpChallenge = NewOtpChallengeClient(c.config)
+	c.PaidMembership = NewPaidMembershipClient(c.config)
+	c.PaidMembershipPlan = NewPaidMembershipPlanClient(c.config)
+	c.PaidMembershipPurchase = NewPaidMembershipPurchaseClient(c.config)
+	c.PointsAllocation = NewPointsAllocationClient(c.config)
+	c.PointsEntry = NewPointsEntryClient(c.config)
+	c.PointsLot = NewPointsLotClient(c.config)
 	c.RefreshToken = NewRefreshTokenClient(c.config)
+	c.Refund = NewRefundClient(c.config)
 	c.Staff = NewStaffClient(c.config)
 	c.Store = NewStoreClient(c.config)
+	c.StoredValueEntry = NewStoredValueEntryClient(c.config)
 	c.Tier = NewTierClient(c.config)
+	c.TierChange = NewTierChangeClient(c.config)
 }
 
 type (
@@ -169,19 +249,39 @@ func (c *Client) Tx(ctx context.Context) (*Tx, error) {
 	cfg := c.config
 	cfg.driver = tx
 	return &Tx{
-		ctx:          ctx,
-		config:       cfg,
-		ApiClient:    NewApiClientClient(cfg),
-		AuditLog:     NewAuditLogClient(cfg),
-		Benefit:      NewBenefitClient(cfg),
-		BusinessUnit: NewBusinessUnitClient(cfg),
-		Identity:     NewIdentityClient(cfg),
-		Member:       NewMemberClient(cfg),
-		OtpChallenge: NewOtpChallengeClient(cfg),
-		RefreshToken: NewRefreshTokenClient(cfg),
-		Staff:        NewStaffClient(cfg),
-		Store:        NewStoreClient(cfg),
-		Tier:         NewTierClient(cfg),
+		ctx:                    ctx,
+		config:                 cfg,
+		Account:                NewAccountClient(cfg),
+		ApiClient:              NewApiClientClient(cfg),
+		AuditLog:               NewAuditLogClient(cfg),
+		Benefit:                NewBenefitClient(cfg),
+		BusinessUnit:           NewBusinessUnitClient(cfg),
+		Consent:                NewConsentClient(cfg),
+		Coupon:                 NewCouponClient(cfg),
+		CouponTemplate:         NewCouponTemplateClient(cfg),
+		EarningRule:            NewEarningRuleClient(cfg),
+		GrowthEntry:            NewGrowthEntryClient(cfg),
+		Identity:               NewIdentityClient(cfg),
+		Member:                 NewMemberClient(cfg),
+		MemberEvent:            NewMemberEventClient(cfg),
+		Notification:           NewNotificationClient(cfg),
+		Order:                  NewOrderClient(cfg),
+		OrderItem:              NewOrderItemClient(cfg),
+		OrderPayment:           NewOrderPaymentClient(cfg),
+		OtpChallenge:           NewOtpChallengeClient(cfg),
+		PaidMembership:         NewPaidMembershipClient(cfg),
+		PaidMembershipPlan:     NewPaidMembershipPlanClient(cfg),
+		PaidMembershipPurchase: NewPaidMembershipPurchaseClient(cfg),
+		PointsAllocation:       NewPointsAllocationClient(cfg),
+		PointsEntry:            NewPointsEntryClient(cfg),
+		PointsLot:              NewPointsLotClient(cfg),
+		RefreshToken:           NewRefreshTokenClient(cfg),
+		Refund:                 NewRefundClient(cfg),
+		Staff:                  NewStaffClient(cfg),
+		Store:                  NewStoreClient(cfg),
+		StoredValueEntry:       NewStoredValueEntryClient(cfg),
+		Tier:                   NewTierClient(cfg),
+		TierChange:             NewTierChangeClient(cfg),
 	}, nil
 }
 
@@ -199,26 +299,46 @@ func (c *Client) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error) 
 	cfg := c.config
 	cfg.driver = &txDriver{tx: tx, drv: c.driver}
 	return &Tx{
-		ctx:          ctx,
-		config:       cfg,
-		ApiClient:    NewApiClientClient(cfg),
-		AuditLog:     NewAuditLogClient(cfg),
-		Benefit:      NewBenefitClient(cfg),
-		BusinessUnit: NewBusinessUnitClient(cfg),
-		Identity:     NewIdentityClient(cfg),
-		Member:       NewMemberClient(cfg),
-		OtpChallenge: NewOtpChallengeClient(cfg),
-		RefreshToken: NewRefreshTokenClient(cfg),
-		Staff:        NewStaffClient(cfg),
-		Store:        NewStoreClient(cfg),
-		Tier:         NewTierClient(cfg),
+		ctx:                    ctx,
+		config:                 cfg,
+		Account:                NewAccountClient(cfg),
+		ApiClient:              NewApiClientClient(cfg),
+		AuditLog:               NewAuditLogClient(cfg),
+		Benefit:                NewBenefitClient(cfg),
+		BusinessUnit:           NewBusinessUnitClient(cfg),
+		Consent:                NewConsentClient(cfg),
+		Coupon:                 NewCouponClient(cfg),
+		CouponTemplate:         NewCouponTemplateClient(cfg),
+		EarningRule:            NewEarningRuleClient(cfg),
+		GrowthEntry:            NewGrowthEntryClient(cfg),
+		Identity:               NewIdentityClient(cfg),
+		Member:                 NewMemberClient(cfg),
+		MemberEvent:            NewMemberEventClient(cfg),
+		Notification:           NewNotificationClient(cfg),
+		Order:                  NewOrderClient(cfg),
+		OrderItem:              NewOrderItemClient(cfg),
+		OrderPayment:           NewOrderPaymentClient(cfg),
+		OtpChallenge:           NewOtpChallengeClient(cfg),
+		PaidMembership:         NewPaidMembershipClient(cfg),
+		PaidMembershipPlan:     NewPaidMembershipPlanClient(cfg),
+		PaidMembershipPurchase: NewPaidMembershipPurchaseClient(cfg),
+		PointsAllocation:       NewPointsAllocationClient(cfg),
+		PointsEntry:            NewPointsEntryClient(cfg),
+		PointsLot:              NewPointsLotClient(cfg),
+		RefreshToken:           NewRefreshTokenClient(cfg),
+		Refund:                 NewRefundClient(cfg),
+		Staff:                  NewStaffClient(cfg),
+		Store:                  NewStoreClient(cfg),
+		StoredValueEntry:       NewStoredValueEntryClient(cfg),
+		Tier:                   NewTierClient(cfg),
+		TierChange:             NewTierChangeClient(cfg),
 	}, nil
 }
 
 // Debug returns a new debug-client. It's used to get verbose logging on specific operations.
 //
 //	client.Debug().
-//		ApiClient.
+//		Account.
 //		Query().
 //		Count(ctx)
 func (c *Client) Debug() *Client {
@@ -241,8 +361,13 @@ func (c *Client) Close() error {
 // In order to add hooks to a specific client, call: `client.Node.Use(...)`.
 func (c *Client) Use(hooks ...Hook) {
 	for _, n := range []interface{ Use(...Hook) }{
-		c.ApiClient, c.AuditLog, c.Benefit, c.BusinessUnit, c.Identity, c.Member,
-		c.OtpChallenge, c.RefreshToken, c.Staff, c.Store, c.Tier,
+		c.Account, c.ApiClient, c.AuditLog, c.Benefit, c.BusinessUnit, c.Consent,
+		c.Coupon, c.CouponTemplate, c.EarningRule, c.GrowthEntry, c.Identity, c.Member,
+		c.MemberEvent, c.Notification, c.Order, c.OrderItem, c.OrderPayment,
+		c.OtpChallenge, c.PaidMembership, c.PaidMembershipPlan,
+		c.PaidMembershipPurchase, c.PointsAllocation, c.PointsEntry, c.PointsLot,
+		c.RefreshToken, c.Refund, c.Staff, c.Store, c.StoredValueEntry, c.Tier,
+		c.TierChange,
 	} {
 		n.Use(hooks...)
 	}
@@ -252,8 +377,13 @@ func (c *Client) Use(hooks ...Hook) {
 // In order to add interceptors to a specific client, call: `client.Node.Intercept(...)`.
 func (c *Client) Intercept(interceptors ...Interceptor) {
 	for _, n := range []interface{ Intercept(...Interceptor) }{
-		c.ApiClient, c.AuditLog, c.Benefit, c.BusinessUnit, c.Identity, c.Member,
-		c.OtpChallenge, c.RefreshToken, c.Staff, c.Store, c.Tier,
+		c.Account, c.ApiClient, c.AuditLog, c.Benefit, c.BusinessUnit, c.Consent,
+		c.Coupon, c.CouponTemplate, c.EarningRule, c.GrowthEntry, c.Identity, c.Member,
+		c.MemberEvent, c.Notification, c.Order, c.OrderItem, c.OrderPayment,
+		c.OtpChallenge, c.PaidMembership, c.PaidMembershipPlan,
+		c.PaidMembershipPurchase, c.PointsAllocation, c.PointsEntry, c.PointsLot,
+		c.RefreshToken, c.Refund, c.Staff, c.Store, c.StoredValueEntry, c.Tier,
+		c.TierChange,
 	} {
 		n.Intercept(interceptors...)
 	}
@@ -262,6 +392,8 @@ func (c *Client) Intercept(interceptors ...Interceptor) {
 // Mutate implements the ent.Mutator interface.
 func (c *Client) Mutate(ctx context.Context, m Mutation) (Value, error) {
 	switch m := m.(type) {
+	case *AccountMutation:
+		return c.Account.mutate(ctx, m)
 	case *ApiClientMutation:
 		return c.ApiClient.mutate(ctx, m)
 	case *AuditLogMutation:
@@ -270,22 +402,209 @@ func (c *Client) Mutate(ctx context.Context, m Mutation) (Value, error) {
 		return c.Benefit.mutate(ctx, m)
 	case *BusinessUnitMutation:
 		return c.BusinessUnit.mutate(ctx, m)
+	case *ConsentMutation:
+		return c.Consent.mutate(ctx, m)
+	case *CouponMutation:
+		return c.Coupon.mutate(ctx, m)
+	case *CouponTemplateMutation:
+		return c.CouponTemplate.mutate(ctx, m)
+	case *EarningRuleMutation:
+		return c.EarningRule.mutate(ctx, m)
+	case *GrowthEntryMutation:
+		return c.GrowthEntry.mutate(ctx, m)
 	case *IdentityMutation:
 		return c.Identity.mutate(ctx, m)
 	case *MemberMutation:
 		return c.Member.mutate(ctx, m)
+	case *MemberEventMutation:
+		return c.MemberEvent.mutate(ctx, m)
+	case *NotificationMutation:
+		return c.Notification.mutate(ctx, m)
+	case *OrderMutation:
+		return c.Order.mutate(ctx, m)
+	case *OrderItemMutation:
+		return c.OrderItem.mutate(ctx, m)
+	case *OrderPaymentMutation:
+		return c.OrderPayment.mutate(ctx, m)
 	case *OtpChallengeMutation:
 		return c.OtpChallenge.mutate(ctx, m)
+	case *PaidMembershipMutation:
+		return c.PaidMembership.mutate(ctx, m)
+	case *PaidMembershipPlanMutation:
+		return c.PaidMembershipPlan.mutate(ctx, m)
+	case *PaidMembershipPurchaseMutation:
+		return c.PaidMembershipPurchase.mutate(ctx, m)
+	case *PointsAllocationMutation:
+		return c.PointsAllocation.mutate(ctx, m)
+	case *PointsEntryMutation:
+		return c.PointsEntry.mutate(ctx, m)
+	case *PointsLotMutation:
+		return c.PointsLot.mutate(ctx, m)
 	case *RefreshTokenMutation:
 		return c.RefreshToken.mutate(ctx, m)
+	case *RefundMutation:
+		return c.Refund.mutate(ctx, m)
 	case *StaffMutation:
 		return c.Staff.mutate(ctx, m)
 	case *StoreMutation:
 		return c.Store.mutate(ctx, m)
+	case *StoredValueEntryMutation:
+		return c.StoredValueEntry.mutate(ctx, m)
 	case *TierMutation:
 		return c.Tier.mutate(ctx, m)
+	case *TierChangeMutation:
+		return c.TierChange.mutate(ctx, m)
 	default:
 		return nil, fmt.Errorf("ent: unknown mutation type %T", m)
+	}
+}
+
+// AccountClient is a client for the Account schema.
+type AccountClient struct {
+	config
+}
+
+// NewAccountClient returns a client for the Account from the given config.
+func NewAccountClient(c config) *AccountClient {
+	return &AccountClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `account.Hooks(f(g(h())))`.
+func (c *AccountClient) Use(hooks ...Hook) {
+	c.hooks.Account = append(c.hooks.Account, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `account.Intercept(f(g(h())))`.
+func (c *AccountClient) Intercept(interceptors ...Interceptor) {
+	c.inters.Account = append(c.inters.Account, interceptors...)
+}
+
+// Create returns a builder for creating a Account entity.
+func (c *AccountClient) Create() *AccountCreate {
+	mutation := newAccountMutation(c.config, OpCreate)
+	return &AccountCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of Account entities.
+func (c *AccountClient) CreateBulk(builders ...*AccountCreate) *AccountCreateBulk {
+	return &AccountCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *AccountClient) MapCreateBulk(slice any, setFunc func(*AccountCreate, int)) *AccountCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &AccountCreateBulk{err: fmt.Errorf("calling to AccountClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*AccountCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &AccountCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for Account.
+func (c *AccountClient) Update() *AccountUpdate {
+	mutation := newAccountMutation(c.config, OpUpdate)
+	return &AccountUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *AccountClient) UpdateOne(_m *Account) *AccountUpdateOne {
+	mutation := newAccountMutation(c.config, OpUpdateOne, withAccount(_m))
+	return &AccountUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *AccountClient) UpdateOneID(id int) *AccountUpdateOne {
+	mutation := newAccountMutation(c.config, OpUpdateOne, withAccountID(id))
+	return &AccountUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for Account.
+func (c *AccountClient) Delete() *AccountDelete {
+	mutation := newAccountMutation(c.config, OpDelete)
+	return &AccountDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *AccountClient) DeleteOne(_m *Account) *AccountDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *AccountClient) DeleteOneID(id int) *AccountDeleteOne {
+	builder := c.Delete().Where(account.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &AccountDeleteOne{builder}
+}
+
+// Query returns a query builder for Account.
+func (c *AccountClient) Query() *AccountQuery {
+	return &AccountQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypeAccount},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a Account entity by its id.
+func (c *AccountClient) Get(ctx context.Context, id int) (*Account, error) {
+	return c.Query().Where(account.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *AccountClient) GetX(ctx context.Context, id int) *Account {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// QueryMember queries the member edge of a Account.
+func (c *AccountClient) QueryMember(_m *Account) *MemberQuery {
+	query := (&MemberClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(account.Table, account.FieldID, id),
+			sqlgraph.To(member.Table, member.FieldID),
+			sqlgraph.Edge(sqlgraph.O2O, true, account.MemberTable, account.MemberColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
+// Hooks returns the client hooks.
+func (c *AccountClient) Hooks() []Hook {
+	return c.hooks.Account
+}
+
+// Interceptors returns the client interceptors.
+func (c *AccountClient) Interceptors() []Interceptor {
+	return c.inters.Account
+}
+
+func (c *AccountClient) mutate(ctx context.Context, m *AccountMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&AccountCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&AccountUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&AccountUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&AccountDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown Account mutation op: %q", m.Op())
 	}
 }
 
@@ -711,6 +1030,22 @@ func (c *BenefitClient) QueryBusinessUnits(_m *Benefit) *BusinessUnitQuery {
 	return query
 }
 
+// QueryPlans queries the plans edge of a Benefit.
+func (c *BenefitClient) QueryPlans(_m *Benefit) *PaidMembershipPlanQuery {
+	query := (&PaidMembershipPlanClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(benefit.Table, benefit.FieldID, id),
+			sqlgraph.To(paidmembershipplan.Table, paidmembershipplan.FieldID),
+			sqlgraph.Edge(sqlgraph.M2M, true, benefit.PlansTable, benefit.PlansPrimaryKey...),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
 // Hooks returns the client hooks.
 func (c *BenefitClient) Hooks() []Hook {
 	return c.hooks.Benefit
@@ -892,6 +1227,22 @@ func (c *BusinessUnitClient) QueryBenefits(_m *BusinessUnit) *BenefitQuery {
 	return query
 }
 
+// QueryCouponTemplates queries the coupon_templates edge of a BusinessUnit.
+func (c *BusinessUnitClient) QueryCouponTemplates(_m *BusinessUnit) *CouponTemplateQuery {
+	query := (&CouponTemplateClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(businessunit.Table, businessunit.FieldID, id),
+			sqlgraph.To(coupontemplate.Table, coupontemplate.FieldID),
+			sqlgraph.Edge(sqlgraph.M2M, true, businessunit.CouponTemplatesTable, businessunit.CouponTemplatesPrimaryKey...),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
 // Hooks returns the client hooks.
 func (c *BusinessUnitClient) Hooks() []Hook {
 	return c.hooks.BusinessUnit
@@ -914,6 +1265,767 @@ func (c *BusinessUnitClient) mutate(ctx context.Context, m *BusinessUnitMutation
 		return (&BusinessUnitDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
 	default:
 		return nil, fmt.Errorf("ent: unknown BusinessUnit mutation op: %q", m.Op())
+	}
+}
+
+// ConsentClient is a client for the Consent schema.
+type ConsentClient struct {
+	config
+}
+
+// NewConsentClient returns a client for the Consent from the given config.
+func NewConsentClient(c config) *ConsentClient {
+	return &ConsentClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `consent.Hooks(f(g(h())))`.
+func (c *ConsentClient) Use(hooks ...Hook) {
+	c.hooks.Consent = append(c.hooks.Consent, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `consent.Intercept(f(g(h())))`.
+func (c *ConsentClient) Intercept(interceptors ...Interceptor) {
+	c.inters.Consent = append(c.inters.Consent, interceptors...)
+}
+
+// Create returns a builder for creating a Consent entity.
+func (c *ConsentClient) Create() *ConsentCreate {
+	mutation := newConsentMutation(c.config, OpCreate)
+	return &ConsentCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of Consent entities.
+func (c *ConsentClient) CreateBulk(builders ...*ConsentCreate) *ConsentCreateBulk {
+	return &ConsentCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *ConsentClient) MapCreateBulk(slice any, setFunc func(*ConsentCreate, int)) *ConsentCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &ConsentCreateBulk{err: fmt.Errorf("calling to ConsentClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*ConsentCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &ConsentCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for Consent.
+func (c *ConsentClient) Update() *ConsentUpdate {
+	mutation := newConsentMutation(c.config, OpUpdate)
+	return &ConsentUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *ConsentClient) UpdateOne(_m *Consent) *ConsentUpdateOne {
+	mutation := newConsentMutation(c.config, OpUpdateOne, withConsent(_m))
+	return &ConsentUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *ConsentClient) UpdateOneID(id int) *ConsentUpdateOne {
+	mutation := newConsentMutation(c.config, OpUpdateOne, withConsentID(id))
+	return &ConsentUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for Consent.
+func (c *ConsentClient) Delete() *ConsentDelete {
+	mutation := newConsentMutation(c.config, OpDelete)
+	return &ConsentDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *ConsentClient) DeleteOne(_m *Consent) *ConsentDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *ConsentClient) DeleteOneID(id int) *ConsentDeleteOne {
+	builder := c.Delete().Where(consent.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &ConsentDeleteOne{builder}
+}
+
+// Query returns a query builder for Consent.
+func (c *ConsentClient) Query() *ConsentQuery {
+	return &ConsentQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypeConsent},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a Consent entity by its id.
+func (c *ConsentClient) Get(ctx context.Context, id int) (*Consent, error) {
+	return c.Query().Where(consent.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *ConsentClient) GetX(ctx context.Context, id int) *Consent {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// Hooks returns the client hooks.
+func (c *ConsentClient) Hooks() []Hook {
+	return c.hooks.Consent
+}
+
+// Interceptors returns the client interceptors.
+func (c *ConsentClient) Interceptors() []Interceptor {
+	return c.inters.Consent
+}
+
+func (c *ConsentClient) mutate(ctx context.Context, m *ConsentMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&ConsentCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&ConsentUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&ConsentUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&ConsentDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown Consent mutation op: %q", m.Op())
+	}
+}
+
+// CouponClient is a client for the Coupon schema.
+type CouponClient struct {
+	config
+}
+
+// NewCouponClient returns a client for the Coupon from the given config.
+func NewCouponClient(c config) *CouponClient {
+	return &CouponClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `coupon.Hooks(f(g(h())))`.
+func (c *CouponClient) Use(hooks ...Hook) {
+	c.hooks.Coupon = append(c.hooks.Coupon, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `coupon.Intercept(f(g(h())))`.
+func (c *CouponClient) Intercept(interceptors ...Interceptor) {
+	c.inters.Coupon = append(c.inters.Coupon, interceptors...)
+}
+
+// Create returns a builder for creating a Coupon entity.
+func (c *CouponClient) Create() *CouponCreate {
+	mutation := newCouponMutation(c.config, OpCreate)
+	return &CouponCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of Coupon entities.
+func (c *CouponClient) CreateBulk(builders ...*CouponCreate) *CouponCreateBulk {
+	return &CouponCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *CouponClient) MapCreateBulk(slice any, setFunc func(*CouponCreate, int)) *CouponCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &CouponCreateBulk{err: fmt.Errorf("calling to CouponClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*CouponCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &CouponCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for Coupon.
+func (c *CouponClient) Update() *CouponUpdate {
+	mutation := newCouponMutation(c.config, OpUpdate)
+	return &CouponUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *CouponClient) UpdateOne(_m *Coupon) *CouponUpdateOne {
+	mutation := newCouponMutation(c.config, OpUpdateOne, withCoupon(_m))
+	return &CouponUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *CouponClient) UpdateOneID(id int) *CouponUpdateOne {
+	mutation := newCouponMutation(c.config, OpUpdateOne, withCouponID(id))
+	return &CouponUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for Coupon.
+func (c *CouponClient) Delete() *CouponDelete {
+	mutation := newCouponMutation(c.config, OpDelete)
+	return &CouponDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *CouponClient) DeleteOne(_m *Coupon) *CouponDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *CouponClient) DeleteOneID(id int) *CouponDeleteOne {
+	builder := c.Delete().Where(coupon.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &CouponDeleteOne{builder}
+}
+
+// Query returns a query builder for Coupon.
+func (c *CouponClient) Query() *CouponQuery {
+	return &CouponQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypeCoupon},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a Coupon entity by its id.
+func (c *CouponClient) Get(ctx context.Context, id int) (*Coupon, error) {
+	return c.Query().Where(coupon.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *CouponClient) GetX(ctx context.Context, id int) *Coupon {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// QueryTemplate queries the template edge of a Coupon.
+func (c *CouponClient) QueryTemplate(_m *Coupon) *CouponTemplateQuery {
+	query := (&CouponTemplateClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(coupon.Table, coupon.FieldID, id),
+			sqlgraph.To(coupontemplate.Table, coupontemplate.FieldID),
+			sqlgraph.Edge(sqlgraph.M2O, false, coupon.TemplateTable, coupon.TemplateColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
+// Hooks returns the client hooks.
+func (c *CouponClient) Hooks() []Hook {
+	return c.hooks.Coupon
+}
+
+// Interceptors returns the client interceptors.
+func (c *CouponClient) Interceptors() []Interceptor {
+	return c.inters.Coupon
+}
+
+func (c *CouponClient) mutate(ctx context.Context, m *CouponMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&CouponCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&CouponUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&CouponUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&CouponDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown Coupon mutation op: %q", m.Op())
+	}
+}
+
+// CouponTemplateClient is a client for the CouponTemplate schema.
+type CouponTemplateClient struct {
+	config
+}
+
+// NewCouponTemplateClient returns a client for the CouponTemplate from the given config.
+func NewCouponTemplateClient(c config) *CouponTemplateClient {
+	return &CouponTemplateClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `coupontemplate.Hooks(f(g(h())))`.
+func (c *CouponTemplateClient) Use(hooks ...Hook) {
+	c.hooks.CouponTemplate = append(c.hooks.CouponTemplate, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `coupontemplate.Intercept(f(g(h())))`.
+func (c *CouponTemplateClient) Intercept(interceptors ...Interceptor) {
+	c.inters.CouponTemplate = append(c.inters.CouponTemplate, interceptors...)
+}
+
+// Create returns a builder for creating a CouponTemplate entity.
+func (c *CouponTemplateClient) Create() *CouponTemplateCreate {
+	mutation := newCouponTemplateMutation(c.config, OpCreate)
+	return &CouponTemplateCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of CouponTemplate entities.
+func (c *CouponTemplateClient) CreateBulk(builders ...*CouponTemplateCreate) *CouponTemplateCreateBulk {
+	return &CouponTemplateCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *CouponTemplateClient) MapCreateBulk(slice any, setFunc func(*CouponTemplateCreate, int)) *CouponTemplateCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &CouponTemplateCreateBulk{err: fmt.Errorf("calling to CouponTemplateClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*CouponTemplateCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &CouponTemplateCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for CouponTemplate.
+func (c *CouponTemplateClient) Update() *CouponTemplateUpdate {
+	mutation := newCouponTemplateMutation(c.config, OpUpdate)
+	return &CouponTemplateUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *CouponTemplateClient) UpdateOne(_m *CouponTemplate) *CouponTemplateUpdateOne {
+	mutation := newCouponTemplateMutation(c.config, OpUpdateOne, withCouponTemplate(_m))
+	return &CouponTemplateUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *CouponTemplateClient) UpdateOneID(id int) *CouponTemplateUpdateOne {
+	mutation := newCouponTemplateMutation(c.config, OpUpdateOne, withCouponTemplateID(id))
+	return &CouponTemplateUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for CouponTemplate.
+func (c *CouponTemplateClient) Delete() *CouponTemplateDelete {
+	mutation := newCouponTemplateMutation(c.config, OpDelete)
+	return &CouponTemplateDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *CouponTemplateClient) DeleteOne(_m *CouponTemplate) *CouponTemplateDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *CouponTemplateClient) DeleteOneID(id int) *CouponTemplateDeleteOne {
+	builder := c.Delete().Where(coupontemplate.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &CouponTemplateDeleteOne{builder}
+}
+
+// Query returns a query builder for CouponTemplate.
+func (c *CouponTemplateClient) Query() *CouponTemplateQuery {
+	return &CouponTemplateQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypeCouponTemplate},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a CouponTemplate entity by its id.
+func (c *CouponTemplateClient) Get(ctx context.Context, id int) (*CouponTemplate, error) {
+	return c.Query().Where(coupontemplate.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *CouponTemplateClient) GetX(ctx context.Context, id int) *CouponTemplate {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// QueryBusinessUnits queries the business_units edge of a CouponTemplate.
+func (c *CouponTemplateClient) QueryBusinessUnits(_m *CouponTemplate) *BusinessUnitQuery {
+	query := (&BusinessUnitClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(coupontemplate.Table, coupontemplate.FieldID, id),
+			sqlgraph.To(businessunit.Table, businessunit.FieldID),
+			sqlgraph.Edge(sqlgraph.M2M, false, coupontemplate.BusinessUnitsTable, coupontemplate.BusinessUnitsPrimaryKey...),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
+// QueryStores queries the stores edge of a CouponTemplate.
+func (c *CouponTemplateClient) QueryStores(_m *CouponTemplate) *StoreQuery {
+	query := (&StoreClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(coupontemplate.Table, coupontemplate.FieldID, id),
+			sqlgraph.To(store.Table, store.FieldID),
+			sqlgraph.Edge(sqlgraph.M2M, false, coupontemplate.StoresTable, coupontemplate.StoresPrimaryKey...),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
+// Hooks returns the client hooks.
+func (c *CouponTemplateClient) Hooks() []Hook {
+	return c.hooks.CouponTemplate
+}
+
+// Interceptors returns the client interceptors.
+func (c *CouponTemplateClient) Interceptors() []Interceptor {
+	return c.inters.CouponTemplate
+}
+
+func (c *CouponTemplateClient) mutate(ctx context.Context, m *CouponTemplateMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&CouponTemplateCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&CouponTemplateUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&CouponTemplateUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&CouponTemplateDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown CouponTemplate mutation op: %q", m.Op())
+	}
+}
+
+// EarningRuleClient is a client for the EarningRule schema.
+type EarningRuleClient struct {
+	config
+}
+
+// NewEarningRuleClient returns a client for the EarningRule from the given config.
+func NewEarningRuleClient(c config) *EarningRuleClient {
+	return &EarningRuleClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `earningrule.Hooks(f(g(h())))`.
+func (c *EarningRuleClient) Use(hooks ...Hook) {
+	c.hooks.EarningRule = append(c.hooks.EarningRule, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `earningrule.Intercept(f(g(h())))`.
+func (c *EarningRuleClient) Intercept(interceptors ...Interceptor) {
+	c.inters.EarningRule = append(c.inters.EarningRule, interceptors...)
+}
+
+// Create returns a builder for creating a EarningRule entity.
+func (c *EarningRuleClient) Create() *EarningRuleCreate {
+	mutation := newEarningRuleMutation(c.config, OpCreate)
+	return &EarningRuleCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of EarningRule entities.
+func (c *EarningRuleClient) CreateBulk(builders ...*EarningRuleCreate) *EarningRuleCreateBulk {
+	return &EarningRuleCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *EarningRuleClient) MapCreateBulk(slice any, setFunc func(*EarningRuleCreate, int)) *EarningRuleCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &EarningRuleCreateBulk{err: fmt.Errorf("calling to EarningRuleClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*EarningRuleCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &EarningRuleCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for EarningRule.
+func (c *EarningRuleClient) Update() *EarningRuleUpdate {
+	mutation := newEarningRuleMutation(c.config, OpUpdate)
+	return &EarningRuleUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *EarningRuleClient) UpdateOne(_m *EarningRule) *EarningRuleUpdateOne {
+	mutation := newEarningRuleMutation(c.config, OpUpdateOne, withEarningRule(_m))
+	return &EarningRuleUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *EarningRuleClient) UpdateOneID(id int) *EarningRuleUpdateOne {
+	mutation := newEarningRuleMutation(c.config, OpUpdateOne, withEarningRuleID(id))
+	return &EarningRuleUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for EarningRule.
+func (c *EarningRuleClient) Delete() *EarningRuleDelete {
+	mutation := newEarningRuleMutation(c.config, OpDelete)
+	return &EarningRuleDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *EarningRuleClient) DeleteOne(_m *EarningRule) *EarningRuleDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *EarningRuleClient) DeleteOneID(id int) *EarningRuleDeleteOne {
+	builder := c.Delete().Where(earningrule.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &EarningRuleDeleteOne{builder}
+}
+
+// Query returns a query builder for EarningRule.
+func (c *EarningRuleClient) Query() *EarningRuleQuery {
+	return &EarningRuleQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypeEarningRule},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a EarningRule entity by its id.
+func (c *EarningRuleClient) Get(ctx context.Context, id int) (*EarningRule, error) {
+	return c.Query().Where(earningrule.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *EarningRuleClient) GetX(ctx context.Context, id int) *EarningRule {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// QueryBusinessUnit queries the business_unit edge of a EarningRule.
+func (c *EarningRuleClient) QueryBusinessUnit(_m *EarningRule) *BusinessUnitQuery {
+	query := (&BusinessUnitClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(earningrule.Table, earningrule.FieldID, id),
+			sqlgraph.To(businessunit.Table, businessunit.FieldID),
+			sqlgraph.Edge(sqlgraph.M2O, false, earningrule.BusinessUnitTable, earningrule.BusinessUnitColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
+// Hooks returns the client hooks.
+func (c *EarningRuleClient) Hooks() []Hook {
+	return c.hooks.EarningRule
+}
+
+// Interceptors returns the client interceptors.
+func (c *EarningRuleClient) Interceptors() []Interceptor {
+	return c.inters.EarningRule
+}
+
+func (c *EarningRuleClient) mutate(ctx context.Context, m *EarningRuleMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&EarningRuleCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&EarningRuleUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&EarningRuleUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&EarningRuleDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown EarningRule mutation op: %q", m.Op())
+	}
+}
+
+// GrowthEntryClient is a client for the GrowthEntry schema.
+type GrowthEntryClient struct {
+	config
+}
+
+// NewGrowthEntryClient returns a client for the GrowthEntry from the given config.
+func NewGrowthEntryClient(c config) *GrowthEntryClient {
+	return &GrowthEntryClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `growthentry.Hooks(f(g(h())))`.
+func (c *GrowthEntryClient) Use(hooks ...Hook) {
+	c.hooks.GrowthEntry = append(c.hooks.GrowthEntry, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `growthentry.Intercept(f(g(h())))`.
+func (c *GrowthEntryClient) Intercept(interceptors ...Interceptor) {
+	c.inters.GrowthEntry = append(c.inters.GrowthEntry, interceptors...)
+}
+
+// Create returns a builder for creating a GrowthEntry entity.
+func (c *GrowthEntryClient) Create() *GrowthEntryCreate {
+	mutation := newGrowthEntryMutation(c.config, OpCreate)
+	return &GrowthEntryCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of GrowthEntry entities.
+func (c *GrowthEntryClient) CreateBulk(builders ...*GrowthEntryCreate) *GrowthEntryCreateBulk {
+	return &GrowthEntryCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *GrowthEntryClient) MapCreateBulk(slice any, setFunc func(*GrowthEntryCreate, int)) *GrowthEntryCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &GrowthEntryCreateBulk{err: fmt.Errorf("calling to GrowthEntryClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*GrowthEntryCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &GrowthEntryCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for GrowthEntry.
+func (c *GrowthEntryClient) Update() *GrowthEntryUpdate {
+	mutation := newGrowthEntryMutation(c.config, OpUpdate)
+	return &GrowthEntryUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *GrowthEntryClient) UpdateOne(_m *GrowthEntry) *GrowthEntryUpdateOne {
+	mutation := newGrowthEntryMutation(c.config, OpUpdateOne, withGrowthEntry(_m))
+	return &GrowthEntryUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *GrowthEntryClient) UpdateOneID(id int) *GrowthEntryUpdateOne {
+	mutation := newGrowthEntryMutation(c.config, OpUpdateOne, withGrowthEntryID(id))
+	return &GrowthEntryUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for GrowthEntry.
+func (c *GrowthEntryClient) Delete() *GrowthEntryDelete {
+	mutation := newGrowthEntryMutation(c.config, OpDelete)
+	return &GrowthEntryDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *GrowthEntryClient) DeleteOne(_m *GrowthEntry) *GrowthEntryDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *GrowthEntryClient) DeleteOneID(id int) *GrowthEntryDeleteOne {
+	builder := c.Delete().Where(growthentry.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &GrowthEntryDeleteOne{builder}
+}
+
+// Query returns a query builder for GrowthEntry.
+func (c *GrowthEntryClient) Query() *GrowthEntryQuery {
+	return &GrowthEntryQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypeGrowthEntry},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a GrowthEntry entity by its id.
+func (c *GrowthEntryClient) Get(ctx context.Context, id int) (*GrowthEntry, error) {
+	return c.Query().Where(growthentry.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *GrowthEntryClient) GetX(ctx context.Context, id int) *GrowthEntry {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// QueryBusinessUnit queries the business_unit edge of a GrowthEntry.
+func (c *GrowthEntryClient) QueryBusinessUnit(_m *GrowthEntry) *BusinessUnitQuery {
+	query := (&BusinessUnitClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(growthentry.Table, growthentry.FieldID, id),
+			sqlgraph.To(businessunit.Table, businessunit.FieldID),
+			sqlgraph.Edge(sqlgraph.M2O, false, growthentry.BusinessUnitTable, growthentry.BusinessUnitColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
+// QueryStore queries the store edge of a GrowthEntry.
+func (c *GrowthEntryClient) QueryStore(_m *GrowthEntry) *StoreQuery {
+	query := (&StoreClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(growthentry.Table, growthentry.FieldID, id),
+			sqlgraph.To(store.Table, store.FieldID),
+			sqlgraph.Edge(sqlgraph.M2O, false, growthentry.StoreTable, growthentry.StoreColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
+// Hooks returns the client hooks.
+func (c *GrowthEntryClient) Hooks() []Hook {
+	return c.hooks.GrowthEntry
+}
+
+// Interceptors returns the client interceptors.
+func (c *GrowthEntryClient) Interceptors() []Interceptor {
+	return c.inters.GrowthEntry
+}
+
+func (c *GrowthEntryClient) mutate(ctx context.Context, m *GrowthEntryMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&GrowthEntryCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&GrowthEntryUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&GrowthEntryUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&GrowthEntryDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown GrowthEntry mutation op: %q", m.Op())
 	}
 }
 
@@ -1222,6 +2334,22 @@ func (c *MemberClient) QueryIdentities(_m *Member) *IdentityQuery {
 	return query
 }
 
+// QueryAccount queries the account edge of a Member.
+func (c *MemberClient) QueryAccount(_m *Member) *AccountQuery {
+	query := (&AccountClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(member.Table, member.FieldID, id),
+			sqlgraph.To(account.Table, account.FieldID),
+			sqlgraph.Edge(sqlgraph.O2O, false, member.AccountTable, member.AccountColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
 // QueryMergedInto queries the merged_into edge of a Member.
 func (c *MemberClient) QueryMergedInto(_m *Member) *MemberQuery {
 	query := (&MemberClient{config: c.config}).Query()
@@ -1260,6 +2388,783 @@ func (c *MemberClient) mutate(ctx context.Context, m *MemberMutation) (Value, er
 		return (&MemberDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
 	default:
 		return nil, fmt.Errorf("ent: unknown Member mutation op: %q", m.Op())
+	}
+}
+
+// MemberEventClient is a client for the MemberEvent schema.
+type MemberEventClient struct {
+	config
+}
+
+// NewMemberEventClient returns a client for the MemberEvent from the given config.
+func NewMemberEventClient(c config) *MemberEventClient {
+	return &MemberEventClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `memberevent.Hooks(f(g(h())))`.
+func (c *MemberEventClient) Use(hooks ...Hook) {
+	c.hooks.MemberEvent = append(c.hooks.MemberEvent, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `memberevent.Intercept(f(g(h())))`.
+func (c *MemberEventClient) Intercept(interceptors ...Interceptor) {
+	c.inters.MemberEvent = append(c.inters.MemberEvent, interceptors...)
+}
+
+// Create returns a builder for creating a MemberEvent entity.
+func (c *MemberEventClient) Create() *MemberEventCreate {
+	mutation := newMemberEventMutation(c.config, OpCreate)
+	return &MemberEventCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of MemberEvent entities.
+func (c *MemberEventClient) CreateBulk(builders ...*MemberEventCreate) *MemberEventCreateBulk {
+	return &MemberEventCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *MemberEventClient) MapCreateBulk(slice any, setFunc func(*MemberEventCreate, int)) *MemberEventCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &MemberEventCreateBulk{err: fmt.Errorf("calling to MemberEventClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*MemberEventCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &MemberEventCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for MemberEvent.
+func (c *MemberEventClient) Update() *MemberEventUpdate {
+	mutation := newMemberEventMutation(c.config, OpUpdate)
+	return &MemberEventUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *MemberEventClient) UpdateOne(_m *MemberEvent) *MemberEventUpdateOne {
+	mutation := newMemberEventMutation(c.config, OpUpdateOne, withMemberEvent(_m))
+	return &MemberEventUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *MemberEventClient) UpdateOneID(id int) *MemberEventUpdateOne {
+	mutation := newMemberEventMutation(c.config, OpUpdateOne, withMemberEventID(id))
+	return &MemberEventUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for MemberEvent.
+func (c *MemberEventClient) Delete() *MemberEventDelete {
+	mutation := newMemberEventMutation(c.config, OpDelete)
+	return &MemberEventDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *MemberEventClient) DeleteOne(_m *MemberEvent) *MemberEventDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *MemberEventClient) DeleteOneID(id int) *MemberEventDeleteOne {
+	builder := c.Delete().Where(memberevent.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &MemberEventDeleteOne{builder}
+}
+
+// Query returns a query builder for MemberEvent.
+func (c *MemberEventClient) Query() *MemberEventQuery {
+	return &MemberEventQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypeMemberEvent},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a MemberEvent entity by its id.
+func (c *MemberEventClient) Get(ctx context.Context, id int) (*MemberEvent, error) {
+	return c.Query().Where(memberevent.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *MemberEventClient) GetX(ctx context.Context, id int) *MemberEvent {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// Hooks returns the client hooks.
+func (c *MemberEventClient) Hooks() []Hook {
+	return c.hooks.MemberEvent
+}
+
+// Interceptors returns the client interceptors.
+func (c *MemberEventClient) Interceptors() []Interceptor {
+	return c.inters.MemberEvent
+}
+
+func (c *MemberEventClient) mutate(ctx context.Context, m *MemberEventMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&MemberEventCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&MemberEventUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&MemberEventUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&MemberEventDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown MemberEvent mutation op: %q", m.Op())
+	}
+}
+
+// NotificationClient is a client for the Notification schema.
+type NotificationClient struct {
+	config
+}
+
+// NewNotificationClient returns a client for the Notification from the given config.
+func NewNotificationClient(c config) *NotificationClient {
+	return &NotificationClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `notification.Hooks(f(g(h())))`.
+func (c *NotificationClient) Use(hooks ...Hook) {
+	c.hooks.Notification = append(c.hooks.Notification, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `notification.Intercept(f(g(h())))`.
+func (c *NotificationClient) Intercept(interceptors ...Interceptor) {
+	c.inters.Notification = append(c.inters.Notification, interceptors...)
+}
+
+// Create returns a builder for creating a Notification entity.
+func (c *NotificationClient) Create() *NotificationCreate {
+	mutation := newNotificationMutation(c.config, OpCreate)
+	return &NotificationCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of Notification entities.
+func (c *NotificationClient) CreateBulk(builders ...*NotificationCreate) *NotificationCreateBulk {
+	return &NotificationCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *NotificationClient) MapCreateBulk(slice any, setFunc func(*NotificationCreate, int)) *NotificationCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &NotificationCreateBulk{err: fmt.Errorf("calling to NotificationClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*NotificationCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &NotificationCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for Notification.
+func (c *NotificationClient) Update() *NotificationUpdate {
+	mutation := newNotificationMutation(c.config, OpUpdate)
+	return &NotificationUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *NotificationClient) UpdateOne(_m *Notification) *NotificationUpdateOne {
+	mutation := newNotificationMutation(c.config, OpUpdateOne, withNotification(_m))
+	return &NotificationUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *NotificationClient) UpdateOneID(id int) *NotificationUpdateOne {
+	mutation := newNotificationMutation(c.config, OpUpdateOne, withNotificationID(id))
+	return &NotificationUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for Notification.
+func (c *NotificationClient) Delete() *NotificationDelete {
+	mutation := newNotificationMutation(c.config, OpDelete)
+	return &NotificationDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *NotificationClient) DeleteOne(_m *Notification) *NotificationDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *NotificationClient) DeleteOneID(id int) *NotificationDeleteOne {
+	builder := c.Delete().Where(notification.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &NotificationDeleteOne{builder}
+}
+
+// Query returns a query builder for Notification.
+func (c *NotificationClient) Query() *NotificationQuery {
+	return &NotificationQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypeNotification},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a Notification entity by its id.
+func (c *NotificationClient) Get(ctx context.Context, id int) (*Notification, error) {
+	return c.Query().Where(notification.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *NotificationClient) GetX(ctx context.Context, id int) *Notification {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// Hooks returns the client hooks.
+func (c *NotificationClient) Hooks() []Hook {
+	return c.hooks.Notification
+}
+
+// Interceptors returns the client interceptors.
+func (c *NotificationClient) Interceptors() []Interceptor {
+	return c.inters.Notification
+}
+
+func (c *NotificationClient) mutate(ctx context.Context, m *NotificationMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&NotificationCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&NotificationUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&NotificationUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&NotificationDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown Notification mutation op: %q", m.Op())
+	}
+}
+
+// OrderClient is a client for the Order schema.
+type OrderClient struct {
+	config
+}
+
+// NewOrderClient returns a client for the Order from the given config.
+func NewOrderClient(c config) *OrderClient {
+	return &OrderClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `order.Hooks(f(g(h())))`.
+func (c *OrderClient) Use(hooks ...Hook) {
+	c.hooks.Order = append(c.hooks.Order, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `order.Intercept(f(g(h())))`.
+func (c *OrderClient) Intercept(interceptors ...Interceptor) {
+	c.inters.Order = append(c.inters.Order, interceptors...)
+}
+
+// Create returns a builder for creating a Order entity.
+func (c *OrderClient) Create() *OrderCreate {
+	mutation := newOrderMutation(c.config, OpCreate)
+	return &OrderCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of Order entities.
+func (c *OrderClient) CreateBulk(builders ...*OrderCreate) *OrderCreateBulk {
+	return &OrderCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *OrderClient) MapCreateBulk(slice any, setFunc func(*OrderCreate, int)) *OrderCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &OrderCreateBulk{err: fmt.Errorf("calling to OrderClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*OrderCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &OrderCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for Order.
+func (c *OrderClient) Update() *OrderUpdate {
+	mutation := newOrderMutation(c.config, OpUpdate)
+	return &OrderUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *OrderClient) UpdateOne(_m *Order) *OrderUpdateOne {
+	mutation := newOrderMutation(c.config, OpUpdateOne, withOrder(_m))
+	return &OrderUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *OrderClient) UpdateOneID(id int) *OrderUpdateOne {
+	mutation := newOrderMutation(c.config, OpUpdateOne, withOrderID(id))
+	return &OrderUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for Order.
+func (c *OrderClient) Delete() *OrderDelete {
+	mutation := newOrderMutation(c.config, OpDelete)
+	return &OrderDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *OrderClient) DeleteOne(_m *Order) *OrderDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *OrderClient) DeleteOneID(id int) *OrderDeleteOne {
+	builder := c.Delete().Where(order.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &OrderDeleteOne{builder}
+}
+
+// Query returns a query builder for Order.
+func (c *OrderClient) Query() *OrderQuery {
+	return &OrderQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypeOrder},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a Order entity by its id.
+func (c *OrderClient) Get(ctx context.Context, id int) (*Order, error) {
+	return c.Query().Where(order.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *OrderClient) GetX(ctx context.Context, id int) *Order {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// QueryStore queries the store edge of a Order.
+func (c *OrderClient) QueryStore(_m *Order) *StoreQuery {
+	query := (&StoreClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(order.Table, order.FieldID, id),
+			sqlgraph.To(store.Table, store.FieldID),
+			sqlgraph.Edge(sqlgraph.M2O, false, order.StoreTable, order.StoreColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
+// QueryBusinessUnit queries the business_unit edge of a Order.
+func (c *OrderClient) QueryBusinessUnit(_m *Order) *BusinessUnitQuery {
+	query := (&BusinessUnitClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(order.Table, order.FieldID, id),
+			sqlgraph.To(businessunit.Table, businessunit.FieldID),
+			sqlgraph.Edge(sqlgraph.M2O, false, order.BusinessUnitTable, order.BusinessUnitColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
+// QueryItems queries the items edge of a Order.
+func (c *OrderClient) QueryItems(_m *Order) *OrderItemQuery {
+	query := (&OrderItemClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(order.Table, order.FieldID, id),
+			sqlgraph.To(orderitem.Table, orderitem.FieldID),
+			sqlgraph.Edge(sqlgraph.O2M, false, order.ItemsTable, order.ItemsColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
+// QueryPayments queries the payments edge of a Order.
+func (c *OrderClient) QueryPayments(_m *Order) *OrderPaymentQuery {
+	query := (&OrderPaymentClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(order.Table, order.FieldID, id),
+			sqlgraph.To(orderpayment.Table, orderpayment.FieldID),
+			sqlgraph.Edge(sqlgraph.O2M, false, order.PaymentsTable, order.PaymentsColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
+// QueryRefunds queries the refunds edge of a Order.
+func (c *OrderClient) QueryRefunds(_m *Order) *RefundQuery {
+	query := (&RefundClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(order.Table, order.FieldID, id),
+			sqlgraph.To(refund.Table, refund.FieldID),
+			sqlgraph.Edge(sqlgraph.O2M, false, order.RefundsTable, order.RefundsColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
+// Hooks returns the client hooks.
+func (c *OrderClient) Hooks() []Hook {
+	return c.hooks.Order
+}
+
+// Interceptors returns the client interceptors.
+func (c *OrderClient) Interceptors() []Interceptor {
+	return c.inters.Order
+}
+
+func (c *OrderClient) mutate(ctx context.Context, m *OrderMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&OrderCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&OrderUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&OrderUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&OrderDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown Order mutation op: %q", m.Op())
+	}
+}
+
+// OrderItemClient is a client for the OrderItem schema.
+type OrderItemClient struct {
+	config
+}
+
+// NewOrderItemClient returns a client for the OrderItem from the given config.
+func NewOrderItemClient(c config) *OrderItemClient {
+	return &OrderItemClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `orderitem.Hooks(f(g(h())))`.
+func (c *OrderItemClient) Use(hooks ...Hook) {
+	c.hooks.OrderItem = append(c.hooks.OrderItem, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `orderitem.Intercept(f(g(h())))`.
+func (c *OrderItemClient) Intercept(interceptors ...Interceptor) {
+	c.inters.OrderItem = append(c.inters.OrderItem, interceptors...)
+}
+
+// Create returns a builder for creating a OrderItem entity.
+func (c *OrderItemClient) Create() *OrderItemCreate {
+	mutation := newOrderItemMutation(c.config, OpCreate)
+	return &OrderItemCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of OrderItem entities.
+func (c *OrderItemClient) CreateBulk(builders ...*OrderItemCreate) *OrderItemCreateBulk {
+	return &OrderItemCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *OrderItemClient) MapCreateBulk(slice any, setFunc func(*OrderItemCreate, int)) *OrderItemCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &OrderItemCreateBulk{err: fmt.Errorf("calling to OrderItemClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*OrderItemCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &OrderItemCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for OrderItem.
+func (c *OrderItemClient) Update() *OrderItemUpdate {
+	mutation := newOrderItemMutation(c.config, OpUpdate)
+	return &OrderItemUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *OrderItemClient) UpdateOne(_m *OrderItem) *OrderItemUpdateOne {
+	mutation := newOrderItemMutation(c.config, OpUpdateOne, withOrderItem(_m))
+	return &OrderItemUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *OrderItemClient) UpdateOneID(id int) *OrderItemUpdateOne {
+	mutation := newOrderItemMutation(c.config, OpUpdateOne, withOrderItemID(id))
+	return &OrderItemUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for OrderItem.
+func (c *OrderItemClient) Delete() *OrderItemDelete {
+	mutation := newOrderItemMutation(c.config, OpDelete)
+	return &OrderItemDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *OrderItemClient) DeleteOne(_m *OrderItem) *OrderItemDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *OrderItemClient) DeleteOneID(id int) *OrderItemDeleteOne {
+	builder := c.Delete().Where(orderitem.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &OrderItemDeleteOne{builder}
+}
+
+// Query returns a query builder for OrderItem.
+func (c *OrderItemClient) Query() *OrderItemQuery {
+	return &OrderItemQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypeOrderItem},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a OrderItem entity by its id.
+func (c *OrderItemClient) Get(ctx context.Context, id int) (*OrderItem, error) {
+	return c.Query().Where(orderitem.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *OrderItemClient) GetX(ctx context.Context, id int) *OrderItem {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// QueryOrder queries the order edge of a OrderItem.
+func (c *OrderItemClient) QueryOrder(_m *OrderItem) *OrderQuery {
+	query := (&OrderClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(orderitem.Table, orderitem.FieldID, id),
+			sqlgraph.To(order.Table, order.FieldID),
+			sqlgraph.Edge(sqlgraph.M2O, true, orderitem.OrderTable, orderitem.OrderColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
+// Hooks returns the client hooks.
+func (c *OrderItemClient) Hooks() []Hook {
+	return c.hooks.OrderItem
+}
+
+// Interceptors returns the client interceptors.
+func (c *OrderItemClient) Interceptors() []Interceptor {
+	return c.inters.OrderItem
+}
+
+func (c *OrderItemClient) mutate(ctx context.Context, m *OrderItemMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&OrderItemCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&OrderItemUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&OrderItemUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&OrderItemDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown OrderItem mutation op: %q", m.Op())
+	}
+}
+
+// OrderPaymentClient is a client for the OrderPayment schema.
+type OrderPaymentClient struct {
+	config
+}
+
+// NewOrderPaymentClient returns a client for the OrderPayment from the given config.
+func NewOrderPaymentClient(c config) *OrderPaymentClient {
+	return &OrderPaymentClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `orderpayment.Hooks(f(g(h())))`.
+func (c *OrderPaymentClient) Use(hooks ...Hook) {
+	c.hooks.OrderPayment = append(c.hooks.OrderPayment, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `orderpayment.Intercept(f(g(h())))`.
+func (c *OrderPaymentClient) Intercept(interceptors ...Interceptor) {
+	c.inters.OrderPayment = append(c.inters.OrderPayment, interceptors...)
+}
+
+// Create returns a builder for creating a OrderPayment entity.
+func (c *OrderPaymentClient) Create() *OrderPaymentCreate {
+	mutation := newOrderPaymentMutation(c.config, OpCreate)
+	return &OrderPaymentCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of OrderPayment entities.
+func (c *OrderPaymentClient) CreateBulk(builders ...*OrderPaymentCreate) *OrderPaymentCreateBulk {
+	return &OrderPaymentCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *OrderPaymentClient) MapCreateBulk(slice any, setFunc func(*OrderPaymentCreate, int)) *OrderPaymentCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &OrderPaymentCreateBulk{err: fmt.Errorf("calling to OrderPaymentClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*OrderPaymentCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &OrderPaymentCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for OrderPayment.
+func (c *OrderPaymentClient) Update() *OrderPaymentUpdate {
+	mutation := newOrderPaymentMutation(c.config, OpUpdate)
+	return &OrderPaymentUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *OrderPaymentClient) UpdateOne(_m *OrderPayment) *OrderPaymentUpdateOne {
+	mutation := newOrderPaymentMutation(c.config, OpUpdateOne, withOrderPayment(_m))
+	return &OrderPaymentUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *OrderPaymentClient) UpdateOneID(id int) *OrderPaymentUpdateOne {
+	mutation := newOrderPaymentMutation(c.config, OpUpdateOne, withOrderPaymentID(id))
+	return &OrderPaymentUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for OrderPayment.
+func (c *OrderPaymentClient) Delete() *OrderPaymentDelete {
+	mutation := newOrderPaymentMutation(c.config, OpDelete)
+	return &OrderPaymentDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *OrderPaymentClient) DeleteOne(_m *OrderPayment) *OrderPaymentDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *OrderPaymentClient) DeleteOneID(id int) *OrderPaymentDeleteOne {
+	builder := c.Delete().Where(orderpayment.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &OrderPaymentDeleteOne{builder}
+}
+
+// Query returns a query builder for OrderPayment.
+func (c *OrderPaymentClient) Query() *OrderPaymentQuery {
+	return &OrderPaymentQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypeOrderPayment},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a OrderPayment entity by its id.
+func (c *OrderPaymentClient) Get(ctx context.Context, id int) (*OrderPayment, error) {
+	return c.Query().Where(orderpayment.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *OrderPaymentClient) GetX(ctx context.Context, id int) *OrderPayment {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// QueryOrder queries the order edge of a OrderPayment.
+func (c *OrderPaymentClient) QueryOrder(_m *OrderPayment) *OrderQuery {
+	query := (&OrderClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(orderpayment.Table, orderpayment.FieldID, id),
+			sqlgraph.To(order.Table, order.FieldID),
+			sqlgraph.Edge(sqlgraph.M2O, true, orderpayment.OrderTable, orderpayment.OrderColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
+// Hooks returns the client hooks.
+func (c *OrderPaymentClient) Hooks() []Hook {
+	return c.hooks.OrderPayment
+}
+
+// Interceptors returns the client interceptors.
+func (c *OrderPaymentClient) Interceptors() []Interceptor {
+	return c.inters.OrderPayment
+}
+
+func (c *OrderPaymentClient) mutate(ctx context.Context, m *OrderPaymentMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&OrderPaymentCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&OrderPaymentUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&OrderPaymentUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&OrderPaymentDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown OrderPayment mutation op: %q", m.Op())
 	}
 }
 
@@ -1396,6 +3301,868 @@ func (c *OtpChallengeClient) mutate(ctx context.Context, m *OtpChallengeMutation
 	}
 }
 
+// PaidMembershipClient is a client for the PaidMembership schema.
+type PaidMembershipClient struct {
+	config
+}
+
+// NewPaidMembershipClient returns a client for the PaidMembership from the given config.
+func NewPaidMembershipClient(c config) *PaidMembershipClient {
+	return &PaidMembershipClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `paidmembership.Hooks(f(g(h())))`.
+func (c *PaidMembershipClient) Use(hooks ...Hook) {
+	c.hooks.PaidMembership = append(c.hooks.PaidMembership, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `paidmembership.Intercept(f(g(h())))`.
+func (c *PaidMembershipClient) Intercept(interceptors ...Interceptor) {
+	c.inters.PaidMembership = append(c.inters.PaidMembership, interceptors...)
+}
+
+// Create returns a builder for creating a PaidMembership entity.
+func (c *PaidMembershipClient) Create() *PaidMembershipCreate {
+	mutation := newPaidMembershipMutation(c.config, OpCreate)
+	return &PaidMembershipCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of PaidMembership entities.
+func (c *PaidMembershipClient) CreateBulk(builders ...*PaidMembershipCreate) *PaidMembershipCreateBulk {
+	return &PaidMembershipCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *PaidMembershipClient) MapCreateBulk(slice any, setFunc func(*PaidMembershipCreate, int)) *PaidMembershipCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &PaidMembershipCreateBulk{err: fmt.Errorf("calling to PaidMembershipClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*PaidMembershipCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &PaidMembershipCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for PaidMembership.
+func (c *PaidMembershipClient) Update() *PaidMembershipUpdate {
+	mutation := newPaidMembershipMutation(c.config, OpUpdate)
+	return &PaidMembershipUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *PaidMembershipClient) UpdateOne(_m *PaidMembership) *PaidMembershipUpdateOne {
+	mutation := newPaidMembershipMutation(c.config, OpUpdateOne, withPaidMembership(_m))
+	return &PaidMembershipUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *PaidMembershipClient) UpdateOneID(id int) *PaidMembershipUpdateOne {
+	mutation := newPaidMembershipMutation(c.config, OpUpdateOne, withPaidMembershipID(id))
+	return &PaidMembershipUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for PaidMembership.
+func (c *PaidMembershipClient) Delete() *PaidMembershipDelete {
+	mutation := newPaidMembershipMutation(c.config, OpDelete)
+	return &PaidMembershipDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *PaidMembershipClient) DeleteOne(_m *PaidMembership) *PaidMembershipDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *PaidMembershipClient) DeleteOneID(id int) *PaidMembershipDeleteOne {
+	builder := c.Delete().Where(paidmembership.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &PaidMembershipDeleteOne{builder}
+}
+
+// Query returns a query builder for PaidMembership.
+func (c *PaidMembershipClient) Query() *PaidMembershipQuery {
+	return &PaidMembershipQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypePaidMembership},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a PaidMembership entity by its id.
+func (c *PaidMembershipClient) Get(ctx context.Context, id int) (*PaidMembership, error) {
+	return c.Query().Where(paidmembership.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *PaidMembershipClient) GetX(ctx context.Context, id int) *PaidMembership {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// QueryPlan queries the plan edge of a PaidMembership.
+func (c *PaidMembershipClient) QueryPlan(_m *PaidMembership) *PaidMembershipPlanQuery {
+	query := (&PaidMembershipPlanClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(paidmembership.Table, paidmembership.FieldID, id),
+			sqlgraph.To(paidmembershipplan.Table, paidmembershipplan.FieldID),
+			sqlgraph.Edge(sqlgraph.M2O, false, paidmembership.PlanTable, paidmembership.PlanColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
+// Hooks returns the client hooks.
+func (c *PaidMembershipClient) Hooks() []Hook {
+	return c.hooks.PaidMembership
+}
+
+// Interceptors returns the client interceptors.
+func (c *PaidMembershipClient) Interceptors() []Interceptor {
+	return c.inters.PaidMembership
+}
+
+func (c *PaidMembershipClient) mutate(ctx context.Context, m *PaidMembershipMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&PaidMembershipCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&PaidMembershipUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&PaidMembershipUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&PaidMembershipDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown PaidMembership mutation op: %q", m.Op())
+	}
+}
+
+// PaidMembershipPlanClient is a client for the PaidMembershipPlan schema.
+type PaidMembershipPlanClient struct {
+	config
+}
+
+// NewPaidMembershipPlanClient returns a client for the PaidMembershipPlan from the given config.
+func NewPaidMembershipPlanClient(c config) *PaidMembershipPlanClient {
+	return &PaidMembershipPlanClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `paidmembershipplan.Hooks(f(g(h())))`.
+func (c *PaidMembershipPlanClient) Use(hooks ...Hook) {
+	c.hooks.PaidMembershipPlan = append(c.hooks.PaidMembershipPlan, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `paidmembershipplan.Intercept(f(g(h())))`.
+func (c *PaidMembershipPlanClient) Intercept(interceptors ...Interceptor) {
+	c.inters.PaidMembershipPlan = append(c.inters.PaidMembershipPlan, interceptors...)
+}
+
+// Create returns a builder for creating a PaidMembershipPlan entity.
+func (c *PaidMembershipPlanClient) Create() *PaidMembershipPlanCreate {
+	mutation := newPaidMembershipPlanMutation(c.config, OpCreate)
+	return &PaidMembershipPlanCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of PaidMembershipPlan entities.
+func (c *PaidMembershipPlanClient) CreateBulk(builders ...*PaidMembershipPlanCreate) *PaidMembershipPlanCreateBulk {
+	return &PaidMembershipPlanCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *PaidMembershipPlanClient) MapCreateBulk(slice any, setFunc func(*PaidMembershipPlanCreate, int)) *PaidMembershipPlanCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &PaidMembershipPlanCreateBulk{err: fmt.Errorf("calling to PaidMembershipPlanClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*PaidMembershipPlanCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &PaidMembershipPlanCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for PaidMembershipPlan.
+func (c *PaidMembershipPlanClient) Update() *PaidMembershipPlanUpdate {
+	mutation := newPaidMembershipPlanMutation(c.config, OpUpdate)
+	return &PaidMembershipPlanUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *PaidMembershipPlanClient) UpdateOne(_m *PaidMembershipPlan) *PaidMembershipPlanUpdateOne {
+	mutation := newPaidMembershipPlanMutation(c.config, OpUpdateOne, withPaidMembershipPlan(_m))
+	return &PaidMembershipPlanUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *PaidMembershipPlanClient) UpdateOneID(id int) *PaidMembershipPlanUpdateOne {
+	mutation := newPaidMembershipPlanMutation(c.config, OpUpdateOne, withPaidMembershipPlanID(id))
+	return &PaidMembershipPlanUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for PaidMembershipPlan.
+func (c *PaidMembershipPlanClient) Delete() *PaidMembershipPlanDelete {
+	mutation := newPaidMembershipPlanMutation(c.config, OpDelete)
+	return &PaidMembershipPlanDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *PaidMembershipPlanClient) DeleteOne(_m *PaidMembershipPlan) *PaidMembershipPlanDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *PaidMembershipPlanClient) DeleteOneID(id int) *PaidMembershipPlanDeleteOne {
+	builder := c.Delete().Where(paidmembershipplan.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &PaidMembershipPlanDeleteOne{builder}
+}
+
+// Query returns a query builder for PaidMembershipPlan.
+func (c *PaidMembershipPlanClient) Query() *PaidMembershipPlanQuery {
+	return &PaidMembershipPlanQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypePaidMembershipPlan},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a PaidMembershipPlan entity by its id.
+func (c *PaidMembershipPlanClient) Get(ctx context.Context, id int) (*PaidMembershipPlan, error) {
+	return c.Query().Where(paidmembershipplan.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *PaidMembershipPlanClient) GetX(ctx context.Context, id int) *PaidMembershipPlan {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// QueryBenefits queries the benefits edge of a PaidMembershipPlan.
+func (c *PaidMembershipPlanClient) QueryBenefits(_m *PaidMembershipPlan) *BenefitQuery {
+	query := (&BenefitClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(paidmembershipplan.Table, paidmembershipplan.FieldID, id),
+			sqlgraph.To(benefit.Table, benefit.FieldID),
+			sqlgraph.Edge(sqlgraph.M2M, false, paidmembershipplan.BenefitsTable, paidmembershipplan.BenefitsPrimaryKey...),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
+// Hooks returns the client hooks.
+func (c *PaidMembershipPlanClient) Hooks() []Hook {
+	return c.hooks.PaidMembershipPlan
+}
+
+// Interceptors returns the client interceptors.
+func (c *PaidMembershipPlanClient) Interceptors() []Interceptor {
+	return c.inters.PaidMembershipPlan
+}
+
+func (c *PaidMembershipPlanClient) mutate(ctx context.Context, m *PaidMembershipPlanMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&PaidMembershipPlanCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&PaidMembershipPlanUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&PaidMembershipPlanUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&PaidMembershipPlanDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown PaidMembershipPlan mutation op: %q", m.Op())
+	}
+}
+
+// PaidMembershipPurchaseClient is a client for the PaidMembershipPurchase schema.
+type PaidMembershipPurchaseClient struct {
+	config
+}
+
+// NewPaidMembershipPurchaseClient returns a client for the PaidMembershipPurchase from the given config.
+func NewPaidMembershipPurchaseClient(c config) *PaidMembershipPurchaseClient {
+	return &PaidMembershipPurchaseClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `paidmembershippurchase.Hooks(f(g(h())))`.
+func (c *PaidMembershipPurchaseClient) Use(hooks ...Hook) {
+	c.hooks.PaidMembershipPurchase = append(c.hooks.PaidMembershipPurchase, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `paidmembershippurchase.Intercept(f(g(h())))`.
+func (c *PaidMembershipPurchaseClient) Intercept(interceptors ...Interceptor) {
+	c.inters.PaidMembershipPurchase = append(c.inters.PaidMembershipPurchase, interceptors...)
+}
+
+// Create returns a builder for creating a PaidMembershipPurchase entity.
+func (c *PaidMembershipPurchaseClient) Create() *PaidMembershipPurchaseCreate {
+	mutation := newPaidMembershipPurchaseMutation(c.config, OpCreate)
+	return &PaidMembershipPurchaseCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of PaidMembershipPurchase entities.
+func (c *PaidMembershipPurchaseClient) CreateBulk(builders ...*PaidMembershipPurchaseCreate) *PaidMembershipPurchaseCreateBulk {
+	return &PaidMembershipPurchaseCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *PaidMembershipPurchaseClient) MapCreateBulk(slice any, setFunc func(*PaidMembershipPurchaseCreate, int)) *PaidMembershipPurchaseCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &PaidMembershipPurchaseCreateBulk{err: fmt.Errorf("calling to PaidMembershipPurchaseClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*PaidMembershipPurchaseCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &PaidMembershipPurchaseCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for PaidMembershipPurchase.
+func (c *PaidMembershipPurchaseClient) Update() *PaidMembershipPurchaseUpdate {
+	mutation := newPaidMembershipPurchaseMutation(c.config, OpUpdate)
+	return &PaidMembershipPurchaseUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *PaidMembershipPurchaseClient) UpdateOne(_m *PaidMembershipPurchase) *PaidMembershipPurchaseUpdateOne {
+	mutation := newPaidMembershipPurchaseMutation(c.config, OpUpdateOne, withPaidMembershipPurchase(_m))
+	return &PaidMembershipPurchaseUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *PaidMembershipPurchaseClient) UpdateOneID(id int) *PaidMembershipPurchaseUpdateOne {
+	mutation := newPaidMembershipPurchaseMutation(c.config, OpUpdateOne, withPaidMembershipPurchaseID(id))
+	return &PaidMembershipPurchaseUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for PaidMembershipPurchase.
+func (c *PaidMembershipPurchaseClient) Delete() *PaidMembershipPurchaseDelete {
+	mutation := newPaidMembershipPurchaseMutation(c.config, OpDelete)
+	return &PaidMembershipPurchaseDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *PaidMembershipPurchaseClient) DeleteOne(_m *PaidMembershipPurchase) *PaidMembershipPurchaseDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *PaidMembershipPurchaseClient) DeleteOneID(id int) *PaidMembershipPurchaseDeleteOne {
+	builder := c.Delete().Where(paidmembershippurchase.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &PaidMembershipPurchaseDeleteOne{builder}
+}
+
+// Query returns a query builder for PaidMembershipPurchase.
+func (c *PaidMembershipPurchaseClient) Query() *PaidMembershipPurchaseQuery {
+	return &PaidMembershipPurchaseQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypePaidMembershipPurchase},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a PaidMembershipPurchase entity by its id.
+func (c *PaidMembershipPurchaseClient) Get(ctx context.Context, id int) (*PaidMembershipPurchase, error) {
+	return c.Query().Where(paidmembershippurchase.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *PaidMembershipPurchaseClient) GetX(ctx context.Context, id int) *PaidMembershipPurchase {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// Hooks returns the client hooks.
+func (c *PaidMembershipPurchaseClient) Hooks() []Hook {
+	return c.hooks.PaidMembershipPurchase
+}
+
+// Interceptors returns the client interceptors.
+func (c *PaidMembershipPurchaseClient) Interceptors() []Interceptor {
+	return c.inters.PaidMembershipPurchase
+}
+
+func (c *PaidMembershipPurchaseClient) mutate(ctx context.Context, m *PaidMembershipPurchaseMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&PaidMembershipPurchaseCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&PaidMembershipPurchaseUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&PaidMembershipPurchaseUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&PaidMembershipPurchaseDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown PaidMembershipPurchase mutation op: %q", m.Op())
+	}
+}
+
+// PointsAllocationClient is a client for the PointsAllocation schema.
+type PointsAllocationClient struct {
+	config
+}
+
+// NewPointsAllocationClient returns a client for the PointsAllocation from the given config.
+func NewPointsAllocationClient(c config) *PointsAllocationClient {
+	return &PointsAllocationClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `pointsallocation.Hooks(f(g(h())))`.
+func (c *PointsAllocationClient) Use(hooks ...Hook) {
+	c.hooks.PointsAllocation = append(c.hooks.PointsAllocation, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `pointsallocation.Intercept(f(g(h())))`.
+func (c *PointsAllocationClient) Intercept(interceptors ...Interceptor) {
+	c.inters.PointsAllocation = append(c.inters.PointsAllocation, interceptors...)
+}
+
+// Create returns a builder for creating a PointsAllocation entity.
+func (c *PointsAllocationClient) Create() *PointsAllocationCreate {
+	mutation := newPointsAllocationMutation(c.config, OpCreate)
+	return &PointsAllocationCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of PointsAllocation entities.
+func (c *PointsAllocationClient) CreateBulk(builders ...*PointsAllocationCreate) *PointsAllocationCreateBulk {
+	return &PointsAllocationCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *PointsAllocationClient) MapCreateBulk(slice any, setFunc func(*PointsAllocationCreate, int)) *PointsAllocationCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &PointsAllocationCreateBulk{err: fmt.Errorf("calling to PointsAllocationClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*PointsAllocationCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &PointsAllocationCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for PointsAllocation.
+func (c *PointsAllocationClient) Update() *PointsAllocationUpdate {
+	mutation := newPointsAllocationMutation(c.config, OpUpdate)
+	return &PointsAllocationUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *PointsAllocationClient) UpdateOne(_m *PointsAllocation) *PointsAllocationUpdateOne {
+	mutation := newPointsAllocationMutation(c.config, OpUpdateOne, withPointsAllocation(_m))
+	return &PointsAllocationUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *PointsAllocationClient) UpdateOneID(id int) *PointsAllocationUpdateOne {
+	mutation := newPointsAllocationMutation(c.config, OpUpdateOne, withPointsAllocationID(id))
+	return &PointsAllocationUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for PointsAllocation.
+func (c *PointsAllocationClient) Delete() *PointsAllocationDelete {
+	mutation := newPointsAllocationMutation(c.config, OpDelete)
+	return &PointsAllocationDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *PointsAllocationClient) DeleteOne(_m *PointsAllocation) *PointsAllocationDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *PointsAllocationClient) DeleteOneID(id int) *PointsAllocationDeleteOne {
+	builder := c.Delete().Where(pointsallocation.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &PointsAllocationDeleteOne{builder}
+}
+
+// Query returns a query builder for PointsAllocation.
+func (c *PointsAllocationClient) Query() *PointsAllocationQuery {
+	return &PointsAllocationQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypePointsAllocation},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a PointsAllocation entity by its id.
+func (c *PointsAllocationClient) Get(ctx context.Context, id int) (*PointsAllocation, error) {
+	return c.Query().Where(pointsallocation.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *PointsAllocationClient) GetX(ctx context.Context, id int) *PointsAllocation {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// Hooks returns the client hooks.
+func (c *PointsAllocationClient) Hooks() []Hook {
+	return c.hooks.PointsAllocation
+}
+
+// Interceptors returns the client interceptors.
+func (c *PointsAllocationClient) Interceptors() []Interceptor {
+	return c.inters.PointsAllocation
+}
+
+func (c *PointsAllocationClient) mutate(ctx context.Context, m *PointsAllocationMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&PointsAllocationCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&PointsAllocationUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&PointsAllocationUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&PointsAllocationDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown PointsAllocation mutation op: %q", m.Op())
+	}
+}
+
+// PointsEntryClient is a client for the PointsEntry schema.
+type PointsEntryClient struct {
+	config
+}
+
+// NewPointsEntryClient returns a client for the PointsEntry from the given config.
+func NewPointsEntryClient(c config) *PointsEntryClient {
+	return &PointsEntryClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `pointsentry.Hooks(f(g(h())))`.
+func (c *PointsEntryClient) Use(hooks ...Hook) {
+	c.hooks.PointsEntry = append(c.hooks.PointsEntry, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `pointsentry.Intercept(f(g(h())))`.
+func (c *PointsEntryClient) Intercept(interceptors ...Interceptor) {
+	c.inters.PointsEntry = append(c.inters.PointsEntry, interceptors...)
+}
+
+// Create returns a builder for creating a PointsEntry entity.
+func (c *PointsEntryClient) Create() *PointsEntryCreate {
+	mutation := newPointsEntryMutation(c.config, OpCreate)
+	return &PointsEntryCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of PointsEntry entities.
+func (c *PointsEntryClient) CreateBulk(builders ...*PointsEntryCreate) *PointsEntryCreateBulk {
+	return &PointsEntryCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *PointsEntryClient) MapCreateBulk(slice any, setFunc func(*PointsEntryCreate, int)) *PointsEntryCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &PointsEntryCreateBulk{err: fmt.Errorf("calling to PointsEntryClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*PointsEntryCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &PointsEntryCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for PointsEntry.
+func (c *PointsEntryClient) Update() *PointsEntryUpdate {
+	mutation := newPointsEntryMutation(c.config, OpUpdate)
+	return &PointsEntryUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *PointsEntryClient) UpdateOne(_m *PointsEntry) *PointsEntryUpdateOne {
+	mutation := newPointsEntryMutation(c.config, OpUpdateOne, withPointsEntry(_m))
+	return &PointsEntryUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *PointsEntryClient) UpdateOneID(id int) *PointsEntryUpdateOne {
+	mutation := newPointsEntryMutation(c.config, OpUpdateOne, withPointsEntryID(id))
+	return &PointsEntryUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for PointsEntry.
+func (c *PointsEntryClient) Delete() *PointsEntryDelete {
+	mutation := newPointsEntryMutation(c.config, OpDelete)
+	return &PointsEntryDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *PointsEntryClient) DeleteOne(_m *PointsEntry) *PointsEntryDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *PointsEntryClient) DeleteOneID(id int) *PointsEntryDeleteOne {
+	builder := c.Delete().Where(pointsentry.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &PointsEntryDeleteOne{builder}
+}
+
+// Query returns a query builder for PointsEntry.
+func (c *PointsEntryClient) Query() *PointsEntryQuery {
+	return &PointsEntryQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypePointsEntry},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a PointsEntry entity by its id.
+func (c *PointsEntryClient) Get(ctx context.Context, id int) (*PointsEntry, error) {
+	return c.Query().Where(pointsentry.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *PointsEntryClient) GetX(ctx context.Context, id int) *PointsEntry {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// QueryBusinessUnit queries the business_unit edge of a PointsEntry.
+func (c *PointsEntryClient) QueryBusinessUnit(_m *PointsEntry) *BusinessUnitQuery {
+	query := (&BusinessUnitClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(pointsentry.Table, pointsentry.FieldID, id),
+			sqlgraph.To(businessunit.Table, businessunit.FieldID),
+			sqlgraph.Edge(sqlgraph.M2O, false, pointsentry.BusinessUnitTable, pointsentry.BusinessUnitColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
+// QueryStore queries the store edge of a PointsEntry.
+func (c *PointsEntryClient) QueryStore(_m *PointsEntry) *StoreQuery {
+	query := (&StoreClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(pointsentry.Table, pointsentry.FieldID, id),
+			sqlgraph.To(store.Table, store.FieldID),
+			sqlgraph.Edge(sqlgraph.M2O, false, pointsentry.StoreTable, pointsentry.StoreColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
+// Hooks returns the client hooks.
+func (c *PointsEntryClient) Hooks() []Hook {
+	return c.hooks.PointsEntry
+}
+
+// Interceptors returns the client interceptors.
+func (c *PointsEntryClient) Interceptors() []Interceptor {
+	return c.inters.PointsEntry
+}
+
+func (c *PointsEntryClient) mutate(ctx context.Context, m *PointsEntryMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&PointsEntryCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&PointsEntryUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&PointsEntryUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&PointsEntryDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown PointsEntry mutation op: %q", m.Op())
+	}
+}
+
+// PointsLotClient is a client for the PointsLot schema.
+type PointsLotClient struct {
+	config
+}
+
+// NewPointsLotClient returns a client for the PointsLot from the given config.
+func NewPointsLotClient(c config) *PointsLotClient {
+	return &PointsLotClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `pointslot.Hooks(f(g(h())))`.
+func (c *PointsLotClient) Use(hooks ...Hook) {
+	c.hooks.PointsLot = append(c.hooks.PointsLot, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `pointslot.Intercept(f(g(h())))`.
+func (c *PointsLotClient) Intercept(interceptors ...Interceptor) {
+	c.inters.PointsLot = append(c.inters.PointsLot, interceptors...)
+}
+
+// Create returns a builder for creating a PointsLot entity.
+func (c *PointsLotClient) Create() *PointsLotCreate {
+	mutation := newPointsLotMutation(c.config, OpCreate)
+	return &PointsLotCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of PointsLot entities.
+func (c *PointsLotClient) CreateBulk(builders ...*PointsLotCreate) *PointsLotCreateBulk {
+	return &PointsLotCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *PointsLotClient) MapCreateBulk(slice any, setFunc func(*PointsLotCreate, int)) *PointsLotCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &PointsLotCreateBulk{err: fmt.Errorf("calling to PointsLotClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*PointsLotCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &PointsLotCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for PointsLot.
+func (c *PointsLotClient) Update() *PointsLotUpdate {
+	mutation := newPointsLotMutation(c.config, OpUpdate)
+	return &PointsLotUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *PointsLotClient) UpdateOne(_m *PointsLot) *PointsLotUpdateOne {
+	mutation := newPointsLotMutation(c.config, OpUpdateOne, withPointsLot(_m))
+	return &PointsLotUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *PointsLotClient) UpdateOneID(id int) *PointsLotUpdateOne {
+	mutation := newPointsLotMutation(c.config, OpUpdateOne, withPointsLotID(id))
+	return &PointsLotUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for PointsLot.
+func (c *PointsLotClient) Delete() *PointsLotDelete {
+	mutation := newPointsLotMutation(c.config, OpDelete)
+	return &PointsLotDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *PointsLotClient) DeleteOne(_m *PointsLot) *PointsLotDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *PointsLotClient) DeleteOneID(id int) *PointsLotDeleteOne {
+	builder := c.Delete().Where(pointslot.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &PointsLotDeleteOne{builder}
+}
+
+// Query returns a query builder for PointsLot.
+func (c *PointsLotClient) Query() *PointsLotQuery {
+	return &PointsLotQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypePointsLot},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a PointsLot entity by its id.
+func (c *PointsLotClient) Get(ctx context.Context, id int) (*PointsLot, error) {
+	return c.Query().Where(pointslot.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *PointsLotClient) GetX(ctx context.Context, id int) *PointsLot {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// Hooks returns the client hooks.
+func (c *PointsLotClient) Hooks() []Hook {
+	return c.hooks.PointsLot
+}
+
+// Interceptors returns the client interceptors.
+func (c *PointsLotClient) Interceptors() []Interceptor {
+	return c.inters.PointsLot
+}
+
+func (c *PointsLotClient) mutate(ctx context.Context, m *PointsLotMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&PointsLotCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&PointsLotUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&PointsLotUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&PointsLotDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown PointsLot mutation op: %q", m.Op())
+	}
+}
+
 // RefreshTokenClient is a client for the RefreshToken schema.
 type RefreshTokenClient struct {
 	config
@@ -1526,6 +4293,155 @@ func (c *RefreshTokenClient) mutate(ctx context.Context, m *RefreshTokenMutation
 		return (&RefreshTokenDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
 	default:
 		return nil, fmt.Errorf("ent: unknown RefreshToken mutation op: %q", m.Op())
+	}
+}
+
+// RefundClient is a client for the Refund schema.
+type RefundClient struct {
+	config
+}
+
+// NewRefundClient returns a client for the Refund from the given config.
+func NewRefundClient(c config) *RefundClient {
+	return &RefundClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `refund.Hooks(f(g(h())))`.
+func (c *RefundClient) Use(hooks ...Hook) {
+	c.hooks.Refund = append(c.hooks.Refund, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `refund.Intercept(f(g(h())))`.
+func (c *RefundClient) Intercept(interceptors ...Interceptor) {
+	c.inters.Refund = append(c.inters.Refund, interceptors...)
+}
+
+// Create returns a builder for creating a Refund entity.
+func (c *RefundClient) Create() *RefundCreate {
+	mutation := newRefundMutation(c.config, OpCreate)
+	return &RefundCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of Refund entities.
+func (c *RefundClient) CreateBulk(builders ...*RefundCreate) *RefundCreateBulk {
+	return &RefundCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *RefundClient) MapCreateBulk(slice any, setFunc func(*RefundCreate, int)) *RefundCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &RefundCreateBulk{err: fmt.Errorf("calling to RefundClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*RefundCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &RefundCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for Refund.
+func (c *RefundClient) Update() *RefundUpdate {
+	mutation := newRefundMutation(c.config, OpUpdate)
+	return &RefundUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *RefundClient) UpdateOne(_m *Refund) *RefundUpdateOne {
+	mutation := newRefundMutation(c.config, OpUpdateOne, withRefund(_m))
+	return &RefundUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *RefundClient) UpdateOneID(id int) *RefundUpdateOne {
+	mutation := newRefundMutation(c.config, OpUpdateOne, withRefundID(id))
+	return &RefundUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for Refund.
+func (c *RefundClient) Delete() *RefundDelete {
+	mutation := newRefundMutation(c.config, OpDelete)
+	return &RefundDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *RefundClient) DeleteOne(_m *Refund) *RefundDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *RefundClient) DeleteOneID(id int) *RefundDeleteOne {
+	builder := c.Delete().Where(refund.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &RefundDeleteOne{builder}
+}
+
+// Query returns a query builder for Refund.
+func (c *RefundClient) Query() *RefundQuery {
+	return &RefundQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypeRefund},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a Refund entity by its id.
+func (c *RefundClient) Get(ctx context.Context, id int) (*Refund, error) {
+	return c.Query().Where(refund.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *RefundClient) GetX(ctx context.Context, id int) *Refund {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// QueryOrder queries the order edge of a Refund.
+func (c *RefundClient) QueryOrder(_m *Refund) *OrderQuery {
+	query := (&OrderClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(refund.Table, refund.FieldID, id),
+			sqlgraph.To(order.Table, order.FieldID),
+			sqlgraph.Edge(sqlgraph.M2O, true, refund.OrderTable, refund.OrderColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
+// Hooks returns the client hooks.
+func (c *RefundClient) Hooks() []Hook {
+	return c.hooks.Refund
+}
+
+// Interceptors returns the client interceptors.
+func (c *RefundClient) Interceptors() []Interceptor {
+	return c.inters.Refund
+}
+
+func (c *RefundClient) mutate(ctx context.Context, m *RefundMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&RefundCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&RefundUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&RefundUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&RefundDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown Refund mutation op: %q", m.Op())
 	}
 }
 
@@ -1818,6 +4734,22 @@ func (c *StoreClient) QueryAPIClients(_m *Store) *ApiClientQuery {
 	return query
 }
 
+// QueryCouponTemplates queries the coupon_templates edge of a Store.
+func (c *StoreClient) QueryCouponTemplates(_m *Store) *CouponTemplateQuery {
+	query := (&CouponTemplateClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(store.Table, store.FieldID, id),
+			sqlgraph.To(coupontemplate.Table, coupontemplate.FieldID),
+			sqlgraph.Edge(sqlgraph.M2M, true, store.CouponTemplatesTable, store.CouponTemplatesPrimaryKey...),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
 // Hooks returns the client hooks.
 func (c *StoreClient) Hooks() []Hook {
 	return c.hooks.Store
@@ -1840,6 +4772,171 @@ func (c *StoreClient) mutate(ctx context.Context, m *StoreMutation) (Value, erro
 		return (&StoreDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
 	default:
 		return nil, fmt.Errorf("ent: unknown Store mutation op: %q", m.Op())
+	}
+}
+
+// StoredValueEntryClient is a client for the StoredValueEntry schema.
+type StoredValueEntryClient struct {
+	config
+}
+
+// NewStoredValueEntryClient returns a client for the StoredValueEntry from the given config.
+func NewStoredValueEntryClient(c config) *StoredValueEntryClient {
+	return &StoredValueEntryClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `storedvalueentry.Hooks(f(g(h())))`.
+func (c *StoredValueEntryClient) Use(hooks ...Hook) {
+	c.hooks.StoredValueEntry = append(c.hooks.StoredValueEntry, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `storedvalueentry.Intercept(f(g(h())))`.
+func (c *StoredValueEntryClient) Intercept(interceptors ...Interceptor) {
+	c.inters.StoredValueEntry = append(c.inters.StoredValueEntry, interceptors...)
+}
+
+// Create returns a builder for creating a StoredValueEntry entity.
+func (c *StoredValueEntryClient) Create() *StoredValueEntryCreate {
+	mutation := newStoredValueEntryMutation(c.config, OpCreate)
+	return &StoredValueEntryCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of StoredValueEntry entities.
+func (c *StoredValueEntryClient) CreateBulk(builders ...*StoredValueEntryCreate) *StoredValueEntryCreateBulk {
+	return &StoredValueEntryCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *StoredValueEntryClient) MapCreateBulk(slice any, setFunc func(*StoredValueEntryCreate, int)) *StoredValueEntryCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &StoredValueEntryCreateBulk{err: fmt.Errorf("calling to StoredValueEntryClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*StoredValueEntryCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &StoredValueEntryCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for StoredValueEntry.
+func (c *StoredValueEntryClient) Update() *StoredValueEntryUpdate {
+	mutation := newStoredValueEntryMutation(c.config, OpUpdate)
+	return &StoredValueEntryUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *StoredValueEntryClient) UpdateOne(_m *StoredValueEntry) *StoredValueEntryUpdateOne {
+	mutation := newStoredValueEntryMutation(c.config, OpUpdateOne, withStoredValueEntry(_m))
+	return &StoredValueEntryUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *StoredValueEntryClient) UpdateOneID(id int) *StoredValueEntryUpdateOne {
+	mutation := newStoredValueEntryMutation(c.config, OpUpdateOne, withStoredValueEntryID(id))
+	return &StoredValueEntryUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for StoredValueEntry.
+func (c *StoredValueEntryClient) Delete() *StoredValueEntryDelete {
+	mutation := newStoredValueEntryMutation(c.config, OpDelete)
+	return &StoredValueEntryDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *StoredValueEntryClient) DeleteOne(_m *StoredValueEntry) *StoredValueEntryDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *StoredValueEntryClient) DeleteOneID(id int) *StoredValueEntryDeleteOne {
+	builder := c.Delete().Where(storedvalueentry.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &StoredValueEntryDeleteOne{builder}
+}
+
+// Query returns a query builder for StoredValueEntry.
+func (c *StoredValueEntryClient) Query() *StoredValueEntryQuery {
+	return &StoredValueEntryQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypeStoredValueEntry},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a StoredValueEntry entity by its id.
+func (c *StoredValueEntryClient) Get(ctx context.Context, id int) (*StoredValueEntry, error) {
+	return c.Query().Where(storedvalueentry.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *StoredValueEntryClient) GetX(ctx context.Context, id int) *StoredValueEntry {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// QueryBusinessUnit queries the business_unit edge of a StoredValueEntry.
+func (c *StoredValueEntryClient) QueryBusinessUnit(_m *StoredValueEntry) *BusinessUnitQuery {
+	query := (&BusinessUnitClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(storedvalueentry.Table, storedvalueentry.FieldID, id),
+			sqlgraph.To(businessunit.Table, businessunit.FieldID),
+			sqlgraph.Edge(sqlgraph.M2O, false, storedvalueentry.BusinessUnitTable, storedvalueentry.BusinessUnitColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
+// QueryStore queries the store edge of a StoredValueEntry.
+func (c *StoredValueEntryClient) QueryStore(_m *StoredValueEntry) *StoreQuery {
+	query := (&StoreClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(storedvalueentry.Table, storedvalueentry.FieldID, id),
+			sqlgraph.To(store.Table, store.FieldID),
+			sqlgraph.Edge(sqlgraph.M2O, false, storedvalueentry.StoreTable, storedvalueentry.StoreColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
+// Hooks returns the client hooks.
+func (c *StoredValueEntryClient) Hooks() []Hook {
+	return c.hooks.StoredValueEntry
+}
+
+// Interceptors returns the client interceptors.
+func (c *StoredValueEntryClient) Interceptors() []Interceptor {
+	return c.inters.StoredValueEntry
+}
+
+func (c *StoredValueEntryClient) mutate(ctx context.Context, m *StoredValueEntryMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&StoredValueEntryCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&StoredValueEntryUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&StoredValueEntryUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&StoredValueEntryDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown StoredValueEntry mutation op: %q", m.Op())
 	}
 }
 
@@ -1992,15 +5089,188 @@ func (c *TierClient) mutate(ctx context.Context, m *TierMutation) (Value, error)
 	}
 }
 
+// TierChangeClient is a client for the TierChange schema.
+type TierChangeClient struct {
+	config
+}
+
+// NewTierChangeClient returns a client for the TierChange from the given config.
+func NewTierChangeClient(c config) *TierChangeClient {
+	return &TierChangeClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `tierchange.Hooks(f(g(h())))`.
+func (c *TierChangeClient) Use(hooks ...Hook) {
+	c.hooks.TierChange = append(c.hooks.TierChange, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `tierchange.Intercept(f(g(h())))`.
+func (c *TierChangeClient) Intercept(interceptors ...Interceptor) {
+	c.inters.TierChange = append(c.inters.TierChange, interceptors...)
+}
+
+// Create returns a builder for creating a TierChange entity.
+func (c *TierChangeClient) Create() *TierChangeCreate {
+	mutation := newTierChangeMutation(c.config, OpCreate)
+	return &TierChangeCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of TierChange entities.
+func (c *TierChangeClient) CreateBulk(builders ...*TierChangeCreate) *TierChangeCreateBulk {
+	return &TierChangeCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *TierChangeClient) MapCreateBulk(slice any, setFunc func(*TierChangeCreate, int)) *TierChangeCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &TierChangeCreateBulk{err: fmt.Errorf("calling to TierChangeClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*TierChangeCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &TierChangeCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for TierChange.
+func (c *TierChangeClient) Update() *TierChangeUpdate {
+	mutation := newTierChangeMutation(c.config, OpUpdate)
+	return &TierChangeUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *TierChangeClient) UpdateOne(_m *TierChange) *TierChangeUpdateOne {
+	mutation := newTierChangeMutation(c.config, OpUpdateOne, withTierChange(_m))
+	return &TierChangeUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *TierChangeClient) UpdateOneID(id int) *TierChangeUpdateOne {
+	mutation := newTierChangeMutation(c.config, OpUpdateOne, withTierChangeID(id))
+	return &TierChangeUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for TierChange.
+func (c *TierChangeClient) Delete() *TierChangeDelete {
+	mutation := newTierChangeMutation(c.config, OpDelete)
+	return &TierChangeDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *TierChangeClient) DeleteOne(_m *TierChange) *TierChangeDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *TierChangeClient) DeleteOneID(id int) *TierChangeDeleteOne {
+	builder := c.Delete().Where(tierchange.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &TierChangeDeleteOne{builder}
+}
+
+// Query returns a query builder for TierChange.
+func (c *TierChangeClient) Query() *TierChangeQuery {
+	return &TierChangeQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypeTierChange},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a TierChange entity by its id.
+func (c *TierChangeClient) Get(ctx context.Context, id int) (*TierChange, error) {
+	return c.Query().Where(tierchange.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *TierChangeClient) GetX(ctx context.Context, id int) *TierChange {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// QueryFrom queries the from edge of a TierChange.
+func (c *TierChangeClient) QueryFrom(_m *TierChange) *TierQuery {
+	query := (&TierClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(tierchange.Table, tierchange.FieldID, id),
+			sqlgraph.To(tier.Table, tier.FieldID),
+			sqlgraph.Edge(sqlgraph.M2O, false, tierchange.FromTable, tierchange.FromColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
+// QueryTo queries the to edge of a TierChange.
+func (c *TierChangeClient) QueryTo(_m *TierChange) *TierQuery {
+	query := (&TierClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(tierchange.Table, tierchange.FieldID, id),
+			sqlgraph.To(tier.Table, tier.FieldID),
+			sqlgraph.Edge(sqlgraph.M2O, false, tierchange.ToTable, tierchange.ToColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
+// Hooks returns the client hooks.
+func (c *TierChangeClient) Hooks() []Hook {
+	return c.hooks.TierChange
+}
+
+// Interceptors returns the client interceptors.
+func (c *TierChangeClient) Interceptors() []Interceptor {
+	return c.inters.TierChange
+}
+
+func (c *TierChangeClient) mutate(ctx context.Context, m *TierChangeMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&TierChangeCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&TierChangeUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&TierChangeUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&TierChangeDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown TierChange mutation op: %q", m.Op())
+	}
+}
+
 // hooks and interceptors per client, for fast access.
 type (
 	hooks struct {
-		ApiClient, AuditLog, Benefit, BusinessUnit, Identity, Member, OtpChallenge,
-		RefreshToken, Staff, Store, Tier []ent.Hook
+		Account, ApiClient, AuditLog, Benefit, BusinessUnit, Consent, Coupon,
+		CouponTemplate, EarningRule, GrowthEntry, Identity, Member, MemberEvent,
+		Notification, Order, OrderItem, OrderPayment, OtpChallenge, PaidMembership,
+		PaidMembershipPlan, PaidMembershipPurchase, PointsAllocation, PointsEntry,
+		PointsLot, RefreshToken, Refund, Staff, Store, StoredValueEntry, Tier,
+		TierChange []ent.Hook
 	}
 	inters struct {
-		ApiClient, AuditLog, Benefit, BusinessUnit, Identity, Member, OtpChallenge,
-		RefreshToken, Staff, Store, Tier []ent.Interceptor
+		Account, ApiClient, AuditLog, Benefit, BusinessUnit, Consent, Coupon,
+		CouponTemplate, EarningRule, GrowthEntry, Identity, Member, MemberEvent,
+		Notification, Order, OrderItem, OrderPayment, OtpChallenge, PaidMembership,
+		PaidMembershipPlan, PaidMembershipPurchase, PointsAllocation, PointsEntry,
+		PointsLot, RefreshToken, Refund, Staff, Store, StoredValueEntry, Tier,
+		TierChange []ent.Interceptor
 	}
 )
 

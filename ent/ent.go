@@ -12,17 +12,37 @@ import (
 	"entgo.io/ent"
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
+	"github.com/onemember/onemember/ent/account"
 	"github.com/onemember/onemember/ent/apiclient"
 	"github.com/onemember/onemember/ent/auditlog"
 	"github.com/onemember/onemember/ent/benefit"
 	"github.com/onemember/onemember/ent/businessunit"
+	"github.com/onemember/onemember/ent/consent"
+	"github.com/onemember/onemember/ent/coupon"
+	"github.com/onemember/onemember/ent/coupontemplate"
+	"github.com/onemember/onemember/ent/earningrule"
+	"github.com/onemember/onemember/ent/growthentry"
 	"github.com/onemember/onemember/ent/identity"
 	"github.com/onemember/onemember/ent/member"
+	"github.com/onemember/onemember/ent/memberevent"
+	"github.com/onemember/onemember/ent/notification"
+	"github.com/onemember/onemember/ent/order"
+	"github.com/onemember/onemember/ent/orderitem"
+	"github.com/onemember/onemember/ent/orderpayment"
 	"github.com/onemember/onemember/ent/otpchallenge"
+	"github.com/onemember/onemember/ent/paidmembership"
+	"github.com/onemember/onemember/ent/paidmembershipplan"
+	"github.com/onemember/onemember/ent/paidmembershippurchase"
+	"github.com/onemember/onemember/ent/pointsallocation"
+	"github.com/onemember/onemember/ent/pointsentry"
+	"github.com/onemember/onemember/ent/pointslot"
 	"github.com/onemember/onemember/ent/refreshtoken"
+	"github.com/onemember/onemember/ent/refund"
 	"github.com/onemember/onemember/ent/staff"
 	"github.com/onemember/onemember/ent/store"
+	"github.com/onemember/onemember/ent/storedvalueentry"
 	"github.com/onemember/onemember/ent/tier"
+	"github.com/onemember/onemember/ent/tierchange"
 )
 
 // ent aliases to avoid import conflicts in user's code.
@@ -83,17 +103,37 @@ var (
 func checkColumn(t, c string) error {
 	initCheck.Do(func() {
 		columnCheck = sql.NewColumnCheck(map[string]func(string) bool{
-			apiclient.Table:    apiclient.ValidColumn,
-			auditlog.Table:     auditlog.ValidColumn,
-			benefit.Table:      benefit.ValidColumn,
-			businessunit.Table: businessunit.ValidColumn,
-			identity.Table:     identity.ValidColumn,
-			member.Table:       member.ValidColumn,
-			otpchallenge.Table: otpchallenge.ValidColumn,
-			refreshtoken.Table: refreshtoken.ValidColumn,
-			staff.Table:        staff.ValidColumn,
-			store.Table:        store.ValidColumn,
-			tier.Table:         tier.ValidColumn,
+			account.Table:                account.ValidColumn,
+			apiclient.Table:              apiclient.ValidColumn,
+			auditlog.Table:               auditlog.ValidColumn,
+			benefit.Table:                benefit.ValidColumn,
+			businessunit.Table:           businessunit.ValidColumn,
+			consent.Table:                consent.ValidColumn,
+			coupon.Table:                 coupon.ValidColumn,
+			coupontemplate.Table:         coupontemplate.ValidColumn,
+			earningrule.Table:            earningrule.ValidColumn,
+			growthentry.Table:            growthentry.ValidColumn,
+			identity.Table:               identity.ValidColumn,
+			member.Table:                 member.ValidColumn,
+			memberevent.Table:            memberevent.ValidColumn,
+			notification.Table:           notification.ValidColumn,
+			order.Table:                  order.ValidColumn,
+			orderitem.Table:              orderitem.ValidColumn,
+			orderpayment.Table:           orderpayment.ValidColumn,
+			otpchallenge.Table:           otpchallenge.ValidColumn,
+			paidmembership.Table:         paidmembership.ValidColumn,
+			paidmembershipplan.Table:     paidmembershipplan.ValidColumn,
+			paidmembershippurchase.Table: paidmembershippurchase.ValidColumn,
+			pointsallocation.Table:       pointsallocation.ValidColumn,
+			pointsentry.Table:            pointsentry.ValidColumn,
+			pointslot.Table:              pointslot.ValidColumn,
+			refreshtoken.Table:           refreshtoken.ValidColumn,
+			refund.Table:                 refund.ValidColumn,
+			staff.Table:                  staff.ValidColumn,
+			store.Table:                  store.ValidColumn,
+			storedvalueentry.Table:       storedvalueentry.ValidColumn,
+			tier.Table:                   tier.ValidColumn,
+			tierchange.Table:             tierchange.ValidColumn,
 		})
 	})
 	return columnCheck(t, c)

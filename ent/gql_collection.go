@@ -11,11 +11,24 @@ import (
 	"github.com/onemember/onemember/ent/auditlog"
 	"github.com/onemember/onemember/ent/benefit"
 	"github.com/onemember/onemember/ent/businessunit"
+	"github.com/onemember/onemember/ent/consent"
+	"github.com/onemember/onemember/ent/coupon"
+	"github.com/onemember/onemember/ent/coupontemplate"
+	"github.com/onemember/onemember/ent/earningrule"
+	"github.com/onemember/onemember/ent/growthentry"
 	"github.com/onemember/onemember/ent/identity"
 	"github.com/onemember/onemember/ent/member"
+	"github.com/onemember/onemember/ent/notification"
+	"github.com/onemember/onemember/ent/order"
+	"github.com/onemember/onemember/ent/orderitem"
+	"github.com/onemember/onemember/ent/paidmembership"
+	"github.com/onemember/onemember/ent/paidmembershipplan"
+	"github.com/onemember/onemember/ent/pointsentry"
 	"github.com/onemember/onemember/ent/staff"
 	"github.com/onemember/onemember/ent/store"
+	"github.com/onemember/onemember/ent/storedvalueentry"
 	"github.com/onemember/onemember/ent/tier"
+	"github.com/onemember/onemember/ent/tierchange"
 )
 
 // CollectFields tells the query-builder to eagerly load connected nodes by resolver context.
@@ -495,6 +508,604 @@ func newBusinessUnitPaginateArgs(rv map[string]any) *businessunitPaginateArgs {
 }
 
 // CollectFields tells the query-builder to eagerly load connected nodes by resolver context.
+func (_q *ConsentQuery) CollectFields(ctx context.Context, satisfies ...string) (*ConsentQuery, error) {
+	fc := graphql.GetFieldContext(ctx)
+	if fc == nil {
+		return _q, nil
+	}
+	if err := _q.collectField(ctx, false, graphql.GetOperationContext(ctx), fc.Field, nil, satisfies...); err != nil {
+		return nil, err
+	}
+	return _q, nil
+}
+
+func (_q *ConsentQuery) collectField(ctx context.Context, oneNode bool, opCtx *graphql.OperationContext, collected graphql.CollectedField, path []string, satisfies ...string) error {
+	path = append([]string(nil), path...)
+	var (
+		unknownSeen    bool
+		fieldSeen      = make(map[string]struct{}, len(consent.Columns))
+		selectedFields = []string{consent.FieldID}
+	)
+	for _, field := range graphql.CollectFields(opCtx, collected.Selections, satisfies) {
+		switch field.Name {
+		case "memberID":
+			if _, ok := fieldSeen[consent.FieldMemberID]; !ok {
+				selectedFields = append(selectedFields, consent.FieldMemberID)
+				fieldSeen[consent.FieldMemberID] = struct{}{}
+			}
+		case "kind":
+			if _, ok := fieldSeen[consent.FieldKind]; !ok {
+				selectedFields = append(selectedFields, consent.FieldKind)
+				fieldSeen[consent.FieldKind] = struct{}{}
+			}
+		case "granted":
+			if _, ok := fieldSeen[consent.FieldGranted]; !ok {
+				selectedFields = append(selectedFields, consent.FieldGranted)
+				fieldSeen[consent.FieldGranted] = struct{}{}
+			}
+		case "updatedAt":
+			if _, ok := fieldSeen[consent.FieldUpdatedAt]; !ok {
+				selectedFields = append(selectedFields, consent.FieldUpdatedAt)
+				fieldSeen[consent.FieldUpdatedAt] = struct{}{}
+			}
+		case "id":
+		case "__typename":
+		default:
+			unknownSeen = true
+		}
+	}
+	if !unknownSeen {
+		_q.Select(selectedFields...)
+	}
+	return nil
+}
+
+type consentPaginateArgs struct {
+	first, last   *int
+	after, before *Cursor
+	opts          []ConsentPaginateOption
+}
+
+func newConsentPaginateArgs(rv map[string]any) *consentPaginateArgs {
+	args := &consentPaginateArgs{}
+	if rv == nil {
+		return args
+	}
+	if v := rv[firstField]; v != nil {
+		args.first = v.(*int)
+	}
+	if v := rv[lastField]; v != nil {
+		args.last = v.(*int)
+	}
+	if v := rv[afterField]; v != nil {
+		args.after = v.(*Cursor)
+	}
+	if v := rv[beforeField]; v != nil {
+		args.before = v.(*Cursor)
+	}
+	return args
+}
+
+// CollectFields tells the query-builder to eagerly load connected nodes by resolver context.
+func (_q *CouponQuery) CollectFields(ctx context.Context, satisfies ...string) (*CouponQuery, error) {
+	fc := graphql.GetFieldContext(ctx)
+	if fc == nil {
+		return _q, nil
+	}
+	if err := _q.collectField(ctx, false, graphql.GetOperationContext(ctx), fc.Field, nil, satisfies...); err != nil {
+		return nil, err
+	}
+	return _q, nil
+}
+
+func (_q *CouponQuery) collectField(ctx context.Context, oneNode bool, opCtx *graphql.OperationContext, collected graphql.CollectedField, path []string, satisfies ...string) error {
+	path = append([]string(nil), path...)
+	var (
+		unknownSeen    bool
+		fieldSeen      = make(map[string]struct{}, len(coupon.Columns))
+		selectedFields = []string{coupon.FieldID}
+	)
+	for _, field := range graphql.CollectFields(opCtx, collected.Selections, satisfies) {
+		switch field.Name {
+
+		case "template":
+			var (
+				alias = field.Alias
+				path  = append(path, alias)
+				query = (&CouponTemplateClient{config: _q.config}).Query()
+			)
+			if err := query.collectField(ctx, oneNode, opCtx, field, path, mayAddCondition(satisfies, coupontemplateImplementors)...); err != nil {
+				return err
+			}
+			_q.withTemplate = query
+			if _, ok := fieldSeen[coupon.FieldTemplateID]; !ok {
+				selectedFields = append(selectedFields, coupon.FieldTemplateID)
+				fieldSeen[coupon.FieldTemplateID] = struct{}{}
+			}
+		case "code":
+			if _, ok := fieldSeen[coupon.FieldCode]; !ok {
+				selectedFields = append(selectedFields, coupon.FieldCode)
+				fieldSeen[coupon.FieldCode] = struct{}{}
+			}
+		case "status":
+			if _, ok := fieldSeen[coupon.FieldStatus]; !ok {
+				selectedFields = append(selectedFields, coupon.FieldStatus)
+				fieldSeen[coupon.FieldStatus] = struct{}{}
+			}
+		case "issuedAt":
+			if _, ok := fieldSeen[coupon.FieldIssuedAt]; !ok {
+				selectedFields = append(selectedFields, coupon.FieldIssuedAt)
+				fieldSeen[coupon.FieldIssuedAt] = struct{}{}
+			}
+		case "expiresAt":
+			if _, ok := fieldSeen[coupon.FieldExpiresAt]; !ok {
+				selectedFields = append(selectedFields, coupon.FieldExpiresAt)
+				fieldSeen[coupon.FieldExpiresAt] = struct{}{}
+			}
+		case "redeemedAt":
+			if _, ok := fieldSeen[coupon.FieldRedeemedAt]; !ok {
+				selectedFields = append(selectedFields, coupon.FieldRedeemedAt)
+				fieldSeen[coupon.FieldRedeemedAt] = struct{}{}
+			}
+		case "id":
+		case "__typename":
+		default:
+			unknownSeen = true
+		}
+	}
+	if !unknownSeen {
+		_q.Select(selectedFields...)
+	}
+	return nil
+}
+
+type couponPaginateArgs struct {
+	first, last   *int
+	after, before *Cursor
+	opts          []CouponPaginateOption
+}
+
+func newCouponPaginateArgs(rv map[string]any) *couponPaginateArgs {
+	args := &couponPaginateArgs{}
+	if rv == nil {
+		return args
+	}
+	if v := rv[firstField]; v != nil {
+		args.first = v.(*int)
+	}
+	if v := rv[lastField]; v != nil {
+		args.last = v.(*int)
+	}
+	if v := rv[afterField]; v != nil {
+		args.after = v.(*Cursor)
+	}
+	if v := rv[beforeField]; v != nil {
+		args.before = v.(*Cursor)
+	}
+	if v, ok := rv[orderByField]; ok {
+		switch v := v.(type) {
+		case map[string]any:
+			var (
+				err1, err2 error
+				order      = &CouponOrder{Field: &CouponOrderField{}, Direction: entgql.OrderDirectionAsc}
+			)
+			if d, ok := v[directionField]; ok {
+				err1 = order.Direction.UnmarshalGQL(d)
+			}
+			if f, ok := v[fieldField]; ok {
+				err2 = order.Field.UnmarshalGQL(f)
+			}
+			if err1 == nil && err2 == nil {
+				args.opts = append(args.opts, WithCouponOrder(order))
+			}
+		case *CouponOrder:
+			if v != nil {
+				args.opts = append(args.opts, WithCouponOrder(v))
+			}
+		}
+	}
+	return args
+}
+
+// CollectFields tells the query-builder to eagerly load connected nodes by resolver context.
+func (_q *CouponTemplateQuery) CollectFields(ctx context.Context, satisfies ...string) (*CouponTemplateQuery, error) {
+	fc := graphql.GetFieldContext(ctx)
+	if fc == nil {
+		return _q, nil
+	}
+	if err := _q.collectField(ctx, false, graphql.GetOperationContext(ctx), fc.Field, nil, satisfies...); err != nil {
+		return nil, err
+	}
+	return _q, nil
+}
+
+func (_q *CouponTemplateQuery) collectField(ctx context.Context, oneNode bool, opCtx *graphql.OperationContext, collected graphql.CollectedField, path []string, satisfies ...string) error {
+	path = append([]string(nil), path...)
+	var (
+		unknownSeen    bool
+		fieldSeen      = make(map[string]struct{}, len(coupontemplate.Columns))
+		selectedFields = []string{coupontemplate.FieldID}
+	)
+	for _, field := range graphql.CollectFields(opCtx, collected.Selections, satisfies) {
+		switch field.Name {
+		case "createdAt":
+			if _, ok := fieldSeen[coupontemplate.FieldCreatedAt]; !ok {
+				selectedFields = append(selectedFields, coupontemplate.FieldCreatedAt)
+				fieldSeen[coupontemplate.FieldCreatedAt] = struct{}{}
+			}
+		case "updatedAt":
+			if _, ok := fieldSeen[coupontemplate.FieldUpdatedAt]; !ok {
+				selectedFields = append(selectedFields, coupontemplate.FieldUpdatedAt)
+				fieldSeen[coupontemplate.FieldUpdatedAt] = struct{}{}
+			}
+		case "title":
+			if _, ok := fieldSeen[coupontemplate.FieldTitle]; !ok {
+				selectedFields = append(selectedFields, coupontemplate.FieldTitle)
+				fieldSeen[coupontemplate.FieldTitle] = struct{}{}
+			}
+		case "kind":
+			if _, ok := fieldSeen[coupontemplate.FieldKind]; !ok {
+				selectedFields = append(selectedFields, coupontemplate.FieldKind)
+				fieldSeen[coupontemplate.FieldKind] = struct{}{}
+			}
+		case "faceValue":
+			if _, ok := fieldSeen[coupontemplate.FieldFaceValue]; !ok {
+				selectedFields = append(selectedFields, coupontemplate.FieldFaceValue)
+				fieldSeen[coupontemplate.FieldFaceValue] = struct{}{}
+			}
+		case "discountPercent":
+			if _, ok := fieldSeen[coupontemplate.FieldDiscountPercent]; !ok {
+				selectedFields = append(selectedFields, coupontemplate.FieldDiscountPercent)
+				fieldSeen[coupontemplate.FieldDiscountPercent] = struct{}{}
+			}
+		case "minSpend":
+			if _, ok := fieldSeen[coupontemplate.FieldMinSpend]; !ok {
+				selectedFields = append(selectedFields, coupontemplate.FieldMinSpend)
+				fieldSeen[coupontemplate.FieldMinSpend] = struct{}{}
+			}
+		case "totalStock":
+			if _, ok := fieldSeen[coupontemplate.FieldTotalStock]; !ok {
+				selectedFields = append(selectedFields, coupontemplate.FieldTotalStock)
+				fieldSeen[coupontemplate.FieldTotalStock] = struct{}{}
+			}
+		case "perMemberLimit":
+			if _, ok := fieldSeen[coupontemplate.FieldPerMemberLimit]; !ok {
+				selectedFields = append(selectedFields, coupontemplate.FieldPerMemberLimit)
+				fieldSeen[coupontemplate.FieldPerMemberLimit] = struct{}{}
+			}
+		case "claimable":
+			if _, ok := fieldSeen[coupontemplate.FieldClaimable]; !ok {
+				selectedFields = append(selectedFields, coupontemplate.FieldClaimable)
+				fieldSeen[coupontemplate.FieldClaimable] = struct{}{}
+			}
+		case "id":
+		case "__typename":
+		default:
+			unknownSeen = true
+		}
+	}
+	if !unknownSeen {
+		_q.Select(selectedFields...)
+	}
+	return nil
+}
+
+type coupontemplatePaginateArgs struct {
+	first, last   *int
+	after, before *Cursor
+	opts          []CouponTemplatePaginateOption
+}
+
+func newCouponTemplatePaginateArgs(rv map[string]any) *coupontemplatePaginateArgs {
+	args := &coupontemplatePaginateArgs{}
+	if rv == nil {
+		return args
+	}
+	if v := rv[firstField]; v != nil {
+		args.first = v.(*int)
+	}
+	if v := rv[lastField]; v != nil {
+		args.last = v.(*int)
+	}
+	if v := rv[afterField]; v != nil {
+		args.after = v.(*Cursor)
+	}
+	if v := rv[beforeField]; v != nil {
+		args.before = v.(*Cursor)
+	}
+	if v, ok := rv[orderByField]; ok {
+		switch v := v.(type) {
+		case map[string]any:
+			var (
+				err1, err2 error
+				order      = &CouponTemplateOrder{Field: &CouponTemplateOrderField{}, Direction: entgql.OrderDirectionAsc}
+			)
+			if d, ok := v[directionField]; ok {
+				err1 = order.Direction.UnmarshalGQL(d)
+			}
+			if f, ok := v[fieldField]; ok {
+				err2 = order.Field.UnmarshalGQL(f)
+			}
+			if err1 == nil && err2 == nil {
+				args.opts = append(args.opts, WithCouponTemplateOrder(order))
+			}
+		case *CouponTemplateOrder:
+			if v != nil {
+				args.opts = append(args.opts, WithCouponTemplateOrder(v))
+			}
+		}
+	}
+	return args
+}
+
+// CollectFields tells the query-builder to eagerly load connected nodes by resolver context.
+func (_q *EarningRuleQuery) CollectFields(ctx context.Context, satisfies ...string) (*EarningRuleQuery, error) {
+	fc := graphql.GetFieldContext(ctx)
+	if fc == nil {
+		return _q, nil
+	}
+	if err := _q.collectField(ctx, false, graphql.GetOperationContext(ctx), fc.Field, nil, satisfies...); err != nil {
+		return nil, err
+	}
+	return _q, nil
+}
+
+func (_q *EarningRuleQuery) collectField(ctx context.Context, oneNode bool, opCtx *graphql.OperationContext, collected graphql.CollectedField, path []string, satisfies ...string) error {
+	path = append([]string(nil), path...)
+	var (
+		unknownSeen    bool
+		fieldSeen      = make(map[string]struct{}, len(earningrule.Columns))
+		selectedFields = []string{earningrule.FieldID}
+	)
+	for _, field := range graphql.CollectFields(opCtx, collected.Selections, satisfies) {
+		switch field.Name {
+
+		case "businessUnit":
+			var (
+				alias = field.Alias
+				path  = append(path, alias)
+				query = (&BusinessUnitClient{config: _q.config}).Query()
+			)
+			if err := query.collectField(ctx, oneNode, opCtx, field, path, mayAddCondition(satisfies, businessunitImplementors)...); err != nil {
+				return err
+			}
+			_q.withBusinessUnit = query
+			if _, ok := fieldSeen[earningrule.FieldBusinessUnitID]; !ok {
+				selectedFields = append(selectedFields, earningrule.FieldBusinessUnitID)
+				fieldSeen[earningrule.FieldBusinessUnitID] = struct{}{}
+			}
+		case "createdAt":
+			if _, ok := fieldSeen[earningrule.FieldCreatedAt]; !ok {
+				selectedFields = append(selectedFields, earningrule.FieldCreatedAt)
+				fieldSeen[earningrule.FieldCreatedAt] = struct{}{}
+			}
+		case "updatedAt":
+			if _, ok := fieldSeen[earningrule.FieldUpdatedAt]; !ok {
+				selectedFields = append(selectedFields, earningrule.FieldUpdatedAt)
+				fieldSeen[earningrule.FieldUpdatedAt] = struct{}{}
+			}
+		case "businessUnitID":
+			if _, ok := fieldSeen[earningrule.FieldBusinessUnitID]; !ok {
+				selectedFields = append(selectedFields, earningrule.FieldBusinessUnitID)
+				fieldSeen[earningrule.FieldBusinessUnitID] = struct{}{}
+			}
+		case "id":
+		case "__typename":
+		default:
+			unknownSeen = true
+		}
+	}
+	if !unknownSeen {
+		_q.Select(selectedFields...)
+	}
+	return nil
+}
+
+type earningrulePaginateArgs struct {
+	first, last   *int
+	after, before *Cursor
+	opts          []EarningRulePaginateOption
+}
+
+func newEarningRulePaginateArgs(rv map[string]any) *earningrulePaginateArgs {
+	args := &earningrulePaginateArgs{}
+	if rv == nil {
+		return args
+	}
+	if v := rv[firstField]; v != nil {
+		args.first = v.(*int)
+	}
+	if v := rv[lastField]; v != nil {
+		args.last = v.(*int)
+	}
+	if v := rv[afterField]; v != nil {
+		args.after = v.(*Cursor)
+	}
+	if v := rv[beforeField]; v != nil {
+		args.before = v.(*Cursor)
+	}
+	if v, ok := rv[orderByField]; ok {
+		switch v := v.(type) {
+		case map[string]any:
+			var (
+				err1, err2 error
+				order      = &EarningRuleOrder{Field: &EarningRuleOrderField{}, Direction: entgql.OrderDirectionAsc}
+			)
+			if d, ok := v[directionField]; ok {
+				err1 = order.Direction.UnmarshalGQL(d)
+			}
+			if f, ok := v[fieldField]; ok {
+				err2 = order.Field.UnmarshalGQL(f)
+			}
+			if err1 == nil && err2 == nil {
+				args.opts = append(args.opts, WithEarningRuleOrder(order))
+			}
+		case *EarningRuleOrder:
+			if v != nil {
+				args.opts = append(args.opts, WithEarningRuleOrder(v))
+			}
+		}
+	}
+	return args
+}
+
+// CollectFields tells the query-builder to eagerly load connected nodes by resolver context.
+func (_q *GrowthEntryQuery) CollectFields(ctx context.Context, satisfies ...string) (*GrowthEntryQuery, error) {
+	fc := graphql.GetFieldContext(ctx)
+	if fc == nil {
+		return _q, nil
+	}
+	if err := _q.collectField(ctx, false, graphql.GetOperationContext(ctx), fc.Field, nil, satisfies...); err != nil {
+		return nil, err
+	}
+	return _q, nil
+}
+
+func (_q *GrowthEntryQuery) collectField(ctx context.Context, oneNode bool, opCtx *graphql.OperationContext, collected graphql.CollectedField, path []string, satisfies ...string) error {
+	path = append([]string(nil), path...)
+	var (
+		unknownSeen    bool
+		fieldSeen      = make(map[string]struct{}, len(growthentry.Columns))
+		selectedFields = []string{growthentry.FieldID}
+	)
+	for _, field := range graphql.CollectFields(opCtx, collected.Selections, satisfies) {
+		switch field.Name {
+
+		case "businessUnit":
+			var (
+				alias = field.Alias
+				path  = append(path, alias)
+				query = (&BusinessUnitClient{config: _q.config}).Query()
+			)
+			if err := query.collectField(ctx, oneNode, opCtx, field, path, mayAddCondition(satisfies, businessunitImplementors)...); err != nil {
+				return err
+			}
+			_q.withBusinessUnit = query
+			if _, ok := fieldSeen[growthentry.FieldBusinessUnitID]; !ok {
+				selectedFields = append(selectedFields, growthentry.FieldBusinessUnitID)
+				fieldSeen[growthentry.FieldBusinessUnitID] = struct{}{}
+			}
+
+		case "store":
+			var (
+				alias = field.Alias
+				path  = append(path, alias)
+				query = (&StoreClient{config: _q.config}).Query()
+			)
+			if err := query.collectField(ctx, oneNode, opCtx, field, path, mayAddCondition(satisfies, storeImplementors)...); err != nil {
+				return err
+			}
+			_q.withStore = query
+			if _, ok := fieldSeen[growthentry.FieldStoreID]; !ok {
+				selectedFields = append(selectedFields, growthentry.FieldStoreID)
+				fieldSeen[growthentry.FieldStoreID] = struct{}{}
+			}
+		case "memberID":
+			if _, ok := fieldSeen[growthentry.FieldMemberID]; !ok {
+				selectedFields = append(selectedFields, growthentry.FieldMemberID)
+				fieldSeen[growthentry.FieldMemberID] = struct{}{}
+			}
+		case "source":
+			if _, ok := fieldSeen[growthentry.FieldSource]; !ok {
+				selectedFields = append(selectedFields, growthentry.FieldSource)
+				fieldSeen[growthentry.FieldSource] = struct{}{}
+			}
+		case "amount":
+			if _, ok := fieldSeen[growthentry.FieldAmount]; !ok {
+				selectedFields = append(selectedFields, growthentry.FieldAmount)
+				fieldSeen[growthentry.FieldAmount] = struct{}{}
+			}
+		case "balanceAfter":
+			if _, ok := fieldSeen[growthentry.FieldBalanceAfter]; !ok {
+				selectedFields = append(selectedFields, growthentry.FieldBalanceAfter)
+				fieldSeen[growthentry.FieldBalanceAfter] = struct{}{}
+			}
+		case "reason":
+			if _, ok := fieldSeen[growthentry.FieldReason]; !ok {
+				selectedFields = append(selectedFields, growthentry.FieldReason)
+				fieldSeen[growthentry.FieldReason] = struct{}{}
+			}
+		case "businessUnitID":
+			if _, ok := fieldSeen[growthentry.FieldBusinessUnitID]; !ok {
+				selectedFields = append(selectedFields, growthentry.FieldBusinessUnitID)
+				fieldSeen[growthentry.FieldBusinessUnitID] = struct{}{}
+			}
+		case "storeID":
+			if _, ok := fieldSeen[growthentry.FieldStoreID]; !ok {
+				selectedFields = append(selectedFields, growthentry.FieldStoreID)
+				fieldSeen[growthentry.FieldStoreID] = struct{}{}
+			}
+		case "occurredAt":
+			if _, ok := fieldSeen[growthentry.FieldOccurredAt]; !ok {
+				selectedFields = append(selectedFields, growthentry.FieldOccurredAt)
+				fieldSeen[growthentry.FieldOccurredAt] = struct{}{}
+			}
+		case "kind":
+			if _, ok := fieldSeen[growthentry.FieldKind]; !ok {
+				selectedFields = append(selectedFields, growthentry.FieldKind)
+				fieldSeen[growthentry.FieldKind] = struct{}{}
+			}
+		case "id":
+		case "__typename":
+		default:
+			unknownSeen = true
+		}
+	}
+	if !unknownSeen {
+		_q.Select(selectedFields...)
+	}
+	return nil
+}
+
+type growthentryPaginateArgs struct {
+	first, last   *int
+	after, before *Cursor
+	opts          []GrowthEntryPaginateOption
+}
+
+func newGrowthEntryPaginateArgs(rv map[string]any) *growthentryPaginateArgs {
+	args := &growthentryPaginateArgs{}
+	if rv == nil {
+		return args
+	}
+	if v := rv[firstField]; v != nil {
+		args.first = v.(*int)
+	}
+	if v := rv[lastField]; v != nil {
+		args.last = v.(*int)
+	}
+	if v := rv[afterField]; v != nil {
+		args.after = v.(*Cursor)
+	}
+	if v := rv[beforeField]; v != nil {
+		args.before = v.(*Cursor)
+	}
+	if v, ok := rv[orderByField]; ok {
+		switch v := v.(type) {
+		case map[string]any:
+			var (
+				err1, err2 error
+				order      = &GrowthEntryOrder{Field: &GrowthEntryOrderField{}, Direction: entgql.OrderDirectionAsc}
+			)
+			if d, ok := v[directionField]; ok {
+				err1 = order.Direction.UnmarshalGQL(d)
+			}
+			if f, ok := v[fieldField]; ok {
+				err2 = order.Field.UnmarshalGQL(f)
+			}
+			if err1 == nil && err2 == nil {
+				args.opts = append(args.opts, WithGrowthEntryOrder(order))
+			}
+		case *GrowthEntryOrder:
+			if v != nil {
+				args.opts = append(args.opts, WithGrowthEntryOrder(v))
+			}
+		}
+	}
+	return args
+}
+
+// CollectFields tells the query-builder to eagerly load connected nodes by resolver context.
 func (_q *IdentityQuery) CollectFields(ctx context.Context, satisfies ...string) (*IdentityQuery, error) {
 	fc := graphql.GetFieldContext(ctx)
 	if fc == nil {
@@ -753,6 +1364,811 @@ func newMemberPaginateArgs(rv map[string]any) *memberPaginateArgs {
 		case *MemberOrder:
 			if v != nil {
 				args.opts = append(args.opts, WithMemberOrder(v))
+			}
+		}
+	}
+	return args
+}
+
+// CollectFields tells the query-builder to eagerly load connected nodes by resolver context.
+func (_q *NotificationQuery) CollectFields(ctx context.Context, satisfies ...string) (*NotificationQuery, error) {
+	fc := graphql.GetFieldContext(ctx)
+	if fc == nil {
+		return _q, nil
+	}
+	if err := _q.collectField(ctx, false, graphql.GetOperationContext(ctx), fc.Field, nil, satisfies...); err != nil {
+		return nil, err
+	}
+	return _q, nil
+}
+
+func (_q *NotificationQuery) collectField(ctx context.Context, oneNode bool, opCtx *graphql.OperationContext, collected graphql.CollectedField, path []string, satisfies ...string) error {
+	path = append([]string(nil), path...)
+	var (
+		unknownSeen    bool
+		fieldSeen      = make(map[string]struct{}, len(notification.Columns))
+		selectedFields = []string{notification.FieldID}
+	)
+	for _, field := range graphql.CollectFields(opCtx, collected.Selections, satisfies) {
+		switch field.Name {
+		case "title":
+			if _, ok := fieldSeen[notification.FieldTitle]; !ok {
+				selectedFields = append(selectedFields, notification.FieldTitle)
+				fieldSeen[notification.FieldTitle] = struct{}{}
+			}
+		case "body":
+			if _, ok := fieldSeen[notification.FieldBody]; !ok {
+				selectedFields = append(selectedFields, notification.FieldBody)
+				fieldSeen[notification.FieldBody] = struct{}{}
+			}
+		case "createdAt":
+			if _, ok := fieldSeen[notification.FieldCreatedAt]; !ok {
+				selectedFields = append(selectedFields, notification.FieldCreatedAt)
+				fieldSeen[notification.FieldCreatedAt] = struct{}{}
+			}
+		case "readAt":
+			if _, ok := fieldSeen[notification.FieldReadAt]; !ok {
+				selectedFields = append(selectedFields, notification.FieldReadAt)
+				fieldSeen[notification.FieldReadAt] = struct{}{}
+			}
+		case "id":
+		case "__typename":
+		default:
+			unknownSeen = true
+		}
+	}
+	if !unknownSeen {
+		_q.Select(selectedFields...)
+	}
+	return nil
+}
+
+type notificationPaginateArgs struct {
+	first, last   *int
+	after, before *Cursor
+	opts          []NotificationPaginateOption
+}
+
+func newNotificationPaginateArgs(rv map[string]any) *notificationPaginateArgs {
+	args := &notificationPaginateArgs{}
+	if rv == nil {
+		return args
+	}
+	if v := rv[firstField]; v != nil {
+		args.first = v.(*int)
+	}
+	if v := rv[lastField]; v != nil {
+		args.last = v.(*int)
+	}
+	if v := rv[afterField]; v != nil {
+		args.after = v.(*Cursor)
+	}
+	if v := rv[beforeField]; v != nil {
+		args.before = v.(*Cursor)
+	}
+	if v, ok := rv[orderByField]; ok {
+		switch v := v.(type) {
+		case map[string]any:
+			var (
+				err1, err2 error
+				order      = &NotificationOrder{Field: &NotificationOrderField{}, Direction: entgql.OrderDirectionAsc}
+			)
+			if d, ok := v[directionField]; ok {
+				err1 = order.Direction.UnmarshalGQL(d)
+			}
+			if f, ok := v[fieldField]; ok {
+				err2 = order.Field.UnmarshalGQL(f)
+			}
+			if err1 == nil && err2 == nil {
+				args.opts = append(args.opts, WithNotificationOrder(order))
+			}
+		case *NotificationOrder:
+			if v != nil {
+				args.opts = append(args.opts, WithNotificationOrder(v))
+			}
+		}
+	}
+	return args
+}
+
+// CollectFields tells the query-builder to eagerly load connected nodes by resolver context.
+func (_q *OrderQuery) CollectFields(ctx context.Context, satisfies ...string) (*OrderQuery, error) {
+	fc := graphql.GetFieldContext(ctx)
+	if fc == nil {
+		return _q, nil
+	}
+	if err := _q.collectField(ctx, false, graphql.GetOperationContext(ctx), fc.Field, nil, satisfies...); err != nil {
+		return nil, err
+	}
+	return _q, nil
+}
+
+func (_q *OrderQuery) collectField(ctx context.Context, oneNode bool, opCtx *graphql.OperationContext, collected graphql.CollectedField, path []string, satisfies ...string) error {
+	path = append([]string(nil), path...)
+	var (
+		unknownSeen    bool
+		fieldSeen      = make(map[string]struct{}, len(order.Columns))
+		selectedFields = []string{order.FieldID}
+	)
+	for _, field := range graphql.CollectFields(opCtx, collected.Selections, satisfies) {
+		switch field.Name {
+
+		case "store":
+			var (
+				alias = field.Alias
+				path  = append(path, alias)
+				query = (&StoreClient{config: _q.config}).Query()
+			)
+			if err := query.collectField(ctx, oneNode, opCtx, field, path, mayAddCondition(satisfies, storeImplementors)...); err != nil {
+				return err
+			}
+			_q.withStore = query
+			if _, ok := fieldSeen[order.FieldStoreID]; !ok {
+				selectedFields = append(selectedFields, order.FieldStoreID)
+				fieldSeen[order.FieldStoreID] = struct{}{}
+			}
+
+		case "businessUnit":
+			var (
+				alias = field.Alias
+				path  = append(path, alias)
+				query = (&BusinessUnitClient{config: _q.config}).Query()
+			)
+			if err := query.collectField(ctx, oneNode, opCtx, field, path, mayAddCondition(satisfies, businessunitImplementors)...); err != nil {
+				return err
+			}
+			_q.withBusinessUnit = query
+			if _, ok := fieldSeen[order.FieldBusinessUnitID]; !ok {
+				selectedFields = append(selectedFields, order.FieldBusinessUnitID)
+				fieldSeen[order.FieldBusinessUnitID] = struct{}{}
+			}
+
+		case "items":
+			var (
+				alias = field.Alias
+				path  = append(path, alias)
+				query = (&OrderItemClient{config: _q.config}).Query()
+			)
+			if err := query.collectField(ctx, false, opCtx, field, path, mayAddCondition(satisfies, orderitemImplementors)...); err != nil {
+				return err
+			}
+			_q.WithNamedItems(alias, func(wq *OrderItemQuery) {
+				*wq = *query
+			})
+		case "externalID":
+			if _, ok := fieldSeen[order.FieldExternalID]; !ok {
+				selectedFields = append(selectedFields, order.FieldExternalID)
+				fieldSeen[order.FieldExternalID] = struct{}{}
+			}
+		case "channel":
+			if _, ok := fieldSeen[order.FieldChannel]; !ok {
+				selectedFields = append(selectedFields, order.FieldChannel)
+				fieldSeen[order.FieldChannel] = struct{}{}
+			}
+		case "status":
+			if _, ok := fieldSeen[order.FieldStatus]; !ok {
+				selectedFields = append(selectedFields, order.FieldStatus)
+				fieldSeen[order.FieldStatus] = struct{}{}
+			}
+		case "amount":
+			if _, ok := fieldSeen[order.FieldAmount]; !ok {
+				selectedFields = append(selectedFields, order.FieldAmount)
+				fieldSeen[order.FieldAmount] = struct{}{}
+			}
+		case "paidAt":
+			if _, ok := fieldSeen[order.FieldPaidAt]; !ok {
+				selectedFields = append(selectedFields, order.FieldPaidAt)
+				fieldSeen[order.FieldPaidAt] = struct{}{}
+			}
+		case "pointsEarned":
+			if _, ok := fieldSeen[order.FieldPointsEarned]; !ok {
+				selectedFields = append(selectedFields, order.FieldPointsEarned)
+				fieldSeen[order.FieldPointsEarned] = struct{}{}
+			}
+		case "pointsBurned":
+			if _, ok := fieldSeen[order.FieldPointsBurned]; !ok {
+				selectedFields = append(selectedFields, order.FieldPointsBurned)
+				fieldSeen[order.FieldPointsBurned] = struct{}{}
+			}
+		case "growthEarned":
+			if _, ok := fieldSeen[order.FieldGrowthEarned]; !ok {
+				selectedFields = append(selectedFields, order.FieldGrowthEarned)
+				fieldSeen[order.FieldGrowthEarned] = struct{}{}
+			}
+		case "refundedAmount":
+			if _, ok := fieldSeen[order.FieldRefundedAmount]; !ok {
+				selectedFields = append(selectedFields, order.FieldRefundedAmount)
+				fieldSeen[order.FieldRefundedAmount] = struct{}{}
+			}
+		case "id":
+		case "__typename":
+		default:
+			unknownSeen = true
+		}
+	}
+	if !unknownSeen {
+		_q.Select(selectedFields...)
+	}
+	return nil
+}
+
+type orderPaginateArgs struct {
+	first, last   *int
+	after, before *Cursor
+	opts          []OrderPaginateOption
+}
+
+func newOrderPaginateArgs(rv map[string]any) *orderPaginateArgs {
+	args := &orderPaginateArgs{}
+	if rv == nil {
+		return args
+	}
+	if v := rv[firstField]; v != nil {
+		args.first = v.(*int)
+	}
+	if v := rv[lastField]; v != nil {
+		args.last = v.(*int)
+	}
+	if v := rv[afterField]; v != nil {
+		args.after = v.(*Cursor)
+	}
+	if v := rv[beforeField]; v != nil {
+		args.before = v.(*Cursor)
+	}
+	if v, ok := rv[orderByField]; ok {
+		switch v := v.(type) {
+		case map[string]any:
+			var (
+				err1, err2 error
+				order      = &OrderOrder{Field: &OrderOrderField{}, Direction: entgql.OrderDirectionAsc}
+			)
+			if d, ok := v[directionField]; ok {
+				err1 = order.Direction.UnmarshalGQL(d)
+			}
+			if f, ok := v[fieldField]; ok {
+				err2 = order.Field.UnmarshalGQL(f)
+			}
+			if err1 == nil && err2 == nil {
+				args.opts = append(args.opts, WithOrderOrder(order))
+			}
+		case *OrderOrder:
+			if v != nil {
+				args.opts = append(args.opts, WithOrderOrder(v))
+			}
+		}
+	}
+	return args
+}
+
+// CollectFields tells the query-builder to eagerly load connected nodes by resolver context.
+func (_q *OrderItemQuery) CollectFields(ctx context.Context, satisfies ...string) (*OrderItemQuery, error) {
+	fc := graphql.GetFieldContext(ctx)
+	if fc == nil {
+		return _q, nil
+	}
+	if err := _q.collectField(ctx, false, graphql.GetOperationContext(ctx), fc.Field, nil, satisfies...); err != nil {
+		return nil, err
+	}
+	return _q, nil
+}
+
+func (_q *OrderItemQuery) collectField(ctx context.Context, oneNode bool, opCtx *graphql.OperationContext, collected graphql.CollectedField, path []string, satisfies ...string) error {
+	path = append([]string(nil), path...)
+	var (
+		unknownSeen    bool
+		fieldSeen      = make(map[string]struct{}, len(orderitem.Columns))
+		selectedFields = []string{orderitem.FieldID}
+	)
+	for _, field := range graphql.CollectFields(opCtx, collected.Selections, satisfies) {
+		switch field.Name {
+
+		case "order":
+			var (
+				alias = field.Alias
+				path  = append(path, alias)
+				query = (&OrderClient{config: _q.config}).Query()
+			)
+			if err := query.collectField(ctx, oneNode, opCtx, field, path, mayAddCondition(satisfies, orderImplementors)...); err != nil {
+				return err
+			}
+			_q.withOrder = query
+			if _, ok := fieldSeen[orderitem.FieldOrderID]; !ok {
+				selectedFields = append(selectedFields, orderitem.FieldOrderID)
+				fieldSeen[orderitem.FieldOrderID] = struct{}{}
+			}
+		case "sku":
+			if _, ok := fieldSeen[orderitem.FieldSku]; !ok {
+				selectedFields = append(selectedFields, orderitem.FieldSku)
+				fieldSeen[orderitem.FieldSku] = struct{}{}
+			}
+		case "name":
+			if _, ok := fieldSeen[orderitem.FieldName]; !ok {
+				selectedFields = append(selectedFields, orderitem.FieldName)
+				fieldSeen[orderitem.FieldName] = struct{}{}
+			}
+		case "category":
+			if _, ok := fieldSeen[orderitem.FieldCategory]; !ok {
+				selectedFields = append(selectedFields, orderitem.FieldCategory)
+				fieldSeen[orderitem.FieldCategory] = struct{}{}
+			}
+		case "brand":
+			if _, ok := fieldSeen[orderitem.FieldBrand]; !ok {
+				selectedFields = append(selectedFields, orderitem.FieldBrand)
+				fieldSeen[orderitem.FieldBrand] = struct{}{}
+			}
+		case "quantity":
+			if _, ok := fieldSeen[orderitem.FieldQuantity]; !ok {
+				selectedFields = append(selectedFields, orderitem.FieldQuantity)
+				fieldSeen[orderitem.FieldQuantity] = struct{}{}
+			}
+		case "unitPrice":
+			if _, ok := fieldSeen[orderitem.FieldUnitPrice]; !ok {
+				selectedFields = append(selectedFields, orderitem.FieldUnitPrice)
+				fieldSeen[orderitem.FieldUnitPrice] = struct{}{}
+			}
+		case "amount":
+			if _, ok := fieldSeen[orderitem.FieldAmount]; !ok {
+				selectedFields = append(selectedFields, orderitem.FieldAmount)
+				fieldSeen[orderitem.FieldAmount] = struct{}{}
+			}
+		case "id":
+		case "__typename":
+		default:
+			unknownSeen = true
+		}
+	}
+	if !unknownSeen {
+		_q.Select(selectedFields...)
+	}
+	return nil
+}
+
+type orderitemPaginateArgs struct {
+	first, last   *int
+	after, before *Cursor
+	opts          []OrderItemPaginateOption
+}
+
+func newOrderItemPaginateArgs(rv map[string]any) *orderitemPaginateArgs {
+	args := &orderitemPaginateArgs{}
+	if rv == nil {
+		return args
+	}
+	if v := rv[firstField]; v != nil {
+		args.first = v.(*int)
+	}
+	if v := rv[lastField]; v != nil {
+		args.last = v.(*int)
+	}
+	if v := rv[afterField]; v != nil {
+		args.after = v.(*Cursor)
+	}
+	if v := rv[beforeField]; v != nil {
+		args.before = v.(*Cursor)
+	}
+	return args
+}
+
+// CollectFields tells the query-builder to eagerly load connected nodes by resolver context.
+func (_q *PaidMembershipQuery) CollectFields(ctx context.Context, satisfies ...string) (*PaidMembershipQuery, error) {
+	fc := graphql.GetFieldContext(ctx)
+	if fc == nil {
+		return _q, nil
+	}
+	if err := _q.collectField(ctx, false, graphql.GetOperationContext(ctx), fc.Field, nil, satisfies...); err != nil {
+		return nil, err
+	}
+	return _q, nil
+}
+
+func (_q *PaidMembershipQuery) collectField(ctx context.Context, oneNode bool, opCtx *graphql.OperationContext, collected graphql.CollectedField, path []string, satisfies ...string) error {
+	path = append([]string(nil), path...)
+	var (
+		unknownSeen    bool
+		fieldSeen      = make(map[string]struct{}, len(paidmembership.Columns))
+		selectedFields = []string{paidmembership.FieldID}
+	)
+	for _, field := range graphql.CollectFields(opCtx, collected.Selections, satisfies) {
+		switch field.Name {
+
+		case "plan":
+			var (
+				alias = field.Alias
+				path  = append(path, alias)
+				query = (&PaidMembershipPlanClient{config: _q.config}).Query()
+			)
+			if err := query.collectField(ctx, oneNode, opCtx, field, path, mayAddCondition(satisfies, paidmembershipplanImplementors)...); err != nil {
+				return err
+			}
+			_q.withPlan = query
+			if _, ok := fieldSeen[paidmembership.FieldPlanID]; !ok {
+				selectedFields = append(selectedFields, paidmembership.FieldPlanID)
+				fieldSeen[paidmembership.FieldPlanID] = struct{}{}
+			}
+		case "createdAt":
+			if _, ok := fieldSeen[paidmembership.FieldCreatedAt]; !ok {
+				selectedFields = append(selectedFields, paidmembership.FieldCreatedAt)
+				fieldSeen[paidmembership.FieldCreatedAt] = struct{}{}
+			}
+		case "updatedAt":
+			if _, ok := fieldSeen[paidmembership.FieldUpdatedAt]; !ok {
+				selectedFields = append(selectedFields, paidmembership.FieldUpdatedAt)
+				fieldSeen[paidmembership.FieldUpdatedAt] = struct{}{}
+			}
+		case "memberID":
+			if _, ok := fieldSeen[paidmembership.FieldMemberID]; !ok {
+				selectedFields = append(selectedFields, paidmembership.FieldMemberID)
+				fieldSeen[paidmembership.FieldMemberID] = struct{}{}
+			}
+		case "planID":
+			if _, ok := fieldSeen[paidmembership.FieldPlanID]; !ok {
+				selectedFields = append(selectedFields, paidmembership.FieldPlanID)
+				fieldSeen[paidmembership.FieldPlanID] = struct{}{}
+			}
+		case "status":
+			if _, ok := fieldSeen[paidmembership.FieldStatus]; !ok {
+				selectedFields = append(selectedFields, paidmembership.FieldStatus)
+				fieldSeen[paidmembership.FieldStatus] = struct{}{}
+			}
+		case "startedAt":
+			if _, ok := fieldSeen[paidmembership.FieldStartedAt]; !ok {
+				selectedFields = append(selectedFields, paidmembership.FieldStartedAt)
+				fieldSeen[paidmembership.FieldStartedAt] = struct{}{}
+			}
+		case "expiresAt":
+			if _, ok := fieldSeen[paidmembership.FieldExpiresAt]; !ok {
+				selectedFields = append(selectedFields, paidmembership.FieldExpiresAt)
+				fieldSeen[paidmembership.FieldExpiresAt] = struct{}{}
+			}
+		case "autoRenew":
+			if _, ok := fieldSeen[paidmembership.FieldAutoRenew]; !ok {
+				selectedFields = append(selectedFields, paidmembership.FieldAutoRenew)
+				fieldSeen[paidmembership.FieldAutoRenew] = struct{}{}
+			}
+		case "id":
+		case "__typename":
+		default:
+			unknownSeen = true
+		}
+	}
+	if !unknownSeen {
+		_q.Select(selectedFields...)
+	}
+	return nil
+}
+
+type paidmembershipPaginateArgs struct {
+	first, last   *int
+	after, before *Cursor
+	opts          []PaidMembershipPaginateOption
+}
+
+func newPaidMembershipPaginateArgs(rv map[string]any) *paidmembershipPaginateArgs {
+	args := &paidmembershipPaginateArgs{}
+	if rv == nil {
+		return args
+	}
+	if v := rv[firstField]; v != nil {
+		args.first = v.(*int)
+	}
+	if v := rv[lastField]; v != nil {
+		args.last = v.(*int)
+	}
+	if v := rv[afterField]; v != nil {
+		args.after = v.(*Cursor)
+	}
+	if v := rv[beforeField]; v != nil {
+		args.before = v.(*Cursor)
+	}
+	if v, ok := rv[orderByField]; ok {
+		switch v := v.(type) {
+		case map[string]any:
+			var (
+				err1, err2 error
+				order      = &PaidMembershipOrder{Field: &PaidMembershipOrderField{}, Direction: entgql.OrderDirectionAsc}
+			)
+			if d, ok := v[directionField]; ok {
+				err1 = order.Direction.UnmarshalGQL(d)
+			}
+			if f, ok := v[fieldField]; ok {
+				err2 = order.Field.UnmarshalGQL(f)
+			}
+			if err1 == nil && err2 == nil {
+				args.opts = append(args.opts, WithPaidMembershipOrder(order))
+			}
+		case *PaidMembershipOrder:
+			if v != nil {
+				args.opts = append(args.opts, WithPaidMembershipOrder(v))
+			}
+		}
+	}
+	return args
+}
+
+// CollectFields tells the query-builder to eagerly load connected nodes by resolver context.
+func (_q *PaidMembershipPlanQuery) CollectFields(ctx context.Context, satisfies ...string) (*PaidMembershipPlanQuery, error) {
+	fc := graphql.GetFieldContext(ctx)
+	if fc == nil {
+		return _q, nil
+	}
+	if err := _q.collectField(ctx, false, graphql.GetOperationContext(ctx), fc.Field, nil, satisfies...); err != nil {
+		return nil, err
+	}
+	return _q, nil
+}
+
+func (_q *PaidMembershipPlanQuery) collectField(ctx context.Context, oneNode bool, opCtx *graphql.OperationContext, collected graphql.CollectedField, path []string, satisfies ...string) error {
+	path = append([]string(nil), path...)
+	var (
+		unknownSeen    bool
+		fieldSeen      = make(map[string]struct{}, len(paidmembershipplan.Columns))
+		selectedFields = []string{paidmembershipplan.FieldID}
+	)
+	for _, field := range graphql.CollectFields(opCtx, collected.Selections, satisfies) {
+		switch field.Name {
+
+		case "benefits":
+			var (
+				alias = field.Alias
+				path  = append(path, alias)
+				query = (&BenefitClient{config: _q.config}).Query()
+			)
+			if err := query.collectField(ctx, false, opCtx, field, path, mayAddCondition(satisfies, benefitImplementors)...); err != nil {
+				return err
+			}
+			_q.WithNamedBenefits(alias, func(wq *BenefitQuery) {
+				*wq = *query
+			})
+		case "createdAt":
+			if _, ok := fieldSeen[paidmembershipplan.FieldCreatedAt]; !ok {
+				selectedFields = append(selectedFields, paidmembershipplan.FieldCreatedAt)
+				fieldSeen[paidmembershipplan.FieldCreatedAt] = struct{}{}
+			}
+		case "updatedAt":
+			if _, ok := fieldSeen[paidmembershipplan.FieldUpdatedAt]; !ok {
+				selectedFields = append(selectedFields, paidmembershipplan.FieldUpdatedAt)
+				fieldSeen[paidmembershipplan.FieldUpdatedAt] = struct{}{}
+			}
+		case "code":
+			if _, ok := fieldSeen[paidmembershipplan.FieldCode]; !ok {
+				selectedFields = append(selectedFields, paidmembershipplan.FieldCode)
+				fieldSeen[paidmembershipplan.FieldCode] = struct{}{}
+			}
+		case "name":
+			if _, ok := fieldSeen[paidmembershipplan.FieldName]; !ok {
+				selectedFields = append(selectedFields, paidmembershipplan.FieldName)
+				fieldSeen[paidmembershipplan.FieldName] = struct{}{}
+			}
+		case "period":
+			if _, ok := fieldSeen[paidmembershipplan.FieldPeriod]; !ok {
+				selectedFields = append(selectedFields, paidmembershipplan.FieldPeriod)
+				fieldSeen[paidmembershipplan.FieldPeriod] = struct{}{}
+			}
+		case "price":
+			if _, ok := fieldSeen[paidmembershipplan.FieldPrice]; !ok {
+				selectedFields = append(selectedFields, paidmembershipplan.FieldPrice)
+				fieldSeen[paidmembershipplan.FieldPrice] = struct{}{}
+			}
+		case "active":
+			if _, ok := fieldSeen[paidmembershipplan.FieldActive]; !ok {
+				selectedFields = append(selectedFields, paidmembershipplan.FieldActive)
+				fieldSeen[paidmembershipplan.FieldActive] = struct{}{}
+			}
+		case "id":
+		case "__typename":
+		default:
+			unknownSeen = true
+		}
+	}
+	if !unknownSeen {
+		_q.Select(selectedFields...)
+	}
+	return nil
+}
+
+type paidmembershipplanPaginateArgs struct {
+	first, last   *int
+	after, before *Cursor
+	opts          []PaidMembershipPlanPaginateOption
+}
+
+func newPaidMembershipPlanPaginateArgs(rv map[string]any) *paidmembershipplanPaginateArgs {
+	args := &paidmembershipplanPaginateArgs{}
+	if rv == nil {
+		return args
+	}
+	if v := rv[firstField]; v != nil {
+		args.first = v.(*int)
+	}
+	if v := rv[lastField]; v != nil {
+		args.last = v.(*int)
+	}
+	if v := rv[afterField]; v != nil {
+		args.after = v.(*Cursor)
+	}
+	if v := rv[beforeField]; v != nil {
+		args.before = v.(*Cursor)
+	}
+	if v, ok := rv[orderByField]; ok {
+		switch v := v.(type) {
+		case map[string]any:
+			var (
+				err1, err2 error
+				order      = &PaidMembershipPlanOrder{Field: &PaidMembershipPlanOrderField{}, Direction: entgql.OrderDirectionAsc}
+			)
+			if d, ok := v[directionField]; ok {
+				err1 = order.Direction.UnmarshalGQL(d)
+			}
+			if f, ok := v[fieldField]; ok {
+				err2 = order.Field.UnmarshalGQL(f)
+			}
+			if err1 == nil && err2 == nil {
+				args.opts = append(args.opts, WithPaidMembershipPlanOrder(order))
+			}
+		case *PaidMembershipPlanOrder:
+			if v != nil {
+				args.opts = append(args.opts, WithPaidMembershipPlanOrder(v))
+			}
+		}
+	}
+	return args
+}
+
+// CollectFields tells the query-builder to eagerly load connected nodes by resolver context.
+func (_q *PointsEntryQuery) CollectFields(ctx context.Context, satisfies ...string) (*PointsEntryQuery, error) {
+	fc := graphql.GetFieldContext(ctx)
+	if fc == nil {
+		return _q, nil
+	}
+	if err := _q.collectField(ctx, false, graphql.GetOperationContext(ctx), fc.Field, nil, satisfies...); err != nil {
+		return nil, err
+	}
+	return _q, nil
+}
+
+func (_q *PointsEntryQuery) collectField(ctx context.Context, oneNode bool, opCtx *graphql.OperationContext, collected graphql.CollectedField, path []string, satisfies ...string) error {
+	path = append([]string(nil), path...)
+	var (
+		unknownSeen    bool
+		fieldSeen      = make(map[string]struct{}, len(pointsentry.Columns))
+		selectedFields = []string{pointsentry.FieldID}
+	)
+	for _, field := range graphql.CollectFields(opCtx, collected.Selections, satisfies) {
+		switch field.Name {
+
+		case "businessUnit":
+			var (
+				alias = field.Alias
+				path  = append(path, alias)
+				query = (&BusinessUnitClient{config: _q.config}).Query()
+			)
+			if err := query.collectField(ctx, oneNode, opCtx, field, path, mayAddCondition(satisfies, businessunitImplementors)...); err != nil {
+				return err
+			}
+			_q.withBusinessUnit = query
+			if _, ok := fieldSeen[pointsentry.FieldBusinessUnitID]; !ok {
+				selectedFields = append(selectedFields, pointsentry.FieldBusinessUnitID)
+				fieldSeen[pointsentry.FieldBusinessUnitID] = struct{}{}
+			}
+
+		case "store":
+			var (
+				alias = field.Alias
+				path  = append(path, alias)
+				query = (&StoreClient{config: _q.config}).Query()
+			)
+			if err := query.collectField(ctx, oneNode, opCtx, field, path, mayAddCondition(satisfies, storeImplementors)...); err != nil {
+				return err
+			}
+			_q.withStore = query
+			if _, ok := fieldSeen[pointsentry.FieldStoreID]; !ok {
+				selectedFields = append(selectedFields, pointsentry.FieldStoreID)
+				fieldSeen[pointsentry.FieldStoreID] = struct{}{}
+			}
+		case "memberID":
+			if _, ok := fieldSeen[pointsentry.FieldMemberID]; !ok {
+				selectedFields = append(selectedFields, pointsentry.FieldMemberID)
+				fieldSeen[pointsentry.FieldMemberID] = struct{}{}
+			}
+		case "source":
+			if _, ok := fieldSeen[pointsentry.FieldSource]; !ok {
+				selectedFields = append(selectedFields, pointsentry.FieldSource)
+				fieldSeen[pointsentry.FieldSource] = struct{}{}
+			}
+		case "amount":
+			if _, ok := fieldSeen[pointsentry.FieldAmount]; !ok {
+				selectedFields = append(selectedFields, pointsentry.FieldAmount)
+				fieldSeen[pointsentry.FieldAmount] = struct{}{}
+			}
+		case "balanceAfter":
+			if _, ok := fieldSeen[pointsentry.FieldBalanceAfter]; !ok {
+				selectedFields = append(selectedFields, pointsentry.FieldBalanceAfter)
+				fieldSeen[pointsentry.FieldBalanceAfter] = struct{}{}
+			}
+		case "reason":
+			if _, ok := fieldSeen[pointsentry.FieldReason]; !ok {
+				selectedFields = append(selectedFields, pointsentry.FieldReason)
+				fieldSeen[pointsentry.FieldReason] = struct{}{}
+			}
+		case "businessUnitID":
+			if _, ok := fieldSeen[pointsentry.FieldBusinessUnitID]; !ok {
+				selectedFields = append(selectedFields, pointsentry.FieldBusinessUnitID)
+				fieldSeen[pointsentry.FieldBusinessUnitID] = struct{}{}
+			}
+		case "storeID":
+			if _, ok := fieldSeen[pointsentry.FieldStoreID]; !ok {
+				selectedFields = append(selectedFields, pointsentry.FieldStoreID)
+				fieldSeen[pointsentry.FieldStoreID] = struct{}{}
+			}
+		case "occurredAt":
+			if _, ok := fieldSeen[pointsentry.FieldOccurredAt]; !ok {
+				selectedFields = append(selectedFields, pointsentry.FieldOccurredAt)
+				fieldSeen[pointsentry.FieldOccurredAt] = struct{}{}
+			}
+		case "kind":
+			if _, ok := fieldSeen[pointsentry.FieldKind]; !ok {
+				selectedFields = append(selectedFields, pointsentry.FieldKind)
+				fieldSeen[pointsentry.FieldKind] = struct{}{}
+			}
+		case "expiresAt":
+			if _, ok := fieldSeen[pointsentry.FieldExpiresAt]; !ok {
+				selectedFields = append(selectedFields, pointsentry.FieldExpiresAt)
+				fieldSeen[pointsentry.FieldExpiresAt] = struct{}{}
+			}
+		case "id":
+		case "__typename":
+		default:
+			unknownSeen = true
+		}
+	}
+	if !unknownSeen {
+		_q.Select(selectedFields...)
+	}
+	return nil
+}
+
+type pointsentryPaginateArgs struct {
+	first, last   *int
+	after, before *Cursor
+	opts          []PointsEntryPaginateOption
+}
+
+func newPointsEntryPaginateArgs(rv map[string]any) *pointsentryPaginateArgs {
+	args := &pointsentryPaginateArgs{}
+	if rv == nil {
+		return args
+	}
+	if v := rv[firstField]; v != nil {
+		args.first = v.(*int)
+	}
+	if v := rv[lastField]; v != nil {
+		args.last = v.(*int)
+	}
+	if v := rv[afterField]; v != nil {
+		args.after = v.(*Cursor)
+	}
+	if v := rv[beforeField]; v != nil {
+		args.before = v.(*Cursor)
+	}
+	if v, ok := rv[orderByField]; ok {
+		switch v := v.(type) {
+		case map[string]any:
+			var (
+				err1, err2 error
+				order      = &PointsEntryOrder{Field: &PointsEntryOrderField{}, Direction: entgql.OrderDirectionAsc}
+			)
+			if d, ok := v[directionField]; ok {
+				err1 = order.Direction.UnmarshalGQL(d)
+			}
+			if f, ok := v[fieldField]; ok {
+				err2 = order.Field.UnmarshalGQL(f)
+			}
+			if err1 == nil && err2 == nil {
+				args.opts = append(args.opts, WithPointsEntryOrder(order))
+			}
+		case *PointsEntryOrder:
+			if v != nil {
+				args.opts = append(args.opts, WithPointsEntryOrder(v))
 			}
 		}
 	}
@@ -1023,6 +2439,172 @@ func newStorePaginateArgs(rv map[string]any) *storePaginateArgs {
 }
 
 // CollectFields tells the query-builder to eagerly load connected nodes by resolver context.
+func (_q *StoredValueEntryQuery) CollectFields(ctx context.Context, satisfies ...string) (*StoredValueEntryQuery, error) {
+	fc := graphql.GetFieldContext(ctx)
+	if fc == nil {
+		return _q, nil
+	}
+	if err := _q.collectField(ctx, false, graphql.GetOperationContext(ctx), fc.Field, nil, satisfies...); err != nil {
+		return nil, err
+	}
+	return _q, nil
+}
+
+func (_q *StoredValueEntryQuery) collectField(ctx context.Context, oneNode bool, opCtx *graphql.OperationContext, collected graphql.CollectedField, path []string, satisfies ...string) error {
+	path = append([]string(nil), path...)
+	var (
+		unknownSeen    bool
+		fieldSeen      = make(map[string]struct{}, len(storedvalueentry.Columns))
+		selectedFields = []string{storedvalueentry.FieldID}
+	)
+	for _, field := range graphql.CollectFields(opCtx, collected.Selections, satisfies) {
+		switch field.Name {
+
+		case "businessUnit":
+			var (
+				alias = field.Alias
+				path  = append(path, alias)
+				query = (&BusinessUnitClient{config: _q.config}).Query()
+			)
+			if err := query.collectField(ctx, oneNode, opCtx, field, path, mayAddCondition(satisfies, businessunitImplementors)...); err != nil {
+				return err
+			}
+			_q.withBusinessUnit = query
+			if _, ok := fieldSeen[storedvalueentry.FieldBusinessUnitID]; !ok {
+				selectedFields = append(selectedFields, storedvalueentry.FieldBusinessUnitID)
+				fieldSeen[storedvalueentry.FieldBusinessUnitID] = struct{}{}
+			}
+
+		case "store":
+			var (
+				alias = field.Alias
+				path  = append(path, alias)
+				query = (&StoreClient{config: _q.config}).Query()
+			)
+			if err := query.collectField(ctx, oneNode, opCtx, field, path, mayAddCondition(satisfies, storeImplementors)...); err != nil {
+				return err
+			}
+			_q.withStore = query
+			if _, ok := fieldSeen[storedvalueentry.FieldStoreID]; !ok {
+				selectedFields = append(selectedFields, storedvalueentry.FieldStoreID)
+				fieldSeen[storedvalueentry.FieldStoreID] = struct{}{}
+			}
+		case "memberID":
+			if _, ok := fieldSeen[storedvalueentry.FieldMemberID]; !ok {
+				selectedFields = append(selectedFields, storedvalueentry.FieldMemberID)
+				fieldSeen[storedvalueentry.FieldMemberID] = struct{}{}
+			}
+		case "source":
+			if _, ok := fieldSeen[storedvalueentry.FieldSource]; !ok {
+				selectedFields = append(selectedFields, storedvalueentry.FieldSource)
+				fieldSeen[storedvalueentry.FieldSource] = struct{}{}
+			}
+		case "amount":
+			if _, ok := fieldSeen[storedvalueentry.FieldAmount]; !ok {
+				selectedFields = append(selectedFields, storedvalueentry.FieldAmount)
+				fieldSeen[storedvalueentry.FieldAmount] = struct{}{}
+			}
+		case "balanceAfter":
+			if _, ok := fieldSeen[storedvalueentry.FieldBalanceAfter]; !ok {
+				selectedFields = append(selectedFields, storedvalueentry.FieldBalanceAfter)
+				fieldSeen[storedvalueentry.FieldBalanceAfter] = struct{}{}
+			}
+		case "reason":
+			if _, ok := fieldSeen[storedvalueentry.FieldReason]; !ok {
+				selectedFields = append(selectedFields, storedvalueentry.FieldReason)
+				fieldSeen[storedvalueentry.FieldReason] = struct{}{}
+			}
+		case "businessUnitID":
+			if _, ok := fieldSeen[storedvalueentry.FieldBusinessUnitID]; !ok {
+				selectedFields = append(selectedFields, storedvalueentry.FieldBusinessUnitID)
+				fieldSeen[storedvalueentry.FieldBusinessUnitID] = struct{}{}
+			}
+		case "storeID":
+			if _, ok := fieldSeen[storedvalueentry.FieldStoreID]; !ok {
+				selectedFields = append(selectedFields, storedvalueentry.FieldStoreID)
+				fieldSeen[storedvalueentry.FieldStoreID] = struct{}{}
+			}
+		case "occurredAt":
+			if _, ok := fieldSeen[storedvalueentry.FieldOccurredAt]; !ok {
+				selectedFields = append(selectedFields, storedvalueentry.FieldOccurredAt)
+				fieldSeen[storedvalueentry.FieldOccurredAt] = struct{}{}
+			}
+		case "kind":
+			if _, ok := fieldSeen[storedvalueentry.FieldKind]; !ok {
+				selectedFields = append(selectedFields, storedvalueentry.FieldKind)
+				fieldSeen[storedvalueentry.FieldKind] = struct{}{}
+			}
+		case "principalAmount":
+			if _, ok := fieldSeen[storedvalueentry.FieldPrincipalAmount]; !ok {
+				selectedFields = append(selectedFields, storedvalueentry.FieldPrincipalAmount)
+				fieldSeen[storedvalueentry.FieldPrincipalAmount] = struct{}{}
+			}
+		case "bonusAmount":
+			if _, ok := fieldSeen[storedvalueentry.FieldBonusAmount]; !ok {
+				selectedFields = append(selectedFields, storedvalueentry.FieldBonusAmount)
+				fieldSeen[storedvalueentry.FieldBonusAmount] = struct{}{}
+			}
+		case "id":
+		case "__typename":
+		default:
+			unknownSeen = true
+		}
+	}
+	if !unknownSeen {
+		_q.Select(selectedFields...)
+	}
+	return nil
+}
+
+type storedvalueentryPaginateArgs struct {
+	first, last   *int
+	after, before *Cursor
+	opts          []StoredValueEntryPaginateOption
+}
+
+func newStoredValueEntryPaginateArgs(rv map[string]any) *storedvalueentryPaginateArgs {
+	args := &storedvalueentryPaginateArgs{}
+	if rv == nil {
+		return args
+	}
+	if v := rv[firstField]; v != nil {
+		args.first = v.(*int)
+	}
+	if v := rv[lastField]; v != nil {
+		args.last = v.(*int)
+	}
+	if v := rv[afterField]; v != nil {
+		args.after = v.(*Cursor)
+	}
+	if v := rv[beforeField]; v != nil {
+		args.before = v.(*Cursor)
+	}
+	if v, ok := rv[orderByField]; ok {
+		switch v := v.(type) {
+		case map[string]any:
+			var (
+				err1, err2 error
+				order      = &StoredValueEntryOrder{Field: &StoredValueEntryOrderField{}, Direction: entgql.OrderDirectionAsc}
+			)
+			if d, ok := v[directionField]; ok {
+				err1 = order.Direction.UnmarshalGQL(d)
+			}
+			if f, ok := v[fieldField]; ok {
+				err2 = order.Field.UnmarshalGQL(f)
+			}
+			if err1 == nil && err2 == nil {
+				args.opts = append(args.opts, WithStoredValueEntryOrder(order))
+			}
+		case *StoredValueEntryOrder:
+			if v != nil {
+				args.opts = append(args.opts, WithStoredValueEntryOrder(v))
+			}
+		}
+	}
+	return args
+}
+
+// CollectFields tells the query-builder to eagerly load connected nodes by resolver context.
 func (_q *TierQuery) CollectFields(ctx context.Context, satisfies ...string) (*TierQuery, error) {
 	fc := graphql.GetFieldContext(ctx)
 	if fc == nil {
@@ -1152,6 +2734,125 @@ func newTierPaginateArgs(rv map[string]any) *tierPaginateArgs {
 				args.opts = append(args.opts, WithTierOrder(v))
 			}
 		}
+	}
+	return args
+}
+
+// CollectFields tells the query-builder to eagerly load connected nodes by resolver context.
+func (_q *TierChangeQuery) CollectFields(ctx context.Context, satisfies ...string) (*TierChangeQuery, error) {
+	fc := graphql.GetFieldContext(ctx)
+	if fc == nil {
+		return _q, nil
+	}
+	if err := _q.collectField(ctx, false, graphql.GetOperationContext(ctx), fc.Field, nil, satisfies...); err != nil {
+		return nil, err
+	}
+	return _q, nil
+}
+
+func (_q *TierChangeQuery) collectField(ctx context.Context, oneNode bool, opCtx *graphql.OperationContext, collected graphql.CollectedField, path []string, satisfies ...string) error {
+	path = append([]string(nil), path...)
+	var (
+		unknownSeen    bool
+		fieldSeen      = make(map[string]struct{}, len(tierchange.Columns))
+		selectedFields = []string{tierchange.FieldID}
+	)
+	for _, field := range graphql.CollectFields(opCtx, collected.Selections, satisfies) {
+		switch field.Name {
+
+		case "from":
+			var (
+				alias = field.Alias
+				path  = append(path, alias)
+				query = (&TierClient{config: _q.config}).Query()
+			)
+			if err := query.collectField(ctx, oneNode, opCtx, field, path, mayAddCondition(satisfies, tierImplementors)...); err != nil {
+				return err
+			}
+			_q.withFrom = query
+			if _, ok := fieldSeen[tierchange.FieldFromTierID]; !ok {
+				selectedFields = append(selectedFields, tierchange.FieldFromTierID)
+				fieldSeen[tierchange.FieldFromTierID] = struct{}{}
+			}
+
+		case "to":
+			var (
+				alias = field.Alias
+				path  = append(path, alias)
+				query = (&TierClient{config: _q.config}).Query()
+			)
+			if err := query.collectField(ctx, oneNode, opCtx, field, path, mayAddCondition(satisfies, tierImplementors)...); err != nil {
+				return err
+			}
+			_q.withTo = query
+			if _, ok := fieldSeen[tierchange.FieldToTierID]; !ok {
+				selectedFields = append(selectedFields, tierchange.FieldToTierID)
+				fieldSeen[tierchange.FieldToTierID] = struct{}{}
+			}
+		case "memberID":
+			if _, ok := fieldSeen[tierchange.FieldMemberID]; !ok {
+				selectedFields = append(selectedFields, tierchange.FieldMemberID)
+				fieldSeen[tierchange.FieldMemberID] = struct{}{}
+			}
+		case "fromTierID":
+			if _, ok := fieldSeen[tierchange.FieldFromTierID]; !ok {
+				selectedFields = append(selectedFields, tierchange.FieldFromTierID)
+				fieldSeen[tierchange.FieldFromTierID] = struct{}{}
+			}
+		case "toTierID":
+			if _, ok := fieldSeen[tierchange.FieldToTierID]; !ok {
+				selectedFields = append(selectedFields, tierchange.FieldToTierID)
+				fieldSeen[tierchange.FieldToTierID] = struct{}{}
+			}
+		case "direction":
+			if _, ok := fieldSeen[tierchange.FieldDirection]; !ok {
+				selectedFields = append(selectedFields, tierchange.FieldDirection)
+				fieldSeen[tierchange.FieldDirection] = struct{}{}
+			}
+		case "reason":
+			if _, ok := fieldSeen[tierchange.FieldReason]; !ok {
+				selectedFields = append(selectedFields, tierchange.FieldReason)
+				fieldSeen[tierchange.FieldReason] = struct{}{}
+			}
+		case "changedAt":
+			if _, ok := fieldSeen[tierchange.FieldChangedAt]; !ok {
+				selectedFields = append(selectedFields, tierchange.FieldChangedAt)
+				fieldSeen[tierchange.FieldChangedAt] = struct{}{}
+			}
+		case "id":
+		case "__typename":
+		default:
+			unknownSeen = true
+		}
+	}
+	if !unknownSeen {
+		_q.Select(selectedFields...)
+	}
+	return nil
+}
+
+type tierchangePaginateArgs struct {
+	first, last   *int
+	after, before *Cursor
+	opts          []TierChangePaginateOption
+}
+
+func newTierChangePaginateArgs(rv map[string]any) *tierchangePaginateArgs {
+	args := &tierchangePaginateArgs{}
+	if rv == nil {
+		return args
+	}
+	if v := rv[firstField]; v != nil {
+		args.first = v.(*int)
+	}
+	if v := rv[lastField]; v != nil {
+		args.last = v.(*int)
+	}
+	if v := rv[afterField]; v != nil {
+		args.after = v.(*Cursor)
+	}
+	if v := rv[beforeField]; v != nil {
+		args.before = v.(*Cursor)
 	}
 	return args
 }

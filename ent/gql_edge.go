@@ -32,6 +32,38 @@ func (_m *BusinessUnit) Stores(ctx context.Context) (result []*Store, err error)
 	return result, err
 }
 
+func (_m *Coupon) Template(ctx context.Context) (*CouponTemplate, error) {
+	result, err := _m.Edges.TemplateOrErr()
+	if IsNotLoaded(err) {
+		result, err = _m.QueryTemplate().Only(ctx)
+	}
+	return result, err
+}
+
+func (_m *EarningRule) BusinessUnit(ctx context.Context) (*BusinessUnit, error) {
+	result, err := _m.Edges.BusinessUnitOrErr()
+	if IsNotLoaded(err) {
+		result, err = _m.QueryBusinessUnit().Only(ctx)
+	}
+	return result, err
+}
+
+func (_m *GrowthEntry) BusinessUnit(ctx context.Context) (*BusinessUnit, error) {
+	result, err := _m.Edges.BusinessUnitOrErr()
+	if IsNotLoaded(err) {
+		result, err = _m.QueryBusinessUnit().Only(ctx)
+	}
+	return result, MaskNotFound(err)
+}
+
+func (_m *GrowthEntry) Store(ctx context.Context) (*Store, error) {
+	result, err := _m.Edges.StoreOrErr()
+	if IsNotLoaded(err) {
+		result, err = _m.QueryStore().Only(ctx)
+	}
+	return result, MaskNotFound(err)
+}
+
 func (_m *Identity) Member(ctx context.Context) (*Member, error) {
 	result, err := _m.Edges.MemberOrErr()
 	if IsNotLoaded(err) {
@@ -56,6 +88,78 @@ func (_m *Member) Tier(ctx context.Context) (*Tier, error) {
 	return result, MaskNotFound(err)
 }
 
+func (_m *Order) Store(ctx context.Context) (*Store, error) {
+	result, err := _m.Edges.StoreOrErr()
+	if IsNotLoaded(err) {
+		result, err = _m.QueryStore().Only(ctx)
+	}
+	return result, err
+}
+
+func (_m *Order) BusinessUnit(ctx context.Context) (*BusinessUnit, error) {
+	result, err := _m.Edges.BusinessUnitOrErr()
+	if IsNotLoaded(err) {
+		result, err = _m.QueryBusinessUnit().Only(ctx)
+	}
+	return result, err
+}
+
+func (_m *Order) Items(ctx context.Context) (result []*OrderItem, err error) {
+	if fc := graphql.GetFieldContext(ctx); fc != nil && fc.Field.Alias != "" {
+		result, err = _m.NamedItems(graphql.GetFieldContext(ctx).Field.Alias)
+	} else {
+		result, err = _m.Edges.ItemsOrErr()
+	}
+	if IsNotLoaded(err) {
+		result, err = _m.QueryItems().All(ctx)
+	}
+	return result, err
+}
+
+func (_m *OrderItem) Order(ctx context.Context) (*Order, error) {
+	result, err := _m.Edges.OrderOrErr()
+	if IsNotLoaded(err) {
+		result, err = _m.QueryOrder().Only(ctx)
+	}
+	return result, err
+}
+
+func (_m *PaidMembership) Plan(ctx context.Context) (*PaidMembershipPlan, error) {
+	result, err := _m.Edges.PlanOrErr()
+	if IsNotLoaded(err) {
+		result, err = _m.QueryPlan().Only(ctx)
+	}
+	return result, err
+}
+
+func (_m *PaidMembershipPlan) Benefits(ctx context.Context) (result []*Benefit, err error) {
+	if fc := graphql.GetFieldContext(ctx); fc != nil && fc.Field.Alias != "" {
+		result, err = _m.NamedBenefits(graphql.GetFieldContext(ctx).Field.Alias)
+	} else {
+		result, err = _m.Edges.BenefitsOrErr()
+	}
+	if IsNotLoaded(err) {
+		result, err = _m.QueryBenefits().All(ctx)
+	}
+	return result, err
+}
+
+func (_m *PointsEntry) BusinessUnit(ctx context.Context) (*BusinessUnit, error) {
+	result, err := _m.Edges.BusinessUnitOrErr()
+	if IsNotLoaded(err) {
+		result, err = _m.QueryBusinessUnit().Only(ctx)
+	}
+	return result, MaskNotFound(err)
+}
+
+func (_m *PointsEntry) Store(ctx context.Context) (*Store, error) {
+	result, err := _m.Edges.StoreOrErr()
+	if IsNotLoaded(err) {
+		result, err = _m.QueryStore().Only(ctx)
+	}
+	return result, MaskNotFound(err)
+}
+
 func (_m *Staff) BusinessUnits(ctx context.Context) (result []*BusinessUnit, err error) {
 	if fc := graphql.GetFieldContext(ctx); fc != nil && fc.Field.Alias != "" {
 		result, err = _m.NamedBusinessUnits(graphql.GetFieldContext(ctx).Field.Alias)
@@ -76,6 +180,22 @@ func (_m *Store) BusinessUnit(ctx context.Context) (*BusinessUnit, error) {
 	return result, err
 }
 
+func (_m *StoredValueEntry) BusinessUnit(ctx context.Context) (*BusinessUnit, error) {
+	result, err := _m.Edges.BusinessUnitOrErr()
+	if IsNotLoaded(err) {
+		result, err = _m.QueryBusinessUnit().Only(ctx)
+	}
+	return result, MaskNotFound(err)
+}
+
+func (_m *StoredValueEntry) Store(ctx context.Context) (*Store, error) {
+	result, err := _m.Edges.StoreOrErr()
+	if IsNotLoaded(err) {
+		result, err = _m.QueryStore().Only(ctx)
+	}
+	return result, MaskNotFound(err)
+}
+
 func (_m *Tier) Benefits(ctx context.Context) (result []*Benefit, err error) {
 	if fc := graphql.GetFieldContext(ctx); fc != nil && fc.Field.Alias != "" {
 		result, err = _m.NamedBenefits(graphql.GetFieldContext(ctx).Field.Alias)
@@ -84,6 +204,22 @@ func (_m *Tier) Benefits(ctx context.Context) (result []*Benefit, err error) {
 	}
 	if IsNotLoaded(err) {
 		result, err = _m.QueryBenefits().All(ctx)
+	}
+	return result, err
+}
+
+func (_m *TierChange) From(ctx context.Context) (*Tier, error) {
+	result, err := _m.Edges.FromOrErr()
+	if IsNotLoaded(err) {
+		result, err = _m.QueryFrom().Only(ctx)
+	}
+	return result, MaskNotFound(err)
+}
+
+func (_m *TierChange) To(ctx context.Context) (*Tier, error) {
+	result, err := _m.Edges.ToOrErr()
+	if IsNotLoaded(err) {
+		result, err = _m.QueryTo().Only(ctx)
 	}
 	return result, err
 }

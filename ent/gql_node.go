@@ -14,12 +14,25 @@ import (
 	"github.com/onemember/onemember/ent/auditlog"
 	"github.com/onemember/onemember/ent/benefit"
 	"github.com/onemember/onemember/ent/businessunit"
+	"github.com/onemember/onemember/ent/consent"
+	"github.com/onemember/onemember/ent/coupon"
+	"github.com/onemember/onemember/ent/coupontemplate"
+	"github.com/onemember/onemember/ent/earningrule"
+	"github.com/onemember/onemember/ent/growthentry"
 	"github.com/onemember/onemember/ent/identity"
 	"github.com/onemember/onemember/ent/internal"
 	"github.com/onemember/onemember/ent/member"
+	"github.com/onemember/onemember/ent/notification"
+	"github.com/onemember/onemember/ent/order"
+	"github.com/onemember/onemember/ent/orderitem"
+	"github.com/onemember/onemember/ent/paidmembership"
+	"github.com/onemember/onemember/ent/paidmembershipplan"
+	"github.com/onemember/onemember/ent/pointsentry"
 	"github.com/onemember/onemember/ent/staff"
 	"github.com/onemember/onemember/ent/store"
+	"github.com/onemember/onemember/ent/storedvalueentry"
 	"github.com/onemember/onemember/ent/tier"
+	"github.com/onemember/onemember/ent/tierchange"
 )
 
 // Noder wraps the basic Node method.
@@ -48,6 +61,31 @@ var businessunitImplementors = []string{"BusinessUnit", "Node"}
 // IsNode implements the Node interface check for GQLGen.
 func (*BusinessUnit) IsNode() {}
 
+var consentImplementors = []string{"Consent", "Node"}
+
+// IsNode implements the Node interface check for GQLGen.
+func (*Consent) IsNode() {}
+
+var couponImplementors = []string{"Coupon", "Node"}
+
+// IsNode implements the Node interface check for GQLGen.
+func (*Coupon) IsNode() {}
+
+var coupontemplateImplementors = []string{"CouponTemplate", "Node"}
+
+// IsNode implements the Node interface check for GQLGen.
+func (*CouponTemplate) IsNode() {}
+
+var earningruleImplementors = []string{"EarningRule", "Node"}
+
+// IsNode implements the Node interface check for GQLGen.
+func (*EarningRule) IsNode() {}
+
+var growthentryImplementors = []string{"GrowthEntry", "Node"}
+
+// IsNode implements the Node interface check for GQLGen.
+func (*GrowthEntry) IsNode() {}
+
 var identityImplementors = []string{"Identity", "Node"}
 
 // IsNode implements the Node interface check for GQLGen.
@@ -57,6 +95,36 @@ var memberImplementors = []string{"Member", "Node"}
 
 // IsNode implements the Node interface check for GQLGen.
 func (*Member) IsNode() {}
+
+var notificationImplementors = []string{"Notification", "Node"}
+
+// IsNode implements the Node interface check for GQLGen.
+func (*Notification) IsNode() {}
+
+var orderImplementors = []string{"Order", "Node"}
+
+// IsNode implements the Node interface check for GQLGen.
+func (*Order) IsNode() {}
+
+var orderitemImplementors = []string{"OrderItem", "Node"}
+
+// IsNode implements the Node interface check for GQLGen.
+func (*OrderItem) IsNode() {}
+
+var paidmembershipImplementors = []string{"PaidMembership", "Node"}
+
+// IsNode implements the Node interface check for GQLGen.
+func (*PaidMembership) IsNode() {}
+
+var paidmembershipplanImplementors = []string{"PaidMembershipPlan", "Node"}
+
+// IsNode implements the Node interface check for GQLGen.
+func (*PaidMembershipPlan) IsNode() {}
+
+var pointsentryImplementors = []string{"PointsEntry", "Node"}
+
+// IsNode implements the Node interface check for GQLGen.
+func (*PointsEntry) IsNode() {}
 
 var staffImplementors = []string{"Staff", "Node"}
 
@@ -68,10 +136,20 @@ var storeImplementors = []string{"Store", "Node"}
 // IsNode implements the Node interface check for GQLGen.
 func (*Store) IsNode() {}
 
+var storedvalueentryImplementors = []string{"StoredValueEntry", "Node"}
+
+// IsNode implements the Node interface check for GQLGen.
+func (*StoredValueEntry) IsNode() {}
+
 var tierImplementors = []string{"Tier", "Node"}
 
 // IsNode implements the Node interface check for GQLGen.
 func (*Tier) IsNode() {}
+
+var tierchangeImplementors = []string{"TierChange", "Node"}
+
+// IsNode implements the Node interface check for GQLGen.
+func (*TierChange) IsNode() {}
 
 var errNodeInvalidID = &NotFoundError{"node"}
 
@@ -186,6 +264,51 @@ func (c *Client) noder(ctx context.Context, table string, id int) (Noder, error)
 			}
 		}
 		return query.Only(ctx)
+	case consent.Table:
+		query := c.Consent.Query().
+			Where(consent.ID(id))
+		if fc := graphql.GetFieldContext(ctx); fc != nil {
+			if err := query.collectField(ctx, true, graphql.GetOperationContext(ctx), fc.Field, nil, consentImplementors...); err != nil {
+				return nil, err
+			}
+		}
+		return query.Only(ctx)
+	case coupon.Table:
+		query := c.Coupon.Query().
+			Where(coupon.ID(id))
+		if fc := graphql.GetFieldContext(ctx); fc != nil {
+			if err := query.collectField(ctx, true, graphql.GetOperationContext(ctx), fc.Field, nil, couponImplementors...); err != nil {
+				return nil, err
+			}
+		}
+		return query.Only(ctx)
+	case coupontemplate.Table:
+		query := c.CouponTemplate.Query().
+			Where(coupontemplate.ID(id))
+		if fc := graphql.GetFieldContext(ctx); fc != nil {
+			if err := query.collectField(ctx, true, graphql.GetOperationContext(ctx), fc.Field, nil, coupontemplateImplementors...); err != nil {
+				return nil, err
+			}
+		}
+		return query.Only(ctx)
+	case earningrule.Table:
+		query := c.EarningRule.Query().
+			Where(earningrule.ID(id))
+		if fc := graphql.GetFieldContext(ctx); fc != nil {
+			if err := query.collectField(ctx, true, graphql.GetOperationContext(ctx), fc.Field, nil, earningruleImplementors...); err != nil {
+				return nil, err
+			}
+		}
+		return query.Only(ctx)
+	case growthentry.Table:
+		query := c.GrowthEntry.Query().
+			Where(growthentry.ID(id))
+		if fc := graphql.GetFieldContext(ctx); fc != nil {
+			if err := query.collectField(ctx, true, graphql.GetOperationContext(ctx), fc.Field, nil, growthentryImplementors...); err != nil {
+				return nil, err
+			}
+		}
+		return query.Only(ctx)
 	case identity.Table:
 		query := c.Identity.Query().
 			Where(identity.ID(id))
@@ -200,6 +323,60 @@ func (c *Client) noder(ctx context.Context, table string, id int) (Noder, error)
 			Where(member.ID(id))
 		if fc := graphql.GetFieldContext(ctx); fc != nil {
 			if err := query.collectField(ctx, true, graphql.GetOperationContext(ctx), fc.Field, nil, memberImplementors...); err != nil {
+				return nil, err
+			}
+		}
+		return query.Only(ctx)
+	case notification.Table:
+		query := c.Notification.Query().
+			Where(notification.ID(id))
+		if fc := graphql.GetFieldContext(ctx); fc != nil {
+			if err := query.collectField(ctx, true, graphql.GetOperationContext(ctx), fc.Field, nil, notificationImplementors...); err != nil {
+				return nil, err
+			}
+		}
+		return query.Only(ctx)
+	case order.Table:
+		query := c.Order.Query().
+			Where(order.ID(id))
+		if fc := graphql.GetFieldContext(ctx); fc != nil {
+			if err := query.collectField(ctx, true, graphql.GetOperationContext(ctx), fc.Field, nil, orderImplementors...); err != nil {
+				return nil, err
+			}
+		}
+		return query.Only(ctx)
+	case orderitem.Table:
+		query := c.OrderItem.Query().
+			Where(orderitem.ID(id))
+		if fc := graphql.GetFieldContext(ctx); fc != nil {
+			if err := query.collectField(ctx, true, graphql.GetOperationContext(ctx), fc.Field, nil, orderitemImplementors...); err != nil {
+				return nil, err
+			}
+		}
+		return query.Only(ctx)
+	case paidmembership.Table:
+		query := c.PaidMembership.Query().
+			Where(paidmembership.ID(id))
+		if fc := graphql.GetFieldContext(ctx); fc != nil {
+			if err := query.collectField(ctx, true, graphql.GetOperationContext(ctx), fc.Field, nil, paidmembershipImplementors...); err != nil {
+				return nil, err
+			}
+		}
+		return query.Only(ctx)
+	case paidmembershipplan.Table:
+		query := c.PaidMembershipPlan.Query().
+			Where(paidmembershipplan.ID(id))
+		if fc := graphql.GetFieldContext(ctx); fc != nil {
+			if err := query.collectField(ctx, true, graphql.GetOperationContext(ctx), fc.Field, nil, paidmembershipplanImplementors...); err != nil {
+				return nil, err
+			}
+		}
+		return query.Only(ctx)
+	case pointsentry.Table:
+		query := c.PointsEntry.Query().
+			Where(pointsentry.ID(id))
+		if fc := graphql.GetFieldContext(ctx); fc != nil {
+			if err := query.collectField(ctx, true, graphql.GetOperationContext(ctx), fc.Field, nil, pointsentryImplementors...); err != nil {
 				return nil, err
 			}
 		}
@@ -222,11 +399,29 @@ func (c *Client) noder(ctx context.Context, table string, id int) (Noder, error)
 			}
 		}
 		return query.Only(ctx)
+	case storedvalueentry.Table:
+		query := c.StoredValueEntry.Query().
+			Where(storedvalueentry.ID(id))
+		if fc := graphql.GetFieldContext(ctx); fc != nil {
+			if err := query.collectField(ctx, true, graphql.GetOperationContext(ctx), fc.Field, nil, storedvalueentryImplementors...); err != nil {
+				return nil, err
+			}
+		}
+		return query.Only(ctx)
 	case tier.Table:
 		query := c.Tier.Query().
 			Where(tier.ID(id))
 		if fc := graphql.GetFieldContext(ctx); fc != nil {
 			if err := query.collectField(ctx, true, graphql.GetOperationContext(ctx), fc.Field, nil, tierImplementors...); err != nil {
+				return nil, err
+			}
+		}
+		return query.Only(ctx)
+	case tierchange.Table:
+		query := c.TierChange.Query().
+			Where(tierchange.ID(id))
+		if fc := graphql.GetFieldContext(ctx); fc != nil {
+			if err := query.collectField(ctx, true, graphql.GetOperationContext(ctx), fc.Field, nil, tierchangeImplementors...); err != nil {
 				return nil, err
 			}
 		}
@@ -368,6 +563,86 @@ func (c *Client) noders(ctx context.Context, table string, ids []int) ([]Noder, 
 				*noder = node
 			}
 		}
+	case consent.Table:
+		query := c.Consent.Query().
+			Where(consent.IDIn(ids...))
+		query, err := query.CollectFields(ctx, consentImplementors...)
+		if err != nil {
+			return nil, err
+		}
+		nodes, err := query.All(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, node := range nodes {
+			for _, noder := range idmap[node.ID] {
+				*noder = node
+			}
+		}
+	case coupon.Table:
+		query := c.Coupon.Query().
+			Where(coupon.IDIn(ids...))
+		query, err := query.CollectFields(ctx, couponImplementors...)
+		if err != nil {
+			return nil, err
+		}
+		nodes, err := query.All(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, node := range nodes {
+			for _, noder := range idmap[node.ID] {
+				*noder = node
+			}
+		}
+	case coupontemplate.Table:
+		query := c.CouponTemplate.Query().
+			Where(coupontemplate.IDIn(ids...))
+		query, err := query.CollectFields(ctx, coupontemplateImplementors...)
+		if err != nil {
+			return nil, err
+		}
+		nodes, err := query.All(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, node := range nodes {
+			for _, noder := range idmap[node.ID] {
+				*noder = node
+			}
+		}
+	case earningrule.Table:
+		query := c.EarningRule.Query().
+			Where(earningrule.IDIn(ids...))
+		query, err := query.CollectFields(ctx, earningruleImplementors...)
+		if err != nil {
+			return nil, err
+		}
+		nodes, err := query.All(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, node := range nodes {
+			for _, noder := range idmap[node.ID] {
+				*noder = node
+			}
+		}
+	case growthentry.Table:
+		query := c.GrowthEntry.Query().
+			Where(growthentry.IDIn(ids...))
+		query, err := query.CollectFields(ctx, growthentryImplementors...)
+		if err != nil {
+			return nil, err
+		}
+		nodes, err := query.All(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, node := range nodes {
+			for _, noder := range idmap[node.ID] {
+				*noder = node
+			}
+		}
 	case identity.Table:
 		query := c.Identity.Query().
 			Where(identity.IDIn(ids...))
@@ -388,6 +663,102 @@ func (c *Client) noders(ctx context.Context, table string, ids []int) ([]Noder, 
 		query := c.Member.Query().
 			Where(member.IDIn(ids...))
 		query, err := query.CollectFields(ctx, memberImplementors...)
+		if err != nil {
+			return nil, err
+		}
+		nodes, err := query.All(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, node := range nodes {
+			for _, noder := range idmap[node.ID] {
+				*noder = node
+			}
+		}
+	case notification.Table:
+		query := c.Notification.Query().
+			Where(notification.IDIn(ids...))
+		query, err := query.CollectFields(ctx, notificationImplementors...)
+		if err != nil {
+			return nil, err
+		}
+		nodes, err := query.All(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, node := range nodes {
+			for _, noder := range idmap[node.ID] {
+				*noder = node
+			}
+		}
+	case order.Table:
+		query := c.Order.Query().
+			Where(order.IDIn(ids...))
+		query, err := query.CollectFields(ctx, orderImplementors...)
+		if err != nil {
+			return nil, err
+		}
+		nodes, err := query.All(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, node := range nodes {
+			for _, noder := range idmap[node.ID] {
+				*noder = node
+			}
+		}
+	case orderitem.Table:
+		query := c.OrderItem.Query().
+			Where(orderitem.IDIn(ids...))
+		query, err := query.CollectFields(ctx, orderitemImplementors...)
+		if err != nil {
+			return nil, err
+		}
+		nodes, err := query.All(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, node := range nodes {
+			for _, noder := range idmap[node.ID] {
+				*noder = node
+			}
+		}
+	case paidmembership.Table:
+		query := c.PaidMembership.Query().
+			Where(paidmembership.IDIn(ids...))
+		query, err := query.CollectFields(ctx, paidmembershipImplementors...)
+		if err != nil {
+			return nil, err
+		}
+		nodes, err := query.All(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, node := range nodes {
+			for _, noder := range idmap[node.ID] {
+				*noder = node
+			}
+		}
+	case paidmembershipplan.Table:
+		query := c.PaidMembershipPlan.Query().
+			Where(paidmembershipplan.IDIn(ids...))
+		query, err := query.CollectFields(ctx, paidmembershipplanImplementors...)
+		if err != nil {
+			return nil, err
+		}
+		nodes, err := query.All(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, node := range nodes {
+			for _, noder := range idmap[node.ID] {
+				*noder = node
+			}
+		}
+	case pointsentry.Table:
+		query := c.PointsEntry.Query().
+			Where(pointsentry.IDIn(ids...))
+		query, err := query.CollectFields(ctx, pointsentryImplementors...)
 		if err != nil {
 			return nil, err
 		}
@@ -432,10 +803,42 @@ func (c *Client) noders(ctx context.Context, table string, ids []int) ([]Noder, 
 				*noder = node
 			}
 		}
+	case storedvalueentry.Table:
+		query := c.StoredValueEntry.Query().
+			Where(storedvalueentry.IDIn(ids...))
+		query, err := query.CollectFields(ctx, storedvalueentryImplementors...)
+		if err != nil {
+			return nil, err
+		}
+		nodes, err := query.All(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, node := range nodes {
+			for _, noder := range idmap[node.ID] {
+				*noder = node
+			}
+		}
 	case tier.Table:
 		query := c.Tier.Query().
 			Where(tier.IDIn(ids...))
 		query, err := query.CollectFields(ctx, tierImplementors...)
+		if err != nil {
+			return nil, err
+		}
+		nodes, err := query.All(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, node := range nodes {
+			for _, noder := range idmap[node.ID] {
+				*noder = node
+			}
+		}
+	case tierchange.Table:
+		query := c.TierChange.Query().
+			Where(tierchange.IDIn(ids...))
+		query, err := query.CollectFields(ctx, tierchangeImplementors...)
 		if err != nil {
 			return nil, err
 		}

@@ -18,11 +18,24 @@ import (
 	"github.com/onemember/onemember/ent/auditlog"
 	"github.com/onemember/onemember/ent/benefit"
 	"github.com/onemember/onemember/ent/businessunit"
+	"github.com/onemember/onemember/ent/consent"
+	"github.com/onemember/onemember/ent/coupon"
+	"github.com/onemember/onemember/ent/coupontemplate"
+	"github.com/onemember/onemember/ent/earningrule"
+	"github.com/onemember/onemember/ent/growthentry"
 	"github.com/onemember/onemember/ent/identity"
 	"github.com/onemember/onemember/ent/member"
+	"github.com/onemember/onemember/ent/notification"
+	"github.com/onemember/onemember/ent/order"
+	"github.com/onemember/onemember/ent/orderitem"
+	"github.com/onemember/onemember/ent/paidmembership"
+	"github.com/onemember/onemember/ent/paidmembershipplan"
+	"github.com/onemember/onemember/ent/pointsentry"
 	"github.com/onemember/onemember/ent/staff"
 	"github.com/onemember/onemember/ent/store"
+	"github.com/onemember/onemember/ent/storedvalueentry"
 	"github.com/onemember/onemember/ent/tier"
+	"github.com/onemember/onemember/ent/tierchange"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 )
 
@@ -1308,6 +1321,1457 @@ func (_m *BusinessUnit) ToEdge(order *BusinessUnitOrder) *BusinessUnitEdge {
 	}
 }
 
+// ConsentEdge is the edge representation of Consent.
+type ConsentEdge struct {
+	Node   *Consent `json:"node"`
+	Cursor Cursor   `json:"cursor"`
+}
+
+// ConsentConnection is the connection containing edges to Consent.
+type ConsentConnection struct {
+	Edges      []*ConsentEdge `json:"edges"`
+	PageInfo   PageInfo       `json:"pageInfo"`
+	TotalCount int            `json:"totalCount"`
+}
+
+func (c *ConsentConnection) build(nodes []*Consent, pager *consentPager, after *Cursor, first *int, before *Cursor, last *int) {
+	c.PageInfo.HasNextPage = before != nil
+	c.PageInfo.HasPreviousPage = after != nil
+	if first != nil && *first+1 == len(nodes) {
+		c.PageInfo.HasNextPage = true
+		nodes = nodes[:len(nodes)-1]
+	} else if last != nil && *last+1 == len(nodes) {
+		c.PageInfo.HasPreviousPage = true
+		nodes = nodes[:len(nodes)-1]
+	}
+	var nodeAt func(int) *Consent
+	if last != nil {
+		n := len(nodes) - 1
+		nodeAt = func(i int) *Consent {
+			return nodes[n-i]
+		}
+	} else {
+		nodeAt = func(i int) *Consent {
+			return nodes[i]
+		}
+	}
+	c.Edges = make([]*ConsentEdge, len(nodes))
+	for i := range nodes {
+		node := nodeAt(i)
+		c.Edges[i] = &ConsentEdge{
+			Node:   node,
+			Cursor: pager.toCursor(node),
+		}
+	}
+	if l := len(c.Edges); l > 0 {
+		c.PageInfo.StartCursor = &c.Edges[0].Cursor
+		c.PageInfo.EndCursor = &c.Edges[l-1].Cursor
+	}
+	if c.TotalCount == 0 {
+		c.TotalCount = len(nodes)
+	}
+}
+
+// ConsentPaginateOption enables pagination customization.
+type ConsentPaginateOption func(*consentPager) error
+
+// WithConsentOrder configures pagination ordering.
+func WithConsentOrder(order *ConsentOrder) ConsentPaginateOption {
+	if order == nil {
+		order = DefaultConsentOrder
+	}
+	o := *order
+	return func(pager *consentPager) error {
+		if err := o.Direction.Validate(); err != nil {
+			return err
+		}
+		if o.Field == nil {
+			o.Field = DefaultConsentOrder.Field
+		}
+		pager.order = &o
+		return nil
+	}
+}
+
+// WithConsentFilter configures pagination filter.
+func WithConsentFilter(filter func(*ConsentQuery) (*ConsentQuery, error)) ConsentPaginateOption {
+	return func(pager *consentPager) error {
+		if filter == nil {
+			return errors.New("ConsentQuery filter cannot be nil")
+		}
+		pager.filter = filter
+		return nil
+	}
+}
+
+type consentPager struct {
+	reverse bool
+	order   *ConsentOrder
+	filter  func(*ConsentQuery) (*ConsentQuery, error)
+}
+
+func newConsentPager(opts []ConsentPaginateOption, reverse bool) (*consentPager, error) {
+	pager := &consentPager{reverse: reverse}
+	for _, opt := range opts {
+		if err := opt(pager); err != nil {
+			return nil, err
+		}
+	}
+	if pager.order == nil {
+		pager.order = DefaultConsentOrder
+	}
+	return pager, nil
+}
+
+func (p *consentPager) applyFilter(query *ConsentQuery) (*ConsentQuery, error) {
+	if p.filter != nil {
+		return p.filter(query)
+	}
+	return query, nil
+}
+
+func (p *consentPager) toCursor(_m *Consent) Cursor {
+	return p.order.Field.toCursor(_m)
+}
+
+func (p *consentPager) applyCursors(query *ConsentQuery, after, before *Cursor) (*ConsentQuery, error) {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	for _, predicate := range entgql.CursorsPredicate(after, before, DefaultConsentOrder.Field.column, p.order.Field.column, direction) {
+		query = query.Where(predicate)
+	}
+	return query, nil
+}
+
+func (p *consentPager) applyOrder(query *ConsentQuery) *ConsentQuery {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	query = query.Order(p.order.Field.toTerm(direction.OrderTermOption()))
+	if p.order.Field != DefaultConsentOrder.Field {
+		query = query.Order(DefaultConsentOrder.Field.toTerm(direction.OrderTermOption()))
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(p.order.Field.column)
+	}
+	return query
+}
+
+func (p *consentPager) orderExpr(query *ConsentQuery) sql.Querier {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(p.order.Field.column)
+	}
+	return sql.ExprFunc(func(b *sql.Builder) {
+		b.Ident(p.order.Field.column).Pad().WriteString(string(direction))
+		if p.order.Field != DefaultConsentOrder.Field {
+			b.Comma().Ident(DefaultConsentOrder.Field.column).Pad().WriteString(string(direction))
+		}
+	})
+}
+
+// Paginate executes the query and returns a relay based cursor connection to Consent.
+func (_m *ConsentQuery) Paginate(
+	ctx context.Context, after *Cursor, first *int,
+	before *Cursor, last *int, opts ...ConsentPaginateOption,
+) (*ConsentConnection, error) {
+	if err := validateFirstLast(first, last); err != nil {
+		return nil, err
+	}
+	pager, err := newConsentPager(opts, last != nil)
+	if err != nil {
+		return nil, err
+	}
+	if _m, err = pager.applyFilter(_m); err != nil {
+		return nil, err
+	}
+	conn := &ConsentConnection{Edges: []*ConsentEdge{}}
+	ignoredEdges := !hasCollectedField(ctx, edgesField)
+	if hasCollectedField(ctx, totalCountField) || hasCollectedField(ctx, pageInfoField) {
+		hasPagination := after != nil || first != nil || before != nil || last != nil
+		if hasPagination || ignoredEdges {
+			c := _m.Clone()
+			c.ctx.Fields = nil
+			if conn.TotalCount, err = c.Count(ctx); err != nil {
+				return nil, err
+			}
+			conn.PageInfo.HasNextPage = first != nil && conn.TotalCount > 0
+			conn.PageInfo.HasPreviousPage = last != nil && conn.TotalCount > 0
+		}
+	}
+	if ignoredEdges || (first != nil && *first == 0) || (last != nil && *last == 0) {
+		return conn, nil
+	}
+	if _m, err = pager.applyCursors(_m, after, before); err != nil {
+		return nil, err
+	}
+	limit := paginateLimit(first, last)
+	if limit != 0 {
+		_m.Limit(limit)
+	}
+	if field := collectedField(ctx, edgesField, nodeField); field != nil {
+		if err := _m.collectField(ctx, limit == 1, graphql.GetOperationContext(ctx), *field, []string{edgesField, nodeField}); err != nil {
+			return nil, err
+		}
+	}
+	_m = pager.applyOrder(_m)
+	nodes, err := _m.All(ctx)
+	if err != nil {
+		return nil, err
+	}
+	conn.build(nodes, pager, after, first, before, last)
+	return conn, nil
+}
+
+// ConsentOrderField defines the ordering field of Consent.
+type ConsentOrderField struct {
+	// Value extracts the ordering value from the given Consent.
+	Value    func(*Consent) (ent.Value, error)
+	column   string // field or computed.
+	toTerm   func(...sql.OrderTermOption) consent.OrderOption
+	toCursor func(*Consent) Cursor
+}
+
+// ConsentOrder defines the ordering of Consent.
+type ConsentOrder struct {
+	Direction OrderDirection     `json:"direction"`
+	Field     *ConsentOrderField `json:"field"`
+}
+
+// DefaultConsentOrder is the default ordering of Consent.
+var DefaultConsentOrder = &ConsentOrder{
+	Direction: entgql.OrderDirectionAsc,
+	Field: &ConsentOrderField{
+		Value: func(_m *Consent) (ent.Value, error) {
+			return _m.ID, nil
+		},
+		column: consent.FieldID,
+		toTerm: consent.ByID,
+		toCursor: func(_m *Consent) Cursor {
+			return Cursor{ID: _m.ID}
+		},
+	},
+}
+
+// ToEdge converts Consent into ConsentEdge.
+func (_m *Consent) ToEdge(order *ConsentOrder) *ConsentEdge {
+	if order == nil {
+		order = DefaultConsentOrder
+	}
+	return &ConsentEdge{
+		Node:   _m,
+		Cursor: order.Field.toCursor(_m),
+	}
+}
+
+// CouponEdge is the edge representation of Coupon.
+type CouponEdge struct {
+	Node   *Coupon `json:"node"`
+	Cursor Cursor  `json:"cursor"`
+}
+
+// CouponConnection is the connection containing edges to Coupon.
+type CouponConnection struct {
+	Edges      []*CouponEdge `json:"edges"`
+	PageInfo   PageInfo      `json:"pageInfo"`
+	TotalCount int           `json:"totalCount"`
+}
+
+func (c *CouponConnection) build(nodes []*Coupon, pager *couponPager, after *Cursor, first *int, before *Cursor, last *int) {
+	c.PageInfo.HasNextPage = before != nil
+	c.PageInfo.HasPreviousPage = after != nil
+	if first != nil && *first+1 == len(nodes) {
+		c.PageInfo.HasNextPage = true
+		nodes = nodes[:len(nodes)-1]
+	} else if last != nil && *last+1 == len(nodes) {
+		c.PageInfo.HasPreviousPage = true
+		nodes = nodes[:len(nodes)-1]
+	}
+	var nodeAt func(int) *Coupon
+	if last != nil {
+		n := len(nodes) - 1
+		nodeAt = func(i int) *Coupon {
+			return nodes[n-i]
+		}
+	} else {
+		nodeAt = func(i int) *Coupon {
+			return nodes[i]
+		}
+	}
+	c.Edges = make([]*CouponEdge, len(nodes))
+	for i := range nodes {
+		node := nodeAt(i)
+		c.Edges[i] = &CouponEdge{
+			Node:   node,
+			Cursor: pager.toCursor(node),
+		}
+	}
+	if l := len(c.Edges); l > 0 {
+		c.PageInfo.StartCursor = &c.Edges[0].Cursor
+		c.PageInfo.EndCursor = &c.Edges[l-1].Cursor
+	}
+	if c.TotalCount == 0 {
+		c.TotalCount = len(nodes)
+	}
+}
+
+// CouponPaginateOption enables pagination customization.
+type CouponPaginateOption func(*couponPager) error
+
+// WithCouponOrder configures pagination ordering.
+func WithCouponOrder(order *CouponOrder) CouponPaginateOption {
+	if order == nil {
+		order = DefaultCouponOrder
+	}
+	o := *order
+	return func(pager *couponPager) error {
+		if err := o.Direction.Validate(); err != nil {
+			return err
+		}
+		if o.Field == nil {
+			o.Field = DefaultCouponOrder.Field
+		}
+		pager.order = &o
+		return nil
+	}
+}
+
+// WithCouponFilter configures pagination filter.
+func WithCouponFilter(filter func(*CouponQuery) (*CouponQuery, error)) CouponPaginateOption {
+	return func(pager *couponPager) error {
+		if filter == nil {
+			return errors.New("CouponQuery filter cannot be nil")
+		}
+		pager.filter = filter
+		return nil
+	}
+}
+
+type couponPager struct {
+	reverse bool
+	order   *CouponOrder
+	filter  func(*CouponQuery) (*CouponQuery, error)
+}
+
+func newCouponPager(opts []CouponPaginateOption, reverse bool) (*couponPager, error) {
+	pager := &couponPager{reverse: reverse}
+	for _, opt := range opts {
+		if err := opt(pager); err != nil {
+			return nil, err
+		}
+	}
+	if pager.order == nil {
+		pager.order = DefaultCouponOrder
+	}
+	return pager, nil
+}
+
+func (p *couponPager) applyFilter(query *CouponQuery) (*CouponQuery, error) {
+	if p.filter != nil {
+		return p.filter(query)
+	}
+	return query, nil
+}
+
+func (p *couponPager) toCursor(_m *Coupon) Cursor {
+	return p.order.Field.toCursor(_m)
+}
+
+func (p *couponPager) applyCursors(query *CouponQuery, after, before *Cursor) (*CouponQuery, error) {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	for _, predicate := range entgql.CursorsPredicate(after, before, DefaultCouponOrder.Field.column, p.order.Field.column, direction) {
+		query = query.Where(predicate)
+	}
+	return query, nil
+}
+
+func (p *couponPager) applyOrder(query *CouponQuery) *CouponQuery {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	query = query.Order(p.order.Field.toTerm(direction.OrderTermOption()))
+	if p.order.Field != DefaultCouponOrder.Field {
+		query = query.Order(DefaultCouponOrder.Field.toTerm(direction.OrderTermOption()))
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(p.order.Field.column)
+	}
+	return query
+}
+
+func (p *couponPager) orderExpr(query *CouponQuery) sql.Querier {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(p.order.Field.column)
+	}
+	return sql.ExprFunc(func(b *sql.Builder) {
+		b.Ident(p.order.Field.column).Pad().WriteString(string(direction))
+		if p.order.Field != DefaultCouponOrder.Field {
+			b.Comma().Ident(DefaultCouponOrder.Field.column).Pad().WriteString(string(direction))
+		}
+	})
+}
+
+// Paginate executes the query and returns a relay based cursor connection to Coupon.
+func (_m *CouponQuery) Paginate(
+	ctx context.Context, after *Cursor, first *int,
+	before *Cursor, last *int, opts ...CouponPaginateOption,
+) (*CouponConnection, error) {
+	if err := validateFirstLast(first, last); err != nil {
+		return nil, err
+	}
+	pager, err := newCouponPager(opts, last != nil)
+	if err != nil {
+		return nil, err
+	}
+	if _m, err = pager.applyFilter(_m); err != nil {
+		return nil, err
+	}
+	conn := &CouponConnection{Edges: []*CouponEdge{}}
+	ignoredEdges := !hasCollectedField(ctx, edgesField)
+	if hasCollectedField(ctx, totalCountField) || hasCollectedField(ctx, pageInfoField) {
+		hasPagination := after != nil || first != nil || before != nil || last != nil
+		if hasPagination || ignoredEdges {
+			c := _m.Clone()
+			c.ctx.Fields = nil
+			if conn.TotalCount, err = c.Count(ctx); err != nil {
+				return nil, err
+			}
+			conn.PageInfo.HasNextPage = first != nil && conn.TotalCount > 0
+			conn.PageInfo.HasPreviousPage = last != nil && conn.TotalCount > 0
+		}
+	}
+	if ignoredEdges || (first != nil && *first == 0) || (last != nil && *last == 0) {
+		return conn, nil
+	}
+	if _m, err = pager.applyCursors(_m, after, before); err != nil {
+		return nil, err
+	}
+	limit := paginateLimit(first, last)
+	if limit != 0 {
+		_m.Limit(limit)
+	}
+	if field := collectedField(ctx, edgesField, nodeField); field != nil {
+		if err := _m.collectField(ctx, limit == 1, graphql.GetOperationContext(ctx), *field, []string{edgesField, nodeField}); err != nil {
+			return nil, err
+		}
+	}
+	_m = pager.applyOrder(_m)
+	nodes, err := _m.All(ctx)
+	if err != nil {
+		return nil, err
+	}
+	conn.build(nodes, pager, after, first, before, last)
+	return conn, nil
+}
+
+var (
+	// CouponOrderFieldIssuedAt orders Coupon by issued_at.
+	CouponOrderFieldIssuedAt = &CouponOrderField{
+		Value: func(_m *Coupon) (ent.Value, error) {
+			return _m.IssuedAt, nil
+		},
+		column: coupon.FieldIssuedAt,
+		toTerm: coupon.ByIssuedAt,
+		toCursor: func(_m *Coupon) Cursor {
+			return Cursor{
+				ID:    _m.ID,
+				Value: _m.IssuedAt,
+			}
+		},
+	}
+	// CouponOrderFieldExpiresAt orders Coupon by expires_at.
+	CouponOrderFieldExpiresAt = &CouponOrderField{
+		Value: func(_m *Coupon) (ent.Value, error) {
+			return _m.ExpiresAt, nil
+		},
+		column: coupon.FieldExpiresAt,
+		toTerm: coupon.ByExpiresAt,
+		toCursor: func(_m *Coupon) Cursor {
+			return Cursor{
+				ID:    _m.ID,
+				Value: _m.ExpiresAt,
+			}
+		},
+	}
+)
+
+// String implement fmt.Stringer interface.
+func (f CouponOrderField) String() string {
+	var str string
+	switch f.column {
+	case CouponOrderFieldIssuedAt.column:
+		str = "ISSUED_AT"
+	case CouponOrderFieldExpiresAt.column:
+		str = "EXPIRES_AT"
+	}
+	return str
+}
+
+// MarshalGQL implements graphql.Marshaler interface.
+func (f CouponOrderField) MarshalGQL(w io.Writer) {
+	io.WriteString(w, strconv.Quote(f.String()))
+}
+
+// UnmarshalGQL implements graphql.Unmarshaler interface.
+func (f *CouponOrderField) UnmarshalGQL(v interface{}) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("CouponOrderField %T must be a string", v)
+	}
+	switch str {
+	case "ISSUED_AT":
+		*f = *CouponOrderFieldIssuedAt
+	case "EXPIRES_AT":
+		*f = *CouponOrderFieldExpiresAt
+	default:
+		return fmt.Errorf("%s is not a valid CouponOrderField", str)
+	}
+	return nil
+}
+
+// CouponOrderField defines the ordering field of Coupon.
+type CouponOrderField struct {
+	// Value extracts the ordering value from the given Coupon.
+	Value    func(*Coupon) (ent.Value, error)
+	column   string // field or computed.
+	toTerm   func(...sql.OrderTermOption) coupon.OrderOption
+	toCursor func(*Coupon) Cursor
+}
+
+// CouponOrder defines the ordering of Coupon.
+type CouponOrder struct {
+	Direction OrderDirection    `json:"direction"`
+	Field     *CouponOrderField `json:"field"`
+}
+
+// DefaultCouponOrder is the default ordering of Coupon.
+var DefaultCouponOrder = &CouponOrder{
+	Direction: entgql.OrderDirectionAsc,
+	Field: &CouponOrderField{
+		Value: func(_m *Coupon) (ent.Value, error) {
+			return _m.ID, nil
+		},
+		column: coupon.FieldID,
+		toTerm: coupon.ByID,
+		toCursor: func(_m *Coupon) Cursor {
+			return Cursor{ID: _m.ID}
+		},
+	},
+}
+
+// ToEdge converts Coupon into CouponEdge.
+func (_m *Coupon) ToEdge(order *CouponOrder) *CouponEdge {
+	if order == nil {
+		order = DefaultCouponOrder
+	}
+	return &CouponEdge{
+		Node:   _m,
+		Cursor: order.Field.toCursor(_m),
+	}
+}
+
+// CouponTemplateEdge is the edge representation of CouponTemplate.
+type CouponTemplateEdge struct {
+	Node   *CouponTemplate `json:"node"`
+	Cursor Cursor          `json:"cursor"`
+}
+
+// CouponTemplateConnection is the connection containing edges to CouponTemplate.
+type CouponTemplateConnection struct {
+	Edges      []*CouponTemplateEdge `json:"edges"`
+	PageInfo   PageInfo              `json:"pageInfo"`
+	TotalCount int                   `json:"totalCount"`
+}
+
+func (c *CouponTemplateConnection) build(nodes []*CouponTemplate, pager *coupontemplatePager, after *Cursor, first *int, before *Cursor, last *int) {
+	c.PageInfo.HasNextPage = before != nil
+	c.PageInfo.HasPreviousPage = after != nil
+	if first != nil && *first+1 == len(nodes) {
+		c.PageInfo.HasNextPage = true
+		nodes = nodes[:len(nodes)-1]
+	} else if last != nil && *last+1 == len(nodes) {
+		c.PageInfo.HasPreviousPage = true
+		nodes = nodes[:len(nodes)-1]
+	}
+	var nodeAt func(int) *CouponTemplate
+	if last != nil {
+		n := len(nodes) - 1
+		nodeAt = func(i int) *CouponTemplate {
+			return nodes[n-i]
+		}
+	} else {
+		nodeAt = func(i int) *CouponTemplate {
+			return nodes[i]
+		}
+	}
+	c.Edges = make([]*CouponTemplateEdge, len(nodes))
+	for i := range nodes {
+		node := nodeAt(i)
+		c.Edges[i] = &CouponTemplateEdge{
+			Node:   node,
+			Cursor: pager.toCursor(node),
+		}
+	}
+	if l := len(c.Edges); l > 0 {
+		c.PageInfo.StartCursor = &c.Edges[0].Cursor
+		c.PageInfo.EndCursor = &c.Edges[l-1].Cursor
+	}
+	if c.TotalCount == 0 {
+		c.TotalCount = len(nodes)
+	}
+}
+
+// CouponTemplatePaginateOption enables pagination customization.
+type CouponTemplatePaginateOption func(*coupontemplatePager) error
+
+// WithCouponTemplateOrder configures pagination ordering.
+func WithCouponTemplateOrder(order *CouponTemplateOrder) CouponTemplatePaginateOption {
+	if order == nil {
+		order = DefaultCouponTemplateOrder
+	}
+	o := *order
+	return func(pager *coupontemplatePager) error {
+		if err := o.Direction.Validate(); err != nil {
+			return err
+		}
+		if o.Field == nil {
+			o.Field = DefaultCouponTemplateOrder.Field
+		}
+		pager.order = &o
+		return nil
+	}
+}
+
+// WithCouponTemplateFilter configures pagination filter.
+func WithCouponTemplateFilter(filter func(*CouponTemplateQuery) (*CouponTemplateQuery, error)) CouponTemplatePaginateOption {
+	return func(pager *coupontemplatePager) error {
+		if filter == nil {
+			return errors.New("CouponTemplateQuery filter cannot be nil")
+		}
+		pager.filter = filter
+		return nil
+	}
+}
+
+type coupontemplatePager struct {
+	reverse bool
+	order   *CouponTemplateOrder
+	filter  func(*CouponTemplateQuery) (*CouponTemplateQuery, error)
+}
+
+func newCouponTemplatePager(opts []CouponTemplatePaginateOption, reverse bool) (*coupontemplatePager, error) {
+	pager := &coupontemplatePager{reverse: reverse}
+	for _, opt := range opts {
+		if err := opt(pager); err != nil {
+			return nil, err
+		}
+	}
+	if pager.order == nil {
+		pager.order = DefaultCouponTemplateOrder
+	}
+	return pager, nil
+}
+
+func (p *coupontemplatePager) applyFilter(query *CouponTemplateQuery) (*CouponTemplateQuery, error) {
+	if p.filter != nil {
+		return p.filter(query)
+	}
+	return query, nil
+}
+
+func (p *coupontemplatePager) toCursor(_m *CouponTemplate) Cursor {
+	return p.order.Field.toCursor(_m)
+}
+
+func (p *coupontemplatePager) applyCursors(query *CouponTemplateQuery, after, before *Cursor) (*CouponTemplateQuery, error) {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	for _, predicate := range entgql.CursorsPredicate(after, before, DefaultCouponTemplateOrder.Field.column, p.order.Field.column, direction) {
+		query = query.Where(predicate)
+	}
+	return query, nil
+}
+
+func (p *coupontemplatePager) applyOrder(query *CouponTemplateQuery) *CouponTemplateQuery {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	query = query.Order(p.order.Field.toTerm(direction.OrderTermOption()))
+	if p.order.Field != DefaultCouponTemplateOrder.Field {
+		query = query.Order(DefaultCouponTemplateOrder.Field.toTerm(direction.OrderTermOption()))
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(p.order.Field.column)
+	}
+	return query
+}
+
+func (p *coupontemplatePager) orderExpr(query *CouponTemplateQuery) sql.Querier {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(p.order.Field.column)
+	}
+	return sql.ExprFunc(func(b *sql.Builder) {
+		b.Ident(p.order.Field.column).Pad().WriteString(string(direction))
+		if p.order.Field != DefaultCouponTemplateOrder.Field {
+			b.Comma().Ident(DefaultCouponTemplateOrder.Field.column).Pad().WriteString(string(direction))
+		}
+	})
+}
+
+// Paginate executes the query and returns a relay based cursor connection to CouponTemplate.
+func (_m *CouponTemplateQuery) Paginate(
+	ctx context.Context, after *Cursor, first *int,
+	before *Cursor, last *int, opts ...CouponTemplatePaginateOption,
+) (*CouponTemplateConnection, error) {
+	if err := validateFirstLast(first, last); err != nil {
+		return nil, err
+	}
+	pager, err := newCouponTemplatePager(opts, last != nil)
+	if err != nil {
+		return nil, err
+	}
+	if _m, err = pager.applyFilter(_m); err != nil {
+		return nil, err
+	}
+	conn := &CouponTemplateConnection{Edges: []*CouponTemplateEdge{}}
+	ignoredEdges := !hasCollectedField(ctx, edgesField)
+	if hasCollectedField(ctx, totalCountField) || hasCollectedField(ctx, pageInfoField) {
+		hasPagination := after != nil || first != nil || before != nil || last != nil
+		if hasPagination || ignoredEdges {
+			c := _m.Clone()
+			c.ctx.Fields = nil
+			if conn.TotalCount, err = c.Count(ctx); err != nil {
+				return nil, err
+			}
+			conn.PageInfo.HasNextPage = first != nil && conn.TotalCount > 0
+			conn.PageInfo.HasPreviousPage = last != nil && conn.TotalCount > 0
+		}
+	}
+	if ignoredEdges || (first != nil && *first == 0) || (last != nil && *last == 0) {
+		return conn, nil
+	}
+	if _m, err = pager.applyCursors(_m, after, before); err != nil {
+		return nil, err
+	}
+	limit := paginateLimit(first, last)
+	if limit != 0 {
+		_m.Limit(limit)
+	}
+	if field := collectedField(ctx, edgesField, nodeField); field != nil {
+		if err := _m.collectField(ctx, limit == 1, graphql.GetOperationContext(ctx), *field, []string{edgesField, nodeField}); err != nil {
+			return nil, err
+		}
+	}
+	_m = pager.applyOrder(_m)
+	nodes, err := _m.All(ctx)
+	if err != nil {
+		return nil, err
+	}
+	conn.build(nodes, pager, after, first, before, last)
+	return conn, nil
+}
+
+var (
+	// CouponTemplateOrderFieldCreatedAt orders CouponTemplate by created_at.
+	CouponTemplateOrderFieldCreatedAt = &CouponTemplateOrderField{
+		Value: func(_m *CouponTemplate) (ent.Value, error) {
+			return _m.CreatedAt, nil
+		},
+		column: coupontemplate.FieldCreatedAt,
+		toTerm: coupontemplate.ByCreatedAt,
+		toCursor: func(_m *CouponTemplate) Cursor {
+			return Cursor{
+				ID:    _m.ID,
+				Value: _m.CreatedAt,
+			}
+		},
+	}
+)
+
+// String implement fmt.Stringer interface.
+func (f CouponTemplateOrderField) String() string {
+	var str string
+	switch f.column {
+	case CouponTemplateOrderFieldCreatedAt.column:
+		str = "CREATED_AT"
+	}
+	return str
+}
+
+// MarshalGQL implements graphql.Marshaler interface.
+func (f CouponTemplateOrderField) MarshalGQL(w io.Writer) {
+	io.WriteString(w, strconv.Quote(f.String()))
+}
+
+// UnmarshalGQL implements graphql.Unmarshaler interface.
+func (f *CouponTemplateOrderField) UnmarshalGQL(v interface{}) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("CouponTemplateOrderField %T must be a string", v)
+	}
+	switch str {
+	case "CREATED_AT":
+		*f = *CouponTemplateOrderFieldCreatedAt
+	default:
+		return fmt.Errorf("%s is not a valid CouponTemplateOrderField", str)
+	}
+	return nil
+}
+
+// CouponTemplateOrderField defines the ordering field of CouponTemplate.
+type CouponTemplateOrderField struct {
+	// Value extracts the ordering value from the given CouponTemplate.
+	Value    func(*CouponTemplate) (ent.Value, error)
+	column   string // field or computed.
+	toTerm   func(...sql.OrderTermOption) coupontemplate.OrderOption
+	toCursor func(*CouponTemplate) Cursor
+}
+
+// CouponTemplateOrder defines the ordering of CouponTemplate.
+type CouponTemplateOrder struct {
+	Direction OrderDirection            `json:"direction"`
+	Field     *CouponTemplateOrderField `json:"field"`
+}
+
+// DefaultCouponTemplateOrder is the default ordering of CouponTemplate.
+var DefaultCouponTemplateOrder = &CouponTemplateOrder{
+	Direction: entgql.OrderDirectionAsc,
+	Field: &CouponTemplateOrderField{
+		Value: func(_m *CouponTemplate) (ent.Value, error) {
+			return _m.ID, nil
+		},
+		column: coupontemplate.FieldID,
+		toTerm: coupontemplate.ByID,
+		toCursor: func(_m *CouponTemplate) Cursor {
+			return Cursor{ID: _m.ID}
+		},
+	},
+}
+
+// ToEdge converts CouponTemplate into CouponTemplateEdge.
+func (_m *CouponTemplate) ToEdge(order *CouponTemplateOrder) *CouponTemplateEdge {
+	if order == nil {
+		order = DefaultCouponTemplateOrder
+	}
+	return &CouponTemplateEdge{
+		Node:   _m,
+		Cursor: order.Field.toCursor(_m),
+	}
+}
+
+// EarningRuleEdge is the edge representation of EarningRule.
+type EarningRuleEdge struct {
+	Node   *EarningRule `json:"node"`
+	Cursor Cursor       `json:"cursor"`
+}
+
+// EarningRuleConnection is the connection containing edges to EarningRule.
+type EarningRuleConnection struct {
+	Edges      []*EarningRuleEdge `json:"edges"`
+	PageInfo   PageInfo           `json:"pageInfo"`
+	TotalCount int                `json:"totalCount"`
+}
+
+func (c *EarningRuleConnection) build(nodes []*EarningRule, pager *earningrulePager, after *Cursor, first *int, before *Cursor, last *int) {
+	c.PageInfo.HasNextPage = before != nil
+	c.PageInfo.HasPreviousPage = after != nil
+	if first != nil && *first+1 == len(nodes) {
+		c.PageInfo.HasNextPage = true
+		nodes = nodes[:len(nodes)-1]
+	} else if last != nil && *last+1 == len(nodes) {
+		c.PageInfo.HasPreviousPage = true
+		nodes = nodes[:len(nodes)-1]
+	}
+	var nodeAt func(int) *EarningRule
+	if last != nil {
+		n := len(nodes) - 1
+		nodeAt = func(i int) *EarningRule {
+			return nodes[n-i]
+		}
+	} else {
+		nodeAt = func(i int) *EarningRule {
+			return nodes[i]
+		}
+	}
+	c.Edges = make([]*EarningRuleEdge, len(nodes))
+	for i := range nodes {
+		node := nodeAt(i)
+		c.Edges[i] = &EarningRuleEdge{
+			Node:   node,
+			Cursor: pager.toCursor(node),
+		}
+	}
+	if l := len(c.Edges); l > 0 {
+		c.PageInfo.StartCursor = &c.Edges[0].Cursor
+		c.PageInfo.EndCursor = &c.Edges[l-1].Cursor
+	}
+	if c.TotalCount == 0 {
+		c.TotalCount = len(nodes)
+	}
+}
+
+// EarningRulePaginateOption enables pagination customization.
+type EarningRulePaginateOption func(*earningrulePager) error
+
+// WithEarningRuleOrder configures pagination ordering.
+func WithEarningRuleOrder(order *EarningRuleOrder) EarningRulePaginateOption {
+	if order == nil {
+		order = DefaultEarningRuleOrder
+	}
+	o := *order
+	return func(pager *earningrulePager) error {
+		if err := o.Direction.Validate(); err != nil {
+			return err
+		}
+		if o.Field == nil {
+			o.Field = DefaultEarningRuleOrder.Field
+		}
+		pager.order = &o
+		return nil
+	}
+}
+
+// WithEarningRuleFilter configures pagination filter.
+func WithEarningRuleFilter(filter func(*EarningRuleQuery) (*EarningRuleQuery, error)) EarningRulePaginateOption {
+	return func(pager *earningrulePager) error {
+		if filter == nil {
+			return errors.New("EarningRuleQuery filter cannot be nil")
+		}
+		pager.filter = filter
+		return nil
+	}
+}
+
+type earningrulePager struct {
+	reverse bool
+	order   *EarningRuleOrder
+	filter  func(*EarningRuleQuery) (*EarningRuleQuery, error)
+}
+
+func newEarningRulePager(opts []EarningRulePaginateOption, reverse bool) (*earningrulePager, error) {
+	pager := &earningrulePager{reverse: reverse}
+	for _, opt := range opts {
+		if err := opt(pager); err != nil {
+			return nil, err
+		}
+	}
+	if pager.order == nil {
+		pager.order = DefaultEarningRuleOrder
+	}
+	return pager, nil
+}
+
+func (p *earningrulePager) applyFilter(query *EarningRuleQuery) (*EarningRuleQuery, error) {
+	if p.filter != nil {
+		return p.filter(query)
+	}
+	return query, nil
+}
+
+func (p *earningrulePager) toCursor(_m *EarningRule) Cursor {
+	return p.order.Field.toCursor(_m)
+}
+
+func (p *earningrulePager) applyCursors(query *EarningRuleQuery, after, before *Cursor) (*EarningRuleQuery, error) {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	for _, predicate := range entgql.CursorsPredicate(after, before, DefaultEarningRuleOrder.Field.column, p.order.Field.column, direction) {
+		query = query.Where(predicate)
+	}
+	return query, nil
+}
+
+func (p *earningrulePager) applyOrder(query *EarningRuleQuery) *EarningRuleQuery {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	query = query.Order(p.order.Field.toTerm(direction.OrderTermOption()))
+	if p.order.Field != DefaultEarningRuleOrder.Field {
+		query = query.Order(DefaultEarningRuleOrder.Field.toTerm(direction.OrderTermOption()))
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(p.order.Field.column)
+	}
+	return query
+}
+
+func (p *earningrulePager) orderExpr(query *EarningRuleQuery) sql.Querier {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(p.order.Field.column)
+	}
+	return sql.ExprFunc(func(b *sql.Builder) {
+		b.Ident(p.order.Field.column).Pad().WriteString(string(direction))
+		if p.order.Field != DefaultEarningRuleOrder.Field {
+			b.Comma().Ident(DefaultEarningRuleOrder.Field.column).Pad().WriteString(string(direction))
+		}
+	})
+}
+
+// Paginate executes the query and returns a relay based cursor connection to EarningRule.
+func (_m *EarningRuleQuery) Paginate(
+	ctx context.Context, after *Cursor, first *int,
+	before *Cursor, last *int, opts ...EarningRulePaginateOption,
+) (*EarningRuleConnection, error) {
+	if err := validateFirstLast(first, last); err != nil {
+		return nil, err
+	}
+	pager, err := newEarningRulePager(opts, last != nil)
+	if err != nil {
+		return nil, err
+	}
+	if _m, err = pager.applyFilter(_m); err != nil {
+		return nil, err
+	}
+	conn := &EarningRuleConnection{Edges: []*EarningRuleEdge{}}
+	ignoredEdges := !hasCollectedField(ctx, edgesField)
+	if hasCollectedField(ctx, totalCountField) || hasCollectedField(ctx, pageInfoField) {
+		hasPagination := after != nil || first != nil || before != nil || last != nil
+		if hasPagination || ignoredEdges {
+			c := _m.Clone()
+			c.ctx.Fields = nil
+			if conn.TotalCount, err = c.Count(ctx); err != nil {
+				return nil, err
+			}
+			conn.PageInfo.HasNextPage = first != nil && conn.TotalCount > 0
+			conn.PageInfo.HasPreviousPage = last != nil && conn.TotalCount > 0
+		}
+	}
+	if ignoredEdges || (first != nil && *first == 0) || (last != nil && *last == 0) {
+		return conn, nil
+	}
+	if _m, err = pager.applyCursors(_m, after, before); err != nil {
+		return nil, err
+	}
+	limit := paginateLimit(first, last)
+	if limit != 0 {
+		_m.Limit(limit)
+	}
+	if field := collectedField(ctx, edgesField, nodeField); field != nil {
+		if err := _m.collectField(ctx, limit == 1, graphql.GetOperationContext(ctx), *field, []string{edgesField, nodeField}); err != nil {
+			return nil, err
+		}
+	}
+	_m = pager.applyOrder(_m)
+	nodes, err := _m.All(ctx)
+	if err != nil {
+		return nil, err
+	}
+	conn.build(nodes, pager, after, first, before, last)
+	return conn, nil
+}
+
+var (
+	// EarningRuleOrderFieldCreatedAt orders EarningRule by created_at.
+	EarningRuleOrderFieldCreatedAt = &EarningRuleOrderField{
+		Value: func(_m *EarningRule) (ent.Value, error) {
+			return _m.CreatedAt, nil
+		},
+		column: earningrule.FieldCreatedAt,
+		toTerm: earningrule.ByCreatedAt,
+		toCursor: func(_m *EarningRule) Cursor {
+			return Cursor{
+				ID:    _m.ID,
+				Value: _m.CreatedAt,
+			}
+		},
+	}
+)
+
+// String implement fmt.Stringer interface.
+func (f EarningRuleOrderField) String() string {
+	var str string
+	switch f.column {
+	case EarningRuleOrderFieldCreatedAt.column:
+		str = "CREATED_AT"
+	}
+	return str
+}
+
+// MarshalGQL implements graphql.Marshaler interface.
+func (f EarningRuleOrderField) MarshalGQL(w io.Writer) {
+	io.WriteString(w, strconv.Quote(f.String()))
+}
+
+// UnmarshalGQL implements graphql.Unmarshaler interface.
+func (f *EarningRuleOrderField) UnmarshalGQL(v interface{}) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("EarningRuleOrderField %T must be a string", v)
+	}
+	switch str {
+	case "CREATED_AT":
+		*f = *EarningRuleOrderFieldCreatedAt
+	default:
+		return fmt.Errorf("%s is not a valid EarningRuleOrderField", str)
+	}
+	return nil
+}
+
+// EarningRuleOrderField defines the ordering field of EarningRule.
+type EarningRuleOrderField struct {
+	// Value extracts the ordering value from the given EarningRule.
+	Value    func(*EarningRule) (ent.Value, error)
+	column   string // field or computed.
+	toTerm   func(...sql.OrderTermOption) earningrule.OrderOption
+	toCursor func(*EarningRule) Cursor
+}
+
+// EarningRuleOrder defines the ordering of EarningRule.
+type EarningRuleOrder struct {
+	Direction OrderDirection         `json:"direction"`
+	Field     *EarningRuleOrderField `json:"field"`
+}
+
+// DefaultEarningRuleOrder is the default ordering of EarningRule.
+var DefaultEarningRuleOrder = &EarningRuleOrder{
+	Direction: entgql.OrderDirectionAsc,
+	Field: &EarningRuleOrderField{
+		Value: func(_m *EarningRule) (ent.Value, error) {
+			return _m.ID, nil
+		},
+		column: earningrule.FieldID,
+		toTerm: earningrule.ByID,
+		toCursor: func(_m *EarningRule) Cursor {
+			return Cursor{ID: _m.ID}
+		},
+	},
+}
+
+// ToEdge converts EarningRule into EarningRuleEdge.
+func (_m *EarningRule) ToEdge(order *EarningRuleOrder) *EarningRuleEdge {
+	if order == nil {
+		order = DefaultEarningRuleOrder
+	}
+	return &EarningRuleEdge{
+		Node:   _m,
+		Cursor: order.Field.toCursor(_m),
+	}
+}
+
+// GrowthEntryEdge is the edge representation of GrowthEntry.
+type GrowthEntryEdge struct {
+	Node   *GrowthEntry `json:"node"`
+	Cursor Cursor       `json:"cursor"`
+}
+
+// GrowthEntryConnection is the connection containing edges to GrowthEntry.
+type GrowthEntryConnection struct {
+	Edges      []*GrowthEntryEdge `json:"edges"`
+	PageInfo   PageInfo           `json:"pageInfo"`
+	TotalCount int                `json:"totalCount"`
+}
+
+func (c *GrowthEntryConnection) build(nodes []*GrowthEntry, pager *growthentryPager, after *Cursor, first *int, before *Cursor, last *int) {
+	c.PageInfo.HasNextPage = before != nil
+	c.PageInfo.HasPreviousPage = after != nil
+	if first != nil && *first+1 == len(nodes) {
+		c.PageInfo.HasNextPage = true
+		nodes = nodes[:len(nodes)-1]
+	} else if last != nil && *last+1 == len(nodes) {
+		c.PageInfo.HasPreviousPage = true
+		nodes = nodes[:len(nodes)-1]
+	}
+	var nodeAt func(int) *GrowthEntry
+	if last != nil {
+		n := len(nodes) - 1
+		nodeAt = func(i int) *GrowthEntry {
+			return nodes[n-i]
+		}
+	} else {
+		nodeAt = func(i int) *GrowthEntry {
+			return nodes[i]
+		}
+	}
+	c.Edges = make([]*GrowthEntryEdge, len(nodes))
+	for i := range nodes {
+		node := nodeAt(i)
+		c.Edges[i] = &GrowthEntryEdge{
+			Node:   node,
+			Cursor: pager.toCursor(node),
+		}
+	}
+	if l := len(c.Edges); l > 0 {
+		c.PageInfo.StartCursor = &c.Edges[0].Cursor
+		c.PageInfo.EndCursor = &c.Edges[l-1].Cursor
+	}
+	if c.TotalCount == 0 {
+		c.TotalCount = len(nodes)
+	}
+}
+
+// GrowthEntryPaginateOption enables pagination customization.
+type GrowthEntryPaginateOption func(*growthentryPager) error
+
+// WithGrowthEntryOrder configures pagination ordering.
+func WithGrowthEntryOrder(order *GrowthEntryOrder) GrowthEntryPaginateOption {
+	if order == nil {
+		order = DefaultGrowthEntryOrder
+	}
+	o := *order
+	return func(pager *growthentryPager) error {
+		if err := o.Direction.Validate(); err != nil {
+			return err
+		}
+		if o.Field == nil {
+			o.Field = DefaultGrowthEntryOrder.Field
+		}
+		pager.order = &o
+		return nil
+	}
+}
+
+// WithGrowthEntryFilter configures pagination filter.
+func WithGrowthEntryFilter(filter func(*GrowthEntryQuery) (*GrowthEntryQuery, error)) GrowthEntryPaginateOption {
+	return func(pager *growthentryPager) error {
+		if filter == nil {
+			return errors.New("GrowthEntryQuery filter cannot be nil")
+		}
+		pager.filter = filter
+		return nil
+	}
+}
+
+type growthentryPager struct {
+	reverse bool
+	order   *GrowthEntryOrder
+	filter  func(*GrowthEntryQuery) (*GrowthEntryQuery, error)
+}
+
+func newGrowthEntryPager(opts []GrowthEntryPaginateOption, reverse bool) (*growthentryPager, error) {
+	pager := &growthentryPager{reverse: reverse}
+	for _, opt := range opts {
+		if err := opt(pager); err != nil {
+			return nil, err
+		}
+	}
+	if pager.order == nil {
+		pager.order = DefaultGrowthEntryOrder
+	}
+	return pager, nil
+}
+
+func (p *growthentryPager) applyFilter(query *GrowthEntryQuery) (*GrowthEntryQuery, error) {
+	if p.filter != nil {
+		return p.filter(query)
+	}
+	return query, nil
+}
+
+func (p *growthentryPager) toCursor(_m *GrowthEntry) Cursor {
+	return p.order.Field.toCursor(_m)
+}
+
+func (p *growthentryPager) applyCursors(query *GrowthEntryQuery, after, before *Cursor) (*GrowthEntryQuery, error) {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	for _, predicate := range entgql.CursorsPredicate(after, before, DefaultGrowthEntryOrder.Field.column, p.order.Field.column, direction) {
+		query = query.Where(predicate)
+	}
+	return query, nil
+}
+
+func (p *growthentryPager) applyOrder(query *GrowthEntryQuery) *GrowthEntryQuery {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	query = query.Order(p.order.Field.toTerm(direction.OrderTermOption()))
+	if p.order.Field != DefaultGrowthEntryOrder.Field {
+		query = query.Order(DefaultGrowthEntryOrder.Field.toTerm(direction.OrderTermOption()))
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(p.order.Field.column)
+	}
+	return query
+}
+
+func (p *growthentryPager) orderExpr(query *GrowthEntryQuery) sql.Querier {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(p.order.Field.column)
+	}
+	return sql.ExprFunc(func(b *sql.Builder) {
+		b.Ident(p.order.Field.column).Pad().WriteString(string(direction))
+		if p.order.Field != DefaultGrowthEntryOrder.Field {
+			b.Comma().Ident(DefaultGrowthEntryOrder.Field.column).Pad().WriteString(string(direction))
+		}
+	})
+}
+
+// Paginate executes the query and returns a relay based cursor connection to GrowthEntry.
+func (_m *GrowthEntryQuery) Paginate(
+	ctx context.Context, after *Cursor, first *int,
+	before *Cursor, last *int, opts ...GrowthEntryPaginateOption,
+) (*GrowthEntryConnection, error) {
+	if err := validateFirstLast(first, last); err != nil {
+		return nil, err
+	}
+	pager, err := newGrowthEntryPager(opts, last != nil)
+	if err != nil {
+		return nil, err
+	}
+	if _m, err = pager.applyFilter(_m); err != nil {
+		return nil, err
+	}
+	conn := &GrowthEntryConnection{Edges: []*GrowthEntryEdge{}}
+	ignoredEdges := !hasCollectedField(ctx, edgesField)
+	if hasCollectedField(ctx, totalCountField) || hasCollectedField(ctx, pageInfoField) {
+		hasPagination := after != nil || first != nil || before != nil || last != nil
+		if hasPagination || ignoredEdges {
+			c := _m.Clone()
+			c.ctx.Fields = nil
+			if conn.TotalCount, err = c.Count(ctx); err != nil {
+				return nil, err
+			}
+			conn.PageInfo.HasNextPage = first != nil && conn.TotalCount > 0
+			conn.PageInfo.HasPreviousPage = last != nil && conn.TotalCount > 0
+		}
+	}
+	if ignoredEdges || (first != nil && *first == 0) || (last != nil && *last == 0) {
+		return conn, nil
+	}
+	if _m, err = pager.applyCursors(_m, after, before); err != nil {
+		return nil, err
+	}
+	limit := paginateLimit(first, last)
+	if limit != 0 {
+		_m.Limit(limit)
+	}
+	if field := collectedField(ctx, edgesField, nodeField); field != nil {
+		if err := _m.collectField(ctx, limit == 1, graphql.GetOperationContext(ctx), *field, []string{edgesField, nodeField}); err != nil {
+			return nil, err
+		}
+	}
+	_m = pager.applyOrder(_m)
+	nodes, err := _m.All(ctx)
+	if err != nil {
+		return nil, err
+	}
+	conn.build(nodes, pager, after, first, before, last)
+	return conn, nil
+}
+
+var (
+	// GrowthEntryOrderFieldOccurredAt orders GrowthEntry by occurred_at.
+	GrowthEntryOrderFieldOccurredAt = &GrowthEntryOrderField{
+		Value: func(_m *GrowthEntry) (ent.Value, error) {
+			return _m.OccurredAt, nil
+		},
+		column: growthentry.FieldOccurredAt,
+		toTerm: growthentry.ByOccurredAt,
+		toCursor: func(_m *GrowthEntry) Cursor {
+			return Cursor{
+				ID:    _m.ID,
+				Value: _m.OccurredAt,
+			}
+		},
+	}
+)
+
+// String implement fmt.Stringer interface.
+func (f GrowthEntryOrderField) String() string {
+	var str string
+	switch f.column {
+	case GrowthEntryOrderFieldOccurredAt.column:
+		str = "OCCURRED_AT"
+	}
+	return str
+}
+
+// MarshalGQL implements graphql.Marshaler interface.
+func (f GrowthEntryOrderField) MarshalGQL(w io.Writer) {
+	io.WriteString(w, strconv.Quote(f.String()))
+}
+
+// UnmarshalGQL implements graphql.Unmarshaler interface.
+func (f *GrowthEntryOrderField) UnmarshalGQL(v interface{}) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("GrowthEntryOrderField %T must be a string", v)
+	}
+	switch str {
+	case "OCCURRED_AT":
+		*f = *GrowthEntryOrderFieldOccurredAt
+	default:
+		return fmt.Errorf("%s is not a valid GrowthEntryOrderField", str)
+	}
+	return nil
+}
+
+// GrowthEntryOrderField defines the ordering field of GrowthEntry.
+type GrowthEntryOrderField struct {
+	// Value extracts the ordering value from the given GrowthEntry.
+	Value    func(*GrowthEntry) (ent.Value, error)
+	column   string // field or computed.
+	toTerm   func(...sql.OrderTermOption) growthentry.OrderOption
+	toCursor func(*GrowthEntry) Cursor
+}
+
+// GrowthEntryOrder defines the ordering of GrowthEntry.
+type GrowthEntryOrder struct {
+	Direction OrderDirection         `json:"direction"`
+	Field     *GrowthEntryOrderField `json:"field"`
+}
+
+// DefaultGrowthEntryOrder is the default ordering of GrowthEntry.
+var DefaultGrowthEntryOrder = &GrowthEntryOrder{
+	Direction: entgql.OrderDirectionAsc,
+	Field: &GrowthEntryOrderField{
+		Value: func(_m *GrowthEntry) (ent.Value, error) {
+			return _m.ID, nil
+		},
+		column: growthentry.FieldID,
+		toTerm: growthentry.ByID,
+		toCursor: func(_m *GrowthEntry) Cursor {
+			return Cursor{ID: _m.ID}
+		},
+	},
+}
+
+// ToEdge converts GrowthEntry into GrowthEntryEdge.
+func (_m *GrowthEntry) ToEdge(order *GrowthEntryOrder) *GrowthEntryEdge {
+	if order == nil {
+		order = DefaultGrowthEntryOrder
+	}
+	return &GrowthEntryEdge{
+		Node:   _m,
+		Cursor: order.Field.toCursor(_m),
+	}
+}
+
 // IdentityEdge is the edge representation of Identity.
 type IdentityEdge struct {
 	Node   *Identity `json:"node"`
@@ -1884,6 +3348,1735 @@ func (_m *Member) ToEdge(order *MemberOrder) *MemberEdge {
 		order = DefaultMemberOrder
 	}
 	return &MemberEdge{
+		Node:   _m,
+		Cursor: order.Field.toCursor(_m),
+	}
+}
+
+// NotificationEdge is the edge representation of Notification.
+type NotificationEdge struct {
+	Node   *Notification `json:"node"`
+	Cursor Cursor        `json:"cursor"`
+}
+
+// NotificationConnection is the connection containing edges to Notification.
+type NotificationConnection struct {
+	Edges      []*NotificationEdge `json:"edges"`
+	PageInfo   PageInfo            `json:"pageInfo"`
+	TotalCount int                 `json:"totalCount"`
+}
+
+func (c *NotificationConnection) build(nodes []*Notification, pager *notificationPager, after *Cursor, first *int, before *Cursor, last *int) {
+	c.PageInfo.HasNextPage = before != nil
+	c.PageInfo.HasPreviousPage = after != nil
+	if first != nil && *first+1 == len(nodes) {
+		c.PageInfo.HasNextPage = true
+		nodes = nodes[:len(nodes)-1]
+	} else if last != nil && *last+1 == len(nodes) {
+		c.PageInfo.HasPreviousPage = true
+		nodes = nodes[:len(nodes)-1]
+	}
+	var nodeAt func(int) *Notification
+	if last != nil {
+		n := len(nodes) - 1
+		nodeAt = func(i int) *Notification {
+			return nodes[n-i]
+		}
+	} else {
+		nodeAt = func(i int) *Notification {
+			return nodes[i]
+		}
+	}
+	c.Edges = make([]*NotificationEdge, len(nodes))
+	for i := range nodes {
+		node := nodeAt(i)
+		c.Edges[i] = &NotificationEdge{
+			Node:   node,
+			Cursor: pager.toCursor(node),
+		}
+	}
+	if l := len(c.Edges); l > 0 {
+		c.PageInfo.StartCursor = &c.Edges[0].Cursor
+		c.PageInfo.EndCursor = &c.Edges[l-1].Cursor
+	}
+	if c.TotalCount == 0 {
+		c.TotalCount = len(nodes)
+	}
+}
+
+// NotificationPaginateOption enables pagination customization.
+type NotificationPaginateOption func(*notificationPager) error
+
+// WithNotificationOrder configures pagination ordering.
+func WithNotificationOrder(order *NotificationOrder) NotificationPaginateOption {
+	if order == nil {
+		order = DefaultNotificationOrder
+	}
+	o := *order
+	return func(pager *notificationPager) error {
+		if err := o.Direction.Validate(); err != nil {
+			return err
+		}
+		if o.Field == nil {
+			o.Field = DefaultNotificationOrder.Field
+		}
+		pager.order = &o
+		return nil
+	}
+}
+
+// WithNotificationFilter configures pagination filter.
+func WithNotificationFilter(filter func(*NotificationQuery) (*NotificationQuery, error)) NotificationPaginateOption {
+	return func(pager *notificationPager) error {
+		if filter == nil {
+			return errors.New("NotificationQuery filter cannot be nil")
+		}
+		pager.filter = filter
+		return nil
+	}
+}
+
+type notificationPager struct {
+	reverse bool
+	order   *NotificationOrder
+	filter  func(*NotificationQuery) (*NotificationQuery, error)
+}
+
+func newNotificationPager(opts []NotificationPaginateOption, reverse bool) (*notificationPager, error) {
+	pager := &notificationPager{reverse: reverse}
+	for _, opt := range opts {
+		if err := opt(pager); err != nil {
+			return nil, err
+		}
+	}
+	if pager.order == nil {
+		pager.order = DefaultNotificationOrder
+	}
+	return pager, nil
+}
+
+func (p *notificationPager) applyFilter(query *NotificationQuery) (*NotificationQuery, error) {
+	if p.filter != nil {
+		return p.filter(query)
+	}
+	return query, nil
+}
+
+func (p *notificationPager) toCursor(_m *Notification) Cursor {
+	return p.order.Field.toCursor(_m)
+}
+
+func (p *notificationPager) applyCursors(query *NotificationQuery, after, before *Cursor) (*NotificationQuery, error) {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	for _, predicate := range entgql.CursorsPredicate(after, before, DefaultNotificationOrder.Field.column, p.order.Field.column, direction) {
+		query = query.Where(predicate)
+	}
+	return query, nil
+}
+
+func (p *notificationPager) applyOrder(query *NotificationQuery) *NotificationQuery {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	query = query.Order(p.order.Field.toTerm(direction.OrderTermOption()))
+	if p.order.Field != DefaultNotificationOrder.Field {
+		query = query.Order(DefaultNotificationOrder.Field.toTerm(direction.OrderTermOption()))
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(p.order.Field.column)
+	}
+	return query
+}
+
+func (p *notificationPager) orderExpr(query *NotificationQuery) sql.Querier {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(p.order.Field.column)
+	}
+	return sql.ExprFunc(func(b *sql.Builder) {
+		b.Ident(p.order.Field.column).Pad().WriteString(string(direction))
+		if p.order.Field != DefaultNotificationOrder.Field {
+			b.Comma().Ident(DefaultNotificationOrder.Field.column).Pad().WriteString(string(direction))
+		}
+	})
+}
+
+// Paginate executes the query and returns a relay based cursor connection to Notification.
+func (_m *NotificationQuery) Paginate(
+	ctx context.Context, after *Cursor, first *int,
+	before *Cursor, last *int, opts ...NotificationPaginateOption,
+) (*NotificationConnection, error) {
+	if err := validateFirstLast(first, last); err != nil {
+		return nil, err
+	}
+	pager, err := newNotificationPager(opts, last != nil)
+	if err != nil {
+		return nil, err
+	}
+	if _m, err = pager.applyFilter(_m); err != nil {
+		return nil, err
+	}
+	conn := &NotificationConnection{Edges: []*NotificationEdge{}}
+	ignoredEdges := !hasCollectedField(ctx, edgesField)
+	if hasCollectedField(ctx, totalCountField) || hasCollectedField(ctx, pageInfoField) {
+		hasPagination := after != nil || first != nil || before != nil || last != nil
+		if hasPagination || ignoredEdges {
+			c := _m.Clone()
+			c.ctx.Fields = nil
+			if conn.TotalCount, err = c.Count(ctx); err != nil {
+				return nil, err
+			}
+			conn.PageInfo.HasNextPage = first != nil && conn.TotalCount > 0
+			conn.PageInfo.HasPreviousPage = last != nil && conn.TotalCount > 0
+		}
+	}
+	if ignoredEdges || (first != nil && *first == 0) || (last != nil && *last == 0) {
+		return conn, nil
+	}
+	if _m, err = pager.applyCursors(_m, after, before); err != nil {
+		return nil, err
+	}
+	limit := paginateLimit(first, last)
+	if limit != 0 {
+		_m.Limit(limit)
+	}
+	if field := collectedField(ctx, edgesField, nodeField); field != nil {
+		if err := _m.collectField(ctx, limit == 1, graphql.GetOperationContext(ctx), *field, []string{edgesField, nodeField}); err != nil {
+			return nil, err
+		}
+	}
+	_m = pager.applyOrder(_m)
+	nodes, err := _m.All(ctx)
+	if err != nil {
+		return nil, err
+	}
+	conn.build(nodes, pager, after, first, before, last)
+	return conn, nil
+}
+
+var (
+	// NotificationOrderFieldCreatedAt orders Notification by created_at.
+	NotificationOrderFieldCreatedAt = &NotificationOrderField{
+		Value: func(_m *Notification) (ent.Value, error) {
+			return _m.CreatedAt, nil
+		},
+		column: notification.FieldCreatedAt,
+		toTerm: notification.ByCreatedAt,
+		toCursor: func(_m *Notification) Cursor {
+			return Cursor{
+				ID:    _m.ID,
+				Value: _m.CreatedAt,
+			}
+		},
+	}
+)
+
+// String implement fmt.Stringer interface.
+func (f NotificationOrderField) String() string {
+	var str string
+	switch f.column {
+	case NotificationOrderFieldCreatedAt.column:
+		str = "CREATED_AT"
+	}
+	return str
+}
+
+// MarshalGQL implements graphql.Marshaler interface.
+func (f NotificationOrderField) MarshalGQL(w io.Writer) {
+	io.WriteString(w, strconv.Quote(f.String()))
+}
+
+// UnmarshalGQL implements graphql.Unmarshaler interface.
+func (f *NotificationOrderField) UnmarshalGQL(v interface{}) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("NotificationOrderField %T must be a string", v)
+	}
+	switch str {
+	case "CREATED_AT":
+		*f = *NotificationOrderFieldCreatedAt
+	default:
+		return fmt.Errorf("%s is not a valid NotificationOrderField", str)
+	}
+	return nil
+}
+
+// NotificationOrderField defines the ordering field of Notification.
+type NotificationOrderField struct {
+	// Value extracts the ordering value from the given Notification.
+	Value    func(*Notification) (ent.Value, error)
+	column   string // field or computed.
+	toTerm   func(...sql.OrderTermOption) notification.OrderOption
+	toCursor func(*Notification) Cursor
+}
+
+// NotificationOrder defines the ordering of Notification.
+type NotificationOrder struct {
+	Direction OrderDirection          `json:"direction"`
+	Field     *NotificationOrderField `json:"field"`
+}
+
+// DefaultNotificationOrder is the default ordering of Notification.
+var DefaultNotificationOrder = &NotificationOrder{
+	Direction: entgql.OrderDirectionAsc,
+	Field: &NotificationOrderField{
+		Value: func(_m *Notification) (ent.Value, error) {
+			return _m.ID, nil
+		},
+		column: notification.FieldID,
+		toTerm: notification.ByID,
+		toCursor: func(_m *Notification) Cursor {
+			return Cursor{ID: _m.ID}
+		},
+	},
+}
+
+// ToEdge converts Notification into NotificationEdge.
+func (_m *Notification) ToEdge(order *NotificationOrder) *NotificationEdge {
+	if order == nil {
+		order = DefaultNotificationOrder
+	}
+	return &NotificationEdge{
+		Node:   _m,
+		Cursor: order.Field.toCursor(_m),
+	}
+}
+
+// OrderEdge is the edge representation of Order.
+type OrderEdge struct {
+	Node   *Order `json:"node"`
+	Cursor Cursor `json:"cursor"`
+}
+
+// OrderConnection is the connection containing edges to Order.
+type OrderConnection struct {
+	Edges      []*OrderEdge `json:"edges"`
+	PageInfo   PageInfo     `json:"pageInfo"`
+	TotalCount int          `json:"totalCount"`
+}
+
+func (c *OrderConnection) build(nodes []*Order, pager *orderPager, after *Cursor, first *int, before *Cursor, last *int) {
+	c.PageInfo.HasNextPage = before != nil
+	c.PageInfo.HasPreviousPage = after != nil
+	if first != nil && *first+1 == len(nodes) {
+		c.PageInfo.HasNextPage = true
+		nodes = nodes[:len(nodes)-1]
+	} else if last != nil && *last+1 == len(nodes) {
+		c.PageInfo.HasPreviousPage = true
+		nodes = nodes[:len(nodes)-1]
+	}
+	var nodeAt func(int) *Order
+	if last != nil {
+		n := len(nodes) - 1
+		nodeAt = func(i int) *Order {
+			return nodes[n-i]
+		}
+	} else {
+		nodeAt = func(i int) *Order {
+			return nodes[i]
+		}
+	}
+	c.Edges = make([]*OrderEdge, len(nodes))
+	for i := range nodes {
+		node := nodeAt(i)
+		c.Edges[i] = &OrderEdge{
+			Node:   node,
+			Cursor: pager.toCursor(node),
+		}
+	}
+	if l := len(c.Edges); l > 0 {
+		c.PageInfo.StartCursor = &c.Edges[0].Cursor
+		c.PageInfo.EndCursor = &c.Edges[l-1].Cursor
+	}
+	if c.TotalCount == 0 {
+		c.TotalCount = len(nodes)
+	}
+}
+
+// OrderPaginateOption enables pagination customization.
+type OrderPaginateOption func(*orderPager) error
+
+// WithOrderOrder configures pagination ordering.
+func WithOrderOrder(order *OrderOrder) OrderPaginateOption {
+	if order == nil {
+		order = DefaultOrderOrder
+	}
+	o := *order
+	return func(pager *orderPager) error {
+		if err := o.Direction.Validate(); err != nil {
+			return err
+		}
+		if o.Field == nil {
+			o.Field = DefaultOrderOrder.Field
+		}
+		pager.order = &o
+		return nil
+	}
+}
+
+// WithOrderFilter configures pagination filter.
+func WithOrderFilter(filter func(*OrderQuery) (*OrderQuery, error)) OrderPaginateOption {
+	return func(pager *orderPager) error {
+		if filter == nil {
+			return errors.New("OrderQuery filter cannot be nil")
+		}
+		pager.filter = filter
+		return nil
+	}
+}
+
+type orderPager struct {
+	reverse bool
+	order   *OrderOrder
+	filter  func(*OrderQuery) (*OrderQuery, error)
+}
+
+func newOrderPager(opts []OrderPaginateOption, reverse bool) (*orderPager, error) {
+	pager := &orderPager{reverse: reverse}
+	for _, opt := range opts {
+		if err := opt(pager); err != nil {
+			return nil, err
+		}
+	}
+	if pager.order == nil {
+		pager.order = DefaultOrderOrder
+	}
+	return pager, nil
+}
+
+func (p *orderPager) applyFilter(query *OrderQuery) (*OrderQuery, error) {
+	if p.filter != nil {
+		return p.filter(query)
+	}
+	return query, nil
+}
+
+func (p *orderPager) toCursor(_m *Order) Cursor {
+	return p.order.Field.toCursor(_m)
+}
+
+func (p *orderPager) applyCursors(query *OrderQuery, after, before *Cursor) (*OrderQuery, error) {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	for _, predicate := range entgql.CursorsPredicate(after, before, DefaultOrderOrder.Field.column, p.order.Field.column, direction) {
+		query = query.Where(predicate)
+	}
+	return query, nil
+}
+
+func (p *orderPager) applyOrder(query *OrderQuery) *OrderQuery {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	query = query.Order(p.order.Field.toTerm(direction.OrderTermOption()))
+	if p.order.Field != DefaultOrderOrder.Field {
+		query = query.Order(DefaultOrderOrder.Field.toTerm(direction.OrderTermOption()))
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(p.order.Field.column)
+	}
+	return query
+}
+
+func (p *orderPager) orderExpr(query *OrderQuery) sql.Querier {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(p.order.Field.column)
+	}
+	return sql.ExprFunc(func(b *sql.Builder) {
+		b.Ident(p.order.Field.column).Pad().WriteString(string(direction))
+		if p.order.Field != DefaultOrderOrder.Field {
+			b.Comma().Ident(DefaultOrderOrder.Field.column).Pad().WriteString(string(direction))
+		}
+	})
+}
+
+// Paginate executes the query and returns a relay based cursor connection to Order.
+func (_m *OrderQuery) Paginate(
+	ctx context.Context, after *Cursor, first *int,
+	before *Cursor, last *int, opts ...OrderPaginateOption,
+) (*OrderConnection, error) {
+	if err := validateFirstLast(first, last); err != nil {
+		return nil, err
+	}
+	pager, err := newOrderPager(opts, last != nil)
+	if err != nil {
+		return nil, err
+	}
+	if _m, err = pager.applyFilter(_m); err != nil {
+		return nil, err
+	}
+	conn := &OrderConnection{Edges: []*OrderEdge{}}
+	ignoredEdges := !hasCollectedField(ctx, edgesField)
+	if hasCollectedField(ctx, totalCountField) || hasCollectedField(ctx, pageInfoField) {
+		hasPagination := after != nil || first != nil || before != nil || last != nil
+		if hasPagination || ignoredEdges {
+			c := _m.Clone()
+			c.ctx.Fields = nil
+			if conn.TotalCount, err = c.Count(ctx); err != nil {
+				return nil, err
+			}
+			conn.PageInfo.HasNextPage = first != nil && conn.TotalCount > 0
+			conn.PageInfo.HasPreviousPage = last != nil && conn.TotalCount > 0
+		}
+	}
+	if ignoredEdges || (first != nil && *first == 0) || (last != nil && *last == 0) {
+		return conn, nil
+	}
+	if _m, err = pager.applyCursors(_m, after, before); err != nil {
+		return nil, err
+	}
+	limit := paginateLimit(first, last)
+	if limit != 0 {
+		_m.Limit(limit)
+	}
+	if field := collectedField(ctx, edgesField, nodeField); field != nil {
+		if err := _m.collectField(ctx, limit == 1, graphql.GetOperationContext(ctx), *field, []string{edgesField, nodeField}); err != nil {
+			return nil, err
+		}
+	}
+	_m = pager.applyOrder(_m)
+	nodes, err := _m.All(ctx)
+	if err != nil {
+		return nil, err
+	}
+	conn.build(nodes, pager, after, first, before, last)
+	return conn, nil
+}
+
+var (
+	// OrderOrderFieldPaidAt orders Order by paid_at.
+	OrderOrderFieldPaidAt = &OrderOrderField{
+		Value: func(_m *Order) (ent.Value, error) {
+			return _m.PaidAt, nil
+		},
+		column: order.FieldPaidAt,
+		toTerm: order.ByPaidAt,
+		toCursor: func(_m *Order) Cursor {
+			return Cursor{
+				ID:    _m.ID,
+				Value: _m.PaidAt,
+			}
+		},
+	}
+)
+
+// String implement fmt.Stringer interface.
+func (f OrderOrderField) String() string {
+	var str string
+	switch f.column {
+	case OrderOrderFieldPaidAt.column:
+		str = "PAID_AT"
+	}
+	return str
+}
+
+// MarshalGQL implements graphql.Marshaler interface.
+func (f OrderOrderField) MarshalGQL(w io.Writer) {
+	io.WriteString(w, strconv.Quote(f.String()))
+}
+
+// UnmarshalGQL implements graphql.Unmarshaler interface.
+func (f *OrderOrderField) UnmarshalGQL(v interface{}) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("OrderOrderField %T must be a string", v)
+	}
+	switch str {
+	case "PAID_AT":
+		*f = *OrderOrderFieldPaidAt
+	default:
+		return fmt.Errorf("%s is not a valid OrderOrderField", str)
+	}
+	return nil
+}
+
+// OrderOrderField defines the ordering field of Order.
+type OrderOrderField struct {
+	// Value extracts the ordering value from the given Order.
+	Value    func(*Order) (ent.Value, error)
+	column   string // field or computed.
+	toTerm   func(...sql.OrderTermOption) order.OrderOption
+	toCursor func(*Order) Cursor
+}
+
+// OrderOrder defines the ordering of Order.
+type OrderOrder struct {
+	Direction OrderDirection   `json:"direction"`
+	Field     *OrderOrderField `json:"field"`
+}
+
+// DefaultOrderOrder is the default ordering of Order.
+var DefaultOrderOrder = &OrderOrder{
+	Direction: entgql.OrderDirectionAsc,
+	Field: &OrderOrderField{
+		Value: func(_m *Order) (ent.Value, error) {
+			return _m.ID, nil
+		},
+		column: order.FieldID,
+		toTerm: order.ByID,
+		toCursor: func(_m *Order) Cursor {
+			return Cursor{ID: _m.ID}
+		},
+	},
+}
+
+// ToEdge converts Order into OrderEdge.
+func (_m *Order) ToEdge(order *OrderOrder) *OrderEdge {
+	if order == nil {
+		order = DefaultOrderOrder
+	}
+	return &OrderEdge{
+		Node:   _m,
+		Cursor: order.Field.toCursor(_m),
+	}
+}
+
+// OrderItemEdge is the edge representation of OrderItem.
+type OrderItemEdge struct {
+	Node   *OrderItem `json:"node"`
+	Cursor Cursor     `json:"cursor"`
+}
+
+// OrderItemConnection is the connection containing edges to OrderItem.
+type OrderItemConnection struct {
+	Edges      []*OrderItemEdge `json:"edges"`
+	PageInfo   PageInfo         `json:"pageInfo"`
+	TotalCount int              `json:"totalCount"`
+}
+
+func (c *OrderItemConnection) build(nodes []*OrderItem, pager *orderitemPager, after *Cursor, first *int, before *Cursor, last *int) {
+	c.PageInfo.HasNextPage = before != nil
+	c.PageInfo.HasPreviousPage = after != nil
+	if first != nil && *first+1 == len(nodes) {
+		c.PageInfo.HasNextPage = true
+		nodes = nodes[:len(nodes)-1]
+	} else if last != nil && *last+1 == len(nodes) {
+		c.PageInfo.HasPreviousPage = true
+		nodes = nodes[:len(nodes)-1]
+	}
+	var nodeAt func(int) *OrderItem
+	if last != nil {
+		n := len(nodes) - 1
+		nodeAt = func(i int) *OrderItem {
+			return nodes[n-i]
+		}
+	} else {
+		nodeAt = func(i int) *OrderItem {
+			return nodes[i]
+		}
+	}
+	c.Edges = make([]*OrderItemEdge, len(nodes))
+	for i := range nodes {
+		node := nodeAt(i)
+		c.Edges[i] = &OrderItemEdge{
+			Node:   node,
+			Cursor: pager.toCursor(node),
+		}
+	}
+	if l := len(c.Edges); l > 0 {
+		c.PageInfo.StartCursor = &c.Edges[0].Cursor
+		c.PageInfo.EndCursor = &c.Edges[l-1].Cursor
+	}
+	if c.TotalCount == 0 {
+		c.TotalCount = len(nodes)
+	}
+}
+
+// OrderItemPaginateOption enables pagination customization.
+type OrderItemPaginateOption func(*orderitemPager) error
+
+// WithOrderItemOrder configures pagination ordering.
+func WithOrderItemOrder(order *OrderItemOrder) OrderItemPaginateOption {
+	if order == nil {
+		order = DefaultOrderItemOrder
+	}
+	o := *order
+	return func(pager *orderitemPager) error {
+		if err := o.Direction.Validate(); err != nil {
+			return err
+		}
+		if o.Field == nil {
+			o.Field = DefaultOrderItemOrder.Field
+		}
+		pager.order = &o
+		return nil
+	}
+}
+
+// WithOrderItemFilter configures pagination filter.
+func WithOrderItemFilter(filter func(*OrderItemQuery) (*OrderItemQuery, error)) OrderItemPaginateOption {
+	return func(pager *orderitemPager) error {
+		if filter == nil {
+			return errors.New("OrderItemQuery filter cannot be nil")
+		}
+		pager.filter = filter
+		return nil
+	}
+}
+
+type orderitemPager struct {
+	reverse bool
+	order   *OrderItemOrder
+	filter  func(*OrderItemQuery) (*OrderItemQuery, error)
+}
+
+func newOrderItemPager(opts []OrderItemPaginateOption, reverse bool) (*orderitemPager, error) {
+	pager := &orderitemPager{reverse: reverse}
+	for _, opt := range opts {
+		if err := opt(pager); err != nil {
+			return nil, err
+		}
+	}
+	if pager.order == nil {
+		pager.order = DefaultOrderItemOrder
+	}
+	return pager, nil
+}
+
+func (p *orderitemPager) applyFilter(query *OrderItemQuery) (*OrderItemQuery, error) {
+	if p.filter != nil {
+		return p.filter(query)
+	}
+	return query, nil
+}
+
+func (p *orderitemPager) toCursor(_m *OrderItem) Cursor {
+	return p.order.Field.toCursor(_m)
+}
+
+func (p *orderitemPager) applyCursors(query *OrderItemQuery, after, before *Cursor) (*OrderItemQuery, error) {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	for _, predicate := range entgql.CursorsPredicate(after, before, DefaultOrderItemOrder.Field.column, p.order.Field.column, direction) {
+		query = query.Where(predicate)
+	}
+	return query, nil
+}
+
+func (p *orderitemPager) applyOrder(query *OrderItemQuery) *OrderItemQuery {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	query = query.Order(p.order.Field.toTerm(direction.OrderTermOption()))
+	if p.order.Field != DefaultOrderItemOrder.Field {
+		query = query.Order(DefaultOrderItemOrder.Field.toTerm(direction.OrderTermOption()))
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(p.order.Field.column)
+	}
+	return query
+}
+
+func (p *orderitemPager) orderExpr(query *OrderItemQuery) sql.Querier {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(p.order.Field.column)
+	}
+	return sql.ExprFunc(func(b *sql.Builder) {
+		b.Ident(p.order.Field.column).Pad().WriteString(string(direction))
+		if p.order.Field != DefaultOrderItemOrder.Field {
+			b.Comma().Ident(DefaultOrderItemOrder.Field.column).Pad().WriteString(string(direction))
+		}
+	})
+}
+
+// Paginate executes the query and returns a relay based cursor connection to OrderItem.
+func (_m *OrderItemQuery) Paginate(
+	ctx context.Context, after *Cursor, first *int,
+	before *Cursor, last *int, opts ...OrderItemPaginateOption,
+) (*OrderItemConnection, error) {
+	if err := validateFirstLast(first, last); err != nil {
+		return nil, err
+	}
+	pager, err := newOrderItemPager(opts, last != nil)
+	if err != nil {
+		return nil, err
+	}
+	if _m, err = pager.applyFilter(_m); err != nil {
+		return nil, err
+	}
+	conn := &OrderItemConnection{Edges: []*OrderItemEdge{}}
+	ignoredEdges := !hasCollectedField(ctx, edgesField)
+	if hasCollectedField(ctx, totalCountField) || hasCollectedField(ctx, pageInfoField) {
+		hasPagination := after != nil || first != nil || before != nil || last != nil
+		if hasPagination || ignoredEdges {
+			c := _m.Clone()
+			c.ctx.Fields = nil
+			if conn.TotalCount, err = c.Count(ctx); err != nil {
+				return nil, err
+			}
+			conn.PageInfo.HasNextPage = first != nil && conn.TotalCount > 0
+			conn.PageInfo.HasPreviousPage = last != nil && conn.TotalCount > 0
+		}
+	}
+	if ignoredEdges || (first != nil && *first == 0) || (last != nil && *last == 0) {
+		return conn, nil
+	}
+	if _m, err = pager.applyCursors(_m, after, before); err != nil {
+		return nil, err
+	}
+	limit := paginateLimit(first, last)
+	if limit != 0 {
+		_m.Limit(limit)
+	}
+	if field := collectedField(ctx, edgesField, nodeField); field != nil {
+		if err := _m.collectField(ctx, limit == 1, graphql.GetOperationContext(ctx), *field, []string{edgesField, nodeField}); err != nil {
+			return nil, err
+		}
+	}
+	_m = pager.applyOrder(_m)
+	nodes, err := _m.All(ctx)
+	if err != nil {
+		return nil, err
+	}
+	conn.build(nodes, pager, after, first, before, last)
+	return conn, nil
+}
+
+// OrderItemOrderField defines the ordering field of OrderItem.
+type OrderItemOrderField struct {
+	// Value extracts the ordering value from the given OrderItem.
+	Value    func(*OrderItem) (ent.Value, error)
+	column   string // field or computed.
+	toTerm   func(...sql.OrderTermOption) orderitem.OrderOption
+	toCursor func(*OrderItem) Cursor
+}
+
+// OrderItemOrder defines the ordering of OrderItem.
+type OrderItemOrder struct {
+	Direction OrderDirection       `json:"direction"`
+	Field     *OrderItemOrderField `json:"field"`
+}
+
+// DefaultOrderItemOrder is the default ordering of OrderItem.
+var DefaultOrderItemOrder = &OrderItemOrder{
+	Direction: entgql.OrderDirectionAsc,
+	Field: &OrderItemOrderField{
+		Value: func(_m *OrderItem) (ent.Value, error) {
+			return _m.ID, nil
+		},
+		column: orderitem.FieldID,
+		toTerm: orderitem.ByID,
+		toCursor: func(_m *OrderItem) Cursor {
+			return Cursor{ID: _m.ID}
+		},
+	},
+}
+
+// ToEdge converts OrderItem into OrderItemEdge.
+func (_m *OrderItem) ToEdge(order *OrderItemOrder) *OrderItemEdge {
+	if order == nil {
+		order = DefaultOrderItemOrder
+	}
+	return &OrderItemEdge{
+		Node:   _m,
+		Cursor: order.Field.toCursor(_m),
+	}
+}
+
+// PaidMembershipEdge is the edge representation of PaidMembership.
+type PaidMembershipEdge struct {
+	Node   *PaidMembership `json:"node"`
+	Cursor Cursor          `json:"cursor"`
+}
+
+// PaidMembershipConnection is the connection containing edges to PaidMembership.
+type PaidMembershipConnection struct {
+	Edges      []*PaidMembershipEdge `json:"edges"`
+	PageInfo   PageInfo              `json:"pageInfo"`
+	TotalCount int                   `json:"totalCount"`
+}
+
+func (c *PaidMembershipConnection) build(nodes []*PaidMembership, pager *paidmembershipPager, after *Cursor, first *int, before *Cursor, last *int) {
+	c.PageInfo.HasNextPage = before != nil
+	c.PageInfo.HasPreviousPage = after != nil
+	if first != nil && *first+1 == len(nodes) {
+		c.PageInfo.HasNextPage = true
+		nodes = nodes[:len(nodes)-1]
+	} else if last != nil && *last+1 == len(nodes) {
+		c.PageInfo.HasPreviousPage = true
+		nodes = nodes[:len(nodes)-1]
+	}
+	var nodeAt func(int) *PaidMembership
+	if last != nil {
+		n := len(nodes) - 1
+		nodeAt = func(i int) *PaidMembership {
+			return nodes[n-i]
+		}
+	} else {
+		nodeAt = func(i int) *PaidMembership {
+			return nodes[i]
+		}
+	}
+	c.Edges = make([]*PaidMembershipEdge, len(nodes))
+	for i := range nodes {
+		node := nodeAt(i)
+		c.Edges[i] = &PaidMembershipEdge{
+			Node:   node,
+			Cursor: pager.toCursor(node),
+		}
+	}
+	if l := len(c.Edges); l > 0 {
+		c.PageInfo.StartCursor = &c.Edges[0].Cursor
+		c.PageInfo.EndCursor = &c.Edges[l-1].Cursor
+	}
+	if c.TotalCount == 0 {
+		c.TotalCount = len(nodes)
+	}
+}
+
+// PaidMembershipPaginateOption enables pagination customization.
+type PaidMembershipPaginateOption func(*paidmembershipPager) error
+
+// WithPaidMembershipOrder configures pagination ordering.
+func WithPaidMembershipOrder(order *PaidMembershipOrder) PaidMembershipPaginateOption {
+	if order == nil {
+		order = DefaultPaidMembershipOrder
+	}
+	o := *order
+	return func(pager *paidmembershipPager) error {
+		if err := o.Direction.Validate(); err != nil {
+			return err
+		}
+		if o.Field == nil {
+			o.Field = DefaultPaidMembershipOrder.Field
+		}
+		pager.order = &o
+		return nil
+	}
+}
+
+// WithPaidMembershipFilter configures pagination filter.
+func WithPaidMembershipFilter(filter func(*PaidMembershipQuery) (*PaidMembershipQuery, error)) PaidMembershipPaginateOption {
+	return func(pager *paidmembershipPager) error {
+		if filter == nil {
+			return errors.New("PaidMembershipQuery filter cannot be nil")
+		}
+		pager.filter = filter
+		return nil
+	}
+}
+
+type paidmembershipPager struct {
+	reverse bool
+	order   *PaidMembershipOrder
+	filter  func(*PaidMembershipQuery) (*PaidMembershipQuery, error)
+}
+
+func newPaidMembershipPager(opts []PaidMembershipPaginateOption, reverse bool) (*paidmembershipPager, error) {
+	pager := &paidmembershipPager{reverse: reverse}
+	for _, opt := range opts {
+		if err := opt(pager); err != nil {
+			return nil, err
+		}
+	}
+	if pager.order == nil {
+		pager.order = DefaultPaidMembershipOrder
+	}
+	return pager, nil
+}
+
+func (p *paidmembershipPager) applyFilter(query *PaidMembershipQuery) (*PaidMembershipQuery, error) {
+	if p.filter != nil {
+		return p.filter(query)
+	}
+	return query, nil
+}
+
+func (p *paidmembershipPager) toCursor(_m *PaidMembership) Cursor {
+	return p.order.Field.toCursor(_m)
+}
+
+func (p *paidmembershipPager) applyCursors(query *PaidMembershipQuery, after, before *Cursor) (*PaidMembershipQuery, error) {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	for _, predicate := range entgql.CursorsPredicate(after, before, DefaultPaidMembershipOrder.Field.column, p.order.Field.column, direction) {
+		query = query.Where(predicate)
+	}
+	return query, nil
+}
+
+func (p *paidmembershipPager) applyOrder(query *PaidMembershipQuery) *PaidMembershipQuery {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	query = query.Order(p.order.Field.toTerm(direction.OrderTermOption()))
+	if p.order.Field != DefaultPaidMembershipOrder.Field {
+		query = query.Order(DefaultPaidMembershipOrder.Field.toTerm(direction.OrderTermOption()))
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(p.order.Field.column)
+	}
+	return query
+}
+
+func (p *paidmembershipPager) orderExpr(query *PaidMembershipQuery) sql.Querier {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(p.order.Field.column)
+	}
+	return sql.ExprFunc(func(b *sql.Builder) {
+		b.Ident(p.order.Field.column).Pad().WriteString(string(direction))
+		if p.order.Field != DefaultPaidMembershipOrder.Field {
+			b.Comma().Ident(DefaultPaidMembershipOrder.Field.column).Pad().WriteString(string(direction))
+		}
+	})
+}
+
+// Paginate executes the query and returns a relay based cursor connection to PaidMembership.
+func (_m *PaidMembershipQuery) Paginate(
+	ctx context.Context, after *Cursor, first *int,
+	before *Cursor, last *int, opts ...PaidMembershipPaginateOption,
+) (*PaidMembershipConnection, error) {
+	if err := validateFirstLast(first, last); err != nil {
+		return nil, err
+	}
+	pager, err := newPaidMembershipPager(opts, last != nil)
+	if err != nil {
+		return nil, err
+	}
+	if _m, err = pager.applyFilter(_m); err != nil {
+		return nil, err
+	}
+	conn := &PaidMembershipConnection{Edges: []*PaidMembershipEdge{}}
+	ignoredEdges := !hasCollectedField(ctx, edgesField)
+	if hasCollectedField(ctx, totalCountField) || hasCollectedField(ctx, pageInfoField) {
+		hasPagination := after != nil || first != nil || before != nil || last != nil
+		if hasPagination || ignoredEdges {
+			c := _m.Clone()
+			c.ctx.Fields = nil
+			if conn.TotalCount, err = c.Count(ctx); err != nil {
+				return nil, err
+			}
+			conn.PageInfo.HasNextPage = first != nil && conn.TotalCount > 0
+			conn.PageInfo.HasPreviousPage = last != nil && conn.TotalCount > 0
+		}
+	}
+	if ignoredEdges || (first != nil && *first == 0) || (last != nil && *last == 0) {
+		return conn, nil
+	}
+	if _m, err = pager.applyCursors(_m, after, before); err != nil {
+		return nil, err
+	}
+	limit := paginateLimit(first, last)
+	if limit != 0 {
+		_m.Limit(limit)
+	}
+	if field := collectedField(ctx, edgesField, nodeField); field != nil {
+		if err := _m.collectField(ctx, limit == 1, graphql.GetOperationContext(ctx), *field, []string{edgesField, nodeField}); err != nil {
+			return nil, err
+		}
+	}
+	_m = pager.applyOrder(_m)
+	nodes, err := _m.All(ctx)
+	if err != nil {
+		return nil, err
+	}
+	conn.build(nodes, pager, after, first, before, last)
+	return conn, nil
+}
+
+var (
+	// PaidMembershipOrderFieldCreatedAt orders PaidMembership by created_at.
+	PaidMembershipOrderFieldCreatedAt = &PaidMembershipOrderField{
+		Value: func(_m *PaidMembership) (ent.Value, error) {
+			return _m.CreatedAt, nil
+		},
+		column: paidmembership.FieldCreatedAt,
+		toTerm: paidmembership.ByCreatedAt,
+		toCursor: func(_m *PaidMembership) Cursor {
+			return Cursor{
+				ID:    _m.ID,
+				Value: _m.CreatedAt,
+			}
+		},
+	}
+)
+
+// String implement fmt.Stringer interface.
+func (f PaidMembershipOrderField) String() string {
+	var str string
+	switch f.column {
+	case PaidMembershipOrderFieldCreatedAt.column:
+		str = "CREATED_AT"
+	}
+	return str
+}
+
+// MarshalGQL implements graphql.Marshaler interface.
+func (f PaidMembershipOrderField) MarshalGQL(w io.Writer) {
+	io.WriteString(w, strconv.Quote(f.String()))
+}
+
+// UnmarshalGQL implements graphql.Unmarshaler interface.
+func (f *PaidMembershipOrderField) UnmarshalGQL(v interface{}) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("PaidMembershipOrderField %T must be a string", v)
+	}
+	switch str {
+	case "CREATED_AT":
+		*f = *PaidMembershipOrderFieldCreatedAt
+	default:
+		return fmt.Errorf("%s is not a valid PaidMembershipOrderField", str)
+	}
+	return nil
+}
+
+// PaidMembershipOrderField defines the ordering field of PaidMembership.
+type PaidMembershipOrderField struct {
+	// Value extracts the ordering value from the given PaidMembership.
+	Value    func(*PaidMembership) (ent.Value, error)
+	column   string // field or computed.
+	toTerm   func(...sql.OrderTermOption) paidmembership.OrderOption
+	toCursor func(*PaidMembership) Cursor
+}
+
+// PaidMembershipOrder defines the ordering of PaidMembership.
+type PaidMembershipOrder struct {
+	Direction OrderDirection            `json:"direction"`
+	Field     *PaidMembershipOrderField `json:"field"`
+}
+
+// DefaultPaidMembershipOrder is the default ordering of PaidMembership.
+var DefaultPaidMembershipOrder = &PaidMembershipOrder{
+	Direction: entgql.OrderDirectionAsc,
+	Field: &PaidMembershipOrderField{
+		Value: func(_m *PaidMembership) (ent.Value, error) {
+			return _m.ID, nil
+		},
+		column: paidmembership.FieldID,
+		toTerm: paidmembership.ByID,
+		toCursor: func(_m *PaidMembership) Cursor {
+			return Cursor{ID: _m.ID}
+		},
+	},
+}
+
+// ToEdge converts PaidMembership into PaidMembershipEdge.
+func (_m *PaidMembership) ToEdge(order *PaidMembershipOrder) *PaidMembershipEdge {
+	if order == nil {
+		order = DefaultPaidMembershipOrder
+	}
+	return &PaidMembershipEdge{
+		Node:   _m,
+		Cursor: order.Field.toCursor(_m),
+	}
+}
+
+// PaidMembershipPlanEdge is the edge representation of PaidMembershipPlan.
+type PaidMembershipPlanEdge struct {
+	Node   *PaidMembershipPlan `json:"node"`
+	Cursor Cursor              `json:"cursor"`
+}
+
+// PaidMembershipPlanConnection is the connection containing edges to PaidMembershipPlan.
+type PaidMembershipPlanConnection struct {
+	Edges      []*PaidMembershipPlanEdge `json:"edges"`
+	PageInfo   PageInfo                  `json:"pageInfo"`
+	TotalCount int                       `json:"totalCount"`
+}
+
+func (c *PaidMembershipPlanConnection) build(nodes []*PaidMembershipPlan, pager *paidmembershipplanPager, after *Cursor, first *int, before *Cursor, last *int) {
+	c.PageInfo.HasNextPage = before != nil
+	c.PageInfo.HasPreviousPage = after != nil
+	if first != nil && *first+1 == len(nodes) {
+		c.PageInfo.HasNextPage = true
+		nodes = nodes[:len(nodes)-1]
+	} else if last != nil && *last+1 == len(nodes) {
+		c.PageInfo.HasPreviousPage = true
+		nodes = nodes[:len(nodes)-1]
+	}
+	var nodeAt func(int) *PaidMembershipPlan
+	if last != nil {
+		n := len(nodes) - 1
+		nodeAt = func(i int) *PaidMembershipPlan {
+			return nodes[n-i]
+		}
+	} else {
+		nodeAt = func(i int) *PaidMembershipPlan {
+			return nodes[i]
+		}
+	}
+	c.Edges = make([]*PaidMembershipPlanEdge, len(nodes))
+	for i := range nodes {
+		node := nodeAt(i)
+		c.Edges[i] = &PaidMembershipPlanEdge{
+			Node:   node,
+			Cursor: pager.toCursor(node),
+		}
+	}
+	if l := len(c.Edges); l > 0 {
+		c.PageInfo.StartCursor = &c.Edges[0].Cursor
+		c.PageInfo.EndCursor = &c.Edges[l-1].Cursor
+	}
+	if c.TotalCount == 0 {
+		c.TotalCount = len(nodes)
+	}
+}
+
+// PaidMembershipPlanPaginateOption enables pagination customization.
+type PaidMembershipPlanPaginateOption func(*paidmembershipplanPager) error
+
+// WithPaidMembershipPlanOrder configures pagination ordering.
+func WithPaidMembershipPlanOrder(order *PaidMembershipPlanOrder) PaidMembershipPlanPaginateOption {
+	if order == nil {
+		order = DefaultPaidMembershipPlanOrder
+	}
+	o := *order
+	return func(pager *paidmembershipplanPager) error {
+		if err := o.Direction.Validate(); err != nil {
+			return err
+		}
+		if o.Field == nil {
+			o.Field = DefaultPaidMembershipPlanOrder.Field
+		}
+		pager.order = &o
+		return nil
+	}
+}
+
+// WithPaidMembershipPlanFilter configures pagination filter.
+func WithPaidMembershipPlanFilter(filter func(*PaidMembershipPlanQuery) (*PaidMembershipPlanQuery, error)) PaidMembershipPlanPaginateOption {
+	return func(pager *paidmembershipplanPager) error {
+		if filter == nil {
+			return errors.New("PaidMembershipPlanQuery filter cannot be nil")
+		}
+		pager.filter = filter
+		return nil
+	}
+}
+
+type paidmembershipplanPager struct {
+	reverse bool
+	order   *PaidMembershipPlanOrder
+	filter  func(*PaidMembershipPlanQuery) (*PaidMembershipPlanQuery, error)
+}
+
+func newPaidMembershipPlanPager(opts []PaidMembershipPlanPaginateOption, reverse bool) (*paidmembershipplanPager, error) {
+	pager := &paidmembershipplanPager{reverse: reverse}
+	for _, opt := range opts {
+		if err := opt(pager); err != nil {
+			return nil, err
+		}
+	}
+	if pager.order == nil {
+		pager.order = DefaultPaidMembershipPlanOrder
+	}
+	return pager, nil
+}
+
+func (p *paidmembershipplanPager) applyFilter(query *PaidMembershipPlanQuery) (*PaidMembershipPlanQuery, error) {
+	if p.filter != nil {
+		return p.filter(query)
+	}
+	return query, nil
+}
+
+func (p *paidmembershipplanPager) toCursor(_m *PaidMembershipPlan) Cursor {
+	return p.order.Field.toCursor(_m)
+}
+
+func (p *paidmembershipplanPager) applyCursors(query *PaidMembershipPlanQuery, after, before *Cursor) (*PaidMembershipPlanQuery, error) {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	for _, predicate := range entgql.CursorsPredicate(after, before, DefaultPaidMembershipPlanOrder.Field.column, p.order.Field.column, direction) {
+		query = query.Where(predicate)
+	}
+	return query, nil
+}
+
+func (p *paidmembershipplanPager) applyOrder(query *PaidMembershipPlanQuery) *PaidMembershipPlanQuery {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	query = query.Order(p.order.Field.toTerm(direction.OrderTermOption()))
+	if p.order.Field != DefaultPaidMembershipPlanOrder.Field {
+		query = query.Order(DefaultPaidMembershipPlanOrder.Field.toTerm(direction.OrderTermOption()))
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(p.order.Field.column)
+	}
+	return query
+}
+
+func (p *paidmembershipplanPager) orderExpr(query *PaidMembershipPlanQuery) sql.Querier {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(p.order.Field.column)
+	}
+	return sql.ExprFunc(func(b *sql.Builder) {
+		b.Ident(p.order.Field.column).Pad().WriteString(string(direction))
+		if p.order.Field != DefaultPaidMembershipPlanOrder.Field {
+			b.Comma().Ident(DefaultPaidMembershipPlanOrder.Field.column).Pad().WriteString(string(direction))
+		}
+	})
+}
+
+// Paginate executes the query and returns a relay based cursor connection to PaidMembershipPlan.
+func (_m *PaidMembershipPlanQuery) Paginate(
+	ctx context.Context, after *Cursor, first *int,
+	before *Cursor, last *int, opts ...PaidMembershipPlanPaginateOption,
+) (*PaidMembershipPlanConnection, error) {
+	if err := validateFirstLast(first, last); err != nil {
+		return nil, err
+	}
+	pager, err := newPaidMembershipPlanPager(opts, last != nil)
+	if err != nil {
+		return nil, err
+	}
+	if _m, err = pager.applyFilter(_m); err != nil {
+		return nil, err
+	}
+	conn := &PaidMembershipPlanConnection{Edges: []*PaidMembershipPlanEdge{}}
+	ignoredEdges := !hasCollectedField(ctx, edgesField)
+	if hasCollectedField(ctx, totalCountField) || hasCollectedField(ctx, pageInfoField) {
+		hasPagination := after != nil || first != nil || before != nil || last != nil
+		if hasPagination || ignoredEdges {
+			c := _m.Clone()
+			c.ctx.Fields = nil
+			if conn.TotalCount, err = c.Count(ctx); err != nil {
+				return nil, err
+			}
+			conn.PageInfo.HasNextPage = first != nil && conn.TotalCount > 0
+			conn.PageInfo.HasPreviousPage = last != nil && conn.TotalCount > 0
+		}
+	}
+	if ignoredEdges || (first != nil && *first == 0) || (last != nil && *last == 0) {
+		return conn, nil
+	}
+	if _m, err = pager.applyCursors(_m, after, before); err != nil {
+		return nil, err
+	}
+	limit := paginateLimit(first, last)
+	if limit != 0 {
+		_m.Limit(limit)
+	}
+	if field := collectedField(ctx, edgesField, nodeField); field != nil {
+		if err := _m.collectField(ctx, limit == 1, graphql.GetOperationContext(ctx), *field, []string{edgesField, nodeField}); err != nil {
+			return nil, err
+		}
+	}
+	_m = pager.applyOrder(_m)
+	nodes, err := _m.All(ctx)
+	if err != nil {
+		return nil, err
+	}
+	conn.build(nodes, pager, after, first, before, last)
+	return conn, nil
+}
+
+var (
+	// PaidMembershipPlanOrderFieldCreatedAt orders PaidMembershipPlan by created_at.
+	PaidMembershipPlanOrderFieldCreatedAt = &PaidMembershipPlanOrderField{
+		Value: func(_m *PaidMembershipPlan) (ent.Value, error) {
+			return _m.CreatedAt, nil
+		},
+		column: paidmembershipplan.FieldCreatedAt,
+		toTerm: paidmembershipplan.ByCreatedAt,
+		toCursor: func(_m *PaidMembershipPlan) Cursor {
+			return Cursor{
+				ID:    _m.ID,
+				Value: _m.CreatedAt,
+			}
+		},
+	}
+)
+
+// String implement fmt.Stringer interface.
+func (f PaidMembershipPlanOrderField) String() string {
+	var str string
+	switch f.column {
+	case PaidMembershipPlanOrderFieldCreatedAt.column:
+		str = "CREATED_AT"
+	}
+	return str
+}
+
+// MarshalGQL implements graphql.Marshaler interface.
+func (f PaidMembershipPlanOrderField) MarshalGQL(w io.Writer) {
+	io.WriteString(w, strconv.Quote(f.String()))
+}
+
+// UnmarshalGQL implements graphql.Unmarshaler interface.
+func (f *PaidMembershipPlanOrderField) UnmarshalGQL(v interface{}) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("PaidMembershipPlanOrderField %T must be a string", v)
+	}
+	switch str {
+	case "CREATED_AT":
+		*f = *PaidMembershipPlanOrderFieldCreatedAt
+	default:
+		return fmt.Errorf("%s is not a valid PaidMembershipPlanOrderField", str)
+	}
+	return nil
+}
+
+// PaidMembershipPlanOrderField defines the ordering field of PaidMembershipPlan.
+type PaidMembershipPlanOrderField struct {
+	// Value extracts the ordering value from the given PaidMembershipPlan.
+	Value    func(*PaidMembershipPlan) (ent.Value, error)
+	column   string // field or computed.
+	toTerm   func(...sql.OrderTermOption) paidmembershipplan.OrderOption
+	toCursor func(*PaidMembershipPlan) Cursor
+}
+
+// PaidMembershipPlanOrder defines the ordering of PaidMembershipPlan.
+type PaidMembershipPlanOrder struct {
+	Direction OrderDirection                `json:"direction"`
+	Field     *PaidMembershipPlanOrderField `json:"field"`
+}
+
+// DefaultPaidMembershipPlanOrder is the default ordering of PaidMembershipPlan.
+var DefaultPaidMembershipPlanOrder = &PaidMembershipPlanOrder{
+	Direction: entgql.OrderDirectionAsc,
+	Field: &PaidMembershipPlanOrderField{
+		Value: func(_m *PaidMembershipPlan) (ent.Value, error) {
+			return _m.ID, nil
+		},
+		column: paidmembershipplan.FieldID,
+		toTerm: paidmembershipplan.ByID,
+		toCursor: func(_m *PaidMembershipPlan) Cursor {
+			return Cursor{ID: _m.ID}
+		},
+	},
+}
+
+// ToEdge converts PaidMembershipPlan into PaidMembershipPlanEdge.
+func (_m *PaidMembershipPlan) ToEdge(order *PaidMembershipPlanOrder) *PaidMembershipPlanEdge {
+	if order == nil {
+		order = DefaultPaidMembershipPlanOrder
+	}
+	return &PaidMembershipPlanEdge{
+		Node:   _m,
+		Cursor: order.Field.toCursor(_m),
+	}
+}
+
+// PointsEntryEdge is the edge representation of PointsEntry.
+type PointsEntryEdge struct {
+	Node   *PointsEntry `json:"node"`
+	Cursor Cursor       `json:"cursor"`
+}
+
+// PointsEntryConnection is the connection containing edges to PointsEntry.
+type PointsEntryConnection struct {
+	Edges      []*PointsEntryEdge `json:"edges"`
+	PageInfo   PageInfo           `json:"pageInfo"`
+	TotalCount int                `json:"totalCount"`
+}
+
+func (c *PointsEntryConnection) build(nodes []*PointsEntry, pager *pointsentryPager, after *Cursor, first *int, before *Cursor, last *int) {
+	c.PageInfo.HasNextPage = before != nil
+	c.PageInfo.HasPreviousPage = after != nil
+	if first != nil && *first+1 == len(nodes) {
+		c.PageInfo.HasNextPage = true
+		nodes = nodes[:len(nodes)-1]
+	} else if last != nil && *last+1 == len(nodes) {
+		c.PageInfo.HasPreviousPage = true
+		nodes = nodes[:len(nodes)-1]
+	}
+	var nodeAt func(int) *PointsEntry
+	if last != nil {
+		n := len(nodes) - 1
+		nodeAt = func(i int) *PointsEntry {
+			return nodes[n-i]
+		}
+	} else {
+		nodeAt = func(i int) *PointsEntry {
+			return nodes[i]
+		}
+	}
+	c.Edges = make([]*PointsEntryEdge, len(nodes))
+	for i := range nodes {
+		node := nodeAt(i)
+		c.Edges[i] = &PointsEntryEdge{
+			Node:   node,
+			Cursor: pager.toCursor(node),
+		}
+	}
+	if l := len(c.Edges); l > 0 {
+		c.PageInfo.StartCursor = &c.Edges[0].Cursor
+		c.PageInfo.EndCursor = &c.Edges[l-1].Cursor
+	}
+	if c.TotalCount == 0 {
+		c.TotalCount = len(nodes)
+	}
+}
+
+// PointsEntryPaginateOption enables pagination customization.
+type PointsEntryPaginateOption func(*pointsentryPager) error
+
+// WithPointsEntryOrder configures pagination ordering.
+func WithPointsEntryOrder(order *PointsEntryOrder) PointsEntryPaginateOption {
+	if order == nil {
+		order = DefaultPointsEntryOrder
+	}
+	o := *order
+	return func(pager *pointsentryPager) error {
+		if err := o.Direction.Validate(); err != nil {
+			return err
+		}
+		if o.Field == nil {
+			o.Field = DefaultPointsEntryOrder.Field
+		}
+		pager.order = &o
+		return nil
+	}
+}
+
+// WithPointsEntryFilter configures pagination filter.
+func WithPointsEntryFilter(filter func(*PointsEntryQuery) (*PointsEntryQuery, error)) PointsEntryPaginateOption {
+	return func(pager *pointsentryPager) error {
+		if filter == nil {
+			return errors.New("PointsEntryQuery filter cannot be nil")
+		}
+		pager.filter = filter
+		return nil
+	}
+}
+
+type pointsentryPager struct {
+	reverse bool
+	order   *PointsEntryOrder
+	filter  func(*PointsEntryQuery) (*PointsEntryQuery, error)
+}
+
+func newPointsEntryPager(opts []PointsEntryPaginateOption, reverse bool) (*pointsentryPager, error) {
+	pager := &pointsentryPager{reverse: reverse}
+	for _, opt := range opts {
+		if err := opt(pager); err != nil {
+			return nil, err
+		}
+	}
+	if pager.order == nil {
+		pager.order = DefaultPointsEntryOrder
+	}
+	return pager, nil
+}
+
+func (p *pointsentryPager) applyFilter(query *PointsEntryQuery) (*PointsEntryQuery, error) {
+	if p.filter != nil {
+		return p.filter(query)
+	}
+	return query, nil
+}
+
+func (p *pointsentryPager) toCursor(_m *PointsEntry) Cursor {
+	return p.order.Field.toCursor(_m)
+}
+
+func (p *pointsentryPager) applyCursors(query *PointsEntryQuery, after, before *Cursor) (*PointsEntryQuery, error) {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	for _, predicate := range entgql.CursorsPredicate(after, before, DefaultPointsEntryOrder.Field.column, p.order.Field.column, direction) {
+		query = query.Where(predicate)
+	}
+	return query, nil
+}
+
+func (p *pointsentryPager) applyOrder(query *PointsEntryQuery) *PointsEntryQuery {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	query = query.Order(p.order.Field.toTerm(direction.OrderTermOption()))
+	if p.order.Field != DefaultPointsEntryOrder.Field {
+		query = query.Order(DefaultPointsEntryOrder.Field.toTerm(direction.OrderTermOption()))
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(p.order.Field.column)
+	}
+	return query
+}
+
+func (p *pointsentryPager) orderExpr(query *PointsEntryQuery) sql.Querier {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(p.order.Field.column)
+	}
+	return sql.ExprFunc(func(b *sql.Builder) {
+		b.Ident(p.order.Field.column).Pad().WriteString(string(direction))
+		if p.order.Field != DefaultPointsEntryOrder.Field {
+			b.Comma().Ident(DefaultPointsEntryOrder.Field.column).Pad().WriteString(string(direction))
+		}
+	})
+}
+
+// Paginate executes the query and returns a relay based cursor connection to PointsEntry.
+func (_m *PointsEntryQuery) Paginate(
+	ctx context.Context, after *Cursor, first *int,
+	before *Cursor, last *int, opts ...PointsEntryPaginateOption,
+) (*PointsEntryConnection, error) {
+	if err := validateFirstLast(first, last); err != nil {
+		return nil, err
+	}
+	pager, err := newPointsEntryPager(opts, last != nil)
+	if err != nil {
+		return nil, err
+	}
+	if _m, err = pager.applyFilter(_m); err != nil {
+		return nil, err
+	}
+	conn := &PointsEntryConnection{Edges: []*PointsEntryEdge{}}
+	ignoredEdges := !hasCollectedField(ctx, edgesField)
+	if hasCollectedField(ctx, totalCountField) || hasCollectedField(ctx, pageInfoField) {
+		hasPagination := after != nil || first != nil || before != nil || last != nil
+		if hasPagination || ignoredEdges {
+			c := _m.Clone()
+			c.ctx.Fields = nil
+			if conn.TotalCount, err = c.Count(ctx); err != nil {
+				return nil, err
+			}
+			conn.PageInfo.HasNextPage = first != nil && conn.TotalCount > 0
+			conn.PageInfo.HasPreviousPage = last != nil && conn.TotalCount > 0
+		}
+	}
+	if ignoredEdges || (first != nil && *first == 0) || (last != nil && *last == 0) {
+		return conn, nil
+	}
+	if _m, err = pager.applyCursors(_m, after, before); err != nil {
+		return nil, err
+	}
+	limit := paginateLimit(first, last)
+	if limit != 0 {
+		_m.Limit(limit)
+	}
+	if field := collectedField(ctx, edgesField, nodeField); field != nil {
+		if err := _m.collectField(ctx, limit == 1, graphql.GetOperationContext(ctx), *field, []string{edgesField, nodeField}); err != nil {
+			return nil, err
+		}
+	}
+	_m = pager.applyOrder(_m)
+	nodes, err := _m.All(ctx)
+	if err != nil {
+		return nil, err
+	}
+	conn.build(nodes, pager, after, first, before, last)
+	return conn, nil
+}
+
+var (
+	// PointsEntryOrderFieldOccurredAt orders PointsEntry by occurred_at.
+	PointsEntryOrderFieldOccurredAt = &PointsEntryOrderField{
+		Value: func(_m *PointsEntry) (ent.Value, error) {
+			return _m.OccurredAt, nil
+		},
+		column: pointsentry.FieldOccurredAt,
+		toTerm: pointsentry.ByOccurredAt,
+		toCursor: func(_m *PointsEntry) Cursor {
+			return Cursor{
+				ID:    _m.ID,
+				Value: _m.OccurredAt,
+			}
+		},
+	}
+)
+
+// String implement fmt.Stringer interface.
+func (f PointsEntryOrderField) String() string {
+	var str string
+	switch f.column {
+	case PointsEntryOrderFieldOccurredAt.column:
+		str = "OCCURRED_AT"
+	}
+	return str
+}
+
+// MarshalGQL implements graphql.Marshaler interface.
+func (f PointsEntryOrderField) MarshalGQL(w io.Writer) {
+	io.WriteString(w, strconv.Quote(f.String()))
+}
+
+// UnmarshalGQL implements graphql.Unmarshaler interface.
+func (f *PointsEntryOrderField) UnmarshalGQL(v interface{}) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("PointsEntryOrderField %T must be a string", v)
+	}
+	switch str {
+	case "OCCURRED_AT":
+		*f = *PointsEntryOrderFieldOccurredAt
+	default:
+		return fmt.Errorf("%s is not a valid PointsEntryOrderField", str)
+	}
+	return nil
+}
+
+// PointsEntryOrderField defines the ordering field of PointsEntry.
+type PointsEntryOrderField struct {
+	// Value extracts the ordering value from the given PointsEntry.
+	Value    func(*PointsEntry) (ent.Value, error)
+	column   string // field or computed.
+	toTerm   func(...sql.OrderTermOption) pointsentry.OrderOption
+	toCursor func(*PointsEntry) Cursor
+}
+
+// PointsEntryOrder defines the ordering of PointsEntry.
+type PointsEntryOrder struct {
+	Direction OrderDirection         `json:"direction"`
+	Field     *PointsEntryOrderField `json:"field"`
+}
+
+// DefaultPointsEntryOrder is the default ordering of PointsEntry.
+var DefaultPointsEntryOrder = &PointsEntryOrder{
+	Direction: entgql.OrderDirectionAsc,
+	Field: &PointsEntryOrderField{
+		Value: func(_m *PointsEntry) (ent.Value, error) {
+			return _m.ID, nil
+		},
+		column: pointsentry.FieldID,
+		toTerm: pointsentry.ByID,
+		toCursor: func(_m *PointsEntry) Cursor {
+			return Cursor{ID: _m.ID}
+		},
+	},
+}
+
+// ToEdge converts PointsEntry into PointsEntryEdge.
+func (_m *PointsEntry) ToEdge(order *PointsEntryOrder) *PointsEntryEdge {
+	if order == nil {
+		order = DefaultPointsEntryOrder
+	}
+	return &PointsEntryEdge{
 		Node:   _m,
 		Cursor: order.Field.toCursor(_m),
 	}
@@ -2499,6 +5692,302 @@ func (_m *Store) ToEdge(order *StoreOrder) *StoreEdge {
 	}
 }
 
+// StoredValueEntryEdge is the edge representation of StoredValueEntry.
+type StoredValueEntryEdge struct {
+	Node   *StoredValueEntry `json:"node"`
+	Cursor Cursor            `json:"cursor"`
+}
+
+// StoredValueEntryConnection is the connection containing edges to StoredValueEntry.
+type StoredValueEntryConnection struct {
+	Edges      []*StoredValueEntryEdge `json:"edges"`
+	PageInfo   PageInfo                `json:"pageInfo"`
+	TotalCount int                     `json:"totalCount"`
+}
+
+func (c *StoredValueEntryConnection) build(nodes []*StoredValueEntry, pager *storedvalueentryPager, after *Cursor, first *int, before *Cursor, last *int) {
+	c.PageInfo.HasNextPage = before != nil
+	c.PageInfo.HasPreviousPage = after != nil
+	if first != nil && *first+1 == len(nodes) {
+		c.PageInfo.HasNextPage = true
+		nodes = nodes[:len(nodes)-1]
+	} else if last != nil && *last+1 == len(nodes) {
+		c.PageInfo.HasPreviousPage = true
+		nodes = nodes[:len(nodes)-1]
+	}
+	var nodeAt func(int) *StoredValueEntry
+	if last != nil {
+		n := len(nodes) - 1
+		nodeAt = func(i int) *StoredValueEntry {
+			return nodes[n-i]
+		}
+	} else {
+		nodeAt = func(i int) *StoredValueEntry {
+			return nodes[i]
+		}
+	}
+	c.Edges = make([]*StoredValueEntryEdge, len(nodes))
+	for i := range nodes {
+		node := nodeAt(i)
+		c.Edges[i] = &StoredValueEntryEdge{
+			Node:   node,
+			Cursor: pager.toCursor(node),
+		}
+	}
+	if l := len(c.Edges); l > 0 {
+		c.PageInfo.StartCursor = &c.Edges[0].Cursor
+		c.PageInfo.EndCursor = &c.Edges[l-1].Cursor
+	}
+	if c.TotalCount == 0 {
+		c.TotalCount = len(nodes)
+	}
+}
+
+// StoredValueEntryPaginateOption enables pagination customization.
+type StoredValueEntryPaginateOption func(*storedvalueentryPager) error
+
+// WithStoredValueEntryOrder configures pagination ordering.
+func WithStoredValueEntryOrder(order *StoredValueEntryOrder) StoredValueEntryPaginateOption {
+	if order == nil {
+		order = DefaultStoredValueEntryOrder
+	}
+	o := *order
+	return func(pager *storedvalueentryPager) error {
+		if err := o.Direction.Validate(); err != nil {
+			return err
+		}
+		if o.Field == nil {
+			o.Field = DefaultStoredValueEntryOrder.Field
+		}
+		pager.order = &o
+		return nil
+	}
+}
+
+// WithStoredValueEntryFilter configures pagination filter.
+func WithStoredValueEntryFilter(filter func(*StoredValueEntryQuery) (*StoredValueEntryQuery, error)) StoredValueEntryPaginateOption {
+	return func(pager *storedvalueentryPager) error {
+		if filter == nil {
+			return errors.New("StoredValueEntryQuery filter cannot be nil")
+		}
+		pager.filter = filter
+		return nil
+	}
+}
+
+type storedvalueentryPager struct {
+	reverse bool
+	order   *StoredValueEntryOrder
+	filter  func(*StoredValueEntryQuery) (*StoredValueEntryQuery, error)
+}
+
+func newStoredValueEntryPager(opts []StoredValueEntryPaginateOption, reverse bool) (*storedvalueentryPager, error) {
+	pager := &storedvalueentryPager{reverse: reverse}
+	for _, opt := range opts {
+		if err := opt(pager); err != nil {
+			return nil, err
+		}
+	}
+	if pager.order == nil {
+		pager.order = DefaultStoredValueEntryOrder
+	}
+	return pager, nil
+}
+
+func (p *storedvalueentryPager) applyFilter(query *StoredValueEntryQuery) (*StoredValueEntryQuery, error) {
+	if p.filter != nil {
+		return p.filter(query)
+	}
+	return query, nil
+}
+
+func (p *storedvalueentryPager) toCursor(_m *StoredValueEntry) Cursor {
+	return p.order.Field.toCursor(_m)
+}
+
+func (p *storedvalueentryPager) applyCursors(query *StoredValueEntryQuery, after, before *Cursor) (*StoredValueEntryQuery, error) {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	for _, predicate := range entgql.CursorsPredicate(after, before, DefaultStoredValueEntryOrder.Field.column, p.order.Field.column, direction) {
+		query = query.Where(predicate)
+	}
+	return query, nil
+}
+
+func (p *storedvalueentryPager) applyOrder(query *StoredValueEntryQuery) *StoredValueEntryQuery {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	query = query.Order(p.order.Field.toTerm(direction.OrderTermOption()))
+	if p.order.Field != DefaultStoredValueEntryOrder.Field {
+		query = query.Order(DefaultStoredValueEntryOrder.Field.toTerm(direction.OrderTermOption()))
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(p.order.Field.column)
+	}
+	return query
+}
+
+func (p *storedvalueentryPager) orderExpr(query *StoredValueEntryQuery) sql.Querier {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(p.order.Field.column)
+	}
+	return sql.ExprFunc(func(b *sql.Builder) {
+		b.Ident(p.order.Field.column).Pad().WriteString(string(direction))
+		if p.order.Field != DefaultStoredValueEntryOrder.Field {
+			b.Comma().Ident(DefaultStoredValueEntryOrder.Field.column).Pad().WriteString(string(direction))
+		}
+	})
+}
+
+// Paginate executes the query and returns a relay based cursor connection to StoredValueEntry.
+func (_m *StoredValueEntryQuery) Paginate(
+	ctx context.Context, after *Cursor, first *int,
+	before *Cursor, last *int, opts ...StoredValueEntryPaginateOption,
+) (*StoredValueEntryConnection, error) {
+	if err := validateFirstLast(first, last); err != nil {
+		return nil, err
+	}
+	pager, err := newStoredValueEntryPager(opts, last != nil)
+	if err != nil {
+		return nil, err
+	}
+	if _m, err = pager.applyFilter(_m); err != nil {
+		return nil, err
+	}
+	conn := &StoredValueEntryConnection{Edges: []*StoredValueEntryEdge{}}
+	ignoredEdges := !hasCollectedField(ctx, edgesField)
+	if hasCollectedField(ctx, totalCountField) || hasCollectedField(ctx, pageInfoField) {
+		hasPagination := after != nil || first != nil || before != nil || last != nil
+		if hasPagination || ignoredEdges {
+			c := _m.Clone()
+			c.ctx.Fields = nil
+			if conn.TotalCount, err = c.Count(ctx); err != nil {
+				return nil, err
+			}
+			conn.PageInfo.HasNextPage = first != nil && conn.TotalCount > 0
+			conn.PageInfo.HasPreviousPage = last != nil && conn.TotalCount > 0
+		}
+	}
+	if ignoredEdges || (first != nil && *first == 0) || (last != nil && *last == 0) {
+		return conn, nil
+	}
+	if _m, err = pager.applyCursors(_m, after, before); err != nil {
+		return nil, err
+	}
+	limit := paginateLimit(first, last)
+	if limit != 0 {
+		_m.Limit(limit)
+	}
+	if field := collectedField(ctx, edgesField, nodeField); field != nil {
+		if err := _m.collectField(ctx, limit == 1, graphql.GetOperationContext(ctx), *field, []string{edgesField, nodeField}); err != nil {
+			return nil, err
+		}
+	}
+	_m = pager.applyOrder(_m)
+	nodes, err := _m.All(ctx)
+	if err != nil {
+		return nil, err
+	}
+	conn.build(nodes, pager, after, first, before, last)
+	return conn, nil
+}
+
+var (
+	// StoredValueEntryOrderFieldOccurredAt orders StoredValueEntry by occurred_at.
+	StoredValueEntryOrderFieldOccurredAt = &StoredValueEntryOrderField{
+		Value: func(_m *StoredValueEntry) (ent.Value, error) {
+			return _m.OccurredAt, nil
+		},
+		column: storedvalueentry.FieldOccurredAt,
+		toTerm: storedvalueentry.ByOccurredAt,
+		toCursor: func(_m *StoredValueEntry) Cursor {
+			return Cursor{
+				ID:    _m.ID,
+				Value: _m.OccurredAt,
+			}
+		},
+	}
+)
+
+// String implement fmt.Stringer interface.
+func (f StoredValueEntryOrderField) String() string {
+	var str string
+	switch f.column {
+	case StoredValueEntryOrderFieldOccurredAt.column:
+		str = "OCCURRED_AT"
+	}
+	return str
+}
+
+// MarshalGQL implements graphql.Marshaler interface.
+func (f StoredValueEntryOrderField) MarshalGQL(w io.Writer) {
+	io.WriteString(w, strconv.Quote(f.String()))
+}
+
+// UnmarshalGQL implements graphql.Unmarshaler interface.
+func (f *StoredValueEntryOrderField) UnmarshalGQL(v interface{}) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("StoredValueEntryOrderField %T must be a string", v)
+	}
+	switch str {
+	case "OCCURRED_AT":
+		*f = *StoredValueEntryOrderFieldOccurredAt
+	default:
+		return fmt.Errorf("%s is not a valid StoredValueEntryOrderField", str)
+	}
+	return nil
+}
+
+// StoredValueEntryOrderField defines the ordering field of StoredValueEntry.
+type StoredValueEntryOrderField struct {
+	// Value extracts the ordering value from the given StoredValueEntry.
+	Value    func(*StoredValueEntry) (ent.Value, error)
+	column   string // field or computed.
+	toTerm   func(...sql.OrderTermOption) storedvalueentry.OrderOption
+	toCursor func(*StoredValueEntry) Cursor
+}
+
+// StoredValueEntryOrder defines the ordering of StoredValueEntry.
+type StoredValueEntryOrder struct {
+	Direction OrderDirection              `json:"direction"`
+	Field     *StoredValueEntryOrderField `json:"field"`
+}
+
+// DefaultStoredValueEntryOrder is the default ordering of StoredValueEntry.
+var DefaultStoredValueEntryOrder = &StoredValueEntryOrder{
+	Direction: entgql.OrderDirectionAsc,
+	Field: &StoredValueEntryOrderField{
+		Value: func(_m *StoredValueEntry) (ent.Value, error) {
+			return _m.ID, nil
+		},
+		column: storedvalueentry.FieldID,
+		toTerm: storedvalueentry.ByID,
+		toCursor: func(_m *StoredValueEntry) Cursor {
+			return Cursor{ID: _m.ID}
+		},
+	},
+}
+
+// ToEdge converts StoredValueEntry into StoredValueEntryEdge.
+func (_m *StoredValueEntry) ToEdge(order *StoredValueEntryOrder) *StoredValueEntryEdge {
+	if order == nil {
+		order = DefaultStoredValueEntryOrder
+	}
+	return &StoredValueEntryEdge{
+		Node:   _m,
+		Cursor: order.Field.toCursor(_m),
+	}
+}
+
 // TierEdge is the edge representation of Tier.
 type TierEdge struct {
 	Node   *Tier  `json:"node"`
@@ -2790,6 +6279,255 @@ func (_m *Tier) ToEdge(order *TierOrder) *TierEdge {
 		order = DefaultTierOrder
 	}
 	return &TierEdge{
+		Node:   _m,
+		Cursor: order.Field.toCursor(_m),
+	}
+}
+
+// TierChangeEdge is the edge representation of TierChange.
+type TierChangeEdge struct {
+	Node   *TierChange `json:"node"`
+	Cursor Cursor      `json:"cursor"`
+}
+
+// TierChangeConnection is the connection containing edges to TierChange.
+type TierChangeConnection struct {
+	Edges      []*TierChangeEdge `json:"edges"`
+	PageInfo   PageInfo          `json:"pageInfo"`
+	TotalCount int               `json:"totalCount"`
+}
+
+func (c *TierChangeConnection) build(nodes []*TierChange, pager *tierchangePager, after *Cursor, first *int, before *Cursor, last *int) {
+	c.PageInfo.HasNextPage = before != nil
+	c.PageInfo.HasPreviousPage = after != nil
+	if first != nil && *first+1 == len(nodes) {
+		c.PageInfo.HasNextPage = true
+		nodes = nodes[:len(nodes)-1]
+	} else if last != nil && *last+1 == len(nodes) {
+		c.PageInfo.HasPreviousPage = true
+		nodes = nodes[:len(nodes)-1]
+	}
+	var nodeAt func(int) *TierChange
+	if last != nil {
+		n := len(nodes) - 1
+		nodeAt = func(i int) *TierChange {
+			return nodes[n-i]
+		}
+	} else {
+		nodeAt = func(i int) *TierChange {
+			return nodes[i]
+		}
+	}
+	c.Edges = make([]*TierChangeEdge, len(nodes))
+	for i := range nodes {
+		node := nodeAt(i)
+		c.Edges[i] = &TierChangeEdge{
+			Node:   node,
+			Cursor: pager.toCursor(node),
+		}
+	}
+	if l := len(c.Edges); l > 0 {
+		c.PageInfo.StartCursor = &c.Edges[0].Cursor
+		c.PageInfo.EndCursor = &c.Edges[l-1].Cursor
+	}
+	if c.TotalCount == 0 {
+		c.TotalCount = len(nodes)
+	}
+}
+
+// TierChangePaginateOption enables pagination customization.
+type TierChangePaginateOption func(*tierchangePager) error
+
+// WithTierChangeOrder configures pagination ordering.
+func WithTierChangeOrder(order *TierChangeOrder) TierChangePaginateOption {
+	if order == nil {
+		order = DefaultTierChangeOrder
+	}
+	o := *order
+	return func(pager *tierchangePager) error {
+		if err := o.Direction.Validate(); err != nil {
+			return err
+		}
+		if o.Field == nil {
+			o.Field = DefaultTierChangeOrder.Field
+		}
+		pager.order = &o
+		return nil
+	}
+}
+
+// WithTierChangeFilter configures pagination filter.
+func WithTierChangeFilter(filter func(*TierChangeQuery) (*TierChangeQuery, error)) TierChangePaginateOption {
+	return func(pager *tierchangePager) error {
+		if filter == nil {
+			return errors.New("TierChangeQuery filter cannot be nil")
+		}
+		pager.filter = filter
+		return nil
+	}
+}
+
+type tierchangePager struct {
+	reverse bool
+	order   *TierChangeOrder
+	filter  func(*TierChangeQuery) (*TierChangeQuery, error)
+}
+
+func newTierChangePager(opts []TierChangePaginateOption, reverse bool) (*tierchangePager, error) {
+	pager := &tierchangePager{reverse: reverse}
+	for _, opt := range opts {
+		if err := opt(pager); err != nil {
+			return nil, err
+		}
+	}
+	if pager.order == nil {
+		pager.order = DefaultTierChangeOrder
+	}
+	return pager, nil
+}
+
+func (p *tierchangePager) applyFilter(query *TierChangeQuery) (*TierChangeQuery, error) {
+	if p.filter != nil {
+		return p.filter(query)
+	}
+	return query, nil
+}
+
+func (p *tierchangePager) toCursor(_m *TierChange) Cursor {
+	return p.order.Field.toCursor(_m)
+}
+
+func (p *tierchangePager) applyCursors(query *TierChangeQuery, after, before *Cursor) (*TierChangeQuery, error) {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	for _, predicate := range entgql.CursorsPredicate(after, before, DefaultTierChangeOrder.Field.column, p.order.Field.column, direction) {
+		query = query.Where(predicate)
+	}
+	return query, nil
+}
+
+func (p *tierchangePager) applyOrder(query *TierChangeQuery) *TierChangeQuery {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	query = query.Order(p.order.Field.toTerm(direction.OrderTermOption()))
+	if p.order.Field != DefaultTierChangeOrder.Field {
+		query = query.Order(DefaultTierChangeOrder.Field.toTerm(direction.OrderTermOption()))
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(p.order.Field.column)
+	}
+	return query
+}
+
+func (p *tierchangePager) orderExpr(query *TierChangeQuery) sql.Querier {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(p.order.Field.column)
+	}
+	return sql.ExprFunc(func(b *sql.Builder) {
+		b.Ident(p.order.Field.column).Pad().WriteString(string(direction))
+		if p.order.Field != DefaultTierChangeOrder.Field {
+			b.Comma().Ident(DefaultTierChangeOrder.Field.column).Pad().WriteString(string(direction))
+		}
+	})
+}
+
+// Paginate executes the query and returns a relay based cursor connection to TierChange.
+func (_m *TierChangeQuery) Paginate(
+	ctx context.Context, after *Cursor, first *int,
+	before *Cursor, last *int, opts ...TierChangePaginateOption,
+) (*TierChangeConnection, error) {
+	if err := validateFirstLast(first, last); err != nil {
+		return nil, err
+	}
+	pager, err := newTierChangePager(opts, last != nil)
+	if err != nil {
+		return nil, err
+	}
+	if _m, err = pager.applyFilter(_m); err != nil {
+		return nil, err
+	}
+	conn := &TierChangeConnection{Edges: []*TierChangeEdge{}}
+	ignoredEdges := !hasCollectedField(ctx, edgesField)
+	if hasCollectedField(ctx, totalCountField) || hasCollectedField(ctx, pageInfoField) {
+		hasPagination := after != nil || first != nil || before != nil || last != nil
+		if hasPagination || ignoredEdges {
+			c := _m.Clone()
+			c.ctx.Fields = nil
+			if conn.TotalCount, err = c.Count(ctx); err != nil {
+				return nil, err
+			}
+			conn.PageInfo.HasNextPage = first != nil && conn.TotalCount > 0
+			conn.PageInfo.HasPreviousPage = last != nil && conn.TotalCount > 0
+		}
+	}
+	if ignoredEdges || (first != nil && *first == 0) || (last != nil && *last == 0) {
+		return conn, nil
+	}
+	if _m, err = pager.applyCursors(_m, after, before); err != nil {
+		return nil, err
+	}
+	limit := paginateLimit(first, last)
+	if limit != 0 {
+		_m.Limit(limit)
+	}
+	if field := collectedField(ctx, edgesField, nodeField); field != nil {
+		if err := _m.collectField(ctx, limit == 1, graphql.GetOperationContext(ctx), *field, []string{edgesField, nodeField}); err != nil {
+			return nil, err
+		}
+	}
+	_m = pager.applyOrder(_m)
+	nodes, err := _m.All(ctx)
+	if err != nil {
+		return nil, err
+	}
+	conn.build(nodes, pager, after, first, before, last)
+	return conn, nil
+}
+
+// TierChangeOrderField defines the ordering field of TierChange.
+type TierChangeOrderField struct {
+	// Value extracts the ordering value from the given TierChange.
+	Value    func(*TierChange) (ent.Value, error)
+	column   string // field or computed.
+	toTerm   func(...sql.OrderTermOption) tierchange.OrderOption
+	toCursor func(*TierChange) Cursor
+}
+
+// TierChangeOrder defines the ordering of TierChange.
+type TierChangeOrder struct {
+	Direction OrderDirection        `json:"direction"`
+	Field     *TierChangeOrderField `json:"field"`
+}
+
+// DefaultTierChangeOrder is the default ordering of TierChange.
+var DefaultTierChangeOrder = &TierChangeOrder{
+	Direction: entgql.OrderDirectionAsc,
+	Field: &TierChangeOrderField{
+		Value: func(_m *TierChange) (ent.Value, error) {
+			return _m.ID, nil
+		},
+		column: tierchange.FieldID,
+		toTerm: tierchange.ByID,
+		toCursor: func(_m *TierChange) Cursor {
+			return Cursor{ID: _m.ID}
+		},
+	},
+}
+
+// ToEdge converts TierChange into TierChangeEdge.
+func (_m *TierChange) ToEdge(order *TierChangeOrder) *TierChangeEdge {
+	if order == nil {
+		order = DefaultTierChangeOrder
+	}
+	return &TierChangeEdge{
 		Node:   _m,
 		Cursor: order.Field.toCursor(_m),
 	}

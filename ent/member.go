@@ -9,6 +9,7 @@ import (
 
 	"entgo.io/ent"
 	"entgo.io/ent/dialect/sql"
+	"github.com/onemember/onemember/ent/account"
 	"github.com/onemember/onemember/ent/businessunit"
 	"github.com/onemember/onemember/ent/member"
 	"github.com/onemember/onemember/ent/schema/enum"
@@ -76,11 +77,13 @@ type MemberEdges struct {
 	Tier *Tier `json:"tier,omitempty"`
 	// Identities holds the value of the identities edge.
 	Identities []*Identity `json:"identities,omitempty"`
+	// Account holds the value of the account edge.
+	Account *Account `json:"account,omitempty"`
 	// MergedInto holds the value of the merged_into edge.
 	MergedInto *Member `json:"merged_into,omitempty"`
 	// loadedTypes holds the information for reporting if a
 	// type was loaded (or requested) in eager-loading or not.
-	loadedTypes [4]bool
+	loadedTypes [5]bool
 	// totalCount holds the count of the edges above.
 	totalCount [2]map[string]int
 
@@ -118,12 +121,23 @@ func (e MemberEdges) IdentitiesOrErr() ([]*Identity, error) {
 	return nil, &NotLoadedError{edge: "identities"}
 }
 
+// AccountOrErr returns the Account value or an error if the edge
+// was not loaded in eager-loading, or loaded but was not found.
+func (e MemberEdges) AccountOrErr() (*Account, error) {
+	if e.Account != nil {
+		return e.Account, nil
+	} else if e.loadedTypes[3] {
+		return nil, &NotFoundError{label: account.Label}
+	}
+	return nil, &NotLoadedError{edge: "account"}
+}
+
 // MergedIntoOrErr returns the MergedInto value or an error if the edge
 // was not loaded in eager-loading, or loaded but was not found.
 func (e MemberEdges) MergedIntoOrErr() (*Member, error) {
 	if e.MergedInto != nil {
 		return e.MergedInto, nil
-	} else if e.loadedTypes[3] {
+	} else if e.loadedTypes[4] {
 		return nil, &NotFoundError{label: member.Label}
 	}
 	return nil, &NotLoadedError{edge: "merged_into"}
@@ -321,6 +335,11 @@ func (_m *Member) QueryTier() *TierQuery {
 // QueryIdentities queries the "identities" edge of the Member entity.
 func (_m *Member) QueryIdentities() *IdentityQuery {
 	return NewMemberClient(_m.config).QueryIdentities(_m)
+}
+
+// QueryAccount queries the "account" edge of the Member entity.
+func (_m *Member) QueryAccount() *AccountQuery {
+	return NewMemberClient(_m.config).QueryAccount(_m)
 }
 
 // QueryMergedInto queries the "merged_into" edge of the Member entity.

@@ -11,6 +11,7 @@ import (
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
 	"entgo.io/ent/schema/field"
+	"github.com/onemember/onemember/ent/account"
 	"github.com/onemember/onemember/ent/businessunit"
 	"github.com/onemember/onemember/ent/identity"
 	"github.com/onemember/onemember/ent/member"
@@ -303,6 +304,25 @@ func (_c *MemberCreate) AddIdentities(v ...*Identity) *MemberCreate {
 	return _c.AddIdentityIDs(ids...)
 }
 
+// SetAccountID sets the "account" edge to the Account entity by ID.
+func (_c *MemberCreate) SetAccountID(id int) *MemberCreate {
+	_c.mutation.SetAccountID(id)
+	return _c
+}
+
+// SetNillableAccountID sets the "account" edge to the Account entity by ID if the given value is not nil.
+func (_c *MemberCreate) SetNillableAccountID(id *int) *MemberCreate {
+	if id != nil {
+		_c = _c.SetAccountID(*id)
+	}
+	return _c
+}
+
+// SetAccount sets the "account" edge to the Account entity.
+func (_c *MemberCreate) SetAccount(v *Account) *MemberCreate {
+	return _c.SetAccountID(v.ID)
+}
+
 // SetMergedInto sets the "merged_into" edge to the Member entity.
 func (_c *MemberCreate) SetMergedInto(v *Member) *MemberCreate {
 	return _c.SetMergedIntoID(v.ID)
@@ -584,6 +604,22 @@ func (_c *MemberCreate) createSpec() (*Member, *sqlgraph.CreateSpec) {
 			Bidi:    false,
 			Target: &sqlgraph.EdgeTarget{
 				IDSpec: sqlgraph.NewFieldSpec(identity.FieldID, field.TypeInt),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges = append(_spec.Edges, edge)
+	}
+	if nodes := _c.mutation.AccountIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2O,
+			Inverse: false,
+			Table:   member.AccountTable,
+			Columns: []string{member.AccountColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(account.FieldID, field.TypeInt),
 			},
 		}
 		for _, k := range nodes {

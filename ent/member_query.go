@@ -13,6 +13,7 @@ import (
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
 	"entgo.io/ent/schema/field"
+	"github.com/onemember/onemember/ent/account"
 	"github.com/onemember/onemember/ent/businessunit"
 	"github.com/onemember/onemember/ent/identity"
 	"github.com/onemember/onemember/ent/member"
@@ -30,6 +31,7 @@ type MemberQuery struct {
 	withSourceBusinessUnit *BusinessUnitQuery
 	withTier               *TierQuery
 	withIdentities         *IdentityQuery
+	withAccount            *AccountQuery
 	withMergedInto         *MemberQuery
 	loadTotal              []func(context.Context, []*Member) error
 	modifiers              []func(*sql.Selector)
@@ -129,6 +131,28 @@ func (_q *MemberQuery) QueryIdentities() *IdentityQuery {
 			sqlgraph.From(member.Table, member.FieldID, selector),
 			sqlgraph.To(identity.Table, identity.FieldID),
 			sqlgraph.Edge(sqlgraph.O2M, false, member.IdentitiesTable, member.IdentitiesColumn),
+		)
+		fromU = sqlgraph.SetNeighbors(_q.driver.Dialect(), step)
+		return fromU, nil
+	}
+	return query
+}
+
+// QueryAccount chains the current query on the "account" edge.
+func (_q *MemberQuery) QueryAccount() *AccountQuery {
+	query := (&AccountClient{config: _q.config}).Query()
+	query.path = func(ctx context.Context) (fromU *sql.Selector, err error) {
+		if err := _q.prepareQuery(ctx); err != nil {
+			return nil, err
+		}
+		selector := _q.sqlQuery(ctx)
+		if err := selector.Err(); err != nil {
+			return nil, err
+		}
+		step := sqlgraph.NewStep(
+			sqlgraph.From(member.Table, member.FieldID, selector),
+			sqlgraph.To(account.Table, account.FieldID),
+			sqlgraph.Edge(sqlgraph.O2O, false, member.AccountTable, member.AccountColumn),
 		)
 		fromU = sqlgraph.SetNeighbors(_q.driver.Dialect(), step)
 		return fromU, nil
@@ -353,6 +377,7 @@ func (_q *MemberQuery) Clone() *MemberQuery {
 		withSourceBusinessUnit: _q.withSourceBusinessUnit.Clone(),
 		withTier:               _q.withTier.Clone(),
 		withIdentities:         _q.withIdentities.Clone(),
+		withAccount:            _q.withAccount.Clone(),
 		withMergedInto:         _q.withMergedInto.Clone(),
 		// clone intermediate query.
 		sql:       _q.sql.Clone(),
@@ -391,6 +416,17 @@ func (_q *MemberQuery) WithIdentities(opts ...func(*IdentityQuery)) *MemberQuery
 		opt(query)
 	}
 	_q.withIdentities = query
+	return _q
+}
+
+// WithAccount tells the query-builder to eager-load the nodes that are connected to
+// the "account" edge. The optional arguments are used to configure the query builder of the edge.
+func (_q *MemberQuery) WithAccount(opts ...func(*AccountQuery)) *MemberQuery {
+	query := (&AccountClient{config: _q.config}).Query()
+	for _, opt := range opts {
+		opt(query)
+	}
+	_q.withAccount = query
 	return _q
 }
 
@@ -483,10 +519,11 @@ func (_q *MemberQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]*Membe
 	var (
 		nodes       = []*Member{}
 		_spec       = _q.querySpec()
-		loadedTypes = [4]bool{
+		loadedTypes = [5]bool{
 			_q.withSourceBusinessUnit != nil,
 			_q.withTier != nil,
 			_q.withIdentities != nil,
+			_q.withAccount != nil,
 			_q.withMergedInto != nil,
 		}
 	)
@@ -527,6 +564,12 @@ func (_q *MemberQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]*Membe
 		if err := _q.loadIdentities(ctx, query, nodes,
 			func(n *Member) { n.Edges.Identities = []*Identity{} },
 			func(n *Member, e *Identity) { n.Edges.Identities = append(n.Edges.Identities, e) }); err != nil {
+			return nil, err
+		}
+	}
+	if query := _q.withAccount; query != nil {
+		if err := _q.loadAccount(ctx, query, nodes, nil,
+			func(n *Member, e *Account) { n.Edges.Account = e }); err != nil {
 			return nil, err
 		}
 	}
@@ -630,6 +673,33 @@ func (_q *MemberQuery) loadIdentities(ctx context.Context, query *IdentityQuery,
 	}
 	query.Where(predicate.Identity(func(s *sql.Selector) {
 		s.Where(sql.InValues(s.C(member.IdentitiesColumn), fks...))
+	}))
+	neighbors, err := query.All(ctx)
+	if err != nil {
+		return err
+	}
+	for _, n := range neighbors {
+		fk := n.MemberID
+		node, ok := nodeids[fk]
+		if !ok {
+			return fmt.Errorf(`unexpected referenced foreign-key "member_id" returned %v for node %v`, fk, n.ID)
+		}
+		assign(node, n)
+	}
+	return nil
+}
+func (_q *MemberQuery) loadAccount(ctx context.Context, query *AccountQuery, nodes []*Member, init func(*Member), assign func(*Member, *Account)) error {
+	fks := make([]driver.Value, 0, len(nodes))
+	nodeids := make(map[int]*Member)
+	for i := range nodes {
+		fks = append(fks, nodes[i].ID)
+		nodeids[nodes[i].ID] = nodes[i]
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(account.FieldMemberID)
+	}
+	query.Where(predicate.Account(func(s *sql.Selector) {
+		s.Where(sql.InValues(s.C(member.AccountColumn), fks...))
 	}))
 	neighbors, err := query.All(ctx)
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
 	"entgo.io/ent/schema/field"
+	"github.com/onemember/onemember/ent/account"
 	"github.com/onemember/onemember/ent/identity"
 	"github.com/onemember/onemember/ent/member"
 	"github.com/onemember/onemember/ent/predicate"
@@ -318,6 +319,25 @@ func (_u *MemberUpdate) AddIdentities(v ...*Identity) *MemberUpdate {
 	return _u.AddIdentityIDs(ids...)
 }
 
+// SetAccountID sets the "account" edge to the Account entity by ID.
+func (_u *MemberUpdate) SetAccountID(id int) *MemberUpdate {
+	_u.mutation.SetAccountID(id)
+	return _u
+}
+
+// SetNillableAccountID sets the "account" edge to the Account entity by ID if the given value is not nil.
+func (_u *MemberUpdate) SetNillableAccountID(id *int) *MemberUpdate {
+	if id != nil {
+		_u = _u.SetAccountID(*id)
+	}
+	return _u
+}
+
+// SetAccount sets the "account" edge to the Account entity.
+func (_u *MemberUpdate) SetAccount(v *Account) *MemberUpdate {
+	return _u.SetAccountID(v.ID)
+}
+
 // SetMergedInto sets the "merged_into" edge to the Member entity.
 func (_u *MemberUpdate) SetMergedInto(v *Member) *MemberUpdate {
 	return _u.SetMergedIntoID(v.ID)
@@ -353,6 +373,12 @@ func (_u *MemberUpdate) RemoveIdentities(v ...*Identity) *MemberUpdate {
 		ids[i] = v[i].ID
 	}
 	return _u.RemoveIdentityIDs(ids...)
+}
+
+// ClearAccount clears the "account" edge to the Account entity.
+func (_u *MemberUpdate) ClearAccount() *MemberUpdate {
+	_u.mutation.ClearAccount()
+	return _u
 }
 
 // ClearMergedInto clears the "merged_into" edge to the Member entity.
@@ -574,6 +600,35 @@ func (_u *MemberUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 			Bidi:    false,
 			Target: &sqlgraph.EdgeTarget{
 				IDSpec: sqlgraph.NewFieldSpec(identity.FieldID, field.TypeInt),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Add = append(_spec.Edges.Add, edge)
+	}
+	if _u.mutation.AccountCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2O,
+			Inverse: false,
+			Table:   member.AccountTable,
+			Columns: []string{member.AccountColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(account.FieldID, field.TypeInt),
+			},
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.AccountIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2O,
+			Inverse: false,
+			Table:   member.AccountTable,
+			Columns: []string{member.AccountColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(account.FieldID, field.TypeInt),
 			},
 		}
 		for _, k := range nodes {
@@ -918,6 +973,25 @@ func (_u *MemberUpdateOne) AddIdentities(v ...*Identity) *MemberUpdateOne {
 	return _u.AddIdentityIDs(ids...)
 }
 
+// SetAccountID sets the "account" edge to the Account entity by ID.
+func (_u *MemberUpdateOne) SetAccountID(id int) *MemberUpdateOne {
+	_u.mutation.SetAccountID(id)
+	return _u
+}
+
+// SetNillableAccountID sets the "account" edge to the Account entity by ID if the given value is not nil.
+func (_u *MemberUpdateOne) SetNillableAccountID(id *int) *MemberUpdateOne {
+	if id != nil {
+		_u = _u.SetAccountID(*id)
+	}
+	return _u
+}
+
+// SetAccount sets the "account" edge to the Account entity.
+func (_u *MemberUpdateOne) SetAccount(v *Account) *MemberUpdateOne {
+	return _u.SetAccountID(v.ID)
+}
+
 // SetMergedInto sets the "merged_into" edge to the Member entity.
 func (_u *MemberUpdateOne) SetMergedInto(v *Member) *MemberUpdateOne {
 	return _u.SetMergedIntoID(v.ID)
@@ -953,6 +1027,12 @@ func (_u *MemberUpdateOne) RemoveIdentities(v ...*Identity) *MemberUpdateOne {
 		ids[i] = v[i].ID
 	}
 	return _u.RemoveIdentityIDs(ids...)
+}
+
+// ClearAccount clears the "account" edge to the Account entity.
+func (_u *MemberUpdateOne) ClearAccount() *MemberUpdateOne {
+	_u.mutation.ClearAccount()
+	return _u
 }
 
 // ClearMergedInto clears the "merged_into" edge to the Member entity.
@@ -1204,6 +1284,35 @@ func (_u *MemberUpdateOne) sqlSave(ctx context.Context) (_node *Member, err erro
 			Bidi:    false,
 			Target: &sqlgraph.EdgeTarget{
 				IDSpec: sqlgraph.NewFieldSpec(identity.FieldID, field.TypeInt),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Add = append(_spec.Edges.Add, edge)
+	}
+	if _u.mutation.AccountCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2O,
+			Inverse: false,
+			Table:   member.AccountTable,
+			Columns: []string{member.AccountColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(account.FieldID, field.TypeInt),
+			},
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.AccountIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2O,
+			Inverse: false,
+			Table:   member.AccountTable,
+			Columns: []string{member.AccountColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(account.FieldID, field.TypeInt),
 			},
 		}
 		for _, k := range nodes {

@@ -11,19 +11,39 @@ import (
 
 	"entgo.io/ent"
 	"entgo.io/ent/dialect/sql"
+	"github.com/onemember/onemember/ent/account"
 	"github.com/onemember/onemember/ent/apiclient"
 	"github.com/onemember/onemember/ent/auditlog"
 	"github.com/onemember/onemember/ent/benefit"
 	"github.com/onemember/onemember/ent/businessunit"
+	"github.com/onemember/onemember/ent/consent"
+	"github.com/onemember/onemember/ent/coupon"
+	"github.com/onemember/onemember/ent/coupontemplate"
+	"github.com/onemember/onemember/ent/earningrule"
+	"github.com/onemember/onemember/ent/growthentry"
 	"github.com/onemember/onemember/ent/identity"
 	"github.com/onemember/onemember/ent/member"
+	"github.com/onemember/onemember/ent/memberevent"
+	"github.com/onemember/onemember/ent/notification"
+	"github.com/onemember/onemember/ent/order"
+	"github.com/onemember/onemember/ent/orderitem"
+	"github.com/onemember/onemember/ent/orderpayment"
 	"github.com/onemember/onemember/ent/otpchallenge"
+	"github.com/onemember/onemember/ent/paidmembership"
+	"github.com/onemember/onemember/ent/paidmembershipplan"
+	"github.com/onemember/onemember/ent/paidmembershippurchase"
+	"github.com/onemember/onemember/ent/pointsallocation"
+	"github.com/onemember/onemember/ent/pointsentry"
+	"github.com/onemember/onemember/ent/pointslot"
 	"github.com/onemember/onemember/ent/predicate"
 	"github.com/onemember/onemember/ent/refreshtoken"
+	"github.com/onemember/onemember/ent/refund"
 	"github.com/onemember/onemember/ent/schema/enum"
 	"github.com/onemember/onemember/ent/staff"
 	"github.com/onemember/onemember/ent/store"
+	"github.com/onemember/onemember/ent/storedvalueentry"
 	"github.com/onemember/onemember/ent/tier"
+	"github.com/onemember/onemember/ent/tierchange"
 )
 
 const (
@@ -35,18 +55,1536 @@ const (
 	OpUpdateOne = ent.OpUpdateOne
 
 	// Node types.
-	TypeApiClient    = "ApiClient"
-	TypeAuditLog     = "AuditLog"
-	TypeBenefit      = "Benefit"
-	TypeBusinessUnit = "BusinessUnit"
-	TypeIdentity     = "Identity"
-	TypeMember       = "Member"
-	TypeOtpChallenge = "OtpChallenge"
-	TypeRefreshToken = "RefreshToken"
-	TypeStaff        = "Staff"
-	TypeStore        = "Store"
-	TypeTier         = "Tier"
+	TypeAccount                = "Account"
+	TypeApiClient              = "ApiClient"
+	TypeAuditLog               = "AuditLog"
+	TypeBenefit                = "Benefit"
+	TypeBusinessUnit           = "BusinessUnit"
+	TypeConsent                = "Consent"
+	TypeCoupon                 = "Coupon"
+	TypeCouponTemplate         = "CouponTemplate"
+	TypeEarningRule            = "EarningRule"
+	TypeGrowthEntry            = "GrowthEntry"
+	TypeIdentity               = "Identity"
+	TypeMember                 = "Member"
+	TypeMemberEvent            = "MemberEvent"
+	TypeNotification           = "Notification"
+	TypeOrder                  = "Order"
+	TypeOrderItem              = "OrderItem"
+	TypeOrderPayment           = "OrderPayment"
+	TypeOtpChallenge           = "OtpChallenge"
+	TypePaidMembership         = "PaidMembership"
+	TypePaidMembershipPlan     = "PaidMembershipPlan"
+	TypePaidMembershipPurchase = "PaidMembershipPurchase"
+	TypePointsAllocation       = "PointsAllocation"
+	TypePointsEntry            = "PointsEntry"
+	TypePointsLot              = "PointsLot"
+	TypeRefreshToken           = "RefreshToken"
+	TypeRefund                 = "Refund"
+	TypeStaff                  = "Staff"
+	TypeStore                  = "Store"
+	TypeStoredValueEntry       = "StoredValueEntry"
+	TypeTier                   = "Tier"
+	TypeTierChange             = "TierChange"
 )
+
+// AccountMutation represents an operation that mutates the Account nodes in the graph.
+type AccountMutation struct {
+	config
+	op                      Op
+	typ                     string
+	id                      *int
+	created_at              *time.Time
+	updated_at              *time.Time
+	points_balance          *int64
+	addpoints_balance       *int64
+	growth_value            *int64
+	addgrowth_value         *int64
+	stored_principal        *int64
+	addstored_principal     *int64
+	stored_bonus            *int64
+	addstored_bonus         *int64
+	event_seq               *int64
+	addevent_seq            *int64
+	pay_password_hash       *string
+	pay_failed_attempts     *int
+	addpay_failed_attempts  *int
+	pay_locked_until        *time.Time
+	successful_referrals    *int
+	addsuccessful_referrals *int
+	checkin_streak          *int
+	addcheckin_streak       *int
+	last_checkin_date       *string
+	profile_growth_awarded  *bool
+	tier_since              *time.Time
+	clearedFields           map[string]struct{}
+	member                  *int
+	clearedmember           bool
+	done                    bool
+	oldValue                func(context.Context) (*Account, error)
+	predicates              []predicate.Account
+}
+
+var _ ent.Mutation = (*AccountMutation)(nil)
+
+// accountOption allows management of the mutation configuration using functional options.
+type accountOption func(*AccountMutation)
+
+// newAccountMutation creates new mutation for the Account entity.
+func newAccountMutation(c config, op Op, opts ...accountOption) *AccountMutation {
+	m := &AccountMutation{
+		config:        c,
+		op:            op,
+		typ:           TypeAccount,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withAccountID sets the ID field of the mutation.
+func withAccountID(id int) accountOption {
+	return func(m *AccountMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *Account
+		)
+		m.oldValue = func(ctx context.Context) (*Account, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().Account.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withAccount sets the old Account of the mutation.
+func withAccount(node *Account) accountOption {
+	return func(m *AccountMutation) {
+		m.oldValue = func(context.Context) (*Account, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m AccountMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m AccountMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *AccountMutation) ID() (id int, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *AccountMutation) IDs(ctx context.Context) ([]int, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []int{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().Account.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetCreatedAt sets the "created_at" field.
+func (m *AccountMutation) SetCreatedAt(t time.Time) {
+	m.created_at = &t
+}
+
+// CreatedAt returns the value of the "created_at" field in the mutation.
+func (m *AccountMutation) CreatedAt() (r time.Time, exists bool) {
+	v := m.created_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCreatedAt returns the old "created_at" field's value of the Account entity.
+// If the Account object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AccountMutation) OldCreatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCreatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCreatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCreatedAt: %w", err)
+	}
+	return oldValue.CreatedAt, nil
+}
+
+// ResetCreatedAt resets all changes to the "created_at" field.
+func (m *AccountMutation) ResetCreatedAt() {
+	m.created_at = nil
+}
+
+// SetUpdatedAt sets the "updated_at" field.
+func (m *AccountMutation) SetUpdatedAt(t time.Time) {
+	m.updated_at = &t
+}
+
+// UpdatedAt returns the value of the "updated_at" field in the mutation.
+func (m *AccountMutation) UpdatedAt() (r time.Time, exists bool) {
+	v := m.updated_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldUpdatedAt returns the old "updated_at" field's value of the Account entity.
+// If the Account object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AccountMutation) OldUpdatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldUpdatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldUpdatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldUpdatedAt: %w", err)
+	}
+	return oldValue.UpdatedAt, nil
+}
+
+// ResetUpdatedAt resets all changes to the "updated_at" field.
+func (m *AccountMutation) ResetUpdatedAt() {
+	m.updated_at = nil
+}
+
+// SetMemberID sets the "member_id" field.
+func (m *AccountMutation) SetMemberID(i int) {
+	m.member = &i
+}
+
+// MemberID returns the value of the "member_id" field in the mutation.
+func (m *AccountMutation) MemberID() (r int, exists bool) {
+	v := m.member
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldMemberID returns the old "member_id" field's value of the Account entity.
+// If the Account object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AccountMutation) OldMemberID(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldMemberID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldMemberID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldMemberID: %w", err)
+	}
+	return oldValue.MemberID, nil
+}
+
+// ResetMemberID resets all changes to the "member_id" field.
+func (m *AccountMutation) ResetMemberID() {
+	m.member = nil
+}
+
+// SetPointsBalance sets the "points_balance" field.
+func (m *AccountMutation) SetPointsBalance(i int64) {
+	m.points_balance = &i
+	m.addpoints_balance = nil
+}
+
+// PointsBalance returns the value of the "points_balance" field in the mutation.
+func (m *AccountMutation) PointsBalance() (r int64, exists bool) {
+	v := m.points_balance
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPointsBalance returns the old "points_balance" field's value of the Account entity.
+// If the Account object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AccountMutation) OldPointsBalance(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPointsBalance is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPointsBalance requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPointsBalance: %w", err)
+	}
+	return oldValue.PointsBalance, nil
+}
+
+// AddPointsBalance adds i to the "points_balance" field.
+func (m *AccountMutation) AddPointsBalance(i int64) {
+	if m.addpoints_balance != nil {
+		*m.addpoints_balance += i
+	} else {
+		m.addpoints_balance = &i
+	}
+}
+
+// AddedPointsBalance returns the value that was added to the "points_balance" field in this mutation.
+func (m *AccountMutation) AddedPointsBalance() (r int64, exists bool) {
+	v := m.addpoints_balance
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetPointsBalance resets all changes to the "points_balance" field.
+func (m *AccountMutation) ResetPointsBalance() {
+	m.points_balance = nil
+	m.addpoints_balance = nil
+}
+
+// SetGrowthValue sets the "growth_value" field.
+func (m *AccountMutation) SetGrowthValue(i int64) {
+	m.growth_value = &i
+	m.addgrowth_value = nil
+}
+
+// GrowthValue returns the value of the "growth_value" field in the mutation.
+func (m *AccountMutation) GrowthValue() (r int64, exists bool) {
+	v := m.growth_value
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldGrowthValue returns the old "growth_value" field's value of the Account entity.
+// If the Account object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AccountMutation) OldGrowthValue(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldGrowthValue is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldGrowthValue requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldGrowthValue: %w", err)
+	}
+	return oldValue.GrowthValue, nil
+}
+
+// AddGrowthValue adds i to the "growth_value" field.
+func (m *AccountMutation) AddGrowthValue(i int64) {
+	if m.addgrowth_value != nil {
+		*m.addgrowth_value += i
+	} else {
+		m.addgrowth_value = &i
+	}
+}
+
+// AddedGrowthValue returns the value that was added to the "growth_value" field in this mutation.
+func (m *AccountMutation) AddedGrowthValue() (r int64, exists bool) {
+	v := m.addgrowth_value
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetGrowthValue resets all changes to the "growth_value" field.
+func (m *AccountMutation) ResetGrowthValue() {
+	m.growth_value = nil
+	m.addgrowth_value = nil
+}
+
+// SetStoredPrincipal sets the "stored_principal" field.
+func (m *AccountMutation) SetStoredPrincipal(i int64) {
+	m.stored_principal = &i
+	m.addstored_principal = nil
+}
+
+// StoredPrincipal returns the value of the "stored_principal" field in the mutation.
+func (m *AccountMutation) StoredPrincipal() (r int64, exists bool) {
+	v := m.stored_principal
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldStoredPrincipal returns the old "stored_principal" field's value of the Account entity.
+// If the Account object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AccountMutation) OldStoredPrincipal(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldStoredPrincipal is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldStoredPrincipal requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldStoredPrincipal: %w", err)
+	}
+	return oldValue.StoredPrincipal, nil
+}
+
+// AddStoredPrincipal adds i to the "stored_principal" field.
+func (m *AccountMutation) AddStoredPrincipal(i int64) {
+	if m.addstored_principal != nil {
+		*m.addstored_principal += i
+	} else {
+		m.addstored_principal = &i
+	}
+}
+
+// AddedStoredPrincipal returns the value that was added to the "stored_principal" field in this mutation.
+func (m *AccountMutation) AddedStoredPrincipal() (r int64, exists bool) {
+	v := m.addstored_principal
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetStoredPrincipal resets all changes to the "stored_principal" field.
+func (m *AccountMutation) ResetStoredPrincipal() {
+	m.stored_principal = nil
+	m.addstored_principal = nil
+}
+
+// SetStoredBonus sets the "stored_bonus" field.
+func (m *AccountMutation) SetStoredBonus(i int64) {
+	m.stored_bonus = &i
+	m.addstored_bonus = nil
+}
+
+// StoredBonus returns the value of the "stored_bonus" field in the mutation.
+func (m *AccountMutation) StoredBonus() (r int64, exists bool) {
+	v := m.stored_bonus
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldStoredBonus returns the old "stored_bonus" field's value of the Account entity.
+// If the Account object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AccountMutation) OldStoredBonus(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldStoredBonus is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldStoredBonus requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldStoredBonus: %w", err)
+	}
+	return oldValue.StoredBonus, nil
+}
+
+// AddStoredBonus adds i to the "stored_bonus" field.
+func (m *AccountMutation) AddStoredBonus(i int64) {
+	if m.addstored_bonus != nil {
+		*m.addstored_bonus += i
+	} else {
+		m.addstored_bonus = &i
+	}
+}
+
+// AddedStoredBonus returns the value that was added to the "stored_bonus" field in this mutation.
+func (m *AccountMutation) AddedStoredBonus() (r int64, exists bool) {
+	v := m.addstored_bonus
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetStoredBonus resets all changes to the "stored_bonus" field.
+func (m *AccountMutation) ResetStoredBonus() {
+	m.stored_bonus = nil
+	m.addstored_bonus = nil
+}
+
+// SetEventSeq sets the "event_seq" field.
+func (m *AccountMutation) SetEventSeq(i int64) {
+	m.event_seq = &i
+	m.addevent_seq = nil
+}
+
+// EventSeq returns the value of the "event_seq" field in the mutation.
+func (m *AccountMutation) EventSeq() (r int64, exists bool) {
+	v := m.event_seq
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldEventSeq returns the old "event_seq" field's value of the Account entity.
+// If the Account object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AccountMutation) OldEventSeq(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldEventSeq is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldEventSeq requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldEventSeq: %w", err)
+	}
+	return oldValue.EventSeq, nil
+}
+
+// AddEventSeq adds i to the "event_seq" field.
+func (m *AccountMutation) AddEventSeq(i int64) {
+	if m.addevent_seq != nil {
+		*m.addevent_seq += i
+	} else {
+		m.addevent_seq = &i
+	}
+}
+
+// AddedEventSeq returns the value that was added to the "event_seq" field in this mutation.
+func (m *AccountMutation) AddedEventSeq() (r int64, exists bool) {
+	v := m.addevent_seq
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetEventSeq resets all changes to the "event_seq" field.
+func (m *AccountMutation) ResetEventSeq() {
+	m.event_seq = nil
+	m.addevent_seq = nil
+}
+
+// SetPayPasswordHash sets the "pay_password_hash" field.
+func (m *AccountMutation) SetPayPasswordHash(s string) {
+	m.pay_password_hash = &s
+}
+
+// PayPasswordHash returns the value of the "pay_password_hash" field in the mutation.
+func (m *AccountMutation) PayPasswordHash() (r string, exists bool) {
+	v := m.pay_password_hash
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPayPasswordHash returns the old "pay_password_hash" field's value of the Account entity.
+// If the Account object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AccountMutation) OldPayPasswordHash(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPayPasswordHash is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPayPasswordHash requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPayPasswordHash: %w", err)
+	}
+	return oldValue.PayPasswordHash, nil
+}
+
+// ResetPayPasswordHash resets all changes to the "pay_password_hash" field.
+func (m *AccountMutation) ResetPayPasswordHash() {
+	m.pay_password_hash = nil
+}
+
+// SetPayFailedAttempts sets the "pay_failed_attempts" field.
+func (m *AccountMutation) SetPayFailedAttempts(i int) {
+	m.pay_failed_attempts = &i
+	m.addpay_failed_attempts = nil
+}
+
+// PayFailedAttempts returns the value of the "pay_failed_attempts" field in the mutation.
+func (m *AccountMutation) PayFailedAttempts() (r int, exists bool) {
+	v := m.pay_failed_attempts
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPayFailedAttempts returns the old "pay_failed_attempts" field's value of the Account entity.
+// If the Account object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AccountMutation) OldPayFailedAttempts(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPayFailedAttempts is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPayFailedAttempts requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPayFailedAttempts: %w", err)
+	}
+	return oldValue.PayFailedAttempts, nil
+}
+
+// AddPayFailedAttempts adds i to the "pay_failed_attempts" field.
+func (m *AccountMutation) AddPayFailedAttempts(i int) {
+	if m.addpay_failed_attempts != nil {
+		*m.addpay_failed_attempts += i
+	} else {
+		m.addpay_failed_attempts = &i
+	}
+}
+
+// AddedPayFailedAttempts returns the value that was added to the "pay_failed_attempts" field in this mutation.
+func (m *AccountMutation) AddedPayFailedAttempts() (r int, exists bool) {
+	v := m.addpay_failed_attempts
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetPayFailedAttempts resets all changes to the "pay_failed_attempts" field.
+func (m *AccountMutation) ResetPayFailedAttempts() {
+	m.pay_failed_attempts = nil
+	m.addpay_failed_attempts = nil
+}
+
+// SetPayLockedUntil sets the "pay_locked_until" field.
+func (m *AccountMutation) SetPayLockedUntil(t time.Time) {
+	m.pay_locked_until = &t
+}
+
+// PayLockedUntil returns the value of the "pay_locked_until" field in the mutation.
+func (m *AccountMutation) PayLockedUntil() (r time.Time, exists bool) {
+	v := m.pay_locked_until
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPayLockedUntil returns the old "pay_locked_until" field's value of the Account entity.
+// If the Account object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AccountMutation) OldPayLockedUntil(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPayLockedUntil is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPayLockedUntil requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPayLockedUntil: %w", err)
+	}
+	return oldValue.PayLockedUntil, nil
+}
+
+// ClearPayLockedUntil clears the value of the "pay_locked_until" field.
+func (m *AccountMutation) ClearPayLockedUntil() {
+	m.pay_locked_until = nil
+	m.clearedFields[account.FieldPayLockedUntil] = struct{}{}
+}
+
+// PayLockedUntilCleared returns if the "pay_locked_until" field was cleared in this mutation.
+func (m *AccountMutation) PayLockedUntilCleared() bool {
+	_, ok := m.clearedFields[account.FieldPayLockedUntil]
+	return ok
+}
+
+// ResetPayLockedUntil resets all changes to the "pay_locked_until" field.
+func (m *AccountMutation) ResetPayLockedUntil() {
+	m.pay_locked_until = nil
+	delete(m.clearedFields, account.FieldPayLockedUntil)
+}
+
+// SetSuccessfulReferrals sets the "successful_referrals" field.
+func (m *AccountMutation) SetSuccessfulReferrals(i int) {
+	m.successful_referrals = &i
+	m.addsuccessful_referrals = nil
+}
+
+// SuccessfulReferrals returns the value of the "successful_referrals" field in the mutation.
+func (m *AccountMutation) SuccessfulReferrals() (r int, exists bool) {
+	v := m.successful_referrals
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldSuccessfulReferrals returns the old "successful_referrals" field's value of the Account entity.
+// If the Account object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AccountMutation) OldSuccessfulReferrals(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldSuccessfulReferrals is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldSuccessfulReferrals requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldSuccessfulReferrals: %w", err)
+	}
+	return oldValue.SuccessfulReferrals, nil
+}
+
+// AddSuccessfulReferrals adds i to the "successful_referrals" field.
+func (m *AccountMutation) AddSuccessfulReferrals(i int) {
+	if m.addsuccessful_referrals != nil {
+		*m.addsuccessful_referrals += i
+	} else {
+		m.addsuccessful_referrals = &i
+	}
+}
+
+// AddedSuccessfulReferrals returns the value that was added to the "successful_referrals" field in this mutation.
+func (m *AccountMutation) AddedSuccessfulReferrals() (r int, exists bool) {
+	v := m.addsuccessful_referrals
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetSuccessfulReferrals resets all changes to the "successful_referrals" field.
+func (m *AccountMutation) ResetSuccessfulReferrals() {
+	m.successful_referrals = nil
+	m.addsuccessful_referrals = nil
+}
+
+// SetCheckinStreak sets the "checkin_streak" field.
+func (m *AccountMutation) SetCheckinStreak(i int) {
+	m.checkin_streak = &i
+	m.addcheckin_streak = nil
+}
+
+// CheckinStreak returns the value of the "checkin_streak" field in the mutation.
+func (m *AccountMutation) CheckinStreak() (r int, exists bool) {
+	v := m.checkin_streak
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCheckinStreak returns the old "checkin_streak" field's value of the Account entity.
+// If the Account object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AccountMutation) OldCheckinStreak(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCheckinStreak is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCheckinStreak requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCheckinStreak: %w", err)
+	}
+	return oldValue.CheckinStreak, nil
+}
+
+// AddCheckinStreak adds i to the "checkin_streak" field.
+func (m *AccountMutation) AddCheckinStreak(i int) {
+	if m.addcheckin_streak != nil {
+		*m.addcheckin_streak += i
+	} else {
+		m.addcheckin_streak = &i
+	}
+}
+
+// AddedCheckinStreak returns the value that was added to the "checkin_streak" field in this mutation.
+func (m *AccountMutation) AddedCheckinStreak() (r int, exists bool) {
+	v := m.addcheckin_streak
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetCheckinStreak resets all changes to the "checkin_streak" field.
+func (m *AccountMutation) ResetCheckinStreak() {
+	m.checkin_streak = nil
+	m.addcheckin_streak = nil
+}
+
+// SetLastCheckinDate sets the "last_checkin_date" field.
+func (m *AccountMutation) SetLastCheckinDate(s string) {
+	m.last_checkin_date = &s
+}
+
+// LastCheckinDate returns the value of the "last_checkin_date" field in the mutation.
+func (m *AccountMutation) LastCheckinDate() (r string, exists bool) {
+	v := m.last_checkin_date
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldLastCheckinDate returns the old "last_checkin_date" field's value of the Account entity.
+// If the Account object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AccountMutation) OldLastCheckinDate(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldLastCheckinDate is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldLastCheckinDate requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldLastCheckinDate: %w", err)
+	}
+	return oldValue.LastCheckinDate, nil
+}
+
+// ResetLastCheckinDate resets all changes to the "last_checkin_date" field.
+func (m *AccountMutation) ResetLastCheckinDate() {
+	m.last_checkin_date = nil
+}
+
+// SetProfileGrowthAwarded sets the "profile_growth_awarded" field.
+func (m *AccountMutation) SetProfileGrowthAwarded(b bool) {
+	m.profile_growth_awarded = &b
+}
+
+// ProfileGrowthAwarded returns the value of the "profile_growth_awarded" field in the mutation.
+func (m *AccountMutation) ProfileGrowthAwarded() (r bool, exists bool) {
+	v := m.profile_growth_awarded
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldProfileGrowthAwarded returns the old "profile_growth_awarded" field's value of the Account entity.
+// If the Account object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AccountMutation) OldProfileGrowthAwarded(ctx context.Context) (v bool, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldProfileGrowthAwarded is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldProfileGrowthAwarded requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldProfileGrowthAwarded: %w", err)
+	}
+	return oldValue.ProfileGrowthAwarded, nil
+}
+
+// ResetProfileGrowthAwarded resets all changes to the "profile_growth_awarded" field.
+func (m *AccountMutation) ResetProfileGrowthAwarded() {
+	m.profile_growth_awarded = nil
+}
+
+// SetTierSince sets the "tier_since" field.
+func (m *AccountMutation) SetTierSince(t time.Time) {
+	m.tier_since = &t
+}
+
+// TierSince returns the value of the "tier_since" field in the mutation.
+func (m *AccountMutation) TierSince() (r time.Time, exists bool) {
+	v := m.tier_since
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldTierSince returns the old "tier_since" field's value of the Account entity.
+// If the Account object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AccountMutation) OldTierSince(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldTierSince is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldTierSince requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldTierSince: %w", err)
+	}
+	return oldValue.TierSince, nil
+}
+
+// ClearTierSince clears the value of the "tier_since" field.
+func (m *AccountMutation) ClearTierSince() {
+	m.tier_since = nil
+	m.clearedFields[account.FieldTierSince] = struct{}{}
+}
+
+// TierSinceCleared returns if the "tier_since" field was cleared in this mutation.
+func (m *AccountMutation) TierSinceCleared() bool {
+	_, ok := m.clearedFields[account.FieldTierSince]
+	return ok
+}
+
+// ResetTierSince resets all changes to the "tier_since" field.
+func (m *AccountMutation) ResetTierSince() {
+	m.tier_since = nil
+	delete(m.clearedFields, account.FieldTierSince)
+}
+
+// ClearMember clears the "member" edge to the Member entity.
+func (m *AccountMutation) ClearMember() {
+	m.clearedmember = true
+	m.clearedFields[account.FieldMemberID] = struct{}{}
+}
+
+// MemberCleared reports if the "member" edge to the Member entity was cleared.
+func (m *AccountMutation) MemberCleared() bool {
+	return m.clearedmember
+}
+
+// MemberIDs returns the "member" edge IDs in the mutation.
+// Note that IDs always returns len(IDs) <= 1 for unique edges, and you should use
+// MemberID instead. It exists only for internal usage by the builders.
+func (m *AccountMutation) MemberIDs() (ids []int) {
+	if id := m.member; id != nil {
+		ids = append(ids, *id)
+	}
+	return
+}
+
+// ResetMember resets all changes to the "member" edge.
+func (m *AccountMutation) ResetMember() {
+	m.member = nil
+	m.clearedmember = false
+}
+
+// Where appends a list predicates to the AccountMutation builder.
+func (m *AccountMutation) Where(ps ...predicate.Account) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the AccountMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *AccountMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.Account, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *AccountMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *AccountMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (Account).
+func (m *AccountMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *AccountMutation) Fields() []string {
+	fields := make([]string, 0, 16)
+	if m.created_at != nil {
+		fields = append(fields, account.FieldCreatedAt)
+	}
+	if m.updated_at != nil {
+		fields = append(fields, account.FieldUpdatedAt)
+	}
+	if m.member != nil {
+		fields = append(fields, account.FieldMemberID)
+	}
+	if m.points_balance != nil {
+		fields = append(fields, account.FieldPointsBalance)
+	}
+	if m.growth_value != nil {
+		fields = append(fields, account.FieldGrowthValue)
+	}
+	if m.stored_principal != nil {
+		fields = append(fields, account.FieldStoredPrincipal)
+	}
+	if m.stored_bonus != nil {
+		fields = append(fields, account.FieldStoredBonus)
+	}
+	if m.event_seq != nil {
+		fields = append(fields, account.FieldEventSeq)
+	}
+	if m.pay_password_hash != nil {
+		fields = append(fields, account.FieldPayPasswordHash)
+	}
+	if m.pay_failed_attempts != nil {
+		fields = append(fields, account.FieldPayFailedAttempts)
+	}
+	if m.pay_locked_until != nil {
+		fields = append(fields, account.FieldPayLockedUntil)
+	}
+	if m.successful_referrals != nil {
+		fields = append(fields, account.FieldSuccessfulReferrals)
+	}
+	if m.checkin_streak != nil {
+		fields = append(fields, account.FieldCheckinStreak)
+	}
+	if m.last_checkin_date != nil {
+		fields = append(fields, account.FieldLastCheckinDate)
+	}
+	if m.profile_growth_awarded != nil {
+		fields = append(fields, account.FieldProfileGrowthAwarded)
+	}
+	if m.tier_since != nil {
+		fields = append(fields, account.FieldTierSince)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *AccountMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case account.FieldCreatedAt:
+		return m.CreatedAt()
+	case account.FieldUpdatedAt:
+		return m.UpdatedAt()
+	case account.FieldMemberID:
+		return m.MemberID()
+	case account.FieldPointsBalance:
+		return m.PointsBalance()
+	case account.FieldGrowthValue:
+		return m.GrowthValue()
+	case account.FieldStoredPrincipal:
+		return m.StoredPrincipal()
+	case account.FieldStoredBonus:
+		return m.StoredBonus()
+	case account.FieldEventSeq:
+		return m.EventSeq()
+	case account.FieldPayPasswordHash:
+		return m.PayPasswordHash()
+	case account.FieldPayFailedAttempts:
+		return m.PayFailedAttempts()
+	case account.FieldPayLockedUntil:
+		return m.PayLockedUntil()
+	case account.FieldSuccessfulReferrals:
+		return m.SuccessfulReferrals()
+	case account.FieldCheckinStreak:
+		return m.CheckinStreak()
+	case account.FieldLastCheckinDate:
+		return m.LastCheckinDate()
+	case account.FieldProfileGrowthAwarded:
+		return m.ProfileGrowthAwarded()
+	case account.FieldTierSince:
+		return m.TierSince()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *AccountMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case account.FieldCreatedAt:
+		return m.OldCreatedAt(ctx)
+	case account.FieldUpdatedAt:
+		return m.OldUpdatedAt(ctx)
+	case account.FieldMemberID:
+		return m.OldMemberID(ctx)
+	case account.FieldPointsBalance:
+		return m.OldPointsBalance(ctx)
+	case account.FieldGrowthValue:
+		return m.OldGrowthValue(ctx)
+	case account.FieldStoredPrincipal:
+		return m.OldStoredPrincipal(ctx)
+	case account.FieldStoredBonus:
+		return m.OldStoredBonus(ctx)
+	case account.FieldEventSeq:
+		return m.OldEventSeq(ctx)
+	case account.FieldPayPasswordHash:
+		return m.OldPayPasswordHash(ctx)
+	case account.FieldPayFailedAttempts:
+		return m.OldPayFailedAttempts(ctx)
+	case account.FieldPayLockedUntil:
+		return m.OldPayLockedUntil(ctx)
+	case account.FieldSuccessfulReferrals:
+		return m.OldSuccessfulReferrals(ctx)
+	case account.FieldCheckinStreak:
+		return m.OldCheckinStreak(ctx)
+	case account.FieldLastCheckinDate:
+		return m.OldLastCheckinDate(ctx)
+	case account.FieldProfileGrowthAwarded:
+		return m.OldProfileGrowthAwarded(ctx)
+	case account.FieldTierSince:
+		return m.OldTierSince(ctx)
+	}
+	return nil, fmt.Errorf("unknown Account field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *AccountMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case account.FieldCreatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCreatedAt(v)
+		return nil
+	case account.FieldUpdatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetUpdatedAt(v)
+		return nil
+	case account.FieldMemberID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetMemberID(v)
+		return nil
+	case account.FieldPointsBalance:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPointsBalance(v)
+		return nil
+	case account.FieldGrowthValue:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetGrowthValue(v)
+		return nil
+	case account.FieldStoredPrincipal:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetStoredPrincipal(v)
+		return nil
+	case account.FieldStoredBonus:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetStoredBonus(v)
+		return nil
+	case account.FieldEventSeq:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetEventSeq(v)
+		return nil
+	case account.FieldPayPasswordHash:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPayPasswordHash(v)
+		return nil
+	case account.FieldPayFailedAttempts:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPayFailedAttempts(v)
+		return nil
+	case account.FieldPayLockedUntil:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPayLockedUntil(v)
+		return nil
+	case account.FieldSuccessfulReferrals:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetSuccessfulReferrals(v)
+		return nil
+	case account.FieldCheckinStreak:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCheckinStreak(v)
+		return nil
+	case account.FieldLastCheckinDate:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetLastCheckinDate(v)
+		return nil
+	case account.FieldProfileGrowthAwarded:
+		v, ok := value.(bool)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetProfileGrowthAwarded(v)
+		return nil
+	case account.FieldTierSince:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetTierSince(v)
+		return nil
+	}
+	return fmt.Errorf("unknown Account field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *AccountMutation) AddedFields() []string {
+	var fields []string
+	if m.addpoints_balance != nil {
+		fields = append(fields, account.FieldPointsBalance)
+	}
+	if m.addgrowth_value != nil {
+		fields = append(fields, account.FieldGrowthValue)
+	}
+	if m.addstored_principal != nil {
+		fields = append(fields, account.FieldStoredPrincipal)
+	}
+	if m.addstored_bonus != nil {
+		fields = append(fields, account.FieldStoredBonus)
+	}
+	if m.addevent_seq != nil {
+		fields = append(fields, account.FieldEventSeq)
+	}
+	if m.addpay_failed_attempts != nil {
+		fields = append(fields, account.FieldPayFailedAttempts)
+	}
+	if m.addsuccessful_referrals != nil {
+		fields = append(fields, account.FieldSuccessfulReferrals)
+	}
+	if m.addcheckin_streak != nil {
+		fields = append(fields, account.FieldCheckinStreak)
+	}
+	return fields
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *AccountMutation) AddedField(name string) (ent.Value, bool) {
+	switch name {
+	case account.FieldPointsBalance:
+		return m.AddedPointsBalance()
+	case account.FieldGrowthValue:
+		return m.AddedGrowthValue()
+	case account.FieldStoredPrincipal:
+		return m.AddedStoredPrincipal()
+	case account.FieldStoredBonus:
+		return m.AddedStoredBonus()
+	case account.FieldEventSeq:
+		return m.AddedEventSeq()
+	case account.FieldPayFailedAttempts:
+		return m.AddedPayFailedAttempts()
+	case account.FieldSuccessfulReferrals:
+		return m.AddedSuccessfulReferrals()
+	case account.FieldCheckinStreak:
+		return m.AddedCheckinStreak()
+	}
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *AccountMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	case account.FieldPointsBalance:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddPointsBalance(v)
+		return nil
+	case account.FieldGrowthValue:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddGrowthValue(v)
+		return nil
+	case account.FieldStoredPrincipal:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddStoredPrincipal(v)
+		return nil
+	case account.FieldStoredBonus:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddStoredBonus(v)
+		return nil
+	case account.FieldEventSeq:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddEventSeq(v)
+		return nil
+	case account.FieldPayFailedAttempts:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddPayFailedAttempts(v)
+		return nil
+	case account.FieldSuccessfulReferrals:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddSuccessfulReferrals(v)
+		return nil
+	case account.FieldCheckinStreak:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddCheckinStreak(v)
+		return nil
+	}
+	return fmt.Errorf("unknown Account numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *AccountMutation) ClearedFields() []string {
+	var fields []string
+	if m.FieldCleared(account.FieldPayLockedUntil) {
+		fields = append(fields, account.FieldPayLockedUntil)
+	}
+	if m.FieldCleared(account.FieldTierSince) {
+		fields = append(fields, account.FieldTierSince)
+	}
+	return fields
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *AccountMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *AccountMutation) ClearField(name string) error {
+	switch name {
+	case account.FieldPayLockedUntil:
+		m.ClearPayLockedUntil()
+		return nil
+	case account.FieldTierSince:
+		m.ClearTierSince()
+		return nil
+	}
+	return fmt.Errorf("unknown Account nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *AccountMutation) ResetField(name string) error {
+	switch name {
+	case account.FieldCreatedAt:
+		m.ResetCreatedAt()
+		return nil
+	case account.FieldUpdatedAt:
+		m.ResetUpdatedAt()
+		return nil
+	case account.FieldMemberID:
+		m.ResetMemberID()
+		return nil
+	case account.FieldPointsBalance:
+		m.ResetPointsBalance()
+		return nil
+	case account.FieldGrowthValue:
+		m.ResetGrowthValue()
+		return nil
+	case account.FieldStoredPrincipal:
+		m.ResetStoredPrincipal()
+		return nil
+	case account.FieldStoredBonus:
+		m.ResetStoredBonus()
+		return nil
+	case account.FieldEventSeq:
+		m.ResetEventSeq()
+		return nil
+	case account.FieldPayPasswordHash:
+		m.ResetPayPasswordHash()
+		return nil
+	case account.FieldPayFailedAttempts:
+		m.ResetPayFailedAttempts()
+		return nil
+	case account.FieldPayLockedUntil:
+		m.ResetPayLockedUntil()
+		return nil
+	case account.FieldSuccessfulReferrals:
+		m.ResetSuccessfulReferrals()
+		return nil
+	case account.FieldCheckinStreak:
+		m.ResetCheckinStreak()
+		return nil
+	case account.FieldLastCheckinDate:
+		m.ResetLastCheckinDate()
+		return nil
+	case account.FieldProfileGrowthAwarded:
+		m.ResetProfileGrowthAwarded()
+		return nil
+	case account.FieldTierSince:
+		m.ResetTierSince()
+		return nil
+	}
+	return fmt.Errorf("unknown Account field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *AccountMutation) AddedEdges() []string {
+	edges := make([]string, 0, 1)
+	if m.member != nil {
+		edges = append(edges, account.EdgeMember)
+	}
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *AccountMutation) AddedIDs(name string) []ent.Value {
+	switch name {
+	case account.EdgeMember:
+		if id := m.member; id != nil {
+			return []ent.Value{*id}
+		}
+	}
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *AccountMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 1)
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *AccountMutation) RemovedIDs(name string) []ent.Value {
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *AccountMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 1)
+	if m.clearedmember {
+		edges = append(edges, account.EdgeMember)
+	}
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *AccountMutation) EdgeCleared(name string) bool {
+	switch name {
+	case account.EdgeMember:
+		return m.clearedmember
+	}
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *AccountMutation) ClearEdge(name string) error {
+	switch name {
+	case account.EdgeMember:
+		m.ClearMember()
+		return nil
+	}
+	return fmt.Errorf("unknown Account unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *AccountMutation) ResetEdge(name string) error {
+	switch name {
+	case account.EdgeMember:
+		m.ResetMember()
+		return nil
+	}
+	return fmt.Errorf("unknown Account edge %s", name)
+}
 
 // ApiClientMutation represents an operation that mutates the ApiClient nodes in the graph.
 type ApiClientMutation struct {
@@ -1812,6 +3350,9 @@ type BenefitMutation struct {
 	business_units        map[int]struct{}
 	removedbusiness_units map[int]struct{}
 	clearedbusiness_units bool
+	plans                 map[int]struct{}
+	removedplans          map[int]struct{}
+	clearedplans          bool
 	done                  bool
 	oldValue              func(context.Context) (*Benefit, error)
 	predicates            []predicate.Benefit
@@ -2239,6 +3780,60 @@ func (m *BenefitMutation) ResetBusinessUnits() {
 	m.removedbusiness_units = nil
 }
 
+// AddPlanIDs adds the "plans" edge to the PaidMembershipPlan entity by ids.
+func (m *BenefitMutation) AddPlanIDs(ids ...int) {
+	if m.plans == nil {
+		m.plans = make(map[int]struct{})
+	}
+	for i := range ids {
+		m.plans[ids[i]] = struct{}{}
+	}
+}
+
+// ClearPlans clears the "plans" edge to the PaidMembershipPlan entity.
+func (m *BenefitMutation) ClearPlans() {
+	m.clearedplans = true
+}
+
+// PlansCleared reports if the "plans" edge to the PaidMembershipPlan entity was cleared.
+func (m *BenefitMutation) PlansCleared() bool {
+	return m.clearedplans
+}
+
+// RemovePlanIDs removes the "plans" edge to the PaidMembershipPlan entity by IDs.
+func (m *BenefitMutation) RemovePlanIDs(ids ...int) {
+	if m.removedplans == nil {
+		m.removedplans = make(map[int]struct{})
+	}
+	for i := range ids {
+		delete(m.plans, ids[i])
+		m.removedplans[ids[i]] = struct{}{}
+	}
+}
+
+// RemovedPlans returns the removed IDs of the "plans" edge to the PaidMembershipPlan entity.
+func (m *BenefitMutation) RemovedPlansIDs() (ids []int) {
+	for id := range m.removedplans {
+		ids = append(ids, id)
+	}
+	return
+}
+
+// PlansIDs returns the "plans" edge IDs in the mutation.
+func (m *BenefitMutation) PlansIDs() (ids []int) {
+	for id := range m.plans {
+		ids = append(ids, id)
+	}
+	return
+}
+
+// ResetPlans resets all changes to the "plans" edge.
+func (m *BenefitMutation) ResetPlans() {
+	m.plans = nil
+	m.clearedplans = false
+	m.removedplans = nil
+}
+
 // Where appends a list predicates to the BenefitMutation builder.
 func (m *BenefitMutation) Where(ps ...predicate.Benefit) {
 	m.predicates = append(m.predicates, ps...)
@@ -2457,12 +4052,15 @@ func (m *BenefitMutation) ResetField(name string) error {
 
 // AddedEdges returns all edge names that were set/added in this mutation.
 func (m *BenefitMutation) AddedEdges() []string {
-	edges := make([]string, 0, 2)
+	edges := make([]string, 0, 3)
 	if m.tiers != nil {
 		edges = append(edges, benefit.EdgeTiers)
 	}
 	if m.business_units != nil {
 		edges = append(edges, benefit.EdgeBusinessUnits)
+	}
+	if m.plans != nil {
+		edges = append(edges, benefit.EdgePlans)
 	}
 	return edges
 }
@@ -2483,18 +4081,27 @@ func (m *BenefitMutation) AddedIDs(name string) []ent.Value {
 			ids = append(ids, id)
 		}
 		return ids
+	case benefit.EdgePlans:
+		ids := make([]ent.Value, 0, len(m.plans))
+		for id := range m.plans {
+			ids = append(ids, id)
+		}
+		return ids
 	}
 	return nil
 }
 
 // RemovedEdges returns all edge names that were removed in this mutation.
 func (m *BenefitMutation) RemovedEdges() []string {
-	edges := make([]string, 0, 2)
+	edges := make([]string, 0, 3)
 	if m.removedtiers != nil {
 		edges = append(edges, benefit.EdgeTiers)
 	}
 	if m.removedbusiness_units != nil {
 		edges = append(edges, benefit.EdgeBusinessUnits)
+	}
+	if m.removedplans != nil {
+		edges = append(edges, benefit.EdgePlans)
 	}
 	return edges
 }
@@ -2515,18 +4122,27 @@ func (m *BenefitMutation) RemovedIDs(name string) []ent.Value {
 			ids = append(ids, id)
 		}
 		return ids
+	case benefit.EdgePlans:
+		ids := make([]ent.Value, 0, len(m.removedplans))
+		for id := range m.removedplans {
+			ids = append(ids, id)
+		}
+		return ids
 	}
 	return nil
 }
 
 // ClearedEdges returns all edge names that were cleared in this mutation.
 func (m *BenefitMutation) ClearedEdges() []string {
-	edges := make([]string, 0, 2)
+	edges := make([]string, 0, 3)
 	if m.clearedtiers {
 		edges = append(edges, benefit.EdgeTiers)
 	}
 	if m.clearedbusiness_units {
 		edges = append(edges, benefit.EdgeBusinessUnits)
+	}
+	if m.clearedplans {
+		edges = append(edges, benefit.EdgePlans)
 	}
 	return edges
 }
@@ -2539,6 +4155,8 @@ func (m *BenefitMutation) EdgeCleared(name string) bool {
 		return m.clearedtiers
 	case benefit.EdgeBusinessUnits:
 		return m.clearedbusiness_units
+	case benefit.EdgePlans:
+		return m.clearedplans
 	}
 	return false
 }
@@ -2561,6 +4179,9 @@ func (m *BenefitMutation) ResetEdge(name string) error {
 	case benefit.EdgeBusinessUnits:
 		m.ResetBusinessUnits()
 		return nil
+	case benefit.EdgePlans:
+		m.ResetPlans()
+		return nil
 	}
 	return fmt.Errorf("unknown Benefit edge %s", name)
 }
@@ -2568,27 +4189,30 @@ func (m *BenefitMutation) ResetEdge(name string) error {
 // BusinessUnitMutation represents an operation that mutates the BusinessUnit nodes in the graph.
 type BusinessUnitMutation struct {
 	config
-	op              Op
-	typ             string
-	id              *int
-	created_at      *time.Time
-	updated_at      *time.Time
-	code            *string
-	name            *string
-	kind            *businessunit.Kind
-	clearedFields   map[string]struct{}
-	stores          map[int]struct{}
-	removedstores   map[int]struct{}
-	clearedstores   bool
-	staff           map[int]struct{}
-	removedstaff    map[int]struct{}
-	clearedstaff    bool
-	benefits        map[int]struct{}
-	removedbenefits map[int]struct{}
-	clearedbenefits bool
-	done            bool
-	oldValue        func(context.Context) (*BusinessUnit, error)
-	predicates      []predicate.BusinessUnit
+	op                      Op
+	typ                     string
+	id                      *int
+	created_at              *time.Time
+	updated_at              *time.Time
+	code                    *string
+	name                    *string
+	kind                    *businessunit.Kind
+	clearedFields           map[string]struct{}
+	stores                  map[int]struct{}
+	removedstores           map[int]struct{}
+	clearedstores           bool
+	staff                   map[int]struct{}
+	removedstaff            map[int]struct{}
+	clearedstaff            bool
+	benefits                map[int]struct{}
+	removedbenefits         map[int]struct{}
+	clearedbenefits         bool
+	coupon_templates        map[int]struct{}
+	removedcoupon_templates map[int]struct{}
+	clearedcoupon_templates bool
+	done                    bool
+	oldValue                func(context.Context) (*BusinessUnit, error)
+	predicates              []predicate.BusinessUnit
 }
 
 var _ ent.Mutation = (*BusinessUnitMutation)(nil)
@@ -3031,6 +4655,60 @@ func (m *BusinessUnitMutation) ResetBenefits() {
 	m.removedbenefits = nil
 }
 
+// AddCouponTemplateIDs adds the "coupon_templates" edge to the CouponTemplate entity by ids.
+func (m *BusinessUnitMutation) AddCouponTemplateIDs(ids ...int) {
+	if m.coupon_templates == nil {
+		m.coupon_templates = make(map[int]struct{})
+	}
+	for i := range ids {
+		m.coupon_templates[ids[i]] = struct{}{}
+	}
+}
+
+// ClearCouponTemplates clears the "coupon_templates" edge to the CouponTemplate entity.
+func (m *BusinessUnitMutation) ClearCouponTemplates() {
+	m.clearedcoupon_templates = true
+}
+
+// CouponTemplatesCleared reports if the "coupon_templates" edge to the CouponTemplate entity was cleared.
+func (m *BusinessUnitMutation) CouponTemplatesCleared() bool {
+	return m.clearedcoupon_templates
+}
+
+// RemoveCouponTemplateIDs removes the "coupon_templates" edge to the CouponTemplate entity by IDs.
+func (m *BusinessUnitMutation) RemoveCouponTemplateIDs(ids ...int) {
+	if m.removedcoupon_templates == nil {
+		m.removedcoupon_templates = make(map[int]struct{})
+	}
+	for i := range ids {
+		delete(m.coupon_templates, ids[i])
+		m.removedcoupon_templates[ids[i]] = struct{}{}
+	}
+}
+
+// RemovedCouponTemplates returns the removed IDs of the "coupon_templates" edge to the CouponTemplate entity.
+func (m *BusinessUnitMutation) RemovedCouponTemplatesIDs() (ids []int) {
+	for id := range m.removedcoupon_templates {
+		ids = append(ids, id)
+	}
+	return
+}
+
+// CouponTemplatesIDs returns the "coupon_templates" edge IDs in the mutation.
+func (m *BusinessUnitMutation) CouponTemplatesIDs() (ids []int) {
+	for id := range m.coupon_templates {
+		ids = append(ids, id)
+	}
+	return
+}
+
+// ResetCouponTemplates resets all changes to the "coupon_templates" edge.
+func (m *BusinessUnitMutation) ResetCouponTemplates() {
+	m.coupon_templates = nil
+	m.clearedcoupon_templates = false
+	m.removedcoupon_templates = nil
+}
+
 // Where appends a list predicates to the BusinessUnitMutation builder.
 func (m *BusinessUnitMutation) Where(ps ...predicate.BusinessUnit) {
 	m.predicates = append(m.predicates, ps...)
@@ -3232,7 +4910,7 @@ func (m *BusinessUnitMutation) ResetField(name string) error {
 
 // AddedEdges returns all edge names that were set/added in this mutation.
 func (m *BusinessUnitMutation) AddedEdges() []string {
-	edges := make([]string, 0, 3)
+	edges := make([]string, 0, 4)
 	if m.stores != nil {
 		edges = append(edges, businessunit.EdgeStores)
 	}
@@ -3241,6 +4919,9 @@ func (m *BusinessUnitMutation) AddedEdges() []string {
 	}
 	if m.benefits != nil {
 		edges = append(edges, businessunit.EdgeBenefits)
+	}
+	if m.coupon_templates != nil {
+		edges = append(edges, businessunit.EdgeCouponTemplates)
 	}
 	return edges
 }
@@ -3267,13 +4948,19 @@ func (m *BusinessUnitMutation) AddedIDs(name string) []ent.Value {
 			ids = append(ids, id)
 		}
 		return ids
+	case businessunit.EdgeCouponTemplates:
+		ids := make([]ent.Value, 0, len(m.coupon_templates))
+		for id := range m.coupon_templates {
+			ids = append(ids, id)
+		}
+		return ids
 	}
 	return nil
 }
 
 // RemovedEdges returns all edge names that were removed in this mutation.
 func (m *BusinessUnitMutation) RemovedEdges() []string {
-	edges := make([]string, 0, 3)
+	edges := make([]string, 0, 4)
 	if m.removedstores != nil {
 		edges = append(edges, businessunit.EdgeStores)
 	}
@@ -3282,6 +4969,9 @@ func (m *BusinessUnitMutation) RemovedEdges() []string {
 	}
 	if m.removedbenefits != nil {
 		edges = append(edges, businessunit.EdgeBenefits)
+	}
+	if m.removedcoupon_templates != nil {
+		edges = append(edges, businessunit.EdgeCouponTemplates)
 	}
 	return edges
 }
@@ -3308,13 +4998,19 @@ func (m *BusinessUnitMutation) RemovedIDs(name string) []ent.Value {
 			ids = append(ids, id)
 		}
 		return ids
+	case businessunit.EdgeCouponTemplates:
+		ids := make([]ent.Value, 0, len(m.removedcoupon_templates))
+		for id := range m.removedcoupon_templates {
+			ids = append(ids, id)
+		}
+		return ids
 	}
 	return nil
 }
 
 // ClearedEdges returns all edge names that were cleared in this mutation.
 func (m *BusinessUnitMutation) ClearedEdges() []string {
-	edges := make([]string, 0, 3)
+	edges := make([]string, 0, 4)
 	if m.clearedstores {
 		edges = append(edges, businessunit.EdgeStores)
 	}
@@ -3323,6 +5019,9 @@ func (m *BusinessUnitMutation) ClearedEdges() []string {
 	}
 	if m.clearedbenefits {
 		edges = append(edges, businessunit.EdgeBenefits)
+	}
+	if m.clearedcoupon_templates {
+		edges = append(edges, businessunit.EdgeCouponTemplates)
 	}
 	return edges
 }
@@ -3337,6 +5036,8 @@ func (m *BusinessUnitMutation) EdgeCleared(name string) bool {
 		return m.clearedstaff
 	case businessunit.EdgeBenefits:
 		return m.clearedbenefits
+	case businessunit.EdgeCouponTemplates:
+		return m.clearedcoupon_templates
 	}
 	return false
 }
@@ -3362,8 +5063,4969 @@ func (m *BusinessUnitMutation) ResetEdge(name string) error {
 	case businessunit.EdgeBenefits:
 		m.ResetBenefits()
 		return nil
+	case businessunit.EdgeCouponTemplates:
+		m.ResetCouponTemplates()
+		return nil
 	}
 	return fmt.Errorf("unknown BusinessUnit edge %s", name)
+}
+
+// ConsentMutation represents an operation that mutates the Consent nodes in the graph.
+type ConsentMutation struct {
+	config
+	op            Op
+	typ           string
+	id            *int
+	member_id     *int
+	addmember_id  *int
+	kind          *enum.ConsentKind
+	granted       *bool
+	updated_at    *time.Time
+	clearedFields map[string]struct{}
+	done          bool
+	oldValue      func(context.Context) (*Consent, error)
+	predicates    []predicate.Consent
+}
+
+var _ ent.Mutation = (*ConsentMutation)(nil)
+
+// consentOption allows management of the mutation configuration using functional options.
+type consentOption func(*ConsentMutation)
+
+// newConsentMutation creates new mutation for the Consent entity.
+func newConsentMutation(c config, op Op, opts ...consentOption) *ConsentMutation {
+	m := &ConsentMutation{
+		config:        c,
+		op:            op,
+		typ:           TypeConsent,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withConsentID sets the ID field of the mutation.
+func withConsentID(id int) consentOption {
+	return func(m *ConsentMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *Consent
+		)
+		m.oldValue = func(ctx context.Context) (*Consent, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().Consent.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withConsent sets the old Consent of the mutation.
+func withConsent(node *Consent) consentOption {
+	return func(m *ConsentMutation) {
+		m.oldValue = func(context.Context) (*Consent, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m ConsentMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m ConsentMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *ConsentMutation) ID() (id int, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *ConsentMutation) IDs(ctx context.Context) ([]int, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []int{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().Consent.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetMemberID sets the "member_id" field.
+func (m *ConsentMutation) SetMemberID(i int) {
+	m.member_id = &i
+	m.addmember_id = nil
+}
+
+// MemberID returns the value of the "member_id" field in the mutation.
+func (m *ConsentMutation) MemberID() (r int, exists bool) {
+	v := m.member_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldMemberID returns the old "member_id" field's value of the Consent entity.
+// If the Consent object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ConsentMutation) OldMemberID(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldMemberID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldMemberID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldMemberID: %w", err)
+	}
+	return oldValue.MemberID, nil
+}
+
+// AddMemberID adds i to the "member_id" field.
+func (m *ConsentMutation) AddMemberID(i int) {
+	if m.addmember_id != nil {
+		*m.addmember_id += i
+	} else {
+		m.addmember_id = &i
+	}
+}
+
+// AddedMemberID returns the value that was added to the "member_id" field in this mutation.
+func (m *ConsentMutation) AddedMemberID() (r int, exists bool) {
+	v := m.addmember_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetMemberID resets all changes to the "member_id" field.
+func (m *ConsentMutation) ResetMemberID() {
+	m.member_id = nil
+	m.addmember_id = nil
+}
+
+// SetKind sets the "kind" field.
+func (m *ConsentMutation) SetKind(ek enum.ConsentKind) {
+	m.kind = &ek
+}
+
+// Kind returns the value of the "kind" field in the mutation.
+func (m *ConsentMutation) Kind() (r enum.ConsentKind, exists bool) {
+	v := m.kind
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldKind returns the old "kind" field's value of the Consent entity.
+// If the Consent object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ConsentMutation) OldKind(ctx context.Context) (v enum.ConsentKind, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldKind is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldKind requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldKind: %w", err)
+	}
+	return oldValue.Kind, nil
+}
+
+// ResetKind resets all changes to the "kind" field.
+func (m *ConsentMutation) ResetKind() {
+	m.kind = nil
+}
+
+// SetGranted sets the "granted" field.
+func (m *ConsentMutation) SetGranted(b bool) {
+	m.granted = &b
+}
+
+// Granted returns the value of the "granted" field in the mutation.
+func (m *ConsentMutation) Granted() (r bool, exists bool) {
+	v := m.granted
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldGranted returns the old "granted" field's value of the Consent entity.
+// If the Consent object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ConsentMutation) OldGranted(ctx context.Context) (v bool, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldGranted is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldGranted requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldGranted: %w", err)
+	}
+	return oldValue.Granted, nil
+}
+
+// ResetGranted resets all changes to the "granted" field.
+func (m *ConsentMutation) ResetGranted() {
+	m.granted = nil
+}
+
+// SetUpdatedAt sets the "updated_at" field.
+func (m *ConsentMutation) SetUpdatedAt(t time.Time) {
+	m.updated_at = &t
+}
+
+// UpdatedAt returns the value of the "updated_at" field in the mutation.
+func (m *ConsentMutation) UpdatedAt() (r time.Time, exists bool) {
+	v := m.updated_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldUpdatedAt returns the old "updated_at" field's value of the Consent entity.
+// If the Consent object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ConsentMutation) OldUpdatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldUpdatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldUpdatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldUpdatedAt: %w", err)
+	}
+	return oldValue.UpdatedAt, nil
+}
+
+// ResetUpdatedAt resets all changes to the "updated_at" field.
+func (m *ConsentMutation) ResetUpdatedAt() {
+	m.updated_at = nil
+}
+
+// Where appends a list predicates to the ConsentMutation builder.
+func (m *ConsentMutation) Where(ps ...predicate.Consent) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the ConsentMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *ConsentMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.Consent, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *ConsentMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *ConsentMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (Consent).
+func (m *ConsentMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *ConsentMutation) Fields() []string {
+	fields := make([]string, 0, 4)
+	if m.member_id != nil {
+		fields = append(fields, consent.FieldMemberID)
+	}
+	if m.kind != nil {
+		fields = append(fields, consent.FieldKind)
+	}
+	if m.granted != nil {
+		fields = append(fields, consent.FieldGranted)
+	}
+	if m.updated_at != nil {
+		fields = append(fields, consent.FieldUpdatedAt)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *ConsentMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case consent.FieldMemberID:
+		return m.MemberID()
+	case consent.FieldKind:
+		return m.Kind()
+	case consent.FieldGranted:
+		return m.Granted()
+	case consent.FieldUpdatedAt:
+		return m.UpdatedAt()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *ConsentMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case consent.FieldMemberID:
+		return m.OldMemberID(ctx)
+	case consent.FieldKind:
+		return m.OldKind(ctx)
+	case consent.FieldGranted:
+		return m.OldGranted(ctx)
+	case consent.FieldUpdatedAt:
+		return m.OldUpdatedAt(ctx)
+	}
+	return nil, fmt.Errorf("unknown Consent field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *ConsentMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case consent.FieldMemberID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetMemberID(v)
+		return nil
+	case consent.FieldKind:
+		v, ok := value.(enum.ConsentKind)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetKind(v)
+		return nil
+	case consent.FieldGranted:
+		v, ok := value.(bool)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetGranted(v)
+		return nil
+	case consent.FieldUpdatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetUpdatedAt(v)
+		return nil
+	}
+	return fmt.Errorf("unknown Consent field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *ConsentMutation) AddedFields() []string {
+	var fields []string
+	if m.addmember_id != nil {
+		fields = append(fields, consent.FieldMemberID)
+	}
+	return fields
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *ConsentMutation) AddedField(name string) (ent.Value, bool) {
+	switch name {
+	case consent.FieldMemberID:
+		return m.AddedMemberID()
+	}
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *ConsentMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	case consent.FieldMemberID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddMemberID(v)
+		return nil
+	}
+	return fmt.Errorf("unknown Consent numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *ConsentMutation) ClearedFields() []string {
+	return nil
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *ConsentMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *ConsentMutation) ClearField(name string) error {
+	return fmt.Errorf("unknown Consent nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *ConsentMutation) ResetField(name string) error {
+	switch name {
+	case consent.FieldMemberID:
+		m.ResetMemberID()
+		return nil
+	case consent.FieldKind:
+		m.ResetKind()
+		return nil
+	case consent.FieldGranted:
+		m.ResetGranted()
+		return nil
+	case consent.FieldUpdatedAt:
+		m.ResetUpdatedAt()
+		return nil
+	}
+	return fmt.Errorf("unknown Consent field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *ConsentMutation) AddedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *ConsentMutation) AddedIDs(name string) []ent.Value {
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *ConsentMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *ConsentMutation) RemovedIDs(name string) []ent.Value {
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *ConsentMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *ConsentMutation) EdgeCleared(name string) bool {
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *ConsentMutation) ClearEdge(name string) error {
+	return fmt.Errorf("unknown Consent unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *ConsentMutation) ResetEdge(name string) error {
+	return fmt.Errorf("unknown Consent edge %s", name)
+}
+
+// CouponMutation represents an operation that mutates the Coupon nodes in the graph.
+type CouponMutation struct {
+	config
+	op               Op
+	typ              string
+	id               *int
+	code             *string
+	member_id        *int
+	addmember_id     *int
+	status           *enum.CouponStatus
+	issued_at        *time.Time
+	expires_at       *time.Time
+	locked_order_ref *string
+	locked_at        *time.Time
+	redeemed_at      *time.Time
+	order_id         *int
+	addorder_id      *int
+	source           *string
+	clearedFields    map[string]struct{}
+	template         *int
+	clearedtemplate  bool
+	done             bool
+	oldValue         func(context.Context) (*Coupon, error)
+	predicates       []predicate.Coupon
+}
+
+var _ ent.Mutation = (*CouponMutation)(nil)
+
+// couponOption allows management of the mutation configuration using functional options.
+type couponOption func(*CouponMutation)
+
+// newCouponMutation creates new mutation for the Coupon entity.
+func newCouponMutation(c config, op Op, opts ...couponOption) *CouponMutation {
+	m := &CouponMutation{
+		config:        c,
+		op:            op,
+		typ:           TypeCoupon,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withCouponID sets the ID field of the mutation.
+func withCouponID(id int) couponOption {
+	return func(m *CouponMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *Coupon
+		)
+		m.oldValue = func(ctx context.Context) (*Coupon, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().Coupon.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withCoupon sets the old Coupon of the mutation.
+func withCoupon(node *Coupon) couponOption {
+	return func(m *CouponMutation) {
+		m.oldValue = func(context.Context) (*Coupon, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m CouponMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m CouponMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *CouponMutation) ID() (id int, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *CouponMutation) IDs(ctx context.Context) ([]int, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []int{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().Coupon.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetCode sets the "code" field.
+func (m *CouponMutation) SetCode(s string) {
+	m.code = &s
+}
+
+// Code returns the value of the "code" field in the mutation.
+func (m *CouponMutation) Code() (r string, exists bool) {
+	v := m.code
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCode returns the old "code" field's value of the Coupon entity.
+// If the Coupon object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CouponMutation) OldCode(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCode is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCode requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCode: %w", err)
+	}
+	return oldValue.Code, nil
+}
+
+// ResetCode resets all changes to the "code" field.
+func (m *CouponMutation) ResetCode() {
+	m.code = nil
+}
+
+// SetTemplateID sets the "template_id" field.
+func (m *CouponMutation) SetTemplateID(i int) {
+	m.template = &i
+}
+
+// TemplateID returns the value of the "template_id" field in the mutation.
+func (m *CouponMutation) TemplateID() (r int, exists bool) {
+	v := m.template
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldTemplateID returns the old "template_id" field's value of the Coupon entity.
+// If the Coupon object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CouponMutation) OldTemplateID(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldTemplateID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldTemplateID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldTemplateID: %w", err)
+	}
+	return oldValue.TemplateID, nil
+}
+
+// ResetTemplateID resets all changes to the "template_id" field.
+func (m *CouponMutation) ResetTemplateID() {
+	m.template = nil
+}
+
+// SetMemberID sets the "member_id" field.
+func (m *CouponMutation) SetMemberID(i int) {
+	m.member_id = &i
+	m.addmember_id = nil
+}
+
+// MemberID returns the value of the "member_id" field in the mutation.
+func (m *CouponMutation) MemberID() (r int, exists bool) {
+	v := m.member_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldMemberID returns the old "member_id" field's value of the Coupon entity.
+// If the Coupon object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CouponMutation) OldMemberID(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldMemberID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldMemberID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldMemberID: %w", err)
+	}
+	return oldValue.MemberID, nil
+}
+
+// AddMemberID adds i to the "member_id" field.
+func (m *CouponMutation) AddMemberID(i int) {
+	if m.addmember_id != nil {
+		*m.addmember_id += i
+	} else {
+		m.addmember_id = &i
+	}
+}
+
+// AddedMemberID returns the value that was added to the "member_id" field in this mutation.
+func (m *CouponMutation) AddedMemberID() (r int, exists bool) {
+	v := m.addmember_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetMemberID resets all changes to the "member_id" field.
+func (m *CouponMutation) ResetMemberID() {
+	m.member_id = nil
+	m.addmember_id = nil
+}
+
+// SetStatus sets the "status" field.
+func (m *CouponMutation) SetStatus(es enum.CouponStatus) {
+	m.status = &es
+}
+
+// Status returns the value of the "status" field in the mutation.
+func (m *CouponMutation) Status() (r enum.CouponStatus, exists bool) {
+	v := m.status
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldStatus returns the old "status" field's value of the Coupon entity.
+// If the Coupon object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CouponMutation) OldStatus(ctx context.Context) (v enum.CouponStatus, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldStatus is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldStatus requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldStatus: %w", err)
+	}
+	return oldValue.Status, nil
+}
+
+// ResetStatus resets all changes to the "status" field.
+func (m *CouponMutation) ResetStatus() {
+	m.status = nil
+}
+
+// SetIssuedAt sets the "issued_at" field.
+func (m *CouponMutation) SetIssuedAt(t time.Time) {
+	m.issued_at = &t
+}
+
+// IssuedAt returns the value of the "issued_at" field in the mutation.
+func (m *CouponMutation) IssuedAt() (r time.Time, exists bool) {
+	v := m.issued_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldIssuedAt returns the old "issued_at" field's value of the Coupon entity.
+// If the Coupon object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CouponMutation) OldIssuedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldIssuedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldIssuedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldIssuedAt: %w", err)
+	}
+	return oldValue.IssuedAt, nil
+}
+
+// ResetIssuedAt resets all changes to the "issued_at" field.
+func (m *CouponMutation) ResetIssuedAt() {
+	m.issued_at = nil
+}
+
+// SetExpiresAt sets the "expires_at" field.
+func (m *CouponMutation) SetExpiresAt(t time.Time) {
+	m.expires_at = &t
+}
+
+// ExpiresAt returns the value of the "expires_at" field in the mutation.
+func (m *CouponMutation) ExpiresAt() (r time.Time, exists bool) {
+	v := m.expires_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldExpiresAt returns the old "expires_at" field's value of the Coupon entity.
+// If the Coupon object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CouponMutation) OldExpiresAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldExpiresAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldExpiresAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldExpiresAt: %w", err)
+	}
+	return oldValue.ExpiresAt, nil
+}
+
+// ResetExpiresAt resets all changes to the "expires_at" field.
+func (m *CouponMutation) ResetExpiresAt() {
+	m.expires_at = nil
+}
+
+// SetLockedOrderRef sets the "locked_order_ref" field.
+func (m *CouponMutation) SetLockedOrderRef(s string) {
+	m.locked_order_ref = &s
+}
+
+// LockedOrderRef returns the value of the "locked_order_ref" field in the mutation.
+func (m *CouponMutation) LockedOrderRef() (r string, exists bool) {
+	v := m.locked_order_ref
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldLockedOrderRef returns the old "locked_order_ref" field's value of the Coupon entity.
+// If the Coupon object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CouponMutation) OldLockedOrderRef(ctx context.Context) (v *string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldLockedOrderRef is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldLockedOrderRef requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldLockedOrderRef: %w", err)
+	}
+	return oldValue.LockedOrderRef, nil
+}
+
+// ClearLockedOrderRef clears the value of the "locked_order_ref" field.
+func (m *CouponMutation) ClearLockedOrderRef() {
+	m.locked_order_ref = nil
+	m.clearedFields[coupon.FieldLockedOrderRef] = struct{}{}
+}
+
+// LockedOrderRefCleared returns if the "locked_order_ref" field was cleared in this mutation.
+func (m *CouponMutation) LockedOrderRefCleared() bool {
+	_, ok := m.clearedFields[coupon.FieldLockedOrderRef]
+	return ok
+}
+
+// ResetLockedOrderRef resets all changes to the "locked_order_ref" field.
+func (m *CouponMutation) ResetLockedOrderRef() {
+	m.locked_order_ref = nil
+	delete(m.clearedFields, coupon.FieldLockedOrderRef)
+}
+
+// SetLockedAt sets the "locked_at" field.
+func (m *CouponMutation) SetLockedAt(t time.Time) {
+	m.locked_at = &t
+}
+
+// LockedAt returns the value of the "locked_at" field in the mutation.
+func (m *CouponMutation) LockedAt() (r time.Time, exists bool) {
+	v := m.locked_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldLockedAt returns the old "locked_at" field's value of the Coupon entity.
+// If the Coupon object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CouponMutation) OldLockedAt(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldLockedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldLockedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldLockedAt: %w", err)
+	}
+	return oldValue.LockedAt, nil
+}
+
+// ClearLockedAt clears the value of the "locked_at" field.
+func (m *CouponMutation) ClearLockedAt() {
+	m.locked_at = nil
+	m.clearedFields[coupon.FieldLockedAt] = struct{}{}
+}
+
+// LockedAtCleared returns if the "locked_at" field was cleared in this mutation.
+func (m *CouponMutation) LockedAtCleared() bool {
+	_, ok := m.clearedFields[coupon.FieldLockedAt]
+	return ok
+}
+
+// ResetLockedAt resets all changes to the "locked_at" field.
+func (m *CouponMutation) ResetLockedAt() {
+	m.locked_at = nil
+	delete(m.clearedFields, coupon.FieldLockedAt)
+}
+
+// SetRedeemedAt sets the "redeemed_at" field.
+func (m *CouponMutation) SetRedeemedAt(t time.Time) {
+	m.redeemed_at = &t
+}
+
+// RedeemedAt returns the value of the "redeemed_at" field in the mutation.
+func (m *CouponMutation) RedeemedAt() (r time.Time, exists bool) {
+	v := m.redeemed_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldRedeemedAt returns the old "redeemed_at" field's value of the Coupon entity.
+// If the Coupon object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CouponMutation) OldRedeemedAt(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldRedeemedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldRedeemedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldRedeemedAt: %w", err)
+	}
+	return oldValue.RedeemedAt, nil
+}
+
+// ClearRedeemedAt clears the value of the "redeemed_at" field.
+func (m *CouponMutation) ClearRedeemedAt() {
+	m.redeemed_at = nil
+	m.clearedFields[coupon.FieldRedeemedAt] = struct{}{}
+}
+
+// RedeemedAtCleared returns if the "redeemed_at" field was cleared in this mutation.
+func (m *CouponMutation) RedeemedAtCleared() bool {
+	_, ok := m.clearedFields[coupon.FieldRedeemedAt]
+	return ok
+}
+
+// ResetRedeemedAt resets all changes to the "redeemed_at" field.
+func (m *CouponMutation) ResetRedeemedAt() {
+	m.redeemed_at = nil
+	delete(m.clearedFields, coupon.FieldRedeemedAt)
+}
+
+// SetOrderID sets the "order_id" field.
+func (m *CouponMutation) SetOrderID(i int) {
+	m.order_id = &i
+	m.addorder_id = nil
+}
+
+// OrderID returns the value of the "order_id" field in the mutation.
+func (m *CouponMutation) OrderID() (r int, exists bool) {
+	v := m.order_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldOrderID returns the old "order_id" field's value of the Coupon entity.
+// If the Coupon object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CouponMutation) OldOrderID(ctx context.Context) (v *int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldOrderID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldOrderID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldOrderID: %w", err)
+	}
+	return oldValue.OrderID, nil
+}
+
+// AddOrderID adds i to the "order_id" field.
+func (m *CouponMutation) AddOrderID(i int) {
+	if m.addorder_id != nil {
+		*m.addorder_id += i
+	} else {
+		m.addorder_id = &i
+	}
+}
+
+// AddedOrderID returns the value that was added to the "order_id" field in this mutation.
+func (m *CouponMutation) AddedOrderID() (r int, exists bool) {
+	v := m.addorder_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ClearOrderID clears the value of the "order_id" field.
+func (m *CouponMutation) ClearOrderID() {
+	m.order_id = nil
+	m.addorder_id = nil
+	m.clearedFields[coupon.FieldOrderID] = struct{}{}
+}
+
+// OrderIDCleared returns if the "order_id" field was cleared in this mutation.
+func (m *CouponMutation) OrderIDCleared() bool {
+	_, ok := m.clearedFields[coupon.FieldOrderID]
+	return ok
+}
+
+// ResetOrderID resets all changes to the "order_id" field.
+func (m *CouponMutation) ResetOrderID() {
+	m.order_id = nil
+	m.addorder_id = nil
+	delete(m.clearedFields, coupon.FieldOrderID)
+}
+
+// SetSource sets the "source" field.
+func (m *CouponMutation) SetSource(s string) {
+	m.source = &s
+}
+
+// Source returns the value of the "source" field in the mutation.
+func (m *CouponMutation) Source() (r string, exists bool) {
+	v := m.source
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldSource returns the old "source" field's value of the Coupon entity.
+// If the Coupon object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CouponMutation) OldSource(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldSource is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldSource requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldSource: %w", err)
+	}
+	return oldValue.Source, nil
+}
+
+// ResetSource resets all changes to the "source" field.
+func (m *CouponMutation) ResetSource() {
+	m.source = nil
+}
+
+// ClearTemplate clears the "template" edge to the CouponTemplate entity.
+func (m *CouponMutation) ClearTemplate() {
+	m.clearedtemplate = true
+	m.clearedFields[coupon.FieldTemplateID] = struct{}{}
+}
+
+// TemplateCleared reports if the "template" edge to the CouponTemplate entity was cleared.
+func (m *CouponMutation) TemplateCleared() bool {
+	return m.clearedtemplate
+}
+
+// TemplateIDs returns the "template" edge IDs in the mutation.
+// Note that IDs always returns len(IDs) <= 1 for unique edges, and you should use
+// TemplateID instead. It exists only for internal usage by the builders.
+func (m *CouponMutation) TemplateIDs() (ids []int) {
+	if id := m.template; id != nil {
+		ids = append(ids, *id)
+	}
+	return
+}
+
+// ResetTemplate resets all changes to the "template" edge.
+func (m *CouponMutation) ResetTemplate() {
+	m.template = nil
+	m.clearedtemplate = false
+}
+
+// Where appends a list predicates to the CouponMutation builder.
+func (m *CouponMutation) Where(ps ...predicate.Coupon) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the CouponMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *CouponMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.Coupon, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *CouponMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *CouponMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (Coupon).
+func (m *CouponMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *CouponMutation) Fields() []string {
+	fields := make([]string, 0, 11)
+	if m.code != nil {
+		fields = append(fields, coupon.FieldCode)
+	}
+	if m.template != nil {
+		fields = append(fields, coupon.FieldTemplateID)
+	}
+	if m.member_id != nil {
+		fields = append(fields, coupon.FieldMemberID)
+	}
+	if m.status != nil {
+		fields = append(fields, coupon.FieldStatus)
+	}
+	if m.issued_at != nil {
+		fields = append(fields, coupon.FieldIssuedAt)
+	}
+	if m.expires_at != nil {
+		fields = append(fields, coupon.FieldExpiresAt)
+	}
+	if m.locked_order_ref != nil {
+		fields = append(fields, coupon.FieldLockedOrderRef)
+	}
+	if m.locked_at != nil {
+		fields = append(fields, coupon.FieldLockedAt)
+	}
+	if m.redeemed_at != nil {
+		fields = append(fields, coupon.FieldRedeemedAt)
+	}
+	if m.order_id != nil {
+		fields = append(fields, coupon.FieldOrderID)
+	}
+	if m.source != nil {
+		fields = append(fields, coupon.FieldSource)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *CouponMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case coupon.FieldCode:
+		return m.Code()
+	case coupon.FieldTemplateID:
+		return m.TemplateID()
+	case coupon.FieldMemberID:
+		return m.MemberID()
+	case coupon.FieldStatus:
+		return m.Status()
+	case coupon.FieldIssuedAt:
+		return m.IssuedAt()
+	case coupon.FieldExpiresAt:
+		return m.ExpiresAt()
+	case coupon.FieldLockedOrderRef:
+		return m.LockedOrderRef()
+	case coupon.FieldLockedAt:
+		return m.LockedAt()
+	case coupon.FieldRedeemedAt:
+		return m.RedeemedAt()
+	case coupon.FieldOrderID:
+		return m.OrderID()
+	case coupon.FieldSource:
+		return m.Source()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *CouponMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case coupon.FieldCode:
+		return m.OldCode(ctx)
+	case coupon.FieldTemplateID:
+		return m.OldTemplateID(ctx)
+	case coupon.FieldMemberID:
+		return m.OldMemberID(ctx)
+	case coupon.FieldStatus:
+		return m.OldStatus(ctx)
+	case coupon.FieldIssuedAt:
+		return m.OldIssuedAt(ctx)
+	case coupon.FieldExpiresAt:
+		return m.OldExpiresAt(ctx)
+	case coupon.FieldLockedOrderRef:
+		return m.OldLockedOrderRef(ctx)
+	case coupon.FieldLockedAt:
+		return m.OldLockedAt(ctx)
+	case coupon.FieldRedeemedAt:
+		return m.OldRedeemedAt(ctx)
+	case coupon.FieldOrderID:
+		return m.OldOrderID(ctx)
+	case coupon.FieldSource:
+		return m.OldSource(ctx)
+	}
+	return nil, fmt.Errorf("unknown Coupon field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *CouponMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case coupon.FieldCode:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCode(v)
+		return nil
+	case coupon.FieldTemplateID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetTemplateID(v)
+		return nil
+	case coupon.FieldMemberID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetMemberID(v)
+		return nil
+	case coupon.FieldStatus:
+		v, ok := value.(enum.CouponStatus)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetStatus(v)
+		return nil
+	case coupon.FieldIssuedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetIssuedAt(v)
+		return nil
+	case coupon.FieldExpiresAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetExpiresAt(v)
+		return nil
+	case coupon.FieldLockedOrderRef:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetLockedOrderRef(v)
+		return nil
+	case coupon.FieldLockedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetLockedAt(v)
+		return nil
+	case coupon.FieldRedeemedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetRedeemedAt(v)
+		return nil
+	case coupon.FieldOrderID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetOrderID(v)
+		return nil
+	case coupon.FieldSource:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetSource(v)
+		return nil
+	}
+	return fmt.Errorf("unknown Coupon field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *CouponMutation) AddedFields() []string {
+	var fields []string
+	if m.addmember_id != nil {
+		fields = append(fields, coupon.FieldMemberID)
+	}
+	if m.addorder_id != nil {
+		fields = append(fields, coupon.FieldOrderID)
+	}
+	return fields
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *CouponMutation) AddedField(name string) (ent.Value, bool) {
+	switch name {
+	case coupon.FieldMemberID:
+		return m.AddedMemberID()
+	case coupon.FieldOrderID:
+		return m.AddedOrderID()
+	}
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *CouponMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	case coupon.FieldMemberID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddMemberID(v)
+		return nil
+	case coupon.FieldOrderID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddOrderID(v)
+		return nil
+	}
+	return fmt.Errorf("unknown Coupon numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *CouponMutation) ClearedFields() []string {
+	var fields []string
+	if m.FieldCleared(coupon.FieldLockedOrderRef) {
+		fields = append(fields, coupon.FieldLockedOrderRef)
+	}
+	if m.FieldCleared(coupon.FieldLockedAt) {
+		fields = append(fields, coupon.FieldLockedAt)
+	}
+	if m.FieldCleared(coupon.FieldRedeemedAt) {
+		fields = append(fields, coupon.FieldRedeemedAt)
+	}
+	if m.FieldCleared(coupon.FieldOrderID) {
+		fields = append(fields, coupon.FieldOrderID)
+	}
+	return fields
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *CouponMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *CouponMutation) ClearField(name string) error {
+	switch name {
+	case coupon.FieldLockedOrderRef:
+		m.ClearLockedOrderRef()
+		return nil
+	case coupon.FieldLockedAt:
+		m.ClearLockedAt()
+		return nil
+	case coupon.FieldRedeemedAt:
+		m.ClearRedeemedAt()
+		return nil
+	case coupon.FieldOrderID:
+		m.ClearOrderID()
+		return nil
+	}
+	return fmt.Errorf("unknown Coupon nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *CouponMutation) ResetField(name string) error {
+	switch name {
+	case coupon.FieldCode:
+		m.ResetCode()
+		return nil
+	case coupon.FieldTemplateID:
+		m.ResetTemplateID()
+		return nil
+	case coupon.FieldMemberID:
+		m.ResetMemberID()
+		return nil
+	case coupon.FieldStatus:
+		m.ResetStatus()
+		return nil
+	case coupon.FieldIssuedAt:
+		m.ResetIssuedAt()
+		return nil
+	case coupon.FieldExpiresAt:
+		m.ResetExpiresAt()
+		return nil
+	case coupon.FieldLockedOrderRef:
+		m.ResetLockedOrderRef()
+		return nil
+	case coupon.FieldLockedAt:
+		m.ResetLockedAt()
+		return nil
+	case coupon.FieldRedeemedAt:
+		m.ResetRedeemedAt()
+		return nil
+	case coupon.FieldOrderID:
+		m.ResetOrderID()
+		return nil
+	case coupon.FieldSource:
+		m.ResetSource()
+		return nil
+	}
+	return fmt.Errorf("unknown Coupon field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *CouponMutation) AddedEdges() []string {
+	edges := make([]string, 0, 1)
+	if m.template != nil {
+		edges = append(edges, coupon.EdgeTemplate)
+	}
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *CouponMutation) AddedIDs(name string) []ent.Value {
+	switch name {
+	case coupon.EdgeTemplate:
+		if id := m.template; id != nil {
+			return []ent.Value{*id}
+		}
+	}
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *CouponMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 1)
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *CouponMutation) RemovedIDs(name string) []ent.Value {
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *CouponMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 1)
+	if m.clearedtemplate {
+		edges = append(edges, coupon.EdgeTemplate)
+	}
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *CouponMutation) EdgeCleared(name string) bool {
+	switch name {
+	case coupon.EdgeTemplate:
+		return m.clearedtemplate
+	}
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *CouponMutation) ClearEdge(name string) error {
+	switch name {
+	case coupon.EdgeTemplate:
+		m.ClearTemplate()
+		return nil
+	}
+	return fmt.Errorf("unknown Coupon unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *CouponMutation) ResetEdge(name string) error {
+	switch name {
+	case coupon.EdgeTemplate:
+		m.ResetTemplate()
+		return nil
+	}
+	return fmt.Errorf("unknown Coupon edge %s", name)
+}
+
+// CouponTemplateMutation represents an operation that mutates the CouponTemplate nodes in the graph.
+type CouponTemplateMutation struct {
+	config
+	op                    Op
+	typ                   string
+	id                    *int
+	created_at            *time.Time
+	updated_at            *time.Time
+	title                 *string
+	kind                  *enum.CouponKind
+	face_value            *int64
+	addface_value         *int64
+	discount_percent      *int
+	adddiscount_percent   *int
+	min_spend             *int64
+	addmin_spend          *int64
+	valid_from            *time.Time
+	valid_to              *time.Time
+	days_after_issue      *int
+	adddays_after_issue   *int
+	total_stock           *int
+	addtotal_stock        *int
+	issued_count          *int
+	addissued_count       *int
+	per_member_limit      *int
+	addper_member_limit   *int
+	claimable             *bool
+	clearedFields         map[string]struct{}
+	business_units        map[int]struct{}
+	removedbusiness_units map[int]struct{}
+	clearedbusiness_units bool
+	stores                map[int]struct{}
+	removedstores         map[int]struct{}
+	clearedstores         bool
+	done                  bool
+	oldValue              func(context.Context) (*CouponTemplate, error)
+	predicates            []predicate.CouponTemplate
+}
+
+var _ ent.Mutation = (*CouponTemplateMutation)(nil)
+
+// coupontemplateOption allows management of the mutation configuration using functional options.
+type coupontemplateOption func(*CouponTemplateMutation)
+
+// newCouponTemplateMutation creates new mutation for the CouponTemplate entity.
+func newCouponTemplateMutation(c config, op Op, opts ...coupontemplateOption) *CouponTemplateMutation {
+	m := &CouponTemplateMutation{
+		config:        c,
+		op:            op,
+		typ:           TypeCouponTemplate,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withCouponTemplateID sets the ID field of the mutation.
+func withCouponTemplateID(id int) coupontemplateOption {
+	return func(m *CouponTemplateMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *CouponTemplate
+		)
+		m.oldValue = func(ctx context.Context) (*CouponTemplate, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().CouponTemplate.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withCouponTemplate sets the old CouponTemplate of the mutation.
+func withCouponTemplate(node *CouponTemplate) coupontemplateOption {
+	return func(m *CouponTemplateMutation) {
+		m.oldValue = func(context.Context) (*CouponTemplate, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m CouponTemplateMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m CouponTemplateMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *CouponTemplateMutation) ID() (id int, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *CouponTemplateMutation) IDs(ctx context.Context) ([]int, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []int{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().CouponTemplate.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetCreatedAt sets the "created_at" field.
+func (m *CouponTemplateMutation) SetCreatedAt(t time.Time) {
+	m.created_at = &t
+}
+
+// CreatedAt returns the value of the "created_at" field in the mutation.
+func (m *CouponTemplateMutation) CreatedAt() (r time.Time, exists bool) {
+	v := m.created_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCreatedAt returns the old "created_at" field's value of the CouponTemplate entity.
+// If the CouponTemplate object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CouponTemplateMutation) OldCreatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCreatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCreatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCreatedAt: %w", err)
+	}
+	return oldValue.CreatedAt, nil
+}
+
+// ResetCreatedAt resets all changes to the "created_at" field.
+func (m *CouponTemplateMutation) ResetCreatedAt() {
+	m.created_at = nil
+}
+
+// SetUpdatedAt sets the "updated_at" field.
+func (m *CouponTemplateMutation) SetUpdatedAt(t time.Time) {
+	m.updated_at = &t
+}
+
+// UpdatedAt returns the value of the "updated_at" field in the mutation.
+func (m *CouponTemplateMutation) UpdatedAt() (r time.Time, exists bool) {
+	v := m.updated_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldUpdatedAt returns the old "updated_at" field's value of the CouponTemplate entity.
+// If the CouponTemplate object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CouponTemplateMutation) OldUpdatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldUpdatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldUpdatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldUpdatedAt: %w", err)
+	}
+	return oldValue.UpdatedAt, nil
+}
+
+// ResetUpdatedAt resets all changes to the "updated_at" field.
+func (m *CouponTemplateMutation) ResetUpdatedAt() {
+	m.updated_at = nil
+}
+
+// SetTitle sets the "title" field.
+func (m *CouponTemplateMutation) SetTitle(s string) {
+	m.title = &s
+}
+
+// Title returns the value of the "title" field in the mutation.
+func (m *CouponTemplateMutation) Title() (r string, exists bool) {
+	v := m.title
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldTitle returns the old "title" field's value of the CouponTemplate entity.
+// If the CouponTemplate object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CouponTemplateMutation) OldTitle(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldTitle is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldTitle requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldTitle: %w", err)
+	}
+	return oldValue.Title, nil
+}
+
+// ResetTitle resets all changes to the "title" field.
+func (m *CouponTemplateMutation) ResetTitle() {
+	m.title = nil
+}
+
+// SetKind sets the "kind" field.
+func (m *CouponTemplateMutation) SetKind(ek enum.CouponKind) {
+	m.kind = &ek
+}
+
+// Kind returns the value of the "kind" field in the mutation.
+func (m *CouponTemplateMutation) Kind() (r enum.CouponKind, exists bool) {
+	v := m.kind
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldKind returns the old "kind" field's value of the CouponTemplate entity.
+// If the CouponTemplate object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CouponTemplateMutation) OldKind(ctx context.Context) (v enum.CouponKind, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldKind is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldKind requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldKind: %w", err)
+	}
+	return oldValue.Kind, nil
+}
+
+// ResetKind resets all changes to the "kind" field.
+func (m *CouponTemplateMutation) ResetKind() {
+	m.kind = nil
+}
+
+// SetFaceValue sets the "face_value" field.
+func (m *CouponTemplateMutation) SetFaceValue(i int64) {
+	m.face_value = &i
+	m.addface_value = nil
+}
+
+// FaceValue returns the value of the "face_value" field in the mutation.
+func (m *CouponTemplateMutation) FaceValue() (r int64, exists bool) {
+	v := m.face_value
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldFaceValue returns the old "face_value" field's value of the CouponTemplate entity.
+// If the CouponTemplate object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CouponTemplateMutation) OldFaceValue(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldFaceValue is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldFaceValue requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldFaceValue: %w", err)
+	}
+	return oldValue.FaceValue, nil
+}
+
+// AddFaceValue adds i to the "face_value" field.
+func (m *CouponTemplateMutation) AddFaceValue(i int64) {
+	if m.addface_value != nil {
+		*m.addface_value += i
+	} else {
+		m.addface_value = &i
+	}
+}
+
+// AddedFaceValue returns the value that was added to the "face_value" field in this mutation.
+func (m *CouponTemplateMutation) AddedFaceValue() (r int64, exists bool) {
+	v := m.addface_value
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetFaceValue resets all changes to the "face_value" field.
+func (m *CouponTemplateMutation) ResetFaceValue() {
+	m.face_value = nil
+	m.addface_value = nil
+}
+
+// SetDiscountPercent sets the "discount_percent" field.
+func (m *CouponTemplateMutation) SetDiscountPercent(i int) {
+	m.discount_percent = &i
+	m.adddiscount_percent = nil
+}
+
+// DiscountPercent returns the value of the "discount_percent" field in the mutation.
+func (m *CouponTemplateMutation) DiscountPercent() (r int, exists bool) {
+	v := m.discount_percent
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldDiscountPercent returns the old "discount_percent" field's value of the CouponTemplate entity.
+// If the CouponTemplate object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CouponTemplateMutation) OldDiscountPercent(ctx context.Context) (v *int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldDiscountPercent is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldDiscountPercent requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldDiscountPercent: %w", err)
+	}
+	return oldValue.DiscountPercent, nil
+}
+
+// AddDiscountPercent adds i to the "discount_percent" field.
+func (m *CouponTemplateMutation) AddDiscountPercent(i int) {
+	if m.adddiscount_percent != nil {
+		*m.adddiscount_percent += i
+	} else {
+		m.adddiscount_percent = &i
+	}
+}
+
+// AddedDiscountPercent returns the value that was added to the "discount_percent" field in this mutation.
+func (m *CouponTemplateMutation) AddedDiscountPercent() (r int, exists bool) {
+	v := m.adddiscount_percent
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ClearDiscountPercent clears the value of the "discount_percent" field.
+func (m *CouponTemplateMutation) ClearDiscountPercent() {
+	m.discount_percent = nil
+	m.adddiscount_percent = nil
+	m.clearedFields[coupontemplate.FieldDiscountPercent] = struct{}{}
+}
+
+// DiscountPercentCleared returns if the "discount_percent" field was cleared in this mutation.
+func (m *CouponTemplateMutation) DiscountPercentCleared() bool {
+	_, ok := m.clearedFields[coupontemplate.FieldDiscountPercent]
+	return ok
+}
+
+// ResetDiscountPercent resets all changes to the "discount_percent" field.
+func (m *CouponTemplateMutation) ResetDiscountPercent() {
+	m.discount_percent = nil
+	m.adddiscount_percent = nil
+	delete(m.clearedFields, coupontemplate.FieldDiscountPercent)
+}
+
+// SetMinSpend sets the "min_spend" field.
+func (m *CouponTemplateMutation) SetMinSpend(i int64) {
+	m.min_spend = &i
+	m.addmin_spend = nil
+}
+
+// MinSpend returns the value of the "min_spend" field in the mutation.
+func (m *CouponTemplateMutation) MinSpend() (r int64, exists bool) {
+	v := m.min_spend
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldMinSpend returns the old "min_spend" field's value of the CouponTemplate entity.
+// If the CouponTemplate object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CouponTemplateMutation) OldMinSpend(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldMinSpend is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldMinSpend requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldMinSpend: %w", err)
+	}
+	return oldValue.MinSpend, nil
+}
+
+// AddMinSpend adds i to the "min_spend" field.
+func (m *CouponTemplateMutation) AddMinSpend(i int64) {
+	if m.addmin_spend != nil {
+		*m.addmin_spend += i
+	} else {
+		m.addmin_spend = &i
+	}
+}
+
+// AddedMinSpend returns the value that was added to the "min_spend" field in this mutation.
+func (m *CouponTemplateMutation) AddedMinSpend() (r int64, exists bool) {
+	v := m.addmin_spend
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetMinSpend resets all changes to the "min_spend" field.
+func (m *CouponTemplateMutation) ResetMinSpend() {
+	m.min_spend = nil
+	m.addmin_spend = nil
+}
+
+// SetValidFrom sets the "valid_from" field.
+func (m *CouponTemplateMutation) SetValidFrom(t time.Time) {
+	m.valid_from = &t
+}
+
+// ValidFrom returns the value of the "valid_from" field in the mutation.
+func (m *CouponTemplateMutation) ValidFrom() (r time.Time, exists bool) {
+	v := m.valid_from
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldValidFrom returns the old "valid_from" field's value of the CouponTemplate entity.
+// If the CouponTemplate object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CouponTemplateMutation) OldValidFrom(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldValidFrom is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldValidFrom requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldValidFrom: %w", err)
+	}
+	return oldValue.ValidFrom, nil
+}
+
+// ClearValidFrom clears the value of the "valid_from" field.
+func (m *CouponTemplateMutation) ClearValidFrom() {
+	m.valid_from = nil
+	m.clearedFields[coupontemplate.FieldValidFrom] = struct{}{}
+}
+
+// ValidFromCleared returns if the "valid_from" field was cleared in this mutation.
+func (m *CouponTemplateMutation) ValidFromCleared() bool {
+	_, ok := m.clearedFields[coupontemplate.FieldValidFrom]
+	return ok
+}
+
+// ResetValidFrom resets all changes to the "valid_from" field.
+func (m *CouponTemplateMutation) ResetValidFrom() {
+	m.valid_from = nil
+	delete(m.clearedFields, coupontemplate.FieldValidFrom)
+}
+
+// SetValidTo sets the "valid_to" field.
+func (m *CouponTemplateMutation) SetValidTo(t time.Time) {
+	m.valid_to = &t
+}
+
+// ValidTo returns the value of the "valid_to" field in the mutation.
+func (m *CouponTemplateMutation) ValidTo() (r time.Time, exists bool) {
+	v := m.valid_to
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldValidTo returns the old "valid_to" field's value of the CouponTemplate entity.
+// If the CouponTemplate object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CouponTemplateMutation) OldValidTo(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldValidTo is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldValidTo requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldValidTo: %w", err)
+	}
+	return oldValue.ValidTo, nil
+}
+
+// ClearValidTo clears the value of the "valid_to" field.
+func (m *CouponTemplateMutation) ClearValidTo() {
+	m.valid_to = nil
+	m.clearedFields[coupontemplate.FieldValidTo] = struct{}{}
+}
+
+// ValidToCleared returns if the "valid_to" field was cleared in this mutation.
+func (m *CouponTemplateMutation) ValidToCleared() bool {
+	_, ok := m.clearedFields[coupontemplate.FieldValidTo]
+	return ok
+}
+
+// ResetValidTo resets all changes to the "valid_to" field.
+func (m *CouponTemplateMutation) ResetValidTo() {
+	m.valid_to = nil
+	delete(m.clearedFields, coupontemplate.FieldValidTo)
+}
+
+// SetDaysAfterIssue sets the "days_after_issue" field.
+func (m *CouponTemplateMutation) SetDaysAfterIssue(i int) {
+	m.days_after_issue = &i
+	m.adddays_after_issue = nil
+}
+
+// DaysAfterIssue returns the value of the "days_after_issue" field in the mutation.
+func (m *CouponTemplateMutation) DaysAfterIssue() (r int, exists bool) {
+	v := m.days_after_issue
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldDaysAfterIssue returns the old "days_after_issue" field's value of the CouponTemplate entity.
+// If the CouponTemplate object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CouponTemplateMutation) OldDaysAfterIssue(ctx context.Context) (v *int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldDaysAfterIssue is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldDaysAfterIssue requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldDaysAfterIssue: %w", err)
+	}
+	return oldValue.DaysAfterIssue, nil
+}
+
+// AddDaysAfterIssue adds i to the "days_after_issue" field.
+func (m *CouponTemplateMutation) AddDaysAfterIssue(i int) {
+	if m.adddays_after_issue != nil {
+		*m.adddays_after_issue += i
+	} else {
+		m.adddays_after_issue = &i
+	}
+}
+
+// AddedDaysAfterIssue returns the value that was added to the "days_after_issue" field in this mutation.
+func (m *CouponTemplateMutation) AddedDaysAfterIssue() (r int, exists bool) {
+	v := m.adddays_after_issue
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ClearDaysAfterIssue clears the value of the "days_after_issue" field.
+func (m *CouponTemplateMutation) ClearDaysAfterIssue() {
+	m.days_after_issue = nil
+	m.adddays_after_issue = nil
+	m.clearedFields[coupontemplate.FieldDaysAfterIssue] = struct{}{}
+}
+
+// DaysAfterIssueCleared returns if the "days_after_issue" field was cleared in this mutation.
+func (m *CouponTemplateMutation) DaysAfterIssueCleared() bool {
+	_, ok := m.clearedFields[coupontemplate.FieldDaysAfterIssue]
+	return ok
+}
+
+// ResetDaysAfterIssue resets all changes to the "days_after_issue" field.
+func (m *CouponTemplateMutation) ResetDaysAfterIssue() {
+	m.days_after_issue = nil
+	m.adddays_after_issue = nil
+	delete(m.clearedFields, coupontemplate.FieldDaysAfterIssue)
+}
+
+// SetTotalStock sets the "total_stock" field.
+func (m *CouponTemplateMutation) SetTotalStock(i int) {
+	m.total_stock = &i
+	m.addtotal_stock = nil
+}
+
+// TotalStock returns the value of the "total_stock" field in the mutation.
+func (m *CouponTemplateMutation) TotalStock() (r int, exists bool) {
+	v := m.total_stock
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldTotalStock returns the old "total_stock" field's value of the CouponTemplate entity.
+// If the CouponTemplate object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CouponTemplateMutation) OldTotalStock(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldTotalStock is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldTotalStock requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldTotalStock: %w", err)
+	}
+	return oldValue.TotalStock, nil
+}
+
+// AddTotalStock adds i to the "total_stock" field.
+func (m *CouponTemplateMutation) AddTotalStock(i int) {
+	if m.addtotal_stock != nil {
+		*m.addtotal_stock += i
+	} else {
+		m.addtotal_stock = &i
+	}
+}
+
+// AddedTotalStock returns the value that was added to the "total_stock" field in this mutation.
+func (m *CouponTemplateMutation) AddedTotalStock() (r int, exists bool) {
+	v := m.addtotal_stock
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetTotalStock resets all changes to the "total_stock" field.
+func (m *CouponTemplateMutation) ResetTotalStock() {
+	m.total_stock = nil
+	m.addtotal_stock = nil
+}
+
+// SetIssuedCount sets the "issued_count" field.
+func (m *CouponTemplateMutation) SetIssuedCount(i int) {
+	m.issued_count = &i
+	m.addissued_count = nil
+}
+
+// IssuedCount returns the value of the "issued_count" field in the mutation.
+func (m *CouponTemplateMutation) IssuedCount() (r int, exists bool) {
+	v := m.issued_count
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldIssuedCount returns the old "issued_count" field's value of the CouponTemplate entity.
+// If the CouponTemplate object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CouponTemplateMutation) OldIssuedCount(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldIssuedCount is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldIssuedCount requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldIssuedCount: %w", err)
+	}
+	return oldValue.IssuedCount, nil
+}
+
+// AddIssuedCount adds i to the "issued_count" field.
+func (m *CouponTemplateMutation) AddIssuedCount(i int) {
+	if m.addissued_count != nil {
+		*m.addissued_count += i
+	} else {
+		m.addissued_count = &i
+	}
+}
+
+// AddedIssuedCount returns the value that was added to the "issued_count" field in this mutation.
+func (m *CouponTemplateMutation) AddedIssuedCount() (r int, exists bool) {
+	v := m.addissued_count
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetIssuedCount resets all changes to the "issued_count" field.
+func (m *CouponTemplateMutation) ResetIssuedCount() {
+	m.issued_count = nil
+	m.addissued_count = nil
+}
+
+// SetPerMemberLimit sets the "per_member_limit" field.
+func (m *CouponTemplateMutation) SetPerMemberLimit(i int) {
+	m.per_member_limit = &i
+	m.addper_member_limit = nil
+}
+
+// PerMemberLimit returns the value of the "per_member_limit" field in the mutation.
+func (m *CouponTemplateMutation) PerMemberLimit() (r int, exists bool) {
+	v := m.per_member_limit
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPerMemberLimit returns the old "per_member_limit" field's value of the CouponTemplate entity.
+// If the CouponTemplate object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CouponTemplateMutation) OldPerMemberLimit(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPerMemberLimit is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPerMemberLimit requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPerMemberLimit: %w", err)
+	}
+	return oldValue.PerMemberLimit, nil
+}
+
+// AddPerMemberLimit adds i to the "per_member_limit" field.
+func (m *CouponTemplateMutation) AddPerMemberLimit(i int) {
+	if m.addper_member_limit != nil {
+		*m.addper_member_limit += i
+	} else {
+		m.addper_member_limit = &i
+	}
+}
+
+// AddedPerMemberLimit returns the value that was added to the "per_member_limit" field in this mutation.
+func (m *CouponTemplateMutation) AddedPerMemberLimit() (r int, exists bool) {
+	v := m.addper_member_limit
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetPerMemberLimit resets all changes to the "per_member_limit" field.
+func (m *CouponTemplateMutation) ResetPerMemberLimit() {
+	m.per_member_limit = nil
+	m.addper_member_limit = nil
+}
+
+// SetClaimable sets the "claimable" field.
+func (m *CouponTemplateMutation) SetClaimable(b bool) {
+	m.claimable = &b
+}
+
+// Claimable returns the value of the "claimable" field in the mutation.
+func (m *CouponTemplateMutation) Claimable() (r bool, exists bool) {
+	v := m.claimable
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldClaimable returns the old "claimable" field's value of the CouponTemplate entity.
+// If the CouponTemplate object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CouponTemplateMutation) OldClaimable(ctx context.Context) (v bool, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldClaimable is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldClaimable requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldClaimable: %w", err)
+	}
+	return oldValue.Claimable, nil
+}
+
+// ResetClaimable resets all changes to the "claimable" field.
+func (m *CouponTemplateMutation) ResetClaimable() {
+	m.claimable = nil
+}
+
+// AddBusinessUnitIDs adds the "business_units" edge to the BusinessUnit entity by ids.
+func (m *CouponTemplateMutation) AddBusinessUnitIDs(ids ...int) {
+	if m.business_units == nil {
+		m.business_units = make(map[int]struct{})
+	}
+	for i := range ids {
+		m.business_units[ids[i]] = struct{}{}
+	}
+}
+
+// ClearBusinessUnits clears the "business_units" edge to the BusinessUnit entity.
+func (m *CouponTemplateMutation) ClearBusinessUnits() {
+	m.clearedbusiness_units = true
+}
+
+// BusinessUnitsCleared reports if the "business_units" edge to the BusinessUnit entity was cleared.
+func (m *CouponTemplateMutation) BusinessUnitsCleared() bool {
+	return m.clearedbusiness_units
+}
+
+// RemoveBusinessUnitIDs removes the "business_units" edge to the BusinessUnit entity by IDs.
+func (m *CouponTemplateMutation) RemoveBusinessUnitIDs(ids ...int) {
+	if m.removedbusiness_units == nil {
+		m.removedbusiness_units = make(map[int]struct{})
+	}
+	for i := range ids {
+		delete(m.business_units, ids[i])
+		m.removedbusiness_units[ids[i]] = struct{}{}
+	}
+}
+
+// RemovedBusinessUnits returns the removed IDs of the "business_units" edge to the BusinessUnit entity.
+func (m *CouponTemplateMutation) RemovedBusinessUnitsIDs() (ids []int) {
+	for id := range m.removedbusiness_units {
+		ids = append(ids, id)
+	}
+	return
+}
+
+// BusinessUnitsIDs returns the "business_units" edge IDs in the mutation.
+func (m *CouponTemplateMutation) BusinessUnitsIDs() (ids []int) {
+	for id := range m.business_units {
+		ids = append(ids, id)
+	}
+	return
+}
+
+// ResetBusinessUnits resets all changes to the "business_units" edge.
+func (m *CouponTemplateMutation) ResetBusinessUnits() {
+	m.business_units = nil
+	m.clearedbusiness_units = false
+	m.removedbusiness_units = nil
+}
+
+// AddStoreIDs adds the "stores" edge to the Store entity by ids.
+func (m *CouponTemplateMutation) AddStoreIDs(ids ...int) {
+	if m.stores == nil {
+		m.stores = make(map[int]struct{})
+	}
+	for i := range ids {
+		m.stores[ids[i]] = struct{}{}
+	}
+}
+
+// ClearStores clears the "stores" edge to the Store entity.
+func (m *CouponTemplateMutation) ClearStores() {
+	m.clearedstores = true
+}
+
+// StoresCleared reports if the "stores" edge to the Store entity was cleared.
+func (m *CouponTemplateMutation) StoresCleared() bool {
+	return m.clearedstores
+}
+
+// RemoveStoreIDs removes the "stores" edge to the Store entity by IDs.
+func (m *CouponTemplateMutation) RemoveStoreIDs(ids ...int) {
+	if m.removedstores == nil {
+		m.removedstores = make(map[int]struct{})
+	}
+	for i := range ids {
+		delete(m.stores, ids[i])
+		m.removedstores[ids[i]] = struct{}{}
+	}
+}
+
+// RemovedStores returns the removed IDs of the "stores" edge to the Store entity.
+func (m *CouponTemplateMutation) RemovedStoresIDs() (ids []int) {
+	for id := range m.removedstores {
+		ids = append(ids, id)
+	}
+	return
+}
+
+// StoresIDs returns the "stores" edge IDs in the mutation.
+func (m *CouponTemplateMutation) StoresIDs() (ids []int) {
+	for id := range m.stores {
+		ids = append(ids, id)
+	}
+	return
+}
+
+// ResetStores resets all changes to the "stores" edge.
+func (m *CouponTemplateMutation) ResetStores() {
+	m.stores = nil
+	m.clearedstores = false
+	m.removedstores = nil
+}
+
+// Where appends a list predicates to the CouponTemplateMutation builder.
+func (m *CouponTemplateMutation) Where(ps ...predicate.CouponTemplate) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the CouponTemplateMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *CouponTemplateMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.CouponTemplate, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *CouponTemplateMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *CouponTemplateMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (CouponTemplate).
+func (m *CouponTemplateMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *CouponTemplateMutation) Fields() []string {
+	fields := make([]string, 0, 14)
+	if m.created_at != nil {
+		fields = append(fields, coupontemplate.FieldCreatedAt)
+	}
+	if m.updated_at != nil {
+		fields = append(fields, coupontemplate.FieldUpdatedAt)
+	}
+	if m.title != nil {
+		fields = append(fields, coupontemplate.FieldTitle)
+	}
+	if m.kind != nil {
+		fields = append(fields, coupontemplate.FieldKind)
+	}
+	if m.face_value != nil {
+		fields = append(fields, coupontemplate.FieldFaceValue)
+	}
+	if m.discount_percent != nil {
+		fields = append(fields, coupontemplate.FieldDiscountPercent)
+	}
+	if m.min_spend != nil {
+		fields = append(fields, coupontemplate.FieldMinSpend)
+	}
+	if m.valid_from != nil {
+		fields = append(fields, coupontemplate.FieldValidFrom)
+	}
+	if m.valid_to != nil {
+		fields = append(fields, coupontemplate.FieldValidTo)
+	}
+	if m.days_after_issue != nil {
+		fields = append(fields, coupontemplate.FieldDaysAfterIssue)
+	}
+	if m.total_stock != nil {
+		fields = append(fields, coupontemplate.FieldTotalStock)
+	}
+	if m.issued_count != nil {
+		fields = append(fields, coupontemplate.FieldIssuedCount)
+	}
+	if m.per_member_limit != nil {
+		fields = append(fields, coupontemplate.FieldPerMemberLimit)
+	}
+	if m.claimable != nil {
+		fields = append(fields, coupontemplate.FieldClaimable)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *CouponTemplateMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case coupontemplate.FieldCreatedAt:
+		return m.CreatedAt()
+	case coupontemplate.FieldUpdatedAt:
+		return m.UpdatedAt()
+	case coupontemplate.FieldTitle:
+		return m.Title()
+	case coupontemplate.FieldKind:
+		return m.Kind()
+	case coupontemplate.FieldFaceValue:
+		return m.FaceValue()
+	case coupontemplate.FieldDiscountPercent:
+		return m.DiscountPercent()
+	case coupontemplate.FieldMinSpend:
+		return m.MinSpend()
+	case coupontemplate.FieldValidFrom:
+		return m.ValidFrom()
+	case coupontemplate.FieldValidTo:
+		return m.ValidTo()
+	case coupontemplate.FieldDaysAfterIssue:
+		return m.DaysAfterIssue()
+	case coupontemplate.FieldTotalStock:
+		return m.TotalStock()
+	case coupontemplate.FieldIssuedCount:
+		return m.IssuedCount()
+	case coupontemplate.FieldPerMemberLimit:
+		return m.PerMemberLimit()
+	case coupontemplate.FieldClaimable:
+		return m.Claimable()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *CouponTemplateMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case coupontemplate.FieldCreatedAt:
+		return m.OldCreatedAt(ctx)
+	case coupontemplate.FieldUpdatedAt:
+		return m.OldUpdatedAt(ctx)
+	case coupontemplate.FieldTitle:
+		return m.OldTitle(ctx)
+	case coupontemplate.FieldKind:
+		return m.OldKind(ctx)
+	case coupontemplate.FieldFaceValue:
+		return m.OldFaceValue(ctx)
+	case coupontemplate.FieldDiscountPercent:
+		return m.OldDiscountPercent(ctx)
+	case coupontemplate.FieldMinSpend:
+		return m.OldMinSpend(ctx)
+	case coupontemplate.FieldValidFrom:
+		return m.OldValidFrom(ctx)
+	case coupontemplate.FieldValidTo:
+		return m.OldValidTo(ctx)
+	case coupontemplate.FieldDaysAfterIssue:
+		return m.OldDaysAfterIssue(ctx)
+	case coupontemplate.FieldTotalStock:
+		return m.OldTotalStock(ctx)
+	case coupontemplate.FieldIssuedCount:
+		return m.OldIssuedCount(ctx)
+	case coupontemplate.FieldPerMemberLimit:
+		return m.OldPerMemberLimit(ctx)
+	case coupontemplate.FieldClaimable:
+		return m.OldClaimable(ctx)
+	}
+	return nil, fmt.Errorf("unknown CouponTemplate field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *CouponTemplateMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case coupontemplate.FieldCreatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCreatedAt(v)
+		return nil
+	case coupontemplate.FieldUpdatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetUpdatedAt(v)
+		return nil
+	case coupontemplate.FieldTitle:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetTitle(v)
+		return nil
+	case coupontemplate.FieldKind:
+		v, ok := value.(enum.CouponKind)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetKind(v)
+		return nil
+	case coupontemplate.FieldFaceValue:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetFaceValue(v)
+		return nil
+	case coupontemplate.FieldDiscountPercent:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetDiscountPercent(v)
+		return nil
+	case coupontemplate.FieldMinSpend:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetMinSpend(v)
+		return nil
+	case coupontemplate.FieldValidFrom:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetValidFrom(v)
+		return nil
+	case coupontemplate.FieldValidTo:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetValidTo(v)
+		return nil
+	case coupontemplate.FieldDaysAfterIssue:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetDaysAfterIssue(v)
+		return nil
+	case coupontemplate.FieldTotalStock:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetTotalStock(v)
+		return nil
+	case coupontemplate.FieldIssuedCount:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetIssuedCount(v)
+		return nil
+	case coupontemplate.FieldPerMemberLimit:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPerMemberLimit(v)
+		return nil
+	case coupontemplate.FieldClaimable:
+		v, ok := value.(bool)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetClaimable(v)
+		return nil
+	}
+	return fmt.Errorf("unknown CouponTemplate field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *CouponTemplateMutation) AddedFields() []string {
+	var fields []string
+	if m.addface_value != nil {
+		fields = append(fields, coupontemplate.FieldFaceValue)
+	}
+	if m.adddiscount_percent != nil {
+		fields = append(fields, coupontemplate.FieldDiscountPercent)
+	}
+	if m.addmin_spend != nil {
+		fields = append(fields, coupontemplate.FieldMinSpend)
+	}
+	if m.adddays_after_issue != nil {
+		fields = append(fields, coupontemplate.FieldDaysAfterIssue)
+	}
+	if m.addtotal_stock != nil {
+		fields = append(fields, coupontemplate.FieldTotalStock)
+	}
+	if m.addissued_count != nil {
+		fields = append(fields, coupontemplate.FieldIssuedCount)
+	}
+	if m.addper_member_limit != nil {
+		fields = append(fields, coupontemplate.FieldPerMemberLimit)
+	}
+	return fields
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *CouponTemplateMutation) AddedField(name string) (ent.Value, bool) {
+	switch name {
+	case coupontemplate.FieldFaceValue:
+		return m.AddedFaceValue()
+	case coupontemplate.FieldDiscountPercent:
+		return m.AddedDiscountPercent()
+	case coupontemplate.FieldMinSpend:
+		return m.AddedMinSpend()
+	case coupontemplate.FieldDaysAfterIssue:
+		return m.AddedDaysAfterIssue()
+	case coupontemplate.FieldTotalStock:
+		return m.AddedTotalStock()
+	case coupontemplate.FieldIssuedCount:
+		return m.AddedIssuedCount()
+	case coupontemplate.FieldPerMemberLimit:
+		return m.AddedPerMemberLimit()
+	}
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *CouponTemplateMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	case coupontemplate.FieldFaceValue:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddFaceValue(v)
+		return nil
+	case coupontemplate.FieldDiscountPercent:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddDiscountPercent(v)
+		return nil
+	case coupontemplate.FieldMinSpend:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddMinSpend(v)
+		return nil
+	case coupontemplate.FieldDaysAfterIssue:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddDaysAfterIssue(v)
+		return nil
+	case coupontemplate.FieldTotalStock:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddTotalStock(v)
+		return nil
+	case coupontemplate.FieldIssuedCount:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddIssuedCount(v)
+		return nil
+	case coupontemplate.FieldPerMemberLimit:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddPerMemberLimit(v)
+		return nil
+	}
+	return fmt.Errorf("unknown CouponTemplate numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *CouponTemplateMutation) ClearedFields() []string {
+	var fields []string
+	if m.FieldCleared(coupontemplate.FieldDiscountPercent) {
+		fields = append(fields, coupontemplate.FieldDiscountPercent)
+	}
+	if m.FieldCleared(coupontemplate.FieldValidFrom) {
+		fields = append(fields, coupontemplate.FieldValidFrom)
+	}
+	if m.FieldCleared(coupontemplate.FieldValidTo) {
+		fields = append(fields, coupontemplate.FieldValidTo)
+	}
+	if m.FieldCleared(coupontemplate.FieldDaysAfterIssue) {
+		fields = append(fields, coupontemplate.FieldDaysAfterIssue)
+	}
+	return fields
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *CouponTemplateMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *CouponTemplateMutation) ClearField(name string) error {
+	switch name {
+	case coupontemplate.FieldDiscountPercent:
+		m.ClearDiscountPercent()
+		return nil
+	case coupontemplate.FieldValidFrom:
+		m.ClearValidFrom()
+		return nil
+	case coupontemplate.FieldValidTo:
+		m.ClearValidTo()
+		return nil
+	case coupontemplate.FieldDaysAfterIssue:
+		m.ClearDaysAfterIssue()
+		return nil
+	}
+	return fmt.Errorf("unknown CouponTemplate nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *CouponTemplateMutation) ResetField(name string) error {
+	switch name {
+	case coupontemplate.FieldCreatedAt:
+		m.ResetCreatedAt()
+		return nil
+	case coupontemplate.FieldUpdatedAt:
+		m.ResetUpdatedAt()
+		return nil
+	case coupontemplate.FieldTitle:
+		m.ResetTitle()
+		return nil
+	case coupontemplate.FieldKind:
+		m.ResetKind()
+		return nil
+	case coupontemplate.FieldFaceValue:
+		m.ResetFaceValue()
+		return nil
+	case coupontemplate.FieldDiscountPercent:
+		m.ResetDiscountPercent()
+		return nil
+	case coupontemplate.FieldMinSpend:
+		m.ResetMinSpend()
+		return nil
+	case coupontemplate.FieldValidFrom:
+		m.ResetValidFrom()
+		return nil
+	case coupontemplate.FieldValidTo:
+		m.ResetValidTo()
+		return nil
+	case coupontemplate.FieldDaysAfterIssue:
+		m.ResetDaysAfterIssue()
+		return nil
+	case coupontemplate.FieldTotalStock:
+		m.ResetTotalStock()
+		return nil
+	case coupontemplate.FieldIssuedCount:
+		m.ResetIssuedCount()
+		return nil
+	case coupontemplate.FieldPerMemberLimit:
+		m.ResetPerMemberLimit()
+		return nil
+	case coupontemplate.FieldClaimable:
+		m.ResetClaimable()
+		return nil
+	}
+	return fmt.Errorf("unknown CouponTemplate field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *CouponTemplateMutation) AddedEdges() []string {
+	edges := make([]string, 0, 2)
+	if m.business_units != nil {
+		edges = append(edges, coupontemplate.EdgeBusinessUnits)
+	}
+	if m.stores != nil {
+		edges = append(edges, coupontemplate.EdgeStores)
+	}
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *CouponTemplateMutation) AddedIDs(name string) []ent.Value {
+	switch name {
+	case coupontemplate.EdgeBusinessUnits:
+		ids := make([]ent.Value, 0, len(m.business_units))
+		for id := range m.business_units {
+			ids = append(ids, id)
+		}
+		return ids
+	case coupontemplate.EdgeStores:
+		ids := make([]ent.Value, 0, len(m.stores))
+		for id := range m.stores {
+			ids = append(ids, id)
+		}
+		return ids
+	}
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *CouponTemplateMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 2)
+	if m.removedbusiness_units != nil {
+		edges = append(edges, coupontemplate.EdgeBusinessUnits)
+	}
+	if m.removedstores != nil {
+		edges = append(edges, coupontemplate.EdgeStores)
+	}
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *CouponTemplateMutation) RemovedIDs(name string) []ent.Value {
+	switch name {
+	case coupontemplate.EdgeBusinessUnits:
+		ids := make([]ent.Value, 0, len(m.removedbusiness_units))
+		for id := range m.removedbusiness_units {
+			ids = append(ids, id)
+		}
+		return ids
+	case coupontemplate.EdgeStores:
+		ids := make([]ent.Value, 0, len(m.removedstores))
+		for id := range m.removedstores {
+			ids = append(ids, id)
+		}
+		return ids
+	}
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *CouponTemplateMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 2)
+	if m.clearedbusiness_units {
+		edges = append(edges, coupontemplate.EdgeBusinessUnits)
+	}
+	if m.clearedstores {
+		edges = append(edges, coupontemplate.EdgeStores)
+	}
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *CouponTemplateMutation) EdgeCleared(name string) bool {
+	switch name {
+	case coupontemplate.EdgeBusinessUnits:
+		return m.clearedbusiness_units
+	case coupontemplate.EdgeStores:
+		return m.clearedstores
+	}
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *CouponTemplateMutation) ClearEdge(name string) error {
+	switch name {
+	}
+	return fmt.Errorf("unknown CouponTemplate unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *CouponTemplateMutation) ResetEdge(name string) error {
+	switch name {
+	case coupontemplate.EdgeBusinessUnits:
+		m.ResetBusinessUnits()
+		return nil
+	case coupontemplate.EdgeStores:
+		m.ResetStores()
+		return nil
+	}
+	return fmt.Errorf("unknown CouponTemplate edge %s", name)
+}
+
+// EarningRuleMutation represents an operation that mutates the EarningRule nodes in the graph.
+type EarningRuleMutation struct {
+	config
+	op                          Op
+	typ                         string
+	id                          *int
+	created_at                  *time.Time
+	updated_at                  *time.Time
+	points_per_yuan_permille    *int
+	addpoints_per_yuan_permille *int
+	growth_per_yuan_permille    *int
+	addgrowth_per_yuan_permille *int
+	clearedFields               map[string]struct{}
+	business_unit               *int
+	clearedbusiness_unit        bool
+	done                        bool
+	oldValue                    func(context.Context) (*EarningRule, error)
+	predicates                  []predicate.EarningRule
+}
+
+var _ ent.Mutation = (*EarningRuleMutation)(nil)
+
+// earningruleOption allows management of the mutation configuration using functional options.
+type earningruleOption func(*EarningRuleMutation)
+
+// newEarningRuleMutation creates new mutation for the EarningRule entity.
+func newEarningRuleMutation(c config, op Op, opts ...earningruleOption) *EarningRuleMutation {
+	m := &EarningRuleMutation{
+		config:        c,
+		op:            op,
+		typ:           TypeEarningRule,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withEarningRuleID sets the ID field of the mutation.
+func withEarningRuleID(id int) earningruleOption {
+	return func(m *EarningRuleMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *EarningRule
+		)
+		m.oldValue = func(ctx context.Context) (*EarningRule, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().EarningRule.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withEarningRule sets the old EarningRule of the mutation.
+func withEarningRule(node *EarningRule) earningruleOption {
+	return func(m *EarningRuleMutation) {
+		m.oldValue = func(context.Context) (*EarningRule, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m EarningRuleMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m EarningRuleMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *EarningRuleMutation) ID() (id int, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *EarningRuleMutation) IDs(ctx context.Context) ([]int, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []int{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().EarningRule.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetCreatedAt sets the "created_at" field.
+func (m *EarningRuleMutation) SetCreatedAt(t time.Time) {
+	m.created_at = &t
+}
+
+// CreatedAt returns the value of the "created_at" field in the mutation.
+func (m *EarningRuleMutation) CreatedAt() (r time.Time, exists bool) {
+	v := m.created_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCreatedAt returns the old "created_at" field's value of the EarningRule entity.
+// If the EarningRule object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *EarningRuleMutation) OldCreatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCreatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCreatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCreatedAt: %w", err)
+	}
+	return oldValue.CreatedAt, nil
+}
+
+// ResetCreatedAt resets all changes to the "created_at" field.
+func (m *EarningRuleMutation) ResetCreatedAt() {
+	m.created_at = nil
+}
+
+// SetUpdatedAt sets the "updated_at" field.
+func (m *EarningRuleMutation) SetUpdatedAt(t time.Time) {
+	m.updated_at = &t
+}
+
+// UpdatedAt returns the value of the "updated_at" field in the mutation.
+func (m *EarningRuleMutation) UpdatedAt() (r time.Time, exists bool) {
+	v := m.updated_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldUpdatedAt returns the old "updated_at" field's value of the EarningRule entity.
+// If the EarningRule object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *EarningRuleMutation) OldUpdatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldUpdatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldUpdatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldUpdatedAt: %w", err)
+	}
+	return oldValue.UpdatedAt, nil
+}
+
+// ResetUpdatedAt resets all changes to the "updated_at" field.
+func (m *EarningRuleMutation) ResetUpdatedAt() {
+	m.updated_at = nil
+}
+
+// SetBusinessUnitID sets the "business_unit_id" field.
+func (m *EarningRuleMutation) SetBusinessUnitID(i int) {
+	m.business_unit = &i
+}
+
+// BusinessUnitID returns the value of the "business_unit_id" field in the mutation.
+func (m *EarningRuleMutation) BusinessUnitID() (r int, exists bool) {
+	v := m.business_unit
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldBusinessUnitID returns the old "business_unit_id" field's value of the EarningRule entity.
+// If the EarningRule object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *EarningRuleMutation) OldBusinessUnitID(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldBusinessUnitID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldBusinessUnitID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldBusinessUnitID: %w", err)
+	}
+	return oldValue.BusinessUnitID, nil
+}
+
+// ResetBusinessUnitID resets all changes to the "business_unit_id" field.
+func (m *EarningRuleMutation) ResetBusinessUnitID() {
+	m.business_unit = nil
+}
+
+// SetPointsPerYuanPermille sets the "points_per_yuan_permille" field.
+func (m *EarningRuleMutation) SetPointsPerYuanPermille(i int) {
+	m.points_per_yuan_permille = &i
+	m.addpoints_per_yuan_permille = nil
+}
+
+// PointsPerYuanPermille returns the value of the "points_per_yuan_permille" field in the mutation.
+func (m *EarningRuleMutation) PointsPerYuanPermille() (r int, exists bool) {
+	v := m.points_per_yuan_permille
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPointsPerYuanPermille returns the old "points_per_yuan_permille" field's value of the EarningRule entity.
+// If the EarningRule object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *EarningRuleMutation) OldPointsPerYuanPermille(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPointsPerYuanPermille is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPointsPerYuanPermille requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPointsPerYuanPermille: %w", err)
+	}
+	return oldValue.PointsPerYuanPermille, nil
+}
+
+// AddPointsPerYuanPermille adds i to the "points_per_yuan_permille" field.
+func (m *EarningRuleMutation) AddPointsPerYuanPermille(i int) {
+	if m.addpoints_per_yuan_permille != nil {
+		*m.addpoints_per_yuan_permille += i
+	} else {
+		m.addpoints_per_yuan_permille = &i
+	}
+}
+
+// AddedPointsPerYuanPermille returns the value that was added to the "points_per_yuan_permille" field in this mutation.
+func (m *EarningRuleMutation) AddedPointsPerYuanPermille() (r int, exists bool) {
+	v := m.addpoints_per_yuan_permille
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetPointsPerYuanPermille resets all changes to the "points_per_yuan_permille" field.
+func (m *EarningRuleMutation) ResetPointsPerYuanPermille() {
+	m.points_per_yuan_permille = nil
+	m.addpoints_per_yuan_permille = nil
+}
+
+// SetGrowthPerYuanPermille sets the "growth_per_yuan_permille" field.
+func (m *EarningRuleMutation) SetGrowthPerYuanPermille(i int) {
+	m.growth_per_yuan_permille = &i
+	m.addgrowth_per_yuan_permille = nil
+}
+
+// GrowthPerYuanPermille returns the value of the "growth_per_yuan_permille" field in the mutation.
+func (m *EarningRuleMutation) GrowthPerYuanPermille() (r int, exists bool) {
+	v := m.growth_per_yuan_permille
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldGrowthPerYuanPermille returns the old "growth_per_yuan_permille" field's value of the EarningRule entity.
+// If the EarningRule object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *EarningRuleMutation) OldGrowthPerYuanPermille(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldGrowthPerYuanPermille is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldGrowthPerYuanPermille requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldGrowthPerYuanPermille: %w", err)
+	}
+	return oldValue.GrowthPerYuanPermille, nil
+}
+
+// AddGrowthPerYuanPermille adds i to the "growth_per_yuan_permille" field.
+func (m *EarningRuleMutation) AddGrowthPerYuanPermille(i int) {
+	if m.addgrowth_per_yuan_permille != nil {
+		*m.addgrowth_per_yuan_permille += i
+	} else {
+		m.addgrowth_per_yuan_permille = &i
+	}
+}
+
+// AddedGrowthPerYuanPermille returns the value that was added to the "growth_per_yuan_permille" field in this mutation.
+func (m *EarningRuleMutation) AddedGrowthPerYuanPermille() (r int, exists bool) {
+	v := m.addgrowth_per_yuan_permille
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetGrowthPerYuanPermille resets all changes to the "growth_per_yuan_permille" field.
+func (m *EarningRuleMutation) ResetGrowthPerYuanPermille() {
+	m.growth_per_yuan_permille = nil
+	m.addgrowth_per_yuan_permille = nil
+}
+
+// ClearBusinessUnit clears the "business_unit" edge to the BusinessUnit entity.
+func (m *EarningRuleMutation) ClearBusinessUnit() {
+	m.clearedbusiness_unit = true
+	m.clearedFields[earningrule.FieldBusinessUnitID] = struct{}{}
+}
+
+// BusinessUnitCleared reports if the "business_unit" edge to the BusinessUnit entity was cleared.
+func (m *EarningRuleMutation) BusinessUnitCleared() bool {
+	return m.clearedbusiness_unit
+}
+
+// BusinessUnitIDs returns the "business_unit" edge IDs in the mutation.
+// Note that IDs always returns len(IDs) <= 1 for unique edges, and you should use
+// BusinessUnitID instead. It exists only for internal usage by the builders.
+func (m *EarningRuleMutation) BusinessUnitIDs() (ids []int) {
+	if id := m.business_unit; id != nil {
+		ids = append(ids, *id)
+	}
+	return
+}
+
+// ResetBusinessUnit resets all changes to the "business_unit" edge.
+func (m *EarningRuleMutation) ResetBusinessUnit() {
+	m.business_unit = nil
+	m.clearedbusiness_unit = false
+}
+
+// Where appends a list predicates to the EarningRuleMutation builder.
+func (m *EarningRuleMutation) Where(ps ...predicate.EarningRule) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the EarningRuleMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *EarningRuleMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.EarningRule, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *EarningRuleMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *EarningRuleMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (EarningRule).
+func (m *EarningRuleMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *EarningRuleMutation) Fields() []string {
+	fields := make([]string, 0, 5)
+	if m.created_at != nil {
+		fields = append(fields, earningrule.FieldCreatedAt)
+	}
+	if m.updated_at != nil {
+		fields = append(fields, earningrule.FieldUpdatedAt)
+	}
+	if m.business_unit != nil {
+		fields = append(fields, earningrule.FieldBusinessUnitID)
+	}
+	if m.points_per_yuan_permille != nil {
+		fields = append(fields, earningrule.FieldPointsPerYuanPermille)
+	}
+	if m.growth_per_yuan_permille != nil {
+		fields = append(fields, earningrule.FieldGrowthPerYuanPermille)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *EarningRuleMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case earningrule.FieldCreatedAt:
+		return m.CreatedAt()
+	case earningrule.FieldUpdatedAt:
+		return m.UpdatedAt()
+	case earningrule.FieldBusinessUnitID:
+		return m.BusinessUnitID()
+	case earningrule.FieldPointsPerYuanPermille:
+		return m.PointsPerYuanPermille()
+	case earningrule.FieldGrowthPerYuanPermille:
+		return m.GrowthPerYuanPermille()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *EarningRuleMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case earningrule.FieldCreatedAt:
+		return m.OldCreatedAt(ctx)
+	case earningrule.FieldUpdatedAt:
+		return m.OldUpdatedAt(ctx)
+	case earningrule.FieldBusinessUnitID:
+		return m.OldBusinessUnitID(ctx)
+	case earningrule.FieldPointsPerYuanPermille:
+		return m.OldPointsPerYuanPermille(ctx)
+	case earningrule.FieldGrowthPerYuanPermille:
+		return m.OldGrowthPerYuanPermille(ctx)
+	}
+	return nil, fmt.Errorf("unknown EarningRule field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *EarningRuleMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case earningrule.FieldCreatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCreatedAt(v)
+		return nil
+	case earningrule.FieldUpdatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetUpdatedAt(v)
+		return nil
+	case earningrule.FieldBusinessUnitID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetBusinessUnitID(v)
+		return nil
+	case earningrule.FieldPointsPerYuanPermille:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPointsPerYuanPermille(v)
+		return nil
+	case earningrule.FieldGrowthPerYuanPermille:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetGrowthPerYuanPermille(v)
+		return nil
+	}
+	return fmt.Errorf("unknown EarningRule field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *EarningRuleMutation) AddedFields() []string {
+	var fields []string
+	if m.addpoints_per_yuan_permille != nil {
+		fields = append(fields, earningrule.FieldPointsPerYuanPermille)
+	}
+	if m.addgrowth_per_yuan_permille != nil {
+		fields = append(fields, earningrule.FieldGrowthPerYuanPermille)
+	}
+	return fields
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *EarningRuleMutation) AddedField(name string) (ent.Value, bool) {
+	switch name {
+	case earningrule.FieldPointsPerYuanPermille:
+		return m.AddedPointsPerYuanPermille()
+	case earningrule.FieldGrowthPerYuanPermille:
+		return m.AddedGrowthPerYuanPermille()
+	}
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *EarningRuleMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	case earningrule.FieldPointsPerYuanPermille:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddPointsPerYuanPermille(v)
+		return nil
+	case earningrule.FieldGrowthPerYuanPermille:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddGrowthPerYuanPermille(v)
+		return nil
+	}
+	return fmt.Errorf("unknown EarningRule numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *EarningRuleMutation) ClearedFields() []string {
+	return nil
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *EarningRuleMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *EarningRuleMutation) ClearField(name string) error {
+	return fmt.Errorf("unknown EarningRule nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *EarningRuleMutation) ResetField(name string) error {
+	switch name {
+	case earningrule.FieldCreatedAt:
+		m.ResetCreatedAt()
+		return nil
+	case earningrule.FieldUpdatedAt:
+		m.ResetUpdatedAt()
+		return nil
+	case earningrule.FieldBusinessUnitID:
+		m.ResetBusinessUnitID()
+		return nil
+	case earningrule.FieldPointsPerYuanPermille:
+		m.ResetPointsPerYuanPermille()
+		return nil
+	case earningrule.FieldGrowthPerYuanPermille:
+		m.ResetGrowthPerYuanPermille()
+		return nil
+	}
+	return fmt.Errorf("unknown EarningRule field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *EarningRuleMutation) AddedEdges() []string {
+	edges := make([]string, 0, 1)
+	if m.business_unit != nil {
+		edges = append(edges, earningrule.EdgeBusinessUnit)
+	}
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *EarningRuleMutation) AddedIDs(name string) []ent.Value {
+	switch name {
+	case earningrule.EdgeBusinessUnit:
+		if id := m.business_unit; id != nil {
+			return []ent.Value{*id}
+		}
+	}
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *EarningRuleMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 1)
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *EarningRuleMutation) RemovedIDs(name string) []ent.Value {
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *EarningRuleMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 1)
+	if m.clearedbusiness_unit {
+		edges = append(edges, earningrule.EdgeBusinessUnit)
+	}
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *EarningRuleMutation) EdgeCleared(name string) bool {
+	switch name {
+	case earningrule.EdgeBusinessUnit:
+		return m.clearedbusiness_unit
+	}
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *EarningRuleMutation) ClearEdge(name string) error {
+	switch name {
+	case earningrule.EdgeBusinessUnit:
+		m.ClearBusinessUnit()
+		return nil
+	}
+	return fmt.Errorf("unknown EarningRule unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *EarningRuleMutation) ResetEdge(name string) error {
+	switch name {
+	case earningrule.EdgeBusinessUnit:
+		m.ResetBusinessUnit()
+		return nil
+	}
+	return fmt.Errorf("unknown EarningRule edge %s", name)
+}
+
+// GrowthEntryMutation represents an operation that mutates the GrowthEntry nodes in the graph.
+type GrowthEntryMutation struct {
+	config
+	op                   Op
+	typ                  string
+	id                   *int
+	member_id            *int
+	addmember_id         *int
+	source               *growthentry.Source
+	amount               *int64
+	addamount            *int64
+	balance_after        *int64
+	addbalance_after     *int64
+	reason               *string
+	order_id             *int
+	addorder_id          *int
+	idempotency_key      *string
+	occurred_at          *time.Time
+	kind                 *growthentry.Kind
+	clearedFields        map[string]struct{}
+	business_unit        *int
+	clearedbusiness_unit bool
+	store                *int
+	clearedstore         bool
+	done                 bool
+	oldValue             func(context.Context) (*GrowthEntry, error)
+	predicates           []predicate.GrowthEntry
+}
+
+var _ ent.Mutation = (*GrowthEntryMutation)(nil)
+
+// growthentryOption allows management of the mutation configuration using functional options.
+type growthentryOption func(*GrowthEntryMutation)
+
+// newGrowthEntryMutation creates new mutation for the GrowthEntry entity.
+func newGrowthEntryMutation(c config, op Op, opts ...growthentryOption) *GrowthEntryMutation {
+	m := &GrowthEntryMutation{
+		config:        c,
+		op:            op,
+		typ:           TypeGrowthEntry,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withGrowthEntryID sets the ID field of the mutation.
+func withGrowthEntryID(id int) growthentryOption {
+	return func(m *GrowthEntryMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *GrowthEntry
+		)
+		m.oldValue = func(ctx context.Context) (*GrowthEntry, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().GrowthEntry.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withGrowthEntry sets the old GrowthEntry of the mutation.
+func withGrowthEntry(node *GrowthEntry) growthentryOption {
+	return func(m *GrowthEntryMutation) {
+		m.oldValue = func(context.Context) (*GrowthEntry, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m GrowthEntryMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m GrowthEntryMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *GrowthEntryMutation) ID() (id int, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *GrowthEntryMutation) IDs(ctx context.Context) ([]int, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []int{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().GrowthEntry.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetMemberID sets the "member_id" field.
+func (m *GrowthEntryMutation) SetMemberID(i int) {
+	m.member_id = &i
+	m.addmember_id = nil
+}
+
+// MemberID returns the value of the "member_id" field in the mutation.
+func (m *GrowthEntryMutation) MemberID() (r int, exists bool) {
+	v := m.member_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldMemberID returns the old "member_id" field's value of the GrowthEntry entity.
+// If the GrowthEntry object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *GrowthEntryMutation) OldMemberID(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldMemberID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldMemberID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldMemberID: %w", err)
+	}
+	return oldValue.MemberID, nil
+}
+
+// AddMemberID adds i to the "member_id" field.
+func (m *GrowthEntryMutation) AddMemberID(i int) {
+	if m.addmember_id != nil {
+		*m.addmember_id += i
+	} else {
+		m.addmember_id = &i
+	}
+}
+
+// AddedMemberID returns the value that was added to the "member_id" field in this mutation.
+func (m *GrowthEntryMutation) AddedMemberID() (r int, exists bool) {
+	v := m.addmember_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetMemberID resets all changes to the "member_id" field.
+func (m *GrowthEntryMutation) ResetMemberID() {
+	m.member_id = nil
+	m.addmember_id = nil
+}
+
+// SetSource sets the "source" field.
+func (m *GrowthEntryMutation) SetSource(gr growthentry.Source) {
+	m.source = &gr
+}
+
+// Source returns the value of the "source" field in the mutation.
+func (m *GrowthEntryMutation) Source() (r growthentry.Source, exists bool) {
+	v := m.source
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldSource returns the old "source" field's value of the GrowthEntry entity.
+// If the GrowthEntry object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *GrowthEntryMutation) OldSource(ctx context.Context) (v growthentry.Source, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldSource is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldSource requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldSource: %w", err)
+	}
+	return oldValue.Source, nil
+}
+
+// ResetSource resets all changes to the "source" field.
+func (m *GrowthEntryMutation) ResetSource() {
+	m.source = nil
+}
+
+// SetAmount sets the "amount" field.
+func (m *GrowthEntryMutation) SetAmount(i int64) {
+	m.amount = &i
+	m.addamount = nil
+}
+
+// Amount returns the value of the "amount" field in the mutation.
+func (m *GrowthEntryMutation) Amount() (r int64, exists bool) {
+	v := m.amount
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldAmount returns the old "amount" field's value of the GrowthEntry entity.
+// If the GrowthEntry object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *GrowthEntryMutation) OldAmount(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldAmount is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldAmount requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldAmount: %w", err)
+	}
+	return oldValue.Amount, nil
+}
+
+// AddAmount adds i to the "amount" field.
+func (m *GrowthEntryMutation) AddAmount(i int64) {
+	if m.addamount != nil {
+		*m.addamount += i
+	} else {
+		m.addamount = &i
+	}
+}
+
+// AddedAmount returns the value that was added to the "amount" field in this mutation.
+func (m *GrowthEntryMutation) AddedAmount() (r int64, exists bool) {
+	v := m.addamount
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetAmount resets all changes to the "amount" field.
+func (m *GrowthEntryMutation) ResetAmount() {
+	m.amount = nil
+	m.addamount = nil
+}
+
+// SetBalanceAfter sets the "balance_after" field.
+func (m *GrowthEntryMutation) SetBalanceAfter(i int64) {
+	m.balance_after = &i
+	m.addbalance_after = nil
+}
+
+// BalanceAfter returns the value of the "balance_after" field in the mutation.
+func (m *GrowthEntryMutation) BalanceAfter() (r int64, exists bool) {
+	v := m.balance_after
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldBalanceAfter returns the old "balance_after" field's value of the GrowthEntry entity.
+// If the GrowthEntry object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *GrowthEntryMutation) OldBalanceAfter(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldBalanceAfter is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldBalanceAfter requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldBalanceAfter: %w", err)
+	}
+	return oldValue.BalanceAfter, nil
+}
+
+// AddBalanceAfter adds i to the "balance_after" field.
+func (m *GrowthEntryMutation) AddBalanceAfter(i int64) {
+	if m.addbalance_after != nil {
+		*m.addbalance_after += i
+	} else {
+		m.addbalance_after = &i
+	}
+}
+
+// AddedBalanceAfter returns the value that was added to the "balance_after" field in this mutation.
+func (m *GrowthEntryMutation) AddedBalanceAfter() (r int64, exists bool) {
+	v := m.addbalance_after
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetBalanceAfter resets all changes to the "balance_after" field.
+func (m *GrowthEntryMutation) ResetBalanceAfter() {
+	m.balance_after = nil
+	m.addbalance_after = nil
+}
+
+// SetReason sets the "reason" field.
+func (m *GrowthEntryMutation) SetReason(s string) {
+	m.reason = &s
+}
+
+// Reason returns the value of the "reason" field in the mutation.
+func (m *GrowthEntryMutation) Reason() (r string, exists bool) {
+	v := m.reason
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldReason returns the old "reason" field's value of the GrowthEntry entity.
+// If the GrowthEntry object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *GrowthEntryMutation) OldReason(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldReason is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldReason requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldReason: %w", err)
+	}
+	return oldValue.Reason, nil
+}
+
+// ResetReason resets all changes to the "reason" field.
+func (m *GrowthEntryMutation) ResetReason() {
+	m.reason = nil
+}
+
+// SetBusinessUnitID sets the "business_unit_id" field.
+func (m *GrowthEntryMutation) SetBusinessUnitID(i int) {
+	m.business_unit = &i
+}
+
+// BusinessUnitID returns the value of the "business_unit_id" field in the mutation.
+func (m *GrowthEntryMutation) BusinessUnitID() (r int, exists bool) {
+	v := m.business_unit
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldBusinessUnitID returns the old "business_unit_id" field's value of the GrowthEntry entity.
+// If the GrowthEntry object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *GrowthEntryMutation) OldBusinessUnitID(ctx context.Context) (v *int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldBusinessUnitID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldBusinessUnitID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldBusinessUnitID: %w", err)
+	}
+	return oldValue.BusinessUnitID, nil
+}
+
+// ClearBusinessUnitID clears the value of the "business_unit_id" field.
+func (m *GrowthEntryMutation) ClearBusinessUnitID() {
+	m.business_unit = nil
+	m.clearedFields[growthentry.FieldBusinessUnitID] = struct{}{}
+}
+
+// BusinessUnitIDCleared returns if the "business_unit_id" field was cleared in this mutation.
+func (m *GrowthEntryMutation) BusinessUnitIDCleared() bool {
+	_, ok := m.clearedFields[growthentry.FieldBusinessUnitID]
+	return ok
+}
+
+// ResetBusinessUnitID resets all changes to the "business_unit_id" field.
+func (m *GrowthEntryMutation) ResetBusinessUnitID() {
+	m.business_unit = nil
+	delete(m.clearedFields, growthentry.FieldBusinessUnitID)
+}
+
+// SetStoreID sets the "store_id" field.
+func (m *GrowthEntryMutation) SetStoreID(i int) {
+	m.store = &i
+}
+
+// StoreID returns the value of the "store_id" field in the mutation.
+func (m *GrowthEntryMutation) StoreID() (r int, exists bool) {
+	v := m.store
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldStoreID returns the old "store_id" field's value of the GrowthEntry entity.
+// If the GrowthEntry object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *GrowthEntryMutation) OldStoreID(ctx context.Context) (v *int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldStoreID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldStoreID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldStoreID: %w", err)
+	}
+	return oldValue.StoreID, nil
+}
+
+// ClearStoreID clears the value of the "store_id" field.
+func (m *GrowthEntryMutation) ClearStoreID() {
+	m.store = nil
+	m.clearedFields[growthentry.FieldStoreID] = struct{}{}
+}
+
+// StoreIDCleared returns if the "store_id" field was cleared in this mutation.
+func (m *GrowthEntryMutation) StoreIDCleared() bool {
+	_, ok := m.clearedFields[growthentry.FieldStoreID]
+	return ok
+}
+
+// ResetStoreID resets all changes to the "store_id" field.
+func (m *GrowthEntryMutation) ResetStoreID() {
+	m.store = nil
+	delete(m.clearedFields, growthentry.FieldStoreID)
+}
+
+// SetOrderID sets the "order_id" field.
+func (m *GrowthEntryMutation) SetOrderID(i int) {
+	m.order_id = &i
+	m.addorder_id = nil
+}
+
+// OrderID returns the value of the "order_id" field in the mutation.
+func (m *GrowthEntryMutation) OrderID() (r int, exists bool) {
+	v := m.order_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldOrderID returns the old "order_id" field's value of the GrowthEntry entity.
+// If the GrowthEntry object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *GrowthEntryMutation) OldOrderID(ctx context.Context) (v *int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldOrderID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldOrderID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldOrderID: %w", err)
+	}
+	return oldValue.OrderID, nil
+}
+
+// AddOrderID adds i to the "order_id" field.
+func (m *GrowthEntryMutation) AddOrderID(i int) {
+	if m.addorder_id != nil {
+		*m.addorder_id += i
+	} else {
+		m.addorder_id = &i
+	}
+}
+
+// AddedOrderID returns the value that was added to the "order_id" field in this mutation.
+func (m *GrowthEntryMutation) AddedOrderID() (r int, exists bool) {
+	v := m.addorder_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ClearOrderID clears the value of the "order_id" field.
+func (m *GrowthEntryMutation) ClearOrderID() {
+	m.order_id = nil
+	m.addorder_id = nil
+	m.clearedFields[growthentry.FieldOrderID] = struct{}{}
+}
+
+// OrderIDCleared returns if the "order_id" field was cleared in this mutation.
+func (m *GrowthEntryMutation) OrderIDCleared() bool {
+	_, ok := m.clearedFields[growthentry.FieldOrderID]
+	return ok
+}
+
+// ResetOrderID resets all changes to the "order_id" field.
+func (m *GrowthEntryMutation) ResetOrderID() {
+	m.order_id = nil
+	m.addorder_id = nil
+	delete(m.clearedFields, growthentry.FieldOrderID)
+}
+
+// SetIdempotencyKey sets the "idempotency_key" field.
+func (m *GrowthEntryMutation) SetIdempotencyKey(s string) {
+	m.idempotency_key = &s
+}
+
+// IdempotencyKey returns the value of the "idempotency_key" field in the mutation.
+func (m *GrowthEntryMutation) IdempotencyKey() (r string, exists bool) {
+	v := m.idempotency_key
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldIdempotencyKey returns the old "idempotency_key" field's value of the GrowthEntry entity.
+// If the GrowthEntry object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *GrowthEntryMutation) OldIdempotencyKey(ctx context.Context) (v *string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldIdempotencyKey is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldIdempotencyKey requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldIdempotencyKey: %w", err)
+	}
+	return oldValue.IdempotencyKey, nil
+}
+
+// ClearIdempotencyKey clears the value of the "idempotency_key" field.
+func (m *GrowthEntryMutation) ClearIdempotencyKey() {
+	m.idempotency_key = nil
+	m.clearedFields[growthentry.FieldIdempotencyKey] = struct{}{}
+}
+
+// IdempotencyKeyCleared returns if the "idempotency_key" field was cleared in this mutation.
+func (m *GrowthEntryMutation) IdempotencyKeyCleared() bool {
+	_, ok := m.clearedFields[growthentry.FieldIdempotencyKey]
+	return ok
+}
+
+// ResetIdempotencyKey resets all changes to the "idempotency_key" field.
+func (m *GrowthEntryMutation) ResetIdempotencyKey() {
+	m.idempotency_key = nil
+	delete(m.clearedFields, growthentry.FieldIdempotencyKey)
+}
+
+// SetOccurredAt sets the "occurred_at" field.
+func (m *GrowthEntryMutation) SetOccurredAt(t time.Time) {
+	m.occurred_at = &t
+}
+
+// OccurredAt returns the value of the "occurred_at" field in the mutation.
+func (m *GrowthEntryMutation) OccurredAt() (r time.Time, exists bool) {
+	v := m.occurred_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldOccurredAt returns the old "occurred_at" field's value of the GrowthEntry entity.
+// If the GrowthEntry object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *GrowthEntryMutation) OldOccurredAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldOccurredAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldOccurredAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldOccurredAt: %w", err)
+	}
+	return oldValue.OccurredAt, nil
+}
+
+// ResetOccurredAt resets all changes to the "occurred_at" field.
+func (m *GrowthEntryMutation) ResetOccurredAt() {
+	m.occurred_at = nil
+}
+
+// SetKind sets the "kind" field.
+func (m *GrowthEntryMutation) SetKind(gr growthentry.Kind) {
+	m.kind = &gr
+}
+
+// Kind returns the value of the "kind" field in the mutation.
+func (m *GrowthEntryMutation) Kind() (r growthentry.Kind, exists bool) {
+	v := m.kind
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldKind returns the old "kind" field's value of the GrowthEntry entity.
+// If the GrowthEntry object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *GrowthEntryMutation) OldKind(ctx context.Context) (v growthentry.Kind, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldKind is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldKind requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldKind: %w", err)
+	}
+	return oldValue.Kind, nil
+}
+
+// ResetKind resets all changes to the "kind" field.
+func (m *GrowthEntryMutation) ResetKind() {
+	m.kind = nil
+}
+
+// ClearBusinessUnit clears the "business_unit" edge to the BusinessUnit entity.
+func (m *GrowthEntryMutation) ClearBusinessUnit() {
+	m.clearedbusiness_unit = true
+	m.clearedFields[growthentry.FieldBusinessUnitID] = struct{}{}
+}
+
+// BusinessUnitCleared reports if the "business_unit" edge to the BusinessUnit entity was cleared.
+func (m *GrowthEntryMutation) BusinessUnitCleared() bool {
+	return m.BusinessUnitIDCleared() || m.clearedbusiness_unit
+}
+
+// BusinessUnitIDs returns the "business_unit" edge IDs in the mutation.
+// Note that IDs always returns len(IDs) <= 1 for unique edges, and you should use
+// BusinessUnitID instead. It exists only for internal usage by the builders.
+func (m *GrowthEntryMutation) BusinessUnitIDs() (ids []int) {
+	if id := m.business_unit; id != nil {
+		ids = append(ids, *id)
+	}
+	return
+}
+
+// ResetBusinessUnit resets all changes to the "business_unit" edge.
+func (m *GrowthEntryMutation) ResetBusinessUnit() {
+	m.business_unit = nil
+	m.clearedbusiness_unit = false
+}
+
+// ClearStore clears the "store" edge to the Store entity.
+func (m *GrowthEntryMutation) ClearStore() {
+	m.clearedstore = true
+	m.clearedFields[growthentry.FieldStoreID] = struct{}{}
+}
+
+// StoreCleared reports if the "store" edge to the Store entity was cleared.
+func (m *GrowthEntryMutation) StoreCleared() bool {
+	return m.StoreIDCleared() || m.clearedstore
+}
+
+// StoreIDs returns the "store" edge IDs in the mutation.
+// Note that IDs always returns len(IDs) <= 1 for unique edges, and you should use
+// StoreID instead. It exists only for internal usage by the builders.
+func (m *GrowthEntryMutation) StoreIDs() (ids []int) {
+	if id := m.store; id != nil {
+		ids = append(ids, *id)
+	}
+	return
+}
+
+// ResetStore resets all changes to the "store" edge.
+func (m *GrowthEntryMutation) ResetStore() {
+	m.store = nil
+	m.clearedstore = false
+}
+
+// Where appends a list predicates to the GrowthEntryMutation builder.
+func (m *GrowthEntryMutation) Where(ps ...predicate.GrowthEntry) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the GrowthEntryMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *GrowthEntryMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.GrowthEntry, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *GrowthEntryMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *GrowthEntryMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (GrowthEntry).
+func (m *GrowthEntryMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *GrowthEntryMutation) Fields() []string {
+	fields := make([]string, 0, 11)
+	if m.member_id != nil {
+		fields = append(fields, growthentry.FieldMemberID)
+	}
+	if m.source != nil {
+		fields = append(fields, growthentry.FieldSource)
+	}
+	if m.amount != nil {
+		fields = append(fields, growthentry.FieldAmount)
+	}
+	if m.balance_after != nil {
+		fields = append(fields, growthentry.FieldBalanceAfter)
+	}
+	if m.reason != nil {
+		fields = append(fields, growthentry.FieldReason)
+	}
+	if m.business_unit != nil {
+		fields = append(fields, growthentry.FieldBusinessUnitID)
+	}
+	if m.store != nil {
+		fields = append(fields, growthentry.FieldStoreID)
+	}
+	if m.order_id != nil {
+		fields = append(fields, growthentry.FieldOrderID)
+	}
+	if m.idempotency_key != nil {
+		fields = append(fields, growthentry.FieldIdempotencyKey)
+	}
+	if m.occurred_at != nil {
+		fields = append(fields, growthentry.FieldOccurredAt)
+	}
+	if m.kind != nil {
+		fields = append(fields, growthentry.FieldKind)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *GrowthEntryMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case growthentry.FieldMemberID:
+		return m.MemberID()
+	case growthentry.FieldSource:
+		return m.Source()
+	case growthentry.FieldAmount:
+		return m.Amount()
+	case growthentry.FieldBalanceAfter:
+		return m.BalanceAfter()
+	case growthentry.FieldReason:
+		return m.Reason()
+	case growthentry.FieldBusinessUnitID:
+		return m.BusinessUnitID()
+	case growthentry.FieldStoreID:
+		return m.StoreID()
+	case growthentry.FieldOrderID:
+		return m.OrderID()
+	case growthentry.FieldIdempotencyKey:
+		return m.IdempotencyKey()
+	case growthentry.FieldOccurredAt:
+		return m.OccurredAt()
+	case growthentry.FieldKind:
+		return m.Kind()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *GrowthEntryMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case growthentry.FieldMemberID:
+		return m.OldMemberID(ctx)
+	case growthentry.FieldSource:
+		return m.OldSource(ctx)
+	case growthentry.FieldAmount:
+		return m.OldAmount(ctx)
+	case growthentry.FieldBalanceAfter:
+		return m.OldBalanceAfter(ctx)
+	case growthentry.FieldReason:
+		return m.OldReason(ctx)
+	case growthentry.FieldBusinessUnitID:
+		return m.OldBusinessUnitID(ctx)
+	case growthentry.FieldStoreID:
+		return m.OldStoreID(ctx)
+	case growthentry.FieldOrderID:
+		return m.OldOrderID(ctx)
+	case growthentry.FieldIdempotencyKey:
+		return m.OldIdempotencyKey(ctx)
+	case growthentry.FieldOccurredAt:
+		return m.OldOccurredAt(ctx)
+	case growthentry.FieldKind:
+		return m.OldKind(ctx)
+	}
+	return nil, fmt.Errorf("unknown GrowthEntry field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *GrowthEntryMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case growthentry.FieldMemberID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetMemberID(v)
+		return nil
+	case growthentry.FieldSource:
+		v, ok := value.(growthentry.Source)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetSource(v)
+		return nil
+	case growthentry.FieldAmount:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetAmount(v)
+		return nil
+	case growthentry.FieldBalanceAfter:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetBalanceAfter(v)
+		return nil
+	case growthentry.FieldReason:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetReason(v)
+		return nil
+	case growthentry.FieldBusinessUnitID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetBusinessUnitID(v)
+		return nil
+	case growthentry.FieldStoreID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetStoreID(v)
+		return nil
+	case growthentry.FieldOrderID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetOrderID(v)
+		return nil
+	case growthentry.FieldIdempotencyKey:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetIdempotencyKey(v)
+		return nil
+	case growthentry.FieldOccurredAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetOccurredAt(v)
+		return nil
+	case growthentry.FieldKind:
+		v, ok := value.(growthentry.Kind)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetKind(v)
+		return nil
+	}
+	return fmt.Errorf("unknown GrowthEntry field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *GrowthEntryMutation) AddedFields() []string {
+	var fields []string
+	if m.addmember_id != nil {
+		fields = append(fields, growthentry.FieldMemberID)
+	}
+	if m.addamount != nil {
+		fields = append(fields, growthentry.FieldAmount)
+	}
+	if m.addbalance_after != nil {
+		fields = append(fields, growthentry.FieldBalanceAfter)
+	}
+	if m.addorder_id != nil {
+		fields = append(fields, growthentry.FieldOrderID)
+	}
+	return fields
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *GrowthEntryMutation) AddedField(name string) (ent.Value, bool) {
+	switch name {
+	case growthentry.FieldMemberID:
+		return m.AddedMemberID()
+	case growthentry.FieldAmount:
+		return m.AddedAmount()
+	case growthentry.FieldBalanceAfter:
+		return m.AddedBalanceAfter()
+	case growthentry.FieldOrderID:
+		return m.AddedOrderID()
+	}
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *GrowthEntryMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	case growthentry.FieldMemberID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddMemberID(v)
+		return nil
+	case growthentry.FieldAmount:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddAmount(v)
+		return nil
+	case growthentry.FieldBalanceAfter:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddBalanceAfter(v)
+		return nil
+	case growthentry.FieldOrderID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddOrderID(v)
+		return nil
+	}
+	return fmt.Errorf("unknown GrowthEntry numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *GrowthEntryMutation) ClearedFields() []string {
+	var fields []string
+	if m.FieldCleared(growthentry.FieldBusinessUnitID) {
+		fields = append(fields, growthentry.FieldBusinessUnitID)
+	}
+	if m.FieldCleared(growthentry.FieldStoreID) {
+		fields = append(fields, growthentry.FieldStoreID)
+	}
+	if m.FieldCleared(growthentry.FieldOrderID) {
+		fields = append(fields, growthentry.FieldOrderID)
+	}
+	if m.FieldCleared(growthentry.FieldIdempotencyKey) {
+		fields = append(fields, growthentry.FieldIdempotencyKey)
+	}
+	return fields
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *GrowthEntryMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *GrowthEntryMutation) ClearField(name string) error {
+	switch name {
+	case growthentry.FieldBusinessUnitID:
+		m.ClearBusinessUnitID()
+		return nil
+	case growthentry.FieldStoreID:
+		m.ClearStoreID()
+		return nil
+	case growthentry.FieldOrderID:
+		m.ClearOrderID()
+		return nil
+	case growthentry.FieldIdempotencyKey:
+		m.ClearIdempotencyKey()
+		return nil
+	}
+	return fmt.Errorf("unknown GrowthEntry nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *GrowthEntryMutation) ResetField(name string) error {
+	switch name {
+	case growthentry.FieldMemberID:
+		m.ResetMemberID()
+		return nil
+	case growthentry.FieldSource:
+		m.ResetSource()
+		return nil
+	case growthentry.FieldAmount:
+		m.ResetAmount()
+		return nil
+	case growthentry.FieldBalanceAfter:
+		m.ResetBalanceAfter()
+		return nil
+	case growthentry.FieldReason:
+		m.ResetReason()
+		return nil
+	case growthentry.FieldBusinessUnitID:
+		m.ResetBusinessUnitID()
+		return nil
+	case growthentry.FieldStoreID:
+		m.ResetStoreID()
+		return nil
+	case growthentry.FieldOrderID:
+		m.ResetOrderID()
+		return nil
+	case growthentry.FieldIdempotencyKey:
+		m.ResetIdempotencyKey()
+		return nil
+	case growthentry.FieldOccurredAt:
+		m.ResetOccurredAt()
+		return nil
+	case growthentry.FieldKind:
+		m.ResetKind()
+		return nil
+	}
+	return fmt.Errorf("unknown GrowthEntry field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *GrowthEntryMutation) AddedEdges() []string {
+	edges := make([]string, 0, 2)
+	if m.business_unit != nil {
+		edges = append(edges, growthentry.EdgeBusinessUnit)
+	}
+	if m.store != nil {
+		edges = append(edges, growthentry.EdgeStore)
+	}
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *GrowthEntryMutation) AddedIDs(name string) []ent.Value {
+	switch name {
+	case growthentry.EdgeBusinessUnit:
+		if id := m.business_unit; id != nil {
+			return []ent.Value{*id}
+		}
+	case growthentry.EdgeStore:
+		if id := m.store; id != nil {
+			return []ent.Value{*id}
+		}
+	}
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *GrowthEntryMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 2)
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *GrowthEntryMutation) RemovedIDs(name string) []ent.Value {
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *GrowthEntryMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 2)
+	if m.clearedbusiness_unit {
+		edges = append(edges, growthentry.EdgeBusinessUnit)
+	}
+	if m.clearedstore {
+		edges = append(edges, growthentry.EdgeStore)
+	}
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *GrowthEntryMutation) EdgeCleared(name string) bool {
+	switch name {
+	case growthentry.EdgeBusinessUnit:
+		return m.clearedbusiness_unit
+	case growthentry.EdgeStore:
+		return m.clearedstore
+	}
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *GrowthEntryMutation) ClearEdge(name string) error {
+	switch name {
+	case growthentry.EdgeBusinessUnit:
+		m.ClearBusinessUnit()
+		return nil
+	case growthentry.EdgeStore:
+		m.ClearStore()
+		return nil
+	}
+	return fmt.Errorf("unknown GrowthEntry unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *GrowthEntryMutation) ResetEdge(name string) error {
+	switch name {
+	case growthentry.EdgeBusinessUnit:
+		m.ResetBusinessUnit()
+		return nil
+	case growthentry.EdgeStore:
+		m.ResetStore()
+		return nil
+	}
+	return fmt.Errorf("unknown GrowthEntry edge %s", name)
 }
 
 // IdentityMutation represents an operation that mutates the Identity nodes in the graph.
@@ -4202,6 +10864,8 @@ type MemberMutation struct {
 	identities                  map[int]struct{}
 	removedidentities           map[int]struct{}
 	clearedidentities           bool
+	account                     *int
+	clearedaccount              bool
 	merged_into                 *int
 	clearedmerged_into          bool
 	done                        bool
@@ -5349,6 +12013,45 @@ func (m *MemberMutation) ResetIdentities() {
 	m.removedidentities = nil
 }
 
+// SetAccountID sets the "account" edge to the Account entity by id.
+func (m *MemberMutation) SetAccountID(id int) {
+	m.account = &id
+}
+
+// ClearAccount clears the "account" edge to the Account entity.
+func (m *MemberMutation) ClearAccount() {
+	m.clearedaccount = true
+}
+
+// AccountCleared reports if the "account" edge to the Account entity was cleared.
+func (m *MemberMutation) AccountCleared() bool {
+	return m.clearedaccount
+}
+
+// AccountID returns the "account" edge ID in the mutation.
+func (m *MemberMutation) AccountID() (id int, exists bool) {
+	if m.account != nil {
+		return *m.account, true
+	}
+	return
+}
+
+// AccountIDs returns the "account" edge IDs in the mutation.
+// Note that IDs always returns len(IDs) <= 1 for unique edges, and you should use
+// AccountID instead. It exists only for internal usage by the builders.
+func (m *MemberMutation) AccountIDs() (ids []int) {
+	if id := m.account; id != nil {
+		ids = append(ids, *id)
+	}
+	return
+}
+
+// ResetAccount resets all changes to the "account" edge.
+func (m *MemberMutation) ResetAccount() {
+	m.account = nil
+	m.clearedaccount = false
+}
+
 // ClearMergedInto clears the "merged_into" edge to the Member entity.
 func (m *MemberMutation) ClearMergedInto() {
 	m.clearedmerged_into = true
@@ -5939,7 +12642,7 @@ func (m *MemberMutation) ResetField(name string) error {
 
 // AddedEdges returns all edge names that were set/added in this mutation.
 func (m *MemberMutation) AddedEdges() []string {
-	edges := make([]string, 0, 4)
+	edges := make([]string, 0, 5)
 	if m.source_business_unit != nil {
 		edges = append(edges, member.EdgeSourceBusinessUnit)
 	}
@@ -5948,6 +12651,9 @@ func (m *MemberMutation) AddedEdges() []string {
 	}
 	if m.identities != nil {
 		edges = append(edges, member.EdgeIdentities)
+	}
+	if m.account != nil {
+		edges = append(edges, member.EdgeAccount)
 	}
 	if m.merged_into != nil {
 		edges = append(edges, member.EdgeMergedInto)
@@ -5973,6 +12679,10 @@ func (m *MemberMutation) AddedIDs(name string) []ent.Value {
 			ids = append(ids, id)
 		}
 		return ids
+	case member.EdgeAccount:
+		if id := m.account; id != nil {
+			return []ent.Value{*id}
+		}
 	case member.EdgeMergedInto:
 		if id := m.merged_into; id != nil {
 			return []ent.Value{*id}
@@ -5983,7 +12693,7 @@ func (m *MemberMutation) AddedIDs(name string) []ent.Value {
 
 // RemovedEdges returns all edge names that were removed in this mutation.
 func (m *MemberMutation) RemovedEdges() []string {
-	edges := make([]string, 0, 4)
+	edges := make([]string, 0, 5)
 	if m.removedidentities != nil {
 		edges = append(edges, member.EdgeIdentities)
 	}
@@ -6006,7 +12716,7 @@ func (m *MemberMutation) RemovedIDs(name string) []ent.Value {
 
 // ClearedEdges returns all edge names that were cleared in this mutation.
 func (m *MemberMutation) ClearedEdges() []string {
-	edges := make([]string, 0, 4)
+	edges := make([]string, 0, 5)
 	if m.clearedsource_business_unit {
 		edges = append(edges, member.EdgeSourceBusinessUnit)
 	}
@@ -6015,6 +12725,9 @@ func (m *MemberMutation) ClearedEdges() []string {
 	}
 	if m.clearedidentities {
 		edges = append(edges, member.EdgeIdentities)
+	}
+	if m.clearedaccount {
+		edges = append(edges, member.EdgeAccount)
 	}
 	if m.clearedmerged_into {
 		edges = append(edges, member.EdgeMergedInto)
@@ -6032,6 +12745,8 @@ func (m *MemberMutation) EdgeCleared(name string) bool {
 		return m.clearedtier
 	case member.EdgeIdentities:
 		return m.clearedidentities
+	case member.EdgeAccount:
+		return m.clearedaccount
 	case member.EdgeMergedInto:
 		return m.clearedmerged_into
 	}
@@ -6047,6 +12762,9 @@ func (m *MemberMutation) ClearEdge(name string) error {
 		return nil
 	case member.EdgeTier:
 		m.ClearTier()
+		return nil
+	case member.EdgeAccount:
+		m.ClearAccount()
 		return nil
 	case member.EdgeMergedInto:
 		m.ClearMergedInto()
@@ -6068,11 +12786,4603 @@ func (m *MemberMutation) ResetEdge(name string) error {
 	case member.EdgeIdentities:
 		m.ResetIdentities()
 		return nil
+	case member.EdgeAccount:
+		m.ResetAccount()
+		return nil
 	case member.EdgeMergedInto:
 		m.ResetMergedInto()
 		return nil
 	}
 	return fmt.Errorf("unknown Member edge %s", name)
+}
+
+// MemberEventMutation represents an operation that mutates the MemberEvent nodes in the graph.
+type MemberEventMutation struct {
+	config
+	op            Op
+	typ           string
+	id            *int
+	member_id     *int
+	addmember_id  *int
+	seq           *int64
+	addseq        *int64
+	_type         *memberevent.Type
+	payload       *map[string]interface{}
+	occurred_at   *time.Time
+	clearedFields map[string]struct{}
+	done          bool
+	oldValue      func(context.Context) (*MemberEvent, error)
+	predicates    []predicate.MemberEvent
+}
+
+var _ ent.Mutation = (*MemberEventMutation)(nil)
+
+// membereventOption allows management of the mutation configuration using functional options.
+type membereventOption func(*MemberEventMutation)
+
+// newMemberEventMutation creates new mutation for the MemberEvent entity.
+func newMemberEventMutation(c config, op Op, opts ...membereventOption) *MemberEventMutation {
+	m := &MemberEventMutation{
+		config:        c,
+		op:            op,
+		typ:           TypeMemberEvent,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withMemberEventID sets the ID field of the mutation.
+func withMemberEventID(id int) membereventOption {
+	return func(m *MemberEventMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *MemberEvent
+		)
+		m.oldValue = func(ctx context.Context) (*MemberEvent, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().MemberEvent.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withMemberEvent sets the old MemberEvent of the mutation.
+func withMemberEvent(node *MemberEvent) membereventOption {
+	return func(m *MemberEventMutation) {
+		m.oldValue = func(context.Context) (*MemberEvent, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m MemberEventMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m MemberEventMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *MemberEventMutation) ID() (id int, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *MemberEventMutation) IDs(ctx context.Context) ([]int, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []int{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().MemberEvent.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetMemberID sets the "member_id" field.
+func (m *MemberEventMutation) SetMemberID(i int) {
+	m.member_id = &i
+	m.addmember_id = nil
+}
+
+// MemberID returns the value of the "member_id" field in the mutation.
+func (m *MemberEventMutation) MemberID() (r int, exists bool) {
+	v := m.member_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldMemberID returns the old "member_id" field's value of the MemberEvent entity.
+// If the MemberEvent object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *MemberEventMutation) OldMemberID(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldMemberID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldMemberID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldMemberID: %w", err)
+	}
+	return oldValue.MemberID, nil
+}
+
+// AddMemberID adds i to the "member_id" field.
+func (m *MemberEventMutation) AddMemberID(i int) {
+	if m.addmember_id != nil {
+		*m.addmember_id += i
+	} else {
+		m.addmember_id = &i
+	}
+}
+
+// AddedMemberID returns the value that was added to the "member_id" field in this mutation.
+func (m *MemberEventMutation) AddedMemberID() (r int, exists bool) {
+	v := m.addmember_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetMemberID resets all changes to the "member_id" field.
+func (m *MemberEventMutation) ResetMemberID() {
+	m.member_id = nil
+	m.addmember_id = nil
+}
+
+// SetSeq sets the "seq" field.
+func (m *MemberEventMutation) SetSeq(i int64) {
+	m.seq = &i
+	m.addseq = nil
+}
+
+// Seq returns the value of the "seq" field in the mutation.
+func (m *MemberEventMutation) Seq() (r int64, exists bool) {
+	v := m.seq
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldSeq returns the old "seq" field's value of the MemberEvent entity.
+// If the MemberEvent object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *MemberEventMutation) OldSeq(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldSeq is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldSeq requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldSeq: %w", err)
+	}
+	return oldValue.Seq, nil
+}
+
+// AddSeq adds i to the "seq" field.
+func (m *MemberEventMutation) AddSeq(i int64) {
+	if m.addseq != nil {
+		*m.addseq += i
+	} else {
+		m.addseq = &i
+	}
+}
+
+// AddedSeq returns the value that was added to the "seq" field in this mutation.
+func (m *MemberEventMutation) AddedSeq() (r int64, exists bool) {
+	v := m.addseq
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetSeq resets all changes to the "seq" field.
+func (m *MemberEventMutation) ResetSeq() {
+	m.seq = nil
+	m.addseq = nil
+}
+
+// SetType sets the "type" field.
+func (m *MemberEventMutation) SetType(value memberevent.Type) {
+	m._type = &value
+}
+
+// GetType returns the value of the "type" field in the mutation.
+func (m *MemberEventMutation) GetType() (r memberevent.Type, exists bool) {
+	v := m._type
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldType returns the old "type" field's value of the MemberEvent entity.
+// If the MemberEvent object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *MemberEventMutation) OldType(ctx context.Context) (v memberevent.Type, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldType is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldType requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldType: %w", err)
+	}
+	return oldValue.Type, nil
+}
+
+// ResetType resets all changes to the "type" field.
+func (m *MemberEventMutation) ResetType() {
+	m._type = nil
+}
+
+// SetPayload sets the "payload" field.
+func (m *MemberEventMutation) SetPayload(value map[string]interface{}) {
+	m.payload = &value
+}
+
+// Payload returns the value of the "payload" field in the mutation.
+func (m *MemberEventMutation) Payload() (r map[string]interface{}, exists bool) {
+	v := m.payload
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPayload returns the old "payload" field's value of the MemberEvent entity.
+// If the MemberEvent object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *MemberEventMutation) OldPayload(ctx context.Context) (v map[string]interface{}, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPayload is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPayload requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPayload: %w", err)
+	}
+	return oldValue.Payload, nil
+}
+
+// ResetPayload resets all changes to the "payload" field.
+func (m *MemberEventMutation) ResetPayload() {
+	m.payload = nil
+}
+
+// SetOccurredAt sets the "occurred_at" field.
+func (m *MemberEventMutation) SetOccurredAt(t time.Time) {
+	m.occurred_at = &t
+}
+
+// OccurredAt returns the value of the "occurred_at" field in the mutation.
+func (m *MemberEventMutation) OccurredAt() (r time.Time, exists bool) {
+	v := m.occurred_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldOccurredAt returns the old "occurred_at" field's value of the MemberEvent entity.
+// If the MemberEvent object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *MemberEventMutation) OldOccurredAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldOccurredAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldOccurredAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldOccurredAt: %w", err)
+	}
+	return oldValue.OccurredAt, nil
+}
+
+// ResetOccurredAt resets all changes to the "occurred_at" field.
+func (m *MemberEventMutation) ResetOccurredAt() {
+	m.occurred_at = nil
+}
+
+// Where appends a list predicates to the MemberEventMutation builder.
+func (m *MemberEventMutation) Where(ps ...predicate.MemberEvent) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the MemberEventMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *MemberEventMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.MemberEvent, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *MemberEventMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *MemberEventMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (MemberEvent).
+func (m *MemberEventMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *MemberEventMutation) Fields() []string {
+	fields := make([]string, 0, 5)
+	if m.member_id != nil {
+		fields = append(fields, memberevent.FieldMemberID)
+	}
+	if m.seq != nil {
+		fields = append(fields, memberevent.FieldSeq)
+	}
+	if m._type != nil {
+		fields = append(fields, memberevent.FieldType)
+	}
+	if m.payload != nil {
+		fields = append(fields, memberevent.FieldPayload)
+	}
+	if m.occurred_at != nil {
+		fields = append(fields, memberevent.FieldOccurredAt)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *MemberEventMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case memberevent.FieldMemberID:
+		return m.MemberID()
+	case memberevent.FieldSeq:
+		return m.Seq()
+	case memberevent.FieldType:
+		return m.GetType()
+	case memberevent.FieldPayload:
+		return m.Payload()
+	case memberevent.FieldOccurredAt:
+		return m.OccurredAt()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *MemberEventMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case memberevent.FieldMemberID:
+		return m.OldMemberID(ctx)
+	case memberevent.FieldSeq:
+		return m.OldSeq(ctx)
+	case memberevent.FieldType:
+		return m.OldType(ctx)
+	case memberevent.FieldPayload:
+		return m.OldPayload(ctx)
+	case memberevent.FieldOccurredAt:
+		return m.OldOccurredAt(ctx)
+	}
+	return nil, fmt.Errorf("unknown MemberEvent field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *MemberEventMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case memberevent.FieldMemberID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetMemberID(v)
+		return nil
+	case memberevent.FieldSeq:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetSeq(v)
+		return nil
+	case memberevent.FieldType:
+		v, ok := value.(memberevent.Type)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetType(v)
+		return nil
+	case memberevent.FieldPayload:
+		v, ok := value.(map[string]interface{})
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPayload(v)
+		return nil
+	case memberevent.FieldOccurredAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetOccurredAt(v)
+		return nil
+	}
+	return fmt.Errorf("unknown MemberEvent field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *MemberEventMutation) AddedFields() []string {
+	var fields []string
+	if m.addmember_id != nil {
+		fields = append(fields, memberevent.FieldMemberID)
+	}
+	if m.addseq != nil {
+		fields = append(fields, memberevent.FieldSeq)
+	}
+	return fields
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *MemberEventMutation) AddedField(name string) (ent.Value, bool) {
+	switch name {
+	case memberevent.FieldMemberID:
+		return m.AddedMemberID()
+	case memberevent.FieldSeq:
+		return m.AddedSeq()
+	}
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *MemberEventMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	case memberevent.FieldMemberID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddMemberID(v)
+		return nil
+	case memberevent.FieldSeq:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddSeq(v)
+		return nil
+	}
+	return fmt.Errorf("unknown MemberEvent numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *MemberEventMutation) ClearedFields() []string {
+	return nil
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *MemberEventMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *MemberEventMutation) ClearField(name string) error {
+	return fmt.Errorf("unknown MemberEvent nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *MemberEventMutation) ResetField(name string) error {
+	switch name {
+	case memberevent.FieldMemberID:
+		m.ResetMemberID()
+		return nil
+	case memberevent.FieldSeq:
+		m.ResetSeq()
+		return nil
+	case memberevent.FieldType:
+		m.ResetType()
+		return nil
+	case memberevent.FieldPayload:
+		m.ResetPayload()
+		return nil
+	case memberevent.FieldOccurredAt:
+		m.ResetOccurredAt()
+		return nil
+	}
+	return fmt.Errorf("unknown MemberEvent field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *MemberEventMutation) AddedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *MemberEventMutation) AddedIDs(name string) []ent.Value {
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *MemberEventMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *MemberEventMutation) RemovedIDs(name string) []ent.Value {
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *MemberEventMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *MemberEventMutation) EdgeCleared(name string) bool {
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *MemberEventMutation) ClearEdge(name string) error {
+	return fmt.Errorf("unknown MemberEvent unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *MemberEventMutation) ResetEdge(name string) error {
+	return fmt.Errorf("unknown MemberEvent edge %s", name)
+}
+
+// NotificationMutation represents an operation that mutates the Notification nodes in the graph.
+type NotificationMutation struct {
+	config
+	op            Op
+	typ           string
+	id            *int
+	member_id     *int
+	addmember_id  *int
+	title         *string
+	body          *string
+	event_id      *int
+	addevent_id   *int
+	created_at    *time.Time
+	read_at       *time.Time
+	clearedFields map[string]struct{}
+	done          bool
+	oldValue      func(context.Context) (*Notification, error)
+	predicates    []predicate.Notification
+}
+
+var _ ent.Mutation = (*NotificationMutation)(nil)
+
+// notificationOption allows management of the mutation configuration using functional options.
+type notificationOption func(*NotificationMutation)
+
+// newNotificationMutation creates new mutation for the Notification entity.
+func newNotificationMutation(c config, op Op, opts ...notificationOption) *NotificationMutation {
+	m := &NotificationMutation{
+		config:        c,
+		op:            op,
+		typ:           TypeNotification,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withNotificationID sets the ID field of the mutation.
+func withNotificationID(id int) notificationOption {
+	return func(m *NotificationMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *Notification
+		)
+		m.oldValue = func(ctx context.Context) (*Notification, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().Notification.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withNotification sets the old Notification of the mutation.
+func withNotification(node *Notification) notificationOption {
+	return func(m *NotificationMutation) {
+		m.oldValue = func(context.Context) (*Notification, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m NotificationMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m NotificationMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *NotificationMutation) ID() (id int, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *NotificationMutation) IDs(ctx context.Context) ([]int, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []int{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().Notification.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetMemberID sets the "member_id" field.
+func (m *NotificationMutation) SetMemberID(i int) {
+	m.member_id = &i
+	m.addmember_id = nil
+}
+
+// MemberID returns the value of the "member_id" field in the mutation.
+func (m *NotificationMutation) MemberID() (r int, exists bool) {
+	v := m.member_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldMemberID returns the old "member_id" field's value of the Notification entity.
+// If the Notification object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *NotificationMutation) OldMemberID(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldMemberID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldMemberID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldMemberID: %w", err)
+	}
+	return oldValue.MemberID, nil
+}
+
+// AddMemberID adds i to the "member_id" field.
+func (m *NotificationMutation) AddMemberID(i int) {
+	if m.addmember_id != nil {
+		*m.addmember_id += i
+	} else {
+		m.addmember_id = &i
+	}
+}
+
+// AddedMemberID returns the value that was added to the "member_id" field in this mutation.
+func (m *NotificationMutation) AddedMemberID() (r int, exists bool) {
+	v := m.addmember_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetMemberID resets all changes to the "member_id" field.
+func (m *NotificationMutation) ResetMemberID() {
+	m.member_id = nil
+	m.addmember_id = nil
+}
+
+// SetTitle sets the "title" field.
+func (m *NotificationMutation) SetTitle(s string) {
+	m.title = &s
+}
+
+// Title returns the value of the "title" field in the mutation.
+func (m *NotificationMutation) Title() (r string, exists bool) {
+	v := m.title
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldTitle returns the old "title" field's value of the Notification entity.
+// If the Notification object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *NotificationMutation) OldTitle(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldTitle is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldTitle requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldTitle: %w", err)
+	}
+	return oldValue.Title, nil
+}
+
+// ResetTitle resets all changes to the "title" field.
+func (m *NotificationMutation) ResetTitle() {
+	m.title = nil
+}
+
+// SetBody sets the "body" field.
+func (m *NotificationMutation) SetBody(s string) {
+	m.body = &s
+}
+
+// Body returns the value of the "body" field in the mutation.
+func (m *NotificationMutation) Body() (r string, exists bool) {
+	v := m.body
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldBody returns the old "body" field's value of the Notification entity.
+// If the Notification object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *NotificationMutation) OldBody(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldBody is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldBody requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldBody: %w", err)
+	}
+	return oldValue.Body, nil
+}
+
+// ResetBody resets all changes to the "body" field.
+func (m *NotificationMutation) ResetBody() {
+	m.body = nil
+}
+
+// SetEventID sets the "event_id" field.
+func (m *NotificationMutation) SetEventID(i int) {
+	m.event_id = &i
+	m.addevent_id = nil
+}
+
+// EventID returns the value of the "event_id" field in the mutation.
+func (m *NotificationMutation) EventID() (r int, exists bool) {
+	v := m.event_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldEventID returns the old "event_id" field's value of the Notification entity.
+// If the Notification object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *NotificationMutation) OldEventID(ctx context.Context) (v *int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldEventID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldEventID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldEventID: %w", err)
+	}
+	return oldValue.EventID, nil
+}
+
+// AddEventID adds i to the "event_id" field.
+func (m *NotificationMutation) AddEventID(i int) {
+	if m.addevent_id != nil {
+		*m.addevent_id += i
+	} else {
+		m.addevent_id = &i
+	}
+}
+
+// AddedEventID returns the value that was added to the "event_id" field in this mutation.
+func (m *NotificationMutation) AddedEventID() (r int, exists bool) {
+	v := m.addevent_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ClearEventID clears the value of the "event_id" field.
+func (m *NotificationMutation) ClearEventID() {
+	m.event_id = nil
+	m.addevent_id = nil
+	m.clearedFields[notification.FieldEventID] = struct{}{}
+}
+
+// EventIDCleared returns if the "event_id" field was cleared in this mutation.
+func (m *NotificationMutation) EventIDCleared() bool {
+	_, ok := m.clearedFields[notification.FieldEventID]
+	return ok
+}
+
+// ResetEventID resets all changes to the "event_id" field.
+func (m *NotificationMutation) ResetEventID() {
+	m.event_id = nil
+	m.addevent_id = nil
+	delete(m.clearedFields, notification.FieldEventID)
+}
+
+// SetCreatedAt sets the "created_at" field.
+func (m *NotificationMutation) SetCreatedAt(t time.Time) {
+	m.created_at = &t
+}
+
+// CreatedAt returns the value of the "created_at" field in the mutation.
+func (m *NotificationMutation) CreatedAt() (r time.Time, exists bool) {
+	v := m.created_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCreatedAt returns the old "created_at" field's value of the Notification entity.
+// If the Notification object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *NotificationMutation) OldCreatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCreatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCreatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCreatedAt: %w", err)
+	}
+	return oldValue.CreatedAt, nil
+}
+
+// ResetCreatedAt resets all changes to the "created_at" field.
+func (m *NotificationMutation) ResetCreatedAt() {
+	m.created_at = nil
+}
+
+// SetReadAt sets the "read_at" field.
+func (m *NotificationMutation) SetReadAt(t time.Time) {
+	m.read_at = &t
+}
+
+// ReadAt returns the value of the "read_at" field in the mutation.
+func (m *NotificationMutation) ReadAt() (r time.Time, exists bool) {
+	v := m.read_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldReadAt returns the old "read_at" field's value of the Notification entity.
+// If the Notification object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *NotificationMutation) OldReadAt(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldReadAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldReadAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldReadAt: %w", err)
+	}
+	return oldValue.ReadAt, nil
+}
+
+// ClearReadAt clears the value of the "read_at" field.
+func (m *NotificationMutation) ClearReadAt() {
+	m.read_at = nil
+	m.clearedFields[notification.FieldReadAt] = struct{}{}
+}
+
+// ReadAtCleared returns if the "read_at" field was cleared in this mutation.
+func (m *NotificationMutation) ReadAtCleared() bool {
+	_, ok := m.clearedFields[notification.FieldReadAt]
+	return ok
+}
+
+// ResetReadAt resets all changes to the "read_at" field.
+func (m *NotificationMutation) ResetReadAt() {
+	m.read_at = nil
+	delete(m.clearedFields, notification.FieldReadAt)
+}
+
+// Where appends a list predicates to the NotificationMutation builder.
+func (m *NotificationMutation) Where(ps ...predicate.Notification) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the NotificationMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *NotificationMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.Notification, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *NotificationMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *NotificationMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (Notification).
+func (m *NotificationMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *NotificationMutation) Fields() []string {
+	fields := make([]string, 0, 6)
+	if m.member_id != nil {
+		fields = append(fields, notification.FieldMemberID)
+	}
+	if m.title != nil {
+		fields = append(fields, notification.FieldTitle)
+	}
+	if m.body != nil {
+		fields = append(fields, notification.FieldBody)
+	}
+	if m.event_id != nil {
+		fields = append(fields, notification.FieldEventID)
+	}
+	if m.created_at != nil {
+		fields = append(fields, notification.FieldCreatedAt)
+	}
+	if m.read_at != nil {
+		fields = append(fields, notification.FieldReadAt)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *NotificationMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case notification.FieldMemberID:
+		return m.MemberID()
+	case notification.FieldTitle:
+		return m.Title()
+	case notification.FieldBody:
+		return m.Body()
+	case notification.FieldEventID:
+		return m.EventID()
+	case notification.FieldCreatedAt:
+		return m.CreatedAt()
+	case notification.FieldReadAt:
+		return m.ReadAt()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *NotificationMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case notification.FieldMemberID:
+		return m.OldMemberID(ctx)
+	case notification.FieldTitle:
+		return m.OldTitle(ctx)
+	case notification.FieldBody:
+		return m.OldBody(ctx)
+	case notification.FieldEventID:
+		return m.OldEventID(ctx)
+	case notification.FieldCreatedAt:
+		return m.OldCreatedAt(ctx)
+	case notification.FieldReadAt:
+		return m.OldReadAt(ctx)
+	}
+	return nil, fmt.Errorf("unknown Notification field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *NotificationMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case notification.FieldMemberID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetMemberID(v)
+		return nil
+	case notification.FieldTitle:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetTitle(v)
+		return nil
+	case notification.FieldBody:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetBody(v)
+		return nil
+	case notification.FieldEventID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetEventID(v)
+		return nil
+	case notification.FieldCreatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCreatedAt(v)
+		return nil
+	case notification.FieldReadAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetReadAt(v)
+		return nil
+	}
+	return fmt.Errorf("unknown Notification field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *NotificationMutation) AddedFields() []string {
+	var fields []string
+	if m.addmember_id != nil {
+		fields = append(fields, notification.FieldMemberID)
+	}
+	if m.addevent_id != nil {
+		fields = append(fields, notification.FieldEventID)
+	}
+	return fields
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *NotificationMutation) AddedField(name string) (ent.Value, bool) {
+	switch name {
+	case notification.FieldMemberID:
+		return m.AddedMemberID()
+	case notification.FieldEventID:
+		return m.AddedEventID()
+	}
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *NotificationMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	case notification.FieldMemberID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddMemberID(v)
+		return nil
+	case notification.FieldEventID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddEventID(v)
+		return nil
+	}
+	return fmt.Errorf("unknown Notification numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *NotificationMutation) ClearedFields() []string {
+	var fields []string
+	if m.FieldCleared(notification.FieldEventID) {
+		fields = append(fields, notification.FieldEventID)
+	}
+	if m.FieldCleared(notification.FieldReadAt) {
+		fields = append(fields, notification.FieldReadAt)
+	}
+	return fields
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *NotificationMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *NotificationMutation) ClearField(name string) error {
+	switch name {
+	case notification.FieldEventID:
+		m.ClearEventID()
+		return nil
+	case notification.FieldReadAt:
+		m.ClearReadAt()
+		return nil
+	}
+	return fmt.Errorf("unknown Notification nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *NotificationMutation) ResetField(name string) error {
+	switch name {
+	case notification.FieldMemberID:
+		m.ResetMemberID()
+		return nil
+	case notification.FieldTitle:
+		m.ResetTitle()
+		return nil
+	case notification.FieldBody:
+		m.ResetBody()
+		return nil
+	case notification.FieldEventID:
+		m.ResetEventID()
+		return nil
+	case notification.FieldCreatedAt:
+		m.ResetCreatedAt()
+		return nil
+	case notification.FieldReadAt:
+		m.ResetReadAt()
+		return nil
+	}
+	return fmt.Errorf("unknown Notification field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *NotificationMutation) AddedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *NotificationMutation) AddedIDs(name string) []ent.Value {
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *NotificationMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *NotificationMutation) RemovedIDs(name string) []ent.Value {
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *NotificationMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *NotificationMutation) EdgeCleared(name string) bool {
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *NotificationMutation) ClearEdge(name string) error {
+	return fmt.Errorf("unknown Notification unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *NotificationMutation) ResetEdge(name string) error {
+	return fmt.Errorf("unknown Notification edge %s", name)
+}
+
+// OrderMutation represents an operation that mutates the Order nodes in the graph.
+type OrderMutation struct {
+	config
+	op                   Op
+	typ                  string
+	id                   *int
+	external_id          *string
+	channel              *enum.Channel
+	member_id            *int
+	addmember_id         *int
+	status               *order.Status
+	amount               *int64
+	addamount            *int64
+	paid_at              *time.Time
+	points_earned        *int64
+	addpoints_earned     *int64
+	points_burned        *int64
+	addpoints_burned     *int64
+	growth_earned        *int64
+	addgrowth_earned     *int64
+	refunded_amount      *int64
+	addrefunded_amount   *int64
+	coupon_order_ref     *string
+	campaign_id          *int
+	addcampaign_id       *int
+	created_at           *time.Time
+	clearedFields        map[string]struct{}
+	store                *int
+	clearedstore         bool
+	business_unit        *int
+	clearedbusiness_unit bool
+	items                map[int]struct{}
+	removeditems         map[int]struct{}
+	cleareditems         bool
+	payments             map[int]struct{}
+	removedpayments      map[int]struct{}
+	clearedpayments      bool
+	refunds              map[int]struct{}
+	removedrefunds       map[int]struct{}
+	clearedrefunds       bool
+	done                 bool
+	oldValue             func(context.Context) (*Order, error)
+	predicates           []predicate.Order
+}
+
+var _ ent.Mutation = (*OrderMutation)(nil)
+
+// orderOption allows management of the mutation configuration using functional options.
+type orderOption func(*OrderMutation)
+
+// newOrderMutation creates new mutation for the Order entity.
+func newOrderMutation(c config, op Op, opts ...orderOption) *OrderMutation {
+	m := &OrderMutation{
+		config:        c,
+		op:            op,
+		typ:           TypeOrder,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withOrderID sets the ID field of the mutation.
+func withOrderID(id int) orderOption {
+	return func(m *OrderMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *Order
+		)
+		m.oldValue = func(ctx context.Context) (*Order, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().Order.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withOrder sets the old Order of the mutation.
+func withOrder(node *Order) orderOption {
+	return func(m *OrderMutation) {
+		m.oldValue = func(context.Context) (*Order, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m OrderMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m OrderMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *OrderMutation) ID() (id int, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *OrderMutation) IDs(ctx context.Context) ([]int, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []int{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().Order.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetExternalID sets the "external_id" field.
+func (m *OrderMutation) SetExternalID(s string) {
+	m.external_id = &s
+}
+
+// ExternalID returns the value of the "external_id" field in the mutation.
+func (m *OrderMutation) ExternalID() (r string, exists bool) {
+	v := m.external_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldExternalID returns the old "external_id" field's value of the Order entity.
+// If the Order object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *OrderMutation) OldExternalID(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldExternalID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldExternalID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldExternalID: %w", err)
+	}
+	return oldValue.ExternalID, nil
+}
+
+// ResetExternalID resets all changes to the "external_id" field.
+func (m *OrderMutation) ResetExternalID() {
+	m.external_id = nil
+}
+
+// SetChannel sets the "channel" field.
+func (m *OrderMutation) SetChannel(e enum.Channel) {
+	m.channel = &e
+}
+
+// Channel returns the value of the "channel" field in the mutation.
+func (m *OrderMutation) Channel() (r enum.Channel, exists bool) {
+	v := m.channel
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldChannel returns the old "channel" field's value of the Order entity.
+// If the Order object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *OrderMutation) OldChannel(ctx context.Context) (v enum.Channel, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldChannel is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldChannel requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldChannel: %w", err)
+	}
+	return oldValue.Channel, nil
+}
+
+// ResetChannel resets all changes to the "channel" field.
+func (m *OrderMutation) ResetChannel() {
+	m.channel = nil
+}
+
+// SetMemberID sets the "member_id" field.
+func (m *OrderMutation) SetMemberID(i int) {
+	m.member_id = &i
+	m.addmember_id = nil
+}
+
+// MemberID returns the value of the "member_id" field in the mutation.
+func (m *OrderMutation) MemberID() (r int, exists bool) {
+	v := m.member_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldMemberID returns the old "member_id" field's value of the Order entity.
+// If the Order object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *OrderMutation) OldMemberID(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldMemberID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldMemberID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldMemberID: %w", err)
+	}
+	return oldValue.MemberID, nil
+}
+
+// AddMemberID adds i to the "member_id" field.
+func (m *OrderMutation) AddMemberID(i int) {
+	if m.addmember_id != nil {
+		*m.addmember_id += i
+	} else {
+		m.addmember_id = &i
+	}
+}
+
+// AddedMemberID returns the value that was added to the "member_id" field in this mutation.
+func (m *OrderMutation) AddedMemberID() (r int, exists bool) {
+	v := m.addmember_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetMemberID resets all changes to the "member_id" field.
+func (m *OrderMutation) ResetMemberID() {
+	m.member_id = nil
+	m.addmember_id = nil
+}
+
+// SetStoreID sets the "store_id" field.
+func (m *OrderMutation) SetStoreID(i int) {
+	m.store = &i
+}
+
+// StoreID returns the value of the "store_id" field in the mutation.
+func (m *OrderMutation) StoreID() (r int, exists bool) {
+	v := m.store
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldStoreID returns the old "store_id" field's value of the Order entity.
+// If the Order object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *OrderMutation) OldStoreID(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldStoreID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldStoreID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldStoreID: %w", err)
+	}
+	return oldValue.StoreID, nil
+}
+
+// ResetStoreID resets all changes to the "store_id" field.
+func (m *OrderMutation) ResetStoreID() {
+	m.store = nil
+}
+
+// SetBusinessUnitID sets the "business_unit_id" field.
+func (m *OrderMutation) SetBusinessUnitID(i int) {
+	m.business_unit = &i
+}
+
+// BusinessUnitID returns the value of the "business_unit_id" field in the mutation.
+func (m *OrderMutation) BusinessUnitID() (r int, exists bool) {
+	v := m.business_unit
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldBusinessUnitID returns the old "business_unit_id" field's value of the Order entity.
+// If the Order object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *OrderMutation) OldBusinessUnitID(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldBusinessUnitID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldBusinessUnitID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldBusinessUnitID: %w", err)
+	}
+	return oldValue.BusinessUnitID, nil
+}
+
+// ResetBusinessUnitID resets all changes to the "business_unit_id" field.
+func (m *OrderMutation) ResetBusinessUnitID() {
+	m.business_unit = nil
+}
+
+// SetStatus sets the "status" field.
+func (m *OrderMutation) SetStatus(o order.Status) {
+	m.status = &o
+}
+
+// Status returns the value of the "status" field in the mutation.
+func (m *OrderMutation) Status() (r order.Status, exists bool) {
+	v := m.status
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldStatus returns the old "status" field's value of the Order entity.
+// If the Order object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *OrderMutation) OldStatus(ctx context.Context) (v order.Status, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldStatus is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldStatus requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldStatus: %w", err)
+	}
+	return oldValue.Status, nil
+}
+
+// ResetStatus resets all changes to the "status" field.
+func (m *OrderMutation) ResetStatus() {
+	m.status = nil
+}
+
+// SetAmount sets the "amount" field.
+func (m *OrderMutation) SetAmount(i int64) {
+	m.amount = &i
+	m.addamount = nil
+}
+
+// Amount returns the value of the "amount" field in the mutation.
+func (m *OrderMutation) Amount() (r int64, exists bool) {
+	v := m.amount
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldAmount returns the old "amount" field's value of the Order entity.
+// If the Order object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *OrderMutation) OldAmount(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldAmount is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldAmount requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldAmount: %w", err)
+	}
+	return oldValue.Amount, nil
+}
+
+// AddAmount adds i to the "amount" field.
+func (m *OrderMutation) AddAmount(i int64) {
+	if m.addamount != nil {
+		*m.addamount += i
+	} else {
+		m.addamount = &i
+	}
+}
+
+// AddedAmount returns the value that was added to the "amount" field in this mutation.
+func (m *OrderMutation) AddedAmount() (r int64, exists bool) {
+	v := m.addamount
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetAmount resets all changes to the "amount" field.
+func (m *OrderMutation) ResetAmount() {
+	m.amount = nil
+	m.addamount = nil
+}
+
+// SetPaidAt sets the "paid_at" field.
+func (m *OrderMutation) SetPaidAt(t time.Time) {
+	m.paid_at = &t
+}
+
+// PaidAt returns the value of the "paid_at" field in the mutation.
+func (m *OrderMutation) PaidAt() (r time.Time, exists bool) {
+	v := m.paid_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPaidAt returns the old "paid_at" field's value of the Order entity.
+// If the Order object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *OrderMutation) OldPaidAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPaidAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPaidAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPaidAt: %w", err)
+	}
+	return oldValue.PaidAt, nil
+}
+
+// ResetPaidAt resets all changes to the "paid_at" field.
+func (m *OrderMutation) ResetPaidAt() {
+	m.paid_at = nil
+}
+
+// SetPointsEarned sets the "points_earned" field.
+func (m *OrderMutation) SetPointsEarned(i int64) {
+	m.points_earned = &i
+	m.addpoints_earned = nil
+}
+
+// PointsEarned returns the value of the "points_earned" field in the mutation.
+func (m *OrderMutation) PointsEarned() (r int64, exists bool) {
+	v := m.points_earned
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPointsEarned returns the old "points_earned" field's value of the Order entity.
+// If the Order object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *OrderMutation) OldPointsEarned(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPointsEarned is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPointsEarned requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPointsEarned: %w", err)
+	}
+	return oldValue.PointsEarned, nil
+}
+
+// AddPointsEarned adds i to the "points_earned" field.
+func (m *OrderMutation) AddPointsEarned(i int64) {
+	if m.addpoints_earned != nil {
+		*m.addpoints_earned += i
+	} else {
+		m.addpoints_earned = &i
+	}
+}
+
+// AddedPointsEarned returns the value that was added to the "points_earned" field in this mutation.
+func (m *OrderMutation) AddedPointsEarned() (r int64, exists bool) {
+	v := m.addpoints_earned
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetPointsEarned resets all changes to the "points_earned" field.
+func (m *OrderMutation) ResetPointsEarned() {
+	m.points_earned = nil
+	m.addpoints_earned = nil
+}
+
+// SetPointsBurned sets the "points_burned" field.
+func (m *OrderMutation) SetPointsBurned(i int64) {
+	m.points_burned = &i
+	m.addpoints_burned = nil
+}
+
+// PointsBurned returns the value of the "points_burned" field in the mutation.
+func (m *OrderMutation) PointsBurned() (r int64, exists bool) {
+	v := m.points_burned
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPointsBurned returns the old "points_burned" field's value of the Order entity.
+// If the Order object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *OrderMutation) OldPointsBurned(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPointsBurned is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPointsBurned requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPointsBurned: %w", err)
+	}
+	return oldValue.PointsBurned, nil
+}
+
+// AddPointsBurned adds i to the "points_burned" field.
+func (m *OrderMutation) AddPointsBurned(i int64) {
+	if m.addpoints_burned != nil {
+		*m.addpoints_burned += i
+	} else {
+		m.addpoints_burned = &i
+	}
+}
+
+// AddedPointsBurned returns the value that was added to the "points_burned" field in this mutation.
+func (m *OrderMutation) AddedPointsBurned() (r int64, exists bool) {
+	v := m.addpoints_burned
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetPointsBurned resets all changes to the "points_burned" field.
+func (m *OrderMutation) ResetPointsBurned() {
+	m.points_burned = nil
+	m.addpoints_burned = nil
+}
+
+// SetGrowthEarned sets the "growth_earned" field.
+func (m *OrderMutation) SetGrowthEarned(i int64) {
+	m.growth_earned = &i
+	m.addgrowth_earned = nil
+}
+
+// GrowthEarned returns the value of the "growth_earned" field in the mutation.
+func (m *OrderMutation) GrowthEarned() (r int64, exists bool) {
+	v := m.growth_earned
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldGrowthEarned returns the old "growth_earned" field's value of the Order entity.
+// If the Order object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *OrderMutation) OldGrowthEarned(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldGrowthEarned is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldGrowthEarned requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldGrowthEarned: %w", err)
+	}
+	return oldValue.GrowthEarned, nil
+}
+
+// AddGrowthEarned adds i to the "growth_earned" field.
+func (m *OrderMutation) AddGrowthEarned(i int64) {
+	if m.addgrowth_earned != nil {
+		*m.addgrowth_earned += i
+	} else {
+		m.addgrowth_earned = &i
+	}
+}
+
+// AddedGrowthEarned returns the value that was added to the "growth_earned" field in this mutation.
+func (m *OrderMutation) AddedGrowthEarned() (r int64, exists bool) {
+	v := m.addgrowth_earned
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetGrowthEarned resets all changes to the "growth_earned" field.
+func (m *OrderMutation) ResetGrowthEarned() {
+	m.growth_earned = nil
+	m.addgrowth_earned = nil
+}
+
+// SetRefundedAmount sets the "refunded_amount" field.
+func (m *OrderMutation) SetRefundedAmount(i int64) {
+	m.refunded_amount = &i
+	m.addrefunded_amount = nil
+}
+
+// RefundedAmount returns the value of the "refunded_amount" field in the mutation.
+func (m *OrderMutation) RefundedAmount() (r int64, exists bool) {
+	v := m.refunded_amount
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldRefundedAmount returns the old "refunded_amount" field's value of the Order entity.
+// If the Order object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *OrderMutation) OldRefundedAmount(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldRefundedAmount is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldRefundedAmount requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldRefundedAmount: %w", err)
+	}
+	return oldValue.RefundedAmount, nil
+}
+
+// AddRefundedAmount adds i to the "refunded_amount" field.
+func (m *OrderMutation) AddRefundedAmount(i int64) {
+	if m.addrefunded_amount != nil {
+		*m.addrefunded_amount += i
+	} else {
+		m.addrefunded_amount = &i
+	}
+}
+
+// AddedRefundedAmount returns the value that was added to the "refunded_amount" field in this mutation.
+func (m *OrderMutation) AddedRefundedAmount() (r int64, exists bool) {
+	v := m.addrefunded_amount
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetRefundedAmount resets all changes to the "refunded_amount" field.
+func (m *OrderMutation) ResetRefundedAmount() {
+	m.refunded_amount = nil
+	m.addrefunded_amount = nil
+}
+
+// SetCouponOrderRef sets the "coupon_order_ref" field.
+func (m *OrderMutation) SetCouponOrderRef(s string) {
+	m.coupon_order_ref = &s
+}
+
+// CouponOrderRef returns the value of the "coupon_order_ref" field in the mutation.
+func (m *OrderMutation) CouponOrderRef() (r string, exists bool) {
+	v := m.coupon_order_ref
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCouponOrderRef returns the old "coupon_order_ref" field's value of the Order entity.
+// If the Order object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *OrderMutation) OldCouponOrderRef(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCouponOrderRef is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCouponOrderRef requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCouponOrderRef: %w", err)
+	}
+	return oldValue.CouponOrderRef, nil
+}
+
+// ResetCouponOrderRef resets all changes to the "coupon_order_ref" field.
+func (m *OrderMutation) ResetCouponOrderRef() {
+	m.coupon_order_ref = nil
+}
+
+// SetCampaignID sets the "campaign_id" field.
+func (m *OrderMutation) SetCampaignID(i int) {
+	m.campaign_id = &i
+	m.addcampaign_id = nil
+}
+
+// CampaignID returns the value of the "campaign_id" field in the mutation.
+func (m *OrderMutation) CampaignID() (r int, exists bool) {
+	v := m.campaign_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCampaignID returns the old "campaign_id" field's value of the Order entity.
+// If the Order object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *OrderMutation) OldCampaignID(ctx context.Context) (v *int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCampaignID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCampaignID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCampaignID: %w", err)
+	}
+	return oldValue.CampaignID, nil
+}
+
+// AddCampaignID adds i to the "campaign_id" field.
+func (m *OrderMutation) AddCampaignID(i int) {
+	if m.addcampaign_id != nil {
+		*m.addcampaign_id += i
+	} else {
+		m.addcampaign_id = &i
+	}
+}
+
+// AddedCampaignID returns the value that was added to the "campaign_id" field in this mutation.
+func (m *OrderMutation) AddedCampaignID() (r int, exists bool) {
+	v := m.addcampaign_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ClearCampaignID clears the value of the "campaign_id" field.
+func (m *OrderMutation) ClearCampaignID() {
+	m.campaign_id = nil
+	m.addcampaign_id = nil
+	m.clearedFields[order.FieldCampaignID] = struct{}{}
+}
+
+// CampaignIDCleared returns if the "campaign_id" field was cleared in this mutation.
+func (m *OrderMutation) CampaignIDCleared() bool {
+	_, ok := m.clearedFields[order.FieldCampaignID]
+	return ok
+}
+
+// ResetCampaignID resets all changes to the "campaign_id" field.
+func (m *OrderMutation) ResetCampaignID() {
+	m.campaign_id = nil
+	m.addcampaign_id = nil
+	delete(m.clearedFields, order.FieldCampaignID)
+}
+
+// SetCreatedAt sets the "created_at" field.
+func (m *OrderMutation) SetCreatedAt(t time.Time) {
+	m.created_at = &t
+}
+
+// CreatedAt returns the value of the "created_at" field in the mutation.
+func (m *OrderMutation) CreatedAt() (r time.Time, exists bool) {
+	v := m.created_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCreatedAt returns the old "created_at" field's value of the Order entity.
+// If the Order object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *OrderMutation) OldCreatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCreatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCreatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCreatedAt: %w", err)
+	}
+	return oldValue.CreatedAt, nil
+}
+
+// ResetCreatedAt resets all changes to the "created_at" field.
+func (m *OrderMutation) ResetCreatedAt() {
+	m.created_at = nil
+}
+
+// ClearStore clears the "store" edge to the Store entity.
+func (m *OrderMutation) ClearStore() {
+	m.clearedstore = true
+	m.clearedFields[order.FieldStoreID] = struct{}{}
+}
+
+// StoreCleared reports if the "store" edge to the Store entity was cleared.
+func (m *OrderMutation) StoreCleared() bool {
+	return m.clearedstore
+}
+
+// StoreIDs returns the "store" edge IDs in the mutation.
+// Note that IDs always returns len(IDs) <= 1 for unique edges, and you should use
+// StoreID instead. It exists only for internal usage by the builders.
+func (m *OrderMutation) StoreIDs() (ids []int) {
+	if id := m.store; id != nil {
+		ids = append(ids, *id)
+	}
+	return
+}
+
+// ResetStore resets all changes to the "store" edge.
+func (m *OrderMutation) ResetStore() {
+	m.store = nil
+	m.clearedstore = false
+}
+
+// ClearBusinessUnit clears the "business_unit" edge to the BusinessUnit entity.
+func (m *OrderMutation) ClearBusinessUnit() {
+	m.clearedbusiness_unit = true
+	m.clearedFields[order.FieldBusinessUnitID] = struct{}{}
+}
+
+// BusinessUnitCleared reports if the "business_unit" edge to the BusinessUnit entity was cleared.
+func (m *OrderMutation) BusinessUnitCleared() bool {
+	return m.clearedbusiness_unit
+}
+
+// BusinessUnitIDs returns the "business_unit" edge IDs in the mutation.
+// Note that IDs always returns len(IDs) <= 1 for unique edges, and you should use
+// BusinessUnitID instead. It exists only for internal usage by the builders.
+func (m *OrderMutation) BusinessUnitIDs() (ids []int) {
+	if id := m.business_unit; id != nil {
+		ids = append(ids, *id)
+	}
+	return
+}
+
+// ResetBusinessUnit resets all changes to the "business_unit" edge.
+func (m *OrderMutation) ResetBusinessUnit() {
+	m.business_unit = nil
+	m.clearedbusiness_unit = false
+}
+
+// AddItemIDs adds the "items" edge to the OrderItem entity by ids.
+func (m *OrderMutation) AddItemIDs(ids ...int) {
+	if m.items == nil {
+		m.items = make(map[int]struct{})
+	}
+	for i := range ids {
+		m.items[ids[i]] = struct{}{}
+	}
+}
+
+// ClearItems clears the "items" edge to the OrderItem entity.
+func (m *OrderMutation) ClearItems() {
+	m.cleareditems = true
+}
+
+// ItemsCleared reports if the "items" edge to the OrderItem entity was cleared.
+func (m *OrderMutation) ItemsCleared() bool {
+	return m.cleareditems
+}
+
+// RemoveItemIDs removes the "items" edge to the OrderItem entity by IDs.
+func (m *OrderMutation) RemoveItemIDs(ids ...int) {
+	if m.removeditems == nil {
+		m.removeditems = make(map[int]struct{})
+	}
+	for i := range ids {
+		delete(m.items, ids[i])
+		m.removeditems[ids[i]] = struct{}{}
+	}
+}
+
+// RemovedItems returns the removed IDs of the "items" edge to the OrderItem entity.
+func (m *OrderMutation) RemovedItemsIDs() (ids []int) {
+	for id := range m.removeditems {
+		ids = append(ids, id)
+	}
+	return
+}
+
+// ItemsIDs returns the "items" edge IDs in the mutation.
+func (m *OrderMutation) ItemsIDs() (ids []int) {
+	for id := range m.items {
+		ids = append(ids, id)
+	}
+	return
+}
+
+// ResetItems resets all changes to the "items" edge.
+func (m *OrderMutation) ResetItems() {
+	m.items = nil
+	m.cleareditems = false
+	m.removeditems = nil
+}
+
+// AddPaymentIDs adds the "payments" edge to the OrderPayment entity by ids.
+func (m *OrderMutation) AddPaymentIDs(ids ...int) {
+	if m.payments == nil {
+		m.payments = make(map[int]struct{})
+	}
+	for i := range ids {
+		m.payments[ids[i]] = struct{}{}
+	}
+}
+
+// ClearPayments clears the "payments" edge to the OrderPayment entity.
+func (m *OrderMutation) ClearPayments() {
+	m.clearedpayments = true
+}
+
+// PaymentsCleared reports if the "payments" edge to the OrderPayment entity was cleared.
+func (m *OrderMutation) PaymentsCleared() bool {
+	return m.clearedpayments
+}
+
+// RemovePaymentIDs removes the "payments" edge to the OrderPayment entity by IDs.
+func (m *OrderMutation) RemovePaymentIDs(ids ...int) {
+	if m.removedpayments == nil {
+		m.removedpayments = make(map[int]struct{})
+	}
+	for i := range ids {
+		delete(m.payments, ids[i])
+		m.removedpayments[ids[i]] = struct{}{}
+	}
+}
+
+// RemovedPayments returns the removed IDs of the "payments" edge to the OrderPayment entity.
+func (m *OrderMutation) RemovedPaymentsIDs() (ids []int) {
+	for id := range m.removedpayments {
+		ids = append(ids, id)
+	}
+	return
+}
+
+// PaymentsIDs returns the "payments" edge IDs in the mutation.
+func (m *OrderMutation) PaymentsIDs() (ids []int) {
+	for id := range m.payments {
+		ids = append(ids, id)
+	}
+	return
+}
+
+// ResetPayments resets all changes to the "payments" edge.
+func (m *OrderMutation) ResetPayments() {
+	m.payments = nil
+	m.clearedpayments = false
+	m.removedpayments = nil
+}
+
+// AddRefundIDs adds the "refunds" edge to the Refund entity by ids.
+func (m *OrderMutation) AddRefundIDs(ids ...int) {
+	if m.refunds == nil {
+		m.refunds = make(map[int]struct{})
+	}
+	for i := range ids {
+		m.refunds[ids[i]] = struct{}{}
+	}
+}
+
+// ClearRefunds clears the "refunds" edge to the Refund entity.
+func (m *OrderMutation) ClearRefunds() {
+	m.clearedrefunds = true
+}
+
+// RefundsCleared reports if the "refunds" edge to the Refund entity was cleared.
+func (m *OrderMutation) RefundsCleared() bool {
+	return m.clearedrefunds
+}
+
+// RemoveRefundIDs removes the "refunds" edge to the Refund entity by IDs.
+func (m *OrderMutation) RemoveRefundIDs(ids ...int) {
+	if m.removedrefunds == nil {
+		m.removedrefunds = make(map[int]struct{})
+	}
+	for i := range ids {
+		delete(m.refunds, ids[i])
+		m.removedrefunds[ids[i]] = struct{}{}
+	}
+}
+
+// RemovedRefunds returns the removed IDs of the "refunds" edge to the Refund entity.
+func (m *OrderMutation) RemovedRefundsIDs() (ids []int) {
+	for id := range m.removedrefunds {
+		ids = append(ids, id)
+	}
+	return
+}
+
+// RefundsIDs returns the "refunds" edge IDs in the mutation.
+func (m *OrderMutation) RefundsIDs() (ids []int) {
+	for id := range m.refunds {
+		ids = append(ids, id)
+	}
+	return
+}
+
+// ResetRefunds resets all changes to the "refunds" edge.
+func (m *OrderMutation) ResetRefunds() {
+	m.refunds = nil
+	m.clearedrefunds = false
+	m.removedrefunds = nil
+}
+
+// Where appends a list predicates to the OrderMutation builder.
+func (m *OrderMutation) Where(ps ...predicate.Order) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the OrderMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *OrderMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.Order, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *OrderMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *OrderMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (Order).
+func (m *OrderMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *OrderMutation) Fields() []string {
+	fields := make([]string, 0, 15)
+	if m.external_id != nil {
+		fields = append(fields, order.FieldExternalID)
+	}
+	if m.channel != nil {
+		fields = append(fields, order.FieldChannel)
+	}
+	if m.member_id != nil {
+		fields = append(fields, order.FieldMemberID)
+	}
+	if m.store != nil {
+		fields = append(fields, order.FieldStoreID)
+	}
+	if m.business_unit != nil {
+		fields = append(fields, order.FieldBusinessUnitID)
+	}
+	if m.status != nil {
+		fields = append(fields, order.FieldStatus)
+	}
+	if m.amount != nil {
+		fields = append(fields, order.FieldAmount)
+	}
+	if m.paid_at != nil {
+		fields = append(fields, order.FieldPaidAt)
+	}
+	if m.points_earned != nil {
+		fields = append(fields, order.FieldPointsEarned)
+	}
+	if m.points_burned != nil {
+		fields = append(fields, order.FieldPointsBurned)
+	}
+	if m.growth_earned != nil {
+		fields = append(fields, order.FieldGrowthEarned)
+	}
+	if m.refunded_amount != nil {
+		fields = append(fields, order.FieldRefundedAmount)
+	}
+	if m.coupon_order_ref != nil {
+		fields = append(fields, order.FieldCouponOrderRef)
+	}
+	if m.campaign_id != nil {
+		fields = append(fields, order.FieldCampaignID)
+	}
+	if m.created_at != nil {
+		fields = append(fields, order.FieldCreatedAt)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *OrderMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case order.FieldExternalID:
+		return m.ExternalID()
+	case order.FieldChannel:
+		return m.Channel()
+	case order.FieldMemberID:
+		return m.MemberID()
+	case order.FieldStoreID:
+		return m.StoreID()
+	case order.FieldBusinessUnitID:
+		return m.BusinessUnitID()
+	case order.FieldStatus:
+		return m.Status()
+	case order.FieldAmount:
+		return m.Amount()
+	case order.FieldPaidAt:
+		return m.PaidAt()
+	case order.FieldPointsEarned:
+		return m.PointsEarned()
+	case order.FieldPointsBurned:
+		return m.PointsBurned()
+	case order.FieldGrowthEarned:
+		return m.GrowthEarned()
+	case order.FieldRefundedAmount:
+		return m.RefundedAmount()
+	case order.FieldCouponOrderRef:
+		return m.CouponOrderRef()
+	case order.FieldCampaignID:
+		return m.CampaignID()
+	case order.FieldCreatedAt:
+		return m.CreatedAt()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *OrderMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case order.FieldExternalID:
+		return m.OldExternalID(ctx)
+	case order.FieldChannel:
+		return m.OldChannel(ctx)
+	case order.FieldMemberID:
+		return m.OldMemberID(ctx)
+	case order.FieldStoreID:
+		return m.OldStoreID(ctx)
+	case order.FieldBusinessUnitID:
+		return m.OldBusinessUnitID(ctx)
+	case order.FieldStatus:
+		return m.OldStatus(ctx)
+	case order.FieldAmount:
+		return m.OldAmount(ctx)
+	case order.FieldPaidAt:
+		return m.OldPaidAt(ctx)
+	case order.FieldPointsEarned:
+		return m.OldPointsEarned(ctx)
+	case order.FieldPointsBurned:
+		return m.OldPointsBurned(ctx)
+	case order.FieldGrowthEarned:
+		return m.OldGrowthEarned(ctx)
+	case order.FieldRefundedAmount:
+		return m.OldRefundedAmount(ctx)
+	case order.FieldCouponOrderRef:
+		return m.OldCouponOrderRef(ctx)
+	case order.FieldCampaignID:
+		return m.OldCampaignID(ctx)
+	case order.FieldCreatedAt:
+		return m.OldCreatedAt(ctx)
+	}
+	return nil, fmt.Errorf("unknown Order field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *OrderMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case order.FieldExternalID:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetExternalID(v)
+		return nil
+	case order.FieldChannel:
+		v, ok := value.(enum.Channel)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetChannel(v)
+		return nil
+	case order.FieldMemberID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetMemberID(v)
+		return nil
+	case order.FieldStoreID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetStoreID(v)
+		return nil
+	case order.FieldBusinessUnitID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetBusinessUnitID(v)
+		return nil
+	case order.FieldStatus:
+		v, ok := value.(order.Status)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetStatus(v)
+		return nil
+	case order.FieldAmount:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetAmount(v)
+		return nil
+	case order.FieldPaidAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPaidAt(v)
+		return nil
+	case order.FieldPointsEarned:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPointsEarned(v)
+		return nil
+	case order.FieldPointsBurned:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPointsBurned(v)
+		return nil
+	case order.FieldGrowthEarned:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetGrowthEarned(v)
+		return nil
+	case order.FieldRefundedAmount:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetRefundedAmount(v)
+		return nil
+	case order.FieldCouponOrderRef:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCouponOrderRef(v)
+		return nil
+	case order.FieldCampaignID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCampaignID(v)
+		return nil
+	case order.FieldCreatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCreatedAt(v)
+		return nil
+	}
+	return fmt.Errorf("unknown Order field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *OrderMutation) AddedFields() []string {
+	var fields []string
+	if m.addmember_id != nil {
+		fields = append(fields, order.FieldMemberID)
+	}
+	if m.addamount != nil {
+		fields = append(fields, order.FieldAmount)
+	}
+	if m.addpoints_earned != nil {
+		fields = append(fields, order.FieldPointsEarned)
+	}
+	if m.addpoints_burned != nil {
+		fields = append(fields, order.FieldPointsBurned)
+	}
+	if m.addgrowth_earned != nil {
+		fields = append(fields, order.FieldGrowthEarned)
+	}
+	if m.addrefunded_amount != nil {
+		fields = append(fields, order.FieldRefundedAmount)
+	}
+	if m.addcampaign_id != nil {
+		fields = append(fields, order.FieldCampaignID)
+	}
+	return fields
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *OrderMutation) AddedField(name string) (ent.Value, bool) {
+	switch name {
+	case order.FieldMemberID:
+		return m.AddedMemberID()
+	case order.FieldAmount:
+		return m.AddedAmount()
+	case order.FieldPointsEarned:
+		return m.AddedPointsEarned()
+	case order.FieldPointsBurned:
+		return m.AddedPointsBurned()
+	case order.FieldGrowthEarned:
+		return m.AddedGrowthEarned()
+	case order.FieldRefundedAmount:
+		return m.AddedRefundedAmount()
+	case order.FieldCampaignID:
+		return m.AddedCampaignID()
+	}
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *OrderMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	case order.FieldMemberID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddMemberID(v)
+		return nil
+	case order.FieldAmount:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddAmount(v)
+		return nil
+	case order.FieldPointsEarned:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddPointsEarned(v)
+		return nil
+	case order.FieldPointsBurned:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddPointsBurned(v)
+		return nil
+	case order.FieldGrowthEarned:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddGrowthEarned(v)
+		return nil
+	case order.FieldRefundedAmount:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddRefundedAmount(v)
+		return nil
+	case order.FieldCampaignID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddCampaignID(v)
+		return nil
+	}
+	return fmt.Errorf("unknown Order numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *OrderMutation) ClearedFields() []string {
+	var fields []string
+	if m.FieldCleared(order.FieldCampaignID) {
+		fields = append(fields, order.FieldCampaignID)
+	}
+	return fields
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *OrderMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *OrderMutation) ClearField(name string) error {
+	switch name {
+	case order.FieldCampaignID:
+		m.ClearCampaignID()
+		return nil
+	}
+	return fmt.Errorf("unknown Order nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *OrderMutation) ResetField(name string) error {
+	switch name {
+	case order.FieldExternalID:
+		m.ResetExternalID()
+		return nil
+	case order.FieldChannel:
+		m.ResetChannel()
+		return nil
+	case order.FieldMemberID:
+		m.ResetMemberID()
+		return nil
+	case order.FieldStoreID:
+		m.ResetStoreID()
+		return nil
+	case order.FieldBusinessUnitID:
+		m.ResetBusinessUnitID()
+		return nil
+	case order.FieldStatus:
+		m.ResetStatus()
+		return nil
+	case order.FieldAmount:
+		m.ResetAmount()
+		return nil
+	case order.FieldPaidAt:
+		m.ResetPaidAt()
+		return nil
+	case order.FieldPointsEarned:
+		m.ResetPointsEarned()
+		return nil
+	case order.FieldPointsBurned:
+		m.ResetPointsBurned()
+		return nil
+	case order.FieldGrowthEarned:
+		m.ResetGrowthEarned()
+		return nil
+	case order.FieldRefundedAmount:
+		m.ResetRefundedAmount()
+		return nil
+	case order.FieldCouponOrderRef:
+		m.ResetCouponOrderRef()
+		return nil
+	case order.FieldCampaignID:
+		m.ResetCampaignID()
+		return nil
+	case order.FieldCreatedAt:
+		m.ResetCreatedAt()
+		return nil
+	}
+	return fmt.Errorf("unknown Order field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *OrderMutation) AddedEdges() []string {
+	edges := make([]string, 0, 5)
+	if m.store != nil {
+		edges = append(edges, order.EdgeStore)
+	}
+	if m.business_unit != nil {
+		edges = append(edges, order.EdgeBusinessUnit)
+	}
+	if m.items != nil {
+		edges = append(edges, order.EdgeItems)
+	}
+	if m.payments != nil {
+		edges = append(edges, order.EdgePayments)
+	}
+	if m.refunds != nil {
+		edges = append(edges, order.EdgeRefunds)
+	}
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *OrderMutation) AddedIDs(name string) []ent.Value {
+	switch name {
+	case order.EdgeStore:
+		if id := m.store; id != nil {
+			return []ent.Value{*id}
+		}
+	case order.EdgeBusinessUnit:
+		if id := m.business_unit; id != nil {
+			return []ent.Value{*id}
+		}
+	case order.EdgeItems:
+		ids := make([]ent.Value, 0, len(m.items))
+		for id := range m.items {
+			ids = append(ids, id)
+		}
+		return ids
+	case order.EdgePayments:
+		ids := make([]ent.Value, 0, len(m.payments))
+		for id := range m.payments {
+			ids = append(ids, id)
+		}
+		return ids
+	case order.EdgeRefunds:
+		ids := make([]ent.Value, 0, len(m.refunds))
+		for id := range m.refunds {
+			ids = append(ids, id)
+		}
+		return ids
+	}
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *OrderMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 5)
+	if m.removeditems != nil {
+		edges = append(edges, order.EdgeItems)
+	}
+	if m.removedpayments != nil {
+		edges = append(edges, order.EdgePayments)
+	}
+	if m.removedrefunds != nil {
+		edges = append(edges, order.EdgeRefunds)
+	}
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *OrderMutation) RemovedIDs(name string) []ent.Value {
+	switch name {
+	case order.EdgeItems:
+		ids := make([]ent.Value, 0, len(m.removeditems))
+		for id := range m.removeditems {
+			ids = append(ids, id)
+		}
+		return ids
+	case order.EdgePayments:
+		ids := make([]ent.Value, 0, len(m.removedpayments))
+		for id := range m.removedpayments {
+			ids = append(ids, id)
+		}
+		return ids
+	case order.EdgeRefunds:
+		ids := make([]ent.Value, 0, len(m.removedrefunds))
+		for id := range m.removedrefunds {
+			ids = append(ids, id)
+		}
+		return ids
+	}
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *OrderMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 5)
+	if m.clearedstore {
+		edges = append(edges, order.EdgeStore)
+	}
+	if m.clearedbusiness_unit {
+		edges = append(edges, order.EdgeBusinessUnit)
+	}
+	if m.cleareditems {
+		edges = append(edges, order.EdgeItems)
+	}
+	if m.clearedpayments {
+		edges = append(edges, order.EdgePayments)
+	}
+	if m.clearedrefunds {
+		edges = append(edges, order.EdgeRefunds)
+	}
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *OrderMutation) EdgeCleared(name string) bool {
+	switch name {
+	case order.EdgeStore:
+		return m.clearedstore
+	case order.EdgeBusinessUnit:
+		return m.clearedbusiness_unit
+	case order.EdgeItems:
+		return m.cleareditems
+	case order.EdgePayments:
+		return m.clearedpayments
+	case order.EdgeRefunds:
+		return m.clearedrefunds
+	}
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *OrderMutation) ClearEdge(name string) error {
+	switch name {
+	case order.EdgeStore:
+		m.ClearStore()
+		return nil
+	case order.EdgeBusinessUnit:
+		m.ClearBusinessUnit()
+		return nil
+	}
+	return fmt.Errorf("unknown Order unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *OrderMutation) ResetEdge(name string) error {
+	switch name {
+	case order.EdgeStore:
+		m.ResetStore()
+		return nil
+	case order.EdgeBusinessUnit:
+		m.ResetBusinessUnit()
+		return nil
+	case order.EdgeItems:
+		m.ResetItems()
+		return nil
+	case order.EdgePayments:
+		m.ResetPayments()
+		return nil
+	case order.EdgeRefunds:
+		m.ResetRefunds()
+		return nil
+	}
+	return fmt.Errorf("unknown Order edge %s", name)
+}
+
+// OrderItemMutation represents an operation that mutates the OrderItem nodes in the graph.
+type OrderItemMutation struct {
+	config
+	op            Op
+	typ           string
+	id            *int
+	sku           *string
+	name          *string
+	category      *string
+	brand         *string
+	quantity      *int
+	addquantity   *int
+	unit_price    *int64
+	addunit_price *int64
+	amount        *int64
+	addamount     *int64
+	clearedFields map[string]struct{}
+	_order        *int
+	cleared_order bool
+	done          bool
+	oldValue      func(context.Context) (*OrderItem, error)
+	predicates    []predicate.OrderItem
+}
+
+var _ ent.Mutation = (*OrderItemMutation)(nil)
+
+// orderitemOption allows management of the mutation configuration using functional options.
+type orderitemOption func(*OrderItemMutation)
+
+// newOrderItemMutation creates new mutation for the OrderItem entity.
+func newOrderItemMutation(c config, op Op, opts ...orderitemOption) *OrderItemMutation {
+	m := &OrderItemMutation{
+		config:        c,
+		op:            op,
+		typ:           TypeOrderItem,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withOrderItemID sets the ID field of the mutation.
+func withOrderItemID(id int) orderitemOption {
+	return func(m *OrderItemMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *OrderItem
+		)
+		m.oldValue = func(ctx context.Context) (*OrderItem, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().OrderItem.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withOrderItem sets the old OrderItem of the mutation.
+func withOrderItem(node *OrderItem) orderitemOption {
+	return func(m *OrderItemMutation) {
+		m.oldValue = func(context.Context) (*OrderItem, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m OrderItemMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m OrderItemMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *OrderItemMutation) ID() (id int, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *OrderItemMutation) IDs(ctx context.Context) ([]int, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []int{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().OrderItem.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetOrderID sets the "order_id" field.
+func (m *OrderItemMutation) SetOrderID(i int) {
+	m._order = &i
+}
+
+// OrderID returns the value of the "order_id" field in the mutation.
+func (m *OrderItemMutation) OrderID() (r int, exists bool) {
+	v := m._order
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldOrderID returns the old "order_id" field's value of the OrderItem entity.
+// If the OrderItem object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *OrderItemMutation) OldOrderID(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldOrderID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldOrderID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldOrderID: %w", err)
+	}
+	return oldValue.OrderID, nil
+}
+
+// ResetOrderID resets all changes to the "order_id" field.
+func (m *OrderItemMutation) ResetOrderID() {
+	m._order = nil
+}
+
+// SetSku sets the "sku" field.
+func (m *OrderItemMutation) SetSku(s string) {
+	m.sku = &s
+}
+
+// Sku returns the value of the "sku" field in the mutation.
+func (m *OrderItemMutation) Sku() (r string, exists bool) {
+	v := m.sku
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldSku returns the old "sku" field's value of the OrderItem entity.
+// If the OrderItem object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *OrderItemMutation) OldSku(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldSku is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldSku requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldSku: %w", err)
+	}
+	return oldValue.Sku, nil
+}
+
+// ResetSku resets all changes to the "sku" field.
+func (m *OrderItemMutation) ResetSku() {
+	m.sku = nil
+}
+
+// SetName sets the "name" field.
+func (m *OrderItemMutation) SetName(s string) {
+	m.name = &s
+}
+
+// Name returns the value of the "name" field in the mutation.
+func (m *OrderItemMutation) Name() (r string, exists bool) {
+	v := m.name
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldName returns the old "name" field's value of the OrderItem entity.
+// If the OrderItem object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *OrderItemMutation) OldName(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldName is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldName requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldName: %w", err)
+	}
+	return oldValue.Name, nil
+}
+
+// ResetName resets all changes to the "name" field.
+func (m *OrderItemMutation) ResetName() {
+	m.name = nil
+}
+
+// SetCategory sets the "category" field.
+func (m *OrderItemMutation) SetCategory(s string) {
+	m.category = &s
+}
+
+// Category returns the value of the "category" field in the mutation.
+func (m *OrderItemMutation) Category() (r string, exists bool) {
+	v := m.category
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCategory returns the old "category" field's value of the OrderItem entity.
+// If the OrderItem object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *OrderItemMutation) OldCategory(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCategory is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCategory requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCategory: %w", err)
+	}
+	return oldValue.Category, nil
+}
+
+// ResetCategory resets all changes to the "category" field.
+func (m *OrderItemMutation) ResetCategory() {
+	m.category = nil
+}
+
+// SetBrand sets the "brand" field.
+func (m *OrderItemMutation) SetBrand(s string) {
+	m.brand = &s
+}
+
+// Brand returns the value of the "brand" field in the mutation.
+func (m *OrderItemMutation) Brand() (r string, exists bool) {
+	v := m.brand
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldBrand returns the old "brand" field's value of the OrderItem entity.
+// If the OrderItem object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *OrderItemMutation) OldBrand(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldBrand is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldBrand requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldBrand: %w", err)
+	}
+	return oldValue.Brand, nil
+}
+
+// ResetBrand resets all changes to the "brand" field.
+func (m *OrderItemMutation) ResetBrand() {
+	m.brand = nil
+}
+
+// SetQuantity sets the "quantity" field.
+func (m *OrderItemMutation) SetQuantity(i int) {
+	m.quantity = &i
+	m.addquantity = nil
+}
+
+// Quantity returns the value of the "quantity" field in the mutation.
+func (m *OrderItemMutation) Quantity() (r int, exists bool) {
+	v := m.quantity
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldQuantity returns the old "quantity" field's value of the OrderItem entity.
+// If the OrderItem object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *OrderItemMutation) OldQuantity(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldQuantity is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldQuantity requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldQuantity: %w", err)
+	}
+	return oldValue.Quantity, nil
+}
+
+// AddQuantity adds i to the "quantity" field.
+func (m *OrderItemMutation) AddQuantity(i int) {
+	if m.addquantity != nil {
+		*m.addquantity += i
+	} else {
+		m.addquantity = &i
+	}
+}
+
+// AddedQuantity returns the value that was added to the "quantity" field in this mutation.
+func (m *OrderItemMutation) AddedQuantity() (r int, exists bool) {
+	v := m.addquantity
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetQuantity resets all changes to the "quantity" field.
+func (m *OrderItemMutation) ResetQuantity() {
+	m.quantity = nil
+	m.addquantity = nil
+}
+
+// SetUnitPrice sets the "unit_price" field.
+func (m *OrderItemMutation) SetUnitPrice(i int64) {
+	m.unit_price = &i
+	m.addunit_price = nil
+}
+
+// UnitPrice returns the value of the "unit_price" field in the mutation.
+func (m *OrderItemMutation) UnitPrice() (r int64, exists bool) {
+	v := m.unit_price
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldUnitPrice returns the old "unit_price" field's value of the OrderItem entity.
+// If the OrderItem object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *OrderItemMutation) OldUnitPrice(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldUnitPrice is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldUnitPrice requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldUnitPrice: %w", err)
+	}
+	return oldValue.UnitPrice, nil
+}
+
+// AddUnitPrice adds i to the "unit_price" field.
+func (m *OrderItemMutation) AddUnitPrice(i int64) {
+	if m.addunit_price != nil {
+		*m.addunit_price += i
+	} else {
+		m.addunit_price = &i
+	}
+}
+
+// AddedUnitPrice returns the value that was added to the "unit_price" field in this mutation.
+func (m *OrderItemMutation) AddedUnitPrice() (r int64, exists bool) {
+	v := m.addunit_price
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetUnitPrice resets all changes to the "unit_price" field.
+func (m *OrderItemMutation) ResetUnitPrice() {
+	m.unit_price = nil
+	m.addunit_price = nil
+}
+
+// SetAmount sets the "amount" field.
+func (m *OrderItemMutation) SetAmount(i int64) {
+	m.amount = &i
+	m.addamount = nil
+}
+
+// Amount returns the value of the "amount" field in the mutation.
+func (m *OrderItemMutation) Amount() (r int64, exists bool) {
+	v := m.amount
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldAmount returns the old "amount" field's value of the OrderItem entity.
+// If the OrderItem object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *OrderItemMutation) OldAmount(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldAmount is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldAmount requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldAmount: %w", err)
+	}
+	return oldValue.Amount, nil
+}
+
+// AddAmount adds i to the "amount" field.
+func (m *OrderItemMutation) AddAmount(i int64) {
+	if m.addamount != nil {
+		*m.addamount += i
+	} else {
+		m.addamount = &i
+	}
+}
+
+// AddedAmount returns the value that was added to the "amount" field in this mutation.
+func (m *OrderItemMutation) AddedAmount() (r int64, exists bool) {
+	v := m.addamount
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetAmount resets all changes to the "amount" field.
+func (m *OrderItemMutation) ResetAmount() {
+	m.amount = nil
+	m.addamount = nil
+}
+
+// ClearOrder clears the "order" edge to the Order entity.
+func (m *OrderItemMutation) ClearOrder() {
+	m.cleared_order = true
+	m.clearedFields[orderitem.FieldOrderID] = struct{}{}
+}
+
+// OrderCleared reports if the "order" edge to the Order entity was cleared.
+func (m *OrderItemMutation) OrderCleared() bool {
+	return m.cleared_order
+}
+
+// OrderIDs returns the "order" edge IDs in the mutation.
+// Note that IDs always returns len(IDs) <= 1 for unique edges, and you should use
+// OrderID instead. It exists only for internal usage by the builders.
+func (m *OrderItemMutation) OrderIDs() (ids []int) {
+	if id := m._order; id != nil {
+		ids = append(ids, *id)
+	}
+	return
+}
+
+// ResetOrder resets all changes to the "order" edge.
+func (m *OrderItemMutation) ResetOrder() {
+	m._order = nil
+	m.cleared_order = false
+}
+
+// Where appends a list predicates to the OrderItemMutation builder.
+func (m *OrderItemMutation) Where(ps ...predicate.OrderItem) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the OrderItemMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *OrderItemMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.OrderItem, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *OrderItemMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *OrderItemMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (OrderItem).
+func (m *OrderItemMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *OrderItemMutation) Fields() []string {
+	fields := make([]string, 0, 8)
+	if m._order != nil {
+		fields = append(fields, orderitem.FieldOrderID)
+	}
+	if m.sku != nil {
+		fields = append(fields, orderitem.FieldSku)
+	}
+	if m.name != nil {
+		fields = append(fields, orderitem.FieldName)
+	}
+	if m.category != nil {
+		fields = append(fields, orderitem.FieldCategory)
+	}
+	if m.brand != nil {
+		fields = append(fields, orderitem.FieldBrand)
+	}
+	if m.quantity != nil {
+		fields = append(fields, orderitem.FieldQuantity)
+	}
+	if m.unit_price != nil {
+		fields = append(fields, orderitem.FieldUnitPrice)
+	}
+	if m.amount != nil {
+		fields = append(fields, orderitem.FieldAmount)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *OrderItemMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case orderitem.FieldOrderID:
+		return m.OrderID()
+	case orderitem.FieldSku:
+		return m.Sku()
+	case orderitem.FieldName:
+		return m.Name()
+	case orderitem.FieldCategory:
+		return m.Category()
+	case orderitem.FieldBrand:
+		return m.Brand()
+	case orderitem.FieldQuantity:
+		return m.Quantity()
+	case orderitem.FieldUnitPrice:
+		return m.UnitPrice()
+	case orderitem.FieldAmount:
+		return m.Amount()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *OrderItemMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case orderitem.FieldOrderID:
+		return m.OldOrderID(ctx)
+	case orderitem.FieldSku:
+		return m.OldSku(ctx)
+	case orderitem.FieldName:
+		return m.OldName(ctx)
+	case orderitem.FieldCategory:
+		return m.OldCategory(ctx)
+	case orderitem.FieldBrand:
+		return m.OldBrand(ctx)
+	case orderitem.FieldQuantity:
+		return m.OldQuantity(ctx)
+	case orderitem.FieldUnitPrice:
+		return m.OldUnitPrice(ctx)
+	case orderitem.FieldAmount:
+		return m.OldAmount(ctx)
+	}
+	return nil, fmt.Errorf("unknown OrderItem field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *OrderItemMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case orderitem.FieldOrderID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetOrderID(v)
+		return nil
+	case orderitem.FieldSku:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetSku(v)
+		return nil
+	case orderitem.FieldName:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetName(v)
+		return nil
+	case orderitem.FieldCategory:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCategory(v)
+		return nil
+	case orderitem.FieldBrand:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetBrand(v)
+		return nil
+	case orderitem.FieldQuantity:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetQuantity(v)
+		return nil
+	case orderitem.FieldUnitPrice:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetUnitPrice(v)
+		return nil
+	case orderitem.FieldAmount:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetAmount(v)
+		return nil
+	}
+	return fmt.Errorf("unknown OrderItem field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *OrderItemMutation) AddedFields() []string {
+	var fields []string
+	if m.addquantity != nil {
+		fields = append(fields, orderitem.FieldQuantity)
+	}
+	if m.addunit_price != nil {
+		fields = append(fields, orderitem.FieldUnitPrice)
+	}
+	if m.addamount != nil {
+		fields = append(fields, orderitem.FieldAmount)
+	}
+	return fields
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *OrderItemMutation) AddedField(name string) (ent.Value, bool) {
+	switch name {
+	case orderitem.FieldQuantity:
+		return m.AddedQuantity()
+	case orderitem.FieldUnitPrice:
+		return m.AddedUnitPrice()
+	case orderitem.FieldAmount:
+		return m.AddedAmount()
+	}
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *OrderItemMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	case orderitem.FieldQuantity:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddQuantity(v)
+		return nil
+	case orderitem.FieldUnitPrice:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddUnitPrice(v)
+		return nil
+	case orderitem.FieldAmount:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddAmount(v)
+		return nil
+	}
+	return fmt.Errorf("unknown OrderItem numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *OrderItemMutation) ClearedFields() []string {
+	return nil
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *OrderItemMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *OrderItemMutation) ClearField(name string) error {
+	return fmt.Errorf("unknown OrderItem nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *OrderItemMutation) ResetField(name string) error {
+	switch name {
+	case orderitem.FieldOrderID:
+		m.ResetOrderID()
+		return nil
+	case orderitem.FieldSku:
+		m.ResetSku()
+		return nil
+	case orderitem.FieldName:
+		m.ResetName()
+		return nil
+	case orderitem.FieldCategory:
+		m.ResetCategory()
+		return nil
+	case orderitem.FieldBrand:
+		m.ResetBrand()
+		return nil
+	case orderitem.FieldQuantity:
+		m.ResetQuantity()
+		return nil
+	case orderitem.FieldUnitPrice:
+		m.ResetUnitPrice()
+		return nil
+	case orderitem.FieldAmount:
+		m.ResetAmount()
+		return nil
+	}
+	return fmt.Errorf("unknown OrderItem field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *OrderItemMutation) AddedEdges() []string {
+	edges := make([]string, 0, 1)
+	if m._order != nil {
+		edges = append(edges, orderitem.EdgeOrder)
+	}
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *OrderItemMutation) AddedIDs(name string) []ent.Value {
+	switch name {
+	case orderitem.EdgeOrder:
+		if id := m._order; id != nil {
+			return []ent.Value{*id}
+		}
+	}
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *OrderItemMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 1)
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *OrderItemMutation) RemovedIDs(name string) []ent.Value {
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *OrderItemMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 1)
+	if m.cleared_order {
+		edges = append(edges, orderitem.EdgeOrder)
+	}
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *OrderItemMutation) EdgeCleared(name string) bool {
+	switch name {
+	case orderitem.EdgeOrder:
+		return m.cleared_order
+	}
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *OrderItemMutation) ClearEdge(name string) error {
+	switch name {
+	case orderitem.EdgeOrder:
+		m.ClearOrder()
+		return nil
+	}
+	return fmt.Errorf("unknown OrderItem unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *OrderItemMutation) ResetEdge(name string) error {
+	switch name {
+	case orderitem.EdgeOrder:
+		m.ResetOrder()
+		return nil
+	}
+	return fmt.Errorf("unknown OrderItem edge %s", name)
+}
+
+// OrderPaymentMutation represents an operation that mutates the OrderPayment nodes in the graph.
+type OrderPaymentMutation struct {
+	config
+	op                       Op
+	typ                      string
+	id                       *int
+	method                   *enum.PaymentMethod
+	amount                   *int64
+	addamount                *int64
+	points                   *int64
+	addpoints                *int64
+	stored_value_entry_id    *int
+	addstored_value_entry_id *int
+	clearedFields            map[string]struct{}
+	_order                   *int
+	cleared_order            bool
+	done                     bool
+	oldValue                 func(context.Context) (*OrderPayment, error)
+	predicates               []predicate.OrderPayment
+}
+
+var _ ent.Mutation = (*OrderPaymentMutation)(nil)
+
+// orderpaymentOption allows management of the mutation configuration using functional options.
+type orderpaymentOption func(*OrderPaymentMutation)
+
+// newOrderPaymentMutation creates new mutation for the OrderPayment entity.
+func newOrderPaymentMutation(c config, op Op, opts ...orderpaymentOption) *OrderPaymentMutation {
+	m := &OrderPaymentMutation{
+		config:        c,
+		op:            op,
+		typ:           TypeOrderPayment,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withOrderPaymentID sets the ID field of the mutation.
+func withOrderPaymentID(id int) orderpaymentOption {
+	return func(m *OrderPaymentMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *OrderPayment
+		)
+		m.oldValue = func(ctx context.Context) (*OrderPayment, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().OrderPayment.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withOrderPayment sets the old OrderPayment of the mutation.
+func withOrderPayment(node *OrderPayment) orderpaymentOption {
+	return func(m *OrderPaymentMutation) {
+		m.oldValue = func(context.Context) (*OrderPayment, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m OrderPaymentMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m OrderPaymentMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *OrderPaymentMutation) ID() (id int, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *OrderPaymentMutation) IDs(ctx context.Context) ([]int, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []int{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().OrderPayment.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetOrderID sets the "order_id" field.
+func (m *OrderPaymentMutation) SetOrderID(i int) {
+	m._order = &i
+}
+
+// OrderID returns the value of the "order_id" field in the mutation.
+func (m *OrderPaymentMutation) OrderID() (r int, exists bool) {
+	v := m._order
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldOrderID returns the old "order_id" field's value of the OrderPayment entity.
+// If the OrderPayment object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *OrderPaymentMutation) OldOrderID(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldOrderID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldOrderID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldOrderID: %w", err)
+	}
+	return oldValue.OrderID, nil
+}
+
+// ResetOrderID resets all changes to the "order_id" field.
+func (m *OrderPaymentMutation) ResetOrderID() {
+	m._order = nil
+}
+
+// SetMethod sets the "method" field.
+func (m *OrderPaymentMutation) SetMethod(em enum.PaymentMethod) {
+	m.method = &em
+}
+
+// Method returns the value of the "method" field in the mutation.
+func (m *OrderPaymentMutation) Method() (r enum.PaymentMethod, exists bool) {
+	v := m.method
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldMethod returns the old "method" field's value of the OrderPayment entity.
+// If the OrderPayment object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *OrderPaymentMutation) OldMethod(ctx context.Context) (v enum.PaymentMethod, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldMethod is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldMethod requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldMethod: %w", err)
+	}
+	return oldValue.Method, nil
+}
+
+// ResetMethod resets all changes to the "method" field.
+func (m *OrderPaymentMutation) ResetMethod() {
+	m.method = nil
+}
+
+// SetAmount sets the "amount" field.
+func (m *OrderPaymentMutation) SetAmount(i int64) {
+	m.amount = &i
+	m.addamount = nil
+}
+
+// Amount returns the value of the "amount" field in the mutation.
+func (m *OrderPaymentMutation) Amount() (r int64, exists bool) {
+	v := m.amount
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldAmount returns the old "amount" field's value of the OrderPayment entity.
+// If the OrderPayment object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *OrderPaymentMutation) OldAmount(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldAmount is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldAmount requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldAmount: %w", err)
+	}
+	return oldValue.Amount, nil
+}
+
+// AddAmount adds i to the "amount" field.
+func (m *OrderPaymentMutation) AddAmount(i int64) {
+	if m.addamount != nil {
+		*m.addamount += i
+	} else {
+		m.addamount = &i
+	}
+}
+
+// AddedAmount returns the value that was added to the "amount" field in this mutation.
+func (m *OrderPaymentMutation) AddedAmount() (r int64, exists bool) {
+	v := m.addamount
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetAmount resets all changes to the "amount" field.
+func (m *OrderPaymentMutation) ResetAmount() {
+	m.amount = nil
+	m.addamount = nil
+}
+
+// SetPoints sets the "points" field.
+func (m *OrderPaymentMutation) SetPoints(i int64) {
+	m.points = &i
+	m.addpoints = nil
+}
+
+// Points returns the value of the "points" field in the mutation.
+func (m *OrderPaymentMutation) Points() (r int64, exists bool) {
+	v := m.points
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPoints returns the old "points" field's value of the OrderPayment entity.
+// If the OrderPayment object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *OrderPaymentMutation) OldPoints(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPoints is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPoints requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPoints: %w", err)
+	}
+	return oldValue.Points, nil
+}
+
+// AddPoints adds i to the "points" field.
+func (m *OrderPaymentMutation) AddPoints(i int64) {
+	if m.addpoints != nil {
+		*m.addpoints += i
+	} else {
+		m.addpoints = &i
+	}
+}
+
+// AddedPoints returns the value that was added to the "points" field in this mutation.
+func (m *OrderPaymentMutation) AddedPoints() (r int64, exists bool) {
+	v := m.addpoints
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetPoints resets all changes to the "points" field.
+func (m *OrderPaymentMutation) ResetPoints() {
+	m.points = nil
+	m.addpoints = nil
+}
+
+// SetStoredValueEntryID sets the "stored_value_entry_id" field.
+func (m *OrderPaymentMutation) SetStoredValueEntryID(i int) {
+	m.stored_value_entry_id = &i
+	m.addstored_value_entry_id = nil
+}
+
+// StoredValueEntryID returns the value of the "stored_value_entry_id" field in the mutation.
+func (m *OrderPaymentMutation) StoredValueEntryID() (r int, exists bool) {
+	v := m.stored_value_entry_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldStoredValueEntryID returns the old "stored_value_entry_id" field's value of the OrderPayment entity.
+// If the OrderPayment object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *OrderPaymentMutation) OldStoredValueEntryID(ctx context.Context) (v *int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldStoredValueEntryID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldStoredValueEntryID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldStoredValueEntryID: %w", err)
+	}
+	return oldValue.StoredValueEntryID, nil
+}
+
+// AddStoredValueEntryID adds i to the "stored_value_entry_id" field.
+func (m *OrderPaymentMutation) AddStoredValueEntryID(i int) {
+	if m.addstored_value_entry_id != nil {
+		*m.addstored_value_entry_id += i
+	} else {
+		m.addstored_value_entry_id = &i
+	}
+}
+
+// AddedStoredValueEntryID returns the value that was added to the "stored_value_entry_id" field in this mutation.
+func (m *OrderPaymentMutation) AddedStoredValueEntryID() (r int, exists bool) {
+	v := m.addstored_value_entry_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ClearStoredValueEntryID clears the value of the "stored_value_entry_id" field.
+func (m *OrderPaymentMutation) ClearStoredValueEntryID() {
+	m.stored_value_entry_id = nil
+	m.addstored_value_entry_id = nil
+	m.clearedFields[orderpayment.FieldStoredValueEntryID] = struct{}{}
+}
+
+// StoredValueEntryIDCleared returns if the "stored_value_entry_id" field was cleared in this mutation.
+func (m *OrderPaymentMutation) StoredValueEntryIDCleared() bool {
+	_, ok := m.clearedFields[orderpayment.FieldStoredValueEntryID]
+	return ok
+}
+
+// ResetStoredValueEntryID resets all changes to the "stored_value_entry_id" field.
+func (m *OrderPaymentMutation) ResetStoredValueEntryID() {
+	m.stored_value_entry_id = nil
+	m.addstored_value_entry_id = nil
+	delete(m.clearedFields, orderpayment.FieldStoredValueEntryID)
+}
+
+// ClearOrder clears the "order" edge to the Order entity.
+func (m *OrderPaymentMutation) ClearOrder() {
+	m.cleared_order = true
+	m.clearedFields[orderpayment.FieldOrderID] = struct{}{}
+}
+
+// OrderCleared reports if the "order" edge to the Order entity was cleared.
+func (m *OrderPaymentMutation) OrderCleared() bool {
+	return m.cleared_order
+}
+
+// OrderIDs returns the "order" edge IDs in the mutation.
+// Note that IDs always returns len(IDs) <= 1 for unique edges, and you should use
+// OrderID instead. It exists only for internal usage by the builders.
+func (m *OrderPaymentMutation) OrderIDs() (ids []int) {
+	if id := m._order; id != nil {
+		ids = append(ids, *id)
+	}
+	return
+}
+
+// ResetOrder resets all changes to the "order" edge.
+func (m *OrderPaymentMutation) ResetOrder() {
+	m._order = nil
+	m.cleared_order = false
+}
+
+// Where appends a list predicates to the OrderPaymentMutation builder.
+func (m *OrderPaymentMutation) Where(ps ...predicate.OrderPayment) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the OrderPaymentMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *OrderPaymentMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.OrderPayment, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *OrderPaymentMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *OrderPaymentMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (OrderPayment).
+func (m *OrderPaymentMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *OrderPaymentMutation) Fields() []string {
+	fields := make([]string, 0, 5)
+	if m._order != nil {
+		fields = append(fields, orderpayment.FieldOrderID)
+	}
+	if m.method != nil {
+		fields = append(fields, orderpayment.FieldMethod)
+	}
+	if m.amount != nil {
+		fields = append(fields, orderpayment.FieldAmount)
+	}
+	if m.points != nil {
+		fields = append(fields, orderpayment.FieldPoints)
+	}
+	if m.stored_value_entry_id != nil {
+		fields = append(fields, orderpayment.FieldStoredValueEntryID)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *OrderPaymentMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case orderpayment.FieldOrderID:
+		return m.OrderID()
+	case orderpayment.FieldMethod:
+		return m.Method()
+	case orderpayment.FieldAmount:
+		return m.Amount()
+	case orderpayment.FieldPoints:
+		return m.Points()
+	case orderpayment.FieldStoredValueEntryID:
+		return m.StoredValueEntryID()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *OrderPaymentMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case orderpayment.FieldOrderID:
+		return m.OldOrderID(ctx)
+	case orderpayment.FieldMethod:
+		return m.OldMethod(ctx)
+	case orderpayment.FieldAmount:
+		return m.OldAmount(ctx)
+	case orderpayment.FieldPoints:
+		return m.OldPoints(ctx)
+	case orderpayment.FieldStoredValueEntryID:
+		return m.OldStoredValueEntryID(ctx)
+	}
+	return nil, fmt.Errorf("unknown OrderPayment field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *OrderPaymentMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case orderpayment.FieldOrderID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetOrderID(v)
+		return nil
+	case orderpayment.FieldMethod:
+		v, ok := value.(enum.PaymentMethod)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetMethod(v)
+		return nil
+	case orderpayment.FieldAmount:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetAmount(v)
+		return nil
+	case orderpayment.FieldPoints:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPoints(v)
+		return nil
+	case orderpayment.FieldStoredValueEntryID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetStoredValueEntryID(v)
+		return nil
+	}
+	return fmt.Errorf("unknown OrderPayment field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *OrderPaymentMutation) AddedFields() []string {
+	var fields []string
+	if m.addamount != nil {
+		fields = append(fields, orderpayment.FieldAmount)
+	}
+	if m.addpoints != nil {
+		fields = append(fields, orderpayment.FieldPoints)
+	}
+	if m.addstored_value_entry_id != nil {
+		fields = append(fields, orderpayment.FieldStoredValueEntryID)
+	}
+	return fields
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *OrderPaymentMutation) AddedField(name string) (ent.Value, bool) {
+	switch name {
+	case orderpayment.FieldAmount:
+		return m.AddedAmount()
+	case orderpayment.FieldPoints:
+		return m.AddedPoints()
+	case orderpayment.FieldStoredValueEntryID:
+		return m.AddedStoredValueEntryID()
+	}
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *OrderPaymentMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	case orderpayment.FieldAmount:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddAmount(v)
+		return nil
+	case orderpayment.FieldPoints:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddPoints(v)
+		return nil
+	case orderpayment.FieldStoredValueEntryID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddStoredValueEntryID(v)
+		return nil
+	}
+	return fmt.Errorf("unknown OrderPayment numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *OrderPaymentMutation) ClearedFields() []string {
+	var fields []string
+	if m.FieldCleared(orderpayment.FieldStoredValueEntryID) {
+		fields = append(fields, orderpayment.FieldStoredValueEntryID)
+	}
+	return fields
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *OrderPaymentMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *OrderPaymentMutation) ClearField(name string) error {
+	switch name {
+	case orderpayment.FieldStoredValueEntryID:
+		m.ClearStoredValueEntryID()
+		return nil
+	}
+	return fmt.Errorf("unknown OrderPayment nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *OrderPaymentMutation) ResetField(name string) error {
+	switch name {
+	case orderpayment.FieldOrderID:
+		m.ResetOrderID()
+		return nil
+	case orderpayment.FieldMethod:
+		m.ResetMethod()
+		return nil
+	case orderpayment.FieldAmount:
+		m.ResetAmount()
+		return nil
+	case orderpayment.FieldPoints:
+		m.ResetPoints()
+		return nil
+	case orderpayment.FieldStoredValueEntryID:
+		m.ResetStoredValueEntryID()
+		return nil
+	}
+	return fmt.Errorf("unknown OrderPayment field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *OrderPaymentMutation) AddedEdges() []string {
+	edges := make([]string, 0, 1)
+	if m._order != nil {
+		edges = append(edges, orderpayment.EdgeOrder)
+	}
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *OrderPaymentMutation) AddedIDs(name string) []ent.Value {
+	switch name {
+	case orderpayment.EdgeOrder:
+		if id := m._order; id != nil {
+			return []ent.Value{*id}
+		}
+	}
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *OrderPaymentMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 1)
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *OrderPaymentMutation) RemovedIDs(name string) []ent.Value {
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *OrderPaymentMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 1)
+	if m.cleared_order {
+		edges = append(edges, orderpayment.EdgeOrder)
+	}
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *OrderPaymentMutation) EdgeCleared(name string) bool {
+	switch name {
+	case orderpayment.EdgeOrder:
+		return m.cleared_order
+	}
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *OrderPaymentMutation) ClearEdge(name string) error {
+	switch name {
+	case orderpayment.EdgeOrder:
+		m.ClearOrder()
+		return nil
+	}
+	return fmt.Errorf("unknown OrderPayment unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *OrderPaymentMutation) ResetEdge(name string) error {
+	switch name {
+	case orderpayment.EdgeOrder:
+		m.ResetOrder()
+		return nil
+	}
+	return fmt.Errorf("unknown OrderPayment edge %s", name)
 }
 
 // OtpChallengeMutation represents an operation that mutates the OtpChallenge nodes in the graph.
@@ -6835,6 +18145,4875 @@ func (m *OtpChallengeMutation) ClearEdge(name string) error {
 // It returns an error if the edge is not defined in the schema.
 func (m *OtpChallengeMutation) ResetEdge(name string) error {
 	return fmt.Errorf("unknown OtpChallenge edge %s", name)
+}
+
+// PaidMembershipMutation represents an operation that mutates the PaidMembership nodes in the graph.
+type PaidMembershipMutation struct {
+	config
+	op            Op
+	typ           string
+	id            *int
+	created_at    *time.Time
+	updated_at    *time.Time
+	member_id     *int
+	addmember_id  *int
+	status        *paidmembership.Status
+	started_at    *time.Time
+	expires_at    *time.Time
+	auto_renew    *bool
+	clearedFields map[string]struct{}
+	plan          *int
+	clearedplan   bool
+	done          bool
+	oldValue      func(context.Context) (*PaidMembership, error)
+	predicates    []predicate.PaidMembership
+}
+
+var _ ent.Mutation = (*PaidMembershipMutation)(nil)
+
+// paidmembershipOption allows management of the mutation configuration using functional options.
+type paidmembershipOption func(*PaidMembershipMutation)
+
+// newPaidMembershipMutation creates new mutation for the PaidMembership entity.
+func newPaidMembershipMutation(c config, op Op, opts ...paidmembershipOption) *PaidMembershipMutation {
+	m := &PaidMembershipMutation{
+		config:        c,
+		op:            op,
+		typ:           TypePaidMembership,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withPaidMembershipID sets the ID field of the mutation.
+func withPaidMembershipID(id int) paidmembershipOption {
+	return func(m *PaidMembershipMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *PaidMembership
+		)
+		m.oldValue = func(ctx context.Context) (*PaidMembership, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().PaidMembership.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withPaidMembership sets the old PaidMembership of the mutation.
+func withPaidMembership(node *PaidMembership) paidmembershipOption {
+	return func(m *PaidMembershipMutation) {
+		m.oldValue = func(context.Context) (*PaidMembership, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m PaidMembershipMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m PaidMembershipMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *PaidMembershipMutation) ID() (id int, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *PaidMembershipMutation) IDs(ctx context.Context) ([]int, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []int{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().PaidMembership.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetCreatedAt sets the "created_at" field.
+func (m *PaidMembershipMutation) SetCreatedAt(t time.Time) {
+	m.created_at = &t
+}
+
+// CreatedAt returns the value of the "created_at" field in the mutation.
+func (m *PaidMembershipMutation) CreatedAt() (r time.Time, exists bool) {
+	v := m.created_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCreatedAt returns the old "created_at" field's value of the PaidMembership entity.
+// If the PaidMembership object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PaidMembershipMutation) OldCreatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCreatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCreatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCreatedAt: %w", err)
+	}
+	return oldValue.CreatedAt, nil
+}
+
+// ResetCreatedAt resets all changes to the "created_at" field.
+func (m *PaidMembershipMutation) ResetCreatedAt() {
+	m.created_at = nil
+}
+
+// SetUpdatedAt sets the "updated_at" field.
+func (m *PaidMembershipMutation) SetUpdatedAt(t time.Time) {
+	m.updated_at = &t
+}
+
+// UpdatedAt returns the value of the "updated_at" field in the mutation.
+func (m *PaidMembershipMutation) UpdatedAt() (r time.Time, exists bool) {
+	v := m.updated_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldUpdatedAt returns the old "updated_at" field's value of the PaidMembership entity.
+// If the PaidMembership object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PaidMembershipMutation) OldUpdatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldUpdatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldUpdatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldUpdatedAt: %w", err)
+	}
+	return oldValue.UpdatedAt, nil
+}
+
+// ResetUpdatedAt resets all changes to the "updated_at" field.
+func (m *PaidMembershipMutation) ResetUpdatedAt() {
+	m.updated_at = nil
+}
+
+// SetMemberID sets the "member_id" field.
+func (m *PaidMembershipMutation) SetMemberID(i int) {
+	m.member_id = &i
+	m.addmember_id = nil
+}
+
+// MemberID returns the value of the "member_id" field in the mutation.
+func (m *PaidMembershipMutation) MemberID() (r int, exists bool) {
+	v := m.member_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldMemberID returns the old "member_id" field's value of the PaidMembership entity.
+// If the PaidMembership object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PaidMembershipMutation) OldMemberID(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldMemberID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldMemberID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldMemberID: %w", err)
+	}
+	return oldValue.MemberID, nil
+}
+
+// AddMemberID adds i to the "member_id" field.
+func (m *PaidMembershipMutation) AddMemberID(i int) {
+	if m.addmember_id != nil {
+		*m.addmember_id += i
+	} else {
+		m.addmember_id = &i
+	}
+}
+
+// AddedMemberID returns the value that was added to the "member_id" field in this mutation.
+func (m *PaidMembershipMutation) AddedMemberID() (r int, exists bool) {
+	v := m.addmember_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetMemberID resets all changes to the "member_id" field.
+func (m *PaidMembershipMutation) ResetMemberID() {
+	m.member_id = nil
+	m.addmember_id = nil
+}
+
+// SetPlanID sets the "plan_id" field.
+func (m *PaidMembershipMutation) SetPlanID(i int) {
+	m.plan = &i
+}
+
+// PlanID returns the value of the "plan_id" field in the mutation.
+func (m *PaidMembershipMutation) PlanID() (r int, exists bool) {
+	v := m.plan
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPlanID returns the old "plan_id" field's value of the PaidMembership entity.
+// If the PaidMembership object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PaidMembershipMutation) OldPlanID(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPlanID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPlanID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPlanID: %w", err)
+	}
+	return oldValue.PlanID, nil
+}
+
+// ResetPlanID resets all changes to the "plan_id" field.
+func (m *PaidMembershipMutation) ResetPlanID() {
+	m.plan = nil
+}
+
+// SetStatus sets the "status" field.
+func (m *PaidMembershipMutation) SetStatus(pa paidmembership.Status) {
+	m.status = &pa
+}
+
+// Status returns the value of the "status" field in the mutation.
+func (m *PaidMembershipMutation) Status() (r paidmembership.Status, exists bool) {
+	v := m.status
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldStatus returns the old "status" field's value of the PaidMembership entity.
+// If the PaidMembership object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PaidMembershipMutation) OldStatus(ctx context.Context) (v paidmembership.Status, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldStatus is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldStatus requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldStatus: %w", err)
+	}
+	return oldValue.Status, nil
+}
+
+// ResetStatus resets all changes to the "status" field.
+func (m *PaidMembershipMutation) ResetStatus() {
+	m.status = nil
+}
+
+// SetStartedAt sets the "started_at" field.
+func (m *PaidMembershipMutation) SetStartedAt(t time.Time) {
+	m.started_at = &t
+}
+
+// StartedAt returns the value of the "started_at" field in the mutation.
+func (m *PaidMembershipMutation) StartedAt() (r time.Time, exists bool) {
+	v := m.started_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldStartedAt returns the old "started_at" field's value of the PaidMembership entity.
+// If the PaidMembership object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PaidMembershipMutation) OldStartedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldStartedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldStartedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldStartedAt: %w", err)
+	}
+	return oldValue.StartedAt, nil
+}
+
+// ResetStartedAt resets all changes to the "started_at" field.
+func (m *PaidMembershipMutation) ResetStartedAt() {
+	m.started_at = nil
+}
+
+// SetExpiresAt sets the "expires_at" field.
+func (m *PaidMembershipMutation) SetExpiresAt(t time.Time) {
+	m.expires_at = &t
+}
+
+// ExpiresAt returns the value of the "expires_at" field in the mutation.
+func (m *PaidMembershipMutation) ExpiresAt() (r time.Time, exists bool) {
+	v := m.expires_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldExpiresAt returns the old "expires_at" field's value of the PaidMembership entity.
+// If the PaidMembership object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PaidMembershipMutation) OldExpiresAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldExpiresAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldExpiresAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldExpiresAt: %w", err)
+	}
+	return oldValue.ExpiresAt, nil
+}
+
+// ResetExpiresAt resets all changes to the "expires_at" field.
+func (m *PaidMembershipMutation) ResetExpiresAt() {
+	m.expires_at = nil
+}
+
+// SetAutoRenew sets the "auto_renew" field.
+func (m *PaidMembershipMutation) SetAutoRenew(b bool) {
+	m.auto_renew = &b
+}
+
+// AutoRenew returns the value of the "auto_renew" field in the mutation.
+func (m *PaidMembershipMutation) AutoRenew() (r bool, exists bool) {
+	v := m.auto_renew
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldAutoRenew returns the old "auto_renew" field's value of the PaidMembership entity.
+// If the PaidMembership object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PaidMembershipMutation) OldAutoRenew(ctx context.Context) (v bool, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldAutoRenew is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldAutoRenew requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldAutoRenew: %w", err)
+	}
+	return oldValue.AutoRenew, nil
+}
+
+// ResetAutoRenew resets all changes to the "auto_renew" field.
+func (m *PaidMembershipMutation) ResetAutoRenew() {
+	m.auto_renew = nil
+}
+
+// ClearPlan clears the "plan" edge to the PaidMembershipPlan entity.
+func (m *PaidMembershipMutation) ClearPlan() {
+	m.clearedplan = true
+	m.clearedFields[paidmembership.FieldPlanID] = struct{}{}
+}
+
+// PlanCleared reports if the "plan" edge to the PaidMembershipPlan entity was cleared.
+func (m *PaidMembershipMutation) PlanCleared() bool {
+	return m.clearedplan
+}
+
+// PlanIDs returns the "plan" edge IDs in the mutation.
+// Note that IDs always returns len(IDs) <= 1 for unique edges, and you should use
+// PlanID instead. It exists only for internal usage by the builders.
+func (m *PaidMembershipMutation) PlanIDs() (ids []int) {
+	if id := m.plan; id != nil {
+		ids = append(ids, *id)
+	}
+	return
+}
+
+// ResetPlan resets all changes to the "plan" edge.
+func (m *PaidMembershipMutation) ResetPlan() {
+	m.plan = nil
+	m.clearedplan = false
+}
+
+// Where appends a list predicates to the PaidMembershipMutation builder.
+func (m *PaidMembershipMutation) Where(ps ...predicate.PaidMembership) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the PaidMembershipMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *PaidMembershipMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.PaidMembership, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *PaidMembershipMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *PaidMembershipMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (PaidMembership).
+func (m *PaidMembershipMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *PaidMembershipMutation) Fields() []string {
+	fields := make([]string, 0, 8)
+	if m.created_at != nil {
+		fields = append(fields, paidmembership.FieldCreatedAt)
+	}
+	if m.updated_at != nil {
+		fields = append(fields, paidmembership.FieldUpdatedAt)
+	}
+	if m.member_id != nil {
+		fields = append(fields, paidmembership.FieldMemberID)
+	}
+	if m.plan != nil {
+		fields = append(fields, paidmembership.FieldPlanID)
+	}
+	if m.status != nil {
+		fields = append(fields, paidmembership.FieldStatus)
+	}
+	if m.started_at != nil {
+		fields = append(fields, paidmembership.FieldStartedAt)
+	}
+	if m.expires_at != nil {
+		fields = append(fields, paidmembership.FieldExpiresAt)
+	}
+	if m.auto_renew != nil {
+		fields = append(fields, paidmembership.FieldAutoRenew)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *PaidMembershipMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case paidmembership.FieldCreatedAt:
+		return m.CreatedAt()
+	case paidmembership.FieldUpdatedAt:
+		return m.UpdatedAt()
+	case paidmembership.FieldMemberID:
+		return m.MemberID()
+	case paidmembership.FieldPlanID:
+		return m.PlanID()
+	case paidmembership.FieldStatus:
+		return m.Status()
+	case paidmembership.FieldStartedAt:
+		return m.StartedAt()
+	case paidmembership.FieldExpiresAt:
+		return m.ExpiresAt()
+	case paidmembership.FieldAutoRenew:
+		return m.AutoRenew()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *PaidMembershipMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case paidmembership.FieldCreatedAt:
+		return m.OldCreatedAt(ctx)
+	case paidmembership.FieldUpdatedAt:
+		return m.OldUpdatedAt(ctx)
+	case paidmembership.FieldMemberID:
+		return m.OldMemberID(ctx)
+	case paidmembership.FieldPlanID:
+		return m.OldPlanID(ctx)
+	case paidmembership.FieldStatus:
+		return m.OldStatus(ctx)
+	case paidmembership.FieldStartedAt:
+		return m.OldStartedAt(ctx)
+	case paidmembership.FieldExpiresAt:
+		return m.OldExpiresAt(ctx)
+	case paidmembership.FieldAutoRenew:
+		return m.OldAutoRenew(ctx)
+	}
+	return nil, fmt.Errorf("unknown PaidMembership field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *PaidMembershipMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case paidmembership.FieldCreatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCreatedAt(v)
+		return nil
+	case paidmembership.FieldUpdatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetUpdatedAt(v)
+		return nil
+	case paidmembership.FieldMemberID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetMemberID(v)
+		return nil
+	case paidmembership.FieldPlanID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPlanID(v)
+		return nil
+	case paidmembership.FieldStatus:
+		v, ok := value.(paidmembership.Status)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetStatus(v)
+		return nil
+	case paidmembership.FieldStartedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetStartedAt(v)
+		return nil
+	case paidmembership.FieldExpiresAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetExpiresAt(v)
+		return nil
+	case paidmembership.FieldAutoRenew:
+		v, ok := value.(bool)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetAutoRenew(v)
+		return nil
+	}
+	return fmt.Errorf("unknown PaidMembership field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *PaidMembershipMutation) AddedFields() []string {
+	var fields []string
+	if m.addmember_id != nil {
+		fields = append(fields, paidmembership.FieldMemberID)
+	}
+	return fields
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *PaidMembershipMutation) AddedField(name string) (ent.Value, bool) {
+	switch name {
+	case paidmembership.FieldMemberID:
+		return m.AddedMemberID()
+	}
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *PaidMembershipMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	case paidmembership.FieldMemberID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddMemberID(v)
+		return nil
+	}
+	return fmt.Errorf("unknown PaidMembership numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *PaidMembershipMutation) ClearedFields() []string {
+	return nil
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *PaidMembershipMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *PaidMembershipMutation) ClearField(name string) error {
+	return fmt.Errorf("unknown PaidMembership nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *PaidMembershipMutation) ResetField(name string) error {
+	switch name {
+	case paidmembership.FieldCreatedAt:
+		m.ResetCreatedAt()
+		return nil
+	case paidmembership.FieldUpdatedAt:
+		m.ResetUpdatedAt()
+		return nil
+	case paidmembership.FieldMemberID:
+		m.ResetMemberID()
+		return nil
+	case paidmembership.FieldPlanID:
+		m.ResetPlanID()
+		return nil
+	case paidmembership.FieldStatus:
+		m.ResetStatus()
+		return nil
+	case paidmembership.FieldStartedAt:
+		m.ResetStartedAt()
+		return nil
+	case paidmembership.FieldExpiresAt:
+		m.ResetExpiresAt()
+		return nil
+	case paidmembership.FieldAutoRenew:
+		m.ResetAutoRenew()
+		return nil
+	}
+	return fmt.Errorf("unknown PaidMembership field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *PaidMembershipMutation) AddedEdges() []string {
+	edges := make([]string, 0, 1)
+	if m.plan != nil {
+		edges = append(edges, paidmembership.EdgePlan)
+	}
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *PaidMembershipMutation) AddedIDs(name string) []ent.Value {
+	switch name {
+	case paidmembership.EdgePlan:
+		if id := m.plan; id != nil {
+			return []ent.Value{*id}
+		}
+	}
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *PaidMembershipMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 1)
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *PaidMembershipMutation) RemovedIDs(name string) []ent.Value {
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *PaidMembershipMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 1)
+	if m.clearedplan {
+		edges = append(edges, paidmembership.EdgePlan)
+	}
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *PaidMembershipMutation) EdgeCleared(name string) bool {
+	switch name {
+	case paidmembership.EdgePlan:
+		return m.clearedplan
+	}
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *PaidMembershipMutation) ClearEdge(name string) error {
+	switch name {
+	case paidmembership.EdgePlan:
+		m.ClearPlan()
+		return nil
+	}
+	return fmt.Errorf("unknown PaidMembership unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *PaidMembershipMutation) ResetEdge(name string) error {
+	switch name {
+	case paidmembership.EdgePlan:
+		m.ResetPlan()
+		return nil
+	}
+	return fmt.Errorf("unknown PaidMembership edge %s", name)
+}
+
+// PaidMembershipPlanMutation represents an operation that mutates the PaidMembershipPlan nodes in the graph.
+type PaidMembershipPlanMutation struct {
+	config
+	op              Op
+	typ             string
+	id              *int
+	created_at      *time.Time
+	updated_at      *time.Time
+	code            *string
+	name            *string
+	period          *enum.PlanPeriod
+	price           *int64
+	addprice        *int64
+	active          *bool
+	clearedFields   map[string]struct{}
+	benefits        map[int]struct{}
+	removedbenefits map[int]struct{}
+	clearedbenefits bool
+	done            bool
+	oldValue        func(context.Context) (*PaidMembershipPlan, error)
+	predicates      []predicate.PaidMembershipPlan
+}
+
+var _ ent.Mutation = (*PaidMembershipPlanMutation)(nil)
+
+// paidmembershipplanOption allows management of the mutation configuration using functional options.
+type paidmembershipplanOption func(*PaidMembershipPlanMutation)
+
+// newPaidMembershipPlanMutation creates new mutation for the PaidMembershipPlan entity.
+func newPaidMembershipPlanMutation(c config, op Op, opts ...paidmembershipplanOption) *PaidMembershipPlanMutation {
+	m := &PaidMembershipPlanMutation{
+		config:        c,
+		op:            op,
+		typ:           TypePaidMembershipPlan,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withPaidMembershipPlanID sets the ID field of the mutation.
+func withPaidMembershipPlanID(id int) paidmembershipplanOption {
+	return func(m *PaidMembershipPlanMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *PaidMembershipPlan
+		)
+		m.oldValue = func(ctx context.Context) (*PaidMembershipPlan, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().PaidMembershipPlan.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withPaidMembershipPlan sets the old PaidMembershipPlan of the mutation.
+func withPaidMembershipPlan(node *PaidMembershipPlan) paidmembershipplanOption {
+	return func(m *PaidMembershipPlanMutation) {
+		m.oldValue = func(context.Context) (*PaidMembershipPlan, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m PaidMembershipPlanMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m PaidMembershipPlanMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *PaidMembershipPlanMutation) ID() (id int, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *PaidMembershipPlanMutation) IDs(ctx context.Context) ([]int, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []int{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().PaidMembershipPlan.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetCreatedAt sets the "created_at" field.
+func (m *PaidMembershipPlanMutation) SetCreatedAt(t time.Time) {
+	m.created_at = &t
+}
+
+// CreatedAt returns the value of the "created_at" field in the mutation.
+func (m *PaidMembershipPlanMutation) CreatedAt() (r time.Time, exists bool) {
+	v := m.created_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCreatedAt returns the old "created_at" field's value of the PaidMembershipPlan entity.
+// If the PaidMembershipPlan object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PaidMembershipPlanMutation) OldCreatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCreatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCreatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCreatedAt: %w", err)
+	}
+	return oldValue.CreatedAt, nil
+}
+
+// ResetCreatedAt resets all changes to the "created_at" field.
+func (m *PaidMembershipPlanMutation) ResetCreatedAt() {
+	m.created_at = nil
+}
+
+// SetUpdatedAt sets the "updated_at" field.
+func (m *PaidMembershipPlanMutation) SetUpdatedAt(t time.Time) {
+	m.updated_at = &t
+}
+
+// UpdatedAt returns the value of the "updated_at" field in the mutation.
+func (m *PaidMembershipPlanMutation) UpdatedAt() (r time.Time, exists bool) {
+	v := m.updated_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldUpdatedAt returns the old "updated_at" field's value of the PaidMembershipPlan entity.
+// If the PaidMembershipPlan object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PaidMembershipPlanMutation) OldUpdatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldUpdatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldUpdatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldUpdatedAt: %w", err)
+	}
+	return oldValue.UpdatedAt, nil
+}
+
+// ResetUpdatedAt resets all changes to the "updated_at" field.
+func (m *PaidMembershipPlanMutation) ResetUpdatedAt() {
+	m.updated_at = nil
+}
+
+// SetCode sets the "code" field.
+func (m *PaidMembershipPlanMutation) SetCode(s string) {
+	m.code = &s
+}
+
+// Code returns the value of the "code" field in the mutation.
+func (m *PaidMembershipPlanMutation) Code() (r string, exists bool) {
+	v := m.code
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCode returns the old "code" field's value of the PaidMembershipPlan entity.
+// If the PaidMembershipPlan object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PaidMembershipPlanMutation) OldCode(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCode is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCode requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCode: %w", err)
+	}
+	return oldValue.Code, nil
+}
+
+// ResetCode resets all changes to the "code" field.
+func (m *PaidMembershipPlanMutation) ResetCode() {
+	m.code = nil
+}
+
+// SetName sets the "name" field.
+func (m *PaidMembershipPlanMutation) SetName(s string) {
+	m.name = &s
+}
+
+// Name returns the value of the "name" field in the mutation.
+func (m *PaidMembershipPlanMutation) Name() (r string, exists bool) {
+	v := m.name
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldName returns the old "name" field's value of the PaidMembershipPlan entity.
+// If the PaidMembershipPlan object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PaidMembershipPlanMutation) OldName(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldName is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldName requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldName: %w", err)
+	}
+	return oldValue.Name, nil
+}
+
+// ResetName resets all changes to the "name" field.
+func (m *PaidMembershipPlanMutation) ResetName() {
+	m.name = nil
+}
+
+// SetPeriod sets the "period" field.
+func (m *PaidMembershipPlanMutation) SetPeriod(ep enum.PlanPeriod) {
+	m.period = &ep
+}
+
+// Period returns the value of the "period" field in the mutation.
+func (m *PaidMembershipPlanMutation) Period() (r enum.PlanPeriod, exists bool) {
+	v := m.period
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPeriod returns the old "period" field's value of the PaidMembershipPlan entity.
+// If the PaidMembershipPlan object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PaidMembershipPlanMutation) OldPeriod(ctx context.Context) (v enum.PlanPeriod, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPeriod is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPeriod requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPeriod: %w", err)
+	}
+	return oldValue.Period, nil
+}
+
+// ResetPeriod resets all changes to the "period" field.
+func (m *PaidMembershipPlanMutation) ResetPeriod() {
+	m.period = nil
+}
+
+// SetPrice sets the "price" field.
+func (m *PaidMembershipPlanMutation) SetPrice(i int64) {
+	m.price = &i
+	m.addprice = nil
+}
+
+// Price returns the value of the "price" field in the mutation.
+func (m *PaidMembershipPlanMutation) Price() (r int64, exists bool) {
+	v := m.price
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPrice returns the old "price" field's value of the PaidMembershipPlan entity.
+// If the PaidMembershipPlan object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PaidMembershipPlanMutation) OldPrice(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPrice is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPrice requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPrice: %w", err)
+	}
+	return oldValue.Price, nil
+}
+
+// AddPrice adds i to the "price" field.
+func (m *PaidMembershipPlanMutation) AddPrice(i int64) {
+	if m.addprice != nil {
+		*m.addprice += i
+	} else {
+		m.addprice = &i
+	}
+}
+
+// AddedPrice returns the value that was added to the "price" field in this mutation.
+func (m *PaidMembershipPlanMutation) AddedPrice() (r int64, exists bool) {
+	v := m.addprice
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetPrice resets all changes to the "price" field.
+func (m *PaidMembershipPlanMutation) ResetPrice() {
+	m.price = nil
+	m.addprice = nil
+}
+
+// SetActive sets the "active" field.
+func (m *PaidMembershipPlanMutation) SetActive(b bool) {
+	m.active = &b
+}
+
+// Active returns the value of the "active" field in the mutation.
+func (m *PaidMembershipPlanMutation) Active() (r bool, exists bool) {
+	v := m.active
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldActive returns the old "active" field's value of the PaidMembershipPlan entity.
+// If the PaidMembershipPlan object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PaidMembershipPlanMutation) OldActive(ctx context.Context) (v bool, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldActive is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldActive requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldActive: %w", err)
+	}
+	return oldValue.Active, nil
+}
+
+// ResetActive resets all changes to the "active" field.
+func (m *PaidMembershipPlanMutation) ResetActive() {
+	m.active = nil
+}
+
+// AddBenefitIDs adds the "benefits" edge to the Benefit entity by ids.
+func (m *PaidMembershipPlanMutation) AddBenefitIDs(ids ...int) {
+	if m.benefits == nil {
+		m.benefits = make(map[int]struct{})
+	}
+	for i := range ids {
+		m.benefits[ids[i]] = struct{}{}
+	}
+}
+
+// ClearBenefits clears the "benefits" edge to the Benefit entity.
+func (m *PaidMembershipPlanMutation) ClearBenefits() {
+	m.clearedbenefits = true
+}
+
+// BenefitsCleared reports if the "benefits" edge to the Benefit entity was cleared.
+func (m *PaidMembershipPlanMutation) BenefitsCleared() bool {
+	return m.clearedbenefits
+}
+
+// RemoveBenefitIDs removes the "benefits" edge to the Benefit entity by IDs.
+func (m *PaidMembershipPlanMutation) RemoveBenefitIDs(ids ...int) {
+	if m.removedbenefits == nil {
+		m.removedbenefits = make(map[int]struct{})
+	}
+	for i := range ids {
+		delete(m.benefits, ids[i])
+		m.removedbenefits[ids[i]] = struct{}{}
+	}
+}
+
+// RemovedBenefits returns the removed IDs of the "benefits" edge to the Benefit entity.
+func (m *PaidMembershipPlanMutation) RemovedBenefitsIDs() (ids []int) {
+	for id := range m.removedbenefits {
+		ids = append(ids, id)
+	}
+	return
+}
+
+// BenefitsIDs returns the "benefits" edge IDs in the mutation.
+func (m *PaidMembershipPlanMutation) BenefitsIDs() (ids []int) {
+	for id := range m.benefits {
+		ids = append(ids, id)
+	}
+	return
+}
+
+// ResetBenefits resets all changes to the "benefits" edge.
+func (m *PaidMembershipPlanMutation) ResetBenefits() {
+	m.benefits = nil
+	m.clearedbenefits = false
+	m.removedbenefits = nil
+}
+
+// Where appends a list predicates to the PaidMembershipPlanMutation builder.
+func (m *PaidMembershipPlanMutation) Where(ps ...predicate.PaidMembershipPlan) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the PaidMembershipPlanMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *PaidMembershipPlanMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.PaidMembershipPlan, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *PaidMembershipPlanMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *PaidMembershipPlanMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (PaidMembershipPlan).
+func (m *PaidMembershipPlanMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *PaidMembershipPlanMutation) Fields() []string {
+	fields := make([]string, 0, 7)
+	if m.created_at != nil {
+		fields = append(fields, paidmembershipplan.FieldCreatedAt)
+	}
+	if m.updated_at != nil {
+		fields = append(fields, paidmembershipplan.FieldUpdatedAt)
+	}
+	if m.code != nil {
+		fields = append(fields, paidmembershipplan.FieldCode)
+	}
+	if m.name != nil {
+		fields = append(fields, paidmembershipplan.FieldName)
+	}
+	if m.period != nil {
+		fields = append(fields, paidmembershipplan.FieldPeriod)
+	}
+	if m.price != nil {
+		fields = append(fields, paidmembershipplan.FieldPrice)
+	}
+	if m.active != nil {
+		fields = append(fields, paidmembershipplan.FieldActive)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *PaidMembershipPlanMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case paidmembershipplan.FieldCreatedAt:
+		return m.CreatedAt()
+	case paidmembershipplan.FieldUpdatedAt:
+		return m.UpdatedAt()
+	case paidmembershipplan.FieldCode:
+		return m.Code()
+	case paidmembershipplan.FieldName:
+		return m.Name()
+	case paidmembershipplan.FieldPeriod:
+		return m.Period()
+	case paidmembershipplan.FieldPrice:
+		return m.Price()
+	case paidmembershipplan.FieldActive:
+		return m.Active()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *PaidMembershipPlanMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case paidmembershipplan.FieldCreatedAt:
+		return m.OldCreatedAt(ctx)
+	case paidmembershipplan.FieldUpdatedAt:
+		return m.OldUpdatedAt(ctx)
+	case paidmembershipplan.FieldCode:
+		return m.OldCode(ctx)
+	case paidmembershipplan.FieldName:
+		return m.OldName(ctx)
+	case paidmembershipplan.FieldPeriod:
+		return m.OldPeriod(ctx)
+	case paidmembershipplan.FieldPrice:
+		return m.OldPrice(ctx)
+	case paidmembershipplan.FieldActive:
+		return m.OldActive(ctx)
+	}
+	return nil, fmt.Errorf("unknown PaidMembershipPlan field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *PaidMembershipPlanMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case paidmembershipplan.FieldCreatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCreatedAt(v)
+		return nil
+	case paidmembershipplan.FieldUpdatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetUpdatedAt(v)
+		return nil
+	case paidmembershipplan.FieldCode:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCode(v)
+		return nil
+	case paidmembershipplan.FieldName:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetName(v)
+		return nil
+	case paidmembershipplan.FieldPeriod:
+		v, ok := value.(enum.PlanPeriod)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPeriod(v)
+		return nil
+	case paidmembershipplan.FieldPrice:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPrice(v)
+		return nil
+	case paidmembershipplan.FieldActive:
+		v, ok := value.(bool)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetActive(v)
+		return nil
+	}
+	return fmt.Errorf("unknown PaidMembershipPlan field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *PaidMembershipPlanMutation) AddedFields() []string {
+	var fields []string
+	if m.addprice != nil {
+		fields = append(fields, paidmembershipplan.FieldPrice)
+	}
+	return fields
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *PaidMembershipPlanMutation) AddedField(name string) (ent.Value, bool) {
+	switch name {
+	case paidmembershipplan.FieldPrice:
+		return m.AddedPrice()
+	}
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *PaidMembershipPlanMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	case paidmembershipplan.FieldPrice:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddPrice(v)
+		return nil
+	}
+	return fmt.Errorf("unknown PaidMembershipPlan numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *PaidMembershipPlanMutation) ClearedFields() []string {
+	return nil
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *PaidMembershipPlanMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *PaidMembershipPlanMutation) ClearField(name string) error {
+	return fmt.Errorf("unknown PaidMembershipPlan nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *PaidMembershipPlanMutation) ResetField(name string) error {
+	switch name {
+	case paidmembershipplan.FieldCreatedAt:
+		m.ResetCreatedAt()
+		return nil
+	case paidmembershipplan.FieldUpdatedAt:
+		m.ResetUpdatedAt()
+		return nil
+	case paidmembershipplan.FieldCode:
+		m.ResetCode()
+		return nil
+	case paidmembershipplan.FieldName:
+		m.ResetName()
+		return nil
+	case paidmembershipplan.FieldPeriod:
+		m.ResetPeriod()
+		return nil
+	case paidmembershipplan.FieldPrice:
+		m.ResetPrice()
+		return nil
+	case paidmembershipplan.FieldActive:
+		m.ResetActive()
+		return nil
+	}
+	return fmt.Errorf("unknown PaidMembershipPlan field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *PaidMembershipPlanMutation) AddedEdges() []string {
+	edges := make([]string, 0, 1)
+	if m.benefits != nil {
+		edges = append(edges, paidmembershipplan.EdgeBenefits)
+	}
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *PaidMembershipPlanMutation) AddedIDs(name string) []ent.Value {
+	switch name {
+	case paidmembershipplan.EdgeBenefits:
+		ids := make([]ent.Value, 0, len(m.benefits))
+		for id := range m.benefits {
+			ids = append(ids, id)
+		}
+		return ids
+	}
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *PaidMembershipPlanMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 1)
+	if m.removedbenefits != nil {
+		edges = append(edges, paidmembershipplan.EdgeBenefits)
+	}
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *PaidMembershipPlanMutation) RemovedIDs(name string) []ent.Value {
+	switch name {
+	case paidmembershipplan.EdgeBenefits:
+		ids := make([]ent.Value, 0, len(m.removedbenefits))
+		for id := range m.removedbenefits {
+			ids = append(ids, id)
+		}
+		return ids
+	}
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *PaidMembershipPlanMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 1)
+	if m.clearedbenefits {
+		edges = append(edges, paidmembershipplan.EdgeBenefits)
+	}
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *PaidMembershipPlanMutation) EdgeCleared(name string) bool {
+	switch name {
+	case paidmembershipplan.EdgeBenefits:
+		return m.clearedbenefits
+	}
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *PaidMembershipPlanMutation) ClearEdge(name string) error {
+	switch name {
+	}
+	return fmt.Errorf("unknown PaidMembershipPlan unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *PaidMembershipPlanMutation) ResetEdge(name string) error {
+	switch name {
+	case paidmembershipplan.EdgeBenefits:
+		m.ResetBenefits()
+		return nil
+	}
+	return fmt.Errorf("unknown PaidMembershipPlan edge %s", name)
+}
+
+// PaidMembershipPurchaseMutation represents an operation that mutates the PaidMembershipPurchase nodes in the graph.
+type PaidMembershipPurchaseMutation struct {
+	config
+	op               Op
+	typ              string
+	id               *int
+	payment_ref      *string
+	membership_id    *int
+	addmembership_id *int
+	amount           *int64
+	addamount        *int64
+	period_start     *time.Time
+	period_end       *time.Time
+	created_at       *time.Time
+	clearedFields    map[string]struct{}
+	done             bool
+	oldValue         func(context.Context) (*PaidMembershipPurchase, error)
+	predicates       []predicate.PaidMembershipPurchase
+}
+
+var _ ent.Mutation = (*PaidMembershipPurchaseMutation)(nil)
+
+// paidmembershippurchaseOption allows management of the mutation configuration using functional options.
+type paidmembershippurchaseOption func(*PaidMembershipPurchaseMutation)
+
+// newPaidMembershipPurchaseMutation creates new mutation for the PaidMembershipPurchase entity.
+func newPaidMembershipPurchaseMutation(c config, op Op, opts ...paidmembershippurchaseOption) *PaidMembershipPurchaseMutation {
+	m := &PaidMembershipPurchaseMutation{
+		config:        c,
+		op:            op,
+		typ:           TypePaidMembershipPurchase,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withPaidMembershipPurchaseID sets the ID field of the mutation.
+func withPaidMembershipPurchaseID(id int) paidmembershippurchaseOption {
+	return func(m *PaidMembershipPurchaseMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *PaidMembershipPurchase
+		)
+		m.oldValue = func(ctx context.Context) (*PaidMembershipPurchase, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().PaidMembershipPurchase.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withPaidMembershipPurchase sets the old PaidMembershipPurchase of the mutation.
+func withPaidMembershipPurchase(node *PaidMembershipPurchase) paidmembershippurchaseOption {
+	return func(m *PaidMembershipPurchaseMutation) {
+		m.oldValue = func(context.Context) (*PaidMembershipPurchase, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m PaidMembershipPurchaseMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m PaidMembershipPurchaseMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *PaidMembershipPurchaseMutation) ID() (id int, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *PaidMembershipPurchaseMutation) IDs(ctx context.Context) ([]int, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []int{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().PaidMembershipPurchase.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetPaymentRef sets the "payment_ref" field.
+func (m *PaidMembershipPurchaseMutation) SetPaymentRef(s string) {
+	m.payment_ref = &s
+}
+
+// PaymentRef returns the value of the "payment_ref" field in the mutation.
+func (m *PaidMembershipPurchaseMutation) PaymentRef() (r string, exists bool) {
+	v := m.payment_ref
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPaymentRef returns the old "payment_ref" field's value of the PaidMembershipPurchase entity.
+// If the PaidMembershipPurchase object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PaidMembershipPurchaseMutation) OldPaymentRef(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPaymentRef is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPaymentRef requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPaymentRef: %w", err)
+	}
+	return oldValue.PaymentRef, nil
+}
+
+// ResetPaymentRef resets all changes to the "payment_ref" field.
+func (m *PaidMembershipPurchaseMutation) ResetPaymentRef() {
+	m.payment_ref = nil
+}
+
+// SetMembershipID sets the "membership_id" field.
+func (m *PaidMembershipPurchaseMutation) SetMembershipID(i int) {
+	m.membership_id = &i
+	m.addmembership_id = nil
+}
+
+// MembershipID returns the value of the "membership_id" field in the mutation.
+func (m *PaidMembershipPurchaseMutation) MembershipID() (r int, exists bool) {
+	v := m.membership_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldMembershipID returns the old "membership_id" field's value of the PaidMembershipPurchase entity.
+// If the PaidMembershipPurchase object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PaidMembershipPurchaseMutation) OldMembershipID(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldMembershipID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldMembershipID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldMembershipID: %w", err)
+	}
+	return oldValue.MembershipID, nil
+}
+
+// AddMembershipID adds i to the "membership_id" field.
+func (m *PaidMembershipPurchaseMutation) AddMembershipID(i int) {
+	if m.addmembership_id != nil {
+		*m.addmembership_id += i
+	} else {
+		m.addmembership_id = &i
+	}
+}
+
+// AddedMembershipID returns the value that was added to the "membership_id" field in this mutation.
+func (m *PaidMembershipPurchaseMutation) AddedMembershipID() (r int, exists bool) {
+	v := m.addmembership_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetMembershipID resets all changes to the "membership_id" field.
+func (m *PaidMembershipPurchaseMutation) ResetMembershipID() {
+	m.membership_id = nil
+	m.addmembership_id = nil
+}
+
+// SetAmount sets the "amount" field.
+func (m *PaidMembershipPurchaseMutation) SetAmount(i int64) {
+	m.amount = &i
+	m.addamount = nil
+}
+
+// Amount returns the value of the "amount" field in the mutation.
+func (m *PaidMembershipPurchaseMutation) Amount() (r int64, exists bool) {
+	v := m.amount
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldAmount returns the old "amount" field's value of the PaidMembershipPurchase entity.
+// If the PaidMembershipPurchase object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PaidMembershipPurchaseMutation) OldAmount(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldAmount is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldAmount requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldAmount: %w", err)
+	}
+	return oldValue.Amount, nil
+}
+
+// AddAmount adds i to the "amount" field.
+func (m *PaidMembershipPurchaseMutation) AddAmount(i int64) {
+	if m.addamount != nil {
+		*m.addamount += i
+	} else {
+		m.addamount = &i
+	}
+}
+
+// AddedAmount returns the value that was added to the "amount" field in this mutation.
+func (m *PaidMembershipPurchaseMutation) AddedAmount() (r int64, exists bool) {
+	v := m.addamount
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetAmount resets all changes to the "amount" field.
+func (m *PaidMembershipPurchaseMutation) ResetAmount() {
+	m.amount = nil
+	m.addamount = nil
+}
+
+// SetPeriodStart sets the "period_start" field.
+func (m *PaidMembershipPurchaseMutation) SetPeriodStart(t time.Time) {
+	m.period_start = &t
+}
+
+// PeriodStart returns the value of the "period_start" field in the mutation.
+func (m *PaidMembershipPurchaseMutation) PeriodStart() (r time.Time, exists bool) {
+	v := m.period_start
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPeriodStart returns the old "period_start" field's value of the PaidMembershipPurchase entity.
+// If the PaidMembershipPurchase object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PaidMembershipPurchaseMutation) OldPeriodStart(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPeriodStart is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPeriodStart requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPeriodStart: %w", err)
+	}
+	return oldValue.PeriodStart, nil
+}
+
+// ResetPeriodStart resets all changes to the "period_start" field.
+func (m *PaidMembershipPurchaseMutation) ResetPeriodStart() {
+	m.period_start = nil
+}
+
+// SetPeriodEnd sets the "period_end" field.
+func (m *PaidMembershipPurchaseMutation) SetPeriodEnd(t time.Time) {
+	m.period_end = &t
+}
+
+// PeriodEnd returns the value of the "period_end" field in the mutation.
+func (m *PaidMembershipPurchaseMutation) PeriodEnd() (r time.Time, exists bool) {
+	v := m.period_end
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPeriodEnd returns the old "period_end" field's value of the PaidMembershipPurchase entity.
+// If the PaidMembershipPurchase object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PaidMembershipPurchaseMutation) OldPeriodEnd(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPeriodEnd is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPeriodEnd requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPeriodEnd: %w", err)
+	}
+	return oldValue.PeriodEnd, nil
+}
+
+// ResetPeriodEnd resets all changes to the "period_end" field.
+func (m *PaidMembershipPurchaseMutation) ResetPeriodEnd() {
+	m.period_end = nil
+}
+
+// SetCreatedAt sets the "created_at" field.
+func (m *PaidMembershipPurchaseMutation) SetCreatedAt(t time.Time) {
+	m.created_at = &t
+}
+
+// CreatedAt returns the value of the "created_at" field in the mutation.
+func (m *PaidMembershipPurchaseMutation) CreatedAt() (r time.Time, exists bool) {
+	v := m.created_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCreatedAt returns the old "created_at" field's value of the PaidMembershipPurchase entity.
+// If the PaidMembershipPurchase object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PaidMembershipPurchaseMutation) OldCreatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCreatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCreatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCreatedAt: %w", err)
+	}
+	return oldValue.CreatedAt, nil
+}
+
+// ResetCreatedAt resets all changes to the "created_at" field.
+func (m *PaidMembershipPurchaseMutation) ResetCreatedAt() {
+	m.created_at = nil
+}
+
+// Where appends a list predicates to the PaidMembershipPurchaseMutation builder.
+func (m *PaidMembershipPurchaseMutation) Where(ps ...predicate.PaidMembershipPurchase) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the PaidMembershipPurchaseMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *PaidMembershipPurchaseMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.PaidMembershipPurchase, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *PaidMembershipPurchaseMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *PaidMembershipPurchaseMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (PaidMembershipPurchase).
+func (m *PaidMembershipPurchaseMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *PaidMembershipPurchaseMutation) Fields() []string {
+	fields := make([]string, 0, 6)
+	if m.payment_ref != nil {
+		fields = append(fields, paidmembershippurchase.FieldPaymentRef)
+	}
+	if m.membership_id != nil {
+		fields = append(fields, paidmembershippurchase.FieldMembershipID)
+	}
+	if m.amount != nil {
+		fields = append(fields, paidmembershippurchase.FieldAmount)
+	}
+	if m.period_start != nil {
+		fields = append(fields, paidmembershippurchase.FieldPeriodStart)
+	}
+	if m.period_end != nil {
+		fields = append(fields, paidmembershippurchase.FieldPeriodEnd)
+	}
+	if m.created_at != nil {
+		fields = append(fields, paidmembershippurchase.FieldCreatedAt)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *PaidMembershipPurchaseMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case paidmembershippurchase.FieldPaymentRef:
+		return m.PaymentRef()
+	case paidmembershippurchase.FieldMembershipID:
+		return m.MembershipID()
+	case paidmembershippurchase.FieldAmount:
+		return m.Amount()
+	case paidmembershippurchase.FieldPeriodStart:
+		return m.PeriodStart()
+	case paidmembershippurchase.FieldPeriodEnd:
+		return m.PeriodEnd()
+	case paidmembershippurchase.FieldCreatedAt:
+		return m.CreatedAt()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *PaidMembershipPurchaseMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case paidmembershippurchase.FieldPaymentRef:
+		return m.OldPaymentRef(ctx)
+	case paidmembershippurchase.FieldMembershipID:
+		return m.OldMembershipID(ctx)
+	case paidmembershippurchase.FieldAmount:
+		return m.OldAmount(ctx)
+	case paidmembershippurchase.FieldPeriodStart:
+		return m.OldPeriodStart(ctx)
+	case paidmembershippurchase.FieldPeriodEnd:
+		return m.OldPeriodEnd(ctx)
+	case paidmembershippurchase.FieldCreatedAt:
+		return m.OldCreatedAt(ctx)
+	}
+	return nil, fmt.Errorf("unknown PaidMembershipPurchase field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *PaidMembershipPurchaseMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case paidmembershippurchase.FieldPaymentRef:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPaymentRef(v)
+		return nil
+	case paidmembershippurchase.FieldMembershipID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetMembershipID(v)
+		return nil
+	case paidmembershippurchase.FieldAmount:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetAmount(v)
+		return nil
+	case paidmembershippurchase.FieldPeriodStart:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPeriodStart(v)
+		return nil
+	case paidmembershippurchase.FieldPeriodEnd:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPeriodEnd(v)
+		return nil
+	case paidmembershippurchase.FieldCreatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCreatedAt(v)
+		return nil
+	}
+	return fmt.Errorf("unknown PaidMembershipPurchase field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *PaidMembershipPurchaseMutation) AddedFields() []string {
+	var fields []string
+	if m.addmembership_id != nil {
+		fields = append(fields, paidmembershippurchase.FieldMembershipID)
+	}
+	if m.addamount != nil {
+		fields = append(fields, paidmembershippurchase.FieldAmount)
+	}
+	return fields
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *PaidMembershipPurchaseMutation) AddedField(name string) (ent.Value, bool) {
+	switch name {
+	case paidmembershippurchase.FieldMembershipID:
+		return m.AddedMembershipID()
+	case paidmembershippurchase.FieldAmount:
+		return m.AddedAmount()
+	}
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *PaidMembershipPurchaseMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	case paidmembershippurchase.FieldMembershipID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddMembershipID(v)
+		return nil
+	case paidmembershippurchase.FieldAmount:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddAmount(v)
+		return nil
+	}
+	return fmt.Errorf("unknown PaidMembershipPurchase numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *PaidMembershipPurchaseMutation) ClearedFields() []string {
+	return nil
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *PaidMembershipPurchaseMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *PaidMembershipPurchaseMutation) ClearField(name string) error {
+	return fmt.Errorf("unknown PaidMembershipPurchase nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *PaidMembershipPurchaseMutation) ResetField(name string) error {
+	switch name {
+	case paidmembershippurchase.FieldPaymentRef:
+		m.ResetPaymentRef()
+		return nil
+	case paidmembershippurchase.FieldMembershipID:
+		m.ResetMembershipID()
+		return nil
+	case paidmembershippurchase.FieldAmount:
+		m.ResetAmount()
+		return nil
+	case paidmembershippurchase.FieldPeriodStart:
+		m.ResetPeriodStart()
+		return nil
+	case paidmembershippurchase.FieldPeriodEnd:
+		m.ResetPeriodEnd()
+		return nil
+	case paidmembershippurchase.FieldCreatedAt:
+		m.ResetCreatedAt()
+		return nil
+	}
+	return fmt.Errorf("unknown PaidMembershipPurchase field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *PaidMembershipPurchaseMutation) AddedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *PaidMembershipPurchaseMutation) AddedIDs(name string) []ent.Value {
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *PaidMembershipPurchaseMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *PaidMembershipPurchaseMutation) RemovedIDs(name string) []ent.Value {
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *PaidMembershipPurchaseMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *PaidMembershipPurchaseMutation) EdgeCleared(name string) bool {
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *PaidMembershipPurchaseMutation) ClearEdge(name string) error {
+	return fmt.Errorf("unknown PaidMembershipPurchase unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *PaidMembershipPurchaseMutation) ResetEdge(name string) error {
+	return fmt.Errorf("unknown PaidMembershipPurchase edge %s", name)
+}
+
+// PointsAllocationMutation represents an operation that mutates the PointsAllocation nodes in the graph.
+type PointsAllocationMutation struct {
+	config
+	op            Op
+	typ           string
+	id            *int
+	entry_id      *int
+	addentry_id   *int
+	lot_id        *int
+	addlot_id     *int
+	amount        *int64
+	addamount     *int64
+	clearedFields map[string]struct{}
+	done          bool
+	oldValue      func(context.Context) (*PointsAllocation, error)
+	predicates    []predicate.PointsAllocation
+}
+
+var _ ent.Mutation = (*PointsAllocationMutation)(nil)
+
+// pointsallocationOption allows management of the mutation configuration using functional options.
+type pointsallocationOption func(*PointsAllocationMutation)
+
+// newPointsAllocationMutation creates new mutation for the PointsAllocation entity.
+func newPointsAllocationMutation(c config, op Op, opts ...pointsallocationOption) *PointsAllocationMutation {
+	m := &PointsAllocationMutation{
+		config:        c,
+		op:            op,
+		typ:           TypePointsAllocation,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withPointsAllocationID sets the ID field of the mutation.
+func withPointsAllocationID(id int) pointsallocationOption {
+	return func(m *PointsAllocationMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *PointsAllocation
+		)
+		m.oldValue = func(ctx context.Context) (*PointsAllocation, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().PointsAllocation.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withPointsAllocation sets the old PointsAllocation of the mutation.
+func withPointsAllocation(node *PointsAllocation) pointsallocationOption {
+	return func(m *PointsAllocationMutation) {
+		m.oldValue = func(context.Context) (*PointsAllocation, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m PointsAllocationMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m PointsAllocationMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *PointsAllocationMutation) ID() (id int, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *PointsAllocationMutation) IDs(ctx context.Context) ([]int, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []int{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().PointsAllocation.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetEntryID sets the "entry_id" field.
+func (m *PointsAllocationMutation) SetEntryID(i int) {
+	m.entry_id = &i
+	m.addentry_id = nil
+}
+
+// EntryID returns the value of the "entry_id" field in the mutation.
+func (m *PointsAllocationMutation) EntryID() (r int, exists bool) {
+	v := m.entry_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldEntryID returns the old "entry_id" field's value of the PointsAllocation entity.
+// If the PointsAllocation object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PointsAllocationMutation) OldEntryID(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldEntryID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldEntryID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldEntryID: %w", err)
+	}
+	return oldValue.EntryID, nil
+}
+
+// AddEntryID adds i to the "entry_id" field.
+func (m *PointsAllocationMutation) AddEntryID(i int) {
+	if m.addentry_id != nil {
+		*m.addentry_id += i
+	} else {
+		m.addentry_id = &i
+	}
+}
+
+// AddedEntryID returns the value that was added to the "entry_id" field in this mutation.
+func (m *PointsAllocationMutation) AddedEntryID() (r int, exists bool) {
+	v := m.addentry_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetEntryID resets all changes to the "entry_id" field.
+func (m *PointsAllocationMutation) ResetEntryID() {
+	m.entry_id = nil
+	m.addentry_id = nil
+}
+
+// SetLotID sets the "lot_id" field.
+func (m *PointsAllocationMutation) SetLotID(i int) {
+	m.lot_id = &i
+	m.addlot_id = nil
+}
+
+// LotID returns the value of the "lot_id" field in the mutation.
+func (m *PointsAllocationMutation) LotID() (r int, exists bool) {
+	v := m.lot_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldLotID returns the old "lot_id" field's value of the PointsAllocation entity.
+// If the PointsAllocation object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PointsAllocationMutation) OldLotID(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldLotID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldLotID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldLotID: %w", err)
+	}
+	return oldValue.LotID, nil
+}
+
+// AddLotID adds i to the "lot_id" field.
+func (m *PointsAllocationMutation) AddLotID(i int) {
+	if m.addlot_id != nil {
+		*m.addlot_id += i
+	} else {
+		m.addlot_id = &i
+	}
+}
+
+// AddedLotID returns the value that was added to the "lot_id" field in this mutation.
+func (m *PointsAllocationMutation) AddedLotID() (r int, exists bool) {
+	v := m.addlot_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetLotID resets all changes to the "lot_id" field.
+func (m *PointsAllocationMutation) ResetLotID() {
+	m.lot_id = nil
+	m.addlot_id = nil
+}
+
+// SetAmount sets the "amount" field.
+func (m *PointsAllocationMutation) SetAmount(i int64) {
+	m.amount = &i
+	m.addamount = nil
+}
+
+// Amount returns the value of the "amount" field in the mutation.
+func (m *PointsAllocationMutation) Amount() (r int64, exists bool) {
+	v := m.amount
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldAmount returns the old "amount" field's value of the PointsAllocation entity.
+// If the PointsAllocation object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PointsAllocationMutation) OldAmount(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldAmount is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldAmount requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldAmount: %w", err)
+	}
+	return oldValue.Amount, nil
+}
+
+// AddAmount adds i to the "amount" field.
+func (m *PointsAllocationMutation) AddAmount(i int64) {
+	if m.addamount != nil {
+		*m.addamount += i
+	} else {
+		m.addamount = &i
+	}
+}
+
+// AddedAmount returns the value that was added to the "amount" field in this mutation.
+func (m *PointsAllocationMutation) AddedAmount() (r int64, exists bool) {
+	v := m.addamount
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetAmount resets all changes to the "amount" field.
+func (m *PointsAllocationMutation) ResetAmount() {
+	m.amount = nil
+	m.addamount = nil
+}
+
+// Where appends a list predicates to the PointsAllocationMutation builder.
+func (m *PointsAllocationMutation) Where(ps ...predicate.PointsAllocation) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the PointsAllocationMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *PointsAllocationMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.PointsAllocation, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *PointsAllocationMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *PointsAllocationMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (PointsAllocation).
+func (m *PointsAllocationMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *PointsAllocationMutation) Fields() []string {
+	fields := make([]string, 0, 3)
+	if m.entry_id != nil {
+		fields = append(fields, pointsallocation.FieldEntryID)
+	}
+	if m.lot_id != nil {
+		fields = append(fields, pointsallocation.FieldLotID)
+	}
+	if m.amount != nil {
+		fields = append(fields, pointsallocation.FieldAmount)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *PointsAllocationMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case pointsallocation.FieldEntryID:
+		return m.EntryID()
+	case pointsallocation.FieldLotID:
+		return m.LotID()
+	case pointsallocation.FieldAmount:
+		return m.Amount()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *PointsAllocationMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case pointsallocation.FieldEntryID:
+		return m.OldEntryID(ctx)
+	case pointsallocation.FieldLotID:
+		return m.OldLotID(ctx)
+	case pointsallocation.FieldAmount:
+		return m.OldAmount(ctx)
+	}
+	return nil, fmt.Errorf("unknown PointsAllocation field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *PointsAllocationMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case pointsallocation.FieldEntryID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetEntryID(v)
+		return nil
+	case pointsallocation.FieldLotID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetLotID(v)
+		return nil
+	case pointsallocation.FieldAmount:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetAmount(v)
+		return nil
+	}
+	return fmt.Errorf("unknown PointsAllocation field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *PointsAllocationMutation) AddedFields() []string {
+	var fields []string
+	if m.addentry_id != nil {
+		fields = append(fields, pointsallocation.FieldEntryID)
+	}
+	if m.addlot_id != nil {
+		fields = append(fields, pointsallocation.FieldLotID)
+	}
+	if m.addamount != nil {
+		fields = append(fields, pointsallocation.FieldAmount)
+	}
+	return fields
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *PointsAllocationMutation) AddedField(name string) (ent.Value, bool) {
+	switch name {
+	case pointsallocation.FieldEntryID:
+		return m.AddedEntryID()
+	case pointsallocation.FieldLotID:
+		return m.AddedLotID()
+	case pointsallocation.FieldAmount:
+		return m.AddedAmount()
+	}
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *PointsAllocationMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	case pointsallocation.FieldEntryID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddEntryID(v)
+		return nil
+	case pointsallocation.FieldLotID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddLotID(v)
+		return nil
+	case pointsallocation.FieldAmount:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddAmount(v)
+		return nil
+	}
+	return fmt.Errorf("unknown PointsAllocation numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *PointsAllocationMutation) ClearedFields() []string {
+	return nil
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *PointsAllocationMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *PointsAllocationMutation) ClearField(name string) error {
+	return fmt.Errorf("unknown PointsAllocation nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *PointsAllocationMutation) ResetField(name string) error {
+	switch name {
+	case pointsallocation.FieldEntryID:
+		m.ResetEntryID()
+		return nil
+	case pointsallocation.FieldLotID:
+		m.ResetLotID()
+		return nil
+	case pointsallocation.FieldAmount:
+		m.ResetAmount()
+		return nil
+	}
+	return fmt.Errorf("unknown PointsAllocation field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *PointsAllocationMutation) AddedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *PointsAllocationMutation) AddedIDs(name string) []ent.Value {
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *PointsAllocationMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *PointsAllocationMutation) RemovedIDs(name string) []ent.Value {
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *PointsAllocationMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *PointsAllocationMutation) EdgeCleared(name string) bool {
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *PointsAllocationMutation) ClearEdge(name string) error {
+	return fmt.Errorf("unknown PointsAllocation unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *PointsAllocationMutation) ResetEdge(name string) error {
+	return fmt.Errorf("unknown PointsAllocation edge %s", name)
+}
+
+// PointsEntryMutation represents an operation that mutates the PointsEntry nodes in the graph.
+type PointsEntryMutation struct {
+	config
+	op                   Op
+	typ                  string
+	id                   *int
+	member_id            *int
+	addmember_id         *int
+	source               *pointsentry.Source
+	amount               *int64
+	addamount            *int64
+	balance_after        *int64
+	addbalance_after     *int64
+	reason               *string
+	order_id             *int
+	addorder_id          *int
+	idempotency_key      *string
+	occurred_at          *time.Time
+	kind                 *pointsentry.Kind
+	expires_at           *time.Time
+	clearedFields        map[string]struct{}
+	business_unit        *int
+	clearedbusiness_unit bool
+	store                *int
+	clearedstore         bool
+	done                 bool
+	oldValue             func(context.Context) (*PointsEntry, error)
+	predicates           []predicate.PointsEntry
+}
+
+var _ ent.Mutation = (*PointsEntryMutation)(nil)
+
+// pointsentryOption allows management of the mutation configuration using functional options.
+type pointsentryOption func(*PointsEntryMutation)
+
+// newPointsEntryMutation creates new mutation for the PointsEntry entity.
+func newPointsEntryMutation(c config, op Op, opts ...pointsentryOption) *PointsEntryMutation {
+	m := &PointsEntryMutation{
+		config:        c,
+		op:            op,
+		typ:           TypePointsEntry,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withPointsEntryID sets the ID field of the mutation.
+func withPointsEntryID(id int) pointsentryOption {
+	return func(m *PointsEntryMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *PointsEntry
+		)
+		m.oldValue = func(ctx context.Context) (*PointsEntry, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().PointsEntry.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withPointsEntry sets the old PointsEntry of the mutation.
+func withPointsEntry(node *PointsEntry) pointsentryOption {
+	return func(m *PointsEntryMutation) {
+		m.oldValue = func(context.Context) (*PointsEntry, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m PointsEntryMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m PointsEntryMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *PointsEntryMutation) ID() (id int, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *PointsEntryMutation) IDs(ctx context.Context) ([]int, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []int{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().PointsEntry.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetMemberID sets the "member_id" field.
+func (m *PointsEntryMutation) SetMemberID(i int) {
+	m.member_id = &i
+	m.addmember_id = nil
+}
+
+// MemberID returns the value of the "member_id" field in the mutation.
+func (m *PointsEntryMutation) MemberID() (r int, exists bool) {
+	v := m.member_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldMemberID returns the old "member_id" field's value of the PointsEntry entity.
+// If the PointsEntry object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PointsEntryMutation) OldMemberID(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldMemberID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldMemberID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldMemberID: %w", err)
+	}
+	return oldValue.MemberID, nil
+}
+
+// AddMemberID adds i to the "member_id" field.
+func (m *PointsEntryMutation) AddMemberID(i int) {
+	if m.addmember_id != nil {
+		*m.addmember_id += i
+	} else {
+		m.addmember_id = &i
+	}
+}
+
+// AddedMemberID returns the value that was added to the "member_id" field in this mutation.
+func (m *PointsEntryMutation) AddedMemberID() (r int, exists bool) {
+	v := m.addmember_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetMemberID resets all changes to the "member_id" field.
+func (m *PointsEntryMutation) ResetMemberID() {
+	m.member_id = nil
+	m.addmember_id = nil
+}
+
+// SetSource sets the "source" field.
+func (m *PointsEntryMutation) SetSource(po pointsentry.Source) {
+	m.source = &po
+}
+
+// Source returns the value of the "source" field in the mutation.
+func (m *PointsEntryMutation) Source() (r pointsentry.Source, exists bool) {
+	v := m.source
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldSource returns the old "source" field's value of the PointsEntry entity.
+// If the PointsEntry object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PointsEntryMutation) OldSource(ctx context.Context) (v pointsentry.Source, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldSource is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldSource requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldSource: %w", err)
+	}
+	return oldValue.Source, nil
+}
+
+// ResetSource resets all changes to the "source" field.
+func (m *PointsEntryMutation) ResetSource() {
+	m.source = nil
+}
+
+// SetAmount sets the "amount" field.
+func (m *PointsEntryMutation) SetAmount(i int64) {
+	m.amount = &i
+	m.addamount = nil
+}
+
+// Amount returns the value of the "amount" field in the mutation.
+func (m *PointsEntryMutation) Amount() (r int64, exists bool) {
+	v := m.amount
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldAmount returns the old "amount" field's value of the PointsEntry entity.
+// If the PointsEntry object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PointsEntryMutation) OldAmount(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldAmount is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldAmount requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldAmount: %w", err)
+	}
+	return oldValue.Amount, nil
+}
+
+// AddAmount adds i to the "amount" field.
+func (m *PointsEntryMutation) AddAmount(i int64) {
+	if m.addamount != nil {
+		*m.addamount += i
+	} else {
+		m.addamount = &i
+	}
+}
+
+// AddedAmount returns the value that was added to the "amount" field in this mutation.
+func (m *PointsEntryMutation) AddedAmount() (r int64, exists bool) {
+	v := m.addamount
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetAmount resets all changes to the "amount" field.
+func (m *PointsEntryMutation) ResetAmount() {
+	m.amount = nil
+	m.addamount = nil
+}
+
+// SetBalanceAfter sets the "balance_after" field.
+func (m *PointsEntryMutation) SetBalanceAfter(i int64) {
+	m.balance_after = &i
+	m.addbalance_after = nil
+}
+
+// BalanceAfter returns the value of the "balance_after" field in the mutation.
+func (m *PointsEntryMutation) BalanceAfter() (r int64, exists bool) {
+	v := m.balance_after
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldBalanceAfter returns the old "balance_after" field's value of the PointsEntry entity.
+// If the PointsEntry object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PointsEntryMutation) OldBalanceAfter(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldBalanceAfter is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldBalanceAfter requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldBalanceAfter: %w", err)
+	}
+	return oldValue.BalanceAfter, nil
+}
+
+// AddBalanceAfter adds i to the "balance_after" field.
+func (m *PointsEntryMutation) AddBalanceAfter(i int64) {
+	if m.addbalance_after != nil {
+		*m.addbalance_after += i
+	} else {
+		m.addbalance_after = &i
+	}
+}
+
+// AddedBalanceAfter returns the value that was added to the "balance_after" field in this mutation.
+func (m *PointsEntryMutation) AddedBalanceAfter() (r int64, exists bool) {
+	v := m.addbalance_after
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetBalanceAfter resets all changes to the "balance_after" field.
+func (m *PointsEntryMutation) ResetBalanceAfter() {
+	m.balance_after = nil
+	m.addbalance_after = nil
+}
+
+// SetReason sets the "reason" field.
+func (m *PointsEntryMutation) SetReason(s string) {
+	m.reason = &s
+}
+
+// Reason returns the value of the "reason" field in the mutation.
+func (m *PointsEntryMutation) Reason() (r string, exists bool) {
+	v := m.reason
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldReason returns the old "reason" field's value of the PointsEntry entity.
+// If the PointsEntry object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PointsEntryMutation) OldReason(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldReason is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldReason requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldReason: %w", err)
+	}
+	return oldValue.Reason, nil
+}
+
+// ResetReason resets all changes to the "reason" field.
+func (m *PointsEntryMutation) ResetReason() {
+	m.reason = nil
+}
+
+// SetBusinessUnitID sets the "business_unit_id" field.
+func (m *PointsEntryMutation) SetBusinessUnitID(i int) {
+	m.business_unit = &i
+}
+
+// BusinessUnitID returns the value of the "business_unit_id" field in the mutation.
+func (m *PointsEntryMutation) BusinessUnitID() (r int, exists bool) {
+	v := m.business_unit
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldBusinessUnitID returns the old "business_unit_id" field's value of the PointsEntry entity.
+// If the PointsEntry object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PointsEntryMutation) OldBusinessUnitID(ctx context.Context) (v *int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldBusinessUnitID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldBusinessUnitID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldBusinessUnitID: %w", err)
+	}
+	return oldValue.BusinessUnitID, nil
+}
+
+// ClearBusinessUnitID clears the value of the "business_unit_id" field.
+func (m *PointsEntryMutation) ClearBusinessUnitID() {
+	m.business_unit = nil
+	m.clearedFields[pointsentry.FieldBusinessUnitID] = struct{}{}
+}
+
+// BusinessUnitIDCleared returns if the "business_unit_id" field was cleared in this mutation.
+func (m *PointsEntryMutation) BusinessUnitIDCleared() bool {
+	_, ok := m.clearedFields[pointsentry.FieldBusinessUnitID]
+	return ok
+}
+
+// ResetBusinessUnitID resets all changes to the "business_unit_id" field.
+func (m *PointsEntryMutation) ResetBusinessUnitID() {
+	m.business_unit = nil
+	delete(m.clearedFields, pointsentry.FieldBusinessUnitID)
+}
+
+// SetStoreID sets the "store_id" field.
+func (m *PointsEntryMutation) SetStoreID(i int) {
+	m.store = &i
+}
+
+// StoreID returns the value of the "store_id" field in the mutation.
+func (m *PointsEntryMutation) StoreID() (r int, exists bool) {
+	v := m.store
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldStoreID returns the old "store_id" field's value of the PointsEntry entity.
+// If the PointsEntry object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PointsEntryMutation) OldStoreID(ctx context.Context) (v *int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldStoreID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldStoreID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldStoreID: %w", err)
+	}
+	return oldValue.StoreID, nil
+}
+
+// ClearStoreID clears the value of the "store_id" field.
+func (m *PointsEntryMutation) ClearStoreID() {
+	m.store = nil
+	m.clearedFields[pointsentry.FieldStoreID] = struct{}{}
+}
+
+// StoreIDCleared returns if the "store_id" field was cleared in this mutation.
+func (m *PointsEntryMutation) StoreIDCleared() bool {
+	_, ok := m.clearedFields[pointsentry.FieldStoreID]
+	return ok
+}
+
+// ResetStoreID resets all changes to the "store_id" field.
+func (m *PointsEntryMutation) ResetStoreID() {
+	m.store = nil
+	delete(m.clearedFields, pointsentry.FieldStoreID)
+}
+
+// SetOrderID sets the "order_id" field.
+func (m *PointsEntryMutation) SetOrderID(i int) {
+	m.order_id = &i
+	m.addorder_id = nil
+}
+
+// OrderID returns the value of the "order_id" field in the mutation.
+func (m *PointsEntryMutation) OrderID() (r int, exists bool) {
+	v := m.order_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldOrderID returns the old "order_id" field's value of the PointsEntry entity.
+// If the PointsEntry object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PointsEntryMutation) OldOrderID(ctx context.Context) (v *int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldOrderID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldOrderID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldOrderID: %w", err)
+	}
+	return oldValue.OrderID, nil
+}
+
+// AddOrderID adds i to the "order_id" field.
+func (m *PointsEntryMutation) AddOrderID(i int) {
+	if m.addorder_id != nil {
+		*m.addorder_id += i
+	} else {
+		m.addorder_id = &i
+	}
+}
+
+// AddedOrderID returns the value that was added to the "order_id" field in this mutation.
+func (m *PointsEntryMutation) AddedOrderID() (r int, exists bool) {
+	v := m.addorder_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ClearOrderID clears the value of the "order_id" field.
+func (m *PointsEntryMutation) ClearOrderID() {
+	m.order_id = nil
+	m.addorder_id = nil
+	m.clearedFields[pointsentry.FieldOrderID] = struct{}{}
+}
+
+// OrderIDCleared returns if the "order_id" field was cleared in this mutation.
+func (m *PointsEntryMutation) OrderIDCleared() bool {
+	_, ok := m.clearedFields[pointsentry.FieldOrderID]
+	return ok
+}
+
+// ResetOrderID resets all changes to the "order_id" field.
+func (m *PointsEntryMutation) ResetOrderID() {
+	m.order_id = nil
+	m.addorder_id = nil
+	delete(m.clearedFields, pointsentry.FieldOrderID)
+}
+
+// SetIdempotencyKey sets the "idempotency_key" field.
+func (m *PointsEntryMutation) SetIdempotencyKey(s string) {
+	m.idempotency_key = &s
+}
+
+// IdempotencyKey returns the value of the "idempotency_key" field in the mutation.
+func (m *PointsEntryMutation) IdempotencyKey() (r string, exists bool) {
+	v := m.idempotency_key
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldIdempotencyKey returns the old "idempotency_key" field's value of the PointsEntry entity.
+// If the PointsEntry object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PointsEntryMutation) OldIdempotencyKey(ctx context.Context) (v *string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldIdempotencyKey is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldIdempotencyKey requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldIdempotencyKey: %w", err)
+	}
+	return oldValue.IdempotencyKey, nil
+}
+
+// ClearIdempotencyKey clears the value of the "idempotency_key" field.
+func (m *PointsEntryMutation) ClearIdempotencyKey() {
+	m.idempotency_key = nil
+	m.clearedFields[pointsentry.FieldIdempotencyKey] = struct{}{}
+}
+
+// IdempotencyKeyCleared returns if the "idempotency_key" field was cleared in this mutation.
+func (m *PointsEntryMutation) IdempotencyKeyCleared() bool {
+	_, ok := m.clearedFields[pointsentry.FieldIdempotencyKey]
+	return ok
+}
+
+// ResetIdempotencyKey resets all changes to the "idempotency_key" field.
+func (m *PointsEntryMutation) ResetIdempotencyKey() {
+	m.idempotency_key = nil
+	delete(m.clearedFields, pointsentry.FieldIdempotencyKey)
+}
+
+// SetOccurredAt sets the "occurred_at" field.
+func (m *PointsEntryMutation) SetOccurredAt(t time.Time) {
+	m.occurred_at = &t
+}
+
+// OccurredAt returns the value of the "occurred_at" field in the mutation.
+func (m *PointsEntryMutation) OccurredAt() (r time.Time, exists bool) {
+	v := m.occurred_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldOccurredAt returns the old "occurred_at" field's value of the PointsEntry entity.
+// If the PointsEntry object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PointsEntryMutation) OldOccurredAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldOccurredAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldOccurredAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldOccurredAt: %w", err)
+	}
+	return oldValue.OccurredAt, nil
+}
+
+// ResetOccurredAt resets all changes to the "occurred_at" field.
+func (m *PointsEntryMutation) ResetOccurredAt() {
+	m.occurred_at = nil
+}
+
+// SetKind sets the "kind" field.
+func (m *PointsEntryMutation) SetKind(po pointsentry.Kind) {
+	m.kind = &po
+}
+
+// Kind returns the value of the "kind" field in the mutation.
+func (m *PointsEntryMutation) Kind() (r pointsentry.Kind, exists bool) {
+	v := m.kind
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldKind returns the old "kind" field's value of the PointsEntry entity.
+// If the PointsEntry object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PointsEntryMutation) OldKind(ctx context.Context) (v pointsentry.Kind, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldKind is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldKind requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldKind: %w", err)
+	}
+	return oldValue.Kind, nil
+}
+
+// ResetKind resets all changes to the "kind" field.
+func (m *PointsEntryMutation) ResetKind() {
+	m.kind = nil
+}
+
+// SetExpiresAt sets the "expires_at" field.
+func (m *PointsEntryMutation) SetExpiresAt(t time.Time) {
+	m.expires_at = &t
+}
+
+// ExpiresAt returns the value of the "expires_at" field in the mutation.
+func (m *PointsEntryMutation) ExpiresAt() (r time.Time, exists bool) {
+	v := m.expires_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldExpiresAt returns the old "expires_at" field's value of the PointsEntry entity.
+// If the PointsEntry object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PointsEntryMutation) OldExpiresAt(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldExpiresAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldExpiresAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldExpiresAt: %w", err)
+	}
+	return oldValue.ExpiresAt, nil
+}
+
+// ClearExpiresAt clears the value of the "expires_at" field.
+func (m *PointsEntryMutation) ClearExpiresAt() {
+	m.expires_at = nil
+	m.clearedFields[pointsentry.FieldExpiresAt] = struct{}{}
+}
+
+// ExpiresAtCleared returns if the "expires_at" field was cleared in this mutation.
+func (m *PointsEntryMutation) ExpiresAtCleared() bool {
+	_, ok := m.clearedFields[pointsentry.FieldExpiresAt]
+	return ok
+}
+
+// ResetExpiresAt resets all changes to the "expires_at" field.
+func (m *PointsEntryMutation) ResetExpiresAt() {
+	m.expires_at = nil
+	delete(m.clearedFields, pointsentry.FieldExpiresAt)
+}
+
+// ClearBusinessUnit clears the "business_unit" edge to the BusinessUnit entity.
+func (m *PointsEntryMutation) ClearBusinessUnit() {
+	m.clearedbusiness_unit = true
+	m.clearedFields[pointsentry.FieldBusinessUnitID] = struct{}{}
+}
+
+// BusinessUnitCleared reports if the "business_unit" edge to the BusinessUnit entity was cleared.
+func (m *PointsEntryMutation) BusinessUnitCleared() bool {
+	return m.BusinessUnitIDCleared() || m.clearedbusiness_unit
+}
+
+// BusinessUnitIDs returns the "business_unit" edge IDs in the mutation.
+// Note that IDs always returns len(IDs) <= 1 for unique edges, and you should use
+// BusinessUnitID instead. It exists only for internal usage by the builders.
+func (m *PointsEntryMutation) BusinessUnitIDs() (ids []int) {
+	if id := m.business_unit; id != nil {
+		ids = append(ids, *id)
+	}
+	return
+}
+
+// ResetBusinessUnit resets all changes to the "business_unit" edge.
+func (m *PointsEntryMutation) ResetBusinessUnit() {
+	m.business_unit = nil
+	m.clearedbusiness_unit = false
+}
+
+// ClearStore clears the "store" edge to the Store entity.
+func (m *PointsEntryMutation) ClearStore() {
+	m.clearedstore = true
+	m.clearedFields[pointsentry.FieldStoreID] = struct{}{}
+}
+
+// StoreCleared reports if the "store" edge to the Store entity was cleared.
+func (m *PointsEntryMutation) StoreCleared() bool {
+	return m.StoreIDCleared() || m.clearedstore
+}
+
+// StoreIDs returns the "store" edge IDs in the mutation.
+// Note that IDs always returns len(IDs) <= 1 for unique edges, and you should use
+// StoreID instead. It exists only for internal usage by the builders.
+func (m *PointsEntryMutation) StoreIDs() (ids []int) {
+	if id := m.store; id != nil {
+		ids = append(ids, *id)
+	}
+	return
+}
+
+// ResetStore resets all changes to the "store" edge.
+func (m *PointsEntryMutation) ResetStore() {
+	m.store = nil
+	m.clearedstore = false
+}
+
+// Where appends a list predicates to the PointsEntryMutation builder.
+func (m *PointsEntryMutation) Where(ps ...predicate.PointsEntry) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the PointsEntryMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *PointsEntryMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.PointsEntry, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *PointsEntryMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *PointsEntryMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (PointsEntry).
+func (m *PointsEntryMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *PointsEntryMutation) Fields() []string {
+	fields := make([]string, 0, 12)
+	if m.member_id != nil {
+		fields = append(fields, pointsentry.FieldMemberID)
+	}
+	if m.source != nil {
+		fields = append(fields, pointsentry.FieldSource)
+	}
+	if m.amount != nil {
+		fields = append(fields, pointsentry.FieldAmount)
+	}
+	if m.balance_after != nil {
+		fields = append(fields, pointsentry.FieldBalanceAfter)
+	}
+	if m.reason != nil {
+		fields = append(fields, pointsentry.FieldReason)
+	}
+	if m.business_unit != nil {
+		fields = append(fields, pointsentry.FieldBusinessUnitID)
+	}
+	if m.store != nil {
+		fields = append(fields, pointsentry.FieldStoreID)
+	}
+	if m.order_id != nil {
+		fields = append(fields, pointsentry.FieldOrderID)
+	}
+	if m.idempotency_key != nil {
+		fields = append(fields, pointsentry.FieldIdempotencyKey)
+	}
+	if m.occurred_at != nil {
+		fields = append(fields, pointsentry.FieldOccurredAt)
+	}
+	if m.kind != nil {
+		fields = append(fields, pointsentry.FieldKind)
+	}
+	if m.expires_at != nil {
+		fields = append(fields, pointsentry.FieldExpiresAt)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *PointsEntryMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case pointsentry.FieldMemberID:
+		return m.MemberID()
+	case pointsentry.FieldSource:
+		return m.Source()
+	case pointsentry.FieldAmount:
+		return m.Amount()
+	case pointsentry.FieldBalanceAfter:
+		return m.BalanceAfter()
+	case pointsentry.FieldReason:
+		return m.Reason()
+	case pointsentry.FieldBusinessUnitID:
+		return m.BusinessUnitID()
+	case pointsentry.FieldStoreID:
+		return m.StoreID()
+	case pointsentry.FieldOrderID:
+		return m.OrderID()
+	case pointsentry.FieldIdempotencyKey:
+		return m.IdempotencyKey()
+	case pointsentry.FieldOccurredAt:
+		return m.OccurredAt()
+	case pointsentry.FieldKind:
+		return m.Kind()
+	case pointsentry.FieldExpiresAt:
+		return m.ExpiresAt()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *PointsEntryMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case pointsentry.FieldMemberID:
+		return m.OldMemberID(ctx)
+	case pointsentry.FieldSource:
+		return m.OldSource(ctx)
+	case pointsentry.FieldAmount:
+		return m.OldAmount(ctx)
+	case pointsentry.FieldBalanceAfter:
+		return m.OldBalanceAfter(ctx)
+	case pointsentry.FieldReason:
+		return m.OldReason(ctx)
+	case pointsentry.FieldBusinessUnitID:
+		return m.OldBusinessUnitID(ctx)
+	case pointsentry.FieldStoreID:
+		return m.OldStoreID(ctx)
+	case pointsentry.FieldOrderID:
+		return m.OldOrderID(ctx)
+	case pointsentry.FieldIdempotencyKey:
+		return m.OldIdempotencyKey(ctx)
+	case pointsentry.FieldOccurredAt:
+		return m.OldOccurredAt(ctx)
+	case pointsentry.FieldKind:
+		return m.OldKind(ctx)
+	case pointsentry.FieldExpiresAt:
+		return m.OldExpiresAt(ctx)
+	}
+	return nil, fmt.Errorf("unknown PointsEntry field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *PointsEntryMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case pointsentry.FieldMemberID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetMemberID(v)
+		return nil
+	case pointsentry.FieldSource:
+		v, ok := value.(pointsentry.Source)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetSource(v)
+		return nil
+	case pointsentry.FieldAmount:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetAmount(v)
+		return nil
+	case pointsentry.FieldBalanceAfter:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetBalanceAfter(v)
+		return nil
+	case pointsentry.FieldReason:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetReason(v)
+		return nil
+	case pointsentry.FieldBusinessUnitID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetBusinessUnitID(v)
+		return nil
+	case pointsentry.FieldStoreID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetStoreID(v)
+		return nil
+	case pointsentry.FieldOrderID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetOrderID(v)
+		return nil
+	case pointsentry.FieldIdempotencyKey:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetIdempotencyKey(v)
+		return nil
+	case pointsentry.FieldOccurredAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetOccurredAt(v)
+		return nil
+	case pointsentry.FieldKind:
+		v, ok := value.(pointsentry.Kind)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetKind(v)
+		return nil
+	case pointsentry.FieldExpiresAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetExpiresAt(v)
+		return nil
+	}
+	return fmt.Errorf("unknown PointsEntry field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *PointsEntryMutation) AddedFields() []string {
+	var fields []string
+	if m.addmember_id != nil {
+		fields = append(fields, pointsentry.FieldMemberID)
+	}
+	if m.addamount != nil {
+		fields = append(fields, pointsentry.FieldAmount)
+	}
+	if m.addbalance_after != nil {
+		fields = append(fields, pointsentry.FieldBalanceAfter)
+	}
+	if m.addorder_id != nil {
+		fields = append(fields, pointsentry.FieldOrderID)
+	}
+	return fields
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *PointsEntryMutation) AddedField(name string) (ent.Value, bool) {
+	switch name {
+	case pointsentry.FieldMemberID:
+		return m.AddedMemberID()
+	case pointsentry.FieldAmount:
+		return m.AddedAmount()
+	case pointsentry.FieldBalanceAfter:
+		return m.AddedBalanceAfter()
+	case pointsentry.FieldOrderID:
+		return m.AddedOrderID()
+	}
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *PointsEntryMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	case pointsentry.FieldMemberID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddMemberID(v)
+		return nil
+	case pointsentry.FieldAmount:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddAmount(v)
+		return nil
+	case pointsentry.FieldBalanceAfter:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddBalanceAfter(v)
+		return nil
+	case pointsentry.FieldOrderID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddOrderID(v)
+		return nil
+	}
+	return fmt.Errorf("unknown PointsEntry numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *PointsEntryMutation) ClearedFields() []string {
+	var fields []string
+	if m.FieldCleared(pointsentry.FieldBusinessUnitID) {
+		fields = append(fields, pointsentry.FieldBusinessUnitID)
+	}
+	if m.FieldCleared(pointsentry.FieldStoreID) {
+		fields = append(fields, pointsentry.FieldStoreID)
+	}
+	if m.FieldCleared(pointsentry.FieldOrderID) {
+		fields = append(fields, pointsentry.FieldOrderID)
+	}
+	if m.FieldCleared(pointsentry.FieldIdempotencyKey) {
+		fields = append(fields, pointsentry.FieldIdempotencyKey)
+	}
+	if m.FieldCleared(pointsentry.FieldExpiresAt) {
+		fields = append(fields, pointsentry.FieldExpiresAt)
+	}
+	return fields
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *PointsEntryMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *PointsEntryMutation) ClearField(name string) error {
+	switch name {
+	case pointsentry.FieldBusinessUnitID:
+		m.ClearBusinessUnitID()
+		return nil
+	case pointsentry.FieldStoreID:
+		m.ClearStoreID()
+		return nil
+	case pointsentry.FieldOrderID:
+		m.ClearOrderID()
+		return nil
+	case pointsentry.FieldIdempotencyKey:
+		m.ClearIdempotencyKey()
+		return nil
+	case pointsentry.FieldExpiresAt:
+		m.ClearExpiresAt()
+		return nil
+	}
+	return fmt.Errorf("unknown PointsEntry nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *PointsEntryMutation) ResetField(name string) error {
+	switch name {
+	case pointsentry.FieldMemberID:
+		m.ResetMemberID()
+		return nil
+	case pointsentry.FieldSource:
+		m.ResetSource()
+		return nil
+	case pointsentry.FieldAmount:
+		m.ResetAmount()
+		return nil
+	case pointsentry.FieldBalanceAfter:
+		m.ResetBalanceAfter()
+		return nil
+	case pointsentry.FieldReason:
+		m.ResetReason()
+		return nil
+	case pointsentry.FieldBusinessUnitID:
+		m.ResetBusinessUnitID()
+		return nil
+	case pointsentry.FieldStoreID:
+		m.ResetStoreID()
+		return nil
+	case pointsentry.FieldOrderID:
+		m.ResetOrderID()
+		return nil
+	case pointsentry.FieldIdempotencyKey:
+		m.ResetIdempotencyKey()
+		return nil
+	case pointsentry.FieldOccurredAt:
+		m.ResetOccurredAt()
+		return nil
+	case pointsentry.FieldKind:
+		m.ResetKind()
+		return nil
+	case pointsentry.FieldExpiresAt:
+		m.ResetExpiresAt()
+		return nil
+	}
+	return fmt.Errorf("unknown PointsEntry field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *PointsEntryMutation) AddedEdges() []string {
+	edges := make([]string, 0, 2)
+	if m.business_unit != nil {
+		edges = append(edges, pointsentry.EdgeBusinessUnit)
+	}
+	if m.store != nil {
+		edges = append(edges, pointsentry.EdgeStore)
+	}
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *PointsEntryMutation) AddedIDs(name string) []ent.Value {
+	switch name {
+	case pointsentry.EdgeBusinessUnit:
+		if id := m.business_unit; id != nil {
+			return []ent.Value{*id}
+		}
+	case pointsentry.EdgeStore:
+		if id := m.store; id != nil {
+			return []ent.Value{*id}
+		}
+	}
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *PointsEntryMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 2)
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *PointsEntryMutation) RemovedIDs(name string) []ent.Value {
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *PointsEntryMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 2)
+	if m.clearedbusiness_unit {
+		edges = append(edges, pointsentry.EdgeBusinessUnit)
+	}
+	if m.clearedstore {
+		edges = append(edges, pointsentry.EdgeStore)
+	}
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *PointsEntryMutation) EdgeCleared(name string) bool {
+	switch name {
+	case pointsentry.EdgeBusinessUnit:
+		return m.clearedbusiness_unit
+	case pointsentry.EdgeStore:
+		return m.clearedstore
+	}
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *PointsEntryMutation) ClearEdge(name string) error {
+	switch name {
+	case pointsentry.EdgeBusinessUnit:
+		m.ClearBusinessUnit()
+		return nil
+	case pointsentry.EdgeStore:
+		m.ClearStore()
+		return nil
+	}
+	return fmt.Errorf("unknown PointsEntry unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *PointsEntryMutation) ResetEdge(name string) error {
+	switch name {
+	case pointsentry.EdgeBusinessUnit:
+		m.ResetBusinessUnit()
+		return nil
+	case pointsentry.EdgeStore:
+		m.ResetStore()
+		return nil
+	}
+	return fmt.Errorf("unknown PointsEntry edge %s", name)
+}
+
+// PointsLotMutation represents an operation that mutates the PointsLot nodes in the graph.
+type PointsLotMutation struct {
+	config
+	op                  Op
+	typ                 string
+	id                  *int
+	member_id           *int
+	addmember_id        *int
+	entry_id            *int
+	addentry_id         *int
+	business_unit_id    *int
+	addbusiness_unit_id *int
+	amount              *int64
+	addamount           *int64
+	remaining           *int64
+	addremaining        *int64
+	earned_at           *time.Time
+	expires_at          *time.Time
+	clearedFields       map[string]struct{}
+	done                bool
+	oldValue            func(context.Context) (*PointsLot, error)
+	predicates          []predicate.PointsLot
+}
+
+var _ ent.Mutation = (*PointsLotMutation)(nil)
+
+// pointslotOption allows management of the mutation configuration using functional options.
+type pointslotOption func(*PointsLotMutation)
+
+// newPointsLotMutation creates new mutation for the PointsLot entity.
+func newPointsLotMutation(c config, op Op, opts ...pointslotOption) *PointsLotMutation {
+	m := &PointsLotMutation{
+		config:        c,
+		op:            op,
+		typ:           TypePointsLot,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withPointsLotID sets the ID field of the mutation.
+func withPointsLotID(id int) pointslotOption {
+	return func(m *PointsLotMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *PointsLot
+		)
+		m.oldValue = func(ctx context.Context) (*PointsLot, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().PointsLot.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withPointsLot sets the old PointsLot of the mutation.
+func withPointsLot(node *PointsLot) pointslotOption {
+	return func(m *PointsLotMutation) {
+		m.oldValue = func(context.Context) (*PointsLot, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m PointsLotMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m PointsLotMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *PointsLotMutation) ID() (id int, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *PointsLotMutation) IDs(ctx context.Context) ([]int, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []int{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().PointsLot.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetMemberID sets the "member_id" field.
+func (m *PointsLotMutation) SetMemberID(i int) {
+	m.member_id = &i
+	m.addmember_id = nil
+}
+
+// MemberID returns the value of the "member_id" field in the mutation.
+func (m *PointsLotMutation) MemberID() (r int, exists bool) {
+	v := m.member_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldMemberID returns the old "member_id" field's value of the PointsLot entity.
+// If the PointsLot object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PointsLotMutation) OldMemberID(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldMemberID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldMemberID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldMemberID: %w", err)
+	}
+	return oldValue.MemberID, nil
+}
+
+// AddMemberID adds i to the "member_id" field.
+func (m *PointsLotMutation) AddMemberID(i int) {
+	if m.addmember_id != nil {
+		*m.addmember_id += i
+	} else {
+		m.addmember_id = &i
+	}
+}
+
+// AddedMemberID returns the value that was added to the "member_id" field in this mutation.
+func (m *PointsLotMutation) AddedMemberID() (r int, exists bool) {
+	v := m.addmember_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetMemberID resets all changes to the "member_id" field.
+func (m *PointsLotMutation) ResetMemberID() {
+	m.member_id = nil
+	m.addmember_id = nil
+}
+
+// SetEntryID sets the "entry_id" field.
+func (m *PointsLotMutation) SetEntryID(i int) {
+	m.entry_id = &i
+	m.addentry_id = nil
+}
+
+// EntryID returns the value of the "entry_id" field in the mutation.
+func (m *PointsLotMutation) EntryID() (r int, exists bool) {
+	v := m.entry_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldEntryID returns the old "entry_id" field's value of the PointsLot entity.
+// If the PointsLot object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PointsLotMutation) OldEntryID(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldEntryID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldEntryID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldEntryID: %w", err)
+	}
+	return oldValue.EntryID, nil
+}
+
+// AddEntryID adds i to the "entry_id" field.
+func (m *PointsLotMutation) AddEntryID(i int) {
+	if m.addentry_id != nil {
+		*m.addentry_id += i
+	} else {
+		m.addentry_id = &i
+	}
+}
+
+// AddedEntryID returns the value that was added to the "entry_id" field in this mutation.
+func (m *PointsLotMutation) AddedEntryID() (r int, exists bool) {
+	v := m.addentry_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetEntryID resets all changes to the "entry_id" field.
+func (m *PointsLotMutation) ResetEntryID() {
+	m.entry_id = nil
+	m.addentry_id = nil
+}
+
+// SetBusinessUnitID sets the "business_unit_id" field.
+func (m *PointsLotMutation) SetBusinessUnitID(i int) {
+	m.business_unit_id = &i
+	m.addbusiness_unit_id = nil
+}
+
+// BusinessUnitID returns the value of the "business_unit_id" field in the mutation.
+func (m *PointsLotMutation) BusinessUnitID() (r int, exists bool) {
+	v := m.business_unit_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldBusinessUnitID returns the old "business_unit_id" field's value of the PointsLot entity.
+// If the PointsLot object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PointsLotMutation) OldBusinessUnitID(ctx context.Context) (v *int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldBusinessUnitID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldBusinessUnitID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldBusinessUnitID: %w", err)
+	}
+	return oldValue.BusinessUnitID, nil
+}
+
+// AddBusinessUnitID adds i to the "business_unit_id" field.
+func (m *PointsLotMutation) AddBusinessUnitID(i int) {
+	if m.addbusiness_unit_id != nil {
+		*m.addbusiness_unit_id += i
+	} else {
+		m.addbusiness_unit_id = &i
+	}
+}
+
+// AddedBusinessUnitID returns the value that was added to the "business_unit_id" field in this mutation.
+func (m *PointsLotMutation) AddedBusinessUnitID() (r int, exists bool) {
+	v := m.addbusiness_unit_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ClearBusinessUnitID clears the value of the "business_unit_id" field.
+func (m *PointsLotMutation) ClearBusinessUnitID() {
+	m.business_unit_id = nil
+	m.addbusiness_unit_id = nil
+	m.clearedFields[pointslot.FieldBusinessUnitID] = struct{}{}
+}
+
+// BusinessUnitIDCleared returns if the "business_unit_id" field was cleared in this mutation.
+func (m *PointsLotMutation) BusinessUnitIDCleared() bool {
+	_, ok := m.clearedFields[pointslot.FieldBusinessUnitID]
+	return ok
+}
+
+// ResetBusinessUnitID resets all changes to the "business_unit_id" field.
+func (m *PointsLotMutation) ResetBusinessUnitID() {
+	m.business_unit_id = nil
+	m.addbusiness_unit_id = nil
+	delete(m.clearedFields, pointslot.FieldBusinessUnitID)
+}
+
+// SetAmount sets the "amount" field.
+func (m *PointsLotMutation) SetAmount(i int64) {
+	m.amount = &i
+	m.addamount = nil
+}
+
+// Amount returns the value of the "amount" field in the mutation.
+func (m *PointsLotMutation) Amount() (r int64, exists bool) {
+	v := m.amount
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldAmount returns the old "amount" field's value of the PointsLot entity.
+// If the PointsLot object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PointsLotMutation) OldAmount(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldAmount is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldAmount requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldAmount: %w", err)
+	}
+	return oldValue.Amount, nil
+}
+
+// AddAmount adds i to the "amount" field.
+func (m *PointsLotMutation) AddAmount(i int64) {
+	if m.addamount != nil {
+		*m.addamount += i
+	} else {
+		m.addamount = &i
+	}
+}
+
+// AddedAmount returns the value that was added to the "amount" field in this mutation.
+func (m *PointsLotMutation) AddedAmount() (r int64, exists bool) {
+	v := m.addamount
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetAmount resets all changes to the "amount" field.
+func (m *PointsLotMutation) ResetAmount() {
+	m.amount = nil
+	m.addamount = nil
+}
+
+// SetRemaining sets the "remaining" field.
+func (m *PointsLotMutation) SetRemaining(i int64) {
+	m.remaining = &i
+	m.addremaining = nil
+}
+
+// Remaining returns the value of the "remaining" field in the mutation.
+func (m *PointsLotMutation) Remaining() (r int64, exists bool) {
+	v := m.remaining
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldRemaining returns the old "remaining" field's value of the PointsLot entity.
+// If the PointsLot object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PointsLotMutation) OldRemaining(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldRemaining is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldRemaining requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldRemaining: %w", err)
+	}
+	return oldValue.Remaining, nil
+}
+
+// AddRemaining adds i to the "remaining" field.
+func (m *PointsLotMutation) AddRemaining(i int64) {
+	if m.addremaining != nil {
+		*m.addremaining += i
+	} else {
+		m.addremaining = &i
+	}
+}
+
+// AddedRemaining returns the value that was added to the "remaining" field in this mutation.
+func (m *PointsLotMutation) AddedRemaining() (r int64, exists bool) {
+	v := m.addremaining
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetRemaining resets all changes to the "remaining" field.
+func (m *PointsLotMutation) ResetRemaining() {
+	m.remaining = nil
+	m.addremaining = nil
+}
+
+// SetEarnedAt sets the "earned_at" field.
+func (m *PointsLotMutation) SetEarnedAt(t time.Time) {
+	m.earned_at = &t
+}
+
+// EarnedAt returns the value of the "earned_at" field in the mutation.
+func (m *PointsLotMutation) EarnedAt() (r time.Time, exists bool) {
+	v := m.earned_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldEarnedAt returns the old "earned_at" field's value of the PointsLot entity.
+// If the PointsLot object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PointsLotMutation) OldEarnedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldEarnedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldEarnedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldEarnedAt: %w", err)
+	}
+	return oldValue.EarnedAt, nil
+}
+
+// ResetEarnedAt resets all changes to the "earned_at" field.
+func (m *PointsLotMutation) ResetEarnedAt() {
+	m.earned_at = nil
+}
+
+// SetExpiresAt sets the "expires_at" field.
+func (m *PointsLotMutation) SetExpiresAt(t time.Time) {
+	m.expires_at = &t
+}
+
+// ExpiresAt returns the value of the "expires_at" field in the mutation.
+func (m *PointsLotMutation) ExpiresAt() (r time.Time, exists bool) {
+	v := m.expires_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldExpiresAt returns the old "expires_at" field's value of the PointsLot entity.
+// If the PointsLot object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PointsLotMutation) OldExpiresAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldExpiresAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldExpiresAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldExpiresAt: %w", err)
+	}
+	return oldValue.ExpiresAt, nil
+}
+
+// ResetExpiresAt resets all changes to the "expires_at" field.
+func (m *PointsLotMutation) ResetExpiresAt() {
+	m.expires_at = nil
+}
+
+// Where appends a list predicates to the PointsLotMutation builder.
+func (m *PointsLotMutation) Where(ps ...predicate.PointsLot) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the PointsLotMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *PointsLotMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.PointsLot, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *PointsLotMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *PointsLotMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (PointsLot).
+func (m *PointsLotMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *PointsLotMutation) Fields() []string {
+	fields := make([]string, 0, 7)
+	if m.member_id != nil {
+		fields = append(fields, pointslot.FieldMemberID)
+	}
+	if m.entry_id != nil {
+		fields = append(fields, pointslot.FieldEntryID)
+	}
+	if m.business_unit_id != nil {
+		fields = append(fields, pointslot.FieldBusinessUnitID)
+	}
+	if m.amount != nil {
+		fields = append(fields, pointslot.FieldAmount)
+	}
+	if m.remaining != nil {
+		fields = append(fields, pointslot.FieldRemaining)
+	}
+	if m.earned_at != nil {
+		fields = append(fields, pointslot.FieldEarnedAt)
+	}
+	if m.expires_at != nil {
+		fields = append(fields, pointslot.FieldExpiresAt)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *PointsLotMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case pointslot.FieldMemberID:
+		return m.MemberID()
+	case pointslot.FieldEntryID:
+		return m.EntryID()
+	case pointslot.FieldBusinessUnitID:
+		return m.BusinessUnitID()
+	case pointslot.FieldAmount:
+		return m.Amount()
+	case pointslot.FieldRemaining:
+		return m.Remaining()
+	case pointslot.FieldEarnedAt:
+		return m.EarnedAt()
+	case pointslot.FieldExpiresAt:
+		return m.ExpiresAt()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *PointsLotMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case pointslot.FieldMemberID:
+		return m.OldMemberID(ctx)
+	case pointslot.FieldEntryID:
+		return m.OldEntryID(ctx)
+	case pointslot.FieldBusinessUnitID:
+		return m.OldBusinessUnitID(ctx)
+	case pointslot.FieldAmount:
+		return m.OldAmount(ctx)
+	case pointslot.FieldRemaining:
+		return m.OldRemaining(ctx)
+	case pointslot.FieldEarnedAt:
+		return m.OldEarnedAt(ctx)
+	case pointslot.FieldExpiresAt:
+		return m.OldExpiresAt(ctx)
+	}
+	return nil, fmt.Errorf("unknown PointsLot field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *PointsLotMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case pointslot.FieldMemberID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetMemberID(v)
+		return nil
+	case pointslot.FieldEntryID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetEntryID(v)
+		return nil
+	case pointslot.FieldBusinessUnitID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetBusinessUnitID(v)
+		return nil
+	case pointslot.FieldAmount:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetAmount(v)
+		return nil
+	case pointslot.FieldRemaining:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetRemaining(v)
+		return nil
+	case pointslot.FieldEarnedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetEarnedAt(v)
+		return nil
+	case pointslot.FieldExpiresAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetExpiresAt(v)
+		return nil
+	}
+	return fmt.Errorf("unknown PointsLot field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *PointsLotMutation) AddedFields() []string {
+	var fields []string
+	if m.addmember_id != nil {
+		fields = append(fields, pointslot.FieldMemberID)
+	}
+	if m.addentry_id != nil {
+		fields = append(fields, pointslot.FieldEntryID)
+	}
+	if m.addbusiness_unit_id != nil {
+		fields = append(fields, pointslot.FieldBusinessUnitID)
+	}
+	if m.addamount != nil {
+		fields = append(fields, pointslot.FieldAmount)
+	}
+	if m.addremaining != nil {
+		fields = append(fields, pointslot.FieldRemaining)
+	}
+	return fields
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *PointsLotMutation) AddedField(name string) (ent.Value, bool) {
+	switch name {
+	case pointslot.FieldMemberID:
+		return m.AddedMemberID()
+	case pointslot.FieldEntryID:
+		return m.AddedEntryID()
+	case pointslot.FieldBusinessUnitID:
+		return m.AddedBusinessUnitID()
+	case pointslot.FieldAmount:
+		return m.AddedAmount()
+	case pointslot.FieldRemaining:
+		return m.AddedRemaining()
+	}
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *PointsLotMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	case pointslot.FieldMemberID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddMemberID(v)
+		return nil
+	case pointslot.FieldEntryID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddEntryID(v)
+		return nil
+	case pointslot.FieldBusinessUnitID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddBusinessUnitID(v)
+		return nil
+	case pointslot.FieldAmount:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddAmount(v)
+		return nil
+	case pointslot.FieldRemaining:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddRemaining(v)
+		return nil
+	}
+	return fmt.Errorf("unknown PointsLot numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *PointsLotMutation) ClearedFields() []string {
+	var fields []string
+	if m.FieldCleared(pointslot.FieldBusinessUnitID) {
+		fields = append(fields, pointslot.FieldBusinessUnitID)
+	}
+	return fields
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *PointsLotMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *PointsLotMutation) ClearField(name string) error {
+	switch name {
+	case pointslot.FieldBusinessUnitID:
+		m.ClearBusinessUnitID()
+		return nil
+	}
+	return fmt.Errorf("unknown PointsLot nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *PointsLotMutation) ResetField(name string) error {
+	switch name {
+	case pointslot.FieldMemberID:
+		m.ResetMemberID()
+		return nil
+	case pointslot.FieldEntryID:
+		m.ResetEntryID()
+		return nil
+	case pointslot.FieldBusinessUnitID:
+		m.ResetBusinessUnitID()
+		return nil
+	case pointslot.FieldAmount:
+		m.ResetAmount()
+		return nil
+	case pointslot.FieldRemaining:
+		m.ResetRemaining()
+		return nil
+	case pointslot.FieldEarnedAt:
+		m.ResetEarnedAt()
+		return nil
+	case pointslot.FieldExpiresAt:
+		m.ResetExpiresAt()
+		return nil
+	}
+	return fmt.Errorf("unknown PointsLot field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *PointsLotMutation) AddedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *PointsLotMutation) AddedIDs(name string) []ent.Value {
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *PointsLotMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *PointsLotMutation) RemovedIDs(name string) []ent.Value {
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *PointsLotMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *PointsLotMutation) EdgeCleared(name string) bool {
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *PointsLotMutation) ClearEdge(name string) error {
+	return fmt.Errorf("unknown PointsLot unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *PointsLotMutation) ResetEdge(name string) error {
+	return fmt.Errorf("unknown PointsLot edge %s", name)
 }
 
 // RefreshTokenMutation represents an operation that mutates the RefreshToken nodes in the graph.
@@ -7616,6 +23795,986 @@ func (m *RefreshTokenMutation) ClearEdge(name string) error {
 // It returns an error if the edge is not defined in the schema.
 func (m *RefreshTokenMutation) ResetEdge(name string) error {
 	return fmt.Errorf("unknown RefreshToken edge %s", name)
+}
+
+// RefundMutation represents an operation that mutates the Refund nodes in the graph.
+type RefundMutation struct {
+	config
+	op                       Op
+	typ                      string
+	id                       *int
+	refund_id                *string
+	amount                   *int64
+	addamount                *int64
+	reason                   *string
+	points_reversed          *int64
+	addpoints_reversed       *int64
+	points_restored          *int64
+	addpoints_restored       *int64
+	growth_reversed          *int64
+	addgrowth_reversed       *int64
+	stored_value_restored    *int64
+	addstored_value_restored *int64
+	created_at               *time.Time
+	clearedFields            map[string]struct{}
+	_order                   *int
+	cleared_order            bool
+	done                     bool
+	oldValue                 func(context.Context) (*Refund, error)
+	predicates               []predicate.Refund
+}
+
+var _ ent.Mutation = (*RefundMutation)(nil)
+
+// refundOption allows management of the mutation configuration using functional options.
+type refundOption func(*RefundMutation)
+
+// newRefundMutation creates new mutation for the Refund entity.
+func newRefundMutation(c config, op Op, opts ...refundOption) *RefundMutation {
+	m := &RefundMutation{
+		config:        c,
+		op:            op,
+		typ:           TypeRefund,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withRefundID sets the ID field of the mutation.
+func withRefundID(id int) refundOption {
+	return func(m *RefundMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *Refund
+		)
+		m.oldValue = func(ctx context.Context) (*Refund, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().Refund.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withRefund sets the old Refund of the mutation.
+func withRefund(node *Refund) refundOption {
+	return func(m *RefundMutation) {
+		m.oldValue = func(context.Context) (*Refund, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m RefundMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m RefundMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *RefundMutation) ID() (id int, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *RefundMutation) IDs(ctx context.Context) ([]int, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []int{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().Refund.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetOrderID sets the "order_id" field.
+func (m *RefundMutation) SetOrderID(i int) {
+	m._order = &i
+}
+
+// OrderID returns the value of the "order_id" field in the mutation.
+func (m *RefundMutation) OrderID() (r int, exists bool) {
+	v := m._order
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldOrderID returns the old "order_id" field's value of the Refund entity.
+// If the Refund object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *RefundMutation) OldOrderID(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldOrderID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldOrderID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldOrderID: %w", err)
+	}
+	return oldValue.OrderID, nil
+}
+
+// ResetOrderID resets all changes to the "order_id" field.
+func (m *RefundMutation) ResetOrderID() {
+	m._order = nil
+}
+
+// SetRefundID sets the "refund_id" field.
+func (m *RefundMutation) SetRefundID(s string) {
+	m.refund_id = &s
+}
+
+// RefundID returns the value of the "refund_id" field in the mutation.
+func (m *RefundMutation) RefundID() (r string, exists bool) {
+	v := m.refund_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldRefundID returns the old "refund_id" field's value of the Refund entity.
+// If the Refund object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *RefundMutation) OldRefundID(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldRefundID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldRefundID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldRefundID: %w", err)
+	}
+	return oldValue.RefundID, nil
+}
+
+// ResetRefundID resets all changes to the "refund_id" field.
+func (m *RefundMutation) ResetRefundID() {
+	m.refund_id = nil
+}
+
+// SetAmount sets the "amount" field.
+func (m *RefundMutation) SetAmount(i int64) {
+	m.amount = &i
+	m.addamount = nil
+}
+
+// Amount returns the value of the "amount" field in the mutation.
+func (m *RefundMutation) Amount() (r int64, exists bool) {
+	v := m.amount
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldAmount returns the old "amount" field's value of the Refund entity.
+// If the Refund object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *RefundMutation) OldAmount(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldAmount is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldAmount requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldAmount: %w", err)
+	}
+	return oldValue.Amount, nil
+}
+
+// AddAmount adds i to the "amount" field.
+func (m *RefundMutation) AddAmount(i int64) {
+	if m.addamount != nil {
+		*m.addamount += i
+	} else {
+		m.addamount = &i
+	}
+}
+
+// AddedAmount returns the value that was added to the "amount" field in this mutation.
+func (m *RefundMutation) AddedAmount() (r int64, exists bool) {
+	v := m.addamount
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetAmount resets all changes to the "amount" field.
+func (m *RefundMutation) ResetAmount() {
+	m.amount = nil
+	m.addamount = nil
+}
+
+// SetReason sets the "reason" field.
+func (m *RefundMutation) SetReason(s string) {
+	m.reason = &s
+}
+
+// Reason returns the value of the "reason" field in the mutation.
+func (m *RefundMutation) Reason() (r string, exists bool) {
+	v := m.reason
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldReason returns the old "reason" field's value of the Refund entity.
+// If the Refund object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *RefundMutation) OldReason(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldReason is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldReason requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldReason: %w", err)
+	}
+	return oldValue.Reason, nil
+}
+
+// ResetReason resets all changes to the "reason" field.
+func (m *RefundMutation) ResetReason() {
+	m.reason = nil
+}
+
+// SetPointsReversed sets the "points_reversed" field.
+func (m *RefundMutation) SetPointsReversed(i int64) {
+	m.points_reversed = &i
+	m.addpoints_reversed = nil
+}
+
+// PointsReversed returns the value of the "points_reversed" field in the mutation.
+func (m *RefundMutation) PointsReversed() (r int64, exists bool) {
+	v := m.points_reversed
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPointsReversed returns the old "points_reversed" field's value of the Refund entity.
+// If the Refund object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *RefundMutation) OldPointsReversed(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPointsReversed is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPointsReversed requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPointsReversed: %w", err)
+	}
+	return oldValue.PointsReversed, nil
+}
+
+// AddPointsReversed adds i to the "points_reversed" field.
+func (m *RefundMutation) AddPointsReversed(i int64) {
+	if m.addpoints_reversed != nil {
+		*m.addpoints_reversed += i
+	} else {
+		m.addpoints_reversed = &i
+	}
+}
+
+// AddedPointsReversed returns the value that was added to the "points_reversed" field in this mutation.
+func (m *RefundMutation) AddedPointsReversed() (r int64, exists bool) {
+	v := m.addpoints_reversed
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetPointsReversed resets all changes to the "points_reversed" field.
+func (m *RefundMutation) ResetPointsReversed() {
+	m.points_reversed = nil
+	m.addpoints_reversed = nil
+}
+
+// SetPointsRestored sets the "points_restored" field.
+func (m *RefundMutation) SetPointsRestored(i int64) {
+	m.points_restored = &i
+	m.addpoints_restored = nil
+}
+
+// PointsRestored returns the value of the "points_restored" field in the mutation.
+func (m *RefundMutation) PointsRestored() (r int64, exists bool) {
+	v := m.points_restored
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPointsRestored returns the old "points_restored" field's value of the Refund entity.
+// If the Refund object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *RefundMutation) OldPointsRestored(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPointsRestored is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPointsRestored requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPointsRestored: %w", err)
+	}
+	return oldValue.PointsRestored, nil
+}
+
+// AddPointsRestored adds i to the "points_restored" field.
+func (m *RefundMutation) AddPointsRestored(i int64) {
+	if m.addpoints_restored != nil {
+		*m.addpoints_restored += i
+	} else {
+		m.addpoints_restored = &i
+	}
+}
+
+// AddedPointsRestored returns the value that was added to the "points_restored" field in this mutation.
+func (m *RefundMutation) AddedPointsRestored() (r int64, exists bool) {
+	v := m.addpoints_restored
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetPointsRestored resets all changes to the "points_restored" field.
+func (m *RefundMutation) ResetPointsRestored() {
+	m.points_restored = nil
+	m.addpoints_restored = nil
+}
+
+// SetGrowthReversed sets the "growth_reversed" field.
+func (m *RefundMutation) SetGrowthReversed(i int64) {
+	m.growth_reversed = &i
+	m.addgrowth_reversed = nil
+}
+
+// GrowthReversed returns the value of the "growth_reversed" field in the mutation.
+func (m *RefundMutation) GrowthReversed() (r int64, exists bool) {
+	v := m.growth_reversed
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldGrowthReversed returns the old "growth_reversed" field's value of the Refund entity.
+// If the Refund object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *RefundMutation) OldGrowthReversed(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldGrowthReversed is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldGrowthReversed requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldGrowthReversed: %w", err)
+	}
+	return oldValue.GrowthReversed, nil
+}
+
+// AddGrowthReversed adds i to the "growth_reversed" field.
+func (m *RefundMutation) AddGrowthReversed(i int64) {
+	if m.addgrowth_reversed != nil {
+		*m.addgrowth_reversed += i
+	} else {
+		m.addgrowth_reversed = &i
+	}
+}
+
+// AddedGrowthReversed returns the value that was added to the "growth_reversed" field in this mutation.
+func (m *RefundMutation) AddedGrowthReversed() (r int64, exists bool) {
+	v := m.addgrowth_reversed
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetGrowthReversed resets all changes to the "growth_reversed" field.
+func (m *RefundMutation) ResetGrowthReversed() {
+	m.growth_reversed = nil
+	m.addgrowth_reversed = nil
+}
+
+// SetStoredValueRestored sets the "stored_value_restored" field.
+func (m *RefundMutation) SetStoredValueRestored(i int64) {
+	m.stored_value_restored = &i
+	m.addstored_value_restored = nil
+}
+
+// StoredValueRestored returns the value of the "stored_value_restored" field in the mutation.
+func (m *RefundMutation) StoredValueRestored() (r int64, exists bool) {
+	v := m.stored_value_restored
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldStoredValueRestored returns the old "stored_value_restored" field's value of the Refund entity.
+// If the Refund object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *RefundMutation) OldStoredValueRestored(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldStoredValueRestored is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldStoredValueRestored requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldStoredValueRestored: %w", err)
+	}
+	return oldValue.StoredValueRestored, nil
+}
+
+// AddStoredValueRestored adds i to the "stored_value_restored" field.
+func (m *RefundMutation) AddStoredValueRestored(i int64) {
+	if m.addstored_value_restored != nil {
+		*m.addstored_value_restored += i
+	} else {
+		m.addstored_value_restored = &i
+	}
+}
+
+// AddedStoredValueRestored returns the value that was added to the "stored_value_restored" field in this mutation.
+func (m *RefundMutation) AddedStoredValueRestored() (r int64, exists bool) {
+	v := m.addstored_value_restored
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetStoredValueRestored resets all changes to the "stored_value_restored" field.
+func (m *RefundMutation) ResetStoredValueRestored() {
+	m.stored_value_restored = nil
+	m.addstored_value_restored = nil
+}
+
+// SetCreatedAt sets the "created_at" field.
+func (m *RefundMutation) SetCreatedAt(t time.Time) {
+	m.created_at = &t
+}
+
+// CreatedAt returns the value of the "created_at" field in the mutation.
+func (m *RefundMutation) CreatedAt() (r time.Time, exists bool) {
+	v := m.created_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCreatedAt returns the old "created_at" field's value of the Refund entity.
+// If the Refund object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *RefundMutation) OldCreatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCreatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCreatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCreatedAt: %w", err)
+	}
+	return oldValue.CreatedAt, nil
+}
+
+// ResetCreatedAt resets all changes to the "created_at" field.
+func (m *RefundMutation) ResetCreatedAt() {
+	m.created_at = nil
+}
+
+// ClearOrder clears the "order" edge to the Order entity.
+func (m *RefundMutation) ClearOrder() {
+	m.cleared_order = true
+	m.clearedFields[refund.FieldOrderID] = struct{}{}
+}
+
+// OrderCleared reports if the "order" edge to the Order entity was cleared.
+func (m *RefundMutation) OrderCleared() bool {
+	return m.cleared_order
+}
+
+// OrderIDs returns the "order" edge IDs in the mutation.
+// Note that IDs always returns len(IDs) <= 1 for unique edges, and you should use
+// OrderID instead. It exists only for internal usage by the builders.
+func (m *RefundMutation) OrderIDs() (ids []int) {
+	if id := m._order; id != nil {
+		ids = append(ids, *id)
+	}
+	return
+}
+
+// ResetOrder resets all changes to the "order" edge.
+func (m *RefundMutation) ResetOrder() {
+	m._order = nil
+	m.cleared_order = false
+}
+
+// Where appends a list predicates to the RefundMutation builder.
+func (m *RefundMutation) Where(ps ...predicate.Refund) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the RefundMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *RefundMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.Refund, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *RefundMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *RefundMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (Refund).
+func (m *RefundMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *RefundMutation) Fields() []string {
+	fields := make([]string, 0, 9)
+	if m._order != nil {
+		fields = append(fields, refund.FieldOrderID)
+	}
+	if m.refund_id != nil {
+		fields = append(fields, refund.FieldRefundID)
+	}
+	if m.amount != nil {
+		fields = append(fields, refund.FieldAmount)
+	}
+	if m.reason != nil {
+		fields = append(fields, refund.FieldReason)
+	}
+	if m.points_reversed != nil {
+		fields = append(fields, refund.FieldPointsReversed)
+	}
+	if m.points_restored != nil {
+		fields = append(fields, refund.FieldPointsRestored)
+	}
+	if m.growth_reversed != nil {
+		fields = append(fields, refund.FieldGrowthReversed)
+	}
+	if m.stored_value_restored != nil {
+		fields = append(fields, refund.FieldStoredValueRestored)
+	}
+	if m.created_at != nil {
+		fields = append(fields, refund.FieldCreatedAt)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *RefundMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case refund.FieldOrderID:
+		return m.OrderID()
+	case refund.FieldRefundID:
+		return m.RefundID()
+	case refund.FieldAmount:
+		return m.Amount()
+	case refund.FieldReason:
+		return m.Reason()
+	case refund.FieldPointsReversed:
+		return m.PointsReversed()
+	case refund.FieldPointsRestored:
+		return m.PointsRestored()
+	case refund.FieldGrowthReversed:
+		return m.GrowthReversed()
+	case refund.FieldStoredValueRestored:
+		return m.StoredValueRestored()
+	case refund.FieldCreatedAt:
+		return m.CreatedAt()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *RefundMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case refund.FieldOrderID:
+		return m.OldOrderID(ctx)
+	case refund.FieldRefundID:
+		return m.OldRefundID(ctx)
+	case refund.FieldAmount:
+		return m.OldAmount(ctx)
+	case refund.FieldReason:
+		return m.OldReason(ctx)
+	case refund.FieldPointsReversed:
+		return m.OldPointsReversed(ctx)
+	case refund.FieldPointsRestored:
+		return m.OldPointsRestored(ctx)
+	case refund.FieldGrowthReversed:
+		return m.OldGrowthReversed(ctx)
+	case refund.FieldStoredValueRestored:
+		return m.OldStoredValueRestored(ctx)
+	case refund.FieldCreatedAt:
+		return m.OldCreatedAt(ctx)
+	}
+	return nil, fmt.Errorf("unknown Refund field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *RefundMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case refund.FieldOrderID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetOrderID(v)
+		return nil
+	case refund.FieldRefundID:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetRefundID(v)
+		return nil
+	case refund.FieldAmount:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetAmount(v)
+		return nil
+	case refund.FieldReason:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetReason(v)
+		return nil
+	case refund.FieldPointsReversed:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPointsReversed(v)
+		return nil
+	case refund.FieldPointsRestored:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPointsRestored(v)
+		return nil
+	case refund.FieldGrowthReversed:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetGrowthReversed(v)
+		return nil
+	case refund.FieldStoredValueRestored:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetStoredValueRestored(v)
+		return nil
+	case refund.FieldCreatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCreatedAt(v)
+		return nil
+	}
+	return fmt.Errorf("unknown Refund field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *RefundMutation) AddedFields() []string {
+	var fields []string
+	if m.addamount != nil {
+		fields = append(fields, refund.FieldAmount)
+	}
+	if m.addpoints_reversed != nil {
+		fields = append(fields, refund.FieldPointsReversed)
+	}
+	if m.addpoints_restored != nil {
+		fields = append(fields, refund.FieldPointsRestored)
+	}
+	if m.addgrowth_reversed != nil {
+		fields = append(fields, refund.FieldGrowthReversed)
+	}
+	if m.addstored_value_restored != nil {
+		fields = append(fields, refund.FieldStoredValueRestored)
+	}
+	return fields
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *RefundMutation) AddedField(name string) (ent.Value, bool) {
+	switch name {
+	case refund.FieldAmount:
+		return m.AddedAmount()
+	case refund.FieldPointsReversed:
+		return m.AddedPointsReversed()
+	case refund.FieldPointsRestored:
+		return m.AddedPointsRestored()
+	case refund.FieldGrowthReversed:
+		return m.AddedGrowthReversed()
+	case refund.FieldStoredValueRestored:
+		return m.AddedStoredValueRestored()
+	}
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *RefundMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	case refund.FieldAmount:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddAmount(v)
+		return nil
+	case refund.FieldPointsReversed:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddPointsReversed(v)
+		return nil
+	case refund.FieldPointsRestored:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddPointsRestored(v)
+		return nil
+	case refund.FieldGrowthReversed:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddGrowthReversed(v)
+		return nil
+	case refund.FieldStoredValueRestored:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddStoredValueRestored(v)
+		return nil
+	}
+	return fmt.Errorf("unknown Refund numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *RefundMutation) ClearedFields() []string {
+	return nil
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *RefundMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *RefundMutation) ClearField(name string) error {
+	return fmt.Errorf("unknown Refund nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *RefundMutation) ResetField(name string) error {
+	switch name {
+	case refund.FieldOrderID:
+		m.ResetOrderID()
+		return nil
+	case refund.FieldRefundID:
+		m.ResetRefundID()
+		return nil
+	case refund.FieldAmount:
+		m.ResetAmount()
+		return nil
+	case refund.FieldReason:
+		m.ResetReason()
+		return nil
+	case refund.FieldPointsReversed:
+		m.ResetPointsReversed()
+		return nil
+	case refund.FieldPointsRestored:
+		m.ResetPointsRestored()
+		return nil
+	case refund.FieldGrowthReversed:
+		m.ResetGrowthReversed()
+		return nil
+	case refund.FieldStoredValueRestored:
+		m.ResetStoredValueRestored()
+		return nil
+	case refund.FieldCreatedAt:
+		m.ResetCreatedAt()
+		return nil
+	}
+	return fmt.Errorf("unknown Refund field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *RefundMutation) AddedEdges() []string {
+	edges := make([]string, 0, 1)
+	if m._order != nil {
+		edges = append(edges, refund.EdgeOrder)
+	}
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *RefundMutation) AddedIDs(name string) []ent.Value {
+	switch name {
+	case refund.EdgeOrder:
+		if id := m._order; id != nil {
+			return []ent.Value{*id}
+		}
+	}
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *RefundMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 1)
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *RefundMutation) RemovedIDs(name string) []ent.Value {
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *RefundMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 1)
+	if m.cleared_order {
+		edges = append(edges, refund.EdgeOrder)
+	}
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *RefundMutation) EdgeCleared(name string) bool {
+	switch name {
+	case refund.EdgeOrder:
+		return m.cleared_order
+	}
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *RefundMutation) ClearEdge(name string) error {
+	switch name {
+	case refund.EdgeOrder:
+		m.ClearOrder()
+		return nil
+	}
+	return fmt.Errorf("unknown Refund unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *RefundMutation) ResetEdge(name string) error {
+	switch name {
+	case refund.EdgeOrder:
+		m.ResetOrder()
+		return nil
+	}
+	return fmt.Errorf("unknown Refund edge %s", name)
 }
 
 // StaffMutation represents an operation that mutates the Staff nodes in the graph.
@@ -8456,24 +25615,27 @@ func (m *StaffMutation) ResetEdge(name string) error {
 // StoreMutation represents an operation that mutates the Store nodes in the graph.
 type StoreMutation struct {
 	config
-	op                   Op
-	typ                  string
-	id                   *int
-	created_at           *time.Time
-	updated_at           *time.Time
-	code                 *string
-	name                 *string
-	city                 *string
-	region_code          *string
-	clearedFields        map[string]struct{}
-	business_unit        *int
-	clearedbusiness_unit bool
-	api_clients          map[int]struct{}
-	removedapi_clients   map[int]struct{}
-	clearedapi_clients   bool
-	done                 bool
-	oldValue             func(context.Context) (*Store, error)
-	predicates           []predicate.Store
+	op                      Op
+	typ                     string
+	id                      *int
+	created_at              *time.Time
+	updated_at              *time.Time
+	code                    *string
+	name                    *string
+	city                    *string
+	region_code             *string
+	clearedFields           map[string]struct{}
+	business_unit           *int
+	clearedbusiness_unit    bool
+	api_clients             map[int]struct{}
+	removedapi_clients      map[int]struct{}
+	clearedapi_clients      bool
+	coupon_templates        map[int]struct{}
+	removedcoupon_templates map[int]struct{}
+	clearedcoupon_templates bool
+	done                    bool
+	oldValue                func(context.Context) (*Store, error)
+	predicates              []predicate.Store
 }
 
 var _ ent.Mutation = (*StoreMutation)(nil)
@@ -8907,6 +26069,60 @@ func (m *StoreMutation) ResetAPIClients() {
 	m.removedapi_clients = nil
 }
 
+// AddCouponTemplateIDs adds the "coupon_templates" edge to the CouponTemplate entity by ids.
+func (m *StoreMutation) AddCouponTemplateIDs(ids ...int) {
+	if m.coupon_templates == nil {
+		m.coupon_templates = make(map[int]struct{})
+	}
+	for i := range ids {
+		m.coupon_templates[ids[i]] = struct{}{}
+	}
+}
+
+// ClearCouponTemplates clears the "coupon_templates" edge to the CouponTemplate entity.
+func (m *StoreMutation) ClearCouponTemplates() {
+	m.clearedcoupon_templates = true
+}
+
+// CouponTemplatesCleared reports if the "coupon_templates" edge to the CouponTemplate entity was cleared.
+func (m *StoreMutation) CouponTemplatesCleared() bool {
+	return m.clearedcoupon_templates
+}
+
+// RemoveCouponTemplateIDs removes the "coupon_templates" edge to the CouponTemplate entity by IDs.
+func (m *StoreMutation) RemoveCouponTemplateIDs(ids ...int) {
+	if m.removedcoupon_templates == nil {
+		m.removedcoupon_templates = make(map[int]struct{})
+	}
+	for i := range ids {
+		delete(m.coupon_templates, ids[i])
+		m.removedcoupon_templates[ids[i]] = struct{}{}
+	}
+}
+
+// RemovedCouponTemplates returns the removed IDs of the "coupon_templates" edge to the CouponTemplate entity.
+func (m *StoreMutation) RemovedCouponTemplatesIDs() (ids []int) {
+	for id := range m.removedcoupon_templates {
+		ids = append(ids, id)
+	}
+	return
+}
+
+// CouponTemplatesIDs returns the "coupon_templates" edge IDs in the mutation.
+func (m *StoreMutation) CouponTemplatesIDs() (ids []int) {
+	for id := range m.coupon_templates {
+		ids = append(ids, id)
+	}
+	return
+}
+
+// ResetCouponTemplates resets all changes to the "coupon_templates" edge.
+func (m *StoreMutation) ResetCouponTemplates() {
+	m.coupon_templates = nil
+	m.clearedcoupon_templates = false
+	m.removedcoupon_templates = nil
+}
+
 // Where appends a list predicates to the StoreMutation builder.
 func (m *StoreMutation) Where(ps ...predicate.Store) {
 	m.predicates = append(m.predicates, ps...)
@@ -9145,12 +26361,15 @@ func (m *StoreMutation) ResetField(name string) error {
 
 // AddedEdges returns all edge names that were set/added in this mutation.
 func (m *StoreMutation) AddedEdges() []string {
-	edges := make([]string, 0, 2)
+	edges := make([]string, 0, 3)
 	if m.business_unit != nil {
 		edges = append(edges, store.EdgeBusinessUnit)
 	}
 	if m.api_clients != nil {
 		edges = append(edges, store.EdgeAPIClients)
+	}
+	if m.coupon_templates != nil {
+		edges = append(edges, store.EdgeCouponTemplates)
 	}
 	return edges
 }
@@ -9169,15 +26388,24 @@ func (m *StoreMutation) AddedIDs(name string) []ent.Value {
 			ids = append(ids, id)
 		}
 		return ids
+	case store.EdgeCouponTemplates:
+		ids := make([]ent.Value, 0, len(m.coupon_templates))
+		for id := range m.coupon_templates {
+			ids = append(ids, id)
+		}
+		return ids
 	}
 	return nil
 }
 
 // RemovedEdges returns all edge names that were removed in this mutation.
 func (m *StoreMutation) RemovedEdges() []string {
-	edges := make([]string, 0, 2)
+	edges := make([]string, 0, 3)
 	if m.removedapi_clients != nil {
 		edges = append(edges, store.EdgeAPIClients)
+	}
+	if m.removedcoupon_templates != nil {
+		edges = append(edges, store.EdgeCouponTemplates)
 	}
 	return edges
 }
@@ -9192,18 +26420,27 @@ func (m *StoreMutation) RemovedIDs(name string) []ent.Value {
 			ids = append(ids, id)
 		}
 		return ids
+	case store.EdgeCouponTemplates:
+		ids := make([]ent.Value, 0, len(m.removedcoupon_templates))
+		for id := range m.removedcoupon_templates {
+			ids = append(ids, id)
+		}
+		return ids
 	}
 	return nil
 }
 
 // ClearedEdges returns all edge names that were cleared in this mutation.
 func (m *StoreMutation) ClearedEdges() []string {
-	edges := make([]string, 0, 2)
+	edges := make([]string, 0, 3)
 	if m.clearedbusiness_unit {
 		edges = append(edges, store.EdgeBusinessUnit)
 	}
 	if m.clearedapi_clients {
 		edges = append(edges, store.EdgeAPIClients)
+	}
+	if m.clearedcoupon_templates {
+		edges = append(edges, store.EdgeCouponTemplates)
 	}
 	return edges
 }
@@ -9216,6 +26453,8 @@ func (m *StoreMutation) EdgeCleared(name string) bool {
 		return m.clearedbusiness_unit
 	case store.EdgeAPIClients:
 		return m.clearedapi_clients
+	case store.EdgeCouponTemplates:
+		return m.clearedcoupon_templates
 	}
 	return false
 }
@@ -9241,8 +26480,1527 @@ func (m *StoreMutation) ResetEdge(name string) error {
 	case store.EdgeAPIClients:
 		m.ResetAPIClients()
 		return nil
+	case store.EdgeCouponTemplates:
+		m.ResetCouponTemplates()
+		return nil
 	}
 	return fmt.Errorf("unknown Store edge %s", name)
+}
+
+// StoredValueEntryMutation represents an operation that mutates the StoredValueEntry nodes in the graph.
+type StoredValueEntryMutation struct {
+	config
+	op                   Op
+	typ                  string
+	id                   *int
+	member_id            *int
+	addmember_id         *int
+	source               *storedvalueentry.Source
+	amount               *int64
+	addamount            *int64
+	balance_after        *int64
+	addbalance_after     *int64
+	reason               *string
+	order_id             *int
+	addorder_id          *int
+	idempotency_key      *string
+	occurred_at          *time.Time
+	kind                 *storedvalueentry.Kind
+	principal_amount     *int64
+	addprincipal_amount  *int64
+	bonus_amount         *int64
+	addbonus_amount      *int64
+	order_ref            *string
+	payment_entry_id     *int
+	addpayment_entry_id  *int
+	clearedFields        map[string]struct{}
+	business_unit        *int
+	clearedbusiness_unit bool
+	store                *int
+	clearedstore         bool
+	done                 bool
+	oldValue             func(context.Context) (*StoredValueEntry, error)
+	predicates           []predicate.StoredValueEntry
+}
+
+var _ ent.Mutation = (*StoredValueEntryMutation)(nil)
+
+// storedvalueentryOption allows management of the mutation configuration using functional options.
+type storedvalueentryOption func(*StoredValueEntryMutation)
+
+// newStoredValueEntryMutation creates new mutation for the StoredValueEntry entity.
+func newStoredValueEntryMutation(c config, op Op, opts ...storedvalueentryOption) *StoredValueEntryMutation {
+	m := &StoredValueEntryMutation{
+		config:        c,
+		op:            op,
+		typ:           TypeStoredValueEntry,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withStoredValueEntryID sets the ID field of the mutation.
+func withStoredValueEntryID(id int) storedvalueentryOption {
+	return func(m *StoredValueEntryMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *StoredValueEntry
+		)
+		m.oldValue = func(ctx context.Context) (*StoredValueEntry, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().StoredValueEntry.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withStoredValueEntry sets the old StoredValueEntry of the mutation.
+func withStoredValueEntry(node *StoredValueEntry) storedvalueentryOption {
+	return func(m *StoredValueEntryMutation) {
+		m.oldValue = func(context.Context) (*StoredValueEntry, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m StoredValueEntryMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m StoredValueEntryMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *StoredValueEntryMutation) ID() (id int, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *StoredValueEntryMutation) IDs(ctx context.Context) ([]int, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []int{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().StoredValueEntry.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetMemberID sets the "member_id" field.
+func (m *StoredValueEntryMutation) SetMemberID(i int) {
+	m.member_id = &i
+	m.addmember_id = nil
+}
+
+// MemberID returns the value of the "member_id" field in the mutation.
+func (m *StoredValueEntryMutation) MemberID() (r int, exists bool) {
+	v := m.member_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldMemberID returns the old "member_id" field's value of the StoredValueEntry entity.
+// If the StoredValueEntry object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *StoredValueEntryMutation) OldMemberID(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldMemberID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldMemberID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldMemberID: %w", err)
+	}
+	return oldValue.MemberID, nil
+}
+
+// AddMemberID adds i to the "member_id" field.
+func (m *StoredValueEntryMutation) AddMemberID(i int) {
+	if m.addmember_id != nil {
+		*m.addmember_id += i
+	} else {
+		m.addmember_id = &i
+	}
+}
+
+// AddedMemberID returns the value that was added to the "member_id" field in this mutation.
+func (m *StoredValueEntryMutation) AddedMemberID() (r int, exists bool) {
+	v := m.addmember_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetMemberID resets all changes to the "member_id" field.
+func (m *StoredValueEntryMutation) ResetMemberID() {
+	m.member_id = nil
+	m.addmember_id = nil
+}
+
+// SetSource sets the "source" field.
+func (m *StoredValueEntryMutation) SetSource(s storedvalueentry.Source) {
+	m.source = &s
+}
+
+// Source returns the value of the "source" field in the mutation.
+func (m *StoredValueEntryMutation) Source() (r storedvalueentry.Source, exists bool) {
+	v := m.source
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldSource returns the old "source" field's value of the StoredValueEntry entity.
+// If the StoredValueEntry object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *StoredValueEntryMutation) OldSource(ctx context.Context) (v storedvalueentry.Source, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldSource is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldSource requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldSource: %w", err)
+	}
+	return oldValue.Source, nil
+}
+
+// ResetSource resets all changes to the "source" field.
+func (m *StoredValueEntryMutation) ResetSource() {
+	m.source = nil
+}
+
+// SetAmount sets the "amount" field.
+func (m *StoredValueEntryMutation) SetAmount(i int64) {
+	m.amount = &i
+	m.addamount = nil
+}
+
+// Amount returns the value of the "amount" field in the mutation.
+func (m *StoredValueEntryMutation) Amount() (r int64, exists bool) {
+	v := m.amount
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldAmount returns the old "amount" field's value of the StoredValueEntry entity.
+// If the StoredValueEntry object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *StoredValueEntryMutation) OldAmount(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldAmount is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldAmount requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldAmount: %w", err)
+	}
+	return oldValue.Amount, nil
+}
+
+// AddAmount adds i to the "amount" field.
+func (m *StoredValueEntryMutation) AddAmount(i int64) {
+	if m.addamount != nil {
+		*m.addamount += i
+	} else {
+		m.addamount = &i
+	}
+}
+
+// AddedAmount returns the value that was added to the "amount" field in this mutation.
+func (m *StoredValueEntryMutation) AddedAmount() (r int64, exists bool) {
+	v := m.addamount
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetAmount resets all changes to the "amount" field.
+func (m *StoredValueEntryMutation) ResetAmount() {
+	m.amount = nil
+	m.addamount = nil
+}
+
+// SetBalanceAfter sets the "balance_after" field.
+func (m *StoredValueEntryMutation) SetBalanceAfter(i int64) {
+	m.balance_after = &i
+	m.addbalance_after = nil
+}
+
+// BalanceAfter returns the value of the "balance_after" field in the mutation.
+func (m *StoredValueEntryMutation) BalanceAfter() (r int64, exists bool) {
+	v := m.balance_after
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldBalanceAfter returns the old "balance_after" field's value of the StoredValueEntry entity.
+// If the StoredValueEntry object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *StoredValueEntryMutation) OldBalanceAfter(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldBalanceAfter is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldBalanceAfter requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldBalanceAfter: %w", err)
+	}
+	return oldValue.BalanceAfter, nil
+}
+
+// AddBalanceAfter adds i to the "balance_after" field.
+func (m *StoredValueEntryMutation) AddBalanceAfter(i int64) {
+	if m.addbalance_after != nil {
+		*m.addbalance_after += i
+	} else {
+		m.addbalance_after = &i
+	}
+}
+
+// AddedBalanceAfter returns the value that was added to the "balance_after" field in this mutation.
+func (m *StoredValueEntryMutation) AddedBalanceAfter() (r int64, exists bool) {
+	v := m.addbalance_after
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetBalanceAfter resets all changes to the "balance_after" field.
+func (m *StoredValueEntryMutation) ResetBalanceAfter() {
+	m.balance_after = nil
+	m.addbalance_after = nil
+}
+
+// SetReason sets the "reason" field.
+func (m *StoredValueEntryMutation) SetReason(s string) {
+	m.reason = &s
+}
+
+// Reason returns the value of the "reason" field in the mutation.
+func (m *StoredValueEntryMutation) Reason() (r string, exists bool) {
+	v := m.reason
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldReason returns the old "reason" field's value of the StoredValueEntry entity.
+// If the StoredValueEntry object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *StoredValueEntryMutation) OldReason(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldReason is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldReason requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldReason: %w", err)
+	}
+	return oldValue.Reason, nil
+}
+
+// ResetReason resets all changes to the "reason" field.
+func (m *StoredValueEntryMutation) ResetReason() {
+	m.reason = nil
+}
+
+// SetBusinessUnitID sets the "business_unit_id" field.
+func (m *StoredValueEntryMutation) SetBusinessUnitID(i int) {
+	m.business_unit = &i
+}
+
+// BusinessUnitID returns the value of the "business_unit_id" field in the mutation.
+func (m *StoredValueEntryMutation) BusinessUnitID() (r int, exists bool) {
+	v := m.business_unit
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldBusinessUnitID returns the old "business_unit_id" field's value of the StoredValueEntry entity.
+// If the StoredValueEntry object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *StoredValueEntryMutation) OldBusinessUnitID(ctx context.Context) (v *int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldBusinessUnitID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldBusinessUnitID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldBusinessUnitID: %w", err)
+	}
+	return oldValue.BusinessUnitID, nil
+}
+
+// ClearBusinessUnitID clears the value of the "business_unit_id" field.
+func (m *StoredValueEntryMutation) ClearBusinessUnitID() {
+	m.business_unit = nil
+	m.clearedFields[storedvalueentry.FieldBusinessUnitID] = struct{}{}
+}
+
+// BusinessUnitIDCleared returns if the "business_unit_id" field was cleared in this mutation.
+func (m *StoredValueEntryMutation) BusinessUnitIDCleared() bool {
+	_, ok := m.clearedFields[storedvalueentry.FieldBusinessUnitID]
+	return ok
+}
+
+// ResetBusinessUnitID resets all changes to the "business_unit_id" field.
+func (m *StoredValueEntryMutation) ResetBusinessUnitID() {
+	m.business_unit = nil
+	delete(m.clearedFields, storedvalueentry.FieldBusinessUnitID)
+}
+
+// SetStoreID sets the "store_id" field.
+func (m *StoredValueEntryMutation) SetStoreID(i int) {
+	m.store = &i
+}
+
+// StoreID returns the value of the "store_id" field in the mutation.
+func (m *StoredValueEntryMutation) StoreID() (r int, exists bool) {
+	v := m.store
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldStoreID returns the old "store_id" field's value of the StoredValueEntry entity.
+// If the StoredValueEntry object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *StoredValueEntryMutation) OldStoreID(ctx context.Context) (v *int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldStoreID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldStoreID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldStoreID: %w", err)
+	}
+	return oldValue.StoreID, nil
+}
+
+// ClearStoreID clears the value of the "store_id" field.
+func (m *StoredValueEntryMutation) ClearStoreID() {
+	m.store = nil
+	m.clearedFields[storedvalueentry.FieldStoreID] = struct{}{}
+}
+
+// StoreIDCleared returns if the "store_id" field was cleared in this mutation.
+func (m *StoredValueEntryMutation) StoreIDCleared() bool {
+	_, ok := m.clearedFields[storedvalueentry.FieldStoreID]
+	return ok
+}
+
+// ResetStoreID resets all changes to the "store_id" field.
+func (m *StoredValueEntryMutation) ResetStoreID() {
+	m.store = nil
+	delete(m.clearedFields, storedvalueentry.FieldStoreID)
+}
+
+// SetOrderID sets the "order_id" field.
+func (m *StoredValueEntryMutation) SetOrderID(i int) {
+	m.order_id = &i
+	m.addorder_id = nil
+}
+
+// OrderID returns the value of the "order_id" field in the mutation.
+func (m *StoredValueEntryMutation) OrderID() (r int, exists bool) {
+	v := m.order_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldOrderID returns the old "order_id" field's value of the StoredValueEntry entity.
+// If the StoredValueEntry object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *StoredValueEntryMutation) OldOrderID(ctx context.Context) (v *int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldOrderID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldOrderID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldOrderID: %w", err)
+	}
+	return oldValue.OrderID, nil
+}
+
+// AddOrderID adds i to the "order_id" field.
+func (m *StoredValueEntryMutation) AddOrderID(i int) {
+	if m.addorder_id != nil {
+		*m.addorder_id += i
+	} else {
+		m.addorder_id = &i
+	}
+}
+
+// AddedOrderID returns the value that was added to the "order_id" field in this mutation.
+func (m *StoredValueEntryMutation) AddedOrderID() (r int, exists bool) {
+	v := m.addorder_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ClearOrderID clears the value of the "order_id" field.
+func (m *StoredValueEntryMutation) ClearOrderID() {
+	m.order_id = nil
+	m.addorder_id = nil
+	m.clearedFields[storedvalueentry.FieldOrderID] = struct{}{}
+}
+
+// OrderIDCleared returns if the "order_id" field was cleared in this mutation.
+func (m *StoredValueEntryMutation) OrderIDCleared() bool {
+	_, ok := m.clearedFields[storedvalueentry.FieldOrderID]
+	return ok
+}
+
+// ResetOrderID resets all changes to the "order_id" field.
+func (m *StoredValueEntryMutation) ResetOrderID() {
+	m.order_id = nil
+	m.addorder_id = nil
+	delete(m.clearedFields, storedvalueentry.FieldOrderID)
+}
+
+// SetIdempotencyKey sets the "idempotency_key" field.
+func (m *StoredValueEntryMutation) SetIdempotencyKey(s string) {
+	m.idempotency_key = &s
+}
+
+// IdempotencyKey returns the value of the "idempotency_key" field in the mutation.
+func (m *StoredValueEntryMutation) IdempotencyKey() (r string, exists bool) {
+	v := m.idempotency_key
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldIdempotencyKey returns the old "idempotency_key" field's value of the StoredValueEntry entity.
+// If the StoredValueEntry object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *StoredValueEntryMutation) OldIdempotencyKey(ctx context.Context) (v *string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldIdempotencyKey is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldIdempotencyKey requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldIdempotencyKey: %w", err)
+	}
+	return oldValue.IdempotencyKey, nil
+}
+
+// ClearIdempotencyKey clears the value of the "idempotency_key" field.
+func (m *StoredValueEntryMutation) ClearIdempotencyKey() {
+	m.idempotency_key = nil
+	m.clearedFields[storedvalueentry.FieldIdempotencyKey] = struct{}{}
+}
+
+// IdempotencyKeyCleared returns if the "idempotency_key" field was cleared in this mutation.
+func (m *StoredValueEntryMutation) IdempotencyKeyCleared() bool {
+	_, ok := m.clearedFields[storedvalueentry.FieldIdempotencyKey]
+	return ok
+}
+
+// ResetIdempotencyKey resets all changes to the "idempotency_key" field.
+func (m *StoredValueEntryMutation) ResetIdempotencyKey() {
+	m.idempotency_key = nil
+	delete(m.clearedFields, storedvalueentry.FieldIdempotencyKey)
+}
+
+// SetOccurredAt sets the "occurred_at" field.
+func (m *StoredValueEntryMutation) SetOccurredAt(t time.Time) {
+	m.occurred_at = &t
+}
+
+// OccurredAt returns the value of the "occurred_at" field in the mutation.
+func (m *StoredValueEntryMutation) OccurredAt() (r time.Time, exists bool) {
+	v := m.occurred_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldOccurredAt returns the old "occurred_at" field's value of the StoredValueEntry entity.
+// If the StoredValueEntry object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *StoredValueEntryMutation) OldOccurredAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldOccurredAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldOccurredAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldOccurredAt: %w", err)
+	}
+	return oldValue.OccurredAt, nil
+}
+
+// ResetOccurredAt resets all changes to the "occurred_at" field.
+func (m *StoredValueEntryMutation) ResetOccurredAt() {
+	m.occurred_at = nil
+}
+
+// SetKind sets the "kind" field.
+func (m *StoredValueEntryMutation) SetKind(s storedvalueentry.Kind) {
+	m.kind = &s
+}
+
+// Kind returns the value of the "kind" field in the mutation.
+func (m *StoredValueEntryMutation) Kind() (r storedvalueentry.Kind, exists bool) {
+	v := m.kind
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldKind returns the old "kind" field's value of the StoredValueEntry entity.
+// If the StoredValueEntry object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *StoredValueEntryMutation) OldKind(ctx context.Context) (v storedvalueentry.Kind, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldKind is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldKind requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldKind: %w", err)
+	}
+	return oldValue.Kind, nil
+}
+
+// ResetKind resets all changes to the "kind" field.
+func (m *StoredValueEntryMutation) ResetKind() {
+	m.kind = nil
+}
+
+// SetPrincipalAmount sets the "principal_amount" field.
+func (m *StoredValueEntryMutation) SetPrincipalAmount(i int64) {
+	m.principal_amount = &i
+	m.addprincipal_amount = nil
+}
+
+// PrincipalAmount returns the value of the "principal_amount" field in the mutation.
+func (m *StoredValueEntryMutation) PrincipalAmount() (r int64, exists bool) {
+	v := m.principal_amount
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPrincipalAmount returns the old "principal_amount" field's value of the StoredValueEntry entity.
+// If the StoredValueEntry object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *StoredValueEntryMutation) OldPrincipalAmount(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPrincipalAmount is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPrincipalAmount requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPrincipalAmount: %w", err)
+	}
+	return oldValue.PrincipalAmount, nil
+}
+
+// AddPrincipalAmount adds i to the "principal_amount" field.
+func (m *StoredValueEntryMutation) AddPrincipalAmount(i int64) {
+	if m.addprincipal_amount != nil {
+		*m.addprincipal_amount += i
+	} else {
+		m.addprincipal_amount = &i
+	}
+}
+
+// AddedPrincipalAmount returns the value that was added to the "principal_amount" field in this mutation.
+func (m *StoredValueEntryMutation) AddedPrincipalAmount() (r int64, exists bool) {
+	v := m.addprincipal_amount
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetPrincipalAmount resets all changes to the "principal_amount" field.
+func (m *StoredValueEntryMutation) ResetPrincipalAmount() {
+	m.principal_amount = nil
+	m.addprincipal_amount = nil
+}
+
+// SetBonusAmount sets the "bonus_amount" field.
+func (m *StoredValueEntryMutation) SetBonusAmount(i int64) {
+	m.bonus_amount = &i
+	m.addbonus_amount = nil
+}
+
+// BonusAmount returns the value of the "bonus_amount" field in the mutation.
+func (m *StoredValueEntryMutation) BonusAmount() (r int64, exists bool) {
+	v := m.bonus_amount
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldBonusAmount returns the old "bonus_amount" field's value of the StoredValueEntry entity.
+// If the StoredValueEntry object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *StoredValueEntryMutation) OldBonusAmount(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldBonusAmount is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldBonusAmount requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldBonusAmount: %w", err)
+	}
+	return oldValue.BonusAmount, nil
+}
+
+// AddBonusAmount adds i to the "bonus_amount" field.
+func (m *StoredValueEntryMutation) AddBonusAmount(i int64) {
+	if m.addbonus_amount != nil {
+		*m.addbonus_amount += i
+	} else {
+		m.addbonus_amount = &i
+	}
+}
+
+// AddedBonusAmount returns the value that was added to the "bonus_amount" field in this mutation.
+func (m *StoredValueEntryMutation) AddedBonusAmount() (r int64, exists bool) {
+	v := m.addbonus_amount
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetBonusAmount resets all changes to the "bonus_amount" field.
+func (m *StoredValueEntryMutation) ResetBonusAmount() {
+	m.bonus_amount = nil
+	m.addbonus_amount = nil
+}
+
+// SetOrderRef sets the "order_ref" field.
+func (m *StoredValueEntryMutation) SetOrderRef(s string) {
+	m.order_ref = &s
+}
+
+// OrderRef returns the value of the "order_ref" field in the mutation.
+func (m *StoredValueEntryMutation) OrderRef() (r string, exists bool) {
+	v := m.order_ref
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldOrderRef returns the old "order_ref" field's value of the StoredValueEntry entity.
+// If the StoredValueEntry object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *StoredValueEntryMutation) OldOrderRef(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldOrderRef is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldOrderRef requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldOrderRef: %w", err)
+	}
+	return oldValue.OrderRef, nil
+}
+
+// ResetOrderRef resets all changes to the "order_ref" field.
+func (m *StoredValueEntryMutation) ResetOrderRef() {
+	m.order_ref = nil
+}
+
+// SetPaymentEntryID sets the "payment_entry_id" field.
+func (m *StoredValueEntryMutation) SetPaymentEntryID(i int) {
+	m.payment_entry_id = &i
+	m.addpayment_entry_id = nil
+}
+
+// PaymentEntryID returns the value of the "payment_entry_id" field in the mutation.
+func (m *StoredValueEntryMutation) PaymentEntryID() (r int, exists bool) {
+	v := m.payment_entry_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPaymentEntryID returns the old "payment_entry_id" field's value of the StoredValueEntry entity.
+// If the StoredValueEntry object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *StoredValueEntryMutation) OldPaymentEntryID(ctx context.Context) (v *int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPaymentEntryID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPaymentEntryID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPaymentEntryID: %w", err)
+	}
+	return oldValue.PaymentEntryID, nil
+}
+
+// AddPaymentEntryID adds i to the "payment_entry_id" field.
+func (m *StoredValueEntryMutation) AddPaymentEntryID(i int) {
+	if m.addpayment_entry_id != nil {
+		*m.addpayment_entry_id += i
+	} else {
+		m.addpayment_entry_id = &i
+	}
+}
+
+// AddedPaymentEntryID returns the value that was added to the "payment_entry_id" field in this mutation.
+func (m *StoredValueEntryMutation) AddedPaymentEntryID() (r int, exists bool) {
+	v := m.addpayment_entry_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ClearPaymentEntryID clears the value of the "payment_entry_id" field.
+func (m *StoredValueEntryMutation) ClearPaymentEntryID() {
+	m.payment_entry_id = nil
+	m.addpayment_entry_id = nil
+	m.clearedFields[storedvalueentry.FieldPaymentEntryID] = struct{}{}
+}
+
+// PaymentEntryIDCleared returns if the "payment_entry_id" field was cleared in this mutation.
+func (m *StoredValueEntryMutation) PaymentEntryIDCleared() bool {
+	_, ok := m.clearedFields[storedvalueentry.FieldPaymentEntryID]
+	return ok
+}
+
+// ResetPaymentEntryID resets all changes to the "payment_entry_id" field.
+func (m *StoredValueEntryMutation) ResetPaymentEntryID() {
+	m.payment_entry_id = nil
+	m.addpayment_entry_id = nil
+	delete(m.clearedFields, storedvalueentry.FieldPaymentEntryID)
+}
+
+// ClearBusinessUnit clears the "business_unit" edge to the BusinessUnit entity.
+func (m *StoredValueEntryMutation) ClearBusinessUnit() {
+	m.clearedbusiness_unit = true
+	m.clearedFields[storedvalueentry.FieldBusinessUnitID] = struct{}{}
+}
+
+// BusinessUnitCleared reports if the "business_unit" edge to the BusinessUnit entity was cleared.
+func (m *StoredValueEntryMutation) BusinessUnitCleared() bool {
+	return m.BusinessUnitIDCleared() || m.clearedbusiness_unit
+}
+
+// BusinessUnitIDs returns the "business_unit" edge IDs in the mutation.
+// Note that IDs always returns len(IDs) <= 1 for unique edges, and you should use
+// BusinessUnitID instead. It exists only for internal usage by the builders.
+func (m *StoredValueEntryMutation) BusinessUnitIDs() (ids []int) {
+	if id := m.business_unit; id != nil {
+		ids = append(ids, *id)
+	}
+	return
+}
+
+// ResetBusinessUnit resets all changes to the "business_unit" edge.
+func (m *StoredValueEntryMutation) ResetBusinessUnit() {
+	m.business_unit = nil
+	m.clearedbusiness_unit = false
+}
+
+// ClearStore clears the "store" edge to the Store entity.
+func (m *StoredValueEntryMutation) ClearStore() {
+	m.clearedstore = true
+	m.clearedFields[storedvalueentry.FieldStoreID] = struct{}{}
+}
+
+// StoreCleared reports if the "store" edge to the Store entity was cleared.
+func (m *StoredValueEntryMutation) StoreCleared() bool {
+	return m.StoreIDCleared() || m.clearedstore
+}
+
+// StoreIDs returns the "store" edge IDs in the mutation.
+// Note that IDs always returns len(IDs) <= 1 for unique edges, and you should use
+// StoreID instead. It exists only for internal usage by the builders.
+func (m *StoredValueEntryMutation) StoreIDs() (ids []int) {
+	if id := m.store; id != nil {
+		ids = append(ids, *id)
+	}
+	return
+}
+
+// ResetStore resets all changes to the "store" edge.
+func (m *StoredValueEntryMutation) ResetStore() {
+	m.store = nil
+	m.clearedstore = false
+}
+
+// Where appends a list predicates to the StoredValueEntryMutation builder.
+func (m *StoredValueEntryMutation) Where(ps ...predicate.StoredValueEntry) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the StoredValueEntryMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *StoredValueEntryMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.StoredValueEntry, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *StoredValueEntryMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *StoredValueEntryMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (StoredValueEntry).
+func (m *StoredValueEntryMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *StoredValueEntryMutation) Fields() []string {
+	fields := make([]string, 0, 15)
+	if m.member_id != nil {
+		fields = append(fields, storedvalueentry.FieldMemberID)
+	}
+	if m.source != nil {
+		fields = append(fields, storedvalueentry.FieldSource)
+	}
+	if m.amount != nil {
+		fields = append(fields, storedvalueentry.FieldAmount)
+	}
+	if m.balance_after != nil {
+		fields = append(fields, storedvalueentry.FieldBalanceAfter)
+	}
+	if m.reason != nil {
+		fields = append(fields, storedvalueentry.FieldReason)
+	}
+	if m.business_unit != nil {
+		fields = append(fields, storedvalueentry.FieldBusinessUnitID)
+	}
+	if m.store != nil {
+		fields = append(fields, storedvalueentry.FieldStoreID)
+	}
+	if m.order_id != nil {
+		fields = append(fields, storedvalueentry.FieldOrderID)
+	}
+	if m.idempotency_key != nil {
+		fields = append(fields, storedvalueentry.FieldIdempotencyKey)
+	}
+	if m.occurred_at != nil {
+		fields = append(fields, storedvalueentry.FieldOccurredAt)
+	}
+	if m.kind != nil {
+		fields = append(fields, storedvalueentry.FieldKind)
+	}
+	if m.principal_amount != nil {
+		fields = append(fields, storedvalueentry.FieldPrincipalAmount)
+	}
+	if m.bonus_amount != nil {
+		fields = append(fields, storedvalueentry.FieldBonusAmount)
+	}
+	if m.order_ref != nil {
+		fields = append(fields, storedvalueentry.FieldOrderRef)
+	}
+	if m.payment_entry_id != nil {
+		fields = append(fields, storedvalueentry.FieldPaymentEntryID)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *StoredValueEntryMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case storedvalueentry.FieldMemberID:
+		return m.MemberID()
+	case storedvalueentry.FieldSource:
+		return m.Source()
+	case storedvalueentry.FieldAmount:
+		return m.Amount()
+	case storedvalueentry.FieldBalanceAfter:
+		return m.BalanceAfter()
+	case storedvalueentry.FieldReason:
+		return m.Reason()
+	case storedvalueentry.FieldBusinessUnitID:
+		return m.BusinessUnitID()
+	case storedvalueentry.FieldStoreID:
+		return m.StoreID()
+	case storedvalueentry.FieldOrderID:
+		return m.OrderID()
+	case storedvalueentry.FieldIdempotencyKey:
+		return m.IdempotencyKey()
+	case storedvalueentry.FieldOccurredAt:
+		return m.OccurredAt()
+	case storedvalueentry.FieldKind:
+		return m.Kind()
+	case storedvalueentry.FieldPrincipalAmount:
+		return m.PrincipalAmount()
+	case storedvalueentry.FieldBonusAmount:
+		return m.BonusAmount()
+	case storedvalueentry.FieldOrderRef:
+		return m.OrderRef()
+	case storedvalueentry.FieldPaymentEntryID:
+		return m.PaymentEntryID()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *StoredValueEntryMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case storedvalueentry.FieldMemberID:
+		return m.OldMemberID(ctx)
+	case storedvalueentry.FieldSource:
+		return m.OldSource(ctx)
+	case storedvalueentry.FieldAmount:
+		return m.OldAmount(ctx)
+	case storedvalueentry.FieldBalanceAfter:
+		return m.OldBalanceAfter(ctx)
+	case storedvalueentry.FieldReason:
+		return m.OldReason(ctx)
+	case storedvalueentry.FieldBusinessUnitID:
+		return m.OldBusinessUnitID(ctx)
+	case storedvalueentry.FieldStoreID:
+		return m.OldStoreID(ctx)
+	case storedvalueentry.FieldOrderID:
+		return m.OldOrderID(ctx)
+	case storedvalueentry.FieldIdempotencyKey:
+		return m.OldIdempotencyKey(ctx)
+	case storedvalueentry.FieldOccurredAt:
+		return m.OldOccurredAt(ctx)
+	case storedvalueentry.FieldKind:
+		return m.OldKind(ctx)
+	case storedvalueentry.FieldPrincipalAmount:
+		return m.OldPrincipalAmount(ctx)
+	case storedvalueentry.FieldBonusAmount:
+		return m.OldBonusAmount(ctx)
+	case storedvalueentry.FieldOrderRef:
+		return m.OldOrderRef(ctx)
+	case storedvalueentry.FieldPaymentEntryID:
+		return m.OldPaymentEntryID(ctx)
+	}
+	return nil, fmt.Errorf("unknown StoredValueEntry field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *StoredValueEntryMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case storedvalueentry.FieldMemberID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetMemberID(v)
+		return nil
+	case storedvalueentry.FieldSource:
+		v, ok := value.(storedvalueentry.Source)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetSource(v)
+		return nil
+	case storedvalueentry.FieldAmount:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetAmount(v)
+		return nil
+	case storedvalueentry.FieldBalanceAfter:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetBalanceAfter(v)
+		return nil
+	case storedvalueentry.FieldReason:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetReason(v)
+		return nil
+	case storedvalueentry.FieldBusinessUnitID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetBusinessUnitID(v)
+		return nil
+	case storedvalueentry.FieldStoreID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetStoreID(v)
+		return nil
+	case storedvalueentry.FieldOrderID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetOrderID(v)
+		return nil
+	case storedvalueentry.FieldIdempotencyKey:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetIdempotencyKey(v)
+		return nil
+	case storedvalueentry.FieldOccurredAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetOccurredAt(v)
+		return nil
+	case storedvalueentry.FieldKind:
+		v, ok := value.(storedvalueentry.Kind)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetKind(v)
+		return nil
+	case storedvalueentry.FieldPrincipalAmount:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPrincipalAmount(v)
+		return nil
+	case storedvalueentry.FieldBonusAmount:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetBonusAmount(v)
+		return nil
+	case storedvalueentry.FieldOrderRef:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetOrderRef(v)
+		return nil
+	case storedvalueentry.FieldPaymentEntryID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPaymentEntryID(v)
+		return nil
+	}
+	return fmt.Errorf("unknown StoredValueEntry field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *StoredValueEntryMutation) AddedFields() []string {
+	var fields []string
+	if m.addmember_id != nil {
+		fields = append(fields, storedvalueentry.FieldMemberID)
+	}
+	if m.addamount != nil {
+		fields = append(fields, storedvalueentry.FieldAmount)
+	}
+	if m.addbalance_after != nil {
+		fields = append(fields, storedvalueentry.FieldBalanceAfter)
+	}
+	if m.addorder_id != nil {
+		fields = append(fields, storedvalueentry.FieldOrderID)
+	}
+	if m.addprincipal_amount != nil {
+		fields = append(fields, storedvalueentry.FieldPrincipalAmount)
+	}
+	if m.addbonus_amount != nil {
+		fields = append(fields, storedvalueentry.FieldBonusAmount)
+	}
+	if m.addpayment_entry_id != nil {
+		fields = append(fields, storedvalueentry.FieldPaymentEntryID)
+	}
+	return fields
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *StoredValueEntryMutation) AddedField(name string) (ent.Value, bool) {
+	switch name {
+	case storedvalueentry.FieldMemberID:
+		return m.AddedMemberID()
+	case storedvalueentry.FieldAmount:
+		return m.AddedAmount()
+	case storedvalueentry.FieldBalanceAfter:
+		return m.AddedBalanceAfter()
+	case storedvalueentry.FieldOrderID:
+		return m.AddedOrderID()
+	case storedvalueentry.FieldPrincipalAmount:
+		return m.AddedPrincipalAmount()
+	case storedvalueentry.FieldBonusAmount:
+		return m.AddedBonusAmount()
+	case storedvalueentry.FieldPaymentEntryID:
+		return m.AddedPaymentEntryID()
+	}
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *StoredValueEntryMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	case storedvalueentry.FieldMemberID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddMemberID(v)
+		return nil
+	case storedvalueentry.FieldAmount:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddAmount(v)
+		return nil
+	case storedvalueentry.FieldBalanceAfter:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddBalanceAfter(v)
+		return nil
+	case storedvalueentry.FieldOrderID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddOrderID(v)
+		return nil
+	case storedvalueentry.FieldPrincipalAmount:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddPrincipalAmount(v)
+		return nil
+	case storedvalueentry.FieldBonusAmount:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddBonusAmount(v)
+		return nil
+	case storedvalueentry.FieldPaymentEntryID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddPaymentEntryID(v)
+		return nil
+	}
+	return fmt.Errorf("unknown StoredValueEntry numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *StoredValueEntryMutation) ClearedFields() []string {
+	var fields []string
+	if m.FieldCleared(storedvalueentry.FieldBusinessUnitID) {
+		fields = append(fields, storedvalueentry.FieldBusinessUnitID)
+	}
+	if m.FieldCleared(storedvalueentry.FieldStoreID) {
+		fields = append(fields, storedvalueentry.FieldStoreID)
+	}
+	if m.FieldCleared(storedvalueentry.FieldOrderID) {
+		fields = append(fields, storedvalueentry.FieldOrderID)
+	}
+	if m.FieldCleared(storedvalueentry.FieldIdempotencyKey) {
+		fields = append(fields, storedvalueentry.FieldIdempotencyKey)
+	}
+	if m.FieldCleared(storedvalueentry.FieldPaymentEntryID) {
+		fields = append(fields, storedvalueentry.FieldPaymentEntryID)
+	}
+	return fields
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *StoredValueEntryMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *StoredValueEntryMutation) ClearField(name string) error {
+	switch name {
+	case storedvalueentry.FieldBusinessUnitID:
+		m.ClearBusinessUnitID()
+		return nil
+	case storedvalueentry.FieldStoreID:
+		m.ClearStoreID()
+		return nil
+	case storedvalueentry.FieldOrderID:
+		m.ClearOrderID()
+		return nil
+	case storedvalueentry.FieldIdempotencyKey:
+		m.ClearIdempotencyKey()
+		return nil
+	case storedvalueentry.FieldPaymentEntryID:
+		m.ClearPaymentEntryID()
+		return nil
+	}
+	return fmt.Errorf("unknown StoredValueEntry nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *StoredValueEntryMutation) ResetField(name string) error {
+	switch name {
+	case storedvalueentry.FieldMemberID:
+		m.ResetMemberID()
+		return nil
+	case storedvalueentry.FieldSource:
+		m.ResetSource()
+		return nil
+	case storedvalueentry.FieldAmount:
+		m.ResetAmount()
+		return nil
+	case storedvalueentry.FieldBalanceAfter:
+		m.ResetBalanceAfter()
+		return nil
+	case storedvalueentry.FieldReason:
+		m.ResetReason()
+		return nil
+	case storedvalueentry.FieldBusinessUnitID:
+		m.ResetBusinessUnitID()
+		return nil
+	case storedvalueentry.FieldStoreID:
+		m.ResetStoreID()
+		return nil
+	case storedvalueentry.FieldOrderID:
+		m.ResetOrderID()
+		return nil
+	case storedvalueentry.FieldIdempotencyKey:
+		m.ResetIdempotencyKey()
+		return nil
+	case storedvalueentry.FieldOccurredAt:
+		m.ResetOccurredAt()
+		return nil
+	case storedvalueentry.FieldKind:
+		m.ResetKind()
+		return nil
+	case storedvalueentry.FieldPrincipalAmount:
+		m.ResetPrincipalAmount()
+		return nil
+	case storedvalueentry.FieldBonusAmount:
+		m.ResetBonusAmount()
+		return nil
+	case storedvalueentry.FieldOrderRef:
+		m.ResetOrderRef()
+		return nil
+	case storedvalueentry.FieldPaymentEntryID:
+		m.ResetPaymentEntryID()
+		return nil
+	}
+	return fmt.Errorf("unknown StoredValueEntry field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *StoredValueEntryMutation) AddedEdges() []string {
+	edges := make([]string, 0, 2)
+	if m.business_unit != nil {
+		edges = append(edges, storedvalueentry.EdgeBusinessUnit)
+	}
+	if m.store != nil {
+		edges = append(edges, storedvalueentry.EdgeStore)
+	}
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *StoredValueEntryMutation) AddedIDs(name string) []ent.Value {
+	switch name {
+	case storedvalueentry.EdgeBusinessUnit:
+		if id := m.business_unit; id != nil {
+			return []ent.Value{*id}
+		}
+	case storedvalueentry.EdgeStore:
+		if id := m.store; id != nil {
+			return []ent.Value{*id}
+		}
+	}
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *StoredValueEntryMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 2)
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *StoredValueEntryMutation) RemovedIDs(name string) []ent.Value {
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *StoredValueEntryMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 2)
+	if m.clearedbusiness_unit {
+		edges = append(edges, storedvalueentry.EdgeBusinessUnit)
+	}
+	if m.clearedstore {
+		edges = append(edges, storedvalueentry.EdgeStore)
+	}
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *StoredValueEntryMutation) EdgeCleared(name string) bool {
+	switch name {
+	case storedvalueentry.EdgeBusinessUnit:
+		return m.clearedbusiness_unit
+	case storedvalueentry.EdgeStore:
+		return m.clearedstore
+	}
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *StoredValueEntryMutation) ClearEdge(name string) error {
+	switch name {
+	case storedvalueentry.EdgeBusinessUnit:
+		m.ClearBusinessUnit()
+		return nil
+	case storedvalueentry.EdgeStore:
+		m.ClearStore()
+		return nil
+	}
+	return fmt.Errorf("unknown StoredValueEntry unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *StoredValueEntryMutation) ResetEdge(name string) error {
+	switch name {
+	case storedvalueentry.EdgeBusinessUnit:
+		m.ResetBusinessUnit()
+		return nil
+	case storedvalueentry.EdgeStore:
+		m.ResetStore()
+		return nil
+	}
+	return fmt.Errorf("unknown StoredValueEntry edge %s", name)
 }
 
 // TierMutation represents an operation that mutates the Tier nodes in the graph.
@@ -10349,4 +29107,784 @@ func (m *TierMutation) ResetEdge(name string) error {
 		return nil
 	}
 	return fmt.Errorf("unknown Tier edge %s", name)
+}
+
+// TierChangeMutation represents an operation that mutates the TierChange nodes in the graph.
+type TierChangeMutation struct {
+	config
+	op            Op
+	typ           string
+	id            *int
+	member_id     *int
+	addmember_id  *int
+	direction     *tierchange.Direction
+	reason        *string
+	changed_at    *time.Time
+	clearedFields map[string]struct{}
+	from          *int
+	clearedfrom   bool
+	to            *int
+	clearedto     bool
+	done          bool
+	oldValue      func(context.Context) (*TierChange, error)
+	predicates    []predicate.TierChange
+}
+
+var _ ent.Mutation = (*TierChangeMutation)(nil)
+
+// tierchangeOption allows management of the mutation configuration using functional options.
+type tierchangeOption func(*TierChangeMutation)
+
+// newTierChangeMutation creates new mutation for the TierChange entity.
+func newTierChangeMutation(c config, op Op, opts ...tierchangeOption) *TierChangeMutation {
+	m := &TierChangeMutation{
+		config:        c,
+		op:            op,
+		typ:           TypeTierChange,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withTierChangeID sets the ID field of the mutation.
+func withTierChangeID(id int) tierchangeOption {
+	return func(m *TierChangeMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *TierChange
+		)
+		m.oldValue = func(ctx context.Context) (*TierChange, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().TierChange.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withTierChange sets the old TierChange of the mutation.
+func withTierChange(node *TierChange) tierchangeOption {
+	return func(m *TierChangeMutation) {
+		m.oldValue = func(context.Context) (*TierChange, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m TierChangeMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m TierChangeMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *TierChangeMutation) ID() (id int, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *TierChangeMutation) IDs(ctx context.Context) ([]int, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []int{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().TierChange.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetMemberID sets the "member_id" field.
+func (m *TierChangeMutation) SetMemberID(i int) {
+	m.member_id = &i
+	m.addmember_id = nil
+}
+
+// MemberID returns the value of the "member_id" field in the mutation.
+func (m *TierChangeMutation) MemberID() (r int, exists bool) {
+	v := m.member_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldMemberID returns the old "member_id" field's value of the TierChange entity.
+// If the TierChange object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *TierChangeMutation) OldMemberID(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldMemberID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldMemberID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldMemberID: %w", err)
+	}
+	return oldValue.MemberID, nil
+}
+
+// AddMemberID adds i to the "member_id" field.
+func (m *TierChangeMutation) AddMemberID(i int) {
+	if m.addmember_id != nil {
+		*m.addmember_id += i
+	} else {
+		m.addmember_id = &i
+	}
+}
+
+// AddedMemberID returns the value that was added to the "member_id" field in this mutation.
+func (m *TierChangeMutation) AddedMemberID() (r int, exists bool) {
+	v := m.addmember_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetMemberID resets all changes to the "member_id" field.
+func (m *TierChangeMutation) ResetMemberID() {
+	m.member_id = nil
+	m.addmember_id = nil
+}
+
+// SetFromTierID sets the "from_tier_id" field.
+func (m *TierChangeMutation) SetFromTierID(i int) {
+	m.from = &i
+}
+
+// FromTierID returns the value of the "from_tier_id" field in the mutation.
+func (m *TierChangeMutation) FromTierID() (r int, exists bool) {
+	v := m.from
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldFromTierID returns the old "from_tier_id" field's value of the TierChange entity.
+// If the TierChange object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *TierChangeMutation) OldFromTierID(ctx context.Context) (v *int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldFromTierID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldFromTierID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldFromTierID: %w", err)
+	}
+	return oldValue.FromTierID, nil
+}
+
+// ClearFromTierID clears the value of the "from_tier_id" field.
+func (m *TierChangeMutation) ClearFromTierID() {
+	m.from = nil
+	m.clearedFields[tierchange.FieldFromTierID] = struct{}{}
+}
+
+// FromTierIDCleared returns if the "from_tier_id" field was cleared in this mutation.
+func (m *TierChangeMutation) FromTierIDCleared() bool {
+	_, ok := m.clearedFields[tierchange.FieldFromTierID]
+	return ok
+}
+
+// ResetFromTierID resets all changes to the "from_tier_id" field.
+func (m *TierChangeMutation) ResetFromTierID() {
+	m.from = nil
+	delete(m.clearedFields, tierchange.FieldFromTierID)
+}
+
+// SetToTierID sets the "to_tier_id" field.
+func (m *TierChangeMutation) SetToTierID(i int) {
+	m.to = &i
+}
+
+// ToTierID returns the value of the "to_tier_id" field in the mutation.
+func (m *TierChangeMutation) ToTierID() (r int, exists bool) {
+	v := m.to
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldToTierID returns the old "to_tier_id" field's value of the TierChange entity.
+// If the TierChange object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *TierChangeMutation) OldToTierID(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldToTierID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldToTierID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldToTierID: %w", err)
+	}
+	return oldValue.ToTierID, nil
+}
+
+// ResetToTierID resets all changes to the "to_tier_id" field.
+func (m *TierChangeMutation) ResetToTierID() {
+	m.to = nil
+}
+
+// SetDirection sets the "direction" field.
+func (m *TierChangeMutation) SetDirection(t tierchange.Direction) {
+	m.direction = &t
+}
+
+// Direction returns the value of the "direction" field in the mutation.
+func (m *TierChangeMutation) Direction() (r tierchange.Direction, exists bool) {
+	v := m.direction
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldDirection returns the old "direction" field's value of the TierChange entity.
+// If the TierChange object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *TierChangeMutation) OldDirection(ctx context.Context) (v tierchange.Direction, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldDirection is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldDirection requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldDirection: %w", err)
+	}
+	return oldValue.Direction, nil
+}
+
+// ResetDirection resets all changes to the "direction" field.
+func (m *TierChangeMutation) ResetDirection() {
+	m.direction = nil
+}
+
+// SetReason sets the "reason" field.
+func (m *TierChangeMutation) SetReason(s string) {
+	m.reason = &s
+}
+
+// Reason returns the value of the "reason" field in the mutation.
+func (m *TierChangeMutation) Reason() (r string, exists bool) {
+	v := m.reason
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldReason returns the old "reason" field's value of the TierChange entity.
+// If the TierChange object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *TierChangeMutation) OldReason(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldReason is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldReason requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldReason: %w", err)
+	}
+	return oldValue.Reason, nil
+}
+
+// ResetReason resets all changes to the "reason" field.
+func (m *TierChangeMutation) ResetReason() {
+	m.reason = nil
+}
+
+// SetChangedAt sets the "changed_at" field.
+func (m *TierChangeMutation) SetChangedAt(t time.Time) {
+	m.changed_at = &t
+}
+
+// ChangedAt returns the value of the "changed_at" field in the mutation.
+func (m *TierChangeMutation) ChangedAt() (r time.Time, exists bool) {
+	v := m.changed_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldChangedAt returns the old "changed_at" field's value of the TierChange entity.
+// If the TierChange object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *TierChangeMutation) OldChangedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldChangedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldChangedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldChangedAt: %w", err)
+	}
+	return oldValue.ChangedAt, nil
+}
+
+// ResetChangedAt resets all changes to the "changed_at" field.
+func (m *TierChangeMutation) ResetChangedAt() {
+	m.changed_at = nil
+}
+
+// SetFromID sets the "from" edge to the Tier entity by id.
+func (m *TierChangeMutation) SetFromID(id int) {
+	m.from = &id
+}
+
+// ClearFrom clears the "from" edge to the Tier entity.
+func (m *TierChangeMutation) ClearFrom() {
+	m.clearedfrom = true
+	m.clearedFields[tierchange.FieldFromTierID] = struct{}{}
+}
+
+// FromCleared reports if the "from" edge to the Tier entity was cleared.
+func (m *TierChangeMutation) FromCleared() bool {
+	return m.FromTierIDCleared() || m.clearedfrom
+}
+
+// FromID returns the "from" edge ID in the mutation.
+func (m *TierChangeMutation) FromID() (id int, exists bool) {
+	if m.from != nil {
+		return *m.from, true
+	}
+	return
+}
+
+// FromIDs returns the "from" edge IDs in the mutation.
+// Note that IDs always returns len(IDs) <= 1 for unique edges, and you should use
+// FromID instead. It exists only for internal usage by the builders.
+func (m *TierChangeMutation) FromIDs() (ids []int) {
+	if id := m.from; id != nil {
+		ids = append(ids, *id)
+	}
+	return
+}
+
+// ResetFrom resets all changes to the "from" edge.
+func (m *TierChangeMutation) ResetFrom() {
+	m.from = nil
+	m.clearedfrom = false
+}
+
+// SetToID sets the "to" edge to the Tier entity by id.
+func (m *TierChangeMutation) SetToID(id int) {
+	m.to = &id
+}
+
+// ClearTo clears the "to" edge to the Tier entity.
+func (m *TierChangeMutation) ClearTo() {
+	m.clearedto = true
+	m.clearedFields[tierchange.FieldToTierID] = struct{}{}
+}
+
+// ToCleared reports if the "to" edge to the Tier entity was cleared.
+func (m *TierChangeMutation) ToCleared() bool {
+	return m.clearedto
+}
+
+// ToID returns the "to" edge ID in the mutation.
+func (m *TierChangeMutation) ToID() (id int, exists bool) {
+	if m.to != nil {
+		return *m.to, true
+	}
+	return
+}
+
+// ToIDs returns the "to" edge IDs in the mutation.
+// Note that IDs always returns len(IDs) <= 1 for unique edges, and you should use
+// ToID instead. It exists only for internal usage by the builders.
+func (m *TierChangeMutation) ToIDs() (ids []int) {
+	if id := m.to; id != nil {
+		ids = append(ids, *id)
+	}
+	return
+}
+
+// ResetTo resets all changes to the "to" edge.
+func (m *TierChangeMutation) ResetTo() {
+	m.to = nil
+	m.clearedto = false
+}
+
+// Where appends a list predicates to the TierChangeMutation builder.
+func (m *TierChangeMutation) Where(ps ...predicate.TierChange) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the TierChangeMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *TierChangeMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.TierChange, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *TierChangeMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *TierChangeMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (TierChange).
+func (m *TierChangeMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *TierChangeMutation) Fields() []string {
+	fields := make([]string, 0, 6)
+	if m.member_id != nil {
+		fields = append(fields, tierchange.FieldMemberID)
+	}
+	if m.from != nil {
+		fields = append(fields, tierchange.FieldFromTierID)
+	}
+	if m.to != nil {
+		fields = append(fields, tierchange.FieldToTierID)
+	}
+	if m.direction != nil {
+		fields = append(fields, tierchange.FieldDirection)
+	}
+	if m.reason != nil {
+		fields = append(fields, tierchange.FieldReason)
+	}
+	if m.changed_at != nil {
+		fields = append(fields, tierchange.FieldChangedAt)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *TierChangeMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case tierchange.FieldMemberID:
+		return m.MemberID()
+	case tierchange.FieldFromTierID:
+		return m.FromTierID()
+	case tierchange.FieldToTierID:
+		return m.ToTierID()
+	case tierchange.FieldDirection:
+		return m.Direction()
+	case tierchange.FieldReason:
+		return m.Reason()
+	case tierchange.FieldChangedAt:
+		return m.ChangedAt()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *TierChangeMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case tierchange.FieldMemberID:
+		return m.OldMemberID(ctx)
+	case tierchange.FieldFromTierID:
+		return m.OldFromTierID(ctx)
+	case tierchange.FieldToTierID:
+		return m.OldToTierID(ctx)
+	case tierchange.FieldDirection:
+		return m.OldDirection(ctx)
+	case tierchange.FieldReason:
+		return m.OldReason(ctx)
+	case tierchange.FieldChangedAt:
+		return m.OldChangedAt(ctx)
+	}
+	return nil, fmt.Errorf("unknown TierChange field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *TierChangeMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case tierchange.FieldMemberID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetMemberID(v)
+		return nil
+	case tierchange.FieldFromTierID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetFromTierID(v)
+		return nil
+	case tierchange.FieldToTierID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetToTierID(v)
+		return nil
+	case tierchange.FieldDirection:
+		v, ok := value.(tierchange.Direction)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetDirection(v)
+		return nil
+	case tierchange.FieldReason:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetReason(v)
+		return nil
+	case tierchange.FieldChangedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetChangedAt(v)
+		return nil
+	}
+	return fmt.Errorf("unknown TierChange field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *TierChangeMutation) AddedFields() []string {
+	var fields []string
+	if m.addmember_id != nil {
+		fields = append(fields, tierchange.FieldMemberID)
+	}
+	return fields
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *TierChangeMutation) AddedField(name string) (ent.Value, bool) {
+	switch name {
+	case tierchange.FieldMemberID:
+		return m.AddedMemberID()
+	}
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *TierChangeMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	case tierchange.FieldMemberID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddMemberID(v)
+		return nil
+	}
+	return fmt.Errorf("unknown TierChange numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *TierChangeMutation) ClearedFields() []string {
+	var fields []string
+	if m.FieldCleared(tierchange.FieldFromTierID) {
+		fields = append(fields, tierchange.FieldFromTierID)
+	}
+	return fields
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *TierChangeMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *TierChangeMutation) ClearField(name string) error {
+	switch name {
+	case tierchange.FieldFromTierID:
+		m.ClearFromTierID()
+		return nil
+	}
+	return fmt.Errorf("unknown TierChange nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *TierChangeMutation) ResetField(name string) error {
+	switch name {
+	case tierchange.FieldMemberID:
+		m.ResetMemberID()
+		return nil
+	case tierchange.FieldFromTierID:
+		m.ResetFromTierID()
+		return nil
+	case tierchange.FieldToTierID:
+		m.ResetToTierID()
+		return nil
+	case tierchange.FieldDirection:
+		m.ResetDirection()
+		return nil
+	case tierchange.FieldReason:
+		m.ResetReason()
+		return nil
+	case tierchange.FieldChangedAt:
+		m.ResetChangedAt()
+		return nil
+	}
+	return fmt.Errorf("unknown TierChange field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *TierChangeMutation) AddedEdges() []string {
+	edges := make([]string, 0, 2)
+	if m.from != nil {
+		edges = append(edges, tierchange.EdgeFrom)
+	}
+	if m.to != nil {
+		edges = append(edges, tierchange.EdgeTo)
+	}
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *TierChangeMutation) AddedIDs(name string) []ent.Value {
+	switch name {
+	case tierchange.EdgeFrom:
+		if id := m.from; id != nil {
+			return []ent.Value{*id}
+		}
+	case tierchange.EdgeTo:
+		if id := m.to; id != nil {
+			return []ent.Value{*id}
+		}
+	}
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *TierChangeMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 2)
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *TierChangeMutation) RemovedIDs(name string) []ent.Value {
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *TierChangeMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 2)
+	if m.clearedfrom {
+		edges = append(edges, tierchange.EdgeFrom)
+	}
+	if m.clearedto {
+		edges = append(edges, tierchange.EdgeTo)
+	}
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *TierChangeMutation) EdgeCleared(name string) bool {
+	switch name {
+	case tierchange.EdgeFrom:
+		return m.clearedfrom
+	case tierchange.EdgeTo:
+		return m.clearedto
+	}
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *TierChangeMutation) ClearEdge(name string) error {
+	switch name {
+	case tierchange.EdgeFrom:
+		m.ClearFrom()
+		return nil
+	case tierchange.EdgeTo:
+		m.ClearTo()
+		return nil
+	}
+	return fmt.Errorf("unknown TierChange unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *TierChangeMutation) ResetEdge(name string) error {
+	switch name {
+	case tierchange.EdgeFrom:
+		m.ResetFrom()
+		return nil
+	case tierchange.EdgeTo:
+		m.ResetTo()
+		return nil
+	}
+	return fmt.Errorf("unknown TierChange edge %s", name)
 }

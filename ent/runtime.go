@@ -5,24 +5,101 @@ package ent
 import (
 	"time"
 
+	"github.com/onemember/onemember/ent/account"
 	"github.com/onemember/onemember/ent/apiclient"
 	"github.com/onemember/onemember/ent/auditlog"
 	"github.com/onemember/onemember/ent/benefit"
 	"github.com/onemember/onemember/ent/businessunit"
+	"github.com/onemember/onemember/ent/consent"
+	"github.com/onemember/onemember/ent/coupon"
+	"github.com/onemember/onemember/ent/coupontemplate"
+	"github.com/onemember/onemember/ent/earningrule"
+	"github.com/onemember/onemember/ent/growthentry"
 	"github.com/onemember/onemember/ent/identity"
 	"github.com/onemember/onemember/ent/member"
+	"github.com/onemember/onemember/ent/memberevent"
+	"github.com/onemember/onemember/ent/notification"
+	"github.com/onemember/onemember/ent/order"
+	"github.com/onemember/onemember/ent/orderitem"
+	"github.com/onemember/onemember/ent/orderpayment"
 	"github.com/onemember/onemember/ent/otpchallenge"
+	"github.com/onemember/onemember/ent/paidmembership"
+	"github.com/onemember/onemember/ent/paidmembershipplan"
+	"github.com/onemember/onemember/ent/paidmembershippurchase"
+	"github.com/onemember/onemember/ent/pointsentry"
 	"github.com/onemember/onemember/ent/refreshtoken"
+	"github.com/onemember/onemember/ent/refund"
 	"github.com/onemember/onemember/ent/schema"
 	"github.com/onemember/onemember/ent/staff"
 	"github.com/onemember/onemember/ent/store"
+	"github.com/onemember/onemember/ent/storedvalueentry"
 	"github.com/onemember/onemember/ent/tier"
+	"github.com/onemember/onemember/ent/tierchange"
 )
 
 // The init function reads all schema descriptors with runtime code
 // (default values, validators, hooks and policies) and stitches it
 // to their package variables.
 func init() {
+	accountMixin := schema.Account{}.Mixin()
+	accountMixinFields0 := accountMixin[0].Fields()
+	_ = accountMixinFields0
+	accountFields := schema.Account{}.Fields()
+	_ = accountFields
+	// accountDescCreatedAt is the schema descriptor for created_at field.
+	accountDescCreatedAt := accountMixinFields0[0].Descriptor()
+	// account.DefaultCreatedAt holds the default value on creation for the created_at field.
+	account.DefaultCreatedAt = accountDescCreatedAt.Default.(func() time.Time)
+	// accountDescUpdatedAt is the schema descriptor for updated_at field.
+	accountDescUpdatedAt := accountMixinFields0[1].Descriptor()
+	// account.DefaultUpdatedAt holds the default value on creation for the updated_at field.
+	account.DefaultUpdatedAt = accountDescUpdatedAt.Default.(func() time.Time)
+	// account.UpdateDefaultUpdatedAt holds the default value on update for the updated_at field.
+	account.UpdateDefaultUpdatedAt = accountDescUpdatedAt.UpdateDefault.(func() time.Time)
+	// accountDescPointsBalance is the schema descriptor for points_balance field.
+	accountDescPointsBalance := accountFields[1].Descriptor()
+	// account.DefaultPointsBalance holds the default value on creation for the points_balance field.
+	account.DefaultPointsBalance = accountDescPointsBalance.Default.(int64)
+	// accountDescGrowthValue is the schema descriptor for growth_value field.
+	accountDescGrowthValue := accountFields[2].Descriptor()
+	// account.DefaultGrowthValue holds the default value on creation for the growth_value field.
+	account.DefaultGrowthValue = accountDescGrowthValue.Default.(int64)
+	// accountDescStoredPrincipal is the schema descriptor for stored_principal field.
+	accountDescStoredPrincipal := accountFields[3].Descriptor()
+	// account.DefaultStoredPrincipal holds the default value on creation for the stored_principal field.
+	account.DefaultStoredPrincipal = accountDescStoredPrincipal.Default.(int64)
+	// accountDescStoredBonus is the schema descriptor for stored_bonus field.
+	accountDescStoredBonus := accountFields[4].Descriptor()
+	// account.DefaultStoredBonus holds the default value on creation for the stored_bonus field.
+	account.DefaultStoredBonus = accountDescStoredBonus.Default.(int64)
+	// accountDescEventSeq is the schema descriptor for event_seq field.
+	accountDescEventSeq := accountFields[5].Descriptor()
+	// account.DefaultEventSeq holds the default value on creation for the event_seq field.
+	account.DefaultEventSeq = accountDescEventSeq.Default.(int64)
+	// accountDescPayPasswordHash is the schema descriptor for pay_password_hash field.
+	accountDescPayPasswordHash := accountFields[6].Descriptor()
+	// account.DefaultPayPasswordHash holds the default value on creation for the pay_password_hash field.
+	account.DefaultPayPasswordHash = accountDescPayPasswordHash.Default.(string)
+	// accountDescPayFailedAttempts is the schema descriptor for pay_failed_attempts field.
+	accountDescPayFailedAttempts := accountFields[7].Descriptor()
+	// account.DefaultPayFailedAttempts holds the default value on creation for the pay_failed_attempts field.
+	account.DefaultPayFailedAttempts = accountDescPayFailedAttempts.Default.(int)
+	// accountDescSuccessfulReferrals is the schema descriptor for successful_referrals field.
+	accountDescSuccessfulReferrals := accountFields[9].Descriptor()
+	// account.DefaultSuccessfulReferrals holds the default value on creation for the successful_referrals field.
+	account.DefaultSuccessfulReferrals = accountDescSuccessfulReferrals.Default.(int)
+	// accountDescCheckinStreak is the schema descriptor for checkin_streak field.
+	accountDescCheckinStreak := accountFields[10].Descriptor()
+	// account.DefaultCheckinStreak holds the default value on creation for the checkin_streak field.
+	account.DefaultCheckinStreak = accountDescCheckinStreak.Default.(int)
+	// accountDescLastCheckinDate is the schema descriptor for last_checkin_date field.
+	accountDescLastCheckinDate := accountFields[11].Descriptor()
+	// account.DefaultLastCheckinDate holds the default value on creation for the last_checkin_date field.
+	account.DefaultLastCheckinDate = accountDescLastCheckinDate.Default.(string)
+	// accountDescProfileGrowthAwarded is the schema descriptor for profile_growth_awarded field.
+	accountDescProfileGrowthAwarded := accountFields[12].Descriptor()
+	// account.DefaultProfileGrowthAwarded holds the default value on creation for the profile_growth_awarded field.
+	account.DefaultProfileGrowthAwarded = accountDescProfileGrowthAwarded.Default.(bool)
 	apiclientMixin := schema.ApiClient{}.Mixin()
 	apiclientMixinFields0 := apiclientMixin[0].Fields()
 	_ = apiclientMixinFields0
@@ -114,6 +191,98 @@ func init() {
 	businessunitDescName := businessunitFields[1].Descriptor()
 	// businessunit.NameValidator is a validator for the "name" field. It is called by the builders before save.
 	businessunit.NameValidator = businessunitDescName.Validators[0].(func(string) error)
+	consentFields := schema.Consent{}.Fields()
+	_ = consentFields
+	// consentDescUpdatedAt is the schema descriptor for updated_at field.
+	consentDescUpdatedAt := consentFields[3].Descriptor()
+	// consent.DefaultUpdatedAt holds the default value on creation for the updated_at field.
+	consent.DefaultUpdatedAt = consentDescUpdatedAt.Default.(func() time.Time)
+	couponFields := schema.Coupon{}.Fields()
+	_ = couponFields
+	// couponDescCode is the schema descriptor for code field.
+	couponDescCode := couponFields[0].Descriptor()
+	// coupon.CodeValidator is a validator for the "code" field. It is called by the builders before save.
+	coupon.CodeValidator = couponDescCode.Validators[0].(func(string) error)
+	// couponDescIssuedAt is the schema descriptor for issued_at field.
+	couponDescIssuedAt := couponFields[4].Descriptor()
+	// coupon.DefaultIssuedAt holds the default value on creation for the issued_at field.
+	coupon.DefaultIssuedAt = couponDescIssuedAt.Default.(func() time.Time)
+	// couponDescSource is the schema descriptor for source field.
+	couponDescSource := couponFields[10].Descriptor()
+	// coupon.DefaultSource holds the default value on creation for the source field.
+	coupon.DefaultSource = couponDescSource.Default.(string)
+	coupontemplateMixin := schema.CouponTemplate{}.Mixin()
+	coupontemplateMixinFields0 := coupontemplateMixin[0].Fields()
+	_ = coupontemplateMixinFields0
+	coupontemplateFields := schema.CouponTemplate{}.Fields()
+	_ = coupontemplateFields
+	// coupontemplateDescCreatedAt is the schema descriptor for created_at field.
+	coupontemplateDescCreatedAt := coupontemplateMixinFields0[0].Descriptor()
+	// coupontemplate.DefaultCreatedAt holds the default value on creation for the created_at field.
+	coupontemplate.DefaultCreatedAt = coupontemplateDescCreatedAt.Default.(func() time.Time)
+	// coupontemplateDescUpdatedAt is the schema descriptor for updated_at field.
+	coupontemplateDescUpdatedAt := coupontemplateMixinFields0[1].Descriptor()
+	// coupontemplate.DefaultUpdatedAt holds the default value on creation for the updated_at field.
+	coupontemplate.DefaultUpdatedAt = coupontemplateDescUpdatedAt.Default.(func() time.Time)
+	// coupontemplate.UpdateDefaultUpdatedAt holds the default value on update for the updated_at field.
+	coupontemplate.UpdateDefaultUpdatedAt = coupontemplateDescUpdatedAt.UpdateDefault.(func() time.Time)
+	// coupontemplateDescTitle is the schema descriptor for title field.
+	coupontemplateDescTitle := coupontemplateFields[0].Descriptor()
+	// coupontemplate.TitleValidator is a validator for the "title" field. It is called by the builders before save.
+	coupontemplate.TitleValidator = coupontemplateDescTitle.Validators[0].(func(string) error)
+	// coupontemplateDescFaceValue is the schema descriptor for face_value field.
+	coupontemplateDescFaceValue := coupontemplateFields[2].Descriptor()
+	// coupontemplate.DefaultFaceValue holds the default value on creation for the face_value field.
+	coupontemplate.DefaultFaceValue = coupontemplateDescFaceValue.Default.(int64)
+	// coupontemplateDescMinSpend is the schema descriptor for min_spend field.
+	coupontemplateDescMinSpend := coupontemplateFields[4].Descriptor()
+	// coupontemplate.DefaultMinSpend holds the default value on creation for the min_spend field.
+	coupontemplate.DefaultMinSpend = coupontemplateDescMinSpend.Default.(int64)
+	// coupontemplateDescIssuedCount is the schema descriptor for issued_count field.
+	coupontemplateDescIssuedCount := coupontemplateFields[9].Descriptor()
+	// coupontemplate.DefaultIssuedCount holds the default value on creation for the issued_count field.
+	coupontemplate.DefaultIssuedCount = coupontemplateDescIssuedCount.Default.(int)
+	// coupontemplateDescClaimable is the schema descriptor for claimable field.
+	coupontemplateDescClaimable := coupontemplateFields[11].Descriptor()
+	// coupontemplate.DefaultClaimable holds the default value on creation for the claimable field.
+	coupontemplate.DefaultClaimable = coupontemplateDescClaimable.Default.(bool)
+	earningruleMixin := schema.EarningRule{}.Mixin()
+	earningruleMixinFields0 := earningruleMixin[0].Fields()
+	_ = earningruleMixinFields0
+	earningruleFields := schema.EarningRule{}.Fields()
+	_ = earningruleFields
+	// earningruleDescCreatedAt is the schema descriptor for created_at field.
+	earningruleDescCreatedAt := earningruleMixinFields0[0].Descriptor()
+	// earningrule.DefaultCreatedAt holds the default value on creation for the created_at field.
+	earningrule.DefaultCreatedAt = earningruleDescCreatedAt.Default.(func() time.Time)
+	// earningruleDescUpdatedAt is the schema descriptor for updated_at field.
+	earningruleDescUpdatedAt := earningruleMixinFields0[1].Descriptor()
+	// earningrule.DefaultUpdatedAt holds the default value on creation for the updated_at field.
+	earningrule.DefaultUpdatedAt = earningruleDescUpdatedAt.Default.(func() time.Time)
+	// earningrule.UpdateDefaultUpdatedAt holds the default value on update for the updated_at field.
+	earningrule.UpdateDefaultUpdatedAt = earningruleDescUpdatedAt.UpdateDefault.(func() time.Time)
+	// earningruleDescPointsPerYuanPermille is the schema descriptor for points_per_yuan_permille field.
+	earningruleDescPointsPerYuanPermille := earningruleFields[1].Descriptor()
+	// earningrule.DefaultPointsPerYuanPermille holds the default value on creation for the points_per_yuan_permille field.
+	earningrule.DefaultPointsPerYuanPermille = earningruleDescPointsPerYuanPermille.Default.(int)
+	// earningrule.PointsPerYuanPermilleValidator is a validator for the "points_per_yuan_permille" field. It is called by the builders before save.
+	earningrule.PointsPerYuanPermilleValidator = earningruleDescPointsPerYuanPermille.Validators[0].(func(int) error)
+	// earningruleDescGrowthPerYuanPermille is the schema descriptor for growth_per_yuan_permille field.
+	earningruleDescGrowthPerYuanPermille := earningruleFields[2].Descriptor()
+	// earningrule.DefaultGrowthPerYuanPermille holds the default value on creation for the growth_per_yuan_permille field.
+	earningrule.DefaultGrowthPerYuanPermille = earningruleDescGrowthPerYuanPermille.Default.(int)
+	// earningrule.GrowthPerYuanPermilleValidator is a validator for the "growth_per_yuan_permille" field. It is called by the builders before save.
+	earningrule.GrowthPerYuanPermilleValidator = earningruleDescGrowthPerYuanPermille.Validators[0].(func(int) error)
+	growthentryFields := schema.GrowthEntry{}.Fields()
+	_ = growthentryFields
+	// growthentryDescReason is the schema descriptor for reason field.
+	growthentryDescReason := growthentryFields[4].Descriptor()
+	// growthentry.DefaultReason holds the default value on creation for the reason field.
+	growthentry.DefaultReason = growthentryDescReason.Default.(string)
+	// growthentryDescOccurredAt is the schema descriptor for occurred_at field.
+	growthentryDescOccurredAt := growthentryFields[9].Descriptor()
+	// growthentry.DefaultOccurredAt holds the default value on creation for the occurred_at field.
+	growthentry.DefaultOccurredAt = growthentryDescOccurredAt.Default.(func() time.Time)
 	identityFields := schema.Identity{}.Fields()
 	_ = identityFields
 	// identityDescAppID is the schema descriptor for app_id field.
@@ -171,6 +340,72 @@ func init() {
 	memberDescStatusReason := memberFields[19].Descriptor()
 	// member.DefaultStatusReason holds the default value on creation for the status_reason field.
 	member.DefaultStatusReason = memberDescStatusReason.Default.(string)
+	membereventFields := schema.MemberEvent{}.Fields()
+	_ = membereventFields
+	// membereventDescOccurredAt is the schema descriptor for occurred_at field.
+	membereventDescOccurredAt := membereventFields[4].Descriptor()
+	// memberevent.DefaultOccurredAt holds the default value on creation for the occurred_at field.
+	memberevent.DefaultOccurredAt = membereventDescOccurredAt.Default.(func() time.Time)
+	notificationFields := schema.Notification{}.Fields()
+	_ = notificationFields
+	// notificationDescCreatedAt is the schema descriptor for created_at field.
+	notificationDescCreatedAt := notificationFields[4].Descriptor()
+	// notification.DefaultCreatedAt holds the default value on creation for the created_at field.
+	notification.DefaultCreatedAt = notificationDescCreatedAt.Default.(func() time.Time)
+	orderFields := schema.Order{}.Fields()
+	_ = orderFields
+	// orderDescExternalID is the schema descriptor for external_id field.
+	orderDescExternalID := orderFields[0].Descriptor()
+	// order.ExternalIDValidator is a validator for the "external_id" field. It is called by the builders before save.
+	order.ExternalIDValidator = orderDescExternalID.Validators[0].(func(string) error)
+	// orderDescPointsEarned is the schema descriptor for points_earned field.
+	orderDescPointsEarned := orderFields[8].Descriptor()
+	// order.DefaultPointsEarned holds the default value on creation for the points_earned field.
+	order.DefaultPointsEarned = orderDescPointsEarned.Default.(int64)
+	// orderDescPointsBurned is the schema descriptor for points_burned field.
+	orderDescPointsBurned := orderFields[9].Descriptor()
+	// order.DefaultPointsBurned holds the default value on creation for the points_burned field.
+	order.DefaultPointsBurned = orderDescPointsBurned.Default.(int64)
+	// orderDescGrowthEarned is the schema descriptor for growth_earned field.
+	orderDescGrowthEarned := orderFields[10].Descriptor()
+	// order.DefaultGrowthEarned holds the default value on creation for the growth_earned field.
+	order.DefaultGrowthEarned = orderDescGrowthEarned.Default.(int64)
+	// orderDescRefundedAmount is the schema descriptor for refunded_amount field.
+	orderDescRefundedAmount := orderFields[11].Descriptor()
+	// order.DefaultRefundedAmount holds the default value on creation for the refunded_amount field.
+	order.DefaultRefundedAmount = orderDescRefundedAmount.Default.(int64)
+	// orderDescCouponOrderRef is the schema descriptor for coupon_order_ref field.
+	orderDescCouponOrderRef := orderFields[12].Descriptor()
+	// order.DefaultCouponOrderRef holds the default value on creation for the coupon_order_ref field.
+	order.DefaultCouponOrderRef = orderDescCouponOrderRef.Default.(string)
+	// orderDescCreatedAt is the schema descriptor for created_at field.
+	orderDescCreatedAt := orderFields[14].Descriptor()
+	// order.DefaultCreatedAt holds the default value on creation for the created_at field.
+	order.DefaultCreatedAt = orderDescCreatedAt.Default.(func() time.Time)
+	orderitemFields := schema.OrderItem{}.Fields()
+	_ = orderitemFields
+	// orderitemDescSku is the schema descriptor for sku field.
+	orderitemDescSku := orderitemFields[1].Descriptor()
+	// orderitem.SkuValidator is a validator for the "sku" field. It is called by the builders before save.
+	orderitem.SkuValidator = orderitemDescSku.Validators[0].(func(string) error)
+	// orderitemDescCategory is the schema descriptor for category field.
+	orderitemDescCategory := orderitemFields[3].Descriptor()
+	// orderitem.DefaultCategory holds the default value on creation for the category field.
+	orderitem.DefaultCategory = orderitemDescCategory.Default.(string)
+	// orderitemDescBrand is the schema descriptor for brand field.
+	orderitemDescBrand := orderitemFields[4].Descriptor()
+	// orderitem.DefaultBrand holds the default value on creation for the brand field.
+	orderitem.DefaultBrand = orderitemDescBrand.Default.(string)
+	// orderitemDescQuantity is the schema descriptor for quantity field.
+	orderitemDescQuantity := orderitemFields[5].Descriptor()
+	// orderitem.QuantityValidator is a validator for the "quantity" field. It is called by the builders before save.
+	orderitem.QuantityValidator = orderitemDescQuantity.Validators[0].(func(int) error)
+	orderpaymentFields := schema.OrderPayment{}.Fields()
+	_ = orderpaymentFields
+	// orderpaymentDescPoints is the schema descriptor for points field.
+	orderpaymentDescPoints := orderpaymentFields[3].Descriptor()
+	// orderpayment.DefaultPoints holds the default value on creation for the points field.
+	orderpayment.DefaultPoints = orderpaymentDescPoints.Default.(int64)
 	otpchallengeFields := schema.OtpChallenge{}.Fields()
 	_ = otpchallengeFields
 	// otpchallengeDescPurpose is the schema descriptor for purpose field.
@@ -189,6 +424,76 @@ func init() {
 	otpchallengeDescCreatedAt := otpchallengeFields[5].Descriptor()
 	// otpchallenge.DefaultCreatedAt holds the default value on creation for the created_at field.
 	otpchallenge.DefaultCreatedAt = otpchallengeDescCreatedAt.Default.(func() time.Time)
+	paidmembershipMixin := schema.PaidMembership{}.Mixin()
+	paidmembershipMixinFields0 := paidmembershipMixin[0].Fields()
+	_ = paidmembershipMixinFields0
+	paidmembershipFields := schema.PaidMembership{}.Fields()
+	_ = paidmembershipFields
+	// paidmembershipDescCreatedAt is the schema descriptor for created_at field.
+	paidmembershipDescCreatedAt := paidmembershipMixinFields0[0].Descriptor()
+	// paidmembership.DefaultCreatedAt holds the default value on creation for the created_at field.
+	paidmembership.DefaultCreatedAt = paidmembershipDescCreatedAt.Default.(func() time.Time)
+	// paidmembershipDescUpdatedAt is the schema descriptor for updated_at field.
+	paidmembershipDescUpdatedAt := paidmembershipMixinFields0[1].Descriptor()
+	// paidmembership.DefaultUpdatedAt holds the default value on creation for the updated_at field.
+	paidmembership.DefaultUpdatedAt = paidmembershipDescUpdatedAt.Default.(func() time.Time)
+	// paidmembership.UpdateDefaultUpdatedAt holds the default value on update for the updated_at field.
+	paidmembership.UpdateDefaultUpdatedAt = paidmembershipDescUpdatedAt.UpdateDefault.(func() time.Time)
+	// paidmembershipDescAutoRenew is the schema descriptor for auto_renew field.
+	paidmembershipDescAutoRenew := paidmembershipFields[5].Descriptor()
+	// paidmembership.DefaultAutoRenew holds the default value on creation for the auto_renew field.
+	paidmembership.DefaultAutoRenew = paidmembershipDescAutoRenew.Default.(bool)
+	paidmembershipplanMixin := schema.PaidMembershipPlan{}.Mixin()
+	paidmembershipplanMixinFields0 := paidmembershipplanMixin[0].Fields()
+	_ = paidmembershipplanMixinFields0
+	paidmembershipplanFields := schema.PaidMembershipPlan{}.Fields()
+	_ = paidmembershipplanFields
+	// paidmembershipplanDescCreatedAt is the schema descriptor for created_at field.
+	paidmembershipplanDescCreatedAt := paidmembershipplanMixinFields0[0].Descriptor()
+	// paidmembershipplan.DefaultCreatedAt holds the default value on creation for the created_at field.
+	paidmembershipplan.DefaultCreatedAt = paidmembershipplanDescCreatedAt.Default.(func() time.Time)
+	// paidmembershipplanDescUpdatedAt is the schema descriptor for updated_at field.
+	paidmembershipplanDescUpdatedAt := paidmembershipplanMixinFields0[1].Descriptor()
+	// paidmembershipplan.DefaultUpdatedAt holds the default value on creation for the updated_at field.
+	paidmembershipplan.DefaultUpdatedAt = paidmembershipplanDescUpdatedAt.Default.(func() time.Time)
+	// paidmembershipplan.UpdateDefaultUpdatedAt holds the default value on update for the updated_at field.
+	paidmembershipplan.UpdateDefaultUpdatedAt = paidmembershipplanDescUpdatedAt.UpdateDefault.(func() time.Time)
+	// paidmembershipplanDescCode is the schema descriptor for code field.
+	paidmembershipplanDescCode := paidmembershipplanFields[0].Descriptor()
+	// paidmembershipplan.CodeValidator is a validator for the "code" field. It is called by the builders before save.
+	paidmembershipplan.CodeValidator = paidmembershipplanDescCode.Validators[0].(func(string) error)
+	// paidmembershipplanDescName is the schema descriptor for name field.
+	paidmembershipplanDescName := paidmembershipplanFields[1].Descriptor()
+	// paidmembershipplan.NameValidator is a validator for the "name" field. It is called by the builders before save.
+	paidmembershipplan.NameValidator = paidmembershipplanDescName.Validators[0].(func(string) error)
+	// paidmembershipplanDescPrice is the schema descriptor for price field.
+	paidmembershipplanDescPrice := paidmembershipplanFields[3].Descriptor()
+	// paidmembershipplan.PriceValidator is a validator for the "price" field. It is called by the builders before save.
+	paidmembershipplan.PriceValidator = paidmembershipplanDescPrice.Validators[0].(func(int64) error)
+	// paidmembershipplanDescActive is the schema descriptor for active field.
+	paidmembershipplanDescActive := paidmembershipplanFields[4].Descriptor()
+	// paidmembershipplan.DefaultActive holds the default value on creation for the active field.
+	paidmembershipplan.DefaultActive = paidmembershipplanDescActive.Default.(bool)
+	paidmembershippurchaseFields := schema.PaidMembershipPurchase{}.Fields()
+	_ = paidmembershippurchaseFields
+	// paidmembershippurchaseDescPaymentRef is the schema descriptor for payment_ref field.
+	paidmembershippurchaseDescPaymentRef := paidmembershippurchaseFields[0].Descriptor()
+	// paidmembershippurchase.PaymentRefValidator is a validator for the "payment_ref" field. It is called by the builders before save.
+	paidmembershippurchase.PaymentRefValidator = paidmembershippurchaseDescPaymentRef.Validators[0].(func(string) error)
+	// paidmembershippurchaseDescCreatedAt is the schema descriptor for created_at field.
+	paidmembershippurchaseDescCreatedAt := paidmembershippurchaseFields[5].Descriptor()
+	// paidmembershippurchase.DefaultCreatedAt holds the default value on creation for the created_at field.
+	paidmembershippurchase.DefaultCreatedAt = paidmembershippurchaseDescCreatedAt.Default.(func() time.Time)
+	pointsentryFields := schema.PointsEntry{}.Fields()
+	_ = pointsentryFields
+	// pointsentryDescReason is the schema descriptor for reason field.
+	pointsentryDescReason := pointsentryFields[4].Descriptor()
+	// pointsentry.DefaultReason holds the default value on creation for the reason field.
+	pointsentry.DefaultReason = pointsentryDescReason.Default.(string)
+	// pointsentryDescOccurredAt is the schema descriptor for occurred_at field.
+	pointsentryDescOccurredAt := pointsentryFields[9].Descriptor()
+	// pointsentry.DefaultOccurredAt holds the default value on creation for the occurred_at field.
+	pointsentry.DefaultOccurredAt = pointsentryDescOccurredAt.Default.(func() time.Time)
 	refreshtokenFields := schema.RefreshToken{}.Fields()
 	_ = refreshtokenFields
 	// refreshtokenDescFamily is the schema descriptor for family field.
@@ -203,6 +508,24 @@ func init() {
 	refreshtokenDescCreatedAt := refreshtokenFields[4].Descriptor()
 	// refreshtoken.DefaultCreatedAt holds the default value on creation for the created_at field.
 	refreshtoken.DefaultCreatedAt = refreshtokenDescCreatedAt.Default.(func() time.Time)
+	refundFields := schema.Refund{}.Fields()
+	_ = refundFields
+	// refundDescRefundID is the schema descriptor for refund_id field.
+	refundDescRefundID := refundFields[1].Descriptor()
+	// refund.RefundIDValidator is a validator for the "refund_id" field. It is called by the builders before save.
+	refund.RefundIDValidator = refundDescRefundID.Validators[0].(func(string) error)
+	// refundDescReason is the schema descriptor for reason field.
+	refundDescReason := refundFields[3].Descriptor()
+	// refund.DefaultReason holds the default value on creation for the reason field.
+	refund.DefaultReason = refundDescReason.Default.(string)
+	// refundDescPointsRestored is the schema descriptor for points_restored field.
+	refundDescPointsRestored := refundFields[5].Descriptor()
+	// refund.DefaultPointsRestored holds the default value on creation for the points_restored field.
+	refund.DefaultPointsRestored = refundDescPointsRestored.Default.(int64)
+	// refundDescCreatedAt is the schema descriptor for created_at field.
+	refundDescCreatedAt := refundFields[8].Descriptor()
+	// refund.DefaultCreatedAt holds the default value on creation for the created_at field.
+	refund.DefaultCreatedAt = refundDescCreatedAt.Default.(func() time.Time)
 	staffMixin := schema.Staff{}.Mixin()
 	staffMixinFields0 := staffMixin[0].Fields()
 	_ = staffMixinFields0
@@ -261,6 +584,20 @@ func init() {
 	storeDescRegionCode := storeFields[3].Descriptor()
 	// store.DefaultRegionCode holds the default value on creation for the region_code field.
 	store.DefaultRegionCode = storeDescRegionCode.Default.(string)
+	storedvalueentryFields := schema.StoredValueEntry{}.Fields()
+	_ = storedvalueentryFields
+	// storedvalueentryDescReason is the schema descriptor for reason field.
+	storedvalueentryDescReason := storedvalueentryFields[4].Descriptor()
+	// storedvalueentry.DefaultReason holds the default value on creation for the reason field.
+	storedvalueentry.DefaultReason = storedvalueentryDescReason.Default.(string)
+	// storedvalueentryDescOccurredAt is the schema descriptor for occurred_at field.
+	storedvalueentryDescOccurredAt := storedvalueentryFields[9].Descriptor()
+	// storedvalueentry.DefaultOccurredAt holds the default value on creation for the occurred_at field.
+	storedvalueentry.DefaultOccurredAt = storedvalueentryDescOccurredAt.Default.(func() time.Time)
+	// storedvalueentryDescOrderRef is the schema descriptor for order_ref field.
+	storedvalueentryDescOrderRef := storedvalueentryFields[13].Descriptor()
+	// storedvalueentry.DefaultOrderRef holds the default value on creation for the order_ref field.
+	storedvalueentry.DefaultOrderRef = storedvalueentryDescOrderRef.Default.(string)
 	tierMixin := schema.Tier{}.Mixin()
 	tierMixinFields0 := tierMixin[0].Fields()
 	_ = tierMixinFields0
@@ -312,4 +649,10 @@ func init() {
 	tier.DefaultPointsMultiplierPermille = tierDescPointsMultiplierPermille.Default.(int)
 	// tier.PointsMultiplierPermilleValidator is a validator for the "points_multiplier_permille" field. It is called by the builders before save.
 	tier.PointsMultiplierPermilleValidator = tierDescPointsMultiplierPermille.Validators[0].(func(int) error)
+	tierchangeFields := schema.TierChange{}.Fields()
+	_ = tierchangeFields
+	// tierchangeDescChangedAt is the schema descriptor for changed_at field.
+	tierchangeDescChangedAt := tierchangeFields[5].Descriptor()
+	// tierchange.DefaultChangedAt holds the default value on creation for the changed_at field.
+	tierchange.DefaultChangedAt = tierchangeDescChangedAt.Default.(func() time.Time)
 }

@@ -44,13 +44,16 @@ type StoreEdges struct {
 	BusinessUnit *BusinessUnit `json:"business_unit,omitempty"`
 	// APIClients holds the value of the api_clients edge.
 	APIClients []*ApiClient `json:"api_clients,omitempty"`
+	// CouponTemplates holds the value of the coupon_templates edge.
+	CouponTemplates []*CouponTemplate `json:"coupon_templates,omitempty"`
 	// loadedTypes holds the information for reporting if a
 	// type was loaded (or requested) in eager-loading or not.
-	loadedTypes [2]bool
+	loadedTypes [3]bool
 	// totalCount holds the count of the edges above.
 	totalCount [1]map[string]int
 
-	namedAPIClients map[string][]*ApiClient
+	namedAPIClients      map[string][]*ApiClient
+	namedCouponTemplates map[string][]*CouponTemplate
 }
 
 // BusinessUnitOrErr returns the BusinessUnit value or an error if the edge
@@ -71,6 +74,15 @@ func (e StoreEdges) APIClientsOrErr() ([]*ApiClient, error) {
 		return e.APIClients, nil
 	}
 	return nil, &NotLoadedError{edge: "api_clients"}
+}
+
+// CouponTemplatesOrErr returns the CouponTemplates value or an error if the edge
+// was not loaded in eager-loading.
+func (e StoreEdges) CouponTemplatesOrErr() ([]*CouponTemplate, error) {
+	if e.loadedTypes[2] {
+		return e.CouponTemplates, nil
+	}
+	return nil, &NotLoadedError{edge: "coupon_templates"}
 }
 
 // scanValues returns the types for scanning values from sql.Rows.
@@ -170,6 +182,11 @@ func (_m *Store) QueryAPIClients() *ApiClientQuery {
 	return NewStoreClient(_m.config).QueryAPIClients(_m)
 }
 
+// QueryCouponTemplates queries the "coupon_templates" edge of the Store entity.
+func (_m *Store) QueryCouponTemplates() *CouponTemplateQuery {
+	return NewStoreClient(_m.config).QueryCouponTemplates(_m)
+}
+
 // Update returns a builder for updating this Store.
 // Note that you need to call Store.Unwrap() before calling this method if this Store
 // was returned from a transaction, and the transaction was committed or rolled back.
@@ -238,6 +255,30 @@ func (_m *Store) appendNamedAPIClients(name string, edges ...*ApiClient) {
 		_m.Edges.namedAPIClients[name] = []*ApiClient{}
 	} else {
 		_m.Edges.namedAPIClients[name] = append(_m.Edges.namedAPIClients[name], edges...)
+	}
+}
+
+// NamedCouponTemplates returns the CouponTemplates named value or an error if the edge was not
+// loaded in eager-loading with this name.
+func (_m *Store) NamedCouponTemplates(name string) ([]*CouponTemplate, error) {
+	if _m.Edges.namedCouponTemplates == nil {
+		return nil, &NotLoadedError{edge: name}
+	}
+	nodes, ok := _m.Edges.namedCouponTemplates[name]
+	if !ok {
+		return nil, &NotLoadedError{edge: name}
+	}
+	return nodes, nil
+}
+
+func (_m *Store) appendNamedCouponTemplates(name string, edges ...*CouponTemplate) {
+	if _m.Edges.namedCouponTemplates == nil {
+		_m.Edges.namedCouponTemplates = make(map[string][]*CouponTemplate)
+	}
+	if len(edges) == 0 {
+		_m.Edges.namedCouponTemplates[name] = []*CouponTemplate{}
+	} else {
+		_m.Edges.namedCouponTemplates[name] = append(_m.Edges.namedCouponTemplates[name], edges...)
 	}
 }
 

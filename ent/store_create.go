@@ -13,6 +13,7 @@ import (
 	"entgo.io/ent/schema/field"
 	"github.com/onemember/onemember/ent/apiclient"
 	"github.com/onemember/onemember/ent/businessunit"
+	"github.com/onemember/onemember/ent/coupontemplate"
 	"github.com/onemember/onemember/ent/store"
 )
 
@@ -116,6 +117,21 @@ func (_c *StoreCreate) AddAPIClients(v ...*ApiClient) *StoreCreate {
 		ids[i] = v[i].ID
 	}
 	return _c.AddAPIClientIDs(ids...)
+}
+
+// AddCouponTemplateIDs adds the "coupon_templates" edge to the CouponTemplate entity by IDs.
+func (_c *StoreCreate) AddCouponTemplateIDs(ids ...int) *StoreCreate {
+	_c.mutation.AddCouponTemplateIDs(ids...)
+	return _c
+}
+
+// AddCouponTemplates adds the "coupon_templates" edges to the CouponTemplate entity.
+func (_c *StoreCreate) AddCouponTemplates(v ...*CouponTemplate) *StoreCreate {
+	ids := make([]int, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _c.AddCouponTemplateIDs(ids...)
 }
 
 // Mutation returns the StoreMutation object of the builder.
@@ -284,6 +300,22 @@ func (_c *StoreCreate) createSpec() (*Store, *sqlgraph.CreateSpec) {
 			Bidi:    false,
 			Target: &sqlgraph.EdgeTarget{
 				IDSpec: sqlgraph.NewFieldSpec(apiclient.FieldID, field.TypeInt),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges = append(_spec.Edges, edge)
+	}
+	if nodes := _c.mutation.CouponTemplatesIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.M2M,
+			Inverse: true,
+			Table:   store.CouponTemplatesTable,
+			Columns: store.CouponTemplatesPrimaryKey,
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(coupontemplate.FieldID, field.TypeInt),
 			},
 		}
 		for _, k := range nodes {

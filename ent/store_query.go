@@ -15,6 +15,7 @@ import (
 	"entgo.io/ent/schema/field"
 	"github.com/onemember/onemember/ent/apiclient"
 	"github.com/onemember/onemember/ent/businessunit"
+	"github.com/onemember/onemember/ent/coupontemplate"
 	"github.com/onemember/onemember/ent/predicate"
 	"github.com/onemember/onemember/ent/store"
 )
@@ -22,15 +23,17 @@ import (
 // StoreQuery is the builder for querying Store entities.
 type StoreQuery struct {
 	config
-	ctx                 *QueryContext
-	order               []store.OrderOption
-	inters              []Interceptor
-	predicates          []predicate.Store
-	withBusinessUnit    *BusinessUnitQuery
-	withAPIClients      *ApiClientQuery
-	loadTotal           []func(context.Context, []*Store) error
-	modifiers           []func(*sql.Selector)
-	withNamedAPIClients map[string]*ApiClientQuery
+	ctx                      *QueryContext
+	order                    []store.OrderOption
+	inters                   []Interceptor
+	predicates               []predicate.Store
+	withBusinessUnit         *BusinessUnitQuery
+	withAPIClients           *ApiClientQuery
+	withCouponTemplates      *CouponTemplateQuery
+	loadTotal                []func(context.Context, []*Store) error
+	modifiers                []func(*sql.Selector)
+	withNamedAPIClients      map[string]*ApiClientQuery
+	withNamedCouponTemplates map[string]*CouponTemplateQuery
 	// intermediate query (i.e. traversal path).
 	sql  *sql.Selector
 	path func(context.Context) (*sql.Selector, error)
@@ -104,6 +107,28 @@ func (_q *StoreQuery) QueryAPIClients() *ApiClientQuery {
 			sqlgraph.From(store.Table, store.FieldID, selector),
 			sqlgraph.To(apiclient.Table, apiclient.FieldID),
 			sqlgraph.Edge(sqlgraph.M2M, true, store.APIClientsTable, store.APIClientsPrimaryKey...),
+		)
+		fromU = sqlgraph.SetNeighbors(_q.driver.Dialect(), step)
+		return fromU, nil
+	}
+	return query
+}
+
+// QueryCouponTemplates chains the current query on the "coupon_templates" edge.
+func (_q *StoreQuery) QueryCouponTemplates() *CouponTemplateQuery {
+	query := (&CouponTemplateClient{config: _q.config}).Query()
+	query.path = func(ctx context.Context) (fromU *sql.Selector, err error) {
+		if err := _q.prepareQuery(ctx); err != nil {
+			return nil, err
+		}
+		selector := _q.sqlQuery(ctx)
+		if err := selector.Err(); err != nil {
+			return nil, err
+		}
+		step := sqlgraph.NewStep(
+			sqlgraph.From(store.Table, store.FieldID, selector),
+			sqlgraph.To(coupontemplate.Table, coupontemplate.FieldID),
+			sqlgraph.Edge(sqlgraph.M2M, true, store.CouponTemplatesTable, store.CouponTemplatesPrimaryKey...),
 		)
 		fromU = sqlgraph.SetNeighbors(_q.driver.Dialect(), step)
 		return fromU, nil
@@ -298,13 +323,14 @@ func (_q *StoreQuery) Clone() *StoreQuery {
 		return nil
 	}
 	return &StoreQuery{
-		config:           _q.config,
-		ctx:              _q.ctx.Clone(),
-		order:            append([]store.OrderOption{}, _q.order...),
-		inters:           append([]Interceptor{}, _q.inters...),
-		predicates:       append([]predicate.Store{}, _q.predicates...),
-		withBusinessUnit: _q.withBusinessUnit.Clone(),
-		withAPIClients:   _q.withAPIClients.Clone(),
+		config:              _q.config,
+		ctx:                 _q.ctx.Clone(),
+		order:               append([]store.OrderOption{}, _q.order...),
+		inters:              append([]Interceptor{}, _q.inters...),
+		predicates:          append([]predicate.Store{}, _q.predicates...),
+		withBusinessUnit:    _q.withBusinessUnit.Clone(),
+		withAPIClients:      _q.withAPIClients.Clone(),
+		withCouponTemplates: _q.withCouponTemplates.Clone(),
 		// clone intermediate query.
 		sql:       _q.sql.Clone(),
 		path:      _q.path,
@@ -331,6 +357,17 @@ func (_q *StoreQuery) WithAPIClients(opts ...func(*ApiClientQuery)) *StoreQuery 
 		opt(query)
 	}
 	_q.withAPIClients = query
+	return _q
+}
+
+// WithCouponTemplates tells the query-builder to eager-load the nodes that are connected to
+// the "coupon_templates" edge. The optional arguments are used to configure the query builder of the edge.
+func (_q *StoreQuery) WithCouponTemplates(opts ...func(*CouponTemplateQuery)) *StoreQuery {
+	query := (&CouponTemplateClient{config: _q.config}).Query()
+	for _, opt := range opts {
+		opt(query)
+	}
+	_q.withCouponTemplates = query
 	return _q
 }
 
@@ -412,9 +449,10 @@ func (_q *StoreQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]*Store,
 	var (
 		nodes       = []*Store{}
 		_spec       = _q.querySpec()
-		loadedTypes = [2]bool{
+		loadedTypes = [3]bool{
 			_q.withBusinessUnit != nil,
 			_q.withAPIClients != nil,
+			_q.withCouponTemplates != nil,
 		}
 	)
 	_spec.ScanValues = func(columns []string) ([]any, error) {
@@ -451,10 +489,24 @@ func (_q *StoreQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]*Store,
 			return nil, err
 		}
 	}
+	if query := _q.withCouponTemplates; query != nil {
+		if err := _q.loadCouponTemplates(ctx, query, nodes,
+			func(n *Store) { n.Edges.CouponTemplates = []*CouponTemplate{} },
+			func(n *Store, e *CouponTemplate) { n.Edges.CouponTemplates = append(n.Edges.CouponTemplates, e) }); err != nil {
+			return nil, err
+		}
+	}
 	for name, query := range _q.withNamedAPIClients {
 		if err := _q.loadAPIClients(ctx, query, nodes,
 			func(n *Store) { n.appendNamedAPIClients(name) },
 			func(n *Store, e *ApiClient) { n.appendNamedAPIClients(name, e) }); err != nil {
+			return nil, err
+		}
+	}
+	for name, query := range _q.withNamedCouponTemplates {
+		if err := _q.loadCouponTemplates(ctx, query, nodes,
+			func(n *Store) { n.appendNamedCouponTemplates(name) },
+			func(n *Store, e *CouponTemplate) { n.appendNamedCouponTemplates(name, e) }); err != nil {
 			return nil, err
 		}
 	}
@@ -549,6 +601,67 @@ func (_q *StoreQuery) loadAPIClients(ctx context.Context, query *ApiClientQuery,
 		nodes, ok := nids[n.ID]
 		if !ok {
 			return fmt.Errorf(`unexpected "api_clients" node returned %v`, n.ID)
+		}
+		for kn := range nodes {
+			assign(kn, n)
+		}
+	}
+	return nil
+}
+func (_q *StoreQuery) loadCouponTemplates(ctx context.Context, query *CouponTemplateQuery, nodes []*Store, init func(*Store), assign func(*Store, *CouponTemplate)) error {
+	edgeIDs := make([]driver.Value, len(nodes))
+	byID := make(map[int]*Store)
+	nids := make(map[int]map[*Store]struct{})
+	for i, node := range nodes {
+		edgeIDs[i] = node.ID
+		byID[node.ID] = node
+		if init != nil {
+			init(node)
+		}
+	}
+	query.Where(func(s *sql.Selector) {
+		joinT := sql.Table(store.CouponTemplatesTable)
+		s.Join(joinT).On(s.C(coupontemplate.FieldID), joinT.C(store.CouponTemplatesPrimaryKey[0]))
+		s.Where(sql.InValues(joinT.C(store.CouponTemplatesPrimaryKey[1]), edgeIDs...))
+		columns := s.SelectedColumns()
+		s.Select(joinT.C(store.CouponTemplatesPrimaryKey[1]))
+		s.AppendSelect(columns...)
+		s.SetDistinct(false)
+	})
+	if err := query.prepareQuery(ctx); err != nil {
+		return err
+	}
+	qr := QuerierFunc(func(ctx context.Context, q Query) (Value, error) {
+		return query.sqlAll(ctx, func(_ context.Context, spec *sqlgraph.QuerySpec) {
+			assign := spec.Assign
+			values := spec.ScanValues
+			spec.ScanValues = func(columns []string) ([]any, error) {
+				values, err := values(columns[1:])
+				if err != nil {
+					return nil, err
+				}
+				return append([]any{new(sql.NullInt64)}, values...), nil
+			}
+			spec.Assign = func(columns []string, values []any) error {
+				outValue := int(values[0].(*sql.NullInt64).Int64)
+				inValue := int(values[1].(*sql.NullInt64).Int64)
+				if nids[inValue] == nil {
+					nids[inValue] = map[*Store]struct{}{byID[outValue]: {}}
+					return assign(columns[1:], values[1:])
+				}
+				nids[inValue][byID[outValue]] = struct{}{}
+				return nil
+			}
+		})
+	})
+	neighbors, err := withInterceptors[[]*CouponTemplate](ctx, query, qr, query.inters)
+	if err != nil {
+		return err
+	}
+	for _, n := range neighbors {
+		nodes, ok := nids[n.ID]
+		if !ok {
+			return fmt.Errorf(`unexpected "coupon_templates" node returned %v`, n.ID)
 		}
 		for kn := range nodes {
 			assign(kn, n)
@@ -690,6 +803,20 @@ func (_q *StoreQuery) WithNamedAPIClients(name string, opts ...func(*ApiClientQu
 		_q.withNamedAPIClients = make(map[string]*ApiClientQuery)
 	}
 	_q.withNamedAPIClients[name] = query
+	return _q
+}
+
+// WithNamedCouponTemplates tells the query-builder to eager-load the nodes that are connected to the "coupon_templates"
+// edge with the given name. The optional arguments are used to configure the query builder of the edge.
+func (_q *StoreQuery) WithNamedCouponTemplates(name string, opts ...func(*CouponTemplateQuery)) *StoreQuery {
+	query := (&CouponTemplateClient{config: _q.config}).Query()
+	for _, opt := range opts {
+		opt(query)
+	}
+	if _q.withNamedCouponTemplates == nil {
+		_q.withNamedCouponTemplates = make(map[string]*CouponTemplateQuery)
+	}
+	_q.withNamedCouponTemplates[name] = query
 	return _q
 }
 

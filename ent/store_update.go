@@ -12,6 +12,7 @@ import (
 	"entgo.io/ent/dialect/sql/sqlgraph"
 	"entgo.io/ent/schema/field"
 	"github.com/onemember/onemember/ent/apiclient"
+	"github.com/onemember/onemember/ent/coupontemplate"
 	"github.com/onemember/onemember/ent/predicate"
 	"github.com/onemember/onemember/ent/store"
 )
@@ -107,6 +108,21 @@ func (_u *StoreUpdate) AddAPIClients(v ...*ApiClient) *StoreUpdate {
 	return _u.AddAPIClientIDs(ids...)
 }
 
+// AddCouponTemplateIDs adds the "coupon_templates" edge to the CouponTemplate entity by IDs.
+func (_u *StoreUpdate) AddCouponTemplateIDs(ids ...int) *StoreUpdate {
+	_u.mutation.AddCouponTemplateIDs(ids...)
+	return _u
+}
+
+// AddCouponTemplates adds the "coupon_templates" edges to the CouponTemplate entity.
+func (_u *StoreUpdate) AddCouponTemplates(v ...*CouponTemplate) *StoreUpdate {
+	ids := make([]int, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.AddCouponTemplateIDs(ids...)
+}
+
 // Mutation returns the StoreMutation object of the builder.
 func (_u *StoreUpdate) Mutation() *StoreMutation {
 	return _u.mutation
@@ -131,6 +147,27 @@ func (_u *StoreUpdate) RemoveAPIClients(v ...*ApiClient) *StoreUpdate {
 		ids[i] = v[i].ID
 	}
 	return _u.RemoveAPIClientIDs(ids...)
+}
+
+// ClearCouponTemplates clears all "coupon_templates" edges to the CouponTemplate entity.
+func (_u *StoreUpdate) ClearCouponTemplates() *StoreUpdate {
+	_u.mutation.ClearCouponTemplates()
+	return _u
+}
+
+// RemoveCouponTemplateIDs removes the "coupon_templates" edge to CouponTemplate entities by IDs.
+func (_u *StoreUpdate) RemoveCouponTemplateIDs(ids ...int) *StoreUpdate {
+	_u.mutation.RemoveCouponTemplateIDs(ids...)
+	return _u
+}
+
+// RemoveCouponTemplates removes "coupon_templates" edges to CouponTemplate entities.
+func (_u *StoreUpdate) RemoveCouponTemplates(v ...*CouponTemplate) *StoreUpdate {
+	ids := make([]int, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.RemoveCouponTemplateIDs(ids...)
 }
 
 // Save executes the query and returns the number of nodes affected by the update operation.
@@ -265,6 +302,51 @@ func (_u *StoreUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 		}
 		_spec.Edges.Add = append(_spec.Edges.Add, edge)
 	}
+	if _u.mutation.CouponTemplatesCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.M2M,
+			Inverse: true,
+			Table:   store.CouponTemplatesTable,
+			Columns: store.CouponTemplatesPrimaryKey,
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(coupontemplate.FieldID, field.TypeInt),
+			},
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.RemovedCouponTemplatesIDs(); len(nodes) > 0 && !_u.mutation.CouponTemplatesCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.M2M,
+			Inverse: true,
+			Table:   store.CouponTemplatesTable,
+			Columns: store.CouponTemplatesPrimaryKey,
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(coupontemplate.FieldID, field.TypeInt),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.CouponTemplatesIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.M2M,
+			Inverse: true,
+			Table:   store.CouponTemplatesTable,
+			Columns: store.CouponTemplatesPrimaryKey,
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(coupontemplate.FieldID, field.TypeInt),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Add = append(_spec.Edges.Add, edge)
+	}
 	_spec.AddModifiers(_u.modifiers...)
 	if _node, err = sqlgraph.UpdateNodes(ctx, _u.driver, _spec); err != nil {
 		if _, ok := err.(*sqlgraph.NotFoundError); ok {
@@ -364,6 +446,21 @@ func (_u *StoreUpdateOne) AddAPIClients(v ...*ApiClient) *StoreUpdateOne {
 	return _u.AddAPIClientIDs(ids...)
 }
 
+// AddCouponTemplateIDs adds the "coupon_templates" edge to the CouponTemplate entity by IDs.
+func (_u *StoreUpdateOne) AddCouponTemplateIDs(ids ...int) *StoreUpdateOne {
+	_u.mutation.AddCouponTemplateIDs(ids...)
+	return _u
+}
+
+// AddCouponTemplates adds the "coupon_templates" edges to the CouponTemplate entity.
+func (_u *StoreUpdateOne) AddCouponTemplates(v ...*CouponTemplate) *StoreUpdateOne {
+	ids := make([]int, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.AddCouponTemplateIDs(ids...)
+}
+
 // Mutation returns the StoreMutation object of the builder.
 func (_u *StoreUpdateOne) Mutation() *StoreMutation {
 	return _u.mutation
@@ -388,6 +485,27 @@ func (_u *StoreUpdateOne) RemoveAPIClients(v ...*ApiClient) *StoreUpdateOne {
 		ids[i] = v[i].ID
 	}
 	return _u.RemoveAPIClientIDs(ids...)
+}
+
+// ClearCouponTemplates clears all "coupon_templates" edges to the CouponTemplate entity.
+func (_u *StoreUpdateOne) ClearCouponTemplates() *StoreUpdateOne {
+	_u.mutation.ClearCouponTemplates()
+	return _u
+}
+
+// RemoveCouponTemplateIDs removes the "coupon_templates" edge to CouponTemplate entities by IDs.
+func (_u *StoreUpdateOne) RemoveCouponTemplateIDs(ids ...int) *StoreUpdateOne {
+	_u.mutation.RemoveCouponTemplateIDs(ids...)
+	return _u
+}
+
+// RemoveCouponTemplates removes "coupon_templates" edges to CouponTemplate entities.
+func (_u *StoreUpdateOne) RemoveCouponTemplates(v ...*CouponTemplate) *StoreUpdateOne {
+	ids := make([]int, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.RemoveCouponTemplateIDs(ids...)
 }
 
 // Where appends a list predicates to the StoreUpdate builder.
@@ -545,6 +663,51 @@ func (_u *StoreUpdateOne) sqlSave(ctx context.Context) (_node *Store, err error)
 			Bidi:    false,
 			Target: &sqlgraph.EdgeTarget{
 				IDSpec: sqlgraph.NewFieldSpec(apiclient.FieldID, field.TypeInt),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Add = append(_spec.Edges.Add, edge)
+	}
+	if _u.mutation.CouponTemplatesCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.M2M,
+			Inverse: true,
+			Table:   store.CouponTemplatesTable,
+			Columns: store.CouponTemplatesPrimaryKey,
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(coupontemplate.FieldID, field.TypeInt),
+			},
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.RemovedCouponTemplatesIDs(); len(nodes) > 0 && !_u.mutation.CouponTemplatesCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.M2M,
+			Inverse: true,
+			Table:   store.CouponTemplatesTable,
+			Columns: store.CouponTemplatesPrimaryKey,
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(coupontemplate.FieldID, field.TypeInt),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.CouponTemplatesIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.M2M,
+			Inverse: true,
+			Table:   store.CouponTemplatesTable,
+			Columns: store.CouponTemplatesPrimaryKey,
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(coupontemplate.FieldID, field.TypeInt),
 			},
 		}
 		for _, k := range nodes {

@@ -14,6 +14,8 @@ import (
 // Tx is a transactional client that is created by calling Client.Tx().
 type Tx struct {
 	config
+	// Account is the client for interacting with the Account builders.
+	Account *AccountClient
 	// ApiClient is the client for interacting with the ApiClient builders.
 	ApiClient *ApiClientClient
 	// AuditLog is the client for interacting with the AuditLog builders.
@@ -22,20 +24,58 @@ type Tx struct {
 	Benefit *BenefitClient
 	// BusinessUnit is the client for interacting with the BusinessUnit builders.
 	BusinessUnit *BusinessUnitClient
+	// Consent is the client for interacting with the Consent builders.
+	Consent *ConsentClient
+	// Coupon is the client for interacting with the Coupon builders.
+	Coupon *CouponClient
+	// CouponTemplate is the client for interacting with the CouponTemplate builders.
+	CouponTemplate *CouponTemplateClient
+	// EarningRule is the client for interacting with the EarningRule builders.
+	EarningRule *EarningRuleClient
+	// GrowthEntry is the client for interacting with the GrowthEntry builders.
+	GrowthEntry *GrowthEntryClient
 	// Identity is the client for interacting with the Identity builders.
 	Identity *IdentityClient
 	// Member is the client for interacting with the Member builders.
 	Member *MemberClient
+	// MemberEvent is the client for interacting with the MemberEvent builders.
+	MemberEvent *MemberEventClient
+	// Notification is the client for interacting with the Notification builders.
+	Notification *NotificationClient
+	// Order is the client for interacting with the Order builders.
+	Order *OrderClient
+	// OrderItem is the client for interacting with the OrderItem builders.
+	OrderItem *OrderItemClient
+	// OrderPayment is the client for interacting with the OrderPayment builders.
+	OrderPayment *OrderPaymentClient
 	// OtpChallenge is the client for interacting with the OtpChallenge builders.
 	OtpChallenge *OtpChallengeClient
+	// PaidMembership is the client for interacting with the PaidMembership builders.
+	PaidMembership *PaidMembershipClient
+	// PaidMembershipPlan is the client for interacting with the PaidMembershipPlan builders.
+	PaidMembershipPlan *PaidMembershipPlanClient
+	// PaidMembershipPurchase is the client for interacting with the PaidMembershipPurchase builders.
+	PaidMembershipPurchase *PaidMembershipPurchaseClient
+	// PointsAllocation is the client for interacting with the PointsAllocation builders.
+	PointsAllocation *PointsAllocationClient
+	// PointsEntry is the client for interacting with the PointsEntry builders.
+	PointsEntry *PointsEntryClient
+	// PointsLot is the client for interacting with the PointsLot builders.
+	PointsLot *PointsLotClient
 	// RefreshToken is the client for interacting with the RefreshToken builders.
 	RefreshToken *RefreshTokenClient
+	// Refund is the client for interacting with the Refund builders.
+	Refund *RefundClient
 	// Staff is the client for interacting with the Staff builders.
 	Staff *StaffClient
 	// Store is the client for interacting with the Store builders.
 	Store *StoreClient
+	// StoredValueEntry is the client for interacting with the StoredValueEntry builders.
+	StoredValueEntry *StoredValueEntryClient
 	// Tier is the client for interacting with the Tier builders.
 	Tier *TierClient
+	// TierChange is the client for interacting with the TierChange builders.
+	TierChange *TierChangeClient
 
 	// lazily loaded.
 	client     *Client
@@ -167,17 +207,37 @@ func (tx *Tx) Client() *Client {
 }
 
 func (tx *Tx) init() {
+	tx.Account = NewAccountClient(tx.config)
 	tx.ApiClient = NewApiClientClient(tx.config)
 	tx.AuditLog = NewAuditLogClient(tx.config)
 	tx.Benefit = NewBenefitClient(tx.config)
 	tx.BusinessUnit = NewBusinessUnitClient(tx.config)
+	tx.Consent = NewConsentClient(tx.config)
+	tx.Coupon = NewCouponClient(tx.config)
+	tx.CouponTemplate = NewCouponTemplateClient(tx.config)
+	tx.EarningRule = NewEarningRuleClient(tx.config)
+	tx.GrowthEntry = NewGrowthEntryClient(tx.config)
 	tx.Identity = NewIdentityClient(tx.config)
 	tx.Member = NewMemberClient(tx.config)
+	tx.MemberEvent = NewMemberEventClient(tx.config)
+	tx.Notification = NewNotificationClient(tx.config)
+	tx.Order = NewOrderClient(tx.config)
+	tx.OrderItem = NewOrderItemClient(tx.config)
+	tx.OrderPayment = NewOrderPaymentClient(tx.config)
 	tx.OtpChallenge = NewOtpChallengeClient(tx.config)
+	tx.PaidMembership = NewPaidMembershipClient(tx.config)
+	tx.PaidMembershipPlan = NewPaidMembershipPlanClient(tx.config)
+	tx.PaidMembershipPurchase = NewPaidMembershipPurchaseClient(tx.config)
+	tx.PointsAllocation = NewPointsAllocationClient(tx.config)
+	tx.PointsEntry = NewPointsEntryClient(tx.config)
+	tx.PointsLot = NewPointsLotClient(tx.config)
 	tx.RefreshToken = NewRefreshTokenClient(tx.config)
+	tx.Refund = NewRefundClient(tx.config)
 	tx.Staff = NewStaffClient(tx.config)
 	tx.Store = NewStoreClient(tx.config)
+	tx.StoredValueEntry = NewStoredValueEntryClient(tx.config)
 	tx.Tier = NewTierClient(tx.config)
+	tx.TierChange = NewTierChangeClient(tx.config)
 }
 
 // txDriver wraps the given dialect.Tx with a nop dialect.Driver implementation.
@@ -187,7 +247,7 @@ func (tx *Tx) init() {
 // of them in order to commit or rollback the transaction.
 //
 // If a closed transaction is embedded in one of the generated entities, and the entity
-// applies a query, for example: ApiClient.QueryXXX(), the query will be executed
+// applies a query, for example: Account.QueryXXX(), the query will be executed
 // through the driver which created this transaction.
 //
 // Note that txDriver is not goroutine safe.

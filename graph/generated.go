@@ -18,9 +18,15 @@ import (
 	"github.com/99designs/gqlgen/graphql/introspection"
 	"github.com/onemember/onemember/ent"
 	"github.com/onemember/onemember/ent/businessunit"
+	"github.com/onemember/onemember/ent/growthentry"
 	"github.com/onemember/onemember/ent/identity"
 	"github.com/onemember/onemember/ent/member"
+	"github.com/onemember/onemember/ent/order"
+	"github.com/onemember/onemember/ent/paidmembership"
+	"github.com/onemember/onemember/ent/pointsentry"
 	"github.com/onemember/onemember/ent/schema/enum"
+	"github.com/onemember/onemember/ent/storedvalueentry"
+	"github.com/onemember/onemember/ent/tierchange"
 	"github.com/onemember/onemember/graph/model"
 	"github.com/onemember/onemember/internal/platform/calendar"
 	gqlparser "github.com/vektah/gqlparser/v2"
@@ -107,6 +113,49 @@ type ComplexityRoot struct {
 		UpdatedAt func(childComplexity int) int
 	}
 
+	Consent struct {
+		Granted   func(childComplexity int) int
+		ID        func(childComplexity int) int
+		Kind      func(childComplexity int) int
+		MemberID  func(childComplexity int) int
+		UpdatedAt func(childComplexity int) int
+	}
+
+	Coupon struct {
+		Code       func(childComplexity int) int
+		ExpiresAt  func(childComplexity int) int
+		ID         func(childComplexity int) int
+		IssuedAt   func(childComplexity int) int
+		RedeemedAt func(childComplexity int) int
+		Status     func(childComplexity int) int
+		Template   func(childComplexity int) int
+	}
+
+	CouponConnection struct {
+		Edges      func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
+	}
+
+	CouponEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
+	}
+
+	CouponTemplate struct {
+		Claimable       func(childComplexity int) int
+		CreatedAt       func(childComplexity int) int
+		DiscountPercent func(childComplexity int) int
+		FaceValue       func(childComplexity int) int
+		ID              func(childComplexity int) int
+		Kind            func(childComplexity int) int
+		MinSpend        func(childComplexity int) int
+		PerMemberLimit  func(childComplexity int) int
+		Title           func(childComplexity int) int
+		TotalStock      func(childComplexity int) int
+		UpdatedAt       func(childComplexity int) int
+	}
+
 	CreateApiClientPayload struct {
 		APIClient func(childComplexity int) int
 		Secret    func(childComplexity int) int
@@ -114,6 +163,40 @@ type ComplexityRoot struct {
 
 	CreateStaffPayload struct {
 		Staff func(childComplexity int) int
+	}
+
+	EarningRule struct {
+		BusinessUnit   func(childComplexity int) int
+		BusinessUnitID func(childComplexity int) int
+		CreatedAt      func(childComplexity int) int
+		ID             func(childComplexity int) int
+		UpdatedAt      func(childComplexity int) int
+	}
+
+	GrowthEntry struct {
+		Amount         func(childComplexity int) int
+		BalanceAfter   func(childComplexity int) int
+		BusinessUnit   func(childComplexity int) int
+		BusinessUnitID func(childComplexity int) int
+		ID             func(childComplexity int) int
+		Kind           func(childComplexity int) int
+		MemberID       func(childComplexity int) int
+		OccurredAt     func(childComplexity int) int
+		Reason         func(childComplexity int) int
+		Source         func(childComplexity int) int
+		Store          func(childComplexity int) int
+		StoreID        func(childComplexity int) int
+	}
+
+	GrowthEntryConnection struct {
+		Edges      func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
+	}
+
+	GrowthEntryEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
 	}
 
 	Identity struct {
@@ -181,11 +264,121 @@ type ComplexityRoot struct {
 		RequestOtp      func(childComplexity int, input model.RequestOtpInput) int
 	}
 
+	Notification struct {
+		Body      func(childComplexity int) int
+		CreatedAt func(childComplexity int) int
+		ID        func(childComplexity int) int
+		ReadAt    func(childComplexity int) int
+		Title     func(childComplexity int) int
+	}
+
+	NotificationConnection struct {
+		Edges      func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
+	}
+
+	NotificationEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
+	}
+
+	Order struct {
+		Amount         func(childComplexity int) int
+		BusinessUnit   func(childComplexity int) int
+		Channel        func(childComplexity int) int
+		ExternalID     func(childComplexity int) int
+		GrowthEarned   func(childComplexity int) int
+		ID             func(childComplexity int) int
+		Items          func(childComplexity int) int
+		PaidAt         func(childComplexity int) int
+		PointsBurned   func(childComplexity int) int
+		PointsEarned   func(childComplexity int) int
+		RefundedAmount func(childComplexity int) int
+		Status         func(childComplexity int) int
+		Store          func(childComplexity int) int
+	}
+
+	OrderConnection struct {
+		Edges      func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
+	}
+
+	OrderEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
+	}
+
+	OrderItem struct {
+		Amount    func(childComplexity int) int
+		Brand     func(childComplexity int) int
+		Category  func(childComplexity int) int
+		ID        func(childComplexity int) int
+		Name      func(childComplexity int) int
+		Order     func(childComplexity int) int
+		Quantity  func(childComplexity int) int
+		Sku       func(childComplexity int) int
+		UnitPrice func(childComplexity int) int
+	}
+
 	PageInfo struct {
 		EndCursor       func(childComplexity int) int
 		HasNextPage     func(childComplexity int) int
 		HasPreviousPage func(childComplexity int) int
 		StartCursor     func(childComplexity int) int
+	}
+
+	PaidMembership struct {
+		AutoRenew func(childComplexity int) int
+		CreatedAt func(childComplexity int) int
+		ExpiresAt func(childComplexity int) int
+		ID        func(childComplexity int) int
+		MemberID  func(childComplexity int) int
+		Plan      func(childComplexity int) int
+		PlanID    func(childComplexity int) int
+		StartedAt func(childComplexity int) int
+		Status    func(childComplexity int) int
+		UpdatedAt func(childComplexity int) int
+	}
+
+	PaidMembershipPlan struct {
+		Active    func(childComplexity int) int
+		Benefits  func(childComplexity int) int
+		Code      func(childComplexity int) int
+		CreatedAt func(childComplexity int) int
+		ID        func(childComplexity int) int
+		Name      func(childComplexity int) int
+		Period    func(childComplexity int) int
+		Price     func(childComplexity int) int
+		UpdatedAt func(childComplexity int) int
+	}
+
+	PointsEntry struct {
+		Amount         func(childComplexity int) int
+		BalanceAfter   func(childComplexity int) int
+		BusinessUnit   func(childComplexity int) int
+		BusinessUnitID func(childComplexity int) int
+		ExpiresAt      func(childComplexity int) int
+		ID             func(childComplexity int) int
+		Kind           func(childComplexity int) int
+		MemberID       func(childComplexity int) int
+		OccurredAt     func(childComplexity int) int
+		Reason         func(childComplexity int) int
+		Source         func(childComplexity int) int
+		Store          func(childComplexity int) int
+		StoreID        func(childComplexity int) int
+	}
+
+	PointsEntryConnection struct {
+		Edges      func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
+	}
+
+	PointsEntryEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
 	}
 
 	Query struct {
@@ -229,6 +422,34 @@ type ComplexityRoot struct {
 		UpdatedAt      func(childComplexity int) int
 	}
 
+	StoredValueEntry struct {
+		Amount          func(childComplexity int) int
+		BalanceAfter    func(childComplexity int) int
+		BonusAmount     func(childComplexity int) int
+		BusinessUnit    func(childComplexity int) int
+		BusinessUnitID  func(childComplexity int) int
+		ID              func(childComplexity int) int
+		Kind            func(childComplexity int) int
+		MemberID        func(childComplexity int) int
+		OccurredAt      func(childComplexity int) int
+		PrincipalAmount func(childComplexity int) int
+		Reason          func(childComplexity int) int
+		Source          func(childComplexity int) int
+		Store           func(childComplexity int) int
+		StoreID         func(childComplexity int) int
+	}
+
+	StoredValueEntryConnection struct {
+		Edges      func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
+	}
+
+	StoredValueEntryEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
+	}
+
 	Tier struct {
 		Benefits          func(childComplexity int) int
 		Code              func(childComplexity int) int
@@ -240,6 +461,18 @@ type ComplexityRoot struct {
 		RetentionMonths   func(childComplexity int) int
 		Threshold         func(childComplexity int) int
 		UpdatedAt         func(childComplexity int) int
+	}
+
+	TierChange struct {
+		ChangedAt  func(childComplexity int) int
+		Direction  func(childComplexity int) int
+		From       func(childComplexity int) int
+		FromTierID func(childComplexity int) int
+		ID         func(childComplexity int) int
+		MemberID   func(childComplexity int) int
+		Reason     func(childComplexity int) int
+		To         func(childComplexity int) int
+		ToTierID   func(childComplexity int) int
 	}
 }
 
@@ -529,6 +762,179 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.BusinessUnit.UpdatedAt(childComplexity), true
 
+	case "Consent.granted":
+		if e.ComplexityRoot.Consent.Granted == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Consent.Granted(childComplexity), true
+	case "Consent.id":
+		if e.ComplexityRoot.Consent.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Consent.ID(childComplexity), true
+	case "Consent.kind":
+		if e.ComplexityRoot.Consent.Kind == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Consent.Kind(childComplexity), true
+	case "Consent.memberID":
+		if e.ComplexityRoot.Consent.MemberID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Consent.MemberID(childComplexity), true
+	case "Consent.updatedAt":
+		if e.ComplexityRoot.Consent.UpdatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Consent.UpdatedAt(childComplexity), true
+
+	case "Coupon.code":
+		if e.ComplexityRoot.Coupon.Code == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Coupon.Code(childComplexity), true
+	case "Coupon.expiresAt":
+		if e.ComplexityRoot.Coupon.ExpiresAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Coupon.ExpiresAt(childComplexity), true
+	case "Coupon.id":
+		if e.ComplexityRoot.Coupon.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Coupon.ID(childComplexity), true
+	case "Coupon.issuedAt":
+		if e.ComplexityRoot.Coupon.IssuedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Coupon.IssuedAt(childComplexity), true
+	case "Coupon.redeemedAt":
+		if e.ComplexityRoot.Coupon.RedeemedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Coupon.RedeemedAt(childComplexity), true
+	case "Coupon.status":
+		if e.ComplexityRoot.Coupon.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Coupon.Status(childComplexity), true
+	case "Coupon.template":
+		if e.ComplexityRoot.Coupon.Template == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Coupon.Template(childComplexity), true
+
+	case "CouponConnection.edges":
+		if e.ComplexityRoot.CouponConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CouponConnection.Edges(childComplexity), true
+	case "CouponConnection.pageInfo":
+		if e.ComplexityRoot.CouponConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CouponConnection.PageInfo(childComplexity), true
+	case "CouponConnection.totalCount":
+		if e.ComplexityRoot.CouponConnection.TotalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CouponConnection.TotalCount(childComplexity), true
+
+	case "CouponEdge.cursor":
+		if e.ComplexityRoot.CouponEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CouponEdge.Cursor(childComplexity), true
+	case "CouponEdge.node":
+		if e.ComplexityRoot.CouponEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CouponEdge.Node(childComplexity), true
+
+	case "CouponTemplate.claimable":
+		if e.ComplexityRoot.CouponTemplate.Claimable == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CouponTemplate.Claimable(childComplexity), true
+	case "CouponTemplate.createdAt":
+		if e.ComplexityRoot.CouponTemplate.CreatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CouponTemplate.CreatedAt(childComplexity), true
+	case "CouponTemplate.discountPercent":
+		if e.ComplexityRoot.CouponTemplate.DiscountPercent == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CouponTemplate.DiscountPercent(childComplexity), true
+	case "CouponTemplate.faceValue":
+		if e.ComplexityRoot.CouponTemplate.FaceValue == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CouponTemplate.FaceValue(childComplexity), true
+	case "CouponTemplate.id":
+		if e.ComplexityRoot.CouponTemplate.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CouponTemplate.ID(childComplexity), true
+	case "CouponTemplate.kind":
+		if e.ComplexityRoot.CouponTemplate.Kind == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CouponTemplate.Kind(childComplexity), true
+	case "CouponTemplate.minSpend":
+		if e.ComplexityRoot.CouponTemplate.MinSpend == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CouponTemplate.MinSpend(childComplexity), true
+	case "CouponTemplate.perMemberLimit":
+		if e.ComplexityRoot.CouponTemplate.PerMemberLimit == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CouponTemplate.PerMemberLimit(childComplexity), true
+	case "CouponTemplate.title":
+		if e.ComplexityRoot.CouponTemplate.Title == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CouponTemplate.Title(childComplexity), true
+	case "CouponTemplate.totalStock":
+		if e.ComplexityRoot.CouponTemplate.TotalStock == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CouponTemplate.TotalStock(childComplexity), true
+	case "CouponTemplate.updatedAt":
+		if e.ComplexityRoot.CouponTemplate.UpdatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CouponTemplate.UpdatedAt(childComplexity), true
+
 	case "CreateApiClientPayload.apiClient":
 		if e.ComplexityRoot.CreateApiClientPayload.APIClient == nil {
 			break
@@ -548,6 +954,142 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.CreateStaffPayload.Staff(childComplexity), true
+
+	case "EarningRule.businessUnit":
+		if e.ComplexityRoot.EarningRule.BusinessUnit == nil {
+			break
+		}
+
+		return e.ComplexityRoot.EarningRule.BusinessUnit(childComplexity), true
+	case "EarningRule.businessUnitID":
+		if e.ComplexityRoot.EarningRule.BusinessUnitID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.EarningRule.BusinessUnitID(childComplexity), true
+	case "EarningRule.createdAt":
+		if e.ComplexityRoot.EarningRule.CreatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.EarningRule.CreatedAt(childComplexity), true
+	case "EarningRule.id":
+		if e.ComplexityRoot.EarningRule.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.EarningRule.ID(childComplexity), true
+	case "EarningRule.updatedAt":
+		if e.ComplexityRoot.EarningRule.UpdatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.EarningRule.UpdatedAt(childComplexity), true
+
+	case "GrowthEntry.amount":
+		if e.ComplexityRoot.GrowthEntry.Amount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.GrowthEntry.Amount(childComplexity), true
+	case "GrowthEntry.balanceAfter":
+		if e.ComplexityRoot.GrowthEntry.BalanceAfter == nil {
+			break
+		}
+
+		return e.ComplexityRoot.GrowthEntry.BalanceAfter(childComplexity), true
+	case "GrowthEntry.businessUnit":
+		if e.ComplexityRoot.GrowthEntry.BusinessUnit == nil {
+			break
+		}
+
+		return e.ComplexityRoot.GrowthEntry.BusinessUnit(childComplexity), true
+	case "GrowthEntry.businessUnitID":
+		if e.ComplexityRoot.GrowthEntry.BusinessUnitID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.GrowthEntry.BusinessUnitID(childComplexity), true
+	case "GrowthEntry.id":
+		if e.ComplexityRoot.GrowthEntry.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.GrowthEntry.ID(childComplexity), true
+	case "GrowthEntry.kind":
+		if e.ComplexityRoot.GrowthEntry.Kind == nil {
+			break
+		}
+
+		return e.ComplexityRoot.GrowthEntry.Kind(childComplexity), true
+	case "GrowthEntry.memberID":
+		if e.ComplexityRoot.GrowthEntry.MemberID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.GrowthEntry.MemberID(childComplexity), true
+	case "GrowthEntry.occurredAt":
+		if e.ComplexityRoot.GrowthEntry.OccurredAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.GrowthEntry.OccurredAt(childComplexity), true
+	case "GrowthEntry.reason":
+		if e.ComplexityRoot.GrowthEntry.Reason == nil {
+			break
+		}
+
+		return e.ComplexityRoot.GrowthEntry.Reason(childComplexity), true
+	case "GrowthEntry.source":
+		if e.ComplexityRoot.GrowthEntry.Source == nil {
+			break
+		}
+
+		return e.ComplexityRoot.GrowthEntry.Source(childComplexity), true
+	case "GrowthEntry.store":
+		if e.ComplexityRoot.GrowthEntry.Store == nil {
+			break
+		}
+
+		return e.ComplexityRoot.GrowthEntry.Store(childComplexity), true
+	case "GrowthEntry.storeID":
+		if e.ComplexityRoot.GrowthEntry.StoreID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.GrowthEntry.StoreID(childComplexity), true
+
+	case "GrowthEntryConnection.edges":
+		if e.ComplexityRoot.GrowthEntryConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.GrowthEntryConnection.Edges(childComplexity), true
+	case "GrowthEntryConnection.pageInfo":
+		if e.ComplexityRoot.GrowthEntryConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.GrowthEntryConnection.PageInfo(childComplexity), true
+	case "GrowthEntryConnection.totalCount":
+		if e.ComplexityRoot.GrowthEntryConnection.TotalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.GrowthEntryConnection.TotalCount(childComplexity), true
+
+	case "GrowthEntryEdge.cursor":
+		if e.ComplexityRoot.GrowthEntryEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.GrowthEntryEdge.Cursor(childComplexity), true
+	case "GrowthEntryEdge.node":
+		if e.ComplexityRoot.GrowthEntryEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.GrowthEntryEdge.Node(childComplexity), true
 
 	case "Identity.appID":
 		if e.ComplexityRoot.Identity.AppID == nil {
@@ -855,6 +1397,235 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.Mutation.RequestOtp(childComplexity, args["input"].(model.RequestOtpInput)), true
 
+	case "Notification.body":
+		if e.ComplexityRoot.Notification.Body == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Notification.Body(childComplexity), true
+	case "Notification.createdAt":
+		if e.ComplexityRoot.Notification.CreatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Notification.CreatedAt(childComplexity), true
+	case "Notification.id":
+		if e.ComplexityRoot.Notification.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Notification.ID(childComplexity), true
+	case "Notification.readAt":
+		if e.ComplexityRoot.Notification.ReadAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Notification.ReadAt(childComplexity), true
+	case "Notification.title":
+		if e.ComplexityRoot.Notification.Title == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Notification.Title(childComplexity), true
+
+	case "NotificationConnection.edges":
+		if e.ComplexityRoot.NotificationConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.NotificationConnection.Edges(childComplexity), true
+	case "NotificationConnection.pageInfo":
+		if e.ComplexityRoot.NotificationConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.NotificationConnection.PageInfo(childComplexity), true
+	case "NotificationConnection.totalCount":
+		if e.ComplexityRoot.NotificationConnection.TotalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.NotificationConnection.TotalCount(childComplexity), true
+
+	case "NotificationEdge.cursor":
+		if e.ComplexityRoot.NotificationEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.NotificationEdge.Cursor(childComplexity), true
+	case "NotificationEdge.node":
+		if e.ComplexityRoot.NotificationEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.NotificationEdge.Node(childComplexity), true
+
+	case "Order.amount":
+		if e.ComplexityRoot.Order.Amount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Order.Amount(childComplexity), true
+	case "Order.businessUnit":
+		if e.ComplexityRoot.Order.BusinessUnit == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Order.BusinessUnit(childComplexity), true
+	case "Order.channel":
+		if e.ComplexityRoot.Order.Channel == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Order.Channel(childComplexity), true
+	case "Order.externalID":
+		if e.ComplexityRoot.Order.ExternalID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Order.ExternalID(childComplexity), true
+	case "Order.growthEarned":
+		if e.ComplexityRoot.Order.GrowthEarned == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Order.GrowthEarned(childComplexity), true
+	case "Order.id":
+		if e.ComplexityRoot.Order.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Order.ID(childComplexity), true
+	case "Order.items":
+		if e.ComplexityRoot.Order.Items == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Order.Items(childComplexity), true
+	case "Order.paidAt":
+		if e.ComplexityRoot.Order.PaidAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Order.PaidAt(childComplexity), true
+	case "Order.pointsBurned":
+		if e.ComplexityRoot.Order.PointsBurned == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Order.PointsBurned(childComplexity), true
+	case "Order.pointsEarned":
+		if e.ComplexityRoot.Order.PointsEarned == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Order.PointsEarned(childComplexity), true
+	case "Order.refundedAmount":
+		if e.ComplexityRoot.Order.RefundedAmount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Order.RefundedAmount(childComplexity), true
+	case "Order.status":
+		if e.ComplexityRoot.Order.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Order.Status(childComplexity), true
+	case "Order.store":
+		if e.ComplexityRoot.Order.Store == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Order.Store(childComplexity), true
+
+	case "OrderConnection.edges":
+		if e.ComplexityRoot.OrderConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OrderConnection.Edges(childComplexity), true
+	case "OrderConnection.pageInfo":
+		if e.ComplexityRoot.OrderConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OrderConnection.PageInfo(childComplexity), true
+	case "OrderConnection.totalCount":
+		if e.ComplexityRoot.OrderConnection.TotalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OrderConnection.TotalCount(childComplexity), true
+
+	case "OrderEdge.cursor":
+		if e.ComplexityRoot.OrderEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OrderEdge.Cursor(childComplexity), true
+	case "OrderEdge.node":
+		if e.ComplexityRoot.OrderEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OrderEdge.Node(childComplexity), true
+
+	case "OrderItem.amount":
+		if e.ComplexityRoot.OrderItem.Amount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OrderItem.Amount(childComplexity), true
+	case "OrderItem.brand":
+		if e.ComplexityRoot.OrderItem.Brand == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OrderItem.Brand(childComplexity), true
+	case "OrderItem.category":
+		if e.ComplexityRoot.OrderItem.Category == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OrderItem.Category(childComplexity), true
+	case "OrderItem.id":
+		if e.ComplexityRoot.OrderItem.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OrderItem.ID(childComplexity), true
+	case "OrderItem.name":
+		if e.ComplexityRoot.OrderItem.Name == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OrderItem.Name(childComplexity), true
+	case "OrderItem.order":
+		if e.ComplexityRoot.OrderItem.Order == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OrderItem.Order(childComplexity), true
+	case "OrderItem.quantity":
+		if e.ComplexityRoot.OrderItem.Quantity == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OrderItem.Quantity(childComplexity), true
+	case "OrderItem.sku":
+		if e.ComplexityRoot.OrderItem.Sku == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OrderItem.Sku(childComplexity), true
+	case "OrderItem.unitPrice":
+		if e.ComplexityRoot.OrderItem.UnitPrice == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OrderItem.UnitPrice(childComplexity), true
+
 	case "PageInfo.endCursor":
 		if e.ComplexityRoot.PageInfo.EndCursor == nil {
 			break
@@ -879,6 +1650,233 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.PageInfo.StartCursor(childComplexity), true
+
+	case "PaidMembership.autoRenew":
+		if e.ComplexityRoot.PaidMembership.AutoRenew == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PaidMembership.AutoRenew(childComplexity), true
+	case "PaidMembership.createdAt":
+		if e.ComplexityRoot.PaidMembership.CreatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PaidMembership.CreatedAt(childComplexity), true
+	case "PaidMembership.expiresAt":
+		if e.ComplexityRoot.PaidMembership.ExpiresAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PaidMembership.ExpiresAt(childComplexity), true
+	case "PaidMembership.id":
+		if e.ComplexityRoot.PaidMembership.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PaidMembership.ID(childComplexity), true
+	case "PaidMembership.memberID":
+		if e.ComplexityRoot.PaidMembership.MemberID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PaidMembership.MemberID(childComplexity), true
+	case "PaidMembership.plan":
+		if e.ComplexityRoot.PaidMembership.Plan == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PaidMembership.Plan(childComplexity), true
+	case "PaidMembership.planID":
+		if e.ComplexityRoot.PaidMembership.PlanID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PaidMembership.PlanID(childComplexity), true
+	case "PaidMembership.startedAt":
+		if e.ComplexityRoot.PaidMembership.StartedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PaidMembership.StartedAt(childComplexity), true
+	case "PaidMembership.status":
+		if e.ComplexityRoot.PaidMembership.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PaidMembership.Status(childComplexity), true
+	case "PaidMembership.updatedAt":
+		if e.ComplexityRoot.PaidMembership.UpdatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PaidMembership.UpdatedAt(childComplexity), true
+
+	case "PaidMembershipPlan.active":
+		if e.ComplexityRoot.PaidMembershipPlan.Active == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PaidMembershipPlan.Active(childComplexity), true
+	case "PaidMembershipPlan.benefits":
+		if e.ComplexityRoot.PaidMembershipPlan.Benefits == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PaidMembershipPlan.Benefits(childComplexity), true
+	case "PaidMembershipPlan.code":
+		if e.ComplexityRoot.PaidMembershipPlan.Code == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PaidMembershipPlan.Code(childComplexity), true
+	case "PaidMembershipPlan.createdAt":
+		if e.ComplexityRoot.PaidMembershipPlan.CreatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PaidMembershipPlan.CreatedAt(childComplexity), true
+	case "PaidMembershipPlan.id":
+		if e.ComplexityRoot.PaidMembershipPlan.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PaidMembershipPlan.ID(childComplexity), true
+	case "PaidMembershipPlan.name":
+		if e.ComplexityRoot.PaidMembershipPlan.Name == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PaidMembershipPlan.Name(childComplexity), true
+	case "PaidMembershipPlan.period":
+		if e.ComplexityRoot.PaidMembershipPlan.Period == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PaidMembershipPlan.Period(childComplexity), true
+	case "PaidMembershipPlan.price":
+		if e.ComplexityRoot.PaidMembershipPlan.Price == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PaidMembershipPlan.Price(childComplexity), true
+	case "PaidMembershipPlan.updatedAt":
+		if e.ComplexityRoot.PaidMembershipPlan.UpdatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PaidMembershipPlan.UpdatedAt(childComplexity), true
+
+	case "PointsEntry.amount":
+		if e.ComplexityRoot.PointsEntry.Amount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PointsEntry.Amount(childComplexity), true
+	case "PointsEntry.balanceAfter":
+		if e.ComplexityRoot.PointsEntry.BalanceAfter == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PointsEntry.BalanceAfter(childComplexity), true
+	case "PointsEntry.businessUnit":
+		if e.ComplexityRoot.PointsEntry.BusinessUnit == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PointsEntry.BusinessUnit(childComplexity), true
+	case "PointsEntry.businessUnitID":
+		if e.ComplexityRoot.PointsEntry.BusinessUnitID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PointsEntry.BusinessUnitID(childComplexity), true
+	case "PointsEntry.expiresAt":
+		if e.ComplexityRoot.PointsEntry.ExpiresAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PointsEntry.ExpiresAt(childComplexity), true
+	case "PointsEntry.id":
+		if e.ComplexityRoot.PointsEntry.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PointsEntry.ID(childComplexity), true
+	case "PointsEntry.kind":
+		if e.ComplexityRoot.PointsEntry.Kind == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PointsEntry.Kind(childComplexity), true
+	case "PointsEntry.memberID":
+		if e.ComplexityRoot.PointsEntry.MemberID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PointsEntry.MemberID(childComplexity), true
+	case "PointsEntry.occurredAt":
+		if e.ComplexityRoot.PointsEntry.OccurredAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PointsEntry.OccurredAt(childComplexity), true
+	case "PointsEntry.reason":
+		if e.ComplexityRoot.PointsEntry.Reason == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PointsEntry.Reason(childComplexity), true
+	case "PointsEntry.source":
+		if e.ComplexityRoot.PointsEntry.Source == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PointsEntry.Source(childComplexity), true
+	case "PointsEntry.store":
+		if e.ComplexityRoot.PointsEntry.Store == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PointsEntry.Store(childComplexity), true
+	case "PointsEntry.storeID":
+		if e.ComplexityRoot.PointsEntry.StoreID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PointsEntry.StoreID(childComplexity), true
+
+	case "PointsEntryConnection.edges":
+		if e.ComplexityRoot.PointsEntryConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PointsEntryConnection.Edges(childComplexity), true
+	case "PointsEntryConnection.pageInfo":
+		if e.ComplexityRoot.PointsEntryConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PointsEntryConnection.PageInfo(childComplexity), true
+	case "PointsEntryConnection.totalCount":
+		if e.ComplexityRoot.PointsEntryConnection.TotalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PointsEntryConnection.TotalCount(childComplexity), true
+
+	case "PointsEntryEdge.cursor":
+		if e.ComplexityRoot.PointsEntryEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PointsEntryEdge.Cursor(childComplexity), true
+	case "PointsEntryEdge.node":
+		if e.ComplexityRoot.PointsEntryEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PointsEntryEdge.Node(childComplexity), true
 
 	case "Query.me":
 		if e.ComplexityRoot.Query.Me == nil {
@@ -1051,6 +2049,123 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.Store.UpdatedAt(childComplexity), true
 
+	case "StoredValueEntry.amount":
+		if e.ComplexityRoot.StoredValueEntry.Amount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.StoredValueEntry.Amount(childComplexity), true
+	case "StoredValueEntry.balanceAfter":
+		if e.ComplexityRoot.StoredValueEntry.BalanceAfter == nil {
+			break
+		}
+
+		return e.ComplexityRoot.StoredValueEntry.BalanceAfter(childComplexity), true
+	case "StoredValueEntry.bonusAmount":
+		if e.ComplexityRoot.StoredValueEntry.BonusAmount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.StoredValueEntry.BonusAmount(childComplexity), true
+	case "StoredValueEntry.businessUnit":
+		if e.ComplexityRoot.StoredValueEntry.BusinessUnit == nil {
+			break
+		}
+
+		return e.ComplexityRoot.StoredValueEntry.BusinessUnit(childComplexity), true
+	case "StoredValueEntry.businessUnitID":
+		if e.ComplexityRoot.StoredValueEntry.BusinessUnitID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.StoredValueEntry.BusinessUnitID(childComplexity), true
+	case "StoredValueEntry.id":
+		if e.ComplexityRoot.StoredValueEntry.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.StoredValueEntry.ID(childComplexity), true
+	case "StoredValueEntry.kind":
+		if e.ComplexityRoot.StoredValueEntry.Kind == nil {
+			break
+		}
+
+		return e.ComplexityRoot.StoredValueEntry.Kind(childComplexity), true
+	case "StoredValueEntry.memberID":
+		if e.ComplexityRoot.StoredValueEntry.MemberID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.StoredValueEntry.MemberID(childComplexity), true
+	case "StoredValueEntry.occurredAt":
+		if e.ComplexityRoot.StoredValueEntry.OccurredAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.StoredValueEntry.OccurredAt(childComplexity), true
+	case "StoredValueEntry.principalAmount":
+		if e.ComplexityRoot.StoredValueEntry.PrincipalAmount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.StoredValueEntry.PrincipalAmount(childComplexity), true
+	case "StoredValueEntry.reason":
+		if e.ComplexityRoot.StoredValueEntry.Reason == nil {
+			break
+		}
+
+		return e.ComplexityRoot.StoredValueEntry.Reason(childComplexity), true
+	case "StoredValueEntry.source":
+		if e.ComplexityRoot.StoredValueEntry.Source == nil {
+			break
+		}
+
+		return e.ComplexityRoot.StoredValueEntry.Source(childComplexity), true
+	case "StoredValueEntry.store":
+		if e.ComplexityRoot.StoredValueEntry.Store == nil {
+			break
+		}
+
+		return e.ComplexityRoot.StoredValueEntry.Store(childComplexity), true
+	case "StoredValueEntry.storeID":
+		if e.ComplexityRoot.StoredValueEntry.StoreID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.StoredValueEntry.StoreID(childComplexity), true
+
+	case "StoredValueEntryConnection.edges":
+		if e.ComplexityRoot.StoredValueEntryConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.StoredValueEntryConnection.Edges(childComplexity), true
+	case "StoredValueEntryConnection.pageInfo":
+		if e.ComplexityRoot.StoredValueEntryConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.StoredValueEntryConnection.PageInfo(childComplexity), true
+	case "StoredValueEntryConnection.totalCount":
+		if e.ComplexityRoot.StoredValueEntryConnection.TotalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.StoredValueEntryConnection.TotalCount(childComplexity), true
+
+	case "StoredValueEntryEdge.cursor":
+		if e.ComplexityRoot.StoredValueEntryEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.StoredValueEntryEdge.Cursor(childComplexity), true
+	case "StoredValueEntryEdge.node":
+		if e.ComplexityRoot.StoredValueEntryEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.StoredValueEntryEdge.Node(childComplexity), true
+
 	case "Tier.benefits":
 		if e.ComplexityRoot.Tier.Benefits == nil {
 			break
@@ -1112,6 +2227,61 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.Tier.UpdatedAt(childComplexity), true
 
+	case "TierChange.changedAt":
+		if e.ComplexityRoot.TierChange.ChangedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.TierChange.ChangedAt(childComplexity), true
+	case "TierChange.direction":
+		if e.ComplexityRoot.TierChange.Direction == nil {
+			break
+		}
+
+		return e.ComplexityRoot.TierChange.Direction(childComplexity), true
+	case "TierChange.from":
+		if e.ComplexityRoot.TierChange.From == nil {
+			break
+		}
+
+		return e.ComplexityRoot.TierChange.From(childComplexity), true
+	case "TierChange.fromTierID":
+		if e.ComplexityRoot.TierChange.FromTierID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.TierChange.FromTierID(childComplexity), true
+	case "TierChange.id":
+		if e.ComplexityRoot.TierChange.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.TierChange.ID(childComplexity), true
+	case "TierChange.memberID":
+		if e.ComplexityRoot.TierChange.MemberID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.TierChange.MemberID(childComplexity), true
+	case "TierChange.reason":
+		if e.ComplexityRoot.TierChange.Reason == nil {
+			break
+		}
+
+		return e.ComplexityRoot.TierChange.Reason(childComplexity), true
+	case "TierChange.to":
+		if e.ComplexityRoot.TierChange.To == nil {
+			break
+		}
+
+		return e.ComplexityRoot.TierChange.To(childComplexity), true
+	case "TierChange.toTierID":
+		if e.ComplexityRoot.TierChange.ToTierID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.TierChange.ToTierID(childComplexity), true
+
 	}
 	return 0, false
 }
@@ -1128,16 +2298,26 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 			graphql.NewInputUnmarshaler("BenefitOrder", ec.unmarshalInputBenefitOrder),
 			graphql.NewInputUnmarshaler("BusinessUnitOrder", ec.unmarshalInputBusinessUnitOrder),
 			graphql.NewInputUnmarshaler("BusinessUnitWhereInput", ec.unmarshalInputBusinessUnitWhereInput),
+			graphql.NewInputUnmarshaler("CouponOrder", ec.unmarshalInputCouponOrder),
+			graphql.NewInputUnmarshaler("CouponTemplateOrder", ec.unmarshalInputCouponTemplateOrder),
 			graphql.NewInputUnmarshaler("CreateApiClientInput", ec.unmarshalInputCreateApiClientInput),
 			graphql.NewInputUnmarshaler("CreateStaffInput", ec.unmarshalInputCreateStaffInput),
+			graphql.NewInputUnmarshaler("EarningRuleOrder", ec.unmarshalInputEarningRuleOrder),
+			graphql.NewInputUnmarshaler("GrowthEntryOrder", ec.unmarshalInputGrowthEntryOrder),
 			graphql.NewInputUnmarshaler("LoginWithPhoneInput", ec.unmarshalInputLoginWithPhoneInput),
 			graphql.NewInputUnmarshaler("LoginWithWeChatInput", ec.unmarshalInputLoginWithWeChatInput),
 			graphql.NewInputUnmarshaler("MemberOrder", ec.unmarshalInputMemberOrder),
+			graphql.NewInputUnmarshaler("NotificationOrder", ec.unmarshalInputNotificationOrder),
+			graphql.NewInputUnmarshaler("OrderOrder", ec.unmarshalInputOrderOrder),
+			graphql.NewInputUnmarshaler("PaidMembershipOrder", ec.unmarshalInputPaidMembershipOrder),
+			graphql.NewInputUnmarshaler("PaidMembershipPlanOrder", ec.unmarshalInputPaidMembershipPlanOrder),
+			graphql.NewInputUnmarshaler("PointsEntryOrder", ec.unmarshalInputPointsEntryOrder),
 			graphql.NewInputUnmarshaler("RefreshTokenInput", ec.unmarshalInputRefreshTokenInput),
 			graphql.NewInputUnmarshaler("RequestOtpInput", ec.unmarshalInputRequestOtpInput),
 			graphql.NewInputUnmarshaler("StaffOrder", ec.unmarshalInputStaffOrder),
 			graphql.NewInputUnmarshaler("StoreOrder", ec.unmarshalInputStoreOrder),
 			graphql.NewInputUnmarshaler("StoreWhereInput", ec.unmarshalInputStoreWhereInput),
+			graphql.NewInputUnmarshaler("StoredValueEntryOrder", ec.unmarshalInputStoredValueEntryOrder),
 			graphql.NewInputUnmarshaler("TierOrder", ec.unmarshalInputTierOrder),
 		)
 	}
@@ -1344,6 +2524,64 @@ func (ec *executionContext) childFields_BusinessUnit(ctx context.Context, field 
 	return nil, fmt.Errorf("no field named %q was found under type BusinessUnit", field.Name)
 }
 
+func (ec *executionContext) childFields_Coupon(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_Coupon_id(ctx, field)
+	case "code":
+		return ec.fieldContext_Coupon_code(ctx, field)
+	case "status":
+		return ec.fieldContext_Coupon_status(ctx, field)
+	case "issuedAt":
+		return ec.fieldContext_Coupon_issuedAt(ctx, field)
+	case "expiresAt":
+		return ec.fieldContext_Coupon_expiresAt(ctx, field)
+	case "redeemedAt":
+		return ec.fieldContext_Coupon_redeemedAt(ctx, field)
+	case "template":
+		return ec.fieldContext_Coupon_template(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Coupon", field.Name)
+}
+
+func (ec *executionContext) childFields_CouponEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "node":
+		return ec.fieldContext_CouponEdge_node(ctx, field)
+	case "cursor":
+		return ec.fieldContext_CouponEdge_cursor(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CouponEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_CouponTemplate(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_CouponTemplate_id(ctx, field)
+	case "createdAt":
+		return ec.fieldContext_CouponTemplate_createdAt(ctx, field)
+	case "updatedAt":
+		return ec.fieldContext_CouponTemplate_updatedAt(ctx, field)
+	case "title":
+		return ec.fieldContext_CouponTemplate_title(ctx, field)
+	case "kind":
+		return ec.fieldContext_CouponTemplate_kind(ctx, field)
+	case "faceValue":
+		return ec.fieldContext_CouponTemplate_faceValue(ctx, field)
+	case "discountPercent":
+		return ec.fieldContext_CouponTemplate_discountPercent(ctx, field)
+	case "minSpend":
+		return ec.fieldContext_CouponTemplate_minSpend(ctx, field)
+	case "totalStock":
+		return ec.fieldContext_CouponTemplate_totalStock(ctx, field)
+	case "perMemberLimit":
+		return ec.fieldContext_CouponTemplate_perMemberLimit(ctx, field)
+	case "claimable":
+		return ec.fieldContext_CouponTemplate_claimable(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CouponTemplate", field.Name)
+}
+
 func (ec *executionContext) childFields_CreateApiClientPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "apiClient":
@@ -1360,6 +2598,46 @@ func (ec *executionContext) childFields_CreateStaffPayload(ctx context.Context, 
 		return ec.fieldContext_CreateStaffPayload_staff(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type CreateStaffPayload", field.Name)
+}
+
+func (ec *executionContext) childFields_GrowthEntry(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_GrowthEntry_id(ctx, field)
+	case "memberID":
+		return ec.fieldContext_GrowthEntry_memberID(ctx, field)
+	case "source":
+		return ec.fieldContext_GrowthEntry_source(ctx, field)
+	case "amount":
+		return ec.fieldContext_GrowthEntry_amount(ctx, field)
+	case "balanceAfter":
+		return ec.fieldContext_GrowthEntry_balanceAfter(ctx, field)
+	case "reason":
+		return ec.fieldContext_GrowthEntry_reason(ctx, field)
+	case "businessUnitID":
+		return ec.fieldContext_GrowthEntry_businessUnitID(ctx, field)
+	case "storeID":
+		return ec.fieldContext_GrowthEntry_storeID(ctx, field)
+	case "occurredAt":
+		return ec.fieldContext_GrowthEntry_occurredAt(ctx, field)
+	case "kind":
+		return ec.fieldContext_GrowthEntry_kind(ctx, field)
+	case "businessUnit":
+		return ec.fieldContext_GrowthEntry_businessUnit(ctx, field)
+	case "store":
+		return ec.fieldContext_GrowthEntry_store(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type GrowthEntry", field.Name)
+}
+
+func (ec *executionContext) childFields_GrowthEntryEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "node":
+		return ec.fieldContext_GrowthEntryEdge_node(ctx, field)
+	case "cursor":
+		return ec.fieldContext_GrowthEntryEdge_cursor(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type GrowthEntryEdge", field.Name)
 }
 
 func (ec *executionContext) childFields_Identity(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -1458,6 +2736,98 @@ func (ec *executionContext) childFields_MemberEdge(ctx context.Context, field gr
 	return nil, fmt.Errorf("no field named %q was found under type MemberEdge", field.Name)
 }
 
+func (ec *executionContext) childFields_Notification(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_Notification_id(ctx, field)
+	case "title":
+		return ec.fieldContext_Notification_title(ctx, field)
+	case "body":
+		return ec.fieldContext_Notification_body(ctx, field)
+	case "createdAt":
+		return ec.fieldContext_Notification_createdAt(ctx, field)
+	case "readAt":
+		return ec.fieldContext_Notification_readAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Notification", field.Name)
+}
+
+func (ec *executionContext) childFields_NotificationEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "node":
+		return ec.fieldContext_NotificationEdge_node(ctx, field)
+	case "cursor":
+		return ec.fieldContext_NotificationEdge_cursor(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type NotificationEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_Order(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_Order_id(ctx, field)
+	case "externalID":
+		return ec.fieldContext_Order_externalID(ctx, field)
+	case "channel":
+		return ec.fieldContext_Order_channel(ctx, field)
+	case "status":
+		return ec.fieldContext_Order_status(ctx, field)
+	case "amount":
+		return ec.fieldContext_Order_amount(ctx, field)
+	case "paidAt":
+		return ec.fieldContext_Order_paidAt(ctx, field)
+	case "pointsEarned":
+		return ec.fieldContext_Order_pointsEarned(ctx, field)
+	case "pointsBurned":
+		return ec.fieldContext_Order_pointsBurned(ctx, field)
+	case "growthEarned":
+		return ec.fieldContext_Order_growthEarned(ctx, field)
+	case "refundedAmount":
+		return ec.fieldContext_Order_refundedAmount(ctx, field)
+	case "store":
+		return ec.fieldContext_Order_store(ctx, field)
+	case "businessUnit":
+		return ec.fieldContext_Order_businessUnit(ctx, field)
+	case "items":
+		return ec.fieldContext_Order_items(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Order", field.Name)
+}
+
+func (ec *executionContext) childFields_OrderEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "node":
+		return ec.fieldContext_OrderEdge_node(ctx, field)
+	case "cursor":
+		return ec.fieldContext_OrderEdge_cursor(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type OrderEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_OrderItem(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_OrderItem_id(ctx, field)
+	case "sku":
+		return ec.fieldContext_OrderItem_sku(ctx, field)
+	case "name":
+		return ec.fieldContext_OrderItem_name(ctx, field)
+	case "category":
+		return ec.fieldContext_OrderItem_category(ctx, field)
+	case "brand":
+		return ec.fieldContext_OrderItem_brand(ctx, field)
+	case "quantity":
+		return ec.fieldContext_OrderItem_quantity(ctx, field)
+	case "unitPrice":
+		return ec.fieldContext_OrderItem_unitPrice(ctx, field)
+	case "amount":
+		return ec.fieldContext_OrderItem_amount(ctx, field)
+	case "order":
+		return ec.fieldContext_OrderItem_order(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type OrderItem", field.Name)
+}
+
 func (ec *executionContext) childFields_PageInfo(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "hasNextPage":
@@ -1470,6 +2840,72 @@ func (ec *executionContext) childFields_PageInfo(ctx context.Context, field grap
 		return ec.fieldContext_PageInfo_endCursor(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type PageInfo", field.Name)
+}
+
+func (ec *executionContext) childFields_PaidMembershipPlan(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_PaidMembershipPlan_id(ctx, field)
+	case "createdAt":
+		return ec.fieldContext_PaidMembershipPlan_createdAt(ctx, field)
+	case "updatedAt":
+		return ec.fieldContext_PaidMembershipPlan_updatedAt(ctx, field)
+	case "code":
+		return ec.fieldContext_PaidMembershipPlan_code(ctx, field)
+	case "name":
+		return ec.fieldContext_PaidMembershipPlan_name(ctx, field)
+	case "period":
+		return ec.fieldContext_PaidMembershipPlan_period(ctx, field)
+	case "price":
+		return ec.fieldContext_PaidMembershipPlan_price(ctx, field)
+	case "active":
+		return ec.fieldContext_PaidMembershipPlan_active(ctx, field)
+	case "benefits":
+		return ec.fieldContext_PaidMembershipPlan_benefits(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type PaidMembershipPlan", field.Name)
+}
+
+func (ec *executionContext) childFields_PointsEntry(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_PointsEntry_id(ctx, field)
+	case "memberID":
+		return ec.fieldContext_PointsEntry_memberID(ctx, field)
+	case "source":
+		return ec.fieldContext_PointsEntry_source(ctx, field)
+	case "amount":
+		return ec.fieldContext_PointsEntry_amount(ctx, field)
+	case "balanceAfter":
+		return ec.fieldContext_PointsEntry_balanceAfter(ctx, field)
+	case "reason":
+		return ec.fieldContext_PointsEntry_reason(ctx, field)
+	case "businessUnitID":
+		return ec.fieldContext_PointsEntry_businessUnitID(ctx, field)
+	case "storeID":
+		return ec.fieldContext_PointsEntry_storeID(ctx, field)
+	case "occurredAt":
+		return ec.fieldContext_PointsEntry_occurredAt(ctx, field)
+	case "kind":
+		return ec.fieldContext_PointsEntry_kind(ctx, field)
+	case "expiresAt":
+		return ec.fieldContext_PointsEntry_expiresAt(ctx, field)
+	case "businessUnit":
+		return ec.fieldContext_PointsEntry_businessUnit(ctx, field)
+	case "store":
+		return ec.fieldContext_PointsEntry_store(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type PointsEntry", field.Name)
+}
+
+func (ec *executionContext) childFields_PointsEntryEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "node":
+		return ec.fieldContext_PointsEntryEdge_node(ctx, field)
+	case "cursor":
+		return ec.fieldContext_PointsEntryEdge_cursor(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type PointsEntryEdge", field.Name)
 }
 
 func (ec *executionContext) childFields_RefreshTokenPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -1538,6 +2974,50 @@ func (ec *executionContext) childFields_Store(ctx context.Context, field graphql
 		return ec.fieldContext_Store_businessUnit(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Store", field.Name)
+}
+
+func (ec *executionContext) childFields_StoredValueEntry(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_StoredValueEntry_id(ctx, field)
+	case "memberID":
+		return ec.fieldContext_StoredValueEntry_memberID(ctx, field)
+	case "source":
+		return ec.fieldContext_StoredValueEntry_source(ctx, field)
+	case "amount":
+		return ec.fieldContext_StoredValueEntry_amount(ctx, field)
+	case "balanceAfter":
+		return ec.fieldContext_StoredValueEntry_balanceAfter(ctx, field)
+	case "reason":
+		return ec.fieldContext_StoredValueEntry_reason(ctx, field)
+	case "businessUnitID":
+		return ec.fieldContext_StoredValueEntry_businessUnitID(ctx, field)
+	case "storeID":
+		return ec.fieldContext_StoredValueEntry_storeID(ctx, field)
+	case "occurredAt":
+		return ec.fieldContext_StoredValueEntry_occurredAt(ctx, field)
+	case "kind":
+		return ec.fieldContext_StoredValueEntry_kind(ctx, field)
+	case "principalAmount":
+		return ec.fieldContext_StoredValueEntry_principalAmount(ctx, field)
+	case "bonusAmount":
+		return ec.fieldContext_StoredValueEntry_bonusAmount(ctx, field)
+	case "businessUnit":
+		return ec.fieldContext_StoredValueEntry_businessUnit(ctx, field)
+	case "store":
+		return ec.fieldContext_StoredValueEntry_store(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type StoredValueEntry", field.Name)
+}
+
+func (ec *executionContext) childFields_StoredValueEntryEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "node":
+		return ec.fieldContext_StoredValueEntryEdge_node(ctx, field)
+	case "cursor":
+		return ec.fieldContext_StoredValueEntryEdge_cursor(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type StoredValueEntryEdge", field.Name)
 }
 
 func (ec *executionContext) childFields_Tier(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -2863,6 +4343,686 @@ func (ec *executionContext) fieldContext_BusinessUnit_stores(_ context.Context, 
 	return fc, nil
 }
 
+func (ec *executionContext) _Consent_id(ctx context.Context, field graphql.CollectedField, obj *ent.Consent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Consent_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNID2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Consent_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Consent", field, false, false, "ID")
+}
+
+func (ec *executionContext) _Consent_memberID(ctx context.Context, field graphql.CollectedField, obj *ent.Consent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Consent_memberID(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.MemberID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Consent_memberID(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Consent", field, false, false, "Int")
+}
+
+func (ec *executionContext) _Consent_kind(ctx context.Context, field graphql.CollectedField, obj *ent.Consent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Consent_kind(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Kind, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v enum.ConsentKind) graphql.Marshaler {
+			return ec.marshalNConsentKind2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐConsentKind(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Consent_kind(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Consent", field, false, false, "ConsentKind")
+}
+
+func (ec *executionContext) _Consent_granted(ctx context.Context, field graphql.CollectedField, obj *ent.Consent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Consent_granted(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Granted, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Consent_granted(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Consent", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _Consent_updatedAt(ctx context.Context, field graphql.CollectedField, obj *ent.Consent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Consent_updatedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UpdatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Consent_updatedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Consent", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Coupon_id(ctx context.Context, field graphql.CollectedField, obj *ent.Coupon) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Coupon_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNID2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Coupon_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Coupon", field, false, false, "ID")
+}
+
+func (ec *executionContext) _Coupon_code(ctx context.Context, field graphql.CollectedField, obj *ent.Coupon) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Coupon_code(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Code, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Coupon_code(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Coupon", field, false, false, "String")
+}
+
+func (ec *executionContext) _Coupon_status(ctx context.Context, field graphql.CollectedField, obj *ent.Coupon) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Coupon_status(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Status, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v enum.CouponStatus) graphql.Marshaler {
+			return ec.marshalNCouponStatus2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐCouponStatus(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Coupon_status(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Coupon", field, false, false, "CouponStatus")
+}
+
+func (ec *executionContext) _Coupon_issuedAt(ctx context.Context, field graphql.CollectedField, obj *ent.Coupon) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Coupon_issuedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.IssuedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Coupon_issuedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Coupon", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Coupon_expiresAt(ctx context.Context, field graphql.CollectedField, obj *ent.Coupon) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Coupon_expiresAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ExpiresAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Coupon_expiresAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Coupon", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Coupon_redeemedAt(ctx context.Context, field graphql.CollectedField, obj *ent.Coupon) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Coupon_redeemedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RedeemedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Coupon_redeemedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Coupon", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Coupon_template(ctx context.Context, field graphql.CollectedField, obj *ent.Coupon) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Coupon_template(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Template(ctx)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.CouponTemplate) graphql.Marshaler {
+			return ec.marshalNCouponTemplate2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐCouponTemplate(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Coupon_template(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Coupon",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CouponTemplate(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _CouponConnection_edges(ctx context.Context, field graphql.CollectedField, obj *ent.CouponConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CouponConnection_edges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Edges, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*ent.CouponEdge) graphql.Marshaler {
+			return ec.marshalOCouponEdge2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐCouponEdge(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_CouponConnection_edges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CouponConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CouponEdge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _CouponConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *ent.CouponConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CouponConnection_pageInfo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PageInfo, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v entgql.PageInfo[int]) graphql.Marshaler {
+			return ec.marshalNPageInfo2entgoᚗioᚋcontribᚋentgqlᚐPageInfo(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CouponConnection_pageInfo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CouponConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PageInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _CouponConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *ent.CouponConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CouponConnection_totalCount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TotalCount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CouponConnection_totalCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CouponConnection", field, false, false, "Int")
+}
+
+func (ec *executionContext) _CouponEdge_node(ctx context.Context, field graphql.CollectedField, obj *ent.CouponEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CouponEdge_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.Coupon) graphql.Marshaler {
+			return ec.marshalOCoupon2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐCoupon(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_CouponEdge_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CouponEdge",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Coupon(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _CouponEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *ent.CouponEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CouponEdge_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v entgql.Cursor[int]) graphql.Marshaler {
+			return ec.marshalNCursor2entgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CouponEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CouponEdge", field, false, false, "Cursor")
+}
+
+func (ec *executionContext) _CouponTemplate_id(ctx context.Context, field graphql.CollectedField, obj *ent.CouponTemplate) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CouponTemplate_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNID2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CouponTemplate_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CouponTemplate", field, false, false, "ID")
+}
+
+func (ec *executionContext) _CouponTemplate_createdAt(ctx context.Context, field graphql.CollectedField, obj *ent.CouponTemplate) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CouponTemplate_createdAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CreatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CouponTemplate_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CouponTemplate", field, false, false, "Time")
+}
+
+func (ec *executionContext) _CouponTemplate_updatedAt(ctx context.Context, field graphql.CollectedField, obj *ent.CouponTemplate) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CouponTemplate_updatedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UpdatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CouponTemplate_updatedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CouponTemplate", field, false, false, "Time")
+}
+
+func (ec *executionContext) _CouponTemplate_title(ctx context.Context, field graphql.CollectedField, obj *ent.CouponTemplate) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CouponTemplate_title(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Title, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CouponTemplate_title(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CouponTemplate", field, false, false, "String")
+}
+
+func (ec *executionContext) _CouponTemplate_kind(ctx context.Context, field graphql.CollectedField, obj *ent.CouponTemplate) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CouponTemplate_kind(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Kind, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v enum.CouponKind) graphql.Marshaler {
+			return ec.marshalNCouponKind2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐCouponKind(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CouponTemplate_kind(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CouponTemplate", field, false, false, "CouponKind")
+}
+
+func (ec *executionContext) _CouponTemplate_faceValue(ctx context.Context, field graphql.CollectedField, obj *ent.CouponTemplate) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CouponTemplate_faceValue(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.FaceValue, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CouponTemplate_faceValue(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CouponTemplate", field, false, false, "Int")
+}
+
+func (ec *executionContext) _CouponTemplate_discountPercent(ctx context.Context, field graphql.CollectedField, obj *ent.CouponTemplate) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CouponTemplate_discountPercent(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DiscountPercent, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_CouponTemplate_discountPercent(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CouponTemplate", field, false, false, "Int")
+}
+
+func (ec *executionContext) _CouponTemplate_minSpend(ctx context.Context, field graphql.CollectedField, obj *ent.CouponTemplate) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CouponTemplate_minSpend(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.MinSpend, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CouponTemplate_minSpend(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CouponTemplate", field, false, false, "Int")
+}
+
+func (ec *executionContext) _CouponTemplate_totalStock(ctx context.Context, field graphql.CollectedField, obj *ent.CouponTemplate) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CouponTemplate_totalStock(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TotalStock, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CouponTemplate_totalStock(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CouponTemplate", field, false, false, "Int")
+}
+
+func (ec *executionContext) _CouponTemplate_perMemberLimit(ctx context.Context, field graphql.CollectedField, obj *ent.CouponTemplate) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CouponTemplate_perMemberLimit(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PerMemberLimit, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CouponTemplate_perMemberLimit(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CouponTemplate", field, false, false, "Int")
+}
+
+func (ec *executionContext) _CouponTemplate_claimable(ctx context.Context, field graphql.CollectedField, obj *ent.CouponTemplate) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CouponTemplate_claimable(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Claimable, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CouponTemplate_claimable(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CouponTemplate", field, false, false, "Boolean")
+}
+
 func (ec *executionContext) _CreateApiClientPayload_apiClient(ctx context.Context, field graphql.CollectedField, obj *model.CreateAPIClientPayload) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -2948,6 +5108,566 @@ func (ec *executionContext) fieldContext_CreateStaffPayload_staff(_ context.Cont
 		},
 	}
 	return fc, nil
+}
+
+func (ec *executionContext) _EarningRule_id(ctx context.Context, field graphql.CollectedField, obj *ent.EarningRule) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_EarningRule_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNID2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_EarningRule_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("EarningRule", field, false, false, "ID")
+}
+
+func (ec *executionContext) _EarningRule_createdAt(ctx context.Context, field graphql.CollectedField, obj *ent.EarningRule) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_EarningRule_createdAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CreatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_EarningRule_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("EarningRule", field, false, false, "Time")
+}
+
+func (ec *executionContext) _EarningRule_updatedAt(ctx context.Context, field graphql.CollectedField, obj *ent.EarningRule) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_EarningRule_updatedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UpdatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_EarningRule_updatedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("EarningRule", field, false, false, "Time")
+}
+
+func (ec *executionContext) _EarningRule_businessUnitID(ctx context.Context, field graphql.CollectedField, obj *ent.EarningRule) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_EarningRule_businessUnitID(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.BusinessUnitID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNID2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_EarningRule_businessUnitID(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("EarningRule", field, false, false, "ID")
+}
+
+func (ec *executionContext) _EarningRule_businessUnit(ctx context.Context, field graphql.CollectedField, obj *ent.EarningRule) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_EarningRule_businessUnit(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.BusinessUnit(ctx)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.BusinessUnit) graphql.Marshaler {
+			return ec.marshalNBusinessUnit2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐBusinessUnit(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_EarningRule_businessUnit(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "EarningRule",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_BusinessUnit(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _GrowthEntry_id(ctx context.Context, field graphql.CollectedField, obj *ent.GrowthEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_GrowthEntry_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNID2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_GrowthEntry_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("GrowthEntry", field, false, false, "ID")
+}
+
+func (ec *executionContext) _GrowthEntry_memberID(ctx context.Context, field graphql.CollectedField, obj *ent.GrowthEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_GrowthEntry_memberID(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.MemberID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_GrowthEntry_memberID(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("GrowthEntry", field, false, false, "Int")
+}
+
+func (ec *executionContext) _GrowthEntry_source(ctx context.Context, field graphql.CollectedField, obj *ent.GrowthEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_GrowthEntry_source(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Source, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v growthentry.Source) graphql.Marshaler {
+			return ec.marshalNLedgerSource2githubᚗcomᚋonememberᚋonememberᚋentᚋgrowthentryᚐSource(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_GrowthEntry_source(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("GrowthEntry", field, false, false, "LedgerSource")
+}
+
+func (ec *executionContext) _GrowthEntry_amount(ctx context.Context, field graphql.CollectedField, obj *ent.GrowthEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_GrowthEntry_amount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Amount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_GrowthEntry_amount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("GrowthEntry", field, false, false, "Int")
+}
+
+func (ec *executionContext) _GrowthEntry_balanceAfter(ctx context.Context, field graphql.CollectedField, obj *ent.GrowthEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_GrowthEntry_balanceAfter(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.BalanceAfter, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_GrowthEntry_balanceAfter(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("GrowthEntry", field, false, false, "Int")
+}
+
+func (ec *executionContext) _GrowthEntry_reason(ctx context.Context, field graphql.CollectedField, obj *ent.GrowthEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_GrowthEntry_reason(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Reason, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_GrowthEntry_reason(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("GrowthEntry", field, false, false, "String")
+}
+
+func (ec *executionContext) _GrowthEntry_businessUnitID(ctx context.Context, field graphql.CollectedField, obj *ent.GrowthEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_GrowthEntry_businessUnitID(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.BusinessUnitID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOID2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_GrowthEntry_businessUnitID(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("GrowthEntry", field, false, false, "ID")
+}
+
+func (ec *executionContext) _GrowthEntry_storeID(ctx context.Context, field graphql.CollectedField, obj *ent.GrowthEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_GrowthEntry_storeID(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.StoreID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOID2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_GrowthEntry_storeID(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("GrowthEntry", field, false, false, "ID")
+}
+
+func (ec *executionContext) _GrowthEntry_occurredAt(ctx context.Context, field graphql.CollectedField, obj *ent.GrowthEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_GrowthEntry_occurredAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.OccurredAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_GrowthEntry_occurredAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("GrowthEntry", field, false, false, "Time")
+}
+
+func (ec *executionContext) _GrowthEntry_kind(ctx context.Context, field graphql.CollectedField, obj *ent.GrowthEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_GrowthEntry_kind(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Kind, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v growthentry.Kind) graphql.Marshaler {
+			return ec.marshalNGrowthEntryKind2githubᚗcomᚋonememberᚋonememberᚋentᚋgrowthentryᚐKind(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_GrowthEntry_kind(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("GrowthEntry", field, false, false, "GrowthEntryKind")
+}
+
+func (ec *executionContext) _GrowthEntry_businessUnit(ctx context.Context, field graphql.CollectedField, obj *ent.GrowthEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_GrowthEntry_businessUnit(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.BusinessUnit(ctx)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.BusinessUnit) graphql.Marshaler {
+			return ec.marshalOBusinessUnit2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐBusinessUnit(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_GrowthEntry_businessUnit(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "GrowthEntry",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_BusinessUnit(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _GrowthEntry_store(ctx context.Context, field graphql.CollectedField, obj *ent.GrowthEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_GrowthEntry_store(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Store(ctx)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.Store) graphql.Marshaler {
+			return ec.marshalOStore2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐStore(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_GrowthEntry_store(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "GrowthEntry",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Store(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _GrowthEntryConnection_edges(ctx context.Context, field graphql.CollectedField, obj *ent.GrowthEntryConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_GrowthEntryConnection_edges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Edges, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*ent.GrowthEntryEdge) graphql.Marshaler {
+			return ec.marshalOGrowthEntryEdge2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐGrowthEntryEdge(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_GrowthEntryConnection_edges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "GrowthEntryConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_GrowthEntryEdge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _GrowthEntryConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *ent.GrowthEntryConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_GrowthEntryConnection_pageInfo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PageInfo, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v entgql.PageInfo[int]) graphql.Marshaler {
+			return ec.marshalNPageInfo2entgoᚗioᚋcontribᚋentgqlᚐPageInfo(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_GrowthEntryConnection_pageInfo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "GrowthEntryConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PageInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _GrowthEntryConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *ent.GrowthEntryConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_GrowthEntryConnection_totalCount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TotalCount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_GrowthEntryConnection_totalCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("GrowthEntryConnection", field, false, false, "Int")
+}
+
+func (ec *executionContext) _GrowthEntryEdge_node(ctx context.Context, field graphql.CollectedField, obj *ent.GrowthEntryEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_GrowthEntryEdge_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.GrowthEntry) graphql.Marshaler {
+			return ec.marshalOGrowthEntry2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐGrowthEntry(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_GrowthEntryEdge_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "GrowthEntryEdge",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_GrowthEntry(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _GrowthEntryEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *ent.GrowthEntryEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_GrowthEntryEdge_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v entgql.Cursor[int]) graphql.Marshaler {
+			return ec.marshalNCursor2entgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_GrowthEntryEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("GrowthEntryEdge", field, false, false, "Cursor")
 }
 
 func (ec *executionContext) _Identity_id(ctx context.Context, field graphql.CollectedField, obj *ent.Identity) (ret graphql.Marshaler) {
@@ -4259,6 +6979,947 @@ func (ec *executionContext) fieldContext_Mutation_createApiClient(ctx context.Co
 	return fc, nil
 }
 
+func (ec *executionContext) _Notification_id(ctx context.Context, field graphql.CollectedField, obj *ent.Notification) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Notification_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNID2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Notification_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Notification", field, false, false, "ID")
+}
+
+func (ec *executionContext) _Notification_title(ctx context.Context, field graphql.CollectedField, obj *ent.Notification) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Notification_title(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Title, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Notification_title(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Notification", field, false, false, "String")
+}
+
+func (ec *executionContext) _Notification_body(ctx context.Context, field graphql.CollectedField, obj *ent.Notification) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Notification_body(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Body, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Notification_body(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Notification", field, false, false, "String")
+}
+
+func (ec *executionContext) _Notification_createdAt(ctx context.Context, field graphql.CollectedField, obj *ent.Notification) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Notification_createdAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CreatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Notification_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Notification", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Notification_readAt(ctx context.Context, field graphql.CollectedField, obj *ent.Notification) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Notification_readAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ReadAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Notification_readAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Notification", field, false, false, "Time")
+}
+
+func (ec *executionContext) _NotificationConnection_edges(ctx context.Context, field graphql.CollectedField, obj *ent.NotificationConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_NotificationConnection_edges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Edges, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*ent.NotificationEdge) graphql.Marshaler {
+			return ec.marshalONotificationEdge2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐNotificationEdge(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_NotificationConnection_edges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "NotificationConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_NotificationEdge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _NotificationConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *ent.NotificationConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_NotificationConnection_pageInfo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PageInfo, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v entgql.PageInfo[int]) graphql.Marshaler {
+			return ec.marshalNPageInfo2entgoᚗioᚋcontribᚋentgqlᚐPageInfo(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_NotificationConnection_pageInfo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "NotificationConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PageInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _NotificationConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *ent.NotificationConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_NotificationConnection_totalCount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TotalCount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_NotificationConnection_totalCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("NotificationConnection", field, false, false, "Int")
+}
+
+func (ec *executionContext) _NotificationEdge_node(ctx context.Context, field graphql.CollectedField, obj *ent.NotificationEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_NotificationEdge_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.Notification) graphql.Marshaler {
+			return ec.marshalONotification2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐNotification(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_NotificationEdge_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "NotificationEdge",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Notification(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _NotificationEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *ent.NotificationEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_NotificationEdge_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v entgql.Cursor[int]) graphql.Marshaler {
+			return ec.marshalNCursor2entgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_NotificationEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("NotificationEdge", field, false, false, "Cursor")
+}
+
+func (ec *executionContext) _Order_id(ctx context.Context, field graphql.CollectedField, obj *ent.Order) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Order_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNID2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Order_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Order", field, false, false, "ID")
+}
+
+func (ec *executionContext) _Order_externalID(ctx context.Context, field graphql.CollectedField, obj *ent.Order) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Order_externalID(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ExternalID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Order_externalID(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Order", field, false, false, "String")
+}
+
+func (ec *executionContext) _Order_channel(ctx context.Context, field graphql.CollectedField, obj *ent.Order) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Order_channel(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Channel, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v enum.Channel) graphql.Marshaler {
+			return ec.marshalNChannel2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐChannel(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Order_channel(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Order", field, false, false, "Channel")
+}
+
+func (ec *executionContext) _Order_status(ctx context.Context, field graphql.CollectedField, obj *ent.Order) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Order_status(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Status, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v order.Status) graphql.Marshaler {
+			return ec.marshalNOrderStatus2githubᚗcomᚋonememberᚋonememberᚋentᚋorderᚐStatus(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Order_status(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Order", field, false, false, "OrderStatus")
+}
+
+func (ec *executionContext) _Order_amount(ctx context.Context, field graphql.CollectedField, obj *ent.Order) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Order_amount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Amount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Order_amount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Order", field, false, false, "Int")
+}
+
+func (ec *executionContext) _Order_paidAt(ctx context.Context, field graphql.CollectedField, obj *ent.Order) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Order_paidAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PaidAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Order_paidAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Order", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Order_pointsEarned(ctx context.Context, field graphql.CollectedField, obj *ent.Order) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Order_pointsEarned(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PointsEarned, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Order_pointsEarned(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Order", field, false, false, "Int")
+}
+
+func (ec *executionContext) _Order_pointsBurned(ctx context.Context, field graphql.CollectedField, obj *ent.Order) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Order_pointsBurned(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PointsBurned, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Order_pointsBurned(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Order", field, false, false, "Int")
+}
+
+func (ec *executionContext) _Order_growthEarned(ctx context.Context, field graphql.CollectedField, obj *ent.Order) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Order_growthEarned(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.GrowthEarned, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Order_growthEarned(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Order", field, false, false, "Int")
+}
+
+func (ec *executionContext) _Order_refundedAmount(ctx context.Context, field graphql.CollectedField, obj *ent.Order) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Order_refundedAmount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RefundedAmount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Order_refundedAmount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Order", field, false, false, "Int")
+}
+
+func (ec *executionContext) _Order_store(ctx context.Context, field graphql.CollectedField, obj *ent.Order) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Order_store(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Store(ctx)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.Store) graphql.Marshaler {
+			return ec.marshalNStore2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐStore(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Order_store(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Order",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Store(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Order_businessUnit(ctx context.Context, field graphql.CollectedField, obj *ent.Order) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Order_businessUnit(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.BusinessUnit(ctx)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.BusinessUnit) graphql.Marshaler {
+			return ec.marshalNBusinessUnit2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐBusinessUnit(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Order_businessUnit(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Order",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_BusinessUnit(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Order_items(ctx context.Context, field graphql.CollectedField, obj *ent.Order) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Order_items(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Items(ctx)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*ent.OrderItem) graphql.Marshaler {
+			return ec.marshalOOrderItem2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐOrderItemᚄ(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Order_items(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Order",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_OrderItem(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _OrderConnection_edges(ctx context.Context, field graphql.CollectedField, obj *ent.OrderConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OrderConnection_edges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Edges, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*ent.OrderEdge) graphql.Marshaler {
+			return ec.marshalOOrderEdge2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐOrderEdge(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_OrderConnection_edges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "OrderConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_OrderEdge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _OrderConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *ent.OrderConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OrderConnection_pageInfo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PageInfo, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v entgql.PageInfo[int]) graphql.Marshaler {
+			return ec.marshalNPageInfo2entgoᚗioᚋcontribᚋentgqlᚐPageInfo(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OrderConnection_pageInfo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "OrderConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PageInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _OrderConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *ent.OrderConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OrderConnection_totalCount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TotalCount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OrderConnection_totalCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OrderConnection", field, false, false, "Int")
+}
+
+func (ec *executionContext) _OrderEdge_node(ctx context.Context, field graphql.CollectedField, obj *ent.OrderEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OrderEdge_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.Order) graphql.Marshaler {
+			return ec.marshalOOrder2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐOrder(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_OrderEdge_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "OrderEdge",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Order(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _OrderEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *ent.OrderEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OrderEdge_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v entgql.Cursor[int]) graphql.Marshaler {
+			return ec.marshalNCursor2entgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OrderEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OrderEdge", field, false, false, "Cursor")
+}
+
+func (ec *executionContext) _OrderItem_id(ctx context.Context, field graphql.CollectedField, obj *ent.OrderItem) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OrderItem_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNID2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OrderItem_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OrderItem", field, false, false, "ID")
+}
+
+func (ec *executionContext) _OrderItem_sku(ctx context.Context, field graphql.CollectedField, obj *ent.OrderItem) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OrderItem_sku(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Sku, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OrderItem_sku(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OrderItem", field, false, false, "String")
+}
+
+func (ec *executionContext) _OrderItem_name(ctx context.Context, field graphql.CollectedField, obj *ent.OrderItem) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OrderItem_name(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Name, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OrderItem_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OrderItem", field, false, false, "String")
+}
+
+func (ec *executionContext) _OrderItem_category(ctx context.Context, field graphql.CollectedField, obj *ent.OrderItem) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OrderItem_category(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Category, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OrderItem_category(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OrderItem", field, false, false, "String")
+}
+
+func (ec *executionContext) _OrderItem_brand(ctx context.Context, field graphql.CollectedField, obj *ent.OrderItem) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OrderItem_brand(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Brand, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OrderItem_brand(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OrderItem", field, false, false, "String")
+}
+
+func (ec *executionContext) _OrderItem_quantity(ctx context.Context, field graphql.CollectedField, obj *ent.OrderItem) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OrderItem_quantity(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Quantity, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OrderItem_quantity(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OrderItem", field, false, false, "Int")
+}
+
+func (ec *executionContext) _OrderItem_unitPrice(ctx context.Context, field graphql.CollectedField, obj *ent.OrderItem) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OrderItem_unitPrice(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UnitPrice, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OrderItem_unitPrice(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OrderItem", field, false, false, "Int")
+}
+
+func (ec *executionContext) _OrderItem_amount(ctx context.Context, field graphql.CollectedField, obj *ent.OrderItem) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OrderItem_amount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Amount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OrderItem_amount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OrderItem", field, false, false, "Int")
+}
+
+func (ec *executionContext) _OrderItem_order(ctx context.Context, field graphql.CollectedField, obj *ent.OrderItem) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OrderItem_order(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Order(ctx)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.Order) graphql.Marshaler {
+			return ec.marshalNOrder2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐOrder(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OrderItem_order(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "OrderItem",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Order(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _PageInfo_hasNextPage(ctx context.Context, field graphql.CollectedField, obj *entgql.PageInfo[int]) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -4349,6 +8010,920 @@ func (ec *executionContext) _PageInfo_endCursor(ctx context.Context, field graph
 }
 func (ec *executionContext) fieldContext_PageInfo_endCursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("PageInfo", field, false, false, "Cursor")
+}
+
+func (ec *executionContext) _PaidMembership_id(ctx context.Context, field graphql.CollectedField, obj *ent.PaidMembership) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PaidMembership_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNID2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PaidMembership_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PaidMembership", field, false, false, "ID")
+}
+
+func (ec *executionContext) _PaidMembership_createdAt(ctx context.Context, field graphql.CollectedField, obj *ent.PaidMembership) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PaidMembership_createdAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CreatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PaidMembership_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PaidMembership", field, false, false, "Time")
+}
+
+func (ec *executionContext) _PaidMembership_updatedAt(ctx context.Context, field graphql.CollectedField, obj *ent.PaidMembership) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PaidMembership_updatedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UpdatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PaidMembership_updatedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PaidMembership", field, false, false, "Time")
+}
+
+func (ec *executionContext) _PaidMembership_memberID(ctx context.Context, field graphql.CollectedField, obj *ent.PaidMembership) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PaidMembership_memberID(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.MemberID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PaidMembership_memberID(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PaidMembership", field, false, false, "Int")
+}
+
+func (ec *executionContext) _PaidMembership_planID(ctx context.Context, field graphql.CollectedField, obj *ent.PaidMembership) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PaidMembership_planID(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PlanID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNID2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PaidMembership_planID(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PaidMembership", field, false, false, "ID")
+}
+
+func (ec *executionContext) _PaidMembership_status(ctx context.Context, field graphql.CollectedField, obj *ent.PaidMembership) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PaidMembership_status(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Status, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v paidmembership.Status) graphql.Marshaler {
+			return ec.marshalNPaidMembershipStatus2githubᚗcomᚋonememberᚋonememberᚋentᚋpaidmembershipᚐStatus(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PaidMembership_status(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PaidMembership", field, false, false, "PaidMembershipStatus")
+}
+
+func (ec *executionContext) _PaidMembership_startedAt(ctx context.Context, field graphql.CollectedField, obj *ent.PaidMembership) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PaidMembership_startedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.StartedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PaidMembership_startedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PaidMembership", field, false, false, "Time")
+}
+
+func (ec *executionContext) _PaidMembership_expiresAt(ctx context.Context, field graphql.CollectedField, obj *ent.PaidMembership) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PaidMembership_expiresAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ExpiresAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PaidMembership_expiresAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PaidMembership", field, false, false, "Time")
+}
+
+func (ec *executionContext) _PaidMembership_autoRenew(ctx context.Context, field graphql.CollectedField, obj *ent.PaidMembership) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PaidMembership_autoRenew(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.AutoRenew, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PaidMembership_autoRenew(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PaidMembership", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _PaidMembership_plan(ctx context.Context, field graphql.CollectedField, obj *ent.PaidMembership) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PaidMembership_plan(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Plan(ctx)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.PaidMembershipPlan) graphql.Marshaler {
+			return ec.marshalNPaidMembershipPlan2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐPaidMembershipPlan(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PaidMembership_plan(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "PaidMembership",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PaidMembershipPlan(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _PaidMembershipPlan_id(ctx context.Context, field graphql.CollectedField, obj *ent.PaidMembershipPlan) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PaidMembershipPlan_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNID2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PaidMembershipPlan_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PaidMembershipPlan", field, false, false, "ID")
+}
+
+func (ec *executionContext) _PaidMembershipPlan_createdAt(ctx context.Context, field graphql.CollectedField, obj *ent.PaidMembershipPlan) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PaidMembershipPlan_createdAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CreatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PaidMembershipPlan_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PaidMembershipPlan", field, false, false, "Time")
+}
+
+func (ec *executionContext) _PaidMembershipPlan_updatedAt(ctx context.Context, field graphql.CollectedField, obj *ent.PaidMembershipPlan) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PaidMembershipPlan_updatedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UpdatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PaidMembershipPlan_updatedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PaidMembershipPlan", field, false, false, "Time")
+}
+
+func (ec *executionContext) _PaidMembershipPlan_code(ctx context.Context, field graphql.CollectedField, obj *ent.PaidMembershipPlan) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PaidMembershipPlan_code(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Code, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PaidMembershipPlan_code(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PaidMembershipPlan", field, false, false, "String")
+}
+
+func (ec *executionContext) _PaidMembershipPlan_name(ctx context.Context, field graphql.CollectedField, obj *ent.PaidMembershipPlan) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PaidMembershipPlan_name(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Name, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PaidMembershipPlan_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PaidMembershipPlan", field, false, false, "String")
+}
+
+func (ec *executionContext) _PaidMembershipPlan_period(ctx context.Context, field graphql.CollectedField, obj *ent.PaidMembershipPlan) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PaidMembershipPlan_period(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Period, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v enum.PlanPeriod) graphql.Marshaler {
+			return ec.marshalNPlanPeriod2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐPlanPeriod(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PaidMembershipPlan_period(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PaidMembershipPlan", field, false, false, "PlanPeriod")
+}
+
+func (ec *executionContext) _PaidMembershipPlan_price(ctx context.Context, field graphql.CollectedField, obj *ent.PaidMembershipPlan) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PaidMembershipPlan_price(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Price, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PaidMembershipPlan_price(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PaidMembershipPlan", field, false, false, "Int")
+}
+
+func (ec *executionContext) _PaidMembershipPlan_active(ctx context.Context, field graphql.CollectedField, obj *ent.PaidMembershipPlan) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PaidMembershipPlan_active(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Active, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PaidMembershipPlan_active(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PaidMembershipPlan", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _PaidMembershipPlan_benefits(ctx context.Context, field graphql.CollectedField, obj *ent.PaidMembershipPlan) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PaidMembershipPlan_benefits(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Benefits(ctx)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*ent.Benefit) graphql.Marshaler {
+			return ec.marshalOBenefit2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐBenefitᚄ(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_PaidMembershipPlan_benefits(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "PaidMembershipPlan",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Benefit(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _PointsEntry_id(ctx context.Context, field graphql.CollectedField, obj *ent.PointsEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PointsEntry_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNID2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PointsEntry_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PointsEntry", field, false, false, "ID")
+}
+
+func (ec *executionContext) _PointsEntry_memberID(ctx context.Context, field graphql.CollectedField, obj *ent.PointsEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PointsEntry_memberID(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.MemberID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PointsEntry_memberID(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PointsEntry", field, false, false, "Int")
+}
+
+func (ec *executionContext) _PointsEntry_source(ctx context.Context, field graphql.CollectedField, obj *ent.PointsEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PointsEntry_source(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Source, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v pointsentry.Source) graphql.Marshaler {
+			return ec.marshalNLedgerSource2githubᚗcomᚋonememberᚋonememberᚋentᚋpointsentryᚐSource(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PointsEntry_source(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PointsEntry", field, false, false, "LedgerSource")
+}
+
+func (ec *executionContext) _PointsEntry_amount(ctx context.Context, field graphql.CollectedField, obj *ent.PointsEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PointsEntry_amount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Amount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PointsEntry_amount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PointsEntry", field, false, false, "Int")
+}
+
+func (ec *executionContext) _PointsEntry_balanceAfter(ctx context.Context, field graphql.CollectedField, obj *ent.PointsEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PointsEntry_balanceAfter(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.BalanceAfter, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PointsEntry_balanceAfter(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PointsEntry", field, false, false, "Int")
+}
+
+func (ec *executionContext) _PointsEntry_reason(ctx context.Context, field graphql.CollectedField, obj *ent.PointsEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PointsEntry_reason(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Reason, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PointsEntry_reason(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PointsEntry", field, false, false, "String")
+}
+
+func (ec *executionContext) _PointsEntry_businessUnitID(ctx context.Context, field graphql.CollectedField, obj *ent.PointsEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PointsEntry_businessUnitID(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.BusinessUnitID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOID2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_PointsEntry_businessUnitID(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PointsEntry", field, false, false, "ID")
+}
+
+func (ec *executionContext) _PointsEntry_storeID(ctx context.Context, field graphql.CollectedField, obj *ent.PointsEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PointsEntry_storeID(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.StoreID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOID2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_PointsEntry_storeID(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PointsEntry", field, false, false, "ID")
+}
+
+func (ec *executionContext) _PointsEntry_occurredAt(ctx context.Context, field graphql.CollectedField, obj *ent.PointsEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PointsEntry_occurredAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.OccurredAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PointsEntry_occurredAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PointsEntry", field, false, false, "Time")
+}
+
+func (ec *executionContext) _PointsEntry_kind(ctx context.Context, field graphql.CollectedField, obj *ent.PointsEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PointsEntry_kind(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Kind, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v pointsentry.Kind) graphql.Marshaler {
+			return ec.marshalNPointsEntryKind2githubᚗcomᚋonememberᚋonememberᚋentᚋpointsentryᚐKind(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PointsEntry_kind(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PointsEntry", field, false, false, "PointsEntryKind")
+}
+
+func (ec *executionContext) _PointsEntry_expiresAt(ctx context.Context, field graphql.CollectedField, obj *ent.PointsEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PointsEntry_expiresAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ExpiresAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_PointsEntry_expiresAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PointsEntry", field, false, false, "Time")
+}
+
+func (ec *executionContext) _PointsEntry_businessUnit(ctx context.Context, field graphql.CollectedField, obj *ent.PointsEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PointsEntry_businessUnit(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.BusinessUnit(ctx)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.BusinessUnit) graphql.Marshaler {
+			return ec.marshalOBusinessUnit2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐBusinessUnit(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_PointsEntry_businessUnit(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "PointsEntry",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_BusinessUnit(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _PointsEntry_store(ctx context.Context, field graphql.CollectedField, obj *ent.PointsEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PointsEntry_store(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Store(ctx)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.Store) graphql.Marshaler {
+			return ec.marshalOStore2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐStore(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_PointsEntry_store(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "PointsEntry",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Store(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _PointsEntryConnection_edges(ctx context.Context, field graphql.CollectedField, obj *ent.PointsEntryConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PointsEntryConnection_edges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Edges, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*ent.PointsEntryEdge) graphql.Marshaler {
+			return ec.marshalOPointsEntryEdge2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐPointsEntryEdge(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_PointsEntryConnection_edges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "PointsEntryConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PointsEntryEdge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _PointsEntryConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *ent.PointsEntryConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PointsEntryConnection_pageInfo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PageInfo, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v entgql.PageInfo[int]) graphql.Marshaler {
+			return ec.marshalNPageInfo2entgoᚗioᚋcontribᚋentgqlᚐPageInfo(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PointsEntryConnection_pageInfo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "PointsEntryConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PageInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _PointsEntryConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *ent.PointsEntryConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PointsEntryConnection_totalCount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TotalCount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PointsEntryConnection_totalCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PointsEntryConnection", field, false, false, "Int")
+}
+
+func (ec *executionContext) _PointsEntryEdge_node(ctx context.Context, field graphql.CollectedField, obj *ent.PointsEntryEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PointsEntryEdge_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.PointsEntry) graphql.Marshaler {
+			return ec.marshalOPointsEntry2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐPointsEntry(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_PointsEntryEdge_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "PointsEntryEdge",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PointsEntry(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _PointsEntryEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *ent.PointsEntryEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PointsEntryEdge_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v entgql.Cursor[int]) graphql.Marshaler {
+			return ec.marshalNCursor2entgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PointsEntryEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PointsEntryEdge", field, false, false, "Cursor")
 }
 
 func (ec *executionContext) _Query_node(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
@@ -5158,6 +9733,488 @@ func (ec *executionContext) fieldContext_Store_businessUnit(_ context.Context, f
 	return fc, nil
 }
 
+func (ec *executionContext) _StoredValueEntry_id(ctx context.Context, field graphql.CollectedField, obj *ent.StoredValueEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_StoredValueEntry_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNID2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_StoredValueEntry_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("StoredValueEntry", field, false, false, "ID")
+}
+
+func (ec *executionContext) _StoredValueEntry_memberID(ctx context.Context, field graphql.CollectedField, obj *ent.StoredValueEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_StoredValueEntry_memberID(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.MemberID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_StoredValueEntry_memberID(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("StoredValueEntry", field, false, false, "Int")
+}
+
+func (ec *executionContext) _StoredValueEntry_source(ctx context.Context, field graphql.CollectedField, obj *ent.StoredValueEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_StoredValueEntry_source(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Source, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v storedvalueentry.Source) graphql.Marshaler {
+			return ec.marshalNLedgerSource2githubᚗcomᚋonememberᚋonememberᚋentᚋstoredvalueentryᚐSource(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_StoredValueEntry_source(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("StoredValueEntry", field, false, false, "LedgerSource")
+}
+
+func (ec *executionContext) _StoredValueEntry_amount(ctx context.Context, field graphql.CollectedField, obj *ent.StoredValueEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_StoredValueEntry_amount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Amount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_StoredValueEntry_amount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("StoredValueEntry", field, false, false, "Int")
+}
+
+func (ec *executionContext) _StoredValueEntry_balanceAfter(ctx context.Context, field graphql.CollectedField, obj *ent.StoredValueEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_StoredValueEntry_balanceAfter(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.BalanceAfter, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_StoredValueEntry_balanceAfter(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("StoredValueEntry", field, false, false, "Int")
+}
+
+func (ec *executionContext) _StoredValueEntry_reason(ctx context.Context, field graphql.CollectedField, obj *ent.StoredValueEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_StoredValueEntry_reason(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Reason, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_StoredValueEntry_reason(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("StoredValueEntry", field, false, false, "String")
+}
+
+func (ec *executionContext) _StoredValueEntry_businessUnitID(ctx context.Context, field graphql.CollectedField, obj *ent.StoredValueEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_StoredValueEntry_businessUnitID(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.BusinessUnitID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOID2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_StoredValueEntry_businessUnitID(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("StoredValueEntry", field, false, false, "ID")
+}
+
+func (ec *executionContext) _StoredValueEntry_storeID(ctx context.Context, field graphql.CollectedField, obj *ent.StoredValueEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_StoredValueEntry_storeID(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.StoreID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOID2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_StoredValueEntry_storeID(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("StoredValueEntry", field, false, false, "ID")
+}
+
+func (ec *executionContext) _StoredValueEntry_occurredAt(ctx context.Context, field graphql.CollectedField, obj *ent.StoredValueEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_StoredValueEntry_occurredAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.OccurredAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_StoredValueEntry_occurredAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("StoredValueEntry", field, false, false, "Time")
+}
+
+func (ec *executionContext) _StoredValueEntry_kind(ctx context.Context, field graphql.CollectedField, obj *ent.StoredValueEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_StoredValueEntry_kind(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Kind, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v storedvalueentry.Kind) graphql.Marshaler {
+			return ec.marshalNStoredValueEntryKind2githubᚗcomᚋonememberᚋonememberᚋentᚋstoredvalueentryᚐKind(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_StoredValueEntry_kind(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("StoredValueEntry", field, false, false, "StoredValueEntryKind")
+}
+
+func (ec *executionContext) _StoredValueEntry_principalAmount(ctx context.Context, field graphql.CollectedField, obj *ent.StoredValueEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_StoredValueEntry_principalAmount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PrincipalAmount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_StoredValueEntry_principalAmount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("StoredValueEntry", field, false, false, "Int")
+}
+
+func (ec *executionContext) _StoredValueEntry_bonusAmount(ctx context.Context, field graphql.CollectedField, obj *ent.StoredValueEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_StoredValueEntry_bonusAmount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.BonusAmount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_StoredValueEntry_bonusAmount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("StoredValueEntry", field, false, false, "Int")
+}
+
+func (ec *executionContext) _StoredValueEntry_businessUnit(ctx context.Context, field graphql.CollectedField, obj *ent.StoredValueEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_StoredValueEntry_businessUnit(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.BusinessUnit(ctx)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.BusinessUnit) graphql.Marshaler {
+			return ec.marshalOBusinessUnit2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐBusinessUnit(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_StoredValueEntry_businessUnit(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "StoredValueEntry",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_BusinessUnit(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _StoredValueEntry_store(ctx context.Context, field graphql.CollectedField, obj *ent.StoredValueEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_StoredValueEntry_store(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Store(ctx)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.Store) graphql.Marshaler {
+			return ec.marshalOStore2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐStore(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_StoredValueEntry_store(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "StoredValueEntry",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Store(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _StoredValueEntryConnection_edges(ctx context.Context, field graphql.CollectedField, obj *ent.StoredValueEntryConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_StoredValueEntryConnection_edges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Edges, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*ent.StoredValueEntryEdge) graphql.Marshaler {
+			return ec.marshalOStoredValueEntryEdge2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐStoredValueEntryEdge(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_StoredValueEntryConnection_edges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "StoredValueEntryConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_StoredValueEntryEdge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _StoredValueEntryConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *ent.StoredValueEntryConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_StoredValueEntryConnection_pageInfo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PageInfo, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v entgql.PageInfo[int]) graphql.Marshaler {
+			return ec.marshalNPageInfo2entgoᚗioᚋcontribᚋentgqlᚐPageInfo(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_StoredValueEntryConnection_pageInfo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "StoredValueEntryConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PageInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _StoredValueEntryConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *ent.StoredValueEntryConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_StoredValueEntryConnection_totalCount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TotalCount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_StoredValueEntryConnection_totalCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("StoredValueEntryConnection", field, false, false, "Int")
+}
+
+func (ec *executionContext) _StoredValueEntryEdge_node(ctx context.Context, field graphql.CollectedField, obj *ent.StoredValueEntryEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_StoredValueEntryEdge_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.StoredValueEntry) graphql.Marshaler {
+			return ec.marshalOStoredValueEntry2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐStoredValueEntry(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_StoredValueEntryEdge_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "StoredValueEntryEdge",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_StoredValueEntry(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _StoredValueEntryEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *ent.StoredValueEntryEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_StoredValueEntryEdge_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v entgql.Cursor[int]) graphql.Marshaler {
+			return ec.marshalNCursor2entgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_StoredValueEntryEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("StoredValueEntryEdge", field, false, false, "Cursor")
+}
+
 func (ec *executionContext) _Tier_id(ctx context.Context, field graphql.CollectedField, obj *ent.Tier) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -5392,6 +10449,231 @@ func (ec *executionContext) fieldContext_Tier_benefits(_ context.Context, field 
 		IsResolver: false,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_Benefit(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _TierChange_id(ctx context.Context, field graphql.CollectedField, obj *ent.TierChange) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_TierChange_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNID2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_TierChange_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("TierChange", field, false, false, "ID")
+}
+
+func (ec *executionContext) _TierChange_memberID(ctx context.Context, field graphql.CollectedField, obj *ent.TierChange) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_TierChange_memberID(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.MemberID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_TierChange_memberID(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("TierChange", field, false, false, "Int")
+}
+
+func (ec *executionContext) _TierChange_fromTierID(ctx context.Context, field graphql.CollectedField, obj *ent.TierChange) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_TierChange_fromTierID(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.FromTierID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOID2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_TierChange_fromTierID(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("TierChange", field, false, false, "ID")
+}
+
+func (ec *executionContext) _TierChange_toTierID(ctx context.Context, field graphql.CollectedField, obj *ent.TierChange) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_TierChange_toTierID(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ToTierID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNID2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_TierChange_toTierID(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("TierChange", field, false, false, "ID")
+}
+
+func (ec *executionContext) _TierChange_direction(ctx context.Context, field graphql.CollectedField, obj *ent.TierChange) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_TierChange_direction(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Direction, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v tierchange.Direction) graphql.Marshaler {
+			return ec.marshalNTierDirection2githubᚗcomᚋonememberᚋonememberᚋentᚋtierchangeᚐDirection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_TierChange_direction(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("TierChange", field, false, false, "TierDirection")
+}
+
+func (ec *executionContext) _TierChange_reason(ctx context.Context, field graphql.CollectedField, obj *ent.TierChange) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_TierChange_reason(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Reason, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_TierChange_reason(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("TierChange", field, false, false, "String")
+}
+
+func (ec *executionContext) _TierChange_changedAt(ctx context.Context, field graphql.CollectedField, obj *ent.TierChange) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_TierChange_changedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ChangedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_TierChange_changedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("TierChange", field, false, false, "Time")
+}
+
+func (ec *executionContext) _TierChange_from(ctx context.Context, field graphql.CollectedField, obj *ent.TierChange) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_TierChange_from(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.From(ctx)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.Tier) graphql.Marshaler {
+			return ec.marshalOTier2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐTier(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_TierChange_from(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "TierChange",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Tier(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _TierChange_to(ctx context.Context, field graphql.CollectedField, obj *ent.TierChange) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_TierChange_to(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.To(ctx)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.Tier) graphql.Marshaler {
+			return ec.marshalNTier2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐTier(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_TierChange_to(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "TierChange",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Tier(ctx, field)
 		},
 	}
 	return fc, nil
@@ -7767,6 +13049,112 @@ func UnmarshalBusinessUnitWhereInput(ctx context.Context, raw any) (ent.Business
 	return out, err
 }
 
+func (ec *executionContext) unmarshalInputCouponOrder(ctx context.Context, obj any) (ent.CouponOrder, error) {
+	var it ent.CouponOrder
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	if _, present := asMap["direction"]; !present {
+		asMap["direction"] = "ASC"
+	}
+
+	fieldsInOrder := [...]string{"direction", "field"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "direction":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("direction"))
+			data, err := ec.unmarshalNOrderDirection2entgoᚗioᚋcontribᚋentgqlᚐOrderDirection(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Direction = data
+		case "field":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("field"))
+			data, err := ec.unmarshalNCouponOrderField2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐCouponOrderField(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Field = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalCouponOrder unmarshals raw into the CouponOrder input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalCouponOrder(ctx context.Context, raw any) (ent.CouponOrder, error) {
+	var out ent.CouponOrder
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "CouponOrder", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputCouponTemplateOrder(ctx context.Context, obj any) (ent.CouponTemplateOrder, error) {
+	var it ent.CouponTemplateOrder
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	if _, present := asMap["direction"]; !present {
+		asMap["direction"] = "ASC"
+	}
+
+	fieldsInOrder := [...]string{"direction", "field"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "direction":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("direction"))
+			data, err := ec.unmarshalNOrderDirection2entgoᚗioᚋcontribᚋentgqlᚐOrderDirection(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Direction = data
+		case "field":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("field"))
+			data, err := ec.unmarshalNCouponTemplateOrderField2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐCouponTemplateOrderField(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Field = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalCouponTemplateOrder unmarshals raw into the CouponTemplateOrder input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalCouponTemplateOrder(ctx context.Context, raw any) (ent.CouponTemplateOrder, error) {
+	var out ent.CouponTemplateOrder
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "CouponTemplateOrder", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputCreateApiClientInput(ctx context.Context, obj any) (model.CreateAPIClientInput, error) {
 	var it model.CreateAPIClientInput
 	if obj == nil {
@@ -7890,6 +13278,112 @@ func (ec *executionContext) unmarshalInputCreateStaffInput(ctx context.Context, 
 func UnmarshalCreateStaffInput(ctx context.Context, raw any) (model.CreateStaffInput, error) {
 	var out model.CreateStaffInput
 	err := graphql.UnmarshalNamedInputFromContext(ctx, "CreateStaffInput", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputEarningRuleOrder(ctx context.Context, obj any) (ent.EarningRuleOrder, error) {
+	var it ent.EarningRuleOrder
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	if _, present := asMap["direction"]; !present {
+		asMap["direction"] = "ASC"
+	}
+
+	fieldsInOrder := [...]string{"direction", "field"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "direction":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("direction"))
+			data, err := ec.unmarshalNOrderDirection2entgoᚗioᚋcontribᚋentgqlᚐOrderDirection(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Direction = data
+		case "field":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("field"))
+			data, err := ec.unmarshalNEarningRuleOrderField2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐEarningRuleOrderField(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Field = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalEarningRuleOrder unmarshals raw into the EarningRuleOrder input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalEarningRuleOrder(ctx context.Context, raw any) (ent.EarningRuleOrder, error) {
+	var out ent.EarningRuleOrder
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "EarningRuleOrder", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputGrowthEntryOrder(ctx context.Context, obj any) (ent.GrowthEntryOrder, error) {
+	var it ent.GrowthEntryOrder
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	if _, present := asMap["direction"]; !present {
+		asMap["direction"] = "ASC"
+	}
+
+	fieldsInOrder := [...]string{"direction", "field"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "direction":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("direction"))
+			data, err := ec.unmarshalNOrderDirection2entgoᚗioᚋcontribᚋentgqlᚐOrderDirection(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Direction = data
+		case "field":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("field"))
+			data, err := ec.unmarshalNGrowthEntryOrderField2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐGrowthEntryOrderField(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Field = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalGrowthEntryOrder unmarshals raw into the GrowthEntryOrder input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalGrowthEntryOrder(ctx context.Context, raw any) (ent.GrowthEntryOrder, error) {
+	var out ent.GrowthEntryOrder
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "GrowthEntryOrder", raw, &out)
 	return out, err
 }
 
@@ -8055,6 +13549,271 @@ func (ec *executionContext) unmarshalInputMemberOrder(ctx context.Context, obj a
 func UnmarshalMemberOrder(ctx context.Context, raw any) (ent.MemberOrder, error) {
 	var out ent.MemberOrder
 	err := graphql.UnmarshalNamedInputFromContext(ctx, "MemberOrder", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputNotificationOrder(ctx context.Context, obj any) (ent.NotificationOrder, error) {
+	var it ent.NotificationOrder
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	if _, present := asMap["direction"]; !present {
+		asMap["direction"] = "ASC"
+	}
+
+	fieldsInOrder := [...]string{"direction", "field"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "direction":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("direction"))
+			data, err := ec.unmarshalNOrderDirection2entgoᚗioᚋcontribᚋentgqlᚐOrderDirection(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Direction = data
+		case "field":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("field"))
+			data, err := ec.unmarshalNNotificationOrderField2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐNotificationOrderField(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Field = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalNotificationOrder unmarshals raw into the NotificationOrder input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalNotificationOrder(ctx context.Context, raw any) (ent.NotificationOrder, error) {
+	var out ent.NotificationOrder
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "NotificationOrder", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputOrderOrder(ctx context.Context, obj any) (ent.OrderOrder, error) {
+	var it ent.OrderOrder
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	if _, present := asMap["direction"]; !present {
+		asMap["direction"] = "ASC"
+	}
+
+	fieldsInOrder := [...]string{"direction", "field"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "direction":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("direction"))
+			data, err := ec.unmarshalNOrderDirection2entgoᚗioᚋcontribᚋentgqlᚐOrderDirection(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Direction = data
+		case "field":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("field"))
+			data, err := ec.unmarshalNOrderOrderField2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐOrderOrderField(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Field = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalOrderOrder unmarshals raw into the OrderOrder input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalOrderOrder(ctx context.Context, raw any) (ent.OrderOrder, error) {
+	var out ent.OrderOrder
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "OrderOrder", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputPaidMembershipOrder(ctx context.Context, obj any) (ent.PaidMembershipOrder, error) {
+	var it ent.PaidMembershipOrder
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	if _, present := asMap["direction"]; !present {
+		asMap["direction"] = "ASC"
+	}
+
+	fieldsInOrder := [...]string{"direction", "field"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "direction":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("direction"))
+			data, err := ec.unmarshalNOrderDirection2entgoᚗioᚋcontribᚋentgqlᚐOrderDirection(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Direction = data
+		case "field":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("field"))
+			data, err := ec.unmarshalNPaidMembershipOrderField2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐPaidMembershipOrderField(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Field = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalPaidMembershipOrder unmarshals raw into the PaidMembershipOrder input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalPaidMembershipOrder(ctx context.Context, raw any) (ent.PaidMembershipOrder, error) {
+	var out ent.PaidMembershipOrder
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "PaidMembershipOrder", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputPaidMembershipPlanOrder(ctx context.Context, obj any) (ent.PaidMembershipPlanOrder, error) {
+	var it ent.PaidMembershipPlanOrder
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	if _, present := asMap["direction"]; !present {
+		asMap["direction"] = "ASC"
+	}
+
+	fieldsInOrder := [...]string{"direction", "field"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "direction":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("direction"))
+			data, err := ec.unmarshalNOrderDirection2entgoᚗioᚋcontribᚋentgqlᚐOrderDirection(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Direction = data
+		case "field":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("field"))
+			data, err := ec.unmarshalNPaidMembershipPlanOrderField2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐPaidMembershipPlanOrderField(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Field = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalPaidMembershipPlanOrder unmarshals raw into the PaidMembershipPlanOrder input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalPaidMembershipPlanOrder(ctx context.Context, raw any) (ent.PaidMembershipPlanOrder, error) {
+	var out ent.PaidMembershipPlanOrder
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "PaidMembershipPlanOrder", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputPointsEntryOrder(ctx context.Context, obj any) (ent.PointsEntryOrder, error) {
+	var it ent.PointsEntryOrder
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	if _, present := asMap["direction"]; !present {
+		asMap["direction"] = "ASC"
+	}
+
+	fieldsInOrder := [...]string{"direction", "field"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "direction":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("direction"))
+			data, err := ec.unmarshalNOrderDirection2entgoᚗioᚋcontribᚋentgqlᚐOrderDirection(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Direction = data
+		case "field":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("field"))
+			data, err := ec.unmarshalNPointsEntryOrderField2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐPointsEntryOrderField(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Field = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalPointsEntryOrder unmarshals raw into the PointsEntryOrder input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalPointsEntryOrder(ctx context.Context, raw any) (ent.PointsEntryOrder, error) {
+	var out ent.PointsEntryOrder
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "PointsEntryOrder", raw, &out)
 	return out, err
 }
 
@@ -8829,6 +14588,59 @@ func UnmarshalStoreWhereInput(ctx context.Context, raw any) (ent.StoreWhereInput
 	return out, err
 }
 
+func (ec *executionContext) unmarshalInputStoredValueEntryOrder(ctx context.Context, obj any) (ent.StoredValueEntryOrder, error) {
+	var it ent.StoredValueEntryOrder
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	if _, present := asMap["direction"]; !present {
+		asMap["direction"] = "ASC"
+	}
+
+	fieldsInOrder := [...]string{"direction", "field"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "direction":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("direction"))
+			data, err := ec.unmarshalNOrderDirection2entgoᚗioᚋcontribᚋentgqlᚐOrderDirection(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Direction = data
+		case "field":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("field"))
+			data, err := ec.unmarshalNStoredValueEntryOrderField2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐStoredValueEntryOrderField(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Field = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalStoredValueEntryOrder unmarshals raw into the StoredValueEntryOrder input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalStoredValueEntryOrder(ctx context.Context, raw any) (ent.StoredValueEntryOrder, error) {
+	var out ent.StoredValueEntryOrder
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "StoredValueEntryOrder", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputTierOrder(ctx context.Context, obj any) (ent.TierOrder, error) {
 	var it ent.TierOrder
 	if obj == nil {
@@ -8890,11 +14702,21 @@ func (ec *executionContext) _Node(ctx context.Context, sel ast.SelectionSet, obj
 	switch obj := (obj).(type) {
 	case nil:
 		return graphql.Null
+	case *ent.TierChange:
+		if obj == nil {
+			return graphql.Null
+		}
+		return ec._TierChange(ctx, sel, obj)
 	case *ent.Tier:
 		if obj == nil {
 			return graphql.Null
 		}
 		return ec._Tier(ctx, sel, obj)
+	case *ent.StoredValueEntry:
+		if obj == nil {
+			return graphql.Null
+		}
+		return ec._StoredValueEntry(ctx, sel, obj)
 	case *ent.Store:
 		if obj == nil {
 			return graphql.Null
@@ -8905,6 +14727,36 @@ func (ec *executionContext) _Node(ctx context.Context, sel ast.SelectionSet, obj
 			return graphql.Null
 		}
 		return ec._Staff(ctx, sel, obj)
+	case *ent.PointsEntry:
+		if obj == nil {
+			return graphql.Null
+		}
+		return ec._PointsEntry(ctx, sel, obj)
+	case *ent.PaidMembershipPlan:
+		if obj == nil {
+			return graphql.Null
+		}
+		return ec._PaidMembershipPlan(ctx, sel, obj)
+	case *ent.PaidMembership:
+		if obj == nil {
+			return graphql.Null
+		}
+		return ec._PaidMembership(ctx, sel, obj)
+	case *ent.OrderItem:
+		if obj == nil {
+			return graphql.Null
+		}
+		return ec._OrderItem(ctx, sel, obj)
+	case *ent.Order:
+		if obj == nil {
+			return graphql.Null
+		}
+		return ec._Order(ctx, sel, obj)
+	case *ent.Notification:
+		if obj == nil {
+			return graphql.Null
+		}
+		return ec._Notification(ctx, sel, obj)
 	case *ent.Member:
 		if obj == nil {
 			return graphql.Null
@@ -8915,6 +14767,31 @@ func (ec *executionContext) _Node(ctx context.Context, sel ast.SelectionSet, obj
 			return graphql.Null
 		}
 		return ec._Identity(ctx, sel, obj)
+	case *ent.GrowthEntry:
+		if obj == nil {
+			return graphql.Null
+		}
+		return ec._GrowthEntry(ctx, sel, obj)
+	case *ent.EarningRule:
+		if obj == nil {
+			return graphql.Null
+		}
+		return ec._EarningRule(ctx, sel, obj)
+	case *ent.CouponTemplate:
+		if obj == nil {
+			return graphql.Null
+		}
+		return ec._CouponTemplate(ctx, sel, obj)
+	case *ent.Coupon:
+		if obj == nil {
+			return graphql.Null
+		}
+		return ec._Coupon(ctx, sel, obj)
+	case *ent.Consent:
+		if obj == nil {
+			return graphql.Null
+		}
+		return ec._Consent(ctx, sel, obj)
 	case *ent.BusinessUnit:
 		if obj == nil {
 			return graphql.Null
@@ -9369,6 +15246,287 @@ func (ec *executionContext) _BusinessUnit(ctx context.Context, sel ast.Selection
 	return out
 }
 
+var consentImplementors = []string{"Consent", "Node"}
+
+func (ec *executionContext) _Consent(ctx context.Context, sel ast.SelectionSet, obj *ent.Consent) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, consentImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Consent")
+		case "id":
+			out.Values[i] = ec._Consent_id(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "memberID":
+			out.Values[i] = ec._Consent_memberID(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "kind":
+			out.Values[i] = ec._Consent_kind(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "granted":
+			out.Values[i] = ec._Consent_granted(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "updatedAt":
+			out.Values[i] = ec._Consent_updatedAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var couponImplementors = []string{"Coupon", "Node"}
+
+func (ec *executionContext) _Coupon(ctx context.Context, sel ast.SelectionSet, obj *ent.Coupon) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, couponImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Coupon")
+		case "id":
+			out.Values[i] = ec._Coupon_id(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "code":
+			out.Values[i] = ec._Coupon_code(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "status":
+			out.Values[i] = ec._Coupon_status(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "issuedAt":
+			out.Values[i] = ec._Coupon_issuedAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "expiresAt":
+			out.Values[i] = ec._Coupon_expiresAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "redeemedAt":
+			out.Values[i] = ec._Coupon_redeemedAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "template":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Coupon_template(ctx, field, obj)
+				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var couponConnectionImplementors = []string{"CouponConnection"}
+
+func (ec *executionContext) _CouponConnection(ctx context.Context, sel ast.SelectionSet, obj *ent.CouponConnection) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, couponConnectionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("CouponConnection")
+		case "edges":
+			out.Values[i] = ec._CouponConnection_edges(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "pageInfo":
+			out.Values[i] = ec._CouponConnection_pageInfo(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "totalCount":
+			out.Values[i] = ec._CouponConnection_totalCount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var couponEdgeImplementors = []string{"CouponEdge"}
+
+func (ec *executionContext) _CouponEdge(ctx context.Context, sel ast.SelectionSet, obj *ent.CouponEdge) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, couponEdgeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("CouponEdge")
+		case "node":
+			out.Values[i] = ec._CouponEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "cursor":
+			out.Values[i] = ec._CouponEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var couponTemplateImplementors = []string{"CouponTemplate", "Node"}
+
+func (ec *executionContext) _CouponTemplate(ctx context.Context, sel ast.SelectionSet, obj *ent.CouponTemplate) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, couponTemplateImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("CouponTemplate")
+		case "id":
+			out.Values[i] = ec._CouponTemplate_id(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "createdAt":
+			out.Values[i] = ec._CouponTemplate_createdAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "updatedAt":
+			out.Values[i] = ec._CouponTemplate_updatedAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "title":
+			out.Values[i] = ec._CouponTemplate_title(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "kind":
+			out.Values[i] = ec._CouponTemplate_kind(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "faceValue":
+			out.Values[i] = ec._CouponTemplate_faceValue(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "discountPercent":
+			out.Values[i] = ec._CouponTemplate_discountPercent(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "minSpend":
+			out.Values[i] = ec._CouponTemplate_minSpend(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "totalStock":
+			out.Values[i] = ec._CouponTemplate_totalStock(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "perMemberLimit":
+			out.Values[i] = ec._CouponTemplate_perMemberLimit(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "claimable":
+			out.Values[i] = ec._CouponTemplate_claimable(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var createApiClientPayloadImplementors = []string{"CreateApiClientPayload"}
 
 func (ec *executionContext) _CreateApiClientPayload(ctx context.Context, sel ast.SelectionSet, obj *model.CreateAPIClientPayload) graphql.Marshaler {
@@ -9420,6 +15578,231 @@ func (ec *executionContext) _CreateStaffPayload(ctx context.Context, sel ast.Sel
 			out.Values[i] = graphql.MarshalString("CreateStaffPayload")
 		case "staff":
 			out.Values[i] = ec._CreateStaffPayload_staff(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var earningRuleImplementors = []string{"EarningRule", "Node"}
+
+func (ec *executionContext) _EarningRule(ctx context.Context, sel ast.SelectionSet, obj *ent.EarningRule) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, earningRuleImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("EarningRule")
+		case "id":
+			out.Values[i] = ec._EarningRule_id(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "createdAt":
+			out.Values[i] = ec._EarningRule_createdAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "updatedAt":
+			out.Values[i] = ec._EarningRule_updatedAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "businessUnitID":
+			out.Values[i] = ec._EarningRule_businessUnitID(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "businessUnit":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._EarningRule_businessUnit(ctx, field, obj)
+				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var growthEntryImplementors = []string{"GrowthEntry", "Node"}
+
+func (ec *executionContext) _GrowthEntry(ctx context.Context, sel ast.SelectionSet, obj *ent.GrowthEntry) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, growthEntryImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("GrowthEntry")
+		case "id":
+			out.Values[i] = ec._GrowthEntry_id(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "memberID":
+			out.Values[i] = ec._GrowthEntry_memberID(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "source":
+			out.Values[i] = ec._GrowthEntry_source(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "amount":
+			out.Values[i] = ec._GrowthEntry_amount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "balanceAfter":
+			out.Values[i] = ec._GrowthEntry_balanceAfter(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "reason":
+			out.Values[i] = ec._GrowthEntry_reason(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "businessUnitID":
+			out.Values[i] = ec._GrowthEntry_businessUnitID(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "storeID":
+			out.Values[i] = ec._GrowthEntry_storeID(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "occurredAt":
+			out.Values[i] = ec._GrowthEntry_occurredAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "kind":
+			out.Values[i] = ec._GrowthEntry_kind(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "businessUnit":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._GrowthEntry_businessUnit(ctx, field, obj)
+				})
+		case "store":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._GrowthEntry_store(ctx, field, obj)
+				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var growthEntryConnectionImplementors = []string{"GrowthEntryConnection"}
+
+func (ec *executionContext) _GrowthEntryConnection(ctx context.Context, sel ast.SelectionSet, obj *ent.GrowthEntryConnection) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, growthEntryConnectionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("GrowthEntryConnection")
+		case "edges":
+			out.Values[i] = ec._GrowthEntryConnection_edges(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "pageInfo":
+			out.Values[i] = ec._GrowthEntryConnection_pageInfo(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "totalCount":
+			out.Values[i] = ec._GrowthEntryConnection_totalCount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var growthEntryEdgeImplementors = []string{"GrowthEntryEdge"}
+
+func (ec *executionContext) _GrowthEntryEdge(ctx context.Context, sel ast.SelectionSet, obj *ent.GrowthEntryEdge) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, growthEntryEdgeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("GrowthEntryEdge")
+		case "node":
+			out.Values[i] = ec._GrowthEntryEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "cursor":
+			out.Values[i] = ec._GrowthEntryEdge_cursor(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -9887,6 +16270,391 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 	return out
 }
 
+var notificationImplementors = []string{"Notification", "Node"}
+
+func (ec *executionContext) _Notification(ctx context.Context, sel ast.SelectionSet, obj *ent.Notification) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, notificationImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Notification")
+		case "id":
+			out.Values[i] = ec._Notification_id(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "title":
+			out.Values[i] = ec._Notification_title(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "body":
+			out.Values[i] = ec._Notification_body(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "createdAt":
+			out.Values[i] = ec._Notification_createdAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "readAt":
+			out.Values[i] = ec._Notification_readAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var notificationConnectionImplementors = []string{"NotificationConnection"}
+
+func (ec *executionContext) _NotificationConnection(ctx context.Context, sel ast.SelectionSet, obj *ent.NotificationConnection) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, notificationConnectionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("NotificationConnection")
+		case "edges":
+			out.Values[i] = ec._NotificationConnection_edges(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "pageInfo":
+			out.Values[i] = ec._NotificationConnection_pageInfo(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "totalCount":
+			out.Values[i] = ec._NotificationConnection_totalCount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var notificationEdgeImplementors = []string{"NotificationEdge"}
+
+func (ec *executionContext) _NotificationEdge(ctx context.Context, sel ast.SelectionSet, obj *ent.NotificationEdge) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, notificationEdgeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("NotificationEdge")
+		case "node":
+			out.Values[i] = ec._NotificationEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "cursor":
+			out.Values[i] = ec._NotificationEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var orderImplementors = []string{"Order", "Node"}
+
+func (ec *executionContext) _Order(ctx context.Context, sel ast.SelectionSet, obj *ent.Order) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, orderImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Order")
+		case "id":
+			out.Values[i] = ec._Order_id(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "externalID":
+			out.Values[i] = ec._Order_externalID(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "channel":
+			out.Values[i] = ec._Order_channel(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "status":
+			out.Values[i] = ec._Order_status(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "amount":
+			out.Values[i] = ec._Order_amount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "paidAt":
+			out.Values[i] = ec._Order_paidAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "pointsEarned":
+			out.Values[i] = ec._Order_pointsEarned(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "pointsBurned":
+			out.Values[i] = ec._Order_pointsBurned(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "growthEarned":
+			out.Values[i] = ec._Order_growthEarned(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "refundedAmount":
+			out.Values[i] = ec._Order_refundedAmount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "store":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Order_store(ctx, field, obj)
+				})
+		case "businessUnit":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Order_businessUnit(ctx, field, obj)
+				})
+		case "items":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Order_items(ctx, field, obj)
+				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var orderConnectionImplementors = []string{"OrderConnection"}
+
+func (ec *executionContext) _OrderConnection(ctx context.Context, sel ast.SelectionSet, obj *ent.OrderConnection) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, orderConnectionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("OrderConnection")
+		case "edges":
+			out.Values[i] = ec._OrderConnection_edges(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "pageInfo":
+			out.Values[i] = ec._OrderConnection_pageInfo(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "totalCount":
+			out.Values[i] = ec._OrderConnection_totalCount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var orderEdgeImplementors = []string{"OrderEdge"}
+
+func (ec *executionContext) _OrderEdge(ctx context.Context, sel ast.SelectionSet, obj *ent.OrderEdge) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, orderEdgeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("OrderEdge")
+		case "node":
+			out.Values[i] = ec._OrderEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "cursor":
+			out.Values[i] = ec._OrderEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var orderItemImplementors = []string{"OrderItem", "Node"}
+
+func (ec *executionContext) _OrderItem(ctx context.Context, sel ast.SelectionSet, obj *ent.OrderItem) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, orderItemImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("OrderItem")
+		case "id":
+			out.Values[i] = ec._OrderItem_id(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "sku":
+			out.Values[i] = ec._OrderItem_sku(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "name":
+			out.Values[i] = ec._OrderItem_name(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "category":
+			out.Values[i] = ec._OrderItem_category(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "brand":
+			out.Values[i] = ec._OrderItem_brand(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "quantity":
+			out.Values[i] = ec._OrderItem_quantity(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "unitPrice":
+			out.Values[i] = ec._OrderItem_unitPrice(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "amount":
+			out.Values[i] = ec._OrderItem_amount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "order":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._OrderItem_order(ctx, field, obj)
+				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var pageInfoImplementors = []string{"PageInfo"}
 
 func (ec *executionContext) _PageInfo(ctx context.Context, sel ast.SelectionSet, obj *entgql.PageInfo[int]) graphql.Marshaler {
@@ -9916,6 +16684,335 @@ func (ec *executionContext) _PageInfo(ctx context.Context, sel ast.SelectionSet,
 		case "endCursor":
 			out.Values[i] = ec._PageInfo_endCursor(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var paidMembershipImplementors = []string{"PaidMembership", "Node"}
+
+func (ec *executionContext) _PaidMembership(ctx context.Context, sel ast.SelectionSet, obj *ent.PaidMembership) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, paidMembershipImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("PaidMembership")
+		case "id":
+			out.Values[i] = ec._PaidMembership_id(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "createdAt":
+			out.Values[i] = ec._PaidMembership_createdAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "updatedAt":
+			out.Values[i] = ec._PaidMembership_updatedAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "memberID":
+			out.Values[i] = ec._PaidMembership_memberID(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "planID":
+			out.Values[i] = ec._PaidMembership_planID(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "status":
+			out.Values[i] = ec._PaidMembership_status(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "startedAt":
+			out.Values[i] = ec._PaidMembership_startedAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "expiresAt":
+			out.Values[i] = ec._PaidMembership_expiresAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "autoRenew":
+			out.Values[i] = ec._PaidMembership_autoRenew(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "plan":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._PaidMembership_plan(ctx, field, obj)
+				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var paidMembershipPlanImplementors = []string{"PaidMembershipPlan", "Node"}
+
+func (ec *executionContext) _PaidMembershipPlan(ctx context.Context, sel ast.SelectionSet, obj *ent.PaidMembershipPlan) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, paidMembershipPlanImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("PaidMembershipPlan")
+		case "id":
+			out.Values[i] = ec._PaidMembershipPlan_id(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "createdAt":
+			out.Values[i] = ec._PaidMembershipPlan_createdAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "updatedAt":
+			out.Values[i] = ec._PaidMembershipPlan_updatedAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "code":
+			out.Values[i] = ec._PaidMembershipPlan_code(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "name":
+			out.Values[i] = ec._PaidMembershipPlan_name(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "period":
+			out.Values[i] = ec._PaidMembershipPlan_period(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "price":
+			out.Values[i] = ec._PaidMembershipPlan_price(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "active":
+			out.Values[i] = ec._PaidMembershipPlan_active(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "benefits":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._PaidMembershipPlan_benefits(ctx, field, obj)
+				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var pointsEntryImplementors = []string{"PointsEntry", "Node"}
+
+func (ec *executionContext) _PointsEntry(ctx context.Context, sel ast.SelectionSet, obj *ent.PointsEntry) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, pointsEntryImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("PointsEntry")
+		case "id":
+			out.Values[i] = ec._PointsEntry_id(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "memberID":
+			out.Values[i] = ec._PointsEntry_memberID(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "source":
+			out.Values[i] = ec._PointsEntry_source(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "amount":
+			out.Values[i] = ec._PointsEntry_amount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "balanceAfter":
+			out.Values[i] = ec._PointsEntry_balanceAfter(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "reason":
+			out.Values[i] = ec._PointsEntry_reason(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "businessUnitID":
+			out.Values[i] = ec._PointsEntry_businessUnitID(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "storeID":
+			out.Values[i] = ec._PointsEntry_storeID(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "occurredAt":
+			out.Values[i] = ec._PointsEntry_occurredAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "kind":
+			out.Values[i] = ec._PointsEntry_kind(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "expiresAt":
+			out.Values[i] = ec._PointsEntry_expiresAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "businessUnit":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._PointsEntry_businessUnit(ctx, field, obj)
+				})
+		case "store":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._PointsEntry_store(ctx, field, obj)
+				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var pointsEntryConnectionImplementors = []string{"PointsEntryConnection"}
+
+func (ec *executionContext) _PointsEntryConnection(ctx context.Context, sel ast.SelectionSet, obj *ent.PointsEntryConnection) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, pointsEntryConnectionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("PointsEntryConnection")
+		case "edges":
+			out.Values[i] = ec._PointsEntryConnection_edges(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "pageInfo":
+			out.Values[i] = ec._PointsEntryConnection_pageInfo(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "totalCount":
+			out.Values[i] = ec._PointsEntryConnection_totalCount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var pointsEntryEdgeImplementors = []string{"PointsEntryEdge"}
+
+func (ec *executionContext) _PointsEntryEdge(ctx context.Context, sel ast.SelectionSet, obj *ent.PointsEntryEdge) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, pointsEntryEdgeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("PointsEntryEdge")
+		case "node":
+			out.Values[i] = ec._PointsEntryEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "cursor":
+			out.Values[i] = ec._PointsEntryEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
 		default:
@@ -10233,6 +17330,187 @@ func (ec *executionContext) _Store(ctx context.Context, sel ast.SelectionSet, ob
 	return out
 }
 
+var storedValueEntryImplementors = []string{"StoredValueEntry", "Node"}
+
+func (ec *executionContext) _StoredValueEntry(ctx context.Context, sel ast.SelectionSet, obj *ent.StoredValueEntry) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, storedValueEntryImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("StoredValueEntry")
+		case "id":
+			out.Values[i] = ec._StoredValueEntry_id(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "memberID":
+			out.Values[i] = ec._StoredValueEntry_memberID(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "source":
+			out.Values[i] = ec._StoredValueEntry_source(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "amount":
+			out.Values[i] = ec._StoredValueEntry_amount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "balanceAfter":
+			out.Values[i] = ec._StoredValueEntry_balanceAfter(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "reason":
+			out.Values[i] = ec._StoredValueEntry_reason(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "businessUnitID":
+			out.Values[i] = ec._StoredValueEntry_businessUnitID(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "storeID":
+			out.Values[i] = ec._StoredValueEntry_storeID(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "occurredAt":
+			out.Values[i] = ec._StoredValueEntry_occurredAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "kind":
+			out.Values[i] = ec._StoredValueEntry_kind(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "principalAmount":
+			out.Values[i] = ec._StoredValueEntry_principalAmount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "bonusAmount":
+			out.Values[i] = ec._StoredValueEntry_bonusAmount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "businessUnit":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._StoredValueEntry_businessUnit(ctx, field, obj)
+				})
+		case "store":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._StoredValueEntry_store(ctx, field, obj)
+				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var storedValueEntryConnectionImplementors = []string{"StoredValueEntryConnection"}
+
+func (ec *executionContext) _StoredValueEntryConnection(ctx context.Context, sel ast.SelectionSet, obj *ent.StoredValueEntryConnection) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, storedValueEntryConnectionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("StoredValueEntryConnection")
+		case "edges":
+			out.Values[i] = ec._StoredValueEntryConnection_edges(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "pageInfo":
+			out.Values[i] = ec._StoredValueEntryConnection_pageInfo(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "totalCount":
+			out.Values[i] = ec._StoredValueEntryConnection_totalCount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var storedValueEntryEdgeImplementors = []string{"StoredValueEntryEdge"}
+
+func (ec *executionContext) _StoredValueEntryEdge(ctx context.Context, sel ast.SelectionSet, obj *ent.StoredValueEntryEdge) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, storedValueEntryEdgeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("StoredValueEntryEdge")
+		case "node":
+			out.Values[i] = ec._StoredValueEntryEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "cursor":
+			out.Values[i] = ec._StoredValueEntryEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var tierImplementors = []string{"Tier", "Node"}
 
 func (ec *executionContext) _Tier(ctx context.Context, sel ast.SelectionSet, obj *ent.Tier) graphql.Marshaler {
@@ -10294,6 +17572,81 @@ func (ec *executionContext) _Tier(ctx context.Context, sel ast.SelectionSet, obj
 				true, false,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Tier_benefits(ctx, field, obj)
+				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var tierChangeImplementors = []string{"TierChange", "Node"}
+
+func (ec *executionContext) _TierChange(ctx context.Context, sel ast.SelectionSet, obj *ent.TierChange) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, tierChangeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("TierChange")
+		case "id":
+			out.Values[i] = ec._TierChange_id(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "memberID":
+			out.Values[i] = ec._TierChange_memberID(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "fromTierID":
+			out.Values[i] = ec._TierChange_fromTierID(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "toTierID":
+			out.Values[i] = ec._TierChange_toTierID(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "direction":
+			out.Values[i] = ec._TierChange_direction(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "reason":
+			out.Values[i] = ec._TierChange_reason(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "changedAt":
+			out.Values[i] = ec._TierChange_changedAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "from":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._TierChange_from(ctx, field, obj)
+				})
+		case "to":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._TierChange_to(ctx, field, obj)
 				})
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
@@ -10861,6 +18214,72 @@ func (ec *executionContext) marshalNChannel2githubᚗcomᚋonememberᚋonemember
 	return v
 }
 
+func (ec *executionContext) unmarshalNConsentKind2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐConsentKind(ctx context.Context, v any) (enum.ConsentKind, error) {
+	var res enum.ConsentKind
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNConsentKind2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐConsentKind(ctx context.Context, sel ast.SelectionSet, v enum.ConsentKind) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) unmarshalNCouponKind2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐCouponKind(ctx context.Context, v any) (enum.CouponKind, error) {
+	var res enum.CouponKind
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNCouponKind2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐCouponKind(ctx context.Context, sel ast.SelectionSet, v enum.CouponKind) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) unmarshalNCouponOrderField2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐCouponOrderField(ctx context.Context, v any) (*ent.CouponOrderField, error) {
+	var res = new(ent.CouponOrderField)
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNCouponOrderField2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐCouponOrderField(ctx context.Context, sel ast.SelectionSet, v *ent.CouponOrderField) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "CouponOrderField!")
+		return graphql.Null
+	}
+	return v
+}
+
+func (ec *executionContext) unmarshalNCouponStatus2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐCouponStatus(ctx context.Context, v any) (enum.CouponStatus, error) {
+	var res enum.CouponStatus
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNCouponStatus2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐCouponStatus(ctx context.Context, sel ast.SelectionSet, v enum.CouponStatus) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) marshalNCouponTemplate2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐCouponTemplate(ctx context.Context, sel ast.SelectionSet, v *ent.CouponTemplate) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "CouponTemplate!")
+		return graphql.Null
+	}
+	return ec._CouponTemplate(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNCouponTemplateOrderField2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐCouponTemplateOrderField(ctx context.Context, v any) (*ent.CouponTemplateOrderField, error) {
+	var res = new(ent.CouponTemplateOrderField)
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNCouponTemplateOrderField2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐCouponTemplateOrderField(ctx context.Context, sel ast.SelectionSet, v *ent.CouponTemplateOrderField) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "CouponTemplateOrderField!")
+		return graphql.Null
+	}
+	return v
+}
+
 func (ec *executionContext) unmarshalNCreateApiClientInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐCreateAPIClientInput(ctx context.Context, v any) (model.CreateAPIClientInput, error) {
 	res, err := ec.unmarshalInputCreateApiClientInput(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -10897,6 +18316,20 @@ func (ec *executionContext) marshalNCursor2entgoᚗioᚋcontribᚋentgqlᚐCurso
 	return v
 }
 
+func (ec *executionContext) unmarshalNEarningRuleOrderField2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐEarningRuleOrderField(ctx context.Context, v any) (*ent.EarningRuleOrderField, error) {
+	var res = new(ent.EarningRuleOrderField)
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNEarningRuleOrderField2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐEarningRuleOrderField(ctx context.Context, sel ast.SelectionSet, v *ent.EarningRuleOrderField) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "EarningRuleOrderField!")
+		return graphql.Null
+	}
+	return v
+}
+
 func (ec *executionContext) unmarshalNGender2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐGender(ctx context.Context, v any) (enum.Gender, error) {
 	var res enum.Gender
 	err := res.UnmarshalGQL(v)
@@ -10904,6 +18337,30 @@ func (ec *executionContext) unmarshalNGender2githubᚗcomᚋonememberᚋonemembe
 }
 
 func (ec *executionContext) marshalNGender2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐGender(ctx context.Context, sel ast.SelectionSet, v enum.Gender) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) unmarshalNGrowthEntryKind2githubᚗcomᚋonememberᚋonememberᚋentᚋgrowthentryᚐKind(ctx context.Context, v any) (growthentry.Kind, error) {
+	var res growthentry.Kind
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNGrowthEntryKind2githubᚗcomᚋonememberᚋonememberᚋentᚋgrowthentryᚐKind(ctx context.Context, sel ast.SelectionSet, v growthentry.Kind) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) unmarshalNGrowthEntryOrderField2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐGrowthEntryOrderField(ctx context.Context, v any) (*ent.GrowthEntryOrderField, error) {
+	var res = new(ent.GrowthEntryOrderField)
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNGrowthEntryOrderField2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐGrowthEntryOrderField(ctx context.Context, sel ast.SelectionSet, v *ent.GrowthEntryOrderField) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "GrowthEntryOrderField!")
+		return graphql.Null
+	}
 	return v
 }
 
@@ -11012,6 +18469,36 @@ func (ec *executionContext) marshalNInt2int64(ctx context.Context, sel ast.Selec
 	return res
 }
 
+func (ec *executionContext) unmarshalNLedgerSource2githubᚗcomᚋonememberᚋonememberᚋentᚋgrowthentryᚐSource(ctx context.Context, v any) (growthentry.Source, error) {
+	var res growthentry.Source
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNLedgerSource2githubᚗcomᚋonememberᚋonememberᚋentᚋgrowthentryᚐSource(ctx context.Context, sel ast.SelectionSet, v growthentry.Source) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) unmarshalNLedgerSource2githubᚗcomᚋonememberᚋonememberᚋentᚋpointsentryᚐSource(ctx context.Context, v any) (pointsentry.Source, error) {
+	var res pointsentry.Source
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNLedgerSource2githubᚗcomᚋonememberᚋonememberᚋentᚋpointsentryᚐSource(ctx context.Context, sel ast.SelectionSet, v pointsentry.Source) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) unmarshalNLedgerSource2githubᚗcomᚋonememberᚋonememberᚋentᚋstoredvalueentryᚐSource(ctx context.Context, v any) (storedvalueentry.Source, error) {
+	var res storedvalueentry.Source
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNLedgerSource2githubᚗcomᚋonememberᚋonememberᚋentᚋstoredvalueentryᚐSource(ctx context.Context, sel ast.SelectionSet, v storedvalueentry.Source) graphql.Marshaler {
+	return v
+}
+
 func (ec *executionContext) unmarshalNLoginWithPhoneInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐLoginWithPhoneInput(ctx context.Context, v any) (model.LoginWithPhoneInput, error) {
 	res, err := ec.unmarshalInputLoginWithPhoneInput(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -11080,6 +18567,28 @@ func (ec *executionContext) marshalNNode2ᚕgithubᚗcomᚋonememberᚋonemember
 	return ret
 }
 
+func (ec *executionContext) unmarshalNNotificationOrderField2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐNotificationOrderField(ctx context.Context, v any) (*ent.NotificationOrderField, error) {
+	var res = new(ent.NotificationOrderField)
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNNotificationOrderField2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐNotificationOrderField(ctx context.Context, sel ast.SelectionSet, v *ent.NotificationOrderField) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "NotificationOrderField!")
+		return graphql.Null
+	}
+	return v
+}
+
+func (ec *executionContext) marshalNOrder2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐOrder(ctx context.Context, sel ast.SelectionSet, v *ent.Order) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Order!")
+		return graphql.Null
+	}
+	return ec._Order(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalNOrderDirection2entgoᚗioᚋcontribᚋentgqlᚐOrderDirection(ctx context.Context, v any) (entgql.OrderDirection, error) {
 	var res entgql.OrderDirection
 	err := res.UnmarshalGQL(v)
@@ -11087,6 +18596,38 @@ func (ec *executionContext) unmarshalNOrderDirection2entgoᚗioᚋcontribᚋentg
 }
 
 func (ec *executionContext) marshalNOrderDirection2entgoᚗioᚋcontribᚋentgqlᚐOrderDirection(ctx context.Context, sel ast.SelectionSet, v entgql.OrderDirection) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) marshalNOrderItem2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐOrderItem(ctx context.Context, sel ast.SelectionSet, v *ent.OrderItem) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "OrderItem!")
+		return graphql.Null
+	}
+	return ec._OrderItem(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNOrderOrderField2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐOrderOrderField(ctx context.Context, v any) (*ent.OrderOrderField, error) {
+	var res = new(ent.OrderOrderField)
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNOrderOrderField2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐOrderOrderField(ctx context.Context, sel ast.SelectionSet, v *ent.OrderOrderField) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "OrderOrderField!")
+		return graphql.Null
+	}
+	return v
+}
+
+func (ec *executionContext) unmarshalNOrderStatus2githubᚗcomᚋonememberᚋonememberᚋentᚋorderᚐStatus(ctx context.Context, v any) (order.Status, error) {
+	var res order.Status
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNOrderStatus2githubᚗcomᚋonememberᚋonememberᚋentᚋorderᚐStatus(ctx context.Context, sel ast.SelectionSet, v order.Status) graphql.Marshaler {
 	return v
 }
 
@@ -11102,6 +18643,86 @@ func (ec *executionContext) marshalNOtpPurpose2githubᚗcomᚋonememberᚋonemem
 
 func (ec *executionContext) marshalNPageInfo2entgoᚗioᚋcontribᚋentgqlᚐPageInfo(ctx context.Context, sel ast.SelectionSet, v entgql.PageInfo[int]) graphql.Marshaler {
 	return ec._PageInfo(ctx, sel, &v)
+}
+
+func (ec *executionContext) unmarshalNPaidMembershipOrderField2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐPaidMembershipOrderField(ctx context.Context, v any) (*ent.PaidMembershipOrderField, error) {
+	var res = new(ent.PaidMembershipOrderField)
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNPaidMembershipOrderField2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐPaidMembershipOrderField(ctx context.Context, sel ast.SelectionSet, v *ent.PaidMembershipOrderField) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "PaidMembershipOrderField!")
+		return graphql.Null
+	}
+	return v
+}
+
+func (ec *executionContext) marshalNPaidMembershipPlan2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐPaidMembershipPlan(ctx context.Context, sel ast.SelectionSet, v *ent.PaidMembershipPlan) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "PaidMembershipPlan!")
+		return graphql.Null
+	}
+	return ec._PaidMembershipPlan(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNPaidMembershipPlanOrderField2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐPaidMembershipPlanOrderField(ctx context.Context, v any) (*ent.PaidMembershipPlanOrderField, error) {
+	var res = new(ent.PaidMembershipPlanOrderField)
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNPaidMembershipPlanOrderField2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐPaidMembershipPlanOrderField(ctx context.Context, sel ast.SelectionSet, v *ent.PaidMembershipPlanOrderField) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "PaidMembershipPlanOrderField!")
+		return graphql.Null
+	}
+	return v
+}
+
+func (ec *executionContext) unmarshalNPaidMembershipStatus2githubᚗcomᚋonememberᚋonememberᚋentᚋpaidmembershipᚐStatus(ctx context.Context, v any) (paidmembership.Status, error) {
+	var res paidmembership.Status
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNPaidMembershipStatus2githubᚗcomᚋonememberᚋonememberᚋentᚋpaidmembershipᚐStatus(ctx context.Context, sel ast.SelectionSet, v paidmembership.Status) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) unmarshalNPlanPeriod2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐPlanPeriod(ctx context.Context, v any) (enum.PlanPeriod, error) {
+	var res enum.PlanPeriod
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNPlanPeriod2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐPlanPeriod(ctx context.Context, sel ast.SelectionSet, v enum.PlanPeriod) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) unmarshalNPointsEntryKind2githubᚗcomᚋonememberᚋonememberᚋentᚋpointsentryᚐKind(ctx context.Context, v any) (pointsentry.Kind, error) {
+	var res pointsentry.Kind
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNPointsEntryKind2githubᚗcomᚋonememberᚋonememberᚋentᚋpointsentryᚐKind(ctx context.Context, sel ast.SelectionSet, v pointsentry.Kind) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) unmarshalNPointsEntryOrderField2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐPointsEntryOrderField(ctx context.Context, v any) (*ent.PointsEntryOrderField, error) {
+	var res = new(ent.PointsEntryOrderField)
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNPointsEntryOrderField2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐPointsEntryOrderField(ctx context.Context, sel ast.SelectionSet, v *ent.PointsEntryOrderField) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "PointsEntryOrderField!")
+		return graphql.Null
+	}
+	return v
 }
 
 func (ec *executionContext) unmarshalNRefreshTokenInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐRefreshTokenInput(ctx context.Context, v any) (model.RefreshTokenInput, error) {
@@ -11219,6 +18840,30 @@ func (ec *executionContext) unmarshalNStoreWhereInput2ᚖgithubᚗcomᚋonemembe
 	return &res, graphql.ErrorOnPath(ctx, err)
 }
 
+func (ec *executionContext) unmarshalNStoredValueEntryKind2githubᚗcomᚋonememberᚋonememberᚋentᚋstoredvalueentryᚐKind(ctx context.Context, v any) (storedvalueentry.Kind, error) {
+	var res storedvalueentry.Kind
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNStoredValueEntryKind2githubᚗcomᚋonememberᚋonememberᚋentᚋstoredvalueentryᚐKind(ctx context.Context, sel ast.SelectionSet, v storedvalueentry.Kind) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) unmarshalNStoredValueEntryOrderField2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐStoredValueEntryOrderField(ctx context.Context, v any) (*ent.StoredValueEntryOrderField, error) {
+	var res = new(ent.StoredValueEntryOrderField)
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNStoredValueEntryOrderField2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐStoredValueEntryOrderField(ctx context.Context, sel ast.SelectionSet, v *ent.StoredValueEntryOrderField) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "StoredValueEntryOrderField!")
+		return graphql.Null
+	}
+	return v
+}
+
 func (ec *executionContext) unmarshalNString2string(ctx context.Context, v any) (string, error) {
 	res, err := graphql.UnmarshalString(v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -11231,6 +18876,24 @@ func (ec *executionContext) marshalNString2string(ctx context.Context, sel ast.S
 		graphql.AddInvalidNullFromMarshaler(ctx, "String!")
 	}
 	return res
+}
+
+func (ec *executionContext) marshalNTier2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐTier(ctx context.Context, sel ast.SelectionSet, v *ent.Tier) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Tier!")
+		return graphql.Null
+	}
+	return ec._Tier(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNTierDirection2githubᚗcomᚋonememberᚋonememberᚋentᚋtierchangeᚐDirection(ctx context.Context, v any) (tierchange.Direction, error) {
+	var res tierchange.Direction
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNTierDirection2githubᚗcomᚋonememberᚋonememberᚋentᚋtierchangeᚐDirection(ctx context.Context, sel ast.SelectionSet, v tierchange.Direction) graphql.Marshaler {
+	return v
 }
 
 func (ec *executionContext) unmarshalNTierOrderField2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐTierOrderField(ctx context.Context, v any) (*ent.TierOrderField, error) {
@@ -11639,6 +19302,33 @@ func (ec *executionContext) marshalOChannel2ᚖgithubᚗcomᚋonememberᚋonemem
 	return v
 }
 
+func (ec *executionContext) marshalOCoupon2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐCoupon(ctx context.Context, sel ast.SelectionSet, v *ent.Coupon) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._Coupon(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalOCouponEdge2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐCouponEdge(ctx context.Context, sel ast.SelectionSet, v []*ent.CouponEdge) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalOCouponEdge2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐCouponEdge(ctx, sel, v[i])
+	})
+
+	return ret
+}
+
+func (ec *executionContext) marshalOCouponEdge2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐCouponEdge(ctx context.Context, sel ast.SelectionSet, v *ent.CouponEdge) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._CouponEdge(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalOCursor2ᚖentgoᚗioᚋcontribᚋentgqlᚐCursor(ctx context.Context, v any) (*entgql.Cursor[int], error) {
 	if v == nil {
 		return nil, nil
@@ -11669,6 +19359,33 @@ func (ec *executionContext) marshalODate2ᚖgithubᚗcomᚋonememberᚋonemember
 		return graphql.Null
 	}
 	return v
+}
+
+func (ec *executionContext) marshalOGrowthEntry2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐGrowthEntry(ctx context.Context, sel ast.SelectionSet, v *ent.GrowthEntry) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._GrowthEntry(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalOGrowthEntryEdge2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐGrowthEntryEdge(ctx context.Context, sel ast.SelectionSet, v []*ent.GrowthEntryEdge) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalOGrowthEntryEdge2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐGrowthEntryEdge(ctx, sel, v[i])
+	})
+
+	return ret
+}
+
+func (ec *executionContext) marshalOGrowthEntryEdge2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐGrowthEntryEdge(ctx context.Context, sel ast.SelectionSet, v *ent.GrowthEntryEdge) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._GrowthEntryEdge(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalOID2ᚕintᚄ(ctx context.Context, v any) ([]int, error) {
@@ -11841,6 +19558,106 @@ func (ec *executionContext) marshalONode2githubᚗcomᚋonememberᚋonememberᚋ
 	return ec._Node(ctx, sel, v)
 }
 
+func (ec *executionContext) marshalONotification2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐNotification(ctx context.Context, sel ast.SelectionSet, v *ent.Notification) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._Notification(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalONotificationEdge2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐNotificationEdge(ctx context.Context, sel ast.SelectionSet, v []*ent.NotificationEdge) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalONotificationEdge2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐNotificationEdge(ctx, sel, v[i])
+	})
+
+	return ret
+}
+
+func (ec *executionContext) marshalONotificationEdge2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐNotificationEdge(ctx context.Context, sel ast.SelectionSet, v *ent.NotificationEdge) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._NotificationEdge(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalOOrder2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐOrder(ctx context.Context, sel ast.SelectionSet, v *ent.Order) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._Order(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalOOrderEdge2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐOrderEdge(ctx context.Context, sel ast.SelectionSet, v []*ent.OrderEdge) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalOOrderEdge2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐOrderEdge(ctx, sel, v[i])
+	})
+
+	return ret
+}
+
+func (ec *executionContext) marshalOOrderEdge2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐOrderEdge(ctx context.Context, sel ast.SelectionSet, v *ent.OrderEdge) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._OrderEdge(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalOOrderItem2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐOrderItemᚄ(ctx context.Context, sel ast.SelectionSet, v []*ent.OrderItem) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNOrderItem2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐOrderItem(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalOPointsEntry2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐPointsEntry(ctx context.Context, sel ast.SelectionSet, v *ent.PointsEntry) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._PointsEntry(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalOPointsEntryEdge2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐPointsEntryEdge(ctx context.Context, sel ast.SelectionSet, v []*ent.PointsEntryEdge) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalOPointsEntryEdge2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐPointsEntryEdge(ctx, sel, v[i])
+	})
+
+	return ret
+}
+
+func (ec *executionContext) marshalOPointsEntryEdge2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐPointsEntryEdge(ctx context.Context, sel ast.SelectionSet, v *ent.PointsEntryEdge) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._PointsEntryEdge(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalOStaffRole2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐStaffRoleᚄ(ctx context.Context, v any) ([]enum.StaffRole, error) {
 	if v == nil {
 		return nil, nil
@@ -11896,6 +19713,13 @@ func (ec *executionContext) marshalOStore2ᚕᚖgithubᚗcomᚋonememberᚋoneme
 	return ret
 }
 
+func (ec *executionContext) marshalOStore2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐStore(ctx context.Context, sel ast.SelectionSet, v *ent.Store) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._Store(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalOStoreWhereInput2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐStoreWhereInputᚄ(ctx context.Context, v any) ([]*ent.StoreWhereInput, error) {
 	if v == nil {
 		return nil, nil
@@ -11919,6 +19743,33 @@ func (ec *executionContext) unmarshalOStoreWhereInput2ᚖgithubᚗcomᚋonemembe
 	}
 	res, err := ec.unmarshalInputStoreWhereInput(ctx, v)
 	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOStoredValueEntry2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐStoredValueEntry(ctx context.Context, sel ast.SelectionSet, v *ent.StoredValueEntry) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._StoredValueEntry(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalOStoredValueEntryEdge2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐStoredValueEntryEdge(ctx context.Context, sel ast.SelectionSet, v []*ent.StoredValueEntryEdge) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalOStoredValueEntryEdge2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐStoredValueEntryEdge(ctx, sel, v[i])
+	})
+
+	return ret
+}
+
+func (ec *executionContext) marshalOStoredValueEntryEdge2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐStoredValueEntryEdge(ctx context.Context, sel ast.SelectionSet, v *ent.StoredValueEntryEdge) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._StoredValueEntryEdge(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalOString2ᚕstringᚄ(ctx context.Context, v any) ([]string, error) {

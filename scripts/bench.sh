@@ -207,9 +207,36 @@ metric_series() { # metric_series NAME LABEL_SUBSTRING
 	curl -fsS --max-time 5 "$BASE/metrics" |
 		awk -v n="$1" -v l="$2" 'index($1, n "{") == 1 && index($1, l) { s += $NF } END { printf "%.6f\n", s }'
 }
-# cpu_busy prints the machine's busy and total jiffies (first line of /proc/stat).
-cpu_jiffies() { awk '/^cpu / { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t }' /proc/stat; }
 calc() { awk "BEGIN { printf \"$1\n\", $2 }"; }
+
+# CPU accounting, in seconds, so that each run also says what a request
+# costs in CPU and how much of the machine other processes took (shared
+# machines are noisy; the ratio to pgbench absorbs part of that, the CPU
+# cost per request most of the rest).
+CLK_TCK="$(getconf CLK_TCK)"
+# machine_cpu prints busy and total CPU seconds of the whole machine.
+machine_cpu() { awk -v hz="$CLK_TCK" '/^cpu / { t = 0; for (i = 2; i <= NF; i++) t += $i; printf "%.2f %.2f\n", (t - $5 - $6) / hz, t / hz }' /proc/stat; }
+# pid_cpu PID prints the user+system CPU seconds of a live process.
+pid_cpu() { awk -v hz="$CLK_TCK" '{ sub(/^.*\) /, ""); printf "%.2f\n", ($12 + $13) / hz }' "/proc/$1/stat"; }
+# db_backends_cpu DB prints the CPU seconds of the live PostgreSQL backends
+# connected to database DB (their process title is "postgres: USER DB ...").
+db_backends_cpu() {
+	local f t stats=()
+	for f in /proc/[0-9]*/cmdline; do
+		t="$(tr '\0' ' ' 2>/dev/null <"$f")" || continue
+		if [[ "$t" == "postgres: "*" $1 "* ]]; then stats+=("${f%/cmdline}/stat"); fi
+	done
+	if ((${#stats[@]} == 0)); then
+		echo 0
+		return 0
+	fi
+	cat "${stats[@]}" 2>/dev/null |
+		awk -v hz="$CLK_TCK" '{ sub(/^.*\) /, ""); s += $12 + $13 } END { printf "%.2f\n", s / hz }'
+}
+# children_cpu prints the CPU seconds of this shell's waited-for children.
+children_cpu() {
+	times | tail -n1 | awk '{ s = 0; for (i = 1; i <= NF; i++) { split($i, a, "m"); sub(/s$/, "", a[2]); s += a[1] * 60 + a[2] } printf "%.2f\n", s }'
+}
 
 json_string() { # JSON-encodes $1 (quotes, backslashes, control whitespace)
 	local s="$1"
@@ -313,20 +340,24 @@ run_http_scenario() {
 		log "$name: warm-up ${WARMUP}s"
 		wrk_run "$WARMUP" "$tokens" "$body" "$expect" "$WORK/$name.warmup"
 	fi
-	local sql0 req0 err0 cpu0 j0
+	local sql0 req0 err0 srv0 pg0 wrk0 busy0 all0
 	sql0="$(metric onemember_sql_statements_total)"
 	req0="$(metric onemember_graphql_requests_total)"
 	err0="$(metric_series onemember_graphql_requests_total 'outcome="error"')"
-	cpu0="$(metric process_cpu_seconds_total)"
-	read -r j0 jt0 < <(cpu_jiffies)
+	srv0="$(pid_cpu "$SERVER_PID")"
+	pg0="$(db_backends_cpu "$BENCH_DB")"
+	wrk0="$(children_cpu)"
+	read -r busy0 all0 < <(machine_cpu)
 	log "$name: ${CONNS} connections, ${THREADS} threads, ${DURATION}s"
 	wrk_run "$DURATION" "$tokens" "$body" "$expect" "$out"
-	local sql1 req1 err1 cpu1 j1
-	read -r j1 jt1 < <(cpu_jiffies)
+	local sql1 req1 err1 srv1 pg1 wrk1 busy1 all1
+	read -r busy1 all1 < <(machine_cpu)
+	wrk1="$(children_cpu)"
+	srv1="$(pid_cpu "$SERVER_PID")"
+	pg1="$(db_backends_cpu "$BENCH_DB")"
 	sql1="$(metric onemember_sql_statements_total)"
 	req1="$(metric onemember_graphql_requests_total)"
 	err1="$(metric_series onemember_graphql_requests_total 'outcome="error"')"
-	cpu1="$(metric process_cpu_seconds_total)"
 	cat "$out" >&2
 	RAW+=("$out")
 
@@ -334,19 +365,32 @@ run_http_scenario() {
 	line="$(grep '^BENCH ' "$out")" || die "$name: no result line from wrk"
 	local requests duration_us p50_us p99_us non2xx connect read write timeout gql_errors unexpected
 	eval "$(printf '%s\n' "${line#BENCH }" | tr ' ' '\n' | grep -E '^[a-z0-9_]+=[0-9]+$' | sed 's/^/local /')"
-	local rps sql_per_req srv_req srv_err srv_cores machine_cores cpu_us_req
-	rps="$(calc '%.0f' "$requests / ($duration_us / 1000000)")"
+	local rps sql_per_req srv_req srv_err secs n
+	secs="$(calc '%.3f' "$duration_us / 1000000")"
+	n="$((requests > 0 ? requests : 1))"
+	rps="$(calc '%.0f' "$requests / $secs")"
 	srv_req="$(calc '%.0f' "$req1 - $req0")"
 	srv_err="$(calc '%.0f' "$err1 - $err0")"
 	sql_per_req="$(calc '%.2f' "($srv_req > 0) ? ($sql1 - $sql0) / $srv_req : 0")"
-	srv_cores="$(calc '%.2f' "($cpu1 - $cpu0) / ($duration_us / 1000000)")"
-	cpu_us_req="$(calc '%.0f' "($requests > 0) ? ($cpu1 - $cpu0) * 1000000 / $requests : 0")"
-	machine_cores="$(calc '%.2f' "($jt1 > $jt0) ? ($j1 - $j0) / ($jt1 - $jt0) * $(nproc) : 0")"
+	# CPU: µs per request of each party, cores each used, and what the rest
+	# of the machine (other users, kernel threads) took meanwhile.
+	local us_srv us_pg us_wrk us_all ceiling cores_srv cores_pg cores_wrk cores_busy cores_other wall
+	us_srv="$(calc '%.0f' "($srv1 - $srv0) * 1000000 / $n")"
+	us_pg="$(calc '%.0f' "($pg1 - $pg0) * 1000000 / $n")"
+	us_wrk="$(calc '%.0f' "($wrk1 - $wrk0) * 1000000 / $n")"
+	us_all="$(calc '%.0f' "$us_srv + $us_pg + $us_wrk")"
+	ceiling="$(calc '%.0f' "($us_all > 0) ? $(nproc) * 1000000 / $us_all : 0")"
+	wall="$(calc '%.3f' "($all1 - $all0) / $(nproc)")"
+	cores_srv="$(calc '%.2f' "($srv1 - $srv0) / $wall")"
+	cores_pg="$(calc '%.2f' "($pg1 - $pg0) / $wall")"
+	cores_wrk="$(calc '%.2f' "($wrk1 - $wrk0) / $wall")"
+	cores_busy="$(calc '%.2f' "($busy1 - $busy0) / $wall")"
+	cores_other="$(calc '%.2f' "$cores_busy - $cores_srv - $cores_pg - $cores_wrk")"
 	local p50 p99
 	p50="$(calc '%.2f ms' "$p50_us / 1000")"
 	p99="$(calc '%.2f ms' "$p99_us / 1000")"
 	ROWS+=("| $name | $CONNS | ${DURATION}s | $rps | $p50 | $p99 | $sql_per_req | @REF@ | @RATIO:$rps@ | $non2xx | $gql_errors |")
-	DETAILS+=("- \`$name\`: $requests requests in ${DURATION}s (server counted $srv_req, $srv_err with GraphQL errors); socket errors connect/read/write/timeout $connect/$read/$write/$timeout; $unexpected responses without \`$expect\`; server process CPU $srv_cores cores (${cpu_us_req} µs/request); whole machine busy $machine_cores of $(nproc) cores (server + PostgreSQL + wrk).")
+	DETAILS+=("- \`$name\`: $requests requests in ${DURATION}s (server counted $srv_req, $srv_err with GraphQL errors); socket errors connect/read/write/timeout $connect/$read/$write/$timeout; $unexpected responses without \`$expect\`; CPU per request: server ${us_srv} µs + PostgreSQL ${us_pg} µs + wrk ${us_wrk} µs = ${us_all} µs, i.e. at most ~${ceiling} req/s on $(nproc) cores; cores used: server $cores_srv, PostgreSQL $cores_pg, wrk $cores_wrk, other processes $cores_other (machine busy $cores_busy of $(nproc)).")
 	if ((non2xx + gql_errors + unexpected + connect + read + write + timeout > 0)); then
 		FAILED+=("$name: non-2xx=$non2xx errors=$gql_errors unexpected=$unexpected socket=$connect/$read/$write/$timeout")
 	fi

@@ -33,6 +33,8 @@ const (
 	EdgeTiers = "tiers"
 	// EdgeBusinessUnits holds the string denoting the business_units edge name in mutations.
 	EdgeBusinessUnits = "business_units"
+	// EdgePlans holds the string denoting the plans edge name in mutations.
+	EdgePlans = "plans"
 	// Table holds the table name of the benefit in the database.
 	Table = "benefits"
 	// TiersTable is the table that holds the tiers relation/edge. The primary key declared below.
@@ -45,6 +47,11 @@ const (
 	// BusinessUnitsInverseTable is the table name for the BusinessUnit entity.
 	// It exists in this package in order to avoid circular dependency with the "businessunit" package.
 	BusinessUnitsInverseTable = "business_units"
+	// PlansTable is the table that holds the plans relation/edge. The primary key declared below.
+	PlansTable = "paid_membership_plan_benefits"
+	// PlansInverseTable is the table name for the PaidMembershipPlan entity.
+	// It exists in this package in order to avoid circular dependency with the "paidmembershipplan" package.
+	PlansInverseTable = "paid_membership_plans"
 )
 
 // Columns holds all SQL columns for benefit fields.
@@ -65,6 +72,9 @@ var (
 	// BusinessUnitsPrimaryKey and BusinessUnitsColumn2 are the table columns denoting the
 	// primary key for the business_units relation (M2M).
 	BusinessUnitsPrimaryKey = []string{"benefit_id", "business_unit_id"}
+	// PlansPrimaryKey and PlansColumn2 are the table columns denoting the
+	// primary key for the plans relation (M2M).
+	PlansPrimaryKey = []string{"paid_membership_plan_id", "benefit_id"}
 )
 
 // ValidColumn reports if the column name is valid (part of the table columns).
@@ -167,6 +177,20 @@ func ByBusinessUnits(term sql.OrderTerm, terms ...sql.OrderTerm) OrderOption {
 		sqlgraph.OrderByNeighborTerms(s, newBusinessUnitsStep(), append([]sql.OrderTerm{term}, terms...)...)
 	}
 }
+
+// ByPlansCount orders the results by plans count.
+func ByPlansCount(opts ...sql.OrderTermOption) OrderOption {
+	return func(s *sql.Selector) {
+		sqlgraph.OrderByNeighborsCount(s, newPlansStep(), opts...)
+	}
+}
+
+// ByPlans orders the results by plans terms.
+func ByPlans(term sql.OrderTerm, terms ...sql.OrderTerm) OrderOption {
+	return func(s *sql.Selector) {
+		sqlgraph.OrderByNeighborTerms(s, newPlansStep(), append([]sql.OrderTerm{term}, terms...)...)
+	}
+}
 func newTiersStep() *sqlgraph.Step {
 	return sqlgraph.NewStep(
 		sqlgraph.From(Table, FieldID),
@@ -179,6 +203,13 @@ func newBusinessUnitsStep() *sqlgraph.Step {
 		sqlgraph.From(Table, FieldID),
 		sqlgraph.To(BusinessUnitsInverseTable, FieldID),
 		sqlgraph.Edge(sqlgraph.M2M, false, BusinessUnitsTable, BusinessUnitsPrimaryKey...),
+	)
+}
+func newPlansStep() *sqlgraph.Step {
+	return sqlgraph.NewStep(
+		sqlgraph.From(Table, FieldID),
+		sqlgraph.To(PlansInverseTable, FieldID),
+		sqlgraph.Edge(sqlgraph.M2M, true, PlansTable, PlansPrimaryKey...),
 	)
 }
 

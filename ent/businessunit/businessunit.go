@@ -33,6 +33,8 @@ const (
 	EdgeStaff = "staff"
 	// EdgeBenefits holds the string denoting the benefits edge name in mutations.
 	EdgeBenefits = "benefits"
+	// EdgeCouponTemplates holds the string denoting the coupon_templates edge name in mutations.
+	EdgeCouponTemplates = "coupon_templates"
 	// Table holds the table name of the businessunit in the database.
 	Table = "business_units"
 	// StoresTable is the table that holds the stores relation/edge.
@@ -52,6 +54,11 @@ const (
 	// BenefitsInverseTable is the table name for the Benefit entity.
 	// It exists in this package in order to avoid circular dependency with the "benefit" package.
 	BenefitsInverseTable = "benefits"
+	// CouponTemplatesTable is the table that holds the coupon_templates relation/edge. The primary key declared below.
+	CouponTemplatesTable = "coupon_template_business_units"
+	// CouponTemplatesInverseTable is the table name for the CouponTemplate entity.
+	// It exists in this package in order to avoid circular dependency with the "coupontemplate" package.
+	CouponTemplatesInverseTable = "coupon_templates"
 )
 
 // Columns holds all SQL columns for businessunit fields.
@@ -71,6 +78,9 @@ var (
 	// BenefitsPrimaryKey and BenefitsColumn2 are the table columns denoting the
 	// primary key for the benefits relation (M2M).
 	BenefitsPrimaryKey = []string{"benefit_id", "business_unit_id"}
+	// CouponTemplatesPrimaryKey and CouponTemplatesColumn2 are the table columns denoting the
+	// primary key for the coupon_templates relation (M2M).
+	CouponTemplatesPrimaryKey = []string{"coupon_template_id", "business_unit_id"}
 )
 
 // ValidColumn reports if the column name is valid (part of the table columns).
@@ -196,6 +206,20 @@ func ByBenefits(term sql.OrderTerm, terms ...sql.OrderTerm) OrderOption {
 		sqlgraph.OrderByNeighborTerms(s, newBenefitsStep(), append([]sql.OrderTerm{term}, terms...)...)
 	}
 }
+
+// ByCouponTemplatesCount orders the results by coupon_templates count.
+func ByCouponTemplatesCount(opts ...sql.OrderTermOption) OrderOption {
+	return func(s *sql.Selector) {
+		sqlgraph.OrderByNeighborsCount(s, newCouponTemplatesStep(), opts...)
+	}
+}
+
+// ByCouponTemplates orders the results by coupon_templates terms.
+func ByCouponTemplates(term sql.OrderTerm, terms ...sql.OrderTerm) OrderOption {
+	return func(s *sql.Selector) {
+		sqlgraph.OrderByNeighborTerms(s, newCouponTemplatesStep(), append([]sql.OrderTerm{term}, terms...)...)
+	}
+}
 func newStoresStep() *sqlgraph.Step {
 	return sqlgraph.NewStep(
 		sqlgraph.From(Table, FieldID),
@@ -215,6 +239,13 @@ func newBenefitsStep() *sqlgraph.Step {
 		sqlgraph.From(Table, FieldID),
 		sqlgraph.To(BenefitsInverseTable, FieldID),
 		sqlgraph.Edge(sqlgraph.M2M, true, BenefitsTable, BenefitsPrimaryKey...),
+	)
+}
+func newCouponTemplatesStep() *sqlgraph.Step {
+	return sqlgraph.NewStep(
+		sqlgraph.From(Table, FieldID),
+		sqlgraph.To(CouponTemplatesInverseTable, FieldID),
+		sqlgraph.Edge(sqlgraph.M2M, true, CouponTemplatesTable, CouponTemplatesPrimaryKey...),
 	)
 }
 

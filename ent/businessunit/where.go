@@ -374,6 +374,29 @@ func HasBenefitsWith(preds ...predicate.Benefit) predicate.BusinessUnit {
 	})
 }
 
+// HasCouponTemplates applies the HasEdge predicate on the "coupon_templates" edge.
+func HasCouponTemplates() predicate.BusinessUnit {
+	return predicate.BusinessUnit(func(s *sql.Selector) {
+		step := sqlgraph.NewStep(
+			sqlgraph.From(Table, FieldID),
+			sqlgraph.Edge(sqlgraph.M2M, true, CouponTemplatesTable, CouponTemplatesPrimaryKey...),
+		)
+		sqlgraph.HasNeighbors(s, step)
+	})
+}
+
+// HasCouponTemplatesWith applies the HasEdge predicate on the "coupon_templates" edge with a given conditions (other predicates).
+func HasCouponTemplatesWith(preds ...predicate.CouponTemplate) predicate.BusinessUnit {
+	return predicate.BusinessUnit(func(s *sql.Selector) {
+		step := newCouponTemplatesStep()
+		sqlgraph.HasNeighborsWith(s, step, func(s *sql.Selector) {
+			for _, p := range preds {
+				p(s)
+			}
+		})
+	})
+}
+
 // And groups predicates with the AND operator between them.
 func And(predicates ...predicate.BusinessUnit) predicate.BusinessUnit {
 	return predicate.BusinessUnit(sql.AndPredicates(predicates...))

@@ -9,6 +9,18 @@ import (
 	"github.com/onemember/onemember/ent"
 )
 
+// The AccountFunc type is an adapter to allow the use of ordinary
+// function as Account mutator.
+type AccountFunc func(context.Context, *ent.AccountMutation) (ent.Value, error)
+
+// Mutate calls f(ctx, m).
+func (f AccountFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+	if mv, ok := m.(*ent.AccountMutation); ok {
+		return f(ctx, mv)
+	}
+	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.AccountMutation", m)
+}
+
 // The ApiClientFunc type is an adapter to allow the use of ordinary
 // function as ApiClient mutator.
 type ApiClientFunc func(context.Context, *ent.ApiClientMutation) (ent.Value, error)
@@ -57,6 +69,66 @@ func (f BusinessUnitFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value
 	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.BusinessUnitMutation", m)
 }
 
+// The ConsentFunc type is an adapter to allow the use of ordinary
+// function as Consent mutator.
+type ConsentFunc func(context.Context, *ent.ConsentMutation) (ent.Value, error)
+
+// Mutate calls f(ctx, m).
+func (f ConsentFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+	if mv, ok := m.(*ent.ConsentMutation); ok {
+		return f(ctx, mv)
+	}
+	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.ConsentMutation", m)
+}
+
+// The CouponFunc type is an adapter to allow the use of ordinary
+// function as Coupon mutator.
+type CouponFunc func(context.Context, *ent.CouponMutation) (ent.Value, error)
+
+// Mutate calls f(ctx, m).
+func (f CouponFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+	if mv, ok := m.(*ent.CouponMutation); ok {
+		return f(ctx, mv)
+	}
+	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.CouponMutation", m)
+}
+
+// The CouponTemplateFunc type is an adapter to allow the use of ordinary
+// function as CouponTemplate mutator.
+type CouponTemplateFunc func(context.Context, *ent.CouponTemplateMutation) (ent.Value, error)
+
+// Mutate calls f(ctx, m).
+func (f CouponTemplateFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+	if mv, ok := m.(*ent.CouponTemplateMutation); ok {
+		return f(ctx, mv)
+	}
+	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.CouponTemplateMutation", m)
+}
+
+// The EarningRuleFunc type is an adapter to allow the use of ordinary
+// function as EarningRule mutator.
+type EarningRuleFunc func(context.Context, *ent.EarningRuleMutation) (ent.Value, error)
+
+// Mutate calls f(ctx, m).
+func (f EarningRuleFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+	if mv, ok := m.(*ent.EarningRuleMutation); ok {
+		return f(ctx, mv)
+	}
+	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.EarningRuleMutation", m)
+}
+
+// The GrowthEntryFunc type is an adapter to allow the use of ordinary
+// function as GrowthEntry mutator.
+type GrowthEntryFunc func(context.Context, *ent.GrowthEntryMutation) (ent.Value, error)
+
+// Mutate calls f(ctx, m).
+func (f GrowthEntryFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+	if mv, ok := m.(*ent.GrowthEntryMutation); ok {
+		return f(ctx, mv)
+	}
+	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.GrowthEntryMutation", m)
+}
+
 // The IdentityFunc type is an adapter to allow the use of ordinary
 // function as Identity mutator.
 type IdentityFunc func(context.Context, *ent.IdentityMutation) (ent.Value, error)
@@ -81,6 +153,66 @@ func (f MemberFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, erro
 	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.MemberMutation", m)
 }
 
+// The MemberEventFunc type is an adapter to allow the use of ordinary
+// function as MemberEvent mutator.
+type MemberEventFunc func(context.Context, *ent.MemberEventMutation) (ent.Value, error)
+
+// Mutate calls f(ctx, m).
+func (f MemberEventFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+	if mv, ok := m.(*ent.MemberEventMutation); ok {
+		return f(ctx, mv)
+	}
+	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.MemberEventMutation", m)
+}
+
+// The NotificationFunc type is an adapter to allow the use of ordinary
+// function as Notification mutator.
+type NotificationFunc func(context.Context, *ent.NotificationMutation) (ent.Value, error)
+
+// Mutate calls f(ctx, m).
+func (f NotificationFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+	if mv, ok := m.(*ent.NotificationMutation); ok {
+		return f(ctx, mv)
+	}
+	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.NotificationMutation", m)
+}
+
+// The OrderFunc type is an adapter to allow the use of ordinary
+// function as Order mutator.
+type OrderFunc func(context.Context, *ent.OrderMutation) (ent.Value, error)
+
+// Mutate calls f(ctx, m).
+func (f OrderFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+	if mv, ok := m.(*ent.OrderMutation); ok {
+		return f(ctx, mv)
+	}
+	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.OrderMutation", m)
+}
+
+// The OrderItemFunc type is an adapter to allow the use of ordinary
+// function as OrderItem mutator.
+type OrderItemFunc func(context.Context, *ent.OrderItemMutation) (ent.Value, error)
+
+// Mutate calls f(ctx, m).
+func (f OrderItemFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+	if mv, ok := m.(*ent.OrderItemMutation); ok {
+		return f(ctx, mv)
+	}
+	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.OrderItemMutation", m)
+}
+
+// The OrderPaymentFunc type is an adapter to allow the use of ordinary
+// function as OrderPayment mutator.
+type OrderPaymentFunc func(context.Context, *ent.OrderPaymentMutation) (ent.Value, error)
+
+// Mutate calls f(ctx, m).
+func (f OrderPaymentFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+	if mv, ok := m.(*ent.OrderPaymentMutation); ok {
+		return f(ctx, mv)
+	}
+	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.OrderPaymentMutation", m)
+}
+
 // The OtpChallengeFunc type is an adapter to allow the use of ordinary
 // function as OtpChallenge mutator.
 type OtpChallengeFunc func(context.Context, *ent.OtpChallengeMutation) (ent.Value, error)
@@ -93,6 +225,78 @@ func (f OtpChallengeFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value
 	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.OtpChallengeMutation", m)
 }
 
+// The PaidMembershipFunc type is an adapter to allow the use of ordinary
+// function as PaidMembership mutator.
+type PaidMembershipFunc func(context.Context, *ent.PaidMembershipMutation) (ent.Value, error)
+
+// Mutate calls f(ctx, m).
+func (f PaidMembershipFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+	if mv, ok := m.(*ent.PaidMembershipMutation); ok {
+		return f(ctx, mv)
+	}
+	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.PaidMembershipMutation", m)
+}
+
+// The PaidMembershipPlanFunc type is an adapter to allow the use of ordinary
+// function as PaidMembershipPlan mutator.
+type PaidMembershipPlanFunc func(context.Context, *ent.PaidMembershipPlanMutation) (ent.Value, error)
+
+// Mutate calls f(ctx, m).
+func (f PaidMembershipPlanFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+	if mv, ok := m.(*ent.PaidMembershipPlanMutation); ok {
+		return f(ctx, mv)
+	}
+	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.PaidMembershipPlanMutation", m)
+}
+
+// The PaidMembershipPurchaseFunc type is an adapter to allow the use of ordinary
+// function as PaidMembershipPurchase mutator.
+type PaidMembershipPurchaseFunc func(context.Context, *ent.PaidMembershipPurchaseMutation) (ent.Value, error)
+
+// Mutate calls f(ctx, m).
+func (f PaidMembershipPurchaseFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+	if mv, ok := m.(*ent.PaidMembershipPurchaseMutation); ok {
+		return f(ctx, mv)
+	}
+	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.PaidMembershipPurchaseMutation", m)
+}
+
+// The PointsAllocationFunc type is an adapter to allow the use of ordinary
+// function as PointsAllocation mutator.
+type PointsAllocationFunc func(context.Context, *ent.PointsAllocationMutation) (ent.Value, error)
+
+// Mutate calls f(ctx, m).
+func (f PointsAllocationFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+	if mv, ok := m.(*ent.PointsAllocationMutation); ok {
+		return f(ctx, mv)
+	}
+	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.PointsAllocationMutation", m)
+}
+
+// The PointsEntryFunc type is an adapter to allow the use of ordinary
+// function as PointsEntry mutator.
+type PointsEntryFunc func(context.Context, *ent.PointsEntryMutation) (ent.Value, error)
+
+// Mutate calls f(ctx, m).
+func (f PointsEntryFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+	if mv, ok := m.(*ent.PointsEntryMutation); ok {
+		return f(ctx, mv)
+	}
+	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.PointsEntryMutation", m)
+}
+
+// The PointsLotFunc type is an adapter to allow the use of ordinary
+// function as PointsLot mutator.
+type PointsLotFunc func(context.Context, *ent.PointsLotMutation) (ent.Value, error)
+
+// Mutate calls f(ctx, m).
+func (f PointsLotFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+	if mv, ok := m.(*ent.PointsLotMutation); ok {
+		return f(ctx, mv)
+	}
+	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.PointsLotMutation", m)
+}
+
 // The RefreshTokenFunc type is an adapter to allow the use of ordinary
 // function as RefreshToken mutator.
 type RefreshTokenFunc func(context.Context, *ent.RefreshTokenMutation) (ent.Value, error)
@@ -103,6 +307,18 @@ func (f RefreshTokenFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value
 		return f(ctx, mv)
 	}
 	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.RefreshTokenMutation", m)
+}
+
+// The RefundFunc type is an adapter to allow the use of ordinary
+// function as Refund mutator.
+type RefundFunc func(context.Context, *ent.RefundMutation) (ent.Value, error)
+
+// Mutate calls f(ctx, m).
+func (f RefundFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+	if mv, ok := m.(*ent.RefundMutation); ok {
+		return f(ctx, mv)
+	}
+	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.RefundMutation", m)
 }
 
 // The StaffFunc type is an adapter to allow the use of ordinary
@@ -129,6 +345,18 @@ func (f StoreFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, error
 	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.StoreMutation", m)
 }
 
+// The StoredValueEntryFunc type is an adapter to allow the use of ordinary
+// function as StoredValueEntry mutator.
+type StoredValueEntryFunc func(context.Context, *ent.StoredValueEntryMutation) (ent.Value, error)
+
+// Mutate calls f(ctx, m).
+func (f StoredValueEntryFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+	if mv, ok := m.(*ent.StoredValueEntryMutation); ok {
+		return f(ctx, mv)
+	}
+	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.StoredValueEntryMutation", m)
+}
+
 // The TierFunc type is an adapter to allow the use of ordinary
 // function as Tier mutator.
 type TierFunc func(context.Context, *ent.TierMutation) (ent.Value, error)
@@ -139,6 +367,18 @@ func (f TierFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, error)
 		return f(ctx, mv)
 	}
 	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.TierMutation", m)
+}
+
+// The TierChangeFunc type is an adapter to allow the use of ordinary
+// function as TierChange mutator.
+type TierChangeFunc func(context.Context, *ent.TierChangeMutation) (ent.Value, error)
+
+// Mutate calls f(ctx, m).
+func (f TierChangeFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+	if mv, ok := m.(*ent.TierChangeMutation); ok {
+		return f(ctx, mv)
+	}
+	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.TierChangeMutation", m)
 }
 
 // Condition is a hook condition function.

@@ -9,6 +9,40 @@ import (
 )
 
 var (
+	// AccountsColumns holds the columns for the "accounts" table.
+	AccountsColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeInt, Increment: true},
+		{Name: "created_at", Type: field.TypeTime},
+		{Name: "updated_at", Type: field.TypeTime},
+		{Name: "points_balance", Type: field.TypeInt64, Default: 0},
+		{Name: "growth_value", Type: field.TypeInt64, Default: 0},
+		{Name: "stored_principal", Type: field.TypeInt64, Default: 0},
+		{Name: "stored_bonus", Type: field.TypeInt64, Default: 0},
+		{Name: "event_seq", Type: field.TypeInt64, Default: 0},
+		{Name: "pay_password_hash", Type: field.TypeString, Default: ""},
+		{Name: "pay_failed_attempts", Type: field.TypeInt, Default: 0},
+		{Name: "pay_locked_until", Type: field.TypeTime, Nullable: true},
+		{Name: "successful_referrals", Type: field.TypeInt, Default: 0},
+		{Name: "checkin_streak", Type: field.TypeInt, Default: 0},
+		{Name: "last_checkin_date", Type: field.TypeString, Default: ""},
+		{Name: "profile_growth_awarded", Type: field.TypeBool, Default: false},
+		{Name: "tier_since", Type: field.TypeTime, Nullable: true},
+		{Name: "member_id", Type: field.TypeInt, Unique: true},
+	}
+	// AccountsTable holds the schema information for the "accounts" table.
+	AccountsTable = &schema.Table{
+		Name:       "accounts",
+		Columns:    AccountsColumns,
+		PrimaryKey: []*schema.Column{AccountsColumns[0]},
+		ForeignKeys: []*schema.ForeignKey{
+			{
+				Symbol:     "accounts_members_account",
+				Columns:    []*schema.Column{AccountsColumns[16]},
+				RefColumns: []*schema.Column{MembersColumns[0]},
+				OnDelete:   schema.NoAction,
+			},
+		},
+	}
 	// APIClientsColumns holds the columns for the "api_clients" table.
 	APIClientsColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeInt, Increment: true},
@@ -87,6 +121,175 @@ var (
 		Name:       "business_units",
 		Columns:    BusinessUnitsColumns,
 		PrimaryKey: []*schema.Column{BusinessUnitsColumns[0]},
+	}
+	// ConsentsColumns holds the columns for the "consents" table.
+	ConsentsColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeInt, Increment: true},
+		{Name: "member_id", Type: field.TypeInt},
+		{Name: "kind", Type: field.TypeEnum, Enums: []string{"PRIVACY_POLICY", "MARKETING_SMS", "MARKETING_WECHAT", "MARKETING_EMAIL"}},
+		{Name: "granted", Type: field.TypeBool},
+		{Name: "updated_at", Type: field.TypeTime},
+	}
+	// ConsentsTable holds the schema information for the "consents" table.
+	ConsentsTable = &schema.Table{
+		Name:       "consents",
+		Columns:    ConsentsColumns,
+		PrimaryKey: []*schema.Column{ConsentsColumns[0]},
+		Indexes: []*schema.Index{
+			{
+				Name:    "consent_member_id_kind",
+				Unique:  true,
+				Columns: []*schema.Column{ConsentsColumns[1], ConsentsColumns[2]},
+			},
+		},
+	}
+	// CouponsColumns holds the columns for the "coupons" table.
+	CouponsColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeInt, Increment: true},
+		{Name: "code", Type: field.TypeString, Unique: true},
+		{Name: "member_id", Type: field.TypeInt},
+		{Name: "status", Type: field.TypeEnum, Enums: []string{"AVAILABLE", "LOCKED", "REDEEMED", "EXPIRED", "VOID"}, Default: "AVAILABLE"},
+		{Name: "issued_at", Type: field.TypeTime},
+		{Name: "expires_at", Type: field.TypeTime},
+		{Name: "locked_order_ref", Type: field.TypeString, Nullable: true},
+		{Name: "locked_at", Type: field.TypeTime, Nullable: true},
+		{Name: "redeemed_at", Type: field.TypeTime, Nullable: true},
+		{Name: "order_id", Type: field.TypeInt, Nullable: true},
+		{Name: "source", Type: field.TypeString, Default: ""},
+		{Name: "template_id", Type: field.TypeInt},
+	}
+	// CouponsTable holds the schema information for the "coupons" table.
+	CouponsTable = &schema.Table{
+		Name:       "coupons",
+		Columns:    CouponsColumns,
+		PrimaryKey: []*schema.Column{CouponsColumns[0]},
+		ForeignKeys: []*schema.ForeignKey{
+			{
+				Symbol:     "coupons_coupon_templates_template",
+				Columns:    []*schema.Column{CouponsColumns[11]},
+				RefColumns: []*schema.Column{CouponTemplatesColumns[0]},
+				OnDelete:   schema.NoAction,
+			},
+		},
+		Indexes: []*schema.Index{
+			{
+				Name:    "coupon_member_id_status_expires_at",
+				Unique:  false,
+				Columns: []*schema.Column{CouponsColumns[2], CouponsColumns[3], CouponsColumns[5]},
+			},
+			{
+				Name:    "coupon_template_id_member_id",
+				Unique:  false,
+				Columns: []*schema.Column{CouponsColumns[11], CouponsColumns[2]},
+			},
+			{
+				Name:    "coupon_locked_order_ref",
+				Unique:  false,
+				Columns: []*schema.Column{CouponsColumns[6]},
+			},
+		},
+	}
+	// CouponTemplatesColumns holds the columns for the "coupon_templates" table.
+	CouponTemplatesColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeInt, Increment: true},
+		{Name: "created_at", Type: field.TypeTime},
+		{Name: "updated_at", Type: field.TypeTime},
+		{Name: "title", Type: field.TypeString},
+		{Name: "kind", Type: field.TypeEnum, Enums: []string{"FIXED_AMOUNT", "PERCENT_OFF", "THRESHOLD", "GIFT"}},
+		{Name: "face_value", Type: field.TypeInt64, Default: 0},
+		{Name: "discount_percent", Type: field.TypeInt, Nullable: true},
+		{Name: "min_spend", Type: field.TypeInt64, Default: 0},
+		{Name: "valid_from", Type: field.TypeTime, Nullable: true},
+		{Name: "valid_to", Type: field.TypeTime, Nullable: true},
+		{Name: "days_after_issue", Type: field.TypeInt, Nullable: true},
+		{Name: "total_stock", Type: field.TypeInt},
+		{Name: "issued_count", Type: field.TypeInt, Default: 0},
+		{Name: "per_member_limit", Type: field.TypeInt},
+		{Name: "claimable", Type: field.TypeBool, Default: false},
+	}
+	// CouponTemplatesTable holds the schema information for the "coupon_templates" table.
+	CouponTemplatesTable = &schema.Table{
+		Name:       "coupon_templates",
+		Columns:    CouponTemplatesColumns,
+		PrimaryKey: []*schema.Column{CouponTemplatesColumns[0]},
+	}
+	// EarningRulesColumns holds the columns for the "earning_rules" table.
+	EarningRulesColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeInt, Increment: true},
+		{Name: "created_at", Type: field.TypeTime},
+		{Name: "updated_at", Type: field.TypeTime},
+		{Name: "points_per_yuan_permille", Type: field.TypeInt, Default: 1000},
+		{Name: "growth_per_yuan_permille", Type: field.TypeInt, Default: 1000},
+		{Name: "business_unit_id", Type: field.TypeInt},
+	}
+	// EarningRulesTable holds the schema information for the "earning_rules" table.
+	EarningRulesTable = &schema.Table{
+		Name:       "earning_rules",
+		Columns:    EarningRulesColumns,
+		PrimaryKey: []*schema.Column{EarningRulesColumns[0]},
+		ForeignKeys: []*schema.ForeignKey{
+			{
+				Symbol:     "earning_rules_business_units_business_unit",
+				Columns:    []*schema.Column{EarningRulesColumns[5]},
+				RefColumns: []*schema.Column{BusinessUnitsColumns[0]},
+				OnDelete:   schema.NoAction,
+			},
+		},
+	}
+	// GrowthEntriesColumns holds the columns for the "growth_entries" table.
+	GrowthEntriesColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeInt, Increment: true},
+		{Name: "member_id", Type: field.TypeInt},
+		{Name: "source", Type: field.TypeEnum, Enums: []string{"ORDER", "REFUND", "ADJUSTMENT", "MERGE", "EXPIRY", "ACTIVITY", "LOTTERY", "PROMO_CODE", "MALL", "CHECK_IN", "REFERRAL", "PROFILE", "SHARE", "TOP_UP", "PAYMENT", "CAMPAIGN"}},
+		{Name: "amount", Type: field.TypeInt64},
+		{Name: "balance_after", Type: field.TypeInt64},
+		{Name: "reason", Type: field.TypeString, Default: ""},
+		{Name: "order_id", Type: field.TypeInt, Nullable: true},
+		{Name: "idempotency_key", Type: field.TypeString, Nullable: true},
+		{Name: "occurred_at", Type: field.TypeTime},
+		{Name: "kind", Type: field.TypeEnum, Enums: []string{"EARN", "REVERSAL", "ADJUST", "MERGE_IN", "MERGE_OUT"}},
+		{Name: "business_unit_id", Type: field.TypeInt, Nullable: true},
+		{Name: "store_id", Type: field.TypeInt, Nullable: true},
+	}
+	// GrowthEntriesTable holds the schema information for the "growth_entries" table.
+	GrowthEntriesTable = &schema.Table{
+		Name:       "growth_entries",
+		Columns:    GrowthEntriesColumns,
+		PrimaryKey: []*schema.Column{GrowthEntriesColumns[0]},
+		ForeignKeys: []*schema.ForeignKey{
+			{
+				Symbol:     "growth_entries_business_units_business_unit",
+				Columns:    []*schema.Column{GrowthEntriesColumns[10]},
+				RefColumns: []*schema.Column{BusinessUnitsColumns[0]},
+				OnDelete:   schema.SetNull,
+			},
+			{
+				Symbol:     "growth_entries_stores_store",
+				Columns:    []*schema.Column{GrowthEntriesColumns[11]},
+				RefColumns: []*schema.Column{StoresColumns[0]},
+				OnDelete:   schema.SetNull,
+			},
+		},
+		Indexes: []*schema.Index{
+			{
+				Name:    "growthentry_member_id_occurred_at",
+				Unique:  false,
+				Columns: []*schema.Column{GrowthEntriesColumns[1], GrowthEntriesColumns[8]},
+			},
+			{
+				Name:    "growthentry_idempotency_key",
+				Unique:  true,
+				Columns: []*schema.Column{GrowthEntriesColumns[7]},
+				Annotation: &entsql.IndexAnnotation{
+					Where: "idempotency_key IS NOT NULL",
+				},
+			},
+			{
+				Name:    "growthentry_order_id",
+				Unique:  false,
+				Columns: []*schema.Column{GrowthEntriesColumns[6]},
+			},
+		},
 	}
 	// IdentitiesColumns holds the columns for the "identities" table.
 	IdentitiesColumns = []*schema.Column{
@@ -192,6 +395,185 @@ var (
 			},
 		},
 	}
+	// MemberEventsColumns holds the columns for the "member_events" table.
+	MemberEventsColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeInt, Increment: true},
+		{Name: "member_id", Type: field.TypeInt},
+		{Name: "seq", Type: field.TypeInt64},
+		{Name: "type", Type: field.TypeEnum, Enums: []string{"TIER_CHANGED", "POINTS_CHANGED", "STORED_VALUE_CHANGED", "COUPON_ISSUED", "COUPON_EXPIRING"}},
+		{Name: "payload", Type: field.TypeJSON},
+		{Name: "occurred_at", Type: field.TypeTime},
+	}
+	// MemberEventsTable holds the schema information for the "member_events" table.
+	MemberEventsTable = &schema.Table{
+		Name:       "member_events",
+		Columns:    MemberEventsColumns,
+		PrimaryKey: []*schema.Column{MemberEventsColumns[0]},
+		Indexes: []*schema.Index{
+			{
+				Name:    "memberevent_member_id_seq",
+				Unique:  true,
+				Columns: []*schema.Column{MemberEventsColumns[1], MemberEventsColumns[2]},
+			},
+			{
+				Name:    "memberevent_occurred_at",
+				Unique:  false,
+				Columns: []*schema.Column{MemberEventsColumns[5]},
+			},
+		},
+	}
+	// NotificationsColumns holds the columns for the "notifications" table.
+	NotificationsColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeInt, Increment: true},
+		{Name: "member_id", Type: field.TypeInt},
+		{Name: "title", Type: field.TypeString},
+		{Name: "body", Type: field.TypeString},
+		{Name: "event_id", Type: field.TypeInt, Nullable: true},
+		{Name: "created_at", Type: field.TypeTime},
+		{Name: "read_at", Type: field.TypeTime, Nullable: true},
+	}
+	// NotificationsTable holds the schema information for the "notifications" table.
+	NotificationsTable = &schema.Table{
+		Name:       "notifications",
+		Columns:    NotificationsColumns,
+		PrimaryKey: []*schema.Column{NotificationsColumns[0]},
+		Indexes: []*schema.Index{
+			{
+				Name:    "notification_member_id_created_at",
+				Unique:  false,
+				Columns: []*schema.Column{NotificationsColumns[1], NotificationsColumns[5]},
+			},
+		},
+	}
+	// OrdersColumns holds the columns for the "orders" table.
+	OrdersColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeInt, Increment: true},
+		{Name: "external_id", Type: field.TypeString},
+		{Name: "channel", Type: field.TypeEnum, Enums: []string{"POS", "MINI_PROGRAM", "APP", "ECOMMERCE", "OFFICIAL_ACCOUNT"}},
+		{Name: "member_id", Type: field.TypeInt},
+		{Name: "status", Type: field.TypeEnum, Enums: []string{"PAID", "PARTIALLY_REFUNDED", "REFUNDED"}, Default: "PAID"},
+		{Name: "amount", Type: field.TypeInt64},
+		{Name: "paid_at", Type: field.TypeTime},
+		{Name: "points_earned", Type: field.TypeInt64, Default: 0},
+		{Name: "points_burned", Type: field.TypeInt64, Default: 0},
+		{Name: "growth_earned", Type: field.TypeInt64, Default: 0},
+		{Name: "refunded_amount", Type: field.TypeInt64, Default: 0},
+		{Name: "coupon_order_ref", Type: field.TypeString, Default: ""},
+		{Name: "campaign_id", Type: field.TypeInt, Nullable: true},
+		{Name: "created_at", Type: field.TypeTime},
+		{Name: "store_id", Type: field.TypeInt},
+		{Name: "business_unit_id", Type: field.TypeInt},
+	}
+	// OrdersTable holds the schema information for the "orders" table.
+	OrdersTable = &schema.Table{
+		Name:       "orders",
+		Columns:    OrdersColumns,
+		PrimaryKey: []*schema.Column{OrdersColumns[0]},
+		ForeignKeys: []*schema.ForeignKey{
+			{
+				Symbol:     "orders_stores_store",
+				Columns:    []*schema.Column{OrdersColumns[14]},
+				RefColumns: []*schema.Column{StoresColumns[0]},
+				OnDelete:   schema.NoAction,
+			},
+			{
+				Symbol:     "orders_business_units_business_unit",
+				Columns:    []*schema.Column{OrdersColumns[15]},
+				RefColumns: []*schema.Column{BusinessUnitsColumns[0]},
+				OnDelete:   schema.NoAction,
+			},
+		},
+		Indexes: []*schema.Index{
+			{
+				Name:    "order_channel_external_id",
+				Unique:  true,
+				Columns: []*schema.Column{OrdersColumns[2], OrdersColumns[1]},
+			},
+			{
+				Name:    "order_member_id_paid_at",
+				Unique:  false,
+				Columns: []*schema.Column{OrdersColumns[3], OrdersColumns[6]},
+			},
+			{
+				Name:    "order_paid_at",
+				Unique:  false,
+				Columns: []*schema.Column{OrdersColumns[6]},
+			},
+		},
+	}
+	// OrderItemsColumns holds the columns for the "order_items" table.
+	OrderItemsColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeInt, Increment: true},
+		{Name: "sku", Type: field.TypeString},
+		{Name: "name", Type: field.TypeString},
+		{Name: "category", Type: field.TypeString, Default: ""},
+		{Name: "brand", Type: field.TypeString, Default: ""},
+		{Name: "quantity", Type: field.TypeInt},
+		{Name: "unit_price", Type: field.TypeInt64},
+		{Name: "amount", Type: field.TypeInt64},
+		{Name: "order_id", Type: field.TypeInt},
+	}
+	// OrderItemsTable holds the schema information for the "order_items" table.
+	OrderItemsTable = &schema.Table{
+		Name:       "order_items",
+		Columns:    OrderItemsColumns,
+		PrimaryKey: []*schema.Column{OrderItemsColumns[0]},
+		ForeignKeys: []*schema.ForeignKey{
+			{
+				Symbol:     "order_items_orders_items",
+				Columns:    []*schema.Column{OrderItemsColumns[8]},
+				RefColumns: []*schema.Column{OrdersColumns[0]},
+				OnDelete:   schema.NoAction,
+			},
+		},
+		Indexes: []*schema.Index{
+			{
+				Name:    "orderitem_order_id",
+				Unique:  false,
+				Columns: []*schema.Column{OrderItemsColumns[8]},
+			},
+			{
+				Name:    "orderitem_sku",
+				Unique:  false,
+				Columns: []*schema.Column{OrderItemsColumns[1]},
+			},
+		},
+	}
+	// OrderPaymentsColumns holds the columns for the "order_payments" table.
+	OrderPaymentsColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeInt, Increment: true},
+		{Name: "method", Type: field.TypeEnum, Enums: []string{"CASH", "WECHAT_PAY", "ALIPAY", "BANK_CARD", "STORED_VALUE", "POINTS"}},
+		{Name: "amount", Type: field.TypeInt64},
+		{Name: "points", Type: field.TypeInt64, Default: 0},
+		{Name: "stored_value_entry_id", Type: field.TypeInt, Nullable: true},
+		{Name: "order_id", Type: field.TypeInt},
+	}
+	// OrderPaymentsTable holds the schema information for the "order_payments" table.
+	OrderPaymentsTable = &schema.Table{
+		Name:       "order_payments",
+		Columns:    OrderPaymentsColumns,
+		PrimaryKey: []*schema.Column{OrderPaymentsColumns[0]},
+		ForeignKeys: []*schema.ForeignKey{
+			{
+				Symbol:     "order_payments_orders_payments",
+				Columns:    []*schema.Column{OrderPaymentsColumns[5]},
+				RefColumns: []*schema.Column{OrdersColumns[0]},
+				OnDelete:   schema.NoAction,
+			},
+		},
+		Indexes: []*schema.Index{
+			{
+				Name:    "orderpayment_order_id",
+				Unique:  false,
+				Columns: []*schema.Column{OrderPaymentsColumns[5]},
+			},
+			{
+				Name:    "orderpayment_stored_value_entry_id",
+				Unique:  true,
+				Columns: []*schema.Column{OrderPaymentsColumns[4]},
+			},
+		},
+	}
 	// OtpChallengesColumns holds the columns for the "otp_challenges" table.
 	OtpChallengesColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeInt, Increment: true},
@@ -222,6 +604,193 @@ var (
 			},
 		},
 	}
+	// PaidMembershipsColumns holds the columns for the "paid_memberships" table.
+	PaidMembershipsColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeInt, Increment: true},
+		{Name: "created_at", Type: field.TypeTime},
+		{Name: "updated_at", Type: field.TypeTime},
+		{Name: "member_id", Type: field.TypeInt},
+		{Name: "status", Type: field.TypeEnum, Enums: []string{"ACTIVE", "EXPIRED", "CANCELLED"}, Default: "ACTIVE"},
+		{Name: "started_at", Type: field.TypeTime},
+		{Name: "expires_at", Type: field.TypeTime},
+		{Name: "auto_renew", Type: field.TypeBool, Default: false},
+		{Name: "plan_id", Type: field.TypeInt},
+	}
+	// PaidMembershipsTable holds the schema information for the "paid_memberships" table.
+	PaidMembershipsTable = &schema.Table{
+		Name:       "paid_memberships",
+		Columns:    PaidMembershipsColumns,
+		PrimaryKey: []*schema.Column{PaidMembershipsColumns[0]},
+		ForeignKeys: []*schema.ForeignKey{
+			{
+				Symbol:     "paid_memberships_paid_membership_plans_plan",
+				Columns:    []*schema.Column{PaidMembershipsColumns[8]},
+				RefColumns: []*schema.Column{PaidMembershipPlansColumns[0]},
+				OnDelete:   schema.NoAction,
+			},
+		},
+		Indexes: []*schema.Index{
+			{
+				Name:    "paidmembership_member_id_plan_id",
+				Unique:  true,
+				Columns: []*schema.Column{PaidMembershipsColumns[3], PaidMembershipsColumns[8]},
+			},
+			{
+				Name:    "paidmembership_status_expires_at",
+				Unique:  false,
+				Columns: []*schema.Column{PaidMembershipsColumns[4], PaidMembershipsColumns[6]},
+			},
+		},
+	}
+	// PaidMembershipPlansColumns holds the columns for the "paid_membership_plans" table.
+	PaidMembershipPlansColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeInt, Increment: true},
+		{Name: "created_at", Type: field.TypeTime},
+		{Name: "updated_at", Type: field.TypeTime},
+		{Name: "code", Type: field.TypeString, Unique: true},
+		{Name: "name", Type: field.TypeString},
+		{Name: "period", Type: field.TypeEnum, Enums: []string{"MONTH", "QUARTER", "YEAR"}},
+		{Name: "price", Type: field.TypeInt64},
+		{Name: "active", Type: field.TypeBool, Default: true},
+	}
+	// PaidMembershipPlansTable holds the schema information for the "paid_membership_plans" table.
+	PaidMembershipPlansTable = &schema.Table{
+		Name:       "paid_membership_plans",
+		Columns:    PaidMembershipPlansColumns,
+		PrimaryKey: []*schema.Column{PaidMembershipPlansColumns[0]},
+	}
+	// PaidMembershipPurchasesColumns holds the columns for the "paid_membership_purchases" table.
+	PaidMembershipPurchasesColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeInt, Increment: true},
+		{Name: "payment_ref", Type: field.TypeString, Unique: true},
+		{Name: "membership_id", Type: field.TypeInt},
+		{Name: "amount", Type: field.TypeInt64},
+		{Name: "period_start", Type: field.TypeTime},
+		{Name: "period_end", Type: field.TypeTime},
+		{Name: "created_at", Type: field.TypeTime},
+	}
+	// PaidMembershipPurchasesTable holds the schema information for the "paid_membership_purchases" table.
+	PaidMembershipPurchasesTable = &schema.Table{
+		Name:       "paid_membership_purchases",
+		Columns:    PaidMembershipPurchasesColumns,
+		PrimaryKey: []*schema.Column{PaidMembershipPurchasesColumns[0]},
+	}
+	// PointsAllocationsColumns holds the columns for the "points_allocations" table.
+	PointsAllocationsColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeInt, Increment: true},
+		{Name: "entry_id", Type: field.TypeInt},
+		{Name: "lot_id", Type: field.TypeInt},
+		{Name: "amount", Type: field.TypeInt64},
+	}
+	// PointsAllocationsTable holds the schema information for the "points_allocations" table.
+	PointsAllocationsTable = &schema.Table{
+		Name:       "points_allocations",
+		Columns:    PointsAllocationsColumns,
+		PrimaryKey: []*schema.Column{PointsAllocationsColumns[0]},
+		Indexes: []*schema.Index{
+			{
+				Name:    "pointsallocation_entry_id",
+				Unique:  false,
+				Columns: []*schema.Column{PointsAllocationsColumns[1]},
+			},
+			{
+				Name:    "pointsallocation_lot_id",
+				Unique:  false,
+				Columns: []*schema.Column{PointsAllocationsColumns[2]},
+			},
+		},
+	}
+	// PointsEntriesColumns holds the columns for the "points_entries" table.
+	PointsEntriesColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeInt, Increment: true},
+		{Name: "member_id", Type: field.TypeInt},
+		{Name: "source", Type: field.TypeEnum, Enums: []string{"ORDER", "REFUND", "ADJUSTMENT", "MERGE", "EXPIRY", "ACTIVITY", "LOTTERY", "PROMO_CODE", "MALL", "CHECK_IN", "REFERRAL", "PROFILE", "SHARE", "TOP_UP", "PAYMENT", "CAMPAIGN"}},
+		{Name: "amount", Type: field.TypeInt64},
+		{Name: "balance_after", Type: field.TypeInt64},
+		{Name: "reason", Type: field.TypeString, Default: ""},
+		{Name: "order_id", Type: field.TypeInt, Nullable: true},
+		{Name: "idempotency_key", Type: field.TypeString, Nullable: true},
+		{Name: "occurred_at", Type: field.TypeTime},
+		{Name: "kind", Type: field.TypeEnum, Enums: []string{"EARN", "BURN", "EXPIRE", "ADJUST", "REVERSAL", "MERGE_IN", "MERGE_OUT"}},
+		{Name: "expires_at", Type: field.TypeTime, Nullable: true},
+		{Name: "business_unit_id", Type: field.TypeInt, Nullable: true},
+		{Name: "store_id", Type: field.TypeInt, Nullable: true},
+	}
+	// PointsEntriesTable holds the schema information for the "points_entries" table.
+	PointsEntriesTable = &schema.Table{
+		Name:       "points_entries",
+		Columns:    PointsEntriesColumns,
+		PrimaryKey: []*schema.Column{PointsEntriesColumns[0]},
+		ForeignKeys: []*schema.ForeignKey{
+			{
+				Symbol:     "points_entries_business_units_business_unit",
+				Columns:    []*schema.Column{PointsEntriesColumns[11]},
+				RefColumns: []*schema.Column{BusinessUnitsColumns[0]},
+				OnDelete:   schema.SetNull,
+			},
+			{
+				Symbol:     "points_entries_stores_store",
+				Columns:    []*schema.Column{PointsEntriesColumns[12]},
+				RefColumns: []*schema.Column{StoresColumns[0]},
+				OnDelete:   schema.SetNull,
+			},
+		},
+		Indexes: []*schema.Index{
+			{
+				Name:    "pointsentry_member_id_occurred_at",
+				Unique:  false,
+				Columns: []*schema.Column{PointsEntriesColumns[1], PointsEntriesColumns[8]},
+			},
+			{
+				Name:    "pointsentry_idempotency_key",
+				Unique:  true,
+				Columns: []*schema.Column{PointsEntriesColumns[7]},
+				Annotation: &entsql.IndexAnnotation{
+					Where: "idempotency_key IS NOT NULL",
+				},
+			},
+			{
+				Name:    "pointsentry_order_id",
+				Unique:  false,
+				Columns: []*schema.Column{PointsEntriesColumns[6]},
+			},
+		},
+	}
+	// PointsLotsColumns holds the columns for the "points_lots" table.
+	PointsLotsColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeInt, Increment: true},
+		{Name: "member_id", Type: field.TypeInt},
+		{Name: "entry_id", Type: field.TypeInt},
+		{Name: "business_unit_id", Type: field.TypeInt, Nullable: true},
+		{Name: "amount", Type: field.TypeInt64},
+		{Name: "remaining", Type: field.TypeInt64},
+		{Name: "earned_at", Type: field.TypeTime},
+		{Name: "expires_at", Type: field.TypeTime},
+	}
+	// PointsLotsTable holds the schema information for the "points_lots" table.
+	PointsLotsTable = &schema.Table{
+		Name:       "points_lots",
+		Columns:    PointsLotsColumns,
+		PrimaryKey: []*schema.Column{PointsLotsColumns[0]},
+		Indexes: []*schema.Index{
+			{
+				Name:    "pointslot_member_id_expires_at",
+				Unique:  false,
+				Columns: []*schema.Column{PointsLotsColumns[1], PointsLotsColumns[7]},
+				Annotation: &entsql.IndexAnnotation{
+					Where: "remaining > 0",
+				},
+			},
+			{
+				Name:    "pointslot_expires_at",
+				Unique:  false,
+				Columns: []*schema.Column{PointsLotsColumns[7]},
+				Annotation: &entsql.IndexAnnotation{
+					Where: "remaining > 0",
+				},
+			},
+		},
+	}
 	// RefreshTokensColumns holds the columns for the "refresh_tokens" table.
 	RefreshTokensColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeInt, Increment: true},
@@ -249,6 +818,40 @@ var (
 				Name:    "refreshtoken_subject_kind_subject_id",
 				Unique:  false,
 				Columns: []*schema.Column{RefreshTokensColumns[3], RefreshTokensColumns[4]},
+			},
+		},
+	}
+	// RefundsColumns holds the columns for the "refunds" table.
+	RefundsColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeInt, Increment: true},
+		{Name: "refund_id", Type: field.TypeString},
+		{Name: "amount", Type: field.TypeInt64},
+		{Name: "reason", Type: field.TypeString, Default: ""},
+		{Name: "points_reversed", Type: field.TypeInt64},
+		{Name: "points_restored", Type: field.TypeInt64, Default: 0},
+		{Name: "growth_reversed", Type: field.TypeInt64},
+		{Name: "stored_value_restored", Type: field.TypeInt64},
+		{Name: "created_at", Type: field.TypeTime},
+		{Name: "order_id", Type: field.TypeInt},
+	}
+	// RefundsTable holds the schema information for the "refunds" table.
+	RefundsTable = &schema.Table{
+		Name:       "refunds",
+		Columns:    RefundsColumns,
+		PrimaryKey: []*schema.Column{RefundsColumns[0]},
+		ForeignKeys: []*schema.ForeignKey{
+			{
+				Symbol:     "refunds_orders_refunds",
+				Columns:    []*schema.Column{RefundsColumns[9]},
+				RefColumns: []*schema.Column{OrdersColumns[0]},
+				OnDelete:   schema.NoAction,
+			},
+		},
+		Indexes: []*schema.Index{
+			{
+				Name:    "refund_order_id_refund_id",
+				Unique:  true,
+				Columns: []*schema.Column{RefundsColumns[9], RefundsColumns[1]},
 			},
 		},
 	}
@@ -295,6 +898,65 @@ var (
 			},
 		},
 	}
+	// StoredValueEntriesColumns holds the columns for the "stored_value_entries" table.
+	StoredValueEntriesColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeInt, Increment: true},
+		{Name: "member_id", Type: field.TypeInt},
+		{Name: "source", Type: field.TypeEnum, Enums: []string{"ORDER", "REFUND", "ADJUSTMENT", "MERGE", "EXPIRY", "ACTIVITY", "LOTTERY", "PROMO_CODE", "MALL", "CHECK_IN", "REFERRAL", "PROFILE", "SHARE", "TOP_UP", "PAYMENT", "CAMPAIGN"}},
+		{Name: "amount", Type: field.TypeInt64},
+		{Name: "balance_after", Type: field.TypeInt64},
+		{Name: "reason", Type: field.TypeString, Default: ""},
+		{Name: "order_id", Type: field.TypeInt, Nullable: true},
+		{Name: "idempotency_key", Type: field.TypeString, Nullable: true},
+		{Name: "occurred_at", Type: field.TypeTime},
+		{Name: "kind", Type: field.TypeEnum, Enums: []string{"TOP_UP", "PAYMENT", "REFUND", "ADJUST", "MERGE_IN", "MERGE_OUT"}},
+		{Name: "principal_amount", Type: field.TypeInt64},
+		{Name: "bonus_amount", Type: field.TypeInt64},
+		{Name: "order_ref", Type: field.TypeString, Default: ""},
+		{Name: "payment_entry_id", Type: field.TypeInt, Nullable: true},
+		{Name: "business_unit_id", Type: field.TypeInt, Nullable: true},
+		{Name: "store_id", Type: field.TypeInt, Nullable: true},
+	}
+	// StoredValueEntriesTable holds the schema information for the "stored_value_entries" table.
+	StoredValueEntriesTable = &schema.Table{
+		Name:       "stored_value_entries",
+		Columns:    StoredValueEntriesColumns,
+		PrimaryKey: []*schema.Column{StoredValueEntriesColumns[0]},
+		ForeignKeys: []*schema.ForeignKey{
+			{
+				Symbol:     "stored_value_entries_business_units_business_unit",
+				Columns:    []*schema.Column{StoredValueEntriesColumns[14]},
+				RefColumns: []*schema.Column{BusinessUnitsColumns[0]},
+				OnDelete:   schema.SetNull,
+			},
+			{
+				Symbol:     "stored_value_entries_stores_store",
+				Columns:    []*schema.Column{StoredValueEntriesColumns[15]},
+				RefColumns: []*schema.Column{StoresColumns[0]},
+				OnDelete:   schema.SetNull,
+			},
+		},
+		Indexes: []*schema.Index{
+			{
+				Name:    "storedvalueentry_member_id_occurred_at",
+				Unique:  false,
+				Columns: []*schema.Column{StoredValueEntriesColumns[1], StoredValueEntriesColumns[8]},
+			},
+			{
+				Name:    "storedvalueentry_idempotency_key",
+				Unique:  true,
+				Columns: []*schema.Column{StoredValueEntriesColumns[7]},
+				Annotation: &entsql.IndexAnnotation{
+					Where: "idempotency_key IS NOT NULL",
+				},
+			},
+			{
+				Name:    "storedvalueentry_order_id",
+				Unique:  false,
+				Columns: []*schema.Column{StoredValueEntriesColumns[6]},
+			},
+		},
+	}
 	// TiersColumns holds the columns for the "tiers" table.
 	TiersColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeInt, Increment: true},
@@ -314,6 +976,43 @@ var (
 		Name:       "tiers",
 		Columns:    TiersColumns,
 		PrimaryKey: []*schema.Column{TiersColumns[0]},
+	}
+	// TierChangesColumns holds the columns for the "tier_changes" table.
+	TierChangesColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeInt, Increment: true},
+		{Name: "member_id", Type: field.TypeInt},
+		{Name: "direction", Type: field.TypeEnum, Enums: []string{"UP", "DOWN"}},
+		{Name: "reason", Type: field.TypeString},
+		{Name: "changed_at", Type: field.TypeTime},
+		{Name: "from_tier_id", Type: field.TypeInt, Nullable: true},
+		{Name: "to_tier_id", Type: field.TypeInt},
+	}
+	// TierChangesTable holds the schema information for the "tier_changes" table.
+	TierChangesTable = &schema.Table{
+		Name:       "tier_changes",
+		Columns:    TierChangesColumns,
+		PrimaryKey: []*schema.Column{TierChangesColumns[0]},
+		ForeignKeys: []*schema.ForeignKey{
+			{
+				Symbol:     "tier_changes_tiers_from",
+				Columns:    []*schema.Column{TierChangesColumns[5]},
+				RefColumns: []*schema.Column{TiersColumns[0]},
+				OnDelete:   schema.SetNull,
+			},
+			{
+				Symbol:     "tier_changes_tiers_to",
+				Columns:    []*schema.Column{TierChangesColumns[6]},
+				RefColumns: []*schema.Column{TiersColumns[0]},
+				OnDelete:   schema.NoAction,
+			},
+		},
+		Indexes: []*schema.Index{
+			{
+				Name:    "tierchange_member_id_changed_at",
+				Unique:  false,
+				Columns: []*schema.Column{TierChangesColumns[1], TierChangesColumns[4]},
+			},
+		},
 	}
 	// APIClientStoresColumns holds the columns for the "api_client_stores" table.
 	APIClientStoresColumns = []*schema.Column{
@@ -361,6 +1060,81 @@ var (
 				Symbol:     "benefit_business_units_business_unit_id",
 				Columns:    []*schema.Column{BenefitBusinessUnitsColumns[1]},
 				RefColumns: []*schema.Column{BusinessUnitsColumns[0]},
+				OnDelete:   schema.Cascade,
+			},
+		},
+	}
+	// CouponTemplateBusinessUnitsColumns holds the columns for the "coupon_template_business_units" table.
+	CouponTemplateBusinessUnitsColumns = []*schema.Column{
+		{Name: "coupon_template_id", Type: field.TypeInt},
+		{Name: "business_unit_id", Type: field.TypeInt},
+	}
+	// CouponTemplateBusinessUnitsTable holds the schema information for the "coupon_template_business_units" table.
+	CouponTemplateBusinessUnitsTable = &schema.Table{
+		Name:       "coupon_template_business_units",
+		Columns:    CouponTemplateBusinessUnitsColumns,
+		PrimaryKey: []*schema.Column{CouponTemplateBusinessUnitsColumns[0], CouponTemplateBusinessUnitsColumns[1]},
+		ForeignKeys: []*schema.ForeignKey{
+			{
+				Symbol:     "coupon_template_business_units_coupon_template_id",
+				Columns:    []*schema.Column{CouponTemplateBusinessUnitsColumns[0]},
+				RefColumns: []*schema.Column{CouponTemplatesColumns[0]},
+				OnDelete:   schema.Cascade,
+			},
+			{
+				Symbol:     "coupon_template_business_units_business_unit_id",
+				Columns:    []*schema.Column{CouponTemplateBusinessUnitsColumns[1]},
+				RefColumns: []*schema.Column{BusinessUnitsColumns[0]},
+				OnDelete:   schema.Cascade,
+			},
+		},
+	}
+	// CouponTemplateStoresColumns holds the columns for the "coupon_template_stores" table.
+	CouponTemplateStoresColumns = []*schema.Column{
+		{Name: "coupon_template_id", Type: field.TypeInt},
+		{Name: "store_id", Type: field.TypeInt},
+	}
+	// CouponTemplateStoresTable holds the schema information for the "coupon_template_stores" table.
+	CouponTemplateStoresTable = &schema.Table{
+		Name:       "coupon_template_stores",
+		Columns:    CouponTemplateStoresColumns,
+		PrimaryKey: []*schema.Column{CouponTemplateStoresColumns[0], CouponTemplateStoresColumns[1]},
+		ForeignKeys: []*schema.ForeignKey{
+			{
+				Symbol:     "coupon_template_stores_coupon_template_id",
+				Columns:    []*schema.Column{CouponTemplateStoresColumns[0]},
+				RefColumns: []*schema.Column{CouponTemplatesColumns[0]},
+				OnDelete:   schema.Cascade,
+			},
+			{
+				Symbol:     "coupon_template_stores_store_id",
+				Columns:    []*schema.Column{CouponTemplateStoresColumns[1]},
+				RefColumns: []*schema.Column{StoresColumns[0]},
+				OnDelete:   schema.Cascade,
+			},
+		},
+	}
+	// PaidMembershipPlanBenefitsColumns holds the columns for the "paid_membership_plan_benefits" table.
+	PaidMembershipPlanBenefitsColumns = []*schema.Column{
+		{Name: "paid_membership_plan_id", Type: field.TypeInt},
+		{Name: "benefit_id", Type: field.TypeInt},
+	}
+	// PaidMembershipPlanBenefitsTable holds the schema information for the "paid_membership_plan_benefits" table.
+	PaidMembershipPlanBenefitsTable = &schema.Table{
+		Name:       "paid_membership_plan_benefits",
+		Columns:    PaidMembershipPlanBenefitsColumns,
+		PrimaryKey: []*schema.Column{PaidMembershipPlanBenefitsColumns[0], PaidMembershipPlanBenefitsColumns[1]},
+		ForeignKeys: []*schema.ForeignKey{
+			{
+				Symbol:     "paid_membership_plan_benefits_paid_membership_plan_id",
+				Columns:    []*schema.Column{PaidMembershipPlanBenefitsColumns[0]},
+				RefColumns: []*schema.Column{PaidMembershipPlansColumns[0]},
+				OnDelete:   schema.Cascade,
+			},
+			{
+				Symbol:     "paid_membership_plan_benefits_benefit_id",
+				Columns:    []*schema.Column{PaidMembershipPlanBenefitsColumns[1]},
+				RefColumns: []*schema.Column{BenefitsColumns[0]},
 				OnDelete:   schema.Cascade,
 			},
 		},
@@ -417,25 +1191,52 @@ var (
 	}
 	// Tables holds all the tables in the schema.
 	Tables = []*schema.Table{
+		AccountsTable,
 		APIClientsTable,
 		AuditLogsTable,
 		BenefitsTable,
 		BusinessUnitsTable,
+		ConsentsTable,
+		CouponsTable,
+		CouponTemplatesTable,
+		EarningRulesTable,
+		GrowthEntriesTable,
 		IdentitiesTable,
 		MembersTable,
+		MemberEventsTable,
+		NotificationsTable,
+		OrdersTable,
+		OrderItemsTable,
+		OrderPaymentsTable,
 		OtpChallengesTable,
+		PaidMembershipsTable,
+		PaidMembershipPlansTable,
+		PaidMembershipPurchasesTable,
+		PointsAllocationsTable,
+		PointsEntriesTable,
+		PointsLotsTable,
 		RefreshTokensTable,
+		RefundsTable,
 		StaffsTable,
 		StoresTable,
+		StoredValueEntriesTable,
 		TiersTable,
+		TierChangesTable,
 		APIClientStoresTable,
 		BenefitBusinessUnitsTable,
+		CouponTemplateBusinessUnitsTable,
+		CouponTemplateStoresTable,
+		PaidMembershipPlanBenefitsTable,
 		StaffBusinessUnitsTable,
 		TierBenefitsTable,
 	}
 )
 
 func init() {
+	AccountsTable.ForeignKeys[0].RefTable = MembersTable
+	AccountsTable.Annotation = &entsql.Annotation{
+		IncrementStart: func(i int) *int { return &i }(47244640256),
+	}
 	APIClientsTable.Annotation = &entsql.Annotation{
 		IncrementStart: func(i int) *int { return &i }(0),
 	}
@@ -448,6 +1249,25 @@ func init() {
 	BusinessUnitsTable.Annotation = &entsql.Annotation{
 		IncrementStart: func(i int) *int { return &i }(12884901888),
 	}
+	ConsentsTable.Annotation = &entsql.Annotation{
+		IncrementStart: func(i int) *int { return &i }(51539607552),
+	}
+	CouponsTable.ForeignKeys[0].RefTable = CouponTemplatesTable
+	CouponsTable.Annotation = &entsql.Annotation{
+		IncrementStart: func(i int) *int { return &i }(55834574848),
+	}
+	CouponTemplatesTable.Annotation = &entsql.Annotation{
+		IncrementStart: func(i int) *int { return &i }(60129542144),
+	}
+	EarningRulesTable.ForeignKeys[0].RefTable = BusinessUnitsTable
+	EarningRulesTable.Annotation = &entsql.Annotation{
+		IncrementStart: func(i int) *int { return &i }(64424509440),
+	}
+	GrowthEntriesTable.ForeignKeys[0].RefTable = BusinessUnitsTable
+	GrowthEntriesTable.ForeignKeys[1].RefTable = StoresTable
+	GrowthEntriesTable.Annotation = &entsql.Annotation{
+		IncrementStart: func(i int) *int { return &i }(68719476736),
+	}
 	IdentitiesTable.ForeignKeys[0].RefTable = MembersTable
 	IdentitiesTable.Annotation = &entsql.Annotation{
 		IncrementStart: func(i int) *int { return &i }(17179869184),
@@ -458,11 +1278,55 @@ func init() {
 	MembersTable.Annotation = &entsql.Annotation{
 		IncrementStart: func(i int) *int { return &i }(21474836480),
 	}
+	MemberEventsTable.Annotation = &entsql.Annotation{
+		IncrementStart: func(i int) *int { return &i }(73014444032),
+	}
+	NotificationsTable.Annotation = &entsql.Annotation{
+		IncrementStart: func(i int) *int { return &i }(77309411328),
+	}
+	OrdersTable.ForeignKeys[0].RefTable = StoresTable
+	OrdersTable.ForeignKeys[1].RefTable = BusinessUnitsTable
+	OrdersTable.Annotation = &entsql.Annotation{
+		IncrementStart: func(i int) *int { return &i }(81604378624),
+	}
+	OrderItemsTable.ForeignKeys[0].RefTable = OrdersTable
+	OrderItemsTable.Annotation = &entsql.Annotation{
+		IncrementStart: func(i int) *int { return &i }(85899345920),
+	}
+	OrderPaymentsTable.ForeignKeys[0].RefTable = OrdersTable
+	OrderPaymentsTable.Annotation = &entsql.Annotation{
+		IncrementStart: func(i int) *int { return &i }(90194313216),
+	}
 	OtpChallengesTable.Annotation = &entsql.Annotation{
 		IncrementStart: func(i int) *int { return &i }(25769803776),
 	}
+	PaidMembershipsTable.ForeignKeys[0].RefTable = PaidMembershipPlansTable
+	PaidMembershipsTable.Annotation = &entsql.Annotation{
+		IncrementStart: func(i int) *int { return &i }(94489280512),
+	}
+	PaidMembershipPlansTable.Annotation = &entsql.Annotation{
+		IncrementStart: func(i int) *int { return &i }(98784247808),
+	}
+	PaidMembershipPurchasesTable.Annotation = &entsql.Annotation{
+		IncrementStart: func(i int) *int { return &i }(103079215104),
+	}
+	PointsAllocationsTable.Annotation = &entsql.Annotation{
+		IncrementStart: func(i int) *int { return &i }(107374182400),
+	}
+	PointsEntriesTable.ForeignKeys[0].RefTable = BusinessUnitsTable
+	PointsEntriesTable.ForeignKeys[1].RefTable = StoresTable
+	PointsEntriesTable.Annotation = &entsql.Annotation{
+		IncrementStart: func(i int) *int { return &i }(111669149696),
+	}
+	PointsLotsTable.Annotation = &entsql.Annotation{
+		IncrementStart: func(i int) *int { return &i }(115964116992),
+	}
 	RefreshTokensTable.Annotation = &entsql.Annotation{
 		IncrementStart: func(i int) *int { return &i }(30064771072),
+	}
+	RefundsTable.ForeignKeys[0].RefTable = OrdersTable
+	RefundsTable.Annotation = &entsql.Annotation{
+		IncrementStart: func(i int) *int { return &i }(120259084288),
 	}
 	StaffsTable.Annotation = &entsql.Annotation{
 		IncrementStart: func(i int) *int { return &i }(34359738368),
@@ -471,13 +1335,29 @@ func init() {
 	StoresTable.Annotation = &entsql.Annotation{
 		IncrementStart: func(i int) *int { return &i }(38654705664),
 	}
+	StoredValueEntriesTable.ForeignKeys[0].RefTable = BusinessUnitsTable
+	StoredValueEntriesTable.ForeignKeys[1].RefTable = StoresTable
+	StoredValueEntriesTable.Annotation = &entsql.Annotation{
+		IncrementStart: func(i int) *int { return &i }(124554051584),
+	}
 	TiersTable.Annotation = &entsql.Annotation{
 		IncrementStart: func(i int) *int { return &i }(42949672960),
+	}
+	TierChangesTable.ForeignKeys[0].RefTable = TiersTable
+	TierChangesTable.ForeignKeys[1].RefTable = TiersTable
+	TierChangesTable.Annotation = &entsql.Annotation{
+		IncrementStart: func(i int) *int { return &i }(128849018880),
 	}
 	APIClientStoresTable.ForeignKeys[0].RefTable = APIClientsTable
 	APIClientStoresTable.ForeignKeys[1].RefTable = StoresTable
 	BenefitBusinessUnitsTable.ForeignKeys[0].RefTable = BenefitsTable
 	BenefitBusinessUnitsTable.ForeignKeys[1].RefTable = BusinessUnitsTable
+	CouponTemplateBusinessUnitsTable.ForeignKeys[0].RefTable = CouponTemplatesTable
+	CouponTemplateBusinessUnitsTable.ForeignKeys[1].RefTable = BusinessUnitsTable
+	CouponTemplateStoresTable.ForeignKeys[0].RefTable = CouponTemplatesTable
+	CouponTemplateStoresTable.ForeignKeys[1].RefTable = StoresTable
+	PaidMembershipPlanBenefitsTable.ForeignKeys[0].RefTable = PaidMembershipPlansTable
+	PaidMembershipPlanBenefitsTable.ForeignKeys[1].RefTable = BenefitsTable
 	StaffBusinessUnitsTable.ForeignKeys[0].RefTable = StaffsTable
 	StaffBusinessUnitsTable.ForeignKeys[1].RefTable = BusinessUnitsTable
 	TierBenefitsTable.ForeignKeys[0].RefTable = TiersTable

@@ -6,6 +6,9 @@ import (
 	"entgo.io/ent/dialect/sql"
 )
 
+// Account is the predicate function for account builders.
+type Account func(*sql.Selector)
+
 // ApiClient is the predicate function for apiclient builders.
 type ApiClient func(*sql.Selector)
 
@@ -18,17 +21,68 @@ type Benefit func(*sql.Selector)
 // BusinessUnit is the predicate function for businessunit builders.
 type BusinessUnit func(*sql.Selector)
 
+// Consent is the predicate function for consent builders.
+type Consent func(*sql.Selector)
+
+// Coupon is the predicate function for coupon builders.
+type Coupon func(*sql.Selector)
+
+// CouponTemplate is the predicate function for coupontemplate builders.
+type CouponTemplate func(*sql.Selector)
+
+// EarningRule is the predicate function for earningrule builders.
+type EarningRule func(*sql.Selector)
+
+// GrowthEntry is the predicate function for growthentry builders.
+type GrowthEntry func(*sql.Selector)
+
 // Identity is the predicate function for identity builders.
 type Identity func(*sql.Selector)
 
 // Member is the predicate function for member builders.
 type Member func(*sql.Selector)
 
+// MemberEvent is the predicate function for memberevent builders.
+type MemberEvent func(*sql.Selector)
+
+// Notification is the predicate function for notification builders.
+type Notification func(*sql.Selector)
+
+// Order is the predicate function for order builders.
+type Order func(*sql.Selector)
+
+// OrderItem is the predicate function for orderitem builders.
+type OrderItem func(*sql.Selector)
+
+// OrderPayment is the predicate function for orderpayment builders.
+type OrderPayment func(*sql.Selector)
+
 // OtpChallenge is the predicate function for otpchallenge builders.
 type OtpChallenge func(*sql.Selector)
 
+// PaidMembership is the predicate function for paidmembership builders.
+type PaidMembership func(*sql.Selector)
+
+// PaidMembershipPlan is the predicate function for paidmembershipplan builders.
+type PaidMembershipPlan func(*sql.Selector)
+
+// PaidMembershipPurchase is the predicate function for paidmembershippurchase builders.
+type PaidMembershipPurchase func(*sql.Selector)
+
+// PointsAllocation is the predicate function for pointsallocation builders.
+type PointsAllocation func(*sql.Selector)
+
+// PointsEntry is the predicate function for pointsentry builders.
+type PointsEntry func(*sql.Selector)
+
+// PointsLot is the predicate function for pointslot builders.
+type PointsLot func(*sql.Selector)
+
 // RefreshToken is the predicate function for refreshtoken builders.
 type RefreshToken func(*sql.Selector)
+
+// Refund is the predicate function for refund builders.
+type Refund func(*sql.Selector)
 
 // Staff is the predicate function for staff builders.
 type Staff func(*sql.Selector)
@@ -36,5 +90,11 @@ type Staff func(*sql.Selector)
 // Store is the predicate function for store builders.
 type Store func(*sql.Selector)
 
+// StoredValueEntry is the predicate function for storedvalueentry builders.
+type StoredValueEntry func(*sql.Selector)
+
 // Tier is the predicate function for tier builders.
 type Tier func(*sql.Selector)
+
+// TierChange is the predicate function for tierchange builders.
+type TierChange func(*sql.Selector)

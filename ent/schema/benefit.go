@@ -28,6 +28,7 @@ func (Benefit) Edges() []ent.Edge {
 	return []ent.Edge{
 		edge.From("tiers", Tier.Type).Ref("benefits").Annotations(entgql.Skip(entgql.SkipAll)),
 		edge.To("business_units", BusinessUnit.Type).Annotations(entgql.Skip(entgql.SkipAll)),
+		edge.From("plans", PaidMembershipPlan.Type).Ref("benefits").Annotations(entgql.Skip(entgql.SkipAll)),
 	}
 }
 

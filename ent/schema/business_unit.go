@@ -26,6 +26,7 @@ func (BusinessUnit) Edges() []ent.Edge {
 		edge.To("stores", Store.Type).Annotations(entgql.Skip(entgql.SkipWhereInput)),
 		edge.From("staff", Staff.Type).Ref("business_units").Annotations(entgql.Skip(entgql.SkipAll)),
 		edge.From("benefits", Benefit.Type).Ref("business_units").Annotations(entgql.Skip(entgql.SkipAll)),
+		edge.From("coupon_templates", CouponTemplate.Type).Ref("business_units").Annotations(entgql.Skip(entgql.SkipAll)),
 	}
 }
 

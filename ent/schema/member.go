@@ -60,6 +60,7 @@ func (Member) Edges() []ent.Edge {
 			Unique().Immutable(),
 		edge.To("tier", Tier.Type).Field("tier_id").Unique(),
 		edge.To("identities", Identity.Type).Annotations(entgql.Skip(entgql.SkipAll)),
+		edge.To("account", Account.Type).Unique().Annotations(entgql.Skip(entgql.SkipAll)),
 		edge.To("merged_into", Member.Type).Field("merged_into_id").Unique().
 			Annotations(entgql.Skip(entgql.SkipAll)),
 	}

@@ -26,6 +26,7 @@ func (Store) Edges() []ent.Edge {
 		edge.From("business_unit", BusinessUnit.Type).Ref("stores").Field("business_unit_id").
 			Unique().Required().Immutable(),
 		edge.From("api_clients", ApiClient.Type).Ref("stores").Annotations(entgql.Skip(entgql.SkipAll)),
+		edge.From("coupon_templates", CouponTemplate.Type).Ref("stores").Annotations(entgql.Skip(entgql.SkipAll)),
 	}
 }
 

@@ -32,6 +32,8 @@ const (
 	EdgeBusinessUnit = "business_unit"
 	// EdgeAPIClients holds the string denoting the api_clients edge name in mutations.
 	EdgeAPIClients = "api_clients"
+	// EdgeCouponTemplates holds the string denoting the coupon_templates edge name in mutations.
+	EdgeCouponTemplates = "coupon_templates"
 	// Table holds the table name of the store in the database.
 	Table = "stores"
 	// BusinessUnitTable is the table that holds the business_unit relation/edge.
@@ -46,6 +48,11 @@ const (
 	// APIClientsInverseTable is the table name for the ApiClient entity.
 	// It exists in this package in order to avoid circular dependency with the "apiclient" package.
 	APIClientsInverseTable = "api_clients"
+	// CouponTemplatesTable is the table that holds the coupon_templates relation/edge. The primary key declared below.
+	CouponTemplatesTable = "coupon_template_stores"
+	// CouponTemplatesInverseTable is the table name for the CouponTemplate entity.
+	// It exists in this package in order to avoid circular dependency with the "coupontemplate" package.
+	CouponTemplatesInverseTable = "coupon_templates"
 )
 
 // Columns holds all SQL columns for store fields.
@@ -64,6 +71,9 @@ var (
 	// APIClientsPrimaryKey and APIClientsColumn2 are the table columns denoting the
 	// primary key for the api_clients relation (M2M).
 	APIClientsPrimaryKey = []string{"api_client_id", "store_id"}
+	// CouponTemplatesPrimaryKey and CouponTemplatesColumn2 are the table columns denoting the
+	// primary key for the coupon_templates relation (M2M).
+	CouponTemplatesPrimaryKey = []string{"coupon_template_id", "store_id"}
 )
 
 // ValidColumn reports if the column name is valid (part of the table columns).
@@ -156,6 +166,20 @@ func ByAPIClients(term sql.OrderTerm, terms ...sql.OrderTerm) OrderOption {
 		sqlgraph.OrderByNeighborTerms(s, newAPIClientsStep(), append([]sql.OrderTerm{term}, terms...)...)
 	}
 }
+
+// ByCouponTemplatesCount orders the results by coupon_templates count.
+func ByCouponTemplatesCount(opts ...sql.OrderTermOption) OrderOption {
+	return func(s *sql.Selector) {
+		sqlgraph.OrderByNeighborsCount(s, newCouponTemplatesStep(), opts...)
+	}
+}
+
+// ByCouponTemplates orders the results by coupon_templates terms.
+func ByCouponTemplates(term sql.OrderTerm, terms ...sql.OrderTerm) OrderOption {
+	return func(s *sql.Selector) {
+		sqlgraph.OrderByNeighborTerms(s, newCouponTemplatesStep(), append([]sql.OrderTerm{term}, terms...)...)
+	}
+}
 func newBusinessUnitStep() *sqlgraph.Step {
 	return sqlgraph.NewStep(
 		sqlgraph.From(Table, FieldID),
@@ -168,5 +192,12 @@ func newAPIClientsStep() *sqlgraph.Step {
 		sqlgraph.From(Table, FieldID),
 		sqlgraph.To(APIClientsInverseTable, FieldID),
 		sqlgraph.Edge(sqlgraph.M2M, true, APIClientsTable, APIClientsPrimaryKey...),
+	)
+}
+func newCouponTemplatesStep() *sqlgraph.Step {
+	return sqlgraph.NewStep(
+		sqlgraph.From(Table, FieldID),
+		sqlgraph.To(CouponTemplatesInverseTable, FieldID),
+		sqlgraph.Edge(sqlgraph.M2M, true, CouponTemplatesTable, CouponTemplatesPrimaryKey...),
 	)
 }

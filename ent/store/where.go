@@ -496,6 +496,29 @@ func HasAPIClientsWith(preds ...predicate.ApiClient) predicate.Store {
 	})
 }
 
+// HasCouponTemplates applies the HasEdge predicate on the "coupon_templates" edge.
+func HasCouponTemplates() predicate.Store {
+	return predicate.Store(func(s *sql.Selector) {
+		step := sqlgraph.NewStep(
+			sqlgraph.From(Table, FieldID),
+			sqlgraph.Edge(sqlgraph.M2M, true, CouponTemplatesTable, CouponTemplatesPrimaryKey...),
+		)
+		sqlgraph.HasNeighbors(s, step)
+	})
+}
+
+// HasCouponTemplatesWith applies the HasEdge predicate on the "coupon_templates" edge with a given conditions (other predicates).
+func HasCouponTemplatesWith(preds ...predicate.CouponTemplate) predicate.Store {
+	return predicate.Store(func(s *sql.Selector) {
+		step := newCouponTemplatesStep()
+		sqlgraph.HasNeighborsWith(s, step, func(s *sql.Selector) {
+			for _, p := range preds {
+				p(s)
+			}
+		})
+	})
+}
+
 // And groups predicates with the AND operator between them.
 func And(predicates ...predicate.Store) predicate.Store {
 	return predicate.Store(sql.AndPredicates(predicates...))

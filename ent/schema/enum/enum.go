@@ -104,3 +104,63 @@ func (BenefitKind) Values() []string {
 }
 func (e BenefitKind) MarshalGQL(w io.Writer)    { marshal(w, string(e)) }
 func (e *BenefitKind) UnmarshalGQL(v any) error { return unmarshal(v, e) }
+
+// PaymentMethod is how part of an order was paid.
+type PaymentMethod string
+
+const (
+	PayCash        PaymentMethod = "CASH"
+	PayWeChat      PaymentMethod = "WECHAT_PAY"
+	PayAlipay      PaymentMethod = "ALIPAY"
+	PayBankCard    PaymentMethod = "BANK_CARD"
+	PayStoredValue PaymentMethod = "STORED_VALUE"
+	PayPoints      PaymentMethod = "POINTS"
+)
+
+func (PaymentMethod) Values() []string {
+	return []string{"CASH", "WECHAT_PAY", "ALIPAY", "BANK_CARD", "STORED_VALUE", "POINTS"}
+}
+func (e PaymentMethod) MarshalGQL(w io.Writer)    { marshal(w, string(e)) }
+func (e *PaymentMethod) UnmarshalGQL(v any) error { return unmarshal(v, e) }
+
+// PlanPeriod is the length of a paid membership period.
+type PlanPeriod string
+
+func (PlanPeriod) Values() []string            { return []string{"MONTH", "QUARTER", "YEAR"} }
+func (e PlanPeriod) MarshalGQL(w io.Writer)    { marshal(w, string(e)) }
+func (e *PlanPeriod) UnmarshalGQL(v any) error { return unmarshal(v, e) }
+
+// ConsentKind is what a member agreed to (PIPL).
+type ConsentKind string
+
+func (ConsentKind) Values() []string {
+	return []string{"PRIVACY_POLICY", "MARKETING_SMS", "MARKETING_WECHAT", "MARKETING_EMAIL"}
+}
+func (e ConsentKind) MarshalGQL(w io.Writer)    { marshal(w, string(e)) }
+func (e *ConsentKind) UnmarshalGQL(v any) error { return unmarshal(v, e) }
+
+// CouponStatus is where a coupon is in its life.
+type CouponStatus string
+
+const (
+	CouponAvailable CouponStatus = "AVAILABLE"
+	CouponLocked    CouponStatus = "LOCKED"
+	CouponRedeemed  CouponStatus = "REDEEMED"
+	CouponExpired   CouponStatus = "EXPIRED"
+	CouponVoid      CouponStatus = "VOID"
+)
+
+func (CouponStatus) Values() []string {
+	return []string{"AVAILABLE", "LOCKED", "REDEEMED", "EXPIRED", "VOID"}
+}
+func (e CouponStatus) MarshalGQL(w io.Writer)    { marshal(w, string(e)) }
+func (e *CouponStatus) UnmarshalGQL(v any) error { return unmarshal(v, e) }
+
+// CouponKind is how a coupon discounts.
+type CouponKind string
+
+func (CouponKind) Values() []string {
+	return []string{"FIXED_AMOUNT", "PERCENT_OFF", "THRESHOLD", "GIFT"}
+}
+func (e CouponKind) MarshalGQL(w io.Writer)    { marshal(w, string(e)) }
+func (e *CouponKind) UnmarshalGQL(v any) error { return unmarshal(v, e) }

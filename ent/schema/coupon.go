@@ -1,0 +1,90 @@
+package schema
+
+import (
+	"time"
+
+	"entgo.io/contrib/entgql"
+	"entgo.io/ent"
+	"entgo.io/ent/schema"
+	"entgo.io/ent/schema/edge"
+	"entgo.io/ent/schema/field"
+	"entgo.io/ent/schema/index"
+
+	"github.com/onemember/onemember/ent/schema/enum"
+)
+
+// CouponTemplate defines a kind of coupon: its discount, validity, stock
+// and limits. issued_count is taken under the template's row lock so that
+// stock is never oversold.
+type CouponTemplate struct{ ent.Schema }
+
+func (CouponTemplate) Fields() []ent.Field {
+	return []ent.Field{
+		field.String("title").NotEmpty(),
+		field.Enum("kind").GoType(enum.CouponKind("")).Annotations(sharedEnum("CouponKind")),
+		field.Int64("face_value").Default(0),
+		field.Int("discount_percent").Optional().Nillable(),
+		field.Int64("min_spend").Default(0),
+		field.Time("valid_from").Optional().Nillable().Annotations(hidden()),
+		field.Time("valid_to").Optional().Nillable().Annotations(hidden()),
+		field.Int("days_after_issue").Optional().Nillable().Annotations(hidden()),
+		field.Int("total_stock"),
+		field.Int("issued_count").Default(0).Annotations(hidden()),
+		field.Int("per_member_limit"),
+		field.Bool("claimable").Default(false),
+	}
+}
+
+func (CouponTemplate) Edges() []ent.Edge {
+	return []ent.Edge{
+		edge.To("business_units", BusinessUnit.Type).Annotations(entgql.Skip(entgql.SkipAll)),
+		edge.To("stores", Store.Type).Annotations(entgql.Skip(entgql.SkipAll)),
+	}
+}
+
+func (CouponTemplate) Mixin() []ent.Mixin { return []ent.Mixin{TimeMixin{}} }
+
+func (CouponTemplate) Annotations() []schema.Annotation {
+	return []schema.Annotation{entgql.Skip(entgql.SkipWhereInput, entgql.SkipMutationCreateInput, entgql.SkipMutationUpdateInput)}
+}
+
+// Coupon is one coupon held by a member.
+type Coupon struct{ ent.Schema }
+
+func (Coupon) Fields() []ent.Field {
+	return []ent.Field{
+		field.String("code").NotEmpty().Unique().Immutable(),
+		field.Int("template_id").Immutable().Annotations(hidden()),
+		field.Int("member_id").Annotations(hidden()),
+		field.Enum("status").GoType(enum.CouponStatus("")).Default(string(enum.CouponAvailable)).
+			Annotations(sharedEnum("CouponStatus")),
+		field.Time("issued_at").Default(time.Now).Immutable().Annotations(entgql.OrderField("ISSUED_AT")),
+		field.Time("expires_at").Annotations(entgql.OrderField("EXPIRES_AT")),
+		field.String("locked_order_ref").Optional().Nillable().Annotations(hidden()),
+		field.Time("locked_at").Optional().Nillable().Annotations(hidden()),
+		field.Time("redeemed_at").Optional().Nillable(),
+		field.Int("order_id").Optional().Nillable().Annotations(hidden()),
+		field.String("source").Default("").Annotations(hidden()),
+	}
+}
+
+func (Coupon) Edges() []ent.Edge {
+	return []ent.Edge{
+		edge.To("template", CouponTemplate.Type).Field("template_id").Unique().Required().Immutable(),
+	}
+}
+
+func (Coupon) Indexes() []ent.Index {
+	return []ent.Index{
+		index.Fields("member_id", "status", "expires_at"),
+		index.Fields("template_id", "member_id"),
+		index.Fields("locked_order_ref"),
+	}
+}
+
+func (Coupon) Annotations() []schema.Annotation {
+	return []schema.Annotation{
+		entgql.RelayConnection(),
+		entgql.Skip(entgql.SkipWhereInput, entgql.SkipMutationCreateInput, entgql.SkipMutationUpdateInput),
+	}
+}
