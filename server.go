@@ -5,6 +5,7 @@
 //	server migrate diff NAME          write a migration for ent schema changes
 //	server migrate check              fail if migrations/ lags the ent schema
 //	server seed [--seed N] [--members N]   load deterministic demo data
+//	server verify-ledgers             check every balance against its entries
 //
 // Configuration comes from the environment (README.md lists it).
 package main
@@ -25,6 +26,7 @@ import (
 	"time"
 
 	"github.com/onemember/onemember/internal/app"
+	"github.com/onemember/onemember/internal/ledger"
 	"github.com/onemember/onemember/internal/platform/config"
 	"github.com/onemember/onemember/internal/platform/database"
 	"github.com/onemember/onemember/internal/platform/migrate"
@@ -61,8 +63,10 @@ func run(ctx context.Context, args []string) error {
 		return migrateCmd(ctx, cfg, log, args)
 	case "seed":
 		return seedCmd(ctx, cfg, log, args)
+	case "verify-ledgers":
+		return verifyLedgers(ctx, cfg, log)
 	}
-	return fmt.Errorf("unknown command %q (serve, migrate, seed)", cmd)
+	return fmt.Errorf("unknown command %q (serve, migrate, seed, verify-ledgers)", cmd)
 }
 
 func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
@@ -79,6 +83,10 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ListenAndServe() }()
+	jobsCtx, stopJobs := context.WithCancel(ctx)
+	jobsDone := make(chan struct{})
+	go func() { a.Jobs().Run(jobsCtx); close(jobsDone) }()
+	defer func() { stopJobs(); <-jobsDone }()
 	log.Info("serving", "addr", cfg.ListenAddr, "env", cfg.Env)
 	select {
 	case err := <-errc:
@@ -144,6 +152,7 @@ func seedCmd(ctx context.Context, cfg *config.Config, log *slog.Logger, args []s
 	fs := flag.NewFlagSet("seed", flag.ContinueOnError)
 	s := fs.Int64("seed", 1, "random seed: the same seed gives the same data")
 	members := fs.Int("members", 2000, "members to create")
+	noHistory := fs.Bool("no-history", false, "skip the two years of orders, top-ups and paid cards")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -152,5 +161,27 @@ func seedCmd(ctx context.Context, cfg *config.Config, log *slog.Logger, args []s
 		return err
 	}
 	defer a.Close()
-	return seed.Run(ctx, a, seed.Options{Seed: *s, Members: *members, AdminPassword: os.Getenv("SEED_ADMIN_PASSWORD")})
+	return seed.Run(ctx, a, seed.Options{Seed: *s, Members: *members, SkipHistory: *noHistory, AdminPassword: os.Getenv("SEED_ADMIN_PASSWORD")})
+}
+
+// verifyLedgers checks that every balance equals the sum of its entries and
+// every points lot adds up; it exits non-zero otherwise.
+func verifyLedgers(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	a, err := app.New(ctx, cfg, log, app.Options{})
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	report, err := ledger.Verify(ctx, a.DB)
+	if err != nil {
+		return err
+	}
+	for _, p := range report.Problems {
+		fmt.Println(p)
+	}
+	if len(report.Problems) > 0 {
+		return fmt.Errorf("%d ledger problems in %d accounts", len(report.Problems), report.Accounts)
+	}
+	fmt.Printf("ledgers verified: %d accounts, every balance equals the sum of its entries\n", report.Accounts)
+	return nil
 }

@@ -3574,6 +3574,22 @@ func (c *PaidMembershipPlanClient) QueryBenefits(_m *PaidMembershipPlan) *Benefi
 	return query
 }
 
+// QueryMemberships queries the memberships edge of a PaidMembershipPlan.
+func (c *PaidMembershipPlanClient) QueryMemberships(_m *PaidMembershipPlan) *PaidMembershipQuery {
+	query := (&PaidMembershipClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(paidmembershipplan.Table, paidmembershipplan.FieldID, id),
+			sqlgraph.To(paidmembership.Table, paidmembership.FieldID),
+			sqlgraph.Edge(sqlgraph.O2M, true, paidmembershipplan.MembershipsTable, paidmembershipplan.MembershipsColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
 // Hooks returns the client hooks.
 func (c *PaidMembershipPlanClient) Hooks() []Hook {
 	return c.hooks.PaidMembershipPlan

@@ -1535,7 +1535,7 @@ func (_q *OrderQuery) collectField(ctx context.Context, oneNode bool, opCtx *gra
 			_q.WithNamedItems(alias, func(wq *OrderItemQuery) {
 				*wq = *query
 			})
-		case "externalID":
+		case "externalId":
 			if _, ok := fieldSeen[order.FieldExternalID]; !ok {
 				selectedFields = append(selectedFields, order.FieldExternalID)
 				fieldSeen[order.FieldExternalID] = struct{}{}

@@ -18944,24 +18944,27 @@ func (m *PaidMembershipMutation) ResetEdge(name string) error {
 // PaidMembershipPlanMutation represents an operation that mutates the PaidMembershipPlan nodes in the graph.
 type PaidMembershipPlanMutation struct {
 	config
-	op              Op
-	typ             string
-	id              *int
-	created_at      *time.Time
-	updated_at      *time.Time
-	code            *string
-	name            *string
-	period          *enum.PlanPeriod
-	price           *int64
-	addprice        *int64
-	active          *bool
-	clearedFields   map[string]struct{}
-	benefits        map[int]struct{}
-	removedbenefits map[int]struct{}
-	clearedbenefits bool
-	done            bool
-	oldValue        func(context.Context) (*PaidMembershipPlan, error)
-	predicates      []predicate.PaidMembershipPlan
+	op                 Op
+	typ                string
+	id                 *int
+	created_at         *time.Time
+	updated_at         *time.Time
+	code               *string
+	name               *string
+	period             *enum.PlanPeriod
+	price              *int64
+	addprice           *int64
+	active             *bool
+	clearedFields      map[string]struct{}
+	benefits           map[int]struct{}
+	removedbenefits    map[int]struct{}
+	clearedbenefits    bool
+	memberships        map[int]struct{}
+	removedmemberships map[int]struct{}
+	clearedmemberships bool
+	done               bool
+	oldValue           func(context.Context) (*PaidMembershipPlan, error)
+	predicates         []predicate.PaidMembershipPlan
 }
 
 var _ ent.Mutation = (*PaidMembershipPlanMutation)(nil)
@@ -19388,6 +19391,60 @@ func (m *PaidMembershipPlanMutation) ResetBenefits() {
 	m.removedbenefits = nil
 }
 
+// AddMembershipIDs adds the "memberships" edge to the PaidMembership entity by ids.
+func (m *PaidMembershipPlanMutation) AddMembershipIDs(ids ...int) {
+	if m.memberships == nil {
+		m.memberships = make(map[int]struct{})
+	}
+	for i := range ids {
+		m.memberships[ids[i]] = struct{}{}
+	}
+}
+
+// ClearMemberships clears the "memberships" edge to the PaidMembership entity.
+func (m *PaidMembershipPlanMutation) ClearMemberships() {
+	m.clearedmemberships = true
+}
+
+// MembershipsCleared reports if the "memberships" edge to the PaidMembership entity was cleared.
+func (m *PaidMembershipPlanMutation) MembershipsCleared() bool {
+	return m.clearedmemberships
+}
+
+// RemoveMembershipIDs removes the "memberships" edge to the PaidMembership entity by IDs.
+func (m *PaidMembershipPlanMutation) RemoveMembershipIDs(ids ...int) {
+	if m.removedmemberships == nil {
+		m.removedmemberships = make(map[int]struct{})
+	}
+	for i := range ids {
+		delete(m.memberships, ids[i])
+		m.removedmemberships[ids[i]] = struct{}{}
+	}
+}
+
+// RemovedMemberships returns the removed IDs of the "memberships" edge to the PaidMembership entity.
+func (m *PaidMembershipPlanMutation) RemovedMembershipsIDs() (ids []int) {
+	for id := range m.removedmemberships {
+		ids = append(ids, id)
+	}
+	return
+}
+
+// MembershipsIDs returns the "memberships" edge IDs in the mutation.
+func (m *PaidMembershipPlanMutation) MembershipsIDs() (ids []int) {
+	for id := range m.memberships {
+		ids = append(ids, id)
+	}
+	return
+}
+
+// ResetMemberships resets all changes to the "memberships" edge.
+func (m *PaidMembershipPlanMutation) ResetMemberships() {
+	m.memberships = nil
+	m.clearedmemberships = false
+	m.removedmemberships = nil
+}
+
 // Where appends a list predicates to the PaidMembershipPlanMutation builder.
 func (m *PaidMembershipPlanMutation) Where(ps ...predicate.PaidMembershipPlan) {
 	m.predicates = append(m.predicates, ps...)
@@ -19638,9 +19695,12 @@ func (m *PaidMembershipPlanMutation) ResetField(name string) error {
 
 // AddedEdges returns all edge names that were set/added in this mutation.
 func (m *PaidMembershipPlanMutation) AddedEdges() []string {
-	edges := make([]string, 0, 1)
+	edges := make([]string, 0, 2)
 	if m.benefits != nil {
 		edges = append(edges, paidmembershipplan.EdgeBenefits)
+	}
+	if m.memberships != nil {
+		edges = append(edges, paidmembershipplan.EdgeMemberships)
 	}
 	return edges
 }
@@ -19655,15 +19715,24 @@ func (m *PaidMembershipPlanMutation) AddedIDs(name string) []ent.Value {
 			ids = append(ids, id)
 		}
 		return ids
+	case paidmembershipplan.EdgeMemberships:
+		ids := make([]ent.Value, 0, len(m.memberships))
+		for id := range m.memberships {
+			ids = append(ids, id)
+		}
+		return ids
 	}
 	return nil
 }
 
 // RemovedEdges returns all edge names that were removed in this mutation.
 func (m *PaidMembershipPlanMutation) RemovedEdges() []string {
-	edges := make([]string, 0, 1)
+	edges := make([]string, 0, 2)
 	if m.removedbenefits != nil {
 		edges = append(edges, paidmembershipplan.EdgeBenefits)
+	}
+	if m.removedmemberships != nil {
+		edges = append(edges, paidmembershipplan.EdgeMemberships)
 	}
 	return edges
 }
@@ -19678,15 +19747,24 @@ func (m *PaidMembershipPlanMutation) RemovedIDs(name string) []ent.Value {
 			ids = append(ids, id)
 		}
 		return ids
+	case paidmembershipplan.EdgeMemberships:
+		ids := make([]ent.Value, 0, len(m.removedmemberships))
+		for id := range m.removedmemberships {
+			ids = append(ids, id)
+		}
+		return ids
 	}
 	return nil
 }
 
 // ClearedEdges returns all edge names that were cleared in this mutation.
 func (m *PaidMembershipPlanMutation) ClearedEdges() []string {
-	edges := make([]string, 0, 1)
+	edges := make([]string, 0, 2)
 	if m.clearedbenefits {
 		edges = append(edges, paidmembershipplan.EdgeBenefits)
+	}
+	if m.clearedmemberships {
+		edges = append(edges, paidmembershipplan.EdgeMemberships)
 	}
 	return edges
 }
@@ -19697,6 +19775,8 @@ func (m *PaidMembershipPlanMutation) EdgeCleared(name string) bool {
 	switch name {
 	case paidmembershipplan.EdgeBenefits:
 		return m.clearedbenefits
+	case paidmembershipplan.EdgeMemberships:
+		return m.clearedmemberships
 	}
 	return false
 }
@@ -19715,6 +19795,9 @@ func (m *PaidMembershipPlanMutation) ResetEdge(name string) error {
 	switch name {
 	case paidmembershipplan.EdgeBenefits:
 		m.ResetBenefits()
+		return nil
+	case paidmembershipplan.EdgeMemberships:
+		m.ResetMemberships()
 		return nil
 	}
 	return fmt.Errorf("unknown PaidMembershipPlan edge %s", name)

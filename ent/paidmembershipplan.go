@@ -42,13 +42,16 @@ type PaidMembershipPlan struct {
 type PaidMembershipPlanEdges struct {
 	// Benefits holds the value of the benefits edge.
 	Benefits []*Benefit `json:"benefits,omitempty"`
+	// Memberships holds the value of the memberships edge.
+	Memberships []*PaidMembership `json:"memberships,omitempty"`
 	// loadedTypes holds the information for reporting if a
 	// type was loaded (or requested) in eager-loading or not.
-	loadedTypes [1]bool
+	loadedTypes [2]bool
 	// totalCount holds the count of the edges above.
 	totalCount [1]map[string]int
 
-	namedBenefits map[string][]*Benefit
+	namedBenefits    map[string][]*Benefit
+	namedMemberships map[string][]*PaidMembership
 }
 
 // BenefitsOrErr returns the Benefits value or an error if the edge
@@ -58,6 +61,15 @@ func (e PaidMembershipPlanEdges) BenefitsOrErr() ([]*Benefit, error) {
 		return e.Benefits, nil
 	}
 	return nil, &NotLoadedError{edge: "benefits"}
+}
+
+// MembershipsOrErr returns the Memberships value or an error if the edge
+// was not loaded in eager-loading.
+func (e PaidMembershipPlanEdges) MembershipsOrErr() ([]*PaidMembership, error) {
+	if e.loadedTypes[1] {
+		return e.Memberships, nil
+	}
+	return nil, &NotLoadedError{edge: "memberships"}
 }
 
 // scanValues returns the types for scanning values from sql.Rows.
@@ -154,6 +166,11 @@ func (_m *PaidMembershipPlan) QueryBenefits() *BenefitQuery {
 	return NewPaidMembershipPlanClient(_m.config).QueryBenefits(_m)
 }
 
+// QueryMemberships queries the "memberships" edge of the PaidMembershipPlan entity.
+func (_m *PaidMembershipPlan) QueryMemberships() *PaidMembershipQuery {
+	return NewPaidMembershipPlanClient(_m.config).QueryMemberships(_m)
+}
+
 // Update returns a builder for updating this PaidMembershipPlan.
 // Note that you need to call PaidMembershipPlan.Unwrap() before calling this method if this PaidMembershipPlan
 // was returned from a transaction, and the transaction was committed or rolled back.
@@ -222,6 +239,30 @@ func (_m *PaidMembershipPlan) appendNamedBenefits(name string, edges ...*Benefit
 		_m.Edges.namedBenefits[name] = []*Benefit{}
 	} else {
 		_m.Edges.namedBenefits[name] = append(_m.Edges.namedBenefits[name], edges...)
+	}
+}
+
+// NamedMemberships returns the Memberships named value or an error if the edge was not
+// loaded in eager-loading with this name.
+func (_m *PaidMembershipPlan) NamedMemberships(name string) ([]*PaidMembership, error) {
+	if _m.Edges.namedMemberships == nil {
+		return nil, &NotLoadedError{edge: name}
+	}
+	nodes, ok := _m.Edges.namedMemberships[name]
+	if !ok {
+		return nil, &NotLoadedError{edge: name}
+	}
+	return nodes, nil
+}
+
+func (_m *PaidMembershipPlan) appendNamedMemberships(name string, edges ...*PaidMembership) {
+	if _m.Edges.namedMemberships == nil {
+		_m.Edges.namedMemberships = make(map[string][]*PaidMembership)
+	}
+	if len(edges) == 0 {
+		_m.Edges.namedMemberships[name] = []*PaidMembership{}
+	} else {
+		_m.Edges.namedMemberships[name] = append(_m.Edges.namedMemberships[name], edges...)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"entgo.io/ent/dialect/sql/sqlgraph"
 	"entgo.io/ent/schema/field"
 	"github.com/onemember/onemember/ent/benefit"
+	"github.com/onemember/onemember/ent/paidmembership"
 	"github.com/onemember/onemember/ent/paidmembershipplan"
 	"github.com/onemember/onemember/ent/schema/enum"
 )
@@ -103,6 +104,21 @@ func (_c *PaidMembershipPlanCreate) AddBenefits(v ...*Benefit) *PaidMembershipPl
 		ids[i] = v[i].ID
 	}
 	return _c.AddBenefitIDs(ids...)
+}
+
+// AddMembershipIDs adds the "memberships" edge to the PaidMembership entity by IDs.
+func (_c *PaidMembershipPlanCreate) AddMembershipIDs(ids ...int) *PaidMembershipPlanCreate {
+	_c.mutation.AddMembershipIDs(ids...)
+	return _c
+}
+
+// AddMemberships adds the "memberships" edges to the PaidMembership entity.
+func (_c *PaidMembershipPlanCreate) AddMemberships(v ...*PaidMembership) *PaidMembershipPlanCreate {
+	ids := make([]int, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _c.AddMembershipIDs(ids...)
 }
 
 // Mutation returns the PaidMembershipPlanMutation object of the builder.
@@ -261,6 +277,22 @@ func (_c *PaidMembershipPlanCreate) createSpec() (*PaidMembershipPlan, *sqlgraph
 			Bidi:    false,
 			Target: &sqlgraph.EdgeTarget{
 				IDSpec: sqlgraph.NewFieldSpec(benefit.FieldID, field.TypeInt),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges = append(_spec.Edges, edge)
+	}
+	if nodes := _c.mutation.MembershipsIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: true,
+			Table:   paidmembershipplan.MembershipsTable,
+			Columns: []string{paidmembershipplan.MembershipsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(paidmembership.FieldID, field.TypeInt),
 			},
 		}
 		for _, k := range nodes {

@@ -14,6 +14,7 @@ import (
 	"entgo.io/ent/dialect/sql/sqlgraph"
 	"entgo.io/ent/schema/field"
 	"github.com/onemember/onemember/ent/benefit"
+	"github.com/onemember/onemember/ent/paidmembership"
 	"github.com/onemember/onemember/ent/paidmembershipplan"
 	"github.com/onemember/onemember/ent/predicate"
 )
@@ -21,14 +22,16 @@ import (
 // PaidMembershipPlanQuery is the builder for querying PaidMembershipPlan entities.
 type PaidMembershipPlanQuery struct {
 	config
-	ctx               *QueryContext
-	order             []paidmembershipplan.OrderOption
-	inters            []Interceptor
-	predicates        []predicate.PaidMembershipPlan
-	withBenefits      *BenefitQuery
-	loadTotal         []func(context.Context, []*PaidMembershipPlan) error
-	modifiers         []func(*sql.Selector)
-	withNamedBenefits map[string]*BenefitQuery
+	ctx                  *QueryContext
+	order                []paidmembershipplan.OrderOption
+	inters               []Interceptor
+	predicates           []predicate.PaidMembershipPlan
+	withBenefits         *BenefitQuery
+	withMemberships      *PaidMembershipQuery
+	loadTotal            []func(context.Context, []*PaidMembershipPlan) error
+	modifiers            []func(*sql.Selector)
+	withNamedBenefits    map[string]*BenefitQuery
+	withNamedMemberships map[string]*PaidMembershipQuery
 	// intermediate query (i.e. traversal path).
 	sql  *sql.Selector
 	path func(context.Context) (*sql.Selector, error)
@@ -80,6 +83,28 @@ func (_q *PaidMembershipPlanQuery) QueryBenefits() *BenefitQuery {
 			sqlgraph.From(paidmembershipplan.Table, paidmembershipplan.FieldID, selector),
 			sqlgraph.To(benefit.Table, benefit.FieldID),
 			sqlgraph.Edge(sqlgraph.M2M, false, paidmembershipplan.BenefitsTable, paidmembershipplan.BenefitsPrimaryKey...),
+		)
+		fromU = sqlgraph.SetNeighbors(_q.driver.Dialect(), step)
+		return fromU, nil
+	}
+	return query
+}
+
+// QueryMemberships chains the current query on the "memberships" edge.
+func (_q *PaidMembershipPlanQuery) QueryMemberships() *PaidMembershipQuery {
+	query := (&PaidMembershipClient{config: _q.config}).Query()
+	query.path = func(ctx context.Context) (fromU *sql.Selector, err error) {
+		if err := _q.prepareQuery(ctx); err != nil {
+			return nil, err
+		}
+		selector := _q.sqlQuery(ctx)
+		if err := selector.Err(); err != nil {
+			return nil, err
+		}
+		step := sqlgraph.NewStep(
+			sqlgraph.From(paidmembershipplan.Table, paidmembershipplan.FieldID, selector),
+			sqlgraph.To(paidmembership.Table, paidmembership.FieldID),
+			sqlgraph.Edge(sqlgraph.O2M, true, paidmembershipplan.MembershipsTable, paidmembershipplan.MembershipsColumn),
 		)
 		fromU = sqlgraph.SetNeighbors(_q.driver.Dialect(), step)
 		return fromU, nil
@@ -274,12 +299,13 @@ func (_q *PaidMembershipPlanQuery) Clone() *PaidMembershipPlanQuery {
 		return nil
 	}
 	return &PaidMembershipPlanQuery{
-		config:       _q.config,
-		ctx:          _q.ctx.Clone(),
-		order:        append([]paidmembershipplan.OrderOption{}, _q.order...),
-		inters:       append([]Interceptor{}, _q.inters...),
-		predicates:   append([]predicate.PaidMembershipPlan{}, _q.predicates...),
-		withBenefits: _q.withBenefits.Clone(),
+		config:          _q.config,
+		ctx:             _q.ctx.Clone(),
+		order:           append([]paidmembershipplan.OrderOption{}, _q.order...),
+		inters:          append([]Interceptor{}, _q.inters...),
+		predicates:      append([]predicate.PaidMembershipPlan{}, _q.predicates...),
+		withBenefits:    _q.withBenefits.Clone(),
+		withMemberships: _q.withMemberships.Clone(),
 		// clone intermediate query.
 		sql:       _q.sql.Clone(),
 		path:      _q.path,
@@ -295,6 +321,17 @@ func (_q *PaidMembershipPlanQuery) WithBenefits(opts ...func(*BenefitQuery)) *Pa
 		opt(query)
 	}
 	_q.withBenefits = query
+	return _q
+}
+
+// WithMemberships tells the query-builder to eager-load the nodes that are connected to
+// the "memberships" edge. The optional arguments are used to configure the query builder of the edge.
+func (_q *PaidMembershipPlanQuery) WithMemberships(opts ...func(*PaidMembershipQuery)) *PaidMembershipPlanQuery {
+	query := (&PaidMembershipClient{config: _q.config}).Query()
+	for _, opt := range opts {
+		opt(query)
+	}
+	_q.withMemberships = query
 	return _q
 }
 
@@ -376,8 +413,9 @@ func (_q *PaidMembershipPlanQuery) sqlAll(ctx context.Context, hooks ...queryHoo
 	var (
 		nodes       = []*PaidMembershipPlan{}
 		_spec       = _q.querySpec()
-		loadedTypes = [1]bool{
+		loadedTypes = [2]bool{
 			_q.withBenefits != nil,
+			_q.withMemberships != nil,
 		}
 	)
 	_spec.ScanValues = func(columns []string) ([]any, error) {
@@ -408,10 +446,24 @@ func (_q *PaidMembershipPlanQuery) sqlAll(ctx context.Context, hooks ...queryHoo
 			return nil, err
 		}
 	}
+	if query := _q.withMemberships; query != nil {
+		if err := _q.loadMemberships(ctx, query, nodes,
+			func(n *PaidMembershipPlan) { n.Edges.Memberships = []*PaidMembership{} },
+			func(n *PaidMembershipPlan, e *PaidMembership) { n.Edges.Memberships = append(n.Edges.Memberships, e) }); err != nil {
+			return nil, err
+		}
+	}
 	for name, query := range _q.withNamedBenefits {
 		if err := _q.loadBenefits(ctx, query, nodes,
 			func(n *PaidMembershipPlan) { n.appendNamedBenefits(name) },
 			func(n *PaidMembershipPlan, e *Benefit) { n.appendNamedBenefits(name, e) }); err != nil {
+			return nil, err
+		}
+	}
+	for name, query := range _q.withNamedMemberships {
+		if err := _q.loadMemberships(ctx, query, nodes,
+			func(n *PaidMembershipPlan) { n.appendNamedMemberships(name) },
+			func(n *PaidMembershipPlan, e *PaidMembership) { n.appendNamedMemberships(name, e) }); err != nil {
 			return nil, err
 		}
 	}
@@ -481,6 +533,36 @@ func (_q *PaidMembershipPlanQuery) loadBenefits(ctx context.Context, query *Bene
 		for kn := range nodes {
 			assign(kn, n)
 		}
+	}
+	return nil
+}
+func (_q *PaidMembershipPlanQuery) loadMemberships(ctx context.Context, query *PaidMembershipQuery, nodes []*PaidMembershipPlan, init func(*PaidMembershipPlan), assign func(*PaidMembershipPlan, *PaidMembership)) error {
+	fks := make([]driver.Value, 0, len(nodes))
+	nodeids := make(map[int]*PaidMembershipPlan)
+	for i := range nodes {
+		fks = append(fks, nodes[i].ID)
+		nodeids[nodes[i].ID] = nodes[i]
+		if init != nil {
+			init(nodes[i])
+		}
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(paidmembership.FieldPlanID)
+	}
+	query.Where(predicate.PaidMembership(func(s *sql.Selector) {
+		s.Where(sql.InValues(s.C(paidmembershipplan.MembershipsColumn), fks...))
+	}))
+	neighbors, err := query.All(ctx)
+	if err != nil {
+		return err
+	}
+	for _, n := range neighbors {
+		fk := n.PlanID
+		node, ok := nodeids[fk]
+		if !ok {
+			return fmt.Errorf(`unexpected referenced foreign-key "plan_id" returned %v for node %v`, fk, n.ID)
+		}
+		assign(node, n)
 	}
 	return nil
 }
@@ -615,6 +697,20 @@ func (_q *PaidMembershipPlanQuery) WithNamedBenefits(name string, opts ...func(*
 		_q.withNamedBenefits = make(map[string]*BenefitQuery)
 	}
 	_q.withNamedBenefits[name] = query
+	return _q
+}
+
+// WithNamedMemberships tells the query-builder to eager-load the nodes that are connected to the "memberships"
+// edge with the given name. The optional arguments are used to configure the query builder of the edge.
+func (_q *PaidMembershipPlanQuery) WithNamedMemberships(name string, opts ...func(*PaidMembershipQuery)) *PaidMembershipPlanQuery {
+	query := (&PaidMembershipClient{config: _q.config}).Query()
+	for _, opt := range opts {
+		opt(query)
+	}
+	if _q.withNamedMemberships == nil {
+		_q.withNamedMemberships = make(map[string]*PaidMembershipQuery)
+	}
+	_q.withNamedMemberships[name] = query
 	return _q
 }
 

@@ -12,6 +12,7 @@ import (
 	"entgo.io/ent/dialect/sql/sqlgraph"
 	"entgo.io/ent/schema/field"
 	"github.com/onemember/onemember/ent/benefit"
+	"github.com/onemember/onemember/ent/paidmembership"
 	"github.com/onemember/onemember/ent/paidmembershipplan"
 	"github.com/onemember/onemember/ent/predicate"
 	"github.com/onemember/onemember/ent/schema/enum"
@@ -129,6 +130,21 @@ func (_u *PaidMembershipPlanUpdate) AddBenefits(v ...*Benefit) *PaidMembershipPl
 	return _u.AddBenefitIDs(ids...)
 }
 
+// AddMembershipIDs adds the "memberships" edge to the PaidMembership entity by IDs.
+func (_u *PaidMembershipPlanUpdate) AddMembershipIDs(ids ...int) *PaidMembershipPlanUpdate {
+	_u.mutation.AddMembershipIDs(ids...)
+	return _u
+}
+
+// AddMemberships adds the "memberships" edges to the PaidMembership entity.
+func (_u *PaidMembershipPlanUpdate) AddMemberships(v ...*PaidMembership) *PaidMembershipPlanUpdate {
+	ids := make([]int, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.AddMembershipIDs(ids...)
+}
+
 // Mutation returns the PaidMembershipPlanMutation object of the builder.
 func (_u *PaidMembershipPlanUpdate) Mutation() *PaidMembershipPlanMutation {
 	return _u.mutation
@@ -153,6 +169,27 @@ func (_u *PaidMembershipPlanUpdate) RemoveBenefits(v ...*Benefit) *PaidMembershi
 		ids[i] = v[i].ID
 	}
 	return _u.RemoveBenefitIDs(ids...)
+}
+
+// ClearMemberships clears all "memberships" edges to the PaidMembership entity.
+func (_u *PaidMembershipPlanUpdate) ClearMemberships() *PaidMembershipPlanUpdate {
+	_u.mutation.ClearMemberships()
+	return _u
+}
+
+// RemoveMembershipIDs removes the "memberships" edge to PaidMembership entities by IDs.
+func (_u *PaidMembershipPlanUpdate) RemoveMembershipIDs(ids ...int) *PaidMembershipPlanUpdate {
+	_u.mutation.RemoveMembershipIDs(ids...)
+	return _u
+}
+
+// RemoveMemberships removes "memberships" edges to PaidMembership entities.
+func (_u *PaidMembershipPlanUpdate) RemoveMemberships(v ...*PaidMembership) *PaidMembershipPlanUpdate {
+	ids := make([]int, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.RemoveMembershipIDs(ids...)
 }
 
 // Save executes the query and returns the number of nodes affected by the update operation.
@@ -300,6 +337,51 @@ func (_u *PaidMembershipPlanUpdate) sqlSave(ctx context.Context) (_node int, err
 		}
 		_spec.Edges.Add = append(_spec.Edges.Add, edge)
 	}
+	if _u.mutation.MembershipsCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: true,
+			Table:   paidmembershipplan.MembershipsTable,
+			Columns: []string{paidmembershipplan.MembershipsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(paidmembership.FieldID, field.TypeInt),
+			},
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.RemovedMembershipsIDs(); len(nodes) > 0 && !_u.mutation.MembershipsCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: true,
+			Table:   paidmembershipplan.MembershipsTable,
+			Columns: []string{paidmembershipplan.MembershipsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(paidmembership.FieldID, field.TypeInt),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.MembershipsIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: true,
+			Table:   paidmembershipplan.MembershipsTable,
+			Columns: []string{paidmembershipplan.MembershipsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(paidmembership.FieldID, field.TypeInt),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Add = append(_spec.Edges.Add, edge)
+	}
 	_spec.AddModifiers(_u.modifiers...)
 	if _node, err = sqlgraph.UpdateNodes(ctx, _u.driver, _spec); err != nil {
 		if _, ok := err.(*sqlgraph.NotFoundError); ok {
@@ -420,6 +502,21 @@ func (_u *PaidMembershipPlanUpdateOne) AddBenefits(v ...*Benefit) *PaidMembershi
 	return _u.AddBenefitIDs(ids...)
 }
 
+// AddMembershipIDs adds the "memberships" edge to the PaidMembership entity by IDs.
+func (_u *PaidMembershipPlanUpdateOne) AddMembershipIDs(ids ...int) *PaidMembershipPlanUpdateOne {
+	_u.mutation.AddMembershipIDs(ids...)
+	return _u
+}
+
+// AddMemberships adds the "memberships" edges to the PaidMembership entity.
+func (_u *PaidMembershipPlanUpdateOne) AddMemberships(v ...*PaidMembership) *PaidMembershipPlanUpdateOne {
+	ids := make([]int, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.AddMembershipIDs(ids...)
+}
+
 // Mutation returns the PaidMembershipPlanMutation object of the builder.
 func (_u *PaidMembershipPlanUpdateOne) Mutation() *PaidMembershipPlanMutation {
 	return _u.mutation
@@ -444,6 +541,27 @@ func (_u *PaidMembershipPlanUpdateOne) RemoveBenefits(v ...*Benefit) *PaidMember
 		ids[i] = v[i].ID
 	}
 	return _u.RemoveBenefitIDs(ids...)
+}
+
+// ClearMemberships clears all "memberships" edges to the PaidMembership entity.
+func (_u *PaidMembershipPlanUpdateOne) ClearMemberships() *PaidMembershipPlanUpdateOne {
+	_u.mutation.ClearMemberships()
+	return _u
+}
+
+// RemoveMembershipIDs removes the "memberships" edge to PaidMembership entities by IDs.
+func (_u *PaidMembershipPlanUpdateOne) RemoveMembershipIDs(ids ...int) *PaidMembershipPlanUpdateOne {
+	_u.mutation.RemoveMembershipIDs(ids...)
+	return _u
+}
+
+// RemoveMemberships removes "memberships" edges to PaidMembership entities.
+func (_u *PaidMembershipPlanUpdateOne) RemoveMemberships(v ...*PaidMembership) *PaidMembershipPlanUpdateOne {
+	ids := make([]int, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.RemoveMembershipIDs(ids...)
 }
 
 // Where appends a list predicates to the PaidMembershipPlanUpdate builder.
@@ -614,6 +732,51 @@ func (_u *PaidMembershipPlanUpdateOne) sqlSave(ctx context.Context) (_node *Paid
 			Bidi:    false,
 			Target: &sqlgraph.EdgeTarget{
 				IDSpec: sqlgraph.NewFieldSpec(benefit.FieldID, field.TypeInt),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Add = append(_spec.Edges.Add, edge)
+	}
+	if _u.mutation.MembershipsCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: true,
+			Table:   paidmembershipplan.MembershipsTable,
+			Columns: []string{paidmembershipplan.MembershipsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(paidmembership.FieldID, field.TypeInt),
+			},
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.RemovedMembershipsIDs(); len(nodes) > 0 && !_u.mutation.MembershipsCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: true,
+			Table:   paidmembershipplan.MembershipsTable,
+			Columns: []string{paidmembershipplan.MembershipsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(paidmembership.FieldID, field.TypeInt),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.MembershipsIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: true,
+			Table:   paidmembershipplan.MembershipsTable,
+			Columns: []string{paidmembershipplan.MembershipsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(paidmembership.FieldID, field.TypeInt),
 			},
 		}
 		for _, k := range nodes {

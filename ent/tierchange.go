@@ -18,7 +18,7 @@ type TierChange struct {
 	config `json:"-"`
 	// ID of the ent.
 	ID int `json:"id,omitempty"`
-	// MemberID holds the value of the "member_id" field.
+	// moves to the survivor when members merge
 	MemberID int `json:"member_id,omitempty"`
 	// FromTierID holds the value of the "from_tier_id" field.
 	FromTierID *int `json:"from_tier_id,omitempty"`

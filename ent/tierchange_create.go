@@ -300,6 +300,24 @@ type (
 	}
 )
 
+// SetMemberID sets the "member_id" field.
+func (u *TierChangeUpsert) SetMemberID(v int) *TierChangeUpsert {
+	u.Set(tierchange.FieldMemberID, v)
+	return u
+}
+
+// UpdateMemberID sets the "member_id" field to the value that was provided on create.
+func (u *TierChangeUpsert) UpdateMemberID() *TierChangeUpsert {
+	u.SetExcluded(tierchange.FieldMemberID)
+	return u
+}
+
+// AddMemberID adds v to the "member_id" field.
+func (u *TierChangeUpsert) AddMemberID(v int) *TierChangeUpsert {
+	u.Add(tierchange.FieldMemberID, v)
+	return u
+}
+
 // UpdateNewValues updates the mutable fields using the new values that were set on create.
 // Using this option is equivalent to using:
 //
@@ -311,9 +329,6 @@ type (
 func (u *TierChangeUpsertOne) UpdateNewValues() *TierChangeUpsertOne {
 	u.create.conflict = append(u.create.conflict, sql.ResolveWithNewValues())
 	u.create.conflict = append(u.create.conflict, sql.ResolveWith(func(s *sql.UpdateSet) {
-		if _, exists := u.create.mutation.MemberID(); exists {
-			s.SetIgnore(tierchange.FieldMemberID)
-		}
 		if _, exists := u.create.mutation.FromTierID(); exists {
 			s.SetIgnore(tierchange.FieldFromTierID)
 		}
@@ -358,6 +373,27 @@ func (u *TierChangeUpsertOne) Update(set func(*TierChangeUpsert)) *TierChangeUps
 		set(&TierChangeUpsert{UpdateSet: update})
 	}))
 	return u
+}
+
+// SetMemberID sets the "member_id" field.
+func (u *TierChangeUpsertOne) SetMemberID(v int) *TierChangeUpsertOne {
+	return u.Update(func(s *TierChangeUpsert) {
+		s.SetMemberID(v)
+	})
+}
+
+// AddMemberID adds v to the "member_id" field.
+func (u *TierChangeUpsertOne) AddMemberID(v int) *TierChangeUpsertOne {
+	return u.Update(func(s *TierChangeUpsert) {
+		s.AddMemberID(v)
+	})
+}
+
+// UpdateMemberID sets the "member_id" field to the value that was provided on create.
+func (u *TierChangeUpsertOne) UpdateMemberID() *TierChangeUpsertOne {
+	return u.Update(func(s *TierChangeUpsert) {
+		s.UpdateMemberID()
+	})
 }
 
 // Exec executes the query.
@@ -536,9 +572,6 @@ func (u *TierChangeUpsertBulk) UpdateNewValues() *TierChangeUpsertBulk {
 	u.create.conflict = append(u.create.conflict, sql.ResolveWithNewValues())
 	u.create.conflict = append(u.create.conflict, sql.ResolveWith(func(s *sql.UpdateSet) {
 		for _, b := range u.create.builders {
-			if _, exists := b.mutation.MemberID(); exists {
-				s.SetIgnore(tierchange.FieldMemberID)
-			}
 			if _, exists := b.mutation.FromTierID(); exists {
 				s.SetIgnore(tierchange.FieldFromTierID)
 			}
@@ -584,6 +617,27 @@ func (u *TierChangeUpsertBulk) Update(set func(*TierChangeUpsert)) *TierChangeUp
 		set(&TierChangeUpsert{UpdateSet: update})
 	}))
 	return u
+}
+
+// SetMemberID sets the "member_id" field.
+func (u *TierChangeUpsertBulk) SetMemberID(v int) *TierChangeUpsertBulk {
+	return u.Update(func(s *TierChangeUpsert) {
+		s.SetMemberID(v)
+	})
+}
+
+// AddMemberID adds v to the "member_id" field.
+func (u *TierChangeUpsertBulk) AddMemberID(v int) *TierChangeUpsertBulk {
+	return u.Update(func(s *TierChangeUpsert) {
+		s.AddMemberID(v)
+	})
+}
+
+// UpdateMemberID sets the "member_id" field to the value that was provided on create.
+func (u *TierChangeUpsertBulk) UpdateMemberID() *TierChangeUpsertBulk {
+	return u.Update(func(s *TierChangeUpsert) {
+		s.UpdateMemberID()
+	})
 }
 
 // Exec executes the query.

@@ -28,6 +28,27 @@ func (_u *TierChangeUpdate) Where(ps ...predicate.TierChange) *TierChangeUpdate 
 	return _u
 }
 
+// SetMemberID sets the "member_id" field.
+func (_u *TierChangeUpdate) SetMemberID(v int) *TierChangeUpdate {
+	_u.mutation.ResetMemberID()
+	_u.mutation.SetMemberID(v)
+	return _u
+}
+
+// SetNillableMemberID sets the "member_id" field if the given value is not nil.
+func (_u *TierChangeUpdate) SetNillableMemberID(v *int) *TierChangeUpdate {
+	if v != nil {
+		_u.SetMemberID(*v)
+	}
+	return _u
+}
+
+// AddMemberID adds value to the "member_id" field.
+func (_u *TierChangeUpdate) AddMemberID(v int) *TierChangeUpdate {
+	_u.mutation.AddMemberID(v)
+	return _u
+}
+
 // Mutation returns the TierChangeMutation object of the builder.
 func (_u *TierChangeUpdate) Mutation() *TierChangeMutation {
 	return _u.mutation
@@ -86,6 +107,12 @@ func (_u *TierChangeUpdate) sqlSave(ctx context.Context) (_node int, err error) 
 			}
 		}
 	}
+	if value, ok := _u.mutation.MemberID(); ok {
+		_spec.SetField(tierchange.FieldMemberID, field.TypeInt, value)
+	}
+	if value, ok := _u.mutation.AddedMemberID(); ok {
+		_spec.AddField(tierchange.FieldMemberID, field.TypeInt, value)
+	}
 	_spec.AddModifiers(_u.modifiers...)
 	if _node, err = sqlgraph.UpdateNodes(ctx, _u.driver, _spec); err != nil {
 		if _, ok := err.(*sqlgraph.NotFoundError); ok {
@@ -106,6 +133,27 @@ type TierChangeUpdateOne struct {
 	hooks     []Hook
 	mutation  *TierChangeMutation
 	modifiers []func(*sql.UpdateBuilder)
+}
+
+// SetMemberID sets the "member_id" field.
+func (_u *TierChangeUpdateOne) SetMemberID(v int) *TierChangeUpdateOne {
+	_u.mutation.ResetMemberID()
+	_u.mutation.SetMemberID(v)
+	return _u
+}
+
+// SetNillableMemberID sets the "member_id" field if the given value is not nil.
+func (_u *TierChangeUpdateOne) SetNillableMemberID(v *int) *TierChangeUpdateOne {
+	if v != nil {
+		_u.SetMemberID(*v)
+	}
+	return _u
+}
+
+// AddMemberID adds value to the "member_id" field.
+func (_u *TierChangeUpdateOne) AddMemberID(v int) *TierChangeUpdateOne {
+	_u.mutation.AddMemberID(v)
+	return _u
 }
 
 // Mutation returns the TierChangeMutation object of the builder.
@@ -195,6 +243,12 @@ func (_u *TierChangeUpdateOne) sqlSave(ctx context.Context) (_node *TierChange, 
 				ps[i](selector)
 			}
 		}
+	}
+	if value, ok := _u.mutation.MemberID(); ok {
+		_spec.SetField(tierchange.FieldMemberID, field.TypeInt, value)
+	}
+	if value, ok := _u.mutation.AddedMemberID(); ok {
+		_spec.AddField(tierchange.FieldMemberID, field.TypeInt, value)
 	}
 	_spec.AddModifiers(_u.modifiers...)
 	_node = &TierChange{config: _u.config}

@@ -75,7 +75,9 @@ func TestLoginWithWeChat(t *testing.T) {
 		t.Fatalf("viewer = %+v, want member %s", who.Viewer, id)
 	}
 	var ids struct {
-		Me struct{ Identities []struct{ Kind, MaskedValue string } }
+		Me struct {
+			Identities []struct{ Kind, MaskedValue string }
+		}
 	}
 	s.Do(first.LoginWithWeChat.AccessToken, `{ me { identities { kind maskedValue } } }`, nil).Decode(t, &ids)
 	if len(ids.Me.Identities) != 3 { // unionid + two openids
@@ -124,7 +126,9 @@ func TestConcurrentFirstLoginMakesOneMember(t *testing.T) {
 func TestLoginWithPhoneAndOTPLockout(t *testing.T) {
 	s := apptest.Start(t)
 	const phone = "138 0013 8000"
-	var req struct{ RequestOtp struct{ RetryAfterSeconds int } }
+	var req struct {
+		RequestOtp struct{ RetryAfterSeconds int }
+	}
 	s.Do("", apptest.Op(t, "RequestOtp"), map[string]any{"phone": phone}).Decode(t, &req)
 	code := s.SMS.Code("13800138000", "LOGIN")
 	if len(code) != 6 {
@@ -223,7 +227,9 @@ func TestStaffSignInRolesAndAPIClients(t *testing.T) {
 		"email": "Analyst@Example.com", "displayName": "分析师", "password": "long enough password",
 		"roles": []string{"ANALYST"}, "businessUnitCodes": []string{"SUPER"},
 	}}
-	var created struct{ CreateStaff struct{ Staff struct{ Email string } } }
+	var created struct {
+		CreateStaff struct{ Staff struct{ Email string } }
+	}
 	s.Do(admin, create, analystIn).Decode(t, &created)
 	if created.CreateStaff.Staff.Email != "analyst@example.com" {
 		t.Fatalf("e-mail not normalized: %q", created.CreateStaff.Staff.Email)
@@ -302,7 +308,9 @@ func TestStaffSignInRolesAndAPIClients(t *testing.T) {
 
 func TestAnalystSeesPersonalDataMasked(t *testing.T) {
 	s := apptest.Start(t)
-	var req struct{ RequestOtp struct{ RetryAfterSeconds int } }
+	var req struct {
+		RequestOtp struct{ RetryAfterSeconds int }
+	}
 	s.Do("", apptest.Op(t, "RequestOtp"), map[string]any{"phone": "13812341234"}).Decode(t, &req)
 	var login struct{ LoginWithPhone authPayload }
 	s.Do("", apptest.Op(t, "LoginWithPhone"), map[string]any{"phone": "13812341234", "otp": s.SMS.Code("13812341234", "LOGIN")}).Decode(t, &login)

@@ -21,13 +21,29 @@ func (r *queryResolver) Nodes(ctx context.Context, ids []int) ([]ent.Noder, erro
 	return r.DB.Noders(ctx, ids)
 }
 
+// Coupon returns CouponResolver implementation.
+func (r *Resolver) Coupon() CouponResolver { return &couponResolver{r} }
+
+// EarningRule returns EarningRuleResolver implementation.
+func (r *Resolver) EarningRule() EarningRuleResolver { return &earningRuleResolver{r} }
+
 // Member returns MemberResolver implementation.
 func (r *Resolver) Member() MemberResolver { return &memberResolver{r} }
+
+// Order returns OrderResolver implementation.
+func (r *Resolver) Order() OrderResolver { return &orderResolver{r} }
 
 // Query returns QueryResolver implementation.
 func (r *Resolver) Query() QueryResolver { return &queryResolver{r} }
 
+// Tier returns TierResolver implementation.
+func (r *Resolver) Tier() TierResolver { return &tierResolver{r} }
+
 type (
-	memberResolver struct{ *Resolver }
-	queryResolver  struct{ *Resolver }
+	couponResolver      struct{ *Resolver }
+	earningRuleResolver struct{ *Resolver }
+	memberResolver      struct{ *Resolver }
+	orderResolver       struct{ *Resolver }
+	queryResolver       struct{ *Resolver }
+	tierResolver        struct{ *Resolver }
 )

@@ -27,6 +27,7 @@ import (
 	"github.com/onemember/onemember/ent/schema/enum"
 	"github.com/onemember/onemember/ent/storedvalueentry"
 	"github.com/onemember/onemember/ent/tierchange"
+	"github.com/onemember/onemember/graph/gqlmodel"
 	"github.com/onemember/onemember/graph/model"
 	"github.com/onemember/onemember/internal/platform/calendar"
 	gqlparser "github.com/vektah/gqlparser/v2"
@@ -43,9 +44,16 @@ func NewExecutableSchema(cfg Config) graphql.ExecutableSchema {
 type Config = graphql.Config[ResolverRoot, DirectiveRoot, ComplexityRoot]
 
 type ResolverRoot interface {
+	Coupon() CouponResolver
+	EarningRule() EarningRuleResolver
+	Growth() GrowthResolver
 	Member() MemberResolver
 	Mutation() MutationResolver
+	Order() OrderResolver
+	Points() PointsResolver
 	Query() QueryResolver
+	StoredValue() StoredValueResolver
+	Tier() TierResolver
 }
 
 type DirectiveRoot struct {
@@ -53,6 +61,10 @@ type DirectiveRoot struct {
 }
 
 type ComplexityRoot struct {
+	AdjustPointsPayload struct {
+		Transaction func(childComplexity int) int
+	}
+
 	AdminLoginPayload struct {
 		AccessToken  func(childComplexity int) int
 		ExpiresAt    func(childComplexity int) int
@@ -103,6 +115,11 @@ type ComplexityRoot struct {
 		UpdatedAt   func(childComplexity int) int
 	}
 
+	BindPhonePayload struct {
+		Member func(childComplexity int) int
+		Merged func(childComplexity int) int
+	}
+
 	BusinessUnit struct {
 		Code      func(childComplexity int) int
 		CreatedAt func(childComplexity int) int
@@ -113,6 +130,13 @@ type ComplexityRoot struct {
 		UpdatedAt func(childComplexity int) int
 	}
 
+	CheckInPayload struct {
+		AlreadyCheckedIn func(childComplexity int) int
+		GrowthAwarded    func(childComplexity int) int
+		PointsAwarded    func(childComplexity int) int
+		StreakDays       func(childComplexity int) int
+	}
+
 	Consent struct {
 		Granted   func(childComplexity int) int
 		ID        func(childComplexity int) int
@@ -121,14 +145,25 @@ type ComplexityRoot struct {
 		UpdatedAt func(childComplexity int) int
 	}
 
+	ConsentState struct {
+		Granted   func(childComplexity int) int
+		Kind      func(childComplexity int) int
+		UpdatedAt func(childComplexity int) int
+	}
+
 	Coupon struct {
-		Code       func(childComplexity int) int
-		ExpiresAt  func(childComplexity int) int
-		ID         func(childComplexity int) int
-		IssuedAt   func(childComplexity int) int
-		RedeemedAt func(childComplexity int) int
-		Status     func(childComplexity int) int
-		Template   func(childComplexity int) int
+		Code            func(childComplexity int) int
+		DiscountPercent func(childComplexity int) int
+		ExpiresAt       func(childComplexity int) int
+		FaceValue       func(childComplexity int) int
+		ID              func(childComplexity int) int
+		IssuedAt        func(childComplexity int) int
+		Kind            func(childComplexity int) int
+		MinSpend        func(childComplexity int) int
+		RedeemedAt      func(childComplexity int) int
+		Status          func(childComplexity int) int
+		Template        func(childComplexity int) int
+		Title           func(childComplexity int) int
 	}
 
 	CouponConnection struct {
@@ -166,11 +201,26 @@ type ComplexityRoot struct {
 	}
 
 	EarningRule struct {
-		BusinessUnit   func(childComplexity int) int
-		BusinessUnitID func(childComplexity int) int
-		CreatedAt      func(childComplexity int) int
-		ID             func(childComplexity int) int
-		UpdatedAt      func(childComplexity int) int
+		BusinessUnit    func(childComplexity int) int
+		BusinessUnitID  func(childComplexity int) int
+		CreatedAt       func(childComplexity int) int
+		GrowthPerYuan   func(childComplexity int) int
+		ID              func(childComplexity int) int
+		PointsPerYuan   func(childComplexity int) int
+		TierMultipliers func(childComplexity int) int
+		UpdatedAt       func(childComplexity int) int
+	}
+
+	ExpiringPoints struct {
+		Amount    func(childComplexity int) int
+		ExpiresAt func(childComplexity int) int
+	}
+
+	Growth struct {
+		NextTier     func(childComplexity int) int
+		ToNextTier   func(childComplexity int) int
+		Transactions func(childComplexity int, first *int, after *entgql.Cursor[int]) int
+		Value        func(childComplexity int) int
 	}
 
 	GrowthEntry struct {
@@ -209,28 +259,51 @@ type ComplexityRoot struct {
 		MemberID    func(childComplexity int) int
 	}
 
+	IngestOrderPayload struct {
+		Duplicate func(childComplexity int) int
+		Member    func(childComplexity int) int
+		Order     func(childComplexity int) int
+	}
+
 	LogoutPayload struct {
 		Ok func(childComplexity int) int
 	}
 
+	MarkNotificationsReadPayload struct {
+		Updated func(childComplexity int) int
+	}
+
 	Member struct {
 		AvatarURL            func(childComplexity int) int
+		Benefits             func(childComplexity int, businessUnitCode *string) int
 		Birthday             func(childComplexity int) int
+		Consents             func(childComplexity int) int
+		Coupons              func(childComplexity int, first *int, after *entgql.Cursor[int], status *enum.CouponStatus) int
 		CreatedAt            func(childComplexity int) int
 		DisplayName          func(childComplexity int) int
 		Gender               func(childComplexity int) int
+		Growth               func(childComplexity int) int
 		ID                   func(childComplexity int) int
 		Identities           func(childComplexity int) int
+		MemberCode           func(childComplexity int) int
 		MemberNo             func(childComplexity int) int
 		Name                 func(childComplexity int) int
+		Notifications        func(childComplexity int, first *int, after *entgql.Cursor[int], unreadOnly *bool) int
+		Orders               func(childComplexity int, first *int, after *entgql.Cursor[int]) int
+		PaidMemberships      func(childComplexity int) int
 		Phone                func(childComplexity int) int
+		Points               func(childComplexity int) int
+		ProfileCompleteness  func(childComplexity int) int
 		RegionCode           func(childComplexity int) int
 		RegisteredAt         func(childComplexity int) int
 		SourceBusinessUnit   func(childComplexity int) int
 		SourceBusinessUnitID func(childComplexity int) int
 		SourceChannel        func(childComplexity int) int
 		Status               func(childComplexity int) int
+		StoredValue          func(childComplexity int) int
 		Tier                 func(childComplexity int) int
+		TierHistory          func(childComplexity int) int
+		TierStatus           func(childComplexity int) int
 		UpdatedAt            func(childComplexity int) int
 	}
 
@@ -240,6 +313,19 @@ type ComplexityRoot struct {
 		IsNewMember  func(childComplexity int) int
 		Member       func(childComplexity int) int
 		RefreshToken func(childComplexity int) int
+	}
+
+	MemberBenefit struct {
+		Code        func(childComplexity int) int
+		Description func(childComplexity int) int
+		Kind        func(childComplexity int) int
+		Name        func(childComplexity int) int
+		Source      func(childComplexity int) int
+	}
+
+	MemberCode struct {
+		Code      func(childComplexity int) int
+		ExpiresAt func(childComplexity int) int
 	}
 
 	MemberConnection struct {
@@ -253,15 +339,48 @@ type ComplexityRoot struct {
 		Node   func(childComplexity int) int
 	}
 
+	MemberPayload struct {
+		Member func(childComplexity int) int
+	}
+
+	MergePreview struct {
+		CouponsMoved       func(childComplexity int) int
+		GrowthValue        func(childComplexity int) int
+		IdentitiesMoved    func(childComplexity int) int
+		Merged             func(childComplexity int) int
+		PointsBalance      func(childComplexity int) int
+		ResultingTier      func(childComplexity int) int
+		StoredValueBalance func(childComplexity int) int
+		Survivor           func(childComplexity int) int
+	}
+
 	Mutation struct {
-		AdminLogin      func(childComplexity int, input model.AdminLoginInput) int
-		CreateAPIClient func(childComplexity int, input model.CreateAPIClientInput) int
-		CreateStaff     func(childComplexity int, input model.CreateStaffInput) int
-		LoginWithPhone  func(childComplexity int, input model.LoginWithPhoneInput) int
-		LoginWithWeChat func(childComplexity int, input model.LoginWithWeChatInput) int
-		Logout          func(childComplexity int) int
-		RefreshToken    func(childComplexity int, input model.RefreshTokenInput) int
-		RequestOtp      func(childComplexity int, input model.RequestOtpInput) int
+		AdjustPoints          func(childComplexity int, input model.AdjustPointsInput) int
+		AdminLogin            func(childComplexity int, input model.AdminLoginInput) int
+		BindPhone             func(childComplexity int, input model.BindPhoneInput) int
+		CheckIn               func(childComplexity int) int
+		CreateAPIClient       func(childComplexity int, input model.CreateAPIClientInput) int
+		CreateStaff           func(childComplexity int, input model.CreateStaffInput) int
+		EraseMember           func(childComplexity int, input model.MemberActionInput) int
+		FreezeMember          func(childComplexity int, input model.MemberActionInput) int
+		IngestOrder           func(childComplexity int, input model.IngestOrderInput) int
+		LoginWithPhone        func(childComplexity int, input model.LoginWithPhoneInput) int
+		LoginWithWeChat       func(childComplexity int, input model.LoginWithWeChatInput) int
+		Logout                func(childComplexity int) int
+		MarkNotificationsRead func(childComplexity int, ids []int) int
+		MergeMembers          func(childComplexity int, input model.MergeMembersInput) int
+		PayWithStoredValue    func(childComplexity int, input model.StoredValuePaymentInput) int
+		RecordPaidMembership  func(childComplexity int, input model.PaidMembershipPurchaseInput) int
+		RefreshToken          func(childComplexity int, input model.RefreshTokenInput) int
+		RefundOrder           func(childComplexity int, input model.RefundOrderInput) int
+		RequestOtp            func(childComplexity int, input model.RequestOtpInput) int
+		SetEarningRule        func(childComplexity int, input model.EarningRuleInput) int
+		SetPayPassword        func(childComplexity int, input model.SetPayPasswordInput) int
+		TopUpStoredValue      func(childComplexity int, input model.TopUpInput) int
+		UpdateConsent         func(childComplexity int, input model.UpdateConsentInput) int
+		UpdateMyProfile       func(childComplexity int, input model.UpdateMyProfileInput) int
+		UpsertBenefit         func(childComplexity int, input model.BenefitInput) int
+		UpsertTier            func(childComplexity int, input model.TierInput) int
 	}
 
 	Notification struct {
@@ -283,20 +402,25 @@ type ComplexityRoot struct {
 		Node   func(childComplexity int) int
 	}
 
+	OkPayload struct {
+		Ok func(childComplexity int) int
+	}
+
 	Order struct {
-		Amount         func(childComplexity int) int
-		BusinessUnit   func(childComplexity int) int
-		Channel        func(childComplexity int) int
-		ExternalID     func(childComplexity int) int
-		GrowthEarned   func(childComplexity int) int
-		ID             func(childComplexity int) int
-		Items          func(childComplexity int) int
-		PaidAt         func(childComplexity int) int
-		PointsBurned   func(childComplexity int) int
-		PointsEarned   func(childComplexity int) int
-		RefundedAmount func(childComplexity int) int
-		Status         func(childComplexity int) int
-		Store          func(childComplexity int) int
+		Amount          func(childComplexity int) int
+		BusinessUnit    func(childComplexity int) int
+		Channel         func(childComplexity int) int
+		CouponsRedeemed func(childComplexity int) int
+		ExternalID      func(childComplexity int) int
+		GrowthEarned    func(childComplexity int) int
+		ID              func(childComplexity int) int
+		Items           func(childComplexity int) int
+		PaidAt          func(childComplexity int) int
+		PointsBurned    func(childComplexity int) int
+		PointsEarned    func(childComplexity int) int
+		RefundedAmount  func(childComplexity int) int
+		Status          func(childComplexity int) int
+		Store           func(childComplexity int) int
 	}
 
 	OrderConnection struct {
@@ -354,6 +478,12 @@ type ComplexityRoot struct {
 		UpdatedAt func(childComplexity int) int
 	}
 
+	Points struct {
+		Balance      func(childComplexity int) int
+		ExpiringSoon func(childComplexity int, withinDays int) int
+		Transactions func(childComplexity int, first *int, after *entgql.Cursor[int]) int
+	}
+
 	PointsEntry struct {
 		Amount         func(childComplexity int) int
 		BalanceAfter   func(childComplexity int) int
@@ -382,10 +512,24 @@ type ComplexityRoot struct {
 	}
 
 	Query struct {
-		Me     func(childComplexity int) int
-		Node   func(childComplexity int, id int) int
-		Nodes  func(childComplexity int, ids []int) int
-		Viewer func(childComplexity int) int
+		Benefits            func(childComplexity int) int
+		BusinessUnits       func(childComplexity int) int
+		EarningRules        func(childComplexity int) int
+		IdentifyMember      func(childComplexity int, memberCode string) int
+		Me                  func(childComplexity int) int
+		Members             func(childComplexity int, where *model.MemberWhereInput, first *int, after *entgql.Cursor[int], last *int, before *entgql.Cursor[int], orderBy *ent.MemberOrder) int
+		Node                func(childComplexity int, id int) int
+		Nodes               func(childComplexity int, ids []int) int
+		PaidMembershipPlans func(childComplexity int) int
+		PreviewMerge        func(childComplexity int, survivorID int, mergedID int) int
+		SimulateTiers       func(childComplexity int, tiers []*model.TierInput, asOf *calendar.Date) int
+		Tiers               func(childComplexity int) int
+		Viewer              func(childComplexity int) int
+	}
+
+	RecordPaidMembershipPayload struct {
+		Duplicate  func(childComplexity int) int
+		Membership func(childComplexity int) int
 	}
 
 	RefreshTokenPayload struct {
@@ -394,8 +538,20 @@ type ComplexityRoot struct {
 		RefreshToken func(childComplexity int) int
 	}
 
+	RefundOrderPayload struct {
+		Duplicate           func(childComplexity int) int
+		GrowthReversed      func(childComplexity int) int
+		Order               func(childComplexity int) int
+		PointsReversed      func(childComplexity int) int
+		StoredValueRestored func(childComplexity int) int
+	}
+
 	RequestOtpPayload struct {
 		RetryAfterSeconds func(childComplexity int) int
+	}
+
+	SetEarningRulePayload struct {
+		Rule func(childComplexity int) int
 	}
 
 	Staff struct {
@@ -420,6 +576,14 @@ type ComplexityRoot struct {
 		Name           func(childComplexity int) int
 		RegionCode     func(childComplexity int) int
 		UpdatedAt      func(childComplexity int) int
+	}
+
+	StoredValue struct {
+		Balance        func(childComplexity int) int
+		Bonus          func(childComplexity int) int
+		HasPayPassword func(childComplexity int) int
+		Principal      func(childComplexity int) int
+		Transactions   func(childComplexity int, first *int, after *entgql.Cursor[int]) int
 	}
 
 	StoredValueEntry struct {
@@ -450,17 +614,24 @@ type ComplexityRoot struct {
 		Node   func(childComplexity int) int
 	}
 
+	StoredValuePaymentPayload struct {
+		Duplicate   func(childComplexity int) int
+		Transaction func(childComplexity int) int
+	}
+
 	Tier struct {
-		Benefits          func(childComplexity int) int
-		Code              func(childComplexity int) int
-		CreatedAt         func(childComplexity int) int
-		ID                func(childComplexity int) int
-		Name              func(childComplexity int) int
-		Rank              func(childComplexity int) int
-		ReferralsRequired func(childComplexity int) int
-		RetentionMonths   func(childComplexity int) int
-		Threshold         func(childComplexity int) int
-		UpdatedAt         func(childComplexity int) int
+		Benefits             func(childComplexity int) int
+		Code                 func(childComplexity int) int
+		CreatedAt            func(childComplexity int) int
+		ID                   func(childComplexity int) int
+		MonthlySpendRequired func(childComplexity int) int
+		Name                 func(childComplexity int) int
+		PointsMultiplier     func(childComplexity int) int
+		Rank                 func(childComplexity int) int
+		ReferralsRequired    func(childComplexity int) int
+		RetentionMonths      func(childComplexity int) int
+		Threshold            func(childComplexity int) int
+		UpdatedAt            func(childComplexity int) int
 	}
 
 	TierChange struct {
@@ -474,17 +645,90 @@ type ComplexityRoot struct {
 		To         func(childComplexity int) int
 		ToTierID   func(childComplexity int) int
 	}
+
+	TierCount struct {
+		Members func(childComplexity int) int
+		Tier    func(childComplexity int) int
+	}
+
+	TierMove struct {
+		From    func(childComplexity int) int
+		Members func(childComplexity int) int
+		To      func(childComplexity int) int
+	}
+
+	TierMultiplier struct {
+		Multiplier func(childComplexity int) int
+		Tier       func(childComplexity int) int
+	}
+
+	TierSimulation struct {
+		MembersByTier func(childComplexity int) int
+		Moves         func(childComplexity int) int
+	}
+
+	TierStatus struct {
+		GrowthInWindow func(childComplexity int) int
+		GrowthToRetain func(childComplexity int) int
+		ProjectedTier  func(childComplexity int) int
+		ReviewAt       func(childComplexity int) int
+	}
+
+	UpdateConsentPayload struct {
+		Consent func(childComplexity int) int
+	}
+
+	UpdateMyProfilePayload struct {
+		GrowthAwarded func(childComplexity int) int
+		Member        func(childComplexity int) int
+	}
+
+	UpsertBenefitPayload struct {
+		Benefit func(childComplexity int) int
+	}
+
+	UpsertTierPayload struct {
+		Tier func(childComplexity int) int
+	}
 }
 
 // endregion ***************************** api!.gotpl *****************************
 
 // region    ************************** generated!.gotpl **************************
 
+type CouponResolver interface {
+	Title(ctx context.Context, obj *ent.Coupon) (string, error)
+	Kind(ctx context.Context, obj *ent.Coupon) (enum.CouponKind, error)
+	FaceValue(ctx context.Context, obj *ent.Coupon) (int64, error)
+	DiscountPercent(ctx context.Context, obj *ent.Coupon) (*int, error)
+	MinSpend(ctx context.Context, obj *ent.Coupon) (int64, error)
+}
+type EarningRuleResolver interface {
+	PointsPerYuan(ctx context.Context, obj *ent.EarningRule) (float64, error)
+	GrowthPerYuan(ctx context.Context, obj *ent.EarningRule) (float64, error)
+	TierMultipliers(ctx context.Context, obj *ent.EarningRule) ([]*model.TierMultiplier, error)
+}
+type GrowthResolver interface {
+	Transactions(ctx context.Context, obj *gqlmodel.Growth, first *int, after *entgql.Cursor[int]) (*ent.GrowthEntryConnection, error)
+}
 type MemberResolver interface {
 	Phone(ctx context.Context, obj *ent.Member) (*string, error)
 	Name(ctx context.Context, obj *ent.Member) (*string, error)
 	Birthday(ctx context.Context, obj *ent.Member) (*calendar.Date, error)
 	Identities(ctx context.Context, obj *ent.Member) ([]*ent.Identity, error)
+	Growth(ctx context.Context, obj *ent.Member) (*gqlmodel.Growth, error)
+	Points(ctx context.Context, obj *ent.Member) (*gqlmodel.Points, error)
+	StoredValue(ctx context.Context, obj *ent.Member) (*gqlmodel.StoredValue, error)
+	TierStatus(ctx context.Context, obj *ent.Member) (*model.TierStatus, error)
+	TierHistory(ctx context.Context, obj *ent.Member) ([]*ent.TierChange, error)
+	PaidMemberships(ctx context.Context, obj *ent.Member) ([]*ent.PaidMembership, error)
+	Benefits(ctx context.Context, obj *ent.Member, businessUnitCode *string) ([]*model.MemberBenefit, error)
+	Coupons(ctx context.Context, obj *ent.Member, first *int, after *entgql.Cursor[int], status *enum.CouponStatus) (*ent.CouponConnection, error)
+	Orders(ctx context.Context, obj *ent.Member, first *int, after *entgql.Cursor[int]) (*ent.OrderConnection, error)
+	MemberCode(ctx context.Context, obj *ent.Member) (*model.MemberCode, error)
+	Notifications(ctx context.Context, obj *ent.Member, first *int, after *entgql.Cursor[int], unreadOnly *bool) (*ent.NotificationConnection, error)
+	ProfileCompleteness(ctx context.Context, obj *ent.Member) (int, error)
+	Consents(ctx context.Context, obj *ent.Member) ([]*model.ConsentState, error)
 }
 type MutationResolver interface {
 	LoginWithWeChat(ctx context.Context, input model.LoginWithWeChatInput) (*model.MemberAuthPayload, error)
@@ -495,12 +739,52 @@ type MutationResolver interface {
 	AdminLogin(ctx context.Context, input model.AdminLoginInput) (*model.AdminLoginPayload, error)
 	CreateStaff(ctx context.Context, input model.CreateStaffInput) (*model.CreateStaffPayload, error)
 	CreateAPIClient(ctx context.Context, input model.CreateAPIClientInput) (*model.CreateAPIClientPayload, error)
+	IngestOrder(ctx context.Context, input model.IngestOrderInput) (*model.IngestOrderPayload, error)
+	RefundOrder(ctx context.Context, input model.RefundOrderInput) (*model.RefundOrderPayload, error)
+	PayWithStoredValue(ctx context.Context, input model.StoredValuePaymentInput) (*model.StoredValuePaymentPayload, error)
+	TopUpStoredValue(ctx context.Context, input model.TopUpInput) (*model.StoredValuePaymentPayload, error)
+	RecordPaidMembership(ctx context.Context, input model.PaidMembershipPurchaseInput) (*model.RecordPaidMembershipPayload, error)
+	BindPhone(ctx context.Context, input model.BindPhoneInput) (*model.BindPhonePayload, error)
+	UpdateMyProfile(ctx context.Context, input model.UpdateMyProfileInput) (*model.UpdateMyProfilePayload, error)
+	UpdateConsent(ctx context.Context, input model.UpdateConsentInput) (*model.UpdateConsentPayload, error)
+	SetPayPassword(ctx context.Context, input model.SetPayPasswordInput) (*model.OkPayload, error)
+	CheckIn(ctx context.Context) (*model.CheckInPayload, error)
+	MarkNotificationsRead(ctx context.Context, ids []int) (*model.MarkNotificationsReadPayload, error)
+	MergeMembers(ctx context.Context, input model.MergeMembersInput) (*model.MemberPayload, error)
+	AdjustPoints(ctx context.Context, input model.AdjustPointsInput) (*model.AdjustPointsPayload, error)
+	FreezeMember(ctx context.Context, input model.MemberActionInput) (*model.MemberPayload, error)
+	EraseMember(ctx context.Context, input model.MemberActionInput) (*model.MemberPayload, error)
+	UpsertTier(ctx context.Context, input model.TierInput) (*model.UpsertTierPayload, error)
+	UpsertBenefit(ctx context.Context, input model.BenefitInput) (*model.UpsertBenefitPayload, error)
+	SetEarningRule(ctx context.Context, input model.EarningRuleInput) (*model.SetEarningRulePayload, error)
+}
+type OrderResolver interface {
+	CouponsRedeemed(ctx context.Context, obj *ent.Order) ([]*ent.Coupon, error)
+}
+type PointsResolver interface {
+	ExpiringSoon(ctx context.Context, obj *gqlmodel.Points, withinDays int) ([]*model.ExpiringPoints, error)
+	Transactions(ctx context.Context, obj *gqlmodel.Points, first *int, after *entgql.Cursor[int]) (*ent.PointsEntryConnection, error)
 }
 type QueryResolver interface {
 	Node(ctx context.Context, id int) (ent.Noder, error)
 	Nodes(ctx context.Context, ids []int) ([]ent.Noder, error)
 	Viewer(ctx context.Context) (ent.Noder, error)
 	Me(ctx context.Context) (*ent.Member, error)
+	Members(ctx context.Context, where *model.MemberWhereInput, first *int, after *entgql.Cursor[int], last *int, before *entgql.Cursor[int], orderBy *ent.MemberOrder) (*ent.MemberConnection, error)
+	IdentifyMember(ctx context.Context, memberCode string) (*ent.Member, error)
+	PreviewMerge(ctx context.Context, survivorID int, mergedID int) (*model.MergePreview, error)
+	BusinessUnits(ctx context.Context) ([]*ent.BusinessUnit, error)
+	Tiers(ctx context.Context) ([]*ent.Tier, error)
+	Benefits(ctx context.Context) ([]*ent.Benefit, error)
+	EarningRules(ctx context.Context) ([]*ent.EarningRule, error)
+	PaidMembershipPlans(ctx context.Context) ([]*ent.PaidMembershipPlan, error)
+	SimulateTiers(ctx context.Context, tiers []*model.TierInput, asOf *calendar.Date) (*model.TierSimulation, error)
+}
+type StoredValueResolver interface {
+	Transactions(ctx context.Context, obj *gqlmodel.StoredValue, first *int, after *entgql.Cursor[int]) (*ent.StoredValueEntryConnection, error)
+}
+type TierResolver interface {
+	PointsMultiplier(ctx context.Context, obj *ent.Tier) (float64, error)
 }
 
 // endregion ************************** generated!.gotpl **************************
@@ -520,6 +804,13 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 	ec := newExecutionContext(nil, e, nil)
 	_ = ec
 	switch typeName + "." + field {
+
+	case "AdjustPointsPayload.transaction":
+		if e.ComplexityRoot.AdjustPointsPayload.Transaction == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AdjustPointsPayload.Transaction(childComplexity), true
 
 	case "AdminLoginPayload.accessToken":
 		if e.ComplexityRoot.AdminLoginPayload.AccessToken == nil {
@@ -719,6 +1010,19 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.Benefit.UpdatedAt(childComplexity), true
 
+	case "BindPhonePayload.member":
+		if e.ComplexityRoot.BindPhonePayload.Member == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BindPhonePayload.Member(childComplexity), true
+	case "BindPhonePayload.merged":
+		if e.ComplexityRoot.BindPhonePayload.Merged == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BindPhonePayload.Merged(childComplexity), true
+
 	case "BusinessUnit.code":
 		if e.ComplexityRoot.BusinessUnit.Code == nil {
 			break
@@ -762,6 +1066,31 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.BusinessUnit.UpdatedAt(childComplexity), true
 
+	case "CheckInPayload.alreadyCheckedIn":
+		if e.ComplexityRoot.CheckInPayload.AlreadyCheckedIn == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CheckInPayload.AlreadyCheckedIn(childComplexity), true
+	case "CheckInPayload.growthAwarded":
+		if e.ComplexityRoot.CheckInPayload.GrowthAwarded == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CheckInPayload.GrowthAwarded(childComplexity), true
+	case "CheckInPayload.pointsAwarded":
+		if e.ComplexityRoot.CheckInPayload.PointsAwarded == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CheckInPayload.PointsAwarded(childComplexity), true
+	case "CheckInPayload.streakDays":
+		if e.ComplexityRoot.CheckInPayload.StreakDays == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CheckInPayload.StreakDays(childComplexity), true
+
 	case "Consent.granted":
 		if e.ComplexityRoot.Consent.Granted == nil {
 			break
@@ -793,18 +1122,49 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.Consent.UpdatedAt(childComplexity), true
 
+	case "ConsentState.granted":
+		if e.ComplexityRoot.ConsentState.Granted == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ConsentState.Granted(childComplexity), true
+	case "ConsentState.kind":
+		if e.ComplexityRoot.ConsentState.Kind == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ConsentState.Kind(childComplexity), true
+	case "ConsentState.updatedAt":
+		if e.ComplexityRoot.ConsentState.UpdatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ConsentState.UpdatedAt(childComplexity), true
+
 	case "Coupon.code":
 		if e.ComplexityRoot.Coupon.Code == nil {
 			break
 		}
 
 		return e.ComplexityRoot.Coupon.Code(childComplexity), true
+	case "Coupon.discountPercent":
+		if e.ComplexityRoot.Coupon.DiscountPercent == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Coupon.DiscountPercent(childComplexity), true
 	case "Coupon.expiresAt":
 		if e.ComplexityRoot.Coupon.ExpiresAt == nil {
 			break
 		}
 
 		return e.ComplexityRoot.Coupon.ExpiresAt(childComplexity), true
+	case "Coupon.faceValue":
+		if e.ComplexityRoot.Coupon.FaceValue == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Coupon.FaceValue(childComplexity), true
 	case "Coupon.id":
 		if e.ComplexityRoot.Coupon.ID == nil {
 			break
@@ -817,6 +1177,18 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Coupon.IssuedAt(childComplexity), true
+	case "Coupon.kind":
+		if e.ComplexityRoot.Coupon.Kind == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Coupon.Kind(childComplexity), true
+	case "Coupon.minSpend":
+		if e.ComplexityRoot.Coupon.MinSpend == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Coupon.MinSpend(childComplexity), true
 	case "Coupon.redeemedAt":
 		if e.ComplexityRoot.Coupon.RedeemedAt == nil {
 			break
@@ -835,6 +1207,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Coupon.Template(childComplexity), true
+	case "Coupon.title":
+		if e.ComplexityRoot.Coupon.Title == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Coupon.Title(childComplexity), true
 
 	case "CouponConnection.edges":
 		if e.ComplexityRoot.CouponConnection.Edges == nil {
@@ -973,18 +1351,79 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.EarningRule.CreatedAt(childComplexity), true
+	case "EarningRule.growthPerYuan":
+		if e.ComplexityRoot.EarningRule.GrowthPerYuan == nil {
+			break
+		}
+
+		return e.ComplexityRoot.EarningRule.GrowthPerYuan(childComplexity), true
 	case "EarningRule.id":
 		if e.ComplexityRoot.EarningRule.ID == nil {
 			break
 		}
 
 		return e.ComplexityRoot.EarningRule.ID(childComplexity), true
+	case "EarningRule.pointsPerYuan":
+		if e.ComplexityRoot.EarningRule.PointsPerYuan == nil {
+			break
+		}
+
+		return e.ComplexityRoot.EarningRule.PointsPerYuan(childComplexity), true
+	case "EarningRule.tierMultipliers":
+		if e.ComplexityRoot.EarningRule.TierMultipliers == nil {
+			break
+		}
+
+		return e.ComplexityRoot.EarningRule.TierMultipliers(childComplexity), true
 	case "EarningRule.updatedAt":
 		if e.ComplexityRoot.EarningRule.UpdatedAt == nil {
 			break
 		}
 
 		return e.ComplexityRoot.EarningRule.UpdatedAt(childComplexity), true
+
+	case "ExpiringPoints.amount":
+		if e.ComplexityRoot.ExpiringPoints.Amount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ExpiringPoints.Amount(childComplexity), true
+	case "ExpiringPoints.expiresAt":
+		if e.ComplexityRoot.ExpiringPoints.ExpiresAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ExpiringPoints.ExpiresAt(childComplexity), true
+
+	case "Growth.nextTier":
+		if e.ComplexityRoot.Growth.NextTier == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Growth.NextTier(childComplexity), true
+	case "Growth.toNextTier":
+		if e.ComplexityRoot.Growth.ToNextTier == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Growth.ToNextTier(childComplexity), true
+	case "Growth.transactions":
+		if e.ComplexityRoot.Growth.Transactions == nil {
+			break
+		}
+
+		args, err := ec.field_Growth_transactions_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Growth.Transactions(childComplexity, args["first"].(*int), args["after"].(*entgql.Cursor[int])), true
+	case "Growth.value":
+		if e.ComplexityRoot.Growth.Value == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Growth.Value(childComplexity), true
 
 	case "GrowthEntry.amount":
 		if e.ComplexityRoot.GrowthEntry.Amount == nil {
@@ -1134,6 +1573,25 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.Identity.MemberID(childComplexity), true
 
+	case "IngestOrderPayload.duplicate":
+		if e.ComplexityRoot.IngestOrderPayload.Duplicate == nil {
+			break
+		}
+
+		return e.ComplexityRoot.IngestOrderPayload.Duplicate(childComplexity), true
+	case "IngestOrderPayload.member":
+		if e.ComplexityRoot.IngestOrderPayload.Member == nil {
+			break
+		}
+
+		return e.ComplexityRoot.IngestOrderPayload.Member(childComplexity), true
+	case "IngestOrderPayload.order":
+		if e.ComplexityRoot.IngestOrderPayload.Order == nil {
+			break
+		}
+
+		return e.ComplexityRoot.IngestOrderPayload.Order(childComplexity), true
+
 	case "LogoutPayload.ok":
 		if e.ComplexityRoot.LogoutPayload.Ok == nil {
 			break
@@ -1141,18 +1599,53 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.LogoutPayload.Ok(childComplexity), true
 
+	case "MarkNotificationsReadPayload.updated":
+		if e.ComplexityRoot.MarkNotificationsReadPayload.Updated == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MarkNotificationsReadPayload.Updated(childComplexity), true
+
 	case "Member.avatarUrl":
 		if e.ComplexityRoot.Member.AvatarURL == nil {
 			break
 		}
 
 		return e.ComplexityRoot.Member.AvatarURL(childComplexity), true
+	case "Member.benefits":
+		if e.ComplexityRoot.Member.Benefits == nil {
+			break
+		}
+
+		args, err := ec.field_Member_benefits_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Member.Benefits(childComplexity, args["businessUnitCode"].(*string)), true
 	case "Member.birthday":
 		if e.ComplexityRoot.Member.Birthday == nil {
 			break
 		}
 
 		return e.ComplexityRoot.Member.Birthday(childComplexity), true
+	case "Member.consents":
+		if e.ComplexityRoot.Member.Consents == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Member.Consents(childComplexity), true
+	case "Member.coupons":
+		if e.ComplexityRoot.Member.Coupons == nil {
+			break
+		}
+
+		args, err := ec.field_Member_coupons_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Member.Coupons(childComplexity, args["first"].(*int), args["after"].(*entgql.Cursor[int]), args["status"].(*enum.CouponStatus)), true
 	case "Member.createdAt":
 		if e.ComplexityRoot.Member.CreatedAt == nil {
 			break
@@ -1171,6 +1664,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Member.Gender(childComplexity), true
+	case "Member.growth":
+		if e.ComplexityRoot.Member.Growth == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Member.Growth(childComplexity), true
 	case "Member.id":
 		if e.ComplexityRoot.Member.ID == nil {
 			break
@@ -1183,6 +1682,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Member.Identities(childComplexity), true
+	case "Member.memberCode":
+		if e.ComplexityRoot.Member.MemberCode == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Member.MemberCode(childComplexity), true
 	case "Member.memberNo":
 		if e.ComplexityRoot.Member.MemberNo == nil {
 			break
@@ -1195,12 +1700,52 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Member.Name(childComplexity), true
+	case "Member.notifications":
+		if e.ComplexityRoot.Member.Notifications == nil {
+			break
+		}
+
+		args, err := ec.field_Member_notifications_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Member.Notifications(childComplexity, args["first"].(*int), args["after"].(*entgql.Cursor[int]), args["unreadOnly"].(*bool)), true
+	case "Member.orders":
+		if e.ComplexityRoot.Member.Orders == nil {
+			break
+		}
+
+		args, err := ec.field_Member_orders_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Member.Orders(childComplexity, args["first"].(*int), args["after"].(*entgql.Cursor[int])), true
+	case "Member.paidMemberships":
+		if e.ComplexityRoot.Member.PaidMemberships == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Member.PaidMemberships(childComplexity), true
 	case "Member.phone":
 		if e.ComplexityRoot.Member.Phone == nil {
 			break
 		}
 
 		return e.ComplexityRoot.Member.Phone(childComplexity), true
+	case "Member.points":
+		if e.ComplexityRoot.Member.Points == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Member.Points(childComplexity), true
+	case "Member.profileCompleteness":
+		if e.ComplexityRoot.Member.ProfileCompleteness == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Member.ProfileCompleteness(childComplexity), true
 	case "Member.regionCode":
 		if e.ComplexityRoot.Member.RegionCode == nil {
 			break
@@ -1237,12 +1782,30 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Member.Status(childComplexity), true
+	case "Member.storedValue":
+		if e.ComplexityRoot.Member.StoredValue == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Member.StoredValue(childComplexity), true
 	case "Member.tier":
 		if e.ComplexityRoot.Member.Tier == nil {
 			break
 		}
 
 		return e.ComplexityRoot.Member.Tier(childComplexity), true
+	case "Member.tierHistory":
+		if e.ComplexityRoot.Member.TierHistory == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Member.TierHistory(childComplexity), true
+	case "Member.tierStatus":
+		if e.ComplexityRoot.Member.TierStatus == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Member.TierStatus(childComplexity), true
 	case "Member.updatedAt":
 		if e.ComplexityRoot.Member.UpdatedAt == nil {
 			break
@@ -1281,6 +1844,50 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.MemberAuthPayload.RefreshToken(childComplexity), true
 
+	case "MemberBenefit.code":
+		if e.ComplexityRoot.MemberBenefit.Code == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MemberBenefit.Code(childComplexity), true
+	case "MemberBenefit.description":
+		if e.ComplexityRoot.MemberBenefit.Description == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MemberBenefit.Description(childComplexity), true
+	case "MemberBenefit.kind":
+		if e.ComplexityRoot.MemberBenefit.Kind == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MemberBenefit.Kind(childComplexity), true
+	case "MemberBenefit.name":
+		if e.ComplexityRoot.MemberBenefit.Name == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MemberBenefit.Name(childComplexity), true
+	case "MemberBenefit.source":
+		if e.ComplexityRoot.MemberBenefit.Source == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MemberBenefit.Source(childComplexity), true
+
+	case "MemberCode.code":
+		if e.ComplexityRoot.MemberCode.Code == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MemberCode.Code(childComplexity), true
+	case "MemberCode.expiresAt":
+		if e.ComplexityRoot.MemberCode.ExpiresAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MemberCode.ExpiresAt(childComplexity), true
+
 	case "MemberConnection.edges":
 		if e.ComplexityRoot.MemberConnection.Edges == nil {
 			break
@@ -1313,6 +1920,73 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.MemberEdge.Node(childComplexity), true
 
+	case "MemberPayload.member":
+		if e.ComplexityRoot.MemberPayload.Member == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MemberPayload.Member(childComplexity), true
+
+	case "MergePreview.couponsMoved":
+		if e.ComplexityRoot.MergePreview.CouponsMoved == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MergePreview.CouponsMoved(childComplexity), true
+	case "MergePreview.growthValue":
+		if e.ComplexityRoot.MergePreview.GrowthValue == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MergePreview.GrowthValue(childComplexity), true
+	case "MergePreview.identitiesMoved":
+		if e.ComplexityRoot.MergePreview.IdentitiesMoved == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MergePreview.IdentitiesMoved(childComplexity), true
+	case "MergePreview.merged":
+		if e.ComplexityRoot.MergePreview.Merged == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MergePreview.Merged(childComplexity), true
+	case "MergePreview.pointsBalance":
+		if e.ComplexityRoot.MergePreview.PointsBalance == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MergePreview.PointsBalance(childComplexity), true
+	case "MergePreview.resultingTier":
+		if e.ComplexityRoot.MergePreview.ResultingTier == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MergePreview.ResultingTier(childComplexity), true
+	case "MergePreview.storedValueBalance":
+		if e.ComplexityRoot.MergePreview.StoredValueBalance == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MergePreview.StoredValueBalance(childComplexity), true
+	case "MergePreview.survivor":
+		if e.ComplexityRoot.MergePreview.Survivor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MergePreview.Survivor(childComplexity), true
+
+	case "Mutation.adjustPoints":
+		if e.ComplexityRoot.Mutation.AdjustPoints == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_adjustPoints_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.AdjustPoints(childComplexity, args["input"].(model.AdjustPointsInput)), true
 	case "Mutation.adminLogin":
 		if e.ComplexityRoot.Mutation.AdminLogin == nil {
 			break
@@ -1324,6 +1998,23 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.AdminLogin(childComplexity, args["input"].(model.AdminLoginInput)), true
+	case "Mutation.bindPhone":
+		if e.ComplexityRoot.Mutation.BindPhone == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_bindPhone_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.BindPhone(childComplexity, args["input"].(model.BindPhoneInput)), true
+	case "Mutation.checkIn":
+		if e.ComplexityRoot.Mutation.CheckIn == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Mutation.CheckIn(childComplexity), true
 	case "Mutation.createApiClient":
 		if e.ComplexityRoot.Mutation.CreateAPIClient == nil {
 			break
@@ -1346,6 +2037,39 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.CreateStaff(childComplexity, args["input"].(model.CreateStaffInput)), true
+	case "Mutation.eraseMember":
+		if e.ComplexityRoot.Mutation.EraseMember == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_eraseMember_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.EraseMember(childComplexity, args["input"].(model.MemberActionInput)), true
+	case "Mutation.freezeMember":
+		if e.ComplexityRoot.Mutation.FreezeMember == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_freezeMember_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.FreezeMember(childComplexity, args["input"].(model.MemberActionInput)), true
+	case "Mutation.ingestOrder":
+		if e.ComplexityRoot.Mutation.IngestOrder == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_ingestOrder_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.IngestOrder(childComplexity, args["input"].(model.IngestOrderInput)), true
 	case "Mutation.loginWithPhone":
 		if e.ComplexityRoot.Mutation.LoginWithPhone == nil {
 			break
@@ -1374,6 +2098,50 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.Logout(childComplexity), true
+	case "Mutation.markNotificationsRead":
+		if e.ComplexityRoot.Mutation.MarkNotificationsRead == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_markNotificationsRead_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.MarkNotificationsRead(childComplexity, args["ids"].([]int)), true
+	case "Mutation.mergeMembers":
+		if e.ComplexityRoot.Mutation.MergeMembers == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_mergeMembers_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.MergeMembers(childComplexity, args["input"].(model.MergeMembersInput)), true
+	case "Mutation.payWithStoredValue":
+		if e.ComplexityRoot.Mutation.PayWithStoredValue == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_payWithStoredValue_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.PayWithStoredValue(childComplexity, args["input"].(model.StoredValuePaymentInput)), true
+	case "Mutation.recordPaidMembership":
+		if e.ComplexityRoot.Mutation.RecordPaidMembership == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_recordPaidMembership_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.RecordPaidMembership(childComplexity, args["input"].(model.PaidMembershipPurchaseInput)), true
 	case "Mutation.refreshToken":
 		if e.ComplexityRoot.Mutation.RefreshToken == nil {
 			break
@@ -1385,6 +2153,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.RefreshToken(childComplexity, args["input"].(model.RefreshTokenInput)), true
+	case "Mutation.refundOrder":
+		if e.ComplexityRoot.Mutation.RefundOrder == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_refundOrder_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.RefundOrder(childComplexity, args["input"].(model.RefundOrderInput)), true
 	case "Mutation.requestOtp":
 		if e.ComplexityRoot.Mutation.RequestOtp == nil {
 			break
@@ -1396,6 +2175,83 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.RequestOtp(childComplexity, args["input"].(model.RequestOtpInput)), true
+	case "Mutation.setEarningRule":
+		if e.ComplexityRoot.Mutation.SetEarningRule == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_setEarningRule_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.SetEarningRule(childComplexity, args["input"].(model.EarningRuleInput)), true
+	case "Mutation.setPayPassword":
+		if e.ComplexityRoot.Mutation.SetPayPassword == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_setPayPassword_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.SetPayPassword(childComplexity, args["input"].(model.SetPayPasswordInput)), true
+	case "Mutation.topUpStoredValue":
+		if e.ComplexityRoot.Mutation.TopUpStoredValue == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_topUpStoredValue_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.TopUpStoredValue(childComplexity, args["input"].(model.TopUpInput)), true
+	case "Mutation.updateConsent":
+		if e.ComplexityRoot.Mutation.UpdateConsent == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_updateConsent_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.UpdateConsent(childComplexity, args["input"].(model.UpdateConsentInput)), true
+	case "Mutation.updateMyProfile":
+		if e.ComplexityRoot.Mutation.UpdateMyProfile == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_updateMyProfile_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.UpdateMyProfile(childComplexity, args["input"].(model.UpdateMyProfileInput)), true
+	case "Mutation.upsertBenefit":
+		if e.ComplexityRoot.Mutation.UpsertBenefit == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_upsertBenefit_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.UpsertBenefit(childComplexity, args["input"].(model.BenefitInput)), true
+	case "Mutation.upsertTier":
+		if e.ComplexityRoot.Mutation.UpsertTier == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_upsertTier_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.UpsertTier(childComplexity, args["input"].(model.TierInput)), true
 
 	case "Notification.body":
 		if e.ComplexityRoot.Notification.Body == nil {
@@ -1460,6 +2316,13 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.NotificationEdge.Node(childComplexity), true
 
+	case "OkPayload.ok":
+		if e.ComplexityRoot.OkPayload.Ok == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OkPayload.Ok(childComplexity), true
+
 	case "Order.amount":
 		if e.ComplexityRoot.Order.Amount == nil {
 			break
@@ -1478,7 +2341,13 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Order.Channel(childComplexity), true
-	case "Order.externalID":
+	case "Order.couponsRedeemed":
+		if e.ComplexityRoot.Order.CouponsRedeemed == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Order.CouponsRedeemed(childComplexity), true
+	case "Order.externalId":
 		if e.ComplexityRoot.Order.ExternalID == nil {
 			break
 		}
@@ -1767,6 +2636,35 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.PaidMembershipPlan.UpdatedAt(childComplexity), true
 
+	case "Points.balance":
+		if e.ComplexityRoot.Points.Balance == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Points.Balance(childComplexity), true
+	case "Points.expiringSoon":
+		if e.ComplexityRoot.Points.ExpiringSoon == nil {
+			break
+		}
+
+		args, err := ec.field_Points_expiringSoon_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Points.ExpiringSoon(childComplexity, args["withinDays"].(int)), true
+	case "Points.transactions":
+		if e.ComplexityRoot.Points.Transactions == nil {
+			break
+		}
+
+		args, err := ec.field_Points_transactions_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Points.Transactions(childComplexity, args["first"].(*int), args["after"].(*entgql.Cursor[int])), true
+
 	case "PointsEntry.amount":
 		if e.ComplexityRoot.PointsEntry.Amount == nil {
 			break
@@ -1878,12 +2776,53 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.PointsEntryEdge.Node(childComplexity), true
 
+	case "Query.benefits":
+		if e.ComplexityRoot.Query.Benefits == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Query.Benefits(childComplexity), true
+	case "Query.businessUnits":
+		if e.ComplexityRoot.Query.BusinessUnits == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Query.BusinessUnits(childComplexity), true
+	case "Query.earningRules":
+		if e.ComplexityRoot.Query.EarningRules == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Query.EarningRules(childComplexity), true
+	case "Query.identifyMember":
+		if e.ComplexityRoot.Query.IdentifyMember == nil {
+			break
+		}
+
+		args, err := ec.field_Query_identifyMember_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.IdentifyMember(childComplexity, args["memberCode"].(string)), true
+
 	case "Query.me":
 		if e.ComplexityRoot.Query.Me == nil {
 			break
 		}
 
 		return e.ComplexityRoot.Query.Me(childComplexity), true
+	case "Query.members":
+		if e.ComplexityRoot.Query.Members == nil {
+			break
+		}
+
+		args, err := ec.field_Query_members_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.Members(childComplexity, args["where"].(*model.MemberWhereInput), args["first"].(*int), args["after"].(*entgql.Cursor[int]), args["last"].(*int), args["before"].(*entgql.Cursor[int]), args["orderBy"].(*ent.MemberOrder)), true
 	case "Query.node":
 		if e.ComplexityRoot.Query.Node == nil {
 			break
@@ -1906,12 +2845,59 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Nodes(childComplexity, args["ids"].([]int)), true
+	case "Query.paidMembershipPlans":
+		if e.ComplexityRoot.Query.PaidMembershipPlans == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Query.PaidMembershipPlans(childComplexity), true
+	case "Query.previewMerge":
+		if e.ComplexityRoot.Query.PreviewMerge == nil {
+			break
+		}
+
+		args, err := ec.field_Query_previewMerge_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.PreviewMerge(childComplexity, args["survivorId"].(int), args["mergedId"].(int)), true
+	case "Query.simulateTiers":
+		if e.ComplexityRoot.Query.SimulateTiers == nil {
+			break
+		}
+
+		args, err := ec.field_Query_simulateTiers_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.SimulateTiers(childComplexity, args["tiers"].([]*model.TierInput), args["asOf"].(*calendar.Date)), true
+	case "Query.tiers":
+		if e.ComplexityRoot.Query.Tiers == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Query.Tiers(childComplexity), true
 	case "Query.viewer":
 		if e.ComplexityRoot.Query.Viewer == nil {
 			break
 		}
 
 		return e.ComplexityRoot.Query.Viewer(childComplexity), true
+
+	case "RecordPaidMembershipPayload.duplicate":
+		if e.ComplexityRoot.RecordPaidMembershipPayload.Duplicate == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RecordPaidMembershipPayload.Duplicate(childComplexity), true
+	case "RecordPaidMembershipPayload.membership":
+		if e.ComplexityRoot.RecordPaidMembershipPayload.Membership == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RecordPaidMembershipPayload.Membership(childComplexity), true
 
 	case "RefreshTokenPayload.accessToken":
 		if e.ComplexityRoot.RefreshTokenPayload.AccessToken == nil {
@@ -1932,12 +2918,50 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.RefreshTokenPayload.RefreshToken(childComplexity), true
 
+	case "RefundOrderPayload.duplicate":
+		if e.ComplexityRoot.RefundOrderPayload.Duplicate == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RefundOrderPayload.Duplicate(childComplexity), true
+	case "RefundOrderPayload.growthReversed":
+		if e.ComplexityRoot.RefundOrderPayload.GrowthReversed == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RefundOrderPayload.GrowthReversed(childComplexity), true
+	case "RefundOrderPayload.order":
+		if e.ComplexityRoot.RefundOrderPayload.Order == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RefundOrderPayload.Order(childComplexity), true
+	case "RefundOrderPayload.pointsReversed":
+		if e.ComplexityRoot.RefundOrderPayload.PointsReversed == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RefundOrderPayload.PointsReversed(childComplexity), true
+	case "RefundOrderPayload.storedValueRestored":
+		if e.ComplexityRoot.RefundOrderPayload.StoredValueRestored == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RefundOrderPayload.StoredValueRestored(childComplexity), true
+
 	case "RequestOtpPayload.retryAfterSeconds":
 		if e.ComplexityRoot.RequestOtpPayload.RetryAfterSeconds == nil {
 			break
 		}
 
 		return e.ComplexityRoot.RequestOtpPayload.RetryAfterSeconds(childComplexity), true
+
+	case "SetEarningRulePayload.rule":
+		if e.ComplexityRoot.SetEarningRulePayload.Rule == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SetEarningRulePayload.Rule(childComplexity), true
 
 	case "Staff.active":
 		if e.ComplexityRoot.Staff.Active == nil {
@@ -2048,6 +3072,42 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Store.UpdatedAt(childComplexity), true
+
+	case "StoredValue.balance":
+		if e.ComplexityRoot.StoredValue.Balance == nil {
+			break
+		}
+
+		return e.ComplexityRoot.StoredValue.Balance(childComplexity), true
+	case "StoredValue.bonus":
+		if e.ComplexityRoot.StoredValue.Bonus == nil {
+			break
+		}
+
+		return e.ComplexityRoot.StoredValue.Bonus(childComplexity), true
+	case "StoredValue.hasPayPassword":
+		if e.ComplexityRoot.StoredValue.HasPayPassword == nil {
+			break
+		}
+
+		return e.ComplexityRoot.StoredValue.HasPayPassword(childComplexity), true
+	case "StoredValue.principal":
+		if e.ComplexityRoot.StoredValue.Principal == nil {
+			break
+		}
+
+		return e.ComplexityRoot.StoredValue.Principal(childComplexity), true
+	case "StoredValue.transactions":
+		if e.ComplexityRoot.StoredValue.Transactions == nil {
+			break
+		}
+
+		args, err := ec.field_StoredValue_transactions_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.StoredValue.Transactions(childComplexity, args["first"].(*int), args["after"].(*entgql.Cursor[int])), true
 
 	case "StoredValueEntry.amount":
 		if e.ComplexityRoot.StoredValueEntry.Amount == nil {
@@ -2166,6 +3226,19 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.StoredValueEntryEdge.Node(childComplexity), true
 
+	case "StoredValuePaymentPayload.duplicate":
+		if e.ComplexityRoot.StoredValuePaymentPayload.Duplicate == nil {
+			break
+		}
+
+		return e.ComplexityRoot.StoredValuePaymentPayload.Duplicate(childComplexity), true
+	case "StoredValuePaymentPayload.transaction":
+		if e.ComplexityRoot.StoredValuePaymentPayload.Transaction == nil {
+			break
+		}
+
+		return e.ComplexityRoot.StoredValuePaymentPayload.Transaction(childComplexity), true
+
 	case "Tier.benefits":
 		if e.ComplexityRoot.Tier.Benefits == nil {
 			break
@@ -2190,12 +3263,24 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Tier.ID(childComplexity), true
+	case "Tier.monthlySpendRequired":
+		if e.ComplexityRoot.Tier.MonthlySpendRequired == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Tier.MonthlySpendRequired(childComplexity), true
 	case "Tier.name":
 		if e.ComplexityRoot.Tier.Name == nil {
 			break
 		}
 
 		return e.ComplexityRoot.Tier.Name(childComplexity), true
+	case "Tier.pointsMultiplier":
+		if e.ComplexityRoot.Tier.PointsMultiplier == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Tier.PointsMultiplier(childComplexity), true
 	case "Tier.rank":
 		if e.ComplexityRoot.Tier.Rank == nil {
 			break
@@ -2282,6 +3367,123 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.TierChange.ToTierID(childComplexity), true
 
+	case "TierCount.members":
+		if e.ComplexityRoot.TierCount.Members == nil {
+			break
+		}
+
+		return e.ComplexityRoot.TierCount.Members(childComplexity), true
+	case "TierCount.tier":
+		if e.ComplexityRoot.TierCount.Tier == nil {
+			break
+		}
+
+		return e.ComplexityRoot.TierCount.Tier(childComplexity), true
+
+	case "TierMove.from":
+		if e.ComplexityRoot.TierMove.From == nil {
+			break
+		}
+
+		return e.ComplexityRoot.TierMove.From(childComplexity), true
+	case "TierMove.members":
+		if e.ComplexityRoot.TierMove.Members == nil {
+			break
+		}
+
+		return e.ComplexityRoot.TierMove.Members(childComplexity), true
+	case "TierMove.to":
+		if e.ComplexityRoot.TierMove.To == nil {
+			break
+		}
+
+		return e.ComplexityRoot.TierMove.To(childComplexity), true
+
+	case "TierMultiplier.multiplier":
+		if e.ComplexityRoot.TierMultiplier.Multiplier == nil {
+			break
+		}
+
+		return e.ComplexityRoot.TierMultiplier.Multiplier(childComplexity), true
+	case "TierMultiplier.tier":
+		if e.ComplexityRoot.TierMultiplier.Tier == nil {
+			break
+		}
+
+		return e.ComplexityRoot.TierMultiplier.Tier(childComplexity), true
+
+	case "TierSimulation.membersByTier":
+		if e.ComplexityRoot.TierSimulation.MembersByTier == nil {
+			break
+		}
+
+		return e.ComplexityRoot.TierSimulation.MembersByTier(childComplexity), true
+	case "TierSimulation.moves":
+		if e.ComplexityRoot.TierSimulation.Moves == nil {
+			break
+		}
+
+		return e.ComplexityRoot.TierSimulation.Moves(childComplexity), true
+
+	case "TierStatus.growthInWindow":
+		if e.ComplexityRoot.TierStatus.GrowthInWindow == nil {
+			break
+		}
+
+		return e.ComplexityRoot.TierStatus.GrowthInWindow(childComplexity), true
+	case "TierStatus.growthToRetain":
+		if e.ComplexityRoot.TierStatus.GrowthToRetain == nil {
+			break
+		}
+
+		return e.ComplexityRoot.TierStatus.GrowthToRetain(childComplexity), true
+	case "TierStatus.projectedTier":
+		if e.ComplexityRoot.TierStatus.ProjectedTier == nil {
+			break
+		}
+
+		return e.ComplexityRoot.TierStatus.ProjectedTier(childComplexity), true
+	case "TierStatus.reviewAt":
+		if e.ComplexityRoot.TierStatus.ReviewAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.TierStatus.ReviewAt(childComplexity), true
+
+	case "UpdateConsentPayload.consent":
+		if e.ComplexityRoot.UpdateConsentPayload.Consent == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UpdateConsentPayload.Consent(childComplexity), true
+
+	case "UpdateMyProfilePayload.growthAwarded":
+		if e.ComplexityRoot.UpdateMyProfilePayload.GrowthAwarded == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UpdateMyProfilePayload.GrowthAwarded(childComplexity), true
+	case "UpdateMyProfilePayload.member":
+		if e.ComplexityRoot.UpdateMyProfilePayload.Member == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UpdateMyProfilePayload.Member(childComplexity), true
+
+	case "UpsertBenefitPayload.benefit":
+		if e.ComplexityRoot.UpsertBenefitPayload.Benefit == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UpsertBenefitPayload.Benefit(childComplexity), true
+
+	case "UpsertTierPayload.tier":
+		if e.ComplexityRoot.UpsertTierPayload.Tier == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UpsertTierPayload.Tier(childComplexity), true
+
 	}
 	return 0, false
 }
@@ -2291,34 +3493,53 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 	ec := newExecutionContext(opCtx, e, make(chan graphql.DeferredResult))
 	inputUnmarshalers := func() *graphql.InputUnmarshalerIndex {
 		return graphql.NewInputUnmarshalerIndex(
+			graphql.NewInputUnmarshaler("AdjustPointsInput", ec.unmarshalInputAdjustPointsInput),
 			graphql.NewInputUnmarshaler("AdminLoginInput", ec.unmarshalInputAdminLoginInput),
 			graphql.NewInputUnmarshaler("ApiClientOrder", ec.unmarshalInputApiClientOrder),
 			graphql.NewInputUnmarshaler("AuditLogOrder", ec.unmarshalInputAuditLogOrder),
 			graphql.NewInputUnmarshaler("AuditLogWhereInput", ec.unmarshalInputAuditLogWhereInput),
+			graphql.NewInputUnmarshaler("BenefitInput", ec.unmarshalInputBenefitInput),
 			graphql.NewInputUnmarshaler("BenefitOrder", ec.unmarshalInputBenefitOrder),
+			graphql.NewInputUnmarshaler("BindPhoneInput", ec.unmarshalInputBindPhoneInput),
 			graphql.NewInputUnmarshaler("BusinessUnitOrder", ec.unmarshalInputBusinessUnitOrder),
 			graphql.NewInputUnmarshaler("BusinessUnitWhereInput", ec.unmarshalInputBusinessUnitWhereInput),
 			graphql.NewInputUnmarshaler("CouponOrder", ec.unmarshalInputCouponOrder),
 			graphql.NewInputUnmarshaler("CouponTemplateOrder", ec.unmarshalInputCouponTemplateOrder),
 			graphql.NewInputUnmarshaler("CreateApiClientInput", ec.unmarshalInputCreateApiClientInput),
 			graphql.NewInputUnmarshaler("CreateStaffInput", ec.unmarshalInputCreateStaffInput),
+			graphql.NewInputUnmarshaler("EarningRuleInput", ec.unmarshalInputEarningRuleInput),
 			graphql.NewInputUnmarshaler("EarningRuleOrder", ec.unmarshalInputEarningRuleOrder),
 			graphql.NewInputUnmarshaler("GrowthEntryOrder", ec.unmarshalInputGrowthEntryOrder),
+			graphql.NewInputUnmarshaler("IngestOrderInput", ec.unmarshalInputIngestOrderInput),
 			graphql.NewInputUnmarshaler("LoginWithPhoneInput", ec.unmarshalInputLoginWithPhoneInput),
 			graphql.NewInputUnmarshaler("LoginWithWeChatInput", ec.unmarshalInputLoginWithWeChatInput),
+			graphql.NewInputUnmarshaler("MemberActionInput", ec.unmarshalInputMemberActionInput),
 			graphql.NewInputUnmarshaler("MemberOrder", ec.unmarshalInputMemberOrder),
+			graphql.NewInputUnmarshaler("MemberRefInput", ec.unmarshalInputMemberRefInput),
+			graphql.NewInputUnmarshaler("MemberWhereInput", ec.unmarshalInputMemberWhereInput),
+			graphql.NewInputUnmarshaler("MergeMembersInput", ec.unmarshalInputMergeMembersInput),
 			graphql.NewInputUnmarshaler("NotificationOrder", ec.unmarshalInputNotificationOrder),
+			graphql.NewInputUnmarshaler("OrderItemInput", ec.unmarshalInputOrderItemInput),
 			graphql.NewInputUnmarshaler("OrderOrder", ec.unmarshalInputOrderOrder),
+			graphql.NewInputUnmarshaler("OrderPaymentInput", ec.unmarshalInputOrderPaymentInput),
 			graphql.NewInputUnmarshaler("PaidMembershipOrder", ec.unmarshalInputPaidMembershipOrder),
 			graphql.NewInputUnmarshaler("PaidMembershipPlanOrder", ec.unmarshalInputPaidMembershipPlanOrder),
+			graphql.NewInputUnmarshaler("PaidMembershipPurchaseInput", ec.unmarshalInputPaidMembershipPurchaseInput),
 			graphql.NewInputUnmarshaler("PointsEntryOrder", ec.unmarshalInputPointsEntryOrder),
 			graphql.NewInputUnmarshaler("RefreshTokenInput", ec.unmarshalInputRefreshTokenInput),
+			graphql.NewInputUnmarshaler("RefundOrderInput", ec.unmarshalInputRefundOrderInput),
 			graphql.NewInputUnmarshaler("RequestOtpInput", ec.unmarshalInputRequestOtpInput),
+			graphql.NewInputUnmarshaler("SetPayPasswordInput", ec.unmarshalInputSetPayPasswordInput),
 			graphql.NewInputUnmarshaler("StaffOrder", ec.unmarshalInputStaffOrder),
 			graphql.NewInputUnmarshaler("StoreOrder", ec.unmarshalInputStoreOrder),
 			graphql.NewInputUnmarshaler("StoreWhereInput", ec.unmarshalInputStoreWhereInput),
 			graphql.NewInputUnmarshaler("StoredValueEntryOrder", ec.unmarshalInputStoredValueEntryOrder),
+			graphql.NewInputUnmarshaler("StoredValuePaymentInput", ec.unmarshalInputStoredValuePaymentInput),
+			graphql.NewInputUnmarshaler("TierInput", ec.unmarshalInputTierInput),
 			graphql.NewInputUnmarshaler("TierOrder", ec.unmarshalInputTierOrder),
+			graphql.NewInputUnmarshaler("TopUpInput", ec.unmarshalInputTopUpInput),
+			graphql.NewInputUnmarshaler("UpdateConsentInput", ec.unmarshalInputUpdateConsentInput),
+			graphql.NewInputUnmarshaler("UpdateMyProfileInput", ec.unmarshalInputUpdateMyProfileInput),
 		)
 	}
 	first := true
@@ -2394,7 +3615,7 @@ func newExecutionContext(
 	}
 }
 
-//go:embed "schema/auth.graphqls" "schema/base.graphqls" "ent.graphql"
+//go:embed "schema/auth.graphqls" "schema/base.graphqls" "schema/checkout.graphqls" "schema/members.graphqls" "schema/programme.graphqls" "ent.graphql"
 var sourcesFS embed.FS
 
 func sourceData(filename string) string {
@@ -2408,6 +3629,9 @@ func sourceData(filename string) string {
 var sources = []*ast.Source{
 	{Name: "schema/auth.graphqls", Input: sourceData("schema/auth.graphqls"), BuiltIn: false},
 	{Name: "schema/base.graphqls", Input: sourceData("schema/base.graphqls"), BuiltIn: false},
+	{Name: "schema/checkout.graphqls", Input: sourceData("schema/checkout.graphqls"), BuiltIn: false},
+	{Name: "schema/members.graphqls", Input: sourceData("schema/members.graphqls"), BuiltIn: false},
+	{Name: "schema/programme.graphqls", Input: sourceData("schema/programme.graphqls"), BuiltIn: false},
 	{Name: "ent.graphql", Input: sourceData("ent.graphql"), BuiltIn: false},
 }
 var parsedSchema = gqlparser.MustLoadSchema(sources...)
@@ -2415,6 +3639,14 @@ var parsedSchema = gqlparser.MustLoadSchema(sources...)
 // childFields_* functions provide shared child field context lookups.
 // Each function is generated once per unique object type, deduplicating the
 // switch statements that were previously inlined in every fieldContext_* function.
+
+func (ec *executionContext) childFields_AdjustPointsPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "transaction":
+		return ec.fieldContext_AdjustPointsPayload_transaction(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type AdjustPointsPayload", field.Name)
+}
 
 func (ec *executionContext) childFields_AdminLoginPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
@@ -2504,6 +3736,16 @@ func (ec *executionContext) childFields_Benefit(ctx context.Context, field graph
 	return nil, fmt.Errorf("no field named %q was found under type Benefit", field.Name)
 }
 
+func (ec *executionContext) childFields_BindPhonePayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "merged":
+		return ec.fieldContext_BindPhonePayload_merged(ctx, field)
+	case "member":
+		return ec.fieldContext_BindPhonePayload_member(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type BindPhonePayload", field.Name)
+}
+
 func (ec *executionContext) childFields_BusinessUnit(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "id":
@@ -2524,6 +3766,32 @@ func (ec *executionContext) childFields_BusinessUnit(ctx context.Context, field 
 	return nil, fmt.Errorf("no field named %q was found under type BusinessUnit", field.Name)
 }
 
+func (ec *executionContext) childFields_CheckInPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "alreadyCheckedIn":
+		return ec.fieldContext_CheckInPayload_alreadyCheckedIn(ctx, field)
+	case "streakDays":
+		return ec.fieldContext_CheckInPayload_streakDays(ctx, field)
+	case "growthAwarded":
+		return ec.fieldContext_CheckInPayload_growthAwarded(ctx, field)
+	case "pointsAwarded":
+		return ec.fieldContext_CheckInPayload_pointsAwarded(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CheckInPayload", field.Name)
+}
+
+func (ec *executionContext) childFields_ConsentState(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "kind":
+		return ec.fieldContext_ConsentState_kind(ctx, field)
+	case "granted":
+		return ec.fieldContext_ConsentState_granted(ctx, field)
+	case "updatedAt":
+		return ec.fieldContext_ConsentState_updatedAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ConsentState", field.Name)
+}
+
 func (ec *executionContext) childFields_Coupon(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "id":
@@ -2540,8 +3808,30 @@ func (ec *executionContext) childFields_Coupon(ctx context.Context, field graphq
 		return ec.fieldContext_Coupon_redeemedAt(ctx, field)
 	case "template":
 		return ec.fieldContext_Coupon_template(ctx, field)
+	case "title":
+		return ec.fieldContext_Coupon_title(ctx, field)
+	case "kind":
+		return ec.fieldContext_Coupon_kind(ctx, field)
+	case "faceValue":
+		return ec.fieldContext_Coupon_faceValue(ctx, field)
+	case "discountPercent":
+		return ec.fieldContext_Coupon_discountPercent(ctx, field)
+	case "minSpend":
+		return ec.fieldContext_Coupon_minSpend(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Coupon", field.Name)
+}
+
+func (ec *executionContext) childFields_CouponConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_CouponConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_CouponConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_CouponConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CouponConnection", field.Name)
 }
 
 func (ec *executionContext) childFields_CouponEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -2600,6 +3890,52 @@ func (ec *executionContext) childFields_CreateStaffPayload(ctx context.Context, 
 	return nil, fmt.Errorf("no field named %q was found under type CreateStaffPayload", field.Name)
 }
 
+func (ec *executionContext) childFields_EarningRule(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_EarningRule_id(ctx, field)
+	case "createdAt":
+		return ec.fieldContext_EarningRule_createdAt(ctx, field)
+	case "updatedAt":
+		return ec.fieldContext_EarningRule_updatedAt(ctx, field)
+	case "businessUnitID":
+		return ec.fieldContext_EarningRule_businessUnitID(ctx, field)
+	case "businessUnit":
+		return ec.fieldContext_EarningRule_businessUnit(ctx, field)
+	case "pointsPerYuan":
+		return ec.fieldContext_EarningRule_pointsPerYuan(ctx, field)
+	case "growthPerYuan":
+		return ec.fieldContext_EarningRule_growthPerYuan(ctx, field)
+	case "tierMultipliers":
+		return ec.fieldContext_EarningRule_tierMultipliers(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type EarningRule", field.Name)
+}
+
+func (ec *executionContext) childFields_ExpiringPoints(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "amount":
+		return ec.fieldContext_ExpiringPoints_amount(ctx, field)
+	case "expiresAt":
+		return ec.fieldContext_ExpiringPoints_expiresAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ExpiringPoints", field.Name)
+}
+
+func (ec *executionContext) childFields_Growth(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "value":
+		return ec.fieldContext_Growth_value(ctx, field)
+	case "toNextTier":
+		return ec.fieldContext_Growth_toNextTier(ctx, field)
+	case "nextTier":
+		return ec.fieldContext_Growth_nextTier(ctx, field)
+	case "transactions":
+		return ec.fieldContext_Growth_transactions(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Growth", field.Name)
+}
+
 func (ec *executionContext) childFields_GrowthEntry(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "id":
@@ -2628,6 +3964,18 @@ func (ec *executionContext) childFields_GrowthEntry(ctx context.Context, field g
 		return ec.fieldContext_GrowthEntry_store(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type GrowthEntry", field.Name)
+}
+
+func (ec *executionContext) childFields_GrowthEntryConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_GrowthEntryConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_GrowthEntryConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_GrowthEntryConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type GrowthEntryConnection", field.Name)
 }
 
 func (ec *executionContext) childFields_GrowthEntryEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -2660,12 +4008,32 @@ func (ec *executionContext) childFields_Identity(ctx context.Context, field grap
 	return nil, fmt.Errorf("no field named %q was found under type Identity", field.Name)
 }
 
+func (ec *executionContext) childFields_IngestOrderPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "duplicate":
+		return ec.fieldContext_IngestOrderPayload_duplicate(ctx, field)
+	case "order":
+		return ec.fieldContext_IngestOrderPayload_order(ctx, field)
+	case "member":
+		return ec.fieldContext_IngestOrderPayload_member(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type IngestOrderPayload", field.Name)
+}
+
 func (ec *executionContext) childFields_LogoutPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "ok":
 		return ec.fieldContext_LogoutPayload_ok(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type LogoutPayload", field.Name)
+}
+
+func (ec *executionContext) childFields_MarkNotificationsReadPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "updated":
+		return ec.fieldContext_MarkNotificationsReadPayload_updated(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type MarkNotificationsReadPayload", field.Name)
 }
 
 func (ec *executionContext) childFields_Member(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -2706,6 +4074,32 @@ func (ec *executionContext) childFields_Member(ctx context.Context, field graphq
 		return ec.fieldContext_Member_birthday(ctx, field)
 	case "identities":
 		return ec.fieldContext_Member_identities(ctx, field)
+	case "growth":
+		return ec.fieldContext_Member_growth(ctx, field)
+	case "points":
+		return ec.fieldContext_Member_points(ctx, field)
+	case "storedValue":
+		return ec.fieldContext_Member_storedValue(ctx, field)
+	case "tierStatus":
+		return ec.fieldContext_Member_tierStatus(ctx, field)
+	case "tierHistory":
+		return ec.fieldContext_Member_tierHistory(ctx, field)
+	case "paidMemberships":
+		return ec.fieldContext_Member_paidMemberships(ctx, field)
+	case "benefits":
+		return ec.fieldContext_Member_benefits(ctx, field)
+	case "coupons":
+		return ec.fieldContext_Member_coupons(ctx, field)
+	case "orders":
+		return ec.fieldContext_Member_orders(ctx, field)
+	case "memberCode":
+		return ec.fieldContext_Member_memberCode(ctx, field)
+	case "notifications":
+		return ec.fieldContext_Member_notifications(ctx, field)
+	case "profileCompleteness":
+		return ec.fieldContext_Member_profileCompleteness(ctx, field)
+	case "consents":
+		return ec.fieldContext_Member_consents(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Member", field.Name)
 }
@@ -2726,6 +4120,44 @@ func (ec *executionContext) childFields_MemberAuthPayload(ctx context.Context, f
 	return nil, fmt.Errorf("no field named %q was found under type MemberAuthPayload", field.Name)
 }
 
+func (ec *executionContext) childFields_MemberBenefit(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "code":
+		return ec.fieldContext_MemberBenefit_code(ctx, field)
+	case "name":
+		return ec.fieldContext_MemberBenefit_name(ctx, field)
+	case "description":
+		return ec.fieldContext_MemberBenefit_description(ctx, field)
+	case "kind":
+		return ec.fieldContext_MemberBenefit_kind(ctx, field)
+	case "source":
+		return ec.fieldContext_MemberBenefit_source(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type MemberBenefit", field.Name)
+}
+
+func (ec *executionContext) childFields_MemberCode(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "code":
+		return ec.fieldContext_MemberCode_code(ctx, field)
+	case "expiresAt":
+		return ec.fieldContext_MemberCode_expiresAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type MemberCode", field.Name)
+}
+
+func (ec *executionContext) childFields_MemberConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_MemberConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_MemberConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_MemberConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type MemberConnection", field.Name)
+}
+
 func (ec *executionContext) childFields_MemberEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "node":
@@ -2734,6 +4166,36 @@ func (ec *executionContext) childFields_MemberEdge(ctx context.Context, field gr
 		return ec.fieldContext_MemberEdge_cursor(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type MemberEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_MemberPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "member":
+		return ec.fieldContext_MemberPayload_member(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type MemberPayload", field.Name)
+}
+
+func (ec *executionContext) childFields_MergePreview(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "survivor":
+		return ec.fieldContext_MergePreview_survivor(ctx, field)
+	case "merged":
+		return ec.fieldContext_MergePreview_merged(ctx, field)
+	case "resultingTier":
+		return ec.fieldContext_MergePreview_resultingTier(ctx, field)
+	case "pointsBalance":
+		return ec.fieldContext_MergePreview_pointsBalance(ctx, field)
+	case "storedValueBalance":
+		return ec.fieldContext_MergePreview_storedValueBalance(ctx, field)
+	case "growthValue":
+		return ec.fieldContext_MergePreview_growthValue(ctx, field)
+	case "couponsMoved":
+		return ec.fieldContext_MergePreview_couponsMoved(ctx, field)
+	case "identitiesMoved":
+		return ec.fieldContext_MergePreview_identitiesMoved(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type MergePreview", field.Name)
 }
 
 func (ec *executionContext) childFields_Notification(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -2752,6 +4214,18 @@ func (ec *executionContext) childFields_Notification(ctx context.Context, field 
 	return nil, fmt.Errorf("no field named %q was found under type Notification", field.Name)
 }
 
+func (ec *executionContext) childFields_NotificationConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_NotificationConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_NotificationConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_NotificationConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type NotificationConnection", field.Name)
+}
+
 func (ec *executionContext) childFields_NotificationEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "node":
@@ -2762,12 +4236,20 @@ func (ec *executionContext) childFields_NotificationEdge(ctx context.Context, fi
 	return nil, fmt.Errorf("no field named %q was found under type NotificationEdge", field.Name)
 }
 
+func (ec *executionContext) childFields_OkPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "ok":
+		return ec.fieldContext_OkPayload_ok(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type OkPayload", field.Name)
+}
+
 func (ec *executionContext) childFields_Order(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "id":
 		return ec.fieldContext_Order_id(ctx, field)
-	case "externalID":
-		return ec.fieldContext_Order_externalID(ctx, field)
+	case "externalId":
+		return ec.fieldContext_Order_externalId(ctx, field)
 	case "channel":
 		return ec.fieldContext_Order_channel(ctx, field)
 	case "status":
@@ -2790,8 +4272,22 @@ func (ec *executionContext) childFields_Order(ctx context.Context, field graphql
 		return ec.fieldContext_Order_businessUnit(ctx, field)
 	case "items":
 		return ec.fieldContext_Order_items(ctx, field)
+	case "couponsRedeemed":
+		return ec.fieldContext_Order_couponsRedeemed(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Order", field.Name)
+}
+
+func (ec *executionContext) childFields_OrderConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_OrderConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_OrderConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_OrderConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type OrderConnection", field.Name)
 }
 
 func (ec *executionContext) childFields_OrderEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -2842,6 +4338,32 @@ func (ec *executionContext) childFields_PageInfo(ctx context.Context, field grap
 	return nil, fmt.Errorf("no field named %q was found under type PageInfo", field.Name)
 }
 
+func (ec *executionContext) childFields_PaidMembership(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_PaidMembership_id(ctx, field)
+	case "createdAt":
+		return ec.fieldContext_PaidMembership_createdAt(ctx, field)
+	case "updatedAt":
+		return ec.fieldContext_PaidMembership_updatedAt(ctx, field)
+	case "memberID":
+		return ec.fieldContext_PaidMembership_memberID(ctx, field)
+	case "planID":
+		return ec.fieldContext_PaidMembership_planID(ctx, field)
+	case "status":
+		return ec.fieldContext_PaidMembership_status(ctx, field)
+	case "startedAt":
+		return ec.fieldContext_PaidMembership_startedAt(ctx, field)
+	case "expiresAt":
+		return ec.fieldContext_PaidMembership_expiresAt(ctx, field)
+	case "autoRenew":
+		return ec.fieldContext_PaidMembership_autoRenew(ctx, field)
+	case "plan":
+		return ec.fieldContext_PaidMembership_plan(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type PaidMembership", field.Name)
+}
+
 func (ec *executionContext) childFields_PaidMembershipPlan(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "id":
@@ -2864,6 +4386,18 @@ func (ec *executionContext) childFields_PaidMembershipPlan(ctx context.Context, 
 		return ec.fieldContext_PaidMembershipPlan_benefits(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type PaidMembershipPlan", field.Name)
+}
+
+func (ec *executionContext) childFields_Points(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "balance":
+		return ec.fieldContext_Points_balance(ctx, field)
+	case "expiringSoon":
+		return ec.fieldContext_Points_expiringSoon(ctx, field)
+	case "transactions":
+		return ec.fieldContext_Points_transactions(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Points", field.Name)
 }
 
 func (ec *executionContext) childFields_PointsEntry(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -2898,6 +4432,18 @@ func (ec *executionContext) childFields_PointsEntry(ctx context.Context, field g
 	return nil, fmt.Errorf("no field named %q was found under type PointsEntry", field.Name)
 }
 
+func (ec *executionContext) childFields_PointsEntryConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_PointsEntryConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_PointsEntryConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_PointsEntryConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type PointsEntryConnection", field.Name)
+}
+
 func (ec *executionContext) childFields_PointsEntryEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "node":
@@ -2906,6 +4452,16 @@ func (ec *executionContext) childFields_PointsEntryEdge(ctx context.Context, fie
 		return ec.fieldContext_PointsEntryEdge_cursor(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type PointsEntryEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_RecordPaidMembershipPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "duplicate":
+		return ec.fieldContext_RecordPaidMembershipPayload_duplicate(ctx, field)
+	case "membership":
+		return ec.fieldContext_RecordPaidMembershipPayload_membership(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type RecordPaidMembershipPayload", field.Name)
 }
 
 func (ec *executionContext) childFields_RefreshTokenPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -2920,12 +4476,36 @@ func (ec *executionContext) childFields_RefreshTokenPayload(ctx context.Context,
 	return nil, fmt.Errorf("no field named %q was found under type RefreshTokenPayload", field.Name)
 }
 
+func (ec *executionContext) childFields_RefundOrderPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "duplicate":
+		return ec.fieldContext_RefundOrderPayload_duplicate(ctx, field)
+	case "order":
+		return ec.fieldContext_RefundOrderPayload_order(ctx, field)
+	case "pointsReversed":
+		return ec.fieldContext_RefundOrderPayload_pointsReversed(ctx, field)
+	case "growthReversed":
+		return ec.fieldContext_RefundOrderPayload_growthReversed(ctx, field)
+	case "storedValueRestored":
+		return ec.fieldContext_RefundOrderPayload_storedValueRestored(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type RefundOrderPayload", field.Name)
+}
+
 func (ec *executionContext) childFields_RequestOtpPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "retryAfterSeconds":
 		return ec.fieldContext_RequestOtpPayload_retryAfterSeconds(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type RequestOtpPayload", field.Name)
+}
+
+func (ec *executionContext) childFields_SetEarningRulePayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "rule":
+		return ec.fieldContext_SetEarningRulePayload_rule(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type SetEarningRulePayload", field.Name)
 }
 
 func (ec *executionContext) childFields_Staff(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -2976,6 +4556,22 @@ func (ec *executionContext) childFields_Store(ctx context.Context, field graphql
 	return nil, fmt.Errorf("no field named %q was found under type Store", field.Name)
 }
 
+func (ec *executionContext) childFields_StoredValue(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "balance":
+		return ec.fieldContext_StoredValue_balance(ctx, field)
+	case "principal":
+		return ec.fieldContext_StoredValue_principal(ctx, field)
+	case "bonus":
+		return ec.fieldContext_StoredValue_bonus(ctx, field)
+	case "hasPayPassword":
+		return ec.fieldContext_StoredValue_hasPayPassword(ctx, field)
+	case "transactions":
+		return ec.fieldContext_StoredValue_transactions(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type StoredValue", field.Name)
+}
+
 func (ec *executionContext) childFields_StoredValueEntry(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "id":
@@ -3010,6 +4606,18 @@ func (ec *executionContext) childFields_StoredValueEntry(ctx context.Context, fi
 	return nil, fmt.Errorf("no field named %q was found under type StoredValueEntry", field.Name)
 }
 
+func (ec *executionContext) childFields_StoredValueEntryConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_StoredValueEntryConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_StoredValueEntryConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_StoredValueEntryConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type StoredValueEntryConnection", field.Name)
+}
+
 func (ec *executionContext) childFields_StoredValueEntryEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "node":
@@ -3018,6 +4626,16 @@ func (ec *executionContext) childFields_StoredValueEntryEdge(ctx context.Context
 		return ec.fieldContext_StoredValueEntryEdge_cursor(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type StoredValueEntryEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_StoredValuePaymentPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "duplicate":
+		return ec.fieldContext_StoredValuePaymentPayload_duplicate(ctx, field)
+	case "transaction":
+		return ec.fieldContext_StoredValuePaymentPayload_transaction(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type StoredValuePaymentPayload", field.Name)
 }
 
 func (ec *executionContext) childFields_Tier(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -3042,8 +4660,126 @@ func (ec *executionContext) childFields_Tier(ctx context.Context, field graphql.
 		return ec.fieldContext_Tier_retentionMonths(ctx, field)
 	case "benefits":
 		return ec.fieldContext_Tier_benefits(ctx, field)
+	case "monthlySpendRequired":
+		return ec.fieldContext_Tier_monthlySpendRequired(ctx, field)
+	case "pointsMultiplier":
+		return ec.fieldContext_Tier_pointsMultiplier(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Tier", field.Name)
+}
+
+func (ec *executionContext) childFields_TierChange(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_TierChange_id(ctx, field)
+	case "memberID":
+		return ec.fieldContext_TierChange_memberID(ctx, field)
+	case "fromTierID":
+		return ec.fieldContext_TierChange_fromTierID(ctx, field)
+	case "toTierID":
+		return ec.fieldContext_TierChange_toTierID(ctx, field)
+	case "direction":
+		return ec.fieldContext_TierChange_direction(ctx, field)
+	case "reason":
+		return ec.fieldContext_TierChange_reason(ctx, field)
+	case "changedAt":
+		return ec.fieldContext_TierChange_changedAt(ctx, field)
+	case "from":
+		return ec.fieldContext_TierChange_from(ctx, field)
+	case "to":
+		return ec.fieldContext_TierChange_to(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type TierChange", field.Name)
+}
+
+func (ec *executionContext) childFields_TierCount(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "tier":
+		return ec.fieldContext_TierCount_tier(ctx, field)
+	case "members":
+		return ec.fieldContext_TierCount_members(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type TierCount", field.Name)
+}
+
+func (ec *executionContext) childFields_TierMove(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "from":
+		return ec.fieldContext_TierMove_from(ctx, field)
+	case "to":
+		return ec.fieldContext_TierMove_to(ctx, field)
+	case "members":
+		return ec.fieldContext_TierMove_members(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type TierMove", field.Name)
+}
+
+func (ec *executionContext) childFields_TierMultiplier(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "tier":
+		return ec.fieldContext_TierMultiplier_tier(ctx, field)
+	case "multiplier":
+		return ec.fieldContext_TierMultiplier_multiplier(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type TierMultiplier", field.Name)
+}
+
+func (ec *executionContext) childFields_TierSimulation(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "moves":
+		return ec.fieldContext_TierSimulation_moves(ctx, field)
+	case "membersByTier":
+		return ec.fieldContext_TierSimulation_membersByTier(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type TierSimulation", field.Name)
+}
+
+func (ec *executionContext) childFields_TierStatus(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "reviewAt":
+		return ec.fieldContext_TierStatus_reviewAt(ctx, field)
+	case "growthInWindow":
+		return ec.fieldContext_TierStatus_growthInWindow(ctx, field)
+	case "growthToRetain":
+		return ec.fieldContext_TierStatus_growthToRetain(ctx, field)
+	case "projectedTier":
+		return ec.fieldContext_TierStatus_projectedTier(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type TierStatus", field.Name)
+}
+
+func (ec *executionContext) childFields_UpdateConsentPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "consent":
+		return ec.fieldContext_UpdateConsentPayload_consent(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type UpdateConsentPayload", field.Name)
+}
+
+func (ec *executionContext) childFields_UpdateMyProfilePayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "growthAwarded":
+		return ec.fieldContext_UpdateMyProfilePayload_growthAwarded(ctx, field)
+	case "member":
+		return ec.fieldContext_UpdateMyProfilePayload_member(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type UpdateMyProfilePayload", field.Name)
+}
+
+func (ec *executionContext) childFields_UpsertBenefitPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "benefit":
+		return ec.fieldContext_UpsertBenefitPayload_benefit(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type UpsertBenefitPayload", field.Name)
+}
+
+func (ec *executionContext) childFields_UpsertTierPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "tier":
+		return ec.fieldContext_UpsertTierPayload_tier(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type UpsertTierPayload", field.Name)
 }
 
 func (ec *executionContext) childFields___Directive(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -3192,12 +4928,158 @@ func (ec *executionContext) dir_auth_args(ctx context.Context, rawArgs map[strin
 	return args, nil
 }
 
+func (ec *executionContext) field_Growth_transactions_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*entgql.Cursor[int], error) {
+			return ec.unmarshalOCursor2ᚖentgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Member_benefits_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "businessUnitCode",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["businessUnitCode"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Member_coupons_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*entgql.Cursor[int], error) {
+			return ec.unmarshalOCursor2ᚖentgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "status",
+		func(ctx context.Context, v any) (*enum.CouponStatus, error) {
+			return ec.unmarshalOCouponStatus2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐCouponStatus(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["status"] = arg2
+	return args, nil
+}
+
+func (ec *executionContext) field_Member_notifications_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*entgql.Cursor[int], error) {
+			return ec.unmarshalOCursor2ᚖentgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "unreadOnly",
+		func(ctx context.Context, v any) (*bool, error) {
+			return ec.unmarshalOBoolean2ᚖbool(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["unreadOnly"] = arg2
+	return args, nil
+}
+
+func (ec *executionContext) field_Member_orders_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*entgql.Cursor[int], error) {
+			return ec.unmarshalOCursor2ᚖentgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_adjustPoints_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.AdjustPointsInput, error) {
+			return ec.unmarshalNAdjustPointsInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐAdjustPointsInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_adminLogin_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
 	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
 		func(ctx context.Context, v any) (model.AdminLoginInput, error) {
 			return ec.unmarshalNAdminLoginInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐAdminLoginInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_bindPhone_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.BindPhoneInput, error) {
+			return ec.unmarshalNBindPhoneInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐBindPhoneInput(ctx, v)
 		})
 	if err != nil {
 		return nil, err
@@ -3234,6 +5116,48 @@ func (ec *executionContext) field_Mutation_createStaff_args(ctx context.Context,
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_eraseMember_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.MemberActionInput, error) {
+			return ec.unmarshalNMemberActionInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐMemberActionInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_freezeMember_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.MemberActionInput, error) {
+			return ec.unmarshalNMemberActionInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐMemberActionInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_ingestOrder_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.IngestOrderInput, error) {
+			return ec.unmarshalNIngestOrderInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐIngestOrderInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_loginWithPhone_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -3262,12 +5186,82 @@ func (ec *executionContext) field_Mutation_loginWithWeChat_args(ctx context.Cont
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_markNotificationsRead_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "ids",
+		func(ctx context.Context, v any) ([]int, error) {
+			return ec.unmarshalNID2ᚕintᚄ(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["ids"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_mergeMembers_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.MergeMembersInput, error) {
+			return ec.unmarshalNMergeMembersInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐMergeMembersInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_payWithStoredValue_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.StoredValuePaymentInput, error) {
+			return ec.unmarshalNStoredValuePaymentInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐStoredValuePaymentInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_recordPaidMembership_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.PaidMembershipPurchaseInput, error) {
+			return ec.unmarshalNPaidMembershipPurchaseInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐPaidMembershipPurchaseInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_refreshToken_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
 	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
 		func(ctx context.Context, v any) (model.RefreshTokenInput, error) {
 			return ec.unmarshalNRefreshTokenInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐRefreshTokenInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_refundOrder_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.RefundOrderInput, error) {
+			return ec.unmarshalNRefundOrderInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐRefundOrderInput(ctx, v)
 		})
 	if err != nil {
 		return nil, err
@@ -3290,6 +5284,140 @@ func (ec *executionContext) field_Mutation_requestOtp_args(ctx context.Context, 
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_setEarningRule_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.EarningRuleInput, error) {
+			return ec.unmarshalNEarningRuleInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐEarningRuleInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_setPayPassword_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.SetPayPasswordInput, error) {
+			return ec.unmarshalNSetPayPasswordInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐSetPayPasswordInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_topUpStoredValue_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.TopUpInput, error) {
+			return ec.unmarshalNTopUpInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐTopUpInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_updateConsent_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.UpdateConsentInput, error) {
+			return ec.unmarshalNUpdateConsentInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐUpdateConsentInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_updateMyProfile_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.UpdateMyProfileInput, error) {
+			return ec.unmarshalNUpdateMyProfileInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐUpdateMyProfileInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_upsertBenefit_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.BenefitInput, error) {
+			return ec.unmarshalNBenefitInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐBenefitInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_upsertTier_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.TierInput, error) {
+			return ec.unmarshalNTierInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐTierInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Points_expiringSoon_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "withinDays",
+		func(ctx context.Context, v any) (int, error) {
+			return ec.unmarshalNInt2int(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["withinDays"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Points_transactions_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*entgql.Cursor[int], error) {
+			return ec.unmarshalOCursor2ᚖentgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg1
+	return args, nil
+}
+
 func (ec *executionContext) field_Query___type_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -3301,6 +5429,74 @@ func (ec *executionContext) field_Query___type_args(ctx context.Context, rawArgs
 		return nil, err
 	}
 	args["name"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_identifyMember_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "memberCode",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["memberCode"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_members_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "where",
+		func(ctx context.Context, v any) (*model.MemberWhereInput, error) {
+			return ec.unmarshalOMemberWhereInput2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐMemberWhereInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["where"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*entgql.Cursor[int], error) {
+			return ec.unmarshalOCursor2ᚖentgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg2
+	arg3, err := graphql.ProcessArgField(ctx, rawArgs, "last",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["last"] = arg3
+	arg4, err := graphql.ProcessArgField(ctx, rawArgs, "before",
+		func(ctx context.Context, v any) (*entgql.Cursor[int], error) {
+			return ec.unmarshalOCursor2ᚖentgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["before"] = arg4
+	arg5, err := graphql.ProcessArgField(ctx, rawArgs, "orderBy",
+		func(ctx context.Context, v any) (*ent.MemberOrder, error) {
+			return ec.unmarshalOMemberOrder2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐMemberOrder(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["orderBy"] = arg5
 	return args, nil
 }
 
@@ -3329,6 +5525,72 @@ func (ec *executionContext) field_Query_nodes_args(ctx context.Context, rawArgs 
 		return nil, err
 	}
 	args["ids"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_previewMerge_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "survivorId",
+		func(ctx context.Context, v any) (int, error) {
+			return ec.unmarshalNID2int(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["survivorId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "mergedId",
+		func(ctx context.Context, v any) (int, error) {
+			return ec.unmarshalNID2int(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["mergedId"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_simulateTiers_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "tiers",
+		func(ctx context.Context, v any) ([]*model.TierInput, error) {
+			return ec.unmarshalNTierInput2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐTierInputᚄ(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["tiers"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "asOf",
+		func(ctx context.Context, v any) (*calendar.Date, error) {
+			return ec.unmarshalODate2ᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋplatformᚋcalendarᚐDate(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["asOf"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_StoredValue_transactions_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*entgql.Cursor[int], error) {
+			return ec.unmarshalOCursor2ᚖentgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg1
 	return args, nil
 }
 
@@ -3391,6 +5653,38 @@ func (ec *executionContext) field___Type_fields_args(ctx context.Context, rawArg
 // endregion ***************************** args.gotpl *****************************
 
 // region    **************************** field.gotpl *****************************
+
+func (ec *executionContext) _AdjustPointsPayload_transaction(ctx context.Context, field graphql.CollectedField, obj *model.AdjustPointsPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AdjustPointsPayload_transaction(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Transaction, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.PointsEntry) graphql.Marshaler {
+			return ec.marshalNPointsEntry2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐPointsEntry(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AdjustPointsPayload_transaction(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "AdjustPointsPayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PointsEntry(ctx, field)
+		},
+	}
+	return fc, nil
+}
 
 func (ec *executionContext) _AdminLoginPayload_accessToken(ctx context.Context, field graphql.CollectedField, obj *model.AdminLoginPayload) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
@@ -4173,6 +6467,61 @@ func (ec *executionContext) fieldContext_Benefit_kind(_ context.Context, field g
 	return graphql.NewScalarFieldContext("Benefit", field, false, false, "BenefitKind")
 }
 
+func (ec *executionContext) _BindPhonePayload_merged(ctx context.Context, field graphql.CollectedField, obj *model.BindPhonePayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BindPhonePayload_merged(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Merged, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BindPhonePayload_merged(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BindPhonePayload", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _BindPhonePayload_member(ctx context.Context, field graphql.CollectedField, obj *model.BindPhonePayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BindPhonePayload_member(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Member, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.Member) graphql.Marshaler {
+			return ec.marshalNMember2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐMember(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BindPhonePayload_member(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "BindPhonePayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Member(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _BusinessUnit_id(ctx context.Context, field graphql.CollectedField, obj *ent.BusinessUnit) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -4343,6 +6692,98 @@ func (ec *executionContext) fieldContext_BusinessUnit_stores(_ context.Context, 
 	return fc, nil
 }
 
+func (ec *executionContext) _CheckInPayload_alreadyCheckedIn(ctx context.Context, field graphql.CollectedField, obj *model.CheckInPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CheckInPayload_alreadyCheckedIn(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.AlreadyCheckedIn, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CheckInPayload_alreadyCheckedIn(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CheckInPayload", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _CheckInPayload_streakDays(ctx context.Context, field graphql.CollectedField, obj *model.CheckInPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CheckInPayload_streakDays(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.StreakDays, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CheckInPayload_streakDays(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CheckInPayload", field, false, false, "Int")
+}
+
+func (ec *executionContext) _CheckInPayload_growthAwarded(ctx context.Context, field graphql.CollectedField, obj *model.CheckInPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CheckInPayload_growthAwarded(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.GrowthAwarded, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CheckInPayload_growthAwarded(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CheckInPayload", field, false, false, "Int")
+}
+
+func (ec *executionContext) _CheckInPayload_pointsAwarded(ctx context.Context, field graphql.CollectedField, obj *model.CheckInPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CheckInPayload_pointsAwarded(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PointsAwarded, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CheckInPayload_pointsAwarded(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CheckInPayload", field, false, false, "Int")
+}
+
 func (ec *executionContext) _Consent_id(ctx context.Context, field graphql.CollectedField, obj *ent.Consent) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -4456,6 +6897,75 @@ func (ec *executionContext) _Consent_updatedAt(ctx context.Context, field graphq
 }
 func (ec *executionContext) fieldContext_Consent_updatedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("Consent", field, false, false, "Time")
+}
+
+func (ec *executionContext) _ConsentState_kind(ctx context.Context, field graphql.CollectedField, obj *model.ConsentState) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ConsentState_kind(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Kind, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v enum.ConsentKind) graphql.Marshaler {
+			return ec.marshalNConsentKind2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐConsentKind(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ConsentState_kind(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ConsentState", field, false, false, "ConsentKind")
+}
+
+func (ec *executionContext) _ConsentState_granted(ctx context.Context, field graphql.CollectedField, obj *model.ConsentState) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ConsentState_granted(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Granted, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ConsentState_granted(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ConsentState", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _ConsentState_updatedAt(ctx context.Context, field graphql.CollectedField, obj *model.ConsentState) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ConsentState_updatedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UpdatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_ConsentState_updatedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ConsentState", field, false, false, "Time")
 }
 
 func (ec *executionContext) _Coupon_id(ctx context.Context, field graphql.CollectedField, obj *ent.Coupon) (ret graphql.Marshaler) {
@@ -4626,6 +7136,121 @@ func (ec *executionContext) fieldContext_Coupon_template(_ context.Context, fiel
 		},
 	}
 	return fc, nil
+}
+
+func (ec *executionContext) _Coupon_title(ctx context.Context, field graphql.CollectedField, obj *ent.Coupon) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Coupon_title(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Coupon().Title(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Coupon_title(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Coupon", field, true, true, "String")
+}
+
+func (ec *executionContext) _Coupon_kind(ctx context.Context, field graphql.CollectedField, obj *ent.Coupon) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Coupon_kind(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Coupon().Kind(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v enum.CouponKind) graphql.Marshaler {
+			return ec.marshalNCouponKind2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐCouponKind(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Coupon_kind(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Coupon", field, true, true, "CouponKind")
+}
+
+func (ec *executionContext) _Coupon_faceValue(ctx context.Context, field graphql.CollectedField, obj *ent.Coupon) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Coupon_faceValue(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Coupon().FaceValue(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNMoney2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Coupon_faceValue(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Coupon", field, true, true, "Money")
+}
+
+func (ec *executionContext) _Coupon_discountPercent(ctx context.Context, field graphql.CollectedField, obj *ent.Coupon) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Coupon_discountPercent(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Coupon().DiscountPercent(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Coupon_discountPercent(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Coupon", field, true, true, "Int")
+}
+
+func (ec *executionContext) _Coupon_minSpend(ctx context.Context, field graphql.CollectedField, obj *ent.Coupon) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Coupon_minSpend(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Coupon().MinSpend(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNMoney2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Coupon_minSpend(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Coupon", field, true, true, "Money")
 }
 
 func (ec *executionContext) _CouponConnection_edges(ctx context.Context, field graphql.CollectedField, obj *ent.CouponConnection) (ret graphql.Marshaler) {
@@ -5230,6 +7855,252 @@ func (ec *executionContext) fieldContext_EarningRule_businessUnit(_ context.Cont
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_BusinessUnit(ctx, field)
 		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _EarningRule_pointsPerYuan(ctx context.Context, field graphql.CollectedField, obj *ent.EarningRule) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_EarningRule_pointsPerYuan(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.EarningRule().PointsPerYuan(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_EarningRule_pointsPerYuan(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("EarningRule", field, true, true, "Float")
+}
+
+func (ec *executionContext) _EarningRule_growthPerYuan(ctx context.Context, field graphql.CollectedField, obj *ent.EarningRule) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_EarningRule_growthPerYuan(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.EarningRule().GrowthPerYuan(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_EarningRule_growthPerYuan(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("EarningRule", field, true, true, "Float")
+}
+
+func (ec *executionContext) _EarningRule_tierMultipliers(ctx context.Context, field graphql.CollectedField, obj *ent.EarningRule) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_EarningRule_tierMultipliers(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.EarningRule().TierMultipliers(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.TierMultiplier) graphql.Marshaler {
+			return ec.marshalNTierMultiplier2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐTierMultiplierᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_EarningRule_tierMultipliers(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "EarningRule",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_TierMultiplier(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _ExpiringPoints_amount(ctx context.Context, field graphql.CollectedField, obj *model.ExpiringPoints) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ExpiringPoints_amount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Amount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ExpiringPoints_amount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ExpiringPoints", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ExpiringPoints_expiresAt(ctx context.Context, field graphql.CollectedField, obj *model.ExpiringPoints) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ExpiringPoints_expiresAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ExpiresAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ExpiringPoints_expiresAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ExpiringPoints", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Growth_value(ctx context.Context, field graphql.CollectedField, obj *gqlmodel.Growth) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Growth_value(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Value, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Growth_value(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Growth", field, false, false, "Int")
+}
+
+func (ec *executionContext) _Growth_toNextTier(ctx context.Context, field graphql.CollectedField, obj *gqlmodel.Growth) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Growth_toNextTier(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ToNextTier, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Growth_toNextTier(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Growth", field, false, false, "Int")
+}
+
+func (ec *executionContext) _Growth_nextTier(ctx context.Context, field graphql.CollectedField, obj *gqlmodel.Growth) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Growth_nextTier(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.NextTier, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.Tier) graphql.Marshaler {
+			return ec.marshalOTier2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐTier(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Growth_nextTier(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Growth",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Tier(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Growth_transactions(ctx context.Context, field graphql.CollectedField, obj *gqlmodel.Growth) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Growth_transactions(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Growth().Transactions(ctx, obj, fc.Args["first"].(*int), fc.Args["after"].(*entgql.Cursor[int]))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.GrowthEntryConnection) graphql.Marshaler {
+			return ec.marshalNGrowthEntryConnection2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐGrowthEntryConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Growth_transactions(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Growth",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_GrowthEntryConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Growth_transactions_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
 	}
 	return fc, nil
 }
@@ -5840,6 +8711,93 @@ func (ec *executionContext) fieldContext_Identity_member(_ context.Context, fiel
 	return fc, nil
 }
 
+func (ec *executionContext) _IngestOrderPayload_duplicate(ctx context.Context, field graphql.CollectedField, obj *model.IngestOrderPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_IngestOrderPayload_duplicate(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Duplicate, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_IngestOrderPayload_duplicate(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("IngestOrderPayload", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _IngestOrderPayload_order(ctx context.Context, field graphql.CollectedField, obj *model.IngestOrderPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_IngestOrderPayload_order(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Order, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.Order) graphql.Marshaler {
+			return ec.marshalNOrder2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐOrder(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_IngestOrderPayload_order(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "IngestOrderPayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Order(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _IngestOrderPayload_member(ctx context.Context, field graphql.CollectedField, obj *model.IngestOrderPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_IngestOrderPayload_member(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Member, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.Member) graphql.Marshaler {
+			return ec.marshalNMember2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐMember(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_IngestOrderPayload_member(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "IngestOrderPayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Member(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _LogoutPayload_ok(ctx context.Context, field graphql.CollectedField, obj *model.LogoutPayload) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -5861,6 +8819,29 @@ func (ec *executionContext) _LogoutPayload_ok(ctx context.Context, field graphql
 }
 func (ec *executionContext) fieldContext_LogoutPayload_ok(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("LogoutPayload", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _MarkNotificationsReadPayload_updated(ctx context.Context, field graphql.CollectedField, obj *model.MarkNotificationsReadPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MarkNotificationsReadPayload_updated(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Updated, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MarkNotificationsReadPayload_updated(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MarkNotificationsReadPayload", field, false, false, "Int")
 }
 
 func (ec *executionContext) _Member_id(ctx context.Context, field graphql.CollectedField, obj *ent.Member) (ret graphql.Marshaler) {
@@ -6304,6 +9285,479 @@ func (ec *executionContext) fieldContext_Member_identities(_ context.Context, fi
 	return fc, nil
 }
 
+func (ec *executionContext) _Member_growth(ctx context.Context, field graphql.CollectedField, obj *ent.Member) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Member_growth(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Member().Growth(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *gqlmodel.Growth) graphql.Marshaler {
+			return ec.marshalNGrowth2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋgqlmodelᚐGrowth(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Member_growth(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Member",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Growth(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Member_points(ctx context.Context, field graphql.CollectedField, obj *ent.Member) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Member_points(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Member().Points(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *gqlmodel.Points) graphql.Marshaler {
+			return ec.marshalNPoints2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋgqlmodelᚐPoints(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Member_points(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Member",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Points(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Member_storedValue(ctx context.Context, field graphql.CollectedField, obj *ent.Member) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Member_storedValue(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Member().StoredValue(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *gqlmodel.StoredValue) graphql.Marshaler {
+			return ec.marshalNStoredValue2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋgqlmodelᚐStoredValue(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Member_storedValue(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Member",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_StoredValue(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Member_tierStatus(ctx context.Context, field graphql.CollectedField, obj *ent.Member) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Member_tierStatus(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Member().TierStatus(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.TierStatus) graphql.Marshaler {
+			return ec.marshalNTierStatus2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐTierStatus(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Member_tierStatus(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Member",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_TierStatus(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Member_tierHistory(ctx context.Context, field graphql.CollectedField, obj *ent.Member) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Member_tierHistory(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Member().TierHistory(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*ent.TierChange) graphql.Marshaler {
+			return ec.marshalNTierChange2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐTierChangeᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Member_tierHistory(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Member",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_TierChange(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Member_paidMemberships(ctx context.Context, field graphql.CollectedField, obj *ent.Member) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Member_paidMemberships(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Member().PaidMemberships(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*ent.PaidMembership) graphql.Marshaler {
+			return ec.marshalNPaidMembership2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐPaidMembershipᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Member_paidMemberships(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Member",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PaidMembership(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Member_benefits(ctx context.Context, field graphql.CollectedField, obj *ent.Member) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Member_benefits(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Member().Benefits(ctx, obj, fc.Args["businessUnitCode"].(*string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.MemberBenefit) graphql.Marshaler {
+			return ec.marshalNMemberBenefit2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐMemberBenefitᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Member_benefits(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Member",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_MemberBenefit(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Member_benefits_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Member_coupons(ctx context.Context, field graphql.CollectedField, obj *ent.Member) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Member_coupons(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Member().Coupons(ctx, obj, fc.Args["first"].(*int), fc.Args["after"].(*entgql.Cursor[int]), fc.Args["status"].(*enum.CouponStatus))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.CouponConnection) graphql.Marshaler {
+			return ec.marshalNCouponConnection2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐCouponConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Member_coupons(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Member",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CouponConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Member_coupons_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Member_orders(ctx context.Context, field graphql.CollectedField, obj *ent.Member) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Member_orders(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Member().Orders(ctx, obj, fc.Args["first"].(*int), fc.Args["after"].(*entgql.Cursor[int]))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.OrderConnection) graphql.Marshaler {
+			return ec.marshalNOrderConnection2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐOrderConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Member_orders(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Member",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_OrderConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Member_orders_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Member_memberCode(ctx context.Context, field graphql.CollectedField, obj *ent.Member) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Member_memberCode(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Member().MemberCode(ctx, obj)
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, true)
+				if err != nil {
+					var zeroVal *model.MemberCode
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.MemberCode
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, member, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.MemberCode) graphql.Marshaler {
+			return ec.marshalNMemberCode2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐMemberCode(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Member_memberCode(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Member",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_MemberCode(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Member_notifications(ctx context.Context, field graphql.CollectedField, obj *ent.Member) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Member_notifications(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Member().Notifications(ctx, obj, fc.Args["first"].(*int), fc.Args["after"].(*entgql.Cursor[int]), fc.Args["unreadOnly"].(*bool))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.NotificationConnection) graphql.Marshaler {
+			return ec.marshalNNotificationConnection2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐNotificationConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Member_notifications(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Member",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_NotificationConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Member_notifications_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Member_profileCompleteness(ctx context.Context, field graphql.CollectedField, obj *ent.Member) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Member_profileCompleteness(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Member().ProfileCompleteness(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Member_profileCompleteness(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Member", field, true, true, "Int")
+}
+
+func (ec *executionContext) _Member_consents(ctx context.Context, field graphql.CollectedField, obj *ent.Member) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Member_consents(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Member().Consents(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.ConsentState) graphql.Marshaler {
+			return ec.marshalNConsentState2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐConsentStateᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Member_consents(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Member",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ConsentState(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _MemberAuthPayload_accessToken(ctx context.Context, field graphql.CollectedField, obj *model.MemberAuthPayload) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -6426,6 +9880,167 @@ func (ec *executionContext) fieldContext_MemberAuthPayload_member(_ context.Cont
 		},
 	}
 	return fc, nil
+}
+
+func (ec *executionContext) _MemberBenefit_code(ctx context.Context, field graphql.CollectedField, obj *model.MemberBenefit) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MemberBenefit_code(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Code, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MemberBenefit_code(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MemberBenefit", field, false, false, "String")
+}
+
+func (ec *executionContext) _MemberBenefit_name(ctx context.Context, field graphql.CollectedField, obj *model.MemberBenefit) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MemberBenefit_name(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Name, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MemberBenefit_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MemberBenefit", field, false, false, "String")
+}
+
+func (ec *executionContext) _MemberBenefit_description(ctx context.Context, field graphql.CollectedField, obj *model.MemberBenefit) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MemberBenefit_description(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Description, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MemberBenefit_description(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MemberBenefit", field, false, false, "String")
+}
+
+func (ec *executionContext) _MemberBenefit_kind(ctx context.Context, field graphql.CollectedField, obj *model.MemberBenefit) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MemberBenefit_kind(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Kind, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v enum.BenefitKind) graphql.Marshaler {
+			return ec.marshalNBenefitKind2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐBenefitKind(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MemberBenefit_kind(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MemberBenefit", field, false, false, "BenefitKind")
+}
+
+func (ec *executionContext) _MemberBenefit_source(ctx context.Context, field graphql.CollectedField, obj *model.MemberBenefit) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MemberBenefit_source(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Source, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.BenefitSource) graphql.Marshaler {
+			return ec.marshalNBenefitSource2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐBenefitSource(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MemberBenefit_source(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MemberBenefit", field, false, false, "BenefitSource")
+}
+
+func (ec *executionContext) _MemberCode_code(ctx context.Context, field graphql.CollectedField, obj *model.MemberCode) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MemberCode_code(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Code, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MemberCode_code(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MemberCode", field, false, false, "String")
+}
+
+func (ec *executionContext) _MemberCode_expiresAt(ctx context.Context, field graphql.CollectedField, obj *model.MemberCode) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MemberCode_expiresAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ExpiresAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MemberCode_expiresAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MemberCode", field, false, false, "Time")
 }
 
 func (ec *executionContext) _MemberConnection_edges(ctx context.Context, field graphql.CollectedField, obj *ent.MemberConnection) (ret graphql.Marshaler) {
@@ -6568,6 +10183,249 @@ func (ec *executionContext) _MemberEdge_cursor(ctx context.Context, field graphq
 }
 func (ec *executionContext) fieldContext_MemberEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("MemberEdge", field, false, false, "Cursor")
+}
+
+func (ec *executionContext) _MemberPayload_member(ctx context.Context, field graphql.CollectedField, obj *model.MemberPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MemberPayload_member(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Member, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.Member) graphql.Marshaler {
+			return ec.marshalNMember2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐMember(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MemberPayload_member(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "MemberPayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Member(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _MergePreview_survivor(ctx context.Context, field graphql.CollectedField, obj *model.MergePreview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MergePreview_survivor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Survivor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.Member) graphql.Marshaler {
+			return ec.marshalNMember2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐMember(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MergePreview_survivor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "MergePreview",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Member(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _MergePreview_merged(ctx context.Context, field graphql.CollectedField, obj *model.MergePreview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MergePreview_merged(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Merged, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.Member) graphql.Marshaler {
+			return ec.marshalNMember2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐMember(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MergePreview_merged(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "MergePreview",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Member(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _MergePreview_resultingTier(ctx context.Context, field graphql.CollectedField, obj *model.MergePreview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MergePreview_resultingTier(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ResultingTier, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.Tier) graphql.Marshaler {
+			return ec.marshalOTier2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐTier(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_MergePreview_resultingTier(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "MergePreview",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Tier(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _MergePreview_pointsBalance(ctx context.Context, field graphql.CollectedField, obj *model.MergePreview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MergePreview_pointsBalance(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PointsBalance, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MergePreview_pointsBalance(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MergePreview", field, false, false, "Int")
+}
+
+func (ec *executionContext) _MergePreview_storedValueBalance(ctx context.Context, field graphql.CollectedField, obj *model.MergePreview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MergePreview_storedValueBalance(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.StoredValueBalance, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNMoney2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MergePreview_storedValueBalance(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MergePreview", field, false, false, "Money")
+}
+
+func (ec *executionContext) _MergePreview_growthValue(ctx context.Context, field graphql.CollectedField, obj *model.MergePreview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MergePreview_growthValue(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.GrowthValue, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MergePreview_growthValue(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MergePreview", field, false, false, "Int")
+}
+
+func (ec *executionContext) _MergePreview_couponsMoved(ctx context.Context, field graphql.CollectedField, obj *model.MergePreview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MergePreview_couponsMoved(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CouponsMoved, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MergePreview_couponsMoved(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MergePreview", field, false, false, "Int")
+}
+
+func (ec *executionContext) _MergePreview_identitiesMoved(ctx context.Context, field graphql.CollectedField, obj *model.MergePreview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MergePreview_identitiesMoved(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.IdentitiesMoved, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MergePreview_identitiesMoved(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MergePreview", field, false, false, "Int")
 }
 
 func (ec *executionContext) _Mutation_loginWithWeChat(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
@@ -6979,6 +10837,1190 @@ func (ec *executionContext) fieldContext_Mutation_createApiClient(ctx context.Co
 	return fc, nil
 }
 
+func (ec *executionContext) _Mutation_ingestOrder(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_ingestOrder(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().IngestOrder(ctx, fc.Args["input"].(model.IngestOrderInput))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, false)
+				if err != nil {
+					var zeroVal *model.IngestOrderPayload
+					return zeroVal, err
+				}
+				staff, err := ec.unmarshalOStaffRole2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐStaffRoleᚄ(ctx, []any{"ADMIN"})
+				if err != nil {
+					var zeroVal *model.IngestOrderPayload
+					return zeroVal, err
+				}
+				scope, err := ec.unmarshalOApiScope2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐAPIScope(ctx, "ORDERS_WRITE")
+				if err != nil {
+					var zeroVal *model.IngestOrderPayload
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.IngestOrderPayload
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, staff, scope)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.IngestOrderPayload) graphql.Marshaler {
+			return ec.marshalNIngestOrderPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐIngestOrderPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_ingestOrder(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_IngestOrderPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_ingestOrder_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_refundOrder(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_refundOrder(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().RefundOrder(ctx, fc.Args["input"].(model.RefundOrderInput))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, false)
+				if err != nil {
+					var zeroVal *model.RefundOrderPayload
+					return zeroVal, err
+				}
+				staff, err := ec.unmarshalOStaffRole2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐStaffRoleᚄ(ctx, []any{"ADMIN"})
+				if err != nil {
+					var zeroVal *model.RefundOrderPayload
+					return zeroVal, err
+				}
+				scope, err := ec.unmarshalOApiScope2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐAPIScope(ctx, "ORDERS_WRITE")
+				if err != nil {
+					var zeroVal *model.RefundOrderPayload
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.RefundOrderPayload
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, staff, scope)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.RefundOrderPayload) graphql.Marshaler {
+			return ec.marshalNRefundOrderPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐRefundOrderPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_refundOrder(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_RefundOrderPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_refundOrder_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_payWithStoredValue(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_payWithStoredValue(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().PayWithStoredValue(ctx, fc.Args["input"].(model.StoredValuePaymentInput))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, false)
+				if err != nil {
+					var zeroVal *model.StoredValuePaymentPayload
+					return zeroVal, err
+				}
+				scope, err := ec.unmarshalOApiScope2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐAPIScope(ctx, "STORED_VALUE_WRITE")
+				if err != nil {
+					var zeroVal *model.StoredValuePaymentPayload
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.StoredValuePaymentPayload
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, nil, scope)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.StoredValuePaymentPayload) graphql.Marshaler {
+			return ec.marshalNStoredValuePaymentPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐStoredValuePaymentPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_payWithStoredValue(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_StoredValuePaymentPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_payWithStoredValue_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_topUpStoredValue(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_topUpStoredValue(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().TopUpStoredValue(ctx, fc.Args["input"].(model.TopUpInput))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, false)
+				if err != nil {
+					var zeroVal *model.StoredValuePaymentPayload
+					return zeroVal, err
+				}
+				staff, err := ec.unmarshalOStaffRole2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐStaffRoleᚄ(ctx, []any{"ADMIN"})
+				if err != nil {
+					var zeroVal *model.StoredValuePaymentPayload
+					return zeroVal, err
+				}
+				scope, err := ec.unmarshalOApiScope2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐAPIScope(ctx, "STORED_VALUE_WRITE")
+				if err != nil {
+					var zeroVal *model.StoredValuePaymentPayload
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.StoredValuePaymentPayload
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, staff, scope)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.StoredValuePaymentPayload) graphql.Marshaler {
+			return ec.marshalNStoredValuePaymentPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐStoredValuePaymentPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_topUpStoredValue(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_StoredValuePaymentPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_topUpStoredValue_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_recordPaidMembership(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_recordPaidMembership(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().RecordPaidMembership(ctx, fc.Args["input"].(model.PaidMembershipPurchaseInput))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, false)
+				if err != nil {
+					var zeroVal *model.RecordPaidMembershipPayload
+					return zeroVal, err
+				}
+				staff, err := ec.unmarshalOStaffRole2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐStaffRoleᚄ(ctx, []any{"ADMIN"})
+				if err != nil {
+					var zeroVal *model.RecordPaidMembershipPayload
+					return zeroVal, err
+				}
+				scope, err := ec.unmarshalOApiScope2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐAPIScope(ctx, "ORDERS_WRITE")
+				if err != nil {
+					var zeroVal *model.RecordPaidMembershipPayload
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.RecordPaidMembershipPayload
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, staff, scope)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.RecordPaidMembershipPayload) graphql.Marshaler {
+			return ec.marshalNRecordPaidMembershipPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐRecordPaidMembershipPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_recordPaidMembership(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_RecordPaidMembershipPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_recordPaidMembership_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_bindPhone(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_bindPhone(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().BindPhone(ctx, fc.Args["input"].(model.BindPhoneInput))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, true)
+				if err != nil {
+					var zeroVal *model.BindPhonePayload
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.BindPhonePayload
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.BindPhonePayload) graphql.Marshaler {
+			return ec.marshalNBindPhonePayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐBindPhonePayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_bindPhone(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_BindPhonePayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_bindPhone_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_updateMyProfile(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_updateMyProfile(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().UpdateMyProfile(ctx, fc.Args["input"].(model.UpdateMyProfileInput))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, true)
+				if err != nil {
+					var zeroVal *model.UpdateMyProfilePayload
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.UpdateMyProfilePayload
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.UpdateMyProfilePayload) graphql.Marshaler {
+			return ec.marshalNUpdateMyProfilePayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐUpdateMyProfilePayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_updateMyProfile(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_UpdateMyProfilePayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_updateMyProfile_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_updateConsent(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_updateConsent(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().UpdateConsent(ctx, fc.Args["input"].(model.UpdateConsentInput))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, true)
+				if err != nil {
+					var zeroVal *model.UpdateConsentPayload
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.UpdateConsentPayload
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.UpdateConsentPayload) graphql.Marshaler {
+			return ec.marshalNUpdateConsentPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐUpdateConsentPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_updateConsent(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_UpdateConsentPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_updateConsent_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_setPayPassword(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_setPayPassword(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().SetPayPassword(ctx, fc.Args["input"].(model.SetPayPasswordInput))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, true)
+				if err != nil {
+					var zeroVal *model.OkPayload
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.OkPayload
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.OkPayload) graphql.Marshaler {
+			return ec.marshalNOkPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐOkPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_setPayPassword(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_OkPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_setPayPassword_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_checkIn(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_checkIn(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Mutation().CheckIn(ctx)
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, true)
+				if err != nil {
+					var zeroVal *model.CheckInPayload
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.CheckInPayload
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.CheckInPayload) graphql.Marshaler {
+			return ec.marshalNCheckInPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐCheckInPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_checkIn(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CheckInPayload(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_markNotificationsRead(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_markNotificationsRead(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().MarkNotificationsRead(ctx, fc.Args["ids"].([]int))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, true)
+				if err != nil {
+					var zeroVal *model.MarkNotificationsReadPayload
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.MarkNotificationsReadPayload
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.MarkNotificationsReadPayload) graphql.Marshaler {
+			return ec.marshalNMarkNotificationsReadPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐMarkNotificationsReadPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_markNotificationsRead(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_MarkNotificationsReadPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_markNotificationsRead_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_mergeMembers(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_mergeMembers(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().MergeMembers(ctx, fc.Args["input"].(model.MergeMembersInput))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, false)
+				if err != nil {
+					var zeroVal *model.MemberPayload
+					return zeroVal, err
+				}
+				staff, err := ec.unmarshalOStaffRole2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐStaffRoleᚄ(ctx, []any{"OPERATOR"})
+				if err != nil {
+					var zeroVal *model.MemberPayload
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.MemberPayload
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, staff, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.MemberPayload) graphql.Marshaler {
+			return ec.marshalNMemberPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐMemberPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_mergeMembers(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_MemberPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_mergeMembers_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_adjustPoints(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_adjustPoints(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().AdjustPoints(ctx, fc.Args["input"].(model.AdjustPointsInput))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, false)
+				if err != nil {
+					var zeroVal *model.AdjustPointsPayload
+					return zeroVal, err
+				}
+				staff, err := ec.unmarshalOStaffRole2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐStaffRoleᚄ(ctx, []any{"OPERATOR"})
+				if err != nil {
+					var zeroVal *model.AdjustPointsPayload
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.AdjustPointsPayload
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, staff, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.AdjustPointsPayload) graphql.Marshaler {
+			return ec.marshalNAdjustPointsPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐAdjustPointsPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_adjustPoints(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_AdjustPointsPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_adjustPoints_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_freezeMember(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_freezeMember(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().FreezeMember(ctx, fc.Args["input"].(model.MemberActionInput))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, false)
+				if err != nil {
+					var zeroVal *model.MemberPayload
+					return zeroVal, err
+				}
+				staff, err := ec.unmarshalOStaffRole2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐStaffRoleᚄ(ctx, []any{"OPERATOR"})
+				if err != nil {
+					var zeroVal *model.MemberPayload
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.MemberPayload
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, staff, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.MemberPayload) graphql.Marshaler {
+			return ec.marshalNMemberPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐMemberPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_freezeMember(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_MemberPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_freezeMember_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_eraseMember(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_eraseMember(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().EraseMember(ctx, fc.Args["input"].(model.MemberActionInput))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, false)
+				if err != nil {
+					var zeroVal *model.MemberPayload
+					return zeroVal, err
+				}
+				staff, err := ec.unmarshalOStaffRole2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐStaffRoleᚄ(ctx, []any{"ADMIN"})
+				if err != nil {
+					var zeroVal *model.MemberPayload
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.MemberPayload
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, staff, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.MemberPayload) graphql.Marshaler {
+			return ec.marshalNMemberPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐMemberPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_eraseMember(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_MemberPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_eraseMember_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_upsertTier(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_upsertTier(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().UpsertTier(ctx, fc.Args["input"].(model.TierInput))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, false)
+				if err != nil {
+					var zeroVal *model.UpsertTierPayload
+					return zeroVal, err
+				}
+				staff, err := ec.unmarshalOStaffRole2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐStaffRoleᚄ(ctx, []any{"ADMIN"})
+				if err != nil {
+					var zeroVal *model.UpsertTierPayload
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.UpsertTierPayload
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, staff, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.UpsertTierPayload) graphql.Marshaler {
+			return ec.marshalNUpsertTierPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐUpsertTierPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_upsertTier(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_UpsertTierPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_upsertTier_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_upsertBenefit(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_upsertBenefit(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().UpsertBenefit(ctx, fc.Args["input"].(model.BenefitInput))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, false)
+				if err != nil {
+					var zeroVal *model.UpsertBenefitPayload
+					return zeroVal, err
+				}
+				staff, err := ec.unmarshalOStaffRole2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐStaffRoleᚄ(ctx, []any{"ADMIN"})
+				if err != nil {
+					var zeroVal *model.UpsertBenefitPayload
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.UpsertBenefitPayload
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, staff, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.UpsertBenefitPayload) graphql.Marshaler {
+			return ec.marshalNUpsertBenefitPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐUpsertBenefitPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_upsertBenefit(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_UpsertBenefitPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_upsertBenefit_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_setEarningRule(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_setEarningRule(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().SetEarningRule(ctx, fc.Args["input"].(model.EarningRuleInput))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, false)
+				if err != nil {
+					var zeroVal *model.SetEarningRulePayload
+					return zeroVal, err
+				}
+				staff, err := ec.unmarshalOStaffRole2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐStaffRoleᚄ(ctx, []any{"ADMIN"})
+				if err != nil {
+					var zeroVal *model.SetEarningRulePayload
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.SetEarningRulePayload
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, staff, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.SetEarningRulePayload) graphql.Marshaler {
+			return ec.marshalNSetEarningRulePayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐSetEarningRulePayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_setEarningRule(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SetEarningRulePayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_setEarningRule_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Notification_id(ctx context.Context, field graphql.CollectedField, obj *ent.Notification) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -7236,6 +12278,29 @@ func (ec *executionContext) fieldContext_NotificationEdge_cursor(_ context.Conte
 	return graphql.NewScalarFieldContext("NotificationEdge", field, false, false, "Cursor")
 }
 
+func (ec *executionContext) _OkPayload_ok(ctx context.Context, field graphql.CollectedField, obj *model.OkPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OkPayload_ok(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Ok, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OkPayload_ok(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OkPayload", field, false, false, "Boolean")
+}
+
 func (ec *executionContext) _Order_id(ctx context.Context, field graphql.CollectedField, obj *ent.Order) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -7259,13 +12324,13 @@ func (ec *executionContext) fieldContext_Order_id(_ context.Context, field graph
 	return graphql.NewScalarFieldContext("Order", field, false, false, "ID")
 }
 
-func (ec *executionContext) _Order_externalID(ctx context.Context, field graphql.CollectedField, obj *ent.Order) (ret graphql.Marshaler) {
+func (ec *executionContext) _Order_externalId(ctx context.Context, field graphql.CollectedField, obj *ent.Order) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
 		field,
 		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
-			return ec.fieldContext_Order_externalID(ctx, field)
+			return ec.fieldContext_Order_externalId(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
 			return obj.ExternalID, nil
@@ -7278,7 +12343,7 @@ func (ec *executionContext) _Order_externalID(ctx context.Context, field graphql
 		true,
 	)
 }
-func (ec *executionContext) fieldContext_Order_externalID(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+func (ec *executionContext) fieldContext_Order_externalId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("Order", field, false, false, "String")
 }
 
@@ -7557,6 +12622,38 @@ func (ec *executionContext) fieldContext_Order_items(_ context.Context, field gr
 		IsResolver: false,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_OrderItem(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Order_couponsRedeemed(ctx context.Context, field graphql.CollectedField, obj *ent.Order) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Order_couponsRedeemed(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Order().CouponsRedeemed(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*ent.Coupon) graphql.Marshaler {
+			return ec.marshalNCoupon2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐCouponᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Order_couponsRedeemed(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Order",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Coupon(ctx, field)
 		},
 	}
 	return fc, nil
@@ -8467,6 +13564,117 @@ func (ec *executionContext) fieldContext_PaidMembershipPlan_benefits(_ context.C
 	return fc, nil
 }
 
+func (ec *executionContext) _Points_balance(ctx context.Context, field graphql.CollectedField, obj *gqlmodel.Points) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Points_balance(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Balance, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Points_balance(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Points", field, false, false, "Int")
+}
+
+func (ec *executionContext) _Points_expiringSoon(ctx context.Context, field graphql.CollectedField, obj *gqlmodel.Points) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Points_expiringSoon(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Points().ExpiringSoon(ctx, obj, fc.Args["withinDays"].(int))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.ExpiringPoints) graphql.Marshaler {
+			return ec.marshalNExpiringPoints2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐExpiringPointsᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Points_expiringSoon(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Points",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ExpiringPoints(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Points_expiringSoon_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Points_transactions(ctx context.Context, field graphql.CollectedField, obj *gqlmodel.Points) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Points_transactions(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Points().Transactions(ctx, obj, fc.Args["first"].(*int), fc.Args["after"].(*entgql.Cursor[int]))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.PointsEntryConnection) graphql.Marshaler {
+			return ec.marshalNPointsEntryConnection2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐPointsEntryConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Points_transactions(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Points",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PointsEntryConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Points_transactions_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _PointsEntry_id(ctx context.Context, field graphql.CollectedField, obj *ent.PointsEntry) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -9133,6 +14341,462 @@ func (ec *executionContext) fieldContext_Query_me(_ context.Context, field graph
 	return fc, nil
 }
 
+func (ec *executionContext) _Query_members(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_members(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().Members(ctx, fc.Args["where"].(*model.MemberWhereInput), fc.Args["first"].(*int), fc.Args["after"].(*entgql.Cursor[int]), fc.Args["last"].(*int), fc.Args["before"].(*entgql.Cursor[int]), fc.Args["orderBy"].(*ent.MemberOrder))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, false)
+				if err != nil {
+					var zeroVal *ent.MemberConnection
+					return zeroVal, err
+				}
+				staff, err := ec.unmarshalOStaffRole2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐStaffRoleᚄ(ctx, []any{"OPERATOR", "ANALYST", "STORE_CLERK"})
+				if err != nil {
+					var zeroVal *ent.MemberConnection
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *ent.MemberConnection
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, staff, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.MemberConnection) graphql.Marshaler {
+			return ec.marshalNMemberConnection2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐMemberConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_members(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_MemberConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_members_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_identifyMember(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_identifyMember(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().IdentifyMember(ctx, fc.Args["memberCode"].(string))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, false)
+				if err != nil {
+					var zeroVal *ent.Member
+					return zeroVal, err
+				}
+				staff, err := ec.unmarshalOStaffRole2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐStaffRoleᚄ(ctx, []any{"OPERATOR", "STORE_CLERK"})
+				if err != nil {
+					var zeroVal *ent.Member
+					return zeroVal, err
+				}
+				scope, err := ec.unmarshalOApiScope2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐAPIScope(ctx, "MEMBERS_READ")
+				if err != nil {
+					var zeroVal *ent.Member
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *ent.Member
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, staff, scope)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.Member) graphql.Marshaler {
+			return ec.marshalNMember2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐMember(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_identifyMember(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Member(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_identifyMember_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_previewMerge(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_previewMerge(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().PreviewMerge(ctx, fc.Args["survivorId"].(int), fc.Args["mergedId"].(int))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, false)
+				if err != nil {
+					var zeroVal *model.MergePreview
+					return zeroVal, err
+				}
+				staff, err := ec.unmarshalOStaffRole2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐStaffRoleᚄ(ctx, []any{"OPERATOR"})
+				if err != nil {
+					var zeroVal *model.MergePreview
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.MergePreview
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, staff, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.MergePreview) graphql.Marshaler {
+			return ec.marshalNMergePreview2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐMergePreview(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_previewMerge(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_MergePreview(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_previewMerge_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_businessUnits(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_businessUnits(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Query().BusinessUnits(ctx)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*ent.BusinessUnit) graphql.Marshaler {
+			return ec.marshalNBusinessUnit2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐBusinessUnitᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_businessUnits(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_BusinessUnit(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_tiers(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_tiers(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Query().Tiers(ctx)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*ent.Tier) graphql.Marshaler {
+			return ec.marshalNTier2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐTierᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_tiers(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Tier(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_benefits(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_benefits(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Query().Benefits(ctx)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*ent.Benefit) graphql.Marshaler {
+			return ec.marshalNBenefit2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐBenefitᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_benefits(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Benefit(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_earningRules(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_earningRules(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Query().EarningRules(ctx)
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, false)
+				if err != nil {
+					var zeroVal []*ent.EarningRule
+					return zeroVal, err
+				}
+				staff, err := ec.unmarshalOStaffRole2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐStaffRoleᚄ(ctx, []any{})
+				if err != nil {
+					var zeroVal []*ent.EarningRule
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal []*ent.EarningRule
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, staff, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v []*ent.EarningRule) graphql.Marshaler {
+			return ec.marshalNEarningRule2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐEarningRuleᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_earningRules(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_EarningRule(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_paidMembershipPlans(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_paidMembershipPlans(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Query().PaidMembershipPlans(ctx)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*ent.PaidMembershipPlan) graphql.Marshaler {
+			return ec.marshalNPaidMembershipPlan2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐPaidMembershipPlanᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_paidMembershipPlans(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PaidMembershipPlan(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_simulateTiers(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_simulateTiers(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().SimulateTiers(ctx, fc.Args["tiers"].([]*model.TierInput), fc.Args["asOf"].(*calendar.Date))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, false)
+				if err != nil {
+					var zeroVal *model.TierSimulation
+					return zeroVal, err
+				}
+				staff, err := ec.unmarshalOStaffRole2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐStaffRoleᚄ(ctx, []any{"OPERATOR", "ANALYST"})
+				if err != nil {
+					var zeroVal *model.TierSimulation
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.TierSimulation
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, staff, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.TierSimulation) graphql.Marshaler {
+			return ec.marshalNTierSimulation2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐTierSimulation(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_simulateTiers(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_TierSimulation(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_simulateTiers_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Query___type(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -9209,6 +14873,61 @@ func (ec *executionContext) fieldContext_Query___schema(_ context.Context, field
 	return fc, nil
 }
 
+func (ec *executionContext) _RecordPaidMembershipPayload_duplicate(ctx context.Context, field graphql.CollectedField, obj *model.RecordPaidMembershipPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RecordPaidMembershipPayload_duplicate(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Duplicate, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RecordPaidMembershipPayload_duplicate(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RecordPaidMembershipPayload", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _RecordPaidMembershipPayload_membership(ctx context.Context, field graphql.CollectedField, obj *model.RecordPaidMembershipPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RecordPaidMembershipPayload_membership(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Membership, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.PaidMembership) graphql.Marshaler {
+			return ec.marshalNPaidMembership2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐPaidMembership(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RecordPaidMembershipPayload_membership(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "RecordPaidMembershipPayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PaidMembership(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _RefreshTokenPayload_accessToken(ctx context.Context, field graphql.CollectedField, obj *model.RefreshTokenPayload) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -9278,6 +14997,130 @@ func (ec *executionContext) fieldContext_RefreshTokenPayload_expiresAt(_ context
 	return graphql.NewScalarFieldContext("RefreshTokenPayload", field, false, false, "Time")
 }
 
+func (ec *executionContext) _RefundOrderPayload_duplicate(ctx context.Context, field graphql.CollectedField, obj *model.RefundOrderPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RefundOrderPayload_duplicate(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Duplicate, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RefundOrderPayload_duplicate(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RefundOrderPayload", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _RefundOrderPayload_order(ctx context.Context, field graphql.CollectedField, obj *model.RefundOrderPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RefundOrderPayload_order(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Order, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.Order) graphql.Marshaler {
+			return ec.marshalNOrder2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐOrder(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RefundOrderPayload_order(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "RefundOrderPayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Order(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _RefundOrderPayload_pointsReversed(ctx context.Context, field graphql.CollectedField, obj *model.RefundOrderPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RefundOrderPayload_pointsReversed(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PointsReversed, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RefundOrderPayload_pointsReversed(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RefundOrderPayload", field, false, false, "Int")
+}
+
+func (ec *executionContext) _RefundOrderPayload_growthReversed(ctx context.Context, field graphql.CollectedField, obj *model.RefundOrderPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RefundOrderPayload_growthReversed(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.GrowthReversed, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RefundOrderPayload_growthReversed(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RefundOrderPayload", field, false, false, "Int")
+}
+
+func (ec *executionContext) _RefundOrderPayload_storedValueRestored(ctx context.Context, field graphql.CollectedField, obj *model.RefundOrderPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RefundOrderPayload_storedValueRestored(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.StoredValueRestored, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNMoney2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RefundOrderPayload_storedValueRestored(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RefundOrderPayload", field, false, false, "Money")
+}
+
 func (ec *executionContext) _RequestOtpPayload_retryAfterSeconds(ctx context.Context, field graphql.CollectedField, obj *model.RequestOtpPayload) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -9299,6 +15142,38 @@ func (ec *executionContext) _RequestOtpPayload_retryAfterSeconds(ctx context.Con
 }
 func (ec *executionContext) fieldContext_RequestOtpPayload_retryAfterSeconds(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("RequestOtpPayload", field, false, false, "Int")
+}
+
+func (ec *executionContext) _SetEarningRulePayload_rule(ctx context.Context, field graphql.CollectedField, obj *model.SetEarningRulePayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SetEarningRulePayload_rule(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Rule, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.EarningRule) graphql.Marshaler {
+			return ec.marshalNEarningRule2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐEarningRule(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SetEarningRulePayload_rule(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SetEarningRulePayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_EarningRule(ctx, field)
+		},
+	}
+	return fc, nil
 }
 
 func (ec *executionContext) _Staff_id(ctx context.Context, field graphql.CollectedField, obj *ent.Staff) (ret graphql.Marshaler) {
@@ -9729,6 +15604,142 @@ func (ec *executionContext) fieldContext_Store_businessUnit(_ context.Context, f
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_BusinessUnit(ctx, field)
 		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _StoredValue_balance(ctx context.Context, field graphql.CollectedField, obj *gqlmodel.StoredValue) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_StoredValue_balance(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Balance, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNMoney2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_StoredValue_balance(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("StoredValue", field, false, false, "Money")
+}
+
+func (ec *executionContext) _StoredValue_principal(ctx context.Context, field graphql.CollectedField, obj *gqlmodel.StoredValue) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_StoredValue_principal(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Principal, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNMoney2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_StoredValue_principal(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("StoredValue", field, false, false, "Money")
+}
+
+func (ec *executionContext) _StoredValue_bonus(ctx context.Context, field graphql.CollectedField, obj *gqlmodel.StoredValue) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_StoredValue_bonus(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Bonus, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNMoney2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_StoredValue_bonus(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("StoredValue", field, false, false, "Money")
+}
+
+func (ec *executionContext) _StoredValue_hasPayPassword(ctx context.Context, field graphql.CollectedField, obj *gqlmodel.StoredValue) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_StoredValue_hasPayPassword(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.HasPayPassword, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_StoredValue_hasPayPassword(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("StoredValue", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _StoredValue_transactions(ctx context.Context, field graphql.CollectedField, obj *gqlmodel.StoredValue) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_StoredValue_transactions(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.StoredValue().Transactions(ctx, obj, fc.Args["first"].(*int), fc.Args["after"].(*entgql.Cursor[int]))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.StoredValueEntryConnection) graphql.Marshaler {
+			return ec.marshalNStoredValueEntryConnection2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐStoredValueEntryConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_StoredValue_transactions(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "StoredValue",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_StoredValueEntryConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_StoredValue_transactions_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
 	}
 	return fc, nil
 }
@@ -10215,6 +16226,61 @@ func (ec *executionContext) fieldContext_StoredValueEntryEdge_cursor(_ context.C
 	return graphql.NewScalarFieldContext("StoredValueEntryEdge", field, false, false, "Cursor")
 }
 
+func (ec *executionContext) _StoredValuePaymentPayload_duplicate(ctx context.Context, field graphql.CollectedField, obj *model.StoredValuePaymentPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_StoredValuePaymentPayload_duplicate(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Duplicate, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_StoredValuePaymentPayload_duplicate(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("StoredValuePaymentPayload", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _StoredValuePaymentPayload_transaction(ctx context.Context, field graphql.CollectedField, obj *model.StoredValuePaymentPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_StoredValuePaymentPayload_transaction(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Transaction, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.StoredValueEntry) graphql.Marshaler {
+			return ec.marshalNStoredValueEntry2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐStoredValueEntry(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_StoredValuePaymentPayload_transaction(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "StoredValuePaymentPayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_StoredValueEntry(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Tier_id(ctx context.Context, field graphql.CollectedField, obj *ent.Tier) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -10454,6 +16520,52 @@ func (ec *executionContext) fieldContext_Tier_benefits(_ context.Context, field 
 	return fc, nil
 }
 
+func (ec *executionContext) _Tier_monthlySpendRequired(ctx context.Context, field graphql.CollectedField, obj *ent.Tier) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Tier_monthlySpendRequired(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.MonthlySpendRequired, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNMoney2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Tier_monthlySpendRequired(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Tier", field, false, false, "Money")
+}
+
+func (ec *executionContext) _Tier_pointsMultiplier(ctx context.Context, field graphql.CollectedField, obj *ent.Tier) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Tier_pointsMultiplier(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Tier().PointsMultiplier(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Tier_pointsMultiplier(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Tier", field, true, true, "Float")
+}
+
 func (ec *executionContext) _TierChange_id(ctx context.Context, field graphql.CollectedField, obj *ent.TierChange) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -10671,6 +16783,519 @@ func (ec *executionContext) fieldContext_TierChange_to(_ context.Context, field 
 		Object:     "TierChange",
 		Field:      field,
 		IsMethod:   true,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Tier(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _TierCount_tier(ctx context.Context, field graphql.CollectedField, obj *model.TierCount) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_TierCount_tier(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Tier, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.Tier) graphql.Marshaler {
+			return ec.marshalNTier2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐTier(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_TierCount_tier(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "TierCount",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Tier(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _TierCount_members(ctx context.Context, field graphql.CollectedField, obj *model.TierCount) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_TierCount_members(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Members, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_TierCount_members(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("TierCount", field, false, false, "Int")
+}
+
+func (ec *executionContext) _TierMove_from(ctx context.Context, field graphql.CollectedField, obj *model.TierMove) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_TierMove_from(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.From, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.Tier) graphql.Marshaler {
+			return ec.marshalOTier2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐTier(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_TierMove_from(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "TierMove",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Tier(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _TierMove_to(ctx context.Context, field graphql.CollectedField, obj *model.TierMove) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_TierMove_to(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.To, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.Tier) graphql.Marshaler {
+			return ec.marshalNTier2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐTier(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_TierMove_to(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "TierMove",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Tier(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _TierMove_members(ctx context.Context, field graphql.CollectedField, obj *model.TierMove) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_TierMove_members(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Members, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_TierMove_members(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("TierMove", field, false, false, "Int")
+}
+
+func (ec *executionContext) _TierMultiplier_tier(ctx context.Context, field graphql.CollectedField, obj *model.TierMultiplier) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_TierMultiplier_tier(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Tier, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.Tier) graphql.Marshaler {
+			return ec.marshalNTier2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐTier(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_TierMultiplier_tier(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "TierMultiplier",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Tier(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _TierMultiplier_multiplier(ctx context.Context, field graphql.CollectedField, obj *model.TierMultiplier) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_TierMultiplier_multiplier(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Multiplier, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_TierMultiplier_multiplier(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("TierMultiplier", field, false, false, "Float")
+}
+
+func (ec *executionContext) _TierSimulation_moves(ctx context.Context, field graphql.CollectedField, obj *model.TierSimulation) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_TierSimulation_moves(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Moves, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.TierMove) graphql.Marshaler {
+			return ec.marshalNTierMove2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐTierMoveᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_TierSimulation_moves(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "TierSimulation",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_TierMove(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _TierSimulation_membersByTier(ctx context.Context, field graphql.CollectedField, obj *model.TierSimulation) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_TierSimulation_membersByTier(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.MembersByTier, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.TierCount) graphql.Marshaler {
+			return ec.marshalNTierCount2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐTierCountᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_TierSimulation_membersByTier(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "TierSimulation",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_TierCount(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _TierStatus_reviewAt(ctx context.Context, field graphql.CollectedField, obj *model.TierStatus) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_TierStatus_reviewAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ReviewAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_TierStatus_reviewAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("TierStatus", field, false, false, "Time")
+}
+
+func (ec *executionContext) _TierStatus_growthInWindow(ctx context.Context, field graphql.CollectedField, obj *model.TierStatus) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_TierStatus_growthInWindow(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.GrowthInWindow, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_TierStatus_growthInWindow(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("TierStatus", field, false, false, "Int")
+}
+
+func (ec *executionContext) _TierStatus_growthToRetain(ctx context.Context, field graphql.CollectedField, obj *model.TierStatus) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_TierStatus_growthToRetain(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.GrowthToRetain, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_TierStatus_growthToRetain(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("TierStatus", field, false, false, "Int")
+}
+
+func (ec *executionContext) _TierStatus_projectedTier(ctx context.Context, field graphql.CollectedField, obj *model.TierStatus) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_TierStatus_projectedTier(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ProjectedTier, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.Tier) graphql.Marshaler {
+			return ec.marshalNTier2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐTier(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_TierStatus_projectedTier(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "TierStatus",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Tier(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _UpdateConsentPayload_consent(ctx context.Context, field graphql.CollectedField, obj *model.UpdateConsentPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UpdateConsentPayload_consent(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Consent, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.ConsentState) graphql.Marshaler {
+			return ec.marshalNConsentState2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐConsentState(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UpdateConsentPayload_consent(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "UpdateConsentPayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ConsentState(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _UpdateMyProfilePayload_growthAwarded(ctx context.Context, field graphql.CollectedField, obj *model.UpdateMyProfilePayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UpdateMyProfilePayload_growthAwarded(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.GrowthAwarded, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UpdateMyProfilePayload_growthAwarded(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UpdateMyProfilePayload", field, false, false, "Int")
+}
+
+func (ec *executionContext) _UpdateMyProfilePayload_member(ctx context.Context, field graphql.CollectedField, obj *model.UpdateMyProfilePayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UpdateMyProfilePayload_member(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Member, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.Member) graphql.Marshaler {
+			return ec.marshalNMember2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐMember(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UpdateMyProfilePayload_member(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "UpdateMyProfilePayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Member(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _UpsertBenefitPayload_benefit(ctx context.Context, field graphql.CollectedField, obj *model.UpsertBenefitPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UpsertBenefitPayload_benefit(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Benefit, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.Benefit) graphql.Marshaler {
+			return ec.marshalNBenefit2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐBenefit(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UpsertBenefitPayload_benefit(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "UpsertBenefitPayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Benefit(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _UpsertTierPayload_tier(ctx context.Context, field graphql.CollectedField, obj *model.UpsertTierPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UpsertTierPayload_tier(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Tier, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.Tier) graphql.Marshaler {
+			return ec.marshalNTier2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐTier(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UpsertTierPayload_tier(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "UpsertTierPayload",
+		Field:      field,
+		IsMethod:   false,
 		IsResolver: false,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_Tier(ctx, field)
@@ -11738,6 +18363,69 @@ func (ec *executionContext) fieldContext___Type_isOneOf(_ context.Context, field
 
 // region    **************************** input.gotpl *****************************
 
+func (ec *executionContext) unmarshalInputAdjustPointsInput(ctx context.Context, obj any) (model.AdjustPointsInput, error) {
+	var it model.AdjustPointsInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"memberId", "amount", "reason", "idempotencyKey"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "memberId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("memberId"))
+			data, err := ec.unmarshalNID2int(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.MemberID = data
+		case "amount":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("amount"))
+			data, err := ec.unmarshalNInt2int(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Amount = data
+		case "reason":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("reason"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Reason = data
+		case "idempotencyKey":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("idempotencyKey"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.IdempotencyKey = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalAdjustPointsInput unmarshals raw into the AdjustPointsInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalAdjustPointsInput(ctx context.Context, raw any) (model.AdjustPointsInput, error) {
+	var out model.AdjustPointsInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "AdjustPointsInput", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputAdminLoginInput(ctx context.Context, obj any) (model.AdminLoginInput, error) {
 	var it model.AdminLoginInput
 	if obj == nil {
@@ -12565,6 +19253,76 @@ func UnmarshalAuditLogWhereInput(ctx context.Context, raw any) (ent.AuditLogWher
 	return out, err
 }
 
+func (ec *executionContext) unmarshalInputBenefitInput(ctx context.Context, obj any) (model.BenefitInput, error) {
+	var it model.BenefitInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"code", "name", "description", "kind", "businessUnitCodes"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "code":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("code"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Code = data
+		case "name":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("name"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Name = data
+		case "description":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("description"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Description = data
+		case "kind":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("kind"))
+			data, err := ec.unmarshalNBenefitKind2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐBenefitKind(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Kind = data
+		case "businessUnitCodes":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("businessUnitCodes"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.BusinessUnitCodes = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalBenefitInput unmarshals raw into the BenefitInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalBenefitInput(ctx context.Context, raw any) (model.BenefitInput, error) {
+	var out model.BenefitInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "BenefitInput", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputBenefitOrder(ctx context.Context, obj any) (ent.BenefitOrder, error) {
 	var it ent.BenefitOrder
 	if obj == nil {
@@ -12615,6 +19373,55 @@ func (ec *executionContext) unmarshalInputBenefitOrder(ctx context.Context, obj 
 func UnmarshalBenefitOrder(ctx context.Context, raw any) (ent.BenefitOrder, error) {
 	var out ent.BenefitOrder
 	err := graphql.UnmarshalNamedInputFromContext(ctx, "BenefitOrder", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputBindPhoneInput(ctx context.Context, obj any) (model.BindPhoneInput, error) {
+	var it model.BindPhoneInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"phone", "otp"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "phone":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("phone"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Phone = data
+		case "otp":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("otp"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Otp = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalBindPhoneInput unmarshals raw into the BindPhoneInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalBindPhoneInput(ctx context.Context, raw any) (model.BindPhoneInput, error) {
+	var out model.BindPhoneInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "BindPhoneInput", raw, &out)
 	return out, err
 }
 
@@ -13281,6 +20088,62 @@ func UnmarshalCreateStaffInput(ctx context.Context, raw any) (model.CreateStaffI
 	return out, err
 }
 
+func (ec *executionContext) unmarshalInputEarningRuleInput(ctx context.Context, obj any) (model.EarningRuleInput, error) {
+	var it model.EarningRuleInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"businessUnitCode", "pointsPerYuan", "growthPerYuan"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "businessUnitCode":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("businessUnitCode"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.BusinessUnitCode = data
+		case "pointsPerYuan":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("pointsPerYuan"))
+			data, err := ec.unmarshalNFloat2float64(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.PointsPerYuan = data
+		case "growthPerYuan":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("growthPerYuan"))
+			data, err := ec.unmarshalNFloat2float64(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.GrowthPerYuan = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalEarningRuleInput unmarshals raw into the EarningRuleInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalEarningRuleInput(ctx context.Context, raw any) (model.EarningRuleInput, error) {
+	var out model.EarningRuleInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "EarningRuleInput", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputEarningRuleOrder(ctx context.Context, obj any) (ent.EarningRuleOrder, error) {
 	var it ent.EarningRuleOrder
 	if obj == nil {
@@ -13384,6 +20247,111 @@ func (ec *executionContext) unmarshalInputGrowthEntryOrder(ctx context.Context, 
 func UnmarshalGrowthEntryOrder(ctx context.Context, raw any) (ent.GrowthEntryOrder, error) {
 	var out ent.GrowthEntryOrder
 	err := graphql.UnmarshalNamedInputFromContext(ctx, "GrowthEntryOrder", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputIngestOrderInput(ctx context.Context, obj any) (model.IngestOrderInput, error) {
+	var it model.IngestOrderInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"externalId", "channel", "storeCode", "member", "paidAt", "amount", "items", "payments", "couponOrderRef", "campaignId"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "externalId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("externalId"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ExternalID = data
+		case "channel":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("channel"))
+			data, err := ec.unmarshalNChannel2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐChannel(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Channel = data
+		case "storeCode":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("storeCode"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.StoreCode = data
+		case "member":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("member"))
+			data, err := ec.unmarshalNMemberRefInput2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐMemberRefInput(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Member = data
+		case "paidAt":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("paidAt"))
+			data, err := ec.unmarshalNTime2timeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.PaidAt = data
+		case "amount":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("amount"))
+			data, err := ec.unmarshalNMoney2int64(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Amount = data
+		case "items":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("items"))
+			data, err := ec.unmarshalNOrderItemInput2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐOrderItemInputᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Items = data
+		case "payments":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("payments"))
+			data, err := ec.unmarshalNOrderPaymentInput2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐOrderPaymentInputᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Payments = data
+		case "couponOrderRef":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("couponOrderRef"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CouponOrderRef = data
+		case "campaignId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("campaignId"))
+			data, err := ec.unmarshalOID2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CampaignID = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalIngestOrderInput unmarshals raw into the IngestOrderInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalIngestOrderInput(ctx context.Context, raw any) (model.IngestOrderInput, error) {
+	var out model.IngestOrderInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "IngestOrderInput", raw, &out)
 	return out, err
 }
 
@@ -13499,6 +20467,55 @@ func UnmarshalLoginWithWeChatInput(ctx context.Context, raw any) (model.LoginWit
 	return out, err
 }
 
+func (ec *executionContext) unmarshalInputMemberActionInput(ctx context.Context, obj any) (model.MemberActionInput, error) {
+	var it model.MemberActionInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"memberId", "reason"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "memberId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("memberId"))
+			data, err := ec.unmarshalNID2int(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.MemberID = data
+		case "reason":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("reason"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Reason = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalMemberActionInput unmarshals raw into the MemberActionInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalMemberActionInput(ctx context.Context, raw any) (model.MemberActionInput, error) {
+	var out model.MemberActionInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "MemberActionInput", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputMemberOrder(ctx context.Context, obj any) (ent.MemberOrder, error) {
 	var it ent.MemberOrder
 	if obj == nil {
@@ -13549,6 +20566,216 @@ func (ec *executionContext) unmarshalInputMemberOrder(ctx context.Context, obj a
 func UnmarshalMemberOrder(ctx context.Context, raw any) (ent.MemberOrder, error) {
 	var out ent.MemberOrder
 	err := graphql.UnmarshalNamedInputFromContext(ctx, "MemberOrder", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputMemberRefInput(ctx context.Context, obj any) (model.MemberRefInput, error) {
+	var it model.MemberRefInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"memberId", "memberNo", "memberCode", "phone"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "memberId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("memberId"))
+			data, err := ec.unmarshalOID2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.MemberID = data
+		case "memberNo":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("memberNo"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.MemberNo = data
+		case "memberCode":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("memberCode"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.MemberCode = data
+		case "phone":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("phone"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Phone = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalMemberRefInput unmarshals raw into the MemberRefInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalMemberRefInput(ctx context.Context, raw any) (model.MemberRefInput, error) {
+	var out model.MemberRefInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "MemberRefInput", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputMemberWhereInput(ctx context.Context, obj any) (model.MemberWhereInput, error) {
+	var it model.MemberWhereInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"phone", "memberNo", "nameContains", "tierCodes", "tagIds", "registeredFrom", "registeredTo", "businessUnitId"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "phone":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("phone"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Phone = data
+		case "memberNo":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("memberNo"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.MemberNo = data
+		case "nameContains":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("nameContains"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.NameContains = data
+		case "tierCodes":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("tierCodes"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TierCodes = data
+		case "tagIds":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("tagIds"))
+			data, err := ec.unmarshalOID2ᚕintᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TagIds = data
+		case "registeredFrom":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("registeredFrom"))
+			data, err := ec.unmarshalODate2ᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋplatformᚋcalendarᚐDate(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.RegisteredFrom = data
+		case "registeredTo":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("registeredTo"))
+			data, err := ec.unmarshalODate2ᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋplatformᚋcalendarᚐDate(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.RegisteredTo = data
+		case "businessUnitId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("businessUnitId"))
+			data, err := ec.unmarshalOID2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.BusinessUnitID = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalMemberWhereInput unmarshals raw into the MemberWhereInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalMemberWhereInput(ctx context.Context, raw any) (model.MemberWhereInput, error) {
+	var out model.MemberWhereInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "MemberWhereInput", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputMergeMembersInput(ctx context.Context, obj any) (model.MergeMembersInput, error) {
+	var it model.MergeMembersInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"survivorId", "mergedId", "reason"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "survivorId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("survivorId"))
+			data, err := ec.unmarshalNID2int(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.SurvivorID = data
+		case "mergedId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("mergedId"))
+			data, err := ec.unmarshalNID2int(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.MergedID = data
+		case "reason":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("reason"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Reason = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalMergeMembersInput unmarshals raw into the MergeMembersInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalMergeMembersInput(ctx context.Context, raw any) (model.MergeMembersInput, error) {
+	var out model.MergeMembersInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "MergeMembersInput", raw, &out)
 	return out, err
 }
 
@@ -13605,6 +20832,90 @@ func UnmarshalNotificationOrder(ctx context.Context, raw any) (ent.NotificationO
 	return out, err
 }
 
+func (ec *executionContext) unmarshalInputOrderItemInput(ctx context.Context, obj any) (model.OrderItemInput, error) {
+	var it model.OrderItemInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"sku", "name", "category", "brand", "quantity", "unitPrice", "amount"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "sku":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("sku"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Sku = data
+		case "name":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("name"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Name = data
+		case "category":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("category"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Category = data
+		case "brand":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("brand"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Brand = data
+		case "quantity":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("quantity"))
+			data, err := ec.unmarshalNInt2int(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Quantity = data
+		case "unitPrice":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("unitPrice"))
+			data, err := ec.unmarshalNMoney2int64(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UnitPrice = data
+		case "amount":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("amount"))
+			data, err := ec.unmarshalNMoney2int64(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Amount = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalOrderItemInput unmarshals raw into the OrderItemInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalOrderItemInput(ctx context.Context, raw any) (model.OrderItemInput, error) {
+	var out model.OrderItemInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "OrderItemInput", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputOrderOrder(ctx context.Context, obj any) (ent.OrderOrder, error) {
 	var it ent.OrderOrder
 	if obj == nil {
@@ -13655,6 +20966,69 @@ func (ec *executionContext) unmarshalInputOrderOrder(ctx context.Context, obj an
 func UnmarshalOrderOrder(ctx context.Context, raw any) (ent.OrderOrder, error) {
 	var out ent.OrderOrder
 	err := graphql.UnmarshalNamedInputFromContext(ctx, "OrderOrder", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputOrderPaymentInput(ctx context.Context, obj any) (model.OrderPaymentInput, error) {
+	var it model.OrderPaymentInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"method", "amount", "points", "storedValueTransactionId"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "method":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("method"))
+			data, err := ec.unmarshalNPaymentMethod2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐPaymentMethod(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Method = data
+		case "amount":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("amount"))
+			data, err := ec.unmarshalNMoney2int64(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Amount = data
+		case "points":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("points"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Points = data
+		case "storedValueTransactionId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("storedValueTransactionId"))
+			data, err := ec.unmarshalOID2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.StoredValueTransactionID = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalOrderPaymentInput unmarshals raw into the OrderPaymentInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalOrderPaymentInput(ctx context.Context, raw any) (model.OrderPaymentInput, error) {
+	var out model.OrderPaymentInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "OrderPaymentInput", raw, &out)
 	return out, err
 }
 
@@ -13764,6 +21138,69 @@ func UnmarshalPaidMembershipPlanOrder(ctx context.Context, raw any) (ent.PaidMem
 	return out, err
 }
 
+func (ec *executionContext) unmarshalInputPaidMembershipPurchaseInput(ctx context.Context, obj any) (model.PaidMembershipPurchaseInput, error) {
+	var it model.PaidMembershipPurchaseInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"member", "planCode", "paymentRef", "amount"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "member":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("member"))
+			data, err := ec.unmarshalNMemberRefInput2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐMemberRefInput(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Member = data
+		case "planCode":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("planCode"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.PlanCode = data
+		case "paymentRef":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("paymentRef"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.PaymentRef = data
+		case "amount":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("amount"))
+			data, err := ec.unmarshalNMoney2int64(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Amount = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalPaidMembershipPurchaseInput unmarshals raw into the PaidMembershipPurchaseInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalPaidMembershipPurchaseInput(ctx context.Context, raw any) (model.PaidMembershipPurchaseInput, error) {
+	var out model.PaidMembershipPurchaseInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "PaidMembershipPurchaseInput", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputPointsEntryOrder(ctx context.Context, obj any) (ent.PointsEntryOrder, error) {
 	var it ent.PointsEntryOrder
 	if obj == nil {
@@ -13859,6 +21296,76 @@ func UnmarshalRefreshTokenInput(ctx context.Context, raw any) (model.RefreshToke
 	return out, err
 }
 
+func (ec *executionContext) unmarshalInputRefundOrderInput(ctx context.Context, obj any) (model.RefundOrderInput, error) {
+	var it model.RefundOrderInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"externalId", "channel", "refundId", "amount", "reason"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "externalId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("externalId"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ExternalID = data
+		case "channel":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("channel"))
+			data, err := ec.unmarshalNChannel2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐChannel(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Channel = data
+		case "refundId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("refundId"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.RefundID = data
+		case "amount":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("amount"))
+			data, err := ec.unmarshalNMoney2int64(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Amount = data
+		case "reason":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("reason"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Reason = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalRefundOrderInput unmarshals raw into the RefundOrderInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalRefundOrderInput(ctx context.Context, raw any) (model.RefundOrderInput, error) {
+	var out model.RefundOrderInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "RefundOrderInput", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputRequestOtpInput(ctx context.Context, obj any) (model.RequestOtpInput, error) {
 	var it model.RequestOtpInput
 	if obj == nil {
@@ -13905,6 +21412,55 @@ func (ec *executionContext) unmarshalInputRequestOtpInput(ctx context.Context, o
 func UnmarshalRequestOtpInput(ctx context.Context, raw any) (model.RequestOtpInput, error) {
 	var out model.RequestOtpInput
 	err := graphql.UnmarshalNamedInputFromContext(ctx, "RequestOtpInput", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputSetPayPasswordInput(ctx context.Context, obj any) (model.SetPayPasswordInput, error) {
+	var it model.SetPayPasswordInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"otp", "password"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "otp":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("otp"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Otp = data
+		case "password":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("password"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Password = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalSetPayPasswordInput unmarshals raw into the SetPayPasswordInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalSetPayPasswordInput(ctx context.Context, raw any) (model.SetPayPasswordInput, error) {
+	var out model.SetPayPasswordInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "SetPayPasswordInput", raw, &out)
 	return out, err
 }
 
@@ -14641,6 +22197,181 @@ func UnmarshalStoredValueEntryOrder(ctx context.Context, raw any) (ent.StoredVal
 	return out, err
 }
 
+func (ec *executionContext) unmarshalInputStoredValuePaymentInput(ctx context.Context, obj any) (model.StoredValuePaymentInput, error) {
+	var it model.StoredValuePaymentInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"member", "amount", "storeCode", "orderRef", "payPassword", "idempotencyKey"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "member":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("member"))
+			data, err := ec.unmarshalNMemberRefInput2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐMemberRefInput(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Member = data
+		case "amount":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("amount"))
+			data, err := ec.unmarshalNMoney2int64(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Amount = data
+		case "storeCode":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("storeCode"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.StoreCode = data
+		case "orderRef":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("orderRef"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.OrderRef = data
+		case "payPassword":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("payPassword"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.PayPassword = data
+		case "idempotencyKey":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("idempotencyKey"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.IdempotencyKey = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalStoredValuePaymentInput unmarshals raw into the StoredValuePaymentInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalStoredValuePaymentInput(ctx context.Context, raw any) (model.StoredValuePaymentInput, error) {
+	var out model.StoredValuePaymentInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "StoredValuePaymentInput", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputTierInput(ctx context.Context, obj any) (model.TierInput, error) {
+	var it model.TierInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"code", "name", "rank", "threshold", "monthlySpendRequired", "referralsRequired", "retentionMonths", "pointsMultiplier", "benefitCodes"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "code":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("code"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Code = data
+		case "name":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("name"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Name = data
+		case "rank":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("rank"))
+			data, err := ec.unmarshalNInt2int(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Rank = data
+		case "threshold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("threshold"))
+			data, err := ec.unmarshalNInt2int(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Threshold = data
+		case "monthlySpendRequired":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("monthlySpendRequired"))
+			data, err := ec.unmarshalOMoney2ᚖint64(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.MonthlySpendRequired = data
+		case "referralsRequired":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("referralsRequired"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ReferralsRequired = data
+		case "retentionMonths":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("retentionMonths"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.RetentionMonths = data
+		case "pointsMultiplier":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("pointsMultiplier"))
+			data, err := ec.unmarshalOFloat2ᚖfloat64(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.PointsMultiplier = data
+		case "benefitCodes":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("benefitCodes"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.BenefitCodes = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalTierInput unmarshals raw into the TierInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalTierInput(ctx context.Context, raw any) (model.TierInput, error) {
+	var out model.TierInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "TierInput", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputTierOrder(ctx context.Context, obj any) (ent.TierOrder, error) {
 	var it ent.TierOrder
 	if obj == nil {
@@ -14691,6 +22422,195 @@ func (ec *executionContext) unmarshalInputTierOrder(ctx context.Context, obj any
 func UnmarshalTierOrder(ctx context.Context, raw any) (ent.TierOrder, error) {
 	var out ent.TierOrder
 	err := graphql.UnmarshalNamedInputFromContext(ctx, "TierOrder", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputTopUpInput(ctx context.Context, obj any) (model.TopUpInput, error) {
+	var it model.TopUpInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"member", "amount", "bonus", "storeCode", "paymentRef"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "member":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("member"))
+			data, err := ec.unmarshalNMemberRefInput2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐMemberRefInput(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Member = data
+		case "amount":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("amount"))
+			data, err := ec.unmarshalNMoney2int64(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Amount = data
+		case "bonus":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("bonus"))
+			data, err := ec.unmarshalOMoney2ᚖint64(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Bonus = data
+		case "storeCode":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("storeCode"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.StoreCode = data
+		case "paymentRef":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("paymentRef"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.PaymentRef = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalTopUpInput unmarshals raw into the TopUpInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalTopUpInput(ctx context.Context, raw any) (model.TopUpInput, error) {
+	var out model.TopUpInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "TopUpInput", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputUpdateConsentInput(ctx context.Context, obj any) (model.UpdateConsentInput, error) {
+	var it model.UpdateConsentInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"kind", "granted"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "kind":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("kind"))
+			data, err := ec.unmarshalNConsentKind2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐConsentKind(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Kind = data
+		case "granted":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("granted"))
+			data, err := ec.unmarshalNBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Granted = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalUpdateConsentInput unmarshals raw into the UpdateConsentInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalUpdateConsentInput(ctx context.Context, raw any) (model.UpdateConsentInput, error) {
+	var out model.UpdateConsentInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "UpdateConsentInput", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputUpdateMyProfileInput(ctx context.Context, obj any) (model.UpdateMyProfileInput, error) {
+	var it model.UpdateMyProfileInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"displayName", "gender", "birthday", "regionCode", "avatarUrl"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "displayName":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("displayName"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DisplayName = data
+		case "gender":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("gender"))
+			data, err := ec.unmarshalOGender2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐGender(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Gender = data
+		case "birthday":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("birthday"))
+			data, err := ec.unmarshalODate2ᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋplatformᚋcalendarᚐDate(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Birthday = data
+		case "regionCode":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("regionCode"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.RegionCode = data
+		case "avatarUrl":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("avatarUrl"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.AvatarURL = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalUpdateMyProfileInput unmarshals raw into the UpdateMyProfileInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalUpdateMyProfileInput(ctx context.Context, raw any) (model.UpdateMyProfileInput, error) {
+	var out model.UpdateMyProfileInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "UpdateMyProfileInput", raw, &out)
 	return out, err
 }
 
@@ -14852,6 +22772,39 @@ func (ec *executionContext) _Viewer(ctx context.Context, sel ast.SelectionSet, o
 // endregion ************************** interface.gotpl ***************************
 
 // region    **************************** object.gotpl ****************************
+
+var adjustPointsPayloadImplementors = []string{"AdjustPointsPayload"}
+
+func (ec *executionContext) _AdjustPointsPayload(ctx context.Context, sel ast.SelectionSet, obj *model.AdjustPointsPayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, adjustPointsPayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("AdjustPointsPayload")
+		case "transaction":
+			out.Values[i] = ec._AdjustPointsPayload_transaction(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
 
 var adminLoginPayloadImplementors = []string{"AdminLoginPayload"}
 
@@ -15182,6 +23135,44 @@ func (ec *executionContext) _Benefit(ctx context.Context, sel ast.SelectionSet, 
 	return out
 }
 
+var bindPhonePayloadImplementors = []string{"BindPhonePayload"}
+
+func (ec *executionContext) _BindPhonePayload(ctx context.Context, sel ast.SelectionSet, obj *model.BindPhonePayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, bindPhonePayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("BindPhonePayload")
+		case "merged":
+			out.Values[i] = ec._BindPhonePayload_merged(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "member":
+			out.Values[i] = ec._BindPhonePayload_member(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var businessUnitImplementors = []string{"BusinessUnit", "Node"}
 
 func (ec *executionContext) _BusinessUnit(ctx context.Context, sel ast.SelectionSet, obj *ent.BusinessUnit) graphql.Marshaler {
@@ -15229,6 +23220,54 @@ func (ec *executionContext) _BusinessUnit(ctx context.Context, sel ast.Selection
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._BusinessUnit_stores(ctx, field, obj)
 				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var checkInPayloadImplementors = []string{"CheckInPayload"}
+
+func (ec *executionContext) _CheckInPayload(ctx context.Context, sel ast.SelectionSet, obj *model.CheckInPayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, checkInPayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("CheckInPayload")
+		case "alreadyCheckedIn":
+			out.Values[i] = ec._CheckInPayload_alreadyCheckedIn(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "streakDays":
+			out.Values[i] = ec._CheckInPayload_streakDays(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "growthAwarded":
+			out.Values[i] = ec._CheckInPayload_growthAwarded(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "pointsAwarded":
+			out.Values[i] = ec._CheckInPayload_pointsAwarded(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -15299,6 +23338,49 @@ func (ec *executionContext) _Consent(ctx context.Context, sel ast.SelectionSet, 
 	return out
 }
 
+var consentStateImplementors = []string{"ConsentState"}
+
+func (ec *executionContext) _ConsentState(ctx context.Context, sel ast.SelectionSet, obj *model.ConsentState) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, consentStateImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ConsentState")
+		case "kind":
+			out.Values[i] = ec._ConsentState_kind(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "granted":
+			out.Values[i] = ec._ConsentState_granted(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "updatedAt":
+			out.Values[i] = ec._ConsentState_updatedAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var couponImplementors = []string{"Coupon", "Node"}
 
 func (ec *executionContext) _Coupon(ctx context.Context, sel ast.SelectionSet, obj *ent.Coupon) graphql.Marshaler {
@@ -15345,6 +23427,36 @@ func (ec *executionContext) _Coupon(ctx context.Context, sel ast.SelectionSet, o
 				true, true,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Coupon_template(ctx, field, obj)
+				})
+		case "title":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Coupon_title(ctx, field, obj)
+				})
+		case "kind":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Coupon_kind(ctx, field, obj)
+				})
+		case "faceValue":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Coupon_faceValue(ctx, field, obj)
+				})
+		case "discountPercent":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Coupon_discountPercent(ctx, field, obj)
+				})
+		case "minSpend":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Coupon_minSpend(ctx, field, obj)
 				})
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
@@ -15635,6 +23747,111 @@ func (ec *executionContext) _EarningRule(ctx context.Context, sel ast.SelectionS
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._EarningRule_businessUnit(ctx, field, obj)
 				})
+		case "pointsPerYuan":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._EarningRule_pointsPerYuan(ctx, field, obj)
+				})
+		case "growthPerYuan":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._EarningRule_growthPerYuan(ctx, field, obj)
+				})
+		case "tierMultipliers":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._EarningRule_tierMultipliers(ctx, field, obj)
+				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var expiringPointsImplementors = []string{"ExpiringPoints"}
+
+func (ec *executionContext) _ExpiringPoints(ctx context.Context, sel ast.SelectionSet, obj *model.ExpiringPoints) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, expiringPointsImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ExpiringPoints")
+		case "amount":
+			out.Values[i] = ec._ExpiringPoints_amount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "expiresAt":
+			out.Values[i] = ec._ExpiringPoints_expiresAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var growthImplementors = []string{"Growth"}
+
+func (ec *executionContext) _Growth(ctx context.Context, sel ast.SelectionSet, obj *gqlmodel.Growth) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, growthImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Growth")
+		case "value":
+			out.Values[i] = ec._Growth_value(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "toNextTier":
+			out.Values[i] = ec._Growth_toNextTier(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "nextTier":
+			out.Values[i] = ec._Growth_nextTier(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "transactions":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Growth_transactions(ctx, field, obj)
+				})
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -15887,6 +24104,49 @@ func (ec *executionContext) _Identity(ctx context.Context, sel ast.SelectionSet,
 	return out
 }
 
+var ingestOrderPayloadImplementors = []string{"IngestOrderPayload"}
+
+func (ec *executionContext) _IngestOrderPayload(ctx context.Context, sel ast.SelectionSet, obj *model.IngestOrderPayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, ingestOrderPayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("IngestOrderPayload")
+		case "duplicate":
+			out.Values[i] = ec._IngestOrderPayload_duplicate(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "order":
+			out.Values[i] = ec._IngestOrderPayload_order(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "member":
+			out.Values[i] = ec._IngestOrderPayload_member(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var logoutPayloadImplementors = []string{"LogoutPayload"}
 
 func (ec *executionContext) _LogoutPayload(ctx context.Context, sel ast.SelectionSet, obj *model.LogoutPayload) graphql.Marshaler {
@@ -15900,6 +24160,39 @@ func (ec *executionContext) _LogoutPayload(ctx context.Context, sel ast.Selectio
 			out.Values[i] = graphql.MarshalString("LogoutPayload")
 		case "ok":
 			out.Values[i] = ec._LogoutPayload_ok(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var markNotificationsReadPayloadImplementors = []string{"MarkNotificationsReadPayload"}
+
+func (ec *executionContext) _MarkNotificationsReadPayload(ctx context.Context, sel ast.SelectionSet, obj *model.MarkNotificationsReadPayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, markNotificationsReadPayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("MarkNotificationsReadPayload")
+		case "updated":
+			out.Values[i] = ec._MarkNotificationsReadPayload_updated(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -16027,6 +24320,84 @@ func (ec *executionContext) _Member(ctx context.Context, sel ast.SelectionSet, o
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Member_identities(ctx, field, obj)
 				})
+		case "growth":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Member_growth(ctx, field, obj)
+				})
+		case "points":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Member_points(ctx, field, obj)
+				})
+		case "storedValue":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Member_storedValue(ctx, field, obj)
+				})
+		case "tierStatus":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Member_tierStatus(ctx, field, obj)
+				})
+		case "tierHistory":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Member_tierHistory(ctx, field, obj)
+				})
+		case "paidMemberships":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Member_paidMemberships(ctx, field, obj)
+				})
+		case "benefits":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Member_benefits(ctx, field, obj)
+				})
+		case "coupons":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Member_coupons(ctx, field, obj)
+				})
+		case "orders":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Member_orders(ctx, field, obj)
+				})
+		case "memberCode":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Member_memberCode(ctx, field, obj)
+				})
+		case "notifications":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Member_notifications(ctx, field, obj)
+				})
+		case "profileCompleteness":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Member_profileCompleteness(ctx, field, obj)
+				})
+		case "consents":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Member_consents(ctx, field, obj)
+				})
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -16077,6 +24448,97 @@ func (ec *executionContext) _MemberAuthPayload(ctx context.Context, sel ast.Sele
 			}
 		case "member":
 			out.Values[i] = ec._MemberAuthPayload_member(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var memberBenefitImplementors = []string{"MemberBenefit"}
+
+func (ec *executionContext) _MemberBenefit(ctx context.Context, sel ast.SelectionSet, obj *model.MemberBenefit) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, memberBenefitImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("MemberBenefit")
+		case "code":
+			out.Values[i] = ec._MemberBenefit_code(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "name":
+			out.Values[i] = ec._MemberBenefit_name(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "description":
+			out.Values[i] = ec._MemberBenefit_description(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "kind":
+			out.Values[i] = ec._MemberBenefit_kind(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "source":
+			out.Values[i] = ec._MemberBenefit_source(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var memberCodeImplementors = []string{"MemberCode"}
+
+func (ec *executionContext) _MemberCode(ctx context.Context, sel ast.SelectionSet, obj *model.MemberCode) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, memberCodeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("MemberCode")
+		case "code":
+			out.Values[i] = ec._MemberCode_code(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "expiresAt":
+			out.Values[i] = ec._MemberCode_expiresAt(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -16178,6 +24640,107 @@ func (ec *executionContext) _MemberEdge(ctx context.Context, sel ast.SelectionSe
 	return out
 }
 
+var memberPayloadImplementors = []string{"MemberPayload"}
+
+func (ec *executionContext) _MemberPayload(ctx context.Context, sel ast.SelectionSet, obj *model.MemberPayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, memberPayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("MemberPayload")
+		case "member":
+			out.Values[i] = ec._MemberPayload_member(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var mergePreviewImplementors = []string{"MergePreview"}
+
+func (ec *executionContext) _MergePreview(ctx context.Context, sel ast.SelectionSet, obj *model.MergePreview) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, mergePreviewImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("MergePreview")
+		case "survivor":
+			out.Values[i] = ec._MergePreview_survivor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "merged":
+			out.Values[i] = ec._MergePreview_merged(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "resultingTier":
+			out.Values[i] = ec._MergePreview_resultingTier(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "pointsBalance":
+			out.Values[i] = ec._MergePreview_pointsBalance(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "storedValueBalance":
+			out.Values[i] = ec._MergePreview_storedValueBalance(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "growthValue":
+			out.Values[i] = ec._MergePreview_growthValue(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "couponsMoved":
+			out.Values[i] = ec._MergePreview_couponsMoved(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "identitiesMoved":
+			out.Values[i] = ec._MergePreview_identitiesMoved(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var mutationImplementors = []string{"Mutation"}
 
 func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet) graphql.Marshaler {
@@ -16249,6 +24812,132 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 		case "createApiClient":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_createApiClient(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "ingestOrder":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_ingestOrder(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "refundOrder":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_refundOrder(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "payWithStoredValue":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_payWithStoredValue(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "topUpStoredValue":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_topUpStoredValue(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "recordPaidMembership":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_recordPaidMembership(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "bindPhone":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_bindPhone(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "updateMyProfile":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_updateMyProfile(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "updateConsent":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_updateConsent(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "setPayPassword":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_setPayPassword(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "checkIn":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_checkIn(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "markNotificationsRead":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_markNotificationsRead(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "mergeMembers":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_mergeMembers(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "adjustPoints":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_adjustPoints(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "freezeMember":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_freezeMember(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "eraseMember":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_eraseMember(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "upsertTier":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_upsertTier(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "upsertBenefit":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_upsertBenefit(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "setEarningRule":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_setEarningRule(ctx, field)
 			})
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
@@ -16404,6 +25093,39 @@ func (ec *executionContext) _NotificationEdge(ctx context.Context, sel ast.Selec
 	return out
 }
 
+var okPayloadImplementors = []string{"OkPayload"}
+
+func (ec *executionContext) _OkPayload(ctx context.Context, sel ast.SelectionSet, obj *model.OkPayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, okPayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("OkPayload")
+		case "ok":
+			out.Values[i] = ec._OkPayload_ok(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var orderImplementors = []string{"Order", "Node"}
 
 func (ec *executionContext) _Order(ctx context.Context, sel ast.SelectionSet, obj *ent.Order) graphql.Marshaler {
@@ -16420,8 +25142,8 @@ func (ec *executionContext) _Order(ctx context.Context, sel ast.SelectionSet, ob
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
-		case "externalID":
-			out.Values[i] = ec._Order_externalID(ctx, field, obj)
+		case "externalId":
+			out.Values[i] = ec._Order_externalId(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
@@ -16482,6 +25204,12 @@ func (ec *executionContext) _Order(ctx context.Context, sel ast.SelectionSet, ob
 				true, false,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Order_items(ctx, field, obj)
+				})
+		case "couponsRedeemed":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Order_couponsRedeemed(ctx, field, obj)
 				})
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
@@ -16856,6 +25584,51 @@ func (ec *executionContext) _PaidMembershipPlan(ctx context.Context, sel ast.Sel
 	return out
 }
 
+var pointsImplementors = []string{"Points"}
+
+func (ec *executionContext) _Points(ctx context.Context, sel ast.SelectionSet, obj *gqlmodel.Points) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, pointsImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Points")
+		case "balance":
+			out.Values[i] = ec._Points_balance(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "expiringSoon":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Points_expiringSoon(ctx, field, obj)
+				})
+		case "transactions":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Points_transactions(ctx, field, obj)
+				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var pointsEntryImplementors = []string{"PointsEntry", "Node"}
 
 func (ec *executionContext) _PointsEntry(ctx context.Context, sel ast.SelectionSet, obj *ent.PointsEntry) graphql.Marshaler {
@@ -17075,6 +25848,60 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_me(ctx, field)
 				})
+		case "members":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_members(ctx, field)
+				})
+		case "identifyMember":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_identifyMember(ctx, field)
+				})
+		case "previewMerge":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_previewMerge(ctx, field)
+				})
+		case "businessUnits":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_businessUnits(ctx, field)
+				})
+		case "tiers":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_tiers(ctx, field)
+				})
+		case "benefits":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_benefits(ctx, field)
+				})
+		case "earningRules":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_earningRules(ctx, field)
+				})
+		case "paidMembershipPlans":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_paidMembershipPlans(ctx, field)
+				})
+		case "simulateTiers":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_simulateTiers(ctx, field)
+				})
 		case "__type":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Query___type(ctx, field)
@@ -17088,6 +25915,44 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 			})
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var recordPaidMembershipPayloadImplementors = []string{"RecordPaidMembershipPayload"}
+
+func (ec *executionContext) _RecordPaidMembershipPayload(ctx context.Context, sel ast.SelectionSet, obj *model.RecordPaidMembershipPayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, recordPaidMembershipPayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("RecordPaidMembershipPayload")
+		case "duplicate":
+			out.Values[i] = ec._RecordPaidMembershipPayload_duplicate(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "membership":
+			out.Values[i] = ec._RecordPaidMembershipPayload_membership(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
 			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
@@ -17149,6 +26014,59 @@ func (ec *executionContext) _RefreshTokenPayload(ctx context.Context, sel ast.Se
 	return out
 }
 
+var refundOrderPayloadImplementors = []string{"RefundOrderPayload"}
+
+func (ec *executionContext) _RefundOrderPayload(ctx context.Context, sel ast.SelectionSet, obj *model.RefundOrderPayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, refundOrderPayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("RefundOrderPayload")
+		case "duplicate":
+			out.Values[i] = ec._RefundOrderPayload_duplicate(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "order":
+			out.Values[i] = ec._RefundOrderPayload_order(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "pointsReversed":
+			out.Values[i] = ec._RefundOrderPayload_pointsReversed(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "growthReversed":
+			out.Values[i] = ec._RefundOrderPayload_growthReversed(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "storedValueRestored":
+			out.Values[i] = ec._RefundOrderPayload_storedValueRestored(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var requestOtpPayloadImplementors = []string{"RequestOtpPayload"}
 
 func (ec *executionContext) _RequestOtpPayload(ctx context.Context, sel ast.SelectionSet, obj *model.RequestOtpPayload) graphql.Marshaler {
@@ -17162,6 +26080,39 @@ func (ec *executionContext) _RequestOtpPayload(ctx context.Context, sel ast.Sele
 			out.Values[i] = graphql.MarshalString("RequestOtpPayload")
 		case "retryAfterSeconds":
 			out.Values[i] = ec._RequestOtpPayload_retryAfterSeconds(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var setEarningRulePayloadImplementors = []string{"SetEarningRulePayload"}
+
+func (ec *executionContext) _SetEarningRulePayload(ctx context.Context, sel ast.SelectionSet, obj *model.SetEarningRulePayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, setEarningRulePayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("SetEarningRulePayload")
+		case "rule":
+			out.Values[i] = ec._SetEarningRulePayload_rule(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -17312,6 +26263,60 @@ func (ec *executionContext) _Store(ctx context.Context, sel ast.SelectionSet, ob
 				true, true,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Store_businessUnit(ctx, field, obj)
+				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var storedValueImplementors = []string{"StoredValue"}
+
+func (ec *executionContext) _StoredValue(ctx context.Context, sel ast.SelectionSet, obj *gqlmodel.StoredValue) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, storedValueImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("StoredValue")
+		case "balance":
+			out.Values[i] = ec._StoredValue_balance(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "principal":
+			out.Values[i] = ec._StoredValue_principal(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "bonus":
+			out.Values[i] = ec._StoredValue_bonus(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "hasPayPassword":
+			out.Values[i] = ec._StoredValue_hasPayPassword(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "transactions":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._StoredValue_transactions(ctx, field, obj)
 				})
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
@@ -17511,6 +26516,44 @@ func (ec *executionContext) _StoredValueEntryEdge(ctx context.Context, sel ast.S
 	return out
 }
 
+var storedValuePaymentPayloadImplementors = []string{"StoredValuePaymentPayload"}
+
+func (ec *executionContext) _StoredValuePaymentPayload(ctx context.Context, sel ast.SelectionSet, obj *model.StoredValuePaymentPayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, storedValuePaymentPayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("StoredValuePaymentPayload")
+		case "duplicate":
+			out.Values[i] = ec._StoredValuePaymentPayload_duplicate(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "transaction":
+			out.Values[i] = ec._StoredValuePaymentPayload_transaction(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var tierImplementors = []string{"Tier", "Node"}
 
 func (ec *executionContext) _Tier(ctx context.Context, sel ast.SelectionSet, obj *ent.Tier) graphql.Marshaler {
@@ -17572,6 +26615,17 @@ func (ec *executionContext) _Tier(ctx context.Context, sel ast.SelectionSet, obj
 				true, false,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Tier_benefits(ctx, field, obj)
+				})
+		case "monthlySpendRequired":
+			out.Values[i] = ec._Tier_monthlySpendRequired(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "pointsMultiplier":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Tier_pointsMultiplier(ctx, field, obj)
 				})
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
@@ -17648,6 +26702,348 @@ func (ec *executionContext) _TierChange(ctx context.Context, sel ast.SelectionSe
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._TierChange_to(ctx, field, obj)
 				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var tierCountImplementors = []string{"TierCount"}
+
+func (ec *executionContext) _TierCount(ctx context.Context, sel ast.SelectionSet, obj *model.TierCount) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, tierCountImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("TierCount")
+		case "tier":
+			out.Values[i] = ec._TierCount_tier(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "members":
+			out.Values[i] = ec._TierCount_members(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var tierMoveImplementors = []string{"TierMove"}
+
+func (ec *executionContext) _TierMove(ctx context.Context, sel ast.SelectionSet, obj *model.TierMove) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, tierMoveImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("TierMove")
+		case "from":
+			out.Values[i] = ec._TierMove_from(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "to":
+			out.Values[i] = ec._TierMove_to(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "members":
+			out.Values[i] = ec._TierMove_members(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var tierMultiplierImplementors = []string{"TierMultiplier"}
+
+func (ec *executionContext) _TierMultiplier(ctx context.Context, sel ast.SelectionSet, obj *model.TierMultiplier) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, tierMultiplierImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("TierMultiplier")
+		case "tier":
+			out.Values[i] = ec._TierMultiplier_tier(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "multiplier":
+			out.Values[i] = ec._TierMultiplier_multiplier(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var tierSimulationImplementors = []string{"TierSimulation"}
+
+func (ec *executionContext) _TierSimulation(ctx context.Context, sel ast.SelectionSet, obj *model.TierSimulation) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, tierSimulationImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("TierSimulation")
+		case "moves":
+			out.Values[i] = ec._TierSimulation_moves(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "membersByTier":
+			out.Values[i] = ec._TierSimulation_membersByTier(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var tierStatusImplementors = []string{"TierStatus"}
+
+func (ec *executionContext) _TierStatus(ctx context.Context, sel ast.SelectionSet, obj *model.TierStatus) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, tierStatusImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("TierStatus")
+		case "reviewAt":
+			out.Values[i] = ec._TierStatus_reviewAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "growthInWindow":
+			out.Values[i] = ec._TierStatus_growthInWindow(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "growthToRetain":
+			out.Values[i] = ec._TierStatus_growthToRetain(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "projectedTier":
+			out.Values[i] = ec._TierStatus_projectedTier(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var updateConsentPayloadImplementors = []string{"UpdateConsentPayload"}
+
+func (ec *executionContext) _UpdateConsentPayload(ctx context.Context, sel ast.SelectionSet, obj *model.UpdateConsentPayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, updateConsentPayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("UpdateConsentPayload")
+		case "consent":
+			out.Values[i] = ec._UpdateConsentPayload_consent(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var updateMyProfilePayloadImplementors = []string{"UpdateMyProfilePayload"}
+
+func (ec *executionContext) _UpdateMyProfilePayload(ctx context.Context, sel ast.SelectionSet, obj *model.UpdateMyProfilePayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, updateMyProfilePayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("UpdateMyProfilePayload")
+		case "growthAwarded":
+			out.Values[i] = ec._UpdateMyProfilePayload_growthAwarded(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "member":
+			out.Values[i] = ec._UpdateMyProfilePayload_member(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var upsertBenefitPayloadImplementors = []string{"UpsertBenefitPayload"}
+
+func (ec *executionContext) _UpsertBenefitPayload(ctx context.Context, sel ast.SelectionSet, obj *model.UpsertBenefitPayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, upsertBenefitPayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("UpsertBenefitPayload")
+		case "benefit":
+			out.Values[i] = ec._UpsertBenefitPayload_benefit(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var upsertTierPayloadImplementors = []string{"UpsertTierPayload"}
+
+func (ec *executionContext) _UpsertTierPayload(ctx context.Context, sel ast.SelectionSet, obj *model.UpsertTierPayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, upsertTierPayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("UpsertTierPayload")
+		case "tier":
+			out.Values[i] = ec._UpsertTierPayload_tier(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -18027,6 +27423,19 @@ func (ec *executionContext) ___Type(ctx context.Context, sel ast.SelectionSet, o
 
 // region    ***************************** type.gotpl *****************************
 
+func (ec *executionContext) unmarshalNAdjustPointsInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐAdjustPointsInput(ctx context.Context, v any) (model.AdjustPointsInput, error) {
+	res, err := ec.unmarshalInputAdjustPointsInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNAdjustPointsPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐAdjustPointsPayload(ctx context.Context, sel ast.SelectionSet, v *model.AdjustPointsPayload) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "AdjustPointsPayload!")
+		return graphql.Null
+	}
+	return ec._AdjustPointsPayload(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalNAdminLoginInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐAdminLoginInput(ctx context.Context, v any) (model.AdminLoginInput, error) {
 	res, err := ec.unmarshalInputAdminLoginInput(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -18121,12 +27530,33 @@ func (ec *executionContext) unmarshalNAuditLogWhereInput2ᚖgithubᚗcomᚋoneme
 	return &res, graphql.ErrorOnPath(ctx, err)
 }
 
+func (ec *executionContext) marshalNBenefit2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐBenefitᚄ(ctx context.Context, sel ast.SelectionSet, v []*ent.Benefit) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNBenefit2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐBenefit(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
 func (ec *executionContext) marshalNBenefit2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐBenefit(ctx context.Context, sel ast.SelectionSet, v *ent.Benefit) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "Benefit!")
 		return graphql.Null
 	}
 	return ec._Benefit(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNBenefitInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐBenefitInput(ctx context.Context, v any) (model.BenefitInput, error) {
+	res, err := ec.unmarshalInputBenefitInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
 }
 
 func (ec *executionContext) unmarshalNBenefitKind2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐBenefitKind(ctx context.Context, v any) (enum.BenefitKind, error) {
@@ -18153,6 +27583,29 @@ func (ec *executionContext) marshalNBenefitOrderField2ᚖgithubᚗcomᚋonemembe
 	return v
 }
 
+func (ec *executionContext) unmarshalNBenefitSource2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐBenefitSource(ctx context.Context, v any) (model.BenefitSource, error) {
+	var res model.BenefitSource
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNBenefitSource2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐBenefitSource(ctx context.Context, sel ast.SelectionSet, v model.BenefitSource) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) unmarshalNBindPhoneInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐBindPhoneInput(ctx context.Context, v any) (model.BindPhoneInput, error) {
+	res, err := ec.unmarshalInputBindPhoneInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNBindPhonePayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐBindPhonePayload(ctx context.Context, sel ast.SelectionSet, v *model.BindPhonePayload) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "BindPhonePayload!")
+		return graphql.Null
+	}
+	return ec._BindPhonePayload(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalNBoolean2bool(ctx context.Context, v any) (bool, error) {
 	res, err := graphql.UnmarshalBoolean(v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -18165,6 +27618,22 @@ func (ec *executionContext) marshalNBoolean2bool(ctx context.Context, sel ast.Se
 		graphql.AddInvalidNullFromMarshaler(ctx, "Boolean!")
 	}
 	return res
+}
+
+func (ec *executionContext) marshalNBusinessUnit2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐBusinessUnitᚄ(ctx context.Context, sel ast.SelectionSet, v []*ent.BusinessUnit) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNBusinessUnit2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐBusinessUnit(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
 }
 
 func (ec *executionContext) marshalNBusinessUnit2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐBusinessUnit(ctx context.Context, sel ast.SelectionSet, v *ent.BusinessUnit) graphql.Marshaler {
@@ -18214,6 +27683,14 @@ func (ec *executionContext) marshalNChannel2githubᚗcomᚋonememberᚋonemember
 	return v
 }
 
+func (ec *executionContext) marshalNCheckInPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐCheckInPayload(ctx context.Context, sel ast.SelectionSet, v *model.CheckInPayload) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "CheckInPayload!")
+		return graphql.Null
+	}
+	return ec._CheckInPayload(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalNConsentKind2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐConsentKind(ctx context.Context, v any) (enum.ConsentKind, error) {
 	var res enum.ConsentKind
 	err := res.UnmarshalGQL(v)
@@ -18222,6 +27699,62 @@ func (ec *executionContext) unmarshalNConsentKind2githubᚗcomᚋonememberᚋone
 
 func (ec *executionContext) marshalNConsentKind2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐConsentKind(ctx context.Context, sel ast.SelectionSet, v enum.ConsentKind) graphql.Marshaler {
 	return v
+}
+
+func (ec *executionContext) marshalNConsentState2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐConsentStateᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.ConsentState) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNConsentState2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐConsentState(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNConsentState2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐConsentState(ctx context.Context, sel ast.SelectionSet, v *model.ConsentState) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "ConsentState!")
+		return graphql.Null
+	}
+	return ec._ConsentState(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNCoupon2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐCouponᚄ(ctx context.Context, sel ast.SelectionSet, v []*ent.Coupon) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNCoupon2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐCoupon(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNCoupon2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐCoupon(ctx context.Context, sel ast.SelectionSet, v *ent.Coupon) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Coupon!")
+		return graphql.Null
+	}
+	return ec._Coupon(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNCouponConnection2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐCouponConnection(ctx context.Context, sel ast.SelectionSet, v *ent.CouponConnection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "CouponConnection!")
+		return graphql.Null
+	}
+	return ec._CouponConnection(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNCouponKind2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐCouponKind(ctx context.Context, v any) (enum.CouponKind, error) {
@@ -18316,6 +27849,35 @@ func (ec *executionContext) marshalNCursor2entgoᚗioᚋcontribᚋentgqlᚐCurso
 	return v
 }
 
+func (ec *executionContext) marshalNEarningRule2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐEarningRuleᚄ(ctx context.Context, sel ast.SelectionSet, v []*ent.EarningRule) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNEarningRule2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐEarningRule(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNEarningRule2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐEarningRule(ctx context.Context, sel ast.SelectionSet, v *ent.EarningRule) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "EarningRule!")
+		return graphql.Null
+	}
+	return ec._EarningRule(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNEarningRuleInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐEarningRuleInput(ctx context.Context, v any) (model.EarningRuleInput, error) {
+	res, err := ec.unmarshalInputEarningRuleInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
 func (ec *executionContext) unmarshalNEarningRuleOrderField2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐEarningRuleOrderField(ctx context.Context, v any) (*ent.EarningRuleOrderField, error) {
 	var res = new(ent.EarningRuleOrderField)
 	err := res.UnmarshalGQL(v)
@@ -18330,6 +27892,44 @@ func (ec *executionContext) marshalNEarningRuleOrderField2ᚖgithubᚗcomᚋonem
 	return v
 }
 
+func (ec *executionContext) marshalNExpiringPoints2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐExpiringPointsᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.ExpiringPoints) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNExpiringPoints2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐExpiringPoints(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNExpiringPoints2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐExpiringPoints(ctx context.Context, sel ast.SelectionSet, v *model.ExpiringPoints) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "ExpiringPoints!")
+		return graphql.Null
+	}
+	return ec._ExpiringPoints(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNFloat2float64(ctx context.Context, v any) (float64, error) {
+	res, err := graphql.UnmarshalFloatContext(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNFloat2float64(ctx context.Context, sel ast.SelectionSet, v float64) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalFloatContext(v)
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "Float!")
+	}
+	return graphql.WrapContextMarshaler(ctx, res)
+}
+
 func (ec *executionContext) unmarshalNGender2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐGender(ctx context.Context, v any) (enum.Gender, error) {
 	var res enum.Gender
 	err := res.UnmarshalGQL(v)
@@ -18338,6 +27938,22 @@ func (ec *executionContext) unmarshalNGender2githubᚗcomᚋonememberᚋonemembe
 
 func (ec *executionContext) marshalNGender2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐGender(ctx context.Context, sel ast.SelectionSet, v enum.Gender) graphql.Marshaler {
 	return v
+}
+
+func (ec *executionContext) marshalNGrowth2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋgqlmodelᚐGrowth(ctx context.Context, sel ast.SelectionSet, v *gqlmodel.Growth) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Growth!")
+		return graphql.Null
+	}
+	return ec._Growth(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNGrowthEntryConnection2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐGrowthEntryConnection(ctx context.Context, sel ast.SelectionSet, v *ent.GrowthEntryConnection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "GrowthEntryConnection!")
+		return graphql.Null
+	}
+	return ec._GrowthEntryConnection(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNGrowthEntryKind2githubᚗcomᚋonememberᚋonememberᚋentᚋgrowthentryᚐKind(ctx context.Context, v any) (growthentry.Kind, error) {
@@ -18441,6 +28057,19 @@ func (ec *executionContext) marshalNIdentityKind2githubᚗcomᚋonememberᚋonem
 	return v
 }
 
+func (ec *executionContext) unmarshalNIngestOrderInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐIngestOrderInput(ctx context.Context, v any) (model.IngestOrderInput, error) {
+	res, err := ec.unmarshalInputIngestOrderInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNIngestOrderPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐIngestOrderPayload(ctx context.Context, sel ast.SelectionSet, v *model.IngestOrderPayload) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "IngestOrderPayload!")
+		return graphql.Null
+	}
+	return ec._IngestOrderPayload(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalNInt2int(ctx context.Context, v any) (int, error) {
 	res, err := graphql.UnmarshalInt(v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -18517,6 +28146,14 @@ func (ec *executionContext) marshalNLogoutPayload2ᚖgithubᚗcomᚋonememberᚋ
 	return ec._LogoutPayload(ctx, sel, v)
 }
 
+func (ec *executionContext) marshalNMarkNotificationsReadPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐMarkNotificationsReadPayload(ctx context.Context, sel ast.SelectionSet, v *model.MarkNotificationsReadPayload) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "MarkNotificationsReadPayload!")
+		return graphql.Null
+	}
+	return ec._MarkNotificationsReadPayload(ctx, sel, v)
+}
+
 func (ec *executionContext) marshalNMember2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐMember(ctx context.Context, sel ast.SelectionSet, v *ent.Member) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "Member!")
@@ -18525,12 +28162,57 @@ func (ec *executionContext) marshalNMember2ᚖgithubᚗcomᚋonememberᚋonememb
 	return ec._Member(ctx, sel, v)
 }
 
+func (ec *executionContext) unmarshalNMemberActionInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐMemberActionInput(ctx context.Context, v any) (model.MemberActionInput, error) {
+	res, err := ec.unmarshalInputMemberActionInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
 func (ec *executionContext) marshalNMemberAuthPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐMemberAuthPayload(ctx context.Context, sel ast.SelectionSet, v *model.MemberAuthPayload) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "MemberAuthPayload!")
 		return graphql.Null
 	}
 	return ec._MemberAuthPayload(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNMemberBenefit2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐMemberBenefitᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.MemberBenefit) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNMemberBenefit2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐMemberBenefit(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNMemberBenefit2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐMemberBenefit(ctx context.Context, sel ast.SelectionSet, v *model.MemberBenefit) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "MemberBenefit!")
+		return graphql.Null
+	}
+	return ec._MemberBenefit(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNMemberCode2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐMemberCode(ctx context.Context, sel ast.SelectionSet, v *model.MemberCode) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "MemberCode!")
+		return graphql.Null
+	}
+	return ec._MemberCode(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNMemberConnection2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐMemberConnection(ctx context.Context, sel ast.SelectionSet, v *ent.MemberConnection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "MemberConnection!")
+		return graphql.Null
+	}
+	return ec._MemberConnection(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNMemberOrderField2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐMemberOrderField(ctx context.Context, v any) (*ent.MemberOrderField, error) {
@@ -18547,6 +28229,19 @@ func (ec *executionContext) marshalNMemberOrderField2ᚖgithubᚗcomᚋonemember
 	return v
 }
 
+func (ec *executionContext) marshalNMemberPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐMemberPayload(ctx context.Context, sel ast.SelectionSet, v *model.MemberPayload) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "MemberPayload!")
+		return graphql.Null
+	}
+	return ec._MemberPayload(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNMemberRefInput2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐMemberRefInput(ctx context.Context, v any) (*model.MemberRefInput, error) {
+	res, err := ec.unmarshalInputMemberRefInput(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
 func (ec *executionContext) unmarshalNMemberStatus2githubᚗcomᚋonememberᚋonememberᚋentᚋmemberᚐStatus(ctx context.Context, v any) (member.Status, error) {
 	var res member.Status
 	err := res.UnmarshalGQL(v)
@@ -18557,6 +28252,33 @@ func (ec *executionContext) marshalNMemberStatus2githubᚗcomᚋonememberᚋonem
 	return v
 }
 
+func (ec *executionContext) unmarshalNMergeMembersInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐMergeMembersInput(ctx context.Context, v any) (model.MergeMembersInput, error) {
+	res, err := ec.unmarshalInputMergeMembersInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNMergePreview2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐMergePreview(ctx context.Context, sel ast.SelectionSet, v *model.MergePreview) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "MergePreview!")
+		return graphql.Null
+	}
+	return ec._MergePreview(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNMoney2int64(ctx context.Context, v any) (int64, error) {
+	res, err := graphql.UnmarshalInt64(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNMoney2int64(ctx context.Context, sel ast.SelectionSet, v int64) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalInt64(v)
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "Money!")
+	}
+	return res
+}
+
 func (ec *executionContext) marshalNNode2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚐNoder(ctx context.Context, sel ast.SelectionSet, v []ent.Noder) graphql.Marshaler {
 	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
@@ -18565,6 +28287,14 @@ func (ec *executionContext) marshalNNode2ᚕgithubᚗcomᚋonememberᚋonemember
 	})
 
 	return ret
+}
+
+func (ec *executionContext) marshalNNotificationConnection2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐNotificationConnection(ctx context.Context, sel ast.SelectionSet, v *ent.NotificationConnection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "NotificationConnection!")
+		return graphql.Null
+	}
+	return ec._NotificationConnection(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNNotificationOrderField2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐNotificationOrderField(ctx context.Context, v any) (*ent.NotificationOrderField, error) {
@@ -18581,12 +28311,28 @@ func (ec *executionContext) marshalNNotificationOrderField2ᚖgithubᚗcomᚋone
 	return v
 }
 
+func (ec *executionContext) marshalNOkPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐOkPayload(ctx context.Context, sel ast.SelectionSet, v *model.OkPayload) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "OkPayload!")
+		return graphql.Null
+	}
+	return ec._OkPayload(ctx, sel, v)
+}
+
 func (ec *executionContext) marshalNOrder2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐOrder(ctx context.Context, sel ast.SelectionSet, v *ent.Order) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "Order!")
 		return graphql.Null
 	}
 	return ec._Order(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNOrderConnection2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐOrderConnection(ctx context.Context, sel ast.SelectionSet, v *ent.OrderConnection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "OrderConnection!")
+		return graphql.Null
+	}
+	return ec._OrderConnection(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNOrderDirection2entgoᚗioᚋcontribᚋentgqlᚐOrderDirection(ctx context.Context, v any) (entgql.OrderDirection, error) {
@@ -18607,6 +28353,25 @@ func (ec *executionContext) marshalNOrderItem2ᚖgithubᚗcomᚋonememberᚋonem
 	return ec._OrderItem(ctx, sel, v)
 }
 
+func (ec *executionContext) unmarshalNOrderItemInput2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐOrderItemInputᚄ(ctx context.Context, v any) ([]*model.OrderItemInput, error) {
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]*model.OrderItemInput, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNOrderItemInput2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐOrderItemInput(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (ec *executionContext) unmarshalNOrderItemInput2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐOrderItemInput(ctx context.Context, v any) (*model.OrderItemInput, error) {
+	res, err := ec.unmarshalInputOrderItemInput(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
 func (ec *executionContext) unmarshalNOrderOrderField2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐOrderOrderField(ctx context.Context, v any) (*ent.OrderOrderField, error) {
 	var res = new(ent.OrderOrderField)
 	err := res.UnmarshalGQL(v)
@@ -18619,6 +28384,25 @@ func (ec *executionContext) marshalNOrderOrderField2ᚖgithubᚗcomᚋonemember�
 		return graphql.Null
 	}
 	return v
+}
+
+func (ec *executionContext) unmarshalNOrderPaymentInput2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐOrderPaymentInputᚄ(ctx context.Context, v any) ([]*model.OrderPaymentInput, error) {
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]*model.OrderPaymentInput, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNOrderPaymentInput2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐOrderPaymentInput(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (ec *executionContext) unmarshalNOrderPaymentInput2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐOrderPaymentInput(ctx context.Context, v any) (*model.OrderPaymentInput, error) {
+	res, err := ec.unmarshalInputOrderPaymentInput(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
 }
 
 func (ec *executionContext) unmarshalNOrderStatus2githubᚗcomᚋonememberᚋonememberᚋentᚋorderᚐStatus(ctx context.Context, v any) (order.Status, error) {
@@ -18645,6 +28429,30 @@ func (ec *executionContext) marshalNPageInfo2entgoᚗioᚋcontribᚋentgqlᚐPag
 	return ec._PageInfo(ctx, sel, &v)
 }
 
+func (ec *executionContext) marshalNPaidMembership2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐPaidMembershipᚄ(ctx context.Context, sel ast.SelectionSet, v []*ent.PaidMembership) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNPaidMembership2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐPaidMembership(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNPaidMembership2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐPaidMembership(ctx context.Context, sel ast.SelectionSet, v *ent.PaidMembership) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "PaidMembership!")
+		return graphql.Null
+	}
+	return ec._PaidMembership(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalNPaidMembershipOrderField2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐPaidMembershipOrderField(ctx context.Context, v any) (*ent.PaidMembershipOrderField, error) {
 	var res = new(ent.PaidMembershipOrderField)
 	err := res.UnmarshalGQL(v)
@@ -18657,6 +28465,22 @@ func (ec *executionContext) marshalNPaidMembershipOrderField2ᚖgithubᚗcomᚋo
 		return graphql.Null
 	}
 	return v
+}
+
+func (ec *executionContext) marshalNPaidMembershipPlan2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐPaidMembershipPlanᚄ(ctx context.Context, sel ast.SelectionSet, v []*ent.PaidMembershipPlan) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNPaidMembershipPlan2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐPaidMembershipPlan(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
 }
 
 func (ec *executionContext) marshalNPaidMembershipPlan2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐPaidMembershipPlan(ctx context.Context, sel ast.SelectionSet, v *ent.PaidMembershipPlan) graphql.Marshaler {
@@ -18681,6 +28505,11 @@ func (ec *executionContext) marshalNPaidMembershipPlanOrderField2ᚖgithubᚗcom
 	return v
 }
 
+func (ec *executionContext) unmarshalNPaidMembershipPurchaseInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐPaidMembershipPurchaseInput(ctx context.Context, v any) (model.PaidMembershipPurchaseInput, error) {
+	res, err := ec.unmarshalInputPaidMembershipPurchaseInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
 func (ec *executionContext) unmarshalNPaidMembershipStatus2githubᚗcomᚋonememberᚋonememberᚋentᚋpaidmembershipᚐStatus(ctx context.Context, v any) (paidmembership.Status, error) {
 	var res paidmembership.Status
 	err := res.UnmarshalGQL(v)
@@ -18688,6 +28517,16 @@ func (ec *executionContext) unmarshalNPaidMembershipStatus2githubᚗcomᚋonemem
 }
 
 func (ec *executionContext) marshalNPaidMembershipStatus2githubᚗcomᚋonememberᚋonememberᚋentᚋpaidmembershipᚐStatus(ctx context.Context, sel ast.SelectionSet, v paidmembership.Status) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) unmarshalNPaymentMethod2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐPaymentMethod(ctx context.Context, v any) (enum.PaymentMethod, error) {
+	var res enum.PaymentMethod
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNPaymentMethod2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐPaymentMethod(ctx context.Context, sel ast.SelectionSet, v enum.PaymentMethod) graphql.Marshaler {
 	return v
 }
 
@@ -18699,6 +28538,30 @@ func (ec *executionContext) unmarshalNPlanPeriod2githubᚗcomᚋonememberᚋonem
 
 func (ec *executionContext) marshalNPlanPeriod2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐPlanPeriod(ctx context.Context, sel ast.SelectionSet, v enum.PlanPeriod) graphql.Marshaler {
 	return v
+}
+
+func (ec *executionContext) marshalNPoints2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋgqlmodelᚐPoints(ctx context.Context, sel ast.SelectionSet, v *gqlmodel.Points) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Points!")
+		return graphql.Null
+	}
+	return ec._Points(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNPointsEntry2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐPointsEntry(ctx context.Context, sel ast.SelectionSet, v *ent.PointsEntry) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "PointsEntry!")
+		return graphql.Null
+	}
+	return ec._PointsEntry(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNPointsEntryConnection2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐPointsEntryConnection(ctx context.Context, sel ast.SelectionSet, v *ent.PointsEntryConnection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "PointsEntryConnection!")
+		return graphql.Null
+	}
+	return ec._PointsEntryConnection(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNPointsEntryKind2githubᚗcomᚋonememberᚋonememberᚋentᚋpointsentryᚐKind(ctx context.Context, v any) (pointsentry.Kind, error) {
@@ -18725,6 +28588,14 @@ func (ec *executionContext) marshalNPointsEntryOrderField2ᚖgithubᚗcomᚋonem
 	return v
 }
 
+func (ec *executionContext) marshalNRecordPaidMembershipPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐRecordPaidMembershipPayload(ctx context.Context, sel ast.SelectionSet, v *model.RecordPaidMembershipPayload) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "RecordPaidMembershipPayload!")
+		return graphql.Null
+	}
+	return ec._RecordPaidMembershipPayload(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalNRefreshTokenInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐRefreshTokenInput(ctx context.Context, v any) (model.RefreshTokenInput, error) {
 	res, err := ec.unmarshalInputRefreshTokenInput(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -18738,6 +28609,19 @@ func (ec *executionContext) marshalNRefreshTokenPayload2ᚖgithubᚗcomᚋonemem
 	return ec._RefreshTokenPayload(ctx, sel, v)
 }
 
+func (ec *executionContext) unmarshalNRefundOrderInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐRefundOrderInput(ctx context.Context, v any) (model.RefundOrderInput, error) {
+	res, err := ec.unmarshalInputRefundOrderInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNRefundOrderPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐRefundOrderPayload(ctx context.Context, sel ast.SelectionSet, v *model.RefundOrderPayload) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "RefundOrderPayload!")
+		return graphql.Null
+	}
+	return ec._RefundOrderPayload(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalNRequestOtpInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐRequestOtpInput(ctx context.Context, v any) (model.RequestOtpInput, error) {
 	res, err := ec.unmarshalInputRequestOtpInput(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -18749,6 +28633,19 @@ func (ec *executionContext) marshalNRequestOtpPayload2ᚖgithubᚗcomᚋonemembe
 		return graphql.Null
 	}
 	return ec._RequestOtpPayload(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNSetEarningRulePayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐSetEarningRulePayload(ctx context.Context, sel ast.SelectionSet, v *model.SetEarningRulePayload) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "SetEarningRulePayload!")
+		return graphql.Null
+	}
+	return ec._SetEarningRulePayload(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNSetPayPasswordInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐSetPayPasswordInput(ctx context.Context, v any) (model.SetPayPasswordInput, error) {
+	res, err := ec.unmarshalInputSetPayPasswordInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
 }
 
 func (ec *executionContext) marshalNStaff2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐStaff(ctx context.Context, sel ast.SelectionSet, v *ent.Staff) graphql.Marshaler {
@@ -18840,6 +28737,30 @@ func (ec *executionContext) unmarshalNStoreWhereInput2ᚖgithubᚗcomᚋonemembe
 	return &res, graphql.ErrorOnPath(ctx, err)
 }
 
+func (ec *executionContext) marshalNStoredValue2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋgqlmodelᚐStoredValue(ctx context.Context, sel ast.SelectionSet, v *gqlmodel.StoredValue) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "StoredValue!")
+		return graphql.Null
+	}
+	return ec._StoredValue(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNStoredValueEntry2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐStoredValueEntry(ctx context.Context, sel ast.SelectionSet, v *ent.StoredValueEntry) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "StoredValueEntry!")
+		return graphql.Null
+	}
+	return ec._StoredValueEntry(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNStoredValueEntryConnection2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐStoredValueEntryConnection(ctx context.Context, sel ast.SelectionSet, v *ent.StoredValueEntryConnection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "StoredValueEntryConnection!")
+		return graphql.Null
+	}
+	return ec._StoredValueEntryConnection(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalNStoredValueEntryKind2githubᚗcomᚋonememberᚋonememberᚋentᚋstoredvalueentryᚐKind(ctx context.Context, v any) (storedvalueentry.Kind, error) {
 	var res storedvalueentry.Kind
 	err := res.UnmarshalGQL(v)
@@ -18864,6 +28785,19 @@ func (ec *executionContext) marshalNStoredValueEntryOrderField2ᚖgithubᚗcom�
 	return v
 }
 
+func (ec *executionContext) unmarshalNStoredValuePaymentInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐStoredValuePaymentInput(ctx context.Context, v any) (model.StoredValuePaymentInput, error) {
+	res, err := ec.unmarshalInputStoredValuePaymentInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNStoredValuePaymentPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐStoredValuePaymentPayload(ctx context.Context, sel ast.SelectionSet, v *model.StoredValuePaymentPayload) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "StoredValuePaymentPayload!")
+		return graphql.Null
+	}
+	return ec._StoredValuePaymentPayload(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalNString2string(ctx context.Context, v any) (string, error) {
 	res, err := graphql.UnmarshalString(v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -18878,12 +28812,76 @@ func (ec *executionContext) marshalNString2string(ctx context.Context, sel ast.S
 	return res
 }
 
+func (ec *executionContext) marshalNTier2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐTierᚄ(ctx context.Context, sel ast.SelectionSet, v []*ent.Tier) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNTier2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐTier(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
 func (ec *executionContext) marshalNTier2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐTier(ctx context.Context, sel ast.SelectionSet, v *ent.Tier) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "Tier!")
 		return graphql.Null
 	}
 	return ec._Tier(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNTierChange2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐTierChangeᚄ(ctx context.Context, sel ast.SelectionSet, v []*ent.TierChange) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNTierChange2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐTierChange(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNTierChange2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐTierChange(ctx context.Context, sel ast.SelectionSet, v *ent.TierChange) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "TierChange!")
+		return graphql.Null
+	}
+	return ec._TierChange(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNTierCount2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐTierCountᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.TierCount) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNTierCount2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐTierCount(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNTierCount2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐTierCount(ctx context.Context, sel ast.SelectionSet, v *model.TierCount) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "TierCount!")
+		return graphql.Null
+	}
+	return ec._TierCount(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNTierDirection2githubᚗcomᚋonememberᚋonememberᚋentᚋtierchangeᚐDirection(ctx context.Context, v any) (tierchange.Direction, error) {
@@ -18894,6 +28892,78 @@ func (ec *executionContext) unmarshalNTierDirection2githubᚗcomᚋonememberᚋo
 
 func (ec *executionContext) marshalNTierDirection2githubᚗcomᚋonememberᚋonememberᚋentᚋtierchangeᚐDirection(ctx context.Context, sel ast.SelectionSet, v tierchange.Direction) graphql.Marshaler {
 	return v
+}
+
+func (ec *executionContext) unmarshalNTierInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐTierInput(ctx context.Context, v any) (model.TierInput, error) {
+	res, err := ec.unmarshalInputTierInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) unmarshalNTierInput2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐTierInputᚄ(ctx context.Context, v any) ([]*model.TierInput, error) {
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]*model.TierInput, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNTierInput2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐTierInput(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (ec *executionContext) unmarshalNTierInput2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐTierInput(ctx context.Context, v any) (*model.TierInput, error) {
+	res, err := ec.unmarshalInputTierInput(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNTierMove2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐTierMoveᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.TierMove) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNTierMove2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐTierMove(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNTierMove2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐTierMove(ctx context.Context, sel ast.SelectionSet, v *model.TierMove) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "TierMove!")
+		return graphql.Null
+	}
+	return ec._TierMove(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNTierMultiplier2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐTierMultiplierᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.TierMultiplier) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNTierMultiplier2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐTierMultiplier(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNTierMultiplier2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐTierMultiplier(ctx context.Context, sel ast.SelectionSet, v *model.TierMultiplier) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "TierMultiplier!")
+		return graphql.Null
+	}
+	return ec._TierMultiplier(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNTierOrderField2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐTierOrderField(ctx context.Context, v any) (*ent.TierOrderField, error) {
@@ -18910,6 +28980,22 @@ func (ec *executionContext) marshalNTierOrderField2ᚖgithubᚗcomᚋonemember�
 	return v
 }
 
+func (ec *executionContext) marshalNTierSimulation2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐTierSimulation(ctx context.Context, sel ast.SelectionSet, v *model.TierSimulation) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "TierSimulation!")
+		return graphql.Null
+	}
+	return ec._TierSimulation(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNTierStatus2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐTierStatus(ctx context.Context, sel ast.SelectionSet, v *model.TierStatus) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "TierStatus!")
+		return graphql.Null
+	}
+	return ec._TierStatus(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalNTime2timeᚐTime(ctx context.Context, v any) (time.Time, error) {
 	res, err := graphql.UnmarshalTime(v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -18922,6 +29008,53 @@ func (ec *executionContext) marshalNTime2timeᚐTime(ctx context.Context, sel as
 		graphql.AddInvalidNullFromMarshaler(ctx, "Time!")
 	}
 	return res
+}
+
+func (ec *executionContext) unmarshalNTopUpInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐTopUpInput(ctx context.Context, v any) (model.TopUpInput, error) {
+	res, err := ec.unmarshalInputTopUpInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) unmarshalNUpdateConsentInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐUpdateConsentInput(ctx context.Context, v any) (model.UpdateConsentInput, error) {
+	res, err := ec.unmarshalInputUpdateConsentInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNUpdateConsentPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐUpdateConsentPayload(ctx context.Context, sel ast.SelectionSet, v *model.UpdateConsentPayload) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "UpdateConsentPayload!")
+		return graphql.Null
+	}
+	return ec._UpdateConsentPayload(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNUpdateMyProfileInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐUpdateMyProfileInput(ctx context.Context, v any) (model.UpdateMyProfileInput, error) {
+	res, err := ec.unmarshalInputUpdateMyProfileInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNUpdateMyProfilePayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐUpdateMyProfilePayload(ctx context.Context, sel ast.SelectionSet, v *model.UpdateMyProfilePayload) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "UpdateMyProfilePayload!")
+		return graphql.Null
+	}
+	return ec._UpdateMyProfilePayload(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNUpsertBenefitPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐUpsertBenefitPayload(ctx context.Context, sel ast.SelectionSet, v *model.UpsertBenefitPayload) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "UpsertBenefitPayload!")
+		return graphql.Null
+	}
+	return ec._UpsertBenefitPayload(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNUpsertTierPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐUpsertTierPayload(ctx context.Context, sel ast.SelectionSet, v *model.UpsertTierPayload) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "UpsertTierPayload!")
+		return graphql.Null
+	}
+	return ec._UpsertTierPayload(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalN__Directive2githubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐDirective(ctx context.Context, sel ast.SelectionSet, v introspection.Directive) graphql.Marshaler {
@@ -19329,6 +29462,22 @@ func (ec *executionContext) marshalOCouponEdge2ᚖgithubᚗcomᚋonememberᚋone
 	return ec._CouponEdge(ctx, sel, v)
 }
 
+func (ec *executionContext) unmarshalOCouponStatus2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐCouponStatus(ctx context.Context, v any) (*enum.CouponStatus, error) {
+	if v == nil {
+		return nil, nil
+	}
+	var res = new(enum.CouponStatus)
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOCouponStatus2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐCouponStatus(ctx context.Context, sel ast.SelectionSet, v *enum.CouponStatus) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return v
+}
+
 func (ec *executionContext) unmarshalOCursor2ᚖentgoᚗioᚋcontribᚋentgqlᚐCursor(ctx context.Context, v any) (*entgql.Cursor[int], error) {
 	if v == nil {
 		return nil, nil
@@ -19355,6 +29504,39 @@ func (ec *executionContext) unmarshalODate2ᚖgithubᚗcomᚋonememberᚋonememb
 }
 
 func (ec *executionContext) marshalODate2ᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋplatformᚋcalendarᚐDate(ctx context.Context, sel ast.SelectionSet, v *calendar.Date) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return v
+}
+
+func (ec *executionContext) unmarshalOFloat2ᚖfloat64(ctx context.Context, v any) (*float64, error) {
+	if v == nil {
+		return nil, nil
+	}
+	res, err := graphql.UnmarshalFloatContext(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOFloat2ᚖfloat64(ctx context.Context, sel ast.SelectionSet, v *float64) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	_ = sel
+	res := graphql.MarshalFloatContext(*v)
+	return graphql.WrapContextMarshaler(ctx, res)
+}
+
+func (ec *executionContext) unmarshalOGender2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐGender(ctx context.Context, v any) (*enum.Gender, error) {
+	if v == nil {
+		return nil, nil
+	}
+	var res = new(enum.Gender)
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOGender2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐGender(ctx context.Context, sel ast.SelectionSet, v *enum.Gender) graphql.Marshaler {
 	if v == nil {
 		return graphql.Null
 	}
@@ -19549,6 +29731,40 @@ func (ec *executionContext) marshalOMemberEdge2ᚖgithubᚗcomᚋonememberᚋone
 		return graphql.Null
 	}
 	return ec._MemberEdge(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalOMemberOrder2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐMemberOrder(ctx context.Context, v any) (*ent.MemberOrder, error) {
+	if v == nil {
+		return nil, nil
+	}
+	res, err := ec.unmarshalInputMemberOrder(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) unmarshalOMemberWhereInput2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐMemberWhereInput(ctx context.Context, v any) (*model.MemberWhereInput, error) {
+	if v == nil {
+		return nil, nil
+	}
+	res, err := ec.unmarshalInputMemberWhereInput(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) unmarshalOMoney2ᚖint64(ctx context.Context, v any) (*int64, error) {
+	if v == nil {
+		return nil, nil
+	}
+	res, err := graphql.UnmarshalInt64(v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOMoney2ᚖint64(ctx context.Context, sel ast.SelectionSet, v *int64) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	_ = sel
+	_ = ctx
+	res := graphql.MarshalInt64(*v)
+	return res
 }
 
 func (ec *executionContext) marshalONode2githubᚗcomᚋonememberᚋonememberᚋentᚐNoder(ctx context.Context, sel ast.SelectionSet, v ent.Noder) graphql.Marshaler {

@@ -5,6 +5,7 @@ package graph
 import (
 	"context"
 	"log/slog"
+	"time"
 
 	"github.com/99designs/gqlgen/graphql"
 
@@ -12,17 +13,30 @@ import (
 	"github.com/onemember/onemember/ent/schema/enum"
 	"github.com/onemember/onemember/internal/auth"
 	"github.com/onemember/onemember/internal/identity"
+	"github.com/onemember/onemember/internal/ledger"
+	"github.com/onemember/onemember/internal/member"
+	"github.com/onemember/onemember/internal/membership"
+	"github.com/onemember/onemember/internal/order"
+	"github.com/onemember/onemember/internal/programme"
+	"github.com/onemember/onemember/internal/tier"
 )
 
 //go:generate go run -mod=mod github.com/99designs/gqlgen generate
 
 // Resolver holds the services the resolvers call.
 type Resolver struct {
-	DB       *ent.Client
-	Log      *slog.Logger
-	Sessions *auth.Sessions
-	Accounts *auth.Accounts
-	Identity *identity.Service
+	DB            *ent.Client
+	Log           *slog.Logger
+	Sessions      *auth.Sessions
+	Accounts      *auth.Accounts
+	Identity      *identity.Service
+	MemberService *member.Service
+	Ledger        *ledger.Service
+	TierService   *tier.Service
+	Orders        *order.Service
+	Membership    *membership.Service
+	Programme     *programme.Service
+	Zone          *time.Location
 }
 
 // NewSchema builds the executable schema with its directives.

@@ -21,6 +21,7 @@
 #   BENCH_PGBENCH_SCALE   pgbench -i -s [10]
 #   BENCH_FRESH_DB        1: drop, recreate and seed BENCH_DB; 0: reuse it [1]
 #   BENCH_PORT            loopback port for the server [a free one]
+#   BENCH_SERVER          server binary to measure [bin/server]
 #   BENCH_RESULTS_DIR     where the Markdown report goes [bench-results]
 #
 # Output: a Markdown table on stdout; the same table, the machine and the
@@ -59,7 +60,7 @@ PGBENCH_DB="${BENCH_PGBENCH_DB:-onemember_pgbench}"
 PGBENCH_SCALE="${BENCH_PGBENCH_SCALE:-10}"
 FRESH_DB="${BENCH_FRESH_DB:-1}"
 RESULTS_DIR="${BENCH_RESULTS_DIR:-$ROOT/bench-results}"
-SERVER="$ROOT/bin/server"
+SERVER="${BENCH_SERVER:-$ROOT/bin/server}"
 
 int_in() { # int_in NAME VALUE MIN MAX
 	if ! [[ "$2" =~ ^[0-9]+$ ]] || (($2 < $3 || $2 > $4)); then
@@ -207,7 +208,9 @@ metric_series() { # metric_series NAME LABEL_SUBSTRING
 	curl -fsS --max-time 5 "$BASE/metrics" |
 		awk -v n="$1" -v l="$2" 'index($1, n "{") == 1 && index($1, l) { s += $NF } END { printf "%.6f\n", s }'
 }
-calc() { awk "BEGIN { printf \"$1\n\", $2 }"; }
+# calc FORMAT EXPR prints an awk expression (parenthesised, so that ">"
+# compares rather than redirects).
+calc() { awk "BEGIN { printf \"$1\n\", ($2) }"; }
 
 # CPU accounting, in seconds, so that each run also says what a request
 # costs in CPU and how much of the machine other processes took (shared
@@ -223,7 +226,8 @@ pid_cpu() { awk -v hz="$CLK_TCK" '{ sub(/^.*\) /, ""); printf "%.2f\n", ($12 + $
 db_backends_cpu() {
 	local f t stats=()
 	for f in /proc/[0-9]*/cmdline; do
-		t="$(tr '\0' ' ' 2>/dev/null <"$f")" || continue
+		t=""
+		IFS= read -r -d '' t 2>/dev/null <"$f" || [[ -n "$t" ]] || continue
 		if [[ "$t" == "postgres: "*" $1 "* ]]; then stats+=("${f%/cmdline}/stat"); fi
 	done
 	if ((${#stats[@]} == 0)); then
@@ -233,9 +237,12 @@ db_backends_cpu() {
 	cat "${stats[@]}" 2>/dev/null |
 		awk -v hz="$CLK_TCK" '{ sub(/^.*\) /, ""); s += $12 + $13 } END { printf "%.2f\n", s / hz }'
 }
-# children_cpu prints the CPU seconds of this shell's waited-for children.
+# children_cpu FILE writes the CPU seconds of this shell's waited-for
+# children (wrk, via timeout) to FILE. It must not run in a subshell: the
+# caller reads FILE afterwards.
 children_cpu() {
-	times | tail -n1 | awk '{ s = 0; for (i = 1; i <= NF; i++) { split($i, a, "m"); sub(/s$/, "", a[2]); s += a[1] * 60 + a[2] } printf "%.2f\n", s }'
+	times >"$1.times"
+	tail -n1 "$1.times" | awk '{ s = 0; for (i = 1; i <= NF; i++) { split($i, a, "m"); sub(/s$/, "", a[2]); s += a[1] * 60 + a[2] } printf "%.2f\n", s }' >"$1"
 }
 
 json_string() { # JSON-encodes $1 (quotes, backslashes, control whitespace)
@@ -346,13 +353,15 @@ run_http_scenario() {
 	err0="$(metric_series onemember_graphql_requests_total 'outcome="error"')"
 	srv0="$(pid_cpu "$SERVER_PID")"
 	pg0="$(db_backends_cpu "$BENCH_DB")"
-	wrk0="$(children_cpu)"
+	children_cpu "$WORK/children0"
+	wrk0="$(cat "$WORK/children0")"
 	read -r busy0 all0 < <(machine_cpu)
 	log "$name: ${CONNS} connections, ${THREADS} threads, ${DURATION}s"
 	wrk_run "$DURATION" "$tokens" "$body" "$expect" "$out"
 	local sql1 req1 err1 srv1 pg1 wrk1 busy1 all1
 	read -r busy1 all1 < <(machine_cpu)
-	wrk1="$(children_cpu)"
+	children_cpu "$WORK/children1"
+	wrk1="$(cat "$WORK/children1")"
 	srv1="$(pid_cpu "$SERVER_PID")"
 	pg1="$(db_backends_cpu "$BENCH_DB")"
 	sql1="$(metric onemember_sql_statements_total)"
@@ -390,7 +399,10 @@ run_http_scenario() {
 	p50="$(calc '%.2f ms' "$p50_us / 1000")"
 	p99="$(calc '%.2f ms' "$p99_us / 1000")"
 	ROWS+=("| $name | $CONNS | ${DURATION}s | $rps | $p50 | $p99 | $sql_per_req | @REF@ | @RATIO:$rps@ | $non2xx | $gql_errors |")
-	DETAILS+=("- \`$name\`: $requests requests in ${DURATION}s (server counted $srv_req, $srv_err with GraphQL errors); socket errors connect/read/write/timeout $connect/$read/$write/$timeout; $unexpected responses without \`$expect\`; CPU per request: server ${us_srv} µs + PostgreSQL ${us_pg} µs + wrk ${us_wrk} µs = ${us_all} µs, i.e. at most ~${ceiling} req/s on $(nproc) cores; cores used: server $cores_srv, PostgreSQL $cores_pg, wrk $cores_wrk, other processes $cores_other (machine busy $cores_busy of $(nproc)).")
+	DETAILS+=("- \`$name\`: $requests requests in ${DURATION}s (server counted $srv_req, $srv_err with GraphQL errors); socket errors connect/read/write/timeout $connect/$read/$write/$timeout; $unexpected responses without \`$expect\`; CPU per request: server ${us_srv} µs + PostgreSQL ${us_pg} µs + wrk ${us_wrk} µs = ${us_all} µs, i.e. at most ~${ceiling} req/s on $(nproc) cores if nothing else ran; pgbench spends @REFUS@ µs per transaction, so the CPU ratio is @CPURATIO:$us_all@; cores used: server $cores_srv, PostgreSQL $cores_pg, wrk $cores_wrk, other processes $cores_other (machine busy $cores_busy of $(nproc)).")
+	if [[ "$(calc '%d' "$cores_other > 0.25")" == 1 ]]; then
+		DETAILS+=("  - warning: other processes used $cores_other cores during \`$name\`: its req/s and latencies are disturbed; the CPU per request is the steadier figure.")
+	fi
 	if ((non2xx + gql_errors + unexpected + connect + read + write + timeout > 0)); then
 		FAILED+=("$name: non-2xx=$non2xx errors=$gql_errors unexpected=$unexpected socket=$connect/$read/$write/$timeout")
 	fi
@@ -424,28 +436,57 @@ pgbench_init() {
 		}
 }
 # pgbench_run LABEL: a select-only run with the scenarios' connections and
-# duration (after its own warm-up); appends its TPS to PGBENCH_TPS.
+# duration (after its own warm-up); appends its TPS to PGBENCH_TPS and its
+# CPU cost per transaction to PGBENCH_US.
 pgbench_run() {
-	local out="$WORK/pgbench-$1.log"
+	local out="$WORK/pgbench-$1.log" samples="$WORK/pgbench-$1.cpu"
 	if ((WARMUP > 0)); then
 		timeout $((WARMUP + 60)) "$PGBENCH" -n -S -c "$CONNS" -j "$THREADS" -T "$WARMUP" "$PGBENCH_URL" >/dev/null 2>&1 ||
 			die "pgbench warm-up failed"
 	fi
 	log "pgbench ($1): -S -c $CONNS -j $THREADS -T $DURATION"
+	# pgbench's backends live only as long as the run: a sampler reads their
+	# CPU time during its last seconds and keeps the largest sum.
+	: >"$samples"
+	(
+		sleep "$((DURATION > 1 ? DURATION - 1 : 0))"
+		for _ in $(seq 1 150); do
+			db_backends_cpu "$PGBENCH_DB" >>"$samples" || break
+			sleep 0.2
+		done
+	) &
+	local sampler=$! busy0 all0 busy1 all1
+	children_cpu "$WORK/children0"
+	read -r busy0 all0 < <(machine_cpu)
 	timeout $((DURATION + 60)) "$PGBENCH" -n -S -c "$CONNS" -j "$THREADS" -T "$DURATION" "$PGBENCH_URL" >"$out" 2>&1 ||
 		{
+			kill "$sampler" 2>/dev/null || true
 			cat "$out" >&2
 			die "pgbench failed"
 		}
+	read -r busy1 all1 < <(machine_cpu)
+	children_cpu "$WORK/children1"
+	kill "$sampler" 2>/dev/null || true
+	wait "$sampler" 2>/dev/null || true
 	cat "$out" >&2
 	RAW+=("$out")
-	local tps
+	local tps tx client pg wall
 	tps="$(awk '/^tps = / { printf "%.0f", $3 }' "$out")"
-	[[ -n "$tps" ]] || die "no tps in pgbench output"
+	tx="$(awk '/^number of transactions actually processed:/ { print $NF }' "$out")"
+	[[ -n "$tps" && -n "$tx" && "$tx" -gt 0 ]] || die "no tps in pgbench output"
+	client="$(calc '%.2f' "$(cat "$WORK/children1") - $(cat "$WORK/children0")")"
+	pg="$(sort -g "$samples" | tail -n1)"
+	wall="$(calc '%.3f' "($all1 - $all0) / $(nproc)")"
 	PGBENCH_TPS+=("$tps")
 	PGBENCH_LAT+=("$(awk '/^latency average/ { print $4 " " $5 }' "$out")")
+	PGBENCH_US+=("PostgreSQL $(calc '%.0f' "${pg:-0} * 1000000 / $tx") µs + pgbench $(calc '%.0f' "$client * 1000000 / $tx") µs")
+	PGBENCH_US_TOTAL+=("$(calc '%.0f' "(${pg:-0} + $client) * 1000000 / $tx")")
+	PGBENCH_OTHER+=("$(calc '%.2f' "($busy1 - $busy0 - ${pg:-0} - $client) / $wall")")
 }
 PGBENCH_LAT=()
+PGBENCH_US=()
+PGBENCH_US_TOTAL=()
+PGBENCH_OTHER=()
 
 # ---------------------------------------------------------------------------
 # Main.
@@ -499,6 +540,7 @@ stop_server
 # Reference again after the scenarios: the pair shows the machine's drift.
 pgbench_run after
 REF_TPS="$(calc '%.0f' "(${PGBENCH_TPS[0]} + ${PGBENCH_TPS[1]}) / 2")"
+REF_US="$(calc '%.0f' "(${PGBENCH_US_TOTAL[0]} + ${PGBENCH_US_TOTAL[1]}) / 2")"
 
 # ---------------------------------------------------------------------------
 # Report.
@@ -506,10 +548,31 @@ REF_TPS="$(calc '%.0f' "(${PGBENCH_TPS[0]} + ${PGBENCH_TPS[1]}) / 2")"
 CPU_MODEL="$(lscpu 2>/dev/null | sed -n 's/^Model name:[[:space:]]*//p' | head -n1)"
 RAM="$(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
 PG_VERSION="$(psql_admin -tAc 'SHOW server_version')"
-COMMIT="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
-if [[ -n "$(git --no-optional-locks status --porcelain 2>/dev/null | head -n1)" ]]; then COMMIT="$COMMIT (dirty tree)"; fi
-COMMAND="BENCH_MEMBERS=$MEMBERS BENCH_CONNECTIONS=$CONNS BENCH_DURATION=$DURATION BENCH_WARMUP=$WARMUP BENCH_THREADS=$THREADS BENCH_TOKENS=$NTOKENS BENCH_SCENARIOS=\"$SCENARIOS\""
+# The server's own build stamp says what was measured (go build records the
+# commit and whether the tree had changes).
+BUILD="$(go version -m "$SERVER" 2>/dev/null | awk '$1 == "build" && $2 ~ /^vcs\.revision=/ { r = substr($2, 14, 12) } $1 == "build" && $2 == "vcs.modified=true" { m = " plus uncommitted changes" } END { if (r != "") printf "commit %s%s", r, m }')" || true
+[[ -n "$BUILD" ]] || BUILD="unknown commit"
+COMMAND="${BENCH_SERVER:+BENCH_SERVER=$BENCH_SERVER }BENCH_MEMBERS=$MEMBERS BENCH_CONNECTIONS=$CONNS BENCH_DURATION=$DURATION BENCH_WARMUP=$WARMUP BENCH_THREADS=$THREADS BENCH_TOKENS=$NTOKENS BENCH_SCENARIOS=\"$SCENARIOS\""
 if [[ -n "${MAKELEVEL:-}" ]]; then COMMAND="$COMMAND make bench"; else COMMAND="$COMMAND scripts/bench.sh"; fi
+
+# finish_details fills in the pgbench CPU figures known only at the end.
+finish_details() {
+	local d us
+	for d in "${DETAILS[@]}"; do
+		d="${d//@REFUS@/$REF_US}"
+		if [[ "$d" =~ @CPURATIO:([0-9]+)@ ]]; then
+			us="${BASH_REMATCH[1]}"
+			d="${d/@CPURATIO:$us@/$(calc '%.3f' "($us > 0) ? $REF_US / $us : 0")}"
+		fi
+		printf '%s\n' "$d"
+	done
+}
+
+reference_line() {
+	printf 'reference: pgbench -S -c %s -j %s -T %s at scale %s: %s TPS before and %s TPS after the scenarios (mean %s); latency average %s / %s; CPU per transaction %s / %s; other processes used %s / %s cores' \
+		"$CONNS" "$THREADS" "$DURATION" "$PGBENCH_SCALE" "${PGBENCH_TPS[0]}" "${PGBENCH_TPS[1]}" "$REF_TPS" \
+		"${PGBENCH_LAT[0]}" "${PGBENCH_LAT[1]}" "${PGBENCH_US[0]}" "${PGBENCH_US[1]}" "${PGBENCH_OTHER[0]}" "${PGBENCH_OTHER[1]}"
+}
 
 table() {
 	printf '| scenario | connections | duration | req/s | p50 | p99 | SQL/req | reference TPS | ratio | non-2xx | GraphQL errors |\n'
@@ -532,16 +595,15 @@ REPORT="$RESULTS_DIR/$TS.md"
 {
 	printf '## OneMember benchmark, %s\n\n' "$(date -u)"
 	printf -- '- machine: %s CPUs (nproc), %s, %s RAM; PostgreSQL %s\n' "$(nproc)" "$CPU_MODEL" "$RAM" "$PG_VERSION"
-	printf -- '- commit: %s\n' "$COMMIT"
+	printf -- '- server: %s, built from %s\n' "${SERVER#"$ROOT"/}" "$BUILD"
 	# shellcheck disable=SC2016 # backquotes are Markdown
 	printf -- '- command: `%s`\n' "$COMMAND"
 	printf -- '- data: %s members seeded in %ss; %s signed-in members rotated per request; wrk %s threads\n' \
 		"$MEMBERS" "$SEED_SECONDS" "$NTOKENS" "$THREADS"
-	printf -- '- reference: pgbench -S -c %s -j %s -T %s at scale %s: %s TPS before, %s TPS after the scenarios (latency average %s / %s); the mean is the reference\n\n' \
-		"$CONNS" "$THREADS" "$DURATION" "$PGBENCH_SCALE" "${PGBENCH_TPS[0]}" "${PGBENCH_TPS[1]}" "${PGBENCH_LAT[0]}" "${PGBENCH_LAT[1]}"
+	printf -- '- %s\n\n' "$(reference_line)"
 	table
 	printf '\n'
-	printf '%s\n' "${DETAILS[@]}"
+	finish_details
 	printf '\n<details><summary>raw output</summary>\n\n```\n'
 	for f in "${RAW[@]}"; do
 		printf '== %s\n' "$(basename "$f")"
@@ -553,9 +615,8 @@ REPORT="$RESULTS_DIR/$TS.md"
 printf '\n'
 table
 printf '\n'
-printf '%s\n' "${DETAILS[@]}"
-printf '\nreference: pgbench -S %s TPS before, %s after; report: %s (total %ss)\n' \
-	"${PGBENCH_TPS[0]}" "${PGBENCH_TPS[1]}" "${REPORT#"$ROOT"/}" "$((SECONDS - STARTED))"
+finish_details
+printf '\n%s\n\nreport: %s (total %ss)\n' "$(reference_line)" "${REPORT#"$ROOT"/}" "$((SECONDS - STARTED))"
 if ((${#FAILED[@]} > 0)); then
 	log "FAILED: responses were not all good:"
 	printf '  %s\n' "${FAILED[@]}" >&2

@@ -235,6 +235,13 @@ var (
 				OnDelete:   schema.NoAction,
 			},
 		},
+		Indexes: []*schema.Index{
+			{
+				Name:    "earningrule_business_unit_id",
+				Unique:  true,
+				Columns: []*schema.Column{EarningRulesColumns[5]},
+			},
+		},
 	}
 	// GrowthEntriesColumns holds the columns for the "growth_entries" table.
 	GrowthEntriesColumns = []*schema.Column{

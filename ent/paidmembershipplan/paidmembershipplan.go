@@ -33,6 +33,8 @@ const (
 	FieldActive = "active"
 	// EdgeBenefits holds the string denoting the benefits edge name in mutations.
 	EdgeBenefits = "benefits"
+	// EdgeMemberships holds the string denoting the memberships edge name in mutations.
+	EdgeMemberships = "memberships"
 	// Table holds the table name of the paidmembershipplan in the database.
 	Table = "paid_membership_plans"
 	// BenefitsTable is the table that holds the benefits relation/edge. The primary key declared below.
@@ -40,6 +42,13 @@ const (
 	// BenefitsInverseTable is the table name for the Benefit entity.
 	// It exists in this package in order to avoid circular dependency with the "benefit" package.
 	BenefitsInverseTable = "benefits"
+	// MembershipsTable is the table that holds the memberships relation/edge.
+	MembershipsTable = "paid_memberships"
+	// MembershipsInverseTable is the table name for the PaidMembership entity.
+	// It exists in this package in order to avoid circular dependency with the "paidmembership" package.
+	MembershipsInverseTable = "paid_memberships"
+	// MembershipsColumn is the table column denoting the memberships relation/edge.
+	MembershipsColumn = "plan_id"
 )
 
 // Columns holds all SQL columns for paidmembershipplan fields.
@@ -153,11 +162,32 @@ func ByBenefits(term sql.OrderTerm, terms ...sql.OrderTerm) OrderOption {
 		sqlgraph.OrderByNeighborTerms(s, newBenefitsStep(), append([]sql.OrderTerm{term}, terms...)...)
 	}
 }
+
+// ByMembershipsCount orders the results by memberships count.
+func ByMembershipsCount(opts ...sql.OrderTermOption) OrderOption {
+	return func(s *sql.Selector) {
+		sqlgraph.OrderByNeighborsCount(s, newMembershipsStep(), opts...)
+	}
+}
+
+// ByMemberships orders the results by memberships terms.
+func ByMemberships(term sql.OrderTerm, terms ...sql.OrderTerm) OrderOption {
+	return func(s *sql.Selector) {
+		sqlgraph.OrderByNeighborTerms(s, newMembershipsStep(), append([]sql.OrderTerm{term}, terms...)...)
+	}
+}
 func newBenefitsStep() *sqlgraph.Step {
 	return sqlgraph.NewStep(
 		sqlgraph.From(Table, FieldID),
 		sqlgraph.To(BenefitsInverseTable, FieldID),
 		sqlgraph.Edge(sqlgraph.M2M, false, BenefitsTable, BenefitsPrimaryKey...),
+	)
+}
+func newMembershipsStep() *sqlgraph.Step {
+	return sqlgraph.NewStep(
+		sqlgraph.From(Table, FieldID),
+		sqlgraph.To(MembershipsInverseTable, FieldID),
+		sqlgraph.Edge(sqlgraph.O2M, true, MembershipsTable, MembershipsColumn),
 	)
 }
 

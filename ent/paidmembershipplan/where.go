@@ -399,6 +399,29 @@ func HasBenefitsWith(preds ...predicate.Benefit) predicate.PaidMembershipPlan {
 	})
 }
 
+// HasMemberships applies the HasEdge predicate on the "memberships" edge.
+func HasMemberships() predicate.PaidMembershipPlan {
+	return predicate.PaidMembershipPlan(func(s *sql.Selector) {
+		step := sqlgraph.NewStep(
+			sqlgraph.From(Table, FieldID),
+			sqlgraph.Edge(sqlgraph.O2M, true, MembershipsTable, MembershipsColumn),
+		)
+		sqlgraph.HasNeighbors(s, step)
+	})
+}
+
+// HasMembershipsWith applies the HasEdge predicate on the "memberships" edge with a given conditions (other predicates).
+func HasMembershipsWith(preds ...predicate.PaidMembership) predicate.PaidMembershipPlan {
+	return predicate.PaidMembershipPlan(func(s *sql.Selector) {
+		step := newMembershipsStep()
+		sqlgraph.HasNeighborsWith(s, step, func(s *sql.Selector) {
+			for _, p := range preds {
+				p(s)
+			}
+		})
+	})
+}
+
 // And groups predicates with the AND operator between them.
 func And(predicates ...predicate.PaidMembershipPlan) predicate.PaidMembershipPlan {
 	return predicate.PaidMembershipPlan(sql.AndPredicates(predicates...))

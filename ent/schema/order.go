@@ -20,7 +20,7 @@ type Order struct{ ent.Schema }
 
 func (Order) Fields() []ent.Field {
 	return []ent.Field{
-		field.String("external_id").NotEmpty().Immutable(),
+		field.String("external_id").NotEmpty().Immutable().Annotations(entgql.MapsTo("externalId")),
 		field.Enum("channel").GoType(enum.Channel("")).Immutable().Annotations(sharedEnum("Channel")),
 		field.Int("member_id").Annotations(hidden()),
 		field.Int("store_id").Immutable().Annotations(hidden()),

@@ -18,7 +18,7 @@ type TierChange struct{ ent.Schema }
 
 func (TierChange) Fields() []ent.Field {
 	return []ent.Field{
-		field.Int("member_id").Immutable(),
+		field.Int("member_id").Comment("moves to the survivor when members merge"),
 		field.Int("from_tier_id").Optional().Nillable().Immutable(),
 		field.Int("to_tier_id").Immutable(),
 		field.Enum("direction").Values("UP", "DOWN").Immutable().Annotations(entgql.Type("TierDirection")),
@@ -58,6 +58,10 @@ func (EarningRule) Edges() []ent.Edge {
 	}
 }
 
+func (EarningRule) Indexes() []ent.Index {
+	return []ent.Index{index.Fields("business_unit_id").Unique()}
+}
+
 func (EarningRule) Mixin() []ent.Mixin { return []ent.Mixin{TimeMixin{}} }
 
 func (EarningRule) Annotations() []schema.Annotation {
@@ -78,7 +82,10 @@ func (PaidMembershipPlan) Fields() []ent.Field {
 }
 
 func (PaidMembershipPlan) Edges() []ent.Edge {
-	return []ent.Edge{edge.To("benefits", Benefit.Type).Annotations(entgql.Skip(entgql.SkipWhereInput))}
+	return []ent.Edge{
+		edge.To("benefits", Benefit.Type).Annotations(entgql.Skip(entgql.SkipWhereInput)),
+		edge.From("memberships", PaidMembership.Type).Ref("plan").Annotations(entgql.Skip(entgql.SkipAll)),
+	}
 }
 
 func (PaidMembershipPlan) Mixin() []ent.Mixin { return []ent.Mixin{TimeMixin{}} }

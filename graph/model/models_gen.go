@@ -11,7 +11,19 @@ import (
 
 	"github.com/onemember/onemember/ent"
 	"github.com/onemember/onemember/ent/schema/enum"
+	"github.com/onemember/onemember/internal/platform/calendar"
 )
+
+type AdjustPointsInput struct {
+	MemberID       int    `json:"memberId"`
+	Amount         int    `json:"amount"`
+	Reason         string `json:"reason"`
+	IdempotencyKey string `json:"idempotencyKey"`
+}
+
+type AdjustPointsPayload struct {
+	Transaction *ent.PointsEntry `json:"transaction"`
+}
 
 type AdminLoginInput struct {
 	Email    string `json:"email"`
@@ -23,6 +35,39 @@ type AdminLoginPayload struct {
 	RefreshToken string     `json:"refreshToken"`
 	ExpiresAt    time.Time  `json:"expiresAt"`
 	Staff        *ent.Staff `json:"staff"`
+}
+
+type BenefitInput struct {
+	Code        string           `json:"code"`
+	Name        string           `json:"name"`
+	Description *string          `json:"description,omitempty"`
+	Kind        enum.BenefitKind `json:"kind"`
+	// BUs that honour it; none: every BU.
+	BusinessUnitCodes []string `json:"businessUnitCodes,omitempty"`
+}
+
+type BindPhoneInput struct {
+	Phone string `json:"phone"`
+	Otp   string `json:"otp"`
+}
+
+type BindPhonePayload struct {
+	// True when the phone belonged to another member, now merged into one.
+	Merged bool        `json:"merged"`
+	Member *ent.Member `json:"member"`
+}
+
+type CheckInPayload struct {
+	AlreadyCheckedIn bool `json:"alreadyCheckedIn"`
+	StreakDays       int  `json:"streakDays"`
+	GrowthAwarded    int  `json:"growthAwarded"`
+	PointsAwarded    int  `json:"pointsAwarded"`
+}
+
+type ConsentState struct {
+	Kind      enum.ConsentKind `json:"kind"`
+	Granted   bool             `json:"granted"`
+	UpdatedAt *time.Time       `json:"updatedAt,omitempty"`
 }
 
 type CreateAPIClientInput struct {
@@ -51,6 +96,36 @@ type CreateStaffPayload struct {
 	Staff *ent.Staff `json:"staff"`
 }
 
+type EarningRuleInput struct {
+	BusinessUnitCode string  `json:"businessUnitCode"`
+	PointsPerYuan    float64 `json:"pointsPerYuan"`
+	GrowthPerYuan    float64 `json:"growthPerYuan"`
+}
+
+type ExpiringPoints struct {
+	Amount    int       `json:"amount"`
+	ExpiresAt time.Time `json:"expiresAt"`
+}
+
+type IngestOrderInput struct {
+	ExternalID     string               `json:"externalId"`
+	Channel        enum.Channel         `json:"channel"`
+	StoreCode      string               `json:"storeCode"`
+	Member         *MemberRefInput      `json:"member"`
+	PaidAt         time.Time            `json:"paidAt"`
+	Amount         int64                `json:"amount"`
+	Items          []*OrderItemInput    `json:"items"`
+	Payments       []*OrderPaymentInput `json:"payments"`
+	CouponOrderRef *string              `json:"couponOrderRef,omitempty"`
+	CampaignID     *int                 `json:"campaignId,omitempty"`
+}
+
+type IngestOrderPayload struct {
+	Duplicate bool        `json:"duplicate"`
+	Order     *ent.Order  `json:"order"`
+	Member    *ent.Member `json:"member"`
+}
+
 type LoginWithPhoneInput struct {
 	Phone string `json:"phone"`
 	Otp   string `json:"otp"`
@@ -71,12 +146,108 @@ type LogoutPayload struct {
 	Ok bool `json:"ok"`
 }
 
+type MarkNotificationsReadPayload struct {
+	Updated int `json:"updated"`
+}
+
+type MemberActionInput struct {
+	MemberID int    `json:"memberId"`
+	Reason   string `json:"reason"`
+}
+
 type MemberAuthPayload struct {
 	AccessToken  string      `json:"accessToken"`
 	RefreshToken string      `json:"refreshToken"`
 	ExpiresAt    time.Time   `json:"expiresAt"`
 	IsNewMember  bool        `json:"isNewMember"`
 	Member       *ent.Member `json:"member"`
+}
+
+type MemberBenefit struct {
+	Code        string           `json:"code"`
+	Name        string           `json:"name"`
+	Description string           `json:"description"`
+	Kind        enum.BenefitKind `json:"kind"`
+	Source      BenefitSource    `json:"source"`
+}
+
+type MemberCode struct {
+	// Shown as a QR code; valid 60 seconds.
+	Code      string    `json:"code"`
+	ExpiresAt time.Time `json:"expiresAt"`
+}
+
+type MemberPayload struct {
+	Member *ent.Member `json:"member"`
+}
+
+type MemberRefInput struct {
+	MemberID   *int    `json:"memberId,omitempty"`
+	MemberNo   *string `json:"memberNo,omitempty"`
+	MemberCode *string `json:"memberCode,omitempty"`
+	Phone      *string `json:"phone,omitempty"`
+}
+
+type MemberWhereInput struct {
+	Phone    *string `json:"phone,omitempty"`
+	MemberNo *string `json:"memberNo,omitempty"`
+	// Matches the display name (nickname).
+	NameContains   *string        `json:"nameContains,omitempty"`
+	TierCodes      []string       `json:"tierCodes,omitempty"`
+	TagIds         []int          `json:"tagIds,omitempty"`
+	RegisteredFrom *calendar.Date `json:"registeredFrom,omitempty"`
+	RegisteredTo   *calendar.Date `json:"registeredTo,omitempty"`
+	BusinessUnitID *int           `json:"businessUnitId,omitempty"`
+}
+
+type MergeMembersInput struct {
+	SurvivorID int    `json:"survivorId"`
+	MergedID   int    `json:"mergedId"`
+	Reason     string `json:"reason"`
+}
+
+type MergePreview struct {
+	Survivor           *ent.Member `json:"survivor"`
+	Merged             *ent.Member `json:"merged"`
+	ResultingTier      *ent.Tier   `json:"resultingTier,omitempty"`
+	PointsBalance      int         `json:"pointsBalance"`
+	StoredValueBalance int64       `json:"storedValueBalance"`
+	GrowthValue        int         `json:"growthValue"`
+	CouponsMoved       int         `json:"couponsMoved"`
+	IdentitiesMoved    int         `json:"identitiesMoved"`
+}
+
+type OkPayload struct {
+	Ok bool `json:"ok"`
+}
+
+type OrderItemInput struct {
+	Sku       string  `json:"sku"`
+	Name      string  `json:"name"`
+	Category  *string `json:"category,omitempty"`
+	Brand     *string `json:"brand,omitempty"`
+	Quantity  int     `json:"quantity"`
+	UnitPrice int64   `json:"unitPrice"`
+	Amount    int64   `json:"amount"`
+}
+
+type OrderPaymentInput struct {
+	Method                   enum.PaymentMethod `json:"method"`
+	Amount                   int64              `json:"amount"`
+	Points                   *int               `json:"points,omitempty"`
+	StoredValueTransactionID *int               `json:"storedValueTransactionId,omitempty"`
+}
+
+type PaidMembershipPurchaseInput struct {
+	Member     *MemberRefInput `json:"member"`
+	PlanCode   string          `json:"planCode"`
+	PaymentRef string          `json:"paymentRef"`
+	Amount     int64           `json:"amount"`
+}
+
+type RecordPaidMembershipPayload struct {
+	Duplicate  bool                `json:"duplicate"`
+	Membership *ent.PaidMembership `json:"membership"`
 }
 
 type RefreshTokenInput struct {
@@ -89,6 +260,22 @@ type RefreshTokenPayload struct {
 	ExpiresAt    time.Time `json:"expiresAt"`
 }
 
+type RefundOrderInput struct {
+	ExternalID string       `json:"externalId"`
+	Channel    enum.Channel `json:"channel"`
+	RefundID   string       `json:"refundId"`
+	Amount     int64        `json:"amount"`
+	Reason     *string      `json:"reason,omitempty"`
+}
+
+type RefundOrderPayload struct {
+	Duplicate           bool       `json:"duplicate"`
+	Order               *ent.Order `json:"order"`
+	PointsReversed      int        `json:"pointsReversed"`
+	GrowthReversed      int        `json:"growthReversed"`
+	StoredValueRestored int64      `json:"storedValueRestored"`
+}
+
 type RequestOtpInput struct {
 	Phone   string     `json:"phone"`
 	Purpose OtpPurpose `json:"purpose"`
@@ -97,6 +284,170 @@ type RequestOtpInput struct {
 type RequestOtpPayload struct {
 	// Seconds before another code may be requested for this phone.
 	RetryAfterSeconds int `json:"retryAfterSeconds"`
+}
+
+type SetEarningRulePayload struct {
+	Rule *ent.EarningRule `json:"rule"`
+}
+
+type SetPayPasswordInput struct {
+	Otp      string `json:"otp"`
+	Password string `json:"password"`
+}
+
+type StoredValuePaymentInput struct {
+	Member         *MemberRefInput `json:"member"`
+	Amount         int64           `json:"amount"`
+	StoreCode      string          `json:"storeCode"`
+	OrderRef       string          `json:"orderRef"`
+	PayPassword    *string         `json:"payPassword,omitempty"`
+	IdempotencyKey string          `json:"idempotencyKey"`
+}
+
+type StoredValuePaymentPayload struct {
+	Duplicate   bool                  `json:"duplicate"`
+	Transaction *ent.StoredValueEntry `json:"transaction"`
+}
+
+type TierCount struct {
+	Tier    *ent.Tier `json:"tier"`
+	Members int       `json:"members"`
+}
+
+type TierInput struct {
+	Code                 string   `json:"code"`
+	Name                 string   `json:"name"`
+	Rank                 int      `json:"rank"`
+	Threshold            int      `json:"threshold"`
+	MonthlySpendRequired *int64   `json:"monthlySpendRequired,omitempty"`
+	ReferralsRequired    *int     `json:"referralsRequired,omitempty"`
+	RetentionMonths      *int     `json:"retentionMonths,omitempty"`
+	PointsMultiplier     *float64 `json:"pointsMultiplier,omitempty"`
+	BenefitCodes         []string `json:"benefitCodes,omitempty"`
+}
+
+type TierMove struct {
+	From    *ent.Tier `json:"from,omitempty"`
+	To      *ent.Tier `json:"to"`
+	Members int       `json:"members"`
+}
+
+type TierMultiplier struct {
+	Tier       *ent.Tier `json:"tier"`
+	Multiplier float64   `json:"multiplier"`
+}
+
+type TierSimulation struct {
+	Moves         []*TierMove  `json:"moves"`
+	MembersByTier []*TierCount `json:"membersByTier"`
+}
+
+type TierStatus struct {
+	// When retention is next reviewed.
+	ReviewAt time.Time `json:"reviewAt"`
+	// Growth earned in the 12 months before the review.
+	GrowthInWindow int `json:"growthInWindow"`
+	// Growth still needed by the review to keep the tier.
+	GrowthToRetain int `json:"growthToRetain"`
+	// The tier at review if nothing more is earned.
+	ProjectedTier *ent.Tier `json:"projectedTier"`
+}
+
+type TopUpInput struct {
+	Member     *MemberRefInput `json:"member"`
+	Amount     int64           `json:"amount"`
+	Bonus      *int64          `json:"bonus,omitempty"`
+	StoreCode  *string         `json:"storeCode,omitempty"`
+	PaymentRef string          `json:"paymentRef"`
+}
+
+type UpdateConsentInput struct {
+	Kind    enum.ConsentKind `json:"kind"`
+	Granted bool             `json:"granted"`
+}
+
+type UpdateConsentPayload struct {
+	Consent *ConsentState `json:"consent"`
+}
+
+type UpdateMyProfileInput struct {
+	DisplayName *string      `json:"displayName,omitempty"`
+	Gender      *enum.Gender `json:"gender,omitempty"`
+	// Can be set once.
+	Birthday   *calendar.Date `json:"birthday,omitempty"`
+	RegionCode *string        `json:"regionCode,omitempty"`
+	AvatarURL  *string        `json:"avatarUrl,omitempty"`
+}
+
+type UpdateMyProfilePayload struct {
+	// Growth awarded for completing the profile (once).
+	GrowthAwarded int         `json:"growthAwarded"`
+	Member        *ent.Member `json:"member"`
+}
+
+type UpsertBenefitPayload struct {
+	Benefit *ent.Benefit `json:"benefit"`
+}
+
+type UpsertTierPayload struct {
+	Tier *ent.Tier `json:"tier"`
+}
+
+type BenefitSource string
+
+const (
+	BenefitSourceTier     BenefitSource = "TIER"
+	BenefitSourcePlan     BenefitSource = "PLAN"
+	BenefitSourceBirthday BenefitSource = "BIRTHDAY"
+)
+
+var AllBenefitSource = []BenefitSource{
+	BenefitSourceTier,
+	BenefitSourcePlan,
+	BenefitSourceBirthday,
+}
+
+func (e BenefitSource) IsValid() bool {
+	switch e {
+	case BenefitSourceTier, BenefitSourcePlan, BenefitSourceBirthday:
+		return true
+	}
+	return false
+}
+
+func (e BenefitSource) String() string {
+	return string(e)
+}
+
+func (e *BenefitSource) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = BenefitSource(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid BenefitSource", str)
+	}
+	return nil
+}
+
+func (e BenefitSource) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *BenefitSource) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e BenefitSource) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
 }
 
 type OtpPurpose string

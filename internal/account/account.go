@@ -6,6 +6,8 @@ package account
 
 import (
 	"context"
+	stdsql "database/sql"
+	"errors"
 	"fmt"
 
 	"entgo.io/ent/dialect/sql"
@@ -22,21 +24,29 @@ var ErrMemberNotFound = fault.New(fault.NotFound, "member not found")
 // on first use. Callers that lock two accounts (merges) lock the lower
 // member id first, so that two merges cannot deadlock.
 func Lock(ctx context.Context, tx *ent.Tx, memberID int) (*ent.Account, error) {
-	err := tx.Account.Create().SetMemberID(memberID).
+	get := func() (*ent.Account, error) {
+		return tx.Account.Query().Where(entaccount.MemberID(memberID)).ForUpdate().Only(ctx)
+	}
+	a, err := get()
+	if err == nil {
+		return a, nil
+	}
+	if !ent.IsNotFound(err) {
+		return nil, fmt.Errorf("locking account of member %d: %w", memberID, err)
+	}
+	// ON CONFLICT DO NOTHING returns no id when a concurrent transaction
+	// created the row first (ent/ent#1821): that is success too.
+	err = tx.Account.Create().SetMemberID(memberID).
 		OnConflict(sql.ConflictColumns(entaccount.FieldMemberID)).DoNothing().
 		Exec(ctx)
-	if ent.IsConstraintError(err) { // no such member
+	switch {
+	case ent.IsConstraintError(err): // no such member
 		return nil, ErrMemberNotFound
-	}
-	if err != nil {
+	case err != nil && !errors.Is(err, stdsql.ErrNoRows):
 		return nil, fmt.Errorf("creating account of member %d: %w", memberID, err)
 	}
-	a, err := tx.Account.Query().Where(entaccount.MemberID(memberID)).ForUpdate().Only(ctx)
-	if ent.IsNotFound(err) {
-		return nil, ErrMemberNotFound
-	}
-	if err != nil {
-		return nil, fmt.Errorf("locking account of member %d: %w", memberID, err)
+	if a, err = get(); err != nil {
+		return nil, fmt.Errorf("locking new account of member %d: %w", memberID, err)
 	}
 	return a, nil
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	entsql "entgo.io/ent/dialect/sql"
+	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/playground"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -23,14 +24,23 @@ import (
 	"github.com/onemember/onemember/graph"
 	"github.com/onemember/onemember/internal/auth"
 	"github.com/onemember/onemember/internal/auth/password"
+	"github.com/onemember/onemember/internal/auth/signedcode"
 	"github.com/onemember/onemember/internal/auth/token"
 	"github.com/onemember/onemember/internal/identity"
+	"github.com/onemember/onemember/internal/jobs"
+	"github.com/onemember/onemember/internal/ledger"
+	"github.com/onemember/onemember/internal/member"
+	"github.com/onemember/onemember/internal/membership"
+	"github.com/onemember/onemember/internal/order"
 	"github.com/onemember/onemember/internal/pii"
 	"github.com/onemember/onemember/internal/platform/config"
 	"github.com/onemember/onemember/internal/platform/database"
 	"github.com/onemember/onemember/internal/platform/gqlhttp"
+	"github.com/onemember/onemember/internal/platform/loader"
 	"github.com/onemember/onemember/internal/platform/migrate"
 	"github.com/onemember/onemember/internal/platform/obs"
+	"github.com/onemember/onemember/internal/programme"
+	"github.com/onemember/onemember/internal/tier"
 	"github.com/onemember/onemember/migrations"
 )
 
@@ -44,10 +54,17 @@ type App struct {
 	// Statements counts SQL statements sent through ent.
 	Statements *database.StatementCounter
 
-	Sessions *auth.Sessions
-	Accounts *auth.Accounts
-	Identity *identity.Service
-	auth     *auth.Authenticator
+	Sessions   *auth.Sessions
+	Accounts   *auth.Accounts
+	Identity   *identity.Service
+	Ledger     *ledger.Service
+	Tiers      *tier.Service
+	Orders     *order.Service
+	Members    *member.Service
+	Membership *membership.Service
+	Programme  *programme.Service
+	Zone       *time.Location
+	auth       *auth.Authenticator
 }
 
 // Options adjust wiring for tests.
@@ -112,19 +129,37 @@ func build(cfg *config.Config, log *slog.Logger, db *sql.DB, opts Options) (*App
 	if err != nil {
 		return nil, err
 	}
+	memberCodes, err := signedcode.NewSigner(cfg.Keys.Signing, "member-code", now)
+	if err != nil {
+		return nil, fmt.Errorf("member code signer: %w", err)
+	}
+	zone, err := time.LoadLocation(cfg.BusinessZone)
+	if err != nil {
+		return nil, fmt.Errorf("business zone: %w", err)
+	}
+	ledgers := ledger.New(client, ledger.Policy{
+		Zone: zone, PointsLifetimeMonths: 12, PasswordFreeLimit: 20000, PayMaxAttempts: 5,
+		PayLockout: 30 * time.Minute, MaxTopUp: 5_000_000, MaxPayment: 5_000_000,
+	}, hasher, now)
+	tiers := tier.New(client, zone, now)
 	ident := identity.NewService(identity.Deps{
 		DB: client, PII: protector, Sessions: sessions, WeChat: wechat, SMS: sms,
 		OTP: identity.OTPPolicy{
 			TTL: cfg.OTPTTL, MaxAttempts: cfg.OTPMaxAttempts, PerPhoneHour: cfg.OTPPerPhoneHour,
 			PerIPHour: cfg.OTPPerIPHour, ResendAfter: cfg.OTPResendAfter,
 		},
-		OTPKey: cfg.Keys.Signing, Log: log, Now: now,
+		OTPKey: cfg.Keys.Signing, Codes: memberCodes, Ledger: ledgers, Log: log, Now: now,
 	})
 	return &App{
 		Config: cfg, Log: log, SQL: db, DB: client, Metrics: obs.NewMetrics(db, counter.Total),
 		Statements: counter,
-		Sessions:   sessions, Accounts: accounts, Identity: ident,
-		auth: auth.NewAuthenticator(client, tokens),
+		Sessions:   sessions, Accounts: accounts, Identity: ident, Ledger: ledgers, Tiers: tiers,
+		Orders:     order.New(client, ledgers, tiers, ident, order.Limits{MaxAmount: 100_000_000, MaxItems: 500}, now),
+		Members:    member.New(client, protector, ledgers, tiers, zone, now),
+		Membership: membership.New(client, zone, now),
+		Programme:  programme.New(client),
+		Zone:       zone,
+		auth:       auth.NewAuthenticator(client, tokens),
 	}, nil
 }
 
@@ -162,16 +197,19 @@ func (a *App) Close() error { return a.SQL.Close() }
 func (a *App) Handler() http.Handler {
 	schema := graph.NewSchema(&graph.Resolver{
 		DB: a.DB, Log: a.Log, Sessions: a.Sessions, Accounts: a.Accounts, Identity: a.Identity,
+		MemberService: a.Members, Ledger: a.Ledger, TierService: a.Tiers, Orders: a.Orders, Membership: a.Membership,
+		Programme: a.Programme, Zone: a.Zone,
 	})
 	gql := gqlhttp.New(schema, gqlhttp.Options{
-		Introspection:   !a.Config.IsProduction(),
-		ComplexityLimit: a.Config.ComplexityLimit,
-		DepthLimit:      a.Config.DepthLimit,
-		WSMaxMessage:    a.Config.WSMaxMessageBytes,
-		MaxUploadBytes:  512 << 20,
-		Authenticator:   a.auth,
-		Metrics:         a.Metrics,
-		Log:             a.Log,
+		Introspection:    !a.Config.IsProduction(),
+		ComplexityLimit:  a.Config.ComplexityLimit,
+		DepthLimit:       a.Config.DepthLimit,
+		WSMaxMessage:     a.Config.WSMaxMessageBytes,
+		MaxUploadBytes:   512 << 20,
+		Authenticator:    a.auth,
+		Metrics:          a.Metrics,
+		Log:              a.Log,
+		AroundOperations: []graphql.OperationMiddleware{loader.Middleware(a.DB)},
 	})
 	mux := http.NewServeMux()
 	mux.Handle("/query", a.authenticate(gql))
@@ -248,4 +286,19 @@ func (a *App) ready(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_, _ = w.Write([]byte("ready\n"))
+}
+
+// Jobs are the periodic maintenance tasks of this app.
+func (a *App) Jobs() *jobs.Scheduler {
+	return jobs.New(a.Log,
+		jobs.Job{Name: "points-expiry", Every: time.Minute, Run: a.Ledger.ExpirePoints},
+		jobs.Job{Name: "tier-review", Every: 5 * time.Minute, Run: func(ctx context.Context) (int64, error) {
+			n, err := a.Tiers.Review(ctx)
+			return int64(n), err
+		}},
+		jobs.Job{Name: "paid-membership-expiry", Every: time.Minute, Run: func(ctx context.Context) (int64, error) {
+			n, err := a.Membership.Expire(ctx)
+			return int64(n), err
+		}},
+	)
 }

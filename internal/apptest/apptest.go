@@ -25,6 +25,7 @@ import (
 	"github.com/onemember/onemember/internal/platform/config"
 	"github.com/onemember/onemember/internal/platform/obs"
 	"github.com/onemember/onemember/internal/platform/pgtest"
+	"github.com/onemember/onemember/internal/seed"
 	"github.com/onemember/onemember/migrations"
 )
 
@@ -229,3 +230,47 @@ func (s *Server) StaffToken(email string, roles ...enum.StaffRole) string {
 
 // WSURL is the websocket address of /query.
 func (s *Server) WSURL() string { return "ws" + strings.TrimPrefix(s.URL, "http") + "/query" }
+
+// Seed loads the demo organisation and programme (business units, stores,
+// tiers, benefits, plans, the ADMIN account) without members.
+func (s *Server) Seed() {
+	s.t.Helper()
+	if err := seed.Run(context.Background(), s.App, seed.Options{Seed: 1, AdminPassword: "admin password 1"}); err != nil {
+		s.t.Fatalf("seeding: %v", err)
+	}
+}
+
+// AdminToken signs in the seeded ADMIN.
+func (s *Server) AdminToken() string {
+	s.t.Helper()
+	var out struct{ AdminLogin struct{ AccessToken string } }
+	s.Do("", `mutation { adminLogin(input: {email: "admin@onemember.local", password: "admin password 1"}) { accessToken } }`, nil).Decode(s.t, &out)
+	return out.AdminLogin.AccessToken
+}
+
+// Till creates an API client with every scope and returns its secret.
+func (s *Server) Till(admin string, storeCodes ...string) string {
+	s.t.Helper()
+	var out struct{ CreateApiClient struct{ Secret string } }
+	s.Do(admin, `mutation($stores: [String!]) { createApiClient(input: {name: "till", storeCodes: $stores,
+		scopes: [ORDERS_WRITE, COUPONS_REDEEM, MEMBERS_READ, EVENTS_WRITE, STORED_VALUE_WRITE]}) { secret } }`,
+		map[string]any{"stores": storeCodes}).Decode(s.t, &out)
+	return out.CreateApiClient.Secret
+}
+
+// PhoneMember signs a member in with a phone (registering it) and returns
+// its access token and id.
+func (s *Server) PhoneMember(phone string) (string, string) {
+	s.t.Helper()
+	s.Do("", `mutation($p: String!) { requestOtp(input: {phone: $p, purpose: LOGIN}) { retryAfterSeconds } }`,
+		map[string]any{"p": phone}).Decode(s.t, &struct{}{})
+	var out struct {
+		LoginWithPhone struct {
+			AccessToken string
+			Member      struct{ ID string }
+		}
+	}
+	s.Do("", `mutation($p: String!, $o: String!) { loginWithPhone(input: {phone: $p, otp: $o}) { accessToken member { id } } }`,
+		map[string]any{"p": phone, "o": s.SMS.Code(phone, "LOGIN")}).Decode(s.t, &out)
+	return out.LoginWithPhone.AccessToken, out.LoginWithPhone.Member.ID
+}

@@ -120,7 +120,7 @@ func (a *Accounts) CreateStaff(ctx context.Context, in CreateStaffInput) (*ent.S
 	if err != nil {
 		return nil, fmt.Errorf("hashing password: %w", err)
 	}
-	return database.WithTx(ctx, a.db, func(tx *ent.Tx) (*ent.Staff, error) {
+	s, err := database.WithTx(ctx, a.db, func(tx *ent.Tx) (*ent.Staff, error) {
 		bus, err := businessUnitsByCode(ctx, tx.Client(), in.BusinessUnitCodes)
 		if err != nil {
 			return nil, err
@@ -141,6 +141,7 @@ func (a *Accounts) CreateStaff(ctx context.Context, in CreateStaffInput) (*ent.S
 			Detail: map[string]any{"email": s.Email, "roles": roles, "businessUnits": in.BusinessUnitCodes},
 		})
 	})
+	return database.Detach(s), err
 }
 
 // CreateAPIClientInput describes a new integration.
@@ -197,7 +198,7 @@ func (a *Accounts) CreateAPIClient(ctx context.Context, in CreateAPIClientInput)
 	if err != nil {
 		return nil, "", err
 	}
-	return c, secret, nil
+	return database.Detach(c), secret, nil
 }
 
 func normalizeEmail(e string) string { return strings.ToLower(strings.TrimSpace(e)) }

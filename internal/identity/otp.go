@@ -162,3 +162,19 @@ func lockKey(ns string, key []byte) int64 {
 	_, _ = h.Write(key)
 	return int64(h.Sum64())
 }
+
+// ErrNoPhone is a member-scoped code asked of a member without a phone.
+var ErrNoPhone = fault.Invalidf("phone", "bind a phone first")
+
+// VerifyMemberOTP checks a code sent to the member's own bound phone (for
+// setting the pay password).
+func (s *Service) VerifyMemberOTP(ctx context.Context, m *ent.Member, purpose Purpose, code string) error {
+	if len(m.PhoneEnc) == 0 {
+		return ErrNoPhone
+	}
+	phone, err := s.pii.Decrypt(m.PhoneEnc, "member.phone")
+	if err != nil {
+		return fmt.Errorf("decrypting phone of member %d: %w", m.ID, err)
+	}
+	return s.VerifyOTP(ctx, phone, purpose, code)
+}

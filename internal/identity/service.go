@@ -17,6 +17,7 @@ import (
 	"github.com/onemember/onemember/ent/schema/enum"
 	"github.com/onemember/onemember/ent/tier"
 	"github.com/onemember/onemember/internal/auth"
+	"github.com/onemember/onemember/internal/auth/signedcode"
 	"github.com/onemember/onemember/internal/auth/token"
 	"github.com/onemember/onemember/internal/pii"
 	"github.com/onemember/onemember/internal/platform/calendar"
@@ -35,6 +36,8 @@ type Service struct {
 	sms      SMSSender
 	otp      OTPPolicy
 	otpKey   []byte
+	codes    *signedcode.Signer
+	ledger   LedgerMerger
 	log      *slog.Logger
 	now      func() time.Time
 }
@@ -48,14 +51,18 @@ type Deps struct {
 	SMS      SMSSender
 	OTP      OTPPolicy
 	OTPKey   []byte
-	Log      *slog.Logger
-	Now      func() time.Time
+	// Codes signs member QR codes.
+	Codes *signedcode.Signer
+	// Ledger moves balances when members merge.
+	Ledger LedgerMerger
+	Log    *slog.Logger
+	Now    func() time.Time
 }
 
 // NewService builds a Service.
 func NewService(d Deps) *Service {
 	return &Service{db: d.DB, pii: d.PII, sessions: d.Sessions, wechat: d.WeChat, sms: d.SMS,
-		otp: d.OTP, otpKey: d.OTPKey, log: d.Log, now: d.Now}
+		otp: d.OTP, otpKey: d.OTPKey, codes: d.Codes, ledger: d.Ledger, log: d.Log, now: d.Now}
 }
 
 // Login is a signed-in member.
@@ -147,6 +154,7 @@ func (s *Service) login(ctx context.Context, ids []newIdentity, reg registration
 		if database.IsUniqueViolation(err) && attempt < 2 {
 			continue
 		}
+		out.Member = database.Detach(out.Member)
 		return out, err
 	}
 }

@@ -94,3 +94,17 @@ var channels = []struct {
 }{{enum.ChannelMiniProgram, 45}, {enum.ChannelPOS, 25}, {enum.ChannelApp, 15}, {enum.ChannelEcommerce, 10}, {enum.ChannelOfficialAccount, 5}}
 
 var mobilePrefixes = []string{"130", "131", "132", "133", "135", "136", "137", "138", "139", "150", "151", "152", "155", "157", "158", "159", "166", "177", "180", "181", "186", "187", "188", "189", "199"}
+
+type planSpec struct {
+	code, name string
+	period     enum.PlanPeriod
+	price      int64
+	benefits   []string
+}
+
+// plans are the paid cards (付费会员卡) on sale.
+var plans = []planSpec{
+	{"PLUS_MONTH", "PLUS会员月卡", "MONTH", 1990, []string{"FREE_DELIVERY_100", "PRIORITY_CHECKOUT"}},
+	{"PLUS_QUARTER", "PLUS会员季卡", "QUARTER", 4990, []string{"FREE_DELIVERY_100", "PRIORITY_CHECKOUT"}},
+	{"PLUS_YEAR", "PLUS会员年卡", "YEAR", 16800, []string{"FREE_DELIVERY_100", "PRIORITY_CHECKOUT", "EXCLUSIVE_PRODUCTS"}},
+}

@@ -37,6 +37,9 @@ type Options struct {
 	AdminPassword string // generated and printed when empty
 	// Now anchors registration dates (defaults to the current time).
 	Now time.Time
+	// SkipHistory leaves out orders, top-ups and paid cards (large seeds
+	// for benchmarks that only need members).
+	SkipHistory bool
 }
 
 // Run loads the demo data unless the group is already there.
@@ -68,6 +71,13 @@ func Run(ctx context.Context, a *app.App, o Options) error {
 		return err
 	}
 	a.Log.Info("seeded members", "count", o.Members, "took", time.Since(started).Round(time.Millisecond))
+	if o.Members > 0 && !o.SkipHistory {
+		started = time.Now()
+		if err := history(ctx, a, rng, o); err != nil {
+			return err
+		}
+		a.Log.Info("seeded two years of orders", "took", time.Since(started).Round(time.Millisecond))
+	}
 	return nil
 }
 
@@ -110,6 +120,16 @@ func programme(ctx context.Context, db *ent.Client) error {
 				SetReferralsRequired(t.referrals).SetPointsMultiplierPermille(t.multiplierPermill).
 				AddBenefitIDs(ids...).Exec(ctx); err != nil {
 				return struct{}{}, fmt.Errorf("tier %s: %w", t.code, err)
+			}
+		}
+		for _, p := range plans {
+			ids, err := tx.Benefit.Query().Where(benefit.CodeIn(p.benefits...)).IDs(ctx)
+			if err != nil {
+				return struct{}{}, err
+			}
+			if err := tx.PaidMembershipPlan.Create().SetCode(p.code).SetName(p.name).SetPeriod(p.period).
+				SetPrice(p.price).AddBenefitIDs(ids...).Exec(ctx); err != nil {
+				return struct{}{}, fmt.Errorf("plan %s: %w", p.code, err)
 			}
 		}
 		return struct{}{}, nil

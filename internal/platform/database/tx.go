@@ -36,3 +36,14 @@ func WithTx[T any](ctx context.Context, db *ent.Client, fn func(tx *ent.Tx) (T, 
 	}
 	return out, nil
 }
+
+// Detach makes an entity returned from a committed transaction usable for
+// further reads (its edges, in the GraphQL resolvers) through the client
+// that started the transaction. ent's Unwrap panics for an entity that was
+// not loaded in a transaction (a duplicate answered from the root client);
+// such an entity is returned as it is.
+func Detach[T interface{ Unwrap() T }](v T) (out T) {
+	out = v
+	defer func() { _ = recover() }()
+	return v.Unwrap()
+}

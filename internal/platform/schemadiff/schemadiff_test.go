@@ -7,6 +7,9 @@ import (
 	"strings"
 	"testing"
 
+	"ariga.io/atlas/sql/migrate"
+	"ariga.io/atlas/sql/sqltool"
+
 	"github.com/onemember/onemember/internal/platform/pgtest"
 )
 
@@ -29,7 +32,18 @@ func TestCheckCatchesAMissingMigration(t *testing.T) {
 		b, _ := os.ReadFile(f)
 		_ = os.WriteFile(filepath.Join(dir, filepath.Base(f)), b, 0o644)
 	}
-	err := Check(context.Background(), pgtest.New(t, nil), dir)
+	d, err := sqltool.NewGolangMigrateDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := d.Checksum()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := migrate.WriteSumFile(d, sum); err != nil {
+		t.Fatal(err)
+	}
+	err = Check(context.Background(), pgtest.New(t, nil), dir)
 	if err == nil || !strings.Contains(err.Error(), "behind the ent schema") {
 		t.Fatalf("Check with a missing migration: %v", err)
 	}
