@@ -2,6 +2,8 @@ package graph_test
 
 import (
 	"context"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -228,5 +230,52 @@ func TestProgrammeConfiguration(t *testing.T) {
 	s.Do(member, apptest.Op(t, "PaidMembershipPlans"), nil).Decode(t, &plans)
 	if len(plans.PaidMembershipPlans) != 3 {
 		t.Fatalf("plans: %+v", plans)
+	}
+}
+
+// A merge racing with an order for the merged member: the order and its
+// points end on the survivor, nothing lost, nothing counted twice.
+func TestMergeRacingWithIngestion(t *testing.T) {
+	s := apptest.Start(t)
+	s.Seed()
+	admin := s.AdminToken()
+	till := s.Till(admin)
+	for round := 0; round < 8; round++ {
+		_, survivor := s.PhoneMember(fmt.Sprintf("1350000100%d", round))
+		_, merged := s.MemberToken(fmt.Sprintf("race-merged-%d", round))
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			r, err := apptest.Post(s.URL+"/query", till, apptest.Op(t, "IngestOrder"),
+				order(fmt.Sprintf("RACE-%d", round), merged, 10000, time.Now().Add(-time.Minute)))
+			if err != nil || len(r.Errors) > 0 {
+				t.Errorf("ingest: %v %+v", err, r.Errors)
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			r, err := apptest.Post(s.URL+"/query", admin, apptest.Op(t, "MergeMembers"),
+				map[string]any{"survivorId": survivor, "mergedId": merged, "reason": "race"})
+			if err != nil || len(r.Errors) > 0 {
+				t.Errorf("merge: %v %+v", err, r.Errors)
+			}
+		}()
+		wg.Wait()
+		var home struct {
+			Node struct {
+				Points struct{ Balance int64 }
+				Orders struct{ TotalCount int }
+			}
+		}
+		s.Do(admin, `query($id: ID!) { node(id: $id) { ... on Member { points { balance } orders { totalCount } } } }`,
+			map[string]any{"id": survivor}).Decode(t, &home)
+		if home.Node.Points.Balance != 100 || home.Node.Orders.TotalCount != 1 {
+			t.Fatalf("round %d: survivor has %d points and %d orders, want 100 and 1", round, home.Node.Points.Balance, home.Node.Orders.TotalCount)
+		}
+	}
+	report, err := ledger.Verify(context.Background(), s.DB)
+	if err != nil || len(report.Problems) > 0 {
+		t.Fatalf("ledgers: %v %v", err, report.Problems)
 	}
 }

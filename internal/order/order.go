@@ -107,10 +107,11 @@ func (s *Service) Ingest(ctx context.Context, in IngestInput) (Result, error) {
 		return Result{}, err
 	}
 	res, err := database.WithTx(ctx, s.db, func(tx *ent.Tx) (Result, error) {
-		acct, err := account.Lock(ctx, tx, m.ID)
+		acct, err := s.lockLive(ctx, tx, m)
 		if err != nil {
 			return Result{}, err
 		}
+		m = acct.Edges.Member
 		// Under the member's lock a concurrent duplicate has committed or
 		// not started: look again.
 		if r, ok, err := s.existing(ctx, tx.Client(), in.Channel, in.ExternalID); ok || err != nil {
@@ -136,6 +137,28 @@ func (s *Service) Ingest(ctx context.Context, in IngestInput) (Result, error) {
 		return Result{}, err
 	}
 	return res, nil
+}
+
+// lockLive locks the account of m, or of the member m was merged into
+// while this request was on its way: a merge that commits between
+// resolving the member and locking it must not leave the order on the
+// merged member, where nobody would see it.
+func (s *Service) lockLive(ctx context.Context, tx *ent.Tx, m *ent.Member) (*ent.Account, error) {
+	for hops := 0; hops < 8; hops++ {
+		acct, err := account.Lock(ctx, tx, m.ID)
+		if err != nil {
+			return nil, err
+		}
+		if m, err = tx.Member.Get(ctx, m.ID); err != nil {
+			return nil, err
+		}
+		if m.Status != member.StatusMERGED || m.MergedIntoID == nil {
+			acct.Edges.Member = m
+			return acct, nil
+		}
+		m = &ent.Member{ID: *m.MergedIntoID}
+	}
+	return nil, fmt.Errorf("merge chain too long")
 }
 
 func (s *Service) existing(ctx context.Context, db *ent.Client, ch enum.Channel, externalID string) (Result, bool, error) {
@@ -300,16 +323,22 @@ func (s *Service) Refund(ctx context.Context, in RefundInput) (RefundResult, err
 		return RefundResult{}, fmt.Errorf("loading order: %w", err)
 	}
 	out, err := database.WithTx(ctx, s.db, func(tx *ent.Tx) (RefundResult, error) {
-		acct, err := account.Lock(ctx, tx, o.MemberID)
-		if err != nil {
-			return RefundResult{}, err
+		// A merge may move the order to another member between reading it
+		// and locking: lock, re-read, and follow until they agree.
+		var acct *ent.Account
+		for memberID := o.MemberID; ; memberID = o.MemberID {
+			if acct, err = account.Lock(ctx, tx, memberID); err != nil {
+				return RefundResult{}, err
+			}
+			if o, err = tx.Order.Get(ctx, o.ID); err != nil { // current refunded_amount, under the lock
+				return RefundResult{}, err
+			}
+			if o.MemberID == memberID {
+				break
+			}
 		}
 		if r, ok, err := existingRefund(ctx, tx.Client(), o.ID, in.RefundID); ok || err != nil {
 			return r, err
-		}
-		o, err := tx.Order.Get(ctx, o.ID) // current refunded_amount, under the lock
-		if err != nil {
-			return RefundResult{}, err
 		}
 		if in.Amount > o.Amount-o.RefundedAmount {
 			return RefundResult{}, ErrRefundTooLarge
