@@ -290,3 +290,56 @@ func TestConcurrentDuplicateOrdersIngestOnce(t *testing.T) {
 		t.Fatalf("%d points entries, want one earning", n)
 	}
 }
+
+// Payments above the password-free limit need the pay password, set after
+// an SMS code; the member's coupons page lists what they hold.
+func TestPayPasswordAndMyCoupons(t *testing.T) {
+	s := apptest.Start(t)
+	s.Seed()
+	till := s.Till(s.AdminToken())
+	member, memberID := s.PhoneMember("13700000009")
+	s.Do(till, apptest.Op(t, "TopUpStoredValue"), map[string]any{"input": map[string]any{
+		"member": map[string]any{"memberId": memberID}, "amount": 100000, "paymentRef": "pw-topup"}}).Decode(t, &struct{}{})
+	pay := func(key string, password any) apptest.Response {
+		return s.Do(till, apptest.Op(t, "PayWithStoredValue"), map[string]any{"input": map[string]any{
+			"member": map[string]any{"phone": "13700000009"}, "amount": 30000, "storeCode": "SUPER-SH-01",
+			"orderRef": key, "idempotencyKey": key, "payPassword": password}})
+	}
+	wantCode(t, pay("big-1", nil), "FORBIDDEN")
+	s.Do(member, `mutation { requestOtp(input: {phone: "13700000009", purpose: PAY_PASSWORD}) { retryAfterSeconds } }`, nil).Decode(t, &struct{}{})
+	wantCode(t, s.Do(member, apptest.Op(t, "SetPayPassword"), map[string]any{"otp": "000000", "password": "123456"}), "BAD_USER_INPUT")
+	code := s.SMS.Code("13700000009", "PAY_PASSWORD")
+	wantCode(t, s.Do(member, apptest.Op(t, "SetPayPassword"), map[string]any{"otp": code, "password": "12ab"}), "BAD_USER_INPUT")
+	var ok struct{ SetPayPassword struct{ Ok bool } }
+	s.Do(member, apptest.Op(t, "SetPayPassword"), map[string]any{"otp": code, "password": "246810"}).Decode(t, &ok)
+	wantCode(t, pay("big-2", "111111"), "FORBIDDEN")
+	var paid struct{ PayWithStoredValue svOut }
+	pay("big-3", "246810").Decode(t, &paid)
+	if paid.PayWithStoredValue.Transaction.BalanceAfter != 70000 {
+		t.Fatalf("payment with password: %+v", paid)
+	}
+
+	ctx := context.Background()
+	id := 0
+	fmt.Sscan(memberID, &id)
+	tmpl := s.DB.CouponTemplate.Create().SetTitle("满200减20").SetKind("THRESHOLD").SetFaceValue(2000).SetMinSpend(20000).
+		SetTotalStock(10).SetPerMemberLimit(2).SaveX(ctx)
+	s.DB.Coupon.Create().SetCode("MYC-1").SetTemplateID(tmpl.ID).SetMemberID(id).SetExpiresAt(time.Now().Add(48 * time.Hour)).ExecX(ctx)
+	s.DB.Coupon.Create().SetCode("MYC-2").SetTemplateID(tmpl.ID).SetMemberID(id).SetStatus("REDEEMED").SetExpiresAt(time.Now().Add(48 * time.Hour)).ExecX(ctx)
+	var mine struct {
+		Me struct {
+			Coupons struct {
+				TotalCount int
+				Edges      []struct{ Node struct{ Code, Title, Status string; FaceValue int64 } }
+			}
+		}
+	}
+	s.Do(member, apptest.Op(t, "MyCoupons"), map[string]any{"status": "AVAILABLE"}).Decode(t, &mine)
+	if mine.Me.Coupons.TotalCount != 1 || mine.Me.Coupons.Edges[0].Node.Title != "满200减20" || mine.Me.Coupons.Edges[0].Node.FaceValue != 2000 {
+		t.Fatalf("my coupons: %+v", mine.Me.Coupons)
+	}
+	s.Do(member, apptest.Op(t, "MyCoupons"), nil).Decode(t, &mine)
+	if mine.Me.Coupons.TotalCount != 2 {
+		t.Fatalf("all my coupons: %d", mine.Me.Coupons.TotalCount)
+	}
+}

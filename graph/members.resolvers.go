@@ -223,10 +223,7 @@ func (r *mutationResolver) UpdateConsent(ctx context.Context, input model.Update
 
 // SetPayPassword is the resolver for the setPayPassword field.
 func (r *mutationResolver) SetPayPassword(ctx context.Context, input model.SetPayPasswordInput) (*model.OkPayload, error) {
-	if err := r.Identity.VerifyMemberOTP(ctx, auth.ViewerFrom(ctx).Member, identity.PurposePayPassword, input.Otp); err != nil {
-		return nil, err
-	}
-	if err := r.Ledger.SetPayPassword(ctx, auth.ViewerFrom(ctx).Member.ID, input.Password); err != nil {
+	if err := r.MemberService.SetPayPassword(ctx, auth.ViewerFrom(ctx).Member, input.Otp, input.Password); err != nil {
 		return nil, err
 	}
 	return &model.OkPayload{Ok: true}, nil

@@ -155,7 +155,7 @@ func build(cfg *config.Config, log *slog.Logger, db *sql.DB, opts Options) (*App
 		Statements: counter,
 		Sessions:   sessions, Accounts: accounts, Identity: ident, Ledger: ledgers, Tiers: tiers,
 		Orders:     order.New(client, ledgers, tiers, ident, order.Limits{MaxAmount: 100_000_000, MaxItems: 500}, now),
-		Members:    member.New(client, protector, ledgers, tiers, zone, now),
+		Members:    member.New(client, protector, ledgers, tiers, ident, zone, now),
 		Membership: membership.New(client, zone, now),
 		Programme:  programme.New(client),
 		Zone:       zone,

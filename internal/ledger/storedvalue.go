@@ -278,8 +278,8 @@ func (s *Service) setPayAttempts(ctx context.Context, tx *ent.Tx, acct *ent.Acco
 // lifts any lockout. Checking that the member may set it (SMS code) is the
 // caller's job.
 func (s *Service) SetPayPassword(ctx context.Context, memberID int, pw string) error {
-	if !sixDigits(pw) {
-		return fault.Invalidf("password", "must be exactly 6 digits")
+	if err := ValidatePayPassword(pw); err != nil {
+		return err
 	}
 	// Hash before taking the lock: argon2 is deliberately slow.
 	hash, err := s.hasher.Hash(pw)
@@ -457,4 +457,12 @@ func storeBusinessUnit(ctx context.Context, tx *ent.Tx, storeID int) (*int, erro
 		return nil, fmt.Errorf("loading store %d: %w", storeID, err)
 	}
 	return &st.BusinessUnitID, nil
+}
+
+// ValidatePayPassword reports a pay password that is not 6 digits.
+func ValidatePayPassword(pw string) error {
+	if !sixDigits(pw) {
+		return fault.Invalidf("password", "must be exactly 6 digits")
+	}
+	return nil
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/onemember/onemember/ent/schema/enum"
 	"github.com/onemember/onemember/ent/tier"
 	"github.com/onemember/onemember/internal/account"
+	"github.com/onemember/onemember/internal/identity"
 	"github.com/onemember/onemember/internal/ledger"
 	"github.com/onemember/onemember/internal/pii"
 	"github.com/onemember/onemember/internal/platform/calendar"
@@ -42,11 +43,30 @@ var (
 // Ledger is what this package needs of the ledgers.
 type Ledger interface {
 	EarnGrowth(ctx context.Context, tx *ent.Tx, acct *ent.Account, e ledger.Entry) (*ent.GrowthEntry, error)
+	SetPayPassword(ctx context.Context, memberID int, pw string) error
 }
 
 // Tiers re-evaluates a tier after growth changed.
 type Tiers interface {
 	Reevaluate(ctx context.Context, tx *ent.Tx, acct *ent.Account, reason string) (*ent.TierChange, error)
+}
+
+// OTP verifies codes sent to a member's own phone.
+type OTP interface {
+	VerifyMemberOTP(ctx context.Context, m *ent.Member, purpose identity.Purpose, code string) error
+}
+
+// SetPayPassword sets the member's stored-value pay password after the SMS
+// code sent to their phone (purpose PAY_PASSWORD). The password is checked
+// first, so a malformed one does not use up the code.
+func (s *Service) SetPayPassword(ctx context.Context, m *ent.Member, code, pw string) error {
+	if err := ledger.ValidatePayPassword(pw); err != nil {
+		return err
+	}
+	if err := s.otp.VerifyMemberOTP(ctx, m, identity.PurposePayPassword, code); err != nil {
+		return err
+	}
+	return s.ledger.SetPayPassword(ctx, m.ID, pw)
 }
 
 // Service serves members' own data.
@@ -55,13 +75,14 @@ type Service struct {
 	pii    *pii.Protector
 	ledger Ledger
 	tiers  Tiers
+	otp    OTP
 	zone   *time.Location
 	now    func() time.Time
 }
 
 // New builds a Service.
-func New(db *ent.Client, p *pii.Protector, l Ledger, t Tiers, zone *time.Location, now func() time.Time) *Service {
-	return &Service{db: db, pii: p, ledger: l, tiers: t, zone: zone, now: now}
+func New(db *ent.Client, p *pii.Protector, l Ledger, t Tiers, otp OTP, zone *time.Location, now func() time.Time) *Service {
+	return &Service{db: db, pii: p, ledger: l, tiers: t, otp: otp, zone: zone, now: now}
 }
 
 // ProfileInput changes the member's profile; nil fields stay as they are.
