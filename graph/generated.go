@@ -9394,10 +9394,10 @@ func (ec *executionContext) _Member_tierStatus(ctx context.Context, field graphq
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *model.TierStatus) graphql.Marshaler {
-			return ec.marshalNTierStatus2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐTierStatus(ctx, selections, v)
+			return ec.marshalOTierStatus2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐTierStatus(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Member_tierStatus(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -24340,7 +24340,7 @@ func (ec *executionContext) _Member(ctx context.Context, sel ast.SelectionSet, o
 				})
 		case "tierStatus":
 			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
-				true, true,
+				true, false,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Member_tierStatus(ctx, field, obj)
 				})
@@ -28988,14 +28988,6 @@ func (ec *executionContext) marshalNTierSimulation2ᚖgithubᚗcomᚋonemember�
 	return ec._TierSimulation(ctx, sel, v)
 }
 
-func (ec *executionContext) marshalNTierStatus2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐTierStatus(ctx context.Context, sel ast.SelectionSet, v *model.TierStatus) graphql.Marshaler {
-	if v == nil {
-		graphql.AddInvalidNullError(ctx, "TierStatus!")
-		return graphql.Null
-	}
-	return ec._TierStatus(ctx, sel, v)
-}
-
 func (ec *executionContext) unmarshalNTime2timeᚐTime(ctx context.Context, v any) (time.Time, error) {
 	res, err := graphql.UnmarshalTime(v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -30046,6 +30038,13 @@ func (ec *executionContext) marshalOTier2ᚖgithubᚗcomᚋonememberᚋonemember
 		return graphql.Null
 	}
 	return ec._Tier(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalOTierStatus2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐTierStatus(ctx context.Context, sel ast.SelectionSet, v *model.TierStatus) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._TierStatus(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalOTime2ᚕtimeᚐTimeᚄ(ctx context.Context, v any) ([]time.Time, error) {

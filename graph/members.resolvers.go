@@ -111,7 +111,7 @@ func (r *memberResolver) StoredValue(ctx context.Context, obj *ent.Member) (*gql
 // TierStatus is the resolver for the tierStatus field.
 func (r *memberResolver) TierStatus(ctx context.Context, obj *ent.Member) (*model.TierStatus, error) {
 	st, err := r.tierStatus(ctx, obj.ID)
-	if err != nil {
+	if err != nil || st.Current == nil {
 		return nil, err
 	}
 	return &model.TierStatus{ReviewAt: st.ReviewAt, GrowthInWindow: int(st.GrowthInWindow),

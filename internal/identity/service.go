@@ -142,7 +142,14 @@ func (s *Service) login(ctx context.Context, ids []newIdentity, reg registration
 					return Login{}, err
 				}
 			}
-			if err := s.bindMissing(ctx, tx, m.ID, ids); err != nil {
+			// A new member binds every identity unconditionally: if another
+			// first sign-in bound one meanwhile, the unique index fails this
+			// transaction and the retry signs in to that member instead.
+			bind := s.bindMissing
+			if isNew {
+				bind = s.bindAll
+			}
+			if err := bind(ctx, tx, m.ID, ids); err != nil {
 				return Login{}, err
 			}
 			t, err := s.sessions.Start(ctx, tx, token.KindMember, m.ID)
@@ -202,6 +209,15 @@ func (s *Service) bindMissing(ctx context.Context, tx *ent.Tx, memberID int, ids
 		if exists {
 			continue
 		}
+		if err := s.bind(ctx, tx, memberID, id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Service) bindAll(ctx context.Context, tx *ent.Tx, memberID int, ids []newIdentity) error {
+	for _, id := range ids {
 		if err := s.bind(ctx, tx, memberID, id); err != nil {
 			return err
 		}

@@ -47,9 +47,20 @@ func (s *Service) Reevaluate(ctx context.Context, tx *ent.Tx, acct *ent.Account,
 	}
 
 	// Most events (a check-in, a small purchase) promote nobody. Probing
-	// with unlimited spend first settles those without summing the
-	// month's orders: spend only ever narrows the choice.
+	// with lifetime growth and unlimited spend first settles those without
+	// summing anything: both only ever narrow the choice.
 	best := Eligible(ladder, acct.GrowthValue, unlimited, acct.SuccessfulReferrals)
+	if best == nil || (current != nil && best.Rank <= current.Rank) {
+		return nil, nil
+	}
+	// Promotion counts the growth of the last 12 months, as the retention
+	// review does: with lifetime growth a member demoted at review would be
+	// promoted straight back by the next check-in.
+	growth, err := growthBetween(ctx, tx.GrowthEntry, m.ID, now.AddDate(-1, 0, 0), now.Add(time.Nanosecond))
+	if err != nil {
+		return nil, err
+	}
+	best = Eligible(ladder, growth, unlimited, acct.SuccessfulReferrals)
 	if best == nil || (current != nil && best.Rank <= current.Rank) {
 		return nil, nil
 	}
@@ -59,7 +70,7 @@ func (s *Service) Reevaluate(ctx context.Context, tx *ent.Tx, acct *ent.Account,
 		if err != nil {
 			return nil, err
 		}
-		best = Eligible(ladder, acct.GrowthValue, spend, acct.SuccessfulReferrals)
+		best = Eligible(ladder, growth, spend, acct.SuccessfulReferrals)
 		if best == nil || (current != nil && best.Rank <= current.Rank) {
 			return nil, nil
 		}
