@@ -130,5 +130,9 @@ func (r *queryResolver) Viewer(ctx context.Context) (ent.Noder, error) {
 
 // Me is the resolver for the me field.
 func (r *queryResolver) Me(ctx context.Context) (*ent.Member, error) {
-	return auth.ViewerFrom(ctx).Member, nil
+	v := auth.ViewerFrom(ctx)
+	if v.Cached {
+		return r.DB.Member.Get(ctx, v.Member.ID)
+	}
+	return v.Member, nil
 }

@@ -142,24 +142,25 @@ func build(cfg *config.Config, log *slog.Logger, db *sql.DB, opts Options) (*App
 		PayLockout: 30 * time.Minute, MaxTopUp: 5_000_000, MaxPayment: 5_000_000,
 	}, hasher, now)
 	tiers := tier.New(client, zone, now)
+	authenticator := auth.NewAuthenticator(client, tokens, cfg.AuthCacheTTL, now)
 	ident := identity.NewService(identity.Deps{
 		DB: client, PII: protector, Sessions: sessions, WeChat: wechat, SMS: sms,
 		OTP: identity.OTPPolicy{
 			TTL: cfg.OTPTTL, MaxAttempts: cfg.OTPMaxAttempts, PerPhoneHour: cfg.OTPPerPhoneHour,
 			PerIPHour: cfg.OTPPerIPHour, ResendAfter: cfg.OTPResendAfter,
 		},
-		OTPKey: cfg.Keys.Signing, Codes: memberCodes, Ledger: ledgers, Log: log, Now: now,
+		OTPKey: cfg.Keys.Signing, Codes: memberCodes, Ledger: ledgers, Forget: authenticator.Forget, Log: log, Now: now,
 	})
 	return &App{
 		Config: cfg, Log: log, SQL: db, DB: client, Metrics: obs.NewMetrics(db, counter.Total),
 		Statements: counter,
 		Sessions:   sessions, Accounts: accounts, Identity: ident, Ledger: ledgers, Tiers: tiers,
 		Orders:     order.New(client, ledgers, tiers, ident, order.Limits{MaxAmount: 100_000_000, MaxItems: 500}, now),
-		Members:    member.New(client, protector, ledgers, tiers, ident, zone, now),
+		Members:    member.New(client, protector, ledgers, tiers, ident, authenticator.Forget, zone, now),
 		Membership: membership.New(client, zone, now),
 		Programme:  programme.New(client),
 		Zone:       zone,
-		auth:       auth.NewAuthenticator(client, tokens),
+		auth:       authenticator,
 	}, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/onemember/onemember/ent"
 	"github.com/onemember/onemember/ent/apiclient"
@@ -24,14 +25,20 @@ const maxMergeHops = 8
 
 // Authenticator turns a bearer credential into a Viewer.
 type Authenticator struct {
-	db     *ent.Client
-	tokens *token.Issuer
+	db      *ent.Client
+	tokens  *token.Issuer
+	members *memberCache
 }
 
-// NewAuthenticator builds an Authenticator.
-func NewAuthenticator(db *ent.Client, tokens *token.Issuer) *Authenticator {
-	return &Authenticator{db: db, tokens: tokens}
+// NewAuthenticator builds an Authenticator. cacheTTL > 0 keeps
+// authenticated members that long (see memberCache); 0 disables it.
+func NewAuthenticator(db *ent.Client, tokens *token.Issuer, cacheTTL time.Duration, now func() time.Time) *Authenticator {
+	return &Authenticator{db: db, tokens: tokens, members: newMemberCache(cacheTTL, 100_000, now)}
 }
+
+// Forget drops members from the authentication cache (after a merge,
+// erasure or freeze).
+func (a *Authenticator) Forget(memberIDs ...int) { a.members.forget(memberIDs...) }
 
 // Authenticate resolves an Authorization header value ("Bearer ...").
 // An empty header gives the anonymous viewer; a rejected credential gives
@@ -71,6 +78,9 @@ func (a *Authenticator) Authenticate(ctx context.Context, header string) (Viewer
 // the member it was merged into (One ID): the app keeps working after a
 // merge without signing in again.
 func (a *Authenticator) member(ctx context.Context, c token.Claims) (Viewer, error) {
+	if m, ok := a.members.get(c.SubjectID); ok {
+		return Viewer{Kind: token.KindMember, SessionID: c.SessionID, Member: m, Cached: true}, nil
+	}
 	id := c.SubjectID
 	for range maxMergeHops {
 		m, err := a.db.Member.Get(ctx, id)
@@ -87,6 +97,7 @@ func (a *Authenticator) member(ctx context.Context, c token.Claims) (Viewer, err
 		case m.Status == member.StatusERASED:
 			return Viewer{Err: ErrAccountDisabled}, nil
 		}
+		a.members.put(c.SubjectID, m)
 		return Viewer{Kind: token.KindMember, SessionID: c.SessionID, Member: m}, nil
 	}
 	return Viewer{Err: ErrBadCredentials}, nil

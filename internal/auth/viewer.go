@@ -41,6 +41,10 @@ type Viewer struct {
 	// Err is why presented credentials were rejected; the request then
 	// runs as anonymous and every protected field reports Err.
 	Err error
+	// Cached says Member came from the authentication cache: good for
+	// deciding who is calling, possibly a second or two behind for the
+	// rest (the `me` field re-reads it).
+	Cached bool
 }
 
 type viewerKey struct{}

@@ -133,6 +133,7 @@ func (s *Service) Merge(ctx context.Context, survivorID, mergedID int, reason st
 	m, err := database.WithTx(ctx, s.db, func(tx *ent.Tx) (*ent.Member, error) {
 		return s.mergeInTx(ctx, tx, survivorID, mergedID, reason)
 	})
+	s.forgetCached(survivorID, mergedID)
 	return database.Detach(m), err
 }
 
@@ -306,6 +307,7 @@ func (s *Service) BindPhone(ctx context.Context, memberID int, rawPhone, code st
 	if database.IsUniqueViolation(err) {
 		return nil, false, fault.New(fault.Conflict, "the phone was bound by someone else at the same moment: try again")
 	}
+	s.forgetCached(memberID)
 	return database.Detach(r.m), r.merged, err
 }
 
@@ -314,6 +316,7 @@ func (s *Service) Freeze(ctx context.Context, memberID int, reason string) (*ent
 	if reason == "" {
 		return nil, fault.Invalidf("reason", "is required")
 	}
+	defer s.forgetCached(memberID)
 	return detached(database.WithTx(ctx, s.db, func(tx *ent.Tx) (*ent.Member, error) {
 		m, err := tx.Member.Get(ctx, memberID)
 		if ent.IsNotFound(err) {
@@ -340,6 +343,7 @@ func (s *Service) Erase(ctx context.Context, memberID int, reason string) (*ent.
 	if reason == "" {
 		return nil, fault.Invalidf("reason", "is required")
 	}
+	defer s.forgetCached(memberID)
 	return detached(database.WithTx(ctx, s.db, func(tx *ent.Tx) (*ent.Member, error) {
 		m, err := tx.Member.Get(ctx, memberID)
 		if ent.IsNotFound(err) {

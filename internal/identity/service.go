@@ -38,6 +38,7 @@ type Service struct {
 	otpKey   []byte
 	codes    *signedcode.Signer
 	ledger   LedgerMerger
+	forget   func(memberIDs ...int)
 	log      *slog.Logger
 	now      func() time.Time
 }
@@ -55,6 +56,8 @@ type Deps struct {
 	Codes *signedcode.Signer
 	// Ledger moves balances when members merge.
 	Ledger LedgerMerger
+	// Forget drops members from the authentication cache.
+	Forget func(memberIDs ...int)
 	Log    *slog.Logger
 	Now    func() time.Time
 }
@@ -62,7 +65,7 @@ type Deps struct {
 // NewService builds a Service.
 func NewService(d Deps) *Service {
 	return &Service{db: d.DB, pii: d.PII, sessions: d.Sessions, wechat: d.WeChat, sms: d.SMS,
-		otp: d.OTP, otpKey: d.OTPKey, codes: d.Codes, ledger: d.Ledger, log: d.Log, now: d.Now}
+		otp: d.OTP, otpKey: d.OTPKey, codes: d.Codes, ledger: d.Ledger, forget: d.Forget, log: d.Log, now: d.Now}
 }
 
 // Login is a signed-in member.
@@ -370,4 +373,12 @@ func (s *Service) personal(ctx context.Context, ct []byte, aad string, mask func
 func (s *Service) Identities(ctx context.Context, m *ent.Member) ([]*ent.Identity, error) {
 	return m.QueryIdentities().Where(identity.UnboundAtIsNil()).
 		Order(ent.Asc(identity.FieldBoundAt)).All(ctx)
+}
+
+// forgetCached drops members from the authentication cache after a change
+// of status (merge, freeze, erasure).
+func (s *Service) forgetCached(ids ...int) {
+	if s.forget != nil {
+		s.forget(ids...)
+	}
 }

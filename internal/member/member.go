@@ -76,13 +76,16 @@ type Service struct {
 	ledger Ledger
 	tiers  Tiers
 	otp    OTP
+	forget func(memberIDs ...int)
 	zone   *time.Location
 	now    func() time.Time
 }
 
 // New builds a Service.
-func New(db *ent.Client, p *pii.Protector, l Ledger, t Tiers, otp OTP, zone *time.Location, now func() time.Time) *Service {
-	return &Service{db: db, pii: p, ledger: l, tiers: t, otp: otp, zone: zone, now: now}
+// forget drops a member from the authentication cache after a profile
+// change, so that the next request sees it.
+func New(db *ent.Client, p *pii.Protector, l Ledger, t Tiers, otp OTP, forget func(memberIDs ...int), zone *time.Location, now func() time.Time) *Service {
+	return &Service{db: db, pii: p, ledger: l, tiers: t, otp: otp, forget: forget, zone: zone, now: now}
 }
 
 // ProfileInput changes the member's profile; nil fields stay as they are.
@@ -195,6 +198,7 @@ func (s *Service) UpdateProfile(ctx context.Context, memberID int, in ProfileInp
 		}
 		return out{m, awarded}, nil
 	})
+	s.forget(memberID)
 	return database.Detach(r.m), r.awarded, err
 }
 
