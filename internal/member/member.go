@@ -81,9 +81,8 @@ type Service struct {
 	now    func() time.Time
 }
 
-// New builds a Service.
-// forget drops a member from the authentication cache after a profile
-// change, so that the next request sees it.
+// New builds a Service. forget drops a member from the authentication
+// cache after a profile change, so that the next request sees it.
 func New(db *ent.Client, p *pii.Protector, l Ledger, t Tiers, otp OTP, forget func(memberIDs ...int), zone *time.Location, now func() time.Time) *Service {
 	return &Service{db: db, pii: p, ledger: l, tiers: t, otp: otp, forget: forget, zone: zone, now: now}
 }
