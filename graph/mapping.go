@@ -89,8 +89,12 @@ func ingestInput(in model.IngestOrderInput) order.IngestInput {
 
 // tierStatus explains the member's tier once per operation (growth and
 // tierStatus both need it).
-func (r *Resolver) tierStatus(ctx context.Context, memberID int) (tier.Status, error) {
-	return loader.Once(ctx, fmt.Sprintf("tier-status:%d", memberID), func() (tier.Status, error) {
-		return r.TierService.Status(ctx, r.DB, memberID)
+func (r *Resolver) tierStatus(ctx context.Context, m *ent.Member) (tier.Status, error) {
+	return loader.Once(ctx, fmt.Sprintf("tier-status:%d", m.ID), func() (tier.Status, error) {
+		acct, err := r.account(ctx, m.ID)
+		if err != nil {
+			return tier.Status{}, err
+		}
+		return r.TierService.StatusOf(ctx, r.DB, m, acct)
 	})
 }

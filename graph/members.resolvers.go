@@ -82,7 +82,7 @@ func (r *memberResolver) Growth(ctx context.Context, obj *ent.Member) (*gqlmodel
 	if err != nil {
 		return nil, err
 	}
-	st, err := r.tierStatus(ctx, obj.ID)
+	st, err := r.tierStatus(ctx, obj)
 	if err != nil {
 		return nil, err
 	}
@@ -110,7 +110,7 @@ func (r *memberResolver) StoredValue(ctx context.Context, obj *ent.Member) (*gql
 
 // TierStatus is the resolver for the tierStatus field.
 func (r *memberResolver) TierStatus(ctx context.Context, obj *ent.Member) (*model.TierStatus, error) {
-	st, err := r.tierStatus(ctx, obj.ID)
+	st, err := r.tierStatus(ctx, obj)
 	if err != nil || st.Current == nil {
 		return nil, err
 	}

@@ -37,7 +37,7 @@ type Status struct {
 	// Next is the tier one rank up, nil at the top.
 	Next *ent.Tier
 	// ToNext is the growth value still missing for Next's threshold (the
-	// promotion rule compares the lifetime growth value); Next's other
+	// promotion rule counts the last 12 months' growth); Next's other
 	// conditions (monthly spend, referrals) are not included.
 	ToNext int64
 }
@@ -56,6 +56,13 @@ func (s *Service) Status(ctx context.Context, db *ent.Client, memberID int) (Sta
 	if err != nil {
 		return Status{}, fmt.Errorf("reading account of member %d: %w", memberID, err)
 	}
+	return s.StatusOf(ctx, db, m, acct)
+}
+
+// StatusOf is Status for a member and account the caller already loaded
+// (a page that shows balances has them at hand).
+func (s *Service) StatusOf(ctx context.Context, db *ent.Client, m *ent.Member, acct *ent.Account) (Status, error) {
+	memberID := m.ID
 	ladder, err := loadLadder(ctx, db.Tier)
 	if err != nil {
 		return Status{}, err
@@ -65,8 +72,13 @@ func (s *Service) Status(ctx context.Context, db *ent.Client, memberID int) (Sta
 	var st Status
 	i := indexOf(ladder, m.TierID)
 	if i+1 < len(ladder) {
+		// Promotion counts the last 12 months' growth (Reevaluate).
+		recent, err := growthBetween(ctx, db.GrowthEntry, memberID, now.AddDate(-1, 0, 0), now.Add(time.Nanosecond))
+		if err != nil {
+			return Status{}, err
+		}
 		st.Next = ladder[i+1]
-		st.ToNext = max(0, st.Next.Threshold-acct.GrowthValue)
+		st.ToNext = max(0, st.Next.Threshold-recent)
 	}
 	if i < 0 {
 		return st, nil

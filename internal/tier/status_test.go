@@ -44,7 +44,8 @@ func TestStatus(t *testing.T) {
 		inWindow, toRetain, toNext int64
 		current, projected, next   string
 	}{
-		{"gold losing old growth", gold.ID, e.at(2026, 9, 1, 0, 0), 800, 700, 400, "GOLD", "SILVER", "DIAMOND"},
+		// To next counts the last 12 months (promotion rule): 800+600+300-100.
+		{"gold losing old growth", gold.ID, e.at(2026, 9, 1, 0, 0), 800, 700, 1400, "GOLD", "SILVER", "DIAMOND"},
 		{"lowest tier", normal.ID, e.at(2027, 3, 10, 10, 0), 120, 0, 310, "NORMAL", "NORMAL", "SILVER"},
 		{"review overdue", overdue.ID, e.at(2026, 6, 1, 0, 0), 450, 50, 1050, "SILVER", "NORMAL", "GOLD"},
 		{"top tier keeping", diamond.ID, e.at(2027, 1, 1, 0, 0), 3500, 0, 0, "DIAMOND", "DIAMOND", ""},
