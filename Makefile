@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 PG := scripts/ensure-postgres.sh
-WITH_DB = export $$($(PG)) &&
+WITH_DB = db_url="$$($(PG))" && export "$$db_url" &&
 
 .PHONY: run build test generate check-generated migration check-migrations vet bench pg-stop
 
