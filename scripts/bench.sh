@@ -13,7 +13,8 @@
 #   BENCH_CONNECTIONS     concurrent connections, wrk and pgbench alike [32]
 #   BENCH_DURATION        seconds per measured run [30]
 #   BENCH_WARMUP          seconds of unmeasured warm-up before each run [5]
-#   BENCH_THREADS         wrk threads, also pgbench -j [2]
+#   BENCH_THREADS         wrk threads [2]
+#   BENCH_PGBENCH_JOBS    pgbench -j [2]
 #   BENCH_TOKENS          members signed in whose tokens the requests rotate [200]
 #   BENCH_SCENARIOS       space-separated scenarios to run [viewer]
 #   BENCH_DB              benchmark database, dropped and recreated [onemember_bench]
@@ -22,7 +23,17 @@
 #   BENCH_FRESH_DB        1: drop, recreate and seed BENCH_DB; 0: reuse it [1]
 #   BENCH_PORT            loopback port for the server [a free one]
 #   BENCH_SERVER          server binary to measure [bin/server]
+#   BENCH_SEED_FLAGS      extra flags of "server seed" [--no-history when the
+#                         binary has it: the viewer scenario needs members only,
+#                         and two years of order history take minutes to seed;
+#                         set it empty to seed the history too]
 #   BENCH_RESULTS_DIR     where the Markdown report goes [bench-results]
+#   BENCH_LOCK_WAIT       seconds to wait for another run on the same server [1200]
+#   BENCH_SEED_TIMEOUT    seconds seeding may take [1800]
+#
+# The server under test inherits the environment (GOGC, GOMAXPROCS,
+# DB_MAX_OPEN_CONNS, AUTH_CACHE_TTL, ...) except DATABASE_URL, LISTEN_ADDR and
+# LOG_LEVEL; the report records the ones that tune it.
 #
 # Output: a Markdown table on stdout; the same table, the machine and the
 # command are appended to $BENCH_RESULTS_DIR/<UTC timestamp>.md. Progress
@@ -53,6 +64,7 @@ DURATION="${DURATION%s}" # accept "30s"
 WARMUP="${BENCH_WARMUP:-5}"
 WARMUP="${WARMUP%s}"
 THREADS="${BENCH_THREADS:-2}"
+PGJOBS="${BENCH_PGBENCH_JOBS:-2}"
 NTOKENS="${BENCH_TOKENS:-200}"
 SCENARIOS="${BENCH_SCENARIOS:-viewer}"
 BENCH_DB="${BENCH_DB:-onemember_bench}"
@@ -72,9 +84,15 @@ int_in BENCH_CONNECTIONS "$CONNS" 1 1000
 int_in BENCH_DURATION "$DURATION" 1 600
 int_in BENCH_WARMUP "$WARMUP" 0 120
 int_in BENCH_THREADS "$THREADS" 1 64
+int_in BENCH_PGBENCH_JOBS "$PGJOBS" 1 64
 int_in BENCH_TOKENS "$NTOKENS" 1 10000
 int_in BENCH_PGBENCH_SCALE "$PGBENCH_SCALE" 1 1000
-((THREADS <= CONNS)) || die "BENCH_THREADS ($THREADS) must not exceed BENCH_CONNECTIONS ($CONNS)"
+LOCK_WAIT="${BENCH_LOCK_WAIT:-1200}"
+int_in BENCH_LOCK_WAIT "$LOCK_WAIT" 0 7200
+SEED_TIMEOUT="${BENCH_SEED_TIMEOUT:-1800}"
+int_in BENCH_SEED_TIMEOUT "$SEED_TIMEOUT" 1 7200
+((DURATION >= 20)) || log "warning: BENCH_DURATION=$DURATION: below 20 s, pgbench's connection start-up distorts the reference"
+((THREADS <= CONNS && PGJOBS <= CONNS)) || die "BENCH_THREADS and BENCH_PGBENCH_JOBS must not exceed BENCH_CONNECTIONS ($CONNS)"
 for db in "$BENCH_DB" "$PGBENCH_DB"; do
 	[[ "$db" =~ ^[a-z_][a-z0-9_]*$ ]] || die "database name '$db' must be a plain lower-case identifier"
 done
@@ -182,7 +200,7 @@ start_server() {
 	log "starting bin/server serve on $BASE (LOG_LEVEL=warn)"
 	DATABASE_URL="$BENCH_URL" LISTEN_ADDR="127.0.0.1:$port" LOG_LEVEL=warn \
 		ACCESS_TOKEN_TTL="${ACCESS_TOKEN_TTL:-2h}" \
-		"$SERVER" serve >"$WORK/server.log" 2>&1 &
+		"$SERVER" serve >"$WORK/server.log" 2>&1 8>&- &
 	SERVER_PID=$!
 	for _ in $(seq 1 600); do
 		kill -0 "$SERVER_PID" 2>/dev/null || die "server exited during start-up"
@@ -338,7 +356,8 @@ DETAILS=() # one line per scenario, below the table
 RAW=()     # files with raw tool output for the report
 
 # run_http_scenario NAME QUERY TOKEN_FILE EXPECT: warm-up, then a measured
-# wrk run whose server-side cost comes from /metrics deltas.
+# wrk run; SQL statements and request counts come from /metrics deltas, CPU
+# from /proc (server, the benchmark database's backends, wrk, the machine).
 run_http_scenario() {
 	local name="$1" query="$2" tokens="$3" expect="$4"
 	local body="$WORK/$name.json" out="$WORK/$name.wrk"
@@ -441,10 +460,10 @@ pgbench_init() {
 pgbench_run() {
 	local out="$WORK/pgbench-$1.log" samples="$WORK/pgbench-$1.cpu"
 	if ((WARMUP > 0)); then
-		timeout $((WARMUP + 60)) "$PGBENCH" -n -S -c "$CONNS" -j "$THREADS" -T "$WARMUP" "$PGBENCH_URL" >/dev/null 2>&1 ||
+		timeout $((WARMUP + 60)) "$PGBENCH" -n -S -c "$CONNS" -j "$PGJOBS" -T "$WARMUP" "$PGBENCH_URL" >/dev/null 2>&1 ||
 			die "pgbench warm-up failed"
 	fi
-	log "pgbench ($1): -S -c $CONNS -j $THREADS -T $DURATION"
+	log "pgbench ($1): -S -c $CONNS -j $PGJOBS -T $DURATION"
 	# pgbench's backends live only as long as the run: a sampler reads their
 	# CPU time during its last seconds and keeps the largest sum.
 	: >"$samples"
@@ -458,7 +477,7 @@ pgbench_run() {
 	local sampler=$! busy0 all0 busy1 all1
 	children_cpu "$WORK/children0"
 	read -r busy0 all0 < <(machine_cpu)
-	timeout $((DURATION + 60)) "$PGBENCH" -n -S -c "$CONNS" -j "$THREADS" -T "$DURATION" "$PGBENCH_URL" >"$out" 2>&1 ||
+	timeout $((DURATION + 60)) "$PGBENCH" -n -S -c "$CONNS" -j "$PGJOBS" -T "$DURATION" "$PGBENCH_URL" >"$out" 2>&1 ||
 		{
 			kill "$sampler" 2>/dev/null || true
 			cat "$out" >&2
@@ -496,6 +515,15 @@ for s in $SCENARIOS; do
 done
 ensure_wrk
 command -v curl >/dev/null 2>&1 || die "curl not found"
+
+# One benchmark at a time per PostgreSQL server: concurrent runs would drop
+# each other's databases and share the CPU they measure.
+LOCK="${TMPDIR:-/tmp}/onemember-bench.$(printf '%s' "$URL_AUTHORITY" | cksum | cut -d' ' -f1).lock"
+exec 8>>"$LOCK"
+if ! flock -n 8; then
+	log "another benchmark runs against this PostgreSQL server; waiting for it (at most ${LOCK_WAIT}s)"
+	flock -w "$LOCK_WAIT" 8 || die "timed out waiting for $LOCK"
+fi
 STARTED=$SECONDS
 
 if [[ "$FRESH_DB" == "1" ]]; then
@@ -505,10 +533,17 @@ else
 	exists="$(psql_admin -tAc "SELECT 1 FROM pg_database WHERE datname = '$BENCH_DB'")"
 	[[ "$exists" == "1" ]] || psql_admin -c "CREATE DATABASE \"$BENCH_DB\"" >&2
 fi
-log "seeding $MEMBERS members into $BENCH_DB"
+if [[ -z "${BENCH_SEED_FLAGS+set}" ]]; then
+	BENCH_SEED_FLAGS=""
+	# "seed -h" prints the flags and exits non-zero without touching the database.
+	seed_help="$(DATABASE_URL="$BENCH_URL" "$SERVER" seed -h 2>&1 || true)"
+	if [[ "$seed_help" == *-no-history* ]]; then BENCH_SEED_FLAGS="--no-history"; fi
+fi
+read -r -a seed_flags <<<"$BENCH_SEED_FLAGS"
+log "seeding $MEMBERS members into $BENCH_DB${BENCH_SEED_FLAGS:+ ($BENCH_SEED_FLAGS)}"
 seed_started=$SECONDS
 DATABASE_URL="$BENCH_URL" LOG_LEVEL=warn SEED_ADMIN_PASSWORD="bench-admin-password" \
-	timeout "${BENCH_SEED_TIMEOUT:-1800}" "$SERVER" seed --members "$MEMBERS" >&2 ||
+	timeout "$SEED_TIMEOUT" "$SERVER" seed --members "$MEMBERS" "${seed_flags[@]}" >&2 ||
 	die "seeding failed"
 SEED_SECONDS=$((SECONDS - seed_started))
 log "seeded in ${SEED_SECONDS}s; vacuum analyze"
@@ -552,7 +587,11 @@ PG_VERSION="$(psql_admin -tAc 'SHOW server_version')"
 # commit and whether the tree had changes).
 BUILD="$(go version -m "$SERVER" 2>/dev/null | awk '$1 == "build" && $2 ~ /^vcs\.revision=/ { r = substr($2, 14, 12) } $1 == "build" && $2 == "vcs.modified=true" { m = " plus uncommitted changes" } END { if (r != "") printf "commit %s%s", r, m }')" || true
 [[ -n "$BUILD" ]] || BUILD="unknown commit"
-COMMAND="${BENCH_SERVER:+BENCH_SERVER=$BENCH_SERVER }BENCH_MEMBERS=$MEMBERS BENCH_CONNECTIONS=$CONNS BENCH_DURATION=$DURATION BENCH_WARMUP=$WARMUP BENCH_THREADS=$THREADS BENCH_TOKENS=$NTOKENS BENCH_SCENARIOS=\"$SCENARIOS\""
+COMMAND="${BENCH_SERVER:+BENCH_SERVER=$BENCH_SERVER }BENCH_MEMBERS=$MEMBERS BENCH_CONNECTIONS=$CONNS BENCH_DURATION=$DURATION BENCH_WARMUP=$WARMUP BENCH_THREADS=$THREADS BENCH_PGBENCH_JOBS=$PGJOBS BENCH_TOKENS=$NTOKENS BENCH_SCENARIOS=\"$SCENARIOS\""
+# The server inherits the environment: record the settings that change it.
+for v in GOGC GOMEMLIMIT GOMAXPROCS GODEBUG DB_MAX_OPEN_CONNS DB_MAX_IDLE_CONNS AUTH_CACHE_TTL; do
+	if [[ -n "${!v:-}" ]]; then COMMAND="$v=${!v} $COMMAND"; fi
+done
 if [[ -n "${MAKELEVEL:-}" ]]; then COMMAND="$COMMAND make bench"; else COMMAND="$COMMAND scripts/bench.sh"; fi
 
 # finish_details fills in the pgbench CPU figures known only at the end.
@@ -570,7 +609,7 @@ finish_details() {
 
 reference_line() {
 	printf 'reference: pgbench -S -c %s -j %s -T %s at scale %s: %s TPS before and %s TPS after the scenarios (mean %s); latency average %s / %s; CPU per transaction %s / %s; other processes used %s / %s cores' \
-		"$CONNS" "$THREADS" "$DURATION" "$PGBENCH_SCALE" "${PGBENCH_TPS[0]}" "${PGBENCH_TPS[1]}" "$REF_TPS" \
+		"$CONNS" "$PGJOBS" "$DURATION" "$PGBENCH_SCALE" "${PGBENCH_TPS[0]}" "${PGBENCH_TPS[1]}" "$REF_TPS" \
 		"${PGBENCH_LAT[0]}" "${PGBENCH_LAT[1]}" "${PGBENCH_US[0]}" "${PGBENCH_US[1]}" "${PGBENCH_OTHER[0]}" "${PGBENCH_OTHER[1]}"
 }
 
@@ -598,8 +637,9 @@ REPORT="$RESULTS_DIR/$TS.md"
 	printf -- '- server: %s, built from %s\n' "${SERVER#"$ROOT"/}" "$BUILD"
 	# shellcheck disable=SC2016 # backquotes are Markdown
 	printf -- '- command: `%s`\n' "$COMMAND"
-	printf -- '- data: %s members seeded in %ss; %s signed-in members rotated per request; wrk %s threads\n' \
-		"$MEMBERS" "$SEED_SECONDS" "$NTOKENS" "$THREADS"
+	# shellcheck disable=SC2016 # backquotes are Markdown
+	printf -- '- data: `server seed --members %s%s` took %ss; %s signed-in members rotated per request; wrk %s threads\n' \
+		"$MEMBERS" "${BENCH_SEED_FLAGS:+ $BENCH_SEED_FLAGS}" "$SEED_SECONDS" "$NTOKENS" "$THREADS"
 	printf -- '- %s\n\n' "$(reference_line)"
 	table
 	printf '\n'
