@@ -330,7 +330,12 @@ func TestPayPasswordAndMyCoupons(t *testing.T) {
 		Me struct {
 			Coupons struct {
 				TotalCount int
-				Edges      []struct{ Node struct{ Code, Title, Status string; FaceValue int64 } }
+				Edges      []struct {
+					Node struct {
+						Code, Title, Status string
+						FaceValue           int64
+					}
+				}
 			}
 		}
 	}
