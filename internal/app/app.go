@@ -137,10 +137,7 @@ func build(cfg *config.Config, log *slog.Logger, db *sql.DB, opts Options) (*App
 	if err != nil {
 		return nil, fmt.Errorf("business zone: %w", err)
 	}
-	ledgers := ledger.New(client, ledger.Policy{
-		Zone: zone, PointsLifetimeMonths: 12, PasswordFreeLimit: 20000, PayMaxAttempts: 5,
-		PayLockout: 30 * time.Minute, MaxTopUp: 5_000_000, MaxPayment: 5_000_000,
-	}, hasher, now)
+	ledgers := ledger.New(client, ledger.DefaultPolicy(zone), hasher, now)
 	tiers := tier.New(client, zone, now)
 	authenticator := auth.NewAuthenticator(client, tokens, cfg.AuthCacheTTL, now)
 	ident := identity.NewService(identity.Deps{

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/onemember/onemember/ent"
@@ -108,14 +107,4 @@ func (s *Service) survivor(ctx context.Context, db *ent.Client, m *ent.Member) (
 		return nil, ErrMemberNotFound
 	}
 	return m, nil
-}
-
-// ParseID reads a GraphQL ID argument into an int, naming field when it is
-// not one.
-func ParseID(field, raw string) (int, error) {
-	id, err := strconv.Atoi(raw)
-	if err != nil {
-		return 0, fault.Invalidf(field, "is not an id")
-	}
-	return id, nil
 }
