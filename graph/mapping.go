@@ -10,7 +10,6 @@ import (
 	"github.com/onemember/onemember/internal/account"
 	"github.com/onemember/onemember/internal/identity"
 	"github.com/onemember/onemember/internal/order"
-	"github.com/onemember/onemember/internal/platform/fault"
 	"github.com/onemember/onemember/internal/platform/loader"
 	"github.com/onemember/onemember/internal/tier"
 )
@@ -54,7 +53,7 @@ func (r *Resolver) couponTemplate(ctx context.Context, c *ent.Coupon) (*ent.Coup
 func (r *Resolver) store(ctx context.Context, code string) (*ent.Store, error) {
 	st, err := r.DB.Store.Query().Where(store.Code(code)).Only(ctx)
 	if ent.IsNotFound(err) {
-		return nil, fault.Invalidf("storeCode", "is not a known store")
+		return nil, order.ErrUnknownStore
 	}
 	return st, err
 }
