@@ -16,6 +16,8 @@ import (
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
 	"github.com/onemember/onemember/ent/account"
+	"github.com/onemember/onemember/ent/activity"
+	"github.com/onemember/onemember/ent/activityregistration"
 	"github.com/onemember/onemember/ent/apiclient"
 	"github.com/onemember/onemember/ent/auditlog"
 	"github.com/onemember/onemember/ent/benefit"
@@ -26,6 +28,12 @@ import (
 	"github.com/onemember/onemember/ent/earningrule"
 	"github.com/onemember/onemember/ent/growthentry"
 	"github.com/onemember/onemember/ent/identity"
+	"github.com/onemember/onemember/ent/logcursor"
+	"github.com/onemember/onemember/ent/lottery"
+	"github.com/onemember/onemember/ent/lotterydraw"
+	"github.com/onemember/onemember/ent/lotteryprize"
+	"github.com/onemember/onemember/ent/mallitem"
+	"github.com/onemember/onemember/ent/mallredemption"
 	"github.com/onemember/onemember/ent/member"
 	"github.com/onemember/onemember/ent/memberevent"
 	"github.com/onemember/onemember/ent/notification"
@@ -39,6 +47,11 @@ import (
 	"github.com/onemember/onemember/ent/pointsallocation"
 	"github.com/onemember/onemember/ent/pointsentry"
 	"github.com/onemember/onemember/ent/pointslot"
+	"github.com/onemember/onemember/ent/promocode"
+	"github.com/onemember/onemember/ent/promoredemption"
+	"github.com/onemember/onemember/ent/pushdelivery"
+	"github.com/onemember/onemember/ent/pushdevice"
+	"github.com/onemember/onemember/ent/referral"
 	"github.com/onemember/onemember/ent/refreshtoken"
 	"github.com/onemember/onemember/ent/refund"
 	"github.com/onemember/onemember/ent/staff"
@@ -57,6 +70,10 @@ type Client struct {
 	Schema *migrate.Schema
 	// Account is the client for interacting with the Account builders.
 	Account *AccountClient
+	// Activity is the client for interacting with the Activity builders.
+	Activity *ActivityClient
+	// ActivityRegistration is the client for interacting with the ActivityRegistration builders.
+	ActivityRegistration *ActivityRegistrationClient
 	// ApiClient is the client for interacting with the ApiClient builders.
 	ApiClient *ApiClientClient
 	// AuditLog is the client for interacting with the AuditLog builders.
@@ -77,6 +94,18 @@ type Client struct {
 	GrowthEntry *GrowthEntryClient
 	// Identity is the client for interacting with the Identity builders.
 	Identity *IdentityClient
+	// LogCursor is the client for interacting with the LogCursor builders.
+	LogCursor *LogCursorClient
+	// Lottery is the client for interacting with the Lottery builders.
+	Lottery *LotteryClient
+	// LotteryDraw is the client for interacting with the LotteryDraw builders.
+	LotteryDraw *LotteryDrawClient
+	// LotteryPrize is the client for interacting with the LotteryPrize builders.
+	LotteryPrize *LotteryPrizeClient
+	// MallItem is the client for interacting with the MallItem builders.
+	MallItem *MallItemClient
+	// MallRedemption is the client for interacting with the MallRedemption builders.
+	MallRedemption *MallRedemptionClient
 	// Member is the client for interacting with the Member builders.
 	Member *MemberClient
 	// MemberEvent is the client for interacting with the MemberEvent builders.
@@ -103,6 +132,16 @@ type Client struct {
 	PointsEntry *PointsEntryClient
 	// PointsLot is the client for interacting with the PointsLot builders.
 	PointsLot *PointsLotClient
+	// PromoCode is the client for interacting with the PromoCode builders.
+	PromoCode *PromoCodeClient
+	// PromoRedemption is the client for interacting with the PromoRedemption builders.
+	PromoRedemption *PromoRedemptionClient
+	// PushDelivery is the client for interacting with the PushDelivery builders.
+	PushDelivery *PushDeliveryClient
+	// PushDevice is the client for interacting with the PushDevice builders.
+	PushDevice *PushDeviceClient
+	// Referral is the client for interacting with the Referral builders.
+	Referral *ReferralClient
 	// RefreshToken is the client for interacting with the RefreshToken builders.
 	RefreshToken *RefreshTokenClient
 	// Refund is the client for interacting with the Refund builders.
@@ -129,6 +168,8 @@ func NewClient(opts ...Option) *Client {
 func (c *Client) init() {
 	c.Schema = migrate.NewSchema(c.driver)
 	c.Account = NewAccountClient(c.config)
+	c.Activity = NewActivityClient(c.config)
+	c.ActivityRegistration = NewActivityRegistrationClient(c.config)
 	c.ApiClient = NewApiClientClient(c.config)
 	c.AuditLog = NewAuditLogClient(c.config)
 	c.Benefit = NewBenefitClient(c.config)
@@ -139,6 +180,12 @@ func (c *Client) init() {
 	c.EarningRule = NewEarningRuleClient(c.config)
 	c.GrowthEntry = NewGrowthEntryClient(c.config)
 	c.Identity = NewIdentityClient(c.config)
+	c.LogCursor = NewLogCursorClient(c.config)
+	c.Lottery = NewLotteryClient(c.config)
+	c.LotteryDraw = NewLotteryDrawClient(c.config)
+	c.LotteryPrize = NewLotteryPrizeClient(c.config)
+	c.MallItem = NewMallItemClient(c.config)
+	c.MallRedemption = NewMallRedemptionClient(c.config)
 	c.Member = NewMemberClient(c.config)
 	c.MemberEvent = NewMemberEventClient(c.config)
 	c.Notification = NewNotificationClient(c.config)
@@ -152,6 +199,11 @@ func (c *Client) init() {
 	c.PointsAllocation = NewPointsAllocationClient(c.config)
 	c.PointsEntry = NewPointsEntryClient(c.config)
 	c.PointsLot = NewPointsLotClient(c.config)
+	c.PromoCode = NewPromoCodeClient(c.config)
+	c.PromoRedemption = NewPromoRedemptionClient(c.config)
+	c.PushDelivery = NewPushDeliveryClient(c.config)
+	c.PushDevice = NewPushDeviceClient(c.config)
+	c.Referral = NewReferralClient(c.config)
 	c.RefreshToken = NewRefreshTokenClient(c.config)
 	c.Refund = NewRefundClient(c.config)
 	c.Staff = NewStaffClient(c.config)
@@ -252,6 +304,8 @@ func (c *Client) Tx(ctx context.Context) (*Tx, error) {
 		ctx:                    ctx,
 		config:                 cfg,
 		Account:                NewAccountClient(cfg),
+		Activity:               NewActivityClient(cfg),
+		ActivityRegistration:   NewActivityRegistrationClient(cfg),
 		ApiClient:              NewApiClientClient(cfg),
 		AuditLog:               NewAuditLogClient(cfg),
 		Benefit:                NewBenefitClient(cfg),
@@ -262,6 +316,12 @@ func (c *Client) Tx(ctx context.Context) (*Tx, error) {
 		EarningRule:            NewEarningRuleClient(cfg),
 		GrowthEntry:            NewGrowthEntryClient(cfg),
 		Identity:               NewIdentityClient(cfg),
+		LogCursor:              NewLogCursorClient(cfg),
+		Lottery:                NewLotteryClient(cfg),
+		LotteryDraw:            NewLotteryDrawClient(cfg),
+		LotteryPrize:           NewLotteryPrizeClient(cfg),
+		MallItem:               NewMallItemClient(cfg),
+		MallRedemption:         NewMallRedemptionClient(cfg),
 		Member:                 NewMemberClient(cfg),
 		MemberEvent:            NewMemberEventClient(cfg),
 		Notification:           NewNotificationClient(cfg),
@@ -275,6 +335,11 @@ func (c *Client) Tx(ctx context.Context) (*Tx, error) {
 		PointsAllocation:       NewPointsAllocationClient(cfg),
 		PointsEntry:            NewPointsEntryClient(cfg),
 		PointsLot:              NewPointsLotClient(cfg),
+		PromoCode:              NewPromoCodeClient(cfg),
+		PromoRedemption:        NewPromoRedemptionClient(cfg),
+		PushDelivery:           NewPushDeliveryClient(cfg),
+		PushDevice:             NewPushDeviceClient(cfg),
+		Referral:               NewReferralClient(cfg),
 		RefreshToken:           NewRefreshTokenClient(cfg),
 		Refund:                 NewRefundClient(cfg),
 		Staff:                  NewStaffClient(cfg),
@@ -302,6 +367,8 @@ func (c *Client) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error) 
 		ctx:                    ctx,
 		config:                 cfg,
 		Account:                NewAccountClient(cfg),
+		Activity:               NewActivityClient(cfg),
+		ActivityRegistration:   NewActivityRegistrationClient(cfg),
 		ApiClient:              NewApiClientClient(cfg),
 		AuditLog:               NewAuditLogClient(cfg),
 		Benefit:                NewBenefitClient(cfg),
@@ -312,6 +379,12 @@ func (c *Client) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error) 
 		EarningRule:            NewEarningRuleClient(cfg),
 		GrowthEntry:            NewGrowthEntryClient(cfg),
 		Identity:               NewIdentityClient(cfg),
+		LogCursor:              NewLogCursorClient(cfg),
+		Lottery:                NewLotteryClient(cfg),
+		LotteryDraw:            NewLotteryDrawClient(cfg),
+		LotteryPrize:           NewLotteryPrizeClient(cfg),
+		MallItem:               NewMallItemClient(cfg),
+		MallRedemption:         NewMallRedemptionClient(cfg),
 		Member:                 NewMemberClient(cfg),
 		MemberEvent:            NewMemberEventClient(cfg),
 		Notification:           NewNotificationClient(cfg),
@@ -325,6 +398,11 @@ func (c *Client) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error) 
 		PointsAllocation:       NewPointsAllocationClient(cfg),
 		PointsEntry:            NewPointsEntryClient(cfg),
 		PointsLot:              NewPointsLotClient(cfg),
+		PromoCode:              NewPromoCodeClient(cfg),
+		PromoRedemption:        NewPromoRedemptionClient(cfg),
+		PushDelivery:           NewPushDeliveryClient(cfg),
+		PushDevice:             NewPushDeviceClient(cfg),
+		Referral:               NewReferralClient(cfg),
 		RefreshToken:           NewRefreshTokenClient(cfg),
 		Refund:                 NewRefundClient(cfg),
 		Staff:                  NewStaffClient(cfg),
@@ -361,11 +439,14 @@ func (c *Client) Close() error {
 // In order to add hooks to a specific client, call: `client.Node.Use(...)`.
 func (c *Client) Use(hooks ...Hook) {
 	for _, n := range []interface{ Use(...Hook) }{
-		c.Account, c.ApiClient, c.AuditLog, c.Benefit, c.BusinessUnit, c.Consent,
-		c.Coupon, c.CouponTemplate, c.EarningRule, c.GrowthEntry, c.Identity, c.Member,
+		c.Account, c.Activity, c.ActivityRegistration, c.ApiClient, c.AuditLog,
+		c.Benefit, c.BusinessUnit, c.Consent, c.Coupon, c.CouponTemplate,
+		c.EarningRule, c.GrowthEntry, c.Identity, c.LogCursor, c.Lottery,
+		c.LotteryDraw, c.LotteryPrize, c.MallItem, c.MallRedemption, c.Member,
 		c.MemberEvent, c.Notification, c.Order, c.OrderItem, c.OrderPayment,
 		c.OtpChallenge, c.PaidMembership, c.PaidMembershipPlan,
 		c.PaidMembershipPurchase, c.PointsAllocation, c.PointsEntry, c.PointsLot,
+		c.PromoCode, c.PromoRedemption, c.PushDelivery, c.PushDevice, c.Referral,
 		c.RefreshToken, c.Refund, c.Staff, c.Store, c.StoredValueEntry, c.Tier,
 		c.TierChange,
 	} {
@@ -377,11 +458,14 @@ func (c *Client) Use(hooks ...Hook) {
 // In order to add interceptors to a specific client, call: `client.Node.Intercept(...)`.
 func (c *Client) Intercept(interceptors ...Interceptor) {
 	for _, n := range []interface{ Intercept(...Interceptor) }{
-		c.Account, c.ApiClient, c.AuditLog, c.Benefit, c.BusinessUnit, c.Consent,
-		c.Coupon, c.CouponTemplate, c.EarningRule, c.GrowthEntry, c.Identity, c.Member,
+		c.Account, c.Activity, c.ActivityRegistration, c.ApiClient, c.AuditLog,
+		c.Benefit, c.BusinessUnit, c.Consent, c.Coupon, c.CouponTemplate,
+		c.EarningRule, c.GrowthEntry, c.Identity, c.LogCursor, c.Lottery,
+		c.LotteryDraw, c.LotteryPrize, c.MallItem, c.MallRedemption, c.Member,
 		c.MemberEvent, c.Notification, c.Order, c.OrderItem, c.OrderPayment,
 		c.OtpChallenge, c.PaidMembership, c.PaidMembershipPlan,
 		c.PaidMembershipPurchase, c.PointsAllocation, c.PointsEntry, c.PointsLot,
+		c.PromoCode, c.PromoRedemption, c.PushDelivery, c.PushDevice, c.Referral,
 		c.RefreshToken, c.Refund, c.Staff, c.Store, c.StoredValueEntry, c.Tier,
 		c.TierChange,
 	} {
@@ -394,6 +478,10 @@ func (c *Client) Mutate(ctx context.Context, m Mutation) (Value, error) {
 	switch m := m.(type) {
 	case *AccountMutation:
 		return c.Account.mutate(ctx, m)
+	case *ActivityMutation:
+		return c.Activity.mutate(ctx, m)
+	case *ActivityRegistrationMutation:
+		return c.ActivityRegistration.mutate(ctx, m)
 	case *ApiClientMutation:
 		return c.ApiClient.mutate(ctx, m)
 	case *AuditLogMutation:
@@ -414,6 +502,18 @@ func (c *Client) Mutate(ctx context.Context, m Mutation) (Value, error) {
 		return c.GrowthEntry.mutate(ctx, m)
 	case *IdentityMutation:
 		return c.Identity.mutate(ctx, m)
+	case *LogCursorMutation:
+		return c.LogCursor.mutate(ctx, m)
+	case *LotteryMutation:
+		return c.Lottery.mutate(ctx, m)
+	case *LotteryDrawMutation:
+		return c.LotteryDraw.mutate(ctx, m)
+	case *LotteryPrizeMutation:
+		return c.LotteryPrize.mutate(ctx, m)
+	case *MallItemMutation:
+		return c.MallItem.mutate(ctx, m)
+	case *MallRedemptionMutation:
+		return c.MallRedemption.mutate(ctx, m)
 	case *MemberMutation:
 		return c.Member.mutate(ctx, m)
 	case *MemberEventMutation:
@@ -440,6 +540,16 @@ func (c *Client) Mutate(ctx context.Context, m Mutation) (Value, error) {
 		return c.PointsEntry.mutate(ctx, m)
 	case *PointsLotMutation:
 		return c.PointsLot.mutate(ctx, m)
+	case *PromoCodeMutation:
+		return c.PromoCode.mutate(ctx, m)
+	case *PromoRedemptionMutation:
+		return c.PromoRedemption.mutate(ctx, m)
+	case *PushDeliveryMutation:
+		return c.PushDelivery.mutate(ctx, m)
+	case *PushDeviceMutation:
+		return c.PushDevice.mutate(ctx, m)
+	case *ReferralMutation:
+		return c.Referral.mutate(ctx, m)
 	case *RefreshTokenMutation:
 		return c.RefreshToken.mutate(ctx, m)
 	case *RefundMutation:
@@ -605,6 +715,304 @@ func (c *AccountClient) mutate(ctx context.Context, m *AccountMutation) (Value, 
 		return (&AccountDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
 	default:
 		return nil, fmt.Errorf("ent: unknown Account mutation op: %q", m.Op())
+	}
+}
+
+// ActivityClient is a client for the Activity schema.
+type ActivityClient struct {
+	config
+}
+
+// NewActivityClient returns a client for the Activity from the given config.
+func NewActivityClient(c config) *ActivityClient {
+	return &ActivityClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `activity.Hooks(f(g(h())))`.
+func (c *ActivityClient) Use(hooks ...Hook) {
+	c.hooks.Activity = append(c.hooks.Activity, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `activity.Intercept(f(g(h())))`.
+func (c *ActivityClient) Intercept(interceptors ...Interceptor) {
+	c.inters.Activity = append(c.inters.Activity, interceptors...)
+}
+
+// Create returns a builder for creating a Activity entity.
+func (c *ActivityClient) Create() *ActivityCreate {
+	mutation := newActivityMutation(c.config, OpCreate)
+	return &ActivityCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of Activity entities.
+func (c *ActivityClient) CreateBulk(builders ...*ActivityCreate) *ActivityCreateBulk {
+	return &ActivityCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *ActivityClient) MapCreateBulk(slice any, setFunc func(*ActivityCreate, int)) *ActivityCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &ActivityCreateBulk{err: fmt.Errorf("calling to ActivityClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*ActivityCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &ActivityCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for Activity.
+func (c *ActivityClient) Update() *ActivityUpdate {
+	mutation := newActivityMutation(c.config, OpUpdate)
+	return &ActivityUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *ActivityClient) UpdateOne(_m *Activity) *ActivityUpdateOne {
+	mutation := newActivityMutation(c.config, OpUpdateOne, withActivity(_m))
+	return &ActivityUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *ActivityClient) UpdateOneID(id int) *ActivityUpdateOne {
+	mutation := newActivityMutation(c.config, OpUpdateOne, withActivityID(id))
+	return &ActivityUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for Activity.
+func (c *ActivityClient) Delete() *ActivityDelete {
+	mutation := newActivityMutation(c.config, OpDelete)
+	return &ActivityDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *ActivityClient) DeleteOne(_m *Activity) *ActivityDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *ActivityClient) DeleteOneID(id int) *ActivityDeleteOne {
+	builder := c.Delete().Where(activity.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &ActivityDeleteOne{builder}
+}
+
+// Query returns a query builder for Activity.
+func (c *ActivityClient) Query() *ActivityQuery {
+	return &ActivityQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypeActivity},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a Activity entity by its id.
+func (c *ActivityClient) Get(ctx context.Context, id int) (*Activity, error) {
+	return c.Query().Where(activity.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *ActivityClient) GetX(ctx context.Context, id int) *Activity {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// Hooks returns the client hooks.
+func (c *ActivityClient) Hooks() []Hook {
+	return c.hooks.Activity
+}
+
+// Interceptors returns the client interceptors.
+func (c *ActivityClient) Interceptors() []Interceptor {
+	return c.inters.Activity
+}
+
+func (c *ActivityClient) mutate(ctx context.Context, m *ActivityMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&ActivityCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&ActivityUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&ActivityUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&ActivityDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown Activity mutation op: %q", m.Op())
+	}
+}
+
+// ActivityRegistrationClient is a client for the ActivityRegistration schema.
+type ActivityRegistrationClient struct {
+	config
+}
+
+// NewActivityRegistrationClient returns a client for the ActivityRegistration from the given config.
+func NewActivityRegistrationClient(c config) *ActivityRegistrationClient {
+	return &ActivityRegistrationClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `activityregistration.Hooks(f(g(h())))`.
+func (c *ActivityRegistrationClient) Use(hooks ...Hook) {
+	c.hooks.ActivityRegistration = append(c.hooks.ActivityRegistration, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `activityregistration.Intercept(f(g(h())))`.
+func (c *ActivityRegistrationClient) Intercept(interceptors ...Interceptor) {
+	c.inters.ActivityRegistration = append(c.inters.ActivityRegistration, interceptors...)
+}
+
+// Create returns a builder for creating a ActivityRegistration entity.
+func (c *ActivityRegistrationClient) Create() *ActivityRegistrationCreate {
+	mutation := newActivityRegistrationMutation(c.config, OpCreate)
+	return &ActivityRegistrationCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of ActivityRegistration entities.
+func (c *ActivityRegistrationClient) CreateBulk(builders ...*ActivityRegistrationCreate) *ActivityRegistrationCreateBulk {
+	return &ActivityRegistrationCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *ActivityRegistrationClient) MapCreateBulk(slice any, setFunc func(*ActivityRegistrationCreate, int)) *ActivityRegistrationCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &ActivityRegistrationCreateBulk{err: fmt.Errorf("calling to ActivityRegistrationClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*ActivityRegistrationCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &ActivityRegistrationCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for ActivityRegistration.
+func (c *ActivityRegistrationClient) Update() *ActivityRegistrationUpdate {
+	mutation := newActivityRegistrationMutation(c.config, OpUpdate)
+	return &ActivityRegistrationUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *ActivityRegistrationClient) UpdateOne(_m *ActivityRegistration) *ActivityRegistrationUpdateOne {
+	mutation := newActivityRegistrationMutation(c.config, OpUpdateOne, withActivityRegistration(_m))
+	return &ActivityRegistrationUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *ActivityRegistrationClient) UpdateOneID(id int) *ActivityRegistrationUpdateOne {
+	mutation := newActivityRegistrationMutation(c.config, OpUpdateOne, withActivityRegistrationID(id))
+	return &ActivityRegistrationUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for ActivityRegistration.
+func (c *ActivityRegistrationClient) Delete() *ActivityRegistrationDelete {
+	mutation := newActivityRegistrationMutation(c.config, OpDelete)
+	return &ActivityRegistrationDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *ActivityRegistrationClient) DeleteOne(_m *ActivityRegistration) *ActivityRegistrationDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *ActivityRegistrationClient) DeleteOneID(id int) *ActivityRegistrationDeleteOne {
+	builder := c.Delete().Where(activityregistration.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &ActivityRegistrationDeleteOne{builder}
+}
+
+// Query returns a query builder for ActivityRegistration.
+func (c *ActivityRegistrationClient) Query() *ActivityRegistrationQuery {
+	return &ActivityRegistrationQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypeActivityRegistration},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a ActivityRegistration entity by its id.
+func (c *ActivityRegistrationClient) Get(ctx context.Context, id int) (*ActivityRegistration, error) {
+	return c.Query().Where(activityregistration.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *ActivityRegistrationClient) GetX(ctx context.Context, id int) *ActivityRegistration {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// QueryActivity queries the activity edge of a ActivityRegistration.
+func (c *ActivityRegistrationClient) QueryActivity(_m *ActivityRegistration) *ActivityQuery {
+	query := (&ActivityClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(activityregistration.Table, activityregistration.FieldID, id),
+			sqlgraph.To(activity.Table, activity.FieldID),
+			sqlgraph.Edge(sqlgraph.M2O, false, activityregistration.ActivityTable, activityregistration.ActivityColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
+// QueryMember queries the member edge of a ActivityRegistration.
+func (c *ActivityRegistrationClient) QueryMember(_m *ActivityRegistration) *MemberQuery {
+	query := (&MemberClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(activityregistration.Table, activityregistration.FieldID, id),
+			sqlgraph.To(member.Table, member.FieldID),
+			sqlgraph.Edge(sqlgraph.M2O, false, activityregistration.MemberTable, activityregistration.MemberColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
+// Hooks returns the client hooks.
+func (c *ActivityRegistrationClient) Hooks() []Hook {
+	return c.hooks.ActivityRegistration
+}
+
+// Interceptors returns the client interceptors.
+func (c *ActivityRegistrationClient) Interceptors() []Interceptor {
+	return c.inters.ActivityRegistration
+}
+
+func (c *ActivityRegistrationClient) mutate(ctx context.Context, m *ActivityRegistrationMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&ActivityRegistrationCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&ActivityRegistrationUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&ActivityRegistrationUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&ActivityRegistrationDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown ActivityRegistration mutation op: %q", m.Op())
 	}
 }
 
@@ -2175,6 +2583,852 @@ func (c *IdentityClient) mutate(ctx context.Context, m *IdentityMutation) (Value
 		return (&IdentityDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
 	default:
 		return nil, fmt.Errorf("ent: unknown Identity mutation op: %q", m.Op())
+	}
+}
+
+// LogCursorClient is a client for the LogCursor schema.
+type LogCursorClient struct {
+	config
+}
+
+// NewLogCursorClient returns a client for the LogCursor from the given config.
+func NewLogCursorClient(c config) *LogCursorClient {
+	return &LogCursorClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `logcursor.Hooks(f(g(h())))`.
+func (c *LogCursorClient) Use(hooks ...Hook) {
+	c.hooks.LogCursor = append(c.hooks.LogCursor, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `logcursor.Intercept(f(g(h())))`.
+func (c *LogCursorClient) Intercept(interceptors ...Interceptor) {
+	c.inters.LogCursor = append(c.inters.LogCursor, interceptors...)
+}
+
+// Create returns a builder for creating a LogCursor entity.
+func (c *LogCursorClient) Create() *LogCursorCreate {
+	mutation := newLogCursorMutation(c.config, OpCreate)
+	return &LogCursorCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of LogCursor entities.
+func (c *LogCursorClient) CreateBulk(builders ...*LogCursorCreate) *LogCursorCreateBulk {
+	return &LogCursorCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *LogCursorClient) MapCreateBulk(slice any, setFunc func(*LogCursorCreate, int)) *LogCursorCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &LogCursorCreateBulk{err: fmt.Errorf("calling to LogCursorClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*LogCursorCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &LogCursorCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for LogCursor.
+func (c *LogCursorClient) Update() *LogCursorUpdate {
+	mutation := newLogCursorMutation(c.config, OpUpdate)
+	return &LogCursorUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *LogCursorClient) UpdateOne(_m *LogCursor) *LogCursorUpdateOne {
+	mutation := newLogCursorMutation(c.config, OpUpdateOne, withLogCursor(_m))
+	return &LogCursorUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *LogCursorClient) UpdateOneID(id int) *LogCursorUpdateOne {
+	mutation := newLogCursorMutation(c.config, OpUpdateOne, withLogCursorID(id))
+	return &LogCursorUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for LogCursor.
+func (c *LogCursorClient) Delete() *LogCursorDelete {
+	mutation := newLogCursorMutation(c.config, OpDelete)
+	return &LogCursorDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *LogCursorClient) DeleteOne(_m *LogCursor) *LogCursorDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *LogCursorClient) DeleteOneID(id int) *LogCursorDeleteOne {
+	builder := c.Delete().Where(logcursor.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &LogCursorDeleteOne{builder}
+}
+
+// Query returns a query builder for LogCursor.
+func (c *LogCursorClient) Query() *LogCursorQuery {
+	return &LogCursorQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypeLogCursor},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a LogCursor entity by its id.
+func (c *LogCursorClient) Get(ctx context.Context, id int) (*LogCursor, error) {
+	return c.Query().Where(logcursor.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *LogCursorClient) GetX(ctx context.Context, id int) *LogCursor {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// Hooks returns the client hooks.
+func (c *LogCursorClient) Hooks() []Hook {
+	return c.hooks.LogCursor
+}
+
+// Interceptors returns the client interceptors.
+func (c *LogCursorClient) Interceptors() []Interceptor {
+	return c.inters.LogCursor
+}
+
+func (c *LogCursorClient) mutate(ctx context.Context, m *LogCursorMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&LogCursorCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&LogCursorUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&LogCursorUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&LogCursorDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown LogCursor mutation op: %q", m.Op())
+	}
+}
+
+// LotteryClient is a client for the Lottery schema.
+type LotteryClient struct {
+	config
+}
+
+// NewLotteryClient returns a client for the Lottery from the given config.
+func NewLotteryClient(c config) *LotteryClient {
+	return &LotteryClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `lottery.Hooks(f(g(h())))`.
+func (c *LotteryClient) Use(hooks ...Hook) {
+	c.hooks.Lottery = append(c.hooks.Lottery, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `lottery.Intercept(f(g(h())))`.
+func (c *LotteryClient) Intercept(interceptors ...Interceptor) {
+	c.inters.Lottery = append(c.inters.Lottery, interceptors...)
+}
+
+// Create returns a builder for creating a Lottery entity.
+func (c *LotteryClient) Create() *LotteryCreate {
+	mutation := newLotteryMutation(c.config, OpCreate)
+	return &LotteryCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of Lottery entities.
+func (c *LotteryClient) CreateBulk(builders ...*LotteryCreate) *LotteryCreateBulk {
+	return &LotteryCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *LotteryClient) MapCreateBulk(slice any, setFunc func(*LotteryCreate, int)) *LotteryCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &LotteryCreateBulk{err: fmt.Errorf("calling to LotteryClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*LotteryCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &LotteryCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for Lottery.
+func (c *LotteryClient) Update() *LotteryUpdate {
+	mutation := newLotteryMutation(c.config, OpUpdate)
+	return &LotteryUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *LotteryClient) UpdateOne(_m *Lottery) *LotteryUpdateOne {
+	mutation := newLotteryMutation(c.config, OpUpdateOne, withLottery(_m))
+	return &LotteryUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *LotteryClient) UpdateOneID(id int) *LotteryUpdateOne {
+	mutation := newLotteryMutation(c.config, OpUpdateOne, withLotteryID(id))
+	return &LotteryUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for Lottery.
+func (c *LotteryClient) Delete() *LotteryDelete {
+	mutation := newLotteryMutation(c.config, OpDelete)
+	return &LotteryDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *LotteryClient) DeleteOne(_m *Lottery) *LotteryDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *LotteryClient) DeleteOneID(id int) *LotteryDeleteOne {
+	builder := c.Delete().Where(lottery.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &LotteryDeleteOne{builder}
+}
+
+// Query returns a query builder for Lottery.
+func (c *LotteryClient) Query() *LotteryQuery {
+	return &LotteryQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypeLottery},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a Lottery entity by its id.
+func (c *LotteryClient) Get(ctx context.Context, id int) (*Lottery, error) {
+	return c.Query().Where(lottery.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *LotteryClient) GetX(ctx context.Context, id int) *Lottery {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// QueryPrizes queries the prizes edge of a Lottery.
+func (c *LotteryClient) QueryPrizes(_m *Lottery) *LotteryPrizeQuery {
+	query := (&LotteryPrizeClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(lottery.Table, lottery.FieldID, id),
+			sqlgraph.To(lotteryprize.Table, lotteryprize.FieldID),
+			sqlgraph.Edge(sqlgraph.O2M, false, lottery.PrizesTable, lottery.PrizesColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
+// Hooks returns the client hooks.
+func (c *LotteryClient) Hooks() []Hook {
+	return c.hooks.Lottery
+}
+
+// Interceptors returns the client interceptors.
+func (c *LotteryClient) Interceptors() []Interceptor {
+	return c.inters.Lottery
+}
+
+func (c *LotteryClient) mutate(ctx context.Context, m *LotteryMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&LotteryCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&LotteryUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&LotteryUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&LotteryDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown Lottery mutation op: %q", m.Op())
+	}
+}
+
+// LotteryDrawClient is a client for the LotteryDraw schema.
+type LotteryDrawClient struct {
+	config
+}
+
+// NewLotteryDrawClient returns a client for the LotteryDraw from the given config.
+func NewLotteryDrawClient(c config) *LotteryDrawClient {
+	return &LotteryDrawClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `lotterydraw.Hooks(f(g(h())))`.
+func (c *LotteryDrawClient) Use(hooks ...Hook) {
+	c.hooks.LotteryDraw = append(c.hooks.LotteryDraw, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `lotterydraw.Intercept(f(g(h())))`.
+func (c *LotteryDrawClient) Intercept(interceptors ...Interceptor) {
+	c.inters.LotteryDraw = append(c.inters.LotteryDraw, interceptors...)
+}
+
+// Create returns a builder for creating a LotteryDraw entity.
+func (c *LotteryDrawClient) Create() *LotteryDrawCreate {
+	mutation := newLotteryDrawMutation(c.config, OpCreate)
+	return &LotteryDrawCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of LotteryDraw entities.
+func (c *LotteryDrawClient) CreateBulk(builders ...*LotteryDrawCreate) *LotteryDrawCreateBulk {
+	return &LotteryDrawCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *LotteryDrawClient) MapCreateBulk(slice any, setFunc func(*LotteryDrawCreate, int)) *LotteryDrawCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &LotteryDrawCreateBulk{err: fmt.Errorf("calling to LotteryDrawClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*LotteryDrawCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &LotteryDrawCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for LotteryDraw.
+func (c *LotteryDrawClient) Update() *LotteryDrawUpdate {
+	mutation := newLotteryDrawMutation(c.config, OpUpdate)
+	return &LotteryDrawUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *LotteryDrawClient) UpdateOne(_m *LotteryDraw) *LotteryDrawUpdateOne {
+	mutation := newLotteryDrawMutation(c.config, OpUpdateOne, withLotteryDraw(_m))
+	return &LotteryDrawUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *LotteryDrawClient) UpdateOneID(id int) *LotteryDrawUpdateOne {
+	mutation := newLotteryDrawMutation(c.config, OpUpdateOne, withLotteryDrawID(id))
+	return &LotteryDrawUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for LotteryDraw.
+func (c *LotteryDrawClient) Delete() *LotteryDrawDelete {
+	mutation := newLotteryDrawMutation(c.config, OpDelete)
+	return &LotteryDrawDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *LotteryDrawClient) DeleteOne(_m *LotteryDraw) *LotteryDrawDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *LotteryDrawClient) DeleteOneID(id int) *LotteryDrawDeleteOne {
+	builder := c.Delete().Where(lotterydraw.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &LotteryDrawDeleteOne{builder}
+}
+
+// Query returns a query builder for LotteryDraw.
+func (c *LotteryDrawClient) Query() *LotteryDrawQuery {
+	return &LotteryDrawQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypeLotteryDraw},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a LotteryDraw entity by its id.
+func (c *LotteryDrawClient) Get(ctx context.Context, id int) (*LotteryDraw, error) {
+	return c.Query().Where(lotterydraw.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *LotteryDrawClient) GetX(ctx context.Context, id int) *LotteryDraw {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// Hooks returns the client hooks.
+func (c *LotteryDrawClient) Hooks() []Hook {
+	return c.hooks.LotteryDraw
+}
+
+// Interceptors returns the client interceptors.
+func (c *LotteryDrawClient) Interceptors() []Interceptor {
+	return c.inters.LotteryDraw
+}
+
+func (c *LotteryDrawClient) mutate(ctx context.Context, m *LotteryDrawMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&LotteryDrawCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&LotteryDrawUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&LotteryDrawUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&LotteryDrawDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown LotteryDraw mutation op: %q", m.Op())
+	}
+}
+
+// LotteryPrizeClient is a client for the LotteryPrize schema.
+type LotteryPrizeClient struct {
+	config
+}
+
+// NewLotteryPrizeClient returns a client for the LotteryPrize from the given config.
+func NewLotteryPrizeClient(c config) *LotteryPrizeClient {
+	return &LotteryPrizeClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `lotteryprize.Hooks(f(g(h())))`.
+func (c *LotteryPrizeClient) Use(hooks ...Hook) {
+	c.hooks.LotteryPrize = append(c.hooks.LotteryPrize, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `lotteryprize.Intercept(f(g(h())))`.
+func (c *LotteryPrizeClient) Intercept(interceptors ...Interceptor) {
+	c.inters.LotteryPrize = append(c.inters.LotteryPrize, interceptors...)
+}
+
+// Create returns a builder for creating a LotteryPrize entity.
+func (c *LotteryPrizeClient) Create() *LotteryPrizeCreate {
+	mutation := newLotteryPrizeMutation(c.config, OpCreate)
+	return &LotteryPrizeCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of LotteryPrize entities.
+func (c *LotteryPrizeClient) CreateBulk(builders ...*LotteryPrizeCreate) *LotteryPrizeCreateBulk {
+	return &LotteryPrizeCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *LotteryPrizeClient) MapCreateBulk(slice any, setFunc func(*LotteryPrizeCreate, int)) *LotteryPrizeCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &LotteryPrizeCreateBulk{err: fmt.Errorf("calling to LotteryPrizeClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*LotteryPrizeCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &LotteryPrizeCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for LotteryPrize.
+func (c *LotteryPrizeClient) Update() *LotteryPrizeUpdate {
+	mutation := newLotteryPrizeMutation(c.config, OpUpdate)
+	return &LotteryPrizeUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *LotteryPrizeClient) UpdateOne(_m *LotteryPrize) *LotteryPrizeUpdateOne {
+	mutation := newLotteryPrizeMutation(c.config, OpUpdateOne, withLotteryPrize(_m))
+	return &LotteryPrizeUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *LotteryPrizeClient) UpdateOneID(id int) *LotteryPrizeUpdateOne {
+	mutation := newLotteryPrizeMutation(c.config, OpUpdateOne, withLotteryPrizeID(id))
+	return &LotteryPrizeUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for LotteryPrize.
+func (c *LotteryPrizeClient) Delete() *LotteryPrizeDelete {
+	mutation := newLotteryPrizeMutation(c.config, OpDelete)
+	return &LotteryPrizeDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *LotteryPrizeClient) DeleteOne(_m *LotteryPrize) *LotteryPrizeDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *LotteryPrizeClient) DeleteOneID(id int) *LotteryPrizeDeleteOne {
+	builder := c.Delete().Where(lotteryprize.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &LotteryPrizeDeleteOne{builder}
+}
+
+// Query returns a query builder for LotteryPrize.
+func (c *LotteryPrizeClient) Query() *LotteryPrizeQuery {
+	return &LotteryPrizeQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypeLotteryPrize},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a LotteryPrize entity by its id.
+func (c *LotteryPrizeClient) Get(ctx context.Context, id int) (*LotteryPrize, error) {
+	return c.Query().Where(lotteryprize.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *LotteryPrizeClient) GetX(ctx context.Context, id int) *LotteryPrize {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// QueryLottery queries the lottery edge of a LotteryPrize.
+func (c *LotteryPrizeClient) QueryLottery(_m *LotteryPrize) *LotteryQuery {
+	query := (&LotteryClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(lotteryprize.Table, lotteryprize.FieldID, id),
+			sqlgraph.To(lottery.Table, lottery.FieldID),
+			sqlgraph.Edge(sqlgraph.M2O, true, lotteryprize.LotteryTable, lotteryprize.LotteryColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
+// Hooks returns the client hooks.
+func (c *LotteryPrizeClient) Hooks() []Hook {
+	return c.hooks.LotteryPrize
+}
+
+// Interceptors returns the client interceptors.
+func (c *LotteryPrizeClient) Interceptors() []Interceptor {
+	return c.inters.LotteryPrize
+}
+
+func (c *LotteryPrizeClient) mutate(ctx context.Context, m *LotteryPrizeMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&LotteryPrizeCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&LotteryPrizeUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&LotteryPrizeUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&LotteryPrizeDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown LotteryPrize mutation op: %q", m.Op())
+	}
+}
+
+// MallItemClient is a client for the MallItem schema.
+type MallItemClient struct {
+	config
+}
+
+// NewMallItemClient returns a client for the MallItem from the given config.
+func NewMallItemClient(c config) *MallItemClient {
+	return &MallItemClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `mallitem.Hooks(f(g(h())))`.
+func (c *MallItemClient) Use(hooks ...Hook) {
+	c.hooks.MallItem = append(c.hooks.MallItem, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `mallitem.Intercept(f(g(h())))`.
+func (c *MallItemClient) Intercept(interceptors ...Interceptor) {
+	c.inters.MallItem = append(c.inters.MallItem, interceptors...)
+}
+
+// Create returns a builder for creating a MallItem entity.
+func (c *MallItemClient) Create() *MallItemCreate {
+	mutation := newMallItemMutation(c.config, OpCreate)
+	return &MallItemCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of MallItem entities.
+func (c *MallItemClient) CreateBulk(builders ...*MallItemCreate) *MallItemCreateBulk {
+	return &MallItemCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *MallItemClient) MapCreateBulk(slice any, setFunc func(*MallItemCreate, int)) *MallItemCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &MallItemCreateBulk{err: fmt.Errorf("calling to MallItemClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*MallItemCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &MallItemCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for MallItem.
+func (c *MallItemClient) Update() *MallItemUpdate {
+	mutation := newMallItemMutation(c.config, OpUpdate)
+	return &MallItemUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *MallItemClient) UpdateOne(_m *MallItem) *MallItemUpdateOne {
+	mutation := newMallItemMutation(c.config, OpUpdateOne, withMallItem(_m))
+	return &MallItemUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *MallItemClient) UpdateOneID(id int) *MallItemUpdateOne {
+	mutation := newMallItemMutation(c.config, OpUpdateOne, withMallItemID(id))
+	return &MallItemUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for MallItem.
+func (c *MallItemClient) Delete() *MallItemDelete {
+	mutation := newMallItemMutation(c.config, OpDelete)
+	return &MallItemDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *MallItemClient) DeleteOne(_m *MallItem) *MallItemDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *MallItemClient) DeleteOneID(id int) *MallItemDeleteOne {
+	builder := c.Delete().Where(mallitem.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &MallItemDeleteOne{builder}
+}
+
+// Query returns a query builder for MallItem.
+func (c *MallItemClient) Query() *MallItemQuery {
+	return &MallItemQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypeMallItem},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a MallItem entity by its id.
+func (c *MallItemClient) Get(ctx context.Context, id int) (*MallItem, error) {
+	return c.Query().Where(mallitem.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *MallItemClient) GetX(ctx context.Context, id int) *MallItem {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// Hooks returns the client hooks.
+func (c *MallItemClient) Hooks() []Hook {
+	return c.hooks.MallItem
+}
+
+// Interceptors returns the client interceptors.
+func (c *MallItemClient) Interceptors() []Interceptor {
+	return c.inters.MallItem
+}
+
+func (c *MallItemClient) mutate(ctx context.Context, m *MallItemMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&MallItemCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&MallItemUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&MallItemUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&MallItemDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown MallItem mutation op: %q", m.Op())
+	}
+}
+
+// MallRedemptionClient is a client for the MallRedemption schema.
+type MallRedemptionClient struct {
+	config
+}
+
+// NewMallRedemptionClient returns a client for the MallRedemption from the given config.
+func NewMallRedemptionClient(c config) *MallRedemptionClient {
+	return &MallRedemptionClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `mallredemption.Hooks(f(g(h())))`.
+func (c *MallRedemptionClient) Use(hooks ...Hook) {
+	c.hooks.MallRedemption = append(c.hooks.MallRedemption, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `mallredemption.Intercept(f(g(h())))`.
+func (c *MallRedemptionClient) Intercept(interceptors ...Interceptor) {
+	c.inters.MallRedemption = append(c.inters.MallRedemption, interceptors...)
+}
+
+// Create returns a builder for creating a MallRedemption entity.
+func (c *MallRedemptionClient) Create() *MallRedemptionCreate {
+	mutation := newMallRedemptionMutation(c.config, OpCreate)
+	return &MallRedemptionCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of MallRedemption entities.
+func (c *MallRedemptionClient) CreateBulk(builders ...*MallRedemptionCreate) *MallRedemptionCreateBulk {
+	return &MallRedemptionCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *MallRedemptionClient) MapCreateBulk(slice any, setFunc func(*MallRedemptionCreate, int)) *MallRedemptionCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &MallRedemptionCreateBulk{err: fmt.Errorf("calling to MallRedemptionClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*MallRedemptionCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &MallRedemptionCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for MallRedemption.
+func (c *MallRedemptionClient) Update() *MallRedemptionUpdate {
+	mutation := newMallRedemptionMutation(c.config, OpUpdate)
+	return &MallRedemptionUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *MallRedemptionClient) UpdateOne(_m *MallRedemption) *MallRedemptionUpdateOne {
+	mutation := newMallRedemptionMutation(c.config, OpUpdateOne, withMallRedemption(_m))
+	return &MallRedemptionUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *MallRedemptionClient) UpdateOneID(id int) *MallRedemptionUpdateOne {
+	mutation := newMallRedemptionMutation(c.config, OpUpdateOne, withMallRedemptionID(id))
+	return &MallRedemptionUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for MallRedemption.
+func (c *MallRedemptionClient) Delete() *MallRedemptionDelete {
+	mutation := newMallRedemptionMutation(c.config, OpDelete)
+	return &MallRedemptionDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *MallRedemptionClient) DeleteOne(_m *MallRedemption) *MallRedemptionDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *MallRedemptionClient) DeleteOneID(id int) *MallRedemptionDeleteOne {
+	builder := c.Delete().Where(mallredemption.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &MallRedemptionDeleteOne{builder}
+}
+
+// Query returns a query builder for MallRedemption.
+func (c *MallRedemptionClient) Query() *MallRedemptionQuery {
+	return &MallRedemptionQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypeMallRedemption},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a MallRedemption entity by its id.
+func (c *MallRedemptionClient) Get(ctx context.Context, id int) (*MallRedemption, error) {
+	return c.Query().Where(mallredemption.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *MallRedemptionClient) GetX(ctx context.Context, id int) *MallRedemption {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// QueryItem queries the item edge of a MallRedemption.
+func (c *MallRedemptionClient) QueryItem(_m *MallRedemption) *MallItemQuery {
+	query := (&MallItemClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(mallredemption.Table, mallredemption.FieldID, id),
+			sqlgraph.To(mallitem.Table, mallitem.FieldID),
+			sqlgraph.Edge(sqlgraph.M2O, false, mallredemption.ItemTable, mallredemption.ItemColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
+// Hooks returns the client hooks.
+func (c *MallRedemptionClient) Hooks() []Hook {
+	return c.hooks.MallRedemption
+}
+
+// Interceptors returns the client interceptors.
+func (c *MallRedemptionClient) Interceptors() []Interceptor {
+	return c.inters.MallRedemption
+}
+
+func (c *MallRedemptionClient) mutate(ctx context.Context, m *MallRedemptionMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&MallRedemptionCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&MallRedemptionUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&MallRedemptionUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&MallRedemptionDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown MallRedemption mutation op: %q", m.Op())
 	}
 }
 
@@ -4179,6 +5433,671 @@ func (c *PointsLotClient) mutate(ctx context.Context, m *PointsLotMutation) (Val
 	}
 }
 
+// PromoCodeClient is a client for the PromoCode schema.
+type PromoCodeClient struct {
+	config
+}
+
+// NewPromoCodeClient returns a client for the PromoCode from the given config.
+func NewPromoCodeClient(c config) *PromoCodeClient {
+	return &PromoCodeClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `promocode.Hooks(f(g(h())))`.
+func (c *PromoCodeClient) Use(hooks ...Hook) {
+	c.hooks.PromoCode = append(c.hooks.PromoCode, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `promocode.Intercept(f(g(h())))`.
+func (c *PromoCodeClient) Intercept(interceptors ...Interceptor) {
+	c.inters.PromoCode = append(c.inters.PromoCode, interceptors...)
+}
+
+// Create returns a builder for creating a PromoCode entity.
+func (c *PromoCodeClient) Create() *PromoCodeCreate {
+	mutation := newPromoCodeMutation(c.config, OpCreate)
+	return &PromoCodeCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of PromoCode entities.
+func (c *PromoCodeClient) CreateBulk(builders ...*PromoCodeCreate) *PromoCodeCreateBulk {
+	return &PromoCodeCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *PromoCodeClient) MapCreateBulk(slice any, setFunc func(*PromoCodeCreate, int)) *PromoCodeCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &PromoCodeCreateBulk{err: fmt.Errorf("calling to PromoCodeClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*PromoCodeCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &PromoCodeCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for PromoCode.
+func (c *PromoCodeClient) Update() *PromoCodeUpdate {
+	mutation := newPromoCodeMutation(c.config, OpUpdate)
+	return &PromoCodeUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *PromoCodeClient) UpdateOne(_m *PromoCode) *PromoCodeUpdateOne {
+	mutation := newPromoCodeMutation(c.config, OpUpdateOne, withPromoCode(_m))
+	return &PromoCodeUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *PromoCodeClient) UpdateOneID(id int) *PromoCodeUpdateOne {
+	mutation := newPromoCodeMutation(c.config, OpUpdateOne, withPromoCodeID(id))
+	return &PromoCodeUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for PromoCode.
+func (c *PromoCodeClient) Delete() *PromoCodeDelete {
+	mutation := newPromoCodeMutation(c.config, OpDelete)
+	return &PromoCodeDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *PromoCodeClient) DeleteOne(_m *PromoCode) *PromoCodeDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *PromoCodeClient) DeleteOneID(id int) *PromoCodeDeleteOne {
+	builder := c.Delete().Where(promocode.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &PromoCodeDeleteOne{builder}
+}
+
+// Query returns a query builder for PromoCode.
+func (c *PromoCodeClient) Query() *PromoCodeQuery {
+	return &PromoCodeQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypePromoCode},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a PromoCode entity by its id.
+func (c *PromoCodeClient) Get(ctx context.Context, id int) (*PromoCode, error) {
+	return c.Query().Where(promocode.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *PromoCodeClient) GetX(ctx context.Context, id int) *PromoCode {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// Hooks returns the client hooks.
+func (c *PromoCodeClient) Hooks() []Hook {
+	return c.hooks.PromoCode
+}
+
+// Interceptors returns the client interceptors.
+func (c *PromoCodeClient) Interceptors() []Interceptor {
+	return c.inters.PromoCode
+}
+
+func (c *PromoCodeClient) mutate(ctx context.Context, m *PromoCodeMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&PromoCodeCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&PromoCodeUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&PromoCodeUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&PromoCodeDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown PromoCode mutation op: %q", m.Op())
+	}
+}
+
+// PromoRedemptionClient is a client for the PromoRedemption schema.
+type PromoRedemptionClient struct {
+	config
+}
+
+// NewPromoRedemptionClient returns a client for the PromoRedemption from the given config.
+func NewPromoRedemptionClient(c config) *PromoRedemptionClient {
+	return &PromoRedemptionClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `promoredemption.Hooks(f(g(h())))`.
+func (c *PromoRedemptionClient) Use(hooks ...Hook) {
+	c.hooks.PromoRedemption = append(c.hooks.PromoRedemption, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `promoredemption.Intercept(f(g(h())))`.
+func (c *PromoRedemptionClient) Intercept(interceptors ...Interceptor) {
+	c.inters.PromoRedemption = append(c.inters.PromoRedemption, interceptors...)
+}
+
+// Create returns a builder for creating a PromoRedemption entity.
+func (c *PromoRedemptionClient) Create() *PromoRedemptionCreate {
+	mutation := newPromoRedemptionMutation(c.config, OpCreate)
+	return &PromoRedemptionCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of PromoRedemption entities.
+func (c *PromoRedemptionClient) CreateBulk(builders ...*PromoRedemptionCreate) *PromoRedemptionCreateBulk {
+	return &PromoRedemptionCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *PromoRedemptionClient) MapCreateBulk(slice any, setFunc func(*PromoRedemptionCreate, int)) *PromoRedemptionCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &PromoRedemptionCreateBulk{err: fmt.Errorf("calling to PromoRedemptionClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*PromoRedemptionCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &PromoRedemptionCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for PromoRedemption.
+func (c *PromoRedemptionClient) Update() *PromoRedemptionUpdate {
+	mutation := newPromoRedemptionMutation(c.config, OpUpdate)
+	return &PromoRedemptionUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *PromoRedemptionClient) UpdateOne(_m *PromoRedemption) *PromoRedemptionUpdateOne {
+	mutation := newPromoRedemptionMutation(c.config, OpUpdateOne, withPromoRedemption(_m))
+	return &PromoRedemptionUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *PromoRedemptionClient) UpdateOneID(id int) *PromoRedemptionUpdateOne {
+	mutation := newPromoRedemptionMutation(c.config, OpUpdateOne, withPromoRedemptionID(id))
+	return &PromoRedemptionUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for PromoRedemption.
+func (c *PromoRedemptionClient) Delete() *PromoRedemptionDelete {
+	mutation := newPromoRedemptionMutation(c.config, OpDelete)
+	return &PromoRedemptionDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *PromoRedemptionClient) DeleteOne(_m *PromoRedemption) *PromoRedemptionDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *PromoRedemptionClient) DeleteOneID(id int) *PromoRedemptionDeleteOne {
+	builder := c.Delete().Where(promoredemption.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &PromoRedemptionDeleteOne{builder}
+}
+
+// Query returns a query builder for PromoRedemption.
+func (c *PromoRedemptionClient) Query() *PromoRedemptionQuery {
+	return &PromoRedemptionQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypePromoRedemption},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a PromoRedemption entity by its id.
+func (c *PromoRedemptionClient) Get(ctx context.Context, id int) (*PromoRedemption, error) {
+	return c.Query().Where(promoredemption.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *PromoRedemptionClient) GetX(ctx context.Context, id int) *PromoRedemption {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// Hooks returns the client hooks.
+func (c *PromoRedemptionClient) Hooks() []Hook {
+	return c.hooks.PromoRedemption
+}
+
+// Interceptors returns the client interceptors.
+func (c *PromoRedemptionClient) Interceptors() []Interceptor {
+	return c.inters.PromoRedemption
+}
+
+func (c *PromoRedemptionClient) mutate(ctx context.Context, m *PromoRedemptionMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&PromoRedemptionCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&PromoRedemptionUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&PromoRedemptionUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&PromoRedemptionDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown PromoRedemption mutation op: %q", m.Op())
+	}
+}
+
+// PushDeliveryClient is a client for the PushDelivery schema.
+type PushDeliveryClient struct {
+	config
+}
+
+// NewPushDeliveryClient returns a client for the PushDelivery from the given config.
+func NewPushDeliveryClient(c config) *PushDeliveryClient {
+	return &PushDeliveryClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `pushdelivery.Hooks(f(g(h())))`.
+func (c *PushDeliveryClient) Use(hooks ...Hook) {
+	c.hooks.PushDelivery = append(c.hooks.PushDelivery, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `pushdelivery.Intercept(f(g(h())))`.
+func (c *PushDeliveryClient) Intercept(interceptors ...Interceptor) {
+	c.inters.PushDelivery = append(c.inters.PushDelivery, interceptors...)
+}
+
+// Create returns a builder for creating a PushDelivery entity.
+func (c *PushDeliveryClient) Create() *PushDeliveryCreate {
+	mutation := newPushDeliveryMutation(c.config, OpCreate)
+	return &PushDeliveryCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of PushDelivery entities.
+func (c *PushDeliveryClient) CreateBulk(builders ...*PushDeliveryCreate) *PushDeliveryCreateBulk {
+	return &PushDeliveryCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *PushDeliveryClient) MapCreateBulk(slice any, setFunc func(*PushDeliveryCreate, int)) *PushDeliveryCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &PushDeliveryCreateBulk{err: fmt.Errorf("calling to PushDeliveryClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*PushDeliveryCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &PushDeliveryCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for PushDelivery.
+func (c *PushDeliveryClient) Update() *PushDeliveryUpdate {
+	mutation := newPushDeliveryMutation(c.config, OpUpdate)
+	return &PushDeliveryUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *PushDeliveryClient) UpdateOne(_m *PushDelivery) *PushDeliveryUpdateOne {
+	mutation := newPushDeliveryMutation(c.config, OpUpdateOne, withPushDelivery(_m))
+	return &PushDeliveryUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *PushDeliveryClient) UpdateOneID(id int) *PushDeliveryUpdateOne {
+	mutation := newPushDeliveryMutation(c.config, OpUpdateOne, withPushDeliveryID(id))
+	return &PushDeliveryUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for PushDelivery.
+func (c *PushDeliveryClient) Delete() *PushDeliveryDelete {
+	mutation := newPushDeliveryMutation(c.config, OpDelete)
+	return &PushDeliveryDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *PushDeliveryClient) DeleteOne(_m *PushDelivery) *PushDeliveryDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *PushDeliveryClient) DeleteOneID(id int) *PushDeliveryDeleteOne {
+	builder := c.Delete().Where(pushdelivery.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &PushDeliveryDeleteOne{builder}
+}
+
+// Query returns a query builder for PushDelivery.
+func (c *PushDeliveryClient) Query() *PushDeliveryQuery {
+	return &PushDeliveryQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypePushDelivery},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a PushDelivery entity by its id.
+func (c *PushDeliveryClient) Get(ctx context.Context, id int) (*PushDelivery, error) {
+	return c.Query().Where(pushdelivery.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *PushDeliveryClient) GetX(ctx context.Context, id int) *PushDelivery {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// Hooks returns the client hooks.
+func (c *PushDeliveryClient) Hooks() []Hook {
+	return c.hooks.PushDelivery
+}
+
+// Interceptors returns the client interceptors.
+func (c *PushDeliveryClient) Interceptors() []Interceptor {
+	return c.inters.PushDelivery
+}
+
+func (c *PushDeliveryClient) mutate(ctx context.Context, m *PushDeliveryMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&PushDeliveryCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&PushDeliveryUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&PushDeliveryUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&PushDeliveryDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown PushDelivery mutation op: %q", m.Op())
+	}
+}
+
+// PushDeviceClient is a client for the PushDevice schema.
+type PushDeviceClient struct {
+	config
+}
+
+// NewPushDeviceClient returns a client for the PushDevice from the given config.
+func NewPushDeviceClient(c config) *PushDeviceClient {
+	return &PushDeviceClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `pushdevice.Hooks(f(g(h())))`.
+func (c *PushDeviceClient) Use(hooks ...Hook) {
+	c.hooks.PushDevice = append(c.hooks.PushDevice, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `pushdevice.Intercept(f(g(h())))`.
+func (c *PushDeviceClient) Intercept(interceptors ...Interceptor) {
+	c.inters.PushDevice = append(c.inters.PushDevice, interceptors...)
+}
+
+// Create returns a builder for creating a PushDevice entity.
+func (c *PushDeviceClient) Create() *PushDeviceCreate {
+	mutation := newPushDeviceMutation(c.config, OpCreate)
+	return &PushDeviceCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of PushDevice entities.
+func (c *PushDeviceClient) CreateBulk(builders ...*PushDeviceCreate) *PushDeviceCreateBulk {
+	return &PushDeviceCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *PushDeviceClient) MapCreateBulk(slice any, setFunc func(*PushDeviceCreate, int)) *PushDeviceCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &PushDeviceCreateBulk{err: fmt.Errorf("calling to PushDeviceClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*PushDeviceCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &PushDeviceCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for PushDevice.
+func (c *PushDeviceClient) Update() *PushDeviceUpdate {
+	mutation := newPushDeviceMutation(c.config, OpUpdate)
+	return &PushDeviceUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *PushDeviceClient) UpdateOne(_m *PushDevice) *PushDeviceUpdateOne {
+	mutation := newPushDeviceMutation(c.config, OpUpdateOne, withPushDevice(_m))
+	return &PushDeviceUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *PushDeviceClient) UpdateOneID(id int) *PushDeviceUpdateOne {
+	mutation := newPushDeviceMutation(c.config, OpUpdateOne, withPushDeviceID(id))
+	return &PushDeviceUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for PushDevice.
+func (c *PushDeviceClient) Delete() *PushDeviceDelete {
+	mutation := newPushDeviceMutation(c.config, OpDelete)
+	return &PushDeviceDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *PushDeviceClient) DeleteOne(_m *PushDevice) *PushDeviceDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *PushDeviceClient) DeleteOneID(id int) *PushDeviceDeleteOne {
+	builder := c.Delete().Where(pushdevice.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &PushDeviceDeleteOne{builder}
+}
+
+// Query returns a query builder for PushDevice.
+func (c *PushDeviceClient) Query() *PushDeviceQuery {
+	return &PushDeviceQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypePushDevice},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a PushDevice entity by its id.
+func (c *PushDeviceClient) Get(ctx context.Context, id int) (*PushDevice, error) {
+	return c.Query().Where(pushdevice.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *PushDeviceClient) GetX(ctx context.Context, id int) *PushDevice {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// Hooks returns the client hooks.
+func (c *PushDeviceClient) Hooks() []Hook {
+	return c.hooks.PushDevice
+}
+
+// Interceptors returns the client interceptors.
+func (c *PushDeviceClient) Interceptors() []Interceptor {
+	return c.inters.PushDevice
+}
+
+func (c *PushDeviceClient) mutate(ctx context.Context, m *PushDeviceMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&PushDeviceCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&PushDeviceUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&PushDeviceUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&PushDeviceDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown PushDevice mutation op: %q", m.Op())
+	}
+}
+
+// ReferralClient is a client for the Referral schema.
+type ReferralClient struct {
+	config
+}
+
+// NewReferralClient returns a client for the Referral from the given config.
+func NewReferralClient(c config) *ReferralClient {
+	return &ReferralClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `referral.Hooks(f(g(h())))`.
+func (c *ReferralClient) Use(hooks ...Hook) {
+	c.hooks.Referral = append(c.hooks.Referral, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `referral.Intercept(f(g(h())))`.
+func (c *ReferralClient) Intercept(interceptors ...Interceptor) {
+	c.inters.Referral = append(c.inters.Referral, interceptors...)
+}
+
+// Create returns a builder for creating a Referral entity.
+func (c *ReferralClient) Create() *ReferralCreate {
+	mutation := newReferralMutation(c.config, OpCreate)
+	return &ReferralCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of Referral entities.
+func (c *ReferralClient) CreateBulk(builders ...*ReferralCreate) *ReferralCreateBulk {
+	return &ReferralCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *ReferralClient) MapCreateBulk(slice any, setFunc func(*ReferralCreate, int)) *ReferralCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &ReferralCreateBulk{err: fmt.Errorf("calling to ReferralClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*ReferralCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &ReferralCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for Referral.
+func (c *ReferralClient) Update() *ReferralUpdate {
+	mutation := newReferralMutation(c.config, OpUpdate)
+	return &ReferralUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *ReferralClient) UpdateOne(_m *Referral) *ReferralUpdateOne {
+	mutation := newReferralMutation(c.config, OpUpdateOne, withReferral(_m))
+	return &ReferralUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *ReferralClient) UpdateOneID(id int) *ReferralUpdateOne {
+	mutation := newReferralMutation(c.config, OpUpdateOne, withReferralID(id))
+	return &ReferralUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for Referral.
+func (c *ReferralClient) Delete() *ReferralDelete {
+	mutation := newReferralMutation(c.config, OpDelete)
+	return &ReferralDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *ReferralClient) DeleteOne(_m *Referral) *ReferralDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *ReferralClient) DeleteOneID(id int) *ReferralDeleteOne {
+	builder := c.Delete().Where(referral.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &ReferralDeleteOne{builder}
+}
+
+// Query returns a query builder for Referral.
+func (c *ReferralClient) Query() *ReferralQuery {
+	return &ReferralQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypeReferral},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a Referral entity by its id.
+func (c *ReferralClient) Get(ctx context.Context, id int) (*Referral, error) {
+	return c.Query().Where(referral.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *ReferralClient) GetX(ctx context.Context, id int) *Referral {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// Hooks returns the client hooks.
+func (c *ReferralClient) Hooks() []Hook {
+	return c.hooks.Referral
+}
+
+// Interceptors returns the client interceptors.
+func (c *ReferralClient) Interceptors() []Interceptor {
+	return c.inters.Referral
+}
+
+func (c *ReferralClient) mutate(ctx context.Context, m *ReferralMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&ReferralCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&ReferralUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&ReferralUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&ReferralDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown Referral mutation op: %q", m.Op())
+	}
+}
+
 // RefreshTokenClient is a client for the RefreshToken schema.
 type RefreshTokenClient struct {
 	config
@@ -5273,20 +7192,24 @@ func (c *TierChangeClient) mutate(ctx context.Context, m *TierChangeMutation) (V
 // hooks and interceptors per client, for fast access.
 type (
 	hooks struct {
-		Account, ApiClient, AuditLog, Benefit, BusinessUnit, Consent, Coupon,
-		CouponTemplate, EarningRule, GrowthEntry, Identity, Member, MemberEvent,
-		Notification, Order, OrderItem, OrderPayment, OtpChallenge, PaidMembership,
-		PaidMembershipPlan, PaidMembershipPurchase, PointsAllocation, PointsEntry,
-		PointsLot, RefreshToken, Refund, Staff, Store, StoredValueEntry, Tier,
-		TierChange []ent.Hook
+		Account, Activity, ActivityRegistration, ApiClient, AuditLog, Benefit,
+		BusinessUnit, Consent, Coupon, CouponTemplate, EarningRule, GrowthEntry,
+		Identity, LogCursor, Lottery, LotteryDraw, LotteryPrize, MallItem,
+		MallRedemption, Member, MemberEvent, Notification, Order, OrderItem,
+		OrderPayment, OtpChallenge, PaidMembership, PaidMembershipPlan,
+		PaidMembershipPurchase, PointsAllocation, PointsEntry, PointsLot, PromoCode,
+		PromoRedemption, PushDelivery, PushDevice, Referral, RefreshToken, Refund,
+		Staff, Store, StoredValueEntry, Tier, TierChange []ent.Hook
 	}
 	inters struct {
-		Account, ApiClient, AuditLog, Benefit, BusinessUnit, Consent, Coupon,
-		CouponTemplate, EarningRule, GrowthEntry, Identity, Member, MemberEvent,
-		Notification, Order, OrderItem, OrderPayment, OtpChallenge, PaidMembership,
-		PaidMembershipPlan, PaidMembershipPurchase, PointsAllocation, PointsEntry,
-		PointsLot, RefreshToken, Refund, Staff, Store, StoredValueEntry, Tier,
-		TierChange []ent.Interceptor
+		Account, Activity, ActivityRegistration, ApiClient, AuditLog, Benefit,
+		BusinessUnit, Consent, Coupon, CouponTemplate, EarningRule, GrowthEntry,
+		Identity, LogCursor, Lottery, LotteryDraw, LotteryPrize, MallItem,
+		MallRedemption, Member, MemberEvent, Notification, Order, OrderItem,
+		OrderPayment, OtpChallenge, PaidMembership, PaidMembershipPlan,
+		PaidMembershipPurchase, PointsAllocation, PointsEntry, PointsLot, PromoCode,
+		PromoRedemption, PushDelivery, PushDevice, Referral, RefreshToken, Refund,
+		Staff, Store, StoredValueEntry, Tier, TierChange []ent.Interceptor
 	}
 )
 

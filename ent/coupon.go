@@ -41,6 +41,10 @@ type Coupon struct {
 	OrderID *int `json:"order_id,omitempty"`
 	// Source holds the value of the "source" field.
 	Source string `json:"source,omitempty"`
+	// Discount holds the value of the "discount" field.
+	Discount int64 `json:"discount,omitempty"`
+	// ExpiringNotifiedAt holds the value of the "expiring_notified_at" field.
+	ExpiringNotifiedAt *time.Time `json:"expiring_notified_at,omitempty"`
 	// Edges holds the relations/edges for other nodes in the graph.
 	// The values are being populated by the CouponQuery when eager-loading is set.
 	Edges        CouponEdges `json:"edges"`
@@ -74,11 +78,11 @@ func (*Coupon) scanValues(columns []string) ([]any, error) {
 	values := make([]any, len(columns))
 	for i := range columns {
 		switch columns[i] {
-		case coupon.FieldID, coupon.FieldTemplateID, coupon.FieldMemberID, coupon.FieldOrderID:
+		case coupon.FieldID, coupon.FieldTemplateID, coupon.FieldMemberID, coupon.FieldOrderID, coupon.FieldDiscount:
 			values[i] = new(sql.NullInt64)
 		case coupon.FieldCode, coupon.FieldStatus, coupon.FieldLockedOrderRef, coupon.FieldSource:
 			values[i] = new(sql.NullString)
-		case coupon.FieldIssuedAt, coupon.FieldExpiresAt, coupon.FieldLockedAt, coupon.FieldRedeemedAt:
+		case coupon.FieldIssuedAt, coupon.FieldExpiresAt, coupon.FieldLockedAt, coupon.FieldRedeemedAt, coupon.FieldExpiringNotifiedAt:
 			values[i] = new(sql.NullTime)
 		default:
 			values[i] = new(sql.UnknownType)
@@ -171,6 +175,19 @@ func (_m *Coupon) assignValues(columns []string, values []any) error {
 			} else if value.Valid {
 				_m.Source = value.String
 			}
+		case coupon.FieldDiscount:
+			if value, ok := values[i].(*sql.NullInt64); !ok {
+				return fmt.Errorf("unexpected type %T for field discount", values[i])
+			} else if value.Valid {
+				_m.Discount = value.Int64
+			}
+		case coupon.FieldExpiringNotifiedAt:
+			if value, ok := values[i].(*sql.NullTime); !ok {
+				return fmt.Errorf("unexpected type %T for field expiring_notified_at", values[i])
+			} else if value.Valid {
+				_m.ExpiringNotifiedAt = new(time.Time)
+				*_m.ExpiringNotifiedAt = value.Time
+			}
 		default:
 			_m.selectValues.Set(columns[i], values[i])
 		}
@@ -252,6 +269,14 @@ func (_m *Coupon) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("source=")
 	builder.WriteString(_m.Source)
+	builder.WriteString(", ")
+	builder.WriteString("discount=")
+	builder.WriteString(fmt.Sprintf("%v", _m.Discount))
+	builder.WriteString(", ")
+	if v := _m.ExpiringNotifiedAt; v != nil {
+		builder.WriteString("expiring_notified_at=")
+		builder.WriteString(v.Format(time.ANSIC))
+	}
 	builder.WriteByte(')')
 	return builder.String()
 }

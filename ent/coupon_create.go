@@ -146,6 +146,34 @@ func (_c *CouponCreate) SetNillableSource(v *string) *CouponCreate {
 	return _c
 }
 
+// SetDiscount sets the "discount" field.
+func (_c *CouponCreate) SetDiscount(v int64) *CouponCreate {
+	_c.mutation.SetDiscount(v)
+	return _c
+}
+
+// SetNillableDiscount sets the "discount" field if the given value is not nil.
+func (_c *CouponCreate) SetNillableDiscount(v *int64) *CouponCreate {
+	if v != nil {
+		_c.SetDiscount(*v)
+	}
+	return _c
+}
+
+// SetExpiringNotifiedAt sets the "expiring_notified_at" field.
+func (_c *CouponCreate) SetExpiringNotifiedAt(v time.Time) *CouponCreate {
+	_c.mutation.SetExpiringNotifiedAt(v)
+	return _c
+}
+
+// SetNillableExpiringNotifiedAt sets the "expiring_notified_at" field if the given value is not nil.
+func (_c *CouponCreate) SetNillableExpiringNotifiedAt(v *time.Time) *CouponCreate {
+	if v != nil {
+		_c.SetExpiringNotifiedAt(*v)
+	}
+	return _c
+}
+
 // SetTemplate sets the "template" edge to the CouponTemplate entity.
 func (_c *CouponCreate) SetTemplate(v *CouponTemplate) *CouponCreate {
 	return _c.SetTemplateID(v.ID)
@@ -198,6 +226,10 @@ func (_c *CouponCreate) defaults() {
 		v := coupon.DefaultSource
 		_c.mutation.SetSource(v)
 	}
+	if _, ok := _c.mutation.Discount(); !ok {
+		v := coupon.DefaultDiscount
+		_c.mutation.SetDiscount(v)
+	}
 }
 
 // check runs all checks and user-defined validators on the builder.
@@ -232,6 +264,9 @@ func (_c *CouponCreate) check() error {
 	}
 	if _, ok := _c.mutation.Source(); !ok {
 		return &ValidationError{Name: "source", err: errors.New(`ent: missing required field "Coupon.source"`)}
+	}
+	if _, ok := _c.mutation.Discount(); !ok {
+		return &ValidationError{Name: "discount", err: errors.New(`ent: missing required field "Coupon.discount"`)}
 	}
 	if len(_c.mutation.TemplateIDs()) == 0 {
 		return &ValidationError{Name: "template", err: errors.New(`ent: missing required edge "Coupon.template"`)}
@@ -302,6 +337,14 @@ func (_c *CouponCreate) createSpec() (*Coupon, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.Source(); ok {
 		_spec.SetField(coupon.FieldSource, field.TypeString, value)
 		_node.Source = value
+	}
+	if value, ok := _c.mutation.Discount(); ok {
+		_spec.SetField(coupon.FieldDiscount, field.TypeInt64, value)
+		_node.Discount = value
+	}
+	if value, ok := _c.mutation.ExpiringNotifiedAt(); ok {
+		_spec.SetField(coupon.FieldExpiringNotifiedAt, field.TypeTime, value)
+		_node.ExpiringNotifiedAt = &value
 	}
 	if nodes := _c.mutation.TemplateIDs(); len(nodes) > 0 {
 		edge := &sqlgraph.EdgeSpec{
@@ -501,6 +544,42 @@ func (u *CouponUpsert) SetSource(v string) *CouponUpsert {
 // UpdateSource sets the "source" field to the value that was provided on create.
 func (u *CouponUpsert) UpdateSource() *CouponUpsert {
 	u.SetExcluded(coupon.FieldSource)
+	return u
+}
+
+// SetDiscount sets the "discount" field.
+func (u *CouponUpsert) SetDiscount(v int64) *CouponUpsert {
+	u.Set(coupon.FieldDiscount, v)
+	return u
+}
+
+// UpdateDiscount sets the "discount" field to the value that was provided on create.
+func (u *CouponUpsert) UpdateDiscount() *CouponUpsert {
+	u.SetExcluded(coupon.FieldDiscount)
+	return u
+}
+
+// AddDiscount adds v to the "discount" field.
+func (u *CouponUpsert) AddDiscount(v int64) *CouponUpsert {
+	u.Add(coupon.FieldDiscount, v)
+	return u
+}
+
+// SetExpiringNotifiedAt sets the "expiring_notified_at" field.
+func (u *CouponUpsert) SetExpiringNotifiedAt(v time.Time) *CouponUpsert {
+	u.Set(coupon.FieldExpiringNotifiedAt, v)
+	return u
+}
+
+// UpdateExpiringNotifiedAt sets the "expiring_notified_at" field to the value that was provided on create.
+func (u *CouponUpsert) UpdateExpiringNotifiedAt() *CouponUpsert {
+	u.SetExcluded(coupon.FieldExpiringNotifiedAt)
+	return u
+}
+
+// ClearExpiringNotifiedAt clears the value of the "expiring_notified_at" field.
+func (u *CouponUpsert) ClearExpiringNotifiedAt() *CouponUpsert {
+	u.SetNull(coupon.FieldExpiringNotifiedAt)
 	return u
 }
 
@@ -706,6 +785,48 @@ func (u *CouponUpsertOne) SetSource(v string) *CouponUpsertOne {
 func (u *CouponUpsertOne) UpdateSource() *CouponUpsertOne {
 	return u.Update(func(s *CouponUpsert) {
 		s.UpdateSource()
+	})
+}
+
+// SetDiscount sets the "discount" field.
+func (u *CouponUpsertOne) SetDiscount(v int64) *CouponUpsertOne {
+	return u.Update(func(s *CouponUpsert) {
+		s.SetDiscount(v)
+	})
+}
+
+// AddDiscount adds v to the "discount" field.
+func (u *CouponUpsertOne) AddDiscount(v int64) *CouponUpsertOne {
+	return u.Update(func(s *CouponUpsert) {
+		s.AddDiscount(v)
+	})
+}
+
+// UpdateDiscount sets the "discount" field to the value that was provided on create.
+func (u *CouponUpsertOne) UpdateDiscount() *CouponUpsertOne {
+	return u.Update(func(s *CouponUpsert) {
+		s.UpdateDiscount()
+	})
+}
+
+// SetExpiringNotifiedAt sets the "expiring_notified_at" field.
+func (u *CouponUpsertOne) SetExpiringNotifiedAt(v time.Time) *CouponUpsertOne {
+	return u.Update(func(s *CouponUpsert) {
+		s.SetExpiringNotifiedAt(v)
+	})
+}
+
+// UpdateExpiringNotifiedAt sets the "expiring_notified_at" field to the value that was provided on create.
+func (u *CouponUpsertOne) UpdateExpiringNotifiedAt() *CouponUpsertOne {
+	return u.Update(func(s *CouponUpsert) {
+		s.UpdateExpiringNotifiedAt()
+	})
+}
+
+// ClearExpiringNotifiedAt clears the value of the "expiring_notified_at" field.
+func (u *CouponUpsertOne) ClearExpiringNotifiedAt() *CouponUpsertOne {
+	return u.Update(func(s *CouponUpsert) {
+		s.ClearExpiringNotifiedAt()
 	})
 }
 
@@ -1077,6 +1198,48 @@ func (u *CouponUpsertBulk) SetSource(v string) *CouponUpsertBulk {
 func (u *CouponUpsertBulk) UpdateSource() *CouponUpsertBulk {
 	return u.Update(func(s *CouponUpsert) {
 		s.UpdateSource()
+	})
+}
+
+// SetDiscount sets the "discount" field.
+func (u *CouponUpsertBulk) SetDiscount(v int64) *CouponUpsertBulk {
+	return u.Update(func(s *CouponUpsert) {
+		s.SetDiscount(v)
+	})
+}
+
+// AddDiscount adds v to the "discount" field.
+func (u *CouponUpsertBulk) AddDiscount(v int64) *CouponUpsertBulk {
+	return u.Update(func(s *CouponUpsert) {
+		s.AddDiscount(v)
+	})
+}
+
+// UpdateDiscount sets the "discount" field to the value that was provided on create.
+func (u *CouponUpsertBulk) UpdateDiscount() *CouponUpsertBulk {
+	return u.Update(func(s *CouponUpsert) {
+		s.UpdateDiscount()
+	})
+}
+
+// SetExpiringNotifiedAt sets the "expiring_notified_at" field.
+func (u *CouponUpsertBulk) SetExpiringNotifiedAt(v time.Time) *CouponUpsertBulk {
+	return u.Update(func(s *CouponUpsert) {
+		s.SetExpiringNotifiedAt(v)
+	})
+}
+
+// UpdateExpiringNotifiedAt sets the "expiring_notified_at" field to the value that was provided on create.
+func (u *CouponUpsertBulk) UpdateExpiringNotifiedAt() *CouponUpsertBulk {
+	return u.Update(func(s *CouponUpsert) {
+		s.UpdateExpiringNotifiedAt()
+	})
+}
+
+// ClearExpiringNotifiedAt clears the value of the "expiring_notified_at" field.
+func (u *CouponUpsertBulk) ClearExpiringNotifiedAt() *CouponUpsertBulk {
+	return u.Update(func(s *CouponUpsert) {
+		s.ClearExpiringNotifiedAt()
 	})
 }
 

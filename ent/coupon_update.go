@@ -180,6 +180,47 @@ func (_u *CouponUpdate) SetNillableSource(v *string) *CouponUpdate {
 	return _u
 }
 
+// SetDiscount sets the "discount" field.
+func (_u *CouponUpdate) SetDiscount(v int64) *CouponUpdate {
+	_u.mutation.ResetDiscount()
+	_u.mutation.SetDiscount(v)
+	return _u
+}
+
+// SetNillableDiscount sets the "discount" field if the given value is not nil.
+func (_u *CouponUpdate) SetNillableDiscount(v *int64) *CouponUpdate {
+	if v != nil {
+		_u.SetDiscount(*v)
+	}
+	return _u
+}
+
+// AddDiscount adds value to the "discount" field.
+func (_u *CouponUpdate) AddDiscount(v int64) *CouponUpdate {
+	_u.mutation.AddDiscount(v)
+	return _u
+}
+
+// SetExpiringNotifiedAt sets the "expiring_notified_at" field.
+func (_u *CouponUpdate) SetExpiringNotifiedAt(v time.Time) *CouponUpdate {
+	_u.mutation.SetExpiringNotifiedAt(v)
+	return _u
+}
+
+// SetNillableExpiringNotifiedAt sets the "expiring_notified_at" field if the given value is not nil.
+func (_u *CouponUpdate) SetNillableExpiringNotifiedAt(v *time.Time) *CouponUpdate {
+	if v != nil {
+		_u.SetExpiringNotifiedAt(*v)
+	}
+	return _u
+}
+
+// ClearExpiringNotifiedAt clears the value of the "expiring_notified_at" field.
+func (_u *CouponUpdate) ClearExpiringNotifiedAt() *CouponUpdate {
+	_u.mutation.ClearExpiringNotifiedAt()
+	return _u
+}
+
 // Mutation returns the CouponMutation object of the builder.
 func (_u *CouponUpdate) Mutation() *CouponMutation {
 	return _u.mutation
@@ -284,6 +325,18 @@ func (_u *CouponUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	}
 	if value, ok := _u.mutation.Source(); ok {
 		_spec.SetField(coupon.FieldSource, field.TypeString, value)
+	}
+	if value, ok := _u.mutation.Discount(); ok {
+		_spec.SetField(coupon.FieldDiscount, field.TypeInt64, value)
+	}
+	if value, ok := _u.mutation.AddedDiscount(); ok {
+		_spec.AddField(coupon.FieldDiscount, field.TypeInt64, value)
+	}
+	if value, ok := _u.mutation.ExpiringNotifiedAt(); ok {
+		_spec.SetField(coupon.FieldExpiringNotifiedAt, field.TypeTime, value)
+	}
+	if _u.mutation.ExpiringNotifiedAtCleared() {
+		_spec.ClearField(coupon.FieldExpiringNotifiedAt, field.TypeTime)
 	}
 	_spec.AddModifiers(_u.modifiers...)
 	if _node, err = sqlgraph.UpdateNodes(ctx, _u.driver, _spec); err != nil {
@@ -457,6 +510,47 @@ func (_u *CouponUpdateOne) SetNillableSource(v *string) *CouponUpdateOne {
 	return _u
 }
 
+// SetDiscount sets the "discount" field.
+func (_u *CouponUpdateOne) SetDiscount(v int64) *CouponUpdateOne {
+	_u.mutation.ResetDiscount()
+	_u.mutation.SetDiscount(v)
+	return _u
+}
+
+// SetNillableDiscount sets the "discount" field if the given value is not nil.
+func (_u *CouponUpdateOne) SetNillableDiscount(v *int64) *CouponUpdateOne {
+	if v != nil {
+		_u.SetDiscount(*v)
+	}
+	return _u
+}
+
+// AddDiscount adds value to the "discount" field.
+func (_u *CouponUpdateOne) AddDiscount(v int64) *CouponUpdateOne {
+	_u.mutation.AddDiscount(v)
+	return _u
+}
+
+// SetExpiringNotifiedAt sets the "expiring_notified_at" field.
+func (_u *CouponUpdateOne) SetExpiringNotifiedAt(v time.Time) *CouponUpdateOne {
+	_u.mutation.SetExpiringNotifiedAt(v)
+	return _u
+}
+
+// SetNillableExpiringNotifiedAt sets the "expiring_notified_at" field if the given value is not nil.
+func (_u *CouponUpdateOne) SetNillableExpiringNotifiedAt(v *time.Time) *CouponUpdateOne {
+	if v != nil {
+		_u.SetExpiringNotifiedAt(*v)
+	}
+	return _u
+}
+
+// ClearExpiringNotifiedAt clears the value of the "expiring_notified_at" field.
+func (_u *CouponUpdateOne) ClearExpiringNotifiedAt() *CouponUpdateOne {
+	_u.mutation.ClearExpiringNotifiedAt()
+	return _u
+}
+
 // Mutation returns the CouponMutation object of the builder.
 func (_u *CouponUpdateOne) Mutation() *CouponMutation {
 	return _u.mutation
@@ -591,6 +685,18 @@ func (_u *CouponUpdateOne) sqlSave(ctx context.Context) (_node *Coupon, err erro
 	}
 	if value, ok := _u.mutation.Source(); ok {
 		_spec.SetField(coupon.FieldSource, field.TypeString, value)
+	}
+	if value, ok := _u.mutation.Discount(); ok {
+		_spec.SetField(coupon.FieldDiscount, field.TypeInt64, value)
+	}
+	if value, ok := _u.mutation.AddedDiscount(); ok {
+		_spec.AddField(coupon.FieldDiscount, field.TypeInt64, value)
+	}
+	if value, ok := _u.mutation.ExpiringNotifiedAt(); ok {
+		_spec.SetField(coupon.FieldExpiringNotifiedAt, field.TypeTime, value)
+	}
+	if _u.mutation.ExpiringNotifiedAtCleared() {
+		_spec.ClearField(coupon.FieldExpiringNotifiedAt, field.TypeTime)
 	}
 	_spec.AddModifiers(_u.modifiers...)
 	_node = &Coupon{config: _u.config}

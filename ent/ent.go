@@ -13,6 +13,8 @@ import (
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
 	"github.com/onemember/onemember/ent/account"
+	"github.com/onemember/onemember/ent/activity"
+	"github.com/onemember/onemember/ent/activityregistration"
 	"github.com/onemember/onemember/ent/apiclient"
 	"github.com/onemember/onemember/ent/auditlog"
 	"github.com/onemember/onemember/ent/benefit"
@@ -23,6 +25,12 @@ import (
 	"github.com/onemember/onemember/ent/earningrule"
 	"github.com/onemember/onemember/ent/growthentry"
 	"github.com/onemember/onemember/ent/identity"
+	"github.com/onemember/onemember/ent/logcursor"
+	"github.com/onemember/onemember/ent/lottery"
+	"github.com/onemember/onemember/ent/lotterydraw"
+	"github.com/onemember/onemember/ent/lotteryprize"
+	"github.com/onemember/onemember/ent/mallitem"
+	"github.com/onemember/onemember/ent/mallredemption"
 	"github.com/onemember/onemember/ent/member"
 	"github.com/onemember/onemember/ent/memberevent"
 	"github.com/onemember/onemember/ent/notification"
@@ -36,6 +44,11 @@ import (
 	"github.com/onemember/onemember/ent/pointsallocation"
 	"github.com/onemember/onemember/ent/pointsentry"
 	"github.com/onemember/onemember/ent/pointslot"
+	"github.com/onemember/onemember/ent/promocode"
+	"github.com/onemember/onemember/ent/promoredemption"
+	"github.com/onemember/onemember/ent/pushdelivery"
+	"github.com/onemember/onemember/ent/pushdevice"
+	"github.com/onemember/onemember/ent/referral"
 	"github.com/onemember/onemember/ent/refreshtoken"
 	"github.com/onemember/onemember/ent/refund"
 	"github.com/onemember/onemember/ent/staff"
@@ -104,6 +117,8 @@ func checkColumn(t, c string) error {
 	initCheck.Do(func() {
 		columnCheck = sql.NewColumnCheck(map[string]func(string) bool{
 			account.Table:                account.ValidColumn,
+			activity.Table:               activity.ValidColumn,
+			activityregistration.Table:   activityregistration.ValidColumn,
 			apiclient.Table:              apiclient.ValidColumn,
 			auditlog.Table:               auditlog.ValidColumn,
 			benefit.Table:                benefit.ValidColumn,
@@ -114,6 +129,12 @@ func checkColumn(t, c string) error {
 			earningrule.Table:            earningrule.ValidColumn,
 			growthentry.Table:            growthentry.ValidColumn,
 			identity.Table:               identity.ValidColumn,
+			logcursor.Table:              logcursor.ValidColumn,
+			lottery.Table:                lottery.ValidColumn,
+			lotterydraw.Table:            lotterydraw.ValidColumn,
+			lotteryprize.Table:           lotteryprize.ValidColumn,
+			mallitem.Table:               mallitem.ValidColumn,
+			mallredemption.Table:         mallredemption.ValidColumn,
 			member.Table:                 member.ValidColumn,
 			memberevent.Table:            memberevent.ValidColumn,
 			notification.Table:           notification.ValidColumn,
@@ -127,6 +148,11 @@ func checkColumn(t, c string) error {
 			pointsallocation.Table:       pointsallocation.ValidColumn,
 			pointsentry.Table:            pointsentry.ValidColumn,
 			pointslot.Table:              pointslot.ValidColumn,
+			promocode.Table:              promocode.ValidColumn,
+			promoredemption.Table:        promoredemption.ValidColumn,
+			pushdelivery.Table:           pushdelivery.ValidColumn,
+			pushdevice.Table:             pushdevice.ValidColumn,
+			referral.Table:               referral.ValidColumn,
 			refreshtoken.Table:           refreshtoken.ValidColumn,
 			refund.Table:                 refund.ValidColumn,
 			staff.Table:                  staff.ValidColumn,

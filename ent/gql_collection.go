@@ -7,6 +7,8 @@ import (
 
 	"entgo.io/contrib/entgql"
 	"github.com/99designs/gqlgen/graphql"
+	"github.com/onemember/onemember/ent/activity"
+	"github.com/onemember/onemember/ent/activityregistration"
 	"github.com/onemember/onemember/ent/apiclient"
 	"github.com/onemember/onemember/ent/auditlog"
 	"github.com/onemember/onemember/ent/benefit"
@@ -17,6 +19,10 @@ import (
 	"github.com/onemember/onemember/ent/earningrule"
 	"github.com/onemember/onemember/ent/growthentry"
 	"github.com/onemember/onemember/ent/identity"
+	"github.com/onemember/onemember/ent/lottery"
+	"github.com/onemember/onemember/ent/lotteryprize"
+	"github.com/onemember/onemember/ent/mallitem"
+	"github.com/onemember/onemember/ent/mallredemption"
 	"github.com/onemember/onemember/ent/member"
 	"github.com/onemember/onemember/ent/notification"
 	"github.com/onemember/onemember/ent/order"
@@ -24,12 +30,228 @@ import (
 	"github.com/onemember/onemember/ent/paidmembership"
 	"github.com/onemember/onemember/ent/paidmembershipplan"
 	"github.com/onemember/onemember/ent/pointsentry"
+	"github.com/onemember/onemember/ent/promocode"
 	"github.com/onemember/onemember/ent/staff"
 	"github.com/onemember/onemember/ent/store"
 	"github.com/onemember/onemember/ent/storedvalueentry"
 	"github.com/onemember/onemember/ent/tier"
 	"github.com/onemember/onemember/ent/tierchange"
 )
+
+// CollectFields tells the query-builder to eagerly load connected nodes by resolver context.
+func (_q *ActivityQuery) CollectFields(ctx context.Context, satisfies ...string) (*ActivityQuery, error) {
+	fc := graphql.GetFieldContext(ctx)
+	if fc == nil {
+		return _q, nil
+	}
+	if err := _q.collectField(ctx, false, graphql.GetOperationContext(ctx), fc.Field, nil, satisfies...); err != nil {
+		return nil, err
+	}
+	return _q, nil
+}
+
+func (_q *ActivityQuery) collectField(ctx context.Context, oneNode bool, opCtx *graphql.OperationContext, collected graphql.CollectedField, path []string, satisfies ...string) error {
+	path = append([]string(nil), path...)
+	var (
+		unknownSeen    bool
+		fieldSeen      = make(map[string]struct{}, len(activity.Columns))
+		selectedFields = []string{activity.FieldID}
+	)
+	for _, field := range graphql.CollectFields(opCtx, collected.Selections, satisfies) {
+		switch field.Name {
+		case "createdAt":
+			if _, ok := fieldSeen[activity.FieldCreatedAt]; !ok {
+				selectedFields = append(selectedFields, activity.FieldCreatedAt)
+				fieldSeen[activity.FieldCreatedAt] = struct{}{}
+			}
+		case "updatedAt":
+			if _, ok := fieldSeen[activity.FieldUpdatedAt]; !ok {
+				selectedFields = append(selectedFields, activity.FieldUpdatedAt)
+				fieldSeen[activity.FieldUpdatedAt] = struct{}{}
+			}
+		case "title":
+			if _, ok := fieldSeen[activity.FieldTitle]; !ok {
+				selectedFields = append(selectedFields, activity.FieldTitle)
+				fieldSeen[activity.FieldTitle] = struct{}{}
+			}
+		case "description":
+			if _, ok := fieldSeen[activity.FieldDescription]; !ok {
+				selectedFields = append(selectedFields, activity.FieldDescription)
+				fieldSeen[activity.FieldDescription] = struct{}{}
+			}
+		case "location":
+			if _, ok := fieldSeen[activity.FieldLocation]; !ok {
+				selectedFields = append(selectedFields, activity.FieldLocation)
+				fieldSeen[activity.FieldLocation] = struct{}{}
+			}
+		case "startsAt":
+			if _, ok := fieldSeen[activity.FieldStartsAt]; !ok {
+				selectedFields = append(selectedFields, activity.FieldStartsAt)
+				fieldSeen[activity.FieldStartsAt] = struct{}{}
+			}
+		case "endsAt":
+			if _, ok := fieldSeen[activity.FieldEndsAt]; !ok {
+				selectedFields = append(selectedFields, activity.FieldEndsAt)
+				fieldSeen[activity.FieldEndsAt] = struct{}{}
+			}
+		case "capacity":
+			if _, ok := fieldSeen[activity.FieldCapacity]; !ok {
+				selectedFields = append(selectedFields, activity.FieldCapacity)
+				fieldSeen[activity.FieldCapacity] = struct{}{}
+			}
+		case "registeredCount":
+			if _, ok := fieldSeen[activity.FieldRegisteredCount]; !ok {
+				selectedFields = append(selectedFields, activity.FieldRegisteredCount)
+				fieldSeen[activity.FieldRegisteredCount] = struct{}{}
+			}
+		case "waitlistedCount":
+			if _, ok := fieldSeen[activity.FieldWaitlistedCount]; !ok {
+				selectedFields = append(selectedFields, activity.FieldWaitlistedCount)
+				fieldSeen[activity.FieldWaitlistedCount] = struct{}{}
+			}
+		case "checkedInCount":
+			if _, ok := fieldSeen[activity.FieldCheckedInCount]; !ok {
+				selectedFields = append(selectedFields, activity.FieldCheckedInCount)
+				fieldSeen[activity.FieldCheckedInCount] = struct{}{}
+			}
+		case "id":
+		case "__typename":
+		default:
+			unknownSeen = true
+		}
+	}
+	if !unknownSeen {
+		_q.Select(selectedFields...)
+	}
+	return nil
+}
+
+type activityPaginateArgs struct {
+	first, last   *int
+	after, before *Cursor
+	opts          []ActivityPaginateOption
+}
+
+func newActivityPaginateArgs(rv map[string]any) *activityPaginateArgs {
+	args := &activityPaginateArgs{}
+	if rv == nil {
+		return args
+	}
+	if v := rv[firstField]; v != nil {
+		args.first = v.(*int)
+	}
+	if v := rv[lastField]; v != nil {
+		args.last = v.(*int)
+	}
+	if v := rv[afterField]; v != nil {
+		args.after = v.(*Cursor)
+	}
+	if v := rv[beforeField]; v != nil {
+		args.before = v.(*Cursor)
+	}
+	if v, ok := rv[orderByField]; ok {
+		switch v := v.(type) {
+		case map[string]any:
+			var (
+				err1, err2 error
+				order      = &ActivityOrder{Field: &ActivityOrderField{}, Direction: entgql.OrderDirectionAsc}
+			)
+			if d, ok := v[directionField]; ok {
+				err1 = order.Direction.UnmarshalGQL(d)
+			}
+			if f, ok := v[fieldField]; ok {
+				err2 = order.Field.UnmarshalGQL(f)
+			}
+			if err1 == nil && err2 == nil {
+				args.opts = append(args.opts, WithActivityOrder(order))
+			}
+		case *ActivityOrder:
+			if v != nil {
+				args.opts = append(args.opts, WithActivityOrder(v))
+			}
+		}
+	}
+	return args
+}
+
+// CollectFields tells the query-builder to eagerly load connected nodes by resolver context.
+func (_q *ActivityRegistrationQuery) CollectFields(ctx context.Context, satisfies ...string) (*ActivityRegistrationQuery, error) {
+	fc := graphql.GetFieldContext(ctx)
+	if fc == nil {
+		return _q, nil
+	}
+	if err := _q.collectField(ctx, false, graphql.GetOperationContext(ctx), fc.Field, nil, satisfies...); err != nil {
+		return nil, err
+	}
+	return _q, nil
+}
+
+func (_q *ActivityRegistrationQuery) collectField(ctx context.Context, oneNode bool, opCtx *graphql.OperationContext, collected graphql.CollectedField, path []string, satisfies ...string) error {
+	path = append([]string(nil), path...)
+	var (
+		unknownSeen    bool
+		fieldSeen      = make(map[string]struct{}, len(activityregistration.Columns))
+		selectedFields = []string{activityregistration.FieldID}
+	)
+	for _, field := range graphql.CollectFields(opCtx, collected.Selections, satisfies) {
+		switch field.Name {
+		case "status":
+			if _, ok := fieldSeen[activityregistration.FieldStatus]; !ok {
+				selectedFields = append(selectedFields, activityregistration.FieldStatus)
+				fieldSeen[activityregistration.FieldStatus] = struct{}{}
+			}
+		case "createdAt":
+			if _, ok := fieldSeen[activityregistration.FieldCreatedAt]; !ok {
+				selectedFields = append(selectedFields, activityregistration.FieldCreatedAt)
+				fieldSeen[activityregistration.FieldCreatedAt] = struct{}{}
+			}
+		case "cancelledAt":
+			if _, ok := fieldSeen[activityregistration.FieldCancelledAt]; !ok {
+				selectedFields = append(selectedFields, activityregistration.FieldCancelledAt)
+				fieldSeen[activityregistration.FieldCancelledAt] = struct{}{}
+			}
+		case "checkedInAt":
+			if _, ok := fieldSeen[activityregistration.FieldCheckedInAt]; !ok {
+				selectedFields = append(selectedFields, activityregistration.FieldCheckedInAt)
+				fieldSeen[activityregistration.FieldCheckedInAt] = struct{}{}
+			}
+		case "id":
+		case "__typename":
+		default:
+			unknownSeen = true
+		}
+	}
+	if !unknownSeen {
+		_q.Select(selectedFields...)
+	}
+	return nil
+}
+
+type activityregistrationPaginateArgs struct {
+	first, last   *int
+	after, before *Cursor
+	opts          []ActivityRegistrationPaginateOption
+}
+
+func newActivityRegistrationPaginateArgs(rv map[string]any) *activityregistrationPaginateArgs {
+	args := &activityregistrationPaginateArgs{}
+	if rv == nil {
+		return args
+	}
+	if v := rv[firstField]; v != nil {
+		args.first = v.(*int)
+	}
+	if v := rv[lastField]; v != nil {
+		args.last = v.(*int)
+	}
+	if v := rv[afterField]; v != nil {
+		args.after = v.(*Cursor)
+	}
+	if v := rv[beforeField]; v != nil {
+		args.before = v.(*Cursor)
+	}
+	return args
+}
 
 // CollectFields tells the query-builder to eagerly load connected nodes by resolver context.
 func (_q *ApiClientQuery) CollectFields(ctx context.Context, satisfies ...string) (*ApiClientQuery, error) {
@@ -1205,6 +1427,411 @@ func newIdentityPaginateArgs(rv map[string]any) *identityPaginateArgs {
 }
 
 // CollectFields tells the query-builder to eagerly load connected nodes by resolver context.
+func (_q *LotteryQuery) CollectFields(ctx context.Context, satisfies ...string) (*LotteryQuery, error) {
+	fc := graphql.GetFieldContext(ctx)
+	if fc == nil {
+		return _q, nil
+	}
+	if err := _q.collectField(ctx, false, graphql.GetOperationContext(ctx), fc.Field, nil, satisfies...); err != nil {
+		return nil, err
+	}
+	return _q, nil
+}
+
+func (_q *LotteryQuery) collectField(ctx context.Context, oneNode bool, opCtx *graphql.OperationContext, collected graphql.CollectedField, path []string, satisfies ...string) error {
+	path = append([]string(nil), path...)
+	var (
+		unknownSeen    bool
+		fieldSeen      = make(map[string]struct{}, len(lottery.Columns))
+		selectedFields = []string{lottery.FieldID}
+	)
+	for _, field := range graphql.CollectFields(opCtx, collected.Selections, satisfies) {
+		switch field.Name {
+		case "createdAt":
+			if _, ok := fieldSeen[lottery.FieldCreatedAt]; !ok {
+				selectedFields = append(selectedFields, lottery.FieldCreatedAt)
+				fieldSeen[lottery.FieldCreatedAt] = struct{}{}
+			}
+		case "updatedAt":
+			if _, ok := fieldSeen[lottery.FieldUpdatedAt]; !ok {
+				selectedFields = append(selectedFields, lottery.FieldUpdatedAt)
+				fieldSeen[lottery.FieldUpdatedAt] = struct{}{}
+			}
+		case "title":
+			if _, ok := fieldSeen[lottery.FieldTitle]; !ok {
+				selectedFields = append(selectedFields, lottery.FieldTitle)
+				fieldSeen[lottery.FieldTitle] = struct{}{}
+			}
+		case "costPoints":
+			if _, ok := fieldSeen[lottery.FieldCostPoints]; !ok {
+				selectedFields = append(selectedFields, lottery.FieldCostPoints)
+				fieldSeen[lottery.FieldCostPoints] = struct{}{}
+			}
+		case "dailyDrawLimit":
+			if _, ok := fieldSeen[lottery.FieldDailyDrawLimit]; !ok {
+				selectedFields = append(selectedFields, lottery.FieldDailyDrawLimit)
+				fieldSeen[lottery.FieldDailyDrawLimit] = struct{}{}
+			}
+		case "startsAt":
+			if _, ok := fieldSeen[lottery.FieldStartsAt]; !ok {
+				selectedFields = append(selectedFields, lottery.FieldStartsAt)
+				fieldSeen[lottery.FieldStartsAt] = struct{}{}
+			}
+		case "endsAt":
+			if _, ok := fieldSeen[lottery.FieldEndsAt]; !ok {
+				selectedFields = append(selectedFields, lottery.FieldEndsAt)
+				fieldSeen[lottery.FieldEndsAt] = struct{}{}
+			}
+		case "id":
+		case "__typename":
+		default:
+			unknownSeen = true
+		}
+	}
+	if !unknownSeen {
+		_q.Select(selectedFields...)
+	}
+	return nil
+}
+
+type lotteryPaginateArgs struct {
+	first, last   *int
+	after, before *Cursor
+	opts          []LotteryPaginateOption
+}
+
+func newLotteryPaginateArgs(rv map[string]any) *lotteryPaginateArgs {
+	args := &lotteryPaginateArgs{}
+	if rv == nil {
+		return args
+	}
+	if v := rv[firstField]; v != nil {
+		args.first = v.(*int)
+	}
+	if v := rv[lastField]; v != nil {
+		args.last = v.(*int)
+	}
+	if v := rv[afterField]; v != nil {
+		args.after = v.(*Cursor)
+	}
+	if v := rv[beforeField]; v != nil {
+		args.before = v.(*Cursor)
+	}
+	if v, ok := rv[orderByField]; ok {
+		switch v := v.(type) {
+		case map[string]any:
+			var (
+				err1, err2 error
+				order      = &LotteryOrder{Field: &LotteryOrderField{}, Direction: entgql.OrderDirectionAsc}
+			)
+			if d, ok := v[directionField]; ok {
+				err1 = order.Direction.UnmarshalGQL(d)
+			}
+			if f, ok := v[fieldField]; ok {
+				err2 = order.Field.UnmarshalGQL(f)
+			}
+			if err1 == nil && err2 == nil {
+				args.opts = append(args.opts, WithLotteryOrder(order))
+			}
+		case *LotteryOrder:
+			if v != nil {
+				args.opts = append(args.opts, WithLotteryOrder(v))
+			}
+		}
+	}
+	return args
+}
+
+// CollectFields tells the query-builder to eagerly load connected nodes by resolver context.
+func (_q *LotteryPrizeQuery) CollectFields(ctx context.Context, satisfies ...string) (*LotteryPrizeQuery, error) {
+	fc := graphql.GetFieldContext(ctx)
+	if fc == nil {
+		return _q, nil
+	}
+	if err := _q.collectField(ctx, false, graphql.GetOperationContext(ctx), fc.Field, nil, satisfies...); err != nil {
+		return nil, err
+	}
+	return _q, nil
+}
+
+func (_q *LotteryPrizeQuery) collectField(ctx context.Context, oneNode bool, opCtx *graphql.OperationContext, collected graphql.CollectedField, path []string, satisfies ...string) error {
+	path = append([]string(nil), path...)
+	var (
+		unknownSeen    bool
+		fieldSeen      = make(map[string]struct{}, len(lotteryprize.Columns))
+		selectedFields = []string{lotteryprize.FieldID}
+	)
+	for _, field := range graphql.CollectFields(opCtx, collected.Selections, satisfies) {
+		switch field.Name {
+		case "name":
+			if _, ok := fieldSeen[lotteryprize.FieldName]; !ok {
+				selectedFields = append(selectedFields, lotteryprize.FieldName)
+				fieldSeen[lotteryprize.FieldName] = struct{}{}
+			}
+		case "kind":
+			if _, ok := fieldSeen[lotteryprize.FieldKind]; !ok {
+				selectedFields = append(selectedFields, lotteryprize.FieldKind)
+				fieldSeen[lotteryprize.FieldKind] = struct{}{}
+			}
+		case "weight":
+			if _, ok := fieldSeen[lotteryprize.FieldWeight]; !ok {
+				selectedFields = append(selectedFields, lotteryprize.FieldWeight)
+				fieldSeen[lotteryprize.FieldWeight] = struct{}{}
+			}
+		case "stock":
+			if _, ok := fieldSeen[lotteryprize.FieldStock]; !ok {
+				selectedFields = append(selectedFields, lotteryprize.FieldStock)
+				fieldSeen[lotteryprize.FieldStock] = struct{}{}
+			}
+		case "id":
+		case "__typename":
+		default:
+			unknownSeen = true
+		}
+	}
+	if !unknownSeen {
+		_q.Select(selectedFields...)
+	}
+	return nil
+}
+
+type lotteryprizePaginateArgs struct {
+	first, last   *int
+	after, before *Cursor
+	opts          []LotteryPrizePaginateOption
+}
+
+func newLotteryPrizePaginateArgs(rv map[string]any) *lotteryprizePaginateArgs {
+	args := &lotteryprizePaginateArgs{}
+	if rv == nil {
+		return args
+	}
+	if v := rv[firstField]; v != nil {
+		args.first = v.(*int)
+	}
+	if v := rv[lastField]; v != nil {
+		args.last = v.(*int)
+	}
+	if v := rv[afterField]; v != nil {
+		args.after = v.(*Cursor)
+	}
+	if v := rv[beforeField]; v != nil {
+		args.before = v.(*Cursor)
+	}
+	return args
+}
+
+// CollectFields tells the query-builder to eagerly load connected nodes by resolver context.
+func (_q *MallItemQuery) CollectFields(ctx context.Context, satisfies ...string) (*MallItemQuery, error) {
+	fc := graphql.GetFieldContext(ctx)
+	if fc == nil {
+		return _q, nil
+	}
+	if err := _q.collectField(ctx, false, graphql.GetOperationContext(ctx), fc.Field, nil, satisfies...); err != nil {
+		return nil, err
+	}
+	return _q, nil
+}
+
+func (_q *MallItemQuery) collectField(ctx context.Context, oneNode bool, opCtx *graphql.OperationContext, collected graphql.CollectedField, path []string, satisfies ...string) error {
+	path = append([]string(nil), path...)
+	var (
+		unknownSeen    bool
+		fieldSeen      = make(map[string]struct{}, len(mallitem.Columns))
+		selectedFields = []string{mallitem.FieldID}
+	)
+	for _, field := range graphql.CollectFields(opCtx, collected.Selections, satisfies) {
+		switch field.Name {
+		case "createdAt":
+			if _, ok := fieldSeen[mallitem.FieldCreatedAt]; !ok {
+				selectedFields = append(selectedFields, mallitem.FieldCreatedAt)
+				fieldSeen[mallitem.FieldCreatedAt] = struct{}{}
+			}
+		case "updatedAt":
+			if _, ok := fieldSeen[mallitem.FieldUpdatedAt]; !ok {
+				selectedFields = append(selectedFields, mallitem.FieldUpdatedAt)
+				fieldSeen[mallitem.FieldUpdatedAt] = struct{}{}
+			}
+		case "title":
+			if _, ok := fieldSeen[mallitem.FieldTitle]; !ok {
+				selectedFields = append(selectedFields, mallitem.FieldTitle)
+				fieldSeen[mallitem.FieldTitle] = struct{}{}
+			}
+		case "imageURL":
+			if _, ok := fieldSeen[mallitem.FieldImageURL]; !ok {
+				selectedFields = append(selectedFields, mallitem.FieldImageURL)
+				fieldSeen[mallitem.FieldImageURL] = struct{}{}
+			}
+		case "pointsPrice":
+			if _, ok := fieldSeen[mallitem.FieldPointsPrice]; !ok {
+				selectedFields = append(selectedFields, mallitem.FieldPointsPrice)
+				fieldSeen[mallitem.FieldPointsPrice] = struct{}{}
+			}
+		case "stock":
+			if _, ok := fieldSeen[mallitem.FieldStock]; !ok {
+				selectedFields = append(selectedFields, mallitem.FieldStock)
+				fieldSeen[mallitem.FieldStock] = struct{}{}
+			}
+		case "perMemberLimit":
+			if _, ok := fieldSeen[mallitem.FieldPerMemberLimit]; !ok {
+				selectedFields = append(selectedFields, mallitem.FieldPerMemberLimit)
+				fieldSeen[mallitem.FieldPerMemberLimit] = struct{}{}
+			}
+		case "id":
+		case "__typename":
+		default:
+			unknownSeen = true
+		}
+	}
+	if !unknownSeen {
+		_q.Select(selectedFields...)
+	}
+	return nil
+}
+
+type mallitemPaginateArgs struct {
+	first, last   *int
+	after, before *Cursor
+	opts          []MallItemPaginateOption
+}
+
+func newMallItemPaginateArgs(rv map[string]any) *mallitemPaginateArgs {
+	args := &mallitemPaginateArgs{}
+	if rv == nil {
+		return args
+	}
+	if v := rv[firstField]; v != nil {
+		args.first = v.(*int)
+	}
+	if v := rv[lastField]; v != nil {
+		args.last = v.(*int)
+	}
+	if v := rv[afterField]; v != nil {
+		args.after = v.(*Cursor)
+	}
+	if v := rv[beforeField]; v != nil {
+		args.before = v.(*Cursor)
+	}
+	if v, ok := rv[orderByField]; ok {
+		switch v := v.(type) {
+		case map[string]any:
+			var (
+				err1, err2 error
+				order      = &MallItemOrder{Field: &MallItemOrderField{}, Direction: entgql.OrderDirectionAsc}
+			)
+			if d, ok := v[directionField]; ok {
+				err1 = order.Direction.UnmarshalGQL(d)
+			}
+			if f, ok := v[fieldField]; ok {
+				err2 = order.Field.UnmarshalGQL(f)
+			}
+			if err1 == nil && err2 == nil {
+				args.opts = append(args.opts, WithMallItemOrder(order))
+			}
+		case *MallItemOrder:
+			if v != nil {
+				args.opts = append(args.opts, WithMallItemOrder(v))
+			}
+		}
+	}
+	return args
+}
+
+// CollectFields tells the query-builder to eagerly load connected nodes by resolver context.
+func (_q *MallRedemptionQuery) CollectFields(ctx context.Context, satisfies ...string) (*MallRedemptionQuery, error) {
+	fc := graphql.GetFieldContext(ctx)
+	if fc == nil {
+		return _q, nil
+	}
+	if err := _q.collectField(ctx, false, graphql.GetOperationContext(ctx), fc.Field, nil, satisfies...); err != nil {
+		return nil, err
+	}
+	return _q, nil
+}
+
+func (_q *MallRedemptionQuery) collectField(ctx context.Context, oneNode bool, opCtx *graphql.OperationContext, collected graphql.CollectedField, path []string, satisfies ...string) error {
+	path = append([]string(nil), path...)
+	var (
+		unknownSeen    bool
+		fieldSeen      = make(map[string]struct{}, len(mallredemption.Columns))
+		selectedFields = []string{mallredemption.FieldID}
+	)
+	for _, field := range graphql.CollectFields(opCtx, collected.Selections, satisfies) {
+		switch field.Name {
+
+		case "item":
+			var (
+				alias = field.Alias
+				path  = append(path, alias)
+				query = (&MallItemClient{config: _q.config}).Query()
+			)
+			if err := query.collectField(ctx, oneNode, opCtx, field, path, mayAddCondition(satisfies, mallitemImplementors)...); err != nil {
+				return err
+			}
+			_q.withItem = query
+			if _, ok := fieldSeen[mallredemption.FieldItemID]; !ok {
+				selectedFields = append(selectedFields, mallredemption.FieldItemID)
+				fieldSeen[mallredemption.FieldItemID] = struct{}{}
+			}
+		case "quantity":
+			if _, ok := fieldSeen[mallredemption.FieldQuantity]; !ok {
+				selectedFields = append(selectedFields, mallredemption.FieldQuantity)
+				fieldSeen[mallredemption.FieldQuantity] = struct{}{}
+			}
+		case "pointsSpent":
+			if _, ok := fieldSeen[mallredemption.FieldPointsSpent]; !ok {
+				selectedFields = append(selectedFields, mallredemption.FieldPointsSpent)
+				fieldSeen[mallredemption.FieldPointsSpent] = struct{}{}
+			}
+		case "status":
+			if _, ok := fieldSeen[mallredemption.FieldStatus]; !ok {
+				selectedFields = append(selectedFields, mallredemption.FieldStatus)
+				fieldSeen[mallredemption.FieldStatus] = struct{}{}
+			}
+		case "createdAt":
+			if _, ok := fieldSeen[mallredemption.FieldCreatedAt]; !ok {
+				selectedFields = append(selectedFields, mallredemption.FieldCreatedAt)
+				fieldSeen[mallredemption.FieldCreatedAt] = struct{}{}
+			}
+		case "id":
+		case "__typename":
+		default:
+			unknownSeen = true
+		}
+	}
+	if !unknownSeen {
+		_q.Select(selectedFields...)
+	}
+	return nil
+}
+
+type mallredemptionPaginateArgs struct {
+	first, last   *int
+	after, before *Cursor
+	opts          []MallRedemptionPaginateOption
+}
+
+func newMallRedemptionPaginateArgs(rv map[string]any) *mallredemptionPaginateArgs {
+	args := &mallredemptionPaginateArgs{}
+	if rv == nil {
+		return args
+	}
+	if v := rv[firstField]; v != nil {
+		args.first = v.(*int)
+	}
+	if v := rv[lastField]; v != nil {
+		args.last = v.(*int)
+	}
+	if v := rv[afterField]; v != nil {
+		args.after = v.(*Cursor)
+	}
+	if v := rv[beforeField]; v != nil {
+		args.before = v.(*Cursor)
+	}
+	return args
+}
+
+// CollectFields tells the query-builder to eagerly load connected nodes by resolver context.
 func (_q *MemberQuery) CollectFields(ctx context.Context, satisfies ...string) (*MemberQuery, error) {
 	fc := graphql.GetFieldContext(ctx)
 	if fc == nil {
@@ -2169,6 +2796,127 @@ func newPointsEntryPaginateArgs(rv map[string]any) *pointsentryPaginateArgs {
 		case *PointsEntryOrder:
 			if v != nil {
 				args.opts = append(args.opts, WithPointsEntryOrder(v))
+			}
+		}
+	}
+	return args
+}
+
+// CollectFields tells the query-builder to eagerly load connected nodes by resolver context.
+func (_q *PromoCodeQuery) CollectFields(ctx context.Context, satisfies ...string) (*PromoCodeQuery, error) {
+	fc := graphql.GetFieldContext(ctx)
+	if fc == nil {
+		return _q, nil
+	}
+	if err := _q.collectField(ctx, false, graphql.GetOperationContext(ctx), fc.Field, nil, satisfies...); err != nil {
+		return nil, err
+	}
+	return _q, nil
+}
+
+func (_q *PromoCodeQuery) collectField(ctx context.Context, oneNode bool, opCtx *graphql.OperationContext, collected graphql.CollectedField, path []string, satisfies ...string) error {
+	path = append([]string(nil), path...)
+	var (
+		unknownSeen    bool
+		fieldSeen      = make(map[string]struct{}, len(promocode.Columns))
+		selectedFields = []string{promocode.FieldID}
+	)
+	for _, field := range graphql.CollectFields(opCtx, collected.Selections, satisfies) {
+		switch field.Name {
+		case "createdAt":
+			if _, ok := fieldSeen[promocode.FieldCreatedAt]; !ok {
+				selectedFields = append(selectedFields, promocode.FieldCreatedAt)
+				fieldSeen[promocode.FieldCreatedAt] = struct{}{}
+			}
+		case "updatedAt":
+			if _, ok := fieldSeen[promocode.FieldUpdatedAt]; !ok {
+				selectedFields = append(selectedFields, promocode.FieldUpdatedAt)
+				fieldSeen[promocode.FieldUpdatedAt] = struct{}{}
+			}
+		case "code":
+			if _, ok := fieldSeen[promocode.FieldCode]; !ok {
+				selectedFields = append(selectedFields, promocode.FieldCode)
+				fieldSeen[promocode.FieldCode] = struct{}{}
+			}
+		case "usageLimit":
+			if _, ok := fieldSeen[promocode.FieldUsageLimit]; !ok {
+				selectedFields = append(selectedFields, promocode.FieldUsageLimit)
+				fieldSeen[promocode.FieldUsageLimit] = struct{}{}
+			}
+		case "usedCount":
+			if _, ok := fieldSeen[promocode.FieldUsedCount]; !ok {
+				selectedFields = append(selectedFields, promocode.FieldUsedCount)
+				fieldSeen[promocode.FieldUsedCount] = struct{}{}
+			}
+		case "perMemberLimit":
+			if _, ok := fieldSeen[promocode.FieldPerMemberLimit]; !ok {
+				selectedFields = append(selectedFields, promocode.FieldPerMemberLimit)
+				fieldSeen[promocode.FieldPerMemberLimit] = struct{}{}
+			}
+		case "validFrom":
+			if _, ok := fieldSeen[promocode.FieldValidFrom]; !ok {
+				selectedFields = append(selectedFields, promocode.FieldValidFrom)
+				fieldSeen[promocode.FieldValidFrom] = struct{}{}
+			}
+		case "validTo":
+			if _, ok := fieldSeen[promocode.FieldValidTo]; !ok {
+				selectedFields = append(selectedFields, promocode.FieldValidTo)
+				fieldSeen[promocode.FieldValidTo] = struct{}{}
+			}
+		case "id":
+		case "__typename":
+		default:
+			unknownSeen = true
+		}
+	}
+	if !unknownSeen {
+		_q.Select(selectedFields...)
+	}
+	return nil
+}
+
+type promocodePaginateArgs struct {
+	first, last   *int
+	after, before *Cursor
+	opts          []PromoCodePaginateOption
+}
+
+func newPromoCodePaginateArgs(rv map[string]any) *promocodePaginateArgs {
+	args := &promocodePaginateArgs{}
+	if rv == nil {
+		return args
+	}
+	if v := rv[firstField]; v != nil {
+		args.first = v.(*int)
+	}
+	if v := rv[lastField]; v != nil {
+		args.last = v.(*int)
+	}
+	if v := rv[afterField]; v != nil {
+		args.after = v.(*Cursor)
+	}
+	if v := rv[beforeField]; v != nil {
+		args.before = v.(*Cursor)
+	}
+	if v, ok := rv[orderByField]; ok {
+		switch v := v.(type) {
+		case map[string]any:
+			var (
+				err1, err2 error
+				order      = &PromoCodeOrder{Field: &PromoCodeOrderField{}, Direction: entgql.OrderDirectionAsc}
+			)
+			if d, ok := v[directionField]; ok {
+				err1 = order.Direction.UnmarshalGQL(d)
+			}
+			if f, ok := v[fieldField]; ok {
+				err2 = order.Field.UnmarshalGQL(f)
+			}
+			if err1 == nil && err2 == nil {
+				args.opts = append(args.opts, WithPromoCodeOrder(order))
+			}
+		case *PromoCodeOrder:
+			if v != nil {
+				args.opts = append(args.opts, WithPromoCodeOrder(v))
 			}
 		}
 	}

@@ -72,6 +72,14 @@ func (_m *Identity) Member(ctx context.Context) (*Member, error) {
 	return result, err
 }
 
+func (_m *MallRedemption) Item(ctx context.Context) (*MallItem, error) {
+	result, err := _m.Edges.ItemOrErr()
+	if IsNotLoaded(err) {
+		result, err = _m.QueryItem().Only(ctx)
+	}
+	return result, err
+}
+
 func (_m *Member) SourceBusinessUnit(ctx context.Context) (*BusinessUnit, error) {
 	result, err := _m.Edges.SourceBusinessUnitOrErr()
 	if IsNotLoaded(err) {

@@ -10,6 +10,8 @@ import (
 	"entgo.io/contrib/entgql"
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/hashicorp/go-multierror"
+	"github.com/onemember/onemember/ent/activity"
+	"github.com/onemember/onemember/ent/activityregistration"
 	"github.com/onemember/onemember/ent/apiclient"
 	"github.com/onemember/onemember/ent/auditlog"
 	"github.com/onemember/onemember/ent/benefit"
@@ -21,6 +23,10 @@ import (
 	"github.com/onemember/onemember/ent/growthentry"
 	"github.com/onemember/onemember/ent/identity"
 	"github.com/onemember/onemember/ent/internal"
+	"github.com/onemember/onemember/ent/lottery"
+	"github.com/onemember/onemember/ent/lotteryprize"
+	"github.com/onemember/onemember/ent/mallitem"
+	"github.com/onemember/onemember/ent/mallredemption"
 	"github.com/onemember/onemember/ent/member"
 	"github.com/onemember/onemember/ent/notification"
 	"github.com/onemember/onemember/ent/order"
@@ -28,6 +34,7 @@ import (
 	"github.com/onemember/onemember/ent/paidmembership"
 	"github.com/onemember/onemember/ent/paidmembershipplan"
 	"github.com/onemember/onemember/ent/pointsentry"
+	"github.com/onemember/onemember/ent/promocode"
 	"github.com/onemember/onemember/ent/staff"
 	"github.com/onemember/onemember/ent/store"
 	"github.com/onemember/onemember/ent/storedvalueentry"
@@ -40,6 +47,16 @@ type Noder interface {
 	Node(context.Context) (*Node, error)
 	IsNode()
 }
+
+var activityImplementors = []string{"Activity", "Node"}
+
+// IsNode implements the Node interface check for GQLGen.
+func (*Activity) IsNode() {}
+
+var activityregistrationImplementors = []string{"ActivityRegistration", "Node"}
+
+// IsNode implements the Node interface check for GQLGen.
+func (*ActivityRegistration) IsNode() {}
 
 var apiclientImplementors = []string{"ApiClient", "Node"}
 
@@ -91,6 +108,26 @@ var identityImplementors = []string{"Identity", "Node"}
 // IsNode implements the Node interface check for GQLGen.
 func (*Identity) IsNode() {}
 
+var lotteryImplementors = []string{"Lottery", "Node"}
+
+// IsNode implements the Node interface check for GQLGen.
+func (*Lottery) IsNode() {}
+
+var lotteryprizeImplementors = []string{"LotteryPrize", "Node"}
+
+// IsNode implements the Node interface check for GQLGen.
+func (*LotteryPrize) IsNode() {}
+
+var mallitemImplementors = []string{"MallItem", "Node"}
+
+// IsNode implements the Node interface check for GQLGen.
+func (*MallItem) IsNode() {}
+
+var mallredemptionImplementors = []string{"MallRedemption", "Node"}
+
+// IsNode implements the Node interface check for GQLGen.
+func (*MallRedemption) IsNode() {}
+
 var memberImplementors = []string{"Member", "Node"}
 
 // IsNode implements the Node interface check for GQLGen.
@@ -125,6 +162,11 @@ var pointsentryImplementors = []string{"PointsEntry", "Node"}
 
 // IsNode implements the Node interface check for GQLGen.
 func (*PointsEntry) IsNode() {}
+
+var promocodeImplementors = []string{"PromoCode", "Node"}
+
+// IsNode implements the Node interface check for GQLGen.
+func (*PromoCode) IsNode() {}
 
 var staffImplementors = []string{"Staff", "Node"}
 
@@ -228,6 +270,24 @@ func (c *Client) Noder(ctx context.Context, id int, opts ...NodeOption) (_ Noder
 
 func (c *Client) noder(ctx context.Context, table string, id int) (Noder, error) {
 	switch table {
+	case activity.Table:
+		query := c.Activity.Query().
+			Where(activity.ID(id))
+		if fc := graphql.GetFieldContext(ctx); fc != nil {
+			if err := query.collectField(ctx, true, graphql.GetOperationContext(ctx), fc.Field, nil, activityImplementors...); err != nil {
+				return nil, err
+			}
+		}
+		return query.Only(ctx)
+	case activityregistration.Table:
+		query := c.ActivityRegistration.Query().
+			Where(activityregistration.ID(id))
+		if fc := graphql.GetFieldContext(ctx); fc != nil {
+			if err := query.collectField(ctx, true, graphql.GetOperationContext(ctx), fc.Field, nil, activityregistrationImplementors...); err != nil {
+				return nil, err
+			}
+		}
+		return query.Only(ctx)
 	case apiclient.Table:
 		query := c.ApiClient.Query().
 			Where(apiclient.ID(id))
@@ -318,6 +378,42 @@ func (c *Client) noder(ctx context.Context, table string, id int) (Noder, error)
 			}
 		}
 		return query.Only(ctx)
+	case lottery.Table:
+		query := c.Lottery.Query().
+			Where(lottery.ID(id))
+		if fc := graphql.GetFieldContext(ctx); fc != nil {
+			if err := query.collectField(ctx, true, graphql.GetOperationContext(ctx), fc.Field, nil, lotteryImplementors...); err != nil {
+				return nil, err
+			}
+		}
+		return query.Only(ctx)
+	case lotteryprize.Table:
+		query := c.LotteryPrize.Query().
+			Where(lotteryprize.ID(id))
+		if fc := graphql.GetFieldContext(ctx); fc != nil {
+			if err := query.collectField(ctx, true, graphql.GetOperationContext(ctx), fc.Field, nil, lotteryprizeImplementors...); err != nil {
+				return nil, err
+			}
+		}
+		return query.Only(ctx)
+	case mallitem.Table:
+		query := c.MallItem.Query().
+			Where(mallitem.ID(id))
+		if fc := graphql.GetFieldContext(ctx); fc != nil {
+			if err := query.collectField(ctx, true, graphql.GetOperationContext(ctx), fc.Field, nil, mallitemImplementors...); err != nil {
+				return nil, err
+			}
+		}
+		return query.Only(ctx)
+	case mallredemption.Table:
+		query := c.MallRedemption.Query().
+			Where(mallredemption.ID(id))
+		if fc := graphql.GetFieldContext(ctx); fc != nil {
+			if err := query.collectField(ctx, true, graphql.GetOperationContext(ctx), fc.Field, nil, mallredemptionImplementors...); err != nil {
+				return nil, err
+			}
+		}
+		return query.Only(ctx)
 	case member.Table:
 		query := c.Member.Query().
 			Where(member.ID(id))
@@ -377,6 +473,15 @@ func (c *Client) noder(ctx context.Context, table string, id int) (Noder, error)
 			Where(pointsentry.ID(id))
 		if fc := graphql.GetFieldContext(ctx); fc != nil {
 			if err := query.collectField(ctx, true, graphql.GetOperationContext(ctx), fc.Field, nil, pointsentryImplementors...); err != nil {
+				return nil, err
+			}
+		}
+		return query.Only(ctx)
+	case promocode.Table:
+		query := c.PromoCode.Query().
+			Where(promocode.ID(id))
+		if fc := graphql.GetFieldContext(ctx); fc != nil {
+			if err := query.collectField(ctx, true, graphql.GetOperationContext(ctx), fc.Field, nil, promocodeImplementors...); err != nil {
 				return nil, err
 			}
 		}
@@ -499,6 +604,38 @@ func (c *Client) noders(ctx context.Context, table string, ids []int) ([]Noder, 
 		idmap[id] = append(idmap[id], &noders[i])
 	}
 	switch table {
+	case activity.Table:
+		query := c.Activity.Query().
+			Where(activity.IDIn(ids...))
+		query, err := query.CollectFields(ctx, activityImplementors...)
+		if err != nil {
+			return nil, err
+		}
+		nodes, err := query.All(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, node := range nodes {
+			for _, noder := range idmap[node.ID] {
+				*noder = node
+			}
+		}
+	case activityregistration.Table:
+		query := c.ActivityRegistration.Query().
+			Where(activityregistration.IDIn(ids...))
+		query, err := query.CollectFields(ctx, activityregistrationImplementors...)
+		if err != nil {
+			return nil, err
+		}
+		nodes, err := query.All(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, node := range nodes {
+			for _, noder := range idmap[node.ID] {
+				*noder = node
+			}
+		}
 	case apiclient.Table:
 		query := c.ApiClient.Query().
 			Where(apiclient.IDIn(ids...))
@@ -659,6 +796,70 @@ func (c *Client) noders(ctx context.Context, table string, ids []int) ([]Noder, 
 				*noder = node
 			}
 		}
+	case lottery.Table:
+		query := c.Lottery.Query().
+			Where(lottery.IDIn(ids...))
+		query, err := query.CollectFields(ctx, lotteryImplementors...)
+		if err != nil {
+			return nil, err
+		}
+		nodes, err := query.All(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, node := range nodes {
+			for _, noder := range idmap[node.ID] {
+				*noder = node
+			}
+		}
+	case lotteryprize.Table:
+		query := c.LotteryPrize.Query().
+			Where(lotteryprize.IDIn(ids...))
+		query, err := query.CollectFields(ctx, lotteryprizeImplementors...)
+		if err != nil {
+			return nil, err
+		}
+		nodes, err := query.All(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, node := range nodes {
+			for _, noder := range idmap[node.ID] {
+				*noder = node
+			}
+		}
+	case mallitem.Table:
+		query := c.MallItem.Query().
+			Where(mallitem.IDIn(ids...))
+		query, err := query.CollectFields(ctx, mallitemImplementors...)
+		if err != nil {
+			return nil, err
+		}
+		nodes, err := query.All(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, node := range nodes {
+			for _, noder := range idmap[node.ID] {
+				*noder = node
+			}
+		}
+	case mallredemption.Table:
+		query := c.MallRedemption.Query().
+			Where(mallredemption.IDIn(ids...))
+		query, err := query.CollectFields(ctx, mallredemptionImplementors...)
+		if err != nil {
+			return nil, err
+		}
+		nodes, err := query.All(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, node := range nodes {
+			for _, noder := range idmap[node.ID] {
+				*noder = node
+			}
+		}
 	case member.Table:
 		query := c.Member.Query().
 			Where(member.IDIn(ids...))
@@ -759,6 +960,22 @@ func (c *Client) noders(ctx context.Context, table string, ids []int) ([]Noder, 
 		query := c.PointsEntry.Query().
 			Where(pointsentry.IDIn(ids...))
 		query, err := query.CollectFields(ctx, pointsentryImplementors...)
+		if err != nil {
+			return nil, err
+		}
+		nodes, err := query.All(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, node := range nodes {
+			for _, noder := range idmap[node.ID] {
+				*noder = node
+			}
+		}
+	case promocode.Table:
+		query := c.PromoCode.Query().
+			Where(promocode.IDIn(ids...))
+		query, err := query.CollectFields(ctx, promocodeImplementors...)
 		if err != nil {
 			return nil, err
 		}

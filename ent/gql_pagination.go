@@ -14,6 +14,8 @@ import (
 	"entgo.io/ent/dialect/sql"
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/errcode"
+	"github.com/onemember/onemember/ent/activity"
+	"github.com/onemember/onemember/ent/activityregistration"
 	"github.com/onemember/onemember/ent/apiclient"
 	"github.com/onemember/onemember/ent/auditlog"
 	"github.com/onemember/onemember/ent/benefit"
@@ -24,6 +26,10 @@ import (
 	"github.com/onemember/onemember/ent/earningrule"
 	"github.com/onemember/onemember/ent/growthentry"
 	"github.com/onemember/onemember/ent/identity"
+	"github.com/onemember/onemember/ent/lottery"
+	"github.com/onemember/onemember/ent/lotteryprize"
+	"github.com/onemember/onemember/ent/mallitem"
+	"github.com/onemember/onemember/ent/mallredemption"
 	"github.com/onemember/onemember/ent/member"
 	"github.com/onemember/onemember/ent/notification"
 	"github.com/onemember/onemember/ent/order"
@@ -31,6 +37,7 @@ import (
 	"github.com/onemember/onemember/ent/paidmembership"
 	"github.com/onemember/onemember/ent/paidmembershipplan"
 	"github.com/onemember/onemember/ent/pointsentry"
+	"github.com/onemember/onemember/ent/promocode"
 	"github.com/onemember/onemember/ent/staff"
 	"github.com/onemember/onemember/ent/store"
 	"github.com/onemember/onemember/ent/storedvalueentry"
@@ -117,6 +124,569 @@ func paginateLimit(first, last *int) int {
 		limit = *last + 1
 	}
 	return limit
+}
+
+// ActivityEdge is the edge representation of Activity.
+type ActivityEdge struct {
+	Node   *Activity `json:"node"`
+	Cursor Cursor    `json:"cursor"`
+}
+
+// ActivityConnection is the connection containing edges to Activity.
+type ActivityConnection struct {
+	Edges      []*ActivityEdge `json:"edges"`
+	PageInfo   PageInfo        `json:"pageInfo"`
+	TotalCount int             `json:"totalCount"`
+}
+
+func (c *ActivityConnection) build(nodes []*Activity, pager *activityPager, after *Cursor, first *int, before *Cursor, last *int) {
+	c.PageInfo.HasNextPage = before != nil
+	c.PageInfo.HasPreviousPage = after != nil
+	if first != nil && *first+1 == len(nodes) {
+		c.PageInfo.HasNextPage = true
+		nodes = nodes[:len(nodes)-1]
+	} else if last != nil && *last+1 == len(nodes) {
+		c.PageInfo.HasPreviousPage = true
+		nodes = nodes[:len(nodes)-1]
+	}
+	var nodeAt func(int) *Activity
+	if last != nil {
+		n := len(nodes) - 1
+		nodeAt = func(i int) *Activity {
+			return nodes[n-i]
+		}
+	} else {
+		nodeAt = func(i int) *Activity {
+			return nodes[i]
+		}
+	}
+	c.Edges = make([]*ActivityEdge, len(nodes))
+	for i := range nodes {
+		node := nodeAt(i)
+		c.Edges[i] = &ActivityEdge{
+			Node:   node,
+			Cursor: pager.toCursor(node),
+		}
+	}
+	if l := len(c.Edges); l > 0 {
+		c.PageInfo.StartCursor = &c.Edges[0].Cursor
+		c.PageInfo.EndCursor = &c.Edges[l-1].Cursor
+	}
+	if c.TotalCount == 0 {
+		c.TotalCount = len(nodes)
+	}
+}
+
+// ActivityPaginateOption enables pagination customization.
+type ActivityPaginateOption func(*activityPager) error
+
+// WithActivityOrder configures pagination ordering.
+func WithActivityOrder(order *ActivityOrder) ActivityPaginateOption {
+	if order == nil {
+		order = DefaultActivityOrder
+	}
+	o := *order
+	return func(pager *activityPager) error {
+		if err := o.Direction.Validate(); err != nil {
+			return err
+		}
+		if o.Field == nil {
+			o.Field = DefaultActivityOrder.Field
+		}
+		pager.order = &o
+		return nil
+	}
+}
+
+// WithActivityFilter configures pagination filter.
+func WithActivityFilter(filter func(*ActivityQuery) (*ActivityQuery, error)) ActivityPaginateOption {
+	return func(pager *activityPager) error {
+		if filter == nil {
+			return errors.New("ActivityQuery filter cannot be nil")
+		}
+		pager.filter = filter
+		return nil
+	}
+}
+
+type activityPager struct {
+	reverse bool
+	order   *ActivityOrder
+	filter  func(*ActivityQuery) (*ActivityQuery, error)
+}
+
+func newActivityPager(opts []ActivityPaginateOption, reverse bool) (*activityPager, error) {
+	pager := &activityPager{reverse: reverse}
+	for _, opt := range opts {
+		if err := opt(pager); err != nil {
+			return nil, err
+		}
+	}
+	if pager.order == nil {
+		pager.order = DefaultActivityOrder
+	}
+	return pager, nil
+}
+
+func (p *activityPager) applyFilter(query *ActivityQuery) (*ActivityQuery, error) {
+	if p.filter != nil {
+		return p.filter(query)
+	}
+	return query, nil
+}
+
+func (p *activityPager) toCursor(_m *Activity) Cursor {
+	return p.order.Field.toCursor(_m)
+}
+
+func (p *activityPager) applyCursors(query *ActivityQuery, after, before *Cursor) (*ActivityQuery, error) {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	for _, predicate := range entgql.CursorsPredicate(after, before, DefaultActivityOrder.Field.column, p.order.Field.column, direction) {
+		query = query.Where(predicate)
+	}
+	return query, nil
+}
+
+func (p *activityPager) applyOrder(query *ActivityQuery) *ActivityQuery {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	query = query.Order(p.order.Field.toTerm(direction.OrderTermOption()))
+	if p.order.Field != DefaultActivityOrder.Field {
+		query = query.Order(DefaultActivityOrder.Field.toTerm(direction.OrderTermOption()))
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(p.order.Field.column)
+	}
+	return query
+}
+
+func (p *activityPager) orderExpr(query *ActivityQuery) sql.Querier {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(p.order.Field.column)
+	}
+	return sql.ExprFunc(func(b *sql.Builder) {
+		b.Ident(p.order.Field.column).Pad().WriteString(string(direction))
+		if p.order.Field != DefaultActivityOrder.Field {
+			b.Comma().Ident(DefaultActivityOrder.Field.column).Pad().WriteString(string(direction))
+		}
+	})
+}
+
+// Paginate executes the query and returns a relay based cursor connection to Activity.
+func (_m *ActivityQuery) Paginate(
+	ctx context.Context, after *Cursor, first *int,
+	before *Cursor, last *int, opts ...ActivityPaginateOption,
+) (*ActivityConnection, error) {
+	if err := validateFirstLast(first, last); err != nil {
+		return nil, err
+	}
+	pager, err := newActivityPager(opts, last != nil)
+	if err != nil {
+		return nil, err
+	}
+	if _m, err = pager.applyFilter(_m); err != nil {
+		return nil, err
+	}
+	conn := &ActivityConnection{Edges: []*ActivityEdge{}}
+	ignoredEdges := !hasCollectedField(ctx, edgesField)
+	if hasCollectedField(ctx, totalCountField) || hasCollectedField(ctx, pageInfoField) {
+		hasPagination := after != nil || first != nil || before != nil || last != nil
+		if hasPagination || ignoredEdges {
+			c := _m.Clone()
+			c.ctx.Fields = nil
+			if conn.TotalCount, err = c.Count(ctx); err != nil {
+				return nil, err
+			}
+			conn.PageInfo.HasNextPage = first != nil && conn.TotalCount > 0
+			conn.PageInfo.HasPreviousPage = last != nil && conn.TotalCount > 0
+		}
+	}
+	if ignoredEdges || (first != nil && *first == 0) || (last != nil && *last == 0) {
+		return conn, nil
+	}
+	if _m, err = pager.applyCursors(_m, after, before); err != nil {
+		return nil, err
+	}
+	limit := paginateLimit(first, last)
+	if limit != 0 {
+		_m.Limit(limit)
+	}
+	if field := collectedField(ctx, edgesField, nodeField); field != nil {
+		if err := _m.collectField(ctx, limit == 1, graphql.GetOperationContext(ctx), *field, []string{edgesField, nodeField}); err != nil {
+			return nil, err
+		}
+	}
+	_m = pager.applyOrder(_m)
+	nodes, err := _m.All(ctx)
+	if err != nil {
+		return nil, err
+	}
+	conn.build(nodes, pager, after, first, before, last)
+	return conn, nil
+}
+
+var (
+	// ActivityOrderFieldCreatedAt orders Activity by created_at.
+	ActivityOrderFieldCreatedAt = &ActivityOrderField{
+		Value: func(_m *Activity) (ent.Value, error) {
+			return _m.CreatedAt, nil
+		},
+		column: activity.FieldCreatedAt,
+		toTerm: activity.ByCreatedAt,
+		toCursor: func(_m *Activity) Cursor {
+			return Cursor{
+				ID:    _m.ID,
+				Value: _m.CreatedAt,
+			}
+		},
+	}
+	// ActivityOrderFieldStartsAt orders Activity by starts_at.
+	ActivityOrderFieldStartsAt = &ActivityOrderField{
+		Value: func(_m *Activity) (ent.Value, error) {
+			return _m.StartsAt, nil
+		},
+		column: activity.FieldStartsAt,
+		toTerm: activity.ByStartsAt,
+		toCursor: func(_m *Activity) Cursor {
+			return Cursor{
+				ID:    _m.ID,
+				Value: _m.StartsAt,
+			}
+		},
+	}
+)
+
+// String implement fmt.Stringer interface.
+func (f ActivityOrderField) String() string {
+	var str string
+	switch f.column {
+	case ActivityOrderFieldCreatedAt.column:
+		str = "CREATED_AT"
+	case ActivityOrderFieldStartsAt.column:
+		str = "STARTS_AT"
+	}
+	return str
+}
+
+// MarshalGQL implements graphql.Marshaler interface.
+func (f ActivityOrderField) MarshalGQL(w io.Writer) {
+	io.WriteString(w, strconv.Quote(f.String()))
+}
+
+// UnmarshalGQL implements graphql.Unmarshaler interface.
+func (f *ActivityOrderField) UnmarshalGQL(v interface{}) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("ActivityOrderField %T must be a string", v)
+	}
+	switch str {
+	case "CREATED_AT":
+		*f = *ActivityOrderFieldCreatedAt
+	case "STARTS_AT":
+		*f = *ActivityOrderFieldStartsAt
+	default:
+		return fmt.Errorf("%s is not a valid ActivityOrderField", str)
+	}
+	return nil
+}
+
+// ActivityOrderField defines the ordering field of Activity.
+type ActivityOrderField struct {
+	// Value extracts the ordering value from the given Activity.
+	Value    func(*Activity) (ent.Value, error)
+	column   string // field or computed.
+	toTerm   func(...sql.OrderTermOption) activity.OrderOption
+	toCursor func(*Activity) Cursor
+}
+
+// ActivityOrder defines the ordering of Activity.
+type ActivityOrder struct {
+	Direction OrderDirection      `json:"direction"`
+	Field     *ActivityOrderField `json:"field"`
+}
+
+// DefaultActivityOrder is the default ordering of Activity.
+var DefaultActivityOrder = &ActivityOrder{
+	Direction: entgql.OrderDirectionAsc,
+	Field: &ActivityOrderField{
+		Value: func(_m *Activity) (ent.Value, error) {
+			return _m.ID, nil
+		},
+		column: activity.FieldID,
+		toTerm: activity.ByID,
+		toCursor: func(_m *Activity) Cursor {
+			return Cursor{ID: _m.ID}
+		},
+	},
+}
+
+// ToEdge converts Activity into ActivityEdge.
+func (_m *Activity) ToEdge(order *ActivityOrder) *ActivityEdge {
+	if order == nil {
+		order = DefaultActivityOrder
+	}
+	return &ActivityEdge{
+		Node:   _m,
+		Cursor: order.Field.toCursor(_m),
+	}
+}
+
+// ActivityRegistrationEdge is the edge representation of ActivityRegistration.
+type ActivityRegistrationEdge struct {
+	Node   *ActivityRegistration `json:"node"`
+	Cursor Cursor                `json:"cursor"`
+}
+
+// ActivityRegistrationConnection is the connection containing edges to ActivityRegistration.
+type ActivityRegistrationConnection struct {
+	Edges      []*ActivityRegistrationEdge `json:"edges"`
+	PageInfo   PageInfo                    `json:"pageInfo"`
+	TotalCount int                         `json:"totalCount"`
+}
+
+func (c *ActivityRegistrationConnection) build(nodes []*ActivityRegistration, pager *activityregistrationPager, after *Cursor, first *int, before *Cursor, last *int) {
+	c.PageInfo.HasNextPage = before != nil
+	c.PageInfo.HasPreviousPage = after != nil
+	if first != nil && *first+1 == len(nodes) {
+		c.PageInfo.HasNextPage = true
+		nodes = nodes[:len(nodes)-1]
+	} else if last != nil && *last+1 == len(nodes) {
+		c.PageInfo.HasPreviousPage = true
+		nodes = nodes[:len(nodes)-1]
+	}
+	var nodeAt func(int) *ActivityRegistration
+	if last != nil {
+		n := len(nodes) - 1
+		nodeAt = func(i int) *ActivityRegistration {
+			return nodes[n-i]
+		}
+	} else {
+		nodeAt = func(i int) *ActivityRegistration {
+			return nodes[i]
+		}
+	}
+	c.Edges = make([]*ActivityRegistrationEdge, len(nodes))
+	for i := range nodes {
+		node := nodeAt(i)
+		c.Edges[i] = &ActivityRegistrationEdge{
+			Node:   node,
+			Cursor: pager.toCursor(node),
+		}
+	}
+	if l := len(c.Edges); l > 0 {
+		c.PageInfo.StartCursor = &c.Edges[0].Cursor
+		c.PageInfo.EndCursor = &c.Edges[l-1].Cursor
+	}
+	if c.TotalCount == 0 {
+		c.TotalCount = len(nodes)
+	}
+}
+
+// ActivityRegistrationPaginateOption enables pagination customization.
+type ActivityRegistrationPaginateOption func(*activityregistrationPager) error
+
+// WithActivityRegistrationOrder configures pagination ordering.
+func WithActivityRegistrationOrder(order *ActivityRegistrationOrder) ActivityRegistrationPaginateOption {
+	if order == nil {
+		order = DefaultActivityRegistrationOrder
+	}
+	o := *order
+	return func(pager *activityregistrationPager) error {
+		if err := o.Direction.Validate(); err != nil {
+			return err
+		}
+		if o.Field == nil {
+			o.Field = DefaultActivityRegistrationOrder.Field
+		}
+		pager.order = &o
+		return nil
+	}
+}
+
+// WithActivityRegistrationFilter configures pagination filter.
+func WithActivityRegistrationFilter(filter func(*ActivityRegistrationQuery) (*ActivityRegistrationQuery, error)) ActivityRegistrationPaginateOption {
+	return func(pager *activityregistrationPager) error {
+		if filter == nil {
+			return errors.New("ActivityRegistrationQuery filter cannot be nil")
+		}
+		pager.filter = filter
+		return nil
+	}
+}
+
+type activityregistrationPager struct {
+	reverse bool
+	order   *ActivityRegistrationOrder
+	filter  func(*ActivityRegistrationQuery) (*ActivityRegistrationQuery, error)
+}
+
+func newActivityRegistrationPager(opts []ActivityRegistrationPaginateOption, reverse bool) (*activityregistrationPager, error) {
+	pager := &activityregistrationPager{reverse: reverse}
+	for _, opt := range opts {
+		if err := opt(pager); err != nil {
+			return nil, err
+		}
+	}
+	if pager.order == nil {
+		pager.order = DefaultActivityRegistrationOrder
+	}
+	return pager, nil
+}
+
+func (p *activityregistrationPager) applyFilter(query *ActivityRegistrationQuery) (*ActivityRegistrationQuery, error) {
+	if p.filter != nil {
+		return p.filter(query)
+	}
+	return query, nil
+}
+
+func (p *activityregistrationPager) toCursor(_m *ActivityRegistration) Cursor {
+	return p.order.Field.toCursor(_m)
+}
+
+func (p *activityregistrationPager) applyCursors(query *ActivityRegistrationQuery, after, before *Cursor) (*ActivityRegistrationQuery, error) {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	for _, predicate := range entgql.CursorsPredicate(after, before, DefaultActivityRegistrationOrder.Field.column, p.order.Field.column, direction) {
+		query = query.Where(predicate)
+	}
+	return query, nil
+}
+
+func (p *activityregistrationPager) applyOrder(query *ActivityRegistrationQuery) *ActivityRegistrationQuery {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	query = query.Order(p.order.Field.toTerm(direction.OrderTermOption()))
+	if p.order.Field != DefaultActivityRegistrationOrder.Field {
+		query = query.Order(DefaultActivityRegistrationOrder.Field.toTerm(direction.OrderTermOption()))
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(p.order.Field.column)
+	}
+	return query
+}
+
+func (p *activityregistrationPager) orderExpr(query *ActivityRegistrationQuery) sql.Querier {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(p.order.Field.column)
+	}
+	return sql.ExprFunc(func(b *sql.Builder) {
+		b.Ident(p.order.Field.column).Pad().WriteString(string(direction))
+		if p.order.Field != DefaultActivityRegistrationOrder.Field {
+			b.Comma().Ident(DefaultActivityRegistrationOrder.Field.column).Pad().WriteString(string(direction))
+		}
+	})
+}
+
+// Paginate executes the query and returns a relay based cursor connection to ActivityRegistration.
+func (_m *ActivityRegistrationQuery) Paginate(
+	ctx context.Context, after *Cursor, first *int,
+	before *Cursor, last *int, opts ...ActivityRegistrationPaginateOption,
+) (*ActivityRegistrationConnection, error) {
+	if err := validateFirstLast(first, last); err != nil {
+		return nil, err
+	}
+	pager, err := newActivityRegistrationPager(opts, last != nil)
+	if err != nil {
+		return nil, err
+	}
+	if _m, err = pager.applyFilter(_m); err != nil {
+		return nil, err
+	}
+	conn := &ActivityRegistrationConnection{Edges: []*ActivityRegistrationEdge{}}
+	ignoredEdges := !hasCollectedField(ctx, edgesField)
+	if hasCollectedField(ctx, totalCountField) || hasCollectedField(ctx, pageInfoField) {
+		hasPagination := after != nil || first != nil || before != nil || last != nil
+		if hasPagination || ignoredEdges {
+			c := _m.Clone()
+			c.ctx.Fields = nil
+			if conn.TotalCount, err = c.Count(ctx); err != nil {
+				return nil, err
+			}
+			conn.PageInfo.HasNextPage = first != nil && conn.TotalCount > 0
+			conn.PageInfo.HasPreviousPage = last != nil && conn.TotalCount > 0
+		}
+	}
+	if ignoredEdges || (first != nil && *first == 0) || (last != nil && *last == 0) {
+		return conn, nil
+	}
+	if _m, err = pager.applyCursors(_m, after, before); err != nil {
+		return nil, err
+	}
+	limit := paginateLimit(first, last)
+	if limit != 0 {
+		_m.Limit(limit)
+	}
+	if field := collectedField(ctx, edgesField, nodeField); field != nil {
+		if err := _m.collectField(ctx, limit == 1, graphql.GetOperationContext(ctx), *field, []string{edgesField, nodeField}); err != nil {
+			return nil, err
+		}
+	}
+	_m = pager.applyOrder(_m)
+	nodes, err := _m.All(ctx)
+	if err != nil {
+		return nil, err
+	}
+	conn.build(nodes, pager, after, first, before, last)
+	return conn, nil
+}
+
+// ActivityRegistrationOrderField defines the ordering field of ActivityRegistration.
+type ActivityRegistrationOrderField struct {
+	// Value extracts the ordering value from the given ActivityRegistration.
+	Value    func(*ActivityRegistration) (ent.Value, error)
+	column   string // field or computed.
+	toTerm   func(...sql.OrderTermOption) activityregistration.OrderOption
+	toCursor func(*ActivityRegistration) Cursor
+}
+
+// ActivityRegistrationOrder defines the ordering of ActivityRegistration.
+type ActivityRegistrationOrder struct {
+	Direction OrderDirection                  `json:"direction"`
+	Field     *ActivityRegistrationOrderField `json:"field"`
+}
+
+// DefaultActivityRegistrationOrder is the default ordering of ActivityRegistration.
+var DefaultActivityRegistrationOrder = &ActivityRegistrationOrder{
+	Direction: entgql.OrderDirectionAsc,
+	Field: &ActivityRegistrationOrderField{
+		Value: func(_m *ActivityRegistration) (ent.Value, error) {
+			return _m.ID, nil
+		},
+		column: activityregistration.FieldID,
+		toTerm: activityregistration.ByID,
+		toCursor: func(_m *ActivityRegistration) Cursor {
+			return Cursor{ID: _m.ID}
+		},
+	},
+}
+
+// ToEdge converts ActivityRegistration into ActivityRegistrationEdge.
+func (_m *ActivityRegistration) ToEdge(order *ActivityRegistrationOrder) *ActivityRegistrationEdge {
+	if order == nil {
+		order = DefaultActivityRegistrationOrder
+	}
+	return &ActivityRegistrationEdge{
+		Node:   _m,
+		Cursor: order.Field.toCursor(_m),
+	}
 }
 
 // ApiClientEdge is the edge representation of ApiClient.
@@ -3021,6 +3591,1096 @@ func (_m *Identity) ToEdge(order *IdentityOrder) *IdentityEdge {
 	}
 }
 
+// LotteryEdge is the edge representation of Lottery.
+type LotteryEdge struct {
+	Node   *Lottery `json:"node"`
+	Cursor Cursor   `json:"cursor"`
+}
+
+// LotteryConnection is the connection containing edges to Lottery.
+type LotteryConnection struct {
+	Edges      []*LotteryEdge `json:"edges"`
+	PageInfo   PageInfo       `json:"pageInfo"`
+	TotalCount int            `json:"totalCount"`
+}
+
+func (c *LotteryConnection) build(nodes []*Lottery, pager *lotteryPager, after *Cursor, first *int, before *Cursor, last *int) {
+	c.PageInfo.HasNextPage = before != nil
+	c.PageInfo.HasPreviousPage = after != nil
+	if first != nil && *first+1 == len(nodes) {
+		c.PageInfo.HasNextPage = true
+		nodes = nodes[:len(nodes)-1]
+	} else if last != nil && *last+1 == len(nodes) {
+		c.PageInfo.HasPreviousPage = true
+		nodes = nodes[:len(nodes)-1]
+	}
+	var nodeAt func(int) *Lottery
+	if last != nil {
+		n := len(nodes) - 1
+		nodeAt = func(i int) *Lottery {
+			return nodes[n-i]
+		}
+	} else {
+		nodeAt = func(i int) *Lottery {
+			return nodes[i]
+		}
+	}
+	c.Edges = make([]*LotteryEdge, len(nodes))
+	for i := range nodes {
+		node := nodeAt(i)
+		c.Edges[i] = &LotteryEdge{
+			Node:   node,
+			Cursor: pager.toCursor(node),
+		}
+	}
+	if l := len(c.Edges); l > 0 {
+		c.PageInfo.StartCursor = &c.Edges[0].Cursor
+		c.PageInfo.EndCursor = &c.Edges[l-1].Cursor
+	}
+	if c.TotalCount == 0 {
+		c.TotalCount = len(nodes)
+	}
+}
+
+// LotteryPaginateOption enables pagination customization.
+type LotteryPaginateOption func(*lotteryPager) error
+
+// WithLotteryOrder configures pagination ordering.
+func WithLotteryOrder(order *LotteryOrder) LotteryPaginateOption {
+	if order == nil {
+		order = DefaultLotteryOrder
+	}
+	o := *order
+	return func(pager *lotteryPager) error {
+		if err := o.Direction.Validate(); err != nil {
+			return err
+		}
+		if o.Field == nil {
+			o.Field = DefaultLotteryOrder.Field
+		}
+		pager.order = &o
+		return nil
+	}
+}
+
+// WithLotteryFilter configures pagination filter.
+func WithLotteryFilter(filter func(*LotteryQuery) (*LotteryQuery, error)) LotteryPaginateOption {
+	return func(pager *lotteryPager) error {
+		if filter == nil {
+			return errors.New("LotteryQuery filter cannot be nil")
+		}
+		pager.filter = filter
+		return nil
+	}
+}
+
+type lotteryPager struct {
+	reverse bool
+	order   *LotteryOrder
+	filter  func(*LotteryQuery) (*LotteryQuery, error)
+}
+
+func newLotteryPager(opts []LotteryPaginateOption, reverse bool) (*lotteryPager, error) {
+	pager := &lotteryPager{reverse: reverse}
+	for _, opt := range opts {
+		if err := opt(pager); err != nil {
+			return nil, err
+		}
+	}
+	if pager.order == nil {
+		pager.order = DefaultLotteryOrder
+	}
+	return pager, nil
+}
+
+func (p *lotteryPager) applyFilter(query *LotteryQuery) (*LotteryQuery, error) {
+	if p.filter != nil {
+		return p.filter(query)
+	}
+	return query, nil
+}
+
+func (p *lotteryPager) toCursor(_m *Lottery) Cursor {
+	return p.order.Field.toCursor(_m)
+}
+
+func (p *lotteryPager) applyCursors(query *LotteryQuery, after, before *Cursor) (*LotteryQuery, error) {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	for _, predicate := range entgql.CursorsPredicate(after, before, DefaultLotteryOrder.Field.column, p.order.Field.column, direction) {
+		query = query.Where(predicate)
+	}
+	return query, nil
+}
+
+func (p *lotteryPager) applyOrder(query *LotteryQuery) *LotteryQuery {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	query = query.Order(p.order.Field.toTerm(direction.OrderTermOption()))
+	if p.order.Field != DefaultLotteryOrder.Field {
+		query = query.Order(DefaultLotteryOrder.Field.toTerm(direction.OrderTermOption()))
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(p.order.Field.column)
+	}
+	return query
+}
+
+func (p *lotteryPager) orderExpr(query *LotteryQuery) sql.Querier {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(p.order.Field.column)
+	}
+	return sql.ExprFunc(func(b *sql.Builder) {
+		b.Ident(p.order.Field.column).Pad().WriteString(string(direction))
+		if p.order.Field != DefaultLotteryOrder.Field {
+			b.Comma().Ident(DefaultLotteryOrder.Field.column).Pad().WriteString(string(direction))
+		}
+	})
+}
+
+// Paginate executes the query and returns a relay based cursor connection to Lottery.
+func (_m *LotteryQuery) Paginate(
+	ctx context.Context, after *Cursor, first *int,
+	before *Cursor, last *int, opts ...LotteryPaginateOption,
+) (*LotteryConnection, error) {
+	if err := validateFirstLast(first, last); err != nil {
+		return nil, err
+	}
+	pager, err := newLotteryPager(opts, last != nil)
+	if err != nil {
+		return nil, err
+	}
+	if _m, err = pager.applyFilter(_m); err != nil {
+		return nil, err
+	}
+	conn := &LotteryConnection{Edges: []*LotteryEdge{}}
+	ignoredEdges := !hasCollectedField(ctx, edgesField)
+	if hasCollectedField(ctx, totalCountField) || hasCollectedField(ctx, pageInfoField) {
+		hasPagination := after != nil || first != nil || before != nil || last != nil
+		if hasPagination || ignoredEdges {
+			c := _m.Clone()
+			c.ctx.Fields = nil
+			if conn.TotalCount, err = c.Count(ctx); err != nil {
+				return nil, err
+			}
+			conn.PageInfo.HasNextPage = first != nil && conn.TotalCount > 0
+			conn.PageInfo.HasPreviousPage = last != nil && conn.TotalCount > 0
+		}
+	}
+	if ignoredEdges || (first != nil && *first == 0) || (last != nil && *last == 0) {
+		return conn, nil
+	}
+	if _m, err = pager.applyCursors(_m, after, before); err != nil {
+		return nil, err
+	}
+	limit := paginateLimit(first, last)
+	if limit != 0 {
+		_m.Limit(limit)
+	}
+	if field := collectedField(ctx, edgesField, nodeField); field != nil {
+		if err := _m.collectField(ctx, limit == 1, graphql.GetOperationContext(ctx), *field, []string{edgesField, nodeField}); err != nil {
+			return nil, err
+		}
+	}
+	_m = pager.applyOrder(_m)
+	nodes, err := _m.All(ctx)
+	if err != nil {
+		return nil, err
+	}
+	conn.build(nodes, pager, after, first, before, last)
+	return conn, nil
+}
+
+var (
+	// LotteryOrderFieldCreatedAt orders Lottery by created_at.
+	LotteryOrderFieldCreatedAt = &LotteryOrderField{
+		Value: func(_m *Lottery) (ent.Value, error) {
+			return _m.CreatedAt, nil
+		},
+		column: lottery.FieldCreatedAt,
+		toTerm: lottery.ByCreatedAt,
+		toCursor: func(_m *Lottery) Cursor {
+			return Cursor{
+				ID:    _m.ID,
+				Value: _m.CreatedAt,
+			}
+		},
+	}
+)
+
+// String implement fmt.Stringer interface.
+func (f LotteryOrderField) String() string {
+	var str string
+	switch f.column {
+	case LotteryOrderFieldCreatedAt.column:
+		str = "CREATED_AT"
+	}
+	return str
+}
+
+// MarshalGQL implements graphql.Marshaler interface.
+func (f LotteryOrderField) MarshalGQL(w io.Writer) {
+	io.WriteString(w, strconv.Quote(f.String()))
+}
+
+// UnmarshalGQL implements graphql.Unmarshaler interface.
+func (f *LotteryOrderField) UnmarshalGQL(v interface{}) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("LotteryOrderField %T must be a string", v)
+	}
+	switch str {
+	case "CREATED_AT":
+		*f = *LotteryOrderFieldCreatedAt
+	default:
+		return fmt.Errorf("%s is not a valid LotteryOrderField", str)
+	}
+	return nil
+}
+
+// LotteryOrderField defines the ordering field of Lottery.
+type LotteryOrderField struct {
+	// Value extracts the ordering value from the given Lottery.
+	Value    func(*Lottery) (ent.Value, error)
+	column   string // field or computed.
+	toTerm   func(...sql.OrderTermOption) lottery.OrderOption
+	toCursor func(*Lottery) Cursor
+}
+
+// LotteryOrder defines the ordering of Lottery.
+type LotteryOrder struct {
+	Direction OrderDirection     `json:"direction"`
+	Field     *LotteryOrderField `json:"field"`
+}
+
+// DefaultLotteryOrder is the default ordering of Lottery.
+var DefaultLotteryOrder = &LotteryOrder{
+	Direction: entgql.OrderDirectionAsc,
+	Field: &LotteryOrderField{
+		Value: func(_m *Lottery) (ent.Value, error) {
+			return _m.ID, nil
+		},
+		column: lottery.FieldID,
+		toTerm: lottery.ByID,
+		toCursor: func(_m *Lottery) Cursor {
+			return Cursor{ID: _m.ID}
+		},
+	},
+}
+
+// ToEdge converts Lottery into LotteryEdge.
+func (_m *Lottery) ToEdge(order *LotteryOrder) *LotteryEdge {
+	if order == nil {
+		order = DefaultLotteryOrder
+	}
+	return &LotteryEdge{
+		Node:   _m,
+		Cursor: order.Field.toCursor(_m),
+	}
+}
+
+// LotteryPrizeEdge is the edge representation of LotteryPrize.
+type LotteryPrizeEdge struct {
+	Node   *LotteryPrize `json:"node"`
+	Cursor Cursor        `json:"cursor"`
+}
+
+// LotteryPrizeConnection is the connection containing edges to LotteryPrize.
+type LotteryPrizeConnection struct {
+	Edges      []*LotteryPrizeEdge `json:"edges"`
+	PageInfo   PageInfo            `json:"pageInfo"`
+	TotalCount int                 `json:"totalCount"`
+}
+
+func (c *LotteryPrizeConnection) build(nodes []*LotteryPrize, pager *lotteryprizePager, after *Cursor, first *int, before *Cursor, last *int) {
+	c.PageInfo.HasNextPage = before != nil
+	c.PageInfo.HasPreviousPage = after != nil
+	if first != nil && *first+1 == len(nodes) {
+		c.PageInfo.HasNextPage = true
+		nodes = nodes[:len(nodes)-1]
+	} else if last != nil && *last+1 == len(nodes) {
+		c.PageInfo.HasPreviousPage = true
+		nodes = nodes[:len(nodes)-1]
+	}
+	var nodeAt func(int) *LotteryPrize
+	if last != nil {
+		n := len(nodes) - 1
+		nodeAt = func(i int) *LotteryPrize {
+			return nodes[n-i]
+		}
+	} else {
+		nodeAt = func(i int) *LotteryPrize {
+			return nodes[i]
+		}
+	}
+	c.Edges = make([]*LotteryPrizeEdge, len(nodes))
+	for i := range nodes {
+		node := nodeAt(i)
+		c.Edges[i] = &LotteryPrizeEdge{
+			Node:   node,
+			Cursor: pager.toCursor(node),
+		}
+	}
+	if l := len(c.Edges); l > 0 {
+		c.PageInfo.StartCursor = &c.Edges[0].Cursor
+		c.PageInfo.EndCursor = &c.Edges[l-1].Cursor
+	}
+	if c.TotalCount == 0 {
+		c.TotalCount = len(nodes)
+	}
+}
+
+// LotteryPrizePaginateOption enables pagination customization.
+type LotteryPrizePaginateOption func(*lotteryprizePager) error
+
+// WithLotteryPrizeOrder configures pagination ordering.
+func WithLotteryPrizeOrder(order *LotteryPrizeOrder) LotteryPrizePaginateOption {
+	if order == nil {
+		order = DefaultLotteryPrizeOrder
+	}
+	o := *order
+	return func(pager *lotteryprizePager) error {
+		if err := o.Direction.Validate(); err != nil {
+			return err
+		}
+		if o.Field == nil {
+			o.Field = DefaultLotteryPrizeOrder.Field
+		}
+		pager.order = &o
+		return nil
+	}
+}
+
+// WithLotteryPrizeFilter configures pagination filter.
+func WithLotteryPrizeFilter(filter func(*LotteryPrizeQuery) (*LotteryPrizeQuery, error)) LotteryPrizePaginateOption {
+	return func(pager *lotteryprizePager) error {
+		if filter == nil {
+			return errors.New("LotteryPrizeQuery filter cannot be nil")
+		}
+		pager.filter = filter
+		return nil
+	}
+}
+
+type lotteryprizePager struct {
+	reverse bool
+	order   *LotteryPrizeOrder
+	filter  func(*LotteryPrizeQuery) (*LotteryPrizeQuery, error)
+}
+
+func newLotteryPrizePager(opts []LotteryPrizePaginateOption, reverse bool) (*lotteryprizePager, error) {
+	pager := &lotteryprizePager{reverse: reverse}
+	for _, opt := range opts {
+		if err := opt(pager); err != nil {
+			return nil, err
+		}
+	}
+	if pager.order == nil {
+		pager.order = DefaultLotteryPrizeOrder
+	}
+	return pager, nil
+}
+
+func (p *lotteryprizePager) applyFilter(query *LotteryPrizeQuery) (*LotteryPrizeQuery, error) {
+	if p.filter != nil {
+		return p.filter(query)
+	}
+	return query, nil
+}
+
+func (p *lotteryprizePager) toCursor(_m *LotteryPrize) Cursor {
+	return p.order.Field.toCursor(_m)
+}
+
+func (p *lotteryprizePager) applyCursors(query *LotteryPrizeQuery, after, before *Cursor) (*LotteryPrizeQuery, error) {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	for _, predicate := range entgql.CursorsPredicate(after, before, DefaultLotteryPrizeOrder.Field.column, p.order.Field.column, direction) {
+		query = query.Where(predicate)
+	}
+	return query, nil
+}
+
+func (p *lotteryprizePager) applyOrder(query *LotteryPrizeQuery) *LotteryPrizeQuery {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	query = query.Order(p.order.Field.toTerm(direction.OrderTermOption()))
+	if p.order.Field != DefaultLotteryPrizeOrder.Field {
+		query = query.Order(DefaultLotteryPrizeOrder.Field.toTerm(direction.OrderTermOption()))
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(p.order.Field.column)
+	}
+	return query
+}
+
+func (p *lotteryprizePager) orderExpr(query *LotteryPrizeQuery) sql.Querier {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(p.order.Field.column)
+	}
+	return sql.ExprFunc(func(b *sql.Builder) {
+		b.Ident(p.order.Field.column).Pad().WriteString(string(direction))
+		if p.order.Field != DefaultLotteryPrizeOrder.Field {
+			b.Comma().Ident(DefaultLotteryPrizeOrder.Field.column).Pad().WriteString(string(direction))
+		}
+	})
+}
+
+// Paginate executes the query and returns a relay based cursor connection to LotteryPrize.
+func (_m *LotteryPrizeQuery) Paginate(
+	ctx context.Context, after *Cursor, first *int,
+	before *Cursor, last *int, opts ...LotteryPrizePaginateOption,
+) (*LotteryPrizeConnection, error) {
+	if err := validateFirstLast(first, last); err != nil {
+		return nil, err
+	}
+	pager, err := newLotteryPrizePager(opts, last != nil)
+	if err != nil {
+		return nil, err
+	}
+	if _m, err = pager.applyFilter(_m); err != nil {
+		return nil, err
+	}
+	conn := &LotteryPrizeConnection{Edges: []*LotteryPrizeEdge{}}
+	ignoredEdges := !hasCollectedField(ctx, edgesField)
+	if hasCollectedField(ctx, totalCountField) || hasCollectedField(ctx, pageInfoField) {
+		hasPagination := after != nil || first != nil || before != nil || last != nil
+		if hasPagination || ignoredEdges {
+			c := _m.Clone()
+			c.ctx.Fields = nil
+			if conn.TotalCount, err = c.Count(ctx); err != nil {
+				return nil, err
+			}
+			conn.PageInfo.HasNextPage = first != nil && conn.TotalCount > 0
+			conn.PageInfo.HasPreviousPage = last != nil && conn.TotalCount > 0
+		}
+	}
+	if ignoredEdges || (first != nil && *first == 0) || (last != nil && *last == 0) {
+		return conn, nil
+	}
+	if _m, err = pager.applyCursors(_m, after, before); err != nil {
+		return nil, err
+	}
+	limit := paginateLimit(first, last)
+	if limit != 0 {
+		_m.Limit(limit)
+	}
+	if field := collectedField(ctx, edgesField, nodeField); field != nil {
+		if err := _m.collectField(ctx, limit == 1, graphql.GetOperationContext(ctx), *field, []string{edgesField, nodeField}); err != nil {
+			return nil, err
+		}
+	}
+	_m = pager.applyOrder(_m)
+	nodes, err := _m.All(ctx)
+	if err != nil {
+		return nil, err
+	}
+	conn.build(nodes, pager, after, first, before, last)
+	return conn, nil
+}
+
+// LotteryPrizeOrderField defines the ordering field of LotteryPrize.
+type LotteryPrizeOrderField struct {
+	// Value extracts the ordering value from the given LotteryPrize.
+	Value    func(*LotteryPrize) (ent.Value, error)
+	column   string // field or computed.
+	toTerm   func(...sql.OrderTermOption) lotteryprize.OrderOption
+	toCursor func(*LotteryPrize) Cursor
+}
+
+// LotteryPrizeOrder defines the ordering of LotteryPrize.
+type LotteryPrizeOrder struct {
+	Direction OrderDirection          `json:"direction"`
+	Field     *LotteryPrizeOrderField `json:"field"`
+}
+
+// DefaultLotteryPrizeOrder is the default ordering of LotteryPrize.
+var DefaultLotteryPrizeOrder = &LotteryPrizeOrder{
+	Direction: entgql.OrderDirectionAsc,
+	Field: &LotteryPrizeOrderField{
+		Value: func(_m *LotteryPrize) (ent.Value, error) {
+			return _m.ID, nil
+		},
+		column: lotteryprize.FieldID,
+		toTerm: lotteryprize.ByID,
+		toCursor: func(_m *LotteryPrize) Cursor {
+			return Cursor{ID: _m.ID}
+		},
+	},
+}
+
+// ToEdge converts LotteryPrize into LotteryPrizeEdge.
+func (_m *LotteryPrize) ToEdge(order *LotteryPrizeOrder) *LotteryPrizeEdge {
+	if order == nil {
+		order = DefaultLotteryPrizeOrder
+	}
+	return &LotteryPrizeEdge{
+		Node:   _m,
+		Cursor: order.Field.toCursor(_m),
+	}
+}
+
+// MallItemEdge is the edge representation of MallItem.
+type MallItemEdge struct {
+	Node   *MallItem `json:"node"`
+	Cursor Cursor    `json:"cursor"`
+}
+
+// MallItemConnection is the connection containing edges to MallItem.
+type MallItemConnection struct {
+	Edges      []*MallItemEdge `json:"edges"`
+	PageInfo   PageInfo        `json:"pageInfo"`
+	TotalCount int             `json:"totalCount"`
+}
+
+func (c *MallItemConnection) build(nodes []*MallItem, pager *mallitemPager, after *Cursor, first *int, before *Cursor, last *int) {
+	c.PageInfo.HasNextPage = before != nil
+	c.PageInfo.HasPreviousPage = after != nil
+	if first != nil && *first+1 == len(nodes) {
+		c.PageInfo.HasNextPage = true
+		nodes = nodes[:len(nodes)-1]
+	} else if last != nil && *last+1 == len(nodes) {
+		c.PageInfo.HasPreviousPage = true
+		nodes = nodes[:len(nodes)-1]
+	}
+	var nodeAt func(int) *MallItem
+	if last != nil {
+		n := len(nodes) - 1
+		nodeAt = func(i int) *MallItem {
+			return nodes[n-i]
+		}
+	} else {
+		nodeAt = func(i int) *MallItem {
+			return nodes[i]
+		}
+	}
+	c.Edges = make([]*MallItemEdge, len(nodes))
+	for i := range nodes {
+		node := nodeAt(i)
+		c.Edges[i] = &MallItemEdge{
+			Node:   node,
+			Cursor: pager.toCursor(node),
+		}
+	}
+	if l := len(c.Edges); l > 0 {
+		c.PageInfo.StartCursor = &c.Edges[0].Cursor
+		c.PageInfo.EndCursor = &c.Edges[l-1].Cursor
+	}
+	if c.TotalCount == 0 {
+		c.TotalCount = len(nodes)
+	}
+}
+
+// MallItemPaginateOption enables pagination customization.
+type MallItemPaginateOption func(*mallitemPager) error
+
+// WithMallItemOrder configures pagination ordering.
+func WithMallItemOrder(order *MallItemOrder) MallItemPaginateOption {
+	if order == nil {
+		order = DefaultMallItemOrder
+	}
+	o := *order
+	return func(pager *mallitemPager) error {
+		if err := o.Direction.Validate(); err != nil {
+			return err
+		}
+		if o.Field == nil {
+			o.Field = DefaultMallItemOrder.Field
+		}
+		pager.order = &o
+		return nil
+	}
+}
+
+// WithMallItemFilter configures pagination filter.
+func WithMallItemFilter(filter func(*MallItemQuery) (*MallItemQuery, error)) MallItemPaginateOption {
+	return func(pager *mallitemPager) error {
+		if filter == nil {
+			return errors.New("MallItemQuery filter cannot be nil")
+		}
+		pager.filter = filter
+		return nil
+	}
+}
+
+type mallitemPager struct {
+	reverse bool
+	order   *MallItemOrder
+	filter  func(*MallItemQuery) (*MallItemQuery, error)
+}
+
+func newMallItemPager(opts []MallItemPaginateOption, reverse bool) (*mallitemPager, error) {
+	pager := &mallitemPager{reverse: reverse}
+	for _, opt := range opts {
+		if err := opt(pager); err != nil {
+			return nil, err
+		}
+	}
+	if pager.order == nil {
+		pager.order = DefaultMallItemOrder
+	}
+	return pager, nil
+}
+
+func (p *mallitemPager) applyFilter(query *MallItemQuery) (*MallItemQuery, error) {
+	if p.filter != nil {
+		return p.filter(query)
+	}
+	return query, nil
+}
+
+func (p *mallitemPager) toCursor(_m *MallItem) Cursor {
+	return p.order.Field.toCursor(_m)
+}
+
+func (p *mallitemPager) applyCursors(query *MallItemQuery, after, before *Cursor) (*MallItemQuery, error) {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	for _, predicate := range entgql.CursorsPredicate(after, before, DefaultMallItemOrder.Field.column, p.order.Field.column, direction) {
+		query = query.Where(predicate)
+	}
+	return query, nil
+}
+
+func (p *mallitemPager) applyOrder(query *MallItemQuery) *MallItemQuery {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	query = query.Order(p.order.Field.toTerm(direction.OrderTermOption()))
+	if p.order.Field != DefaultMallItemOrder.Field {
+		query = query.Order(DefaultMallItemOrder.Field.toTerm(direction.OrderTermOption()))
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(p.order.Field.column)
+	}
+	return query
+}
+
+func (p *mallitemPager) orderExpr(query *MallItemQuery) sql.Querier {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(p.order.Field.column)
+	}
+	return sql.ExprFunc(func(b *sql.Builder) {
+		b.Ident(p.order.Field.column).Pad().WriteString(string(direction))
+		if p.order.Field != DefaultMallItemOrder.Field {
+			b.Comma().Ident(DefaultMallItemOrder.Field.column).Pad().WriteString(string(direction))
+		}
+	})
+}
+
+// Paginate executes the query and returns a relay based cursor connection to MallItem.
+func (_m *MallItemQuery) Paginate(
+	ctx context.Context, after *Cursor, first *int,
+	before *Cursor, last *int, opts ...MallItemPaginateOption,
+) (*MallItemConnection, error) {
+	if err := validateFirstLast(first, last); err != nil {
+		return nil, err
+	}
+	pager, err := newMallItemPager(opts, last != nil)
+	if err != nil {
+		return nil, err
+	}
+	if _m, err = pager.applyFilter(_m); err != nil {
+		return nil, err
+	}
+	conn := &MallItemConnection{Edges: []*MallItemEdge{}}
+	ignoredEdges := !hasCollectedField(ctx, edgesField)
+	if hasCollectedField(ctx, totalCountField) || hasCollectedField(ctx, pageInfoField) {
+		hasPagination := after != nil || first != nil || before != nil || last != nil
+		if hasPagination || ignoredEdges {
+			c := _m.Clone()
+			c.ctx.Fields = nil
+			if conn.TotalCount, err = c.Count(ctx); err != nil {
+				return nil, err
+			}
+			conn.PageInfo.HasNextPage = first != nil && conn.TotalCount > 0
+			conn.PageInfo.HasPreviousPage = last != nil && conn.TotalCount > 0
+		}
+	}
+	if ignoredEdges || (first != nil && *first == 0) || (last != nil && *last == 0) {
+		return conn, nil
+	}
+	if _m, err = pager.applyCursors(_m, after, before); err != nil {
+		return nil, err
+	}
+	limit := paginateLimit(first, last)
+	if limit != 0 {
+		_m.Limit(limit)
+	}
+	if field := collectedField(ctx, edgesField, nodeField); field != nil {
+		if err := _m.collectField(ctx, limit == 1, graphql.GetOperationContext(ctx), *field, []string{edgesField, nodeField}); err != nil {
+			return nil, err
+		}
+	}
+	_m = pager.applyOrder(_m)
+	nodes, err := _m.All(ctx)
+	if err != nil {
+		return nil, err
+	}
+	conn.build(nodes, pager, after, first, before, last)
+	return conn, nil
+}
+
+var (
+	// MallItemOrderFieldCreatedAt orders MallItem by created_at.
+	MallItemOrderFieldCreatedAt = &MallItemOrderField{
+		Value: func(_m *MallItem) (ent.Value, error) {
+			return _m.CreatedAt, nil
+		},
+		column: mallitem.FieldCreatedAt,
+		toTerm: mallitem.ByCreatedAt,
+		toCursor: func(_m *MallItem) Cursor {
+			return Cursor{
+				ID:    _m.ID,
+				Value: _m.CreatedAt,
+			}
+		},
+	}
+)
+
+// String implement fmt.Stringer interface.
+func (f MallItemOrderField) String() string {
+	var str string
+	switch f.column {
+	case MallItemOrderFieldCreatedAt.column:
+		str = "CREATED_AT"
+	}
+	return str
+}
+
+// MarshalGQL implements graphql.Marshaler interface.
+func (f MallItemOrderField) MarshalGQL(w io.Writer) {
+	io.WriteString(w, strconv.Quote(f.String()))
+}
+
+// UnmarshalGQL implements graphql.Unmarshaler interface.
+func (f *MallItemOrderField) UnmarshalGQL(v interface{}) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("MallItemOrderField %T must be a string", v)
+	}
+	switch str {
+	case "CREATED_AT":
+		*f = *MallItemOrderFieldCreatedAt
+	default:
+		return fmt.Errorf("%s is not a valid MallItemOrderField", str)
+	}
+	return nil
+}
+
+// MallItemOrderField defines the ordering field of MallItem.
+type MallItemOrderField struct {
+	// Value extracts the ordering value from the given MallItem.
+	Value    func(*MallItem) (ent.Value, error)
+	column   string // field or computed.
+	toTerm   func(...sql.OrderTermOption) mallitem.OrderOption
+	toCursor func(*MallItem) Cursor
+}
+
+// MallItemOrder defines the ordering of MallItem.
+type MallItemOrder struct {
+	Direction OrderDirection      `json:"direction"`
+	Field     *MallItemOrderField `json:"field"`
+}
+
+// DefaultMallItemOrder is the default ordering of MallItem.
+var DefaultMallItemOrder = &MallItemOrder{
+	Direction: entgql.OrderDirectionAsc,
+	Field: &MallItemOrderField{
+		Value: func(_m *MallItem) (ent.Value, error) {
+			return _m.ID, nil
+		},
+		column: mallitem.FieldID,
+		toTerm: mallitem.ByID,
+		toCursor: func(_m *MallItem) Cursor {
+			return Cursor{ID: _m.ID}
+		},
+	},
+}
+
+// ToEdge converts MallItem into MallItemEdge.
+func (_m *MallItem) ToEdge(order *MallItemOrder) *MallItemEdge {
+	if order == nil {
+		order = DefaultMallItemOrder
+	}
+	return &MallItemEdge{
+		Node:   _m,
+		Cursor: order.Field.toCursor(_m),
+	}
+}
+
+// MallRedemptionEdge is the edge representation of MallRedemption.
+type MallRedemptionEdge struct {
+	Node   *MallRedemption `json:"node"`
+	Cursor Cursor          `json:"cursor"`
+}
+
+// MallRedemptionConnection is the connection containing edges to MallRedemption.
+type MallRedemptionConnection struct {
+	Edges      []*MallRedemptionEdge `json:"edges"`
+	PageInfo   PageInfo              `json:"pageInfo"`
+	TotalCount int                   `json:"totalCount"`
+}
+
+func (c *MallRedemptionConnection) build(nodes []*MallRedemption, pager *mallredemptionPager, after *Cursor, first *int, before *Cursor, last *int) {
+	c.PageInfo.HasNextPage = before != nil
+	c.PageInfo.HasPreviousPage = after != nil
+	if first != nil && *first+1 == len(nodes) {
+		c.PageInfo.HasNextPage = true
+		nodes = nodes[:len(nodes)-1]
+	} else if last != nil && *last+1 == len(nodes) {
+		c.PageInfo.HasPreviousPage = true
+		nodes = nodes[:len(nodes)-1]
+	}
+	var nodeAt func(int) *MallRedemption
+	if last != nil {
+		n := len(nodes) - 1
+		nodeAt = func(i int) *MallRedemption {
+			return nodes[n-i]
+		}
+	} else {
+		nodeAt = func(i int) *MallRedemption {
+			return nodes[i]
+		}
+	}
+	c.Edges = make([]*MallRedemptionEdge, len(nodes))
+	for i := range nodes {
+		node := nodeAt(i)
+		c.Edges[i] = &MallRedemptionEdge{
+			Node:   node,
+			Cursor: pager.toCursor(node),
+		}
+	}
+	if l := len(c.Edges); l > 0 {
+		c.PageInfo.StartCursor = &c.Edges[0].Cursor
+		c.PageInfo.EndCursor = &c.Edges[l-1].Cursor
+	}
+	if c.TotalCount == 0 {
+		c.TotalCount = len(nodes)
+	}
+}
+
+// MallRedemptionPaginateOption enables pagination customization.
+type MallRedemptionPaginateOption func(*mallredemptionPager) error
+
+// WithMallRedemptionOrder configures pagination ordering.
+func WithMallRedemptionOrder(order *MallRedemptionOrder) MallRedemptionPaginateOption {
+	if order == nil {
+		order = DefaultMallRedemptionOrder
+	}
+	o := *order
+	return func(pager *mallredemptionPager) error {
+		if err := o.Direction.Validate(); err != nil {
+			return err
+		}
+		if o.Field == nil {
+			o.Field = DefaultMallRedemptionOrder.Field
+		}
+		pager.order = &o
+		return nil
+	}
+}
+
+// WithMallRedemptionFilter configures pagination filter.
+func WithMallRedemptionFilter(filter func(*MallRedemptionQuery) (*MallRedemptionQuery, error)) MallRedemptionPaginateOption {
+	return func(pager *mallredemptionPager) error {
+		if filter == nil {
+			return errors.New("MallRedemptionQuery filter cannot be nil")
+		}
+		pager.filter = filter
+		return nil
+	}
+}
+
+type mallredemptionPager struct {
+	reverse bool
+	order   *MallRedemptionOrder
+	filter  func(*MallRedemptionQuery) (*MallRedemptionQuery, error)
+}
+
+func newMallRedemptionPager(opts []MallRedemptionPaginateOption, reverse bool) (*mallredemptionPager, error) {
+	pager := &mallredemptionPager{reverse: reverse}
+	for _, opt := range opts {
+		if err := opt(pager); err != nil {
+			return nil, err
+		}
+	}
+	if pager.order == nil {
+		pager.order = DefaultMallRedemptionOrder
+	}
+	return pager, nil
+}
+
+func (p *mallredemptionPager) applyFilter(query *MallRedemptionQuery) (*MallRedemptionQuery, error) {
+	if p.filter != nil {
+		return p.filter(query)
+	}
+	return query, nil
+}
+
+func (p *mallredemptionPager) toCursor(_m *MallRedemption) Cursor {
+	return p.order.Field.toCursor(_m)
+}
+
+func (p *mallredemptionPager) applyCursors(query *MallRedemptionQuery, after, before *Cursor) (*MallRedemptionQuery, error) {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	for _, predicate := range entgql.CursorsPredicate(after, before, DefaultMallRedemptionOrder.Field.column, p.order.Field.column, direction) {
+		query = query.Where(predicate)
+	}
+	return query, nil
+}
+
+func (p *mallredemptionPager) applyOrder(query *MallRedemptionQuery) *MallRedemptionQuery {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	query = query.Order(p.order.Field.toTerm(direction.OrderTermOption()))
+	if p.order.Field != DefaultMallRedemptionOrder.Field {
+		query = query.Order(DefaultMallRedemptionOrder.Field.toTerm(direction.OrderTermOption()))
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(p.order.Field.column)
+	}
+	return query
+}
+
+func (p *mallredemptionPager) orderExpr(query *MallRedemptionQuery) sql.Querier {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(p.order.Field.column)
+	}
+	return sql.ExprFunc(func(b *sql.Builder) {
+		b.Ident(p.order.Field.column).Pad().WriteString(string(direction))
+		if p.order.Field != DefaultMallRedemptionOrder.Field {
+			b.Comma().Ident(DefaultMallRedemptionOrder.Field.column).Pad().WriteString(string(direction))
+		}
+	})
+}
+
+// Paginate executes the query and returns a relay based cursor connection to MallRedemption.
+func (_m *MallRedemptionQuery) Paginate(
+	ctx context.Context, after *Cursor, first *int,
+	before *Cursor, last *int, opts ...MallRedemptionPaginateOption,
+) (*MallRedemptionConnection, error) {
+	if err := validateFirstLast(first, last); err != nil {
+		return nil, err
+	}
+	pager, err := newMallRedemptionPager(opts, last != nil)
+	if err != nil {
+		return nil, err
+	}
+	if _m, err = pager.applyFilter(_m); err != nil {
+		return nil, err
+	}
+	conn := &MallRedemptionConnection{Edges: []*MallRedemptionEdge{}}
+	ignoredEdges := !hasCollectedField(ctx, edgesField)
+	if hasCollectedField(ctx, totalCountField) || hasCollectedField(ctx, pageInfoField) {
+		hasPagination := after != nil || first != nil || before != nil || last != nil
+		if hasPagination || ignoredEdges {
+			c := _m.Clone()
+			c.ctx.Fields = nil
+			if conn.TotalCount, err = c.Count(ctx); err != nil {
+				return nil, err
+			}
+			conn.PageInfo.HasNextPage = first != nil && conn.TotalCount > 0
+			conn.PageInfo.HasPreviousPage = last != nil && conn.TotalCount > 0
+		}
+	}
+	if ignoredEdges || (first != nil && *first == 0) || (last != nil && *last == 0) {
+		return conn, nil
+	}
+	if _m, err = pager.applyCursors(_m, after, before); err != nil {
+		return nil, err
+	}
+	limit := paginateLimit(first, last)
+	if limit != 0 {
+		_m.Limit(limit)
+	}
+	if field := collectedField(ctx, edgesField, nodeField); field != nil {
+		if err := _m.collectField(ctx, limit == 1, graphql.GetOperationContext(ctx), *field, []string{edgesField, nodeField}); err != nil {
+			return nil, err
+		}
+	}
+	_m = pager.applyOrder(_m)
+	nodes, err := _m.All(ctx)
+	if err != nil {
+		return nil, err
+	}
+	conn.build(nodes, pager, after, first, before, last)
+	return conn, nil
+}
+
+// MallRedemptionOrderField defines the ordering field of MallRedemption.
+type MallRedemptionOrderField struct {
+	// Value extracts the ordering value from the given MallRedemption.
+	Value    func(*MallRedemption) (ent.Value, error)
+	column   string // field or computed.
+	toTerm   func(...sql.OrderTermOption) mallredemption.OrderOption
+	toCursor func(*MallRedemption) Cursor
+}
+
+// MallRedemptionOrder defines the ordering of MallRedemption.
+type MallRedemptionOrder struct {
+	Direction OrderDirection            `json:"direction"`
+	Field     *MallRedemptionOrderField `json:"field"`
+}
+
+// DefaultMallRedemptionOrder is the default ordering of MallRedemption.
+var DefaultMallRedemptionOrder = &MallRedemptionOrder{
+	Direction: entgql.OrderDirectionAsc,
+	Field: &MallRedemptionOrderField{
+		Value: func(_m *MallRedemption) (ent.Value, error) {
+			return _m.ID, nil
+		},
+		column: mallredemption.FieldID,
+		toTerm: mallredemption.ByID,
+		toCursor: func(_m *MallRedemption) Cursor {
+			return Cursor{ID: _m.ID}
+		},
+	},
+}
+
+// ToEdge converts MallRedemption into MallRedemptionEdge.
+func (_m *MallRedemption) ToEdge(order *MallRedemptionOrder) *MallRedemptionEdge {
+	if order == nil {
+		order = DefaultMallRedemptionOrder
+	}
+	return &MallRedemptionEdge{
+		Node:   _m,
+		Cursor: order.Field.toCursor(_m),
+	}
+}
+
 // MemberEdge is the edge representation of Member.
 type MemberEdge struct {
 	Node   *Member `json:"node"`
@@ -5077,6 +6737,302 @@ func (_m *PointsEntry) ToEdge(order *PointsEntryOrder) *PointsEntryEdge {
 		order = DefaultPointsEntryOrder
 	}
 	return &PointsEntryEdge{
+		Node:   _m,
+		Cursor: order.Field.toCursor(_m),
+	}
+}
+
+// PromoCodeEdge is the edge representation of PromoCode.
+type PromoCodeEdge struct {
+	Node   *PromoCode `json:"node"`
+	Cursor Cursor     `json:"cursor"`
+}
+
+// PromoCodeConnection is the connection containing edges to PromoCode.
+type PromoCodeConnection struct {
+	Edges      []*PromoCodeEdge `json:"edges"`
+	PageInfo   PageInfo         `json:"pageInfo"`
+	TotalCount int              `json:"totalCount"`
+}
+
+func (c *PromoCodeConnection) build(nodes []*PromoCode, pager *promocodePager, after *Cursor, first *int, before *Cursor, last *int) {
+	c.PageInfo.HasNextPage = before != nil
+	c.PageInfo.HasPreviousPage = after != nil
+	if first != nil && *first+1 == len(nodes) {
+		c.PageInfo.HasNextPage = true
+		nodes = nodes[:len(nodes)-1]
+	} else if last != nil && *last+1 == len(nodes) {
+		c.PageInfo.HasPreviousPage = true
+		nodes = nodes[:len(nodes)-1]
+	}
+	var nodeAt func(int) *PromoCode
+	if last != nil {
+		n := len(nodes) - 1
+		nodeAt = func(i int) *PromoCode {
+			return nodes[n-i]
+		}
+	} else {
+		nodeAt = func(i int) *PromoCode {
+			return nodes[i]
+		}
+	}
+	c.Edges = make([]*PromoCodeEdge, len(nodes))
+	for i := range nodes {
+		node := nodeAt(i)
+		c.Edges[i] = &PromoCodeEdge{
+			Node:   node,
+			Cursor: pager.toCursor(node),
+		}
+	}
+	if l := len(c.Edges); l > 0 {
+		c.PageInfo.StartCursor = &c.Edges[0].Cursor
+		c.PageInfo.EndCursor = &c.Edges[l-1].Cursor
+	}
+	if c.TotalCount == 0 {
+		c.TotalCount = len(nodes)
+	}
+}
+
+// PromoCodePaginateOption enables pagination customization.
+type PromoCodePaginateOption func(*promocodePager) error
+
+// WithPromoCodeOrder configures pagination ordering.
+func WithPromoCodeOrder(order *PromoCodeOrder) PromoCodePaginateOption {
+	if order == nil {
+		order = DefaultPromoCodeOrder
+	}
+	o := *order
+	return func(pager *promocodePager) error {
+		if err := o.Direction.Validate(); err != nil {
+			return err
+		}
+		if o.Field == nil {
+			o.Field = DefaultPromoCodeOrder.Field
+		}
+		pager.order = &o
+		return nil
+	}
+}
+
+// WithPromoCodeFilter configures pagination filter.
+func WithPromoCodeFilter(filter func(*PromoCodeQuery) (*PromoCodeQuery, error)) PromoCodePaginateOption {
+	return func(pager *promocodePager) error {
+		if filter == nil {
+			return errors.New("PromoCodeQuery filter cannot be nil")
+		}
+		pager.filter = filter
+		return nil
+	}
+}
+
+type promocodePager struct {
+	reverse bool
+	order   *PromoCodeOrder
+	filter  func(*PromoCodeQuery) (*PromoCodeQuery, error)
+}
+
+func newPromoCodePager(opts []PromoCodePaginateOption, reverse bool) (*promocodePager, error) {
+	pager := &promocodePager{reverse: reverse}
+	for _, opt := range opts {
+		if err := opt(pager); err != nil {
+			return nil, err
+		}
+	}
+	if pager.order == nil {
+		pager.order = DefaultPromoCodeOrder
+	}
+	return pager, nil
+}
+
+func (p *promocodePager) applyFilter(query *PromoCodeQuery) (*PromoCodeQuery, error) {
+	if p.filter != nil {
+		return p.filter(query)
+	}
+	return query, nil
+}
+
+func (p *promocodePager) toCursor(_m *PromoCode) Cursor {
+	return p.order.Field.toCursor(_m)
+}
+
+func (p *promocodePager) applyCursors(query *PromoCodeQuery, after, before *Cursor) (*PromoCodeQuery, error) {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	for _, predicate := range entgql.CursorsPredicate(after, before, DefaultPromoCodeOrder.Field.column, p.order.Field.column, direction) {
+		query = query.Where(predicate)
+	}
+	return query, nil
+}
+
+func (p *promocodePager) applyOrder(query *PromoCodeQuery) *PromoCodeQuery {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	query = query.Order(p.order.Field.toTerm(direction.OrderTermOption()))
+	if p.order.Field != DefaultPromoCodeOrder.Field {
+		query = query.Order(DefaultPromoCodeOrder.Field.toTerm(direction.OrderTermOption()))
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(p.order.Field.column)
+	}
+	return query
+}
+
+func (p *promocodePager) orderExpr(query *PromoCodeQuery) sql.Querier {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(p.order.Field.column)
+	}
+	return sql.ExprFunc(func(b *sql.Builder) {
+		b.Ident(p.order.Field.column).Pad().WriteString(string(direction))
+		if p.order.Field != DefaultPromoCodeOrder.Field {
+			b.Comma().Ident(DefaultPromoCodeOrder.Field.column).Pad().WriteString(string(direction))
+		}
+	})
+}
+
+// Paginate executes the query and returns a relay based cursor connection to PromoCode.
+func (_m *PromoCodeQuery) Paginate(
+	ctx context.Context, after *Cursor, first *int,
+	before *Cursor, last *int, opts ...PromoCodePaginateOption,
+) (*PromoCodeConnection, error) {
+	if err := validateFirstLast(first, last); err != nil {
+		return nil, err
+	}
+	pager, err := newPromoCodePager(opts, last != nil)
+	if err != nil {
+		return nil, err
+	}
+	if _m, err = pager.applyFilter(_m); err != nil {
+		return nil, err
+	}
+	conn := &PromoCodeConnection{Edges: []*PromoCodeEdge{}}
+	ignoredEdges := !hasCollectedField(ctx, edgesField)
+	if hasCollectedField(ctx, totalCountField) || hasCollectedField(ctx, pageInfoField) {
+		hasPagination := after != nil || first != nil || before != nil || last != nil
+		if hasPagination || ignoredEdges {
+			c := _m.Clone()
+			c.ctx.Fields = nil
+			if conn.TotalCount, err = c.Count(ctx); err != nil {
+				return nil, err
+			}
+			conn.PageInfo.HasNextPage = first != nil && conn.TotalCount > 0
+			conn.PageInfo.HasPreviousPage = last != nil && conn.TotalCount > 0
+		}
+	}
+	if ignoredEdges || (first != nil && *first == 0) || (last != nil && *last == 0) {
+		return conn, nil
+	}
+	if _m, err = pager.applyCursors(_m, after, before); err != nil {
+		return nil, err
+	}
+	limit := paginateLimit(first, last)
+	if limit != 0 {
+		_m.Limit(limit)
+	}
+	if field := collectedField(ctx, edgesField, nodeField); field != nil {
+		if err := _m.collectField(ctx, limit == 1, graphql.GetOperationContext(ctx), *field, []string{edgesField, nodeField}); err != nil {
+			return nil, err
+		}
+	}
+	_m = pager.applyOrder(_m)
+	nodes, err := _m.All(ctx)
+	if err != nil {
+		return nil, err
+	}
+	conn.build(nodes, pager, after, first, before, last)
+	return conn, nil
+}
+
+var (
+	// PromoCodeOrderFieldCreatedAt orders PromoCode by created_at.
+	PromoCodeOrderFieldCreatedAt = &PromoCodeOrderField{
+		Value: func(_m *PromoCode) (ent.Value, error) {
+			return _m.CreatedAt, nil
+		},
+		column: promocode.FieldCreatedAt,
+		toTerm: promocode.ByCreatedAt,
+		toCursor: func(_m *PromoCode) Cursor {
+			return Cursor{
+				ID:    _m.ID,
+				Value: _m.CreatedAt,
+			}
+		},
+	}
+)
+
+// String implement fmt.Stringer interface.
+func (f PromoCodeOrderField) String() string {
+	var str string
+	switch f.column {
+	case PromoCodeOrderFieldCreatedAt.column:
+		str = "CREATED_AT"
+	}
+	return str
+}
+
+// MarshalGQL implements graphql.Marshaler interface.
+func (f PromoCodeOrderField) MarshalGQL(w io.Writer) {
+	io.WriteString(w, strconv.Quote(f.String()))
+}
+
+// UnmarshalGQL implements graphql.Unmarshaler interface.
+func (f *PromoCodeOrderField) UnmarshalGQL(v interface{}) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("PromoCodeOrderField %T must be a string", v)
+	}
+	switch str {
+	case "CREATED_AT":
+		*f = *PromoCodeOrderFieldCreatedAt
+	default:
+		return fmt.Errorf("%s is not a valid PromoCodeOrderField", str)
+	}
+	return nil
+}
+
+// PromoCodeOrderField defines the ordering field of PromoCode.
+type PromoCodeOrderField struct {
+	// Value extracts the ordering value from the given PromoCode.
+	Value    func(*PromoCode) (ent.Value, error)
+	column   string // field or computed.
+	toTerm   func(...sql.OrderTermOption) promocode.OrderOption
+	toCursor func(*PromoCode) Cursor
+}
+
+// PromoCodeOrder defines the ordering of PromoCode.
+type PromoCodeOrder struct {
+	Direction OrderDirection       `json:"direction"`
+	Field     *PromoCodeOrderField `json:"field"`
+}
+
+// DefaultPromoCodeOrder is the default ordering of PromoCode.
+var DefaultPromoCodeOrder = &PromoCodeOrder{
+	Direction: entgql.OrderDirectionAsc,
+	Field: &PromoCodeOrderField{
+		Value: func(_m *PromoCode) (ent.Value, error) {
+			return _m.ID, nil
+		},
+		column: promocode.FieldID,
+		toTerm: promocode.ByID,
+		toCursor: func(_m *PromoCode) Cursor {
+			return Cursor{ID: _m.ID}
+		},
+	},
+}
+
+// ToEdge converts PromoCode into PromoCodeEdge.
+func (_m *PromoCode) ToEdge(order *PromoCodeOrder) *PromoCodeEdge {
+	if order == nil {
+		order = DefaultPromoCodeOrder
+	}
+	return &PromoCodeEdge{
 		Node:   _m,
 		Cursor: order.Field.toCursor(_m),
 	}

@@ -63,6 +63,8 @@ type Member struct {
 	StatusChangedAt *time.Time `json:"status_changed_at,omitempty"`
 	// StatusReason holds the value of the "status_reason" field.
 	StatusReason string `json:"status_reason,omitempty"`
+	// ReferralCode holds the value of the "referral_code" field.
+	ReferralCode *string `json:"referral_code,omitempty"`
 	// Edges holds the relations/edges for other nodes in the graph.
 	// The values are being populated by the MemberQuery when eager-loading is set.
 	Edges        MemberEdges `json:"edges"`
@@ -152,7 +154,7 @@ func (*Member) scanValues(columns []string) ([]any, error) {
 			values[i] = new([]byte)
 		case member.FieldID, member.FieldBirthYear, member.FieldBirthMonth, member.FieldSourceBusinessUnitID, member.FieldTierID, member.FieldMergedIntoID:
 			values[i] = new(sql.NullInt64)
-		case member.FieldMemberNo, member.FieldStatus, member.FieldDisplayName, member.FieldAvatarURL, member.FieldGender, member.FieldRegionCode, member.FieldSourceChannel, member.FieldStatusReason:
+		case member.FieldMemberNo, member.FieldStatus, member.FieldDisplayName, member.FieldAvatarURL, member.FieldGender, member.FieldRegionCode, member.FieldSourceChannel, member.FieldStatusReason, member.FieldReferralCode:
 			values[i] = new(sql.NullString)
 		case member.FieldCreatedAt, member.FieldUpdatedAt, member.FieldRegisteredAt, member.FieldStatusChangedAt:
 			values[i] = new(sql.NullTime)
@@ -309,6 +311,13 @@ func (_m *Member) assignValues(columns []string, values []any) error {
 			} else if value.Valid {
 				_m.StatusReason = value.String
 			}
+		case member.FieldReferralCode:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field referral_code", values[i])
+			} else if value.Valid {
+				_m.ReferralCode = new(string)
+				*_m.ReferralCode = value.String
+			}
 		default:
 			_m.selectValues.Set(columns[i], values[i])
 		}
@@ -440,6 +449,11 @@ func (_m *Member) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("status_reason=")
 	builder.WriteString(_m.StatusReason)
+	builder.WriteString(", ")
+	if v := _m.ReferralCode; v != nil {
+		builder.WriteString("referral_code=")
+		builder.WriteString(*v)
+	}
 	builder.WriteByte(')')
 	return builder.String()
 }

@@ -273,6 +273,20 @@ func (_c *MemberCreate) SetNillableStatusReason(v *string) *MemberCreate {
 	return _c
 }
 
+// SetReferralCode sets the "referral_code" field.
+func (_c *MemberCreate) SetReferralCode(v string) *MemberCreate {
+	_c.mutation.SetReferralCode(v)
+	return _c
+}
+
+// SetNillableReferralCode sets the "referral_code" field if the given value is not nil.
+func (_c *MemberCreate) SetNillableReferralCode(v *string) *MemberCreate {
+	if v != nil {
+		_c.SetReferralCode(*v)
+	}
+	return _c
+}
+
 // SetID sets the "id" field.
 func (_c *MemberCreate) SetID(v int) *MemberCreate {
 	_c.mutation.SetID(v)
@@ -560,6 +574,10 @@ func (_c *MemberCreate) createSpec() (*Member, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.StatusReason(); ok {
 		_spec.SetField(member.FieldStatusReason, field.TypeString, value)
 		_node.StatusReason = value
+	}
+	if value, ok := _c.mutation.ReferralCode(); ok {
+		_spec.SetField(member.FieldReferralCode, field.TypeString, value)
+		_node.ReferralCode = &value
 	}
 	if nodes := _c.mutation.SourceBusinessUnitIDs(); len(nodes) > 0 {
 		edge := &sqlgraph.EdgeSpec{
@@ -966,6 +984,24 @@ func (u *MemberUpsert) UpdateStatusReason() *MemberUpsert {
 	return u
 }
 
+// SetReferralCode sets the "referral_code" field.
+func (u *MemberUpsert) SetReferralCode(v string) *MemberUpsert {
+	u.Set(member.FieldReferralCode, v)
+	return u
+}
+
+// UpdateReferralCode sets the "referral_code" field to the value that was provided on create.
+func (u *MemberUpsert) UpdateReferralCode() *MemberUpsert {
+	u.SetExcluded(member.FieldReferralCode)
+	return u
+}
+
+// ClearReferralCode clears the value of the "referral_code" field.
+func (u *MemberUpsert) ClearReferralCode() *MemberUpsert {
+	u.SetNull(member.FieldReferralCode)
+	return u
+}
+
 // UpdateNewValues updates the mutable fields using the new values that were set on create except the ID field.
 // Using this option is equivalent to using:
 //
@@ -1338,6 +1374,27 @@ func (u *MemberUpsertOne) SetStatusReason(v string) *MemberUpsertOne {
 func (u *MemberUpsertOne) UpdateStatusReason() *MemberUpsertOne {
 	return u.Update(func(s *MemberUpsert) {
 		s.UpdateStatusReason()
+	})
+}
+
+// SetReferralCode sets the "referral_code" field.
+func (u *MemberUpsertOne) SetReferralCode(v string) *MemberUpsertOne {
+	return u.Update(func(s *MemberUpsert) {
+		s.SetReferralCode(v)
+	})
+}
+
+// UpdateReferralCode sets the "referral_code" field to the value that was provided on create.
+func (u *MemberUpsertOne) UpdateReferralCode() *MemberUpsertOne {
+	return u.Update(func(s *MemberUpsert) {
+		s.UpdateReferralCode()
+	})
+}
+
+// ClearReferralCode clears the value of the "referral_code" field.
+func (u *MemberUpsertOne) ClearReferralCode() *MemberUpsertOne {
+	return u.Update(func(s *MemberUpsert) {
+		s.ClearReferralCode()
 	})
 }
 
@@ -1879,6 +1936,27 @@ func (u *MemberUpsertBulk) SetStatusReason(v string) *MemberUpsertBulk {
 func (u *MemberUpsertBulk) UpdateStatusReason() *MemberUpsertBulk {
 	return u.Update(func(s *MemberUpsert) {
 		s.UpdateStatusReason()
+	})
+}
+
+// SetReferralCode sets the "referral_code" field.
+func (u *MemberUpsertBulk) SetReferralCode(v string) *MemberUpsertBulk {
+	return u.Update(func(s *MemberUpsert) {
+		s.SetReferralCode(v)
+	})
+}
+
+// UpdateReferralCode sets the "referral_code" field to the value that was provided on create.
+func (u *MemberUpsertBulk) UpdateReferralCode() *MemberUpsertBulk {
+	return u.Update(func(s *MemberUpsert) {
+		s.UpdateReferralCode()
+	})
+}
+
+// ClearReferralCode clears the value of the "referral_code" field.
+func (u *MemberUpsertBulk) ClearReferralCode() *MemberUpsertBulk {
+	return u.Update(func(s *MemberUpsert) {
+		s.ClearReferralCode()
 	})
 }
 

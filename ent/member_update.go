@@ -299,6 +299,26 @@ func (_u *MemberUpdate) SetNillableStatusReason(v *string) *MemberUpdate {
 	return _u
 }
 
+// SetReferralCode sets the "referral_code" field.
+func (_u *MemberUpdate) SetReferralCode(v string) *MemberUpdate {
+	_u.mutation.SetReferralCode(v)
+	return _u
+}
+
+// SetNillableReferralCode sets the "referral_code" field if the given value is not nil.
+func (_u *MemberUpdate) SetNillableReferralCode(v *string) *MemberUpdate {
+	if v != nil {
+		_u.SetReferralCode(*v)
+	}
+	return _u
+}
+
+// ClearReferralCode clears the value of the "referral_code" field.
+func (_u *MemberUpdate) ClearReferralCode() *MemberUpdate {
+	_u.mutation.ClearReferralCode()
+	return _u
+}
+
 // SetTier sets the "tier" edge to the Tier entity.
 func (_u *MemberUpdate) SetTier(v *Tier) *MemberUpdate {
 	return _u.SetTierID(v.ID)
@@ -532,6 +552,12 @@ func (_u *MemberUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	}
 	if value, ok := _u.mutation.StatusReason(); ok {
 		_spec.SetField(member.FieldStatusReason, field.TypeString, value)
+	}
+	if value, ok := _u.mutation.ReferralCode(); ok {
+		_spec.SetField(member.FieldReferralCode, field.TypeString, value)
+	}
+	if _u.mutation.ReferralCodeCleared() {
+		_spec.ClearField(member.FieldReferralCode, field.TypeString)
 	}
 	if _u.mutation.TierCleared() {
 		edge := &sqlgraph.EdgeSpec{
@@ -953,6 +979,26 @@ func (_u *MemberUpdateOne) SetNillableStatusReason(v *string) *MemberUpdateOne {
 	return _u
 }
 
+// SetReferralCode sets the "referral_code" field.
+func (_u *MemberUpdateOne) SetReferralCode(v string) *MemberUpdateOne {
+	_u.mutation.SetReferralCode(v)
+	return _u
+}
+
+// SetNillableReferralCode sets the "referral_code" field if the given value is not nil.
+func (_u *MemberUpdateOne) SetNillableReferralCode(v *string) *MemberUpdateOne {
+	if v != nil {
+		_u.SetReferralCode(*v)
+	}
+	return _u
+}
+
+// ClearReferralCode clears the value of the "referral_code" field.
+func (_u *MemberUpdateOne) ClearReferralCode() *MemberUpdateOne {
+	_u.mutation.ClearReferralCode()
+	return _u
+}
+
 // SetTier sets the "tier" edge to the Tier entity.
 func (_u *MemberUpdateOne) SetTier(v *Tier) *MemberUpdateOne {
 	return _u.SetTierID(v.ID)
@@ -1216,6 +1262,12 @@ func (_u *MemberUpdateOne) sqlSave(ctx context.Context) (_node *Member, err erro
 	}
 	if value, ok := _u.mutation.StatusReason(); ok {
 		_spec.SetField(member.FieldStatusReason, field.TypeString, value)
+	}
+	if value, ok := _u.mutation.ReferralCode(); ok {
+		_spec.SetField(member.FieldReferralCode, field.TypeString, value)
+	}
+	if _u.mutation.ReferralCodeCleared() {
+		_spec.ClearField(member.FieldReferralCode, field.TypeString)
 	}
 	if _u.mutation.TierCleared() {
 		edge := &sqlgraph.EdgeSpec{

@@ -27,7 +27,9 @@ type MemberEvent struct {
 	// Payload holds the value of the "payload" field.
 	Payload map[string]interface{} `json:"payload,omitempty"`
 	// OccurredAt holds the value of the "occurred_at" field.
-	OccurredAt   time.Time `json:"occurred_at,omitempty"`
+	OccurredAt time.Time `json:"occurred_at,omitempty"`
+	// TxID holds the value of the "tx_id" field.
+	TxID         int64 `json:"tx_id,omitempty"`
 	selectValues sql.SelectValues
 }
 
@@ -38,7 +40,7 @@ func (*MemberEvent) scanValues(columns []string) ([]any, error) {
 		switch columns[i] {
 		case memberevent.FieldPayload:
 			values[i] = new([]byte)
-		case memberevent.FieldID, memberevent.FieldMemberID, memberevent.FieldSeq:
+		case memberevent.FieldID, memberevent.FieldMemberID, memberevent.FieldSeq, memberevent.FieldTxID:
 			values[i] = new(sql.NullInt64)
 		case memberevent.FieldType:
 			values[i] = new(sql.NullString)
@@ -97,6 +99,12 @@ func (_m *MemberEvent) assignValues(columns []string, values []any) error {
 			} else if value.Valid {
 				_m.OccurredAt = value.Time
 			}
+		case memberevent.FieldTxID:
+			if value, ok := values[i].(*sql.NullInt64); !ok {
+				return fmt.Errorf("unexpected type %T for field tx_id", values[i])
+			} else if value.Valid {
+				_m.TxID = value.Int64
+			}
 		default:
 			_m.selectValues.Set(columns[i], values[i])
 		}
@@ -147,6 +155,9 @@ func (_m *MemberEvent) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("occurred_at=")
 	builder.WriteString(_m.OccurredAt.Format(time.ANSIC))
+	builder.WriteString(", ")
+	builder.WriteString("tx_id=")
+	builder.WriteString(fmt.Sprintf("%v", _m.TxID))
 	builder.WriteByte(')')
 	return builder.String()
 }

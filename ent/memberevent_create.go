@@ -60,6 +60,20 @@ func (_c *MemberEventCreate) SetNillableOccurredAt(v *time.Time) *MemberEventCre
 	return _c
 }
 
+// SetTxID sets the "tx_id" field.
+func (_c *MemberEventCreate) SetTxID(v int64) *MemberEventCreate {
+	_c.mutation.SetTxID(v)
+	return _c
+}
+
+// SetNillableTxID sets the "tx_id" field if the given value is not nil.
+func (_c *MemberEventCreate) SetNillableTxID(v *int64) *MemberEventCreate {
+	if v != nil {
+		_c.SetTxID(*v)
+	}
+	return _c
+}
+
 // Mutation returns the MemberEventMutation object of the builder.
 func (_c *MemberEventCreate) Mutation() *MemberEventMutation {
 	return _c.mutation
@@ -170,6 +184,10 @@ func (_c *MemberEventCreate) createSpec() (*MemberEvent, *sqlgraph.CreateSpec) {
 		_spec.SetField(memberevent.FieldOccurredAt, field.TypeTime, value)
 		_node.OccurredAt = value
 	}
+	if value, ok := _c.mutation.TxID(); ok {
+		_spec.SetField(memberevent.FieldTxID, field.TypeInt64, value)
+		_node.TxID = value
+	}
 	return _node, _spec
 }
 
@@ -247,6 +265,9 @@ func (u *MemberEventUpsertOne) UpdateNewValues() *MemberEventUpsertOne {
 		}
 		if _, exists := u.create.mutation.OccurredAt(); exists {
 			s.SetIgnore(memberevent.FieldOccurredAt)
+		}
+		if _, exists := u.create.mutation.TxID(); exists {
+			s.SetIgnore(memberevent.FieldTxID)
 		}
 	}))
 	return u
@@ -469,6 +490,9 @@ func (u *MemberEventUpsertBulk) UpdateNewValues() *MemberEventUpsertBulk {
 			}
 			if _, exists := b.mutation.OccurredAt(); exists {
 				s.SetIgnore(memberevent.FieldOccurredAt)
+			}
+			if _, exists := b.mutation.TxID(); exists {
+				s.SetIgnore(memberevent.FieldTxID)
 			}
 		}
 	}))

@@ -75,6 +75,9 @@ func (_u *MemberEventUpdate) sqlSave(ctx context.Context) (_node int, err error)
 			}
 		}
 	}
+	if _u.mutation.TxIDCleared() {
+		_spec.ClearField(memberevent.FieldTxID, field.TypeInt64)
+	}
 	_spec.AddModifiers(_u.modifiers...)
 	if _node, err = sqlgraph.UpdateNodes(ctx, _u.driver, _spec); err != nil {
 		if _, ok := err.(*sqlgraph.NotFoundError); ok {
@@ -173,6 +176,9 @@ func (_u *MemberEventUpdateOne) sqlSave(ctx context.Context) (_node *MemberEvent
 				ps[i](selector)
 			}
 		}
+	}
+	if _u.mutation.TxIDCleared() {
+		_spec.ClearField(memberevent.FieldTxID, field.TypeInt64)
 	}
 	_spec.AddModifiers(_u.modifiers...)
 	_node = &MemberEvent{config: _u.config}

@@ -12,6 +12,8 @@ import (
 	"entgo.io/ent"
 	"entgo.io/ent/dialect/sql"
 	"github.com/onemember/onemember/ent/account"
+	"github.com/onemember/onemember/ent/activity"
+	"github.com/onemember/onemember/ent/activityregistration"
 	"github.com/onemember/onemember/ent/apiclient"
 	"github.com/onemember/onemember/ent/auditlog"
 	"github.com/onemember/onemember/ent/benefit"
@@ -22,6 +24,12 @@ import (
 	"github.com/onemember/onemember/ent/earningrule"
 	"github.com/onemember/onemember/ent/growthentry"
 	"github.com/onemember/onemember/ent/identity"
+	"github.com/onemember/onemember/ent/logcursor"
+	"github.com/onemember/onemember/ent/lottery"
+	"github.com/onemember/onemember/ent/lotterydraw"
+	"github.com/onemember/onemember/ent/lotteryprize"
+	"github.com/onemember/onemember/ent/mallitem"
+	"github.com/onemember/onemember/ent/mallredemption"
 	"github.com/onemember/onemember/ent/member"
 	"github.com/onemember/onemember/ent/memberevent"
 	"github.com/onemember/onemember/ent/notification"
@@ -36,6 +44,11 @@ import (
 	"github.com/onemember/onemember/ent/pointsentry"
 	"github.com/onemember/onemember/ent/pointslot"
 	"github.com/onemember/onemember/ent/predicate"
+	"github.com/onemember/onemember/ent/promocode"
+	"github.com/onemember/onemember/ent/promoredemption"
+	"github.com/onemember/onemember/ent/pushdelivery"
+	"github.com/onemember/onemember/ent/pushdevice"
+	"github.com/onemember/onemember/ent/referral"
 	"github.com/onemember/onemember/ent/refreshtoken"
 	"github.com/onemember/onemember/ent/refund"
 	"github.com/onemember/onemember/ent/schema/enum"
@@ -56,6 +69,8 @@ const (
 
 	// Node types.
 	TypeAccount                = "Account"
+	TypeActivity               = "Activity"
+	TypeActivityRegistration   = "ActivityRegistration"
 	TypeApiClient              = "ApiClient"
 	TypeAuditLog               = "AuditLog"
 	TypeBenefit                = "Benefit"
@@ -66,6 +81,12 @@ const (
 	TypeEarningRule            = "EarningRule"
 	TypeGrowthEntry            = "GrowthEntry"
 	TypeIdentity               = "Identity"
+	TypeLogCursor              = "LogCursor"
+	TypeLottery                = "Lottery"
+	TypeLotteryDraw            = "LotteryDraw"
+	TypeLotteryPrize           = "LotteryPrize"
+	TypeMallItem               = "MallItem"
+	TypeMallRedemption         = "MallRedemption"
 	TypeMember                 = "Member"
 	TypeMemberEvent            = "MemberEvent"
 	TypeNotification           = "Notification"
@@ -79,6 +100,11 @@ const (
 	TypePointsAllocation       = "PointsAllocation"
 	TypePointsEntry            = "PointsEntry"
 	TypePointsLot              = "PointsLot"
+	TypePromoCode              = "PromoCode"
+	TypePromoRedemption        = "PromoRedemption"
+	TypePushDelivery           = "PushDelivery"
+	TypePushDevice             = "PushDevice"
+	TypeReferral               = "Referral"
 	TypeRefreshToken           = "RefreshToken"
 	TypeRefund                 = "Refund"
 	TypeStaff                  = "Staff"
@@ -1584,6 +1610,2109 @@ func (m *AccountMutation) ResetEdge(name string) error {
 		return nil
 	}
 	return fmt.Errorf("unknown Account edge %s", name)
+}
+
+// ActivityMutation represents an operation that mutates the Activity nodes in the graph.
+type ActivityMutation struct {
+	config
+	op                  Op
+	typ                 string
+	id                  *int
+	created_at          *time.Time
+	updated_at          *time.Time
+	title               *string
+	description         *string
+	location            *string
+	starts_at           *time.Time
+	ends_at             *time.Time
+	capacity            *int
+	addcapacity         *int
+	min_tier_id         *int
+	addmin_tier_id      *int
+	business_unit_id    *int
+	addbusiness_unit_id *int
+	registered_count    *int
+	addregistered_count *int
+	waitlisted_count    *int
+	addwaitlisted_count *int
+	checked_in_count    *int
+	addchecked_in_count *int
+	clearedFields       map[string]struct{}
+	done                bool
+	oldValue            func(context.Context) (*Activity, error)
+	predicates          []predicate.Activity
+}
+
+var _ ent.Mutation = (*ActivityMutation)(nil)
+
+// activityOption allows management of the mutation configuration using functional options.
+type activityOption func(*ActivityMutation)
+
+// newActivityMutation creates new mutation for the Activity entity.
+func newActivityMutation(c config, op Op, opts ...activityOption) *ActivityMutation {
+	m := &ActivityMutation{
+		config:        c,
+		op:            op,
+		typ:           TypeActivity,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withActivityID sets the ID field of the mutation.
+func withActivityID(id int) activityOption {
+	return func(m *ActivityMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *Activity
+		)
+		m.oldValue = func(ctx context.Context) (*Activity, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().Activity.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withActivity sets the old Activity of the mutation.
+func withActivity(node *Activity) activityOption {
+	return func(m *ActivityMutation) {
+		m.oldValue = func(context.Context) (*Activity, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m ActivityMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m ActivityMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *ActivityMutation) ID() (id int, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *ActivityMutation) IDs(ctx context.Context) ([]int, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []int{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().Activity.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetCreatedAt sets the "created_at" field.
+func (m *ActivityMutation) SetCreatedAt(t time.Time) {
+	m.created_at = &t
+}
+
+// CreatedAt returns the value of the "created_at" field in the mutation.
+func (m *ActivityMutation) CreatedAt() (r time.Time, exists bool) {
+	v := m.created_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCreatedAt returns the old "created_at" field's value of the Activity entity.
+// If the Activity object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ActivityMutation) OldCreatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCreatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCreatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCreatedAt: %w", err)
+	}
+	return oldValue.CreatedAt, nil
+}
+
+// ResetCreatedAt resets all changes to the "created_at" field.
+func (m *ActivityMutation) ResetCreatedAt() {
+	m.created_at = nil
+}
+
+// SetUpdatedAt sets the "updated_at" field.
+func (m *ActivityMutation) SetUpdatedAt(t time.Time) {
+	m.updated_at = &t
+}
+
+// UpdatedAt returns the value of the "updated_at" field in the mutation.
+func (m *ActivityMutation) UpdatedAt() (r time.Time, exists bool) {
+	v := m.updated_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldUpdatedAt returns the old "updated_at" field's value of the Activity entity.
+// If the Activity object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ActivityMutation) OldUpdatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldUpdatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldUpdatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldUpdatedAt: %w", err)
+	}
+	return oldValue.UpdatedAt, nil
+}
+
+// ResetUpdatedAt resets all changes to the "updated_at" field.
+func (m *ActivityMutation) ResetUpdatedAt() {
+	m.updated_at = nil
+}
+
+// SetTitle sets the "title" field.
+func (m *ActivityMutation) SetTitle(s string) {
+	m.title = &s
+}
+
+// Title returns the value of the "title" field in the mutation.
+func (m *ActivityMutation) Title() (r string, exists bool) {
+	v := m.title
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldTitle returns the old "title" field's value of the Activity entity.
+// If the Activity object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ActivityMutation) OldTitle(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldTitle is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldTitle requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldTitle: %w", err)
+	}
+	return oldValue.Title, nil
+}
+
+// ResetTitle resets all changes to the "title" field.
+func (m *ActivityMutation) ResetTitle() {
+	m.title = nil
+}
+
+// SetDescription sets the "description" field.
+func (m *ActivityMutation) SetDescription(s string) {
+	m.description = &s
+}
+
+// Description returns the value of the "description" field in the mutation.
+func (m *ActivityMutation) Description() (r string, exists bool) {
+	v := m.description
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldDescription returns the old "description" field's value of the Activity entity.
+// If the Activity object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ActivityMutation) OldDescription(ctx context.Context) (v *string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldDescription is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldDescription requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldDescription: %w", err)
+	}
+	return oldValue.Description, nil
+}
+
+// ClearDescription clears the value of the "description" field.
+func (m *ActivityMutation) ClearDescription() {
+	m.description = nil
+	m.clearedFields[activity.FieldDescription] = struct{}{}
+}
+
+// DescriptionCleared returns if the "description" field was cleared in this mutation.
+func (m *ActivityMutation) DescriptionCleared() bool {
+	_, ok := m.clearedFields[activity.FieldDescription]
+	return ok
+}
+
+// ResetDescription resets all changes to the "description" field.
+func (m *ActivityMutation) ResetDescription() {
+	m.description = nil
+	delete(m.clearedFields, activity.FieldDescription)
+}
+
+// SetLocation sets the "location" field.
+func (m *ActivityMutation) SetLocation(s string) {
+	m.location = &s
+}
+
+// Location returns the value of the "location" field in the mutation.
+func (m *ActivityMutation) Location() (r string, exists bool) {
+	v := m.location
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldLocation returns the old "location" field's value of the Activity entity.
+// If the Activity object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ActivityMutation) OldLocation(ctx context.Context) (v *string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldLocation is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldLocation requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldLocation: %w", err)
+	}
+	return oldValue.Location, nil
+}
+
+// ClearLocation clears the value of the "location" field.
+func (m *ActivityMutation) ClearLocation() {
+	m.location = nil
+	m.clearedFields[activity.FieldLocation] = struct{}{}
+}
+
+// LocationCleared returns if the "location" field was cleared in this mutation.
+func (m *ActivityMutation) LocationCleared() bool {
+	_, ok := m.clearedFields[activity.FieldLocation]
+	return ok
+}
+
+// ResetLocation resets all changes to the "location" field.
+func (m *ActivityMutation) ResetLocation() {
+	m.location = nil
+	delete(m.clearedFields, activity.FieldLocation)
+}
+
+// SetStartsAt sets the "starts_at" field.
+func (m *ActivityMutation) SetStartsAt(t time.Time) {
+	m.starts_at = &t
+}
+
+// StartsAt returns the value of the "starts_at" field in the mutation.
+func (m *ActivityMutation) StartsAt() (r time.Time, exists bool) {
+	v := m.starts_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldStartsAt returns the old "starts_at" field's value of the Activity entity.
+// If the Activity object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ActivityMutation) OldStartsAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldStartsAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldStartsAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldStartsAt: %w", err)
+	}
+	return oldValue.StartsAt, nil
+}
+
+// ResetStartsAt resets all changes to the "starts_at" field.
+func (m *ActivityMutation) ResetStartsAt() {
+	m.starts_at = nil
+}
+
+// SetEndsAt sets the "ends_at" field.
+func (m *ActivityMutation) SetEndsAt(t time.Time) {
+	m.ends_at = &t
+}
+
+// EndsAt returns the value of the "ends_at" field in the mutation.
+func (m *ActivityMutation) EndsAt() (r time.Time, exists bool) {
+	v := m.ends_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldEndsAt returns the old "ends_at" field's value of the Activity entity.
+// If the Activity object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ActivityMutation) OldEndsAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldEndsAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldEndsAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldEndsAt: %w", err)
+	}
+	return oldValue.EndsAt, nil
+}
+
+// ResetEndsAt resets all changes to the "ends_at" field.
+func (m *ActivityMutation) ResetEndsAt() {
+	m.ends_at = nil
+}
+
+// SetCapacity sets the "capacity" field.
+func (m *ActivityMutation) SetCapacity(i int) {
+	m.capacity = &i
+	m.addcapacity = nil
+}
+
+// Capacity returns the value of the "capacity" field in the mutation.
+func (m *ActivityMutation) Capacity() (r int, exists bool) {
+	v := m.capacity
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCapacity returns the old "capacity" field's value of the Activity entity.
+// If the Activity object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ActivityMutation) OldCapacity(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCapacity is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCapacity requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCapacity: %w", err)
+	}
+	return oldValue.Capacity, nil
+}
+
+// AddCapacity adds i to the "capacity" field.
+func (m *ActivityMutation) AddCapacity(i int) {
+	if m.addcapacity != nil {
+		*m.addcapacity += i
+	} else {
+		m.addcapacity = &i
+	}
+}
+
+// AddedCapacity returns the value that was added to the "capacity" field in this mutation.
+func (m *ActivityMutation) AddedCapacity() (r int, exists bool) {
+	v := m.addcapacity
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetCapacity resets all changes to the "capacity" field.
+func (m *ActivityMutation) ResetCapacity() {
+	m.capacity = nil
+	m.addcapacity = nil
+}
+
+// SetMinTierID sets the "min_tier_id" field.
+func (m *ActivityMutation) SetMinTierID(i int) {
+	m.min_tier_id = &i
+	m.addmin_tier_id = nil
+}
+
+// MinTierID returns the value of the "min_tier_id" field in the mutation.
+func (m *ActivityMutation) MinTierID() (r int, exists bool) {
+	v := m.min_tier_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldMinTierID returns the old "min_tier_id" field's value of the Activity entity.
+// If the Activity object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ActivityMutation) OldMinTierID(ctx context.Context) (v *int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldMinTierID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldMinTierID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldMinTierID: %w", err)
+	}
+	return oldValue.MinTierID, nil
+}
+
+// AddMinTierID adds i to the "min_tier_id" field.
+func (m *ActivityMutation) AddMinTierID(i int) {
+	if m.addmin_tier_id != nil {
+		*m.addmin_tier_id += i
+	} else {
+		m.addmin_tier_id = &i
+	}
+}
+
+// AddedMinTierID returns the value that was added to the "min_tier_id" field in this mutation.
+func (m *ActivityMutation) AddedMinTierID() (r int, exists bool) {
+	v := m.addmin_tier_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ClearMinTierID clears the value of the "min_tier_id" field.
+func (m *ActivityMutation) ClearMinTierID() {
+	m.min_tier_id = nil
+	m.addmin_tier_id = nil
+	m.clearedFields[activity.FieldMinTierID] = struct{}{}
+}
+
+// MinTierIDCleared returns if the "min_tier_id" field was cleared in this mutation.
+func (m *ActivityMutation) MinTierIDCleared() bool {
+	_, ok := m.clearedFields[activity.FieldMinTierID]
+	return ok
+}
+
+// ResetMinTierID resets all changes to the "min_tier_id" field.
+func (m *ActivityMutation) ResetMinTierID() {
+	m.min_tier_id = nil
+	m.addmin_tier_id = nil
+	delete(m.clearedFields, activity.FieldMinTierID)
+}
+
+// SetBusinessUnitID sets the "business_unit_id" field.
+func (m *ActivityMutation) SetBusinessUnitID(i int) {
+	m.business_unit_id = &i
+	m.addbusiness_unit_id = nil
+}
+
+// BusinessUnitID returns the value of the "business_unit_id" field in the mutation.
+func (m *ActivityMutation) BusinessUnitID() (r int, exists bool) {
+	v := m.business_unit_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldBusinessUnitID returns the old "business_unit_id" field's value of the Activity entity.
+// If the Activity object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ActivityMutation) OldBusinessUnitID(ctx context.Context) (v *int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldBusinessUnitID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldBusinessUnitID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldBusinessUnitID: %w", err)
+	}
+	return oldValue.BusinessUnitID, nil
+}
+
+// AddBusinessUnitID adds i to the "business_unit_id" field.
+func (m *ActivityMutation) AddBusinessUnitID(i int) {
+	if m.addbusiness_unit_id != nil {
+		*m.addbusiness_unit_id += i
+	} else {
+		m.addbusiness_unit_id = &i
+	}
+}
+
+// AddedBusinessUnitID returns the value that was added to the "business_unit_id" field in this mutation.
+func (m *ActivityMutation) AddedBusinessUnitID() (r int, exists bool) {
+	v := m.addbusiness_unit_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ClearBusinessUnitID clears the value of the "business_unit_id" field.
+func (m *ActivityMutation) ClearBusinessUnitID() {
+	m.business_unit_id = nil
+	m.addbusiness_unit_id = nil
+	m.clearedFields[activity.FieldBusinessUnitID] = struct{}{}
+}
+
+// BusinessUnitIDCleared returns if the "business_unit_id" field was cleared in this mutation.
+func (m *ActivityMutation) BusinessUnitIDCleared() bool {
+	_, ok := m.clearedFields[activity.FieldBusinessUnitID]
+	return ok
+}
+
+// ResetBusinessUnitID resets all changes to the "business_unit_id" field.
+func (m *ActivityMutation) ResetBusinessUnitID() {
+	m.business_unit_id = nil
+	m.addbusiness_unit_id = nil
+	delete(m.clearedFields, activity.FieldBusinessUnitID)
+}
+
+// SetRegisteredCount sets the "registered_count" field.
+func (m *ActivityMutation) SetRegisteredCount(i int) {
+	m.registered_count = &i
+	m.addregistered_count = nil
+}
+
+// RegisteredCount returns the value of the "registered_count" field in the mutation.
+func (m *ActivityMutation) RegisteredCount() (r int, exists bool) {
+	v := m.registered_count
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldRegisteredCount returns the old "registered_count" field's value of the Activity entity.
+// If the Activity object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ActivityMutation) OldRegisteredCount(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldRegisteredCount is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldRegisteredCount requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldRegisteredCount: %w", err)
+	}
+	return oldValue.RegisteredCount, nil
+}
+
+// AddRegisteredCount adds i to the "registered_count" field.
+func (m *ActivityMutation) AddRegisteredCount(i int) {
+	if m.addregistered_count != nil {
+		*m.addregistered_count += i
+	} else {
+		m.addregistered_count = &i
+	}
+}
+
+// AddedRegisteredCount returns the value that was added to the "registered_count" field in this mutation.
+func (m *ActivityMutation) AddedRegisteredCount() (r int, exists bool) {
+	v := m.addregistered_count
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetRegisteredCount resets all changes to the "registered_count" field.
+func (m *ActivityMutation) ResetRegisteredCount() {
+	m.registered_count = nil
+	m.addregistered_count = nil
+}
+
+// SetWaitlistedCount sets the "waitlisted_count" field.
+func (m *ActivityMutation) SetWaitlistedCount(i int) {
+	m.waitlisted_count = &i
+	m.addwaitlisted_count = nil
+}
+
+// WaitlistedCount returns the value of the "waitlisted_count" field in the mutation.
+func (m *ActivityMutation) WaitlistedCount() (r int, exists bool) {
+	v := m.waitlisted_count
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldWaitlistedCount returns the old "waitlisted_count" field's value of the Activity entity.
+// If the Activity object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ActivityMutation) OldWaitlistedCount(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldWaitlistedCount is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldWaitlistedCount requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldWaitlistedCount: %w", err)
+	}
+	return oldValue.WaitlistedCount, nil
+}
+
+// AddWaitlistedCount adds i to the "waitlisted_count" field.
+func (m *ActivityMutation) AddWaitlistedCount(i int) {
+	if m.addwaitlisted_count != nil {
+		*m.addwaitlisted_count += i
+	} else {
+		m.addwaitlisted_count = &i
+	}
+}
+
+// AddedWaitlistedCount returns the value that was added to the "waitlisted_count" field in this mutation.
+func (m *ActivityMutation) AddedWaitlistedCount() (r int, exists bool) {
+	v := m.addwaitlisted_count
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetWaitlistedCount resets all changes to the "waitlisted_count" field.
+func (m *ActivityMutation) ResetWaitlistedCount() {
+	m.waitlisted_count = nil
+	m.addwaitlisted_count = nil
+}
+
+// SetCheckedInCount sets the "checked_in_count" field.
+func (m *ActivityMutation) SetCheckedInCount(i int) {
+	m.checked_in_count = &i
+	m.addchecked_in_count = nil
+}
+
+// CheckedInCount returns the value of the "checked_in_count" field in the mutation.
+func (m *ActivityMutation) CheckedInCount() (r int, exists bool) {
+	v := m.checked_in_count
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCheckedInCount returns the old "checked_in_count" field's value of the Activity entity.
+// If the Activity object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ActivityMutation) OldCheckedInCount(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCheckedInCount is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCheckedInCount requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCheckedInCount: %w", err)
+	}
+	return oldValue.CheckedInCount, nil
+}
+
+// AddCheckedInCount adds i to the "checked_in_count" field.
+func (m *ActivityMutation) AddCheckedInCount(i int) {
+	if m.addchecked_in_count != nil {
+		*m.addchecked_in_count += i
+	} else {
+		m.addchecked_in_count = &i
+	}
+}
+
+// AddedCheckedInCount returns the value that was added to the "checked_in_count" field in this mutation.
+func (m *ActivityMutation) AddedCheckedInCount() (r int, exists bool) {
+	v := m.addchecked_in_count
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetCheckedInCount resets all changes to the "checked_in_count" field.
+func (m *ActivityMutation) ResetCheckedInCount() {
+	m.checked_in_count = nil
+	m.addchecked_in_count = nil
+}
+
+// Where appends a list predicates to the ActivityMutation builder.
+func (m *ActivityMutation) Where(ps ...predicate.Activity) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the ActivityMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *ActivityMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.Activity, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *ActivityMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *ActivityMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (Activity).
+func (m *ActivityMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *ActivityMutation) Fields() []string {
+	fields := make([]string, 0, 13)
+	if m.created_at != nil {
+		fields = append(fields, activity.FieldCreatedAt)
+	}
+	if m.updated_at != nil {
+		fields = append(fields, activity.FieldUpdatedAt)
+	}
+	if m.title != nil {
+		fields = append(fields, activity.FieldTitle)
+	}
+	if m.description != nil {
+		fields = append(fields, activity.FieldDescription)
+	}
+	if m.location != nil {
+		fields = append(fields, activity.FieldLocation)
+	}
+	if m.starts_at != nil {
+		fields = append(fields, activity.FieldStartsAt)
+	}
+	if m.ends_at != nil {
+		fields = append(fields, activity.FieldEndsAt)
+	}
+	if m.capacity != nil {
+		fields = append(fields, activity.FieldCapacity)
+	}
+	if m.min_tier_id != nil {
+		fields = append(fields, activity.FieldMinTierID)
+	}
+	if m.business_unit_id != nil {
+		fields = append(fields, activity.FieldBusinessUnitID)
+	}
+	if m.registered_count != nil {
+		fields = append(fields, activity.FieldRegisteredCount)
+	}
+	if m.waitlisted_count != nil {
+		fields = append(fields, activity.FieldWaitlistedCount)
+	}
+	if m.checked_in_count != nil {
+		fields = append(fields, activity.FieldCheckedInCount)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *ActivityMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case activity.FieldCreatedAt:
+		return m.CreatedAt()
+	case activity.FieldUpdatedAt:
+		return m.UpdatedAt()
+	case activity.FieldTitle:
+		return m.Title()
+	case activity.FieldDescription:
+		return m.Description()
+	case activity.FieldLocation:
+		return m.Location()
+	case activity.FieldStartsAt:
+		return m.StartsAt()
+	case activity.FieldEndsAt:
+		return m.EndsAt()
+	case activity.FieldCapacity:
+		return m.Capacity()
+	case activity.FieldMinTierID:
+		return m.MinTierID()
+	case activity.FieldBusinessUnitID:
+		return m.BusinessUnitID()
+	case activity.FieldRegisteredCount:
+		return m.RegisteredCount()
+	case activity.FieldWaitlistedCount:
+		return m.WaitlistedCount()
+	case activity.FieldCheckedInCount:
+		return m.CheckedInCount()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *ActivityMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case activity.FieldCreatedAt:
+		return m.OldCreatedAt(ctx)
+	case activity.FieldUpdatedAt:
+		return m.OldUpdatedAt(ctx)
+	case activity.FieldTitle:
+		return m.OldTitle(ctx)
+	case activity.FieldDescription:
+		return m.OldDescription(ctx)
+	case activity.FieldLocation:
+		return m.OldLocation(ctx)
+	case activity.FieldStartsAt:
+		return m.OldStartsAt(ctx)
+	case activity.FieldEndsAt:
+		return m.OldEndsAt(ctx)
+	case activity.FieldCapacity:
+		return m.OldCapacity(ctx)
+	case activity.FieldMinTierID:
+		return m.OldMinTierID(ctx)
+	case activity.FieldBusinessUnitID:
+		return m.OldBusinessUnitID(ctx)
+	case activity.FieldRegisteredCount:
+		return m.OldRegisteredCount(ctx)
+	case activity.FieldWaitlistedCount:
+		return m.OldWaitlistedCount(ctx)
+	case activity.FieldCheckedInCount:
+		return m.OldCheckedInCount(ctx)
+	}
+	return nil, fmt.Errorf("unknown Activity field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *ActivityMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case activity.FieldCreatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCreatedAt(v)
+		return nil
+	case activity.FieldUpdatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetUpdatedAt(v)
+		return nil
+	case activity.FieldTitle:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetTitle(v)
+		return nil
+	case activity.FieldDescription:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetDescription(v)
+		return nil
+	case activity.FieldLocation:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetLocation(v)
+		return nil
+	case activity.FieldStartsAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetStartsAt(v)
+		return nil
+	case activity.FieldEndsAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetEndsAt(v)
+		return nil
+	case activity.FieldCapacity:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCapacity(v)
+		return nil
+	case activity.FieldMinTierID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetMinTierID(v)
+		return nil
+	case activity.FieldBusinessUnitID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetBusinessUnitID(v)
+		return nil
+	case activity.FieldRegisteredCount:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetRegisteredCount(v)
+		return nil
+	case activity.FieldWaitlistedCount:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetWaitlistedCount(v)
+		return nil
+	case activity.FieldCheckedInCount:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCheckedInCount(v)
+		return nil
+	}
+	return fmt.Errorf("unknown Activity field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *ActivityMutation) AddedFields() []string {
+	var fields []string
+	if m.addcapacity != nil {
+		fields = append(fields, activity.FieldCapacity)
+	}
+	if m.addmin_tier_id != nil {
+		fields = append(fields, activity.FieldMinTierID)
+	}
+	if m.addbusiness_unit_id != nil {
+		fields = append(fields, activity.FieldBusinessUnitID)
+	}
+	if m.addregistered_count != nil {
+		fields = append(fields, activity.FieldRegisteredCount)
+	}
+	if m.addwaitlisted_count != nil {
+		fields = append(fields, activity.FieldWaitlistedCount)
+	}
+	if m.addchecked_in_count != nil {
+		fields = append(fields, activity.FieldCheckedInCount)
+	}
+	return fields
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *ActivityMutation) AddedField(name string) (ent.Value, bool) {
+	switch name {
+	case activity.FieldCapacity:
+		return m.AddedCapacity()
+	case activity.FieldMinTierID:
+		return m.AddedMinTierID()
+	case activity.FieldBusinessUnitID:
+		return m.AddedBusinessUnitID()
+	case activity.FieldRegisteredCount:
+		return m.AddedRegisteredCount()
+	case activity.FieldWaitlistedCount:
+		return m.AddedWaitlistedCount()
+	case activity.FieldCheckedInCount:
+		return m.AddedCheckedInCount()
+	}
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *ActivityMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	case activity.FieldCapacity:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddCapacity(v)
+		return nil
+	case activity.FieldMinTierID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddMinTierID(v)
+		return nil
+	case activity.FieldBusinessUnitID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddBusinessUnitID(v)
+		return nil
+	case activity.FieldRegisteredCount:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddRegisteredCount(v)
+		return nil
+	case activity.FieldWaitlistedCount:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddWaitlistedCount(v)
+		return nil
+	case activity.FieldCheckedInCount:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddCheckedInCount(v)
+		return nil
+	}
+	return fmt.Errorf("unknown Activity numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *ActivityMutation) ClearedFields() []string {
+	var fields []string
+	if m.FieldCleared(activity.FieldDescription) {
+		fields = append(fields, activity.FieldDescription)
+	}
+	if m.FieldCleared(activity.FieldLocation) {
+		fields = append(fields, activity.FieldLocation)
+	}
+	if m.FieldCleared(activity.FieldMinTierID) {
+		fields = append(fields, activity.FieldMinTierID)
+	}
+	if m.FieldCleared(activity.FieldBusinessUnitID) {
+		fields = append(fields, activity.FieldBusinessUnitID)
+	}
+	return fields
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *ActivityMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *ActivityMutation) ClearField(name string) error {
+	switch name {
+	case activity.FieldDescription:
+		m.ClearDescription()
+		return nil
+	case activity.FieldLocation:
+		m.ClearLocation()
+		return nil
+	case activity.FieldMinTierID:
+		m.ClearMinTierID()
+		return nil
+	case activity.FieldBusinessUnitID:
+		m.ClearBusinessUnitID()
+		return nil
+	}
+	return fmt.Errorf("unknown Activity nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *ActivityMutation) ResetField(name string) error {
+	switch name {
+	case activity.FieldCreatedAt:
+		m.ResetCreatedAt()
+		return nil
+	case activity.FieldUpdatedAt:
+		m.ResetUpdatedAt()
+		return nil
+	case activity.FieldTitle:
+		m.ResetTitle()
+		return nil
+	case activity.FieldDescription:
+		m.ResetDescription()
+		return nil
+	case activity.FieldLocation:
+		m.ResetLocation()
+		return nil
+	case activity.FieldStartsAt:
+		m.ResetStartsAt()
+		return nil
+	case activity.FieldEndsAt:
+		m.ResetEndsAt()
+		return nil
+	case activity.FieldCapacity:
+		m.ResetCapacity()
+		return nil
+	case activity.FieldMinTierID:
+		m.ResetMinTierID()
+		return nil
+	case activity.FieldBusinessUnitID:
+		m.ResetBusinessUnitID()
+		return nil
+	case activity.FieldRegisteredCount:
+		m.ResetRegisteredCount()
+		return nil
+	case activity.FieldWaitlistedCount:
+		m.ResetWaitlistedCount()
+		return nil
+	case activity.FieldCheckedInCount:
+		m.ResetCheckedInCount()
+		return nil
+	}
+	return fmt.Errorf("unknown Activity field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *ActivityMutation) AddedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *ActivityMutation) AddedIDs(name string) []ent.Value {
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *ActivityMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *ActivityMutation) RemovedIDs(name string) []ent.Value {
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *ActivityMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *ActivityMutation) EdgeCleared(name string) bool {
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *ActivityMutation) ClearEdge(name string) error {
+	return fmt.Errorf("unknown Activity unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *ActivityMutation) ResetEdge(name string) error {
+	return fmt.Errorf("unknown Activity edge %s", name)
+}
+
+// ActivityRegistrationMutation represents an operation that mutates the ActivityRegistration nodes in the graph.
+type ActivityRegistrationMutation struct {
+	config
+	op               Op
+	typ              string
+	id               *int
+	status           *enum.RegistrationStatus
+	created_at       *time.Time
+	cancelled_at     *time.Time
+	checked_in_at    *time.Time
+	checked_in_by    *int
+	addchecked_in_by *int
+	clearedFields    map[string]struct{}
+	activity         *int
+	clearedactivity  bool
+	member           *int
+	clearedmember    bool
+	done             bool
+	oldValue         func(context.Context) (*ActivityRegistration, error)
+	predicates       []predicate.ActivityRegistration
+}
+
+var _ ent.Mutation = (*ActivityRegistrationMutation)(nil)
+
+// activityregistrationOption allows management of the mutation configuration using functional options.
+type activityregistrationOption func(*ActivityRegistrationMutation)
+
+// newActivityRegistrationMutation creates new mutation for the ActivityRegistration entity.
+func newActivityRegistrationMutation(c config, op Op, opts ...activityregistrationOption) *ActivityRegistrationMutation {
+	m := &ActivityRegistrationMutation{
+		config:        c,
+		op:            op,
+		typ:           TypeActivityRegistration,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withActivityRegistrationID sets the ID field of the mutation.
+func withActivityRegistrationID(id int) activityregistrationOption {
+	return func(m *ActivityRegistrationMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *ActivityRegistration
+		)
+		m.oldValue = func(ctx context.Context) (*ActivityRegistration, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().ActivityRegistration.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withActivityRegistration sets the old ActivityRegistration of the mutation.
+func withActivityRegistration(node *ActivityRegistration) activityregistrationOption {
+	return func(m *ActivityRegistrationMutation) {
+		m.oldValue = func(context.Context) (*ActivityRegistration, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m ActivityRegistrationMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m ActivityRegistrationMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *ActivityRegistrationMutation) ID() (id int, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *ActivityRegistrationMutation) IDs(ctx context.Context) ([]int, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []int{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().ActivityRegistration.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetActivityID sets the "activity_id" field.
+func (m *ActivityRegistrationMutation) SetActivityID(i int) {
+	m.activity = &i
+}
+
+// ActivityID returns the value of the "activity_id" field in the mutation.
+func (m *ActivityRegistrationMutation) ActivityID() (r int, exists bool) {
+	v := m.activity
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldActivityID returns the old "activity_id" field's value of the ActivityRegistration entity.
+// If the ActivityRegistration object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ActivityRegistrationMutation) OldActivityID(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldActivityID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldActivityID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldActivityID: %w", err)
+	}
+	return oldValue.ActivityID, nil
+}
+
+// ResetActivityID resets all changes to the "activity_id" field.
+func (m *ActivityRegistrationMutation) ResetActivityID() {
+	m.activity = nil
+}
+
+// SetMemberID sets the "member_id" field.
+func (m *ActivityRegistrationMutation) SetMemberID(i int) {
+	m.member = &i
+}
+
+// MemberID returns the value of the "member_id" field in the mutation.
+func (m *ActivityRegistrationMutation) MemberID() (r int, exists bool) {
+	v := m.member
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldMemberID returns the old "member_id" field's value of the ActivityRegistration entity.
+// If the ActivityRegistration object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ActivityRegistrationMutation) OldMemberID(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldMemberID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldMemberID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldMemberID: %w", err)
+	}
+	return oldValue.MemberID, nil
+}
+
+// ResetMemberID resets all changes to the "member_id" field.
+func (m *ActivityRegistrationMutation) ResetMemberID() {
+	m.member = nil
+}
+
+// SetStatus sets the "status" field.
+func (m *ActivityRegistrationMutation) SetStatus(es enum.RegistrationStatus) {
+	m.status = &es
+}
+
+// Status returns the value of the "status" field in the mutation.
+func (m *ActivityRegistrationMutation) Status() (r enum.RegistrationStatus, exists bool) {
+	v := m.status
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldStatus returns the old "status" field's value of the ActivityRegistration entity.
+// If the ActivityRegistration object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ActivityRegistrationMutation) OldStatus(ctx context.Context) (v enum.RegistrationStatus, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldStatus is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldStatus requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldStatus: %w", err)
+	}
+	return oldValue.Status, nil
+}
+
+// ResetStatus resets all changes to the "status" field.
+func (m *ActivityRegistrationMutation) ResetStatus() {
+	m.status = nil
+}
+
+// SetCreatedAt sets the "created_at" field.
+func (m *ActivityRegistrationMutation) SetCreatedAt(t time.Time) {
+	m.created_at = &t
+}
+
+// CreatedAt returns the value of the "created_at" field in the mutation.
+func (m *ActivityRegistrationMutation) CreatedAt() (r time.Time, exists bool) {
+	v := m.created_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCreatedAt returns the old "created_at" field's value of the ActivityRegistration entity.
+// If the ActivityRegistration object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ActivityRegistrationMutation) OldCreatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCreatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCreatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCreatedAt: %w", err)
+	}
+	return oldValue.CreatedAt, nil
+}
+
+// ResetCreatedAt resets all changes to the "created_at" field.
+func (m *ActivityRegistrationMutation) ResetCreatedAt() {
+	m.created_at = nil
+}
+
+// SetCancelledAt sets the "cancelled_at" field.
+func (m *ActivityRegistrationMutation) SetCancelledAt(t time.Time) {
+	m.cancelled_at = &t
+}
+
+// CancelledAt returns the value of the "cancelled_at" field in the mutation.
+func (m *ActivityRegistrationMutation) CancelledAt() (r time.Time, exists bool) {
+	v := m.cancelled_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCancelledAt returns the old "cancelled_at" field's value of the ActivityRegistration entity.
+// If the ActivityRegistration object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ActivityRegistrationMutation) OldCancelledAt(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCancelledAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCancelledAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCancelledAt: %w", err)
+	}
+	return oldValue.CancelledAt, nil
+}
+
+// ClearCancelledAt clears the value of the "cancelled_at" field.
+func (m *ActivityRegistrationMutation) ClearCancelledAt() {
+	m.cancelled_at = nil
+	m.clearedFields[activityregistration.FieldCancelledAt] = struct{}{}
+}
+
+// CancelledAtCleared returns if the "cancelled_at" field was cleared in this mutation.
+func (m *ActivityRegistrationMutation) CancelledAtCleared() bool {
+	_, ok := m.clearedFields[activityregistration.FieldCancelledAt]
+	return ok
+}
+
+// ResetCancelledAt resets all changes to the "cancelled_at" field.
+func (m *ActivityRegistrationMutation) ResetCancelledAt() {
+	m.cancelled_at = nil
+	delete(m.clearedFields, activityregistration.FieldCancelledAt)
+}
+
+// SetCheckedInAt sets the "checked_in_at" field.
+func (m *ActivityRegistrationMutation) SetCheckedInAt(t time.Time) {
+	m.checked_in_at = &t
+}
+
+// CheckedInAt returns the value of the "checked_in_at" field in the mutation.
+func (m *ActivityRegistrationMutation) CheckedInAt() (r time.Time, exists bool) {
+	v := m.checked_in_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCheckedInAt returns the old "checked_in_at" field's value of the ActivityRegistration entity.
+// If the ActivityRegistration object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ActivityRegistrationMutation) OldCheckedInAt(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCheckedInAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCheckedInAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCheckedInAt: %w", err)
+	}
+	return oldValue.CheckedInAt, nil
+}
+
+// ClearCheckedInAt clears the value of the "checked_in_at" field.
+func (m *ActivityRegistrationMutation) ClearCheckedInAt() {
+	m.checked_in_at = nil
+	m.clearedFields[activityregistration.FieldCheckedInAt] = struct{}{}
+}
+
+// CheckedInAtCleared returns if the "checked_in_at" field was cleared in this mutation.
+func (m *ActivityRegistrationMutation) CheckedInAtCleared() bool {
+	_, ok := m.clearedFields[activityregistration.FieldCheckedInAt]
+	return ok
+}
+
+// ResetCheckedInAt resets all changes to the "checked_in_at" field.
+func (m *ActivityRegistrationMutation) ResetCheckedInAt() {
+	m.checked_in_at = nil
+	delete(m.clearedFields, activityregistration.FieldCheckedInAt)
+}
+
+// SetCheckedInBy sets the "checked_in_by" field.
+func (m *ActivityRegistrationMutation) SetCheckedInBy(i int) {
+	m.checked_in_by = &i
+	m.addchecked_in_by = nil
+}
+
+// CheckedInBy returns the value of the "checked_in_by" field in the mutation.
+func (m *ActivityRegistrationMutation) CheckedInBy() (r int, exists bool) {
+	v := m.checked_in_by
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCheckedInBy returns the old "checked_in_by" field's value of the ActivityRegistration entity.
+// If the ActivityRegistration object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ActivityRegistrationMutation) OldCheckedInBy(ctx context.Context) (v *int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCheckedInBy is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCheckedInBy requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCheckedInBy: %w", err)
+	}
+	return oldValue.CheckedInBy, nil
+}
+
+// AddCheckedInBy adds i to the "checked_in_by" field.
+func (m *ActivityRegistrationMutation) AddCheckedInBy(i int) {
+	if m.addchecked_in_by != nil {
+		*m.addchecked_in_by += i
+	} else {
+		m.addchecked_in_by = &i
+	}
+}
+
+// AddedCheckedInBy returns the value that was added to the "checked_in_by" field in this mutation.
+func (m *ActivityRegistrationMutation) AddedCheckedInBy() (r int, exists bool) {
+	v := m.addchecked_in_by
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ClearCheckedInBy clears the value of the "checked_in_by" field.
+func (m *ActivityRegistrationMutation) ClearCheckedInBy() {
+	m.checked_in_by = nil
+	m.addchecked_in_by = nil
+	m.clearedFields[activityregistration.FieldCheckedInBy] = struct{}{}
+}
+
+// CheckedInByCleared returns if the "checked_in_by" field was cleared in this mutation.
+func (m *ActivityRegistrationMutation) CheckedInByCleared() bool {
+	_, ok := m.clearedFields[activityregistration.FieldCheckedInBy]
+	return ok
+}
+
+// ResetCheckedInBy resets all changes to the "checked_in_by" field.
+func (m *ActivityRegistrationMutation) ResetCheckedInBy() {
+	m.checked_in_by = nil
+	m.addchecked_in_by = nil
+	delete(m.clearedFields, activityregistration.FieldCheckedInBy)
+}
+
+// ClearActivity clears the "activity" edge to the Activity entity.
+func (m *ActivityRegistrationMutation) ClearActivity() {
+	m.clearedactivity = true
+	m.clearedFields[activityregistration.FieldActivityID] = struct{}{}
+}
+
+// ActivityCleared reports if the "activity" edge to the Activity entity was cleared.
+func (m *ActivityRegistrationMutation) ActivityCleared() bool {
+	return m.clearedactivity
+}
+
+// ActivityIDs returns the "activity" edge IDs in the mutation.
+// Note that IDs always returns len(IDs) <= 1 for unique edges, and you should use
+// ActivityID instead. It exists only for internal usage by the builders.
+func (m *ActivityRegistrationMutation) ActivityIDs() (ids []int) {
+	if id := m.activity; id != nil {
+		ids = append(ids, *id)
+	}
+	return
+}
+
+// ResetActivity resets all changes to the "activity" edge.
+func (m *ActivityRegistrationMutation) ResetActivity() {
+	m.activity = nil
+	m.clearedactivity = false
+}
+
+// ClearMember clears the "member" edge to the Member entity.
+func (m *ActivityRegistrationMutation) ClearMember() {
+	m.clearedmember = true
+	m.clearedFields[activityregistration.FieldMemberID] = struct{}{}
+}
+
+// MemberCleared reports if the "member" edge to the Member entity was cleared.
+func (m *ActivityRegistrationMutation) MemberCleared() bool {
+	return m.clearedmember
+}
+
+// MemberIDs returns the "member" edge IDs in the mutation.
+// Note that IDs always returns len(IDs) <= 1 for unique edges, and you should use
+// MemberID instead. It exists only for internal usage by the builders.
+func (m *ActivityRegistrationMutation) MemberIDs() (ids []int) {
+	if id := m.member; id != nil {
+		ids = append(ids, *id)
+	}
+	return
+}
+
+// ResetMember resets all changes to the "member" edge.
+func (m *ActivityRegistrationMutation) ResetMember() {
+	m.member = nil
+	m.clearedmember = false
+}
+
+// Where appends a list predicates to the ActivityRegistrationMutation builder.
+func (m *ActivityRegistrationMutation) Where(ps ...predicate.ActivityRegistration) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the ActivityRegistrationMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *ActivityRegistrationMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.ActivityRegistration, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *ActivityRegistrationMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *ActivityRegistrationMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (ActivityRegistration).
+func (m *ActivityRegistrationMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *ActivityRegistrationMutation) Fields() []string {
+	fields := make([]string, 0, 7)
+	if m.activity != nil {
+		fields = append(fields, activityregistration.FieldActivityID)
+	}
+	if m.member != nil {
+		fields = append(fields, activityregistration.FieldMemberID)
+	}
+	if m.status != nil {
+		fields = append(fields, activityregistration.FieldStatus)
+	}
+	if m.created_at != nil {
+		fields = append(fields, activityregistration.FieldCreatedAt)
+	}
+	if m.cancelled_at != nil {
+		fields = append(fields, activityregistration.FieldCancelledAt)
+	}
+	if m.checked_in_at != nil {
+		fields = append(fields, activityregistration.FieldCheckedInAt)
+	}
+	if m.checked_in_by != nil {
+		fields = append(fields, activityregistration.FieldCheckedInBy)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *ActivityRegistrationMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case activityregistration.FieldActivityID:
+		return m.ActivityID()
+	case activityregistration.FieldMemberID:
+		return m.MemberID()
+	case activityregistration.FieldStatus:
+		return m.Status()
+	case activityregistration.FieldCreatedAt:
+		return m.CreatedAt()
+	case activityregistration.FieldCancelledAt:
+		return m.CancelledAt()
+	case activityregistration.FieldCheckedInAt:
+		return m.CheckedInAt()
+	case activityregistration.FieldCheckedInBy:
+		return m.CheckedInBy()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *ActivityRegistrationMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case activityregistration.FieldActivityID:
+		return m.OldActivityID(ctx)
+	case activityregistration.FieldMemberID:
+		return m.OldMemberID(ctx)
+	case activityregistration.FieldStatus:
+		return m.OldStatus(ctx)
+	case activityregistration.FieldCreatedAt:
+		return m.OldCreatedAt(ctx)
+	case activityregistration.FieldCancelledAt:
+		return m.OldCancelledAt(ctx)
+	case activityregistration.FieldCheckedInAt:
+		return m.OldCheckedInAt(ctx)
+	case activityregistration.FieldCheckedInBy:
+		return m.OldCheckedInBy(ctx)
+	}
+	return nil, fmt.Errorf("unknown ActivityRegistration field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *ActivityRegistrationMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case activityregistration.FieldActivityID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetActivityID(v)
+		return nil
+	case activityregistration.FieldMemberID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetMemberID(v)
+		return nil
+	case activityregistration.FieldStatus:
+		v, ok := value.(enum.RegistrationStatus)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetStatus(v)
+		return nil
+	case activityregistration.FieldCreatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCreatedAt(v)
+		return nil
+	case activityregistration.FieldCancelledAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCancelledAt(v)
+		return nil
+	case activityregistration.FieldCheckedInAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCheckedInAt(v)
+		return nil
+	case activityregistration.FieldCheckedInBy:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCheckedInBy(v)
+		return nil
+	}
+	return fmt.Errorf("unknown ActivityRegistration field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *ActivityRegistrationMutation) AddedFields() []string {
+	var fields []string
+	if m.addchecked_in_by != nil {
+		fields = append(fields, activityregistration.FieldCheckedInBy)
+	}
+	return fields
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *ActivityRegistrationMutation) AddedField(name string) (ent.Value, bool) {
+	switch name {
+	case activityregistration.FieldCheckedInBy:
+		return m.AddedCheckedInBy()
+	}
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *ActivityRegistrationMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	case activityregistration.FieldCheckedInBy:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddCheckedInBy(v)
+		return nil
+	}
+	return fmt.Errorf("unknown ActivityRegistration numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *ActivityRegistrationMutation) ClearedFields() []string {
+	var fields []string
+	if m.FieldCleared(activityregistration.FieldCancelledAt) {
+		fields = append(fields, activityregistration.FieldCancelledAt)
+	}
+	if m.FieldCleared(activityregistration.FieldCheckedInAt) {
+		fields = append(fields, activityregistration.FieldCheckedInAt)
+	}
+	if m.FieldCleared(activityregistration.FieldCheckedInBy) {
+		fields = append(fields, activityregistration.FieldCheckedInBy)
+	}
+	return fields
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *ActivityRegistrationMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *ActivityRegistrationMutation) ClearField(name string) error {
+	switch name {
+	case activityregistration.FieldCancelledAt:
+		m.ClearCancelledAt()
+		return nil
+	case activityregistration.FieldCheckedInAt:
+		m.ClearCheckedInAt()
+		return nil
+	case activityregistration.FieldCheckedInBy:
+		m.ClearCheckedInBy()
+		return nil
+	}
+	return fmt.Errorf("unknown ActivityRegistration nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *ActivityRegistrationMutation) ResetField(name string) error {
+	switch name {
+	case activityregistration.FieldActivityID:
+		m.ResetActivityID()
+		return nil
+	case activityregistration.FieldMemberID:
+		m.ResetMemberID()
+		return nil
+	case activityregistration.FieldStatus:
+		m.ResetStatus()
+		return nil
+	case activityregistration.FieldCreatedAt:
+		m.ResetCreatedAt()
+		return nil
+	case activityregistration.FieldCancelledAt:
+		m.ResetCancelledAt()
+		return nil
+	case activityregistration.FieldCheckedInAt:
+		m.ResetCheckedInAt()
+		return nil
+	case activityregistration.FieldCheckedInBy:
+		m.ResetCheckedInBy()
+		return nil
+	}
+	return fmt.Errorf("unknown ActivityRegistration field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *ActivityRegistrationMutation) AddedEdges() []string {
+	edges := make([]string, 0, 2)
+	if m.activity != nil {
+		edges = append(edges, activityregistration.EdgeActivity)
+	}
+	if m.member != nil {
+		edges = append(edges, activityregistration.EdgeMember)
+	}
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *ActivityRegistrationMutation) AddedIDs(name string) []ent.Value {
+	switch name {
+	case activityregistration.EdgeActivity:
+		if id := m.activity; id != nil {
+			return []ent.Value{*id}
+		}
+	case activityregistration.EdgeMember:
+		if id := m.member; id != nil {
+			return []ent.Value{*id}
+		}
+	}
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *ActivityRegistrationMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 2)
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *ActivityRegistrationMutation) RemovedIDs(name string) []ent.Value {
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *ActivityRegistrationMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 2)
+	if m.clearedactivity {
+		edges = append(edges, activityregistration.EdgeActivity)
+	}
+	if m.clearedmember {
+		edges = append(edges, activityregistration.EdgeMember)
+	}
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *ActivityRegistrationMutation) EdgeCleared(name string) bool {
+	switch name {
+	case activityregistration.EdgeActivity:
+		return m.clearedactivity
+	case activityregistration.EdgeMember:
+		return m.clearedmember
+	}
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *ActivityRegistrationMutation) ClearEdge(name string) error {
+	switch name {
+	case activityregistration.EdgeActivity:
+		m.ClearActivity()
+		return nil
+	case activityregistration.EdgeMember:
+		m.ClearMember()
+		return nil
+	}
+	return fmt.Errorf("unknown ActivityRegistration unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *ActivityRegistrationMutation) ResetEdge(name string) error {
+	switch name {
+	case activityregistration.EdgeActivity:
+		m.ResetActivity()
+		return nil
+	case activityregistration.EdgeMember:
+		m.ResetMember()
+		return nil
+	}
+	return fmt.Errorf("unknown ActivityRegistration edge %s", name)
 }
 
 // ApiClientMutation represents an operation that mutates the ApiClient nodes in the graph.
@@ -5597,27 +7726,30 @@ func (m *ConsentMutation) ResetEdge(name string) error {
 // CouponMutation represents an operation that mutates the Coupon nodes in the graph.
 type CouponMutation struct {
 	config
-	op               Op
-	typ              string
-	id               *int
-	code             *string
-	member_id        *int
-	addmember_id     *int
-	status           *enum.CouponStatus
-	issued_at        *time.Time
-	expires_at       *time.Time
-	locked_order_ref *string
-	locked_at        *time.Time
-	redeemed_at      *time.Time
-	order_id         *int
-	addorder_id      *int
-	source           *string
-	clearedFields    map[string]struct{}
-	template         *int
-	clearedtemplate  bool
-	done             bool
-	oldValue         func(context.Context) (*Coupon, error)
-	predicates       []predicate.Coupon
+	op                   Op
+	typ                  string
+	id                   *int
+	code                 *string
+	member_id            *int
+	addmember_id         *int
+	status               *enum.CouponStatus
+	issued_at            *time.Time
+	expires_at           *time.Time
+	locked_order_ref     *string
+	locked_at            *time.Time
+	redeemed_at          *time.Time
+	order_id             *int
+	addorder_id          *int
+	source               *string
+	discount             *int64
+	adddiscount          *int64
+	expiring_notified_at *time.Time
+	clearedFields        map[string]struct{}
+	template             *int
+	clearedtemplate      bool
+	done                 bool
+	oldValue             func(context.Context) (*Coupon, error)
+	predicates           []predicate.Coupon
 }
 
 var _ ent.Mutation = (*CouponMutation)(nil)
@@ -6207,6 +8339,111 @@ func (m *CouponMutation) ResetSource() {
 	m.source = nil
 }
 
+// SetDiscount sets the "discount" field.
+func (m *CouponMutation) SetDiscount(i int64) {
+	m.discount = &i
+	m.adddiscount = nil
+}
+
+// Discount returns the value of the "discount" field in the mutation.
+func (m *CouponMutation) Discount() (r int64, exists bool) {
+	v := m.discount
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldDiscount returns the old "discount" field's value of the Coupon entity.
+// If the Coupon object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CouponMutation) OldDiscount(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldDiscount is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldDiscount requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldDiscount: %w", err)
+	}
+	return oldValue.Discount, nil
+}
+
+// AddDiscount adds i to the "discount" field.
+func (m *CouponMutation) AddDiscount(i int64) {
+	if m.adddiscount != nil {
+		*m.adddiscount += i
+	} else {
+		m.adddiscount = &i
+	}
+}
+
+// AddedDiscount returns the value that was added to the "discount" field in this mutation.
+func (m *CouponMutation) AddedDiscount() (r int64, exists bool) {
+	v := m.adddiscount
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetDiscount resets all changes to the "discount" field.
+func (m *CouponMutation) ResetDiscount() {
+	m.discount = nil
+	m.adddiscount = nil
+}
+
+// SetExpiringNotifiedAt sets the "expiring_notified_at" field.
+func (m *CouponMutation) SetExpiringNotifiedAt(t time.Time) {
+	m.expiring_notified_at = &t
+}
+
+// ExpiringNotifiedAt returns the value of the "expiring_notified_at" field in the mutation.
+func (m *CouponMutation) ExpiringNotifiedAt() (r time.Time, exists bool) {
+	v := m.expiring_notified_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldExpiringNotifiedAt returns the old "expiring_notified_at" field's value of the Coupon entity.
+// If the Coupon object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CouponMutation) OldExpiringNotifiedAt(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldExpiringNotifiedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldExpiringNotifiedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldExpiringNotifiedAt: %w", err)
+	}
+	return oldValue.ExpiringNotifiedAt, nil
+}
+
+// ClearExpiringNotifiedAt clears the value of the "expiring_notified_at" field.
+func (m *CouponMutation) ClearExpiringNotifiedAt() {
+	m.expiring_notified_at = nil
+	m.clearedFields[coupon.FieldExpiringNotifiedAt] = struct{}{}
+}
+
+// ExpiringNotifiedAtCleared returns if the "expiring_notified_at" field was cleared in this mutation.
+func (m *CouponMutation) ExpiringNotifiedAtCleared() bool {
+	_, ok := m.clearedFields[coupon.FieldExpiringNotifiedAt]
+	return ok
+}
+
+// ResetExpiringNotifiedAt resets all changes to the "expiring_notified_at" field.
+func (m *CouponMutation) ResetExpiringNotifiedAt() {
+	m.expiring_notified_at = nil
+	delete(m.clearedFields, coupon.FieldExpiringNotifiedAt)
+}
+
 // ClearTemplate clears the "template" edge to the CouponTemplate entity.
 func (m *CouponMutation) ClearTemplate() {
 	m.clearedtemplate = true
@@ -6268,7 +8505,7 @@ func (m *CouponMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *CouponMutation) Fields() []string {
-	fields := make([]string, 0, 11)
+	fields := make([]string, 0, 13)
 	if m.code != nil {
 		fields = append(fields, coupon.FieldCode)
 	}
@@ -6302,6 +8539,12 @@ func (m *CouponMutation) Fields() []string {
 	if m.source != nil {
 		fields = append(fields, coupon.FieldSource)
 	}
+	if m.discount != nil {
+		fields = append(fields, coupon.FieldDiscount)
+	}
+	if m.expiring_notified_at != nil {
+		fields = append(fields, coupon.FieldExpiringNotifiedAt)
+	}
 	return fields
 }
 
@@ -6332,6 +8575,10 @@ func (m *CouponMutation) Field(name string) (ent.Value, bool) {
 		return m.OrderID()
 	case coupon.FieldSource:
 		return m.Source()
+	case coupon.FieldDiscount:
+		return m.Discount()
+	case coupon.FieldExpiringNotifiedAt:
+		return m.ExpiringNotifiedAt()
 	}
 	return nil, false
 }
@@ -6363,6 +8610,10 @@ func (m *CouponMutation) OldField(ctx context.Context, name string) (ent.Value, 
 		return m.OldOrderID(ctx)
 	case coupon.FieldSource:
 		return m.OldSource(ctx)
+	case coupon.FieldDiscount:
+		return m.OldDiscount(ctx)
+	case coupon.FieldExpiringNotifiedAt:
+		return m.OldExpiringNotifiedAt(ctx)
 	}
 	return nil, fmt.Errorf("unknown Coupon field %s", name)
 }
@@ -6449,6 +8700,20 @@ func (m *CouponMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetSource(v)
 		return nil
+	case coupon.FieldDiscount:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetDiscount(v)
+		return nil
+	case coupon.FieldExpiringNotifiedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetExpiringNotifiedAt(v)
+		return nil
 	}
 	return fmt.Errorf("unknown Coupon field %s", name)
 }
@@ -6463,6 +8728,9 @@ func (m *CouponMutation) AddedFields() []string {
 	if m.addorder_id != nil {
 		fields = append(fields, coupon.FieldOrderID)
 	}
+	if m.adddiscount != nil {
+		fields = append(fields, coupon.FieldDiscount)
+	}
 	return fields
 }
 
@@ -6475,6 +8743,8 @@ func (m *CouponMutation) AddedField(name string) (ent.Value, bool) {
 		return m.AddedMemberID()
 	case coupon.FieldOrderID:
 		return m.AddedOrderID()
+	case coupon.FieldDiscount:
+		return m.AddedDiscount()
 	}
 	return nil, false
 }
@@ -6498,6 +8768,13 @@ func (m *CouponMutation) AddField(name string, value ent.Value) error {
 		}
 		m.AddOrderID(v)
 		return nil
+	case coupon.FieldDiscount:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddDiscount(v)
+		return nil
 	}
 	return fmt.Errorf("unknown Coupon numeric field %s", name)
 }
@@ -6517,6 +8794,9 @@ func (m *CouponMutation) ClearedFields() []string {
 	}
 	if m.FieldCleared(coupon.FieldOrderID) {
 		fields = append(fields, coupon.FieldOrderID)
+	}
+	if m.FieldCleared(coupon.FieldExpiringNotifiedAt) {
+		fields = append(fields, coupon.FieldExpiringNotifiedAt)
 	}
 	return fields
 }
@@ -6543,6 +8823,9 @@ func (m *CouponMutation) ClearField(name string) error {
 		return nil
 	case coupon.FieldOrderID:
 		m.ClearOrderID()
+		return nil
+	case coupon.FieldExpiringNotifiedAt:
+		m.ClearExpiringNotifiedAt()
 		return nil
 	}
 	return fmt.Errorf("unknown Coupon nullable field %s", name)
@@ -6584,6 +8867,12 @@ func (m *CouponMutation) ResetField(name string) error {
 		return nil
 	case coupon.FieldSource:
 		m.ResetSource()
+		return nil
+	case coupon.FieldDiscount:
+		m.ResetDiscount()
+		return nil
+	case coupon.FieldExpiringNotifiedAt:
+		m.ResetExpiringNotifiedAt()
 		return nil
 	}
 	return fmt.Errorf("unknown Coupon field %s", name)
@@ -10830,6 +13119,5133 @@ func (m *IdentityMutation) ResetEdge(name string) error {
 	return fmt.Errorf("unknown Identity edge %s", name)
 }
 
+// LogCursorMutation represents an operation that mutates the LogCursor nodes in the graph.
+type LogCursorMutation struct {
+	config
+	op            Op
+	typ           string
+	id            *int
+	name          *string
+	position      *int64
+	addposition   *int64
+	updated_at    *time.Time
+	clearedFields map[string]struct{}
+	done          bool
+	oldValue      func(context.Context) (*LogCursor, error)
+	predicates    []predicate.LogCursor
+}
+
+var _ ent.Mutation = (*LogCursorMutation)(nil)
+
+// logcursorOption allows management of the mutation configuration using functional options.
+type logcursorOption func(*LogCursorMutation)
+
+// newLogCursorMutation creates new mutation for the LogCursor entity.
+func newLogCursorMutation(c config, op Op, opts ...logcursorOption) *LogCursorMutation {
+	m := &LogCursorMutation{
+		config:        c,
+		op:            op,
+		typ:           TypeLogCursor,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withLogCursorID sets the ID field of the mutation.
+func withLogCursorID(id int) logcursorOption {
+	return func(m *LogCursorMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *LogCursor
+		)
+		m.oldValue = func(ctx context.Context) (*LogCursor, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().LogCursor.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withLogCursor sets the old LogCursor of the mutation.
+func withLogCursor(node *LogCursor) logcursorOption {
+	return func(m *LogCursorMutation) {
+		m.oldValue = func(context.Context) (*LogCursor, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m LogCursorMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m LogCursorMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *LogCursorMutation) ID() (id int, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *LogCursorMutation) IDs(ctx context.Context) ([]int, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []int{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().LogCursor.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetName sets the "name" field.
+func (m *LogCursorMutation) SetName(s string) {
+	m.name = &s
+}
+
+// Name returns the value of the "name" field in the mutation.
+func (m *LogCursorMutation) Name() (r string, exists bool) {
+	v := m.name
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldName returns the old "name" field's value of the LogCursor entity.
+// If the LogCursor object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *LogCursorMutation) OldName(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldName is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldName requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldName: %w", err)
+	}
+	return oldValue.Name, nil
+}
+
+// ResetName resets all changes to the "name" field.
+func (m *LogCursorMutation) ResetName() {
+	m.name = nil
+}
+
+// SetPosition sets the "position" field.
+func (m *LogCursorMutation) SetPosition(i int64) {
+	m.position = &i
+	m.addposition = nil
+}
+
+// Position returns the value of the "position" field in the mutation.
+func (m *LogCursorMutation) Position() (r int64, exists bool) {
+	v := m.position
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPosition returns the old "position" field's value of the LogCursor entity.
+// If the LogCursor object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *LogCursorMutation) OldPosition(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPosition is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPosition requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPosition: %w", err)
+	}
+	return oldValue.Position, nil
+}
+
+// AddPosition adds i to the "position" field.
+func (m *LogCursorMutation) AddPosition(i int64) {
+	if m.addposition != nil {
+		*m.addposition += i
+	} else {
+		m.addposition = &i
+	}
+}
+
+// AddedPosition returns the value that was added to the "position" field in this mutation.
+func (m *LogCursorMutation) AddedPosition() (r int64, exists bool) {
+	v := m.addposition
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetPosition resets all changes to the "position" field.
+func (m *LogCursorMutation) ResetPosition() {
+	m.position = nil
+	m.addposition = nil
+}
+
+// SetUpdatedAt sets the "updated_at" field.
+func (m *LogCursorMutation) SetUpdatedAt(t time.Time) {
+	m.updated_at = &t
+}
+
+// UpdatedAt returns the value of the "updated_at" field in the mutation.
+func (m *LogCursorMutation) UpdatedAt() (r time.Time, exists bool) {
+	v := m.updated_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldUpdatedAt returns the old "updated_at" field's value of the LogCursor entity.
+// If the LogCursor object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *LogCursorMutation) OldUpdatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldUpdatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldUpdatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldUpdatedAt: %w", err)
+	}
+	return oldValue.UpdatedAt, nil
+}
+
+// ResetUpdatedAt resets all changes to the "updated_at" field.
+func (m *LogCursorMutation) ResetUpdatedAt() {
+	m.updated_at = nil
+}
+
+// Where appends a list predicates to the LogCursorMutation builder.
+func (m *LogCursorMutation) Where(ps ...predicate.LogCursor) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the LogCursorMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *LogCursorMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.LogCursor, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *LogCursorMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *LogCursorMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (LogCursor).
+func (m *LogCursorMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *LogCursorMutation) Fields() []string {
+	fields := make([]string, 0, 3)
+	if m.name != nil {
+		fields = append(fields, logcursor.FieldName)
+	}
+	if m.position != nil {
+		fields = append(fields, logcursor.FieldPosition)
+	}
+	if m.updated_at != nil {
+		fields = append(fields, logcursor.FieldUpdatedAt)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *LogCursorMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case logcursor.FieldName:
+		return m.Name()
+	case logcursor.FieldPosition:
+		return m.Position()
+	case logcursor.FieldUpdatedAt:
+		return m.UpdatedAt()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *LogCursorMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case logcursor.FieldName:
+		return m.OldName(ctx)
+	case logcursor.FieldPosition:
+		return m.OldPosition(ctx)
+	case logcursor.FieldUpdatedAt:
+		return m.OldUpdatedAt(ctx)
+	}
+	return nil, fmt.Errorf("unknown LogCursor field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *LogCursorMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case logcursor.FieldName:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetName(v)
+		return nil
+	case logcursor.FieldPosition:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPosition(v)
+		return nil
+	case logcursor.FieldUpdatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetUpdatedAt(v)
+		return nil
+	}
+	return fmt.Errorf("unknown LogCursor field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *LogCursorMutation) AddedFields() []string {
+	var fields []string
+	if m.addposition != nil {
+		fields = append(fields, logcursor.FieldPosition)
+	}
+	return fields
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *LogCursorMutation) AddedField(name string) (ent.Value, bool) {
+	switch name {
+	case logcursor.FieldPosition:
+		return m.AddedPosition()
+	}
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *LogCursorMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	case logcursor.FieldPosition:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddPosition(v)
+		return nil
+	}
+	return fmt.Errorf("unknown LogCursor numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *LogCursorMutation) ClearedFields() []string {
+	return nil
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *LogCursorMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *LogCursorMutation) ClearField(name string) error {
+	return fmt.Errorf("unknown LogCursor nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *LogCursorMutation) ResetField(name string) error {
+	switch name {
+	case logcursor.FieldName:
+		m.ResetName()
+		return nil
+	case logcursor.FieldPosition:
+		m.ResetPosition()
+		return nil
+	case logcursor.FieldUpdatedAt:
+		m.ResetUpdatedAt()
+		return nil
+	}
+	return fmt.Errorf("unknown LogCursor field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *LogCursorMutation) AddedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *LogCursorMutation) AddedIDs(name string) []ent.Value {
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *LogCursorMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *LogCursorMutation) RemovedIDs(name string) []ent.Value {
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *LogCursorMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *LogCursorMutation) EdgeCleared(name string) bool {
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *LogCursorMutation) ClearEdge(name string) error {
+	return fmt.Errorf("unknown LogCursor unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *LogCursorMutation) ResetEdge(name string) error {
+	return fmt.Errorf("unknown LogCursor edge %s", name)
+}
+
+// LotteryMutation represents an operation that mutates the Lottery nodes in the graph.
+type LotteryMutation struct {
+	config
+	op                  Op
+	typ                 string
+	id                  *int
+	created_at          *time.Time
+	updated_at          *time.Time
+	title               *string
+	cost_points         *int
+	addcost_points      *int
+	daily_draw_limit    *int
+	adddaily_draw_limit *int
+	starts_at           *time.Time
+	ends_at             *time.Time
+	clearedFields       map[string]struct{}
+	prizes              map[int]struct{}
+	removedprizes       map[int]struct{}
+	clearedprizes       bool
+	done                bool
+	oldValue            func(context.Context) (*Lottery, error)
+	predicates          []predicate.Lottery
+}
+
+var _ ent.Mutation = (*LotteryMutation)(nil)
+
+// lotteryOption allows management of the mutation configuration using functional options.
+type lotteryOption func(*LotteryMutation)
+
+// newLotteryMutation creates new mutation for the Lottery entity.
+func newLotteryMutation(c config, op Op, opts ...lotteryOption) *LotteryMutation {
+	m := &LotteryMutation{
+		config:        c,
+		op:            op,
+		typ:           TypeLottery,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withLotteryID sets the ID field of the mutation.
+func withLotteryID(id int) lotteryOption {
+	return func(m *LotteryMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *Lottery
+		)
+		m.oldValue = func(ctx context.Context) (*Lottery, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().Lottery.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withLottery sets the old Lottery of the mutation.
+func withLottery(node *Lottery) lotteryOption {
+	return func(m *LotteryMutation) {
+		m.oldValue = func(context.Context) (*Lottery, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m LotteryMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m LotteryMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *LotteryMutation) ID() (id int, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *LotteryMutation) IDs(ctx context.Context) ([]int, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []int{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().Lottery.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetCreatedAt sets the "created_at" field.
+func (m *LotteryMutation) SetCreatedAt(t time.Time) {
+	m.created_at = &t
+}
+
+// CreatedAt returns the value of the "created_at" field in the mutation.
+func (m *LotteryMutation) CreatedAt() (r time.Time, exists bool) {
+	v := m.created_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCreatedAt returns the old "created_at" field's value of the Lottery entity.
+// If the Lottery object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *LotteryMutation) OldCreatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCreatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCreatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCreatedAt: %w", err)
+	}
+	return oldValue.CreatedAt, nil
+}
+
+// ResetCreatedAt resets all changes to the "created_at" field.
+func (m *LotteryMutation) ResetCreatedAt() {
+	m.created_at = nil
+}
+
+// SetUpdatedAt sets the "updated_at" field.
+func (m *LotteryMutation) SetUpdatedAt(t time.Time) {
+	m.updated_at = &t
+}
+
+// UpdatedAt returns the value of the "updated_at" field in the mutation.
+func (m *LotteryMutation) UpdatedAt() (r time.Time, exists bool) {
+	v := m.updated_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldUpdatedAt returns the old "updated_at" field's value of the Lottery entity.
+// If the Lottery object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *LotteryMutation) OldUpdatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldUpdatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldUpdatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldUpdatedAt: %w", err)
+	}
+	return oldValue.UpdatedAt, nil
+}
+
+// ResetUpdatedAt resets all changes to the "updated_at" field.
+func (m *LotteryMutation) ResetUpdatedAt() {
+	m.updated_at = nil
+}
+
+// SetTitle sets the "title" field.
+func (m *LotteryMutation) SetTitle(s string) {
+	m.title = &s
+}
+
+// Title returns the value of the "title" field in the mutation.
+func (m *LotteryMutation) Title() (r string, exists bool) {
+	v := m.title
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldTitle returns the old "title" field's value of the Lottery entity.
+// If the Lottery object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *LotteryMutation) OldTitle(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldTitle is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldTitle requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldTitle: %w", err)
+	}
+	return oldValue.Title, nil
+}
+
+// ResetTitle resets all changes to the "title" field.
+func (m *LotteryMutation) ResetTitle() {
+	m.title = nil
+}
+
+// SetCostPoints sets the "cost_points" field.
+func (m *LotteryMutation) SetCostPoints(i int) {
+	m.cost_points = &i
+	m.addcost_points = nil
+}
+
+// CostPoints returns the value of the "cost_points" field in the mutation.
+func (m *LotteryMutation) CostPoints() (r int, exists bool) {
+	v := m.cost_points
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCostPoints returns the old "cost_points" field's value of the Lottery entity.
+// If the Lottery object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *LotteryMutation) OldCostPoints(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCostPoints is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCostPoints requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCostPoints: %w", err)
+	}
+	return oldValue.CostPoints, nil
+}
+
+// AddCostPoints adds i to the "cost_points" field.
+func (m *LotteryMutation) AddCostPoints(i int) {
+	if m.addcost_points != nil {
+		*m.addcost_points += i
+	} else {
+		m.addcost_points = &i
+	}
+}
+
+// AddedCostPoints returns the value that was added to the "cost_points" field in this mutation.
+func (m *LotteryMutation) AddedCostPoints() (r int, exists bool) {
+	v := m.addcost_points
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetCostPoints resets all changes to the "cost_points" field.
+func (m *LotteryMutation) ResetCostPoints() {
+	m.cost_points = nil
+	m.addcost_points = nil
+}
+
+// SetDailyDrawLimit sets the "daily_draw_limit" field.
+func (m *LotteryMutation) SetDailyDrawLimit(i int) {
+	m.daily_draw_limit = &i
+	m.adddaily_draw_limit = nil
+}
+
+// DailyDrawLimit returns the value of the "daily_draw_limit" field in the mutation.
+func (m *LotteryMutation) DailyDrawLimit() (r int, exists bool) {
+	v := m.daily_draw_limit
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldDailyDrawLimit returns the old "daily_draw_limit" field's value of the Lottery entity.
+// If the Lottery object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *LotteryMutation) OldDailyDrawLimit(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldDailyDrawLimit is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldDailyDrawLimit requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldDailyDrawLimit: %w", err)
+	}
+	return oldValue.DailyDrawLimit, nil
+}
+
+// AddDailyDrawLimit adds i to the "daily_draw_limit" field.
+func (m *LotteryMutation) AddDailyDrawLimit(i int) {
+	if m.adddaily_draw_limit != nil {
+		*m.adddaily_draw_limit += i
+	} else {
+		m.adddaily_draw_limit = &i
+	}
+}
+
+// AddedDailyDrawLimit returns the value that was added to the "daily_draw_limit" field in this mutation.
+func (m *LotteryMutation) AddedDailyDrawLimit() (r int, exists bool) {
+	v := m.adddaily_draw_limit
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetDailyDrawLimit resets all changes to the "daily_draw_limit" field.
+func (m *LotteryMutation) ResetDailyDrawLimit() {
+	m.daily_draw_limit = nil
+	m.adddaily_draw_limit = nil
+}
+
+// SetStartsAt sets the "starts_at" field.
+func (m *LotteryMutation) SetStartsAt(t time.Time) {
+	m.starts_at = &t
+}
+
+// StartsAt returns the value of the "starts_at" field in the mutation.
+func (m *LotteryMutation) StartsAt() (r time.Time, exists bool) {
+	v := m.starts_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldStartsAt returns the old "starts_at" field's value of the Lottery entity.
+// If the Lottery object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *LotteryMutation) OldStartsAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldStartsAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldStartsAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldStartsAt: %w", err)
+	}
+	return oldValue.StartsAt, nil
+}
+
+// ResetStartsAt resets all changes to the "starts_at" field.
+func (m *LotteryMutation) ResetStartsAt() {
+	m.starts_at = nil
+}
+
+// SetEndsAt sets the "ends_at" field.
+func (m *LotteryMutation) SetEndsAt(t time.Time) {
+	m.ends_at = &t
+}
+
+// EndsAt returns the value of the "ends_at" field in the mutation.
+func (m *LotteryMutation) EndsAt() (r time.Time, exists bool) {
+	v := m.ends_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldEndsAt returns the old "ends_at" field's value of the Lottery entity.
+// If the Lottery object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *LotteryMutation) OldEndsAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldEndsAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldEndsAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldEndsAt: %w", err)
+	}
+	return oldValue.EndsAt, nil
+}
+
+// ResetEndsAt resets all changes to the "ends_at" field.
+func (m *LotteryMutation) ResetEndsAt() {
+	m.ends_at = nil
+}
+
+// AddPrizeIDs adds the "prizes" edge to the LotteryPrize entity by ids.
+func (m *LotteryMutation) AddPrizeIDs(ids ...int) {
+	if m.prizes == nil {
+		m.prizes = make(map[int]struct{})
+	}
+	for i := range ids {
+		m.prizes[ids[i]] = struct{}{}
+	}
+}
+
+// ClearPrizes clears the "prizes" edge to the LotteryPrize entity.
+func (m *LotteryMutation) ClearPrizes() {
+	m.clearedprizes = true
+}
+
+// PrizesCleared reports if the "prizes" edge to the LotteryPrize entity was cleared.
+func (m *LotteryMutation) PrizesCleared() bool {
+	return m.clearedprizes
+}
+
+// RemovePrizeIDs removes the "prizes" edge to the LotteryPrize entity by IDs.
+func (m *LotteryMutation) RemovePrizeIDs(ids ...int) {
+	if m.removedprizes == nil {
+		m.removedprizes = make(map[int]struct{})
+	}
+	for i := range ids {
+		delete(m.prizes, ids[i])
+		m.removedprizes[ids[i]] = struct{}{}
+	}
+}
+
+// RemovedPrizes returns the removed IDs of the "prizes" edge to the LotteryPrize entity.
+func (m *LotteryMutation) RemovedPrizesIDs() (ids []int) {
+	for id := range m.removedprizes {
+		ids = append(ids, id)
+	}
+	return
+}
+
+// PrizesIDs returns the "prizes" edge IDs in the mutation.
+func (m *LotteryMutation) PrizesIDs() (ids []int) {
+	for id := range m.prizes {
+		ids = append(ids, id)
+	}
+	return
+}
+
+// ResetPrizes resets all changes to the "prizes" edge.
+func (m *LotteryMutation) ResetPrizes() {
+	m.prizes = nil
+	m.clearedprizes = false
+	m.removedprizes = nil
+}
+
+// Where appends a list predicates to the LotteryMutation builder.
+func (m *LotteryMutation) Where(ps ...predicate.Lottery) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the LotteryMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *LotteryMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.Lottery, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *LotteryMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *LotteryMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (Lottery).
+func (m *LotteryMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *LotteryMutation) Fields() []string {
+	fields := make([]string, 0, 7)
+	if m.created_at != nil {
+		fields = append(fields, lottery.FieldCreatedAt)
+	}
+	if m.updated_at != nil {
+		fields = append(fields, lottery.FieldUpdatedAt)
+	}
+	if m.title != nil {
+		fields = append(fields, lottery.FieldTitle)
+	}
+	if m.cost_points != nil {
+		fields = append(fields, lottery.FieldCostPoints)
+	}
+	if m.daily_draw_limit != nil {
+		fields = append(fields, lottery.FieldDailyDrawLimit)
+	}
+	if m.starts_at != nil {
+		fields = append(fields, lottery.FieldStartsAt)
+	}
+	if m.ends_at != nil {
+		fields = append(fields, lottery.FieldEndsAt)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *LotteryMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case lottery.FieldCreatedAt:
+		return m.CreatedAt()
+	case lottery.FieldUpdatedAt:
+		return m.UpdatedAt()
+	case lottery.FieldTitle:
+		return m.Title()
+	case lottery.FieldCostPoints:
+		return m.CostPoints()
+	case lottery.FieldDailyDrawLimit:
+		return m.DailyDrawLimit()
+	case lottery.FieldStartsAt:
+		return m.StartsAt()
+	case lottery.FieldEndsAt:
+		return m.EndsAt()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *LotteryMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case lottery.FieldCreatedAt:
+		return m.OldCreatedAt(ctx)
+	case lottery.FieldUpdatedAt:
+		return m.OldUpdatedAt(ctx)
+	case lottery.FieldTitle:
+		return m.OldTitle(ctx)
+	case lottery.FieldCostPoints:
+		return m.OldCostPoints(ctx)
+	case lottery.FieldDailyDrawLimit:
+		return m.OldDailyDrawLimit(ctx)
+	case lottery.FieldStartsAt:
+		return m.OldStartsAt(ctx)
+	case lottery.FieldEndsAt:
+		return m.OldEndsAt(ctx)
+	}
+	return nil, fmt.Errorf("unknown Lottery field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *LotteryMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case lottery.FieldCreatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCreatedAt(v)
+		return nil
+	case lottery.FieldUpdatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetUpdatedAt(v)
+		return nil
+	case lottery.FieldTitle:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetTitle(v)
+		return nil
+	case lottery.FieldCostPoints:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCostPoints(v)
+		return nil
+	case lottery.FieldDailyDrawLimit:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetDailyDrawLimit(v)
+		return nil
+	case lottery.FieldStartsAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetStartsAt(v)
+		return nil
+	case lottery.FieldEndsAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetEndsAt(v)
+		return nil
+	}
+	return fmt.Errorf("unknown Lottery field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *LotteryMutation) AddedFields() []string {
+	var fields []string
+	if m.addcost_points != nil {
+		fields = append(fields, lottery.FieldCostPoints)
+	}
+	if m.adddaily_draw_limit != nil {
+		fields = append(fields, lottery.FieldDailyDrawLimit)
+	}
+	return fields
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *LotteryMutation) AddedField(name string) (ent.Value, bool) {
+	switch name {
+	case lottery.FieldCostPoints:
+		return m.AddedCostPoints()
+	case lottery.FieldDailyDrawLimit:
+		return m.AddedDailyDrawLimit()
+	}
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *LotteryMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	case lottery.FieldCostPoints:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddCostPoints(v)
+		return nil
+	case lottery.FieldDailyDrawLimit:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddDailyDrawLimit(v)
+		return nil
+	}
+	return fmt.Errorf("unknown Lottery numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *LotteryMutation) ClearedFields() []string {
+	return nil
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *LotteryMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *LotteryMutation) ClearField(name string) error {
+	return fmt.Errorf("unknown Lottery nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *LotteryMutation) ResetField(name string) error {
+	switch name {
+	case lottery.FieldCreatedAt:
+		m.ResetCreatedAt()
+		return nil
+	case lottery.FieldUpdatedAt:
+		m.ResetUpdatedAt()
+		return nil
+	case lottery.FieldTitle:
+		m.ResetTitle()
+		return nil
+	case lottery.FieldCostPoints:
+		m.ResetCostPoints()
+		return nil
+	case lottery.FieldDailyDrawLimit:
+		m.ResetDailyDrawLimit()
+		return nil
+	case lottery.FieldStartsAt:
+		m.ResetStartsAt()
+		return nil
+	case lottery.FieldEndsAt:
+		m.ResetEndsAt()
+		return nil
+	}
+	return fmt.Errorf("unknown Lottery field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *LotteryMutation) AddedEdges() []string {
+	edges := make([]string, 0, 1)
+	if m.prizes != nil {
+		edges = append(edges, lottery.EdgePrizes)
+	}
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *LotteryMutation) AddedIDs(name string) []ent.Value {
+	switch name {
+	case lottery.EdgePrizes:
+		ids := make([]ent.Value, 0, len(m.prizes))
+		for id := range m.prizes {
+			ids = append(ids, id)
+		}
+		return ids
+	}
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *LotteryMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 1)
+	if m.removedprizes != nil {
+		edges = append(edges, lottery.EdgePrizes)
+	}
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *LotteryMutation) RemovedIDs(name string) []ent.Value {
+	switch name {
+	case lottery.EdgePrizes:
+		ids := make([]ent.Value, 0, len(m.removedprizes))
+		for id := range m.removedprizes {
+			ids = append(ids, id)
+		}
+		return ids
+	}
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *LotteryMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 1)
+	if m.clearedprizes {
+		edges = append(edges, lottery.EdgePrizes)
+	}
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *LotteryMutation) EdgeCleared(name string) bool {
+	switch name {
+	case lottery.EdgePrizes:
+		return m.clearedprizes
+	}
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *LotteryMutation) ClearEdge(name string) error {
+	switch name {
+	}
+	return fmt.Errorf("unknown Lottery unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *LotteryMutation) ResetEdge(name string) error {
+	switch name {
+	case lottery.EdgePrizes:
+		m.ResetPrizes()
+		return nil
+	}
+	return fmt.Errorf("unknown Lottery edge %s", name)
+}
+
+// LotteryDrawMutation represents an operation that mutates the LotteryDraw nodes in the graph.
+type LotteryDrawMutation struct {
+	config
+	op                Op
+	typ               string
+	id                *int
+	lottery_id        *int
+	addlottery_id     *int
+	member_id         *int
+	addmember_id      *int
+	prize_id          *int
+	addprize_id       *int
+	won               *bool
+	points_spent      *int64
+	addpoints_spent   *int64
+	points_awarded    *int64
+	addpoints_awarded *int64
+	coupon_id         *int
+	addcoupon_id      *int
+	idempotency_key   *string
+	drawn_at          *time.Time
+	clearedFields     map[string]struct{}
+	done              bool
+	oldValue          func(context.Context) (*LotteryDraw, error)
+	predicates        []predicate.LotteryDraw
+}
+
+var _ ent.Mutation = (*LotteryDrawMutation)(nil)
+
+// lotterydrawOption allows management of the mutation configuration using functional options.
+type lotterydrawOption func(*LotteryDrawMutation)
+
+// newLotteryDrawMutation creates new mutation for the LotteryDraw entity.
+func newLotteryDrawMutation(c config, op Op, opts ...lotterydrawOption) *LotteryDrawMutation {
+	m := &LotteryDrawMutation{
+		config:        c,
+		op:            op,
+		typ:           TypeLotteryDraw,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withLotteryDrawID sets the ID field of the mutation.
+func withLotteryDrawID(id int) lotterydrawOption {
+	return func(m *LotteryDrawMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *LotteryDraw
+		)
+		m.oldValue = func(ctx context.Context) (*LotteryDraw, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().LotteryDraw.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withLotteryDraw sets the old LotteryDraw of the mutation.
+func withLotteryDraw(node *LotteryDraw) lotterydrawOption {
+	return func(m *LotteryDrawMutation) {
+		m.oldValue = func(context.Context) (*LotteryDraw, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m LotteryDrawMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m LotteryDrawMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *LotteryDrawMutation) ID() (id int, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *LotteryDrawMutation) IDs(ctx context.Context) ([]int, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []int{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().LotteryDraw.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetLotteryID sets the "lottery_id" field.
+func (m *LotteryDrawMutation) SetLotteryID(i int) {
+	m.lottery_id = &i
+	m.addlottery_id = nil
+}
+
+// LotteryID returns the value of the "lottery_id" field in the mutation.
+func (m *LotteryDrawMutation) LotteryID() (r int, exists bool) {
+	v := m.lottery_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldLotteryID returns the old "lottery_id" field's value of the LotteryDraw entity.
+// If the LotteryDraw object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *LotteryDrawMutation) OldLotteryID(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldLotteryID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldLotteryID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldLotteryID: %w", err)
+	}
+	return oldValue.LotteryID, nil
+}
+
+// AddLotteryID adds i to the "lottery_id" field.
+func (m *LotteryDrawMutation) AddLotteryID(i int) {
+	if m.addlottery_id != nil {
+		*m.addlottery_id += i
+	} else {
+		m.addlottery_id = &i
+	}
+}
+
+// AddedLotteryID returns the value that was added to the "lottery_id" field in this mutation.
+func (m *LotteryDrawMutation) AddedLotteryID() (r int, exists bool) {
+	v := m.addlottery_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetLotteryID resets all changes to the "lottery_id" field.
+func (m *LotteryDrawMutation) ResetLotteryID() {
+	m.lottery_id = nil
+	m.addlottery_id = nil
+}
+
+// SetMemberID sets the "member_id" field.
+func (m *LotteryDrawMutation) SetMemberID(i int) {
+	m.member_id = &i
+	m.addmember_id = nil
+}
+
+// MemberID returns the value of the "member_id" field in the mutation.
+func (m *LotteryDrawMutation) MemberID() (r int, exists bool) {
+	v := m.member_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldMemberID returns the old "member_id" field's value of the LotteryDraw entity.
+// If the LotteryDraw object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *LotteryDrawMutation) OldMemberID(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldMemberID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldMemberID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldMemberID: %w", err)
+	}
+	return oldValue.MemberID, nil
+}
+
+// AddMemberID adds i to the "member_id" field.
+func (m *LotteryDrawMutation) AddMemberID(i int) {
+	if m.addmember_id != nil {
+		*m.addmember_id += i
+	} else {
+		m.addmember_id = &i
+	}
+}
+
+// AddedMemberID returns the value that was added to the "member_id" field in this mutation.
+func (m *LotteryDrawMutation) AddedMemberID() (r int, exists bool) {
+	v := m.addmember_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetMemberID resets all changes to the "member_id" field.
+func (m *LotteryDrawMutation) ResetMemberID() {
+	m.member_id = nil
+	m.addmember_id = nil
+}
+
+// SetPrizeID sets the "prize_id" field.
+func (m *LotteryDrawMutation) SetPrizeID(i int) {
+	m.prize_id = &i
+	m.addprize_id = nil
+}
+
+// PrizeID returns the value of the "prize_id" field in the mutation.
+func (m *LotteryDrawMutation) PrizeID() (r int, exists bool) {
+	v := m.prize_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPrizeID returns the old "prize_id" field's value of the LotteryDraw entity.
+// If the LotteryDraw object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *LotteryDrawMutation) OldPrizeID(ctx context.Context) (v *int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPrizeID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPrizeID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPrizeID: %w", err)
+	}
+	return oldValue.PrizeID, nil
+}
+
+// AddPrizeID adds i to the "prize_id" field.
+func (m *LotteryDrawMutation) AddPrizeID(i int) {
+	if m.addprize_id != nil {
+		*m.addprize_id += i
+	} else {
+		m.addprize_id = &i
+	}
+}
+
+// AddedPrizeID returns the value that was added to the "prize_id" field in this mutation.
+func (m *LotteryDrawMutation) AddedPrizeID() (r int, exists bool) {
+	v := m.addprize_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ClearPrizeID clears the value of the "prize_id" field.
+func (m *LotteryDrawMutation) ClearPrizeID() {
+	m.prize_id = nil
+	m.addprize_id = nil
+	m.clearedFields[lotterydraw.FieldPrizeID] = struct{}{}
+}
+
+// PrizeIDCleared returns if the "prize_id" field was cleared in this mutation.
+func (m *LotteryDrawMutation) PrizeIDCleared() bool {
+	_, ok := m.clearedFields[lotterydraw.FieldPrizeID]
+	return ok
+}
+
+// ResetPrizeID resets all changes to the "prize_id" field.
+func (m *LotteryDrawMutation) ResetPrizeID() {
+	m.prize_id = nil
+	m.addprize_id = nil
+	delete(m.clearedFields, lotterydraw.FieldPrizeID)
+}
+
+// SetWon sets the "won" field.
+func (m *LotteryDrawMutation) SetWon(b bool) {
+	m.won = &b
+}
+
+// Won returns the value of the "won" field in the mutation.
+func (m *LotteryDrawMutation) Won() (r bool, exists bool) {
+	v := m.won
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldWon returns the old "won" field's value of the LotteryDraw entity.
+// If the LotteryDraw object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *LotteryDrawMutation) OldWon(ctx context.Context) (v bool, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldWon is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldWon requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldWon: %w", err)
+	}
+	return oldValue.Won, nil
+}
+
+// ResetWon resets all changes to the "won" field.
+func (m *LotteryDrawMutation) ResetWon() {
+	m.won = nil
+}
+
+// SetPointsSpent sets the "points_spent" field.
+func (m *LotteryDrawMutation) SetPointsSpent(i int64) {
+	m.points_spent = &i
+	m.addpoints_spent = nil
+}
+
+// PointsSpent returns the value of the "points_spent" field in the mutation.
+func (m *LotteryDrawMutation) PointsSpent() (r int64, exists bool) {
+	v := m.points_spent
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPointsSpent returns the old "points_spent" field's value of the LotteryDraw entity.
+// If the LotteryDraw object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *LotteryDrawMutation) OldPointsSpent(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPointsSpent is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPointsSpent requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPointsSpent: %w", err)
+	}
+	return oldValue.PointsSpent, nil
+}
+
+// AddPointsSpent adds i to the "points_spent" field.
+func (m *LotteryDrawMutation) AddPointsSpent(i int64) {
+	if m.addpoints_spent != nil {
+		*m.addpoints_spent += i
+	} else {
+		m.addpoints_spent = &i
+	}
+}
+
+// AddedPointsSpent returns the value that was added to the "points_spent" field in this mutation.
+func (m *LotteryDrawMutation) AddedPointsSpent() (r int64, exists bool) {
+	v := m.addpoints_spent
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetPointsSpent resets all changes to the "points_spent" field.
+func (m *LotteryDrawMutation) ResetPointsSpent() {
+	m.points_spent = nil
+	m.addpoints_spent = nil
+}
+
+// SetPointsAwarded sets the "points_awarded" field.
+func (m *LotteryDrawMutation) SetPointsAwarded(i int64) {
+	m.points_awarded = &i
+	m.addpoints_awarded = nil
+}
+
+// PointsAwarded returns the value of the "points_awarded" field in the mutation.
+func (m *LotteryDrawMutation) PointsAwarded() (r int64, exists bool) {
+	v := m.points_awarded
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPointsAwarded returns the old "points_awarded" field's value of the LotteryDraw entity.
+// If the LotteryDraw object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *LotteryDrawMutation) OldPointsAwarded(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPointsAwarded is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPointsAwarded requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPointsAwarded: %w", err)
+	}
+	return oldValue.PointsAwarded, nil
+}
+
+// AddPointsAwarded adds i to the "points_awarded" field.
+func (m *LotteryDrawMutation) AddPointsAwarded(i int64) {
+	if m.addpoints_awarded != nil {
+		*m.addpoints_awarded += i
+	} else {
+		m.addpoints_awarded = &i
+	}
+}
+
+// AddedPointsAwarded returns the value that was added to the "points_awarded" field in this mutation.
+func (m *LotteryDrawMutation) AddedPointsAwarded() (r int64, exists bool) {
+	v := m.addpoints_awarded
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetPointsAwarded resets all changes to the "points_awarded" field.
+func (m *LotteryDrawMutation) ResetPointsAwarded() {
+	m.points_awarded = nil
+	m.addpoints_awarded = nil
+}
+
+// SetCouponID sets the "coupon_id" field.
+func (m *LotteryDrawMutation) SetCouponID(i int) {
+	m.coupon_id = &i
+	m.addcoupon_id = nil
+}
+
+// CouponID returns the value of the "coupon_id" field in the mutation.
+func (m *LotteryDrawMutation) CouponID() (r int, exists bool) {
+	v := m.coupon_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCouponID returns the old "coupon_id" field's value of the LotteryDraw entity.
+// If the LotteryDraw object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *LotteryDrawMutation) OldCouponID(ctx context.Context) (v *int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCouponID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCouponID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCouponID: %w", err)
+	}
+	return oldValue.CouponID, nil
+}
+
+// AddCouponID adds i to the "coupon_id" field.
+func (m *LotteryDrawMutation) AddCouponID(i int) {
+	if m.addcoupon_id != nil {
+		*m.addcoupon_id += i
+	} else {
+		m.addcoupon_id = &i
+	}
+}
+
+// AddedCouponID returns the value that was added to the "coupon_id" field in this mutation.
+func (m *LotteryDrawMutation) AddedCouponID() (r int, exists bool) {
+	v := m.addcoupon_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ClearCouponID clears the value of the "coupon_id" field.
+func (m *LotteryDrawMutation) ClearCouponID() {
+	m.coupon_id = nil
+	m.addcoupon_id = nil
+	m.clearedFields[lotterydraw.FieldCouponID] = struct{}{}
+}
+
+// CouponIDCleared returns if the "coupon_id" field was cleared in this mutation.
+func (m *LotteryDrawMutation) CouponIDCleared() bool {
+	_, ok := m.clearedFields[lotterydraw.FieldCouponID]
+	return ok
+}
+
+// ResetCouponID resets all changes to the "coupon_id" field.
+func (m *LotteryDrawMutation) ResetCouponID() {
+	m.coupon_id = nil
+	m.addcoupon_id = nil
+	delete(m.clearedFields, lotterydraw.FieldCouponID)
+}
+
+// SetIdempotencyKey sets the "idempotency_key" field.
+func (m *LotteryDrawMutation) SetIdempotencyKey(s string) {
+	m.idempotency_key = &s
+}
+
+// IdempotencyKey returns the value of the "idempotency_key" field in the mutation.
+func (m *LotteryDrawMutation) IdempotencyKey() (r string, exists bool) {
+	v := m.idempotency_key
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldIdempotencyKey returns the old "idempotency_key" field's value of the LotteryDraw entity.
+// If the LotteryDraw object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *LotteryDrawMutation) OldIdempotencyKey(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldIdempotencyKey is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldIdempotencyKey requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldIdempotencyKey: %w", err)
+	}
+	return oldValue.IdempotencyKey, nil
+}
+
+// ResetIdempotencyKey resets all changes to the "idempotency_key" field.
+func (m *LotteryDrawMutation) ResetIdempotencyKey() {
+	m.idempotency_key = nil
+}
+
+// SetDrawnAt sets the "drawn_at" field.
+func (m *LotteryDrawMutation) SetDrawnAt(t time.Time) {
+	m.drawn_at = &t
+}
+
+// DrawnAt returns the value of the "drawn_at" field in the mutation.
+func (m *LotteryDrawMutation) DrawnAt() (r time.Time, exists bool) {
+	v := m.drawn_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldDrawnAt returns the old "drawn_at" field's value of the LotteryDraw entity.
+// If the LotteryDraw object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *LotteryDrawMutation) OldDrawnAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldDrawnAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldDrawnAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldDrawnAt: %w", err)
+	}
+	return oldValue.DrawnAt, nil
+}
+
+// ResetDrawnAt resets all changes to the "drawn_at" field.
+func (m *LotteryDrawMutation) ResetDrawnAt() {
+	m.drawn_at = nil
+}
+
+// Where appends a list predicates to the LotteryDrawMutation builder.
+func (m *LotteryDrawMutation) Where(ps ...predicate.LotteryDraw) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the LotteryDrawMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *LotteryDrawMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.LotteryDraw, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *LotteryDrawMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *LotteryDrawMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (LotteryDraw).
+func (m *LotteryDrawMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *LotteryDrawMutation) Fields() []string {
+	fields := make([]string, 0, 9)
+	if m.lottery_id != nil {
+		fields = append(fields, lotterydraw.FieldLotteryID)
+	}
+	if m.member_id != nil {
+		fields = append(fields, lotterydraw.FieldMemberID)
+	}
+	if m.prize_id != nil {
+		fields = append(fields, lotterydraw.FieldPrizeID)
+	}
+	if m.won != nil {
+		fields = append(fields, lotterydraw.FieldWon)
+	}
+	if m.points_spent != nil {
+		fields = append(fields, lotterydraw.FieldPointsSpent)
+	}
+	if m.points_awarded != nil {
+		fields = append(fields, lotterydraw.FieldPointsAwarded)
+	}
+	if m.coupon_id != nil {
+		fields = append(fields, lotterydraw.FieldCouponID)
+	}
+	if m.idempotency_key != nil {
+		fields = append(fields, lotterydraw.FieldIdempotencyKey)
+	}
+	if m.drawn_at != nil {
+		fields = append(fields, lotterydraw.FieldDrawnAt)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *LotteryDrawMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case lotterydraw.FieldLotteryID:
+		return m.LotteryID()
+	case lotterydraw.FieldMemberID:
+		return m.MemberID()
+	case lotterydraw.FieldPrizeID:
+		return m.PrizeID()
+	case lotterydraw.FieldWon:
+		return m.Won()
+	case lotterydraw.FieldPointsSpent:
+		return m.PointsSpent()
+	case lotterydraw.FieldPointsAwarded:
+		return m.PointsAwarded()
+	case lotterydraw.FieldCouponID:
+		return m.CouponID()
+	case lotterydraw.FieldIdempotencyKey:
+		return m.IdempotencyKey()
+	case lotterydraw.FieldDrawnAt:
+		return m.DrawnAt()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *LotteryDrawMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case lotterydraw.FieldLotteryID:
+		return m.OldLotteryID(ctx)
+	case lotterydraw.FieldMemberID:
+		return m.OldMemberID(ctx)
+	case lotterydraw.FieldPrizeID:
+		return m.OldPrizeID(ctx)
+	case lotterydraw.FieldWon:
+		return m.OldWon(ctx)
+	case lotterydraw.FieldPointsSpent:
+		return m.OldPointsSpent(ctx)
+	case lotterydraw.FieldPointsAwarded:
+		return m.OldPointsAwarded(ctx)
+	case lotterydraw.FieldCouponID:
+		return m.OldCouponID(ctx)
+	case lotterydraw.FieldIdempotencyKey:
+		return m.OldIdempotencyKey(ctx)
+	case lotterydraw.FieldDrawnAt:
+		return m.OldDrawnAt(ctx)
+	}
+	return nil, fmt.Errorf("unknown LotteryDraw field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *LotteryDrawMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case lotterydraw.FieldLotteryID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetLotteryID(v)
+		return nil
+	case lotterydraw.FieldMemberID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetMemberID(v)
+		return nil
+	case lotterydraw.FieldPrizeID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPrizeID(v)
+		return nil
+	case lotterydraw.FieldWon:
+		v, ok := value.(bool)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetWon(v)
+		return nil
+	case lotterydraw.FieldPointsSpent:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPointsSpent(v)
+		return nil
+	case lotterydraw.FieldPointsAwarded:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPointsAwarded(v)
+		return nil
+	case lotterydraw.FieldCouponID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCouponID(v)
+		return nil
+	case lotterydraw.FieldIdempotencyKey:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetIdempotencyKey(v)
+		return nil
+	case lotterydraw.FieldDrawnAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetDrawnAt(v)
+		return nil
+	}
+	return fmt.Errorf("unknown LotteryDraw field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *LotteryDrawMutation) AddedFields() []string {
+	var fields []string
+	if m.addlottery_id != nil {
+		fields = append(fields, lotterydraw.FieldLotteryID)
+	}
+	if m.addmember_id != nil {
+		fields = append(fields, lotterydraw.FieldMemberID)
+	}
+	if m.addprize_id != nil {
+		fields = append(fields, lotterydraw.FieldPrizeID)
+	}
+	if m.addpoints_spent != nil {
+		fields = append(fields, lotterydraw.FieldPointsSpent)
+	}
+	if m.addpoints_awarded != nil {
+		fields = append(fields, lotterydraw.FieldPointsAwarded)
+	}
+	if m.addcoupon_id != nil {
+		fields = append(fields, lotterydraw.FieldCouponID)
+	}
+	return fields
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *LotteryDrawMutation) AddedField(name string) (ent.Value, bool) {
+	switch name {
+	case lotterydraw.FieldLotteryID:
+		return m.AddedLotteryID()
+	case lotterydraw.FieldMemberID:
+		return m.AddedMemberID()
+	case lotterydraw.FieldPrizeID:
+		return m.AddedPrizeID()
+	case lotterydraw.FieldPointsSpent:
+		return m.AddedPointsSpent()
+	case lotterydraw.FieldPointsAwarded:
+		return m.AddedPointsAwarded()
+	case lotterydraw.FieldCouponID:
+		return m.AddedCouponID()
+	}
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *LotteryDrawMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	case lotterydraw.FieldLotteryID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddLotteryID(v)
+		return nil
+	case lotterydraw.FieldMemberID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddMemberID(v)
+		return nil
+	case lotterydraw.FieldPrizeID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddPrizeID(v)
+		return nil
+	case lotterydraw.FieldPointsSpent:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddPointsSpent(v)
+		return nil
+	case lotterydraw.FieldPointsAwarded:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddPointsAwarded(v)
+		return nil
+	case lotterydraw.FieldCouponID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddCouponID(v)
+		return nil
+	}
+	return fmt.Errorf("unknown LotteryDraw numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *LotteryDrawMutation) ClearedFields() []string {
+	var fields []string
+	if m.FieldCleared(lotterydraw.FieldPrizeID) {
+		fields = append(fields, lotterydraw.FieldPrizeID)
+	}
+	if m.FieldCleared(lotterydraw.FieldCouponID) {
+		fields = append(fields, lotterydraw.FieldCouponID)
+	}
+	return fields
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *LotteryDrawMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *LotteryDrawMutation) ClearField(name string) error {
+	switch name {
+	case lotterydraw.FieldPrizeID:
+		m.ClearPrizeID()
+		return nil
+	case lotterydraw.FieldCouponID:
+		m.ClearCouponID()
+		return nil
+	}
+	return fmt.Errorf("unknown LotteryDraw nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *LotteryDrawMutation) ResetField(name string) error {
+	switch name {
+	case lotterydraw.FieldLotteryID:
+		m.ResetLotteryID()
+		return nil
+	case lotterydraw.FieldMemberID:
+		m.ResetMemberID()
+		return nil
+	case lotterydraw.FieldPrizeID:
+		m.ResetPrizeID()
+		return nil
+	case lotterydraw.FieldWon:
+		m.ResetWon()
+		return nil
+	case lotterydraw.FieldPointsSpent:
+		m.ResetPointsSpent()
+		return nil
+	case lotterydraw.FieldPointsAwarded:
+		m.ResetPointsAwarded()
+		return nil
+	case lotterydraw.FieldCouponID:
+		m.ResetCouponID()
+		return nil
+	case lotterydraw.FieldIdempotencyKey:
+		m.ResetIdempotencyKey()
+		return nil
+	case lotterydraw.FieldDrawnAt:
+		m.ResetDrawnAt()
+		return nil
+	}
+	return fmt.Errorf("unknown LotteryDraw field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *LotteryDrawMutation) AddedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *LotteryDrawMutation) AddedIDs(name string) []ent.Value {
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *LotteryDrawMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *LotteryDrawMutation) RemovedIDs(name string) []ent.Value {
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *LotteryDrawMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *LotteryDrawMutation) EdgeCleared(name string) bool {
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *LotteryDrawMutation) ClearEdge(name string) error {
+	return fmt.Errorf("unknown LotteryDraw unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *LotteryDrawMutation) ResetEdge(name string) error {
+	return fmt.Errorf("unknown LotteryDraw edge %s", name)
+}
+
+// LotteryPrizeMutation represents an operation that mutates the LotteryPrize nodes in the graph.
+type LotteryPrizeMutation struct {
+	config
+	op                    Op
+	typ                   string
+	id                    *int
+	name                  *string
+	kind                  *enum.LotteryPrizeKind
+	weight                *int
+	addweight             *int
+	stock                 *int
+	addstock              *int
+	coupon_template_id    *int
+	addcoupon_template_id *int
+	points                *int
+	addpoints             *int
+	position              *int
+	addposition           *int
+	clearedFields         map[string]struct{}
+	lottery               *int
+	clearedlottery        bool
+	done                  bool
+	oldValue              func(context.Context) (*LotteryPrize, error)
+	predicates            []predicate.LotteryPrize
+}
+
+var _ ent.Mutation = (*LotteryPrizeMutation)(nil)
+
+// lotteryprizeOption allows management of the mutation configuration using functional options.
+type lotteryprizeOption func(*LotteryPrizeMutation)
+
+// newLotteryPrizeMutation creates new mutation for the LotteryPrize entity.
+func newLotteryPrizeMutation(c config, op Op, opts ...lotteryprizeOption) *LotteryPrizeMutation {
+	m := &LotteryPrizeMutation{
+		config:        c,
+		op:            op,
+		typ:           TypeLotteryPrize,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withLotteryPrizeID sets the ID field of the mutation.
+func withLotteryPrizeID(id int) lotteryprizeOption {
+	return func(m *LotteryPrizeMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *LotteryPrize
+		)
+		m.oldValue = func(ctx context.Context) (*LotteryPrize, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().LotteryPrize.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withLotteryPrize sets the old LotteryPrize of the mutation.
+func withLotteryPrize(node *LotteryPrize) lotteryprizeOption {
+	return func(m *LotteryPrizeMutation) {
+		m.oldValue = func(context.Context) (*LotteryPrize, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m LotteryPrizeMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m LotteryPrizeMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *LotteryPrizeMutation) ID() (id int, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *LotteryPrizeMutation) IDs(ctx context.Context) ([]int, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []int{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().LotteryPrize.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetLotteryID sets the "lottery_id" field.
+func (m *LotteryPrizeMutation) SetLotteryID(i int) {
+	m.lottery = &i
+}
+
+// LotteryID returns the value of the "lottery_id" field in the mutation.
+func (m *LotteryPrizeMutation) LotteryID() (r int, exists bool) {
+	v := m.lottery
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldLotteryID returns the old "lottery_id" field's value of the LotteryPrize entity.
+// If the LotteryPrize object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *LotteryPrizeMutation) OldLotteryID(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldLotteryID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldLotteryID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldLotteryID: %w", err)
+	}
+	return oldValue.LotteryID, nil
+}
+
+// ResetLotteryID resets all changes to the "lottery_id" field.
+func (m *LotteryPrizeMutation) ResetLotteryID() {
+	m.lottery = nil
+}
+
+// SetName sets the "name" field.
+func (m *LotteryPrizeMutation) SetName(s string) {
+	m.name = &s
+}
+
+// Name returns the value of the "name" field in the mutation.
+func (m *LotteryPrizeMutation) Name() (r string, exists bool) {
+	v := m.name
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldName returns the old "name" field's value of the LotteryPrize entity.
+// If the LotteryPrize object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *LotteryPrizeMutation) OldName(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldName is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldName requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldName: %w", err)
+	}
+	return oldValue.Name, nil
+}
+
+// ResetName resets all changes to the "name" field.
+func (m *LotteryPrizeMutation) ResetName() {
+	m.name = nil
+}
+
+// SetKind sets the "kind" field.
+func (m *LotteryPrizeMutation) SetKind(epk enum.LotteryPrizeKind) {
+	m.kind = &epk
+}
+
+// Kind returns the value of the "kind" field in the mutation.
+func (m *LotteryPrizeMutation) Kind() (r enum.LotteryPrizeKind, exists bool) {
+	v := m.kind
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldKind returns the old "kind" field's value of the LotteryPrize entity.
+// If the LotteryPrize object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *LotteryPrizeMutation) OldKind(ctx context.Context) (v enum.LotteryPrizeKind, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldKind is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldKind requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldKind: %w", err)
+	}
+	return oldValue.Kind, nil
+}
+
+// ResetKind resets all changes to the "kind" field.
+func (m *LotteryPrizeMutation) ResetKind() {
+	m.kind = nil
+}
+
+// SetWeight sets the "weight" field.
+func (m *LotteryPrizeMutation) SetWeight(i int) {
+	m.weight = &i
+	m.addweight = nil
+}
+
+// Weight returns the value of the "weight" field in the mutation.
+func (m *LotteryPrizeMutation) Weight() (r int, exists bool) {
+	v := m.weight
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldWeight returns the old "weight" field's value of the LotteryPrize entity.
+// If the LotteryPrize object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *LotteryPrizeMutation) OldWeight(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldWeight is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldWeight requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldWeight: %w", err)
+	}
+	return oldValue.Weight, nil
+}
+
+// AddWeight adds i to the "weight" field.
+func (m *LotteryPrizeMutation) AddWeight(i int) {
+	if m.addweight != nil {
+		*m.addweight += i
+	} else {
+		m.addweight = &i
+	}
+}
+
+// AddedWeight returns the value that was added to the "weight" field in this mutation.
+func (m *LotteryPrizeMutation) AddedWeight() (r int, exists bool) {
+	v := m.addweight
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetWeight resets all changes to the "weight" field.
+func (m *LotteryPrizeMutation) ResetWeight() {
+	m.weight = nil
+	m.addweight = nil
+}
+
+// SetStock sets the "stock" field.
+func (m *LotteryPrizeMutation) SetStock(i int) {
+	m.stock = &i
+	m.addstock = nil
+}
+
+// Stock returns the value of the "stock" field in the mutation.
+func (m *LotteryPrizeMutation) Stock() (r int, exists bool) {
+	v := m.stock
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldStock returns the old "stock" field's value of the LotteryPrize entity.
+// If the LotteryPrize object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *LotteryPrizeMutation) OldStock(ctx context.Context) (v *int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldStock is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldStock requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldStock: %w", err)
+	}
+	return oldValue.Stock, nil
+}
+
+// AddStock adds i to the "stock" field.
+func (m *LotteryPrizeMutation) AddStock(i int) {
+	if m.addstock != nil {
+		*m.addstock += i
+	} else {
+		m.addstock = &i
+	}
+}
+
+// AddedStock returns the value that was added to the "stock" field in this mutation.
+func (m *LotteryPrizeMutation) AddedStock() (r int, exists bool) {
+	v := m.addstock
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ClearStock clears the value of the "stock" field.
+func (m *LotteryPrizeMutation) ClearStock() {
+	m.stock = nil
+	m.addstock = nil
+	m.clearedFields[lotteryprize.FieldStock] = struct{}{}
+}
+
+// StockCleared returns if the "stock" field was cleared in this mutation.
+func (m *LotteryPrizeMutation) StockCleared() bool {
+	_, ok := m.clearedFields[lotteryprize.FieldStock]
+	return ok
+}
+
+// ResetStock resets all changes to the "stock" field.
+func (m *LotteryPrizeMutation) ResetStock() {
+	m.stock = nil
+	m.addstock = nil
+	delete(m.clearedFields, lotteryprize.FieldStock)
+}
+
+// SetCouponTemplateID sets the "coupon_template_id" field.
+func (m *LotteryPrizeMutation) SetCouponTemplateID(i int) {
+	m.coupon_template_id = &i
+	m.addcoupon_template_id = nil
+}
+
+// CouponTemplateID returns the value of the "coupon_template_id" field in the mutation.
+func (m *LotteryPrizeMutation) CouponTemplateID() (r int, exists bool) {
+	v := m.coupon_template_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCouponTemplateID returns the old "coupon_template_id" field's value of the LotteryPrize entity.
+// If the LotteryPrize object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *LotteryPrizeMutation) OldCouponTemplateID(ctx context.Context) (v *int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCouponTemplateID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCouponTemplateID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCouponTemplateID: %w", err)
+	}
+	return oldValue.CouponTemplateID, nil
+}
+
+// AddCouponTemplateID adds i to the "coupon_template_id" field.
+func (m *LotteryPrizeMutation) AddCouponTemplateID(i int) {
+	if m.addcoupon_template_id != nil {
+		*m.addcoupon_template_id += i
+	} else {
+		m.addcoupon_template_id = &i
+	}
+}
+
+// AddedCouponTemplateID returns the value that was added to the "coupon_template_id" field in this mutation.
+func (m *LotteryPrizeMutation) AddedCouponTemplateID() (r int, exists bool) {
+	v := m.addcoupon_template_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ClearCouponTemplateID clears the value of the "coupon_template_id" field.
+func (m *LotteryPrizeMutation) ClearCouponTemplateID() {
+	m.coupon_template_id = nil
+	m.addcoupon_template_id = nil
+	m.clearedFields[lotteryprize.FieldCouponTemplateID] = struct{}{}
+}
+
+// CouponTemplateIDCleared returns if the "coupon_template_id" field was cleared in this mutation.
+func (m *LotteryPrizeMutation) CouponTemplateIDCleared() bool {
+	_, ok := m.clearedFields[lotteryprize.FieldCouponTemplateID]
+	return ok
+}
+
+// ResetCouponTemplateID resets all changes to the "coupon_template_id" field.
+func (m *LotteryPrizeMutation) ResetCouponTemplateID() {
+	m.coupon_template_id = nil
+	m.addcoupon_template_id = nil
+	delete(m.clearedFields, lotteryprize.FieldCouponTemplateID)
+}
+
+// SetPoints sets the "points" field.
+func (m *LotteryPrizeMutation) SetPoints(i int) {
+	m.points = &i
+	m.addpoints = nil
+}
+
+// Points returns the value of the "points" field in the mutation.
+func (m *LotteryPrizeMutation) Points() (r int, exists bool) {
+	v := m.points
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPoints returns the old "points" field's value of the LotteryPrize entity.
+// If the LotteryPrize object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *LotteryPrizeMutation) OldPoints(ctx context.Context) (v *int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPoints is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPoints requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPoints: %w", err)
+	}
+	return oldValue.Points, nil
+}
+
+// AddPoints adds i to the "points" field.
+func (m *LotteryPrizeMutation) AddPoints(i int) {
+	if m.addpoints != nil {
+		*m.addpoints += i
+	} else {
+		m.addpoints = &i
+	}
+}
+
+// AddedPoints returns the value that was added to the "points" field in this mutation.
+func (m *LotteryPrizeMutation) AddedPoints() (r int, exists bool) {
+	v := m.addpoints
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ClearPoints clears the value of the "points" field.
+func (m *LotteryPrizeMutation) ClearPoints() {
+	m.points = nil
+	m.addpoints = nil
+	m.clearedFields[lotteryprize.FieldPoints] = struct{}{}
+}
+
+// PointsCleared returns if the "points" field was cleared in this mutation.
+func (m *LotteryPrizeMutation) PointsCleared() bool {
+	_, ok := m.clearedFields[lotteryprize.FieldPoints]
+	return ok
+}
+
+// ResetPoints resets all changes to the "points" field.
+func (m *LotteryPrizeMutation) ResetPoints() {
+	m.points = nil
+	m.addpoints = nil
+	delete(m.clearedFields, lotteryprize.FieldPoints)
+}
+
+// SetPosition sets the "position" field.
+func (m *LotteryPrizeMutation) SetPosition(i int) {
+	m.position = &i
+	m.addposition = nil
+}
+
+// Position returns the value of the "position" field in the mutation.
+func (m *LotteryPrizeMutation) Position() (r int, exists bool) {
+	v := m.position
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPosition returns the old "position" field's value of the LotteryPrize entity.
+// If the LotteryPrize object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *LotteryPrizeMutation) OldPosition(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPosition is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPosition requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPosition: %w", err)
+	}
+	return oldValue.Position, nil
+}
+
+// AddPosition adds i to the "position" field.
+func (m *LotteryPrizeMutation) AddPosition(i int) {
+	if m.addposition != nil {
+		*m.addposition += i
+	} else {
+		m.addposition = &i
+	}
+}
+
+// AddedPosition returns the value that was added to the "position" field in this mutation.
+func (m *LotteryPrizeMutation) AddedPosition() (r int, exists bool) {
+	v := m.addposition
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetPosition resets all changes to the "position" field.
+func (m *LotteryPrizeMutation) ResetPosition() {
+	m.position = nil
+	m.addposition = nil
+}
+
+// ClearLottery clears the "lottery" edge to the Lottery entity.
+func (m *LotteryPrizeMutation) ClearLottery() {
+	m.clearedlottery = true
+	m.clearedFields[lotteryprize.FieldLotteryID] = struct{}{}
+}
+
+// LotteryCleared reports if the "lottery" edge to the Lottery entity was cleared.
+func (m *LotteryPrizeMutation) LotteryCleared() bool {
+	return m.clearedlottery
+}
+
+// LotteryIDs returns the "lottery" edge IDs in the mutation.
+// Note that IDs always returns len(IDs) <= 1 for unique edges, and you should use
+// LotteryID instead. It exists only for internal usage by the builders.
+func (m *LotteryPrizeMutation) LotteryIDs() (ids []int) {
+	if id := m.lottery; id != nil {
+		ids = append(ids, *id)
+	}
+	return
+}
+
+// ResetLottery resets all changes to the "lottery" edge.
+func (m *LotteryPrizeMutation) ResetLottery() {
+	m.lottery = nil
+	m.clearedlottery = false
+}
+
+// Where appends a list predicates to the LotteryPrizeMutation builder.
+func (m *LotteryPrizeMutation) Where(ps ...predicate.LotteryPrize) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the LotteryPrizeMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *LotteryPrizeMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.LotteryPrize, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *LotteryPrizeMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *LotteryPrizeMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (LotteryPrize).
+func (m *LotteryPrizeMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *LotteryPrizeMutation) Fields() []string {
+	fields := make([]string, 0, 8)
+	if m.lottery != nil {
+		fields = append(fields, lotteryprize.FieldLotteryID)
+	}
+	if m.name != nil {
+		fields = append(fields, lotteryprize.FieldName)
+	}
+	if m.kind != nil {
+		fields = append(fields, lotteryprize.FieldKind)
+	}
+	if m.weight != nil {
+		fields = append(fields, lotteryprize.FieldWeight)
+	}
+	if m.stock != nil {
+		fields = append(fields, lotteryprize.FieldStock)
+	}
+	if m.coupon_template_id != nil {
+		fields = append(fields, lotteryprize.FieldCouponTemplateID)
+	}
+	if m.points != nil {
+		fields = append(fields, lotteryprize.FieldPoints)
+	}
+	if m.position != nil {
+		fields = append(fields, lotteryprize.FieldPosition)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *LotteryPrizeMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case lotteryprize.FieldLotteryID:
+		return m.LotteryID()
+	case lotteryprize.FieldName:
+		return m.Name()
+	case lotteryprize.FieldKind:
+		return m.Kind()
+	case lotteryprize.FieldWeight:
+		return m.Weight()
+	case lotteryprize.FieldStock:
+		return m.Stock()
+	case lotteryprize.FieldCouponTemplateID:
+		return m.CouponTemplateID()
+	case lotteryprize.FieldPoints:
+		return m.Points()
+	case lotteryprize.FieldPosition:
+		return m.Position()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *LotteryPrizeMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case lotteryprize.FieldLotteryID:
+		return m.OldLotteryID(ctx)
+	case lotteryprize.FieldName:
+		return m.OldName(ctx)
+	case lotteryprize.FieldKind:
+		return m.OldKind(ctx)
+	case lotteryprize.FieldWeight:
+		return m.OldWeight(ctx)
+	case lotteryprize.FieldStock:
+		return m.OldStock(ctx)
+	case lotteryprize.FieldCouponTemplateID:
+		return m.OldCouponTemplateID(ctx)
+	case lotteryprize.FieldPoints:
+		return m.OldPoints(ctx)
+	case lotteryprize.FieldPosition:
+		return m.OldPosition(ctx)
+	}
+	return nil, fmt.Errorf("unknown LotteryPrize field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *LotteryPrizeMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case lotteryprize.FieldLotteryID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetLotteryID(v)
+		return nil
+	case lotteryprize.FieldName:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetName(v)
+		return nil
+	case lotteryprize.FieldKind:
+		v, ok := value.(enum.LotteryPrizeKind)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetKind(v)
+		return nil
+	case lotteryprize.FieldWeight:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetWeight(v)
+		return nil
+	case lotteryprize.FieldStock:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetStock(v)
+		return nil
+	case lotteryprize.FieldCouponTemplateID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCouponTemplateID(v)
+		return nil
+	case lotteryprize.FieldPoints:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPoints(v)
+		return nil
+	case lotteryprize.FieldPosition:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPosition(v)
+		return nil
+	}
+	return fmt.Errorf("unknown LotteryPrize field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *LotteryPrizeMutation) AddedFields() []string {
+	var fields []string
+	if m.addweight != nil {
+		fields = append(fields, lotteryprize.FieldWeight)
+	}
+	if m.addstock != nil {
+		fields = append(fields, lotteryprize.FieldStock)
+	}
+	if m.addcoupon_template_id != nil {
+		fields = append(fields, lotteryprize.FieldCouponTemplateID)
+	}
+	if m.addpoints != nil {
+		fields = append(fields, lotteryprize.FieldPoints)
+	}
+	if m.addposition != nil {
+		fields = append(fields, lotteryprize.FieldPosition)
+	}
+	return fields
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *LotteryPrizeMutation) AddedField(name string) (ent.Value, bool) {
+	switch name {
+	case lotteryprize.FieldWeight:
+		return m.AddedWeight()
+	case lotteryprize.FieldStock:
+		return m.AddedStock()
+	case lotteryprize.FieldCouponTemplateID:
+		return m.AddedCouponTemplateID()
+	case lotteryprize.FieldPoints:
+		return m.AddedPoints()
+	case lotteryprize.FieldPosition:
+		return m.AddedPosition()
+	}
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *LotteryPrizeMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	case lotteryprize.FieldWeight:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddWeight(v)
+		return nil
+	case lotteryprize.FieldStock:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddStock(v)
+		return nil
+	case lotteryprize.FieldCouponTemplateID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddCouponTemplateID(v)
+		return nil
+	case lotteryprize.FieldPoints:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddPoints(v)
+		return nil
+	case lotteryprize.FieldPosition:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddPosition(v)
+		return nil
+	}
+	return fmt.Errorf("unknown LotteryPrize numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *LotteryPrizeMutation) ClearedFields() []string {
+	var fields []string
+	if m.FieldCleared(lotteryprize.FieldStock) {
+		fields = append(fields, lotteryprize.FieldStock)
+	}
+	if m.FieldCleared(lotteryprize.FieldCouponTemplateID) {
+		fields = append(fields, lotteryprize.FieldCouponTemplateID)
+	}
+	if m.FieldCleared(lotteryprize.FieldPoints) {
+		fields = append(fields, lotteryprize.FieldPoints)
+	}
+	return fields
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *LotteryPrizeMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *LotteryPrizeMutation) ClearField(name string) error {
+	switch name {
+	case lotteryprize.FieldStock:
+		m.ClearStock()
+		return nil
+	case lotteryprize.FieldCouponTemplateID:
+		m.ClearCouponTemplateID()
+		return nil
+	case lotteryprize.FieldPoints:
+		m.ClearPoints()
+		return nil
+	}
+	return fmt.Errorf("unknown LotteryPrize nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *LotteryPrizeMutation) ResetField(name string) error {
+	switch name {
+	case lotteryprize.FieldLotteryID:
+		m.ResetLotteryID()
+		return nil
+	case lotteryprize.FieldName:
+		m.ResetName()
+		return nil
+	case lotteryprize.FieldKind:
+		m.ResetKind()
+		return nil
+	case lotteryprize.FieldWeight:
+		m.ResetWeight()
+		return nil
+	case lotteryprize.FieldStock:
+		m.ResetStock()
+		return nil
+	case lotteryprize.FieldCouponTemplateID:
+		m.ResetCouponTemplateID()
+		return nil
+	case lotteryprize.FieldPoints:
+		m.ResetPoints()
+		return nil
+	case lotteryprize.FieldPosition:
+		m.ResetPosition()
+		return nil
+	}
+	return fmt.Errorf("unknown LotteryPrize field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *LotteryPrizeMutation) AddedEdges() []string {
+	edges := make([]string, 0, 1)
+	if m.lottery != nil {
+		edges = append(edges, lotteryprize.EdgeLottery)
+	}
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *LotteryPrizeMutation) AddedIDs(name string) []ent.Value {
+	switch name {
+	case lotteryprize.EdgeLottery:
+		if id := m.lottery; id != nil {
+			return []ent.Value{*id}
+		}
+	}
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *LotteryPrizeMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 1)
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *LotteryPrizeMutation) RemovedIDs(name string) []ent.Value {
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *LotteryPrizeMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 1)
+	if m.clearedlottery {
+		edges = append(edges, lotteryprize.EdgeLottery)
+	}
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *LotteryPrizeMutation) EdgeCleared(name string) bool {
+	switch name {
+	case lotteryprize.EdgeLottery:
+		return m.clearedlottery
+	}
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *LotteryPrizeMutation) ClearEdge(name string) error {
+	switch name {
+	case lotteryprize.EdgeLottery:
+		m.ClearLottery()
+		return nil
+	}
+	return fmt.Errorf("unknown LotteryPrize unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *LotteryPrizeMutation) ResetEdge(name string) error {
+	switch name {
+	case lotteryprize.EdgeLottery:
+		m.ResetLottery()
+		return nil
+	}
+	return fmt.Errorf("unknown LotteryPrize edge %s", name)
+}
+
+// MallItemMutation represents an operation that mutates the MallItem nodes in the graph.
+type MallItemMutation struct {
+	config
+	op                    Op
+	typ                   string
+	id                    *int
+	created_at            *time.Time
+	updated_at            *time.Time
+	title                 *string
+	image_url             *string
+	points_price          *int
+	addpoints_price       *int
+	stock                 *int
+	addstock              *int
+	per_member_limit      *int
+	addper_member_limit   *int
+	coupon_template_id    *int
+	addcoupon_template_id *int
+	active                *bool
+	clearedFields         map[string]struct{}
+	done                  bool
+	oldValue              func(context.Context) (*MallItem, error)
+	predicates            []predicate.MallItem
+}
+
+var _ ent.Mutation = (*MallItemMutation)(nil)
+
+// mallitemOption allows management of the mutation configuration using functional options.
+type mallitemOption func(*MallItemMutation)
+
+// newMallItemMutation creates new mutation for the MallItem entity.
+func newMallItemMutation(c config, op Op, opts ...mallitemOption) *MallItemMutation {
+	m := &MallItemMutation{
+		config:        c,
+		op:            op,
+		typ:           TypeMallItem,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withMallItemID sets the ID field of the mutation.
+func withMallItemID(id int) mallitemOption {
+	return func(m *MallItemMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *MallItem
+		)
+		m.oldValue = func(ctx context.Context) (*MallItem, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().MallItem.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withMallItem sets the old MallItem of the mutation.
+func withMallItem(node *MallItem) mallitemOption {
+	return func(m *MallItemMutation) {
+		m.oldValue = func(context.Context) (*MallItem, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m MallItemMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m MallItemMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *MallItemMutation) ID() (id int, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *MallItemMutation) IDs(ctx context.Context) ([]int, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []int{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().MallItem.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetCreatedAt sets the "created_at" field.
+func (m *MallItemMutation) SetCreatedAt(t time.Time) {
+	m.created_at = &t
+}
+
+// CreatedAt returns the value of the "created_at" field in the mutation.
+func (m *MallItemMutation) CreatedAt() (r time.Time, exists bool) {
+	v := m.created_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCreatedAt returns the old "created_at" field's value of the MallItem entity.
+// If the MallItem object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *MallItemMutation) OldCreatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCreatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCreatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCreatedAt: %w", err)
+	}
+	return oldValue.CreatedAt, nil
+}
+
+// ResetCreatedAt resets all changes to the "created_at" field.
+func (m *MallItemMutation) ResetCreatedAt() {
+	m.created_at = nil
+}
+
+// SetUpdatedAt sets the "updated_at" field.
+func (m *MallItemMutation) SetUpdatedAt(t time.Time) {
+	m.updated_at = &t
+}
+
+// UpdatedAt returns the value of the "updated_at" field in the mutation.
+func (m *MallItemMutation) UpdatedAt() (r time.Time, exists bool) {
+	v := m.updated_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldUpdatedAt returns the old "updated_at" field's value of the MallItem entity.
+// If the MallItem object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *MallItemMutation) OldUpdatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldUpdatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldUpdatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldUpdatedAt: %w", err)
+	}
+	return oldValue.UpdatedAt, nil
+}
+
+// ResetUpdatedAt resets all changes to the "updated_at" field.
+func (m *MallItemMutation) ResetUpdatedAt() {
+	m.updated_at = nil
+}
+
+// SetTitle sets the "title" field.
+func (m *MallItemMutation) SetTitle(s string) {
+	m.title = &s
+}
+
+// Title returns the value of the "title" field in the mutation.
+func (m *MallItemMutation) Title() (r string, exists bool) {
+	v := m.title
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldTitle returns the old "title" field's value of the MallItem entity.
+// If the MallItem object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *MallItemMutation) OldTitle(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldTitle is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldTitle requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldTitle: %w", err)
+	}
+	return oldValue.Title, nil
+}
+
+// ResetTitle resets all changes to the "title" field.
+func (m *MallItemMutation) ResetTitle() {
+	m.title = nil
+}
+
+// SetImageURL sets the "image_url" field.
+func (m *MallItemMutation) SetImageURL(s string) {
+	m.image_url = &s
+}
+
+// ImageURL returns the value of the "image_url" field in the mutation.
+func (m *MallItemMutation) ImageURL() (r string, exists bool) {
+	v := m.image_url
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldImageURL returns the old "image_url" field's value of the MallItem entity.
+// If the MallItem object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *MallItemMutation) OldImageURL(ctx context.Context) (v *string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldImageURL is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldImageURL requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldImageURL: %w", err)
+	}
+	return oldValue.ImageURL, nil
+}
+
+// ClearImageURL clears the value of the "image_url" field.
+func (m *MallItemMutation) ClearImageURL() {
+	m.image_url = nil
+	m.clearedFields[mallitem.FieldImageURL] = struct{}{}
+}
+
+// ImageURLCleared returns if the "image_url" field was cleared in this mutation.
+func (m *MallItemMutation) ImageURLCleared() bool {
+	_, ok := m.clearedFields[mallitem.FieldImageURL]
+	return ok
+}
+
+// ResetImageURL resets all changes to the "image_url" field.
+func (m *MallItemMutation) ResetImageURL() {
+	m.image_url = nil
+	delete(m.clearedFields, mallitem.FieldImageURL)
+}
+
+// SetPointsPrice sets the "points_price" field.
+func (m *MallItemMutation) SetPointsPrice(i int) {
+	m.points_price = &i
+	m.addpoints_price = nil
+}
+
+// PointsPrice returns the value of the "points_price" field in the mutation.
+func (m *MallItemMutation) PointsPrice() (r int, exists bool) {
+	v := m.points_price
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPointsPrice returns the old "points_price" field's value of the MallItem entity.
+// If the MallItem object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *MallItemMutation) OldPointsPrice(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPointsPrice is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPointsPrice requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPointsPrice: %w", err)
+	}
+	return oldValue.PointsPrice, nil
+}
+
+// AddPointsPrice adds i to the "points_price" field.
+func (m *MallItemMutation) AddPointsPrice(i int) {
+	if m.addpoints_price != nil {
+		*m.addpoints_price += i
+	} else {
+		m.addpoints_price = &i
+	}
+}
+
+// AddedPointsPrice returns the value that was added to the "points_price" field in this mutation.
+func (m *MallItemMutation) AddedPointsPrice() (r int, exists bool) {
+	v := m.addpoints_price
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetPointsPrice resets all changes to the "points_price" field.
+func (m *MallItemMutation) ResetPointsPrice() {
+	m.points_price = nil
+	m.addpoints_price = nil
+}
+
+// SetStock sets the "stock" field.
+func (m *MallItemMutation) SetStock(i int) {
+	m.stock = &i
+	m.addstock = nil
+}
+
+// Stock returns the value of the "stock" field in the mutation.
+func (m *MallItemMutation) Stock() (r int, exists bool) {
+	v := m.stock
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldStock returns the old "stock" field's value of the MallItem entity.
+// If the MallItem object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *MallItemMutation) OldStock(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldStock is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldStock requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldStock: %w", err)
+	}
+	return oldValue.Stock, nil
+}
+
+// AddStock adds i to the "stock" field.
+func (m *MallItemMutation) AddStock(i int) {
+	if m.addstock != nil {
+		*m.addstock += i
+	} else {
+		m.addstock = &i
+	}
+}
+
+// AddedStock returns the value that was added to the "stock" field in this mutation.
+func (m *MallItemMutation) AddedStock() (r int, exists bool) {
+	v := m.addstock
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetStock resets all changes to the "stock" field.
+func (m *MallItemMutation) ResetStock() {
+	m.stock = nil
+	m.addstock = nil
+}
+
+// SetPerMemberLimit sets the "per_member_limit" field.
+func (m *MallItemMutation) SetPerMemberLimit(i int) {
+	m.per_member_limit = &i
+	m.addper_member_limit = nil
+}
+
+// PerMemberLimit returns the value of the "per_member_limit" field in the mutation.
+func (m *MallItemMutation) PerMemberLimit() (r int, exists bool) {
+	v := m.per_member_limit
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPerMemberLimit returns the old "per_member_limit" field's value of the MallItem entity.
+// If the MallItem object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *MallItemMutation) OldPerMemberLimit(ctx context.Context) (v *int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPerMemberLimit is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPerMemberLimit requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPerMemberLimit: %w", err)
+	}
+	return oldValue.PerMemberLimit, nil
+}
+
+// AddPerMemberLimit adds i to the "per_member_limit" field.
+func (m *MallItemMutation) AddPerMemberLimit(i int) {
+	if m.addper_member_limit != nil {
+		*m.addper_member_limit += i
+	} else {
+		m.addper_member_limit = &i
+	}
+}
+
+// AddedPerMemberLimit returns the value that was added to the "per_member_limit" field in this mutation.
+func (m *MallItemMutation) AddedPerMemberLimit() (r int, exists bool) {
+	v := m.addper_member_limit
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ClearPerMemberLimit clears the value of the "per_member_limit" field.
+func (m *MallItemMutation) ClearPerMemberLimit() {
+	m.per_member_limit = nil
+	m.addper_member_limit = nil
+	m.clearedFields[mallitem.FieldPerMemberLimit] = struct{}{}
+}
+
+// PerMemberLimitCleared returns if the "per_member_limit" field was cleared in this mutation.
+func (m *MallItemMutation) PerMemberLimitCleared() bool {
+	_, ok := m.clearedFields[mallitem.FieldPerMemberLimit]
+	return ok
+}
+
+// ResetPerMemberLimit resets all changes to the "per_member_limit" field.
+func (m *MallItemMutation) ResetPerMemberLimit() {
+	m.per_member_limit = nil
+	m.addper_member_limit = nil
+	delete(m.clearedFields, mallitem.FieldPerMemberLimit)
+}
+
+// SetCouponTemplateID sets the "coupon_template_id" field.
+func (m *MallItemMutation) SetCouponTemplateID(i int) {
+	m.coupon_template_id = &i
+	m.addcoupon_template_id = nil
+}
+
+// CouponTemplateID returns the value of the "coupon_template_id" field in the mutation.
+func (m *MallItemMutation) CouponTemplateID() (r int, exists bool) {
+	v := m.coupon_template_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCouponTemplateID returns the old "coupon_template_id" field's value of the MallItem entity.
+// If the MallItem object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *MallItemMutation) OldCouponTemplateID(ctx context.Context) (v *int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCouponTemplateID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCouponTemplateID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCouponTemplateID: %w", err)
+	}
+	return oldValue.CouponTemplateID, nil
+}
+
+// AddCouponTemplateID adds i to the "coupon_template_id" field.
+func (m *MallItemMutation) AddCouponTemplateID(i int) {
+	if m.addcoupon_template_id != nil {
+		*m.addcoupon_template_id += i
+	} else {
+		m.addcoupon_template_id = &i
+	}
+}
+
+// AddedCouponTemplateID returns the value that was added to the "coupon_template_id" field in this mutation.
+func (m *MallItemMutation) AddedCouponTemplateID() (r int, exists bool) {
+	v := m.addcoupon_template_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ClearCouponTemplateID clears the value of the "coupon_template_id" field.
+func (m *MallItemMutation) ClearCouponTemplateID() {
+	m.coupon_template_id = nil
+	m.addcoupon_template_id = nil
+	m.clearedFields[mallitem.FieldCouponTemplateID] = struct{}{}
+}
+
+// CouponTemplateIDCleared returns if the "coupon_template_id" field was cleared in this mutation.
+func (m *MallItemMutation) CouponTemplateIDCleared() bool {
+	_, ok := m.clearedFields[mallitem.FieldCouponTemplateID]
+	return ok
+}
+
+// ResetCouponTemplateID resets all changes to the "coupon_template_id" field.
+func (m *MallItemMutation) ResetCouponTemplateID() {
+	m.coupon_template_id = nil
+	m.addcoupon_template_id = nil
+	delete(m.clearedFields, mallitem.FieldCouponTemplateID)
+}
+
+// SetActive sets the "active" field.
+func (m *MallItemMutation) SetActive(b bool) {
+	m.active = &b
+}
+
+// Active returns the value of the "active" field in the mutation.
+func (m *MallItemMutation) Active() (r bool, exists bool) {
+	v := m.active
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldActive returns the old "active" field's value of the MallItem entity.
+// If the MallItem object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *MallItemMutation) OldActive(ctx context.Context) (v bool, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldActive is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldActive requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldActive: %w", err)
+	}
+	return oldValue.Active, nil
+}
+
+// ResetActive resets all changes to the "active" field.
+func (m *MallItemMutation) ResetActive() {
+	m.active = nil
+}
+
+// Where appends a list predicates to the MallItemMutation builder.
+func (m *MallItemMutation) Where(ps ...predicate.MallItem) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the MallItemMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *MallItemMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.MallItem, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *MallItemMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *MallItemMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (MallItem).
+func (m *MallItemMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *MallItemMutation) Fields() []string {
+	fields := make([]string, 0, 9)
+	if m.created_at != nil {
+		fields = append(fields, mallitem.FieldCreatedAt)
+	}
+	if m.updated_at != nil {
+		fields = append(fields, mallitem.FieldUpdatedAt)
+	}
+	if m.title != nil {
+		fields = append(fields, mallitem.FieldTitle)
+	}
+	if m.image_url != nil {
+		fields = append(fields, mallitem.FieldImageURL)
+	}
+	if m.points_price != nil {
+		fields = append(fields, mallitem.FieldPointsPrice)
+	}
+	if m.stock != nil {
+		fields = append(fields, mallitem.FieldStock)
+	}
+	if m.per_member_limit != nil {
+		fields = append(fields, mallitem.FieldPerMemberLimit)
+	}
+	if m.coupon_template_id != nil {
+		fields = append(fields, mallitem.FieldCouponTemplateID)
+	}
+	if m.active != nil {
+		fields = append(fields, mallitem.FieldActive)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *MallItemMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case mallitem.FieldCreatedAt:
+		return m.CreatedAt()
+	case mallitem.FieldUpdatedAt:
+		return m.UpdatedAt()
+	case mallitem.FieldTitle:
+		return m.Title()
+	case mallitem.FieldImageURL:
+		return m.ImageURL()
+	case mallitem.FieldPointsPrice:
+		return m.PointsPrice()
+	case mallitem.FieldStock:
+		return m.Stock()
+	case mallitem.FieldPerMemberLimit:
+		return m.PerMemberLimit()
+	case mallitem.FieldCouponTemplateID:
+		return m.CouponTemplateID()
+	case mallitem.FieldActive:
+		return m.Active()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *MallItemMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case mallitem.FieldCreatedAt:
+		return m.OldCreatedAt(ctx)
+	case mallitem.FieldUpdatedAt:
+		return m.OldUpdatedAt(ctx)
+	case mallitem.FieldTitle:
+		return m.OldTitle(ctx)
+	case mallitem.FieldImageURL:
+		return m.OldImageURL(ctx)
+	case mallitem.FieldPointsPrice:
+		return m.OldPointsPrice(ctx)
+	case mallitem.FieldStock:
+		return m.OldStock(ctx)
+	case mallitem.FieldPerMemberLimit:
+		return m.OldPerMemberLimit(ctx)
+	case mallitem.FieldCouponTemplateID:
+		return m.OldCouponTemplateID(ctx)
+	case mallitem.FieldActive:
+		return m.OldActive(ctx)
+	}
+	return nil, fmt.Errorf("unknown MallItem field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *MallItemMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case mallitem.FieldCreatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCreatedAt(v)
+		return nil
+	case mallitem.FieldUpdatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetUpdatedAt(v)
+		return nil
+	case mallitem.FieldTitle:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetTitle(v)
+		return nil
+	case mallitem.FieldImageURL:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetImageURL(v)
+		return nil
+	case mallitem.FieldPointsPrice:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPointsPrice(v)
+		return nil
+	case mallitem.FieldStock:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetStock(v)
+		return nil
+	case mallitem.FieldPerMemberLimit:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPerMemberLimit(v)
+		return nil
+	case mallitem.FieldCouponTemplateID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCouponTemplateID(v)
+		return nil
+	case mallitem.FieldActive:
+		v, ok := value.(bool)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetActive(v)
+		return nil
+	}
+	return fmt.Errorf("unknown MallItem field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *MallItemMutation) AddedFields() []string {
+	var fields []string
+	if m.addpoints_price != nil {
+		fields = append(fields, mallitem.FieldPointsPrice)
+	}
+	if m.addstock != nil {
+		fields = append(fields, mallitem.FieldStock)
+	}
+	if m.addper_member_limit != nil {
+		fields = append(fields, mallitem.FieldPerMemberLimit)
+	}
+	if m.addcoupon_template_id != nil {
+		fields = append(fields, mallitem.FieldCouponTemplateID)
+	}
+	return fields
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *MallItemMutation) AddedField(name string) (ent.Value, bool) {
+	switch name {
+	case mallitem.FieldPointsPrice:
+		return m.AddedPointsPrice()
+	case mallitem.FieldStock:
+		return m.AddedStock()
+	case mallitem.FieldPerMemberLimit:
+		return m.AddedPerMemberLimit()
+	case mallitem.FieldCouponTemplateID:
+		return m.AddedCouponTemplateID()
+	}
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *MallItemMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	case mallitem.FieldPointsPrice:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddPointsPrice(v)
+		return nil
+	case mallitem.FieldStock:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddStock(v)
+		return nil
+	case mallitem.FieldPerMemberLimit:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddPerMemberLimit(v)
+		return nil
+	case mallitem.FieldCouponTemplateID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddCouponTemplateID(v)
+		return nil
+	}
+	return fmt.Errorf("unknown MallItem numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *MallItemMutation) ClearedFields() []string {
+	var fields []string
+	if m.FieldCleared(mallitem.FieldImageURL) {
+		fields = append(fields, mallitem.FieldImageURL)
+	}
+	if m.FieldCleared(mallitem.FieldPerMemberLimit) {
+		fields = append(fields, mallitem.FieldPerMemberLimit)
+	}
+	if m.FieldCleared(mallitem.FieldCouponTemplateID) {
+		fields = append(fields, mallitem.FieldCouponTemplateID)
+	}
+	return fields
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *MallItemMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *MallItemMutation) ClearField(name string) error {
+	switch name {
+	case mallitem.FieldImageURL:
+		m.ClearImageURL()
+		return nil
+	case mallitem.FieldPerMemberLimit:
+		m.ClearPerMemberLimit()
+		return nil
+	case mallitem.FieldCouponTemplateID:
+		m.ClearCouponTemplateID()
+		return nil
+	}
+	return fmt.Errorf("unknown MallItem nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *MallItemMutation) ResetField(name string) error {
+	switch name {
+	case mallitem.FieldCreatedAt:
+		m.ResetCreatedAt()
+		return nil
+	case mallitem.FieldUpdatedAt:
+		m.ResetUpdatedAt()
+		return nil
+	case mallitem.FieldTitle:
+		m.ResetTitle()
+		return nil
+	case mallitem.FieldImageURL:
+		m.ResetImageURL()
+		return nil
+	case mallitem.FieldPointsPrice:
+		m.ResetPointsPrice()
+		return nil
+	case mallitem.FieldStock:
+		m.ResetStock()
+		return nil
+	case mallitem.FieldPerMemberLimit:
+		m.ResetPerMemberLimit()
+		return nil
+	case mallitem.FieldCouponTemplateID:
+		m.ResetCouponTemplateID()
+		return nil
+	case mallitem.FieldActive:
+		m.ResetActive()
+		return nil
+	}
+	return fmt.Errorf("unknown MallItem field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *MallItemMutation) AddedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *MallItemMutation) AddedIDs(name string) []ent.Value {
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *MallItemMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *MallItemMutation) RemovedIDs(name string) []ent.Value {
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *MallItemMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *MallItemMutation) EdgeCleared(name string) bool {
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *MallItemMutation) ClearEdge(name string) error {
+	return fmt.Errorf("unknown MallItem unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *MallItemMutation) ResetEdge(name string) error {
+	return fmt.Errorf("unknown MallItem edge %s", name)
+}
+
+// MallRedemptionMutation represents an operation that mutates the MallRedemption nodes in the graph.
+type MallRedemptionMutation struct {
+	config
+	op               Op
+	typ              string
+	id               *int
+	member_id        *int
+	addmember_id     *int
+	quantity         *int
+	addquantity      *int
+	points_spent     *int64
+	addpoints_spent  *int64
+	status           *mallredemption.Status
+	idempotency_key  *string
+	coupon_ids       *[]int
+	appendcoupon_ids []int
+	created_at       *time.Time
+	clearedFields    map[string]struct{}
+	item             *int
+	cleareditem      bool
+	done             bool
+	oldValue         func(context.Context) (*MallRedemption, error)
+	predicates       []predicate.MallRedemption
+}
+
+var _ ent.Mutation = (*MallRedemptionMutation)(nil)
+
+// mallredemptionOption allows management of the mutation configuration using functional options.
+type mallredemptionOption func(*MallRedemptionMutation)
+
+// newMallRedemptionMutation creates new mutation for the MallRedemption entity.
+func newMallRedemptionMutation(c config, op Op, opts ...mallredemptionOption) *MallRedemptionMutation {
+	m := &MallRedemptionMutation{
+		config:        c,
+		op:            op,
+		typ:           TypeMallRedemption,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withMallRedemptionID sets the ID field of the mutation.
+func withMallRedemptionID(id int) mallredemptionOption {
+	return func(m *MallRedemptionMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *MallRedemption
+		)
+		m.oldValue = func(ctx context.Context) (*MallRedemption, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().MallRedemption.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withMallRedemption sets the old MallRedemption of the mutation.
+func withMallRedemption(node *MallRedemption) mallredemptionOption {
+	return func(m *MallRedemptionMutation) {
+		m.oldValue = func(context.Context) (*MallRedemption, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m MallRedemptionMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m MallRedemptionMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *MallRedemptionMutation) ID() (id int, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *MallRedemptionMutation) IDs(ctx context.Context) ([]int, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []int{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().MallRedemption.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetItemID sets the "item_id" field.
+func (m *MallRedemptionMutation) SetItemID(i int) {
+	m.item = &i
+}
+
+// ItemID returns the value of the "item_id" field in the mutation.
+func (m *MallRedemptionMutation) ItemID() (r int, exists bool) {
+	v := m.item
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldItemID returns the old "item_id" field's value of the MallRedemption entity.
+// If the MallRedemption object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *MallRedemptionMutation) OldItemID(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldItemID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldItemID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldItemID: %w", err)
+	}
+	return oldValue.ItemID, nil
+}
+
+// ResetItemID resets all changes to the "item_id" field.
+func (m *MallRedemptionMutation) ResetItemID() {
+	m.item = nil
+}
+
+// SetMemberID sets the "member_id" field.
+func (m *MallRedemptionMutation) SetMemberID(i int) {
+	m.member_id = &i
+	m.addmember_id = nil
+}
+
+// MemberID returns the value of the "member_id" field in the mutation.
+func (m *MallRedemptionMutation) MemberID() (r int, exists bool) {
+	v := m.member_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldMemberID returns the old "member_id" field's value of the MallRedemption entity.
+// If the MallRedemption object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *MallRedemptionMutation) OldMemberID(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldMemberID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldMemberID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldMemberID: %w", err)
+	}
+	return oldValue.MemberID, nil
+}
+
+// AddMemberID adds i to the "member_id" field.
+func (m *MallRedemptionMutation) AddMemberID(i int) {
+	if m.addmember_id != nil {
+		*m.addmember_id += i
+	} else {
+		m.addmember_id = &i
+	}
+}
+
+// AddedMemberID returns the value that was added to the "member_id" field in this mutation.
+func (m *MallRedemptionMutation) AddedMemberID() (r int, exists bool) {
+	v := m.addmember_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetMemberID resets all changes to the "member_id" field.
+func (m *MallRedemptionMutation) ResetMemberID() {
+	m.member_id = nil
+	m.addmember_id = nil
+}
+
+// SetQuantity sets the "quantity" field.
+func (m *MallRedemptionMutation) SetQuantity(i int) {
+	m.quantity = &i
+	m.addquantity = nil
+}
+
+// Quantity returns the value of the "quantity" field in the mutation.
+func (m *MallRedemptionMutation) Quantity() (r int, exists bool) {
+	v := m.quantity
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldQuantity returns the old "quantity" field's value of the MallRedemption entity.
+// If the MallRedemption object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *MallRedemptionMutation) OldQuantity(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldQuantity is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldQuantity requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldQuantity: %w", err)
+	}
+	return oldValue.Quantity, nil
+}
+
+// AddQuantity adds i to the "quantity" field.
+func (m *MallRedemptionMutation) AddQuantity(i int) {
+	if m.addquantity != nil {
+		*m.addquantity += i
+	} else {
+		m.addquantity = &i
+	}
+}
+
+// AddedQuantity returns the value that was added to the "quantity" field in this mutation.
+func (m *MallRedemptionMutation) AddedQuantity() (r int, exists bool) {
+	v := m.addquantity
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetQuantity resets all changes to the "quantity" field.
+func (m *MallRedemptionMutation) ResetQuantity() {
+	m.quantity = nil
+	m.addquantity = nil
+}
+
+// SetPointsSpent sets the "points_spent" field.
+func (m *MallRedemptionMutation) SetPointsSpent(i int64) {
+	m.points_spent = &i
+	m.addpoints_spent = nil
+}
+
+// PointsSpent returns the value of the "points_spent" field in the mutation.
+func (m *MallRedemptionMutation) PointsSpent() (r int64, exists bool) {
+	v := m.points_spent
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPointsSpent returns the old "points_spent" field's value of the MallRedemption entity.
+// If the MallRedemption object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *MallRedemptionMutation) OldPointsSpent(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPointsSpent is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPointsSpent requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPointsSpent: %w", err)
+	}
+	return oldValue.PointsSpent, nil
+}
+
+// AddPointsSpent adds i to the "points_spent" field.
+func (m *MallRedemptionMutation) AddPointsSpent(i int64) {
+	if m.addpoints_spent != nil {
+		*m.addpoints_spent += i
+	} else {
+		m.addpoints_spent = &i
+	}
+}
+
+// AddedPointsSpent returns the value that was added to the "points_spent" field in this mutation.
+func (m *MallRedemptionMutation) AddedPointsSpent() (r int64, exists bool) {
+	v := m.addpoints_spent
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetPointsSpent resets all changes to the "points_spent" field.
+func (m *MallRedemptionMutation) ResetPointsSpent() {
+	m.points_spent = nil
+	m.addpoints_spent = nil
+}
+
+// SetStatus sets the "status" field.
+func (m *MallRedemptionMutation) SetStatus(value mallredemption.Status) {
+	m.status = &value
+}
+
+// Status returns the value of the "status" field in the mutation.
+func (m *MallRedemptionMutation) Status() (r mallredemption.Status, exists bool) {
+	v := m.status
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldStatus returns the old "status" field's value of the MallRedemption entity.
+// If the MallRedemption object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *MallRedemptionMutation) OldStatus(ctx context.Context) (v mallredemption.Status, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldStatus is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldStatus requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldStatus: %w", err)
+	}
+	return oldValue.Status, nil
+}
+
+// ResetStatus resets all changes to the "status" field.
+func (m *MallRedemptionMutation) ResetStatus() {
+	m.status = nil
+}
+
+// SetIdempotencyKey sets the "idempotency_key" field.
+func (m *MallRedemptionMutation) SetIdempotencyKey(s string) {
+	m.idempotency_key = &s
+}
+
+// IdempotencyKey returns the value of the "idempotency_key" field in the mutation.
+func (m *MallRedemptionMutation) IdempotencyKey() (r string, exists bool) {
+	v := m.idempotency_key
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldIdempotencyKey returns the old "idempotency_key" field's value of the MallRedemption entity.
+// If the MallRedemption object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *MallRedemptionMutation) OldIdempotencyKey(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldIdempotencyKey is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldIdempotencyKey requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldIdempotencyKey: %w", err)
+	}
+	return oldValue.IdempotencyKey, nil
+}
+
+// ResetIdempotencyKey resets all changes to the "idempotency_key" field.
+func (m *MallRedemptionMutation) ResetIdempotencyKey() {
+	m.idempotency_key = nil
+}
+
+// SetCouponIds sets the "coupon_ids" field.
+func (m *MallRedemptionMutation) SetCouponIds(i []int) {
+	m.coupon_ids = &i
+	m.appendcoupon_ids = nil
+}
+
+// CouponIds returns the value of the "coupon_ids" field in the mutation.
+func (m *MallRedemptionMutation) CouponIds() (r []int, exists bool) {
+	v := m.coupon_ids
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCouponIds returns the old "coupon_ids" field's value of the MallRedemption entity.
+// If the MallRedemption object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *MallRedemptionMutation) OldCouponIds(ctx context.Context) (v []int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCouponIds is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCouponIds requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCouponIds: %w", err)
+	}
+	return oldValue.CouponIds, nil
+}
+
+// AppendCouponIds adds i to the "coupon_ids" field.
+func (m *MallRedemptionMutation) AppendCouponIds(i []int) {
+	m.appendcoupon_ids = append(m.appendcoupon_ids, i...)
+}
+
+// AppendedCouponIds returns the list of values that were appended to the "coupon_ids" field in this mutation.
+func (m *MallRedemptionMutation) AppendedCouponIds() ([]int, bool) {
+	if len(m.appendcoupon_ids) == 0 {
+		return nil, false
+	}
+	return m.appendcoupon_ids, true
+}
+
+// ClearCouponIds clears the value of the "coupon_ids" field.
+func (m *MallRedemptionMutation) ClearCouponIds() {
+	m.coupon_ids = nil
+	m.appendcoupon_ids = nil
+	m.clearedFields[mallredemption.FieldCouponIds] = struct{}{}
+}
+
+// CouponIdsCleared returns if the "coupon_ids" field was cleared in this mutation.
+func (m *MallRedemptionMutation) CouponIdsCleared() bool {
+	_, ok := m.clearedFields[mallredemption.FieldCouponIds]
+	return ok
+}
+
+// ResetCouponIds resets all changes to the "coupon_ids" field.
+func (m *MallRedemptionMutation) ResetCouponIds() {
+	m.coupon_ids = nil
+	m.appendcoupon_ids = nil
+	delete(m.clearedFields, mallredemption.FieldCouponIds)
+}
+
+// SetCreatedAt sets the "created_at" field.
+func (m *MallRedemptionMutation) SetCreatedAt(t time.Time) {
+	m.created_at = &t
+}
+
+// CreatedAt returns the value of the "created_at" field in the mutation.
+func (m *MallRedemptionMutation) CreatedAt() (r time.Time, exists bool) {
+	v := m.created_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCreatedAt returns the old "created_at" field's value of the MallRedemption entity.
+// If the MallRedemption object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *MallRedemptionMutation) OldCreatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCreatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCreatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCreatedAt: %w", err)
+	}
+	return oldValue.CreatedAt, nil
+}
+
+// ResetCreatedAt resets all changes to the "created_at" field.
+func (m *MallRedemptionMutation) ResetCreatedAt() {
+	m.created_at = nil
+}
+
+// ClearItem clears the "item" edge to the MallItem entity.
+func (m *MallRedemptionMutation) ClearItem() {
+	m.cleareditem = true
+	m.clearedFields[mallredemption.FieldItemID] = struct{}{}
+}
+
+// ItemCleared reports if the "item" edge to the MallItem entity was cleared.
+func (m *MallRedemptionMutation) ItemCleared() bool {
+	return m.cleareditem
+}
+
+// ItemIDs returns the "item" edge IDs in the mutation.
+// Note that IDs always returns len(IDs) <= 1 for unique edges, and you should use
+// ItemID instead. It exists only for internal usage by the builders.
+func (m *MallRedemptionMutation) ItemIDs() (ids []int) {
+	if id := m.item; id != nil {
+		ids = append(ids, *id)
+	}
+	return
+}
+
+// ResetItem resets all changes to the "item" edge.
+func (m *MallRedemptionMutation) ResetItem() {
+	m.item = nil
+	m.cleareditem = false
+}
+
+// Where appends a list predicates to the MallRedemptionMutation builder.
+func (m *MallRedemptionMutation) Where(ps ...predicate.MallRedemption) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the MallRedemptionMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *MallRedemptionMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.MallRedemption, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *MallRedemptionMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *MallRedemptionMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (MallRedemption).
+func (m *MallRedemptionMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *MallRedemptionMutation) Fields() []string {
+	fields := make([]string, 0, 8)
+	if m.item != nil {
+		fields = append(fields, mallredemption.FieldItemID)
+	}
+	if m.member_id != nil {
+		fields = append(fields, mallredemption.FieldMemberID)
+	}
+	if m.quantity != nil {
+		fields = append(fields, mallredemption.FieldQuantity)
+	}
+	if m.points_spent != nil {
+		fields = append(fields, mallredemption.FieldPointsSpent)
+	}
+	if m.status != nil {
+		fields = append(fields, mallredemption.FieldStatus)
+	}
+	if m.idempotency_key != nil {
+		fields = append(fields, mallredemption.FieldIdempotencyKey)
+	}
+	if m.coupon_ids != nil {
+		fields = append(fields, mallredemption.FieldCouponIds)
+	}
+	if m.created_at != nil {
+		fields = append(fields, mallredemption.FieldCreatedAt)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *MallRedemptionMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case mallredemption.FieldItemID:
+		return m.ItemID()
+	case mallredemption.FieldMemberID:
+		return m.MemberID()
+	case mallredemption.FieldQuantity:
+		return m.Quantity()
+	case mallredemption.FieldPointsSpent:
+		return m.PointsSpent()
+	case mallredemption.FieldStatus:
+		return m.Status()
+	case mallredemption.FieldIdempotencyKey:
+		return m.IdempotencyKey()
+	case mallredemption.FieldCouponIds:
+		return m.CouponIds()
+	case mallredemption.FieldCreatedAt:
+		return m.CreatedAt()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *MallRedemptionMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case mallredemption.FieldItemID:
+		return m.OldItemID(ctx)
+	case mallredemption.FieldMemberID:
+		return m.OldMemberID(ctx)
+	case mallredemption.FieldQuantity:
+		return m.OldQuantity(ctx)
+	case mallredemption.FieldPointsSpent:
+		return m.OldPointsSpent(ctx)
+	case mallredemption.FieldStatus:
+		return m.OldStatus(ctx)
+	case mallredemption.FieldIdempotencyKey:
+		return m.OldIdempotencyKey(ctx)
+	case mallredemption.FieldCouponIds:
+		return m.OldCouponIds(ctx)
+	case mallredemption.FieldCreatedAt:
+		return m.OldCreatedAt(ctx)
+	}
+	return nil, fmt.Errorf("unknown MallRedemption field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *MallRedemptionMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case mallredemption.FieldItemID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetItemID(v)
+		return nil
+	case mallredemption.FieldMemberID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetMemberID(v)
+		return nil
+	case mallredemption.FieldQuantity:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetQuantity(v)
+		return nil
+	case mallredemption.FieldPointsSpent:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPointsSpent(v)
+		return nil
+	case mallredemption.FieldStatus:
+		v, ok := value.(mallredemption.Status)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetStatus(v)
+		return nil
+	case mallredemption.FieldIdempotencyKey:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetIdempotencyKey(v)
+		return nil
+	case mallredemption.FieldCouponIds:
+		v, ok := value.([]int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCouponIds(v)
+		return nil
+	case mallredemption.FieldCreatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCreatedAt(v)
+		return nil
+	}
+	return fmt.Errorf("unknown MallRedemption field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *MallRedemptionMutation) AddedFields() []string {
+	var fields []string
+	if m.addmember_id != nil {
+		fields = append(fields, mallredemption.FieldMemberID)
+	}
+	if m.addquantity != nil {
+		fields = append(fields, mallredemption.FieldQuantity)
+	}
+	if m.addpoints_spent != nil {
+		fields = append(fields, mallredemption.FieldPointsSpent)
+	}
+	return fields
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *MallRedemptionMutation) AddedField(name string) (ent.Value, bool) {
+	switch name {
+	case mallredemption.FieldMemberID:
+		return m.AddedMemberID()
+	case mallredemption.FieldQuantity:
+		return m.AddedQuantity()
+	case mallredemption.FieldPointsSpent:
+		return m.AddedPointsSpent()
+	}
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *MallRedemptionMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	case mallredemption.FieldMemberID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddMemberID(v)
+		return nil
+	case mallredemption.FieldQuantity:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddQuantity(v)
+		return nil
+	case mallredemption.FieldPointsSpent:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddPointsSpent(v)
+		return nil
+	}
+	return fmt.Errorf("unknown MallRedemption numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *MallRedemptionMutation) ClearedFields() []string {
+	var fields []string
+	if m.FieldCleared(mallredemption.FieldCouponIds) {
+		fields = append(fields, mallredemption.FieldCouponIds)
+	}
+	return fields
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *MallRedemptionMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *MallRedemptionMutation) ClearField(name string) error {
+	switch name {
+	case mallredemption.FieldCouponIds:
+		m.ClearCouponIds()
+		return nil
+	}
+	return fmt.Errorf("unknown MallRedemption nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *MallRedemptionMutation) ResetField(name string) error {
+	switch name {
+	case mallredemption.FieldItemID:
+		m.ResetItemID()
+		return nil
+	case mallredemption.FieldMemberID:
+		m.ResetMemberID()
+		return nil
+	case mallredemption.FieldQuantity:
+		m.ResetQuantity()
+		return nil
+	case mallredemption.FieldPointsSpent:
+		m.ResetPointsSpent()
+		return nil
+	case mallredemption.FieldStatus:
+		m.ResetStatus()
+		return nil
+	case mallredemption.FieldIdempotencyKey:
+		m.ResetIdempotencyKey()
+		return nil
+	case mallredemption.FieldCouponIds:
+		m.ResetCouponIds()
+		return nil
+	case mallredemption.FieldCreatedAt:
+		m.ResetCreatedAt()
+		return nil
+	}
+	return fmt.Errorf("unknown MallRedemption field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *MallRedemptionMutation) AddedEdges() []string {
+	edges := make([]string, 0, 1)
+	if m.item != nil {
+		edges = append(edges, mallredemption.EdgeItem)
+	}
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *MallRedemptionMutation) AddedIDs(name string) []ent.Value {
+	switch name {
+	case mallredemption.EdgeItem:
+		if id := m.item; id != nil {
+			return []ent.Value{*id}
+		}
+	}
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *MallRedemptionMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 1)
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *MallRedemptionMutation) RemovedIDs(name string) []ent.Value {
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *MallRedemptionMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 1)
+	if m.cleareditem {
+		edges = append(edges, mallredemption.EdgeItem)
+	}
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *MallRedemptionMutation) EdgeCleared(name string) bool {
+	switch name {
+	case mallredemption.EdgeItem:
+		return m.cleareditem
+	}
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *MallRedemptionMutation) ClearEdge(name string) error {
+	switch name {
+	case mallredemption.EdgeItem:
+		m.ClearItem()
+		return nil
+	}
+	return fmt.Errorf("unknown MallRedemption unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *MallRedemptionMutation) ResetEdge(name string) error {
+	switch name {
+	case mallredemption.EdgeItem:
+		m.ResetItem()
+		return nil
+	}
+	return fmt.Errorf("unknown MallRedemption edge %s", name)
+}
+
 // MemberMutation represents an operation that mutates the Member nodes in the graph.
 type MemberMutation struct {
 	config
@@ -10856,6 +18272,7 @@ type MemberMutation struct {
 	registered_at               *time.Time
 	status_changed_at           *time.Time
 	status_reason               *string
+	referral_code               *string
 	clearedFields               map[string]struct{}
 	source_business_unit        *int
 	clearedsource_business_unit bool
@@ -11905,6 +19322,55 @@ func (m *MemberMutation) ResetStatusReason() {
 	m.status_reason = nil
 }
 
+// SetReferralCode sets the "referral_code" field.
+func (m *MemberMutation) SetReferralCode(s string) {
+	m.referral_code = &s
+}
+
+// ReferralCode returns the value of the "referral_code" field in the mutation.
+func (m *MemberMutation) ReferralCode() (r string, exists bool) {
+	v := m.referral_code
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldReferralCode returns the old "referral_code" field's value of the Member entity.
+// If the Member object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *MemberMutation) OldReferralCode(ctx context.Context) (v *string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldReferralCode is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldReferralCode requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldReferralCode: %w", err)
+	}
+	return oldValue.ReferralCode, nil
+}
+
+// ClearReferralCode clears the value of the "referral_code" field.
+func (m *MemberMutation) ClearReferralCode() {
+	m.referral_code = nil
+	m.clearedFields[member.FieldReferralCode] = struct{}{}
+}
+
+// ReferralCodeCleared returns if the "referral_code" field was cleared in this mutation.
+func (m *MemberMutation) ReferralCodeCleared() bool {
+	_, ok := m.clearedFields[member.FieldReferralCode]
+	return ok
+}
+
+// ResetReferralCode resets all changes to the "referral_code" field.
+func (m *MemberMutation) ResetReferralCode() {
+	m.referral_code = nil
+	delete(m.clearedFields, member.FieldReferralCode)
+}
+
 // ClearSourceBusinessUnit clears the "source_business_unit" edge to the BusinessUnit entity.
 func (m *MemberMutation) ClearSourceBusinessUnit() {
 	m.clearedsource_business_unit = true
@@ -12113,7 +19579,7 @@ func (m *MemberMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *MemberMutation) Fields() []string {
-	fields := make([]string, 0, 21)
+	fields := make([]string, 0, 22)
 	if m.created_at != nil {
 		fields = append(fields, member.FieldCreatedAt)
 	}
@@ -12177,6 +19643,9 @@ func (m *MemberMutation) Fields() []string {
 	if m.status_reason != nil {
 		fields = append(fields, member.FieldStatusReason)
 	}
+	if m.referral_code != nil {
+		fields = append(fields, member.FieldReferralCode)
+	}
 	return fields
 }
 
@@ -12227,6 +19696,8 @@ func (m *MemberMutation) Field(name string) (ent.Value, bool) {
 		return m.StatusChangedAt()
 	case member.FieldStatusReason:
 		return m.StatusReason()
+	case member.FieldReferralCode:
+		return m.ReferralCode()
 	}
 	return nil, false
 }
@@ -12278,6 +19749,8 @@ func (m *MemberMutation) OldField(ctx context.Context, name string) (ent.Value, 
 		return m.OldStatusChangedAt(ctx)
 	case member.FieldStatusReason:
 		return m.OldStatusReason(ctx)
+	case member.FieldReferralCode:
+		return m.OldReferralCode(ctx)
 	}
 	return nil, fmt.Errorf("unknown Member field %s", name)
 }
@@ -12434,6 +19907,13 @@ func (m *MemberMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetStatusReason(v)
 		return nil
+	case member.FieldReferralCode:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetReferralCode(v)
+		return nil
 	}
 	return fmt.Errorf("unknown Member field %s", name)
 }
@@ -12521,6 +20001,9 @@ func (m *MemberMutation) ClearedFields() []string {
 	if m.FieldCleared(member.FieldStatusChangedAt) {
 		fields = append(fields, member.FieldStatusChangedAt)
 	}
+	if m.FieldCleared(member.FieldReferralCode) {
+		fields = append(fields, member.FieldReferralCode)
+	}
 	return fields
 }
 
@@ -12564,6 +20047,9 @@ func (m *MemberMutation) ClearField(name string) error {
 		return nil
 	case member.FieldStatusChangedAt:
 		m.ClearStatusChangedAt()
+		return nil
+	case member.FieldReferralCode:
+		m.ClearReferralCode()
 		return nil
 	}
 	return fmt.Errorf("unknown Member nullable field %s", name)
@@ -12635,6 +20121,9 @@ func (m *MemberMutation) ResetField(name string) error {
 		return nil
 	case member.FieldStatusReason:
 		m.ResetStatusReason()
+		return nil
+	case member.FieldReferralCode:
+		m.ResetReferralCode()
 		return nil
 	}
 	return fmt.Errorf("unknown Member field %s", name)
@@ -12809,6 +20298,8 @@ type MemberEventMutation struct {
 	_type         *memberevent.Type
 	payload       *map[string]interface{}
 	occurred_at   *time.Time
+	tx_id         *int64
+	addtx_id      *int64
 	clearedFields map[string]struct{}
 	done          bool
 	oldValue      func(context.Context) (*MemberEvent, error)
@@ -13133,6 +20624,76 @@ func (m *MemberEventMutation) ResetOccurredAt() {
 	m.occurred_at = nil
 }
 
+// SetTxID sets the "tx_id" field.
+func (m *MemberEventMutation) SetTxID(i int64) {
+	m.tx_id = &i
+	m.addtx_id = nil
+}
+
+// TxID returns the value of the "tx_id" field in the mutation.
+func (m *MemberEventMutation) TxID() (r int64, exists bool) {
+	v := m.tx_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldTxID returns the old "tx_id" field's value of the MemberEvent entity.
+// If the MemberEvent object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *MemberEventMutation) OldTxID(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldTxID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldTxID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldTxID: %w", err)
+	}
+	return oldValue.TxID, nil
+}
+
+// AddTxID adds i to the "tx_id" field.
+func (m *MemberEventMutation) AddTxID(i int64) {
+	if m.addtx_id != nil {
+		*m.addtx_id += i
+	} else {
+		m.addtx_id = &i
+	}
+}
+
+// AddedTxID returns the value that was added to the "tx_id" field in this mutation.
+func (m *MemberEventMutation) AddedTxID() (r int64, exists bool) {
+	v := m.addtx_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ClearTxID clears the value of the "tx_id" field.
+func (m *MemberEventMutation) ClearTxID() {
+	m.tx_id = nil
+	m.addtx_id = nil
+	m.clearedFields[memberevent.FieldTxID] = struct{}{}
+}
+
+// TxIDCleared returns if the "tx_id" field was cleared in this mutation.
+func (m *MemberEventMutation) TxIDCleared() bool {
+	_, ok := m.clearedFields[memberevent.FieldTxID]
+	return ok
+}
+
+// ResetTxID resets all changes to the "tx_id" field.
+func (m *MemberEventMutation) ResetTxID() {
+	m.tx_id = nil
+	m.addtx_id = nil
+	delete(m.clearedFields, memberevent.FieldTxID)
+}
+
 // Where appends a list predicates to the MemberEventMutation builder.
 func (m *MemberEventMutation) Where(ps ...predicate.MemberEvent) {
 	m.predicates = append(m.predicates, ps...)
@@ -13167,7 +20728,7 @@ func (m *MemberEventMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *MemberEventMutation) Fields() []string {
-	fields := make([]string, 0, 5)
+	fields := make([]string, 0, 6)
 	if m.member_id != nil {
 		fields = append(fields, memberevent.FieldMemberID)
 	}
@@ -13182,6 +20743,9 @@ func (m *MemberEventMutation) Fields() []string {
 	}
 	if m.occurred_at != nil {
 		fields = append(fields, memberevent.FieldOccurredAt)
+	}
+	if m.tx_id != nil {
+		fields = append(fields, memberevent.FieldTxID)
 	}
 	return fields
 }
@@ -13201,6 +20765,8 @@ func (m *MemberEventMutation) Field(name string) (ent.Value, bool) {
 		return m.Payload()
 	case memberevent.FieldOccurredAt:
 		return m.OccurredAt()
+	case memberevent.FieldTxID:
+		return m.TxID()
 	}
 	return nil, false
 }
@@ -13220,6 +20786,8 @@ func (m *MemberEventMutation) OldField(ctx context.Context, name string) (ent.Va
 		return m.OldPayload(ctx)
 	case memberevent.FieldOccurredAt:
 		return m.OldOccurredAt(ctx)
+	case memberevent.FieldTxID:
+		return m.OldTxID(ctx)
 	}
 	return nil, fmt.Errorf("unknown MemberEvent field %s", name)
 }
@@ -13264,6 +20832,13 @@ func (m *MemberEventMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetOccurredAt(v)
 		return nil
+	case memberevent.FieldTxID:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetTxID(v)
+		return nil
 	}
 	return fmt.Errorf("unknown MemberEvent field %s", name)
 }
@@ -13278,6 +20853,9 @@ func (m *MemberEventMutation) AddedFields() []string {
 	if m.addseq != nil {
 		fields = append(fields, memberevent.FieldSeq)
 	}
+	if m.addtx_id != nil {
+		fields = append(fields, memberevent.FieldTxID)
+	}
 	return fields
 }
 
@@ -13290,6 +20868,8 @@ func (m *MemberEventMutation) AddedField(name string) (ent.Value, bool) {
 		return m.AddedMemberID()
 	case memberevent.FieldSeq:
 		return m.AddedSeq()
+	case memberevent.FieldTxID:
+		return m.AddedTxID()
 	}
 	return nil, false
 }
@@ -13313,6 +20893,13 @@ func (m *MemberEventMutation) AddField(name string, value ent.Value) error {
 		}
 		m.AddSeq(v)
 		return nil
+	case memberevent.FieldTxID:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddTxID(v)
+		return nil
 	}
 	return fmt.Errorf("unknown MemberEvent numeric field %s", name)
 }
@@ -13320,7 +20907,11 @@ func (m *MemberEventMutation) AddField(name string, value ent.Value) error {
 // ClearedFields returns all nullable fields that were cleared during this
 // mutation.
 func (m *MemberEventMutation) ClearedFields() []string {
-	return nil
+	var fields []string
+	if m.FieldCleared(memberevent.FieldTxID) {
+		fields = append(fields, memberevent.FieldTxID)
+	}
+	return fields
 }
 
 // FieldCleared returns a boolean indicating if a field with the given name was
@@ -13333,6 +20924,11 @@ func (m *MemberEventMutation) FieldCleared(name string) bool {
 // ClearField clears the value of the field with the given name. It returns an
 // error if the field is not defined in the schema.
 func (m *MemberEventMutation) ClearField(name string) error {
+	switch name {
+	case memberevent.FieldTxID:
+		m.ClearTxID()
+		return nil
+	}
 	return fmt.Errorf("unknown MemberEvent nullable field %s", name)
 }
 
@@ -13354,6 +20950,9 @@ func (m *MemberEventMutation) ResetField(name string) error {
 		return nil
 	case memberevent.FieldOccurredAt:
 		m.ResetOccurredAt()
+		return nil
+	case memberevent.FieldTxID:
+		m.ResetTxID()
 		return nil
 	}
 	return fmt.Errorf("unknown MemberEvent field %s", name)
@@ -23097,6 +30696,3881 @@ func (m *PointsLotMutation) ClearEdge(name string) error {
 // It returns an error if the edge is not defined in the schema.
 func (m *PointsLotMutation) ResetEdge(name string) error {
 	return fmt.Errorf("unknown PointsLot edge %s", name)
+}
+
+// PromoCodeMutation represents an operation that mutates the PromoCode nodes in the graph.
+type PromoCodeMutation struct {
+	config
+	op                        Op
+	typ                       string
+	id                        *int
+	created_at                *time.Time
+	updated_at                *time.Time
+	code                      *string
+	coupon_template_ids       *[]int
+	appendcoupon_template_ids []int
+	points                    *int
+	addpoints                 *int
+	usage_limit               *int
+	addusage_limit            *int
+	used_count                *int
+	addused_count             *int
+	per_member_limit          *int
+	addper_member_limit       *int
+	valid_from                *time.Time
+	valid_to                  *time.Time
+	clearedFields             map[string]struct{}
+	done                      bool
+	oldValue                  func(context.Context) (*PromoCode, error)
+	predicates                []predicate.PromoCode
+}
+
+var _ ent.Mutation = (*PromoCodeMutation)(nil)
+
+// promocodeOption allows management of the mutation configuration using functional options.
+type promocodeOption func(*PromoCodeMutation)
+
+// newPromoCodeMutation creates new mutation for the PromoCode entity.
+func newPromoCodeMutation(c config, op Op, opts ...promocodeOption) *PromoCodeMutation {
+	m := &PromoCodeMutation{
+		config:        c,
+		op:            op,
+		typ:           TypePromoCode,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withPromoCodeID sets the ID field of the mutation.
+func withPromoCodeID(id int) promocodeOption {
+	return func(m *PromoCodeMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *PromoCode
+		)
+		m.oldValue = func(ctx context.Context) (*PromoCode, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().PromoCode.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withPromoCode sets the old PromoCode of the mutation.
+func withPromoCode(node *PromoCode) promocodeOption {
+	return func(m *PromoCodeMutation) {
+		m.oldValue = func(context.Context) (*PromoCode, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m PromoCodeMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m PromoCodeMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *PromoCodeMutation) ID() (id int, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *PromoCodeMutation) IDs(ctx context.Context) ([]int, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []int{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().PromoCode.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetCreatedAt sets the "created_at" field.
+func (m *PromoCodeMutation) SetCreatedAt(t time.Time) {
+	m.created_at = &t
+}
+
+// CreatedAt returns the value of the "created_at" field in the mutation.
+func (m *PromoCodeMutation) CreatedAt() (r time.Time, exists bool) {
+	v := m.created_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCreatedAt returns the old "created_at" field's value of the PromoCode entity.
+// If the PromoCode object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PromoCodeMutation) OldCreatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCreatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCreatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCreatedAt: %w", err)
+	}
+	return oldValue.CreatedAt, nil
+}
+
+// ResetCreatedAt resets all changes to the "created_at" field.
+func (m *PromoCodeMutation) ResetCreatedAt() {
+	m.created_at = nil
+}
+
+// SetUpdatedAt sets the "updated_at" field.
+func (m *PromoCodeMutation) SetUpdatedAt(t time.Time) {
+	m.updated_at = &t
+}
+
+// UpdatedAt returns the value of the "updated_at" field in the mutation.
+func (m *PromoCodeMutation) UpdatedAt() (r time.Time, exists bool) {
+	v := m.updated_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldUpdatedAt returns the old "updated_at" field's value of the PromoCode entity.
+// If the PromoCode object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PromoCodeMutation) OldUpdatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldUpdatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldUpdatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldUpdatedAt: %w", err)
+	}
+	return oldValue.UpdatedAt, nil
+}
+
+// ResetUpdatedAt resets all changes to the "updated_at" field.
+func (m *PromoCodeMutation) ResetUpdatedAt() {
+	m.updated_at = nil
+}
+
+// SetCode sets the "code" field.
+func (m *PromoCodeMutation) SetCode(s string) {
+	m.code = &s
+}
+
+// Code returns the value of the "code" field in the mutation.
+func (m *PromoCodeMutation) Code() (r string, exists bool) {
+	v := m.code
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCode returns the old "code" field's value of the PromoCode entity.
+// If the PromoCode object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PromoCodeMutation) OldCode(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCode is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCode requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCode: %w", err)
+	}
+	return oldValue.Code, nil
+}
+
+// ResetCode resets all changes to the "code" field.
+func (m *PromoCodeMutation) ResetCode() {
+	m.code = nil
+}
+
+// SetCouponTemplateIds sets the "coupon_template_ids" field.
+func (m *PromoCodeMutation) SetCouponTemplateIds(i []int) {
+	m.coupon_template_ids = &i
+	m.appendcoupon_template_ids = nil
+}
+
+// CouponTemplateIds returns the value of the "coupon_template_ids" field in the mutation.
+func (m *PromoCodeMutation) CouponTemplateIds() (r []int, exists bool) {
+	v := m.coupon_template_ids
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCouponTemplateIds returns the old "coupon_template_ids" field's value of the PromoCode entity.
+// If the PromoCode object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PromoCodeMutation) OldCouponTemplateIds(ctx context.Context) (v []int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCouponTemplateIds is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCouponTemplateIds requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCouponTemplateIds: %w", err)
+	}
+	return oldValue.CouponTemplateIds, nil
+}
+
+// AppendCouponTemplateIds adds i to the "coupon_template_ids" field.
+func (m *PromoCodeMutation) AppendCouponTemplateIds(i []int) {
+	m.appendcoupon_template_ids = append(m.appendcoupon_template_ids, i...)
+}
+
+// AppendedCouponTemplateIds returns the list of values that were appended to the "coupon_template_ids" field in this mutation.
+func (m *PromoCodeMutation) AppendedCouponTemplateIds() ([]int, bool) {
+	if len(m.appendcoupon_template_ids) == 0 {
+		return nil, false
+	}
+	return m.appendcoupon_template_ids, true
+}
+
+// ClearCouponTemplateIds clears the value of the "coupon_template_ids" field.
+func (m *PromoCodeMutation) ClearCouponTemplateIds() {
+	m.coupon_template_ids = nil
+	m.appendcoupon_template_ids = nil
+	m.clearedFields[promocode.FieldCouponTemplateIds] = struct{}{}
+}
+
+// CouponTemplateIdsCleared returns if the "coupon_template_ids" field was cleared in this mutation.
+func (m *PromoCodeMutation) CouponTemplateIdsCleared() bool {
+	_, ok := m.clearedFields[promocode.FieldCouponTemplateIds]
+	return ok
+}
+
+// ResetCouponTemplateIds resets all changes to the "coupon_template_ids" field.
+func (m *PromoCodeMutation) ResetCouponTemplateIds() {
+	m.coupon_template_ids = nil
+	m.appendcoupon_template_ids = nil
+	delete(m.clearedFields, promocode.FieldCouponTemplateIds)
+}
+
+// SetPoints sets the "points" field.
+func (m *PromoCodeMutation) SetPoints(i int) {
+	m.points = &i
+	m.addpoints = nil
+}
+
+// Points returns the value of the "points" field in the mutation.
+func (m *PromoCodeMutation) Points() (r int, exists bool) {
+	v := m.points
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPoints returns the old "points" field's value of the PromoCode entity.
+// If the PromoCode object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PromoCodeMutation) OldPoints(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPoints is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPoints requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPoints: %w", err)
+	}
+	return oldValue.Points, nil
+}
+
+// AddPoints adds i to the "points" field.
+func (m *PromoCodeMutation) AddPoints(i int) {
+	if m.addpoints != nil {
+		*m.addpoints += i
+	} else {
+		m.addpoints = &i
+	}
+}
+
+// AddedPoints returns the value that was added to the "points" field in this mutation.
+func (m *PromoCodeMutation) AddedPoints() (r int, exists bool) {
+	v := m.addpoints
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetPoints resets all changes to the "points" field.
+func (m *PromoCodeMutation) ResetPoints() {
+	m.points = nil
+	m.addpoints = nil
+}
+
+// SetUsageLimit sets the "usage_limit" field.
+func (m *PromoCodeMutation) SetUsageLimit(i int) {
+	m.usage_limit = &i
+	m.addusage_limit = nil
+}
+
+// UsageLimit returns the value of the "usage_limit" field in the mutation.
+func (m *PromoCodeMutation) UsageLimit() (r int, exists bool) {
+	v := m.usage_limit
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldUsageLimit returns the old "usage_limit" field's value of the PromoCode entity.
+// If the PromoCode object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PromoCodeMutation) OldUsageLimit(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldUsageLimit is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldUsageLimit requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldUsageLimit: %w", err)
+	}
+	return oldValue.UsageLimit, nil
+}
+
+// AddUsageLimit adds i to the "usage_limit" field.
+func (m *PromoCodeMutation) AddUsageLimit(i int) {
+	if m.addusage_limit != nil {
+		*m.addusage_limit += i
+	} else {
+		m.addusage_limit = &i
+	}
+}
+
+// AddedUsageLimit returns the value that was added to the "usage_limit" field in this mutation.
+func (m *PromoCodeMutation) AddedUsageLimit() (r int, exists bool) {
+	v := m.addusage_limit
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetUsageLimit resets all changes to the "usage_limit" field.
+func (m *PromoCodeMutation) ResetUsageLimit() {
+	m.usage_limit = nil
+	m.addusage_limit = nil
+}
+
+// SetUsedCount sets the "used_count" field.
+func (m *PromoCodeMutation) SetUsedCount(i int) {
+	m.used_count = &i
+	m.addused_count = nil
+}
+
+// UsedCount returns the value of the "used_count" field in the mutation.
+func (m *PromoCodeMutation) UsedCount() (r int, exists bool) {
+	v := m.used_count
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldUsedCount returns the old "used_count" field's value of the PromoCode entity.
+// If the PromoCode object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PromoCodeMutation) OldUsedCount(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldUsedCount is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldUsedCount requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldUsedCount: %w", err)
+	}
+	return oldValue.UsedCount, nil
+}
+
+// AddUsedCount adds i to the "used_count" field.
+func (m *PromoCodeMutation) AddUsedCount(i int) {
+	if m.addused_count != nil {
+		*m.addused_count += i
+	} else {
+		m.addused_count = &i
+	}
+}
+
+// AddedUsedCount returns the value that was added to the "used_count" field in this mutation.
+func (m *PromoCodeMutation) AddedUsedCount() (r int, exists bool) {
+	v := m.addused_count
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetUsedCount resets all changes to the "used_count" field.
+func (m *PromoCodeMutation) ResetUsedCount() {
+	m.used_count = nil
+	m.addused_count = nil
+}
+
+// SetPerMemberLimit sets the "per_member_limit" field.
+func (m *PromoCodeMutation) SetPerMemberLimit(i int) {
+	m.per_member_limit = &i
+	m.addper_member_limit = nil
+}
+
+// PerMemberLimit returns the value of the "per_member_limit" field in the mutation.
+func (m *PromoCodeMutation) PerMemberLimit() (r int, exists bool) {
+	v := m.per_member_limit
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPerMemberLimit returns the old "per_member_limit" field's value of the PromoCode entity.
+// If the PromoCode object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PromoCodeMutation) OldPerMemberLimit(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPerMemberLimit is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPerMemberLimit requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPerMemberLimit: %w", err)
+	}
+	return oldValue.PerMemberLimit, nil
+}
+
+// AddPerMemberLimit adds i to the "per_member_limit" field.
+func (m *PromoCodeMutation) AddPerMemberLimit(i int) {
+	if m.addper_member_limit != nil {
+		*m.addper_member_limit += i
+	} else {
+		m.addper_member_limit = &i
+	}
+}
+
+// AddedPerMemberLimit returns the value that was added to the "per_member_limit" field in this mutation.
+func (m *PromoCodeMutation) AddedPerMemberLimit() (r int, exists bool) {
+	v := m.addper_member_limit
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetPerMemberLimit resets all changes to the "per_member_limit" field.
+func (m *PromoCodeMutation) ResetPerMemberLimit() {
+	m.per_member_limit = nil
+	m.addper_member_limit = nil
+}
+
+// SetValidFrom sets the "valid_from" field.
+func (m *PromoCodeMutation) SetValidFrom(t time.Time) {
+	m.valid_from = &t
+}
+
+// ValidFrom returns the value of the "valid_from" field in the mutation.
+func (m *PromoCodeMutation) ValidFrom() (r time.Time, exists bool) {
+	v := m.valid_from
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldValidFrom returns the old "valid_from" field's value of the PromoCode entity.
+// If the PromoCode object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PromoCodeMutation) OldValidFrom(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldValidFrom is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldValidFrom requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldValidFrom: %w", err)
+	}
+	return oldValue.ValidFrom, nil
+}
+
+// ClearValidFrom clears the value of the "valid_from" field.
+func (m *PromoCodeMutation) ClearValidFrom() {
+	m.valid_from = nil
+	m.clearedFields[promocode.FieldValidFrom] = struct{}{}
+}
+
+// ValidFromCleared returns if the "valid_from" field was cleared in this mutation.
+func (m *PromoCodeMutation) ValidFromCleared() bool {
+	_, ok := m.clearedFields[promocode.FieldValidFrom]
+	return ok
+}
+
+// ResetValidFrom resets all changes to the "valid_from" field.
+func (m *PromoCodeMutation) ResetValidFrom() {
+	m.valid_from = nil
+	delete(m.clearedFields, promocode.FieldValidFrom)
+}
+
+// SetValidTo sets the "valid_to" field.
+func (m *PromoCodeMutation) SetValidTo(t time.Time) {
+	m.valid_to = &t
+}
+
+// ValidTo returns the value of the "valid_to" field in the mutation.
+func (m *PromoCodeMutation) ValidTo() (r time.Time, exists bool) {
+	v := m.valid_to
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldValidTo returns the old "valid_to" field's value of the PromoCode entity.
+// If the PromoCode object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PromoCodeMutation) OldValidTo(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldValidTo is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldValidTo requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldValidTo: %w", err)
+	}
+	return oldValue.ValidTo, nil
+}
+
+// ClearValidTo clears the value of the "valid_to" field.
+func (m *PromoCodeMutation) ClearValidTo() {
+	m.valid_to = nil
+	m.clearedFields[promocode.FieldValidTo] = struct{}{}
+}
+
+// ValidToCleared returns if the "valid_to" field was cleared in this mutation.
+func (m *PromoCodeMutation) ValidToCleared() bool {
+	_, ok := m.clearedFields[promocode.FieldValidTo]
+	return ok
+}
+
+// ResetValidTo resets all changes to the "valid_to" field.
+func (m *PromoCodeMutation) ResetValidTo() {
+	m.valid_to = nil
+	delete(m.clearedFields, promocode.FieldValidTo)
+}
+
+// Where appends a list predicates to the PromoCodeMutation builder.
+func (m *PromoCodeMutation) Where(ps ...predicate.PromoCode) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the PromoCodeMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *PromoCodeMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.PromoCode, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *PromoCodeMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *PromoCodeMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (PromoCode).
+func (m *PromoCodeMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *PromoCodeMutation) Fields() []string {
+	fields := make([]string, 0, 10)
+	if m.created_at != nil {
+		fields = append(fields, promocode.FieldCreatedAt)
+	}
+	if m.updated_at != nil {
+		fields = append(fields, promocode.FieldUpdatedAt)
+	}
+	if m.code != nil {
+		fields = append(fields, promocode.FieldCode)
+	}
+	if m.coupon_template_ids != nil {
+		fields = append(fields, promocode.FieldCouponTemplateIds)
+	}
+	if m.points != nil {
+		fields = append(fields, promocode.FieldPoints)
+	}
+	if m.usage_limit != nil {
+		fields = append(fields, promocode.FieldUsageLimit)
+	}
+	if m.used_count != nil {
+		fields = append(fields, promocode.FieldUsedCount)
+	}
+	if m.per_member_limit != nil {
+		fields = append(fields, promocode.FieldPerMemberLimit)
+	}
+	if m.valid_from != nil {
+		fields = append(fields, promocode.FieldValidFrom)
+	}
+	if m.valid_to != nil {
+		fields = append(fields, promocode.FieldValidTo)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *PromoCodeMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case promocode.FieldCreatedAt:
+		return m.CreatedAt()
+	case promocode.FieldUpdatedAt:
+		return m.UpdatedAt()
+	case promocode.FieldCode:
+		return m.Code()
+	case promocode.FieldCouponTemplateIds:
+		return m.CouponTemplateIds()
+	case promocode.FieldPoints:
+		return m.Points()
+	case promocode.FieldUsageLimit:
+		return m.UsageLimit()
+	case promocode.FieldUsedCount:
+		return m.UsedCount()
+	case promocode.FieldPerMemberLimit:
+		return m.PerMemberLimit()
+	case promocode.FieldValidFrom:
+		return m.ValidFrom()
+	case promocode.FieldValidTo:
+		return m.ValidTo()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *PromoCodeMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case promocode.FieldCreatedAt:
+		return m.OldCreatedAt(ctx)
+	case promocode.FieldUpdatedAt:
+		return m.OldUpdatedAt(ctx)
+	case promocode.FieldCode:
+		return m.OldCode(ctx)
+	case promocode.FieldCouponTemplateIds:
+		return m.OldCouponTemplateIds(ctx)
+	case promocode.FieldPoints:
+		return m.OldPoints(ctx)
+	case promocode.FieldUsageLimit:
+		return m.OldUsageLimit(ctx)
+	case promocode.FieldUsedCount:
+		return m.OldUsedCount(ctx)
+	case promocode.FieldPerMemberLimit:
+		return m.OldPerMemberLimit(ctx)
+	case promocode.FieldValidFrom:
+		return m.OldValidFrom(ctx)
+	case promocode.FieldValidTo:
+		return m.OldValidTo(ctx)
+	}
+	return nil, fmt.Errorf("unknown PromoCode field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *PromoCodeMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case promocode.FieldCreatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCreatedAt(v)
+		return nil
+	case promocode.FieldUpdatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetUpdatedAt(v)
+		return nil
+	case promocode.FieldCode:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCode(v)
+		return nil
+	case promocode.FieldCouponTemplateIds:
+		v, ok := value.([]int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCouponTemplateIds(v)
+		return nil
+	case promocode.FieldPoints:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPoints(v)
+		return nil
+	case promocode.FieldUsageLimit:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetUsageLimit(v)
+		return nil
+	case promocode.FieldUsedCount:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetUsedCount(v)
+		return nil
+	case promocode.FieldPerMemberLimit:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPerMemberLimit(v)
+		return nil
+	case promocode.FieldValidFrom:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetValidFrom(v)
+		return nil
+	case promocode.FieldValidTo:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetValidTo(v)
+		return nil
+	}
+	return fmt.Errorf("unknown PromoCode field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *PromoCodeMutation) AddedFields() []string {
+	var fields []string
+	if m.addpoints != nil {
+		fields = append(fields, promocode.FieldPoints)
+	}
+	if m.addusage_limit != nil {
+		fields = append(fields, promocode.FieldUsageLimit)
+	}
+	if m.addused_count != nil {
+		fields = append(fields, promocode.FieldUsedCount)
+	}
+	if m.addper_member_limit != nil {
+		fields = append(fields, promocode.FieldPerMemberLimit)
+	}
+	return fields
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *PromoCodeMutation) AddedField(name string) (ent.Value, bool) {
+	switch name {
+	case promocode.FieldPoints:
+		return m.AddedPoints()
+	case promocode.FieldUsageLimit:
+		return m.AddedUsageLimit()
+	case promocode.FieldUsedCount:
+		return m.AddedUsedCount()
+	case promocode.FieldPerMemberLimit:
+		return m.AddedPerMemberLimit()
+	}
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *PromoCodeMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	case promocode.FieldPoints:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddPoints(v)
+		return nil
+	case promocode.FieldUsageLimit:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddUsageLimit(v)
+		return nil
+	case promocode.FieldUsedCount:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddUsedCount(v)
+		return nil
+	case promocode.FieldPerMemberLimit:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddPerMemberLimit(v)
+		return nil
+	}
+	return fmt.Errorf("unknown PromoCode numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *PromoCodeMutation) ClearedFields() []string {
+	var fields []string
+	if m.FieldCleared(promocode.FieldCouponTemplateIds) {
+		fields = append(fields, promocode.FieldCouponTemplateIds)
+	}
+	if m.FieldCleared(promocode.FieldValidFrom) {
+		fields = append(fields, promocode.FieldValidFrom)
+	}
+	if m.FieldCleared(promocode.FieldValidTo) {
+		fields = append(fields, promocode.FieldValidTo)
+	}
+	return fields
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *PromoCodeMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *PromoCodeMutation) ClearField(name string) error {
+	switch name {
+	case promocode.FieldCouponTemplateIds:
+		m.ClearCouponTemplateIds()
+		return nil
+	case promocode.FieldValidFrom:
+		m.ClearValidFrom()
+		return nil
+	case promocode.FieldValidTo:
+		m.ClearValidTo()
+		return nil
+	}
+	return fmt.Errorf("unknown PromoCode nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *PromoCodeMutation) ResetField(name string) error {
+	switch name {
+	case promocode.FieldCreatedAt:
+		m.ResetCreatedAt()
+		return nil
+	case promocode.FieldUpdatedAt:
+		m.ResetUpdatedAt()
+		return nil
+	case promocode.FieldCode:
+		m.ResetCode()
+		return nil
+	case promocode.FieldCouponTemplateIds:
+		m.ResetCouponTemplateIds()
+		return nil
+	case promocode.FieldPoints:
+		m.ResetPoints()
+		return nil
+	case promocode.FieldUsageLimit:
+		m.ResetUsageLimit()
+		return nil
+	case promocode.FieldUsedCount:
+		m.ResetUsedCount()
+		return nil
+	case promocode.FieldPerMemberLimit:
+		m.ResetPerMemberLimit()
+		return nil
+	case promocode.FieldValidFrom:
+		m.ResetValidFrom()
+		return nil
+	case promocode.FieldValidTo:
+		m.ResetValidTo()
+		return nil
+	}
+	return fmt.Errorf("unknown PromoCode field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *PromoCodeMutation) AddedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *PromoCodeMutation) AddedIDs(name string) []ent.Value {
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *PromoCodeMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *PromoCodeMutation) RemovedIDs(name string) []ent.Value {
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *PromoCodeMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *PromoCodeMutation) EdgeCleared(name string) bool {
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *PromoCodeMutation) ClearEdge(name string) error {
+	return fmt.Errorf("unknown PromoCode unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *PromoCodeMutation) ResetEdge(name string) error {
+	return fmt.Errorf("unknown PromoCode edge %s", name)
+}
+
+// PromoRedemptionMutation represents an operation that mutates the PromoRedemption nodes in the graph.
+type PromoRedemptionMutation struct {
+	config
+	op               Op
+	typ              string
+	id               *int
+	promo_code_id    *int
+	addpromo_code_id *int
+	member_id        *int
+	addmember_id     *int
+	coupon_ids       *[]int
+	appendcoupon_ids []int
+	points           *int64
+	addpoints        *int64
+	created_at       *time.Time
+	clearedFields    map[string]struct{}
+	done             bool
+	oldValue         func(context.Context) (*PromoRedemption, error)
+	predicates       []predicate.PromoRedemption
+}
+
+var _ ent.Mutation = (*PromoRedemptionMutation)(nil)
+
+// promoredemptionOption allows management of the mutation configuration using functional options.
+type promoredemptionOption func(*PromoRedemptionMutation)
+
+// newPromoRedemptionMutation creates new mutation for the PromoRedemption entity.
+func newPromoRedemptionMutation(c config, op Op, opts ...promoredemptionOption) *PromoRedemptionMutation {
+	m := &PromoRedemptionMutation{
+		config:        c,
+		op:            op,
+		typ:           TypePromoRedemption,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withPromoRedemptionID sets the ID field of the mutation.
+func withPromoRedemptionID(id int) promoredemptionOption {
+	return func(m *PromoRedemptionMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *PromoRedemption
+		)
+		m.oldValue = func(ctx context.Context) (*PromoRedemption, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().PromoRedemption.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withPromoRedemption sets the old PromoRedemption of the mutation.
+func withPromoRedemption(node *PromoRedemption) promoredemptionOption {
+	return func(m *PromoRedemptionMutation) {
+		m.oldValue = func(context.Context) (*PromoRedemption, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m PromoRedemptionMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m PromoRedemptionMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *PromoRedemptionMutation) ID() (id int, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *PromoRedemptionMutation) IDs(ctx context.Context) ([]int, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []int{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().PromoRedemption.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetPromoCodeID sets the "promo_code_id" field.
+func (m *PromoRedemptionMutation) SetPromoCodeID(i int) {
+	m.promo_code_id = &i
+	m.addpromo_code_id = nil
+}
+
+// PromoCodeID returns the value of the "promo_code_id" field in the mutation.
+func (m *PromoRedemptionMutation) PromoCodeID() (r int, exists bool) {
+	v := m.promo_code_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPromoCodeID returns the old "promo_code_id" field's value of the PromoRedemption entity.
+// If the PromoRedemption object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PromoRedemptionMutation) OldPromoCodeID(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPromoCodeID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPromoCodeID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPromoCodeID: %w", err)
+	}
+	return oldValue.PromoCodeID, nil
+}
+
+// AddPromoCodeID adds i to the "promo_code_id" field.
+func (m *PromoRedemptionMutation) AddPromoCodeID(i int) {
+	if m.addpromo_code_id != nil {
+		*m.addpromo_code_id += i
+	} else {
+		m.addpromo_code_id = &i
+	}
+}
+
+// AddedPromoCodeID returns the value that was added to the "promo_code_id" field in this mutation.
+func (m *PromoRedemptionMutation) AddedPromoCodeID() (r int, exists bool) {
+	v := m.addpromo_code_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetPromoCodeID resets all changes to the "promo_code_id" field.
+func (m *PromoRedemptionMutation) ResetPromoCodeID() {
+	m.promo_code_id = nil
+	m.addpromo_code_id = nil
+}
+
+// SetMemberID sets the "member_id" field.
+func (m *PromoRedemptionMutation) SetMemberID(i int) {
+	m.member_id = &i
+	m.addmember_id = nil
+}
+
+// MemberID returns the value of the "member_id" field in the mutation.
+func (m *PromoRedemptionMutation) MemberID() (r int, exists bool) {
+	v := m.member_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldMemberID returns the old "member_id" field's value of the PromoRedemption entity.
+// If the PromoRedemption object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PromoRedemptionMutation) OldMemberID(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldMemberID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldMemberID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldMemberID: %w", err)
+	}
+	return oldValue.MemberID, nil
+}
+
+// AddMemberID adds i to the "member_id" field.
+func (m *PromoRedemptionMutation) AddMemberID(i int) {
+	if m.addmember_id != nil {
+		*m.addmember_id += i
+	} else {
+		m.addmember_id = &i
+	}
+}
+
+// AddedMemberID returns the value that was added to the "member_id" field in this mutation.
+func (m *PromoRedemptionMutation) AddedMemberID() (r int, exists bool) {
+	v := m.addmember_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetMemberID resets all changes to the "member_id" field.
+func (m *PromoRedemptionMutation) ResetMemberID() {
+	m.member_id = nil
+	m.addmember_id = nil
+}
+
+// SetCouponIds sets the "coupon_ids" field.
+func (m *PromoRedemptionMutation) SetCouponIds(i []int) {
+	m.coupon_ids = &i
+	m.appendcoupon_ids = nil
+}
+
+// CouponIds returns the value of the "coupon_ids" field in the mutation.
+func (m *PromoRedemptionMutation) CouponIds() (r []int, exists bool) {
+	v := m.coupon_ids
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCouponIds returns the old "coupon_ids" field's value of the PromoRedemption entity.
+// If the PromoRedemption object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PromoRedemptionMutation) OldCouponIds(ctx context.Context) (v []int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCouponIds is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCouponIds requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCouponIds: %w", err)
+	}
+	return oldValue.CouponIds, nil
+}
+
+// AppendCouponIds adds i to the "coupon_ids" field.
+func (m *PromoRedemptionMutation) AppendCouponIds(i []int) {
+	m.appendcoupon_ids = append(m.appendcoupon_ids, i...)
+}
+
+// AppendedCouponIds returns the list of values that were appended to the "coupon_ids" field in this mutation.
+func (m *PromoRedemptionMutation) AppendedCouponIds() ([]int, bool) {
+	if len(m.appendcoupon_ids) == 0 {
+		return nil, false
+	}
+	return m.appendcoupon_ids, true
+}
+
+// ClearCouponIds clears the value of the "coupon_ids" field.
+func (m *PromoRedemptionMutation) ClearCouponIds() {
+	m.coupon_ids = nil
+	m.appendcoupon_ids = nil
+	m.clearedFields[promoredemption.FieldCouponIds] = struct{}{}
+}
+
+// CouponIdsCleared returns if the "coupon_ids" field was cleared in this mutation.
+func (m *PromoRedemptionMutation) CouponIdsCleared() bool {
+	_, ok := m.clearedFields[promoredemption.FieldCouponIds]
+	return ok
+}
+
+// ResetCouponIds resets all changes to the "coupon_ids" field.
+func (m *PromoRedemptionMutation) ResetCouponIds() {
+	m.coupon_ids = nil
+	m.appendcoupon_ids = nil
+	delete(m.clearedFields, promoredemption.FieldCouponIds)
+}
+
+// SetPoints sets the "points" field.
+func (m *PromoRedemptionMutation) SetPoints(i int64) {
+	m.points = &i
+	m.addpoints = nil
+}
+
+// Points returns the value of the "points" field in the mutation.
+func (m *PromoRedemptionMutation) Points() (r int64, exists bool) {
+	v := m.points
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPoints returns the old "points" field's value of the PromoRedemption entity.
+// If the PromoRedemption object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PromoRedemptionMutation) OldPoints(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPoints is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPoints requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPoints: %w", err)
+	}
+	return oldValue.Points, nil
+}
+
+// AddPoints adds i to the "points" field.
+func (m *PromoRedemptionMutation) AddPoints(i int64) {
+	if m.addpoints != nil {
+		*m.addpoints += i
+	} else {
+		m.addpoints = &i
+	}
+}
+
+// AddedPoints returns the value that was added to the "points" field in this mutation.
+func (m *PromoRedemptionMutation) AddedPoints() (r int64, exists bool) {
+	v := m.addpoints
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetPoints resets all changes to the "points" field.
+func (m *PromoRedemptionMutation) ResetPoints() {
+	m.points = nil
+	m.addpoints = nil
+}
+
+// SetCreatedAt sets the "created_at" field.
+func (m *PromoRedemptionMutation) SetCreatedAt(t time.Time) {
+	m.created_at = &t
+}
+
+// CreatedAt returns the value of the "created_at" field in the mutation.
+func (m *PromoRedemptionMutation) CreatedAt() (r time.Time, exists bool) {
+	v := m.created_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCreatedAt returns the old "created_at" field's value of the PromoRedemption entity.
+// If the PromoRedemption object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PromoRedemptionMutation) OldCreatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCreatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCreatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCreatedAt: %w", err)
+	}
+	return oldValue.CreatedAt, nil
+}
+
+// ResetCreatedAt resets all changes to the "created_at" field.
+func (m *PromoRedemptionMutation) ResetCreatedAt() {
+	m.created_at = nil
+}
+
+// Where appends a list predicates to the PromoRedemptionMutation builder.
+func (m *PromoRedemptionMutation) Where(ps ...predicate.PromoRedemption) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the PromoRedemptionMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *PromoRedemptionMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.PromoRedemption, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *PromoRedemptionMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *PromoRedemptionMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (PromoRedemption).
+func (m *PromoRedemptionMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *PromoRedemptionMutation) Fields() []string {
+	fields := make([]string, 0, 5)
+	if m.promo_code_id != nil {
+		fields = append(fields, promoredemption.FieldPromoCodeID)
+	}
+	if m.member_id != nil {
+		fields = append(fields, promoredemption.FieldMemberID)
+	}
+	if m.coupon_ids != nil {
+		fields = append(fields, promoredemption.FieldCouponIds)
+	}
+	if m.points != nil {
+		fields = append(fields, promoredemption.FieldPoints)
+	}
+	if m.created_at != nil {
+		fields = append(fields, promoredemption.FieldCreatedAt)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *PromoRedemptionMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case promoredemption.FieldPromoCodeID:
+		return m.PromoCodeID()
+	case promoredemption.FieldMemberID:
+		return m.MemberID()
+	case promoredemption.FieldCouponIds:
+		return m.CouponIds()
+	case promoredemption.FieldPoints:
+		return m.Points()
+	case promoredemption.FieldCreatedAt:
+		return m.CreatedAt()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *PromoRedemptionMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case promoredemption.FieldPromoCodeID:
+		return m.OldPromoCodeID(ctx)
+	case promoredemption.FieldMemberID:
+		return m.OldMemberID(ctx)
+	case promoredemption.FieldCouponIds:
+		return m.OldCouponIds(ctx)
+	case promoredemption.FieldPoints:
+		return m.OldPoints(ctx)
+	case promoredemption.FieldCreatedAt:
+		return m.OldCreatedAt(ctx)
+	}
+	return nil, fmt.Errorf("unknown PromoRedemption field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *PromoRedemptionMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case promoredemption.FieldPromoCodeID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPromoCodeID(v)
+		return nil
+	case promoredemption.FieldMemberID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetMemberID(v)
+		return nil
+	case promoredemption.FieldCouponIds:
+		v, ok := value.([]int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCouponIds(v)
+		return nil
+	case promoredemption.FieldPoints:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPoints(v)
+		return nil
+	case promoredemption.FieldCreatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCreatedAt(v)
+		return nil
+	}
+	return fmt.Errorf("unknown PromoRedemption field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *PromoRedemptionMutation) AddedFields() []string {
+	var fields []string
+	if m.addpromo_code_id != nil {
+		fields = append(fields, promoredemption.FieldPromoCodeID)
+	}
+	if m.addmember_id != nil {
+		fields = append(fields, promoredemption.FieldMemberID)
+	}
+	if m.addpoints != nil {
+		fields = append(fields, promoredemption.FieldPoints)
+	}
+	return fields
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *PromoRedemptionMutation) AddedField(name string) (ent.Value, bool) {
+	switch name {
+	case promoredemption.FieldPromoCodeID:
+		return m.AddedPromoCodeID()
+	case promoredemption.FieldMemberID:
+		return m.AddedMemberID()
+	case promoredemption.FieldPoints:
+		return m.AddedPoints()
+	}
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *PromoRedemptionMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	case promoredemption.FieldPromoCodeID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddPromoCodeID(v)
+		return nil
+	case promoredemption.FieldMemberID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddMemberID(v)
+		return nil
+	case promoredemption.FieldPoints:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddPoints(v)
+		return nil
+	}
+	return fmt.Errorf("unknown PromoRedemption numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *PromoRedemptionMutation) ClearedFields() []string {
+	var fields []string
+	if m.FieldCleared(promoredemption.FieldCouponIds) {
+		fields = append(fields, promoredemption.FieldCouponIds)
+	}
+	return fields
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *PromoRedemptionMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *PromoRedemptionMutation) ClearField(name string) error {
+	switch name {
+	case promoredemption.FieldCouponIds:
+		m.ClearCouponIds()
+		return nil
+	}
+	return fmt.Errorf("unknown PromoRedemption nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *PromoRedemptionMutation) ResetField(name string) error {
+	switch name {
+	case promoredemption.FieldPromoCodeID:
+		m.ResetPromoCodeID()
+		return nil
+	case promoredemption.FieldMemberID:
+		m.ResetMemberID()
+		return nil
+	case promoredemption.FieldCouponIds:
+		m.ResetCouponIds()
+		return nil
+	case promoredemption.FieldPoints:
+		m.ResetPoints()
+		return nil
+	case promoredemption.FieldCreatedAt:
+		m.ResetCreatedAt()
+		return nil
+	}
+	return fmt.Errorf("unknown PromoRedemption field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *PromoRedemptionMutation) AddedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *PromoRedemptionMutation) AddedIDs(name string) []ent.Value {
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *PromoRedemptionMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *PromoRedemptionMutation) RemovedIDs(name string) []ent.Value {
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *PromoRedemptionMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *PromoRedemptionMutation) EdgeCleared(name string) bool {
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *PromoRedemptionMutation) ClearEdge(name string) error {
+	return fmt.Errorf("unknown PromoRedemption unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *PromoRedemptionMutation) ResetEdge(name string) error {
+	return fmt.Errorf("unknown PromoRedemption edge %s", name)
+}
+
+// PushDeliveryMutation represents an operation that mutates the PushDelivery nodes in the graph.
+type PushDeliveryMutation struct {
+	config
+	op              Op
+	typ             string
+	id              *int
+	event_id        *int
+	addevent_id     *int
+	member_id       *int
+	addmember_id    *int
+	channel         *enum.PushChannel
+	status          *pushdelivery.Status
+	attempts        *int
+	addattempts     *int
+	next_attempt_at *time.Time
+	last_error      *string
+	sent_at         *time.Time
+	created_at      *time.Time
+	clearedFields   map[string]struct{}
+	done            bool
+	oldValue        func(context.Context) (*PushDelivery, error)
+	predicates      []predicate.PushDelivery
+}
+
+var _ ent.Mutation = (*PushDeliveryMutation)(nil)
+
+// pushdeliveryOption allows management of the mutation configuration using functional options.
+type pushdeliveryOption func(*PushDeliveryMutation)
+
+// newPushDeliveryMutation creates new mutation for the PushDelivery entity.
+func newPushDeliveryMutation(c config, op Op, opts ...pushdeliveryOption) *PushDeliveryMutation {
+	m := &PushDeliveryMutation{
+		config:        c,
+		op:            op,
+		typ:           TypePushDelivery,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withPushDeliveryID sets the ID field of the mutation.
+func withPushDeliveryID(id int) pushdeliveryOption {
+	return func(m *PushDeliveryMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *PushDelivery
+		)
+		m.oldValue = func(ctx context.Context) (*PushDelivery, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().PushDelivery.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withPushDelivery sets the old PushDelivery of the mutation.
+func withPushDelivery(node *PushDelivery) pushdeliveryOption {
+	return func(m *PushDeliveryMutation) {
+		m.oldValue = func(context.Context) (*PushDelivery, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m PushDeliveryMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m PushDeliveryMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *PushDeliveryMutation) ID() (id int, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *PushDeliveryMutation) IDs(ctx context.Context) ([]int, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []int{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().PushDelivery.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetEventID sets the "event_id" field.
+func (m *PushDeliveryMutation) SetEventID(i int) {
+	m.event_id = &i
+	m.addevent_id = nil
+}
+
+// EventID returns the value of the "event_id" field in the mutation.
+func (m *PushDeliveryMutation) EventID() (r int, exists bool) {
+	v := m.event_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldEventID returns the old "event_id" field's value of the PushDelivery entity.
+// If the PushDelivery object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PushDeliveryMutation) OldEventID(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldEventID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldEventID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldEventID: %w", err)
+	}
+	return oldValue.EventID, nil
+}
+
+// AddEventID adds i to the "event_id" field.
+func (m *PushDeliveryMutation) AddEventID(i int) {
+	if m.addevent_id != nil {
+		*m.addevent_id += i
+	} else {
+		m.addevent_id = &i
+	}
+}
+
+// AddedEventID returns the value that was added to the "event_id" field in this mutation.
+func (m *PushDeliveryMutation) AddedEventID() (r int, exists bool) {
+	v := m.addevent_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetEventID resets all changes to the "event_id" field.
+func (m *PushDeliveryMutation) ResetEventID() {
+	m.event_id = nil
+	m.addevent_id = nil
+}
+
+// SetMemberID sets the "member_id" field.
+func (m *PushDeliveryMutation) SetMemberID(i int) {
+	m.member_id = &i
+	m.addmember_id = nil
+}
+
+// MemberID returns the value of the "member_id" field in the mutation.
+func (m *PushDeliveryMutation) MemberID() (r int, exists bool) {
+	v := m.member_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldMemberID returns the old "member_id" field's value of the PushDelivery entity.
+// If the PushDelivery object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PushDeliveryMutation) OldMemberID(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldMemberID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldMemberID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldMemberID: %w", err)
+	}
+	return oldValue.MemberID, nil
+}
+
+// AddMemberID adds i to the "member_id" field.
+func (m *PushDeliveryMutation) AddMemberID(i int) {
+	if m.addmember_id != nil {
+		*m.addmember_id += i
+	} else {
+		m.addmember_id = &i
+	}
+}
+
+// AddedMemberID returns the value that was added to the "member_id" field in this mutation.
+func (m *PushDeliveryMutation) AddedMemberID() (r int, exists bool) {
+	v := m.addmember_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetMemberID resets all changes to the "member_id" field.
+func (m *PushDeliveryMutation) ResetMemberID() {
+	m.member_id = nil
+	m.addmember_id = nil
+}
+
+// SetChannel sets the "channel" field.
+func (m *PushDeliveryMutation) SetChannel(ec enum.PushChannel) {
+	m.channel = &ec
+}
+
+// Channel returns the value of the "channel" field in the mutation.
+func (m *PushDeliveryMutation) Channel() (r enum.PushChannel, exists bool) {
+	v := m.channel
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldChannel returns the old "channel" field's value of the PushDelivery entity.
+// If the PushDelivery object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PushDeliveryMutation) OldChannel(ctx context.Context) (v enum.PushChannel, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldChannel is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldChannel requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldChannel: %w", err)
+	}
+	return oldValue.Channel, nil
+}
+
+// ResetChannel resets all changes to the "channel" field.
+func (m *PushDeliveryMutation) ResetChannel() {
+	m.channel = nil
+}
+
+// SetStatus sets the "status" field.
+func (m *PushDeliveryMutation) SetStatus(pu pushdelivery.Status) {
+	m.status = &pu
+}
+
+// Status returns the value of the "status" field in the mutation.
+func (m *PushDeliveryMutation) Status() (r pushdelivery.Status, exists bool) {
+	v := m.status
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldStatus returns the old "status" field's value of the PushDelivery entity.
+// If the PushDelivery object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PushDeliveryMutation) OldStatus(ctx context.Context) (v pushdelivery.Status, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldStatus is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldStatus requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldStatus: %w", err)
+	}
+	return oldValue.Status, nil
+}
+
+// ResetStatus resets all changes to the "status" field.
+func (m *PushDeliveryMutation) ResetStatus() {
+	m.status = nil
+}
+
+// SetAttempts sets the "attempts" field.
+func (m *PushDeliveryMutation) SetAttempts(i int) {
+	m.attempts = &i
+	m.addattempts = nil
+}
+
+// Attempts returns the value of the "attempts" field in the mutation.
+func (m *PushDeliveryMutation) Attempts() (r int, exists bool) {
+	v := m.attempts
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldAttempts returns the old "attempts" field's value of the PushDelivery entity.
+// If the PushDelivery object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PushDeliveryMutation) OldAttempts(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldAttempts is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldAttempts requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldAttempts: %w", err)
+	}
+	return oldValue.Attempts, nil
+}
+
+// AddAttempts adds i to the "attempts" field.
+func (m *PushDeliveryMutation) AddAttempts(i int) {
+	if m.addattempts != nil {
+		*m.addattempts += i
+	} else {
+		m.addattempts = &i
+	}
+}
+
+// AddedAttempts returns the value that was added to the "attempts" field in this mutation.
+func (m *PushDeliveryMutation) AddedAttempts() (r int, exists bool) {
+	v := m.addattempts
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetAttempts resets all changes to the "attempts" field.
+func (m *PushDeliveryMutation) ResetAttempts() {
+	m.attempts = nil
+	m.addattempts = nil
+}
+
+// SetNextAttemptAt sets the "next_attempt_at" field.
+func (m *PushDeliveryMutation) SetNextAttemptAt(t time.Time) {
+	m.next_attempt_at = &t
+}
+
+// NextAttemptAt returns the value of the "next_attempt_at" field in the mutation.
+func (m *PushDeliveryMutation) NextAttemptAt() (r time.Time, exists bool) {
+	v := m.next_attempt_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldNextAttemptAt returns the old "next_attempt_at" field's value of the PushDelivery entity.
+// If the PushDelivery object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PushDeliveryMutation) OldNextAttemptAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldNextAttemptAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldNextAttemptAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldNextAttemptAt: %w", err)
+	}
+	return oldValue.NextAttemptAt, nil
+}
+
+// ResetNextAttemptAt resets all changes to the "next_attempt_at" field.
+func (m *PushDeliveryMutation) ResetNextAttemptAt() {
+	m.next_attempt_at = nil
+}
+
+// SetLastError sets the "last_error" field.
+func (m *PushDeliveryMutation) SetLastError(s string) {
+	m.last_error = &s
+}
+
+// LastError returns the value of the "last_error" field in the mutation.
+func (m *PushDeliveryMutation) LastError() (r string, exists bool) {
+	v := m.last_error
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldLastError returns the old "last_error" field's value of the PushDelivery entity.
+// If the PushDelivery object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PushDeliveryMutation) OldLastError(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldLastError is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldLastError requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldLastError: %w", err)
+	}
+	return oldValue.LastError, nil
+}
+
+// ResetLastError resets all changes to the "last_error" field.
+func (m *PushDeliveryMutation) ResetLastError() {
+	m.last_error = nil
+}
+
+// SetSentAt sets the "sent_at" field.
+func (m *PushDeliveryMutation) SetSentAt(t time.Time) {
+	m.sent_at = &t
+}
+
+// SentAt returns the value of the "sent_at" field in the mutation.
+func (m *PushDeliveryMutation) SentAt() (r time.Time, exists bool) {
+	v := m.sent_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldSentAt returns the old "sent_at" field's value of the PushDelivery entity.
+// If the PushDelivery object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PushDeliveryMutation) OldSentAt(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldSentAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldSentAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldSentAt: %w", err)
+	}
+	return oldValue.SentAt, nil
+}
+
+// ClearSentAt clears the value of the "sent_at" field.
+func (m *PushDeliveryMutation) ClearSentAt() {
+	m.sent_at = nil
+	m.clearedFields[pushdelivery.FieldSentAt] = struct{}{}
+}
+
+// SentAtCleared returns if the "sent_at" field was cleared in this mutation.
+func (m *PushDeliveryMutation) SentAtCleared() bool {
+	_, ok := m.clearedFields[pushdelivery.FieldSentAt]
+	return ok
+}
+
+// ResetSentAt resets all changes to the "sent_at" field.
+func (m *PushDeliveryMutation) ResetSentAt() {
+	m.sent_at = nil
+	delete(m.clearedFields, pushdelivery.FieldSentAt)
+}
+
+// SetCreatedAt sets the "created_at" field.
+func (m *PushDeliveryMutation) SetCreatedAt(t time.Time) {
+	m.created_at = &t
+}
+
+// CreatedAt returns the value of the "created_at" field in the mutation.
+func (m *PushDeliveryMutation) CreatedAt() (r time.Time, exists bool) {
+	v := m.created_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCreatedAt returns the old "created_at" field's value of the PushDelivery entity.
+// If the PushDelivery object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PushDeliveryMutation) OldCreatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCreatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCreatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCreatedAt: %w", err)
+	}
+	return oldValue.CreatedAt, nil
+}
+
+// ResetCreatedAt resets all changes to the "created_at" field.
+func (m *PushDeliveryMutation) ResetCreatedAt() {
+	m.created_at = nil
+}
+
+// Where appends a list predicates to the PushDeliveryMutation builder.
+func (m *PushDeliveryMutation) Where(ps ...predicate.PushDelivery) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the PushDeliveryMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *PushDeliveryMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.PushDelivery, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *PushDeliveryMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *PushDeliveryMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (PushDelivery).
+func (m *PushDeliveryMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *PushDeliveryMutation) Fields() []string {
+	fields := make([]string, 0, 9)
+	if m.event_id != nil {
+		fields = append(fields, pushdelivery.FieldEventID)
+	}
+	if m.member_id != nil {
+		fields = append(fields, pushdelivery.FieldMemberID)
+	}
+	if m.channel != nil {
+		fields = append(fields, pushdelivery.FieldChannel)
+	}
+	if m.status != nil {
+		fields = append(fields, pushdelivery.FieldStatus)
+	}
+	if m.attempts != nil {
+		fields = append(fields, pushdelivery.FieldAttempts)
+	}
+	if m.next_attempt_at != nil {
+		fields = append(fields, pushdelivery.FieldNextAttemptAt)
+	}
+	if m.last_error != nil {
+		fields = append(fields, pushdelivery.FieldLastError)
+	}
+	if m.sent_at != nil {
+		fields = append(fields, pushdelivery.FieldSentAt)
+	}
+	if m.created_at != nil {
+		fields = append(fields, pushdelivery.FieldCreatedAt)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *PushDeliveryMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case pushdelivery.FieldEventID:
+		return m.EventID()
+	case pushdelivery.FieldMemberID:
+		return m.MemberID()
+	case pushdelivery.FieldChannel:
+		return m.Channel()
+	case pushdelivery.FieldStatus:
+		return m.Status()
+	case pushdelivery.FieldAttempts:
+		return m.Attempts()
+	case pushdelivery.FieldNextAttemptAt:
+		return m.NextAttemptAt()
+	case pushdelivery.FieldLastError:
+		return m.LastError()
+	case pushdelivery.FieldSentAt:
+		return m.SentAt()
+	case pushdelivery.FieldCreatedAt:
+		return m.CreatedAt()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *PushDeliveryMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case pushdelivery.FieldEventID:
+		return m.OldEventID(ctx)
+	case pushdelivery.FieldMemberID:
+		return m.OldMemberID(ctx)
+	case pushdelivery.FieldChannel:
+		return m.OldChannel(ctx)
+	case pushdelivery.FieldStatus:
+		return m.OldStatus(ctx)
+	case pushdelivery.FieldAttempts:
+		return m.OldAttempts(ctx)
+	case pushdelivery.FieldNextAttemptAt:
+		return m.OldNextAttemptAt(ctx)
+	case pushdelivery.FieldLastError:
+		return m.OldLastError(ctx)
+	case pushdelivery.FieldSentAt:
+		return m.OldSentAt(ctx)
+	case pushdelivery.FieldCreatedAt:
+		return m.OldCreatedAt(ctx)
+	}
+	return nil, fmt.Errorf("unknown PushDelivery field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *PushDeliveryMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case pushdelivery.FieldEventID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetEventID(v)
+		return nil
+	case pushdelivery.FieldMemberID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetMemberID(v)
+		return nil
+	case pushdelivery.FieldChannel:
+		v, ok := value.(enum.PushChannel)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetChannel(v)
+		return nil
+	case pushdelivery.FieldStatus:
+		v, ok := value.(pushdelivery.Status)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetStatus(v)
+		return nil
+	case pushdelivery.FieldAttempts:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetAttempts(v)
+		return nil
+	case pushdelivery.FieldNextAttemptAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetNextAttemptAt(v)
+		return nil
+	case pushdelivery.FieldLastError:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetLastError(v)
+		return nil
+	case pushdelivery.FieldSentAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetSentAt(v)
+		return nil
+	case pushdelivery.FieldCreatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCreatedAt(v)
+		return nil
+	}
+	return fmt.Errorf("unknown PushDelivery field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *PushDeliveryMutation) AddedFields() []string {
+	var fields []string
+	if m.addevent_id != nil {
+		fields = append(fields, pushdelivery.FieldEventID)
+	}
+	if m.addmember_id != nil {
+		fields = append(fields, pushdelivery.FieldMemberID)
+	}
+	if m.addattempts != nil {
+		fields = append(fields, pushdelivery.FieldAttempts)
+	}
+	return fields
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *PushDeliveryMutation) AddedField(name string) (ent.Value, bool) {
+	switch name {
+	case pushdelivery.FieldEventID:
+		return m.AddedEventID()
+	case pushdelivery.FieldMemberID:
+		return m.AddedMemberID()
+	case pushdelivery.FieldAttempts:
+		return m.AddedAttempts()
+	}
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *PushDeliveryMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	case pushdelivery.FieldEventID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddEventID(v)
+		return nil
+	case pushdelivery.FieldMemberID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddMemberID(v)
+		return nil
+	case pushdelivery.FieldAttempts:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddAttempts(v)
+		return nil
+	}
+	return fmt.Errorf("unknown PushDelivery numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *PushDeliveryMutation) ClearedFields() []string {
+	var fields []string
+	if m.FieldCleared(pushdelivery.FieldSentAt) {
+		fields = append(fields, pushdelivery.FieldSentAt)
+	}
+	return fields
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *PushDeliveryMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *PushDeliveryMutation) ClearField(name string) error {
+	switch name {
+	case pushdelivery.FieldSentAt:
+		m.ClearSentAt()
+		return nil
+	}
+	return fmt.Errorf("unknown PushDelivery nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *PushDeliveryMutation) ResetField(name string) error {
+	switch name {
+	case pushdelivery.FieldEventID:
+		m.ResetEventID()
+		return nil
+	case pushdelivery.FieldMemberID:
+		m.ResetMemberID()
+		return nil
+	case pushdelivery.FieldChannel:
+		m.ResetChannel()
+		return nil
+	case pushdelivery.FieldStatus:
+		m.ResetStatus()
+		return nil
+	case pushdelivery.FieldAttempts:
+		m.ResetAttempts()
+		return nil
+	case pushdelivery.FieldNextAttemptAt:
+		m.ResetNextAttemptAt()
+		return nil
+	case pushdelivery.FieldLastError:
+		m.ResetLastError()
+		return nil
+	case pushdelivery.FieldSentAt:
+		m.ResetSentAt()
+		return nil
+	case pushdelivery.FieldCreatedAt:
+		m.ResetCreatedAt()
+		return nil
+	}
+	return fmt.Errorf("unknown PushDelivery field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *PushDeliveryMutation) AddedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *PushDeliveryMutation) AddedIDs(name string) []ent.Value {
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *PushDeliveryMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *PushDeliveryMutation) RemovedIDs(name string) []ent.Value {
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *PushDeliveryMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *PushDeliveryMutation) EdgeCleared(name string) bool {
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *PushDeliveryMutation) ClearEdge(name string) error {
+	return fmt.Errorf("unknown PushDelivery unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *PushDeliveryMutation) ResetEdge(name string) error {
+	return fmt.Errorf("unknown PushDelivery edge %s", name)
+}
+
+// PushDeviceMutation represents an operation that mutates the PushDevice nodes in the graph.
+type PushDeviceMutation struct {
+	config
+	op            Op
+	typ           string
+	id            *int
+	member_id     *int
+	addmember_id  *int
+	platform      *pushdevice.Platform
+	token         *string
+	created_at    *time.Time
+	disabled_at   *time.Time
+	clearedFields map[string]struct{}
+	done          bool
+	oldValue      func(context.Context) (*PushDevice, error)
+	predicates    []predicate.PushDevice
+}
+
+var _ ent.Mutation = (*PushDeviceMutation)(nil)
+
+// pushdeviceOption allows management of the mutation configuration using functional options.
+type pushdeviceOption func(*PushDeviceMutation)
+
+// newPushDeviceMutation creates new mutation for the PushDevice entity.
+func newPushDeviceMutation(c config, op Op, opts ...pushdeviceOption) *PushDeviceMutation {
+	m := &PushDeviceMutation{
+		config:        c,
+		op:            op,
+		typ:           TypePushDevice,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withPushDeviceID sets the ID field of the mutation.
+func withPushDeviceID(id int) pushdeviceOption {
+	return func(m *PushDeviceMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *PushDevice
+		)
+		m.oldValue = func(ctx context.Context) (*PushDevice, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().PushDevice.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withPushDevice sets the old PushDevice of the mutation.
+func withPushDevice(node *PushDevice) pushdeviceOption {
+	return func(m *PushDeviceMutation) {
+		m.oldValue = func(context.Context) (*PushDevice, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m PushDeviceMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m PushDeviceMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *PushDeviceMutation) ID() (id int, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *PushDeviceMutation) IDs(ctx context.Context) ([]int, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []int{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().PushDevice.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetMemberID sets the "member_id" field.
+func (m *PushDeviceMutation) SetMemberID(i int) {
+	m.member_id = &i
+	m.addmember_id = nil
+}
+
+// MemberID returns the value of the "member_id" field in the mutation.
+func (m *PushDeviceMutation) MemberID() (r int, exists bool) {
+	v := m.member_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldMemberID returns the old "member_id" field's value of the PushDevice entity.
+// If the PushDevice object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PushDeviceMutation) OldMemberID(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldMemberID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldMemberID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldMemberID: %w", err)
+	}
+	return oldValue.MemberID, nil
+}
+
+// AddMemberID adds i to the "member_id" field.
+func (m *PushDeviceMutation) AddMemberID(i int) {
+	if m.addmember_id != nil {
+		*m.addmember_id += i
+	} else {
+		m.addmember_id = &i
+	}
+}
+
+// AddedMemberID returns the value that was added to the "member_id" field in this mutation.
+func (m *PushDeviceMutation) AddedMemberID() (r int, exists bool) {
+	v := m.addmember_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetMemberID resets all changes to the "member_id" field.
+func (m *PushDeviceMutation) ResetMemberID() {
+	m.member_id = nil
+	m.addmember_id = nil
+}
+
+// SetPlatform sets the "platform" field.
+func (m *PushDeviceMutation) SetPlatform(pu pushdevice.Platform) {
+	m.platform = &pu
+}
+
+// Platform returns the value of the "platform" field in the mutation.
+func (m *PushDeviceMutation) Platform() (r pushdevice.Platform, exists bool) {
+	v := m.platform
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPlatform returns the old "platform" field's value of the PushDevice entity.
+// If the PushDevice object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PushDeviceMutation) OldPlatform(ctx context.Context) (v pushdevice.Platform, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPlatform is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPlatform requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPlatform: %w", err)
+	}
+	return oldValue.Platform, nil
+}
+
+// ResetPlatform resets all changes to the "platform" field.
+func (m *PushDeviceMutation) ResetPlatform() {
+	m.platform = nil
+}
+
+// SetToken sets the "token" field.
+func (m *PushDeviceMutation) SetToken(s string) {
+	m.token = &s
+}
+
+// Token returns the value of the "token" field in the mutation.
+func (m *PushDeviceMutation) Token() (r string, exists bool) {
+	v := m.token
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldToken returns the old "token" field's value of the PushDevice entity.
+// If the PushDevice object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PushDeviceMutation) OldToken(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldToken is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldToken requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldToken: %w", err)
+	}
+	return oldValue.Token, nil
+}
+
+// ResetToken resets all changes to the "token" field.
+func (m *PushDeviceMutation) ResetToken() {
+	m.token = nil
+}
+
+// SetCreatedAt sets the "created_at" field.
+func (m *PushDeviceMutation) SetCreatedAt(t time.Time) {
+	m.created_at = &t
+}
+
+// CreatedAt returns the value of the "created_at" field in the mutation.
+func (m *PushDeviceMutation) CreatedAt() (r time.Time, exists bool) {
+	v := m.created_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCreatedAt returns the old "created_at" field's value of the PushDevice entity.
+// If the PushDevice object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PushDeviceMutation) OldCreatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCreatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCreatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCreatedAt: %w", err)
+	}
+	return oldValue.CreatedAt, nil
+}
+
+// ResetCreatedAt resets all changes to the "created_at" field.
+func (m *PushDeviceMutation) ResetCreatedAt() {
+	m.created_at = nil
+}
+
+// SetDisabledAt sets the "disabled_at" field.
+func (m *PushDeviceMutation) SetDisabledAt(t time.Time) {
+	m.disabled_at = &t
+}
+
+// DisabledAt returns the value of the "disabled_at" field in the mutation.
+func (m *PushDeviceMutation) DisabledAt() (r time.Time, exists bool) {
+	v := m.disabled_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldDisabledAt returns the old "disabled_at" field's value of the PushDevice entity.
+// If the PushDevice object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PushDeviceMutation) OldDisabledAt(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldDisabledAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldDisabledAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldDisabledAt: %w", err)
+	}
+	return oldValue.DisabledAt, nil
+}
+
+// ClearDisabledAt clears the value of the "disabled_at" field.
+func (m *PushDeviceMutation) ClearDisabledAt() {
+	m.disabled_at = nil
+	m.clearedFields[pushdevice.FieldDisabledAt] = struct{}{}
+}
+
+// DisabledAtCleared returns if the "disabled_at" field was cleared in this mutation.
+func (m *PushDeviceMutation) DisabledAtCleared() bool {
+	_, ok := m.clearedFields[pushdevice.FieldDisabledAt]
+	return ok
+}
+
+// ResetDisabledAt resets all changes to the "disabled_at" field.
+func (m *PushDeviceMutation) ResetDisabledAt() {
+	m.disabled_at = nil
+	delete(m.clearedFields, pushdevice.FieldDisabledAt)
+}
+
+// Where appends a list predicates to the PushDeviceMutation builder.
+func (m *PushDeviceMutation) Where(ps ...predicate.PushDevice) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the PushDeviceMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *PushDeviceMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.PushDevice, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *PushDeviceMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *PushDeviceMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (PushDevice).
+func (m *PushDeviceMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *PushDeviceMutation) Fields() []string {
+	fields := make([]string, 0, 5)
+	if m.member_id != nil {
+		fields = append(fields, pushdevice.FieldMemberID)
+	}
+	if m.platform != nil {
+		fields = append(fields, pushdevice.FieldPlatform)
+	}
+	if m.token != nil {
+		fields = append(fields, pushdevice.FieldToken)
+	}
+	if m.created_at != nil {
+		fields = append(fields, pushdevice.FieldCreatedAt)
+	}
+	if m.disabled_at != nil {
+		fields = append(fields, pushdevice.FieldDisabledAt)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *PushDeviceMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case pushdevice.FieldMemberID:
+		return m.MemberID()
+	case pushdevice.FieldPlatform:
+		return m.Platform()
+	case pushdevice.FieldToken:
+		return m.Token()
+	case pushdevice.FieldCreatedAt:
+		return m.CreatedAt()
+	case pushdevice.FieldDisabledAt:
+		return m.DisabledAt()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *PushDeviceMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case pushdevice.FieldMemberID:
+		return m.OldMemberID(ctx)
+	case pushdevice.FieldPlatform:
+		return m.OldPlatform(ctx)
+	case pushdevice.FieldToken:
+		return m.OldToken(ctx)
+	case pushdevice.FieldCreatedAt:
+		return m.OldCreatedAt(ctx)
+	case pushdevice.FieldDisabledAt:
+		return m.OldDisabledAt(ctx)
+	}
+	return nil, fmt.Errorf("unknown PushDevice field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *PushDeviceMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case pushdevice.FieldMemberID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetMemberID(v)
+		return nil
+	case pushdevice.FieldPlatform:
+		v, ok := value.(pushdevice.Platform)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPlatform(v)
+		return nil
+	case pushdevice.FieldToken:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetToken(v)
+		return nil
+	case pushdevice.FieldCreatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCreatedAt(v)
+		return nil
+	case pushdevice.FieldDisabledAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetDisabledAt(v)
+		return nil
+	}
+	return fmt.Errorf("unknown PushDevice field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *PushDeviceMutation) AddedFields() []string {
+	var fields []string
+	if m.addmember_id != nil {
+		fields = append(fields, pushdevice.FieldMemberID)
+	}
+	return fields
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *PushDeviceMutation) AddedField(name string) (ent.Value, bool) {
+	switch name {
+	case pushdevice.FieldMemberID:
+		return m.AddedMemberID()
+	}
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *PushDeviceMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	case pushdevice.FieldMemberID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddMemberID(v)
+		return nil
+	}
+	return fmt.Errorf("unknown PushDevice numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *PushDeviceMutation) ClearedFields() []string {
+	var fields []string
+	if m.FieldCleared(pushdevice.FieldDisabledAt) {
+		fields = append(fields, pushdevice.FieldDisabledAt)
+	}
+	return fields
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *PushDeviceMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *PushDeviceMutation) ClearField(name string) error {
+	switch name {
+	case pushdevice.FieldDisabledAt:
+		m.ClearDisabledAt()
+		return nil
+	}
+	return fmt.Errorf("unknown PushDevice nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *PushDeviceMutation) ResetField(name string) error {
+	switch name {
+	case pushdevice.FieldMemberID:
+		m.ResetMemberID()
+		return nil
+	case pushdevice.FieldPlatform:
+		m.ResetPlatform()
+		return nil
+	case pushdevice.FieldToken:
+		m.ResetToken()
+		return nil
+	case pushdevice.FieldCreatedAt:
+		m.ResetCreatedAt()
+		return nil
+	case pushdevice.FieldDisabledAt:
+		m.ResetDisabledAt()
+		return nil
+	}
+	return fmt.Errorf("unknown PushDevice field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *PushDeviceMutation) AddedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *PushDeviceMutation) AddedIDs(name string) []ent.Value {
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *PushDeviceMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *PushDeviceMutation) RemovedIDs(name string) []ent.Value {
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *PushDeviceMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *PushDeviceMutation) EdgeCleared(name string) bool {
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *PushDeviceMutation) ClearEdge(name string) error {
+	return fmt.Errorf("unknown PushDevice unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *PushDeviceMutation) ResetEdge(name string) error {
+	return fmt.Errorf("unknown PushDevice edge %s", name)
+}
+
+// ReferralMutation represents an operation that mutates the Referral nodes in the graph.
+type ReferralMutation struct {
+	config
+	op             Op
+	typ            string
+	id             *int
+	referrer_id    *int
+	addreferrer_id *int
+	referee_id     *int
+	addreferee_id  *int
+	created_at     *time.Time
+	rewarded_at    *time.Time
+	order_id       *int
+	addorder_id    *int
+	clearedFields  map[string]struct{}
+	done           bool
+	oldValue       func(context.Context) (*Referral, error)
+	predicates     []predicate.Referral
+}
+
+var _ ent.Mutation = (*ReferralMutation)(nil)
+
+// referralOption allows management of the mutation configuration using functional options.
+type referralOption func(*ReferralMutation)
+
+// newReferralMutation creates new mutation for the Referral entity.
+func newReferralMutation(c config, op Op, opts ...referralOption) *ReferralMutation {
+	m := &ReferralMutation{
+		config:        c,
+		op:            op,
+		typ:           TypeReferral,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withReferralID sets the ID field of the mutation.
+func withReferralID(id int) referralOption {
+	return func(m *ReferralMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *Referral
+		)
+		m.oldValue = func(ctx context.Context) (*Referral, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().Referral.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withReferral sets the old Referral of the mutation.
+func withReferral(node *Referral) referralOption {
+	return func(m *ReferralMutation) {
+		m.oldValue = func(context.Context) (*Referral, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m ReferralMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m ReferralMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *ReferralMutation) ID() (id int, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *ReferralMutation) IDs(ctx context.Context) ([]int, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []int{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().Referral.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetReferrerID sets the "referrer_id" field.
+func (m *ReferralMutation) SetReferrerID(i int) {
+	m.referrer_id = &i
+	m.addreferrer_id = nil
+}
+
+// ReferrerID returns the value of the "referrer_id" field in the mutation.
+func (m *ReferralMutation) ReferrerID() (r int, exists bool) {
+	v := m.referrer_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldReferrerID returns the old "referrer_id" field's value of the Referral entity.
+// If the Referral object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ReferralMutation) OldReferrerID(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldReferrerID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldReferrerID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldReferrerID: %w", err)
+	}
+	return oldValue.ReferrerID, nil
+}
+
+// AddReferrerID adds i to the "referrer_id" field.
+func (m *ReferralMutation) AddReferrerID(i int) {
+	if m.addreferrer_id != nil {
+		*m.addreferrer_id += i
+	} else {
+		m.addreferrer_id = &i
+	}
+}
+
+// AddedReferrerID returns the value that was added to the "referrer_id" field in this mutation.
+func (m *ReferralMutation) AddedReferrerID() (r int, exists bool) {
+	v := m.addreferrer_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetReferrerID resets all changes to the "referrer_id" field.
+func (m *ReferralMutation) ResetReferrerID() {
+	m.referrer_id = nil
+	m.addreferrer_id = nil
+}
+
+// SetRefereeID sets the "referee_id" field.
+func (m *ReferralMutation) SetRefereeID(i int) {
+	m.referee_id = &i
+	m.addreferee_id = nil
+}
+
+// RefereeID returns the value of the "referee_id" field in the mutation.
+func (m *ReferralMutation) RefereeID() (r int, exists bool) {
+	v := m.referee_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldRefereeID returns the old "referee_id" field's value of the Referral entity.
+// If the Referral object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ReferralMutation) OldRefereeID(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldRefereeID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldRefereeID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldRefereeID: %w", err)
+	}
+	return oldValue.RefereeID, nil
+}
+
+// AddRefereeID adds i to the "referee_id" field.
+func (m *ReferralMutation) AddRefereeID(i int) {
+	if m.addreferee_id != nil {
+		*m.addreferee_id += i
+	} else {
+		m.addreferee_id = &i
+	}
+}
+
+// AddedRefereeID returns the value that was added to the "referee_id" field in this mutation.
+func (m *ReferralMutation) AddedRefereeID() (r int, exists bool) {
+	v := m.addreferee_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetRefereeID resets all changes to the "referee_id" field.
+func (m *ReferralMutation) ResetRefereeID() {
+	m.referee_id = nil
+	m.addreferee_id = nil
+}
+
+// SetCreatedAt sets the "created_at" field.
+func (m *ReferralMutation) SetCreatedAt(t time.Time) {
+	m.created_at = &t
+}
+
+// CreatedAt returns the value of the "created_at" field in the mutation.
+func (m *ReferralMutation) CreatedAt() (r time.Time, exists bool) {
+	v := m.created_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCreatedAt returns the old "created_at" field's value of the Referral entity.
+// If the Referral object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ReferralMutation) OldCreatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCreatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCreatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCreatedAt: %w", err)
+	}
+	return oldValue.CreatedAt, nil
+}
+
+// ResetCreatedAt resets all changes to the "created_at" field.
+func (m *ReferralMutation) ResetCreatedAt() {
+	m.created_at = nil
+}
+
+// SetRewardedAt sets the "rewarded_at" field.
+func (m *ReferralMutation) SetRewardedAt(t time.Time) {
+	m.rewarded_at = &t
+}
+
+// RewardedAt returns the value of the "rewarded_at" field in the mutation.
+func (m *ReferralMutation) RewardedAt() (r time.Time, exists bool) {
+	v := m.rewarded_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldRewardedAt returns the old "rewarded_at" field's value of the Referral entity.
+// If the Referral object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ReferralMutation) OldRewardedAt(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldRewardedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldRewardedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldRewardedAt: %w", err)
+	}
+	return oldValue.RewardedAt, nil
+}
+
+// ClearRewardedAt clears the value of the "rewarded_at" field.
+func (m *ReferralMutation) ClearRewardedAt() {
+	m.rewarded_at = nil
+	m.clearedFields[referral.FieldRewardedAt] = struct{}{}
+}
+
+// RewardedAtCleared returns if the "rewarded_at" field was cleared in this mutation.
+func (m *ReferralMutation) RewardedAtCleared() bool {
+	_, ok := m.clearedFields[referral.FieldRewardedAt]
+	return ok
+}
+
+// ResetRewardedAt resets all changes to the "rewarded_at" field.
+func (m *ReferralMutation) ResetRewardedAt() {
+	m.rewarded_at = nil
+	delete(m.clearedFields, referral.FieldRewardedAt)
+}
+
+// SetOrderID sets the "order_id" field.
+func (m *ReferralMutation) SetOrderID(i int) {
+	m.order_id = &i
+	m.addorder_id = nil
+}
+
+// OrderID returns the value of the "order_id" field in the mutation.
+func (m *ReferralMutation) OrderID() (r int, exists bool) {
+	v := m.order_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldOrderID returns the old "order_id" field's value of the Referral entity.
+// If the Referral object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *ReferralMutation) OldOrderID(ctx context.Context) (v *int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldOrderID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldOrderID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldOrderID: %w", err)
+	}
+	return oldValue.OrderID, nil
+}
+
+// AddOrderID adds i to the "order_id" field.
+func (m *ReferralMutation) AddOrderID(i int) {
+	if m.addorder_id != nil {
+		*m.addorder_id += i
+	} else {
+		m.addorder_id = &i
+	}
+}
+
+// AddedOrderID returns the value that was added to the "order_id" field in this mutation.
+func (m *ReferralMutation) AddedOrderID() (r int, exists bool) {
+	v := m.addorder_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ClearOrderID clears the value of the "order_id" field.
+func (m *ReferralMutation) ClearOrderID() {
+	m.order_id = nil
+	m.addorder_id = nil
+	m.clearedFields[referral.FieldOrderID] = struct{}{}
+}
+
+// OrderIDCleared returns if the "order_id" field was cleared in this mutation.
+func (m *ReferralMutation) OrderIDCleared() bool {
+	_, ok := m.clearedFields[referral.FieldOrderID]
+	return ok
+}
+
+// ResetOrderID resets all changes to the "order_id" field.
+func (m *ReferralMutation) ResetOrderID() {
+	m.order_id = nil
+	m.addorder_id = nil
+	delete(m.clearedFields, referral.FieldOrderID)
+}
+
+// Where appends a list predicates to the ReferralMutation builder.
+func (m *ReferralMutation) Where(ps ...predicate.Referral) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the ReferralMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *ReferralMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.Referral, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *ReferralMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *ReferralMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (Referral).
+func (m *ReferralMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *ReferralMutation) Fields() []string {
+	fields := make([]string, 0, 5)
+	if m.referrer_id != nil {
+		fields = append(fields, referral.FieldReferrerID)
+	}
+	if m.referee_id != nil {
+		fields = append(fields, referral.FieldRefereeID)
+	}
+	if m.created_at != nil {
+		fields = append(fields, referral.FieldCreatedAt)
+	}
+	if m.rewarded_at != nil {
+		fields = append(fields, referral.FieldRewardedAt)
+	}
+	if m.order_id != nil {
+		fields = append(fields, referral.FieldOrderID)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *ReferralMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case referral.FieldReferrerID:
+		return m.ReferrerID()
+	case referral.FieldRefereeID:
+		return m.RefereeID()
+	case referral.FieldCreatedAt:
+		return m.CreatedAt()
+	case referral.FieldRewardedAt:
+		return m.RewardedAt()
+	case referral.FieldOrderID:
+		return m.OrderID()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *ReferralMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case referral.FieldReferrerID:
+		return m.OldReferrerID(ctx)
+	case referral.FieldRefereeID:
+		return m.OldRefereeID(ctx)
+	case referral.FieldCreatedAt:
+		return m.OldCreatedAt(ctx)
+	case referral.FieldRewardedAt:
+		return m.OldRewardedAt(ctx)
+	case referral.FieldOrderID:
+		return m.OldOrderID(ctx)
+	}
+	return nil, fmt.Errorf("unknown Referral field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *ReferralMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case referral.FieldReferrerID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetReferrerID(v)
+		return nil
+	case referral.FieldRefereeID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetRefereeID(v)
+		return nil
+	case referral.FieldCreatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCreatedAt(v)
+		return nil
+	case referral.FieldRewardedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetRewardedAt(v)
+		return nil
+	case referral.FieldOrderID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetOrderID(v)
+		return nil
+	}
+	return fmt.Errorf("unknown Referral field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *ReferralMutation) AddedFields() []string {
+	var fields []string
+	if m.addreferrer_id != nil {
+		fields = append(fields, referral.FieldReferrerID)
+	}
+	if m.addreferee_id != nil {
+		fields = append(fields, referral.FieldRefereeID)
+	}
+	if m.addorder_id != nil {
+		fields = append(fields, referral.FieldOrderID)
+	}
+	return fields
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *ReferralMutation) AddedField(name string) (ent.Value, bool) {
+	switch name {
+	case referral.FieldReferrerID:
+		return m.AddedReferrerID()
+	case referral.FieldRefereeID:
+		return m.AddedRefereeID()
+	case referral.FieldOrderID:
+		return m.AddedOrderID()
+	}
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *ReferralMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	case referral.FieldReferrerID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddReferrerID(v)
+		return nil
+	case referral.FieldRefereeID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddRefereeID(v)
+		return nil
+	case referral.FieldOrderID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddOrderID(v)
+		return nil
+	}
+	return fmt.Errorf("unknown Referral numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *ReferralMutation) ClearedFields() []string {
+	var fields []string
+	if m.FieldCleared(referral.FieldRewardedAt) {
+		fields = append(fields, referral.FieldRewardedAt)
+	}
+	if m.FieldCleared(referral.FieldOrderID) {
+		fields = append(fields, referral.FieldOrderID)
+	}
+	return fields
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *ReferralMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *ReferralMutation) ClearField(name string) error {
+	switch name {
+	case referral.FieldRewardedAt:
+		m.ClearRewardedAt()
+		return nil
+	case referral.FieldOrderID:
+		m.ClearOrderID()
+		return nil
+	}
+	return fmt.Errorf("unknown Referral nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *ReferralMutation) ResetField(name string) error {
+	switch name {
+	case referral.FieldReferrerID:
+		m.ResetReferrerID()
+		return nil
+	case referral.FieldRefereeID:
+		m.ResetRefereeID()
+		return nil
+	case referral.FieldCreatedAt:
+		m.ResetCreatedAt()
+		return nil
+	case referral.FieldRewardedAt:
+		m.ResetRewardedAt()
+		return nil
+	case referral.FieldOrderID:
+		m.ResetOrderID()
+		return nil
+	}
+	return fmt.Errorf("unknown Referral field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *ReferralMutation) AddedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *ReferralMutation) AddedIDs(name string) []ent.Value {
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *ReferralMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *ReferralMutation) RemovedIDs(name string) []ent.Value {
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *ReferralMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *ReferralMutation) EdgeCleared(name string) bool {
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *ReferralMutation) ClearEdge(name string) error {
+	return fmt.Errorf("unknown Referral unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *ReferralMutation) ResetEdge(name string) error {
+	return fmt.Errorf("unknown Referral edge %s", name)
 }
 
 // RefreshTokenMutation represents an operation that mutates the RefreshToken nodes in the graph.

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/onemember/onemember/ent/account"
+	"github.com/onemember/onemember/ent/activity"
+	"github.com/onemember/onemember/ent/activityregistration"
 	"github.com/onemember/onemember/ent/apiclient"
 	"github.com/onemember/onemember/ent/auditlog"
 	"github.com/onemember/onemember/ent/benefit"
@@ -16,6 +18,12 @@ import (
 	"github.com/onemember/onemember/ent/earningrule"
 	"github.com/onemember/onemember/ent/growthentry"
 	"github.com/onemember/onemember/ent/identity"
+	"github.com/onemember/onemember/ent/logcursor"
+	"github.com/onemember/onemember/ent/lottery"
+	"github.com/onemember/onemember/ent/lotterydraw"
+	"github.com/onemember/onemember/ent/lotteryprize"
+	"github.com/onemember/onemember/ent/mallitem"
+	"github.com/onemember/onemember/ent/mallredemption"
 	"github.com/onemember/onemember/ent/member"
 	"github.com/onemember/onemember/ent/memberevent"
 	"github.com/onemember/onemember/ent/notification"
@@ -27,6 +35,11 @@ import (
 	"github.com/onemember/onemember/ent/paidmembershipplan"
 	"github.com/onemember/onemember/ent/paidmembershippurchase"
 	"github.com/onemember/onemember/ent/pointsentry"
+	"github.com/onemember/onemember/ent/promocode"
+	"github.com/onemember/onemember/ent/promoredemption"
+	"github.com/onemember/onemember/ent/pushdelivery"
+	"github.com/onemember/onemember/ent/pushdevice"
+	"github.com/onemember/onemember/ent/referral"
 	"github.com/onemember/onemember/ent/refreshtoken"
 	"github.com/onemember/onemember/ent/refund"
 	"github.com/onemember/onemember/ent/schema"
@@ -100,6 +113,47 @@ func init() {
 	accountDescProfileGrowthAwarded := accountFields[12].Descriptor()
 	// account.DefaultProfileGrowthAwarded holds the default value on creation for the profile_growth_awarded field.
 	account.DefaultProfileGrowthAwarded = accountDescProfileGrowthAwarded.Default.(bool)
+	activityMixin := schema.Activity{}.Mixin()
+	activityMixinFields0 := activityMixin[0].Fields()
+	_ = activityMixinFields0
+	activityFields := schema.Activity{}.Fields()
+	_ = activityFields
+	// activityDescCreatedAt is the schema descriptor for created_at field.
+	activityDescCreatedAt := activityMixinFields0[0].Descriptor()
+	// activity.DefaultCreatedAt holds the default value on creation for the created_at field.
+	activity.DefaultCreatedAt = activityDescCreatedAt.Default.(func() time.Time)
+	// activityDescUpdatedAt is the schema descriptor for updated_at field.
+	activityDescUpdatedAt := activityMixinFields0[1].Descriptor()
+	// activity.DefaultUpdatedAt holds the default value on creation for the updated_at field.
+	activity.DefaultUpdatedAt = activityDescUpdatedAt.Default.(func() time.Time)
+	// activity.UpdateDefaultUpdatedAt holds the default value on update for the updated_at field.
+	activity.UpdateDefaultUpdatedAt = activityDescUpdatedAt.UpdateDefault.(func() time.Time)
+	// activityDescTitle is the schema descriptor for title field.
+	activityDescTitle := activityFields[0].Descriptor()
+	// activity.TitleValidator is a validator for the "title" field. It is called by the builders before save.
+	activity.TitleValidator = activityDescTitle.Validators[0].(func(string) error)
+	// activityDescCapacity is the schema descriptor for capacity field.
+	activityDescCapacity := activityFields[5].Descriptor()
+	// activity.CapacityValidator is a validator for the "capacity" field. It is called by the builders before save.
+	activity.CapacityValidator = activityDescCapacity.Validators[0].(func(int) error)
+	// activityDescRegisteredCount is the schema descriptor for registered_count field.
+	activityDescRegisteredCount := activityFields[8].Descriptor()
+	// activity.DefaultRegisteredCount holds the default value on creation for the registered_count field.
+	activity.DefaultRegisteredCount = activityDescRegisteredCount.Default.(int)
+	// activityDescWaitlistedCount is the schema descriptor for waitlisted_count field.
+	activityDescWaitlistedCount := activityFields[9].Descriptor()
+	// activity.DefaultWaitlistedCount holds the default value on creation for the waitlisted_count field.
+	activity.DefaultWaitlistedCount = activityDescWaitlistedCount.Default.(int)
+	// activityDescCheckedInCount is the schema descriptor for checked_in_count field.
+	activityDescCheckedInCount := activityFields[10].Descriptor()
+	// activity.DefaultCheckedInCount holds the default value on creation for the checked_in_count field.
+	activity.DefaultCheckedInCount = activityDescCheckedInCount.Default.(int)
+	activityregistrationFields := schema.ActivityRegistration{}.Fields()
+	_ = activityregistrationFields
+	// activityregistrationDescCreatedAt is the schema descriptor for created_at field.
+	activityregistrationDescCreatedAt := activityregistrationFields[3].Descriptor()
+	// activityregistration.DefaultCreatedAt holds the default value on creation for the created_at field.
+	activityregistration.DefaultCreatedAt = activityregistrationDescCreatedAt.Default.(func() time.Time)
 	apiclientMixin := schema.ApiClient{}.Mixin()
 	apiclientMixinFields0 := apiclientMixin[0].Fields()
 	_ = apiclientMixinFields0
@@ -211,6 +265,10 @@ func init() {
 	couponDescSource := couponFields[10].Descriptor()
 	// coupon.DefaultSource holds the default value on creation for the source field.
 	coupon.DefaultSource = couponDescSource.Default.(string)
+	// couponDescDiscount is the schema descriptor for discount field.
+	couponDescDiscount := couponFields[11].Descriptor()
+	// coupon.DefaultDiscount holds the default value on creation for the discount field.
+	coupon.DefaultDiscount = couponDescDiscount.Default.(int64)
 	coupontemplateMixin := schema.CouponTemplate{}.Mixin()
 	coupontemplateMixinFields0 := coupontemplateMixin[0].Fields()
 	_ = coupontemplateMixinFields0
@@ -301,6 +359,110 @@ func init() {
 	identityDescBoundAt := identityFields[6].Descriptor()
 	// identity.DefaultBoundAt holds the default value on creation for the bound_at field.
 	identity.DefaultBoundAt = identityDescBoundAt.Default.(func() time.Time)
+	logcursorFields := schema.LogCursor{}.Fields()
+	_ = logcursorFields
+	// logcursorDescName is the schema descriptor for name field.
+	logcursorDescName := logcursorFields[0].Descriptor()
+	// logcursor.NameValidator is a validator for the "name" field. It is called by the builders before save.
+	logcursor.NameValidator = logcursorDescName.Validators[0].(func(string) error)
+	// logcursorDescPosition is the schema descriptor for position field.
+	logcursorDescPosition := logcursorFields[1].Descriptor()
+	// logcursor.DefaultPosition holds the default value on creation for the position field.
+	logcursor.DefaultPosition = logcursorDescPosition.Default.(int64)
+	// logcursorDescUpdatedAt is the schema descriptor for updated_at field.
+	logcursorDescUpdatedAt := logcursorFields[2].Descriptor()
+	// logcursor.DefaultUpdatedAt holds the default value on creation for the updated_at field.
+	logcursor.DefaultUpdatedAt = logcursorDescUpdatedAt.Default.(func() time.Time)
+	// logcursor.UpdateDefaultUpdatedAt holds the default value on update for the updated_at field.
+	logcursor.UpdateDefaultUpdatedAt = logcursorDescUpdatedAt.UpdateDefault.(func() time.Time)
+	lotteryMixin := schema.Lottery{}.Mixin()
+	lotteryMixinFields0 := lotteryMixin[0].Fields()
+	_ = lotteryMixinFields0
+	lotteryFields := schema.Lottery{}.Fields()
+	_ = lotteryFields
+	// lotteryDescCreatedAt is the schema descriptor for created_at field.
+	lotteryDescCreatedAt := lotteryMixinFields0[0].Descriptor()
+	// lottery.DefaultCreatedAt holds the default value on creation for the created_at field.
+	lottery.DefaultCreatedAt = lotteryDescCreatedAt.Default.(func() time.Time)
+	// lotteryDescUpdatedAt is the schema descriptor for updated_at field.
+	lotteryDescUpdatedAt := lotteryMixinFields0[1].Descriptor()
+	// lottery.DefaultUpdatedAt holds the default value on creation for the updated_at field.
+	lottery.DefaultUpdatedAt = lotteryDescUpdatedAt.Default.(func() time.Time)
+	// lottery.UpdateDefaultUpdatedAt holds the default value on update for the updated_at field.
+	lottery.UpdateDefaultUpdatedAt = lotteryDescUpdatedAt.UpdateDefault.(func() time.Time)
+	// lotteryDescTitle is the schema descriptor for title field.
+	lotteryDescTitle := lotteryFields[0].Descriptor()
+	// lottery.TitleValidator is a validator for the "title" field. It is called by the builders before save.
+	lottery.TitleValidator = lotteryDescTitle.Validators[0].(func(string) error)
+	// lotteryDescCostPoints is the schema descriptor for cost_points field.
+	lotteryDescCostPoints := lotteryFields[1].Descriptor()
+	// lottery.CostPointsValidator is a validator for the "cost_points" field. It is called by the builders before save.
+	lottery.CostPointsValidator = lotteryDescCostPoints.Validators[0].(func(int) error)
+	// lotteryDescDailyDrawLimit is the schema descriptor for daily_draw_limit field.
+	lotteryDescDailyDrawLimit := lotteryFields[2].Descriptor()
+	// lottery.DailyDrawLimitValidator is a validator for the "daily_draw_limit" field. It is called by the builders before save.
+	lottery.DailyDrawLimitValidator = lotteryDescDailyDrawLimit.Validators[0].(func(int) error)
+	lotterydrawFields := schema.LotteryDraw{}.Fields()
+	_ = lotterydrawFields
+	// lotterydrawDescPointsAwarded is the schema descriptor for points_awarded field.
+	lotterydrawDescPointsAwarded := lotterydrawFields[5].Descriptor()
+	// lotterydraw.DefaultPointsAwarded holds the default value on creation for the points_awarded field.
+	lotterydraw.DefaultPointsAwarded = lotterydrawDescPointsAwarded.Default.(int64)
+	// lotterydrawDescDrawnAt is the schema descriptor for drawn_at field.
+	lotterydrawDescDrawnAt := lotterydrawFields[8].Descriptor()
+	// lotterydraw.DefaultDrawnAt holds the default value on creation for the drawn_at field.
+	lotterydraw.DefaultDrawnAt = lotterydrawDescDrawnAt.Default.(func() time.Time)
+	lotteryprizeFields := schema.LotteryPrize{}.Fields()
+	_ = lotteryprizeFields
+	// lotteryprizeDescName is the schema descriptor for name field.
+	lotteryprizeDescName := lotteryprizeFields[1].Descriptor()
+	// lotteryprize.NameValidator is a validator for the "name" field. It is called by the builders before save.
+	lotteryprize.NameValidator = lotteryprizeDescName.Validators[0].(func(string) error)
+	// lotteryprizeDescWeight is the schema descriptor for weight field.
+	lotteryprizeDescWeight := lotteryprizeFields[3].Descriptor()
+	// lotteryprize.WeightValidator is a validator for the "weight" field. It is called by the builders before save.
+	lotteryprize.WeightValidator = lotteryprizeDescWeight.Validators[0].(func(int) error)
+	// lotteryprizeDescPosition is the schema descriptor for position field.
+	lotteryprizeDescPosition := lotteryprizeFields[7].Descriptor()
+	// lotteryprize.DefaultPosition holds the default value on creation for the position field.
+	lotteryprize.DefaultPosition = lotteryprizeDescPosition.Default.(int)
+	mallitemMixin := schema.MallItem{}.Mixin()
+	mallitemMixinFields0 := mallitemMixin[0].Fields()
+	_ = mallitemMixinFields0
+	mallitemFields := schema.MallItem{}.Fields()
+	_ = mallitemFields
+	// mallitemDescCreatedAt is the schema descriptor for created_at field.
+	mallitemDescCreatedAt := mallitemMixinFields0[0].Descriptor()
+	// mallitem.DefaultCreatedAt holds the default value on creation for the created_at field.
+	mallitem.DefaultCreatedAt = mallitemDescCreatedAt.Default.(func() time.Time)
+	// mallitemDescUpdatedAt is the schema descriptor for updated_at field.
+	mallitemDescUpdatedAt := mallitemMixinFields0[1].Descriptor()
+	// mallitem.DefaultUpdatedAt holds the default value on creation for the updated_at field.
+	mallitem.DefaultUpdatedAt = mallitemDescUpdatedAt.Default.(func() time.Time)
+	// mallitem.UpdateDefaultUpdatedAt holds the default value on update for the updated_at field.
+	mallitem.UpdateDefaultUpdatedAt = mallitemDescUpdatedAt.UpdateDefault.(func() time.Time)
+	// mallitemDescTitle is the schema descriptor for title field.
+	mallitemDescTitle := mallitemFields[0].Descriptor()
+	// mallitem.TitleValidator is a validator for the "title" field. It is called by the builders before save.
+	mallitem.TitleValidator = mallitemDescTitle.Validators[0].(func(string) error)
+	// mallitemDescPointsPrice is the schema descriptor for points_price field.
+	mallitemDescPointsPrice := mallitemFields[2].Descriptor()
+	// mallitem.PointsPriceValidator is a validator for the "points_price" field. It is called by the builders before save.
+	mallitem.PointsPriceValidator = mallitemDescPointsPrice.Validators[0].(func(int) error)
+	// mallitemDescStock is the schema descriptor for stock field.
+	mallitemDescStock := mallitemFields[3].Descriptor()
+	// mallitem.StockValidator is a validator for the "stock" field. It is called by the builders before save.
+	mallitem.StockValidator = mallitemDescStock.Validators[0].(func(int) error)
+	// mallitemDescActive is the schema descriptor for active field.
+	mallitemDescActive := mallitemFields[6].Descriptor()
+	// mallitem.DefaultActive holds the default value on creation for the active field.
+	mallitem.DefaultActive = mallitemDescActive.Default.(bool)
+	mallredemptionFields := schema.MallRedemption{}.Fields()
+	_ = mallredemptionFields
+	// mallredemptionDescCreatedAt is the schema descriptor for created_at field.
+	mallredemptionDescCreatedAt := mallredemptionFields[7].Descriptor()
+	// mallredemption.DefaultCreatedAt holds the default value on creation for the created_at field.
+	mallredemption.DefaultCreatedAt = mallredemptionDescCreatedAt.Default.(func() time.Time)
 	memberMixin := schema.Member{}.Mixin()
 	memberMixinFields0 := memberMixin[0].Fields()
 	_ = memberMixinFields0
@@ -494,6 +656,85 @@ func init() {
 	pointsentryDescOccurredAt := pointsentryFields[9].Descriptor()
 	// pointsentry.DefaultOccurredAt holds the default value on creation for the occurred_at field.
 	pointsentry.DefaultOccurredAt = pointsentryDescOccurredAt.Default.(func() time.Time)
+	promocodeMixin := schema.PromoCode{}.Mixin()
+	promocodeMixinFields0 := promocodeMixin[0].Fields()
+	_ = promocodeMixinFields0
+	promocodeFields := schema.PromoCode{}.Fields()
+	_ = promocodeFields
+	// promocodeDescCreatedAt is the schema descriptor for created_at field.
+	promocodeDescCreatedAt := promocodeMixinFields0[0].Descriptor()
+	// promocode.DefaultCreatedAt holds the default value on creation for the created_at field.
+	promocode.DefaultCreatedAt = promocodeDescCreatedAt.Default.(func() time.Time)
+	// promocodeDescUpdatedAt is the schema descriptor for updated_at field.
+	promocodeDescUpdatedAt := promocodeMixinFields0[1].Descriptor()
+	// promocode.DefaultUpdatedAt holds the default value on creation for the updated_at field.
+	promocode.DefaultUpdatedAt = promocodeDescUpdatedAt.Default.(func() time.Time)
+	// promocode.UpdateDefaultUpdatedAt holds the default value on update for the updated_at field.
+	promocode.UpdateDefaultUpdatedAt = promocodeDescUpdatedAt.UpdateDefault.(func() time.Time)
+	// promocodeDescCode is the schema descriptor for code field.
+	promocodeDescCode := promocodeFields[0].Descriptor()
+	// promocode.CodeValidator is a validator for the "code" field. It is called by the builders before save.
+	promocode.CodeValidator = promocodeDescCode.Validators[0].(func(string) error)
+	// promocodeDescPoints is the schema descriptor for points field.
+	promocodeDescPoints := promocodeFields[2].Descriptor()
+	// promocode.DefaultPoints holds the default value on creation for the points field.
+	promocode.DefaultPoints = promocodeDescPoints.Default.(int)
+	// promocodeDescUsageLimit is the schema descriptor for usage_limit field.
+	promocodeDescUsageLimit := promocodeFields[3].Descriptor()
+	// promocode.UsageLimitValidator is a validator for the "usage_limit" field. It is called by the builders before save.
+	promocode.UsageLimitValidator = promocodeDescUsageLimit.Validators[0].(func(int) error)
+	// promocodeDescUsedCount is the schema descriptor for used_count field.
+	promocodeDescUsedCount := promocodeFields[4].Descriptor()
+	// promocode.DefaultUsedCount holds the default value on creation for the used_count field.
+	promocode.DefaultUsedCount = promocodeDescUsedCount.Default.(int)
+	// promocodeDescPerMemberLimit is the schema descriptor for per_member_limit field.
+	promocodeDescPerMemberLimit := promocodeFields[5].Descriptor()
+	// promocode.PerMemberLimitValidator is a validator for the "per_member_limit" field. It is called by the builders before save.
+	promocode.PerMemberLimitValidator = promocodeDescPerMemberLimit.Validators[0].(func(int) error)
+	promoredemptionFields := schema.PromoRedemption{}.Fields()
+	_ = promoredemptionFields
+	// promoredemptionDescPoints is the schema descriptor for points field.
+	promoredemptionDescPoints := promoredemptionFields[3].Descriptor()
+	// promoredemption.DefaultPoints holds the default value on creation for the points field.
+	promoredemption.DefaultPoints = promoredemptionDescPoints.Default.(int64)
+	// promoredemptionDescCreatedAt is the schema descriptor for created_at field.
+	promoredemptionDescCreatedAt := promoredemptionFields[4].Descriptor()
+	// promoredemption.DefaultCreatedAt holds the default value on creation for the created_at field.
+	promoredemption.DefaultCreatedAt = promoredemptionDescCreatedAt.Default.(func() time.Time)
+	pushdeliveryFields := schema.PushDelivery{}.Fields()
+	_ = pushdeliveryFields
+	// pushdeliveryDescAttempts is the schema descriptor for attempts field.
+	pushdeliveryDescAttempts := pushdeliveryFields[4].Descriptor()
+	// pushdelivery.DefaultAttempts holds the default value on creation for the attempts field.
+	pushdelivery.DefaultAttempts = pushdeliveryDescAttempts.Default.(int)
+	// pushdeliveryDescNextAttemptAt is the schema descriptor for next_attempt_at field.
+	pushdeliveryDescNextAttemptAt := pushdeliveryFields[5].Descriptor()
+	// pushdelivery.DefaultNextAttemptAt holds the default value on creation for the next_attempt_at field.
+	pushdelivery.DefaultNextAttemptAt = pushdeliveryDescNextAttemptAt.Default.(func() time.Time)
+	// pushdeliveryDescLastError is the schema descriptor for last_error field.
+	pushdeliveryDescLastError := pushdeliveryFields[6].Descriptor()
+	// pushdelivery.DefaultLastError holds the default value on creation for the last_error field.
+	pushdelivery.DefaultLastError = pushdeliveryDescLastError.Default.(string)
+	// pushdeliveryDescCreatedAt is the schema descriptor for created_at field.
+	pushdeliveryDescCreatedAt := pushdeliveryFields[8].Descriptor()
+	// pushdelivery.DefaultCreatedAt holds the default value on creation for the created_at field.
+	pushdelivery.DefaultCreatedAt = pushdeliveryDescCreatedAt.Default.(func() time.Time)
+	pushdeviceFields := schema.PushDevice{}.Fields()
+	_ = pushdeviceFields
+	// pushdeviceDescToken is the schema descriptor for token field.
+	pushdeviceDescToken := pushdeviceFields[2].Descriptor()
+	// pushdevice.TokenValidator is a validator for the "token" field. It is called by the builders before save.
+	pushdevice.TokenValidator = pushdeviceDescToken.Validators[0].(func(string) error)
+	// pushdeviceDescCreatedAt is the schema descriptor for created_at field.
+	pushdeviceDescCreatedAt := pushdeviceFields[3].Descriptor()
+	// pushdevice.DefaultCreatedAt holds the default value on creation for the created_at field.
+	pushdevice.DefaultCreatedAt = pushdeviceDescCreatedAt.Default.(func() time.Time)
+	referralFields := schema.Referral{}.Fields()
+	_ = referralFields
+	// referralDescCreatedAt is the schema descriptor for created_at field.
+	referralDescCreatedAt := referralFields[2].Descriptor()
+	// referral.DefaultCreatedAt holds the default value on creation for the created_at field.
+	referral.DefaultCreatedAt = referralDescCreatedAt.Default.(func() time.Time)
 	refreshtokenFields := schema.RefreshToken{}.Fields()
 	_ = refreshtokenFields
 	// refreshtokenDescFamily is the schema descriptor for family field.

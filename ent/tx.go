@@ -16,6 +16,10 @@ type Tx struct {
 	config
 	// Account is the client for interacting with the Account builders.
 	Account *AccountClient
+	// Activity is the client for interacting with the Activity builders.
+	Activity *ActivityClient
+	// ActivityRegistration is the client for interacting with the ActivityRegistration builders.
+	ActivityRegistration *ActivityRegistrationClient
 	// ApiClient is the client for interacting with the ApiClient builders.
 	ApiClient *ApiClientClient
 	// AuditLog is the client for interacting with the AuditLog builders.
@@ -36,6 +40,18 @@ type Tx struct {
 	GrowthEntry *GrowthEntryClient
 	// Identity is the client for interacting with the Identity builders.
 	Identity *IdentityClient
+	// LogCursor is the client for interacting with the LogCursor builders.
+	LogCursor *LogCursorClient
+	// Lottery is the client for interacting with the Lottery builders.
+	Lottery *LotteryClient
+	// LotteryDraw is the client for interacting with the LotteryDraw builders.
+	LotteryDraw *LotteryDrawClient
+	// LotteryPrize is the client for interacting with the LotteryPrize builders.
+	LotteryPrize *LotteryPrizeClient
+	// MallItem is the client for interacting with the MallItem builders.
+	MallItem *MallItemClient
+	// MallRedemption is the client for interacting with the MallRedemption builders.
+	MallRedemption *MallRedemptionClient
 	// Member is the client for interacting with the Member builders.
 	Member *MemberClient
 	// MemberEvent is the client for interacting with the MemberEvent builders.
@@ -62,6 +78,16 @@ type Tx struct {
 	PointsEntry *PointsEntryClient
 	// PointsLot is the client for interacting with the PointsLot builders.
 	PointsLot *PointsLotClient
+	// PromoCode is the client for interacting with the PromoCode builders.
+	PromoCode *PromoCodeClient
+	// PromoRedemption is the client for interacting with the PromoRedemption builders.
+	PromoRedemption *PromoRedemptionClient
+	// PushDelivery is the client for interacting with the PushDelivery builders.
+	PushDelivery *PushDeliveryClient
+	// PushDevice is the client for interacting with the PushDevice builders.
+	PushDevice *PushDeviceClient
+	// Referral is the client for interacting with the Referral builders.
+	Referral *ReferralClient
 	// RefreshToken is the client for interacting with the RefreshToken builders.
 	RefreshToken *RefreshTokenClient
 	// Refund is the client for interacting with the Refund builders.
@@ -208,6 +234,8 @@ func (tx *Tx) Client() *Client {
 
 func (tx *Tx) init() {
 	tx.Account = NewAccountClient(tx.config)
+	tx.Activity = NewActivityClient(tx.config)
+	tx.ActivityRegistration = NewActivityRegistrationClient(tx.config)
 	tx.ApiClient = NewApiClientClient(tx.config)
 	tx.AuditLog = NewAuditLogClient(tx.config)
 	tx.Benefit = NewBenefitClient(tx.config)
@@ -218,6 +246,12 @@ func (tx *Tx) init() {
 	tx.EarningRule = NewEarningRuleClient(tx.config)
 	tx.GrowthEntry = NewGrowthEntryClient(tx.config)
 	tx.Identity = NewIdentityClient(tx.config)
+	tx.LogCursor = NewLogCursorClient(tx.config)
+	tx.Lottery = NewLotteryClient(tx.config)
+	tx.LotteryDraw = NewLotteryDrawClient(tx.config)
+	tx.LotteryPrize = NewLotteryPrizeClient(tx.config)
+	tx.MallItem = NewMallItemClient(tx.config)
+	tx.MallRedemption = NewMallRedemptionClient(tx.config)
 	tx.Member = NewMemberClient(tx.config)
 	tx.MemberEvent = NewMemberEventClient(tx.config)
 	tx.Notification = NewNotificationClient(tx.config)
@@ -231,6 +265,11 @@ func (tx *Tx) init() {
 	tx.PointsAllocation = NewPointsAllocationClient(tx.config)
 	tx.PointsEntry = NewPointsEntryClient(tx.config)
 	tx.PointsLot = NewPointsLotClient(tx.config)
+	tx.PromoCode = NewPromoCodeClient(tx.config)
+	tx.PromoRedemption = NewPromoRedemptionClient(tx.config)
+	tx.PushDelivery = NewPushDeliveryClient(tx.config)
+	tx.PushDevice = NewPushDeviceClient(tx.config)
+	tx.Referral = NewReferralClient(tx.config)
 	tx.RefreshToken = NewRefreshTokenClient(tx.config)
 	tx.Refund = NewRefundClient(tx.config)
 	tx.Staff = NewStaffClient(tx.config)

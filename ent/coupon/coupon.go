@@ -39,6 +39,10 @@ const (
 	FieldOrderID = "order_id"
 	// FieldSource holds the string denoting the source field in the database.
 	FieldSource = "source"
+	// FieldDiscount holds the string denoting the discount field in the database.
+	FieldDiscount = "discount"
+	// FieldExpiringNotifiedAt holds the string denoting the expiring_notified_at field in the database.
+	FieldExpiringNotifiedAt = "expiring_notified_at"
 	// EdgeTemplate holds the string denoting the template edge name in mutations.
 	EdgeTemplate = "template"
 	// Table holds the table name of the coupon in the database.
@@ -66,6 +70,8 @@ var Columns = []string{
 	FieldRedeemedAt,
 	FieldOrderID,
 	FieldSource,
+	FieldDiscount,
+	FieldExpiringNotifiedAt,
 }
 
 // ValidColumn reports if the column name is valid (part of the table columns).
@@ -85,6 +91,8 @@ var (
 	DefaultIssuedAt func() time.Time
 	// DefaultSource holds the default value on creation for the "source" field.
 	DefaultSource string
+	// DefaultDiscount holds the default value on creation for the "discount" field.
+	DefaultDiscount int64
 )
 
 const DefaultStatus enum.CouponStatus = "AVAILABLE"
@@ -160,6 +168,16 @@ func ByOrderID(opts ...sql.OrderTermOption) OrderOption {
 // BySource orders the results by the source field.
 func BySource(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldSource, opts...).ToFunc()
+}
+
+// ByDiscount orders the results by the discount field.
+func ByDiscount(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldDiscount, opts...).ToFunc()
+}
+
+// ByExpiringNotifiedAt orders the results by the expiring_notified_at field.
+func ByExpiringNotifiedAt(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldExpiringNotifiedAt, opts...).ToFunc()
 }
 
 // ByTemplateField orders the results by template field.

@@ -106,6 +106,16 @@ func Source(v string) predicate.Coupon {
 	return predicate.Coupon(sql.FieldEQ(FieldSource, v))
 }
 
+// Discount applies equality check predicate on the "discount" field. It's identical to DiscountEQ.
+func Discount(v int64) predicate.Coupon {
+	return predicate.Coupon(sql.FieldEQ(FieldDiscount, v))
+}
+
+// ExpiringNotifiedAt applies equality check predicate on the "expiring_notified_at" field. It's identical to ExpiringNotifiedAtEQ.
+func ExpiringNotifiedAt(v time.Time) predicate.Coupon {
+	return predicate.Coupon(sql.FieldEQ(FieldExpiringNotifiedAt, v))
+}
+
 // CodeEQ applies the EQ predicate on the "code" field.
 func CodeEQ(v string) predicate.Coupon {
 	return predicate.Coupon(sql.FieldEQ(FieldCode, v))
@@ -629,6 +639,96 @@ func SourceEqualFold(v string) predicate.Coupon {
 // SourceContainsFold applies the ContainsFold predicate on the "source" field.
 func SourceContainsFold(v string) predicate.Coupon {
 	return predicate.Coupon(sql.FieldContainsFold(FieldSource, v))
+}
+
+// DiscountEQ applies the EQ predicate on the "discount" field.
+func DiscountEQ(v int64) predicate.Coupon {
+	return predicate.Coupon(sql.FieldEQ(FieldDiscount, v))
+}
+
+// DiscountNEQ applies the NEQ predicate on the "discount" field.
+func DiscountNEQ(v int64) predicate.Coupon {
+	return predicate.Coupon(sql.FieldNEQ(FieldDiscount, v))
+}
+
+// DiscountIn applies the In predicate on the "discount" field.
+func DiscountIn(vs ...int64) predicate.Coupon {
+	return predicate.Coupon(sql.FieldIn(FieldDiscount, vs...))
+}
+
+// DiscountNotIn applies the NotIn predicate on the "discount" field.
+func DiscountNotIn(vs ...int64) predicate.Coupon {
+	return predicate.Coupon(sql.FieldNotIn(FieldDiscount, vs...))
+}
+
+// DiscountGT applies the GT predicate on the "discount" field.
+func DiscountGT(v int64) predicate.Coupon {
+	return predicate.Coupon(sql.FieldGT(FieldDiscount, v))
+}
+
+// DiscountGTE applies the GTE predicate on the "discount" field.
+func DiscountGTE(v int64) predicate.Coupon {
+	return predicate.Coupon(sql.FieldGTE(FieldDiscount, v))
+}
+
+// DiscountLT applies the LT predicate on the "discount" field.
+func DiscountLT(v int64) predicate.Coupon {
+	return predicate.Coupon(sql.FieldLT(FieldDiscount, v))
+}
+
+// DiscountLTE applies the LTE predicate on the "discount" field.
+func DiscountLTE(v int64) predicate.Coupon {
+	return predicate.Coupon(sql.FieldLTE(FieldDiscount, v))
+}
+
+// ExpiringNotifiedAtEQ applies the EQ predicate on the "expiring_notified_at" field.
+func ExpiringNotifiedAtEQ(v time.Time) predicate.Coupon {
+	return predicate.Coupon(sql.FieldEQ(FieldExpiringNotifiedAt, v))
+}
+
+// ExpiringNotifiedAtNEQ applies the NEQ predicate on the "expiring_notified_at" field.
+func ExpiringNotifiedAtNEQ(v time.Time) predicate.Coupon {
+	return predicate.Coupon(sql.FieldNEQ(FieldExpiringNotifiedAt, v))
+}
+
+// ExpiringNotifiedAtIn applies the In predicate on the "expiring_notified_at" field.
+func ExpiringNotifiedAtIn(vs ...time.Time) predicate.Coupon {
+	return predicate.Coupon(sql.FieldIn(FieldExpiringNotifiedAt, vs...))
+}
+
+// ExpiringNotifiedAtNotIn applies the NotIn predicate on the "expiring_notified_at" field.
+func ExpiringNotifiedAtNotIn(vs ...time.Time) predicate.Coupon {
+	return predicate.Coupon(sql.FieldNotIn(FieldExpiringNotifiedAt, vs...))
+}
+
+// ExpiringNotifiedAtGT applies the GT predicate on the "expiring_notified_at" field.
+func ExpiringNotifiedAtGT(v time.Time) predicate.Coupon {
+	return predicate.Coupon(sql.FieldGT(FieldExpiringNotifiedAt, v))
+}
+
+// ExpiringNotifiedAtGTE applies the GTE predicate on the "expiring_notified_at" field.
+func ExpiringNotifiedAtGTE(v time.Time) predicate.Coupon {
+	return predicate.Coupon(sql.FieldGTE(FieldExpiringNotifiedAt, v))
+}
+
+// ExpiringNotifiedAtLT applies the LT predicate on the "expiring_notified_at" field.
+func ExpiringNotifiedAtLT(v time.Time) predicate.Coupon {
+	return predicate.Coupon(sql.FieldLT(FieldExpiringNotifiedAt, v))
+}
+
+// ExpiringNotifiedAtLTE applies the LTE predicate on the "expiring_notified_at" field.
+func ExpiringNotifiedAtLTE(v time.Time) predicate.Coupon {
+	return predicate.Coupon(sql.FieldLTE(FieldExpiringNotifiedAt, v))
+}
+
+// ExpiringNotifiedAtIsNil applies the IsNil predicate on the "expiring_notified_at" field.
+func ExpiringNotifiedAtIsNil() predicate.Coupon {
+	return predicate.Coupon(sql.FieldIsNull(FieldExpiringNotifiedAt))
+}
+
+// ExpiringNotifiedAtNotNil applies the NotNil predicate on the "expiring_notified_at" field.
+func ExpiringNotifiedAtNotNil() predicate.Coupon {
+	return predicate.Coupon(sql.FieldNotNull(FieldExpiringNotifiedAt))
 }
 
 // HasTemplate applies the HasEdge predicate on the "template" edge.

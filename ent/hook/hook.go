@@ -21,6 +21,30 @@ func (f AccountFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, err
 	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.AccountMutation", m)
 }
 
+// The ActivityFunc type is an adapter to allow the use of ordinary
+// function as Activity mutator.
+type ActivityFunc func(context.Context, *ent.ActivityMutation) (ent.Value, error)
+
+// Mutate calls f(ctx, m).
+func (f ActivityFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+	if mv, ok := m.(*ent.ActivityMutation); ok {
+		return f(ctx, mv)
+	}
+	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.ActivityMutation", m)
+}
+
+// The ActivityRegistrationFunc type is an adapter to allow the use of ordinary
+// function as ActivityRegistration mutator.
+type ActivityRegistrationFunc func(context.Context, *ent.ActivityRegistrationMutation) (ent.Value, error)
+
+// Mutate calls f(ctx, m).
+func (f ActivityRegistrationFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+	if mv, ok := m.(*ent.ActivityRegistrationMutation); ok {
+		return f(ctx, mv)
+	}
+	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.ActivityRegistrationMutation", m)
+}
+
 // The ApiClientFunc type is an adapter to allow the use of ordinary
 // function as ApiClient mutator.
 type ApiClientFunc func(context.Context, *ent.ApiClientMutation) (ent.Value, error)
@@ -139,6 +163,78 @@ func (f IdentityFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, er
 		return f(ctx, mv)
 	}
 	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.IdentityMutation", m)
+}
+
+// The LogCursorFunc type is an adapter to allow the use of ordinary
+// function as LogCursor mutator.
+type LogCursorFunc func(context.Context, *ent.LogCursorMutation) (ent.Value, error)
+
+// Mutate calls f(ctx, m).
+func (f LogCursorFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+	if mv, ok := m.(*ent.LogCursorMutation); ok {
+		return f(ctx, mv)
+	}
+	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.LogCursorMutation", m)
+}
+
+// The LotteryFunc type is an adapter to allow the use of ordinary
+// function as Lottery mutator.
+type LotteryFunc func(context.Context, *ent.LotteryMutation) (ent.Value, error)
+
+// Mutate calls f(ctx, m).
+func (f LotteryFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+	if mv, ok := m.(*ent.LotteryMutation); ok {
+		return f(ctx, mv)
+	}
+	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.LotteryMutation", m)
+}
+
+// The LotteryDrawFunc type is an adapter to allow the use of ordinary
+// function as LotteryDraw mutator.
+type LotteryDrawFunc func(context.Context, *ent.LotteryDrawMutation) (ent.Value, error)
+
+// Mutate calls f(ctx, m).
+func (f LotteryDrawFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+	if mv, ok := m.(*ent.LotteryDrawMutation); ok {
+		return f(ctx, mv)
+	}
+	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.LotteryDrawMutation", m)
+}
+
+// The LotteryPrizeFunc type is an adapter to allow the use of ordinary
+// function as LotteryPrize mutator.
+type LotteryPrizeFunc func(context.Context, *ent.LotteryPrizeMutation) (ent.Value, error)
+
+// Mutate calls f(ctx, m).
+func (f LotteryPrizeFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+	if mv, ok := m.(*ent.LotteryPrizeMutation); ok {
+		return f(ctx, mv)
+	}
+	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.LotteryPrizeMutation", m)
+}
+
+// The MallItemFunc type is an adapter to allow the use of ordinary
+// function as MallItem mutator.
+type MallItemFunc func(context.Context, *ent.MallItemMutation) (ent.Value, error)
+
+// Mutate calls f(ctx, m).
+func (f MallItemFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+	if mv, ok := m.(*ent.MallItemMutation); ok {
+		return f(ctx, mv)
+	}
+	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.MallItemMutation", m)
+}
+
+// The MallRedemptionFunc type is an adapter to allow the use of ordinary
+// function as MallRedemption mutator.
+type MallRedemptionFunc func(context.Context, *ent.MallRedemptionMutation) (ent.Value, error)
+
+// Mutate calls f(ctx, m).
+func (f MallRedemptionFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+	if mv, ok := m.(*ent.MallRedemptionMutation); ok {
+		return f(ctx, mv)
+	}
+	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.MallRedemptionMutation", m)
 }
 
 // The MemberFunc type is an adapter to allow the use of ordinary
@@ -295,6 +391,66 @@ func (f PointsLotFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, e
 		return f(ctx, mv)
 	}
 	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.PointsLotMutation", m)
+}
+
+// The PromoCodeFunc type is an adapter to allow the use of ordinary
+// function as PromoCode mutator.
+type PromoCodeFunc func(context.Context, *ent.PromoCodeMutation) (ent.Value, error)
+
+// Mutate calls f(ctx, m).
+func (f PromoCodeFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+	if mv, ok := m.(*ent.PromoCodeMutation); ok {
+		return f(ctx, mv)
+	}
+	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.PromoCodeMutation", m)
+}
+
+// The PromoRedemptionFunc type is an adapter to allow the use of ordinary
+// function as PromoRedemption mutator.
+type PromoRedemptionFunc func(context.Context, *ent.PromoRedemptionMutation) (ent.Value, error)
+
+// Mutate calls f(ctx, m).
+func (f PromoRedemptionFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+	if mv, ok := m.(*ent.PromoRedemptionMutation); ok {
+		return f(ctx, mv)
+	}
+	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.PromoRedemptionMutation", m)
+}
+
+// The PushDeliveryFunc type is an adapter to allow the use of ordinary
+// function as PushDelivery mutator.
+type PushDeliveryFunc func(context.Context, *ent.PushDeliveryMutation) (ent.Value, error)
+
+// Mutate calls f(ctx, m).
+func (f PushDeliveryFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+	if mv, ok := m.(*ent.PushDeliveryMutation); ok {
+		return f(ctx, mv)
+	}
+	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.PushDeliveryMutation", m)
+}
+
+// The PushDeviceFunc type is an adapter to allow the use of ordinary
+// function as PushDevice mutator.
+type PushDeviceFunc func(context.Context, *ent.PushDeviceMutation) (ent.Value, error)
+
+// Mutate calls f(ctx, m).
+func (f PushDeviceFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+	if mv, ok := m.(*ent.PushDeviceMutation); ok {
+		return f(ctx, mv)
+	}
+	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.PushDeviceMutation", m)
+}
+
+// The ReferralFunc type is an adapter to allow the use of ordinary
+// function as Referral mutator.
+type ReferralFunc func(context.Context, *ent.ReferralMutation) (ent.Value, error)
+
+// Mutate calls f(ctx, m).
+func (f ReferralFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+	if mv, ok := m.(*ent.ReferralMutation); ok {
+		return f(ctx, mv)
+	}
+	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.ReferralMutation", m)
 }
 
 // The RefreshTokenFunc type is an adapter to allow the use of ordinary

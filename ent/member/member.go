@@ -61,6 +61,8 @@ const (
 	FieldStatusChangedAt = "status_changed_at"
 	// FieldStatusReason holds the string denoting the status_reason field in the database.
 	FieldStatusReason = "status_reason"
+	// FieldReferralCode holds the string denoting the referral_code field in the database.
+	FieldReferralCode = "referral_code"
 	// EdgeSourceBusinessUnit holds the string denoting the source_business_unit edge name in mutations.
 	EdgeSourceBusinessUnit = "source_business_unit"
 	// EdgeTier holds the string denoting the tier edge name in mutations.
@@ -131,6 +133,7 @@ var Columns = []string{
 	FieldMergedIntoID,
 	FieldStatusChangedAt,
 	FieldStatusReason,
+	FieldReferralCode,
 }
 
 // ValidColumn reports if the column name is valid (part of the table columns).
@@ -305,6 +308,11 @@ func ByStatusChangedAt(opts ...sql.OrderTermOption) OrderOption {
 // ByStatusReason orders the results by the status_reason field.
 func ByStatusReason(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldStatusReason, opts...).ToFunc()
+}
+
+// ByReferralCode orders the results by the referral_code field.
+func ByReferralCode(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldReferralCode, opts...).ToFunc()
 }
 
 // BySourceBusinessUnitField orders the results by source_business_unit field.

@@ -26,6 +26,8 @@ const (
 	FieldPayload = "payload"
 	// FieldOccurredAt holds the string denoting the occurred_at field in the database.
 	FieldOccurredAt = "occurred_at"
+	// FieldTxID holds the string denoting the tx_id field in the database.
+	FieldTxID = "tx_id"
 	// Table holds the table name of the memberevent in the database.
 	Table = "member_events"
 )
@@ -38,6 +40,7 @@ var Columns = []string{
 	FieldType,
 	FieldPayload,
 	FieldOccurredAt,
+	FieldTxID,
 }
 
 // ValidColumn reports if the column name is valid (part of the table columns).
@@ -107,6 +110,11 @@ func ByType(opts ...sql.OrderTermOption) OrderOption {
 // ByOccurredAt orders the results by the occurred_at field.
 func ByOccurredAt(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldOccurredAt, opts...).ToFunc()
+}
+
+// ByTxID orders the results by the tx_id field.
+func ByTxID(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldTxID, opts...).ToFunc()
 }
 
 // MarshalGQL implements graphql.Marshaler interface.

@@ -69,6 +69,11 @@ func OccurredAt(v time.Time) predicate.MemberEvent {
 	return predicate.MemberEvent(sql.FieldEQ(FieldOccurredAt, v))
 }
 
+// TxID applies equality check predicate on the "tx_id" field. It's identical to TxIDEQ.
+func TxID(v int64) predicate.MemberEvent {
+	return predicate.MemberEvent(sql.FieldEQ(FieldTxID, v))
+}
+
 // MemberIDEQ applies the EQ predicate on the "member_id" field.
 func MemberIDEQ(v int) predicate.MemberEvent {
 	return predicate.MemberEvent(sql.FieldEQ(FieldMemberID, v))
@@ -207,6 +212,56 @@ func OccurredAtLT(v time.Time) predicate.MemberEvent {
 // OccurredAtLTE applies the LTE predicate on the "occurred_at" field.
 func OccurredAtLTE(v time.Time) predicate.MemberEvent {
 	return predicate.MemberEvent(sql.FieldLTE(FieldOccurredAt, v))
+}
+
+// TxIDEQ applies the EQ predicate on the "tx_id" field.
+func TxIDEQ(v int64) predicate.MemberEvent {
+	return predicate.MemberEvent(sql.FieldEQ(FieldTxID, v))
+}
+
+// TxIDNEQ applies the NEQ predicate on the "tx_id" field.
+func TxIDNEQ(v int64) predicate.MemberEvent {
+	return predicate.MemberEvent(sql.FieldNEQ(FieldTxID, v))
+}
+
+// TxIDIn applies the In predicate on the "tx_id" field.
+func TxIDIn(vs ...int64) predicate.MemberEvent {
+	return predicate.MemberEvent(sql.FieldIn(FieldTxID, vs...))
+}
+
+// TxIDNotIn applies the NotIn predicate on the "tx_id" field.
+func TxIDNotIn(vs ...int64) predicate.MemberEvent {
+	return predicate.MemberEvent(sql.FieldNotIn(FieldTxID, vs...))
+}
+
+// TxIDGT applies the GT predicate on the "tx_id" field.
+func TxIDGT(v int64) predicate.MemberEvent {
+	return predicate.MemberEvent(sql.FieldGT(FieldTxID, v))
+}
+
+// TxIDGTE applies the GTE predicate on the "tx_id" field.
+func TxIDGTE(v int64) predicate.MemberEvent {
+	return predicate.MemberEvent(sql.FieldGTE(FieldTxID, v))
+}
+
+// TxIDLT applies the LT predicate on the "tx_id" field.
+func TxIDLT(v int64) predicate.MemberEvent {
+	return predicate.MemberEvent(sql.FieldLT(FieldTxID, v))
+}
+
+// TxIDLTE applies the LTE predicate on the "tx_id" field.
+func TxIDLTE(v int64) predicate.MemberEvent {
+	return predicate.MemberEvent(sql.FieldLTE(FieldTxID, v))
+}
+
+// TxIDIsNil applies the IsNil predicate on the "tx_id" field.
+func TxIDIsNil() predicate.MemberEvent {
+	return predicate.MemberEvent(sql.FieldIsNull(FieldTxID))
+}
+
+// TxIDNotNil applies the NotNil predicate on the "tx_id" field.
+func TxIDNotNil() predicate.MemberEvent {
+	return predicate.MemberEvent(sql.FieldNotNull(FieldTxID))
 }
 
 // And groups predicates with the AND operator between them.

@@ -43,6 +43,87 @@ var (
 			},
 		},
 	}
+	// ActivitiesColumns holds the columns for the "activities" table.
+	ActivitiesColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeInt, Increment: true},
+		{Name: "created_at", Type: field.TypeTime},
+		{Name: "updated_at", Type: field.TypeTime},
+		{Name: "title", Type: field.TypeString},
+		{Name: "description", Type: field.TypeString, Nullable: true},
+		{Name: "location", Type: field.TypeString, Nullable: true},
+		{Name: "starts_at", Type: field.TypeTime},
+		{Name: "ends_at", Type: field.TypeTime},
+		{Name: "capacity", Type: field.TypeInt},
+		{Name: "min_tier_id", Type: field.TypeInt, Nullable: true},
+		{Name: "business_unit_id", Type: field.TypeInt, Nullable: true},
+		{Name: "registered_count", Type: field.TypeInt, Default: 0},
+		{Name: "waitlisted_count", Type: field.TypeInt, Default: 0},
+		{Name: "checked_in_count", Type: field.TypeInt, Default: 0},
+	}
+	// ActivitiesTable holds the schema information for the "activities" table.
+	ActivitiesTable = &schema.Table{
+		Name:       "activities",
+		Columns:    ActivitiesColumns,
+		PrimaryKey: []*schema.Column{ActivitiesColumns[0]},
+		Indexes: []*schema.Index{
+			{
+				Name:    "activity_starts_at",
+				Unique:  false,
+				Columns: []*schema.Column{ActivitiesColumns[6]},
+			},
+		},
+	}
+	// ActivityRegistrationsColumns holds the columns for the "activity_registrations" table.
+	ActivityRegistrationsColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeInt, Increment: true},
+		{Name: "status", Type: field.TypeEnum, Enums: []string{"REGISTERED", "WAITLISTED", "CANCELLED", "CHECKED_IN"}},
+		{Name: "created_at", Type: field.TypeTime},
+		{Name: "cancelled_at", Type: field.TypeTime, Nullable: true},
+		{Name: "checked_in_at", Type: field.TypeTime, Nullable: true},
+		{Name: "checked_in_by", Type: field.TypeInt, Nullable: true},
+		{Name: "activity_id", Type: field.TypeInt},
+		{Name: "member_id", Type: field.TypeInt},
+	}
+	// ActivityRegistrationsTable holds the schema information for the "activity_registrations" table.
+	ActivityRegistrationsTable = &schema.Table{
+		Name:       "activity_registrations",
+		Columns:    ActivityRegistrationsColumns,
+		PrimaryKey: []*schema.Column{ActivityRegistrationsColumns[0]},
+		ForeignKeys: []*schema.ForeignKey{
+			{
+				Symbol:     "activity_registrations_activities_activity",
+				Columns:    []*schema.Column{ActivityRegistrationsColumns[6]},
+				RefColumns: []*schema.Column{ActivitiesColumns[0]},
+				OnDelete:   schema.NoAction,
+			},
+			{
+				Symbol:     "activity_registrations_members_member",
+				Columns:    []*schema.Column{ActivityRegistrationsColumns[7]},
+				RefColumns: []*schema.Column{MembersColumns[0]},
+				OnDelete:   schema.NoAction,
+			},
+		},
+		Indexes: []*schema.Index{
+			{
+				Name:    "activityregistration_activity_id_member_id",
+				Unique:  true,
+				Columns: []*schema.Column{ActivityRegistrationsColumns[6], ActivityRegistrationsColumns[7]},
+				Annotation: &entsql.IndexAnnotation{
+					Where: "status <> 'CANCELLED'",
+				},
+			},
+			{
+				Name:    "activityregistration_activity_id_status",
+				Unique:  false,
+				Columns: []*schema.Column{ActivityRegistrationsColumns[6], ActivityRegistrationsColumns[1]},
+			},
+			{
+				Name:    "activityregistration_member_id",
+				Unique:  false,
+				Columns: []*schema.Column{ActivityRegistrationsColumns[7]},
+			},
+		},
+	}
 	// APIClientsColumns holds the columns for the "api_clients" table.
 	APIClientsColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeInt, Increment: true},
@@ -156,6 +237,8 @@ var (
 		{Name: "redeemed_at", Type: field.TypeTime, Nullable: true},
 		{Name: "order_id", Type: field.TypeInt, Nullable: true},
 		{Name: "source", Type: field.TypeString, Default: ""},
+		{Name: "discount", Type: field.TypeInt64, Default: 0},
+		{Name: "expiring_notified_at", Type: field.TypeTime, Nullable: true},
 		{Name: "template_id", Type: field.TypeInt},
 	}
 	// CouponsTable holds the schema information for the "coupons" table.
@@ -166,7 +249,7 @@ var (
 		ForeignKeys: []*schema.ForeignKey{
 			{
 				Symbol:     "coupons_coupon_templates_template",
-				Columns:    []*schema.Column{CouponsColumns[11]},
+				Columns:    []*schema.Column{CouponsColumns[13]},
 				RefColumns: []*schema.Column{CouponTemplatesColumns[0]},
 				OnDelete:   schema.NoAction,
 			},
@@ -180,12 +263,22 @@ var (
 			{
 				Name:    "coupon_template_id_member_id",
 				Unique:  false,
-				Columns: []*schema.Column{CouponsColumns[11], CouponsColumns[2]},
+				Columns: []*schema.Column{CouponsColumns[13], CouponsColumns[2]},
 			},
 			{
 				Name:    "coupon_locked_order_ref",
 				Unique:  false,
 				Columns: []*schema.Column{CouponsColumns[6]},
+			},
+			{
+				Name:    "coupon_order_id",
+				Unique:  false,
+				Columns: []*schema.Column{CouponsColumns[9]},
+			},
+			{
+				Name:    "coupon_status_expires_at",
+				Unique:  false,
+				Columns: []*schema.Column{CouponsColumns[3], CouponsColumns[5]},
 			},
 		},
 	}
@@ -339,6 +432,150 @@ var (
 			},
 		},
 	}
+	// LogCursorsColumns holds the columns for the "log_cursors" table.
+	LogCursorsColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeInt, Increment: true},
+		{Name: "name", Type: field.TypeString, Unique: true},
+		{Name: "position", Type: field.TypeInt64, Default: 0},
+		{Name: "updated_at", Type: field.TypeTime},
+	}
+	// LogCursorsTable holds the schema information for the "log_cursors" table.
+	LogCursorsTable = &schema.Table{
+		Name:       "log_cursors",
+		Columns:    LogCursorsColumns,
+		PrimaryKey: []*schema.Column{LogCursorsColumns[0]},
+	}
+	// LotteriesColumns holds the columns for the "lotteries" table.
+	LotteriesColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeInt, Increment: true},
+		{Name: "created_at", Type: field.TypeTime},
+		{Name: "updated_at", Type: field.TypeTime},
+		{Name: "title", Type: field.TypeString},
+		{Name: "cost_points", Type: field.TypeInt},
+		{Name: "daily_draw_limit", Type: field.TypeInt},
+		{Name: "starts_at", Type: field.TypeTime},
+		{Name: "ends_at", Type: field.TypeTime},
+	}
+	// LotteriesTable holds the schema information for the "lotteries" table.
+	LotteriesTable = &schema.Table{
+		Name:       "lotteries",
+		Columns:    LotteriesColumns,
+		PrimaryKey: []*schema.Column{LotteriesColumns[0]},
+	}
+	// LotteryDrawsColumns holds the columns for the "lottery_draws" table.
+	LotteryDrawsColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeInt, Increment: true},
+		{Name: "lottery_id", Type: field.TypeInt},
+		{Name: "member_id", Type: field.TypeInt},
+		{Name: "prize_id", Type: field.TypeInt, Nullable: true},
+		{Name: "won", Type: field.TypeBool},
+		{Name: "points_spent", Type: field.TypeInt64},
+		{Name: "points_awarded", Type: field.TypeInt64, Default: 0},
+		{Name: "coupon_id", Type: field.TypeInt, Nullable: true},
+		{Name: "idempotency_key", Type: field.TypeString},
+		{Name: "drawn_at", Type: field.TypeTime},
+	}
+	// LotteryDrawsTable holds the schema information for the "lottery_draws" table.
+	LotteryDrawsTable = &schema.Table{
+		Name:       "lottery_draws",
+		Columns:    LotteryDrawsColumns,
+		PrimaryKey: []*schema.Column{LotteryDrawsColumns[0]},
+		Indexes: []*schema.Index{
+			{
+				Name:    "lotterydraw_member_id_idempotency_key",
+				Unique:  true,
+				Columns: []*schema.Column{LotteryDrawsColumns[2], LotteryDrawsColumns[8]},
+			},
+			{
+				Name:    "lotterydraw_lottery_id_member_id_drawn_at",
+				Unique:  false,
+				Columns: []*schema.Column{LotteryDrawsColumns[1], LotteryDrawsColumns[2], LotteryDrawsColumns[9]},
+			},
+		},
+	}
+	// LotteryPrizesColumns holds the columns for the "lottery_prizes" table.
+	LotteryPrizesColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeInt, Increment: true},
+		{Name: "name", Type: field.TypeString},
+		{Name: "kind", Type: field.TypeEnum, Enums: []string{"COUPON", "POINTS", "PHYSICAL", "NOTHING"}},
+		{Name: "weight", Type: field.TypeInt},
+		{Name: "stock", Type: field.TypeInt, Nullable: true},
+		{Name: "coupon_template_id", Type: field.TypeInt, Nullable: true},
+		{Name: "points", Type: field.TypeInt, Nullable: true},
+		{Name: "position", Type: field.TypeInt, Default: 0},
+		{Name: "lottery_id", Type: field.TypeInt},
+	}
+	// LotteryPrizesTable holds the schema information for the "lottery_prizes" table.
+	LotteryPrizesTable = &schema.Table{
+		Name:       "lottery_prizes",
+		Columns:    LotteryPrizesColumns,
+		PrimaryKey: []*schema.Column{LotteryPrizesColumns[0]},
+		ForeignKeys: []*schema.ForeignKey{
+			{
+				Symbol:     "lottery_prizes_lotteries_prizes",
+				Columns:    []*schema.Column{LotteryPrizesColumns[8]},
+				RefColumns: []*schema.Column{LotteriesColumns[0]},
+				OnDelete:   schema.NoAction,
+			},
+		},
+	}
+	// MallItemsColumns holds the columns for the "mall_items" table.
+	MallItemsColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeInt, Increment: true},
+		{Name: "created_at", Type: field.TypeTime},
+		{Name: "updated_at", Type: field.TypeTime},
+		{Name: "title", Type: field.TypeString},
+		{Name: "image_url", Type: field.TypeString, Nullable: true},
+		{Name: "points_price", Type: field.TypeInt},
+		{Name: "stock", Type: field.TypeInt},
+		{Name: "per_member_limit", Type: field.TypeInt, Nullable: true},
+		{Name: "coupon_template_id", Type: field.TypeInt, Nullable: true},
+		{Name: "active", Type: field.TypeBool, Default: true},
+	}
+	// MallItemsTable holds the schema information for the "mall_items" table.
+	MallItemsTable = &schema.Table{
+		Name:       "mall_items",
+		Columns:    MallItemsColumns,
+		PrimaryKey: []*schema.Column{MallItemsColumns[0]},
+	}
+	// MallRedemptionsColumns holds the columns for the "mall_redemptions" table.
+	MallRedemptionsColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeInt, Increment: true},
+		{Name: "member_id", Type: field.TypeInt},
+		{Name: "quantity", Type: field.TypeInt},
+		{Name: "points_spent", Type: field.TypeInt64},
+		{Name: "status", Type: field.TypeEnum, Enums: []string{"COMPLETED", "REFUNDED"}, Default: "COMPLETED"},
+		{Name: "idempotency_key", Type: field.TypeString},
+		{Name: "coupon_ids", Type: field.TypeJSON, Nullable: true},
+		{Name: "created_at", Type: field.TypeTime},
+		{Name: "item_id", Type: field.TypeInt},
+	}
+	// MallRedemptionsTable holds the schema information for the "mall_redemptions" table.
+	MallRedemptionsTable = &schema.Table{
+		Name:       "mall_redemptions",
+		Columns:    MallRedemptionsColumns,
+		PrimaryKey: []*schema.Column{MallRedemptionsColumns[0]},
+		ForeignKeys: []*schema.ForeignKey{
+			{
+				Symbol:     "mall_redemptions_mall_items_item",
+				Columns:    []*schema.Column{MallRedemptionsColumns[8]},
+				RefColumns: []*schema.Column{MallItemsColumns[0]},
+				OnDelete:   schema.NoAction,
+			},
+		},
+		Indexes: []*schema.Index{
+			{
+				Name:    "mallredemption_member_id_idempotency_key",
+				Unique:  true,
+				Columns: []*schema.Column{MallRedemptionsColumns[1], MallRedemptionsColumns[5]},
+			},
+			{
+				Name:    "mallredemption_item_id_member_id",
+				Unique:  false,
+				Columns: []*schema.Column{MallRedemptionsColumns[8], MallRedemptionsColumns[1]},
+			},
+		},
+	}
 	// MembersColumns holds the columns for the "members" table.
 	MembersColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeInt, Increment: true},
@@ -360,6 +597,7 @@ var (
 		{Name: "registered_at", Type: field.TypeTime},
 		{Name: "status_changed_at", Type: field.TypeTime, Nullable: true},
 		{Name: "status_reason", Type: field.TypeString, Default: ""},
+		{Name: "referral_code", Type: field.TypeString, Unique: true, Nullable: true},
 		{Name: "source_business_unit_id", Type: field.TypeInt, Nullable: true},
 		{Name: "tier_id", Type: field.TypeInt, Nullable: true},
 		{Name: "merged_into_id", Type: field.TypeInt, Unique: true, Nullable: true},
@@ -372,19 +610,19 @@ var (
 		ForeignKeys: []*schema.ForeignKey{
 			{
 				Symbol:     "members_business_units_source_business_unit",
-				Columns:    []*schema.Column{MembersColumns[19]},
+				Columns:    []*schema.Column{MembersColumns[20]},
 				RefColumns: []*schema.Column{BusinessUnitsColumns[0]},
 				OnDelete:   schema.SetNull,
 			},
 			{
 				Symbol:     "members_tiers_tier",
-				Columns:    []*schema.Column{MembersColumns[20]},
+				Columns:    []*schema.Column{MembersColumns[21]},
 				RefColumns: []*schema.Column{TiersColumns[0]},
 				OnDelete:   schema.SetNull,
 			},
 			{
 				Symbol:     "members_members_merged_into",
-				Columns:    []*schema.Column{MembersColumns[21]},
+				Columns:    []*schema.Column{MembersColumns[22]},
 				RefColumns: []*schema.Column{MembersColumns[0]},
 				OnDelete:   schema.SetNull,
 			},
@@ -410,6 +648,7 @@ var (
 		{Name: "type", Type: field.TypeEnum, Enums: []string{"TIER_CHANGED", "POINTS_CHANGED", "STORED_VALUE_CHANGED", "COUPON_ISSUED", "COUPON_EXPIRING"}},
 		{Name: "payload", Type: field.TypeJSON},
 		{Name: "occurred_at", Type: field.TypeTime},
+		{Name: "tx_id", Type: field.TypeInt64, Nullable: true, Default: schema.Expr("(pg_current_xact_id()::text)::bigint")},
 	}
 	// MemberEventsTable holds the schema information for the "member_events" table.
 	MemberEventsTable = &schema.Table{
@@ -426,6 +665,11 @@ var (
 				Name:    "memberevent_occurred_at",
 				Unique:  false,
 				Columns: []*schema.Column{MemberEventsColumns[5]},
+			},
+			{
+				Name:    "memberevent_tx_id",
+				Unique:  false,
+				Columns: []*schema.Column{MemberEventsColumns[6]},
 			},
 		},
 	}
@@ -795,6 +1039,128 @@ var (
 				Annotation: &entsql.IndexAnnotation{
 					Where: "remaining > 0",
 				},
+			},
+		},
+	}
+	// PromoCodesColumns holds the columns for the "promo_codes" table.
+	PromoCodesColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeInt, Increment: true},
+		{Name: "created_at", Type: field.TypeTime},
+		{Name: "updated_at", Type: field.TypeTime},
+		{Name: "code", Type: field.TypeString, Unique: true},
+		{Name: "coupon_template_ids", Type: field.TypeJSON, Nullable: true},
+		{Name: "points", Type: field.TypeInt, Default: 0},
+		{Name: "usage_limit", Type: field.TypeInt},
+		{Name: "used_count", Type: field.TypeInt, Default: 0},
+		{Name: "per_member_limit", Type: field.TypeInt},
+		{Name: "valid_from", Type: field.TypeTime, Nullable: true},
+		{Name: "valid_to", Type: field.TypeTime, Nullable: true},
+	}
+	// PromoCodesTable holds the schema information for the "promo_codes" table.
+	PromoCodesTable = &schema.Table{
+		Name:       "promo_codes",
+		Columns:    PromoCodesColumns,
+		PrimaryKey: []*schema.Column{PromoCodesColumns[0]},
+	}
+	// PromoRedemptionsColumns holds the columns for the "promo_redemptions" table.
+	PromoRedemptionsColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeInt, Increment: true},
+		{Name: "promo_code_id", Type: field.TypeInt},
+		{Name: "member_id", Type: field.TypeInt},
+		{Name: "coupon_ids", Type: field.TypeJSON, Nullable: true},
+		{Name: "points", Type: field.TypeInt64, Default: 0},
+		{Name: "created_at", Type: field.TypeTime},
+	}
+	// PromoRedemptionsTable holds the schema information for the "promo_redemptions" table.
+	PromoRedemptionsTable = &schema.Table{
+		Name:       "promo_redemptions",
+		Columns:    PromoRedemptionsColumns,
+		PrimaryKey: []*schema.Column{PromoRedemptionsColumns[0]},
+		Indexes: []*schema.Index{
+			{
+				Name:    "promoredemption_promo_code_id_member_id",
+				Unique:  false,
+				Columns: []*schema.Column{PromoRedemptionsColumns[1], PromoRedemptionsColumns[2]},
+			},
+		},
+	}
+	// PushDeliveriesColumns holds the columns for the "push_deliveries" table.
+	PushDeliveriesColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeInt, Increment: true},
+		{Name: "event_id", Type: field.TypeInt},
+		{Name: "member_id", Type: field.TypeInt},
+		{Name: "channel", Type: field.TypeEnum, Enums: []string{"WECHAT_SUBSCRIBE", "APP_PUSH"}},
+		{Name: "status", Type: field.TypeEnum, Enums: []string{"PENDING", "SENT", "FAILED", "SKIPPED"}, Default: "PENDING"},
+		{Name: "attempts", Type: field.TypeInt, Default: 0},
+		{Name: "next_attempt_at", Type: field.TypeTime},
+		{Name: "last_error", Type: field.TypeString, Default: ""},
+		{Name: "sent_at", Type: field.TypeTime, Nullable: true},
+		{Name: "created_at", Type: field.TypeTime},
+	}
+	// PushDeliveriesTable holds the schema information for the "push_deliveries" table.
+	PushDeliveriesTable = &schema.Table{
+		Name:       "push_deliveries",
+		Columns:    PushDeliveriesColumns,
+		PrimaryKey: []*schema.Column{PushDeliveriesColumns[0]},
+		Indexes: []*schema.Index{
+			{
+				Name:    "pushdelivery_event_id_channel",
+				Unique:  true,
+				Columns: []*schema.Column{PushDeliveriesColumns[1], PushDeliveriesColumns[3]},
+			},
+			{
+				Name:    "pushdelivery_status_next_attempt_at",
+				Unique:  false,
+				Columns: []*schema.Column{PushDeliveriesColumns[4], PushDeliveriesColumns[6]},
+			},
+		},
+	}
+	// PushDevicesColumns holds the columns for the "push_devices" table.
+	PushDevicesColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeInt, Increment: true},
+		{Name: "member_id", Type: field.TypeInt},
+		{Name: "platform", Type: field.TypeEnum, Enums: []string{"IOS", "ANDROID"}},
+		{Name: "token", Type: field.TypeString, Unique: true},
+		{Name: "created_at", Type: field.TypeTime},
+		{Name: "disabled_at", Type: field.TypeTime, Nullable: true},
+	}
+	// PushDevicesTable holds the schema information for the "push_devices" table.
+	PushDevicesTable = &schema.Table{
+		Name:       "push_devices",
+		Columns:    PushDevicesColumns,
+		PrimaryKey: []*schema.Column{PushDevicesColumns[0]},
+		Indexes: []*schema.Index{
+			{
+				Name:    "pushdevice_member_id",
+				Unique:  false,
+				Columns: []*schema.Column{PushDevicesColumns[1]},
+			},
+		},
+	}
+	// ReferralsColumns holds the columns for the "referrals" table.
+	ReferralsColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeInt, Increment: true},
+		{Name: "referrer_id", Type: field.TypeInt},
+		{Name: "referee_id", Type: field.TypeInt},
+		{Name: "created_at", Type: field.TypeTime},
+		{Name: "rewarded_at", Type: field.TypeTime, Nullable: true},
+		{Name: "order_id", Type: field.TypeInt, Nullable: true},
+	}
+	// ReferralsTable holds the schema information for the "referrals" table.
+	ReferralsTable = &schema.Table{
+		Name:       "referrals",
+		Columns:    ReferralsColumns,
+		PrimaryKey: []*schema.Column{ReferralsColumns[0]},
+		Indexes: []*schema.Index{
+			{
+				Name:    "referral_referee_id",
+				Unique:  true,
+				Columns: []*schema.Column{ReferralsColumns[2]},
+			},
+			{
+				Name:    "referral_referrer_id",
+				Unique:  false,
+				Columns: []*schema.Column{ReferralsColumns[1]},
 			},
 		},
 	}
@@ -1199,6 +1565,8 @@ var (
 	// Tables holds all the tables in the schema.
 	Tables = []*schema.Table{
 		AccountsTable,
+		ActivitiesTable,
+		ActivityRegistrationsTable,
 		APIClientsTable,
 		AuditLogsTable,
 		BenefitsTable,
@@ -1209,6 +1577,12 @@ var (
 		EarningRulesTable,
 		GrowthEntriesTable,
 		IdentitiesTable,
+		LogCursorsTable,
+		LotteriesTable,
+		LotteryDrawsTable,
+		LotteryPrizesTable,
+		MallItemsTable,
+		MallRedemptionsTable,
 		MembersTable,
 		MemberEventsTable,
 		NotificationsTable,
@@ -1222,6 +1596,11 @@ var (
 		PointsAllocationsTable,
 		PointsEntriesTable,
 		PointsLotsTable,
+		PromoCodesTable,
+		PromoRedemptionsTable,
+		PushDeliveriesTable,
+		PushDevicesTable,
+		ReferralsTable,
 		RefreshTokensTable,
 		RefundsTable,
 		StaffsTable,
@@ -1243,6 +1622,14 @@ func init() {
 	AccountsTable.ForeignKeys[0].RefTable = MembersTable
 	AccountsTable.Annotation = &entsql.Annotation{
 		IncrementStart: func(i int) *int { return &i }(47244640256),
+	}
+	ActivitiesTable.Annotation = &entsql.Annotation{
+		IncrementStart: func(i int) *int { return &i }(133143986176),
+	}
+	ActivityRegistrationsTable.ForeignKeys[0].RefTable = ActivitiesTable
+	ActivityRegistrationsTable.ForeignKeys[1].RefTable = MembersTable
+	ActivityRegistrationsTable.Annotation = &entsql.Annotation{
+		IncrementStart: func(i int) *int { return &i }(137438953472),
 	}
 	APIClientsTable.Annotation = &entsql.Annotation{
 		IncrementStart: func(i int) *int { return &i }(0),
@@ -1278,6 +1665,26 @@ func init() {
 	IdentitiesTable.ForeignKeys[0].RefTable = MembersTable
 	IdentitiesTable.Annotation = &entsql.Annotation{
 		IncrementStart: func(i int) *int { return &i }(17179869184),
+	}
+	LogCursorsTable.Annotation = &entsql.Annotation{
+		IncrementStart: func(i int) *int { return &i }(141733920768),
+	}
+	LotteriesTable.Annotation = &entsql.Annotation{
+		IncrementStart: func(i int) *int { return &i }(146028888064),
+	}
+	LotteryDrawsTable.Annotation = &entsql.Annotation{
+		IncrementStart: func(i int) *int { return &i }(150323855360),
+	}
+	LotteryPrizesTable.ForeignKeys[0].RefTable = LotteriesTable
+	LotteryPrizesTable.Annotation = &entsql.Annotation{
+		IncrementStart: func(i int) *int { return &i }(154618822656),
+	}
+	MallItemsTable.Annotation = &entsql.Annotation{
+		IncrementStart: func(i int) *int { return &i }(158913789952),
+	}
+	MallRedemptionsTable.ForeignKeys[0].RefTable = MallItemsTable
+	MallRedemptionsTable.Annotation = &entsql.Annotation{
+		IncrementStart: func(i int) *int { return &i }(163208757248),
 	}
 	MembersTable.ForeignKeys[0].RefTable = BusinessUnitsTable
 	MembersTable.ForeignKeys[1].RefTable = TiersTable
@@ -1327,6 +1734,21 @@ func init() {
 	}
 	PointsLotsTable.Annotation = &entsql.Annotation{
 		IncrementStart: func(i int) *int { return &i }(115964116992),
+	}
+	PromoCodesTable.Annotation = &entsql.Annotation{
+		IncrementStart: func(i int) *int { return &i }(167503724544),
+	}
+	PromoRedemptionsTable.Annotation = &entsql.Annotation{
+		IncrementStart: func(i int) *int { return &i }(171798691840),
+	}
+	PushDeliveriesTable.Annotation = &entsql.Annotation{
+		IncrementStart: func(i int) *int { return &i }(176093659136),
+	}
+	PushDevicesTable.Annotation = &entsql.Annotation{
+		IncrementStart: func(i int) *int { return &i }(180388626432),
+	}
+	ReferralsTable.Annotation = &entsql.Annotation{
+		IncrementStart: func(i int) *int { return &i }(184683593728),
 	}
 	RefreshTokensTable.Annotation = &entsql.Annotation{
 		IncrementStart: func(i int) *int { return &i }(30064771072),

@@ -9,6 +9,12 @@ import (
 // Account is the predicate function for account builders.
 type Account func(*sql.Selector)
 
+// Activity is the predicate function for activity builders.
+type Activity func(*sql.Selector)
+
+// ActivityRegistration is the predicate function for activityregistration builders.
+type ActivityRegistration func(*sql.Selector)
+
 // ApiClient is the predicate function for apiclient builders.
 type ApiClient func(*sql.Selector)
 
@@ -38,6 +44,24 @@ type GrowthEntry func(*sql.Selector)
 
 // Identity is the predicate function for identity builders.
 type Identity func(*sql.Selector)
+
+// LogCursor is the predicate function for logcursor builders.
+type LogCursor func(*sql.Selector)
+
+// Lottery is the predicate function for lottery builders.
+type Lottery func(*sql.Selector)
+
+// LotteryDraw is the predicate function for lotterydraw builders.
+type LotteryDraw func(*sql.Selector)
+
+// LotteryPrize is the predicate function for lotteryprize builders.
+type LotteryPrize func(*sql.Selector)
+
+// MallItem is the predicate function for mallitem builders.
+type MallItem func(*sql.Selector)
+
+// MallRedemption is the predicate function for mallredemption builders.
+type MallRedemption func(*sql.Selector)
 
 // Member is the predicate function for member builders.
 type Member func(*sql.Selector)
@@ -77,6 +101,21 @@ type PointsEntry func(*sql.Selector)
 
 // PointsLot is the predicate function for pointslot builders.
 type PointsLot func(*sql.Selector)
+
+// PromoCode is the predicate function for promocode builders.
+type PromoCode func(*sql.Selector)
+
+// PromoRedemption is the predicate function for promoredemption builders.
+type PromoRedemption func(*sql.Selector)
+
+// PushDelivery is the predicate function for pushdelivery builders.
+type PushDelivery func(*sql.Selector)
+
+// PushDevice is the predicate function for pushdevice builders.
+type PushDevice func(*sql.Selector)
+
+// Referral is the predicate function for referral builders.
+type Referral func(*sql.Selector)
 
 // RefreshToken is the predicate function for refreshtoken builders.
 type RefreshToken func(*sql.Selector)

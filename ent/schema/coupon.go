@@ -65,6 +65,10 @@ func (Coupon) Fields() []ent.Field {
 		field.Time("redeemed_at").Optional().Nillable(),
 		field.Int("order_id").Optional().Nillable().Annotations(hidden()),
 		field.String("source").Default("").Annotations(hidden()),
+		// discount is what the coupon took off the basket it was redeemed on.
+		field.Int64("discount").Default(0).Annotations(hidden()),
+		// expiring_notified_at marks the CouponExpiring event as sent.
+		field.Time("expiring_notified_at").Optional().Nillable().Annotations(hidden()),
 	}
 }
 
@@ -79,6 +83,8 @@ func (Coupon) Indexes() []ent.Index {
 		index.Fields("member_id", "status", "expires_at"),
 		index.Fields("template_id", "member_id"),
 		index.Fields("locked_order_ref"),
+		index.Fields("order_id"),
+		index.Fields("status", "expires_at"),
 	}
 }
 

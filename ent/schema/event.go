@@ -5,9 +5,12 @@ import (
 
 	"entgo.io/contrib/entgql"
 	"entgo.io/ent"
+	"entgo.io/ent/dialect/entsql"
 	"entgo.io/ent/schema"
 	"entgo.io/ent/schema/field"
 	"entgo.io/ent/schema/index"
+
+	"github.com/onemember/onemember/ent/schema/enum"
 )
 
 // MemberEvent is the outbox: every change a member should hear about,
@@ -24,11 +27,16 @@ func (MemberEvent) Fields() []ent.Field {
 			Immutable(),
 		field.JSON("payload", map[string]any{}).Immutable(),
 		field.Time("occurred_at").Default(time.Now).Immutable(),
+		// tx_id is the writing transaction (pg_current_xact_id). Tailers pass
+		// a row only once every transaction older than it has ended (ids below
+		// pg_snapshot_xmin), so a late commit is never skipped.
+		field.Int64("tx_id").Optional().Immutable().
+			Annotations(entsql.DefaultExpr("(pg_current_xact_id()::text)::bigint")),
 	}
 }
 
 func (MemberEvent) Indexes() []ent.Index {
-	return []ent.Index{index.Fields("member_id", "seq").Unique(), index.Fields("occurred_at")}
+	return []ent.Index{index.Fields("member_id", "seq").Unique(), index.Fields("occurred_at"), index.Fields("tx_id")}
 }
 
 func (MemberEvent) Annotations() []schema.Annotation { return []schema.Annotation{entgql.Skip(entgql.SkipAll)} }
@@ -57,3 +65,59 @@ func (Notification) Annotations() []schema.Annotation {
 		entgql.Skip(entgql.SkipWhereInput, entgql.SkipMutationCreateInput, entgql.SkipMutationUpdateInput),
 	}
 }
+
+// PushDelivery is one member event pushed through one outside channel
+// (WeChat subscribe message, APNs/FCM). Its row is the delivery state: a
+// restart resumes PENDING rows and never sends a SENT one again.
+type PushDelivery struct{ ent.Schema }
+
+func (PushDelivery) Fields() []ent.Field {
+	return []ent.Field{
+		field.Int("event_id").Immutable(),
+		field.Int("member_id").Immutable(),
+		field.Enum("channel").GoType(enum.PushChannel("")).Immutable(),
+		field.Enum("status").Values("PENDING", "SENT", "FAILED", "SKIPPED").Default("PENDING"),
+		field.Int("attempts").Default(0),
+		field.Time("next_attempt_at").Default(time.Now),
+		field.String("last_error").Default(""),
+		field.Time("sent_at").Optional().Nillable(),
+		field.Time("created_at").Default(time.Now).Immutable(),
+	}
+}
+
+func (PushDelivery) Indexes() []ent.Index {
+	return []ent.Index{index.Fields("event_id", "channel").Unique(), index.Fields("status", "next_attempt_at")}
+}
+
+func (PushDelivery) Annotations() []schema.Annotation { return []schema.Annotation{entgql.Skip(entgql.SkipAll)} }
+
+// PushDevice is an app installation's push token (APNs or FCM).
+type PushDevice struct{ ent.Schema }
+
+func (PushDevice) Fields() []ent.Field {
+	return []ent.Field{
+		field.Int("member_id"),
+		field.Enum("platform").Values("IOS", "ANDROID"),
+		field.String("token").NotEmpty().Unique(),
+		field.Time("created_at").Default(time.Now).Immutable(),
+		field.Time("disabled_at").Optional().Nillable(),
+	}
+}
+
+func (PushDevice) Indexes() []ent.Index { return []ent.Index{index.Fields("member_id")} }
+
+func (PushDevice) Annotations() []schema.Annotation { return []schema.Annotation{entgql.Skip(entgql.SkipAll)} }
+
+// LogCursor is how far a named reader of the member event log has got
+// (the push dispatcher, campaign triggers): a transaction-id horizon.
+type LogCursor struct{ ent.Schema }
+
+func (LogCursor) Fields() []ent.Field {
+	return []ent.Field{
+		field.String("name").NotEmpty().Unique().Immutable(),
+		field.Int64("position").Default(0),
+		field.Time("updated_at").Default(time.Now).UpdateDefault(time.Now),
+	}
+}
+
+func (LogCursor) Annotations() []schema.Annotation { return []schema.Annotation{entgql.Skip(entgql.SkipAll)} }

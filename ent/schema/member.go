@@ -51,6 +51,8 @@ func (Member) Fields() []ent.Field {
 		field.Int("merged_into_id").Optional().Nillable().Annotations(hidden()),
 		field.Time("status_changed_at").Optional().Nillable().Annotations(hidden()),
 		field.String("status_reason").Default("").Annotations(hidden()),
+		// referral_code is drawn the first time the member asks for it.
+		field.String("referral_code").Optional().Nillable().Unique().Annotations(hidden()),
 	}
 }
 

@@ -164,3 +164,47 @@ func (CouponKind) Values() []string {
 }
 func (e CouponKind) MarshalGQL(w io.Writer)    { marshal(w, string(e)) }
 func (e *CouponKind) UnmarshalGQL(v any) error { return unmarshal(v, e) }
+
+// LotteryPrizeKind is what a lottery prize gives.
+type LotteryPrizeKind string
+
+const (
+	PrizeCoupon   LotteryPrizeKind = "COUPON"
+	PrizePoints   LotteryPrizeKind = "POINTS"
+	PrizePhysical LotteryPrizeKind = "PHYSICAL"
+	PrizeNothing  LotteryPrizeKind = "NOTHING"
+)
+
+func (LotteryPrizeKind) Values() []string { return []string{"COUPON", "POINTS", "PHYSICAL", "NOTHING"} }
+func (e LotteryPrizeKind) MarshalGQL(w io.Writer)    { marshal(w, string(e)) }
+func (e *LotteryPrizeKind) UnmarshalGQL(v any) error { return unmarshal(v, e) }
+
+// RegistrationStatus is where an activity registration stands. A member
+// who registers gets REGISTERED while there is capacity, WAITLISTED after;
+// CHECKED_IN once the ticket is scanned at the door.
+type RegistrationStatus string
+
+const (
+	RegistrationRegistered RegistrationStatus = "REGISTERED"
+	RegistrationWaitlisted RegistrationStatus = "WAITLISTED"
+	RegistrationCancelled  RegistrationStatus = "CANCELLED"
+	RegistrationCheckedIn  RegistrationStatus = "CHECKED_IN"
+)
+
+func (RegistrationStatus) Values() []string {
+	return []string{"REGISTERED", "WAITLISTED", "CANCELLED", "CHECKED_IN"}
+}
+func (e RegistrationStatus) MarshalGQL(w io.Writer)    { marshal(w, string(e)) }
+func (e *RegistrationStatus) UnmarshalGQL(v any) error { return unmarshal(v, e) }
+
+// PushChannel is an outside channel member events are pushed through.
+type PushChannel string
+
+const (
+	PushWeChatSubscribe PushChannel = "WECHAT_SUBSCRIBE"
+	PushApp             PushChannel = "APP_PUSH"
+)
+
+func (PushChannel) Values() []string { return []string{"WECHAT_SUBSCRIBE", "APP_PUSH"} }
+func (e PushChannel) MarshalGQL(w io.Writer)    { marshal(w, string(e)) }
+func (e *PushChannel) UnmarshalGQL(v any) error { return unmarshal(v, e) }
