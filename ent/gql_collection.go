@@ -1657,7 +1657,7 @@ func (_q *MallItemQuery) collectField(ctx context.Context, oneNode bool, opCtx *
 				selectedFields = append(selectedFields, mallitem.FieldTitle)
 				fieldSeen[mallitem.FieldTitle] = struct{}{}
 			}
-		case "imageURL":
+		case "imageUrl":
 			if _, ok := fieldSeen[mallitem.FieldImageURL]; !ok {
 				selectedFields = append(selectedFields, mallitem.FieldImageURL)
 				fieldSeen[mallitem.FieldImageURL] = struct{}{}

@@ -21,11 +21,25 @@ func (r *queryResolver) Nodes(ctx context.Context, ids []int) ([]ent.Noder, erro
 	return r.DB.Noders(ctx, ids)
 }
 
+// Activity returns ActivityResolver implementation.
+func (r *Resolver) Activity() ActivityResolver { return &activityResolver{r} }
+
+// ActivityRegistration returns ActivityRegistrationResolver implementation.
+func (r *Resolver) ActivityRegistration() ActivityRegistrationResolver {
+	return &activityRegistrationResolver{r}
+}
+
 // Coupon returns CouponResolver implementation.
 func (r *Resolver) Coupon() CouponResolver { return &couponResolver{r} }
 
+// CouponTemplate returns CouponTemplateResolver implementation.
+func (r *Resolver) CouponTemplate() CouponTemplateResolver { return &couponTemplateResolver{r} }
+
 // EarningRule returns EarningRuleResolver implementation.
 func (r *Resolver) EarningRule() EarningRuleResolver { return &earningRuleResolver{r} }
+
+// Lottery returns LotteryResolver implementation.
+func (r *Resolver) Lottery() LotteryResolver { return &lotteryResolver{r} }
 
 // Member returns MemberResolver implementation.
 func (r *Resolver) Member() MemberResolver { return &memberResolver{r} }
@@ -40,10 +54,14 @@ func (r *Resolver) Query() QueryResolver { return &queryResolver{r} }
 func (r *Resolver) Tier() TierResolver { return &tierResolver{r} }
 
 type (
-	couponResolver      struct{ *Resolver }
-	earningRuleResolver struct{ *Resolver }
-	memberResolver      struct{ *Resolver }
-	orderResolver       struct{ *Resolver }
-	queryResolver       struct{ *Resolver }
-	tierResolver        struct{ *Resolver }
+	activityResolver             struct{ *Resolver }
+	activityRegistrationResolver struct{ *Resolver }
+	couponResolver               struct{ *Resolver }
+	couponTemplateResolver       struct{ *Resolver }
+	earningRuleResolver          struct{ *Resolver }
+	lotteryResolver              struct{ *Resolver }
+	memberResolver               struct{ *Resolver }
+	orderResolver                struct{ *Resolver }
+	queryResolver                struct{ *Resolver }
+	tierResolver                 struct{ *Resolver }
 )

@@ -45,15 +45,20 @@ func NewExecutableSchema(cfg Config) graphql.ExecutableSchema {
 type Config = graphql.Config[ResolverRoot, DirectiveRoot, ComplexityRoot]
 
 type ResolverRoot interface {
+	Activity() ActivityResolver
+	ActivityRegistration() ActivityRegistrationResolver
 	Coupon() CouponResolver
+	CouponTemplate() CouponTemplateResolver
 	EarningRule() EarningRuleResolver
 	Growth() GrowthResolver
+	Lottery() LotteryResolver
 	Member() MemberResolver
 	Mutation() MutationResolver
 	Order() OrderResolver
 	Points() PointsResolver
 	Query() QueryResolver
 	StoredValue() StoredValueResolver
+	Subscription() SubscriptionResolver
 	Tier() TierResolver
 }
 
@@ -67,9 +72,11 @@ type ComplexityRoot struct {
 		CheckedInCount  func(childComplexity int) int
 		CreatedAt       func(childComplexity int) int
 		Description     func(childComplexity int) int
+		Eligible        func(childComplexity int) int
 		EndsAt          func(childComplexity int) int
 		ID              func(childComplexity int) int
 		Location        func(childComplexity int) int
+		MyRegistration  func(childComplexity int) int
 		RegisteredCount func(childComplexity int) int
 		StartsAt        func(childComplexity int) int
 		Title           func(childComplexity int) int
@@ -88,12 +95,22 @@ type ComplexityRoot struct {
 		Node   func(childComplexity int) int
 	}
 
+	ActivityPayload struct {
+		Activity func(childComplexity int) int
+	}
+
 	ActivityRegistration struct {
 		CancelledAt func(childComplexity int) int
 		CheckedInAt func(childComplexity int) int
 		CreatedAt   func(childComplexity int) int
 		ID          func(childComplexity int) int
+		Member      func(childComplexity int) int
 		Status      func(childComplexity int) int
+		TicketCode  func(childComplexity int) int
+	}
+
+	ActivityRegistrationPayload struct {
+		Registration func(childComplexity int) int
 	}
 
 	AdjustPointsPayload struct {
@@ -172,6 +189,23 @@ type ComplexityRoot struct {
 		StreakDays       func(childComplexity int) int
 	}
 
+	ClaimCouponPayload struct {
+		Coupon func(childComplexity int) int
+	}
+
+	ClaimableCoupon struct {
+		ClaimedByMe     func(childComplexity int) int
+		DiscountPercent func(childComplexity int) int
+		FaceValue       func(childComplexity int) int
+		ID              func(childComplexity int) int
+		Kind            func(childComplexity int) int
+		MinSpend        func(childComplexity int) int
+		PerMemberLimit  func(childComplexity int) int
+		Remaining       func(childComplexity int) int
+		Title           func(childComplexity int) int
+		ValidUntil      func(childComplexity int) int
+	}
+
 	Consent struct {
 		Granted   func(childComplexity int) int
 		ID        func(childComplexity int) int
@@ -212,18 +246,40 @@ type ComplexityRoot struct {
 		Node   func(childComplexity int) int
 	}
 
+	CouponExpiring struct {
+		Coupon     func(childComplexity int) int
+		Cursor     func(childComplexity int) int
+		OccurredAt func(childComplexity int) int
+	}
+
+	CouponIssued struct {
+		Coupon     func(childComplexity int) int
+		Cursor     func(childComplexity int) int
+		OccurredAt func(childComplexity int) int
+	}
+
 	CouponTemplate struct {
-		Claimable       func(childComplexity int) int
-		CreatedAt       func(childComplexity int) int
-		DiscountPercent func(childComplexity int) int
-		FaceValue       func(childComplexity int) int
-		ID              func(childComplexity int) int
-		Kind            func(childComplexity int) int
-		MinSpend        func(childComplexity int) int
-		PerMemberLimit  func(childComplexity int) int
-		Title           func(childComplexity int) int
-		TotalStock      func(childComplexity int) int
-		UpdatedAt       func(childComplexity int) int
+		AttributedRevenue func(childComplexity int) int
+		Claimable         func(childComplexity int) int
+		CreatedAt         func(childComplexity int) int
+		DiscountPercent   func(childComplexity int) int
+		DiscountTotal     func(childComplexity int) int
+		Expired           func(childComplexity int) int
+		FaceValue         func(childComplexity int) int
+		ID                func(childComplexity int) int
+		Issued            func(childComplexity int) int
+		Kind              func(childComplexity int) int
+		MinSpend          func(childComplexity int) int
+		PerMemberLimit    func(childComplexity int) int
+		Redeemed          func(childComplexity int) int
+		RedemptionRate    func(childComplexity int) int
+		Title             func(childComplexity int) int
+		TotalStock        func(childComplexity int) int
+		UpdatedAt         func(childComplexity int) int
+	}
+
+	CouponTemplatePayload struct {
+		Template func(childComplexity int) int
 	}
 
 	CreateApiClientPayload struct {
@@ -233,6 +289,15 @@ type ComplexityRoot struct {
 
 	CreateStaffPayload struct {
 		Staff func(childComplexity int) int
+	}
+
+	DrawLotteryPayload struct {
+		Coupon        func(childComplexity int) int
+		Duplicate     func(childComplexity int) int
+		PointsAwarded func(childComplexity int) int
+		PointsBalance func(childComplexity int) int
+		Prize         func(childComplexity int) int
+		Won           func(childComplexity int) int
 	}
 
 	EarningRule struct {
@@ -300,6 +365,11 @@ type ComplexityRoot struct {
 		Order     func(childComplexity int) int
 	}
 
+	LockCouponsPayload struct {
+		Coupons  func(childComplexity int) int
+		Discount func(childComplexity int) int
+	}
+
 	LogoutPayload struct {
 		Ok func(childComplexity int) int
 	}
@@ -308,11 +378,17 @@ type ComplexityRoot struct {
 		CostPoints     func(childComplexity int) int
 		CreatedAt      func(childComplexity int) int
 		DailyDrawLimit func(childComplexity int) int
+		DrawsLeftToday func(childComplexity int) int
 		EndsAt         func(childComplexity int) int
 		ID             func(childComplexity int) int
+		Prizes         func(childComplexity int) int
 		StartsAt       func(childComplexity int) int
 		Title          func(childComplexity int) int
 		UpdatedAt      func(childComplexity int) int
+	}
+
+	LotteryPayload struct {
+		Lottery func(childComplexity int) int
 	}
 
 	LotteryPrize struct {
@@ -343,6 +419,10 @@ type ComplexityRoot struct {
 	MallItemEdge struct {
 		Cursor func(childComplexity int) int
 		Node   func(childComplexity int) int
+	}
+
+	MallItemPayload struct {
+		Item func(childComplexity int) int
 	}
 
 	MallRedemption struct {
@@ -379,6 +459,7 @@ type ComplexityRoot struct {
 		Phone                func(childComplexity int) int
 		Points               func(childComplexity int) int
 		ProfileCompleteness  func(childComplexity int) int
+		Referral             func(childComplexity int) int
 		RegionCode           func(childComplexity int) int
 		RegisteredAt         func(childComplexity int) int
 		SourceBusinessUnit   func(childComplexity int) int
@@ -440,32 +521,46 @@ type ComplexityRoot struct {
 	}
 
 	Mutation struct {
-		AdjustPoints          func(childComplexity int, input model.AdjustPointsInput) int
-		AdminLogin            func(childComplexity int, input model.AdminLoginInput) int
-		BindPhone             func(childComplexity int, input model.BindPhoneInput) int
-		CheckIn               func(childComplexity int) int
-		CreateAPIClient       func(childComplexity int, input model.CreateAPIClientInput) int
-		CreateStaff           func(childComplexity int, input model.CreateStaffInput) int
-		EraseMember           func(childComplexity int, input model.MemberActionInput) int
-		FreezeMember          func(childComplexity int, input model.MemberActionInput) int
-		IngestOrder           func(childComplexity int, input model.IngestOrderInput) int
-		LoginWithPhone        func(childComplexity int, input model.LoginWithPhoneInput) int
-		LoginWithWeChat       func(childComplexity int, input model.LoginWithWeChatInput) int
-		Logout                func(childComplexity int) int
-		MarkNotificationsRead func(childComplexity int, ids []int) int
-		MergeMembers          func(childComplexity int, input model.MergeMembersInput) int
-		PayWithStoredValue    func(childComplexity int, input model.StoredValuePaymentInput) int
-		RecordPaidMembership  func(childComplexity int, input model.PaidMembershipPurchaseInput) int
-		RefreshToken          func(childComplexity int, input model.RefreshTokenInput) int
-		RefundOrder           func(childComplexity int, input model.RefundOrderInput) int
-		RequestOtp            func(childComplexity int, input model.RequestOtpInput) int
-		SetEarningRule        func(childComplexity int, input model.EarningRuleInput) int
-		SetPayPassword        func(childComplexity int, input model.SetPayPasswordInput) int
-		TopUpStoredValue      func(childComplexity int, input model.TopUpInput) int
-		UpdateConsent         func(childComplexity int, input model.UpdateConsentInput) int
-		UpdateMyProfile       func(childComplexity int, input model.UpdateMyProfileInput) int
-		UpsertBenefit         func(childComplexity int, input model.BenefitInput) int
-		UpsertTier            func(childComplexity int, input model.TierInput) int
+		AdjustPoints               func(childComplexity int, input model.AdjustPointsInput) int
+		AdminLogin                 func(childComplexity int, input model.AdminLoginInput) int
+		BindPhone                  func(childComplexity int, input model.BindPhoneInput) int
+		CancelActivityRegistration func(childComplexity int, input model.CancelActivityRegistrationInput) int
+		CheckIn                    func(childComplexity int) int
+		CheckInTicket              func(childComplexity int, ticketCode string) int
+		ClaimCoupon                func(childComplexity int, input model.ClaimCouponInput) int
+		CreateAPIClient            func(childComplexity int, input model.CreateAPIClientInput) int
+		CreateActivity             func(childComplexity int, input model.CreateActivityInput) int
+		CreateCouponTemplate       func(childComplexity int, input model.CreateCouponTemplateInput) int
+		CreateLottery              func(childComplexity int, input model.CreateLotteryInput) int
+		CreateMallItem             func(childComplexity int, input model.CreateMallItemInput) int
+		CreatePromoCode            func(childComplexity int, input model.CreatePromoCodeInput) int
+		CreateStaff                func(childComplexity int, input model.CreateStaffInput) int
+		DrawLottery                func(childComplexity int, input model.DrawLotteryInput) int
+		EraseMember                func(childComplexity int, input model.MemberActionInput) int
+		FreezeMember               func(childComplexity int, input model.MemberActionInput) int
+		IngestOrder                func(childComplexity int, input model.IngestOrderInput) int
+		LockCoupons                func(childComplexity int, input model.LockCouponsInput) int
+		LoginWithPhone             func(childComplexity int, input model.LoginWithPhoneInput) int
+		LoginWithWeChat            func(childComplexity int, input model.LoginWithWeChatInput) int
+		Logout                     func(childComplexity int) int
+		MarkNotificationsRead      func(childComplexity int, ids []int) int
+		MergeMembers               func(childComplexity int, input model.MergeMembersInput) int
+		PayWithStoredValue         func(childComplexity int, input model.StoredValuePaymentInput) int
+		RecordPaidMembership       func(childComplexity int, input model.PaidMembershipPurchaseInput) int
+		RedeemMallItem             func(childComplexity int, input model.RedeemMallItemInput) int
+		RedeemPromoCode            func(childComplexity int, input model.RedeemPromoCodeInput) int
+		RefreshToken               func(childComplexity int, input model.RefreshTokenInput) int
+		RefundOrder                func(childComplexity int, input model.RefundOrderInput) int
+		RegisterActivity           func(childComplexity int, input model.RegisterActivityInput) int
+		ReleaseCoupons             func(childComplexity int, input model.ReleaseCouponsInput) int
+		RequestOtp                 func(childComplexity int, input model.RequestOtpInput) int
+		SetEarningRule             func(childComplexity int, input model.EarningRuleInput) int
+		SetPayPassword             func(childComplexity int, input model.SetPayPasswordInput) int
+		TopUpStoredValue           func(childComplexity int, input model.TopUpInput) int
+		UpdateConsent              func(childComplexity int, input model.UpdateConsentInput) int
+		UpdateMyProfile            func(childComplexity int, input model.UpdateMyProfileInput) int
+		UpsertBenefit              func(childComplexity int, input model.BenefitInput) int
+		UpsertTier                 func(childComplexity int, input model.TierInput) int
 	}
 
 	Notification struct {
@@ -569,6 +664,14 @@ type ComplexityRoot struct {
 		Transactions func(childComplexity int, first *int, after *entgql.Cursor[int]) int
 	}
 
+	PointsChanged struct {
+		Cursor        func(childComplexity int) int
+		OccurredAt    func(childComplexity int) int
+		PointsBalance func(childComplexity int) int
+		PointsDelta   func(childComplexity int) int
+		Reason        func(childComplexity int) int
+	}
+
 	PointsEntry struct {
 		Amount         func(childComplexity int) int
 		BalanceAfter   func(childComplexity int) int
@@ -608,11 +711,19 @@ type ComplexityRoot struct {
 		ValidTo        func(childComplexity int) int
 	}
 
+	PromoCodePayload struct {
+		PromoCode func(childComplexity int) int
+	}
+
 	Query struct {
+		Activities          func(childComplexity int, first *int, after *entgql.Cursor[int], upcoming *bool) int
 		Benefits            func(childComplexity int) int
 		BusinessUnits       func(childComplexity int) int
+		ClaimableCoupons    func(childComplexity int) int
 		EarningRules        func(childComplexity int) int
 		IdentifyMember      func(childComplexity int, memberCode string) int
+		Lottery             func(childComplexity int, id int) int
+		MallItems           func(childComplexity int, first *int, after *entgql.Cursor[int]) int
 		Me                  func(childComplexity int) int
 		Members             func(childComplexity int, where *model.MemberWhereInput, first *int, after *entgql.Cursor[int], last *int, before *entgql.Cursor[int], orderBy *ent.MemberOrder) int
 		Node                func(childComplexity int, id int) int
@@ -629,6 +740,23 @@ type ComplexityRoot struct {
 		Membership func(childComplexity int) int
 	}
 
+	RedeemMallItemPayload struct {
+		Duplicate     func(childComplexity int) int
+		PointsBalance func(childComplexity int) int
+		Redemption    func(childComplexity int) int
+	}
+
+	RedeemPromoCodePayload struct {
+		Coupons       func(childComplexity int) int
+		PointsAwarded func(childComplexity int) int
+	}
+
+	ReferralSummary struct {
+		Code          func(childComplexity int) int
+		InvitedCount  func(childComplexity int) int
+		RewardedCount func(childComplexity int) int
+	}
+
 	RefreshTokenPayload struct {
 		AccessToken  func(childComplexity int) int
 		ExpiresAt    func(childComplexity int) int
@@ -641,6 +769,10 @@ type ComplexityRoot struct {
 		Order               func(childComplexity int) int
 		PointsReversed      func(childComplexity int) int
 		StoredValueRestored func(childComplexity int) int
+	}
+
+	ReleaseCouponsPayload struct {
+		Released func(childComplexity int) int
 	}
 
 	RequestOtpPayload struct {
@@ -683,6 +815,14 @@ type ComplexityRoot struct {
 		Transactions   func(childComplexity int, first *int, after *entgql.Cursor[int]) int
 	}
 
+	StoredValueChanged struct {
+		AmountDelta        func(childComplexity int) int
+		Cursor             func(childComplexity int) int
+		OccurredAt         func(childComplexity int) int
+		Reason             func(childComplexity int) int
+		StoredValueBalance func(childComplexity int) int
+	}
+
 	StoredValueEntry struct {
 		Amount          func(childComplexity int) int
 		BalanceAfter    func(childComplexity int) int
@@ -716,6 +856,10 @@ type ComplexityRoot struct {
 		Transaction func(childComplexity int) int
 	}
 
+	Subscription struct {
+		MemberEvents func(childComplexity int, after *string) int
+	}
+
 	Tier struct {
 		Benefits             func(childComplexity int) int
 		Code                 func(childComplexity int) int
@@ -741,6 +885,14 @@ type ComplexityRoot struct {
 		Reason     func(childComplexity int) int
 		To         func(childComplexity int) int
 		ToTierID   func(childComplexity int) int
+	}
+
+	TierChanged struct {
+		Cursor     func(childComplexity int) int
+		Direction  func(childComplexity int) int
+		From       func(childComplexity int) int
+		OccurredAt func(childComplexity int) int
+		To         func(childComplexity int) int
 	}
 
 	TierCount struct {
@@ -793,12 +945,28 @@ type ComplexityRoot struct {
 
 // region    ************************** generated!.gotpl **************************
 
+type ActivityResolver interface {
+	Eligible(ctx context.Context, obj *ent.Activity) (bool, error)
+	MyRegistration(ctx context.Context, obj *ent.Activity) (*ent.ActivityRegistration, error)
+}
+type ActivityRegistrationResolver interface {
+	TicketCode(ctx context.Context, obj *ent.ActivityRegistration) (*string, error)
+	Member(ctx context.Context, obj *ent.ActivityRegistration) (*ent.Member, error)
+}
 type CouponResolver interface {
 	Title(ctx context.Context, obj *ent.Coupon) (string, error)
 	Kind(ctx context.Context, obj *ent.Coupon) (enum.CouponKind, error)
 	FaceValue(ctx context.Context, obj *ent.Coupon) (int64, error)
 	DiscountPercent(ctx context.Context, obj *ent.Coupon) (*int, error)
 	MinSpend(ctx context.Context, obj *ent.Coupon) (int64, error)
+}
+type CouponTemplateResolver interface {
+	Issued(ctx context.Context, obj *ent.CouponTemplate) (int, error)
+	Redeemed(ctx context.Context, obj *ent.CouponTemplate) (int, error)
+	Expired(ctx context.Context, obj *ent.CouponTemplate) (int, error)
+	RedemptionRate(ctx context.Context, obj *ent.CouponTemplate) (float64, error)
+	DiscountTotal(ctx context.Context, obj *ent.CouponTemplate) (int64, error)
+	AttributedRevenue(ctx context.Context, obj *ent.CouponTemplate) (int64, error)
 }
 type EarningRuleResolver interface {
 	PointsPerYuan(ctx context.Context, obj *ent.EarningRule) (float64, error)
@@ -808,11 +976,16 @@ type EarningRuleResolver interface {
 type GrowthResolver interface {
 	Transactions(ctx context.Context, obj *gqlmodel.Growth, first *int, after *entgql.Cursor[int]) (*ent.GrowthEntryConnection, error)
 }
+type LotteryResolver interface {
+	Prizes(ctx context.Context, obj *ent.Lottery) ([]*ent.LotteryPrize, error)
+	DrawsLeftToday(ctx context.Context, obj *ent.Lottery) (int, error)
+}
 type MemberResolver interface {
 	Phone(ctx context.Context, obj *ent.Member) (*string, error)
 	Name(ctx context.Context, obj *ent.Member) (*string, error)
 	Birthday(ctx context.Context, obj *ent.Member) (*calendar.Date, error)
 	Identities(ctx context.Context, obj *ent.Member) ([]*ent.Identity, error)
+	Referral(ctx context.Context, obj *ent.Member) (*model.ReferralSummary, error)
 	Growth(ctx context.Context, obj *ent.Member) (*gqlmodel.Growth, error)
 	Points(ctx context.Context, obj *ent.Member) (*gqlmodel.Points, error)
 	StoredValue(ctx context.Context, obj *ent.Member) (*gqlmodel.StoredValue, error)
@@ -841,6 +1014,20 @@ type MutationResolver interface {
 	PayWithStoredValue(ctx context.Context, input model.StoredValuePaymentInput) (*model.StoredValuePaymentPayload, error)
 	TopUpStoredValue(ctx context.Context, input model.TopUpInput) (*model.StoredValuePaymentPayload, error)
 	RecordPaidMembership(ctx context.Context, input model.PaidMembershipPurchaseInput) (*model.RecordPaidMembershipPayload, error)
+	ClaimCoupon(ctx context.Context, input model.ClaimCouponInput) (*model.ClaimCouponPayload, error)
+	RedeemMallItem(ctx context.Context, input model.RedeemMallItemInput) (*model.RedeemMallItemPayload, error)
+	DrawLottery(ctx context.Context, input model.DrawLotteryInput) (*model.DrawLotteryPayload, error)
+	RedeemPromoCode(ctx context.Context, input model.RedeemPromoCodeInput) (*model.RedeemPromoCodePayload, error)
+	RegisterActivity(ctx context.Context, input model.RegisterActivityInput) (*model.ActivityRegistrationPayload, error)
+	CancelActivityRegistration(ctx context.Context, input model.CancelActivityRegistrationInput) (*model.ActivityRegistrationPayload, error)
+	CreateCouponTemplate(ctx context.Context, input model.CreateCouponTemplateInput) (*model.CouponTemplatePayload, error)
+	CreateMallItem(ctx context.Context, input model.CreateMallItemInput) (*model.MallItemPayload, error)
+	CreateLottery(ctx context.Context, input model.CreateLotteryInput) (*model.LotteryPayload, error)
+	CreateActivity(ctx context.Context, input model.CreateActivityInput) (*model.ActivityPayload, error)
+	CreatePromoCode(ctx context.Context, input model.CreatePromoCodeInput) (*model.PromoCodePayload, error)
+	CheckInTicket(ctx context.Context, ticketCode string) (*model.ActivityRegistrationPayload, error)
+	LockCoupons(ctx context.Context, input model.LockCouponsInput) (*model.LockCouponsPayload, error)
+	ReleaseCoupons(ctx context.Context, input model.ReleaseCouponsInput) (*model.ReleaseCouponsPayload, error)
 	BindPhone(ctx context.Context, input model.BindPhoneInput) (*model.BindPhonePayload, error)
 	UpdateMyProfile(ctx context.Context, input model.UpdateMyProfileInput) (*model.UpdateMyProfilePayload, error)
 	UpdateConsent(ctx context.Context, input model.UpdateConsentInput) (*model.UpdateConsentPayload, error)
@@ -867,6 +1054,10 @@ type QueryResolver interface {
 	Nodes(ctx context.Context, ids []int) ([]ent.Noder, error)
 	Viewer(ctx context.Context) (ent.Noder, error)
 	Me(ctx context.Context) (*ent.Member, error)
+	ClaimableCoupons(ctx context.Context) ([]*model.ClaimableCoupon, error)
+	MallItems(ctx context.Context, first *int, after *entgql.Cursor[int]) (*ent.MallItemConnection, error)
+	Lottery(ctx context.Context, id int) (*ent.Lottery, error)
+	Activities(ctx context.Context, first *int, after *entgql.Cursor[int], upcoming *bool) (*ent.ActivityConnection, error)
 	Members(ctx context.Context, where *model.MemberWhereInput, first *int, after *entgql.Cursor[int], last *int, before *entgql.Cursor[int], orderBy *ent.MemberOrder) (*ent.MemberConnection, error)
 	IdentifyMember(ctx context.Context, memberCode string) (*ent.Member, error)
 	PreviewMerge(ctx context.Context, survivorID int, mergedID int) (*model.MergePreview, error)
@@ -879,6 +1070,9 @@ type QueryResolver interface {
 }
 type StoredValueResolver interface {
 	Transactions(ctx context.Context, obj *gqlmodel.StoredValue, first *int, after *entgql.Cursor[int]) (*ent.StoredValueEntryConnection, error)
+}
+type SubscriptionResolver interface {
+	MemberEvents(ctx context.Context, after *string) (<-chan gqlmodel.MemberEvent, error)
 }
 type TierResolver interface {
 	PointsMultiplier(ctx context.Context, obj *ent.Tier) (float64, error)
@@ -926,6 +1120,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Activity.Description(childComplexity), true
+	case "Activity.eligible":
+		if e.ComplexityRoot.Activity.Eligible == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Activity.Eligible(childComplexity), true
 	case "Activity.endsAt":
 		if e.ComplexityRoot.Activity.EndsAt == nil {
 			break
@@ -944,6 +1144,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Activity.Location(childComplexity), true
+	case "Activity.myRegistration":
+		if e.ComplexityRoot.Activity.MyRegistration == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Activity.MyRegistration(childComplexity), true
 	case "Activity.registeredCount":
 		if e.ComplexityRoot.Activity.RegisteredCount == nil {
 			break
@@ -1007,6 +1213,13 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.ActivityEdge.Node(childComplexity), true
 
+	case "ActivityPayload.activity":
+		if e.ComplexityRoot.ActivityPayload.Activity == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ActivityPayload.Activity(childComplexity), true
+
 	case "ActivityRegistration.cancelledAt":
 		if e.ComplexityRoot.ActivityRegistration.CancelledAt == nil {
 			break
@@ -1031,12 +1244,31 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.ActivityRegistration.ID(childComplexity), true
+	case "ActivityRegistration.member":
+		if e.ComplexityRoot.ActivityRegistration.Member == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ActivityRegistration.Member(childComplexity), true
 	case "ActivityRegistration.status":
 		if e.ComplexityRoot.ActivityRegistration.Status == nil {
 			break
 		}
 
 		return e.ComplexityRoot.ActivityRegistration.Status(childComplexity), true
+	case "ActivityRegistration.ticketCode":
+		if e.ComplexityRoot.ActivityRegistration.TicketCode == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ActivityRegistration.TicketCode(childComplexity), true
+
+	case "ActivityRegistrationPayload.registration":
+		if e.ComplexityRoot.ActivityRegistrationPayload.Registration == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ActivityRegistrationPayload.Registration(childComplexity), true
 
 	case "AdjustPointsPayload.transaction":
 		if e.ComplexityRoot.AdjustPointsPayload.Transaction == nil {
@@ -1324,6 +1556,74 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.CheckInPayload.StreakDays(childComplexity), true
 
+	case "ClaimCouponPayload.coupon":
+		if e.ComplexityRoot.ClaimCouponPayload.Coupon == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ClaimCouponPayload.Coupon(childComplexity), true
+
+	case "ClaimableCoupon.claimedByMe":
+		if e.ComplexityRoot.ClaimableCoupon.ClaimedByMe == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ClaimableCoupon.ClaimedByMe(childComplexity), true
+	case "ClaimableCoupon.discountPercent":
+		if e.ComplexityRoot.ClaimableCoupon.DiscountPercent == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ClaimableCoupon.DiscountPercent(childComplexity), true
+	case "ClaimableCoupon.faceValue":
+		if e.ComplexityRoot.ClaimableCoupon.FaceValue == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ClaimableCoupon.FaceValue(childComplexity), true
+	case "ClaimableCoupon.id":
+		if e.ComplexityRoot.ClaimableCoupon.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ClaimableCoupon.ID(childComplexity), true
+	case "ClaimableCoupon.kind":
+		if e.ComplexityRoot.ClaimableCoupon.Kind == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ClaimableCoupon.Kind(childComplexity), true
+	case "ClaimableCoupon.minSpend":
+		if e.ComplexityRoot.ClaimableCoupon.MinSpend == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ClaimableCoupon.MinSpend(childComplexity), true
+	case "ClaimableCoupon.perMemberLimit":
+		if e.ComplexityRoot.ClaimableCoupon.PerMemberLimit == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ClaimableCoupon.PerMemberLimit(childComplexity), true
+	case "ClaimableCoupon.remaining":
+		if e.ComplexityRoot.ClaimableCoupon.Remaining == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ClaimableCoupon.Remaining(childComplexity), true
+	case "ClaimableCoupon.title":
+		if e.ComplexityRoot.ClaimableCoupon.Title == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ClaimableCoupon.Title(childComplexity), true
+	case "ClaimableCoupon.validUntil":
+		if e.ComplexityRoot.ClaimableCoupon.ValidUntil == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ClaimableCoupon.ValidUntil(childComplexity), true
+
 	case "Consent.granted":
 		if e.ComplexityRoot.Consent.Granted == nil {
 			break
@@ -1479,6 +1779,50 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.CouponEdge.Node(childComplexity), true
 
+	case "CouponExpiring.coupon":
+		if e.ComplexityRoot.CouponExpiring.Coupon == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CouponExpiring.Coupon(childComplexity), true
+	case "CouponExpiring.cursor":
+		if e.ComplexityRoot.CouponExpiring.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CouponExpiring.Cursor(childComplexity), true
+	case "CouponExpiring.occurredAt":
+		if e.ComplexityRoot.CouponExpiring.OccurredAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CouponExpiring.OccurredAt(childComplexity), true
+
+	case "CouponIssued.coupon":
+		if e.ComplexityRoot.CouponIssued.Coupon == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CouponIssued.Coupon(childComplexity), true
+	case "CouponIssued.cursor":
+		if e.ComplexityRoot.CouponIssued.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CouponIssued.Cursor(childComplexity), true
+	case "CouponIssued.occurredAt":
+		if e.ComplexityRoot.CouponIssued.OccurredAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CouponIssued.OccurredAt(childComplexity), true
+
+	case "CouponTemplate.attributedRevenue":
+		if e.ComplexityRoot.CouponTemplate.AttributedRevenue == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CouponTemplate.AttributedRevenue(childComplexity), true
 	case "CouponTemplate.claimable":
 		if e.ComplexityRoot.CouponTemplate.Claimable == nil {
 			break
@@ -1497,6 +1841,18 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.CouponTemplate.DiscountPercent(childComplexity), true
+	case "CouponTemplate.discountTotal":
+		if e.ComplexityRoot.CouponTemplate.DiscountTotal == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CouponTemplate.DiscountTotal(childComplexity), true
+	case "CouponTemplate.expired":
+		if e.ComplexityRoot.CouponTemplate.Expired == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CouponTemplate.Expired(childComplexity), true
 	case "CouponTemplate.faceValue":
 		if e.ComplexityRoot.CouponTemplate.FaceValue == nil {
 			break
@@ -1509,6 +1865,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.CouponTemplate.ID(childComplexity), true
+	case "CouponTemplate.issued":
+		if e.ComplexityRoot.CouponTemplate.Issued == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CouponTemplate.Issued(childComplexity), true
 	case "CouponTemplate.kind":
 		if e.ComplexityRoot.CouponTemplate.Kind == nil {
 			break
@@ -1527,6 +1889,18 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.CouponTemplate.PerMemberLimit(childComplexity), true
+	case "CouponTemplate.redeemed":
+		if e.ComplexityRoot.CouponTemplate.Redeemed == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CouponTemplate.Redeemed(childComplexity), true
+	case "CouponTemplate.redemptionRate":
+		if e.ComplexityRoot.CouponTemplate.RedemptionRate == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CouponTemplate.RedemptionRate(childComplexity), true
 	case "CouponTemplate.title":
 		if e.ComplexityRoot.CouponTemplate.Title == nil {
 			break
@@ -1545,6 +1919,13 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.CouponTemplate.UpdatedAt(childComplexity), true
+
+	case "CouponTemplatePayload.template":
+		if e.ComplexityRoot.CouponTemplatePayload.Template == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CouponTemplatePayload.Template(childComplexity), true
 
 	case "CreateApiClientPayload.apiClient":
 		if e.ComplexityRoot.CreateApiClientPayload.APIClient == nil {
@@ -1565,6 +1946,43 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.CreateStaffPayload.Staff(childComplexity), true
+
+	case "DrawLotteryPayload.coupon":
+		if e.ComplexityRoot.DrawLotteryPayload.Coupon == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DrawLotteryPayload.Coupon(childComplexity), true
+	case "DrawLotteryPayload.duplicate":
+		if e.ComplexityRoot.DrawLotteryPayload.Duplicate == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DrawLotteryPayload.Duplicate(childComplexity), true
+	case "DrawLotteryPayload.pointsAwarded":
+		if e.ComplexityRoot.DrawLotteryPayload.PointsAwarded == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DrawLotteryPayload.PointsAwarded(childComplexity), true
+	case "DrawLotteryPayload.pointsBalance":
+		if e.ComplexityRoot.DrawLotteryPayload.PointsBalance == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DrawLotteryPayload.PointsBalance(childComplexity), true
+	case "DrawLotteryPayload.prize":
+		if e.ComplexityRoot.DrawLotteryPayload.Prize == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DrawLotteryPayload.Prize(childComplexity), true
+	case "DrawLotteryPayload.won":
+		if e.ComplexityRoot.DrawLotteryPayload.Won == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DrawLotteryPayload.Won(childComplexity), true
 
 	case "EarningRule.businessUnit":
 		if e.ComplexityRoot.EarningRule.BusinessUnit == nil {
@@ -1825,6 +2243,19 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.IngestOrderPayload.Order(childComplexity), true
 
+	case "LockCouponsPayload.coupons":
+		if e.ComplexityRoot.LockCouponsPayload.Coupons == nil {
+			break
+		}
+
+		return e.ComplexityRoot.LockCouponsPayload.Coupons(childComplexity), true
+	case "LockCouponsPayload.discount":
+		if e.ComplexityRoot.LockCouponsPayload.Discount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.LockCouponsPayload.Discount(childComplexity), true
+
 	case "LogoutPayload.ok":
 		if e.ComplexityRoot.LogoutPayload.Ok == nil {
 			break
@@ -1850,6 +2281,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Lottery.DailyDrawLimit(childComplexity), true
+	case "Lottery.drawsLeftToday":
+		if e.ComplexityRoot.Lottery.DrawsLeftToday == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Lottery.DrawsLeftToday(childComplexity), true
 	case "Lottery.endsAt":
 		if e.ComplexityRoot.Lottery.EndsAt == nil {
 			break
@@ -1862,6 +2299,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Lottery.ID(childComplexity), true
+	case "Lottery.prizes":
+		if e.ComplexityRoot.Lottery.Prizes == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Lottery.Prizes(childComplexity), true
 	case "Lottery.startsAt":
 		if e.ComplexityRoot.Lottery.StartsAt == nil {
 			break
@@ -1880,6 +2323,13 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Lottery.UpdatedAt(childComplexity), true
+
+	case "LotteryPayload.lottery":
+		if e.ComplexityRoot.LotteryPayload.Lottery == nil {
+			break
+		}
+
+		return e.ComplexityRoot.LotteryPayload.Lottery(childComplexity), true
 
 	case "LotteryPrize.id":
 		if e.ComplexityRoot.LotteryPrize.ID == nil {
@@ -1924,7 +2374,7 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.MallItem.ID(childComplexity), true
-	case "MallItem.imageURL":
+	case "MallItem.imageUrl":
 		if e.ComplexityRoot.MallItem.ImageURL == nil {
 			break
 		}
@@ -1992,6 +2442,13 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.MallItemEdge.Node(childComplexity), true
+
+	case "MallItemPayload.item":
+		if e.ComplexityRoot.MallItemPayload.Item == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MallItemPayload.Item(childComplexity), true
 
 	case "MallRedemption.createdAt":
 		if e.ComplexityRoot.MallRedemption.CreatedAt == nil {
@@ -2177,6 +2634,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Member.ProfileCompleteness(childComplexity), true
+	case "Member.referral":
+		if e.ComplexityRoot.Member.Referral == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Member.Referral(childComplexity), true
 	case "Member.regionCode":
 		if e.ComplexityRoot.Member.RegionCode == nil {
 			break
@@ -2440,12 +2903,45 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.BindPhone(childComplexity, args["input"].(model.BindPhoneInput)), true
+	case "Mutation.cancelActivityRegistration":
+		if e.ComplexityRoot.Mutation.CancelActivityRegistration == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_cancelActivityRegistration_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.CancelActivityRegistration(childComplexity, args["input"].(model.CancelActivityRegistrationInput)), true
 	case "Mutation.checkIn":
 		if e.ComplexityRoot.Mutation.CheckIn == nil {
 			break
 		}
 
 		return e.ComplexityRoot.Mutation.CheckIn(childComplexity), true
+	case "Mutation.checkInTicket":
+		if e.ComplexityRoot.Mutation.CheckInTicket == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_checkInTicket_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.CheckInTicket(childComplexity, args["ticketCode"].(string)), true
+	case "Mutation.claimCoupon":
+		if e.ComplexityRoot.Mutation.ClaimCoupon == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_claimCoupon_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.ClaimCoupon(childComplexity, args["input"].(model.ClaimCouponInput)), true
 	case "Mutation.createApiClient":
 		if e.ComplexityRoot.Mutation.CreateAPIClient == nil {
 			break
@@ -2457,6 +2953,61 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.CreateAPIClient(childComplexity, args["input"].(model.CreateAPIClientInput)), true
+	case "Mutation.createActivity":
+		if e.ComplexityRoot.Mutation.CreateActivity == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_createActivity_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.CreateActivity(childComplexity, args["input"].(model.CreateActivityInput)), true
+	case "Mutation.createCouponTemplate":
+		if e.ComplexityRoot.Mutation.CreateCouponTemplate == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_createCouponTemplate_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.CreateCouponTemplate(childComplexity, args["input"].(model.CreateCouponTemplateInput)), true
+	case "Mutation.createLottery":
+		if e.ComplexityRoot.Mutation.CreateLottery == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_createLottery_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.CreateLottery(childComplexity, args["input"].(model.CreateLotteryInput)), true
+	case "Mutation.createMallItem":
+		if e.ComplexityRoot.Mutation.CreateMallItem == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_createMallItem_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.CreateMallItem(childComplexity, args["input"].(model.CreateMallItemInput)), true
+	case "Mutation.createPromoCode":
+		if e.ComplexityRoot.Mutation.CreatePromoCode == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_createPromoCode_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.CreatePromoCode(childComplexity, args["input"].(model.CreatePromoCodeInput)), true
 	case "Mutation.createStaff":
 		if e.ComplexityRoot.Mutation.CreateStaff == nil {
 			break
@@ -2468,6 +3019,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.CreateStaff(childComplexity, args["input"].(model.CreateStaffInput)), true
+	case "Mutation.drawLottery":
+		if e.ComplexityRoot.Mutation.DrawLottery == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_drawLottery_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.DrawLottery(childComplexity, args["input"].(model.DrawLotteryInput)), true
 	case "Mutation.eraseMember":
 		if e.ComplexityRoot.Mutation.EraseMember == nil {
 			break
@@ -2501,6 +3063,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.IngestOrder(childComplexity, args["input"].(model.IngestOrderInput)), true
+	case "Mutation.lockCoupons":
+		if e.ComplexityRoot.Mutation.LockCoupons == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_lockCoupons_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.LockCoupons(childComplexity, args["input"].(model.LockCouponsInput)), true
 	case "Mutation.loginWithPhone":
 		if e.ComplexityRoot.Mutation.LoginWithPhone == nil {
 			break
@@ -2573,6 +3146,28 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.RecordPaidMembership(childComplexity, args["input"].(model.PaidMembershipPurchaseInput)), true
+	case "Mutation.redeemMallItem":
+		if e.ComplexityRoot.Mutation.RedeemMallItem == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_redeemMallItem_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.RedeemMallItem(childComplexity, args["input"].(model.RedeemMallItemInput)), true
+	case "Mutation.redeemPromoCode":
+		if e.ComplexityRoot.Mutation.RedeemPromoCode == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_redeemPromoCode_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.RedeemPromoCode(childComplexity, args["input"].(model.RedeemPromoCodeInput)), true
 	case "Mutation.refreshToken":
 		if e.ComplexityRoot.Mutation.RefreshToken == nil {
 			break
@@ -2595,6 +3190,28 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.RefundOrder(childComplexity, args["input"].(model.RefundOrderInput)), true
+	case "Mutation.registerActivity":
+		if e.ComplexityRoot.Mutation.RegisterActivity == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_registerActivity_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.RegisterActivity(childComplexity, args["input"].(model.RegisterActivityInput)), true
+	case "Mutation.releaseCoupons":
+		if e.ComplexityRoot.Mutation.ReleaseCoupons == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_releaseCoupons_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.ReleaseCoupons(childComplexity, args["input"].(model.ReleaseCouponsInput)), true
 	case "Mutation.requestOtp":
 		if e.ComplexityRoot.Mutation.RequestOtp == nil {
 			break
@@ -3096,6 +3713,37 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.Points.Transactions(childComplexity, args["first"].(*int), args["after"].(*entgql.Cursor[int])), true
 
+	case "PointsChanged.cursor":
+		if e.ComplexityRoot.PointsChanged.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PointsChanged.Cursor(childComplexity), true
+	case "PointsChanged.occurredAt":
+		if e.ComplexityRoot.PointsChanged.OccurredAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PointsChanged.OccurredAt(childComplexity), true
+	case "PointsChanged.pointsBalance":
+		if e.ComplexityRoot.PointsChanged.PointsBalance == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PointsChanged.PointsBalance(childComplexity), true
+	case "PointsChanged.pointsDelta":
+		if e.ComplexityRoot.PointsChanged.PointsDelta == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PointsChanged.PointsDelta(childComplexity), true
+	case "PointsChanged.reason":
+		if e.ComplexityRoot.PointsChanged.Reason == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PointsChanged.Reason(childComplexity), true
+
 	case "PointsEntry.amount":
 		if e.ComplexityRoot.PointsEntry.Amount == nil {
 			break
@@ -3262,6 +3910,24 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.PromoCode.ValidTo(childComplexity), true
 
+	case "PromoCodePayload.promoCode":
+		if e.ComplexityRoot.PromoCodePayload.PromoCode == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PromoCodePayload.PromoCode(childComplexity), true
+
+	case "Query.activities":
+		if e.ComplexityRoot.Query.Activities == nil {
+			break
+		}
+
+		args, err := ec.field_Query_activities_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.Activities(childComplexity, args["first"].(*int), args["after"].(*entgql.Cursor[int]), args["upcoming"].(*bool)), true
 	case "Query.benefits":
 		if e.ComplexityRoot.Query.Benefits == nil {
 			break
@@ -3274,6 +3940,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.BusinessUnits(childComplexity), true
+	case "Query.claimableCoupons":
+		if e.ComplexityRoot.Query.ClaimableCoupons == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Query.ClaimableCoupons(childComplexity), true
 	case "Query.earningRules":
 		if e.ComplexityRoot.Query.EarningRules == nil {
 			break
@@ -3292,6 +3964,28 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.Query.IdentifyMember(childComplexity, args["memberCode"].(string)), true
 
+	case "Query.lottery":
+		if e.ComplexityRoot.Query.Lottery == nil {
+			break
+		}
+
+		args, err := ec.field_Query_lottery_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.Lottery(childComplexity, args["id"].(int)), true
+	case "Query.mallItems":
+		if e.ComplexityRoot.Query.MallItems == nil {
+			break
+		}
+
+		args, err := ec.field_Query_mallItems_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.MallItems(childComplexity, args["first"].(*int), args["after"].(*entgql.Cursor[int])), true
 	case "Query.me":
 		if e.ComplexityRoot.Query.Me == nil {
 			break
@@ -3385,6 +4079,57 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.RecordPaidMembershipPayload.Membership(childComplexity), true
 
+	case "RedeemMallItemPayload.duplicate":
+		if e.ComplexityRoot.RedeemMallItemPayload.Duplicate == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RedeemMallItemPayload.Duplicate(childComplexity), true
+	case "RedeemMallItemPayload.pointsBalance":
+		if e.ComplexityRoot.RedeemMallItemPayload.PointsBalance == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RedeemMallItemPayload.PointsBalance(childComplexity), true
+	case "RedeemMallItemPayload.redemption":
+		if e.ComplexityRoot.RedeemMallItemPayload.Redemption == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RedeemMallItemPayload.Redemption(childComplexity), true
+
+	case "RedeemPromoCodePayload.coupons":
+		if e.ComplexityRoot.RedeemPromoCodePayload.Coupons == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RedeemPromoCodePayload.Coupons(childComplexity), true
+	case "RedeemPromoCodePayload.pointsAwarded":
+		if e.ComplexityRoot.RedeemPromoCodePayload.PointsAwarded == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RedeemPromoCodePayload.PointsAwarded(childComplexity), true
+
+	case "ReferralSummary.code":
+		if e.ComplexityRoot.ReferralSummary.Code == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ReferralSummary.Code(childComplexity), true
+	case "ReferralSummary.invitedCount":
+		if e.ComplexityRoot.ReferralSummary.InvitedCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ReferralSummary.InvitedCount(childComplexity), true
+	case "ReferralSummary.rewardedCount":
+		if e.ComplexityRoot.ReferralSummary.RewardedCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ReferralSummary.RewardedCount(childComplexity), true
+
 	case "RefreshTokenPayload.accessToken":
 		if e.ComplexityRoot.RefreshTokenPayload.AccessToken == nil {
 			break
@@ -3434,6 +4179,13 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.RefundOrderPayload.StoredValueRestored(childComplexity), true
+
+	case "ReleaseCouponsPayload.released":
+		if e.ComplexityRoot.ReleaseCouponsPayload.Released == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ReleaseCouponsPayload.Released(childComplexity), true
 
 	case "RequestOtpPayload.retryAfterSeconds":
 		if e.ComplexityRoot.RequestOtpPayload.RetryAfterSeconds == nil {
@@ -3595,6 +4347,37 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.StoredValue.Transactions(childComplexity, args["first"].(*int), args["after"].(*entgql.Cursor[int])), true
 
+	case "StoredValueChanged.amountDelta":
+		if e.ComplexityRoot.StoredValueChanged.AmountDelta == nil {
+			break
+		}
+
+		return e.ComplexityRoot.StoredValueChanged.AmountDelta(childComplexity), true
+	case "StoredValueChanged.cursor":
+		if e.ComplexityRoot.StoredValueChanged.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.StoredValueChanged.Cursor(childComplexity), true
+	case "StoredValueChanged.occurredAt":
+		if e.ComplexityRoot.StoredValueChanged.OccurredAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.StoredValueChanged.OccurredAt(childComplexity), true
+	case "StoredValueChanged.reason":
+		if e.ComplexityRoot.StoredValueChanged.Reason == nil {
+			break
+		}
+
+		return e.ComplexityRoot.StoredValueChanged.Reason(childComplexity), true
+	case "StoredValueChanged.storedValueBalance":
+		if e.ComplexityRoot.StoredValueChanged.StoredValueBalance == nil {
+			break
+		}
+
+		return e.ComplexityRoot.StoredValueChanged.StoredValueBalance(childComplexity), true
+
 	case "StoredValueEntry.amount":
 		if e.ComplexityRoot.StoredValueEntry.Amount == nil {
 			break
@@ -3725,6 +4508,18 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.StoredValuePaymentPayload.Transaction(childComplexity), true
 
+	case "Subscription.memberEvents":
+		if e.ComplexityRoot.Subscription.MemberEvents == nil {
+			break
+		}
+
+		args, err := ec.field_Subscription_memberEvents_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Subscription.MemberEvents(childComplexity, args["after"].(*string)), true
+
 	case "Tier.benefits":
 		if e.ComplexityRoot.Tier.Benefits == nil {
 			break
@@ -3852,6 +4647,37 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.TierChange.ToTierID(childComplexity), true
+
+	case "TierChanged.cursor":
+		if e.ComplexityRoot.TierChanged.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.TierChanged.Cursor(childComplexity), true
+	case "TierChanged.direction":
+		if e.ComplexityRoot.TierChanged.Direction == nil {
+			break
+		}
+
+		return e.ComplexityRoot.TierChanged.Direction(childComplexity), true
+	case "TierChanged.from":
+		if e.ComplexityRoot.TierChanged.From == nil {
+			break
+		}
+
+		return e.ComplexityRoot.TierChanged.From(childComplexity), true
+	case "TierChanged.occurredAt":
+		if e.ComplexityRoot.TierChanged.OccurredAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.TierChanged.OccurredAt(childComplexity), true
+	case "TierChanged.to":
+		if e.ComplexityRoot.TierChanged.To == nil {
+			break
+		}
+
+		return e.ComplexityRoot.TierChanged.To(childComplexity), true
 
 	case "TierCount.members":
 		if e.ComplexityRoot.TierCount.Members == nil {
@@ -3990,17 +4816,27 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 			graphql.NewInputUnmarshaler("BindPhoneInput", ec.unmarshalInputBindPhoneInput),
 			graphql.NewInputUnmarshaler("BusinessUnitOrder", ec.unmarshalInputBusinessUnitOrder),
 			graphql.NewInputUnmarshaler("BusinessUnitWhereInput", ec.unmarshalInputBusinessUnitWhereInput),
+			graphql.NewInputUnmarshaler("CancelActivityRegistrationInput", ec.unmarshalInputCancelActivityRegistrationInput),
+			graphql.NewInputUnmarshaler("ClaimCouponInput", ec.unmarshalInputClaimCouponInput),
 			graphql.NewInputUnmarshaler("CouponOrder", ec.unmarshalInputCouponOrder),
 			graphql.NewInputUnmarshaler("CouponTemplateOrder", ec.unmarshalInputCouponTemplateOrder),
+			graphql.NewInputUnmarshaler("CreateActivityInput", ec.unmarshalInputCreateActivityInput),
 			graphql.NewInputUnmarshaler("CreateApiClientInput", ec.unmarshalInputCreateApiClientInput),
+			graphql.NewInputUnmarshaler("CreateCouponTemplateInput", ec.unmarshalInputCreateCouponTemplateInput),
+			graphql.NewInputUnmarshaler("CreateLotteryInput", ec.unmarshalInputCreateLotteryInput),
+			graphql.NewInputUnmarshaler("CreateMallItemInput", ec.unmarshalInputCreateMallItemInput),
+			graphql.NewInputUnmarshaler("CreatePromoCodeInput", ec.unmarshalInputCreatePromoCodeInput),
 			graphql.NewInputUnmarshaler("CreateStaffInput", ec.unmarshalInputCreateStaffInput),
+			graphql.NewInputUnmarshaler("DrawLotteryInput", ec.unmarshalInputDrawLotteryInput),
 			graphql.NewInputUnmarshaler("EarningRuleInput", ec.unmarshalInputEarningRuleInput),
 			graphql.NewInputUnmarshaler("EarningRuleOrder", ec.unmarshalInputEarningRuleOrder),
 			graphql.NewInputUnmarshaler("GrowthEntryOrder", ec.unmarshalInputGrowthEntryOrder),
 			graphql.NewInputUnmarshaler("IngestOrderInput", ec.unmarshalInputIngestOrderInput),
+			graphql.NewInputUnmarshaler("LockCouponsInput", ec.unmarshalInputLockCouponsInput),
 			graphql.NewInputUnmarshaler("LoginWithPhoneInput", ec.unmarshalInputLoginWithPhoneInput),
 			graphql.NewInputUnmarshaler("LoginWithWeChatInput", ec.unmarshalInputLoginWithWeChatInput),
 			graphql.NewInputUnmarshaler("LotteryOrder", ec.unmarshalInputLotteryOrder),
+			graphql.NewInputUnmarshaler("LotteryPrizeInput", ec.unmarshalInputLotteryPrizeInput),
 			graphql.NewInputUnmarshaler("MallItemOrder", ec.unmarshalInputMallItemOrder),
 			graphql.NewInputUnmarshaler("MemberActionInput", ec.unmarshalInputMemberActionInput),
 			graphql.NewInputUnmarshaler("MemberOrder", ec.unmarshalInputMemberOrder),
@@ -4016,8 +4852,12 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 			graphql.NewInputUnmarshaler("PaidMembershipPurchaseInput", ec.unmarshalInputPaidMembershipPurchaseInput),
 			graphql.NewInputUnmarshaler("PointsEntryOrder", ec.unmarshalInputPointsEntryOrder),
 			graphql.NewInputUnmarshaler("PromoCodeOrder", ec.unmarshalInputPromoCodeOrder),
+			graphql.NewInputUnmarshaler("RedeemMallItemInput", ec.unmarshalInputRedeemMallItemInput),
+			graphql.NewInputUnmarshaler("RedeemPromoCodeInput", ec.unmarshalInputRedeemPromoCodeInput),
 			graphql.NewInputUnmarshaler("RefreshTokenInput", ec.unmarshalInputRefreshTokenInput),
 			graphql.NewInputUnmarshaler("RefundOrderInput", ec.unmarshalInputRefundOrderInput),
+			graphql.NewInputUnmarshaler("RegisterActivityInput", ec.unmarshalInputRegisterActivityInput),
+			graphql.NewInputUnmarshaler("ReleaseCouponsInput", ec.unmarshalInputReleaseCouponsInput),
 			graphql.NewInputUnmarshaler("RequestOtpInput", ec.unmarshalInputRequestOtpInput),
 			graphql.NewInputUnmarshaler("SetPayPasswordInput", ec.unmarshalInputSetPayPasswordInput),
 			graphql.NewInputUnmarshaler("StaffOrder", ec.unmarshalInputStaffOrder),
@@ -4030,6 +4870,7 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 			graphql.NewInputUnmarshaler("TopUpInput", ec.unmarshalInputTopUpInput),
 			graphql.NewInputUnmarshaler("UpdateConsentInput", ec.unmarshalInputUpdateConsentInput),
 			graphql.NewInputUnmarshaler("UpdateMyProfileInput", ec.unmarshalInputUpdateMyProfileInput),
+			graphql.NewInputUnmarshaler("ValidityInput", ec.unmarshalInputValidityInput),
 		)
 	}
 	first := true
@@ -4080,6 +4921,23 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 				Data: buf.Bytes(),
 			}
 		}
+	case ast.Subscription:
+		next := ec._Subscription(ctx, opCtx.Operation.SelectionSet)
+
+		var buf bytes.Buffer
+		return func(ctx context.Context) *graphql.Response {
+			buf.Reset()
+			data := next(ctx)
+
+			if data == nil {
+				return nil
+			}
+			data.MarshalGQL(&buf)
+
+			return &graphql.Response{
+				Data: buf.Bytes(),
+			}
+		}
 
 	default:
 		return graphql.OneShot(graphql.ErrorResponse(ctx, "unsupported GraphQL operation"))
@@ -4105,7 +4963,7 @@ func newExecutionContext(
 	}
 }
 
-//go:embed "schema/auth.graphqls" "schema/base.graphqls" "schema/checkout.graphqls" "schema/members.graphqls" "schema/programme.graphqls" "ent.graphql"
+//go:embed "schema/auth.graphqls" "schema/base.graphqls" "schema/checkout.graphqls" "schema/events.graphqls" "schema/marketing.graphqls" "schema/members.graphqls" "schema/programme.graphqls" "ent.graphql"
 var sourcesFS embed.FS
 
 func sourceData(filename string) string {
@@ -4120,6 +4978,8 @@ var sources = []*ast.Source{
 	{Name: "schema/auth.graphqls", Input: sourceData("schema/auth.graphqls"), BuiltIn: false},
 	{Name: "schema/base.graphqls", Input: sourceData("schema/base.graphqls"), BuiltIn: false},
 	{Name: "schema/checkout.graphqls", Input: sourceData("schema/checkout.graphqls"), BuiltIn: false},
+	{Name: "schema/events.graphqls", Input: sourceData("schema/events.graphqls"), BuiltIn: false},
+	{Name: "schema/marketing.graphqls", Input: sourceData("schema/marketing.graphqls"), BuiltIn: false},
 	{Name: "schema/members.graphqls", Input: sourceData("schema/members.graphqls"), BuiltIn: false},
 	{Name: "schema/programme.graphqls", Input: sourceData("schema/programme.graphqls"), BuiltIn: false},
 	{Name: "ent.graphql", Input: sourceData("ent.graphql"), BuiltIn: false},
@@ -4156,8 +5016,24 @@ func (ec *executionContext) childFields_Activity(ctx context.Context, field grap
 		return ec.fieldContext_Activity_waitlistedCount(ctx, field)
 	case "checkedInCount":
 		return ec.fieldContext_Activity_checkedInCount(ctx, field)
+	case "eligible":
+		return ec.fieldContext_Activity_eligible(ctx, field)
+	case "myRegistration":
+		return ec.fieldContext_Activity_myRegistration(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Activity", field.Name)
+}
+
+func (ec *executionContext) childFields_ActivityConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_ActivityConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_ActivityConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_ActivityConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ActivityConnection", field.Name)
 }
 
 func (ec *executionContext) childFields_ActivityEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -4168,6 +5044,42 @@ func (ec *executionContext) childFields_ActivityEdge(ctx context.Context, field 
 		return ec.fieldContext_ActivityEdge_cursor(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type ActivityEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_ActivityPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "activity":
+		return ec.fieldContext_ActivityPayload_activity(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ActivityPayload", field.Name)
+}
+
+func (ec *executionContext) childFields_ActivityRegistration(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_ActivityRegistration_id(ctx, field)
+	case "status":
+		return ec.fieldContext_ActivityRegistration_status(ctx, field)
+	case "createdAt":
+		return ec.fieldContext_ActivityRegistration_createdAt(ctx, field)
+	case "cancelledAt":
+		return ec.fieldContext_ActivityRegistration_cancelledAt(ctx, field)
+	case "checkedInAt":
+		return ec.fieldContext_ActivityRegistration_checkedInAt(ctx, field)
+	case "ticketCode":
+		return ec.fieldContext_ActivityRegistration_ticketCode(ctx, field)
+	case "member":
+		return ec.fieldContext_ActivityRegistration_member(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ActivityRegistration", field.Name)
+}
+
+func (ec *executionContext) childFields_ActivityRegistrationPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "registration":
+		return ec.fieldContext_ActivityRegistrationPayload_registration(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ActivityRegistrationPayload", field.Name)
 }
 
 func (ec *executionContext) childFields_AdjustPointsPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -4310,6 +5222,40 @@ func (ec *executionContext) childFields_CheckInPayload(ctx context.Context, fiel
 	return nil, fmt.Errorf("no field named %q was found under type CheckInPayload", field.Name)
 }
 
+func (ec *executionContext) childFields_ClaimCouponPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "coupon":
+		return ec.fieldContext_ClaimCouponPayload_coupon(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ClaimCouponPayload", field.Name)
+}
+
+func (ec *executionContext) childFields_ClaimableCoupon(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_ClaimableCoupon_id(ctx, field)
+	case "title":
+		return ec.fieldContext_ClaimableCoupon_title(ctx, field)
+	case "kind":
+		return ec.fieldContext_ClaimableCoupon_kind(ctx, field)
+	case "faceValue":
+		return ec.fieldContext_ClaimableCoupon_faceValue(ctx, field)
+	case "discountPercent":
+		return ec.fieldContext_ClaimableCoupon_discountPercent(ctx, field)
+	case "minSpend":
+		return ec.fieldContext_ClaimableCoupon_minSpend(ctx, field)
+	case "remaining":
+		return ec.fieldContext_ClaimableCoupon_remaining(ctx, field)
+	case "perMemberLimit":
+		return ec.fieldContext_ClaimableCoupon_perMemberLimit(ctx, field)
+	case "claimedByMe":
+		return ec.fieldContext_ClaimableCoupon_claimedByMe(ctx, field)
+	case "validUntil":
+		return ec.fieldContext_ClaimableCoupon_validUntil(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ClaimableCoupon", field.Name)
+}
+
 func (ec *executionContext) childFields_ConsentState(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "kind":
@@ -4398,8 +5344,28 @@ func (ec *executionContext) childFields_CouponTemplate(ctx context.Context, fiel
 		return ec.fieldContext_CouponTemplate_perMemberLimit(ctx, field)
 	case "claimable":
 		return ec.fieldContext_CouponTemplate_claimable(ctx, field)
+	case "issued":
+		return ec.fieldContext_CouponTemplate_issued(ctx, field)
+	case "redeemed":
+		return ec.fieldContext_CouponTemplate_redeemed(ctx, field)
+	case "expired":
+		return ec.fieldContext_CouponTemplate_expired(ctx, field)
+	case "redemptionRate":
+		return ec.fieldContext_CouponTemplate_redemptionRate(ctx, field)
+	case "discountTotal":
+		return ec.fieldContext_CouponTemplate_discountTotal(ctx, field)
+	case "attributedRevenue":
+		return ec.fieldContext_CouponTemplate_attributedRevenue(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type CouponTemplate", field.Name)
+}
+
+func (ec *executionContext) childFields_CouponTemplatePayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "template":
+		return ec.fieldContext_CouponTemplatePayload_template(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CouponTemplatePayload", field.Name)
 }
 
 func (ec *executionContext) childFields_CreateApiClientPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -4418,6 +5384,24 @@ func (ec *executionContext) childFields_CreateStaffPayload(ctx context.Context, 
 		return ec.fieldContext_CreateStaffPayload_staff(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type CreateStaffPayload", field.Name)
+}
+
+func (ec *executionContext) childFields_DrawLotteryPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "won":
+		return ec.fieldContext_DrawLotteryPayload_won(ctx, field)
+	case "prize":
+		return ec.fieldContext_DrawLotteryPayload_prize(ctx, field)
+	case "coupon":
+		return ec.fieldContext_DrawLotteryPayload_coupon(ctx, field)
+	case "pointsAwarded":
+		return ec.fieldContext_DrawLotteryPayload_pointsAwarded(ctx, field)
+	case "pointsBalance":
+		return ec.fieldContext_DrawLotteryPayload_pointsBalance(ctx, field)
+	case "duplicate":
+		return ec.fieldContext_DrawLotteryPayload_duplicate(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type DrawLotteryPayload", field.Name)
 }
 
 func (ec *executionContext) childFields_EarningRule(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -4550,12 +5534,72 @@ func (ec *executionContext) childFields_IngestOrderPayload(ctx context.Context, 
 	return nil, fmt.Errorf("no field named %q was found under type IngestOrderPayload", field.Name)
 }
 
+func (ec *executionContext) childFields_LockCouponsPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "discount":
+		return ec.fieldContext_LockCouponsPayload_discount(ctx, field)
+	case "coupons":
+		return ec.fieldContext_LockCouponsPayload_coupons(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type LockCouponsPayload", field.Name)
+}
+
 func (ec *executionContext) childFields_LogoutPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "ok":
 		return ec.fieldContext_LogoutPayload_ok(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type LogoutPayload", field.Name)
+}
+
+func (ec *executionContext) childFields_Lottery(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_Lottery_id(ctx, field)
+	case "createdAt":
+		return ec.fieldContext_Lottery_createdAt(ctx, field)
+	case "updatedAt":
+		return ec.fieldContext_Lottery_updatedAt(ctx, field)
+	case "title":
+		return ec.fieldContext_Lottery_title(ctx, field)
+	case "costPoints":
+		return ec.fieldContext_Lottery_costPoints(ctx, field)
+	case "dailyDrawLimit":
+		return ec.fieldContext_Lottery_dailyDrawLimit(ctx, field)
+	case "startsAt":
+		return ec.fieldContext_Lottery_startsAt(ctx, field)
+	case "endsAt":
+		return ec.fieldContext_Lottery_endsAt(ctx, field)
+	case "prizes":
+		return ec.fieldContext_Lottery_prizes(ctx, field)
+	case "drawsLeftToday":
+		return ec.fieldContext_Lottery_drawsLeftToday(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Lottery", field.Name)
+}
+
+func (ec *executionContext) childFields_LotteryPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "lottery":
+		return ec.fieldContext_LotteryPayload_lottery(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type LotteryPayload", field.Name)
+}
+
+func (ec *executionContext) childFields_LotteryPrize(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_LotteryPrize_id(ctx, field)
+	case "name":
+		return ec.fieldContext_LotteryPrize_name(ctx, field)
+	case "kind":
+		return ec.fieldContext_LotteryPrize_kind(ctx, field)
+	case "weight":
+		return ec.fieldContext_LotteryPrize_weight(ctx, field)
+	case "stock":
+		return ec.fieldContext_LotteryPrize_stock(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type LotteryPrize", field.Name)
 }
 
 func (ec *executionContext) childFields_MallItem(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -4568,8 +5612,8 @@ func (ec *executionContext) childFields_MallItem(ctx context.Context, field grap
 		return ec.fieldContext_MallItem_updatedAt(ctx, field)
 	case "title":
 		return ec.fieldContext_MallItem_title(ctx, field)
-	case "imageURL":
-		return ec.fieldContext_MallItem_imageURL(ctx, field)
+	case "imageUrl":
+		return ec.fieldContext_MallItem_imageUrl(ctx, field)
 	case "pointsPrice":
 		return ec.fieldContext_MallItem_pointsPrice(ctx, field)
 	case "stock":
@@ -4580,6 +5624,18 @@ func (ec *executionContext) childFields_MallItem(ctx context.Context, field grap
 	return nil, fmt.Errorf("no field named %q was found under type MallItem", field.Name)
 }
 
+func (ec *executionContext) childFields_MallItemConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_MallItemConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_MallItemConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_MallItemConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type MallItemConnection", field.Name)
+}
+
 func (ec *executionContext) childFields_MallItemEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "node":
@@ -4588,6 +5644,32 @@ func (ec *executionContext) childFields_MallItemEdge(ctx context.Context, field 
 		return ec.fieldContext_MallItemEdge_cursor(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type MallItemEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_MallItemPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "item":
+		return ec.fieldContext_MallItemPayload_item(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type MallItemPayload", field.Name)
+}
+
+func (ec *executionContext) childFields_MallRedemption(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_MallRedemption_id(ctx, field)
+	case "quantity":
+		return ec.fieldContext_MallRedemption_quantity(ctx, field)
+	case "pointsSpent":
+		return ec.fieldContext_MallRedemption_pointsSpent(ctx, field)
+	case "status":
+		return ec.fieldContext_MallRedemption_status(ctx, field)
+	case "createdAt":
+		return ec.fieldContext_MallRedemption_createdAt(ctx, field)
+	case "item":
+		return ec.fieldContext_MallRedemption_item(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type MallRedemption", field.Name)
 }
 
 func (ec *executionContext) childFields_MarkNotificationsReadPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -4636,6 +5718,8 @@ func (ec *executionContext) childFields_Member(ctx context.Context, field graphq
 		return ec.fieldContext_Member_birthday(ctx, field)
 	case "identities":
 		return ec.fieldContext_Member_identities(ctx, field)
+	case "referral":
+		return ec.fieldContext_Member_referral(ctx, field)
 	case "growth":
 		return ec.fieldContext_Member_growth(ctx, field)
 	case "points":
@@ -5016,6 +6100,38 @@ func (ec *executionContext) childFields_PointsEntryEdge(ctx context.Context, fie
 	return nil, fmt.Errorf("no field named %q was found under type PointsEntryEdge", field.Name)
 }
 
+func (ec *executionContext) childFields_PromoCode(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_PromoCode_id(ctx, field)
+	case "createdAt":
+		return ec.fieldContext_PromoCode_createdAt(ctx, field)
+	case "updatedAt":
+		return ec.fieldContext_PromoCode_updatedAt(ctx, field)
+	case "code":
+		return ec.fieldContext_PromoCode_code(ctx, field)
+	case "usageLimit":
+		return ec.fieldContext_PromoCode_usageLimit(ctx, field)
+	case "usedCount":
+		return ec.fieldContext_PromoCode_usedCount(ctx, field)
+	case "perMemberLimit":
+		return ec.fieldContext_PromoCode_perMemberLimit(ctx, field)
+	case "validFrom":
+		return ec.fieldContext_PromoCode_validFrom(ctx, field)
+	case "validTo":
+		return ec.fieldContext_PromoCode_validTo(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type PromoCode", field.Name)
+}
+
+func (ec *executionContext) childFields_PromoCodePayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "promoCode":
+		return ec.fieldContext_PromoCodePayload_promoCode(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type PromoCodePayload", field.Name)
+}
+
 func (ec *executionContext) childFields_RecordPaidMembershipPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "duplicate":
@@ -5024,6 +6140,40 @@ func (ec *executionContext) childFields_RecordPaidMembershipPayload(ctx context.
 		return ec.fieldContext_RecordPaidMembershipPayload_membership(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type RecordPaidMembershipPayload", field.Name)
+}
+
+func (ec *executionContext) childFields_RedeemMallItemPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "redemption":
+		return ec.fieldContext_RedeemMallItemPayload_redemption(ctx, field)
+	case "pointsBalance":
+		return ec.fieldContext_RedeemMallItemPayload_pointsBalance(ctx, field)
+	case "duplicate":
+		return ec.fieldContext_RedeemMallItemPayload_duplicate(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type RedeemMallItemPayload", field.Name)
+}
+
+func (ec *executionContext) childFields_RedeemPromoCodePayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "coupons":
+		return ec.fieldContext_RedeemPromoCodePayload_coupons(ctx, field)
+	case "pointsAwarded":
+		return ec.fieldContext_RedeemPromoCodePayload_pointsAwarded(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type RedeemPromoCodePayload", field.Name)
+}
+
+func (ec *executionContext) childFields_ReferralSummary(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "code":
+		return ec.fieldContext_ReferralSummary_code(ctx, field)
+	case "invitedCount":
+		return ec.fieldContext_ReferralSummary_invitedCount(ctx, field)
+	case "rewardedCount":
+		return ec.fieldContext_ReferralSummary_rewardedCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ReferralSummary", field.Name)
 }
 
 func (ec *executionContext) childFields_RefreshTokenPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -5052,6 +6202,14 @@ func (ec *executionContext) childFields_RefundOrderPayload(ctx context.Context, 
 		return ec.fieldContext_RefundOrderPayload_storedValueRestored(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type RefundOrderPayload", field.Name)
+}
+
+func (ec *executionContext) childFields_ReleaseCouponsPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "released":
+		return ec.fieldContext_ReleaseCouponsPayload_released(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ReleaseCouponsPayload", field.Name)
 }
 
 func (ec *executionContext) childFields_RequestOtpPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -5650,6 +6808,62 @@ func (ec *executionContext) field_Mutation_bindPhone_args(ctx context.Context, r
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_cancelActivityRegistration_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.CancelActivityRegistrationInput, error) {
+			return ec.unmarshalNCancelActivityRegistrationInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐCancelActivityRegistrationInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_checkInTicket_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "ticketCode",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["ticketCode"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_claimCoupon_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.ClaimCouponInput, error) {
+			return ec.unmarshalNClaimCouponInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐClaimCouponInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_createActivity_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.CreateActivityInput, error) {
+			return ec.unmarshalNCreateActivityInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐCreateActivityInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_createApiClient_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -5664,12 +6878,82 @@ func (ec *executionContext) field_Mutation_createApiClient_args(ctx context.Cont
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_createCouponTemplate_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.CreateCouponTemplateInput, error) {
+			return ec.unmarshalNCreateCouponTemplateInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐCreateCouponTemplateInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_createLottery_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.CreateLotteryInput, error) {
+			return ec.unmarshalNCreateLotteryInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐCreateLotteryInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_createMallItem_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.CreateMallItemInput, error) {
+			return ec.unmarshalNCreateMallItemInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐCreateMallItemInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_createPromoCode_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.CreatePromoCodeInput, error) {
+			return ec.unmarshalNCreatePromoCodeInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐCreatePromoCodeInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_createStaff_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
 	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
 		func(ctx context.Context, v any) (model.CreateStaffInput, error) {
 			return ec.unmarshalNCreateStaffInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐCreateStaffInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_drawLottery_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.DrawLotteryInput, error) {
+			return ec.unmarshalNDrawLotteryInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐDrawLotteryInput(ctx, v)
 		})
 	if err != nil {
 		return nil, err
@@ -5712,6 +6996,20 @@ func (ec *executionContext) field_Mutation_ingestOrder_args(ctx context.Context,
 	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
 		func(ctx context.Context, v any) (model.IngestOrderInput, error) {
 			return ec.unmarshalNIngestOrderInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐIngestOrderInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_lockCoupons_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.LockCouponsInput, error) {
+			return ec.unmarshalNLockCouponsInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐLockCouponsInput(ctx, v)
 		})
 	if err != nil {
 		return nil, err
@@ -5804,6 +7102,34 @@ func (ec *executionContext) field_Mutation_recordPaidMembership_args(ctx context
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_redeemMallItem_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.RedeemMallItemInput, error) {
+			return ec.unmarshalNRedeemMallItemInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐRedeemMallItemInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_redeemPromoCode_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.RedeemPromoCodeInput, error) {
+			return ec.unmarshalNRedeemPromoCodeInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐRedeemPromoCodeInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_refreshToken_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -5824,6 +7150,34 @@ func (ec *executionContext) field_Mutation_refundOrder_args(ctx context.Context,
 	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
 		func(ctx context.Context, v any) (model.RefundOrderInput, error) {
 			return ec.unmarshalNRefundOrderInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐRefundOrderInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_registerActivity_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.RegisterActivityInput, error) {
+			return ec.unmarshalNRegisterActivityInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐRegisterActivityInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_releaseCoupons_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.ReleaseCouponsInput, error) {
+			return ec.unmarshalNReleaseCouponsInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐReleaseCouponsInput(ctx, v)
 		})
 	if err != nil {
 		return nil, err
@@ -5994,6 +7348,36 @@ func (ec *executionContext) field_Query___type_args(ctx context.Context, rawArgs
 	return args, nil
 }
 
+func (ec *executionContext) field_Query_activities_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*entgql.Cursor[int], error) {
+			return ec.unmarshalOCursor2ᚖentgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "upcoming",
+		func(ctx context.Context, v any) (*bool, error) {
+			return ec.unmarshalOBoolean2ᚖbool(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["upcoming"] = arg2
+	return args, nil
+}
+
 func (ec *executionContext) field_Query_identifyMember_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -6005,6 +7389,42 @@ func (ec *executionContext) field_Query_identifyMember_args(ctx context.Context,
 		return nil, err
 	}
 	args["memberCode"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_lottery_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (int, error) {
+			return ec.unmarshalNID2int(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_mallItems_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*entgql.Cursor[int], error) {
+			return ec.unmarshalOCursor2ᚖentgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg1
 	return args, nil
 }
 
@@ -6153,6 +7573,20 @@ func (ec *executionContext) field_StoredValue_transactions_args(ctx context.Cont
 		return nil, err
 	}
 	args["after"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Subscription_memberEvents_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg0
 	return args, nil
 }
 
@@ -6492,6 +7926,61 @@ func (ec *executionContext) fieldContext_Activity_checkedInCount(_ context.Conte
 	return graphql.NewScalarFieldContext("Activity", field, false, false, "Int")
 }
 
+func (ec *executionContext) _Activity_eligible(ctx context.Context, field graphql.CollectedField, obj *ent.Activity) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Activity_eligible(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Activity().Eligible(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Activity_eligible(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Activity", field, true, true, "Boolean")
+}
+
+func (ec *executionContext) _Activity_myRegistration(ctx context.Context, field graphql.CollectedField, obj *ent.Activity) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Activity_myRegistration(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Activity().MyRegistration(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.ActivityRegistration) graphql.Marshaler {
+			return ec.marshalOActivityRegistration2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐActivityRegistration(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Activity_myRegistration(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Activity",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ActivityRegistration(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _ActivityConnection_edges(ctx context.Context, field graphql.CollectedField, obj *ent.ActivityConnection) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -6634,6 +8123,38 @@ func (ec *executionContext) fieldContext_ActivityEdge_cursor(_ context.Context, 
 	return graphql.NewScalarFieldContext("ActivityEdge", field, false, false, "Cursor")
 }
 
+func (ec *executionContext) _ActivityPayload_activity(ctx context.Context, field graphql.CollectedField, obj *model.ActivityPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ActivityPayload_activity(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Activity, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.Activity) graphql.Marshaler {
+			return ec.marshalNActivity2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐActivity(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ActivityPayload_activity(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "ActivityPayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Activity(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _ActivityRegistration_id(ctx context.Context, field graphql.CollectedField, obj *ent.ActivityRegistration) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -6747,6 +8268,116 @@ func (ec *executionContext) _ActivityRegistration_checkedInAt(ctx context.Contex
 }
 func (ec *executionContext) fieldContext_ActivityRegistration_checkedInAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("ActivityRegistration", field, false, false, "Time")
+}
+
+func (ec *executionContext) _ActivityRegistration_ticketCode(ctx context.Context, field graphql.CollectedField, obj *ent.ActivityRegistration) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ActivityRegistration_ticketCode(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.ActivityRegistration().TicketCode(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_ActivityRegistration_ticketCode(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ActivityRegistration", field, true, true, "String")
+}
+
+func (ec *executionContext) _ActivityRegistration_member(ctx context.Context, field graphql.CollectedField, obj *ent.ActivityRegistration) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ActivityRegistration_member(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.ActivityRegistration().Member(ctx, obj)
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, false)
+				if err != nil {
+					var zeroVal *ent.Member
+					return zeroVal, err
+				}
+				staff, err := ec.unmarshalOStaffRole2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐStaffRoleᚄ(ctx, []any{})
+				if err != nil {
+					var zeroVal *ent.Member
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *ent.Member
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, member, staff, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.Member) graphql.Marshaler {
+			return ec.marshalNMember2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐMember(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ActivityRegistration_member(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "ActivityRegistration",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Member(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _ActivityRegistrationPayload_registration(ctx context.Context, field graphql.CollectedField, obj *model.ActivityRegistrationPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ActivityRegistrationPayload_registration(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Registration, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.ActivityRegistration) graphql.Marshaler {
+			return ec.marshalNActivityRegistration2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐActivityRegistration(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ActivityRegistrationPayload_registration(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "ActivityRegistrationPayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ActivityRegistration(ctx, field)
+		},
+	}
+	return fc, nil
 }
 
 func (ec *executionContext) _AdjustPointsPayload_transaction(ctx context.Context, field graphql.CollectedField, obj *model.AdjustPointsPayload) (ret graphql.Marshaler) {
@@ -7879,6 +9510,268 @@ func (ec *executionContext) fieldContext_CheckInPayload_pointsAwarded(_ context.
 	return graphql.NewScalarFieldContext("CheckInPayload", field, false, false, "Int")
 }
 
+func (ec *executionContext) _ClaimCouponPayload_coupon(ctx context.Context, field graphql.CollectedField, obj *model.ClaimCouponPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ClaimCouponPayload_coupon(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Coupon, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.Coupon) graphql.Marshaler {
+			return ec.marshalNCoupon2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐCoupon(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ClaimCouponPayload_coupon(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "ClaimCouponPayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Coupon(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _ClaimableCoupon_id(ctx context.Context, field graphql.CollectedField, obj *model.ClaimableCoupon) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ClaimableCoupon_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNID2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ClaimableCoupon_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ClaimableCoupon", field, false, false, "ID")
+}
+
+func (ec *executionContext) _ClaimableCoupon_title(ctx context.Context, field graphql.CollectedField, obj *model.ClaimableCoupon) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ClaimableCoupon_title(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Title, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ClaimableCoupon_title(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ClaimableCoupon", field, false, false, "String")
+}
+
+func (ec *executionContext) _ClaimableCoupon_kind(ctx context.Context, field graphql.CollectedField, obj *model.ClaimableCoupon) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ClaimableCoupon_kind(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Kind, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v enum.CouponKind) graphql.Marshaler {
+			return ec.marshalNCouponKind2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐCouponKind(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ClaimableCoupon_kind(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ClaimableCoupon", field, false, false, "CouponKind")
+}
+
+func (ec *executionContext) _ClaimableCoupon_faceValue(ctx context.Context, field graphql.CollectedField, obj *model.ClaimableCoupon) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ClaimableCoupon_faceValue(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.FaceValue, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNMoney2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ClaimableCoupon_faceValue(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ClaimableCoupon", field, false, false, "Money")
+}
+
+func (ec *executionContext) _ClaimableCoupon_discountPercent(ctx context.Context, field graphql.CollectedField, obj *model.ClaimableCoupon) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ClaimableCoupon_discountPercent(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DiscountPercent, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_ClaimableCoupon_discountPercent(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ClaimableCoupon", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ClaimableCoupon_minSpend(ctx context.Context, field graphql.CollectedField, obj *model.ClaimableCoupon) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ClaimableCoupon_minSpend(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.MinSpend, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNMoney2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ClaimableCoupon_minSpend(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ClaimableCoupon", field, false, false, "Money")
+}
+
+func (ec *executionContext) _ClaimableCoupon_remaining(ctx context.Context, field graphql.CollectedField, obj *model.ClaimableCoupon) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ClaimableCoupon_remaining(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Remaining, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ClaimableCoupon_remaining(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ClaimableCoupon", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ClaimableCoupon_perMemberLimit(ctx context.Context, field graphql.CollectedField, obj *model.ClaimableCoupon) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ClaimableCoupon_perMemberLimit(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PerMemberLimit, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ClaimableCoupon_perMemberLimit(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ClaimableCoupon", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ClaimableCoupon_claimedByMe(ctx context.Context, field graphql.CollectedField, obj *model.ClaimableCoupon) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ClaimableCoupon_claimedByMe(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ClaimedByMe, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ClaimableCoupon_claimedByMe(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ClaimableCoupon", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ClaimableCoupon_validUntil(ctx context.Context, field graphql.CollectedField, obj *model.ClaimableCoupon) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ClaimableCoupon_validUntil(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ValidUntil, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_ClaimableCoupon_validUntil(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ClaimableCoupon", field, false, false, "Time")
+}
+
 func (ec *executionContext) _Consent_id(ctx context.Context, field graphql.CollectedField, obj *ent.Consent) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -8490,6 +10383,162 @@ func (ec *executionContext) fieldContext_CouponEdge_cursor(_ context.Context, fi
 	return graphql.NewScalarFieldContext("CouponEdge", field, false, false, "Cursor")
 }
 
+func (ec *executionContext) _CouponExpiring_cursor(ctx context.Context, field graphql.CollectedField, obj *gqlmodel.CouponExpiring) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CouponExpiring_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CouponExpiring_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CouponExpiring", field, false, false, "String")
+}
+
+func (ec *executionContext) _CouponExpiring_occurredAt(ctx context.Context, field graphql.CollectedField, obj *gqlmodel.CouponExpiring) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CouponExpiring_occurredAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.OccurredAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CouponExpiring_occurredAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CouponExpiring", field, false, false, "Time")
+}
+
+func (ec *executionContext) _CouponExpiring_coupon(ctx context.Context, field graphql.CollectedField, obj *gqlmodel.CouponExpiring) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CouponExpiring_coupon(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Coupon, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.Coupon) graphql.Marshaler {
+			return ec.marshalNCoupon2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐCoupon(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CouponExpiring_coupon(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CouponExpiring",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Coupon(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _CouponIssued_cursor(ctx context.Context, field graphql.CollectedField, obj *gqlmodel.CouponIssued) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CouponIssued_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CouponIssued_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CouponIssued", field, false, false, "String")
+}
+
+func (ec *executionContext) _CouponIssued_occurredAt(ctx context.Context, field graphql.CollectedField, obj *gqlmodel.CouponIssued) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CouponIssued_occurredAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.OccurredAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CouponIssued_occurredAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CouponIssued", field, false, false, "Time")
+}
+
+func (ec *executionContext) _CouponIssued_coupon(ctx context.Context, field graphql.CollectedField, obj *gqlmodel.CouponIssued) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CouponIssued_coupon(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Coupon, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.Coupon) graphql.Marshaler {
+			return ec.marshalNCoupon2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐCoupon(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CouponIssued_coupon(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CouponIssued",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Coupon(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _CouponTemplate_id(ctx context.Context, field graphql.CollectedField, obj *ent.CouponTemplate) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -8618,14 +10667,14 @@ func (ec *executionContext) _CouponTemplate_faceValue(ctx context.Context, field
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
-			return ec.marshalNInt2int64(ctx, selections, v)
+			return ec.marshalNMoney2int64(ctx, selections, v)
 		},
 		true,
 		true,
 	)
 }
 func (ec *executionContext) fieldContext_CouponTemplate_faceValue(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("CouponTemplate", field, false, false, "Int")
+	return graphql.NewScalarFieldContext("CouponTemplate", field, false, false, "Money")
 }
 
 func (ec *executionContext) _CouponTemplate_discountPercent(ctx context.Context, field graphql.CollectedField, obj *ent.CouponTemplate) (ret graphql.Marshaler) {
@@ -8664,14 +10713,14 @@ func (ec *executionContext) _CouponTemplate_minSpend(ctx context.Context, field 
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
-			return ec.marshalNInt2int64(ctx, selections, v)
+			return ec.marshalNMoney2int64(ctx, selections, v)
 		},
 		true,
 		true,
 	)
 }
 func (ec *executionContext) fieldContext_CouponTemplate_minSpend(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("CouponTemplate", field, false, false, "Int")
+	return graphql.NewScalarFieldContext("CouponTemplate", field, false, false, "Money")
 }
 
 func (ec *executionContext) _CouponTemplate_totalStock(ctx context.Context, field graphql.CollectedField, obj *ent.CouponTemplate) (ret graphql.Marshaler) {
@@ -8741,6 +10790,314 @@ func (ec *executionContext) _CouponTemplate_claimable(ctx context.Context, field
 }
 func (ec *executionContext) fieldContext_CouponTemplate_claimable(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("CouponTemplate", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _CouponTemplate_issued(ctx context.Context, field graphql.CollectedField, obj *ent.CouponTemplate) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CouponTemplate_issued(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.CouponTemplate().Issued(ctx, obj)
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, false)
+				if err != nil {
+					var zeroVal int
+					return zeroVal, err
+				}
+				staff, err := ec.unmarshalOStaffRole2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐStaffRoleᚄ(ctx, []any{})
+				if err != nil {
+					var zeroVal int
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal int
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, member, staff, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CouponTemplate_issued(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CouponTemplate", field, true, true, "Int")
+}
+
+func (ec *executionContext) _CouponTemplate_redeemed(ctx context.Context, field graphql.CollectedField, obj *ent.CouponTemplate) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CouponTemplate_redeemed(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.CouponTemplate().Redeemed(ctx, obj)
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, false)
+				if err != nil {
+					var zeroVal int
+					return zeroVal, err
+				}
+				staff, err := ec.unmarshalOStaffRole2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐStaffRoleᚄ(ctx, []any{})
+				if err != nil {
+					var zeroVal int
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal int
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, member, staff, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CouponTemplate_redeemed(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CouponTemplate", field, true, true, "Int")
+}
+
+func (ec *executionContext) _CouponTemplate_expired(ctx context.Context, field graphql.CollectedField, obj *ent.CouponTemplate) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CouponTemplate_expired(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.CouponTemplate().Expired(ctx, obj)
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, false)
+				if err != nil {
+					var zeroVal int
+					return zeroVal, err
+				}
+				staff, err := ec.unmarshalOStaffRole2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐStaffRoleᚄ(ctx, []any{})
+				if err != nil {
+					var zeroVal int
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal int
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, member, staff, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CouponTemplate_expired(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CouponTemplate", field, true, true, "Int")
+}
+
+func (ec *executionContext) _CouponTemplate_redemptionRate(ctx context.Context, field graphql.CollectedField, obj *ent.CouponTemplate) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CouponTemplate_redemptionRate(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.CouponTemplate().RedemptionRate(ctx, obj)
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, false)
+				if err != nil {
+					var zeroVal float64
+					return zeroVal, err
+				}
+				staff, err := ec.unmarshalOStaffRole2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐStaffRoleᚄ(ctx, []any{})
+				if err != nil {
+					var zeroVal float64
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal float64
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, member, staff, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CouponTemplate_redemptionRate(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CouponTemplate", field, true, true, "Float")
+}
+
+func (ec *executionContext) _CouponTemplate_discountTotal(ctx context.Context, field graphql.CollectedField, obj *ent.CouponTemplate) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CouponTemplate_discountTotal(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.CouponTemplate().DiscountTotal(ctx, obj)
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, false)
+				if err != nil {
+					var zeroVal int64
+					return zeroVal, err
+				}
+				staff, err := ec.unmarshalOStaffRole2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐStaffRoleᚄ(ctx, []any{})
+				if err != nil {
+					var zeroVal int64
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal int64
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, member, staff, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNMoney2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CouponTemplate_discountTotal(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CouponTemplate", field, true, true, "Money")
+}
+
+func (ec *executionContext) _CouponTemplate_attributedRevenue(ctx context.Context, field graphql.CollectedField, obj *ent.CouponTemplate) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CouponTemplate_attributedRevenue(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.CouponTemplate().AttributedRevenue(ctx, obj)
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, false)
+				if err != nil {
+					var zeroVal int64
+					return zeroVal, err
+				}
+				staff, err := ec.unmarshalOStaffRole2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐStaffRoleᚄ(ctx, []any{})
+				if err != nil {
+					var zeroVal int64
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal int64
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, member, staff, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNMoney2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CouponTemplate_attributedRevenue(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CouponTemplate", field, true, true, "Money")
+}
+
+func (ec *executionContext) _CouponTemplatePayload_template(ctx context.Context, field graphql.CollectedField, obj *model.CouponTemplatePayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CouponTemplatePayload_template(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Template, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.CouponTemplate) graphql.Marshaler {
+			return ec.marshalNCouponTemplate2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐCouponTemplate(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CouponTemplatePayload_template(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CouponTemplatePayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CouponTemplate(ctx, field)
+		},
+	}
+	return fc, nil
 }
 
 func (ec *executionContext) _CreateApiClientPayload_apiClient(ctx context.Context, field graphql.CollectedField, obj *model.CreateAPIClientPayload) (ret graphql.Marshaler) {
@@ -8828,6 +11185,162 @@ func (ec *executionContext) fieldContext_CreateStaffPayload_staff(_ context.Cont
 		},
 	}
 	return fc, nil
+}
+
+func (ec *executionContext) _DrawLotteryPayload_won(ctx context.Context, field graphql.CollectedField, obj *model.DrawLotteryPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DrawLotteryPayload_won(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Won, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DrawLotteryPayload_won(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DrawLotteryPayload", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _DrawLotteryPayload_prize(ctx context.Context, field graphql.CollectedField, obj *model.DrawLotteryPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DrawLotteryPayload_prize(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Prize, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.LotteryPrize) graphql.Marshaler {
+			return ec.marshalOLotteryPrize2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐLotteryPrize(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_DrawLotteryPayload_prize(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "DrawLotteryPayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_LotteryPrize(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _DrawLotteryPayload_coupon(ctx context.Context, field graphql.CollectedField, obj *model.DrawLotteryPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DrawLotteryPayload_coupon(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Coupon, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.Coupon) graphql.Marshaler {
+			return ec.marshalOCoupon2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐCoupon(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_DrawLotteryPayload_coupon(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "DrawLotteryPayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Coupon(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _DrawLotteryPayload_pointsAwarded(ctx context.Context, field graphql.CollectedField, obj *model.DrawLotteryPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DrawLotteryPayload_pointsAwarded(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PointsAwarded, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DrawLotteryPayload_pointsAwarded(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DrawLotteryPayload", field, false, false, "Int")
+}
+
+func (ec *executionContext) _DrawLotteryPayload_pointsBalance(ctx context.Context, field graphql.CollectedField, obj *model.DrawLotteryPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DrawLotteryPayload_pointsBalance(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PointsBalance, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DrawLotteryPayload_pointsBalance(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DrawLotteryPayload", field, false, false, "Int")
+}
+
+func (ec *executionContext) _DrawLotteryPayload_duplicate(ctx context.Context, field graphql.CollectedField, obj *model.DrawLotteryPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DrawLotteryPayload_duplicate(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Duplicate, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DrawLotteryPayload_duplicate(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DrawLotteryPayload", field, false, false, "Boolean")
 }
 
 func (ec *executionContext) _EarningRule_id(ctx context.Context, field graphql.CollectedField, obj *ent.EarningRule) (ret graphql.Marshaler) {
@@ -9893,6 +12406,61 @@ func (ec *executionContext) fieldContext_IngestOrderPayload_member(_ context.Con
 	return fc, nil
 }
 
+func (ec *executionContext) _LockCouponsPayload_discount(ctx context.Context, field graphql.CollectedField, obj *model.LockCouponsPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_LockCouponsPayload_discount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Discount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNMoney2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_LockCouponsPayload_discount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("LockCouponsPayload", field, false, false, "Money")
+}
+
+func (ec *executionContext) _LockCouponsPayload_coupons(ctx context.Context, field graphql.CollectedField, obj *model.LockCouponsPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_LockCouponsPayload_coupons(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Coupons, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*ent.Coupon) graphql.Marshaler {
+			return ec.marshalNCoupon2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐCouponᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_LockCouponsPayload_coupons(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "LockCouponsPayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Coupon(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _LogoutPayload_ok(ctx context.Context, field graphql.CollectedField, obj *model.LogoutPayload) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -10098,6 +12666,93 @@ func (ec *executionContext) _Lottery_endsAt(ctx context.Context, field graphql.C
 }
 func (ec *executionContext) fieldContext_Lottery_endsAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("Lottery", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Lottery_prizes(ctx context.Context, field graphql.CollectedField, obj *ent.Lottery) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Lottery_prizes(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Lottery().Prizes(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*ent.LotteryPrize) graphql.Marshaler {
+			return ec.marshalNLotteryPrize2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐLotteryPrizeᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Lottery_prizes(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Lottery",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_LotteryPrize(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Lottery_drawsLeftToday(ctx context.Context, field graphql.CollectedField, obj *ent.Lottery) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Lottery_drawsLeftToday(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Lottery().DrawsLeftToday(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Lottery_drawsLeftToday(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Lottery", field, true, true, "Int")
+}
+
+func (ec *executionContext) _LotteryPayload_lottery(ctx context.Context, field graphql.CollectedField, obj *model.LotteryPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_LotteryPayload_lottery(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Lottery, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.Lottery) graphql.Marshaler {
+			return ec.marshalNLottery2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐLottery(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_LotteryPayload_lottery(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "LotteryPayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Lottery(ctx, field)
+		},
+	}
+	return fc, nil
 }
 
 func (ec *executionContext) _LotteryPrize_id(ctx context.Context, field graphql.CollectedField, obj *ent.LotteryPrize) (ret graphql.Marshaler) {
@@ -10307,13 +12962,13 @@ func (ec *executionContext) fieldContext_MallItem_title(_ context.Context, field
 	return graphql.NewScalarFieldContext("MallItem", field, false, false, "String")
 }
 
-func (ec *executionContext) _MallItem_imageURL(ctx context.Context, field graphql.CollectedField, obj *ent.MallItem) (ret graphql.Marshaler) {
+func (ec *executionContext) _MallItem_imageUrl(ctx context.Context, field graphql.CollectedField, obj *ent.MallItem) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
 		field,
 		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
-			return ec.fieldContext_MallItem_imageURL(ctx, field)
+			return ec.fieldContext_MallItem_imageUrl(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
 			return obj.ImageURL, nil
@@ -10326,7 +12981,7 @@ func (ec *executionContext) _MallItem_imageURL(ctx context.Context, field graphq
 		false,
 	)
 }
-func (ec *executionContext) fieldContext_MallItem_imageURL(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+func (ec *executionContext) fieldContext_MallItem_imageUrl(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("MallItem", field, false, false, "String")
 }
 
@@ -10539,6 +13194,38 @@ func (ec *executionContext) _MallItemEdge_cursor(ctx context.Context, field grap
 }
 func (ec *executionContext) fieldContext_MallItemEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("MallItemEdge", field, false, false, "Cursor")
+}
+
+func (ec *executionContext) _MallItemPayload_item(ctx context.Context, field graphql.CollectedField, obj *model.MallItemPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MallItemPayload_item(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Item, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.MallItem) graphql.Marshaler {
+			return ec.marshalNMallItem2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐMallItem(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MallItemPayload_item(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "MallItemPayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_MallItem(ctx, field)
+		},
+	}
+	return fc, nil
 }
 
 func (ec *executionContext) _MallRedemption_id(ctx context.Context, field graphql.CollectedField, obj *ent.MallRedemption) (ret graphql.Marshaler) {
@@ -11147,6 +13834,56 @@ func (ec *executionContext) fieldContext_Member_identities(_ context.Context, fi
 		IsResolver: true,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_Identity(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Member_referral(ctx context.Context, field graphql.CollectedField, obj *ent.Member) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Member_referral(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Member().Referral(ctx, obj)
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, true)
+				if err != nil {
+					var zeroVal *model.ReferralSummary
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.ReferralSummary
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, member, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.ReferralSummary) graphql.Marshaler {
+			return ec.marshalNReferralSummary2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐReferralSummary(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Member_referral(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Member",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ReferralSummary(ctx, field)
 		},
 	}
 	return fc, nil
@@ -13053,6 +15790,924 @@ func (ec *executionContext) fieldContext_Mutation_recordPaidMembership(ctx conte
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Mutation_recordPaidMembership_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_claimCoupon(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_claimCoupon(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().ClaimCoupon(ctx, fc.Args["input"].(model.ClaimCouponInput))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, true)
+				if err != nil {
+					var zeroVal *model.ClaimCouponPayload
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.ClaimCouponPayload
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.ClaimCouponPayload) graphql.Marshaler {
+			return ec.marshalNClaimCouponPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐClaimCouponPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_claimCoupon(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ClaimCouponPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_claimCoupon_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_redeemMallItem(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_redeemMallItem(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().RedeemMallItem(ctx, fc.Args["input"].(model.RedeemMallItemInput))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, true)
+				if err != nil {
+					var zeroVal *model.RedeemMallItemPayload
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.RedeemMallItemPayload
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.RedeemMallItemPayload) graphql.Marshaler {
+			return ec.marshalNRedeemMallItemPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐRedeemMallItemPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_redeemMallItem(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_RedeemMallItemPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_redeemMallItem_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_drawLottery(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_drawLottery(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().DrawLottery(ctx, fc.Args["input"].(model.DrawLotteryInput))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, true)
+				if err != nil {
+					var zeroVal *model.DrawLotteryPayload
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.DrawLotteryPayload
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.DrawLotteryPayload) graphql.Marshaler {
+			return ec.marshalNDrawLotteryPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐDrawLotteryPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_drawLottery(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_DrawLotteryPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_drawLottery_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_redeemPromoCode(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_redeemPromoCode(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().RedeemPromoCode(ctx, fc.Args["input"].(model.RedeemPromoCodeInput))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, true)
+				if err != nil {
+					var zeroVal *model.RedeemPromoCodePayload
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.RedeemPromoCodePayload
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.RedeemPromoCodePayload) graphql.Marshaler {
+			return ec.marshalNRedeemPromoCodePayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐRedeemPromoCodePayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_redeemPromoCode(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_RedeemPromoCodePayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_redeemPromoCode_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_registerActivity(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_registerActivity(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().RegisterActivity(ctx, fc.Args["input"].(model.RegisterActivityInput))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, true)
+				if err != nil {
+					var zeroVal *model.ActivityRegistrationPayload
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.ActivityRegistrationPayload
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.ActivityRegistrationPayload) graphql.Marshaler {
+			return ec.marshalNActivityRegistrationPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐActivityRegistrationPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_registerActivity(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ActivityRegistrationPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_registerActivity_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_cancelActivityRegistration(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_cancelActivityRegistration(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().CancelActivityRegistration(ctx, fc.Args["input"].(model.CancelActivityRegistrationInput))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, true)
+				if err != nil {
+					var zeroVal *model.ActivityRegistrationPayload
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.ActivityRegistrationPayload
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.ActivityRegistrationPayload) graphql.Marshaler {
+			return ec.marshalNActivityRegistrationPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐActivityRegistrationPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_cancelActivityRegistration(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ActivityRegistrationPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_cancelActivityRegistration_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_createCouponTemplate(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_createCouponTemplate(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().CreateCouponTemplate(ctx, fc.Args["input"].(model.CreateCouponTemplateInput))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, false)
+				if err != nil {
+					var zeroVal *model.CouponTemplatePayload
+					return zeroVal, err
+				}
+				staff, err := ec.unmarshalOStaffRole2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐStaffRoleᚄ(ctx, []any{"OPERATOR"})
+				if err != nil {
+					var zeroVal *model.CouponTemplatePayload
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.CouponTemplatePayload
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, staff, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.CouponTemplatePayload) graphql.Marshaler {
+			return ec.marshalNCouponTemplatePayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐCouponTemplatePayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_createCouponTemplate(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CouponTemplatePayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_createCouponTemplate_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_createMallItem(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_createMallItem(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().CreateMallItem(ctx, fc.Args["input"].(model.CreateMallItemInput))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, false)
+				if err != nil {
+					var zeroVal *model.MallItemPayload
+					return zeroVal, err
+				}
+				staff, err := ec.unmarshalOStaffRole2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐStaffRoleᚄ(ctx, []any{"OPERATOR"})
+				if err != nil {
+					var zeroVal *model.MallItemPayload
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.MallItemPayload
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, staff, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.MallItemPayload) graphql.Marshaler {
+			return ec.marshalNMallItemPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐMallItemPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_createMallItem(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_MallItemPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_createMallItem_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_createLottery(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_createLottery(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().CreateLottery(ctx, fc.Args["input"].(model.CreateLotteryInput))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, false)
+				if err != nil {
+					var zeroVal *model.LotteryPayload
+					return zeroVal, err
+				}
+				staff, err := ec.unmarshalOStaffRole2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐStaffRoleᚄ(ctx, []any{"OPERATOR"})
+				if err != nil {
+					var zeroVal *model.LotteryPayload
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.LotteryPayload
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, staff, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.LotteryPayload) graphql.Marshaler {
+			return ec.marshalNLotteryPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐLotteryPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_createLottery(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_LotteryPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_createLottery_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_createActivity(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_createActivity(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().CreateActivity(ctx, fc.Args["input"].(model.CreateActivityInput))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, false)
+				if err != nil {
+					var zeroVal *model.ActivityPayload
+					return zeroVal, err
+				}
+				staff, err := ec.unmarshalOStaffRole2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐStaffRoleᚄ(ctx, []any{"OPERATOR"})
+				if err != nil {
+					var zeroVal *model.ActivityPayload
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.ActivityPayload
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, staff, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.ActivityPayload) graphql.Marshaler {
+			return ec.marshalNActivityPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐActivityPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_createActivity(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ActivityPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_createActivity_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_createPromoCode(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_createPromoCode(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().CreatePromoCode(ctx, fc.Args["input"].(model.CreatePromoCodeInput))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, false)
+				if err != nil {
+					var zeroVal *model.PromoCodePayload
+					return zeroVal, err
+				}
+				staff, err := ec.unmarshalOStaffRole2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐStaffRoleᚄ(ctx, []any{"OPERATOR"})
+				if err != nil {
+					var zeroVal *model.PromoCodePayload
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.PromoCodePayload
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, staff, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.PromoCodePayload) graphql.Marshaler {
+			return ec.marshalNPromoCodePayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐPromoCodePayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_createPromoCode(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PromoCodePayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_createPromoCode_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_checkInTicket(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_checkInTicket(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().CheckInTicket(ctx, fc.Args["ticketCode"].(string))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, false)
+				if err != nil {
+					var zeroVal *model.ActivityRegistrationPayload
+					return zeroVal, err
+				}
+				staff, err := ec.unmarshalOStaffRole2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐStaffRoleᚄ(ctx, []any{"OPERATOR", "STORE_CLERK"})
+				if err != nil {
+					var zeroVal *model.ActivityRegistrationPayload
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.ActivityRegistrationPayload
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, staff, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.ActivityRegistrationPayload) graphql.Marshaler {
+			return ec.marshalNActivityRegistrationPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐActivityRegistrationPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_checkInTicket(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ActivityRegistrationPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_checkInTicket_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_lockCoupons(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_lockCoupons(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().LockCoupons(ctx, fc.Args["input"].(model.LockCouponsInput))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, false)
+				if err != nil {
+					var zeroVal *model.LockCouponsPayload
+					return zeroVal, err
+				}
+				staff, err := ec.unmarshalOStaffRole2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐStaffRoleᚄ(ctx, []any{"STORE_CLERK"})
+				if err != nil {
+					var zeroVal *model.LockCouponsPayload
+					return zeroVal, err
+				}
+				scope, err := ec.unmarshalOApiScope2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐAPIScope(ctx, "COUPONS_REDEEM")
+				if err != nil {
+					var zeroVal *model.LockCouponsPayload
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.LockCouponsPayload
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, staff, scope)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.LockCouponsPayload) graphql.Marshaler {
+			return ec.marshalNLockCouponsPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐLockCouponsPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_lockCoupons(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_LockCouponsPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_lockCoupons_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_releaseCoupons(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_releaseCoupons(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().ReleaseCoupons(ctx, fc.Args["input"].(model.ReleaseCouponsInput))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, false)
+				if err != nil {
+					var zeroVal *model.ReleaseCouponsPayload
+					return zeroVal, err
+				}
+				staff, err := ec.unmarshalOStaffRole2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐStaffRoleᚄ(ctx, []any{"STORE_CLERK"})
+				if err != nil {
+					var zeroVal *model.ReleaseCouponsPayload
+					return zeroVal, err
+				}
+				scope, err := ec.unmarshalOApiScope2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐAPIScope(ctx, "COUPONS_REDEEM")
+				if err != nil {
+					var zeroVal *model.ReleaseCouponsPayload
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.ReleaseCouponsPayload
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, staff, scope)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.ReleaseCouponsPayload) graphql.Marshaler {
+			return ec.marshalNReleaseCouponsPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐReleaseCouponsPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_releaseCoupons(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ReleaseCouponsPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_releaseCoupons_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -15542,6 +19197,121 @@ func (ec *executionContext) fieldContext_Points_transactions(ctx context.Context
 	return fc, nil
 }
 
+func (ec *executionContext) _PointsChanged_cursor(ctx context.Context, field graphql.CollectedField, obj *gqlmodel.PointsChanged) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PointsChanged_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PointsChanged_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PointsChanged", field, false, false, "String")
+}
+
+func (ec *executionContext) _PointsChanged_occurredAt(ctx context.Context, field graphql.CollectedField, obj *gqlmodel.PointsChanged) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PointsChanged_occurredAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.OccurredAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PointsChanged_occurredAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PointsChanged", field, false, false, "Time")
+}
+
+func (ec *executionContext) _PointsChanged_pointsDelta(ctx context.Context, field graphql.CollectedField, obj *gqlmodel.PointsChanged) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PointsChanged_pointsDelta(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PointsDelta, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PointsChanged_pointsDelta(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PointsChanged", field, false, false, "Int")
+}
+
+func (ec *executionContext) _PointsChanged_pointsBalance(ctx context.Context, field graphql.CollectedField, obj *gqlmodel.PointsChanged) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PointsChanged_pointsBalance(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PointsBalance, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PointsChanged_pointsBalance(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PointsChanged", field, false, false, "Int")
+}
+
+func (ec *executionContext) _PointsChanged_reason(ctx context.Context, field graphql.CollectedField, obj *gqlmodel.PointsChanged) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PointsChanged_reason(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Reason, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PointsChanged_reason(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PointsChanged", field, false, false, "String")
+}
+
 func (ec *executionContext) _PointsEntry_id(ctx context.Context, field graphql.CollectedField, obj *ent.PointsEntry) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -16208,6 +19978,38 @@ func (ec *executionContext) fieldContext_PromoCode_validTo(_ context.Context, fi
 	return graphql.NewScalarFieldContext("PromoCode", field, false, false, "Time")
 }
 
+func (ec *executionContext) _PromoCodePayload_promoCode(ctx context.Context, field graphql.CollectedField, obj *model.PromoCodePayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PromoCodePayload_promoCode(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PromoCode, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.PromoCode) graphql.Marshaler {
+			return ec.marshalNPromoCode2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐPromoCode(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PromoCodePayload_promoCode(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "PromoCodePayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PromoCode(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Query_node(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -16411,6 +20213,257 @@ func (ec *executionContext) fieldContext_Query_me(_ context.Context, field graph
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_Member(ctx, field)
 		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_claimableCoupons(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_claimableCoupons(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Query().ClaimableCoupons(ctx)
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, true)
+				if err != nil {
+					var zeroVal []*model.ClaimableCoupon
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal []*model.ClaimableCoupon
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.ClaimableCoupon) graphql.Marshaler {
+			return ec.marshalNClaimableCoupon2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐClaimableCouponᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_claimableCoupons(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ClaimableCoupon(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_mallItems(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_mallItems(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().MallItems(ctx, fc.Args["first"].(*int), fc.Args["after"].(*entgql.Cursor[int]))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, true)
+				if err != nil {
+					var zeroVal *ent.MallItemConnection
+					return zeroVal, err
+				}
+				staff, err := ec.unmarshalOStaffRole2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐStaffRoleᚄ(ctx, []any{})
+				if err != nil {
+					var zeroVal *ent.MallItemConnection
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *ent.MallItemConnection
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, staff, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.MallItemConnection) graphql.Marshaler {
+			return ec.marshalNMallItemConnection2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐMallItemConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_mallItems(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_MallItemConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_mallItems_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_lottery(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_lottery(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().Lottery(ctx, fc.Args["id"].(int))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, true)
+				if err != nil {
+					var zeroVal *ent.Lottery
+					return zeroVal, err
+				}
+				staff, err := ec.unmarshalOStaffRole2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐStaffRoleᚄ(ctx, []any{})
+				if err != nil {
+					var zeroVal *ent.Lottery
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *ent.Lottery
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, staff, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.Lottery) graphql.Marshaler {
+			return ec.marshalOLottery2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐLottery(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Query_lottery(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Lottery(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_lottery_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_activities(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_activities(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().Activities(ctx, fc.Args["first"].(*int), fc.Args["after"].(*entgql.Cursor[int]), fc.Args["upcoming"].(*bool))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, true)
+				if err != nil {
+					var zeroVal *ent.ActivityConnection
+					return zeroVal, err
+				}
+				staff, err := ec.unmarshalOStaffRole2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐStaffRoleᚄ(ctx, []any{})
+				if err != nil {
+					var zeroVal *ent.ActivityConnection
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *ent.ActivityConnection
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, staff, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.ActivityConnection) graphql.Marshaler {
+			return ec.marshalNActivityConnection2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐActivityConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_activities(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ActivityConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_activities_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
 	}
 	return fc, nil
 }
@@ -17002,6 +21055,208 @@ func (ec *executionContext) fieldContext_RecordPaidMembershipPayload_membership(
 	return fc, nil
 }
 
+func (ec *executionContext) _RedeemMallItemPayload_redemption(ctx context.Context, field graphql.CollectedField, obj *model.RedeemMallItemPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RedeemMallItemPayload_redemption(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Redemption, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.MallRedemption) graphql.Marshaler {
+			return ec.marshalNMallRedemption2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐMallRedemption(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RedeemMallItemPayload_redemption(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "RedeemMallItemPayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_MallRedemption(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _RedeemMallItemPayload_pointsBalance(ctx context.Context, field graphql.CollectedField, obj *model.RedeemMallItemPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RedeemMallItemPayload_pointsBalance(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PointsBalance, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RedeemMallItemPayload_pointsBalance(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RedeemMallItemPayload", field, false, false, "Int")
+}
+
+func (ec *executionContext) _RedeemMallItemPayload_duplicate(ctx context.Context, field graphql.CollectedField, obj *model.RedeemMallItemPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RedeemMallItemPayload_duplicate(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Duplicate, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RedeemMallItemPayload_duplicate(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RedeemMallItemPayload", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _RedeemPromoCodePayload_coupons(ctx context.Context, field graphql.CollectedField, obj *model.RedeemPromoCodePayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RedeemPromoCodePayload_coupons(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Coupons, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*ent.Coupon) graphql.Marshaler {
+			return ec.marshalNCoupon2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐCouponᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RedeemPromoCodePayload_coupons(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "RedeemPromoCodePayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Coupon(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _RedeemPromoCodePayload_pointsAwarded(ctx context.Context, field graphql.CollectedField, obj *model.RedeemPromoCodePayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RedeemPromoCodePayload_pointsAwarded(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PointsAwarded, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RedeemPromoCodePayload_pointsAwarded(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RedeemPromoCodePayload", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ReferralSummary_code(ctx context.Context, field graphql.CollectedField, obj *model.ReferralSummary) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ReferralSummary_code(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Code, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ReferralSummary_code(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ReferralSummary", field, false, false, "String")
+}
+
+func (ec *executionContext) _ReferralSummary_invitedCount(ctx context.Context, field graphql.CollectedField, obj *model.ReferralSummary) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ReferralSummary_invitedCount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.InvitedCount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ReferralSummary_invitedCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ReferralSummary", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ReferralSummary_rewardedCount(ctx context.Context, field graphql.CollectedField, obj *model.ReferralSummary) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ReferralSummary_rewardedCount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RewardedCount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ReferralSummary_rewardedCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ReferralSummary", field, false, false, "Int")
+}
+
 func (ec *executionContext) _RefreshTokenPayload_accessToken(ctx context.Context, field graphql.CollectedField, obj *model.RefreshTokenPayload) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -17193,6 +21448,29 @@ func (ec *executionContext) _RefundOrderPayload_storedValueRestored(ctx context.
 }
 func (ec *executionContext) fieldContext_RefundOrderPayload_storedValueRestored(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("RefundOrderPayload", field, false, false, "Money")
+}
+
+func (ec *executionContext) _ReleaseCouponsPayload_released(ctx context.Context, field graphql.CollectedField, obj *model.ReleaseCouponsPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ReleaseCouponsPayload_released(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Released, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ReleaseCouponsPayload_released(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ReleaseCouponsPayload", field, false, false, "Int")
 }
 
 func (ec *executionContext) _RequestOtpPayload_retryAfterSeconds(ctx context.Context, field graphql.CollectedField, obj *model.RequestOtpPayload) (ret graphql.Marshaler) {
@@ -17818,6 +22096,121 @@ func (ec *executionContext) fieldContext_StoredValue_transactions(ctx context.Co
 	return fc, nil
 }
 
+func (ec *executionContext) _StoredValueChanged_cursor(ctx context.Context, field graphql.CollectedField, obj *gqlmodel.StoredValueChanged) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_StoredValueChanged_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_StoredValueChanged_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("StoredValueChanged", field, false, false, "String")
+}
+
+func (ec *executionContext) _StoredValueChanged_occurredAt(ctx context.Context, field graphql.CollectedField, obj *gqlmodel.StoredValueChanged) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_StoredValueChanged_occurredAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.OccurredAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_StoredValueChanged_occurredAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("StoredValueChanged", field, false, false, "Time")
+}
+
+func (ec *executionContext) _StoredValueChanged_amountDelta(ctx context.Context, field graphql.CollectedField, obj *gqlmodel.StoredValueChanged) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_StoredValueChanged_amountDelta(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.AmountDelta, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNMoney2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_StoredValueChanged_amountDelta(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("StoredValueChanged", field, false, false, "Money")
+}
+
+func (ec *executionContext) _StoredValueChanged_storedValueBalance(ctx context.Context, field graphql.CollectedField, obj *gqlmodel.StoredValueChanged) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_StoredValueChanged_storedValueBalance(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.StoredValueBalance, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNMoney2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_StoredValueChanged_storedValueBalance(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("StoredValueChanged", field, false, false, "Money")
+}
+
+func (ec *executionContext) _StoredValueChanged_reason(ctx context.Context, field graphql.CollectedField, obj *gqlmodel.StoredValueChanged) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_StoredValueChanged_reason(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Reason, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_StoredValueChanged_reason(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("StoredValueChanged", field, false, false, "String")
+}
+
 func (ec *executionContext) _StoredValueEntry_id(ctx context.Context, field graphql.CollectedField, obj *ent.StoredValueEntry) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -18355,6 +22748,68 @@ func (ec *executionContext) fieldContext_StoredValuePaymentPayload_transaction(_
 	return fc, nil
 }
 
+func (ec *executionContext) _Subscription_memberEvents(ctx context.Context, field graphql.CollectedField) (ret func(ctx context.Context) graphql.Marshaler) {
+	return graphql.ResolveFieldStream(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Subscription_memberEvents(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Subscription().MemberEvents(ctx, fc.Args["after"].(*string))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, true)
+				if err != nil {
+					var zeroVal gqlmodel.MemberEvent
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal gqlmodel.MemberEvent
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v gqlmodel.MemberEvent) graphql.Marshaler {
+			return ec.marshalNMemberEvent2githubᚗcomᚋonememberᚋonememberᚋgraphᚋgqlmodelᚐMemberEvent(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Subscription_memberEvents(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Subscription",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return nil, errors.New("FieldContext.Child cannot be called on type INTERFACE")
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Subscription_memberEvents_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Tier_id(ctx context.Context, field graphql.CollectedField, obj *ent.Tier) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -18857,6 +23312,139 @@ func (ec *executionContext) fieldContext_TierChange_to(_ context.Context, field 
 		Object:     "TierChange",
 		Field:      field,
 		IsMethod:   true,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Tier(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _TierChanged_cursor(ctx context.Context, field graphql.CollectedField, obj *gqlmodel.TierChanged) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_TierChanged_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_TierChanged_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("TierChanged", field, false, false, "String")
+}
+
+func (ec *executionContext) _TierChanged_occurredAt(ctx context.Context, field graphql.CollectedField, obj *gqlmodel.TierChanged) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_TierChanged_occurredAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.OccurredAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_TierChanged_occurredAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("TierChanged", field, false, false, "Time")
+}
+
+func (ec *executionContext) _TierChanged_direction(ctx context.Context, field graphql.CollectedField, obj *gqlmodel.TierChanged) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_TierChanged_direction(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Direction, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v tierchange.Direction) graphql.Marshaler {
+			return ec.marshalNTierDirection2githubᚗcomᚋonememberᚋonememberᚋentᚋtierchangeᚐDirection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_TierChanged_direction(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("TierChanged", field, false, false, "TierDirection")
+}
+
+func (ec *executionContext) _TierChanged_from(ctx context.Context, field graphql.CollectedField, obj *gqlmodel.TierChanged) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_TierChanged_from(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.From, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.Tier) graphql.Marshaler {
+			return ec.marshalOTier2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐTier(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_TierChanged_from(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "TierChanged",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Tier(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _TierChanged_to(ctx context.Context, field graphql.CollectedField, obj *gqlmodel.TierChanged) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_TierChanged_to(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.To, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.Tier) graphql.Marshaler {
+			return ec.marshalNTier2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐTier(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_TierChanged_to(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "TierChanged",
+		Field:      field,
+		IsMethod:   false,
 		IsResolver: false,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_Tier(ctx, field)
@@ -21983,6 +26571,90 @@ func UnmarshalBusinessUnitWhereInput(ctx context.Context, raw any) (ent.Business
 	return out, err
 }
 
+func (ec *executionContext) unmarshalInputCancelActivityRegistrationInput(ctx context.Context, obj any) (model.CancelActivityRegistrationInput, error) {
+	var it model.CancelActivityRegistrationInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"registrationId"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "registrationId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("registrationId"))
+			data, err := ec.unmarshalNID2int(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.RegistrationID = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalCancelActivityRegistrationInput unmarshals raw into the CancelActivityRegistrationInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalCancelActivityRegistrationInput(ctx context.Context, raw any) (model.CancelActivityRegistrationInput, error) {
+	var out model.CancelActivityRegistrationInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "CancelActivityRegistrationInput", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputClaimCouponInput(ctx context.Context, obj any) (model.ClaimCouponInput, error) {
+	var it model.ClaimCouponInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"templateId"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "templateId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("templateId"))
+			data, err := ec.unmarshalNID2int(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TemplateID = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalClaimCouponInput unmarshals raw into the ClaimCouponInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalClaimCouponInput(ctx context.Context, raw any) (model.ClaimCouponInput, error) {
+	var out model.ClaimCouponInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "ClaimCouponInput", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputCouponOrder(ctx context.Context, obj any) (ent.CouponOrder, error) {
 	var it ent.CouponOrder
 	if obj == nil {
@@ -22089,6 +26761,97 @@ func UnmarshalCouponTemplateOrder(ctx context.Context, raw any) (ent.CouponTempl
 	return out, err
 }
 
+func (ec *executionContext) unmarshalInputCreateActivityInput(ctx context.Context, obj any) (model.CreateActivityInput, error) {
+	var it model.CreateActivityInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"title", "description", "location", "startsAt", "endsAt", "capacity", "minTierCode", "businessUnitCode"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "title":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("title"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Title = data
+		case "description":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("description"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Description = data
+		case "location":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("location"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Location = data
+		case "startsAt":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("startsAt"))
+			data, err := ec.unmarshalNTime2timeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.StartsAt = data
+		case "endsAt":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("endsAt"))
+			data, err := ec.unmarshalNTime2timeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.EndsAt = data
+		case "capacity":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("capacity"))
+			data, err := ec.unmarshalNInt2int(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Capacity = data
+		case "minTierCode":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("minTierCode"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.MinTierCode = data
+		case "businessUnitCode":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("businessUnitCode"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.BusinessUnitCode = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalCreateActivityInput unmarshals raw into the CreateActivityInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalCreateActivityInput(ctx context.Context, raw any) (model.CreateActivityInput, error) {
+	var out model.CreateActivityInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "CreateActivityInput", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputCreateApiClientInput(ctx context.Context, obj any) (model.CreateAPIClientInput, error) {
 	var it model.CreateAPIClientInput
 	if obj == nil {
@@ -22142,6 +26905,356 @@ func (ec *executionContext) unmarshalInputCreateApiClientInput(ctx context.Conte
 func UnmarshalCreateApiClientInput(ctx context.Context, raw any) (model.CreateAPIClientInput, error) {
 	var out model.CreateAPIClientInput
 	err := graphql.UnmarshalNamedInputFromContext(ctx, "CreateApiClientInput", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputCreateCouponTemplateInput(ctx context.Context, obj any) (model.CreateCouponTemplateInput, error) {
+	var it model.CreateCouponTemplateInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"title", "kind", "faceValue", "discountPercent", "minSpend", "validity", "totalStock", "perMemberLimit", "claimable", "businessUnitCodes", "storeCodes"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "title":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("title"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Title = data
+		case "kind":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("kind"))
+			data, err := ec.unmarshalNCouponKind2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐCouponKind(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Kind = data
+		case "faceValue":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("faceValue"))
+			data, err := ec.unmarshalOMoney2ᚖint64(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.FaceValue = data
+		case "discountPercent":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("discountPercent"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DiscountPercent = data
+		case "minSpend":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("minSpend"))
+			data, err := ec.unmarshalOMoney2ᚖint64(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.MinSpend = data
+		case "validity":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("validity"))
+			data, err := ec.unmarshalNValidityInput2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐValidityInput(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Validity = data
+		case "totalStock":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("totalStock"))
+			data, err := ec.unmarshalNInt2int(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TotalStock = data
+		case "perMemberLimit":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("perMemberLimit"))
+			data, err := ec.unmarshalNInt2int(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.PerMemberLimit = data
+		case "claimable":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("claimable"))
+			data, err := ec.unmarshalNBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Claimable = data
+		case "businessUnitCodes":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("businessUnitCodes"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.BusinessUnitCodes = data
+		case "storeCodes":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("storeCodes"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.StoreCodes = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalCreateCouponTemplateInput unmarshals raw into the CreateCouponTemplateInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalCreateCouponTemplateInput(ctx context.Context, raw any) (model.CreateCouponTemplateInput, error) {
+	var out model.CreateCouponTemplateInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "CreateCouponTemplateInput", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputCreateLotteryInput(ctx context.Context, obj any) (model.CreateLotteryInput, error) {
+	var it model.CreateLotteryInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"title", "costPoints", "dailyDrawLimit", "startsAt", "endsAt", "prizes"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "title":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("title"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Title = data
+		case "costPoints":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("costPoints"))
+			data, err := ec.unmarshalNInt2int(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CostPoints = data
+		case "dailyDrawLimit":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("dailyDrawLimit"))
+			data, err := ec.unmarshalNInt2int(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DailyDrawLimit = data
+		case "startsAt":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("startsAt"))
+			data, err := ec.unmarshalNTime2timeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.StartsAt = data
+		case "endsAt":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("endsAt"))
+			data, err := ec.unmarshalNTime2timeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.EndsAt = data
+		case "prizes":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("prizes"))
+			data, err := ec.unmarshalNLotteryPrizeInput2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐLotteryPrizeInputᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Prizes = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalCreateLotteryInput unmarshals raw into the CreateLotteryInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalCreateLotteryInput(ctx context.Context, raw any) (model.CreateLotteryInput, error) {
+	var out model.CreateLotteryInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "CreateLotteryInput", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputCreateMallItemInput(ctx context.Context, obj any) (model.CreateMallItemInput, error) {
+	var it model.CreateMallItemInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"title", "imageUrl", "pointsPrice", "stock", "perMemberLimit", "couponTemplateId"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "title":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("title"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Title = data
+		case "imageUrl":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("imageUrl"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ImageURL = data
+		case "pointsPrice":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("pointsPrice"))
+			data, err := ec.unmarshalNInt2int(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.PointsPrice = data
+		case "stock":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("stock"))
+			data, err := ec.unmarshalNInt2int(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Stock = data
+		case "perMemberLimit":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("perMemberLimit"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.PerMemberLimit = data
+		case "couponTemplateId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("couponTemplateId"))
+			data, err := ec.unmarshalOID2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CouponTemplateID = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalCreateMallItemInput unmarshals raw into the CreateMallItemInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalCreateMallItemInput(ctx context.Context, raw any) (model.CreateMallItemInput, error) {
+	var out model.CreateMallItemInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "CreateMallItemInput", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputCreatePromoCodeInput(ctx context.Context, obj any) (model.CreatePromoCodeInput, error) {
+	var it model.CreatePromoCodeInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"code", "couponTemplateIds", "points", "usageLimit", "perMemberLimit", "validFrom", "validTo"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "code":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("code"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Code = data
+		case "couponTemplateIds":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("couponTemplateIds"))
+			data, err := ec.unmarshalOID2ᚕintᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CouponTemplateIds = data
+		case "points":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("points"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Points = data
+		case "usageLimit":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("usageLimit"))
+			data, err := ec.unmarshalNInt2int(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UsageLimit = data
+		case "perMemberLimit":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("perMemberLimit"))
+			data, err := ec.unmarshalNInt2int(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.PerMemberLimit = data
+		case "validFrom":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("validFrom"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ValidFrom = data
+		case "validTo":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("validTo"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ValidTo = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalCreatePromoCodeInput unmarshals raw into the CreatePromoCodeInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalCreatePromoCodeInput(ctx context.Context, raw any) (model.CreatePromoCodeInput, error) {
+	var out model.CreatePromoCodeInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "CreatePromoCodeInput", raw, &out)
 	return out, err
 }
 
@@ -22212,6 +27325,55 @@ func (ec *executionContext) unmarshalInputCreateStaffInput(ctx context.Context, 
 func UnmarshalCreateStaffInput(ctx context.Context, raw any) (model.CreateStaffInput, error) {
 	var out model.CreateStaffInput
 	err := graphql.UnmarshalNamedInputFromContext(ctx, "CreateStaffInput", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputDrawLotteryInput(ctx context.Context, obj any) (model.DrawLotteryInput, error) {
+	var it model.DrawLotteryInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"lotteryId", "idempotencyKey"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "lotteryId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("lotteryId"))
+			data, err := ec.unmarshalNID2int(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.LotteryID = data
+		case "idempotencyKey":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("idempotencyKey"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.IdempotencyKey = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalDrawLotteryInput unmarshals raw into the DrawLotteryInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalDrawLotteryInput(ctx context.Context, raw any) (model.DrawLotteryInput, error) {
+	var out model.DrawLotteryInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "DrawLotteryInput", raw, &out)
 	return out, err
 }
 
@@ -22482,6 +27644,69 @@ func UnmarshalIngestOrderInput(ctx context.Context, raw any) (model.IngestOrderI
 	return out, err
 }
 
+func (ec *executionContext) unmarshalInputLockCouponsInput(ctx context.Context, obj any) (model.LockCouponsInput, error) {
+	var it model.LockCouponsInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"orderRef", "codes", "basketAmount", "storeCode"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "orderRef":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("orderRef"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.OrderRef = data
+		case "codes":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("codes"))
+			data, err := ec.unmarshalNString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Codes = data
+		case "basketAmount":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("basketAmount"))
+			data, err := ec.unmarshalNMoney2int64(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.BasketAmount = data
+		case "storeCode":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("storeCode"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.StoreCode = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalLockCouponsInput unmarshals raw into the LockCouponsInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalLockCouponsInput(ctx context.Context, raw any) (model.LockCouponsInput, error) {
+	var out model.LockCouponsInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "LockCouponsInput", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputLoginWithPhoneInput(ctx context.Context, obj any) (model.LoginWithPhoneInput, error) {
 	var it model.LoginWithPhoneInput
 	if obj == nil {
@@ -22644,6 +27869,83 @@ func (ec *executionContext) unmarshalInputLotteryOrder(ctx context.Context, obj 
 func UnmarshalLotteryOrder(ctx context.Context, raw any) (ent.LotteryOrder, error) {
 	var out ent.LotteryOrder
 	err := graphql.UnmarshalNamedInputFromContext(ctx, "LotteryOrder", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputLotteryPrizeInput(ctx context.Context, obj any) (model.LotteryPrizeInput, error) {
+	var it model.LotteryPrizeInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"name", "kind", "weight", "stock", "couponTemplateId", "points"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "name":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("name"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Name = data
+		case "kind":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("kind"))
+			data, err := ec.unmarshalNLotteryPrizeKind2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐLotteryPrizeKind(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Kind = data
+		case "weight":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("weight"))
+			data, err := ec.unmarshalNInt2int(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Weight = data
+		case "stock":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("stock"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Stock = data
+		case "couponTemplateId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("couponTemplateId"))
+			data, err := ec.unmarshalOID2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CouponTemplateID = data
+		case "points":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("points"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Points = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalLotteryPrizeInput unmarshals raw into the LotteryPrizeInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalLotteryPrizeInput(ctx context.Context, raw any) (model.LotteryPrizeInput, error) {
+	var out model.LotteryPrizeInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "LotteryPrizeInput", raw, &out)
 	return out, err
 }
 
@@ -23540,6 +28842,104 @@ func UnmarshalPromoCodeOrder(ctx context.Context, raw any) (ent.PromoCodeOrder, 
 	return out, err
 }
 
+func (ec *executionContext) unmarshalInputRedeemMallItemInput(ctx context.Context, obj any) (model.RedeemMallItemInput, error) {
+	var it model.RedeemMallItemInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"itemId", "quantity", "idempotencyKey"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "itemId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("itemId"))
+			data, err := ec.unmarshalNID2int(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ItemID = data
+		case "quantity":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("quantity"))
+			data, err := ec.unmarshalNInt2int(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Quantity = data
+		case "idempotencyKey":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("idempotencyKey"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.IdempotencyKey = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalRedeemMallItemInput unmarshals raw into the RedeemMallItemInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalRedeemMallItemInput(ctx context.Context, raw any) (model.RedeemMallItemInput, error) {
+	var out model.RedeemMallItemInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "RedeemMallItemInput", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputRedeemPromoCodeInput(ctx context.Context, obj any) (model.RedeemPromoCodeInput, error) {
+	var it model.RedeemPromoCodeInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"code"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "code":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("code"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Code = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalRedeemPromoCodeInput unmarshals raw into the RedeemPromoCodeInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalRedeemPromoCodeInput(ctx context.Context, raw any) (model.RedeemPromoCodeInput, error) {
+	var out model.RedeemPromoCodeInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "RedeemPromoCodeInput", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputRefreshTokenInput(ctx context.Context, obj any) (model.RefreshTokenInput, error) {
 	var it model.RefreshTokenInput
 	if obj == nil {
@@ -23649,6 +29049,90 @@ func (ec *executionContext) unmarshalInputRefundOrderInput(ctx context.Context, 
 func UnmarshalRefundOrderInput(ctx context.Context, raw any) (model.RefundOrderInput, error) {
 	var out model.RefundOrderInput
 	err := graphql.UnmarshalNamedInputFromContext(ctx, "RefundOrderInput", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputRegisterActivityInput(ctx context.Context, obj any) (model.RegisterActivityInput, error) {
+	var it model.RegisterActivityInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"activityId"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "activityId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("activityId"))
+			data, err := ec.unmarshalNID2int(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ActivityID = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalRegisterActivityInput unmarshals raw into the RegisterActivityInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalRegisterActivityInput(ctx context.Context, raw any) (model.RegisterActivityInput, error) {
+	var out model.RegisterActivityInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "RegisterActivityInput", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputReleaseCouponsInput(ctx context.Context, obj any) (model.ReleaseCouponsInput, error) {
+	var it model.ReleaseCouponsInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"orderRef"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "orderRef":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("orderRef"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.OrderRef = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalReleaseCouponsInput unmarshals raw into the ReleaseCouponsInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalReleaseCouponsInput(ctx context.Context, raw any) (model.ReleaseCouponsInput, error) {
+	var out model.ReleaseCouponsInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "ReleaseCouponsInput", raw, &out)
 	return out, err
 }
 
@@ -24900,9 +30384,113 @@ func UnmarshalUpdateMyProfileInput(ctx context.Context, raw any) (model.UpdateMy
 	return out, err
 }
 
+func (ec *executionContext) unmarshalInputValidityInput(ctx context.Context, obj any) (model.ValidityInput, error) {
+	var it model.ValidityInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"from", "to", "daysAfterIssue"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "from":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("from"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.From = data
+		case "to":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("to"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.To = data
+		case "daysAfterIssue":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("daysAfterIssue"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DaysAfterIssue = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalValidityInput unmarshals raw into the ValidityInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalValidityInput(ctx context.Context, raw any) (model.ValidityInput, error) {
+	var out model.ValidityInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "ValidityInput", raw, &out)
+	return out, err
+}
+
 // endregion **************************** input.gotpl *****************************
 
 // region    ************************** interface.gotpl ***************************
+
+func (ec *executionContext) _MemberEvent(ctx context.Context, sel ast.SelectionSet, obj gqlmodel.MemberEvent) graphql.Marshaler {
+	switch obj := (obj).(type) {
+	case nil:
+		return graphql.Null
+	case gqlmodel.TierChanged:
+		return ec._TierChanged(ctx, sel, &obj)
+	case *gqlmodel.TierChanged:
+		if obj == nil {
+			return graphql.Null
+		}
+		return ec._TierChanged(ctx, sel, obj)
+	case gqlmodel.StoredValueChanged:
+		return ec._StoredValueChanged(ctx, sel, &obj)
+	case *gqlmodel.StoredValueChanged:
+		if obj == nil {
+			return graphql.Null
+		}
+		return ec._StoredValueChanged(ctx, sel, obj)
+	case gqlmodel.PointsChanged:
+		return ec._PointsChanged(ctx, sel, &obj)
+	case *gqlmodel.PointsChanged:
+		if obj == nil {
+			return graphql.Null
+		}
+		return ec._PointsChanged(ctx, sel, obj)
+	case gqlmodel.CouponIssued:
+		return ec._CouponIssued(ctx, sel, &obj)
+	case *gqlmodel.CouponIssued:
+		if obj == nil {
+			return graphql.Null
+		}
+		return ec._CouponIssued(ctx, sel, obj)
+	case gqlmodel.CouponExpiring:
+		return ec._CouponExpiring(ctx, sel, &obj)
+	case *gqlmodel.CouponExpiring:
+		if obj == nil {
+			return graphql.Null
+		}
+		return ec._CouponExpiring(ctx, sel, obj)
+	default:
+		if typedObj, ok := obj.(graphql.Marshaler); ok {
+			return typedObj
+		} else {
+			panic(fmt.Errorf("unexpected type %T; non-generated variants of MemberEvent must implement graphql.Marshaler", obj))
+		}
+	}
+}
 
 func (ec *executionContext) _Node(ctx context.Context, sel ast.SelectionSet, obj ent.Noder) graphql.Marshaler {
 	switch obj := (obj).(type) {
@@ -25108,63 +30696,75 @@ func (ec *executionContext) _Activity(ctx context.Context, sel ast.SelectionSet,
 		case "id":
 			out.Values[i] = ec._Activity_id(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "createdAt":
 			out.Values[i] = ec._Activity_createdAt(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "updatedAt":
 			out.Values[i] = ec._Activity_updatedAt(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "title":
 			out.Values[i] = ec._Activity_title(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "description":
 			out.Values[i] = ec._Activity_description(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "location":
 			out.Values[i] = ec._Activity_location(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "startsAt":
 			out.Values[i] = ec._Activity_startsAt(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "endsAt":
 			out.Values[i] = ec._Activity_endsAt(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "capacity":
 			out.Values[i] = ec._Activity_capacity(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "registeredCount":
 			out.Values[i] = ec._Activity_registeredCount(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "waitlistedCount":
 			out.Values[i] = ec._Activity_waitlistedCount(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "checkedInCount":
 			out.Values[i] = ec._Activity_checkedInCount(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
+		case "eligible":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Activity_eligible(ctx, field, obj)
+				})
+		case "myRegistration":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Activity_myRegistration(ctx, field, obj)
+				})
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -25263,6 +30863,39 @@ func (ec *executionContext) _ActivityEdge(ctx context.Context, sel ast.Selection
 	return out
 }
 
+var activityPayloadImplementors = []string{"ActivityPayload"}
+
+func (ec *executionContext) _ActivityPayload(ctx context.Context, sel ast.SelectionSet, obj *model.ActivityPayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, activityPayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ActivityPayload")
+		case "activity":
+			out.Values[i] = ec._ActivityPayload_activity(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var activityRegistrationImplementors = []string{"ActivityRegistration", "Node"}
 
 func (ec *executionContext) _ActivityRegistration(ctx context.Context, sel ast.SelectionSet, obj *ent.ActivityRegistration) graphql.Marshaler {
@@ -25277,26 +30910,71 @@ func (ec *executionContext) _ActivityRegistration(ctx context.Context, sel ast.S
 		case "id":
 			out.Values[i] = ec._ActivityRegistration_id(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "status":
 			out.Values[i] = ec._ActivityRegistration_status(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "createdAt":
 			out.Values[i] = ec._ActivityRegistration_createdAt(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "cancelledAt":
 			out.Values[i] = ec._ActivityRegistration_cancelledAt(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "checkedInAt":
 			out.Values[i] = ec._ActivityRegistration_checkedInAt(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "ticketCode":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._ActivityRegistration_ticketCode(ctx, field, obj)
+				})
+		case "member":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._ActivityRegistration_member(ctx, field, obj)
+				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var activityRegistrationPayloadImplementors = []string{"ActivityRegistrationPayload"}
+
+func (ec *executionContext) _ActivityRegistrationPayload(ctx context.Context, sel ast.SelectionSet, obj *model.ActivityRegistrationPayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, activityRegistrationPayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ActivityRegistrationPayload")
+		case "registration":
+			out.Values[i] = ec._ActivityRegistrationPayload_registration(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
 		default:
@@ -25828,6 +31506,117 @@ func (ec *executionContext) _CheckInPayload(ctx context.Context, sel ast.Selecti
 	return out
 }
 
+var claimCouponPayloadImplementors = []string{"ClaimCouponPayload"}
+
+func (ec *executionContext) _ClaimCouponPayload(ctx context.Context, sel ast.SelectionSet, obj *model.ClaimCouponPayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, claimCouponPayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ClaimCouponPayload")
+		case "coupon":
+			out.Values[i] = ec._ClaimCouponPayload_coupon(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var claimableCouponImplementors = []string{"ClaimableCoupon"}
+
+func (ec *executionContext) _ClaimableCoupon(ctx context.Context, sel ast.SelectionSet, obj *model.ClaimableCoupon) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, claimableCouponImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ClaimableCoupon")
+		case "id":
+			out.Values[i] = ec._ClaimableCoupon_id(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "title":
+			out.Values[i] = ec._ClaimableCoupon_title(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "kind":
+			out.Values[i] = ec._ClaimableCoupon_kind(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "faceValue":
+			out.Values[i] = ec._ClaimableCoupon_faceValue(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "discountPercent":
+			out.Values[i] = ec._ClaimableCoupon_discountPercent(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "minSpend":
+			out.Values[i] = ec._ClaimableCoupon_minSpend(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "remaining":
+			out.Values[i] = ec._ClaimableCoupon_remaining(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "perMemberLimit":
+			out.Values[i] = ec._ClaimableCoupon_perMemberLimit(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "claimedByMe":
+			out.Values[i] = ec._ClaimableCoupon_claimedByMe(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "validUntil":
+			out.Values[i] = ec._ClaimableCoupon_validUntil(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var consentImplementors = []string{"Consent", "Node"}
 
 func (ec *executionContext) _Consent(ctx context.Context, sel ast.SelectionSet, obj *ent.Consent) graphql.Marshaler {
@@ -26099,6 +31888,92 @@ func (ec *executionContext) _CouponEdge(ctx context.Context, sel ast.SelectionSe
 	return out
 }
 
+var couponExpiringImplementors = []string{"CouponExpiring", "MemberEvent"}
+
+func (ec *executionContext) _CouponExpiring(ctx context.Context, sel ast.SelectionSet, obj *gqlmodel.CouponExpiring) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, couponExpiringImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("CouponExpiring")
+		case "cursor":
+			out.Values[i] = ec._CouponExpiring_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "occurredAt":
+			out.Values[i] = ec._CouponExpiring_occurredAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "coupon":
+			out.Values[i] = ec._CouponExpiring_coupon(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var couponIssuedImplementors = []string{"CouponIssued", "MemberEvent"}
+
+func (ec *executionContext) _CouponIssued(ctx context.Context, sel ast.SelectionSet, obj *gqlmodel.CouponIssued) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, couponIssuedImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("CouponIssued")
+		case "cursor":
+			out.Values[i] = ec._CouponIssued_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "occurredAt":
+			out.Values[i] = ec._CouponIssued_occurredAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "coupon":
+			out.Values[i] = ec._CouponIssued_coupon(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var couponTemplateImplementors = []string{"CouponTemplate", "Node"}
 
 func (ec *executionContext) _CouponTemplate(ctx context.Context, sel ast.SelectionSet, obj *ent.CouponTemplate) graphql.Marshaler {
@@ -26113,55 +31988,124 @@ func (ec *executionContext) _CouponTemplate(ctx context.Context, sel ast.Selecti
 		case "id":
 			out.Values[i] = ec._CouponTemplate_id(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "createdAt":
 			out.Values[i] = ec._CouponTemplate_createdAt(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "updatedAt":
 			out.Values[i] = ec._CouponTemplate_updatedAt(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "title":
 			out.Values[i] = ec._CouponTemplate_title(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "kind":
 			out.Values[i] = ec._CouponTemplate_kind(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "faceValue":
 			out.Values[i] = ec._CouponTemplate_faceValue(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "discountPercent":
 			out.Values[i] = ec._CouponTemplate_discountPercent(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "minSpend":
 			out.Values[i] = ec._CouponTemplate_minSpend(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "totalStock":
 			out.Values[i] = ec._CouponTemplate_totalStock(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "perMemberLimit":
 			out.Values[i] = ec._CouponTemplate_perMemberLimit(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "claimable":
 			out.Values[i] = ec._CouponTemplate_claimable(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "issued":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._CouponTemplate_issued(ctx, field, obj)
+				})
+		case "redeemed":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._CouponTemplate_redeemed(ctx, field, obj)
+				})
+		case "expired":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._CouponTemplate_expired(ctx, field, obj)
+				})
+		case "redemptionRate":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._CouponTemplate_redemptionRate(ctx, field, obj)
+				})
+		case "discountTotal":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._CouponTemplate_discountTotal(ctx, field, obj)
+				})
+		case "attributedRevenue":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._CouponTemplate_attributedRevenue(ctx, field, obj)
+				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var couponTemplatePayloadImplementors = []string{"CouponTemplatePayload"}
+
+func (ec *executionContext) _CouponTemplatePayload(ctx context.Context, sel ast.SelectionSet, obj *model.CouponTemplatePayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, couponTemplatePayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("CouponTemplatePayload")
+		case "template":
+			out.Values[i] = ec._CouponTemplatePayload_template(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -26233,6 +32177,64 @@ func (ec *executionContext) _CreateStaffPayload(ctx context.Context, sel ast.Sel
 			out.Values[i] = graphql.MarshalString("CreateStaffPayload")
 		case "staff":
 			out.Values[i] = ec._CreateStaffPayload_staff(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var drawLotteryPayloadImplementors = []string{"DrawLotteryPayload"}
+
+func (ec *executionContext) _DrawLotteryPayload(ctx context.Context, sel ast.SelectionSet, obj *model.DrawLotteryPayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, drawLotteryPayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("DrawLotteryPayload")
+		case "won":
+			out.Values[i] = ec._DrawLotteryPayload_won(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "prize":
+			out.Values[i] = ec._DrawLotteryPayload_prize(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "coupon":
+			out.Values[i] = ec._DrawLotteryPayload_coupon(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "pointsAwarded":
+			out.Values[i] = ec._DrawLotteryPayload_pointsAwarded(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "pointsBalance":
+			out.Values[i] = ec._DrawLotteryPayload_pointsBalance(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "duplicate":
+			out.Values[i] = ec._DrawLotteryPayload_duplicate(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -26690,6 +32692,44 @@ func (ec *executionContext) _IngestOrderPayload(ctx context.Context, sel ast.Sel
 	return out
 }
 
+var lockCouponsPayloadImplementors = []string{"LockCouponsPayload"}
+
+func (ec *executionContext) _LockCouponsPayload(ctx context.Context, sel ast.SelectionSet, obj *model.LockCouponsPayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, lockCouponsPayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("LockCouponsPayload")
+		case "discount":
+			out.Values[i] = ec._LockCouponsPayload_discount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "coupons":
+			out.Values[i] = ec._LockCouponsPayload_coupons(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var logoutPayloadImplementors = []string{"LogoutPayload"}
 
 func (ec *executionContext) _LogoutPayload(ctx context.Context, sel ast.SelectionSet, obj *model.LogoutPayload) graphql.Marshaler {
@@ -26737,40 +32777,85 @@ func (ec *executionContext) _Lottery(ctx context.Context, sel ast.SelectionSet, 
 		case "id":
 			out.Values[i] = ec._Lottery_id(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "createdAt":
 			out.Values[i] = ec._Lottery_createdAt(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "updatedAt":
 			out.Values[i] = ec._Lottery_updatedAt(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "title":
 			out.Values[i] = ec._Lottery_title(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "costPoints":
 			out.Values[i] = ec._Lottery_costPoints(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "dailyDrawLimit":
 			out.Values[i] = ec._Lottery_dailyDrawLimit(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "startsAt":
 			out.Values[i] = ec._Lottery_startsAt(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "endsAt":
 			out.Values[i] = ec._Lottery_endsAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "prizes":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Lottery_prizes(ctx, field, obj)
+				})
+		case "drawsLeftToday":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Lottery_drawsLeftToday(ctx, field, obj)
+				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var lotteryPayloadImplementors = []string{"LotteryPayload"}
+
+func (ec *executionContext) _LotteryPayload(ctx context.Context, sel ast.SelectionSet, obj *model.LotteryPayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, lotteryPayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("LotteryPayload")
+		case "lottery":
+			out.Values[i] = ec._LotteryPayload_lottery(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -26875,8 +32960,8 @@ func (ec *executionContext) _MallItem(ctx context.Context, sel ast.SelectionSet,
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
-		case "imageURL":
-			out.Values[i] = ec._MallItem_imageURL(ctx, field, obj)
+		case "imageUrl":
+			out.Values[i] = ec._MallItem_imageUrl(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
@@ -26973,6 +33058,39 @@ func (ec *executionContext) _MallItemEdge(ctx context.Context, sel ast.Selection
 			}
 		case "cursor":
 			out.Values[i] = ec._MallItemEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var mallItemPayloadImplementors = []string{"MallItemPayload"}
+
+func (ec *executionContext) _MallItemPayload(ctx context.Context, sel ast.SelectionSet, obj *model.MallItemPayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, mallItemPayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("MallItemPayload")
+		case "item":
+			out.Values[i] = ec._MallItemPayload_item(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -27191,6 +33309,12 @@ func (ec *executionContext) _Member(ctx context.Context, sel ast.SelectionSet, o
 				true, true,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Member_identities(ctx, field, obj)
+				})
+		case "referral":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Member_referral(ctx, field, obj)
 				})
 		case "growth":
 			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
@@ -27719,6 +33843,104 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 		case "recordPaidMembership":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_recordPaidMembership(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "claimCoupon":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_claimCoupon(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "redeemMallItem":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_redeemMallItem(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "drawLottery":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_drawLottery(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "redeemPromoCode":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_redeemPromoCode(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "registerActivity":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_registerActivity(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "cancelActivityRegistration":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_cancelActivityRegistration(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "createCouponTemplate":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_createCouponTemplate(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "createMallItem":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_createMallItem(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "createLottery":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_createLottery(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "createActivity":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_createActivity(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "createPromoCode":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_createPromoCode(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "checkInTicket":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_checkInTicket(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "lockCoupons":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_lockCoupons(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "releaseCoupons":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_releaseCoupons(ctx, field)
 			})
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
@@ -28501,6 +34723,59 @@ func (ec *executionContext) _Points(ctx context.Context, sel ast.SelectionSet, o
 	return out
 }
 
+var pointsChangedImplementors = []string{"PointsChanged", "MemberEvent"}
+
+func (ec *executionContext) _PointsChanged(ctx context.Context, sel ast.SelectionSet, obj *gqlmodel.PointsChanged) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, pointsChangedImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("PointsChanged")
+		case "cursor":
+			out.Values[i] = ec._PointsChanged_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "occurredAt":
+			out.Values[i] = ec._PointsChanged_occurredAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "pointsDelta":
+			out.Values[i] = ec._PointsChanged_pointsDelta(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "pointsBalance":
+			out.Values[i] = ec._PointsChanged_pointsBalance(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "reason":
+			out.Values[i] = ec._PointsChanged_reason(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var pointsEntryImplementors = []string{"PointsEntry", "Node"}
 
 func (ec *executionContext) _PointsEntry(ctx context.Context, sel ast.SelectionSet, obj *ent.PointsEntry) graphql.Marshaler {
@@ -28750,6 +35025,39 @@ func (ec *executionContext) _PromoCode(ctx context.Context, sel ast.SelectionSet
 	return out
 }
 
+var promoCodePayloadImplementors = []string{"PromoCodePayload"}
+
+func (ec *executionContext) _PromoCodePayload(ctx context.Context, sel ast.SelectionSet, obj *model.PromoCodePayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, promoCodePayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("PromoCodePayload")
+		case "promoCode":
+			out.Values[i] = ec._PromoCodePayload_promoCode(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var queryImplementors = []string{"Query"}
 
 func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) graphql.Marshaler {
@@ -28792,6 +35100,30 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				true, false,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_me(ctx, field)
+				})
+		case "claimableCoupons":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_claimableCoupons(ctx, field)
+				})
+		case "mallItems":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_mallItems(ctx, field)
+				})
+		case "lottery":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_lottery(ctx, field)
+				})
+		case "activities":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_activities(ctx, field)
 				})
 		case "members":
 			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
@@ -28916,6 +35248,130 @@ func (ec *executionContext) _RecordPaidMembershipPayload(ctx context.Context, se
 	return out
 }
 
+var redeemMallItemPayloadImplementors = []string{"RedeemMallItemPayload"}
+
+func (ec *executionContext) _RedeemMallItemPayload(ctx context.Context, sel ast.SelectionSet, obj *model.RedeemMallItemPayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, redeemMallItemPayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("RedeemMallItemPayload")
+		case "redemption":
+			out.Values[i] = ec._RedeemMallItemPayload_redemption(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "pointsBalance":
+			out.Values[i] = ec._RedeemMallItemPayload_pointsBalance(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "duplicate":
+			out.Values[i] = ec._RedeemMallItemPayload_duplicate(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var redeemPromoCodePayloadImplementors = []string{"RedeemPromoCodePayload"}
+
+func (ec *executionContext) _RedeemPromoCodePayload(ctx context.Context, sel ast.SelectionSet, obj *model.RedeemPromoCodePayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, redeemPromoCodePayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("RedeemPromoCodePayload")
+		case "coupons":
+			out.Values[i] = ec._RedeemPromoCodePayload_coupons(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "pointsAwarded":
+			out.Values[i] = ec._RedeemPromoCodePayload_pointsAwarded(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var referralSummaryImplementors = []string{"ReferralSummary"}
+
+func (ec *executionContext) _ReferralSummary(ctx context.Context, sel ast.SelectionSet, obj *model.ReferralSummary) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, referralSummaryImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ReferralSummary")
+		case "code":
+			out.Values[i] = ec._ReferralSummary_code(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "invitedCount":
+			out.Values[i] = ec._ReferralSummary_invitedCount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "rewardedCount":
+			out.Values[i] = ec._ReferralSummary_rewardedCount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var refreshTokenPayloadImplementors = []string{"RefreshTokenPayload"}
 
 func (ec *executionContext) _RefreshTokenPayload(ctx context.Context, sel ast.SelectionSet, obj *model.RefreshTokenPayload) graphql.Marshaler {
@@ -28992,6 +35448,39 @@ func (ec *executionContext) _RefundOrderPayload(ctx context.Context, sel ast.Sel
 			}
 		case "storedValueRestored":
 			out.Values[i] = ec._RefundOrderPayload_storedValueRestored(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var releaseCouponsPayloadImplementors = []string{"ReleaseCouponsPayload"}
+
+func (ec *executionContext) _ReleaseCouponsPayload(ctx context.Context, sel ast.SelectionSet, obj *model.ReleaseCouponsPayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, releaseCouponsPayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ReleaseCouponsPayload")
+		case "released":
+			out.Values[i] = ec._ReleaseCouponsPayload_released(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -29280,6 +35769,59 @@ func (ec *executionContext) _StoredValue(ctx context.Context, sel ast.SelectionS
 	return out
 }
 
+var storedValueChangedImplementors = []string{"StoredValueChanged", "MemberEvent"}
+
+func (ec *executionContext) _StoredValueChanged(ctx context.Context, sel ast.SelectionSet, obj *gqlmodel.StoredValueChanged) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, storedValueChangedImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("StoredValueChanged")
+		case "cursor":
+			out.Values[i] = ec._StoredValueChanged_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "occurredAt":
+			out.Values[i] = ec._StoredValueChanged_occurredAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "amountDelta":
+			out.Values[i] = ec._StoredValueChanged_amountDelta(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "storedValueBalance":
+			out.Values[i] = ec._StoredValueChanged_storedValueBalance(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "reason":
+			out.Values[i] = ec._StoredValueChanged_reason(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var storedValueEntryImplementors = []string{"StoredValueEntry", "Node"}
 
 func (ec *executionContext) _StoredValueEntry(ctx context.Context, sel ast.SelectionSet, obj *ent.StoredValueEntry) graphql.Marshaler {
@@ -29499,6 +36041,26 @@ func (ec *executionContext) _StoredValuePaymentPayload(ctx context.Context, sel 
 	return out
 }
 
+var subscriptionImplementors = []string{"Subscription"}
+
+func (ec *executionContext) _Subscription(ctx context.Context, sel ast.SelectionSet) func(ctx context.Context) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, subscriptionImplementors)
+	ctx = graphql.WithFieldContext(ctx, &graphql.FieldContext{
+		Object: "Subscription",
+	})
+	if len(fields) != 1 {
+		graphql.AddErrorf(ctx, "must subscribe to exactly one stream")
+		return nil
+	}
+
+	switch fields[0].Name {
+	case "memberEvents":
+		return ec._Subscription_memberEvents(ctx, fields[0])
+	default:
+		panic("unknown field " + strconv.Quote(fields[0].Name))
+	}
+}
+
 var tierImplementors = []string{"Tier", "Node"}
 
 func (ec *executionContext) _Tier(ctx context.Context, sel ast.SelectionSet, obj *ent.Tier) graphql.Marshaler {
@@ -29647,6 +36209,59 @@ func (ec *executionContext) _TierChange(ctx context.Context, sel ast.SelectionSe
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._TierChange_to(ctx, field, obj)
 				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var tierChangedImplementors = []string{"TierChanged", "MemberEvent"}
+
+func (ec *executionContext) _TierChanged(ctx context.Context, sel ast.SelectionSet, obj *gqlmodel.TierChanged) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, tierChangedImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("TierChanged")
+		case "cursor":
+			out.Values[i] = ec._TierChanged_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "occurredAt":
+			out.Values[i] = ec._TierChanged_occurredAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "direction":
+			out.Values[i] = ec._TierChanged_direction(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "from":
+			out.Values[i] = ec._TierChanged_from(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "to":
+			out.Values[i] = ec._TierChanged_to(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -30368,6 +36983,22 @@ func (ec *executionContext) ___Type(ctx context.Context, sel ast.SelectionSet, o
 
 // region    ***************************** type.gotpl *****************************
 
+func (ec *executionContext) marshalNActivity2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐActivity(ctx context.Context, sel ast.SelectionSet, v *ent.Activity) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Activity!")
+		return graphql.Null
+	}
+	return ec._Activity(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNActivityConnection2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐActivityConnection(ctx context.Context, sel ast.SelectionSet, v *ent.ActivityConnection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "ActivityConnection!")
+		return graphql.Null
+	}
+	return ec._ActivityConnection(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalNActivityOrderField2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐActivityOrderField(ctx context.Context, v any) (*ent.ActivityOrderField, error) {
 	var res = new(ent.ActivityOrderField)
 	err := res.UnmarshalGQL(v)
@@ -30380,6 +37011,30 @@ func (ec *executionContext) marshalNActivityOrderField2ᚖgithubᚗcomᚋonememb
 		return graphql.Null
 	}
 	return v
+}
+
+func (ec *executionContext) marshalNActivityPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐActivityPayload(ctx context.Context, sel ast.SelectionSet, v *model.ActivityPayload) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "ActivityPayload!")
+		return graphql.Null
+	}
+	return ec._ActivityPayload(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNActivityRegistration2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐActivityRegistration(ctx context.Context, sel ast.SelectionSet, v *ent.ActivityRegistration) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "ActivityRegistration!")
+		return graphql.Null
+	}
+	return ec._ActivityRegistration(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNActivityRegistrationPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐActivityRegistrationPayload(ctx context.Context, sel ast.SelectionSet, v *model.ActivityRegistrationPayload) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "ActivityRegistrationPayload!")
+		return graphql.Null
+	}
+	return ec._ActivityRegistrationPayload(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNAdjustPointsInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐAdjustPointsInput(ctx context.Context, v any) (model.AdjustPointsInput, error) {
@@ -30632,6 +37287,11 @@ func (ec *executionContext) unmarshalNBusinessUnitWhereInput2ᚖgithubᚗcomᚋo
 	return &res, graphql.ErrorOnPath(ctx, err)
 }
 
+func (ec *executionContext) unmarshalNCancelActivityRegistrationInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐCancelActivityRegistrationInput(ctx context.Context, v any) (model.CancelActivityRegistrationInput, error) {
+	res, err := ec.unmarshalInputCancelActivityRegistrationInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
 func (ec *executionContext) unmarshalNChannel2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐChannel(ctx context.Context, v any) (enum.Channel, error) {
 	var res enum.Channel
 	err := res.UnmarshalGQL(v)
@@ -30648,6 +37308,43 @@ func (ec *executionContext) marshalNCheckInPayload2ᚖgithubᚗcomᚋonemember�
 		return graphql.Null
 	}
 	return ec._CheckInPayload(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNClaimCouponInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐClaimCouponInput(ctx context.Context, v any) (model.ClaimCouponInput, error) {
+	res, err := ec.unmarshalInputClaimCouponInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNClaimCouponPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐClaimCouponPayload(ctx context.Context, sel ast.SelectionSet, v *model.ClaimCouponPayload) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "ClaimCouponPayload!")
+		return graphql.Null
+	}
+	return ec._ClaimCouponPayload(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNClaimableCoupon2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐClaimableCouponᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.ClaimableCoupon) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNClaimableCoupon2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐClaimableCoupon(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNClaimableCoupon2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐClaimableCoupon(ctx context.Context, sel ast.SelectionSet, v *model.ClaimableCoupon) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "ClaimableCoupon!")
+		return graphql.Null
+	}
+	return ec._ClaimableCoupon(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNConsentKind2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐConsentKind(ctx context.Context, v any) (enum.ConsentKind, error) {
@@ -30772,6 +37469,19 @@ func (ec *executionContext) marshalNCouponTemplateOrderField2ᚖgithubᚗcomᚋo
 	return v
 }
 
+func (ec *executionContext) marshalNCouponTemplatePayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐCouponTemplatePayload(ctx context.Context, sel ast.SelectionSet, v *model.CouponTemplatePayload) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "CouponTemplatePayload!")
+		return graphql.Null
+	}
+	return ec._CouponTemplatePayload(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNCreateActivityInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐCreateActivityInput(ctx context.Context, v any) (model.CreateActivityInput, error) {
+	res, err := ec.unmarshalInputCreateActivityInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
 func (ec *executionContext) unmarshalNCreateApiClientInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐCreateAPIClientInput(ctx context.Context, v any) (model.CreateAPIClientInput, error) {
 	res, err := ec.unmarshalInputCreateApiClientInput(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -30783,6 +37493,26 @@ func (ec *executionContext) marshalNCreateApiClientPayload2ᚖgithubᚗcomᚋone
 		return graphql.Null
 	}
 	return ec._CreateApiClientPayload(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNCreateCouponTemplateInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐCreateCouponTemplateInput(ctx context.Context, v any) (model.CreateCouponTemplateInput, error) {
+	res, err := ec.unmarshalInputCreateCouponTemplateInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) unmarshalNCreateLotteryInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐCreateLotteryInput(ctx context.Context, v any) (model.CreateLotteryInput, error) {
+	res, err := ec.unmarshalInputCreateLotteryInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) unmarshalNCreateMallItemInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐCreateMallItemInput(ctx context.Context, v any) (model.CreateMallItemInput, error) {
+	res, err := ec.unmarshalInputCreateMallItemInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) unmarshalNCreatePromoCodeInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐCreatePromoCodeInput(ctx context.Context, v any) (model.CreatePromoCodeInput, error) {
+	res, err := ec.unmarshalInputCreatePromoCodeInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
 }
 
 func (ec *executionContext) unmarshalNCreateStaffInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐCreateStaffInput(ctx context.Context, v any) (model.CreateStaffInput, error) {
@@ -30806,6 +37536,19 @@ func (ec *executionContext) unmarshalNCursor2entgoᚗioᚋcontribᚋentgqlᚐCur
 
 func (ec *executionContext) marshalNCursor2entgoᚗioᚋcontribᚋentgqlᚐCursor(ctx context.Context, sel ast.SelectionSet, v entgql.Cursor[int]) graphql.Marshaler {
 	return v
+}
+
+func (ec *executionContext) unmarshalNDrawLotteryInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐDrawLotteryInput(ctx context.Context, v any) (model.DrawLotteryInput, error) {
+	res, err := ec.unmarshalInputDrawLotteryInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNDrawLotteryPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐDrawLotteryPayload(ctx context.Context, sel ast.SelectionSet, v *model.DrawLotteryPayload) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "DrawLotteryPayload!")
+		return graphql.Null
+	}
+	return ec._DrawLotteryPayload(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalNEarningRule2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐEarningRuleᚄ(ctx context.Context, sel ast.SelectionSet, v []*ent.EarningRule) graphql.Marshaler {
@@ -31087,6 +37830,19 @@ func (ec *executionContext) marshalNLedgerSource2githubᚗcomᚋonememberᚋonem
 	return v
 }
 
+func (ec *executionContext) unmarshalNLockCouponsInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐLockCouponsInput(ctx context.Context, v any) (model.LockCouponsInput, error) {
+	res, err := ec.unmarshalInputLockCouponsInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNLockCouponsPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐLockCouponsPayload(ctx context.Context, sel ast.SelectionSet, v *model.LockCouponsPayload) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "LockCouponsPayload!")
+		return graphql.Null
+	}
+	return ec._LockCouponsPayload(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalNLoginWithPhoneInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐLoginWithPhoneInput(ctx context.Context, v any) (model.LoginWithPhoneInput, error) {
 	res, err := ec.unmarshalInputLoginWithPhoneInput(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -31105,6 +37861,14 @@ func (ec *executionContext) marshalNLogoutPayload2ᚖgithubᚗcomᚋonememberᚋ
 	return ec._LogoutPayload(ctx, sel, v)
 }
 
+func (ec *executionContext) marshalNLottery2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐLottery(ctx context.Context, sel ast.SelectionSet, v *ent.Lottery) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Lottery!")
+		return graphql.Null
+	}
+	return ec._Lottery(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalNLotteryOrderField2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐLotteryOrderField(ctx context.Context, v any) (*ent.LotteryOrderField, error) {
 	var res = new(ent.LotteryOrderField)
 	err := res.UnmarshalGQL(v)
@@ -31117,6 +37881,57 @@ func (ec *executionContext) marshalNLotteryOrderField2ᚖgithubᚗcomᚋonemembe
 		return graphql.Null
 	}
 	return v
+}
+
+func (ec *executionContext) marshalNLotteryPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐLotteryPayload(ctx context.Context, sel ast.SelectionSet, v *model.LotteryPayload) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "LotteryPayload!")
+		return graphql.Null
+	}
+	return ec._LotteryPayload(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNLotteryPrize2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐLotteryPrizeᚄ(ctx context.Context, sel ast.SelectionSet, v []*ent.LotteryPrize) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNLotteryPrize2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐLotteryPrize(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNLotteryPrize2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐLotteryPrize(ctx context.Context, sel ast.SelectionSet, v *ent.LotteryPrize) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "LotteryPrize!")
+		return graphql.Null
+	}
+	return ec._LotteryPrize(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNLotteryPrizeInput2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐLotteryPrizeInputᚄ(ctx context.Context, v any) ([]*model.LotteryPrizeInput, error) {
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]*model.LotteryPrizeInput, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNLotteryPrizeInput2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐLotteryPrizeInput(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (ec *executionContext) unmarshalNLotteryPrizeInput2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐLotteryPrizeInput(ctx context.Context, v any) (*model.LotteryPrizeInput, error) {
+	res, err := ec.unmarshalInputLotteryPrizeInput(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
 }
 
 func (ec *executionContext) unmarshalNLotteryPrizeKind2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐLotteryPrizeKind(ctx context.Context, v any) (enum.LotteryPrizeKind, error) {
@@ -31137,6 +37952,14 @@ func (ec *executionContext) marshalNMallItem2ᚖgithubᚗcomᚋonememberᚋoneme
 	return ec._MallItem(ctx, sel, v)
 }
 
+func (ec *executionContext) marshalNMallItemConnection2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐMallItemConnection(ctx context.Context, sel ast.SelectionSet, v *ent.MallItemConnection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "MallItemConnection!")
+		return graphql.Null
+	}
+	return ec._MallItemConnection(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalNMallItemOrderField2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐMallItemOrderField(ctx context.Context, v any) (*ent.MallItemOrderField, error) {
 	var res = new(ent.MallItemOrderField)
 	err := res.UnmarshalGQL(v)
@@ -31149,6 +37972,22 @@ func (ec *executionContext) marshalNMallItemOrderField2ᚖgithubᚗcomᚋonememb
 		return graphql.Null
 	}
 	return v
+}
+
+func (ec *executionContext) marshalNMallItemPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐMallItemPayload(ctx context.Context, sel ast.SelectionSet, v *model.MallItemPayload) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "MallItemPayload!")
+		return graphql.Null
+	}
+	return ec._MallItemPayload(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNMallRedemption2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐMallRedemption(ctx context.Context, sel ast.SelectionSet, v *ent.MallRedemption) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "MallRedemption!")
+		return graphql.Null
+	}
+	return ec._MallRedemption(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNMallRedemptionStatus2githubᚗcomᚋonememberᚋonememberᚋentᚋmallredemptionᚐStatus(ctx context.Context, v any) (mallredemption.Status, error) {
@@ -31228,6 +38067,14 @@ func (ec *executionContext) marshalNMemberConnection2ᚖgithubᚗcomᚋonemember
 		return graphql.Null
 	}
 	return ec._MemberConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNMemberEvent2githubᚗcomᚋonememberᚋonememberᚋgraphᚋgqlmodelᚐMemberEvent(ctx context.Context, sel ast.SelectionSet, v gqlmodel.MemberEvent) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "MemberEvent!")
+		return graphql.Null
+	}
+	return ec._MemberEvent(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNMemberOrderField2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐMemberOrderField(ctx context.Context, v any) (*ent.MemberOrderField, error) {
@@ -31603,6 +38450,14 @@ func (ec *executionContext) marshalNPointsEntryOrderField2ᚖgithubᚗcomᚋonem
 	return v
 }
 
+func (ec *executionContext) marshalNPromoCode2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐPromoCode(ctx context.Context, sel ast.SelectionSet, v *ent.PromoCode) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "PromoCode!")
+		return graphql.Null
+	}
+	return ec._PromoCode(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalNPromoCodeOrderField2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐPromoCodeOrderField(ctx context.Context, v any) (*ent.PromoCodeOrderField, error) {
 	var res = new(ent.PromoCodeOrderField)
 	err := res.UnmarshalGQL(v)
@@ -31617,12 +38472,54 @@ func (ec *executionContext) marshalNPromoCodeOrderField2ᚖgithubᚗcomᚋonemem
 	return v
 }
 
+func (ec *executionContext) marshalNPromoCodePayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐPromoCodePayload(ctx context.Context, sel ast.SelectionSet, v *model.PromoCodePayload) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "PromoCodePayload!")
+		return graphql.Null
+	}
+	return ec._PromoCodePayload(ctx, sel, v)
+}
+
 func (ec *executionContext) marshalNRecordPaidMembershipPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐRecordPaidMembershipPayload(ctx context.Context, sel ast.SelectionSet, v *model.RecordPaidMembershipPayload) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "RecordPaidMembershipPayload!")
 		return graphql.Null
 	}
 	return ec._RecordPaidMembershipPayload(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNRedeemMallItemInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐRedeemMallItemInput(ctx context.Context, v any) (model.RedeemMallItemInput, error) {
+	res, err := ec.unmarshalInputRedeemMallItemInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNRedeemMallItemPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐRedeemMallItemPayload(ctx context.Context, sel ast.SelectionSet, v *model.RedeemMallItemPayload) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "RedeemMallItemPayload!")
+		return graphql.Null
+	}
+	return ec._RedeemMallItemPayload(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNRedeemPromoCodeInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐRedeemPromoCodeInput(ctx context.Context, v any) (model.RedeemPromoCodeInput, error) {
+	res, err := ec.unmarshalInputRedeemPromoCodeInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNRedeemPromoCodePayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐRedeemPromoCodePayload(ctx context.Context, sel ast.SelectionSet, v *model.RedeemPromoCodePayload) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "RedeemPromoCodePayload!")
+		return graphql.Null
+	}
+	return ec._RedeemPromoCodePayload(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNReferralSummary2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐReferralSummary(ctx context.Context, sel ast.SelectionSet, v *model.ReferralSummary) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "ReferralSummary!")
+		return graphql.Null
+	}
+	return ec._ReferralSummary(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNRefreshTokenInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐRefreshTokenInput(ctx context.Context, v any) (model.RefreshTokenInput, error) {
@@ -31651,6 +38548,11 @@ func (ec *executionContext) marshalNRefundOrderPayload2ᚖgithubᚗcomᚋonememb
 	return ec._RefundOrderPayload(ctx, sel, v)
 }
 
+func (ec *executionContext) unmarshalNRegisterActivityInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐRegisterActivityInput(ctx context.Context, v any) (model.RegisterActivityInput, error) {
+	res, err := ec.unmarshalInputRegisterActivityInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
 func (ec *executionContext) unmarshalNRegistrationStatus2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐRegistrationStatus(ctx context.Context, v any) (enum.RegistrationStatus, error) {
 	var res enum.RegistrationStatus
 	err := res.UnmarshalGQL(v)
@@ -31659,6 +38561,19 @@ func (ec *executionContext) unmarshalNRegistrationStatus2githubᚗcomᚋonemembe
 
 func (ec *executionContext) marshalNRegistrationStatus2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐRegistrationStatus(ctx context.Context, sel ast.SelectionSet, v enum.RegistrationStatus) graphql.Marshaler {
 	return v
+}
+
+func (ec *executionContext) unmarshalNReleaseCouponsInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐReleaseCouponsInput(ctx context.Context, v any) (model.ReleaseCouponsInput, error) {
+	res, err := ec.unmarshalInputReleaseCouponsInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNReleaseCouponsPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐReleaseCouponsPayload(ctx context.Context, sel ast.SelectionSet, v *model.ReleaseCouponsPayload) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "ReleaseCouponsPayload!")
+		return graphql.Null
+	}
+	return ec._ReleaseCouponsPayload(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNRequestOtpInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐRequestOtpInput(ctx context.Context, v any) (model.RequestOtpInput, error) {
@@ -31849,6 +38764,35 @@ func (ec *executionContext) marshalNString2string(ctx context.Context, sel ast.S
 		graphql.AddInvalidNullFromMarshaler(ctx, "String!")
 	}
 	return res
+}
+
+func (ec *executionContext) unmarshalNString2ᚕstringᚄ(ctx context.Context, v any) ([]string, error) {
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]string, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNString2string(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (ec *executionContext) marshalNString2ᚕstringᚄ(ctx context.Context, sel ast.SelectionSet, v []string) graphql.Marshaler {
+	ret := make(graphql.Array, len(v))
+	for i := range v {
+		ret[i] = ec.marshalNString2string(ctx, sel, v[i])
+	}
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
 }
 
 func (ec *executionContext) marshalNTier2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐTierᚄ(ctx context.Context, sel ast.SelectionSet, v []*ent.Tier) graphql.Marshaler {
@@ -32088,6 +39032,11 @@ func (ec *executionContext) marshalNUpsertTierPayload2ᚖgithubᚗcomᚋonemembe
 	return ec._UpsertTierPayload(ctx, sel, v)
 }
 
+func (ec *executionContext) unmarshalNValidityInput2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐValidityInput(ctx context.Context, v any) (*model.ValidityInput, error) {
+	res, err := ec.unmarshalInputValidityInput(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
 func (ec *executionContext) marshalN__Directive2githubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐDirective(ctx context.Context, sel ast.SelectionSet, v introspection.Directive) graphql.Marshaler {
 	return ec.___Directive(ctx, sel, &v)
 }
@@ -32255,6 +39204,13 @@ func (ec *executionContext) marshalOActivityEdge2ᚖgithubᚗcomᚋonememberᚋo
 		return graphql.Null
 	}
 	return ec._ActivityEdge(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalOActivityRegistration2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐActivityRegistration(ctx context.Context, sel ast.SelectionSet, v *ent.ActivityRegistration) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._ActivityRegistration(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalOApiScope2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐAPIScope(ctx context.Context, v any) (*enum.APIScope, error) {
@@ -32744,6 +39700,20 @@ func (ec *executionContext) marshalOInt2ᚖint(ctx context.Context, sel ast.Sele
 	_ = ctx
 	res := graphql.MarshalInt(*v)
 	return res
+}
+
+func (ec *executionContext) marshalOLottery2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐLottery(ctx context.Context, sel ast.SelectionSet, v *ent.Lottery) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._Lottery(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalOLotteryPrize2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐLotteryPrize(ctx context.Context, sel ast.SelectionSet, v *ent.LotteryPrize) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._LotteryPrize(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalOMallItem2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐMallItem(ctx context.Context, sel ast.SelectionSet, v *ent.MallItem) graphql.Marshaler {

@@ -22,9 +22,9 @@ func (CouponTemplate) Fields() []ent.Field {
 	return []ent.Field{
 		field.String("title").NotEmpty(),
 		field.Enum("kind").GoType(enum.CouponKind("")).Annotations(sharedEnum("CouponKind")),
-		field.Int64("face_value").Default(0),
+		field.Int64("face_value").Default(0).Annotations(entgql.Type("Money")),
 		field.Int("discount_percent").Optional().Nillable(),
-		field.Int64("min_spend").Default(0),
+		field.Int64("min_spend").Default(0).Annotations(entgql.Type("Money")),
 		field.Time("valid_from").Optional().Nillable().Annotations(hidden()),
 		field.Time("valid_to").Optional().Nillable().Annotations(hidden()),
 		field.Int("days_after_issue").Optional().Nillable().Annotations(hidden()),

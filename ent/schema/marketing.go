@@ -31,7 +31,7 @@ type MallItem struct{ ent.Schema }
 func (MallItem) Fields() []ent.Field {
 	return []ent.Field{
 		field.String("title").NotEmpty(),
-		field.String("image_url").Optional().Nillable(),
+		field.String("image_url").Optional().Nillable().Annotations(entgql.MapsTo("imageUrl")),
 		field.Int("points_price").Positive(),
 		field.Int("stock").NonNegative(),
 		field.Int("per_member_limit").Optional().Nillable(),

@@ -14,6 +14,14 @@ import (
 	"github.com/onemember/onemember/internal/platform/calendar"
 )
 
+type ActivityPayload struct {
+	Activity *ent.Activity `json:"activity"`
+}
+
+type ActivityRegistrationPayload struct {
+	Registration *ent.ActivityRegistration `json:"registration"`
+}
+
 type AdjustPointsInput struct {
 	MemberID       int    `json:"memberId"`
 	Amount         int    `json:"amount"`
@@ -57,6 +65,10 @@ type BindPhonePayload struct {
 	Member *ent.Member `json:"member"`
 }
 
+type CancelActivityRegistrationInput struct {
+	RegistrationID int `json:"registrationId"`
+}
+
 type CheckInPayload struct {
 	AlreadyCheckedIn bool `json:"alreadyCheckedIn"`
 	StreakDays       int  `json:"streakDays"`
@@ -64,10 +76,49 @@ type CheckInPayload struct {
 	PointsAwarded    int  `json:"pointsAwarded"`
 }
 
+type ClaimCouponInput struct {
+	TemplateID int `json:"templateId"`
+}
+
+type ClaimCouponPayload struct {
+	Coupon *ent.Coupon `json:"coupon"`
+}
+
+type ClaimableCoupon struct {
+	// The template's id: pass it to claimCoupon.
+	ID              int             `json:"id"`
+	Title           string          `json:"title"`
+	Kind            enum.CouponKind `json:"kind"`
+	FaceValue       int64           `json:"faceValue"`
+	DiscountPercent *int            `json:"discountPercent,omitempty"`
+	MinSpend        int64           `json:"minSpend"`
+	Remaining       int             `json:"remaining"`
+	PerMemberLimit  int             `json:"perMemberLimit"`
+	// How many of this template the member holds (any state but VOID).
+	ClaimedByMe int `json:"claimedByMe"`
+	// The end of the template's window; null when coupons last N days from issue.
+	ValidUntil *time.Time `json:"validUntil,omitempty"`
+}
+
 type ConsentState struct {
 	Kind      enum.ConsentKind `json:"kind"`
 	Granted   bool             `json:"granted"`
 	UpdatedAt *time.Time       `json:"updatedAt,omitempty"`
+}
+
+type CouponTemplatePayload struct {
+	Template *ent.CouponTemplate `json:"template"`
+}
+
+type CreateActivityInput struct {
+	Title            string    `json:"title"`
+	Description      *string   `json:"description,omitempty"`
+	Location         *string   `json:"location,omitempty"`
+	StartsAt         time.Time `json:"startsAt"`
+	EndsAt           time.Time `json:"endsAt"`
+	Capacity         int       `json:"capacity"`
+	MinTierCode      *string   `json:"minTierCode,omitempty"`
+	BusinessUnitCode *string   `json:"businessUnitCode,omitempty"`
 }
 
 type CreateAPIClientInput struct {
@@ -83,6 +134,50 @@ type CreateAPIClientPayload struct {
 	Secret string `json:"secret"`
 }
 
+type CreateCouponTemplateInput struct {
+	Title     string          `json:"title"`
+	Kind      enum.CouponKind `json:"kind"`
+	FaceValue *int64          `json:"faceValue,omitempty"`
+	// PERCENT_OFF: 1..99, percent of the price to pay.
+	DiscountPercent   *int           `json:"discountPercent,omitempty"`
+	MinSpend          *int64         `json:"minSpend,omitempty"`
+	Validity          *ValidityInput `json:"validity"`
+	TotalStock        int            `json:"totalStock"`
+	PerMemberLimit    int            `json:"perMemberLimit"`
+	Claimable         bool           `json:"claimable"`
+	BusinessUnitCodes []string       `json:"businessUnitCodes,omitempty"`
+	StoreCodes        []string       `json:"storeCodes,omitempty"`
+}
+
+type CreateLotteryInput struct {
+	Title          string               `json:"title"`
+	CostPoints     int                  `json:"costPoints"`
+	DailyDrawLimit int                  `json:"dailyDrawLimit"`
+	StartsAt       time.Time            `json:"startsAt"`
+	EndsAt         time.Time            `json:"endsAt"`
+	Prizes         []*LotteryPrizeInput `json:"prizes"`
+}
+
+type CreateMallItemInput struct {
+	Title          string  `json:"title"`
+	ImageURL       *string `json:"imageUrl,omitempty"`
+	PointsPrice    int     `json:"pointsPrice"`
+	Stock          int     `json:"stock"`
+	PerMemberLimit *int    `json:"perMemberLimit,omitempty"`
+	// The item is delivered as this coupon.
+	CouponTemplateID *int `json:"couponTemplateId,omitempty"`
+}
+
+type CreatePromoCodeInput struct {
+	Code              string     `json:"code"`
+	CouponTemplateIds []int      `json:"couponTemplateIds,omitempty"`
+	Points            *int       `json:"points,omitempty"`
+	UsageLimit        int        `json:"usageLimit"`
+	PerMemberLimit    int        `json:"perMemberLimit"`
+	ValidFrom         *time.Time `json:"validFrom,omitempty"`
+	ValidTo           *time.Time `json:"validTo,omitempty"`
+}
+
 type CreateStaffInput struct {
 	Email       string           `json:"email"`
 	DisplayName string           `json:"displayName"`
@@ -94,6 +189,20 @@ type CreateStaffInput struct {
 
 type CreateStaffPayload struct {
 	Staff *ent.Staff `json:"staff"`
+}
+
+type DrawLotteryInput struct {
+	LotteryID      int    `json:"lotteryId"`
+	IdempotencyKey string `json:"idempotencyKey"`
+}
+
+type DrawLotteryPayload struct {
+	Won           bool              `json:"won"`
+	Prize         *ent.LotteryPrize `json:"prize,omitempty"`
+	Coupon        *ent.Coupon       `json:"coupon,omitempty"`
+	PointsAwarded int               `json:"pointsAwarded"`
+	PointsBalance int               `json:"pointsBalance"`
+	Duplicate     bool              `json:"duplicate"`
 }
 
 type EarningRuleInput struct {
@@ -126,6 +235,19 @@ type IngestOrderPayload struct {
 	Member    *ent.Member `json:"member"`
 }
 
+type LockCouponsInput struct {
+	// The till's basket reference; ingestOrder's couponOrderRef.
+	OrderRef     string   `json:"orderRef"`
+	Codes        []string `json:"codes"`
+	BasketAmount int64    `json:"basketAmount"`
+	StoreCode    string   `json:"storeCode"`
+}
+
+type LockCouponsPayload struct {
+	Discount int64         `json:"discount"`
+	Coupons  []*ent.Coupon `json:"coupons"`
+}
+
 type LoginWithPhoneInput struct {
 	Phone string `json:"phone"`
 	Otp   string `json:"otp"`
@@ -144,6 +266,23 @@ type LoginWithWeChatInput struct {
 
 type LogoutPayload struct {
 	Ok bool `json:"ok"`
+}
+
+type LotteryPayload struct {
+	Lottery *ent.Lottery `json:"lottery"`
+}
+
+type LotteryPrizeInput struct {
+	Name             string                `json:"name"`
+	Kind             enum.LotteryPrizeKind `json:"kind"`
+	Weight           int                   `json:"weight"`
+	Stock            *int                  `json:"stock,omitempty"`
+	CouponTemplateID *int                  `json:"couponTemplateId,omitempty"`
+	Points           *int                  `json:"points,omitempty"`
+}
+
+type MallItemPayload struct {
+	Item *ent.MallItem `json:"item"`
 }
 
 type MarkNotificationsReadPayload struct {
@@ -245,9 +384,42 @@ type PaidMembershipPurchaseInput struct {
 	Amount     int64           `json:"amount"`
 }
 
+type PromoCodePayload struct {
+	PromoCode *ent.PromoCode `json:"promoCode"`
+}
+
 type RecordPaidMembershipPayload struct {
 	Duplicate  bool                `json:"duplicate"`
 	Membership *ent.PaidMembership `json:"membership"`
+}
+
+type RedeemMallItemInput struct {
+	ItemID         int    `json:"itemId"`
+	Quantity       int    `json:"quantity"`
+	IdempotencyKey string `json:"idempotencyKey"`
+}
+
+type RedeemMallItemPayload struct {
+	Redemption    *ent.MallRedemption `json:"redemption"`
+	PointsBalance int                 `json:"pointsBalance"`
+	Duplicate     bool                `json:"duplicate"`
+}
+
+type RedeemPromoCodeInput struct {
+	Code string `json:"code"`
+}
+
+type RedeemPromoCodePayload struct {
+	Coupons       []*ent.Coupon `json:"coupons"`
+	PointsAwarded int           `json:"pointsAwarded"`
+}
+
+type ReferralSummary struct {
+	// The member's invite code, for inviteCode at a new member's sign-in.
+	Code         string `json:"code"`
+	InvitedCount int    `json:"invitedCount"`
+	// Referees whose first paid order has rewarded the member.
+	RewardedCount int `json:"rewardedCount"`
 }
 
 type RefreshTokenInput struct {
@@ -274,6 +446,18 @@ type RefundOrderPayload struct {
 	PointsReversed      int        `json:"pointsReversed"`
 	GrowthReversed      int        `json:"growthReversed"`
 	StoredValueRestored int64      `json:"storedValueRestored"`
+}
+
+type RegisterActivityInput struct {
+	ActivityID int `json:"activityId"`
+}
+
+type ReleaseCouponsInput struct {
+	OrderRef string `json:"orderRef"`
+}
+
+type ReleaseCouponsPayload struct {
+	Released int `json:"released"`
 }
 
 type RequestOtpInput struct {
@@ -307,6 +491,9 @@ type StoredValuePaymentInput struct {
 type StoredValuePaymentPayload struct {
 	Duplicate   bool                  `json:"duplicate"`
 	Transaction *ent.StoredValueEntry `json:"transaction"`
+}
+
+type Subscription struct {
 }
 
 type TierCount struct {
@@ -391,6 +578,12 @@ type UpsertBenefitPayload struct {
 
 type UpsertTierPayload struct {
 	Tier *ent.Tier `json:"tier"`
+}
+
+type ValidityInput struct {
+	From           *time.Time `json:"from,omitempty"`
+	To             *time.Time `json:"to,omitempty"`
+	DaysAfterIssue *int       `json:"daysAfterIssue,omitempty"`
 }
 
 type BenefitSource string
