@@ -1867,21 +1867,6 @@ func (_q *MemberQuery) collectField(ctx context.Context, oneNode bool, opCtx *gr
 				selectedFields = append(selectedFields, member.FieldSourceBusinessUnitID)
 				fieldSeen[member.FieldSourceBusinessUnitID] = struct{}{}
 			}
-
-		case "tier":
-			var (
-				alias = field.Alias
-				path  = append(path, alias)
-				query = (&TierClient{config: _q.config}).Query()
-			)
-			if err := query.collectField(ctx, oneNode, opCtx, field, path, mayAddCondition(satisfies, tierImplementors)...); err != nil {
-				return err
-			}
-			_q.withTier = query
-			if _, ok := fieldSeen[member.FieldTierID]; !ok {
-				selectedFields = append(selectedFields, member.FieldTierID)
-				fieldSeen[member.FieldTierID] = struct{}{}
-			}
 		case "createdAt":
 			if _, ok := fieldSeen[member.FieldCreatedAt]; !ok {
 				selectedFields = append(selectedFields, member.FieldCreatedAt)

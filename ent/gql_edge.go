@@ -88,14 +88,6 @@ func (_m *Member) SourceBusinessUnit(ctx context.Context) (*BusinessUnit, error)
 	return result, MaskNotFound(err)
 }
 
-func (_m *Member) Tier(ctx context.Context) (*Tier, error) {
-	result, err := _m.Edges.TierOrErr()
-	if IsNotLoaded(err) {
-		result, err = _m.QueryTier().Only(ctx)
-	}
-	return result, MaskNotFound(err)
-}
-
 func (_m *Order) Store(ctx context.Context) (*Store, error) {
 	result, err := _m.Edges.StoreOrErr()
 	if IsNotLoaded(err) {

@@ -1094,7 +1094,7 @@ func (_m *Member) Node(ctx context.Context) (node *Node, err error) {
 		ID:     _m.ID,
 		Type:   "Member",
 		Fields: make([]*Field, 11),
-		Edges:  make([]*Edge, 2),
+		Edges:  make([]*Edge, 1),
 	}
 	var buf []byte
 	if buf, err = json.Marshal(_m.CreatedAt); err != nil {
@@ -1192,16 +1192,6 @@ func (_m *Member) Node(ctx context.Context) (node *Node, err error) {
 	err = _m.QuerySourceBusinessUnit().
 		Select(businessunit.FieldID).
 		Scan(ctx, &node.Edges[0].IDs)
-	if err != nil {
-		return nil, err
-	}
-	node.Edges[1] = &Edge{
-		Type: "Tier",
-		Name: "tier",
-	}
-	err = _m.QueryTier().
-		Select(tier.FieldID).
-		Scan(ctx, &node.Edges[1].IDs)
 	if err != nil {
 		return nil, err
 	}

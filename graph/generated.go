@@ -986,6 +986,7 @@ type MemberResolver interface {
 	Birthday(ctx context.Context, obj *ent.Member) (*calendar.Date, error)
 	Identities(ctx context.Context, obj *ent.Member) ([]*ent.Identity, error)
 	Referral(ctx context.Context, obj *ent.Member) (*model.ReferralSummary, error)
+	Tier(ctx context.Context, obj *ent.Member) (*ent.Tier, error)
 	Growth(ctx context.Context, obj *ent.Member) (*gqlmodel.Growth, error)
 	Points(ctx context.Context, obj *ent.Member) (*gqlmodel.Points, error)
 	StoredValue(ctx context.Context, obj *ent.Member) (*gqlmodel.StoredValue, error)
@@ -5708,8 +5709,6 @@ func (ec *executionContext) childFields_Member(ctx context.Context, field graphq
 		return ec.fieldContext_Member_registeredAt(ctx, field)
 	case "sourceBusinessUnit":
 		return ec.fieldContext_Member_sourceBusinessUnit(ctx, field)
-	case "tier":
-		return ec.fieldContext_Member_tier(ctx, field)
 	case "phone":
 		return ec.fieldContext_Member_phone(ctx, field)
 	case "name":
@@ -5720,6 +5719,8 @@ func (ec *executionContext) childFields_Member(ctx context.Context, field graphq
 		return ec.fieldContext_Member_identities(ctx, field)
 	case "referral":
 		return ec.fieldContext_Member_referral(ctx, field)
+	case "tier":
+		return ec.fieldContext_Member_tier(ctx, field)
 	case "growth":
 		return ec.fieldContext_Member_growth(ctx, field)
 	case "points":
@@ -13706,38 +13707,6 @@ func (ec *executionContext) fieldContext_Member_sourceBusinessUnit(_ context.Con
 	return fc, nil
 }
 
-func (ec *executionContext) _Member_tier(ctx context.Context, field graphql.CollectedField, obj *ent.Member) (ret graphql.Marshaler) {
-	return graphql.ResolveField(
-		ctx,
-		ec.OperationContext,
-		field,
-		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
-			return ec.fieldContext_Member_tier(ctx, field)
-		},
-		func(ctx context.Context) (any, error) {
-			return obj.Tier(ctx)
-		},
-		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v *ent.Tier) graphql.Marshaler {
-			return ec.marshalOTier2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐTier(ctx, selections, v)
-		},
-		true,
-		false,
-	)
-}
-func (ec *executionContext) fieldContext_Member_tier(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	fc = &graphql.FieldContext{
-		Object:     "Member",
-		Field:      field,
-		IsMethod:   true,
-		IsResolver: false,
-		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
-			return ec.childFields_Tier(ctx, field)
-		},
-	}
-	return fc, nil
-}
-
 func (ec *executionContext) _Member_phone(ctx context.Context, field graphql.CollectedField, obj *ent.Member) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -13884,6 +13853,38 @@ func (ec *executionContext) fieldContext_Member_referral(_ context.Context, fiel
 		IsResolver: true,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_ReferralSummary(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Member_tier(ctx context.Context, field graphql.CollectedField, obj *ent.Member) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Member_tier(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Member().Tier(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.Tier) graphql.Marshaler {
+			return ec.marshalOTier2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐTier(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Member_tier(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Member",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Tier(ctx, field)
 		},
 	}
 	return fc, nil
@@ -33280,12 +33281,6 @@ func (ec *executionContext) _Member(ctx context.Context, sel ast.SelectionSet, o
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Member_sourceBusinessUnit(ctx, field, obj)
 				})
-		case "tier":
-			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
-				true, false,
-				func(ctx context.Context) graphql.Marshaler {
-					return ec._Member_tier(ctx, field, obj)
-				})
 		case "phone":
 			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
 				true, false,
@@ -33315,6 +33310,12 @@ func (ec *executionContext) _Member(ctx context.Context, sel ast.SelectionSet, o
 				true, true,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Member_referral(ctx, field, obj)
+				})
+		case "tier":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Member_tier(ctx, field, obj)
 				})
 		case "growth":
 			out.ResolveConcurrently(ec.OperationContext, &deferred, i,

@@ -76,6 +76,11 @@ func (r *growthResolver) Transactions(ctx context.Context, obj *gqlmodel.Growth,
 		Paginate(ctx, after, first, nil, nil, ent.WithGrowthEntryOrder(&ent.GrowthEntryOrder{Direction: entgql.OrderDirectionDesc, Field: ent.GrowthEntryOrderFieldOccurredAt}))
 }
 
+// Tier is the resolver for the tier field.
+func (r *memberResolver) Tier(ctx context.Context, obj *ent.Member) (*ent.Tier, error) {
+	return r.TierService.Display(ctx, obj.TierID)
+}
+
 // Growth is the resolver for the growth field.
 func (r *memberResolver) Growth(ctx context.Context, obj *ent.Member) (*gqlmodel.Growth, error) {
 	acct, err := r.account(ctx, obj.ID)

@@ -168,7 +168,9 @@ func TestMemberHomeIsBatched(t *testing.T) {
 				SetExpiresAt(time.Now().Add(72 * time.Hour)).ExecX(ctx)
 		}
 	}
+	// Measured warm: configuration (the ladder) is cached for display.
 	statements := func() int64 {
+		s.Do(member, apptest.Op(t, "MemberHome"), nil).Decode(t, &struct{}{})
 		before := s.Statements.Total()
 		var home struct {
 			Me struct {
@@ -191,7 +193,7 @@ func TestMemberHomeIsBatched(t *testing.T) {
 	if many != few {
 		t.Fatalf("MemberHome costs %d statements with 1 coupon and %d with 15 coupons and 2 memberships", few, many)
 	}
-	if many > 20 {
+	if many > 12 {
 		t.Fatalf("MemberHome costs %d statements", many)
 	}
 	t.Logf("MemberHome: %d SQL statements", many)

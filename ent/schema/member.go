@@ -60,7 +60,8 @@ func (Member) Edges() []ent.Edge {
 	return []ent.Edge{
 		edge.To("source_business_unit", BusinessUnit.Type).Field("source_business_unit_id").
 			Unique().Immutable(),
-		edge.To("tier", Tier.Type).Field("tier_id").Unique(),
+		// The API resolves tier from the ladder cache (tier.Service.Display).
+		edge.To("tier", Tier.Type).Field("tier_id").Unique().Annotations(entgql.Skip(entgql.SkipAll)),
 		edge.To("identities", Identity.Type).Annotations(entgql.Skip(entgql.SkipAll)),
 		edge.To("account", Account.Type).Unique().Annotations(entgql.Skip(entgql.SkipAll)),
 		edge.To("merged_into", Member.Type).Field("merged_into_id").Unique().

@@ -210,7 +210,7 @@ func (a *App) Handler() http.Handler {
 		AroundOperations: []graphql.OperationMiddleware{loader.Middleware(a.DB)},
 	})
 	mux := http.NewServeMux()
-	mux.Handle("/query", a.authenticate(gql))
+	mux.Handle("/query", a.authenticate(gqlhttp.WebsocketCloser(gql)))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", a.ready)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.Metrics.Registry, promhttp.HandlerOpts{}))

@@ -65,13 +65,19 @@ func (a *Authenticator) Authenticate(ctx context.Context, header string) (Viewer
 	case err != nil:
 		return Viewer{Err: ErrBadCredentials}, nil
 	}
+	var v Viewer
 	switch claims.Kind {
 	case token.KindMember:
-		return a.member(ctx, claims)
+		v, err = a.member(ctx, claims)
 	case token.KindStaff:
-		return a.staff(ctx, claims)
+		v, err = a.staff(ctx, claims)
+	default:
+		return Viewer{Err: ErrBadCredentials}, nil
 	}
-	return Viewer{Err: ErrBadCredentials}, nil
+	if v.Kind != "" {
+		v.ExpiresAt = claims.ExpiresAt
+	}
+	return v, err
 }
 
 // member loads the member of a token. A merged member's token resolves to

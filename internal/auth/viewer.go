@@ -8,6 +8,7 @@ package auth
 import (
 	"context"
 	"slices"
+	"time"
 
 	"github.com/onemember/onemember/ent"
 	"github.com/onemember/onemember/ent/schema/enum"
@@ -45,6 +46,9 @@ type Viewer struct {
 	// deciding who is calling, possibly a second or two behind for the
 	// rest (the `me` field re-reads it).
 	Cached bool
+	// ExpiresAt is when the access token stops being valid (zero for API
+	// client secrets): a websocket authenticated with it closes then.
+	ExpiresAt time.Time
 }
 
 type viewerKey struct{}

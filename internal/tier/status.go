@@ -62,8 +62,7 @@ func (s *Service) Status(ctx context.Context, db *ent.Client, memberID int) (Sta
 // StatusOf is Status for a member and account the caller already loaded
 // (a page that shows balances has them at hand).
 func (s *Service) StatusOf(ctx context.Context, db *ent.Client, m *ent.Member, acct *ent.Account) (Status, error) {
-	memberID := m.ID
-	ladder, err := loadLadder(ctx, db.Tier)
+	ladder, err := s.display.get(ctx, func(ctx context.Context) ([]*ent.Tier, error) { return loadLadder(ctx, db.Tier) })
 	if err != nil {
 		return Status{}, err
 	}
@@ -71,36 +70,38 @@ func (s *Service) StatusOf(ctx context.Context, db *ent.Client, m *ent.Member, a
 
 	var st Status
 	i := indexOf(ladder, m.TierID)
-	if i+1 < len(ladder) {
-		// Promotion counts the last 12 months' growth (Reevaluate).
-		recent, err := growthBetween(ctx, db.GrowthEntry, memberID, now.AddDate(-1, 0, 0), now.Add(time.Nanosecond))
-		if err != nil {
-			return Status{}, err
+	// Promotion counts the last 12 months' growth (Reevaluate); retention
+	// the review window's. One statement sums both.
+	promotionFrom := now.AddDate(-1, 0, 0)
+	windowFrom := promotionFrom
+	if i >= 0 {
+		st.Current = ladder[i]
+		st.Projected = st.Current
+		start := periodStart(acct, m)
+		st.ReviewAt = addMonths(start, st.Current.RetentionMonths, s.zone)
+		if i == 0 {
+			// Count periods from the start rather than adding to the previous
+			// anniversary, so that a clamped month end (Feb 28) does not
+			// stick for the years after.
+			for k := 2; !st.ReviewAt.After(now); k++ {
+				st.ReviewAt = addMonths(start, k*st.Current.RetentionMonths, s.zone)
+			}
 		}
+		windowFrom = addMonths(later(st.ReviewAt, now), -windowMonths, s.zone)
+	}
+	recent, inWindow, err := growthSince(ctx, db, m.ID, promotionFrom, windowFrom, now)
+	if err != nil {
+		return Status{}, err
+	}
+	if i+1 < len(ladder) {
 		st.Next = ladder[i+1]
 		st.ToNext = max(0, st.Next.Threshold-recent)
 	}
 	if i < 0 {
 		return st, nil
 	}
-	st.Current = ladder[i]
-	st.Projected = st.Current
 
-	start := periodStart(acct, m)
-	st.ReviewAt = addMonths(start, st.Current.RetentionMonths, s.zone)
-	if i == 0 {
-		// Count periods from the start rather than adding to the previous
-		// anniversary, so that a clamped month end (Feb 28) does not
-		// stick for the years after.
-		for k := 2; !st.ReviewAt.After(now); k++ {
-			st.ReviewAt = addMonths(start, k*st.Current.RetentionMonths, s.zone)
-		}
-	}
-	windowStart := addMonths(later(st.ReviewAt, now), -windowMonths, s.zone)
-	st.GrowthInWindow, err = growthBetween(ctx, db.GrowthEntry, memberID, windowStart, now)
-	if err != nil {
-		return Status{}, err
-	}
+	st.GrowthInWindow = inWindow
 	st.GrowthToRetain = max(0, st.Current.Threshold-st.GrowthInWindow)
 	if st.GrowthToRetain > 0 && i > 0 {
 		st.Projected = ladder[i-1]
@@ -127,4 +128,28 @@ func (s *Service) History(ctx context.Context, db *ent.Client, memberID int) ([]
 		return nil, fmt.Errorf("reading tier history of member %d: %w", memberID, err)
 	}
 	return h, nil
+}
+
+// growthSince sums the member's growth with occurred_at in (a, now] and in
+// (b, now] in one statement.
+func growthSince(ctx context.Context, db *ent.Client, memberID int, a, b, now time.Time) (sumA, sumB int64, err error) {
+	rows, err := db.QueryContext(ctx, `SELECT
+		COALESCE(SUM(amount) FILTER (WHERE occurred_at > $2), 0),
+		COALESCE(SUM(amount) FILTER (WHERE occurred_at > $3), 0)
+	FROM growth_entries WHERE member_id = $1 AND occurred_at > LEAST($2, $3) AND occurred_at <= $4`,
+		memberID, a, b, now)
+	if err != nil {
+		return 0, 0, fmt.Errorf("summing growth of member %d: %w", memberID, err)
+	}
+	defer rows.Close()
+	if rows.Next() {
+		err = rows.Scan(&sumA, &sumB)
+	}
+	if err == nil {
+		err = rows.Err()
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("summing growth of member %d: %w", memberID, err)
+	}
+	return sumA, sumB, nil
 }

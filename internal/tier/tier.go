@@ -14,6 +14,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"sync"
 	"time"
 
 	"github.com/onemember/onemember/ent"
@@ -32,6 +33,9 @@ type Service struct {
 	zone        *time.Location
 	now         func() time.Time
 	reviewBatch int
+	// display caches the ladder for what members are shown (status, the
+	// card's tier); rules that change tiers always read the table.
+	display ladderCache
 }
 
 // New returns a Service. zone is the business time zone (calendar months
@@ -44,7 +48,7 @@ func New(db *ent.Client, zone *time.Location, now func() time.Time) *Service {
 	if now == nil {
 		now = time.Now
 	}
-	return &Service{db: db, zone: zone, now: now, reviewBatch: defaultReviewBatch}
+	return &Service{db: db, zone: zone, now: now, reviewBatch: defaultReviewBatch, display: ladderCache{ttl: displayTTL}}
 }
 
 // Ladder returns the tiers by rank, lowest first.
@@ -52,7 +56,8 @@ func New(db *ent.Client, zone *time.Location, now func() time.Time) *Service {
 // It reads the table every time rather than caching: the ladder is a
 // handful of rows on a unique index, and a cache on one replica could not
 // be invalidated by an Upsert served by another, which would promote
-// members against a stale ladder.
+// members against a stale ladder. What members are shown (Status,
+// Display) may lag an Upsert by displayTTL instead.
 func (s *Service) Ladder(ctx context.Context) ([]*ent.Tier, error) {
 	return loadLadder(ctx, s.db.Tier)
 }
@@ -137,3 +142,54 @@ func monthBounds(t time.Time, loc *time.Location) (time.Time, time.Time) {
 // unlimited stands for "any amount of spend" when probing whether spend
 // could matter at all.
 const unlimited = math.MaxInt64
+
+// displayTTL is how long members may be shown a ladder after an Upsert on
+// another replica (this replica's Upserts drop the cache at once).
+const displayTTL = 2 * time.Second
+
+// ladderCache holds the ladder for display.
+type ladderCache struct {
+	ttl    time.Duration
+	mu     sync.Mutex
+	ladder []*ent.Tier
+	at     time.Time
+}
+
+func (c *ladderCache) get(ctx context.Context, load func(context.Context) ([]*ent.Tier, error)) ([]*ent.Tier, error) {
+	c.mu.Lock()
+	l, fresh := c.ladder, time.Since(c.at) < c.ttl
+	c.mu.Unlock()
+	if fresh {
+		return l, nil
+	}
+	l, err := load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	c.ladder, c.at = l, time.Now()
+	c.mu.Unlock()
+	return l, nil
+}
+
+func (c *ladderCache) forget() {
+	c.mu.Lock()
+	c.ladder, c.at = nil, time.Time{}
+	c.mu.Unlock()
+}
+
+// Display returns the tier with this id as members are shown it (from the
+// display cache), or nil.
+func (s *Service) Display(ctx context.Context, id *int) (*ent.Tier, error) {
+	if id == nil {
+		return nil, nil
+	}
+	l, err := s.display.get(ctx, func(ctx context.Context) ([]*ent.Tier, error) { return loadLadder(ctx, s.db.Tier) })
+	if err != nil {
+		return nil, err
+	}
+	if i := indexOf(l, id); i >= 0 {
+		return l[i], nil
+	}
+	return nil, nil
+}

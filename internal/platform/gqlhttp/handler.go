@@ -10,7 +10,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -54,6 +56,9 @@ func New(schema graphql.ExecutableSchema, o Options) *handler.Server {
 		KeepAlivePingInterval: 15 * time.Second,
 		PayloadReadLimit:      &o.WSMaxMessage,
 		CloseFunc: func(ctx context.Context, _ int) {
+			if c := wsgorilla.CloserFrom(ctx); c != nil {
+				c.Release()
+			}
 			if auth.ViewerFrom(ctx).Kind != "" {
 				o.Metrics.Websockets.Dec()
 			}
@@ -103,6 +108,11 @@ func wsInit(a *auth.Authenticator, m *obs.Metrics) transport.WebsocketInitFunc {
 			return transport.AppendCloseReason(transport.WithWebsocketCloseCode(ctx, 4401), "Unauthorized"), nil, auth.ErrNoCredentials
 		}
 		m.Websockets.Inc()
+		// The connection ends when the access token expires (4401): the app
+		// reconnects with a fresh token and its cursor.
+		if c := wsgorilla.CloserFrom(ctx); c != nil {
+			ctx = c.Bind(ctx, v.ExpiresAt)
+		}
 		return auth.WithViewer(ctx, v), nil, nil
 	}
 }
@@ -187,4 +197,17 @@ func measure(m *obs.Metrics) graphql.ResponseMiddleware {
 		m.Latency.WithLabelValues(name).Observe(time.Since(start).Seconds())
 		return resp
 	}
+}
+
+// WebsocketCloser gives every websocket handshake a wsgorilla.Closer, so
+// the connection can close with 4401 when its token expires and resolvers
+// can close it with an application code (slow consumers).
+func WebsocketCloser(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+			ctx, _ := wsgorilla.WithCloser(r.Context())
+			r = r.WithContext(ctx)
+		}
+		next.ServeHTTP(w, r)
+	})
 }

@@ -128,12 +128,13 @@ func (i Implementation) Accept(
 	if timeout <= 0 {
 		timeout = DefaultWriteTimeout
 	}
-	return &conn{ws: ws, writeTimeout: timeout}, nil
+	return &conn{ws: ws, writeTimeout: timeout, closer: CloserFrom(r.Context())}, nil
 }
 
 type conn struct {
 	ws           *websocket.Conn
 	writeTimeout time.Duration
+	closer       *Closer // nil unless the handler installed one
 
 	// writeMu serialises data frames: gorilla supports a single concurrent
 	// writer and its write deadline is a plain field shared by all writes.
@@ -202,6 +203,11 @@ func (c *conn) WriteJSON(v any) error {
 // waiting for the peer's answer, mirroring gqlgen's coder adapter: gqlgen calls
 // it with its connection mutex held and before running CloseFunc.
 func (c *conn) WriteClose(closeCode int, message string) error {
+	if closeCode == websocket.CloseNormalClosure {
+		if code, reason, ok := c.closer.override(); ok {
+			closeCode, message = code, reason
+		}
+	}
 	c.mu.Lock()
 	if c.closeSent || c.closed {
 		c.mu.Unlock()
