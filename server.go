@@ -6,6 +6,8 @@
 //	server migrate check              fail if migrations/ lags the ent schema
 //	server seed [--seed N] [--members N]   load deterministic demo data
 //	server verify-ledgers             check every balance against its entries
+//	server mint-tokens [--count N] [--seed S] [--member-numbers|--api-client]
+//	                                  credentials for scripts/bench.sh (internal/benchtool)
 //
 // Configuration comes from the environment (README.md lists it).
 package main
@@ -26,6 +28,7 @@ import (
 	"time"
 
 	"github.com/onemember/onemember/internal/app"
+	"github.com/onemember/onemember/internal/benchtool"
 	"github.com/onemember/onemember/internal/ledger"
 	"github.com/onemember/onemember/internal/platform/config"
 	"github.com/onemember/onemember/internal/platform/database"
@@ -65,8 +68,10 @@ func run(ctx context.Context, args []string) error {
 		return seedCmd(ctx, cfg, log, args)
 	case "verify-ledgers":
 		return verifyLedgers(ctx, cfg, log)
+	case "mint-tokens":
+		return mintTokens(ctx, cfg, log, args)
 	}
-	return fmt.Errorf("unknown command %q (serve, migrate, seed, verify-ledgers)", cmd)
+	return fmt.Errorf("unknown command %q (serve, migrate, seed, verify-ledgers, mint-tokens)", cmd)
 }
 
 func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
@@ -85,7 +90,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	go func() { errc <- srv.ListenAndServe() }()
 	jobsCtx, stopJobs := context.WithCancel(ctx)
 	jobsDone := make(chan struct{})
-	go func() { a.Jobs().Run(jobsCtx); close(jobsDone) }()
+	go func() { a.Background(jobsCtx); close(jobsDone) }()
 	defer func() { stopJobs(); <-jobsDone }()
 	log.Info("serving", "addr", cfg.ListenAddr, "env", cfg.Env)
 	select {
@@ -162,6 +167,24 @@ func seedCmd(ctx context.Context, cfg *config.Config, log *slog.Logger, args []s
 	}
 	defer a.Close()
 	return seed.Run(ctx, a, seed.Options{Seed: *s, Members: *members, SkipHistory: *noHistory, AdminPassword: os.Getenv("SEED_ADMIN_PASSWORD")})
+}
+
+// mintTokens prints benchmark credentials (internal/benchtool); it refuses
+// to run in production, before touching the database.
+func mintTokens(ctx context.Context, cfg *config.Config, log *slog.Logger, args []string) error {
+	o, err := benchtool.ParseArgs(args, os.Stderr)
+	if err != nil {
+		return err
+	}
+	if err := benchtool.Allowed(cfg); err != nil {
+		return err
+	}
+	a, err := app.New(ctx, cfg, log, app.Options{})
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	return benchtool.Run(ctx, a, o, os.Stdout)
 }
 
 // verifyLedgers checks that every balance equals the sum of its entries and

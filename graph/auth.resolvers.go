@@ -61,7 +61,7 @@ func (r *mutationResolver) LoginWithPhone(ctx context.Context, input model.Login
 	if input.Channel != nil {
 		channel = *input.Channel
 	}
-	l, err := r.Identity.LoginWithPhone(ctx, input.Phone, input.Otp, channel)
+	l, err := r.Identity.LoginWithPhone(ctx, input.Phone, input.Otp, channel, deref(input.InviteCode))
 	if err != nil {
 		return nil, err
 	}

@@ -16,30 +16,6 @@ import (
 var pending = map[string]string{
 	// issue 3: members, One ID and ledgers
 	"Member360": "issue 6 (tags, lifecycleStage, rfm, aipl)",
-	// issue 4: coupons and marketing tools
-	"Activities":                 "issue 4",
-	"ActivityScans":              "issue 4",
-	"CancelActivityRegistration": "issue 4",
-	"CheckInTicket":              "issue 4",
-	"ClaimCoupon":                "issue 4",
-	"ClaimableCoupons":           "issue 4",
-	"CouponTemplateStats":        "issue 4",
-	"CreateActivity":             "issue 4",
-	"CreateCouponTemplate":       "issue 4",
-	"CreateLottery":              "issue 4",
-	"CreateMallItem":             "issue 4",
-	"CreatePromoCode":            "issue 4",
-	"DrawLottery":                "issue 4",
-	"LockCoupons":                "issue 4",
-	"Lottery":                    "issue 4",
-	"MallItems":                  "issue 4",
-	"MyReferral":                 "issue 4",
-	"RedeemMallItem":             "issue 4",
-	"RedeemPromoCode":            "issue 4",
-	"RegisterActivity":           "issue 4",
-	"ReleaseCoupons":             "issue 4",
-	// issue 5: real-time member events
-	"MemberEvents": "issue 5",
 	// issue 6: data centre
 	"AiplReport":      "issue 6",
 	"AssignTags":      "issue 6",

@@ -7,14 +7,65 @@ package graph
 
 import (
 	"context"
-	"fmt"
+	"errors"
 
 	"github.com/onemember/onemember/graph/gqlmodel"
+	"github.com/onemember/onemember/internal/account"
+	"github.com/onemember/onemember/internal/auth"
+	"github.com/onemember/onemember/internal/eventbus"
+	"github.com/onemember/onemember/internal/platform/fault"
+	"github.com/onemember/onemember/internal/platform/wsgorilla"
 )
 
 // MemberEvents is the resolver for the memberEvents field.
 func (r *subscriptionResolver) MemberEvents(ctx context.Context, after *string) (<-chan gqlmodel.MemberEvent, error) {
-	panic(fmt.Errorf("not implemented: MemberEvents - memberEvents"))
+	memberID := auth.ViewerFrom(ctx).Member.ID
+	var afterSeq int64
+	if after != nil {
+		m, seq, err := eventbus.DecodeCursor(*after)
+		if err != nil {
+			return nil, fault.Invalidf("after", "is not a cursor of this API")
+		}
+		if m != memberID {
+			// A cursor of a member since merged into this one: its stream
+			// ended; the app reloads its state.
+			return nil, eventbus.ErrEventsExpired
+		}
+		afterSeq = seq
+	} else {
+		acct, err := account.Get(ctx, r.DB, memberID)
+		if err != nil {
+			return nil, err
+		}
+		afterSeq = acct.EventSeq
+	}
+	sub, err := r.Bus.Subscribe(ctx, memberID, afterSeq)
+	if err != nil {
+		return nil, err
+	}
+	out := make(chan gqlmodel.MemberEvent)
+	go func() {
+		defer close(out)
+		defer sub.Close()
+		for ev := range sub.Events() {
+			e, err := r.memberEvent(ctx, ev)
+			if err != nil {
+				r.Log.ErrorContext(ctx, "mapping member event", "err", err)
+				continue
+			}
+			select {
+			case out <- e:
+			case <-ctx.Done():
+				return
+			}
+		}
+		if errors.Is(sub.Err(), eventbus.ErrSlowConsumer) {
+			if c := wsgorilla.CloserFrom(ctx); c != nil {
+				c.Close(wsgorilla.CloseSlowConsumer, "too slow: reconnect and resume by cursor")
+			}
+		}
+	}()
+	return out, nil
 }
 
 // Subscription returns SubscriptionResolver implementation.

@@ -8,6 +8,7 @@ import (
 	"github.com/onemember/onemember/ent/store"
 	"github.com/onemember/onemember/graph/model"
 	"github.com/onemember/onemember/internal/account"
+	"github.com/onemember/onemember/internal/coupon"
 	"github.com/onemember/onemember/internal/identity"
 	"github.com/onemember/onemember/internal/order"
 	"github.com/onemember/onemember/internal/platform/loader"
@@ -95,5 +96,12 @@ func (r *Resolver) tierStatus(ctx context.Context, m *ent.Member) (tier.Status, 
 			return tier.Status{}, err
 		}
 		return r.TierService.StatusOf(ctx, r.DB, m, acct)
+	})
+}
+
+// couponStats computes a template's statistics once per operation.
+func (r *Resolver) couponStats(ctx context.Context, templateID int) (coupon.Stats, error) {
+	return loader.Once(ctx, fmt.Sprintf("coupon-stats:%d", templateID), func() (coupon.Stats, error) {
+		return r.Coupons.Stats(ctx, templateID)
 	})
 }

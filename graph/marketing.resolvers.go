@@ -7,164 +7,292 @@ package graph
 
 import (
 	"context"
-	"fmt"
 
 	"entgo.io/contrib/entgql"
 	"github.com/onemember/onemember/ent"
+	"github.com/onemember/onemember/ent/lotteryprize"
+	"github.com/onemember/onemember/ent/mallitem"
 	"github.com/onemember/onemember/graph/model"
+	"github.com/onemember/onemember/internal/auth"
+	"github.com/onemember/onemember/internal/coupon"
+	"github.com/onemember/onemember/internal/marketing"
 )
 
 // Eligible is the resolver for the eligible field.
 func (r *activityResolver) Eligible(ctx context.Context, obj *ent.Activity) (bool, error) {
-	panic(fmt.Errorf("not implemented: Eligible - eligible"))
+	v := auth.ViewerFrom(ctx)
+	if v.Member == nil {
+		return false, nil
+	}
+	return r.Marketing.Eligible(ctx, v.Member.ID, obj)
 }
 
 // MyRegistration is the resolver for the myRegistration field.
 func (r *activityResolver) MyRegistration(ctx context.Context, obj *ent.Activity) (*ent.ActivityRegistration, error) {
-	panic(fmt.Errorf("not implemented: MyRegistration - myRegistration"))
+	v := auth.ViewerFrom(ctx)
+	if v.Member == nil {
+		return nil, nil
+	}
+	return r.Marketing.MemberRegistration(ctx, v.Member.ID, obj.ID)
 }
 
 // TicketCode is the resolver for the ticketCode field.
 func (r *activityRegistrationResolver) TicketCode(ctx context.Context, obj *ent.ActivityRegistration) (*string, error) {
-	panic(fmt.Errorf("not implemented: TicketCode - ticketCode"))
+	return r.Marketing.TicketCode(ctx, obj)
 }
 
 // Member is the resolver for the member field.
 func (r *activityRegistrationResolver) Member(ctx context.Context, obj *ent.ActivityRegistration) (*ent.Member, error) {
-	panic(fmt.Errorf("not implemented: Member - member"))
+	return r.DB.Member.Get(ctx, obj.MemberID)
 }
 
 // Issued is the resolver for the issued field.
 func (r *couponTemplateResolver) Issued(ctx context.Context, obj *ent.CouponTemplate) (int, error) {
-	panic(fmt.Errorf("not implemented: Issued - issued"))
+	st, err := r.couponStats(ctx, obj.ID)
+	return st.Issued, err
 }
 
 // Redeemed is the resolver for the redeemed field.
 func (r *couponTemplateResolver) Redeemed(ctx context.Context, obj *ent.CouponTemplate) (int, error) {
-	panic(fmt.Errorf("not implemented: Redeemed - redeemed"))
+	st, err := r.couponStats(ctx, obj.ID)
+	return st.Redeemed, err
 }
 
 // Expired is the resolver for the expired field.
 func (r *couponTemplateResolver) Expired(ctx context.Context, obj *ent.CouponTemplate) (int, error) {
-	panic(fmt.Errorf("not implemented: Expired - expired"))
+	st, err := r.couponStats(ctx, obj.ID)
+	return st.Expired, err
 }
 
 // RedemptionRate is the resolver for the redemptionRate field.
 func (r *couponTemplateResolver) RedemptionRate(ctx context.Context, obj *ent.CouponTemplate) (float64, error) {
-	panic(fmt.Errorf("not implemented: RedemptionRate - redemptionRate"))
+	st, err := r.couponStats(ctx, obj.ID)
+	return st.RedemptionRate, err
 }
 
 // DiscountTotal is the resolver for the discountTotal field.
 func (r *couponTemplateResolver) DiscountTotal(ctx context.Context, obj *ent.CouponTemplate) (int64, error) {
-	panic(fmt.Errorf("not implemented: DiscountTotal - discountTotal"))
+	st, err := r.couponStats(ctx, obj.ID)
+	return st.DiscountTotal, err
 }
 
 // AttributedRevenue is the resolver for the attributedRevenue field.
 func (r *couponTemplateResolver) AttributedRevenue(ctx context.Context, obj *ent.CouponTemplate) (int64, error) {
-	panic(fmt.Errorf("not implemented: AttributedRevenue - attributedRevenue"))
+	st, err := r.couponStats(ctx, obj.ID)
+	return st.AttributedRevenue, err
 }
 
 // Prizes is the resolver for the prizes field.
 func (r *lotteryResolver) Prizes(ctx context.Context, obj *ent.Lottery) ([]*ent.LotteryPrize, error) {
-	panic(fmt.Errorf("not implemented: Prizes - prizes"))
+	if obj.Edges.Prizes != nil {
+		return obj.Edges.Prizes, nil
+	}
+	return obj.QueryPrizes().Order(ent.Asc(lotteryprize.FieldPosition)).All(ctx)
 }
 
 // DrawsLeftToday is the resolver for the drawsLeftToday field.
 func (r *lotteryResolver) DrawsLeftToday(ctx context.Context, obj *ent.Lottery) (int, error) {
-	panic(fmt.Errorf("not implemented: DrawsLeftToday - drawsLeftToday"))
+	v := auth.ViewerFrom(ctx)
+	if v.Member == nil {
+		return obj.DailyDrawLimit, nil
+	}
+	return r.Marketing.DrawsLeftToday(ctx, v.Member.ID, obj.ID)
 }
 
 // Referral is the resolver for the referral field.
 func (r *memberResolver) Referral(ctx context.Context, obj *ent.Member) (*model.ReferralSummary, error) {
-	panic(fmt.Errorf("not implemented: Referral - referral"))
+	code, err := r.Marketing.ReferralCode(ctx, obj.ID)
+	if err != nil {
+		return nil, err
+	}
+	invited, rewarded, err := r.Marketing.ReferralStats(ctx, obj.ID)
+	if err != nil {
+		return nil, err
+	}
+	return &model.ReferralSummary{Code: code, InvitedCount: invited, RewardedCount: rewarded}, nil
 }
 
 // ClaimCoupon is the resolver for the claimCoupon field.
 func (r *mutationResolver) ClaimCoupon(ctx context.Context, input model.ClaimCouponInput) (*model.ClaimCouponPayload, error) {
-	panic(fmt.Errorf("not implemented: ClaimCoupon - claimCoupon"))
+	c, err := r.Coupons.Claim(ctx, auth.ViewerFrom(ctx).Member.ID, input.TemplateID)
+	if err != nil {
+		return nil, err
+	}
+	return &model.ClaimCouponPayload{Coupon: c}, nil
 }
 
 // RedeemMallItem is the resolver for the redeemMallItem field.
 func (r *mutationResolver) RedeemMallItem(ctx context.Context, input model.RedeemMallItemInput) (*model.RedeemMallItemPayload, error) {
-	panic(fmt.Errorf("not implemented: RedeemMallItem - redeemMallItem"))
+	res, err := r.Marketing.RedeemMallItem(ctx, auth.ViewerFrom(ctx).Member.ID, input.ItemID, input.Quantity, input.IdempotencyKey)
+	if err != nil {
+		return nil, err
+	}
+	return &model.RedeemMallItemPayload{Redemption: res.Redemption, PointsBalance: int(res.PointsBalance), Duplicate: res.Duplicate}, nil
 }
 
 // DrawLottery is the resolver for the drawLottery field.
 func (r *mutationResolver) DrawLottery(ctx context.Context, input model.DrawLotteryInput) (*model.DrawLotteryPayload, error) {
-	panic(fmt.Errorf("not implemented: DrawLottery - drawLottery"))
+	res, err := r.Marketing.Draw(ctx, auth.ViewerFrom(ctx).Member.ID, input.LotteryID, input.IdempotencyKey)
+	if err != nil {
+		return nil, err
+	}
+	return &model.DrawLotteryPayload{Won: res.Draw.Won, Prize: res.Prize, Coupon: res.Coupon,
+		PointsAwarded: int(res.PointsAwarded), PointsBalance: int(res.PointsBalance), Duplicate: res.Duplicate}, nil
 }
 
 // RedeemPromoCode is the resolver for the redeemPromoCode field.
 func (r *mutationResolver) RedeemPromoCode(ctx context.Context, input model.RedeemPromoCodeInput) (*model.RedeemPromoCodePayload, error) {
-	panic(fmt.Errorf("not implemented: RedeemPromoCode - redeemPromoCode"))
+	res, err := r.Marketing.RedeemPromoCode(ctx, auth.ViewerFrom(ctx).Member.ID, input.Code)
+	if err != nil {
+		return nil, err
+	}
+	return &model.RedeemPromoCodePayload{Coupons: res.Coupons, PointsAwarded: int(res.PointsAwarded)}, nil
 }
 
 // RegisterActivity is the resolver for the registerActivity field.
 func (r *mutationResolver) RegisterActivity(ctx context.Context, input model.RegisterActivityInput) (*model.ActivityRegistrationPayload, error) {
-	panic(fmt.Errorf("not implemented: RegisterActivity - registerActivity"))
+	reg, err := r.Marketing.Register(ctx, auth.ViewerFrom(ctx).Member.ID, input.ActivityID)
+	if err != nil {
+		return nil, err
+	}
+	return &model.ActivityRegistrationPayload{Registration: reg}, nil
 }
 
 // CancelActivityRegistration is the resolver for the cancelActivityRegistration field.
 func (r *mutationResolver) CancelActivityRegistration(ctx context.Context, input model.CancelActivityRegistrationInput) (*model.ActivityRegistrationPayload, error) {
-	panic(fmt.Errorf("not implemented: CancelActivityRegistration - cancelActivityRegistration"))
+	reg, err := r.Marketing.Cancel(ctx, auth.ViewerFrom(ctx).Member.ID, input.RegistrationID)
+	if err != nil {
+		return nil, err
+	}
+	return &model.ActivityRegistrationPayload{Registration: reg}, nil
 }
 
 // CreateCouponTemplate is the resolver for the createCouponTemplate field.
 func (r *mutationResolver) CreateCouponTemplate(ctx context.Context, input model.CreateCouponTemplateInput) (*model.CouponTemplatePayload, error) {
-	panic(fmt.Errorf("not implemented: CreateCouponTemplate - createCouponTemplate"))
+	t, err := r.Coupons.CreateTemplate(ctx, coupon.TemplateInput{
+		Title: input.Title, Kind: input.Kind, FaceValue: input.FaceValue, DiscountPercent: input.DiscountPercent,
+		MinSpend: input.MinSpend, ValidFrom: input.Validity.From, ValidTo: input.Validity.To,
+		DaysAfterIssue: input.Validity.DaysAfterIssue, TotalStock: input.TotalStock, PerMemberLimit: input.PerMemberLimit,
+		Claimable: input.Claimable, BusinessUnitCodes: input.BusinessUnitCodes, StoreCodes: input.StoreCodes,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &model.CouponTemplatePayload{Template: t}, nil
 }
 
 // CreateMallItem is the resolver for the createMallItem field.
 func (r *mutationResolver) CreateMallItem(ctx context.Context, input model.CreateMallItemInput) (*model.MallItemPayload, error) {
-	panic(fmt.Errorf("not implemented: CreateMallItem - createMallItem"))
+	item, err := r.Marketing.CreateMallItem(ctx, marketing.MallItemInput{Title: input.Title, ImageURL: input.ImageURL,
+		PointsPrice: input.PointsPrice, Stock: input.Stock, PerMemberLimit: input.PerMemberLimit, CouponTemplateID: input.CouponTemplateID})
+	if err != nil {
+		return nil, err
+	}
+	return &model.MallItemPayload{Item: item}, nil
 }
 
 // CreateLottery is the resolver for the createLottery field.
 func (r *mutationResolver) CreateLottery(ctx context.Context, input model.CreateLotteryInput) (*model.LotteryPayload, error) {
-	panic(fmt.Errorf("not implemented: CreateLottery - createLottery"))
+	prizes := make([]marketing.PrizeInput, len(input.Prizes))
+	for i, p := range input.Prizes {
+		prizes[i] = marketing.PrizeInput{Name: p.Name, Kind: p.Kind, Weight: p.Weight, Stock: p.Stock,
+			CouponTemplateID: p.CouponTemplateID, Points: p.Points}
+	}
+	l, err := r.Marketing.CreateLottery(ctx, marketing.LotteryInput{Title: input.Title, CostPoints: input.CostPoints,
+		DailyDrawLimit: input.DailyDrawLimit, StartsAt: input.StartsAt, EndsAt: input.EndsAt, Prizes: prizes})
+	if err != nil {
+		return nil, err
+	}
+	return &model.LotteryPayload{Lottery: l}, nil
 }
 
 // CreateActivity is the resolver for the createActivity field.
 func (r *mutationResolver) CreateActivity(ctx context.Context, input model.CreateActivityInput) (*model.ActivityPayload, error) {
-	panic(fmt.Errorf("not implemented: CreateActivity - createActivity"))
+	a, err := r.Marketing.CreateActivity(ctx, marketing.ActivityInput{Title: input.Title, Description: input.Description,
+		Location: input.Location, StartsAt: input.StartsAt, EndsAt: input.EndsAt, Capacity: input.Capacity,
+		MinTierCode: input.MinTierCode, BusinessUnitCode: input.BusinessUnitCode})
+	if err != nil {
+		return nil, err
+	}
+	return &model.ActivityPayload{Activity: a}, nil
 }
 
 // CreatePromoCode is the resolver for the createPromoCode field.
 func (r *mutationResolver) CreatePromoCode(ctx context.Context, input model.CreatePromoCodeInput) (*model.PromoCodePayload, error) {
-	panic(fmt.Errorf("not implemented: CreatePromoCode - createPromoCode"))
+	p, err := r.Marketing.CreatePromoCode(ctx, marketing.PromoInput{Code: input.Code, CouponTemplateIDs: input.CouponTemplateIds,
+		Points: deref(input.Points), UsageLimit: input.UsageLimit, PerMemberLimit: input.PerMemberLimit,
+		ValidFrom: input.ValidFrom, ValidTo: input.ValidTo})
+	if err != nil {
+		return nil, err
+	}
+	return &model.PromoCodePayload{PromoCode: p}, nil
 }
 
 // CheckInTicket is the resolver for the checkInTicket field.
 func (r *mutationResolver) CheckInTicket(ctx context.Context, ticketCode string) (*model.ActivityRegistrationPayload, error) {
-	panic(fmt.Errorf("not implemented: CheckInTicket - checkInTicket"))
+	reg, err := r.Marketing.CheckInTicket(ctx, auth.ViewerFrom(ctx).Staff.ID, ticketCode)
+	if err != nil {
+		return nil, err
+	}
+	return &model.ActivityRegistrationPayload{Registration: reg}, nil
 }
 
 // LockCoupons is the resolver for the lockCoupons field.
 func (r *mutationResolver) LockCoupons(ctx context.Context, input model.LockCouponsInput) (*model.LockCouponsPayload, error) {
-	panic(fmt.Errorf("not implemented: LockCoupons - lockCoupons"))
+	res, err := r.Coupons.Lock(ctx, coupon.LockInput{OrderRef: input.OrderRef, Codes: input.Codes,
+		BasketAmount: input.BasketAmount, StoreCode: input.StoreCode, ClientStoreOK: auth.ViewerFrom(ctx).CanUseStore})
+	if err != nil {
+		return nil, err
+	}
+	return &model.LockCouponsPayload{Discount: res.Discount, Coupons: res.Coupons}, nil
 }
 
 // ReleaseCoupons is the resolver for the releaseCoupons field.
 func (r *mutationResolver) ReleaseCoupons(ctx context.Context, input model.ReleaseCouponsInput) (*model.ReleaseCouponsPayload, error) {
-	panic(fmt.Errorf("not implemented: ReleaseCoupons - releaseCoupons"))
+	n, err := r.Coupons.Release(ctx, input.OrderRef)
+	if err != nil {
+		return nil, err
+	}
+	return &model.ReleaseCouponsPayload{Released: n}, nil
 }
 
 // ClaimableCoupons is the resolver for the claimableCoupons field.
 func (r *queryResolver) ClaimableCoupons(ctx context.Context) ([]*model.ClaimableCoupon, error) {
-	panic(fmt.Errorf("not implemented: ClaimableCoupons - claimableCoupons"))
+	cs, err := r.Coupons.Claimable(ctx, auth.ViewerFrom(ctx).Member.ID)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*model.ClaimableCoupon, len(cs))
+	for i, c := range cs {
+		t := c.Template
+		out[i] = &model.ClaimableCoupon{ID: t.ID, Title: t.Title, Kind: t.Kind, FaceValue: t.FaceValue,
+			DiscountPercent: t.DiscountPercent, MinSpend: t.MinSpend, Remaining: c.Remaining,
+			PerMemberLimit: t.PerMemberLimit, ClaimedByMe: c.ClaimedByMe, ValidUntil: c.ValidUntil}
+	}
+	return out, nil
 }
 
 // MallItems is the resolver for the mallItems field.
 func (r *queryResolver) MallItems(ctx context.Context, first *int, after *entgql.Cursor[int]) (*ent.MallItemConnection, error) {
-	panic(fmt.Errorf("not implemented: MallItems - mallItems"))
+	return r.DB.MallItem.Query().Where(mallitem.Active(true)).Paginate(ctx, after, first, nil, nil)
 }
 
 // Lottery is the resolver for the lottery field.
 func (r *queryResolver) Lottery(ctx context.Context, id int) (*ent.Lottery, error) {
-	panic(fmt.Errorf("not implemented: Lottery - lottery"))
+	l, err := r.Marketing.Lottery(ctx, id)
+	if ent.IsNotFound(err) {
+		return nil, nil
+	}
+	return l, err
 }
 
 // Activities is the resolver for the activities field.
 func (r *queryResolver) Activities(ctx context.Context, first *int, after *entgql.Cursor[int], upcoming *bool) (*ent.ActivityConnection, error) {
-	panic(fmt.Errorf("not implemented: Activities - activities"))
+	q := r.DB.Activity.Query()
+	if upcoming != nil && *upcoming {
+		q.Where(r.Marketing.Upcoming())
+	}
+	return q.Paginate(ctx, after, first, nil, nil, ent.WithActivityOrder(&ent.ActivityOrder{
+		Direction: entgql.OrderDirectionAsc, Field: ent.ActivityOrderFieldStartsAt,
+	}))
 }

@@ -12,8 +12,11 @@ import (
 	"github.com/onemember/onemember/ent"
 	"github.com/onemember/onemember/ent/schema/enum"
 	"github.com/onemember/onemember/internal/auth"
+	"github.com/onemember/onemember/internal/coupon"
+	"github.com/onemember/onemember/internal/eventbus"
 	"github.com/onemember/onemember/internal/identity"
 	"github.com/onemember/onemember/internal/ledger"
+	"github.com/onemember/onemember/internal/marketing"
 	"github.com/onemember/onemember/internal/member"
 	"github.com/onemember/onemember/internal/membership"
 	"github.com/onemember/onemember/internal/order"
@@ -37,6 +40,9 @@ type Resolver struct {
 	Membership    *membership.Service
 	Programme     *programme.Service
 	Zone          *time.Location
+	Bus           *eventbus.Bus
+	Coupons       *coupon.Service
+	Marketing     *marketing.Service
 }
 
 // NewSchema builds the executable schema with its directives.

@@ -26,9 +26,13 @@ import (
 	"github.com/onemember/onemember/internal/auth/password"
 	"github.com/onemember/onemember/internal/auth/signedcode"
 	"github.com/onemember/onemember/internal/auth/token"
+	"github.com/onemember/onemember/internal/coupon"
+	"github.com/onemember/onemember/internal/eventbus"
+	"github.com/onemember/onemember/internal/events"
 	"github.com/onemember/onemember/internal/identity"
 	"github.com/onemember/onemember/internal/jobs"
 	"github.com/onemember/onemember/internal/ledger"
+	"github.com/onemember/onemember/internal/marketing"
 	"github.com/onemember/onemember/internal/member"
 	"github.com/onemember/onemember/internal/membership"
 	"github.com/onemember/onemember/internal/order"
@@ -63,8 +67,12 @@ type App struct {
 	Members    *member.Service
 	Membership *membership.Service
 	Programme  *programme.Service
-	Zone       *time.Location
-	auth       *auth.Authenticator
+	Coupons    *coupon.Service
+	Marketing  *marketing.Service
+	// Bus delivers member events to this replica's subscribers.
+	Bus  *eventbus.Bus
+	Zone *time.Location
+	auth *auth.Authenticator
 }
 
 // Options adjust wiring for tests.
@@ -138,21 +146,31 @@ func build(cfg *config.Config, log *slog.Logger, db *sql.DB, opts Options) (*App
 		return nil, fmt.Errorf("business zone: %w", err)
 	}
 	ledgers := ledger.New(client, ledger.DefaultPolicy(zone), hasher, now)
+	coupons := coupon.New(client, zone, now)
 	tiers := tier.New(client, zone, now)
 	authenticator := auth.NewAuthenticator(client, tokens, cfg.AuthCacheTTL, now)
+	tickets, err := signedcode.NewSigner(cfg.Keys.Signing, marketing.TicketPurpose, now)
+	if err != nil {
+		return nil, fmt.Errorf("ticket signer: %w", err)
+	}
+	mkt := marketing.New(client, ledgers, tiers, coupons, tickets, zone, now)
 	ident := identity.NewService(identity.Deps{
 		DB: client, PII: protector, Sessions: sessions, WeChat: wechat, SMS: sms,
 		OTP: identity.OTPPolicy{
 			TTL: cfg.OTPTTL, MaxAttempts: cfg.OTPMaxAttempts, PerPhoneHour: cfg.OTPPerPhoneHour,
 			PerIPHour: cfg.OTPPerIPHour, ResendAfter: cfg.OTPResendAfter,
 		},
-		OTPKey: cfg.Keys.Signing, Codes: memberCodes, Ledger: ledgers, Forget: authenticator.Forget, Log: log, Now: now,
+		OTPKey: cfg.Keys.Signing, Codes: memberCodes, Ledger: ledgers, Referrals: mkt, Forget: authenticator.Forget, Log: log, Now: now,
 	})
 	return &App{
 		Config: cfg, Log: log, SQL: db, DB: client, Metrics: obs.NewMetrics(db, counter.Total),
 		Statements: counter,
 		Sessions:   sessions, Accounts: accounts, Identity: ident, Ledger: ledgers, Tiers: tiers,
-		Orders:     order.New(client, ledgers, tiers, ident, order.Limits{MaxAmount: 100_000_000, MaxItems: 500}, now),
+		Orders: order.New(client, ledgers, tiers, ident, order.Hooks{Coupons: coupons, Referrals: mkt},
+			order.Limits{MaxAmount: 100_000_000, MaxItems: 500}, now),
+		Coupons:    coupons,
+		Marketing:  mkt,
+		Bus:        eventbus.New(db, cfg.DatabaseURL, log, eventbus.Options{Now: now}),
 		Members:    member.New(client, protector, ledgers, tiers, ident, authenticator.Forget, zone, now),
 		Membership: membership.New(client, zone, now),
 		Programme:  programme.New(client),
@@ -196,7 +214,7 @@ func (a *App) Handler() http.Handler {
 	schema := graph.NewSchema(&graph.Resolver{
 		DB: a.DB, Log: a.Log, Sessions: a.Sessions, Accounts: a.Accounts, Identity: a.Identity,
 		MemberService: a.Members, Ledger: a.Ledger, TierService: a.Tiers, Orders: a.Orders, Membership: a.Membership,
-		Programme: a.Programme, Zone: a.Zone,
+		Programme: a.Programme, Coupons: a.Coupons, Marketing: a.Marketing, Bus: a.Bus, Zone: a.Zone,
 	})
 	gql := gqlhttp.New(schema, gqlhttp.Options{
 		Introspection:    !a.Config.IsProduction(),
@@ -231,6 +249,7 @@ func (a *App) requestContext(next http.Handler) http.Handler {
 		w.Header().Set("X-Request-Id", id)
 		ctx := obs.WithRequestID(r.Context(), id)
 		ctx = obs.WithClientIP(ctx, clientIP(r, a.Config.TrustProxyHeaders))
+		ctx = events.WithWaker(ctx, a.Bus)
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
@@ -286,6 +305,24 @@ func (a *App) ready(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write([]byte("ready\n"))
 }
 
+// RunBus runs the event bus until ctx ends.
+func (a *App) RunBus(ctx context.Context) error { return a.Bus.Run(ctx) }
+
+// Background runs everything a serving replica runs besides HTTP: the
+// event bus and the periodic jobs, until ctx ends. Events the jobs write
+// wake the bus after their commits.
+func (a *App) Background(ctx context.Context) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := a.Bus.Run(ctx); err != nil && ctx.Err() == nil {
+			a.Log.ErrorContext(ctx, "event bus stopped", "err", err)
+		}
+	}()
+	a.Jobs().Run(events.WithWaker(ctx, a.Bus))
+	<-done
+}
+
 // Jobs are the periodic maintenance tasks of this app.
 func (a *App) Jobs() *jobs.Scheduler {
 	return jobs.New(a.Log,
@@ -298,5 +335,9 @@ func (a *App) Jobs() *jobs.Scheduler {
 			n, err := a.Membership.Expire(ctx)
 			return int64(n), err
 		}},
+		jobs.Job{Name: "coupon-lock-release", Every: time.Minute, Run: a.Coupons.ReleaseExpiredLocks},
+		jobs.Job{Name: "coupon-expiry", Every: time.Minute, Run: a.Coupons.Expire},
+		jobs.Job{Name: "coupon-expiring-notice", Every: 10 * time.Minute, Run: a.Coupons.NotifyExpiring},
+		jobs.Job{Name: "member-event-retention", Every: time.Hour, Run: a.Bus.Prune},
 	)
 }

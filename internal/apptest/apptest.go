@@ -75,9 +75,16 @@ func StartOn(t testing.TB, dsn string, opts ...Option) *Server {
 		t.Fatalf("starting app: %v", err)
 	}
 	srv := httptest.NewServer(a.Handler())
+	// The event bus runs (subscriptions need it); the periodic jobs do not,
+	// so that tests decide when maintenance happens.
+	busCtx, stopBus := context.WithCancel(context.Background())
+	busDone := make(chan struct{})
+	go func() { defer close(busDone); _ = a.RunBus(busCtx) }()
 	t.Cleanup(func() {
 		srv.CloseClientConnections()
 		srv.Close()
+		stopBus()
+		<-busDone
 		_ = a.Close()
 	})
 	return &Server{App: a, URL: srv.URL, SMS: sms, t: t}

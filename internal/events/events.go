@@ -32,9 +32,37 @@ type Event struct {
 	Title, Body string
 }
 
+// Waker learns, once a transaction that wrote events has committed, whose
+// events to deliver now (the event bus). Without one, the bus's tailer
+// finds the events within its poll period.
+type Waker interface{ Wake(memberIDs ...int) }
+
+type wakerKey struct{}
+
+// WithWaker makes Emit calls under ctx wake w after their commit. The app
+// puts its bus on every request and job context, so that no domain service
+// needs to know about delivery.
+func WithWaker(ctx context.Context, w Waker) context.Context {
+	return context.WithValue(ctx, wakerKey{}, w)
+}
+
 // Emit appends ev to the member's outbox through tx. acct must be the
 // member's account locked in tx (account.Lock); its event_seq is advanced.
+// After tx commits, the Waker of ctx (if any) is told; never before, so
+// nobody is woken for an event that could still roll back.
 func Emit(ctx context.Context, tx *ent.Tx, acct *ent.Account, at time.Time, ev Event) (*ent.MemberEvent, error) {
+	if w, ok := ctx.Value(wakerKey{}).(Waker); ok {
+		memberID := acct.MemberID
+		tx.OnCommit(func(next ent.Committer) ent.Committer {
+			return ent.CommitFunc(func(ctx context.Context, tx *ent.Tx) error {
+				err := next.Commit(ctx, tx)
+				if err == nil {
+					w.Wake(memberID)
+				}
+				return err
+			})
+		})
+	}
 	acct.EventSeq++
 	if err := tx.Account.UpdateOneID(acct.ID).SetEventSeq(acct.EventSeq).Exec(ctx); err != nil {
 		return nil, fmt.Errorf("advancing event sequence: %w", err)

@@ -37,8 +37,9 @@ type Service struct {
 	otp      OTPPolicy
 	otpKey   []byte
 	codes    *signedcode.Signer
-	ledger   LedgerMerger
-	forget   func(memberIDs ...int)
+	ledger    LedgerMerger
+	referrals Referrals
+	forget    func(memberIDs ...int)
 	log      *slog.Logger
 	now      func() time.Time
 }
@@ -56,16 +57,25 @@ type Deps struct {
 	Codes *signedcode.Signer
 	// Ledger moves balances when members merge.
 	Ledger LedgerMerger
+	// Referrals links a new member to the member whose invite code they
+	// registered with (nil: invite codes are ignored).
+	Referrals Referrals
 	// Forget drops members from the authentication cache.
 	Forget func(memberIDs ...int)
 	Log    *slog.Logger
 	Now    func() time.Time
 }
 
+// Referrals records who invited a new member, in the registering
+// transaction.
+type Referrals interface {
+	LinkReferral(ctx context.Context, tx *ent.Tx, refereeID int, inviteCode string) error
+}
+
 // NewService builds a Service.
 func NewService(d Deps) *Service {
 	return &Service{db: d.DB, pii: d.PII, sessions: d.Sessions, wechat: d.WeChat, sms: d.SMS,
-		otp: d.OTP, otpKey: d.OTPKey, codes: d.Codes, ledger: d.Ledger, forget: d.Forget, log: d.Log, now: d.Now}
+		otp: d.OTP, otpKey: d.OTPKey, codes: d.Codes, ledger: d.Ledger, referrals: d.Referrals, forget: d.Forget, log: d.Log, now: d.Now}
 }
 
 // Login is a signed-in member.
@@ -103,7 +113,8 @@ func (s *Service) LoginWithWeChat(ctx context.Context, appID, code string) (Logi
 
 // LoginWithPhone signs in (registering on first use) the member holding a
 // phone, after checking the SMS code.
-func (s *Service) LoginWithPhone(ctx context.Context, rawPhone, code string, channel enum.Channel) (Login, error) {
+// inviteCode, when this sign-in registers the member, links the referrer.
+func (s *Service) LoginWithPhone(ctx context.Context, rawPhone, code string, channel enum.Channel, inviteCode string) (Login, error) {
 	phone, err := normalizePhone(rawPhone)
 	if err != nil {
 		return Login{}, err
@@ -114,7 +125,7 @@ func (s *Service) LoginWithPhone(ctx context.Context, rawPhone, code string, cha
 	if channel == "" {
 		channel = enum.ChannelMiniProgram
 	}
-	return s.login(ctx, []newIdentity{{kind: identity.KindPHONE, value: phone}}, registration{channel: channel, phone: phone})
+	return s.login(ctx, []newIdentity{{kind: identity.KindPHONE, value: phone}}, registration{channel: channel, phone: phone, inviteCode: inviteCode})
 }
 
 type newIdentity struct {
@@ -124,8 +135,9 @@ type newIdentity struct {
 }
 
 type registration struct {
-	channel enum.Channel
-	phone   string
+	channel    enum.Channel
+	phone      string
+	inviteCode string
 }
 
 // login finds the member holding the first of ids that is bound, binding
@@ -142,6 +154,9 @@ func (s *Service) login(ctx context.Context, ids []newIdentity, reg registration
 			isNew := m == nil
 			if isNew {
 				if m, err = s.register(ctx, tx, reg); err != nil {
+					return Login{}, err
+				}
+				if err := s.linkReferral(ctx, tx, m.ID, reg.inviteCode); err != nil {
 					return Login{}, err
 				}
 			}
@@ -381,4 +396,18 @@ func (s *Service) forgetCached(ids ...int) {
 	if s.forget != nil {
 		s.forget(ids...)
 	}
+}
+
+// linkReferral links a new member to its referrer. A bad invite code never
+// fails a registration: it is logged and ignored.
+func (s *Service) linkReferral(ctx context.Context, tx *ent.Tx, memberID int, code string) error {
+	if code == "" || s.referrals == nil {
+		return nil
+	}
+	err := s.referrals.LinkReferral(ctx, tx, memberID, code)
+	if err != nil && fault.CodeOf(err) != fault.Internal {
+		s.log.InfoContext(ctx, "invite code ignored", "member", memberID, "reason", err)
+		return nil
+	}
+	return err
 }

@@ -59,19 +59,39 @@ type Members interface {
 	Resolve(ctx context.Context, db *ent.Client, ref identity.MemberRef, field string) (*ent.Member, error)
 }
 
+// Coupons redeems, in the order's transaction, the coupons a till locked
+// for the order's couponOrderRef, and gives them back on a full refund.
+type Coupons interface {
+	RedeemLocked(ctx context.Context, tx *ent.Tx, memberID int, orderRef string, o *ent.Order) ([]*ent.Coupon, error)
+	ReturnForRefund(ctx context.Context, tx *ent.Tx, o *ent.Order) (int, error)
+}
+
+// Referrals rewards a referrer for the referee's first paid order.
+type Referrals interface {
+	RewardFirstPaidOrder(ctx context.Context, tx *ent.Tx, refereeAcct *ent.Account, o *ent.Order) error
+}
+
+// Hooks are the other domains an order touches in its transaction; a nil
+// hook is skipped.
+type Hooks struct {
+	Coupons   Coupons
+	Referrals Referrals
+}
+
 // Service ingests orders and refunds.
 type Service struct {
 	db      *ent.Client
 	ledger  Ledger
 	tiers   Tiers
 	members Members
+	hooks   Hooks
 	limits  Limits
 	now     func() time.Time
 }
 
 // New builds a Service.
-func New(db *ent.Client, l Ledger, t Tiers, m Members, lim Limits, now func() time.Time) *Service {
-	return &Service{db: db, ledger: l, tiers: t, members: m, limits: lim, now: now}
+func New(db *ent.Client, l Ledger, t Tiers, m Members, h Hooks, lim Limits, now func() time.Time) *Service {
+	return &Service{db: db, ledger: l, tiers: t, members: m, hooks: h, limits: lim, now: now}
 }
 
 // Result is an ingested (or found) order.
@@ -106,7 +126,34 @@ func (s *Service) Ingest(ctx context.Context, in IngestInput) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	res, err := database.WithTx(ctx, s.db, func(tx *ent.Tx) (Result, error) {
+	// A referral reward locks the referrer's account after the member's;
+	// a merge racing it can deadlock, and PostgreSQL then aborts one side:
+	// the order is simply tried again (it is idempotent on its external id).
+	var res Result
+	for attempt := 0; ; attempt++ {
+		res, err = s.ingestOnce(ctx, m, st, in)
+		if !database.IsDeadlock(err) || attempt == 2 {
+			break
+		}
+	}
+	if database.IsUniqueViolation(err) {
+		if r, ok, err := s.existing(ctx, s.db, in.Channel, in.ExternalID); ok || err != nil {
+			return r, err
+		}
+	}
+	if err != nil {
+		return Result{}, err
+	}
+	res.Order = database.Detach(res.Order)
+	// Re-read after commit so the answer shows the tier just earned.
+	if res.Member, err = s.db.Member.Get(ctx, res.Order.MemberID); err != nil {
+		return Result{}, err
+	}
+	return res, nil
+}
+
+func (s *Service) ingestOnce(ctx context.Context, m *ent.Member, st *ent.Store, in IngestInput) (Result, error) {
+	return database.WithTx(ctx, s.db, func(tx *ent.Tx) (Result, error) {
 		acct, err := s.lockLive(ctx, tx, m)
 		if err != nil {
 			return Result{}, err
@@ -123,20 +170,6 @@ func (s *Service) Ingest(ctx context.Context, in IngestInput) (Result, error) {
 		}
 		return Result{Order: o}, nil
 	})
-	if database.IsUniqueViolation(err) {
-		if r, ok, err := s.existing(ctx, s.db, in.Channel, in.ExternalID); ok || err != nil {
-			return r, err
-		}
-	}
-	if err != nil {
-		return Result{}, err
-	}
-	res.Order = database.Detach(res.Order)
-	// Re-read after commit so the answer shows the tier just earned.
-	if res.Member, err = s.db.Member.Get(ctx, m.ID); err != nil {
-		return Result{}, err
-	}
-	return res, nil
 }
 
 // lockLive locks the account of m, or of the member m was merged into
@@ -197,6 +230,11 @@ func (s *Service) record(ctx context.Context, tx *ent.Tx, acct *ent.Account, m *
 	}
 	if err := tx.OrderItem.CreateBulk(items...).Exec(ctx); err != nil {
 		return nil, fmt.Errorf("recording items: %w", err)
+	}
+	if in.CouponOrderRef != "" && s.hooks.Coupons != nil {
+		if _, err := s.hooks.Coupons.RedeemLocked(ctx, tx, m.ID, in.CouponOrderRef, o); err != nil {
+			return nil, err
+		}
 	}
 	entry := func(amount int64, source string) ledger.Entry {
 		key := fmt.Sprintf("order:%d:%s", o.ID, source)
@@ -263,6 +301,11 @@ func (s *Service) record(ctx context.Context, tx *ent.Tx, acct *ent.Account, m *
 	}
 	if _, err := s.tiers.Reevaluate(ctx, tx, acct, "消费订单 "+in.ExternalID); err != nil {
 		return nil, err
+	}
+	if in.Amount > 0 && s.hooks.Referrals != nil {
+		if err := s.hooks.Referrals.RewardFirstPaidOrder(ctx, tx, acct, o); err != nil {
+			return nil, err
+		}
 	}
 	return o, nil
 }
@@ -452,6 +495,12 @@ func (s *Service) reverse(ctx context.Context, tx *ent.Tx, acct *ent.Account, o 
 	status := entorder.StatusPARTIALLY_REFUNDED
 	if refunded == o.Amount {
 		status = entorder.StatusREFUNDED
+		// A refund of the whole order gives its unexpired coupons back.
+		if s.hooks.Coupons != nil {
+			if _, err := s.hooks.Coupons.ReturnForRefund(ctx, tx, o); err != nil {
+				return RefundResult{}, err
+			}
+		}
 	}
 	o, err = tx.Order.UpdateOne(o).SetRefundedAmount(refunded).SetStatus(status).Save(ctx)
 	if err != nil {

@@ -1,0 +1,63 @@
+package graph
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/onemember/onemember/ent/coupon"
+	"github.com/onemember/onemember/ent/tierchange"
+	"github.com/onemember/onemember/graph/gqlmodel"
+	"github.com/onemember/onemember/internal/eventbus"
+	"github.com/onemember/onemember/internal/events"
+)
+
+// memberEvent maps a stored event to its API shape (amounts decode into
+// int64 directly, never through float64).
+func (r *Resolver) memberEvent(ctx context.Context, ev eventbus.Event) (gqlmodel.MemberEvent, error) {
+	var p struct {
+		PointsDelta        int64  `json:"pointsDelta"`
+		PointsBalance      int64  `json:"pointsBalance"`
+		AmountDelta        int64  `json:"amountDelta"`
+		StoredValueBalance int64  `json:"storedValueBalance"`
+		Reason             string `json:"reason"`
+		Direction          string `json:"direction"`
+		FromTierID         *int   `json:"fromTierId"`
+		ToTierID           *int   `json:"toTierId"`
+		CouponID           int    `json:"couponId"`
+	}
+	if err := json.Unmarshal(ev.Payload, &p); err != nil {
+		return nil, fmt.Errorf("decoding event %d: %w", ev.ID, err)
+	}
+	head := gqlmodel.EventHead{Cursor: eventbus.EncodeCursor(ev.MemberID, ev.Seq), OccurredAt: ev.OccurredAt}
+	switch ev.Type {
+	case string(events.PointsChanged):
+		return &gqlmodel.PointsChanged{EventHead: head, PointsDelta: p.PointsDelta, PointsBalance: p.PointsBalance, Reason: p.Reason}, nil
+	case string(events.StoredValueChanged):
+		return &gqlmodel.StoredValueChanged{EventHead: head, AmountDelta: p.AmountDelta,
+			StoredValueBalance: p.StoredValueBalance, Reason: p.Reason}, nil
+	case string(events.TierChanged):
+		from, err := r.TierService.Display(ctx, p.FromTierID)
+		if err != nil {
+			return nil, err
+		}
+		to, err := r.TierService.Display(ctx, p.ToTierID)
+		if err != nil {
+			return nil, err
+		}
+		if to == nil {
+			return nil, fmt.Errorf("event %d: tier %v is gone", ev.ID, p.ToTierID)
+		}
+		return &gqlmodel.TierChanged{EventHead: head, Direction: tierchange.Direction(p.Direction), From: from, To: to}, nil
+	case string(events.CouponIssued), string(events.CouponExpiring):
+		c, err := r.DB.Coupon.Query().Where(coupon.ID(p.CouponID)).WithTemplate().Only(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("event %d: loading coupon %d: %w", ev.ID, p.CouponID, err)
+		}
+		if ev.Type == string(events.CouponIssued) {
+			return &gqlmodel.CouponIssued{EventHead: head, Coupon: c}, nil
+		}
+		return &gqlmodel.CouponExpiring{EventHead: head, Coupon: c}, nil
+	}
+	return nil, fmt.Errorf("event %d: unknown type %q", ev.ID, ev.Type)
+}
