@@ -29,19 +29,19 @@ const identityPhone = string(identity.KindPHONE)
 
 // Service signs members in.
 type Service struct {
-	db       *ent.Client
-	pii      *pii.Protector
-	sessions *auth.Sessions
-	wechat   WeChat
-	sms      SMSSender
-	otp      OTPPolicy
-	otpKey   []byte
-	codes    *signedcode.Signer
+	db        *ent.Client
+	pii       *pii.Protector
+	sessions  *auth.Sessions
+	wechat    WeChat
+	sms       SMSSender
+	otp       OTPPolicy
+	otpKey    []byte
+	codes     *signedcode.Signer
 	ledger    LedgerMerger
 	referrals Referrals
 	forget    func(memberIDs ...int)
-	log      *slog.Logger
-	now      func() time.Time
+	log       *slog.Logger
+	now       func() time.Time
 }
 
 // Deps are the collaborators of a Service.
