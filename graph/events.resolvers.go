@@ -9,8 +9,8 @@ import (
 	"context"
 	"errors"
 
+	"github.com/gorilla/websocket"
 	"github.com/onemember/onemember/graph/gqlmodel"
-	"github.com/onemember/onemember/internal/account"
 	"github.com/onemember/onemember/internal/auth"
 	"github.com/onemember/onemember/internal/eventbus"
 	"github.com/onemember/onemember/internal/platform/fault"
@@ -20,7 +20,7 @@ import (
 // MemberEvents is the resolver for the memberEvents field.
 func (r *subscriptionResolver) MemberEvents(ctx context.Context, after *string) (<-chan gqlmodel.MemberEvent, error) {
 	memberID := auth.ViewerFrom(ctx).Member.ID
-	var afterSeq int64
+	afterSeq := eventbus.FromNow
 	if after != nil {
 		m, seq, err := eventbus.DecodeCursor(*after)
 		if err != nil {
@@ -32,12 +32,6 @@ func (r *subscriptionResolver) MemberEvents(ctx context.Context, after *string) 
 			return nil, eventbus.ErrEventsExpired
 		}
 		afterSeq = seq
-	} else {
-		acct, err := account.Get(ctx, r.DB, memberID)
-		if err != nil {
-			return nil, err
-		}
-		afterSeq = acct.EventSeq
 	}
 	sub, err := r.Bus.Subscribe(ctx, memberID, afterSeq)
 	if err != nil {
@@ -59,10 +53,13 @@ func (r *subscriptionResolver) MemberEvents(ctx context.Context, after *string) 
 				return
 			}
 		}
-		if errors.Is(sub.Err(), eventbus.ErrSlowConsumer) {
-			if c := wsgorilla.CloserFrom(ctx); c != nil {
-				c.Close(wsgorilla.CloseSlowConsumer, "too slow: reconnect and resume by cursor")
-			}
+		c := wsgorilla.CloserFrom(ctx)
+		switch err := sub.Err(); {
+		case c == nil || err == nil:
+		case errors.Is(err, eventbus.ErrSlowConsumer):
+			c.Close(wsgorilla.CloseSlowConsumer, "too slow: reconnect and resume by cursor")
+		case errors.Is(err, eventbus.ErrStopped):
+			c.Close(websocket.CloseServiceRestart, "server restarting: reconnect and resume by cursor")
 		}
 	}()
 	return out, nil

@@ -21,6 +21,7 @@ import (
 	"entgo.io/ent/dialect"
 
 	"github.com/onemember/onemember/ent"
+	"github.com/onemember/onemember/ent/schema/enum"
 	"github.com/onemember/onemember/graph"
 	"github.com/onemember/onemember/internal/auth"
 	"github.com/onemember/onemember/internal/auth/password"
@@ -44,6 +45,7 @@ import (
 	"github.com/onemember/onemember/internal/platform/migrate"
 	"github.com/onemember/onemember/internal/platform/obs"
 	"github.com/onemember/onemember/internal/programme"
+	"github.com/onemember/onemember/internal/push"
 	"github.com/onemember/onemember/internal/tier"
 	"github.com/onemember/onemember/migrations"
 )
@@ -70,7 +72,9 @@ type App struct {
 	Coupons    *coupon.Service
 	Marketing  *marketing.Service
 	// Bus delivers member events to this replica's subscribers.
-	Bus  *eventbus.Bus
+	Bus *eventbus.Bus
+	// Push sends member events through WeChat and app push.
+	Push *push.Dispatcher
 	Zone *time.Location
 	auth *auth.Authenticator
 }
@@ -168,9 +172,11 @@ func build(cfg *config.Config, log *slog.Logger, db *sql.DB, opts Options) (*App
 		Sessions:   sessions, Accounts: accounts, Identity: ident, Ledger: ledgers, Tiers: tiers,
 		Orders: order.New(client, ledgers, tiers, ident, order.Hooks{Coupons: coupons, Referrals: mkt},
 			order.Limits{MaxAmount: 100_000_000, MaxItems: 500}, now),
-		Coupons:    coupons,
-		Marketing:  mkt,
-		Bus:        eventbus.New(db, cfg.DatabaseURL, log, eventbus.Options{Now: now}),
+		Coupons:   coupons,
+		Marketing: mkt,
+		Bus:       eventbus.New(db, cfg.DatabaseURL, log, eventbus.Options{Now: now}),
+		Push: push.NewDispatcher(client, db, log.With("component", "push"), notifiers(cfg, log),
+			push.Options{Zone: zone, PII: protector, WeChatAppID: cfg.PushWeChatAppID, Now: now}),
 		Members:    member.New(client, protector, ledgers, tiers, ident, authenticator.Forget, zone, now),
 		Membership: membership.New(client, zone, now),
 		Programme:  programme.New(client),
@@ -203,6 +209,24 @@ func senders(cfg *config.Config, log *slog.Logger, opts Options) (identity.WeCha
 		}
 	}
 	return wechat, sms, nil
+}
+
+// notifiers are the push channels: both log in development; in production
+// each runs once configured (README, Configuration).
+func notifiers(cfg *config.Config, log *slog.Logger) []push.Notifier {
+	if !cfg.IsProduction() {
+		return []push.Notifier{push.NewLogNotifier(enum.PushWeChatSubscribe, log), push.NewLogNotifier(enum.PushApp, log)}
+	}
+	var out []push.Notifier
+	secrets, _ := cfg.WeChatSecrets() // validated at start
+	if secret, ok := secrets[cfg.PushWeChatAppID]; ok && cfg.PushWeChatTemplateID != "" {
+		tok := &push.WeChatToken{BaseURL: cfg.WeChatAPIBase, AppID: cfg.PushWeChatAppID, Secret: secret}
+		out = append(out, &push.WeChatSubscribe{BaseURL: cfg.WeChatAPIBase, TemplateID: cfg.PushWeChatTemplateID, Token: tok.Token})
+	}
+	if cfg.PushGatewayURL != "" {
+		out = append(out, &push.AppPush{URL: cfg.PushGatewayURL})
+	}
+	return out
 }
 
 // Close releases the database.
@@ -339,5 +363,7 @@ func (a *App) Jobs() *jobs.Scheduler {
 		jobs.Job{Name: "coupon-expiry", Every: time.Minute, Run: a.Coupons.Expire},
 		jobs.Job{Name: "coupon-expiring-notice", Every: 10 * time.Minute, Run: a.Coupons.NotifyExpiring},
 		jobs.Job{Name: "member-event-retention", Every: time.Hour, Run: a.Bus.Prune},
+		jobs.Job{Name: "push-plan", Every: 5 * time.Second, Run: a.Push.Plan},
+		jobs.Job{Name: "push-deliver", Every: 5 * time.Second, Run: a.Push.Deliver},
 	)
 }

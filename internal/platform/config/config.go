@@ -53,6 +53,14 @@ type Config struct {
 	// SMSGatewayURL receives {"phone","code","purpose"} posts in
 	// production; required there.
 	SMSGatewayURL string `env:"SMS_GATEWAY_URL"`
+	// Push channels of member events. In development both log; in
+	// production a channel runs only when configured: PUSH_GATEWAY_URL is
+	// the APNs/FCM gateway of the app, PUSH_WECHAT_APP_ID (one of
+	// WECHAT_APPS) and PUSH_WECHAT_TEMPLATE_ID send WeChat subscribe
+	// messages.
+	PushGatewayURL       string `env:"PUSH_GATEWAY_URL"`
+	PushWeChatAppID      string `env:"PUSH_WECHAT_APP_ID"`
+	PushWeChatTemplateID string `env:"PUSH_WECHAT_TEMPLATE_ID"`
 	// TrustProxyHeaders takes the client address from X-Forwarded-For
 	// (set it only behind a proxy that overwrites that header).
 	TrustProxyHeaders bool `env:"TRUST_PROXY_HEADERS" envDefault:"false"`
