@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # bench.sh runs the HTTP load benchmarks of docs/BENCHMARKS.md against a
 # freshly seeded benchmark database and puts each result next to a pgbench
-# select-only reference measured in the same run on the same PostgreSQL, so
-# that numbers from shared, noisy machines can be compared as ratios.
+# reference measured in the same run on the same PostgreSQL (select-only,
+# or for ingest the SQL one ingestOrder sends: scripts/bench/ingest_order.sql),
+# so that numbers from shared, noisy machines can be compared as ratios.
 #
 #   make bench                          (exports DATABASE_URL, builds bin/server)
 #   DATABASE_URL=postgres://... scripts/bench.sh
@@ -15,11 +16,18 @@
 #   BENCH_WARMUP          seconds of unmeasured warm-up before each run [5]
 #   BENCH_THREADS         wrk threads [2]
 #   BENCH_PGBENCH_JOBS    pgbench -j [2]
-#   BENCH_TOKENS          members signed in whose tokens the requests rotate [200]
-#   BENCH_SCENARIOS       space-separated scenarios to run [viewer]
+#   BENCH_TOKENS          members signed in whose tokens viewer rotates [200]
+#   BENCH_MEMBERHOME_TOKENS  seeded members whose tokens memberhome rotates
+#                         (minted by "server mint-tokens") [2000]
+#   BENCH_MINT_SEED       --seed of "server mint-tokens": which members [1]
+#   BENCH_SCENARIOS       space-separated scenarios to run, of viewer,
+#                         memberhome and ingest [viewer]
 #   BENCH_DB              benchmark database, dropped and recreated [onemember_bench]
 #   BENCH_PGBENCH_DB      pgbench scratch database, dropped at exit [onemember_pgbench]
 #   BENCH_PGBENCH_SCALE   pgbench -i -s [10]
+#   BENCH_INGEST_DB       prefix of the two copies of BENCH_DB the ingest
+#                         reference runs on, dropped at exit [onemember_pgbench_ingest]
+#   ONEMEMBER_CLIENTS_DIR the client operations [../shared/clients]
 #   BENCH_FRESH_DB        1: drop, recreate and seed BENCH_DB; 0: reuse it [1]
 #   BENCH_PORT            loopback port for the server [a free one]
 #   BENCH_SERVER          server binary to measure [bin/server]
@@ -42,6 +50,8 @@
 # Adding a scenario: write a function scenario_<name> that calls
 # run_http_scenario with a name, a GraphQL document, a token file and a
 # string every good response contains; add <name> to BENCH_SCENARIOS.
+# Optional functions before_<name> and after_<name> run next to the metric
+# scrapes of the measured run, check_<name> after its row is computed.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
@@ -66,10 +76,15 @@ WARMUP="${WARMUP%s}"
 THREADS="${BENCH_THREADS:-2}"
 PGJOBS="${BENCH_PGBENCH_JOBS:-2}"
 NTOKENS="${BENCH_TOKENS:-200}"
+HOME_TOKENS="${BENCH_MEMBERHOME_TOKENS:-2000}"
+MINT_SEED="${BENCH_MINT_SEED:-1}"
 SCENARIOS="${BENCH_SCENARIOS:-viewer}"
 BENCH_DB="${BENCH_DB:-onemember_bench}"
 PGBENCH_DB="${BENCH_PGBENCH_DB:-onemember_pgbench}"
 PGBENCH_SCALE="${BENCH_PGBENCH_SCALE:-10}"
+INGEST_DB="${BENCH_INGEST_DB:-onemember_pgbench_ingest}"
+CLIENTS_DIR="${ONEMEMBER_CLIENTS_DIR:-$ROOT/../shared/clients}"
+INGEST_SQL="$ROOT/scripts/bench/ingest_order.sql"
 FRESH_DB="${BENCH_FRESH_DB:-1}"
 RESULTS_DIR="${BENCH_RESULTS_DIR:-$ROOT/bench-results}"
 SERVER="${BENCH_SERVER:-$ROOT/bin/server}"
@@ -86,6 +101,8 @@ int_in BENCH_WARMUP "$WARMUP" 0 120
 int_in BENCH_THREADS "$THREADS" 1 64
 int_in BENCH_PGBENCH_JOBS "$PGJOBS" 1 64
 int_in BENCH_TOKENS "$NTOKENS" 1 10000
+int_in BENCH_MEMBERHOME_TOKENS "$HOME_TOKENS" 1 100000
+int_in BENCH_MINT_SEED "$MINT_SEED" 0 1000000000
 int_in BENCH_PGBENCH_SCALE "$PGBENCH_SCALE" 1 1000
 LOCK_WAIT="${BENCH_LOCK_WAIT:-1200}"
 int_in BENCH_LOCK_WAIT "$LOCK_WAIT" 0 7200
@@ -93,7 +110,7 @@ SEED_TIMEOUT="${BENCH_SEED_TIMEOUT:-1800}"
 int_in BENCH_SEED_TIMEOUT "$SEED_TIMEOUT" 1 7200
 ((DURATION >= 20)) || log "warning: BENCH_DURATION=$DURATION: below 20 s, pgbench's connection start-up distorts the reference"
 ((THREADS <= CONNS && PGJOBS <= CONNS)) || die "BENCH_THREADS and BENCH_PGBENCH_JOBS must not exceed BENCH_CONNECTIONS ($CONNS)"
-for db in "$BENCH_DB" "$PGBENCH_DB"; do
+for db in "$BENCH_DB" "$PGBENCH_DB" "$INGEST_DB"; do
 	[[ "$db" =~ ^[a-z_][a-z0-9_]*$ ]] || die "database name '$db' must be a plain lower-case identifier"
 done
 [[ -x "$SERVER" ]] || die "$SERVER not found: run 'make build' (or 'make bench')"
@@ -167,8 +184,12 @@ stop_server() {
 }
 cleanup() {
 	local rc=$?
+	if declare -F pg_sampler_stop >/dev/null; then pg_sampler_stop; fi
 	stop_server
-	psql_admin -c "DROP DATABASE IF EXISTS \"$PGBENCH_DB\" WITH (FORCE)" >/dev/null 2>&1 || true
+	local db
+	for db in "$PGBENCH_DB" "${INGEST_DB}_before" "${INGEST_DB}_after"; do
+		psql_admin -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 || true
+	done
 	if ((rc != 0)) && [[ -s "$WORK/server.log" ]]; then
 		log "server log (last 30 lines):"
 		tail -n 30 "$WORK/server.log" >&2 || true
@@ -255,6 +276,42 @@ db_backends_cpu() {
 	cat "${stats[@]}" 2>/dev/null |
 		awk -v hz="$CLK_TCK" '{ sub(/^.*\) /, ""); s += $12 + $13 } END { printf "%.2f\n", s / hz }'
 }
+# db_backends_pid_cpu DB prints "PID CPU-seconds" for each live backend of
+# database DB.
+db_backends_pid_cpu() {
+	local pids p files=()
+	pids="$(pgrep -f "^postgres: [^ ]+ $1 ")" || return 0
+	for p in $pids; do files+=("/proc/$p/stat"); done
+	cat "${files[@]}" 2>/dev/null |
+		awk -v hz="$CLK_TCK" '{ pid = $1; sub(/^.*\) /, ""); printf "%s %.2f\n", pid, ($12 + $13) / hz }' || true
+}
+# pg_sampler_start DB FILE appends db_backends_pid_cpu to FILE every half
+# second until pg_sampler_stop; pg_cpu_since START FILE then prints the CPU
+# seconds the backends used since the snapshot START, each backend counted
+# up to its last sample. Backends that exit during the run (a connection
+# dropped when wrk closes its own at the end and requests are cancelled)
+# keep what they used instead of vanishing from a before/after sum.
+PG_SAMPLER=""
+pg_sampler_start() {
+	(
+		while :; do
+			db_backends_pid_cpu "$1" >>"$2"
+			sleep 0.5
+		done
+	) &
+	PG_SAMPLER=$!
+}
+pg_sampler_stop() {
+	if [[ -n "${PG_SAMPLER:-}" ]]; then
+		kill "$PG_SAMPLER" 2>/dev/null || true
+		wait "$PG_SAMPLER" 2>/dev/null || true
+	fi
+	PG_SAMPLER=""
+}
+pg_cpu_since() {
+	awk 'FNR == NR { s[$1] = $2; next } { if (!($1 in m) || $2 > m[$1]) m[$1] = $2 }
+		END { for (p in m) t += m[p] - ((p in s) ? s[p] : 0); printf "%.2f\n", t }' "$1" "$2"
+}
 # children_cpu FILE writes the CPU seconds of this shell's waited-for
 # children (wrk, via timeout) to FILE. It must not run in a subshell: the
 # caller reads FILE afterwards.
@@ -273,11 +330,17 @@ json_string() { # JSON-encodes $1 (quotes, backslashes, control whitespace)
 	printf '"%s"' "$s"
 }
 
-# The wrk script: every request carries the next token of the thread's
-# rotation (requests are built once per token), every response body is
-# checked for "errors" and for the scenario's expected marker, and done()
-# prints one machine-readable line.
-cat >"$WORK/rotate.lua" <<'LUA'
+# The wrk script. Mode "rotate" (viewer, memberhome): every request is the
+# scenario's one body with the next token of the thread's rotation (requests
+# are built once per token). Mode "ingest": every request is a new order
+# (unique externalId: run, phase, thread and counter; a random member of a
+# file of member numbers; a random store of a file of codes; 1-3 items;
+# CASH), sent with the API client secret of the token file. Every response
+# body is checked for "errors" and for the scenario's expected marker, and
+# done() prints one machine-readable line.
+#
+# Arguments: TOKENS BODY EXPECT NONCE [rotate | ingest MEMBERS STORES PAID_AT]
+cat >"$WORK/bench.lua" <<'LUA'
 local threads = {}
 local counter = 0
 
@@ -289,28 +352,67 @@ end
 
 local reqs = {}
 local idx = 0
+local mode, nonce, prefix, headers, members, stores, paid_at
+local seq = 0
+
+local function lines(path)
+  local t = {}
+  for line in io.lines(path) do
+    if #line > 0 then t[#t + 1] = line end
+  end
+  assert(#t > 0, "no lines in " .. path)
+  return t
+end
 
 function init(args)
-  local tokens_file, body_file = args[1], args[2]
-  expect = args[3] or ""
-  local f = assert(io.open(body_file, "rb"))
+  local tokens = lines(args[1])
+  local f = assert(io.open(args[2], "rb"))
   local body = f:read("*a")
   f:close()
-  for line in io.lines(tokens_file) do
-    if #line > 0 then
+  expect = args[3] or ""
+  nonce = args[4] or ""
+  mode = args[5] or "rotate"
+  if mode == "ingest" then
+    members, stores, paid_at = lines(args[6]), lines(args[7]), args[8]
+    headers = { ["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. tokens[1] }
+    -- BODY is {"query":"..."}: the variables go before its closing brace.
+    prefix = (body:gsub("}%s*$", "")) .. ',"variables":{"input":'
+    math.randomseed(os.time() + id * 7919)
+  else
+    for _, t in ipairs(tokens) do
       reqs[#reqs + 1] = wrk.format("POST", wrk.path, {
         ["Content-Type"] = "application/json",
-        ["Authorization"] = "Bearer " .. line,
+        ["Authorization"] = "Bearer " .. t,
       }, body)
     end
+    -- Threads start at different points of the rotation.
+    idx = ((id - 1) * 7919) % #reqs
   end
-  assert(#reqs > 0, "no tokens in " .. tokens_file)
-  -- Threads start at different points of the rotation.
-  idx = ((id - 1) * 7919) % #reqs
   gql_errors, unexpected, checked = 0, 0, 0
 end
 
+local function order()
+  seq = seq + 1
+  local n, total, items = math.random(1, 3), 0, {}
+  for i = 1, n do
+    local q, u = math.random(1, 3), math.random(100, 5000)
+    total = total + q * u
+    items[i] = string.format(
+      '{"sku":"SKU-%d","name":"bench item %d","category":"bench","quantity":%d,"unitPrice":%d,"amount":%d}',
+      math.random(1, 5000), i, q, u, q * u)
+  end
+  local input = string.format(
+    '{"externalId":"%s-%d-%d","channel":"POS","storeCode":"%s","member":{"memberNo":"%s"},' ..
+    '"paidAt":"%s","amount":%d,"items":[%s],"payments":[{"method":"CASH","amount":%d}]}',
+    nonce, id, seq, stores[math.random(#stores)], members[math.random(#members)],
+    paid_at, total, table.concat(items, ","), total)
+  return wrk.format("POST", wrk.path, headers, prefix .. input .. "}}")
+end
+
 function request()
+  if mode == "ingest" then
+    return order()
+  end
   idx = idx % #reqs + 1
   return reqs[idx]
 end
@@ -339,12 +441,18 @@ function done(summary, latency, requests)
     latency:percentile(99), latency.max, s.status, s.connect, s.read, s.write, s.timeout, e, u, c))
 end
 LUA
+# RUN_ID makes the ingest scenario's externalIds unique across runs on a
+# reused database (BENCH_FRESH_DB=0).
+RUN_ID="$(date -u +%s)-$$"
 
-# wrk_run SECONDS TOKENS BODY EXPECT OUT: one wrk run, raw output in OUT.
+# wrk_run SECONDS TOKENS BODY EXPECT OUT [MODE ARGS...]: one wrk run, raw
+# output in OUT.
 wrk_run() {
+	local nonce
+	nonce="b$RUN_ID-$(basename "$5" | tr -c 'a-z0-9\n' '-')"
 	timeout --kill-after=10 $(($1 + 60)) \
 		wrk --latency --timeout 5s -t "$THREADS" -c "$CONNS" -d "${1}s" \
-		-s "$WORK/rotate.lua" "$BASE/query" -- "$2" "$3" "$4" >"$5" 2>&1 ||
+		-s "$WORK/bench.lua" "$BASE/query" -- "$2" "$3" "$4" "$nonce" "${@:6}" >"$5" 2>&1 ||
 		{
 			cat "$5" >&2
 			die "wrk failed"
@@ -355,43 +463,62 @@ ROWS=()    # Markdown table rows
 DETAILS=() # one line per scenario, below the table
 RAW=()     # files with raw tool output for the report
 
-# run_http_scenario NAME QUERY TOKEN_FILE EXPECT: warm-up, then a measured
-# wrk run; SQL statements and request counts come from /metrics deltas, CPU
-# from /proc (server, the benchmark database's backends, wrk, the machine).
+# run_http_scenario NAME QUERY TOKEN_FILE EXPECT [MODE ARGS...]: warm-up,
+# then a measured wrk run; SQL statements and request counts come from
+# /metrics deltas, CPU from /proc (server, the benchmark database's backends,
+# wrk, the machine). MODE and its ARGS go to the wrk script (default rotate).
+# The table row compares with the pgbench reference SCENARIO_REF[NAME]
+# (default: select, pgbench -S).
 run_http_scenario() {
 	local name="$1" query="$2" tokens="$3" expect="$4"
+	local wrk_args=("${@:5}")
+	local ref="${SCENARIO_REF[$name]:-select}"
 	local body="$WORK/$name.json" out="$WORK/$name.wrk"
 	printf '{"query":%s}' "$(json_string "$query")" >"$body"
 	if ((WARMUP > 0)); then
 		log "$name: warm-up ${WARMUP}s"
-		wrk_run "$WARMUP" "$tokens" "$body" "$expect" "$WORK/$name.warmup"
+		wrk_run "$WARMUP" "$tokens" "$body" "$expect" "$WORK/$name.warmup" "${wrk_args[@]}"
 	fi
+	if declare -F "before_$name" >/dev/null; then "before_$name"; fi
+	local log0
+	log0="$(wc -l <"$WORK/server.log")"
 	local sql0 req0 err0 srv0 pg0 wrk0 busy0 all0
 	sql0="$(metric onemember_sql_statements_total)"
 	req0="$(metric onemember_graphql_requests_total)"
 	err0="$(metric_series onemember_graphql_requests_total 'outcome="error"')"
 	srv0="$(pid_cpu "$SERVER_PID")"
-	pg0="$(db_backends_cpu "$BENCH_DB")"
+	db_backends_pid_cpu "$BENCH_DB" >"$WORK/$name.pg0"
+	: >"$WORK/$name.pgcpu"
+	pg_sampler_start "$BENCH_DB" "$WORK/$name.pgcpu"
 	children_cpu "$WORK/children0"
 	wrk0="$(cat "$WORK/children0")"
 	read -r busy0 all0 < <(machine_cpu)
 	log "$name: ${CONNS} connections, ${THREADS} threads, ${DURATION}s"
-	wrk_run "$DURATION" "$tokens" "$body" "$expect" "$out"
+	wrk_run "$DURATION" "$tokens" "$body" "$expect" "$out" "${wrk_args[@]}"
 	local sql1 req1 err1 srv1 pg1 wrk1 busy1 all1
 	read -r busy1 all1 < <(machine_cpu)
 	children_cpu "$WORK/children1"
 	wrk1="$(cat "$WORK/children1")"
 	srv1="$(pid_cpu "$SERVER_PID")"
-	pg1="$(db_backends_cpu "$BENCH_DB")"
+	db_backends_pid_cpu "$BENCH_DB" >>"$WORK/$name.pgcpu"
+	pg_sampler_stop
+	pg0=0
+	pg1="$(pg_cpu_since "$WORK/$name.pg0" "$WORK/$name.pgcpu")"
 	sql1="$(metric onemember_sql_statements_total)"
 	req1="$(metric onemember_graphql_requests_total)"
 	err1="$(metric_series onemember_graphql_requests_total 'outcome="error"')"
+	if declare -F "after_$name" >/dev/null; then "after_$name"; fi
+	# What the server logged about its errors (internal errors only; domain
+	# errors are not logged), most frequent first.
+	local logged
+	logged="$(tail -n +"$((log0 + 1))" "$WORK/server.log" | grep -o 'err="[^"]*"' | sort | uniq -c | sort -rn | head -n 3 |
+		awk '{ c = $1; $1 = ""; printf "%s%s× %s", (NR > 1 ? "; " : ""), c, substr($0, 2) }')" || true
 	cat "$out" >&2
 	RAW+=("$out")
 
 	local line
 	line="$(grep '^BENCH ' "$out")" || die "$name: no result line from wrk"
-	local requests duration_us p50_us p99_us non2xx connect read write timeout gql_errors unexpected
+	local requests duration_us p50_us p90_us p99_us max_us non2xx connect read write timeout gql_errors unexpected
 	eval "$(printf '%s\n' "${line#BENCH }" | tr ' ' '\n' | grep -E '^[a-z0-9_]+=[0-9]+$' | sed 's/^/local /')"
 	local rps sql_per_req srv_req srv_err secs n
 	secs="$(calc '%.3f' "$duration_us / 1000000")"
@@ -417,16 +544,21 @@ run_http_scenario() {
 	local p50 p99
 	p50="$(calc '%.2f ms' "$p50_us / 1000")"
 	p99="$(calc '%.2f ms' "$p99_us / 1000")"
-	ROWS+=("| $name | $CONNS | ${DURATION}s | $rps | $p50 | $p99 | $sql_per_req | @REF@ | @RATIO:$rps@ | $non2xx | $gql_errors |")
-	DETAILS+=("- \`$name\`: $requests requests in ${DURATION}s (server counted $srv_req, $srv_err with GraphQL errors); socket errors connect/read/write/timeout $connect/$read/$write/$timeout; $unexpected responses without \`$expect\`; CPU per request: server ${us_srv} µs + PostgreSQL ${us_pg} µs + wrk ${us_wrk} µs = ${us_all} µs, i.e. at most ~${ceiling} req/s on $(nproc) cores if nothing else ran; pgbench spends @REFUS@ µs per transaction, so the CPU ratio is @CPURATIO:$us_all@; cores used: server $cores_srv, PostgreSQL $cores_pg, wrk $cores_wrk, other processes $cores_other (machine busy $cores_busy of $(nproc)).")
+	ROWS+=("| $name | $CONNS | ${DURATION}s | $rps | $p50 | $p99 | $sql_per_req | @REF:$ref@ | @RATIO:$ref:$rps@ | $non2xx | $gql_errors |")
+	DETAILS+=("- \`$name\`: $requests requests in ${DURATION}s (server counted $srv_req, $srv_err with GraphQL errors); p90 $(calc '%.2f ms' "$p90_us / 1000"), max $(calc '%.2f ms' "$max_us / 1000"); socket errors connect/read/write/timeout $connect/$read/$write/$timeout; $unexpected responses without \`$expect\`; CPU per request: server ${us_srv} µs + PostgreSQL ${us_pg} µs + wrk ${us_wrk} µs = ${us_all} µs, i.e. at most ~${ceiling} req/s on $(nproc) cores if nothing else ran; ${REF_NAME[$ref]} spends @REFUS:$ref@ µs per transaction, so the CPU ratio is @CPURATIO:$ref:$us_all@; cores used: server $cores_srv, PostgreSQL $cores_pg, wrk $cores_wrk, other processes $cores_other (machine busy $cores_busy of $(nproc)).")
+	if [[ -n "$logged" ]]; then
+		DETAILS+=("  - the server logged: $logged")
+	fi
 	if [[ "$(calc '%d' "$cores_other > 0.25")" == 1 ]]; then
 		DETAILS+=("  - warning: other processes used $cores_other cores during \`$name\`: its req/s and latencies are disturbed; the CPU per request is the steadier figure.")
 	fi
 	if ((non2xx + gql_errors + unexpected + connect + read + write + timeout > 0)); then
 		FAILED+=("$name: non-2xx=$non2xx errors=$gql_errors unexpected=$unexpected socket=$connect/$read/$write/$timeout")
 	fi
+	if declare -F "check_$name" >/dev/null; then "check_$name"; fi
 }
 FAILED=()
+declare -A SCENARIO_REF=()
 
 # ---------------------------------------------------------------------------
 # Scenarios. Each takes the token file; add new ones here.
@@ -441,10 +573,124 @@ scenario_viewer() {
 		"$1" '"memberNo":"'
 }
 
+# operation FILE NAME prints operation NAME of the client document FILE as
+# the client sends it: from "query NAME" (or mutation, subscription) to the
+# closing brace at the start of a line.
+operation() {
+	local text
+	text="$(awk -v n="$2" '$0 ~ ("^(query|mutation|subscription) " n "[ ({]") { on = 1 } on { print } on && /^}/ { exit }' "$1")"
+	[[ -n "$text" ]] || die "operation $2 not found in $1"
+	printf '%s\n' "$text"
+}
+
+# meets VALUE OP LIMIT prints "met" or "missed".
+meets() { if [[ "$(calc '%d' "$1 $2 $3")" == 1 ]]; then echo met; else echo missed; fi; }
+
+# memberhome: the mini-program's home page, MemberHome of
+# shared/clients/miniprogram/home.graphql (read at run time), for
+# BENCH_MEMBERHOME_TOKENS random seeded members whose tokens
+# "server mint-tokens" issued (the token file of the argument is viewer's).
+scenario_memberhome() {
+	run_http_scenario memberhome "$(operation "$CLIENTS_DIR/miniprogram/home.graphql" MemberHome)" \
+		"$HOME_TOKENS_FILE" '"memberNo":"'
+}
+check_memberhome() {
+	DETAILS+=("  - target ≥ 3,000 req/s at p99 ≤ 20 ms, ≤ 4 SQL statements per request: $rps req/s $(meets "$rps" '>=' 3000), p99 $p99 $(meets "$p99_us" '<=' 20000), SQL/req $sql_per_req $(meets "$sql_per_req" '<=' 4).")
+}
+
+# ingest: the till's ingestOrder (IngestOrder of
+# shared/clients/pos/checkout.graphql), each request a new order of a random
+# seeded member, as an API client with ORDERS_WRITE. Its reference is
+# pgbench running the same SQL statements (scripts/bench/ingest_order.sql).
+SCENARIO_REF[ingest]=ingest
+scenario_ingest() {
+	run_http_scenario ingest "$(operation "$CLIENTS_DIR/pos/checkout.graphql" IngestOrder)" \
+		"$WORK/api-secret.txt" '"duplicate":false' \
+		ingest "$WORK/member-numbers.txt" "$WORK/stores.txt" "$PAID_AT"
+}
+# A member's first order creates the account: 2 more statements. Counting
+# the accounts created says how many statements the script predicts.
+before_ingest() { ACCOUNTS0="$(bench_psql -tAc 'SELECT count(*) FROM accounts')"; }
+after_ingest() { ACCOUNTS1="$(bench_psql -tAc 'SELECT count(*) FROM accounts')"; }
+# Requests that ended in an error (those cancelled when wrk closes its
+# connections at the end) sent only part of their statements: the check
+# allows for that, and 0.1 statement per request besides.
+check_ingest() {
+	local created=$((ACCOUNTS1 - ACCOUNTS0)) expected low
+	expected="$(calc '%.2f' "($srv_req > 0) ? ($INGEST_BASE * $srv_req + $INGEST_EXTRA * $created) / $srv_req : 0")"
+	low="$(calc '%.2f' "($srv_req > 0) ? $expected - $INGEST_BASE * $srv_err / $srv_req - 0.1 : 0")"
+	DETAILS+=("  - SQL check: $created of the $srv_req orders were the member's first, so \`scripts/bench/ingest_order.sql\` ($INGEST_BASE statements, $((INGEST_BASE + INGEST_EXTRA)) on a first order) predicts $expected statements per request ($low with the $srv_err failed requests sending none); the server sent $sql_per_req.")
+	DETAILS+=("  - target: req/s ≥ 0.70 × the pgbench TPS of that script: ratio @RATIO:ingest:$rps@.")
+	if [[ "$(calc '%d' "$sql_per_req > $expected + 0.1 || $sql_per_req < $low")" == 1 ]]; then
+		FAILED+=("ingest: the server sent $sql_per_req SQL statements per ingestOrder where scripts/bench/ingest_order.sql predicts $low to $expected: its queries changed, derive the script again (see its header)")
+	fi
+}
+
+bench_psql() { "$PSQL" -X -q -w -v ON_ERROR_STOP=1 -d "$BENCH_URL" "$@"; }
+
+# mint runs "server mint-tokens" on the benchmark database, with the
+# server's keys and token lifetime. A BENCH_SERVER built before the command
+# existed gets its credentials from bin/server (same development keys).
+mint() {
+	local bin="$SERVER"
+	if ! DATABASE_URL="$BENCH_URL" "$bin" mint-tokens -h 2>&1 | grep -q -- '-api-client'; then
+		bin="$ROOT/bin/server"
+	fi
+	DATABASE_URL="$BENCH_URL" LOG_LEVEL=warn ACCESS_TOKEN_TTL="${ACCESS_TOKEN_TTL:-2h}" \
+		timeout 600 "$bin" mint-tokens "$@" 8>&-
+}
+
+# ingest_statements prints the SQL commands of the ingest script outside
+# and inside its \if block (a command ends with ";" or \gset/\aset).
+ingest_statements() {
+	awk '/^\\if/ { inif = 1; next } /^\\endif/ { inif = 0; next } /^(--|\\)/ { next }
+		/;[[:space:]]*$/ || /\\[ga]set( [a-z_]+)?[[:space:]]*$/ { if (inif) x++; else b++ }
+		END { print b + 0, x + 0 }' "$INGEST_SQL"
+}
+
+# ingest_prepare, before the server starts: the member numbers, stores and
+# API client of the ingest scenario, and two copies of the benchmark
+# database for the reference runs before and after the scenarios (the same
+# data for both).
+ingest_prepare() {
+	[[ -f "$INGEST_SQL" ]] || die "$INGEST_SQL not found"
+	[[ -f "$CLIENTS_DIR/pos/checkout.graphql" ]] || die "$CLIENTS_DIR/pos/checkout.graphql not found (set ONEMEMBER_CLIENTS_DIR)"
+	read -r INGEST_BASE INGEST_EXTRA < <(ingest_statements)
+	local declared
+	declared="$(sed -n 's/^-- STATEMENTS: \([0-9]*\) per transaction, \([0-9]*\) on a member.s first order.*/\1 \2/p' "$INGEST_SQL")"
+	[[ "$declared" == "$INGEST_BASE $((INGEST_BASE + INGEST_EXTRA))" ]] ||
+		die "$INGEST_SQL has $INGEST_BASE SQL commands (+$INGEST_EXTRA in its \\if block) but its header declares '${declared:-nothing}'"
+	log "ingest: member numbers, stores and an API client from $BENCH_DB"
+	mint --member-numbers --count 0 --seed "$MINT_SEED" >"$WORK/member-numbers.txt" || die "mint-tokens --member-numbers failed"
+	mint --api-client >"$WORK/api-secret.txt" || die "mint-tokens --api-client failed"
+	bench_psql -tAc 'SELECT code FROM stores ORDER BY code' >"$WORK/stores.txt"
+	[[ -s "$WORK/stores.txt" ]] || die "no stores in $BENCH_DB"
+	local first last n client hash
+	IFS='|' read -r first last n < <(bench_psql -tAc "SELECT min(id) & 4294967295, max(id) & 4294967295, count(*) FROM members WHERE status = 'ACTIVE'")
+	((n > 0 && n == last - first + 1)) ||
+		die "the live members' ordinals $first..$last are not contiguous ($n members): the pgbench script draws them from that range"
+	IFS='|' read -r client hash < <(bench_psql -tAc 'SELECT id, secret_hash FROM api_clients ORDER BY id DESC LIMIT 1')
+	PAID_AT="$(date -u -d '-1 minute' +%Y-%m-%dT%H:%M:%SZ)"
+	INGEST_ARGS=(-M extended -f "$INGEST_SQL" -D "member_first=$first" -D "member_last=$last"
+		-D "api_hash=$hash" -D "api_client_id=$client" -D "store_code=$(head -n1 "$WORK/stores.txt")"
+		-D "paid_at=$PAID_AT" -D "now_ts=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+		-D "expires_at=$(date -u -d '+1 year' +%Y-%m-%dT00:00:00Z)" -D "year_ago=$(date -u -d '-1 year' +%Y-%m-%dT%H:%M:%SZ)")
+	local copy
+	for copy in before after; do
+		log "ingest: copying $BENCH_DB to ${INGEST_DB}_$copy"
+		psql_admin -c "DROP DATABASE IF EXISTS \"${INGEST_DB}_$copy\" WITH (FORCE)" \
+			-c "CREATE DATABASE \"${INGEST_DB}_$copy\" TEMPLATE \"$BENCH_DB\"" >&2
+	done
+}
+
 # ---------------------------------------------------------------------------
-# pgbench reference.
+# pgbench references: "select" (pgbench -S on its own database, the
+# reference of every scenario by default) and "ingest" (ingest_order.sql on
+# a copy of the benchmark database).
 # ---------------------------------------------------------------------------
-PGBENCH_TPS=()
+declare -A REF_NAME=([select]="pgbench -S" [ingest]="pgbench ingest_order.sql")
+declare -A REF_TPS_LIST=() REF_LAT_LIST=() REF_US_LIST=() REF_USTOT_LIST=() REF_OTHER_LIST=() REF_PCT_LIST=() REF_SQL_LIST=()
+REFS=()
 pgbench_init() {
 	log "pgbench: initialising scale $PGBENCH_SCALE in $PGBENCH_DB"
 	psql_admin -c "DROP DATABASE IF EXISTS \"$PGBENCH_DB\" WITH (FORCE)" -c "CREATE DATABASE \"$PGBENCH_DB\"" >&2
@@ -454,30 +700,44 @@ pgbench_init() {
 			die "pgbench -i failed"
 		}
 }
-# pgbench_run LABEL: a select-only run with the scenarios' connections and
-# duration (after its own warm-up); appends its TPS to PGBENCH_TPS and its
-# CPU cost per transaction to PGBENCH_US.
+# pgbench_run REF LABEL DB ARGS...: a pgbench run with ARGS and the
+# scenarios' connections and duration (after its own warm-up) on database DB;
+# appends its TPS, latency and CPU cost per transaction to REF's lists. The
+# ingest reference also logs every transaction for p50/p99 and counts the
+# accounts it created (for its statements per transaction).
 pgbench_run() {
-	local out="$WORK/pgbench-$1.log" samples="$WORK/pgbench-$1.cpu"
+	local ref="$1" label="$2" db="$3"
+	shift 3
+	local url out="$WORK/pgbench-$ref-$label.log" samples="$WORK/pgbench-$ref-$label.cpu" txlog=()
+	url="$(db_url "$db")"
+	[[ " ${REFS[*]} " == *" $ref "* ]] || REFS+=("$ref")
 	if ((WARMUP > 0)); then
-		timeout $((WARMUP + 60)) "$PGBENCH" -n -S -c "$CONNS" -j "$PGJOBS" -T "$WARMUP" "$PGBENCH_URL" >/dev/null 2>&1 ||
-			die "pgbench warm-up failed"
+		timeout $((WARMUP + 60)) "$PGBENCH" -n "$@" -c "$CONNS" -j "$PGJOBS" -T "$WARMUP" "$url" >"$out.warmup" 2>&1 ||
+			{
+				cat "$out.warmup" >&2
+				die "pgbench warm-up failed"
+			}
 	fi
-	log "pgbench ($1): -S -c $CONNS -j $PGJOBS -T $DURATION"
+	local acc0=0 acc1=0
+	if [[ "$ref" == ingest ]]; then
+		txlog=(-l --log-prefix="$WORK/pgbench-$ref-$label.tx")
+		acc0="$("$PSQL" -X -q -w -d "$url" -tAc 'SELECT count(*) FROM accounts')"
+	fi
+	log "pgbench ($ref, $label): $* -c $CONNS -j $PGJOBS -T $DURATION on $db"
 	# pgbench's backends live only as long as the run: a sampler reads their
 	# CPU time during its last seconds and keeps the largest sum.
 	: >"$samples"
 	(
 		sleep "$((DURATION > 1 ? DURATION - 1 : 0))"
 		for _ in $(seq 1 150); do
-			db_backends_cpu "$PGBENCH_DB" >>"$samples" || break
+			db_backends_cpu "$db" >>"$samples" || break
 			sleep 0.2
 		done
 	) &
 	local sampler=$! busy0 all0 busy1 all1
 	children_cpu "$WORK/children0"
 	read -r busy0 all0 < <(machine_cpu)
-	timeout $((DURATION + 60)) "$PGBENCH" -n -S -c "$CONNS" -j "$PGJOBS" -T "$DURATION" "$PGBENCH_URL" >"$out" 2>&1 ||
+	timeout $((DURATION + 60)) "$PGBENCH" -n "$@" "${txlog[@]}" -c "$CONNS" -j "$PGJOBS" -T "$DURATION" "$url" >"$out" 2>&1 ||
 		{
 			kill "$sampler" 2>/dev/null || true
 			cat "$out" >&2
@@ -491,21 +751,29 @@ pgbench_run() {
 	RAW+=("$out")
 	local tps tx client pg wall
 	tps="$(awk '/^tps = / { printf "%.0f", $3 }' "$out")"
-	tx="$(awk '/^number of transactions actually processed:/ { print $NF }' "$out")"
+	tx="$(awk '/^number of transactions actually processed:/ { split($NF, a, "/"); print a[1] }' "$out")"
 	[[ -n "$tps" && -n "$tx" && "$tx" -gt 0 ]] || die "no tps in pgbench output"
 	client="$(calc '%.2f' "$(cat "$WORK/children1") - $(cat "$WORK/children0")")"
 	pg="$(sort -g "$samples" | tail -n1)"
 	wall="$(calc '%.3f' "($all1 - $all0) / $(nproc)")"
-	PGBENCH_TPS+=("$tps")
-	PGBENCH_LAT+=("$(awk '/^latency average/ { print $4 " " $5 }' "$out")")
-	PGBENCH_US+=("PostgreSQL $(calc '%.0f' "${pg:-0} * 1000000 / $tx") µs + pgbench $(calc '%.0f' "$client * 1000000 / $tx") µs")
-	PGBENCH_US_TOTAL+=("$(calc '%.0f' "(${pg:-0} + $client) * 1000000 / $tx")")
-	PGBENCH_OTHER+=("$(calc '%.2f' "($busy1 - $busy0 - ${pg:-0} - $client) / $wall")")
+	REF_TPS_LIST[$ref]+=" $tps"
+	REF_LAT_LIST[$ref]+="${REF_LAT_LIST[$ref]:+ / }$(awk '/^latency average/ { print $4 " " $5 }' "$out")"
+	REF_US_LIST[$ref]+="${REF_US_LIST[$ref]:+ / }PostgreSQL $(calc '%.0f' "${pg:-0} * 1000000 / $tx") µs + pgbench $(calc '%.0f' "$client * 1000000 / $tx") µs"
+	REF_USTOT_LIST[$ref]+=" $(calc '%.0f' "(${pg:-0} + $client) * 1000000 / $tx")"
+	REF_OTHER_LIST[$ref]+="${REF_OTHER_LIST[$ref]:+ / }$(calc '%.2f' "($busy1 - $busy0 - ${pg:-0} - $client) / $wall")"
+	if [[ "$ref" == ingest ]]; then
+		acc1="$("$PSQL" -X -q -w -d "$url" -tAc 'SELECT count(*) FROM accounts')"
+		REF_SQL_LIST[$ref]+=" $(calc '%.2f' "$INGEST_BASE + $INGEST_EXTRA * ($acc1 - $acc0) / $tx")"
+		# Per-transaction log lines: client, transaction, latency in µs, ...
+		REF_PCT_LIST[$ref]+=" $(cat "$WORK/pgbench-$ref-$label.tx".* | awk '{ print $3 }' | sort -n |
+			awk '{ v[NR] = $1 } END { i50 = int(NR * 0.50); i99 = int(NR * 0.99); if (i50 < 1) i50 = 1; if (i99 < 1) i99 = 1; printf "%d:%d", v[i50], v[i99] }')"
+		rm -f "$WORK/pgbench-$ref-$label.tx".*
+	else
+		REF_SQL_LIST[$ref]+=" 1"
+	fi
 }
-PGBENCH_LAT=()
-PGBENCH_US=()
-PGBENCH_US_TOTAL=()
-PGBENCH_OTHER=()
+# mean_of LIST prints the mean of space-separated numbers.
+mean_of() { printf '%s\n' "$1" | awk '{ for (i = 1; i <= NF; i++) s += $i; printf "%.0f\n", (NF > 0) ? s / NF : 0 }'; }
 
 # ---------------------------------------------------------------------------
 # Main.
@@ -549,11 +817,28 @@ SEED_SECONDS=$((SECONDS - seed_started))
 log "seeded in ${SEED_SECONDS}s; vacuum analyze"
 "$PSQL" -X -q -w -d "$BENCH_URL" -c 'VACUUM ANALYZE' >&2
 
+wants() { [[ " $SCENARIOS " == *" $1 "* ]]; }
+if wants ingest; then ingest_prepare; fi
+if wants memberhome; then
+	[[ -f "$CLIENTS_DIR/miniprogram/home.graphql" ]] ||
+		die "$CLIENTS_DIR/miniprogram/home.graphql not found (set ONEMEMBER_CLIENTS_DIR)"
+	HOME_TOKENS_FILE="$WORK/memberhome-tokens.txt"
+	log "memberhome: minting tokens for $HOME_TOKENS random seeded members"
+	mint --count "$HOME_TOKENS" --seed "$MINT_SEED" >"$HOME_TOKENS_FILE" || die "mint-tokens failed"
+fi
+
 pgbench_init
-# Reference before the server starts: nothing else runs.
-pgbench_run before
+# References before the server starts: nothing else runs.
+pgbench_run select before "$PGBENCH_DB" -S
+if wants ingest; then pgbench_run ingest before "${INGEST_DB}_before" "${INGEST_ARGS[@]}"; fi
 
 start_server
+if wants memberhome; then
+	# The server must accept the minted tokens as its own.
+	resp="$(curl -fsS --max-time 10 -H 'Content-Type: application/json' -H "Authorization: Bearer $(head -n1 "$HOME_TOKENS_FILE")" \
+		"$BASE/query" --data '{"query":"{ viewer { ... on Member { memberNo } } }"}')" || die "calling the server with a minted token failed"
+	[[ "$resp" == *'"memberNo":"'* ]] || die "the server does not accept the minted tokens: $resp"
+fi
 TOKENS="$WORK/tokens.txt"
 log "signing in $NTOKENS members"
 : >"$TOKENS"
@@ -572,10 +857,14 @@ for s in $SCENARIOS; do
 done
 stop_server
 
-# Reference again after the scenarios: the pair shows the machine's drift.
-pgbench_run after
-REF_TPS="$(calc '%.0f' "(${PGBENCH_TPS[0]} + ${PGBENCH_TPS[1]}) / 2")"
-REF_US="$(calc '%.0f' "(${PGBENCH_US_TOTAL[0]} + ${PGBENCH_US_TOTAL[1]}) / 2")"
+# References again after the scenarios: each pair shows the machine's drift.
+pgbench_run select after "$PGBENCH_DB" -S
+if wants ingest; then pgbench_run ingest after "${INGEST_DB}_after" "${INGEST_ARGS[@]}"; fi
+declare -A REF_TPS=() REF_US=()
+for ref in "${REFS[@]}"; do
+	REF_TPS[$ref]="$(mean_of "${REF_TPS_LIST[$ref]}")"
+	REF_US[$ref]="$(mean_of "${REF_USTOT_LIST[$ref]}")"
+done
 
 # ---------------------------------------------------------------------------
 # Report.
@@ -587,45 +876,80 @@ PG_VERSION="$(psql_admin -tAc 'SHOW server_version')"
 # commit and whether the tree had changes).
 BUILD="$(go version -m "$SERVER" 2>/dev/null | awk '$1 == "build" && $2 ~ /^vcs\.revision=/ { r = substr($2, 14, 12) } $1 == "build" && $2 == "vcs.modified=true" { m = " plus uncommitted changes" } END { if (r != "") printf "commit %s%s", r, m }')" || true
 [[ -n "$BUILD" ]] || BUILD="unknown commit"
-COMMAND="${BENCH_SERVER:+BENCH_SERVER=$BENCH_SERVER }BENCH_MEMBERS=$MEMBERS BENCH_CONNECTIONS=$CONNS BENCH_DURATION=$DURATION BENCH_WARMUP=$WARMUP BENCH_THREADS=$THREADS BENCH_PGBENCH_JOBS=$PGJOBS BENCH_TOKENS=$NTOKENS BENCH_SCENARIOS=\"$SCENARIOS\""
+COMMAND="${BENCH_SERVER:+BENCH_SERVER=$BENCH_SERVER }BENCH_MEMBERS=$MEMBERS BENCH_CONNECTIONS=$CONNS BENCH_DURATION=$DURATION BENCH_WARMUP=$WARMUP BENCH_THREADS=$THREADS BENCH_PGBENCH_JOBS=$PGJOBS BENCH_TOKENS=$NTOKENS"
+if wants memberhome; then COMMAND="$COMMAND BENCH_MEMBERHOME_TOKENS=$HOME_TOKENS"; fi
+if wants memberhome || wants ingest; then COMMAND="$COMMAND BENCH_MINT_SEED=$MINT_SEED"; fi
+COMMAND="$COMMAND BENCH_SCENARIOS=\"$SCENARIOS\""
 # The server inherits the environment: record the settings that change it.
 for v in GOGC GOMEMLIMIT GOMAXPROCS GODEBUG DB_MAX_OPEN_CONNS DB_MAX_IDLE_CONNS AUTH_CACHE_TTL; do
 	if [[ -n "${!v:-}" ]]; then COMMAND="$v=${!v} $COMMAND"; fi
 done
 if [[ -n "${MAKELEVEL:-}" ]]; then COMMAND="$COMMAND make bench"; else COMMAND="$COMMAND scripts/bench.sh"; fi
 
-# finish_details fills in the pgbench CPU figures known only at the end.
-finish_details() {
-	local d us
-	for d in "${DETAILS[@]}"; do
-		d="${d//@REFUS@/$REF_US}"
-		if [[ "$d" =~ @CPURATIO:([0-9]+)@ ]]; then
-			us="${BASH_REMATCH[1]}"
-			d="${d/@CPURATIO:$us@/$(calc '%.3f' "($us > 0) ? $REF_US / $us : 0")}"
-		fi
-		printf '%s\n' "$d"
+# fill REF TEXT replaces the placeholders of the references' figures, known
+# only at the end: @REF:ref@, @RATIO:ref:rps@, @REFUS:ref@ and
+# @CPURATIO:ref:µs@.
+fill() {
+	local d="$1" ref v
+	while [[ "$d" =~ @REF:([a-z]+)@ ]]; do
+		ref="${BASH_REMATCH[1]}"
+		d="${d//@REF:$ref@/${REF_TPS[$ref]}}"
 	done
+	while [[ "$d" =~ @REFUS:([a-z]+)@ ]]; do
+		ref="${BASH_REMATCH[1]}"
+		d="${d//@REFUS:$ref@/${REF_US[$ref]}}"
+	done
+	while [[ "$d" =~ @RATIO:([a-z]+):([0-9]+)@ ]]; do
+		ref="${BASH_REMATCH[1]}" v="${BASH_REMATCH[2]}"
+		d="${d//@RATIO:$ref:$v@/$(calc '%.3f' "(${REF_TPS[$ref]} > 0) ? $v / ${REF_TPS[$ref]} : 0")}"
+	done
+	while [[ "$d" =~ @CPURATIO:([a-z]+):([0-9]+)@ ]]; do
+		ref="${BASH_REMATCH[1]}" v="${BASH_REMATCH[2]}"
+		d="${d//@CPURATIO:$ref:$v@/$(calc '%.3f' "($v > 0) ? ${REF_US[$ref]} / $v : 0")}"
+	done
+	printf '%s\n' "$d"
+}
+finish_details() {
+	local d
+	for d in "${DETAILS[@]}"; do fill "$d"; done
 }
 
-reference_line() {
-	printf 'reference: pgbench -S -c %s -j %s -T %s at scale %s: %s TPS before and %s TPS after the scenarios (mean %s); latency average %s / %s; CPU per transaction %s / %s; other processes used %s / %s cores' \
-		"$CONNS" "$PGJOBS" "$DURATION" "$PGBENCH_SCALE" "${PGBENCH_TPS[0]}" "${PGBENCH_TPS[1]}" "$REF_TPS" \
-		"${PGBENCH_LAT[0]}" "${PGBENCH_LAT[1]}" "${PGBENCH_US[0]}" "${PGBENCH_US[1]}" "${PGBENCH_OTHER[0]}" "${PGBENCH_OTHER[1]}"
+# pct_ms LIST N prints the N-th field (1: p50, 2: p99) of "p50:p99" µs pairs
+# as milliseconds, " / "-separated.
+pct_ms() { printf '%s\n' "$1" | awk -v f="$2" '{ for (i = 1; i <= NF; i++) { split($i, a, ":"); printf "%s%.2f ms", (i > 1 ? " / " : ""), a[f] / 1000 } }'; }
+
+reference_line() { # reference_line REF
+	local ref="$1" tps
+	read -r -a tps <<<"${REF_TPS_LIST[$ref]}"
+	case "$ref" in
+	select) printf 'reference: pgbench -S -c %s -j %s -T %s at scale %s' "$CONNS" "$PGJOBS" "$DURATION" "$PGBENCH_SCALE" ;;
+	ingest) printf 'ingest reference: pgbench -n %s -c %s -j %s -T %s on copies of %s' "$(printf '%s ' "${INGEST_ARGS[@]}" | sed "s|$ROOT/||; s| -D [^ ]*||g; s| $||")" "$CONNS" "$PGJOBS" "$DURATION" "$BENCH_DB" ;;
+	esac
+	printf ': %s TPS before and %s TPS after the scenarios (mean %s); latency average %s' "${tps[0]}" "${tps[1]:-?}" "${REF_TPS[$ref]}" "${REF_LAT_LIST[$ref]}"
+	if [[ -n "${REF_PCT_LIST[$ref]:-}" ]]; then
+		printf ', p50 %s, p99 %s; statements per transaction %s' "$(pct_ms "${REF_PCT_LIST[$ref]}" 1)" "$(pct_ms "${REF_PCT_LIST[$ref]}" 2)" "$(printf '%s' "${REF_SQL_LIST[$ref]}" | sed 's/^ //; s/ / \/ /g')"
+	fi
+	printf '; CPU per transaction %s; other processes used %s cores' "${REF_US_LIST[$ref]}" "${REF_OTHER_LIST[$ref]}"
+}
+reference_lines() {
+	local ref
+	for ref in "${REFS[@]}"; do printf -- '- %s\n' "$(reference_line "$ref")"; done
 }
 
 table() {
 	printf '| scenario | connections | duration | req/s | p50 | p99 | SQL/req | reference TPS | ratio | non-2xx | GraphQL errors |\n'
 	printf '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n'
-	local row rps
-	for row in "${ROWS[@]}"; do
-		rps="${row##*@RATIO:}"
-		rps="${rps%%@*}"
-		row="${row/@REF@/$REF_TPS}"
-		row="${row/@RATIO:$rps@/$(calc '%.3f' "$rps / $REF_TPS")}"
-		printf '%s\n' "$row"
+	local row ref p50 p99 sql
+	for row in "${ROWS[@]}"; do fill "$row"; done
+	for ref in "${REFS[@]}"; do
+		p50="—" p99="—"
+		if [[ -n "${REF_PCT_LIST[$ref]:-}" ]]; then
+			p50="$(pct_ms "${REF_PCT_LIST[$ref]}" 1)" p99="$(pct_ms "${REF_PCT_LIST[$ref]}" 2)"
+		fi
+		sql="$(printf '%s\n' "${REF_SQL_LIST[$ref]}" | awk '{ for (i = 1; i <= NF; i++) s += $i; printf "%.2f", s / NF }')"
+		printf '| %s (reference) | %s | %ss | %s | %s | %s | %s | %s | 1.000 | — | — |\n' \
+			"${REF_NAME[$ref]}" "$CONNS" "$DURATION" "${REF_TPS[$ref]}" "$p50" "$p99" "$sql" "${REF_TPS[$ref]}"
 	done
-	printf '| pgbench -S (reference) | %s | %ss | %s | — | — | 1.00 | %s | 1.000 | — | — |\n' \
-		"$CONNS" "$DURATION" "$REF_TPS" "$REF_TPS"
 }
 
 TS="$(date -u +%Y%m%dT%H%M%SZ)"
@@ -638,9 +962,11 @@ REPORT="$RESULTS_DIR/$TS.md"
 	# shellcheck disable=SC2016 # backquotes are Markdown
 	printf -- '- command: `%s`\n' "$COMMAND"
 	# shellcheck disable=SC2016 # backquotes are Markdown
-	printf -- '- data: `server seed --members %s%s` took %ss; %s signed-in members rotated per request; wrk %s threads\n' \
-		"$MEMBERS" "${BENCH_SEED_FLAGS:+ $BENCH_SEED_FLAGS}" "$SEED_SECONDS" "$NTOKENS" "$THREADS"
-	printf -- '- %s\n\n' "$(reference_line)"
+	printf -- '- data: `server seed --members %s%s` took %ss; %s signed-in members rotated per request (viewer)%s; wrk %s threads\n' \
+		"$MEMBERS" "${BENCH_SEED_FLAGS:+ $BENCH_SEED_FLAGS}" "$SEED_SECONDS" "$NTOKENS" \
+		"$(if wants memberhome; then printf '; %s seeded members with minted tokens (memberhome)' "$HOME_TOKENS"; fi)" "$THREADS"
+	reference_lines
+	printf '\n'
 	table
 	printf '\n'
 	finish_details
@@ -656,9 +982,9 @@ printf '\n'
 table
 printf '\n'
 finish_details
-printf '\n%s\n\nreport: %s (total %ss)\n' "$(reference_line)" "${REPORT#"$ROOT"/}" "$((SECONDS - STARTED))"
+printf '\n%s\n\nreport: %s (total %ss)\n' "$(reference_lines)" "${REPORT#"$ROOT"/}" "$((SECONDS - STARTED))"
 if ((${#FAILED[@]} > 0)); then
-	log "FAILED: responses were not all good:"
+	log "FAILED:"
 	printf '  %s\n' "${FAILED[@]}" >&2
 	exit 1
 fi
