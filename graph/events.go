@@ -10,7 +10,15 @@ import (
 	"github.com/onemember/onemember/graph/gqlmodel"
 	"github.com/onemember/onemember/internal/eventbus"
 	"github.com/onemember/onemember/internal/events"
+	"github.com/onemember/onemember/internal/platform/fault"
 )
+
+// maxSubscriptionsPerConnection bounds the subscriptions one websocket
+// carries (the app needs one); connections per member are bounded by the
+// bus (eventbus.Options.MaxPerMember).
+const maxSubscriptionsPerConnection = 4
+
+var errTooManySubscriptions = fault.New(fault.LimitExceeded, "too many subscriptions on this connection")
 
 // memberEvent maps a stored event to its API shape (amounts decode into
 // int64 directly, never through float64).

@@ -33,14 +33,24 @@ func (r *subscriptionResolver) MemberEvents(ctx context.Context, after *string) 
 		}
 		afterSeq = seq
 	}
+	c := wsgorilla.CloserFrom(ctx)
+	if c != nil && !c.Acquire(maxSubscriptionsPerConnection) {
+		return nil, errTooManySubscriptions
+	}
 	sub, err := r.Bus.Subscribe(ctx, memberID, afterSeq)
 	if err != nil {
+		if c != nil {
+			c.Drop()
+		}
 		return nil, err
 	}
 	out := make(chan gqlmodel.MemberEvent)
 	go func() {
 		defer close(out)
 		defer sub.Close()
+		if c != nil {
+			defer c.Drop()
+		}
 		for ev := range sub.Events() {
 			e, err := r.memberEvent(ctx, ev)
 			if err != nil {
@@ -53,7 +63,6 @@ func (r *subscriptionResolver) MemberEvents(ctx context.Context, after *string) 
 				return
 			}
 		}
-		c := wsgorilla.CloserFrom(ctx)
 		switch err := sub.Err(); {
 		case c == nil || err == nil:
 		case errors.Is(err, eventbus.ErrSlowConsumer):

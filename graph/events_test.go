@@ -163,3 +163,38 @@ func TestMemberEventsCloseWhenTokenExpires(t *testing.T) {
 		t.Fatalf("close code %d, want 4401", code)
 	}
 }
+
+// One connection carries at most four subscriptions.
+func TestMemberEventsSubscriptionsPerConnection(t *testing.T) {
+	s := apptest.Start(t)
+	s.Seed()
+	member, _ := s.PhoneMember("13800000061")
+	c, err := gqlws.Dial(t.Context(), s.WSURL(), gqlws.SubprotocolGraphQLTransportWS, map[string]any{"authorization": "Bearer " + member})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var subs []*gqlws.Subscription
+	for range 5 {
+		sub, err := c.Subscribe(t.Context(), apptest.Op(t, "MemberEvents"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		subs = append(subs, sub)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	raw, err := subs[4].Next(ctx)
+	var opErr *gqlws.OperationError
+	if errors.As(err, &opErr) {
+		raw = json.RawMessage(`{"errors":` + string(opErr.Payload) + `}`)
+	} else if err != nil {
+		t.Fatalf("fifth subscription: %v", err)
+	}
+	var res struct {
+		Errors []struct{ Extensions struct{ Code string } }
+	}
+	if json.Unmarshal(raw, &res) != nil || len(res.Errors) != 1 || res.Errors[0].Extensions.Code != "LIMIT_EXCEEDED" {
+		t.Fatalf("fifth subscription answered %s", raw)
+	}
+}

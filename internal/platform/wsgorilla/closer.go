@@ -32,6 +32,7 @@ type Closer struct {
 	cancel   context.CancelFunc
 	deadline time.Time
 	ctx      context.Context
+	subs     int
 }
 
 type closerKey struct{}
@@ -85,6 +86,25 @@ func (c *Closer) Release() {
 	if cancel != nil {
 		cancel()
 	}
+}
+
+// Acquire counts one more live subscription on the connection, or reports
+// false when max are live already. Release it with Drop.
+func (c *Closer) Acquire(max int) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.subs >= max {
+		return false
+	}
+	c.subs++
+	return true
+}
+
+// Drop ends a subscription counted by Acquire.
+func (c *Closer) Drop() {
+	c.mu.Lock()
+	c.subs--
+	c.mu.Unlock()
 }
 
 // override is the close frame to send instead of gqlgen's normal closure.
