@@ -105,3 +105,11 @@ func (r *Resolver) couponStats(ctx context.Context, templateID int) (coupon.Stat
 		return r.Coupons.Stats(ctx, templateID)
 	})
 }
+
+// memberships loads the member's paid memberships once per operation
+// (paidMemberships and benefits both need them).
+func (r *Resolver) memberships(ctx context.Context, memberID int) ([]*ent.PaidMembership, error) {
+	return loader.Once(ctx, fmt.Sprintf("memberships:%d", memberID), func() ([]*ent.PaidMembership, error) {
+		return r.Membership.Memberships(ctx, memberID)
+	})
+}

@@ -130,12 +130,16 @@ func (r *memberResolver) TierHistory(ctx context.Context, obj *ent.Member) ([]*e
 
 // PaidMemberships is the resolver for the paidMemberships field.
 func (r *memberResolver) PaidMemberships(ctx context.Context, obj *ent.Member) ([]*ent.PaidMembership, error) {
-	return r.Membership.Memberships(ctx, obj.ID)
+	return r.memberships(ctx, obj.ID)
 }
 
 // Benefits is the resolver for the benefits field.
 func (r *memberResolver) Benefits(ctx context.Context, obj *ent.Member, businessUnitCode *string) ([]*model.MemberBenefit, error) {
-	bs, err := r.Membership.Benefits(ctx, obj, businessUnitCode)
+	ms, err := r.memberships(ctx, obj.ID)
+	if err != nil {
+		return nil, err
+	}
+	bs, err := r.Membership.Benefits(ctx, obj, ms, businessUnitCode)
 	if err != nil {
 		return nil, err
 	}

@@ -8,6 +8,7 @@ package membership
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/onemember/onemember/ent"
@@ -21,6 +22,7 @@ import (
 	"github.com/onemember/onemember/internal/account"
 	"github.com/onemember/onemember/internal/platform/database"
 	"github.com/onemember/onemember/internal/platform/fault"
+	"github.com/onemember/onemember/internal/platform/ttlcache"
 )
 
 // Errors.
@@ -31,14 +33,15 @@ var (
 
 // Service manages paid memberships and benefits.
 type Service struct {
-	db   *ent.Client
-	zone *time.Location
-	now  func() time.Time
+	db        *ent.Client
+	zone      *time.Location
+	now       func() time.Time
+	catalogue ttlcache.Value[[]*ent.Benefit]
 }
 
 // New builds a Service.
 func New(db *ent.Client, zone *time.Location, now func() time.Time) *Service {
-	return &Service{db: db, zone: zone, now: now}
+	return &Service{db: db, zone: zone, now: now, catalogue: ttlcache.Value[[]*ent.Benefit]{TTL: catalogueTTL}}
 }
 
 // PurchaseInput is a paid-card payment to record.
@@ -160,24 +163,30 @@ type Effective struct {
 }
 
 // Benefits resolves the member's effective benefits: the tier's, those of
-// active paid plans, and, in the birthday month only, birthday gifts (with
-// source BIRTHDAY). With buCode, only benefits that BU honours (a benefit
-// with no BUs is honoured everywhere). A benefit granted twice is listed
-// once, with its first source.
-func (s *Service) Benefits(ctx context.Context, m *ent.Member, buCode *string) ([]Effective, error) {
-	honoured := func(q *ent.BenefitQuery) *ent.BenefitQuery {
-		if buCode != nil {
-			q.Where(benefit.Or(benefit.Not(benefit.HasBusinessUnits()), benefit.HasBusinessUnitsWith(businessunit.Code(*buCode))))
-		}
-		return q.Order(ent.Asc(benefit.FieldID))
+// active paid plans (memberships are the member's, as Memberships returns
+// them), and, in the birthday month only, birthday gifts (with source
+// BIRTHDAY). With buCode, only benefits that BU honours (a benefit with no
+// BUs is honoured everywhere). A benefit granted twice is listed once,
+// with its first source. The benefit catalogue comes from a cache that may
+// lag an edit made on another replica by catalogueTTL.
+func (s *Service) Benefits(ctx context.Context, m *ent.Member, memberships []*ent.PaidMembership, buCode *string) ([]Effective, error) {
+	all, err := s.catalogue.Get(ctx, s.loadCatalogue)
+	if err != nil {
+		return nil, err
 	}
 	now := s.now()
 	birthdayMonth := m.BirthMonth != nil && *m.BirthMonth == int(now.In(s.zone).Month())
+	activePlans := map[int]bool{}
+	for _, pm := range memberships {
+		if pm.Status == paidmembership.StatusACTIVE && pm.ExpiresAt.After(now) {
+			activePlans[pm.PlanID] = true
+		}
+	}
 	var out []Effective
 	seen := map[int]bool{}
-	add := func(bs []*ent.Benefit, src Source) {
-		for _, b := range bs {
-			if seen[b.ID] {
+	add := func(src Source, grants func(*ent.Benefit) bool) {
+		for _, b := range all {
+			if seen[b.ID] || !grants(b) || !honouredBy(b, buCode) {
 				continue
 			}
 			s := src
@@ -192,18 +201,35 @@ func (s *Service) Benefits(ctx context.Context, m *ent.Member, buCode *string) (
 		}
 	}
 	if m.TierID != nil {
-		bs, err := honoured(s.db.Benefit.Query().Where(benefit.HasTiersWith(tier.ID(*m.TierID)))).All(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("tier benefits: %w", err)
-		}
-		add(bs, FromTier)
+		add(FromTier, func(b *ent.Benefit) bool {
+			return slices.ContainsFunc(b.Edges.Tiers, func(t *ent.Tier) bool { return t.ID == *m.TierID })
+		})
 	}
-	bs, err := honoured(s.db.Benefit.Query().Where(benefit.HasPlansWith(paidmembershipplan.HasMembershipsWith(
-		paidmembership.MemberID(m.ID), paidmembership.StatusEQ(paidmembership.StatusACTIVE), paidmembership.ExpiresAtGT(now),
-	)))).All(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("plan benefits: %w", err)
-	}
-	add(bs, FromPlan)
+	add(FromPlan, func(b *ent.Benefit) bool {
+		return slices.ContainsFunc(b.Edges.Plans, func(p *ent.PaidMembershipPlan) bool { return activePlans[p.ID] })
+	})
 	return out, nil
+}
+
+func honouredBy(b *ent.Benefit, buCode *string) bool {
+	return buCode == nil || len(b.Edges.BusinessUnits) == 0 ||
+		slices.ContainsFunc(b.Edges.BusinessUnits, func(u *ent.BusinessUnit) bool { return u.Code == *buCode })
+}
+
+// catalogueTTL is how long members may be shown benefits as configured
+// before an edit on another replica.
+const catalogueTTL = 2 * time.Second
+
+// loadCatalogue reads every benefit with the tiers, plans and BUs that
+// carry it, by id.
+func (s *Service) loadCatalogue(ctx context.Context) ([]*ent.Benefit, error) {
+	bs, err := s.db.Benefit.Query().
+		WithTiers(func(q *ent.TierQuery) { q.Select(tier.FieldID) }).
+		WithPlans(func(q *ent.PaidMembershipPlanQuery) { q.Select(paidmembershipplan.FieldID) }).
+		WithBusinessUnits(func(q *ent.BusinessUnitQuery) { q.Select(businessunit.FieldID, businessunit.FieldCode) }).
+		Order(ent.Asc(benefit.FieldID)).All(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("loading benefit catalogue: %w", err)
+	}
+	return bs, nil
 }

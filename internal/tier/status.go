@@ -62,7 +62,7 @@ func (s *Service) Status(ctx context.Context, db *ent.Client, memberID int) (Sta
 // StatusOf is Status for a member and account the caller already loaded
 // (a page that shows balances has them at hand).
 func (s *Service) StatusOf(ctx context.Context, db *ent.Client, m *ent.Member, acct *ent.Account) (Status, error) {
-	ladder, err := s.display.get(ctx, func(ctx context.Context) ([]*ent.Tier, error) { return loadLadder(ctx, db.Tier) })
+	ladder, err := s.display.Get(ctx, func(ctx context.Context) ([]*ent.Tier, error) { return loadLadder(ctx, db.Tier) })
 	if err != nil {
 		return Status{}, err
 	}

@@ -14,12 +14,12 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"sync"
 	"time"
 
 	"github.com/onemember/onemember/ent"
 	"github.com/onemember/onemember/ent/member"
 	enttier "github.com/onemember/onemember/ent/tier"
+	"github.com/onemember/onemember/internal/platform/ttlcache"
 )
 
 // windowMonths is the length of the retention window: at a review the
@@ -35,7 +35,7 @@ type Service struct {
 	reviewBatch int
 	// display caches the ladder for what members are shown (status, the
 	// card's tier); rules that change tiers always read the table.
-	display ladderCache
+	display ttlcache.Value[[]*ent.Tier]
 }
 
 // New returns a Service. zone is the business time zone (calendar months
@@ -48,7 +48,7 @@ func New(db *ent.Client, zone *time.Location, now func() time.Time) *Service {
 	if now == nil {
 		now = time.Now
 	}
-	return &Service{db: db, zone: zone, now: now, reviewBatch: defaultReviewBatch, display: ladderCache{ttl: displayTTL}}
+	return &Service{db: db, zone: zone, now: now, reviewBatch: defaultReviewBatch, display: ttlcache.Value[[]*ent.Tier]{TTL: displayTTL}}
 }
 
 // Ladder returns the tiers by rank, lowest first.
@@ -147,44 +147,13 @@ const unlimited = math.MaxInt64
 // another replica (this replica's Upserts drop the cache at once).
 const displayTTL = 2 * time.Second
 
-// ladderCache holds the ladder for display.
-type ladderCache struct {
-	ttl    time.Duration
-	mu     sync.Mutex
-	ladder []*ent.Tier
-	at     time.Time
-}
-
-func (c *ladderCache) get(ctx context.Context, load func(context.Context) ([]*ent.Tier, error)) ([]*ent.Tier, error) {
-	c.mu.Lock()
-	l, fresh := c.ladder, time.Since(c.at) < c.ttl
-	c.mu.Unlock()
-	if fresh {
-		return l, nil
-	}
-	l, err := load(ctx)
-	if err != nil {
-		return nil, err
-	}
-	c.mu.Lock()
-	c.ladder, c.at = l, time.Now()
-	c.mu.Unlock()
-	return l, nil
-}
-
-func (c *ladderCache) forget() {
-	c.mu.Lock()
-	c.ladder, c.at = nil, time.Time{}
-	c.mu.Unlock()
-}
-
 // Display returns the tier with this id as members are shown it (from the
 // display cache), or nil.
 func (s *Service) Display(ctx context.Context, id *int) (*ent.Tier, error) {
 	if id == nil {
 		return nil, nil
 	}
-	l, err := s.display.get(ctx, func(ctx context.Context) ([]*ent.Tier, error) { return loadLadder(ctx, s.db.Tier) })
+	l, err := s.display.Get(ctx, func(ctx context.Context) ([]*ent.Tier, error) { return loadLadder(ctx, s.db.Tier) })
 	if err != nil {
 		return nil, err
 	}

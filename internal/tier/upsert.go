@@ -66,7 +66,7 @@ func (s *Service) Upsert(ctx context.Context, in TierInput) (*ent.Tier, error) {
 		}
 		return tx.Tier.Query().Where(enttier.ID(id)).WithBenefits().Only(ctx)
 	})
-	s.display.forget()
+	s.display.Forget()
 	if database.IsUniqueViolation(err) {
 		return nil, ErrConflict
 	}
