@@ -12,6 +12,7 @@ import (
 	"github.com/onemember/onemember/ent/notification"
 	"github.com/onemember/onemember/internal/coupon"
 	"github.com/onemember/onemember/internal/platform/fault"
+	"github.com/onemember/onemember/internal/platform/testkit"
 )
 
 func TestCreateTemplate(t *testing.T) {
@@ -43,7 +44,7 @@ func TestCreateTemplate(t *testing.T) {
 func TestClaimIssuesCouponWithEvent(t *testing.T) {
 	e := newEnv(t)
 	m := e.member(t)
-	tpl := e.template(t, func(in *coupon.TemplateInput) { in.DaysAfterIssue = ptr(7) })
+	tpl := e.template(t, func(in *coupon.TemplateInput) { in.DaysAfterIssue = testkit.Ptr(7) })
 	// 23:30 on 10 March in Shanghai: the coupon lasts through 17 March.
 	e.clock.Set(time.Date(2025, 3, 10, 23, 30, 0, 0, e.zone))
 	c, err := e.svc.Claim(t.Context(), m, tpl.ID)

@@ -4,13 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"entgo.io/ent/dialect"
-	entsql "entgo.io/ent/dialect/sql"
 
 	"github.com/onemember/onemember/ent"
 	"github.com/onemember/onemember/ent/businessunit"
@@ -21,57 +17,22 @@ import (
 	"github.com/onemember/onemember/internal/coupon"
 	"github.com/onemember/onemember/internal/platform/database"
 	"github.com/onemember/onemember/internal/platform/fault"
-	"github.com/onemember/onemember/internal/platform/pgtest"
-	"github.com/onemember/onemember/migrations"
+	"github.com/onemember/onemember/internal/platform/testkit"
 )
-
-// clock is a settable time source that goroutines may read.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = t
-}
-
-func (c *clock) Advance(d time.Duration) { c.Set(c.Now().Add(d)) }
 
 type env struct {
 	db    *ent.Client
 	svc   *coupon.Service
-	clock *clock
+	clock *testkit.Clock
 	zone  *time.Location
 	seq   atomic.Int64
 }
 
-func shanghai(t testing.TB) *time.Location {
-	t.Helper()
-	zone, err := time.LoadLocation("Asia/Shanghai")
-	if err != nil {
-		t.Fatalf("loading zone: %v", err)
-	}
-	return zone
-}
-
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	sqlDB, err := database.Open(t.Context(), pgtest.New(t, migrations.FS), database.Options{MaxOpenConns: 64})
-	if err != nil {
-		t.Fatalf("opening database: %v", err)
-	}
-	client := ent.NewClient(ent.Driver(entsql.OpenDB(dialect.Postgres, sqlDB)))
-	t.Cleanup(func() { client.Close() })
-	zone := shanghai(t)
-	c := &clock{t: time.Date(2025, 3, 10, 12, 0, 0, 0, zone)}
+	client, _ := testkit.EntClient(t, 64)
+	zone := testkit.Shanghai(t)
+	c := testkit.NewClock(time.Date(2025, 3, 10, 12, 0, 0, 0, zone))
 	return &env{db: client, svc: coupon.New(client, zone, c.Now), clock: c, zone: zone}
 }
 
@@ -132,8 +93,8 @@ func input(mod ...func(*coupon.TemplateInput)) coupon.TemplateInput {
 	in := coupon.TemplateInput{
 		Title:          "满100减10",
 		Kind:           coupon.KindFixedAmount,
-		FaceValue:      ptr[int64](1000),
-		DaysAfterIssue: ptr(30),
+		FaceValue:      testkit.Ptr[int64](1000),
+		DaysAfterIssue: testkit.Ptr(30),
 		TotalStock:     1000,
 		PerMemberLimit: 5,
 		Claimable:      true,
@@ -253,8 +214,6 @@ func wantIs(t testing.TB, err, target error) {
 		t.Fatalf("want %v, got %v", target, err)
 	}
 }
-
-func ptr[T any](v T) *T { return &v }
 
 func deref[T any](p *T) any {
 	if p == nil {

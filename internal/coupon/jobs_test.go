@@ -10,13 +10,14 @@ import (
 	"github.com/onemember/onemember/ent/schema/enum"
 	"github.com/onemember/onemember/internal/coupon"
 	"github.com/onemember/onemember/internal/platform/database"
+	"github.com/onemember/onemember/internal/platform/testkit"
 )
 
 func TestExpire(t *testing.T) {
 	e := newEnv(t)
 	_, st := e.store(t)
 	m := e.member(t)
-	short := e.template(t, func(in *coupon.TemplateInput) { in.DaysAfterIssue, in.PerMemberLimit = ptr(1), 10 })
+	short := e.template(t, func(in *coupon.TemplateInput) { in.DaysAfterIssue, in.PerMemberLimit = testkit.Ptr(1), 10 })
 	long := e.template(t)
 	// Issued 10 March 12:00: expire at 12 March 00:00 Shanghai.
 	a, b, locked := e.issue(t, m, short), e.issue(t, m, short), e.issue(t, m, short)
@@ -53,7 +54,7 @@ func TestExpire(t *testing.T) {
 
 func TestExpireManyBatches(t *testing.T) {
 	e := newEnv(t)
-	tpl := e.template(t, func(in *coupon.TemplateInput) { in.DaysAfterIssue, in.TotalStock = ptr(1), 5000 })
+	tpl := e.template(t, func(in *coupon.TemplateInput) { in.DaysAfterIssue, in.TotalStock = testkit.Ptr(1), 5000 })
 	m := e.member(t)
 	// 2,500 coupons written directly: more than two batches.
 	const n = 2500
@@ -88,8 +89,8 @@ func codeOf(i int) string {
 // announced exactly once.
 func TestNotifyExpiringOnce(t *testing.T) {
 	e := newEnv(t)
-	soon := e.template(t, func(in *coupon.TemplateInput) { in.DaysAfterIssue = ptr(2) })
-	later := e.template(t, func(in *coupon.TemplateInput) { in.DaysAfterIssue = ptr(10) })
+	soon := e.template(t, func(in *coupon.TemplateInput) { in.DaysAfterIssue = testkit.Ptr(2) })
+	later := e.template(t, func(in *coupon.TemplateInput) { in.DaysAfterIssue = testkit.Ptr(10) })
 	const members = 30
 	var ids []int
 	expiring := 0
@@ -142,7 +143,7 @@ func TestNotifyExpiringOnce(t *testing.T) {
 func TestStats(t *testing.T) {
 	e := newEnv(t)
 	_, st := e.store(t)
-	tpl := e.template(t, func(in *coupon.TemplateInput) { in.DaysAfterIssue = ptr(1) })
+	tpl := e.template(t, func(in *coupon.TemplateInput) { in.DaysAfterIssue = testkit.Ptr(1) })
 	other := e.template(t)
 	empty := e.template(t)
 	m1, m2, m3 := e.member(t), e.member(t), e.member(t)

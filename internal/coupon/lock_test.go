@@ -12,6 +12,7 @@ import (
 	"github.com/onemember/onemember/internal/coupon"
 	"github.com/onemember/onemember/internal/platform/database"
 	"github.com/onemember/onemember/internal/platform/fault"
+	"github.com/onemember/onemember/internal/platform/testkit"
 )
 
 func lockIn(st *ent.Store, ref string, basket int64, cs ...*ent.Coupon) coupon.LockInput {
@@ -30,15 +31,15 @@ func TestLockRefusalsChangeNothing(t *testing.T) {
 
 	fixed := e.template(t)
 	threshold := e.template(t, func(in *coupon.TemplateInput) {
-		in.Kind, in.FaceValue, in.MinSpend = coupon.KindThreshold, ptr[int64](2000), ptr[int64](10000)
+		in.Kind, in.FaceValue, in.MinSpend = coupon.KindThreshold, testkit.Ptr[int64](2000), testkit.Ptr[int64](10000)
 	})
 	percent := e.template(t, func(in *coupon.TemplateInput) {
-		in.Kind, in.FaceValue, in.DiscountPercent = coupon.KindPercentOff, nil, ptr(80)
+		in.Kind, in.FaceValue, in.DiscountPercent = coupon.KindPercentOff, nil, testkit.Ptr(80)
 	})
 	gift := e.template(t, func(in *coupon.TemplateInput) { in.Kind, in.FaceValue = coupon.KindGift, nil })
 	onlyOtherBU := e.template(t, func(in *coupon.TemplateInput) { in.BusinessUnitCodes = []string{otherBU.Code} })
 	onlyOtherStore := e.template(t, func(in *coupon.TemplateInput) { in.StoreCodes = []string{otherStore.Code} })
-	short := e.template(t, func(in *coupon.TemplateInput) { in.DaysAfterIssue = ptr(1) })
+	short := e.template(t, func(in *coupon.TemplateInput) { in.DaysAfterIssue = testkit.Ptr(1) })
 	later, muchLater := e.clock.Now().Add(72*time.Hour), e.clock.Now().Add(96*time.Hour)
 	upcoming := e.template(t, func(in *coupon.TemplateInput) {
 		in.DaysAfterIssue, in.ValidFrom, in.ValidTo = nil, &later, &muchLater
@@ -128,11 +129,11 @@ func TestLockStackingAndDiscounts(t *testing.T) {
 	m := e.member(t)
 	fixed := e.template(t, func(in *coupon.TemplateInput) { in.BusinessUnitCodes = []string{bu.Code} })
 	percent := e.template(t, func(in *coupon.TemplateInput) {
-		in.Kind, in.FaceValue, in.DiscountPercent, in.StoreCodes = coupon.KindPercentOff, nil, ptr(85), []string{st.Code}
+		in.Kind, in.FaceValue, in.DiscountPercent, in.StoreCodes = coupon.KindPercentOff, nil, testkit.Ptr(85), []string{st.Code}
 	})
 	giftA := e.template(t, func(in *coupon.TemplateInput) { in.Kind, in.FaceValue = coupon.KindGift, nil })
 	giftB := e.template(t, func(in *coupon.TemplateInput) {
-		in.Kind, in.FaceValue, in.MinSpend = coupon.KindGift, nil, ptr[int64](5000)
+		in.Kind, in.FaceValue, in.MinSpend = coupon.KindGift, nil, testkit.Ptr[int64](5000)
 	})
 	cFixed, cPercent := e.issue(t, m, fixed), e.issue(t, m, percent)
 	cGiftA, cGiftB := e.issue(t, m, giftA), e.issue(t, m, giftB)
@@ -269,7 +270,7 @@ func TestRedeemLockedThenRefund(t *testing.T) {
 	m, other := e.member(t), e.member(t)
 	fixed := e.template(t)
 	gift := e.template(t, func(in *coupon.TemplateInput) {
-		in.Kind, in.FaceValue, in.DaysAfterIssue = coupon.KindGift, nil, ptr(2)
+		in.Kind, in.FaceValue, in.DaysAfterIssue = coupon.KindGift, nil, testkit.Ptr(2)
 	})
 	cFixed, cGift := e.issue(t, m, fixed), e.issue(t, m, gift)
 	cOther := e.issue(t, other, fixed)

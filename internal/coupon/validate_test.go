@@ -8,6 +8,7 @@ import (
 	"github.com/onemember/onemember/ent"
 	"github.com/onemember/onemember/internal/coupon"
 	"github.com/onemember/onemember/internal/platform/fault"
+	"github.com/onemember/onemember/internal/platform/testkit"
 )
 
 func TestTemplateInputValidate(t *testing.T) {
@@ -20,25 +21,25 @@ func TestTemplateInputValidate(t *testing.T) {
 	}{
 		{"fixed amount", input(), nil},
 		{"threshold", input(func(in *coupon.TemplateInput) {
-			in.Kind, in.MinSpend = coupon.KindThreshold, ptr[int64](10000)
+			in.Kind, in.MinSpend = coupon.KindThreshold, testkit.Ptr[int64](10000)
 		}), nil},
 		{"percent off", input(func(in *coupon.TemplateInput) {
-			in.Kind, in.FaceValue, in.DiscountPercent = coupon.KindPercentOff, nil, ptr(80)
+			in.Kind, in.FaceValue, in.DiscountPercent = coupon.KindPercentOff, nil, testkit.Ptr(80)
 		}), nil},
 		{"gift", input(func(in *coupon.TemplateInput) { in.Kind, in.FaceValue = coupon.KindGift, nil }), nil},
 		{"window", input(func(in *coupon.TemplateInput) {
 			in.DaysAfterIssue, in.ValidFrom, in.ValidTo = nil, &past, &future
 		}), nil},
 		{"percent 0", input(func(in *coupon.TemplateInput) {
-			in.Kind, in.FaceValue, in.DiscountPercent = coupon.KindPercentOff, nil, ptr(0)
+			in.Kind, in.FaceValue, in.DiscountPercent = coupon.KindPercentOff, nil, testkit.Ptr(0)
 		}), []string{"discountPercent"}},
 		{"percent 100", input(func(in *coupon.TemplateInput) {
-			in.Kind, in.FaceValue, in.DiscountPercent = coupon.KindPercentOff, nil, ptr(100)
+			in.Kind, in.FaceValue, in.DiscountPercent = coupon.KindPercentOff, nil, testkit.Ptr(100)
 		}), []string{"discountPercent"}},
 		{"percent missing", input(func(in *coupon.TemplateInput) {
 			in.Kind, in.FaceValue = coupon.KindPercentOff, nil
 		}), []string{"discountPercent"}},
-		{"percent on fixed amount", input(func(in *coupon.TemplateInput) { in.DiscountPercent = ptr(80) }), []string{"discountPercent"}},
+		{"percent on fixed amount", input(func(in *coupon.TemplateInput) { in.DiscountPercent = testkit.Ptr(80) }), []string{"discountPercent"}},
 		{"stock and limit zero", input(func(in *coupon.TemplateInput) { in.TotalStock, in.PerMemberLimit = 0, 0 }),
 			[]string{"totalStock", "perMemberLimit"}},
 		{"stock negative", input(func(in *coupon.TemplateInput) { in.TotalStock = -5 }), []string{"totalStock"}},
@@ -52,19 +53,19 @@ func TestTemplateInputValidate(t *testing.T) {
 		{"window half", input(func(in *coupon.TemplateInput) { in.DaysAfterIssue, in.ValidTo = nil, &future }), []string{"validity"}},
 		{"window and days", input(func(in *coupon.TemplateInput) { in.ValidFrom, in.ValidTo = &past, &future }), []string{"validity"}},
 		{"no validity", input(func(in *coupon.TemplateInput) { in.DaysAfterIssue = nil }), []string{"validity"}},
-		{"days zero", input(func(in *coupon.TemplateInput) { in.DaysAfterIssue = ptr(0) }), []string{"daysAfterIssue"}},
-		{"days too many", input(func(in *coupon.TemplateInput) { in.DaysAfterIssue = ptr(3651) }), []string{"daysAfterIssue"}},
+		{"days zero", input(func(in *coupon.TemplateInput) { in.DaysAfterIssue = testkit.Ptr(0) }), []string{"daysAfterIssue"}},
+		{"days too many", input(func(in *coupon.TemplateInput) { in.DaysAfterIssue = testkit.Ptr(3651) }), []string{"daysAfterIssue"}},
 		{"fixed without face value", input(func(in *coupon.TemplateInput) { in.FaceValue = nil }), []string{"faceValue"}},
-		{"fixed zero face value", input(func(in *coupon.TemplateInput) { in.FaceValue = ptr[int64](0) }), []string{"faceValue"}},
+		{"fixed zero face value", input(func(in *coupon.TemplateInput) { in.FaceValue = testkit.Ptr[int64](0) }), []string{"faceValue"}},
 		{"threshold below face", input(func(in *coupon.TemplateInput) {
-			in.Kind, in.MinSpend = coupon.KindThreshold, ptr[int64](1000)
+			in.Kind, in.MinSpend = coupon.KindThreshold, testkit.Ptr[int64](1000)
 		}), []string{"minSpend"}},
 		{"threshold without min spend", input(func(in *coupon.TemplateInput) { in.Kind = coupon.KindThreshold }), []string{"minSpend"}},
 		{"gift with face value", input(func(in *coupon.TemplateInput) { in.Kind = coupon.KindGift }), []string{"faceValue"}},
-		{"negative min spend", input(func(in *coupon.TemplateInput) { in.MinSpend = ptr[int64](-1) }), []string{"minSpend"}},
+		{"negative min spend", input(func(in *coupon.TemplateInput) { in.MinSpend = testkit.Ptr[int64](-1) }), []string{"minSpend"}},
 		{"unknown kind", input(func(in *coupon.TemplateInput) { in.Kind = "BOGO" }), []string{"kind"}},
 		{"blank title", input(func(in *coupon.TemplateInput) { in.Title = "  " }), []string{"title"}},
-		{"everything at once", coupon.TemplateInput{Kind: coupon.KindPercentOff, DiscountPercent: ptr(120)},
+		{"everything at once", coupon.TemplateInput{Kind: coupon.KindPercentOff, DiscountPercent: testkit.Ptr(120)},
 			[]string{"title", "discountPercent", "validity", "totalStock", "perMemberLimit"}},
 	}
 	for _, tt := range tests {

@@ -3,13 +3,9 @@ package ledger_test
 import (
 	"context"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"entgo.io/ent/dialect"
-	entsql "entgo.io/ent/dialect/sql"
 
 	"github.com/onemember/onemember/ent"
 	"github.com/onemember/onemember/ent/businessunit"
@@ -18,45 +14,15 @@ import (
 	"github.com/onemember/onemember/internal/auth/password"
 	"github.com/onemember/onemember/internal/ledger"
 	"github.com/onemember/onemember/internal/platform/database"
-	"github.com/onemember/onemember/internal/platform/pgtest"
-	"github.com/onemember/onemember/migrations"
+	"github.com/onemember/onemember/internal/platform/testkit"
 )
-
-// clock is a settable time source that goroutines may read.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = t
-}
-
-func (c *clock) Advance(d time.Duration) { c.Set(c.Now().Add(d)) }
 
 type env struct {
 	db    *ent.Client
 	svc   *ledger.Service
-	clock *clock
+	clock *testkit.Clock
 	zone  *time.Location
 	seq   atomic.Int64
-}
-
-func shanghai(t testing.TB) *time.Location {
-	t.Helper()
-	zone, err := time.LoadLocation("Asia/Shanghai")
-	if err != nil {
-		t.Fatalf("loading zone: %v", err)
-	}
-	return zone
 }
 
 // cheapHash keeps argon2 fast in tests; production uses DefaultParams.
@@ -64,14 +30,9 @@ var cheapHash = password.Params{Memory: 64, Time: 1, Threads: 1, SaltLen: 16, Ke
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	sqlDB, err := database.Open(t.Context(), pgtest.New(t, migrations.FS), database.Options{MaxOpenConns: 60})
-	if err != nil {
-		t.Fatalf("opening database: %v", err)
-	}
-	client := ent.NewClient(ent.Driver(entsql.OpenDB(dialect.Postgres, sqlDB)))
-	t.Cleanup(func() { client.Close() })
-	zone := shanghai(t)
-	c := &clock{t: time.Date(2025, 3, 10, 12, 0, 0, 0, zone)}
+	client, _ := testkit.EntClient(t, 60)
+	zone := testkit.Shanghai(t)
+	c := testkit.NewClock(time.Date(2025, 3, 10, 12, 0, 0, 0, zone))
 	return &env{
 		db:    client,
 		svc:   ledger.New(client, ledger.DefaultPolicy(zone), cheapHash, c.Now),
@@ -158,5 +119,3 @@ func (e *env) verifyClean(t *testing.T) ledger.Report {
 	}
 	return rep
 }
-
-func ptr[T any](v T) *T { return &v }

@@ -13,11 +13,12 @@ import (
 	"github.com/onemember/onemember/ent/pointslot"
 	"github.com/onemember/onemember/internal/ledger"
 	"github.com/onemember/onemember/internal/platform/fault"
+	"github.com/onemember/onemember/internal/platform/testkit"
 )
 
 func TestLotExpiry(t *testing.T) {
 	t.Parallel()
-	sh := shanghai(t)
+	sh := testkit.Shanghai(t)
 	p := ledger.DefaultPolicy(sh)
 	tests := []struct {
 		name     string
@@ -95,7 +96,7 @@ func TestBurnTakesEarliestExpiringLotsFirst(t *testing.T) {
 	mar := e.earn(t, m, 80, time.Date(2025, 3, 1, 0, 0, 0, 0, e.zone), nil)
 
 	burn := mustTx(t, e, m, func(tx *ent.Tx, acct *ent.Account) (*ent.PointsEntry, error) {
-		return e.svc.BurnPoints(t.Context(), tx, acct, ledger.Entry{Amount: 170, Source: ledger.SourceOrder, OrderID: ptr(1)})
+		return e.svc.BurnPoints(t.Context(), tx, acct, ledger.Entry{Amount: 170, Source: ledger.SourceOrder, OrderID: testkit.Ptr(1)})
 	})
 	if burn.Amount != -170 || burn.BalanceAfter != 60 || burn.Kind != pointsentry.KindBURN {
 		t.Fatalf("burn = %s %d after %d", burn.Kind, burn.Amount, burn.BalanceAfter)

@@ -12,6 +12,7 @@ import (
 	"github.com/onemember/onemember/ent/storedvalueentry"
 	"github.com/onemember/onemember/internal/ledger"
 	"github.com/onemember/onemember/internal/platform/fault"
+	"github.com/onemember/onemember/internal/platform/testkit"
 )
 
 func (e *env) topUp(t *testing.T, m int, amount, bonus int64) *ent.StoredValueEntry {
@@ -114,7 +115,7 @@ func TestRefundsRestoreInProportion(t *testing.T) {
 	var sumP, sumB int64
 	for _, st := range steps {
 		r := mustTx(t, e, m, func(tx *ent.Tx, acct *ent.Account) (*ent.StoredValueEntry, error) {
-			return e.svc.RefundStoredValue(t.Context(), tx, acct, pay.ID, st.amount, ledger.Entry{OrderID: ptr(9)})
+			return e.svc.RefundStoredValue(t.Context(), tx, acct, pay.ID, st.amount, ledger.Entry{OrderID: testkit.Ptr(9)})
 		})
 		if r.Kind != storedvalueentry.KindREFUND || r.PaymentEntryID == nil || *r.PaymentEntryID != pay.ID || r.OrderRef != "o-9" {
 			t.Errorf("refund entry = %s payment %v order %q", r.Kind, r.PaymentEntryID, r.OrderRef)

@@ -12,6 +12,7 @@ import (
 	"github.com/onemember/onemember/ent/schema/enum"
 	"github.com/onemember/onemember/internal/marketing"
 	"github.com/onemember/onemember/internal/platform/fault"
+	"github.com/onemember/onemember/internal/platform/testkit"
 )
 
 // activity creates an activity starting tomorrow for two hours.
@@ -53,7 +54,7 @@ func TestCreateActivityValidates(t *testing.T) {
 	now := e.clock.Now()
 	_, err := e.svc.CreateActivity(t.Context(), marketing.ActivityInput{
 		Title: "", StartsAt: now, EndsAt: now.Add(-time.Hour), Capacity: 0,
-		MinTierCode: ptr("PLATINUM"), BusinessUnitCode: ptr("NOPE"),
+		MinTierCode: testkit.Ptr("PLATINUM"), BusinessUnitCode: testkit.Ptr("NOPE"),
 	})
 	wantCode(t, err, fault.BadUserInput, "title", "endsAt", "capacity", "minTierCode", "businessUnitCode")
 	if n := e.db.Activity.Query().CountX(t.Context()); n != 0 {
@@ -63,7 +64,7 @@ func TestCreateActivityValidates(t *testing.T) {
 
 func TestRegisterEligibilityAndIdempotence(t *testing.T) {
 	e := newEnv(t)
-	a := e.activity(t, 10, ptr("GOLD"))
+	a := e.activity(t, 10, testkit.Ptr("GOLD"))
 	silver, gold, diamond, none := e.member(t, "SILVER"), e.member(t, "GOLD"), e.member(t, "DIAMOND"), e.member(t)
 
 	for _, m := range []int{silver, none} {

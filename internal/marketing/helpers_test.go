@@ -9,10 +9,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-	_ "time/tzdata" // the business zone without relying on the host's zoneinfo
-
-	"entgo.io/ent/dialect"
-	entsql "entgo.io/ent/dialect/sql"
 
 	"github.com/onemember/onemember/ent"
 	"github.com/onemember/onemember/ent/businessunit"
@@ -27,32 +23,11 @@ import (
 	"github.com/onemember/onemember/internal/marketing"
 	"github.com/onemember/onemember/internal/platform/database"
 	"github.com/onemember/onemember/internal/platform/fault"
-	"github.com/onemember/onemember/internal/platform/pgtest"
+	"github.com/onemember/onemember/internal/platform/testkit"
 	"github.com/onemember/onemember/internal/tier"
-	"github.com/onemember/onemember/migrations"
 )
 
 var _ marketing.CouponIssuer = (*coupon.Service)(nil)
-
-// clock is a settable time source that goroutines may read.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = t
-}
-
-func (c *clock) Advance(d time.Duration) { c.Set(c.Now().Add(d)) }
 
 // cheapHash keeps argon2 fast in tests.
 var cheapHash = password.Params{Memory: 64, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}
@@ -68,7 +43,7 @@ type env struct {
 	coupons *coupon.Service
 	tickets *signedcode.Signer
 	svc     *marketing.Service
-	clock   *clock
+	clock   *testkit.Clock
 	zone    *time.Location
 	ladder  map[string]*ent.Tier
 	seq     atomic.Int64
@@ -76,17 +51,9 @@ type env struct {
 
 func newEnv(t *testing.T, opts ...marketing.Option) *env {
 	t.Helper()
-	sqlDB, err := database.Open(t.Context(), pgtest.New(t, migrations.FS), database.Options{MaxOpenConns: poolSize})
-	if err != nil {
-		t.Fatalf("opening database: %v", err)
-	}
-	client := ent.NewClient(ent.Driver(entsql.OpenDB(dialect.Postgres, sqlDB)))
-	t.Cleanup(func() { client.Close() })
-	zone, err := time.LoadLocation("Asia/Shanghai")
-	if err != nil {
-		t.Fatalf("loading zone: %v", err)
-	}
-	c := &clock{t: time.Date(2025, 3, 10, 12, 0, 0, 0, zone)}
+	client, _ := testkit.EntClient(t, poolSize)
+	zone := testkit.Shanghai(t)
+	c := testkit.NewClock(time.Date(2025, 3, 10, 12, 0, 0, 0, zone))
 	tickets, err := signedcode.NewSigner([]byte(strings.Repeat("k", 32)), marketing.TicketPurpose, c.Now)
 	if err != nil {
 		t.Fatalf("ticket signer: %v", err)
@@ -176,8 +143,8 @@ func (e *env) balance(t testing.TB, memberID int) int64 { return e.account(t, me
 func (e *env) template(t testing.TB, stock, perMember int) *ent.CouponTemplate {
 	t.Helper()
 	tpl, err := e.coupons.CreateTemplate(context.Background(), coupon.TemplateInput{
-		Title: fmt.Sprintf("券 %d", e.seq.Add(1)), Kind: coupon.KindFixedAmount, FaceValue: ptr[int64](500),
-		DaysAfterIssue: ptr(30), TotalStock: stock, PerMemberLimit: perMember,
+		Title: fmt.Sprintf("券 %d", e.seq.Add(1)), Kind: coupon.KindFixedAmount, FaceValue: testkit.Ptr[int64](500),
+		DaysAfterIssue: testkit.Ptr(30), TotalStock: stock, PerMemberLimit: perMember,
 	})
 	if err != nil {
 		t.Fatalf("creating coupon template: %v", err)
@@ -308,5 +275,3 @@ func unexpected(t *testing.T, errs []error, allowed ...fault.Code) {
 		}
 	}
 }
-
-func ptr[T any](v T) *T { return &v }

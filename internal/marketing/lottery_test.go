@@ -12,6 +12,7 @@ import (
 	"github.com/onemember/onemember/ent/schema/enum"
 	"github.com/onemember/onemember/internal/marketing"
 	"github.com/onemember/onemember/internal/platform/fault"
+	"github.com/onemember/onemember/internal/platform/testkit"
 )
 
 // lottery creates a lottery open from a day ago for a week.
@@ -56,9 +57,9 @@ func TestCreateLotteryValidates(t *testing.T) {
 			Prizes: []marketing.PrizeInput{
 				nothing(0),
 				{Name: "券", Kind: enum.PrizeCoupon, Weight: -1},
-				{Name: "积分", Kind: enum.PrizePoints, Weight: 1, Points: ptr(0)},
-				{Name: "杯", Kind: enum.PrizePhysical, Weight: 1, Stock: ptr(-1)},
-				{Name: "券", Kind: enum.PrizeCoupon, Weight: 1, CouponTemplateID: ptr(987654)},
+				{Name: "积分", Kind: enum.PrizePoints, Weight: 1, Points: testkit.Ptr(0)},
+				{Name: "杯", Kind: enum.PrizePhysical, Weight: 1, Stock: testkit.Ptr(-1)},
+				{Name: "券", Kind: enum.PrizeCoupon, Weight: 1, CouponTemplateID: testkit.Ptr(987654)},
 				{Name: "?", Kind: "JACKPOT", Weight: 1},
 			}},
 			[]string{"prizes[0].weight", "prizes[1].weight", "prizes[1].couponTemplateId", "prizes[2].points",
@@ -79,7 +80,7 @@ func TestDraw(t *testing.T) {
 	e := newEnv(t)
 	m := e.member(t)
 	e.fund(t, m, 100)
-	l := e.lottery(t, 10, 2, marketing.PrizeInput{Name: "50积分", Kind: enum.PrizePoints, Weight: 1, Points: ptr(50)})
+	l := e.lottery(t, 10, 2, marketing.PrizeInput{Name: "50积分", Kind: enum.PrizePoints, Weight: 1, Points: testkit.Ptr(50)})
 
 	res, err := e.svc.Draw(t.Context(), m, l.ID, "d1")
 	if err != nil {
@@ -177,7 +178,7 @@ func TestDrawNeverWinsPrizeWithoutStock(t *testing.T) {
 	e := newEnv(t)
 	m := e.member(t)
 	l := e.lottery(t, 0, 50,
-		marketing.PrizeInput{Name: "大奖", Kind: enum.PrizePhysical, Weight: 1_000_000, Stock: ptr(0)},
+		marketing.PrizeInput{Name: "大奖", Kind: enum.PrizePhysical, Weight: 1_000_000, Stock: testkit.Ptr(0)},
 		nothing(1))
 	for i := range 20 {
 		res, err := e.svc.Draw(t.Context(), m, l.ID, fmt.Sprint("k", i))
@@ -197,7 +198,7 @@ func TestDrawCouponTemplateOutOfStock(t *testing.T) {
 	tpl := e.template(t, 1, 1)
 	winner, m := e.member(t), e.member(t)
 	l := e.lottery(t, 0, 5,
-		marketing.PrizeInput{Name: "券", Kind: enum.PrizeCoupon, Weight: 1_000_000, Stock: ptr(5), CouponTemplateID: &tpl.ID},
+		marketing.PrizeInput{Name: "券", Kind: enum.PrizeCoupon, Weight: 1_000_000, Stock: testkit.Ptr(5), CouponTemplateID: &tpl.ID},
 		nothing(1))
 	first, err := e.svc.Draw(t.Context(), winner, l.ID, "a")
 	if err != nil {
@@ -229,7 +230,7 @@ func TestDrawRace(t *testing.T) {
 	e := newEnv(t)
 	ms := e.members(t, 200, 10)
 	l := e.lottery(t, 10, 1,
-		marketing.PrizeInput{Name: "iPhone", Kind: enum.PrizePhysical, Weight: 10_000_000, Stock: ptr(3)},
+		marketing.PrizeInput{Name: "iPhone", Kind: enum.PrizePhysical, Weight: 10_000_000, Stock: testkit.Ptr(3)},
 		nothing(1))
 	prizeID := l.Edges.Prizes[0].ID
 

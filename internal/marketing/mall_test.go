@@ -12,6 +12,7 @@ import (
 	"github.com/onemember/onemember/ent/pointsentry"
 	"github.com/onemember/onemember/internal/marketing"
 	"github.com/onemember/onemember/internal/platform/fault"
+	"github.com/onemember/onemember/internal/platform/testkit"
 )
 
 func (e *env) item(t testing.TB, in marketing.MallItemInput) *ent.MallItem {
@@ -38,7 +39,7 @@ func (e *env) stock(t testing.TB, itemID int) int {
 func TestCreateMallItemValidates(t *testing.T) {
 	e := newEnv(t)
 	_, err := e.svc.CreateMallItem(t.Context(), marketing.MallItemInput{
-		Title: " ", PointsPrice: 0, Stock: -1, PerMemberLimit: ptr(0), CouponTemplateID: ptr(424242),
+		Title: " ", PointsPrice: 0, Stock: -1, PerMemberLimit: testkit.Ptr(0), CouponTemplateID: testkit.Ptr(424242),
 	})
 	wantCode(t, err, fault.BadUserInput, "title", "pointsPrice", "stock", "perMemberLimit", "couponTemplateId")
 	if n := e.db.MallItem.Query().CountX(t.Context()); n != 0 {
@@ -50,7 +51,7 @@ func TestRedeemMallItem(t *testing.T) {
 	e := newEnv(t)
 	m := e.member(t)
 	e.fund(t, m, 1000)
-	it := e.item(t, marketing.MallItemInput{PointsPrice: 100, Stock: 5, PerMemberLimit: ptr(3)})
+	it := e.item(t, marketing.MallItemInput{PointsPrice: 100, Stock: 5, PerMemberLimit: testkit.Ptr(3)})
 
 	res, err := e.svc.RedeemMallItem(t.Context(), m, it.ID, 2, "k1")
 	if err != nil {

@@ -12,9 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"entgo.io/ent/dialect"
-	entsql "entgo.io/ent/dialect/sql"
-
 	"github.com/onemember/onemember/ent"
 	"github.com/onemember/onemember/ent/identity"
 	"github.com/onemember/onemember/ent/memberevent"
@@ -25,45 +22,21 @@ import (
 	"github.com/onemember/onemember/internal/events"
 	"github.com/onemember/onemember/internal/pii"
 	"github.com/onemember/onemember/internal/platform/database"
-	"github.com/onemember/onemember/internal/platform/pgtest"
+	"github.com/onemember/onemember/internal/platform/testkit"
 	"github.com/onemember/onemember/internal/push"
-	"github.com/onemember/onemember/migrations"
 )
-
-// clock is a settable time source that goroutines may read.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 type env struct {
 	db    *ent.Client
 	sql   *sql.DB
-	clock *clock
+	clock *testkit.Clock
 	pii   *pii.Protector
 	seq   atomic.Int64
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	sqlDB, err := database.Open(t.Context(), pgtest.New(t, migrations.FS), database.Options{MaxOpenConns: 20})
-	if err != nil {
-		t.Fatalf("opening database: %v", err)
-	}
-	client := ent.NewClient(ent.Driver(entsql.OpenDB(dialect.Postgres, sqlDB)))
-	t.Cleanup(func() { client.Close() })
+	client, sqlDB := testkit.EntClient(t, 20)
 	key := func(b byte) []byte {
 		k := make([]byte, pii.KeySize)
 		for i := range k {
@@ -75,7 +48,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{db: client, sql: sqlDB, clock: &clock{t: time.Date(2025, 3, 10, 4, 0, 0, 0, time.UTC)}, pii: p}
+	return &env{db: client, sql: sqlDB, clock: testkit.NewClock(time.Date(2025, 3, 10, 4, 0, 0, 0, time.UTC)), pii: p}
 }
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

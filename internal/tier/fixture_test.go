@@ -6,10 +6,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-	_ "time/tzdata" // the business zone without relying on the host's zoneinfo
-
-	"entgo.io/ent/dialect"
-	entsql "entgo.io/ent/dialect/sql"
 
 	"github.com/onemember/onemember/ent"
 	"github.com/onemember/onemember/ent/account"
@@ -21,27 +17,10 @@ import (
 	memberaccount "github.com/onemember/onemember/internal/account"
 	"github.com/onemember/onemember/internal/platform/database"
 	"github.com/onemember/onemember/internal/platform/pgtest"
+	"github.com/onemember/onemember/internal/platform/testkit"
 	"github.com/onemember/onemember/internal/tier"
 	"github.com/onemember/onemember/migrations"
 )
-
-// clock is a settable now for the service under test.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = t
-}
 
 // env is a migrated database with the default ladder and one store.
 type env struct {
@@ -49,7 +28,7 @@ type env struct {
 	dsn     string
 	db      *ent.Client
 	svc     *tier.Service
-	clock   *clock
+	clock   *testkit.Clock
 	zone    *time.Location
 	tiers   map[string]*ent.Tier
 	buID    int
@@ -59,27 +38,18 @@ type env struct {
 	seq int
 }
 
-func shanghai(t testing.TB) *time.Location {
-	t.Helper()
-	z, err := time.LoadLocation("Asia/Shanghai")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return z
-}
-
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	zone := shanghai(t)
+	zone := testkit.Shanghai(t)
 	e := &env{
 		t:    t,
 		dsn:  pgtest.New(t, migrations.FS),
 		zone: zone,
 		// Every test starts at 15 June 2026, 10:00 in Shanghai.
-		clock: &clock{t: time.Date(2026, 6, 15, 10, 0, 0, 0, zone)},
+		clock: testkit.NewClock(time.Date(2026, 6, 15, 10, 0, 0, 0, zone)),
 		tiers: map[string]*ent.Tier{},
 	}
-	e.db = openClient(t, e.dsn)
+	e.db, _ = testkit.OpenEntClient(t, e.dsn, 0)
 	e.svc = tier.New(e.db, zone, e.clock.Now)
 
 	ctx := t.Context()
@@ -107,17 +77,6 @@ func newEnv(t *testing.T) *env {
 	st := must(e.db.Store.Create().SetCode("SUPER-SH-01").SetName("上海一店").SetBusinessUnitID(bu.ID).Save(ctx))
 	e.buID, e.storeID = bu.ID, st.ID
 	return e
-}
-
-func openClient(t *testing.T, dsn string) *ent.Client {
-	t.Helper()
-	db, err := database.Open(t.Context(), dsn, database.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := ent.NewClient(ent.Driver(entsql.OpenDB(dialect.Postgres, db)))
-	t.Cleanup(func() { c.Close() })
-	return c
 }
 
 func must[T any](v T, err error) T {

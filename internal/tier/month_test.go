@@ -4,15 +4,12 @@ import (
 	"testing"
 	"time"
 
-	_ "time/tzdata" // the business zone without relying on the host's zoneinfo
+	"github.com/onemember/onemember/internal/platform/testkit"
 )
 
 func TestAddMonths(t *testing.T) {
 	t.Parallel()
-	sh, err := time.LoadLocation("Asia/Shanghai")
-	if err != nil {
-		t.Fatal(err)
-	}
+	sh := testkit.Shanghai(t)
 	at := func(y int, m time.Month, d, h int) time.Time { return time.Date(y, m, d, h, 0, 0, 0, sh) }
 	tests := []struct {
 		name string
@@ -39,10 +36,7 @@ func TestAddMonths(t *testing.T) {
 
 func TestMonthBounds(t *testing.T) {
 	t.Parallel()
-	sh, err := time.LoadLocation("Asia/Shanghai")
-	if err != nil {
-		t.Fatal(err)
-	}
+	sh := testkit.Shanghai(t)
 	// 31 May 16:30 UTC is 1 June 00:30 in Shanghai: June's spend.
 	from, to := monthBounds(time.Date(2026, 5, 31, 16, 30, 0, 0, time.UTC), sh)
 	if want := time.Date(2026, 6, 1, 0, 0, 0, 0, sh); !from.Equal(want) {

@@ -12,6 +12,7 @@ import (
 	"github.com/onemember/onemember/ent/memberevent"
 	"github.com/onemember/onemember/ent/notification"
 	"github.com/onemember/onemember/ent/tierchange"
+	"github.com/onemember/onemember/internal/platform/testkit"
 	"github.com/onemember/onemember/internal/tier"
 )
 
@@ -142,7 +143,8 @@ func TestReviewConcurrentReplicas(t *testing.T) {
 		e.member(memberSpec{tier: "NORMAL", registered: now.AddDate(-3, 0, 0)})
 	}
 	// Two replicas: separate pools, separate services, the same clock.
-	replicas := []*tier.Service{e.svc, tier.New(openClient(t, e.dsn), e.zone, e.clock.Now)}
+	replica, _ := testkit.OpenEntClient(t, e.dsn, 0)
+	replicas := []*tier.Service{e.svc, tier.New(replica, e.zone, e.clock.Now)}
 	for _, r := range replicas {
 		tier.SetReviewBatch(r, 7) // several passes, each racing the other replica
 	}

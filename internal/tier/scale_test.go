@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/onemember/onemember/internal/platform/testkit"
 	"github.com/onemember/onemember/internal/tier"
 )
 
@@ -54,7 +55,7 @@ func TestScale(t *testing.T) {
 	proposed := []tier.TierInput{
 		{Code: "NORMAL", Name: "普通会员", Rank: 0},
 		{Code: "SILVER", Name: "银卡会员", Rank: 1, Threshold: 800},
-		{Code: "GOLD", Name: "金卡会员", Rank: 2, Threshold: 2000, MonthlySpendRequired: ptr[int64](10000)},
+		{Code: "GOLD", Name: "金卡会员", Rank: 2, Threshold: 2000, MonthlySpendRequired: testkit.Ptr[int64](10000)},
 		{Code: "DIAMOND", Name: "钻石会员", Rank: 3, Threshold: 4000},
 	}
 	for _, asOf := range []time.Time{now, now.AddDate(0, -1, 0)} {

@@ -8,10 +8,9 @@ import (
 	"github.com/onemember/onemember/ent/member"
 	"github.com/onemember/onemember/internal/platform/calendar"
 	"github.com/onemember/onemember/internal/platform/fault"
+	"github.com/onemember/onemember/internal/platform/testkit"
 	"github.com/onemember/onemember/internal/tier"
 )
-
-func ptr[T any](v T) *T { return &v }
 
 // snapshot fingerprints every table Simulate reads or could touch.
 func (e *env) snapshot() map[string]string {
@@ -72,7 +71,7 @@ func TestSimulate(t *testing.T) {
 	proposed := []tier.TierInput{
 		{Code: "NORMAL", Name: "普通会员", Rank: 0, Threshold: 0},
 		{Code: "SILVER", Name: "银卡会员", Rank: 1, Threshold: 800},
-		{Code: "GOLD", Name: "金卡会员", Rank: 2, Threshold: 1500, MonthlySpendRequired: ptr[int64](10000)},
+		{Code: "GOLD", Name: "金卡会员", Rank: 2, Threshold: 1500, MonthlySpendRequired: testkit.Ptr[int64](10000)},
 		{Code: "DIAMOND", Name: "钻石会员", Rank: 3, Threshold: 3000},
 	}
 	before := e.snapshot()
@@ -164,7 +163,7 @@ func TestSimulate(t *testing.T) {
 	t.Run("invalid proposals", func(t *testing.T) {
 		bad := slices.Clone(proposed)
 		bad[1].Threshold = 0
-		bad[2].PointsMultiplier = ptr(0.0)
+		bad[2].PointsMultiplier = testkit.Ptr(0.0)
 		bad[3].Rank = 2
 		_, err := e.svc.Simulate(ctx, bad, e.clock.Now())
 		if want := []string{"tiers[2].pointsMultiplier"}; !slices.Equal(fields(err), want) {

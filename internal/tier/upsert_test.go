@@ -10,6 +10,7 @@ import (
 	"github.com/onemember/onemember/ent"
 	enttier "github.com/onemember/onemember/ent/tier"
 	"github.com/onemember/onemember/internal/platform/fault"
+	"github.com/onemember/onemember/internal/platform/testkit"
 	"github.com/onemember/onemember/internal/tier"
 )
 
@@ -30,16 +31,16 @@ func TestTierInputValidate(t *testing.T) {
 		{"long name", func(in *tier.TierInput) { in.Name = strings.Repeat("金", 33) }, []string{"name"}},
 		{"negative rank", func(in *tier.TierInput) { in.Rank = -1 }, []string{"rank"}},
 		{"negative threshold", func(in *tier.TierInput) { in.Threshold = -5 }, []string{"threshold"}},
-		{"negative spend", func(in *tier.TierInput) { in.MonthlySpendRequired = ptr[int64](-1) }, []string{"monthlySpendRequired"}},
-		{"negative referrals", func(in *tier.TierInput) { in.ReferralsRequired = ptr(-1) }, []string{"referralsRequired"}},
-		{"no retention", func(in *tier.TierInput) { in.RetentionMonths = ptr(0) }, []string{"retentionMonths"}},
-		{"zero multiplier", func(in *tier.TierInput) { in.PointsMultiplier = ptr(0.0) }, []string{"pointsMultiplier"}},
-		{"multiplier rounding to zero", func(in *tier.TierInput) { in.PointsMultiplier = ptr(0.0004) }, []string{"pointsMultiplier"}},
-		{"huge multiplier", func(in *tier.TierInput) { in.PointsMultiplier = ptr(10.5) }, []string{"pointsMultiplier"}},
-		{"NaN multiplier", func(in *tier.TierInput) { in.PointsMultiplier = ptr(math.NaN()) }, []string{"pointsMultiplier"}},
+		{"negative spend", func(in *tier.TierInput) { in.MonthlySpendRequired = testkit.Ptr[int64](-1) }, []string{"monthlySpendRequired"}},
+		{"negative referrals", func(in *tier.TierInput) { in.ReferralsRequired = testkit.Ptr(-1) }, []string{"referralsRequired"}},
+		{"no retention", func(in *tier.TierInput) { in.RetentionMonths = testkit.Ptr(0) }, []string{"retentionMonths"}},
+		{"zero multiplier", func(in *tier.TierInput) { in.PointsMultiplier = testkit.Ptr(0.0) }, []string{"pointsMultiplier"}},
+		{"multiplier rounding to zero", func(in *tier.TierInput) { in.PointsMultiplier = testkit.Ptr(0.0004) }, []string{"pointsMultiplier"}},
+		{"huge multiplier", func(in *tier.TierInput) { in.PointsMultiplier = testkit.Ptr(10.5) }, []string{"pointsMultiplier"}},
+		{"NaN multiplier", func(in *tier.TierInput) { in.PointsMultiplier = testkit.Ptr(math.NaN()) }, []string{"pointsMultiplier"}},
 		{"duplicate benefit", func(in *tier.TierInput) { in.BenefitCodes = []string{"A", "A"} }, []string{"benefitCodes"}},
 		{"everything at once", func(in *tier.TierInput) {
-			in.Code, in.Name, in.Threshold, in.RetentionMonths = "", "", -1, ptr(500)
+			in.Code, in.Name, in.Threshold, in.RetentionMonths = "", "", -1, testkit.Ptr(500)
 		}, []string{"code", "name", "threshold", "retentionMonths"}},
 	}
 	for _, tt := range tests {
@@ -65,7 +66,7 @@ func TestUpsert(t *testing.T) {
 	t.Run("new tier", func(t *testing.T) {
 		pt, err := e.svc.Upsert(ctx, tier.TierInput{
 			Code: "PLATINUM", Name: "铂金会员", Rank: 4, Threshold: 6000,
-			RetentionMonths: ptr(24), PointsMultiplier: ptr(2.5), BenefitCodes: []string{"PERSONAL_SHOPPER", "DISCOUNT_80"},
+			RetentionMonths: testkit.Ptr(24), PointsMultiplier: testkit.Ptr(2.5), BenefitCodes: []string{"PERSONAL_SHOPPER", "DISCOUNT_80"},
 		})
 		if err != nil {
 			t.Fatalf("Upsert: %v", err)
@@ -97,7 +98,7 @@ func TestUpsert(t *testing.T) {
 			t.Errorf("updated %+v with %d benefits; want threshold and name changed, the rest kept", g, len(g.Edges.Benefits))
 		}
 		g, err = e.svc.Upsert(ctx, tier.TierInput{Code: "GOLD", Name: "金卡", Rank: 2, Threshold: 1800,
-			MonthlySpendRequired: ptr[int64](0), BenefitCodes: []string{}})
+			MonthlySpendRequired: testkit.Ptr[int64](0), BenefitCodes: []string{}})
 		if err != nil {
 			t.Fatalf("Upsert: %v", err)
 		}
@@ -132,7 +133,7 @@ func TestUpsert(t *testing.T) {
 				tier.TierInput{Code: "NORMAL", Name: "普通", Rank: 0, Threshold: 100}, []string{"threshold"}},
 			{"lowest tier with conditions",
 				tier.TierInput{Code: "NORMAL", Name: "普通", Rank: 0, Threshold: 0,
-					MonthlySpendRequired: ptr[int64](100), ReferralsRequired: ptr(1)},
+					MonthlySpendRequired: testkit.Ptr[int64](100), ReferralsRequired: testkit.Ptr(1)},
 				[]string{"monthlySpendRequired", "referralsRequired"}},
 			{"unknown benefits",
 				tier.TierInput{Code: "GOLD", Name: "金卡", Rank: 2, Threshold: 1800, BenefitCodes: []string{"DISCOUNT_85", "NOPE", "NADA"}},

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/onemember/onemember/internal/platform/testkit"
 )
 
 func testKey() []byte { return bytes.Repeat([]byte{0x5a}, MinKeySize) }
@@ -16,26 +18,9 @@ func testKey() []byte { return bytes.Repeat([]byte{0x5a}, MinKeySize) }
 // t0 has a sub-second part to exercise rounding of the expiry.
 func t0() time.Time { return time.Date(2025, 3, 1, 10, 0, 0, 250_000_000, time.UTC) }
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = t
-}
-
-func newTestSigner(t *testing.T, purpose string) (*Signer, *clock) {
+func newTestSigner(t *testing.T, purpose string) (*Signer, *testkit.Clock) {
 	t.Helper()
-	c := &clock{t: t0()}
+	c := testkit.NewClock(t0())
 	s, err := NewSigner(testKey(), purpose, c.Now)
 	if err != nil {
 		t.Fatalf("NewSigner: %v", err)

@@ -6,11 +6,12 @@ import (
 	"errors"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/onemember/onemember/internal/platform/testkit"
 )
 
 const testIssuer = "onemember-test"
@@ -20,27 +21,9 @@ func testKey() []byte { return bytes.Repeat([]byte("k"), MinKeySize) }
 // t0 is a fixed instant with a sub-second part, to exercise truncation.
 func t0() time.Time { return time.Date(2025, 3, 1, 10, 0, 0, 700_000_000, time.UTC) }
 
-// clock is an injectable, adjustable time source.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = t
-}
-
-func newTestIssuer(t *testing.T) (*Issuer, *clock) {
+func newTestIssuer(t *testing.T) (*Issuer, *testkit.Clock) {
 	t.Helper()
-	c := &clock{t: t0()}
+	c := testkit.NewClock(t0())
 	i, err := NewIssuer(testKey(), testIssuer, 15*time.Minute, c.Now)
 	if err != nil {
 		t.Fatalf("NewIssuer: %v", err)
@@ -297,7 +280,7 @@ func TestVerifyRejects(t *testing.T) {
 func TestVerifyOtherIssuerInstance(t *testing.T) {
 	// Same key, different iss: e.g. staging and production sharing a key by
 	// mistake.
-	c := &clock{t: t0()}
+	c := testkit.NewClock(t0())
 	prod, err := NewIssuer(testKey(), "onemember-prod", time.Minute, c.Now)
 	if err != nil {
 		t.Fatal(err)
