@@ -2,7 +2,8 @@
 # bench.sh runs the HTTP load benchmarks of docs/BENCHMARKS.md against a
 # freshly seeded benchmark database and puts each result next to a pgbench
 # reference measured in the same run on the same PostgreSQL (select-only,
-# or for ingest the SQL one ingestOrder sends: scripts/bench/ingest_order.sql),
+# or for ingest the SQL one ingestOrder sends: scripts/bench/ingest_order.sql,
+# or for claims a single-row conditional UPDATE: scripts/bench/hot_row.sql),
 # so that numbers from shared, noisy machines can be compared as ratios.
 #
 #   make bench                          (exports DATABASE_URL, builds bin/server)
@@ -21,7 +22,16 @@
 #                         (minted by "server mint-tokens") [2000]
 #   BENCH_MINT_SEED       --seed of "server mint-tokens": which members [1]
 #   BENCH_SCENARIOS       space-separated scenarios to run, of viewer,
-#                         memberhome and ingest [viewer]
+#                         memberhome, ingest and claims [viewer]
+#   BENCH_CLAIMS_CONNECTIONS  connections of claims and of its pgbench
+#                         hot_row.sql reference [64]
+#   BENCH_CLAIMS_TOKENS   seeded members whose tokens claims rotates
+#                         (minted by "server mint-tokens") [2000]
+#   BENCH_CLAIMS_STOCK    stock of the claims template: more than a run can
+#                         claim, so that every claim succeeds [10000000]
+#   BENCH_CLAIMS_SOLDOUT_STOCK  stock of the template of the sold-out phase
+#                         that follows claims [1000]
+#   BENCH_CLAIMS_SOLDOUT_DURATION  seconds of the sold-out phase [10]
 #   BENCH_DB              benchmark database, dropped and recreated [onemember_bench]
 #   BENCH_PGBENCH_DB      pgbench scratch database, dropped at exit [onemember_pgbench]
 #   BENCH_PGBENCH_SCALE   pgbench -i -s [10]
@@ -51,7 +61,10 @@
 # run_http_scenario with a name, a GraphQL document, a token file and a
 # string every good response contains; add <name> to BENCH_SCENARIOS.
 # Optional functions before_<name> and after_<name> run next to the metric
-# scrapes of the measured run, check_<name> after its row is computed.
+# scrapes of the measured run, check_<name> after its row is computed;
+# SCENARIO_VARS[<name>] is the JSON of the request's variables,
+# SCENARIO_CONNS[<name>] its connections (default BENCH_CONNECTIONS) and
+# SCENARIO_REF[<name>] its pgbench reference (default select).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
@@ -85,6 +98,17 @@ PGBENCH_SCALE="${BENCH_PGBENCH_SCALE:-10}"
 INGEST_DB="${BENCH_INGEST_DB:-onemember_pgbench_ingest}"
 CLIENTS_DIR="${ONEMEMBER_CLIENTS_DIR:-$ROOT/../shared/clients}"
 INGEST_SQL="$ROOT/scripts/bench/ingest_order.sql"
+HOTROW_SQL="$ROOT/scripts/bench/hot_row.sql"
+CLAIMS_CONNS="${BENCH_CLAIMS_CONNECTIONS:-64}"
+CLAIMS_TOKENS="${BENCH_CLAIMS_TOKENS:-2000}"
+CLAIMS_STOCK="${BENCH_CLAIMS_STOCK:-10000000}"
+SOLDOUT_STOCK="${BENCH_CLAIMS_SOLDOUT_STOCK:-1000}"
+SOLDOUT_DURATION="${BENCH_CLAIMS_SOLDOUT_DURATION:-10}"
+SOLDOUT_DURATION="${SOLDOUT_DURATION%s}"
+# The seeded administrator's password ("server seed" reads it from
+# SEED_ADMIN_PASSWORD); claims signs in with it to create its templates.
+ADMIN_EMAIL="admin@onemember.local"
+ADMIN_PASSWORD="bench-admin-password"
 FRESH_DB="${BENCH_FRESH_DB:-1}"
 RESULTS_DIR="${BENCH_RESULTS_DIR:-$ROOT/bench-results}"
 SERVER="${BENCH_SERVER:-$ROOT/bin/server}"
@@ -104,12 +128,21 @@ int_in BENCH_TOKENS "$NTOKENS" 1 10000
 int_in BENCH_MEMBERHOME_TOKENS "$HOME_TOKENS" 1 100000
 int_in BENCH_MINT_SEED "$MINT_SEED" 0 1000000000
 int_in BENCH_PGBENCH_SCALE "$PGBENCH_SCALE" 1 1000
+int_in BENCH_CLAIMS_CONNECTIONS "$CLAIMS_CONNS" 1 1000
+int_in BENCH_CLAIMS_TOKENS "$CLAIMS_TOKENS" 1 100000
+int_in BENCH_CLAIMS_STOCK "$CLAIMS_STOCK" 1 2000000000
+int_in BENCH_CLAIMS_SOLDOUT_STOCK "$SOLDOUT_STOCK" 1 10000000
+int_in BENCH_CLAIMS_SOLDOUT_DURATION "$SOLDOUT_DURATION" 1 600
 LOCK_WAIT="${BENCH_LOCK_WAIT:-1200}"
 int_in BENCH_LOCK_WAIT "$LOCK_WAIT" 0 7200
 SEED_TIMEOUT="${BENCH_SEED_TIMEOUT:-1800}"
 int_in BENCH_SEED_TIMEOUT "$SEED_TIMEOUT" 1 7200
 ((DURATION >= 20)) || log "warning: BENCH_DURATION=$DURATION: below 20 s, pgbench's connection start-up distorts the reference"
 ((THREADS <= CONNS && PGJOBS <= CONNS)) || die "BENCH_THREADS and BENCH_PGBENCH_JOBS must not exceed BENCH_CONNECTIONS ($CONNS)"
+if [[ " $SCENARIOS " == *" claims "* ]]; then
+	((THREADS <= CLAIMS_CONNS && PGJOBS <= CLAIMS_CONNS)) ||
+		die "BENCH_THREADS and BENCH_PGBENCH_JOBS must not exceed BENCH_CLAIMS_CONNECTIONS ($CLAIMS_CONNS)"
+fi
 for db in "$BENCH_DB" "$PGBENCH_DB" "$INGEST_DB"; do
 	[[ "$db" =~ ^[a-z_][a-z0-9_]*$ ]] || die "database name '$db' must be a plain lower-case identifier"
 done
@@ -185,6 +218,7 @@ stop_server() {
 cleanup() {
 	local rc=$?
 	if declare -F pg_sampler_stop >/dev/null; then pg_sampler_stop; fi
+	if [[ -n "${CLAIMS_WAITS_PID:-}" ]]; then kill "$CLAIMS_WAITS_PID" 2>/dev/null || true; fi
 	stop_server
 	local db
 	for db in "$PGBENCH_DB" "${INGEST_DB}_before" "${INGEST_DB}_after"; do
@@ -336,8 +370,9 @@ json_string() { # JSON-encodes $1 (quotes, backslashes, control whitespace)
 # (unique externalId: run, phase, thread and counter; a random member of a
 # file of member numbers; a random store of a file of codes; 1-3 items;
 # CASH), sent with the API client secret of the token file. Every response
-# body is checked for "errors" and for the scenario's expected marker, and
-# done() prints one machine-readable line.
+# body is checked for "errors" and for the scenario's expected marker (bodies
+# with errors whose code is OUT_OF_STOCK are counted apart too: the sold-out
+# phase of claims), and done() prints one machine-readable line.
 #
 # Arguments: TOKENS BODY EXPECT NONCE [rotate | ingest MEMBERS STORES PAID_AT]
 cat >"$WORK/bench.lua" <<'LUA'
@@ -388,7 +423,7 @@ function init(args)
     -- Threads start at different points of the rotation.
     idx = ((id - 1) * 7919) % #reqs
   end
-  gql_errors, unexpected, checked = 0, 0, 0
+  gql_errors, unexpected, checked, out_of_stock = 0, 0, 0, 0
 end
 
 local function order()
@@ -421,24 +456,26 @@ function response(status, headers, body)
   checked = checked + 1
   if body:find('"errors"', 1, true) then
     gql_errors = gql_errors + 1
+    if body:find('"OUT_OF_STOCK"', 1, true) then out_of_stock = out_of_stock + 1 end
   elseif expect ~= "" and not body:find(expect, 1, true) then
     unexpected = unexpected + 1
   end
 end
 
 function done(summary, latency, requests)
-  local e, u, c = 0, 0, 0
+  local e, u, c, o = 0, 0, 0, 0
   for _, t in ipairs(threads) do
     e = e + t:get("gql_errors")
     u = u + t:get("unexpected")
     c = c + t:get("checked")
+    o = o + t:get("out_of_stock")
   end
   local s = summary.errors
   io.write(string.format(
     "BENCH requests=%d duration_us=%d p50_us=%d p90_us=%d p99_us=%d max_us=%d " ..
-    "non2xx=%d connect=%d read=%d write=%d timeout=%d gql_errors=%d unexpected=%d checked=%d\n",
+    "non2xx=%d connect=%d read=%d write=%d timeout=%d gql_errors=%d unexpected=%d checked=%d out_of_stock=%d\n",
     summary.requests, summary.duration, latency:percentile(50), latency:percentile(90),
-    latency:percentile(99), latency.max, s.status, s.connect, s.read, s.write, s.timeout, e, u, c))
+    latency:percentile(99), latency.max, s.status, s.connect, s.read, s.write, s.timeout, e, u, c, o))
 end
 LUA
 # RUN_ID makes the ingest scenario's externalIds unique across runs on a
@@ -446,12 +483,13 @@ LUA
 RUN_ID="$(date -u +%s)-$$"
 
 # wrk_run SECONDS TOKENS BODY EXPECT OUT [MODE ARGS...]: one wrk run, raw
-# output in OUT.
+# output in OUT, with WRK_CONNS connections (default BENCH_CONNECTIONS;
+# run_http_scenario sets it for its scenario).
 wrk_run() {
 	local nonce
 	nonce="b$RUN_ID-$(basename "$5" | tr -c 'a-z0-9\n' '-')"
 	timeout --kill-after=10 $(($1 + 60)) \
-		wrk --latency --timeout 5s -t "$THREADS" -c "$CONNS" -d "${1}s" \
+		wrk --latency --timeout 5s -t "$THREADS" -c "${WRK_CONNS:-$CONNS}" -d "${1}s" \
 		-s "$WORK/bench.lua" "$BASE/query" -- "$2" "$3" "$4" "$nonce" "${@:6}" >"$5" 2>&1 ||
 		{
 			cat "$5" >&2
@@ -468,13 +506,16 @@ RAW=()     # files with raw tool output for the report
 # /metrics deltas, CPU from /proc (server, the benchmark database's backends,
 # wrk, the machine). MODE and its ARGS go to the wrk script (default rotate).
 # The table row compares with the pgbench reference SCENARIO_REF[NAME]
-# (default: select, pgbench -S).
+# (default: select, pgbench -S). SCENARIO_VARS[NAME] is the JSON object of
+# the request's variables (default none), SCENARIO_CONNS[NAME] the
+# connections (default BENCH_CONNECTIONS).
 run_http_scenario() {
 	local name="$1" query="$2" tokens="$3" expect="$4"
 	local wrk_args=("${@:5}")
 	local ref="${SCENARIO_REF[$name]:-select}"
+	local WRK_CONNS="${SCENARIO_CONNS[$name]:-$CONNS}"
 	local body="$WORK/$name.json" out="$WORK/$name.wrk"
-	printf '{"query":%s}' "$(json_string "$query")" >"$body"
+	printf '{"query":%s%s}' "$(json_string "$query")" "${SCENARIO_VARS[$name]:+,\"variables\":${SCENARIO_VARS[$name]}}" >"$body"
 	if ((WARMUP > 0)); then
 		log "$name: warm-up ${WARMUP}s"
 		wrk_run "$WARMUP" "$tokens" "$body" "$expect" "$WORK/$name.warmup" "${wrk_args[@]}"
@@ -493,7 +534,7 @@ run_http_scenario() {
 	children_cpu "$WORK/children0"
 	wrk0="$(cat "$WORK/children0")"
 	read -r busy0 all0 < <(machine_cpu)
-	log "$name: ${CONNS} connections, ${THREADS} threads, ${DURATION}s"
+	log "$name: ${WRK_CONNS} connections, ${THREADS} threads, ${DURATION}s"
 	wrk_run "$DURATION" "$tokens" "$body" "$expect" "$out" "${wrk_args[@]}"
 	local sql1 req1 err1 srv1 pg1 wrk1 busy1 all1
 	read -r busy1 all1 < <(machine_cpu)
@@ -544,7 +585,7 @@ run_http_scenario() {
 	local p50 p99
 	p50="$(calc '%.2f ms' "$p50_us / 1000")"
 	p99="$(calc '%.2f ms' "$p99_us / 1000")"
-	ROWS+=("| $name | $CONNS | ${DURATION}s | $rps | $p50 | $p99 | $sql_per_req | @REF:$ref@ | @RATIO:$ref:$rps@ | $non2xx | $gql_errors |")
+	ROWS+=("| $name | $WRK_CONNS | ${DURATION}s | $rps | $p50 | $p99 | $sql_per_req | @REF:$ref@ | @RATIO:$ref:$rps@ | $non2xx | $gql_errors |")
 	DETAILS+=("- \`$name\`: $requests requests in ${DURATION}s (server counted $srv_req, $srv_err with GraphQL errors); p90 $(calc '%.2f ms' "$p90_us / 1000"), max $(calc '%.2f ms' "$max_us / 1000"); socket errors connect/read/write/timeout $connect/$read/$write/$timeout; $unexpected responses without \`$expect\`; CPU per request: server ${us_srv} µs + PostgreSQL ${us_pg} µs + wrk ${us_wrk} µs = ${us_all} µs, i.e. at most ~${ceiling} req/s on $(nproc) cores if nothing else ran; ${REF_NAME[$ref]} spends @REFUS:$ref@ µs per transaction, so the CPU ratio is @CPURATIO:$ref:$us_all@; cores used: server $cores_srv, PostgreSQL $cores_pg, wrk $cores_wrk, other processes $cores_other (machine busy $cores_busy of $(nproc)).")
 	if [[ -n "$logged" ]]; then
 		DETAILS+=("  - the server logged: $logged")
@@ -558,7 +599,7 @@ run_http_scenario() {
 	if declare -F "check_$name" >/dev/null; then "check_$name"; fi
 }
 FAILED=()
-declare -A SCENARIO_REF=()
+declare -A SCENARIO_REF=() SCENARIO_VARS=() SCENARIO_CONNS=()
 
 # ---------------------------------------------------------------------------
 # Scenarios. Each takes the token file; add new ones here.
@@ -626,6 +667,215 @@ check_ingest() {
 	fi
 }
 
+# claims: members claiming coupons of one hot template (ClaimCoupon of
+# shared/clients/miniprogram/marketing.graphql, read at run time) on
+# BENCH_CLAIMS_CONNECTIONS connections, each request a claim by the next of
+# BENCH_CLAIMS_TOKENS seeded members (tokens from "server mint-tokens",
+# distinct members). The template is created through the API as the seeded
+# administrator (CreateCouponTemplate of shared/clients/admin/marketing.graphql)
+# with more stock than a run can claim and a per-member limit of 1,000,000,
+# so that every claim succeeds. Every claim takes the stock with one
+# conditional UPDATE of the template's row (internal/coupon, takeStock),
+# whose lock it holds until COMMIT: claims serialise on that row. The
+# reference is pgbench running only such an UPDATE on a one-row table
+# (scripts/bench/hot_row.sql) with the same clients. After the measured run
+# the stock must be exact (issued_count = coupons = claims the server
+# answered without errors), and a sold-out phase with a second template of
+# BENCH_CLAIMS_SOLDOUT_STOCK under the same load must issue exactly that
+# many coupons and answer every other claim OUT_OF_STOCK.
+SCENARIO_REF[claims]=hotrow
+SCENARIO_CONNS[claims]="$CLAIMS_CONNS"
+CLAIMS_PER_MEMBER=1000000
+CLAIMS_EXPECT='"coupon":{"id":"'
+scenario_claims() {
+	local doc t gid
+	doc="$(operation "$CLIENTS_DIR/miniprogram/marketing.graphql" ClaimCoupon)"
+	t="$(claims_template "bench claims $RUN_ID" "$CLAIMS_STOCK")"
+	read -r gid CLAIMS_TEMPLATE_ID <<<"$t"
+	SCENARIO_VARS[claims]="{\"templateId\":$(json_string "$gid")}"
+	server_quiet
+	CLAIMS_OK0="$(claim_metric ok)"
+	run_http_scenario claims "$doc" "$CLAIMS_TOKENS_FILE" "$CLAIMS_EXPECT"
+	claims_soldout "$doc"
+}
+# Around the measured run of claims: how many of the server's database
+# connections wait for a lock (the template's row) and how long requests
+# wait for a connection of the server's pool. A psql session samples
+# pg_stat_activity every half second; the pool's waits come from /metrics.
+CLAIMS_WAITS_PID=""
+before_claims() {
+	timeout $((DURATION + 120)) "$PSQL" -X -q -w -tA -F ' ' -d "$BENCH_URL" >"$WORK/claims.waits" 2>/dev/null <<-'SQL' &
+		SELECT count(*) FILTER (WHERE wait_event_type = 'Lock'), count(*) FILTER (WHERE state <> 'idle') FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend' \watch 0.5
+	SQL
+	CLAIMS_WAITS_PID=$!
+	POOL_WAITS0="$(metric go_sql_wait_count_total)"
+	POOL_WAIT_S0="$(metric go_sql_wait_duration_seconds_total)"
+}
+after_claims() {
+	POOL_WAITS1="$(metric go_sql_wait_count_total)"
+	POOL_WAIT_S1="$(metric go_sql_wait_duration_seconds_total)"
+	POOL_MAX="$(metric go_sql_max_open_connections)"
+	if [[ -n "$CLAIMS_WAITS_PID" ]]; then
+		kill "$CLAIMS_WAITS_PID" 2>/dev/null || true
+		wait "$CLAIMS_WAITS_PID" 2>/dev/null || true
+	fi
+	CLAIMS_WAITS_PID=""
+}
+# claim_metric OUTCOME: ClaimCoupon operations the server finished with
+# OUTCOME (ok: without errors; error).
+claim_metric() { metric_series onemember_graphql_requests_total "operation=\"ClaimCoupon\",outcome=\"$1\""; }
+# check_claims, once the measured run's row is computed (it reads that
+# run's figures): stock exactness of the template, and the target.
+check_claims() {
+	server_quiet
+	local ok issued total coupons members
+	ok="$(calc '%.0f' "$(claim_metric ok) - $CLAIMS_OK0")"
+	IFS='|' read -r issued total coupons members < <(bench_psql -tAc "SELECT t.issued_count, t.total_stock,
+		(SELECT count(*) FROM coupons c WHERE c.template_id = t.id),
+		(SELECT count(DISTINCT c.member_id) FROM coupons c WHERE c.template_id = t.id)
+		FROM coupon_templates t WHERE t.id = $CLAIMS_TEMPLATE_ID")
+	local verdict=exact
+	if ! ((issued == coupons && coupons == ok)); then
+		verdict="NOT exact"
+		FAILED+=("claims: stock not exact: issued_count $issued, $coupons coupons, $ok claims answered without errors")
+	fi
+	if ((issued >= total)); then
+		FAILED+=("claims: the template's stock of $total ran out during the run: raise BENCH_CLAIMS_STOCK")
+	fi
+	DETAILS+=("  - stock $verdict: the template's issued_count $issued = $coupons coupons of it = $ok ClaimCoupon operations the server finished without errors (warm-up and measured run; wrk saw $((requests - gql_errors - unexpected)) succeed in the measured run), claimed by $members distinct members; stock $total, per-member limit $CLAIMS_PER_MEMBER.")
+	local samples lockwait busy
+	read -r samples lockwait busy < <(awk 'NF == 2 { n++; l += $1; b += $2 } END { printf "%d %.1f %.1f\n", n, (n ? l / n : 0), (n ? b / n : 0) }' "$WORK/claims.waits")
+	DETAILS+=("  - waits: of the server's $(calc '%.0f' "$POOL_MAX") database connections, $busy were busy and $lockwait waited for a lock on average ($samples samples of pg_stat_activity); requests waited $(calc '%.2f' "($POOL_WAITS1 - $POOL_WAITS0) / ($srv_req > 0 ? $srv_req : 1)") times per claim for a pool connection, $(calc '%.1f' "($POOL_WAIT_S1 - $POOL_WAIT_S0) * 1000 / ($srv_req > 0 ? $srv_req : 1)") ms per claim in all.")
+	DETAILS+=("  - serialised on the template's row: 1 ÷ claims/s = $(calc '%.0f' "1000000 / ($rps > 0 ? $rps : 1)") µs per claim, against 1 ÷ TPS = @PERTX:hotrow@ µs per update of pgbench hot_row.sql.")
+	DETAILS+=("  - target: claims/s ≥ 0.60 × the TPS of pgbench hot_row.sql with $WRK_CONNS clients: ratio @RATIO:hotrow:$rps@, @MEETS:hotrow:$rps:0.60@.")
+}
+
+# claims_soldout DOC: the sold-out phase. A template with
+# BENCH_CLAIMS_SOLDOUT_STOCK coupons, claimed under the load of claims for
+# BENCH_CLAIMS_SOLDOUT_DURATION seconds without warm-up: exactly its stock
+# is issued, wrk and the server see exactly that many successful claims,
+# and every other response is an OUT_OF_STOCK error.
+claims_soldout() {
+	local doc="$1" t gid id body="$WORK/claims-soldout.json" out="$WORK/claims-soldout.wrk"
+	local WRK_CONNS="$CLAIMS_CONNS"
+	t="$(claims_template "bench claims sold out $RUN_ID" "$SOLDOUT_STOCK")"
+	read -r gid id <<<"$t"
+	printf '{"query":%s,"variables":{"templateId":%s}}' "$(json_string "$doc")" "$(json_string "$gid")" >"$body"
+	server_quiet
+	local ok0 err0 oos0
+	ok0="$(claim_metric ok)"
+	err0="$(claim_metric error)"
+	oos0="$(metric_series onemember_graphql_errors_total 'code="OUT_OF_STOCK"')"
+	log "claims: sold-out phase, stock $SOLDOUT_STOCK, $WRK_CONNS connections, ${SOLDOUT_DURATION}s"
+	wrk_run "$SOLDOUT_DURATION" "$CLAIMS_TOKENS_FILE" "$body" "$CLAIMS_EXPECT" "$out"
+	server_quiet
+	cat "$out" >&2
+	RAW+=("$out")
+	local line
+	line="$(grep '^BENCH ' "$out")" || die "claims sold out: no result line from wrk"
+	local requests duration_us p50_us p90_us p99_us max_us non2xx connect read write timeout gql_errors unexpected out_of_stock
+	eval "$(printf '%s\n' "${line#BENCH }" | tr ' ' '\n' | grep -E '^[a-z0-9_]+=[0-9]+$' | sed 's/^/local /')"
+	local ok err oos issued coupons good=$((requests - gql_errors - unexpected))
+	ok="$(calc '%.0f' "$(claim_metric ok) - $ok0")"
+	err="$(calc '%.0f' "$(claim_metric error) - $err0")"
+	oos="$(calc '%.0f' "$(metric_series onemember_graphql_errors_total 'code="OUT_OF_STOCK"') - $oos0")"
+	IFS='|' read -r issued coupons < <(bench_psql -tAc "SELECT t.issued_count,
+		(SELECT count(*) FROM coupons c WHERE c.template_id = t.id) FROM coupon_templates t WHERE t.id = $id")
+	local problems=()
+	((requests > SOLDOUT_STOCK)) || problems+=("demand ($requests claims) did not exceed the stock: raise BENCH_CLAIMS_SOLDOUT_DURATION")
+	((issued == SOLDOUT_STOCK && coupons == SOLDOUT_STOCK)) || problems+=("issued_count $issued and $coupons coupons for a stock of $SOLDOUT_STOCK")
+	((good == SOLDOUT_STOCK && ok == SOLDOUT_STOCK)) || problems+=("$good successful claims seen by wrk, $ok by the server, for a stock of $SOLDOUT_STOCK")
+	((out_of_stock == gql_errors && unexpected == 0)) || problems+=("$gql_errors responses with errors of which $out_of_stock OUT_OF_STOCK, $unexpected without either")
+	((non2xx + connect + read + write + timeout == 0)) || problems+=("non-2xx $non2xx, socket errors $connect/$read/$write/$timeout")
+	local verdict="no oversold stock"
+	if ((${#problems[@]} > 0)); then
+		verdict="FAILED: $(printf '%s; ' "${problems[@]}")"
+		verdict="${verdict%; }"
+		FAILED+=("claims sold out: ${verdict#FAILED: }")
+	fi
+	DETAILS+=("- \`claims\` sold out: a template of $SOLDOUT_STOCK coupons under the same load, ${SOLDOUT_DURATION}s, no warm-up: $requests claims ($(calc '%.0f' "$requests * 1000000 / ($duration_us > 0 ? $duration_us : 1)")/s, p50 $(calc '%.2f ms' "$p50_us / 1000"), p99 $(calc '%.2f ms' "$p99_us / 1000")); $good succeeded and $out_of_stock were answered OUT_OF_STOCK (wrk); the server counted $ok without errors and $err with errors, $oos of them OUT_OF_STOCK; issued_count $issued, $coupons coupons: $verdict.")
+}
+
+# claims_prepare, before the server starts and before any sign-up: the
+# claims scenario's tokens, for BENCH_CLAIMS_TOKENS random seeded members.
+claims_prepare() {
+	[[ -f "$HOTROW_SQL" ]] || die "$HOTROW_SQL not found"
+	local f
+	for f in miniprogram/marketing.graphql admin/marketing.graphql admin/auth.graphql; do
+		[[ -f "$CLIENTS_DIR/$f" ]] || die "$CLIENTS_DIR/$f not found (set ONEMEMBER_CLIENTS_DIR)"
+	done
+	CLAIMS_TOKENS_FILE="$WORK/claims-tokens.txt"
+	log "claims: minting tokens for $CLAIMS_TOKENS random seeded members"
+	mint --count "$CLAIMS_TOKENS" --seed "$MINT_SEED" >"$CLAIMS_TOKENS_FILE" || die "mint-tokens failed"
+	(($(wc -l <"$CLAIMS_TOKENS_FILE") == CLAIMS_TOKENS)) || die "mint-tokens printed $(wc -l <"$CLAIMS_TOKENS_FILE") tokens, not $CLAIMS_TOKENS"
+}
+
+# gql_post BODY [TOKEN]: POSTs a GraphQL request body to the server and
+# prints the response.
+gql_post() {
+	local auth=()
+	if [[ -n "${2:-}" ]]; then auth=(-H "Authorization: Bearer $2"); fi
+	curl -fsS --max-time 30 -H 'Content-Type: application/json' "${auth[@]}" "$BASE/query" --data-binary "$1"
+}
+
+# claims_admin_login signs in as the seeded administrator (AdminLogin of
+# shared/clients/admin/auth.graphql) and keeps the access token in ADMIN_TOKEN.
+claims_admin_login() {
+	local q resp
+	q="$(operation "$CLIENTS_DIR/admin/auth.graphql" AdminLogin)"
+	resp="$(gql_post "{\"query\":$(json_string "$q"),\"variables\":{\"email\":$(json_string "$ADMIN_EMAIL"),\"password\":$(json_string "$ADMIN_PASSWORD")}}")" ||
+		die "adminLogin request failed"
+	ADMIN_TOKEN="$(printf '%s' "$resp" | sed -n 's/.*"accessToken":"\([^"]*\)".*/\1/p')"
+	[[ -n "$ADMIN_TOKEN" ]] || die "adminLogin as $ADMIN_EMAIL failed: $resp"
+}
+
+# claims_template TITLE STOCK creates a claimable FIXED_AMOUNT template of
+# STOCK coupons (¥5, valid 30 days after issue, per-member limit
+# CLAIMS_PER_MEMBER) through the API as the administrator and prints its
+# global id and its database id. TITLE must be unique and plain (it finds
+# the row).
+claims_template() {
+	local title="$1" stock="$2" q vars resp gid id
+	q="$(operation "$CLIENTS_DIR/admin/marketing.graphql" CreateCouponTemplate)"
+	vars="{\"input\":{\"title\":$(json_string "$title"),\"kind\":\"FIXED_AMOUNT\",\"faceValue\":500,\"validity\":{\"daysAfterIssue\":30},\"totalStock\":$stock,\"perMemberLimit\":$CLAIMS_PER_MEMBER,\"claimable\":true}}"
+	resp="$(gql_post "{\"query\":$(json_string "$q"),\"variables\":$vars}" "$ADMIN_TOKEN")" ||
+		die "createCouponTemplate request failed"
+	[[ "$resp" != *'"errors"'* ]] || die "createCouponTemplate failed: $resp"
+	gid="$(printf '%s' "$resp" | sed -n 's/.*"template":{"id":"\([^"]*\)".*/\1/p')"
+	[[ -n "$gid" ]] || die "no template id in $resp"
+	id="$(bench_psql -tAc "SELECT id FROM coupon_templates WHERE title = '$title' AND total_stock = $stock")"
+	[[ "$id" =~ ^[0-9]+$ ]] || die "template '$title' not found in $BENCH_DB (got '$id')"
+	printf '%s %s\n' "$gid" "$id"
+}
+
+# server_quiet waits (at most 30 s) until the server has finished what wrk
+# left in flight: its count of GraphQL operations stays put for half a
+# second and no backend of the benchmark database is inside a statement or
+# a transaction.
+server_quiet() {
+	local a b busy
+	for _ in $(seq 1 60); do
+		a="$(metric onemember_graphql_requests_total)"
+		sleep 0.5
+		b="$(metric onemember_graphql_requests_total)"
+		busy="$(bench_psql -tAc "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+			AND pid <> pg_backend_pid() AND state IS DISTINCT FROM 'idle'")"
+		if [[ "$a" == "$b" && "$busy" == 0 ]]; then return 0; fi
+	done
+	log "warning: the server was still busy 30 s after wrk stopped"
+}
+
+# hotrow_reset (re)creates the one-row table of the claims reference
+# (scripts/bench/hot_row.sql) in the pgbench database: a counter and its
+# limit, like coupon_templates' issued_count and total_stock.
+hotrow_reset() {
+	"$PSQL" -X -q -w -v ON_ERROR_STOP=1 -d "$PGBENCH_URL" \
+		-c 'DROP TABLE IF EXISTS hot' \
+		-c 'CREATE TABLE hot (id int PRIMARY KEY, n bigint NOT NULL, total bigint NOT NULL)' \
+		-c 'INSERT INTO hot VALUES (1, 0, 9000000000000000000)' \
+		-c 'VACUUM ANALYZE hot' >&2
+}
+
 bench_psql() { "$PSQL" -X -q -w -v ON_ERROR_STOP=1 -d "$BENCH_URL" "$@"; }
 
 # mint runs "server mint-tokens" on the benchmark database, with the
@@ -685,10 +935,13 @@ ingest_prepare() {
 
 # ---------------------------------------------------------------------------
 # pgbench references: "select" (pgbench -S on its own database, the
-# reference of every scenario by default) and "ingest" (ingest_order.sql on
-# a copy of the benchmark database).
+# reference of every scenario by default), "ingest" (ingest_order.sql on
+# a copy of the benchmark database) and "hotrow" (hot_row.sql, a conditional
+# single-row UPDATE, on a scratch table of the pgbench database, with the
+# connections of claims).
 # ---------------------------------------------------------------------------
-declare -A REF_NAME=([select]="pgbench -S" [ingest]="pgbench ingest_order.sql")
+declare -A REF_NAME=([select]="pgbench -S" [ingest]="pgbench ingest_order.sql" [hotrow]="pgbench hot_row.sql")
+declare -A REF_CONNS=([hotrow]="$CLAIMS_CONNS")
 declare -A REF_TPS_LIST=() REF_LAT_LIST=() REF_US_LIST=() REF_USTOT_LIST=() REF_OTHER_LIST=() REF_PCT_LIST=() REF_SQL_LIST=()
 REFS=()
 pgbench_init() {
@@ -701,29 +954,33 @@ pgbench_init() {
 		}
 }
 # pgbench_run REF LABEL DB ARGS...: a pgbench run with ARGS and the
-# scenarios' connections and duration (after its own warm-up) on database DB;
-# appends its TPS, latency and CPU cost per transaction to REF's lists. The
-# ingest reference also logs every transaction for p50/p99 and counts the
+# scenarios' connections (REF_CONNS[REF], default BENCH_CONNECTIONS) and
+# duration (after its own warm-up) on database DB; appends its TPS, latency
+# and CPU cost per transaction to REF's lists. The ingest and hotrow
+# references also log every transaction for p50/p99; ingest counts the
 # accounts it created (for its statements per transaction).
 pgbench_run() {
 	local ref="$1" label="$2" db="$3"
 	shift 3
 	local url out="$WORK/pgbench-$ref-$label.log" samples="$WORK/pgbench-$ref-$label.cpu" txlog=()
+	local conns="${REF_CONNS[$ref]:-$CONNS}"
 	url="$(db_url "$db")"
 	[[ " ${REFS[*]} " == *" $ref "* ]] || REFS+=("$ref")
 	if ((WARMUP > 0)); then
-		timeout $((WARMUP + 60)) "$PGBENCH" -n "$@" -c "$CONNS" -j "$PGJOBS" -T "$WARMUP" "$url" >"$out.warmup" 2>&1 ||
+		timeout $((WARMUP + 60)) "$PGBENCH" -n "$@" -c "$conns" -j "$PGJOBS" -T "$WARMUP" "$url" >"$out.warmup" 2>&1 ||
 			{
 				cat "$out.warmup" >&2
 				die "pgbench warm-up failed"
 			}
 	fi
 	local acc0=0 acc1=0
-	if [[ "$ref" == ingest ]]; then
+	if [[ "$ref" == ingest || "$ref" == hotrow ]]; then
 		txlog=(-l --log-prefix="$WORK/pgbench-$ref-$label.tx")
+	fi
+	if [[ "$ref" == ingest ]]; then
 		acc0="$("$PSQL" -X -q -w -d "$url" -tAc 'SELECT count(*) FROM accounts')"
 	fi
-	log "pgbench ($ref, $label): $* -c $CONNS -j $PGJOBS -T $DURATION on $db"
+	log "pgbench ($ref, $label): $* -c $conns -j $PGJOBS -T $DURATION on $db"
 	# pgbench's backends live only as long as the run: a sampler reads their
 	# CPU time during its last seconds and keeps the largest sum.
 	: >"$samples"
@@ -737,7 +994,7 @@ pgbench_run() {
 	local sampler=$! busy0 all0 busy1 all1
 	children_cpu "$WORK/children0"
 	read -r busy0 all0 < <(machine_cpu)
-	timeout $((DURATION + 60)) "$PGBENCH" -n "$@" "${txlog[@]}" -c "$CONNS" -j "$PGJOBS" -T "$DURATION" "$url" >"$out" 2>&1 ||
+	timeout $((DURATION + 60)) "$PGBENCH" -n "$@" "${txlog[@]}" -c "$conns" -j "$PGJOBS" -T "$DURATION" "$url" >"$out" 2>&1 ||
 		{
 			kill "$sampler" 2>/dev/null || true
 			cat "$out" >&2
@@ -764,12 +1021,14 @@ pgbench_run() {
 	if [[ "$ref" == ingest ]]; then
 		acc1="$("$PSQL" -X -q -w -d "$url" -tAc 'SELECT count(*) FROM accounts')"
 		REF_SQL_LIST[$ref]+=" $(calc '%.2f' "$INGEST_BASE + $INGEST_EXTRA * ($acc1 - $acc0) / $tx")"
+	else
+		REF_SQL_LIST[$ref]+=" 1"
+	fi
+	if ((${#txlog[@]} > 0)); then
 		# Per-transaction log lines: client, transaction, latency in µs, ...
 		REF_PCT_LIST[$ref]+=" $(cat "$WORK/pgbench-$ref-$label.tx".* | awk '{ print $3 }' | sort -n |
 			awk '{ v[NR] = $1 } END { i50 = int(NR * 0.50); i99 = int(NR * 0.99); if (i50 < 1) i50 = 1; if (i99 < 1) i99 = 1; printf "%d:%d", v[i50], v[i99] }')"
 		rm -f "$WORK/pgbench-$ref-$label.tx".*
-	else
-		REF_SQL_LIST[$ref]+=" 1"
 	fi
 }
 # mean_of LIST prints the mean of space-separated numbers.
@@ -810,7 +1069,7 @@ fi
 read -r -a seed_flags <<<"$BENCH_SEED_FLAGS"
 log "seeding $MEMBERS members into $BENCH_DB${BENCH_SEED_FLAGS:+ ($BENCH_SEED_FLAGS)}"
 seed_started=$SECONDS
-DATABASE_URL="$BENCH_URL" LOG_LEVEL=warn SEED_ADMIN_PASSWORD="bench-admin-password" \
+DATABASE_URL="$BENCH_URL" LOG_LEVEL=warn SEED_ADMIN_PASSWORD="$ADMIN_PASSWORD" \
 	timeout "$SEED_TIMEOUT" "$SERVER" seed --members "$MEMBERS" "${seed_flags[@]}" >&2 ||
 	die "seeding failed"
 SEED_SECONDS=$((SECONDS - seed_started))
@@ -826,11 +1085,17 @@ if wants memberhome; then
 	log "memberhome: minting tokens for $HOME_TOKENS random seeded members"
 	mint --count "$HOME_TOKENS" --seed "$MINT_SEED" >"$HOME_TOKENS_FILE" || die "mint-tokens failed"
 fi
+if wants claims; then claims_prepare; fi
 
 pgbench_init
+LOADAVG_START="$(cut -d' ' -f1-3 /proc/loadavg)"
 # References before the server starts: nothing else runs.
 pgbench_run select before "$PGBENCH_DB" -S
 if wants ingest; then pgbench_run ingest before "${INGEST_DB}_before" "${INGEST_ARGS[@]}"; fi
+if wants claims; then
+	hotrow_reset
+	pgbench_run hotrow before "$PGBENCH_DB" -M extended -f "$HOTROW_SQL"
+fi
 
 start_server
 if wants memberhome; then
@@ -839,6 +1104,7 @@ if wants memberhome; then
 		"$BASE/query" --data '{"query":"{ viewer { ... on Member { memberNo } } }"}')" || die "calling the server with a minted token failed"
 	[[ "$resp" == *'"memberNo":"'* ]] || die "the server does not accept the minted tokens: $resp"
 fi
+if wants claims; then claims_admin_login; fi
 TOKENS="$WORK/tokens.txt"
 log "signing in $NTOKENS members"
 : >"$TOKENS"
@@ -860,6 +1126,11 @@ stop_server
 # References again after the scenarios: each pair shows the machine's drift.
 pgbench_run select after "$PGBENCH_DB" -S
 if wants ingest; then pgbench_run ingest after "${INGEST_DB}_after" "${INGEST_ARGS[@]}"; fi
+if wants claims; then
+	hotrow_reset
+	pgbench_run hotrow after "$PGBENCH_DB" -M extended -f "$HOTROW_SQL"
+fi
+LOADAVG_END="$(cut -d' ' -f1-3 /proc/loadavg)"
 declare -A REF_TPS=() REF_US=()
 for ref in "${REFS[@]}"; do
 	REF_TPS[$ref]="$(mean_of "${REF_TPS_LIST[$ref]}")"
@@ -878,7 +1149,11 @@ BUILD="$(go version -m "$SERVER" 2>/dev/null | awk '$1 == "build" && $2 ~ /^vcs\
 [[ -n "$BUILD" ]] || BUILD="unknown commit"
 COMMAND="${BENCH_SERVER:+BENCH_SERVER=$BENCH_SERVER }BENCH_MEMBERS=$MEMBERS BENCH_CONNECTIONS=$CONNS BENCH_DURATION=$DURATION BENCH_WARMUP=$WARMUP BENCH_THREADS=$THREADS BENCH_PGBENCH_JOBS=$PGJOBS BENCH_TOKENS=$NTOKENS"
 if wants memberhome; then COMMAND="$COMMAND BENCH_MEMBERHOME_TOKENS=$HOME_TOKENS"; fi
-if wants memberhome || wants ingest; then COMMAND="$COMMAND BENCH_MINT_SEED=$MINT_SEED"; fi
+if wants claims; then
+	COMMAND="$COMMAND BENCH_CLAIMS_CONNECTIONS=$CLAIMS_CONNS BENCH_CLAIMS_TOKENS=$CLAIMS_TOKENS BENCH_CLAIMS_STOCK=$CLAIMS_STOCK"
+	COMMAND="$COMMAND BENCH_CLAIMS_SOLDOUT_STOCK=$SOLDOUT_STOCK BENCH_CLAIMS_SOLDOUT_DURATION=$SOLDOUT_DURATION"
+fi
+if wants memberhome || wants ingest || wants claims; then COMMAND="$COMMAND BENCH_MINT_SEED=$MINT_SEED"; fi
 COMMAND="$COMMAND BENCH_SCENARIOS=\"$SCENARIOS\""
 # The server inherits the environment: record the settings that change it.
 for v in GOGC GOMEMLIMIT GOMAXPROCS GODEBUG DB_MAX_OPEN_CONNS DB_MAX_IDLE_CONNS AUTH_CACHE_TTL; do
@@ -887,10 +1162,11 @@ done
 if [[ -n "${MAKELEVEL:-}" ]]; then COMMAND="$COMMAND make bench"; else COMMAND="$COMMAND scripts/bench.sh"; fi
 
 # fill REF TEXT replaces the placeholders of the references' figures, known
-# only at the end: @REF:ref@, @RATIO:ref:rps@, @REFUS:ref@ and
-# @CPURATIO:ref:µs@.
+# only at the end: @REF:ref@, @RATIO:ref:rps@, @REFUS:ref@,
+# @CPURATIO:ref:µs@, @MEETS:ref:rps:ratio@ (met or missed) and @PERTX:ref@
+# (µs per transaction, 1 ÷ TPS).
 fill() {
-	local d="$1" ref v
+	local d="$1" ref v lim
 	while [[ "$d" =~ @REF:([a-z]+)@ ]]; do
 		ref="${BASH_REMATCH[1]}"
 		d="${d//@REF:$ref@/${REF_TPS[$ref]}}"
@@ -902,6 +1178,14 @@ fill() {
 	while [[ "$d" =~ @RATIO:([a-z]+):([0-9]+)@ ]]; do
 		ref="${BASH_REMATCH[1]}" v="${BASH_REMATCH[2]}"
 		d="${d//@RATIO:$ref:$v@/$(calc '%.3f' "(${REF_TPS[$ref]} > 0) ? $v / ${REF_TPS[$ref]} : 0")}"
+	done
+	while [[ "$d" =~ @MEETS:([a-z]+):([0-9]+):([0-9.]+)@ ]]; do
+		ref="${BASH_REMATCH[1]}" v="${BASH_REMATCH[2]}" lim="${BASH_REMATCH[3]}"
+		d="${d//@MEETS:$ref:$v:$lim@/$(meets "$v" '>=' "$lim * ${REF_TPS[$ref]}")}"
+	done
+	while [[ "$d" =~ @PERTX:([a-z]+)@ ]]; do
+		ref="${BASH_REMATCH[1]}"
+		d="${d//@PERTX:$ref@/$(calc '%.0f' "(${REF_TPS[$ref]} > 0) ? 1000000 / ${REF_TPS[$ref]} : 0")}"
 	done
 	while [[ "$d" =~ @CPURATIO:([a-z]+):([0-9]+)@ ]]; do
 		ref="${BASH_REMATCH[1]}" v="${BASH_REMATCH[2]}"
@@ -924,6 +1208,7 @@ reference_line() { # reference_line REF
 	case "$ref" in
 	select) printf 'reference: pgbench -S -c %s -j %s -T %s at scale %s' "$CONNS" "$PGJOBS" "$DURATION" "$PGBENCH_SCALE" ;;
 	ingest) printf 'ingest reference: pgbench -n %s -c %s -j %s -T %s on copies of %s' "$(printf '%s ' "${INGEST_ARGS[@]}" | sed "s|$ROOT/||; s| -D [^ ]*||g; s| $||")" "$CONNS" "$PGJOBS" "$DURATION" "$BENCH_DB" ;;
+	hotrow) printf 'claims reference: pgbench -n -M extended -f %s -c %s -j %s -T %s on a one-row table of %s' "${HOTROW_SQL#"$ROOT"/}" "${REF_CONNS[hotrow]}" "$PGJOBS" "$DURATION" "$PGBENCH_DB" ;;
 	esac
 	printf ': %s TPS before and %s TPS after the scenarios (mean %s); latency average %s' "${tps[0]}" "${tps[1]:-?}" "${REF_TPS[$ref]}" "${REF_LAT_LIST[$ref]}"
 	if [[ -n "${REF_PCT_LIST[$ref]:-}" ]]; then
@@ -948,7 +1233,7 @@ table() {
 		fi
 		sql="$(printf '%s\n' "${REF_SQL_LIST[$ref]}" | awk '{ for (i = 1; i <= NF; i++) s += $i; printf "%.2f", s / NF }')"
 		printf '| %s (reference) | %s | %ss | %s | %s | %s | %s | %s | 1.000 | — | — |\n' \
-			"${REF_NAME[$ref]}" "$CONNS" "$DURATION" "${REF_TPS[$ref]}" "$p50" "$p99" "$sql" "${REF_TPS[$ref]}"
+			"${REF_NAME[$ref]}" "${REF_CONNS[$ref]:-$CONNS}" "$DURATION" "${REF_TPS[$ref]}" "$p50" "$p99" "$sql" "${REF_TPS[$ref]}"
 	done
 }
 
@@ -957,14 +1242,15 @@ mkdir -p "$RESULTS_DIR"
 REPORT="$RESULTS_DIR/$TS.md"
 {
 	printf '## OneMember benchmark, %s\n\n' "$(date -u)"
-	printf -- '- machine: %s CPUs (nproc), %s, %s RAM; PostgreSQL %s\n' "$(nproc)" "$CPU_MODEL" "$RAM" "$PG_VERSION"
+	printf -- '- machine: %s CPUs (nproc), %s, %s RAM; PostgreSQL %s; load average %s before the first reference, %s after the last\n' \
+		"$(nproc)" "$CPU_MODEL" "$RAM" "$PG_VERSION" "$LOADAVG_START" "$LOADAVG_END"
 	printf -- '- server: %s, built from %s\n' "${SERVER#"$ROOT"/}" "$BUILD"
 	# shellcheck disable=SC2016 # backquotes are Markdown
 	printf -- '- command: `%s`\n' "$COMMAND"
 	# shellcheck disable=SC2016 # backquotes are Markdown
 	printf -- '- data: `server seed --members %s%s` took %ss; %s signed-in members rotated per request (viewer)%s; wrk %s threads\n' \
 		"$MEMBERS" "${BENCH_SEED_FLAGS:+ $BENCH_SEED_FLAGS}" "$SEED_SECONDS" "$NTOKENS" \
-		"$(if wants memberhome; then printf '; %s seeded members with minted tokens (memberhome)' "$HOME_TOKENS"; fi)" "$THREADS"
+		"$(if wants memberhome; then printf '; %s seeded members with minted tokens (memberhome)' "$HOME_TOKENS"; fi)$(if wants claims; then printf '; %s seeded members with minted tokens (claims)' "$CLAIMS_TOKENS"; fi)" "$THREADS"
 	reference_lines
 	printf '\n'
 	table
@@ -982,7 +1268,7 @@ printf '\n'
 table
 printf '\n'
 finish_details
-printf '\n%s\n\nreport: %s (total %ss)\n' "$(reference_lines)" "${REPORT#"$ROOT"/}" "$((SECONDS - STARTED))"
+printf '\n%s\n- load average %s before the first reference, %s after the last\n\nreport: %s (total %ss)\n' "$(reference_lines)" "$LOADAVG_START" "$LOADAVG_END" "${REPORT#"$ROOT"/}" "$((SECONDS - STARTED))"
 if ((${#FAILED[@]} > 0)); then
 	log "FAILED:"
 	printf '  %s\n' "${FAILED[@]}" >&2

@@ -35,8 +35,9 @@ RETURNING issued_count`
 //     lock, so concurrent issues to one member cannot overshoot
 //     (ErrLimitExceeded). Checked before the stock, so a refused member
 //     does not hold the template's row lock.
-//   - Stock: one conditional UPDATE (takeStock); none left is
-//     ErrOutOfStock. The template's row stays locked until tx ends.
+//   - Stock: one conditional UPDATE (takeStock), the last statement, so
+//     that the template's row is locked as briefly as possible; none left
+//     is ErrOutOfStock (and the caller rolls back what came before).
 //   - The code is 12 random Crockford base32 characters; a code already
 //     taken (ON CONFLICT DO NOTHING) is drawn again.
 //   - A CouponIssued event (with an in-app notification) is emitted in tx.
@@ -67,10 +68,6 @@ func (s *Service) IssueInTx(ctx context.Context, tx *ent.Tx, acct *ent.Account, 
 		return nil, ErrLimitExceeded
 	}
 
-	if err := takeOne(ctx, tx, t); err != nil {
-		return nil, err
-	}
-
 	c, err := s.insert(ctx, tx, t, acct.MemberID, now, expires, source)
 	if err != nil {
 		return nil, err
@@ -83,6 +80,12 @@ func (s *Service) IssueInTx(ctx context.Context, tx *ent.Tx, acct *ent.Account, 
 	})
 	if err != nil {
 		return nil, fmt.Errorf("emitting coupon issued: %w", err)
+	}
+	// Stock last: the template's row is the one every claimant of a hot
+	// template queues on, and it stays locked from this UPDATE until the
+	// transaction ends; taken last, the lock is held for the commit only.
+	if err := takeOne(ctx, tx, t); err != nil {
+		return nil, err
 	}
 	c.Edges.Template = t
 	return c, nil

@@ -1,0 +1,22 @@
+-- hot_row.sql: the pgbench reference of the claims scenario of
+-- scripts/bench.sh (docs/BENCHMARKS.md).
+--
+-- Every coupon claim takes the template's stock with one conditional UPDATE
+-- of its row (internal/coupon, takeStock):
+--
+--   UPDATE coupon_templates SET issued_count = issued_count + 1
+--   WHERE id = $1 AND issued_count < total_stock RETURNING issued_count
+--
+-- and holds that row's lock until its transaction commits, so concurrent
+-- claims of one template queue on one row. This script is that UPDATE and
+-- nothing else, one transaction each (autocommit), on a one-row scratch
+-- table of the pgbench database that bench.sh (re)creates before each run:
+--
+--   CREATE TABLE hot (id int PRIMARY KEY, n bigint NOT NULL, total bigint NOT NULL);
+--   INSERT INTO hot VALUES (1, 0, 9000000000000000000);
+--
+-- run as pgbench -n -M extended -f scripts/bench/hot_row.sql with the
+-- claims scenario's clients (BENCH_CLAIMS_CONNECTIONS, 64). Its TPS is the
+-- most a single row can be updated per second with that many clients on
+-- this PostgreSQL: the bound claims of one template share.
+UPDATE hot SET n = n + 1 WHERE id = 1 AND n < total RETURNING n;
