@@ -61,8 +61,11 @@ func gqlgenServer(t *testing.T) string {
 	t.Helper()
 	ws := transport.Websocket{
 		Implementation:        wsgorilla.New(),
-		KeepAlivePingInterval: 20 * time.Millisecond, // graphql-ws "ka"
-		PingPongInterval:      20 * time.Millisecond, // graphql-transport-ws ping, pong required
+		// Intervals short enough that the test outlives several, long enough
+		// that a loaded machine (race detector, parallel packages) answers a
+		// ping before gqlgen gives up on the pong.
+		KeepAlivePingInterval: 150 * time.Millisecond, // graphql-ws "ka"
+		PingPongInterval:      150 * time.Millisecond, // graphql-transport-ws ping, pong required
 		InitFunc: func(ctx context.Context, p transport.InitPayload) (context.Context, *transport.InitPayload, error) {
 			if p.Authorization() != "Bearer ok" {
 				// gqlgen reads code and reason from the returned ctx.
@@ -127,7 +130,7 @@ func TestGqlgenTransport(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			time.Sleep(200 * time.Millisecond)
+			time.Sleep(800 * time.Millisecond)
 			select {
 			case <-c.Done():
 				t.Fatalf("connection ended: %v", c.Err())
