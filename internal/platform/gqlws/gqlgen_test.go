@@ -60,7 +60,7 @@ func (fakeExecutor) DispatchError(_ context.Context, list gqlerror.List) *graphq
 func gqlgenServer(t *testing.T) string {
 	t.Helper()
 	ws := transport.Websocket{
-		Implementation:        wsgorilla.New(),
+		Implementation: wsgorilla.New(),
 		// Intervals short enough that the test outlives several, long enough
 		// that a loaded machine (race detector, parallel packages) answers a
 		// ping before gqlgen gives up on the pong.
