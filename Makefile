@@ -39,6 +39,7 @@ vet:
 ## bench: load benchmarks against pgbench on this machine (docs/BENCHMARKS.md)
 bench: build
 	$(WITH_DB) scripts/bench.sh
+	$(WITH_DB) scripts/bench-realtime.sh
 
 pg-stop:
 	$(PG) stop

@@ -42,7 +42,7 @@ func TestKilledServerLosesNothingCommitted(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the server binary")
 	}
-	bin := buildServerBinary(t)
+	bin := killBuildServer(t)
 	dsn := pgtest.New(t, migrations.FS)
 	s := apptest.StartOn(t, dsn)
 	s.Seed()
@@ -87,7 +87,7 @@ func TestKilledServerLosesNothingCommitted(t *testing.T) {
 		var out struct{ IngestOrder struct{ Duplicate bool } }
 		s.Do(till, ingest, killOrder(fmt.Sprintf("warm-%d", i), m.id, 1000)).Decode(t, &out)
 	}
-	waitFor(t, 10*time.Second, "warm-up events", func() bool {
+	killWaitFor(t, 10*time.Second, "warm-up events", func() bool {
 		for _, m := range members {
 			if m.count() < 1 {
 				return false
@@ -96,7 +96,7 @@ func TestKilledServerLosesNothingCommitted(t *testing.T) {
 		return true
 	})
 
-	proc := startServerProcess(t, bin, dsn)
+	proc := killStartServer(t, bin, dsn)
 
 	// Concurrent ingestOrder requests at the process until it dies.
 	const workers = 8
@@ -114,7 +114,7 @@ func TestKilledServerLosesNothingCommitted(t *testing.T) {
 			for n := 0; ; n++ {
 				ext := fmt.Sprintf("kill-%d-%d", w, n)
 				m := members[(w+n)%nMembers]
-				resp, err := postGraphQL(ctx, client, proc.url+"/query", till, ingest, killOrder(ext, m.id, int64(1000+100*(n%7))))
+				resp, err := killPost(ctx, client, proc.url+"/query", till, ingest, killOrder(ext, m.id, int64(1000+100*(n%7))))
 				select {
 				case <-killed:
 					return // answers racing the kill prove nothing either way
@@ -139,6 +139,10 @@ func TestKilledServerLosesNothingCommitted(t *testing.T) {
 			}
 		})
 	}
+	// However the test ends from here, the load stops first.
+	stopLoad := sync.OnceFunc(func() { close(killed) })
+	defer func() { stopLoad(); wg.Wait() }()
+
 	// Kill 100 ms into a warm stream: the first acknowledgements show the
 	// process past its cold start, with requests in flight at every moment.
 	select {
@@ -164,7 +168,7 @@ func TestKilledServerLosesNothingCommitted(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	close(killed)
+	stopLoad()
 	killedAt := time.Now()
 	if err := proc.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatalf("SIGKILL: %v", err)
@@ -243,7 +247,7 @@ func TestKilledServerLosesNothingCommitted(t *testing.T) {
 			if err := rows.Scan(&seq, &reason, &delta); err != nil {
 				t.Fatal(err)
 			}
-			ext := orderOfReason(reason)
+			ext := killOrderOfReason(reason)
 			if _, dup := stored[ext]; dup {
 				t.Errorf("member %d: order %s has two PointsChanged events", m.id, ext)
 			}
@@ -279,7 +283,7 @@ func TestKilledServerLosesNothingCommitted(t *testing.T) {
 	// The subscribers: exactly one event per committed order, live, after
 	// the writer died. NOTIFY may never have been sent for the last commits,
 	// so allow a few tailer periods.
-	waitFor(t, 10*time.Second, "an event per committed order at the subscribers", func() bool {
+	killWaitFor(t, 10*time.Second, "an event per committed order at the subscribers", func() bool {
 		for _, m := range members {
 			if m.orders() < len(committed[m.id]) {
 				return false
@@ -297,7 +301,7 @@ func TestKilledServerLosesNothingCommitted(t *testing.T) {
 		got := map[string]int{}
 		for _, ev := range m.events {
 			if ev.Typename == "PointsChanged" {
-				got[orderOfReason(ev.Reason)]++
+				got[killOrderOfReason(ev.Reason)]++
 			}
 		}
 		for ext := range committed[m.id] {
@@ -389,15 +393,15 @@ func (m *killMember) orders() int {
 	seen := map[string]bool{}
 	for _, ev := range m.events {
 		if ev.Typename == "PointsChanged" {
-			seen[orderOfReason(ev.Reason)] = true
+			seen[killOrderOfReason(ev.Reason)] = true
 		}
 	}
 	return len(seen)
 }
 
-// orderOfReason is the external id in an order's points reason
+// killOrderOfReason is the external id in an order's points reason
 // ("订单 <externalId>", internal/order).
-func orderOfReason(reason string) string {
+func killOrderOfReason(reason string) string {
 	const prefix = "订单 "
 	if ext, ok := strings.CutPrefix(reason, prefix); ok {
 		return ext
@@ -414,7 +418,7 @@ func killOrder(externalID string, memberID int, amount int64) map[string]any {
 	}}
 }
 
-func postGraphQL(ctx context.Context, c *http.Client, url, bearer, query string, vars map[string]any) (apptest.Response, error) {
+func killPost(ctx context.Context, c *http.Client, url, bearer, query string, vars map[string]any) (apptest.Response, error) {
 	body, _ := json.Marshal(map[string]any{"query": query, "variables": vars})
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
@@ -438,7 +442,7 @@ func postGraphQL(ctx context.Context, c *http.Client, url, bearer, query string,
 	return out, nil
 }
 
-func waitFor(t *testing.T, limit time.Duration, what string, ok func() bool) {
+func killWaitFor(t *testing.T, limit time.Duration, what string, ok func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(limit)
 	for !ok() {
@@ -449,9 +453,9 @@ func waitFor(t *testing.T, limit time.Duration, what string, ok func() bool) {
 	}
 }
 
-// buildServerBinary builds the repository's server command into a
+// killBuildServer builds the repository's server command into a
 // temporary directory.
-func buildServerBinary(t *testing.T) string {
+func killBuildServer(t *testing.T) string {
 	t.Helper()
 	_, file, _, ok := runtime.Caller(0)
 	if !ok {
@@ -478,17 +482,17 @@ func buildServerBinary(t *testing.T) string {
 	return bin
 }
 
-type serverProcess struct {
+type killProcess struct {
 	cmd    *exec.Cmd
 	url    string
-	log    *lockedBuffer
+	log    *killLog
 	exited chan struct{}
 }
 
-// startServerProcess runs "server serve" on dsn with the keys of
+// killStartServer runs "server serve" on dsn with the keys of
 // apptest.Config, so that both servers accept the same tokens and read the
 // same protected data, and waits until it is ready.
-func startServerProcess(t *testing.T, bin, dsn string) *serverProcess {
+func killStartServer(t *testing.T, bin, dsn string) *killProcess {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -497,7 +501,7 @@ func startServerProcess(t *testing.T, bin, dsn string) *serverProcess {
 	addr := l.Addr().String()
 	l.Close()
 	key := func(b byte) string { return base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{b}, 32)) }
-	p := &serverProcess{url: "http://" + addr, log: &lockedBuffer{}, exited: make(chan struct{})}
+	p := &killProcess{url: "http://" + addr, log: &killLog{}, exited: make(chan struct{})}
 	p.cmd = exec.Command(bin, "serve")
 	p.cmd.Env = []string{
 		"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"),
@@ -535,18 +539,18 @@ func startServerProcess(t *testing.T, bin, dsn string) *serverProcess {
 	}
 }
 
-type lockedBuffer struct {
+type killLog struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (b *lockedBuffer) Write(p []byte) (int, error) {
+func (b *killLog) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.Write(p)
 }
 
-func (b *lockedBuffer) String() string {
+func (b *killLog) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
