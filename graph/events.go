@@ -3,14 +3,17 @@ package graph
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 
+	"github.com/gorilla/websocket"
 	"github.com/onemember/onemember/ent/coupon"
 	"github.com/onemember/onemember/ent/tierchange"
 	"github.com/onemember/onemember/graph/gqlmodel"
 	"github.com/onemember/onemember/internal/eventbus"
 	"github.com/onemember/onemember/internal/events"
 	"github.com/onemember/onemember/internal/platform/fault"
+	"github.com/onemember/onemember/internal/platform/wsgorilla"
 )
 
 // maxSubscriptionsPerConnection bounds the subscriptions one websocket
@@ -68,4 +71,38 @@ func (r *Resolver) memberEvent(ctx context.Context, ev eventbus.Event) (gqlmodel
 		return &gqlmodel.CouponExpiring{EventHead: head, Coupon: c}, nil
 	}
 	return nil, fmt.Errorf("event %d: unknown type %q", ev.ID, ev.Type)
+}
+
+// streamMemberEvents maps a bus subscription to the API's events until it
+// ends; a subscription the bus ended (slow consumer, restart) closes the
+// websocket with a code that tells the app to resume by cursor.
+func (r *Resolver) streamMemberEvents(ctx context.Context, sub *eventbus.Subscription, c *wsgorilla.Closer) <-chan gqlmodel.MemberEvent {
+	out := make(chan gqlmodel.MemberEvent)
+	go func() {
+		defer close(out)
+		defer sub.Close()
+		if c != nil {
+			defer c.Drop()
+		}
+		for ev := range sub.Events() {
+			e, err := r.memberEvent(ctx, ev)
+			if err != nil {
+				r.Log.ErrorContext(ctx, "mapping member event", "err", err)
+				continue
+			}
+			select {
+			case out <- e:
+			case <-ctx.Done():
+				return
+			}
+		}
+		switch err := sub.Err(); {
+		case c == nil || err == nil:
+		case errors.Is(err, eventbus.ErrSlowConsumer):
+			c.Close(wsgorilla.CloseSlowConsumer, "too slow: reconnect and resume by cursor")
+		case errors.Is(err, eventbus.ErrStopped):
+			c.Close(websocket.CloseServiceRestart, "server restarting: reconnect and resume by cursor")
+		}
+	}()
+	return out
 }

@@ -7,9 +7,7 @@ package graph
 
 import (
 	"context"
-	"errors"
 
-	"github.com/gorilla/websocket"
 	"github.com/onemember/onemember/graph/gqlmodel"
 	"github.com/onemember/onemember/internal/auth"
 	"github.com/onemember/onemember/internal/eventbus"
@@ -44,34 +42,7 @@ func (r *subscriptionResolver) MemberEvents(ctx context.Context, after *string) 
 		}
 		return nil, err
 	}
-	out := make(chan gqlmodel.MemberEvent)
-	go func() {
-		defer close(out)
-		defer sub.Close()
-		if c != nil {
-			defer c.Drop()
-		}
-		for ev := range sub.Events() {
-			e, err := r.memberEvent(ctx, ev)
-			if err != nil {
-				r.Log.ErrorContext(ctx, "mapping member event", "err", err)
-				continue
-			}
-			select {
-			case out <- e:
-			case <-ctx.Done():
-				return
-			}
-		}
-		switch err := sub.Err(); {
-		case c == nil || err == nil:
-		case errors.Is(err, eventbus.ErrSlowConsumer):
-			c.Close(wsgorilla.CloseSlowConsumer, "too slow: reconnect and resume by cursor")
-		case errors.Is(err, eventbus.ErrStopped):
-			c.Close(websocket.CloseServiceRestart, "server restarting: reconnect and resume by cursor")
-		}
-	}()
-	return out, nil
+	return r.streamMemberEvents(ctx, sub, c), nil
 }
 
 // Subscription returns SubscriptionResolver implementation.
