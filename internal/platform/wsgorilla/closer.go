@@ -26,13 +26,12 @@ const (
 // before gqlgen accepts the socket; the connection_init function binds the
 // connection's context to it (Bind); resolvers reach it with CloserFrom.
 type Closer struct {
-	mu       sync.Mutex
-	code     int
-	reason   string
-	cancel   context.CancelFunc
-	deadline time.Time
-	ctx      context.Context
-	subs     int
+	mu     sync.Mutex
+	code   int
+	reason string
+	cancel context.CancelFunc
+	ctx    context.Context
+	subs   int
 }
 
 type closerKey struct{}
@@ -60,7 +59,7 @@ func (c *Closer) Bind(ctx context.Context, expiresAt time.Time) context.Context 
 		ctx, cancel = context.WithDeadline(ctx, expiresAt)
 	}
 	c.mu.Lock()
-	c.ctx, c.cancel, c.deadline = ctx, cancel, expiresAt
+	c.ctx, c.cancel = ctx, cancel
 	c.mu.Unlock()
 	return ctx
 }
