@@ -42,7 +42,6 @@ RETURNING issued_count`
 //     taken (ON CONFLICT DO NOTHING) is drawn again.
 //   - A CouponIssued event (with an in-app notification) is emitted in tx.
 func (s *Service) IssueInTx(ctx context.Context, tx *ent.Tx, acct *ent.Account, templateID int, source string) (*ent.Coupon, error) {
-	now := s.now().UTC()
 	t, err := tx.CouponTemplate.Get(ctx, templateID)
 	if ent.IsNotFound(err) {
 		return nil, ErrTemplateNotFound
@@ -50,6 +49,13 @@ func (s *Service) IssueInTx(ctx context.Context, tx *ent.Tx, acct *ent.Account, 
 	if err != nil {
 		return nil, fmt.Errorf("loading coupon template: %w", err)
 	}
+	return s.issue(ctx, tx, acct, t, source)
+}
+
+// issue is IssueInTx for a template the caller has loaded (its stock
+// count is taken by the conditional UPDATE, never from t).
+func (s *Service) issue(ctx context.Context, tx *ent.Tx, acct *ent.Account, t *ent.CouponTemplate, source string) (*ent.Coupon, error) {
+	now := s.now().UTC()
 	if t.ValidTo != nil && !now.Before(*t.ValidTo) {
 		return nil, ErrEnded
 	}

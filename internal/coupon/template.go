@@ -316,7 +316,7 @@ func (s *Service) Claim(ctx context.Context, memberID, templateID int) (*ent.Cou
 		if err != nil {
 			return nil, err
 		}
-		return s.IssueInTx(ctx, tx, acct, templateID, SourceClaim)
+		return s.issue(ctx, tx, acct, t, SourceClaim)
 	})
 	if err != nil {
 		return nil, err
