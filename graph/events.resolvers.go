@@ -11,25 +11,15 @@ import (
 	"github.com/onemember/onemember/graph/gqlmodel"
 	"github.com/onemember/onemember/internal/auth"
 	"github.com/onemember/onemember/internal/eventbus"
-	"github.com/onemember/onemember/internal/platform/fault"
 	"github.com/onemember/onemember/internal/platform/wsgorilla"
 )
 
 // MemberEvents is the resolver for the memberEvents field.
 func (r *subscriptionResolver) MemberEvents(ctx context.Context, after *string) (<-chan gqlmodel.MemberEvent, error) {
 	memberID := auth.ViewerFrom(ctx).Member.ID
-	afterSeq := eventbus.FromNow
-	if after != nil {
-		m, seq, err := eventbus.DecodeCursor(*after)
-		if err != nil {
-			return nil, fault.Invalidf("after", "is not a cursor of this API")
-		}
-		if m != memberID {
-			// A cursor of a member since merged into this one: its stream
-			// ended; the app reloads its state.
-			return nil, eventbus.ErrEventsExpired
-		}
-		afterSeq = seq
+	afterSeq, err := eventbus.StartAfter(memberID, after)
+	if err != nil {
+		return nil, err
 	}
 	c := wsgorilla.CloserFrom(ctx)
 	if c != nil && !c.Acquire(maxSubscriptionsPerConnection) {
