@@ -4,6 +4,7 @@
 //	server migrate [up]               apply migrations and exit
 //	server migrate diff NAME          write a migration for ent schema changes
 //	server migrate check              fail if migrations/ lags the ent schema
+//	server migrate hash               rewrite atlas.sum after adding a hand-written migration
 //	server seed [--seed N] [--members N]   load deterministic demo data
 //	server verify-ledgers             check every balance against its entries
 //	server mint-tokens [--count N] [--seed S] [--member-numbers|--api-client]
@@ -149,8 +150,10 @@ func migrateCmd(ctx context.Context, cfg *config.Config, log *slog.Logger, args 
 		}
 		defer drop()
 		return schemadiff.Check(ctx, dev, "migrations")
+	case "hash":
+		return schemadiff.Rehash("migrations")
 	}
-	return fmt.Errorf("unknown migrate command %q (up, diff, check)", sub)
+	return fmt.Errorf("unknown migrate command %q (up, diff, check, hash)", sub)
 }
 
 func seedCmd(ctx context.Context, cfg *config.Config, log *slog.Logger, args []string) error {

@@ -18,7 +18,9 @@ import (
 	"github.com/onemember/onemember/ent/account"
 	"github.com/onemember/onemember/ent/activity"
 	"github.com/onemember/onemember/ent/activityregistration"
+	"github.com/onemember/onemember/ent/aiplmodel"
 	"github.com/onemember/onemember/ent/apiclient"
+	"github.com/onemember/onemember/ent/audience"
 	"github.com/onemember/onemember/ent/auditlog"
 	"github.com/onemember/onemember/ent/benefit"
 	"github.com/onemember/onemember/ent/businessunit"
@@ -28,6 +30,7 @@ import (
 	"github.com/onemember/onemember/ent/earningrule"
 	"github.com/onemember/onemember/ent/growthentry"
 	"github.com/onemember/onemember/ent/identity"
+	"github.com/onemember/onemember/ent/job"
 	"github.com/onemember/onemember/ent/logcursor"
 	"github.com/onemember/onemember/ent/lottery"
 	"github.com/onemember/onemember/ent/lotterydraw"
@@ -54,9 +57,11 @@ import (
 	"github.com/onemember/onemember/ent/referral"
 	"github.com/onemember/onemember/ent/refreshtoken"
 	"github.com/onemember/onemember/ent/refund"
+	"github.com/onemember/onemember/ent/rfmmodel"
 	"github.com/onemember/onemember/ent/staff"
 	"github.com/onemember/onemember/ent/store"
 	"github.com/onemember/onemember/ent/storedvalueentry"
+	"github.com/onemember/onemember/ent/tag"
 	"github.com/onemember/onemember/ent/tier"
 	"github.com/onemember/onemember/ent/tierchange"
 
@@ -74,8 +79,12 @@ type Client struct {
 	Activity *ActivityClient
 	// ActivityRegistration is the client for interacting with the ActivityRegistration builders.
 	ActivityRegistration *ActivityRegistrationClient
+	// AiplModel is the client for interacting with the AiplModel builders.
+	AiplModel *AiplModelClient
 	// ApiClient is the client for interacting with the ApiClient builders.
 	ApiClient *ApiClientClient
+	// Audience is the client for interacting with the Audience builders.
+	Audience *AudienceClient
 	// AuditLog is the client for interacting with the AuditLog builders.
 	AuditLog *AuditLogClient
 	// Benefit is the client for interacting with the Benefit builders.
@@ -94,6 +103,8 @@ type Client struct {
 	GrowthEntry *GrowthEntryClient
 	// Identity is the client for interacting with the Identity builders.
 	Identity *IdentityClient
+	// Job is the client for interacting with the Job builders.
+	Job *JobClient
 	// LogCursor is the client for interacting with the LogCursor builders.
 	LogCursor *LogCursorClient
 	// Lottery is the client for interacting with the Lottery builders.
@@ -146,12 +157,16 @@ type Client struct {
 	RefreshToken *RefreshTokenClient
 	// Refund is the client for interacting with the Refund builders.
 	Refund *RefundClient
+	// RfmModel is the client for interacting with the RfmModel builders.
+	RfmModel *RfmModelClient
 	// Staff is the client for interacting with the Staff builders.
 	Staff *StaffClient
 	// Store is the client for interacting with the Store builders.
 	Store *StoreClient
 	// StoredValueEntry is the client for interacting with the StoredValueEntry builders.
 	StoredValueEntry *StoredValueEntryClient
+	// Tag is the client for interacting with the Tag builders.
+	Tag *TagClient
 	// Tier is the client for interacting with the Tier builders.
 	Tier *TierClient
 	// TierChange is the client for interacting with the TierChange builders.
@@ -170,7 +185,9 @@ func (c *Client) init() {
 	c.Account = NewAccountClient(c.config)
 	c.Activity = NewActivityClient(c.config)
 	c.ActivityRegistration = NewActivityRegistrationClient(c.config)
+	c.AiplModel = NewAiplModelClient(c.config)
 	c.ApiClient = NewApiClientClient(c.config)
+	c.Audience = NewAudienceClient(c.config)
 	c.AuditLog = NewAuditLogClient(c.config)
 	c.Benefit = NewBenefitClient(c.config)
 	c.BusinessUnit = NewBusinessUnitClient(c.config)
@@ -180,6 +197,7 @@ func (c *Client) init() {
 	c.EarningRule = NewEarningRuleClient(c.config)
 	c.GrowthEntry = NewGrowthEntryClient(c.config)
 	c.Identity = NewIdentityClient(c.config)
+	c.Job = NewJobClient(c.config)
 	c.LogCursor = NewLogCursorClient(c.config)
 	c.Lottery = NewLotteryClient(c.config)
 	c.LotteryDraw = NewLotteryDrawClient(c.config)
@@ -206,9 +224,11 @@ func (c *Client) init() {
 	c.Referral = NewReferralClient(c.config)
 	c.RefreshToken = NewRefreshTokenClient(c.config)
 	c.Refund = NewRefundClient(c.config)
+	c.RfmModel = NewRfmModelClient(c.config)
 	c.Staff = NewStaffClient(c.config)
 	c.Store = NewStoreClient(c.config)
 	c.StoredValueEntry = NewStoredValueEntryClient(c.config)
+	c.Tag = NewTagClient(c.config)
 	c.Tier = NewTierClient(c.config)
 	c.TierChange = NewTierChangeClient(c.config)
 }
@@ -306,7 +326,9 @@ func (c *Client) Tx(ctx context.Context) (*Tx, error) {
 		Account:                NewAccountClient(cfg),
 		Activity:               NewActivityClient(cfg),
 		ActivityRegistration:   NewActivityRegistrationClient(cfg),
+		AiplModel:              NewAiplModelClient(cfg),
 		ApiClient:              NewApiClientClient(cfg),
+		Audience:               NewAudienceClient(cfg),
 		AuditLog:               NewAuditLogClient(cfg),
 		Benefit:                NewBenefitClient(cfg),
 		BusinessUnit:           NewBusinessUnitClient(cfg),
@@ -316,6 +338,7 @@ func (c *Client) Tx(ctx context.Context) (*Tx, error) {
 		EarningRule:            NewEarningRuleClient(cfg),
 		GrowthEntry:            NewGrowthEntryClient(cfg),
 		Identity:               NewIdentityClient(cfg),
+		Job:                    NewJobClient(cfg),
 		LogCursor:              NewLogCursorClient(cfg),
 		Lottery:                NewLotteryClient(cfg),
 		LotteryDraw:            NewLotteryDrawClient(cfg),
@@ -342,9 +365,11 @@ func (c *Client) Tx(ctx context.Context) (*Tx, error) {
 		Referral:               NewReferralClient(cfg),
 		RefreshToken:           NewRefreshTokenClient(cfg),
 		Refund:                 NewRefundClient(cfg),
+		RfmModel:               NewRfmModelClient(cfg),
 		Staff:                  NewStaffClient(cfg),
 		Store:                  NewStoreClient(cfg),
 		StoredValueEntry:       NewStoredValueEntryClient(cfg),
+		Tag:                    NewTagClient(cfg),
 		Tier:                   NewTierClient(cfg),
 		TierChange:             NewTierChangeClient(cfg),
 	}, nil
@@ -369,7 +394,9 @@ func (c *Client) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error) 
 		Account:                NewAccountClient(cfg),
 		Activity:               NewActivityClient(cfg),
 		ActivityRegistration:   NewActivityRegistrationClient(cfg),
+		AiplModel:              NewAiplModelClient(cfg),
 		ApiClient:              NewApiClientClient(cfg),
+		Audience:               NewAudienceClient(cfg),
 		AuditLog:               NewAuditLogClient(cfg),
 		Benefit:                NewBenefitClient(cfg),
 		BusinessUnit:           NewBusinessUnitClient(cfg),
@@ -379,6 +406,7 @@ func (c *Client) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error) 
 		EarningRule:            NewEarningRuleClient(cfg),
 		GrowthEntry:            NewGrowthEntryClient(cfg),
 		Identity:               NewIdentityClient(cfg),
+		Job:                    NewJobClient(cfg),
 		LogCursor:              NewLogCursorClient(cfg),
 		Lottery:                NewLotteryClient(cfg),
 		LotteryDraw:            NewLotteryDrawClient(cfg),
@@ -405,9 +433,11 @@ func (c *Client) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error) 
 		Referral:               NewReferralClient(cfg),
 		RefreshToken:           NewRefreshTokenClient(cfg),
 		Refund:                 NewRefundClient(cfg),
+		RfmModel:               NewRfmModelClient(cfg),
 		Staff:                  NewStaffClient(cfg),
 		Store:                  NewStoreClient(cfg),
 		StoredValueEntry:       NewStoredValueEntryClient(cfg),
+		Tag:                    NewTagClient(cfg),
 		Tier:                   NewTierClient(cfg),
 		TierChange:             NewTierChangeClient(cfg),
 	}, nil
@@ -439,16 +469,16 @@ func (c *Client) Close() error {
 // In order to add hooks to a specific client, call: `client.Node.Use(...)`.
 func (c *Client) Use(hooks ...Hook) {
 	for _, n := range []interface{ Use(...Hook) }{
-		c.Account, c.Activity, c.ActivityRegistration, c.ApiClient, c.AuditLog,
-		c.Benefit, c.BusinessUnit, c.Consent, c.Coupon, c.CouponTemplate,
-		c.EarningRule, c.GrowthEntry, c.Identity, c.LogCursor, c.Lottery,
-		c.LotteryDraw, c.LotteryPrize, c.MallItem, c.MallRedemption, c.Member,
-		c.MemberEvent, c.Notification, c.Order, c.OrderItem, c.OrderPayment,
+		c.Account, c.Activity, c.ActivityRegistration, c.AiplModel, c.ApiClient,
+		c.Audience, c.AuditLog, c.Benefit, c.BusinessUnit, c.Consent, c.Coupon,
+		c.CouponTemplate, c.EarningRule, c.GrowthEntry, c.Identity, c.Job, c.LogCursor,
+		c.Lottery, c.LotteryDraw, c.LotteryPrize, c.MallItem, c.MallRedemption,
+		c.Member, c.MemberEvent, c.Notification, c.Order, c.OrderItem, c.OrderPayment,
 		c.OtpChallenge, c.PaidMembership, c.PaidMembershipPlan,
 		c.PaidMembershipPurchase, c.PointsAllocation, c.PointsEntry, c.PointsLot,
 		c.PromoCode, c.PromoRedemption, c.PushDelivery, c.PushDevice, c.Referral,
-		c.RefreshToken, c.Refund, c.Staff, c.Store, c.StoredValueEntry, c.Tier,
-		c.TierChange,
+		c.RefreshToken, c.Refund, c.RfmModel, c.Staff, c.Store, c.StoredValueEntry,
+		c.Tag, c.Tier, c.TierChange,
 	} {
 		n.Use(hooks...)
 	}
@@ -458,16 +488,16 @@ func (c *Client) Use(hooks ...Hook) {
 // In order to add interceptors to a specific client, call: `client.Node.Intercept(...)`.
 func (c *Client) Intercept(interceptors ...Interceptor) {
 	for _, n := range []interface{ Intercept(...Interceptor) }{
-		c.Account, c.Activity, c.ActivityRegistration, c.ApiClient, c.AuditLog,
-		c.Benefit, c.BusinessUnit, c.Consent, c.Coupon, c.CouponTemplate,
-		c.EarningRule, c.GrowthEntry, c.Identity, c.LogCursor, c.Lottery,
-		c.LotteryDraw, c.LotteryPrize, c.MallItem, c.MallRedemption, c.Member,
-		c.MemberEvent, c.Notification, c.Order, c.OrderItem, c.OrderPayment,
+		c.Account, c.Activity, c.ActivityRegistration, c.AiplModel, c.ApiClient,
+		c.Audience, c.AuditLog, c.Benefit, c.BusinessUnit, c.Consent, c.Coupon,
+		c.CouponTemplate, c.EarningRule, c.GrowthEntry, c.Identity, c.Job, c.LogCursor,
+		c.Lottery, c.LotteryDraw, c.LotteryPrize, c.MallItem, c.MallRedemption,
+		c.Member, c.MemberEvent, c.Notification, c.Order, c.OrderItem, c.OrderPayment,
 		c.OtpChallenge, c.PaidMembership, c.PaidMembershipPlan,
 		c.PaidMembershipPurchase, c.PointsAllocation, c.PointsEntry, c.PointsLot,
 		c.PromoCode, c.PromoRedemption, c.PushDelivery, c.PushDevice, c.Referral,
-		c.RefreshToken, c.Refund, c.Staff, c.Store, c.StoredValueEntry, c.Tier,
-		c.TierChange,
+		c.RefreshToken, c.Refund, c.RfmModel, c.Staff, c.Store, c.StoredValueEntry,
+		c.Tag, c.Tier, c.TierChange,
 	} {
 		n.Intercept(interceptors...)
 	}
@@ -482,8 +512,12 @@ func (c *Client) Mutate(ctx context.Context, m Mutation) (Value, error) {
 		return c.Activity.mutate(ctx, m)
 	case *ActivityRegistrationMutation:
 		return c.ActivityRegistration.mutate(ctx, m)
+	case *AiplModelMutation:
+		return c.AiplModel.mutate(ctx, m)
 	case *ApiClientMutation:
 		return c.ApiClient.mutate(ctx, m)
+	case *AudienceMutation:
+		return c.Audience.mutate(ctx, m)
 	case *AuditLogMutation:
 		return c.AuditLog.mutate(ctx, m)
 	case *BenefitMutation:
@@ -502,6 +536,8 @@ func (c *Client) Mutate(ctx context.Context, m Mutation) (Value, error) {
 		return c.GrowthEntry.mutate(ctx, m)
 	case *IdentityMutation:
 		return c.Identity.mutate(ctx, m)
+	case *JobMutation:
+		return c.Job.mutate(ctx, m)
 	case *LogCursorMutation:
 		return c.LogCursor.mutate(ctx, m)
 	case *LotteryMutation:
@@ -554,12 +590,16 @@ func (c *Client) Mutate(ctx context.Context, m Mutation) (Value, error) {
 		return c.RefreshToken.mutate(ctx, m)
 	case *RefundMutation:
 		return c.Refund.mutate(ctx, m)
+	case *RfmModelMutation:
+		return c.RfmModel.mutate(ctx, m)
 	case *StaffMutation:
 		return c.Staff.mutate(ctx, m)
 	case *StoreMutation:
 		return c.Store.mutate(ctx, m)
 	case *StoredValueEntryMutation:
 		return c.StoredValueEntry.mutate(ctx, m)
+	case *TagMutation:
+		return c.Tag.mutate(ctx, m)
 	case *TierMutation:
 		return c.Tier.mutate(ctx, m)
 	case *TierChangeMutation:
@@ -1016,6 +1056,139 @@ func (c *ActivityRegistrationClient) mutate(ctx context.Context, m *ActivityRegi
 	}
 }
 
+// AiplModelClient is a client for the AiplModel schema.
+type AiplModelClient struct {
+	config
+}
+
+// NewAiplModelClient returns a client for the AiplModel from the given config.
+func NewAiplModelClient(c config) *AiplModelClient {
+	return &AiplModelClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `aiplmodel.Hooks(f(g(h())))`.
+func (c *AiplModelClient) Use(hooks ...Hook) {
+	c.hooks.AiplModel = append(c.hooks.AiplModel, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `aiplmodel.Intercept(f(g(h())))`.
+func (c *AiplModelClient) Intercept(interceptors ...Interceptor) {
+	c.inters.AiplModel = append(c.inters.AiplModel, interceptors...)
+}
+
+// Create returns a builder for creating a AiplModel entity.
+func (c *AiplModelClient) Create() *AiplModelCreate {
+	mutation := newAiplModelMutation(c.config, OpCreate)
+	return &AiplModelCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of AiplModel entities.
+func (c *AiplModelClient) CreateBulk(builders ...*AiplModelCreate) *AiplModelCreateBulk {
+	return &AiplModelCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *AiplModelClient) MapCreateBulk(slice any, setFunc func(*AiplModelCreate, int)) *AiplModelCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &AiplModelCreateBulk{err: fmt.Errorf("calling to AiplModelClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*AiplModelCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &AiplModelCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for AiplModel.
+func (c *AiplModelClient) Update() *AiplModelUpdate {
+	mutation := newAiplModelMutation(c.config, OpUpdate)
+	return &AiplModelUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *AiplModelClient) UpdateOne(_m *AiplModel) *AiplModelUpdateOne {
+	mutation := newAiplModelMutation(c.config, OpUpdateOne, withAiplModel(_m))
+	return &AiplModelUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *AiplModelClient) UpdateOneID(id int) *AiplModelUpdateOne {
+	mutation := newAiplModelMutation(c.config, OpUpdateOne, withAiplModelID(id))
+	return &AiplModelUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for AiplModel.
+func (c *AiplModelClient) Delete() *AiplModelDelete {
+	mutation := newAiplModelMutation(c.config, OpDelete)
+	return &AiplModelDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *AiplModelClient) DeleteOne(_m *AiplModel) *AiplModelDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *AiplModelClient) DeleteOneID(id int) *AiplModelDeleteOne {
+	builder := c.Delete().Where(aiplmodel.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &AiplModelDeleteOne{builder}
+}
+
+// Query returns a query builder for AiplModel.
+func (c *AiplModelClient) Query() *AiplModelQuery {
+	return &AiplModelQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypeAiplModel},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a AiplModel entity by its id.
+func (c *AiplModelClient) Get(ctx context.Context, id int) (*AiplModel, error) {
+	return c.Query().Where(aiplmodel.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *AiplModelClient) GetX(ctx context.Context, id int) *AiplModel {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// Hooks returns the client hooks.
+func (c *AiplModelClient) Hooks() []Hook {
+	return c.hooks.AiplModel
+}
+
+// Interceptors returns the client interceptors.
+func (c *AiplModelClient) Interceptors() []Interceptor {
+	return c.inters.AiplModel
+}
+
+func (c *AiplModelClient) mutate(ctx context.Context, m *AiplModelMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&AiplModelCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&AiplModelUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&AiplModelUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&AiplModelDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown AiplModel mutation op: %q", m.Op())
+	}
+}
+
 // ApiClientClient is a client for the ApiClient schema.
 type ApiClientClient struct {
 	config
@@ -1162,6 +1335,139 @@ func (c *ApiClientClient) mutate(ctx context.Context, m *ApiClientMutation) (Val
 		return (&ApiClientDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
 	default:
 		return nil, fmt.Errorf("ent: unknown ApiClient mutation op: %q", m.Op())
+	}
+}
+
+// AudienceClient is a client for the Audience schema.
+type AudienceClient struct {
+	config
+}
+
+// NewAudienceClient returns a client for the Audience from the given config.
+func NewAudienceClient(c config) *AudienceClient {
+	return &AudienceClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `audience.Hooks(f(g(h())))`.
+func (c *AudienceClient) Use(hooks ...Hook) {
+	c.hooks.Audience = append(c.hooks.Audience, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `audience.Intercept(f(g(h())))`.
+func (c *AudienceClient) Intercept(interceptors ...Interceptor) {
+	c.inters.Audience = append(c.inters.Audience, interceptors...)
+}
+
+// Create returns a builder for creating a Audience entity.
+func (c *AudienceClient) Create() *AudienceCreate {
+	mutation := newAudienceMutation(c.config, OpCreate)
+	return &AudienceCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of Audience entities.
+func (c *AudienceClient) CreateBulk(builders ...*AudienceCreate) *AudienceCreateBulk {
+	return &AudienceCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *AudienceClient) MapCreateBulk(slice any, setFunc func(*AudienceCreate, int)) *AudienceCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &AudienceCreateBulk{err: fmt.Errorf("calling to AudienceClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*AudienceCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &AudienceCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for Audience.
+func (c *AudienceClient) Update() *AudienceUpdate {
+	mutation := newAudienceMutation(c.config, OpUpdate)
+	return &AudienceUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *AudienceClient) UpdateOne(_m *Audience) *AudienceUpdateOne {
+	mutation := newAudienceMutation(c.config, OpUpdateOne, withAudience(_m))
+	return &AudienceUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *AudienceClient) UpdateOneID(id int) *AudienceUpdateOne {
+	mutation := newAudienceMutation(c.config, OpUpdateOne, withAudienceID(id))
+	return &AudienceUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for Audience.
+func (c *AudienceClient) Delete() *AudienceDelete {
+	mutation := newAudienceMutation(c.config, OpDelete)
+	return &AudienceDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *AudienceClient) DeleteOne(_m *Audience) *AudienceDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *AudienceClient) DeleteOneID(id int) *AudienceDeleteOne {
+	builder := c.Delete().Where(audience.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &AudienceDeleteOne{builder}
+}
+
+// Query returns a query builder for Audience.
+func (c *AudienceClient) Query() *AudienceQuery {
+	return &AudienceQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypeAudience},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a Audience entity by its id.
+func (c *AudienceClient) Get(ctx context.Context, id int) (*Audience, error) {
+	return c.Query().Where(audience.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *AudienceClient) GetX(ctx context.Context, id int) *Audience {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// Hooks returns the client hooks.
+func (c *AudienceClient) Hooks() []Hook {
+	return c.hooks.Audience
+}
+
+// Interceptors returns the client interceptors.
+func (c *AudienceClient) Interceptors() []Interceptor {
+	return c.inters.Audience
+}
+
+func (c *AudienceClient) mutate(ctx context.Context, m *AudienceMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&AudienceCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&AudienceUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&AudienceUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&AudienceDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown Audience mutation op: %q", m.Op())
 	}
 }
 
@@ -2583,6 +2889,139 @@ func (c *IdentityClient) mutate(ctx context.Context, m *IdentityMutation) (Value
 		return (&IdentityDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
 	default:
 		return nil, fmt.Errorf("ent: unknown Identity mutation op: %q", m.Op())
+	}
+}
+
+// JobClient is a client for the Job schema.
+type JobClient struct {
+	config
+}
+
+// NewJobClient returns a client for the Job from the given config.
+func NewJobClient(c config) *JobClient {
+	return &JobClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `job.Hooks(f(g(h())))`.
+func (c *JobClient) Use(hooks ...Hook) {
+	c.hooks.Job = append(c.hooks.Job, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `job.Intercept(f(g(h())))`.
+func (c *JobClient) Intercept(interceptors ...Interceptor) {
+	c.inters.Job = append(c.inters.Job, interceptors...)
+}
+
+// Create returns a builder for creating a Job entity.
+func (c *JobClient) Create() *JobCreate {
+	mutation := newJobMutation(c.config, OpCreate)
+	return &JobCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of Job entities.
+func (c *JobClient) CreateBulk(builders ...*JobCreate) *JobCreateBulk {
+	return &JobCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *JobClient) MapCreateBulk(slice any, setFunc func(*JobCreate, int)) *JobCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &JobCreateBulk{err: fmt.Errorf("calling to JobClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*JobCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &JobCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for Job.
+func (c *JobClient) Update() *JobUpdate {
+	mutation := newJobMutation(c.config, OpUpdate)
+	return &JobUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *JobClient) UpdateOne(_m *Job) *JobUpdateOne {
+	mutation := newJobMutation(c.config, OpUpdateOne, withJob(_m))
+	return &JobUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *JobClient) UpdateOneID(id int) *JobUpdateOne {
+	mutation := newJobMutation(c.config, OpUpdateOne, withJobID(id))
+	return &JobUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for Job.
+func (c *JobClient) Delete() *JobDelete {
+	mutation := newJobMutation(c.config, OpDelete)
+	return &JobDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *JobClient) DeleteOne(_m *Job) *JobDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *JobClient) DeleteOneID(id int) *JobDeleteOne {
+	builder := c.Delete().Where(job.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &JobDeleteOne{builder}
+}
+
+// Query returns a query builder for Job.
+func (c *JobClient) Query() *JobQuery {
+	return &JobQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypeJob},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a Job entity by its id.
+func (c *JobClient) Get(ctx context.Context, id int) (*Job, error) {
+	return c.Query().Where(job.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *JobClient) GetX(ctx context.Context, id int) *Job {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// Hooks returns the client hooks.
+func (c *JobClient) Hooks() []Hook {
+	return c.hooks.Job
+}
+
+// Interceptors returns the client interceptors.
+func (c *JobClient) Interceptors() []Interceptor {
+	return c.inters.Job
+}
+
+func (c *JobClient) mutate(ctx context.Context, m *JobMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&JobCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&JobUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&JobUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&JobDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown Job mutation op: %q", m.Op())
 	}
 }
 
@@ -6380,6 +6819,139 @@ func (c *RefundClient) mutate(ctx context.Context, m *RefundMutation) (Value, er
 	}
 }
 
+// RfmModelClient is a client for the RfmModel schema.
+type RfmModelClient struct {
+	config
+}
+
+// NewRfmModelClient returns a client for the RfmModel from the given config.
+func NewRfmModelClient(c config) *RfmModelClient {
+	return &RfmModelClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `rfmmodel.Hooks(f(g(h())))`.
+func (c *RfmModelClient) Use(hooks ...Hook) {
+	c.hooks.RfmModel = append(c.hooks.RfmModel, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `rfmmodel.Intercept(f(g(h())))`.
+func (c *RfmModelClient) Intercept(interceptors ...Interceptor) {
+	c.inters.RfmModel = append(c.inters.RfmModel, interceptors...)
+}
+
+// Create returns a builder for creating a RfmModel entity.
+func (c *RfmModelClient) Create() *RfmModelCreate {
+	mutation := newRfmModelMutation(c.config, OpCreate)
+	return &RfmModelCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of RfmModel entities.
+func (c *RfmModelClient) CreateBulk(builders ...*RfmModelCreate) *RfmModelCreateBulk {
+	return &RfmModelCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *RfmModelClient) MapCreateBulk(slice any, setFunc func(*RfmModelCreate, int)) *RfmModelCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &RfmModelCreateBulk{err: fmt.Errorf("calling to RfmModelClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*RfmModelCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &RfmModelCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for RfmModel.
+func (c *RfmModelClient) Update() *RfmModelUpdate {
+	mutation := newRfmModelMutation(c.config, OpUpdate)
+	return &RfmModelUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *RfmModelClient) UpdateOne(_m *RfmModel) *RfmModelUpdateOne {
+	mutation := newRfmModelMutation(c.config, OpUpdateOne, withRfmModel(_m))
+	return &RfmModelUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *RfmModelClient) UpdateOneID(id int) *RfmModelUpdateOne {
+	mutation := newRfmModelMutation(c.config, OpUpdateOne, withRfmModelID(id))
+	return &RfmModelUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for RfmModel.
+func (c *RfmModelClient) Delete() *RfmModelDelete {
+	mutation := newRfmModelMutation(c.config, OpDelete)
+	return &RfmModelDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *RfmModelClient) DeleteOne(_m *RfmModel) *RfmModelDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *RfmModelClient) DeleteOneID(id int) *RfmModelDeleteOne {
+	builder := c.Delete().Where(rfmmodel.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &RfmModelDeleteOne{builder}
+}
+
+// Query returns a query builder for RfmModel.
+func (c *RfmModelClient) Query() *RfmModelQuery {
+	return &RfmModelQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypeRfmModel},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a RfmModel entity by its id.
+func (c *RfmModelClient) Get(ctx context.Context, id int) (*RfmModel, error) {
+	return c.Query().Where(rfmmodel.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *RfmModelClient) GetX(ctx context.Context, id int) *RfmModel {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// Hooks returns the client hooks.
+func (c *RfmModelClient) Hooks() []Hook {
+	return c.hooks.RfmModel
+}
+
+// Interceptors returns the client interceptors.
+func (c *RfmModelClient) Interceptors() []Interceptor {
+	return c.inters.RfmModel
+}
+
+func (c *RfmModelClient) mutate(ctx context.Context, m *RfmModelMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&RfmModelCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&RfmModelUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&RfmModelUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&RfmModelDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown RfmModel mutation op: %q", m.Op())
+	}
+}
+
 // StaffClient is a client for the Staff schema.
 type StaffClient struct {
 	config
@@ -6875,6 +7447,139 @@ func (c *StoredValueEntryClient) mutate(ctx context.Context, m *StoredValueEntry
 	}
 }
 
+// TagClient is a client for the Tag schema.
+type TagClient struct {
+	config
+}
+
+// NewTagClient returns a client for the Tag from the given config.
+func NewTagClient(c config) *TagClient {
+	return &TagClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `tag.Hooks(f(g(h())))`.
+func (c *TagClient) Use(hooks ...Hook) {
+	c.hooks.Tag = append(c.hooks.Tag, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `tag.Intercept(f(g(h())))`.
+func (c *TagClient) Intercept(interceptors ...Interceptor) {
+	c.inters.Tag = append(c.inters.Tag, interceptors...)
+}
+
+// Create returns a builder for creating a Tag entity.
+func (c *TagClient) Create() *TagCreate {
+	mutation := newTagMutation(c.config, OpCreate)
+	return &TagCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of Tag entities.
+func (c *TagClient) CreateBulk(builders ...*TagCreate) *TagCreateBulk {
+	return &TagCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *TagClient) MapCreateBulk(slice any, setFunc func(*TagCreate, int)) *TagCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &TagCreateBulk{err: fmt.Errorf("calling to TagClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*TagCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &TagCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for Tag.
+func (c *TagClient) Update() *TagUpdate {
+	mutation := newTagMutation(c.config, OpUpdate)
+	return &TagUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *TagClient) UpdateOne(_m *Tag) *TagUpdateOne {
+	mutation := newTagMutation(c.config, OpUpdateOne, withTag(_m))
+	return &TagUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *TagClient) UpdateOneID(id int) *TagUpdateOne {
+	mutation := newTagMutation(c.config, OpUpdateOne, withTagID(id))
+	return &TagUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for Tag.
+func (c *TagClient) Delete() *TagDelete {
+	mutation := newTagMutation(c.config, OpDelete)
+	return &TagDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *TagClient) DeleteOne(_m *Tag) *TagDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *TagClient) DeleteOneID(id int) *TagDeleteOne {
+	builder := c.Delete().Where(tag.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &TagDeleteOne{builder}
+}
+
+// Query returns a query builder for Tag.
+func (c *TagClient) Query() *TagQuery {
+	return &TagQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypeTag},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a Tag entity by its id.
+func (c *TagClient) Get(ctx context.Context, id int) (*Tag, error) {
+	return c.Query().Where(tag.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *TagClient) GetX(ctx context.Context, id int) *Tag {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// Hooks returns the client hooks.
+func (c *TagClient) Hooks() []Hook {
+	return c.hooks.Tag
+}
+
+// Interceptors returns the client interceptors.
+func (c *TagClient) Interceptors() []Interceptor {
+	return c.inters.Tag
+}
+
+func (c *TagClient) mutate(ctx context.Context, m *TagMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&TagCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&TagUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&TagUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&TagDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown Tag mutation op: %q", m.Op())
+	}
+}
+
 // TierClient is a client for the Tier schema.
 type TierClient struct {
 	config
@@ -7192,24 +7897,25 @@ func (c *TierChangeClient) mutate(ctx context.Context, m *TierChangeMutation) (V
 // hooks and interceptors per client, for fast access.
 type (
 	hooks struct {
-		Account, Activity, ActivityRegistration, ApiClient, AuditLog, Benefit,
-		BusinessUnit, Consent, Coupon, CouponTemplate, EarningRule, GrowthEntry,
-		Identity, LogCursor, Lottery, LotteryDraw, LotteryPrize, MallItem,
-		MallRedemption, Member, MemberEvent, Notification, Order, OrderItem,
+		Account, Activity, ActivityRegistration, AiplModel, ApiClient, Audience,
+		AuditLog, Benefit, BusinessUnit, Consent, Coupon, CouponTemplate, EarningRule,
+		GrowthEntry, Identity, Job, LogCursor, Lottery, LotteryDraw, LotteryPrize,
+		MallItem, MallRedemption, Member, MemberEvent, Notification, Order, OrderItem,
 		OrderPayment, OtpChallenge, PaidMembership, PaidMembershipPlan,
 		PaidMembershipPurchase, PointsAllocation, PointsEntry, PointsLot, PromoCode,
 		PromoRedemption, PushDelivery, PushDevice, Referral, RefreshToken, Refund,
-		Staff, Store, StoredValueEntry, Tier, TierChange []ent.Hook
+		RfmModel, Staff, Store, StoredValueEntry, Tag, Tier, TierChange []ent.Hook
 	}
 	inters struct {
-		Account, Activity, ActivityRegistration, ApiClient, AuditLog, Benefit,
-		BusinessUnit, Consent, Coupon, CouponTemplate, EarningRule, GrowthEntry,
-		Identity, LogCursor, Lottery, LotteryDraw, LotteryPrize, MallItem,
-		MallRedemption, Member, MemberEvent, Notification, Order, OrderItem,
+		Account, Activity, ActivityRegistration, AiplModel, ApiClient, Audience,
+		AuditLog, Benefit, BusinessUnit, Consent, Coupon, CouponTemplate, EarningRule,
+		GrowthEntry, Identity, Job, LogCursor, Lottery, LotteryDraw, LotteryPrize,
+		MallItem, MallRedemption, Member, MemberEvent, Notification, Order, OrderItem,
 		OrderPayment, OtpChallenge, PaidMembership, PaidMembershipPlan,
 		PaidMembershipPurchase, PointsAllocation, PointsEntry, PointsLot, PromoCode,
 		PromoRedemption, PushDelivery, PushDevice, Referral, RefreshToken, Refund,
-		Staff, Store, StoredValueEntry, Tier, TierChange []ent.Interceptor
+		RfmModel, Staff, Store, StoredValueEntry, Tag, Tier,
+		TierChange []ent.Interceptor
 	}
 )
 

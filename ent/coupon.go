@@ -45,6 +45,8 @@ type Coupon struct {
 	Discount int64 `json:"discount,omitempty"`
 	// ExpiringNotifiedAt holds the value of the "expiring_notified_at" field.
 	ExpiringNotifiedAt *time.Time `json:"expiring_notified_at,omitempty"`
+	// IssueJobID holds the value of the "issue_job_id" field.
+	IssueJobID *int `json:"issue_job_id,omitempty"`
 	// Edges holds the relations/edges for other nodes in the graph.
 	// The values are being populated by the CouponQuery when eager-loading is set.
 	Edges        CouponEdges `json:"edges"`
@@ -78,7 +80,7 @@ func (*Coupon) scanValues(columns []string) ([]any, error) {
 	values := make([]any, len(columns))
 	for i := range columns {
 		switch columns[i] {
-		case coupon.FieldID, coupon.FieldTemplateID, coupon.FieldMemberID, coupon.FieldOrderID, coupon.FieldDiscount:
+		case coupon.FieldID, coupon.FieldTemplateID, coupon.FieldMemberID, coupon.FieldOrderID, coupon.FieldDiscount, coupon.FieldIssueJobID:
 			values[i] = new(sql.NullInt64)
 		case coupon.FieldCode, coupon.FieldStatus, coupon.FieldLockedOrderRef, coupon.FieldSource:
 			values[i] = new(sql.NullString)
@@ -188,6 +190,13 @@ func (_m *Coupon) assignValues(columns []string, values []any) error {
 				_m.ExpiringNotifiedAt = new(time.Time)
 				*_m.ExpiringNotifiedAt = value.Time
 			}
+		case coupon.FieldIssueJobID:
+			if value, ok := values[i].(*sql.NullInt64); !ok {
+				return fmt.Errorf("unexpected type %T for field issue_job_id", values[i])
+			} else if value.Valid {
+				_m.IssueJobID = new(int)
+				*_m.IssueJobID = int(value.Int64)
+			}
 		default:
 			_m.selectValues.Set(columns[i], values[i])
 		}
@@ -276,6 +285,11 @@ func (_m *Coupon) String() string {
 	if v := _m.ExpiringNotifiedAt; v != nil {
 		builder.WriteString("expiring_notified_at=")
 		builder.WriteString(v.Format(time.ANSIC))
+	}
+	builder.WriteString(", ")
+	if v := _m.IssueJobID; v != nil {
+		builder.WriteString("issue_job_id=")
+		builder.WriteString(fmt.Sprintf("%v", *v))
 	}
 	builder.WriteByte(')')
 	return builder.String()

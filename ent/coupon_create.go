@@ -174,6 +174,20 @@ func (_c *CouponCreate) SetNillableExpiringNotifiedAt(v *time.Time) *CouponCreat
 	return _c
 }
 
+// SetIssueJobID sets the "issue_job_id" field.
+func (_c *CouponCreate) SetIssueJobID(v int) *CouponCreate {
+	_c.mutation.SetIssueJobID(v)
+	return _c
+}
+
+// SetNillableIssueJobID sets the "issue_job_id" field if the given value is not nil.
+func (_c *CouponCreate) SetNillableIssueJobID(v *int) *CouponCreate {
+	if v != nil {
+		_c.SetIssueJobID(*v)
+	}
+	return _c
+}
+
 // SetTemplate sets the "template" edge to the CouponTemplate entity.
 func (_c *CouponCreate) SetTemplate(v *CouponTemplate) *CouponCreate {
 	return _c.SetTemplateID(v.ID)
@@ -345,6 +359,10 @@ func (_c *CouponCreate) createSpec() (*Coupon, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.ExpiringNotifiedAt(); ok {
 		_spec.SetField(coupon.FieldExpiringNotifiedAt, field.TypeTime, value)
 		_node.ExpiringNotifiedAt = &value
+	}
+	if value, ok := _c.mutation.IssueJobID(); ok {
+		_spec.SetField(coupon.FieldIssueJobID, field.TypeInt, value)
+		_node.IssueJobID = &value
 	}
 	if nodes := _c.mutation.TemplateIDs(); len(nodes) > 0 {
 		edge := &sqlgraph.EdgeSpec{
@@ -602,6 +620,9 @@ func (u *CouponUpsertOne) UpdateNewValues() *CouponUpsertOne {
 		}
 		if _, exists := u.create.mutation.IssuedAt(); exists {
 			s.SetIgnore(coupon.FieldIssuedAt)
+		}
+		if _, exists := u.create.mutation.IssueJobID(); exists {
+			s.SetIgnore(coupon.FieldIssueJobID)
 		}
 	}))
 	return u
@@ -1014,6 +1035,9 @@ func (u *CouponUpsertBulk) UpdateNewValues() *CouponUpsertBulk {
 			}
 			if _, exists := b.mutation.IssuedAt(); exists {
 				s.SetIgnore(coupon.FieldIssuedAt)
+			}
+			if _, exists := b.mutation.IssueJobID(); exists {
+				s.SetIgnore(coupon.FieldIssueJobID)
 			}
 		}
 	}))

@@ -338,6 +338,9 @@ func (_u *CouponUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	if _u.mutation.ExpiringNotifiedAtCleared() {
 		_spec.ClearField(coupon.FieldExpiringNotifiedAt, field.TypeTime)
 	}
+	if _u.mutation.IssueJobIDCleared() {
+		_spec.ClearField(coupon.FieldIssueJobID, field.TypeInt)
+	}
 	_spec.AddModifiers(_u.modifiers...)
 	if _node, err = sqlgraph.UpdateNodes(ctx, _u.driver, _spec); err != nil {
 		if _, ok := err.(*sqlgraph.NotFoundError); ok {
@@ -697,6 +700,9 @@ func (_u *CouponUpdateOne) sqlSave(ctx context.Context) (_node *Coupon, err erro
 	}
 	if _u.mutation.ExpiringNotifiedAtCleared() {
 		_spec.ClearField(coupon.FieldExpiringNotifiedAt, field.TypeTime)
+	}
+	if _u.mutation.IssueJobIDCleared() {
+		_spec.ClearField(coupon.FieldIssueJobID, field.TypeInt)
 	}
 	_spec.AddModifiers(_u.modifiers...)
 	_node = &Coupon{config: _u.config}

@@ -15,7 +15,9 @@ import (
 	"github.com/onemember/onemember/ent/account"
 	"github.com/onemember/onemember/ent/activity"
 	"github.com/onemember/onemember/ent/activityregistration"
+	"github.com/onemember/onemember/ent/aiplmodel"
 	"github.com/onemember/onemember/ent/apiclient"
+	"github.com/onemember/onemember/ent/audience"
 	"github.com/onemember/onemember/ent/auditlog"
 	"github.com/onemember/onemember/ent/benefit"
 	"github.com/onemember/onemember/ent/businessunit"
@@ -25,6 +27,7 @@ import (
 	"github.com/onemember/onemember/ent/earningrule"
 	"github.com/onemember/onemember/ent/growthentry"
 	"github.com/onemember/onemember/ent/identity"
+	"github.com/onemember/onemember/ent/job"
 	"github.com/onemember/onemember/ent/logcursor"
 	"github.com/onemember/onemember/ent/lottery"
 	"github.com/onemember/onemember/ent/lotterydraw"
@@ -51,9 +54,11 @@ import (
 	"github.com/onemember/onemember/ent/referral"
 	"github.com/onemember/onemember/ent/refreshtoken"
 	"github.com/onemember/onemember/ent/refund"
+	"github.com/onemember/onemember/ent/rfmmodel"
 	"github.com/onemember/onemember/ent/staff"
 	"github.com/onemember/onemember/ent/store"
 	"github.com/onemember/onemember/ent/storedvalueentry"
+	"github.com/onemember/onemember/ent/tag"
 	"github.com/onemember/onemember/ent/tier"
 	"github.com/onemember/onemember/ent/tierchange"
 )
@@ -119,7 +124,9 @@ func checkColumn(t, c string) error {
 			account.Table:                account.ValidColumn,
 			activity.Table:               activity.ValidColumn,
 			activityregistration.Table:   activityregistration.ValidColumn,
+			aiplmodel.Table:              aiplmodel.ValidColumn,
 			apiclient.Table:              apiclient.ValidColumn,
+			audience.Table:               audience.ValidColumn,
 			auditlog.Table:               auditlog.ValidColumn,
 			benefit.Table:                benefit.ValidColumn,
 			businessunit.Table:           businessunit.ValidColumn,
@@ -129,6 +136,7 @@ func checkColumn(t, c string) error {
 			earningrule.Table:            earningrule.ValidColumn,
 			growthentry.Table:            growthentry.ValidColumn,
 			identity.Table:               identity.ValidColumn,
+			job.Table:                    job.ValidColumn,
 			logcursor.Table:              logcursor.ValidColumn,
 			lottery.Table:                lottery.ValidColumn,
 			lotterydraw.Table:            lotterydraw.ValidColumn,
@@ -155,9 +163,11 @@ func checkColumn(t, c string) error {
 			referral.Table:               referral.ValidColumn,
 			refreshtoken.Table:           refreshtoken.ValidColumn,
 			refund.Table:                 refund.ValidColumn,
+			rfmmodel.Table:               rfmmodel.ValidColumn,
 			staff.Table:                  staff.ValidColumn,
 			store.Table:                  store.ValidColumn,
 			storedvalueentry.Table:       storedvalueentry.ValidColumn,
+			tag.Table:                    tag.ValidColumn,
 			tier.Table:                   tier.ValidColumn,
 			tierchange.Table:             tierchange.ValidColumn,
 		})

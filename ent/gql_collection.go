@@ -9,7 +9,9 @@ import (
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/onemember/onemember/ent/activity"
 	"github.com/onemember/onemember/ent/activityregistration"
+	"github.com/onemember/onemember/ent/aiplmodel"
 	"github.com/onemember/onemember/ent/apiclient"
+	"github.com/onemember/onemember/ent/audience"
 	"github.com/onemember/onemember/ent/auditlog"
 	"github.com/onemember/onemember/ent/benefit"
 	"github.com/onemember/onemember/ent/businessunit"
@@ -19,6 +21,7 @@ import (
 	"github.com/onemember/onemember/ent/earningrule"
 	"github.com/onemember/onemember/ent/growthentry"
 	"github.com/onemember/onemember/ent/identity"
+	"github.com/onemember/onemember/ent/job"
 	"github.com/onemember/onemember/ent/lottery"
 	"github.com/onemember/onemember/ent/lotteryprize"
 	"github.com/onemember/onemember/ent/mallitem"
@@ -31,9 +34,11 @@ import (
 	"github.com/onemember/onemember/ent/paidmembershipplan"
 	"github.com/onemember/onemember/ent/pointsentry"
 	"github.com/onemember/onemember/ent/promocode"
+	"github.com/onemember/onemember/ent/rfmmodel"
 	"github.com/onemember/onemember/ent/staff"
 	"github.com/onemember/onemember/ent/store"
 	"github.com/onemember/onemember/ent/storedvalueentry"
+	"github.com/onemember/onemember/ent/tag"
 	"github.com/onemember/onemember/ent/tier"
 	"github.com/onemember/onemember/ent/tierchange"
 )
@@ -254,6 +259,107 @@ func newActivityRegistrationPaginateArgs(rv map[string]any) *activityregistratio
 }
 
 // CollectFields tells the query-builder to eagerly load connected nodes by resolver context.
+func (_q *AiplModelQuery) CollectFields(ctx context.Context, satisfies ...string) (*AiplModelQuery, error) {
+	fc := graphql.GetFieldContext(ctx)
+	if fc == nil {
+		return _q, nil
+	}
+	if err := _q.collectField(ctx, false, graphql.GetOperationContext(ctx), fc.Field, nil, satisfies...); err != nil {
+		return nil, err
+	}
+	return _q, nil
+}
+
+func (_q *AiplModelQuery) collectField(ctx context.Context, oneNode bool, opCtx *graphql.OperationContext, collected graphql.CollectedField, path []string, satisfies ...string) error {
+	path = append([]string(nil), path...)
+	var (
+		unknownSeen    bool
+		fieldSeen      = make(map[string]struct{}, len(aiplmodel.Columns))
+		selectedFields = []string{aiplmodel.FieldID}
+	)
+	for _, field := range graphql.CollectFields(opCtx, collected.Selections, satisfies) {
+		switch field.Name {
+		case "createdAt":
+			if _, ok := fieldSeen[aiplmodel.FieldCreatedAt]; !ok {
+				selectedFields = append(selectedFields, aiplmodel.FieldCreatedAt)
+				fieldSeen[aiplmodel.FieldCreatedAt] = struct{}{}
+			}
+		case "updatedAt":
+			if _, ok := fieldSeen[aiplmodel.FieldUpdatedAt]; !ok {
+				selectedFields = append(selectedFields, aiplmodel.FieldUpdatedAt)
+				fieldSeen[aiplmodel.FieldUpdatedAt] = struct{}{}
+			}
+		case "name":
+			if _, ok := fieldSeen[aiplmodel.FieldName]; !ok {
+				selectedFields = append(selectedFields, aiplmodel.FieldName)
+				fieldSeen[aiplmodel.FieldName] = struct{}{}
+			}
+		case "windowDays":
+			if _, ok := fieldSeen[aiplmodel.FieldWindowDays]; !ok {
+				selectedFields = append(selectedFields, aiplmodel.FieldWindowDays)
+				fieldSeen[aiplmodel.FieldWindowDays] = struct{}{}
+			}
+		case "id":
+		case "__typename":
+		default:
+			unknownSeen = true
+		}
+	}
+	if !unknownSeen {
+		_q.Select(selectedFields...)
+	}
+	return nil
+}
+
+type aiplmodelPaginateArgs struct {
+	first, last   *int
+	after, before *Cursor
+	opts          []AiplModelPaginateOption
+}
+
+func newAiplModelPaginateArgs(rv map[string]any) *aiplmodelPaginateArgs {
+	args := &aiplmodelPaginateArgs{}
+	if rv == nil {
+		return args
+	}
+	if v := rv[firstField]; v != nil {
+		args.first = v.(*int)
+	}
+	if v := rv[lastField]; v != nil {
+		args.last = v.(*int)
+	}
+	if v := rv[afterField]; v != nil {
+		args.after = v.(*Cursor)
+	}
+	if v := rv[beforeField]; v != nil {
+		args.before = v.(*Cursor)
+	}
+	if v, ok := rv[orderByField]; ok {
+		switch v := v.(type) {
+		case map[string]any:
+			var (
+				err1, err2 error
+				order      = &AiplModelOrder{Field: &AiplModelOrderField{}, Direction: entgql.OrderDirectionAsc}
+			)
+			if d, ok := v[directionField]; ok {
+				err1 = order.Direction.UnmarshalGQL(d)
+			}
+			if f, ok := v[fieldField]; ok {
+				err2 = order.Field.UnmarshalGQL(f)
+			}
+			if err1 == nil && err2 == nil {
+				args.opts = append(args.opts, WithAiplModelOrder(order))
+			}
+		case *AiplModelOrder:
+			if v != nil {
+				args.opts = append(args.opts, WithAiplModelOrder(v))
+			}
+		}
+	}
+	return args
+}
+
+// CollectFields tells the query-builder to eagerly load connected nodes by resolver context.
 func (_q *ApiClientQuery) CollectFields(ctx context.Context, satisfies ...string) (*ApiClientQuery, error) {
 	fc := graphql.GetFieldContext(ctx)
 	if fc == nil {
@@ -366,6 +472,132 @@ func newApiClientPaginateArgs(rv map[string]any) *apiclientPaginateArgs {
 		case *ApiClientOrder:
 			if v != nil {
 				args.opts = append(args.opts, WithApiClientOrder(v))
+			}
+		}
+	}
+	return args
+}
+
+// CollectFields tells the query-builder to eagerly load connected nodes by resolver context.
+func (_q *AudienceQuery) CollectFields(ctx context.Context, satisfies ...string) (*AudienceQuery, error) {
+	fc := graphql.GetFieldContext(ctx)
+	if fc == nil {
+		return _q, nil
+	}
+	if err := _q.collectField(ctx, false, graphql.GetOperationContext(ctx), fc.Field, nil, satisfies...); err != nil {
+		return nil, err
+	}
+	return _q, nil
+}
+
+func (_q *AudienceQuery) collectField(ctx context.Context, oneNode bool, opCtx *graphql.OperationContext, collected graphql.CollectedField, path []string, satisfies ...string) error {
+	path = append([]string(nil), path...)
+	var (
+		unknownSeen    bool
+		fieldSeen      = make(map[string]struct{}, len(audience.Columns))
+		selectedFields = []string{audience.FieldID}
+	)
+	for _, field := range graphql.CollectFields(opCtx, collected.Selections, satisfies) {
+		switch field.Name {
+		case "createdAt":
+			if _, ok := fieldSeen[audience.FieldCreatedAt]; !ok {
+				selectedFields = append(selectedFields, audience.FieldCreatedAt)
+				fieldSeen[audience.FieldCreatedAt] = struct{}{}
+			}
+		case "updatedAt":
+			if _, ok := fieldSeen[audience.FieldUpdatedAt]; !ok {
+				selectedFields = append(selectedFields, audience.FieldUpdatedAt)
+				fieldSeen[audience.FieldUpdatedAt] = struct{}{}
+			}
+		case "name":
+			if _, ok := fieldSeen[audience.FieldName]; !ok {
+				selectedFields = append(selectedFields, audience.FieldName)
+				fieldSeen[audience.FieldName] = struct{}{}
+			}
+		case "source":
+			if _, ok := fieldSeen[audience.FieldSource]; !ok {
+				selectedFields = append(selectedFields, audience.FieldSource)
+				fieldSeen[audience.FieldSource] = struct{}{}
+			}
+		case "priority":
+			if _, ok := fieldSeen[audience.FieldPriority]; !ok {
+				selectedFields = append(selectedFields, audience.FieldPriority)
+				fieldSeen[audience.FieldPriority] = struct{}{}
+			}
+		case "refresh":
+			if _, ok := fieldSeen[audience.FieldRefresh]; !ok {
+				selectedFields = append(selectedFields, audience.FieldRefresh)
+				fieldSeen[audience.FieldRefresh] = struct{}{}
+			}
+		case "status":
+			if _, ok := fieldSeen[audience.FieldStatus]; !ok {
+				selectedFields = append(selectedFields, audience.FieldStatus)
+				fieldSeen[audience.FieldStatus] = struct{}{}
+			}
+		case "size":
+			if _, ok := fieldSeen[audience.FieldSize]; !ok {
+				selectedFields = append(selectedFields, audience.FieldSize)
+				fieldSeen[audience.FieldSize] = struct{}{}
+			}
+		case "computedAt":
+			if _, ok := fieldSeen[audience.FieldComputedAt]; !ok {
+				selectedFields = append(selectedFields, audience.FieldComputedAt)
+				fieldSeen[audience.FieldComputedAt] = struct{}{}
+			}
+		case "id":
+		case "__typename":
+		default:
+			unknownSeen = true
+		}
+	}
+	if !unknownSeen {
+		_q.Select(selectedFields...)
+	}
+	return nil
+}
+
+type audiencePaginateArgs struct {
+	first, last   *int
+	after, before *Cursor
+	opts          []AudiencePaginateOption
+}
+
+func newAudiencePaginateArgs(rv map[string]any) *audiencePaginateArgs {
+	args := &audiencePaginateArgs{}
+	if rv == nil {
+		return args
+	}
+	if v := rv[firstField]; v != nil {
+		args.first = v.(*int)
+	}
+	if v := rv[lastField]; v != nil {
+		args.last = v.(*int)
+	}
+	if v := rv[afterField]; v != nil {
+		args.after = v.(*Cursor)
+	}
+	if v := rv[beforeField]; v != nil {
+		args.before = v.(*Cursor)
+	}
+	if v, ok := rv[orderByField]; ok {
+		switch v := v.(type) {
+		case map[string]any:
+			var (
+				err1, err2 error
+				order      = &AudienceOrder{Field: &AudienceOrderField{}, Direction: entgql.OrderDirectionAsc}
+			)
+			if d, ok := v[directionField]; ok {
+				err1 = order.Direction.UnmarshalGQL(d)
+			}
+			if f, ok := v[fieldField]; ok {
+				err2 = order.Field.UnmarshalGQL(f)
+			}
+			if err1 == nil && err2 == nil {
+				args.opts = append(args.opts, WithAudienceOrder(order))
+			}
+		case *AudienceOrder:
+			if v != nil {
+				args.opts = append(args.opts, WithAudienceOrder(v))
 			}
 		}
 	}
@@ -1422,6 +1654,137 @@ func newIdentityPaginateArgs(rv map[string]any) *identityPaginateArgs {
 	}
 	if v := rv[beforeField]; v != nil {
 		args.before = v.(*Cursor)
+	}
+	return args
+}
+
+// CollectFields tells the query-builder to eagerly load connected nodes by resolver context.
+func (_q *JobQuery) CollectFields(ctx context.Context, satisfies ...string) (*JobQuery, error) {
+	fc := graphql.GetFieldContext(ctx)
+	if fc == nil {
+		return _q, nil
+	}
+	if err := _q.collectField(ctx, false, graphql.GetOperationContext(ctx), fc.Field, nil, satisfies...); err != nil {
+		return nil, err
+	}
+	return _q, nil
+}
+
+func (_q *JobQuery) collectField(ctx context.Context, oneNode bool, opCtx *graphql.OperationContext, collected graphql.CollectedField, path []string, satisfies ...string) error {
+	path = append([]string(nil), path...)
+	var (
+		unknownSeen    bool
+		fieldSeen      = make(map[string]struct{}, len(job.Columns))
+		selectedFields = []string{job.FieldID}
+	)
+	for _, field := range graphql.CollectFields(opCtx, collected.Selections, satisfies) {
+		switch field.Name {
+		case "createdAt":
+			if _, ok := fieldSeen[job.FieldCreatedAt]; !ok {
+				selectedFields = append(selectedFields, job.FieldCreatedAt)
+				fieldSeen[job.FieldCreatedAt] = struct{}{}
+			}
+		case "updatedAt":
+			if _, ok := fieldSeen[job.FieldUpdatedAt]; !ok {
+				selectedFields = append(selectedFields, job.FieldUpdatedAt)
+				fieldSeen[job.FieldUpdatedAt] = struct{}{}
+			}
+		case "kind":
+			if _, ok := fieldSeen[job.FieldKind]; !ok {
+				selectedFields = append(selectedFields, job.FieldKind)
+				fieldSeen[job.FieldKind] = struct{}{}
+			}
+		case "status":
+			if _, ok := fieldSeen[job.FieldStatus]; !ok {
+				selectedFields = append(selectedFields, job.FieldStatus)
+				fieldSeen[job.FieldStatus] = struct{}{}
+			}
+		case "total":
+			if _, ok := fieldSeen[job.FieldTotal]; !ok {
+				selectedFields = append(selectedFields, job.FieldTotal)
+				fieldSeen[job.FieldTotal] = struct{}{}
+			}
+		case "processed":
+			if _, ok := fieldSeen[job.FieldProcessed]; !ok {
+				selectedFields = append(selectedFields, job.FieldProcessed)
+				fieldSeen[job.FieldProcessed] = struct{}{}
+			}
+		case "failed":
+			if _, ok := fieldSeen[job.FieldFailed]; !ok {
+				selectedFields = append(selectedFields, job.FieldFailed)
+				fieldSeen[job.FieldFailed] = struct{}{}
+			}
+		case "error":
+			if _, ok := fieldSeen[job.FieldError]; !ok {
+				selectedFields = append(selectedFields, job.FieldError)
+				fieldSeen[job.FieldError] = struct{}{}
+			}
+		case "startedAt":
+			if _, ok := fieldSeen[job.FieldStartedAt]; !ok {
+				selectedFields = append(selectedFields, job.FieldStartedAt)
+				fieldSeen[job.FieldStartedAt] = struct{}{}
+			}
+		case "finishedAt":
+			if _, ok := fieldSeen[job.FieldFinishedAt]; !ok {
+				selectedFields = append(selectedFields, job.FieldFinishedAt)
+				fieldSeen[job.FieldFinishedAt] = struct{}{}
+			}
+		case "id":
+		case "__typename":
+		default:
+			unknownSeen = true
+		}
+	}
+	if !unknownSeen {
+		_q.Select(selectedFields...)
+	}
+	return nil
+}
+
+type jobPaginateArgs struct {
+	first, last   *int
+	after, before *Cursor
+	opts          []JobPaginateOption
+}
+
+func newJobPaginateArgs(rv map[string]any) *jobPaginateArgs {
+	args := &jobPaginateArgs{}
+	if rv == nil {
+		return args
+	}
+	if v := rv[firstField]; v != nil {
+		args.first = v.(*int)
+	}
+	if v := rv[lastField]; v != nil {
+		args.last = v.(*int)
+	}
+	if v := rv[afterField]; v != nil {
+		args.after = v.(*Cursor)
+	}
+	if v := rv[beforeField]; v != nil {
+		args.before = v.(*Cursor)
+	}
+	if v, ok := rv[orderByField]; ok {
+		switch v := v.(type) {
+		case map[string]any:
+			var (
+				err1, err2 error
+				order      = &JobOrder{Field: &JobOrderField{}, Direction: entgql.OrderDirectionAsc}
+			)
+			if d, ok := v[directionField]; ok {
+				err1 = order.Direction.UnmarshalGQL(d)
+			}
+			if f, ok := v[fieldField]; ok {
+				err2 = order.Field.UnmarshalGQL(f)
+			}
+			if err1 == nil && err2 == nil {
+				args.opts = append(args.opts, WithJobOrder(order))
+			}
+		case *JobOrder:
+			if v != nil {
+				args.opts = append(args.opts, WithJobOrder(v))
+			}
+		}
 	}
 	return args
 }
@@ -2909,6 +3272,117 @@ func newPromoCodePaginateArgs(rv map[string]any) *promocodePaginateArgs {
 }
 
 // CollectFields tells the query-builder to eagerly load connected nodes by resolver context.
+func (_q *RfmModelQuery) CollectFields(ctx context.Context, satisfies ...string) (*RfmModelQuery, error) {
+	fc := graphql.GetFieldContext(ctx)
+	if fc == nil {
+		return _q, nil
+	}
+	if err := _q.collectField(ctx, false, graphql.GetOperationContext(ctx), fc.Field, nil, satisfies...); err != nil {
+		return nil, err
+	}
+	return _q, nil
+}
+
+func (_q *RfmModelQuery) collectField(ctx context.Context, oneNode bool, opCtx *graphql.OperationContext, collected graphql.CollectedField, path []string, satisfies ...string) error {
+	path = append([]string(nil), path...)
+	var (
+		unknownSeen    bool
+		fieldSeen      = make(map[string]struct{}, len(rfmmodel.Columns))
+		selectedFields = []string{rfmmodel.FieldID}
+	)
+	for _, field := range graphql.CollectFields(opCtx, collected.Selections, satisfies) {
+		switch field.Name {
+		case "createdAt":
+			if _, ok := fieldSeen[rfmmodel.FieldCreatedAt]; !ok {
+				selectedFields = append(selectedFields, rfmmodel.FieldCreatedAt)
+				fieldSeen[rfmmodel.FieldCreatedAt] = struct{}{}
+			}
+		case "updatedAt":
+			if _, ok := fieldSeen[rfmmodel.FieldUpdatedAt]; !ok {
+				selectedFields = append(selectedFields, rfmmodel.FieldUpdatedAt)
+				fieldSeen[rfmmodel.FieldUpdatedAt] = struct{}{}
+			}
+		case "name":
+			if _, ok := fieldSeen[rfmmodel.FieldName]; !ok {
+				selectedFields = append(selectedFields, rfmmodel.FieldName)
+				fieldSeen[rfmmodel.FieldName] = struct{}{}
+			}
+		case "windowDays":
+			if _, ok := fieldSeen[rfmmodel.FieldWindowDays]; !ok {
+				selectedFields = append(selectedFields, rfmmodel.FieldWindowDays)
+				fieldSeen[rfmmodel.FieldWindowDays] = struct{}{}
+			}
+		case "splitMode":
+			if _, ok := fieldSeen[rfmmodel.FieldSplitMode]; !ok {
+				selectedFields = append(selectedFields, rfmmodel.FieldSplitMode)
+				fieldSeen[rfmmodel.FieldSplitMode] = struct{}{}
+			}
+		case "computedAt":
+			if _, ok := fieldSeen[rfmmodel.FieldComputedAt]; !ok {
+				selectedFields = append(selectedFields, rfmmodel.FieldComputedAt)
+				fieldSeen[rfmmodel.FieldComputedAt] = struct{}{}
+			}
+		case "id":
+		case "__typename":
+		default:
+			unknownSeen = true
+		}
+	}
+	if !unknownSeen {
+		_q.Select(selectedFields...)
+	}
+	return nil
+}
+
+type rfmmodelPaginateArgs struct {
+	first, last   *int
+	after, before *Cursor
+	opts          []RfmModelPaginateOption
+}
+
+func newRfmModelPaginateArgs(rv map[string]any) *rfmmodelPaginateArgs {
+	args := &rfmmodelPaginateArgs{}
+	if rv == nil {
+		return args
+	}
+	if v := rv[firstField]; v != nil {
+		args.first = v.(*int)
+	}
+	if v := rv[lastField]; v != nil {
+		args.last = v.(*int)
+	}
+	if v := rv[afterField]; v != nil {
+		args.after = v.(*Cursor)
+	}
+	if v := rv[beforeField]; v != nil {
+		args.before = v.(*Cursor)
+	}
+	if v, ok := rv[orderByField]; ok {
+		switch v := v.(type) {
+		case map[string]any:
+			var (
+				err1, err2 error
+				order      = &RfmModelOrder{Field: &RfmModelOrderField{}, Direction: entgql.OrderDirectionAsc}
+			)
+			if d, ok := v[directionField]; ok {
+				err1 = order.Direction.UnmarshalGQL(d)
+			}
+			if f, ok := v[fieldField]; ok {
+				err2 = order.Field.UnmarshalGQL(f)
+			}
+			if err1 == nil && err2 == nil {
+				args.opts = append(args.opts, WithRfmModelOrder(order))
+			}
+		case *RfmModelOrder:
+			if v != nil {
+				args.opts = append(args.opts, WithRfmModelOrder(v))
+			}
+		}
+	}
+	return args
+}
+
+// CollectFields tells the query-builder to eagerly load connected nodes by resolver context.
 func (_q *StaffQuery) CollectFields(ctx context.Context, satisfies ...string) (*StaffQuery, error) {
 	fc := graphql.GetFieldContext(ctx)
 	if fc == nil {
@@ -3331,6 +3805,117 @@ func newStoredValueEntryPaginateArgs(rv map[string]any) *storedvalueentryPaginat
 		case *StoredValueEntryOrder:
 			if v != nil {
 				args.opts = append(args.opts, WithStoredValueEntryOrder(v))
+			}
+		}
+	}
+	return args
+}
+
+// CollectFields tells the query-builder to eagerly load connected nodes by resolver context.
+func (_q *TagQuery) CollectFields(ctx context.Context, satisfies ...string) (*TagQuery, error) {
+	fc := graphql.GetFieldContext(ctx)
+	if fc == nil {
+		return _q, nil
+	}
+	if err := _q.collectField(ctx, false, graphql.GetOperationContext(ctx), fc.Field, nil, satisfies...); err != nil {
+		return nil, err
+	}
+	return _q, nil
+}
+
+func (_q *TagQuery) collectField(ctx context.Context, oneNode bool, opCtx *graphql.OperationContext, collected graphql.CollectedField, path []string, satisfies ...string) error {
+	path = append([]string(nil), path...)
+	var (
+		unknownSeen    bool
+		fieldSeen      = make(map[string]struct{}, len(tag.Columns))
+		selectedFields = []string{tag.FieldID}
+	)
+	for _, field := range graphql.CollectFields(opCtx, collected.Selections, satisfies) {
+		switch field.Name {
+		case "createdAt":
+			if _, ok := fieldSeen[tag.FieldCreatedAt]; !ok {
+				selectedFields = append(selectedFields, tag.FieldCreatedAt)
+				fieldSeen[tag.FieldCreatedAt] = struct{}{}
+			}
+		case "updatedAt":
+			if _, ok := fieldSeen[tag.FieldUpdatedAt]; !ok {
+				selectedFields = append(selectedFields, tag.FieldUpdatedAt)
+				fieldSeen[tag.FieldUpdatedAt] = struct{}{}
+			}
+		case "name":
+			if _, ok := fieldSeen[tag.FieldName]; !ok {
+				selectedFields = append(selectedFields, tag.FieldName)
+				fieldSeen[tag.FieldName] = struct{}{}
+			}
+		case "category":
+			if _, ok := fieldSeen[tag.FieldCategory]; !ok {
+				selectedFields = append(selectedFields, tag.FieldCategory)
+				fieldSeen[tag.FieldCategory] = struct{}{}
+			}
+		case "kind":
+			if _, ok := fieldSeen[tag.FieldKind]; !ok {
+				selectedFields = append(selectedFields, tag.FieldKind)
+				fieldSeen[tag.FieldKind] = struct{}{}
+			}
+		case "refreshedAt":
+			if _, ok := fieldSeen[tag.FieldRefreshedAt]; !ok {
+				selectedFields = append(selectedFields, tag.FieldRefreshedAt)
+				fieldSeen[tag.FieldRefreshedAt] = struct{}{}
+			}
+		case "id":
+		case "__typename":
+		default:
+			unknownSeen = true
+		}
+	}
+	if !unknownSeen {
+		_q.Select(selectedFields...)
+	}
+	return nil
+}
+
+type tagPaginateArgs struct {
+	first, last   *int
+	after, before *Cursor
+	opts          []TagPaginateOption
+}
+
+func newTagPaginateArgs(rv map[string]any) *tagPaginateArgs {
+	args := &tagPaginateArgs{}
+	if rv == nil {
+		return args
+	}
+	if v := rv[firstField]; v != nil {
+		args.first = v.(*int)
+	}
+	if v := rv[lastField]; v != nil {
+		args.last = v.(*int)
+	}
+	if v := rv[afterField]; v != nil {
+		args.after = v.(*Cursor)
+	}
+	if v := rv[beforeField]; v != nil {
+		args.before = v.(*Cursor)
+	}
+	if v, ok := rv[orderByField]; ok {
+		switch v := v.(type) {
+		case map[string]any:
+			var (
+				err1, err2 error
+				order      = &TagOrder{Field: &TagOrderField{}, Direction: entgql.OrderDirectionAsc}
+			)
+			if d, ok := v[directionField]; ok {
+				err1 = order.Direction.UnmarshalGQL(d)
+			}
+			if f, ok := v[fieldField]; ok {
+				err2 = order.Field.UnmarshalGQL(f)
+			}
+			if err1 == nil && err2 == nil {
+				args.opts = append(args.opts, WithTagOrder(order))
+			}
+		case *TagOrder:
+			if v != nil {
+				args.opts = append(args.opts, WithTagOrder(v))
 			}
 		}
 	}

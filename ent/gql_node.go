@@ -12,7 +12,9 @@ import (
 	"github.com/hashicorp/go-multierror"
 	"github.com/onemember/onemember/ent/activity"
 	"github.com/onemember/onemember/ent/activityregistration"
+	"github.com/onemember/onemember/ent/aiplmodel"
 	"github.com/onemember/onemember/ent/apiclient"
+	"github.com/onemember/onemember/ent/audience"
 	"github.com/onemember/onemember/ent/auditlog"
 	"github.com/onemember/onemember/ent/benefit"
 	"github.com/onemember/onemember/ent/businessunit"
@@ -23,6 +25,7 @@ import (
 	"github.com/onemember/onemember/ent/growthentry"
 	"github.com/onemember/onemember/ent/identity"
 	"github.com/onemember/onemember/ent/internal"
+	"github.com/onemember/onemember/ent/job"
 	"github.com/onemember/onemember/ent/lottery"
 	"github.com/onemember/onemember/ent/lotteryprize"
 	"github.com/onemember/onemember/ent/mallitem"
@@ -35,9 +38,11 @@ import (
 	"github.com/onemember/onemember/ent/paidmembershipplan"
 	"github.com/onemember/onemember/ent/pointsentry"
 	"github.com/onemember/onemember/ent/promocode"
+	"github.com/onemember/onemember/ent/rfmmodel"
 	"github.com/onemember/onemember/ent/staff"
 	"github.com/onemember/onemember/ent/store"
 	"github.com/onemember/onemember/ent/storedvalueentry"
+	"github.com/onemember/onemember/ent/tag"
 	"github.com/onemember/onemember/ent/tier"
 	"github.com/onemember/onemember/ent/tierchange"
 )
@@ -58,10 +63,20 @@ var activityregistrationImplementors = []string{"ActivityRegistration", "Node"}
 // IsNode implements the Node interface check for GQLGen.
 func (*ActivityRegistration) IsNode() {}
 
+var aiplmodelImplementors = []string{"AiplModel", "Node"}
+
+// IsNode implements the Node interface check for GQLGen.
+func (*AiplModel) IsNode() {}
+
 var apiclientImplementors = []string{"ApiClient", "Node"}
 
 // IsNode implements the Node interface check for GQLGen.
 func (*ApiClient) IsNode() {}
+
+var audienceImplementors = []string{"Audience", "Node"}
+
+// IsNode implements the Node interface check for GQLGen.
+func (*Audience) IsNode() {}
 
 var auditlogImplementors = []string{"AuditLog", "Node"}
 
@@ -107,6 +122,11 @@ var identityImplementors = []string{"Identity", "Node"}
 
 // IsNode implements the Node interface check for GQLGen.
 func (*Identity) IsNode() {}
+
+var jobImplementors = []string{"Job", "Node"}
+
+// IsNode implements the Node interface check for GQLGen.
+func (*Job) IsNode() {}
 
 var lotteryImplementors = []string{"Lottery", "Node"}
 
@@ -168,6 +188,11 @@ var promocodeImplementors = []string{"PromoCode", "Node"}
 // IsNode implements the Node interface check for GQLGen.
 func (*PromoCode) IsNode() {}
 
+var rfmmodelImplementors = []string{"RfmModel", "Node"}
+
+// IsNode implements the Node interface check for GQLGen.
+func (*RfmModel) IsNode() {}
+
 var staffImplementors = []string{"Staff", "Node"}
 
 // IsNode implements the Node interface check for GQLGen.
@@ -182,6 +207,11 @@ var storedvalueentryImplementors = []string{"StoredValueEntry", "Node"}
 
 // IsNode implements the Node interface check for GQLGen.
 func (*StoredValueEntry) IsNode() {}
+
+var tagImplementors = []string{"Tag", "Node"}
+
+// IsNode implements the Node interface check for GQLGen.
+func (*Tag) IsNode() {}
 
 var tierImplementors = []string{"Tier", "Node"}
 
@@ -288,11 +318,29 @@ func (c *Client) noder(ctx context.Context, table string, id int) (Noder, error)
 			}
 		}
 		return query.Only(ctx)
+	case aiplmodel.Table:
+		query := c.AiplModel.Query().
+			Where(aiplmodel.ID(id))
+		if fc := graphql.GetFieldContext(ctx); fc != nil {
+			if err := query.collectField(ctx, true, graphql.GetOperationContext(ctx), fc.Field, nil, aiplmodelImplementors...); err != nil {
+				return nil, err
+			}
+		}
+		return query.Only(ctx)
 	case apiclient.Table:
 		query := c.ApiClient.Query().
 			Where(apiclient.ID(id))
 		if fc := graphql.GetFieldContext(ctx); fc != nil {
 			if err := query.collectField(ctx, true, graphql.GetOperationContext(ctx), fc.Field, nil, apiclientImplementors...); err != nil {
+				return nil, err
+			}
+		}
+		return query.Only(ctx)
+	case audience.Table:
+		query := c.Audience.Query().
+			Where(audience.ID(id))
+		if fc := graphql.GetFieldContext(ctx); fc != nil {
+			if err := query.collectField(ctx, true, graphql.GetOperationContext(ctx), fc.Field, nil, audienceImplementors...); err != nil {
 				return nil, err
 			}
 		}
@@ -374,6 +422,15 @@ func (c *Client) noder(ctx context.Context, table string, id int) (Noder, error)
 			Where(identity.ID(id))
 		if fc := graphql.GetFieldContext(ctx); fc != nil {
 			if err := query.collectField(ctx, true, graphql.GetOperationContext(ctx), fc.Field, nil, identityImplementors...); err != nil {
+				return nil, err
+			}
+		}
+		return query.Only(ctx)
+	case job.Table:
+		query := c.Job.Query().
+			Where(job.ID(id))
+		if fc := graphql.GetFieldContext(ctx); fc != nil {
+			if err := query.collectField(ctx, true, graphql.GetOperationContext(ctx), fc.Field, nil, jobImplementors...); err != nil {
 				return nil, err
 			}
 		}
@@ -486,6 +543,15 @@ func (c *Client) noder(ctx context.Context, table string, id int) (Noder, error)
 			}
 		}
 		return query.Only(ctx)
+	case rfmmodel.Table:
+		query := c.RfmModel.Query().
+			Where(rfmmodel.ID(id))
+		if fc := graphql.GetFieldContext(ctx); fc != nil {
+			if err := query.collectField(ctx, true, graphql.GetOperationContext(ctx), fc.Field, nil, rfmmodelImplementors...); err != nil {
+				return nil, err
+			}
+		}
+		return query.Only(ctx)
 	case staff.Table:
 		query := c.Staff.Query().
 			Where(staff.ID(id))
@@ -509,6 +575,15 @@ func (c *Client) noder(ctx context.Context, table string, id int) (Noder, error)
 			Where(storedvalueentry.ID(id))
 		if fc := graphql.GetFieldContext(ctx); fc != nil {
 			if err := query.collectField(ctx, true, graphql.GetOperationContext(ctx), fc.Field, nil, storedvalueentryImplementors...); err != nil {
+				return nil, err
+			}
+		}
+		return query.Only(ctx)
+	case tag.Table:
+		query := c.Tag.Query().
+			Where(tag.ID(id))
+		if fc := graphql.GetFieldContext(ctx); fc != nil {
+			if err := query.collectField(ctx, true, graphql.GetOperationContext(ctx), fc.Field, nil, tagImplementors...); err != nil {
 				return nil, err
 			}
 		}
@@ -636,10 +711,42 @@ func (c *Client) noders(ctx context.Context, table string, ids []int) ([]Noder, 
 				*noder = node
 			}
 		}
+	case aiplmodel.Table:
+		query := c.AiplModel.Query().
+			Where(aiplmodel.IDIn(ids...))
+		query, err := query.CollectFields(ctx, aiplmodelImplementors...)
+		if err != nil {
+			return nil, err
+		}
+		nodes, err := query.All(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, node := range nodes {
+			for _, noder := range idmap[node.ID] {
+				*noder = node
+			}
+		}
 	case apiclient.Table:
 		query := c.ApiClient.Query().
 			Where(apiclient.IDIn(ids...))
 		query, err := query.CollectFields(ctx, apiclientImplementors...)
+		if err != nil {
+			return nil, err
+		}
+		nodes, err := query.All(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, node := range nodes {
+			for _, noder := range idmap[node.ID] {
+				*noder = node
+			}
+		}
+	case audience.Table:
+		query := c.Audience.Query().
+			Where(audience.IDIn(ids...))
+		query, err := query.CollectFields(ctx, audienceImplementors...)
 		if err != nil {
 			return nil, err
 		}
@@ -784,6 +891,22 @@ func (c *Client) noders(ctx context.Context, table string, ids []int) ([]Noder, 
 		query := c.Identity.Query().
 			Where(identity.IDIn(ids...))
 		query, err := query.CollectFields(ctx, identityImplementors...)
+		if err != nil {
+			return nil, err
+		}
+		nodes, err := query.All(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, node := range nodes {
+			for _, noder := range idmap[node.ID] {
+				*noder = node
+			}
+		}
+	case job.Table:
+		query := c.Job.Query().
+			Where(job.IDIn(ids...))
+		query, err := query.CollectFields(ctx, jobImplementors...)
 		if err != nil {
 			return nil, err
 		}
@@ -988,6 +1111,22 @@ func (c *Client) noders(ctx context.Context, table string, ids []int) ([]Noder, 
 				*noder = node
 			}
 		}
+	case rfmmodel.Table:
+		query := c.RfmModel.Query().
+			Where(rfmmodel.IDIn(ids...))
+		query, err := query.CollectFields(ctx, rfmmodelImplementors...)
+		if err != nil {
+			return nil, err
+		}
+		nodes, err := query.All(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, node := range nodes {
+			for _, noder := range idmap[node.ID] {
+				*noder = node
+			}
+		}
 	case staff.Table:
 		query := c.Staff.Query().
 			Where(staff.IDIn(ids...))
@@ -1024,6 +1163,22 @@ func (c *Client) noders(ctx context.Context, table string, ids []int) ([]Noder, 
 		query := c.StoredValueEntry.Query().
 			Where(storedvalueentry.IDIn(ids...))
 		query, err := query.CollectFields(ctx, storedvalueentryImplementors...)
+		if err != nil {
+			return nil, err
+		}
+		nodes, err := query.All(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, node := range nodes {
+			for _, noder := range idmap[node.ID] {
+				*noder = node
+			}
+		}
+	case tag.Table:
+		query := c.Tag.Query().
+			Where(tag.IDIn(ids...))
+		query, err := query.CollectFields(ctx, tagImplementors...)
 		if err != nil {
 			return nil, err
 		}

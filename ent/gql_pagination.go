@@ -16,7 +16,9 @@ import (
 	"github.com/99designs/gqlgen/graphql/errcode"
 	"github.com/onemember/onemember/ent/activity"
 	"github.com/onemember/onemember/ent/activityregistration"
+	"github.com/onemember/onemember/ent/aiplmodel"
 	"github.com/onemember/onemember/ent/apiclient"
+	"github.com/onemember/onemember/ent/audience"
 	"github.com/onemember/onemember/ent/auditlog"
 	"github.com/onemember/onemember/ent/benefit"
 	"github.com/onemember/onemember/ent/businessunit"
@@ -26,6 +28,7 @@ import (
 	"github.com/onemember/onemember/ent/earningrule"
 	"github.com/onemember/onemember/ent/growthentry"
 	"github.com/onemember/onemember/ent/identity"
+	"github.com/onemember/onemember/ent/job"
 	"github.com/onemember/onemember/ent/lottery"
 	"github.com/onemember/onemember/ent/lotteryprize"
 	"github.com/onemember/onemember/ent/mallitem"
@@ -38,9 +41,11 @@ import (
 	"github.com/onemember/onemember/ent/paidmembershipplan"
 	"github.com/onemember/onemember/ent/pointsentry"
 	"github.com/onemember/onemember/ent/promocode"
+	"github.com/onemember/onemember/ent/rfmmodel"
 	"github.com/onemember/onemember/ent/staff"
 	"github.com/onemember/onemember/ent/store"
 	"github.com/onemember/onemember/ent/storedvalueentry"
+	"github.com/onemember/onemember/ent/tag"
 	"github.com/onemember/onemember/ent/tier"
 	"github.com/onemember/onemember/ent/tierchange"
 	"github.com/vektah/gqlparser/v2/gqlerror"
@@ -689,6 +694,302 @@ func (_m *ActivityRegistration) ToEdge(order *ActivityRegistrationOrder) *Activi
 	}
 }
 
+// AiplModelEdge is the edge representation of AiplModel.
+type AiplModelEdge struct {
+	Node   *AiplModel `json:"node"`
+	Cursor Cursor     `json:"cursor"`
+}
+
+// AiplModelConnection is the connection containing edges to AiplModel.
+type AiplModelConnection struct {
+	Edges      []*AiplModelEdge `json:"edges"`
+	PageInfo   PageInfo         `json:"pageInfo"`
+	TotalCount int              `json:"totalCount"`
+}
+
+func (c *AiplModelConnection) build(nodes []*AiplModel, pager *aiplmodelPager, after *Cursor, first *int, before *Cursor, last *int) {
+	c.PageInfo.HasNextPage = before != nil
+	c.PageInfo.HasPreviousPage = after != nil
+	if first != nil && *first+1 == len(nodes) {
+		c.PageInfo.HasNextPage = true
+		nodes = nodes[:len(nodes)-1]
+	} else if last != nil && *last+1 == len(nodes) {
+		c.PageInfo.HasPreviousPage = true
+		nodes = nodes[:len(nodes)-1]
+	}
+	var nodeAt func(int) *AiplModel
+	if last != nil {
+		n := len(nodes) - 1
+		nodeAt = func(i int) *AiplModel {
+			return nodes[n-i]
+		}
+	} else {
+		nodeAt = func(i int) *AiplModel {
+			return nodes[i]
+		}
+	}
+	c.Edges = make([]*AiplModelEdge, len(nodes))
+	for i := range nodes {
+		node := nodeAt(i)
+		c.Edges[i] = &AiplModelEdge{
+			Node:   node,
+			Cursor: pager.toCursor(node),
+		}
+	}
+	if l := len(c.Edges); l > 0 {
+		c.PageInfo.StartCursor = &c.Edges[0].Cursor
+		c.PageInfo.EndCursor = &c.Edges[l-1].Cursor
+	}
+	if c.TotalCount == 0 {
+		c.TotalCount = len(nodes)
+	}
+}
+
+// AiplModelPaginateOption enables pagination customization.
+type AiplModelPaginateOption func(*aiplmodelPager) error
+
+// WithAiplModelOrder configures pagination ordering.
+func WithAiplModelOrder(order *AiplModelOrder) AiplModelPaginateOption {
+	if order == nil {
+		order = DefaultAiplModelOrder
+	}
+	o := *order
+	return func(pager *aiplmodelPager) error {
+		if err := o.Direction.Validate(); err != nil {
+			return err
+		}
+		if o.Field == nil {
+			o.Field = DefaultAiplModelOrder.Field
+		}
+		pager.order = &o
+		return nil
+	}
+}
+
+// WithAiplModelFilter configures pagination filter.
+func WithAiplModelFilter(filter func(*AiplModelQuery) (*AiplModelQuery, error)) AiplModelPaginateOption {
+	return func(pager *aiplmodelPager) error {
+		if filter == nil {
+			return errors.New("AiplModelQuery filter cannot be nil")
+		}
+		pager.filter = filter
+		return nil
+	}
+}
+
+type aiplmodelPager struct {
+	reverse bool
+	order   *AiplModelOrder
+	filter  func(*AiplModelQuery) (*AiplModelQuery, error)
+}
+
+func newAiplModelPager(opts []AiplModelPaginateOption, reverse bool) (*aiplmodelPager, error) {
+	pager := &aiplmodelPager{reverse: reverse}
+	for _, opt := range opts {
+		if err := opt(pager); err != nil {
+			return nil, err
+		}
+	}
+	if pager.order == nil {
+		pager.order = DefaultAiplModelOrder
+	}
+	return pager, nil
+}
+
+func (p *aiplmodelPager) applyFilter(query *AiplModelQuery) (*AiplModelQuery, error) {
+	if p.filter != nil {
+		return p.filter(query)
+	}
+	return query, nil
+}
+
+func (p *aiplmodelPager) toCursor(_m *AiplModel) Cursor {
+	return p.order.Field.toCursor(_m)
+}
+
+func (p *aiplmodelPager) applyCursors(query *AiplModelQuery, after, before *Cursor) (*AiplModelQuery, error) {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	for _, predicate := range entgql.CursorsPredicate(after, before, DefaultAiplModelOrder.Field.column, p.order.Field.column, direction) {
+		query = query.Where(predicate)
+	}
+	return query, nil
+}
+
+func (p *aiplmodelPager) applyOrder(query *AiplModelQuery) *AiplModelQuery {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	query = query.Order(p.order.Field.toTerm(direction.OrderTermOption()))
+	if p.order.Field != DefaultAiplModelOrder.Field {
+		query = query.Order(DefaultAiplModelOrder.Field.toTerm(direction.OrderTermOption()))
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(p.order.Field.column)
+	}
+	return query
+}
+
+func (p *aiplmodelPager) orderExpr(query *AiplModelQuery) sql.Querier {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(p.order.Field.column)
+	}
+	return sql.ExprFunc(func(b *sql.Builder) {
+		b.Ident(p.order.Field.column).Pad().WriteString(string(direction))
+		if p.order.Field != DefaultAiplModelOrder.Field {
+			b.Comma().Ident(DefaultAiplModelOrder.Field.column).Pad().WriteString(string(direction))
+		}
+	})
+}
+
+// Paginate executes the query and returns a relay based cursor connection to AiplModel.
+func (_m *AiplModelQuery) Paginate(
+	ctx context.Context, after *Cursor, first *int,
+	before *Cursor, last *int, opts ...AiplModelPaginateOption,
+) (*AiplModelConnection, error) {
+	if err := validateFirstLast(first, last); err != nil {
+		return nil, err
+	}
+	pager, err := newAiplModelPager(opts, last != nil)
+	if err != nil {
+		return nil, err
+	}
+	if _m, err = pager.applyFilter(_m); err != nil {
+		return nil, err
+	}
+	conn := &AiplModelConnection{Edges: []*AiplModelEdge{}}
+	ignoredEdges := !hasCollectedField(ctx, edgesField)
+	if hasCollectedField(ctx, totalCountField) || hasCollectedField(ctx, pageInfoField) {
+		hasPagination := after != nil || first != nil || before != nil || last != nil
+		if hasPagination || ignoredEdges {
+			c := _m.Clone()
+			c.ctx.Fields = nil
+			if conn.TotalCount, err = c.Count(ctx); err != nil {
+				return nil, err
+			}
+			conn.PageInfo.HasNextPage = first != nil && conn.TotalCount > 0
+			conn.PageInfo.HasPreviousPage = last != nil && conn.TotalCount > 0
+		}
+	}
+	if ignoredEdges || (first != nil && *first == 0) || (last != nil && *last == 0) {
+		return conn, nil
+	}
+	if _m, err = pager.applyCursors(_m, after, before); err != nil {
+		return nil, err
+	}
+	limit := paginateLimit(first, last)
+	if limit != 0 {
+		_m.Limit(limit)
+	}
+	if field := collectedField(ctx, edgesField, nodeField); field != nil {
+		if err := _m.collectField(ctx, limit == 1, graphql.GetOperationContext(ctx), *field, []string{edgesField, nodeField}); err != nil {
+			return nil, err
+		}
+	}
+	_m = pager.applyOrder(_m)
+	nodes, err := _m.All(ctx)
+	if err != nil {
+		return nil, err
+	}
+	conn.build(nodes, pager, after, first, before, last)
+	return conn, nil
+}
+
+var (
+	// AiplModelOrderFieldCreatedAt orders AiplModel by created_at.
+	AiplModelOrderFieldCreatedAt = &AiplModelOrderField{
+		Value: func(_m *AiplModel) (ent.Value, error) {
+			return _m.CreatedAt, nil
+		},
+		column: aiplmodel.FieldCreatedAt,
+		toTerm: aiplmodel.ByCreatedAt,
+		toCursor: func(_m *AiplModel) Cursor {
+			return Cursor{
+				ID:    _m.ID,
+				Value: _m.CreatedAt,
+			}
+		},
+	}
+)
+
+// String implement fmt.Stringer interface.
+func (f AiplModelOrderField) String() string {
+	var str string
+	switch f.column {
+	case AiplModelOrderFieldCreatedAt.column:
+		str = "CREATED_AT"
+	}
+	return str
+}
+
+// MarshalGQL implements graphql.Marshaler interface.
+func (f AiplModelOrderField) MarshalGQL(w io.Writer) {
+	io.WriteString(w, strconv.Quote(f.String()))
+}
+
+// UnmarshalGQL implements graphql.Unmarshaler interface.
+func (f *AiplModelOrderField) UnmarshalGQL(v interface{}) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("AiplModelOrderField %T must be a string", v)
+	}
+	switch str {
+	case "CREATED_AT":
+		*f = *AiplModelOrderFieldCreatedAt
+	default:
+		return fmt.Errorf("%s is not a valid AiplModelOrderField", str)
+	}
+	return nil
+}
+
+// AiplModelOrderField defines the ordering field of AiplModel.
+type AiplModelOrderField struct {
+	// Value extracts the ordering value from the given AiplModel.
+	Value    func(*AiplModel) (ent.Value, error)
+	column   string // field or computed.
+	toTerm   func(...sql.OrderTermOption) aiplmodel.OrderOption
+	toCursor func(*AiplModel) Cursor
+}
+
+// AiplModelOrder defines the ordering of AiplModel.
+type AiplModelOrder struct {
+	Direction OrderDirection       `json:"direction"`
+	Field     *AiplModelOrderField `json:"field"`
+}
+
+// DefaultAiplModelOrder is the default ordering of AiplModel.
+var DefaultAiplModelOrder = &AiplModelOrder{
+	Direction: entgql.OrderDirectionAsc,
+	Field: &AiplModelOrderField{
+		Value: func(_m *AiplModel) (ent.Value, error) {
+			return _m.ID, nil
+		},
+		column: aiplmodel.FieldID,
+		toTerm: aiplmodel.ByID,
+		toCursor: func(_m *AiplModel) Cursor {
+			return Cursor{ID: _m.ID}
+		},
+	},
+}
+
+// ToEdge converts AiplModel into AiplModelEdge.
+func (_m *AiplModel) ToEdge(order *AiplModelOrder) *AiplModelEdge {
+	if order == nil {
+		order = DefaultAiplModelOrder
+	}
+	return &AiplModelEdge{
+		Node:   _m,
+		Cursor: order.Field.toCursor(_m),
+	}
+}
+
 // ApiClientEdge is the edge representation of ApiClient.
 type ApiClientEdge struct {
 	Node   *ApiClient `json:"node"`
@@ -980,6 +1281,302 @@ func (_m *ApiClient) ToEdge(order *ApiClientOrder) *ApiClientEdge {
 		order = DefaultApiClientOrder
 	}
 	return &ApiClientEdge{
+		Node:   _m,
+		Cursor: order.Field.toCursor(_m),
+	}
+}
+
+// AudienceEdge is the edge representation of Audience.
+type AudienceEdge struct {
+	Node   *Audience `json:"node"`
+	Cursor Cursor    `json:"cursor"`
+}
+
+// AudienceConnection is the connection containing edges to Audience.
+type AudienceConnection struct {
+	Edges      []*AudienceEdge `json:"edges"`
+	PageInfo   PageInfo        `json:"pageInfo"`
+	TotalCount int             `json:"totalCount"`
+}
+
+func (c *AudienceConnection) build(nodes []*Audience, pager *audiencePager, after *Cursor, first *int, before *Cursor, last *int) {
+	c.PageInfo.HasNextPage = before != nil
+	c.PageInfo.HasPreviousPage = after != nil
+	if first != nil && *first+1 == len(nodes) {
+		c.PageInfo.HasNextPage = true
+		nodes = nodes[:len(nodes)-1]
+	} else if last != nil && *last+1 == len(nodes) {
+		c.PageInfo.HasPreviousPage = true
+		nodes = nodes[:len(nodes)-1]
+	}
+	var nodeAt func(int) *Audience
+	if last != nil {
+		n := len(nodes) - 1
+		nodeAt = func(i int) *Audience {
+			return nodes[n-i]
+		}
+	} else {
+		nodeAt = func(i int) *Audience {
+			return nodes[i]
+		}
+	}
+	c.Edges = make([]*AudienceEdge, len(nodes))
+	for i := range nodes {
+		node := nodeAt(i)
+		c.Edges[i] = &AudienceEdge{
+			Node:   node,
+			Cursor: pager.toCursor(node),
+		}
+	}
+	if l := len(c.Edges); l > 0 {
+		c.PageInfo.StartCursor = &c.Edges[0].Cursor
+		c.PageInfo.EndCursor = &c.Edges[l-1].Cursor
+	}
+	if c.TotalCount == 0 {
+		c.TotalCount = len(nodes)
+	}
+}
+
+// AudiencePaginateOption enables pagination customization.
+type AudiencePaginateOption func(*audiencePager) error
+
+// WithAudienceOrder configures pagination ordering.
+func WithAudienceOrder(order *AudienceOrder) AudiencePaginateOption {
+	if order == nil {
+		order = DefaultAudienceOrder
+	}
+	o := *order
+	return func(pager *audiencePager) error {
+		if err := o.Direction.Validate(); err != nil {
+			return err
+		}
+		if o.Field == nil {
+			o.Field = DefaultAudienceOrder.Field
+		}
+		pager.order = &o
+		return nil
+	}
+}
+
+// WithAudienceFilter configures pagination filter.
+func WithAudienceFilter(filter func(*AudienceQuery) (*AudienceQuery, error)) AudiencePaginateOption {
+	return func(pager *audiencePager) error {
+		if filter == nil {
+			return errors.New("AudienceQuery filter cannot be nil")
+		}
+		pager.filter = filter
+		return nil
+	}
+}
+
+type audiencePager struct {
+	reverse bool
+	order   *AudienceOrder
+	filter  func(*AudienceQuery) (*AudienceQuery, error)
+}
+
+func newAudiencePager(opts []AudiencePaginateOption, reverse bool) (*audiencePager, error) {
+	pager := &audiencePager{reverse: reverse}
+	for _, opt := range opts {
+		if err := opt(pager); err != nil {
+			return nil, err
+		}
+	}
+	if pager.order == nil {
+		pager.order = DefaultAudienceOrder
+	}
+	return pager, nil
+}
+
+func (p *audiencePager) applyFilter(query *AudienceQuery) (*AudienceQuery, error) {
+	if p.filter != nil {
+		return p.filter(query)
+	}
+	return query, nil
+}
+
+func (p *audiencePager) toCursor(_m *Audience) Cursor {
+	return p.order.Field.toCursor(_m)
+}
+
+func (p *audiencePager) applyCursors(query *AudienceQuery, after, before *Cursor) (*AudienceQuery, error) {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	for _, predicate := range entgql.CursorsPredicate(after, before, DefaultAudienceOrder.Field.column, p.order.Field.column, direction) {
+		query = query.Where(predicate)
+	}
+	return query, nil
+}
+
+func (p *audiencePager) applyOrder(query *AudienceQuery) *AudienceQuery {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	query = query.Order(p.order.Field.toTerm(direction.OrderTermOption()))
+	if p.order.Field != DefaultAudienceOrder.Field {
+		query = query.Order(DefaultAudienceOrder.Field.toTerm(direction.OrderTermOption()))
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(p.order.Field.column)
+	}
+	return query
+}
+
+func (p *audiencePager) orderExpr(query *AudienceQuery) sql.Querier {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(p.order.Field.column)
+	}
+	return sql.ExprFunc(func(b *sql.Builder) {
+		b.Ident(p.order.Field.column).Pad().WriteString(string(direction))
+		if p.order.Field != DefaultAudienceOrder.Field {
+			b.Comma().Ident(DefaultAudienceOrder.Field.column).Pad().WriteString(string(direction))
+		}
+	})
+}
+
+// Paginate executes the query and returns a relay based cursor connection to Audience.
+func (_m *AudienceQuery) Paginate(
+	ctx context.Context, after *Cursor, first *int,
+	before *Cursor, last *int, opts ...AudiencePaginateOption,
+) (*AudienceConnection, error) {
+	if err := validateFirstLast(first, last); err != nil {
+		return nil, err
+	}
+	pager, err := newAudiencePager(opts, last != nil)
+	if err != nil {
+		return nil, err
+	}
+	if _m, err = pager.applyFilter(_m); err != nil {
+		return nil, err
+	}
+	conn := &AudienceConnection{Edges: []*AudienceEdge{}}
+	ignoredEdges := !hasCollectedField(ctx, edgesField)
+	if hasCollectedField(ctx, totalCountField) || hasCollectedField(ctx, pageInfoField) {
+		hasPagination := after != nil || first != nil || before != nil || last != nil
+		if hasPagination || ignoredEdges {
+			c := _m.Clone()
+			c.ctx.Fields = nil
+			if conn.TotalCount, err = c.Count(ctx); err != nil {
+				return nil, err
+			}
+			conn.PageInfo.HasNextPage = first != nil && conn.TotalCount > 0
+			conn.PageInfo.HasPreviousPage = last != nil && conn.TotalCount > 0
+		}
+	}
+	if ignoredEdges || (first != nil && *first == 0) || (last != nil && *last == 0) {
+		return conn, nil
+	}
+	if _m, err = pager.applyCursors(_m, after, before); err != nil {
+		return nil, err
+	}
+	limit := paginateLimit(first, last)
+	if limit != 0 {
+		_m.Limit(limit)
+	}
+	if field := collectedField(ctx, edgesField, nodeField); field != nil {
+		if err := _m.collectField(ctx, limit == 1, graphql.GetOperationContext(ctx), *field, []string{edgesField, nodeField}); err != nil {
+			return nil, err
+		}
+	}
+	_m = pager.applyOrder(_m)
+	nodes, err := _m.All(ctx)
+	if err != nil {
+		return nil, err
+	}
+	conn.build(nodes, pager, after, first, before, last)
+	return conn, nil
+}
+
+var (
+	// AudienceOrderFieldCreatedAt orders Audience by created_at.
+	AudienceOrderFieldCreatedAt = &AudienceOrderField{
+		Value: func(_m *Audience) (ent.Value, error) {
+			return _m.CreatedAt, nil
+		},
+		column: audience.FieldCreatedAt,
+		toTerm: audience.ByCreatedAt,
+		toCursor: func(_m *Audience) Cursor {
+			return Cursor{
+				ID:    _m.ID,
+				Value: _m.CreatedAt,
+			}
+		},
+	}
+)
+
+// String implement fmt.Stringer interface.
+func (f AudienceOrderField) String() string {
+	var str string
+	switch f.column {
+	case AudienceOrderFieldCreatedAt.column:
+		str = "CREATED_AT"
+	}
+	return str
+}
+
+// MarshalGQL implements graphql.Marshaler interface.
+func (f AudienceOrderField) MarshalGQL(w io.Writer) {
+	io.WriteString(w, strconv.Quote(f.String()))
+}
+
+// UnmarshalGQL implements graphql.Unmarshaler interface.
+func (f *AudienceOrderField) UnmarshalGQL(v interface{}) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("AudienceOrderField %T must be a string", v)
+	}
+	switch str {
+	case "CREATED_AT":
+		*f = *AudienceOrderFieldCreatedAt
+	default:
+		return fmt.Errorf("%s is not a valid AudienceOrderField", str)
+	}
+	return nil
+}
+
+// AudienceOrderField defines the ordering field of Audience.
+type AudienceOrderField struct {
+	// Value extracts the ordering value from the given Audience.
+	Value    func(*Audience) (ent.Value, error)
+	column   string // field or computed.
+	toTerm   func(...sql.OrderTermOption) audience.OrderOption
+	toCursor func(*Audience) Cursor
+}
+
+// AudienceOrder defines the ordering of Audience.
+type AudienceOrder struct {
+	Direction OrderDirection      `json:"direction"`
+	Field     *AudienceOrderField `json:"field"`
+}
+
+// DefaultAudienceOrder is the default ordering of Audience.
+var DefaultAudienceOrder = &AudienceOrder{
+	Direction: entgql.OrderDirectionAsc,
+	Field: &AudienceOrderField{
+		Value: func(_m *Audience) (ent.Value, error) {
+			return _m.ID, nil
+		},
+		column: audience.FieldID,
+		toTerm: audience.ByID,
+		toCursor: func(_m *Audience) Cursor {
+			return Cursor{ID: _m.ID}
+		},
+	},
+}
+
+// ToEdge converts Audience into AudienceEdge.
+func (_m *Audience) ToEdge(order *AudienceOrder) *AudienceEdge {
+	if order == nil {
+		order = DefaultAudienceOrder
+	}
+	return &AudienceEdge{
 		Node:   _m,
 		Cursor: order.Field.toCursor(_m),
 	}
@@ -3586,6 +4183,302 @@ func (_m *Identity) ToEdge(order *IdentityOrder) *IdentityEdge {
 		order = DefaultIdentityOrder
 	}
 	return &IdentityEdge{
+		Node:   _m,
+		Cursor: order.Field.toCursor(_m),
+	}
+}
+
+// JobEdge is the edge representation of Job.
+type JobEdge struct {
+	Node   *Job   `json:"node"`
+	Cursor Cursor `json:"cursor"`
+}
+
+// JobConnection is the connection containing edges to Job.
+type JobConnection struct {
+	Edges      []*JobEdge `json:"edges"`
+	PageInfo   PageInfo   `json:"pageInfo"`
+	TotalCount int        `json:"totalCount"`
+}
+
+func (c *JobConnection) build(nodes []*Job, pager *jobPager, after *Cursor, first *int, before *Cursor, last *int) {
+	c.PageInfo.HasNextPage = before != nil
+	c.PageInfo.HasPreviousPage = after != nil
+	if first != nil && *first+1 == len(nodes) {
+		c.PageInfo.HasNextPage = true
+		nodes = nodes[:len(nodes)-1]
+	} else if last != nil && *last+1 == len(nodes) {
+		c.PageInfo.HasPreviousPage = true
+		nodes = nodes[:len(nodes)-1]
+	}
+	var nodeAt func(int) *Job
+	if last != nil {
+		n := len(nodes) - 1
+		nodeAt = func(i int) *Job {
+			return nodes[n-i]
+		}
+	} else {
+		nodeAt = func(i int) *Job {
+			return nodes[i]
+		}
+	}
+	c.Edges = make([]*JobEdge, len(nodes))
+	for i := range nodes {
+		node := nodeAt(i)
+		c.Edges[i] = &JobEdge{
+			Node:   node,
+			Cursor: pager.toCursor(node),
+		}
+	}
+	if l := len(c.Edges); l > 0 {
+		c.PageInfo.StartCursor = &c.Edges[0].Cursor
+		c.PageInfo.EndCursor = &c.Edges[l-1].Cursor
+	}
+	if c.TotalCount == 0 {
+		c.TotalCount = len(nodes)
+	}
+}
+
+// JobPaginateOption enables pagination customization.
+type JobPaginateOption func(*jobPager) error
+
+// WithJobOrder configures pagination ordering.
+func WithJobOrder(order *JobOrder) JobPaginateOption {
+	if order == nil {
+		order = DefaultJobOrder
+	}
+	o := *order
+	return func(pager *jobPager) error {
+		if err := o.Direction.Validate(); err != nil {
+			return err
+		}
+		if o.Field == nil {
+			o.Field = DefaultJobOrder.Field
+		}
+		pager.order = &o
+		return nil
+	}
+}
+
+// WithJobFilter configures pagination filter.
+func WithJobFilter(filter func(*JobQuery) (*JobQuery, error)) JobPaginateOption {
+	return func(pager *jobPager) error {
+		if filter == nil {
+			return errors.New("JobQuery filter cannot be nil")
+		}
+		pager.filter = filter
+		return nil
+	}
+}
+
+type jobPager struct {
+	reverse bool
+	order   *JobOrder
+	filter  func(*JobQuery) (*JobQuery, error)
+}
+
+func newJobPager(opts []JobPaginateOption, reverse bool) (*jobPager, error) {
+	pager := &jobPager{reverse: reverse}
+	for _, opt := range opts {
+		if err := opt(pager); err != nil {
+			return nil, err
+		}
+	}
+	if pager.order == nil {
+		pager.order = DefaultJobOrder
+	}
+	return pager, nil
+}
+
+func (p *jobPager) applyFilter(query *JobQuery) (*JobQuery, error) {
+	if p.filter != nil {
+		return p.filter(query)
+	}
+	return query, nil
+}
+
+func (p *jobPager) toCursor(_m *Job) Cursor {
+	return p.order.Field.toCursor(_m)
+}
+
+func (p *jobPager) applyCursors(query *JobQuery, after, before *Cursor) (*JobQuery, error) {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	for _, predicate := range entgql.CursorsPredicate(after, before, DefaultJobOrder.Field.column, p.order.Field.column, direction) {
+		query = query.Where(predicate)
+	}
+	return query, nil
+}
+
+func (p *jobPager) applyOrder(query *JobQuery) *JobQuery {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	query = query.Order(p.order.Field.toTerm(direction.OrderTermOption()))
+	if p.order.Field != DefaultJobOrder.Field {
+		query = query.Order(DefaultJobOrder.Field.toTerm(direction.OrderTermOption()))
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(p.order.Field.column)
+	}
+	return query
+}
+
+func (p *jobPager) orderExpr(query *JobQuery) sql.Querier {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(p.order.Field.column)
+	}
+	return sql.ExprFunc(func(b *sql.Builder) {
+		b.Ident(p.order.Field.column).Pad().WriteString(string(direction))
+		if p.order.Field != DefaultJobOrder.Field {
+			b.Comma().Ident(DefaultJobOrder.Field.column).Pad().WriteString(string(direction))
+		}
+	})
+}
+
+// Paginate executes the query and returns a relay based cursor connection to Job.
+func (_m *JobQuery) Paginate(
+	ctx context.Context, after *Cursor, first *int,
+	before *Cursor, last *int, opts ...JobPaginateOption,
+) (*JobConnection, error) {
+	if err := validateFirstLast(first, last); err != nil {
+		return nil, err
+	}
+	pager, err := newJobPager(opts, last != nil)
+	if err != nil {
+		return nil, err
+	}
+	if _m, err = pager.applyFilter(_m); err != nil {
+		return nil, err
+	}
+	conn := &JobConnection{Edges: []*JobEdge{}}
+	ignoredEdges := !hasCollectedField(ctx, edgesField)
+	if hasCollectedField(ctx, totalCountField) || hasCollectedField(ctx, pageInfoField) {
+		hasPagination := after != nil || first != nil || before != nil || last != nil
+		if hasPagination || ignoredEdges {
+			c := _m.Clone()
+			c.ctx.Fields = nil
+			if conn.TotalCount, err = c.Count(ctx); err != nil {
+				return nil, err
+			}
+			conn.PageInfo.HasNextPage = first != nil && conn.TotalCount > 0
+			conn.PageInfo.HasPreviousPage = last != nil && conn.TotalCount > 0
+		}
+	}
+	if ignoredEdges || (first != nil && *first == 0) || (last != nil && *last == 0) {
+		return conn, nil
+	}
+	if _m, err = pager.applyCursors(_m, after, before); err != nil {
+		return nil, err
+	}
+	limit := paginateLimit(first, last)
+	if limit != 0 {
+		_m.Limit(limit)
+	}
+	if field := collectedField(ctx, edgesField, nodeField); field != nil {
+		if err := _m.collectField(ctx, limit == 1, graphql.GetOperationContext(ctx), *field, []string{edgesField, nodeField}); err != nil {
+			return nil, err
+		}
+	}
+	_m = pager.applyOrder(_m)
+	nodes, err := _m.All(ctx)
+	if err != nil {
+		return nil, err
+	}
+	conn.build(nodes, pager, after, first, before, last)
+	return conn, nil
+}
+
+var (
+	// JobOrderFieldCreatedAt orders Job by created_at.
+	JobOrderFieldCreatedAt = &JobOrderField{
+		Value: func(_m *Job) (ent.Value, error) {
+			return _m.CreatedAt, nil
+		},
+		column: job.FieldCreatedAt,
+		toTerm: job.ByCreatedAt,
+		toCursor: func(_m *Job) Cursor {
+			return Cursor{
+				ID:    _m.ID,
+				Value: _m.CreatedAt,
+			}
+		},
+	}
+)
+
+// String implement fmt.Stringer interface.
+func (f JobOrderField) String() string {
+	var str string
+	switch f.column {
+	case JobOrderFieldCreatedAt.column:
+		str = "CREATED_AT"
+	}
+	return str
+}
+
+// MarshalGQL implements graphql.Marshaler interface.
+func (f JobOrderField) MarshalGQL(w io.Writer) {
+	io.WriteString(w, strconv.Quote(f.String()))
+}
+
+// UnmarshalGQL implements graphql.Unmarshaler interface.
+func (f *JobOrderField) UnmarshalGQL(v interface{}) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("JobOrderField %T must be a string", v)
+	}
+	switch str {
+	case "CREATED_AT":
+		*f = *JobOrderFieldCreatedAt
+	default:
+		return fmt.Errorf("%s is not a valid JobOrderField", str)
+	}
+	return nil
+}
+
+// JobOrderField defines the ordering field of Job.
+type JobOrderField struct {
+	// Value extracts the ordering value from the given Job.
+	Value    func(*Job) (ent.Value, error)
+	column   string // field or computed.
+	toTerm   func(...sql.OrderTermOption) job.OrderOption
+	toCursor func(*Job) Cursor
+}
+
+// JobOrder defines the ordering of Job.
+type JobOrder struct {
+	Direction OrderDirection `json:"direction"`
+	Field     *JobOrderField `json:"field"`
+}
+
+// DefaultJobOrder is the default ordering of Job.
+var DefaultJobOrder = &JobOrder{
+	Direction: entgql.OrderDirectionAsc,
+	Field: &JobOrderField{
+		Value: func(_m *Job) (ent.Value, error) {
+			return _m.ID, nil
+		},
+		column: job.FieldID,
+		toTerm: job.ByID,
+		toCursor: func(_m *Job) Cursor {
+			return Cursor{ID: _m.ID}
+		},
+	},
+}
+
+// ToEdge converts Job into JobEdge.
+func (_m *Job) ToEdge(order *JobOrder) *JobEdge {
+	if order == nil {
+		order = DefaultJobOrder
+	}
+	return &JobEdge{
 		Node:   _m,
 		Cursor: order.Field.toCursor(_m),
 	}
@@ -7038,6 +7931,302 @@ func (_m *PromoCode) ToEdge(order *PromoCodeOrder) *PromoCodeEdge {
 	}
 }
 
+// RfmModelEdge is the edge representation of RfmModel.
+type RfmModelEdge struct {
+	Node   *RfmModel `json:"node"`
+	Cursor Cursor    `json:"cursor"`
+}
+
+// RfmModelConnection is the connection containing edges to RfmModel.
+type RfmModelConnection struct {
+	Edges      []*RfmModelEdge `json:"edges"`
+	PageInfo   PageInfo        `json:"pageInfo"`
+	TotalCount int             `json:"totalCount"`
+}
+
+func (c *RfmModelConnection) build(nodes []*RfmModel, pager *rfmmodelPager, after *Cursor, first *int, before *Cursor, last *int) {
+	c.PageInfo.HasNextPage = before != nil
+	c.PageInfo.HasPreviousPage = after != nil
+	if first != nil && *first+1 == len(nodes) {
+		c.PageInfo.HasNextPage = true
+		nodes = nodes[:len(nodes)-1]
+	} else if last != nil && *last+1 == len(nodes) {
+		c.PageInfo.HasPreviousPage = true
+		nodes = nodes[:len(nodes)-1]
+	}
+	var nodeAt func(int) *RfmModel
+	if last != nil {
+		n := len(nodes) - 1
+		nodeAt = func(i int) *RfmModel {
+			return nodes[n-i]
+		}
+	} else {
+		nodeAt = func(i int) *RfmModel {
+			return nodes[i]
+		}
+	}
+	c.Edges = make([]*RfmModelEdge, len(nodes))
+	for i := range nodes {
+		node := nodeAt(i)
+		c.Edges[i] = &RfmModelEdge{
+			Node:   node,
+			Cursor: pager.toCursor(node),
+		}
+	}
+	if l := len(c.Edges); l > 0 {
+		c.PageInfo.StartCursor = &c.Edges[0].Cursor
+		c.PageInfo.EndCursor = &c.Edges[l-1].Cursor
+	}
+	if c.TotalCount == 0 {
+		c.TotalCount = len(nodes)
+	}
+}
+
+// RfmModelPaginateOption enables pagination customization.
+type RfmModelPaginateOption func(*rfmmodelPager) error
+
+// WithRfmModelOrder configures pagination ordering.
+func WithRfmModelOrder(order *RfmModelOrder) RfmModelPaginateOption {
+	if order == nil {
+		order = DefaultRfmModelOrder
+	}
+	o := *order
+	return func(pager *rfmmodelPager) error {
+		if err := o.Direction.Validate(); err != nil {
+			return err
+		}
+		if o.Field == nil {
+			o.Field = DefaultRfmModelOrder.Field
+		}
+		pager.order = &o
+		return nil
+	}
+}
+
+// WithRfmModelFilter configures pagination filter.
+func WithRfmModelFilter(filter func(*RfmModelQuery) (*RfmModelQuery, error)) RfmModelPaginateOption {
+	return func(pager *rfmmodelPager) error {
+		if filter == nil {
+			return errors.New("RfmModelQuery filter cannot be nil")
+		}
+		pager.filter = filter
+		return nil
+	}
+}
+
+type rfmmodelPager struct {
+	reverse bool
+	order   *RfmModelOrder
+	filter  func(*RfmModelQuery) (*RfmModelQuery, error)
+}
+
+func newRfmModelPager(opts []RfmModelPaginateOption, reverse bool) (*rfmmodelPager, error) {
+	pager := &rfmmodelPager{reverse: reverse}
+	for _, opt := range opts {
+		if err := opt(pager); err != nil {
+			return nil, err
+		}
+	}
+	if pager.order == nil {
+		pager.order = DefaultRfmModelOrder
+	}
+	return pager, nil
+}
+
+func (p *rfmmodelPager) applyFilter(query *RfmModelQuery) (*RfmModelQuery, error) {
+	if p.filter != nil {
+		return p.filter(query)
+	}
+	return query, nil
+}
+
+func (p *rfmmodelPager) toCursor(_m *RfmModel) Cursor {
+	return p.order.Field.toCursor(_m)
+}
+
+func (p *rfmmodelPager) applyCursors(query *RfmModelQuery, after, before *Cursor) (*RfmModelQuery, error) {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	for _, predicate := range entgql.CursorsPredicate(after, before, DefaultRfmModelOrder.Field.column, p.order.Field.column, direction) {
+		query = query.Where(predicate)
+	}
+	return query, nil
+}
+
+func (p *rfmmodelPager) applyOrder(query *RfmModelQuery) *RfmModelQuery {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	query = query.Order(p.order.Field.toTerm(direction.OrderTermOption()))
+	if p.order.Field != DefaultRfmModelOrder.Field {
+		query = query.Order(DefaultRfmModelOrder.Field.toTerm(direction.OrderTermOption()))
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(p.order.Field.column)
+	}
+	return query
+}
+
+func (p *rfmmodelPager) orderExpr(query *RfmModelQuery) sql.Querier {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(p.order.Field.column)
+	}
+	return sql.ExprFunc(func(b *sql.Builder) {
+		b.Ident(p.order.Field.column).Pad().WriteString(string(direction))
+		if p.order.Field != DefaultRfmModelOrder.Field {
+			b.Comma().Ident(DefaultRfmModelOrder.Field.column).Pad().WriteString(string(direction))
+		}
+	})
+}
+
+// Paginate executes the query and returns a relay based cursor connection to RfmModel.
+func (_m *RfmModelQuery) Paginate(
+	ctx context.Context, after *Cursor, first *int,
+	before *Cursor, last *int, opts ...RfmModelPaginateOption,
+) (*RfmModelConnection, error) {
+	if err := validateFirstLast(first, last); err != nil {
+		return nil, err
+	}
+	pager, err := newRfmModelPager(opts, last != nil)
+	if err != nil {
+		return nil, err
+	}
+	if _m, err = pager.applyFilter(_m); err != nil {
+		return nil, err
+	}
+	conn := &RfmModelConnection{Edges: []*RfmModelEdge{}}
+	ignoredEdges := !hasCollectedField(ctx, edgesField)
+	if hasCollectedField(ctx, totalCountField) || hasCollectedField(ctx, pageInfoField) {
+		hasPagination := after != nil || first != nil || before != nil || last != nil
+		if hasPagination || ignoredEdges {
+			c := _m.Clone()
+			c.ctx.Fields = nil
+			if conn.TotalCount, err = c.Count(ctx); err != nil {
+				return nil, err
+			}
+			conn.PageInfo.HasNextPage = first != nil && conn.TotalCount > 0
+			conn.PageInfo.HasPreviousPage = last != nil && conn.TotalCount > 0
+		}
+	}
+	if ignoredEdges || (first != nil && *first == 0) || (last != nil && *last == 0) {
+		return conn, nil
+	}
+	if _m, err = pager.applyCursors(_m, after, before); err != nil {
+		return nil, err
+	}
+	limit := paginateLimit(first, last)
+	if limit != 0 {
+		_m.Limit(limit)
+	}
+	if field := collectedField(ctx, edgesField, nodeField); field != nil {
+		if err := _m.collectField(ctx, limit == 1, graphql.GetOperationContext(ctx), *field, []string{edgesField, nodeField}); err != nil {
+			return nil, err
+		}
+	}
+	_m = pager.applyOrder(_m)
+	nodes, err := _m.All(ctx)
+	if err != nil {
+		return nil, err
+	}
+	conn.build(nodes, pager, after, first, before, last)
+	return conn, nil
+}
+
+var (
+	// RfmModelOrderFieldCreatedAt orders RfmModel by created_at.
+	RfmModelOrderFieldCreatedAt = &RfmModelOrderField{
+		Value: func(_m *RfmModel) (ent.Value, error) {
+			return _m.CreatedAt, nil
+		},
+		column: rfmmodel.FieldCreatedAt,
+		toTerm: rfmmodel.ByCreatedAt,
+		toCursor: func(_m *RfmModel) Cursor {
+			return Cursor{
+				ID:    _m.ID,
+				Value: _m.CreatedAt,
+			}
+		},
+	}
+)
+
+// String implement fmt.Stringer interface.
+func (f RfmModelOrderField) String() string {
+	var str string
+	switch f.column {
+	case RfmModelOrderFieldCreatedAt.column:
+		str = "CREATED_AT"
+	}
+	return str
+}
+
+// MarshalGQL implements graphql.Marshaler interface.
+func (f RfmModelOrderField) MarshalGQL(w io.Writer) {
+	io.WriteString(w, strconv.Quote(f.String()))
+}
+
+// UnmarshalGQL implements graphql.Unmarshaler interface.
+func (f *RfmModelOrderField) UnmarshalGQL(v interface{}) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("RfmModelOrderField %T must be a string", v)
+	}
+	switch str {
+	case "CREATED_AT":
+		*f = *RfmModelOrderFieldCreatedAt
+	default:
+		return fmt.Errorf("%s is not a valid RfmModelOrderField", str)
+	}
+	return nil
+}
+
+// RfmModelOrderField defines the ordering field of RfmModel.
+type RfmModelOrderField struct {
+	// Value extracts the ordering value from the given RfmModel.
+	Value    func(*RfmModel) (ent.Value, error)
+	column   string // field or computed.
+	toTerm   func(...sql.OrderTermOption) rfmmodel.OrderOption
+	toCursor func(*RfmModel) Cursor
+}
+
+// RfmModelOrder defines the ordering of RfmModel.
+type RfmModelOrder struct {
+	Direction OrderDirection      `json:"direction"`
+	Field     *RfmModelOrderField `json:"field"`
+}
+
+// DefaultRfmModelOrder is the default ordering of RfmModel.
+var DefaultRfmModelOrder = &RfmModelOrder{
+	Direction: entgql.OrderDirectionAsc,
+	Field: &RfmModelOrderField{
+		Value: func(_m *RfmModel) (ent.Value, error) {
+			return _m.ID, nil
+		},
+		column: rfmmodel.FieldID,
+		toTerm: rfmmodel.ByID,
+		toCursor: func(_m *RfmModel) Cursor {
+			return Cursor{ID: _m.ID}
+		},
+	},
+}
+
+// ToEdge converts RfmModel into RfmModelEdge.
+func (_m *RfmModel) ToEdge(order *RfmModelOrder) *RfmModelEdge {
+	if order == nil {
+		order = DefaultRfmModelOrder
+	}
+	return &RfmModelEdge{
+		Node:   _m,
+		Cursor: order.Field.toCursor(_m),
+	}
+}
+
 // StaffEdge is the edge representation of Staff.
 type StaffEdge struct {
 	Node   *Staff `json:"node"`
@@ -7939,6 +9128,302 @@ func (_m *StoredValueEntry) ToEdge(order *StoredValueEntryOrder) *StoredValueEnt
 		order = DefaultStoredValueEntryOrder
 	}
 	return &StoredValueEntryEdge{
+		Node:   _m,
+		Cursor: order.Field.toCursor(_m),
+	}
+}
+
+// TagEdge is the edge representation of Tag.
+type TagEdge struct {
+	Node   *Tag   `json:"node"`
+	Cursor Cursor `json:"cursor"`
+}
+
+// TagConnection is the connection containing edges to Tag.
+type TagConnection struct {
+	Edges      []*TagEdge `json:"edges"`
+	PageInfo   PageInfo   `json:"pageInfo"`
+	TotalCount int        `json:"totalCount"`
+}
+
+func (c *TagConnection) build(nodes []*Tag, pager *tagPager, after *Cursor, first *int, before *Cursor, last *int) {
+	c.PageInfo.HasNextPage = before != nil
+	c.PageInfo.HasPreviousPage = after != nil
+	if first != nil && *first+1 == len(nodes) {
+		c.PageInfo.HasNextPage = true
+		nodes = nodes[:len(nodes)-1]
+	} else if last != nil && *last+1 == len(nodes) {
+		c.PageInfo.HasPreviousPage = true
+		nodes = nodes[:len(nodes)-1]
+	}
+	var nodeAt func(int) *Tag
+	if last != nil {
+		n := len(nodes) - 1
+		nodeAt = func(i int) *Tag {
+			return nodes[n-i]
+		}
+	} else {
+		nodeAt = func(i int) *Tag {
+			return nodes[i]
+		}
+	}
+	c.Edges = make([]*TagEdge, len(nodes))
+	for i := range nodes {
+		node := nodeAt(i)
+		c.Edges[i] = &TagEdge{
+			Node:   node,
+			Cursor: pager.toCursor(node),
+		}
+	}
+	if l := len(c.Edges); l > 0 {
+		c.PageInfo.StartCursor = &c.Edges[0].Cursor
+		c.PageInfo.EndCursor = &c.Edges[l-1].Cursor
+	}
+	if c.TotalCount == 0 {
+		c.TotalCount = len(nodes)
+	}
+}
+
+// TagPaginateOption enables pagination customization.
+type TagPaginateOption func(*tagPager) error
+
+// WithTagOrder configures pagination ordering.
+func WithTagOrder(order *TagOrder) TagPaginateOption {
+	if order == nil {
+		order = DefaultTagOrder
+	}
+	o := *order
+	return func(pager *tagPager) error {
+		if err := o.Direction.Validate(); err != nil {
+			return err
+		}
+		if o.Field == nil {
+			o.Field = DefaultTagOrder.Field
+		}
+		pager.order = &o
+		return nil
+	}
+}
+
+// WithTagFilter configures pagination filter.
+func WithTagFilter(filter func(*TagQuery) (*TagQuery, error)) TagPaginateOption {
+	return func(pager *tagPager) error {
+		if filter == nil {
+			return errors.New("TagQuery filter cannot be nil")
+		}
+		pager.filter = filter
+		return nil
+	}
+}
+
+type tagPager struct {
+	reverse bool
+	order   *TagOrder
+	filter  func(*TagQuery) (*TagQuery, error)
+}
+
+func newTagPager(opts []TagPaginateOption, reverse bool) (*tagPager, error) {
+	pager := &tagPager{reverse: reverse}
+	for _, opt := range opts {
+		if err := opt(pager); err != nil {
+			return nil, err
+		}
+	}
+	if pager.order == nil {
+		pager.order = DefaultTagOrder
+	}
+	return pager, nil
+}
+
+func (p *tagPager) applyFilter(query *TagQuery) (*TagQuery, error) {
+	if p.filter != nil {
+		return p.filter(query)
+	}
+	return query, nil
+}
+
+func (p *tagPager) toCursor(_m *Tag) Cursor {
+	return p.order.Field.toCursor(_m)
+}
+
+func (p *tagPager) applyCursors(query *TagQuery, after, before *Cursor) (*TagQuery, error) {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	for _, predicate := range entgql.CursorsPredicate(after, before, DefaultTagOrder.Field.column, p.order.Field.column, direction) {
+		query = query.Where(predicate)
+	}
+	return query, nil
+}
+
+func (p *tagPager) applyOrder(query *TagQuery) *TagQuery {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	query = query.Order(p.order.Field.toTerm(direction.OrderTermOption()))
+	if p.order.Field != DefaultTagOrder.Field {
+		query = query.Order(DefaultTagOrder.Field.toTerm(direction.OrderTermOption()))
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(p.order.Field.column)
+	}
+	return query
+}
+
+func (p *tagPager) orderExpr(query *TagQuery) sql.Querier {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(p.order.Field.column)
+	}
+	return sql.ExprFunc(func(b *sql.Builder) {
+		b.Ident(p.order.Field.column).Pad().WriteString(string(direction))
+		if p.order.Field != DefaultTagOrder.Field {
+			b.Comma().Ident(DefaultTagOrder.Field.column).Pad().WriteString(string(direction))
+		}
+	})
+}
+
+// Paginate executes the query and returns a relay based cursor connection to Tag.
+func (_m *TagQuery) Paginate(
+	ctx context.Context, after *Cursor, first *int,
+	before *Cursor, last *int, opts ...TagPaginateOption,
+) (*TagConnection, error) {
+	if err := validateFirstLast(first, last); err != nil {
+		return nil, err
+	}
+	pager, err := newTagPager(opts, last != nil)
+	if err != nil {
+		return nil, err
+	}
+	if _m, err = pager.applyFilter(_m); err != nil {
+		return nil, err
+	}
+	conn := &TagConnection{Edges: []*TagEdge{}}
+	ignoredEdges := !hasCollectedField(ctx, edgesField)
+	if hasCollectedField(ctx, totalCountField) || hasCollectedField(ctx, pageInfoField) {
+		hasPagination := after != nil || first != nil || before != nil || last != nil
+		if hasPagination || ignoredEdges {
+			c := _m.Clone()
+			c.ctx.Fields = nil
+			if conn.TotalCount, err = c.Count(ctx); err != nil {
+				return nil, err
+			}
+			conn.PageInfo.HasNextPage = first != nil && conn.TotalCount > 0
+			conn.PageInfo.HasPreviousPage = last != nil && conn.TotalCount > 0
+		}
+	}
+	if ignoredEdges || (first != nil && *first == 0) || (last != nil && *last == 0) {
+		return conn, nil
+	}
+	if _m, err = pager.applyCursors(_m, after, before); err != nil {
+		return nil, err
+	}
+	limit := paginateLimit(first, last)
+	if limit != 0 {
+		_m.Limit(limit)
+	}
+	if field := collectedField(ctx, edgesField, nodeField); field != nil {
+		if err := _m.collectField(ctx, limit == 1, graphql.GetOperationContext(ctx), *field, []string{edgesField, nodeField}); err != nil {
+			return nil, err
+		}
+	}
+	_m = pager.applyOrder(_m)
+	nodes, err := _m.All(ctx)
+	if err != nil {
+		return nil, err
+	}
+	conn.build(nodes, pager, after, first, before, last)
+	return conn, nil
+}
+
+var (
+	// TagOrderFieldCreatedAt orders Tag by created_at.
+	TagOrderFieldCreatedAt = &TagOrderField{
+		Value: func(_m *Tag) (ent.Value, error) {
+			return _m.CreatedAt, nil
+		},
+		column: tag.FieldCreatedAt,
+		toTerm: tag.ByCreatedAt,
+		toCursor: func(_m *Tag) Cursor {
+			return Cursor{
+				ID:    _m.ID,
+				Value: _m.CreatedAt,
+			}
+		},
+	}
+)
+
+// String implement fmt.Stringer interface.
+func (f TagOrderField) String() string {
+	var str string
+	switch f.column {
+	case TagOrderFieldCreatedAt.column:
+		str = "CREATED_AT"
+	}
+	return str
+}
+
+// MarshalGQL implements graphql.Marshaler interface.
+func (f TagOrderField) MarshalGQL(w io.Writer) {
+	io.WriteString(w, strconv.Quote(f.String()))
+}
+
+// UnmarshalGQL implements graphql.Unmarshaler interface.
+func (f *TagOrderField) UnmarshalGQL(v interface{}) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("TagOrderField %T must be a string", v)
+	}
+	switch str {
+	case "CREATED_AT":
+		*f = *TagOrderFieldCreatedAt
+	default:
+		return fmt.Errorf("%s is not a valid TagOrderField", str)
+	}
+	return nil
+}
+
+// TagOrderField defines the ordering field of Tag.
+type TagOrderField struct {
+	// Value extracts the ordering value from the given Tag.
+	Value    func(*Tag) (ent.Value, error)
+	column   string // field or computed.
+	toTerm   func(...sql.OrderTermOption) tag.OrderOption
+	toCursor func(*Tag) Cursor
+}
+
+// TagOrder defines the ordering of Tag.
+type TagOrder struct {
+	Direction OrderDirection `json:"direction"`
+	Field     *TagOrderField `json:"field"`
+}
+
+// DefaultTagOrder is the default ordering of Tag.
+var DefaultTagOrder = &TagOrder{
+	Direction: entgql.OrderDirectionAsc,
+	Field: &TagOrderField{
+		Value: func(_m *Tag) (ent.Value, error) {
+			return _m.ID, nil
+		},
+		column: tag.FieldID,
+		toTerm: tag.ByID,
+		toCursor: func(_m *Tag) Cursor {
+			return Cursor{ID: _m.ID}
+		},
+	},
+}
+
+// ToEdge converts Tag into TagEdge.
+func (_m *Tag) ToEdge(order *TagOrder) *TagEdge {
+	if order == nil {
+		order = DefaultTagOrder
+	}
+	return &TagEdge{
 		Node:   _m,
 		Cursor: order.Field.toCursor(_m),
 	}

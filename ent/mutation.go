@@ -14,7 +14,9 @@ import (
 	"github.com/onemember/onemember/ent/account"
 	"github.com/onemember/onemember/ent/activity"
 	"github.com/onemember/onemember/ent/activityregistration"
+	"github.com/onemember/onemember/ent/aiplmodel"
 	"github.com/onemember/onemember/ent/apiclient"
+	"github.com/onemember/onemember/ent/audience"
 	"github.com/onemember/onemember/ent/auditlog"
 	"github.com/onemember/onemember/ent/benefit"
 	"github.com/onemember/onemember/ent/businessunit"
@@ -24,6 +26,7 @@ import (
 	"github.com/onemember/onemember/ent/earningrule"
 	"github.com/onemember/onemember/ent/growthentry"
 	"github.com/onemember/onemember/ent/identity"
+	"github.com/onemember/onemember/ent/job"
 	"github.com/onemember/onemember/ent/logcursor"
 	"github.com/onemember/onemember/ent/lottery"
 	"github.com/onemember/onemember/ent/lotterydraw"
@@ -51,12 +54,15 @@ import (
 	"github.com/onemember/onemember/ent/referral"
 	"github.com/onemember/onemember/ent/refreshtoken"
 	"github.com/onemember/onemember/ent/refund"
+	"github.com/onemember/onemember/ent/rfmmodel"
 	"github.com/onemember/onemember/ent/schema/enum"
 	"github.com/onemember/onemember/ent/staff"
 	"github.com/onemember/onemember/ent/store"
 	"github.com/onemember/onemember/ent/storedvalueentry"
+	"github.com/onemember/onemember/ent/tag"
 	"github.com/onemember/onemember/ent/tier"
 	"github.com/onemember/onemember/ent/tierchange"
+	"github.com/onemember/onemember/internal/audience/rule"
 )
 
 const (
@@ -71,7 +77,9 @@ const (
 	TypeAccount                = "Account"
 	TypeActivity               = "Activity"
 	TypeActivityRegistration   = "ActivityRegistration"
+	TypeAiplModel              = "AiplModel"
 	TypeApiClient              = "ApiClient"
+	TypeAudience               = "Audience"
 	TypeAuditLog               = "AuditLog"
 	TypeBenefit                = "Benefit"
 	TypeBusinessUnit           = "BusinessUnit"
@@ -81,6 +89,7 @@ const (
 	TypeEarningRule            = "EarningRule"
 	TypeGrowthEntry            = "GrowthEntry"
 	TypeIdentity               = "Identity"
+	TypeJob                    = "Job"
 	TypeLogCursor              = "LogCursor"
 	TypeLottery                = "Lottery"
 	TypeLotteryDraw            = "LotteryDraw"
@@ -107,9 +116,11 @@ const (
 	TypeReferral               = "Referral"
 	TypeRefreshToken           = "RefreshToken"
 	TypeRefund                 = "Refund"
+	TypeRfmModel               = "RfmModel"
 	TypeStaff                  = "Staff"
 	TypeStore                  = "Store"
 	TypeStoredValueEntry       = "StoredValueEntry"
+	TypeTag                    = "Tag"
 	TypeTier                   = "Tier"
 	TypeTierChange             = "TierChange"
 )
@@ -3715,6 +3726,974 @@ func (m *ActivityRegistrationMutation) ResetEdge(name string) error {
 	return fmt.Errorf("unknown ActivityRegistration edge %s", name)
 }
 
+// AiplModelMutation represents an operation that mutates the AiplModel nodes in the graph.
+type AiplModelMutation struct {
+	config
+	op                       Op
+	typ                      string
+	id                       *int
+	created_at               *time.Time
+	updated_at               *time.Time
+	name                     *string
+	window_days              *int
+	addwindow_days           *int
+	channels                 *[]enum.Channel
+	appendchannels           []enum.Channel
+	awareness                *[]enum.BehaviorKind
+	appendawareness          []enum.BehaviorKind
+	interest                 *[]enum.BehaviorKind
+	appendinterest           []enum.BehaviorKind
+	purchase                 *[]enum.BehaviorKind
+	appendpurchase           []enum.BehaviorKind
+	loyalty_min_purchases    *int
+	addloyalty_min_purchases *int
+	loyalty_require_share    *bool
+	clearedFields            map[string]struct{}
+	done                     bool
+	oldValue                 func(context.Context) (*AiplModel, error)
+	predicates               []predicate.AiplModel
+}
+
+var _ ent.Mutation = (*AiplModelMutation)(nil)
+
+// aiplmodelOption allows management of the mutation configuration using functional options.
+type aiplmodelOption func(*AiplModelMutation)
+
+// newAiplModelMutation creates new mutation for the AiplModel entity.
+func newAiplModelMutation(c config, op Op, opts ...aiplmodelOption) *AiplModelMutation {
+	m := &AiplModelMutation{
+		config:        c,
+		op:            op,
+		typ:           TypeAiplModel,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withAiplModelID sets the ID field of the mutation.
+func withAiplModelID(id int) aiplmodelOption {
+	return func(m *AiplModelMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *AiplModel
+		)
+		m.oldValue = func(ctx context.Context) (*AiplModel, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().AiplModel.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withAiplModel sets the old AiplModel of the mutation.
+func withAiplModel(node *AiplModel) aiplmodelOption {
+	return func(m *AiplModelMutation) {
+		m.oldValue = func(context.Context) (*AiplModel, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m AiplModelMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m AiplModelMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *AiplModelMutation) ID() (id int, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *AiplModelMutation) IDs(ctx context.Context) ([]int, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []int{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().AiplModel.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetCreatedAt sets the "created_at" field.
+func (m *AiplModelMutation) SetCreatedAt(t time.Time) {
+	m.created_at = &t
+}
+
+// CreatedAt returns the value of the "created_at" field in the mutation.
+func (m *AiplModelMutation) CreatedAt() (r time.Time, exists bool) {
+	v := m.created_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCreatedAt returns the old "created_at" field's value of the AiplModel entity.
+// If the AiplModel object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AiplModelMutation) OldCreatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCreatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCreatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCreatedAt: %w", err)
+	}
+	return oldValue.CreatedAt, nil
+}
+
+// ResetCreatedAt resets all changes to the "created_at" field.
+func (m *AiplModelMutation) ResetCreatedAt() {
+	m.created_at = nil
+}
+
+// SetUpdatedAt sets the "updated_at" field.
+func (m *AiplModelMutation) SetUpdatedAt(t time.Time) {
+	m.updated_at = &t
+}
+
+// UpdatedAt returns the value of the "updated_at" field in the mutation.
+func (m *AiplModelMutation) UpdatedAt() (r time.Time, exists bool) {
+	v := m.updated_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldUpdatedAt returns the old "updated_at" field's value of the AiplModel entity.
+// If the AiplModel object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AiplModelMutation) OldUpdatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldUpdatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldUpdatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldUpdatedAt: %w", err)
+	}
+	return oldValue.UpdatedAt, nil
+}
+
+// ResetUpdatedAt resets all changes to the "updated_at" field.
+func (m *AiplModelMutation) ResetUpdatedAt() {
+	m.updated_at = nil
+}
+
+// SetName sets the "name" field.
+func (m *AiplModelMutation) SetName(s string) {
+	m.name = &s
+}
+
+// Name returns the value of the "name" field in the mutation.
+func (m *AiplModelMutation) Name() (r string, exists bool) {
+	v := m.name
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldName returns the old "name" field's value of the AiplModel entity.
+// If the AiplModel object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AiplModelMutation) OldName(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldName is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldName requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldName: %w", err)
+	}
+	return oldValue.Name, nil
+}
+
+// ResetName resets all changes to the "name" field.
+func (m *AiplModelMutation) ResetName() {
+	m.name = nil
+}
+
+// SetWindowDays sets the "window_days" field.
+func (m *AiplModelMutation) SetWindowDays(i int) {
+	m.window_days = &i
+	m.addwindow_days = nil
+}
+
+// WindowDays returns the value of the "window_days" field in the mutation.
+func (m *AiplModelMutation) WindowDays() (r int, exists bool) {
+	v := m.window_days
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldWindowDays returns the old "window_days" field's value of the AiplModel entity.
+// If the AiplModel object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AiplModelMutation) OldWindowDays(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldWindowDays is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldWindowDays requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldWindowDays: %w", err)
+	}
+	return oldValue.WindowDays, nil
+}
+
+// AddWindowDays adds i to the "window_days" field.
+func (m *AiplModelMutation) AddWindowDays(i int) {
+	if m.addwindow_days != nil {
+		*m.addwindow_days += i
+	} else {
+		m.addwindow_days = &i
+	}
+}
+
+// AddedWindowDays returns the value that was added to the "window_days" field in this mutation.
+func (m *AiplModelMutation) AddedWindowDays() (r int, exists bool) {
+	v := m.addwindow_days
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetWindowDays resets all changes to the "window_days" field.
+func (m *AiplModelMutation) ResetWindowDays() {
+	m.window_days = nil
+	m.addwindow_days = nil
+}
+
+// SetChannels sets the "channels" field.
+func (m *AiplModelMutation) SetChannels(e []enum.Channel) {
+	m.channels = &e
+	m.appendchannels = nil
+}
+
+// Channels returns the value of the "channels" field in the mutation.
+func (m *AiplModelMutation) Channels() (r []enum.Channel, exists bool) {
+	v := m.channels
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldChannels returns the old "channels" field's value of the AiplModel entity.
+// If the AiplModel object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AiplModelMutation) OldChannels(ctx context.Context) (v []enum.Channel, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldChannels is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldChannels requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldChannels: %w", err)
+	}
+	return oldValue.Channels, nil
+}
+
+// AppendChannels adds e to the "channels" field.
+func (m *AiplModelMutation) AppendChannels(e []enum.Channel) {
+	m.appendchannels = append(m.appendchannels, e...)
+}
+
+// AppendedChannels returns the list of values that were appended to the "channels" field in this mutation.
+func (m *AiplModelMutation) AppendedChannels() ([]enum.Channel, bool) {
+	if len(m.appendchannels) == 0 {
+		return nil, false
+	}
+	return m.appendchannels, true
+}
+
+// ClearChannels clears the value of the "channels" field.
+func (m *AiplModelMutation) ClearChannels() {
+	m.channels = nil
+	m.appendchannels = nil
+	m.clearedFields[aiplmodel.FieldChannels] = struct{}{}
+}
+
+// ChannelsCleared returns if the "channels" field was cleared in this mutation.
+func (m *AiplModelMutation) ChannelsCleared() bool {
+	_, ok := m.clearedFields[aiplmodel.FieldChannels]
+	return ok
+}
+
+// ResetChannels resets all changes to the "channels" field.
+func (m *AiplModelMutation) ResetChannels() {
+	m.channels = nil
+	m.appendchannels = nil
+	delete(m.clearedFields, aiplmodel.FieldChannels)
+}
+
+// SetAwareness sets the "awareness" field.
+func (m *AiplModelMutation) SetAwareness(ek []enum.BehaviorKind) {
+	m.awareness = &ek
+	m.appendawareness = nil
+}
+
+// Awareness returns the value of the "awareness" field in the mutation.
+func (m *AiplModelMutation) Awareness() (r []enum.BehaviorKind, exists bool) {
+	v := m.awareness
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldAwareness returns the old "awareness" field's value of the AiplModel entity.
+// If the AiplModel object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AiplModelMutation) OldAwareness(ctx context.Context) (v []enum.BehaviorKind, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldAwareness is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldAwareness requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldAwareness: %w", err)
+	}
+	return oldValue.Awareness, nil
+}
+
+// AppendAwareness adds ek to the "awareness" field.
+func (m *AiplModelMutation) AppendAwareness(ek []enum.BehaviorKind) {
+	m.appendawareness = append(m.appendawareness, ek...)
+}
+
+// AppendedAwareness returns the list of values that were appended to the "awareness" field in this mutation.
+func (m *AiplModelMutation) AppendedAwareness() ([]enum.BehaviorKind, bool) {
+	if len(m.appendawareness) == 0 {
+		return nil, false
+	}
+	return m.appendawareness, true
+}
+
+// ResetAwareness resets all changes to the "awareness" field.
+func (m *AiplModelMutation) ResetAwareness() {
+	m.awareness = nil
+	m.appendawareness = nil
+}
+
+// SetInterest sets the "interest" field.
+func (m *AiplModelMutation) SetInterest(ek []enum.BehaviorKind) {
+	m.interest = &ek
+	m.appendinterest = nil
+}
+
+// Interest returns the value of the "interest" field in the mutation.
+func (m *AiplModelMutation) Interest() (r []enum.BehaviorKind, exists bool) {
+	v := m.interest
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldInterest returns the old "interest" field's value of the AiplModel entity.
+// If the AiplModel object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AiplModelMutation) OldInterest(ctx context.Context) (v []enum.BehaviorKind, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldInterest is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldInterest requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldInterest: %w", err)
+	}
+	return oldValue.Interest, nil
+}
+
+// AppendInterest adds ek to the "interest" field.
+func (m *AiplModelMutation) AppendInterest(ek []enum.BehaviorKind) {
+	m.appendinterest = append(m.appendinterest, ek...)
+}
+
+// AppendedInterest returns the list of values that were appended to the "interest" field in this mutation.
+func (m *AiplModelMutation) AppendedInterest() ([]enum.BehaviorKind, bool) {
+	if len(m.appendinterest) == 0 {
+		return nil, false
+	}
+	return m.appendinterest, true
+}
+
+// ResetInterest resets all changes to the "interest" field.
+func (m *AiplModelMutation) ResetInterest() {
+	m.interest = nil
+	m.appendinterest = nil
+}
+
+// SetPurchase sets the "purchase" field.
+func (m *AiplModelMutation) SetPurchase(ek []enum.BehaviorKind) {
+	m.purchase = &ek
+	m.appendpurchase = nil
+}
+
+// Purchase returns the value of the "purchase" field in the mutation.
+func (m *AiplModelMutation) Purchase() (r []enum.BehaviorKind, exists bool) {
+	v := m.purchase
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPurchase returns the old "purchase" field's value of the AiplModel entity.
+// If the AiplModel object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AiplModelMutation) OldPurchase(ctx context.Context) (v []enum.BehaviorKind, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPurchase is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPurchase requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPurchase: %w", err)
+	}
+	return oldValue.Purchase, nil
+}
+
+// AppendPurchase adds ek to the "purchase" field.
+func (m *AiplModelMutation) AppendPurchase(ek []enum.BehaviorKind) {
+	m.appendpurchase = append(m.appendpurchase, ek...)
+}
+
+// AppendedPurchase returns the list of values that were appended to the "purchase" field in this mutation.
+func (m *AiplModelMutation) AppendedPurchase() ([]enum.BehaviorKind, bool) {
+	if len(m.appendpurchase) == 0 {
+		return nil, false
+	}
+	return m.appendpurchase, true
+}
+
+// ResetPurchase resets all changes to the "purchase" field.
+func (m *AiplModelMutation) ResetPurchase() {
+	m.purchase = nil
+	m.appendpurchase = nil
+}
+
+// SetLoyaltyMinPurchases sets the "loyalty_min_purchases" field.
+func (m *AiplModelMutation) SetLoyaltyMinPurchases(i int) {
+	m.loyalty_min_purchases = &i
+	m.addloyalty_min_purchases = nil
+}
+
+// LoyaltyMinPurchases returns the value of the "loyalty_min_purchases" field in the mutation.
+func (m *AiplModelMutation) LoyaltyMinPurchases() (r int, exists bool) {
+	v := m.loyalty_min_purchases
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldLoyaltyMinPurchases returns the old "loyalty_min_purchases" field's value of the AiplModel entity.
+// If the AiplModel object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AiplModelMutation) OldLoyaltyMinPurchases(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldLoyaltyMinPurchases is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldLoyaltyMinPurchases requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldLoyaltyMinPurchases: %w", err)
+	}
+	return oldValue.LoyaltyMinPurchases, nil
+}
+
+// AddLoyaltyMinPurchases adds i to the "loyalty_min_purchases" field.
+func (m *AiplModelMutation) AddLoyaltyMinPurchases(i int) {
+	if m.addloyalty_min_purchases != nil {
+		*m.addloyalty_min_purchases += i
+	} else {
+		m.addloyalty_min_purchases = &i
+	}
+}
+
+// AddedLoyaltyMinPurchases returns the value that was added to the "loyalty_min_purchases" field in this mutation.
+func (m *AiplModelMutation) AddedLoyaltyMinPurchases() (r int, exists bool) {
+	v := m.addloyalty_min_purchases
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetLoyaltyMinPurchases resets all changes to the "loyalty_min_purchases" field.
+func (m *AiplModelMutation) ResetLoyaltyMinPurchases() {
+	m.loyalty_min_purchases = nil
+	m.addloyalty_min_purchases = nil
+}
+
+// SetLoyaltyRequireShare sets the "loyalty_require_share" field.
+func (m *AiplModelMutation) SetLoyaltyRequireShare(b bool) {
+	m.loyalty_require_share = &b
+}
+
+// LoyaltyRequireShare returns the value of the "loyalty_require_share" field in the mutation.
+func (m *AiplModelMutation) LoyaltyRequireShare() (r bool, exists bool) {
+	v := m.loyalty_require_share
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldLoyaltyRequireShare returns the old "loyalty_require_share" field's value of the AiplModel entity.
+// If the AiplModel object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AiplModelMutation) OldLoyaltyRequireShare(ctx context.Context) (v bool, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldLoyaltyRequireShare is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldLoyaltyRequireShare requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldLoyaltyRequireShare: %w", err)
+	}
+	return oldValue.LoyaltyRequireShare, nil
+}
+
+// ResetLoyaltyRequireShare resets all changes to the "loyalty_require_share" field.
+func (m *AiplModelMutation) ResetLoyaltyRequireShare() {
+	m.loyalty_require_share = nil
+}
+
+// Where appends a list predicates to the AiplModelMutation builder.
+func (m *AiplModelMutation) Where(ps ...predicate.AiplModel) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the AiplModelMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *AiplModelMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.AiplModel, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *AiplModelMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *AiplModelMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (AiplModel).
+func (m *AiplModelMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *AiplModelMutation) Fields() []string {
+	fields := make([]string, 0, 10)
+	if m.created_at != nil {
+		fields = append(fields, aiplmodel.FieldCreatedAt)
+	}
+	if m.updated_at != nil {
+		fields = append(fields, aiplmodel.FieldUpdatedAt)
+	}
+	if m.name != nil {
+		fields = append(fields, aiplmodel.FieldName)
+	}
+	if m.window_days != nil {
+		fields = append(fields, aiplmodel.FieldWindowDays)
+	}
+	if m.channels != nil {
+		fields = append(fields, aiplmodel.FieldChannels)
+	}
+	if m.awareness != nil {
+		fields = append(fields, aiplmodel.FieldAwareness)
+	}
+	if m.interest != nil {
+		fields = append(fields, aiplmodel.FieldInterest)
+	}
+	if m.purchase != nil {
+		fields = append(fields, aiplmodel.FieldPurchase)
+	}
+	if m.loyalty_min_purchases != nil {
+		fields = append(fields, aiplmodel.FieldLoyaltyMinPurchases)
+	}
+	if m.loyalty_require_share != nil {
+		fields = append(fields, aiplmodel.FieldLoyaltyRequireShare)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *AiplModelMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case aiplmodel.FieldCreatedAt:
+		return m.CreatedAt()
+	case aiplmodel.FieldUpdatedAt:
+		return m.UpdatedAt()
+	case aiplmodel.FieldName:
+		return m.Name()
+	case aiplmodel.FieldWindowDays:
+		return m.WindowDays()
+	case aiplmodel.FieldChannels:
+		return m.Channels()
+	case aiplmodel.FieldAwareness:
+		return m.Awareness()
+	case aiplmodel.FieldInterest:
+		return m.Interest()
+	case aiplmodel.FieldPurchase:
+		return m.Purchase()
+	case aiplmodel.FieldLoyaltyMinPurchases:
+		return m.LoyaltyMinPurchases()
+	case aiplmodel.FieldLoyaltyRequireShare:
+		return m.LoyaltyRequireShare()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *AiplModelMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case aiplmodel.FieldCreatedAt:
+		return m.OldCreatedAt(ctx)
+	case aiplmodel.FieldUpdatedAt:
+		return m.OldUpdatedAt(ctx)
+	case aiplmodel.FieldName:
+		return m.OldName(ctx)
+	case aiplmodel.FieldWindowDays:
+		return m.OldWindowDays(ctx)
+	case aiplmodel.FieldChannels:
+		return m.OldChannels(ctx)
+	case aiplmodel.FieldAwareness:
+		return m.OldAwareness(ctx)
+	case aiplmodel.FieldInterest:
+		return m.OldInterest(ctx)
+	case aiplmodel.FieldPurchase:
+		return m.OldPurchase(ctx)
+	case aiplmodel.FieldLoyaltyMinPurchases:
+		return m.OldLoyaltyMinPurchases(ctx)
+	case aiplmodel.FieldLoyaltyRequireShare:
+		return m.OldLoyaltyRequireShare(ctx)
+	}
+	return nil, fmt.Errorf("unknown AiplModel field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *AiplModelMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case aiplmodel.FieldCreatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCreatedAt(v)
+		return nil
+	case aiplmodel.FieldUpdatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetUpdatedAt(v)
+		return nil
+	case aiplmodel.FieldName:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetName(v)
+		return nil
+	case aiplmodel.FieldWindowDays:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetWindowDays(v)
+		return nil
+	case aiplmodel.FieldChannels:
+		v, ok := value.([]enum.Channel)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetChannels(v)
+		return nil
+	case aiplmodel.FieldAwareness:
+		v, ok := value.([]enum.BehaviorKind)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetAwareness(v)
+		return nil
+	case aiplmodel.FieldInterest:
+		v, ok := value.([]enum.BehaviorKind)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetInterest(v)
+		return nil
+	case aiplmodel.FieldPurchase:
+		v, ok := value.([]enum.BehaviorKind)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPurchase(v)
+		return nil
+	case aiplmodel.FieldLoyaltyMinPurchases:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetLoyaltyMinPurchases(v)
+		return nil
+	case aiplmodel.FieldLoyaltyRequireShare:
+		v, ok := value.(bool)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetLoyaltyRequireShare(v)
+		return nil
+	}
+	return fmt.Errorf("unknown AiplModel field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *AiplModelMutation) AddedFields() []string {
+	var fields []string
+	if m.addwindow_days != nil {
+		fields = append(fields, aiplmodel.FieldWindowDays)
+	}
+	if m.addloyalty_min_purchases != nil {
+		fields = append(fields, aiplmodel.FieldLoyaltyMinPurchases)
+	}
+	return fields
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *AiplModelMutation) AddedField(name string) (ent.Value, bool) {
+	switch name {
+	case aiplmodel.FieldWindowDays:
+		return m.AddedWindowDays()
+	case aiplmodel.FieldLoyaltyMinPurchases:
+		return m.AddedLoyaltyMinPurchases()
+	}
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *AiplModelMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	case aiplmodel.FieldWindowDays:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddWindowDays(v)
+		return nil
+	case aiplmodel.FieldLoyaltyMinPurchases:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddLoyaltyMinPurchases(v)
+		return nil
+	}
+	return fmt.Errorf("unknown AiplModel numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *AiplModelMutation) ClearedFields() []string {
+	var fields []string
+	if m.FieldCleared(aiplmodel.FieldChannels) {
+		fields = append(fields, aiplmodel.FieldChannels)
+	}
+	return fields
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *AiplModelMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *AiplModelMutation) ClearField(name string) error {
+	switch name {
+	case aiplmodel.FieldChannels:
+		m.ClearChannels()
+		return nil
+	}
+	return fmt.Errorf("unknown AiplModel nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *AiplModelMutation) ResetField(name string) error {
+	switch name {
+	case aiplmodel.FieldCreatedAt:
+		m.ResetCreatedAt()
+		return nil
+	case aiplmodel.FieldUpdatedAt:
+		m.ResetUpdatedAt()
+		return nil
+	case aiplmodel.FieldName:
+		m.ResetName()
+		return nil
+	case aiplmodel.FieldWindowDays:
+		m.ResetWindowDays()
+		return nil
+	case aiplmodel.FieldChannels:
+		m.ResetChannels()
+		return nil
+	case aiplmodel.FieldAwareness:
+		m.ResetAwareness()
+		return nil
+	case aiplmodel.FieldInterest:
+		m.ResetInterest()
+		return nil
+	case aiplmodel.FieldPurchase:
+		m.ResetPurchase()
+		return nil
+	case aiplmodel.FieldLoyaltyMinPurchases:
+		m.ResetLoyaltyMinPurchases()
+		return nil
+	case aiplmodel.FieldLoyaltyRequireShare:
+		m.ResetLoyaltyRequireShare()
+		return nil
+	}
+	return fmt.Errorf("unknown AiplModel field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *AiplModelMutation) AddedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *AiplModelMutation) AddedIDs(name string) []ent.Value {
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *AiplModelMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *AiplModelMutation) RemovedIDs(name string) []ent.Value {
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *AiplModelMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *AiplModelMutation) EdgeCleared(name string) bool {
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *AiplModelMutation) ClearEdge(name string) error {
+	return fmt.Errorf("unknown AiplModel unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *AiplModelMutation) ResetEdge(name string) error {
+	return fmt.Errorf("unknown AiplModel edge %s", name)
+}
+
 // ApiClientMutation represents an operation that mutates the ApiClient nodes in the graph.
 type ApiClientMutation struct {
 	config
@@ -4623,6 +5602,1091 @@ func (m *ApiClientMutation) ResetEdge(name string) error {
 		return nil
 	}
 	return fmt.Errorf("unknown ApiClient edge %s", name)
+}
+
+// AudienceMutation represents an operation that mutates the Audience nodes in the graph.
+type AudienceMutation struct {
+	config
+	op               Op
+	typ              string
+	id               *int
+	created_at       *time.Time
+	updated_at       *time.Time
+	name             *string
+	source           *audience.Source
+	rule             **rule.Rule
+	depends_on       *[]int
+	appenddepends_on []int
+	priority         *int
+	addpriority      *int
+	refresh          *enum.AudienceRefresh
+	status           *audience.Status
+	size             *int64
+	addsize          *int64
+	bitmap           *[]byte
+	computed_at      *time.Time
+	clearedFields    map[string]struct{}
+	done             bool
+	oldValue         func(context.Context) (*Audience, error)
+	predicates       []predicate.Audience
+}
+
+var _ ent.Mutation = (*AudienceMutation)(nil)
+
+// audienceOption allows management of the mutation configuration using functional options.
+type audienceOption func(*AudienceMutation)
+
+// newAudienceMutation creates new mutation for the Audience entity.
+func newAudienceMutation(c config, op Op, opts ...audienceOption) *AudienceMutation {
+	m := &AudienceMutation{
+		config:        c,
+		op:            op,
+		typ:           TypeAudience,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withAudienceID sets the ID field of the mutation.
+func withAudienceID(id int) audienceOption {
+	return func(m *AudienceMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *Audience
+		)
+		m.oldValue = func(ctx context.Context) (*Audience, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().Audience.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withAudience sets the old Audience of the mutation.
+func withAudience(node *Audience) audienceOption {
+	return func(m *AudienceMutation) {
+		m.oldValue = func(context.Context) (*Audience, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m AudienceMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m AudienceMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *AudienceMutation) ID() (id int, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *AudienceMutation) IDs(ctx context.Context) ([]int, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []int{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().Audience.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetCreatedAt sets the "created_at" field.
+func (m *AudienceMutation) SetCreatedAt(t time.Time) {
+	m.created_at = &t
+}
+
+// CreatedAt returns the value of the "created_at" field in the mutation.
+func (m *AudienceMutation) CreatedAt() (r time.Time, exists bool) {
+	v := m.created_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCreatedAt returns the old "created_at" field's value of the Audience entity.
+// If the Audience object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AudienceMutation) OldCreatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCreatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCreatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCreatedAt: %w", err)
+	}
+	return oldValue.CreatedAt, nil
+}
+
+// ResetCreatedAt resets all changes to the "created_at" field.
+func (m *AudienceMutation) ResetCreatedAt() {
+	m.created_at = nil
+}
+
+// SetUpdatedAt sets the "updated_at" field.
+func (m *AudienceMutation) SetUpdatedAt(t time.Time) {
+	m.updated_at = &t
+}
+
+// UpdatedAt returns the value of the "updated_at" field in the mutation.
+func (m *AudienceMutation) UpdatedAt() (r time.Time, exists bool) {
+	v := m.updated_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldUpdatedAt returns the old "updated_at" field's value of the Audience entity.
+// If the Audience object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AudienceMutation) OldUpdatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldUpdatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldUpdatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldUpdatedAt: %w", err)
+	}
+	return oldValue.UpdatedAt, nil
+}
+
+// ResetUpdatedAt resets all changes to the "updated_at" field.
+func (m *AudienceMutation) ResetUpdatedAt() {
+	m.updated_at = nil
+}
+
+// SetName sets the "name" field.
+func (m *AudienceMutation) SetName(s string) {
+	m.name = &s
+}
+
+// Name returns the value of the "name" field in the mutation.
+func (m *AudienceMutation) Name() (r string, exists bool) {
+	v := m.name
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldName returns the old "name" field's value of the Audience entity.
+// If the Audience object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AudienceMutation) OldName(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldName is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldName requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldName: %w", err)
+	}
+	return oldValue.Name, nil
+}
+
+// ResetName resets all changes to the "name" field.
+func (m *AudienceMutation) ResetName() {
+	m.name = nil
+}
+
+// SetSource sets the "source" field.
+func (m *AudienceMutation) SetSource(a audience.Source) {
+	m.source = &a
+}
+
+// Source returns the value of the "source" field in the mutation.
+func (m *AudienceMutation) Source() (r audience.Source, exists bool) {
+	v := m.source
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldSource returns the old "source" field's value of the Audience entity.
+// If the Audience object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AudienceMutation) OldSource(ctx context.Context) (v audience.Source, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldSource is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldSource requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldSource: %w", err)
+	}
+	return oldValue.Source, nil
+}
+
+// ResetSource resets all changes to the "source" field.
+func (m *AudienceMutation) ResetSource() {
+	m.source = nil
+}
+
+// SetRule sets the "rule" field.
+func (m *AudienceMutation) SetRule(r *rule.Rule) {
+	m.rule = &r
+}
+
+// Rule returns the value of the "rule" field in the mutation.
+func (m *AudienceMutation) Rule() (r *rule.Rule, exists bool) {
+	v := m.rule
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldRule returns the old "rule" field's value of the Audience entity.
+// If the Audience object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AudienceMutation) OldRule(ctx context.Context) (v *rule.Rule, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldRule is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldRule requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldRule: %w", err)
+	}
+	return oldValue.Rule, nil
+}
+
+// ClearRule clears the value of the "rule" field.
+func (m *AudienceMutation) ClearRule() {
+	m.rule = nil
+	m.clearedFields[audience.FieldRule] = struct{}{}
+}
+
+// RuleCleared returns if the "rule" field was cleared in this mutation.
+func (m *AudienceMutation) RuleCleared() bool {
+	_, ok := m.clearedFields[audience.FieldRule]
+	return ok
+}
+
+// ResetRule resets all changes to the "rule" field.
+func (m *AudienceMutation) ResetRule() {
+	m.rule = nil
+	delete(m.clearedFields, audience.FieldRule)
+}
+
+// SetDependsOn sets the "depends_on" field.
+func (m *AudienceMutation) SetDependsOn(i []int) {
+	m.depends_on = &i
+	m.appenddepends_on = nil
+}
+
+// DependsOn returns the value of the "depends_on" field in the mutation.
+func (m *AudienceMutation) DependsOn() (r []int, exists bool) {
+	v := m.depends_on
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldDependsOn returns the old "depends_on" field's value of the Audience entity.
+// If the Audience object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AudienceMutation) OldDependsOn(ctx context.Context) (v []int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldDependsOn is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldDependsOn requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldDependsOn: %w", err)
+	}
+	return oldValue.DependsOn, nil
+}
+
+// AppendDependsOn adds i to the "depends_on" field.
+func (m *AudienceMutation) AppendDependsOn(i []int) {
+	m.appenddepends_on = append(m.appenddepends_on, i...)
+}
+
+// AppendedDependsOn returns the list of values that were appended to the "depends_on" field in this mutation.
+func (m *AudienceMutation) AppendedDependsOn() ([]int, bool) {
+	if len(m.appenddepends_on) == 0 {
+		return nil, false
+	}
+	return m.appenddepends_on, true
+}
+
+// ClearDependsOn clears the value of the "depends_on" field.
+func (m *AudienceMutation) ClearDependsOn() {
+	m.depends_on = nil
+	m.appenddepends_on = nil
+	m.clearedFields[audience.FieldDependsOn] = struct{}{}
+}
+
+// DependsOnCleared returns if the "depends_on" field was cleared in this mutation.
+func (m *AudienceMutation) DependsOnCleared() bool {
+	_, ok := m.clearedFields[audience.FieldDependsOn]
+	return ok
+}
+
+// ResetDependsOn resets all changes to the "depends_on" field.
+func (m *AudienceMutation) ResetDependsOn() {
+	m.depends_on = nil
+	m.appenddepends_on = nil
+	delete(m.clearedFields, audience.FieldDependsOn)
+}
+
+// SetPriority sets the "priority" field.
+func (m *AudienceMutation) SetPriority(i int) {
+	m.priority = &i
+	m.addpriority = nil
+}
+
+// Priority returns the value of the "priority" field in the mutation.
+func (m *AudienceMutation) Priority() (r int, exists bool) {
+	v := m.priority
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPriority returns the old "priority" field's value of the Audience entity.
+// If the Audience object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AudienceMutation) OldPriority(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPriority is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPriority requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPriority: %w", err)
+	}
+	return oldValue.Priority, nil
+}
+
+// AddPriority adds i to the "priority" field.
+func (m *AudienceMutation) AddPriority(i int) {
+	if m.addpriority != nil {
+		*m.addpriority += i
+	} else {
+		m.addpriority = &i
+	}
+}
+
+// AddedPriority returns the value that was added to the "priority" field in this mutation.
+func (m *AudienceMutation) AddedPriority() (r int, exists bool) {
+	v := m.addpriority
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetPriority resets all changes to the "priority" field.
+func (m *AudienceMutation) ResetPriority() {
+	m.priority = nil
+	m.addpriority = nil
+}
+
+// SetRefresh sets the "refresh" field.
+func (m *AudienceMutation) SetRefresh(er enum.AudienceRefresh) {
+	m.refresh = &er
+}
+
+// Refresh returns the value of the "refresh" field in the mutation.
+func (m *AudienceMutation) Refresh() (r enum.AudienceRefresh, exists bool) {
+	v := m.refresh
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldRefresh returns the old "refresh" field's value of the Audience entity.
+// If the Audience object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AudienceMutation) OldRefresh(ctx context.Context) (v enum.AudienceRefresh, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldRefresh is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldRefresh requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldRefresh: %w", err)
+	}
+	return oldValue.Refresh, nil
+}
+
+// ResetRefresh resets all changes to the "refresh" field.
+func (m *AudienceMutation) ResetRefresh() {
+	m.refresh = nil
+}
+
+// SetStatus sets the "status" field.
+func (m *AudienceMutation) SetStatus(a audience.Status) {
+	m.status = &a
+}
+
+// Status returns the value of the "status" field in the mutation.
+func (m *AudienceMutation) Status() (r audience.Status, exists bool) {
+	v := m.status
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldStatus returns the old "status" field's value of the Audience entity.
+// If the Audience object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AudienceMutation) OldStatus(ctx context.Context) (v audience.Status, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldStatus is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldStatus requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldStatus: %w", err)
+	}
+	return oldValue.Status, nil
+}
+
+// ResetStatus resets all changes to the "status" field.
+func (m *AudienceMutation) ResetStatus() {
+	m.status = nil
+}
+
+// SetSize sets the "size" field.
+func (m *AudienceMutation) SetSize(i int64) {
+	m.size = &i
+	m.addsize = nil
+}
+
+// Size returns the value of the "size" field in the mutation.
+func (m *AudienceMutation) Size() (r int64, exists bool) {
+	v := m.size
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldSize returns the old "size" field's value of the Audience entity.
+// If the Audience object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AudienceMutation) OldSize(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldSize is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldSize requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldSize: %w", err)
+	}
+	return oldValue.Size, nil
+}
+
+// AddSize adds i to the "size" field.
+func (m *AudienceMutation) AddSize(i int64) {
+	if m.addsize != nil {
+		*m.addsize += i
+	} else {
+		m.addsize = &i
+	}
+}
+
+// AddedSize returns the value that was added to the "size" field in this mutation.
+func (m *AudienceMutation) AddedSize() (r int64, exists bool) {
+	v := m.addsize
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetSize resets all changes to the "size" field.
+func (m *AudienceMutation) ResetSize() {
+	m.size = nil
+	m.addsize = nil
+}
+
+// SetBitmap sets the "bitmap" field.
+func (m *AudienceMutation) SetBitmap(b []byte) {
+	m.bitmap = &b
+}
+
+// Bitmap returns the value of the "bitmap" field in the mutation.
+func (m *AudienceMutation) Bitmap() (r []byte, exists bool) {
+	v := m.bitmap
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldBitmap returns the old "bitmap" field's value of the Audience entity.
+// If the Audience object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AudienceMutation) OldBitmap(ctx context.Context) (v []byte, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldBitmap is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldBitmap requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldBitmap: %w", err)
+	}
+	return oldValue.Bitmap, nil
+}
+
+// ClearBitmap clears the value of the "bitmap" field.
+func (m *AudienceMutation) ClearBitmap() {
+	m.bitmap = nil
+	m.clearedFields[audience.FieldBitmap] = struct{}{}
+}
+
+// BitmapCleared returns if the "bitmap" field was cleared in this mutation.
+func (m *AudienceMutation) BitmapCleared() bool {
+	_, ok := m.clearedFields[audience.FieldBitmap]
+	return ok
+}
+
+// ResetBitmap resets all changes to the "bitmap" field.
+func (m *AudienceMutation) ResetBitmap() {
+	m.bitmap = nil
+	delete(m.clearedFields, audience.FieldBitmap)
+}
+
+// SetComputedAt sets the "computed_at" field.
+func (m *AudienceMutation) SetComputedAt(t time.Time) {
+	m.computed_at = &t
+}
+
+// ComputedAt returns the value of the "computed_at" field in the mutation.
+func (m *AudienceMutation) ComputedAt() (r time.Time, exists bool) {
+	v := m.computed_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldComputedAt returns the old "computed_at" field's value of the Audience entity.
+// If the Audience object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *AudienceMutation) OldComputedAt(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldComputedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldComputedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldComputedAt: %w", err)
+	}
+	return oldValue.ComputedAt, nil
+}
+
+// ClearComputedAt clears the value of the "computed_at" field.
+func (m *AudienceMutation) ClearComputedAt() {
+	m.computed_at = nil
+	m.clearedFields[audience.FieldComputedAt] = struct{}{}
+}
+
+// ComputedAtCleared returns if the "computed_at" field was cleared in this mutation.
+func (m *AudienceMutation) ComputedAtCleared() bool {
+	_, ok := m.clearedFields[audience.FieldComputedAt]
+	return ok
+}
+
+// ResetComputedAt resets all changes to the "computed_at" field.
+func (m *AudienceMutation) ResetComputedAt() {
+	m.computed_at = nil
+	delete(m.clearedFields, audience.FieldComputedAt)
+}
+
+// Where appends a list predicates to the AudienceMutation builder.
+func (m *AudienceMutation) Where(ps ...predicate.Audience) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the AudienceMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *AudienceMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.Audience, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *AudienceMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *AudienceMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (Audience).
+func (m *AudienceMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *AudienceMutation) Fields() []string {
+	fields := make([]string, 0, 12)
+	if m.created_at != nil {
+		fields = append(fields, audience.FieldCreatedAt)
+	}
+	if m.updated_at != nil {
+		fields = append(fields, audience.FieldUpdatedAt)
+	}
+	if m.name != nil {
+		fields = append(fields, audience.FieldName)
+	}
+	if m.source != nil {
+		fields = append(fields, audience.FieldSource)
+	}
+	if m.rule != nil {
+		fields = append(fields, audience.FieldRule)
+	}
+	if m.depends_on != nil {
+		fields = append(fields, audience.FieldDependsOn)
+	}
+	if m.priority != nil {
+		fields = append(fields, audience.FieldPriority)
+	}
+	if m.refresh != nil {
+		fields = append(fields, audience.FieldRefresh)
+	}
+	if m.status != nil {
+		fields = append(fields, audience.FieldStatus)
+	}
+	if m.size != nil {
+		fields = append(fields, audience.FieldSize)
+	}
+	if m.bitmap != nil {
+		fields = append(fields, audience.FieldBitmap)
+	}
+	if m.computed_at != nil {
+		fields = append(fields, audience.FieldComputedAt)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *AudienceMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case audience.FieldCreatedAt:
+		return m.CreatedAt()
+	case audience.FieldUpdatedAt:
+		return m.UpdatedAt()
+	case audience.FieldName:
+		return m.Name()
+	case audience.FieldSource:
+		return m.Source()
+	case audience.FieldRule:
+		return m.Rule()
+	case audience.FieldDependsOn:
+		return m.DependsOn()
+	case audience.FieldPriority:
+		return m.Priority()
+	case audience.FieldRefresh:
+		return m.Refresh()
+	case audience.FieldStatus:
+		return m.Status()
+	case audience.FieldSize:
+		return m.Size()
+	case audience.FieldBitmap:
+		return m.Bitmap()
+	case audience.FieldComputedAt:
+		return m.ComputedAt()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *AudienceMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case audience.FieldCreatedAt:
+		return m.OldCreatedAt(ctx)
+	case audience.FieldUpdatedAt:
+		return m.OldUpdatedAt(ctx)
+	case audience.FieldName:
+		return m.OldName(ctx)
+	case audience.FieldSource:
+		return m.OldSource(ctx)
+	case audience.FieldRule:
+		return m.OldRule(ctx)
+	case audience.FieldDependsOn:
+		return m.OldDependsOn(ctx)
+	case audience.FieldPriority:
+		return m.OldPriority(ctx)
+	case audience.FieldRefresh:
+		return m.OldRefresh(ctx)
+	case audience.FieldStatus:
+		return m.OldStatus(ctx)
+	case audience.FieldSize:
+		return m.OldSize(ctx)
+	case audience.FieldBitmap:
+		return m.OldBitmap(ctx)
+	case audience.FieldComputedAt:
+		return m.OldComputedAt(ctx)
+	}
+	return nil, fmt.Errorf("unknown Audience field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *AudienceMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case audience.FieldCreatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCreatedAt(v)
+		return nil
+	case audience.FieldUpdatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetUpdatedAt(v)
+		return nil
+	case audience.FieldName:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetName(v)
+		return nil
+	case audience.FieldSource:
+		v, ok := value.(audience.Source)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetSource(v)
+		return nil
+	case audience.FieldRule:
+		v, ok := value.(*rule.Rule)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetRule(v)
+		return nil
+	case audience.FieldDependsOn:
+		v, ok := value.([]int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetDependsOn(v)
+		return nil
+	case audience.FieldPriority:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPriority(v)
+		return nil
+	case audience.FieldRefresh:
+		v, ok := value.(enum.AudienceRefresh)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetRefresh(v)
+		return nil
+	case audience.FieldStatus:
+		v, ok := value.(audience.Status)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetStatus(v)
+		return nil
+	case audience.FieldSize:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetSize(v)
+		return nil
+	case audience.FieldBitmap:
+		v, ok := value.([]byte)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetBitmap(v)
+		return nil
+	case audience.FieldComputedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetComputedAt(v)
+		return nil
+	}
+	return fmt.Errorf("unknown Audience field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *AudienceMutation) AddedFields() []string {
+	var fields []string
+	if m.addpriority != nil {
+		fields = append(fields, audience.FieldPriority)
+	}
+	if m.addsize != nil {
+		fields = append(fields, audience.FieldSize)
+	}
+	return fields
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *AudienceMutation) AddedField(name string) (ent.Value, bool) {
+	switch name {
+	case audience.FieldPriority:
+		return m.AddedPriority()
+	case audience.FieldSize:
+		return m.AddedSize()
+	}
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *AudienceMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	case audience.FieldPriority:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddPriority(v)
+		return nil
+	case audience.FieldSize:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddSize(v)
+		return nil
+	}
+	return fmt.Errorf("unknown Audience numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *AudienceMutation) ClearedFields() []string {
+	var fields []string
+	if m.FieldCleared(audience.FieldRule) {
+		fields = append(fields, audience.FieldRule)
+	}
+	if m.FieldCleared(audience.FieldDependsOn) {
+		fields = append(fields, audience.FieldDependsOn)
+	}
+	if m.FieldCleared(audience.FieldBitmap) {
+		fields = append(fields, audience.FieldBitmap)
+	}
+	if m.FieldCleared(audience.FieldComputedAt) {
+		fields = append(fields, audience.FieldComputedAt)
+	}
+	return fields
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *AudienceMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *AudienceMutation) ClearField(name string) error {
+	switch name {
+	case audience.FieldRule:
+		m.ClearRule()
+		return nil
+	case audience.FieldDependsOn:
+		m.ClearDependsOn()
+		return nil
+	case audience.FieldBitmap:
+		m.ClearBitmap()
+		return nil
+	case audience.FieldComputedAt:
+		m.ClearComputedAt()
+		return nil
+	}
+	return fmt.Errorf("unknown Audience nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *AudienceMutation) ResetField(name string) error {
+	switch name {
+	case audience.FieldCreatedAt:
+		m.ResetCreatedAt()
+		return nil
+	case audience.FieldUpdatedAt:
+		m.ResetUpdatedAt()
+		return nil
+	case audience.FieldName:
+		m.ResetName()
+		return nil
+	case audience.FieldSource:
+		m.ResetSource()
+		return nil
+	case audience.FieldRule:
+		m.ResetRule()
+		return nil
+	case audience.FieldDependsOn:
+		m.ResetDependsOn()
+		return nil
+	case audience.FieldPriority:
+		m.ResetPriority()
+		return nil
+	case audience.FieldRefresh:
+		m.ResetRefresh()
+		return nil
+	case audience.FieldStatus:
+		m.ResetStatus()
+		return nil
+	case audience.FieldSize:
+		m.ResetSize()
+		return nil
+	case audience.FieldBitmap:
+		m.ResetBitmap()
+		return nil
+	case audience.FieldComputedAt:
+		m.ResetComputedAt()
+		return nil
+	}
+	return fmt.Errorf("unknown Audience field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *AudienceMutation) AddedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *AudienceMutation) AddedIDs(name string) []ent.Value {
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *AudienceMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *AudienceMutation) RemovedIDs(name string) []ent.Value {
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *AudienceMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *AudienceMutation) EdgeCleared(name string) bool {
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *AudienceMutation) ClearEdge(name string) error {
+	return fmt.Errorf("unknown Audience unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *AudienceMutation) ResetEdge(name string) error {
+	return fmt.Errorf("unknown Audience edge %s", name)
 }
 
 // AuditLogMutation represents an operation that mutates the AuditLog nodes in the graph.
@@ -7744,6 +9808,8 @@ type CouponMutation struct {
 	discount             *int64
 	adddiscount          *int64
 	expiring_notified_at *time.Time
+	issue_job_id         *int
+	addissue_job_id      *int
 	clearedFields        map[string]struct{}
 	template             *int
 	clearedtemplate      bool
@@ -8444,6 +10510,76 @@ func (m *CouponMutation) ResetExpiringNotifiedAt() {
 	delete(m.clearedFields, coupon.FieldExpiringNotifiedAt)
 }
 
+// SetIssueJobID sets the "issue_job_id" field.
+func (m *CouponMutation) SetIssueJobID(i int) {
+	m.issue_job_id = &i
+	m.addissue_job_id = nil
+}
+
+// IssueJobID returns the value of the "issue_job_id" field in the mutation.
+func (m *CouponMutation) IssueJobID() (r int, exists bool) {
+	v := m.issue_job_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldIssueJobID returns the old "issue_job_id" field's value of the Coupon entity.
+// If the Coupon object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CouponMutation) OldIssueJobID(ctx context.Context) (v *int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldIssueJobID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldIssueJobID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldIssueJobID: %w", err)
+	}
+	return oldValue.IssueJobID, nil
+}
+
+// AddIssueJobID adds i to the "issue_job_id" field.
+func (m *CouponMutation) AddIssueJobID(i int) {
+	if m.addissue_job_id != nil {
+		*m.addissue_job_id += i
+	} else {
+		m.addissue_job_id = &i
+	}
+}
+
+// AddedIssueJobID returns the value that was added to the "issue_job_id" field in this mutation.
+func (m *CouponMutation) AddedIssueJobID() (r int, exists bool) {
+	v := m.addissue_job_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ClearIssueJobID clears the value of the "issue_job_id" field.
+func (m *CouponMutation) ClearIssueJobID() {
+	m.issue_job_id = nil
+	m.addissue_job_id = nil
+	m.clearedFields[coupon.FieldIssueJobID] = struct{}{}
+}
+
+// IssueJobIDCleared returns if the "issue_job_id" field was cleared in this mutation.
+func (m *CouponMutation) IssueJobIDCleared() bool {
+	_, ok := m.clearedFields[coupon.FieldIssueJobID]
+	return ok
+}
+
+// ResetIssueJobID resets all changes to the "issue_job_id" field.
+func (m *CouponMutation) ResetIssueJobID() {
+	m.issue_job_id = nil
+	m.addissue_job_id = nil
+	delete(m.clearedFields, coupon.FieldIssueJobID)
+}
+
 // ClearTemplate clears the "template" edge to the CouponTemplate entity.
 func (m *CouponMutation) ClearTemplate() {
 	m.clearedtemplate = true
@@ -8505,7 +10641,7 @@ func (m *CouponMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *CouponMutation) Fields() []string {
-	fields := make([]string, 0, 13)
+	fields := make([]string, 0, 14)
 	if m.code != nil {
 		fields = append(fields, coupon.FieldCode)
 	}
@@ -8545,6 +10681,9 @@ func (m *CouponMutation) Fields() []string {
 	if m.expiring_notified_at != nil {
 		fields = append(fields, coupon.FieldExpiringNotifiedAt)
 	}
+	if m.issue_job_id != nil {
+		fields = append(fields, coupon.FieldIssueJobID)
+	}
 	return fields
 }
 
@@ -8579,6 +10718,8 @@ func (m *CouponMutation) Field(name string) (ent.Value, bool) {
 		return m.Discount()
 	case coupon.FieldExpiringNotifiedAt:
 		return m.ExpiringNotifiedAt()
+	case coupon.FieldIssueJobID:
+		return m.IssueJobID()
 	}
 	return nil, false
 }
@@ -8614,6 +10755,8 @@ func (m *CouponMutation) OldField(ctx context.Context, name string) (ent.Value, 
 		return m.OldDiscount(ctx)
 	case coupon.FieldExpiringNotifiedAt:
 		return m.OldExpiringNotifiedAt(ctx)
+	case coupon.FieldIssueJobID:
+		return m.OldIssueJobID(ctx)
 	}
 	return nil, fmt.Errorf("unknown Coupon field %s", name)
 }
@@ -8714,6 +10857,13 @@ func (m *CouponMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetExpiringNotifiedAt(v)
 		return nil
+	case coupon.FieldIssueJobID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetIssueJobID(v)
+		return nil
 	}
 	return fmt.Errorf("unknown Coupon field %s", name)
 }
@@ -8731,6 +10881,9 @@ func (m *CouponMutation) AddedFields() []string {
 	if m.adddiscount != nil {
 		fields = append(fields, coupon.FieldDiscount)
 	}
+	if m.addissue_job_id != nil {
+		fields = append(fields, coupon.FieldIssueJobID)
+	}
 	return fields
 }
 
@@ -8745,6 +10898,8 @@ func (m *CouponMutation) AddedField(name string) (ent.Value, bool) {
 		return m.AddedOrderID()
 	case coupon.FieldDiscount:
 		return m.AddedDiscount()
+	case coupon.FieldIssueJobID:
+		return m.AddedIssueJobID()
 	}
 	return nil, false
 }
@@ -8775,6 +10930,13 @@ func (m *CouponMutation) AddField(name string, value ent.Value) error {
 		}
 		m.AddDiscount(v)
 		return nil
+	case coupon.FieldIssueJobID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddIssueJobID(v)
+		return nil
 	}
 	return fmt.Errorf("unknown Coupon numeric field %s", name)
 }
@@ -8797,6 +10959,9 @@ func (m *CouponMutation) ClearedFields() []string {
 	}
 	if m.FieldCleared(coupon.FieldExpiringNotifiedAt) {
 		fields = append(fields, coupon.FieldExpiringNotifiedAt)
+	}
+	if m.FieldCleared(coupon.FieldIssueJobID) {
+		fields = append(fields, coupon.FieldIssueJobID)
 	}
 	return fields
 }
@@ -8826,6 +10991,9 @@ func (m *CouponMutation) ClearField(name string) error {
 		return nil
 	case coupon.FieldExpiringNotifiedAt:
 		m.ClearExpiringNotifiedAt()
+		return nil
+	case coupon.FieldIssueJobID:
+		m.ClearIssueJobID()
 		return nil
 	}
 	return fmt.Errorf("unknown Coupon nullable field %s", name)
@@ -8873,6 +11041,9 @@ func (m *CouponMutation) ResetField(name string) error {
 		return nil
 	case coupon.FieldExpiringNotifiedAt:
 		m.ResetExpiringNotifiedAt()
+		return nil
+	case coupon.FieldIssueJobID:
+		m.ResetIssueJobID()
 		return nil
 	}
 	return fmt.Errorf("unknown Coupon field %s", name)
@@ -13117,6 +15288,1461 @@ func (m *IdentityMutation) ResetEdge(name string) error {
 		return nil
 	}
 	return fmt.Errorf("unknown Identity edge %s", name)
+}
+
+// JobMutation represents an operation that mutates the Job nodes in the graph.
+type JobMutation struct {
+	config
+	op                     Op
+	typ                    string
+	id                     *int
+	created_at             *time.Time
+	updated_at             *time.Time
+	kind                   *enum.JobKind
+	status                 *enum.JobStatus
+	idempotency_key        *string
+	params                 *map[string]interface{}
+	total                  *int64
+	addtotal               *int64
+	processed              *int64
+	addprocessed           *int64
+	failed                 *int64
+	addfailed              *int64
+	checkpoint             *int64
+	addcheckpoint          *int64
+	error                  *string
+	attempts               *int
+	addattempts            *int
+	lease_until            *time.Time
+	created_by_staff_id    *int
+	addcreated_by_staff_id *int
+	started_at             *time.Time
+	finished_at            *time.Time
+	clearedFields          map[string]struct{}
+	done                   bool
+	oldValue               func(context.Context) (*Job, error)
+	predicates             []predicate.Job
+}
+
+var _ ent.Mutation = (*JobMutation)(nil)
+
+// jobOption allows management of the mutation configuration using functional options.
+type jobOption func(*JobMutation)
+
+// newJobMutation creates new mutation for the Job entity.
+func newJobMutation(c config, op Op, opts ...jobOption) *JobMutation {
+	m := &JobMutation{
+		config:        c,
+		op:            op,
+		typ:           TypeJob,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withJobID sets the ID field of the mutation.
+func withJobID(id int) jobOption {
+	return func(m *JobMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *Job
+		)
+		m.oldValue = func(ctx context.Context) (*Job, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().Job.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withJob sets the old Job of the mutation.
+func withJob(node *Job) jobOption {
+	return func(m *JobMutation) {
+		m.oldValue = func(context.Context) (*Job, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m JobMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m JobMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *JobMutation) ID() (id int, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *JobMutation) IDs(ctx context.Context) ([]int, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []int{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().Job.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetCreatedAt sets the "created_at" field.
+func (m *JobMutation) SetCreatedAt(t time.Time) {
+	m.created_at = &t
+}
+
+// CreatedAt returns the value of the "created_at" field in the mutation.
+func (m *JobMutation) CreatedAt() (r time.Time, exists bool) {
+	v := m.created_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCreatedAt returns the old "created_at" field's value of the Job entity.
+// If the Job object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *JobMutation) OldCreatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCreatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCreatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCreatedAt: %w", err)
+	}
+	return oldValue.CreatedAt, nil
+}
+
+// ResetCreatedAt resets all changes to the "created_at" field.
+func (m *JobMutation) ResetCreatedAt() {
+	m.created_at = nil
+}
+
+// SetUpdatedAt sets the "updated_at" field.
+func (m *JobMutation) SetUpdatedAt(t time.Time) {
+	m.updated_at = &t
+}
+
+// UpdatedAt returns the value of the "updated_at" field in the mutation.
+func (m *JobMutation) UpdatedAt() (r time.Time, exists bool) {
+	v := m.updated_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldUpdatedAt returns the old "updated_at" field's value of the Job entity.
+// If the Job object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *JobMutation) OldUpdatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldUpdatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldUpdatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldUpdatedAt: %w", err)
+	}
+	return oldValue.UpdatedAt, nil
+}
+
+// ResetUpdatedAt resets all changes to the "updated_at" field.
+func (m *JobMutation) ResetUpdatedAt() {
+	m.updated_at = nil
+}
+
+// SetKind sets the "kind" field.
+func (m *JobMutation) SetKind(ek enum.JobKind) {
+	m.kind = &ek
+}
+
+// Kind returns the value of the "kind" field in the mutation.
+func (m *JobMutation) Kind() (r enum.JobKind, exists bool) {
+	v := m.kind
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldKind returns the old "kind" field's value of the Job entity.
+// If the Job object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *JobMutation) OldKind(ctx context.Context) (v enum.JobKind, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldKind is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldKind requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldKind: %w", err)
+	}
+	return oldValue.Kind, nil
+}
+
+// ResetKind resets all changes to the "kind" field.
+func (m *JobMutation) ResetKind() {
+	m.kind = nil
+}
+
+// SetStatus sets the "status" field.
+func (m *JobMutation) SetStatus(es enum.JobStatus) {
+	m.status = &es
+}
+
+// Status returns the value of the "status" field in the mutation.
+func (m *JobMutation) Status() (r enum.JobStatus, exists bool) {
+	v := m.status
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldStatus returns the old "status" field's value of the Job entity.
+// If the Job object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *JobMutation) OldStatus(ctx context.Context) (v enum.JobStatus, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldStatus is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldStatus requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldStatus: %w", err)
+	}
+	return oldValue.Status, nil
+}
+
+// ResetStatus resets all changes to the "status" field.
+func (m *JobMutation) ResetStatus() {
+	m.status = nil
+}
+
+// SetIdempotencyKey sets the "idempotency_key" field.
+func (m *JobMutation) SetIdempotencyKey(s string) {
+	m.idempotency_key = &s
+}
+
+// IdempotencyKey returns the value of the "idempotency_key" field in the mutation.
+func (m *JobMutation) IdempotencyKey() (r string, exists bool) {
+	v := m.idempotency_key
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldIdempotencyKey returns the old "idempotency_key" field's value of the Job entity.
+// If the Job object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *JobMutation) OldIdempotencyKey(ctx context.Context) (v *string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldIdempotencyKey is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldIdempotencyKey requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldIdempotencyKey: %w", err)
+	}
+	return oldValue.IdempotencyKey, nil
+}
+
+// ClearIdempotencyKey clears the value of the "idempotency_key" field.
+func (m *JobMutation) ClearIdempotencyKey() {
+	m.idempotency_key = nil
+	m.clearedFields[job.FieldIdempotencyKey] = struct{}{}
+}
+
+// IdempotencyKeyCleared returns if the "idempotency_key" field was cleared in this mutation.
+func (m *JobMutation) IdempotencyKeyCleared() bool {
+	_, ok := m.clearedFields[job.FieldIdempotencyKey]
+	return ok
+}
+
+// ResetIdempotencyKey resets all changes to the "idempotency_key" field.
+func (m *JobMutation) ResetIdempotencyKey() {
+	m.idempotency_key = nil
+	delete(m.clearedFields, job.FieldIdempotencyKey)
+}
+
+// SetParams sets the "params" field.
+func (m *JobMutation) SetParams(value map[string]interface{}) {
+	m.params = &value
+}
+
+// Params returns the value of the "params" field in the mutation.
+func (m *JobMutation) Params() (r map[string]interface{}, exists bool) {
+	v := m.params
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldParams returns the old "params" field's value of the Job entity.
+// If the Job object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *JobMutation) OldParams(ctx context.Context) (v map[string]interface{}, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldParams is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldParams requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldParams: %w", err)
+	}
+	return oldValue.Params, nil
+}
+
+// ClearParams clears the value of the "params" field.
+func (m *JobMutation) ClearParams() {
+	m.params = nil
+	m.clearedFields[job.FieldParams] = struct{}{}
+}
+
+// ParamsCleared returns if the "params" field was cleared in this mutation.
+func (m *JobMutation) ParamsCleared() bool {
+	_, ok := m.clearedFields[job.FieldParams]
+	return ok
+}
+
+// ResetParams resets all changes to the "params" field.
+func (m *JobMutation) ResetParams() {
+	m.params = nil
+	delete(m.clearedFields, job.FieldParams)
+}
+
+// SetTotal sets the "total" field.
+func (m *JobMutation) SetTotal(i int64) {
+	m.total = &i
+	m.addtotal = nil
+}
+
+// Total returns the value of the "total" field in the mutation.
+func (m *JobMutation) Total() (r int64, exists bool) {
+	v := m.total
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldTotal returns the old "total" field's value of the Job entity.
+// If the Job object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *JobMutation) OldTotal(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldTotal is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldTotal requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldTotal: %w", err)
+	}
+	return oldValue.Total, nil
+}
+
+// AddTotal adds i to the "total" field.
+func (m *JobMutation) AddTotal(i int64) {
+	if m.addtotal != nil {
+		*m.addtotal += i
+	} else {
+		m.addtotal = &i
+	}
+}
+
+// AddedTotal returns the value that was added to the "total" field in this mutation.
+func (m *JobMutation) AddedTotal() (r int64, exists bool) {
+	v := m.addtotal
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetTotal resets all changes to the "total" field.
+func (m *JobMutation) ResetTotal() {
+	m.total = nil
+	m.addtotal = nil
+}
+
+// SetProcessed sets the "processed" field.
+func (m *JobMutation) SetProcessed(i int64) {
+	m.processed = &i
+	m.addprocessed = nil
+}
+
+// Processed returns the value of the "processed" field in the mutation.
+func (m *JobMutation) Processed() (r int64, exists bool) {
+	v := m.processed
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldProcessed returns the old "processed" field's value of the Job entity.
+// If the Job object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *JobMutation) OldProcessed(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldProcessed is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldProcessed requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldProcessed: %w", err)
+	}
+	return oldValue.Processed, nil
+}
+
+// AddProcessed adds i to the "processed" field.
+func (m *JobMutation) AddProcessed(i int64) {
+	if m.addprocessed != nil {
+		*m.addprocessed += i
+	} else {
+		m.addprocessed = &i
+	}
+}
+
+// AddedProcessed returns the value that was added to the "processed" field in this mutation.
+func (m *JobMutation) AddedProcessed() (r int64, exists bool) {
+	v := m.addprocessed
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetProcessed resets all changes to the "processed" field.
+func (m *JobMutation) ResetProcessed() {
+	m.processed = nil
+	m.addprocessed = nil
+}
+
+// SetFailed sets the "failed" field.
+func (m *JobMutation) SetFailed(i int64) {
+	m.failed = &i
+	m.addfailed = nil
+}
+
+// Failed returns the value of the "failed" field in the mutation.
+func (m *JobMutation) Failed() (r int64, exists bool) {
+	v := m.failed
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldFailed returns the old "failed" field's value of the Job entity.
+// If the Job object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *JobMutation) OldFailed(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldFailed is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldFailed requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldFailed: %w", err)
+	}
+	return oldValue.Failed, nil
+}
+
+// AddFailed adds i to the "failed" field.
+func (m *JobMutation) AddFailed(i int64) {
+	if m.addfailed != nil {
+		*m.addfailed += i
+	} else {
+		m.addfailed = &i
+	}
+}
+
+// AddedFailed returns the value that was added to the "failed" field in this mutation.
+func (m *JobMutation) AddedFailed() (r int64, exists bool) {
+	v := m.addfailed
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetFailed resets all changes to the "failed" field.
+func (m *JobMutation) ResetFailed() {
+	m.failed = nil
+	m.addfailed = nil
+}
+
+// SetCheckpoint sets the "checkpoint" field.
+func (m *JobMutation) SetCheckpoint(i int64) {
+	m.checkpoint = &i
+	m.addcheckpoint = nil
+}
+
+// Checkpoint returns the value of the "checkpoint" field in the mutation.
+func (m *JobMutation) Checkpoint() (r int64, exists bool) {
+	v := m.checkpoint
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCheckpoint returns the old "checkpoint" field's value of the Job entity.
+// If the Job object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *JobMutation) OldCheckpoint(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCheckpoint is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCheckpoint requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCheckpoint: %w", err)
+	}
+	return oldValue.Checkpoint, nil
+}
+
+// AddCheckpoint adds i to the "checkpoint" field.
+func (m *JobMutation) AddCheckpoint(i int64) {
+	if m.addcheckpoint != nil {
+		*m.addcheckpoint += i
+	} else {
+		m.addcheckpoint = &i
+	}
+}
+
+// AddedCheckpoint returns the value that was added to the "checkpoint" field in this mutation.
+func (m *JobMutation) AddedCheckpoint() (r int64, exists bool) {
+	v := m.addcheckpoint
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetCheckpoint resets all changes to the "checkpoint" field.
+func (m *JobMutation) ResetCheckpoint() {
+	m.checkpoint = nil
+	m.addcheckpoint = nil
+}
+
+// SetError sets the "error" field.
+func (m *JobMutation) SetError(s string) {
+	m.error = &s
+}
+
+// Error returns the value of the "error" field in the mutation.
+func (m *JobMutation) Error() (r string, exists bool) {
+	v := m.error
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldError returns the old "error" field's value of the Job entity.
+// If the Job object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *JobMutation) OldError(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldError is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldError requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldError: %w", err)
+	}
+	return oldValue.Error, nil
+}
+
+// ResetError resets all changes to the "error" field.
+func (m *JobMutation) ResetError() {
+	m.error = nil
+}
+
+// SetAttempts sets the "attempts" field.
+func (m *JobMutation) SetAttempts(i int) {
+	m.attempts = &i
+	m.addattempts = nil
+}
+
+// Attempts returns the value of the "attempts" field in the mutation.
+func (m *JobMutation) Attempts() (r int, exists bool) {
+	v := m.attempts
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldAttempts returns the old "attempts" field's value of the Job entity.
+// If the Job object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *JobMutation) OldAttempts(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldAttempts is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldAttempts requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldAttempts: %w", err)
+	}
+	return oldValue.Attempts, nil
+}
+
+// AddAttempts adds i to the "attempts" field.
+func (m *JobMutation) AddAttempts(i int) {
+	if m.addattempts != nil {
+		*m.addattempts += i
+	} else {
+		m.addattempts = &i
+	}
+}
+
+// AddedAttempts returns the value that was added to the "attempts" field in this mutation.
+func (m *JobMutation) AddedAttempts() (r int, exists bool) {
+	v := m.addattempts
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetAttempts resets all changes to the "attempts" field.
+func (m *JobMutation) ResetAttempts() {
+	m.attempts = nil
+	m.addattempts = nil
+}
+
+// SetLeaseUntil sets the "lease_until" field.
+func (m *JobMutation) SetLeaseUntil(t time.Time) {
+	m.lease_until = &t
+}
+
+// LeaseUntil returns the value of the "lease_until" field in the mutation.
+func (m *JobMutation) LeaseUntil() (r time.Time, exists bool) {
+	v := m.lease_until
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldLeaseUntil returns the old "lease_until" field's value of the Job entity.
+// If the Job object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *JobMutation) OldLeaseUntil(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldLeaseUntil is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldLeaseUntil requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldLeaseUntil: %w", err)
+	}
+	return oldValue.LeaseUntil, nil
+}
+
+// ClearLeaseUntil clears the value of the "lease_until" field.
+func (m *JobMutation) ClearLeaseUntil() {
+	m.lease_until = nil
+	m.clearedFields[job.FieldLeaseUntil] = struct{}{}
+}
+
+// LeaseUntilCleared returns if the "lease_until" field was cleared in this mutation.
+func (m *JobMutation) LeaseUntilCleared() bool {
+	_, ok := m.clearedFields[job.FieldLeaseUntil]
+	return ok
+}
+
+// ResetLeaseUntil resets all changes to the "lease_until" field.
+func (m *JobMutation) ResetLeaseUntil() {
+	m.lease_until = nil
+	delete(m.clearedFields, job.FieldLeaseUntil)
+}
+
+// SetCreatedByStaffID sets the "created_by_staff_id" field.
+func (m *JobMutation) SetCreatedByStaffID(i int) {
+	m.created_by_staff_id = &i
+	m.addcreated_by_staff_id = nil
+}
+
+// CreatedByStaffID returns the value of the "created_by_staff_id" field in the mutation.
+func (m *JobMutation) CreatedByStaffID() (r int, exists bool) {
+	v := m.created_by_staff_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCreatedByStaffID returns the old "created_by_staff_id" field's value of the Job entity.
+// If the Job object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *JobMutation) OldCreatedByStaffID(ctx context.Context) (v *int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCreatedByStaffID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCreatedByStaffID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCreatedByStaffID: %w", err)
+	}
+	return oldValue.CreatedByStaffID, nil
+}
+
+// AddCreatedByStaffID adds i to the "created_by_staff_id" field.
+func (m *JobMutation) AddCreatedByStaffID(i int) {
+	if m.addcreated_by_staff_id != nil {
+		*m.addcreated_by_staff_id += i
+	} else {
+		m.addcreated_by_staff_id = &i
+	}
+}
+
+// AddedCreatedByStaffID returns the value that was added to the "created_by_staff_id" field in this mutation.
+func (m *JobMutation) AddedCreatedByStaffID() (r int, exists bool) {
+	v := m.addcreated_by_staff_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ClearCreatedByStaffID clears the value of the "created_by_staff_id" field.
+func (m *JobMutation) ClearCreatedByStaffID() {
+	m.created_by_staff_id = nil
+	m.addcreated_by_staff_id = nil
+	m.clearedFields[job.FieldCreatedByStaffID] = struct{}{}
+}
+
+// CreatedByStaffIDCleared returns if the "created_by_staff_id" field was cleared in this mutation.
+func (m *JobMutation) CreatedByStaffIDCleared() bool {
+	_, ok := m.clearedFields[job.FieldCreatedByStaffID]
+	return ok
+}
+
+// ResetCreatedByStaffID resets all changes to the "created_by_staff_id" field.
+func (m *JobMutation) ResetCreatedByStaffID() {
+	m.created_by_staff_id = nil
+	m.addcreated_by_staff_id = nil
+	delete(m.clearedFields, job.FieldCreatedByStaffID)
+}
+
+// SetStartedAt sets the "started_at" field.
+func (m *JobMutation) SetStartedAt(t time.Time) {
+	m.started_at = &t
+}
+
+// StartedAt returns the value of the "started_at" field in the mutation.
+func (m *JobMutation) StartedAt() (r time.Time, exists bool) {
+	v := m.started_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldStartedAt returns the old "started_at" field's value of the Job entity.
+// If the Job object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *JobMutation) OldStartedAt(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldStartedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldStartedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldStartedAt: %w", err)
+	}
+	return oldValue.StartedAt, nil
+}
+
+// ClearStartedAt clears the value of the "started_at" field.
+func (m *JobMutation) ClearStartedAt() {
+	m.started_at = nil
+	m.clearedFields[job.FieldStartedAt] = struct{}{}
+}
+
+// StartedAtCleared returns if the "started_at" field was cleared in this mutation.
+func (m *JobMutation) StartedAtCleared() bool {
+	_, ok := m.clearedFields[job.FieldStartedAt]
+	return ok
+}
+
+// ResetStartedAt resets all changes to the "started_at" field.
+func (m *JobMutation) ResetStartedAt() {
+	m.started_at = nil
+	delete(m.clearedFields, job.FieldStartedAt)
+}
+
+// SetFinishedAt sets the "finished_at" field.
+func (m *JobMutation) SetFinishedAt(t time.Time) {
+	m.finished_at = &t
+}
+
+// FinishedAt returns the value of the "finished_at" field in the mutation.
+func (m *JobMutation) FinishedAt() (r time.Time, exists bool) {
+	v := m.finished_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldFinishedAt returns the old "finished_at" field's value of the Job entity.
+// If the Job object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *JobMutation) OldFinishedAt(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldFinishedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldFinishedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldFinishedAt: %w", err)
+	}
+	return oldValue.FinishedAt, nil
+}
+
+// ClearFinishedAt clears the value of the "finished_at" field.
+func (m *JobMutation) ClearFinishedAt() {
+	m.finished_at = nil
+	m.clearedFields[job.FieldFinishedAt] = struct{}{}
+}
+
+// FinishedAtCleared returns if the "finished_at" field was cleared in this mutation.
+func (m *JobMutation) FinishedAtCleared() bool {
+	_, ok := m.clearedFields[job.FieldFinishedAt]
+	return ok
+}
+
+// ResetFinishedAt resets all changes to the "finished_at" field.
+func (m *JobMutation) ResetFinishedAt() {
+	m.finished_at = nil
+	delete(m.clearedFields, job.FieldFinishedAt)
+}
+
+// Where appends a list predicates to the JobMutation builder.
+func (m *JobMutation) Where(ps ...predicate.Job) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the JobMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *JobMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.Job, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *JobMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *JobMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (Job).
+func (m *JobMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *JobMutation) Fields() []string {
+	fields := make([]string, 0, 16)
+	if m.created_at != nil {
+		fields = append(fields, job.FieldCreatedAt)
+	}
+	if m.updated_at != nil {
+		fields = append(fields, job.FieldUpdatedAt)
+	}
+	if m.kind != nil {
+		fields = append(fields, job.FieldKind)
+	}
+	if m.status != nil {
+		fields = append(fields, job.FieldStatus)
+	}
+	if m.idempotency_key != nil {
+		fields = append(fields, job.FieldIdempotencyKey)
+	}
+	if m.params != nil {
+		fields = append(fields, job.FieldParams)
+	}
+	if m.total != nil {
+		fields = append(fields, job.FieldTotal)
+	}
+	if m.processed != nil {
+		fields = append(fields, job.FieldProcessed)
+	}
+	if m.failed != nil {
+		fields = append(fields, job.FieldFailed)
+	}
+	if m.checkpoint != nil {
+		fields = append(fields, job.FieldCheckpoint)
+	}
+	if m.error != nil {
+		fields = append(fields, job.FieldError)
+	}
+	if m.attempts != nil {
+		fields = append(fields, job.FieldAttempts)
+	}
+	if m.lease_until != nil {
+		fields = append(fields, job.FieldLeaseUntil)
+	}
+	if m.created_by_staff_id != nil {
+		fields = append(fields, job.FieldCreatedByStaffID)
+	}
+	if m.started_at != nil {
+		fields = append(fields, job.FieldStartedAt)
+	}
+	if m.finished_at != nil {
+		fields = append(fields, job.FieldFinishedAt)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *JobMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case job.FieldCreatedAt:
+		return m.CreatedAt()
+	case job.FieldUpdatedAt:
+		return m.UpdatedAt()
+	case job.FieldKind:
+		return m.Kind()
+	case job.FieldStatus:
+		return m.Status()
+	case job.FieldIdempotencyKey:
+		return m.IdempotencyKey()
+	case job.FieldParams:
+		return m.Params()
+	case job.FieldTotal:
+		return m.Total()
+	case job.FieldProcessed:
+		return m.Processed()
+	case job.FieldFailed:
+		return m.Failed()
+	case job.FieldCheckpoint:
+		return m.Checkpoint()
+	case job.FieldError:
+		return m.Error()
+	case job.FieldAttempts:
+		return m.Attempts()
+	case job.FieldLeaseUntil:
+		return m.LeaseUntil()
+	case job.FieldCreatedByStaffID:
+		return m.CreatedByStaffID()
+	case job.FieldStartedAt:
+		return m.StartedAt()
+	case job.FieldFinishedAt:
+		return m.FinishedAt()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *JobMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case job.FieldCreatedAt:
+		return m.OldCreatedAt(ctx)
+	case job.FieldUpdatedAt:
+		return m.OldUpdatedAt(ctx)
+	case job.FieldKind:
+		return m.OldKind(ctx)
+	case job.FieldStatus:
+		return m.OldStatus(ctx)
+	case job.FieldIdempotencyKey:
+		return m.OldIdempotencyKey(ctx)
+	case job.FieldParams:
+		return m.OldParams(ctx)
+	case job.FieldTotal:
+		return m.OldTotal(ctx)
+	case job.FieldProcessed:
+		return m.OldProcessed(ctx)
+	case job.FieldFailed:
+		return m.OldFailed(ctx)
+	case job.FieldCheckpoint:
+		return m.OldCheckpoint(ctx)
+	case job.FieldError:
+		return m.OldError(ctx)
+	case job.FieldAttempts:
+		return m.OldAttempts(ctx)
+	case job.FieldLeaseUntil:
+		return m.OldLeaseUntil(ctx)
+	case job.FieldCreatedByStaffID:
+		return m.OldCreatedByStaffID(ctx)
+	case job.FieldStartedAt:
+		return m.OldStartedAt(ctx)
+	case job.FieldFinishedAt:
+		return m.OldFinishedAt(ctx)
+	}
+	return nil, fmt.Errorf("unknown Job field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *JobMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case job.FieldCreatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCreatedAt(v)
+		return nil
+	case job.FieldUpdatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetUpdatedAt(v)
+		return nil
+	case job.FieldKind:
+		v, ok := value.(enum.JobKind)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetKind(v)
+		return nil
+	case job.FieldStatus:
+		v, ok := value.(enum.JobStatus)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetStatus(v)
+		return nil
+	case job.FieldIdempotencyKey:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetIdempotencyKey(v)
+		return nil
+	case job.FieldParams:
+		v, ok := value.(map[string]interface{})
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetParams(v)
+		return nil
+	case job.FieldTotal:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetTotal(v)
+		return nil
+	case job.FieldProcessed:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetProcessed(v)
+		return nil
+	case job.FieldFailed:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetFailed(v)
+		return nil
+	case job.FieldCheckpoint:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCheckpoint(v)
+		return nil
+	case job.FieldError:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetError(v)
+		return nil
+	case job.FieldAttempts:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetAttempts(v)
+		return nil
+	case job.FieldLeaseUntil:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetLeaseUntil(v)
+		return nil
+	case job.FieldCreatedByStaffID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCreatedByStaffID(v)
+		return nil
+	case job.FieldStartedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetStartedAt(v)
+		return nil
+	case job.FieldFinishedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetFinishedAt(v)
+		return nil
+	}
+	return fmt.Errorf("unknown Job field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *JobMutation) AddedFields() []string {
+	var fields []string
+	if m.addtotal != nil {
+		fields = append(fields, job.FieldTotal)
+	}
+	if m.addprocessed != nil {
+		fields = append(fields, job.FieldProcessed)
+	}
+	if m.addfailed != nil {
+		fields = append(fields, job.FieldFailed)
+	}
+	if m.addcheckpoint != nil {
+		fields = append(fields, job.FieldCheckpoint)
+	}
+	if m.addattempts != nil {
+		fields = append(fields, job.FieldAttempts)
+	}
+	if m.addcreated_by_staff_id != nil {
+		fields = append(fields, job.FieldCreatedByStaffID)
+	}
+	return fields
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *JobMutation) AddedField(name string) (ent.Value, bool) {
+	switch name {
+	case job.FieldTotal:
+		return m.AddedTotal()
+	case job.FieldProcessed:
+		return m.AddedProcessed()
+	case job.FieldFailed:
+		return m.AddedFailed()
+	case job.FieldCheckpoint:
+		return m.AddedCheckpoint()
+	case job.FieldAttempts:
+		return m.AddedAttempts()
+	case job.FieldCreatedByStaffID:
+		return m.AddedCreatedByStaffID()
+	}
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *JobMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	case job.FieldTotal:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddTotal(v)
+		return nil
+	case job.FieldProcessed:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddProcessed(v)
+		return nil
+	case job.FieldFailed:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddFailed(v)
+		return nil
+	case job.FieldCheckpoint:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddCheckpoint(v)
+		return nil
+	case job.FieldAttempts:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddAttempts(v)
+		return nil
+	case job.FieldCreatedByStaffID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddCreatedByStaffID(v)
+		return nil
+	}
+	return fmt.Errorf("unknown Job numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *JobMutation) ClearedFields() []string {
+	var fields []string
+	if m.FieldCleared(job.FieldIdempotencyKey) {
+		fields = append(fields, job.FieldIdempotencyKey)
+	}
+	if m.FieldCleared(job.FieldParams) {
+		fields = append(fields, job.FieldParams)
+	}
+	if m.FieldCleared(job.FieldLeaseUntil) {
+		fields = append(fields, job.FieldLeaseUntil)
+	}
+	if m.FieldCleared(job.FieldCreatedByStaffID) {
+		fields = append(fields, job.FieldCreatedByStaffID)
+	}
+	if m.FieldCleared(job.FieldStartedAt) {
+		fields = append(fields, job.FieldStartedAt)
+	}
+	if m.FieldCleared(job.FieldFinishedAt) {
+		fields = append(fields, job.FieldFinishedAt)
+	}
+	return fields
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *JobMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *JobMutation) ClearField(name string) error {
+	switch name {
+	case job.FieldIdempotencyKey:
+		m.ClearIdempotencyKey()
+		return nil
+	case job.FieldParams:
+		m.ClearParams()
+		return nil
+	case job.FieldLeaseUntil:
+		m.ClearLeaseUntil()
+		return nil
+	case job.FieldCreatedByStaffID:
+		m.ClearCreatedByStaffID()
+		return nil
+	case job.FieldStartedAt:
+		m.ClearStartedAt()
+		return nil
+	case job.FieldFinishedAt:
+		m.ClearFinishedAt()
+		return nil
+	}
+	return fmt.Errorf("unknown Job nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *JobMutation) ResetField(name string) error {
+	switch name {
+	case job.FieldCreatedAt:
+		m.ResetCreatedAt()
+		return nil
+	case job.FieldUpdatedAt:
+		m.ResetUpdatedAt()
+		return nil
+	case job.FieldKind:
+		m.ResetKind()
+		return nil
+	case job.FieldStatus:
+		m.ResetStatus()
+		return nil
+	case job.FieldIdempotencyKey:
+		m.ResetIdempotencyKey()
+		return nil
+	case job.FieldParams:
+		m.ResetParams()
+		return nil
+	case job.FieldTotal:
+		m.ResetTotal()
+		return nil
+	case job.FieldProcessed:
+		m.ResetProcessed()
+		return nil
+	case job.FieldFailed:
+		m.ResetFailed()
+		return nil
+	case job.FieldCheckpoint:
+		m.ResetCheckpoint()
+		return nil
+	case job.FieldError:
+		m.ResetError()
+		return nil
+	case job.FieldAttempts:
+		m.ResetAttempts()
+		return nil
+	case job.FieldLeaseUntil:
+		m.ResetLeaseUntil()
+		return nil
+	case job.FieldCreatedByStaffID:
+		m.ResetCreatedByStaffID()
+		return nil
+	case job.FieldStartedAt:
+		m.ResetStartedAt()
+		return nil
+	case job.FieldFinishedAt:
+		m.ResetFinishedAt()
+		return nil
+	}
+	return fmt.Errorf("unknown Job field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *JobMutation) AddedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *JobMutation) AddedIDs(name string) []ent.Value {
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *JobMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *JobMutation) RemovedIDs(name string) []ent.Value {
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *JobMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *JobMutation) EdgeCleared(name string) bool {
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *JobMutation) ClearEdge(name string) error {
+	return fmt.Errorf("unknown Job unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *JobMutation) ResetEdge(name string) error {
+	return fmt.Errorf("unknown Job edge %s", name)
 }
 
 // LogCursorMutation represents an operation that mutates the LogCursor nodes in the graph.
@@ -36334,6 +39960,1482 @@ func (m *RefundMutation) ResetEdge(name string) error {
 	return fmt.Errorf("unknown Refund edge %s", name)
 }
 
+// RfmModelMutation represents an operation that mutates the RfmModel nodes in the graph.
+type RfmModelMutation struct {
+	config
+	op                        Op
+	typ                       string
+	id                        *int
+	created_at                *time.Time
+	updated_at                *time.Time
+	name                      *string
+	window_days               *int
+	addwindow_days            *int
+	business_unit_ids         *[]int
+	appendbusiness_unit_ids   []int
+	channels                  *[]enum.Channel
+	appendchannels            []enum.Channel
+	split_mode                *enum.RfmSplitMode
+	custom_recency_days       *float64
+	addcustom_recency_days    *float64
+	custom_frequency          *float64
+	addcustom_frequency       *float64
+	custom_monetary           *int64
+	addcustom_monetary        *int64
+	threshold_recency_days    *float64
+	addthreshold_recency_days *float64
+	threshold_frequency       *float64
+	addthreshold_frequency    *float64
+	threshold_monetary        *float64
+	addthreshold_monetary     *float64
+	computed_at               *time.Time
+	clearedFields             map[string]struct{}
+	done                      bool
+	oldValue                  func(context.Context) (*RfmModel, error)
+	predicates                []predicate.RfmModel
+}
+
+var _ ent.Mutation = (*RfmModelMutation)(nil)
+
+// rfmmodelOption allows management of the mutation configuration using functional options.
+type rfmmodelOption func(*RfmModelMutation)
+
+// newRfmModelMutation creates new mutation for the RfmModel entity.
+func newRfmModelMutation(c config, op Op, opts ...rfmmodelOption) *RfmModelMutation {
+	m := &RfmModelMutation{
+		config:        c,
+		op:            op,
+		typ:           TypeRfmModel,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withRfmModelID sets the ID field of the mutation.
+func withRfmModelID(id int) rfmmodelOption {
+	return func(m *RfmModelMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *RfmModel
+		)
+		m.oldValue = func(ctx context.Context) (*RfmModel, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().RfmModel.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withRfmModel sets the old RfmModel of the mutation.
+func withRfmModel(node *RfmModel) rfmmodelOption {
+	return func(m *RfmModelMutation) {
+		m.oldValue = func(context.Context) (*RfmModel, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m RfmModelMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m RfmModelMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *RfmModelMutation) ID() (id int, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *RfmModelMutation) IDs(ctx context.Context) ([]int, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []int{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().RfmModel.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetCreatedAt sets the "created_at" field.
+func (m *RfmModelMutation) SetCreatedAt(t time.Time) {
+	m.created_at = &t
+}
+
+// CreatedAt returns the value of the "created_at" field in the mutation.
+func (m *RfmModelMutation) CreatedAt() (r time.Time, exists bool) {
+	v := m.created_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCreatedAt returns the old "created_at" field's value of the RfmModel entity.
+// If the RfmModel object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *RfmModelMutation) OldCreatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCreatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCreatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCreatedAt: %w", err)
+	}
+	return oldValue.CreatedAt, nil
+}
+
+// ResetCreatedAt resets all changes to the "created_at" field.
+func (m *RfmModelMutation) ResetCreatedAt() {
+	m.created_at = nil
+}
+
+// SetUpdatedAt sets the "updated_at" field.
+func (m *RfmModelMutation) SetUpdatedAt(t time.Time) {
+	m.updated_at = &t
+}
+
+// UpdatedAt returns the value of the "updated_at" field in the mutation.
+func (m *RfmModelMutation) UpdatedAt() (r time.Time, exists bool) {
+	v := m.updated_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldUpdatedAt returns the old "updated_at" field's value of the RfmModel entity.
+// If the RfmModel object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *RfmModelMutation) OldUpdatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldUpdatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldUpdatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldUpdatedAt: %w", err)
+	}
+	return oldValue.UpdatedAt, nil
+}
+
+// ResetUpdatedAt resets all changes to the "updated_at" field.
+func (m *RfmModelMutation) ResetUpdatedAt() {
+	m.updated_at = nil
+}
+
+// SetName sets the "name" field.
+func (m *RfmModelMutation) SetName(s string) {
+	m.name = &s
+}
+
+// Name returns the value of the "name" field in the mutation.
+func (m *RfmModelMutation) Name() (r string, exists bool) {
+	v := m.name
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldName returns the old "name" field's value of the RfmModel entity.
+// If the RfmModel object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *RfmModelMutation) OldName(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldName is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldName requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldName: %w", err)
+	}
+	return oldValue.Name, nil
+}
+
+// ResetName resets all changes to the "name" field.
+func (m *RfmModelMutation) ResetName() {
+	m.name = nil
+}
+
+// SetWindowDays sets the "window_days" field.
+func (m *RfmModelMutation) SetWindowDays(i int) {
+	m.window_days = &i
+	m.addwindow_days = nil
+}
+
+// WindowDays returns the value of the "window_days" field in the mutation.
+func (m *RfmModelMutation) WindowDays() (r int, exists bool) {
+	v := m.window_days
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldWindowDays returns the old "window_days" field's value of the RfmModel entity.
+// If the RfmModel object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *RfmModelMutation) OldWindowDays(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldWindowDays is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldWindowDays requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldWindowDays: %w", err)
+	}
+	return oldValue.WindowDays, nil
+}
+
+// AddWindowDays adds i to the "window_days" field.
+func (m *RfmModelMutation) AddWindowDays(i int) {
+	if m.addwindow_days != nil {
+		*m.addwindow_days += i
+	} else {
+		m.addwindow_days = &i
+	}
+}
+
+// AddedWindowDays returns the value that was added to the "window_days" field in this mutation.
+func (m *RfmModelMutation) AddedWindowDays() (r int, exists bool) {
+	v := m.addwindow_days
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetWindowDays resets all changes to the "window_days" field.
+func (m *RfmModelMutation) ResetWindowDays() {
+	m.window_days = nil
+	m.addwindow_days = nil
+}
+
+// SetBusinessUnitIds sets the "business_unit_ids" field.
+func (m *RfmModelMutation) SetBusinessUnitIds(i []int) {
+	m.business_unit_ids = &i
+	m.appendbusiness_unit_ids = nil
+}
+
+// BusinessUnitIds returns the value of the "business_unit_ids" field in the mutation.
+func (m *RfmModelMutation) BusinessUnitIds() (r []int, exists bool) {
+	v := m.business_unit_ids
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldBusinessUnitIds returns the old "business_unit_ids" field's value of the RfmModel entity.
+// If the RfmModel object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *RfmModelMutation) OldBusinessUnitIds(ctx context.Context) (v []int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldBusinessUnitIds is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldBusinessUnitIds requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldBusinessUnitIds: %w", err)
+	}
+	return oldValue.BusinessUnitIds, nil
+}
+
+// AppendBusinessUnitIds adds i to the "business_unit_ids" field.
+func (m *RfmModelMutation) AppendBusinessUnitIds(i []int) {
+	m.appendbusiness_unit_ids = append(m.appendbusiness_unit_ids, i...)
+}
+
+// AppendedBusinessUnitIds returns the list of values that were appended to the "business_unit_ids" field in this mutation.
+func (m *RfmModelMutation) AppendedBusinessUnitIds() ([]int, bool) {
+	if len(m.appendbusiness_unit_ids) == 0 {
+		return nil, false
+	}
+	return m.appendbusiness_unit_ids, true
+}
+
+// ClearBusinessUnitIds clears the value of the "business_unit_ids" field.
+func (m *RfmModelMutation) ClearBusinessUnitIds() {
+	m.business_unit_ids = nil
+	m.appendbusiness_unit_ids = nil
+	m.clearedFields[rfmmodel.FieldBusinessUnitIds] = struct{}{}
+}
+
+// BusinessUnitIdsCleared returns if the "business_unit_ids" field was cleared in this mutation.
+func (m *RfmModelMutation) BusinessUnitIdsCleared() bool {
+	_, ok := m.clearedFields[rfmmodel.FieldBusinessUnitIds]
+	return ok
+}
+
+// ResetBusinessUnitIds resets all changes to the "business_unit_ids" field.
+func (m *RfmModelMutation) ResetBusinessUnitIds() {
+	m.business_unit_ids = nil
+	m.appendbusiness_unit_ids = nil
+	delete(m.clearedFields, rfmmodel.FieldBusinessUnitIds)
+}
+
+// SetChannels sets the "channels" field.
+func (m *RfmModelMutation) SetChannels(e []enum.Channel) {
+	m.channels = &e
+	m.appendchannels = nil
+}
+
+// Channels returns the value of the "channels" field in the mutation.
+func (m *RfmModelMutation) Channels() (r []enum.Channel, exists bool) {
+	v := m.channels
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldChannels returns the old "channels" field's value of the RfmModel entity.
+// If the RfmModel object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *RfmModelMutation) OldChannels(ctx context.Context) (v []enum.Channel, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldChannels is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldChannels requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldChannels: %w", err)
+	}
+	return oldValue.Channels, nil
+}
+
+// AppendChannels adds e to the "channels" field.
+func (m *RfmModelMutation) AppendChannels(e []enum.Channel) {
+	m.appendchannels = append(m.appendchannels, e...)
+}
+
+// AppendedChannels returns the list of values that were appended to the "channels" field in this mutation.
+func (m *RfmModelMutation) AppendedChannels() ([]enum.Channel, bool) {
+	if len(m.appendchannels) == 0 {
+		return nil, false
+	}
+	return m.appendchannels, true
+}
+
+// ClearChannels clears the value of the "channels" field.
+func (m *RfmModelMutation) ClearChannels() {
+	m.channels = nil
+	m.appendchannels = nil
+	m.clearedFields[rfmmodel.FieldChannels] = struct{}{}
+}
+
+// ChannelsCleared returns if the "channels" field was cleared in this mutation.
+func (m *RfmModelMutation) ChannelsCleared() bool {
+	_, ok := m.clearedFields[rfmmodel.FieldChannels]
+	return ok
+}
+
+// ResetChannels resets all changes to the "channels" field.
+func (m *RfmModelMutation) ResetChannels() {
+	m.channels = nil
+	m.appendchannels = nil
+	delete(m.clearedFields, rfmmodel.FieldChannels)
+}
+
+// SetSplitMode sets the "split_mode" field.
+func (m *RfmModelMutation) SetSplitMode(esm enum.RfmSplitMode) {
+	m.split_mode = &esm
+}
+
+// SplitMode returns the value of the "split_mode" field in the mutation.
+func (m *RfmModelMutation) SplitMode() (r enum.RfmSplitMode, exists bool) {
+	v := m.split_mode
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldSplitMode returns the old "split_mode" field's value of the RfmModel entity.
+// If the RfmModel object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *RfmModelMutation) OldSplitMode(ctx context.Context) (v enum.RfmSplitMode, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldSplitMode is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldSplitMode requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldSplitMode: %w", err)
+	}
+	return oldValue.SplitMode, nil
+}
+
+// ResetSplitMode resets all changes to the "split_mode" field.
+func (m *RfmModelMutation) ResetSplitMode() {
+	m.split_mode = nil
+}
+
+// SetCustomRecencyDays sets the "custom_recency_days" field.
+func (m *RfmModelMutation) SetCustomRecencyDays(f float64) {
+	m.custom_recency_days = &f
+	m.addcustom_recency_days = nil
+}
+
+// CustomRecencyDays returns the value of the "custom_recency_days" field in the mutation.
+func (m *RfmModelMutation) CustomRecencyDays() (r float64, exists bool) {
+	v := m.custom_recency_days
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCustomRecencyDays returns the old "custom_recency_days" field's value of the RfmModel entity.
+// If the RfmModel object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *RfmModelMutation) OldCustomRecencyDays(ctx context.Context) (v *float64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCustomRecencyDays is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCustomRecencyDays requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCustomRecencyDays: %w", err)
+	}
+	return oldValue.CustomRecencyDays, nil
+}
+
+// AddCustomRecencyDays adds f to the "custom_recency_days" field.
+func (m *RfmModelMutation) AddCustomRecencyDays(f float64) {
+	if m.addcustom_recency_days != nil {
+		*m.addcustom_recency_days += f
+	} else {
+		m.addcustom_recency_days = &f
+	}
+}
+
+// AddedCustomRecencyDays returns the value that was added to the "custom_recency_days" field in this mutation.
+func (m *RfmModelMutation) AddedCustomRecencyDays() (r float64, exists bool) {
+	v := m.addcustom_recency_days
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ClearCustomRecencyDays clears the value of the "custom_recency_days" field.
+func (m *RfmModelMutation) ClearCustomRecencyDays() {
+	m.custom_recency_days = nil
+	m.addcustom_recency_days = nil
+	m.clearedFields[rfmmodel.FieldCustomRecencyDays] = struct{}{}
+}
+
+// CustomRecencyDaysCleared returns if the "custom_recency_days" field was cleared in this mutation.
+func (m *RfmModelMutation) CustomRecencyDaysCleared() bool {
+	_, ok := m.clearedFields[rfmmodel.FieldCustomRecencyDays]
+	return ok
+}
+
+// ResetCustomRecencyDays resets all changes to the "custom_recency_days" field.
+func (m *RfmModelMutation) ResetCustomRecencyDays() {
+	m.custom_recency_days = nil
+	m.addcustom_recency_days = nil
+	delete(m.clearedFields, rfmmodel.FieldCustomRecencyDays)
+}
+
+// SetCustomFrequency sets the "custom_frequency" field.
+func (m *RfmModelMutation) SetCustomFrequency(f float64) {
+	m.custom_frequency = &f
+	m.addcustom_frequency = nil
+}
+
+// CustomFrequency returns the value of the "custom_frequency" field in the mutation.
+func (m *RfmModelMutation) CustomFrequency() (r float64, exists bool) {
+	v := m.custom_frequency
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCustomFrequency returns the old "custom_frequency" field's value of the RfmModel entity.
+// If the RfmModel object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *RfmModelMutation) OldCustomFrequency(ctx context.Context) (v *float64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCustomFrequency is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCustomFrequency requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCustomFrequency: %w", err)
+	}
+	return oldValue.CustomFrequency, nil
+}
+
+// AddCustomFrequency adds f to the "custom_frequency" field.
+func (m *RfmModelMutation) AddCustomFrequency(f float64) {
+	if m.addcustom_frequency != nil {
+		*m.addcustom_frequency += f
+	} else {
+		m.addcustom_frequency = &f
+	}
+}
+
+// AddedCustomFrequency returns the value that was added to the "custom_frequency" field in this mutation.
+func (m *RfmModelMutation) AddedCustomFrequency() (r float64, exists bool) {
+	v := m.addcustom_frequency
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ClearCustomFrequency clears the value of the "custom_frequency" field.
+func (m *RfmModelMutation) ClearCustomFrequency() {
+	m.custom_frequency = nil
+	m.addcustom_frequency = nil
+	m.clearedFields[rfmmodel.FieldCustomFrequency] = struct{}{}
+}
+
+// CustomFrequencyCleared returns if the "custom_frequency" field was cleared in this mutation.
+func (m *RfmModelMutation) CustomFrequencyCleared() bool {
+	_, ok := m.clearedFields[rfmmodel.FieldCustomFrequency]
+	return ok
+}
+
+// ResetCustomFrequency resets all changes to the "custom_frequency" field.
+func (m *RfmModelMutation) ResetCustomFrequency() {
+	m.custom_frequency = nil
+	m.addcustom_frequency = nil
+	delete(m.clearedFields, rfmmodel.FieldCustomFrequency)
+}
+
+// SetCustomMonetary sets the "custom_monetary" field.
+func (m *RfmModelMutation) SetCustomMonetary(i int64) {
+	m.custom_monetary = &i
+	m.addcustom_monetary = nil
+}
+
+// CustomMonetary returns the value of the "custom_monetary" field in the mutation.
+func (m *RfmModelMutation) CustomMonetary() (r int64, exists bool) {
+	v := m.custom_monetary
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCustomMonetary returns the old "custom_monetary" field's value of the RfmModel entity.
+// If the RfmModel object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *RfmModelMutation) OldCustomMonetary(ctx context.Context) (v *int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCustomMonetary is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCustomMonetary requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCustomMonetary: %w", err)
+	}
+	return oldValue.CustomMonetary, nil
+}
+
+// AddCustomMonetary adds i to the "custom_monetary" field.
+func (m *RfmModelMutation) AddCustomMonetary(i int64) {
+	if m.addcustom_monetary != nil {
+		*m.addcustom_monetary += i
+	} else {
+		m.addcustom_monetary = &i
+	}
+}
+
+// AddedCustomMonetary returns the value that was added to the "custom_monetary" field in this mutation.
+func (m *RfmModelMutation) AddedCustomMonetary() (r int64, exists bool) {
+	v := m.addcustom_monetary
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ClearCustomMonetary clears the value of the "custom_monetary" field.
+func (m *RfmModelMutation) ClearCustomMonetary() {
+	m.custom_monetary = nil
+	m.addcustom_monetary = nil
+	m.clearedFields[rfmmodel.FieldCustomMonetary] = struct{}{}
+}
+
+// CustomMonetaryCleared returns if the "custom_monetary" field was cleared in this mutation.
+func (m *RfmModelMutation) CustomMonetaryCleared() bool {
+	_, ok := m.clearedFields[rfmmodel.FieldCustomMonetary]
+	return ok
+}
+
+// ResetCustomMonetary resets all changes to the "custom_monetary" field.
+func (m *RfmModelMutation) ResetCustomMonetary() {
+	m.custom_monetary = nil
+	m.addcustom_monetary = nil
+	delete(m.clearedFields, rfmmodel.FieldCustomMonetary)
+}
+
+// SetThresholdRecencyDays sets the "threshold_recency_days" field.
+func (m *RfmModelMutation) SetThresholdRecencyDays(f float64) {
+	m.threshold_recency_days = &f
+	m.addthreshold_recency_days = nil
+}
+
+// ThresholdRecencyDays returns the value of the "threshold_recency_days" field in the mutation.
+func (m *RfmModelMutation) ThresholdRecencyDays() (r float64, exists bool) {
+	v := m.threshold_recency_days
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldThresholdRecencyDays returns the old "threshold_recency_days" field's value of the RfmModel entity.
+// If the RfmModel object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *RfmModelMutation) OldThresholdRecencyDays(ctx context.Context) (v *float64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldThresholdRecencyDays is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldThresholdRecencyDays requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldThresholdRecencyDays: %w", err)
+	}
+	return oldValue.ThresholdRecencyDays, nil
+}
+
+// AddThresholdRecencyDays adds f to the "threshold_recency_days" field.
+func (m *RfmModelMutation) AddThresholdRecencyDays(f float64) {
+	if m.addthreshold_recency_days != nil {
+		*m.addthreshold_recency_days += f
+	} else {
+		m.addthreshold_recency_days = &f
+	}
+}
+
+// AddedThresholdRecencyDays returns the value that was added to the "threshold_recency_days" field in this mutation.
+func (m *RfmModelMutation) AddedThresholdRecencyDays() (r float64, exists bool) {
+	v := m.addthreshold_recency_days
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ClearThresholdRecencyDays clears the value of the "threshold_recency_days" field.
+func (m *RfmModelMutation) ClearThresholdRecencyDays() {
+	m.threshold_recency_days = nil
+	m.addthreshold_recency_days = nil
+	m.clearedFields[rfmmodel.FieldThresholdRecencyDays] = struct{}{}
+}
+
+// ThresholdRecencyDaysCleared returns if the "threshold_recency_days" field was cleared in this mutation.
+func (m *RfmModelMutation) ThresholdRecencyDaysCleared() bool {
+	_, ok := m.clearedFields[rfmmodel.FieldThresholdRecencyDays]
+	return ok
+}
+
+// ResetThresholdRecencyDays resets all changes to the "threshold_recency_days" field.
+func (m *RfmModelMutation) ResetThresholdRecencyDays() {
+	m.threshold_recency_days = nil
+	m.addthreshold_recency_days = nil
+	delete(m.clearedFields, rfmmodel.FieldThresholdRecencyDays)
+}
+
+// SetThresholdFrequency sets the "threshold_frequency" field.
+func (m *RfmModelMutation) SetThresholdFrequency(f float64) {
+	m.threshold_frequency = &f
+	m.addthreshold_frequency = nil
+}
+
+// ThresholdFrequency returns the value of the "threshold_frequency" field in the mutation.
+func (m *RfmModelMutation) ThresholdFrequency() (r float64, exists bool) {
+	v := m.threshold_frequency
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldThresholdFrequency returns the old "threshold_frequency" field's value of the RfmModel entity.
+// If the RfmModel object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *RfmModelMutation) OldThresholdFrequency(ctx context.Context) (v *float64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldThresholdFrequency is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldThresholdFrequency requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldThresholdFrequency: %w", err)
+	}
+	return oldValue.ThresholdFrequency, nil
+}
+
+// AddThresholdFrequency adds f to the "threshold_frequency" field.
+func (m *RfmModelMutation) AddThresholdFrequency(f float64) {
+	if m.addthreshold_frequency != nil {
+		*m.addthreshold_frequency += f
+	} else {
+		m.addthreshold_frequency = &f
+	}
+}
+
+// AddedThresholdFrequency returns the value that was added to the "threshold_frequency" field in this mutation.
+func (m *RfmModelMutation) AddedThresholdFrequency() (r float64, exists bool) {
+	v := m.addthreshold_frequency
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ClearThresholdFrequency clears the value of the "threshold_frequency" field.
+func (m *RfmModelMutation) ClearThresholdFrequency() {
+	m.threshold_frequency = nil
+	m.addthreshold_frequency = nil
+	m.clearedFields[rfmmodel.FieldThresholdFrequency] = struct{}{}
+}
+
+// ThresholdFrequencyCleared returns if the "threshold_frequency" field was cleared in this mutation.
+func (m *RfmModelMutation) ThresholdFrequencyCleared() bool {
+	_, ok := m.clearedFields[rfmmodel.FieldThresholdFrequency]
+	return ok
+}
+
+// ResetThresholdFrequency resets all changes to the "threshold_frequency" field.
+func (m *RfmModelMutation) ResetThresholdFrequency() {
+	m.threshold_frequency = nil
+	m.addthreshold_frequency = nil
+	delete(m.clearedFields, rfmmodel.FieldThresholdFrequency)
+}
+
+// SetThresholdMonetary sets the "threshold_monetary" field.
+func (m *RfmModelMutation) SetThresholdMonetary(f float64) {
+	m.threshold_monetary = &f
+	m.addthreshold_monetary = nil
+}
+
+// ThresholdMonetary returns the value of the "threshold_monetary" field in the mutation.
+func (m *RfmModelMutation) ThresholdMonetary() (r float64, exists bool) {
+	v := m.threshold_monetary
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldThresholdMonetary returns the old "threshold_monetary" field's value of the RfmModel entity.
+// If the RfmModel object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *RfmModelMutation) OldThresholdMonetary(ctx context.Context) (v *float64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldThresholdMonetary is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldThresholdMonetary requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldThresholdMonetary: %w", err)
+	}
+	return oldValue.ThresholdMonetary, nil
+}
+
+// AddThresholdMonetary adds f to the "threshold_monetary" field.
+func (m *RfmModelMutation) AddThresholdMonetary(f float64) {
+	if m.addthreshold_monetary != nil {
+		*m.addthreshold_monetary += f
+	} else {
+		m.addthreshold_monetary = &f
+	}
+}
+
+// AddedThresholdMonetary returns the value that was added to the "threshold_monetary" field in this mutation.
+func (m *RfmModelMutation) AddedThresholdMonetary() (r float64, exists bool) {
+	v := m.addthreshold_monetary
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ClearThresholdMonetary clears the value of the "threshold_monetary" field.
+func (m *RfmModelMutation) ClearThresholdMonetary() {
+	m.threshold_monetary = nil
+	m.addthreshold_monetary = nil
+	m.clearedFields[rfmmodel.FieldThresholdMonetary] = struct{}{}
+}
+
+// ThresholdMonetaryCleared returns if the "threshold_monetary" field was cleared in this mutation.
+func (m *RfmModelMutation) ThresholdMonetaryCleared() bool {
+	_, ok := m.clearedFields[rfmmodel.FieldThresholdMonetary]
+	return ok
+}
+
+// ResetThresholdMonetary resets all changes to the "threshold_monetary" field.
+func (m *RfmModelMutation) ResetThresholdMonetary() {
+	m.threshold_monetary = nil
+	m.addthreshold_monetary = nil
+	delete(m.clearedFields, rfmmodel.FieldThresholdMonetary)
+}
+
+// SetComputedAt sets the "computed_at" field.
+func (m *RfmModelMutation) SetComputedAt(t time.Time) {
+	m.computed_at = &t
+}
+
+// ComputedAt returns the value of the "computed_at" field in the mutation.
+func (m *RfmModelMutation) ComputedAt() (r time.Time, exists bool) {
+	v := m.computed_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldComputedAt returns the old "computed_at" field's value of the RfmModel entity.
+// If the RfmModel object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *RfmModelMutation) OldComputedAt(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldComputedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldComputedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldComputedAt: %w", err)
+	}
+	return oldValue.ComputedAt, nil
+}
+
+// ClearComputedAt clears the value of the "computed_at" field.
+func (m *RfmModelMutation) ClearComputedAt() {
+	m.computed_at = nil
+	m.clearedFields[rfmmodel.FieldComputedAt] = struct{}{}
+}
+
+// ComputedAtCleared returns if the "computed_at" field was cleared in this mutation.
+func (m *RfmModelMutation) ComputedAtCleared() bool {
+	_, ok := m.clearedFields[rfmmodel.FieldComputedAt]
+	return ok
+}
+
+// ResetComputedAt resets all changes to the "computed_at" field.
+func (m *RfmModelMutation) ResetComputedAt() {
+	m.computed_at = nil
+	delete(m.clearedFields, rfmmodel.FieldComputedAt)
+}
+
+// Where appends a list predicates to the RfmModelMutation builder.
+func (m *RfmModelMutation) Where(ps ...predicate.RfmModel) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the RfmModelMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *RfmModelMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.RfmModel, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *RfmModelMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *RfmModelMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (RfmModel).
+func (m *RfmModelMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *RfmModelMutation) Fields() []string {
+	fields := make([]string, 0, 14)
+	if m.created_at != nil {
+		fields = append(fields, rfmmodel.FieldCreatedAt)
+	}
+	if m.updated_at != nil {
+		fields = append(fields, rfmmodel.FieldUpdatedAt)
+	}
+	if m.name != nil {
+		fields = append(fields, rfmmodel.FieldName)
+	}
+	if m.window_days != nil {
+		fields = append(fields, rfmmodel.FieldWindowDays)
+	}
+	if m.business_unit_ids != nil {
+		fields = append(fields, rfmmodel.FieldBusinessUnitIds)
+	}
+	if m.channels != nil {
+		fields = append(fields, rfmmodel.FieldChannels)
+	}
+	if m.split_mode != nil {
+		fields = append(fields, rfmmodel.FieldSplitMode)
+	}
+	if m.custom_recency_days != nil {
+		fields = append(fields, rfmmodel.FieldCustomRecencyDays)
+	}
+	if m.custom_frequency != nil {
+		fields = append(fields, rfmmodel.FieldCustomFrequency)
+	}
+	if m.custom_monetary != nil {
+		fields = append(fields, rfmmodel.FieldCustomMonetary)
+	}
+	if m.threshold_recency_days != nil {
+		fields = append(fields, rfmmodel.FieldThresholdRecencyDays)
+	}
+	if m.threshold_frequency != nil {
+		fields = append(fields, rfmmodel.FieldThresholdFrequency)
+	}
+	if m.threshold_monetary != nil {
+		fields = append(fields, rfmmodel.FieldThresholdMonetary)
+	}
+	if m.computed_at != nil {
+		fields = append(fields, rfmmodel.FieldComputedAt)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *RfmModelMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case rfmmodel.FieldCreatedAt:
+		return m.CreatedAt()
+	case rfmmodel.FieldUpdatedAt:
+		return m.UpdatedAt()
+	case rfmmodel.FieldName:
+		return m.Name()
+	case rfmmodel.FieldWindowDays:
+		return m.WindowDays()
+	case rfmmodel.FieldBusinessUnitIds:
+		return m.BusinessUnitIds()
+	case rfmmodel.FieldChannels:
+		return m.Channels()
+	case rfmmodel.FieldSplitMode:
+		return m.SplitMode()
+	case rfmmodel.FieldCustomRecencyDays:
+		return m.CustomRecencyDays()
+	case rfmmodel.FieldCustomFrequency:
+		return m.CustomFrequency()
+	case rfmmodel.FieldCustomMonetary:
+		return m.CustomMonetary()
+	case rfmmodel.FieldThresholdRecencyDays:
+		return m.ThresholdRecencyDays()
+	case rfmmodel.FieldThresholdFrequency:
+		return m.ThresholdFrequency()
+	case rfmmodel.FieldThresholdMonetary:
+		return m.ThresholdMonetary()
+	case rfmmodel.FieldComputedAt:
+		return m.ComputedAt()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *RfmModelMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case rfmmodel.FieldCreatedAt:
+		return m.OldCreatedAt(ctx)
+	case rfmmodel.FieldUpdatedAt:
+		return m.OldUpdatedAt(ctx)
+	case rfmmodel.FieldName:
+		return m.OldName(ctx)
+	case rfmmodel.FieldWindowDays:
+		return m.OldWindowDays(ctx)
+	case rfmmodel.FieldBusinessUnitIds:
+		return m.OldBusinessUnitIds(ctx)
+	case rfmmodel.FieldChannels:
+		return m.OldChannels(ctx)
+	case rfmmodel.FieldSplitMode:
+		return m.OldSplitMode(ctx)
+	case rfmmodel.FieldCustomRecencyDays:
+		return m.OldCustomRecencyDays(ctx)
+	case rfmmodel.FieldCustomFrequency:
+		return m.OldCustomFrequency(ctx)
+	case rfmmodel.FieldCustomMonetary:
+		return m.OldCustomMonetary(ctx)
+	case rfmmodel.FieldThresholdRecencyDays:
+		return m.OldThresholdRecencyDays(ctx)
+	case rfmmodel.FieldThresholdFrequency:
+		return m.OldThresholdFrequency(ctx)
+	case rfmmodel.FieldThresholdMonetary:
+		return m.OldThresholdMonetary(ctx)
+	case rfmmodel.FieldComputedAt:
+		return m.OldComputedAt(ctx)
+	}
+	return nil, fmt.Errorf("unknown RfmModel field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *RfmModelMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case rfmmodel.FieldCreatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCreatedAt(v)
+		return nil
+	case rfmmodel.FieldUpdatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetUpdatedAt(v)
+		return nil
+	case rfmmodel.FieldName:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetName(v)
+		return nil
+	case rfmmodel.FieldWindowDays:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetWindowDays(v)
+		return nil
+	case rfmmodel.FieldBusinessUnitIds:
+		v, ok := value.([]int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetBusinessUnitIds(v)
+		return nil
+	case rfmmodel.FieldChannels:
+		v, ok := value.([]enum.Channel)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetChannels(v)
+		return nil
+	case rfmmodel.FieldSplitMode:
+		v, ok := value.(enum.RfmSplitMode)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetSplitMode(v)
+		return nil
+	case rfmmodel.FieldCustomRecencyDays:
+		v, ok := value.(float64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCustomRecencyDays(v)
+		return nil
+	case rfmmodel.FieldCustomFrequency:
+		v, ok := value.(float64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCustomFrequency(v)
+		return nil
+	case rfmmodel.FieldCustomMonetary:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCustomMonetary(v)
+		return nil
+	case rfmmodel.FieldThresholdRecencyDays:
+		v, ok := value.(float64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetThresholdRecencyDays(v)
+		return nil
+	case rfmmodel.FieldThresholdFrequency:
+		v, ok := value.(float64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetThresholdFrequency(v)
+		return nil
+	case rfmmodel.FieldThresholdMonetary:
+		v, ok := value.(float64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetThresholdMonetary(v)
+		return nil
+	case rfmmodel.FieldComputedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetComputedAt(v)
+		return nil
+	}
+	return fmt.Errorf("unknown RfmModel field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *RfmModelMutation) AddedFields() []string {
+	var fields []string
+	if m.addwindow_days != nil {
+		fields = append(fields, rfmmodel.FieldWindowDays)
+	}
+	if m.addcustom_recency_days != nil {
+		fields = append(fields, rfmmodel.FieldCustomRecencyDays)
+	}
+	if m.addcustom_frequency != nil {
+		fields = append(fields, rfmmodel.FieldCustomFrequency)
+	}
+	if m.addcustom_monetary != nil {
+		fields = append(fields, rfmmodel.FieldCustomMonetary)
+	}
+	if m.addthreshold_recency_days != nil {
+		fields = append(fields, rfmmodel.FieldThresholdRecencyDays)
+	}
+	if m.addthreshold_frequency != nil {
+		fields = append(fields, rfmmodel.FieldThresholdFrequency)
+	}
+	if m.addthreshold_monetary != nil {
+		fields = append(fields, rfmmodel.FieldThresholdMonetary)
+	}
+	return fields
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *RfmModelMutation) AddedField(name string) (ent.Value, bool) {
+	switch name {
+	case rfmmodel.FieldWindowDays:
+		return m.AddedWindowDays()
+	case rfmmodel.FieldCustomRecencyDays:
+		return m.AddedCustomRecencyDays()
+	case rfmmodel.FieldCustomFrequency:
+		return m.AddedCustomFrequency()
+	case rfmmodel.FieldCustomMonetary:
+		return m.AddedCustomMonetary()
+	case rfmmodel.FieldThresholdRecencyDays:
+		return m.AddedThresholdRecencyDays()
+	case rfmmodel.FieldThresholdFrequency:
+		return m.AddedThresholdFrequency()
+	case rfmmodel.FieldThresholdMonetary:
+		return m.AddedThresholdMonetary()
+	}
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *RfmModelMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	case rfmmodel.FieldWindowDays:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddWindowDays(v)
+		return nil
+	case rfmmodel.FieldCustomRecencyDays:
+		v, ok := value.(float64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddCustomRecencyDays(v)
+		return nil
+	case rfmmodel.FieldCustomFrequency:
+		v, ok := value.(float64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddCustomFrequency(v)
+		return nil
+	case rfmmodel.FieldCustomMonetary:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddCustomMonetary(v)
+		return nil
+	case rfmmodel.FieldThresholdRecencyDays:
+		v, ok := value.(float64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddThresholdRecencyDays(v)
+		return nil
+	case rfmmodel.FieldThresholdFrequency:
+		v, ok := value.(float64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddThresholdFrequency(v)
+		return nil
+	case rfmmodel.FieldThresholdMonetary:
+		v, ok := value.(float64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddThresholdMonetary(v)
+		return nil
+	}
+	return fmt.Errorf("unknown RfmModel numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *RfmModelMutation) ClearedFields() []string {
+	var fields []string
+	if m.FieldCleared(rfmmodel.FieldBusinessUnitIds) {
+		fields = append(fields, rfmmodel.FieldBusinessUnitIds)
+	}
+	if m.FieldCleared(rfmmodel.FieldChannels) {
+		fields = append(fields, rfmmodel.FieldChannels)
+	}
+	if m.FieldCleared(rfmmodel.FieldCustomRecencyDays) {
+		fields = append(fields, rfmmodel.FieldCustomRecencyDays)
+	}
+	if m.FieldCleared(rfmmodel.FieldCustomFrequency) {
+		fields = append(fields, rfmmodel.FieldCustomFrequency)
+	}
+	if m.FieldCleared(rfmmodel.FieldCustomMonetary) {
+		fields = append(fields, rfmmodel.FieldCustomMonetary)
+	}
+	if m.FieldCleared(rfmmodel.FieldThresholdRecencyDays) {
+		fields = append(fields, rfmmodel.FieldThresholdRecencyDays)
+	}
+	if m.FieldCleared(rfmmodel.FieldThresholdFrequency) {
+		fields = append(fields, rfmmodel.FieldThresholdFrequency)
+	}
+	if m.FieldCleared(rfmmodel.FieldThresholdMonetary) {
+		fields = append(fields, rfmmodel.FieldThresholdMonetary)
+	}
+	if m.FieldCleared(rfmmodel.FieldComputedAt) {
+		fields = append(fields, rfmmodel.FieldComputedAt)
+	}
+	return fields
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *RfmModelMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *RfmModelMutation) ClearField(name string) error {
+	switch name {
+	case rfmmodel.FieldBusinessUnitIds:
+		m.ClearBusinessUnitIds()
+		return nil
+	case rfmmodel.FieldChannels:
+		m.ClearChannels()
+		return nil
+	case rfmmodel.FieldCustomRecencyDays:
+		m.ClearCustomRecencyDays()
+		return nil
+	case rfmmodel.FieldCustomFrequency:
+		m.ClearCustomFrequency()
+		return nil
+	case rfmmodel.FieldCustomMonetary:
+		m.ClearCustomMonetary()
+		return nil
+	case rfmmodel.FieldThresholdRecencyDays:
+		m.ClearThresholdRecencyDays()
+		return nil
+	case rfmmodel.FieldThresholdFrequency:
+		m.ClearThresholdFrequency()
+		return nil
+	case rfmmodel.FieldThresholdMonetary:
+		m.ClearThresholdMonetary()
+		return nil
+	case rfmmodel.FieldComputedAt:
+		m.ClearComputedAt()
+		return nil
+	}
+	return fmt.Errorf("unknown RfmModel nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *RfmModelMutation) ResetField(name string) error {
+	switch name {
+	case rfmmodel.FieldCreatedAt:
+		m.ResetCreatedAt()
+		return nil
+	case rfmmodel.FieldUpdatedAt:
+		m.ResetUpdatedAt()
+		return nil
+	case rfmmodel.FieldName:
+		m.ResetName()
+		return nil
+	case rfmmodel.FieldWindowDays:
+		m.ResetWindowDays()
+		return nil
+	case rfmmodel.FieldBusinessUnitIds:
+		m.ResetBusinessUnitIds()
+		return nil
+	case rfmmodel.FieldChannels:
+		m.ResetChannels()
+		return nil
+	case rfmmodel.FieldSplitMode:
+		m.ResetSplitMode()
+		return nil
+	case rfmmodel.FieldCustomRecencyDays:
+		m.ResetCustomRecencyDays()
+		return nil
+	case rfmmodel.FieldCustomFrequency:
+		m.ResetCustomFrequency()
+		return nil
+	case rfmmodel.FieldCustomMonetary:
+		m.ResetCustomMonetary()
+		return nil
+	case rfmmodel.FieldThresholdRecencyDays:
+		m.ResetThresholdRecencyDays()
+		return nil
+	case rfmmodel.FieldThresholdFrequency:
+		m.ResetThresholdFrequency()
+		return nil
+	case rfmmodel.FieldThresholdMonetary:
+		m.ResetThresholdMonetary()
+		return nil
+	case rfmmodel.FieldComputedAt:
+		m.ResetComputedAt()
+		return nil
+	}
+	return fmt.Errorf("unknown RfmModel field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *RfmModelMutation) AddedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *RfmModelMutation) AddedIDs(name string) []ent.Value {
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *RfmModelMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *RfmModelMutation) RemovedIDs(name string) []ent.Value {
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *RfmModelMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *RfmModelMutation) EdgeCleared(name string) bool {
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *RfmModelMutation) ClearEdge(name string) error {
+	return fmt.Errorf("unknown RfmModel unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *RfmModelMutation) ResetEdge(name string) error {
+	return fmt.Errorf("unknown RfmModel edge %s", name)
+}
+
 // StaffMutation represents an operation that mutates the Staff nodes in the graph.
 type StaffMutation struct {
 	config
@@ -39558,6 +44660,697 @@ func (m *StoredValueEntryMutation) ResetEdge(name string) error {
 		return nil
 	}
 	return fmt.Errorf("unknown StoredValueEntry edge %s", name)
+}
+
+// TagMutation represents an operation that mutates the Tag nodes in the graph.
+type TagMutation struct {
+	config
+	op            Op
+	typ           string
+	id            *int
+	created_at    *time.Time
+	updated_at    *time.Time
+	name          *string
+	category      *string
+	kind          *tag.Kind
+	rule          **rule.Rule
+	refreshed_at  *time.Time
+	clearedFields map[string]struct{}
+	done          bool
+	oldValue      func(context.Context) (*Tag, error)
+	predicates    []predicate.Tag
+}
+
+var _ ent.Mutation = (*TagMutation)(nil)
+
+// tagOption allows management of the mutation configuration using functional options.
+type tagOption func(*TagMutation)
+
+// newTagMutation creates new mutation for the Tag entity.
+func newTagMutation(c config, op Op, opts ...tagOption) *TagMutation {
+	m := &TagMutation{
+		config:        c,
+		op:            op,
+		typ:           TypeTag,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withTagID sets the ID field of the mutation.
+func withTagID(id int) tagOption {
+	return func(m *TagMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *Tag
+		)
+		m.oldValue = func(ctx context.Context) (*Tag, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().Tag.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withTag sets the old Tag of the mutation.
+func withTag(node *Tag) tagOption {
+	return func(m *TagMutation) {
+		m.oldValue = func(context.Context) (*Tag, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m TagMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m TagMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *TagMutation) ID() (id int, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *TagMutation) IDs(ctx context.Context) ([]int, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []int{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().Tag.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetCreatedAt sets the "created_at" field.
+func (m *TagMutation) SetCreatedAt(t time.Time) {
+	m.created_at = &t
+}
+
+// CreatedAt returns the value of the "created_at" field in the mutation.
+func (m *TagMutation) CreatedAt() (r time.Time, exists bool) {
+	v := m.created_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCreatedAt returns the old "created_at" field's value of the Tag entity.
+// If the Tag object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *TagMutation) OldCreatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCreatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCreatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCreatedAt: %w", err)
+	}
+	return oldValue.CreatedAt, nil
+}
+
+// ResetCreatedAt resets all changes to the "created_at" field.
+func (m *TagMutation) ResetCreatedAt() {
+	m.created_at = nil
+}
+
+// SetUpdatedAt sets the "updated_at" field.
+func (m *TagMutation) SetUpdatedAt(t time.Time) {
+	m.updated_at = &t
+}
+
+// UpdatedAt returns the value of the "updated_at" field in the mutation.
+func (m *TagMutation) UpdatedAt() (r time.Time, exists bool) {
+	v := m.updated_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldUpdatedAt returns the old "updated_at" field's value of the Tag entity.
+// If the Tag object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *TagMutation) OldUpdatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldUpdatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldUpdatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldUpdatedAt: %w", err)
+	}
+	return oldValue.UpdatedAt, nil
+}
+
+// ResetUpdatedAt resets all changes to the "updated_at" field.
+func (m *TagMutation) ResetUpdatedAt() {
+	m.updated_at = nil
+}
+
+// SetName sets the "name" field.
+func (m *TagMutation) SetName(s string) {
+	m.name = &s
+}
+
+// Name returns the value of the "name" field in the mutation.
+func (m *TagMutation) Name() (r string, exists bool) {
+	v := m.name
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldName returns the old "name" field's value of the Tag entity.
+// If the Tag object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *TagMutation) OldName(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldName is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldName requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldName: %w", err)
+	}
+	return oldValue.Name, nil
+}
+
+// ResetName resets all changes to the "name" field.
+func (m *TagMutation) ResetName() {
+	m.name = nil
+}
+
+// SetCategory sets the "category" field.
+func (m *TagMutation) SetCategory(s string) {
+	m.category = &s
+}
+
+// Category returns the value of the "category" field in the mutation.
+func (m *TagMutation) Category() (r string, exists bool) {
+	v := m.category
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCategory returns the old "category" field's value of the Tag entity.
+// If the Tag object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *TagMutation) OldCategory(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCategory is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCategory requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCategory: %w", err)
+	}
+	return oldValue.Category, nil
+}
+
+// ResetCategory resets all changes to the "category" field.
+func (m *TagMutation) ResetCategory() {
+	m.category = nil
+}
+
+// SetKind sets the "kind" field.
+func (m *TagMutation) SetKind(t tag.Kind) {
+	m.kind = &t
+}
+
+// Kind returns the value of the "kind" field in the mutation.
+func (m *TagMutation) Kind() (r tag.Kind, exists bool) {
+	v := m.kind
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldKind returns the old "kind" field's value of the Tag entity.
+// If the Tag object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *TagMutation) OldKind(ctx context.Context) (v tag.Kind, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldKind is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldKind requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldKind: %w", err)
+	}
+	return oldValue.Kind, nil
+}
+
+// ResetKind resets all changes to the "kind" field.
+func (m *TagMutation) ResetKind() {
+	m.kind = nil
+}
+
+// SetRule sets the "rule" field.
+func (m *TagMutation) SetRule(r *rule.Rule) {
+	m.rule = &r
+}
+
+// Rule returns the value of the "rule" field in the mutation.
+func (m *TagMutation) Rule() (r *rule.Rule, exists bool) {
+	v := m.rule
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldRule returns the old "rule" field's value of the Tag entity.
+// If the Tag object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *TagMutation) OldRule(ctx context.Context) (v *rule.Rule, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldRule is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldRule requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldRule: %w", err)
+	}
+	return oldValue.Rule, nil
+}
+
+// ClearRule clears the value of the "rule" field.
+func (m *TagMutation) ClearRule() {
+	m.rule = nil
+	m.clearedFields[tag.FieldRule] = struct{}{}
+}
+
+// RuleCleared returns if the "rule" field was cleared in this mutation.
+func (m *TagMutation) RuleCleared() bool {
+	_, ok := m.clearedFields[tag.FieldRule]
+	return ok
+}
+
+// ResetRule resets all changes to the "rule" field.
+func (m *TagMutation) ResetRule() {
+	m.rule = nil
+	delete(m.clearedFields, tag.FieldRule)
+}
+
+// SetRefreshedAt sets the "refreshed_at" field.
+func (m *TagMutation) SetRefreshedAt(t time.Time) {
+	m.refreshed_at = &t
+}
+
+// RefreshedAt returns the value of the "refreshed_at" field in the mutation.
+func (m *TagMutation) RefreshedAt() (r time.Time, exists bool) {
+	v := m.refreshed_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldRefreshedAt returns the old "refreshed_at" field's value of the Tag entity.
+// If the Tag object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *TagMutation) OldRefreshedAt(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldRefreshedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldRefreshedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldRefreshedAt: %w", err)
+	}
+	return oldValue.RefreshedAt, nil
+}
+
+// ClearRefreshedAt clears the value of the "refreshed_at" field.
+func (m *TagMutation) ClearRefreshedAt() {
+	m.refreshed_at = nil
+	m.clearedFields[tag.FieldRefreshedAt] = struct{}{}
+}
+
+// RefreshedAtCleared returns if the "refreshed_at" field was cleared in this mutation.
+func (m *TagMutation) RefreshedAtCleared() bool {
+	_, ok := m.clearedFields[tag.FieldRefreshedAt]
+	return ok
+}
+
+// ResetRefreshedAt resets all changes to the "refreshed_at" field.
+func (m *TagMutation) ResetRefreshedAt() {
+	m.refreshed_at = nil
+	delete(m.clearedFields, tag.FieldRefreshedAt)
+}
+
+// Where appends a list predicates to the TagMutation builder.
+func (m *TagMutation) Where(ps ...predicate.Tag) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the TagMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *TagMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.Tag, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *TagMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *TagMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (Tag).
+func (m *TagMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *TagMutation) Fields() []string {
+	fields := make([]string, 0, 7)
+	if m.created_at != nil {
+		fields = append(fields, tag.FieldCreatedAt)
+	}
+	if m.updated_at != nil {
+		fields = append(fields, tag.FieldUpdatedAt)
+	}
+	if m.name != nil {
+		fields = append(fields, tag.FieldName)
+	}
+	if m.category != nil {
+		fields = append(fields, tag.FieldCategory)
+	}
+	if m.kind != nil {
+		fields = append(fields, tag.FieldKind)
+	}
+	if m.rule != nil {
+		fields = append(fields, tag.FieldRule)
+	}
+	if m.refreshed_at != nil {
+		fields = append(fields, tag.FieldRefreshedAt)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *TagMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case tag.FieldCreatedAt:
+		return m.CreatedAt()
+	case tag.FieldUpdatedAt:
+		return m.UpdatedAt()
+	case tag.FieldName:
+		return m.Name()
+	case tag.FieldCategory:
+		return m.Category()
+	case tag.FieldKind:
+		return m.Kind()
+	case tag.FieldRule:
+		return m.Rule()
+	case tag.FieldRefreshedAt:
+		return m.RefreshedAt()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *TagMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case tag.FieldCreatedAt:
+		return m.OldCreatedAt(ctx)
+	case tag.FieldUpdatedAt:
+		return m.OldUpdatedAt(ctx)
+	case tag.FieldName:
+		return m.OldName(ctx)
+	case tag.FieldCategory:
+		return m.OldCategory(ctx)
+	case tag.FieldKind:
+		return m.OldKind(ctx)
+	case tag.FieldRule:
+		return m.OldRule(ctx)
+	case tag.FieldRefreshedAt:
+		return m.OldRefreshedAt(ctx)
+	}
+	return nil, fmt.Errorf("unknown Tag field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *TagMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case tag.FieldCreatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCreatedAt(v)
+		return nil
+	case tag.FieldUpdatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetUpdatedAt(v)
+		return nil
+	case tag.FieldName:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetName(v)
+		return nil
+	case tag.FieldCategory:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCategory(v)
+		return nil
+	case tag.FieldKind:
+		v, ok := value.(tag.Kind)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetKind(v)
+		return nil
+	case tag.FieldRule:
+		v, ok := value.(*rule.Rule)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetRule(v)
+		return nil
+	case tag.FieldRefreshedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetRefreshedAt(v)
+		return nil
+	}
+	return fmt.Errorf("unknown Tag field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *TagMutation) AddedFields() []string {
+	return nil
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *TagMutation) AddedField(name string) (ent.Value, bool) {
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *TagMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	}
+	return fmt.Errorf("unknown Tag numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *TagMutation) ClearedFields() []string {
+	var fields []string
+	if m.FieldCleared(tag.FieldRule) {
+		fields = append(fields, tag.FieldRule)
+	}
+	if m.FieldCleared(tag.FieldRefreshedAt) {
+		fields = append(fields, tag.FieldRefreshedAt)
+	}
+	return fields
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *TagMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *TagMutation) ClearField(name string) error {
+	switch name {
+	case tag.FieldRule:
+		m.ClearRule()
+		return nil
+	case tag.FieldRefreshedAt:
+		m.ClearRefreshedAt()
+		return nil
+	}
+	return fmt.Errorf("unknown Tag nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *TagMutation) ResetField(name string) error {
+	switch name {
+	case tag.FieldCreatedAt:
+		m.ResetCreatedAt()
+		return nil
+	case tag.FieldUpdatedAt:
+		m.ResetUpdatedAt()
+		return nil
+	case tag.FieldName:
+		m.ResetName()
+		return nil
+	case tag.FieldCategory:
+		m.ResetCategory()
+		return nil
+	case tag.FieldKind:
+		m.ResetKind()
+		return nil
+	case tag.FieldRule:
+		m.ResetRule()
+		return nil
+	case tag.FieldRefreshedAt:
+		m.ResetRefreshedAt()
+		return nil
+	}
+	return fmt.Errorf("unknown Tag field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *TagMutation) AddedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *TagMutation) AddedIDs(name string) []ent.Value {
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *TagMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *TagMutation) RemovedIDs(name string) []ent.Value {
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *TagMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 0)
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *TagMutation) EdgeCleared(name string) bool {
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *TagMutation) ClearEdge(name string) error {
+	return fmt.Errorf("unknown Tag unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *TagMutation) ResetEdge(name string) error {
+	return fmt.Errorf("unknown Tag edge %s", name)
 }
 
 // TierMutation represents an operation that mutates the Tier nodes in the graph.

@@ -8,7 +8,9 @@ import (
 	"github.com/onemember/onemember/ent/account"
 	"github.com/onemember/onemember/ent/activity"
 	"github.com/onemember/onemember/ent/activityregistration"
+	"github.com/onemember/onemember/ent/aiplmodel"
 	"github.com/onemember/onemember/ent/apiclient"
+	"github.com/onemember/onemember/ent/audience"
 	"github.com/onemember/onemember/ent/auditlog"
 	"github.com/onemember/onemember/ent/benefit"
 	"github.com/onemember/onemember/ent/businessunit"
@@ -18,6 +20,7 @@ import (
 	"github.com/onemember/onemember/ent/earningrule"
 	"github.com/onemember/onemember/ent/growthentry"
 	"github.com/onemember/onemember/ent/identity"
+	"github.com/onemember/onemember/ent/job"
 	"github.com/onemember/onemember/ent/logcursor"
 	"github.com/onemember/onemember/ent/lottery"
 	"github.com/onemember/onemember/ent/lotterydraw"
@@ -42,10 +45,12 @@ import (
 	"github.com/onemember/onemember/ent/referral"
 	"github.com/onemember/onemember/ent/refreshtoken"
 	"github.com/onemember/onemember/ent/refund"
+	"github.com/onemember/onemember/ent/rfmmodel"
 	"github.com/onemember/onemember/ent/schema"
 	"github.com/onemember/onemember/ent/staff"
 	"github.com/onemember/onemember/ent/store"
 	"github.com/onemember/onemember/ent/storedvalueentry"
+	"github.com/onemember/onemember/ent/tag"
 	"github.com/onemember/onemember/ent/tier"
 	"github.com/onemember/onemember/ent/tierchange"
 )
@@ -154,6 +159,37 @@ func init() {
 	activityregistrationDescCreatedAt := activityregistrationFields[3].Descriptor()
 	// activityregistration.DefaultCreatedAt holds the default value on creation for the created_at field.
 	activityregistration.DefaultCreatedAt = activityregistrationDescCreatedAt.Default.(func() time.Time)
+	aiplmodelMixin := schema.AiplModel{}.Mixin()
+	aiplmodelMixinFields0 := aiplmodelMixin[0].Fields()
+	_ = aiplmodelMixinFields0
+	aiplmodelFields := schema.AiplModel{}.Fields()
+	_ = aiplmodelFields
+	// aiplmodelDescCreatedAt is the schema descriptor for created_at field.
+	aiplmodelDescCreatedAt := aiplmodelMixinFields0[0].Descriptor()
+	// aiplmodel.DefaultCreatedAt holds the default value on creation for the created_at field.
+	aiplmodel.DefaultCreatedAt = aiplmodelDescCreatedAt.Default.(func() time.Time)
+	// aiplmodelDescUpdatedAt is the schema descriptor for updated_at field.
+	aiplmodelDescUpdatedAt := aiplmodelMixinFields0[1].Descriptor()
+	// aiplmodel.DefaultUpdatedAt holds the default value on creation for the updated_at field.
+	aiplmodel.DefaultUpdatedAt = aiplmodelDescUpdatedAt.Default.(func() time.Time)
+	// aiplmodel.UpdateDefaultUpdatedAt holds the default value on update for the updated_at field.
+	aiplmodel.UpdateDefaultUpdatedAt = aiplmodelDescUpdatedAt.UpdateDefault.(func() time.Time)
+	// aiplmodelDescName is the schema descriptor for name field.
+	aiplmodelDescName := aiplmodelFields[0].Descriptor()
+	// aiplmodel.NameValidator is a validator for the "name" field. It is called by the builders before save.
+	aiplmodel.NameValidator = aiplmodelDescName.Validators[0].(func(string) error)
+	// aiplmodelDescWindowDays is the schema descriptor for window_days field.
+	aiplmodelDescWindowDays := aiplmodelFields[1].Descriptor()
+	// aiplmodel.WindowDaysValidator is a validator for the "window_days" field. It is called by the builders before save.
+	aiplmodel.WindowDaysValidator = aiplmodelDescWindowDays.Validators[0].(func(int) error)
+	// aiplmodelDescLoyaltyMinPurchases is the schema descriptor for loyalty_min_purchases field.
+	aiplmodelDescLoyaltyMinPurchases := aiplmodelFields[6].Descriptor()
+	// aiplmodel.LoyaltyMinPurchasesValidator is a validator for the "loyalty_min_purchases" field. It is called by the builders before save.
+	aiplmodel.LoyaltyMinPurchasesValidator = aiplmodelDescLoyaltyMinPurchases.Validators[0].(func(int) error)
+	// aiplmodelDescLoyaltyRequireShare is the schema descriptor for loyalty_require_share field.
+	aiplmodelDescLoyaltyRequireShare := aiplmodelFields[7].Descriptor()
+	// aiplmodel.DefaultLoyaltyRequireShare holds the default value on creation for the loyalty_require_share field.
+	aiplmodel.DefaultLoyaltyRequireShare = aiplmodelDescLoyaltyRequireShare.Default.(bool)
 	apiclientMixin := schema.ApiClient{}.Mixin()
 	apiclientMixinFields0 := apiclientMixin[0].Fields()
 	_ = apiclientMixinFields0
@@ -173,6 +209,33 @@ func init() {
 	apiclientDescName := apiclientFields[0].Descriptor()
 	// apiclient.NameValidator is a validator for the "name" field. It is called by the builders before save.
 	apiclient.NameValidator = apiclientDescName.Validators[0].(func(string) error)
+	audienceMixin := schema.Audience{}.Mixin()
+	audienceMixinFields0 := audienceMixin[0].Fields()
+	_ = audienceMixinFields0
+	audienceFields := schema.Audience{}.Fields()
+	_ = audienceFields
+	// audienceDescCreatedAt is the schema descriptor for created_at field.
+	audienceDescCreatedAt := audienceMixinFields0[0].Descriptor()
+	// audience.DefaultCreatedAt holds the default value on creation for the created_at field.
+	audience.DefaultCreatedAt = audienceDescCreatedAt.Default.(func() time.Time)
+	// audienceDescUpdatedAt is the schema descriptor for updated_at field.
+	audienceDescUpdatedAt := audienceMixinFields0[1].Descriptor()
+	// audience.DefaultUpdatedAt holds the default value on creation for the updated_at field.
+	audience.DefaultUpdatedAt = audienceDescUpdatedAt.Default.(func() time.Time)
+	// audience.UpdateDefaultUpdatedAt holds the default value on update for the updated_at field.
+	audience.UpdateDefaultUpdatedAt = audienceDescUpdatedAt.UpdateDefault.(func() time.Time)
+	// audienceDescName is the schema descriptor for name field.
+	audienceDescName := audienceFields[0].Descriptor()
+	// audience.NameValidator is a validator for the "name" field. It is called by the builders before save.
+	audience.NameValidator = audienceDescName.Validators[0].(func(string) error)
+	// audienceDescPriority is the schema descriptor for priority field.
+	audienceDescPriority := audienceFields[4].Descriptor()
+	// audience.DefaultPriority holds the default value on creation for the priority field.
+	audience.DefaultPriority = audienceDescPriority.Default.(int)
+	// audienceDescSize is the schema descriptor for size field.
+	audienceDescSize := audienceFields[7].Descriptor()
+	// audience.DefaultSize holds the default value on creation for the size field.
+	audience.DefaultSize = audienceDescSize.Default.(int64)
 	auditlogFields := schema.AuditLog{}.Fields()
 	_ = auditlogFields
 	// auditlogDescActorKind is the schema descriptor for actor_kind field.
@@ -359,6 +422,45 @@ func init() {
 	identityDescBoundAt := identityFields[6].Descriptor()
 	// identity.DefaultBoundAt holds the default value on creation for the bound_at field.
 	identity.DefaultBoundAt = identityDescBoundAt.Default.(func() time.Time)
+	jobMixin := schema.Job{}.Mixin()
+	jobMixinFields0 := jobMixin[0].Fields()
+	_ = jobMixinFields0
+	jobFields := schema.Job{}.Fields()
+	_ = jobFields
+	// jobDescCreatedAt is the schema descriptor for created_at field.
+	jobDescCreatedAt := jobMixinFields0[0].Descriptor()
+	// job.DefaultCreatedAt holds the default value on creation for the created_at field.
+	job.DefaultCreatedAt = jobDescCreatedAt.Default.(func() time.Time)
+	// jobDescUpdatedAt is the schema descriptor for updated_at field.
+	jobDescUpdatedAt := jobMixinFields0[1].Descriptor()
+	// job.DefaultUpdatedAt holds the default value on creation for the updated_at field.
+	job.DefaultUpdatedAt = jobDescUpdatedAt.Default.(func() time.Time)
+	// job.UpdateDefaultUpdatedAt holds the default value on update for the updated_at field.
+	job.UpdateDefaultUpdatedAt = jobDescUpdatedAt.UpdateDefault.(func() time.Time)
+	// jobDescTotal is the schema descriptor for total field.
+	jobDescTotal := jobFields[4].Descriptor()
+	// job.DefaultTotal holds the default value on creation for the total field.
+	job.DefaultTotal = jobDescTotal.Default.(int64)
+	// jobDescProcessed is the schema descriptor for processed field.
+	jobDescProcessed := jobFields[5].Descriptor()
+	// job.DefaultProcessed holds the default value on creation for the processed field.
+	job.DefaultProcessed = jobDescProcessed.Default.(int64)
+	// jobDescFailed is the schema descriptor for failed field.
+	jobDescFailed := jobFields[6].Descriptor()
+	// job.DefaultFailed holds the default value on creation for the failed field.
+	job.DefaultFailed = jobDescFailed.Default.(int64)
+	// jobDescCheckpoint is the schema descriptor for checkpoint field.
+	jobDescCheckpoint := jobFields[7].Descriptor()
+	// job.DefaultCheckpoint holds the default value on creation for the checkpoint field.
+	job.DefaultCheckpoint = jobDescCheckpoint.Default.(int64)
+	// jobDescError is the schema descriptor for error field.
+	jobDescError := jobFields[8].Descriptor()
+	// job.DefaultError holds the default value on creation for the error field.
+	job.DefaultError = jobDescError.Default.(string)
+	// jobDescAttempts is the schema descriptor for attempts field.
+	jobDescAttempts := jobFields[9].Descriptor()
+	// job.DefaultAttempts holds the default value on creation for the attempts field.
+	job.DefaultAttempts = jobDescAttempts.Default.(int)
 	logcursorFields := schema.LogCursor{}.Fields()
 	_ = logcursorFields
 	// logcursorDescName is the schema descriptor for name field.
@@ -767,6 +869,29 @@ func init() {
 	refundDescCreatedAt := refundFields[8].Descriptor()
 	// refund.DefaultCreatedAt holds the default value on creation for the created_at field.
 	refund.DefaultCreatedAt = refundDescCreatedAt.Default.(func() time.Time)
+	rfmmodelMixin := schema.RfmModel{}.Mixin()
+	rfmmodelMixinFields0 := rfmmodelMixin[0].Fields()
+	_ = rfmmodelMixinFields0
+	rfmmodelFields := schema.RfmModel{}.Fields()
+	_ = rfmmodelFields
+	// rfmmodelDescCreatedAt is the schema descriptor for created_at field.
+	rfmmodelDescCreatedAt := rfmmodelMixinFields0[0].Descriptor()
+	// rfmmodel.DefaultCreatedAt holds the default value on creation for the created_at field.
+	rfmmodel.DefaultCreatedAt = rfmmodelDescCreatedAt.Default.(func() time.Time)
+	// rfmmodelDescUpdatedAt is the schema descriptor for updated_at field.
+	rfmmodelDescUpdatedAt := rfmmodelMixinFields0[1].Descriptor()
+	// rfmmodel.DefaultUpdatedAt holds the default value on creation for the updated_at field.
+	rfmmodel.DefaultUpdatedAt = rfmmodelDescUpdatedAt.Default.(func() time.Time)
+	// rfmmodel.UpdateDefaultUpdatedAt holds the default value on update for the updated_at field.
+	rfmmodel.UpdateDefaultUpdatedAt = rfmmodelDescUpdatedAt.UpdateDefault.(func() time.Time)
+	// rfmmodelDescName is the schema descriptor for name field.
+	rfmmodelDescName := rfmmodelFields[0].Descriptor()
+	// rfmmodel.NameValidator is a validator for the "name" field. It is called by the builders before save.
+	rfmmodel.NameValidator = rfmmodelDescName.Validators[0].(func(string) error)
+	// rfmmodelDescWindowDays is the schema descriptor for window_days field.
+	rfmmodelDescWindowDays := rfmmodelFields[1].Descriptor()
+	// rfmmodel.WindowDaysValidator is a validator for the "window_days" field. It is called by the builders before save.
+	rfmmodel.WindowDaysValidator = rfmmodelDescWindowDays.Validators[0].(func(int) error)
 	staffMixin := schema.Staff{}.Mixin()
 	staffMixinFields0 := staffMixin[0].Fields()
 	_ = staffMixinFields0
@@ -839,6 +964,29 @@ func init() {
 	storedvalueentryDescOrderRef := storedvalueentryFields[13].Descriptor()
 	// storedvalueentry.DefaultOrderRef holds the default value on creation for the order_ref field.
 	storedvalueentry.DefaultOrderRef = storedvalueentryDescOrderRef.Default.(string)
+	tagMixin := schema.Tag{}.Mixin()
+	tagMixinFields0 := tagMixin[0].Fields()
+	_ = tagMixinFields0
+	tagFields := schema.Tag{}.Fields()
+	_ = tagFields
+	// tagDescCreatedAt is the schema descriptor for created_at field.
+	tagDescCreatedAt := tagMixinFields0[0].Descriptor()
+	// tag.DefaultCreatedAt holds the default value on creation for the created_at field.
+	tag.DefaultCreatedAt = tagDescCreatedAt.Default.(func() time.Time)
+	// tagDescUpdatedAt is the schema descriptor for updated_at field.
+	tagDescUpdatedAt := tagMixinFields0[1].Descriptor()
+	// tag.DefaultUpdatedAt holds the default value on creation for the updated_at field.
+	tag.DefaultUpdatedAt = tagDescUpdatedAt.Default.(func() time.Time)
+	// tag.UpdateDefaultUpdatedAt holds the default value on update for the updated_at field.
+	tag.UpdateDefaultUpdatedAt = tagDescUpdatedAt.UpdateDefault.(func() time.Time)
+	// tagDescName is the schema descriptor for name field.
+	tagDescName := tagFields[0].Descriptor()
+	// tag.NameValidator is a validator for the "name" field. It is called by the builders before save.
+	tag.NameValidator = tagDescName.Validators[0].(func(string) error)
+	// tagDescCategory is the schema descriptor for category field.
+	tagDescCategory := tagFields[1].Descriptor()
+	// tag.DefaultCategory holds the default value on creation for the category field.
+	tag.DefaultCategory = tagDescCategory.Default.(string)
 	tierMixin := schema.Tier{}.Mixin()
 	tierMixinFields0 := tierMixin[0].Fields()
 	_ = tierMixinFields0

@@ -20,8 +20,12 @@ type Tx struct {
 	Activity *ActivityClient
 	// ActivityRegistration is the client for interacting with the ActivityRegistration builders.
 	ActivityRegistration *ActivityRegistrationClient
+	// AiplModel is the client for interacting with the AiplModel builders.
+	AiplModel *AiplModelClient
 	// ApiClient is the client for interacting with the ApiClient builders.
 	ApiClient *ApiClientClient
+	// Audience is the client for interacting with the Audience builders.
+	Audience *AudienceClient
 	// AuditLog is the client for interacting with the AuditLog builders.
 	AuditLog *AuditLogClient
 	// Benefit is the client for interacting with the Benefit builders.
@@ -40,6 +44,8 @@ type Tx struct {
 	GrowthEntry *GrowthEntryClient
 	// Identity is the client for interacting with the Identity builders.
 	Identity *IdentityClient
+	// Job is the client for interacting with the Job builders.
+	Job *JobClient
 	// LogCursor is the client for interacting with the LogCursor builders.
 	LogCursor *LogCursorClient
 	// Lottery is the client for interacting with the Lottery builders.
@@ -92,12 +98,16 @@ type Tx struct {
 	RefreshToken *RefreshTokenClient
 	// Refund is the client for interacting with the Refund builders.
 	Refund *RefundClient
+	// RfmModel is the client for interacting with the RfmModel builders.
+	RfmModel *RfmModelClient
 	// Staff is the client for interacting with the Staff builders.
 	Staff *StaffClient
 	// Store is the client for interacting with the Store builders.
 	Store *StoreClient
 	// StoredValueEntry is the client for interacting with the StoredValueEntry builders.
 	StoredValueEntry *StoredValueEntryClient
+	// Tag is the client for interacting with the Tag builders.
+	Tag *TagClient
 	// Tier is the client for interacting with the Tier builders.
 	Tier *TierClient
 	// TierChange is the client for interacting with the TierChange builders.
@@ -236,7 +246,9 @@ func (tx *Tx) init() {
 	tx.Account = NewAccountClient(tx.config)
 	tx.Activity = NewActivityClient(tx.config)
 	tx.ActivityRegistration = NewActivityRegistrationClient(tx.config)
+	tx.AiplModel = NewAiplModelClient(tx.config)
 	tx.ApiClient = NewApiClientClient(tx.config)
+	tx.Audience = NewAudienceClient(tx.config)
 	tx.AuditLog = NewAuditLogClient(tx.config)
 	tx.Benefit = NewBenefitClient(tx.config)
 	tx.BusinessUnit = NewBusinessUnitClient(tx.config)
@@ -246,6 +258,7 @@ func (tx *Tx) init() {
 	tx.EarningRule = NewEarningRuleClient(tx.config)
 	tx.GrowthEntry = NewGrowthEntryClient(tx.config)
 	tx.Identity = NewIdentityClient(tx.config)
+	tx.Job = NewJobClient(tx.config)
 	tx.LogCursor = NewLogCursorClient(tx.config)
 	tx.Lottery = NewLotteryClient(tx.config)
 	tx.LotteryDraw = NewLotteryDrawClient(tx.config)
@@ -272,9 +285,11 @@ func (tx *Tx) init() {
 	tx.Referral = NewReferralClient(tx.config)
 	tx.RefreshToken = NewRefreshTokenClient(tx.config)
 	tx.Refund = NewRefundClient(tx.config)
+	tx.RfmModel = NewRfmModelClient(tx.config)
 	tx.Staff = NewStaffClient(tx.config)
 	tx.Store = NewStoreClient(tx.config)
 	tx.StoredValueEntry = NewStoredValueEntryClient(tx.config)
+	tx.Tag = NewTagClient(tx.config)
 	tx.Tier = NewTierClient(tx.config)
 	tx.TierChange = NewTierChangeClient(tx.config)
 }

@@ -29,6 +29,12 @@ func (r *Resolver) ActivityRegistration() ActivityRegistrationResolver {
 	return &activityRegistrationResolver{r}
 }
 
+// AiplModel returns AiplModelResolver implementation.
+func (r *Resolver) AiplModel() AiplModelResolver { return &aiplModelResolver{r} }
+
+// Audience returns AudienceResolver implementation.
+func (r *Resolver) Audience() AudienceResolver { return &audienceResolver{r} }
+
 // Coupon returns CouponResolver implementation.
 func (r *Resolver) Coupon() CouponResolver { return &couponResolver{r} }
 
@@ -50,12 +56,20 @@ func (r *Resolver) Order() OrderResolver { return &orderResolver{r} }
 // Query returns QueryResolver implementation.
 func (r *Resolver) Query() QueryResolver { return &queryResolver{r} }
 
+// RfmModel returns RfmModelResolver implementation.
+func (r *Resolver) RfmModel() RfmModelResolver { return &rfmModelResolver{r} }
+
+// Tag returns TagResolver implementation.
+func (r *Resolver) Tag() TagResolver { return &tagResolver{r} }
+
 // Tier returns TierResolver implementation.
 func (r *Resolver) Tier() TierResolver { return &tierResolver{r} }
 
 type (
 	activityResolver             struct{ *Resolver }
 	activityRegistrationResolver struct{ *Resolver }
+	aiplModelResolver            struct{ *Resolver }
+	audienceResolver             struct{ *Resolver }
 	couponResolver               struct{ *Resolver }
 	couponTemplateResolver       struct{ *Resolver }
 	earningRuleResolver          struct{ *Resolver }
@@ -63,5 +77,7 @@ type (
 	memberResolver               struct{ *Resolver }
 	orderResolver                struct{ *Resolver }
 	queryResolver                struct{ *Resolver }
+	rfmModelResolver             struct{ *Resolver }
+	tagResolver                  struct{ *Resolver }
 	tierResolver                 struct{ *Resolver }
 )

@@ -17,6 +17,7 @@ import (
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/introspection"
 	"github.com/onemember/onemember/ent"
+	"github.com/onemember/onemember/ent/audience"
 	"github.com/onemember/onemember/ent/businessunit"
 	"github.com/onemember/onemember/ent/growthentry"
 	"github.com/onemember/onemember/ent/identity"
@@ -27,9 +28,11 @@ import (
 	"github.com/onemember/onemember/ent/pointsentry"
 	"github.com/onemember/onemember/ent/schema/enum"
 	"github.com/onemember/onemember/ent/storedvalueentry"
+	"github.com/onemember/onemember/ent/tag"
 	"github.com/onemember/onemember/ent/tierchange"
 	"github.com/onemember/onemember/graph/gqlmodel"
 	"github.com/onemember/onemember/graph/model"
+	"github.com/onemember/onemember/internal/audience/rule"
 	"github.com/onemember/onemember/internal/platform/calendar"
 	gqlparser "github.com/vektah/gqlparser/v2"
 	"github.com/vektah/gqlparser/v2/ast"
@@ -47,6 +50,8 @@ type Config = graphql.Config[ResolverRoot, DirectiveRoot, ComplexityRoot]
 type ResolverRoot interface {
 	Activity() ActivityResolver
 	ActivityRegistration() ActivityRegistrationResolver
+	AiplModel() AiplModelResolver
+	Audience() AudienceResolver
 	Coupon() CouponResolver
 	CouponTemplate() CouponTemplateResolver
 	EarningRule() EarningRuleResolver
@@ -57,8 +62,10 @@ type ResolverRoot interface {
 	Order() OrderResolver
 	Points() PointsResolver
 	Query() QueryResolver
+	RfmModel() RfmModelResolver
 	StoredValue() StoredValueResolver
 	Subscription() SubscriptionResolver
+	Tag() TagResolver
 	Tier() TierResolver
 }
 
@@ -124,6 +131,32 @@ type ComplexityRoot struct {
 		Staff        func(childComplexity int) int
 	}
 
+	AiplFlow struct {
+		From    func(childComplexity int) int
+		Members func(childComplexity int) int
+		To      func(childComplexity int) int
+	}
+
+	AiplModel struct {
+		CreatedAt  func(childComplexity int) int
+		Flow       func(childComplexity int, from calendar.Date, to calendar.Date) int
+		ID         func(childComplexity int) int
+		Name       func(childComplexity int) int
+		Snapshot   func(childComplexity int, at calendar.Date) int
+		Trend      func(childComplexity int, from calendar.Date, to calendar.Date, interval model.TrendInterval) int
+		UpdatedAt  func(childComplexity int) int
+		WindowDays func(childComplexity int) int
+	}
+
+	AiplSnapshot struct {
+		At        func(childComplexity int) int
+		Awareness func(childComplexity int) int
+		Interest  func(childComplexity int) int
+		Loyalty   func(childComplexity int) int
+		None      func(childComplexity int) int
+		Purchase  func(childComplexity int) int
+	}
+
 	ApiClient struct {
 		CreatedAt func(childComplexity int) int
 		ID        func(childComplexity int) int
@@ -132,6 +165,51 @@ type ComplexityRoot struct {
 		Scopes    func(childComplexity int) int
 		Stores    func(childComplexity int) int
 		UpdatedAt func(childComplexity int) int
+	}
+
+	AssignTagsPayload struct {
+		Assigned func(childComplexity int) int
+	}
+
+	Audience struct {
+		ComputedAt func(childComplexity int) int
+		CreatedAt  func(childComplexity int) int
+		ID         func(childComplexity int) int
+		Insight    func(childComplexity int) int
+		Members    func(childComplexity int, first *int, after *entgql.Cursor[int]) int
+		Name       func(childComplexity int) int
+		Priority   func(childComplexity int) int
+		Refresh    func(childComplexity int) int
+		Size       func(childComplexity int) int
+		Source     func(childComplexity int) int
+		Status     func(childComplexity int) int
+		UpdatedAt  func(childComplexity int) int
+	}
+
+	AudienceConnection struct {
+		Edges      func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
+	}
+
+	AudienceEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
+	}
+
+	AudienceInsight struct {
+		AgeBand   func(childComplexity int) int
+		Channel   func(childComplexity int) int
+		Gender    func(childComplexity int) int
+		Lifecycle func(childComplexity int) int
+		Region    func(childComplexity int) int
+		Tier      func(childComplexity int) int
+	}
+
+	AudiencePreview struct {
+		Sample func(childComplexity int, first *int) int
+		Size   func(childComplexity int) int
+		TookMs func(childComplexity int) int
 	}
 
 	AuditLog struct {
@@ -282,13 +360,35 @@ type ComplexityRoot struct {
 		Template func(childComplexity int) int
 	}
 
+	CreateAiplModelPayload struct {
+		Model func(childComplexity int) int
+	}
+
 	CreateApiClientPayload struct {
 		APIClient func(childComplexity int) int
 		Secret    func(childComplexity int) int
 	}
 
+	CreateAudiencePayload struct {
+		Audience func(childComplexity int) int
+	}
+
+	CreateRfmModelPayload struct {
+		Model func(childComplexity int) int
+	}
+
 	CreateStaffPayload struct {
 		Staff func(childComplexity int) int
+	}
+
+	CreateTagPayload struct {
+		Tag func(childComplexity int) int
+	}
+
+	Distribution struct {
+		Count func(childComplexity int) int
+		Key   func(childComplexity int) int
+		Share func(childComplexity int) int
 	}
 
 	DrawLotteryPayload struct {
@@ -309,6 +409,12 @@ type ComplexityRoot struct {
 		PointsPerYuan   func(childComplexity int) int
 		TierMultipliers func(childComplexity int) int
 		UpdatedAt       func(childComplexity int) int
+	}
+
+	EventError struct {
+		Code    func(childComplexity int) int
+		Index   func(childComplexity int) int
+		Message func(childComplexity int) int
 	}
 
 	ExpiringPoints struct {
@@ -359,10 +465,48 @@ type ComplexityRoot struct {
 		MemberID    func(childComplexity int) int
 	}
 
+	ImportAudiencePayload struct {
+		Audience  func(childComplexity int) int
+		Invalid   func(childComplexity int) int
+		Matched   func(childComplexity int) int
+		Unmatched func(childComplexity int) int
+	}
+
+	IngestEventsPayload struct {
+		Accepted   func(childComplexity int) int
+		Duplicates func(childComplexity int) int
+		Errors     func(childComplexity int) int
+		Rejected   func(childComplexity int) int
+	}
+
 	IngestOrderPayload struct {
 		Duplicate func(childComplexity int) int
 		Member    func(childComplexity int) int
 		Order     func(childComplexity int) int
+	}
+
+	Job struct {
+		CreatedAt  func(childComplexity int) int
+		Error      func(childComplexity int) int
+		Failed     func(childComplexity int) int
+		FinishedAt func(childComplexity int) int
+		ID         func(childComplexity int) int
+		Kind       func(childComplexity int) int
+		Processed  func(childComplexity int) int
+		StartedAt  func(childComplexity int) int
+		Status     func(childComplexity int) int
+		Total      func(childComplexity int) int
+		UpdatedAt  func(childComplexity int) int
+	}
+
+	JobPayload struct {
+		Job func(childComplexity int) int
+	}
+
+	LifecycleStat struct {
+		Members func(childComplexity int) int
+		Share   func(childComplexity int) int
+		Stage   func(childComplexity int) int
 	}
 
 	LockCouponsPayload struct {
@@ -439,6 +583,7 @@ type ComplexityRoot struct {
 	}
 
 	Member struct {
+		Aipl                 func(childComplexity int) int
 		AvatarURL            func(childComplexity int) int
 		Benefits             func(childComplexity int, businessUnitCode *string) int
 		Birthday             func(childComplexity int) int
@@ -450,6 +595,7 @@ type ComplexityRoot struct {
 		Growth               func(childComplexity int) int
 		ID                   func(childComplexity int) int
 		Identities           func(childComplexity int) int
+		LifecycleStage       func(childComplexity int) int
 		MemberCode           func(childComplexity int) int
 		MemberNo             func(childComplexity int) int
 		Name                 func(childComplexity int) int
@@ -462,15 +608,22 @@ type ComplexityRoot struct {
 		Referral             func(childComplexity int) int
 		RegionCode           func(childComplexity int) int
 		RegisteredAt         func(childComplexity int) int
+		Rfm                  func(childComplexity int) int
 		SourceBusinessUnit   func(childComplexity int) int
 		SourceBusinessUnitID func(childComplexity int) int
 		SourceChannel        func(childComplexity int) int
 		Status               func(childComplexity int) int
 		StoredValue          func(childComplexity int) int
+		Tags                 func(childComplexity int) int
 		Tier                 func(childComplexity int) int
 		TierHistory          func(childComplexity int) int
 		TierStatus           func(childComplexity int) int
 		UpdatedAt            func(childComplexity int) int
+	}
+
+	MemberAipl struct {
+		Model func(childComplexity int) int
+		Stage func(childComplexity int) int
 	}
 
 	MemberAuthPayload struct {
@@ -509,6 +662,14 @@ type ComplexityRoot struct {
 		Member func(childComplexity int) int
 	}
 
+	MemberRfm struct {
+		Frequency   func(childComplexity int) int
+		Model       func(childComplexity int) int
+		Monetary    func(childComplexity int) int
+		RecencyDays func(childComplexity int) int
+		Segment     func(childComplexity int) int
+	}
+
 	MergePreview struct {
 		CouponsMoved       func(childComplexity int) int
 		GrowthValue        func(childComplexity int) int
@@ -523,22 +684,31 @@ type ComplexityRoot struct {
 	Mutation struct {
 		AdjustPoints               func(childComplexity int, input model.AdjustPointsInput) int
 		AdminLogin                 func(childComplexity int, input model.AdminLoginInput) int
+		AssignTags                 func(childComplexity int, input model.AssignTagsInput) int
 		BindPhone                  func(childComplexity int, input model.BindPhoneInput) int
 		CancelActivityRegistration func(childComplexity int, input model.CancelActivityRegistrationInput) int
 		CheckIn                    func(childComplexity int) int
 		CheckInTicket              func(childComplexity int, ticketCode string) int
 		ClaimCoupon                func(childComplexity int, input model.ClaimCouponInput) int
+		ComputeRfmModel            func(childComplexity int, id int) int
 		CreateAPIClient            func(childComplexity int, input model.CreateAPIClientInput) int
 		CreateActivity             func(childComplexity int, input model.CreateActivityInput) int
+		CreateAiplModel            func(childComplexity int, input model.CreateAiplModelInput) int
+		CreateAudience             func(childComplexity int, input model.CreateAudienceInput) int
 		CreateCouponTemplate       func(childComplexity int, input model.CreateCouponTemplateInput) int
 		CreateLottery              func(childComplexity int, input model.CreateLotteryInput) int
 		CreateMallItem             func(childComplexity int, input model.CreateMallItemInput) int
 		CreatePromoCode            func(childComplexity int, input model.CreatePromoCodeInput) int
+		CreateRfmModel             func(childComplexity int, input model.CreateRfmModelInput) int
 		CreateStaff                func(childComplexity int, input model.CreateStaffInput) int
+		CreateTag                  func(childComplexity int, input model.CreateTagInput) int
 		DrawLottery                func(childComplexity int, input model.DrawLotteryInput) int
 		EraseMember                func(childComplexity int, input model.MemberActionInput) int
 		FreezeMember               func(childComplexity int, input model.MemberActionInput) int
+		ImportAudience             func(childComplexity int, input model.ImportAudienceInput) int
+		IngestEvents               func(childComplexity int, events []*model.IngestEventInput) int
 		IngestOrder                func(childComplexity int, input model.IngestOrderInput) int
+		IssueCoupons               func(childComplexity int, input model.IssueCouponsInput) int
 		LockCoupons                func(childComplexity int, input model.LockCouponsInput) int
 		LoginWithPhone             func(childComplexity int, input model.LoginWithPhoneInput) int
 		LoginWithWeChat            func(childComplexity int, input model.LoginWithWeChatInput) int
@@ -549,6 +719,7 @@ type ComplexityRoot struct {
 		RecordPaidMembership       func(childComplexity int, input model.PaidMembershipPurchaseInput) int
 		RedeemMallItem             func(childComplexity int, input model.RedeemMallItemInput) int
 		RedeemPromoCode            func(childComplexity int, input model.RedeemPromoCodeInput) int
+		RefreshAudience            func(childComplexity int, id int) int
 		RefreshToken               func(childComplexity int, input model.RefreshTokenInput) int
 		RefundOrder                func(childComplexity int, input model.RefundOrderInput) int
 		RegisterActivity           func(childComplexity int, input model.RegisterActivityInput) int
@@ -557,6 +728,8 @@ type ComplexityRoot struct {
 		SetEarningRule             func(childComplexity int, input model.EarningRuleInput) int
 		SetPayPassword             func(childComplexity int, input model.SetPayPasswordInput) int
 		TopUpStoredValue           func(childComplexity int, input model.TopUpInput) int
+		TrackEvents                func(childComplexity int, events []*model.TrackEventInput) int
+		UnassignTags               func(childComplexity int, input model.AssignTagsInput) int
 		UpdateConsent              func(childComplexity int, input model.UpdateConsentInput) int
 		UpdateMyProfile            func(childComplexity int, input model.UpdateMyProfileInput) int
 		UpsertBenefit              func(childComplexity int, input model.BenefitInput) int
@@ -717,11 +890,14 @@ type ComplexityRoot struct {
 
 	Query struct {
 		Activities          func(childComplexity int, first *int, after *entgql.Cursor[int], upcoming *bool) int
+		AiplModels          func(childComplexity int) int
+		Audiences           func(childComplexity int, first *int, after *entgql.Cursor[int]) int
 		Benefits            func(childComplexity int) int
 		BusinessUnits       func(childComplexity int) int
 		ClaimableCoupons    func(childComplexity int) int
 		EarningRules        func(childComplexity int) int
 		IdentifyMember      func(childComplexity int, memberCode string) int
+		LifecycleStats      func(childComplexity int) int
 		Lottery             func(childComplexity int, id int) int
 		MallItems           func(childComplexity int, first *int, after *entgql.Cursor[int]) int
 		Me                  func(childComplexity int) int
@@ -729,8 +905,11 @@ type ComplexityRoot struct {
 		Node                func(childComplexity int, id int) int
 		Nodes               func(childComplexity int, ids []int) int
 		PaidMembershipPlans func(childComplexity int) int
+		PreviewAudience     func(childComplexity int, rule rule.Rule) int
 		PreviewMerge        func(childComplexity int, survivorID int, mergedID int) int
+		RfmModels           func(childComplexity int) int
 		SimulateTiers       func(childComplexity int, tiers []*model.TierInput, asOf *calendar.Date) int
+		Tags                func(childComplexity int, first *int, after *entgql.Cursor[int]) int
 		Tiers               func(childComplexity int) int
 		Viewer              func(childComplexity int) int
 	}
@@ -777,6 +956,33 @@ type ComplexityRoot struct {
 
 	RequestOtpPayload struct {
 		RetryAfterSeconds func(childComplexity int) int
+	}
+
+	RfmModel struct {
+		ComputedAt func(childComplexity int) int
+		CreatedAt  func(childComplexity int) int
+		ID         func(childComplexity int) int
+		Name       func(childComplexity int) int
+		Segments   func(childComplexity int) int
+		SplitMode  func(childComplexity int) int
+		Thresholds func(childComplexity int) int
+		UpdatedAt  func(childComplexity int) int
+		WindowDays func(childComplexity int) int
+	}
+
+	RfmSegmentStat struct {
+		AvgFrequency   func(childComplexity int) int
+		AvgMonetary    func(childComplexity int) int
+		AvgRecencyDays func(childComplexity int) int
+		MemberCount    func(childComplexity int) int
+		Segment        func(childComplexity int) int
+		Share          func(childComplexity int) int
+	}
+
+	RfmThresholds struct {
+		Frequency   func(childComplexity int) int
+		Monetary    func(childComplexity int) int
+		RecencyDays func(childComplexity int) int
 	}
 
 	SetEarningRulePayload struct {
@@ -857,7 +1063,30 @@ type ComplexityRoot struct {
 	}
 
 	Subscription struct {
+		JobProgress  func(childComplexity int, id int) int
 		MemberEvents func(childComplexity int, after *string) int
+	}
+
+	Tag struct {
+		Category    func(childComplexity int) int
+		CreatedAt   func(childComplexity int) int
+		ID          func(childComplexity int) int
+		Kind        func(childComplexity int) int
+		MemberCount func(childComplexity int) int
+		Name        func(childComplexity int) int
+		RefreshedAt func(childComplexity int) int
+		UpdatedAt   func(childComplexity int) int
+	}
+
+	TagConnection struct {
+		Edges      func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
+	}
+
+	TagEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
 	}
 
 	Tier struct {
@@ -923,6 +1152,15 @@ type ComplexityRoot struct {
 		ReviewAt       func(childComplexity int) int
 	}
 
+	TrackEventsPayload struct {
+		Accepted   func(childComplexity int) int
+		Duplicates func(childComplexity int) int
+	}
+
+	UnassignTagsPayload struct {
+		Removed func(childComplexity int) int
+	}
+
 	UpdateConsentPayload struct {
 		Consent func(childComplexity int) int
 	}
@@ -952,6 +1190,15 @@ type ActivityResolver interface {
 type ActivityRegistrationResolver interface {
 	TicketCode(ctx context.Context, obj *ent.ActivityRegistration) (*string, error)
 	Member(ctx context.Context, obj *ent.ActivityRegistration) (*ent.Member, error)
+}
+type AiplModelResolver interface {
+	Snapshot(ctx context.Context, obj *ent.AiplModel, at calendar.Date) (*model.AiplSnapshot, error)
+	Trend(ctx context.Context, obj *ent.AiplModel, from calendar.Date, to calendar.Date, interval model.TrendInterval) ([]*model.AiplSnapshot, error)
+	Flow(ctx context.Context, obj *ent.AiplModel, from calendar.Date, to calendar.Date) ([]*model.AiplFlow, error)
+}
+type AudienceResolver interface {
+	Insight(ctx context.Context, obj *ent.Audience) (*model.AudienceInsight, error)
+	Members(ctx context.Context, obj *ent.Audience, first *int, after *entgql.Cursor[int]) (*ent.MemberConnection, error)
 }
 type CouponResolver interface {
 	Title(ctx context.Context, obj *ent.Coupon) (string, error)
@@ -985,6 +1232,10 @@ type MemberResolver interface {
 	Name(ctx context.Context, obj *ent.Member) (*string, error)
 	Birthday(ctx context.Context, obj *ent.Member) (*calendar.Date, error)
 	Identities(ctx context.Context, obj *ent.Member) ([]*ent.Identity, error)
+	Tags(ctx context.Context, obj *ent.Member) ([]*ent.Tag, error)
+	LifecycleStage(ctx context.Context, obj *ent.Member) (enum.LifecycleStage, error)
+	Rfm(ctx context.Context, obj *ent.Member) ([]*model.MemberRfm, error)
+	Aipl(ctx context.Context, obj *ent.Member) ([]*model.MemberAipl, error)
 	Referral(ctx context.Context, obj *ent.Member) (*model.ReferralSummary, error)
 	Tier(ctx context.Context, obj *ent.Member) (*ent.Tier, error)
 	Growth(ctx context.Context, obj *ent.Member) (*gqlmodel.Growth, error)
@@ -1015,6 +1266,18 @@ type MutationResolver interface {
 	PayWithStoredValue(ctx context.Context, input model.StoredValuePaymentInput) (*model.StoredValuePaymentPayload, error)
 	TopUpStoredValue(ctx context.Context, input model.TopUpInput) (*model.StoredValuePaymentPayload, error)
 	RecordPaidMembership(ctx context.Context, input model.PaidMembershipPurchaseInput) (*model.RecordPaidMembershipPayload, error)
+	CreateTag(ctx context.Context, input model.CreateTagInput) (*model.CreateTagPayload, error)
+	AssignTags(ctx context.Context, input model.AssignTagsInput) (*model.AssignTagsPayload, error)
+	UnassignTags(ctx context.Context, input model.AssignTagsInput) (*model.UnassignTagsPayload, error)
+	CreateAudience(ctx context.Context, input model.CreateAudienceInput) (*model.CreateAudiencePayload, error)
+	ImportAudience(ctx context.Context, input model.ImportAudienceInput) (*model.ImportAudiencePayload, error)
+	RefreshAudience(ctx context.Context, id int) (*model.JobPayload, error)
+	CreateRfmModel(ctx context.Context, input model.CreateRfmModelInput) (*model.CreateRfmModelPayload, error)
+	ComputeRfmModel(ctx context.Context, id int) (*model.JobPayload, error)
+	CreateAiplModel(ctx context.Context, input model.CreateAiplModelInput) (*model.CreateAiplModelPayload, error)
+	IssueCoupons(ctx context.Context, input model.IssueCouponsInput) (*model.JobPayload, error)
+	TrackEvents(ctx context.Context, events []*model.TrackEventInput) (*model.TrackEventsPayload, error)
+	IngestEvents(ctx context.Context, events []*model.IngestEventInput) (*model.IngestEventsPayload, error)
 	ClaimCoupon(ctx context.Context, input model.ClaimCouponInput) (*model.ClaimCouponPayload, error)
 	RedeemMallItem(ctx context.Context, input model.RedeemMallItemInput) (*model.RedeemMallItemPayload, error)
 	DrawLottery(ctx context.Context, input model.DrawLotteryInput) (*model.DrawLotteryPayload, error)
@@ -1055,6 +1318,12 @@ type QueryResolver interface {
 	Nodes(ctx context.Context, ids []int) ([]ent.Noder, error)
 	Viewer(ctx context.Context) (ent.Noder, error)
 	Me(ctx context.Context) (*ent.Member, error)
+	Tags(ctx context.Context, first *int, after *entgql.Cursor[int]) (*ent.TagConnection, error)
+	PreviewAudience(ctx context.Context, rule rule.Rule) (*model.AudiencePreview, error)
+	Audiences(ctx context.Context, first *int, after *entgql.Cursor[int]) (*ent.AudienceConnection, error)
+	RfmModels(ctx context.Context) ([]*ent.RfmModel, error)
+	AiplModels(ctx context.Context) ([]*ent.AiplModel, error)
+	LifecycleStats(ctx context.Context) ([]*model.LifecycleStat, error)
 	ClaimableCoupons(ctx context.Context) ([]*model.ClaimableCoupon, error)
 	MallItems(ctx context.Context, first *int, after *entgql.Cursor[int]) (*ent.MallItemConnection, error)
 	Lottery(ctx context.Context, id int) (*ent.Lottery, error)
@@ -1069,11 +1338,19 @@ type QueryResolver interface {
 	PaidMembershipPlans(ctx context.Context) ([]*ent.PaidMembershipPlan, error)
 	SimulateTiers(ctx context.Context, tiers []*model.TierInput, asOf *calendar.Date) (*model.TierSimulation, error)
 }
+type RfmModelResolver interface {
+	Thresholds(ctx context.Context, obj *ent.RfmModel) (*model.RfmThresholds, error)
+	Segments(ctx context.Context, obj *ent.RfmModel) ([]*model.RfmSegmentStat, error)
+}
 type StoredValueResolver interface {
 	Transactions(ctx context.Context, obj *gqlmodel.StoredValue, first *int, after *entgql.Cursor[int]) (*ent.StoredValueEntryConnection, error)
 }
 type SubscriptionResolver interface {
 	MemberEvents(ctx context.Context, after *string) (<-chan gqlmodel.MemberEvent, error)
+	JobProgress(ctx context.Context, id int) (<-chan *ent.Job, error)
+}
+type TagResolver interface {
+	MemberCount(ctx context.Context, obj *ent.Tag) (int, error)
 }
 type TierResolver interface {
 	PointsMultiplier(ctx context.Context, obj *ent.Tier) (float64, error)
@@ -1303,6 +1580,126 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.AdminLoginPayload.Staff(childComplexity), true
 
+	case "AiplFlow.from":
+		if e.ComplexityRoot.AiplFlow.From == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AiplFlow.From(childComplexity), true
+	case "AiplFlow.members":
+		if e.ComplexityRoot.AiplFlow.Members == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AiplFlow.Members(childComplexity), true
+	case "AiplFlow.to":
+		if e.ComplexityRoot.AiplFlow.To == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AiplFlow.To(childComplexity), true
+
+	case "AiplModel.createdAt":
+		if e.ComplexityRoot.AiplModel.CreatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AiplModel.CreatedAt(childComplexity), true
+	case "AiplModel.flow":
+		if e.ComplexityRoot.AiplModel.Flow == nil {
+			break
+		}
+
+		args, err := ec.field_AiplModel_flow_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.AiplModel.Flow(childComplexity, args["from"].(calendar.Date), args["to"].(calendar.Date)), true
+	case "AiplModel.id":
+		if e.ComplexityRoot.AiplModel.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AiplModel.ID(childComplexity), true
+	case "AiplModel.name":
+		if e.ComplexityRoot.AiplModel.Name == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AiplModel.Name(childComplexity), true
+	case "AiplModel.snapshot":
+		if e.ComplexityRoot.AiplModel.Snapshot == nil {
+			break
+		}
+
+		args, err := ec.field_AiplModel_snapshot_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.AiplModel.Snapshot(childComplexity, args["at"].(calendar.Date)), true
+	case "AiplModel.trend":
+		if e.ComplexityRoot.AiplModel.Trend == nil {
+			break
+		}
+
+		args, err := ec.field_AiplModel_trend_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.AiplModel.Trend(childComplexity, args["from"].(calendar.Date), args["to"].(calendar.Date), args["interval"].(model.TrendInterval)), true
+	case "AiplModel.updatedAt":
+		if e.ComplexityRoot.AiplModel.UpdatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AiplModel.UpdatedAt(childComplexity), true
+	case "AiplModel.windowDays":
+		if e.ComplexityRoot.AiplModel.WindowDays == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AiplModel.WindowDays(childComplexity), true
+
+	case "AiplSnapshot.at":
+		if e.ComplexityRoot.AiplSnapshot.At == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AiplSnapshot.At(childComplexity), true
+	case "AiplSnapshot.awareness":
+		if e.ComplexityRoot.AiplSnapshot.Awareness == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AiplSnapshot.Awareness(childComplexity), true
+	case "AiplSnapshot.interest":
+		if e.ComplexityRoot.AiplSnapshot.Interest == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AiplSnapshot.Interest(childComplexity), true
+	case "AiplSnapshot.loyalty":
+		if e.ComplexityRoot.AiplSnapshot.Loyalty == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AiplSnapshot.Loyalty(childComplexity), true
+	case "AiplSnapshot.none":
+		if e.ComplexityRoot.AiplSnapshot.None == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AiplSnapshot.None(childComplexity), true
+	case "AiplSnapshot.purchase":
+		if e.ComplexityRoot.AiplSnapshot.Purchase == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AiplSnapshot.Purchase(childComplexity), true
+
 	case "ApiClient.createdAt":
 		if e.ComplexityRoot.ApiClient.CreatedAt == nil {
 			break
@@ -1345,6 +1742,184 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.ApiClient.UpdatedAt(childComplexity), true
+
+	case "AssignTagsPayload.assigned":
+		if e.ComplexityRoot.AssignTagsPayload.Assigned == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AssignTagsPayload.Assigned(childComplexity), true
+
+	case "Audience.computedAt":
+		if e.ComplexityRoot.Audience.ComputedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Audience.ComputedAt(childComplexity), true
+	case "Audience.createdAt":
+		if e.ComplexityRoot.Audience.CreatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Audience.CreatedAt(childComplexity), true
+	case "Audience.id":
+		if e.ComplexityRoot.Audience.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Audience.ID(childComplexity), true
+	case "Audience.insight":
+		if e.ComplexityRoot.Audience.Insight == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Audience.Insight(childComplexity), true
+	case "Audience.members":
+		if e.ComplexityRoot.Audience.Members == nil {
+			break
+		}
+
+		args, err := ec.field_Audience_members_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Audience.Members(childComplexity, args["first"].(*int), args["after"].(*entgql.Cursor[int])), true
+	case "Audience.name":
+		if e.ComplexityRoot.Audience.Name == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Audience.Name(childComplexity), true
+	case "Audience.priority":
+		if e.ComplexityRoot.Audience.Priority == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Audience.Priority(childComplexity), true
+	case "Audience.refresh":
+		if e.ComplexityRoot.Audience.Refresh == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Audience.Refresh(childComplexity), true
+	case "Audience.size":
+		if e.ComplexityRoot.Audience.Size == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Audience.Size(childComplexity), true
+	case "Audience.source":
+		if e.ComplexityRoot.Audience.Source == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Audience.Source(childComplexity), true
+	case "Audience.status":
+		if e.ComplexityRoot.Audience.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Audience.Status(childComplexity), true
+	case "Audience.updatedAt":
+		if e.ComplexityRoot.Audience.UpdatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Audience.UpdatedAt(childComplexity), true
+
+	case "AudienceConnection.edges":
+		if e.ComplexityRoot.AudienceConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AudienceConnection.Edges(childComplexity), true
+	case "AudienceConnection.pageInfo":
+		if e.ComplexityRoot.AudienceConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AudienceConnection.PageInfo(childComplexity), true
+	case "AudienceConnection.totalCount":
+		if e.ComplexityRoot.AudienceConnection.TotalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AudienceConnection.TotalCount(childComplexity), true
+
+	case "AudienceEdge.cursor":
+		if e.ComplexityRoot.AudienceEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AudienceEdge.Cursor(childComplexity), true
+	case "AudienceEdge.node":
+		if e.ComplexityRoot.AudienceEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AudienceEdge.Node(childComplexity), true
+
+	case "AudienceInsight.ageBand":
+		if e.ComplexityRoot.AudienceInsight.AgeBand == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AudienceInsight.AgeBand(childComplexity), true
+	case "AudienceInsight.channel":
+		if e.ComplexityRoot.AudienceInsight.Channel == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AudienceInsight.Channel(childComplexity), true
+	case "AudienceInsight.gender":
+		if e.ComplexityRoot.AudienceInsight.Gender == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AudienceInsight.Gender(childComplexity), true
+	case "AudienceInsight.lifecycle":
+		if e.ComplexityRoot.AudienceInsight.Lifecycle == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AudienceInsight.Lifecycle(childComplexity), true
+	case "AudienceInsight.region":
+		if e.ComplexityRoot.AudienceInsight.Region == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AudienceInsight.Region(childComplexity), true
+	case "AudienceInsight.tier":
+		if e.ComplexityRoot.AudienceInsight.Tier == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AudienceInsight.Tier(childComplexity), true
+
+	case "AudiencePreview.sample":
+		if e.ComplexityRoot.AudiencePreview.Sample == nil {
+			break
+		}
+
+		args, err := ec.field_AudiencePreview_sample_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.AudiencePreview.Sample(childComplexity, args["first"].(*int)), true
+	case "AudiencePreview.size":
+		if e.ComplexityRoot.AudiencePreview.Size == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AudiencePreview.Size(childComplexity), true
+	case "AudiencePreview.tookMs":
+		if e.ComplexityRoot.AudiencePreview.TookMs == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AudiencePreview.TookMs(childComplexity), true
 
 	case "AuditLog.action":
 		if e.ComplexityRoot.AuditLog.Action == nil {
@@ -1928,6 +2503,13 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.CouponTemplatePayload.Template(childComplexity), true
 
+	case "CreateAiplModelPayload.model":
+		if e.ComplexityRoot.CreateAiplModelPayload.Model == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CreateAiplModelPayload.Model(childComplexity), true
+
 	case "CreateApiClientPayload.apiClient":
 		if e.ComplexityRoot.CreateApiClientPayload.APIClient == nil {
 			break
@@ -1941,12 +2523,52 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.CreateApiClientPayload.Secret(childComplexity), true
 
+	case "CreateAudiencePayload.audience":
+		if e.ComplexityRoot.CreateAudiencePayload.Audience == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CreateAudiencePayload.Audience(childComplexity), true
+
+	case "CreateRfmModelPayload.model":
+		if e.ComplexityRoot.CreateRfmModelPayload.Model == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CreateRfmModelPayload.Model(childComplexity), true
+
 	case "CreateStaffPayload.staff":
 		if e.ComplexityRoot.CreateStaffPayload.Staff == nil {
 			break
 		}
 
 		return e.ComplexityRoot.CreateStaffPayload.Staff(childComplexity), true
+
+	case "CreateTagPayload.tag":
+		if e.ComplexityRoot.CreateTagPayload.Tag == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CreateTagPayload.Tag(childComplexity), true
+
+	case "Distribution.count":
+		if e.ComplexityRoot.Distribution.Count == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Distribution.Count(childComplexity), true
+	case "Distribution.key":
+		if e.ComplexityRoot.Distribution.Key == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Distribution.Key(childComplexity), true
+	case "Distribution.share":
+		if e.ComplexityRoot.Distribution.Share == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Distribution.Share(childComplexity), true
 
 	case "DrawLotteryPayload.coupon":
 		if e.ComplexityRoot.DrawLotteryPayload.Coupon == nil {
@@ -2033,6 +2655,25 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.EarningRule.UpdatedAt(childComplexity), true
+
+	case "EventError.code":
+		if e.ComplexityRoot.EventError.Code == nil {
+			break
+		}
+
+		return e.ComplexityRoot.EventError.Code(childComplexity), true
+	case "EventError.index":
+		if e.ComplexityRoot.EventError.Index == nil {
+			break
+		}
+
+		return e.ComplexityRoot.EventError.Index(childComplexity), true
+	case "EventError.message":
+		if e.ComplexityRoot.EventError.Message == nil {
+			break
+		}
+
+		return e.ComplexityRoot.EventError.Message(childComplexity), true
 
 	case "ExpiringPoints.amount":
 		if e.ComplexityRoot.ExpiringPoints.Amount == nil {
@@ -2225,6 +2866,56 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.Identity.MemberID(childComplexity), true
 
+	case "ImportAudiencePayload.audience":
+		if e.ComplexityRoot.ImportAudiencePayload.Audience == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ImportAudiencePayload.Audience(childComplexity), true
+	case "ImportAudiencePayload.invalid":
+		if e.ComplexityRoot.ImportAudiencePayload.Invalid == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ImportAudiencePayload.Invalid(childComplexity), true
+	case "ImportAudiencePayload.matched":
+		if e.ComplexityRoot.ImportAudiencePayload.Matched == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ImportAudiencePayload.Matched(childComplexity), true
+	case "ImportAudiencePayload.unmatched":
+		if e.ComplexityRoot.ImportAudiencePayload.Unmatched == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ImportAudiencePayload.Unmatched(childComplexity), true
+
+	case "IngestEventsPayload.accepted":
+		if e.ComplexityRoot.IngestEventsPayload.Accepted == nil {
+			break
+		}
+
+		return e.ComplexityRoot.IngestEventsPayload.Accepted(childComplexity), true
+	case "IngestEventsPayload.duplicates":
+		if e.ComplexityRoot.IngestEventsPayload.Duplicates == nil {
+			break
+		}
+
+		return e.ComplexityRoot.IngestEventsPayload.Duplicates(childComplexity), true
+	case "IngestEventsPayload.errors":
+		if e.ComplexityRoot.IngestEventsPayload.Errors == nil {
+			break
+		}
+
+		return e.ComplexityRoot.IngestEventsPayload.Errors(childComplexity), true
+	case "IngestEventsPayload.rejected":
+		if e.ComplexityRoot.IngestEventsPayload.Rejected == nil {
+			break
+		}
+
+		return e.ComplexityRoot.IngestEventsPayload.Rejected(childComplexity), true
+
 	case "IngestOrderPayload.duplicate":
 		if e.ComplexityRoot.IngestOrderPayload.Duplicate == nil {
 			break
@@ -2243,6 +2934,99 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.IngestOrderPayload.Order(childComplexity), true
+
+	case "Job.createdAt":
+		if e.ComplexityRoot.Job.CreatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Job.CreatedAt(childComplexity), true
+	case "Job.error":
+		if e.ComplexityRoot.Job.Error == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Job.Error(childComplexity), true
+	case "Job.failed":
+		if e.ComplexityRoot.Job.Failed == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Job.Failed(childComplexity), true
+	case "Job.finishedAt":
+		if e.ComplexityRoot.Job.FinishedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Job.FinishedAt(childComplexity), true
+	case "Job.id":
+		if e.ComplexityRoot.Job.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Job.ID(childComplexity), true
+	case "Job.kind":
+		if e.ComplexityRoot.Job.Kind == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Job.Kind(childComplexity), true
+	case "Job.processed":
+		if e.ComplexityRoot.Job.Processed == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Job.Processed(childComplexity), true
+	case "Job.startedAt":
+		if e.ComplexityRoot.Job.StartedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Job.StartedAt(childComplexity), true
+	case "Job.status":
+		if e.ComplexityRoot.Job.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Job.Status(childComplexity), true
+	case "Job.total":
+		if e.ComplexityRoot.Job.Total == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Job.Total(childComplexity), true
+	case "Job.updatedAt":
+		if e.ComplexityRoot.Job.UpdatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Job.UpdatedAt(childComplexity), true
+
+	case "JobPayload.job":
+		if e.ComplexityRoot.JobPayload.Job == nil {
+			break
+		}
+
+		return e.ComplexityRoot.JobPayload.Job(childComplexity), true
+
+	case "LifecycleStat.members":
+		if e.ComplexityRoot.LifecycleStat.Members == nil {
+			break
+		}
+
+		return e.ComplexityRoot.LifecycleStat.Members(childComplexity), true
+	case "LifecycleStat.share":
+		if e.ComplexityRoot.LifecycleStat.Share == nil {
+			break
+		}
+
+		return e.ComplexityRoot.LifecycleStat.Share(childComplexity), true
+	case "LifecycleStat.stage":
+		if e.ComplexityRoot.LifecycleStat.Stage == nil {
+			break
+		}
+
+		return e.ComplexityRoot.LifecycleStat.Stage(childComplexity), true
 
 	case "LockCouponsPayload.coupons":
 		if e.ComplexityRoot.LockCouponsPayload.Coupons == nil {
@@ -2495,6 +3279,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.MarkNotificationsReadPayload.Updated(childComplexity), true
 
+	case "Member.aipl":
+		if e.ComplexityRoot.Member.Aipl == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Member.Aipl(childComplexity), true
 	case "Member.avatarUrl":
 		if e.ComplexityRoot.Member.AvatarURL == nil {
 			break
@@ -2571,6 +3361,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Member.Identities(childComplexity), true
+	case "Member.lifecycleStage":
+		if e.ComplexityRoot.Member.LifecycleStage == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Member.LifecycleStage(childComplexity), true
 	case "Member.memberCode":
 		if e.ComplexityRoot.Member.MemberCode == nil {
 			break
@@ -2653,6 +3449,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Member.RegisteredAt(childComplexity), true
+	case "Member.rfm":
+		if e.ComplexityRoot.Member.Rfm == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Member.Rfm(childComplexity), true
 	case "Member.sourceBusinessUnit":
 		if e.ComplexityRoot.Member.SourceBusinessUnit == nil {
 			break
@@ -2683,6 +3485,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Member.StoredValue(childComplexity), true
+	case "Member.tags":
+		if e.ComplexityRoot.Member.Tags == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Member.Tags(childComplexity), true
 	case "Member.tier":
 		if e.ComplexityRoot.Member.Tier == nil {
 			break
@@ -2707,6 +3515,19 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Member.UpdatedAt(childComplexity), true
+
+	case "MemberAipl.model":
+		if e.ComplexityRoot.MemberAipl.Model == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MemberAipl.Model(childComplexity), true
+	case "MemberAipl.stage":
+		if e.ComplexityRoot.MemberAipl.Stage == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MemberAipl.Stage(childComplexity), true
 
 	case "MemberAuthPayload.accessToken":
 		if e.ComplexityRoot.MemberAuthPayload.AccessToken == nil {
@@ -2822,6 +3643,37 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.MemberPayload.Member(childComplexity), true
 
+	case "MemberRfm.frequency":
+		if e.ComplexityRoot.MemberRfm.Frequency == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MemberRfm.Frequency(childComplexity), true
+	case "MemberRfm.model":
+		if e.ComplexityRoot.MemberRfm.Model == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MemberRfm.Model(childComplexity), true
+	case "MemberRfm.monetary":
+		if e.ComplexityRoot.MemberRfm.Monetary == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MemberRfm.Monetary(childComplexity), true
+	case "MemberRfm.recencyDays":
+		if e.ComplexityRoot.MemberRfm.RecencyDays == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MemberRfm.RecencyDays(childComplexity), true
+	case "MemberRfm.segment":
+		if e.ComplexityRoot.MemberRfm.Segment == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MemberRfm.Segment(childComplexity), true
+
 	case "MergePreview.couponsMoved":
 		if e.ComplexityRoot.MergePreview.CouponsMoved == nil {
 			break
@@ -2893,6 +3745,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.AdminLogin(childComplexity, args["input"].(model.AdminLoginInput)), true
+	case "Mutation.assignTags":
+		if e.ComplexityRoot.Mutation.AssignTags == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_assignTags_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.AssignTags(childComplexity, args["input"].(model.AssignTagsInput)), true
 	case "Mutation.bindPhone":
 		if e.ComplexityRoot.Mutation.BindPhone == nil {
 			break
@@ -2943,6 +3806,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.ClaimCoupon(childComplexity, args["input"].(model.ClaimCouponInput)), true
+	case "Mutation.computeRfmModel":
+		if e.ComplexityRoot.Mutation.ComputeRfmModel == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_computeRfmModel_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.ComputeRfmModel(childComplexity, args["id"].(int)), true
 	case "Mutation.createApiClient":
 		if e.ComplexityRoot.Mutation.CreateAPIClient == nil {
 			break
@@ -2965,6 +3839,28 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.CreateActivity(childComplexity, args["input"].(model.CreateActivityInput)), true
+	case "Mutation.createAiplModel":
+		if e.ComplexityRoot.Mutation.CreateAiplModel == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_createAiplModel_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.CreateAiplModel(childComplexity, args["input"].(model.CreateAiplModelInput)), true
+	case "Mutation.createAudience":
+		if e.ComplexityRoot.Mutation.CreateAudience == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_createAudience_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.CreateAudience(childComplexity, args["input"].(model.CreateAudienceInput)), true
 	case "Mutation.createCouponTemplate":
 		if e.ComplexityRoot.Mutation.CreateCouponTemplate == nil {
 			break
@@ -3009,6 +3905,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.CreatePromoCode(childComplexity, args["input"].(model.CreatePromoCodeInput)), true
+	case "Mutation.createRfmModel":
+		if e.ComplexityRoot.Mutation.CreateRfmModel == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_createRfmModel_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.CreateRfmModel(childComplexity, args["input"].(model.CreateRfmModelInput)), true
 	case "Mutation.createStaff":
 		if e.ComplexityRoot.Mutation.CreateStaff == nil {
 			break
@@ -3020,6 +3927,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.CreateStaff(childComplexity, args["input"].(model.CreateStaffInput)), true
+	case "Mutation.createTag":
+		if e.ComplexityRoot.Mutation.CreateTag == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_createTag_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.CreateTag(childComplexity, args["input"].(model.CreateTagInput)), true
 	case "Mutation.drawLottery":
 		if e.ComplexityRoot.Mutation.DrawLottery == nil {
 			break
@@ -3053,6 +3971,28 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.FreezeMember(childComplexity, args["input"].(model.MemberActionInput)), true
+	case "Mutation.importAudience":
+		if e.ComplexityRoot.Mutation.ImportAudience == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_importAudience_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.ImportAudience(childComplexity, args["input"].(model.ImportAudienceInput)), true
+	case "Mutation.ingestEvents":
+		if e.ComplexityRoot.Mutation.IngestEvents == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_ingestEvents_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.IngestEvents(childComplexity, args["events"].([]*model.IngestEventInput)), true
 	case "Mutation.ingestOrder":
 		if e.ComplexityRoot.Mutation.IngestOrder == nil {
 			break
@@ -3064,6 +4004,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.IngestOrder(childComplexity, args["input"].(model.IngestOrderInput)), true
+	case "Mutation.issueCoupons":
+		if e.ComplexityRoot.Mutation.IssueCoupons == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_issueCoupons_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.IssueCoupons(childComplexity, args["input"].(model.IssueCouponsInput)), true
 	case "Mutation.lockCoupons":
 		if e.ComplexityRoot.Mutation.LockCoupons == nil {
 			break
@@ -3169,6 +4120,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.RedeemPromoCode(childComplexity, args["input"].(model.RedeemPromoCodeInput)), true
+	case "Mutation.refreshAudience":
+		if e.ComplexityRoot.Mutation.RefreshAudience == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_refreshAudience_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.RefreshAudience(childComplexity, args["id"].(int)), true
 	case "Mutation.refreshToken":
 		if e.ComplexityRoot.Mutation.RefreshToken == nil {
 			break
@@ -3257,6 +4219,28 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.TopUpStoredValue(childComplexity, args["input"].(model.TopUpInput)), true
+	case "Mutation.trackEvents":
+		if e.ComplexityRoot.Mutation.TrackEvents == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_trackEvents_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.TrackEvents(childComplexity, args["events"].([]*model.TrackEventInput)), true
+	case "Mutation.unassignTags":
+		if e.ComplexityRoot.Mutation.UnassignTags == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_unassignTags_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.UnassignTags(childComplexity, args["input"].(model.AssignTagsInput)), true
 	case "Mutation.updateConsent":
 		if e.ComplexityRoot.Mutation.UpdateConsent == nil {
 			break
@@ -3929,6 +4913,23 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Activities(childComplexity, args["first"].(*int), args["after"].(*entgql.Cursor[int]), args["upcoming"].(*bool)), true
+	case "Query.aiplModels":
+		if e.ComplexityRoot.Query.AiplModels == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Query.AiplModels(childComplexity), true
+	case "Query.audiences":
+		if e.ComplexityRoot.Query.Audiences == nil {
+			break
+		}
+
+		args, err := ec.field_Query_audiences_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.Audiences(childComplexity, args["first"].(*int), args["after"].(*entgql.Cursor[int])), true
 	case "Query.benefits":
 		if e.ComplexityRoot.Query.Benefits == nil {
 			break
@@ -3965,6 +4966,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.Query.IdentifyMember(childComplexity, args["memberCode"].(string)), true
 
+	case "Query.lifecycleStats":
+		if e.ComplexityRoot.Query.LifecycleStats == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Query.LifecycleStats(childComplexity), true
 	case "Query.lottery":
 		if e.ComplexityRoot.Query.Lottery == nil {
 			break
@@ -4032,6 +5039,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.PaidMembershipPlans(childComplexity), true
+	case "Query.previewAudience":
+		if e.ComplexityRoot.Query.PreviewAudience == nil {
+			break
+		}
+
+		args, err := ec.field_Query_previewAudience_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.PreviewAudience(childComplexity, args["rule"].(rule.Rule)), true
 	case "Query.previewMerge":
 		if e.ComplexityRoot.Query.PreviewMerge == nil {
 			break
@@ -4043,6 +5061,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.PreviewMerge(childComplexity, args["survivorId"].(int), args["mergedId"].(int)), true
+	case "Query.rfmModels":
+		if e.ComplexityRoot.Query.RfmModels == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Query.RfmModels(childComplexity), true
 	case "Query.simulateTiers":
 		if e.ComplexityRoot.Query.SimulateTiers == nil {
 			break
@@ -4054,6 +5078,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.SimulateTiers(childComplexity, args["tiers"].([]*model.TierInput), args["asOf"].(*calendar.Date)), true
+	case "Query.tags":
+		if e.ComplexityRoot.Query.Tags == nil {
+			break
+		}
+
+		args, err := ec.field_Query_tags_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.Tags(childComplexity, args["first"].(*int), args["after"].(*entgql.Cursor[int])), true
 	case "Query.tiers":
 		if e.ComplexityRoot.Query.Tiers == nil {
 			break
@@ -4194,6 +5229,117 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.RequestOtpPayload.RetryAfterSeconds(childComplexity), true
+
+	case "RfmModel.computedAt":
+		if e.ComplexityRoot.RfmModel.ComputedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RfmModel.ComputedAt(childComplexity), true
+	case "RfmModel.createdAt":
+		if e.ComplexityRoot.RfmModel.CreatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RfmModel.CreatedAt(childComplexity), true
+	case "RfmModel.id":
+		if e.ComplexityRoot.RfmModel.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RfmModel.ID(childComplexity), true
+	case "RfmModel.name":
+		if e.ComplexityRoot.RfmModel.Name == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RfmModel.Name(childComplexity), true
+	case "RfmModel.segments":
+		if e.ComplexityRoot.RfmModel.Segments == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RfmModel.Segments(childComplexity), true
+	case "RfmModel.splitMode":
+		if e.ComplexityRoot.RfmModel.SplitMode == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RfmModel.SplitMode(childComplexity), true
+	case "RfmModel.thresholds":
+		if e.ComplexityRoot.RfmModel.Thresholds == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RfmModel.Thresholds(childComplexity), true
+	case "RfmModel.updatedAt":
+		if e.ComplexityRoot.RfmModel.UpdatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RfmModel.UpdatedAt(childComplexity), true
+	case "RfmModel.windowDays":
+		if e.ComplexityRoot.RfmModel.WindowDays == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RfmModel.WindowDays(childComplexity), true
+
+	case "RfmSegmentStat.avgFrequency":
+		if e.ComplexityRoot.RfmSegmentStat.AvgFrequency == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RfmSegmentStat.AvgFrequency(childComplexity), true
+	case "RfmSegmentStat.avgMonetary":
+		if e.ComplexityRoot.RfmSegmentStat.AvgMonetary == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RfmSegmentStat.AvgMonetary(childComplexity), true
+	case "RfmSegmentStat.avgRecencyDays":
+		if e.ComplexityRoot.RfmSegmentStat.AvgRecencyDays == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RfmSegmentStat.AvgRecencyDays(childComplexity), true
+	case "RfmSegmentStat.memberCount":
+		if e.ComplexityRoot.RfmSegmentStat.MemberCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RfmSegmentStat.MemberCount(childComplexity), true
+	case "RfmSegmentStat.segment":
+		if e.ComplexityRoot.RfmSegmentStat.Segment == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RfmSegmentStat.Segment(childComplexity), true
+	case "RfmSegmentStat.share":
+		if e.ComplexityRoot.RfmSegmentStat.Share == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RfmSegmentStat.Share(childComplexity), true
+
+	case "RfmThresholds.frequency":
+		if e.ComplexityRoot.RfmThresholds.Frequency == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RfmThresholds.Frequency(childComplexity), true
+	case "RfmThresholds.monetary":
+		if e.ComplexityRoot.RfmThresholds.Monetary == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RfmThresholds.Monetary(childComplexity), true
+	case "RfmThresholds.recencyDays":
+		if e.ComplexityRoot.RfmThresholds.RecencyDays == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RfmThresholds.RecencyDays(childComplexity), true
 
 	case "SetEarningRulePayload.rule":
 		if e.ComplexityRoot.SetEarningRulePayload.Rule == nil {
@@ -4509,6 +5655,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.StoredValuePaymentPayload.Transaction(childComplexity), true
 
+	case "Subscription.jobProgress":
+		if e.ComplexityRoot.Subscription.JobProgress == nil {
+			break
+		}
+
+		args, err := ec.field_Subscription_jobProgress_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Subscription.JobProgress(childComplexity, args["id"].(int)), true
 	case "Subscription.memberEvents":
 		if e.ComplexityRoot.Subscription.MemberEvents == nil {
 			break
@@ -4520,6 +5677,87 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Subscription.MemberEvents(childComplexity, args["after"].(*string)), true
+
+	case "Tag.category":
+		if e.ComplexityRoot.Tag.Category == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Tag.Category(childComplexity), true
+	case "Tag.createdAt":
+		if e.ComplexityRoot.Tag.CreatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Tag.CreatedAt(childComplexity), true
+	case "Tag.id":
+		if e.ComplexityRoot.Tag.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Tag.ID(childComplexity), true
+	case "Tag.kind":
+		if e.ComplexityRoot.Tag.Kind == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Tag.Kind(childComplexity), true
+	case "Tag.memberCount":
+		if e.ComplexityRoot.Tag.MemberCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Tag.MemberCount(childComplexity), true
+	case "Tag.name":
+		if e.ComplexityRoot.Tag.Name == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Tag.Name(childComplexity), true
+	case "Tag.refreshedAt":
+		if e.ComplexityRoot.Tag.RefreshedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Tag.RefreshedAt(childComplexity), true
+	case "Tag.updatedAt":
+		if e.ComplexityRoot.Tag.UpdatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Tag.UpdatedAt(childComplexity), true
+
+	case "TagConnection.edges":
+		if e.ComplexityRoot.TagConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.TagConnection.Edges(childComplexity), true
+	case "TagConnection.pageInfo":
+		if e.ComplexityRoot.TagConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.TagConnection.PageInfo(childComplexity), true
+	case "TagConnection.totalCount":
+		if e.ComplexityRoot.TagConnection.TotalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.TagConnection.TotalCount(childComplexity), true
+
+	case "TagEdge.cursor":
+		if e.ComplexityRoot.TagEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.TagEdge.Cursor(childComplexity), true
+	case "TagEdge.node":
+		if e.ComplexityRoot.TagEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.TagEdge.Node(childComplexity), true
 
 	case "Tier.benefits":
 		if e.ComplexityRoot.Tier.Benefits == nil {
@@ -4763,6 +6001,26 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.TierStatus.ReviewAt(childComplexity), true
 
+	case "TrackEventsPayload.accepted":
+		if e.ComplexityRoot.TrackEventsPayload.Accepted == nil {
+			break
+		}
+
+		return e.ComplexityRoot.TrackEventsPayload.Accepted(childComplexity), true
+	case "TrackEventsPayload.duplicates":
+		if e.ComplexityRoot.TrackEventsPayload.Duplicates == nil {
+			break
+		}
+
+		return e.ComplexityRoot.TrackEventsPayload.Duplicates(childComplexity), true
+
+	case "UnassignTagsPayload.removed":
+		if e.ComplexityRoot.UnassignTagsPayload.Removed == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UnassignTagsPayload.Removed(childComplexity), true
+
 	case "UpdateConsentPayload.consent":
 		if e.ComplexityRoot.UpdateConsentPayload.Consent == nil {
 			break
@@ -4809,9 +6067,17 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 			graphql.NewInputUnmarshaler("ActivityOrder", ec.unmarshalInputActivityOrder),
 			graphql.NewInputUnmarshaler("AdjustPointsInput", ec.unmarshalInputAdjustPointsInput),
 			graphql.NewInputUnmarshaler("AdminLoginInput", ec.unmarshalInputAdminLoginInput),
+			graphql.NewInputUnmarshaler("AiplLoyaltyRuleInput", ec.unmarshalInputAiplLoyaltyRuleInput),
+			graphql.NewInputUnmarshaler("AiplModelOrder", ec.unmarshalInputAiplModelOrder),
+			graphql.NewInputUnmarshaler("AiplRuleInput", ec.unmarshalInputAiplRuleInput),
 			graphql.NewInputUnmarshaler("ApiClientOrder", ec.unmarshalInputApiClientOrder),
+			graphql.NewInputUnmarshaler("AssignTagsInput", ec.unmarshalInputAssignTagsInput),
+			graphql.NewInputUnmarshaler("AttributeRuleInput", ec.unmarshalInputAttributeRuleInput),
+			graphql.NewInputUnmarshaler("AudienceOrder", ec.unmarshalInputAudienceOrder),
+			graphql.NewInputUnmarshaler("AudienceRuleInput", ec.unmarshalInputAudienceRuleInput),
 			graphql.NewInputUnmarshaler("AuditLogOrder", ec.unmarshalInputAuditLogOrder),
 			graphql.NewInputUnmarshaler("AuditLogWhereInput", ec.unmarshalInputAuditLogWhereInput),
+			graphql.NewInputUnmarshaler("BehaviorRuleInput", ec.unmarshalInputBehaviorRuleInput),
 			graphql.NewInputUnmarshaler("BenefitInput", ec.unmarshalInputBenefitInput),
 			graphql.NewInputUnmarshaler("BenefitOrder", ec.unmarshalInputBenefitOrder),
 			graphql.NewInputUnmarshaler("BindPhoneInput", ec.unmarshalInputBindPhoneInput),
@@ -4822,17 +6088,25 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 			graphql.NewInputUnmarshaler("CouponOrder", ec.unmarshalInputCouponOrder),
 			graphql.NewInputUnmarshaler("CouponTemplateOrder", ec.unmarshalInputCouponTemplateOrder),
 			graphql.NewInputUnmarshaler("CreateActivityInput", ec.unmarshalInputCreateActivityInput),
+			graphql.NewInputUnmarshaler("CreateAiplModelInput", ec.unmarshalInputCreateAiplModelInput),
 			graphql.NewInputUnmarshaler("CreateApiClientInput", ec.unmarshalInputCreateApiClientInput),
+			graphql.NewInputUnmarshaler("CreateAudienceInput", ec.unmarshalInputCreateAudienceInput),
 			graphql.NewInputUnmarshaler("CreateCouponTemplateInput", ec.unmarshalInputCreateCouponTemplateInput),
 			graphql.NewInputUnmarshaler("CreateLotteryInput", ec.unmarshalInputCreateLotteryInput),
 			graphql.NewInputUnmarshaler("CreateMallItemInput", ec.unmarshalInputCreateMallItemInput),
 			graphql.NewInputUnmarshaler("CreatePromoCodeInput", ec.unmarshalInputCreatePromoCodeInput),
+			graphql.NewInputUnmarshaler("CreateRfmModelInput", ec.unmarshalInputCreateRfmModelInput),
 			graphql.NewInputUnmarshaler("CreateStaffInput", ec.unmarshalInputCreateStaffInput),
+			graphql.NewInputUnmarshaler("CreateTagInput", ec.unmarshalInputCreateTagInput),
 			graphql.NewInputUnmarshaler("DrawLotteryInput", ec.unmarshalInputDrawLotteryInput),
 			graphql.NewInputUnmarshaler("EarningRuleInput", ec.unmarshalInputEarningRuleInput),
 			graphql.NewInputUnmarshaler("EarningRuleOrder", ec.unmarshalInputEarningRuleOrder),
 			graphql.NewInputUnmarshaler("GrowthEntryOrder", ec.unmarshalInputGrowthEntryOrder),
+			graphql.NewInputUnmarshaler("ImportAudienceInput", ec.unmarshalInputImportAudienceInput),
+			graphql.NewInputUnmarshaler("IngestEventInput", ec.unmarshalInputIngestEventInput),
 			graphql.NewInputUnmarshaler("IngestOrderInput", ec.unmarshalInputIngestOrderInput),
+			graphql.NewInputUnmarshaler("IssueCouponsInput", ec.unmarshalInputIssueCouponsInput),
+			graphql.NewInputUnmarshaler("JobOrder", ec.unmarshalInputJobOrder),
 			graphql.NewInputUnmarshaler("LockCouponsInput", ec.unmarshalInputLockCouponsInput),
 			graphql.NewInputUnmarshaler("LoginWithPhoneInput", ec.unmarshalInputLoginWithPhoneInput),
 			graphql.NewInputUnmarshaler("LoginWithWeChatInput", ec.unmarshalInputLoginWithWeChatInput),
@@ -4860,15 +6134,21 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 			graphql.NewInputUnmarshaler("RegisterActivityInput", ec.unmarshalInputRegisterActivityInput),
 			graphql.NewInputUnmarshaler("ReleaseCouponsInput", ec.unmarshalInputReleaseCouponsInput),
 			graphql.NewInputUnmarshaler("RequestOtpInput", ec.unmarshalInputRequestOtpInput),
+			graphql.NewInputUnmarshaler("RfmModelOrder", ec.unmarshalInputRfmModelOrder),
+			graphql.NewInputUnmarshaler("RfmRuleInput", ec.unmarshalInputRfmRuleInput),
+			graphql.NewInputUnmarshaler("RfmSplitInput", ec.unmarshalInputRfmSplitInput),
 			graphql.NewInputUnmarshaler("SetPayPasswordInput", ec.unmarshalInputSetPayPasswordInput),
 			graphql.NewInputUnmarshaler("StaffOrder", ec.unmarshalInputStaffOrder),
 			graphql.NewInputUnmarshaler("StoreOrder", ec.unmarshalInputStoreOrder),
 			graphql.NewInputUnmarshaler("StoreWhereInput", ec.unmarshalInputStoreWhereInput),
 			graphql.NewInputUnmarshaler("StoredValueEntryOrder", ec.unmarshalInputStoredValueEntryOrder),
 			graphql.NewInputUnmarshaler("StoredValuePaymentInput", ec.unmarshalInputStoredValuePaymentInput),
+			graphql.NewInputUnmarshaler("TagOrder", ec.unmarshalInputTagOrder),
+			graphql.NewInputUnmarshaler("TagRuleInput", ec.unmarshalInputTagRuleInput),
 			graphql.NewInputUnmarshaler("TierInput", ec.unmarshalInputTierInput),
 			graphql.NewInputUnmarshaler("TierOrder", ec.unmarshalInputTierOrder),
 			graphql.NewInputUnmarshaler("TopUpInput", ec.unmarshalInputTopUpInput),
+			graphql.NewInputUnmarshaler("TrackEventInput", ec.unmarshalInputTrackEventInput),
 			graphql.NewInputUnmarshaler("UpdateConsentInput", ec.unmarshalInputUpdateConsentInput),
 			graphql.NewInputUnmarshaler("UpdateMyProfileInput", ec.unmarshalInputUpdateMyProfileInput),
 			graphql.NewInputUnmarshaler("ValidityInput", ec.unmarshalInputValidityInput),
@@ -4964,7 +6244,7 @@ func newExecutionContext(
 	}
 }
 
-//go:embed "schema/auth.graphqls" "schema/base.graphqls" "schema/checkout.graphqls" "schema/events.graphqls" "schema/marketing.graphqls" "schema/members.graphqls" "schema/programme.graphqls" "ent.graphql"
+//go:embed "schema/auth.graphqls" "schema/base.graphqls" "schema/checkout.graphqls" "schema/datacenter.graphqls" "schema/events.graphqls" "schema/marketing.graphqls" "schema/members.graphqls" "schema/programme.graphqls" "ent.graphql"
 var sourcesFS embed.FS
 
 func sourceData(filename string) string {
@@ -4979,6 +6259,7 @@ var sources = []*ast.Source{
 	{Name: "schema/auth.graphqls", Input: sourceData("schema/auth.graphqls"), BuiltIn: false},
 	{Name: "schema/base.graphqls", Input: sourceData("schema/base.graphqls"), BuiltIn: false},
 	{Name: "schema/checkout.graphqls", Input: sourceData("schema/checkout.graphqls"), BuiltIn: false},
+	{Name: "schema/datacenter.graphqls", Input: sourceData("schema/datacenter.graphqls"), BuiltIn: false},
 	{Name: "schema/events.graphqls", Input: sourceData("schema/events.graphqls"), BuiltIn: false},
 	{Name: "schema/marketing.graphqls", Input: sourceData("schema/marketing.graphqls"), BuiltIn: false},
 	{Name: "schema/members.graphqls", Input: sourceData("schema/members.graphqls"), BuiltIn: false},
@@ -5105,6 +6386,58 @@ func (ec *executionContext) childFields_AdminLoginPayload(ctx context.Context, f
 	return nil, fmt.Errorf("no field named %q was found under type AdminLoginPayload", field.Name)
 }
 
+func (ec *executionContext) childFields_AiplFlow(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "from":
+		return ec.fieldContext_AiplFlow_from(ctx, field)
+	case "to":
+		return ec.fieldContext_AiplFlow_to(ctx, field)
+	case "members":
+		return ec.fieldContext_AiplFlow_members(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type AiplFlow", field.Name)
+}
+
+func (ec *executionContext) childFields_AiplModel(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_AiplModel_id(ctx, field)
+	case "createdAt":
+		return ec.fieldContext_AiplModel_createdAt(ctx, field)
+	case "updatedAt":
+		return ec.fieldContext_AiplModel_updatedAt(ctx, field)
+	case "name":
+		return ec.fieldContext_AiplModel_name(ctx, field)
+	case "windowDays":
+		return ec.fieldContext_AiplModel_windowDays(ctx, field)
+	case "snapshot":
+		return ec.fieldContext_AiplModel_snapshot(ctx, field)
+	case "trend":
+		return ec.fieldContext_AiplModel_trend(ctx, field)
+	case "flow":
+		return ec.fieldContext_AiplModel_flow(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type AiplModel", field.Name)
+}
+
+func (ec *executionContext) childFields_AiplSnapshot(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "at":
+		return ec.fieldContext_AiplSnapshot_at(ctx, field)
+	case "none":
+		return ec.fieldContext_AiplSnapshot_none(ctx, field)
+	case "awareness":
+		return ec.fieldContext_AiplSnapshot_awareness(ctx, field)
+	case "interest":
+		return ec.fieldContext_AiplSnapshot_interest(ctx, field)
+	case "purchase":
+		return ec.fieldContext_AiplSnapshot_purchase(ctx, field)
+	case "loyalty":
+		return ec.fieldContext_AiplSnapshot_loyalty(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type AiplSnapshot", field.Name)
+}
+
 func (ec *executionContext) childFields_ApiClient(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "id":
@@ -5123,6 +6456,96 @@ func (ec *executionContext) childFields_ApiClient(ctx context.Context, field gra
 		return ec.fieldContext_ApiClient_stores(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type ApiClient", field.Name)
+}
+
+func (ec *executionContext) childFields_AssignTagsPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "assigned":
+		return ec.fieldContext_AssignTagsPayload_assigned(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type AssignTagsPayload", field.Name)
+}
+
+func (ec *executionContext) childFields_Audience(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_Audience_id(ctx, field)
+	case "createdAt":
+		return ec.fieldContext_Audience_createdAt(ctx, field)
+	case "updatedAt":
+		return ec.fieldContext_Audience_updatedAt(ctx, field)
+	case "name":
+		return ec.fieldContext_Audience_name(ctx, field)
+	case "source":
+		return ec.fieldContext_Audience_source(ctx, field)
+	case "priority":
+		return ec.fieldContext_Audience_priority(ctx, field)
+	case "refresh":
+		return ec.fieldContext_Audience_refresh(ctx, field)
+	case "status":
+		return ec.fieldContext_Audience_status(ctx, field)
+	case "size":
+		return ec.fieldContext_Audience_size(ctx, field)
+	case "computedAt":
+		return ec.fieldContext_Audience_computedAt(ctx, field)
+	case "insight":
+		return ec.fieldContext_Audience_insight(ctx, field)
+	case "members":
+		return ec.fieldContext_Audience_members(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Audience", field.Name)
+}
+
+func (ec *executionContext) childFields_AudienceConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_AudienceConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_AudienceConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_AudienceConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type AudienceConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_AudienceEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "node":
+		return ec.fieldContext_AudienceEdge_node(ctx, field)
+	case "cursor":
+		return ec.fieldContext_AudienceEdge_cursor(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type AudienceEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_AudienceInsight(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "gender":
+		return ec.fieldContext_AudienceInsight_gender(ctx, field)
+	case "ageBand":
+		return ec.fieldContext_AudienceInsight_ageBand(ctx, field)
+	case "region":
+		return ec.fieldContext_AudienceInsight_region(ctx, field)
+	case "tier":
+		return ec.fieldContext_AudienceInsight_tier(ctx, field)
+	case "channel":
+		return ec.fieldContext_AudienceInsight_channel(ctx, field)
+	case "lifecycle":
+		return ec.fieldContext_AudienceInsight_lifecycle(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type AudienceInsight", field.Name)
+}
+
+func (ec *executionContext) childFields_AudiencePreview(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "size":
+		return ec.fieldContext_AudiencePreview_size(ctx, field)
+	case "tookMs":
+		return ec.fieldContext_AudiencePreview_tookMs(ctx, field)
+	case "sample":
+		return ec.fieldContext_AudiencePreview_sample(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type AudiencePreview", field.Name)
 }
 
 func (ec *executionContext) childFields_AuditLog(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -5369,6 +6792,14 @@ func (ec *executionContext) childFields_CouponTemplatePayload(ctx context.Contex
 	return nil, fmt.Errorf("no field named %q was found under type CouponTemplatePayload", field.Name)
 }
 
+func (ec *executionContext) childFields_CreateAiplModelPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "model":
+		return ec.fieldContext_CreateAiplModelPayload_model(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CreateAiplModelPayload", field.Name)
+}
+
 func (ec *executionContext) childFields_CreateApiClientPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "apiClient":
@@ -5379,12 +6810,48 @@ func (ec *executionContext) childFields_CreateApiClientPayload(ctx context.Conte
 	return nil, fmt.Errorf("no field named %q was found under type CreateApiClientPayload", field.Name)
 }
 
+func (ec *executionContext) childFields_CreateAudiencePayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "audience":
+		return ec.fieldContext_CreateAudiencePayload_audience(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CreateAudiencePayload", field.Name)
+}
+
+func (ec *executionContext) childFields_CreateRfmModelPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "model":
+		return ec.fieldContext_CreateRfmModelPayload_model(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CreateRfmModelPayload", field.Name)
+}
+
 func (ec *executionContext) childFields_CreateStaffPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "staff":
 		return ec.fieldContext_CreateStaffPayload_staff(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type CreateStaffPayload", field.Name)
+}
+
+func (ec *executionContext) childFields_CreateTagPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "tag":
+		return ec.fieldContext_CreateTagPayload_tag(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CreateTagPayload", field.Name)
+}
+
+func (ec *executionContext) childFields_Distribution(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "key":
+		return ec.fieldContext_Distribution_key(ctx, field)
+	case "count":
+		return ec.fieldContext_Distribution_count(ctx, field)
+	case "share":
+		return ec.fieldContext_Distribution_share(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Distribution", field.Name)
 }
 
 func (ec *executionContext) childFields_DrawLotteryPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -5425,6 +6892,18 @@ func (ec *executionContext) childFields_EarningRule(ctx context.Context, field g
 		return ec.fieldContext_EarningRule_tierMultipliers(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type EarningRule", field.Name)
+}
+
+func (ec *executionContext) childFields_EventError(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "index":
+		return ec.fieldContext_EventError_index(ctx, field)
+	case "code":
+		return ec.fieldContext_EventError_code(ctx, field)
+	case "message":
+		return ec.fieldContext_EventError_message(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type EventError", field.Name)
 }
 
 func (ec *executionContext) childFields_ExpiringPoints(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -5523,6 +7002,34 @@ func (ec *executionContext) childFields_Identity(ctx context.Context, field grap
 	return nil, fmt.Errorf("no field named %q was found under type Identity", field.Name)
 }
 
+func (ec *executionContext) childFields_ImportAudiencePayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "audience":
+		return ec.fieldContext_ImportAudiencePayload_audience(ctx, field)
+	case "matched":
+		return ec.fieldContext_ImportAudiencePayload_matched(ctx, field)
+	case "unmatched":
+		return ec.fieldContext_ImportAudiencePayload_unmatched(ctx, field)
+	case "invalid":
+		return ec.fieldContext_ImportAudiencePayload_invalid(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ImportAudiencePayload", field.Name)
+}
+
+func (ec *executionContext) childFields_IngestEventsPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "accepted":
+		return ec.fieldContext_IngestEventsPayload_accepted(ctx, field)
+	case "duplicates":
+		return ec.fieldContext_IngestEventsPayload_duplicates(ctx, field)
+	case "rejected":
+		return ec.fieldContext_IngestEventsPayload_rejected(ctx, field)
+	case "errors":
+		return ec.fieldContext_IngestEventsPayload_errors(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type IngestEventsPayload", field.Name)
+}
+
 func (ec *executionContext) childFields_IngestOrderPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "duplicate":
@@ -5533,6 +7040,54 @@ func (ec *executionContext) childFields_IngestOrderPayload(ctx context.Context, 
 		return ec.fieldContext_IngestOrderPayload_member(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type IngestOrderPayload", field.Name)
+}
+
+func (ec *executionContext) childFields_Job(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_Job_id(ctx, field)
+	case "createdAt":
+		return ec.fieldContext_Job_createdAt(ctx, field)
+	case "updatedAt":
+		return ec.fieldContext_Job_updatedAt(ctx, field)
+	case "kind":
+		return ec.fieldContext_Job_kind(ctx, field)
+	case "status":
+		return ec.fieldContext_Job_status(ctx, field)
+	case "total":
+		return ec.fieldContext_Job_total(ctx, field)
+	case "processed":
+		return ec.fieldContext_Job_processed(ctx, field)
+	case "failed":
+		return ec.fieldContext_Job_failed(ctx, field)
+	case "error":
+		return ec.fieldContext_Job_error(ctx, field)
+	case "startedAt":
+		return ec.fieldContext_Job_startedAt(ctx, field)
+	case "finishedAt":
+		return ec.fieldContext_Job_finishedAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Job", field.Name)
+}
+
+func (ec *executionContext) childFields_JobPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "job":
+		return ec.fieldContext_JobPayload_job(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type JobPayload", field.Name)
+}
+
+func (ec *executionContext) childFields_LifecycleStat(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "stage":
+		return ec.fieldContext_LifecycleStat_stage(ctx, field)
+	case "members":
+		return ec.fieldContext_LifecycleStat_members(ctx, field)
+	case "share":
+		return ec.fieldContext_LifecycleStat_share(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type LifecycleStat", field.Name)
 }
 
 func (ec *executionContext) childFields_LockCouponsPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -5717,6 +7272,14 @@ func (ec *executionContext) childFields_Member(ctx context.Context, field graphq
 		return ec.fieldContext_Member_birthday(ctx, field)
 	case "identities":
 		return ec.fieldContext_Member_identities(ctx, field)
+	case "tags":
+		return ec.fieldContext_Member_tags(ctx, field)
+	case "lifecycleStage":
+		return ec.fieldContext_Member_lifecycleStage(ctx, field)
+	case "rfm":
+		return ec.fieldContext_Member_rfm(ctx, field)
+	case "aipl":
+		return ec.fieldContext_Member_aipl(ctx, field)
 	case "referral":
 		return ec.fieldContext_Member_referral(ctx, field)
 	case "tier":
@@ -5749,6 +7312,16 @@ func (ec *executionContext) childFields_Member(ctx context.Context, field graphq
 		return ec.fieldContext_Member_consents(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Member", field.Name)
+}
+
+func (ec *executionContext) childFields_MemberAipl(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "model":
+		return ec.fieldContext_MemberAipl_model(ctx, field)
+	case "stage":
+		return ec.fieldContext_MemberAipl_stage(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type MemberAipl", field.Name)
 }
 
 func (ec *executionContext) childFields_MemberAuthPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -5821,6 +7394,22 @@ func (ec *executionContext) childFields_MemberPayload(ctx context.Context, field
 		return ec.fieldContext_MemberPayload_member(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type MemberPayload", field.Name)
+}
+
+func (ec *executionContext) childFields_MemberRfm(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "model":
+		return ec.fieldContext_MemberRfm_model(ctx, field)
+	case "segment":
+		return ec.fieldContext_MemberRfm_segment(ctx, field)
+	case "recencyDays":
+		return ec.fieldContext_MemberRfm_recencyDays(ctx, field)
+	case "frequency":
+		return ec.fieldContext_MemberRfm_frequency(ctx, field)
+	case "monetary":
+		return ec.fieldContext_MemberRfm_monetary(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type MemberRfm", field.Name)
 }
 
 func (ec *executionContext) childFields_MergePreview(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -6221,6 +7810,60 @@ func (ec *executionContext) childFields_RequestOtpPayload(ctx context.Context, f
 	return nil, fmt.Errorf("no field named %q was found under type RequestOtpPayload", field.Name)
 }
 
+func (ec *executionContext) childFields_RfmModel(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_RfmModel_id(ctx, field)
+	case "createdAt":
+		return ec.fieldContext_RfmModel_createdAt(ctx, field)
+	case "updatedAt":
+		return ec.fieldContext_RfmModel_updatedAt(ctx, field)
+	case "name":
+		return ec.fieldContext_RfmModel_name(ctx, field)
+	case "windowDays":
+		return ec.fieldContext_RfmModel_windowDays(ctx, field)
+	case "splitMode":
+		return ec.fieldContext_RfmModel_splitMode(ctx, field)
+	case "computedAt":
+		return ec.fieldContext_RfmModel_computedAt(ctx, field)
+	case "thresholds":
+		return ec.fieldContext_RfmModel_thresholds(ctx, field)
+	case "segments":
+		return ec.fieldContext_RfmModel_segments(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type RfmModel", field.Name)
+}
+
+func (ec *executionContext) childFields_RfmSegmentStat(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "segment":
+		return ec.fieldContext_RfmSegmentStat_segment(ctx, field)
+	case "memberCount":
+		return ec.fieldContext_RfmSegmentStat_memberCount(ctx, field)
+	case "share":
+		return ec.fieldContext_RfmSegmentStat_share(ctx, field)
+	case "avgRecencyDays":
+		return ec.fieldContext_RfmSegmentStat_avgRecencyDays(ctx, field)
+	case "avgFrequency":
+		return ec.fieldContext_RfmSegmentStat_avgFrequency(ctx, field)
+	case "avgMonetary":
+		return ec.fieldContext_RfmSegmentStat_avgMonetary(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type RfmSegmentStat", field.Name)
+}
+
+func (ec *executionContext) childFields_RfmThresholds(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "recencyDays":
+		return ec.fieldContext_RfmThresholds_recencyDays(ctx, field)
+	case "frequency":
+		return ec.fieldContext_RfmThresholds_frequency(ctx, field)
+	case "monetary":
+		return ec.fieldContext_RfmThresholds_monetary(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type RfmThresholds", field.Name)
+}
+
 func (ec *executionContext) childFields_SetEarningRulePayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "rule":
@@ -6359,6 +8002,50 @@ func (ec *executionContext) childFields_StoredValuePaymentPayload(ctx context.Co
 	return nil, fmt.Errorf("no field named %q was found under type StoredValuePaymentPayload", field.Name)
 }
 
+func (ec *executionContext) childFields_Tag(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_Tag_id(ctx, field)
+	case "createdAt":
+		return ec.fieldContext_Tag_createdAt(ctx, field)
+	case "updatedAt":
+		return ec.fieldContext_Tag_updatedAt(ctx, field)
+	case "name":
+		return ec.fieldContext_Tag_name(ctx, field)
+	case "category":
+		return ec.fieldContext_Tag_category(ctx, field)
+	case "kind":
+		return ec.fieldContext_Tag_kind(ctx, field)
+	case "refreshedAt":
+		return ec.fieldContext_Tag_refreshedAt(ctx, field)
+	case "memberCount":
+		return ec.fieldContext_Tag_memberCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Tag", field.Name)
+}
+
+func (ec *executionContext) childFields_TagConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_TagConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_TagConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_TagConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type TagConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_TagEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "node":
+		return ec.fieldContext_TagEdge_node(ctx, field)
+	case "cursor":
+		return ec.fieldContext_TagEdge_cursor(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type TagEdge", field.Name)
+}
+
 func (ec *executionContext) childFields_Tier(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "id":
@@ -6467,6 +8154,24 @@ func (ec *executionContext) childFields_TierStatus(ctx context.Context, field gr
 		return ec.fieldContext_TierStatus_projectedTier(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type TierStatus", field.Name)
+}
+
+func (ec *executionContext) childFields_TrackEventsPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "accepted":
+		return ec.fieldContext_TrackEventsPayload_accepted(ctx, field)
+	case "duplicates":
+		return ec.fieldContext_TrackEventsPayload_duplicates(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type TrackEventsPayload", field.Name)
+}
+
+func (ec *executionContext) childFields_UnassignTagsPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "removed":
+		return ec.fieldContext_UnassignTagsPayload_removed(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type UnassignTagsPayload", field.Name)
 }
 
 func (ec *executionContext) childFields_UpdateConsentPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -6649,6 +8354,108 @@ func (ec *executionContext) dir_auth_args(ctx context.Context, rawArgs map[strin
 	return args, nil
 }
 
+func (ec *executionContext) field_AiplModel_flow_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "from",
+		func(ctx context.Context, v any) (calendar.Date, error) {
+			return ec.unmarshalNDate2githubᚗcomᚋonememberᚋonememberᚋinternalᚋplatformᚋcalendarᚐDate(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["from"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "to",
+		func(ctx context.Context, v any) (calendar.Date, error) {
+			return ec.unmarshalNDate2githubᚗcomᚋonememberᚋonememberᚋinternalᚋplatformᚋcalendarᚐDate(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["to"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_AiplModel_snapshot_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "at",
+		func(ctx context.Context, v any) (calendar.Date, error) {
+			return ec.unmarshalNDate2githubᚗcomᚋonememberᚋonememberᚋinternalᚋplatformᚋcalendarᚐDate(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["at"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_AiplModel_trend_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "from",
+		func(ctx context.Context, v any) (calendar.Date, error) {
+			return ec.unmarshalNDate2githubᚗcomᚋonememberᚋonememberᚋinternalᚋplatformᚋcalendarᚐDate(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["from"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "to",
+		func(ctx context.Context, v any) (calendar.Date, error) {
+			return ec.unmarshalNDate2githubᚗcomᚋonememberᚋonememberᚋinternalᚋplatformᚋcalendarᚐDate(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["to"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "interval",
+		func(ctx context.Context, v any) (model.TrendInterval, error) {
+			return ec.unmarshalNTrendInterval2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐTrendInterval(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["interval"] = arg2
+	return args, nil
+}
+
+func (ec *executionContext) field_AudiencePreview_sample_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Audience_members_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*entgql.Cursor[int], error) {
+			return ec.unmarshalOCursor2ᚖentgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg1
+	return args, nil
+}
+
 func (ec *executionContext) field_Growth_transactions_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -6795,6 +8602,20 @@ func (ec *executionContext) field_Mutation_adminLogin_args(ctx context.Context, 
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_assignTags_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.AssignTagsInput, error) {
+			return ec.unmarshalNAssignTagsInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐAssignTagsInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_bindPhone_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -6851,6 +8672,20 @@ func (ec *executionContext) field_Mutation_claimCoupon_args(ctx context.Context,
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_computeRfmModel_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (int, error) {
+			return ec.unmarshalNID2int(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_createActivity_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -6865,12 +8700,40 @@ func (ec *executionContext) field_Mutation_createActivity_args(ctx context.Conte
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_createAiplModel_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.CreateAiplModelInput, error) {
+			return ec.unmarshalNCreateAiplModelInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐCreateAiplModelInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_createApiClient_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
 	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
 		func(ctx context.Context, v any) (model.CreateAPIClientInput, error) {
 			return ec.unmarshalNCreateApiClientInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐCreateAPIClientInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_createAudience_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.CreateAudienceInput, error) {
+			return ec.unmarshalNCreateAudienceInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐCreateAudienceInput(ctx, v)
 		})
 	if err != nil {
 		return nil, err
@@ -6935,12 +8798,40 @@ func (ec *executionContext) field_Mutation_createPromoCode_args(ctx context.Cont
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_createRfmModel_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.CreateRfmModelInput, error) {
+			return ec.unmarshalNCreateRfmModelInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐCreateRfmModelInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_createStaff_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
 	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
 		func(ctx context.Context, v any) (model.CreateStaffInput, error) {
 			return ec.unmarshalNCreateStaffInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐCreateStaffInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_createTag_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.CreateTagInput, error) {
+			return ec.unmarshalNCreateTagInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐCreateTagInput(ctx, v)
 		})
 	if err != nil {
 		return nil, err
@@ -6991,12 +8882,54 @@ func (ec *executionContext) field_Mutation_freezeMember_args(ctx context.Context
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_importAudience_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.ImportAudienceInput, error) {
+			return ec.unmarshalNImportAudienceInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐImportAudienceInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_ingestEvents_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "events",
+		func(ctx context.Context, v any) ([]*model.IngestEventInput, error) {
+			return ec.unmarshalNIngestEventInput2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐIngestEventInputᚄ(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["events"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_ingestOrder_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
 	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
 		func(ctx context.Context, v any) (model.IngestOrderInput, error) {
 			return ec.unmarshalNIngestOrderInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐIngestOrderInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_issueCoupons_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.IssueCouponsInput, error) {
+			return ec.unmarshalNIssueCouponsInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐIssueCouponsInput(ctx, v)
 		})
 	if err != nil {
 		return nil, err
@@ -7131,6 +9064,20 @@ func (ec *executionContext) field_Mutation_redeemPromoCode_args(ctx context.Cont
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_refreshAudience_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (int, error) {
+			return ec.unmarshalNID2int(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_refreshToken_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -7235,6 +9182,34 @@ func (ec *executionContext) field_Mutation_topUpStoredValue_args(ctx context.Con
 	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
 		func(ctx context.Context, v any) (model.TopUpInput, error) {
 			return ec.unmarshalNTopUpInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐTopUpInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_trackEvents_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "events",
+		func(ctx context.Context, v any) ([]*model.TrackEventInput, error) {
+			return ec.unmarshalNTrackEventInput2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐTrackEventInputᚄ(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["events"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_unassignTags_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.AssignTagsInput, error) {
+			return ec.unmarshalNAssignTagsInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐAssignTagsInput(ctx, v)
 		})
 	if err != nil {
 		return nil, err
@@ -7379,6 +9354,28 @@ func (ec *executionContext) field_Query_activities_args(ctx context.Context, raw
 	return args, nil
 }
 
+func (ec *executionContext) field_Query_audiences_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*entgql.Cursor[int], error) {
+			return ec.unmarshalOCursor2ᚖentgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg1
+	return args, nil
+}
+
 func (ec *executionContext) field_Query_identifyMember_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -7511,6 +9508,20 @@ func (ec *executionContext) field_Query_nodes_args(ctx context.Context, rawArgs 
 	return args, nil
 }
 
+func (ec *executionContext) field_Query_previewAudience_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "rule",
+		func(ctx context.Context, v any) (rule.Rule, error) {
+			return ec.unmarshalNAudienceRuleInput2githubᚗcomᚋonememberᚋonememberᚋinternalᚋaudienceᚋruleᚐRule(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["rule"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field_Query_previewMerge_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -7555,6 +9566,28 @@ func (ec *executionContext) field_Query_simulateTiers_args(ctx context.Context, 
 	return args, nil
 }
 
+func (ec *executionContext) field_Query_tags_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*entgql.Cursor[int], error) {
+			return ec.unmarshalOCursor2ᚖentgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg1
+	return args, nil
+}
+
 func (ec *executionContext) field_StoredValue_transactions_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -7574,6 +9607,20 @@ func (ec *executionContext) field_StoredValue_transactions_args(ctx context.Cont
 		return nil, err
 	}
 	args["after"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Subscription_jobProgress_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (int, error) {
+			return ec.unmarshalNID2int(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
 	return args, nil
 }
 
@@ -8514,6 +10561,460 @@ func (ec *executionContext) fieldContext_AdminLoginPayload_staff(_ context.Conte
 	return fc, nil
 }
 
+func (ec *executionContext) _AiplFlow_from(ctx context.Context, field graphql.CollectedField, obj *model.AiplFlow) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AiplFlow_from(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.From, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v enum.AiplStage) graphql.Marshaler {
+			return ec.marshalNAiplStage2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐAiplStage(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AiplFlow_from(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AiplFlow", field, false, false, "AiplStage")
+}
+
+func (ec *executionContext) _AiplFlow_to(ctx context.Context, field graphql.CollectedField, obj *model.AiplFlow) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AiplFlow_to(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.To, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v enum.AiplStage) graphql.Marshaler {
+			return ec.marshalNAiplStage2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐAiplStage(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AiplFlow_to(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AiplFlow", field, false, false, "AiplStage")
+}
+
+func (ec *executionContext) _AiplFlow_members(ctx context.Context, field graphql.CollectedField, obj *model.AiplFlow) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AiplFlow_members(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Members, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AiplFlow_members(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AiplFlow", field, false, false, "Int")
+}
+
+func (ec *executionContext) _AiplModel_id(ctx context.Context, field graphql.CollectedField, obj *ent.AiplModel) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AiplModel_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNID2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AiplModel_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AiplModel", field, false, false, "ID")
+}
+
+func (ec *executionContext) _AiplModel_createdAt(ctx context.Context, field graphql.CollectedField, obj *ent.AiplModel) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AiplModel_createdAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CreatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AiplModel_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AiplModel", field, false, false, "Time")
+}
+
+func (ec *executionContext) _AiplModel_updatedAt(ctx context.Context, field graphql.CollectedField, obj *ent.AiplModel) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AiplModel_updatedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UpdatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AiplModel_updatedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AiplModel", field, false, false, "Time")
+}
+
+func (ec *executionContext) _AiplModel_name(ctx context.Context, field graphql.CollectedField, obj *ent.AiplModel) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AiplModel_name(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Name, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AiplModel_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AiplModel", field, false, false, "String")
+}
+
+func (ec *executionContext) _AiplModel_windowDays(ctx context.Context, field graphql.CollectedField, obj *ent.AiplModel) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AiplModel_windowDays(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.WindowDays, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AiplModel_windowDays(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AiplModel", field, false, false, "Int")
+}
+
+func (ec *executionContext) _AiplModel_snapshot(ctx context.Context, field graphql.CollectedField, obj *ent.AiplModel) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AiplModel_snapshot(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.AiplModel().Snapshot(ctx, obj, fc.Args["at"].(calendar.Date))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.AiplSnapshot) graphql.Marshaler {
+			return ec.marshalNAiplSnapshot2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐAiplSnapshot(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AiplModel_snapshot(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "AiplModel",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_AiplSnapshot(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_AiplModel_snapshot_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _AiplModel_trend(ctx context.Context, field graphql.CollectedField, obj *ent.AiplModel) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AiplModel_trend(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.AiplModel().Trend(ctx, obj, fc.Args["from"].(calendar.Date), fc.Args["to"].(calendar.Date), fc.Args["interval"].(model.TrendInterval))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.AiplSnapshot) graphql.Marshaler {
+			return ec.marshalNAiplSnapshot2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐAiplSnapshotᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AiplModel_trend(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "AiplModel",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_AiplSnapshot(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_AiplModel_trend_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _AiplModel_flow(ctx context.Context, field graphql.CollectedField, obj *ent.AiplModel) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AiplModel_flow(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.AiplModel().Flow(ctx, obj, fc.Args["from"].(calendar.Date), fc.Args["to"].(calendar.Date))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.AiplFlow) graphql.Marshaler {
+			return ec.marshalNAiplFlow2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐAiplFlowᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AiplModel_flow(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "AiplModel",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_AiplFlow(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_AiplModel_flow_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _AiplSnapshot_at(ctx context.Context, field graphql.CollectedField, obj *model.AiplSnapshot) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AiplSnapshot_at(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.At, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v calendar.Date) graphql.Marshaler {
+			return ec.marshalNDate2githubᚗcomᚋonememberᚋonememberᚋinternalᚋplatformᚋcalendarᚐDate(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AiplSnapshot_at(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AiplSnapshot", field, false, false, "Date")
+}
+
+func (ec *executionContext) _AiplSnapshot_none(ctx context.Context, field graphql.CollectedField, obj *model.AiplSnapshot) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AiplSnapshot_none(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.None, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AiplSnapshot_none(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AiplSnapshot", field, false, false, "Int")
+}
+
+func (ec *executionContext) _AiplSnapshot_awareness(ctx context.Context, field graphql.CollectedField, obj *model.AiplSnapshot) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AiplSnapshot_awareness(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Awareness, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AiplSnapshot_awareness(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AiplSnapshot", field, false, false, "Int")
+}
+
+func (ec *executionContext) _AiplSnapshot_interest(ctx context.Context, field graphql.CollectedField, obj *model.AiplSnapshot) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AiplSnapshot_interest(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Interest, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AiplSnapshot_interest(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AiplSnapshot", field, false, false, "Int")
+}
+
+func (ec *executionContext) _AiplSnapshot_purchase(ctx context.Context, field graphql.CollectedField, obj *model.AiplSnapshot) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AiplSnapshot_purchase(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Purchase, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AiplSnapshot_purchase(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AiplSnapshot", field, false, false, "Int")
+}
+
+func (ec *executionContext) _AiplSnapshot_loyalty(ctx context.Context, field graphql.CollectedField, obj *model.AiplSnapshot) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AiplSnapshot_loyalty(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Loyalty, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AiplSnapshot_loyalty(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AiplSnapshot", field, false, false, "Int")
+}
+
 func (ec *executionContext) _ApiClient_id(ctx context.Context, field graphql.CollectedField, obj *ent.ApiClient) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -8680,6 +11181,758 @@ func (ec *executionContext) fieldContext_ApiClient_stores(_ context.Context, fie
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_Store(ctx, field)
 		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _AssignTagsPayload_assigned(ctx context.Context, field graphql.CollectedField, obj *model.AssignTagsPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AssignTagsPayload_assigned(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Assigned, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AssignTagsPayload_assigned(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AssignTagsPayload", field, false, false, "Int")
+}
+
+func (ec *executionContext) _Audience_id(ctx context.Context, field graphql.CollectedField, obj *ent.Audience) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Audience_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNID2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Audience_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Audience", field, false, false, "ID")
+}
+
+func (ec *executionContext) _Audience_createdAt(ctx context.Context, field graphql.CollectedField, obj *ent.Audience) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Audience_createdAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CreatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Audience_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Audience", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Audience_updatedAt(ctx context.Context, field graphql.CollectedField, obj *ent.Audience) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Audience_updatedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UpdatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Audience_updatedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Audience", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Audience_name(ctx context.Context, field graphql.CollectedField, obj *ent.Audience) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Audience_name(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Name, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Audience_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Audience", field, false, false, "String")
+}
+
+func (ec *executionContext) _Audience_source(ctx context.Context, field graphql.CollectedField, obj *ent.Audience) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Audience_source(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Source, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v audience.Source) graphql.Marshaler {
+			return ec.marshalNAudienceSource2githubᚗcomᚋonememberᚋonememberᚋentᚋaudienceᚐSource(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Audience_source(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Audience", field, false, false, "AudienceSource")
+}
+
+func (ec *executionContext) _Audience_priority(ctx context.Context, field graphql.CollectedField, obj *ent.Audience) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Audience_priority(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Priority, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Audience_priority(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Audience", field, false, false, "Int")
+}
+
+func (ec *executionContext) _Audience_refresh(ctx context.Context, field graphql.CollectedField, obj *ent.Audience) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Audience_refresh(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Refresh, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v enum.AudienceRefresh) graphql.Marshaler {
+			return ec.marshalNAudienceRefresh2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐAudienceRefresh(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Audience_refresh(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Audience", field, false, false, "AudienceRefresh")
+}
+
+func (ec *executionContext) _Audience_status(ctx context.Context, field graphql.CollectedField, obj *ent.Audience) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Audience_status(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Status, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v audience.Status) graphql.Marshaler {
+			return ec.marshalNAudienceStatus2githubᚗcomᚋonememberᚋonememberᚋentᚋaudienceᚐStatus(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Audience_status(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Audience", field, false, false, "AudienceStatus")
+}
+
+func (ec *executionContext) _Audience_size(ctx context.Context, field graphql.CollectedField, obj *ent.Audience) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Audience_size(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Size, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Audience_size(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Audience", field, false, false, "Int")
+}
+
+func (ec *executionContext) _Audience_computedAt(ctx context.Context, field graphql.CollectedField, obj *ent.Audience) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Audience_computedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ComputedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Audience_computedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Audience", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Audience_insight(ctx context.Context, field graphql.CollectedField, obj *ent.Audience) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Audience_insight(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Audience().Insight(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.AudienceInsight) graphql.Marshaler {
+			return ec.marshalNAudienceInsight2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐAudienceInsight(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Audience_insight(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Audience",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_AudienceInsight(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Audience_members(ctx context.Context, field graphql.CollectedField, obj *ent.Audience) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Audience_members(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Audience().Members(ctx, obj, fc.Args["first"].(*int), fc.Args["after"].(*entgql.Cursor[int]))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.MemberConnection) graphql.Marshaler {
+			return ec.marshalNMemberConnection2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐMemberConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Audience_members(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Audience",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_MemberConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Audience_members_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _AudienceConnection_edges(ctx context.Context, field graphql.CollectedField, obj *ent.AudienceConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AudienceConnection_edges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Edges, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*ent.AudienceEdge) graphql.Marshaler {
+			return ec.marshalOAudienceEdge2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐAudienceEdge(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_AudienceConnection_edges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "AudienceConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_AudienceEdge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _AudienceConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *ent.AudienceConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AudienceConnection_pageInfo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PageInfo, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v entgql.PageInfo[int]) graphql.Marshaler {
+			return ec.marshalNPageInfo2entgoᚗioᚋcontribᚋentgqlᚐPageInfo(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AudienceConnection_pageInfo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "AudienceConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PageInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _AudienceConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *ent.AudienceConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AudienceConnection_totalCount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TotalCount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AudienceConnection_totalCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AudienceConnection", field, false, false, "Int")
+}
+
+func (ec *executionContext) _AudienceEdge_node(ctx context.Context, field graphql.CollectedField, obj *ent.AudienceEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AudienceEdge_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.Audience) graphql.Marshaler {
+			return ec.marshalOAudience2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐAudience(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_AudienceEdge_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "AudienceEdge",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Audience(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _AudienceEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *ent.AudienceEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AudienceEdge_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v entgql.Cursor[int]) graphql.Marshaler {
+			return ec.marshalNCursor2entgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AudienceEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AudienceEdge", field, false, false, "Cursor")
+}
+
+func (ec *executionContext) _AudienceInsight_gender(ctx context.Context, field graphql.CollectedField, obj *model.AudienceInsight) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AudienceInsight_gender(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Gender, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.Distribution) graphql.Marshaler {
+			return ec.marshalNDistribution2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐDistributionᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AudienceInsight_gender(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "AudienceInsight",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Distribution(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _AudienceInsight_ageBand(ctx context.Context, field graphql.CollectedField, obj *model.AudienceInsight) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AudienceInsight_ageBand(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.AgeBand, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.Distribution) graphql.Marshaler {
+			return ec.marshalNDistribution2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐDistributionᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AudienceInsight_ageBand(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "AudienceInsight",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Distribution(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _AudienceInsight_region(ctx context.Context, field graphql.CollectedField, obj *model.AudienceInsight) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AudienceInsight_region(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Region, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.Distribution) graphql.Marshaler {
+			return ec.marshalNDistribution2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐDistributionᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AudienceInsight_region(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "AudienceInsight",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Distribution(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _AudienceInsight_tier(ctx context.Context, field graphql.CollectedField, obj *model.AudienceInsight) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AudienceInsight_tier(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Tier, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.Distribution) graphql.Marshaler {
+			return ec.marshalNDistribution2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐDistributionᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AudienceInsight_tier(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "AudienceInsight",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Distribution(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _AudienceInsight_channel(ctx context.Context, field graphql.CollectedField, obj *model.AudienceInsight) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AudienceInsight_channel(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Channel, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.Distribution) graphql.Marshaler {
+			return ec.marshalNDistribution2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐDistributionᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AudienceInsight_channel(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "AudienceInsight",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Distribution(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _AudienceInsight_lifecycle(ctx context.Context, field graphql.CollectedField, obj *model.AudienceInsight) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AudienceInsight_lifecycle(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Lifecycle, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.Distribution) graphql.Marshaler {
+			return ec.marshalNDistribution2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐDistributionᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AudienceInsight_lifecycle(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "AudienceInsight",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Distribution(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _AudiencePreview_size(ctx context.Context, field graphql.CollectedField, obj *model.AudiencePreview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AudiencePreview_size(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Size, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AudiencePreview_size(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AudiencePreview", field, false, false, "Int")
+}
+
+func (ec *executionContext) _AudiencePreview_tookMs(ctx context.Context, field graphql.CollectedField, obj *model.AudiencePreview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AudiencePreview_tookMs(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TookMs, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AudiencePreview_tookMs(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AudiencePreview", field, false, false, "Float")
+}
+
+func (ec *executionContext) _AudiencePreview_sample(ctx context.Context, field graphql.CollectedField, obj *model.AudiencePreview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AudiencePreview_sample(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Sample, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*ent.Member) graphql.Marshaler {
+			return ec.marshalNMember2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐMemberᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AudiencePreview_sample(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "AudiencePreview",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Member(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_AudiencePreview_sample_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
 	}
 	return fc, nil
 }
@@ -11101,6 +14354,38 @@ func (ec *executionContext) fieldContext_CouponTemplatePayload_template(_ contex
 	return fc, nil
 }
 
+func (ec *executionContext) _CreateAiplModelPayload_model(ctx context.Context, field graphql.CollectedField, obj *model.CreateAiplModelPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CreateAiplModelPayload_model(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Model, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.AiplModel) graphql.Marshaler {
+			return ec.marshalNAiplModel2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐAiplModel(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CreateAiplModelPayload_model(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CreateAiplModelPayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_AiplModel(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _CreateApiClientPayload_apiClient(ctx context.Context, field graphql.CollectedField, obj *model.CreateAPIClientPayload) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -11156,6 +14441,70 @@ func (ec *executionContext) fieldContext_CreateApiClientPayload_secret(_ context
 	return graphql.NewScalarFieldContext("CreateApiClientPayload", field, false, false, "String")
 }
 
+func (ec *executionContext) _CreateAudiencePayload_audience(ctx context.Context, field graphql.CollectedField, obj *model.CreateAudiencePayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CreateAudiencePayload_audience(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Audience, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.Audience) graphql.Marshaler {
+			return ec.marshalNAudience2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐAudience(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CreateAudiencePayload_audience(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CreateAudiencePayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Audience(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _CreateRfmModelPayload_model(ctx context.Context, field graphql.CollectedField, obj *model.CreateRfmModelPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CreateRfmModelPayload_model(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Model, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.RfmModel) graphql.Marshaler {
+			return ec.marshalNRfmModel2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐRfmModel(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CreateRfmModelPayload_model(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CreateRfmModelPayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_RfmModel(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _CreateStaffPayload_staff(ctx context.Context, field graphql.CollectedField, obj *model.CreateStaffPayload) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -11186,6 +14535,107 @@ func (ec *executionContext) fieldContext_CreateStaffPayload_staff(_ context.Cont
 		},
 	}
 	return fc, nil
+}
+
+func (ec *executionContext) _CreateTagPayload_tag(ctx context.Context, field graphql.CollectedField, obj *model.CreateTagPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CreateTagPayload_tag(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Tag, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.Tag) graphql.Marshaler {
+			return ec.marshalNTag2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐTag(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CreateTagPayload_tag(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CreateTagPayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Tag(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Distribution_key(ctx context.Context, field graphql.CollectedField, obj *model.Distribution) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Distribution_key(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Key, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Distribution_key(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Distribution", field, false, false, "String")
+}
+
+func (ec *executionContext) _Distribution_count(ctx context.Context, field graphql.CollectedField, obj *model.Distribution) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Distribution_count(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Count, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Distribution_count(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Distribution", field, false, false, "Int")
+}
+
+func (ec *executionContext) _Distribution_share(ctx context.Context, field graphql.CollectedField, obj *model.Distribution) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Distribution_share(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Share, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Distribution_share(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Distribution", field, false, false, "Float")
 }
 
 func (ec *executionContext) _DrawLotteryPayload_won(ctx context.Context, field graphql.CollectedField, obj *model.DrawLotteryPayload) (ret graphql.Marshaler) {
@@ -11544,6 +14994,75 @@ func (ec *executionContext) fieldContext_EarningRule_tierMultipliers(_ context.C
 		},
 	}
 	return fc, nil
+}
+
+func (ec *executionContext) _EventError_index(ctx context.Context, field graphql.CollectedField, obj *model.EventError) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_EventError_index(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Index, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_EventError_index(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("EventError", field, false, false, "Int")
+}
+
+func (ec *executionContext) _EventError_code(ctx context.Context, field graphql.CollectedField, obj *model.EventError) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_EventError_code(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Code, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_EventError_code(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("EventError", field, false, false, "String")
+}
+
+func (ec *executionContext) _EventError_message(ctx context.Context, field graphql.CollectedField, obj *model.EventError) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_EventError_message(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Message, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_EventError_message(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("EventError", field, false, false, "String")
 }
 
 func (ec *executionContext) _ExpiringPoints_amount(ctx context.Context, field graphql.CollectedField, obj *model.ExpiringPoints) (ret graphql.Marshaler) {
@@ -12320,6 +15839,208 @@ func (ec *executionContext) fieldContext_Identity_member(_ context.Context, fiel
 	return fc, nil
 }
 
+func (ec *executionContext) _ImportAudiencePayload_audience(ctx context.Context, field graphql.CollectedField, obj *model.ImportAudiencePayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ImportAudiencePayload_audience(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Audience, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.Audience) graphql.Marshaler {
+			return ec.marshalNAudience2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐAudience(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ImportAudiencePayload_audience(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "ImportAudiencePayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Audience(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _ImportAudiencePayload_matched(ctx context.Context, field graphql.CollectedField, obj *model.ImportAudiencePayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ImportAudiencePayload_matched(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Matched, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ImportAudiencePayload_matched(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ImportAudiencePayload", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ImportAudiencePayload_unmatched(ctx context.Context, field graphql.CollectedField, obj *model.ImportAudiencePayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ImportAudiencePayload_unmatched(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Unmatched, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ImportAudiencePayload_unmatched(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ImportAudiencePayload", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ImportAudiencePayload_invalid(ctx context.Context, field graphql.CollectedField, obj *model.ImportAudiencePayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ImportAudiencePayload_invalid(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Invalid, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ImportAudiencePayload_invalid(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ImportAudiencePayload", field, false, false, "Int")
+}
+
+func (ec *executionContext) _IngestEventsPayload_accepted(ctx context.Context, field graphql.CollectedField, obj *model.IngestEventsPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_IngestEventsPayload_accepted(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Accepted, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_IngestEventsPayload_accepted(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("IngestEventsPayload", field, false, false, "Int")
+}
+
+func (ec *executionContext) _IngestEventsPayload_duplicates(ctx context.Context, field graphql.CollectedField, obj *model.IngestEventsPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_IngestEventsPayload_duplicates(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Duplicates, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_IngestEventsPayload_duplicates(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("IngestEventsPayload", field, false, false, "Int")
+}
+
+func (ec *executionContext) _IngestEventsPayload_rejected(ctx context.Context, field graphql.CollectedField, obj *model.IngestEventsPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_IngestEventsPayload_rejected(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Rejected, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_IngestEventsPayload_rejected(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("IngestEventsPayload", field, false, false, "Int")
+}
+
+func (ec *executionContext) _IngestEventsPayload_errors(ctx context.Context, field graphql.CollectedField, obj *model.IngestEventsPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_IngestEventsPayload_errors(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Errors, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.EventError) graphql.Marshaler {
+			return ec.marshalNEventError2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐEventErrorᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_IngestEventsPayload_errors(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "IngestEventsPayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_EventError(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _IngestOrderPayload_duplicate(ctx context.Context, field graphql.CollectedField, obj *model.IngestOrderPayload) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -12405,6 +16126,360 @@ func (ec *executionContext) fieldContext_IngestOrderPayload_member(_ context.Con
 		},
 	}
 	return fc, nil
+}
+
+func (ec *executionContext) _Job_id(ctx context.Context, field graphql.CollectedField, obj *ent.Job) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Job_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNID2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Job_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Job", field, false, false, "ID")
+}
+
+func (ec *executionContext) _Job_createdAt(ctx context.Context, field graphql.CollectedField, obj *ent.Job) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Job_createdAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CreatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Job_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Job", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Job_updatedAt(ctx context.Context, field graphql.CollectedField, obj *ent.Job) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Job_updatedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UpdatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Job_updatedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Job", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Job_kind(ctx context.Context, field graphql.CollectedField, obj *ent.Job) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Job_kind(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Kind, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v enum.JobKind) graphql.Marshaler {
+			return ec.marshalNJobKind2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐJobKind(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Job_kind(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Job", field, false, false, "JobKind")
+}
+
+func (ec *executionContext) _Job_status(ctx context.Context, field graphql.CollectedField, obj *ent.Job) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Job_status(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Status, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v enum.JobStatus) graphql.Marshaler {
+			return ec.marshalNJobStatus2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐJobStatus(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Job_status(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Job", field, false, false, "JobStatus")
+}
+
+func (ec *executionContext) _Job_total(ctx context.Context, field graphql.CollectedField, obj *ent.Job) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Job_total(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Total, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Job_total(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Job", field, false, false, "Int")
+}
+
+func (ec *executionContext) _Job_processed(ctx context.Context, field graphql.CollectedField, obj *ent.Job) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Job_processed(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Processed, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Job_processed(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Job", field, false, false, "Int")
+}
+
+func (ec *executionContext) _Job_failed(ctx context.Context, field graphql.CollectedField, obj *ent.Job) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Job_failed(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Failed, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Job_failed(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Job", field, false, false, "Int")
+}
+
+func (ec *executionContext) _Job_error(ctx context.Context, field graphql.CollectedField, obj *ent.Job) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Job_error(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Error, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Job_error(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Job", field, false, false, "String")
+}
+
+func (ec *executionContext) _Job_startedAt(ctx context.Context, field graphql.CollectedField, obj *ent.Job) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Job_startedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.StartedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Job_startedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Job", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Job_finishedAt(ctx context.Context, field graphql.CollectedField, obj *ent.Job) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Job_finishedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.FinishedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Job_finishedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Job", field, false, false, "Time")
+}
+
+func (ec *executionContext) _JobPayload_job(ctx context.Context, field graphql.CollectedField, obj *model.JobPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_JobPayload_job(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Job, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.Job) graphql.Marshaler {
+			return ec.marshalNJob2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐJob(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_JobPayload_job(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "JobPayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Job(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _LifecycleStat_stage(ctx context.Context, field graphql.CollectedField, obj *model.LifecycleStat) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_LifecycleStat_stage(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Stage, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v enum.LifecycleStage) graphql.Marshaler {
+			return ec.marshalNLifecycleStage2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐLifecycleStage(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_LifecycleStat_stage(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("LifecycleStat", field, false, false, "LifecycleStage")
+}
+
+func (ec *executionContext) _LifecycleStat_members(ctx context.Context, field graphql.CollectedField, obj *model.LifecycleStat) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_LifecycleStat_members(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Members, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_LifecycleStat_members(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("LifecycleStat", field, false, false, "Int")
+}
+
+func (ec *executionContext) _LifecycleStat_share(ctx context.Context, field graphql.CollectedField, obj *model.LifecycleStat) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_LifecycleStat_share(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Share, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_LifecycleStat_share(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("LifecycleStat", field, false, false, "Float")
 }
 
 func (ec *executionContext) _LockCouponsPayload_discount(ctx context.Context, field graphql.CollectedField, obj *model.LockCouponsPayload) (ret graphql.Marshaler) {
@@ -13808,6 +17883,125 @@ func (ec *executionContext) fieldContext_Member_identities(_ context.Context, fi
 	return fc, nil
 }
 
+func (ec *executionContext) _Member_tags(ctx context.Context, field graphql.CollectedField, obj *ent.Member) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Member_tags(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Member().Tags(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*ent.Tag) graphql.Marshaler {
+			return ec.marshalNTag2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐTagᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Member_tags(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Member",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Tag(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Member_lifecycleStage(ctx context.Context, field graphql.CollectedField, obj *ent.Member) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Member_lifecycleStage(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Member().LifecycleStage(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v enum.LifecycleStage) graphql.Marshaler {
+			return ec.marshalNLifecycleStage2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐLifecycleStage(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Member_lifecycleStage(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Member", field, true, true, "LifecycleStage")
+}
+
+func (ec *executionContext) _Member_rfm(ctx context.Context, field graphql.CollectedField, obj *ent.Member) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Member_rfm(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Member().Rfm(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.MemberRfm) graphql.Marshaler {
+			return ec.marshalNMemberRfm2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐMemberRfmᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Member_rfm(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Member",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_MemberRfm(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Member_aipl(ctx context.Context, field graphql.CollectedField, obj *ent.Member) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Member_aipl(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Member().Aipl(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.MemberAipl) graphql.Marshaler {
+			return ec.marshalNMemberAipl2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐMemberAiplᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Member_aipl(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Member",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_MemberAipl(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Member_referral(ctx context.Context, field graphql.CollectedField, obj *ent.Member) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -14363,6 +18557,61 @@ func (ec *executionContext) fieldContext_Member_consents(_ context.Context, fiel
 	return fc, nil
 }
 
+func (ec *executionContext) _MemberAipl_model(ctx context.Context, field graphql.CollectedField, obj *model.MemberAipl) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MemberAipl_model(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Model, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.AiplModel) graphql.Marshaler {
+			return ec.marshalNAiplModel2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐAiplModel(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MemberAipl_model(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "MemberAipl",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_AiplModel(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _MemberAipl_stage(ctx context.Context, field graphql.CollectedField, obj *model.MemberAipl) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MemberAipl_stage(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Stage, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v enum.AiplStage) graphql.Marshaler {
+			return ec.marshalNAiplStage2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐAiplStage(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MemberAipl_stage(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MemberAipl", field, false, false, "AiplStage")
+}
+
 func (ec *executionContext) _MemberAuthPayload_accessToken(ctx context.Context, field graphql.CollectedField, obj *model.MemberAuthPayload) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -14820,6 +19069,130 @@ func (ec *executionContext) fieldContext_MemberPayload_member(_ context.Context,
 		},
 	}
 	return fc, nil
+}
+
+func (ec *executionContext) _MemberRfm_model(ctx context.Context, field graphql.CollectedField, obj *model.MemberRfm) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MemberRfm_model(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Model, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.RfmModel) graphql.Marshaler {
+			return ec.marshalNRfmModel2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐRfmModel(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MemberRfm_model(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "MemberRfm",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_RfmModel(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _MemberRfm_segment(ctx context.Context, field graphql.CollectedField, obj *model.MemberRfm) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MemberRfm_segment(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Segment, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v enum.RfmSegment) graphql.Marshaler {
+			return ec.marshalNRfmSegment2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐRfmSegment(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MemberRfm_segment(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MemberRfm", field, false, false, "RfmSegment")
+}
+
+func (ec *executionContext) _MemberRfm_recencyDays(ctx context.Context, field graphql.CollectedField, obj *model.MemberRfm) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MemberRfm_recencyDays(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RecencyDays, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MemberRfm_recencyDays(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MemberRfm", field, false, false, "Int")
+}
+
+func (ec *executionContext) _MemberRfm_frequency(ctx context.Context, field graphql.CollectedField, obj *model.MemberRfm) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MemberRfm_frequency(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Frequency, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MemberRfm_frequency(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MemberRfm", field, false, false, "Int")
+}
+
+func (ec *executionContext) _MemberRfm_monetary(ctx context.Context, field graphql.CollectedField, obj *model.MemberRfm) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MemberRfm_monetary(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Monetary, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNMoney2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MemberRfm_monetary(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MemberRfm", field, false, false, "Money")
 }
 
 func (ec *executionContext) _MergePreview_survivor(ctx context.Context, field graphql.CollectedField, obj *model.MergePreview) (ret graphql.Marshaler) {
@@ -15791,6 +20164,810 @@ func (ec *executionContext) fieldContext_Mutation_recordPaidMembership(ctx conte
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Mutation_recordPaidMembership_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_createTag(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_createTag(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().CreateTag(ctx, fc.Args["input"].(model.CreateTagInput))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, false)
+				if err != nil {
+					var zeroVal *model.CreateTagPayload
+					return zeroVal, err
+				}
+				staff, err := ec.unmarshalOStaffRole2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐStaffRoleᚄ(ctx, []any{"ANALYST", "OPERATOR"})
+				if err != nil {
+					var zeroVal *model.CreateTagPayload
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.CreateTagPayload
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, staff, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.CreateTagPayload) graphql.Marshaler {
+			return ec.marshalNCreateTagPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐCreateTagPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_createTag(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CreateTagPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_createTag_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_assignTags(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_assignTags(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().AssignTags(ctx, fc.Args["input"].(model.AssignTagsInput))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, false)
+				if err != nil {
+					var zeroVal *model.AssignTagsPayload
+					return zeroVal, err
+				}
+				staff, err := ec.unmarshalOStaffRole2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐStaffRoleᚄ(ctx, []any{"ANALYST", "OPERATOR"})
+				if err != nil {
+					var zeroVal *model.AssignTagsPayload
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.AssignTagsPayload
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, staff, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.AssignTagsPayload) graphql.Marshaler {
+			return ec.marshalNAssignTagsPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐAssignTagsPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_assignTags(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_AssignTagsPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_assignTags_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_unassignTags(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_unassignTags(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().UnassignTags(ctx, fc.Args["input"].(model.AssignTagsInput))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, false)
+				if err != nil {
+					var zeroVal *model.UnassignTagsPayload
+					return zeroVal, err
+				}
+				staff, err := ec.unmarshalOStaffRole2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐStaffRoleᚄ(ctx, []any{"ANALYST", "OPERATOR"})
+				if err != nil {
+					var zeroVal *model.UnassignTagsPayload
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.UnassignTagsPayload
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, staff, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.UnassignTagsPayload) graphql.Marshaler {
+			return ec.marshalNUnassignTagsPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐUnassignTagsPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_unassignTags(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_UnassignTagsPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_unassignTags_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_createAudience(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_createAudience(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().CreateAudience(ctx, fc.Args["input"].(model.CreateAudienceInput))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, false)
+				if err != nil {
+					var zeroVal *model.CreateAudiencePayload
+					return zeroVal, err
+				}
+				staff, err := ec.unmarshalOStaffRole2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐStaffRoleᚄ(ctx, []any{"ANALYST", "OPERATOR"})
+				if err != nil {
+					var zeroVal *model.CreateAudiencePayload
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.CreateAudiencePayload
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, staff, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.CreateAudiencePayload) graphql.Marshaler {
+			return ec.marshalNCreateAudiencePayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐCreateAudiencePayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_createAudience(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CreateAudiencePayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_createAudience_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_importAudience(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_importAudience(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().ImportAudience(ctx, fc.Args["input"].(model.ImportAudienceInput))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, false)
+				if err != nil {
+					var zeroVal *model.ImportAudiencePayload
+					return zeroVal, err
+				}
+				staff, err := ec.unmarshalOStaffRole2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐStaffRoleᚄ(ctx, []any{"ANALYST", "OPERATOR"})
+				if err != nil {
+					var zeroVal *model.ImportAudiencePayload
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.ImportAudiencePayload
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, staff, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.ImportAudiencePayload) graphql.Marshaler {
+			return ec.marshalNImportAudiencePayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐImportAudiencePayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_importAudience(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ImportAudiencePayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_importAudience_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_refreshAudience(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_refreshAudience(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().RefreshAudience(ctx, fc.Args["id"].(int))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, false)
+				if err != nil {
+					var zeroVal *model.JobPayload
+					return zeroVal, err
+				}
+				staff, err := ec.unmarshalOStaffRole2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐStaffRoleᚄ(ctx, []any{"ANALYST", "OPERATOR"})
+				if err != nil {
+					var zeroVal *model.JobPayload
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.JobPayload
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, staff, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.JobPayload) graphql.Marshaler {
+			return ec.marshalNJobPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐJobPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_refreshAudience(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_JobPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_refreshAudience_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_createRfmModel(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_createRfmModel(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().CreateRfmModel(ctx, fc.Args["input"].(model.CreateRfmModelInput))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, false)
+				if err != nil {
+					var zeroVal *model.CreateRfmModelPayload
+					return zeroVal, err
+				}
+				staff, err := ec.unmarshalOStaffRole2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐStaffRoleᚄ(ctx, []any{"ANALYST", "OPERATOR"})
+				if err != nil {
+					var zeroVal *model.CreateRfmModelPayload
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.CreateRfmModelPayload
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, staff, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.CreateRfmModelPayload) graphql.Marshaler {
+			return ec.marshalNCreateRfmModelPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐCreateRfmModelPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_createRfmModel(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CreateRfmModelPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_createRfmModel_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_computeRfmModel(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_computeRfmModel(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().ComputeRfmModel(ctx, fc.Args["id"].(int))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, false)
+				if err != nil {
+					var zeroVal *model.JobPayload
+					return zeroVal, err
+				}
+				staff, err := ec.unmarshalOStaffRole2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐStaffRoleᚄ(ctx, []any{"ANALYST", "OPERATOR"})
+				if err != nil {
+					var zeroVal *model.JobPayload
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.JobPayload
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, staff, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.JobPayload) graphql.Marshaler {
+			return ec.marshalNJobPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐJobPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_computeRfmModel(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_JobPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_computeRfmModel_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_createAiplModel(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_createAiplModel(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().CreateAiplModel(ctx, fc.Args["input"].(model.CreateAiplModelInput))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, false)
+				if err != nil {
+					var zeroVal *model.CreateAiplModelPayload
+					return zeroVal, err
+				}
+				staff, err := ec.unmarshalOStaffRole2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐStaffRoleᚄ(ctx, []any{"ANALYST", "OPERATOR"})
+				if err != nil {
+					var zeroVal *model.CreateAiplModelPayload
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.CreateAiplModelPayload
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, staff, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.CreateAiplModelPayload) graphql.Marshaler {
+			return ec.marshalNCreateAiplModelPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐCreateAiplModelPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_createAiplModel(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CreateAiplModelPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_createAiplModel_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_issueCoupons(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_issueCoupons(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().IssueCoupons(ctx, fc.Args["input"].(model.IssueCouponsInput))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, false)
+				if err != nil {
+					var zeroVal *model.JobPayload
+					return zeroVal, err
+				}
+				staff, err := ec.unmarshalOStaffRole2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐStaffRoleᚄ(ctx, []any{"OPERATOR"})
+				if err != nil {
+					var zeroVal *model.JobPayload
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.JobPayload
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, staff, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.JobPayload) graphql.Marshaler {
+			return ec.marshalNJobPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐJobPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_issueCoupons(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_JobPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_issueCoupons_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_trackEvents(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_trackEvents(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().TrackEvents(ctx, fc.Args["events"].([]*model.TrackEventInput))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, true)
+				if err != nil {
+					var zeroVal *model.TrackEventsPayload
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.TrackEventsPayload
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.TrackEventsPayload) graphql.Marshaler {
+			return ec.marshalNTrackEventsPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐTrackEventsPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_trackEvents(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_TrackEventsPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_trackEvents_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_ingestEvents(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_ingestEvents(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().IngestEvents(ctx, fc.Args["events"].([]*model.IngestEventInput))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, false)
+				if err != nil {
+					var zeroVal *model.IngestEventsPayload
+					return zeroVal, err
+				}
+				staff, err := ec.unmarshalOStaffRole2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐStaffRoleᚄ(ctx, []any{"OPERATOR"})
+				if err != nil {
+					var zeroVal *model.IngestEventsPayload
+					return zeroVal, err
+				}
+				scope, err := ec.unmarshalOApiScope2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐAPIScope(ctx, "EVENTS_WRITE")
+				if err != nil {
+					var zeroVal *model.IngestEventsPayload
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.IngestEventsPayload
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, staff, scope)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.IngestEventsPayload) graphql.Marshaler {
+			return ec.marshalNIngestEventsPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐIngestEventsPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_ingestEvents(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_IngestEventsPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_ingestEvents_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -20218,6 +25395,372 @@ func (ec *executionContext) fieldContext_Query_me(_ context.Context, field graph
 	return fc, nil
 }
 
+func (ec *executionContext) _Query_tags(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_tags(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().Tags(ctx, fc.Args["first"].(*int), fc.Args["after"].(*entgql.Cursor[int]))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, false)
+				if err != nil {
+					var zeroVal *ent.TagConnection
+					return zeroVal, err
+				}
+				staff, err := ec.unmarshalOStaffRole2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐStaffRoleᚄ(ctx, []any{"ANALYST", "OPERATOR"})
+				if err != nil {
+					var zeroVal *ent.TagConnection
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *ent.TagConnection
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, staff, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.TagConnection) graphql.Marshaler {
+			return ec.marshalNTagConnection2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐTagConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_tags(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_TagConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_tags_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_previewAudience(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_previewAudience(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().PreviewAudience(ctx, fc.Args["rule"].(rule.Rule))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, false)
+				if err != nil {
+					var zeroVal *model.AudiencePreview
+					return zeroVal, err
+				}
+				staff, err := ec.unmarshalOStaffRole2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐStaffRoleᚄ(ctx, []any{"ANALYST", "OPERATOR"})
+				if err != nil {
+					var zeroVal *model.AudiencePreview
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.AudiencePreview
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, staff, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.AudiencePreview) graphql.Marshaler {
+			return ec.marshalNAudiencePreview2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐAudiencePreview(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_previewAudience(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_AudiencePreview(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_previewAudience_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_audiences(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_audiences(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().Audiences(ctx, fc.Args["first"].(*int), fc.Args["after"].(*entgql.Cursor[int]))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, false)
+				if err != nil {
+					var zeroVal *ent.AudienceConnection
+					return zeroVal, err
+				}
+				staff, err := ec.unmarshalOStaffRole2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐStaffRoleᚄ(ctx, []any{"ANALYST", "OPERATOR"})
+				if err != nil {
+					var zeroVal *ent.AudienceConnection
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *ent.AudienceConnection
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, staff, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.AudienceConnection) graphql.Marshaler {
+			return ec.marshalNAudienceConnection2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐAudienceConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_audiences(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_AudienceConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_audiences_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_rfmModels(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_rfmModels(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Query().RfmModels(ctx)
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, false)
+				if err != nil {
+					var zeroVal []*ent.RfmModel
+					return zeroVal, err
+				}
+				staff, err := ec.unmarshalOStaffRole2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐStaffRoleᚄ(ctx, []any{"ANALYST", "OPERATOR"})
+				if err != nil {
+					var zeroVal []*ent.RfmModel
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal []*ent.RfmModel
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, staff, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v []*ent.RfmModel) graphql.Marshaler {
+			return ec.marshalNRfmModel2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐRfmModelᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_rfmModels(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_RfmModel(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_aiplModels(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_aiplModels(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Query().AiplModels(ctx)
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, false)
+				if err != nil {
+					var zeroVal []*ent.AiplModel
+					return zeroVal, err
+				}
+				staff, err := ec.unmarshalOStaffRole2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐStaffRoleᚄ(ctx, []any{"ANALYST", "OPERATOR"})
+				if err != nil {
+					var zeroVal []*ent.AiplModel
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal []*ent.AiplModel
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, staff, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v []*ent.AiplModel) graphql.Marshaler {
+			return ec.marshalNAiplModel2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐAiplModelᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_aiplModels(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_AiplModel(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_lifecycleStats(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_lifecycleStats(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Query().LifecycleStats(ctx)
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, false)
+				if err != nil {
+					var zeroVal []*model.LifecycleStat
+					return zeroVal, err
+				}
+				staff, err := ec.unmarshalOStaffRole2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐStaffRoleᚄ(ctx, []any{"ANALYST", "OPERATOR"})
+				if err != nil {
+					var zeroVal []*model.LifecycleStat
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal []*model.LifecycleStat
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, staff, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.LifecycleStat) graphql.Marshaler {
+			return ec.marshalNLifecycleStat2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐLifecycleStatᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_lifecycleStats(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_LifecycleStat(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Query_claimableCoupons(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -21495,6 +27038,438 @@ func (ec *executionContext) _RequestOtpPayload_retryAfterSeconds(ctx context.Con
 }
 func (ec *executionContext) fieldContext_RequestOtpPayload_retryAfterSeconds(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("RequestOtpPayload", field, false, false, "Int")
+}
+
+func (ec *executionContext) _RfmModel_id(ctx context.Context, field graphql.CollectedField, obj *ent.RfmModel) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RfmModel_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNID2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RfmModel_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RfmModel", field, false, false, "ID")
+}
+
+func (ec *executionContext) _RfmModel_createdAt(ctx context.Context, field graphql.CollectedField, obj *ent.RfmModel) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RfmModel_createdAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CreatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RfmModel_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RfmModel", field, false, false, "Time")
+}
+
+func (ec *executionContext) _RfmModel_updatedAt(ctx context.Context, field graphql.CollectedField, obj *ent.RfmModel) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RfmModel_updatedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UpdatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RfmModel_updatedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RfmModel", field, false, false, "Time")
+}
+
+func (ec *executionContext) _RfmModel_name(ctx context.Context, field graphql.CollectedField, obj *ent.RfmModel) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RfmModel_name(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Name, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RfmModel_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RfmModel", field, false, false, "String")
+}
+
+func (ec *executionContext) _RfmModel_windowDays(ctx context.Context, field graphql.CollectedField, obj *ent.RfmModel) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RfmModel_windowDays(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.WindowDays, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RfmModel_windowDays(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RfmModel", field, false, false, "Int")
+}
+
+func (ec *executionContext) _RfmModel_splitMode(ctx context.Context, field graphql.CollectedField, obj *ent.RfmModel) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RfmModel_splitMode(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.SplitMode, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v enum.RfmSplitMode) graphql.Marshaler {
+			return ec.marshalNRfmSplitMode2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐRfmSplitMode(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RfmModel_splitMode(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RfmModel", field, false, false, "RfmSplitMode")
+}
+
+func (ec *executionContext) _RfmModel_computedAt(ctx context.Context, field graphql.CollectedField, obj *ent.RfmModel) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RfmModel_computedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ComputedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_RfmModel_computedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RfmModel", field, false, false, "Time")
+}
+
+func (ec *executionContext) _RfmModel_thresholds(ctx context.Context, field graphql.CollectedField, obj *ent.RfmModel) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RfmModel_thresholds(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.RfmModel().Thresholds(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.RfmThresholds) graphql.Marshaler {
+			return ec.marshalORfmThresholds2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐRfmThresholds(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_RfmModel_thresholds(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "RfmModel",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_RfmThresholds(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _RfmModel_segments(ctx context.Context, field graphql.CollectedField, obj *ent.RfmModel) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RfmModel_segments(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.RfmModel().Segments(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.RfmSegmentStat) graphql.Marshaler {
+			return ec.marshalNRfmSegmentStat2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐRfmSegmentStatᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RfmModel_segments(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "RfmModel",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_RfmSegmentStat(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _RfmSegmentStat_segment(ctx context.Context, field graphql.CollectedField, obj *model.RfmSegmentStat) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RfmSegmentStat_segment(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Segment, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v enum.RfmSegment) graphql.Marshaler {
+			return ec.marshalNRfmSegment2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐRfmSegment(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RfmSegmentStat_segment(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RfmSegmentStat", field, false, false, "RfmSegment")
+}
+
+func (ec *executionContext) _RfmSegmentStat_memberCount(ctx context.Context, field graphql.CollectedField, obj *model.RfmSegmentStat) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RfmSegmentStat_memberCount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.MemberCount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RfmSegmentStat_memberCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RfmSegmentStat", field, false, false, "Int")
+}
+
+func (ec *executionContext) _RfmSegmentStat_share(ctx context.Context, field graphql.CollectedField, obj *model.RfmSegmentStat) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RfmSegmentStat_share(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Share, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RfmSegmentStat_share(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RfmSegmentStat", field, false, false, "Float")
+}
+
+func (ec *executionContext) _RfmSegmentStat_avgRecencyDays(ctx context.Context, field graphql.CollectedField, obj *model.RfmSegmentStat) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RfmSegmentStat_avgRecencyDays(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.AvgRecencyDays, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RfmSegmentStat_avgRecencyDays(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RfmSegmentStat", field, false, false, "Float")
+}
+
+func (ec *executionContext) _RfmSegmentStat_avgFrequency(ctx context.Context, field graphql.CollectedField, obj *model.RfmSegmentStat) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RfmSegmentStat_avgFrequency(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.AvgFrequency, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RfmSegmentStat_avgFrequency(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RfmSegmentStat", field, false, false, "Float")
+}
+
+func (ec *executionContext) _RfmSegmentStat_avgMonetary(ctx context.Context, field graphql.CollectedField, obj *model.RfmSegmentStat) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RfmSegmentStat_avgMonetary(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.AvgMonetary, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNMoney2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RfmSegmentStat_avgMonetary(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RfmSegmentStat", field, false, false, "Money")
+}
+
+func (ec *executionContext) _RfmThresholds_recencyDays(ctx context.Context, field graphql.CollectedField, obj *model.RfmThresholds) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RfmThresholds_recencyDays(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RecencyDays, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RfmThresholds_recencyDays(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RfmThresholds", field, false, false, "Float")
+}
+
+func (ec *executionContext) _RfmThresholds_frequency(ctx context.Context, field graphql.CollectedField, obj *model.RfmThresholds) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RfmThresholds_frequency(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Frequency, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RfmThresholds_frequency(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RfmThresholds", field, false, false, "Float")
+}
+
+func (ec *executionContext) _RfmThresholds_monetary(ctx context.Context, field graphql.CollectedField, obj *model.RfmThresholds) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RfmThresholds_monetary(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Monetary, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNMoney2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RfmThresholds_monetary(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RfmThresholds", field, false, false, "Money")
 }
 
 func (ec *executionContext) _SetEarningRulePayload_rule(ctx context.Context, field graphql.CollectedField, obj *model.SetEarningRulePayload) (ret graphql.Marshaler) {
@@ -22811,6 +28786,399 @@ func (ec *executionContext) fieldContext_Subscription_memberEvents(ctx context.C
 	return fc, nil
 }
 
+func (ec *executionContext) _Subscription_jobProgress(ctx context.Context, field graphql.CollectedField) (ret func(ctx context.Context) graphql.Marshaler) {
+	return graphql.ResolveFieldStream(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Subscription_jobProgress(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Subscription().JobProgress(ctx, fc.Args["id"].(int))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, false)
+				if err != nil {
+					var zeroVal *ent.Job
+					return zeroVal, err
+				}
+				staff, err := ec.unmarshalOStaffRole2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐStaffRoleᚄ(ctx, []any{"ANALYST", "OPERATOR"})
+				if err != nil {
+					var zeroVal *ent.Job
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *ent.Job
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, staff, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.Job) graphql.Marshaler {
+			return ec.marshalNJob2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐJob(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Subscription_jobProgress(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Subscription",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Job(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Subscription_jobProgress_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Tag_id(ctx context.Context, field graphql.CollectedField, obj *ent.Tag) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Tag_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNID2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Tag_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Tag", field, false, false, "ID")
+}
+
+func (ec *executionContext) _Tag_createdAt(ctx context.Context, field graphql.CollectedField, obj *ent.Tag) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Tag_createdAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CreatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Tag_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Tag", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Tag_updatedAt(ctx context.Context, field graphql.CollectedField, obj *ent.Tag) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Tag_updatedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UpdatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Tag_updatedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Tag", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Tag_name(ctx context.Context, field graphql.CollectedField, obj *ent.Tag) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Tag_name(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Name, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Tag_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Tag", field, false, false, "String")
+}
+
+func (ec *executionContext) _Tag_category(ctx context.Context, field graphql.CollectedField, obj *ent.Tag) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Tag_category(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Category, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Tag_category(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Tag", field, false, false, "String")
+}
+
+func (ec *executionContext) _Tag_kind(ctx context.Context, field graphql.CollectedField, obj *ent.Tag) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Tag_kind(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Kind, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v tag.Kind) graphql.Marshaler {
+			return ec.marshalNTagKind2githubᚗcomᚋonememberᚋonememberᚋentᚋtagᚐKind(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Tag_kind(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Tag", field, false, false, "TagKind")
+}
+
+func (ec *executionContext) _Tag_refreshedAt(ctx context.Context, field graphql.CollectedField, obj *ent.Tag) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Tag_refreshedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RefreshedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Tag_refreshedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Tag", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Tag_memberCount(ctx context.Context, field graphql.CollectedField, obj *ent.Tag) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Tag_memberCount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Tag().MemberCount(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Tag_memberCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Tag", field, true, true, "Int")
+}
+
+func (ec *executionContext) _TagConnection_edges(ctx context.Context, field graphql.CollectedField, obj *ent.TagConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_TagConnection_edges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Edges, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*ent.TagEdge) graphql.Marshaler {
+			return ec.marshalOTagEdge2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐTagEdge(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_TagConnection_edges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "TagConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_TagEdge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _TagConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *ent.TagConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_TagConnection_pageInfo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PageInfo, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v entgql.PageInfo[int]) graphql.Marshaler {
+			return ec.marshalNPageInfo2entgoᚗioᚋcontribᚋentgqlᚐPageInfo(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_TagConnection_pageInfo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "TagConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PageInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _TagConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *ent.TagConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_TagConnection_totalCount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TotalCount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_TagConnection_totalCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("TagConnection", field, false, false, "Int")
+}
+
+func (ec *executionContext) _TagEdge_node(ctx context.Context, field graphql.CollectedField, obj *ent.TagEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_TagEdge_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.Tag) graphql.Marshaler {
+			return ec.marshalOTag2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐTag(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_TagEdge_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "TagEdge",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Tag(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _TagEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *ent.TagEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_TagEdge_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v entgql.Cursor[int]) graphql.Marshaler {
+			return ec.marshalNCursor2entgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_TagEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("TagEdge", field, false, false, "Cursor")
+}
+
 func (ec *executionContext) _Tier_id(ctx context.Context, field graphql.CollectedField, obj *ent.Tier) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -23814,6 +30182,75 @@ func (ec *executionContext) fieldContext_TierStatus_projectedTier(_ context.Cont
 		},
 	}
 	return fc, nil
+}
+
+func (ec *executionContext) _TrackEventsPayload_accepted(ctx context.Context, field graphql.CollectedField, obj *model.TrackEventsPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_TrackEventsPayload_accepted(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Accepted, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_TrackEventsPayload_accepted(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("TrackEventsPayload", field, false, false, "Int")
+}
+
+func (ec *executionContext) _TrackEventsPayload_duplicates(ctx context.Context, field graphql.CollectedField, obj *model.TrackEventsPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_TrackEventsPayload_duplicates(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Duplicates, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_TrackEventsPayload_duplicates(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("TrackEventsPayload", field, false, false, "Int")
+}
+
+func (ec *executionContext) _UnassignTagsPayload_removed(ctx context.Context, field graphql.CollectedField, obj *model.UnassignTagsPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UnassignTagsPayload_removed(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Removed, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UnassignTagsPayload_removed(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UnassignTagsPayload", field, false, false, "Int")
 }
 
 func (ec *executionContext) _UpdateConsentPayload_consent(ctx context.Context, field graphql.CollectedField, obj *model.UpdateConsentPayload) (ret graphql.Marshaler) {
@@ -25191,6 +31628,157 @@ func UnmarshalAdminLoginInput(ctx context.Context, raw any) (model.AdminLoginInp
 	return out, err
 }
 
+func (ec *executionContext) unmarshalInputAiplLoyaltyRuleInput(ctx context.Context, obj any) (model.AiplLoyaltyRuleInput, error) {
+	var it model.AiplLoyaltyRuleInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"minPurchases", "requireShare"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "minPurchases":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("minPurchases"))
+			data, err := ec.unmarshalNInt2int(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.MinPurchases = data
+		case "requireShare":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("requireShare"))
+			data, err := ec.unmarshalOBoolean2ᚖbool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.RequireShare = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalAiplLoyaltyRuleInput unmarshals raw into the AiplLoyaltyRuleInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalAiplLoyaltyRuleInput(ctx context.Context, raw any) (model.AiplLoyaltyRuleInput, error) {
+	var out model.AiplLoyaltyRuleInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "AiplLoyaltyRuleInput", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputAiplModelOrder(ctx context.Context, obj any) (ent.AiplModelOrder, error) {
+	var it ent.AiplModelOrder
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	if _, present := asMap["direction"]; !present {
+		asMap["direction"] = "ASC"
+	}
+
+	fieldsInOrder := [...]string{"direction", "field"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "direction":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("direction"))
+			data, err := ec.unmarshalNOrderDirection2entgoᚗioᚋcontribᚋentgqlᚐOrderDirection(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Direction = data
+		case "field":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("field"))
+			data, err := ec.unmarshalNAiplModelOrderField2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐAiplModelOrderField(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Field = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalAiplModelOrder unmarshals raw into the AiplModelOrder input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalAiplModelOrder(ctx context.Context, raw any) (ent.AiplModelOrder, error) {
+	var out ent.AiplModelOrder
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "AiplModelOrder", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputAiplRuleInput(ctx context.Context, obj any) (rule.AiplRule, error) {
+	var it rule.AiplRule
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"modelId", "stages"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "modelId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("modelId"))
+			data, err := ec.unmarshalNID2int(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ModelID = data
+		case "stages":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("stages"))
+			data, err := ec.unmarshalNAiplStage2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐAiplStageᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Stages = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalAiplRuleInput unmarshals raw into the AiplRuleInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalAiplRuleInput(ctx context.Context, raw any) (rule.AiplRule, error) {
+	var out rule.AiplRule
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "AiplRuleInput", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputApiClientOrder(ctx context.Context, obj any) (ent.ApiClientOrder, error) {
 	var it ent.ApiClientOrder
 	if obj == nil {
@@ -25241,6 +31829,262 @@ func (ec *executionContext) unmarshalInputApiClientOrder(ctx context.Context, ob
 func UnmarshalApiClientOrder(ctx context.Context, raw any) (ent.ApiClientOrder, error) {
 	var out ent.ApiClientOrder
 	err := graphql.UnmarshalNamedInputFromContext(ctx, "ApiClientOrder", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputAssignTagsInput(ctx context.Context, obj any) (model.AssignTagsInput, error) {
+	var it model.AssignTagsInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"memberIds", "tagIds"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "memberIds":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("memberIds"))
+			data, err := ec.unmarshalNID2ᚕintᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.MemberIds = data
+		case "tagIds":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("tagIds"))
+			data, err := ec.unmarshalNID2ᚕintᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TagIds = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalAssignTagsInput unmarshals raw into the AssignTagsInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalAssignTagsInput(ctx context.Context, raw any) (model.AssignTagsInput, error) {
+	var out model.AssignTagsInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "AssignTagsInput", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputAttributeRuleInput(ctx context.Context, obj any) (rule.AttributeRule, error) {
+	var it rule.AttributeRule
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"field", "op", "values"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "field":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("field"))
+			data, err := ec.unmarshalNAttributeField2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐAttributeField(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Field = data
+		case "op":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("op"))
+			data, err := ec.unmarshalNRuleOp2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐRuleOp(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Op = data
+		case "values":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("values"))
+			data, err := ec.unmarshalNString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Values = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalAttributeRuleInput unmarshals raw into the AttributeRuleInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalAttributeRuleInput(ctx context.Context, raw any) (rule.AttributeRule, error) {
+	var out rule.AttributeRule
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "AttributeRuleInput", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputAudienceOrder(ctx context.Context, obj any) (ent.AudienceOrder, error) {
+	var it ent.AudienceOrder
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	if _, present := asMap["direction"]; !present {
+		asMap["direction"] = "ASC"
+	}
+
+	fieldsInOrder := [...]string{"direction", "field"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "direction":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("direction"))
+			data, err := ec.unmarshalNOrderDirection2entgoᚗioᚋcontribᚋentgqlᚐOrderDirection(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Direction = data
+		case "field":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("field"))
+			data, err := ec.unmarshalNAudienceOrderField2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐAudienceOrderField(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Field = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalAudienceOrder unmarshals raw into the AudienceOrder input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalAudienceOrder(ctx context.Context, raw any) (ent.AudienceOrder, error) {
+	var out ent.AudienceOrder
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "AudienceOrder", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputAudienceRuleInput(ctx context.Context, obj any) (rule.Rule, error) {
+	var it rule.Rule
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"and", "or", "not", "tag", "attribute", "rfm", "aipl", "behavior", "audience"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "and":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("and"))
+			data, err := ec.unmarshalOAudienceRuleInput2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋaudienceᚋruleᚐRuleᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.And = data
+		case "or":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("or"))
+			data, err := ec.unmarshalOAudienceRuleInput2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋaudienceᚋruleᚐRuleᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Or = data
+		case "not":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("not"))
+			data, err := ec.unmarshalOAudienceRuleInput2ᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋaudienceᚋruleᚐRule(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Not = data
+		case "tag":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("tag"))
+			data, err := ec.unmarshalOTagRuleInput2ᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋaudienceᚋruleᚐTagRule(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Tag = data
+		case "attribute":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("attribute"))
+			data, err := ec.unmarshalOAttributeRuleInput2ᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋaudienceᚋruleᚐAttributeRule(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Attribute = data
+		case "rfm":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("rfm"))
+			data, err := ec.unmarshalORfmRuleInput2ᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋaudienceᚋruleᚐRfmRule(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Rfm = data
+		case "aipl":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("aipl"))
+			data, err := ec.unmarshalOAiplRuleInput2ᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋaudienceᚋruleᚐAiplRule(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Aipl = data
+		case "behavior":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("behavior"))
+			data, err := ec.unmarshalOBehaviorRuleInput2ᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋaudienceᚋruleᚐBehaviorRule(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Behavior = data
+		case "audience":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("audience"))
+			data, err := ec.unmarshalOID2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Audience = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalAudienceRuleInput unmarshals raw into the AudienceRuleInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalAudienceRuleInput(ctx context.Context, raw any) (rule.Rule, error) {
+	var out rule.Rule
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "AudienceRuleInput", raw, &out)
 	return out, err
 }
 
@@ -25966,6 +32810,69 @@ func (ec *executionContext) unmarshalInputAuditLogWhereInput(ctx context.Context
 func UnmarshalAuditLogWhereInput(ctx context.Context, raw any) (ent.AuditLogWhereInput, error) {
 	var out ent.AuditLogWhereInput
 	err := graphql.UnmarshalNamedInputFromContext(ctx, "AuditLogWhereInput", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputBehaviorRuleInput(ctx context.Context, obj any) (rule.BehaviorRule, error) {
+	var it rule.BehaviorRule
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"kind", "withinDays", "minCount", "businessUnitId"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "kind":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("kind"))
+			data, err := ec.unmarshalNBehaviorKind2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐBehaviorKind(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Kind = data
+		case "withinDays":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("withinDays"))
+			data, err := ec.unmarshalNInt2int(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.WithinDays = data
+		case "minCount":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("minCount"))
+			data, err := ec.unmarshalNInt2int(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.MinCount = data
+		case "businessUnitId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("businessUnitId"))
+			data, err := ec.unmarshalOID2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.BusinessUnitID = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalBehaviorRuleInput unmarshals raw into the BehaviorRuleInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalBehaviorRuleInput(ctx context.Context, raw any) (rule.BehaviorRule, error) {
+	var out rule.BehaviorRule
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "BehaviorRuleInput", raw, &out)
 	return out, err
 }
 
@@ -26853,6 +33760,90 @@ func UnmarshalCreateActivityInput(ctx context.Context, raw any) (model.CreateAct
 	return out, err
 }
 
+func (ec *executionContext) unmarshalInputCreateAiplModelInput(ctx context.Context, obj any) (model.CreateAiplModelInput, error) {
+	var it model.CreateAiplModelInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"name", "windowDays", "channels", "awareness", "interest", "purchase", "loyalty"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "name":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("name"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Name = data
+		case "windowDays":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("windowDays"))
+			data, err := ec.unmarshalNInt2int(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.WindowDays = data
+		case "channels":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("channels"))
+			data, err := ec.unmarshalOChannel2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐChannelᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Channels = data
+		case "awareness":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("awareness"))
+			data, err := ec.unmarshalNBehaviorKind2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐBehaviorKindᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Awareness = data
+		case "interest":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("interest"))
+			data, err := ec.unmarshalNBehaviorKind2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐBehaviorKindᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Interest = data
+		case "purchase":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("purchase"))
+			data, err := ec.unmarshalNBehaviorKind2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐBehaviorKindᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Purchase = data
+		case "loyalty":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("loyalty"))
+			data, err := ec.unmarshalNAiplLoyaltyRuleInput2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐAiplLoyaltyRuleInput(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Loyalty = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalCreateAiplModelInput unmarshals raw into the CreateAiplModelInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalCreateAiplModelInput(ctx context.Context, raw any) (model.CreateAiplModelInput, error) {
+	var out model.CreateAiplModelInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "CreateAiplModelInput", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputCreateApiClientInput(ctx context.Context, obj any) (model.CreateAPIClientInput, error) {
 	var it model.CreateAPIClientInput
 	if obj == nil {
@@ -26906,6 +33897,69 @@ func (ec *executionContext) unmarshalInputCreateApiClientInput(ctx context.Conte
 func UnmarshalCreateApiClientInput(ctx context.Context, raw any) (model.CreateAPIClientInput, error) {
 	var out model.CreateAPIClientInput
 	err := graphql.UnmarshalNamedInputFromContext(ctx, "CreateApiClientInput", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputCreateAudienceInput(ctx context.Context, obj any) (model.CreateAudienceInput, error) {
+	var it model.CreateAudienceInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"name", "rule", "priority", "refresh"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "name":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("name"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Name = data
+		case "rule":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("rule"))
+			data, err := ec.unmarshalNAudienceRuleInput2ᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋaudienceᚋruleᚐRule(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Rule = data
+		case "priority":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("priority"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Priority = data
+		case "refresh":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("refresh"))
+			data, err := ec.unmarshalOAudienceRefresh2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐAudienceRefresh(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Refresh = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalCreateAudienceInput unmarshals raw into the CreateAudienceInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalCreateAudienceInput(ctx context.Context, raw any) (model.CreateAudienceInput, error) {
+	var out model.CreateAudienceInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "CreateAudienceInput", raw, &out)
 	return out, err
 }
 
@@ -27259,6 +34313,76 @@ func UnmarshalCreatePromoCodeInput(ctx context.Context, raw any) (model.CreatePr
 	return out, err
 }
 
+func (ec *executionContext) unmarshalInputCreateRfmModelInput(ctx context.Context, obj any) (model.CreateRfmModelInput, error) {
+	var it model.CreateRfmModelInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"name", "windowDays", "businessUnitIds", "channels", "split"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "name":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("name"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Name = data
+		case "windowDays":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("windowDays"))
+			data, err := ec.unmarshalNInt2int(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.WindowDays = data
+		case "businessUnitIds":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("businessUnitIds"))
+			data, err := ec.unmarshalOID2ᚕintᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.BusinessUnitIds = data
+		case "channels":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("channels"))
+			data, err := ec.unmarshalOChannel2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐChannelᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Channels = data
+		case "split":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("split"))
+			data, err := ec.unmarshalNRfmSplitInput2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐRfmSplitInput(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Split = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalCreateRfmModelInput unmarshals raw into the CreateRfmModelInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalCreateRfmModelInput(ctx context.Context, raw any) (model.CreateRfmModelInput, error) {
+	var out model.CreateRfmModelInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "CreateRfmModelInput", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputCreateStaffInput(ctx context.Context, obj any) (model.CreateStaffInput, error) {
 	var it model.CreateStaffInput
 	if obj == nil {
@@ -27326,6 +34450,62 @@ func (ec *executionContext) unmarshalInputCreateStaffInput(ctx context.Context, 
 func UnmarshalCreateStaffInput(ctx context.Context, raw any) (model.CreateStaffInput, error) {
 	var out model.CreateStaffInput
 	err := graphql.UnmarshalNamedInputFromContext(ctx, "CreateStaffInput", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputCreateTagInput(ctx context.Context, obj any) (model.CreateTagInput, error) {
+	var it model.CreateTagInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"name", "category", "rule"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "name":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("name"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Name = data
+		case "category":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("category"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Category = data
+		case "rule":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("rule"))
+			data, err := ec.unmarshalOAudienceRuleInput2ᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋaudienceᚋruleᚐRule(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Rule = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalCreateTagInput unmarshals raw into the CreateTagInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalCreateTagInput(ctx context.Context, raw any) (model.CreateTagInput, error) {
+	var out model.CreateTagInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "CreateTagInput", raw, &out)
 	return out, err
 }
 
@@ -27540,6 +34720,153 @@ func UnmarshalGrowthEntryOrder(ctx context.Context, raw any) (ent.GrowthEntryOrd
 	return out, err
 }
 
+func (ec *executionContext) unmarshalInputImportAudienceInput(ctx context.Context, obj any) (model.ImportAudienceInput, error) {
+	var it model.ImportAudienceInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"name", "key", "file", "priority"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "name":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("name"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Name = data
+		case "key":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("key"))
+			data, err := ec.unmarshalNAudienceImportKey2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐAudienceImportKey(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Key = data
+		case "file":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("file"))
+			data, err := ec.unmarshalNUpload2githubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚐUpload(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.File = data
+		case "priority":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("priority"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Priority = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalImportAudienceInput unmarshals raw into the ImportAudienceInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalImportAudienceInput(ctx context.Context, raw any) (model.ImportAudienceInput, error) {
+	var out model.ImportAudienceInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "ImportAudienceInput", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputIngestEventInput(ctx context.Context, obj any) (model.IngestEventInput, error) {
+	var it model.IngestEventInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"member", "kind", "occurredAt", "channel", "eventId", "targetId", "businessUnitCode"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "member":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("member"))
+			data, err := ec.unmarshalNMemberRefInput2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐMemberRefInput(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Member = data
+		case "kind":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("kind"))
+			data, err := ec.unmarshalNBehaviorKind2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐBehaviorKind(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Kind = data
+		case "occurredAt":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("occurredAt"))
+			data, err := ec.unmarshalNTime2timeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.OccurredAt = data
+		case "channel":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("channel"))
+			data, err := ec.unmarshalNChannel2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐChannel(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Channel = data
+		case "eventId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("eventId"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.EventID = data
+		case "targetId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("targetId"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TargetID = data
+		case "businessUnitCode":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("businessUnitCode"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.BusinessUnitCode = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalIngestEventInput unmarshals raw into the IngestEventInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalIngestEventInput(ctx context.Context, raw any) (model.IngestEventInput, error) {
+	var out model.IngestEventInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "IngestEventInput", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputIngestOrderInput(ctx context.Context, obj any) (model.IngestOrderInput, error) {
 	var it model.IngestOrderInput
 	if obj == nil {
@@ -27642,6 +34969,115 @@ func (ec *executionContext) unmarshalInputIngestOrderInput(ctx context.Context, 
 func UnmarshalIngestOrderInput(ctx context.Context, raw any) (model.IngestOrderInput, error) {
 	var out model.IngestOrderInput
 	err := graphql.UnmarshalNamedInputFromContext(ctx, "IngestOrderInput", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputIssueCouponsInput(ctx context.Context, obj any) (model.IssueCouponsInput, error) {
+	var it model.IssueCouponsInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"templateId", "audienceId", "idempotencyKey"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "templateId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("templateId"))
+			data, err := ec.unmarshalNID2int(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TemplateID = data
+		case "audienceId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("audienceId"))
+			data, err := ec.unmarshalNID2int(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.AudienceID = data
+		case "idempotencyKey":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("idempotencyKey"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.IdempotencyKey = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalIssueCouponsInput unmarshals raw into the IssueCouponsInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalIssueCouponsInput(ctx context.Context, raw any) (model.IssueCouponsInput, error) {
+	var out model.IssueCouponsInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "IssueCouponsInput", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputJobOrder(ctx context.Context, obj any) (ent.JobOrder, error) {
+	var it ent.JobOrder
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	if _, present := asMap["direction"]; !present {
+		asMap["direction"] = "ASC"
+	}
+
+	fieldsInOrder := [...]string{"direction", "field"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "direction":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("direction"))
+			data, err := ec.unmarshalNOrderDirection2entgoᚗioᚋcontribᚋentgqlᚐOrderDirection(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Direction = data
+		case "field":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("field"))
+			data, err := ec.unmarshalNJobOrderField2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐJobOrderField(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Field = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalJobOrder unmarshals raw into the JobOrder input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalJobOrder(ctx context.Context, raw any) (ent.JobOrder, error) {
+	var out ent.JobOrder
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "JobOrder", raw, &out)
 	return out, err
 }
 
@@ -29186,6 +36622,171 @@ func UnmarshalRequestOtpInput(ctx context.Context, raw any) (model.RequestOtpInp
 	return out, err
 }
 
+func (ec *executionContext) unmarshalInputRfmModelOrder(ctx context.Context, obj any) (ent.RfmModelOrder, error) {
+	var it ent.RfmModelOrder
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	if _, present := asMap["direction"]; !present {
+		asMap["direction"] = "ASC"
+	}
+
+	fieldsInOrder := [...]string{"direction", "field"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "direction":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("direction"))
+			data, err := ec.unmarshalNOrderDirection2entgoᚗioᚋcontribᚋentgqlᚐOrderDirection(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Direction = data
+		case "field":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("field"))
+			data, err := ec.unmarshalNRfmModelOrderField2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐRfmModelOrderField(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Field = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalRfmModelOrder unmarshals raw into the RfmModelOrder input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalRfmModelOrder(ctx context.Context, raw any) (ent.RfmModelOrder, error) {
+	var out ent.RfmModelOrder
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "RfmModelOrder", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputRfmRuleInput(ctx context.Context, obj any) (rule.RfmRule, error) {
+	var it rule.RfmRule
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"modelId", "segments"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "modelId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("modelId"))
+			data, err := ec.unmarshalNID2int(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ModelID = data
+		case "segments":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("segments"))
+			data, err := ec.unmarshalNRfmSegment2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐRfmSegmentᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Segments = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalRfmRuleInput unmarshals raw into the RfmRuleInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalRfmRuleInput(ctx context.Context, raw any) (rule.RfmRule, error) {
+	var out rule.RfmRule
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "RfmRuleInput", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputRfmSplitInput(ctx context.Context, obj any) (model.RfmSplitInput, error) {
+	var it model.RfmSplitInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"mode", "recencyDays", "frequency", "monetary"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "mode":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("mode"))
+			data, err := ec.unmarshalNRfmSplitMode2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐRfmSplitMode(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Mode = data
+		case "recencyDays":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("recencyDays"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.RecencyDays = data
+		case "frequency":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("frequency"))
+			data, err := ec.unmarshalOFloat2ᚖfloat64(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Frequency = data
+		case "monetary":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("monetary"))
+			data, err := ec.unmarshalOMoney2ᚖint64(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Monetary = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalRfmSplitInput unmarshals raw into the RfmSplitInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalRfmSplitInput(ctx context.Context, raw any) (model.RfmSplitInput, error) {
+	var out model.RfmSplitInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "RfmSplitInput", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputSetPayPasswordInput(ctx context.Context, obj any) (model.SetPayPasswordInput, error) {
 	var it model.SetPayPasswordInput
 	if obj == nil {
@@ -30045,6 +37646,108 @@ func UnmarshalStoredValuePaymentInput(ctx context.Context, raw any) (model.Store
 	return out, err
 }
 
+func (ec *executionContext) unmarshalInputTagOrder(ctx context.Context, obj any) (ent.TagOrder, error) {
+	var it ent.TagOrder
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	if _, present := asMap["direction"]; !present {
+		asMap["direction"] = "ASC"
+	}
+
+	fieldsInOrder := [...]string{"direction", "field"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "direction":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("direction"))
+			data, err := ec.unmarshalNOrderDirection2entgoᚗioᚋcontribᚋentgqlᚐOrderDirection(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Direction = data
+		case "field":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("field"))
+			data, err := ec.unmarshalNTagOrderField2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐTagOrderField(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Field = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalTagOrder unmarshals raw into the TagOrder input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalTagOrder(ctx context.Context, raw any) (ent.TagOrder, error) {
+	var out ent.TagOrder
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "TagOrder", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputTagRuleInput(ctx context.Context, obj any) (rule.TagRule, error) {
+	var it rule.TagRule
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"tagIds", "match"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "tagIds":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("tagIds"))
+			data, err := ec.unmarshalNID2ᚕintᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TagIDs = data
+		case "match":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("match"))
+			data, err := ec.unmarshalNTagMatch2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐTagMatch(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Match = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalTagRuleInput unmarshals raw into the TagRuleInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalTagRuleInput(ctx context.Context, raw any) (rule.TagRule, error) {
+	var out rule.TagRule
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "TagRuleInput", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputTierInput(ctx context.Context, obj any) (model.TierInput, error) {
 	var it model.TierInput
 	if obj == nil {
@@ -30263,6 +37966,69 @@ func (ec *executionContext) unmarshalInputTopUpInput(ctx context.Context, obj an
 func UnmarshalTopUpInput(ctx context.Context, raw any) (model.TopUpInput, error) {
 	var out model.TopUpInput
 	err := graphql.UnmarshalNamedInputFromContext(ctx, "TopUpInput", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputTrackEventInput(ctx context.Context, obj any) (model.TrackEventInput, error) {
+	var it model.TrackEventInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"kind", "occurredAt", "eventId", "targetId"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "kind":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("kind"))
+			data, err := ec.unmarshalNBehaviorKind2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐBehaviorKind(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Kind = data
+		case "occurredAt":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("occurredAt"))
+			data, err := ec.unmarshalNTime2timeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.OccurredAt = data
+		case "eventId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("eventId"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.EventID = data
+		case "targetId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("targetId"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TargetID = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalTrackEventInput unmarshals raw into the TrackEventInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalTrackEventInput(ctx context.Context, raw any) (model.TrackEventInput, error) {
+	var out model.TrackEventInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "TrackEventInput", raw, &out)
 	return out, err
 }
 
@@ -30507,6 +38273,11 @@ func (ec *executionContext) _Node(ctx context.Context, sel ast.SelectionSet, obj
 			return graphql.Null
 		}
 		return ec._Tier(ctx, sel, obj)
+	case *ent.Tag:
+		if obj == nil {
+			return graphql.Null
+		}
+		return ec._Tag(ctx, sel, obj)
 	case *ent.StoredValueEntry:
 		if obj == nil {
 			return graphql.Null
@@ -30522,6 +38293,11 @@ func (ec *executionContext) _Node(ctx context.Context, sel ast.SelectionSet, obj
 			return graphql.Null
 		}
 		return ec._Staff(ctx, sel, obj)
+	case *ent.RfmModel:
+		if obj == nil {
+			return graphql.Null
+		}
+		return ec._RfmModel(ctx, sel, obj)
 	case *ent.PromoCode:
 		if obj == nil {
 			return graphql.Null
@@ -30582,6 +38358,11 @@ func (ec *executionContext) _Node(ctx context.Context, sel ast.SelectionSet, obj
 			return graphql.Null
 		}
 		return ec._Lottery(ctx, sel, obj)
+	case *ent.Job:
+		if obj == nil {
+			return graphql.Null
+		}
+		return ec._Job(ctx, sel, obj)
 	case *ent.Identity:
 		if obj == nil {
 			return graphql.Null
@@ -30627,11 +38408,21 @@ func (ec *executionContext) _Node(ctx context.Context, sel ast.SelectionSet, obj
 			return graphql.Null
 		}
 		return ec._AuditLog(ctx, sel, obj)
+	case *ent.Audience:
+		if obj == nil {
+			return graphql.Null
+		}
+		return ec._Audience(ctx, sel, obj)
 	case *ent.ApiClient:
 		if obj == nil {
 			return graphql.Null
 		}
 		return ec._ApiClient(ctx, sel, obj)
+	case *ent.AiplModel:
+		if obj == nil {
+			return graphql.Null
+		}
+		return ec._AiplModel(ctx, sel, obj)
 	case *ent.ActivityRegistration:
 		if obj == nil {
 			return graphql.Null
@@ -31076,6 +38867,178 @@ func (ec *executionContext) _AdminLoginPayload(ctx context.Context, sel ast.Sele
 	return out
 }
 
+var aiplFlowImplementors = []string{"AiplFlow"}
+
+func (ec *executionContext) _AiplFlow(ctx context.Context, sel ast.SelectionSet, obj *model.AiplFlow) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, aiplFlowImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("AiplFlow")
+		case "from":
+			out.Values[i] = ec._AiplFlow_from(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "to":
+			out.Values[i] = ec._AiplFlow_to(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "members":
+			out.Values[i] = ec._AiplFlow_members(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var aiplModelImplementors = []string{"AiplModel", "Node"}
+
+func (ec *executionContext) _AiplModel(ctx context.Context, sel ast.SelectionSet, obj *ent.AiplModel) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, aiplModelImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("AiplModel")
+		case "id":
+			out.Values[i] = ec._AiplModel_id(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "createdAt":
+			out.Values[i] = ec._AiplModel_createdAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "updatedAt":
+			out.Values[i] = ec._AiplModel_updatedAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "name":
+			out.Values[i] = ec._AiplModel_name(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "windowDays":
+			out.Values[i] = ec._AiplModel_windowDays(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "snapshot":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._AiplModel_snapshot(ctx, field, obj)
+				})
+		case "trend":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._AiplModel_trend(ctx, field, obj)
+				})
+		case "flow":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._AiplModel_flow(ctx, field, obj)
+				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var aiplSnapshotImplementors = []string{"AiplSnapshot"}
+
+func (ec *executionContext) _AiplSnapshot(ctx context.Context, sel ast.SelectionSet, obj *model.AiplSnapshot) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, aiplSnapshotImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("AiplSnapshot")
+		case "at":
+			out.Values[i] = ec._AiplSnapshot_at(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "none":
+			out.Values[i] = ec._AiplSnapshot_none(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "awareness":
+			out.Values[i] = ec._AiplSnapshot_awareness(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "interest":
+			out.Values[i] = ec._AiplSnapshot_interest(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "purchase":
+			out.Values[i] = ec._AiplSnapshot_purchase(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "loyalty":
+			out.Values[i] = ec._AiplSnapshot_loyalty(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var apiClientImplementors = []string{"ApiClient", "Viewer", "Node"}
 
 func (ec *executionContext) _ApiClient(ctx context.Context, sel ast.SelectionSet, obj *ent.ApiClient) graphql.Marshaler {
@@ -31123,6 +39086,311 @@ func (ec *executionContext) _ApiClient(ctx context.Context, sel ast.SelectionSet
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._ApiClient_stores(ctx, field, obj)
 				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var assignTagsPayloadImplementors = []string{"AssignTagsPayload"}
+
+func (ec *executionContext) _AssignTagsPayload(ctx context.Context, sel ast.SelectionSet, obj *model.AssignTagsPayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, assignTagsPayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("AssignTagsPayload")
+		case "assigned":
+			out.Values[i] = ec._AssignTagsPayload_assigned(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var audienceImplementors = []string{"Audience", "Node"}
+
+func (ec *executionContext) _Audience(ctx context.Context, sel ast.SelectionSet, obj *ent.Audience) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, audienceImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Audience")
+		case "id":
+			out.Values[i] = ec._Audience_id(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "createdAt":
+			out.Values[i] = ec._Audience_createdAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "updatedAt":
+			out.Values[i] = ec._Audience_updatedAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "name":
+			out.Values[i] = ec._Audience_name(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "source":
+			out.Values[i] = ec._Audience_source(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "priority":
+			out.Values[i] = ec._Audience_priority(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "refresh":
+			out.Values[i] = ec._Audience_refresh(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "status":
+			out.Values[i] = ec._Audience_status(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "size":
+			out.Values[i] = ec._Audience_size(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "computedAt":
+			out.Values[i] = ec._Audience_computedAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "insight":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Audience_insight(ctx, field, obj)
+				})
+		case "members":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Audience_members(ctx, field, obj)
+				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var audienceConnectionImplementors = []string{"AudienceConnection"}
+
+func (ec *executionContext) _AudienceConnection(ctx context.Context, sel ast.SelectionSet, obj *ent.AudienceConnection) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, audienceConnectionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("AudienceConnection")
+		case "edges":
+			out.Values[i] = ec._AudienceConnection_edges(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "pageInfo":
+			out.Values[i] = ec._AudienceConnection_pageInfo(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "totalCount":
+			out.Values[i] = ec._AudienceConnection_totalCount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var audienceEdgeImplementors = []string{"AudienceEdge"}
+
+func (ec *executionContext) _AudienceEdge(ctx context.Context, sel ast.SelectionSet, obj *ent.AudienceEdge) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, audienceEdgeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("AudienceEdge")
+		case "node":
+			out.Values[i] = ec._AudienceEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "cursor":
+			out.Values[i] = ec._AudienceEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var audienceInsightImplementors = []string{"AudienceInsight"}
+
+func (ec *executionContext) _AudienceInsight(ctx context.Context, sel ast.SelectionSet, obj *model.AudienceInsight) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, audienceInsightImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("AudienceInsight")
+		case "gender":
+			out.Values[i] = ec._AudienceInsight_gender(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "ageBand":
+			out.Values[i] = ec._AudienceInsight_ageBand(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "region":
+			out.Values[i] = ec._AudienceInsight_region(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "tier":
+			out.Values[i] = ec._AudienceInsight_tier(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "channel":
+			out.Values[i] = ec._AudienceInsight_channel(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "lifecycle":
+			out.Values[i] = ec._AudienceInsight_lifecycle(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var audiencePreviewImplementors = []string{"AudiencePreview"}
+
+func (ec *executionContext) _AudiencePreview(ctx context.Context, sel ast.SelectionSet, obj *model.AudiencePreview) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, audiencePreviewImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("AudiencePreview")
+		case "size":
+			out.Values[i] = ec._AudiencePreview_size(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "tookMs":
+			out.Values[i] = ec._AudiencePreview_tookMs(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "sample":
+			out.Values[i] = ec._AudiencePreview_sample(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -32127,6 +40395,39 @@ func (ec *executionContext) _CouponTemplatePayload(ctx context.Context, sel ast.
 	return out
 }
 
+var createAiplModelPayloadImplementors = []string{"CreateAiplModelPayload"}
+
+func (ec *executionContext) _CreateAiplModelPayload(ctx context.Context, sel ast.SelectionSet, obj *model.CreateAiplModelPayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, createAiplModelPayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("CreateAiplModelPayload")
+		case "model":
+			out.Values[i] = ec._CreateAiplModelPayload_model(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var createApiClientPayloadImplementors = []string{"CreateApiClientPayload"}
 
 func (ec *executionContext) _CreateApiClientPayload(ctx context.Context, sel ast.SelectionSet, obj *model.CreateAPIClientPayload) graphql.Marshaler {
@@ -32165,6 +40466,72 @@ func (ec *executionContext) _CreateApiClientPayload(ctx context.Context, sel ast
 	return out
 }
 
+var createAudiencePayloadImplementors = []string{"CreateAudiencePayload"}
+
+func (ec *executionContext) _CreateAudiencePayload(ctx context.Context, sel ast.SelectionSet, obj *model.CreateAudiencePayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, createAudiencePayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("CreateAudiencePayload")
+		case "audience":
+			out.Values[i] = ec._CreateAudiencePayload_audience(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var createRfmModelPayloadImplementors = []string{"CreateRfmModelPayload"}
+
+func (ec *executionContext) _CreateRfmModelPayload(ctx context.Context, sel ast.SelectionSet, obj *model.CreateRfmModelPayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, createRfmModelPayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("CreateRfmModelPayload")
+		case "model":
+			out.Values[i] = ec._CreateRfmModelPayload_model(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var createStaffPayloadImplementors = []string{"CreateStaffPayload"}
 
 func (ec *executionContext) _CreateStaffPayload(ctx context.Context, sel ast.SelectionSet, obj *model.CreateStaffPayload) graphql.Marshaler {
@@ -32178,6 +40545,82 @@ func (ec *executionContext) _CreateStaffPayload(ctx context.Context, sel ast.Sel
 			out.Values[i] = graphql.MarshalString("CreateStaffPayload")
 		case "staff":
 			out.Values[i] = ec._CreateStaffPayload_staff(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var createTagPayloadImplementors = []string{"CreateTagPayload"}
+
+func (ec *executionContext) _CreateTagPayload(ctx context.Context, sel ast.SelectionSet, obj *model.CreateTagPayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, createTagPayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("CreateTagPayload")
+		case "tag":
+			out.Values[i] = ec._CreateTagPayload_tag(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var distributionImplementors = []string{"Distribution"}
+
+func (ec *executionContext) _Distribution(ctx context.Context, sel ast.SelectionSet, obj *model.Distribution) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, distributionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Distribution")
+		case "key":
+			out.Values[i] = ec._Distribution_key(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "count":
+			out.Values[i] = ec._Distribution_count(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "share":
+			out.Values[i] = ec._Distribution_share(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -32311,6 +40754,49 @@ func (ec *executionContext) _EarningRule(ctx context.Context, sel ast.SelectionS
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._EarningRule_tierMultipliers(ctx, field, obj)
 				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var eventErrorImplementors = []string{"EventError"}
+
+func (ec *executionContext) _EventError(ctx context.Context, sel ast.SelectionSet, obj *model.EventError) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, eventErrorImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("EventError")
+		case "index":
+			out.Values[i] = ec._EventError_index(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "code":
+			out.Values[i] = ec._EventError_code(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "message":
+			out.Values[i] = ec._EventError_message(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -32650,6 +41136,102 @@ func (ec *executionContext) _Identity(ctx context.Context, sel ast.SelectionSet,
 	return out
 }
 
+var importAudiencePayloadImplementors = []string{"ImportAudiencePayload"}
+
+func (ec *executionContext) _ImportAudiencePayload(ctx context.Context, sel ast.SelectionSet, obj *model.ImportAudiencePayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, importAudiencePayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ImportAudiencePayload")
+		case "audience":
+			out.Values[i] = ec._ImportAudiencePayload_audience(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "matched":
+			out.Values[i] = ec._ImportAudiencePayload_matched(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "unmatched":
+			out.Values[i] = ec._ImportAudiencePayload_unmatched(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "invalid":
+			out.Values[i] = ec._ImportAudiencePayload_invalid(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var ingestEventsPayloadImplementors = []string{"IngestEventsPayload"}
+
+func (ec *executionContext) _IngestEventsPayload(ctx context.Context, sel ast.SelectionSet, obj *model.IngestEventsPayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, ingestEventsPayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("IngestEventsPayload")
+		case "accepted":
+			out.Values[i] = ec._IngestEventsPayload_accepted(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "duplicates":
+			out.Values[i] = ec._IngestEventsPayload_duplicates(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "rejected":
+			out.Values[i] = ec._IngestEventsPayload_rejected(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "errors":
+			out.Values[i] = ec._IngestEventsPayload_errors(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var ingestOrderPayloadImplementors = []string{"IngestOrderPayload"}
 
 func (ec *executionContext) _IngestOrderPayload(ctx context.Context, sel ast.SelectionSet, obj *model.IngestOrderPayload) graphql.Marshaler {
@@ -32673,6 +41255,165 @@ func (ec *executionContext) _IngestOrderPayload(ctx context.Context, sel ast.Sel
 			}
 		case "member":
 			out.Values[i] = ec._IngestOrderPayload_member(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var jobImplementors = []string{"Job", "Node"}
+
+func (ec *executionContext) _Job(ctx context.Context, sel ast.SelectionSet, obj *ent.Job) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, jobImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Job")
+		case "id":
+			out.Values[i] = ec._Job_id(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "createdAt":
+			out.Values[i] = ec._Job_createdAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "updatedAt":
+			out.Values[i] = ec._Job_updatedAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "kind":
+			out.Values[i] = ec._Job_kind(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "status":
+			out.Values[i] = ec._Job_status(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "total":
+			out.Values[i] = ec._Job_total(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "processed":
+			out.Values[i] = ec._Job_processed(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "failed":
+			out.Values[i] = ec._Job_failed(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "error":
+			out.Values[i] = ec._Job_error(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "startedAt":
+			out.Values[i] = ec._Job_startedAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "finishedAt":
+			out.Values[i] = ec._Job_finishedAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var jobPayloadImplementors = []string{"JobPayload"}
+
+func (ec *executionContext) _JobPayload(ctx context.Context, sel ast.SelectionSet, obj *model.JobPayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, jobPayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("JobPayload")
+		case "job":
+			out.Values[i] = ec._JobPayload_job(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var lifecycleStatImplementors = []string{"LifecycleStat"}
+
+func (ec *executionContext) _LifecycleStat(ctx context.Context, sel ast.SelectionSet, obj *model.LifecycleStat) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, lifecycleStatImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("LifecycleStat")
+		case "stage":
+			out.Values[i] = ec._LifecycleStat_stage(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "members":
+			out.Values[i] = ec._LifecycleStat_members(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "share":
+			out.Values[i] = ec._LifecycleStat_share(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -33305,6 +42046,30 @@ func (ec *executionContext) _Member(ctx context.Context, sel ast.SelectionSet, o
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Member_identities(ctx, field, obj)
 				})
+		case "tags":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Member_tags(ctx, field, obj)
+				})
+		case "lifecycleStage":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Member_lifecycleStage(ctx, field, obj)
+				})
+		case "rfm":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Member_rfm(ctx, field, obj)
+				})
+		case "aipl":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Member_aipl(ctx, field, obj)
+				})
 		case "referral":
 			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
 				true, true,
@@ -33395,6 +42160,44 @@ func (ec *executionContext) _Member(ctx context.Context, sel ast.SelectionSet, o
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Member_consents(ctx, field, obj)
 				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var memberAiplImplementors = []string{"MemberAipl"}
+
+func (ec *executionContext) _MemberAipl(ctx context.Context, sel ast.SelectionSet, obj *model.MemberAipl) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, memberAiplImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("MemberAipl")
+		case "model":
+			out.Values[i] = ec._MemberAipl_model(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "stage":
+			out.Values[i] = ec._MemberAipl_stage(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -33670,6 +42473,59 @@ func (ec *executionContext) _MemberPayload(ctx context.Context, sel ast.Selectio
 	return out
 }
 
+var memberRfmImplementors = []string{"MemberRfm"}
+
+func (ec *executionContext) _MemberRfm(ctx context.Context, sel ast.SelectionSet, obj *model.MemberRfm) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, memberRfmImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("MemberRfm")
+		case "model":
+			out.Values[i] = ec._MemberRfm_model(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "segment":
+			out.Values[i] = ec._MemberRfm_segment(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "recencyDays":
+			out.Values[i] = ec._MemberRfm_recencyDays(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "frequency":
+			out.Values[i] = ec._MemberRfm_frequency(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "monetary":
+			out.Values[i] = ec._MemberRfm_monetary(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var mergePreviewImplementors = []string{"MergePreview"}
 
 func (ec *executionContext) _MergePreview(ctx context.Context, sel ast.SelectionSet, obj *model.MergePreview) graphql.Marshaler {
@@ -33844,6 +42700,90 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 		case "recordPaidMembership":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_recordPaidMembership(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "createTag":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_createTag(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "assignTags":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_assignTags(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "unassignTags":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_unassignTags(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "createAudience":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_createAudience(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "importAudience":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_importAudience(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "refreshAudience":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_refreshAudience(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "createRfmModel":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_createRfmModel(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "computeRfmModel":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_computeRfmModel(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "createAiplModel":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_createAiplModel(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "issueCoupons":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_issueCoupons(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "trackEvents":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_trackEvents(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "ingestEvents":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_ingestEvents(ctx, field)
 			})
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
@@ -35102,6 +44042,42 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_me(ctx, field)
 				})
+		case "tags":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_tags(ctx, field)
+				})
+		case "previewAudience":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_previewAudience(ctx, field)
+				})
+		case "audiences":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_audiences(ctx, field)
+				})
+		case "rfmModels":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_rfmModels(ctx, field)
+				})
+		case "aiplModels":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_aiplModels(ctx, field)
+				})
+		case "lifecycleStats":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_lifecycleStats(ctx, field)
+				})
 		case "claimableCoupons":
 			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
 				true, true,
@@ -35515,6 +44491,182 @@ func (ec *executionContext) _RequestOtpPayload(ctx context.Context, sel ast.Sele
 			out.Values[i] = graphql.MarshalString("RequestOtpPayload")
 		case "retryAfterSeconds":
 			out.Values[i] = ec._RequestOtpPayload_retryAfterSeconds(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var rfmModelImplementors = []string{"RfmModel", "Node"}
+
+func (ec *executionContext) _RfmModel(ctx context.Context, sel ast.SelectionSet, obj *ent.RfmModel) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, rfmModelImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("RfmModel")
+		case "id":
+			out.Values[i] = ec._RfmModel_id(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "createdAt":
+			out.Values[i] = ec._RfmModel_createdAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "updatedAt":
+			out.Values[i] = ec._RfmModel_updatedAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "name":
+			out.Values[i] = ec._RfmModel_name(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "windowDays":
+			out.Values[i] = ec._RfmModel_windowDays(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "splitMode":
+			out.Values[i] = ec._RfmModel_splitMode(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "computedAt":
+			out.Values[i] = ec._RfmModel_computedAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "thresholds":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._RfmModel_thresholds(ctx, field, obj)
+				})
+		case "segments":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._RfmModel_segments(ctx, field, obj)
+				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var rfmSegmentStatImplementors = []string{"RfmSegmentStat"}
+
+func (ec *executionContext) _RfmSegmentStat(ctx context.Context, sel ast.SelectionSet, obj *model.RfmSegmentStat) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, rfmSegmentStatImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("RfmSegmentStat")
+		case "segment":
+			out.Values[i] = ec._RfmSegmentStat_segment(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "memberCount":
+			out.Values[i] = ec._RfmSegmentStat_memberCount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "share":
+			out.Values[i] = ec._RfmSegmentStat_share(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "avgRecencyDays":
+			out.Values[i] = ec._RfmSegmentStat_avgRecencyDays(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "avgFrequency":
+			out.Values[i] = ec._RfmSegmentStat_avgFrequency(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "avgMonetary":
+			out.Values[i] = ec._RfmSegmentStat_avgMonetary(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var rfmThresholdsImplementors = []string{"RfmThresholds"}
+
+func (ec *executionContext) _RfmThresholds(ctx context.Context, sel ast.SelectionSet, obj *model.RfmThresholds) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, rfmThresholdsImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("RfmThresholds")
+		case "recencyDays":
+			out.Values[i] = ec._RfmThresholds_recencyDays(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "frequency":
+			out.Values[i] = ec._RfmThresholds_frequency(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "monetary":
+			out.Values[i] = ec._RfmThresholds_monetary(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -36057,9 +45209,161 @@ func (ec *executionContext) _Subscription(ctx context.Context, sel ast.Selection
 	switch fields[0].Name {
 	case "memberEvents":
 		return ec._Subscription_memberEvents(ctx, fields[0])
+	case "jobProgress":
+		return ec._Subscription_jobProgress(ctx, fields[0])
 	default:
 		panic("unknown field " + strconv.Quote(fields[0].Name))
 	}
+}
+
+var tagImplementors = []string{"Tag", "Node"}
+
+func (ec *executionContext) _Tag(ctx context.Context, sel ast.SelectionSet, obj *ent.Tag) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, tagImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Tag")
+		case "id":
+			out.Values[i] = ec._Tag_id(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "createdAt":
+			out.Values[i] = ec._Tag_createdAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "updatedAt":
+			out.Values[i] = ec._Tag_updatedAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "name":
+			out.Values[i] = ec._Tag_name(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "category":
+			out.Values[i] = ec._Tag_category(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "kind":
+			out.Values[i] = ec._Tag_kind(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "refreshedAt":
+			out.Values[i] = ec._Tag_refreshedAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "memberCount":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Tag_memberCount(ctx, field, obj)
+				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var tagConnectionImplementors = []string{"TagConnection"}
+
+func (ec *executionContext) _TagConnection(ctx context.Context, sel ast.SelectionSet, obj *ent.TagConnection) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, tagConnectionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("TagConnection")
+		case "edges":
+			out.Values[i] = ec._TagConnection_edges(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "pageInfo":
+			out.Values[i] = ec._TagConnection_pageInfo(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "totalCount":
+			out.Values[i] = ec._TagConnection_totalCount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var tagEdgeImplementors = []string{"TagEdge"}
+
+func (ec *executionContext) _TagEdge(ctx context.Context, sel ast.SelectionSet, obj *ent.TagEdge) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, tagEdgeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("TagEdge")
+		case "node":
+			out.Values[i] = ec._TagEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "cursor":
+			out.Values[i] = ec._TagEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
 }
 
 var tierImplementors = []string{"Tier", "Node"}
@@ -36465,6 +45769,77 @@ func (ec *executionContext) _TierStatus(ctx context.Context, sel ast.SelectionSe
 			}
 		case "projectedTier":
 			out.Values[i] = ec._TierStatus_projectedTier(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var trackEventsPayloadImplementors = []string{"TrackEventsPayload"}
+
+func (ec *executionContext) _TrackEventsPayload(ctx context.Context, sel ast.SelectionSet, obj *model.TrackEventsPayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, trackEventsPayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("TrackEventsPayload")
+		case "accepted":
+			out.Values[i] = ec._TrackEventsPayload_accepted(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "duplicates":
+			out.Values[i] = ec._TrackEventsPayload_duplicates(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var unassignTagsPayloadImplementors = []string{"UnassignTagsPayload"}
+
+func (ec *executionContext) _UnassignTagsPayload(ctx context.Context, sel ast.SelectionSet, obj *model.UnassignTagsPayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, unassignTagsPayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("UnassignTagsPayload")
+		case "removed":
+			out.Values[i] = ec._UnassignTagsPayload_removed(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -37064,6 +46439,137 @@ func (ec *executionContext) marshalNAdminLoginPayload2ᚖgithubᚗcomᚋonemembe
 	return ec._AdminLoginPayload(ctx, sel, v)
 }
 
+func (ec *executionContext) marshalNAiplFlow2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐAiplFlowᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.AiplFlow) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNAiplFlow2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐAiplFlow(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNAiplFlow2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐAiplFlow(ctx context.Context, sel ast.SelectionSet, v *model.AiplFlow) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "AiplFlow!")
+		return graphql.Null
+	}
+	return ec._AiplFlow(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNAiplLoyaltyRuleInput2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐAiplLoyaltyRuleInput(ctx context.Context, v any) (*model.AiplLoyaltyRuleInput, error) {
+	res, err := ec.unmarshalInputAiplLoyaltyRuleInput(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNAiplModel2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐAiplModelᚄ(ctx context.Context, sel ast.SelectionSet, v []*ent.AiplModel) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNAiplModel2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐAiplModel(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNAiplModel2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐAiplModel(ctx context.Context, sel ast.SelectionSet, v *ent.AiplModel) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "AiplModel!")
+		return graphql.Null
+	}
+	return ec._AiplModel(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNAiplModelOrderField2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐAiplModelOrderField(ctx context.Context, v any) (*ent.AiplModelOrderField, error) {
+	var res = new(ent.AiplModelOrderField)
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNAiplModelOrderField2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐAiplModelOrderField(ctx context.Context, sel ast.SelectionSet, v *ent.AiplModelOrderField) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "AiplModelOrderField!")
+		return graphql.Null
+	}
+	return v
+}
+
+func (ec *executionContext) marshalNAiplSnapshot2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐAiplSnapshotᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.AiplSnapshot) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNAiplSnapshot2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐAiplSnapshot(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNAiplSnapshot2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐAiplSnapshot(ctx context.Context, sel ast.SelectionSet, v *model.AiplSnapshot) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "AiplSnapshot!")
+		return graphql.Null
+	}
+	return ec._AiplSnapshot(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNAiplStage2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐAiplStage(ctx context.Context, v any) (enum.AiplStage, error) {
+	var res enum.AiplStage
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNAiplStage2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐAiplStage(ctx context.Context, sel ast.SelectionSet, v enum.AiplStage) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) unmarshalNAiplStage2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐAiplStageᚄ(ctx context.Context, v any) ([]enum.AiplStage, error) {
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]enum.AiplStage, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNAiplStage2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐAiplStage(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (ec *executionContext) marshalNAiplStage2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐAiplStageᚄ(ctx context.Context, sel ast.SelectionSet, v []enum.AiplStage) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNAiplStage2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐAiplStage(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
 func (ec *executionContext) marshalNApiClient2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐApiClient(ctx context.Context, sel ast.SelectionSet, v *ent.ApiClient) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "ApiClient!")
@@ -37126,6 +46632,125 @@ func (ec *executionContext) marshalNApiScope2ᚕgithubᚗcomᚋonememberᚋoneme
 	return ret
 }
 
+func (ec *executionContext) unmarshalNAssignTagsInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐAssignTagsInput(ctx context.Context, v any) (model.AssignTagsInput, error) {
+	res, err := ec.unmarshalInputAssignTagsInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNAssignTagsPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐAssignTagsPayload(ctx context.Context, sel ast.SelectionSet, v *model.AssignTagsPayload) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "AssignTagsPayload!")
+		return graphql.Null
+	}
+	return ec._AssignTagsPayload(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNAttributeField2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐAttributeField(ctx context.Context, v any) (enum.AttributeField, error) {
+	var res enum.AttributeField
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNAttributeField2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐAttributeField(ctx context.Context, sel ast.SelectionSet, v enum.AttributeField) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) marshalNAudience2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐAudience(ctx context.Context, sel ast.SelectionSet, v *ent.Audience) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Audience!")
+		return graphql.Null
+	}
+	return ec._Audience(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNAudienceConnection2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐAudienceConnection(ctx context.Context, sel ast.SelectionSet, v *ent.AudienceConnection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "AudienceConnection!")
+		return graphql.Null
+	}
+	return ec._AudienceConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNAudienceImportKey2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐAudienceImportKey(ctx context.Context, v any) (model.AudienceImportKey, error) {
+	var res model.AudienceImportKey
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNAudienceImportKey2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐAudienceImportKey(ctx context.Context, sel ast.SelectionSet, v model.AudienceImportKey) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) marshalNAudienceInsight2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐAudienceInsight(ctx context.Context, sel ast.SelectionSet, v *model.AudienceInsight) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "AudienceInsight!")
+		return graphql.Null
+	}
+	return ec._AudienceInsight(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNAudienceOrderField2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐAudienceOrderField(ctx context.Context, v any) (*ent.AudienceOrderField, error) {
+	var res = new(ent.AudienceOrderField)
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNAudienceOrderField2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐAudienceOrderField(ctx context.Context, sel ast.SelectionSet, v *ent.AudienceOrderField) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "AudienceOrderField!")
+		return graphql.Null
+	}
+	return v
+}
+
+func (ec *executionContext) marshalNAudiencePreview2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐAudiencePreview(ctx context.Context, sel ast.SelectionSet, v *model.AudiencePreview) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "AudiencePreview!")
+		return graphql.Null
+	}
+	return ec._AudiencePreview(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNAudienceRefresh2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐAudienceRefresh(ctx context.Context, v any) (enum.AudienceRefresh, error) {
+	var res enum.AudienceRefresh
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNAudienceRefresh2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐAudienceRefresh(ctx context.Context, sel ast.SelectionSet, v enum.AudienceRefresh) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) unmarshalNAudienceRuleInput2githubᚗcomᚋonememberᚋonememberᚋinternalᚋaudienceᚋruleᚐRule(ctx context.Context, v any) (rule.Rule, error) {
+	res, err := ec.unmarshalInputAudienceRuleInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) unmarshalNAudienceRuleInput2ᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋaudienceᚋruleᚐRule(ctx context.Context, v any) (*rule.Rule, error) {
+	res, err := ec.unmarshalInputAudienceRuleInput(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) unmarshalNAudienceSource2githubᚗcomᚋonememberᚋonememberᚋentᚋaudienceᚐSource(ctx context.Context, v any) (audience.Source, error) {
+	var res audience.Source
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNAudienceSource2githubᚗcomᚋonememberᚋonememberᚋentᚋaudienceᚐSource(ctx context.Context, sel ast.SelectionSet, v audience.Source) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) unmarshalNAudienceStatus2githubᚗcomᚋonememberᚋonememberᚋentᚋaudienceᚐStatus(ctx context.Context, v any) (audience.Status, error) {
+	var res audience.Status
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNAudienceStatus2githubᚗcomᚋonememberᚋonememberᚋentᚋaudienceᚐStatus(ctx context.Context, sel ast.SelectionSet, v audience.Status) graphql.Marshaler {
+	return v
+}
+
 func (ec *executionContext) unmarshalNAuditLogOrderField2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐAuditLogOrderField(ctx context.Context, v any) (*ent.AuditLogOrderField, error) {
 	var res = new(ent.AuditLogOrderField)
 	err := res.UnmarshalGQL(v)
@@ -37143,6 +46768,46 @@ func (ec *executionContext) marshalNAuditLogOrderField2ᚖgithubᚗcomᚋonememb
 func (ec *executionContext) unmarshalNAuditLogWhereInput2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐAuditLogWhereInput(ctx context.Context, v any) (*ent.AuditLogWhereInput, error) {
 	res, err := ec.unmarshalInputAuditLogWhereInput(ctx, v)
 	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) unmarshalNBehaviorKind2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐBehaviorKind(ctx context.Context, v any) (enum.BehaviorKind, error) {
+	var res enum.BehaviorKind
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNBehaviorKind2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐBehaviorKind(ctx context.Context, sel ast.SelectionSet, v enum.BehaviorKind) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) unmarshalNBehaviorKind2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐBehaviorKindᚄ(ctx context.Context, v any) ([]enum.BehaviorKind, error) {
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]enum.BehaviorKind, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNBehaviorKind2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐBehaviorKind(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (ec *executionContext) marshalNBehaviorKind2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐBehaviorKindᚄ(ctx context.Context, sel ast.SelectionSet, v []enum.BehaviorKind) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNBehaviorKind2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐBehaviorKind(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
 }
 
 func (ec *executionContext) marshalNBenefit2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐBenefitᚄ(ctx context.Context, sel ast.SelectionSet, v []*ent.Benefit) graphql.Marshaler {
@@ -37483,6 +47148,19 @@ func (ec *executionContext) unmarshalNCreateActivityInput2githubᚗcomᚋonememb
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
+func (ec *executionContext) unmarshalNCreateAiplModelInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐCreateAiplModelInput(ctx context.Context, v any) (model.CreateAiplModelInput, error) {
+	res, err := ec.unmarshalInputCreateAiplModelInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNCreateAiplModelPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐCreateAiplModelPayload(ctx context.Context, sel ast.SelectionSet, v *model.CreateAiplModelPayload) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "CreateAiplModelPayload!")
+		return graphql.Null
+	}
+	return ec._CreateAiplModelPayload(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalNCreateApiClientInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐCreateAPIClientInput(ctx context.Context, v any) (model.CreateAPIClientInput, error) {
 	res, err := ec.unmarshalInputCreateApiClientInput(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -37494,6 +47172,19 @@ func (ec *executionContext) marshalNCreateApiClientPayload2ᚖgithubᚗcomᚋone
 		return graphql.Null
 	}
 	return ec._CreateApiClientPayload(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNCreateAudienceInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐCreateAudienceInput(ctx context.Context, v any) (model.CreateAudienceInput, error) {
+	res, err := ec.unmarshalInputCreateAudienceInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNCreateAudiencePayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐCreateAudiencePayload(ctx context.Context, sel ast.SelectionSet, v *model.CreateAudiencePayload) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "CreateAudiencePayload!")
+		return graphql.Null
+	}
+	return ec._CreateAudiencePayload(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNCreateCouponTemplateInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐCreateCouponTemplateInput(ctx context.Context, v any) (model.CreateCouponTemplateInput, error) {
@@ -37516,6 +47207,19 @@ func (ec *executionContext) unmarshalNCreatePromoCodeInput2githubᚗcomᚋonemem
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
+func (ec *executionContext) unmarshalNCreateRfmModelInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐCreateRfmModelInput(ctx context.Context, v any) (model.CreateRfmModelInput, error) {
+	res, err := ec.unmarshalInputCreateRfmModelInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNCreateRfmModelPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐCreateRfmModelPayload(ctx context.Context, sel ast.SelectionSet, v *model.CreateRfmModelPayload) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "CreateRfmModelPayload!")
+		return graphql.Null
+	}
+	return ec._CreateRfmModelPayload(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalNCreateStaffInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐCreateStaffInput(ctx context.Context, v any) (model.CreateStaffInput, error) {
 	res, err := ec.unmarshalInputCreateStaffInput(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -37529,6 +47233,19 @@ func (ec *executionContext) marshalNCreateStaffPayload2ᚖgithubᚗcomᚋonememb
 	return ec._CreateStaffPayload(ctx, sel, v)
 }
 
+func (ec *executionContext) unmarshalNCreateTagInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐCreateTagInput(ctx context.Context, v any) (model.CreateTagInput, error) {
+	res, err := ec.unmarshalInputCreateTagInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNCreateTagPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐCreateTagPayload(ctx context.Context, sel ast.SelectionSet, v *model.CreateTagPayload) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "CreateTagPayload!")
+		return graphql.Null
+	}
+	return ec._CreateTagPayload(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalNCursor2entgoᚗioᚋcontribᚋentgqlᚐCursor(ctx context.Context, v any) (entgql.Cursor[int], error) {
 	var res entgql.Cursor[int]
 	err := res.UnmarshalGQL(v)
@@ -37537,6 +47254,40 @@ func (ec *executionContext) unmarshalNCursor2entgoᚗioᚋcontribᚋentgqlᚐCur
 
 func (ec *executionContext) marshalNCursor2entgoᚗioᚋcontribᚋentgqlᚐCursor(ctx context.Context, sel ast.SelectionSet, v entgql.Cursor[int]) graphql.Marshaler {
 	return v
+}
+
+func (ec *executionContext) unmarshalNDate2githubᚗcomᚋonememberᚋonememberᚋinternalᚋplatformᚋcalendarᚐDate(ctx context.Context, v any) (calendar.Date, error) {
+	var res calendar.Date
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNDate2githubᚗcomᚋonememberᚋonememberᚋinternalᚋplatformᚋcalendarᚐDate(ctx context.Context, sel ast.SelectionSet, v calendar.Date) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) marshalNDistribution2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐDistributionᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.Distribution) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNDistribution2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐDistribution(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNDistribution2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐDistribution(ctx context.Context, sel ast.SelectionSet, v *model.Distribution) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Distribution!")
+		return graphql.Null
+	}
+	return ec._Distribution(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNDrawLotteryInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐDrawLotteryInput(ctx context.Context, v any) (model.DrawLotteryInput, error) {
@@ -37593,6 +47344,30 @@ func (ec *executionContext) marshalNEarningRuleOrderField2ᚖgithubᚗcomᚋonem
 		return graphql.Null
 	}
 	return v
+}
+
+func (ec *executionContext) marshalNEventError2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐEventErrorᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.EventError) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNEventError2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐEventError(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNEventError2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐEventError(ctx context.Context, sel ast.SelectionSet, v *model.EventError) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "EventError!")
+		return graphql.Null
+	}
+	return ec._EventError(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalNExpiringPoints2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐExpiringPointsᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.ExpiringPoints) graphql.Marshaler {
@@ -37760,6 +47535,46 @@ func (ec *executionContext) marshalNIdentityKind2githubᚗcomᚋonememberᚋonem
 	return v
 }
 
+func (ec *executionContext) unmarshalNImportAudienceInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐImportAudienceInput(ctx context.Context, v any) (model.ImportAudienceInput, error) {
+	res, err := ec.unmarshalInputImportAudienceInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNImportAudiencePayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐImportAudiencePayload(ctx context.Context, sel ast.SelectionSet, v *model.ImportAudiencePayload) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "ImportAudiencePayload!")
+		return graphql.Null
+	}
+	return ec._ImportAudiencePayload(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNIngestEventInput2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐIngestEventInputᚄ(ctx context.Context, v any) ([]*model.IngestEventInput, error) {
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]*model.IngestEventInput, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNIngestEventInput2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐIngestEventInput(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (ec *executionContext) unmarshalNIngestEventInput2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐIngestEventInput(ctx context.Context, v any) (*model.IngestEventInput, error) {
+	res, err := ec.unmarshalInputIngestEventInput(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNIngestEventsPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐIngestEventsPayload(ctx context.Context, sel ast.SelectionSet, v *model.IngestEventsPayload) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "IngestEventsPayload!")
+		return graphql.Null
+	}
+	return ec._IngestEventsPayload(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalNIngestOrderInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐIngestOrderInput(ctx context.Context, v any) (model.IngestOrderInput, error) {
 	res, err := ec.unmarshalInputIngestOrderInput(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -37801,6 +47616,61 @@ func (ec *executionContext) marshalNInt2int64(ctx context.Context, sel ast.Selec
 	return res
 }
 
+func (ec *executionContext) unmarshalNIssueCouponsInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐIssueCouponsInput(ctx context.Context, v any) (model.IssueCouponsInput, error) {
+	res, err := ec.unmarshalInputIssueCouponsInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNJob2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐJob(ctx context.Context, sel ast.SelectionSet, v *ent.Job) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Job!")
+		return graphql.Null
+	}
+	return ec._Job(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNJobKind2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐJobKind(ctx context.Context, v any) (enum.JobKind, error) {
+	var res enum.JobKind
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNJobKind2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐJobKind(ctx context.Context, sel ast.SelectionSet, v enum.JobKind) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) unmarshalNJobOrderField2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐJobOrderField(ctx context.Context, v any) (*ent.JobOrderField, error) {
+	var res = new(ent.JobOrderField)
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNJobOrderField2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐJobOrderField(ctx context.Context, sel ast.SelectionSet, v *ent.JobOrderField) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "JobOrderField!")
+		return graphql.Null
+	}
+	return v
+}
+
+func (ec *executionContext) marshalNJobPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐJobPayload(ctx context.Context, sel ast.SelectionSet, v *model.JobPayload) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "JobPayload!")
+		return graphql.Null
+	}
+	return ec._JobPayload(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNJobStatus2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐJobStatus(ctx context.Context, v any) (enum.JobStatus, error) {
+	var res enum.JobStatus
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNJobStatus2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐJobStatus(ctx context.Context, sel ast.SelectionSet, v enum.JobStatus) graphql.Marshaler {
+	return v
+}
+
 func (ec *executionContext) unmarshalNLedgerSource2githubᚗcomᚋonememberᚋonememberᚋentᚋgrowthentryᚐSource(ctx context.Context, v any) (growthentry.Source, error) {
 	var res growthentry.Source
 	err := res.UnmarshalGQL(v)
@@ -37829,6 +47699,40 @@ func (ec *executionContext) unmarshalNLedgerSource2githubᚗcomᚋonememberᚋon
 
 func (ec *executionContext) marshalNLedgerSource2githubᚗcomᚋonememberᚋonememberᚋentᚋstoredvalueentryᚐSource(ctx context.Context, sel ast.SelectionSet, v storedvalueentry.Source) graphql.Marshaler {
 	return v
+}
+
+func (ec *executionContext) unmarshalNLifecycleStage2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐLifecycleStage(ctx context.Context, v any) (enum.LifecycleStage, error) {
+	var res enum.LifecycleStage
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNLifecycleStage2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐLifecycleStage(ctx context.Context, sel ast.SelectionSet, v enum.LifecycleStage) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) marshalNLifecycleStat2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐLifecycleStatᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.LifecycleStat) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNLifecycleStat2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐLifecycleStat(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNLifecycleStat2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐLifecycleStat(ctx context.Context, sel ast.SelectionSet, v *model.LifecycleStat) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "LifecycleStat!")
+		return graphql.Null
+	}
+	return ec._LifecycleStat(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNLockCouponsInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐLockCouponsInput(ctx context.Context, v any) (model.LockCouponsInput, error) {
@@ -38009,6 +47913,22 @@ func (ec *executionContext) marshalNMarkNotificationsReadPayload2ᚖgithubᚗcom
 	return ec._MarkNotificationsReadPayload(ctx, sel, v)
 }
 
+func (ec *executionContext) marshalNMember2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐMemberᚄ(ctx context.Context, sel ast.SelectionSet, v []*ent.Member) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNMember2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐMember(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
 func (ec *executionContext) marshalNMember2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐMember(ctx context.Context, sel ast.SelectionSet, v *ent.Member) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "Member!")
@@ -38020,6 +47940,30 @@ func (ec *executionContext) marshalNMember2ᚖgithubᚗcomᚋonememberᚋonememb
 func (ec *executionContext) unmarshalNMemberActionInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐMemberActionInput(ctx context.Context, v any) (model.MemberActionInput, error) {
 	res, err := ec.unmarshalInputMemberActionInput(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNMemberAipl2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐMemberAiplᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.MemberAipl) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNMemberAipl2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐMemberAipl(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNMemberAipl2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐMemberAipl(ctx context.Context, sel ast.SelectionSet, v *model.MemberAipl) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "MemberAipl!")
+		return graphql.Null
+	}
+	return ec._MemberAipl(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalNMemberAuthPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐMemberAuthPayload(ctx context.Context, sel ast.SelectionSet, v *model.MemberAuthPayload) graphql.Marshaler {
@@ -38103,6 +48047,30 @@ func (ec *executionContext) marshalNMemberPayload2ᚖgithubᚗcomᚋonememberᚋ
 func (ec *executionContext) unmarshalNMemberRefInput2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐMemberRefInput(ctx context.Context, v any) (*model.MemberRefInput, error) {
 	res, err := ec.unmarshalInputMemberRefInput(ctx, v)
 	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNMemberRfm2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐMemberRfmᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.MemberRfm) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNMemberRfm2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐMemberRfm(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNMemberRfm2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐMemberRfm(ctx context.Context, sel ast.SelectionSet, v *model.MemberRfm) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "MemberRfm!")
+		return graphql.Null
+	}
+	return ec._MemberRfm(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNMemberStatus2githubᚗcomᚋonememberᚋonememberᚋentᚋmemberᚐStatus(ctx context.Context, v any) (member.Status, error) {
@@ -38590,6 +48558,133 @@ func (ec *executionContext) marshalNRequestOtpPayload2ᚖgithubᚗcomᚋonemembe
 	return ec._RequestOtpPayload(ctx, sel, v)
 }
 
+func (ec *executionContext) marshalNRfmModel2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐRfmModelᚄ(ctx context.Context, sel ast.SelectionSet, v []*ent.RfmModel) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNRfmModel2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐRfmModel(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNRfmModel2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐRfmModel(ctx context.Context, sel ast.SelectionSet, v *ent.RfmModel) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "RfmModel!")
+		return graphql.Null
+	}
+	return ec._RfmModel(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNRfmModelOrderField2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐRfmModelOrderField(ctx context.Context, v any) (*ent.RfmModelOrderField, error) {
+	var res = new(ent.RfmModelOrderField)
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNRfmModelOrderField2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐRfmModelOrderField(ctx context.Context, sel ast.SelectionSet, v *ent.RfmModelOrderField) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "RfmModelOrderField!")
+		return graphql.Null
+	}
+	return v
+}
+
+func (ec *executionContext) unmarshalNRfmSegment2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐRfmSegment(ctx context.Context, v any) (enum.RfmSegment, error) {
+	var res enum.RfmSegment
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNRfmSegment2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐRfmSegment(ctx context.Context, sel ast.SelectionSet, v enum.RfmSegment) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) unmarshalNRfmSegment2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐRfmSegmentᚄ(ctx context.Context, v any) ([]enum.RfmSegment, error) {
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]enum.RfmSegment, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNRfmSegment2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐRfmSegment(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (ec *executionContext) marshalNRfmSegment2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐRfmSegmentᚄ(ctx context.Context, sel ast.SelectionSet, v []enum.RfmSegment) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNRfmSegment2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐRfmSegment(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNRfmSegmentStat2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐRfmSegmentStatᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.RfmSegmentStat) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNRfmSegmentStat2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐRfmSegmentStat(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNRfmSegmentStat2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐRfmSegmentStat(ctx context.Context, sel ast.SelectionSet, v *model.RfmSegmentStat) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "RfmSegmentStat!")
+		return graphql.Null
+	}
+	return ec._RfmSegmentStat(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNRfmSplitInput2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐRfmSplitInput(ctx context.Context, v any) (*model.RfmSplitInput, error) {
+	res, err := ec.unmarshalInputRfmSplitInput(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) unmarshalNRfmSplitMode2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐRfmSplitMode(ctx context.Context, v any) (enum.RfmSplitMode, error) {
+	var res enum.RfmSplitMode
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNRfmSplitMode2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐRfmSplitMode(ctx context.Context, sel ast.SelectionSet, v enum.RfmSplitMode) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) unmarshalNRuleOp2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐRuleOp(ctx context.Context, v any) (enum.RuleOp, error) {
+	var res enum.RuleOp
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNRuleOp2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐRuleOp(ctx context.Context, sel ast.SelectionSet, v enum.RuleOp) graphql.Marshaler {
+	return v
+}
+
 func (ec *executionContext) marshalNSetEarningRulePayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐSetEarningRulePayload(ctx context.Context, sel ast.SelectionSet, v *model.SetEarningRulePayload) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "SetEarningRulePayload!")
@@ -38796,6 +48891,72 @@ func (ec *executionContext) marshalNString2ᚕstringᚄ(ctx context.Context, sel
 	return ret
 }
 
+func (ec *executionContext) marshalNTag2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐTagᚄ(ctx context.Context, sel ast.SelectionSet, v []*ent.Tag) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNTag2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐTag(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNTag2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐTag(ctx context.Context, sel ast.SelectionSet, v *ent.Tag) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Tag!")
+		return graphql.Null
+	}
+	return ec._Tag(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNTagConnection2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐTagConnection(ctx context.Context, sel ast.SelectionSet, v *ent.TagConnection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "TagConnection!")
+		return graphql.Null
+	}
+	return ec._TagConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNTagKind2githubᚗcomᚋonememberᚋonememberᚋentᚋtagᚐKind(ctx context.Context, v any) (tag.Kind, error) {
+	var res tag.Kind
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNTagKind2githubᚗcomᚋonememberᚋonememberᚋentᚋtagᚐKind(ctx context.Context, sel ast.SelectionSet, v tag.Kind) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) unmarshalNTagMatch2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐTagMatch(ctx context.Context, v any) (enum.TagMatch, error) {
+	var res enum.TagMatch
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNTagMatch2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐTagMatch(ctx context.Context, sel ast.SelectionSet, v enum.TagMatch) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) unmarshalNTagOrderField2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐTagOrderField(ctx context.Context, v any) (*ent.TagOrderField, error) {
+	var res = new(ent.TagOrderField)
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNTagOrderField2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐTagOrderField(ctx context.Context, sel ast.SelectionSet, v *ent.TagOrderField) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "TagOrderField!")
+		return graphql.Null
+	}
+	return v
+}
+
 func (ec *executionContext) marshalNTier2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐTierᚄ(ctx context.Context, sel ast.SelectionSet, v []*ent.Tier) graphql.Marshaler {
 	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
@@ -38991,6 +49152,51 @@ func (ec *executionContext) unmarshalNTopUpInput2githubᚗcomᚋonememberᚋonem
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
+func (ec *executionContext) unmarshalNTrackEventInput2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐTrackEventInputᚄ(ctx context.Context, v any) ([]*model.TrackEventInput, error) {
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]*model.TrackEventInput, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNTrackEventInput2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐTrackEventInput(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (ec *executionContext) unmarshalNTrackEventInput2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐTrackEventInput(ctx context.Context, v any) (*model.TrackEventInput, error) {
+	res, err := ec.unmarshalInputTrackEventInput(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNTrackEventsPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐTrackEventsPayload(ctx context.Context, sel ast.SelectionSet, v *model.TrackEventsPayload) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "TrackEventsPayload!")
+		return graphql.Null
+	}
+	return ec._TrackEventsPayload(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNTrendInterval2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐTrendInterval(ctx context.Context, v any) (model.TrendInterval, error) {
+	var res model.TrendInterval
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNTrendInterval2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐTrendInterval(ctx context.Context, sel ast.SelectionSet, v model.TrendInterval) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) marshalNUnassignTagsPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐUnassignTagsPayload(ctx context.Context, sel ast.SelectionSet, v *model.UnassignTagsPayload) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "UnassignTagsPayload!")
+		return graphql.Null
+	}
+	return ec._UnassignTagsPayload(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalNUpdateConsentInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐUpdateConsentInput(ctx context.Context, v any) (model.UpdateConsentInput, error) {
 	res, err := ec.unmarshalInputUpdateConsentInput(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -39015,6 +49221,20 @@ func (ec *executionContext) marshalNUpdateMyProfilePayload2ᚖgithubᚗcomᚋone
 		return graphql.Null
 	}
 	return ec._UpdateMyProfilePayload(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNUpload2githubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚐUpload(ctx context.Context, v any) (graphql.Upload, error) {
+	res, err := graphql.UnmarshalUpload(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNUpload2githubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚐUpload(ctx context.Context, sel ast.SelectionSet, v graphql.Upload) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalUpload(v)
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "Upload!")
+	}
+	return res
 }
 
 func (ec *executionContext) marshalNUpsertBenefitPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐUpsertBenefitPayload(ctx context.Context, sel ast.SelectionSet, v *model.UpsertBenefitPayload) graphql.Marshaler {
@@ -39214,6 +49434,14 @@ func (ec *executionContext) marshalOActivityRegistration2ᚖgithubᚗcomᚋoneme
 	return ec._ActivityRegistration(ctx, sel, v)
 }
 
+func (ec *executionContext) unmarshalOAiplRuleInput2ᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋaudienceᚋruleᚐAiplRule(ctx context.Context, v any) (*rule.AiplRule, error) {
+	if v == nil {
+		return nil, nil
+	}
+	res, err := ec.unmarshalInputAiplRuleInput(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
 func (ec *executionContext) unmarshalOApiScope2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐAPIScope(ctx context.Context, v any) (*enum.APIScope, error) {
 	if v == nil {
 		return nil, nil
@@ -39228,6 +49456,82 @@ func (ec *executionContext) marshalOApiScope2ᚖgithubᚗcomᚋonememberᚋoneme
 		return graphql.Null
 	}
 	return v
+}
+
+func (ec *executionContext) unmarshalOAttributeRuleInput2ᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋaudienceᚋruleᚐAttributeRule(ctx context.Context, v any) (*rule.AttributeRule, error) {
+	if v == nil {
+		return nil, nil
+	}
+	res, err := ec.unmarshalInputAttributeRuleInput(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOAudience2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐAudience(ctx context.Context, sel ast.SelectionSet, v *ent.Audience) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._Audience(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalOAudienceEdge2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐAudienceEdge(ctx context.Context, sel ast.SelectionSet, v []*ent.AudienceEdge) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalOAudienceEdge2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐAudienceEdge(ctx, sel, v[i])
+	})
+
+	return ret
+}
+
+func (ec *executionContext) marshalOAudienceEdge2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐAudienceEdge(ctx context.Context, sel ast.SelectionSet, v *ent.AudienceEdge) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._AudienceEdge(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalOAudienceRefresh2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐAudienceRefresh(ctx context.Context, v any) (*enum.AudienceRefresh, error) {
+	if v == nil {
+		return nil, nil
+	}
+	var res = new(enum.AudienceRefresh)
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOAudienceRefresh2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐAudienceRefresh(ctx context.Context, sel ast.SelectionSet, v *enum.AudienceRefresh) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return v
+}
+
+func (ec *executionContext) unmarshalOAudienceRuleInput2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋaudienceᚋruleᚐRuleᚄ(ctx context.Context, v any) ([]*rule.Rule, error) {
+	if v == nil {
+		return nil, nil
+	}
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]*rule.Rule, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNAudienceRuleInput2ᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋaudienceᚋruleᚐRule(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (ec *executionContext) unmarshalOAudienceRuleInput2ᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋaudienceᚋruleᚐRule(ctx context.Context, v any) (*rule.Rule, error) {
+	if v == nil {
+		return nil, nil
+	}
+	res, err := ec.unmarshalInputAudienceRuleInput(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
 }
 
 func (ec *executionContext) marshalOAuditLog2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐAuditLog(ctx context.Context, sel ast.SelectionSet, v *ent.AuditLog) graphql.Marshaler {
@@ -39279,6 +49583,14 @@ func (ec *executionContext) unmarshalOAuditLogWhereInput2ᚖgithubᚗcomᚋoneme
 		return nil, nil
 	}
 	res, err := ec.unmarshalInputAuditLogWhereInput(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) unmarshalOBehaviorRuleInput2ᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋaudienceᚋruleᚐBehaviorRule(ctx context.Context, v any) (*rule.BehaviorRule, error) {
+	if v == nil {
+		return nil, nil
+	}
+	res, err := ec.unmarshalInputBehaviorRuleInput(ctx, v)
 	return &res, graphql.ErrorOnPath(ctx, err)
 }
 
@@ -39432,6 +49744,42 @@ func (ec *executionContext) unmarshalOBusinessUnitWhereInput2ᚖgithubᚗcomᚋo
 	}
 	res, err := ec.unmarshalInputBusinessUnitWhereInput(ctx, v)
 	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) unmarshalOChannel2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐChannelᚄ(ctx context.Context, v any) ([]enum.Channel, error) {
+	if v == nil {
+		return nil, nil
+	}
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]enum.Channel, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNChannel2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐChannel(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (ec *executionContext) marshalOChannel2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐChannelᚄ(ctx context.Context, sel ast.SelectionSet, v []enum.Channel) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNChannel2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐChannel(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
 }
 
 func (ec *executionContext) unmarshalOChannel2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐChannel(ctx context.Context, v any) (*enum.Channel, error) {
@@ -39930,6 +50278,21 @@ func (ec *executionContext) marshalOPointsEntryEdge2ᚖgithubᚗcomᚋonemember�
 	return ec._PointsEntryEdge(ctx, sel, v)
 }
 
+func (ec *executionContext) unmarshalORfmRuleInput2ᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋaudienceᚋruleᚐRfmRule(ctx context.Context, v any) (*rule.RfmRule, error) {
+	if v == nil {
+		return nil, nil
+	}
+	res, err := ec.unmarshalInputRfmRuleInput(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalORfmThresholds2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐRfmThresholds(ctx context.Context, sel ast.SelectionSet, v *model.RfmThresholds) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._RfmThresholds(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalOStaffRole2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐStaffRoleᚄ(ctx context.Context, v any) ([]enum.StaffRole, error) {
 	if v == nil {
 		return nil, nil
@@ -40095,6 +50458,41 @@ func (ec *executionContext) marshalOString2ᚖstring(ctx context.Context, sel as
 	_ = ctx
 	res := graphql.MarshalString(*v)
 	return res
+}
+
+func (ec *executionContext) marshalOTag2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐTag(ctx context.Context, sel ast.SelectionSet, v *ent.Tag) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._Tag(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalOTagEdge2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐTagEdge(ctx context.Context, sel ast.SelectionSet, v []*ent.TagEdge) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalOTagEdge2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐTagEdge(ctx, sel, v[i])
+	})
+
+	return ret
+}
+
+func (ec *executionContext) marshalOTagEdge2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐTagEdge(ctx context.Context, sel ast.SelectionSet, v *ent.TagEdge) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._TagEdge(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalOTagRuleInput2ᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋaudienceᚋruleᚐTagRule(ctx context.Context, v any) (*rule.TagRule, error) {
+	if v == nil {
+		return nil, nil
+	}
+	res, err := ec.unmarshalInputTagRuleInput(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
 }
 
 func (ec *executionContext) marshalOTier2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐTier(ctx context.Context, sel ast.SelectionSet, v *ent.Tier) graphql.Marshaler {

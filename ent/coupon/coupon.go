@@ -43,6 +43,8 @@ const (
 	FieldDiscount = "discount"
 	// FieldExpiringNotifiedAt holds the string denoting the expiring_notified_at field in the database.
 	FieldExpiringNotifiedAt = "expiring_notified_at"
+	// FieldIssueJobID holds the string denoting the issue_job_id field in the database.
+	FieldIssueJobID = "issue_job_id"
 	// EdgeTemplate holds the string denoting the template edge name in mutations.
 	EdgeTemplate = "template"
 	// Table holds the table name of the coupon in the database.
@@ -72,6 +74,7 @@ var Columns = []string{
 	FieldSource,
 	FieldDiscount,
 	FieldExpiringNotifiedAt,
+	FieldIssueJobID,
 }
 
 // ValidColumn reports if the column name is valid (part of the table columns).
@@ -178,6 +181,11 @@ func ByDiscount(opts ...sql.OrderTermOption) OrderOption {
 // ByExpiringNotifiedAt orders the results by the expiring_notified_at field.
 func ByExpiringNotifiedAt(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldExpiringNotifiedAt, opts...).ToFunc()
+}
+
+// ByIssueJobID orders the results by the issue_job_id field.
+func ByIssueJobID(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldIssueJobID, opts...).ToFunc()
 }
 
 // ByTemplateField orders the results by template field.

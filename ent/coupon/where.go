@@ -116,6 +116,11 @@ func ExpiringNotifiedAt(v time.Time) predicate.Coupon {
 	return predicate.Coupon(sql.FieldEQ(FieldExpiringNotifiedAt, v))
 }
 
+// IssueJobID applies equality check predicate on the "issue_job_id" field. It's identical to IssueJobIDEQ.
+func IssueJobID(v int) predicate.Coupon {
+	return predicate.Coupon(sql.FieldEQ(FieldIssueJobID, v))
+}
+
 // CodeEQ applies the EQ predicate on the "code" field.
 func CodeEQ(v string) predicate.Coupon {
 	return predicate.Coupon(sql.FieldEQ(FieldCode, v))
@@ -729,6 +734,56 @@ func ExpiringNotifiedAtIsNil() predicate.Coupon {
 // ExpiringNotifiedAtNotNil applies the NotNil predicate on the "expiring_notified_at" field.
 func ExpiringNotifiedAtNotNil() predicate.Coupon {
 	return predicate.Coupon(sql.FieldNotNull(FieldExpiringNotifiedAt))
+}
+
+// IssueJobIDEQ applies the EQ predicate on the "issue_job_id" field.
+func IssueJobIDEQ(v int) predicate.Coupon {
+	return predicate.Coupon(sql.FieldEQ(FieldIssueJobID, v))
+}
+
+// IssueJobIDNEQ applies the NEQ predicate on the "issue_job_id" field.
+func IssueJobIDNEQ(v int) predicate.Coupon {
+	return predicate.Coupon(sql.FieldNEQ(FieldIssueJobID, v))
+}
+
+// IssueJobIDIn applies the In predicate on the "issue_job_id" field.
+func IssueJobIDIn(vs ...int) predicate.Coupon {
+	return predicate.Coupon(sql.FieldIn(FieldIssueJobID, vs...))
+}
+
+// IssueJobIDNotIn applies the NotIn predicate on the "issue_job_id" field.
+func IssueJobIDNotIn(vs ...int) predicate.Coupon {
+	return predicate.Coupon(sql.FieldNotIn(FieldIssueJobID, vs...))
+}
+
+// IssueJobIDGT applies the GT predicate on the "issue_job_id" field.
+func IssueJobIDGT(v int) predicate.Coupon {
+	return predicate.Coupon(sql.FieldGT(FieldIssueJobID, v))
+}
+
+// IssueJobIDGTE applies the GTE predicate on the "issue_job_id" field.
+func IssueJobIDGTE(v int) predicate.Coupon {
+	return predicate.Coupon(sql.FieldGTE(FieldIssueJobID, v))
+}
+
+// IssueJobIDLT applies the LT predicate on the "issue_job_id" field.
+func IssueJobIDLT(v int) predicate.Coupon {
+	return predicate.Coupon(sql.FieldLT(FieldIssueJobID, v))
+}
+
+// IssueJobIDLTE applies the LTE predicate on the "issue_job_id" field.
+func IssueJobIDLTE(v int) predicate.Coupon {
+	return predicate.Coupon(sql.FieldLTE(FieldIssueJobID, v))
+}
+
+// IssueJobIDIsNil applies the IsNil predicate on the "issue_job_id" field.
+func IssueJobIDIsNil() predicate.Coupon {
+	return predicate.Coupon(sql.FieldIsNull(FieldIssueJobID))
+}
+
+// IssueJobIDNotNil applies the NotNil predicate on the "issue_job_id" field.
+func IssueJobIDNotNil() predicate.Coupon {
+	return predicate.Coupon(sql.FieldNotNull(FieldIssueJobID))
 }
 
 // HasTemplate applies the HasEdge predicate on the "template" edge.

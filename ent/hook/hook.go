@@ -45,6 +45,18 @@ func (f ActivityRegistrationFunc) Mutate(ctx context.Context, m ent.Mutation) (e
 	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.ActivityRegistrationMutation", m)
 }
 
+// The AiplModelFunc type is an adapter to allow the use of ordinary
+// function as AiplModel mutator.
+type AiplModelFunc func(context.Context, *ent.AiplModelMutation) (ent.Value, error)
+
+// Mutate calls f(ctx, m).
+func (f AiplModelFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+	if mv, ok := m.(*ent.AiplModelMutation); ok {
+		return f(ctx, mv)
+	}
+	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.AiplModelMutation", m)
+}
+
 // The ApiClientFunc type is an adapter to allow the use of ordinary
 // function as ApiClient mutator.
 type ApiClientFunc func(context.Context, *ent.ApiClientMutation) (ent.Value, error)
@@ -55,6 +67,18 @@ func (f ApiClientFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, e
 		return f(ctx, mv)
 	}
 	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.ApiClientMutation", m)
+}
+
+// The AudienceFunc type is an adapter to allow the use of ordinary
+// function as Audience mutator.
+type AudienceFunc func(context.Context, *ent.AudienceMutation) (ent.Value, error)
+
+// Mutate calls f(ctx, m).
+func (f AudienceFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+	if mv, ok := m.(*ent.AudienceMutation); ok {
+		return f(ctx, mv)
+	}
+	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.AudienceMutation", m)
 }
 
 // The AuditLogFunc type is an adapter to allow the use of ordinary
@@ -163,6 +187,18 @@ func (f IdentityFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, er
 		return f(ctx, mv)
 	}
 	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.IdentityMutation", m)
+}
+
+// The JobFunc type is an adapter to allow the use of ordinary
+// function as Job mutator.
+type JobFunc func(context.Context, *ent.JobMutation) (ent.Value, error)
+
+// Mutate calls f(ctx, m).
+func (f JobFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+	if mv, ok := m.(*ent.JobMutation); ok {
+		return f(ctx, mv)
+	}
+	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.JobMutation", m)
 }
 
 // The LogCursorFunc type is an adapter to allow the use of ordinary
@@ -477,6 +513,18 @@ func (f RefundFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, erro
 	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.RefundMutation", m)
 }
 
+// The RfmModelFunc type is an adapter to allow the use of ordinary
+// function as RfmModel mutator.
+type RfmModelFunc func(context.Context, *ent.RfmModelMutation) (ent.Value, error)
+
+// Mutate calls f(ctx, m).
+func (f RfmModelFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+	if mv, ok := m.(*ent.RfmModelMutation); ok {
+		return f(ctx, mv)
+	}
+	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.RfmModelMutation", m)
+}
+
 // The StaffFunc type is an adapter to allow the use of ordinary
 // function as Staff mutator.
 type StaffFunc func(context.Context, *ent.StaffMutation) (ent.Value, error)
@@ -511,6 +559,18 @@ func (f StoredValueEntryFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.V
 		return f(ctx, mv)
 	}
 	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.StoredValueEntryMutation", m)
+}
+
+// The TagFunc type is an adapter to allow the use of ordinary
+// function as Tag mutator.
+type TagFunc func(context.Context, *ent.TagMutation) (ent.Value, error)
+
+// Mutate calls f(ctx, m).
+func (f TagFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+	if mv, ok := m.(*ent.TagMutation); ok {
+		return f(ctx, mv)
+	}
+	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.TagMutation", m)
 }
 
 // The TierFunc type is an adapter to allow the use of ordinary

@@ -124,6 +124,26 @@ var (
 			},
 		},
 	}
+	// AiplModelsColumns holds the columns for the "aipl_models" table.
+	AiplModelsColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeInt, Increment: true},
+		{Name: "created_at", Type: field.TypeTime},
+		{Name: "updated_at", Type: field.TypeTime},
+		{Name: "name", Type: field.TypeString},
+		{Name: "window_days", Type: field.TypeInt},
+		{Name: "channels", Type: field.TypeJSON, Nullable: true},
+		{Name: "awareness", Type: field.TypeJSON},
+		{Name: "interest", Type: field.TypeJSON},
+		{Name: "purchase", Type: field.TypeJSON},
+		{Name: "loyalty_min_purchases", Type: field.TypeInt},
+		{Name: "loyalty_require_share", Type: field.TypeBool, Default: false},
+	}
+	// AiplModelsTable holds the schema information for the "aipl_models" table.
+	AiplModelsTable = &schema.Table{
+		Name:       "aipl_models",
+		Columns:    AiplModelsColumns,
+		PrimaryKey: []*schema.Column{AiplModelsColumns[0]},
+	}
 	// APIClientsColumns holds the columns for the "api_clients" table.
 	APIClientsColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeInt, Increment: true},
@@ -141,6 +161,35 @@ var (
 		Name:       "api_clients",
 		Columns:    APIClientsColumns,
 		PrimaryKey: []*schema.Column{APIClientsColumns[0]},
+	}
+	// AudiencesColumns holds the columns for the "audiences" table.
+	AudiencesColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeInt, Increment: true},
+		{Name: "created_at", Type: field.TypeTime},
+		{Name: "updated_at", Type: field.TypeTime},
+		{Name: "name", Type: field.TypeString},
+		{Name: "source", Type: field.TypeEnum, Enums: []string{"RULE", "IMPORT"}, Default: "RULE"},
+		{Name: "rule", Type: field.TypeJSON, Nullable: true},
+		{Name: "depends_on", Type: field.TypeJSON, Nullable: true},
+		{Name: "priority", Type: field.TypeInt, Default: 0},
+		{Name: "refresh", Type: field.TypeEnum, Enums: []string{"STATIC", "DAILY", "ON_CHANGE"}, Default: "STATIC"},
+		{Name: "status", Type: field.TypeEnum, Enums: []string{"PENDING", "COMPUTING", "READY", "FAILED"}, Default: "PENDING"},
+		{Name: "size", Type: field.TypeInt64, Default: 0},
+		{Name: "bitmap", Type: field.TypeBytes, Nullable: true},
+		{Name: "computed_at", Type: field.TypeTime, Nullable: true},
+	}
+	// AudiencesTable holds the schema information for the "audiences" table.
+	AudiencesTable = &schema.Table{
+		Name:       "audiences",
+		Columns:    AudiencesColumns,
+		PrimaryKey: []*schema.Column{AudiencesColumns[0]},
+		Indexes: []*schema.Index{
+			{
+				Name:    "audience_name",
+				Unique:  true,
+				Columns: []*schema.Column{AudiencesColumns[3]},
+			},
+		},
 	}
 	// AuditLogsColumns holds the columns for the "audit_logs" table.
 	AuditLogsColumns = []*schema.Column{
@@ -239,6 +288,7 @@ var (
 		{Name: "source", Type: field.TypeString, Default: ""},
 		{Name: "discount", Type: field.TypeInt64, Default: 0},
 		{Name: "expiring_notified_at", Type: field.TypeTime, Nullable: true},
+		{Name: "issue_job_id", Type: field.TypeInt, Nullable: true},
 		{Name: "template_id", Type: field.TypeInt},
 	}
 	// CouponsTable holds the schema information for the "coupons" table.
@@ -249,7 +299,7 @@ var (
 		ForeignKeys: []*schema.ForeignKey{
 			{
 				Symbol:     "coupons_coupon_templates_template",
-				Columns:    []*schema.Column{CouponsColumns[13]},
+				Columns:    []*schema.Column{CouponsColumns[14]},
 				RefColumns: []*schema.Column{CouponTemplatesColumns[0]},
 				OnDelete:   schema.NoAction,
 			},
@@ -263,7 +313,7 @@ var (
 			{
 				Name:    "coupon_template_id_member_id",
 				Unique:  false,
-				Columns: []*schema.Column{CouponsColumns[13], CouponsColumns[2]},
+				Columns: []*schema.Column{CouponsColumns[14], CouponsColumns[2]},
 			},
 			{
 				Name:    "coupon_locked_order_ref",
@@ -279,6 +329,11 @@ var (
 				Name:    "coupon_status_expires_at",
 				Unique:  false,
 				Columns: []*schema.Column{CouponsColumns[3], CouponsColumns[5]},
+			},
+			{
+				Name:    "coupon_issue_job_id_member_id",
+				Unique:  true,
+				Columns: []*schema.Column{CouponsColumns[13], CouponsColumns[2]},
 			},
 		},
 	}
@@ -429,6 +484,44 @@ var (
 				Name:    "identity_member_id",
 				Unique:  false,
 				Columns: []*schema.Column{IdentitiesColumns[8]},
+			},
+		},
+	}
+	// JobsColumns holds the columns for the "jobs" table.
+	JobsColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeInt, Increment: true},
+		{Name: "created_at", Type: field.TypeTime},
+		{Name: "updated_at", Type: field.TypeTime},
+		{Name: "kind", Type: field.TypeEnum, Enums: []string{"ISSUE_COUPONS", "REFRESH_AUDIENCE", "COMPUTE_RFM", "REFRESH_TAG"}},
+		{Name: "status", Type: field.TypeEnum, Enums: []string{"QUEUED", "RUNNING", "SUCCEEDED", "FAILED"}, Default: "QUEUED"},
+		{Name: "idempotency_key", Type: field.TypeString, Nullable: true},
+		{Name: "params", Type: field.TypeJSON, Nullable: true},
+		{Name: "total", Type: field.TypeInt64, Default: 0},
+		{Name: "processed", Type: field.TypeInt64, Default: 0},
+		{Name: "failed", Type: field.TypeInt64, Default: 0},
+		{Name: "checkpoint", Type: field.TypeInt64, Default: 0},
+		{Name: "error", Type: field.TypeString, Default: ""},
+		{Name: "attempts", Type: field.TypeInt, Default: 0},
+		{Name: "lease_until", Type: field.TypeTime, Nullable: true},
+		{Name: "created_by_staff_id", Type: field.TypeInt, Nullable: true},
+		{Name: "started_at", Type: field.TypeTime, Nullable: true},
+		{Name: "finished_at", Type: field.TypeTime, Nullable: true},
+	}
+	// JobsTable holds the schema information for the "jobs" table.
+	JobsTable = &schema.Table{
+		Name:       "jobs",
+		Columns:    JobsColumns,
+		PrimaryKey: []*schema.Column{JobsColumns[0]},
+		Indexes: []*schema.Index{
+			{
+				Name:    "job_idempotency_key",
+				Unique:  true,
+				Columns: []*schema.Column{JobsColumns[5]},
+			},
+			{
+				Name:    "job_status_lease_until",
+				Unique:  false,
+				Columns: []*schema.Column{JobsColumns[4], JobsColumns[13]},
 			},
 		},
 	}
@@ -1228,6 +1321,30 @@ var (
 			},
 		},
 	}
+	// RfmModelsColumns holds the columns for the "rfm_models" table.
+	RfmModelsColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeInt, Increment: true},
+		{Name: "created_at", Type: field.TypeTime},
+		{Name: "updated_at", Type: field.TypeTime},
+		{Name: "name", Type: field.TypeString},
+		{Name: "window_days", Type: field.TypeInt},
+		{Name: "business_unit_ids", Type: field.TypeJSON, Nullable: true},
+		{Name: "channels", Type: field.TypeJSON, Nullable: true},
+		{Name: "split_mode", Type: field.TypeEnum, Enums: []string{"MEAN", "MEDIAN", "CUSTOM"}},
+		{Name: "custom_recency_days", Type: field.TypeFloat64, Nullable: true},
+		{Name: "custom_frequency", Type: field.TypeFloat64, Nullable: true},
+		{Name: "custom_monetary", Type: field.TypeInt64, Nullable: true},
+		{Name: "threshold_recency_days", Type: field.TypeFloat64, Nullable: true},
+		{Name: "threshold_frequency", Type: field.TypeFloat64, Nullable: true},
+		{Name: "threshold_monetary", Type: field.TypeFloat64, Nullable: true},
+		{Name: "computed_at", Type: field.TypeTime, Nullable: true},
+	}
+	// RfmModelsTable holds the schema information for the "rfm_models" table.
+	RfmModelsTable = &schema.Table{
+		Name:       "rfm_models",
+		Columns:    RfmModelsColumns,
+		PrimaryKey: []*schema.Column{RfmModelsColumns[0]},
+	}
 	// StaffsColumns holds the columns for the "staffs" table.
 	StaffsColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeInt, Increment: true},
@@ -1327,6 +1444,30 @@ var (
 				Name:    "storedvalueentry_order_id",
 				Unique:  false,
 				Columns: []*schema.Column{StoredValueEntriesColumns[6]},
+			},
+		},
+	}
+	// TagsColumns holds the columns for the "tags" table.
+	TagsColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeInt, Increment: true},
+		{Name: "created_at", Type: field.TypeTime},
+		{Name: "updated_at", Type: field.TypeTime},
+		{Name: "name", Type: field.TypeString},
+		{Name: "category", Type: field.TypeString, Default: ""},
+		{Name: "kind", Type: field.TypeEnum, Enums: []string{"MANUAL", "RULE"}, Default: "MANUAL"},
+		{Name: "rule", Type: field.TypeJSON, Nullable: true},
+		{Name: "refreshed_at", Type: field.TypeTime, Nullable: true},
+	}
+	// TagsTable holds the schema information for the "tags" table.
+	TagsTable = &schema.Table{
+		Name:       "tags",
+		Columns:    TagsColumns,
+		PrimaryKey: []*schema.Column{TagsColumns[0]},
+		Indexes: []*schema.Index{
+			{
+				Name:    "tag_name",
+				Unique:  true,
+				Columns: []*schema.Column{TagsColumns[3]},
 			},
 		},
 	}
@@ -1567,7 +1708,9 @@ var (
 		AccountsTable,
 		ActivitiesTable,
 		ActivityRegistrationsTable,
+		AiplModelsTable,
 		APIClientsTable,
+		AudiencesTable,
 		AuditLogsTable,
 		BenefitsTable,
 		BusinessUnitsTable,
@@ -1577,6 +1720,7 @@ var (
 		EarningRulesTable,
 		GrowthEntriesTable,
 		IdentitiesTable,
+		JobsTable,
 		LogCursorsTable,
 		LotteriesTable,
 		LotteryDrawsTable,
@@ -1603,9 +1747,11 @@ var (
 		ReferralsTable,
 		RefreshTokensTable,
 		RefundsTable,
+		RfmModelsTable,
 		StaffsTable,
 		StoresTable,
 		StoredValueEntriesTable,
+		TagsTable,
 		TiersTable,
 		TierChangesTable,
 		APIClientStoresTable,
@@ -1631,8 +1777,14 @@ func init() {
 	ActivityRegistrationsTable.Annotation = &entsql.Annotation{
 		IncrementStart: func(i int) *int { return &i }(137438953472),
 	}
+	AiplModelsTable.Annotation = &entsql.Annotation{
+		IncrementStart: func(i int) *int { return &i }(188978561024),
+	}
 	APIClientsTable.Annotation = &entsql.Annotation{
 		IncrementStart: func(i int) *int { return &i }(0),
+	}
+	AudiencesTable.Annotation = &entsql.Annotation{
+		IncrementStart: func(i int) *int { return &i }(193273528320),
 	}
 	AuditLogsTable.Annotation = &entsql.Annotation{
 		IncrementStart: func(i int) *int { return &i }(4294967296),
@@ -1665,6 +1817,9 @@ func init() {
 	IdentitiesTable.ForeignKeys[0].RefTable = MembersTable
 	IdentitiesTable.Annotation = &entsql.Annotation{
 		IncrementStart: func(i int) *int { return &i }(17179869184),
+	}
+	JobsTable.Annotation = &entsql.Annotation{
+		IncrementStart: func(i int) *int { return &i }(197568495616),
 	}
 	LogCursorsTable.Annotation = &entsql.Annotation{
 		IncrementStart: func(i int) *int { return &i }(141733920768),
@@ -1757,6 +1912,9 @@ func init() {
 	RefundsTable.Annotation = &entsql.Annotation{
 		IncrementStart: func(i int) *int { return &i }(120259084288),
 	}
+	RfmModelsTable.Annotation = &entsql.Annotation{
+		IncrementStart: func(i int) *int { return &i }(201863462912),
+	}
 	StaffsTable.Annotation = &entsql.Annotation{
 		IncrementStart: func(i int) *int { return &i }(34359738368),
 	}
@@ -1768,6 +1926,9 @@ func init() {
 	StoredValueEntriesTable.ForeignKeys[1].RefTable = StoresTable
 	StoredValueEntriesTable.Annotation = &entsql.Annotation{
 		IncrementStart: func(i int) *int { return &i }(124554051584),
+	}
+	TagsTable.Annotation = &entsql.Annotation{
+		IncrementStart: func(i int) *int { return &i }(206158430208),
 	}
 	TiersTable.Annotation = &entsql.Annotation{
 		IncrementStart: func(i int) *int { return &i }(42949672960),

@@ -15,8 +15,14 @@ type Activity func(*sql.Selector)
 // ActivityRegistration is the predicate function for activityregistration builders.
 type ActivityRegistration func(*sql.Selector)
 
+// AiplModel is the predicate function for aiplmodel builders.
+type AiplModel func(*sql.Selector)
+
 // ApiClient is the predicate function for apiclient builders.
 type ApiClient func(*sql.Selector)
+
+// Audience is the predicate function for audience builders.
+type Audience func(*sql.Selector)
 
 // AuditLog is the predicate function for auditlog builders.
 type AuditLog func(*sql.Selector)
@@ -44,6 +50,9 @@ type GrowthEntry func(*sql.Selector)
 
 // Identity is the predicate function for identity builders.
 type Identity func(*sql.Selector)
+
+// Job is the predicate function for job builders.
+type Job func(*sql.Selector)
 
 // LogCursor is the predicate function for logcursor builders.
 type LogCursor func(*sql.Selector)
@@ -123,6 +132,9 @@ type RefreshToken func(*sql.Selector)
 // Refund is the predicate function for refund builders.
 type Refund func(*sql.Selector)
 
+// RfmModel is the predicate function for rfmmodel builders.
+type RfmModel func(*sql.Selector)
+
 // Staff is the predicate function for staff builders.
 type Staff func(*sql.Selector)
 
@@ -131,6 +143,9 @@ type Store func(*sql.Selector)
 
 // StoredValueEntry is the predicate function for storedvalueentry builders.
 type StoredValueEntry func(*sql.Selector)
+
+// Tag is the predicate function for tag builders.
+type Tag func(*sql.Selector)
 
 // Tier is the predicate function for tier builders.
 type Tier func(*sql.Selector)

@@ -69,6 +69,10 @@ func (Coupon) Fields() []ent.Field {
 		field.Int64("discount").Default(0).Annotations(hidden()),
 		// expiring_notified_at marks the CouponExpiring event as sent.
 		field.Time("expiring_notified_at").Optional().Nillable().Annotations(hidden()),
+		// issue_job_id is the ISSUE_COUPONS job that issued the coupon: a job
+		// issues at most one coupon per member (unique index), even when it
+		// is resumed after a crash.
+		field.Int("issue_job_id").Optional().Nillable().Immutable().Annotations(hidden()),
 	}
 }
 
@@ -85,6 +89,7 @@ func (Coupon) Indexes() []ent.Index {
 		index.Fields("locked_order_ref"),
 		index.Fields("order_id"),
 		index.Fields("status", "expires_at"),
+		index.Fields("issue_job_id", "member_id").Unique(),
 	}
 }
 

@@ -9,8 +9,10 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/99designs/gqlgen/graphql"
 	"github.com/onemember/onemember/ent"
 	"github.com/onemember/onemember/ent/schema/enum"
+	"github.com/onemember/onemember/internal/audience/rule"
 	"github.com/onemember/onemember/internal/platform/calendar"
 )
 
@@ -43,6 +45,52 @@ type AdminLoginPayload struct {
 	RefreshToken string     `json:"refreshToken"`
 	ExpiresAt    time.Time  `json:"expiresAt"`
 	Staff        *ent.Staff `json:"staff"`
+}
+
+type AiplFlow struct {
+	From    enum.AiplStage `json:"from"`
+	To      enum.AiplStage `json:"to"`
+	Members int            `json:"members"`
+}
+
+type AiplLoyaltyRuleInput struct {
+	MinPurchases int   `json:"minPurchases"`
+	RequireShare *bool `json:"requireShare,omitempty"`
+}
+
+type AiplSnapshot struct {
+	At        calendar.Date `json:"at"`
+	None      int           `json:"none"`
+	Awareness int           `json:"awareness"`
+	Interest  int           `json:"interest"`
+	Purchase  int           `json:"purchase"`
+	Loyalty   int           `json:"loyalty"`
+}
+
+type AssignTagsInput struct {
+	MemberIds []int `json:"memberIds"`
+	TagIds    []int `json:"tagIds"`
+}
+
+type AssignTagsPayload struct {
+	Assigned int `json:"assigned"`
+}
+
+type AudienceInsight struct {
+	Gender  []*Distribution `json:"gender"`
+	AgeBand []*Distribution `json:"ageBand"`
+	// By province (the first two digits of the region code).
+	Region    []*Distribution `json:"region"`
+	Tier      []*Distribution `json:"tier"`
+	Channel   []*Distribution `json:"channel"`
+	Lifecycle []*Distribution `json:"lifecycle"`
+}
+
+type AudiencePreview struct {
+	Size int `json:"size"`
+	// Server time spent evaluating the rule, in milliseconds.
+	TookMs float64       `json:"tookMs"`
+	Sample []*ent.Member `json:"sample"`
 }
 
 type BenefitInput struct {
@@ -121,6 +169,20 @@ type CreateActivityInput struct {
 	BusinessUnitCode *string   `json:"businessUnitCode,omitempty"`
 }
 
+type CreateAiplModelInput struct {
+	Name       string                `json:"name"`
+	WindowDays int                   `json:"windowDays"`
+	Channels   []enum.Channel        `json:"channels,omitempty"`
+	Awareness  []enum.BehaviorKind   `json:"awareness"`
+	Interest   []enum.BehaviorKind   `json:"interest"`
+	Purchase   []enum.BehaviorKind   `json:"purchase"`
+	Loyalty    *AiplLoyaltyRuleInput `json:"loyalty"`
+}
+
+type CreateAiplModelPayload struct {
+	Model *ent.AiplModel `json:"model"`
+}
+
 type CreateAPIClientInput struct {
 	Name   string          `json:"name"`
 	Scopes []enum.APIScope `json:"scopes"`
@@ -132,6 +194,17 @@ type CreateAPIClientPayload struct {
 	APIClient *ent.ApiClient `json:"apiClient"`
 	// Shown once; only its hash is stored.
 	Secret string `json:"secret"`
+}
+
+type CreateAudienceInput struct {
+	Name     string                `json:"name"`
+	Rule     *rule.Rule            `json:"rule"`
+	Priority *int                  `json:"priority,omitempty"`
+	Refresh  *enum.AudienceRefresh `json:"refresh,omitempty"`
+}
+
+type CreateAudiencePayload struct {
+	Audience *ent.Audience `json:"audience"`
 }
 
 type CreateCouponTemplateInput struct {
@@ -178,6 +251,18 @@ type CreatePromoCodeInput struct {
 	ValidTo           *time.Time `json:"validTo,omitempty"`
 }
 
+type CreateRfmModelInput struct {
+	Name            string         `json:"name"`
+	WindowDays      int            `json:"windowDays"`
+	BusinessUnitIds []int          `json:"businessUnitIds,omitempty"`
+	Channels        []enum.Channel `json:"channels,omitempty"`
+	Split           *RfmSplitInput `json:"split"`
+}
+
+type CreateRfmModelPayload struct {
+	Model *ent.RfmModel `json:"model"`
+}
+
 type CreateStaffInput struct {
 	Email       string           `json:"email"`
 	DisplayName string           `json:"displayName"`
@@ -189,6 +274,24 @@ type CreateStaffInput struct {
 
 type CreateStaffPayload struct {
 	Staff *ent.Staff `json:"staff"`
+}
+
+type CreateTagInput struct {
+	Name     string `json:"name"`
+	Category string `json:"category"`
+	// Set for a rule-based tag: a REFRESH_TAG job assigns it now and every night.
+	Rule *rule.Rule `json:"rule,omitempty"`
+}
+
+type CreateTagPayload struct {
+	Tag *ent.Tag `json:"tag"`
+}
+
+type Distribution struct {
+	Key   string `json:"key"`
+	Count int    `json:"count"`
+	// count / audience size, 0..1.
+	Share float64 `json:"share"`
 }
 
 type DrawLotteryInput struct {
@@ -211,9 +314,49 @@ type EarningRuleInput struct {
 	GrowthPerYuan    float64 `json:"growthPerYuan"`
 }
 
+type EventError struct {
+	// The event's position in the call.
+	Index   int    `json:"index"`
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
 type ExpiringPoints struct {
 	Amount    int       `json:"amount"`
 	ExpiresAt time.Time `json:"expiresAt"`
+}
+
+type ImportAudienceInput struct {
+	Name     string            `json:"name"`
+	Key      AudienceImportKey `json:"key"`
+	File     graphql.Upload    `json:"file"`
+	Priority *int              `json:"priority,omitempty"`
+}
+
+type ImportAudiencePayload struct {
+	Audience  *ent.Audience `json:"audience"`
+	Matched   int           `json:"matched"`
+	Unmatched int           `json:"unmatched"`
+	// Lines that are neither a phone nor a member number (counted, not fatal).
+	Invalid int `json:"invalid"`
+}
+
+type IngestEventInput struct {
+	Member           *MemberRefInput   `json:"member"`
+	Kind             enum.BehaviorKind `json:"kind"`
+	OccurredAt       time.Time         `json:"occurredAt"`
+	Channel          enum.Channel      `json:"channel"`
+	EventID          string            `json:"eventId"`
+	TargetID         *string           `json:"targetId,omitempty"`
+	BusinessUnitCode *string           `json:"businessUnitCode,omitempty"`
+}
+
+type IngestEventsPayload struct {
+	Accepted   int `json:"accepted"`
+	Duplicates int `json:"duplicates"`
+	Rejected   int `json:"rejected"`
+	// Why each rejected event was refused.
+	Errors []*EventError `json:"errors"`
 }
 
 type IngestOrderInput struct {
@@ -233,6 +376,22 @@ type IngestOrderPayload struct {
 	Duplicate bool        `json:"duplicate"`
 	Order     *ent.Order  `json:"order"`
 	Member    *ent.Member `json:"member"`
+}
+
+type IssueCouponsInput struct {
+	TemplateID     int    `json:"templateId"`
+	AudienceID     int    `json:"audienceId"`
+	IdempotencyKey string `json:"idempotencyKey"`
+}
+
+type JobPayload struct {
+	Job *ent.Job `json:"job"`
+}
+
+type LifecycleStat struct {
+	Stage   enum.LifecycleStage `json:"stage"`
+	Members int                 `json:"members"`
+	Share   float64             `json:"share"`
 }
 
 type LockCouponsInput struct {
@@ -294,6 +453,11 @@ type MemberActionInput struct {
 	Reason   string `json:"reason"`
 }
 
+type MemberAipl struct {
+	Model *ent.AiplModel `json:"model"`
+	Stage enum.AiplStage `json:"stage"`
+}
+
 type MemberAuthPayload struct {
 	AccessToken  string      `json:"accessToken"`
 	RefreshToken string      `json:"refreshToken"`
@@ -325,6 +489,14 @@ type MemberRefInput struct {
 	MemberNo   *string `json:"memberNo,omitempty"`
 	MemberCode *string `json:"memberCode,omitempty"`
 	Phone      *string `json:"phone,omitempty"`
+}
+
+type MemberRfm struct {
+	Model       *ent.RfmModel   `json:"model"`
+	Segment     enum.RfmSegment `json:"segment"`
+	RecencyDays int             `json:"recencyDays"`
+	Frequency   int             `json:"frequency"`
+	Monetary    int64           `json:"monetary"`
 }
 
 type MemberWhereInput struct {
@@ -470,6 +642,29 @@ type RequestOtpPayload struct {
 	RetryAfterSeconds int `json:"retryAfterSeconds"`
 }
 
+type RfmSegmentStat struct {
+	Segment        enum.RfmSegment `json:"segment"`
+	MemberCount    int             `json:"memberCount"`
+	Share          float64         `json:"share"`
+	AvgRecencyDays float64         `json:"avgRecencyDays"`
+	AvgFrequency   float64         `json:"avgFrequency"`
+	AvgMonetary    int64           `json:"avgMonetary"`
+}
+
+type RfmSplitInput struct {
+	Mode        enum.RfmSplitMode `json:"mode"`
+	RecencyDays *int              `json:"recencyDays,omitempty"`
+	Frequency   *float64          `json:"frequency,omitempty"`
+	Monetary    *int64            `json:"monetary,omitempty"`
+}
+
+type RfmThresholds struct {
+	RecencyDays float64 `json:"recencyDays"`
+	Frequency   float64 `json:"frequency"`
+	// The monetary split, rounded to the fen.
+	Monetary int64 `json:"monetary"`
+}
+
 type SetEarningRulePayload struct {
 	Rule *ent.EarningRule `json:"rule"`
 }
@@ -548,6 +743,24 @@ type TopUpInput struct {
 	PaymentRef string          `json:"paymentRef"`
 }
 
+type TrackEventInput struct {
+	Kind       enum.BehaviorKind `json:"kind"`
+	OccurredAt time.Time         `json:"occurredAt"`
+	EventID    string            `json:"eventId"`
+	TargetID   *string           `json:"targetId,omitempty"`
+}
+
+type TrackEventsPayload struct {
+	// Events stored by this call.
+	Accepted int `json:"accepted"`
+	// Events already stored by an earlier call (same eventId): nothing changed.
+	Duplicates int `json:"duplicates"`
+}
+
+type UnassignTagsPayload struct {
+	Removed int `json:"removed"`
+}
+
 type UpdateConsentInput struct {
 	Kind    enum.ConsentKind `json:"kind"`
 	Granted bool             `json:"granted"`
@@ -584,6 +797,61 @@ type ValidityInput struct {
 	From           *time.Time `json:"from,omitempty"`
 	To             *time.Time `json:"to,omitempty"`
 	DaysAfterIssue *int       `json:"daysAfterIssue,omitempty"`
+}
+
+type AudienceImportKey string
+
+const (
+	AudienceImportKeyPhone    AudienceImportKey = "PHONE"
+	AudienceImportKeyMemberNo AudienceImportKey = "MEMBER_NO"
+)
+
+var AllAudienceImportKey = []AudienceImportKey{
+	AudienceImportKeyPhone,
+	AudienceImportKeyMemberNo,
+}
+
+func (e AudienceImportKey) IsValid() bool {
+	switch e {
+	case AudienceImportKeyPhone, AudienceImportKeyMemberNo:
+		return true
+	}
+	return false
+}
+
+func (e AudienceImportKey) String() string {
+	return string(e)
+}
+
+func (e *AudienceImportKey) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = AudienceImportKey(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid AudienceImportKey", str)
+	}
+	return nil
+}
+
+func (e AudienceImportKey) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *AudienceImportKey) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e AudienceImportKey) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
 }
 
 type BenefitSource string
@@ -695,6 +963,63 @@ func (e *OtpPurpose) UnmarshalJSON(b []byte) error {
 }
 
 func (e OtpPurpose) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+type TrendInterval string
+
+const (
+	TrendIntervalDay   TrendInterval = "DAY"
+	TrendIntervalWeek  TrendInterval = "WEEK"
+	TrendIntervalMonth TrendInterval = "MONTH"
+)
+
+var AllTrendInterval = []TrendInterval{
+	TrendIntervalDay,
+	TrendIntervalWeek,
+	TrendIntervalMonth,
+}
+
+func (e TrendInterval) IsValid() bool {
+	switch e {
+	case TrendIntervalDay, TrendIntervalWeek, TrendIntervalMonth:
+		return true
+	}
+	return false
+}
+
+func (e TrendInterval) String() string {
+	return string(e)
+}
+
+func (e *TrendInterval) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = TrendInterval(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid TrendInterval", str)
+	}
+	return nil
+}
+
+func (e TrendInterval) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *TrendInterval) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e TrendInterval) MarshalJSON() ([]byte, error) {
 	var buf bytes.Buffer
 	e.MarshalGQL(&buf)
 	return buf.Bytes(), nil

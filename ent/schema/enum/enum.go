@@ -175,7 +175,7 @@ const (
 	PrizeNothing  LotteryPrizeKind = "NOTHING"
 )
 
-func (LotteryPrizeKind) Values() []string { return []string{"COUPON", "POINTS", "PHYSICAL", "NOTHING"} }
+func (LotteryPrizeKind) Values() []string            { return []string{"COUPON", "POINTS", "PHYSICAL", "NOTHING"} }
 func (e LotteryPrizeKind) MarshalGQL(w io.Writer)    { marshal(w, string(e)) }
 func (e *LotteryPrizeKind) UnmarshalGQL(v any) error { return unmarshal(v, e) }
 
@@ -205,6 +205,193 @@ const (
 	PushApp             PushChannel = "APP_PUSH"
 )
 
-func (PushChannel) Values() []string { return []string{"WECHAT_SUBSCRIBE", "APP_PUSH"} }
+func (PushChannel) Values() []string            { return []string{"WECHAT_SUBSCRIBE", "APP_PUSH"} }
 func (e PushChannel) MarshalGQL(w io.Writer)    { marshal(w, string(e)) }
 func (e *PushChannel) UnmarshalGQL(v any) error { return unmarshal(v, e) }
+
+// BehaviorKind is what a member did (行为): tracked by clients, ingested
+// from integrations or recorded by the server itself.
+type BehaviorKind string
+
+const (
+	BehaviorView        BehaviorKind = "VIEW"
+	BehaviorClick       BehaviorKind = "CLICK"
+	BehaviorWatch       BehaviorKind = "WATCH"
+	BehaviorFavorite    BehaviorKind = "FAVORITE"
+	BehaviorAddToCart   BehaviorKind = "ADD_TO_CART"
+	BehaviorInteract    BehaviorKind = "INTERACT"
+	BehaviorClaimCoupon BehaviorKind = "CLAIM_COUPON"
+	BehaviorShare       BehaviorKind = "SHARE"
+	BehaviorPurchase    BehaviorKind = "PURCHASE"
+	BehaviorRepurchase  BehaviorKind = "REPURCHASE"
+	BehaviorCheckIn     BehaviorKind = "CHECK_IN"
+	BehaviorRegister    BehaviorKind = "REGISTER"
+	BehaviorReview      BehaviorKind = "REVIEW"
+)
+
+func (BehaviorKind) Values() []string {
+	return []string{"VIEW", "CLICK", "WATCH", "FAVORITE", "ADD_TO_CART", "INTERACT", "CLAIM_COUPON", "SHARE",
+		"PURCHASE", "REPURCHASE", "CHECK_IN", "REGISTER", "REVIEW"}
+}
+func (e BehaviorKind) MarshalGQL(w io.Writer)    { marshal(w, string(e)) }
+func (e *BehaviorKind) UnmarshalGQL(v any) error { return unmarshal(v, e) }
+
+// RfmSegment is one of the eight RFM segments (DOMAIN.md, Data centre).
+type RfmSegment string
+
+const (
+	RfmImportantValue   RfmSegment = "IMPORTANT_VALUE"
+	RfmImportantKeep    RfmSegment = "IMPORTANT_KEEP"
+	RfmImportantDevelop RfmSegment = "IMPORTANT_DEVELOP"
+	RfmImportantRetain  RfmSegment = "IMPORTANT_RETAIN"
+	RfmGeneralValue     RfmSegment = "GENERAL_VALUE"
+	RfmGeneralKeep      RfmSegment = "GENERAL_KEEP"
+	RfmGeneralDevelop   RfmSegment = "GENERAL_DEVELOP"
+	RfmGeneralRetain    RfmSegment = "GENERAL_RETAIN"
+)
+
+func (RfmSegment) Values() []string {
+	return []string{"IMPORTANT_VALUE", "IMPORTANT_KEEP", "IMPORTANT_DEVELOP", "IMPORTANT_RETAIN",
+		"GENERAL_VALUE", "GENERAL_KEEP", "GENERAL_DEVELOP", "GENERAL_RETAIN"}
+}
+func (e RfmSegment) MarshalGQL(w io.Writer)    { marshal(w, string(e)) }
+func (e *RfmSegment) UnmarshalGQL(v any) error { return unmarshal(v, e) }
+
+// RfmSplitMode is how each of R, F and M is split into high and low.
+type RfmSplitMode string
+
+const (
+	RfmSplitMean   RfmSplitMode = "MEAN"
+	RfmSplitMedian RfmSplitMode = "MEDIAN"
+	RfmSplitCustom RfmSplitMode = "CUSTOM"
+)
+
+func (RfmSplitMode) Values() []string            { return []string{"MEAN", "MEDIAN", "CUSTOM"} }
+func (e RfmSplitMode) MarshalGQL(w io.Writer)    { marshal(w, string(e)) }
+func (e *RfmSplitMode) UnmarshalGQL(v any) error { return unmarshal(v, e) }
+
+// AiplStage is a member's stage in the AIPL funnel; NONE below awareness.
+type AiplStage string
+
+const (
+	AiplNone      AiplStage = "NONE"
+	AiplAwareness AiplStage = "AWARENESS"
+	AiplInterest  AiplStage = "INTEREST"
+	AiplPurchase  AiplStage = "PURCHASE"
+	AiplLoyalty   AiplStage = "LOYALTY"
+)
+
+func (AiplStage) Values() []string {
+	return []string{"NONE", "AWARENESS", "INTEREST", "PURCHASE", "LOYALTY"}
+}
+func (e AiplStage) MarshalGQL(w io.Writer)    { marshal(w, string(e)) }
+func (e *AiplStage) UnmarshalGQL(v any) error { return unmarshal(v, e) }
+
+// LifecycleStage is where a member stands by registration and purchases.
+type LifecycleStage string
+
+const (
+	LifecycleNew      LifecycleStage = "NEW"
+	LifecycleActive   LifecycleStage = "ACTIVE"
+	LifecycleSleeping LifecycleStage = "SLEEPING"
+	LifecycleChurned  LifecycleStage = "CHURNED"
+	LifecycleProspect LifecycleStage = "PROSPECT"
+)
+
+func (LifecycleStage) Values() []string {
+	return []string{"NEW", "ACTIVE", "SLEEPING", "CHURNED", "PROSPECT"}
+}
+func (e LifecycleStage) MarshalGQL(w io.Writer)    { marshal(w, string(e)) }
+func (e *LifecycleStage) UnmarshalGQL(v any) error { return unmarshal(v, e) }
+
+// TagMatch says whether a member needs any or all of a rule's tags.
+type TagMatch string
+
+const (
+	TagMatchAny TagMatch = "ANY"
+	TagMatchAll TagMatch = "ALL"
+)
+
+func (TagMatch) Values() []string            { return []string{"ANY", "ALL"} }
+func (e TagMatch) MarshalGQL(w io.Writer)    { marshal(w, string(e)) }
+func (e *TagMatch) UnmarshalGQL(v any) error { return unmarshal(v, e) }
+
+// AttributeField is a member attribute an audience rule can test.
+type AttributeField string
+
+const (
+	AttrGender       AttributeField = "GENDER"
+	AttrAge          AttributeField = "AGE"
+	AttrRegion       AttributeField = "REGION"
+	AttrTier         AttributeField = "TIER"
+	AttrChannel      AttributeField = "CHANNEL"
+	AttrBusinessUnit AttributeField = "BUSINESS_UNIT"
+	AttrRegisteredAt AttributeField = "REGISTERED_AT"
+	AttrBirthMonth   AttributeField = "BIRTH_MONTH"
+	AttrLifecycle    AttributeField = "LIFECYCLE"
+)
+
+func (AttributeField) Values() []string {
+	return []string{"GENDER", "AGE", "REGION", "TIER", "CHANNEL", "BUSINESS_UNIT", "REGISTERED_AT", "BIRTH_MONTH", "LIFECYCLE"}
+}
+func (e AttributeField) MarshalGQL(w io.Writer)    { marshal(w, string(e)) }
+func (e *AttributeField) UnmarshalGQL(v any) error { return unmarshal(v, e) }
+
+// RuleOp compares an attribute with a rule's values.
+type RuleOp string
+
+const (
+	OpEq      RuleOp = "EQ"
+	OpIn      RuleOp = "IN"
+	OpBetween RuleOp = "BETWEEN"
+	OpGte     RuleOp = "GTE"
+	OpLte     RuleOp = "LTE"
+)
+
+func (RuleOp) Values() []string            { return []string{"EQ", "IN", "BETWEEN", "GTE", "LTE"} }
+func (e RuleOp) MarshalGQL(w io.Writer)    { marshal(w, string(e)) }
+func (e *RuleOp) UnmarshalGQL(v any) error { return unmarshal(v, e) }
+
+// AudienceRefresh is when a saved audience is recomputed: never (STATIC),
+// every night (DAILY) or whenever members change (ON_CHANGE).
+type AudienceRefresh string
+
+const (
+	RefreshStatic   AudienceRefresh = "STATIC"
+	RefreshDaily    AudienceRefresh = "DAILY"
+	RefreshOnChange AudienceRefresh = "ON_CHANGE"
+)
+
+func (AudienceRefresh) Values() []string            { return []string{"STATIC", "DAILY", "ON_CHANGE"} }
+func (e AudienceRefresh) MarshalGQL(w io.Writer)    { marshal(w, string(e)) }
+func (e *AudienceRefresh) UnmarshalGQL(v any) error { return unmarshal(v, e) }
+
+// JobKind is what a background job does.
+type JobKind string
+
+const (
+	JobIssueCoupons    JobKind = "ISSUE_COUPONS"
+	JobRefreshAudience JobKind = "REFRESH_AUDIENCE"
+	JobComputeRfm      JobKind = "COMPUTE_RFM"
+	JobRefreshTag      JobKind = "REFRESH_TAG"
+)
+
+func (JobKind) Values() []string {
+	return []string{"ISSUE_COUPONS", "REFRESH_AUDIENCE", "COMPUTE_RFM", "REFRESH_TAG"}
+}
+func (e JobKind) MarshalGQL(w io.Writer)    { marshal(w, string(e)) }
+func (e *JobKind) UnmarshalGQL(v any) error { return unmarshal(v, e) }
+
+// JobStatus is where a background job stands.
+type JobStatus string
+
+const (
+	JobQueued    JobStatus = "QUEUED"
+	JobRunning   JobStatus = "RUNNING"
+	JobSucceeded JobStatus = "SUCCEEDED"
+	JobFailed    JobStatus = "FAILED"
+)
+
+func (JobStatus) Values() []string            { return []string{"QUEUED", "RUNNING", "SUCCEEDED", "FAILED"} }
+func (e JobStatus) MarshalGQL(w io.Writer)    { marshal(w, string(e)) }
+func (e *JobStatus) UnmarshalGQL(v any) error { return unmarshal(v, e) }

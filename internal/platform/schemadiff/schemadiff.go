@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 
+	atlasmigrate "ariga.io/atlas/sql/migrate"
 	"ariga.io/atlas/sql/sqltool"
 	"entgo.io/ent/dialect"
 	"entgo.io/ent/dialect/sql/schema"
@@ -85,6 +86,21 @@ func Check(ctx context.Context, devURL, dir string) error {
 		return fmt.Errorf("migrations/ is behind the ent schema; run `make migration name=<change>`. Missing:\n%s", b)
 	}
 	return nil
+}
+
+// Rehash rewrites dir's atlas.sum. Hand-written migrations (SQL that ent
+// does not model: partitioned tables, triggers) are added this way; the
+// next Generate replays them like any other file.
+func Rehash(dir string) error {
+	d, err := sqltool.NewGolangMigrateDir(dir)
+	if err != nil {
+		return fmt.Errorf("opening %s: %w", dir, err)
+	}
+	sum, err := d.Checksum()
+	if err != nil {
+		return err
+	}
+	return atlasmigrate.WriteSumFile(d, sum)
 }
 
 func list(dir string) ([]string, error) {

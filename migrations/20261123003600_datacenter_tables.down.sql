@@ -1,0 +1,12 @@
+DROP TRIGGER IF EXISTS member_tags_note_delete ON member_tags;
+DROP TRIGGER IF EXISTS member_tags_note_insert ON member_tags;
+DROP TRIGGER IF EXISTS orders_note_update ON orders;
+DROP TRIGGER IF EXISTS orders_note_insert ON orders;
+DROP TRIGGER IF EXISTS members_note_change ON members;
+DROP FUNCTION IF EXISTS note_tag_members();
+DROP FUNCTION IF EXISTS note_order_members();
+DROP FUNCTION IF EXISTS note_member_row_change();
+DROP TABLE IF EXISTS member_changes;
+DROP TABLE IF EXISTS rfm_results;
+DROP TABLE IF EXISTS member_tags;
+DROP TABLE IF EXISTS behavior_events;
