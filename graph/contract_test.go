@@ -14,30 +14,6 @@ import (
 // the issue that brings them. Every other operation of shared/clients must
 // validate; a pending one that starts validating must leave this list.
 var pending = map[string]string{
-	// issue 3: members, One ID and ledgers
-	"Member360": "issue 6 (tags, lifecycleStage, rfm, aipl)",
-	// issue 6: data centre
-	"AiplReport":      "issue 6",
-	"AssignTags":      "issue 6",
-	"AudienceInsight": "issue 6",
-	"AudienceMembers": "issue 6",
-	"Audiences":       "issue 6",
-	"ComputeRfmModel": "issue 6",
-	"CreateAiplModel": "issue 6",
-	"CreateAudience":  "issue 6",
-	"CreateRfmModel":  "issue 6",
-	"CreateTag":       "issue 6",
-	"ImportAudience":  "issue 6",
-	"IngestEvents":    "issue 6",
-	"IssueCoupons":    "issue 6",
-	"JobProgress":     "issue 6",
-	"Lifecycle":       "issue 6",
-	"PreviewAudience": "issue 6",
-	"RefreshAudience": "issue 6",
-	"RfmReport":       "issue 6",
-	"Tags":            "issue 6",
-	"TrackEvents":     "issue 6",
-	"UnassignTags":    "issue 6",
 	// issue 7: campaigns
 	"ActivateCampaign": "issue 7",
 	"CampaignReport":   "issue 7",

@@ -8,166 +8,329 @@ package graph
 import (
 	"context"
 	"fmt"
+	"math"
+	"time"
 
 	"entgo.io/contrib/entgql"
 	"github.com/onemember/onemember/ent"
+	"github.com/onemember/onemember/ent/aiplmodel"
+	"github.com/onemember/onemember/ent/rfmmodel"
 	"github.com/onemember/onemember/ent/schema/enum"
 	"github.com/onemember/onemember/graph/model"
+	"github.com/onemember/onemember/internal/analytics"
+	"github.com/onemember/onemember/internal/audience"
+	"github.com/onemember/onemember/internal/audience/listimport"
 	"github.com/onemember/onemember/internal/audience/rule"
+	"github.com/onemember/onemember/internal/auth"
+	"github.com/onemember/onemember/internal/behavior"
 	"github.com/onemember/onemember/internal/platform/calendar"
 )
 
 // Snapshot is the resolver for the snapshot field.
-func (r *aiplModelResolver) Snapshot(ctx context.Context, obj *ent.AiplModel, at calendar.Date) (*model.AiplSnapshot, error) {
-	panic(fmt.Errorf("not implemented: Snapshot - snapshot"))
+func (r *aiplModelResolver) Snapshot(ctx context.Context, obj *ent.AiplModel, at calendar.Date) (*analytics.Snapshot, error) {
+	snap, err := r.Analytics.AiplSnapshot(ctx, obj.ID, at)
+	return &snap, err
 }
 
 // Trend is the resolver for the trend field.
-func (r *aiplModelResolver) Trend(ctx context.Context, obj *ent.AiplModel, from calendar.Date, to calendar.Date, interval model.TrendInterval) ([]*model.AiplSnapshot, error) {
-	panic(fmt.Errorf("not implemented: Trend - trend"))
+func (r *aiplModelResolver) Trend(ctx context.Context, obj *ent.AiplModel, from calendar.Date, to calendar.Date, interval model.TrendInterval) ([]*analytics.Snapshot, error) {
+	points, err := r.Analytics.AiplTrend(ctx, obj.ID, from, to, analytics.Interval(interval))
+	return ptrs(points), err
 }
 
 // Flow is the resolver for the flow field.
-func (r *aiplModelResolver) Flow(ctx context.Context, obj *ent.AiplModel, from calendar.Date, to calendar.Date) ([]*model.AiplFlow, error) {
-	panic(fmt.Errorf("not implemented: Flow - flow"))
+func (r *aiplModelResolver) Flow(ctx context.Context, obj *ent.AiplModel, from calendar.Date, to calendar.Date) ([]*analytics.Flow, error) {
+	flows, err := r.Analytics.AiplFlow(ctx, obj.ID, from, to)
+	return ptrs(flows), err
 }
 
 // Insight is the resolver for the insight field.
-func (r *audienceResolver) Insight(ctx context.Context, obj *ent.Audience) (*model.AudienceInsight, error) {
-	panic(fmt.Errorf("not implemented: Insight - insight"))
+func (r *audienceResolver) Insight(ctx context.Context, obj *ent.Audience) (*audience.Insight, error) {
+	bm, err := r.AudienceService.Bitmap(ctx, obj)
+	if err != nil {
+		return nil, err
+	}
+	return r.AudienceService.Insight(ctx, bm)
 }
 
 // Members is the resolver for the members field.
 func (r *audienceResolver) Members(ctx context.Context, obj *ent.Audience, first *int, after *entgql.Cursor[int]) (*ent.MemberConnection, error) {
-	panic(fmt.Errorf("not implemented: Members - members"))
+	bm, err := r.AudienceService.Bitmap(ctx, obj)
+	if err != nil {
+		return nil, err
+	}
+	return r.memberPage(ctx, bm, first, after)
+}
+
+// Size is the resolver for the size field.
+func (r *audiencePreviewResolver) Size(ctx context.Context, obj *audience.Preview) (int, error) {
+	return int(obj.Members.GetCardinality()), nil
+}
+
+// TookMs is the resolver for the tookMs field.
+func (r *audiencePreviewResolver) TookMs(ctx context.Context, obj *audience.Preview) (float64, error) {
+	return float64(obj.Took.Microseconds()) / 1000, nil
+}
+
+// Sample is the resolver for the sample field.
+func (r *audiencePreviewResolver) Sample(ctx context.Context, obj *audience.Preview, first *int) ([]*ent.Member, error) {
+	ids, _ := audience.First(obj.Members, min(max(deref(first), 0), 100), nil)
+	return r.membersByID(ctx, ids)
+}
+
+// Code is the resolver for the code field.
+func (r *eventErrorResolver) Code(ctx context.Context, obj *behavior.EventError) (string, error) {
+	return string(obj.Code), nil
 }
 
 // Tags is the resolver for the tags field.
 func (r *memberResolver) Tags(ctx context.Context, obj *ent.Member) ([]*ent.Tag, error) {
-	panic(fmt.Errorf("not implemented: Tags - tags"))
+	return r.AudienceService.MemberTags(ctx, obj.ID)
 }
 
 // LifecycleStage is the resolver for the lifecycleStage field.
 func (r *memberResolver) LifecycleStage(ctx context.Context, obj *ent.Member) (enum.LifecycleStage, error) {
-	panic(fmt.Errorf("not implemented: LifecycleStage - lifecycleStage"))
+	return r.AudienceService.LifecycleStage(ctx, obj.ID)
 }
 
 // Rfm is the resolver for the rfm field.
-func (r *memberResolver) Rfm(ctx context.Context, obj *ent.Member) ([]*model.MemberRfm, error) {
-	panic(fmt.Errorf("not implemented: Rfm - rfm"))
+func (r *memberResolver) Rfm(ctx context.Context, obj *ent.Member) ([]*analytics.MemberRfm, error) {
+	rows, err := r.Analytics.MemberRfm(ctx, obj.ID)
+	return ptrs(rows), err
 }
 
 // Aipl is the resolver for the aipl field.
 func (r *memberResolver) Aipl(ctx context.Context, obj *ent.Member) ([]*model.MemberAipl, error) {
-	panic(fmt.Errorf("not implemented: Aipl - aipl"))
+	models, err := r.DB.AiplModel.Query().Order(ent.Asc(aiplmodel.FieldID)).All(ctx)
+	if err != nil {
+		return nil, err
+	}
+	today := calendar.In(time.Now(), r.Zone)
+	out := make([]*model.MemberAipl, 0, len(models))
+	for _, m := range models {
+		stage, err := r.Analytics.AiplMemberStage(ctx, m.ID, obj.ID, today)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, &model.MemberAipl{Model: m, Stage: stage})
+	}
+	return out, nil
+}
+
+// Audiences is the resolver for the audiences field.
+func (r *memberResolver) Audiences(ctx context.Context, obj *ent.Member) ([]*ent.Audience, error) {
+	return r.AudienceService.Of(ctx, obj.ID)
+}
+
+// Model is the resolver for the model field.
+func (r *memberRfmResolver) Model(ctx context.Context, obj *analytics.MemberRfm) (*ent.RfmModel, error) {
+	return r.DB.RfmModel.Get(ctx, obj.ModelID)
 }
 
 // CreateTag is the resolver for the createTag field.
 func (r *mutationResolver) CreateTag(ctx context.Context, input model.CreateTagInput) (*model.CreateTagPayload, error) {
-	panic(fmt.Errorf("not implemented: CreateTag - createTag"))
+	t, err := r.AudienceService.CreateTag(ctx, audience.CreateTagInput{Name: input.Name, Category: input.Category, Rule: input.Rule}, staffID(ctx))
+	if err != nil {
+		return nil, err
+	}
+	if input.Rule != nil {
+		if _, err := r.AudienceService.QueueTagRefresh(ctx, t.ID, "created", staffID(ctx)); err != nil {
+			return nil, err
+		}
+	}
+	return &model.CreateTagPayload{Tag: t}, nil
 }
 
 // AssignTags is the resolver for the assignTags field.
 func (r *mutationResolver) AssignTags(ctx context.Context, input model.AssignTagsInput) (*model.AssignTagsPayload, error) {
-	panic(fmt.Errorf("not implemented: AssignTags - assignTags"))
+	n, err := r.AudienceService.Assign(ctx, input.MemberIds, input.TagIds)
+	if err != nil {
+		return nil, err
+	}
+	return &model.AssignTagsPayload{Assigned: n}, nil
 }
 
 // UnassignTags is the resolver for the unassignTags field.
 func (r *mutationResolver) UnassignTags(ctx context.Context, input model.AssignTagsInput) (*model.UnassignTagsPayload, error) {
-	panic(fmt.Errorf("not implemented: UnassignTags - unassignTags"))
+	n, err := r.AudienceService.Unassign(ctx, input.MemberIds, input.TagIds)
+	if err != nil {
+		return nil, err
+	}
+	return &model.UnassignTagsPayload{Removed: n}, nil
 }
 
 // CreateAudience is the resolver for the createAudience field.
 func (r *mutationResolver) CreateAudience(ctx context.Context, input model.CreateAudienceInput) (*model.CreateAudiencePayload, error) {
-	panic(fmt.Errorf("not implemented: CreateAudience - createAudience"))
+	a, err := r.AudienceService.Create(ctx, audienceInput(input))
+	if err != nil {
+		return nil, err
+	}
+	return &model.CreateAudiencePayload{Audience: a}, nil
+}
+
+// UpdateAudience is the resolver for the updateAudience field.
+func (r *mutationResolver) UpdateAudience(ctx context.Context, id int, input model.CreateAudienceInput) (*model.CreateAudiencePayload, error) {
+	a, err := r.AudienceService.Update(ctx, id, audienceInput(input))
+	if err != nil {
+		return nil, err
+	}
+	return &model.CreateAudiencePayload{Audience: a}, nil
 }
 
 // ImportAudience is the resolver for the importAudience field.
 func (r *mutationResolver) ImportAudience(ctx context.Context, input model.ImportAudienceInput) (*model.ImportAudiencePayload, error) {
-	panic(fmt.Errorf("not implemented: ImportAudience - importAudience"))
+	res, err := r.AudienceService.Import(ctx, input.Name, listimport.Key(input.Key), deref(input.Priority), input.File.File)
+	if err != nil {
+		return nil, err
+	}
+	return &model.ImportAudiencePayload{Audience: res.Audience, Matched: int(res.Matched), Unmatched: int(res.Unmatched), Invalid: int(res.Invalid)}, nil
 }
 
 // RefreshAudience is the resolver for the refreshAudience field.
 func (r *mutationResolver) RefreshAudience(ctx context.Context, id int) (*model.JobPayload, error) {
-	panic(fmt.Errorf("not implemented: RefreshAudience - refreshAudience"))
+	job, err := r.AudienceService.Refresh(ctx, id, staffID(ctx))
+	if err != nil {
+		return nil, err
+	}
+	return &model.JobPayload{Job: job}, nil
 }
 
 // CreateRfmModel is the resolver for the createRfmModel field.
 func (r *mutationResolver) CreateRfmModel(ctx context.Context, input model.CreateRfmModelInput) (*model.CreateRfmModelPayload, error) {
-	panic(fmt.Errorf("not implemented: CreateRfmModel - createRfmModel"))
+	m, err := r.Analytics.CreateRfmModel(ctx, analytics.CreateRfmInput{Name: input.Name, WindowDays: input.WindowDays,
+		BusinessUnitIDs: input.BusinessUnitIds, Channels: input.Channels, Split: analytics.RfmSplit{Mode: input.Split.Mode,
+			RecencyDays: input.Split.RecencyDays, Frequency: input.Split.Frequency, Monetary: input.Split.Monetary}})
+	if err != nil {
+		return nil, err
+	}
+	return &model.CreateRfmModelPayload{Model: m}, nil
 }
 
 // ComputeRfmModel is the resolver for the computeRfmModel field.
 func (r *mutationResolver) ComputeRfmModel(ctx context.Context, id int) (*model.JobPayload, error) {
-	panic(fmt.Errorf("not implemented: ComputeRfmModel - computeRfmModel"))
+	job, err := r.Analytics.QueueRfm(ctx, r.Jobs, id, staffID(ctx))
+	if err != nil {
+		return nil, err
+	}
+	return &model.JobPayload{Job: job}, nil
 }
 
 // CreateAiplModel is the resolver for the createAiplModel field.
 func (r *mutationResolver) CreateAiplModel(ctx context.Context, input model.CreateAiplModelInput) (*model.CreateAiplModelPayload, error) {
-	panic(fmt.Errorf("not implemented: CreateAiplModel - createAiplModel"))
+	m, err := r.Analytics.CreateAiplModel(ctx, analytics.CreateAiplInput{Name: input.Name, WindowDays: input.WindowDays,
+		Channels: input.Channels, Awareness: input.Awareness, Interest: input.Interest, Purchase: input.Purchase,
+		LoyaltyMinPurchases: input.Loyalty.MinPurchases, LoyaltyRequireShare: deref(input.Loyalty.RequireShare)})
+	if err != nil {
+		return nil, err
+	}
+	return &model.CreateAiplModelPayload{Model: m}, nil
 }
 
 // IssueCoupons is the resolver for the issueCoupons field.
 func (r *mutationResolver) IssueCoupons(ctx context.Context, input model.IssueCouponsInput) (*model.JobPayload, error) {
-	panic(fmt.Errorf("not implemented: IssueCoupons - issueCoupons"))
+	job, err := r.Coupons.QueueIssue(ctx, r.Jobs, input.TemplateID, input.AudienceID, input.IdempotencyKey, staffID(ctx))
+	if err != nil {
+		return nil, err
+	}
+	return &model.JobPayload{Job: job}, nil
 }
 
 // TrackEvents is the resolver for the trackEvents field.
-func (r *mutationResolver) TrackEvents(ctx context.Context, events []*model.TrackEventInput) (*model.TrackEventsPayload, error) {
-	panic(fmt.Errorf("not implemented: TrackEvents - trackEvents"))
+func (r *mutationResolver) TrackEvents(ctx context.Context, events []*behavior.TrackInput) (*behavior.Result, error) {
+	res, err := r.Behavior.Track(ctx, auth.ViewerFrom(ctx).Member.ID, enum.ChannelMiniProgram, derefs(events))
+	if err != nil {
+		return nil, err
+	}
+	return &res, nil
 }
 
 // IngestEvents is the resolver for the ingestEvents field.
-func (r *mutationResolver) IngestEvents(ctx context.Context, events []*model.IngestEventInput) (*model.IngestEventsPayload, error) {
-	panic(fmt.Errorf("not implemented: IngestEvents - ingestEvents"))
+func (r *mutationResolver) IngestEvents(ctx context.Context, events []*model.IngestEventInput) (*behavior.IngestResult, error) {
+	in := make([]behavior.IngestInput, len(events))
+	for i, e := range events {
+		in[i] = behavior.IngestInput{Kind: e.Kind, OccurredAt: e.OccurredAt, Channel: e.Channel, EventID: e.EventID,
+			TargetID: e.TargetID, BusinessUnitCode: e.BusinessUnitCode}
+		m, err := r.Identity.Resolve(ctx, r.DB, memberRef(e.Member), fmt.Sprintf("events[%d].member", i))
+		if err != nil {
+			in[i].MemberErr = err
+			continue
+		}
+		in[i].MemberID = m.ID
+	}
+	res, err := r.Behavior.Ingest(ctx, auth.ViewerFrom(ctx).Client.ID, in)
+	if err != nil {
+		return nil, err
+	}
+	return &res, nil
 }
 
 // Tags is the resolver for the tags field.
 func (r *queryResolver) Tags(ctx context.Context, first *int, after *entgql.Cursor[int]) (*ent.TagConnection, error) {
-	panic(fmt.Errorf("not implemented: Tags - tags"))
+	return r.DB.Tag.Query().Paginate(ctx, after, first, nil, nil)
 }
 
 // PreviewAudience is the resolver for the previewAudience field.
-func (r *queryResolver) PreviewAudience(ctx context.Context, rule rule.Rule) (*model.AudiencePreview, error) {
-	panic(fmt.Errorf("not implemented: PreviewAudience - previewAudience"))
+func (r *queryResolver) PreviewAudience(ctx context.Context, rule rule.Rule) (*audience.Preview, error) {
+	return r.AudienceService.Preview(ctx, &rule)
 }
 
 // Audiences is the resolver for the audiences field.
 func (r *queryResolver) Audiences(ctx context.Context, first *int, after *entgql.Cursor[int]) (*ent.AudienceConnection, error) {
-	panic(fmt.Errorf("not implemented: Audiences - audiences"))
+	return r.DB.Audience.Query().Paginate(ctx, after, first, nil, nil)
 }
 
 // RfmModels is the resolver for the rfmModels field.
 func (r *queryResolver) RfmModels(ctx context.Context) ([]*ent.RfmModel, error) {
-	panic(fmt.Errorf("not implemented: RfmModels - rfmModels"))
+	return r.DB.RfmModel.Query().Order(ent.Asc(rfmmodel.FieldID)).All(ctx)
 }
 
 // AiplModels is the resolver for the aiplModels field.
 func (r *queryResolver) AiplModels(ctx context.Context) ([]*ent.AiplModel, error) {
-	panic(fmt.Errorf("not implemented: AiplModels - aiplModels"))
+	return r.DB.AiplModel.Query().Order(ent.Asc(aiplmodel.FieldID)).All(ctx)
 }
 
 // LifecycleStats is the resolver for the lifecycleStats field.
-func (r *queryResolver) LifecycleStats(ctx context.Context) ([]*model.LifecycleStat, error) {
-	panic(fmt.Errorf("not implemented: LifecycleStats - lifecycleStats"))
+func (r *queryResolver) LifecycleStats(ctx context.Context) ([]*audience.LifecycleStat, error) {
+	stats, err := r.AudienceService.LifecycleStats(ctx)
+	return ptrs(stats), err
 }
 
 // Thresholds is the resolver for the thresholds field.
 func (r *rfmModelResolver) Thresholds(ctx context.Context, obj *ent.RfmModel) (*model.RfmThresholds, error) {
-	panic(fmt.Errorf("not implemented: Thresholds - thresholds"))
+	if obj.ThresholdRecencyDays == nil || obj.ThresholdFrequency == nil || obj.ThresholdMonetary == nil {
+		return nil, nil
+	}
+	return &model.RfmThresholds{RecencyDays: *obj.ThresholdRecencyDays, Frequency: *obj.ThresholdFrequency,
+		Monetary: int64(math.Round(*obj.ThresholdMonetary))}, nil
 }
 
 // Segments is the resolver for the segments field.
-func (r *rfmModelResolver) Segments(ctx context.Context, obj *ent.RfmModel) ([]*model.RfmSegmentStat, error) {
-	panic(fmt.Errorf("not implemented: Segments - segments"))
+func (r *rfmModelResolver) Segments(ctx context.Context, obj *ent.RfmModel) ([]*analytics.SegmentStat, error) {
+	segs, err := r.Analytics.RfmSegments(ctx, obj.ID)
+	return ptrs(segs), err
 }
 
 // JobProgress is the resolver for the jobProgress field.
 func (r *subscriptionResolver) JobProgress(ctx context.Context, id int) (<-chan *ent.Job, error) {
-	panic(fmt.Errorf("not implemented: JobProgress - jobProgress"))
+	return r.Jobs.Watch(ctx, id, 250*time.Millisecond)
 }
 
 // MemberCount is the resolver for the memberCount field.
 func (r *tagResolver) MemberCount(ctx context.Context, obj *ent.Tag) (int, error) {
-	panic(fmt.Errorf("not implemented: MemberCount - memberCount"))
+	return int(r.AudienceService.TagMembers(obj.ID)), nil
 }
+
+// AudiencePreview returns AudiencePreviewResolver implementation.
+func (r *Resolver) AudiencePreview() AudiencePreviewResolver { return &audiencePreviewResolver{r} }
+
+// EventError returns EventErrorResolver implementation.
+func (r *Resolver) EventError() EventErrorResolver { return &eventErrorResolver{r} }
+
+// MemberRfm returns MemberRfmResolver implementation.
+func (r *Resolver) MemberRfm() MemberRfmResolver { return &memberRfmResolver{r} }
+
+type (
+	audiencePreviewResolver struct{ *Resolver }
+	eventErrorResolver      struct{ *Resolver }
+	memberRfmResolver       struct{ *Resolver }
+)

@@ -17,7 +17,7 @@ import (
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/introspection"
 	"github.com/onemember/onemember/ent"
-	"github.com/onemember/onemember/ent/audience"
+	audience1 "github.com/onemember/onemember/ent/audience"
 	"github.com/onemember/onemember/ent/businessunit"
 	"github.com/onemember/onemember/ent/growthentry"
 	"github.com/onemember/onemember/ent/identity"
@@ -32,7 +32,10 @@ import (
 	"github.com/onemember/onemember/ent/tierchange"
 	"github.com/onemember/onemember/graph/gqlmodel"
 	"github.com/onemember/onemember/graph/model"
+	"github.com/onemember/onemember/internal/analytics"
+	"github.com/onemember/onemember/internal/audience"
 	"github.com/onemember/onemember/internal/audience/rule"
+	"github.com/onemember/onemember/internal/behavior"
 	"github.com/onemember/onemember/internal/platform/calendar"
 	gqlparser "github.com/vektah/gqlparser/v2"
 	"github.com/vektah/gqlparser/v2/ast"
@@ -52,12 +55,15 @@ type ResolverRoot interface {
 	ActivityRegistration() ActivityRegistrationResolver
 	AiplModel() AiplModelResolver
 	Audience() AudienceResolver
+	AudiencePreview() AudiencePreviewResolver
 	Coupon() CouponResolver
 	CouponTemplate() CouponTemplateResolver
 	EarningRule() EarningRuleResolver
+	EventError() EventErrorResolver
 	Growth() GrowthResolver
 	Lottery() LotteryResolver
 	Member() MemberResolver
+	MemberRfm() MemberRfmResolver
 	Mutation() MutationResolver
 	Order() OrderResolver
 	Points() PointsResolver
@@ -584,6 +590,7 @@ type ComplexityRoot struct {
 
 	Member struct {
 		Aipl                 func(childComplexity int) int
+		Audiences            func(childComplexity int) int
 		AvatarURL            func(childComplexity int) int
 		Benefits             func(childComplexity int, businessUnitCode *string) int
 		Birthday             func(childComplexity int) int
@@ -728,8 +735,9 @@ type ComplexityRoot struct {
 		SetEarningRule             func(childComplexity int, input model.EarningRuleInput) int
 		SetPayPassword             func(childComplexity int, input model.SetPayPasswordInput) int
 		TopUpStoredValue           func(childComplexity int, input model.TopUpInput) int
-		TrackEvents                func(childComplexity int, events []*model.TrackEventInput) int
+		TrackEvents                func(childComplexity int, events []*behavior.TrackInput) int
 		UnassignTags               func(childComplexity int, input model.AssignTagsInput) int
+		UpdateAudience             func(childComplexity int, id int, input model.CreateAudienceInput) int
 		UpdateConsent              func(childComplexity int, input model.UpdateConsentInput) int
 		UpdateMyProfile            func(childComplexity int, input model.UpdateMyProfileInput) int
 		UpsertBenefit              func(childComplexity int, input model.BenefitInput) int
@@ -974,7 +982,7 @@ type ComplexityRoot struct {
 		AvgFrequency   func(childComplexity int) int
 		AvgMonetary    func(childComplexity int) int
 		AvgRecencyDays func(childComplexity int) int
-		MemberCount    func(childComplexity int) int
+		Members        func(childComplexity int) int
 		Segment        func(childComplexity int) int
 		Share          func(childComplexity int) int
 	}
@@ -1192,13 +1200,18 @@ type ActivityRegistrationResolver interface {
 	Member(ctx context.Context, obj *ent.ActivityRegistration) (*ent.Member, error)
 }
 type AiplModelResolver interface {
-	Snapshot(ctx context.Context, obj *ent.AiplModel, at calendar.Date) (*model.AiplSnapshot, error)
-	Trend(ctx context.Context, obj *ent.AiplModel, from calendar.Date, to calendar.Date, interval model.TrendInterval) ([]*model.AiplSnapshot, error)
-	Flow(ctx context.Context, obj *ent.AiplModel, from calendar.Date, to calendar.Date) ([]*model.AiplFlow, error)
+	Snapshot(ctx context.Context, obj *ent.AiplModel, at calendar.Date) (*analytics.Snapshot, error)
+	Trend(ctx context.Context, obj *ent.AiplModel, from calendar.Date, to calendar.Date, interval model.TrendInterval) ([]*analytics.Snapshot, error)
+	Flow(ctx context.Context, obj *ent.AiplModel, from calendar.Date, to calendar.Date) ([]*analytics.Flow, error)
 }
 type AudienceResolver interface {
-	Insight(ctx context.Context, obj *ent.Audience) (*model.AudienceInsight, error)
+	Insight(ctx context.Context, obj *ent.Audience) (*audience.Insight, error)
 	Members(ctx context.Context, obj *ent.Audience, first *int, after *entgql.Cursor[int]) (*ent.MemberConnection, error)
+}
+type AudiencePreviewResolver interface {
+	Size(ctx context.Context, obj *audience.Preview) (int, error)
+	TookMs(ctx context.Context, obj *audience.Preview) (float64, error)
+	Sample(ctx context.Context, obj *audience.Preview, first *int) ([]*ent.Member, error)
 }
 type CouponResolver interface {
 	Title(ctx context.Context, obj *ent.Coupon) (string, error)
@@ -1220,6 +1233,9 @@ type EarningRuleResolver interface {
 	GrowthPerYuan(ctx context.Context, obj *ent.EarningRule) (float64, error)
 	TierMultipliers(ctx context.Context, obj *ent.EarningRule) ([]*model.TierMultiplier, error)
 }
+type EventErrorResolver interface {
+	Code(ctx context.Context, obj *behavior.EventError) (string, error)
+}
 type GrowthResolver interface {
 	Transactions(ctx context.Context, obj *gqlmodel.Growth, first *int, after *entgql.Cursor[int]) (*ent.GrowthEntryConnection, error)
 }
@@ -1234,8 +1250,9 @@ type MemberResolver interface {
 	Identities(ctx context.Context, obj *ent.Member) ([]*ent.Identity, error)
 	Tags(ctx context.Context, obj *ent.Member) ([]*ent.Tag, error)
 	LifecycleStage(ctx context.Context, obj *ent.Member) (enum.LifecycleStage, error)
-	Rfm(ctx context.Context, obj *ent.Member) ([]*model.MemberRfm, error)
+	Rfm(ctx context.Context, obj *ent.Member) ([]*analytics.MemberRfm, error)
 	Aipl(ctx context.Context, obj *ent.Member) ([]*model.MemberAipl, error)
+	Audiences(ctx context.Context, obj *ent.Member) ([]*ent.Audience, error)
 	Referral(ctx context.Context, obj *ent.Member) (*model.ReferralSummary, error)
 	Tier(ctx context.Context, obj *ent.Member) (*ent.Tier, error)
 	Growth(ctx context.Context, obj *ent.Member) (*gqlmodel.Growth, error)
@@ -1251,6 +1268,9 @@ type MemberResolver interface {
 	Notifications(ctx context.Context, obj *ent.Member, first *int, after *entgql.Cursor[int], unreadOnly *bool) (*ent.NotificationConnection, error)
 	ProfileCompleteness(ctx context.Context, obj *ent.Member) (int, error)
 	Consents(ctx context.Context, obj *ent.Member) ([]*model.ConsentState, error)
+}
+type MemberRfmResolver interface {
+	Model(ctx context.Context, obj *analytics.MemberRfm) (*ent.RfmModel, error)
 }
 type MutationResolver interface {
 	LoginWithWeChat(ctx context.Context, input model.LoginWithWeChatInput) (*model.MemberAuthPayload, error)
@@ -1270,14 +1290,15 @@ type MutationResolver interface {
 	AssignTags(ctx context.Context, input model.AssignTagsInput) (*model.AssignTagsPayload, error)
 	UnassignTags(ctx context.Context, input model.AssignTagsInput) (*model.UnassignTagsPayload, error)
 	CreateAudience(ctx context.Context, input model.CreateAudienceInput) (*model.CreateAudiencePayload, error)
+	UpdateAudience(ctx context.Context, id int, input model.CreateAudienceInput) (*model.CreateAudiencePayload, error)
 	ImportAudience(ctx context.Context, input model.ImportAudienceInput) (*model.ImportAudiencePayload, error)
 	RefreshAudience(ctx context.Context, id int) (*model.JobPayload, error)
 	CreateRfmModel(ctx context.Context, input model.CreateRfmModelInput) (*model.CreateRfmModelPayload, error)
 	ComputeRfmModel(ctx context.Context, id int) (*model.JobPayload, error)
 	CreateAiplModel(ctx context.Context, input model.CreateAiplModelInput) (*model.CreateAiplModelPayload, error)
 	IssueCoupons(ctx context.Context, input model.IssueCouponsInput) (*model.JobPayload, error)
-	TrackEvents(ctx context.Context, events []*model.TrackEventInput) (*model.TrackEventsPayload, error)
-	IngestEvents(ctx context.Context, events []*model.IngestEventInput) (*model.IngestEventsPayload, error)
+	TrackEvents(ctx context.Context, events []*behavior.TrackInput) (*behavior.Result, error)
+	IngestEvents(ctx context.Context, events []*model.IngestEventInput) (*behavior.IngestResult, error)
 	ClaimCoupon(ctx context.Context, input model.ClaimCouponInput) (*model.ClaimCouponPayload, error)
 	RedeemMallItem(ctx context.Context, input model.RedeemMallItemInput) (*model.RedeemMallItemPayload, error)
 	DrawLottery(ctx context.Context, input model.DrawLotteryInput) (*model.DrawLotteryPayload, error)
@@ -1319,11 +1340,11 @@ type QueryResolver interface {
 	Viewer(ctx context.Context) (ent.Noder, error)
 	Me(ctx context.Context) (*ent.Member, error)
 	Tags(ctx context.Context, first *int, after *entgql.Cursor[int]) (*ent.TagConnection, error)
-	PreviewAudience(ctx context.Context, rule rule.Rule) (*model.AudiencePreview, error)
+	PreviewAudience(ctx context.Context, rule rule.Rule) (*audience.Preview, error)
 	Audiences(ctx context.Context, first *int, after *entgql.Cursor[int]) (*ent.AudienceConnection, error)
 	RfmModels(ctx context.Context) ([]*ent.RfmModel, error)
 	AiplModels(ctx context.Context) ([]*ent.AiplModel, error)
-	LifecycleStats(ctx context.Context) ([]*model.LifecycleStat, error)
+	LifecycleStats(ctx context.Context) ([]*audience.LifecycleStat, error)
 	ClaimableCoupons(ctx context.Context) ([]*model.ClaimableCoupon, error)
 	MallItems(ctx context.Context, first *int, after *entgql.Cursor[int]) (*ent.MallItemConnection, error)
 	Lottery(ctx context.Context, id int) (*ent.Lottery, error)
@@ -1340,7 +1361,7 @@ type QueryResolver interface {
 }
 type RfmModelResolver interface {
 	Thresholds(ctx context.Context, obj *ent.RfmModel) (*model.RfmThresholds, error)
-	Segments(ctx context.Context, obj *ent.RfmModel) ([]*model.RfmSegmentStat, error)
+	Segments(ctx context.Context, obj *ent.RfmModel) ([]*analytics.SegmentStat, error)
 }
 type StoredValueResolver interface {
 	Transactions(ctx context.Context, obj *gqlmodel.StoredValue, first *int, after *entgql.Cursor[int]) (*ent.StoredValueEntryConnection, error)
@@ -3285,6 +3306,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Member.Aipl(childComplexity), true
+	case "Member.audiences":
+		if e.ComplexityRoot.Member.Audiences == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Member.Audiences(childComplexity), true
 	case "Member.avatarUrl":
 		if e.ComplexityRoot.Member.AvatarURL == nil {
 			break
@@ -4229,7 +4256,7 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 			return 0, false
 		}
 
-		return e.ComplexityRoot.Mutation.TrackEvents(childComplexity, args["events"].([]*model.TrackEventInput)), true
+		return e.ComplexityRoot.Mutation.TrackEvents(childComplexity, args["events"].([]*behavior.TrackInput)), true
 	case "Mutation.unassignTags":
 		if e.ComplexityRoot.Mutation.UnassignTags == nil {
 			break
@@ -4241,6 +4268,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.UnassignTags(childComplexity, args["input"].(model.AssignTagsInput)), true
+	case "Mutation.updateAudience":
+		if e.ComplexityRoot.Mutation.UpdateAudience == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_updateAudience_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.UpdateAudience(childComplexity, args["id"].(int), args["input"].(model.CreateAudienceInput)), true
 	case "Mutation.updateConsent":
 		if e.ComplexityRoot.Mutation.UpdateConsent == nil {
 			break
@@ -5304,11 +5342,11 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.RfmSegmentStat.AvgRecencyDays(childComplexity), true
 	case "RfmSegmentStat.memberCount":
-		if e.ComplexityRoot.RfmSegmentStat.MemberCount == nil {
+		if e.ComplexityRoot.RfmSegmentStat.Members == nil {
 			break
 		}
 
-		return e.ComplexityRoot.RfmSegmentStat.MemberCount(childComplexity), true
+		return e.ComplexityRoot.RfmSegmentStat.Members(childComplexity), true
 	case "RfmSegmentStat.segment":
 		if e.ComplexityRoot.RfmSegmentStat.Segment == nil {
 			break
@@ -7280,6 +7318,8 @@ func (ec *executionContext) childFields_Member(ctx context.Context, field graphq
 		return ec.fieldContext_Member_rfm(ctx, field)
 	case "aipl":
 		return ec.fieldContext_Member_aipl(ctx, field)
+	case "audiences":
+		return ec.fieldContext_Member_audiences(ctx, field)
 	case "referral":
 		return ec.fieldContext_Member_referral(ctx, field)
 	case "tier":
@@ -9194,8 +9234,8 @@ func (ec *executionContext) field_Mutation_trackEvents_args(ctx context.Context,
 	var err error
 	args := map[string]any{}
 	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "events",
-		func(ctx context.Context, v any) ([]*model.TrackEventInput, error) {
-			return ec.unmarshalNTrackEventInput2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐTrackEventInputᚄ(ctx, v)
+		func(ctx context.Context, v any) ([]*behavior.TrackInput, error) {
+			return ec.unmarshalNTrackEventInput2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋbehaviorᚐTrackInputᚄ(ctx, v)
 		})
 	if err != nil {
 		return nil, err
@@ -9215,6 +9255,28 @@ func (ec *executionContext) field_Mutation_unassignTags_args(ctx context.Context
 		return nil, err
 	}
 	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_updateAudience_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (int, error) {
+			return ec.unmarshalNID2int(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.CreateAudienceInput, error) {
+			return ec.unmarshalNCreateAudienceInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐCreateAudienceInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg1
 	return args, nil
 }
 
@@ -10561,7 +10623,7 @@ func (ec *executionContext) fieldContext_AdminLoginPayload_staff(_ context.Conte
 	return fc, nil
 }
 
-func (ec *executionContext) _AiplFlow_from(ctx context.Context, field graphql.CollectedField, obj *model.AiplFlow) (ret graphql.Marshaler) {
+func (ec *executionContext) _AiplFlow_from(ctx context.Context, field graphql.CollectedField, obj *analytics.Flow) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -10584,7 +10646,7 @@ func (ec *executionContext) fieldContext_AiplFlow_from(_ context.Context, field 
 	return graphql.NewScalarFieldContext("AiplFlow", field, false, false, "AiplStage")
 }
 
-func (ec *executionContext) _AiplFlow_to(ctx context.Context, field graphql.CollectedField, obj *model.AiplFlow) (ret graphql.Marshaler) {
+func (ec *executionContext) _AiplFlow_to(ctx context.Context, field graphql.CollectedField, obj *analytics.Flow) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -10607,7 +10669,7 @@ func (ec *executionContext) fieldContext_AiplFlow_to(_ context.Context, field gr
 	return graphql.NewScalarFieldContext("AiplFlow", field, false, false, "AiplStage")
 }
 
-func (ec *executionContext) _AiplFlow_members(ctx context.Context, field graphql.CollectedField, obj *model.AiplFlow) (ret graphql.Marshaler) {
+func (ec *executionContext) _AiplFlow_members(ctx context.Context, field graphql.CollectedField, obj *analytics.Flow) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -10619,8 +10681,8 @@ func (ec *executionContext) _AiplFlow_members(ctx context.Context, field graphql
 			return obj.Members, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
-			return ec.marshalNInt2int(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt2int64(ctx, selections, v)
 		},
 		true,
 		true,
@@ -10758,8 +10820,8 @@ func (ec *executionContext) _AiplModel_snapshot(ctx context.Context, field graph
 			return ec.Resolvers.AiplModel().Snapshot(ctx, obj, fc.Args["at"].(calendar.Date))
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v *model.AiplSnapshot) graphql.Marshaler {
-			return ec.marshalNAiplSnapshot2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐAiplSnapshot(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v *analytics.Snapshot) graphql.Marshaler {
+			return ec.marshalNAiplSnapshot2ᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋanalyticsᚐSnapshot(ctx, selections, v)
 		},
 		true,
 		true,
@@ -10802,8 +10864,8 @@ func (ec *executionContext) _AiplModel_trend(ctx context.Context, field graphql.
 			return ec.Resolvers.AiplModel().Trend(ctx, obj, fc.Args["from"].(calendar.Date), fc.Args["to"].(calendar.Date), fc.Args["interval"].(model.TrendInterval))
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v []*model.AiplSnapshot) graphql.Marshaler {
-			return ec.marshalNAiplSnapshot2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐAiplSnapshotᚄ(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v []*analytics.Snapshot) graphql.Marshaler {
+			return ec.marshalNAiplSnapshot2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋanalyticsᚐSnapshotᚄ(ctx, selections, v)
 		},
 		true,
 		true,
@@ -10846,8 +10908,8 @@ func (ec *executionContext) _AiplModel_flow(ctx context.Context, field graphql.C
 			return ec.Resolvers.AiplModel().Flow(ctx, obj, fc.Args["from"].(calendar.Date), fc.Args["to"].(calendar.Date))
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v []*model.AiplFlow) graphql.Marshaler {
-			return ec.marshalNAiplFlow2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐAiplFlowᚄ(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v []*analytics.Flow) graphql.Marshaler {
+			return ec.marshalNAiplFlow2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋanalyticsᚐFlowᚄ(ctx, selections, v)
 		},
 		true,
 		true,
@@ -10877,7 +10939,7 @@ func (ec *executionContext) fieldContext_AiplModel_flow(ctx context.Context, fie
 	return fc, nil
 }
 
-func (ec *executionContext) _AiplSnapshot_at(ctx context.Context, field graphql.CollectedField, obj *model.AiplSnapshot) (ret graphql.Marshaler) {
+func (ec *executionContext) _AiplSnapshot_at(ctx context.Context, field graphql.CollectedField, obj *analytics.Snapshot) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -10900,7 +10962,7 @@ func (ec *executionContext) fieldContext_AiplSnapshot_at(_ context.Context, fiel
 	return graphql.NewScalarFieldContext("AiplSnapshot", field, false, false, "Date")
 }
 
-func (ec *executionContext) _AiplSnapshot_none(ctx context.Context, field graphql.CollectedField, obj *model.AiplSnapshot) (ret graphql.Marshaler) {
+func (ec *executionContext) _AiplSnapshot_none(ctx context.Context, field graphql.CollectedField, obj *analytics.Snapshot) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -10912,8 +10974,8 @@ func (ec *executionContext) _AiplSnapshot_none(ctx context.Context, field graphq
 			return obj.None, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
-			return ec.marshalNInt2int(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt2int64(ctx, selections, v)
 		},
 		true,
 		true,
@@ -10923,7 +10985,7 @@ func (ec *executionContext) fieldContext_AiplSnapshot_none(_ context.Context, fi
 	return graphql.NewScalarFieldContext("AiplSnapshot", field, false, false, "Int")
 }
 
-func (ec *executionContext) _AiplSnapshot_awareness(ctx context.Context, field graphql.CollectedField, obj *model.AiplSnapshot) (ret graphql.Marshaler) {
+func (ec *executionContext) _AiplSnapshot_awareness(ctx context.Context, field graphql.CollectedField, obj *analytics.Snapshot) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -10935,8 +10997,8 @@ func (ec *executionContext) _AiplSnapshot_awareness(ctx context.Context, field g
 			return obj.Awareness, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
-			return ec.marshalNInt2int(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt2int64(ctx, selections, v)
 		},
 		true,
 		true,
@@ -10946,7 +11008,7 @@ func (ec *executionContext) fieldContext_AiplSnapshot_awareness(_ context.Contex
 	return graphql.NewScalarFieldContext("AiplSnapshot", field, false, false, "Int")
 }
 
-func (ec *executionContext) _AiplSnapshot_interest(ctx context.Context, field graphql.CollectedField, obj *model.AiplSnapshot) (ret graphql.Marshaler) {
+func (ec *executionContext) _AiplSnapshot_interest(ctx context.Context, field graphql.CollectedField, obj *analytics.Snapshot) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -10958,8 +11020,8 @@ func (ec *executionContext) _AiplSnapshot_interest(ctx context.Context, field gr
 			return obj.Interest, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
-			return ec.marshalNInt2int(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt2int64(ctx, selections, v)
 		},
 		true,
 		true,
@@ -10969,7 +11031,7 @@ func (ec *executionContext) fieldContext_AiplSnapshot_interest(_ context.Context
 	return graphql.NewScalarFieldContext("AiplSnapshot", field, false, false, "Int")
 }
 
-func (ec *executionContext) _AiplSnapshot_purchase(ctx context.Context, field graphql.CollectedField, obj *model.AiplSnapshot) (ret graphql.Marshaler) {
+func (ec *executionContext) _AiplSnapshot_purchase(ctx context.Context, field graphql.CollectedField, obj *analytics.Snapshot) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -10981,8 +11043,8 @@ func (ec *executionContext) _AiplSnapshot_purchase(ctx context.Context, field gr
 			return obj.Purchase, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
-			return ec.marshalNInt2int(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt2int64(ctx, selections, v)
 		},
 		true,
 		true,
@@ -10992,7 +11054,7 @@ func (ec *executionContext) fieldContext_AiplSnapshot_purchase(_ context.Context
 	return graphql.NewScalarFieldContext("AiplSnapshot", field, false, false, "Int")
 }
 
-func (ec *executionContext) _AiplSnapshot_loyalty(ctx context.Context, field graphql.CollectedField, obj *model.AiplSnapshot) (ret graphql.Marshaler) {
+func (ec *executionContext) _AiplSnapshot_loyalty(ctx context.Context, field graphql.CollectedField, obj *analytics.Snapshot) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -11004,8 +11066,8 @@ func (ec *executionContext) _AiplSnapshot_loyalty(ctx context.Context, field gra
 			return obj.Loyalty, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
-			return ec.marshalNInt2int(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt2int64(ctx, selections, v)
 		},
 		true,
 		true,
@@ -11312,7 +11374,7 @@ func (ec *executionContext) _Audience_source(ctx context.Context, field graphql.
 			return obj.Source, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v audience.Source) graphql.Marshaler {
+		func(ctx context.Context, selections ast.SelectionSet, v audience1.Source) graphql.Marshaler {
 			return ec.marshalNAudienceSource2githubᚗcomᚋonememberᚋonememberᚋentᚋaudienceᚐSource(ctx, selections, v)
 		},
 		true,
@@ -11381,7 +11443,7 @@ func (ec *executionContext) _Audience_status(ctx context.Context, field graphql.
 			return obj.Status, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v audience.Status) graphql.Marshaler {
+		func(ctx context.Context, selections ast.SelectionSet, v audience1.Status) graphql.Marshaler {
 			return ec.marshalNAudienceStatus2githubᚗcomᚋonememberᚋonememberᚋentᚋaudienceᚐStatus(ctx, selections, v)
 		},
 		true,
@@ -11450,8 +11512,8 @@ func (ec *executionContext) _Audience_insight(ctx context.Context, field graphql
 			return ec.Resolvers.Audience().Insight(ctx, obj)
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v *model.AudienceInsight) graphql.Marshaler {
-			return ec.marshalNAudienceInsight2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐAudienceInsight(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v *audience.Insight) graphql.Marshaler {
+			return ec.marshalNAudienceInsight2ᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋaudienceᚐInsight(ctx, selections, v)
 		},
 		true,
 		true,
@@ -11656,7 +11718,7 @@ func (ec *executionContext) fieldContext_AudienceEdge_cursor(_ context.Context, 
 	return graphql.NewScalarFieldContext("AudienceEdge", field, false, false, "Cursor")
 }
 
-func (ec *executionContext) _AudienceInsight_gender(ctx context.Context, field graphql.CollectedField, obj *model.AudienceInsight) (ret graphql.Marshaler) {
+func (ec *executionContext) _AudienceInsight_gender(ctx context.Context, field graphql.CollectedField, obj *audience.Insight) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -11668,8 +11730,8 @@ func (ec *executionContext) _AudienceInsight_gender(ctx context.Context, field g
 			return obj.Gender, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v []*model.Distribution) graphql.Marshaler {
-			return ec.marshalNDistribution2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐDistributionᚄ(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v []audience.Distribution) graphql.Marshaler {
+			return ec.marshalNDistribution2ᚕgithubᚗcomᚋonememberᚋonememberᚋinternalᚋaudienceᚐDistributionᚄ(ctx, selections, v)
 		},
 		true,
 		true,
@@ -11688,7 +11750,7 @@ func (ec *executionContext) fieldContext_AudienceInsight_gender(_ context.Contex
 	return fc, nil
 }
 
-func (ec *executionContext) _AudienceInsight_ageBand(ctx context.Context, field graphql.CollectedField, obj *model.AudienceInsight) (ret graphql.Marshaler) {
+func (ec *executionContext) _AudienceInsight_ageBand(ctx context.Context, field graphql.CollectedField, obj *audience.Insight) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -11700,8 +11762,8 @@ func (ec *executionContext) _AudienceInsight_ageBand(ctx context.Context, field 
 			return obj.AgeBand, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v []*model.Distribution) graphql.Marshaler {
-			return ec.marshalNDistribution2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐDistributionᚄ(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v []audience.Distribution) graphql.Marshaler {
+			return ec.marshalNDistribution2ᚕgithubᚗcomᚋonememberᚋonememberᚋinternalᚋaudienceᚐDistributionᚄ(ctx, selections, v)
 		},
 		true,
 		true,
@@ -11720,7 +11782,7 @@ func (ec *executionContext) fieldContext_AudienceInsight_ageBand(_ context.Conte
 	return fc, nil
 }
 
-func (ec *executionContext) _AudienceInsight_region(ctx context.Context, field graphql.CollectedField, obj *model.AudienceInsight) (ret graphql.Marshaler) {
+func (ec *executionContext) _AudienceInsight_region(ctx context.Context, field graphql.CollectedField, obj *audience.Insight) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -11732,8 +11794,8 @@ func (ec *executionContext) _AudienceInsight_region(ctx context.Context, field g
 			return obj.Region, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v []*model.Distribution) graphql.Marshaler {
-			return ec.marshalNDistribution2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐDistributionᚄ(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v []audience.Distribution) graphql.Marshaler {
+			return ec.marshalNDistribution2ᚕgithubᚗcomᚋonememberᚋonememberᚋinternalᚋaudienceᚐDistributionᚄ(ctx, selections, v)
 		},
 		true,
 		true,
@@ -11752,7 +11814,7 @@ func (ec *executionContext) fieldContext_AudienceInsight_region(_ context.Contex
 	return fc, nil
 }
 
-func (ec *executionContext) _AudienceInsight_tier(ctx context.Context, field graphql.CollectedField, obj *model.AudienceInsight) (ret graphql.Marshaler) {
+func (ec *executionContext) _AudienceInsight_tier(ctx context.Context, field graphql.CollectedField, obj *audience.Insight) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -11764,8 +11826,8 @@ func (ec *executionContext) _AudienceInsight_tier(ctx context.Context, field gra
 			return obj.Tier, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v []*model.Distribution) graphql.Marshaler {
-			return ec.marshalNDistribution2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐDistributionᚄ(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v []audience.Distribution) graphql.Marshaler {
+			return ec.marshalNDistribution2ᚕgithubᚗcomᚋonememberᚋonememberᚋinternalᚋaudienceᚐDistributionᚄ(ctx, selections, v)
 		},
 		true,
 		true,
@@ -11784,7 +11846,7 @@ func (ec *executionContext) fieldContext_AudienceInsight_tier(_ context.Context,
 	return fc, nil
 }
 
-func (ec *executionContext) _AudienceInsight_channel(ctx context.Context, field graphql.CollectedField, obj *model.AudienceInsight) (ret graphql.Marshaler) {
+func (ec *executionContext) _AudienceInsight_channel(ctx context.Context, field graphql.CollectedField, obj *audience.Insight) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -11796,8 +11858,8 @@ func (ec *executionContext) _AudienceInsight_channel(ctx context.Context, field 
 			return obj.Channel, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v []*model.Distribution) graphql.Marshaler {
-			return ec.marshalNDistribution2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐDistributionᚄ(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v []audience.Distribution) graphql.Marshaler {
+			return ec.marshalNDistribution2ᚕgithubᚗcomᚋonememberᚋonememberᚋinternalᚋaudienceᚐDistributionᚄ(ctx, selections, v)
 		},
 		true,
 		true,
@@ -11816,7 +11878,7 @@ func (ec *executionContext) fieldContext_AudienceInsight_channel(_ context.Conte
 	return fc, nil
 }
 
-func (ec *executionContext) _AudienceInsight_lifecycle(ctx context.Context, field graphql.CollectedField, obj *model.AudienceInsight) (ret graphql.Marshaler) {
+func (ec *executionContext) _AudienceInsight_lifecycle(ctx context.Context, field graphql.CollectedField, obj *audience.Insight) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -11828,8 +11890,8 @@ func (ec *executionContext) _AudienceInsight_lifecycle(ctx context.Context, fiel
 			return obj.Lifecycle, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v []*model.Distribution) graphql.Marshaler {
-			return ec.marshalNDistribution2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐDistributionᚄ(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v []audience.Distribution) graphql.Marshaler {
+			return ec.marshalNDistribution2ᚕgithubᚗcomᚋonememberᚋonememberᚋinternalᚋaudienceᚐDistributionᚄ(ctx, selections, v)
 		},
 		true,
 		true,
@@ -11848,7 +11910,7 @@ func (ec *executionContext) fieldContext_AudienceInsight_lifecycle(_ context.Con
 	return fc, nil
 }
 
-func (ec *executionContext) _AudiencePreview_size(ctx context.Context, field graphql.CollectedField, obj *model.AudiencePreview) (ret graphql.Marshaler) {
+func (ec *executionContext) _AudiencePreview_size(ctx context.Context, field graphql.CollectedField, obj *audience.Preview) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -11857,7 +11919,7 @@ func (ec *executionContext) _AudiencePreview_size(ctx context.Context, field gra
 			return ec.fieldContext_AudiencePreview_size(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return obj.Size, nil
+			return ec.Resolvers.AudiencePreview().Size(ctx, obj)
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
@@ -11868,10 +11930,10 @@ func (ec *executionContext) _AudiencePreview_size(ctx context.Context, field gra
 	)
 }
 func (ec *executionContext) fieldContext_AudiencePreview_size(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("AudiencePreview", field, false, false, "Int")
+	return graphql.NewScalarFieldContext("AudiencePreview", field, true, true, "Int")
 }
 
-func (ec *executionContext) _AudiencePreview_tookMs(ctx context.Context, field graphql.CollectedField, obj *model.AudiencePreview) (ret graphql.Marshaler) {
+func (ec *executionContext) _AudiencePreview_tookMs(ctx context.Context, field graphql.CollectedField, obj *audience.Preview) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -11880,7 +11942,7 @@ func (ec *executionContext) _AudiencePreview_tookMs(ctx context.Context, field g
 			return ec.fieldContext_AudiencePreview_tookMs(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return obj.TookMs, nil
+			return ec.Resolvers.AudiencePreview().TookMs(ctx, obj)
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
@@ -11891,10 +11953,10 @@ func (ec *executionContext) _AudiencePreview_tookMs(ctx context.Context, field g
 	)
 }
 func (ec *executionContext) fieldContext_AudiencePreview_tookMs(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("AudiencePreview", field, false, false, "Float")
+	return graphql.NewScalarFieldContext("AudiencePreview", field, true, true, "Float")
 }
 
-func (ec *executionContext) _AudiencePreview_sample(ctx context.Context, field graphql.CollectedField, obj *model.AudiencePreview) (ret graphql.Marshaler) {
+func (ec *executionContext) _AudiencePreview_sample(ctx context.Context, field graphql.CollectedField, obj *audience.Preview) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -11903,7 +11965,8 @@ func (ec *executionContext) _AudiencePreview_sample(ctx context.Context, field g
 			return ec.fieldContext_AudiencePreview_sample(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return obj.Sample, nil
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.AudiencePreview().Sample(ctx, obj, fc.Args["first"].(*int))
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v []*ent.Member) graphql.Marshaler {
@@ -11917,8 +11980,8 @@ func (ec *executionContext) fieldContext_AudiencePreview_sample(ctx context.Cont
 	fc = &graphql.FieldContext{
 		Object:     "AudiencePreview",
 		Field:      field,
-		IsMethod:   false,
-		IsResolver: false,
+		IsMethod:   true,
+		IsResolver: true,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_Member(ctx, field)
 		},
@@ -14569,7 +14632,7 @@ func (ec *executionContext) fieldContext_CreateTagPayload_tag(_ context.Context,
 	return fc, nil
 }
 
-func (ec *executionContext) _Distribution_key(ctx context.Context, field graphql.CollectedField, obj *model.Distribution) (ret graphql.Marshaler) {
+func (ec *executionContext) _Distribution_key(ctx context.Context, field graphql.CollectedField, obj *audience.Distribution) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -14592,7 +14655,7 @@ func (ec *executionContext) fieldContext_Distribution_key(_ context.Context, fie
 	return graphql.NewScalarFieldContext("Distribution", field, false, false, "String")
 }
 
-func (ec *executionContext) _Distribution_count(ctx context.Context, field graphql.CollectedField, obj *model.Distribution) (ret graphql.Marshaler) {
+func (ec *executionContext) _Distribution_count(ctx context.Context, field graphql.CollectedField, obj *audience.Distribution) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -14604,8 +14667,8 @@ func (ec *executionContext) _Distribution_count(ctx context.Context, field graph
 			return obj.Count, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
-			return ec.marshalNInt2int(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt2int64(ctx, selections, v)
 		},
 		true,
 		true,
@@ -14615,7 +14678,7 @@ func (ec *executionContext) fieldContext_Distribution_count(_ context.Context, f
 	return graphql.NewScalarFieldContext("Distribution", field, false, false, "Int")
 }
 
-func (ec *executionContext) _Distribution_share(ctx context.Context, field graphql.CollectedField, obj *model.Distribution) (ret graphql.Marshaler) {
+func (ec *executionContext) _Distribution_share(ctx context.Context, field graphql.CollectedField, obj *audience.Distribution) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -14996,7 +15059,7 @@ func (ec *executionContext) fieldContext_EarningRule_tierMultipliers(_ context.C
 	return fc, nil
 }
 
-func (ec *executionContext) _EventError_index(ctx context.Context, field graphql.CollectedField, obj *model.EventError) (ret graphql.Marshaler) {
+func (ec *executionContext) _EventError_index(ctx context.Context, field graphql.CollectedField, obj *behavior.EventError) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -15019,7 +15082,7 @@ func (ec *executionContext) fieldContext_EventError_index(_ context.Context, fie
 	return graphql.NewScalarFieldContext("EventError", field, false, false, "Int")
 }
 
-func (ec *executionContext) _EventError_code(ctx context.Context, field graphql.CollectedField, obj *model.EventError) (ret graphql.Marshaler) {
+func (ec *executionContext) _EventError_code(ctx context.Context, field graphql.CollectedField, obj *behavior.EventError) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -15028,7 +15091,7 @@ func (ec *executionContext) _EventError_code(ctx context.Context, field graphql.
 			return ec.fieldContext_EventError_code(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return obj.Code, nil
+			return ec.Resolvers.EventError().Code(ctx, obj)
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
@@ -15039,10 +15102,10 @@ func (ec *executionContext) _EventError_code(ctx context.Context, field graphql.
 	)
 }
 func (ec *executionContext) fieldContext_EventError_code(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("EventError", field, false, false, "String")
+	return graphql.NewScalarFieldContext("EventError", field, true, true, "String")
 }
 
-func (ec *executionContext) _EventError_message(ctx context.Context, field graphql.CollectedField, obj *model.EventError) (ret graphql.Marshaler) {
+func (ec *executionContext) _EventError_message(ctx context.Context, field graphql.CollectedField, obj *behavior.EventError) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -15940,7 +16003,7 @@ func (ec *executionContext) fieldContext_ImportAudiencePayload_invalid(_ context
 	return graphql.NewScalarFieldContext("ImportAudiencePayload", field, false, false, "Int")
 }
 
-func (ec *executionContext) _IngestEventsPayload_accepted(ctx context.Context, field graphql.CollectedField, obj *model.IngestEventsPayload) (ret graphql.Marshaler) {
+func (ec *executionContext) _IngestEventsPayload_accepted(ctx context.Context, field graphql.CollectedField, obj *behavior.IngestResult) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -15963,7 +16026,7 @@ func (ec *executionContext) fieldContext_IngestEventsPayload_accepted(_ context.
 	return graphql.NewScalarFieldContext("IngestEventsPayload", field, false, false, "Int")
 }
 
-func (ec *executionContext) _IngestEventsPayload_duplicates(ctx context.Context, field graphql.CollectedField, obj *model.IngestEventsPayload) (ret graphql.Marshaler) {
+func (ec *executionContext) _IngestEventsPayload_duplicates(ctx context.Context, field graphql.CollectedField, obj *behavior.IngestResult) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -15986,7 +16049,7 @@ func (ec *executionContext) fieldContext_IngestEventsPayload_duplicates(_ contex
 	return graphql.NewScalarFieldContext("IngestEventsPayload", field, false, false, "Int")
 }
 
-func (ec *executionContext) _IngestEventsPayload_rejected(ctx context.Context, field graphql.CollectedField, obj *model.IngestEventsPayload) (ret graphql.Marshaler) {
+func (ec *executionContext) _IngestEventsPayload_rejected(ctx context.Context, field graphql.CollectedField, obj *behavior.IngestResult) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -16009,7 +16072,7 @@ func (ec *executionContext) fieldContext_IngestEventsPayload_rejected(_ context.
 	return graphql.NewScalarFieldContext("IngestEventsPayload", field, false, false, "Int")
 }
 
-func (ec *executionContext) _IngestEventsPayload_errors(ctx context.Context, field graphql.CollectedField, obj *model.IngestEventsPayload) (ret graphql.Marshaler) {
+func (ec *executionContext) _IngestEventsPayload_errors(ctx context.Context, field graphql.CollectedField, obj *behavior.IngestResult) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -16021,8 +16084,8 @@ func (ec *executionContext) _IngestEventsPayload_errors(ctx context.Context, fie
 			return obj.Errors, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v []*model.EventError) graphql.Marshaler {
-			return ec.marshalNEventError2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐEventErrorᚄ(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v []behavior.EventError) graphql.Marshaler {
+			return ec.marshalNEventError2ᚕgithubᚗcomᚋonememberᚋonememberᚋinternalᚋbehaviorᚐEventErrorᚄ(ctx, selections, v)
 		},
 		true,
 		true,
@@ -16413,7 +16476,7 @@ func (ec *executionContext) fieldContext_JobPayload_job(_ context.Context, field
 	return fc, nil
 }
 
-func (ec *executionContext) _LifecycleStat_stage(ctx context.Context, field graphql.CollectedField, obj *model.LifecycleStat) (ret graphql.Marshaler) {
+func (ec *executionContext) _LifecycleStat_stage(ctx context.Context, field graphql.CollectedField, obj *audience.LifecycleStat) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -16436,7 +16499,7 @@ func (ec *executionContext) fieldContext_LifecycleStat_stage(_ context.Context, 
 	return graphql.NewScalarFieldContext("LifecycleStat", field, false, false, "LifecycleStage")
 }
 
-func (ec *executionContext) _LifecycleStat_members(ctx context.Context, field graphql.CollectedField, obj *model.LifecycleStat) (ret graphql.Marshaler) {
+func (ec *executionContext) _LifecycleStat_members(ctx context.Context, field graphql.CollectedField, obj *audience.LifecycleStat) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -16448,8 +16511,8 @@ func (ec *executionContext) _LifecycleStat_members(ctx context.Context, field gr
 			return obj.Members, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
-			return ec.marshalNInt2int(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt2int64(ctx, selections, v)
 		},
 		true,
 		true,
@@ -16459,7 +16522,7 @@ func (ec *executionContext) fieldContext_LifecycleStat_members(_ context.Context
 	return graphql.NewScalarFieldContext("LifecycleStat", field, false, false, "Int")
 }
 
-func (ec *executionContext) _LifecycleStat_share(ctx context.Context, field graphql.CollectedField, obj *model.LifecycleStat) (ret graphql.Marshaler) {
+func (ec *executionContext) _LifecycleStat_share(ctx context.Context, field graphql.CollectedField, obj *audience.LifecycleStat) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -17950,8 +18013,8 @@ func (ec *executionContext) _Member_rfm(ctx context.Context, field graphql.Colle
 			return ec.Resolvers.Member().Rfm(ctx, obj)
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v []*model.MemberRfm) graphql.Marshaler {
-			return ec.marshalNMemberRfm2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐMemberRfmᚄ(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v []*analytics.MemberRfm) graphql.Marshaler {
+			return ec.marshalNMemberRfm2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋanalyticsᚐMemberRfmᚄ(ctx, selections, v)
 		},
 		true,
 		true,
@@ -17997,6 +18060,38 @@ func (ec *executionContext) fieldContext_Member_aipl(_ context.Context, field gr
 		IsResolver: true,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_MemberAipl(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Member_audiences(ctx context.Context, field graphql.CollectedField, obj *ent.Member) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Member_audiences(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Member().Audiences(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*ent.Audience) graphql.Marshaler {
+			return ec.marshalNAudience2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐAudienceᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Member_audiences(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Member",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Audience(ctx, field)
 		},
 	}
 	return fc, nil
@@ -19071,7 +19166,7 @@ func (ec *executionContext) fieldContext_MemberPayload_member(_ context.Context,
 	return fc, nil
 }
 
-func (ec *executionContext) _MemberRfm_model(ctx context.Context, field graphql.CollectedField, obj *model.MemberRfm) (ret graphql.Marshaler) {
+func (ec *executionContext) _MemberRfm_model(ctx context.Context, field graphql.CollectedField, obj *analytics.MemberRfm) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -19080,7 +19175,7 @@ func (ec *executionContext) _MemberRfm_model(ctx context.Context, field graphql.
 			return ec.fieldContext_MemberRfm_model(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return obj.Model, nil
+			return ec.Resolvers.MemberRfm().Model(ctx, obj)
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *ent.RfmModel) graphql.Marshaler {
@@ -19094,8 +19189,8 @@ func (ec *executionContext) fieldContext_MemberRfm_model(_ context.Context, fiel
 	fc = &graphql.FieldContext{
 		Object:     "MemberRfm",
 		Field:      field,
-		IsMethod:   false,
-		IsResolver: false,
+		IsMethod:   true,
+		IsResolver: true,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_RfmModel(ctx, field)
 		},
@@ -19103,7 +19198,7 @@ func (ec *executionContext) fieldContext_MemberRfm_model(_ context.Context, fiel
 	return fc, nil
 }
 
-func (ec *executionContext) _MemberRfm_segment(ctx context.Context, field graphql.CollectedField, obj *model.MemberRfm) (ret graphql.Marshaler) {
+func (ec *executionContext) _MemberRfm_segment(ctx context.Context, field graphql.CollectedField, obj *analytics.MemberRfm) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -19126,7 +19221,7 @@ func (ec *executionContext) fieldContext_MemberRfm_segment(_ context.Context, fi
 	return graphql.NewScalarFieldContext("MemberRfm", field, false, false, "RfmSegment")
 }
 
-func (ec *executionContext) _MemberRfm_recencyDays(ctx context.Context, field graphql.CollectedField, obj *model.MemberRfm) (ret graphql.Marshaler) {
+func (ec *executionContext) _MemberRfm_recencyDays(ctx context.Context, field graphql.CollectedField, obj *analytics.MemberRfm) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -19149,7 +19244,7 @@ func (ec *executionContext) fieldContext_MemberRfm_recencyDays(_ context.Context
 	return graphql.NewScalarFieldContext("MemberRfm", field, false, false, "Int")
 }
 
-func (ec *executionContext) _MemberRfm_frequency(ctx context.Context, field graphql.CollectedField, obj *model.MemberRfm) (ret graphql.Marshaler) {
+func (ec *executionContext) _MemberRfm_frequency(ctx context.Context, field graphql.CollectedField, obj *analytics.MemberRfm) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -19172,7 +19267,7 @@ func (ec *executionContext) fieldContext_MemberRfm_frequency(_ context.Context, 
 	return graphql.NewScalarFieldContext("MemberRfm", field, false, false, "Int")
 }
 
-func (ec *executionContext) _MemberRfm_monetary(ctx context.Context, field graphql.CollectedField, obj *model.MemberRfm) (ret graphql.Marshaler) {
+func (ec *executionContext) _MemberRfm_monetary(ctx context.Context, field graphql.CollectedField, obj *analytics.MemberRfm) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -20438,6 +20533,73 @@ func (ec *executionContext) fieldContext_Mutation_createAudience(ctx context.Con
 	return fc, nil
 }
 
+func (ec *executionContext) _Mutation_updateAudience(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_updateAudience(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().UpdateAudience(ctx, fc.Args["id"].(int), fc.Args["input"].(model.CreateAudienceInput))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, false)
+				if err != nil {
+					var zeroVal *model.CreateAudiencePayload
+					return zeroVal, err
+				}
+				staff, err := ec.unmarshalOStaffRole2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐStaffRoleᚄ(ctx, []any{"ANALYST", "OPERATOR"})
+				if err != nil {
+					var zeroVal *model.CreateAudiencePayload
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.CreateAudiencePayload
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, staff, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.CreateAudiencePayload) graphql.Marshaler {
+			return ec.marshalNCreateAudiencePayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐCreateAudiencePayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_updateAudience(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CreateAudiencePayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_updateAudience_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Mutation_importAudience(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -20850,7 +21012,7 @@ func (ec *executionContext) _Mutation_trackEvents(ctx context.Context, field gra
 		},
 		func(ctx context.Context) (any, error) {
 			fc := graphql.GetFieldContext(ctx)
-			return ec.Resolvers.Mutation().TrackEvents(ctx, fc.Args["events"].([]*model.TrackEventInput))
+			return ec.Resolvers.Mutation().TrackEvents(ctx, fc.Args["events"].([]*behavior.TrackInput))
 		},
 		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
 			directive0 := next
@@ -20858,11 +21020,11 @@ func (ec *executionContext) _Mutation_trackEvents(ctx context.Context, field gra
 			directive1 := func(ctx context.Context) (any, error) {
 				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, true)
 				if err != nil {
-					var zeroVal *model.TrackEventsPayload
+					var zeroVal *behavior.Result
 					return zeroVal, err
 				}
 				if ec.Directives.Auth == nil {
-					var zeroVal *model.TrackEventsPayload
+					var zeroVal *behavior.Result
 					return zeroVal, errors.New("directive auth is not implemented")
 				}
 				return ec.Directives.Auth(ctx, nil, directive0, member, nil, nil)
@@ -20871,8 +21033,8 @@ func (ec *executionContext) _Mutation_trackEvents(ctx context.Context, field gra
 			next = directive1
 			return next
 		},
-		func(ctx context.Context, selections ast.SelectionSet, v *model.TrackEventsPayload) graphql.Marshaler {
-			return ec.marshalNTrackEventsPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐTrackEventsPayload(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v *behavior.Result) graphql.Marshaler {
+			return ec.marshalNTrackEventsPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋbehaviorᚐResult(ctx, selections, v)
 		},
 		true,
 		true,
@@ -20920,21 +21082,21 @@ func (ec *executionContext) _Mutation_ingestEvents(ctx context.Context, field gr
 			directive1 := func(ctx context.Context) (any, error) {
 				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, false)
 				if err != nil {
-					var zeroVal *model.IngestEventsPayload
+					var zeroVal *behavior.IngestResult
 					return zeroVal, err
 				}
 				staff, err := ec.unmarshalOStaffRole2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐStaffRoleᚄ(ctx, []any{"OPERATOR"})
 				if err != nil {
-					var zeroVal *model.IngestEventsPayload
+					var zeroVal *behavior.IngestResult
 					return zeroVal, err
 				}
 				scope, err := ec.unmarshalOApiScope2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐAPIScope(ctx, "EVENTS_WRITE")
 				if err != nil {
-					var zeroVal *model.IngestEventsPayload
+					var zeroVal *behavior.IngestResult
 					return zeroVal, err
 				}
 				if ec.Directives.Auth == nil {
-					var zeroVal *model.IngestEventsPayload
+					var zeroVal *behavior.IngestResult
 					return zeroVal, errors.New("directive auth is not implemented")
 				}
 				return ec.Directives.Auth(ctx, nil, directive0, member, staff, scope)
@@ -20943,8 +21105,8 @@ func (ec *executionContext) _Mutation_ingestEvents(ctx context.Context, field gr
 			next = directive1
 			return next
 		},
-		func(ctx context.Context, selections ast.SelectionSet, v *model.IngestEventsPayload) graphql.Marshaler {
-			return ec.marshalNIngestEventsPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐIngestEventsPayload(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v *behavior.IngestResult) graphql.Marshaler {
+			return ec.marshalNIngestEventsPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋbehaviorᚐIngestResult(ctx, selections, v)
 		},
 		true,
 		true,
@@ -25480,16 +25642,16 @@ func (ec *executionContext) _Query_previewAudience(ctx context.Context, field gr
 			directive1 := func(ctx context.Context) (any, error) {
 				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, false)
 				if err != nil {
-					var zeroVal *model.AudiencePreview
+					var zeroVal *audience.Preview
 					return zeroVal, err
 				}
 				staff, err := ec.unmarshalOStaffRole2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐStaffRoleᚄ(ctx, []any{"ANALYST", "OPERATOR"})
 				if err != nil {
-					var zeroVal *model.AudiencePreview
+					var zeroVal *audience.Preview
 					return zeroVal, err
 				}
 				if ec.Directives.Auth == nil {
-					var zeroVal *model.AudiencePreview
+					var zeroVal *audience.Preview
 					return zeroVal, errors.New("directive auth is not implemented")
 				}
 				return ec.Directives.Auth(ctx, nil, directive0, member, staff, nil)
@@ -25498,8 +25660,8 @@ func (ec *executionContext) _Query_previewAudience(ctx context.Context, field gr
 			next = directive1
 			return next
 		},
-		func(ctx context.Context, selections ast.SelectionSet, v *model.AudiencePreview) graphql.Marshaler {
-			return ec.marshalNAudiencePreview2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐAudiencePreview(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v *audience.Preview) graphql.Marshaler {
+			return ec.marshalNAudiencePreview2ᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋaudienceᚐPreview(ctx, selections, v)
 		},
 		true,
 		true,
@@ -25723,16 +25885,16 @@ func (ec *executionContext) _Query_lifecycleStats(ctx context.Context, field gra
 			directive1 := func(ctx context.Context) (any, error) {
 				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, false)
 				if err != nil {
-					var zeroVal []*model.LifecycleStat
+					var zeroVal []*audience.LifecycleStat
 					return zeroVal, err
 				}
 				staff, err := ec.unmarshalOStaffRole2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐStaffRoleᚄ(ctx, []any{"ANALYST", "OPERATOR"})
 				if err != nil {
-					var zeroVal []*model.LifecycleStat
+					var zeroVal []*audience.LifecycleStat
 					return zeroVal, err
 				}
 				if ec.Directives.Auth == nil {
-					var zeroVal []*model.LifecycleStat
+					var zeroVal []*audience.LifecycleStat
 					return zeroVal, errors.New("directive auth is not implemented")
 				}
 				return ec.Directives.Auth(ctx, nil, directive0, member, staff, nil)
@@ -25741,8 +25903,8 @@ func (ec *executionContext) _Query_lifecycleStats(ctx context.Context, field gra
 			next = directive1
 			return next
 		},
-		func(ctx context.Context, selections ast.SelectionSet, v []*model.LifecycleStat) graphql.Marshaler {
-			return ec.marshalNLifecycleStat2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐLifecycleStatᚄ(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v []*audience.LifecycleStat) graphql.Marshaler {
+			return ec.marshalNLifecycleStat2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋaudienceᚐLifecycleStatᚄ(ctx, selections, v)
 		},
 		true,
 		true,
@@ -27245,8 +27407,8 @@ func (ec *executionContext) _RfmModel_segments(ctx context.Context, field graphq
 			return ec.Resolvers.RfmModel().Segments(ctx, obj)
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v []*model.RfmSegmentStat) graphql.Marshaler {
-			return ec.marshalNRfmSegmentStat2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐRfmSegmentStatᚄ(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v []*analytics.SegmentStat) graphql.Marshaler {
+			return ec.marshalNRfmSegmentStat2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋanalyticsᚐSegmentStatᚄ(ctx, selections, v)
 		},
 		true,
 		true,
@@ -27265,7 +27427,7 @@ func (ec *executionContext) fieldContext_RfmModel_segments(_ context.Context, fi
 	return fc, nil
 }
 
-func (ec *executionContext) _RfmSegmentStat_segment(ctx context.Context, field graphql.CollectedField, obj *model.RfmSegmentStat) (ret graphql.Marshaler) {
+func (ec *executionContext) _RfmSegmentStat_segment(ctx context.Context, field graphql.CollectedField, obj *analytics.SegmentStat) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -27288,7 +27450,7 @@ func (ec *executionContext) fieldContext_RfmSegmentStat_segment(_ context.Contex
 	return graphql.NewScalarFieldContext("RfmSegmentStat", field, false, false, "RfmSegment")
 }
 
-func (ec *executionContext) _RfmSegmentStat_memberCount(ctx context.Context, field graphql.CollectedField, obj *model.RfmSegmentStat) (ret graphql.Marshaler) {
+func (ec *executionContext) _RfmSegmentStat_memberCount(ctx context.Context, field graphql.CollectedField, obj *analytics.SegmentStat) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -27297,11 +27459,11 @@ func (ec *executionContext) _RfmSegmentStat_memberCount(ctx context.Context, fie
 			return ec.fieldContext_RfmSegmentStat_memberCount(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return obj.MemberCount, nil
+			return obj.Members, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
-			return ec.marshalNInt2int(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt2int64(ctx, selections, v)
 		},
 		true,
 		true,
@@ -27311,7 +27473,7 @@ func (ec *executionContext) fieldContext_RfmSegmentStat_memberCount(_ context.Co
 	return graphql.NewScalarFieldContext("RfmSegmentStat", field, false, false, "Int")
 }
 
-func (ec *executionContext) _RfmSegmentStat_share(ctx context.Context, field graphql.CollectedField, obj *model.RfmSegmentStat) (ret graphql.Marshaler) {
+func (ec *executionContext) _RfmSegmentStat_share(ctx context.Context, field graphql.CollectedField, obj *analytics.SegmentStat) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -27334,7 +27496,7 @@ func (ec *executionContext) fieldContext_RfmSegmentStat_share(_ context.Context,
 	return graphql.NewScalarFieldContext("RfmSegmentStat", field, false, false, "Float")
 }
 
-func (ec *executionContext) _RfmSegmentStat_avgRecencyDays(ctx context.Context, field graphql.CollectedField, obj *model.RfmSegmentStat) (ret graphql.Marshaler) {
+func (ec *executionContext) _RfmSegmentStat_avgRecencyDays(ctx context.Context, field graphql.CollectedField, obj *analytics.SegmentStat) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -27357,7 +27519,7 @@ func (ec *executionContext) fieldContext_RfmSegmentStat_avgRecencyDays(_ context
 	return graphql.NewScalarFieldContext("RfmSegmentStat", field, false, false, "Float")
 }
 
-func (ec *executionContext) _RfmSegmentStat_avgFrequency(ctx context.Context, field graphql.CollectedField, obj *model.RfmSegmentStat) (ret graphql.Marshaler) {
+func (ec *executionContext) _RfmSegmentStat_avgFrequency(ctx context.Context, field graphql.CollectedField, obj *analytics.SegmentStat) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -27380,7 +27542,7 @@ func (ec *executionContext) fieldContext_RfmSegmentStat_avgFrequency(_ context.C
 	return graphql.NewScalarFieldContext("RfmSegmentStat", field, false, false, "Float")
 }
 
-func (ec *executionContext) _RfmSegmentStat_avgMonetary(ctx context.Context, field graphql.CollectedField, obj *model.RfmSegmentStat) (ret graphql.Marshaler) {
+func (ec *executionContext) _RfmSegmentStat_avgMonetary(ctx context.Context, field graphql.CollectedField, obj *analytics.SegmentStat) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -30184,7 +30346,7 @@ func (ec *executionContext) fieldContext_TierStatus_projectedTier(_ context.Cont
 	return fc, nil
 }
 
-func (ec *executionContext) _TrackEventsPayload_accepted(ctx context.Context, field graphql.CollectedField, obj *model.TrackEventsPayload) (ret graphql.Marshaler) {
+func (ec *executionContext) _TrackEventsPayload_accepted(ctx context.Context, field graphql.CollectedField, obj *behavior.Result) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -30207,7 +30369,7 @@ func (ec *executionContext) fieldContext_TrackEventsPayload_accepted(_ context.C
 	return graphql.NewScalarFieldContext("TrackEventsPayload", field, false, false, "Int")
 }
 
-func (ec *executionContext) _TrackEventsPayload_duplicates(ctx context.Context, field graphql.CollectedField, obj *model.TrackEventsPayload) (ret graphql.Marshaler) {
+func (ec *executionContext) _TrackEventsPayload_duplicates(ctx context.Context, field graphql.CollectedField, obj *behavior.Result) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -37969,8 +38131,8 @@ func UnmarshalTopUpInput(ctx context.Context, raw any) (model.TopUpInput, error)
 	return out, err
 }
 
-func (ec *executionContext) unmarshalInputTrackEventInput(ctx context.Context, obj any) (model.TrackEventInput, error) {
-	var it model.TrackEventInput
+func (ec *executionContext) unmarshalInputTrackEventInput(ctx context.Context, obj any) (behavior.TrackInput, error) {
+	var it behavior.TrackInput
 	if obj == nil {
 		return it, nil
 	}
@@ -38026,8 +38188,8 @@ func (ec *executionContext) unmarshalInputTrackEventInput(ctx context.Context, o
 //
 // ctx must come from a gqlgen request; outside one there is no unmarshaler to use
 // and the returned error says so.
-func UnmarshalTrackEventInput(ctx context.Context, raw any) (model.TrackEventInput, error) {
-	var out model.TrackEventInput
+func UnmarshalTrackEventInput(ctx context.Context, raw any) (behavior.TrackInput, error) {
+	var out behavior.TrackInput
 	err := graphql.UnmarshalNamedInputFromContext(ctx, "TrackEventInput", raw, &out)
 	return out, err
 }
@@ -38869,7 +39031,7 @@ func (ec *executionContext) _AdminLoginPayload(ctx context.Context, sel ast.Sele
 
 var aiplFlowImplementors = []string{"AiplFlow"}
 
-func (ec *executionContext) _AiplFlow(ctx context.Context, sel ast.SelectionSet, obj *model.AiplFlow) graphql.Marshaler {
+func (ec *executionContext) _AiplFlow(ctx context.Context, sel ast.SelectionSet, obj *analytics.Flow) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, aiplFlowImplementors)
 
 	out := graphql.NewFieldSet(fields)
@@ -38983,7 +39145,7 @@ func (ec *executionContext) _AiplModel(ctx context.Context, sel ast.SelectionSet
 
 var aiplSnapshotImplementors = []string{"AiplSnapshot"}
 
-func (ec *executionContext) _AiplSnapshot(ctx context.Context, sel ast.SelectionSet, obj *model.AiplSnapshot) graphql.Marshaler {
+func (ec *executionContext) _AiplSnapshot(ctx context.Context, sel ast.SelectionSet, obj *analytics.Snapshot) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, aiplSnapshotImplementors)
 
 	out := graphql.NewFieldSet(fields)
@@ -39309,7 +39471,7 @@ func (ec *executionContext) _AudienceEdge(ctx context.Context, sel ast.Selection
 
 var audienceInsightImplementors = []string{"AudienceInsight"}
 
-func (ec *executionContext) _AudienceInsight(ctx context.Context, sel ast.SelectionSet, obj *model.AudienceInsight) graphql.Marshaler {
+func (ec *executionContext) _AudienceInsight(ctx context.Context, sel ast.SelectionSet, obj *audience.Insight) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, audienceInsightImplementors)
 
 	out := graphql.NewFieldSet(fields)
@@ -39367,7 +39529,7 @@ func (ec *executionContext) _AudienceInsight(ctx context.Context, sel ast.Select
 
 var audiencePreviewImplementors = []string{"AudiencePreview"}
 
-func (ec *executionContext) _AudiencePreview(ctx context.Context, sel ast.SelectionSet, obj *model.AudiencePreview) graphql.Marshaler {
+func (ec *executionContext) _AudiencePreview(ctx context.Context, sel ast.SelectionSet, obj *audience.Preview) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, audiencePreviewImplementors)
 
 	out := graphql.NewFieldSet(fields)
@@ -39377,20 +39539,23 @@ func (ec *executionContext) _AudiencePreview(ctx context.Context, sel ast.Select
 		case "__typename":
 			out.Values[i] = graphql.MarshalString("AudiencePreview")
 		case "size":
-			out.Values[i] = ec._AudiencePreview_size(ctx, field, obj)
-			if out.Values[i] == graphql.Null {
-				out.Invalids++
-			}
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._AudiencePreview_size(ctx, field, obj)
+				})
 		case "tookMs":
-			out.Values[i] = ec._AudiencePreview_tookMs(ctx, field, obj)
-			if out.Values[i] == graphql.Null {
-				out.Invalids++
-			}
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._AudiencePreview_tookMs(ctx, field, obj)
+				})
 		case "sample":
-			out.Values[i] = ec._AudiencePreview_sample(ctx, field, obj)
-			if out.Values[i] == graphql.Null {
-				out.Invalids++
-			}
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._AudiencePreview_sample(ctx, field, obj)
+				})
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -40600,7 +40765,7 @@ func (ec *executionContext) _CreateTagPayload(ctx context.Context, sel ast.Selec
 
 var distributionImplementors = []string{"Distribution"}
 
-func (ec *executionContext) _Distribution(ctx context.Context, sel ast.SelectionSet, obj *model.Distribution) graphql.Marshaler {
+func (ec *executionContext) _Distribution(ctx context.Context, sel ast.SelectionSet, obj *audience.Distribution) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, distributionImplementors)
 
 	out := graphql.NewFieldSet(fields)
@@ -40773,7 +40938,7 @@ func (ec *executionContext) _EarningRule(ctx context.Context, sel ast.SelectionS
 
 var eventErrorImplementors = []string{"EventError"}
 
-func (ec *executionContext) _EventError(ctx context.Context, sel ast.SelectionSet, obj *model.EventError) graphql.Marshaler {
+func (ec *executionContext) _EventError(ctx context.Context, sel ast.SelectionSet, obj *behavior.EventError) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, eventErrorImplementors)
 
 	out := graphql.NewFieldSet(fields)
@@ -40785,17 +40950,18 @@ func (ec *executionContext) _EventError(ctx context.Context, sel ast.SelectionSe
 		case "index":
 			out.Values[i] = ec._EventError_index(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "code":
-			out.Values[i] = ec._EventError_code(ctx, field, obj)
-			if out.Values[i] == graphql.Null {
-				out.Invalids++
-			}
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._EventError_code(ctx, field, obj)
+				})
 		case "message":
 			out.Values[i] = ec._EventError_message(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
@@ -41186,7 +41352,7 @@ func (ec *executionContext) _ImportAudiencePayload(ctx context.Context, sel ast.
 
 var ingestEventsPayloadImplementors = []string{"IngestEventsPayload"}
 
-func (ec *executionContext) _IngestEventsPayload(ctx context.Context, sel ast.SelectionSet, obj *model.IngestEventsPayload) graphql.Marshaler {
+func (ec *executionContext) _IngestEventsPayload(ctx context.Context, sel ast.SelectionSet, obj *behavior.IngestResult) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, ingestEventsPayloadImplementors)
 
 	out := graphql.NewFieldSet(fields)
@@ -41393,7 +41559,7 @@ func (ec *executionContext) _JobPayload(ctx context.Context, sel ast.SelectionSe
 
 var lifecycleStatImplementors = []string{"LifecycleStat"}
 
-func (ec *executionContext) _LifecycleStat(ctx context.Context, sel ast.SelectionSet, obj *model.LifecycleStat) graphql.Marshaler {
+func (ec *executionContext) _LifecycleStat(ctx context.Context, sel ast.SelectionSet, obj *audience.LifecycleStat) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, lifecycleStatImplementors)
 
 	out := graphql.NewFieldSet(fields)
@@ -42070,6 +42236,12 @@ func (ec *executionContext) _Member(ctx context.Context, sel ast.SelectionSet, o
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Member_aipl(ctx, field, obj)
 				})
+		case "audiences":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Member_audiences(ctx, field, obj)
+				})
 		case "referral":
 			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
 				true, true,
@@ -42475,7 +42647,7 @@ func (ec *executionContext) _MemberPayload(ctx context.Context, sel ast.Selectio
 
 var memberRfmImplementors = []string{"MemberRfm"}
 
-func (ec *executionContext) _MemberRfm(ctx context.Context, sel ast.SelectionSet, obj *model.MemberRfm) graphql.Marshaler {
+func (ec *executionContext) _MemberRfm(ctx context.Context, sel ast.SelectionSet, obj *analytics.MemberRfm) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, memberRfmImplementors)
 
 	out := graphql.NewFieldSet(fields)
@@ -42485,29 +42657,30 @@ func (ec *executionContext) _MemberRfm(ctx context.Context, sel ast.SelectionSet
 		case "__typename":
 			out.Values[i] = graphql.MarshalString("MemberRfm")
 		case "model":
-			out.Values[i] = ec._MemberRfm_model(ctx, field, obj)
-			if out.Values[i] == graphql.Null {
-				out.Invalids++
-			}
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._MemberRfm_model(ctx, field, obj)
+				})
 		case "segment":
 			out.Values[i] = ec._MemberRfm_segment(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "recencyDays":
 			out.Values[i] = ec._MemberRfm_recencyDays(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "frequency":
 			out.Values[i] = ec._MemberRfm_frequency(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "monetary":
 			out.Values[i] = ec._MemberRfm_monetary(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
@@ -42728,6 +42901,13 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 		case "createAudience":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_createAudience(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "updateAudience":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_updateAudience(ctx, field)
 			})
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
@@ -44588,7 +44768,7 @@ func (ec *executionContext) _RfmModel(ctx context.Context, sel ast.SelectionSet,
 
 var rfmSegmentStatImplementors = []string{"RfmSegmentStat"}
 
-func (ec *executionContext) _RfmSegmentStat(ctx context.Context, sel ast.SelectionSet, obj *model.RfmSegmentStat) graphql.Marshaler {
+func (ec *executionContext) _RfmSegmentStat(ctx context.Context, sel ast.SelectionSet, obj *analytics.SegmentStat) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, rfmSegmentStatImplementors)
 
 	out := graphql.NewFieldSet(fields)
@@ -45791,7 +45971,7 @@ func (ec *executionContext) _TierStatus(ctx context.Context, sel ast.SelectionSe
 
 var trackEventsPayloadImplementors = []string{"TrackEventsPayload"}
 
-func (ec *executionContext) _TrackEventsPayload(ctx context.Context, sel ast.SelectionSet, obj *model.TrackEventsPayload) graphql.Marshaler {
+func (ec *executionContext) _TrackEventsPayload(ctx context.Context, sel ast.SelectionSet, obj *behavior.Result) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, trackEventsPayloadImplementors)
 
 	out := graphql.NewFieldSet(fields)
@@ -46439,11 +46619,11 @@ func (ec *executionContext) marshalNAdminLoginPayload2ᚖgithubᚗcomᚋonemembe
 	return ec._AdminLoginPayload(ctx, sel, v)
 }
 
-func (ec *executionContext) marshalNAiplFlow2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐAiplFlowᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.AiplFlow) graphql.Marshaler {
+func (ec *executionContext) marshalNAiplFlow2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋanalyticsᚐFlowᚄ(ctx context.Context, sel ast.SelectionSet, v []*analytics.Flow) graphql.Marshaler {
 	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
-		return ec.marshalNAiplFlow2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐAiplFlow(ctx, sel, v[i])
+		return ec.marshalNAiplFlow2ᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋanalyticsᚐFlow(ctx, sel, v[i])
 	})
 
 	for _, e := range ret {
@@ -46455,7 +46635,7 @@ func (ec *executionContext) marshalNAiplFlow2ᚕᚖgithubᚗcomᚋonememberᚋon
 	return ret
 }
 
-func (ec *executionContext) marshalNAiplFlow2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐAiplFlow(ctx context.Context, sel ast.SelectionSet, v *model.AiplFlow) graphql.Marshaler {
+func (ec *executionContext) marshalNAiplFlow2ᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋanalyticsᚐFlow(ctx context.Context, sel ast.SelectionSet, v *analytics.Flow) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "AiplFlow!")
 		return graphql.Null
@@ -46506,11 +46686,11 @@ func (ec *executionContext) marshalNAiplModelOrderField2ᚖgithubᚗcomᚋonemem
 	return v
 }
 
-func (ec *executionContext) marshalNAiplSnapshot2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐAiplSnapshotᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.AiplSnapshot) graphql.Marshaler {
+func (ec *executionContext) marshalNAiplSnapshot2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋanalyticsᚐSnapshotᚄ(ctx context.Context, sel ast.SelectionSet, v []*analytics.Snapshot) graphql.Marshaler {
 	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
-		return ec.marshalNAiplSnapshot2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐAiplSnapshot(ctx, sel, v[i])
+		return ec.marshalNAiplSnapshot2ᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋanalyticsᚐSnapshot(ctx, sel, v[i])
 	})
 
 	for _, e := range ret {
@@ -46522,7 +46702,7 @@ func (ec *executionContext) marshalNAiplSnapshot2ᚕᚖgithubᚗcomᚋonemember�
 	return ret
 }
 
-func (ec *executionContext) marshalNAiplSnapshot2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐAiplSnapshot(ctx context.Context, sel ast.SelectionSet, v *model.AiplSnapshot) graphql.Marshaler {
+func (ec *executionContext) marshalNAiplSnapshot2ᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋanalyticsᚐSnapshot(ctx context.Context, sel ast.SelectionSet, v *analytics.Snapshot) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "AiplSnapshot!")
 		return graphql.Null
@@ -46655,6 +46835,22 @@ func (ec *executionContext) marshalNAttributeField2githubᚗcomᚋonememberᚋon
 	return v
 }
 
+func (ec *executionContext) marshalNAudience2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐAudienceᚄ(ctx context.Context, sel ast.SelectionSet, v []*ent.Audience) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNAudience2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐAudience(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
 func (ec *executionContext) marshalNAudience2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐAudience(ctx context.Context, sel ast.SelectionSet, v *ent.Audience) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "Audience!")
@@ -46681,7 +46877,7 @@ func (ec *executionContext) marshalNAudienceImportKey2githubᚗcomᚋonemember�
 	return v
 }
 
-func (ec *executionContext) marshalNAudienceInsight2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐAudienceInsight(ctx context.Context, sel ast.SelectionSet, v *model.AudienceInsight) graphql.Marshaler {
+func (ec *executionContext) marshalNAudienceInsight2ᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋaudienceᚐInsight(ctx context.Context, sel ast.SelectionSet, v *audience.Insight) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "AudienceInsight!")
 		return graphql.Null
@@ -46703,7 +46899,7 @@ func (ec *executionContext) marshalNAudienceOrderField2ᚖgithubᚗcomᚋonememb
 	return v
 }
 
-func (ec *executionContext) marshalNAudiencePreview2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐAudiencePreview(ctx context.Context, sel ast.SelectionSet, v *model.AudiencePreview) graphql.Marshaler {
+func (ec *executionContext) marshalNAudiencePreview2ᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋaudienceᚐPreview(ctx context.Context, sel ast.SelectionSet, v *audience.Preview) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "AudiencePreview!")
 		return graphql.Null
@@ -46731,23 +46927,23 @@ func (ec *executionContext) unmarshalNAudienceRuleInput2ᚖgithubᚗcomᚋonemem
 	return &res, graphql.ErrorOnPath(ctx, err)
 }
 
-func (ec *executionContext) unmarshalNAudienceSource2githubᚗcomᚋonememberᚋonememberᚋentᚋaudienceᚐSource(ctx context.Context, v any) (audience.Source, error) {
-	var res audience.Source
+func (ec *executionContext) unmarshalNAudienceSource2githubᚗcomᚋonememberᚋonememberᚋentᚋaudienceᚐSource(ctx context.Context, v any) (audience1.Source, error) {
+	var res audience1.Source
 	err := res.UnmarshalGQL(v)
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
-func (ec *executionContext) marshalNAudienceSource2githubᚗcomᚋonememberᚋonememberᚋentᚋaudienceᚐSource(ctx context.Context, sel ast.SelectionSet, v audience.Source) graphql.Marshaler {
+func (ec *executionContext) marshalNAudienceSource2githubᚗcomᚋonememberᚋonememberᚋentᚋaudienceᚐSource(ctx context.Context, sel ast.SelectionSet, v audience1.Source) graphql.Marshaler {
 	return v
 }
 
-func (ec *executionContext) unmarshalNAudienceStatus2githubᚗcomᚋonememberᚋonememberᚋentᚋaudienceᚐStatus(ctx context.Context, v any) (audience.Status, error) {
-	var res audience.Status
+func (ec *executionContext) unmarshalNAudienceStatus2githubᚗcomᚋonememberᚋonememberᚋentᚋaudienceᚐStatus(ctx context.Context, v any) (audience1.Status, error) {
+	var res audience1.Status
 	err := res.UnmarshalGQL(v)
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
-func (ec *executionContext) marshalNAudienceStatus2githubᚗcomᚋonememberᚋonememberᚋentᚋaudienceᚐStatus(ctx context.Context, sel ast.SelectionSet, v audience.Status) graphql.Marshaler {
+func (ec *executionContext) marshalNAudienceStatus2githubᚗcomᚋonememberᚋonememberᚋentᚋaudienceᚐStatus(ctx context.Context, sel ast.SelectionSet, v audience1.Status) graphql.Marshaler {
 	return v
 }
 
@@ -47266,11 +47462,15 @@ func (ec *executionContext) marshalNDate2githubᚗcomᚋonememberᚋonememberᚋ
 	return v
 }
 
-func (ec *executionContext) marshalNDistribution2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐDistributionᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.Distribution) graphql.Marshaler {
+func (ec *executionContext) marshalNDistribution2githubᚗcomᚋonememberᚋonememberᚋinternalᚋaudienceᚐDistribution(ctx context.Context, sel ast.SelectionSet, v audience.Distribution) graphql.Marshaler {
+	return ec._Distribution(ctx, sel, &v)
+}
+
+func (ec *executionContext) marshalNDistribution2ᚕgithubᚗcomᚋonememberᚋonememberᚋinternalᚋaudienceᚐDistributionᚄ(ctx context.Context, sel ast.SelectionSet, v []audience.Distribution) graphql.Marshaler {
 	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
-		return ec.marshalNDistribution2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐDistribution(ctx, sel, v[i])
+		return ec.marshalNDistribution2githubᚗcomᚋonememberᚋonememberᚋinternalᚋaudienceᚐDistribution(ctx, sel, v[i])
 	})
 
 	for _, e := range ret {
@@ -47280,14 +47480,6 @@ func (ec *executionContext) marshalNDistribution2ᚕᚖgithubᚗcomᚋonemember�
 	}
 
 	return ret
-}
-
-func (ec *executionContext) marshalNDistribution2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐDistribution(ctx context.Context, sel ast.SelectionSet, v *model.Distribution) graphql.Marshaler {
-	if v == nil {
-		graphql.AddInvalidNullError(ctx, "Distribution!")
-		return graphql.Null
-	}
-	return ec._Distribution(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNDrawLotteryInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐDrawLotteryInput(ctx context.Context, v any) (model.DrawLotteryInput, error) {
@@ -47346,11 +47538,15 @@ func (ec *executionContext) marshalNEarningRuleOrderField2ᚖgithubᚗcomᚋonem
 	return v
 }
 
-func (ec *executionContext) marshalNEventError2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐEventErrorᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.EventError) graphql.Marshaler {
+func (ec *executionContext) marshalNEventError2githubᚗcomᚋonememberᚋonememberᚋinternalᚋbehaviorᚐEventError(ctx context.Context, sel ast.SelectionSet, v behavior.EventError) graphql.Marshaler {
+	return ec._EventError(ctx, sel, &v)
+}
+
+func (ec *executionContext) marshalNEventError2ᚕgithubᚗcomᚋonememberᚋonememberᚋinternalᚋbehaviorᚐEventErrorᚄ(ctx context.Context, sel ast.SelectionSet, v []behavior.EventError) graphql.Marshaler {
 	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
-		return ec.marshalNEventError2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐEventError(ctx, sel, v[i])
+		return ec.marshalNEventError2githubᚗcomᚋonememberᚋonememberᚋinternalᚋbehaviorᚐEventError(ctx, sel, v[i])
 	})
 
 	for _, e := range ret {
@@ -47360,14 +47556,6 @@ func (ec *executionContext) marshalNEventError2ᚕᚖgithubᚗcomᚋonememberᚋ
 	}
 
 	return ret
-}
-
-func (ec *executionContext) marshalNEventError2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐEventError(ctx context.Context, sel ast.SelectionSet, v *model.EventError) graphql.Marshaler {
-	if v == nil {
-		graphql.AddInvalidNullError(ctx, "EventError!")
-		return graphql.Null
-	}
-	return ec._EventError(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalNExpiringPoints2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐExpiringPointsᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.ExpiringPoints) graphql.Marshaler {
@@ -47567,7 +47755,7 @@ func (ec *executionContext) unmarshalNIngestEventInput2ᚖgithubᚗcomᚋonememb
 	return &res, graphql.ErrorOnPath(ctx, err)
 }
 
-func (ec *executionContext) marshalNIngestEventsPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐIngestEventsPayload(ctx context.Context, sel ast.SelectionSet, v *model.IngestEventsPayload) graphql.Marshaler {
+func (ec *executionContext) marshalNIngestEventsPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋbehaviorᚐIngestResult(ctx context.Context, sel ast.SelectionSet, v *behavior.IngestResult) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "IngestEventsPayload!")
 		return graphql.Null
@@ -47711,11 +47899,11 @@ func (ec *executionContext) marshalNLifecycleStage2githubᚗcomᚋonememberᚋon
 	return v
 }
 
-func (ec *executionContext) marshalNLifecycleStat2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐLifecycleStatᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.LifecycleStat) graphql.Marshaler {
+func (ec *executionContext) marshalNLifecycleStat2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋaudienceᚐLifecycleStatᚄ(ctx context.Context, sel ast.SelectionSet, v []*audience.LifecycleStat) graphql.Marshaler {
 	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
-		return ec.marshalNLifecycleStat2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐLifecycleStat(ctx, sel, v[i])
+		return ec.marshalNLifecycleStat2ᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋaudienceᚐLifecycleStat(ctx, sel, v[i])
 	})
 
 	for _, e := range ret {
@@ -47727,7 +47915,7 @@ func (ec *executionContext) marshalNLifecycleStat2ᚕᚖgithubᚗcomᚋonemember
 	return ret
 }
 
-func (ec *executionContext) marshalNLifecycleStat2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐLifecycleStat(ctx context.Context, sel ast.SelectionSet, v *model.LifecycleStat) graphql.Marshaler {
+func (ec *executionContext) marshalNLifecycleStat2ᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋaudienceᚐLifecycleStat(ctx context.Context, sel ast.SelectionSet, v *audience.LifecycleStat) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "LifecycleStat!")
 		return graphql.Null
@@ -48049,11 +48237,11 @@ func (ec *executionContext) unmarshalNMemberRefInput2ᚖgithubᚗcomᚋonemember
 	return &res, graphql.ErrorOnPath(ctx, err)
 }
 
-func (ec *executionContext) marshalNMemberRfm2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐMemberRfmᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.MemberRfm) graphql.Marshaler {
+func (ec *executionContext) marshalNMemberRfm2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋanalyticsᚐMemberRfmᚄ(ctx context.Context, sel ast.SelectionSet, v []*analytics.MemberRfm) graphql.Marshaler {
 	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
-		return ec.marshalNMemberRfm2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐMemberRfm(ctx, sel, v[i])
+		return ec.marshalNMemberRfm2ᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋanalyticsᚐMemberRfm(ctx, sel, v[i])
 	})
 
 	for _, e := range ret {
@@ -48065,7 +48253,7 @@ func (ec *executionContext) marshalNMemberRfm2ᚕᚖgithubᚗcomᚋonememberᚋo
 	return ret
 }
 
-func (ec *executionContext) marshalNMemberRfm2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐMemberRfm(ctx context.Context, sel ast.SelectionSet, v *model.MemberRfm) graphql.Marshaler {
+func (ec *executionContext) marshalNMemberRfm2ᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋanalyticsᚐMemberRfm(ctx context.Context, sel ast.SelectionSet, v *analytics.MemberRfm) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "MemberRfm!")
 		return graphql.Null
@@ -48636,11 +48824,11 @@ func (ec *executionContext) marshalNRfmSegment2ᚕgithubᚗcomᚋonememberᚋone
 	return ret
 }
 
-func (ec *executionContext) marshalNRfmSegmentStat2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐRfmSegmentStatᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.RfmSegmentStat) graphql.Marshaler {
+func (ec *executionContext) marshalNRfmSegmentStat2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋanalyticsᚐSegmentStatᚄ(ctx context.Context, sel ast.SelectionSet, v []*analytics.SegmentStat) graphql.Marshaler {
 	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
-		return ec.marshalNRfmSegmentStat2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐRfmSegmentStat(ctx, sel, v[i])
+		return ec.marshalNRfmSegmentStat2ᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋanalyticsᚐSegmentStat(ctx, sel, v[i])
 	})
 
 	for _, e := range ret {
@@ -48652,7 +48840,7 @@ func (ec *executionContext) marshalNRfmSegmentStat2ᚕᚖgithubᚗcomᚋonemembe
 	return ret
 }
 
-func (ec *executionContext) marshalNRfmSegmentStat2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐRfmSegmentStat(ctx context.Context, sel ast.SelectionSet, v *model.RfmSegmentStat) graphql.Marshaler {
+func (ec *executionContext) marshalNRfmSegmentStat2ᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋanalyticsᚐSegmentStat(ctx context.Context, sel ast.SelectionSet, v *analytics.SegmentStat) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "RfmSegmentStat!")
 		return graphql.Null
@@ -49152,13 +49340,13 @@ func (ec *executionContext) unmarshalNTopUpInput2githubᚗcomᚋonememberᚋonem
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
-func (ec *executionContext) unmarshalNTrackEventInput2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐTrackEventInputᚄ(ctx context.Context, v any) ([]*model.TrackEventInput, error) {
+func (ec *executionContext) unmarshalNTrackEventInput2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋbehaviorᚐTrackInputᚄ(ctx context.Context, v any) ([]*behavior.TrackInput, error) {
 	vSlice := graphql.CoerceList(v)
 	var err error
-	res := make([]*model.TrackEventInput, len(vSlice))
+	res := make([]*behavior.TrackInput, len(vSlice))
 	for i := range vSlice {
 		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
-		res[i], err = ec.unmarshalNTrackEventInput2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐTrackEventInput(ctx, vSlice[i])
+		res[i], err = ec.unmarshalNTrackEventInput2ᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋbehaviorᚐTrackInput(ctx, vSlice[i])
 		if err != nil {
 			return nil, err
 		}
@@ -49166,12 +49354,12 @@ func (ec *executionContext) unmarshalNTrackEventInput2ᚕᚖgithubᚗcomᚋoneme
 	return res, nil
 }
 
-func (ec *executionContext) unmarshalNTrackEventInput2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐTrackEventInput(ctx context.Context, v any) (*model.TrackEventInput, error) {
+func (ec *executionContext) unmarshalNTrackEventInput2ᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋbehaviorᚐTrackInput(ctx context.Context, v any) (*behavior.TrackInput, error) {
 	res, err := ec.unmarshalInputTrackEventInput(ctx, v)
 	return &res, graphql.ErrorOnPath(ctx, err)
 }
 
-func (ec *executionContext) marshalNTrackEventsPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐTrackEventsPayload(ctx context.Context, sel ast.SelectionSet, v *model.TrackEventsPayload) graphql.Marshaler {
+func (ec *executionContext) marshalNTrackEventsPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋbehaviorᚐResult(ctx context.Context, sel ast.SelectionSet, v *behavior.Result) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "TrackEventsPayload!")
 		return graphql.Null

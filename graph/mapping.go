@@ -3,14 +3,21 @@ package graph
 import (
 	"context"
 	"fmt"
+	"slices"
 
+	"entgo.io/contrib/entgql"
+	"github.com/RoaringBitmap/roaring/v2"
 	"github.com/onemember/onemember/ent"
+	"github.com/onemember/onemember/ent/member"
 	"github.com/onemember/onemember/ent/store"
 	"github.com/onemember/onemember/graph/model"
 	"github.com/onemember/onemember/internal/account"
+	"github.com/onemember/onemember/internal/audience"
+	"github.com/onemember/onemember/internal/auth"
 	"github.com/onemember/onemember/internal/coupon"
 	"github.com/onemember/onemember/internal/identity"
 	"github.com/onemember/onemember/internal/order"
+	"github.com/onemember/onemember/internal/platform/fault"
 	"github.com/onemember/onemember/internal/platform/loader"
 	"github.com/onemember/onemember/internal/tier"
 )
@@ -112,4 +119,75 @@ func (r *Resolver) memberships(ctx context.Context, memberID int) ([]*ent.PaidMe
 	return loader.Once(ctx, fmt.Sprintf("memberships:%d", memberID), func() ([]*ent.PaidMembership, error) {
 		return r.Membership.Memberships(ctx, memberID)
 	})
+}
+
+// ptrs turns a slice of values into the slice of pointers gqlgen wants.
+func ptrs[T any](in []T) []*T {
+	out := make([]*T, len(in))
+	for i := range in {
+		out[i] = &in[i]
+	}
+	return out
+}
+
+// derefs is the reverse of ptrs (gqlgen hands input lists as pointers).
+func derefs[T any](in []*T) []T {
+	out := make([]T, len(in))
+	for i, p := range in {
+		out[i] = *p
+	}
+	return out
+}
+
+// staffID is the signed-in staff member's id (nil for API clients).
+func staffID(ctx context.Context) *int {
+	if s := auth.ViewerFrom(ctx).Staff; s != nil {
+		return &s.ID
+	}
+	return nil
+}
+
+func audienceInput(in model.CreateAudienceInput) audience.CreateInput {
+	return audience.CreateInput{Name: in.Name, Rule: in.Rule, Priority: deref(in.Priority), Refresh: deref(in.Refresh)}
+}
+
+// memberPage pages through the members of a bitmap by member id (the
+// cursor is the last member's id).
+func (r *Resolver) memberPage(ctx context.Context, bm *roaring.Bitmap, first *int, after *entgql.Cursor[int]) (*ent.MemberConnection, error) {
+	n := 50
+	if first != nil {
+		n = min(max(*first, 0), 500)
+	}
+	var from *uint32
+	if after != nil {
+		o, ok := audience.Ordinal(after.ID)
+		if !ok {
+			return nil, fault.Invalidf("after", "is not a cursor of this list")
+		}
+		from = &o
+	}
+	ids, more := audience.First(bm, n, from)
+	members, err := r.membersByID(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	conn := &ent.MemberConnection{TotalCount: int(bm.GetCardinality()), PageInfo: entgql.PageInfo[int]{HasNextPage: more, HasPreviousPage: after != nil}}
+	for _, m := range members {
+		conn.Edges = append(conn.Edges, &ent.MemberEdge{Node: m, Cursor: entgql.Cursor[int]{ID: m.ID}})
+	}
+	if len(conn.Edges) > 0 {
+		conn.PageInfo.StartCursor = &conn.Edges[0].Cursor
+		conn.PageInfo.EndCursor = &conn.Edges[len(conn.Edges)-1].Cursor
+	}
+	return conn, nil
+}
+
+// membersByID loads members in the order of ids (missing ones left out).
+func (r *Resolver) membersByID(ctx context.Context, ids []int) ([]*ent.Member, error) {
+	found, err := r.DB.Member.Query().Where(member.IDIn(ids...)).All(ctx)
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(found, func(a, b *ent.Member) int { return a.ID - b.ID })
+	return found, nil
 }

@@ -11,10 +11,14 @@ import (
 
 	"github.com/onemember/onemember/ent"
 	"github.com/onemember/onemember/ent/schema/enum"
+	"github.com/onemember/onemember/internal/analytics"
+	"github.com/onemember/onemember/internal/audience"
 	"github.com/onemember/onemember/internal/auth"
+	"github.com/onemember/onemember/internal/behavior"
 	"github.com/onemember/onemember/internal/coupon"
 	"github.com/onemember/onemember/internal/eventbus"
 	"github.com/onemember/onemember/internal/identity"
+	"github.com/onemember/onemember/internal/jobqueue"
 	"github.com/onemember/onemember/internal/ledger"
 	"github.com/onemember/onemember/internal/marketing"
 	"github.com/onemember/onemember/internal/member"
@@ -28,21 +32,25 @@ import (
 
 // Resolver holds the services the resolvers call.
 type Resolver struct {
-	DB            *ent.Client
-	Log           *slog.Logger
-	Sessions      *auth.Sessions
-	Accounts      *auth.Accounts
-	Identity      *identity.Service
-	MemberService *member.Service
-	Ledger        *ledger.Service
-	TierService   *tier.Service
-	Orders        *order.Service
-	Membership    *membership.Service
-	Programme     *programme.Service
-	Zone          *time.Location
-	Bus           *eventbus.Bus
-	Coupons       *coupon.Service
-	Marketing     *marketing.Service
+	DB              *ent.Client
+	Log             *slog.Logger
+	Sessions        *auth.Sessions
+	Accounts        *auth.Accounts
+	Identity        *identity.Service
+	MemberService   *member.Service
+	Ledger          *ledger.Service
+	TierService     *tier.Service
+	Orders          *order.Service
+	Membership      *membership.Service
+	Programme       *programme.Service
+	Zone            *time.Location
+	Bus             *eventbus.Bus
+	Coupons         *coupon.Service
+	Marketing       *marketing.Service
+	Behavior        *behavior.Service
+	AudienceService *audience.Service
+	Analytics       *analytics.Service
+	Jobs            *jobqueue.Queue
 }
 
 // NewSchema builds the executable schema with its directives.

@@ -47,24 +47,9 @@ type AdminLoginPayload struct {
 	Staff        *ent.Staff `json:"staff"`
 }
 
-type AiplFlow struct {
-	From    enum.AiplStage `json:"from"`
-	To      enum.AiplStage `json:"to"`
-	Members int            `json:"members"`
-}
-
 type AiplLoyaltyRuleInput struct {
 	MinPurchases int   `json:"minPurchases"`
 	RequireShare *bool `json:"requireShare,omitempty"`
-}
-
-type AiplSnapshot struct {
-	At        calendar.Date `json:"at"`
-	None      int           `json:"none"`
-	Awareness int           `json:"awareness"`
-	Interest  int           `json:"interest"`
-	Purchase  int           `json:"purchase"`
-	Loyalty   int           `json:"loyalty"`
 }
 
 type AssignTagsInput struct {
@@ -74,23 +59,6 @@ type AssignTagsInput struct {
 
 type AssignTagsPayload struct {
 	Assigned int `json:"assigned"`
-}
-
-type AudienceInsight struct {
-	Gender  []*Distribution `json:"gender"`
-	AgeBand []*Distribution `json:"ageBand"`
-	// By province (the first two digits of the region code).
-	Region    []*Distribution `json:"region"`
-	Tier      []*Distribution `json:"tier"`
-	Channel   []*Distribution `json:"channel"`
-	Lifecycle []*Distribution `json:"lifecycle"`
-}
-
-type AudiencePreview struct {
-	Size int `json:"size"`
-	// Server time spent evaluating the rule, in milliseconds.
-	TookMs float64       `json:"tookMs"`
-	Sample []*ent.Member `json:"sample"`
 }
 
 type BenefitInput struct {
@@ -287,13 +255,6 @@ type CreateTagPayload struct {
 	Tag *ent.Tag `json:"tag"`
 }
 
-type Distribution struct {
-	Key   string `json:"key"`
-	Count int    `json:"count"`
-	// count / audience size, 0..1.
-	Share float64 `json:"share"`
-}
-
 type DrawLotteryInput struct {
 	LotteryID      int    `json:"lotteryId"`
 	IdempotencyKey string `json:"idempotencyKey"`
@@ -312,13 +273,6 @@ type EarningRuleInput struct {
 	BusinessUnitCode string  `json:"businessUnitCode"`
 	PointsPerYuan    float64 `json:"pointsPerYuan"`
 	GrowthPerYuan    float64 `json:"growthPerYuan"`
-}
-
-type EventError struct {
-	// The event's position in the call.
-	Index   int    `json:"index"`
-	Code    string `json:"code"`
-	Message string `json:"message"`
 }
 
 type ExpiringPoints struct {
@@ -351,14 +305,6 @@ type IngestEventInput struct {
 	BusinessUnitCode *string           `json:"businessUnitCode,omitempty"`
 }
 
-type IngestEventsPayload struct {
-	Accepted   int `json:"accepted"`
-	Duplicates int `json:"duplicates"`
-	Rejected   int `json:"rejected"`
-	// Why each rejected event was refused.
-	Errors []*EventError `json:"errors"`
-}
-
 type IngestOrderInput struct {
 	ExternalID     string               `json:"externalId"`
 	Channel        enum.Channel         `json:"channel"`
@@ -386,12 +332,6 @@ type IssueCouponsInput struct {
 
 type JobPayload struct {
 	Job *ent.Job `json:"job"`
-}
-
-type LifecycleStat struct {
-	Stage   enum.LifecycleStage `json:"stage"`
-	Members int                 `json:"members"`
-	Share   float64             `json:"share"`
 }
 
 type LockCouponsInput struct {
@@ -489,14 +429,6 @@ type MemberRefInput struct {
 	MemberNo   *string `json:"memberNo,omitempty"`
 	MemberCode *string `json:"memberCode,omitempty"`
 	Phone      *string `json:"phone,omitempty"`
-}
-
-type MemberRfm struct {
-	Model       *ent.RfmModel   `json:"model"`
-	Segment     enum.RfmSegment `json:"segment"`
-	RecencyDays int             `json:"recencyDays"`
-	Frequency   int             `json:"frequency"`
-	Monetary    int64           `json:"monetary"`
 }
 
 type MemberWhereInput struct {
@@ -642,15 +574,6 @@ type RequestOtpPayload struct {
 	RetryAfterSeconds int `json:"retryAfterSeconds"`
 }
 
-type RfmSegmentStat struct {
-	Segment        enum.RfmSegment `json:"segment"`
-	MemberCount    int             `json:"memberCount"`
-	Share          float64         `json:"share"`
-	AvgRecencyDays float64         `json:"avgRecencyDays"`
-	AvgFrequency   float64         `json:"avgFrequency"`
-	AvgMonetary    int64           `json:"avgMonetary"`
-}
-
 type RfmSplitInput struct {
 	Mode        enum.RfmSplitMode `json:"mode"`
 	RecencyDays *int              `json:"recencyDays,omitempty"`
@@ -741,20 +664,6 @@ type TopUpInput struct {
 	Bonus      *int64          `json:"bonus,omitempty"`
 	StoreCode  *string         `json:"storeCode,omitempty"`
 	PaymentRef string          `json:"paymentRef"`
-}
-
-type TrackEventInput struct {
-	Kind       enum.BehaviorKind `json:"kind"`
-	OccurredAt time.Time         `json:"occurredAt"`
-	EventID    string            `json:"eventId"`
-	TargetID   *string           `json:"targetId,omitempty"`
-}
-
-type TrackEventsPayload struct {
-	// Events stored by this call.
-	Accepted int `json:"accepted"`
-	// Events already stored by an earlier call (same eventId): nothing changed.
-	Duplicates int `json:"duplicates"`
 }
 
 type UnassignTagsPayload struct {

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	entsql "entgo.io/ent/dialect/sql"
@@ -23,7 +24,12 @@ import (
 	"github.com/onemember/onemember/ent"
 	"github.com/onemember/onemember/ent/schema/enum"
 	"github.com/onemember/onemember/graph"
+	entidentity "github.com/onemember/onemember/ent/identity"
+	"github.com/onemember/onemember/internal/analytics"
+	"github.com/onemember/onemember/internal/audience"
 	"github.com/onemember/onemember/internal/auth"
+	"github.com/onemember/onemember/internal/behavior"
+	"github.com/onemember/onemember/internal/jobqueue"
 	"github.com/onemember/onemember/internal/auth/password"
 	"github.com/onemember/onemember/internal/auth/signedcode"
 	"github.com/onemember/onemember/internal/auth/token"
@@ -75,6 +81,12 @@ type App struct {
 	Bus *eventbus.Bus
 	// Push sends member events through WeChat and app push.
 	Push *push.Dispatcher
+	// The data centre: behaviour events, audiences and tags over this
+	// replica's bitmap indexes, RFM / AIPL models, durable jobs.
+	Behavior  *behavior.Service
+	Audiences *audience.Service
+	Analytics *analytics.Service
+	Jobs      *jobqueue.Queue
 	Zone *time.Location
 	auth *auth.Authenticator
 }
@@ -166,7 +178,19 @@ func build(cfg *config.Config, log *slog.Logger, db *sql.DB, opts Options) (*App
 		},
 		OTPKey: cfg.Keys.Signing, Codes: memberCodes, Ledger: ledgers, Referrals: mkt, Forget: authenticator.Forget, Log: log, Now: now,
 	})
+	queue := jobqueue.New(client, log.With("component", "jobs"), jobqueue.Options{Now: now})
+	an := analytics.New(client, db, zone, now)
+	audiences := audience.New(audience.Deps{
+		DB: client, SQL: db, Index: audience.NewIndex(db, zone, now, audience.IndexOptions{Log: log.With("component", "audience-index")}), Aipl: an, Jobs: queue,
+		Zone: zone, Now: now, PhoneLookup: func(p string) []byte { return identity.LookupKey(protector, entidentity.KindPHONE, "", p) },
+	})
+	queue.Register(enum.JobIssueCoupons, coupons.IssueToAudience(audiences.MemberIDs))
+	queue.Register(enum.JobRefreshAudience, audiences.RefreshHandler())
+	queue.Register(enum.JobRefreshTag, audiences.RefreshTagHandler())
+	queue.Register(enum.JobComputeRfm, an.ComputeRfmHandler())
 	return &App{
+		Behavior: behavior.New(client, db, zone, now, behavior.Options{}),
+		Audiences: audiences, Analytics: an, Jobs: queue,
 		Config: cfg, Log: log, SQL: db, DB: client, Metrics: obs.NewMetrics(db, counter.Total),
 		Statements: counter,
 		Sessions:   sessions, Accounts: accounts, Identity: ident, Ledger: ledgers, Tiers: tiers,
@@ -239,6 +263,7 @@ func (a *App) Handler() http.Handler {
 		DB: a.DB, Log: a.Log, Sessions: a.Sessions, Accounts: a.Accounts, Identity: a.Identity,
 		MemberService: a.Members, Ledger: a.Ledger, TierService: a.Tiers, Orders: a.Orders, Membership: a.Membership,
 		Programme: a.Programme, Coupons: a.Coupons, Marketing: a.Marketing, Bus: a.Bus, Zone: a.Zone,
+		Behavior: a.Behavior, AudienceService: a.Audiences, Analytics: a.Analytics, Jobs: a.Jobs,
 	})
 	gql := gqlhttp.New(schema, gqlhttp.Options{
 		Introspection:    !a.Config.IsProduction(),
@@ -329,26 +354,42 @@ func (a *App) ready(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write([]byte("ready\n"))
 }
 
-// RunBus runs the event bus until ctx ends.
-func (a *App) RunBus(ctx context.Context) error { return a.Bus.Run(ctx) }
-
 // Background runs everything a serving replica runs besides HTTP: the
-// event bus and the periodic jobs, until ctx ends. Events the jobs write
-// wake the bus after their commits.
+// streams (RunStreams) and the periodic maintenance, until ctx ends.
+// Events the jobs write wake the bus after their commits.
 func (a *App) Background(ctx context.Context) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if err := a.Bus.Run(ctx); err != nil && ctx.Err() == nil {
-			a.Log.ErrorContext(ctx, "event bus stopped", "err", err)
-		}
+		a.RunStreams(ctx)
 	}()
-	a.Jobs().Run(events.WithWaker(ctx, a.Bus))
+	a.Maintenance().Run(events.WithWaker(ctx, a.Bus))
 	<-done
 }
 
-// Jobs are the periodic maintenance tasks of this app.
-func (a *App) Jobs() *jobs.Scheduler {
+// RunStreams runs what requests depend on, until ctx ends: the event bus,
+// this replica's audience indexes (built, then kept current) and the
+// durable job workers. Tests run these without the periodic maintenance.
+func (a *App) RunStreams(ctx context.Context) {
+	var wg sync.WaitGroup
+	run := func(name string, fn func(context.Context) error) {
+		wg.Go(func() {
+			if err := fn(ctx); err != nil && ctx.Err() == nil {
+				a.Log.ErrorContext(ctx, name+" stopped", "err", err)
+			}
+		})
+	}
+	run("event bus", a.Bus.Run)
+	run("audience index", a.Audiences.Index().Run)
+	run("job workers", func(ctx context.Context) error {
+		a.Jobs.Run(events.WithWaker(ctx, a.Bus))
+		return nil
+	})
+	wg.Wait()
+}
+
+// Maintenance is the periodic upkeep of this app.
+func (a *App) Maintenance() *jobs.Scheduler {
 	return jobs.New(a.Log,
 		jobs.Job{Name: "points-expiry", Every: time.Minute, Run: a.Ledger.ExpirePoints},
 		jobs.Job{Name: "tier-review", Every: 5 * time.Minute, Run: func(ctx context.Context) (int64, error) {
@@ -365,5 +406,9 @@ func (a *App) Jobs() *jobs.Scheduler {
 		jobs.Job{Name: "member-event-retention", Every: time.Hour, Run: a.Bus.Prune},
 		jobs.Job{Name: "push-plan", Every: 5 * time.Second, Run: a.Push.Plan},
 		jobs.Job{Name: "push-deliver", Every: 5 * time.Second, Run: a.Push.Deliver},
+		jobs.Job{Name: "behavior-partitions", Every: 6 * time.Hour, Run: a.Behavior.MaintainPartitions},
+		jobs.Job{Name: "member-changes-prune", Every: 10 * time.Minute, Run: a.Audiences.Index().Prune},
+		jobs.Job{Name: "audience-refresh", Every: time.Minute, Run: a.Audiences.RefreshDue},
+		jobs.Job{Name: "rule-tag-refresh", Every: time.Hour, Run: a.Audiences.RefreshRuleTags},
 	)
 }

@@ -75,11 +75,12 @@ func StartOn(t testing.TB, dsn string, opts ...Option) *Server {
 		t.Fatalf("starting app: %v", err)
 	}
 	srv := httptest.NewServer(a.Handler())
-	// The event bus runs (subscriptions need it); the periodic jobs do not,
-	// so that tests decide when maintenance happens.
+	// The streams run (subscriptions need the bus, audiences the index,
+	// jobs the workers); the periodic maintenance does not, so that tests
+	// decide when it happens.
 	busCtx, stopBus := context.WithCancel(context.Background())
 	busDone := make(chan struct{})
-	go func() { defer close(busDone); _ = a.RunBus(busCtx) }()
+	go func() { defer close(busDone); a.RunStreams(busCtx) }()
 	t.Cleanup(func() {
 		srv.CloseClientConnections()
 		srv.Close()

@@ -2,6 +2,7 @@ package coupon_test
 
 import (
 	"context"
+	"fmt"
 	"regexp"
 	"sync"
 	"testing"
@@ -61,6 +62,11 @@ func TestClaimIssuesCouponWithEvent(t *testing.T) {
 	evs := e.events(t, m, memberevent.TypeCOUPON_ISSUED)
 	if len(evs) != 1 {
 		t.Fatalf("%d COUPON_ISSUED events, want 1", len(evs))
+	}
+	if n := e.behaviorRows(t, `source = 's' AND event_id = $1 AND kind = 'CLAIM_COUPON' AND member_id = $2
+		AND target_id = $3 AND channel = 'MINI_PROGRAM' AND occurred_at = $4`,
+		fmt.Sprintf("CLAIM_COUPON:%d", c.ID), m, fmt.Sprint(tpl.ID), c.IssuedAt); n != 1 {
+		t.Fatalf("%d CLAIM_COUPON behaviour events, want 1", n)
 	}
 	p := evs[0].Payload
 	if p["couponId"] != float64(c.ID) || p["templateId"] != float64(tpl.ID) || p["title"] != tpl.Title ||
@@ -184,6 +190,9 @@ func TestClaimStockRace(t *testing.T) {
 	}
 	if n := e.countCoupons(t, tpl.ID); n != 100 {
 		t.Fatalf("%d coupons exist, want 100", n)
+	}
+	if n := e.behaviorRows(t, "kind = 'CLAIM_COUPON' AND target_id = $1", fmt.Sprint(tpl.ID)); n != 100 {
+		t.Fatalf("%d CLAIM_COUPON behaviour events, want one per claimed coupon (100)", n)
 	}
 	got, err := e.db.CouponTemplate.Get(t.Context(), tpl.ID)
 	if err != nil || got.IssuedCount != 100 || got.IssuedCount != got.TotalStock {

@@ -14,6 +14,7 @@ import (
 	"github.com/onemember/onemember/ent/memberevent"
 	"github.com/onemember/onemember/ent/schema/enum"
 	"github.com/onemember/onemember/internal/account"
+	"github.com/onemember/onemember/internal/behavior"
 	"github.com/onemember/onemember/internal/coupon"
 	"github.com/onemember/onemember/internal/platform/database"
 	"github.com/onemember/onemember/internal/platform/fault"
@@ -30,9 +31,13 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	client, _ := testkit.EntClient(t, 64)
+	client, sqlDB := testkit.EntClient(t, 64)
 	zone := testkit.Shanghai(t)
 	c := testkit.NewClock(time.Date(2025, 3, 10, 12, 0, 0, 0, zone))
+	// Claims record behaviour: the test clock's months need partitions.
+	if _, err := behavior.New(client, sqlDB, zone, c.Now, behavior.Options{}).MaintainPartitions(t.Context()); err != nil {
+		t.Fatalf("behaviour partitions: %v", err)
+	}
 	return &env{db: client, svc: coupon.New(client, zone, c.Now), clock: c, zone: zone}
 }
 
@@ -167,6 +172,22 @@ func (e *env) countCoupons(t testing.TB, tplID int) int {
 	n, err := e.db.Coupon.Query().Where(entcoupon.TemplateID(tplID)).Count(context.Background())
 	if err != nil {
 		t.Fatalf("counting coupons: %v", err)
+	}
+	return n
+}
+
+// behaviorRows counts the behaviour events matching where (SQL on
+// behavior_events).
+func (e *env) behaviorRows(t testing.TB, where string, args ...any) int {
+	t.Helper()
+	rows, err := e.db.QueryContext(context.Background(), "SELECT count(*) FROM behavior_events WHERE "+where, args...)
+	if err != nil {
+		t.Fatalf("counting behaviour events: %v", err)
+	}
+	defer rows.Close()
+	var n int
+	if !rows.Next() || rows.Scan(&n) != nil {
+		t.Fatalf("counting behaviour events: %v", rows.Err())
 	}
 	return n
 }

@@ -55,6 +55,12 @@ func (s *Service) IssueInTx(ctx context.Context, tx *ent.Tx, acct *ent.Account, 
 // issue is IssueInTx for a template the caller has loaded (its stock
 // count is taken by the conditional UPDATE, never from t).
 func (s *Service) issue(ctx context.Context, tx *ent.Tx, acct *ent.Account, t *ent.CouponTemplate, source string) (*ent.Coupon, error) {
+	return s.issueFor(ctx, tx, acct, t, source, nil)
+}
+
+// issueFor is issue recording the ISSUE_COUPONS job that issues the
+// coupon (jobID, nil for any other issuer).
+func (s *Service) issueFor(ctx context.Context, tx *ent.Tx, acct *ent.Account, t *ent.CouponTemplate, source string, jobID *int) (*ent.Coupon, error) {
 	now := s.now().UTC()
 	if t.ValidTo != nil && !now.Before(*t.ValidTo) {
 		return nil, ErrEnded
@@ -74,7 +80,7 @@ func (s *Service) issue(ctx context.Context, tx *ent.Tx, acct *ent.Account, t *e
 		return nil, ErrLimitExceeded
 	}
 
-	c, err := s.insert(ctx, tx, t, acct.MemberID, now, expires, source)
+	c, err := s.insert(ctx, tx, t, acct.MemberID, now, expires, source, jobID)
 	if err != nil {
 		return nil, err
 	}
@@ -117,8 +123,11 @@ func takeOne(ctx context.Context, tx *ent.Tx, t *ent.CouponTemplate) error {
 
 // insert writes the coupon with a fresh code, drawing again when the code
 // is taken. ON CONFLICT DO NOTHING keeps tx usable after a collision (a
-// unique violation would abort it).
-func (s *Service) insert(ctx context.Context, tx *ent.Tx, t *ent.CouponTemplate, memberID int, now, expires time.Time, source string) (*ent.Coupon, error) {
+// unique violation would abort it). jobID is the issuing job, if any: the
+// unique index (issue_job_id, member_id) refuses a second coupon of one
+// job to one member (a violation, aborting tx: it never happens unless the
+// job's fencing failed).
+func (s *Service) insert(ctx context.Context, tx *ent.Tx, t *ent.CouponTemplate, memberID int, now, expires time.Time, source string, jobID *int) (*ent.Coupon, error) {
 	for range maxCodeAttempts {
 		code, err := s.newCode()
 		if err != nil {
@@ -127,7 +136,7 @@ func (s *Service) insert(ctx context.Context, tx *ent.Tx, t *ent.CouponTemplate,
 		create := tx.Coupon.Create().
 			SetCode(code).SetTemplateID(t.ID).SetMemberID(memberID).
 			SetStatus(enum.CouponAvailable).SetIssuedAt(now).SetExpiresAt(expires).
-			SetSource(source)
+			SetSource(source).SetNillableIssueJobID(jobID)
 		create.OnConflict(sql.ConflictColumns(entcoupon.FieldCode)).DoNothing()
 		c, err := create.Save(ctx)
 		if errors.Is(err, stdsql.ErrNoRows) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -18,6 +19,7 @@ import (
 	"github.com/onemember/onemember/ent/schema/enum"
 	"github.com/onemember/onemember/ent/store"
 	"github.com/onemember/onemember/internal/account"
+	"github.com/onemember/onemember/internal/behavior"
 	"github.com/onemember/onemember/internal/platform/database"
 	"github.com/onemember/onemember/internal/platform/fault"
 )
@@ -316,7 +318,19 @@ func (s *Service) Claim(ctx context.Context, memberID, templateID int) (*ent.Cou
 		if err != nil {
 			return nil, err
 		}
-		return s.issue(ctx, tx, acct, t, SourceClaim)
+		c, err := s.issue(ctx, tx, acct, t, SourceClaim)
+		if err != nil {
+			return nil, err
+		}
+		// A self-claim is the member's CLAIM_COUPON behaviour; coupons
+		// issued by other tools are not.
+		err = behavior.Record(ctx, tx, behavior.Event{MemberID: c.MemberID, Kind: enum.BehaviorClaimCoupon,
+			OccurredAt: c.IssuedAt, Channel: enum.ChannelMiniProgram, TargetID: strconv.Itoa(t.ID),
+			Key: fmt.Sprintf("CLAIM_COUPON:%d", c.ID)})
+		if err != nil {
+			return nil, err
+		}
+		return c, nil
 	})
 	if err != nil {
 		return nil, err

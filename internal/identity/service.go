@@ -19,6 +19,7 @@ import (
 	"github.com/onemember/onemember/internal/auth"
 	"github.com/onemember/onemember/internal/auth/signedcode"
 	"github.com/onemember/onemember/internal/auth/token"
+	"github.com/onemember/onemember/internal/behavior"
 	"github.com/onemember/onemember/internal/pii"
 	"github.com/onemember/onemember/internal/platform/calendar"
 	"github.com/onemember/onemember/internal/platform/database"
@@ -288,6 +289,11 @@ func (s *Service) register(ctx context.Context, tx *ent.Tx, reg registration) (*
 	m, err := create.Save(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("registering member: %w", err)
+	}
+	err = behavior.Record(ctx, tx, behavior.Event{MemberID: m.ID, Kind: enum.BehaviorRegister,
+		OccurredAt: m.RegisteredAt, Channel: reg.channel, Key: fmt.Sprintf("REGISTER:%d", m.ID)})
+	if err != nil {
+		return nil, err
 	}
 	return m, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/onemember/onemember/ent/schema/enum"
 	enttier "github.com/onemember/onemember/ent/tier"
 	"github.com/onemember/onemember/internal/auth/signedcode"
+	"github.com/onemember/onemember/internal/behavior"
 	"github.com/onemember/onemember/internal/platform/database"
 	"github.com/onemember/onemember/internal/platform/fault"
 )
@@ -412,6 +414,13 @@ func (s *Service) CheckInTicket(ctx context.Context, staffID int, code string) (
 		}
 		if err := tx.Activity.UpdateOneID(r.ActivityID).AddCheckedInCount(1).Exec(ctx); err != nil {
 			return nil, fmt.Errorf("counting check-in: %w", err)
+		}
+		// Staff scan tickets at the door: the behaviour's channel is POS.
+		err = behavior.Record(ctx, tx, behavior.Event{MemberID: r.MemberID, Kind: enum.BehaviorCheckIn,
+			OccurredAt: *r.CheckedInAt, Channel: enum.ChannelPOS, TargetID: strconv.Itoa(r.ActivityID),
+			Key: fmt.Sprintf("CHECK_IN:%d", r.ID)})
+		if err != nil {
+			return nil, err
 		}
 		return r, nil
 	})

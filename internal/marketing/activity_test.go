@@ -2,6 +2,7 @@ package marketing_test
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -236,6 +237,16 @@ func TestTicketCheckIn(t *testing.T) {
 	wantCode(t, err, fault.Conflict)
 	if !strings.Contains(err.Error(), "already checked in at 2025-03-10 12:00") {
 		t.Errorf("message %q does not say when", err)
+	}
+	// One CHECK_IN behaviour event, a door scan (POS), about the activity;
+	// the refused second scan recorded nothing.
+	if n := e.behaviorRows(t, `source = 's' AND kind = 'CHECK_IN' AND event_id = $1 AND member_id = $2
+		AND target_id = $3 AND channel = 'POS' AND occurred_at = $4`,
+		fmt.Sprintf("CHECK_IN:%d", r1.ID), m1, fmt.Sprint(a.ID), *checked.CheckedInAt); n != 1 {
+		t.Errorf("%d CHECK_IN behaviour events of the check-in, want 1", n)
+	}
+	if n := e.behaviorRows(t, "kind = 'CHECK_IN'"); n != 1 {
+		t.Errorf("%d CHECK_IN behaviour events, want 1", n)
 	}
 	_, err = e.svc.Cancel(t.Context(), m1, r1.ID)
 	wantCode(t, err, fault.Conflict)

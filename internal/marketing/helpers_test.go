@@ -18,6 +18,7 @@ import (
 	"github.com/onemember/onemember/internal/account"
 	"github.com/onemember/onemember/internal/auth/password"
 	"github.com/onemember/onemember/internal/auth/signedcode"
+	"github.com/onemember/onemember/internal/behavior"
 	"github.com/onemember/onemember/internal/coupon"
 	"github.com/onemember/onemember/internal/ledger"
 	"github.com/onemember/onemember/internal/marketing"
@@ -51,9 +52,14 @@ type env struct {
 
 func newEnv(t *testing.T, opts ...marketing.Option) *env {
 	t.Helper()
-	client, _ := testkit.EntClient(t, poolSize)
+	client, sqlDB := testkit.EntClient(t, poolSize)
 	zone := testkit.Shanghai(t)
 	c := testkit.NewClock(time.Date(2025, 3, 10, 12, 0, 0, 0, zone))
+	// Check-ins and referrals record behaviour: the test clock's months
+	// need partitions.
+	if _, err := behavior.New(client, sqlDB, zone, c.Now, behavior.Options{}).MaintainPartitions(t.Context()); err != nil {
+		t.Fatalf("behaviour partitions: %v", err)
+	}
 	tickets, err := signedcode.NewSigner([]byte(strings.Repeat("k", 32)), marketing.TicketPurpose, c.Now)
 	if err != nil {
 		t.Fatalf("ticket signer: %v", err)
@@ -82,6 +88,22 @@ func newEnv(t *testing.T, opts ...marketing.Option) *env {
 		e.ladder[tr.code] = row
 	}
 	return e
+}
+
+// behaviorRows counts the behaviour events matching where (SQL on
+// behavior_events).
+func (e *env) behaviorRows(t testing.TB, where string, args ...any) int {
+	t.Helper()
+	rows, err := e.db.QueryContext(context.Background(), "SELECT count(*) FROM behavior_events WHERE "+where, args...)
+	if err != nil {
+		t.Fatalf("counting behaviour events: %v", err)
+	}
+	defer rows.Close()
+	var n int
+	if !rows.Next() || rows.Scan(&n) != nil {
+		t.Fatalf("counting behaviour events: %v", rows.Err())
+	}
+	return n
 }
 
 // member creates an active member, on tierCode when given.

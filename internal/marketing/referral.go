@@ -13,7 +13,9 @@ import (
 	"github.com/onemember/onemember/ent"
 	"github.com/onemember/onemember/ent/member"
 	"github.com/onemember/onemember/ent/referral"
+	"github.com/onemember/onemember/ent/schema/enum"
 	"github.com/onemember/onemember/internal/account"
+	"github.com/onemember/onemember/internal/behavior"
 	"github.com/onemember/onemember/internal/ledger"
 	"github.com/onemember/onemember/internal/platform/database"
 	"github.com/onemember/onemember/internal/platform/fault"
@@ -129,13 +131,19 @@ func (s *Service) LinkReferral(ctx context.Context, tx *ent.Tx, refereeID int, i
 	}
 	// ON CONFLICT DO NOTHING rather than a unique violation, which would
 	// abort the caller's transaction; no row back means already linked.
-	err = tx.Referral.Create().SetReferrerID(ref.ID).SetRefereeID(refereeID).SetCreatedAt(s.now()).
+	now := s.now()
+	id, err := tx.Referral.Create().SetReferrerID(ref.ID).SetRefereeID(refereeID).SetCreatedAt(now).
 		OnConflict(sql.ConflictColumns(referral.FieldRefereeID)).DoNothing().
-		Exec(ctx)
-	if err != nil && !errors.Is(err, stdsql.ErrNoRows) {
+		ID(ctx)
+	if errors.Is(err, stdsql.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
 		return fmt.Errorf("linking referral of member %d: %w", refereeID, err)
 	}
-	return nil
+	// The referrer's share brought a member in: their SHARE behaviour.
+	return behavior.Record(ctx, tx, behavior.Event{MemberID: ref.ID, Kind: enum.BehaviorShare,
+		OccurredAt: now, Channel: enum.ChannelMiniProgram, Key: fmt.Sprintf("SHARE:%d", id)})
 }
 
 // RewardFirstPaidOrder rewards the referrer of the member of refereeAcct

@@ -150,6 +150,15 @@ func TestLinkReferral(t *testing.T) {
 	if err != nil || invited != 1 || rewarded != 0 {
 		t.Errorf("ReferralStats = %d, %d, %v; want 1, 0", invited, rewarded, err)
 	}
+	// The referrer's SHARE, once: neither the refused links nor the
+	// retried one recorded any.
+	if n := e.behaviorRows(t, `source = 's' AND kind = 'SHARE' AND event_id = 'SHARE:' || $1 AND member_id = $2
+		AND channel = 'MINI_PROGRAM'`, fmt.Sprint(e.db.Referral.Query().OnlyIDX(t.Context())), referrer); n != 1 {
+		t.Errorf("%d SHARE behaviour events of the referral, want 1", n)
+	}
+	if n := e.behaviorRows(t, "kind = 'SHARE'"); n != 1 {
+		t.Errorf("%d SHARE behaviour events, want 1", n)
+	}
 }
 
 func TestRewardFirstPaidOrder(t *testing.T) {

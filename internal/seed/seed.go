@@ -77,6 +77,11 @@ func Run(ctx context.Context, a *app.App, o Options) error {
 			return err
 		}
 		a.Log.Info("seeded two years of orders", "took", time.Since(started).Round(time.Millisecond))
+		started = time.Now()
+		if err := datacenter(ctx, a, rng, o); err != nil {
+			return fmt.Errorf("data centre: %w", err)
+		}
+		a.Log.Info("seeded behaviour, tags, RFM and AIPL models", "took", time.Since(started).Round(time.Millisecond))
 	}
 	return nil
 }

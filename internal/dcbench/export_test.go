@@ -1,0 +1,4 @@
+package dcbench
+
+// SameMembers exposes sameMembers to the tests.
+var SameMembers = sameMembers
