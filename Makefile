@@ -40,6 +40,7 @@ vet:
 bench: build
 	$(WITH_DB) scripts/bench.sh
 	$(WITH_DB) scripts/bench-realtime.sh
+	$(WITH_DB) scripts/bench-datacenter.sh
 
 pg-stop:
 	$(PG) stop

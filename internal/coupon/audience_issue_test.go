@@ -39,10 +39,11 @@ func audience(ids []int) coupon.AudienceMembers {
 }
 
 // queue is a job queue on db running the ISSUE_COUPONS handler of svc
-// (wrapped by wrap, when given). Leases are on clock.
+// (wrapped by wrap, when given). Leases are on clock, and long enough
+// (a heartbeat every 200 s) that only a test moving clock ends one.
 func queue(db *ent.Client, svc *coupon.Service, ids []int, clock *testkit.Clock, workers int, wrap func(jobqueue.Handler) jobqueue.Handler) *jobqueue.Queue {
 	q := jobqueue.New(db, quietLog, jobqueue.Options{
-		Workers: workers, Poll: 10 * time.Millisecond, Lease: time.Minute, Now: clock.Now,
+		Workers: workers, Poll: 10 * time.Millisecond, Lease: 10 * time.Minute, Now: clock.Now,
 		Backoff: func(int) time.Duration { return 0 },
 	})
 	h := svc.IssueToAudience(audience(ids))
@@ -348,7 +349,7 @@ func TestIssueToAudienceTakeoverRace(t *testing.T) {
 	j := issueJob(t, q1, tpl.ID)
 	waitFor(t, q1, j.ID, "the first batch", func(j *ent.Job) bool { return j.Processed == 200 })
 
-	leaseClock.Advance(2 * time.Minute) // the stalled worker's lease runs out
+	leaseClock.Advance(20 * time.Minute) // the stalled worker's lease runs out
 	gate := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {

@@ -34,8 +34,10 @@ func newEnv(t *testing.T) *env {
 	client, sqlDB := testkit.EntClient(t, 64)
 	zone := testkit.Shanghai(t)
 	c := testkit.NewClock(time.Date(2025, 3, 10, 12, 0, 0, 0, zone))
-	// Claims record behaviour: the test clock's months need partitions.
-	if _, err := behavior.New(client, sqlDB, zone, c.Now, behavior.Options{}).MaintainPartitions(t.Context()); err != nil {
+	// Claims record behaviour: the test clock's month (and the next three)
+	// need partitions.
+	parts := behavior.New(client, sqlDB, zone, c.Now, behavior.Options{RetentionMonths: 1})
+	if _, err := parts.MaintainPartitions(t.Context()); err != nil {
 		t.Fatalf("behaviour partitions: %v", err)
 	}
 	return &env{db: client, svc: coupon.New(client, zone, c.Now), clock: c, zone: zone}

@@ -178,8 +178,10 @@ type CPU struct {
 }
 
 // since is the CPU used between before and now.
-func since(before cpuSnap) CPU {
-	now := readCPU()
+func since(before cpuSnap) CPU { return between(before, readCPU()) }
+
+// between is the CPU used between two snapshots.
+func between(before, now cpuSnap) CPU {
 	c := CPU{Wall: now.at.Sub(before.at), Self: (now.self - before.self) / clockTicks}
 	for pid, t := range now.pg {
 		// A pid seen before is the same process unless its time went back.
@@ -201,4 +203,25 @@ func (c CPU) Cores(x float64) float64 {
 		return 0
 	}
 	return x / c.Wall.Seconds()
+}
+
+// meter adds up the CPU of several phases.
+type meter struct {
+	c    CPU
+	busy float64 // machine core-seconds
+}
+
+func (m *meter) add(c CPU) {
+	m.c.Wall += c.Wall
+	m.c.Self += c.Self
+	m.c.Postgres += c.Postgres
+	m.busy += c.MachineCores * c.Wall.Seconds()
+}
+
+func (m *meter) total() CPU {
+	c := m.c
+	if c.Wall > 0 {
+		c.MachineCores = m.busy / c.Wall.Seconds()
+	}
+	return c
 }

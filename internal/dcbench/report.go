@@ -61,7 +61,7 @@ func (r *Result) WriteReport(w io.Writer, command string) error {
 	p("- RFM (analytics.ComputeRfm, window 365 days, split by the mean): compute %s (PostgreSQL %.2f cores, machine %.2f), recompute %s (PostgreSQL %.2f cores, machine %.2f); %s and %s members with a result\n",
 		secs(r.Rfm.Compute.Wall), r.Rfm.Compute.Cores(r.Rfm.Compute.Postgres), r.Rfm.Compute.MachineCores,
 		secs(r.Rfm.Recompute.Wall), r.Rfm.Recompute.Cores(r.Rfm.Recompute.Postgres), r.Rfm.Recompute.MachineCores,
-		commas(r.Rfm.Members), commas(r.Rfm.Remembers))
+		commas(r.Rfm.Members), commas(r.Rfm.RecomputedMembers))
 	var segs []string
 	for _, s := range r.Rfm.Segments {
 		segs = append(segs, fmt.Sprintf("%s %s (%.1f %%)", s.Segment, commas(s.Members), 100*s.Share))

@@ -135,9 +135,9 @@ func Summarize(d []time.Duration) Timings {
 type Rfm struct {
 	ModelID int
 	// Members with a result after the computation and the recomputation.
-	Members, Remembers int64
-	Compute, Recompute CPU
-	Segments           []analytics.SegmentStat
+	Members, RecomputedMembers int64
+	Compute, Recompute         CPU
+	Segments                   []analytics.SegmentStat
 }
 
 // Worst is the slower of the computation and the recomputation.
@@ -186,7 +186,7 @@ type Result struct {
 	Plan string
 }
 
-// RatioP50 and RatioP99 are SQL (count) over the engine.
+// RatioP50 is the SQL count's p50 over the engine's.
 func (r *Result) RatioP50() float64 { return ratio(r.SQLCount.P50, r.Engine.P50) }
 
 // RatioP99 is the SQL count's p99 over the engine's.
@@ -261,12 +261,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	res.RuleJSON = string(raw)
-	bm, err := res.engine(ctx, svc)
-	if err != nil {
-		return nil, err
-	}
-	res.Size = bm.GetCardinality()
-	if err := res.sql(ctx, db, ds, bm); err != nil {
+	if err := res.preview(ctx, svc, db); err != nil {
 		return nil, err
 	}
 	res.LoadAfter = loadAverage()
@@ -304,11 +299,11 @@ func (res *Result) rfm(ctx context.Context, an *analytics.Service) error {
 	res.Rfm.Compute = since(c0)
 	log.Info("RFM computed", "members", res.Rfm.Members, "took", res.Rfm.Compute.Wall.Round(time.Millisecond))
 	c0 = readCPU()
-	if res.Rfm.Remembers, err = an.ComputeRfm(ctx, m.ID); err != nil {
+	if res.Rfm.RecomputedMembers, err = an.ComputeRfm(ctx, m.ID); err != nil {
 		return fmt.Errorf("recomputing RFM: %w", err)
 	}
 	res.Rfm.Recompute = since(c0)
-	log.Info("RFM recomputed", "members", res.Rfm.Remembers, "took", res.Rfm.Recompute.Wall.Round(time.Millisecond))
+	log.Info("RFM recomputed", "members", res.Rfm.RecomputedMembers, "took", res.Rfm.Recompute.Wall.Round(time.Millisecond))
 	if res.Rfm.Segments, err = an.RfmSegments(ctx, m.ID); err != nil {
 		return fmt.Errorf("reading RFM segments: %w", err)
 	}
@@ -334,53 +329,40 @@ func (res *Result) index(ctx context.Context, ix *audience.Index) error {
 	return nil
 }
 
-// engine times Evaluate of the rule (and of the rule without its saved
-// audience) and returns the rule's members.
-func (res *Result) engine(ctx context.Context, svc *audience.Service) (*roaring.Bitmap, error) {
-	o := res.Options
-	measure := func(r *rule.Rule, n int) (Timings, CPU, *roaring.Bitmap, error) {
-		var first *roaring.Bitmap
-		for range o.Warmups {
-			bm, err := svc.Evaluate(ctx, r)
-			if err != nil {
-				return Timings{}, CPU{}, nil, fmt.Errorf("evaluating the rule: %w", err)
-			}
-			first = bm
+// preview measures the rule: Evaluate by the engine (and, for
+// comparison, the rule without its saved audience) and the same rule as
+// SQL, a count and the member ids, every SQL answer checked against the
+// engine's members. The sides take turns, SQLRuns rounds of a block of
+// evaluations, one count and one id list, so that both see the same
+// machine: on a shared machine the load drifts within minutes.
+func (res *Result) preview(ctx context.Context, svc *audience.Service, db querier) error {
+	o, ds := res.Options, res.Dataset
+	full, noSaved := res.Rule, ruleOf(ds, res.Rfm.ModelID, 0, false)
+	var members *roaring.Bitmap
+	eval := func(r *rule.Rule) (time.Duration, *roaring.Bitmap, error) {
+		start := time.Now()
+		bm, err := svc.Evaluate(ctx, r)
+		took := time.Since(start)
+		if err != nil {
+			return 0, nil, fmt.Errorf("evaluating the rule: %w", err)
 		}
-		d := make([]time.Duration, 0, n)
-		c0 := readCPU()
-		for range n {
-			start := time.Now()
-			bm, err := svc.Evaluate(ctx, r)
-			d = append(d, time.Since(start))
-			if err != nil {
-				return Timings{}, CPU{}, nil, fmt.Errorf("evaluating the rule: %w", err)
-			}
-			if first == nil {
-				first = bm
-			} else if bm.GetCardinality() != first.GetCardinality() {
-				return Timings{}, CPU{}, nil, fmt.Errorf("%w: the engine answered %d members, then %d", ErrMismatch,
-					first.GetCardinality(), bm.GetCardinality())
-			}
+		return took, bm, nil
+	}
+	for range max(o.Warmups, 1) {
+		_, bm, err := eval(full)
+		if err != nil {
+			return err
 		}
-		return Summarize(d), since(c0), first, nil
+		if members != nil && !bm.Equals(members) {
+			return fmt.Errorf("%w: the engine answered %d members, then %d", ErrMismatch, members.GetCardinality(), bm.GetCardinality())
+		}
+		members = bm
+		if _, _, err := eval(noSaved); err != nil {
+			return err
+		}
 	}
-	t, c, bm, err := measure(res.Rule, o.Evaluations)
-	if err != nil {
-		return nil, err
-	}
-	res.Engine, res.EngineCPU = t, c
-	o.Log.Info("engine measured", "evaluations", t.N, "p50", t.P50, "p99", t.P99, "members", bm.GetCardinality())
-	if res.EngineNoSaved, _, _, err = measure(ruleOf(res.Dataset, res.Rfm.ModelID, 0, false), o.Evaluations); err != nil {
-		return nil, err
-	}
-	return bm, nil
-}
+	res.Size = members.GetCardinality()
 
-// sql times the rule as SQL, a count and the ids, and checks every
-// answer against the engine's members.
-func (res *Result) sql(ctx context.Context, db querier, ds *Dataset, members *roaring.Bitmap) error {
-	o := res.Options
 	where := fmt.Sprintf(`FROM members m
 WHERE m.status = 'ACTIVE'
   AND m.tier_id = %d
@@ -390,34 +372,82 @@ WHERE m.status = 'ACTIVE'
 		ds.Tiers[RuleTier], ds.Tags[0], ds.Tags[1], res.Rfm.ModelID, RuleSegment, ds.Tags[4])
 	res.CountSQL = "SELECT count(*)\n" + where
 	res.IDsSQL = "SELECT m.id\n" + where + "\nORDER BY m.id"
-	want := members.GetCardinality()
-
-	count := func() error {
+	count := func() (time.Duration, error) {
+		start := time.Now()
 		n, err := queryInt(ctx, db, res.CountSQL)
+		took := time.Since(start)
 		if err != nil {
-			return fmt.Errorf("running the count statement: %w", err)
+			return 0, fmt.Errorf("running the count statement: %w", err)
 		}
-		if uint64(n) != want {
-			return fmt.Errorf("%w: SQL counts %d members, the engine %d", ErrMismatch, n, want)
+		if uint64(n) != res.Size {
+			return 0, fmt.Errorf("%w: SQL counts %d members, the engine %d", ErrMismatch, n, res.Size)
 		}
-		return nil
+		return took, nil
 	}
-	ids := func() error {
+	ids := func() (time.Duration, error) {
+		start := time.Now()
 		got, err := queryIDs(ctx, db, res.IDsSQL)
+		took := time.Since(start)
 		if err != nil {
-			return fmt.Errorf("running the ids statement: %w", err)
+			return 0, fmt.Errorf("running the ids statement: %w", err)
 		}
-		return sameMembers(members, got)
+		return took, sameMembers(members, got)
 	}
-	var err error
-	if res.SQLCount, res.SQLCountCPU, err = repeat(o.SQLWarmups, o.SQLRuns, count); err != nil {
-		return err
+	for range o.SQLWarmups {
+		if _, err := count(); err != nil {
+			return err
+		}
+		if _, err := ids(); err != nil {
+			return err
+		}
 	}
-	o.Log.Info("SQL count measured", "runs", res.SQLCount.N, "p50", res.SQLCount.P50, "p99", res.SQLCount.P99)
-	if res.SQLIDs, res.SQLIDsCPU, err = repeat(o.SQLWarmups, o.SQLRuns, ids); err != nil {
-		return err
+
+	per := (o.Evaluations + o.SQLRuns - 1) / o.SQLRuns
+	var engine, engineNoSaved, sqlCount, sqlIDs []time.Duration
+	var engineCPU, countCPU, idsCPU, other meter
+	snap := readCPU()
+	lap := func(m *meter) {
+		next := readCPU()
+		m.add(between(snap, next))
+		snap = next
 	}
-	o.Log.Info("SQL ids measured", "runs", res.SQLIDs.N, "p50", res.SQLIDs.P50, "p99", res.SQLIDs.P99)
+	for range o.SQLRuns {
+		for range per {
+			took, bm, err := eval(full)
+			if err != nil {
+				return err
+			}
+			if bm.GetCardinality() != res.Size {
+				return fmt.Errorf("%w: the engine answered %d members, then %d", ErrMismatch, res.Size, bm.GetCardinality())
+			}
+			engine = append(engine, took)
+		}
+		lap(&engineCPU)
+		for range per {
+			took, _, err := eval(noSaved)
+			if err != nil {
+				return err
+			}
+			engineNoSaved = append(engineNoSaved, took)
+		}
+		lap(&other)
+		took, err := count()
+		if err != nil {
+			return err
+		}
+		sqlCount = append(sqlCount, took)
+		lap(&countCPU)
+		if took, err = ids(); err != nil {
+			return err
+		}
+		sqlIDs = append(sqlIDs, took)
+		lap(&idsCPU)
+	}
+	res.Engine, res.EngineNoSaved = Summarize(engine), Summarize(engineNoSaved)
+	res.SQLCount, res.SQLIDs = Summarize(sqlCount), Summarize(sqlIDs)
+	res.EngineCPU, res.SQLCountCPU, res.SQLIDsCPU = engineCPU.total(), countCPU.total(), idsCPU.total()
+	o.Log.Info("preview measured", "members", res.Size, "engine_p50", res.Engine.P50, "engine_p99", res.Engine.P99,
+		"sql_count_p50", res.SQLCount.P50, "sql_count_p99", res.SQLCount.P99)
 
 	rows, err := db.QueryContext(ctx, "EXPLAIN (ANALYZE, BUFFERS) "+res.CountSQL)
 	if err != nil {
@@ -434,25 +464,6 @@ WHERE m.status = 'ACTIVE'
 	}
 	res.Plan = strings.Join(plan, "\n")
 	return rows.Err()
-}
-
-// repeat runs fn warm times, then n timed times.
-func repeat(warm, n int, fn func() error) (Timings, CPU, error) {
-	for range warm {
-		if err := fn(); err != nil {
-			return Timings{}, CPU{}, err
-		}
-	}
-	d := make([]time.Duration, 0, n)
-	c0 := readCPU()
-	for range n {
-		start := time.Now()
-		if err := fn(); err != nil {
-			return Timings{}, CPU{}, err
-		}
-		d = append(d, time.Since(start))
-	}
-	return Summarize(d), since(c0), nil
 }
 
 func queryIDs(ctx context.Context, db querier, query string) ([]int64, error) {

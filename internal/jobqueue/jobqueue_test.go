@@ -276,7 +276,8 @@ func TestTakenOverWorkerIsFenced(t *testing.T) {
 		t.Fatal(err)
 	}
 	clock := testkit.NewClock(time.Date(2026, 1, 5, 9, 0, 0, 0, time.UTC))
-	opts := fast(func(o *jobqueue.Options) { o.Lease, o.Now = time.Minute, clock.Now })
+	// A long lease: no heartbeat fires during the test (one every 200 s).
+	opts := fast(func(o *jobqueue.Options) { o.Lease, o.Now = 10*time.Minute, clock.Now })
 
 	started, release := make(chan struct{}), make(chan struct{})
 	newDone, newFinish := make(chan struct{}), make(chan struct{})
@@ -322,7 +323,7 @@ func TestTakenOverWorkerIsFenced(t *testing.T) {
 	t.Cleanup(releaseStale)
 	recv(t, started, "the first attempt")
 
-	clock.Advance(2 * time.Minute) // the first worker's lease runs out
+	clock.Advance(20 * time.Minute) // the first worker's lease runs out
 	start(t, q2)
 	var finishOnce sync.Once
 	finishNew := func() { finishOnce.Do(func() { close(newFinish) }) }
@@ -370,50 +371,17 @@ func TestTakenOverWorkerIsFenced(t *testing.T) {
 	}
 }
 
-// The heartbeat keeps a long job's lease (no other replica takes it over),
-// and cancels the handler with ErrLeaseLost when the job was taken.
+// The heartbeat renews a running job's lease (from the queue's clock), and
+// cancels the handler with ErrLeaseLost once the job was taken over.
 func TestHeartbeat(t *testing.T) {
-	dsn := pgtest.New(t, migrations.FS)
-	db1, sqlDB := testkit.OpenEntClient(t, dsn, 8)
-	db2, _ := testkit.OpenEntClient(t, dsn, 8)
-	const lease = 300 * time.Millisecond
-	opts := fast(func(o *jobqueue.Options) { o.Lease = lease })
-
-	var (
-		mu    sync.Mutex
-		calls = map[int]int{}
-	)
-	long := func(ctx context.Context, r *jobqueue.Run) error {
-		mu.Lock()
-		calls[r.Job.ID]++
-		mu.Unlock()
-		select {
-		case <-time.After(3 * lease):
-			return nil
-		case <-ctx.Done():
-			return context.Cause(ctx)
-		}
-	}
-	q1, q2 := jobqueue.New(db1, quiet, opts), jobqueue.New(db2, quiet, opts)
-	q1.Register(kindA, long)
-	q2.Register(kindA, long)
-	start(t, q1)
-	start(t, q2)
-	j := enqueue(t, q1, kindA, nil)
-	done := waitJob(t, q1, j.ID, "the end", finished)
-	mu.Lock()
-	n := calls[j.ID]
-	mu.Unlock()
-	if done.Status != enum.JobSucceeded || done.Attempts != 1 || n != 1 {
-		t.Fatalf("job outliving its lease = %s, attempts %d, run %d times; want SUCCEEDED, run once", done.Status, done.Attempts, n)
-	}
-
-	// Taken over (simulated: attempts moves on under the worker).
+	db, sqlDB := testkit.EntClient(t, 8)
+	clock := testkit.NewClock(time.Date(2026, 1, 5, 9, 0, 0, 0, time.UTC))
+	const lease = 150 * time.Millisecond // a beat every 50 ms of real time
+	// One worker: nobody else could take the job while its lease is out.
+	q := jobqueue.New(db, quiet, fast(func(o *jobqueue.Options) { o.Lease, o.Now, o.Workers = lease, clock.Now, 1 }))
 	started := make(chan struct{})
 	cause := make(chan error, 1)
-	q3db, _ := testkit.OpenEntClient(t, dsn, 4)
-	q3 := jobqueue.New(q3db, quiet, opts)
-	q3.Register(kindB, func(ctx context.Context, r *jobqueue.Run) error {
+	q.Register(kindA, func(ctx context.Context, r *jobqueue.Run) error {
 		if r.Job.Attempts > 1 {
 			return nil
 		}
@@ -421,15 +389,26 @@ func TestHeartbeat(t *testing.T) {
 		select {
 		case <-ctx.Done():
 			cause <- context.Cause(ctx)
-		case <-time.After(5 * time.Second):
+		case <-time.After(10 * time.Second):
 			cause <- errors.New("not cancelled")
 		}
 		return ctx.Err()
 	})
-	start(t, q3)
-	k := enqueue(t, q3, kindB, nil)
+	start(t, q)
+	j := enqueue(t, q, kindA, nil)
 	recv(t, started, "the handler")
-	if _, err := sqlDB.ExecContext(t.Context(), `UPDATE jobs SET attempts = attempts + 1 WHERE id = $1`, k.ID); err != nil {
+	if got := waitJob(t, q, j.ID, "the claim", func(*ent.Job) bool { return true }); got.LeaseUntil == nil || !got.LeaseUntil.Equal(clock.Now().Add(lease)) {
+		t.Fatalf("claimed job's lease_until = %v; want now + lease", got.LeaseUntil)
+	}
+	// Time jumps far past the lease: the next beat renews it from there,
+	// so no other worker could take the job.
+	clock.Advance(time.Hour)
+	waitJob(t, q, j.ID, "the lease renewed", func(j *ent.Job) bool {
+		return j.LeaseUntil != nil && j.LeaseUntil.Equal(clock.Now().Add(lease)) && j.Status == enum.JobRunning
+	})
+
+	// Taken over (simulated: attempts moves on under the worker).
+	if _, err := sqlDB.ExecContext(t.Context(), `UPDATE jobs SET attempts = attempts + 1 WHERE id = $1`, j.ID); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -440,9 +419,14 @@ func TestHeartbeat(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("handler never stopped")
 	}
-	// Nobody renews attempt 2's lease: it runs out and the job is run
+	time.Sleep(100 * time.Millisecond) // the stale worker writes nothing
+	if got, _ := q.Get(t.Context(), j.ID); got.Status != enum.JobRunning || got.Attempts != 2 {
+		t.Fatalf("taken-over job = %s, attempts %d; want RUNNING by attempt 2", got.Status, got.Attempts)
+	}
+	// Nobody renews attempt 2's lease: once it ran out the job is run
 	// again (attempt 3), which succeeds.
-	if got := waitJob(t, q3, k.ID, "the end", finished); got.Status != enum.JobSucceeded || got.Attempts != 3 {
+	clock.Advance(time.Minute)
+	if got := waitJob(t, q, j.ID, "the end", finished); got.Status != enum.JobSucceeded || got.Attempts != 3 {
 		t.Fatalf("job = %s after %d attempts; want SUCCEEDED after 3", got.Status, got.Attempts)
 	}
 }

@@ -55,9 +55,10 @@ func newEnv(t *testing.T, opts ...marketing.Option) *env {
 	client, sqlDB := testkit.EntClient(t, poolSize)
 	zone := testkit.Shanghai(t)
 	c := testkit.NewClock(time.Date(2025, 3, 10, 12, 0, 0, 0, zone))
-	// Check-ins and referrals record behaviour: the test clock's months
-	// need partitions.
-	if _, err := behavior.New(client, sqlDB, zone, c.Now, behavior.Options{}).MaintainPartitions(t.Context()); err != nil {
+	// Check-ins and referrals record behaviour: the test clock's month (and
+	// the next three) need partitions.
+	parts := behavior.New(client, sqlDB, zone, c.Now, behavior.Options{RetentionMonths: 1})
+	if _, err := parts.MaintainPartitions(t.Context()); err != nil {
 		t.Fatalf("behaviour partitions: %v", err)
 	}
 	tickets, err := signedcode.NewSigner([]byte(strings.Repeat("k", 32)), marketing.TicketPurpose, c.Now)
