@@ -3,10 +3,10 @@
 // local development cluster: the data is loaded as superuser), writes a
 // Markdown report and prints a summary:
 //
-//	dcbench [-members 1000000] [-orders 10000000] [-fresh] [-out FILE]
+//	dcbench [-members 1000000] [-orders 10000000] [-fresh] [-out FILE] [-db URL] [-database NAME]
 //	        [-evals 500] [-warmups 10] [-sql-runs 20] [-sql-warmups 2] [-builds 3]
 //
-// The data lives in onemember_dcbench_<members> (or -db) and is reused by
+// The data lives in onemember_dcbench_<members> (or -database) and is reused by
 // later runs of the same scale; -fresh regenerates it. -out defaults to
 // bench-results/datacenter-<UTC timestamp>.md; "-out -" writes no file.
 // Progress goes to stderr. The exit status is 1 when the run fails,

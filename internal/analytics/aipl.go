@@ -122,7 +122,7 @@ var aiplStages = []enum.AiplStage{enum.AiplNone, enum.AiplAwareness, enum.AiplIn
 var orderKinds = []enum.BehaviorKind{enum.BehaviorPurchase, enum.BehaviorRepurchase}
 
 // aiplQuery builds one statement over a model: the WITH items that give
-// each member with any counted activity their stage in each window, and
+// each member with any counted activity their stage on each date, and
 // its parameters.
 type aiplQuery struct {
 	args []any
@@ -133,45 +133,79 @@ func (q *aiplQuery) arg(v any) string {
 	return "$" + strconv.Itoa(len(q.args))
 }
 
+// aiplWorkMem is the work_mem of the AIPL reads: their per-member
+// aggregates (up to a row per member) then hash in memory instead of
+// sorting on disk.
+const aiplWorkMem = "64MB"
+
 // window is the business date D's window (lo, hi]: hi = end(D), the start
 // of D+1 in the zone, and lo is windowDays days earlier.
 func (s *Service) window(m *ent.AiplModel, d calendar.Date) (lo, hi time.Time) {
 	return d.AddDays(1 - m.WindowDays).Start(s.zone), d.AddDays(1).Start(s.zone)
 }
 
-// stagesCTE writes the WITH items w (the windows, n = 1, 2, … in the order
-// of dates), facts and stages (member_id, n, stage: the index in
-// aiplStages; members with nothing counted in window n have no row).
-// memberID > 0 restricts it to that member.
+// countIf is count(*), or count(*) FILTER (WHERE cond) when cond is set.
+func countIf(cond ...string) string {
+	var cs []string
+	for _, c := range cond {
+		if c != "" {
+			cs = append(cs, c)
+		}
+	}
+	if len(cs) == 0 {
+		return "count(*)"
+	}
+	return "count(*) FILTER (WHERE " + strings.Join(cs, " AND ") + ")"
+}
+
+// stagesCTE writes the WITH items facts and stages. stages has a row
+// (member_id, stage1, stage2, …) for every member with anything counted
+// in any of the windows of dates, stage<k> being the member's stage on
+// dates[k-1] as an index in aiplStages; members with nothing counted have
+// no row (NONE). Each source table is read once for all the dates, over
+// the span of their windows. memberID > 0 restricts it to that member.
 func (s *Service) stagesCTE(q *aiplQuery, m *ent.AiplModel, dates []calendar.Date, memberID int) string {
-	// The bounds go as text: pq.Array would write time.Time elements
-	// unquoted, with a space inside.
 	los, his := make([]string, len(dates)), make([]string, len(dates))
 	var minLo, maxHi time.Time
-	for i, d := range dates {
+	for k, d := range dates {
 		l, h := s.window(m, d)
-		los[i], his[i] = l.UTC().Format(time.RFC3339Nano), h.UTC().Format(time.RFC3339Nano)
-		if i == 0 || l.Before(minLo) {
+		los[k], his[k] = q.arg(l), q.arg(h)
+		if k == 0 || l.Before(minLo) {
 			minLo = l
 		}
-		if i == 0 || h.After(maxHi) {
+		if k == 0 || h.After(maxHi) {
 			maxHi = h
 		}
 	}
-	lo, hi := q.arg(minLo), q.arg(maxHi)
+	lo, hi := los[0], his[0]
+	if len(dates) > 1 {
+		lo, hi = q.arg(minLo), q.arg(maxHi)
+	}
+	// inWindow is the condition of window k on column at; none when the
+	// statement's WHERE already says it.
+	inWindow := func(k int, at string) string {
+		if len(dates) == 1 {
+			return ""
+		}
+		return at + " > " + los[k] + " AND " + at + " <= " + his[k]
+	}
 
 	lists := [3][]enum.BehaviorKind{m.Awareness, m.Interest, m.Purchase}
-	var eventKinds [3][]string
+	var eventKinds [3]string // the text[] parameter of each list's event kinds
 	var fromOrders [3]bool
 	var allEventKinds []string
 	for i, l := range lists {
+		var kinds []string
 		for _, k := range l {
 			if slices.Contains(orderKinds, k) {
 				fromOrders[i] = true
 				continue
 			}
-			eventKinds[i] = append(eventKinds[i], string(k))
-			allEventKinds = append(allEventKinds, string(k))
+			kinds = append(kinds, string(k))
+		}
+		if len(kinds) > 0 {
+			eventKinds[i] = q.arg(pq.Array(kinds)) + "::text[]"
+			allEventKinds = append(allEventKinds, kinds...)
 		}
 	}
 	if m.LoyaltyRequireShare {
@@ -179,76 +213,94 @@ func (s *Service) stagesCTE(q *aiplQuery, m *ent.AiplModel, dates []calendar.Dat
 	}
 	allEventKinds = unique(allEventKinds)
 
-	var channels, member string
+	var filters string
 	if len(m.Channels) > 0 {
-		channels = q.arg(pq.Array(strs(m.Channels)))
+		filters += " AND x.channel = ANY(" + q.arg(pq.Array(strs(m.Channels))) + "::text[])"
 	}
 	if memberID > 0 {
-		member = q.arg(memberID)
+		filters += " AND x.member_id = " + q.arg(memberID)
 	}
-	filters := func(alias string) string {
-		var b strings.Builder
-		if channels != "" {
-			b.WriteString(" AND " + alias + ".channel = ANY(" + channels + "::text[])")
-		}
-		if member != "" {
-			b.WriteString(" AND " + alias + ".member_id = " + member)
-		}
-		return b.String()
-	}
+	const zero = "0::bigint"
 
-	var b strings.Builder
-	fmt.Fprintf(&b, `w AS (
-  SELECT t.n::integer AS n, t.lo, t.hi
-  FROM unnest(%s::timestamptz[], %s::timestamptz[]) WITH ORDINALITY AS t(lo, hi, n)
-), facts AS (`, q.arg(pq.Array(los)), q.arg(pq.Array(his)))
 	var branches []string
 	if len(allEventKinds) > 0 {
-		cols := make([]string, 3)
-		for i := range cols {
-			if len(eventKinds[i]) == 0 {
-				cols[i] = "0::bigint"
-				continue
+		var cols []string
+		for k := range dates {
+			for i := range lists {
+				col := zero
+				if eventKinds[i] != "" {
+					col = countIf(inWindow(k, "x.occurred_at"), "x.kind = ANY("+eventKinds[i]+")")
+				}
+				cols = append(cols, col)
 			}
-			cols[i] = "count(*) FILTER (WHERE e.kind = ANY(" + q.arg(pq.Array(eventKinds[i])) + "::text[]))"
-		}
-		share := "0::bigint"
-		if m.LoyaltyRequireShare {
-			share = "count(*) FILTER (WHERE e.kind = '" + string(enum.BehaviorShare) + "')"
+			share := zero
+			if m.LoyaltyRequireShare {
+				share = countIf(inWindow(k, "x.occurred_at"), "x.kind = '"+string(enum.BehaviorShare)+"'")
+			}
+			cols = append(cols, share)
 		}
 		branches = append(branches, fmt.Sprintf(`
-  SELECT e.member_id, w.n, %s AS a, %s AS i, %s AS p, %s AS sh
-  FROM behavior_events e JOIN w ON e.occurred_at > w.lo AND e.occurred_at <= w.hi
-  WHERE e.kind = ANY(%s::text[]) AND e.occurred_at > %s AND e.occurred_at <= %s%s
-  GROUP BY e.member_id, w.n`, cols[0], cols[1], cols[2], share,
-			q.arg(pq.Array(allEventKinds)), lo, hi, filters("e")))
+  SELECT x.member_id, %s
+  FROM behavior_events x
+  WHERE x.kind = ANY(%s::text[]) AND x.occurred_at > %s AND x.occurred_at <= %s%s
+  GROUP BY x.member_id`, strings.Join(cols, ", "), q.arg(pq.Array(allEventKinds)), lo, hi, filters))
 	}
 	if fromOrders[0] || fromOrders[1] || fromOrders[2] {
-		cols := make([]string, 3)
-		for i := range cols {
-			cols[i] = "0::bigint"
-			if fromOrders[i] {
-				cols[i] = "count(*)"
+		var cols []string
+		for k := range dates {
+			for i := range lists {
+				col := zero
+				if fromOrders[i] {
+					col = countIf(inWindow(k, "x.paid_at"))
+				}
+				cols = append(cols, col)
 			}
+			cols = append(cols, zero)
 		}
 		branches = append(branches, fmt.Sprintf(`
-  SELECT o.member_id, w.n, %s AS a, %s AS i, %s AS p, 0::bigint AS sh
-  FROM orders o JOIN w ON o.paid_at > w.lo AND o.paid_at <= w.hi
-  WHERE o.status <> 'REFUNDED' AND o.paid_at > %s AND o.paid_at <= %s%s
-  GROUP BY o.member_id, w.n`, cols[0], cols[1], cols[2], lo, hi, filters("o")))
+  SELECT x.member_id, %s
+  FROM orders x
+  WHERE x.status <> 'REFUNDED' AND x.paid_at > %s AND x.paid_at <= %s%s
+  GROUP BY x.member_id`, strings.Join(cols, ", "), lo, hi, filters))
 	}
-	b.WriteString(strings.Join(branches, "\n  UNION ALL"))
-	loyal := "sum(p) >= " + q.arg(m.LoyaltyMinPurchases)
-	if m.LoyaltyRequireShare {
-		loyal += " AND sum(sh) > 0"
+
+	var names []string
+	for k := range dates {
+		names = append(names, fmt.Sprintf("a%[1]d, i%[1]d, p%[1]d, sh%[1]d", k+1))
 	}
-	fmt.Fprintf(&b, `
+	minPurchases := q.arg(m.LoyaltyMinPurchases)
+	var stages []string
+	for k := range dates {
+		loyal := fmt.Sprintf("sum(p%d) >= %s", k+1, minPurchases)
+		if m.LoyaltyRequireShare {
+			loyal += fmt.Sprintf(" AND sum(sh%d) > 0", k+1)
+		}
+		stages = append(stages, fmt.Sprintf(`
+    CASE WHEN %[2]s THEN 4 WHEN sum(p%[1]d) > 0 THEN 3 WHEN sum(i%[1]d) > 0 THEN 2
+      WHEN sum(a%[1]d) > 0 THEN 1 ELSE 0 END AS stage%[1]d`, k+1, loyal))
+	}
+	return fmt.Sprintf(`facts (member_id, %s) AS (%s
 ), stages AS (
-  SELECT member_id, n, CASE WHEN %s THEN 4 WHEN sum(p) > 0 THEN 3 WHEN sum(i) > 0 THEN 2
-    WHEN sum(a) > 0 THEN 1 ELSE 0 END AS stage
-  FROM facts GROUP BY member_id, n
-)`, loyal)
-	return b.String()
+  SELECT member_id,%s
+  FROM facts GROUP BY member_id
+)`, strings.Join(names, ", "), strings.Join(branches, "\n  UNION ALL"), strings.Join(stages, ","))
+}
+
+// read runs fn in a read-only transaction of one snapshot (REPEATABLE
+// READ) with the work memory of the AIPL aggregates.
+func (s *Service) read(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := s.sql.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true})
+	if err != nil {
+		return fmt.Errorf("beginning read: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	if _, err := tx.ExecContext(ctx, "SET LOCAL work_mem = '"+aiplWorkMem+"'"); err != nil {
+		return fmt.Errorf("sizing work memory: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		return err
+	}
+	return tx.Commit()
 }
 
 // population is the condition on members m of being counted on a date
@@ -268,30 +320,30 @@ func (s *Service) aiplModel(ctx context.Context, id int) (*ent.AiplModel, error)
 	return m, nil
 }
 
-// querier is what a snapshot needs: the pool or a read transaction.
-type querier interface {
-	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
-}
-
 // AiplSnapshot counts the members at each stage on date at.
 func (s *Service) AiplSnapshot(ctx context.Context, modelID int, at calendar.Date) (Snapshot, error) {
 	m, err := s.aiplModel(ctx, modelID)
 	if err != nil {
 		return Snapshot{}, err
 	}
-	return s.snapshot(ctx, s.sql, m, at)
+	var sn Snapshot
+	err = s.read(ctx, func(tx *sql.Tx) error {
+		sn, err = s.snapshot(ctx, tx, m, at)
+		return err
+	})
+	return sn, err
 }
 
-func (s *Service) snapshot(ctx context.Context, db querier, m *ent.AiplModel, at calendar.Date) (Snapshot, error) {
+func (s *Service) snapshot(ctx context.Context, tx *sql.Tx, m *ent.AiplModel, at calendar.Date) (Snapshot, error) {
 	q := &aiplQuery{}
 	cte := s.stagesCTE(q, m, []calendar.Date{at}, 0)
 	_, hi := s.window(m, at)
 	query := "WITH " + cte + `
-SELECT coalesce(s.stage, 0), count(*)
+SELECT coalesce(s.stage1, 0), count(*)
 FROM members m LEFT JOIN stages s ON s.member_id = m.id
 WHERE ` + population(q.arg(hi)) + `
 GROUP BY 1`
-	rows, err := db.QueryContext(ctx, query, q.args...)
+	rows, err := tx.QueryContext(ctx, query, q.args...)
 	if err != nil {
 		return Snapshot{}, fmt.Errorf("computing AIPL snapshot: %w", err)
 	}
@@ -363,16 +415,17 @@ func (s *Service) AiplTrend(ctx context.Context, modelID int, from, to calendar.
 	if err != nil {
 		return nil, err
 	}
-	tx, err := s.sql.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true})
-	if err != nil {
-		return nil, fmt.Errorf("beginning trend transaction: %w", err)
-	}
-	defer func() { _ = tx.Rollback() }()
 	out := make([]Snapshot, len(dates))
-	for i, d := range dates {
-		if out[i], err = s.snapshot(ctx, tx, m, d); err != nil {
-			return nil, err
+	err = s.read(ctx, func(tx *sql.Tx) error {
+		for i, d := range dates {
+			if out[i], err = s.snapshot(ctx, tx, m, d); err != nil {
+				return err
+			}
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }
@@ -393,29 +446,33 @@ func (s *Service) AiplFlow(ctx context.Context, modelID int, from, to calendar.D
 	_, hiFrom := s.window(m, from)
 	_, hiTo := s.window(m, to)
 	query := "WITH " + cte + `
-SELECT CASE WHEN m.registered_at < ` + q.arg(hiFrom) + ` THEN coalesce(s1.stage, 0) ELSE 0 END AS f,
-  coalesce(s2.stage, 0) AS t, count(*)
-FROM members m
-  LEFT JOIN stages s1 ON s1.member_id = m.id AND s1.n = 1
-  LEFT JOIN stages s2 ON s2.member_id = m.id AND s2.n = 2
+SELECT CASE WHEN m.registered_at < ` + q.arg(hiFrom) + ` THEN coalesce(s.stage1, 0) ELSE 0 END AS f,
+  coalesce(s.stage2, 0) AS t, count(*)
+FROM members m LEFT JOIN stages s ON s.member_id = m.id
 WHERE ` + population(q.arg(hiTo)) + `
 GROUP BY 1, 2 ORDER BY 1, 2`
-	rows, err := s.sql.QueryContext(ctx, query, q.args...)
-	if err != nil {
-		return nil, fmt.Errorf("computing AIPL flow: %w", err)
-	}
-	defer rows.Close()
 	var out []Flow
-	for rows.Next() {
-		var f, t int
-		var n int64
-		if err := rows.Scan(&f, &t, &n); err != nil {
-			return nil, fmt.Errorf("reading AIPL flow: %w", err)
+	err = s.read(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, query, q.args...)
+		if err != nil {
+			return fmt.Errorf("computing AIPL flow: %w", err)
 		}
-		out = append(out, Flow{From: aiplStages[f], To: aiplStages[t], Members: n})
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("reading AIPL flow: %w", err)
+		defer rows.Close()
+		for rows.Next() {
+			var f, t int
+			var n int64
+			if err := rows.Scan(&f, &t, &n); err != nil {
+				return fmt.Errorf("reading AIPL flow: %w", err)
+			}
+			out = append(out, Flow{From: aiplStages[f], To: aiplStages[t], Members: n})
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("reading AIPL flow: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }
@@ -432,7 +489,7 @@ func (s *Service) AiplMemberStage(ctx context.Context, modelID, memberID int, at
 	cte := s.stagesCTE(q, m, []calendar.Date{at}, memberID)
 	_, hi := s.window(m, at)
 	query := "WITH " + cte + `
-SELECT CASE WHEN ` + population(q.arg(hi)) + ` THEN coalesce(s.stage, 0) ELSE 0 END
+SELECT CASE WHEN ` + population(q.arg(hi)) + ` THEN coalesce(s.stage1, 0) ELSE 0 END
 FROM members m LEFT JOIN stages s ON s.member_id = m.id
 WHERE m.id = ` + q.arg(memberID)
 	var stage int

@@ -25,7 +25,7 @@ type refs struct {
 	tags       map[int]bool
 	rfm        map[int]bool
 	aipl       map[int]bool
-	audiences  map[int]bool
+	audiences  map[int]int64 // computedKey of each
 }
 
 type tierRef struct{ id, rank int }
@@ -53,23 +53,25 @@ UNION ALL SELECT 'bu', id, code, 0 FROM business_units
 UNION ALL SELECT 'tag', id, '', 0 FROM tags WHERE id = ANY($1)
 UNION ALL SELECT 'rfm', id, '', 0 FROM rfm_models WHERE id = ANY($2)
 UNION ALL SELECT 'aipl', id, '', 0 FROM aipl_models WHERE id = ANY($3)
-UNION ALL SELECT 'audience', id, '', 0 FROM audiences WHERE id = ANY($4)`,
+UNION ALL SELECT 'audience', id, '', coalesce((extract(epoch FROM computed_at) * 1000000)::bigint, 0)
+  FROM audiences WHERE id = ANY($4)`,
 		pq.Array(tags), pq.Array(rfms), pq.Array(aipls), pq.Array(auds))
 	if err != nil {
 		return nil, fmt.Errorf("looking up rule references: %w", err)
 	}
 	defer rows.Close()
 	out := &refs{tierByCode: map[string]tierRef{}, buByCode: map[string]int{}, tags: map[int]bool{},
-		rfm: map[int]bool{}, aipl: map[int]bool{}, audiences: map[int]bool{}}
+		rfm: map[int]bool{}, aipl: map[int]bool{}, audiences: map[int]int64{}}
 	for rows.Next() {
 		var kind, code string
-		var id, rank int
+		var id int
+		var rank int64
 		if err := rows.Scan(&kind, &id, &code, &rank); err != nil {
 			return nil, err
 		}
 		switch kind {
 		case "tier":
-			out.tierByCode[code] = tierRef{id: id, rank: rank}
+			out.tierByCode[code] = tierRef{id: id, rank: int(rank)}
 		case "bu":
 			out.buByCode[code] = id
 		case "tag":
@@ -79,7 +81,7 @@ UNION ALL SELECT 'audience', id, '', 0 FROM audiences WHERE id = ANY($4)`,
 		case "aipl":
 			out.aipl[id] = true
 		case "audience":
-			out.audiences[id] = true
+			out.audiences[id] = rank
 		}
 	}
 	if err := rows.Err(); err != nil {
@@ -106,13 +108,18 @@ func (f *refs) check(r *rule.Rule) error {
 			err = fault.New(fault.NotFound, fmt.Sprintf("RFM model %d does not exist", n.Rfm.ModelID))
 		case n.Aipl != nil && !f.aipl[n.Aipl.ModelID]:
 			err = fault.New(fault.NotFound, fmt.Sprintf("AIPL model %d does not exist", n.Aipl.ModelID))
-		case n.Audience != nil && !f.audiences[*n.Audience]:
+		case n.Audience != nil && !has(f.audiences, *n.Audience):
 			err = fault.New(fault.NotFound, fmt.Sprintf("audience %d does not exist", *n.Audience))
 		case n.Behavior != nil && n.Behavior.BusinessUnitID != nil && !slices.Contains(mapValues(f.buByCode), *n.Behavior.BusinessUnitID):
 			err = fault.Invalidf("rule.behavior.businessUnitId", "business unit %d does not exist", *n.Behavior.BusinessUnitID)
 		}
 	})
 	return err
+}
+
+func has[K comparable, V any](m map[K]V, k K) bool {
+	_, ok := m[k]
+	return ok
 }
 
 func mapValues[K comparable, V any](m map[K]V) []V {
@@ -169,7 +176,8 @@ func (e *evaluator) prefetch(ctx context.Context, r *rule.Rule) error {
 		case n.Aipl != nil:
 			bm, err = e.s.aiplMembers(ctx, n.Aipl, e.today)
 		case n.Audience != nil:
-			bm, err = e.s.savedBitmap(ctx, *n.Audience)
+			computed := e.refs.audiences[*n.Audience]
+			bm, err = e.s.savedBitmap(ctx, *n.Audience, &computed)
 		default:
 			return
 		}

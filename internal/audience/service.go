@@ -63,7 +63,7 @@ type Service struct {
 type cached struct {
 	bm  *roaring.Bitmap
 	at  time.Time
-	key time.Time // computed_at for saved audiences
+	key int64 // computedKey for saved audiences, the version for "seen" marks
 }
 
 // Deps are what a Service needs.
@@ -275,16 +275,8 @@ func (s *Service) store(ctx context.Context, tx *ent.Tx, id int, bm *roaring.Bit
 
 // Bitmap is a saved audience's members as computed (ordinals).
 func (s *Service) Bitmap(ctx context.Context, a *ent.Audience) (*roaring.Bitmap, error) {
-	key := "audience:" + strconv.Itoa(a.ID)
-	var at time.Time
-	if a.ComputedAt != nil {
-		at = *a.ComputedAt
-	}
-	s.cacheMu.Lock()
-	c, ok := s.cache[key]
-	s.cacheMu.Unlock()
-	if ok && c.key.Equal(at) {
-		return c.bm, nil
+	if bm := s.cachedAudience(a.ID, computedKey(a.ComputedAt)); bm != nil {
+		return bm, nil
 	}
 	bm := roaring.New()
 	if len(a.Bitmap) > 0 {
@@ -292,11 +284,40 @@ func (s *Service) Bitmap(ctx context.Context, a *ent.Audience) (*roaring.Bitmap,
 			return nil, fmt.Errorf("reading audience %d: %w", a.ID, err)
 		}
 	}
-	s.put(key, cached{bm: bm, at: s.now(), key: at})
+	s.put(audienceKey(a.ID), cached{bm: bm, at: s.now(), key: computedKey(a.ComputedAt)})
 	return bm, nil
 }
 
-func (s *Service) savedBitmap(ctx context.Context, id int) (*roaring.Bitmap, error) {
+func audienceKey(id int) string { return "audience:" + strconv.Itoa(id) }
+
+// computedKey identifies one computation of an audience (microseconds of
+// computed_at, as PostgreSQL keeps them; 0 before the first).
+func computedKey(at *time.Time) int64 {
+	if at == nil {
+		return 0
+	}
+	return at.UnixMicro()
+}
+
+// cachedAudience is the cached bitmap of the audience's computation
+// computed, or nil.
+func (s *Service) cachedAudience(id int, computed int64) *roaring.Bitmap {
+	s.cacheMu.Lock()
+	defer s.cacheMu.Unlock()
+	if c, ok := s.cache[audienceKey(id)]; ok && c.key == computed {
+		return c.bm
+	}
+	return nil
+}
+
+// savedBitmap is a saved audience's bitmap; computed (from lookupRefs)
+// lets a cached copy answer without reading the row.
+func (s *Service) savedBitmap(ctx context.Context, id int, computed *int64) (*roaring.Bitmap, error) {
+	if computed != nil {
+		if bm := s.cachedAudience(id, *computed); bm != nil {
+			return bm, nil
+		}
+	}
 	a, err := s.db.Audience.Get(ctx, id)
 	if ent.IsNotFound(err) {
 		return nil, fault.New(fault.NotFound, fmt.Sprintf("audience %d does not exist", id))
@@ -310,7 +331,7 @@ func (s *Service) savedBitmap(ctx context.Context, id int) (*roaring.Bitmap, err
 // MemberIDs are a saved audience's member ids, ascending (coupon issuing
 // jobs go through them in this order).
 func (s *Service) MemberIDs(ctx context.Context, audienceID int) ([]int, error) {
-	bm, err := s.savedBitmap(ctx, audienceID)
+	bm, err := s.savedBitmap(ctx, audienceID, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -547,12 +568,11 @@ func (s *Service) RefreshDue(ctx context.Context) (int64, error) {
 func (s *Service) seenVersion(id int) uint64 {
 	s.cacheMu.Lock()
 	defer s.cacheMu.Unlock()
-	c := s.cache["seen:"+strconv.Itoa(id)]
-	return uint64(c.key.UnixNano())
+	return uint64(s.cache["seen:"+strconv.Itoa(id)].key)
 }
 
 func (s *Service) markSeen(id int, v uint64) {
-	s.put("seen:"+strconv.Itoa(id), cached{at: s.now(), key: time.Unix(0, int64(v))})
+	s.put("seen:"+strconv.Itoa(id), cached{at: s.now(), key: int64(v)})
 }
 
 // Of lists the saved audiences the member is in, highest priority first

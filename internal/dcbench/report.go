@@ -38,9 +38,13 @@ func (r *Result) WriteReport(w io.Writer, command string) error {
 		2*(o.SQLRuns+o.SQLWarmups))
 	p("  - rule: `%s`\n", r.RuleJSON)
 	e := r.Engine
-	p("- engine (audience.Service.Evaluate, in-process, the server side of previewAudience): %d evaluations after %d warm-ups: min %s, p50 %s, p99 %s, max %s, mean %s;"+
+	per := (o.Evaluations + o.SQLRuns - 1) / o.SQLRuns
+	p("- the engine and SQL take turns so that both see the same machine: after %d warm-up evaluations and %d warm-up runs of each statement,"+
+		" %d rounds of %d evaluations of the rule, %d of the rule without its saved audience, one SQL count and one SQL member list\n",
+		o.Warmups, o.SQLWarmups, o.SQLRuns, per, per)
+	p("- engine (audience.Service.Evaluate, in-process: the server side of previewAudience): %d evaluations: min %s, p50 %s, p99 %s, max %s, mean %s;"+
 		" CPU per evaluation %s of this process and %s of PostgreSQL (the whole cluster: the rule's lookups, the saved audience's row, and any other work); machine busy %.2f cores\n",
-		e.N, o.Warmups, ms(e.Min), ms(e.P50), ms(e.P99), ms(e.Max), ms(e.Mean),
+		e.N, ms(e.Min), ms(e.P50), ms(e.P99), ms(e.Max), ms(e.Mean),
 		perRun(r.EngineCPU.Self, e.N), perRun(r.EngineCPU.Postgres, e.N), r.EngineCPU.MachineCores)
 	p("  - the same rule without its NOT saved audience operand: p50 %s, p99 %s\n", ms(r.EngineNoSaved.P50), ms(r.EngineNoSaved.P99))
 	for _, s := range []struct {
@@ -48,8 +52,8 @@ func (r *Result) WriteReport(w io.Writer, command string) error {
 		t    Timings
 		c    CPU
 	}{{"SQL count", r.SQLCount, r.SQLCountCPU}, {"SQL member ids", r.SQLIDs, r.SQLIDsCPU}} {
-		p("- %s: %d runs after %d warm-ups: min %s, p50 %s, p99 %s, max %s, mean %s; PostgreSQL CPU per run %s (%.2f cores; all postgres processes alive at the end); machine busy %.2f cores\n",
-			s.name, s.t.N, o.SQLWarmups, ms(s.t.Min), ms(s.t.P50), ms(s.t.P99), ms(s.t.Max), ms(s.t.Mean),
+		p("- %s: %d runs: min %s, p50 %s, p99 %s, max %s, mean %s; PostgreSQL CPU per run %s (%.2f cores; all postgres processes alive at the end); machine busy %.2f cores\n",
+			s.name, s.t.N, ms(s.t.Min), ms(s.t.P50), ms(s.t.P99), ms(s.t.Max), ms(s.t.Mean),
 			perRun(s.c.Postgres, s.t.N), s.c.Cores(s.c.Postgres), s.c.MachineCores)
 	}
 	var builds []string
