@@ -445,3 +445,48 @@ func TestInsightSumsToSize(t *testing.T) {
 		t.Errorf("UNKNOWN gender in a MALE/FEMALE audience: %d", in.Gender[2].Count)
 	}
 }
+
+// ON_CHANGE audiences follow the index; DAILY ones get one refresh job a
+// day.
+func TestRefreshDue(t *testing.T) {
+	w := newWorld(t, 60)
+	ctx := context.Background()
+	r := &rule.Rule{Tag: &rule.TagRule{TagIDs: []int{w.tags[1]}, Match: enum.TagMatchAny}}
+	live, err := w.svc.Create(ctx, audience.CreateInput{Name: "live", Rule: r, Refresh: enum.RefreshOnChange})
+	if err != nil {
+		t.Fatal(err)
+	}
+	daily, err := w.svc.Create(ctx, audience.CreateInput{Name: "daily", Rule: r, Refresh: enum.RefreshDaily})
+	if err != nil {
+		t.Fatal(err)
+	}
+	outside := sqlSet(t, w.sql, `SELECT m.id FROM members m WHERE m.status = 'ACTIVE' AND NOT EXISTS
+ (SELECT 1 FROM member_tags mt WHERE mt.member_id = m.id AND mt.tag_id = $1) LIMIT 3`, w.tags[1])
+	if _, err := w.svc.Assign(ctx, outside, []int{w.tags[1]}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.ix.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.svc.RefreshDue(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := w.db.Audience.GetX(ctx, live.ID).Size; got != live.Size+3 {
+		t.Fatalf("ON_CHANGE audience: %d members, want %d", got, live.Size+3)
+	}
+	if got := w.db.Audience.GetX(ctx, daily.ID).Size; got != daily.Size {
+		t.Fatalf("DAILY audience changed before its day: %d, want %d", got, daily.Size)
+	}
+	if n := w.db.Job.Query().CountX(ctx); n != 0 {
+		t.Fatalf("%d refresh jobs on the day of computing", n)
+	}
+	w.clock.Advance(24 * time.Hour)
+	for range 2 { // twice: still one job
+		if _, err := w.svc.RefreshDue(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := w.db.Job.Query().CountX(ctx); n != 1 {
+		t.Fatalf("%d refresh jobs the next day, want 1", n)
+	}
+}

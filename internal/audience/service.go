@@ -490,7 +490,7 @@ func (s *Service) waitReady(ctx context.Context) error {
 
 // recompute evaluates an audience again and stores the result; then (in
 // the same transaction) calls done. It answers whether the members
-// changed.
+// changed; without done, an unchanged result is not written.
 func (s *Service) recompute(ctx context.Context, id int, done func(tx *ent.Tx, size int64) error) (bool, error) {
 	a, err := s.db.Audience.Get(ctx, id)
 	if ent.IsNotFound(err) {
@@ -512,6 +512,9 @@ func (s *Service) recompute(ctx context.Context, id int, done func(tx *ent.Tx, s
 		bm = roaring.And(old, s.index.snap().live)
 	}
 	changed := !bm.Equals(old)
+	if !changed && done == nil {
+		return false, nil
+	}
 	_, err = database.WithTx(ctx, s.db, func(tx *ent.Tx) (*ent.Audience, error) {
 		a, err := s.store(ctx, tx, id, bm)
 		if err != nil {
