@@ -82,8 +82,8 @@ type Snapshot struct {
 	None, Awareness, Interest, Purchase, Loyalty int64
 }
 
-func (sn *Snapshot) add(stage int, n int64) {
-	switch aiplStages[stage] {
+func (sn *Snapshot) add(stage enum.AiplStage, n int64) {
+	switch stage {
 	case enum.AiplNone:
 		sn.None += n
 	case enum.AiplAwareness:
@@ -118,12 +118,18 @@ type Flow struct {
 // its index here.
 var aiplStages = []enum.AiplStage{enum.AiplNone, enum.AiplAwareness, enum.AiplInterest, enum.AiplPurchase, enum.AiplLoyalty}
 
+// stageAt is the stage of index i in aiplStages, as the SQL gives it.
+func stageAt(i int) (enum.AiplStage, error) {
+	if i < 0 || i >= len(aiplStages) {
+		return "", fmt.Errorf("AIPL stage index %d out of range", i)
+	}
+	return aiplStages[i], nil
+}
+
 // orderKinds are the kinds counted from orders rather than events.
 var orderKinds = []enum.BehaviorKind{enum.BehaviorPurchase, enum.BehaviorRepurchase}
 
-// aiplQuery builds one statement over a model: the WITH items that give
-// each member with any counted activity their stage on each date, and
-// its parameters.
+// aiplQuery collects the parameters of one statement.
 type aiplQuery struct {
 	args []any
 }
@@ -158,13 +164,22 @@ func countIf(cond ...string) string {
 	return "count(*) FILTER (WHERE " + strings.Join(cs, " AND ") + ")"
 }
 
-// stagesCTE writes the WITH items facts and stages. stages has a row
-// (member_id, stage1, stage2, …) for every member with anything counted
-// in any of the windows of dates, stage<k> being the member's stage on
-// dates[k-1] as an index in aiplStages; members with nothing counted have
-// no row (NONE). Each source table is read once for all the dates, over
-// the span of their windows. memberID > 0 restricts it to that member.
-func (s *Service) stagesCTE(q *aiplQuery, m *ent.AiplModel, dates []calendar.Date, memberID int) string {
+// stagesSQL is the SQL of members' stages on some dates, to use as
+//
+//	WITH <with> SELECT … <stage[k]> … FROM members m <joins> WHERE …
+//
+// stage[k] is the stage on dates[k] of member m, as an index in
+// aiplStages (before the population is checked).
+type stagesSQL struct {
+	with, joins string
+	stage       []string
+}
+
+// stagesQuery writes stagesSQL for dates: ev counts each member's events
+// and ord their orders, per list and date, each table read once for all
+// the dates over the span of their windows, and both joined to members by
+// id. memberID > 0 restricts the counts to that member.
+func (s *Service) stagesQuery(q *aiplQuery, m *ent.AiplModel, dates []calendar.Date, memberID int) stagesSQL {
 	los, his := make([]string, len(dates)), make([]string, len(dates))
 	var minLo, maxHi time.Time
 	for k, d := range dates {
@@ -220,70 +235,76 @@ func (s *Service) stagesCTE(q *aiplQuery, m *ent.AiplModel, dates []calendar.Dat
 	if memberID > 0 {
 		filters += " AND x.member_id = " + q.arg(memberID)
 	}
-	const zero = "0::bigint"
 
-	var branches []string
+	// terms[k][c] are the columns adding up to count c (a, i, p, sh) on
+	// dates[k].
+	terms := make([][4][]string, len(dates))
+	var with, joins []string
+	col := func(k, c int) string { return fmt.Sprintf("%c%d", "aips"[c], k+1) }
 	if len(allEventKinds) > 0 {
 		var cols []string
 		for k := range dates {
 			for i := range lists {
-				col := zero
 				if eventKinds[i] != "" {
-					col = countIf(inWindow(k, "x.occurred_at"), "x.kind = ANY("+eventKinds[i]+")")
+					cols = append(cols, countIf(inWindow(k, "x.occurred_at"), "x.kind = ANY("+eventKinds[i]+")")+" AS "+col(k, i))
+					terms[k][i] = append(terms[k][i], "ev."+col(k, i))
 				}
-				cols = append(cols, col)
 			}
-			share := zero
 			if m.LoyaltyRequireShare {
-				share = countIf(inWindow(k, "x.occurred_at"), "x.kind = '"+string(enum.BehaviorShare)+"'")
+				cols = append(cols, countIf(inWindow(k, "x.occurred_at"), "x.kind = '"+string(enum.BehaviorShare)+"'")+" AS "+col(k, 3))
+				terms[k][3] = append(terms[k][3], "ev."+col(k, 3))
 			}
-			cols = append(cols, share)
 		}
-		branches = append(branches, fmt.Sprintf(`
+		with = append(with, fmt.Sprintf(`ev AS (
   SELECT x.member_id, %s
   FROM behavior_events x
   WHERE x.kind = ANY(%s::text[]) AND x.occurred_at > %s AND x.occurred_at <= %s%s
-  GROUP BY x.member_id`, strings.Join(cols, ", "), q.arg(pq.Array(allEventKinds)), lo, hi, filters))
+  GROUP BY x.member_id
+)`, strings.Join(cols, ", "), q.arg(pq.Array(allEventKinds)), lo, hi, filters))
+		joins = append(joins, "LEFT JOIN ev ON ev.member_id = m.id")
 	}
 	if fromOrders[0] || fromOrders[1] || fromOrders[2] {
 		var cols []string
 		for k := range dates {
+			// One count per date serves every list that reads orders.
+			cols = append(cols, countIf(inWindow(k, "x.paid_at"))+" AS "+col(k, 2))
 			for i := range lists {
-				col := zero
 				if fromOrders[i] {
-					col = countIf(inWindow(k, "x.paid_at"))
+					terms[k][i] = append(terms[k][i], "ord."+col(k, 2))
 				}
-				cols = append(cols, col)
 			}
-			cols = append(cols, zero)
 		}
-		branches = append(branches, fmt.Sprintf(`
+		with = append(with, fmt.Sprintf(`ord AS (
   SELECT x.member_id, %s
   FROM orders x
   WHERE x.status <> 'REFUNDED' AND x.paid_at > %s AND x.paid_at <= %s%s
-  GROUP BY x.member_id`, strings.Join(cols, ", "), lo, hi, filters))
+  GROUP BY x.member_id
+)`, strings.Join(cols, ", "), lo, hi, filters))
+		joins = append(joins, "LEFT JOIN ord ON ord.member_id = m.id")
 	}
 
-	var names []string
-	for k := range dates {
-		names = append(names, fmt.Sprintf("a%[1]d, i%[1]d, p%[1]d, sh%[1]d", k+1))
-	}
 	minPurchases := q.arg(m.LoyaltyMinPurchases)
-	var stages []string
+	out := stagesSQL{with: strings.Join(with, ", "), joins: strings.Join(joins, " ")}
 	for k := range dates {
-		loyal := fmt.Sprintf("sum(p%d) >= %s", k+1, minPurchases)
-		if m.LoyaltyRequireShare {
-			loyal += fmt.Sprintf(" AND sum(sh%d) > 0", k+1)
+		var sum [4]string
+		for c, ts := range terms[k] {
+			if len(ts) == 0 {
+				sum[c] = "0"
+				continue
+			}
+			for j, t := range ts {
+				ts[j] = "coalesce(" + t + ", 0)"
+			}
+			sum[c] = strings.Join(ts, " + ")
 		}
-		stages = append(stages, fmt.Sprintf(`
-    CASE WHEN %[2]s THEN 4 WHEN sum(p%[1]d) > 0 THEN 3 WHEN sum(i%[1]d) > 0 THEN 2
-      WHEN sum(a%[1]d) > 0 THEN 1 ELSE 0 END AS stage%[1]d`, k+1, loyal))
+		loyal := sum[2] + " >= " + minPurchases
+		if m.LoyaltyRequireShare {
+			loyal += " AND " + sum[3] + " > 0"
+		}
+		out.stage = append(out.stage, fmt.Sprintf(`CASE WHEN %s THEN 4 WHEN %s > 0 THEN 3 WHEN %s > 0 THEN 2 WHEN %s > 0 THEN 1 ELSE 0 END`,
+			loyal, sum[2], sum[1], sum[0]))
 	}
-	return fmt.Sprintf(`facts (member_id, %s) AS (%s
-), stages AS (
-  SELECT member_id,%s
-  FROM facts GROUP BY member_id
-)`, strings.Join(names, ", "), strings.Join(branches, "\n  UNION ALL"), strings.Join(stages, ","))
+	return out
 }
 
 // read runs fn in a read-only transaction of one snapshot (REPEATABLE
@@ -336,11 +357,11 @@ func (s *Service) AiplSnapshot(ctx context.Context, modelID int, at calendar.Dat
 
 func (s *Service) snapshot(ctx context.Context, tx *sql.Tx, m *ent.AiplModel, at calendar.Date) (Snapshot, error) {
 	q := &aiplQuery{}
-	cte := s.stagesCTE(q, m, []calendar.Date{at}, 0)
+	st := s.stagesQuery(q, m, []calendar.Date{at}, 0)
 	_, hi := s.window(m, at)
-	query := "WITH " + cte + `
-SELECT coalesce(s.stage1, 0), count(*)
-FROM members m LEFT JOIN stages s ON s.member_id = m.id
+	query := "WITH " + st.with + `
+SELECT ` + st.stage[0] + `, count(*)
+FROM members m ` + st.joins + `
 WHERE ` + population(q.arg(hi)) + `
 GROUP BY 1`
 	rows, err := tx.QueryContext(ctx, query, q.args...)
@@ -350,10 +371,14 @@ GROUP BY 1`
 	defer rows.Close()
 	sn := Snapshot{At: at}
 	for rows.Next() {
-		var stage int
+		var i int
 		var n int64
-		if err := rows.Scan(&stage, &n); err != nil {
+		if err := rows.Scan(&i, &n); err != nil {
 			return Snapshot{}, fmt.Errorf("reading AIPL snapshot: %w", err)
+		}
+		stage, err := stageAt(i)
+		if err != nil {
+			return Snapshot{}, err
 		}
 		sn.add(stage, n)
 	}
@@ -442,16 +467,16 @@ func (s *Service) AiplFlow(ctx context.Context, modelID int, from, to calendar.D
 		return nil, err
 	}
 	q := &aiplQuery{}
-	cte := s.stagesCTE(q, m, []calendar.Date{from, to}, 0)
+	st := s.stagesQuery(q, m, []calendar.Date{from, to}, 0)
 	_, hiFrom := s.window(m, from)
 	_, hiTo := s.window(m, to)
-	query := "WITH " + cte + `
-SELECT CASE WHEN m.registered_at < ` + q.arg(hiFrom) + ` THEN coalesce(s.stage1, 0) ELSE 0 END AS f,
-  coalesce(s.stage2, 0) AS t, count(*)
-FROM members m LEFT JOIN stages s ON s.member_id = m.id
+	query := "WITH " + st.with + `
+SELECT CASE WHEN m.registered_at < ` + q.arg(hiFrom) + ` THEN ` + st.stage[0] + ` ELSE 0 END AS f,
+  ` + st.stage[1] + ` AS t, count(*)
+FROM members m ` + st.joins + `
 WHERE ` + population(q.arg(hiTo)) + `
 GROUP BY 1, 2 ORDER BY 1, 2`
-	var out []Flow
+	out := []Flow{}
 	err = s.read(ctx, func(tx *sql.Tx) error {
 		rows, err := tx.QueryContext(ctx, query, q.args...)
 		if err != nil {
@@ -464,7 +489,15 @@ GROUP BY 1, 2 ORDER BY 1, 2`
 			if err := rows.Scan(&f, &t, &n); err != nil {
 				return fmt.Errorf("reading AIPL flow: %w", err)
 			}
-			out = append(out, Flow{From: aiplStages[f], To: aiplStages[t], Members: n})
+			fs, err := stageAt(f)
+			if err != nil {
+				return err
+			}
+			ts, err := stageAt(t)
+			if err != nil {
+				return err
+			}
+			out = append(out, Flow{From: fs, To: ts, Members: n})
 		}
 		if err := rows.Err(); err != nil {
 			return fmt.Errorf("reading AIPL flow: %w", err)
@@ -486,11 +519,11 @@ func (s *Service) AiplMemberStage(ctx context.Context, modelID, memberID int, at
 		return "", err
 	}
 	q := &aiplQuery{}
-	cte := s.stagesCTE(q, m, []calendar.Date{at}, memberID)
+	st := s.stagesQuery(q, m, []calendar.Date{at}, memberID)
 	_, hi := s.window(m, at)
-	query := "WITH " + cte + `
-SELECT CASE WHEN ` + population(q.arg(hi)) + ` THEN coalesce(s.stage1, 0) ELSE 0 END
-FROM members m LEFT JOIN stages s ON s.member_id = m.id
+	query := "WITH " + st.with + `
+SELECT CASE WHEN ` + population(q.arg(hi)) + ` THEN ` + st.stage[0] + ` ELSE 0 END
+FROM members m ` + st.joins + `
 WHERE m.id = ` + q.arg(memberID)
 	var stage int
 	switch err := s.sql.QueryRowContext(ctx, query, q.args...).Scan(&stage); {
@@ -499,7 +532,7 @@ WHERE m.id = ` + q.arg(memberID)
 	case err != nil:
 		return "", fmt.Errorf("computing AIPL stage: %w", err)
 	}
-	return aiplStages[stage], nil
+	return stageAt(stage)
 }
 
 // AiplStageMembers returns the ids, ascending, of the members at one of
@@ -521,27 +554,33 @@ func (s *Service) AiplStageMembers(ctx context.Context, modelID int, at calendar
 		return []int{}, nil
 	}
 	q := &aiplQuery{}
-	cte := s.stagesCTE(q, m, []calendar.Date{at}, 0)
+	st := s.stagesQuery(q, m, []calendar.Date{at}, 0)
 	_, hi := s.window(m, at)
-	query := "WITH " + cte + `
-SELECT m.id FROM members m LEFT JOIN stages s ON s.member_id = m.id
-WHERE ` + population(q.arg(hi)) + ` AND coalesce(s.stage, 0) = ANY(` + q.arg(pq.Array(idx)) + `::integer[])
+	query := "WITH " + st.with + `
+SELECT m.id FROM members m ` + st.joins + `
+WHERE ` + population(q.arg(hi)) + ` AND ` + st.stage[0] + ` = ANY(` + q.arg(pq.Array(idx)) + `::integer[])
 ORDER BY m.id`
-	rows, err := s.sql.QueryContext(ctx, query, q.args...)
-	if err != nil {
-		return nil, fmt.Errorf("listing AIPL stage members: %w", err)
-	}
-	defer rows.Close()
 	out := []int{}
-	for rows.Next() {
-		var id int
-		if err := rows.Scan(&id); err != nil {
-			return nil, fmt.Errorf("reading AIPL stage members: %w", err)
+	err = s.read(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, query, q.args...)
+		if err != nil {
+			return fmt.Errorf("listing AIPL stage members: %w", err)
 		}
-		out = append(out, id)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("reading AIPL stage members: %w", err)
+		defer rows.Close()
+		for rows.Next() {
+			var id int
+			if err := rows.Scan(&id); err != nil {
+				return fmt.Errorf("reading AIPL stage members: %w", err)
+			}
+			out = append(out, id)
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("reading AIPL stage members: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }

@@ -121,6 +121,7 @@ func defaultAipl(name string) analytics.CreateAiplInput {
 }
 
 func TestAipl(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	w.seed(t)
 	ctx := context.Background()
@@ -287,6 +288,7 @@ func TestAipl(t *testing.T) {
 // Adding events and orders moves one member up the funnel, one stage at a
 // time; a REFUNDED order and an event outside the channel do not count.
 func TestAiplMemberClimbs(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	ctx := context.Background()
 	m := w.aiplModel(t, func() analytics.CreateAiplInput {
@@ -348,6 +350,7 @@ func TestAiplMemberClimbs(t *testing.T) {
 }
 
 func TestAiplErrors(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	ctx := context.Background()
 	m := w.aiplModel(t, defaultAipl("errors"))

@@ -6,16 +6,18 @@
 //
 // # RFM
 //
-// ComputeRfm takes the model's orders of the last window_days days up to
-// now (not REFUNDED; within the model's business units and channels when
-// it names any) and gives every ACTIVE or FROZEN member with at least one
+// ComputeRfm takes the model's orders paid in the last window_days days
+// (not REFUNDED; within the model's business units and channels when it
+// names any) and gives every ACTIVE or FROZEN member with at least one
 // such order a result: R = business-zone calendar days from the day of the
-// last such order to today (0: bought today), F = the number of such
-// orders, M = the sum of amount − refunded_amount over them (fen). Each of
-// R, F and M is split by the mean or the median over those members, or by
-// the model's custom values; a value equal to the split counts as high (R
-// is high when it is at most the split, F and M when they are at least
-// it). The three high/low answers pick one of the eight segments.
+// last such order to today (0: bought today; an order stamped after now,
+// by a till whose clock runs ahead, counts as today too), F = the number
+// of such orders, M = the sum of amount − refunded_amount over them
+// (fen). Each of R, F and M is split by the mean or the median over those
+// members, or by the model's custom values; a value equal to the split
+// counts as high (R is high when it is at most the split, F and M when
+// they are at least it). The three high/low answers pick one of the eight
+// segments.
 //
 // The whole computation is one transaction: the model row is locked first
 // (FOR UPDATE, so two computations of one model run one after the other),
@@ -36,8 +38,11 @@
 // purchases, and a SHARE event in the window when loyalty_require_share),
 // PURCHASE (a purchase), INTEREST, AWARENESS, else NONE. Every count is
 // over the members who are ACTIVE or FROZEN now and registered before
-// end(D). Each answer for one date (or, for a flow, one pair of dates) is
-// one SQL statement.
+// end(D); in a flow, members registered after the first date count as
+// NONE on it. Each answer for one date (for a flow, one pair of dates) is
+// one SQL statement, reading events through behavior_events_kind (kind,
+// occurred_at, member_id) and orders through their paid_at index; a
+// trend's statements share one read-only snapshot of the database.
 package analytics
 
 import (

@@ -8,7 +8,6 @@ import (
 	"github.com/onemember/onemember/ent/schema/enum"
 	"github.com/onemember/onemember/internal/jobqueue"
 	"github.com/onemember/onemember/internal/platform/database"
-	"github.com/onemember/onemember/internal/platform/fault"
 )
 
 // QueueRfm queues the COMPUTE_RFM job of a model; while one is queued or
@@ -16,7 +15,7 @@ import (
 func (s *Service) QueueRfm(ctx context.Context, jobs *jobqueue.Queue, modelID int, staffID *int) (*ent.Job, error) {
 	m, err := s.db.RfmModel.Get(ctx, modelID)
 	if ent.IsNotFound(err) {
-		return nil, fault.New(fault.NotFound, "no such RFM model")
+		return nil, ErrRfmModelNotFound
 	}
 	if err != nil {
 		return nil, err

@@ -156,33 +156,36 @@ func missingIDs(want, found []int) []string {
 	return out
 }
 
-// rfmSegments is the segment of each combination of low answers, indexed
-// by (R low) + 2·(F low) + 4·(M low): the table of DOMAIN.md, and the
-// order of enum.RfmSegment.
-var rfmSegments = [8]enum.RfmSegment{
-	enum.RfmImportantValue,   // R high, F high, M high
-	enum.RfmImportantKeep,    // R low,  F high, M high
-	enum.RfmImportantDevelop, // R high, F low,  M high
-	enum.RfmImportantRetain,  // R low,  F low,  M high
-	enum.RfmGeneralValue,     // R high, F high, M low
-	enum.RfmGeneralKeep,      // R low,  F high, M low
-	enum.RfmGeneralDevelop,   // R high, F low,  M low
-	enum.RfmGeneralRetain,    // R low,  F low,  M low
+// segmentOf is the segment of the three high/low answers (DOMAIN.md).
+func segmentOf(rHigh, fHigh, mHigh bool) enum.RfmSegment {
+	switch {
+	case fHigh && mHigh && rHigh:
+		return enum.RfmImportantValue
+	case fHigh && mHigh:
+		return enum.RfmImportantKeep
+	case mHigh && rHigh:
+		return enum.RfmImportantDevelop
+	case mHigh:
+		return enum.RfmImportantRetain
+	case fHigh && rHigh:
+		return enum.RfmGeneralValue
+	case fHigh:
+		return enum.RfmGeneralKeep
+	case rHigh:
+		return enum.RfmGeneralDevelop
+	default:
+		return enum.RfmGeneralRetain
+	}
 }
 
-// segmentOf is the segment of the three high/low answers.
-func segmentOf(rHigh, fHigh, mHigh bool) enum.RfmSegment {
-	i := 0
-	if !rHigh {
-		i++
+// segmentsByLows lists segmentOf by the index the SQL computes:
+// 1 + (R low) + 2·(F low) + 4·(M low), as a text[] (1-based).
+func segmentsByLows() []string {
+	out := make([]string, 8)
+	for i := range out {
+		out[i] = string(segmentOf(i&1 == 0, i&2 == 0, i&4 == 0))
 	}
-	if !fHigh {
-		i += 2
-	}
-	if !mHigh {
-		i += 4
-	}
-	return rfmSegments[i]
+	return out
 }
 
 // computeRfmQuery is the whole computation in one statement. %[1]s is the
@@ -242,7 +245,7 @@ func (s *Service) ComputeRfm(ctx context.Context, modelID int) (int64, error) {
 			now.In(s.zone).AddDate(0, 0, -m.WindowDays),
 			today.String(),
 			s.zone.String(),
-			pq.Array(strs(rfmSegments[:])),
+			pq.Array(segmentsByLows()),
 			now,
 		}
 		arg := func(v any) string {
@@ -328,9 +331,10 @@ func (s *Service) RfmSegments(ctx context.Context, modelID int) ([]SegmentStat, 
 		return nil, fmt.Errorf("reading RFM segments: %w", err)
 	}
 	defer rows.Close()
-	out := make([]SegmentStat, len(rfmSegments))
-	for i, seg := range rfmSegments {
-		out[i].Segment = seg
+	segments := enum.RfmSegment("").Values()
+	out := make([]SegmentStat, len(segments))
+	for i, seg := range segments {
+		out[i].Segment = enum.RfmSegment(seg)
 	}
 	var total int64
 	for rows.Next() {
@@ -338,7 +342,7 @@ func (s *Service) RfmSegments(ctx context.Context, modelID int) ([]SegmentStat, 
 		if err := rows.Scan(&st.Segment, &st.Members, &st.AvgRecencyDays, &st.AvgFrequency, &st.AvgMonetary); err != nil {
 			return nil, fmt.Errorf("reading RFM segments: %w", err)
 		}
-		i := slices.Index(rfmSegments[:], st.Segment)
+		i := slices.Index(segments, string(st.Segment))
 		if i < 0 {
 			return nil, fmt.Errorf("RFM model %d has results in unknown segment %q", modelID, st.Segment)
 		}
@@ -373,7 +377,7 @@ FROM rfm_results WHERE member_id = $1 ORDER BY model_id`, memberID)
 		return nil, fmt.Errorf("reading member RFM: %w", err)
 	}
 	defer rows.Close()
-	var out []MemberRfm
+	out := []MemberRfm{}
 	for rows.Next() {
 		var r MemberRfm
 		if err := rows.Scan(&r.ModelID, &r.Segment, &r.RecencyDays, &r.Frequency, &r.Monetary); err != nil {

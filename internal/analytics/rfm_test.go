@@ -268,6 +268,7 @@ func (w *world) rfmModel(t *testing.T, in analytics.CreateRfmInput) *ent.RfmMode
 }
 
 func TestComputeRfm(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	w.seed(t)
 	ctx := context.Background()
@@ -358,6 +359,7 @@ WHERE status = 'PAID' AND paid_at > $1`, now.AddDate(0, 0, -20))
 }
 
 func TestComputeRfmEmptyAndUnknown(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	ctx := context.Background()
 	m := w.rfmModel(t, analytics.CreateRfmInput{Name: "nobody", WindowDays: 30, Split: analytics.RfmSplit{Mode: enum.RfmSplitMean}})
@@ -386,6 +388,7 @@ func TestComputeRfmEmptyAndUnknown(t *testing.T) {
 // Two computations of one model at once must not interleave their DELETE
 // and INSERT (a duplicate key) nor leave twice the rows.
 func TestComputeRfmConcurrent(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	w.seed(t)
 	m := w.rfmModel(t, analytics.CreateRfmInput{Name: "race", WindowDays: 365, Split: analytics.RfmSplit{Mode: enum.RfmSplitMedian}})

@@ -27,9 +27,11 @@ func TestSegmentOf(t *testing.T) {
 			t.Errorf("R %v F %v M %v: %s, want %s", c.r, c.f, c.m, got, c.want)
 		}
 	}
-	// SegmentStat order is the enum's.
-	if !slices.Equal(strs(rfmSegments[:]), enum.RfmSegment("").Values()) {
-		t.Errorf("segments %v are not in enum order", rfmSegments)
+	// The SQL's index: 1 + (R low) + 2·(F low) + 4·(M low).
+	want := []string{"IMPORTANT_VALUE", "IMPORTANT_KEEP", "IMPORTANT_DEVELOP", "IMPORTANT_RETAIN",
+		"GENERAL_VALUE", "GENERAL_KEEP", "GENERAL_DEVELOP", "GENERAL_RETAIN"}
+	if got := segmentsByLows(); !slices.Equal(got, want) {
+		t.Errorf("segments by lows %v, want %v", got, want)
 	}
 	if !slices.Equal(strs(aiplStages), enum.AiplStage("").Values()) {
 		t.Errorf("stages %v are not in enum order", aiplStages)

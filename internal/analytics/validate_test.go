@@ -11,6 +11,7 @@ import (
 )
 
 func TestCreateRfmModelValidation(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	ctx := context.Background()
 	valid := func(mod func(*analytics.CreateRfmInput)) analytics.CreateRfmInput {
@@ -91,6 +92,7 @@ func TestCreateRfmModelValidation(t *testing.T) {
 }
 
 func TestCreateAiplModelValidation(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	ctx := context.Background()
 	for _, c := range []struct {
