@@ -396,7 +396,7 @@ GROUP BY o.member_id HAVING count(*) >= $3`
 		query = `SELECT member_id FROM behavior_events WHERE kind = $4 AND occurred_at > $1
 AND ($2 = 0 OR business_unit_id = $2) GROUP BY member_id HAVING count(*) >= $3`
 	}
-	bm, err := s.scanMembers(ctx, query, since, bu, b.MinCount, string(b.Kind))
+	bm, err := scanMembers(ctx, s.sql, query, since, bu, b.MinCount, string(b.Kind))
 	if err != nil {
 		return nil, fmt.Errorf("counting behaviour: %w", err)
 	}
@@ -423,8 +423,10 @@ func (s *Service) aiplMembers(ctx context.Context, a *rule.AiplRule, today calen
 	return bm, nil
 }
 
-func (s *Service) scanMembers(ctx context.Context, query string, args ...any) (*roaring.Bitmap, error) {
-	rows, err := s.sql.QueryContext(ctx, query, args...)
+// scanMembers runs a query answering member ids (on q: the pool or a
+// transaction) into a bitmap of their ordinals.
+func scanMembers(ctx context.Context, q querier, query string, args ...any) (*roaring.Bitmap, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}

@@ -213,22 +213,7 @@ ON CONFLICT DO NOTHING`, id, pq.Array(ids(add))); err != nil {
 
 // tagBitmap reads a tag's members from the table (the index may lag).
 func (s *Service) tagBitmap(ctx context.Context, tx *ent.Tx, tagID int) (*roaring.Bitmap, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT member_id FROM member_tags WHERE tag_id = $1`, tagID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	bm := roaring.New()
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		if o, ok := Ordinal(int(id)); ok {
-			bm.Add(o)
-		}
-	}
-	return bm, rows.Err()
+	return scanMembers(ctx, tx, `SELECT member_id FROM member_tags WHERE tag_id = $1`, tagID)
 }
 
 func ids(bm *roaring.Bitmap) []int64 {
