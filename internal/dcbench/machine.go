@@ -1,17 +1,17 @@
 package dcbench
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"fmt"
 	"os"
-	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/onemember/onemember/internal/platform/procstat"
 )
 
 // Machine is what the report says about where it ran.
@@ -100,69 +100,23 @@ func loadAverage() string {
 	return strings.Join(f[:3], " ")
 }
 
-// clockTicks is USER_HZ, the unit of /proc CPU times: 100 on every Linux
-// architecture Go supports.
-const clockTicks = 100
-
 // cpuSnap is the CPU time used so far (in ticks) by this process, by each
-// process named postgres, and by the machine (busy and total over all
-// CPUs).
+// process named postgres (by pid), and by the machine.
 type cpuSnap struct {
-	at                       time.Time
-	self                     float64
-	pg                       map[string]float64
-	machineBusy, machineTime float64
-	machineCPUs              int
+	at      time.Time
+	self    float64
+	pg      map[string]float64
+	machine procstat.Machine
 }
 
+// readCPU takes a snapshot now; unreadable values count as zero.
 func readCPU() cpuSnap {
-	s := cpuSnap{at: time.Now(), self: procTicks("self"), pg: map[string]float64{}}
-	dirs, _ := filepath.Glob("/proc/[0-9]*")
-	for _, d := range dirs {
-		comm, err := os.ReadFile(filepath.Join(d, "comm"))
-		if err == nil && string(bytes.TrimSpace(comm)) == "postgres" {
-			s.pg[filepath.Base(d)] = procTicks(filepath.Base(d))
-		}
+	return cpuSnap{
+		at:      time.Now(),
+		self:    procstat.ProcessTicks("self"),
+		pg:      procstat.CommandTicks("postgres"),
+		machine: procstat.ReadMachine(),
 	}
-	if raw, err := os.ReadFile("/proc/stat"); err == nil {
-		for l := range strings.Lines(string(raw)) {
-			if len(l) > 3 && strings.HasPrefix(l, "cpu") && l[3] >= '0' && l[3] <= '9' {
-				s.machineCPUs++
-			}
-		}
-		line, _, _ := strings.Cut(string(raw), "\n")
-		f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal ...
-		if len(f) > 1 {
-			for i, v := range f[1:] {
-				n, _ := strconv.ParseFloat(v, 64)
-				s.machineTime += n
-				if i != 3 && i != 4 { // idle, iowait
-					s.machineBusy += n
-				}
-			}
-		}
-	}
-	return s
-}
-
-// procTicks is utime+stime of /proc/<pid>/stat.
-func procTicks(pid string) float64 {
-	raw, err := os.ReadFile(filepath.Join("/proc", pid, "stat"))
-	if err != nil {
-		return 0
-	}
-	// The command may contain spaces and parentheses: count from the last ')'.
-	i := bytes.LastIndexByte(raw, ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(string(raw[i+1:]))
-	if len(f) < 13 {
-		return 0
-	}
-	u, _ := strconv.ParseFloat(f[11], 64)
-	st, _ := strconv.ParseFloat(f[12], 64)
-	return u + st
 }
 
 // CPU is the processor time of one phase.
@@ -182,17 +136,17 @@ func since(before cpuSnap) CPU { return between(before, readCPU()) }
 
 // between is the CPU used between two snapshots.
 func between(before, now cpuSnap) CPU {
-	c := CPU{Wall: now.at.Sub(before.at), Self: (now.self - before.self) / clockTicks}
+	c := CPU{Wall: now.at.Sub(before.at), Self: (now.self - before.self) / procstat.TicksPerSecond}
 	for pid, t := range now.pg {
 		// A pid seen before is the same process unless its time went back.
 		if b, ok := before.pg[pid]; ok && b <= t {
 			t -= b
 		}
-		c.Postgres += t / clockTicks
+		c.Postgres += t / procstat.TicksPerSecond
 	}
-	if d := now.machineTime - before.machineTime; d > 0 {
-		// machineTime counts every CPU: the busy share times the CPUs.
-		c.MachineCores = (now.machineBusy - before.machineBusy) / d * float64(max(now.machineCPUs, 1))
+	if d := now.machine.Total - before.machine.Total; d > 0 {
+		// Total counts every CPU: the busy share times the CPUs.
+		c.MachineCores = (now.machine.Busy - before.machine.Busy) / d * float64(max(now.machine.CPUs, 1))
 	}
 	return c
 }
