@@ -16,7 +16,9 @@ import (
 	"github.com/onemember/onemember/ent/member"
 	"github.com/onemember/onemember/internal/apptest"
 	"github.com/onemember/onemember/internal/platform/gqlws"
+	"github.com/onemember/onemember/internal/platform/pgtest"
 	"github.com/onemember/onemember/internal/seed"
+	"github.com/onemember/onemember/migrations"
 )
 
 // seededMembers loads the demo organisation with n members (no history)
@@ -456,4 +458,34 @@ func TestDataCentreOperations(t *testing.T) {
 	if n := m360.Node; n.LifecycleStage != "NEW" || n.Aipl[0].Stage != "INTEREST" || len(n.Rfm) != 0 {
 		t.Fatalf("new member 360: %+v", n)
 	}
+}
+
+// A tag assigned through one replica reaches the bitmap index of another
+// within the 5 seconds the issue allows.
+func TestAudienceIndexAcrossReplicas(t *testing.T) {
+	dsn := pgtest.New(t, migrations.FS)
+	a := apptest.StartOn(t, dsn)
+	members := seededMembers(t, a, 30)
+	b := apptest.StartOn(t, dsn)
+	admin := a.AdminToken()
+	var tag struct {
+		CreateTag struct{ Tag struct{ ID string } }
+	}
+	a.Do(admin, apptest.Op(t, "CreateTag"), map[string]any{"input": map[string]any{"name": "跨副本", "category": "测试"}}).Decode(t, &tag)
+	ids := []string{gid(members[1].ID), gid(members[7].ID), gid(members[20].ID)}
+	a.Do(admin, apptest.Op(t, "AssignTags"), map[string]any{"memberIds": ids, "tagIds": []string{tag.CreateTag.Tag.ID}}).Decode(t, &struct{}{})
+	start := time.Now()
+	rule := map[string]any{"tag": map[string]any{"tagIds": []string{tag.CreateTag.Tag.ID}, "match": "ANY"}}
+	for {
+		var p struct{ PreviewAudience struct{ Size int } }
+		b.Do(b.AdminToken(), apptest.Op(t, "PreviewAudience"), map[string]any{"rule": rule}).Decode(t, &p)
+		if p.PreviewAudience.Size == len(ids) {
+			break
+		}
+		if time.Since(start) > 5*time.Second {
+			t.Fatalf("replica b still sees %d members after 5 s", p.PreviewAudience.Size)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("replica b saw the tag after %v", time.Since(start).Round(time.Millisecond))
 }

@@ -335,8 +335,9 @@ func (a *App) authenticate(next http.Handler) http.Handler {
 	})
 }
 
-// ready answers 200 when the database answers and every migration is
-// applied, so a load balancer only sends traffic to a usable replica.
+// ready answers 200 when the database answers, every migration is
+// applied and the audience indexes are built, so a load balancer only
+// sends traffic to a usable replica.
 func (a *App) ready(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
@@ -349,6 +350,12 @@ func (a *App) ready(w http.ResponseWriter, r *http.Request) {
 	// rolling deploy; an older one is not.
 	if err != nil || dirty || current < latest {
 		http.Error(w, fmt.Sprintf("migrations not applied (at %d of %d, dirty=%v)", current, latest, dirty), http.StatusServiceUnavailable)
+		return
+	}
+	select {
+	case <-a.Audiences.Index().Ready():
+	default:
+		http.Error(w, "audience indexes loading", http.StatusServiceUnavailable)
 		return
 	}
 	_, _ = w.Write([]byte("ready\n"))

@@ -34,7 +34,7 @@ var ageBands = []struct {
 // age band, province, tier (code; NONE without), source channel and
 // lifecycle stage. Buckets follow enum order; regions go by size.
 func (s *Service) Insight(ctx context.Context, members *roaring.Bitmap) (*Insight, error) {
-	if err := s.ready(); err != nil {
+	if err := s.ready(ctx); err != nil {
 		return nil, err
 	}
 	snap := s.index.snap()

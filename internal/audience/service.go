@@ -89,15 +89,28 @@ func New(d Deps) *Service {
 // Index is the service's bitmap index.
 func (s *Service) Index() *Index { return s.index }
 
-// ErrNotReady is a request before this replica's indexes are built.
+// ErrNotReady is a request that waited readyWait for this replica's
+// indexes to be built (a replica just started; /readyz says so too).
 var ErrNotReady = fault.New(fault.Conflict, "the audience indexes are still loading; try again in a few seconds")
 
-func (s *Service) ready() error {
+// readyWait is how long a request waits for the first build.
+const readyWait = 10 * time.Second
+
+func (s *Service) ready(ctx context.Context) error {
 	select {
 	case <-s.index.Ready():
 		return nil
 	default:
+	}
+	t := time.NewTimer(readyWait)
+	defer t.Stop()
+	select {
+	case <-s.index.Ready():
+		return nil
+	case <-t.C:
 		return ErrNotReady
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 
@@ -109,7 +122,7 @@ type Preview struct {
 
 // Preview evaluates a rule without saving it.
 func (s *Service) Preview(ctx context.Context, r *rule.Rule) (*Preview, error) {
-	if err := s.ready(); err != nil {
+	if err := s.ready(ctx); err != nil {
 		return nil, err
 	}
 	start := time.Now()
@@ -169,7 +182,7 @@ func (s *Service) Create(ctx context.Context, in CreateInput) (*ent.Audience, er
 	if err := in.validate(); err != nil {
 		return nil, err
 	}
-	if err := s.ready(); err != nil {
+	if err := s.ready(ctx); err != nil {
 		return nil, err
 	}
 	bm, err := s.Evaluate(ctx, in.Rule)
@@ -196,7 +209,7 @@ func (s *Service) Update(ctx context.Context, id int, in CreateInput) (*ent.Audi
 	if err := in.validate(); err != nil {
 		return nil, err
 	}
-	if err := s.ready(); err != nil {
+	if err := s.ready(ctx); err != nil {
 		return nil, err
 	}
 	return database.WithTx(ctx, s.db, func(tx *ent.Tx) (*ent.Audience, error) {
@@ -468,7 +481,7 @@ func (s *Service) RefreshHandler() jobqueue.Handler {
 		if err != nil {
 			return jobqueue.Permanent(err)
 		}
-		if err := s.waitReady(ctx); err != nil {
+		if err := s.ready(ctx); err != nil {
 			return err
 		}
 		_, err = s.recompute(ctx, id, func(tx *ent.Tx, size int64) error {
@@ -478,15 +491,6 @@ func (s *Service) RefreshHandler() jobqueue.Handler {
 			return run.Advance(ctx, tx, 1, size, 0)
 		})
 		return err
-	}
-}
-
-func (s *Service) waitReady(ctx context.Context) error {
-	select {
-	case <-s.index.Ready():
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
 	}
 }
 
@@ -536,8 +540,10 @@ func (s *Service) recompute(ctx context.Context, id int, done func(tx *ent.Tx, s
 // audiences are recomputed here whenever this replica's indexes changed
 // since the last pass and the result differs.
 func (s *Service) RefreshDue(ctx context.Context) (int64, error) {
-	if s.ready() != nil {
-		return 0, nil
+	select {
+	case <-s.index.Ready():
+	default:
+		return 0, nil // not built yet: the next pass
 	}
 	today := calendar.In(s.now(), s.zone)
 	list, err := s.db.Audience.Query().Where(entaudience.RefreshIn(enum.RefreshDaily, enum.RefreshOnChange),
@@ -637,7 +643,7 @@ type LifecycleStat struct {
 
 // LifecycleStats counts active members by lifecycle stage today.
 func (s *Service) LifecycleStats(ctx context.Context) ([]LifecycleStat, error) {
-	if err := s.ready(); err != nil {
+	if err := s.ready(ctx); err != nil {
 		return nil, err
 	}
 	snap := s.index.snap()

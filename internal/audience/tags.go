@@ -40,7 +40,7 @@ func (s *Service) CreateTag(ctx context.Context, in CreateTagInput, staffID *int
 		return nil, fault.Invalidf("input.category", "must be at most 50 characters")
 	}
 	if in.Rule != nil {
-		if err := s.ready(); err != nil {
+		if err := s.ready(ctx); err != nil {
 			return nil, err
 		}
 		if _, err := s.Evaluate(ctx, in.Rule); err != nil {
@@ -172,7 +172,7 @@ func (s *Service) RefreshTagHandler() jobqueue.Handler {
 		if err != nil {
 			return jobqueue.Permanent(err)
 		}
-		if err := s.waitReady(ctx); err != nil {
+		if err := s.ready(ctx); err != nil {
 			return err
 		}
 		t, err := s.db.Tag.Get(ctx, id)
