@@ -19,16 +19,24 @@ func TestCheckAgreesWithCommittedMigrations(t *testing.T) {
 	}
 }
 
-// Without the latest migration the folder lags the ent schema: Check must
-// say so.
+// Without the latest migration generated from the ent schema (and the
+// hand-written ones after it, which may build on it) the folder lags the
+// ent schema: Check must say so.
 func TestCheckCatchesAMissingMigration(t *testing.T) {
 	src := "../../../migrations"
 	files, _ := filepath.Glob(filepath.Join(src, "*.up.sql"))
-	if len(files) == 0 {
-		t.Fatal("no migrations found")
+	last := -1
+	for i, f := range files {
+		// Atlas writes a comment before every change it plans.
+		if b, _ := os.ReadFile(f); strings.Contains(string(b), `-- create "`) || strings.Contains(string(b), `-- modify "`) {
+			last = i
+		}
+	}
+	if last < 0 {
+		t.Fatal("no generated migrations found")
 	}
 	dir := t.TempDir()
-	for _, f := range files[:len(files)-1] {
+	for _, f := range files[:last] {
 		b, _ := os.ReadFile(f)
 		_ = os.WriteFile(filepath.Join(dir, filepath.Base(f)), b, 0o644)
 	}
