@@ -50,6 +50,7 @@ import (
 	"github.com/onemember/onemember/internal/platform/loader"
 	"github.com/onemember/onemember/internal/platform/migrate"
 	"github.com/onemember/onemember/internal/platform/obs"
+	"github.com/onemember/onemember/internal/prediction"
 	"github.com/onemember/onemember/internal/programme"
 	"github.com/onemember/onemember/internal/push"
 	"github.com/onemember/onemember/internal/tier"
@@ -87,6 +88,9 @@ type App struct {
 	Audiences *audience.Service
 	Analytics *analytics.Service
 	Jobs      *jobqueue.Queue
+	// Predictions fits BG/NBD and Gamma-Gamma on purchase histories
+	// (issue 8; not yet exposed in the API).
+	Predictions *prediction.Service
 	Zone *time.Location
 	auth *auth.Authenticator
 }
@@ -191,6 +195,7 @@ func build(cfg *config.Config, log *slog.Logger, db *sql.DB, opts Options) (*App
 	return &App{
 		Behavior: behavior.New(client, db, zone, now, behavior.Options{}),
 		Audiences: audiences, Analytics: an, Jobs: queue,
+		Predictions: prediction.New(client, db, zone, now, log.With("component", "predictions")),
 		Config: cfg, Log: log, SQL: db, DB: client, Metrics: obs.NewMetrics(db, counter.Total),
 		Statements: counter,
 		Sessions:   sessions, Accounts: accounts, Identity: ident, Ledger: ledgers, Tiers: tiers,
@@ -417,5 +422,6 @@ func (a *App) Maintenance() *jobs.Scheduler {
 		jobs.Job{Name: "member-changes-prune", Every: 10 * time.Minute, Run: a.Audiences.Index().Prune},
 		jobs.Job{Name: "audience-refresh", Every: time.Minute, Run: a.Audiences.RefreshDue},
 		jobs.Job{Name: "rule-tag-refresh", Every: time.Hour, Run: a.Audiences.RefreshRuleTags},
+		a.Predictions.Job(24*time.Hour),
 	)
 }
