@@ -22,21 +22,21 @@ import (
 	"entgo.io/ent/dialect"
 
 	"github.com/onemember/onemember/ent"
+	entidentity "github.com/onemember/onemember/ent/identity"
 	"github.com/onemember/onemember/ent/schema/enum"
 	"github.com/onemember/onemember/graph"
-	entidentity "github.com/onemember/onemember/ent/identity"
 	"github.com/onemember/onemember/internal/analytics"
 	"github.com/onemember/onemember/internal/audience"
 	"github.com/onemember/onemember/internal/auth"
-	"github.com/onemember/onemember/internal/behavior"
-	"github.com/onemember/onemember/internal/jobqueue"
 	"github.com/onemember/onemember/internal/auth/password"
 	"github.com/onemember/onemember/internal/auth/signedcode"
 	"github.com/onemember/onemember/internal/auth/token"
+	"github.com/onemember/onemember/internal/behavior"
 	"github.com/onemember/onemember/internal/coupon"
 	"github.com/onemember/onemember/internal/eventbus"
 	"github.com/onemember/onemember/internal/events"
 	"github.com/onemember/onemember/internal/identity"
+	"github.com/onemember/onemember/internal/jobqueue"
 	"github.com/onemember/onemember/internal/jobs"
 	"github.com/onemember/onemember/internal/ledger"
 	"github.com/onemember/onemember/internal/marketing"
@@ -91,8 +91,8 @@ type App struct {
 	// Predictions fits BG/NBD and Gamma-Gamma on purchase histories
 	// (issue 8; not yet exposed in the API).
 	Predictions *prediction.Service
-	Zone *time.Location
-	auth *auth.Authenticator
+	Zone        *time.Location
+	auth        *auth.Authenticator
 }
 
 // Options adjust wiring for tests.
@@ -193,10 +193,10 @@ func build(cfg *config.Config, log *slog.Logger, db *sql.DB, opts Options) (*App
 	queue.Register(enum.JobRefreshTag, audiences.RefreshTagHandler())
 	queue.Register(enum.JobComputeRfm, an.ComputeRfmHandler())
 	return &App{
-		Behavior: behavior.New(client, db, zone, now, behavior.Options{}),
+		Behavior:  behavior.New(client, db, zone, now, behavior.Options{}),
 		Audiences: audiences, Analytics: an, Jobs: queue,
 		Predictions: prediction.New(client, db, zone, now, log.With("component", "predictions")),
-		Config: cfg, Log: log, SQL: db, DB: client, Metrics: obs.NewMetrics(db, counter.Total),
+		Config:      cfg, Log: log, SQL: db, DB: client, Metrics: obs.NewMetrics(db, counter.Total),
 		Statements: counter,
 		Sessions:   sessions, Accounts: accounts, Identity: ident, Ledger: ledgers, Tiers: tiers,
 		Orders: order.New(client, ledgers, tiers, ident, order.Hooks{Coupons: coupons, Referrals: mkt},
