@@ -1018,6 +1018,13 @@ var (
 		Name:       "paid_membership_purchases",
 		Columns:    PaidMembershipPurchasesColumns,
 		PrimaryKey: []*schema.Column{PaidMembershipPurchasesColumns[0]},
+		Indexes: []*schema.Index{
+			{
+				Name:    "paidmembershippurchase_membership_id_period_start",
+				Unique:  false,
+				Columns: []*schema.Column{PaidMembershipPurchasesColumns[2], PaidMembershipPurchasesColumns[4]},
+			},
+		},
 	}
 	// PointsAllocationsColumns holds the columns for the "points_allocations" table.
 	PointsAllocationsColumns = []*schema.Column{
@@ -1097,6 +1104,11 @@ var (
 				Name:    "pointsentry_order_id",
 				Unique:  false,
 				Columns: []*schema.Column{PointsEntriesColumns[6]},
+			},
+			{
+				Name:    "pointsentry_kind_occurred_at",
+				Unique:  false,
+				Columns: []*schema.Column{PointsEntriesColumns[9], PointsEntriesColumns[8]},
 			},
 		},
 	}

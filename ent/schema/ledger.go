@@ -66,8 +66,13 @@ func (PointsEntry) Fields() []ent.Field {
 		field.Time("expires_at").Optional().Nillable().Immutable().Comment("expiry of the lot an earning created"),
 	)
 }
-func (PointsEntry) Edges() []ent.Edge               { return ledgerEntryEdges() }
-func (PointsEntry) Indexes() []ent.Index            { return ledgerEntryIndexes() }
+func (PointsEntry) Edges() []ent.Edge { return ledgerEntryEdges() }
+
+// Indexes: the ledger's, and burns and reversals by time for the cross-BU
+// settlement (internal/dashboard).
+func (PointsEntry) Indexes() []ent.Index {
+	return append(ledgerEntryIndexes(), index.Fields("kind", "occurred_at"))
+}
 func (PointsEntry) Annotations() []schema.Annotation { return ledgerAnnotations() }
 
 // PointsLot is points earned together, expiring together. Spending takes
@@ -93,7 +98,9 @@ func (PointsLot) Indexes() []ent.Index {
 	}
 }
 
-func (PointsLot) Annotations() []schema.Annotation { return []schema.Annotation{entgql.Skip(entgql.SkipAll)} }
+func (PointsLot) Annotations() []schema.Annotation {
+	return []schema.Annotation{entgql.Skip(entgql.SkipAll)}
+}
 
 // PointsAllocation records which lots a debit took points from (or a
 // reversal gave back to), so expiry, refunds and cross-BU settlement can be
@@ -125,8 +132,8 @@ func (GrowthEntry) Fields() []ent.Field {
 			Immutable().Annotations(entgql.Type("GrowthEntryKind")),
 	)
 }
-func (GrowthEntry) Edges() []ent.Edge               { return ledgerEntryEdges() }
-func (GrowthEntry) Indexes() []ent.Index            { return ledgerEntryIndexes() }
+func (GrowthEntry) Edges() []ent.Edge                { return ledgerEntryEdges() }
+func (GrowthEntry) Indexes() []ent.Index             { return ledgerEntryIndexes() }
 func (GrowthEntry) Annotations() []schema.Annotation { return ledgerAnnotations() }
 
 // StoredValueEntry is one line of the stored-value ledger (储值). amount is
@@ -144,6 +151,6 @@ func (StoredValueEntry) Fields() []ent.Field {
 			Comment("for a REFUND: the PAYMENT it restores"),
 	)
 }
-func (StoredValueEntry) Edges() []ent.Edge               { return ledgerEntryEdges() }
-func (StoredValueEntry) Indexes() []ent.Index            { return ledgerEntryIndexes() }
+func (StoredValueEntry) Edges() []ent.Edge                { return ledgerEntryEdges() }
+func (StoredValueEntry) Indexes() []ent.Index             { return ledgerEntryIndexes() }
 func (StoredValueEntry) Annotations() []schema.Annotation { return ledgerAnnotations() }

@@ -139,6 +139,11 @@ func (PaidMembershipPurchase) Fields() []ent.Field {
 	}
 }
 
+// Indexes: the sales aggregates ask which paid periods cover an order.
+func (PaidMembershipPurchase) Indexes() []ent.Index {
+	return []ent.Index{index.Fields("membership_id", "period_start")}
+}
+
 func (PaidMembershipPurchase) Annotations() []schema.Annotation {
 	return []schema.Annotation{entgql.Skip(entgql.SkipAll)}
 }

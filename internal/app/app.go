@@ -33,6 +33,7 @@ import (
 	"github.com/onemember/onemember/internal/auth/token"
 	"github.com/onemember/onemember/internal/behavior"
 	"github.com/onemember/onemember/internal/coupon"
+	"github.com/onemember/onemember/internal/dashboard"
 	"github.com/onemember/onemember/internal/eventbus"
 	"github.com/onemember/onemember/internal/events"
 	"github.com/onemember/onemember/internal/identity"
@@ -88,9 +89,11 @@ type App struct {
 	Audiences *audience.Service
 	Analytics *analytics.Service
 	Jobs      *jobqueue.Queue
-	// Predictions fits BG/NBD and Gamma-Gamma on purchase histories
-	// (issue 8; not yet exposed in the API).
+	// Predictions fits BG/NBD and Gamma-Gamma on purchase histories and
+	// Dashboard keeps the sales aggregates current (issue 8; neither is
+	// exposed in the API yet).
 	Predictions *prediction.Service
+	Dashboard   *dashboard.Service
 	Zone        *time.Location
 	auth        *auth.Authenticator
 }
@@ -196,6 +199,7 @@ func build(cfg *config.Config, log *slog.Logger, db *sql.DB, opts Options) (*App
 		Behavior:  behavior.New(client, db, zone, now, behavior.Options{}),
 		Audiences: audiences, Analytics: an, Jobs: queue,
 		Predictions: prediction.New(client, db, zone, now, log.With("component", "predictions")),
+		Dashboard:   dashboard.New(client, db, zone, now),
 		Config:      cfg, Log: log, SQL: db, DB: client, Metrics: obs.NewMetrics(db, counter.Total),
 		Statements: counter,
 		Sessions:   sessions, Accounts: accounts, Identity: ident, Ledger: ledgers, Tiers: tiers,
@@ -367,16 +371,19 @@ func (a *App) ready(w http.ResponseWriter, r *http.Request) {
 }
 
 // Background runs everything a serving replica runs besides HTTP: the
-// streams (RunStreams) and the periodic maintenance, until ctx ends.
+// streams (RunStreams), the sales aggregates' refresher and the periodic
+// maintenance, until ctx ends.
 // Events the jobs write wake the bus after their commits.
 func (a *App) Background(ctx context.Context) {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		a.RunStreams(ctx)
-	}()
+	var wg sync.WaitGroup
+	wg.Go(func() { a.RunStreams(ctx) })
+	wg.Go(func() {
+		if err := a.Dashboard.Run(ctx, 0, a.Log.With("component", "dashboard")); err != nil && ctx.Err() == nil {
+			a.Log.ErrorContext(ctx, "dashboard refresher stopped", "err", err)
+		}
+	})
 	a.Maintenance().Run(events.WithWaker(ctx, a.Bus))
-	<-done
+	wg.Wait()
 }
 
 // RunStreams runs what requests depend on, until ctx ends: the event bus,

@@ -40,7 +40,7 @@ func (s *Service) Import(ctx context.Context, name string, key listimport.Key, p
 		a, err := tx.Audience.Create().SetName(name).SetSource(entaudience.SourceIMPORT).
 			SetPriority(priority).SetRefresh(enum.RefreshStatic).Save(ctx)
 		if database.IsUniqueViolation(err) {
-			return nil, fault.New(fault.Conflict, fmt.Sprintf("an audience named %q exists", name))
+			return nil, nameTaken(name)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("saving audience: %w", err)

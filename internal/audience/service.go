@@ -55,6 +55,9 @@ type Service struct {
 
 	cacheMu sync.Mutex
 	cache   map[string]cached
+	// seen is the index version each ON_CHANGE audience was last
+	// recomputed at.
+	seen map[int]uint64
 
 	lifeMu    sync.Mutex
 	lifeCache lifeEntry
@@ -63,7 +66,7 @@ type Service struct {
 type cached struct {
 	bm  *roaring.Bitmap
 	at  time.Time
-	key int64 // computedKey for saved audiences, the version for "seen" marks
+	key int64 // computedKey, for saved audiences
 }
 
 // Deps are what a Service needs.
@@ -83,7 +86,7 @@ type Deps struct {
 // New returns a Service.
 func New(d Deps) *Service {
 	return &Service{db: d.DB, sql: d.SQL, index: d.Index, aipl: d.Aipl, jobs: d.Jobs, zone: d.Zone, now: d.Now,
-		phone: d.PhoneLookup, cache: map[string]cached{}}
+		phone: d.PhoneLookup, cache: map[string]cached{}, seen: map[int]uint64{}}
 }
 
 // Index is the service's bitmap index.
@@ -193,7 +196,7 @@ func (s *Service) Create(ctx context.Context, in CreateInput) (*ent.Audience, er
 		a, err := tx.Audience.Create().SetName(in.Name).SetSource(entaudience.SourceRULE).SetRule(in.Rule).
 			SetDependsOn(in.Rule.Audiences()).SetPriority(in.Priority).SetRefresh(in.Refresh).Save(ctx)
 		if database.IsUniqueViolation(err) {
-			return nil, fault.New(fault.Conflict, fmt.Sprintf("an audience named %q exists", in.Name))
+			return nil, nameTaken(in.Name)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("saving audience: %w", err)
@@ -233,12 +236,17 @@ func (s *Service) Update(ctx context.Context, id int, in CreateInput) (*ent.Audi
 		if _, err := tx.Audience.UpdateOneID(id).SetName(in.Name).SetRule(in.Rule).SetDependsOn(in.Rule.Audiences()).
 			SetPriority(in.Priority).SetRefresh(in.Refresh).Save(ctx); err != nil {
 			if database.IsUniqueViolation(err) {
-				return nil, fault.New(fault.Conflict, fmt.Sprintf("an audience named %q exists", in.Name))
+				return nil, nameTaken(in.Name)
 			}
 			return nil, err
 		}
 		return s.store(ctx, tx, id, bm)
 	})
+}
+
+// nameTaken is a second audience with the same name.
+func nameTaken(name string) error {
+	return fault.New(fault.Conflict, fmt.Sprintf("an audience named %q exists", name))
 }
 
 // ErrCycle is a rule whose saved audiences lead back to the audience.
@@ -579,11 +587,13 @@ func (s *Service) RefreshDue(ctx context.Context) (int64, error) {
 func (s *Service) seenVersion(id int) uint64 {
 	s.cacheMu.Lock()
 	defer s.cacheMu.Unlock()
-	return uint64(s.cache["seen:"+strconv.Itoa(id)].key)
+	return s.seen[id]
 }
 
 func (s *Service) markSeen(id int, v uint64) {
-	s.put("seen:"+strconv.Itoa(id), cached{at: s.now(), key: int64(v)})
+	s.cacheMu.Lock()
+	defer s.cacheMu.Unlock()
+	s.seen[id] = v
 }
 
 // Of lists the saved audiences the member is in, highest priority first

@@ -107,7 +107,11 @@ func TestTailerDeliversUnwokenCommit(t *testing.T) {
 	expectSeqs(t, control, m, 1)
 
 	e.emit(t, m, time.Now()) // no Wake
-	expectSeqs(t, s, m, 2)
+	// The tailer passes a row once every older transaction has ended, and
+	// transaction ids are shared by every database of the cluster: a long
+	// transaction in another package's test, running in parallel, holds
+	// it back. Hence the generous limit.
+	expectSeqsWithin(t, time.Minute, s, m, 2)
 	expectQuiet(t, control, 300*time.Millisecond)
 }
 

@@ -150,8 +150,14 @@ func subscribe(t *testing.T, b *eventbus.Bus, memberID int, after int64) *eventb
 // expectSeqs receives exactly the events with seqs want, in order.
 func expectSeqs(t *testing.T, s *eventbus.Subscription, memberID int, want ...int64) []eventbus.Event {
 	t.Helper()
+	return expectSeqsWithin(t, wait, s, memberID, want...)
+}
+
+// expectSeqsWithin is expectSeqs with its own time limit.
+func expectSeqsWithin(t *testing.T, limit time.Duration, s *eventbus.Subscription, memberID int, want ...int64) []eventbus.Event {
+	t.Helper()
 	got := make([]eventbus.Event, 0, len(want))
-	timeout := time.After(wait)
+	timeout := time.After(limit)
 	for len(got) < len(want) {
 		select {
 		case ev, ok := <-s.Events():
@@ -166,7 +172,7 @@ func expectSeqs(t *testing.T, s *eventbus.Subscription, memberID int, want ...in
 			}
 			got = append(got, ev)
 		case <-timeout:
-			t.Fatalf("got %d of %d events within %v (seqs %v)", len(got), len(want), wait, want)
+			t.Fatalf("got %d of %d events within %v (seqs %v)", len(got), len(want), limit, want)
 		}
 	}
 	return got

@@ -1,0 +1,10 @@
+DROP TRIGGER IF EXISTS orders_note_sales_update ON orders;
+DROP TRIGGER IF EXISTS orders_note_sales_insert ON orders;
+DROP FUNCTION IF EXISTS note_sales_update();
+DROP FUNCTION IF EXISTS note_sales_insert();
+DROP TABLE IF EXISTS sales_changes;
+DROP TABLE IF EXISTS sales_aggregate_cursor;
+DROP TABLE IF EXISTS store_targets;
+DROP TABLE IF EXISTS store_member_months;
+DROP TABLE IF EXISTS product_daily;
+DROP TABLE IF EXISTS sales_daily;
