@@ -303,9 +303,13 @@ func TestFiguresMatchRawOrders(t *testing.T) {
 		t.Fatalf("the overview did not change after a Refresh: %+v", after)
 	}
 	w.checkAll(t, targets)
-	if n, err := w.dash.Refresh(w.ctx); err != nil || n != 0 {
-		t.Fatalf("an idle Refresh recomputed %d keys (err %v)", n, err)
+	// An idle Refresh may recompute keys again: changes above the horizon
+	// are re-read until every older transaction of the cluster has ended
+	// (other packages' tests hold some), which must change nothing.
+	if _, err := w.dash.Refresh(w.ctx); err != nil {
+		t.Fatalf("an idle Refresh: %v", err)
 	}
+	w.checkAll(t, targets)
 	// A Rebuild gives the same figures as the refreshes did.
 	if err := w.dash.Rebuild(w.ctx); err != nil {
 		t.Fatalf("Rebuild: %v", err)
