@@ -133,11 +133,6 @@ func (r *mutationResolver) CreateTag(ctx context.Context, input model.CreateTagI
 	if err != nil {
 		return nil, err
 	}
-	if input.Rule != nil {
-		if _, err := r.AudienceService.QueueTagRefresh(ctx, t.ID, "created", staffID(ctx)); err != nil {
-			return nil, err
-		}
-	}
 	return &model.CreateTagPayload{Tag: t}, nil
 }
 

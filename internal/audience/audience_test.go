@@ -490,3 +490,26 @@ func TestRefreshDue(t *testing.T) {
 		t.Fatalf("%d refresh jobs the next day, want 1", n)
 	}
 }
+
+// A rule tag is saved with its first REFRESH_TAG job, in one transaction;
+// a rule that does not evaluate saves neither.
+func TestRuleTagQueuesItsRefresh(t *testing.T) {
+	w := newWorld(t, 20)
+	ctx := context.Background()
+	gold := &rule.Rule{Attribute: &rule.AttributeRule{Field: enum.AttrTier, Op: enum.OpEq, Values: []string{"GOLD"}}}
+	tag, err := w.svc.CreateTag(ctx, audience.CreateTagInput{Name: "gold", Rule: gold}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobs := w.db.Job.Query().AllX(ctx)
+	if len(jobs) != 1 || jobs[0].Kind != enum.JobRefreshTag || int(jobs[0].Params["tagId"].(float64)) != tag.ID {
+		t.Fatalf("jobs after creating a rule tag: %+v", jobs)
+	}
+	bad := &rule.Rule{Attribute: &rule.AttributeRule{Field: enum.AttrTier, Op: enum.OpEq, Values: []string{"NOPE"}}}
+	if _, err := w.svc.CreateTag(ctx, audience.CreateTagInput{Name: "bad", Rule: bad}, nil); fault.CodeOf(err) != fault.BadUserInput {
+		t.Fatalf("bad rule: %v", err)
+	}
+	if n := w.db.Tag.Query().CountX(ctx); n != 4 { // the world's three and gold
+		t.Fatalf("%d tags, want 4", n)
+	}
+}

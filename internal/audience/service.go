@@ -40,6 +40,7 @@ type Aipl interface {
 // Jobs queues background jobs (internal/jobqueue).
 type Jobs interface {
 	Enqueue(ctx context.Context, kind enum.JobKind, params map[string]any, idempotencyKey string, staffID *int) (*ent.Job, bool, error)
+	EnqueueInTx(ctx context.Context, tx *ent.Tx, kind enum.JobKind, params map[string]any, idempotencyKey string, staffID *int) (*ent.Job, bool, error)
 }
 
 // Service runs audiences and tags.

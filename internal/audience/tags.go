@@ -31,7 +31,8 @@ type CreateTagInput struct {
 }
 
 // CreateTag saves a tag. A RULE tag's rule is checked now and its members
-// are assigned by a REFRESH_TAG job (queued here, and every night).
+// are assigned by a REFRESH_TAG job, queued in the tag's transaction (and
+// again every day by RefreshRuleTags).
 func (s *Service) CreateTag(ctx context.Context, in CreateTagInput, staffID *int) (*ent.Tag, error) {
 	if in.Name == "" || len(in.Name) > 50 {
 		return nil, fault.Invalidf("input.name", "must be 1 to 50 characters")
@@ -59,16 +60,19 @@ func (s *Service) CreateTag(ctx context.Context, in CreateTagInput, staffID *int
 		if err != nil {
 			return nil, fmt.Errorf("saving tag: %w", err)
 		}
+		if in.Rule != nil {
+			if _, _, err := s.jobs.EnqueueInTx(ctx, tx, enum.JobRefreshTag, map[string]any{"tagId": t.ID},
+				tagRefreshKey(t.ID, "created"), staffID); err != nil {
+				return nil, err
+			}
+		}
 		return t, nil
 	})
 }
 
-// QueueTagRefresh queues the REFRESH_TAG job of a rule tag (key: one a
-// tag and period).
-func (s *Service) QueueTagRefresh(ctx context.Context, tagID int, period string, staffID *int) (*ent.Job, error) {
-	job, _, err := s.jobs.Enqueue(ctx, enum.JobRefreshTag, map[string]any{"tagId": tagID},
-		fmt.Sprintf("refresh-tag:%d:%s", tagID, period), staffID)
-	return job, err
+// tagRefreshKey names the REFRESH_TAG job of a tag and period: one each.
+func tagRefreshKey(tagID int, period string) string {
+	return fmt.Sprintf("refresh-tag:%d:%s", tagID, period)
 }
 
 // TagMembers is how many active members hold the tag (from the index).
@@ -238,7 +242,7 @@ func (s *Service) RefreshRuleTags(ctx context.Context) (int64, error) {
 		if t.RefreshedAt != nil && t.RefreshedAt.In(s.zone).Format("2006-01-02") == day {
 			continue
 		}
-		if _, err := s.QueueTagRefresh(ctx, t.ID, day, nil); err != nil {
+		if _, _, err := s.jobs.Enqueue(ctx, enum.JobRefreshTag, map[string]any{"tagId": t.ID}, tagRefreshKey(t.ID, day), nil); err != nil {
 			return n, err
 		}
 		n++

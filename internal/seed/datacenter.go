@@ -116,11 +116,7 @@ ON CONFLICT DO NOTHING`, pq.Array(ev.members), pq.Array(ev.kinds), pq.Array(ev.a
 			Segments: []enum.RfmSegment{enum.RfmImportantValue, enum.RfmImportantKeep}}}}}}); err != nil {
 		return err
 	}
-	ruleTag, err := a.Audiences.CreateTag(ctx, audience.CreateTagInput{Name: "金卡及以上", Category: "会员等级", Rule: goldUp}, nil)
-	if err != nil {
-		return err
-	}
-	_, err = a.Audiences.QueueTagRefresh(ctx, ruleTag.ID, "seed", nil)
+	_, err = a.Audiences.CreateTag(ctx, audience.CreateTagInput{Name: "金卡及以上", Category: "会员等级", Rule: goldUp}, nil)
 	return err
 }
 
