@@ -100,21 +100,9 @@ func (r *memberResolver) Rfm(ctx context.Context, obj *ent.Member) ([]*analytics
 }
 
 // Aipl is the resolver for the aipl field.
-func (r *memberResolver) Aipl(ctx context.Context, obj *ent.Member) ([]*model.MemberAipl, error) {
-	models, err := r.DB.AiplModel.Query().Order(ent.Asc(aiplmodel.FieldID)).All(ctx)
-	if err != nil {
-		return nil, err
-	}
-	today := calendar.In(time.Now(), r.Zone)
-	out := make([]*model.MemberAipl, 0, len(models))
-	for _, m := range models {
-		stage, err := r.Analytics.AiplMemberStage(ctx, m.ID, obj.ID, today)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, &model.MemberAipl{Model: m, Stage: stage})
-	}
-	return out, nil
+func (r *memberResolver) Aipl(ctx context.Context, obj *ent.Member) ([]*analytics.MemberStage, error) {
+	stages, err := r.Analytics.MemberStages(ctx, obj.ID)
+	return ptrs(stages), err
 }
 
 // Audiences is the resolver for the audiences field.

@@ -1251,7 +1251,7 @@ type MemberResolver interface {
 	Tags(ctx context.Context, obj *ent.Member) ([]*ent.Tag, error)
 	LifecycleStage(ctx context.Context, obj *ent.Member) (enum.LifecycleStage, error)
 	Rfm(ctx context.Context, obj *ent.Member) ([]*analytics.MemberRfm, error)
-	Aipl(ctx context.Context, obj *ent.Member) ([]*model.MemberAipl, error)
+	Aipl(ctx context.Context, obj *ent.Member) ([]*analytics.MemberStage, error)
 	Audiences(ctx context.Context, obj *ent.Member) ([]*ent.Audience, error)
 	Referral(ctx context.Context, obj *ent.Member) (*model.ReferralSummary, error)
 	Tier(ctx context.Context, obj *ent.Member) (*ent.Tier, error)
@@ -18045,8 +18045,8 @@ func (ec *executionContext) _Member_aipl(ctx context.Context, field graphql.Coll
 			return ec.Resolvers.Member().Aipl(ctx, obj)
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v []*model.MemberAipl) graphql.Marshaler {
-			return ec.marshalNMemberAipl2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐMemberAiplᚄ(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v []*analytics.MemberStage) graphql.Marshaler {
+			return ec.marshalNMemberAipl2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋanalyticsᚐMemberStageᚄ(ctx, selections, v)
 		},
 		true,
 		true,
@@ -18652,7 +18652,7 @@ func (ec *executionContext) fieldContext_Member_consents(_ context.Context, fiel
 	return fc, nil
 }
 
-func (ec *executionContext) _MemberAipl_model(ctx context.Context, field graphql.CollectedField, obj *model.MemberAipl) (ret graphql.Marshaler) {
+func (ec *executionContext) _MemberAipl_model(ctx context.Context, field graphql.CollectedField, obj *analytics.MemberStage) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -18684,7 +18684,7 @@ func (ec *executionContext) fieldContext_MemberAipl_model(_ context.Context, fie
 	return fc, nil
 }
 
-func (ec *executionContext) _MemberAipl_stage(ctx context.Context, field graphql.CollectedField, obj *model.MemberAipl) (ret graphql.Marshaler) {
+func (ec *executionContext) _MemberAipl_stage(ctx context.Context, field graphql.CollectedField, obj *analytics.MemberStage) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -42351,7 +42351,7 @@ func (ec *executionContext) _Member(ctx context.Context, sel ast.SelectionSet, o
 
 var memberAiplImplementors = []string{"MemberAipl"}
 
-func (ec *executionContext) _MemberAipl(ctx context.Context, sel ast.SelectionSet, obj *model.MemberAipl) graphql.Marshaler {
+func (ec *executionContext) _MemberAipl(ctx context.Context, sel ast.SelectionSet, obj *analytics.MemberStage) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, memberAiplImplementors)
 
 	out := graphql.NewFieldSet(fields)
@@ -48130,11 +48130,11 @@ func (ec *executionContext) unmarshalNMemberActionInput2githubᚗcomᚋonemember
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
-func (ec *executionContext) marshalNMemberAipl2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐMemberAiplᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.MemberAipl) graphql.Marshaler {
+func (ec *executionContext) marshalNMemberAipl2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋanalyticsᚐMemberStageᚄ(ctx context.Context, sel ast.SelectionSet, v []*analytics.MemberStage) graphql.Marshaler {
 	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
-		return ec.marshalNMemberAipl2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐMemberAipl(ctx, sel, v[i])
+		return ec.marshalNMemberAipl2ᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋanalyticsᚐMemberStage(ctx, sel, v[i])
 	})
 
 	for _, e := range ret {
@@ -48146,7 +48146,7 @@ func (ec *executionContext) marshalNMemberAipl2ᚕᚖgithubᚗcomᚋonememberᚋ
 	return ret
 }
 
-func (ec *executionContext) marshalNMemberAipl2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐMemberAipl(ctx context.Context, sel ast.SelectionSet, v *model.MemberAipl) graphql.Marshaler {
+func (ec *executionContext) marshalNMemberAipl2ᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋanalyticsᚐMemberStage(ctx context.Context, sel ast.SelectionSet, v *analytics.MemberStage) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "MemberAipl!")
 		return graphql.Null

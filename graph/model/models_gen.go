@@ -393,11 +393,6 @@ type MemberActionInput struct {
 	Reason   string `json:"reason"`
 }
 
-type MemberAipl struct {
-	Model *ent.AiplModel `json:"model"`
-	Stage enum.AiplStage `json:"stage"`
-}
-
 type MemberAuthPayload struct {
 	AccessToken  string      `json:"accessToken"`
 	RefreshToken string      `json:"refreshToken"`

@@ -13,6 +13,7 @@ import (
 	"github.com/lib/pq"
 
 	"github.com/onemember/onemember/ent"
+	"github.com/onemember/onemember/ent/aiplmodel"
 	"github.com/onemember/onemember/ent/schema/enum"
 	"github.com/onemember/onemember/internal/platform/calendar"
 	"github.com/onemember/onemember/internal/platform/fault"
@@ -533,6 +534,31 @@ WHERE m.id = ` + q.arg(memberID)
 		return "", fmt.Errorf("computing AIPL stage: %w", err)
 	}
 	return stageAt(stage)
+}
+
+// MemberStage is a member's stage in one AIPL model.
+type MemberStage struct {
+	Model *ent.AiplModel
+	Stage enum.AiplStage
+}
+
+// MemberStages returns the member's stage today in every AIPL model, by
+// model id.
+func (s *Service) MemberStages(ctx context.Context, memberID int) ([]MemberStage, error) {
+	models, err := s.db.AiplModel.Query().Order(ent.Asc(aiplmodel.FieldID)).All(ctx)
+	if err != nil {
+		return nil, err
+	}
+	today := calendar.In(s.now(), s.zone)
+	out := make([]MemberStage, 0, len(models))
+	for _, m := range models {
+		stage, err := s.AiplMemberStage(ctx, m.ID, memberID, today)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, MemberStage{Model: m, Stage: stage})
+	}
+	return out, nil
 }
 
 // AiplStageMembers returns the ids, ascending, of the members at one of
