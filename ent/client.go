@@ -24,6 +24,8 @@ import (
 	"github.com/onemember/onemember/ent/auditlog"
 	"github.com/onemember/onemember/ent/benefit"
 	"github.com/onemember/onemember/ent/businessunit"
+	"github.com/onemember/onemember/ent/campaign"
+	"github.com/onemember/onemember/ent/campaignexecution"
 	"github.com/onemember/onemember/ent/consent"
 	"github.com/onemember/onemember/ent/coupon"
 	"github.com/onemember/onemember/ent/coupontemplate"
@@ -91,6 +93,10 @@ type Client struct {
 	Benefit *BenefitClient
 	// BusinessUnit is the client for interacting with the BusinessUnit builders.
 	BusinessUnit *BusinessUnitClient
+	// Campaign is the client for interacting with the Campaign builders.
+	Campaign *CampaignClient
+	// CampaignExecution is the client for interacting with the CampaignExecution builders.
+	CampaignExecution *CampaignExecutionClient
 	// Consent is the client for interacting with the Consent builders.
 	Consent *ConsentClient
 	// Coupon is the client for interacting with the Coupon builders.
@@ -191,6 +197,8 @@ func (c *Client) init() {
 	c.AuditLog = NewAuditLogClient(c.config)
 	c.Benefit = NewBenefitClient(c.config)
 	c.BusinessUnit = NewBusinessUnitClient(c.config)
+	c.Campaign = NewCampaignClient(c.config)
+	c.CampaignExecution = NewCampaignExecutionClient(c.config)
 	c.Consent = NewConsentClient(c.config)
 	c.Coupon = NewCouponClient(c.config)
 	c.CouponTemplate = NewCouponTemplateClient(c.config)
@@ -332,6 +340,8 @@ func (c *Client) Tx(ctx context.Context) (*Tx, error) {
 		AuditLog:               NewAuditLogClient(cfg),
 		Benefit:                NewBenefitClient(cfg),
 		BusinessUnit:           NewBusinessUnitClient(cfg),
+		Campaign:               NewCampaignClient(cfg),
+		CampaignExecution:      NewCampaignExecutionClient(cfg),
 		Consent:                NewConsentClient(cfg),
 		Coupon:                 NewCouponClient(cfg),
 		CouponTemplate:         NewCouponTemplateClient(cfg),
@@ -400,6 +410,8 @@ func (c *Client) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error) 
 		AuditLog:               NewAuditLogClient(cfg),
 		Benefit:                NewBenefitClient(cfg),
 		BusinessUnit:           NewBusinessUnitClient(cfg),
+		Campaign:               NewCampaignClient(cfg),
+		CampaignExecution:      NewCampaignExecutionClient(cfg),
 		Consent:                NewConsentClient(cfg),
 		Coupon:                 NewCouponClient(cfg),
 		CouponTemplate:         NewCouponTemplateClient(cfg),
@@ -470,15 +482,15 @@ func (c *Client) Close() error {
 func (c *Client) Use(hooks ...Hook) {
 	for _, n := range []interface{ Use(...Hook) }{
 		c.Account, c.Activity, c.ActivityRegistration, c.AiplModel, c.ApiClient,
-		c.Audience, c.AuditLog, c.Benefit, c.BusinessUnit, c.Consent, c.Coupon,
-		c.CouponTemplate, c.EarningRule, c.GrowthEntry, c.Identity, c.Job, c.LogCursor,
-		c.Lottery, c.LotteryDraw, c.LotteryPrize, c.MallItem, c.MallRedemption,
-		c.Member, c.MemberEvent, c.Notification, c.Order, c.OrderItem, c.OrderPayment,
-		c.OtpChallenge, c.PaidMembership, c.PaidMembershipPlan,
-		c.PaidMembershipPurchase, c.PointsAllocation, c.PointsEntry, c.PointsLot,
-		c.PromoCode, c.PromoRedemption, c.PushDelivery, c.PushDevice, c.Referral,
-		c.RefreshToken, c.Refund, c.RfmModel, c.Staff, c.Store, c.StoredValueEntry,
-		c.Tag, c.Tier, c.TierChange,
+		c.Audience, c.AuditLog, c.Benefit, c.BusinessUnit, c.Campaign,
+		c.CampaignExecution, c.Consent, c.Coupon, c.CouponTemplate, c.EarningRule,
+		c.GrowthEntry, c.Identity, c.Job, c.LogCursor, c.Lottery, c.LotteryDraw,
+		c.LotteryPrize, c.MallItem, c.MallRedemption, c.Member, c.MemberEvent,
+		c.Notification, c.Order, c.OrderItem, c.OrderPayment, c.OtpChallenge,
+		c.PaidMembership, c.PaidMembershipPlan, c.PaidMembershipPurchase,
+		c.PointsAllocation, c.PointsEntry, c.PointsLot, c.PromoCode, c.PromoRedemption,
+		c.PushDelivery, c.PushDevice, c.Referral, c.RefreshToken, c.Refund, c.RfmModel,
+		c.Staff, c.Store, c.StoredValueEntry, c.Tag, c.Tier, c.TierChange,
 	} {
 		n.Use(hooks...)
 	}
@@ -489,15 +501,15 @@ func (c *Client) Use(hooks ...Hook) {
 func (c *Client) Intercept(interceptors ...Interceptor) {
 	for _, n := range []interface{ Intercept(...Interceptor) }{
 		c.Account, c.Activity, c.ActivityRegistration, c.AiplModel, c.ApiClient,
-		c.Audience, c.AuditLog, c.Benefit, c.BusinessUnit, c.Consent, c.Coupon,
-		c.CouponTemplate, c.EarningRule, c.GrowthEntry, c.Identity, c.Job, c.LogCursor,
-		c.Lottery, c.LotteryDraw, c.LotteryPrize, c.MallItem, c.MallRedemption,
-		c.Member, c.MemberEvent, c.Notification, c.Order, c.OrderItem, c.OrderPayment,
-		c.OtpChallenge, c.PaidMembership, c.PaidMembershipPlan,
-		c.PaidMembershipPurchase, c.PointsAllocation, c.PointsEntry, c.PointsLot,
-		c.PromoCode, c.PromoRedemption, c.PushDelivery, c.PushDevice, c.Referral,
-		c.RefreshToken, c.Refund, c.RfmModel, c.Staff, c.Store, c.StoredValueEntry,
-		c.Tag, c.Tier, c.TierChange,
+		c.Audience, c.AuditLog, c.Benefit, c.BusinessUnit, c.Campaign,
+		c.CampaignExecution, c.Consent, c.Coupon, c.CouponTemplate, c.EarningRule,
+		c.GrowthEntry, c.Identity, c.Job, c.LogCursor, c.Lottery, c.LotteryDraw,
+		c.LotteryPrize, c.MallItem, c.MallRedemption, c.Member, c.MemberEvent,
+		c.Notification, c.Order, c.OrderItem, c.OrderPayment, c.OtpChallenge,
+		c.PaidMembership, c.PaidMembershipPlan, c.PaidMembershipPurchase,
+		c.PointsAllocation, c.PointsEntry, c.PointsLot, c.PromoCode, c.PromoRedemption,
+		c.PushDelivery, c.PushDevice, c.Referral, c.RefreshToken, c.Refund, c.RfmModel,
+		c.Staff, c.Store, c.StoredValueEntry, c.Tag, c.Tier, c.TierChange,
 	} {
 		n.Intercept(interceptors...)
 	}
@@ -524,6 +536,10 @@ func (c *Client) Mutate(ctx context.Context, m Mutation) (Value, error) {
 		return c.Benefit.mutate(ctx, m)
 	case *BusinessUnitMutation:
 		return c.BusinessUnit.mutate(ctx, m)
+	case *CampaignMutation:
+		return c.Campaign.mutate(ctx, m)
+	case *CampaignExecutionMutation:
+		return c.CampaignExecution.mutate(ctx, m)
 	case *ConsentMutation:
 		return c.Consent.mutate(ctx, m)
 	case *CouponMutation:
@@ -1979,6 +1995,336 @@ func (c *BusinessUnitClient) mutate(ctx context.Context, m *BusinessUnitMutation
 		return (&BusinessUnitDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
 	default:
 		return nil, fmt.Errorf("ent: unknown BusinessUnit mutation op: %q", m.Op())
+	}
+}
+
+// CampaignClient is a client for the Campaign schema.
+type CampaignClient struct {
+	config
+}
+
+// NewCampaignClient returns a client for the Campaign from the given config.
+func NewCampaignClient(c config) *CampaignClient {
+	return &CampaignClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `campaign.Hooks(f(g(h())))`.
+func (c *CampaignClient) Use(hooks ...Hook) {
+	c.hooks.Campaign = append(c.hooks.Campaign, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `campaign.Intercept(f(g(h())))`.
+func (c *CampaignClient) Intercept(interceptors ...Interceptor) {
+	c.inters.Campaign = append(c.inters.Campaign, interceptors...)
+}
+
+// Create returns a builder for creating a Campaign entity.
+func (c *CampaignClient) Create() *CampaignCreate {
+	mutation := newCampaignMutation(c.config, OpCreate)
+	return &CampaignCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of Campaign entities.
+func (c *CampaignClient) CreateBulk(builders ...*CampaignCreate) *CampaignCreateBulk {
+	return &CampaignCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *CampaignClient) MapCreateBulk(slice any, setFunc func(*CampaignCreate, int)) *CampaignCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &CampaignCreateBulk{err: fmt.Errorf("calling to CampaignClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*CampaignCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &CampaignCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for Campaign.
+func (c *CampaignClient) Update() *CampaignUpdate {
+	mutation := newCampaignMutation(c.config, OpUpdate)
+	return &CampaignUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *CampaignClient) UpdateOne(_m *Campaign) *CampaignUpdateOne {
+	mutation := newCampaignMutation(c.config, OpUpdateOne, withCampaign(_m))
+	return &CampaignUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *CampaignClient) UpdateOneID(id int) *CampaignUpdateOne {
+	mutation := newCampaignMutation(c.config, OpUpdateOne, withCampaignID(id))
+	return &CampaignUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for Campaign.
+func (c *CampaignClient) Delete() *CampaignDelete {
+	mutation := newCampaignMutation(c.config, OpDelete)
+	return &CampaignDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *CampaignClient) DeleteOne(_m *Campaign) *CampaignDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *CampaignClient) DeleteOneID(id int) *CampaignDeleteOne {
+	builder := c.Delete().Where(campaign.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &CampaignDeleteOne{builder}
+}
+
+// Query returns a query builder for Campaign.
+func (c *CampaignClient) Query() *CampaignQuery {
+	return &CampaignQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypeCampaign},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a Campaign entity by its id.
+func (c *CampaignClient) Get(ctx context.Context, id int) (*Campaign, error) {
+	return c.Query().Where(campaign.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *CampaignClient) GetX(ctx context.Context, id int) *Campaign {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// QueryAudience queries the audience edge of a Campaign.
+func (c *CampaignClient) QueryAudience(_m *Campaign) *AudienceQuery {
+	query := (&AudienceClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(campaign.Table, campaign.FieldID, id),
+			sqlgraph.To(audience.Table, audience.FieldID),
+			sqlgraph.Edge(sqlgraph.M2O, false, campaign.AudienceTable, campaign.AudienceColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
+// QueryExecutions queries the executions edge of a Campaign.
+func (c *CampaignClient) QueryExecutions(_m *Campaign) *CampaignExecutionQuery {
+	query := (&CampaignExecutionClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(campaign.Table, campaign.FieldID, id),
+			sqlgraph.To(campaignexecution.Table, campaignexecution.FieldID),
+			sqlgraph.Edge(sqlgraph.O2M, false, campaign.ExecutionsTable, campaign.ExecutionsColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
+// Hooks returns the client hooks.
+func (c *CampaignClient) Hooks() []Hook {
+	return c.hooks.Campaign
+}
+
+// Interceptors returns the client interceptors.
+func (c *CampaignClient) Interceptors() []Interceptor {
+	return c.inters.Campaign
+}
+
+func (c *CampaignClient) mutate(ctx context.Context, m *CampaignMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&CampaignCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&CampaignUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&CampaignUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&CampaignDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown Campaign mutation op: %q", m.Op())
+	}
+}
+
+// CampaignExecutionClient is a client for the CampaignExecution schema.
+type CampaignExecutionClient struct {
+	config
+}
+
+// NewCampaignExecutionClient returns a client for the CampaignExecution from the given config.
+func NewCampaignExecutionClient(c config) *CampaignExecutionClient {
+	return &CampaignExecutionClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `campaignexecution.Hooks(f(g(h())))`.
+func (c *CampaignExecutionClient) Use(hooks ...Hook) {
+	c.hooks.CampaignExecution = append(c.hooks.CampaignExecution, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `campaignexecution.Intercept(f(g(h())))`.
+func (c *CampaignExecutionClient) Intercept(interceptors ...Interceptor) {
+	c.inters.CampaignExecution = append(c.inters.CampaignExecution, interceptors...)
+}
+
+// Create returns a builder for creating a CampaignExecution entity.
+func (c *CampaignExecutionClient) Create() *CampaignExecutionCreate {
+	mutation := newCampaignExecutionMutation(c.config, OpCreate)
+	return &CampaignExecutionCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of CampaignExecution entities.
+func (c *CampaignExecutionClient) CreateBulk(builders ...*CampaignExecutionCreate) *CampaignExecutionCreateBulk {
+	return &CampaignExecutionCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *CampaignExecutionClient) MapCreateBulk(slice any, setFunc func(*CampaignExecutionCreate, int)) *CampaignExecutionCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &CampaignExecutionCreateBulk{err: fmt.Errorf("calling to CampaignExecutionClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*CampaignExecutionCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &CampaignExecutionCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for CampaignExecution.
+func (c *CampaignExecutionClient) Update() *CampaignExecutionUpdate {
+	mutation := newCampaignExecutionMutation(c.config, OpUpdate)
+	return &CampaignExecutionUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *CampaignExecutionClient) UpdateOne(_m *CampaignExecution) *CampaignExecutionUpdateOne {
+	mutation := newCampaignExecutionMutation(c.config, OpUpdateOne, withCampaignExecution(_m))
+	return &CampaignExecutionUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *CampaignExecutionClient) UpdateOneID(id int) *CampaignExecutionUpdateOne {
+	mutation := newCampaignExecutionMutation(c.config, OpUpdateOne, withCampaignExecutionID(id))
+	return &CampaignExecutionUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for CampaignExecution.
+func (c *CampaignExecutionClient) Delete() *CampaignExecutionDelete {
+	mutation := newCampaignExecutionMutation(c.config, OpDelete)
+	return &CampaignExecutionDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *CampaignExecutionClient) DeleteOne(_m *CampaignExecution) *CampaignExecutionDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *CampaignExecutionClient) DeleteOneID(id int) *CampaignExecutionDeleteOne {
+	builder := c.Delete().Where(campaignexecution.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &CampaignExecutionDeleteOne{builder}
+}
+
+// Query returns a query builder for CampaignExecution.
+func (c *CampaignExecutionClient) Query() *CampaignExecutionQuery {
+	return &CampaignExecutionQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypeCampaignExecution},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a CampaignExecution entity by its id.
+func (c *CampaignExecutionClient) Get(ctx context.Context, id int) (*CampaignExecution, error) {
+	return c.Query().Where(campaignexecution.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *CampaignExecutionClient) GetX(ctx context.Context, id int) *CampaignExecution {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// QueryCampaign queries the campaign edge of a CampaignExecution.
+func (c *CampaignExecutionClient) QueryCampaign(_m *CampaignExecution) *CampaignQuery {
+	query := (&CampaignClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(campaignexecution.Table, campaignexecution.FieldID, id),
+			sqlgraph.To(campaign.Table, campaign.FieldID),
+			sqlgraph.Edge(sqlgraph.M2O, true, campaignexecution.CampaignTable, campaignexecution.CampaignColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
+// QueryMember queries the member edge of a CampaignExecution.
+func (c *CampaignExecutionClient) QueryMember(_m *CampaignExecution) *MemberQuery {
+	query := (&MemberClient{config: c.config}).Query()
+	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
+		id := _m.ID
+		step := sqlgraph.NewStep(
+			sqlgraph.From(campaignexecution.Table, campaignexecution.FieldID, id),
+			sqlgraph.To(member.Table, member.FieldID),
+			sqlgraph.Edge(sqlgraph.M2O, false, campaignexecution.MemberTable, campaignexecution.MemberColumn),
+		)
+		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
+		return fromV, nil
+	}
+	return query
+}
+
+// Hooks returns the client hooks.
+func (c *CampaignExecutionClient) Hooks() []Hook {
+	return c.hooks.CampaignExecution
+}
+
+// Interceptors returns the client interceptors.
+func (c *CampaignExecutionClient) Interceptors() []Interceptor {
+	return c.inters.CampaignExecution
+}
+
+func (c *CampaignExecutionClient) mutate(ctx context.Context, m *CampaignExecutionMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&CampaignExecutionCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&CampaignExecutionUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&CampaignExecutionUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&CampaignExecutionDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown CampaignExecution mutation op: %q", m.Op())
 	}
 }
 
@@ -7898,23 +8244,24 @@ func (c *TierChangeClient) mutate(ctx context.Context, m *TierChangeMutation) (V
 type (
 	hooks struct {
 		Account, Activity, ActivityRegistration, AiplModel, ApiClient, Audience,
-		AuditLog, Benefit, BusinessUnit, Consent, Coupon, CouponTemplate, EarningRule,
-		GrowthEntry, Identity, Job, LogCursor, Lottery, LotteryDraw, LotteryPrize,
-		MallItem, MallRedemption, Member, MemberEvent, Notification, Order, OrderItem,
-		OrderPayment, OtpChallenge, PaidMembership, PaidMembershipPlan,
-		PaidMembershipPurchase, PointsAllocation, PointsEntry, PointsLot, PromoCode,
-		PromoRedemption, PushDelivery, PushDevice, Referral, RefreshToken, Refund,
-		RfmModel, Staff, Store, StoredValueEntry, Tag, Tier, TierChange []ent.Hook
+		AuditLog, Benefit, BusinessUnit, Campaign, CampaignExecution, Consent, Coupon,
+		CouponTemplate, EarningRule, GrowthEntry, Identity, Job, LogCursor, Lottery,
+		LotteryDraw, LotteryPrize, MallItem, MallRedemption, Member, MemberEvent,
+		Notification, Order, OrderItem, OrderPayment, OtpChallenge, PaidMembership,
+		PaidMembershipPlan, PaidMembershipPurchase, PointsAllocation, PointsEntry,
+		PointsLot, PromoCode, PromoRedemption, PushDelivery, PushDevice, Referral,
+		RefreshToken, Refund, RfmModel, Staff, Store, StoredValueEntry, Tag, Tier,
+		TierChange []ent.Hook
 	}
 	inters struct {
 		Account, Activity, ActivityRegistration, AiplModel, ApiClient, Audience,
-		AuditLog, Benefit, BusinessUnit, Consent, Coupon, CouponTemplate, EarningRule,
-		GrowthEntry, Identity, Job, LogCursor, Lottery, LotteryDraw, LotteryPrize,
-		MallItem, MallRedemption, Member, MemberEvent, Notification, Order, OrderItem,
-		OrderPayment, OtpChallenge, PaidMembership, PaidMembershipPlan,
-		PaidMembershipPurchase, PointsAllocation, PointsEntry, PointsLot, PromoCode,
-		PromoRedemption, PushDelivery, PushDevice, Referral, RefreshToken, Refund,
-		RfmModel, Staff, Store, StoredValueEntry, Tag, Tier,
+		AuditLog, Benefit, BusinessUnit, Campaign, CampaignExecution, Consent, Coupon,
+		CouponTemplate, EarningRule, GrowthEntry, Identity, Job, LogCursor, Lottery,
+		LotteryDraw, LotteryPrize, MallItem, MallRedemption, Member, MemberEvent,
+		Notification, Order, OrderItem, OrderPayment, OtpChallenge, PaidMembership,
+		PaidMembershipPlan, PaidMembershipPurchase, PointsAllocation, PointsEntry,
+		PointsLot, PromoCode, PromoRedemption, PushDelivery, PushDevice, Referral,
+		RefreshToken, Refund, RfmModel, Staff, Store, StoredValueEntry, Tag, Tier,
 		TierChange []ent.Interceptor
 	}
 )

@@ -21,6 +21,8 @@ import (
 	"github.com/onemember/onemember/ent/auditlog"
 	"github.com/onemember/onemember/ent/benefit"
 	"github.com/onemember/onemember/ent/businessunit"
+	"github.com/onemember/onemember/ent/campaign"
+	"github.com/onemember/onemember/ent/campaignexecution"
 	"github.com/onemember/onemember/ent/consent"
 	"github.com/onemember/onemember/ent/coupon"
 	"github.com/onemember/onemember/ent/coupontemplate"
@@ -130,6 +132,8 @@ func checkColumn(t, c string) error {
 			auditlog.Table:               auditlog.ValidColumn,
 			benefit.Table:                benefit.ValidColumn,
 			businessunit.Table:           businessunit.ValidColumn,
+			campaign.Table:               campaign.ValidColumn,
+			campaignexecution.Table:      campaignexecution.ValidColumn,
 			consent.Table:                consent.ValidColumn,
 			coupon.Table:                 coupon.ValidColumn,
 			coupontemplate.Table:         coupontemplate.ValidColumn,

@@ -4,8 +4,11 @@ package ent
 
 import (
 	"context"
+	"database/sql/driver"
+	"fmt"
 
 	"entgo.io/contrib/entgql"
+	"entgo.io/ent/dialect/sql"
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/onemember/onemember/ent/activity"
 	"github.com/onemember/onemember/ent/activityregistration"
@@ -15,6 +18,8 @@ import (
 	"github.com/onemember/onemember/ent/auditlog"
 	"github.com/onemember/onemember/ent/benefit"
 	"github.com/onemember/onemember/ent/businessunit"
+	"github.com/onemember/onemember/ent/campaign"
+	"github.com/onemember/onemember/ent/campaignexecution"
 	"github.com/onemember/onemember/ent/consent"
 	"github.com/onemember/onemember/ent/coupon"
 	"github.com/onemember/onemember/ent/coupontemplate"
@@ -957,6 +962,392 @@ func newBusinessUnitPaginateArgs(rv map[string]any) *businessunitPaginateArgs {
 	}
 	if v, ok := rv[whereField].(*BusinessUnitWhereInput); ok {
 		args.opts = append(args.opts, WithBusinessUnitFilter(v.Filter))
+	}
+	return args
+}
+
+// CollectFields tells the query-builder to eagerly load connected nodes by resolver context.
+func (_q *CampaignQuery) CollectFields(ctx context.Context, satisfies ...string) (*CampaignQuery, error) {
+	fc := graphql.GetFieldContext(ctx)
+	if fc == nil {
+		return _q, nil
+	}
+	if err := _q.collectField(ctx, false, graphql.GetOperationContext(ctx), fc.Field, nil, satisfies...); err != nil {
+		return nil, err
+	}
+	return _q, nil
+}
+
+func (_q *CampaignQuery) collectField(ctx context.Context, oneNode bool, opCtx *graphql.OperationContext, collected graphql.CollectedField, path []string, satisfies ...string) error {
+	path = append([]string(nil), path...)
+	var (
+		unknownSeen    bool
+		fieldSeen      = make(map[string]struct{}, len(campaign.Columns))
+		selectedFields = []string{campaign.FieldID}
+	)
+	for _, field := range graphql.CollectFields(opCtx, collected.Selections, satisfies) {
+		switch field.Name {
+
+		case "audience":
+			var (
+				alias = field.Alias
+				path  = append(path, alias)
+				query = (&AudienceClient{config: _q.config}).Query()
+			)
+			if err := query.collectField(ctx, oneNode, opCtx, field, path, mayAddCondition(satisfies, audienceImplementors)...); err != nil {
+				return err
+			}
+			_q.withAudience = query
+			if _, ok := fieldSeen[campaign.FieldAudienceID]; !ok {
+				selectedFields = append(selectedFields, campaign.FieldAudienceID)
+				fieldSeen[campaign.FieldAudienceID] = struct{}{}
+			}
+
+		case "executions":
+			var (
+				alias = field.Alias
+				path  = append(path, alias)
+				query = (&CampaignExecutionClient{config: _q.config}).Query()
+			)
+			args := newCampaignExecutionPaginateArgs(fieldArgs(ctx, nil, path...))
+			if err := validateFirstLast(args.first, args.last); err != nil {
+				return fmt.Errorf("validate first and last in path %q: %w", path, err)
+			}
+			pager, err := newCampaignExecutionPager(args.opts, args.last != nil)
+			if err != nil {
+				return fmt.Errorf("create new pager in path %q: %w", path, err)
+			}
+			if query, err = pager.applyFilter(query); err != nil {
+				return err
+			}
+			ignoredEdges := !hasCollectedField(ctx, append(path, edgesField)...)
+			if hasCollectedField(ctx, append(path, totalCountField)...) || hasCollectedField(ctx, append(path, pageInfoField)...) {
+				hasPagination := args.after != nil || args.first != nil || args.before != nil || args.last != nil
+				if hasPagination || ignoredEdges {
+					query := query.Clone()
+					_q.loadTotal = append(_q.loadTotal, func(ctx context.Context, nodes []*Campaign) error {
+						ids := make([]driver.Value, len(nodes))
+						for i := range nodes {
+							ids[i] = nodes[i].ID
+						}
+						var v []struct {
+							NodeID int `sql:"campaign_id"`
+							Count  int `sql:"count"`
+						}
+						query.Where(func(s *sql.Selector) {
+							s.Where(sql.InValues(s.C(campaign.ExecutionsColumn), ids...))
+						})
+						if err := query.GroupBy(campaign.ExecutionsColumn).Aggregate(Count()).Scan(ctx, &v); err != nil {
+							return err
+						}
+						m := make(map[int]int, len(v))
+						for i := range v {
+							m[v[i].NodeID] = v[i].Count
+						}
+						for i := range nodes {
+							n := m[nodes[i].ID]
+							if nodes[i].Edges.totalCount[1] == nil {
+								nodes[i].Edges.totalCount[1] = make(map[string]int)
+							}
+							nodes[i].Edges.totalCount[1][alias] = n
+						}
+						return nil
+					})
+				} else {
+					_q.loadTotal = append(_q.loadTotal, func(_ context.Context, nodes []*Campaign) error {
+						for i := range nodes {
+							n := len(nodes[i].Edges.Executions)
+							if nodes[i].Edges.totalCount[1] == nil {
+								nodes[i].Edges.totalCount[1] = make(map[string]int)
+							}
+							nodes[i].Edges.totalCount[1][alias] = n
+						}
+						return nil
+					})
+				}
+			}
+			if ignoredEdges || (args.first != nil && *args.first == 0) || (args.last != nil && *args.last == 0) {
+				continue
+			}
+			if query, err = pager.applyCursors(query, args.after, args.before); err != nil {
+				return err
+			}
+			path = append(path, edgesField, nodeField)
+			if field := collectedField(ctx, path...); field != nil {
+				if err := query.collectField(ctx, false, opCtx, *field, path, mayAddCondition(satisfies, campaignexecutionImplementors)...); err != nil {
+					return err
+				}
+			}
+			if limit := paginateLimit(args.first, args.last); limit > 0 {
+				if oneNode {
+					pager.applyOrder(query.Limit(limit))
+				} else {
+					modify := entgql.LimitPerRow(campaign.ExecutionsColumn, limit, pager.orderExpr(query))
+					query.modifiers = append(query.modifiers, modify)
+				}
+			} else {
+				query = pager.applyOrder(query)
+			}
+			_q.WithNamedExecutions(alias, func(wq *CampaignExecutionQuery) {
+				*wq = *query
+			})
+		case "createdAt":
+			if _, ok := fieldSeen[campaign.FieldCreatedAt]; !ok {
+				selectedFields = append(selectedFields, campaign.FieldCreatedAt)
+				fieldSeen[campaign.FieldCreatedAt] = struct{}{}
+			}
+		case "updatedAt":
+			if _, ok := fieldSeen[campaign.FieldUpdatedAt]; !ok {
+				selectedFields = append(selectedFields, campaign.FieldUpdatedAt)
+				fieldSeen[campaign.FieldUpdatedAt] = struct{}{}
+			}
+		case "name":
+			if _, ok := fieldSeen[campaign.FieldName]; !ok {
+				selectedFields = append(selectedFields, campaign.FieldName)
+				fieldSeen[campaign.FieldName] = struct{}{}
+			}
+		case "status":
+			if _, ok := fieldSeen[campaign.FieldStatus]; !ok {
+				selectedFields = append(selectedFields, campaign.FieldStatus)
+				fieldSeen[campaign.FieldStatus] = struct{}{}
+			}
+		case "startsAt":
+			if _, ok := fieldSeen[campaign.FieldStartsAt]; !ok {
+				selectedFields = append(selectedFields, campaign.FieldStartsAt)
+				fieldSeen[campaign.FieldStartsAt] = struct{}{}
+			}
+		case "endsAt":
+			if _, ok := fieldSeen[campaign.FieldEndsAt]; !ok {
+				selectedFields = append(selectedFields, campaign.FieldEndsAt)
+				fieldSeen[campaign.FieldEndsAt] = struct{}{}
+			}
+		case "maxPerMember":
+			if _, ok := fieldSeen[campaign.FieldMaxPerMember]; !ok {
+				selectedFields = append(selectedFields, campaign.FieldMaxPerMember)
+				fieldSeen[campaign.FieldMaxPerMember] = struct{}{}
+			}
+		case "frequencyCapDays":
+			if _, ok := fieldSeen[campaign.FieldFrequencyCapDays]; !ok {
+				selectedFields = append(selectedFields, campaign.FieldFrequencyCapDays)
+				fieldSeen[campaign.FieldFrequencyCapDays] = struct{}{}
+			}
+		case "budget":
+			if _, ok := fieldSeen[campaign.FieldBudget]; !ok {
+				selectedFields = append(selectedFields, campaign.FieldBudget)
+				fieldSeen[campaign.FieldBudget] = struct{}{}
+			}
+		case "spent":
+			if _, ok := fieldSeen[campaign.FieldSpent]; !ok {
+				selectedFields = append(selectedFields, campaign.FieldSpent)
+				fieldSeen[campaign.FieldSpent] = struct{}{}
+			}
+		case "holdoutPercent":
+			if _, ok := fieldSeen[campaign.FieldHoldoutPercent]; !ok {
+				selectedFields = append(selectedFields, campaign.FieldHoldoutPercent)
+				fieldSeen[campaign.FieldHoldoutPercent] = struct{}{}
+			}
+		case "attributionDays":
+			if _, ok := fieldSeen[campaign.FieldAttributionDays]; !ok {
+				selectedFields = append(selectedFields, campaign.FieldAttributionDays)
+				fieldSeen[campaign.FieldAttributionDays] = struct{}{}
+			}
+		case "priority":
+			if _, ok := fieldSeen[campaign.FieldPriority]; !ok {
+				selectedFields = append(selectedFields, campaign.FieldPriority)
+				fieldSeen[campaign.FieldPriority] = struct{}{}
+			}
+		case "activatedAt":
+			if _, ok := fieldSeen[campaign.FieldActivatedAt]; !ok {
+				selectedFields = append(selectedFields, campaign.FieldActivatedAt)
+				fieldSeen[campaign.FieldActivatedAt] = struct{}{}
+			}
+		case "id":
+		case "__typename":
+		default:
+			unknownSeen = true
+		}
+	}
+	if !unknownSeen {
+		_q.Select(selectedFields...)
+	}
+	return nil
+}
+
+type campaignPaginateArgs struct {
+	first, last   *int
+	after, before *Cursor
+	opts          []CampaignPaginateOption
+}
+
+func newCampaignPaginateArgs(rv map[string]any) *campaignPaginateArgs {
+	args := &campaignPaginateArgs{}
+	if rv == nil {
+		return args
+	}
+	if v := rv[firstField]; v != nil {
+		args.first = v.(*int)
+	}
+	if v := rv[lastField]; v != nil {
+		args.last = v.(*int)
+	}
+	if v := rv[afterField]; v != nil {
+		args.after = v.(*Cursor)
+	}
+	if v := rv[beforeField]; v != nil {
+		args.before = v.(*Cursor)
+	}
+	if v, ok := rv[orderByField]; ok {
+		switch v := v.(type) {
+		case map[string]any:
+			var (
+				err1, err2 error
+				order      = &CampaignOrder{Field: &CampaignOrderField{}, Direction: entgql.OrderDirectionAsc}
+			)
+			if d, ok := v[directionField]; ok {
+				err1 = order.Direction.UnmarshalGQL(d)
+			}
+			if f, ok := v[fieldField]; ok {
+				err2 = order.Field.UnmarshalGQL(f)
+			}
+			if err1 == nil && err2 == nil {
+				args.opts = append(args.opts, WithCampaignOrder(order))
+			}
+		case *CampaignOrder:
+			if v != nil {
+				args.opts = append(args.opts, WithCampaignOrder(v))
+			}
+		}
+	}
+	return args
+}
+
+// CollectFields tells the query-builder to eagerly load connected nodes by resolver context.
+func (_q *CampaignExecutionQuery) CollectFields(ctx context.Context, satisfies ...string) (*CampaignExecutionQuery, error) {
+	fc := graphql.GetFieldContext(ctx)
+	if fc == nil {
+		return _q, nil
+	}
+	if err := _q.collectField(ctx, false, graphql.GetOperationContext(ctx), fc.Field, nil, satisfies...); err != nil {
+		return nil, err
+	}
+	return _q, nil
+}
+
+func (_q *CampaignExecutionQuery) collectField(ctx context.Context, oneNode bool, opCtx *graphql.OperationContext, collected graphql.CollectedField, path []string, satisfies ...string) error {
+	path = append([]string(nil), path...)
+	var (
+		unknownSeen    bool
+		fieldSeen      = make(map[string]struct{}, len(campaignexecution.Columns))
+		selectedFields = []string{campaignexecution.FieldID}
+	)
+	for _, field := range graphql.CollectFields(opCtx, collected.Selections, satisfies) {
+		switch field.Name {
+
+		case "campaign":
+			var (
+				alias = field.Alias
+				path  = append(path, alias)
+				query = (&CampaignClient{config: _q.config}).Query()
+			)
+			if err := query.collectField(ctx, oneNode, opCtx, field, path, mayAddCondition(satisfies, campaignImplementors)...); err != nil {
+				return err
+			}
+			_q.withCampaign = query
+			if _, ok := fieldSeen[campaignexecution.FieldCampaignID]; !ok {
+				selectedFields = append(selectedFields, campaignexecution.FieldCampaignID)
+				fieldSeen[campaignexecution.FieldCampaignID] = struct{}{}
+			}
+
+		case "member":
+			var (
+				alias = field.Alias
+				path  = append(path, alias)
+				query = (&MemberClient{config: _q.config}).Query()
+			)
+			if err := query.collectField(ctx, oneNode, opCtx, field, path, mayAddCondition(satisfies, memberImplementors)...); err != nil {
+				return err
+			}
+			_q.withMember = query
+			if _, ok := fieldSeen[campaignexecution.FieldMemberID]; !ok {
+				selectedFields = append(selectedFields, campaignexecution.FieldMemberID)
+				fieldSeen[campaignexecution.FieldMemberID] = struct{}{}
+			}
+		case "status":
+			if _, ok := fieldSeen[campaignexecution.FieldStatus]; !ok {
+				selectedFields = append(selectedFields, campaignexecution.FieldStatus)
+				fieldSeen[campaignexecution.FieldStatus] = struct{}{}
+			}
+		case "action":
+			if _, ok := fieldSeen[campaignexecution.FieldAction]; !ok {
+				selectedFields = append(selectedFields, campaignexecution.FieldAction)
+				fieldSeen[campaignexecution.FieldAction] = struct{}{}
+			}
+		case "cost":
+			if _, ok := fieldSeen[campaignexecution.FieldCost]; !ok {
+				selectedFields = append(selectedFields, campaignexecution.FieldCost)
+				fieldSeen[campaignexecution.FieldCost] = struct{}{}
+			}
+		case "executedAt":
+			if _, ok := fieldSeen[campaignexecution.FieldExecutedAt]; !ok {
+				selectedFields = append(selectedFields, campaignexecution.FieldExecutedAt)
+				fieldSeen[campaignexecution.FieldExecutedAt] = struct{}{}
+			}
+		case "id":
+		case "__typename":
+		default:
+			unknownSeen = true
+		}
+	}
+	if !unknownSeen {
+		_q.Select(selectedFields...)
+	}
+	return nil
+}
+
+type campaignexecutionPaginateArgs struct {
+	first, last   *int
+	after, before *Cursor
+	opts          []CampaignExecutionPaginateOption
+}
+
+func newCampaignExecutionPaginateArgs(rv map[string]any) *campaignexecutionPaginateArgs {
+	args := &campaignexecutionPaginateArgs{}
+	if rv == nil {
+		return args
+	}
+	if v := rv[firstField]; v != nil {
+		args.first = v.(*int)
+	}
+	if v := rv[lastField]; v != nil {
+		args.last = v.(*int)
+	}
+	if v := rv[afterField]; v != nil {
+		args.after = v.(*Cursor)
+	}
+	if v := rv[beforeField]; v != nil {
+		args.before = v.(*Cursor)
+	}
+	if v, ok := rv[orderByField]; ok {
+		switch v := v.(type) {
+		case map[string]any:
+			var (
+				err1, err2 error
+				order      = &CampaignExecutionOrder{Field: &CampaignExecutionOrderField{}, Direction: entgql.OrderDirectionAsc}
+			)
+			if d, ok := v[directionField]; ok {
+				err1 = order.Direction.UnmarshalGQL(d)
+			}
+			if f, ok := v[fieldField]; ok {
+				err2 = order.Field.UnmarshalGQL(f)
+			}
+			if err1 == nil && err2 == nil {
+				args.opts = append(args.opts, WithCampaignExecutionOrder(order))
+			}
+		case *CampaignExecutionOrder:
+			if v != nil {
+				args.opts = append(args.opts, WithCampaignExecutionOrder(v))
+			}
+		}
 	}
 	return args
 }

@@ -32,6 +32,50 @@ func (_m *BusinessUnit) Stores(ctx context.Context) (result []*Store, err error)
 	return result, err
 }
 
+func (_m *Campaign) Audience(ctx context.Context) (*Audience, error) {
+	result, err := _m.Edges.AudienceOrErr()
+	if IsNotLoaded(err) {
+		result, err = _m.QueryAudience().Only(ctx)
+	}
+	return result, MaskNotFound(err)
+}
+
+func (_m *Campaign) Executions(
+	ctx context.Context, after *Cursor, first *int, before *Cursor, last *int, orderBy *CampaignExecutionOrder,
+) (*CampaignExecutionConnection, error) {
+	opts := []CampaignExecutionPaginateOption{
+		WithCampaignExecutionOrder(orderBy),
+	}
+	alias := graphql.GetFieldContext(ctx).Field.Alias
+	totalCount, hasTotalCount := _m.Edges.totalCount[1][alias]
+	if nodes, err := _m.NamedExecutions(alias); err == nil || hasTotalCount {
+		pager, err := newCampaignExecutionPager(opts, last != nil)
+		if err != nil {
+			return nil, err
+		}
+		conn := &CampaignExecutionConnection{Edges: []*CampaignExecutionEdge{}, TotalCount: totalCount}
+		conn.build(nodes, pager, after, first, before, last)
+		return conn, nil
+	}
+	return _m.QueryExecutions().Paginate(ctx, after, first, before, last, opts...)
+}
+
+func (_m *CampaignExecution) Campaign(ctx context.Context) (*Campaign, error) {
+	result, err := _m.Edges.CampaignOrErr()
+	if IsNotLoaded(err) {
+		result, err = _m.QueryCampaign().Only(ctx)
+	}
+	return result, err
+}
+
+func (_m *CampaignExecution) Member(ctx context.Context) (*Member, error) {
+	result, err := _m.Edges.MemberOrErr()
+	if IsNotLoaded(err) {
+		result, err = _m.QueryMember().Only(ctx)
+	}
+	return result, err
+}
+
 func (_m *Coupon) Template(ctx context.Context) (*CouponTemplate, error) {
 	result, err := _m.Edges.TemplateOrErr()
 	if IsNotLoaded(err) {

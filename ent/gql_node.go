@@ -18,6 +18,8 @@ import (
 	"github.com/onemember/onemember/ent/auditlog"
 	"github.com/onemember/onemember/ent/benefit"
 	"github.com/onemember/onemember/ent/businessunit"
+	"github.com/onemember/onemember/ent/campaign"
+	"github.com/onemember/onemember/ent/campaignexecution"
 	"github.com/onemember/onemember/ent/consent"
 	"github.com/onemember/onemember/ent/coupon"
 	"github.com/onemember/onemember/ent/coupontemplate"
@@ -92,6 +94,16 @@ var businessunitImplementors = []string{"BusinessUnit", "Node"}
 
 // IsNode implements the Node interface check for GQLGen.
 func (*BusinessUnit) IsNode() {}
+
+var campaignImplementors = []string{"Campaign", "Node"}
+
+// IsNode implements the Node interface check for GQLGen.
+func (*Campaign) IsNode() {}
+
+var campaignexecutionImplementors = []string{"CampaignExecution", "Node"}
+
+// IsNode implements the Node interface check for GQLGen.
+func (*CampaignExecution) IsNode() {}
 
 var consentImplementors = []string{"Consent", "Node"}
 
@@ -368,6 +380,24 @@ func (c *Client) noder(ctx context.Context, table string, id int) (Noder, error)
 			Where(businessunit.ID(id))
 		if fc := graphql.GetFieldContext(ctx); fc != nil {
 			if err := query.collectField(ctx, true, graphql.GetOperationContext(ctx), fc.Field, nil, businessunitImplementors...); err != nil {
+				return nil, err
+			}
+		}
+		return query.Only(ctx)
+	case campaign.Table:
+		query := c.Campaign.Query().
+			Where(campaign.ID(id))
+		if fc := graphql.GetFieldContext(ctx); fc != nil {
+			if err := query.collectField(ctx, true, graphql.GetOperationContext(ctx), fc.Field, nil, campaignImplementors...); err != nil {
+				return nil, err
+			}
+		}
+		return query.Only(ctx)
+	case campaignexecution.Table:
+		query := c.CampaignExecution.Query().
+			Where(campaignexecution.ID(id))
+		if fc := graphql.GetFieldContext(ctx); fc != nil {
+			if err := query.collectField(ctx, true, graphql.GetOperationContext(ctx), fc.Field, nil, campaignexecutionImplementors...); err != nil {
 				return nil, err
 			}
 		}
@@ -795,6 +825,38 @@ func (c *Client) noders(ctx context.Context, table string, ids []int) ([]Noder, 
 		query := c.BusinessUnit.Query().
 			Where(businessunit.IDIn(ids...))
 		query, err := query.CollectFields(ctx, businessunitImplementors...)
+		if err != nil {
+			return nil, err
+		}
+		nodes, err := query.All(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, node := range nodes {
+			for _, noder := range idmap[node.ID] {
+				*noder = node
+			}
+		}
+	case campaign.Table:
+		query := c.Campaign.Query().
+			Where(campaign.IDIn(ids...))
+		query, err := query.CollectFields(ctx, campaignImplementors...)
+		if err != nil {
+			return nil, err
+		}
+		nodes, err := query.All(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, node := range nodes {
+			for _, noder := range idmap[node.ID] {
+				*noder = node
+			}
+		}
+	case campaignexecution.Table:
+		query := c.CampaignExecution.Query().
+			Where(campaignexecution.IDIn(ids...))
+		query, err := query.CollectFields(ctx, campaignexecutionImplementors...)
 		if err != nil {
 			return nil, err
 		}

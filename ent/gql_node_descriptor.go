@@ -6,8 +6,11 @@ import (
 	"context"
 	"encoding/json"
 
+	"github.com/onemember/onemember/ent/audience"
 	"github.com/onemember/onemember/ent/benefit"
 	"github.com/onemember/onemember/ent/businessunit"
+	"github.com/onemember/onemember/ent/campaign"
+	"github.com/onemember/onemember/ent/campaignexecution"
 	"github.com/onemember/onemember/ent/coupontemplate"
 	"github.com/onemember/onemember/ent/mallitem"
 	"github.com/onemember/onemember/ent/member"
@@ -566,6 +569,214 @@ func (_m *BusinessUnit) Node(ctx context.Context) (node *Node, err error) {
 	err = _m.QueryStores().
 		Select(store.FieldID).
 		Scan(ctx, &node.Edges[0].IDs)
+	if err != nil {
+		return nil, err
+	}
+	return node, nil
+}
+
+// Node implements Noder interface
+func (_m *Campaign) Node(ctx context.Context) (node *Node, err error) {
+	node = &Node{
+		ID:     _m.ID,
+		Type:   "Campaign",
+		Fields: make([]*Field, 14),
+		Edges:  make([]*Edge, 2),
+	}
+	var buf []byte
+	if buf, err = json.Marshal(_m.CreatedAt); err != nil {
+		return nil, err
+	}
+	node.Fields[0] = &Field{
+		Type:  "time.Time",
+		Name:  "created_at",
+		Value: string(buf),
+	}
+	if buf, err = json.Marshal(_m.UpdatedAt); err != nil {
+		return nil, err
+	}
+	node.Fields[1] = &Field{
+		Type:  "time.Time",
+		Name:  "updated_at",
+		Value: string(buf),
+	}
+	if buf, err = json.Marshal(_m.Name); err != nil {
+		return nil, err
+	}
+	node.Fields[2] = &Field{
+		Type:  "string",
+		Name:  "name",
+		Value: string(buf),
+	}
+	if buf, err = json.Marshal(_m.Status); err != nil {
+		return nil, err
+	}
+	node.Fields[3] = &Field{
+		Type:  "enum.CampaignStatus",
+		Name:  "status",
+		Value: string(buf),
+	}
+	if buf, err = json.Marshal(_m.StartsAt); err != nil {
+		return nil, err
+	}
+	node.Fields[4] = &Field{
+		Type:  "time.Time",
+		Name:  "starts_at",
+		Value: string(buf),
+	}
+	if buf, err = json.Marshal(_m.EndsAt); err != nil {
+		return nil, err
+	}
+	node.Fields[5] = &Field{
+		Type:  "time.Time",
+		Name:  "ends_at",
+		Value: string(buf),
+	}
+	if buf, err = json.Marshal(_m.MaxPerMember); err != nil {
+		return nil, err
+	}
+	node.Fields[6] = &Field{
+		Type:  "int",
+		Name:  "max_per_member",
+		Value: string(buf),
+	}
+	if buf, err = json.Marshal(_m.FrequencyCapDays); err != nil {
+		return nil, err
+	}
+	node.Fields[7] = &Field{
+		Type:  "int",
+		Name:  "frequency_cap_days",
+		Value: string(buf),
+	}
+	if buf, err = json.Marshal(_m.Budget); err != nil {
+		return nil, err
+	}
+	node.Fields[8] = &Field{
+		Type:  "int64",
+		Name:  "budget",
+		Value: string(buf),
+	}
+	if buf, err = json.Marshal(_m.Spent); err != nil {
+		return nil, err
+	}
+	node.Fields[9] = &Field{
+		Type:  "int64",
+		Name:  "spent",
+		Value: string(buf),
+	}
+	if buf, err = json.Marshal(_m.HoldoutPercent); err != nil {
+		return nil, err
+	}
+	node.Fields[10] = &Field{
+		Type:  "int",
+		Name:  "holdout_percent",
+		Value: string(buf),
+	}
+	if buf, err = json.Marshal(_m.AttributionDays); err != nil {
+		return nil, err
+	}
+	node.Fields[11] = &Field{
+		Type:  "int",
+		Name:  "attribution_days",
+		Value: string(buf),
+	}
+	if buf, err = json.Marshal(_m.Priority); err != nil {
+		return nil, err
+	}
+	node.Fields[12] = &Field{
+		Type:  "int",
+		Name:  "priority",
+		Value: string(buf),
+	}
+	if buf, err = json.Marshal(_m.ActivatedAt); err != nil {
+		return nil, err
+	}
+	node.Fields[13] = &Field{
+		Type:  "time.Time",
+		Name:  "activated_at",
+		Value: string(buf),
+	}
+	node.Edges[0] = &Edge{
+		Type: "Audience",
+		Name: "audience",
+	}
+	err = _m.QueryAudience().
+		Select(audience.FieldID).
+		Scan(ctx, &node.Edges[0].IDs)
+	if err != nil {
+		return nil, err
+	}
+	node.Edges[1] = &Edge{
+		Type: "CampaignExecution",
+		Name: "executions",
+	}
+	err = _m.QueryExecutions().
+		Select(campaignexecution.FieldID).
+		Scan(ctx, &node.Edges[1].IDs)
+	if err != nil {
+		return nil, err
+	}
+	return node, nil
+}
+
+// Node implements Noder interface
+func (_m *CampaignExecution) Node(ctx context.Context) (node *Node, err error) {
+	node = &Node{
+		ID:     _m.ID,
+		Type:   "CampaignExecution",
+		Fields: make([]*Field, 4),
+		Edges:  make([]*Edge, 2),
+	}
+	var buf []byte
+	if buf, err = json.Marshal(_m.Status); err != nil {
+		return nil, err
+	}
+	node.Fields[0] = &Field{
+		Type:  "enum.CampaignExecutionStatus",
+		Name:  "status",
+		Value: string(buf),
+	}
+	if buf, err = json.Marshal(_m.Action); err != nil {
+		return nil, err
+	}
+	node.Fields[1] = &Field{
+		Type:  "enum.CampaignActionKind",
+		Name:  "action",
+		Value: string(buf),
+	}
+	if buf, err = json.Marshal(_m.Cost); err != nil {
+		return nil, err
+	}
+	node.Fields[2] = &Field{
+		Type:  "int64",
+		Name:  "cost",
+		Value: string(buf),
+	}
+	if buf, err = json.Marshal(_m.ExecutedAt); err != nil {
+		return nil, err
+	}
+	node.Fields[3] = &Field{
+		Type:  "time.Time",
+		Name:  "executed_at",
+		Value: string(buf),
+	}
+	node.Edges[0] = &Edge{
+		Type: "Campaign",
+		Name: "campaign",
+	}
+	err = _m.QueryCampaign().
+		Select(campaign.FieldID).
+		Scan(ctx, &node.Edges[0].IDs)
+	if err != nil {
+		return nil, err
+	}
+	node.Edges[1] = &Edge{
+		Type: "Member",
+		Name: "member",
+	}
+	err = _m.QueryMember().
+		Select(member.FieldID).
+		Scan(ctx, &node.Edges[1].IDs)
 	if err != nil {
 		return nil, err
 	}

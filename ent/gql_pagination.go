@@ -22,6 +22,8 @@ import (
 	"github.com/onemember/onemember/ent/auditlog"
 	"github.com/onemember/onemember/ent/benefit"
 	"github.com/onemember/onemember/ent/businessunit"
+	"github.com/onemember/onemember/ent/campaign"
+	"github.com/onemember/onemember/ent/campaignexecution"
 	"github.com/onemember/onemember/ent/consent"
 	"github.com/onemember/onemember/ent/coupon"
 	"github.com/onemember/onemember/ent/coupontemplate"
@@ -2483,6 +2485,598 @@ func (_m *BusinessUnit) ToEdge(order *BusinessUnitOrder) *BusinessUnitEdge {
 		order = DefaultBusinessUnitOrder
 	}
 	return &BusinessUnitEdge{
+		Node:   _m,
+		Cursor: order.Field.toCursor(_m),
+	}
+}
+
+// CampaignEdge is the edge representation of Campaign.
+type CampaignEdge struct {
+	Node   *Campaign `json:"node"`
+	Cursor Cursor    `json:"cursor"`
+}
+
+// CampaignConnection is the connection containing edges to Campaign.
+type CampaignConnection struct {
+	Edges      []*CampaignEdge `json:"edges"`
+	PageInfo   PageInfo        `json:"pageInfo"`
+	TotalCount int             `json:"totalCount"`
+}
+
+func (c *CampaignConnection) build(nodes []*Campaign, pager *campaignPager, after *Cursor, first *int, before *Cursor, last *int) {
+	c.PageInfo.HasNextPage = before != nil
+	c.PageInfo.HasPreviousPage = after != nil
+	if first != nil && *first+1 == len(nodes) {
+		c.PageInfo.HasNextPage = true
+		nodes = nodes[:len(nodes)-1]
+	} else if last != nil && *last+1 == len(nodes) {
+		c.PageInfo.HasPreviousPage = true
+		nodes = nodes[:len(nodes)-1]
+	}
+	var nodeAt func(int) *Campaign
+	if last != nil {
+		n := len(nodes) - 1
+		nodeAt = func(i int) *Campaign {
+			return nodes[n-i]
+		}
+	} else {
+		nodeAt = func(i int) *Campaign {
+			return nodes[i]
+		}
+	}
+	c.Edges = make([]*CampaignEdge, len(nodes))
+	for i := range nodes {
+		node := nodeAt(i)
+		c.Edges[i] = &CampaignEdge{
+			Node:   node,
+			Cursor: pager.toCursor(node),
+		}
+	}
+	if l := len(c.Edges); l > 0 {
+		c.PageInfo.StartCursor = &c.Edges[0].Cursor
+		c.PageInfo.EndCursor = &c.Edges[l-1].Cursor
+	}
+	if c.TotalCount == 0 {
+		c.TotalCount = len(nodes)
+	}
+}
+
+// CampaignPaginateOption enables pagination customization.
+type CampaignPaginateOption func(*campaignPager) error
+
+// WithCampaignOrder configures pagination ordering.
+func WithCampaignOrder(order *CampaignOrder) CampaignPaginateOption {
+	if order == nil {
+		order = DefaultCampaignOrder
+	}
+	o := *order
+	return func(pager *campaignPager) error {
+		if err := o.Direction.Validate(); err != nil {
+			return err
+		}
+		if o.Field == nil {
+			o.Field = DefaultCampaignOrder.Field
+		}
+		pager.order = &o
+		return nil
+	}
+}
+
+// WithCampaignFilter configures pagination filter.
+func WithCampaignFilter(filter func(*CampaignQuery) (*CampaignQuery, error)) CampaignPaginateOption {
+	return func(pager *campaignPager) error {
+		if filter == nil {
+			return errors.New("CampaignQuery filter cannot be nil")
+		}
+		pager.filter = filter
+		return nil
+	}
+}
+
+type campaignPager struct {
+	reverse bool
+	order   *CampaignOrder
+	filter  func(*CampaignQuery) (*CampaignQuery, error)
+}
+
+func newCampaignPager(opts []CampaignPaginateOption, reverse bool) (*campaignPager, error) {
+	pager := &campaignPager{reverse: reverse}
+	for _, opt := range opts {
+		if err := opt(pager); err != nil {
+			return nil, err
+		}
+	}
+	if pager.order == nil {
+		pager.order = DefaultCampaignOrder
+	}
+	return pager, nil
+}
+
+func (p *campaignPager) applyFilter(query *CampaignQuery) (*CampaignQuery, error) {
+	if p.filter != nil {
+		return p.filter(query)
+	}
+	return query, nil
+}
+
+func (p *campaignPager) toCursor(_m *Campaign) Cursor {
+	return p.order.Field.toCursor(_m)
+}
+
+func (p *campaignPager) applyCursors(query *CampaignQuery, after, before *Cursor) (*CampaignQuery, error) {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	for _, predicate := range entgql.CursorsPredicate(after, before, DefaultCampaignOrder.Field.column, p.order.Field.column, direction) {
+		query = query.Where(predicate)
+	}
+	return query, nil
+}
+
+func (p *campaignPager) applyOrder(query *CampaignQuery) *CampaignQuery {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	query = query.Order(p.order.Field.toTerm(direction.OrderTermOption()))
+	if p.order.Field != DefaultCampaignOrder.Field {
+		query = query.Order(DefaultCampaignOrder.Field.toTerm(direction.OrderTermOption()))
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(p.order.Field.column)
+	}
+	return query
+}
+
+func (p *campaignPager) orderExpr(query *CampaignQuery) sql.Querier {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(p.order.Field.column)
+	}
+	return sql.ExprFunc(func(b *sql.Builder) {
+		b.Ident(p.order.Field.column).Pad().WriteString(string(direction))
+		if p.order.Field != DefaultCampaignOrder.Field {
+			b.Comma().Ident(DefaultCampaignOrder.Field.column).Pad().WriteString(string(direction))
+		}
+	})
+}
+
+// Paginate executes the query and returns a relay based cursor connection to Campaign.
+func (_m *CampaignQuery) Paginate(
+	ctx context.Context, after *Cursor, first *int,
+	before *Cursor, last *int, opts ...CampaignPaginateOption,
+) (*CampaignConnection, error) {
+	if err := validateFirstLast(first, last); err != nil {
+		return nil, err
+	}
+	pager, err := newCampaignPager(opts, last != nil)
+	if err != nil {
+		return nil, err
+	}
+	if _m, err = pager.applyFilter(_m); err != nil {
+		return nil, err
+	}
+	conn := &CampaignConnection{Edges: []*CampaignEdge{}}
+	ignoredEdges := !hasCollectedField(ctx, edgesField)
+	if hasCollectedField(ctx, totalCountField) || hasCollectedField(ctx, pageInfoField) {
+		hasPagination := after != nil || first != nil || before != nil || last != nil
+		if hasPagination || ignoredEdges {
+			c := _m.Clone()
+			c.ctx.Fields = nil
+			if conn.TotalCount, err = c.Count(ctx); err != nil {
+				return nil, err
+			}
+			conn.PageInfo.HasNextPage = first != nil && conn.TotalCount > 0
+			conn.PageInfo.HasPreviousPage = last != nil && conn.TotalCount > 0
+		}
+	}
+	if ignoredEdges || (first != nil && *first == 0) || (last != nil && *last == 0) {
+		return conn, nil
+	}
+	if _m, err = pager.applyCursors(_m, after, before); err != nil {
+		return nil, err
+	}
+	limit := paginateLimit(first, last)
+	if limit != 0 {
+		_m.Limit(limit)
+	}
+	if field := collectedField(ctx, edgesField, nodeField); field != nil {
+		if err := _m.collectField(ctx, limit == 1, graphql.GetOperationContext(ctx), *field, []string{edgesField, nodeField}); err != nil {
+			return nil, err
+		}
+	}
+	_m = pager.applyOrder(_m)
+	nodes, err := _m.All(ctx)
+	if err != nil {
+		return nil, err
+	}
+	conn.build(nodes, pager, after, first, before, last)
+	return conn, nil
+}
+
+var (
+	// CampaignOrderFieldCreatedAt orders Campaign by created_at.
+	CampaignOrderFieldCreatedAt = &CampaignOrderField{
+		Value: func(_m *Campaign) (ent.Value, error) {
+			return _m.CreatedAt, nil
+		},
+		column: campaign.FieldCreatedAt,
+		toTerm: campaign.ByCreatedAt,
+		toCursor: func(_m *Campaign) Cursor {
+			return Cursor{
+				ID:    _m.ID,
+				Value: _m.CreatedAt,
+			}
+		},
+	}
+)
+
+// String implement fmt.Stringer interface.
+func (f CampaignOrderField) String() string {
+	var str string
+	switch f.column {
+	case CampaignOrderFieldCreatedAt.column:
+		str = "CREATED_AT"
+	}
+	return str
+}
+
+// MarshalGQL implements graphql.Marshaler interface.
+func (f CampaignOrderField) MarshalGQL(w io.Writer) {
+	io.WriteString(w, strconv.Quote(f.String()))
+}
+
+// UnmarshalGQL implements graphql.Unmarshaler interface.
+func (f *CampaignOrderField) UnmarshalGQL(v interface{}) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("CampaignOrderField %T must be a string", v)
+	}
+	switch str {
+	case "CREATED_AT":
+		*f = *CampaignOrderFieldCreatedAt
+	default:
+		return fmt.Errorf("%s is not a valid CampaignOrderField", str)
+	}
+	return nil
+}
+
+// CampaignOrderField defines the ordering field of Campaign.
+type CampaignOrderField struct {
+	// Value extracts the ordering value from the given Campaign.
+	Value    func(*Campaign) (ent.Value, error)
+	column   string // field or computed.
+	toTerm   func(...sql.OrderTermOption) campaign.OrderOption
+	toCursor func(*Campaign) Cursor
+}
+
+// CampaignOrder defines the ordering of Campaign.
+type CampaignOrder struct {
+	Direction OrderDirection      `json:"direction"`
+	Field     *CampaignOrderField `json:"field"`
+}
+
+// DefaultCampaignOrder is the default ordering of Campaign.
+var DefaultCampaignOrder = &CampaignOrder{
+	Direction: entgql.OrderDirectionAsc,
+	Field: &CampaignOrderField{
+		Value: func(_m *Campaign) (ent.Value, error) {
+			return _m.ID, nil
+		},
+		column: campaign.FieldID,
+		toTerm: campaign.ByID,
+		toCursor: func(_m *Campaign) Cursor {
+			return Cursor{ID: _m.ID}
+		},
+	},
+}
+
+// ToEdge converts Campaign into CampaignEdge.
+func (_m *Campaign) ToEdge(order *CampaignOrder) *CampaignEdge {
+	if order == nil {
+		order = DefaultCampaignOrder
+	}
+	return &CampaignEdge{
+		Node:   _m,
+		Cursor: order.Field.toCursor(_m),
+	}
+}
+
+// CampaignExecutionEdge is the edge representation of CampaignExecution.
+type CampaignExecutionEdge struct {
+	Node   *CampaignExecution `json:"node"`
+	Cursor Cursor             `json:"cursor"`
+}
+
+// CampaignExecutionConnection is the connection containing edges to CampaignExecution.
+type CampaignExecutionConnection struct {
+	Edges      []*CampaignExecutionEdge `json:"edges"`
+	PageInfo   PageInfo                 `json:"pageInfo"`
+	TotalCount int                      `json:"totalCount"`
+}
+
+func (c *CampaignExecutionConnection) build(nodes []*CampaignExecution, pager *campaignexecutionPager, after *Cursor, first *int, before *Cursor, last *int) {
+	c.PageInfo.HasNextPage = before != nil
+	c.PageInfo.HasPreviousPage = after != nil
+	if first != nil && *first+1 == len(nodes) {
+		c.PageInfo.HasNextPage = true
+		nodes = nodes[:len(nodes)-1]
+	} else if last != nil && *last+1 == len(nodes) {
+		c.PageInfo.HasPreviousPage = true
+		nodes = nodes[:len(nodes)-1]
+	}
+	var nodeAt func(int) *CampaignExecution
+	if last != nil {
+		n := len(nodes) - 1
+		nodeAt = func(i int) *CampaignExecution {
+			return nodes[n-i]
+		}
+	} else {
+		nodeAt = func(i int) *CampaignExecution {
+			return nodes[i]
+		}
+	}
+	c.Edges = make([]*CampaignExecutionEdge, len(nodes))
+	for i := range nodes {
+		node := nodeAt(i)
+		c.Edges[i] = &CampaignExecutionEdge{
+			Node:   node,
+			Cursor: pager.toCursor(node),
+		}
+	}
+	if l := len(c.Edges); l > 0 {
+		c.PageInfo.StartCursor = &c.Edges[0].Cursor
+		c.PageInfo.EndCursor = &c.Edges[l-1].Cursor
+	}
+	if c.TotalCount == 0 {
+		c.TotalCount = len(nodes)
+	}
+}
+
+// CampaignExecutionPaginateOption enables pagination customization.
+type CampaignExecutionPaginateOption func(*campaignexecutionPager) error
+
+// WithCampaignExecutionOrder configures pagination ordering.
+func WithCampaignExecutionOrder(order *CampaignExecutionOrder) CampaignExecutionPaginateOption {
+	if order == nil {
+		order = DefaultCampaignExecutionOrder
+	}
+	o := *order
+	return func(pager *campaignexecutionPager) error {
+		if err := o.Direction.Validate(); err != nil {
+			return err
+		}
+		if o.Field == nil {
+			o.Field = DefaultCampaignExecutionOrder.Field
+		}
+		pager.order = &o
+		return nil
+	}
+}
+
+// WithCampaignExecutionFilter configures pagination filter.
+func WithCampaignExecutionFilter(filter func(*CampaignExecutionQuery) (*CampaignExecutionQuery, error)) CampaignExecutionPaginateOption {
+	return func(pager *campaignexecutionPager) error {
+		if filter == nil {
+			return errors.New("CampaignExecutionQuery filter cannot be nil")
+		}
+		pager.filter = filter
+		return nil
+	}
+}
+
+type campaignexecutionPager struct {
+	reverse bool
+	order   *CampaignExecutionOrder
+	filter  func(*CampaignExecutionQuery) (*CampaignExecutionQuery, error)
+}
+
+func newCampaignExecutionPager(opts []CampaignExecutionPaginateOption, reverse bool) (*campaignexecutionPager, error) {
+	pager := &campaignexecutionPager{reverse: reverse}
+	for _, opt := range opts {
+		if err := opt(pager); err != nil {
+			return nil, err
+		}
+	}
+	if pager.order == nil {
+		pager.order = DefaultCampaignExecutionOrder
+	}
+	return pager, nil
+}
+
+func (p *campaignexecutionPager) applyFilter(query *CampaignExecutionQuery) (*CampaignExecutionQuery, error) {
+	if p.filter != nil {
+		return p.filter(query)
+	}
+	return query, nil
+}
+
+func (p *campaignexecutionPager) toCursor(_m *CampaignExecution) Cursor {
+	return p.order.Field.toCursor(_m)
+}
+
+func (p *campaignexecutionPager) applyCursors(query *CampaignExecutionQuery, after, before *Cursor) (*CampaignExecutionQuery, error) {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	for _, predicate := range entgql.CursorsPredicate(after, before, DefaultCampaignExecutionOrder.Field.column, p.order.Field.column, direction) {
+		query = query.Where(predicate)
+	}
+	return query, nil
+}
+
+func (p *campaignexecutionPager) applyOrder(query *CampaignExecutionQuery) *CampaignExecutionQuery {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	query = query.Order(p.order.Field.toTerm(direction.OrderTermOption()))
+	if p.order.Field != DefaultCampaignExecutionOrder.Field {
+		query = query.Order(DefaultCampaignExecutionOrder.Field.toTerm(direction.OrderTermOption()))
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(p.order.Field.column)
+	}
+	return query
+}
+
+func (p *campaignexecutionPager) orderExpr(query *CampaignExecutionQuery) sql.Querier {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(p.order.Field.column)
+	}
+	return sql.ExprFunc(func(b *sql.Builder) {
+		b.Ident(p.order.Field.column).Pad().WriteString(string(direction))
+		if p.order.Field != DefaultCampaignExecutionOrder.Field {
+			b.Comma().Ident(DefaultCampaignExecutionOrder.Field.column).Pad().WriteString(string(direction))
+		}
+	})
+}
+
+// Paginate executes the query and returns a relay based cursor connection to CampaignExecution.
+func (_m *CampaignExecutionQuery) Paginate(
+	ctx context.Context, after *Cursor, first *int,
+	before *Cursor, last *int, opts ...CampaignExecutionPaginateOption,
+) (*CampaignExecutionConnection, error) {
+	if err := validateFirstLast(first, last); err != nil {
+		return nil, err
+	}
+	pager, err := newCampaignExecutionPager(opts, last != nil)
+	if err != nil {
+		return nil, err
+	}
+	if _m, err = pager.applyFilter(_m); err != nil {
+		return nil, err
+	}
+	conn := &CampaignExecutionConnection{Edges: []*CampaignExecutionEdge{}}
+	ignoredEdges := !hasCollectedField(ctx, edgesField)
+	if hasCollectedField(ctx, totalCountField) || hasCollectedField(ctx, pageInfoField) {
+		hasPagination := after != nil || first != nil || before != nil || last != nil
+		if hasPagination || ignoredEdges {
+			c := _m.Clone()
+			c.ctx.Fields = nil
+			if conn.TotalCount, err = c.Count(ctx); err != nil {
+				return nil, err
+			}
+			conn.PageInfo.HasNextPage = first != nil && conn.TotalCount > 0
+			conn.PageInfo.HasPreviousPage = last != nil && conn.TotalCount > 0
+		}
+	}
+	if ignoredEdges || (first != nil && *first == 0) || (last != nil && *last == 0) {
+		return conn, nil
+	}
+	if _m, err = pager.applyCursors(_m, after, before); err != nil {
+		return nil, err
+	}
+	limit := paginateLimit(first, last)
+	if limit != 0 {
+		_m.Limit(limit)
+	}
+	if field := collectedField(ctx, edgesField, nodeField); field != nil {
+		if err := _m.collectField(ctx, limit == 1, graphql.GetOperationContext(ctx), *field, []string{edgesField, nodeField}); err != nil {
+			return nil, err
+		}
+	}
+	_m = pager.applyOrder(_m)
+	nodes, err := _m.All(ctx)
+	if err != nil {
+		return nil, err
+	}
+	conn.build(nodes, pager, after, first, before, last)
+	return conn, nil
+}
+
+var (
+	// CampaignExecutionOrderFieldExecutedAt orders CampaignExecution by executed_at.
+	CampaignExecutionOrderFieldExecutedAt = &CampaignExecutionOrderField{
+		Value: func(_m *CampaignExecution) (ent.Value, error) {
+			return _m.ExecutedAt, nil
+		},
+		column: campaignexecution.FieldExecutedAt,
+		toTerm: campaignexecution.ByExecutedAt,
+		toCursor: func(_m *CampaignExecution) Cursor {
+			return Cursor{
+				ID:    _m.ID,
+				Value: _m.ExecutedAt,
+			}
+		},
+	}
+)
+
+// String implement fmt.Stringer interface.
+func (f CampaignExecutionOrderField) String() string {
+	var str string
+	switch f.column {
+	case CampaignExecutionOrderFieldExecutedAt.column:
+		str = "EXECUTED_AT"
+	}
+	return str
+}
+
+// MarshalGQL implements graphql.Marshaler interface.
+func (f CampaignExecutionOrderField) MarshalGQL(w io.Writer) {
+	io.WriteString(w, strconv.Quote(f.String()))
+}
+
+// UnmarshalGQL implements graphql.Unmarshaler interface.
+func (f *CampaignExecutionOrderField) UnmarshalGQL(v interface{}) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("CampaignExecutionOrderField %T must be a string", v)
+	}
+	switch str {
+	case "EXECUTED_AT":
+		*f = *CampaignExecutionOrderFieldExecutedAt
+	default:
+		return fmt.Errorf("%s is not a valid CampaignExecutionOrderField", str)
+	}
+	return nil
+}
+
+// CampaignExecutionOrderField defines the ordering field of CampaignExecution.
+type CampaignExecutionOrderField struct {
+	// Value extracts the ordering value from the given CampaignExecution.
+	Value    func(*CampaignExecution) (ent.Value, error)
+	column   string // field or computed.
+	toTerm   func(...sql.OrderTermOption) campaignexecution.OrderOption
+	toCursor func(*CampaignExecution) Cursor
+}
+
+// CampaignExecutionOrder defines the ordering of CampaignExecution.
+type CampaignExecutionOrder struct {
+	Direction OrderDirection               `json:"direction"`
+	Field     *CampaignExecutionOrderField `json:"field"`
+}
+
+// DefaultCampaignExecutionOrder is the default ordering of CampaignExecution.
+var DefaultCampaignExecutionOrder = &CampaignExecutionOrder{
+	Direction: entgql.OrderDirectionAsc,
+	Field: &CampaignExecutionOrderField{
+		Value: func(_m *CampaignExecution) (ent.Value, error) {
+			return _m.ID, nil
+		},
+		column: campaignexecution.FieldID,
+		toTerm: campaignexecution.ByID,
+		toCursor: func(_m *CampaignExecution) Cursor {
+			return Cursor{ID: _m.ID}
+		},
+	},
+}
+
+// ToEdge converts CampaignExecution into CampaignExecutionEdge.
+func (_m *CampaignExecution) ToEdge(order *CampaignExecutionOrder) *CampaignExecutionEdge {
+	if order == nil {
+		order = DefaultCampaignExecutionOrder
+	}
+	return &CampaignExecutionEdge{
 		Node:   _m,
 		Cursor: order.Field.toCursor(_m),
 	}

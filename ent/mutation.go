@@ -20,6 +20,8 @@ import (
 	"github.com/onemember/onemember/ent/auditlog"
 	"github.com/onemember/onemember/ent/benefit"
 	"github.com/onemember/onemember/ent/businessunit"
+	"github.com/onemember/onemember/ent/campaign"
+	"github.com/onemember/onemember/ent/campaignexecution"
 	"github.com/onemember/onemember/ent/consent"
 	"github.com/onemember/onemember/ent/coupon"
 	"github.com/onemember/onemember/ent/coupontemplate"
@@ -63,6 +65,7 @@ import (
 	"github.com/onemember/onemember/ent/tier"
 	"github.com/onemember/onemember/ent/tierchange"
 	"github.com/onemember/onemember/internal/audience/rule"
+	"github.com/onemember/onemember/internal/campaign/spec"
 )
 
 const (
@@ -83,6 +86,8 @@ const (
 	TypeAuditLog               = "AuditLog"
 	TypeBenefit                = "Benefit"
 	TypeBusinessUnit           = "BusinessUnit"
+	TypeCampaign               = "Campaign"
+	TypeCampaignExecution      = "CampaignExecution"
 	TypeConsent                = "Consent"
 	TypeCoupon                 = "Coupon"
 	TypeCouponTemplate         = "CouponTemplate"
@@ -9261,6 +9266,2908 @@ func (m *BusinessUnitMutation) ResetEdge(name string) error {
 		return nil
 	}
 	return fmt.Errorf("unknown BusinessUnit edge %s", name)
+}
+
+// CampaignMutation represents an operation that mutates the Campaign nodes in the graph.
+type CampaignMutation struct {
+	config
+	op                     Op
+	typ                    string
+	id                     *int
+	created_at             *time.Time
+	updated_at             *time.Time
+	name                   *string
+	status                 *enum.CampaignStatus
+	trigger_kind           *enum.CampaignTriggerKind
+	trigger                *spec.Trigger
+	actions                *[]*spec.Action
+	appendactions          []*spec.Action
+	starts_at              *time.Time
+	ends_at                *time.Time
+	max_per_member         *int
+	addmax_per_member      *int
+	frequency_cap_days     *int
+	addfrequency_cap_days  *int
+	budget                 *int64
+	addbudget              *int64
+	spent                  *int64
+	addspent               *int64
+	holdout_percent        *int
+	addholdout_percent     *int
+	attribution_days       *int
+	addattribution_days    *int
+	priority               *int
+	addpriority            *int
+	cursor                 *map[string]interface{}
+	next_run_at            *time.Time
+	activated_at           *time.Time
+	created_by_staff_id    *int
+	addcreated_by_staff_id *int
+	clearedFields          map[string]struct{}
+	audience               *int
+	clearedaudience        bool
+	executions             map[int]struct{}
+	removedexecutions      map[int]struct{}
+	clearedexecutions      bool
+	done                   bool
+	oldValue               func(context.Context) (*Campaign, error)
+	predicates             []predicate.Campaign
+}
+
+var _ ent.Mutation = (*CampaignMutation)(nil)
+
+// campaignOption allows management of the mutation configuration using functional options.
+type campaignOption func(*CampaignMutation)
+
+// newCampaignMutation creates new mutation for the Campaign entity.
+func newCampaignMutation(c config, op Op, opts ...campaignOption) *CampaignMutation {
+	m := &CampaignMutation{
+		config:        c,
+		op:            op,
+		typ:           TypeCampaign,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withCampaignID sets the ID field of the mutation.
+func withCampaignID(id int) campaignOption {
+	return func(m *CampaignMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *Campaign
+		)
+		m.oldValue = func(ctx context.Context) (*Campaign, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().Campaign.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withCampaign sets the old Campaign of the mutation.
+func withCampaign(node *Campaign) campaignOption {
+	return func(m *CampaignMutation) {
+		m.oldValue = func(context.Context) (*Campaign, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m CampaignMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m CampaignMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *CampaignMutation) ID() (id int, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *CampaignMutation) IDs(ctx context.Context) ([]int, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []int{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().Campaign.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetCreatedAt sets the "created_at" field.
+func (m *CampaignMutation) SetCreatedAt(t time.Time) {
+	m.created_at = &t
+}
+
+// CreatedAt returns the value of the "created_at" field in the mutation.
+func (m *CampaignMutation) CreatedAt() (r time.Time, exists bool) {
+	v := m.created_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCreatedAt returns the old "created_at" field's value of the Campaign entity.
+// If the Campaign object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CampaignMutation) OldCreatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCreatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCreatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCreatedAt: %w", err)
+	}
+	return oldValue.CreatedAt, nil
+}
+
+// ResetCreatedAt resets all changes to the "created_at" field.
+func (m *CampaignMutation) ResetCreatedAt() {
+	m.created_at = nil
+}
+
+// SetUpdatedAt sets the "updated_at" field.
+func (m *CampaignMutation) SetUpdatedAt(t time.Time) {
+	m.updated_at = &t
+}
+
+// UpdatedAt returns the value of the "updated_at" field in the mutation.
+func (m *CampaignMutation) UpdatedAt() (r time.Time, exists bool) {
+	v := m.updated_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldUpdatedAt returns the old "updated_at" field's value of the Campaign entity.
+// If the Campaign object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CampaignMutation) OldUpdatedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldUpdatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldUpdatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldUpdatedAt: %w", err)
+	}
+	return oldValue.UpdatedAt, nil
+}
+
+// ResetUpdatedAt resets all changes to the "updated_at" field.
+func (m *CampaignMutation) ResetUpdatedAt() {
+	m.updated_at = nil
+}
+
+// SetName sets the "name" field.
+func (m *CampaignMutation) SetName(s string) {
+	m.name = &s
+}
+
+// Name returns the value of the "name" field in the mutation.
+func (m *CampaignMutation) Name() (r string, exists bool) {
+	v := m.name
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldName returns the old "name" field's value of the Campaign entity.
+// If the Campaign object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CampaignMutation) OldName(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldName is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldName requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldName: %w", err)
+	}
+	return oldValue.Name, nil
+}
+
+// ResetName resets all changes to the "name" field.
+func (m *CampaignMutation) ResetName() {
+	m.name = nil
+}
+
+// SetStatus sets the "status" field.
+func (m *CampaignMutation) SetStatus(es enum.CampaignStatus) {
+	m.status = &es
+}
+
+// Status returns the value of the "status" field in the mutation.
+func (m *CampaignMutation) Status() (r enum.CampaignStatus, exists bool) {
+	v := m.status
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldStatus returns the old "status" field's value of the Campaign entity.
+// If the Campaign object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CampaignMutation) OldStatus(ctx context.Context) (v enum.CampaignStatus, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldStatus is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldStatus requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldStatus: %w", err)
+	}
+	return oldValue.Status, nil
+}
+
+// ResetStatus resets all changes to the "status" field.
+func (m *CampaignMutation) ResetStatus() {
+	m.status = nil
+}
+
+// SetTriggerKind sets the "trigger_kind" field.
+func (m *CampaignMutation) SetTriggerKind(etk enum.CampaignTriggerKind) {
+	m.trigger_kind = &etk
+}
+
+// TriggerKind returns the value of the "trigger_kind" field in the mutation.
+func (m *CampaignMutation) TriggerKind() (r enum.CampaignTriggerKind, exists bool) {
+	v := m.trigger_kind
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldTriggerKind returns the old "trigger_kind" field's value of the Campaign entity.
+// If the Campaign object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CampaignMutation) OldTriggerKind(ctx context.Context) (v enum.CampaignTriggerKind, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldTriggerKind is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldTriggerKind requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldTriggerKind: %w", err)
+	}
+	return oldValue.TriggerKind, nil
+}
+
+// ResetTriggerKind resets all changes to the "trigger_kind" field.
+func (m *CampaignMutation) ResetTriggerKind() {
+	m.trigger_kind = nil
+}
+
+// SetTrigger sets the "trigger" field.
+func (m *CampaignMutation) SetTrigger(s spec.Trigger) {
+	m.trigger = &s
+}
+
+// Trigger returns the value of the "trigger" field in the mutation.
+func (m *CampaignMutation) Trigger() (r spec.Trigger, exists bool) {
+	v := m.trigger
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldTrigger returns the old "trigger" field's value of the Campaign entity.
+// If the Campaign object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CampaignMutation) OldTrigger(ctx context.Context) (v spec.Trigger, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldTrigger is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldTrigger requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldTrigger: %w", err)
+	}
+	return oldValue.Trigger, nil
+}
+
+// ResetTrigger resets all changes to the "trigger" field.
+func (m *CampaignMutation) ResetTrigger() {
+	m.trigger = nil
+}
+
+// SetActions sets the "actions" field.
+func (m *CampaignMutation) SetActions(s []*spec.Action) {
+	m.actions = &s
+	m.appendactions = nil
+}
+
+// Actions returns the value of the "actions" field in the mutation.
+func (m *CampaignMutation) Actions() (r []*spec.Action, exists bool) {
+	v := m.actions
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldActions returns the old "actions" field's value of the Campaign entity.
+// If the Campaign object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CampaignMutation) OldActions(ctx context.Context) (v []*spec.Action, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldActions is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldActions requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldActions: %w", err)
+	}
+	return oldValue.Actions, nil
+}
+
+// AppendActions adds s to the "actions" field.
+func (m *CampaignMutation) AppendActions(s []*spec.Action) {
+	m.appendactions = append(m.appendactions, s...)
+}
+
+// AppendedActions returns the list of values that were appended to the "actions" field in this mutation.
+func (m *CampaignMutation) AppendedActions() ([]*spec.Action, bool) {
+	if len(m.appendactions) == 0 {
+		return nil, false
+	}
+	return m.appendactions, true
+}
+
+// ResetActions resets all changes to the "actions" field.
+func (m *CampaignMutation) ResetActions() {
+	m.actions = nil
+	m.appendactions = nil
+}
+
+// SetAudienceID sets the "audience_id" field.
+func (m *CampaignMutation) SetAudienceID(i int) {
+	m.audience = &i
+}
+
+// AudienceID returns the value of the "audience_id" field in the mutation.
+func (m *CampaignMutation) AudienceID() (r int, exists bool) {
+	v := m.audience
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldAudienceID returns the old "audience_id" field's value of the Campaign entity.
+// If the Campaign object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CampaignMutation) OldAudienceID(ctx context.Context) (v *int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldAudienceID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldAudienceID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldAudienceID: %w", err)
+	}
+	return oldValue.AudienceID, nil
+}
+
+// ClearAudienceID clears the value of the "audience_id" field.
+func (m *CampaignMutation) ClearAudienceID() {
+	m.audience = nil
+	m.clearedFields[campaign.FieldAudienceID] = struct{}{}
+}
+
+// AudienceIDCleared returns if the "audience_id" field was cleared in this mutation.
+func (m *CampaignMutation) AudienceIDCleared() bool {
+	_, ok := m.clearedFields[campaign.FieldAudienceID]
+	return ok
+}
+
+// ResetAudienceID resets all changes to the "audience_id" field.
+func (m *CampaignMutation) ResetAudienceID() {
+	m.audience = nil
+	delete(m.clearedFields, campaign.FieldAudienceID)
+}
+
+// SetStartsAt sets the "starts_at" field.
+func (m *CampaignMutation) SetStartsAt(t time.Time) {
+	m.starts_at = &t
+}
+
+// StartsAt returns the value of the "starts_at" field in the mutation.
+func (m *CampaignMutation) StartsAt() (r time.Time, exists bool) {
+	v := m.starts_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldStartsAt returns the old "starts_at" field's value of the Campaign entity.
+// If the Campaign object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CampaignMutation) OldStartsAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldStartsAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldStartsAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldStartsAt: %w", err)
+	}
+	return oldValue.StartsAt, nil
+}
+
+// ResetStartsAt resets all changes to the "starts_at" field.
+func (m *CampaignMutation) ResetStartsAt() {
+	m.starts_at = nil
+}
+
+// SetEndsAt sets the "ends_at" field.
+func (m *CampaignMutation) SetEndsAt(t time.Time) {
+	m.ends_at = &t
+}
+
+// EndsAt returns the value of the "ends_at" field in the mutation.
+func (m *CampaignMutation) EndsAt() (r time.Time, exists bool) {
+	v := m.ends_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldEndsAt returns the old "ends_at" field's value of the Campaign entity.
+// If the Campaign object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CampaignMutation) OldEndsAt(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldEndsAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldEndsAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldEndsAt: %w", err)
+	}
+	return oldValue.EndsAt, nil
+}
+
+// ClearEndsAt clears the value of the "ends_at" field.
+func (m *CampaignMutation) ClearEndsAt() {
+	m.ends_at = nil
+	m.clearedFields[campaign.FieldEndsAt] = struct{}{}
+}
+
+// EndsAtCleared returns if the "ends_at" field was cleared in this mutation.
+func (m *CampaignMutation) EndsAtCleared() bool {
+	_, ok := m.clearedFields[campaign.FieldEndsAt]
+	return ok
+}
+
+// ResetEndsAt resets all changes to the "ends_at" field.
+func (m *CampaignMutation) ResetEndsAt() {
+	m.ends_at = nil
+	delete(m.clearedFields, campaign.FieldEndsAt)
+}
+
+// SetMaxPerMember sets the "max_per_member" field.
+func (m *CampaignMutation) SetMaxPerMember(i int) {
+	m.max_per_member = &i
+	m.addmax_per_member = nil
+}
+
+// MaxPerMember returns the value of the "max_per_member" field in the mutation.
+func (m *CampaignMutation) MaxPerMember() (r int, exists bool) {
+	v := m.max_per_member
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldMaxPerMember returns the old "max_per_member" field's value of the Campaign entity.
+// If the Campaign object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CampaignMutation) OldMaxPerMember(ctx context.Context) (v *int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldMaxPerMember is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldMaxPerMember requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldMaxPerMember: %w", err)
+	}
+	return oldValue.MaxPerMember, nil
+}
+
+// AddMaxPerMember adds i to the "max_per_member" field.
+func (m *CampaignMutation) AddMaxPerMember(i int) {
+	if m.addmax_per_member != nil {
+		*m.addmax_per_member += i
+	} else {
+		m.addmax_per_member = &i
+	}
+}
+
+// AddedMaxPerMember returns the value that was added to the "max_per_member" field in this mutation.
+func (m *CampaignMutation) AddedMaxPerMember() (r int, exists bool) {
+	v := m.addmax_per_member
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ClearMaxPerMember clears the value of the "max_per_member" field.
+func (m *CampaignMutation) ClearMaxPerMember() {
+	m.max_per_member = nil
+	m.addmax_per_member = nil
+	m.clearedFields[campaign.FieldMaxPerMember] = struct{}{}
+}
+
+// MaxPerMemberCleared returns if the "max_per_member" field was cleared in this mutation.
+func (m *CampaignMutation) MaxPerMemberCleared() bool {
+	_, ok := m.clearedFields[campaign.FieldMaxPerMember]
+	return ok
+}
+
+// ResetMaxPerMember resets all changes to the "max_per_member" field.
+func (m *CampaignMutation) ResetMaxPerMember() {
+	m.max_per_member = nil
+	m.addmax_per_member = nil
+	delete(m.clearedFields, campaign.FieldMaxPerMember)
+}
+
+// SetFrequencyCapDays sets the "frequency_cap_days" field.
+func (m *CampaignMutation) SetFrequencyCapDays(i int) {
+	m.frequency_cap_days = &i
+	m.addfrequency_cap_days = nil
+}
+
+// FrequencyCapDays returns the value of the "frequency_cap_days" field in the mutation.
+func (m *CampaignMutation) FrequencyCapDays() (r int, exists bool) {
+	v := m.frequency_cap_days
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldFrequencyCapDays returns the old "frequency_cap_days" field's value of the Campaign entity.
+// If the Campaign object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CampaignMutation) OldFrequencyCapDays(ctx context.Context) (v *int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldFrequencyCapDays is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldFrequencyCapDays requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldFrequencyCapDays: %w", err)
+	}
+	return oldValue.FrequencyCapDays, nil
+}
+
+// AddFrequencyCapDays adds i to the "frequency_cap_days" field.
+func (m *CampaignMutation) AddFrequencyCapDays(i int) {
+	if m.addfrequency_cap_days != nil {
+		*m.addfrequency_cap_days += i
+	} else {
+		m.addfrequency_cap_days = &i
+	}
+}
+
+// AddedFrequencyCapDays returns the value that was added to the "frequency_cap_days" field in this mutation.
+func (m *CampaignMutation) AddedFrequencyCapDays() (r int, exists bool) {
+	v := m.addfrequency_cap_days
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ClearFrequencyCapDays clears the value of the "frequency_cap_days" field.
+func (m *CampaignMutation) ClearFrequencyCapDays() {
+	m.frequency_cap_days = nil
+	m.addfrequency_cap_days = nil
+	m.clearedFields[campaign.FieldFrequencyCapDays] = struct{}{}
+}
+
+// FrequencyCapDaysCleared returns if the "frequency_cap_days" field was cleared in this mutation.
+func (m *CampaignMutation) FrequencyCapDaysCleared() bool {
+	_, ok := m.clearedFields[campaign.FieldFrequencyCapDays]
+	return ok
+}
+
+// ResetFrequencyCapDays resets all changes to the "frequency_cap_days" field.
+func (m *CampaignMutation) ResetFrequencyCapDays() {
+	m.frequency_cap_days = nil
+	m.addfrequency_cap_days = nil
+	delete(m.clearedFields, campaign.FieldFrequencyCapDays)
+}
+
+// SetBudget sets the "budget" field.
+func (m *CampaignMutation) SetBudget(i int64) {
+	m.budget = &i
+	m.addbudget = nil
+}
+
+// Budget returns the value of the "budget" field in the mutation.
+func (m *CampaignMutation) Budget() (r int64, exists bool) {
+	v := m.budget
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldBudget returns the old "budget" field's value of the Campaign entity.
+// If the Campaign object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CampaignMutation) OldBudget(ctx context.Context) (v *int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldBudget is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldBudget requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldBudget: %w", err)
+	}
+	return oldValue.Budget, nil
+}
+
+// AddBudget adds i to the "budget" field.
+func (m *CampaignMutation) AddBudget(i int64) {
+	if m.addbudget != nil {
+		*m.addbudget += i
+	} else {
+		m.addbudget = &i
+	}
+}
+
+// AddedBudget returns the value that was added to the "budget" field in this mutation.
+func (m *CampaignMutation) AddedBudget() (r int64, exists bool) {
+	v := m.addbudget
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ClearBudget clears the value of the "budget" field.
+func (m *CampaignMutation) ClearBudget() {
+	m.budget = nil
+	m.addbudget = nil
+	m.clearedFields[campaign.FieldBudget] = struct{}{}
+}
+
+// BudgetCleared returns if the "budget" field was cleared in this mutation.
+func (m *CampaignMutation) BudgetCleared() bool {
+	_, ok := m.clearedFields[campaign.FieldBudget]
+	return ok
+}
+
+// ResetBudget resets all changes to the "budget" field.
+func (m *CampaignMutation) ResetBudget() {
+	m.budget = nil
+	m.addbudget = nil
+	delete(m.clearedFields, campaign.FieldBudget)
+}
+
+// SetSpent sets the "spent" field.
+func (m *CampaignMutation) SetSpent(i int64) {
+	m.spent = &i
+	m.addspent = nil
+}
+
+// Spent returns the value of the "spent" field in the mutation.
+func (m *CampaignMutation) Spent() (r int64, exists bool) {
+	v := m.spent
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldSpent returns the old "spent" field's value of the Campaign entity.
+// If the Campaign object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CampaignMutation) OldSpent(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldSpent is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldSpent requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldSpent: %w", err)
+	}
+	return oldValue.Spent, nil
+}
+
+// AddSpent adds i to the "spent" field.
+func (m *CampaignMutation) AddSpent(i int64) {
+	if m.addspent != nil {
+		*m.addspent += i
+	} else {
+		m.addspent = &i
+	}
+}
+
+// AddedSpent returns the value that was added to the "spent" field in this mutation.
+func (m *CampaignMutation) AddedSpent() (r int64, exists bool) {
+	v := m.addspent
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetSpent resets all changes to the "spent" field.
+func (m *CampaignMutation) ResetSpent() {
+	m.spent = nil
+	m.addspent = nil
+}
+
+// SetHoldoutPercent sets the "holdout_percent" field.
+func (m *CampaignMutation) SetHoldoutPercent(i int) {
+	m.holdout_percent = &i
+	m.addholdout_percent = nil
+}
+
+// HoldoutPercent returns the value of the "holdout_percent" field in the mutation.
+func (m *CampaignMutation) HoldoutPercent() (r int, exists bool) {
+	v := m.holdout_percent
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldHoldoutPercent returns the old "holdout_percent" field's value of the Campaign entity.
+// If the Campaign object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CampaignMutation) OldHoldoutPercent(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldHoldoutPercent is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldHoldoutPercent requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldHoldoutPercent: %w", err)
+	}
+	return oldValue.HoldoutPercent, nil
+}
+
+// AddHoldoutPercent adds i to the "holdout_percent" field.
+func (m *CampaignMutation) AddHoldoutPercent(i int) {
+	if m.addholdout_percent != nil {
+		*m.addholdout_percent += i
+	} else {
+		m.addholdout_percent = &i
+	}
+}
+
+// AddedHoldoutPercent returns the value that was added to the "holdout_percent" field in this mutation.
+func (m *CampaignMutation) AddedHoldoutPercent() (r int, exists bool) {
+	v := m.addholdout_percent
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetHoldoutPercent resets all changes to the "holdout_percent" field.
+func (m *CampaignMutation) ResetHoldoutPercent() {
+	m.holdout_percent = nil
+	m.addholdout_percent = nil
+}
+
+// SetAttributionDays sets the "attribution_days" field.
+func (m *CampaignMutation) SetAttributionDays(i int) {
+	m.attribution_days = &i
+	m.addattribution_days = nil
+}
+
+// AttributionDays returns the value of the "attribution_days" field in the mutation.
+func (m *CampaignMutation) AttributionDays() (r int, exists bool) {
+	v := m.attribution_days
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldAttributionDays returns the old "attribution_days" field's value of the Campaign entity.
+// If the Campaign object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CampaignMutation) OldAttributionDays(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldAttributionDays is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldAttributionDays requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldAttributionDays: %w", err)
+	}
+	return oldValue.AttributionDays, nil
+}
+
+// AddAttributionDays adds i to the "attribution_days" field.
+func (m *CampaignMutation) AddAttributionDays(i int) {
+	if m.addattribution_days != nil {
+		*m.addattribution_days += i
+	} else {
+		m.addattribution_days = &i
+	}
+}
+
+// AddedAttributionDays returns the value that was added to the "attribution_days" field in this mutation.
+func (m *CampaignMutation) AddedAttributionDays() (r int, exists bool) {
+	v := m.addattribution_days
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetAttributionDays resets all changes to the "attribution_days" field.
+func (m *CampaignMutation) ResetAttributionDays() {
+	m.attribution_days = nil
+	m.addattribution_days = nil
+}
+
+// SetPriority sets the "priority" field.
+func (m *CampaignMutation) SetPriority(i int) {
+	m.priority = &i
+	m.addpriority = nil
+}
+
+// Priority returns the value of the "priority" field in the mutation.
+func (m *CampaignMutation) Priority() (r int, exists bool) {
+	v := m.priority
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPriority returns the old "priority" field's value of the Campaign entity.
+// If the Campaign object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CampaignMutation) OldPriority(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPriority is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPriority requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPriority: %w", err)
+	}
+	return oldValue.Priority, nil
+}
+
+// AddPriority adds i to the "priority" field.
+func (m *CampaignMutation) AddPriority(i int) {
+	if m.addpriority != nil {
+		*m.addpriority += i
+	} else {
+		m.addpriority = &i
+	}
+}
+
+// AddedPriority returns the value that was added to the "priority" field in this mutation.
+func (m *CampaignMutation) AddedPriority() (r int, exists bool) {
+	v := m.addpriority
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetPriority resets all changes to the "priority" field.
+func (m *CampaignMutation) ResetPriority() {
+	m.priority = nil
+	m.addpriority = nil
+}
+
+// SetCursor sets the "cursor" field.
+func (m *CampaignMutation) SetCursor(value map[string]interface{}) {
+	m.cursor = &value
+}
+
+// Cursor returns the value of the "cursor" field in the mutation.
+func (m *CampaignMutation) Cursor() (r map[string]interface{}, exists bool) {
+	v := m.cursor
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCursor returns the old "cursor" field's value of the Campaign entity.
+// If the Campaign object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CampaignMutation) OldCursor(ctx context.Context) (v map[string]interface{}, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCursor is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCursor requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCursor: %w", err)
+	}
+	return oldValue.Cursor, nil
+}
+
+// ClearCursor clears the value of the "cursor" field.
+func (m *CampaignMutation) ClearCursor() {
+	m.cursor = nil
+	m.clearedFields[campaign.FieldCursor] = struct{}{}
+}
+
+// CursorCleared returns if the "cursor" field was cleared in this mutation.
+func (m *CampaignMutation) CursorCleared() bool {
+	_, ok := m.clearedFields[campaign.FieldCursor]
+	return ok
+}
+
+// ResetCursor resets all changes to the "cursor" field.
+func (m *CampaignMutation) ResetCursor() {
+	m.cursor = nil
+	delete(m.clearedFields, campaign.FieldCursor)
+}
+
+// SetNextRunAt sets the "next_run_at" field.
+func (m *CampaignMutation) SetNextRunAt(t time.Time) {
+	m.next_run_at = &t
+}
+
+// NextRunAt returns the value of the "next_run_at" field in the mutation.
+func (m *CampaignMutation) NextRunAt() (r time.Time, exists bool) {
+	v := m.next_run_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldNextRunAt returns the old "next_run_at" field's value of the Campaign entity.
+// If the Campaign object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CampaignMutation) OldNextRunAt(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldNextRunAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldNextRunAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldNextRunAt: %w", err)
+	}
+	return oldValue.NextRunAt, nil
+}
+
+// ClearNextRunAt clears the value of the "next_run_at" field.
+func (m *CampaignMutation) ClearNextRunAt() {
+	m.next_run_at = nil
+	m.clearedFields[campaign.FieldNextRunAt] = struct{}{}
+}
+
+// NextRunAtCleared returns if the "next_run_at" field was cleared in this mutation.
+func (m *CampaignMutation) NextRunAtCleared() bool {
+	_, ok := m.clearedFields[campaign.FieldNextRunAt]
+	return ok
+}
+
+// ResetNextRunAt resets all changes to the "next_run_at" field.
+func (m *CampaignMutation) ResetNextRunAt() {
+	m.next_run_at = nil
+	delete(m.clearedFields, campaign.FieldNextRunAt)
+}
+
+// SetActivatedAt sets the "activated_at" field.
+func (m *CampaignMutation) SetActivatedAt(t time.Time) {
+	m.activated_at = &t
+}
+
+// ActivatedAt returns the value of the "activated_at" field in the mutation.
+func (m *CampaignMutation) ActivatedAt() (r time.Time, exists bool) {
+	v := m.activated_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldActivatedAt returns the old "activated_at" field's value of the Campaign entity.
+// If the Campaign object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CampaignMutation) OldActivatedAt(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldActivatedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldActivatedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldActivatedAt: %w", err)
+	}
+	return oldValue.ActivatedAt, nil
+}
+
+// ClearActivatedAt clears the value of the "activated_at" field.
+func (m *CampaignMutation) ClearActivatedAt() {
+	m.activated_at = nil
+	m.clearedFields[campaign.FieldActivatedAt] = struct{}{}
+}
+
+// ActivatedAtCleared returns if the "activated_at" field was cleared in this mutation.
+func (m *CampaignMutation) ActivatedAtCleared() bool {
+	_, ok := m.clearedFields[campaign.FieldActivatedAt]
+	return ok
+}
+
+// ResetActivatedAt resets all changes to the "activated_at" field.
+func (m *CampaignMutation) ResetActivatedAt() {
+	m.activated_at = nil
+	delete(m.clearedFields, campaign.FieldActivatedAt)
+}
+
+// SetCreatedByStaffID sets the "created_by_staff_id" field.
+func (m *CampaignMutation) SetCreatedByStaffID(i int) {
+	m.created_by_staff_id = &i
+	m.addcreated_by_staff_id = nil
+}
+
+// CreatedByStaffID returns the value of the "created_by_staff_id" field in the mutation.
+func (m *CampaignMutation) CreatedByStaffID() (r int, exists bool) {
+	v := m.created_by_staff_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCreatedByStaffID returns the old "created_by_staff_id" field's value of the Campaign entity.
+// If the Campaign object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CampaignMutation) OldCreatedByStaffID(ctx context.Context) (v *int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCreatedByStaffID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCreatedByStaffID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCreatedByStaffID: %w", err)
+	}
+	return oldValue.CreatedByStaffID, nil
+}
+
+// AddCreatedByStaffID adds i to the "created_by_staff_id" field.
+func (m *CampaignMutation) AddCreatedByStaffID(i int) {
+	if m.addcreated_by_staff_id != nil {
+		*m.addcreated_by_staff_id += i
+	} else {
+		m.addcreated_by_staff_id = &i
+	}
+}
+
+// AddedCreatedByStaffID returns the value that was added to the "created_by_staff_id" field in this mutation.
+func (m *CampaignMutation) AddedCreatedByStaffID() (r int, exists bool) {
+	v := m.addcreated_by_staff_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ClearCreatedByStaffID clears the value of the "created_by_staff_id" field.
+func (m *CampaignMutation) ClearCreatedByStaffID() {
+	m.created_by_staff_id = nil
+	m.addcreated_by_staff_id = nil
+	m.clearedFields[campaign.FieldCreatedByStaffID] = struct{}{}
+}
+
+// CreatedByStaffIDCleared returns if the "created_by_staff_id" field was cleared in this mutation.
+func (m *CampaignMutation) CreatedByStaffIDCleared() bool {
+	_, ok := m.clearedFields[campaign.FieldCreatedByStaffID]
+	return ok
+}
+
+// ResetCreatedByStaffID resets all changes to the "created_by_staff_id" field.
+func (m *CampaignMutation) ResetCreatedByStaffID() {
+	m.created_by_staff_id = nil
+	m.addcreated_by_staff_id = nil
+	delete(m.clearedFields, campaign.FieldCreatedByStaffID)
+}
+
+// ClearAudience clears the "audience" edge to the Audience entity.
+func (m *CampaignMutation) ClearAudience() {
+	m.clearedaudience = true
+	m.clearedFields[campaign.FieldAudienceID] = struct{}{}
+}
+
+// AudienceCleared reports if the "audience" edge to the Audience entity was cleared.
+func (m *CampaignMutation) AudienceCleared() bool {
+	return m.AudienceIDCleared() || m.clearedaudience
+}
+
+// AudienceIDs returns the "audience" edge IDs in the mutation.
+// Note that IDs always returns len(IDs) <= 1 for unique edges, and you should use
+// AudienceID instead. It exists only for internal usage by the builders.
+func (m *CampaignMutation) AudienceIDs() (ids []int) {
+	if id := m.audience; id != nil {
+		ids = append(ids, *id)
+	}
+	return
+}
+
+// ResetAudience resets all changes to the "audience" edge.
+func (m *CampaignMutation) ResetAudience() {
+	m.audience = nil
+	m.clearedaudience = false
+}
+
+// AddExecutionIDs adds the "executions" edge to the CampaignExecution entity by ids.
+func (m *CampaignMutation) AddExecutionIDs(ids ...int) {
+	if m.executions == nil {
+		m.executions = make(map[int]struct{})
+	}
+	for i := range ids {
+		m.executions[ids[i]] = struct{}{}
+	}
+}
+
+// ClearExecutions clears the "executions" edge to the CampaignExecution entity.
+func (m *CampaignMutation) ClearExecutions() {
+	m.clearedexecutions = true
+}
+
+// ExecutionsCleared reports if the "executions" edge to the CampaignExecution entity was cleared.
+func (m *CampaignMutation) ExecutionsCleared() bool {
+	return m.clearedexecutions
+}
+
+// RemoveExecutionIDs removes the "executions" edge to the CampaignExecution entity by IDs.
+func (m *CampaignMutation) RemoveExecutionIDs(ids ...int) {
+	if m.removedexecutions == nil {
+		m.removedexecutions = make(map[int]struct{})
+	}
+	for i := range ids {
+		delete(m.executions, ids[i])
+		m.removedexecutions[ids[i]] = struct{}{}
+	}
+}
+
+// RemovedExecutions returns the removed IDs of the "executions" edge to the CampaignExecution entity.
+func (m *CampaignMutation) RemovedExecutionsIDs() (ids []int) {
+	for id := range m.removedexecutions {
+		ids = append(ids, id)
+	}
+	return
+}
+
+// ExecutionsIDs returns the "executions" edge IDs in the mutation.
+func (m *CampaignMutation) ExecutionsIDs() (ids []int) {
+	for id := range m.executions {
+		ids = append(ids, id)
+	}
+	return
+}
+
+// ResetExecutions resets all changes to the "executions" edge.
+func (m *CampaignMutation) ResetExecutions() {
+	m.executions = nil
+	m.clearedexecutions = false
+	m.removedexecutions = nil
+}
+
+// Where appends a list predicates to the CampaignMutation builder.
+func (m *CampaignMutation) Where(ps ...predicate.Campaign) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the CampaignMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *CampaignMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.Campaign, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *CampaignMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *CampaignMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (Campaign).
+func (m *CampaignMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *CampaignMutation) Fields() []string {
+	fields := make([]string, 0, 21)
+	if m.created_at != nil {
+		fields = append(fields, campaign.FieldCreatedAt)
+	}
+	if m.updated_at != nil {
+		fields = append(fields, campaign.FieldUpdatedAt)
+	}
+	if m.name != nil {
+		fields = append(fields, campaign.FieldName)
+	}
+	if m.status != nil {
+		fields = append(fields, campaign.FieldStatus)
+	}
+	if m.trigger_kind != nil {
+		fields = append(fields, campaign.FieldTriggerKind)
+	}
+	if m.trigger != nil {
+		fields = append(fields, campaign.FieldTrigger)
+	}
+	if m.actions != nil {
+		fields = append(fields, campaign.FieldActions)
+	}
+	if m.audience != nil {
+		fields = append(fields, campaign.FieldAudienceID)
+	}
+	if m.starts_at != nil {
+		fields = append(fields, campaign.FieldStartsAt)
+	}
+	if m.ends_at != nil {
+		fields = append(fields, campaign.FieldEndsAt)
+	}
+	if m.max_per_member != nil {
+		fields = append(fields, campaign.FieldMaxPerMember)
+	}
+	if m.frequency_cap_days != nil {
+		fields = append(fields, campaign.FieldFrequencyCapDays)
+	}
+	if m.budget != nil {
+		fields = append(fields, campaign.FieldBudget)
+	}
+	if m.spent != nil {
+		fields = append(fields, campaign.FieldSpent)
+	}
+	if m.holdout_percent != nil {
+		fields = append(fields, campaign.FieldHoldoutPercent)
+	}
+	if m.attribution_days != nil {
+		fields = append(fields, campaign.FieldAttributionDays)
+	}
+	if m.priority != nil {
+		fields = append(fields, campaign.FieldPriority)
+	}
+	if m.cursor != nil {
+		fields = append(fields, campaign.FieldCursor)
+	}
+	if m.next_run_at != nil {
+		fields = append(fields, campaign.FieldNextRunAt)
+	}
+	if m.activated_at != nil {
+		fields = append(fields, campaign.FieldActivatedAt)
+	}
+	if m.created_by_staff_id != nil {
+		fields = append(fields, campaign.FieldCreatedByStaffID)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *CampaignMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case campaign.FieldCreatedAt:
+		return m.CreatedAt()
+	case campaign.FieldUpdatedAt:
+		return m.UpdatedAt()
+	case campaign.FieldName:
+		return m.Name()
+	case campaign.FieldStatus:
+		return m.Status()
+	case campaign.FieldTriggerKind:
+		return m.TriggerKind()
+	case campaign.FieldTrigger:
+		return m.Trigger()
+	case campaign.FieldActions:
+		return m.Actions()
+	case campaign.FieldAudienceID:
+		return m.AudienceID()
+	case campaign.FieldStartsAt:
+		return m.StartsAt()
+	case campaign.FieldEndsAt:
+		return m.EndsAt()
+	case campaign.FieldMaxPerMember:
+		return m.MaxPerMember()
+	case campaign.FieldFrequencyCapDays:
+		return m.FrequencyCapDays()
+	case campaign.FieldBudget:
+		return m.Budget()
+	case campaign.FieldSpent:
+		return m.Spent()
+	case campaign.FieldHoldoutPercent:
+		return m.HoldoutPercent()
+	case campaign.FieldAttributionDays:
+		return m.AttributionDays()
+	case campaign.FieldPriority:
+		return m.Priority()
+	case campaign.FieldCursor:
+		return m.Cursor()
+	case campaign.FieldNextRunAt:
+		return m.NextRunAt()
+	case campaign.FieldActivatedAt:
+		return m.ActivatedAt()
+	case campaign.FieldCreatedByStaffID:
+		return m.CreatedByStaffID()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *CampaignMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case campaign.FieldCreatedAt:
+		return m.OldCreatedAt(ctx)
+	case campaign.FieldUpdatedAt:
+		return m.OldUpdatedAt(ctx)
+	case campaign.FieldName:
+		return m.OldName(ctx)
+	case campaign.FieldStatus:
+		return m.OldStatus(ctx)
+	case campaign.FieldTriggerKind:
+		return m.OldTriggerKind(ctx)
+	case campaign.FieldTrigger:
+		return m.OldTrigger(ctx)
+	case campaign.FieldActions:
+		return m.OldActions(ctx)
+	case campaign.FieldAudienceID:
+		return m.OldAudienceID(ctx)
+	case campaign.FieldStartsAt:
+		return m.OldStartsAt(ctx)
+	case campaign.FieldEndsAt:
+		return m.OldEndsAt(ctx)
+	case campaign.FieldMaxPerMember:
+		return m.OldMaxPerMember(ctx)
+	case campaign.FieldFrequencyCapDays:
+		return m.OldFrequencyCapDays(ctx)
+	case campaign.FieldBudget:
+		return m.OldBudget(ctx)
+	case campaign.FieldSpent:
+		return m.OldSpent(ctx)
+	case campaign.FieldHoldoutPercent:
+		return m.OldHoldoutPercent(ctx)
+	case campaign.FieldAttributionDays:
+		return m.OldAttributionDays(ctx)
+	case campaign.FieldPriority:
+		return m.OldPriority(ctx)
+	case campaign.FieldCursor:
+		return m.OldCursor(ctx)
+	case campaign.FieldNextRunAt:
+		return m.OldNextRunAt(ctx)
+	case campaign.FieldActivatedAt:
+		return m.OldActivatedAt(ctx)
+	case campaign.FieldCreatedByStaffID:
+		return m.OldCreatedByStaffID(ctx)
+	}
+	return nil, fmt.Errorf("unknown Campaign field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *CampaignMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case campaign.FieldCreatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCreatedAt(v)
+		return nil
+	case campaign.FieldUpdatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetUpdatedAt(v)
+		return nil
+	case campaign.FieldName:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetName(v)
+		return nil
+	case campaign.FieldStatus:
+		v, ok := value.(enum.CampaignStatus)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetStatus(v)
+		return nil
+	case campaign.FieldTriggerKind:
+		v, ok := value.(enum.CampaignTriggerKind)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetTriggerKind(v)
+		return nil
+	case campaign.FieldTrigger:
+		v, ok := value.(spec.Trigger)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetTrigger(v)
+		return nil
+	case campaign.FieldActions:
+		v, ok := value.([]*spec.Action)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetActions(v)
+		return nil
+	case campaign.FieldAudienceID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetAudienceID(v)
+		return nil
+	case campaign.FieldStartsAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetStartsAt(v)
+		return nil
+	case campaign.FieldEndsAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetEndsAt(v)
+		return nil
+	case campaign.FieldMaxPerMember:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetMaxPerMember(v)
+		return nil
+	case campaign.FieldFrequencyCapDays:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetFrequencyCapDays(v)
+		return nil
+	case campaign.FieldBudget:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetBudget(v)
+		return nil
+	case campaign.FieldSpent:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetSpent(v)
+		return nil
+	case campaign.FieldHoldoutPercent:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetHoldoutPercent(v)
+		return nil
+	case campaign.FieldAttributionDays:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetAttributionDays(v)
+		return nil
+	case campaign.FieldPriority:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPriority(v)
+		return nil
+	case campaign.FieldCursor:
+		v, ok := value.(map[string]interface{})
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCursor(v)
+		return nil
+	case campaign.FieldNextRunAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetNextRunAt(v)
+		return nil
+	case campaign.FieldActivatedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetActivatedAt(v)
+		return nil
+	case campaign.FieldCreatedByStaffID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCreatedByStaffID(v)
+		return nil
+	}
+	return fmt.Errorf("unknown Campaign field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *CampaignMutation) AddedFields() []string {
+	var fields []string
+	if m.addmax_per_member != nil {
+		fields = append(fields, campaign.FieldMaxPerMember)
+	}
+	if m.addfrequency_cap_days != nil {
+		fields = append(fields, campaign.FieldFrequencyCapDays)
+	}
+	if m.addbudget != nil {
+		fields = append(fields, campaign.FieldBudget)
+	}
+	if m.addspent != nil {
+		fields = append(fields, campaign.FieldSpent)
+	}
+	if m.addholdout_percent != nil {
+		fields = append(fields, campaign.FieldHoldoutPercent)
+	}
+	if m.addattribution_days != nil {
+		fields = append(fields, campaign.FieldAttributionDays)
+	}
+	if m.addpriority != nil {
+		fields = append(fields, campaign.FieldPriority)
+	}
+	if m.addcreated_by_staff_id != nil {
+		fields = append(fields, campaign.FieldCreatedByStaffID)
+	}
+	return fields
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *CampaignMutation) AddedField(name string) (ent.Value, bool) {
+	switch name {
+	case campaign.FieldMaxPerMember:
+		return m.AddedMaxPerMember()
+	case campaign.FieldFrequencyCapDays:
+		return m.AddedFrequencyCapDays()
+	case campaign.FieldBudget:
+		return m.AddedBudget()
+	case campaign.FieldSpent:
+		return m.AddedSpent()
+	case campaign.FieldHoldoutPercent:
+		return m.AddedHoldoutPercent()
+	case campaign.FieldAttributionDays:
+		return m.AddedAttributionDays()
+	case campaign.FieldPriority:
+		return m.AddedPriority()
+	case campaign.FieldCreatedByStaffID:
+		return m.AddedCreatedByStaffID()
+	}
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *CampaignMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	case campaign.FieldMaxPerMember:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddMaxPerMember(v)
+		return nil
+	case campaign.FieldFrequencyCapDays:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddFrequencyCapDays(v)
+		return nil
+	case campaign.FieldBudget:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddBudget(v)
+		return nil
+	case campaign.FieldSpent:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddSpent(v)
+		return nil
+	case campaign.FieldHoldoutPercent:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddHoldoutPercent(v)
+		return nil
+	case campaign.FieldAttributionDays:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddAttributionDays(v)
+		return nil
+	case campaign.FieldPriority:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddPriority(v)
+		return nil
+	case campaign.FieldCreatedByStaffID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddCreatedByStaffID(v)
+		return nil
+	}
+	return fmt.Errorf("unknown Campaign numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *CampaignMutation) ClearedFields() []string {
+	var fields []string
+	if m.FieldCleared(campaign.FieldAudienceID) {
+		fields = append(fields, campaign.FieldAudienceID)
+	}
+	if m.FieldCleared(campaign.FieldEndsAt) {
+		fields = append(fields, campaign.FieldEndsAt)
+	}
+	if m.FieldCleared(campaign.FieldMaxPerMember) {
+		fields = append(fields, campaign.FieldMaxPerMember)
+	}
+	if m.FieldCleared(campaign.FieldFrequencyCapDays) {
+		fields = append(fields, campaign.FieldFrequencyCapDays)
+	}
+	if m.FieldCleared(campaign.FieldBudget) {
+		fields = append(fields, campaign.FieldBudget)
+	}
+	if m.FieldCleared(campaign.FieldCursor) {
+		fields = append(fields, campaign.FieldCursor)
+	}
+	if m.FieldCleared(campaign.FieldNextRunAt) {
+		fields = append(fields, campaign.FieldNextRunAt)
+	}
+	if m.FieldCleared(campaign.FieldActivatedAt) {
+		fields = append(fields, campaign.FieldActivatedAt)
+	}
+	if m.FieldCleared(campaign.FieldCreatedByStaffID) {
+		fields = append(fields, campaign.FieldCreatedByStaffID)
+	}
+	return fields
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *CampaignMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *CampaignMutation) ClearField(name string) error {
+	switch name {
+	case campaign.FieldAudienceID:
+		m.ClearAudienceID()
+		return nil
+	case campaign.FieldEndsAt:
+		m.ClearEndsAt()
+		return nil
+	case campaign.FieldMaxPerMember:
+		m.ClearMaxPerMember()
+		return nil
+	case campaign.FieldFrequencyCapDays:
+		m.ClearFrequencyCapDays()
+		return nil
+	case campaign.FieldBudget:
+		m.ClearBudget()
+		return nil
+	case campaign.FieldCursor:
+		m.ClearCursor()
+		return nil
+	case campaign.FieldNextRunAt:
+		m.ClearNextRunAt()
+		return nil
+	case campaign.FieldActivatedAt:
+		m.ClearActivatedAt()
+		return nil
+	case campaign.FieldCreatedByStaffID:
+		m.ClearCreatedByStaffID()
+		return nil
+	}
+	return fmt.Errorf("unknown Campaign nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *CampaignMutation) ResetField(name string) error {
+	switch name {
+	case campaign.FieldCreatedAt:
+		m.ResetCreatedAt()
+		return nil
+	case campaign.FieldUpdatedAt:
+		m.ResetUpdatedAt()
+		return nil
+	case campaign.FieldName:
+		m.ResetName()
+		return nil
+	case campaign.FieldStatus:
+		m.ResetStatus()
+		return nil
+	case campaign.FieldTriggerKind:
+		m.ResetTriggerKind()
+		return nil
+	case campaign.FieldTrigger:
+		m.ResetTrigger()
+		return nil
+	case campaign.FieldActions:
+		m.ResetActions()
+		return nil
+	case campaign.FieldAudienceID:
+		m.ResetAudienceID()
+		return nil
+	case campaign.FieldStartsAt:
+		m.ResetStartsAt()
+		return nil
+	case campaign.FieldEndsAt:
+		m.ResetEndsAt()
+		return nil
+	case campaign.FieldMaxPerMember:
+		m.ResetMaxPerMember()
+		return nil
+	case campaign.FieldFrequencyCapDays:
+		m.ResetFrequencyCapDays()
+		return nil
+	case campaign.FieldBudget:
+		m.ResetBudget()
+		return nil
+	case campaign.FieldSpent:
+		m.ResetSpent()
+		return nil
+	case campaign.FieldHoldoutPercent:
+		m.ResetHoldoutPercent()
+		return nil
+	case campaign.FieldAttributionDays:
+		m.ResetAttributionDays()
+		return nil
+	case campaign.FieldPriority:
+		m.ResetPriority()
+		return nil
+	case campaign.FieldCursor:
+		m.ResetCursor()
+		return nil
+	case campaign.FieldNextRunAt:
+		m.ResetNextRunAt()
+		return nil
+	case campaign.FieldActivatedAt:
+		m.ResetActivatedAt()
+		return nil
+	case campaign.FieldCreatedByStaffID:
+		m.ResetCreatedByStaffID()
+		return nil
+	}
+	return fmt.Errorf("unknown Campaign field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *CampaignMutation) AddedEdges() []string {
+	edges := make([]string, 0, 2)
+	if m.audience != nil {
+		edges = append(edges, campaign.EdgeAudience)
+	}
+	if m.executions != nil {
+		edges = append(edges, campaign.EdgeExecutions)
+	}
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *CampaignMutation) AddedIDs(name string) []ent.Value {
+	switch name {
+	case campaign.EdgeAudience:
+		if id := m.audience; id != nil {
+			return []ent.Value{*id}
+		}
+	case campaign.EdgeExecutions:
+		ids := make([]ent.Value, 0, len(m.executions))
+		for id := range m.executions {
+			ids = append(ids, id)
+		}
+		return ids
+	}
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *CampaignMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 2)
+	if m.removedexecutions != nil {
+		edges = append(edges, campaign.EdgeExecutions)
+	}
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *CampaignMutation) RemovedIDs(name string) []ent.Value {
+	switch name {
+	case campaign.EdgeExecutions:
+		ids := make([]ent.Value, 0, len(m.removedexecutions))
+		for id := range m.removedexecutions {
+			ids = append(ids, id)
+		}
+		return ids
+	}
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *CampaignMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 2)
+	if m.clearedaudience {
+		edges = append(edges, campaign.EdgeAudience)
+	}
+	if m.clearedexecutions {
+		edges = append(edges, campaign.EdgeExecutions)
+	}
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *CampaignMutation) EdgeCleared(name string) bool {
+	switch name {
+	case campaign.EdgeAudience:
+		return m.clearedaudience
+	case campaign.EdgeExecutions:
+		return m.clearedexecutions
+	}
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *CampaignMutation) ClearEdge(name string) error {
+	switch name {
+	case campaign.EdgeAudience:
+		m.ClearAudience()
+		return nil
+	}
+	return fmt.Errorf("unknown Campaign unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *CampaignMutation) ResetEdge(name string) error {
+	switch name {
+	case campaign.EdgeAudience:
+		m.ResetAudience()
+		return nil
+	case campaign.EdgeExecutions:
+		m.ResetExecutions()
+		return nil
+	}
+	return fmt.Errorf("unknown Campaign edge %s", name)
+}
+
+// CampaignExecutionMutation represents an operation that mutates the CampaignExecution nodes in the graph.
+type CampaignExecutionMutation struct {
+	config
+	op              Op
+	typ             string
+	id              *int
+	occurrence      *string
+	status          *enum.CampaignExecutionStatus
+	action          *enum.CampaignActionKind
+	cost            *int64
+	addcost         *int64
+	coupon_id       *int
+	addcoupon_id    *int
+	executed_at     *time.Time
+	clearedFields   map[string]struct{}
+	campaign        *int
+	clearedcampaign bool
+	member          *int
+	clearedmember   bool
+	done            bool
+	oldValue        func(context.Context) (*CampaignExecution, error)
+	predicates      []predicate.CampaignExecution
+}
+
+var _ ent.Mutation = (*CampaignExecutionMutation)(nil)
+
+// campaignexecutionOption allows management of the mutation configuration using functional options.
+type campaignexecutionOption func(*CampaignExecutionMutation)
+
+// newCampaignExecutionMutation creates new mutation for the CampaignExecution entity.
+func newCampaignExecutionMutation(c config, op Op, opts ...campaignexecutionOption) *CampaignExecutionMutation {
+	m := &CampaignExecutionMutation{
+		config:        c,
+		op:            op,
+		typ:           TypeCampaignExecution,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withCampaignExecutionID sets the ID field of the mutation.
+func withCampaignExecutionID(id int) campaignexecutionOption {
+	return func(m *CampaignExecutionMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *CampaignExecution
+		)
+		m.oldValue = func(ctx context.Context) (*CampaignExecution, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().CampaignExecution.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withCampaignExecution sets the old CampaignExecution of the mutation.
+func withCampaignExecution(node *CampaignExecution) campaignexecutionOption {
+	return func(m *CampaignExecutionMutation) {
+		m.oldValue = func(context.Context) (*CampaignExecution, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m CampaignExecutionMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m CampaignExecutionMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *CampaignExecutionMutation) ID() (id int, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *CampaignExecutionMutation) IDs(ctx context.Context) ([]int, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []int{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().CampaignExecution.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetCampaignID sets the "campaign_id" field.
+func (m *CampaignExecutionMutation) SetCampaignID(i int) {
+	m.campaign = &i
+}
+
+// CampaignID returns the value of the "campaign_id" field in the mutation.
+func (m *CampaignExecutionMutation) CampaignID() (r int, exists bool) {
+	v := m.campaign
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCampaignID returns the old "campaign_id" field's value of the CampaignExecution entity.
+// If the CampaignExecution object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CampaignExecutionMutation) OldCampaignID(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCampaignID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCampaignID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCampaignID: %w", err)
+	}
+	return oldValue.CampaignID, nil
+}
+
+// ResetCampaignID resets all changes to the "campaign_id" field.
+func (m *CampaignExecutionMutation) ResetCampaignID() {
+	m.campaign = nil
+}
+
+// SetMemberID sets the "member_id" field.
+func (m *CampaignExecutionMutation) SetMemberID(i int) {
+	m.member = &i
+}
+
+// MemberID returns the value of the "member_id" field in the mutation.
+func (m *CampaignExecutionMutation) MemberID() (r int, exists bool) {
+	v := m.member
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldMemberID returns the old "member_id" field's value of the CampaignExecution entity.
+// If the CampaignExecution object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CampaignExecutionMutation) OldMemberID(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldMemberID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldMemberID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldMemberID: %w", err)
+	}
+	return oldValue.MemberID, nil
+}
+
+// ResetMemberID resets all changes to the "member_id" field.
+func (m *CampaignExecutionMutation) ResetMemberID() {
+	m.member = nil
+}
+
+// SetOccurrence sets the "occurrence" field.
+func (m *CampaignExecutionMutation) SetOccurrence(s string) {
+	m.occurrence = &s
+}
+
+// Occurrence returns the value of the "occurrence" field in the mutation.
+func (m *CampaignExecutionMutation) Occurrence() (r string, exists bool) {
+	v := m.occurrence
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldOccurrence returns the old "occurrence" field's value of the CampaignExecution entity.
+// If the CampaignExecution object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CampaignExecutionMutation) OldOccurrence(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldOccurrence is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldOccurrence requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldOccurrence: %w", err)
+	}
+	return oldValue.Occurrence, nil
+}
+
+// ResetOccurrence resets all changes to the "occurrence" field.
+func (m *CampaignExecutionMutation) ResetOccurrence() {
+	m.occurrence = nil
+}
+
+// SetStatus sets the "status" field.
+func (m *CampaignExecutionMutation) SetStatus(ees enum.CampaignExecutionStatus) {
+	m.status = &ees
+}
+
+// Status returns the value of the "status" field in the mutation.
+func (m *CampaignExecutionMutation) Status() (r enum.CampaignExecutionStatus, exists bool) {
+	v := m.status
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldStatus returns the old "status" field's value of the CampaignExecution entity.
+// If the CampaignExecution object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CampaignExecutionMutation) OldStatus(ctx context.Context) (v enum.CampaignExecutionStatus, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldStatus is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldStatus requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldStatus: %w", err)
+	}
+	return oldValue.Status, nil
+}
+
+// ResetStatus resets all changes to the "status" field.
+func (m *CampaignExecutionMutation) ResetStatus() {
+	m.status = nil
+}
+
+// SetAction sets the "action" field.
+func (m *CampaignExecutionMutation) SetAction(eak enum.CampaignActionKind) {
+	m.action = &eak
+}
+
+// Action returns the value of the "action" field in the mutation.
+func (m *CampaignExecutionMutation) Action() (r enum.CampaignActionKind, exists bool) {
+	v := m.action
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldAction returns the old "action" field's value of the CampaignExecution entity.
+// If the CampaignExecution object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CampaignExecutionMutation) OldAction(ctx context.Context) (v enum.CampaignActionKind, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldAction is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldAction requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldAction: %w", err)
+	}
+	return oldValue.Action, nil
+}
+
+// ResetAction resets all changes to the "action" field.
+func (m *CampaignExecutionMutation) ResetAction() {
+	m.action = nil
+}
+
+// SetCost sets the "cost" field.
+func (m *CampaignExecutionMutation) SetCost(i int64) {
+	m.cost = &i
+	m.addcost = nil
+}
+
+// Cost returns the value of the "cost" field in the mutation.
+func (m *CampaignExecutionMutation) Cost() (r int64, exists bool) {
+	v := m.cost
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCost returns the old "cost" field's value of the CampaignExecution entity.
+// If the CampaignExecution object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CampaignExecutionMutation) OldCost(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCost is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCost requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCost: %w", err)
+	}
+	return oldValue.Cost, nil
+}
+
+// AddCost adds i to the "cost" field.
+func (m *CampaignExecutionMutation) AddCost(i int64) {
+	if m.addcost != nil {
+		*m.addcost += i
+	} else {
+		m.addcost = &i
+	}
+}
+
+// AddedCost returns the value that was added to the "cost" field in this mutation.
+func (m *CampaignExecutionMutation) AddedCost() (r int64, exists bool) {
+	v := m.addcost
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetCost resets all changes to the "cost" field.
+func (m *CampaignExecutionMutation) ResetCost() {
+	m.cost = nil
+	m.addcost = nil
+}
+
+// SetCouponID sets the "coupon_id" field.
+func (m *CampaignExecutionMutation) SetCouponID(i int) {
+	m.coupon_id = &i
+	m.addcoupon_id = nil
+}
+
+// CouponID returns the value of the "coupon_id" field in the mutation.
+func (m *CampaignExecutionMutation) CouponID() (r int, exists bool) {
+	v := m.coupon_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCouponID returns the old "coupon_id" field's value of the CampaignExecution entity.
+// If the CampaignExecution object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CampaignExecutionMutation) OldCouponID(ctx context.Context) (v *int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCouponID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCouponID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCouponID: %w", err)
+	}
+	return oldValue.CouponID, nil
+}
+
+// AddCouponID adds i to the "coupon_id" field.
+func (m *CampaignExecutionMutation) AddCouponID(i int) {
+	if m.addcoupon_id != nil {
+		*m.addcoupon_id += i
+	} else {
+		m.addcoupon_id = &i
+	}
+}
+
+// AddedCouponID returns the value that was added to the "coupon_id" field in this mutation.
+func (m *CampaignExecutionMutation) AddedCouponID() (r int, exists bool) {
+	v := m.addcoupon_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ClearCouponID clears the value of the "coupon_id" field.
+func (m *CampaignExecutionMutation) ClearCouponID() {
+	m.coupon_id = nil
+	m.addcoupon_id = nil
+	m.clearedFields[campaignexecution.FieldCouponID] = struct{}{}
+}
+
+// CouponIDCleared returns if the "coupon_id" field was cleared in this mutation.
+func (m *CampaignExecutionMutation) CouponIDCleared() bool {
+	_, ok := m.clearedFields[campaignexecution.FieldCouponID]
+	return ok
+}
+
+// ResetCouponID resets all changes to the "coupon_id" field.
+func (m *CampaignExecutionMutation) ResetCouponID() {
+	m.coupon_id = nil
+	m.addcoupon_id = nil
+	delete(m.clearedFields, campaignexecution.FieldCouponID)
+}
+
+// SetExecutedAt sets the "executed_at" field.
+func (m *CampaignExecutionMutation) SetExecutedAt(t time.Time) {
+	m.executed_at = &t
+}
+
+// ExecutedAt returns the value of the "executed_at" field in the mutation.
+func (m *CampaignExecutionMutation) ExecutedAt() (r time.Time, exists bool) {
+	v := m.executed_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldExecutedAt returns the old "executed_at" field's value of the CampaignExecution entity.
+// If the CampaignExecution object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CampaignExecutionMutation) OldExecutedAt(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldExecutedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldExecutedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldExecutedAt: %w", err)
+	}
+	return oldValue.ExecutedAt, nil
+}
+
+// ResetExecutedAt resets all changes to the "executed_at" field.
+func (m *CampaignExecutionMutation) ResetExecutedAt() {
+	m.executed_at = nil
+}
+
+// ClearCampaign clears the "campaign" edge to the Campaign entity.
+func (m *CampaignExecutionMutation) ClearCampaign() {
+	m.clearedcampaign = true
+	m.clearedFields[campaignexecution.FieldCampaignID] = struct{}{}
+}
+
+// CampaignCleared reports if the "campaign" edge to the Campaign entity was cleared.
+func (m *CampaignExecutionMutation) CampaignCleared() bool {
+	return m.clearedcampaign
+}
+
+// CampaignIDs returns the "campaign" edge IDs in the mutation.
+// Note that IDs always returns len(IDs) <= 1 for unique edges, and you should use
+// CampaignID instead. It exists only for internal usage by the builders.
+func (m *CampaignExecutionMutation) CampaignIDs() (ids []int) {
+	if id := m.campaign; id != nil {
+		ids = append(ids, *id)
+	}
+	return
+}
+
+// ResetCampaign resets all changes to the "campaign" edge.
+func (m *CampaignExecutionMutation) ResetCampaign() {
+	m.campaign = nil
+	m.clearedcampaign = false
+}
+
+// ClearMember clears the "member" edge to the Member entity.
+func (m *CampaignExecutionMutation) ClearMember() {
+	m.clearedmember = true
+	m.clearedFields[campaignexecution.FieldMemberID] = struct{}{}
+}
+
+// MemberCleared reports if the "member" edge to the Member entity was cleared.
+func (m *CampaignExecutionMutation) MemberCleared() bool {
+	return m.clearedmember
+}
+
+// MemberIDs returns the "member" edge IDs in the mutation.
+// Note that IDs always returns len(IDs) <= 1 for unique edges, and you should use
+// MemberID instead. It exists only for internal usage by the builders.
+func (m *CampaignExecutionMutation) MemberIDs() (ids []int) {
+	if id := m.member; id != nil {
+		ids = append(ids, *id)
+	}
+	return
+}
+
+// ResetMember resets all changes to the "member" edge.
+func (m *CampaignExecutionMutation) ResetMember() {
+	m.member = nil
+	m.clearedmember = false
+}
+
+// Where appends a list predicates to the CampaignExecutionMutation builder.
+func (m *CampaignExecutionMutation) Where(ps ...predicate.CampaignExecution) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the CampaignExecutionMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *CampaignExecutionMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.CampaignExecution, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *CampaignExecutionMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *CampaignExecutionMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (CampaignExecution).
+func (m *CampaignExecutionMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *CampaignExecutionMutation) Fields() []string {
+	fields := make([]string, 0, 8)
+	if m.campaign != nil {
+		fields = append(fields, campaignexecution.FieldCampaignID)
+	}
+	if m.member != nil {
+		fields = append(fields, campaignexecution.FieldMemberID)
+	}
+	if m.occurrence != nil {
+		fields = append(fields, campaignexecution.FieldOccurrence)
+	}
+	if m.status != nil {
+		fields = append(fields, campaignexecution.FieldStatus)
+	}
+	if m.action != nil {
+		fields = append(fields, campaignexecution.FieldAction)
+	}
+	if m.cost != nil {
+		fields = append(fields, campaignexecution.FieldCost)
+	}
+	if m.coupon_id != nil {
+		fields = append(fields, campaignexecution.FieldCouponID)
+	}
+	if m.executed_at != nil {
+		fields = append(fields, campaignexecution.FieldExecutedAt)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *CampaignExecutionMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case campaignexecution.FieldCampaignID:
+		return m.CampaignID()
+	case campaignexecution.FieldMemberID:
+		return m.MemberID()
+	case campaignexecution.FieldOccurrence:
+		return m.Occurrence()
+	case campaignexecution.FieldStatus:
+		return m.Status()
+	case campaignexecution.FieldAction:
+		return m.Action()
+	case campaignexecution.FieldCost:
+		return m.Cost()
+	case campaignexecution.FieldCouponID:
+		return m.CouponID()
+	case campaignexecution.FieldExecutedAt:
+		return m.ExecutedAt()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *CampaignExecutionMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case campaignexecution.FieldCampaignID:
+		return m.OldCampaignID(ctx)
+	case campaignexecution.FieldMemberID:
+		return m.OldMemberID(ctx)
+	case campaignexecution.FieldOccurrence:
+		return m.OldOccurrence(ctx)
+	case campaignexecution.FieldStatus:
+		return m.OldStatus(ctx)
+	case campaignexecution.FieldAction:
+		return m.OldAction(ctx)
+	case campaignexecution.FieldCost:
+		return m.OldCost(ctx)
+	case campaignexecution.FieldCouponID:
+		return m.OldCouponID(ctx)
+	case campaignexecution.FieldExecutedAt:
+		return m.OldExecutedAt(ctx)
+	}
+	return nil, fmt.Errorf("unknown CampaignExecution field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *CampaignExecutionMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case campaignexecution.FieldCampaignID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCampaignID(v)
+		return nil
+	case campaignexecution.FieldMemberID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetMemberID(v)
+		return nil
+	case campaignexecution.FieldOccurrence:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetOccurrence(v)
+		return nil
+	case campaignexecution.FieldStatus:
+		v, ok := value.(enum.CampaignExecutionStatus)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetStatus(v)
+		return nil
+	case campaignexecution.FieldAction:
+		v, ok := value.(enum.CampaignActionKind)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetAction(v)
+		return nil
+	case campaignexecution.FieldCost:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCost(v)
+		return nil
+	case campaignexecution.FieldCouponID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCouponID(v)
+		return nil
+	case campaignexecution.FieldExecutedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetExecutedAt(v)
+		return nil
+	}
+	return fmt.Errorf("unknown CampaignExecution field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *CampaignExecutionMutation) AddedFields() []string {
+	var fields []string
+	if m.addcost != nil {
+		fields = append(fields, campaignexecution.FieldCost)
+	}
+	if m.addcoupon_id != nil {
+		fields = append(fields, campaignexecution.FieldCouponID)
+	}
+	return fields
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *CampaignExecutionMutation) AddedField(name string) (ent.Value, bool) {
+	switch name {
+	case campaignexecution.FieldCost:
+		return m.AddedCost()
+	case campaignexecution.FieldCouponID:
+		return m.AddedCouponID()
+	}
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *CampaignExecutionMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	case campaignexecution.FieldCost:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddCost(v)
+		return nil
+	case campaignexecution.FieldCouponID:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddCouponID(v)
+		return nil
+	}
+	return fmt.Errorf("unknown CampaignExecution numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *CampaignExecutionMutation) ClearedFields() []string {
+	var fields []string
+	if m.FieldCleared(campaignexecution.FieldCouponID) {
+		fields = append(fields, campaignexecution.FieldCouponID)
+	}
+	return fields
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *CampaignExecutionMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *CampaignExecutionMutation) ClearField(name string) error {
+	switch name {
+	case campaignexecution.FieldCouponID:
+		m.ClearCouponID()
+		return nil
+	}
+	return fmt.Errorf("unknown CampaignExecution nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *CampaignExecutionMutation) ResetField(name string) error {
+	switch name {
+	case campaignexecution.FieldCampaignID:
+		m.ResetCampaignID()
+		return nil
+	case campaignexecution.FieldMemberID:
+		m.ResetMemberID()
+		return nil
+	case campaignexecution.FieldOccurrence:
+		m.ResetOccurrence()
+		return nil
+	case campaignexecution.FieldStatus:
+		m.ResetStatus()
+		return nil
+	case campaignexecution.FieldAction:
+		m.ResetAction()
+		return nil
+	case campaignexecution.FieldCost:
+		m.ResetCost()
+		return nil
+	case campaignexecution.FieldCouponID:
+		m.ResetCouponID()
+		return nil
+	case campaignexecution.FieldExecutedAt:
+		m.ResetExecutedAt()
+		return nil
+	}
+	return fmt.Errorf("unknown CampaignExecution field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *CampaignExecutionMutation) AddedEdges() []string {
+	edges := make([]string, 0, 2)
+	if m.campaign != nil {
+		edges = append(edges, campaignexecution.EdgeCampaign)
+	}
+	if m.member != nil {
+		edges = append(edges, campaignexecution.EdgeMember)
+	}
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *CampaignExecutionMutation) AddedIDs(name string) []ent.Value {
+	switch name {
+	case campaignexecution.EdgeCampaign:
+		if id := m.campaign; id != nil {
+			return []ent.Value{*id}
+		}
+	case campaignexecution.EdgeMember:
+		if id := m.member; id != nil {
+			return []ent.Value{*id}
+		}
+	}
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *CampaignExecutionMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 2)
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *CampaignExecutionMutation) RemovedIDs(name string) []ent.Value {
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *CampaignExecutionMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 2)
+	if m.clearedcampaign {
+		edges = append(edges, campaignexecution.EdgeCampaign)
+	}
+	if m.clearedmember {
+		edges = append(edges, campaignexecution.EdgeMember)
+	}
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *CampaignExecutionMutation) EdgeCleared(name string) bool {
+	switch name {
+	case campaignexecution.EdgeCampaign:
+		return m.clearedcampaign
+	case campaignexecution.EdgeMember:
+		return m.clearedmember
+	}
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *CampaignExecutionMutation) ClearEdge(name string) error {
+	switch name {
+	case campaignexecution.EdgeCampaign:
+		m.ClearCampaign()
+		return nil
+	case campaignexecution.EdgeMember:
+		m.ClearMember()
+		return nil
+	}
+	return fmt.Errorf("unknown CampaignExecution unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *CampaignExecutionMutation) ResetEdge(name string) error {
+	switch name {
+	case campaignexecution.EdgeCampaign:
+		m.ResetCampaign()
+		return nil
+	case campaignexecution.EdgeMember:
+		m.ResetMember()
+		return nil
+	}
+	return fmt.Errorf("unknown CampaignExecution edge %s", name)
 }
 
 // ConsentMutation represents an operation that mutates the Consent nodes in the graph.

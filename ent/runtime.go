@@ -14,6 +14,8 @@ import (
 	"github.com/onemember/onemember/ent/auditlog"
 	"github.com/onemember/onemember/ent/benefit"
 	"github.com/onemember/onemember/ent/businessunit"
+	"github.com/onemember/onemember/ent/campaign"
+	"github.com/onemember/onemember/ent/campaignexecution"
 	"github.com/onemember/onemember/ent/consent"
 	"github.com/onemember/onemember/ent/coupon"
 	"github.com/onemember/onemember/ent/coupontemplate"
@@ -308,6 +310,47 @@ func init() {
 	businessunitDescName := businessunitFields[1].Descriptor()
 	// businessunit.NameValidator is a validator for the "name" field. It is called by the builders before save.
 	businessunit.NameValidator = businessunitDescName.Validators[0].(func(string) error)
+	campaignMixin := schema.Campaign{}.Mixin()
+	campaignMixinFields0 := campaignMixin[0].Fields()
+	_ = campaignMixinFields0
+	campaignFields := schema.Campaign{}.Fields()
+	_ = campaignFields
+	// campaignDescCreatedAt is the schema descriptor for created_at field.
+	campaignDescCreatedAt := campaignMixinFields0[0].Descriptor()
+	// campaign.DefaultCreatedAt holds the default value on creation for the created_at field.
+	campaign.DefaultCreatedAt = campaignDescCreatedAt.Default.(func() time.Time)
+	// campaignDescUpdatedAt is the schema descriptor for updated_at field.
+	campaignDescUpdatedAt := campaignMixinFields0[1].Descriptor()
+	// campaign.DefaultUpdatedAt holds the default value on creation for the updated_at field.
+	campaign.DefaultUpdatedAt = campaignDescUpdatedAt.Default.(func() time.Time)
+	// campaign.UpdateDefaultUpdatedAt holds the default value on update for the updated_at field.
+	campaign.UpdateDefaultUpdatedAt = campaignDescUpdatedAt.UpdateDefault.(func() time.Time)
+	// campaignDescName is the schema descriptor for name field.
+	campaignDescName := campaignFields[0].Descriptor()
+	// campaign.NameValidator is a validator for the "name" field. It is called by the builders before save.
+	campaign.NameValidator = campaignDescName.Validators[0].(func(string) error)
+	// campaignDescSpent is the schema descriptor for spent field.
+	campaignDescSpent := campaignFields[11].Descriptor()
+	// campaign.DefaultSpent holds the default value on creation for the spent field.
+	campaign.DefaultSpent = campaignDescSpent.Default.(int64)
+	// campaignDescHoldoutPercent is the schema descriptor for holdout_percent field.
+	campaignDescHoldoutPercent := campaignFields[12].Descriptor()
+	// campaign.DefaultHoldoutPercent holds the default value on creation for the holdout_percent field.
+	campaign.DefaultHoldoutPercent = campaignDescHoldoutPercent.Default.(int)
+	// campaignDescAttributionDays is the schema descriptor for attribution_days field.
+	campaignDescAttributionDays := campaignFields[13].Descriptor()
+	// campaign.DefaultAttributionDays holds the default value on creation for the attribution_days field.
+	campaign.DefaultAttributionDays = campaignDescAttributionDays.Default.(int)
+	// campaignDescPriority is the schema descriptor for priority field.
+	campaignDescPriority := campaignFields[14].Descriptor()
+	// campaign.DefaultPriority holds the default value on creation for the priority field.
+	campaign.DefaultPriority = campaignDescPriority.Default.(int)
+	campaignexecutionFields := schema.CampaignExecution{}.Fields()
+	_ = campaignexecutionFields
+	// campaignexecutionDescCost is the schema descriptor for cost field.
+	campaignexecutionDescCost := campaignexecutionFields[5].Descriptor()
+	// campaignexecution.DefaultCost holds the default value on creation for the cost field.
+	campaignexecution.DefaultCost = campaignexecutionDescCost.Default.(int64)
 	consentFields := schema.Consent{}.Fields()
 	_ = consentFields
 	// consentDescUpdatedAt is the schema descriptor for updated_at field.

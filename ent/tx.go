@@ -32,6 +32,10 @@ type Tx struct {
 	Benefit *BenefitClient
 	// BusinessUnit is the client for interacting with the BusinessUnit builders.
 	BusinessUnit *BusinessUnitClient
+	// Campaign is the client for interacting with the Campaign builders.
+	Campaign *CampaignClient
+	// CampaignExecution is the client for interacting with the CampaignExecution builders.
+	CampaignExecution *CampaignExecutionClient
 	// Consent is the client for interacting with the Consent builders.
 	Consent *ConsentClient
 	// Coupon is the client for interacting with the Coupon builders.
@@ -252,6 +256,8 @@ func (tx *Tx) init() {
 	tx.AuditLog = NewAuditLogClient(tx.config)
 	tx.Benefit = NewBenefitClient(tx.config)
 	tx.BusinessUnit = NewBusinessUnitClient(tx.config)
+	tx.Campaign = NewCampaignClient(tx.config)
+	tx.CampaignExecution = NewCampaignExecutionClient(tx.config)
 	tx.Consent = NewConsentClient(tx.config)
 	tx.Coupon = NewCouponClient(tx.config)
 	tx.CouponTemplate = NewCouponTemplateClient(tx.config)

@@ -35,6 +35,9 @@ func (r *Resolver) AiplModel() AiplModelResolver { return &aiplModelResolver{r} 
 // Audience returns AudienceResolver implementation.
 func (r *Resolver) Audience() AudienceResolver { return &audienceResolver{r} }
 
+// Campaign returns CampaignResolver implementation.
+func (r *Resolver) Campaign() CampaignResolver { return &campaignResolver{r} }
+
 // Coupon returns CouponResolver implementation.
 func (r *Resolver) Coupon() CouponResolver { return &couponResolver{r} }
 
@@ -70,6 +73,7 @@ type (
 	activityRegistrationResolver struct{ *Resolver }
 	aiplModelResolver            struct{ *Resolver }
 	audienceResolver             struct{ *Resolver }
+	campaignResolver             struct{ *Resolver }
 	couponResolver               struct{ *Resolver }
 	couponTemplateResolver       struct{ *Resolver }
 	earningRuleResolver          struct{ *Resolver }

@@ -36,6 +36,8 @@ import (
 	"github.com/onemember/onemember/internal/audience"
 	"github.com/onemember/onemember/internal/audience/rule"
 	"github.com/onemember/onemember/internal/behavior"
+	"github.com/onemember/onemember/internal/campaign"
+	"github.com/onemember/onemember/internal/campaign/spec"
 	"github.com/onemember/onemember/internal/platform/calendar"
 	gqlparser "github.com/vektah/gqlparser/v2"
 	"github.com/vektah/gqlparser/v2/ast"
@@ -56,6 +58,7 @@ type ResolverRoot interface {
 	AiplModel() AiplModelResolver
 	Audience() AudienceResolver
 	AudiencePreview() AudiencePreviewResolver
+	Campaign() CampaignResolver
 	Coupon() CouponResolver
 	CouponTemplate() CouponTemplateResolver
 	EarningRule() EarningRuleResolver
@@ -264,6 +267,112 @@ type ComplexityRoot struct {
 		Name      func(childComplexity int) int
 		Stores    func(childComplexity int) int
 		UpdatedAt func(childComplexity int) int
+	}
+
+	Campaign struct {
+		Actions          func(childComplexity int) int
+		ActivatedAt      func(childComplexity int) int
+		AttributionDays  func(childComplexity int) int
+		Audience         func(childComplexity int) int
+		Budget           func(childComplexity int) int
+		CreatedAt        func(childComplexity int) int
+		EndsAt           func(childComplexity int) int
+		Executions       func(childComplexity int, after *entgql.Cursor[int], first *int, before *entgql.Cursor[int], last *int, orderBy *ent.CampaignExecutionOrder) int
+		FrequencyCapDays func(childComplexity int) int
+		HoldoutPercent   func(childComplexity int) int
+		ID               func(childComplexity int) int
+		MaxPerMember     func(childComplexity int) int
+		Name             func(childComplexity int) int
+		Priority         func(childComplexity int) int
+		Report           func(childComplexity int) int
+		Spent            func(childComplexity int) int
+		StartsAt         func(childComplexity int) int
+		Status           func(childComplexity int) int
+		Trigger          func(childComplexity int) int
+		UpdatedAt        func(childComplexity int) int
+	}
+
+	CampaignAction struct {
+		Body             func(childComplexity int) int
+		Channel          func(childComplexity int) int
+		CouponTemplateID func(childComplexity int) int
+		Kind             func(childComplexity int) int
+		Points           func(childComplexity int) int
+		Title            func(childComplexity int) int
+	}
+
+	CampaignConnection struct {
+		Edges      func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
+	}
+
+	CampaignDryRun struct {
+		AfterCaps     func(childComplexity int) int
+		AfterConsent  func(childComplexity int) int
+		EstimatedCost func(childComplexity int) int
+		Holdout       func(childComplexity int) int
+		Targeted      func(childComplexity int) int
+	}
+
+	CampaignEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
+	}
+
+	CampaignExecution struct {
+		Action     func(childComplexity int) int
+		Campaign   func(childComplexity int) int
+		Cost       func(childComplexity int) int
+		ExecutedAt func(childComplexity int) int
+		ID         func(childComplexity int) int
+		Member     func(childComplexity int) int
+		Status     func(childComplexity int) int
+	}
+
+	CampaignExecutionConnection struct {
+		Edges      func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
+	}
+
+	CampaignExecutionEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
+	}
+
+	CampaignPayload struct {
+		Campaign func(childComplexity int) int
+	}
+
+	CampaignReport struct {
+		AttributedOrders      func(childComplexity int) int
+		AttributedRevenue     func(childComplexity int) int
+		Cost                  func(childComplexity int) int
+		CouponsIssued         func(childComplexity int) int
+		CouponsRedeemed       func(childComplexity int) int
+		Holdout               func(childComplexity int) int
+		HoldoutConversionRate func(childComplexity int) int
+		Lift                  func(childComplexity int) int
+		Reached               func(childComplexity int) int
+		RedemptionRate        func(childComplexity int) int
+		Roi                   func(childComplexity int) int
+		SuppressedByCap       func(childComplexity int) int
+		SuppressedByConsent   func(childComplexity int) int
+		Targeted              func(childComplexity int) int
+		TreatedConversionRate func(childComplexity int) int
+	}
+
+	CampaignTrigger struct {
+		At           func(childComplexity int) int
+		Cron         func(childComplexity int) int
+		Date         func(childComplexity int) int
+		DaysBefore   func(childComplexity int) int
+		InactiveDays func(childComplexity int) int
+		Kind         func(childComplexity int) int
+		MinAmount    func(childComplexity int) int
+		MinChurnRisk func(childComplexity int) int
+		TierCode     func(childComplexity int) int
 	}
 
 	CheckInPayload struct {
@@ -689,6 +798,7 @@ type ComplexityRoot struct {
 	}
 
 	Mutation struct {
+		ActivateCampaign           func(childComplexity int, id int, replaySkipped *bool) int
 		AdjustPoints               func(childComplexity int, input model.AdjustPointsInput) int
 		AdminLogin                 func(childComplexity int, input model.AdminLoginInput) int
 		AssignTags                 func(childComplexity int, input model.AssignTagsInput) int
@@ -702,6 +812,7 @@ type ComplexityRoot struct {
 		CreateActivity             func(childComplexity int, input model.CreateActivityInput) int
 		CreateAiplModel            func(childComplexity int, input model.CreateAiplModelInput) int
 		CreateAudience             func(childComplexity int, input model.CreateAudienceInput) int
+		CreateCampaign             func(childComplexity int, input campaign.CreateInput) int
 		CreateCouponTemplate       func(childComplexity int, input model.CreateCouponTemplateInput) int
 		CreateLottery              func(childComplexity int, input model.CreateLotteryInput) int
 		CreateMallItem             func(childComplexity int, input model.CreateMallItemInput) int
@@ -710,6 +821,7 @@ type ComplexityRoot struct {
 		CreateStaff                func(childComplexity int, input model.CreateStaffInput) int
 		CreateTag                  func(childComplexity int, input model.CreateTagInput) int
 		DrawLottery                func(childComplexity int, input model.DrawLotteryInput) int
+		EndCampaign                func(childComplexity int, id int) int
 		EraseMember                func(childComplexity int, input model.MemberActionInput) int
 		FreezeMember               func(childComplexity int, input model.MemberActionInput) int
 		ImportAudience             func(childComplexity int, input model.ImportAudienceInput) int
@@ -722,6 +834,7 @@ type ComplexityRoot struct {
 		Logout                     func(childComplexity int) int
 		MarkNotificationsRead      func(childComplexity int, ids []int) int
 		MergeMembers               func(childComplexity int, input model.MergeMembersInput) int
+		PauseCampaign              func(childComplexity int, id int) int
 		PayWithStoredValue         func(childComplexity int, input model.StoredValuePaymentInput) int
 		RecordPaidMembership       func(childComplexity int, input model.PaidMembershipPurchaseInput) int
 		RedeemMallItem             func(childComplexity int, input model.RedeemMallItemInput) int
@@ -902,7 +1015,9 @@ type ComplexityRoot struct {
 		Audiences           func(childComplexity int, first *int, after *entgql.Cursor[int]) int
 		Benefits            func(childComplexity int) int
 		BusinessUnits       func(childComplexity int) int
+		Campaigns           func(childComplexity int, first *int, after *entgql.Cursor[int], status *enum.CampaignStatus) int
 		ClaimableCoupons    func(childComplexity int) int
+		DryRunCampaign      func(childComplexity int, input campaign.CreateInput) int
 		EarningRules        func(childComplexity int) int
 		IdentifyMember      func(childComplexity int, memberCode string) int
 		LifecycleStats      func(childComplexity int) int
@@ -1213,6 +1328,9 @@ type AudiencePreviewResolver interface {
 	TookMs(ctx context.Context, obj *audience.Preview) (float64, error)
 	Sample(ctx context.Context, obj *audience.Preview, first *int) ([]*ent.Member, error)
 }
+type CampaignResolver interface {
+	Report(ctx context.Context, obj *ent.Campaign) (*campaign.Report, error)
+}
 type CouponResolver interface {
 	Title(ctx context.Context, obj *ent.Coupon) (string, error)
 	Kind(ctx context.Context, obj *ent.Coupon) (enum.CouponKind, error)
@@ -1281,6 +1399,10 @@ type MutationResolver interface {
 	AdminLogin(ctx context.Context, input model.AdminLoginInput) (*model.AdminLoginPayload, error)
 	CreateStaff(ctx context.Context, input model.CreateStaffInput) (*model.CreateStaffPayload, error)
 	CreateAPIClient(ctx context.Context, input model.CreateAPIClientInput) (*model.CreateAPIClientPayload, error)
+	CreateCampaign(ctx context.Context, input campaign.CreateInput) (*model.CampaignPayload, error)
+	ActivateCampaign(ctx context.Context, id int, replaySkipped *bool) (*model.CampaignPayload, error)
+	PauseCampaign(ctx context.Context, id int) (*model.CampaignPayload, error)
+	EndCampaign(ctx context.Context, id int) (*model.CampaignPayload, error)
 	IngestOrder(ctx context.Context, input model.IngestOrderInput) (*model.IngestOrderPayload, error)
 	RefundOrder(ctx context.Context, input model.RefundOrderInput) (*model.RefundOrderPayload, error)
 	PayWithStoredValue(ctx context.Context, input model.StoredValuePaymentInput) (*model.StoredValuePaymentPayload, error)
@@ -1339,6 +1461,8 @@ type QueryResolver interface {
 	Nodes(ctx context.Context, ids []int) ([]ent.Noder, error)
 	Viewer(ctx context.Context) (ent.Noder, error)
 	Me(ctx context.Context) (*ent.Member, error)
+	Campaigns(ctx context.Context, first *int, after *entgql.Cursor[int], status *enum.CampaignStatus) (*ent.CampaignConnection, error)
+	DryRunCampaign(ctx context.Context, input campaign.CreateInput) (*campaign.DryRun, error)
 	Tags(ctx context.Context, first *int, after *entgql.Cursor[int]) (*ent.TagConnection, error)
 	PreviewAudience(ctx context.Context, rule rule.Rule) (*audience.Preview, error)
 	Audiences(ctx context.Context, first *int, after *entgql.Cursor[int]) (*ent.AudienceConnection, error)
@@ -2127,6 +2251,460 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.BusinessUnit.UpdatedAt(childComplexity), true
+
+	case "Campaign.actions":
+		if e.ComplexityRoot.Campaign.Actions == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Campaign.Actions(childComplexity), true
+	case "Campaign.activatedAt":
+		if e.ComplexityRoot.Campaign.ActivatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Campaign.ActivatedAt(childComplexity), true
+	case "Campaign.attributionDays":
+		if e.ComplexityRoot.Campaign.AttributionDays == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Campaign.AttributionDays(childComplexity), true
+	case "Campaign.audience":
+		if e.ComplexityRoot.Campaign.Audience == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Campaign.Audience(childComplexity), true
+	case "Campaign.budget":
+		if e.ComplexityRoot.Campaign.Budget == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Campaign.Budget(childComplexity), true
+	case "Campaign.createdAt":
+		if e.ComplexityRoot.Campaign.CreatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Campaign.CreatedAt(childComplexity), true
+	case "Campaign.endsAt":
+		if e.ComplexityRoot.Campaign.EndsAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Campaign.EndsAt(childComplexity), true
+	case "Campaign.executions":
+		if e.ComplexityRoot.Campaign.Executions == nil {
+			break
+		}
+
+		args, err := ec.field_Campaign_executions_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Campaign.Executions(childComplexity, args["after"].(*entgql.Cursor[int]), args["first"].(*int), args["before"].(*entgql.Cursor[int]), args["last"].(*int), args["orderBy"].(*ent.CampaignExecutionOrder)), true
+	case "Campaign.frequencyCapDays":
+		if e.ComplexityRoot.Campaign.FrequencyCapDays == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Campaign.FrequencyCapDays(childComplexity), true
+	case "Campaign.holdoutPercent":
+		if e.ComplexityRoot.Campaign.HoldoutPercent == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Campaign.HoldoutPercent(childComplexity), true
+	case "Campaign.id":
+		if e.ComplexityRoot.Campaign.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Campaign.ID(childComplexity), true
+	case "Campaign.maxPerMember":
+		if e.ComplexityRoot.Campaign.MaxPerMember == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Campaign.MaxPerMember(childComplexity), true
+	case "Campaign.name":
+		if e.ComplexityRoot.Campaign.Name == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Campaign.Name(childComplexity), true
+	case "Campaign.priority":
+		if e.ComplexityRoot.Campaign.Priority == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Campaign.Priority(childComplexity), true
+	case "Campaign.report":
+		if e.ComplexityRoot.Campaign.Report == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Campaign.Report(childComplexity), true
+	case "Campaign.spent":
+		if e.ComplexityRoot.Campaign.Spent == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Campaign.Spent(childComplexity), true
+	case "Campaign.startsAt":
+		if e.ComplexityRoot.Campaign.StartsAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Campaign.StartsAt(childComplexity), true
+	case "Campaign.status":
+		if e.ComplexityRoot.Campaign.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Campaign.Status(childComplexity), true
+	case "Campaign.trigger":
+		if e.ComplexityRoot.Campaign.Trigger == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Campaign.Trigger(childComplexity), true
+	case "Campaign.updatedAt":
+		if e.ComplexityRoot.Campaign.UpdatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Campaign.UpdatedAt(childComplexity), true
+
+	case "CampaignAction.body":
+		if e.ComplexityRoot.CampaignAction.Body == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignAction.Body(childComplexity), true
+	case "CampaignAction.channel":
+		if e.ComplexityRoot.CampaignAction.Channel == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignAction.Channel(childComplexity), true
+	case "CampaignAction.couponTemplateId":
+		if e.ComplexityRoot.CampaignAction.CouponTemplateID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignAction.CouponTemplateID(childComplexity), true
+	case "CampaignAction.kind":
+		if e.ComplexityRoot.CampaignAction.Kind == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignAction.Kind(childComplexity), true
+	case "CampaignAction.points":
+		if e.ComplexityRoot.CampaignAction.Points == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignAction.Points(childComplexity), true
+	case "CampaignAction.title":
+		if e.ComplexityRoot.CampaignAction.Title == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignAction.Title(childComplexity), true
+
+	case "CampaignConnection.edges":
+		if e.ComplexityRoot.CampaignConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignConnection.Edges(childComplexity), true
+	case "CampaignConnection.pageInfo":
+		if e.ComplexityRoot.CampaignConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignConnection.PageInfo(childComplexity), true
+	case "CampaignConnection.totalCount":
+		if e.ComplexityRoot.CampaignConnection.TotalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignConnection.TotalCount(childComplexity), true
+
+	case "CampaignDryRun.afterCaps":
+		if e.ComplexityRoot.CampaignDryRun.AfterCaps == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignDryRun.AfterCaps(childComplexity), true
+	case "CampaignDryRun.afterConsent":
+		if e.ComplexityRoot.CampaignDryRun.AfterConsent == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignDryRun.AfterConsent(childComplexity), true
+	case "CampaignDryRun.estimatedCost":
+		if e.ComplexityRoot.CampaignDryRun.EstimatedCost == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignDryRun.EstimatedCost(childComplexity), true
+	case "CampaignDryRun.holdout":
+		if e.ComplexityRoot.CampaignDryRun.Holdout == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignDryRun.Holdout(childComplexity), true
+	case "CampaignDryRun.targeted":
+		if e.ComplexityRoot.CampaignDryRun.Targeted == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignDryRun.Targeted(childComplexity), true
+
+	case "CampaignEdge.cursor":
+		if e.ComplexityRoot.CampaignEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignEdge.Cursor(childComplexity), true
+	case "CampaignEdge.node":
+		if e.ComplexityRoot.CampaignEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignEdge.Node(childComplexity), true
+
+	case "CampaignExecution.action":
+		if e.ComplexityRoot.CampaignExecution.Action == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignExecution.Action(childComplexity), true
+	case "CampaignExecution.campaign":
+		if e.ComplexityRoot.CampaignExecution.Campaign == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignExecution.Campaign(childComplexity), true
+	case "CampaignExecution.cost":
+		if e.ComplexityRoot.CampaignExecution.Cost == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignExecution.Cost(childComplexity), true
+	case "CampaignExecution.executedAt":
+		if e.ComplexityRoot.CampaignExecution.ExecutedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignExecution.ExecutedAt(childComplexity), true
+	case "CampaignExecution.id":
+		if e.ComplexityRoot.CampaignExecution.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignExecution.ID(childComplexity), true
+	case "CampaignExecution.member":
+		if e.ComplexityRoot.CampaignExecution.Member == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignExecution.Member(childComplexity), true
+	case "CampaignExecution.status":
+		if e.ComplexityRoot.CampaignExecution.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignExecution.Status(childComplexity), true
+
+	case "CampaignExecutionConnection.edges":
+		if e.ComplexityRoot.CampaignExecutionConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignExecutionConnection.Edges(childComplexity), true
+	case "CampaignExecutionConnection.pageInfo":
+		if e.ComplexityRoot.CampaignExecutionConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignExecutionConnection.PageInfo(childComplexity), true
+	case "CampaignExecutionConnection.totalCount":
+		if e.ComplexityRoot.CampaignExecutionConnection.TotalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignExecutionConnection.TotalCount(childComplexity), true
+
+	case "CampaignExecutionEdge.cursor":
+		if e.ComplexityRoot.CampaignExecutionEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignExecutionEdge.Cursor(childComplexity), true
+	case "CampaignExecutionEdge.node":
+		if e.ComplexityRoot.CampaignExecutionEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignExecutionEdge.Node(childComplexity), true
+
+	case "CampaignPayload.campaign":
+		if e.ComplexityRoot.CampaignPayload.Campaign == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignPayload.Campaign(childComplexity), true
+
+	case "CampaignReport.attributedOrders":
+		if e.ComplexityRoot.CampaignReport.AttributedOrders == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignReport.AttributedOrders(childComplexity), true
+	case "CampaignReport.attributedRevenue":
+		if e.ComplexityRoot.CampaignReport.AttributedRevenue == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignReport.AttributedRevenue(childComplexity), true
+	case "CampaignReport.cost":
+		if e.ComplexityRoot.CampaignReport.Cost == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignReport.Cost(childComplexity), true
+	case "CampaignReport.couponsIssued":
+		if e.ComplexityRoot.CampaignReport.CouponsIssued == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignReport.CouponsIssued(childComplexity), true
+	case "CampaignReport.couponsRedeemed":
+		if e.ComplexityRoot.CampaignReport.CouponsRedeemed == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignReport.CouponsRedeemed(childComplexity), true
+	case "CampaignReport.holdout":
+		if e.ComplexityRoot.CampaignReport.Holdout == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignReport.Holdout(childComplexity), true
+	case "CampaignReport.holdoutConversionRate":
+		if e.ComplexityRoot.CampaignReport.HoldoutConversionRate == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignReport.HoldoutConversionRate(childComplexity), true
+	case "CampaignReport.lift":
+		if e.ComplexityRoot.CampaignReport.Lift == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignReport.Lift(childComplexity), true
+	case "CampaignReport.reached":
+		if e.ComplexityRoot.CampaignReport.Reached == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignReport.Reached(childComplexity), true
+	case "CampaignReport.redemptionRate":
+		if e.ComplexityRoot.CampaignReport.RedemptionRate == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignReport.RedemptionRate(childComplexity), true
+	case "CampaignReport.roi":
+		if e.ComplexityRoot.CampaignReport.Roi == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignReport.Roi(childComplexity), true
+	case "CampaignReport.suppressedByCap":
+		if e.ComplexityRoot.CampaignReport.SuppressedByCap == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignReport.SuppressedByCap(childComplexity), true
+	case "CampaignReport.suppressedByConsent":
+		if e.ComplexityRoot.CampaignReport.SuppressedByConsent == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignReport.SuppressedByConsent(childComplexity), true
+	case "CampaignReport.targeted":
+		if e.ComplexityRoot.CampaignReport.Targeted == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignReport.Targeted(childComplexity), true
+	case "CampaignReport.treatedConversionRate":
+		if e.ComplexityRoot.CampaignReport.TreatedConversionRate == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignReport.TreatedConversionRate(childComplexity), true
+
+	case "CampaignTrigger.at":
+		if e.ComplexityRoot.CampaignTrigger.At == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignTrigger.At(childComplexity), true
+	case "CampaignTrigger.cron":
+		if e.ComplexityRoot.CampaignTrigger.Cron == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignTrigger.Cron(childComplexity), true
+	case "CampaignTrigger.date":
+		if e.ComplexityRoot.CampaignTrigger.Date == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignTrigger.Date(childComplexity), true
+	case "CampaignTrigger.daysBefore":
+		if e.ComplexityRoot.CampaignTrigger.DaysBefore == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignTrigger.DaysBefore(childComplexity), true
+	case "CampaignTrigger.inactiveDays":
+		if e.ComplexityRoot.CampaignTrigger.InactiveDays == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignTrigger.InactiveDays(childComplexity), true
+	case "CampaignTrigger.kind":
+		if e.ComplexityRoot.CampaignTrigger.Kind == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignTrigger.Kind(childComplexity), true
+	case "CampaignTrigger.minAmount":
+		if e.ComplexityRoot.CampaignTrigger.MinAmount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignTrigger.MinAmount(childComplexity), true
+	case "CampaignTrigger.minChurnRisk":
+		if e.ComplexityRoot.CampaignTrigger.MinChurnRisk == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignTrigger.MinChurnRisk(childComplexity), true
+	case "CampaignTrigger.tierCode":
+		if e.ComplexityRoot.CampaignTrigger.TierCode == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignTrigger.TierCode(childComplexity), true
 
 	case "CheckInPayload.alreadyCheckedIn":
 		if e.ComplexityRoot.CheckInPayload.AlreadyCheckedIn == nil {
@@ -3750,6 +4328,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.MergePreview.Survivor(childComplexity), true
 
+	case "Mutation.activateCampaign":
+		if e.ComplexityRoot.Mutation.ActivateCampaign == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_activateCampaign_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.ActivateCampaign(childComplexity, args["id"].(int), args["replaySkipped"].(*bool)), true
 	case "Mutation.adjustPoints":
 		if e.ComplexityRoot.Mutation.AdjustPoints == nil {
 			break
@@ -3888,6 +4477,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.CreateAudience(childComplexity, args["input"].(model.CreateAudienceInput)), true
+	case "Mutation.createCampaign":
+		if e.ComplexityRoot.Mutation.CreateCampaign == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_createCampaign_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.CreateCampaign(childComplexity, args["input"].(campaign.CreateInput)), true
 	case "Mutation.createCouponTemplate":
 		if e.ComplexityRoot.Mutation.CreateCouponTemplate == nil {
 			break
@@ -3976,6 +4576,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.DrawLottery(childComplexity, args["input"].(model.DrawLotteryInput)), true
+	case "Mutation.endCampaign":
+		if e.ComplexityRoot.Mutation.EndCampaign == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_endCampaign_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.EndCampaign(childComplexity, args["id"].(int)), true
 	case "Mutation.eraseMember":
 		if e.ComplexityRoot.Mutation.EraseMember == nil {
 			break
@@ -4103,6 +4714,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.MergeMembers(childComplexity, args["input"].(model.MergeMembersInput)), true
+	case "Mutation.pauseCampaign":
+		if e.ComplexityRoot.Mutation.PauseCampaign == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_pauseCampaign_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.PauseCampaign(childComplexity, args["id"].(int)), true
 	case "Mutation.payWithStoredValue":
 		if e.ComplexityRoot.Mutation.PayWithStoredValue == nil {
 			break
@@ -4980,12 +5602,34 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.BusinessUnits(childComplexity), true
+	case "Query.campaigns":
+		if e.ComplexityRoot.Query.Campaigns == nil {
+			break
+		}
+
+		args, err := ec.field_Query_campaigns_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.Campaigns(childComplexity, args["first"].(*int), args["after"].(*entgql.Cursor[int]), args["status"].(*enum.CampaignStatus)), true
 	case "Query.claimableCoupons":
 		if e.ComplexityRoot.Query.ClaimableCoupons == nil {
 			break
 		}
 
 		return e.ComplexityRoot.Query.ClaimableCoupons(childComplexity), true
+	case "Query.dryRunCampaign":
+		if e.ComplexityRoot.Query.DryRunCampaign == nil {
+			break
+		}
+
+		args, err := ec.field_Query_dryRunCampaign_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.DryRunCampaign(childComplexity, args["input"].(campaign.CreateInput)), true
 	case "Query.earningRules":
 		if e.ComplexityRoot.Query.EarningRules == nil {
 			break
@@ -6121,6 +6765,10 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 			graphql.NewInputUnmarshaler("BindPhoneInput", ec.unmarshalInputBindPhoneInput),
 			graphql.NewInputUnmarshaler("BusinessUnitOrder", ec.unmarshalInputBusinessUnitOrder),
 			graphql.NewInputUnmarshaler("BusinessUnitWhereInput", ec.unmarshalInputBusinessUnitWhereInput),
+			graphql.NewInputUnmarshaler("CampaignActionInput", ec.unmarshalInputCampaignActionInput),
+			graphql.NewInputUnmarshaler("CampaignExecutionOrder", ec.unmarshalInputCampaignExecutionOrder),
+			graphql.NewInputUnmarshaler("CampaignOrder", ec.unmarshalInputCampaignOrder),
+			graphql.NewInputUnmarshaler("CampaignTriggerInput", ec.unmarshalInputCampaignTriggerInput),
 			graphql.NewInputUnmarshaler("CancelActivityRegistrationInput", ec.unmarshalInputCancelActivityRegistrationInput),
 			graphql.NewInputUnmarshaler("ClaimCouponInput", ec.unmarshalInputClaimCouponInput),
 			graphql.NewInputUnmarshaler("CouponOrder", ec.unmarshalInputCouponOrder),
@@ -6129,6 +6777,7 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 			graphql.NewInputUnmarshaler("CreateAiplModelInput", ec.unmarshalInputCreateAiplModelInput),
 			graphql.NewInputUnmarshaler("CreateApiClientInput", ec.unmarshalInputCreateApiClientInput),
 			graphql.NewInputUnmarshaler("CreateAudienceInput", ec.unmarshalInputCreateAudienceInput),
+			graphql.NewInputUnmarshaler("CreateCampaignInput", ec.unmarshalInputCreateCampaignInput),
 			graphql.NewInputUnmarshaler("CreateCouponTemplateInput", ec.unmarshalInputCreateCouponTemplateInput),
 			graphql.NewInputUnmarshaler("CreateLotteryInput", ec.unmarshalInputCreateLotteryInput),
 			graphql.NewInputUnmarshaler("CreateMallItemInput", ec.unmarshalInputCreateMallItemInput),
@@ -6282,7 +6931,7 @@ func newExecutionContext(
 	}
 }
 
-//go:embed "schema/auth.graphqls" "schema/base.graphqls" "schema/checkout.graphqls" "schema/datacenter.graphqls" "schema/events.graphqls" "schema/marketing.graphqls" "schema/members.graphqls" "schema/programme.graphqls" "ent.graphql"
+//go:embed "schema/auth.graphqls" "schema/base.graphqls" "schema/campaigns.graphqls" "schema/checkout.graphqls" "schema/datacenter.graphqls" "schema/events.graphqls" "schema/marketing.graphqls" "schema/members.graphqls" "schema/programme.graphqls" "ent.graphql"
 var sourcesFS embed.FS
 
 func sourceData(filename string) string {
@@ -6296,6 +6945,7 @@ func sourceData(filename string) string {
 var sources = []*ast.Source{
 	{Name: "schema/auth.graphqls", Input: sourceData("schema/auth.graphqls"), BuiltIn: false},
 	{Name: "schema/base.graphqls", Input: sourceData("schema/base.graphqls"), BuiltIn: false},
+	{Name: "schema/campaigns.graphqls", Input: sourceData("schema/campaigns.graphqls"), BuiltIn: false},
 	{Name: "schema/checkout.graphqls", Input: sourceData("schema/checkout.graphqls"), BuiltIn: false},
 	{Name: "schema/datacenter.graphqls", Input: sourceData("schema/datacenter.graphqls"), BuiltIn: false},
 	{Name: "schema/events.graphqls", Input: sourceData("schema/events.graphqls"), BuiltIn: false},
@@ -6668,6 +7318,218 @@ func (ec *executionContext) childFields_BusinessUnit(ctx context.Context, field 
 		return ec.fieldContext_BusinessUnit_stores(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type BusinessUnit", field.Name)
+}
+
+func (ec *executionContext) childFields_Campaign(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_Campaign_id(ctx, field)
+	case "createdAt":
+		return ec.fieldContext_Campaign_createdAt(ctx, field)
+	case "updatedAt":
+		return ec.fieldContext_Campaign_updatedAt(ctx, field)
+	case "name":
+		return ec.fieldContext_Campaign_name(ctx, field)
+	case "status":
+		return ec.fieldContext_Campaign_status(ctx, field)
+	case "startsAt":
+		return ec.fieldContext_Campaign_startsAt(ctx, field)
+	case "endsAt":
+		return ec.fieldContext_Campaign_endsAt(ctx, field)
+	case "maxPerMember":
+		return ec.fieldContext_Campaign_maxPerMember(ctx, field)
+	case "frequencyCapDays":
+		return ec.fieldContext_Campaign_frequencyCapDays(ctx, field)
+	case "budget":
+		return ec.fieldContext_Campaign_budget(ctx, field)
+	case "spent":
+		return ec.fieldContext_Campaign_spent(ctx, field)
+	case "holdoutPercent":
+		return ec.fieldContext_Campaign_holdoutPercent(ctx, field)
+	case "attributionDays":
+		return ec.fieldContext_Campaign_attributionDays(ctx, field)
+	case "priority":
+		return ec.fieldContext_Campaign_priority(ctx, field)
+	case "activatedAt":
+		return ec.fieldContext_Campaign_activatedAt(ctx, field)
+	case "audience":
+		return ec.fieldContext_Campaign_audience(ctx, field)
+	case "executions":
+		return ec.fieldContext_Campaign_executions(ctx, field)
+	case "trigger":
+		return ec.fieldContext_Campaign_trigger(ctx, field)
+	case "actions":
+		return ec.fieldContext_Campaign_actions(ctx, field)
+	case "report":
+		return ec.fieldContext_Campaign_report(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Campaign", field.Name)
+}
+
+func (ec *executionContext) childFields_CampaignAction(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "kind":
+		return ec.fieldContext_CampaignAction_kind(ctx, field)
+	case "couponTemplateId":
+		return ec.fieldContext_CampaignAction_couponTemplateId(ctx, field)
+	case "points":
+		return ec.fieldContext_CampaignAction_points(ctx, field)
+	case "channel":
+		return ec.fieldContext_CampaignAction_channel(ctx, field)
+	case "title":
+		return ec.fieldContext_CampaignAction_title(ctx, field)
+	case "body":
+		return ec.fieldContext_CampaignAction_body(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CampaignAction", field.Name)
+}
+
+func (ec *executionContext) childFields_CampaignConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_CampaignConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_CampaignConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_CampaignConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CampaignConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_CampaignDryRun(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "targeted":
+		return ec.fieldContext_CampaignDryRun_targeted(ctx, field)
+	case "afterConsent":
+		return ec.fieldContext_CampaignDryRun_afterConsent(ctx, field)
+	case "afterCaps":
+		return ec.fieldContext_CampaignDryRun_afterCaps(ctx, field)
+	case "holdout":
+		return ec.fieldContext_CampaignDryRun_holdout(ctx, field)
+	case "estimatedCost":
+		return ec.fieldContext_CampaignDryRun_estimatedCost(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CampaignDryRun", field.Name)
+}
+
+func (ec *executionContext) childFields_CampaignEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "node":
+		return ec.fieldContext_CampaignEdge_node(ctx, field)
+	case "cursor":
+		return ec.fieldContext_CampaignEdge_cursor(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CampaignEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_CampaignExecution(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_CampaignExecution_id(ctx, field)
+	case "status":
+		return ec.fieldContext_CampaignExecution_status(ctx, field)
+	case "action":
+		return ec.fieldContext_CampaignExecution_action(ctx, field)
+	case "cost":
+		return ec.fieldContext_CampaignExecution_cost(ctx, field)
+	case "executedAt":
+		return ec.fieldContext_CampaignExecution_executedAt(ctx, field)
+	case "campaign":
+		return ec.fieldContext_CampaignExecution_campaign(ctx, field)
+	case "member":
+		return ec.fieldContext_CampaignExecution_member(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CampaignExecution", field.Name)
+}
+
+func (ec *executionContext) childFields_CampaignExecutionConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_CampaignExecutionConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_CampaignExecutionConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_CampaignExecutionConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CampaignExecutionConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_CampaignExecutionEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "node":
+		return ec.fieldContext_CampaignExecutionEdge_node(ctx, field)
+	case "cursor":
+		return ec.fieldContext_CampaignExecutionEdge_cursor(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CampaignExecutionEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_CampaignPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "campaign":
+		return ec.fieldContext_CampaignPayload_campaign(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CampaignPayload", field.Name)
+}
+
+func (ec *executionContext) childFields_CampaignReport(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "targeted":
+		return ec.fieldContext_CampaignReport_targeted(ctx, field)
+	case "reached":
+		return ec.fieldContext_CampaignReport_reached(ctx, field)
+	case "suppressedByConsent":
+		return ec.fieldContext_CampaignReport_suppressedByConsent(ctx, field)
+	case "suppressedByCap":
+		return ec.fieldContext_CampaignReport_suppressedByCap(ctx, field)
+	case "holdout":
+		return ec.fieldContext_CampaignReport_holdout(ctx, field)
+	case "couponsIssued":
+		return ec.fieldContext_CampaignReport_couponsIssued(ctx, field)
+	case "couponsRedeemed":
+		return ec.fieldContext_CampaignReport_couponsRedeemed(ctx, field)
+	case "redemptionRate":
+		return ec.fieldContext_CampaignReport_redemptionRate(ctx, field)
+	case "attributedOrders":
+		return ec.fieldContext_CampaignReport_attributedOrders(ctx, field)
+	case "attributedRevenue":
+		return ec.fieldContext_CampaignReport_attributedRevenue(ctx, field)
+	case "cost":
+		return ec.fieldContext_CampaignReport_cost(ctx, field)
+	case "roi":
+		return ec.fieldContext_CampaignReport_roi(ctx, field)
+	case "treatedConversionRate":
+		return ec.fieldContext_CampaignReport_treatedConversionRate(ctx, field)
+	case "holdoutConversionRate":
+		return ec.fieldContext_CampaignReport_holdoutConversionRate(ctx, field)
+	case "lift":
+		return ec.fieldContext_CampaignReport_lift(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CampaignReport", field.Name)
+}
+
+func (ec *executionContext) childFields_CampaignTrigger(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "kind":
+		return ec.fieldContext_CampaignTrigger_kind(ctx, field)
+	case "at":
+		return ec.fieldContext_CampaignTrigger_at(ctx, field)
+	case "cron":
+		return ec.fieldContext_CampaignTrigger_cron(ctx, field)
+	case "daysBefore":
+		return ec.fieldContext_CampaignTrigger_daysBefore(ctx, field)
+	case "date":
+		return ec.fieldContext_CampaignTrigger_date(ctx, field)
+	case "inactiveDays":
+		return ec.fieldContext_CampaignTrigger_inactiveDays(ctx, field)
+	case "minAmount":
+		return ec.fieldContext_CampaignTrigger_minAmount(ctx, field)
+	case "tierCode":
+		return ec.fieldContext_CampaignTrigger_tierCode(ctx, field)
+	case "minChurnRisk":
+		return ec.fieldContext_CampaignTrigger_minChurnRisk(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CampaignTrigger", field.Name)
 }
 
 func (ec *executionContext) childFields_CheckInPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -8496,6 +9358,52 @@ func (ec *executionContext) field_Audience_members_args(ctx context.Context, raw
 	return args, nil
 }
 
+func (ec *executionContext) field_Campaign_executions_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*entgql.Cursor[int], error) {
+			return ec.unmarshalOCursor2ᚖentgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "before",
+		func(ctx context.Context, v any) (*entgql.Cursor[int], error) {
+			return ec.unmarshalOCursor2ᚖentgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["before"] = arg2
+	arg3, err := graphql.ProcessArgField(ctx, rawArgs, "last",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["last"] = arg3
+	arg4, err := graphql.ProcessArgField(ctx, rawArgs, "orderBy",
+		func(ctx context.Context, v any) (*ent.CampaignExecutionOrder, error) {
+			return ec.unmarshalOCampaignExecutionOrder2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐCampaignExecutionOrder(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["orderBy"] = arg4
+	return args, nil
+}
+
 func (ec *executionContext) field_Growth_transactions_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -8611,6 +9519,28 @@ func (ec *executionContext) field_Member_orders_args(ctx context.Context, rawArg
 		return nil, err
 	}
 	args["after"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_activateCampaign_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (int, error) {
+			return ec.unmarshalNID2int(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "replaySkipped",
+		func(ctx context.Context, v any) (*bool, error) {
+			return ec.unmarshalOBoolean2ᚖbool(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["replaySkipped"] = arg1
 	return args, nil
 }
 
@@ -8782,6 +9712,20 @@ func (ec *executionContext) field_Mutation_createAudience_args(ctx context.Conte
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_createCampaign_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (campaign.CreateInput, error) {
+			return ec.unmarshalNCreateCampaignInput2githubᚗcomᚋonememberᚋonememberᚋinternalᚋcampaignᚐCreateInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_createCouponTemplate_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -8891,6 +9835,20 @@ func (ec *executionContext) field_Mutation_drawLottery_args(ctx context.Context,
 		return nil, err
 	}
 	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_endCampaign_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (int, error) {
+			return ec.unmarshalNID2int(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
 	return args, nil
 }
 
@@ -9045,6 +10003,20 @@ func (ec *executionContext) field_Mutation_mergeMembers_args(ctx context.Context
 		return nil, err
 	}
 	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_pauseCampaign_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (int, error) {
+			return ec.unmarshalNID2int(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
 	return args, nil
 }
 
@@ -9435,6 +10407,50 @@ func (ec *executionContext) field_Query_audiences_args(ctx context.Context, rawA
 		return nil, err
 	}
 	args["after"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_campaigns_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*entgql.Cursor[int], error) {
+			return ec.unmarshalOCursor2ᚖentgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "status",
+		func(ctx context.Context, v any) (*enum.CampaignStatus, error) {
+			return ec.unmarshalOCampaignStatus2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐCampaignStatus(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["status"] = arg2
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_dryRunCampaign_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (campaign.CreateInput, error) {
+			return ec.unmarshalNCreateCampaignInput2githubᚗcomᚋonememberᚋonememberᚋinternalᚋcampaignᚐCreateInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
 	return args, nil
 }
 
@@ -12733,6 +13749,1823 @@ func (ec *executionContext) fieldContext_BusinessUnit_stores(_ context.Context, 
 		},
 	}
 	return fc, nil
+}
+
+func (ec *executionContext) _Campaign_id(ctx context.Context, field graphql.CollectedField, obj *ent.Campaign) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Campaign_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNID2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Campaign_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Campaign", field, false, false, "ID")
+}
+
+func (ec *executionContext) _Campaign_createdAt(ctx context.Context, field graphql.CollectedField, obj *ent.Campaign) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Campaign_createdAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CreatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Campaign_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Campaign", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Campaign_updatedAt(ctx context.Context, field graphql.CollectedField, obj *ent.Campaign) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Campaign_updatedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UpdatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Campaign_updatedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Campaign", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Campaign_name(ctx context.Context, field graphql.CollectedField, obj *ent.Campaign) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Campaign_name(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Name, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Campaign_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Campaign", field, false, false, "String")
+}
+
+func (ec *executionContext) _Campaign_status(ctx context.Context, field graphql.CollectedField, obj *ent.Campaign) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Campaign_status(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Status, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v enum.CampaignStatus) graphql.Marshaler {
+			return ec.marshalNCampaignStatus2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐCampaignStatus(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Campaign_status(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Campaign", field, false, false, "CampaignStatus")
+}
+
+func (ec *executionContext) _Campaign_startsAt(ctx context.Context, field graphql.CollectedField, obj *ent.Campaign) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Campaign_startsAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.StartsAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Campaign_startsAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Campaign", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Campaign_endsAt(ctx context.Context, field graphql.CollectedField, obj *ent.Campaign) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Campaign_endsAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.EndsAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Campaign_endsAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Campaign", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Campaign_maxPerMember(ctx context.Context, field graphql.CollectedField, obj *ent.Campaign) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Campaign_maxPerMember(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.MaxPerMember, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Campaign_maxPerMember(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Campaign", field, false, false, "Int")
+}
+
+func (ec *executionContext) _Campaign_frequencyCapDays(ctx context.Context, field graphql.CollectedField, obj *ent.Campaign) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Campaign_frequencyCapDays(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.FrequencyCapDays, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Campaign_frequencyCapDays(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Campaign", field, false, false, "Int")
+}
+
+func (ec *executionContext) _Campaign_budget(ctx context.Context, field graphql.CollectedField, obj *ent.Campaign) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Campaign_budget(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Budget, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int64) graphql.Marshaler {
+			return ec.marshalOMoney2ᚖint64(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Campaign_budget(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Campaign", field, false, false, "Money")
+}
+
+func (ec *executionContext) _Campaign_spent(ctx context.Context, field graphql.CollectedField, obj *ent.Campaign) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Campaign_spent(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Spent, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNMoney2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Campaign_spent(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Campaign", field, false, false, "Money")
+}
+
+func (ec *executionContext) _Campaign_holdoutPercent(ctx context.Context, field graphql.CollectedField, obj *ent.Campaign) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Campaign_holdoutPercent(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.HoldoutPercent, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Campaign_holdoutPercent(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Campaign", field, false, false, "Int")
+}
+
+func (ec *executionContext) _Campaign_attributionDays(ctx context.Context, field graphql.CollectedField, obj *ent.Campaign) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Campaign_attributionDays(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.AttributionDays, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Campaign_attributionDays(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Campaign", field, false, false, "Int")
+}
+
+func (ec *executionContext) _Campaign_priority(ctx context.Context, field graphql.CollectedField, obj *ent.Campaign) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Campaign_priority(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Priority, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Campaign_priority(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Campaign", field, false, false, "Int")
+}
+
+func (ec *executionContext) _Campaign_activatedAt(ctx context.Context, field graphql.CollectedField, obj *ent.Campaign) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Campaign_activatedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ActivatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Campaign_activatedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Campaign", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Campaign_audience(ctx context.Context, field graphql.CollectedField, obj *ent.Campaign) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Campaign_audience(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Audience(ctx)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.Audience) graphql.Marshaler {
+			return ec.marshalOAudience2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐAudience(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Campaign_audience(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Campaign",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Audience(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Campaign_executions(ctx context.Context, field graphql.CollectedField, obj *ent.Campaign) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Campaign_executions(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return obj.Executions(ctx, fc.Args["after"].(*entgql.Cursor[int]), fc.Args["first"].(*int), fc.Args["before"].(*entgql.Cursor[int]), fc.Args["last"].(*int), fc.Args["orderBy"].(*ent.CampaignExecutionOrder))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.CampaignExecutionConnection) graphql.Marshaler {
+			return ec.marshalNCampaignExecutionConnection2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐCampaignExecutionConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Campaign_executions(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Campaign",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CampaignExecutionConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Campaign_executions_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Campaign_trigger(ctx context.Context, field graphql.CollectedField, obj *ent.Campaign) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Campaign_trigger(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Trigger, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v spec.Trigger) graphql.Marshaler {
+			return ec.marshalNCampaignTrigger2githubᚗcomᚋonememberᚋonememberᚋinternalᚋcampaignᚋspecᚐTrigger(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Campaign_trigger(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Campaign",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CampaignTrigger(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Campaign_actions(ctx context.Context, field graphql.CollectedField, obj *ent.Campaign) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Campaign_actions(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Actions, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*spec.Action) graphql.Marshaler {
+			return ec.marshalNCampaignAction2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋcampaignᚋspecᚐActionᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Campaign_actions(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Campaign",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CampaignAction(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Campaign_report(ctx context.Context, field graphql.CollectedField, obj *ent.Campaign) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Campaign_report(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Campaign().Report(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *campaign.Report) graphql.Marshaler {
+			return ec.marshalNCampaignReport2ᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋcampaignᚐReport(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Campaign_report(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Campaign",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CampaignReport(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _CampaignAction_kind(ctx context.Context, field graphql.CollectedField, obj *spec.Action) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignAction_kind(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Kind, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v enum.CampaignActionKind) graphql.Marshaler {
+			return ec.marshalNCampaignActionKind2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐCampaignActionKind(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignAction_kind(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignAction", field, false, false, "CampaignActionKind")
+}
+
+func (ec *executionContext) _CampaignAction_couponTemplateId(ctx context.Context, field graphql.CollectedField, obj *spec.Action) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignAction_couponTemplateId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CouponTemplateID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOID2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignAction_couponTemplateId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignAction", field, false, false, "ID")
+}
+
+func (ec *executionContext) _CampaignAction_points(ctx context.Context, field graphql.CollectedField, obj *spec.Action) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignAction_points(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Points, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignAction_points(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignAction", field, false, false, "Int")
+}
+
+func (ec *executionContext) _CampaignAction_channel(ctx context.Context, field graphql.CollectedField, obj *spec.Action) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignAction_channel(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Channel, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *enum.MessageChannel) graphql.Marshaler {
+			return ec.marshalOMessageChannel2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐMessageChannel(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignAction_channel(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignAction", field, false, false, "MessageChannel")
+}
+
+func (ec *executionContext) _CampaignAction_title(ctx context.Context, field graphql.CollectedField, obj *spec.Action) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignAction_title(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Title, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignAction_title(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignAction", field, false, false, "String")
+}
+
+func (ec *executionContext) _CampaignAction_body(ctx context.Context, field graphql.CollectedField, obj *spec.Action) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignAction_body(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Body, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignAction_body(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignAction", field, false, false, "String")
+}
+
+func (ec *executionContext) _CampaignConnection_edges(ctx context.Context, field graphql.CollectedField, obj *ent.CampaignConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignConnection_edges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Edges, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*ent.CampaignEdge) graphql.Marshaler {
+			return ec.marshalOCampaignEdge2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐCampaignEdge(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignConnection_edges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CampaignConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CampaignEdge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _CampaignConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *ent.CampaignConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignConnection_pageInfo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PageInfo, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v entgql.PageInfo[int]) graphql.Marshaler {
+			return ec.marshalNPageInfo2entgoᚗioᚋcontribᚋentgqlᚐPageInfo(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignConnection_pageInfo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CampaignConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PageInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _CampaignConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *ent.CampaignConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignConnection_totalCount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TotalCount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignConnection_totalCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignConnection", field, false, false, "Int")
+}
+
+func (ec *executionContext) _CampaignDryRun_targeted(ctx context.Context, field graphql.CollectedField, obj *campaign.DryRun) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignDryRun_targeted(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Targeted, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignDryRun_targeted(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignDryRun", field, false, false, "Int")
+}
+
+func (ec *executionContext) _CampaignDryRun_afterConsent(ctx context.Context, field graphql.CollectedField, obj *campaign.DryRun) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignDryRun_afterConsent(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.AfterConsent, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignDryRun_afterConsent(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignDryRun", field, false, false, "Int")
+}
+
+func (ec *executionContext) _CampaignDryRun_afterCaps(ctx context.Context, field graphql.CollectedField, obj *campaign.DryRun) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignDryRun_afterCaps(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.AfterCaps, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignDryRun_afterCaps(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignDryRun", field, false, false, "Int")
+}
+
+func (ec *executionContext) _CampaignDryRun_holdout(ctx context.Context, field graphql.CollectedField, obj *campaign.DryRun) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignDryRun_holdout(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Holdout, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignDryRun_holdout(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignDryRun", field, false, false, "Int")
+}
+
+func (ec *executionContext) _CampaignDryRun_estimatedCost(ctx context.Context, field graphql.CollectedField, obj *campaign.DryRun) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignDryRun_estimatedCost(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.EstimatedCost, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNMoney2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignDryRun_estimatedCost(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignDryRun", field, false, false, "Money")
+}
+
+func (ec *executionContext) _CampaignEdge_node(ctx context.Context, field graphql.CollectedField, obj *ent.CampaignEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignEdge_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.Campaign) graphql.Marshaler {
+			return ec.marshalOCampaign2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐCampaign(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignEdge_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CampaignEdge",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Campaign(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _CampaignEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *ent.CampaignEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignEdge_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v entgql.Cursor[int]) graphql.Marshaler {
+			return ec.marshalNCursor2entgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignEdge", field, false, false, "Cursor")
+}
+
+func (ec *executionContext) _CampaignExecution_id(ctx context.Context, field graphql.CollectedField, obj *ent.CampaignExecution) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignExecution_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNID2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignExecution_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignExecution", field, false, false, "ID")
+}
+
+func (ec *executionContext) _CampaignExecution_status(ctx context.Context, field graphql.CollectedField, obj *ent.CampaignExecution) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignExecution_status(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Status, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v enum.CampaignExecutionStatus) graphql.Marshaler {
+			return ec.marshalNCampaignExecutionStatus2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐCampaignExecutionStatus(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignExecution_status(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignExecution", field, false, false, "CampaignExecutionStatus")
+}
+
+func (ec *executionContext) _CampaignExecution_action(ctx context.Context, field graphql.CollectedField, obj *ent.CampaignExecution) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignExecution_action(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Action, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v enum.CampaignActionKind) graphql.Marshaler {
+			return ec.marshalNCampaignActionKind2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐCampaignActionKind(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignExecution_action(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignExecution", field, false, false, "CampaignActionKind")
+}
+
+func (ec *executionContext) _CampaignExecution_cost(ctx context.Context, field graphql.CollectedField, obj *ent.CampaignExecution) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignExecution_cost(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cost, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNMoney2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignExecution_cost(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignExecution", field, false, false, "Money")
+}
+
+func (ec *executionContext) _CampaignExecution_executedAt(ctx context.Context, field graphql.CollectedField, obj *ent.CampaignExecution) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignExecution_executedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ExecutedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignExecution_executedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignExecution", field, false, false, "Time")
+}
+
+func (ec *executionContext) _CampaignExecution_campaign(ctx context.Context, field graphql.CollectedField, obj *ent.CampaignExecution) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignExecution_campaign(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Campaign(ctx)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.Campaign) graphql.Marshaler {
+			return ec.marshalNCampaign2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐCampaign(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignExecution_campaign(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CampaignExecution",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Campaign(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _CampaignExecution_member(ctx context.Context, field graphql.CollectedField, obj *ent.CampaignExecution) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignExecution_member(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Member(ctx)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.Member) graphql.Marshaler {
+			return ec.marshalNMember2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐMember(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignExecution_member(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CampaignExecution",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Member(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _CampaignExecutionConnection_edges(ctx context.Context, field graphql.CollectedField, obj *ent.CampaignExecutionConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignExecutionConnection_edges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Edges, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*ent.CampaignExecutionEdge) graphql.Marshaler {
+			return ec.marshalOCampaignExecutionEdge2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐCampaignExecutionEdge(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignExecutionConnection_edges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CampaignExecutionConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CampaignExecutionEdge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _CampaignExecutionConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *ent.CampaignExecutionConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignExecutionConnection_pageInfo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PageInfo, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v entgql.PageInfo[int]) graphql.Marshaler {
+			return ec.marshalNPageInfo2entgoᚗioᚋcontribᚋentgqlᚐPageInfo(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignExecutionConnection_pageInfo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CampaignExecutionConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PageInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _CampaignExecutionConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *ent.CampaignExecutionConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignExecutionConnection_totalCount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TotalCount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignExecutionConnection_totalCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignExecutionConnection", field, false, false, "Int")
+}
+
+func (ec *executionContext) _CampaignExecutionEdge_node(ctx context.Context, field graphql.CollectedField, obj *ent.CampaignExecutionEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignExecutionEdge_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.CampaignExecution) graphql.Marshaler {
+			return ec.marshalOCampaignExecution2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐCampaignExecution(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignExecutionEdge_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CampaignExecutionEdge",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CampaignExecution(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _CampaignExecutionEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *ent.CampaignExecutionEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignExecutionEdge_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v entgql.Cursor[int]) graphql.Marshaler {
+			return ec.marshalNCursor2entgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignExecutionEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignExecutionEdge", field, false, false, "Cursor")
+}
+
+func (ec *executionContext) _CampaignPayload_campaign(ctx context.Context, field graphql.CollectedField, obj *model.CampaignPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignPayload_campaign(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Campaign, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.Campaign) graphql.Marshaler {
+			return ec.marshalNCampaign2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐCampaign(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignPayload_campaign(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CampaignPayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Campaign(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _CampaignReport_targeted(ctx context.Context, field graphql.CollectedField, obj *campaign.Report) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignReport_targeted(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Targeted, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignReport_targeted(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignReport", field, false, false, "Int")
+}
+
+func (ec *executionContext) _CampaignReport_reached(ctx context.Context, field graphql.CollectedField, obj *campaign.Report) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignReport_reached(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Reached, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignReport_reached(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignReport", field, false, false, "Int")
+}
+
+func (ec *executionContext) _CampaignReport_suppressedByConsent(ctx context.Context, field graphql.CollectedField, obj *campaign.Report) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignReport_suppressedByConsent(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.SuppressedByConsent, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignReport_suppressedByConsent(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignReport", field, false, false, "Int")
+}
+
+func (ec *executionContext) _CampaignReport_suppressedByCap(ctx context.Context, field graphql.CollectedField, obj *campaign.Report) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignReport_suppressedByCap(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.SuppressedByCap, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignReport_suppressedByCap(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignReport", field, false, false, "Int")
+}
+
+func (ec *executionContext) _CampaignReport_holdout(ctx context.Context, field graphql.CollectedField, obj *campaign.Report) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignReport_holdout(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Holdout, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignReport_holdout(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignReport", field, false, false, "Int")
+}
+
+func (ec *executionContext) _CampaignReport_couponsIssued(ctx context.Context, field graphql.CollectedField, obj *campaign.Report) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignReport_couponsIssued(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CouponsIssued, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignReport_couponsIssued(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignReport", field, false, false, "Int")
+}
+
+func (ec *executionContext) _CampaignReport_couponsRedeemed(ctx context.Context, field graphql.CollectedField, obj *campaign.Report) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignReport_couponsRedeemed(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CouponsRedeemed, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignReport_couponsRedeemed(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignReport", field, false, false, "Int")
+}
+
+func (ec *executionContext) _CampaignReport_redemptionRate(ctx context.Context, field graphql.CollectedField, obj *campaign.Report) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignReport_redemptionRate(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RedemptionRate, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignReport_redemptionRate(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignReport", field, false, false, "Float")
+}
+
+func (ec *executionContext) _CampaignReport_attributedOrders(ctx context.Context, field graphql.CollectedField, obj *campaign.Report) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignReport_attributedOrders(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.AttributedOrders, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignReport_attributedOrders(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignReport", field, false, false, "Int")
+}
+
+func (ec *executionContext) _CampaignReport_attributedRevenue(ctx context.Context, field graphql.CollectedField, obj *campaign.Report) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignReport_attributedRevenue(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.AttributedRevenue, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNMoney2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignReport_attributedRevenue(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignReport", field, false, false, "Money")
+}
+
+func (ec *executionContext) _CampaignReport_cost(ctx context.Context, field graphql.CollectedField, obj *campaign.Report) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignReport_cost(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cost, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNMoney2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignReport_cost(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignReport", field, false, false, "Money")
+}
+
+func (ec *executionContext) _CampaignReport_roi(ctx context.Context, field graphql.CollectedField, obj *campaign.Report) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignReport_roi(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Roi, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *float64) graphql.Marshaler {
+			return ec.marshalOFloat2ᚖfloat64(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignReport_roi(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignReport", field, false, false, "Float")
+}
+
+func (ec *executionContext) _CampaignReport_treatedConversionRate(ctx context.Context, field graphql.CollectedField, obj *campaign.Report) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignReport_treatedConversionRate(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TreatedConversionRate, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignReport_treatedConversionRate(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignReport", field, false, false, "Float")
+}
+
+func (ec *executionContext) _CampaignReport_holdoutConversionRate(ctx context.Context, field graphql.CollectedField, obj *campaign.Report) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignReport_holdoutConversionRate(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.HoldoutConversionRate, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignReport_holdoutConversionRate(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignReport", field, false, false, "Float")
+}
+
+func (ec *executionContext) _CampaignReport_lift(ctx context.Context, field graphql.CollectedField, obj *campaign.Report) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignReport_lift(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Lift, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *float64) graphql.Marshaler {
+			return ec.marshalOFloat2ᚖfloat64(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignReport_lift(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignReport", field, false, false, "Float")
+}
+
+func (ec *executionContext) _CampaignTrigger_kind(ctx context.Context, field graphql.CollectedField, obj *spec.Trigger) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignTrigger_kind(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Kind, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v enum.CampaignTriggerKind) graphql.Marshaler {
+			return ec.marshalNCampaignTriggerKind2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐCampaignTriggerKind(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignTrigger_kind(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignTrigger", field, false, false, "CampaignTriggerKind")
+}
+
+func (ec *executionContext) _CampaignTrigger_at(ctx context.Context, field graphql.CollectedField, obj *spec.Trigger) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignTrigger_at(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.At, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignTrigger_at(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignTrigger", field, false, false, "Time")
+}
+
+func (ec *executionContext) _CampaignTrigger_cron(ctx context.Context, field graphql.CollectedField, obj *spec.Trigger) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignTrigger_cron(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cron, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignTrigger_cron(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignTrigger", field, false, false, "String")
+}
+
+func (ec *executionContext) _CampaignTrigger_daysBefore(ctx context.Context, field graphql.CollectedField, obj *spec.Trigger) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignTrigger_daysBefore(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DaysBefore, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignTrigger_daysBefore(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignTrigger", field, false, false, "Int")
+}
+
+func (ec *executionContext) _CampaignTrigger_date(ctx context.Context, field graphql.CollectedField, obj *spec.Trigger) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignTrigger_date(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Date, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *calendar.Date) graphql.Marshaler {
+			return ec.marshalODate2ᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋplatformᚋcalendarᚐDate(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignTrigger_date(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignTrigger", field, false, false, "Date")
+}
+
+func (ec *executionContext) _CampaignTrigger_inactiveDays(ctx context.Context, field graphql.CollectedField, obj *spec.Trigger) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignTrigger_inactiveDays(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.InactiveDays, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignTrigger_inactiveDays(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignTrigger", field, false, false, "Int")
+}
+
+func (ec *executionContext) _CampaignTrigger_minAmount(ctx context.Context, field graphql.CollectedField, obj *spec.Trigger) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignTrigger_minAmount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.MinAmount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int64) graphql.Marshaler {
+			return ec.marshalOMoney2ᚖint64(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignTrigger_minAmount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignTrigger", field, false, false, "Money")
+}
+
+func (ec *executionContext) _CampaignTrigger_tierCode(ctx context.Context, field graphql.CollectedField, obj *spec.Trigger) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignTrigger_tierCode(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TierCode, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignTrigger_tierCode(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignTrigger", field, false, false, "String")
+}
+
+func (ec *executionContext) _CampaignTrigger_minChurnRisk(ctx context.Context, field graphql.CollectedField, obj *spec.Trigger) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignTrigger_minChurnRisk(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.MinChurnRisk, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *float64) graphql.Marshaler {
+			return ec.marshalOFloat2ᚖfloat64(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignTrigger_minChurnRisk(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignTrigger", field, false, false, "Float")
 }
 
 func (ec *executionContext) _CheckInPayload_alreadyCheckedIn(ctx context.Context, field graphql.CollectedField, obj *model.CheckInPayload) (ret graphql.Marshaler) {
@@ -19910,6 +22743,274 @@ func (ec *executionContext) fieldContext_Mutation_createApiClient(ctx context.Co
 	return fc, nil
 }
 
+func (ec *executionContext) _Mutation_createCampaign(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_createCampaign(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().CreateCampaign(ctx, fc.Args["input"].(campaign.CreateInput))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, false)
+				if err != nil {
+					var zeroVal *model.CampaignPayload
+					return zeroVal, err
+				}
+				staff, err := ec.unmarshalOStaffRole2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐStaffRoleᚄ(ctx, []any{"OPERATOR"})
+				if err != nil {
+					var zeroVal *model.CampaignPayload
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.CampaignPayload
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, staff, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.CampaignPayload) graphql.Marshaler {
+			return ec.marshalNCampaignPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐCampaignPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_createCampaign(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CampaignPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_createCampaign_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_activateCampaign(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_activateCampaign(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().ActivateCampaign(ctx, fc.Args["id"].(int), fc.Args["replaySkipped"].(*bool))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, false)
+				if err != nil {
+					var zeroVal *model.CampaignPayload
+					return zeroVal, err
+				}
+				staff, err := ec.unmarshalOStaffRole2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐStaffRoleᚄ(ctx, []any{"OPERATOR"})
+				if err != nil {
+					var zeroVal *model.CampaignPayload
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.CampaignPayload
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, staff, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.CampaignPayload) graphql.Marshaler {
+			return ec.marshalNCampaignPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐCampaignPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_activateCampaign(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CampaignPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_activateCampaign_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_pauseCampaign(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_pauseCampaign(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().PauseCampaign(ctx, fc.Args["id"].(int))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, false)
+				if err != nil {
+					var zeroVal *model.CampaignPayload
+					return zeroVal, err
+				}
+				staff, err := ec.unmarshalOStaffRole2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐStaffRoleᚄ(ctx, []any{"OPERATOR"})
+				if err != nil {
+					var zeroVal *model.CampaignPayload
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.CampaignPayload
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, staff, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.CampaignPayload) graphql.Marshaler {
+			return ec.marshalNCampaignPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐCampaignPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_pauseCampaign(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CampaignPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_pauseCampaign_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_endCampaign(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_endCampaign(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().EndCampaign(ctx, fc.Args["id"].(int))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, false)
+				if err != nil {
+					var zeroVal *model.CampaignPayload
+					return zeroVal, err
+				}
+				staff, err := ec.unmarshalOStaffRole2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐStaffRoleᚄ(ctx, []any{"OPERATOR"})
+				if err != nil {
+					var zeroVal *model.CampaignPayload
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.CampaignPayload
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, staff, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.CampaignPayload) graphql.Marshaler {
+			return ec.marshalNCampaignPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐCampaignPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_endCampaign(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CampaignPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_endCampaign_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Mutation_ingestOrder(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -25553,6 +28654,140 @@ func (ec *executionContext) fieldContext_Query_me(_ context.Context, field graph
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_Member(ctx, field)
 		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_campaigns(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_campaigns(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().Campaigns(ctx, fc.Args["first"].(*int), fc.Args["after"].(*entgql.Cursor[int]), fc.Args["status"].(*enum.CampaignStatus))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, false)
+				if err != nil {
+					var zeroVal *ent.CampaignConnection
+					return zeroVal, err
+				}
+				staff, err := ec.unmarshalOStaffRole2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐStaffRoleᚄ(ctx, []any{"ANALYST", "OPERATOR"})
+				if err != nil {
+					var zeroVal *ent.CampaignConnection
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *ent.CampaignConnection
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, staff, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.CampaignConnection) graphql.Marshaler {
+			return ec.marshalNCampaignConnection2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐCampaignConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_campaigns(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CampaignConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_campaigns_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_dryRunCampaign(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_dryRunCampaign(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().DryRunCampaign(ctx, fc.Args["input"].(campaign.CreateInput))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, false)
+				if err != nil {
+					var zeroVal *campaign.DryRun
+					return zeroVal, err
+				}
+				staff, err := ec.unmarshalOStaffRole2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐStaffRoleᚄ(ctx, []any{"ANALYST", "OPERATOR"})
+				if err != nil {
+					var zeroVal *campaign.DryRun
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *campaign.DryRun
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, staff, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *campaign.DryRun) graphql.Marshaler {
+			return ec.marshalNCampaignDryRun2ᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋcampaignᚐDryRun(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_dryRunCampaign(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CampaignDryRun(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_dryRunCampaign_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
 	}
 	return fc, nil
 }
@@ -33641,6 +36876,287 @@ func UnmarshalBusinessUnitWhereInput(ctx context.Context, raw any) (ent.Business
 	return out, err
 }
 
+func (ec *executionContext) unmarshalInputCampaignActionInput(ctx context.Context, obj any) (spec.Action, error) {
+	var it spec.Action
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"kind", "couponTemplateId", "points", "channel", "title", "body"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "kind":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("kind"))
+			data, err := ec.unmarshalNCampaignActionKind2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐCampaignActionKind(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Kind = data
+		case "couponTemplateId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("couponTemplateId"))
+			data, err := ec.unmarshalOID2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CouponTemplateID = data
+		case "points":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("points"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Points = data
+		case "channel":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("channel"))
+			data, err := ec.unmarshalOMessageChannel2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐMessageChannel(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Channel = data
+		case "title":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("title"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Title = data
+		case "body":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("body"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Body = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalCampaignActionInput unmarshals raw into the CampaignActionInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalCampaignActionInput(ctx context.Context, raw any) (spec.Action, error) {
+	var out spec.Action
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "CampaignActionInput", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputCampaignExecutionOrder(ctx context.Context, obj any) (ent.CampaignExecutionOrder, error) {
+	var it ent.CampaignExecutionOrder
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	if _, present := asMap["direction"]; !present {
+		asMap["direction"] = "ASC"
+	}
+
+	fieldsInOrder := [...]string{"direction", "field"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "direction":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("direction"))
+			data, err := ec.unmarshalNOrderDirection2entgoᚗioᚋcontribᚋentgqlᚐOrderDirection(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Direction = data
+		case "field":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("field"))
+			data, err := ec.unmarshalNCampaignExecutionOrderField2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐCampaignExecutionOrderField(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Field = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalCampaignExecutionOrder unmarshals raw into the CampaignExecutionOrder input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalCampaignExecutionOrder(ctx context.Context, raw any) (ent.CampaignExecutionOrder, error) {
+	var out ent.CampaignExecutionOrder
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "CampaignExecutionOrder", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputCampaignOrder(ctx context.Context, obj any) (ent.CampaignOrder, error) {
+	var it ent.CampaignOrder
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	if _, present := asMap["direction"]; !present {
+		asMap["direction"] = "ASC"
+	}
+
+	fieldsInOrder := [...]string{"direction", "field"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "direction":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("direction"))
+			data, err := ec.unmarshalNOrderDirection2entgoᚗioᚋcontribᚋentgqlᚐOrderDirection(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Direction = data
+		case "field":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("field"))
+			data, err := ec.unmarshalNCampaignOrderField2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐCampaignOrderField(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Field = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalCampaignOrder unmarshals raw into the CampaignOrder input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalCampaignOrder(ctx context.Context, raw any) (ent.CampaignOrder, error) {
+	var out ent.CampaignOrder
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "CampaignOrder", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputCampaignTriggerInput(ctx context.Context, obj any) (spec.Trigger, error) {
+	var it spec.Trigger
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"kind", "at", "cron", "daysBefore", "date", "inactiveDays", "minAmount", "tierCode", "minChurnRisk"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "kind":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("kind"))
+			data, err := ec.unmarshalNCampaignTriggerKind2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐCampaignTriggerKind(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Kind = data
+		case "at":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("at"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.At = data
+		case "cron":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("cron"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Cron = data
+		case "daysBefore":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("daysBefore"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DaysBefore = data
+		case "date":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("date"))
+			data, err := ec.unmarshalODate2ᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋplatformᚋcalendarᚐDate(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Date = data
+		case "inactiveDays":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("inactiveDays"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.InactiveDays = data
+		case "minAmount":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("minAmount"))
+			data, err := ec.unmarshalOMoney2ᚖint64(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.MinAmount = data
+		case "tierCode":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("tierCode"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TierCode = data
+		case "minChurnRisk":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("minChurnRisk"))
+			data, err := ec.unmarshalOFloat2ᚖfloat64(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.MinChurnRisk = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalCampaignTriggerInput unmarshals raw into the CampaignTriggerInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalCampaignTriggerInput(ctx context.Context, raw any) (spec.Trigger, error) {
+	var out spec.Trigger
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "CampaignTriggerInput", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputCancelActivityRegistrationInput(ctx context.Context, obj any) (model.CancelActivityRegistrationInput, error) {
 	var it model.CancelActivityRegistrationInput
 	if obj == nil {
@@ -34122,6 +37638,125 @@ func (ec *executionContext) unmarshalInputCreateAudienceInput(ctx context.Contex
 func UnmarshalCreateAudienceInput(ctx context.Context, raw any) (model.CreateAudienceInput, error) {
 	var out model.CreateAudienceInput
 	err := graphql.UnmarshalNamedInputFromContext(ctx, "CreateAudienceInput", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputCreateCampaignInput(ctx context.Context, obj any) (campaign.CreateInput, error) {
+	var it campaign.CreateInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"name", "trigger", "audienceId", "actions", "startsAt", "endsAt", "maxPerMember", "frequencyCapDays", "budget", "holdoutPercent", "attributionDays", "priority"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "name":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("name"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Name = data
+		case "trigger":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("trigger"))
+			data, err := ec.unmarshalNCampaignTriggerInput2ᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋcampaignᚋspecᚐTrigger(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Trigger = data
+		case "audienceId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("audienceId"))
+			data, err := ec.unmarshalOID2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.AudienceID = data
+		case "actions":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("actions"))
+			data, err := ec.unmarshalNCampaignActionInput2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋcampaignᚋspecᚐActionᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Actions = data
+		case "startsAt":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("startsAt"))
+			data, err := ec.unmarshalNTime2timeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.StartsAt = data
+		case "endsAt":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("endsAt"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.EndsAt = data
+		case "maxPerMember":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("maxPerMember"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.MaxPerMember = data
+		case "frequencyCapDays":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("frequencyCapDays"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.FrequencyCapDays = data
+		case "budget":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("budget"))
+			data, err := ec.unmarshalOMoney2ᚖint64(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Budget = data
+		case "holdoutPercent":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("holdoutPercent"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.HoldoutPercent = data
+		case "attributionDays":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("attributionDays"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.AttributionDays = data
+		case "priority":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("priority"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Priority = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalCreateCampaignInput unmarshals raw into the CreateCampaignInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalCreateCampaignInput(ctx context.Context, raw any) (campaign.CreateInput, error) {
+	var out campaign.CreateInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "CreateCampaignInput", raw, &out)
 	return out, err
 }
 
@@ -38555,6 +42190,16 @@ func (ec *executionContext) _Node(ctx context.Context, sel ast.SelectionSet, obj
 			return graphql.Null
 		}
 		return ec._Consent(ctx, sel, obj)
+	case *ent.CampaignExecution:
+		if obj == nil {
+			return graphql.Null
+		}
+		return ec._CampaignExecution(ctx, sel, obj)
+	case *ent.Campaign:
+		if obj == nil {
+			return graphql.Null
+		}
+		return ec._Campaign(ctx, sel, obj)
 	case *ent.BusinessUnit:
 		if obj == nil {
 			return graphql.Null
@@ -39875,6 +43520,684 @@ func (ec *executionContext) _BusinessUnit(ctx context.Context, sel ast.Selection
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._BusinessUnit_stores(ctx, field, obj)
 				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var campaignImplementors = []string{"Campaign", "Node"}
+
+func (ec *executionContext) _Campaign(ctx context.Context, sel ast.SelectionSet, obj *ent.Campaign) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, campaignImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Campaign")
+		case "id":
+			out.Values[i] = ec._Campaign_id(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "createdAt":
+			out.Values[i] = ec._Campaign_createdAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "updatedAt":
+			out.Values[i] = ec._Campaign_updatedAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "name":
+			out.Values[i] = ec._Campaign_name(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "status":
+			out.Values[i] = ec._Campaign_status(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "startsAt":
+			out.Values[i] = ec._Campaign_startsAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "endsAt":
+			out.Values[i] = ec._Campaign_endsAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "maxPerMember":
+			out.Values[i] = ec._Campaign_maxPerMember(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "frequencyCapDays":
+			out.Values[i] = ec._Campaign_frequencyCapDays(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "budget":
+			out.Values[i] = ec._Campaign_budget(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "spent":
+			out.Values[i] = ec._Campaign_spent(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "holdoutPercent":
+			out.Values[i] = ec._Campaign_holdoutPercent(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "attributionDays":
+			out.Values[i] = ec._Campaign_attributionDays(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "priority":
+			out.Values[i] = ec._Campaign_priority(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "activatedAt":
+			out.Values[i] = ec._Campaign_activatedAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "audience":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Campaign_audience(ctx, field, obj)
+				})
+		case "executions":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Campaign_executions(ctx, field, obj)
+				})
+		case "trigger":
+			out.Values[i] = ec._Campaign_trigger(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "actions":
+			out.Values[i] = ec._Campaign_actions(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "report":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Campaign_report(ctx, field, obj)
+				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var campaignActionImplementors = []string{"CampaignAction"}
+
+func (ec *executionContext) _CampaignAction(ctx context.Context, sel ast.SelectionSet, obj *spec.Action) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, campaignActionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("CampaignAction")
+		case "kind":
+			out.Values[i] = ec._CampaignAction_kind(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "couponTemplateId":
+			out.Values[i] = ec._CampaignAction_couponTemplateId(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "points":
+			out.Values[i] = ec._CampaignAction_points(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "channel":
+			out.Values[i] = ec._CampaignAction_channel(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "title":
+			out.Values[i] = ec._CampaignAction_title(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "body":
+			out.Values[i] = ec._CampaignAction_body(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var campaignConnectionImplementors = []string{"CampaignConnection"}
+
+func (ec *executionContext) _CampaignConnection(ctx context.Context, sel ast.SelectionSet, obj *ent.CampaignConnection) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, campaignConnectionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("CampaignConnection")
+		case "edges":
+			out.Values[i] = ec._CampaignConnection_edges(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "pageInfo":
+			out.Values[i] = ec._CampaignConnection_pageInfo(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "totalCount":
+			out.Values[i] = ec._CampaignConnection_totalCount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var campaignDryRunImplementors = []string{"CampaignDryRun"}
+
+func (ec *executionContext) _CampaignDryRun(ctx context.Context, sel ast.SelectionSet, obj *campaign.DryRun) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, campaignDryRunImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("CampaignDryRun")
+		case "targeted":
+			out.Values[i] = ec._CampaignDryRun_targeted(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "afterConsent":
+			out.Values[i] = ec._CampaignDryRun_afterConsent(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "afterCaps":
+			out.Values[i] = ec._CampaignDryRun_afterCaps(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "holdout":
+			out.Values[i] = ec._CampaignDryRun_holdout(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "estimatedCost":
+			out.Values[i] = ec._CampaignDryRun_estimatedCost(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var campaignEdgeImplementors = []string{"CampaignEdge"}
+
+func (ec *executionContext) _CampaignEdge(ctx context.Context, sel ast.SelectionSet, obj *ent.CampaignEdge) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, campaignEdgeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("CampaignEdge")
+		case "node":
+			out.Values[i] = ec._CampaignEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "cursor":
+			out.Values[i] = ec._CampaignEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var campaignExecutionImplementors = []string{"CampaignExecution", "Node"}
+
+func (ec *executionContext) _CampaignExecution(ctx context.Context, sel ast.SelectionSet, obj *ent.CampaignExecution) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, campaignExecutionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("CampaignExecution")
+		case "id":
+			out.Values[i] = ec._CampaignExecution_id(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "status":
+			out.Values[i] = ec._CampaignExecution_status(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "action":
+			out.Values[i] = ec._CampaignExecution_action(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "cost":
+			out.Values[i] = ec._CampaignExecution_cost(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "executedAt":
+			out.Values[i] = ec._CampaignExecution_executedAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "campaign":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._CampaignExecution_campaign(ctx, field, obj)
+				})
+		case "member":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._CampaignExecution_member(ctx, field, obj)
+				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var campaignExecutionConnectionImplementors = []string{"CampaignExecutionConnection"}
+
+func (ec *executionContext) _CampaignExecutionConnection(ctx context.Context, sel ast.SelectionSet, obj *ent.CampaignExecutionConnection) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, campaignExecutionConnectionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("CampaignExecutionConnection")
+		case "edges":
+			out.Values[i] = ec._CampaignExecutionConnection_edges(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "pageInfo":
+			out.Values[i] = ec._CampaignExecutionConnection_pageInfo(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "totalCount":
+			out.Values[i] = ec._CampaignExecutionConnection_totalCount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var campaignExecutionEdgeImplementors = []string{"CampaignExecutionEdge"}
+
+func (ec *executionContext) _CampaignExecutionEdge(ctx context.Context, sel ast.SelectionSet, obj *ent.CampaignExecutionEdge) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, campaignExecutionEdgeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("CampaignExecutionEdge")
+		case "node":
+			out.Values[i] = ec._CampaignExecutionEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "cursor":
+			out.Values[i] = ec._CampaignExecutionEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var campaignPayloadImplementors = []string{"CampaignPayload"}
+
+func (ec *executionContext) _CampaignPayload(ctx context.Context, sel ast.SelectionSet, obj *model.CampaignPayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, campaignPayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("CampaignPayload")
+		case "campaign":
+			out.Values[i] = ec._CampaignPayload_campaign(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var campaignReportImplementors = []string{"CampaignReport"}
+
+func (ec *executionContext) _CampaignReport(ctx context.Context, sel ast.SelectionSet, obj *campaign.Report) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, campaignReportImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("CampaignReport")
+		case "targeted":
+			out.Values[i] = ec._CampaignReport_targeted(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "reached":
+			out.Values[i] = ec._CampaignReport_reached(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "suppressedByConsent":
+			out.Values[i] = ec._CampaignReport_suppressedByConsent(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "suppressedByCap":
+			out.Values[i] = ec._CampaignReport_suppressedByCap(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "holdout":
+			out.Values[i] = ec._CampaignReport_holdout(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "couponsIssued":
+			out.Values[i] = ec._CampaignReport_couponsIssued(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "couponsRedeemed":
+			out.Values[i] = ec._CampaignReport_couponsRedeemed(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "redemptionRate":
+			out.Values[i] = ec._CampaignReport_redemptionRate(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "attributedOrders":
+			out.Values[i] = ec._CampaignReport_attributedOrders(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "attributedRevenue":
+			out.Values[i] = ec._CampaignReport_attributedRevenue(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "cost":
+			out.Values[i] = ec._CampaignReport_cost(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "roi":
+			out.Values[i] = ec._CampaignReport_roi(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "treatedConversionRate":
+			out.Values[i] = ec._CampaignReport_treatedConversionRate(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "holdoutConversionRate":
+			out.Values[i] = ec._CampaignReport_holdoutConversionRate(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "lift":
+			out.Values[i] = ec._CampaignReport_lift(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var campaignTriggerImplementors = []string{"CampaignTrigger"}
+
+func (ec *executionContext) _CampaignTrigger(ctx context.Context, sel ast.SelectionSet, obj *spec.Trigger) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, campaignTriggerImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("CampaignTrigger")
+		case "kind":
+			out.Values[i] = ec._CampaignTrigger_kind(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "at":
+			out.Values[i] = ec._CampaignTrigger_at(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "cron":
+			out.Values[i] = ec._CampaignTrigger_cron(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "daysBefore":
+			out.Values[i] = ec._CampaignTrigger_daysBefore(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "date":
+			out.Values[i] = ec._CampaignTrigger_date(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "inactiveDays":
+			out.Values[i] = ec._CampaignTrigger_inactiveDays(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "minAmount":
+			out.Values[i] = ec._CampaignTrigger_minAmount(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "tierCode":
+			out.Values[i] = ec._CampaignTrigger_tierCode(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "minChurnRisk":
+			out.Values[i] = ec._CampaignTrigger_minChurnRisk(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -42842,6 +47165,34 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "createCampaign":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_createCampaign(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "activateCampaign":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_activateCampaign(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "pauseCampaign":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_pauseCampaign(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "endCampaign":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_endCampaign(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		case "ingestOrder":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_ingestOrder(ctx, field)
@@ -44221,6 +48572,18 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				true, false,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_me(ctx, field)
+				})
+		case "campaigns":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_campaigns(ctx, field)
+				})
+		case "dryRunCampaign":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_dryRunCampaign(ctx, field)
 				})
 		case "tags":
 			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
@@ -47149,6 +51512,174 @@ func (ec *executionContext) unmarshalNBusinessUnitWhereInput2ᚖgithubᚗcomᚋo
 	return &res, graphql.ErrorOnPath(ctx, err)
 }
 
+func (ec *executionContext) marshalNCampaign2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐCampaign(ctx context.Context, sel ast.SelectionSet, v *ent.Campaign) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Campaign!")
+		return graphql.Null
+	}
+	return ec._Campaign(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNCampaignAction2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋcampaignᚋspecᚐActionᚄ(ctx context.Context, sel ast.SelectionSet, v []*spec.Action) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNCampaignAction2ᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋcampaignᚋspecᚐAction(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNCampaignAction2ᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋcampaignᚋspecᚐAction(ctx context.Context, sel ast.SelectionSet, v *spec.Action) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "CampaignAction!")
+		return graphql.Null
+	}
+	return ec._CampaignAction(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNCampaignActionInput2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋcampaignᚋspecᚐActionᚄ(ctx context.Context, v any) ([]*spec.Action, error) {
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]*spec.Action, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNCampaignActionInput2ᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋcampaignᚋspecᚐAction(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (ec *executionContext) unmarshalNCampaignActionInput2ᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋcampaignᚋspecᚐAction(ctx context.Context, v any) (*spec.Action, error) {
+	res, err := ec.unmarshalInputCampaignActionInput(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) unmarshalNCampaignActionKind2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐCampaignActionKind(ctx context.Context, v any) (enum.CampaignActionKind, error) {
+	var res enum.CampaignActionKind
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNCampaignActionKind2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐCampaignActionKind(ctx context.Context, sel ast.SelectionSet, v enum.CampaignActionKind) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) marshalNCampaignConnection2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐCampaignConnection(ctx context.Context, sel ast.SelectionSet, v *ent.CampaignConnection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "CampaignConnection!")
+		return graphql.Null
+	}
+	return ec._CampaignConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNCampaignDryRun2ᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋcampaignᚐDryRun(ctx context.Context, sel ast.SelectionSet, v *campaign.DryRun) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "CampaignDryRun!")
+		return graphql.Null
+	}
+	return ec._CampaignDryRun(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNCampaignExecutionConnection2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐCampaignExecutionConnection(ctx context.Context, sel ast.SelectionSet, v *ent.CampaignExecutionConnection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "CampaignExecutionConnection!")
+		return graphql.Null
+	}
+	return ec._CampaignExecutionConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNCampaignExecutionOrderField2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐCampaignExecutionOrderField(ctx context.Context, v any) (*ent.CampaignExecutionOrderField, error) {
+	var res = new(ent.CampaignExecutionOrderField)
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNCampaignExecutionOrderField2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐCampaignExecutionOrderField(ctx context.Context, sel ast.SelectionSet, v *ent.CampaignExecutionOrderField) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "CampaignExecutionOrderField!")
+		return graphql.Null
+	}
+	return v
+}
+
+func (ec *executionContext) unmarshalNCampaignExecutionStatus2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐCampaignExecutionStatus(ctx context.Context, v any) (enum.CampaignExecutionStatus, error) {
+	var res enum.CampaignExecutionStatus
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNCampaignExecutionStatus2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐCampaignExecutionStatus(ctx context.Context, sel ast.SelectionSet, v enum.CampaignExecutionStatus) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) unmarshalNCampaignOrderField2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐCampaignOrderField(ctx context.Context, v any) (*ent.CampaignOrderField, error) {
+	var res = new(ent.CampaignOrderField)
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNCampaignOrderField2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐCampaignOrderField(ctx context.Context, sel ast.SelectionSet, v *ent.CampaignOrderField) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "CampaignOrderField!")
+		return graphql.Null
+	}
+	return v
+}
+
+func (ec *executionContext) marshalNCampaignPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐCampaignPayload(ctx context.Context, sel ast.SelectionSet, v *model.CampaignPayload) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "CampaignPayload!")
+		return graphql.Null
+	}
+	return ec._CampaignPayload(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNCampaignReport2ᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋcampaignᚐReport(ctx context.Context, sel ast.SelectionSet, v *campaign.Report) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "CampaignReport!")
+		return graphql.Null
+	}
+	return ec._CampaignReport(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNCampaignStatus2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐCampaignStatus(ctx context.Context, v any) (enum.CampaignStatus, error) {
+	var res enum.CampaignStatus
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNCampaignStatus2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐCampaignStatus(ctx context.Context, sel ast.SelectionSet, v enum.CampaignStatus) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) marshalNCampaignTrigger2githubᚗcomᚋonememberᚋonememberᚋinternalᚋcampaignᚋspecᚐTrigger(ctx context.Context, sel ast.SelectionSet, v spec.Trigger) graphql.Marshaler {
+	return ec._CampaignTrigger(ctx, sel, &v)
+}
+
+func (ec *executionContext) unmarshalNCampaignTriggerInput2ᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋcampaignᚋspecᚐTrigger(ctx context.Context, v any) (*spec.Trigger, error) {
+	res, err := ec.unmarshalInputCampaignTriggerInput(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) unmarshalNCampaignTriggerKind2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐCampaignTriggerKind(ctx context.Context, v any) (enum.CampaignTriggerKind, error) {
+	var res enum.CampaignTriggerKind
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNCampaignTriggerKind2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐCampaignTriggerKind(ctx context.Context, sel ast.SelectionSet, v enum.CampaignTriggerKind) graphql.Marshaler {
+	return v
+}
+
 func (ec *executionContext) unmarshalNCancelActivityRegistrationInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐCancelActivityRegistrationInput(ctx context.Context, v any) (model.CancelActivityRegistrationInput, error) {
 	res, err := ec.unmarshalInputCancelActivityRegistrationInput(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -47381,6 +51912,11 @@ func (ec *executionContext) marshalNCreateAudiencePayload2ᚖgithubᚗcomᚋonem
 		return graphql.Null
 	}
 	return ec._CreateAudiencePayload(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNCreateCampaignInput2githubᚗcomᚋonememberᚋonememberᚋinternalᚋcampaignᚐCreateInput(ctx context.Context, v any) (campaign.CreateInput, error) {
+	res, err := ec.unmarshalInputCreateCampaignInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
 }
 
 func (ec *executionContext) unmarshalNCreateCouponTemplateInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐCreateCouponTemplateInput(ctx context.Context, v any) (model.CreateCouponTemplateInput, error) {
@@ -49934,6 +54470,84 @@ func (ec *executionContext) unmarshalOBusinessUnitWhereInput2ᚖgithubᚗcomᚋo
 	return &res, graphql.ErrorOnPath(ctx, err)
 }
 
+func (ec *executionContext) marshalOCampaign2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐCampaign(ctx context.Context, sel ast.SelectionSet, v *ent.Campaign) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._Campaign(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalOCampaignEdge2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐCampaignEdge(ctx context.Context, sel ast.SelectionSet, v []*ent.CampaignEdge) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalOCampaignEdge2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐCampaignEdge(ctx, sel, v[i])
+	})
+
+	return ret
+}
+
+func (ec *executionContext) marshalOCampaignEdge2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐCampaignEdge(ctx context.Context, sel ast.SelectionSet, v *ent.CampaignEdge) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._CampaignEdge(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalOCampaignExecution2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐCampaignExecution(ctx context.Context, sel ast.SelectionSet, v *ent.CampaignExecution) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._CampaignExecution(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalOCampaignExecutionEdge2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐCampaignExecutionEdge(ctx context.Context, sel ast.SelectionSet, v []*ent.CampaignExecutionEdge) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalOCampaignExecutionEdge2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐCampaignExecutionEdge(ctx, sel, v[i])
+	})
+
+	return ret
+}
+
+func (ec *executionContext) marshalOCampaignExecutionEdge2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐCampaignExecutionEdge(ctx context.Context, sel ast.SelectionSet, v *ent.CampaignExecutionEdge) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._CampaignExecutionEdge(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalOCampaignExecutionOrder2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐCampaignExecutionOrder(ctx context.Context, v any) (*ent.CampaignExecutionOrder, error) {
+	if v == nil {
+		return nil, nil
+	}
+	res, err := ec.unmarshalInputCampaignExecutionOrder(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) unmarshalOCampaignStatus2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐCampaignStatus(ctx context.Context, v any) (*enum.CampaignStatus, error) {
+	if v == nil {
+		return nil, nil
+	}
+	var res = new(enum.CampaignStatus)
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOCampaignStatus2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐCampaignStatus(ctx context.Context, sel ast.SelectionSet, v *enum.CampaignStatus) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return v
+}
+
 func (ec *executionContext) unmarshalOChannel2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐChannelᚄ(ctx context.Context, v any) ([]enum.Channel, error) {
 	if v == nil {
 		return nil, nil
@@ -50339,6 +54953,22 @@ func (ec *executionContext) unmarshalOMemberWhereInput2ᚖgithubᚗcomᚋonememb
 	}
 	res, err := ec.unmarshalInputMemberWhereInput(ctx, v)
 	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) unmarshalOMessageChannel2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐMessageChannel(ctx context.Context, v any) (*enum.MessageChannel, error) {
+	if v == nil {
+		return nil, nil
+	}
+	var res = new(enum.MessageChannel)
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOMessageChannel2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐMessageChannel(ctx context.Context, sel ast.SelectionSet, v *enum.MessageChannel) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return v
 }
 
 func (ec *executionContext) unmarshalOMoney2ᚖint64(ctx context.Context, v any) (*int64, error) {

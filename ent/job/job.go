@@ -107,7 +107,7 @@ var (
 // KindValidator is a validator for the "kind" field enum values. It is called by the builders before save.
 func KindValidator(k enum.JobKind) error {
 	switch k {
-	case "ISSUE_COUPONS", "REFRESH_AUDIENCE", "COMPUTE_RFM", "REFRESH_TAG":
+	case "ISSUE_COUPONS", "REFRESH_AUDIENCE", "COMPUTE_RFM", "REFRESH_TAG", "RUN_CAMPAIGN":
 		return nil
 	default:
 		return fmt.Errorf("job: invalid enum value for kind field: %q", k)

@@ -252,6 +252,106 @@ var (
 		Columns:    BusinessUnitsColumns,
 		PrimaryKey: []*schema.Column{BusinessUnitsColumns[0]},
 	}
+	// CampaignsColumns holds the columns for the "campaigns" table.
+	CampaignsColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeInt, Increment: true},
+		{Name: "created_at", Type: field.TypeTime},
+		{Name: "updated_at", Type: field.TypeTime},
+		{Name: "name", Type: field.TypeString},
+		{Name: "status", Type: field.TypeEnum, Enums: []string{"DRAFT", "ACTIVE", "PAUSED", "ENDED"}, Default: "DRAFT"},
+		{Name: "trigger_kind", Type: field.TypeEnum, Enums: []string{"ONE_OFF", "SCHEDULED", "REGISTRATION", "BIRTHDAY", "FIRST_PURCHASE", "PURCHASE", "INACTIVITY", "TIER_CHANGED", "HOLIDAY", "CHURN_RISK", "POINTS_EXPIRING"}},
+		{Name: "trigger", Type: field.TypeJSON},
+		{Name: "actions", Type: field.TypeJSON},
+		{Name: "starts_at", Type: field.TypeTime},
+		{Name: "ends_at", Type: field.TypeTime, Nullable: true},
+		{Name: "max_per_member", Type: field.TypeInt, Nullable: true},
+		{Name: "frequency_cap_days", Type: field.TypeInt, Nullable: true},
+		{Name: "budget", Type: field.TypeInt64, Nullable: true},
+		{Name: "spent", Type: field.TypeInt64, Default: 0},
+		{Name: "holdout_percent", Type: field.TypeInt, Default: 0},
+		{Name: "attribution_days", Type: field.TypeInt, Default: 7},
+		{Name: "priority", Type: field.TypeInt, Default: 0},
+		{Name: "cursor", Type: field.TypeJSON, Nullable: true},
+		{Name: "next_run_at", Type: field.TypeTime, Nullable: true},
+		{Name: "activated_at", Type: field.TypeTime, Nullable: true},
+		{Name: "created_by_staff_id", Type: field.TypeInt, Nullable: true},
+		{Name: "audience_id", Type: field.TypeInt, Nullable: true},
+	}
+	// CampaignsTable holds the schema information for the "campaigns" table.
+	CampaignsTable = &schema.Table{
+		Name:       "campaigns",
+		Columns:    CampaignsColumns,
+		PrimaryKey: []*schema.Column{CampaignsColumns[0]},
+		ForeignKeys: []*schema.ForeignKey{
+			{
+				Symbol:     "campaigns_audiences_audience",
+				Columns:    []*schema.Column{CampaignsColumns[21]},
+				RefColumns: []*schema.Column{AudiencesColumns[0]},
+				OnDelete:   schema.SetNull,
+			},
+		},
+		Indexes: []*schema.Index{
+			{
+				Name:    "campaign_status_trigger_kind",
+				Unique:  false,
+				Columns: []*schema.Column{CampaignsColumns[4], CampaignsColumns[5]},
+			},
+		},
+	}
+	// CampaignExecutionsColumns holds the columns for the "campaign_executions" table.
+	CampaignExecutionsColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeInt, Increment: true},
+		{Name: "occurrence", Type: field.TypeString},
+		{Name: "status", Type: field.TypeEnum, Enums: []string{"REACHED", "HOLDOUT", "SUPPRESSED_CONSENT", "SUPPRESSED_CAP", "SUPPRESSED_PRIORITY", "SUPPRESSED_BUDGET", "FAILED"}},
+		{Name: "action", Type: field.TypeEnum, Enums: []string{"ISSUE_COUPON", "AWARD_POINTS", "SEND_MESSAGE"}},
+		{Name: "cost", Type: field.TypeInt64, Default: 0},
+		{Name: "coupon_id", Type: field.TypeInt, Nullable: true},
+		{Name: "executed_at", Type: field.TypeTime},
+		{Name: "campaign_id", Type: field.TypeInt},
+		{Name: "member_id", Type: field.TypeInt},
+	}
+	// CampaignExecutionsTable holds the schema information for the "campaign_executions" table.
+	CampaignExecutionsTable = &schema.Table{
+		Name:       "campaign_executions",
+		Columns:    CampaignExecutionsColumns,
+		PrimaryKey: []*schema.Column{CampaignExecutionsColumns[0]},
+		ForeignKeys: []*schema.ForeignKey{
+			{
+				Symbol:     "campaign_executions_campaigns_executions",
+				Columns:    []*schema.Column{CampaignExecutionsColumns[7]},
+				RefColumns: []*schema.Column{CampaignsColumns[0]},
+				OnDelete:   schema.NoAction,
+			},
+			{
+				Symbol:     "campaign_executions_members_member",
+				Columns:    []*schema.Column{CampaignExecutionsColumns[8]},
+				RefColumns: []*schema.Column{MembersColumns[0]},
+				OnDelete:   schema.NoAction,
+			},
+		},
+		Indexes: []*schema.Index{
+			{
+				Name:    "campaignexecution_campaign_id_member_id_occurrence",
+				Unique:  true,
+				Columns: []*schema.Column{CampaignExecutionsColumns[7], CampaignExecutionsColumns[8], CampaignExecutionsColumns[1]},
+			},
+			{
+				Name:    "campaignexecution_member_id_executed_at",
+				Unique:  false,
+				Columns: []*schema.Column{CampaignExecutionsColumns[8], CampaignExecutionsColumns[6]},
+			},
+			{
+				Name:    "campaignexecution_campaign_id_status",
+				Unique:  false,
+				Columns: []*schema.Column{CampaignExecutionsColumns[7], CampaignExecutionsColumns[2]},
+			},
+			{
+				Name:    "campaignexecution_coupon_id",
+				Unique:  false,
+				Columns: []*schema.Column{CampaignExecutionsColumns[5]},
+			},
+		},
+	}
 	// ConsentsColumns holds the columns for the "consents" table.
 	ConsentsColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeInt, Increment: true},
@@ -492,7 +592,7 @@ var (
 		{Name: "id", Type: field.TypeInt, Increment: true},
 		{Name: "created_at", Type: field.TypeTime},
 		{Name: "updated_at", Type: field.TypeTime},
-		{Name: "kind", Type: field.TypeEnum, Enums: []string{"ISSUE_COUPONS", "REFRESH_AUDIENCE", "COMPUTE_RFM", "REFRESH_TAG"}},
+		{Name: "kind", Type: field.TypeEnum, Enums: []string{"ISSUE_COUPONS", "REFRESH_AUDIENCE", "COMPUTE_RFM", "REFRESH_TAG", "RUN_CAMPAIGN"}},
 		{Name: "status", Type: field.TypeEnum, Enums: []string{"QUEUED", "RUNNING", "SUCCEEDED", "FAILED"}, Default: "QUEUED"},
 		{Name: "idempotency_key", Type: field.TypeString, Nullable: true},
 		{Name: "params", Type: field.TypeJSON, Nullable: true},
@@ -1726,6 +1826,8 @@ var (
 		AuditLogsTable,
 		BenefitsTable,
 		BusinessUnitsTable,
+		CampaignsTable,
+		CampaignExecutionsTable,
 		ConsentsTable,
 		CouponsTable,
 		CouponTemplatesTable,
@@ -1806,6 +1908,15 @@ func init() {
 	}
 	BusinessUnitsTable.Annotation = &entsql.Annotation{
 		IncrementStart: func(i int) *int { return &i }(12884901888),
+	}
+	CampaignsTable.ForeignKeys[0].RefTable = AudiencesTable
+	CampaignsTable.Annotation = &entsql.Annotation{
+		IncrementStart: func(i int) *int { return &i }(210453397504),
+	}
+	CampaignExecutionsTable.ForeignKeys[0].RefTable = CampaignsTable
+	CampaignExecutionsTable.ForeignKeys[1].RefTable = MembersTable
+	CampaignExecutionsTable.Annotation = &entsql.Annotation{
+		IncrementStart: func(i int) *int { return &i }(214748364800),
 	}
 	ConsentsTable.Annotation = &entsql.Annotation{
 		IncrementStart: func(i int) *int { return &i }(51539607552),

@@ -33,6 +33,12 @@ type Benefit func(*sql.Selector)
 // BusinessUnit is the predicate function for businessunit builders.
 type BusinessUnit func(*sql.Selector)
 
+// Campaign is the predicate function for campaign builders.
+type Campaign func(*sql.Selector)
+
+// CampaignExecution is the predicate function for campaignexecution builders.
+type CampaignExecution func(*sql.Selector)
+
 // Consent is the predicate function for consent builders.
 type Consent func(*sql.Selector)
 

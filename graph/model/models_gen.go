@@ -81,6 +81,10 @@ type BindPhonePayload struct {
 	Member *ent.Member `json:"member"`
 }
 
+type CampaignPayload struct {
+	Campaign *ent.Campaign `json:"campaign"`
+}
+
 type CancelActivityRegistrationInput struct {
 	RegistrationID int `json:"registrationId"`
 }

@@ -374,10 +374,11 @@ const (
 	JobRefreshAudience JobKind = "REFRESH_AUDIENCE"
 	JobComputeRfm      JobKind = "COMPUTE_RFM"
 	JobRefreshTag      JobKind = "REFRESH_TAG"
+	JobRunCampaign     JobKind = "RUN_CAMPAIGN"
 )
 
 func (JobKind) Values() []string {
-	return []string{"ISSUE_COUPONS", "REFRESH_AUDIENCE", "COMPUTE_RFM", "REFRESH_TAG"}
+	return []string{"ISSUE_COUPONS", "REFRESH_AUDIENCE", "COMPUTE_RFM", "REFRESH_TAG", "RUN_CAMPAIGN"}
 }
 func (e JobKind) MarshalGQL(w io.Writer)    { marshal(w, string(e)) }
 func (e *JobKind) UnmarshalGQL(v any) error { return unmarshal(v, e) }
@@ -395,3 +396,96 @@ const (
 func (JobStatus) Values() []string            { return []string{"QUEUED", "RUNNING", "SUCCEEDED", "FAILED"} }
 func (e JobStatus) MarshalGQL(w io.Writer)    { marshal(w, string(e)) }
 func (e *JobStatus) UnmarshalGQL(v any) error { return unmarshal(v, e) }
+
+// CampaignStatus is where a campaign stands: DRAFT → ACTIVE ⇄ PAUSED → ENDED.
+type CampaignStatus string
+
+const (
+	CampaignDraft  CampaignStatus = "DRAFT"
+	CampaignActive CampaignStatus = "ACTIVE"
+	CampaignPaused CampaignStatus = "PAUSED"
+	CampaignEnded  CampaignStatus = "ENDED"
+)
+
+func (CampaignStatus) Values() []string            { return []string{"DRAFT", "ACTIVE", "PAUSED", "ENDED"} }
+func (e CampaignStatus) MarshalGQL(w io.Writer)    { marshal(w, string(e)) }
+func (e *CampaignStatus) UnmarshalGQL(v any) error { return unmarshal(v, e) }
+
+// CampaignTriggerKind is what starts a campaign's actions for a member.
+type CampaignTriggerKind string
+
+const (
+	TriggerOneOff         CampaignTriggerKind = "ONE_OFF"
+	TriggerScheduled      CampaignTriggerKind = "SCHEDULED"
+	TriggerRegistration   CampaignTriggerKind = "REGISTRATION"
+	TriggerBirthday       CampaignTriggerKind = "BIRTHDAY"
+	TriggerFirstPurchase  CampaignTriggerKind = "FIRST_PURCHASE"
+	TriggerPurchase       CampaignTriggerKind = "PURCHASE"
+	TriggerInactivity     CampaignTriggerKind = "INACTIVITY"
+	TriggerTierChanged    CampaignTriggerKind = "TIER_CHANGED"
+	TriggerHoliday        CampaignTriggerKind = "HOLIDAY"
+	TriggerChurnRisk      CampaignTriggerKind = "CHURN_RISK"
+	TriggerPointsExpiring CampaignTriggerKind = "POINTS_EXPIRING"
+)
+
+func (CampaignTriggerKind) Values() []string {
+	return []string{"ONE_OFF", "SCHEDULED", "REGISTRATION", "BIRTHDAY", "FIRST_PURCHASE", "PURCHASE",
+		"INACTIVITY", "TIER_CHANGED", "HOLIDAY", "CHURN_RISK", "POINTS_EXPIRING"}
+}
+func (e CampaignTriggerKind) MarshalGQL(w io.Writer)    { marshal(w, string(e)) }
+func (e *CampaignTriggerKind) UnmarshalGQL(v any) error { return unmarshal(v, e) }
+
+// CampaignActionKind is what a campaign does to a member it reaches.
+type CampaignActionKind string
+
+const (
+	ActionIssueCoupon CampaignActionKind = "ISSUE_COUPON"
+	ActionAwardPoints CampaignActionKind = "AWARD_POINTS"
+	ActionSendMessage CampaignActionKind = "SEND_MESSAGE"
+)
+
+func (CampaignActionKind) Values() []string {
+	return []string{"ISSUE_COUPON", "AWARD_POINTS", "SEND_MESSAGE"}
+}
+func (e CampaignActionKind) MarshalGQL(w io.Writer)    { marshal(w, string(e)) }
+func (e *CampaignActionKind) UnmarshalGQL(v any) error { return unmarshal(v, e) }
+
+// MessageChannel is how a SEND_MESSAGE action reaches a member.
+type MessageChannel string
+
+const (
+	MessageInApp           MessageChannel = "IN_APP"
+	MessageWechatSubscribe MessageChannel = "WECHAT_SUBSCRIBE"
+	MessageSMS             MessageChannel = "SMS"
+	MessageEmail           MessageChannel = "EMAIL"
+	MessageAppPush         MessageChannel = "APP_PUSH"
+)
+
+func (MessageChannel) Values() []string {
+	return []string{"IN_APP", "WECHAT_SUBSCRIBE", "SMS", "EMAIL", "APP_PUSH"}
+}
+func (e MessageChannel) MarshalGQL(w io.Writer)    { marshal(w, string(e)) }
+func (e *MessageChannel) UnmarshalGQL(v any) error { return unmarshal(v, e) }
+
+// CampaignExecutionStatus is what became of one (campaign, member,
+// occurrence): REACHED (the actions ran), HOLDOUT (held out to measure
+// lift, untouched), or suppressed by consent, by a cap (maxPerMember,
+// frequencyCapDays), by a higher-priority campaign, or by the budget.
+type CampaignExecutionStatus string
+
+const (
+	ExecutionReached            CampaignExecutionStatus = "REACHED"
+	ExecutionHoldout            CampaignExecutionStatus = "HOLDOUT"
+	ExecutionSuppressedConsent  CampaignExecutionStatus = "SUPPRESSED_CONSENT"
+	ExecutionSuppressedCap      CampaignExecutionStatus = "SUPPRESSED_CAP"
+	ExecutionSuppressedPriority CampaignExecutionStatus = "SUPPRESSED_PRIORITY"
+	ExecutionSuppressedBudget   CampaignExecutionStatus = "SUPPRESSED_BUDGET"
+	ExecutionFailed             CampaignExecutionStatus = "FAILED"
+)
+
+func (CampaignExecutionStatus) Values() []string {
+	return []string{"REACHED", "HOLDOUT", "SUPPRESSED_CONSENT", "SUPPRESSED_CAP", "SUPPRESSED_PRIORITY",
+		"SUPPRESSED_BUDGET", "FAILED"}
+}
+func (e CampaignExecutionStatus) MarshalGQL(w io.Writer)    { marshal(w, string(e)) }
+func (e *CampaignExecutionStatus) UnmarshalGQL(v any) error { return unmarshal(v, e) }
