@@ -36,6 +36,8 @@ func (r *Resolver) memberEvent(ctx context.Context, ev eventbus.Event) (gqlmodel
 		FromTierID         *int   `json:"fromTierId"`
 		ToTierID           *int   `json:"toTierId"`
 		CouponID           int    `json:"couponId"`
+		Title              string `json:"title"`
+		Body               string `json:"body"`
 	}
 	if err := json.Unmarshal(ev.Payload, &p); err != nil {
 		return nil, fmt.Errorf("decoding event %d: %w", ev.ID, err)
@@ -69,6 +71,8 @@ func (r *Resolver) memberEvent(ctx context.Context, ev eventbus.Event) (gqlmodel
 			return &gqlmodel.CouponIssued{EventHead: head, Coupon: c}, nil
 		}
 		return &gqlmodel.CouponExpiring{EventHead: head, Coupon: c}, nil
+	case string(events.Message):
+		return &gqlmodel.MessageReceived{EventHead: head, Title: p.Title, Body: p.Body}, nil
 	}
 	return nil, fmt.Errorf("event %d: unknown type %q", ev.ID, ev.Type)
 }

@@ -797,6 +797,13 @@ type ComplexityRoot struct {
 		Survivor           func(childComplexity int) int
 	}
 
+	MessageReceived struct {
+		Body       func(childComplexity int) int
+		Cursor     func(childComplexity int) int
+		OccurredAt func(childComplexity int) int
+		Title      func(childComplexity int) int
+	}
+
 	Mutation struct {
 		ActivateCampaign           func(childComplexity int, id int, replaySkipped *bool) int
 		AdjustPoints               func(childComplexity int, input model.AdjustPointsInput) int
@@ -4327,6 +4334,31 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.MergePreview.Survivor(childComplexity), true
+
+	case "MessageReceived.body":
+		if e.ComplexityRoot.MessageReceived.Body == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MessageReceived.Body(childComplexity), true
+	case "MessageReceived.cursor":
+		if e.ComplexityRoot.MessageReceived.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MessageReceived.Cursor(childComplexity), true
+	case "MessageReceived.occurredAt":
+		if e.ComplexityRoot.MessageReceived.OccurredAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MessageReceived.OccurredAt(childComplexity), true
+	case "MessageReceived.title":
+		if e.ComplexityRoot.MessageReceived.Title == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MessageReceived.Title(childComplexity), true
 
 	case "Mutation.activateCampaign":
 		if e.ComplexityRoot.Mutation.ActivateCampaign == nil {
@@ -22332,6 +22364,98 @@ func (ec *executionContext) _MergePreview_identitiesMoved(ctx context.Context, f
 }
 func (ec *executionContext) fieldContext_MergePreview_identitiesMoved(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("MergePreview", field, false, false, "Int")
+}
+
+func (ec *executionContext) _MessageReceived_cursor(ctx context.Context, field graphql.CollectedField, obj *gqlmodel.MessageReceived) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MessageReceived_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MessageReceived_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MessageReceived", field, false, false, "String")
+}
+
+func (ec *executionContext) _MessageReceived_occurredAt(ctx context.Context, field graphql.CollectedField, obj *gqlmodel.MessageReceived) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MessageReceived_occurredAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.OccurredAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MessageReceived_occurredAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MessageReceived", field, false, false, "Time")
+}
+
+func (ec *executionContext) _MessageReceived_title(ctx context.Context, field graphql.CollectedField, obj *gqlmodel.MessageReceived) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MessageReceived_title(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Title, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MessageReceived_title(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MessageReceived", field, false, false, "String")
+}
+
+func (ec *executionContext) _MessageReceived_body(ctx context.Context, field graphql.CollectedField, obj *gqlmodel.MessageReceived) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MessageReceived_body(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Body, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MessageReceived_body(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MessageReceived", field, false, false, "String")
 }
 
 func (ec *executionContext) _Mutation_loginWithWeChat(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
@@ -42033,6 +42157,13 @@ func (ec *executionContext) _MemberEvent(ctx context.Context, sel ast.SelectionS
 			return graphql.Null
 		}
 		return ec._PointsChanged(ctx, sel, obj)
+	case gqlmodel.MessageReceived:
+		return ec._MessageReceived(ctx, sel, &obj)
+	case *gqlmodel.MessageReceived:
+		if obj == nil {
+			return graphql.Null
+		}
+		return ec._MessageReceived(ctx, sel, obj)
 	case gqlmodel.CouponIssued:
 		return ec._CouponIssued(ctx, sel, &obj)
 	case *gqlmodel.CouponIssued:
@@ -47070,6 +47201,54 @@ func (ec *executionContext) _MergePreview(ctx context.Context, sel ast.Selection
 			}
 		case "identitiesMoved":
 			out.Values[i] = ec._MergePreview_identitiesMoved(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var messageReceivedImplementors = []string{"MessageReceived", "MemberEvent"}
+
+func (ec *executionContext) _MessageReceived(ctx context.Context, sel ast.SelectionSet, obj *gqlmodel.MessageReceived) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, messageReceivedImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("MessageReceived")
+		case "cursor":
+			out.Values[i] = ec._MessageReceived_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "occurredAt":
+			out.Values[i] = ec._MessageReceived_occurredAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "title":
+			out.Values[i] = ec._MessageReceived_title(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "body":
+			out.Values[i] = ec._MessageReceived_body(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}

@@ -68,6 +68,7 @@ const (
 	TypeSTORED_VALUE_CHANGED Type = "STORED_VALUE_CHANGED"
 	TypeCOUPON_ISSUED        Type = "COUPON_ISSUED"
 	TypeCOUPON_EXPIRING      Type = "COUPON_EXPIRING"
+	TypeMESSAGE              Type = "MESSAGE"
 )
 
 func (_type Type) String() string {
@@ -77,7 +78,7 @@ func (_type Type) String() string {
 // TypeValidator is a validator for the "type" field enum values. It is called by the builders before save.
 func TypeValidator(_type Type) error {
 	switch _type {
-	case TypeTIER_CHANGED, TypePOINTS_CHANGED, TypeSTORED_VALUE_CHANGED, TypeCOUPON_ISSUED, TypeCOUPON_EXPIRING:
+	case TypeTIER_CHANGED, TypePOINTS_CHANGED, TypeSTORED_VALUE_CHANGED, TypeCOUPON_ISSUED, TypeCOUPON_EXPIRING, TypeMESSAGE:
 		return nil
 	default:
 		return fmt.Errorf("memberevent: invalid enum value for type field: %q", _type)

@@ -838,7 +838,7 @@ var (
 		{Name: "id", Type: field.TypeInt, Increment: true},
 		{Name: "member_id", Type: field.TypeInt},
 		{Name: "seq", Type: field.TypeInt64},
-		{Name: "type", Type: field.TypeEnum, Enums: []string{"TIER_CHANGED", "POINTS_CHANGED", "STORED_VALUE_CHANGED", "COUPON_ISSUED", "COUPON_EXPIRING"}},
+		{Name: "type", Type: field.TypeEnum, Enums: []string{"TIER_CHANGED", "POINTS_CHANGED", "STORED_VALUE_CHANGED", "COUPON_ISSUED", "COUPON_EXPIRING", "MESSAGE"}},
 		{Name: "payload", Type: field.TypeJSON},
 		{Name: "occurred_at", Type: field.TypeTime},
 		{Name: "tx_id", Type: field.TypeInt64, Nullable: true, Default: schema.Expr("(pg_current_xact_id()::text)::bigint")},

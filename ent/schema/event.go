@@ -23,7 +23,7 @@ func (MemberEvent) Fields() []ent.Field {
 	return []ent.Field{
 		field.Int("member_id").Immutable(),
 		field.Int64("seq").Immutable(),
-		field.Enum("type").Values("TIER_CHANGED", "POINTS_CHANGED", "STORED_VALUE_CHANGED", "COUPON_ISSUED", "COUPON_EXPIRING").
+		field.Enum("type").Values("TIER_CHANGED", "POINTS_CHANGED", "STORED_VALUE_CHANGED", "COUPON_ISSUED", "COUPON_EXPIRING", "MESSAGE").
 			Immutable(),
 		field.JSON("payload", map[string]any{}).Immutable(),
 		field.Time("occurred_at").Default(time.Now).Immutable(),

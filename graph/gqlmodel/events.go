@@ -51,3 +51,9 @@ type CouponExpiring struct {
 	EventHead
 	Coupon *ent.Coupon
 }
+
+// MessageReceived is a campaign's message.
+type MessageReceived struct {
+	EventHead
+	Title, Body string
+}

@@ -1,6 +1,6 @@
 // Package events owns the member event outbox: each change a member should
 // hear about (tier changed, points changed, stored value changed, coupon
-// issued or expiring) is written as a member_events row, with an in-app
+// issued or expiring, a campaign's message) is written as a member_events row, with an in-app
 // notification where it deserves one, in the same transaction as the
 // change. seq comes from the member's locked account row, so a member's
 // events are numbered without gaps in commit order.
@@ -22,6 +22,10 @@ const (
 	StoredValueChanged = memberevent.TypeSTORED_VALUE_CHANGED
 	CouponIssued       = memberevent.TypeCOUPON_ISSUED
 	CouponExpiring     = memberevent.TypeCOUPON_EXPIRING
+	// Message is a campaign's message (payload title, body, channel,
+	// campaignId): IN_APP ones also write a notification; WECHAT_SUBSCRIBE
+	// and APP_PUSH ones are pushed through that channel only.
+	Message = memberevent.TypeMESSAGE
 )
 
 // Event is one change to announce.
