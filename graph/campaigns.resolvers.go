@@ -7,7 +7,6 @@ package graph
 
 import (
 	"context"
-	"fmt"
 
 	"entgo.io/contrib/entgql"
 	"github.com/onemember/onemember/ent"
@@ -18,35 +17,39 @@ import (
 
 // Report is the resolver for the report field.
 func (r *campaignResolver) Report(ctx context.Context, obj *ent.Campaign) (*campaign.Report, error) {
-	panic(fmt.Errorf("not implemented: Report - report"))
+	return r.CampaignService.Report(ctx, obj.ID)
 }
 
 // CreateCampaign is the resolver for the createCampaign field.
 func (r *mutationResolver) CreateCampaign(ctx context.Context, input campaign.CreateInput) (*model.CampaignPayload, error) {
-	panic(fmt.Errorf("not implemented: CreateCampaign - createCampaign"))
+	c, err := r.CampaignService.Create(ctx, staffID(ctx), input)
+	return campaignPayload(c, err)
 }
 
 // ActivateCampaign is the resolver for the activateCampaign field.
 func (r *mutationResolver) ActivateCampaign(ctx context.Context, id int, replaySkipped *bool) (*model.CampaignPayload, error) {
-	panic(fmt.Errorf("not implemented: ActivateCampaign - activateCampaign"))
+	c, err := r.CampaignService.Activate(ctx, id, replaySkipped != nil && *replaySkipped)
+	return campaignPayload(c, err)
 }
 
 // PauseCampaign is the resolver for the pauseCampaign field.
 func (r *mutationResolver) PauseCampaign(ctx context.Context, id int) (*model.CampaignPayload, error) {
-	panic(fmt.Errorf("not implemented: PauseCampaign - pauseCampaign"))
+	c, err := r.CampaignService.Pause(ctx, id)
+	return campaignPayload(c, err)
 }
 
 // EndCampaign is the resolver for the endCampaign field.
 func (r *mutationResolver) EndCampaign(ctx context.Context, id int) (*model.CampaignPayload, error) {
-	panic(fmt.Errorf("not implemented: EndCampaign - endCampaign"))
+	c, err := r.CampaignService.End(ctx, id)
+	return campaignPayload(c, err)
 }
 
 // Campaigns is the resolver for the campaigns field.
 func (r *queryResolver) Campaigns(ctx context.Context, first *int, after *entgql.Cursor[int], status *enum.CampaignStatus) (*ent.CampaignConnection, error) {
-	panic(fmt.Errorf("not implemented: Campaigns - campaigns"))
+	return r.CampaignService.List(ctx, first, after, status)
 }
 
 // DryRunCampaign is the resolver for the dryRunCampaign field.
 func (r *queryResolver) DryRunCampaign(ctx context.Context, input campaign.CreateInput) (*campaign.DryRun, error) {
-	panic(fmt.Errorf("not implemented: DryRunCampaign - dryRunCampaign"))
+	return r.CampaignService.DryRun(ctx, input)
 }

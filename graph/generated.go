@@ -38,7 +38,9 @@ import (
 	"github.com/onemember/onemember/internal/behavior"
 	"github.com/onemember/onemember/internal/campaign"
 	"github.com/onemember/onemember/internal/campaign/spec"
+	"github.com/onemember/onemember/internal/dashboard"
 	"github.com/onemember/onemember/internal/platform/calendar"
+	"github.com/onemember/onemember/internal/prediction"
 	gqlparser "github.com/vektah/gqlparser/v2"
 	"github.com/vektah/gqlparser/v2/ast"
 )
@@ -64,14 +66,17 @@ type ResolverRoot interface {
 	EarningRule() EarningRuleResolver
 	EventError() EventErrorResolver
 	Growth() GrowthResolver
+	LiveOrder() LiveOrderResolver
 	Lottery() LotteryResolver
 	Member() MemberResolver
 	MemberRfm() MemberRfmResolver
 	Mutation() MutationResolver
 	Order() OrderResolver
 	Points() PointsResolver
+	PointsSettlement() PointsSettlementResolver
 	Query() QueryResolver
 	RfmModel() RfmModelResolver
+	StoreMonthlyReport() StoreMonthlyReportResolver
 	StoredValue() StoredValueResolver
 	Subscription() SubscriptionResolver
 	Tag() TagResolver
@@ -375,6 +380,14 @@ type ComplexityRoot struct {
 		TierCode     func(childComplexity int) int
 	}
 
+	ChannelStat struct {
+		ActiveMembers    func(childComplexity int) int
+		Channel          func(childComplexity int) int
+		ChurnedMembers   func(childComplexity int) int
+		ConvertedMembers func(childComplexity int) int
+		NewMembers       func(childComplexity int) int
+	}
+
 	CheckInPayload struct {
 		AlreadyCheckedIn func(childComplexity int) int
 		GrowthAwarded    func(childComplexity int) int
@@ -624,6 +637,20 @@ type ComplexityRoot struct {
 		Stage   func(childComplexity int) int
 	}
 
+	LiveOrder struct {
+		Amount func(childComplexity int) int
+		PaidAt func(childComplexity int) int
+		Store  func(childComplexity int) int
+	}
+
+	LiveSales struct {
+		At           func(childComplexity int) int
+		LastOrder    func(childComplexity int) int
+		TodayBuyers  func(childComplexity int) int
+		TodayOrders  func(childComplexity int) int
+		TodayRevenue func(childComplexity int) int
+	}
+
 	LockCouponsPayload struct {
 		Coupons  func(childComplexity int) int
 		Discount func(childComplexity int) int
@@ -720,6 +747,7 @@ type ComplexityRoot struct {
 		PaidMemberships      func(childComplexity int) int
 		Phone                func(childComplexity int) int
 		Points               func(childComplexity int) int
+		Prediction           func(childComplexity int) int
 		ProfileCompleteness  func(childComplexity int) int
 		Referral             func(childComplexity int) int
 		RegionCode           func(childComplexity int) int
@@ -778,12 +806,31 @@ type ComplexityRoot struct {
 		Member func(childComplexity int) int
 	}
 
+	MemberPrediction struct {
+		ChurnRisk               func(childComplexity int) int
+		ExpectedPurchases90Days func(childComplexity int) int
+		FittedAt                func(childComplexity int) int
+		PredictedValue12Months  func(childComplexity int) int
+		ProbabilityAlive        func(childComplexity int) int
+	}
+
 	MemberRfm struct {
 		Frequency   func(childComplexity int) int
 		Model       func(childComplexity int) int
 		Monetary    func(childComplexity int) int
 		RecencyDays func(childComplexity int) int
 		Segment     func(childComplexity int) int
+	}
+
+	MemberStats struct {
+		ActiveLast30Days func(childComplexity int) int
+		ByAgeBand        func(childComplexity int) int
+		ByChannel        func(childComplexity int) int
+		ByGender         func(childComplexity int) int
+		ByRegion         func(childComplexity int) int
+		ByTier           func(childComplexity int) int
+		NewLast30Days    func(childComplexity int) int
+		Total            func(childComplexity int) int
 	}
 
 	MergePreview struct {
@@ -854,6 +901,7 @@ type ComplexityRoot struct {
 		RequestOtp                 func(childComplexity int, input model.RequestOtpInput) int
 		SetEarningRule             func(childComplexity int, input model.EarningRuleInput) int
 		SetPayPassword             func(childComplexity int, input model.SetPayPasswordInput) int
+		SetStoreTarget             func(childComplexity int, input model.SetStoreTargetInput) int
 		TopUpStoredValue           func(childComplexity int, input model.TopUpInput) int
 		TrackEvents                func(childComplexity int, events []*behavior.TrackInput) int
 		UnassignTags               func(childComplexity int, input model.AssignTagsInput) int
@@ -1000,6 +1048,23 @@ type ComplexityRoot struct {
 		Node   func(childComplexity int) int
 	}
 
+	PointsSettlement struct {
+		BurnedIn func(childComplexity int) int
+		EarnedIn func(childComplexity int) int
+		Points   func(childComplexity int) int
+		Value    func(childComplexity int) int
+	}
+
+	ProductSales struct {
+		Buyers      func(childComplexity int) int
+		Category    func(childComplexity int) int
+		MemberShare func(childComplexity int) int
+		Name        func(childComplexity int) int
+		Quantity    func(childComplexity int) int
+		Revenue     func(childComplexity int) int
+		SKU         func(childComplexity int) int
+	}
+
 	PromoCode struct {
 		Code           func(childComplexity int) int
 		CreatedAt      func(childComplexity int) int
@@ -1023,6 +1088,7 @@ type ComplexityRoot struct {
 		Benefits            func(childComplexity int) int
 		BusinessUnits       func(childComplexity int) int
 		Campaigns           func(childComplexity int, first *int, after *entgql.Cursor[int], status *enum.CampaignStatus) int
+		ChannelStats        func(childComplexity int, from calendar.Date, to calendar.Date) int
 		ClaimableCoupons    func(childComplexity int) int
 		DryRunCampaign      func(childComplexity int, input campaign.CreateInput) int
 		EarningRules        func(childComplexity int) int
@@ -1031,16 +1097,21 @@ type ComplexityRoot struct {
 		Lottery             func(childComplexity int, id int) int
 		MallItems           func(childComplexity int, first *int, after *entgql.Cursor[int]) int
 		Me                  func(childComplexity int) int
+		MemberStats         func(childComplexity int) int
 		Members             func(childComplexity int, where *model.MemberWhereInput, first *int, after *entgql.Cursor[int], last *int, before *entgql.Cursor[int], orderBy *ent.MemberOrder) int
 		Node                func(childComplexity int, id int) int
 		Nodes               func(childComplexity int, ids []int) int
 		PaidMembershipPlans func(childComplexity int) int
+		PointsSettlement    func(childComplexity int, month string) int
 		PreviewAudience     func(childComplexity int, rule rule.Rule) int
 		PreviewMerge        func(childComplexity int, survivorID int, mergedID int) int
 		RfmModels           func(childComplexity int) int
+		SalesOverview       func(childComplexity int, from calendar.Date, to calendar.Date, businessUnitID *int) int
 		SimulateTiers       func(childComplexity int, tiers []*model.TierInput, asOf *calendar.Date) int
+		StoreMonthlyReport  func(childComplexity int, storeCode string, month string) int
 		Tags                func(childComplexity int, first *int, after *entgql.Cursor[int]) int
 		Tiers               func(childComplexity int) int
+		TopProducts         func(childComplexity int, from calendar.Date, to calendar.Date, first *int) int
 		Viewer              func(childComplexity int) int
 	}
 
@@ -1115,8 +1186,36 @@ type ComplexityRoot struct {
 		RecencyDays func(childComplexity int) int
 	}
 
+	SalesBreakdown struct {
+		Key     func(childComplexity int) int
+		Orders  func(childComplexity int) int
+		Revenue func(childComplexity int) int
+	}
+
+	SalesDay struct {
+		Buyers  func(childComplexity int) int
+		Date    func(childComplexity int) int
+		Orders  func(childComplexity int) int
+		Revenue func(childComplexity int) int
+	}
+
+	SalesOverview struct {
+		AverageOrderValue  func(childComplexity int) int
+		Buyers             func(childComplexity int) int
+		ByBusinessUnit     func(childComplexity int) int
+		ByChannel          func(childComplexity int) int
+		ByDay              func(childComplexity int) int
+		MemberRevenueShare func(childComplexity int) int
+		Orders             func(childComplexity int) int
+		Revenue            func(childComplexity int) int
+	}
+
 	SetEarningRulePayload struct {
 		Rule func(childComplexity int) int
+	}
+
+	SetStoreTargetPayload struct {
+		Ok func(childComplexity int) int
 	}
 
 	Staff struct {
@@ -1141,6 +1240,20 @@ type ComplexityRoot struct {
 		Name           func(childComplexity int) int
 		RegionCode     func(childComplexity int) int
 		UpdatedAt      func(childComplexity int) int
+	}
+
+	StoreMonthlyReport struct {
+		AverageOrderValue func(childComplexity int) int
+		Buyers            func(childComplexity int) int
+		Month             func(childComplexity int) int
+		NewMembers        func(childComplexity int) int
+		Orders            func(childComplexity int) int
+		Progress          func(childComplexity int) int
+		RepurchaseRate    func(childComplexity int) int
+		Revenue           func(childComplexity int) int
+		Store             func(childComplexity int) int
+		Target            func(childComplexity int) int
+		TopProducts       func(childComplexity int, first *int) int
 	}
 
 	StoredValue struct {
@@ -1194,6 +1307,7 @@ type ComplexityRoot struct {
 
 	Subscription struct {
 		JobProgress  func(childComplexity int, id int) int
+		LiveSales    func(childComplexity int, businessUnitID *int) int
 		MemberEvents func(childComplexity int, after *string) int
 	}
 
@@ -1364,6 +1478,9 @@ type EventErrorResolver interface {
 type GrowthResolver interface {
 	Transactions(ctx context.Context, obj *gqlmodel.Growth, first *int, after *entgql.Cursor[int]) (*ent.GrowthEntryConnection, error)
 }
+type LiveOrderResolver interface {
+	Store(ctx context.Context, obj *dashboard.LastOrder) (*ent.Store, error)
+}
 type LotteryResolver interface {
 	Prizes(ctx context.Context, obj *ent.Lottery) ([]*ent.LotteryPrize, error)
 	DrawsLeftToday(ctx context.Context, obj *ent.Lottery) (int, error)
@@ -1373,6 +1490,7 @@ type MemberResolver interface {
 	Name(ctx context.Context, obj *ent.Member) (*string, error)
 	Birthday(ctx context.Context, obj *ent.Member) (*calendar.Date, error)
 	Identities(ctx context.Context, obj *ent.Member) ([]*ent.Identity, error)
+	Prediction(ctx context.Context, obj *ent.Member) (*prediction.Prediction, error)
 	Tags(ctx context.Context, obj *ent.Member) ([]*ent.Tag, error)
 	LifecycleStage(ctx context.Context, obj *ent.Member) (enum.LifecycleStage, error)
 	Rfm(ctx context.Context, obj *ent.Member) ([]*analytics.MemberRfm, error)
@@ -1415,6 +1533,7 @@ type MutationResolver interface {
 	PayWithStoredValue(ctx context.Context, input model.StoredValuePaymentInput) (*model.StoredValuePaymentPayload, error)
 	TopUpStoredValue(ctx context.Context, input model.TopUpInput) (*model.StoredValuePaymentPayload, error)
 	RecordPaidMembership(ctx context.Context, input model.PaidMembershipPurchaseInput) (*model.RecordPaidMembershipPayload, error)
+	SetStoreTarget(ctx context.Context, input model.SetStoreTargetInput) (*model.SetStoreTargetPayload, error)
 	CreateTag(ctx context.Context, input model.CreateTagInput) (*model.CreateTagPayload, error)
 	AssignTags(ctx context.Context, input model.AssignTagsInput) (*model.AssignTagsPayload, error)
 	UnassignTags(ctx context.Context, input model.AssignTagsInput) (*model.UnassignTagsPayload, error)
@@ -1463,6 +1582,10 @@ type PointsResolver interface {
 	ExpiringSoon(ctx context.Context, obj *gqlmodel.Points, withinDays int) ([]*model.ExpiringPoints, error)
 	Transactions(ctx context.Context, obj *gqlmodel.Points, first *int, after *entgql.Cursor[int]) (*ent.PointsEntryConnection, error)
 }
+type PointsSettlementResolver interface {
+	EarnedIn(ctx context.Context, obj *dashboard.Settlement) (*ent.BusinessUnit, error)
+	BurnedIn(ctx context.Context, obj *dashboard.Settlement) (*ent.BusinessUnit, error)
+}
 type QueryResolver interface {
 	Node(ctx context.Context, id int) (ent.Noder, error)
 	Nodes(ctx context.Context, ids []int) ([]ent.Noder, error)
@@ -1470,6 +1593,12 @@ type QueryResolver interface {
 	Me(ctx context.Context) (*ent.Member, error)
 	Campaigns(ctx context.Context, first *int, after *entgql.Cursor[int], status *enum.CampaignStatus) (*ent.CampaignConnection, error)
 	DryRunCampaign(ctx context.Context, input campaign.CreateInput) (*campaign.DryRun, error)
+	SalesOverview(ctx context.Context, from calendar.Date, to calendar.Date, businessUnitID *int) (*dashboard.Overview, error)
+	MemberStats(ctx context.Context) (*audience.MemberStats, error)
+	ChannelStats(ctx context.Context, from calendar.Date, to calendar.Date) ([]*dashboard.ChannelStat, error)
+	TopProducts(ctx context.Context, from calendar.Date, to calendar.Date, first *int) ([]*dashboard.Product, error)
+	StoreMonthlyReport(ctx context.Context, storeCode string, month string) (*dashboard.StoreReport, error)
+	PointsSettlement(ctx context.Context, month string) ([]*dashboard.Settlement, error)
 	Tags(ctx context.Context, first *int, after *entgql.Cursor[int]) (*ent.TagConnection, error)
 	PreviewAudience(ctx context.Context, rule rule.Rule) (*audience.Preview, error)
 	Audiences(ctx context.Context, first *int, after *entgql.Cursor[int]) (*ent.AudienceConnection, error)
@@ -1494,11 +1623,15 @@ type RfmModelResolver interface {
 	Thresholds(ctx context.Context, obj *ent.RfmModel) (*model.RfmThresholds, error)
 	Segments(ctx context.Context, obj *ent.RfmModel) ([]*analytics.SegmentStat, error)
 }
+type StoreMonthlyReportResolver interface {
+	TopProducts(ctx context.Context, obj *dashboard.StoreReport, first *int) ([]*dashboard.Product, error)
+}
 type StoredValueResolver interface {
 	Transactions(ctx context.Context, obj *gqlmodel.StoredValue, first *int, after *entgql.Cursor[int]) (*ent.StoredValueEntryConnection, error)
 }
 type SubscriptionResolver interface {
 	MemberEvents(ctx context.Context, after *string) (<-chan gqlmodel.MemberEvent, error)
+	LiveSales(ctx context.Context, businessUnitID *int) (<-chan *dashboard.LiveSales, error)
 	JobProgress(ctx context.Context, id int) (<-chan *ent.Job, error)
 }
 type TagResolver interface {
@@ -2713,6 +2846,37 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.CampaignTrigger.TierCode(childComplexity), true
 
+	case "ChannelStat.activeMembers":
+		if e.ComplexityRoot.ChannelStat.ActiveMembers == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ChannelStat.ActiveMembers(childComplexity), true
+	case "ChannelStat.channel":
+		if e.ComplexityRoot.ChannelStat.Channel == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ChannelStat.Channel(childComplexity), true
+	case "ChannelStat.churnedMembers":
+		if e.ComplexityRoot.ChannelStat.ChurnedMembers == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ChannelStat.ChurnedMembers(childComplexity), true
+	case "ChannelStat.convertedMembers":
+		if e.ComplexityRoot.ChannelStat.ConvertedMembers == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ChannelStat.ConvertedMembers(childComplexity), true
+	case "ChannelStat.newMembers":
+		if e.ComplexityRoot.ChannelStat.NewMembers == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ChannelStat.NewMembers(childComplexity), true
+
 	case "CheckInPayload.alreadyCheckedIn":
 		if e.ComplexityRoot.CheckInPayload.AlreadyCheckedIn == nil {
 			break
@@ -3634,6 +3798,56 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.LifecycleStat.Stage(childComplexity), true
 
+	case "LiveOrder.amount":
+		if e.ComplexityRoot.LiveOrder.Amount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.LiveOrder.Amount(childComplexity), true
+	case "LiveOrder.paidAt":
+		if e.ComplexityRoot.LiveOrder.PaidAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.LiveOrder.PaidAt(childComplexity), true
+	case "LiveOrder.store":
+		if e.ComplexityRoot.LiveOrder.Store == nil {
+			break
+		}
+
+		return e.ComplexityRoot.LiveOrder.Store(childComplexity), true
+
+	case "LiveSales.at":
+		if e.ComplexityRoot.LiveSales.At == nil {
+			break
+		}
+
+		return e.ComplexityRoot.LiveSales.At(childComplexity), true
+	case "LiveSales.lastOrder":
+		if e.ComplexityRoot.LiveSales.LastOrder == nil {
+			break
+		}
+
+		return e.ComplexityRoot.LiveSales.LastOrder(childComplexity), true
+	case "LiveSales.todayBuyers":
+		if e.ComplexityRoot.LiveSales.TodayBuyers == nil {
+			break
+		}
+
+		return e.ComplexityRoot.LiveSales.TodayBuyers(childComplexity), true
+	case "LiveSales.todayOrders":
+		if e.ComplexityRoot.LiveSales.TodayOrders == nil {
+			break
+		}
+
+		return e.ComplexityRoot.LiveSales.TodayOrders(childComplexity), true
+	case "LiveSales.todayRevenue":
+		if e.ComplexityRoot.LiveSales.TodayRevenue == nil {
+			break
+		}
+
+		return e.ComplexityRoot.LiveSales.TodayRevenue(childComplexity), true
+
 	case "LockCouponsPayload.coupons":
 		if e.ComplexityRoot.LockCouponsPayload.Coupons == nil {
 			break
@@ -4037,6 +4251,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Member.Points(childComplexity), true
+	case "Member.prediction":
+		if e.ComplexityRoot.Member.Prediction == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Member.Prediction(childComplexity), true
 	case "Member.profileCompleteness":
 		if e.ComplexityRoot.Member.ProfileCompleteness == nil {
 			break
@@ -4255,6 +4475,37 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.MemberPayload.Member(childComplexity), true
 
+	case "MemberPrediction.churnRisk":
+		if e.ComplexityRoot.MemberPrediction.ChurnRisk == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MemberPrediction.ChurnRisk(childComplexity), true
+	case "MemberPrediction.expectedPurchases90Days":
+		if e.ComplexityRoot.MemberPrediction.ExpectedPurchases90Days == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MemberPrediction.ExpectedPurchases90Days(childComplexity), true
+	case "MemberPrediction.fittedAt":
+		if e.ComplexityRoot.MemberPrediction.FittedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MemberPrediction.FittedAt(childComplexity), true
+	case "MemberPrediction.predictedValue12Months":
+		if e.ComplexityRoot.MemberPrediction.PredictedValue12Months == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MemberPrediction.PredictedValue12Months(childComplexity), true
+	case "MemberPrediction.probabilityAlive":
+		if e.ComplexityRoot.MemberPrediction.ProbabilityAlive == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MemberPrediction.ProbabilityAlive(childComplexity), true
+
 	case "MemberRfm.frequency":
 		if e.ComplexityRoot.MemberRfm.Frequency == nil {
 			break
@@ -4285,6 +4536,55 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.MemberRfm.Segment(childComplexity), true
+
+	case "MemberStats.activeLast30Days":
+		if e.ComplexityRoot.MemberStats.ActiveLast30Days == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MemberStats.ActiveLast30Days(childComplexity), true
+	case "MemberStats.byAgeBand":
+		if e.ComplexityRoot.MemberStats.ByAgeBand == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MemberStats.ByAgeBand(childComplexity), true
+	case "MemberStats.byChannel":
+		if e.ComplexityRoot.MemberStats.ByChannel == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MemberStats.ByChannel(childComplexity), true
+	case "MemberStats.byGender":
+		if e.ComplexityRoot.MemberStats.ByGender == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MemberStats.ByGender(childComplexity), true
+	case "MemberStats.byRegion":
+		if e.ComplexityRoot.MemberStats.ByRegion == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MemberStats.ByRegion(childComplexity), true
+	case "MemberStats.byTier":
+		if e.ComplexityRoot.MemberStats.ByTier == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MemberStats.ByTier(childComplexity), true
+	case "MemberStats.newLast30Days":
+		if e.ComplexityRoot.MemberStats.NewLast30Days == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MemberStats.NewLast30Days(childComplexity), true
+	case "MemberStats.total":
+		if e.ComplexityRoot.MemberStats.Total == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MemberStats.Total(childComplexity), true
 
 	case "MergePreview.couponsMoved":
 		if e.ComplexityRoot.MergePreview.CouponsMoved == nil {
@@ -4889,6 +5189,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.SetPayPassword(childComplexity, args["input"].(model.SetPayPasswordInput)), true
+	case "Mutation.setStoreTarget":
+		if e.ComplexityRoot.Mutation.SetStoreTarget == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_setStoreTarget_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.SetStoreTarget(childComplexity, args["input"].(model.SetStoreTargetInput)), true
 	case "Mutation.topUpStoredValue":
 		if e.ComplexityRoot.Mutation.TopUpStoredValue == nil {
 			break
@@ -5532,6 +5843,74 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.PointsEntryEdge.Node(childComplexity), true
 
+	case "PointsSettlement.burnedIn":
+		if e.ComplexityRoot.PointsSettlement.BurnedIn == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PointsSettlement.BurnedIn(childComplexity), true
+	case "PointsSettlement.earnedIn":
+		if e.ComplexityRoot.PointsSettlement.EarnedIn == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PointsSettlement.EarnedIn(childComplexity), true
+	case "PointsSettlement.points":
+		if e.ComplexityRoot.PointsSettlement.Points == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PointsSettlement.Points(childComplexity), true
+	case "PointsSettlement.value":
+		if e.ComplexityRoot.PointsSettlement.Value == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PointsSettlement.Value(childComplexity), true
+
+	case "ProductSales.buyers":
+		if e.ComplexityRoot.ProductSales.Buyers == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ProductSales.Buyers(childComplexity), true
+	case "ProductSales.category":
+		if e.ComplexityRoot.ProductSales.Category == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ProductSales.Category(childComplexity), true
+	case "ProductSales.memberShare":
+		if e.ComplexityRoot.ProductSales.MemberShare == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ProductSales.MemberShare(childComplexity), true
+	case "ProductSales.name":
+		if e.ComplexityRoot.ProductSales.Name == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ProductSales.Name(childComplexity), true
+	case "ProductSales.quantity":
+		if e.ComplexityRoot.ProductSales.Quantity == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ProductSales.Quantity(childComplexity), true
+	case "ProductSales.revenue":
+		if e.ComplexityRoot.ProductSales.Revenue == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ProductSales.Revenue(childComplexity), true
+	case "ProductSales.sku":
+		if e.ComplexityRoot.ProductSales.SKU == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ProductSales.SKU(childComplexity), true
+
 	case "PromoCode.code":
 		if e.ComplexityRoot.PromoCode.Code == nil {
 			break
@@ -5645,6 +6024,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Campaigns(childComplexity, args["first"].(*int), args["after"].(*entgql.Cursor[int]), args["status"].(*enum.CampaignStatus)), true
+	case "Query.channelStats":
+		if e.ComplexityRoot.Query.ChannelStats == nil {
+			break
+		}
+
+		args, err := ec.field_Query_channelStats_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.ChannelStats(childComplexity, args["from"].(calendar.Date), args["to"].(calendar.Date)), true
 	case "Query.claimableCoupons":
 		if e.ComplexityRoot.Query.ClaimableCoupons == nil {
 			break
@@ -5714,6 +6104,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Me(childComplexity), true
+	case "Query.memberStats":
+		if e.ComplexityRoot.Query.MemberStats == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Query.MemberStats(childComplexity), true
 	case "Query.members":
 		if e.ComplexityRoot.Query.Members == nil {
 			break
@@ -5753,6 +6149,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.PaidMembershipPlans(childComplexity), true
+	case "Query.pointsSettlement":
+		if e.ComplexityRoot.Query.PointsSettlement == nil {
+			break
+		}
+
+		args, err := ec.field_Query_pointsSettlement_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.PointsSettlement(childComplexity, args["month"].(string)), true
 	case "Query.previewAudience":
 		if e.ComplexityRoot.Query.PreviewAudience == nil {
 			break
@@ -5781,6 +6188,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.RfmModels(childComplexity), true
+	case "Query.salesOverview":
+		if e.ComplexityRoot.Query.SalesOverview == nil {
+			break
+		}
+
+		args, err := ec.field_Query_salesOverview_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.SalesOverview(childComplexity, args["from"].(calendar.Date), args["to"].(calendar.Date), args["businessUnitId"].(*int)), true
 	case "Query.simulateTiers":
 		if e.ComplexityRoot.Query.SimulateTiers == nil {
 			break
@@ -5792,6 +6210,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.SimulateTiers(childComplexity, args["tiers"].([]*model.TierInput), args["asOf"].(*calendar.Date)), true
+	case "Query.storeMonthlyReport":
+		if e.ComplexityRoot.Query.StoreMonthlyReport == nil {
+			break
+		}
+
+		args, err := ec.field_Query_storeMonthlyReport_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.StoreMonthlyReport(childComplexity, args["storeCode"].(string), args["month"].(string)), true
 	case "Query.tags":
 		if e.ComplexityRoot.Query.Tags == nil {
 			break
@@ -5809,6 +6238,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Tiers(childComplexity), true
+	case "Query.topProducts":
+		if e.ComplexityRoot.Query.TopProducts == nil {
+			break
+		}
+
+		args, err := ec.field_Query_topProducts_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.TopProducts(childComplexity, args["from"].(calendar.Date), args["to"].(calendar.Date), args["first"].(*int)), true
 	case "Query.viewer":
 		if e.ComplexityRoot.Query.Viewer == nil {
 			break
@@ -6055,12 +6495,112 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.RfmThresholds.RecencyDays(childComplexity), true
 
+	case "SalesBreakdown.key":
+		if e.ComplexityRoot.SalesBreakdown.Key == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SalesBreakdown.Key(childComplexity), true
+	case "SalesBreakdown.orders":
+		if e.ComplexityRoot.SalesBreakdown.Orders == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SalesBreakdown.Orders(childComplexity), true
+	case "SalesBreakdown.revenue":
+		if e.ComplexityRoot.SalesBreakdown.Revenue == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SalesBreakdown.Revenue(childComplexity), true
+
+	case "SalesDay.buyers":
+		if e.ComplexityRoot.SalesDay.Buyers == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SalesDay.Buyers(childComplexity), true
+	case "SalesDay.date":
+		if e.ComplexityRoot.SalesDay.Date == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SalesDay.Date(childComplexity), true
+	case "SalesDay.orders":
+		if e.ComplexityRoot.SalesDay.Orders == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SalesDay.Orders(childComplexity), true
+	case "SalesDay.revenue":
+		if e.ComplexityRoot.SalesDay.Revenue == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SalesDay.Revenue(childComplexity), true
+
+	case "SalesOverview.averageOrderValue":
+		if e.ComplexityRoot.SalesOverview.AverageOrderValue == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SalesOverview.AverageOrderValue(childComplexity), true
+	case "SalesOverview.buyers":
+		if e.ComplexityRoot.SalesOverview.Buyers == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SalesOverview.Buyers(childComplexity), true
+	case "SalesOverview.byBusinessUnit":
+		if e.ComplexityRoot.SalesOverview.ByBusinessUnit == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SalesOverview.ByBusinessUnit(childComplexity), true
+	case "SalesOverview.byChannel":
+		if e.ComplexityRoot.SalesOverview.ByChannel == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SalesOverview.ByChannel(childComplexity), true
+	case "SalesOverview.byDay":
+		if e.ComplexityRoot.SalesOverview.ByDay == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SalesOverview.ByDay(childComplexity), true
+	case "SalesOverview.memberRevenueShare":
+		if e.ComplexityRoot.SalesOverview.MemberRevenueShare == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SalesOverview.MemberRevenueShare(childComplexity), true
+	case "SalesOverview.orders":
+		if e.ComplexityRoot.SalesOverview.Orders == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SalesOverview.Orders(childComplexity), true
+	case "SalesOverview.revenue":
+		if e.ComplexityRoot.SalesOverview.Revenue == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SalesOverview.Revenue(childComplexity), true
+
 	case "SetEarningRulePayload.rule":
 		if e.ComplexityRoot.SetEarningRulePayload.Rule == nil {
 			break
 		}
 
 		return e.ComplexityRoot.SetEarningRulePayload.Rule(childComplexity), true
+
+	case "SetStoreTargetPayload.ok":
+		if e.ComplexityRoot.SetStoreTargetPayload.Ok == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SetStoreTargetPayload.Ok(childComplexity), true
 
 	case "Staff.active":
 		if e.ComplexityRoot.Staff.Active == nil {
@@ -6171,6 +6711,78 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Store.UpdatedAt(childComplexity), true
+
+	case "StoreMonthlyReport.averageOrderValue":
+		if e.ComplexityRoot.StoreMonthlyReport.AverageOrderValue == nil {
+			break
+		}
+
+		return e.ComplexityRoot.StoreMonthlyReport.AverageOrderValue(childComplexity), true
+	case "StoreMonthlyReport.buyers":
+		if e.ComplexityRoot.StoreMonthlyReport.Buyers == nil {
+			break
+		}
+
+		return e.ComplexityRoot.StoreMonthlyReport.Buyers(childComplexity), true
+	case "StoreMonthlyReport.month":
+		if e.ComplexityRoot.StoreMonthlyReport.Month == nil {
+			break
+		}
+
+		return e.ComplexityRoot.StoreMonthlyReport.Month(childComplexity), true
+	case "StoreMonthlyReport.newMembers":
+		if e.ComplexityRoot.StoreMonthlyReport.NewMembers == nil {
+			break
+		}
+
+		return e.ComplexityRoot.StoreMonthlyReport.NewMembers(childComplexity), true
+	case "StoreMonthlyReport.orders":
+		if e.ComplexityRoot.StoreMonthlyReport.Orders == nil {
+			break
+		}
+
+		return e.ComplexityRoot.StoreMonthlyReport.Orders(childComplexity), true
+	case "StoreMonthlyReport.progress":
+		if e.ComplexityRoot.StoreMonthlyReport.Progress == nil {
+			break
+		}
+
+		return e.ComplexityRoot.StoreMonthlyReport.Progress(childComplexity), true
+	case "StoreMonthlyReport.repurchaseRate":
+		if e.ComplexityRoot.StoreMonthlyReport.RepurchaseRate == nil {
+			break
+		}
+
+		return e.ComplexityRoot.StoreMonthlyReport.RepurchaseRate(childComplexity), true
+	case "StoreMonthlyReport.revenue":
+		if e.ComplexityRoot.StoreMonthlyReport.Revenue == nil {
+			break
+		}
+
+		return e.ComplexityRoot.StoreMonthlyReport.Revenue(childComplexity), true
+	case "StoreMonthlyReport.store":
+		if e.ComplexityRoot.StoreMonthlyReport.Store == nil {
+			break
+		}
+
+		return e.ComplexityRoot.StoreMonthlyReport.Store(childComplexity), true
+	case "StoreMonthlyReport.target":
+		if e.ComplexityRoot.StoreMonthlyReport.Target == nil {
+			break
+		}
+
+		return e.ComplexityRoot.StoreMonthlyReport.Target(childComplexity), true
+	case "StoreMonthlyReport.topProducts":
+		if e.ComplexityRoot.StoreMonthlyReport.TopProducts == nil {
+			break
+		}
+
+		args, err := ec.field_StoreMonthlyReport_topProducts_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.StoreMonthlyReport.TopProducts(childComplexity, args["first"].(*int)), true
 
 	case "StoredValue.balance":
 		if e.ComplexityRoot.StoredValue.Balance == nil {
@@ -6380,6 +6992,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Subscription.JobProgress(childComplexity, args["id"].(int)), true
+	case "Subscription.liveSales":
+		if e.ComplexityRoot.Subscription.LiveSales == nil {
+			break
+		}
+
+		args, err := ec.field_Subscription_liveSales_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Subscription.LiveSales(childComplexity, args["businessUnitId"].(*int)), true
 	case "Subscription.memberEvents":
 		if e.ComplexityRoot.Subscription.MemberEvents == nil {
 			break
@@ -6857,6 +7480,7 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 			graphql.NewInputUnmarshaler("RfmRuleInput", ec.unmarshalInputRfmRuleInput),
 			graphql.NewInputUnmarshaler("RfmSplitInput", ec.unmarshalInputRfmSplitInput),
 			graphql.NewInputUnmarshaler("SetPayPasswordInput", ec.unmarshalInputSetPayPasswordInput),
+			graphql.NewInputUnmarshaler("SetStoreTargetInput", ec.unmarshalInputSetStoreTargetInput),
 			graphql.NewInputUnmarshaler("StaffOrder", ec.unmarshalInputStaffOrder),
 			graphql.NewInputUnmarshaler("StoreOrder", ec.unmarshalInputStoreOrder),
 			graphql.NewInputUnmarshaler("StoreWhereInput", ec.unmarshalInputStoreWhereInput),
@@ -6963,7 +7587,7 @@ func newExecutionContext(
 	}
 }
 
-//go:embed "schema/auth.graphqls" "schema/base.graphqls" "schema/campaigns.graphqls" "schema/checkout.graphqls" "schema/datacenter.graphqls" "schema/events.graphqls" "schema/marketing.graphqls" "schema/members.graphqls" "schema/programme.graphqls" "ent.graphql"
+//go:embed "schema/auth.graphqls" "schema/base.graphqls" "schema/campaigns.graphqls" "schema/checkout.graphqls" "schema/dashboards.graphqls" "schema/datacenter.graphqls" "schema/events.graphqls" "schema/marketing.graphqls" "schema/members.graphqls" "schema/programme.graphqls" "ent.graphql"
 var sourcesFS embed.FS
 
 func sourceData(filename string) string {
@@ -6979,6 +7603,7 @@ var sources = []*ast.Source{
 	{Name: "schema/base.graphqls", Input: sourceData("schema/base.graphqls"), BuiltIn: false},
 	{Name: "schema/campaigns.graphqls", Input: sourceData("schema/campaigns.graphqls"), BuiltIn: false},
 	{Name: "schema/checkout.graphqls", Input: sourceData("schema/checkout.graphqls"), BuiltIn: false},
+	{Name: "schema/dashboards.graphqls", Input: sourceData("schema/dashboards.graphqls"), BuiltIn: false},
 	{Name: "schema/datacenter.graphqls", Input: sourceData("schema/datacenter.graphqls"), BuiltIn: false},
 	{Name: "schema/events.graphqls", Input: sourceData("schema/events.graphqls"), BuiltIn: false},
 	{Name: "schema/marketing.graphqls", Input: sourceData("schema/marketing.graphqls"), BuiltIn: false},
@@ -7564,6 +8189,22 @@ func (ec *executionContext) childFields_CampaignTrigger(ctx context.Context, fie
 	return nil, fmt.Errorf("no field named %q was found under type CampaignTrigger", field.Name)
 }
 
+func (ec *executionContext) childFields_ChannelStat(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "channel":
+		return ec.fieldContext_ChannelStat_channel(ctx, field)
+	case "newMembers":
+		return ec.fieldContext_ChannelStat_newMembers(ctx, field)
+	case "activeMembers":
+		return ec.fieldContext_ChannelStat_activeMembers(ctx, field)
+	case "convertedMembers":
+		return ec.fieldContext_ChannelStat_convertedMembers(ctx, field)
+	case "churnedMembers":
+		return ec.fieldContext_ChannelStat_churnedMembers(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ChannelStat", field.Name)
+}
+
 func (ec *executionContext) childFields_CheckInPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "alreadyCheckedIn":
@@ -8022,6 +8663,34 @@ func (ec *executionContext) childFields_LifecycleStat(ctx context.Context, field
 	return nil, fmt.Errorf("no field named %q was found under type LifecycleStat", field.Name)
 }
 
+func (ec *executionContext) childFields_LiveOrder(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "amount":
+		return ec.fieldContext_LiveOrder_amount(ctx, field)
+	case "paidAt":
+		return ec.fieldContext_LiveOrder_paidAt(ctx, field)
+	case "store":
+		return ec.fieldContext_LiveOrder_store(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type LiveOrder", field.Name)
+}
+
+func (ec *executionContext) childFields_LiveSales(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "at":
+		return ec.fieldContext_LiveSales_at(ctx, field)
+	case "todayRevenue":
+		return ec.fieldContext_LiveSales_todayRevenue(ctx, field)
+	case "todayOrders":
+		return ec.fieldContext_LiveSales_todayOrders(ctx, field)
+	case "todayBuyers":
+		return ec.fieldContext_LiveSales_todayBuyers(ctx, field)
+	case "lastOrder":
+		return ec.fieldContext_LiveSales_lastOrder(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type LiveSales", field.Name)
+}
+
 func (ec *executionContext) childFields_LockCouponsPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "discount":
@@ -8204,6 +8873,8 @@ func (ec *executionContext) childFields_Member(ctx context.Context, field graphq
 		return ec.fieldContext_Member_birthday(ctx, field)
 	case "identities":
 		return ec.fieldContext_Member_identities(ctx, field)
+	case "prediction":
+		return ec.fieldContext_Member_prediction(ctx, field)
 	case "tags":
 		return ec.fieldContext_Member_tags(ctx, field)
 	case "lifecycleStage":
@@ -8330,6 +9001,22 @@ func (ec *executionContext) childFields_MemberPayload(ctx context.Context, field
 	return nil, fmt.Errorf("no field named %q was found under type MemberPayload", field.Name)
 }
 
+func (ec *executionContext) childFields_MemberPrediction(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "probabilityAlive":
+		return ec.fieldContext_MemberPrediction_probabilityAlive(ctx, field)
+	case "expectedPurchases90Days":
+		return ec.fieldContext_MemberPrediction_expectedPurchases90Days(ctx, field)
+	case "predictedValue12Months":
+		return ec.fieldContext_MemberPrediction_predictedValue12Months(ctx, field)
+	case "churnRisk":
+		return ec.fieldContext_MemberPrediction_churnRisk(ctx, field)
+	case "fittedAt":
+		return ec.fieldContext_MemberPrediction_fittedAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type MemberPrediction", field.Name)
+}
+
 func (ec *executionContext) childFields_MemberRfm(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "model":
@@ -8344,6 +9031,28 @@ func (ec *executionContext) childFields_MemberRfm(ctx context.Context, field gra
 		return ec.fieldContext_MemberRfm_monetary(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type MemberRfm", field.Name)
+}
+
+func (ec *executionContext) childFields_MemberStats(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "total":
+		return ec.fieldContext_MemberStats_total(ctx, field)
+	case "newLast30Days":
+		return ec.fieldContext_MemberStats_newLast30Days(ctx, field)
+	case "activeLast30Days":
+		return ec.fieldContext_MemberStats_activeLast30Days(ctx, field)
+	case "byGender":
+		return ec.fieldContext_MemberStats_byGender(ctx, field)
+	case "byAgeBand":
+		return ec.fieldContext_MemberStats_byAgeBand(ctx, field)
+	case "byChannel":
+		return ec.fieldContext_MemberStats_byChannel(ctx, field)
+	case "byTier":
+		return ec.fieldContext_MemberStats_byTier(ctx, field)
+	case "byRegion":
+		return ec.fieldContext_MemberStats_byRegion(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type MemberStats", field.Name)
 }
 
 func (ec *executionContext) childFields_MergePreview(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -8624,6 +9333,40 @@ func (ec *executionContext) childFields_PointsEntryEdge(ctx context.Context, fie
 	return nil, fmt.Errorf("no field named %q was found under type PointsEntryEdge", field.Name)
 }
 
+func (ec *executionContext) childFields_PointsSettlement(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "earnedIn":
+		return ec.fieldContext_PointsSettlement_earnedIn(ctx, field)
+	case "burnedIn":
+		return ec.fieldContext_PointsSettlement_burnedIn(ctx, field)
+	case "points":
+		return ec.fieldContext_PointsSettlement_points(ctx, field)
+	case "value":
+		return ec.fieldContext_PointsSettlement_value(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type PointsSettlement", field.Name)
+}
+
+func (ec *executionContext) childFields_ProductSales(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "sku":
+		return ec.fieldContext_ProductSales_sku(ctx, field)
+	case "name":
+		return ec.fieldContext_ProductSales_name(ctx, field)
+	case "category":
+		return ec.fieldContext_ProductSales_category(ctx, field)
+	case "revenue":
+		return ec.fieldContext_ProductSales_revenue(ctx, field)
+	case "quantity":
+		return ec.fieldContext_ProductSales_quantity(ctx, field)
+	case "buyers":
+		return ec.fieldContext_ProductSales_buyers(ctx, field)
+	case "memberShare":
+		return ec.fieldContext_ProductSales_memberShare(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ProductSales", field.Name)
+}
+
 func (ec *executionContext) childFields_PromoCode(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "id":
@@ -8798,12 +9541,68 @@ func (ec *executionContext) childFields_RfmThresholds(ctx context.Context, field
 	return nil, fmt.Errorf("no field named %q was found under type RfmThresholds", field.Name)
 }
 
+func (ec *executionContext) childFields_SalesBreakdown(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "key":
+		return ec.fieldContext_SalesBreakdown_key(ctx, field)
+	case "revenue":
+		return ec.fieldContext_SalesBreakdown_revenue(ctx, field)
+	case "orders":
+		return ec.fieldContext_SalesBreakdown_orders(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type SalesBreakdown", field.Name)
+}
+
+func (ec *executionContext) childFields_SalesDay(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "date":
+		return ec.fieldContext_SalesDay_date(ctx, field)
+	case "revenue":
+		return ec.fieldContext_SalesDay_revenue(ctx, field)
+	case "orders":
+		return ec.fieldContext_SalesDay_orders(ctx, field)
+	case "buyers":
+		return ec.fieldContext_SalesDay_buyers(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type SalesDay", field.Name)
+}
+
+func (ec *executionContext) childFields_SalesOverview(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "revenue":
+		return ec.fieldContext_SalesOverview_revenue(ctx, field)
+	case "orders":
+		return ec.fieldContext_SalesOverview_orders(ctx, field)
+	case "buyers":
+		return ec.fieldContext_SalesOverview_buyers(ctx, field)
+	case "averageOrderValue":
+		return ec.fieldContext_SalesOverview_averageOrderValue(ctx, field)
+	case "memberRevenueShare":
+		return ec.fieldContext_SalesOverview_memberRevenueShare(ctx, field)
+	case "byChannel":
+		return ec.fieldContext_SalesOverview_byChannel(ctx, field)
+	case "byBusinessUnit":
+		return ec.fieldContext_SalesOverview_byBusinessUnit(ctx, field)
+	case "byDay":
+		return ec.fieldContext_SalesOverview_byDay(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type SalesOverview", field.Name)
+}
+
 func (ec *executionContext) childFields_SetEarningRulePayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "rule":
 		return ec.fieldContext_SetEarningRulePayload_rule(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type SetEarningRulePayload", field.Name)
+}
+
+func (ec *executionContext) childFields_SetStoreTargetPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "ok":
+		return ec.fieldContext_SetStoreTargetPayload_ok(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type SetStoreTargetPayload", field.Name)
 }
 
 func (ec *executionContext) childFields_Staff(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -8852,6 +9651,34 @@ func (ec *executionContext) childFields_Store(ctx context.Context, field graphql
 		return ec.fieldContext_Store_businessUnit(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Store", field.Name)
+}
+
+func (ec *executionContext) childFields_StoreMonthlyReport(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "store":
+		return ec.fieldContext_StoreMonthlyReport_store(ctx, field)
+	case "month":
+		return ec.fieldContext_StoreMonthlyReport_month(ctx, field)
+	case "revenue":
+		return ec.fieldContext_StoreMonthlyReport_revenue(ctx, field)
+	case "target":
+		return ec.fieldContext_StoreMonthlyReport_target(ctx, field)
+	case "progress":
+		return ec.fieldContext_StoreMonthlyReport_progress(ctx, field)
+	case "orders":
+		return ec.fieldContext_StoreMonthlyReport_orders(ctx, field)
+	case "buyers":
+		return ec.fieldContext_StoreMonthlyReport_buyers(ctx, field)
+	case "newMembers":
+		return ec.fieldContext_StoreMonthlyReport_newMembers(ctx, field)
+	case "averageOrderValue":
+		return ec.fieldContext_StoreMonthlyReport_averageOrderValue(ctx, field)
+	case "repurchaseRate":
+		return ec.fieldContext_StoreMonthlyReport_repurchaseRate(ctx, field)
+	case "topProducts":
+		return ec.fieldContext_StoreMonthlyReport_topProducts(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type StoreMonthlyReport", field.Name)
 }
 
 func (ec *executionContext) childFields_StoredValue(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -10220,6 +11047,20 @@ func (ec *executionContext) field_Mutation_setPayPassword_args(ctx context.Conte
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_setStoreTarget_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.SetStoreTargetInput, error) {
+			return ec.unmarshalNSetStoreTargetInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐSetStoreTargetInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_topUpStoredValue_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -10472,6 +11313,28 @@ func (ec *executionContext) field_Query_campaigns_args(ctx context.Context, rawA
 	return args, nil
 }
 
+func (ec *executionContext) field_Query_channelStats_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "from",
+		func(ctx context.Context, v any) (calendar.Date, error) {
+			return ec.unmarshalNDate2githubᚗcomᚋonememberᚋonememberᚋinternalᚋplatformᚋcalendarᚐDate(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["from"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "to",
+		func(ctx context.Context, v any) (calendar.Date, error) {
+			return ec.unmarshalNDate2githubᚗcomᚋonememberᚋonememberᚋinternalᚋplatformᚋcalendarᚐDate(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["to"] = arg1
+	return args, nil
+}
+
 func (ec *executionContext) field_Query_dryRunCampaign_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -10618,6 +11481,20 @@ func (ec *executionContext) field_Query_nodes_args(ctx context.Context, rawArgs 
 	return args, nil
 }
 
+func (ec *executionContext) field_Query_pointsSettlement_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "month",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["month"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field_Query_previewAudience_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -10654,6 +11531,36 @@ func (ec *executionContext) field_Query_previewMerge_args(ctx context.Context, r
 	return args, nil
 }
 
+func (ec *executionContext) field_Query_salesOverview_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "from",
+		func(ctx context.Context, v any) (calendar.Date, error) {
+			return ec.unmarshalNDate2githubᚗcomᚋonememberᚋonememberᚋinternalᚋplatformᚋcalendarᚐDate(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["from"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "to",
+		func(ctx context.Context, v any) (calendar.Date, error) {
+			return ec.unmarshalNDate2githubᚗcomᚋonememberᚋonememberᚋinternalᚋplatformᚋcalendarᚐDate(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["to"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "businessUnitId",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOID2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["businessUnitId"] = arg2
+	return args, nil
+}
+
 func (ec *executionContext) field_Query_simulateTiers_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -10676,6 +11583,28 @@ func (ec *executionContext) field_Query_simulateTiers_args(ctx context.Context, 
 	return args, nil
 }
 
+func (ec *executionContext) field_Query_storeMonthlyReport_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "storeCode",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["storeCode"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "month",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["month"] = arg1
+	return args, nil
+}
+
 func (ec *executionContext) field_Query_tags_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -10695,6 +11624,50 @@ func (ec *executionContext) field_Query_tags_args(ctx context.Context, rawArgs m
 		return nil, err
 	}
 	args["after"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_topProducts_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "from",
+		func(ctx context.Context, v any) (calendar.Date, error) {
+			return ec.unmarshalNDate2githubᚗcomᚋonememberᚋonememberᚋinternalᚋplatformᚋcalendarᚐDate(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["from"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "to",
+		func(ctx context.Context, v any) (calendar.Date, error) {
+			return ec.unmarshalNDate2githubᚗcomᚋonememberᚋonememberᚋinternalᚋplatformᚋcalendarᚐDate(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["to"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg2
+	return args, nil
+}
+
+func (ec *executionContext) field_StoreMonthlyReport_topProducts_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg0
 	return args, nil
 }
 
@@ -10731,6 +11704,20 @@ func (ec *executionContext) field_Subscription_jobProgress_args(ctx context.Cont
 		return nil, err
 	}
 	args["id"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Subscription_liveSales_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "businessUnitId",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOID2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["businessUnitId"] = arg0
 	return args, nil
 }
 
@@ -15600,6 +16587,121 @@ func (ec *executionContext) fieldContext_CampaignTrigger_minChurnRisk(_ context.
 	return graphql.NewScalarFieldContext("CampaignTrigger", field, false, false, "Float")
 }
 
+func (ec *executionContext) _ChannelStat_channel(ctx context.Context, field graphql.CollectedField, obj *dashboard.ChannelStat) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ChannelStat_channel(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Channel, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v enum.Channel) graphql.Marshaler {
+			return ec.marshalNChannel2githubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐChannel(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ChannelStat_channel(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ChannelStat", field, false, false, "Channel")
+}
+
+func (ec *executionContext) _ChannelStat_newMembers(ctx context.Context, field graphql.CollectedField, obj *dashboard.ChannelStat) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ChannelStat_newMembers(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.NewMembers, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ChannelStat_newMembers(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ChannelStat", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ChannelStat_activeMembers(ctx context.Context, field graphql.CollectedField, obj *dashboard.ChannelStat) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ChannelStat_activeMembers(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ActiveMembers, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ChannelStat_activeMembers(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ChannelStat", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ChannelStat_convertedMembers(ctx context.Context, field graphql.CollectedField, obj *dashboard.ChannelStat) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ChannelStat_convertedMembers(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ConvertedMembers, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ChannelStat_convertedMembers(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ChannelStat", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ChannelStat_churnedMembers(ctx context.Context, field graphql.CollectedField, obj *dashboard.ChannelStat) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ChannelStat_churnedMembers(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ChurnedMembers, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ChannelStat_churnedMembers(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ChannelStat", field, false, false, "Int")
+}
+
 func (ec *executionContext) _CheckInPayload_alreadyCheckedIn(ctx context.Context, field graphql.CollectedField, obj *model.CheckInPayload) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -19410,6 +20512,208 @@ func (ec *executionContext) fieldContext_LifecycleStat_share(_ context.Context, 
 	return graphql.NewScalarFieldContext("LifecycleStat", field, false, false, "Float")
 }
 
+func (ec *executionContext) _LiveOrder_amount(ctx context.Context, field graphql.CollectedField, obj *dashboard.LastOrder) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_LiveOrder_amount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Amount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNMoney2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_LiveOrder_amount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("LiveOrder", field, false, false, "Money")
+}
+
+func (ec *executionContext) _LiveOrder_paidAt(ctx context.Context, field graphql.CollectedField, obj *dashboard.LastOrder) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_LiveOrder_paidAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PaidAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_LiveOrder_paidAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("LiveOrder", field, false, false, "Time")
+}
+
+func (ec *executionContext) _LiveOrder_store(ctx context.Context, field graphql.CollectedField, obj *dashboard.LastOrder) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_LiveOrder_store(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.LiveOrder().Store(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.Store) graphql.Marshaler {
+			return ec.marshalNStore2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐStore(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_LiveOrder_store(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "LiveOrder",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Store(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _LiveSales_at(ctx context.Context, field graphql.CollectedField, obj *dashboard.LiveSales) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_LiveSales_at(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.At, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_LiveSales_at(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("LiveSales", field, false, false, "Time")
+}
+
+func (ec *executionContext) _LiveSales_todayRevenue(ctx context.Context, field graphql.CollectedField, obj *dashboard.LiveSales) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_LiveSales_todayRevenue(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TodayRevenue, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNMoney2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_LiveSales_todayRevenue(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("LiveSales", field, false, false, "Money")
+}
+
+func (ec *executionContext) _LiveSales_todayOrders(ctx context.Context, field graphql.CollectedField, obj *dashboard.LiveSales) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_LiveSales_todayOrders(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TodayOrders, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_LiveSales_todayOrders(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("LiveSales", field, false, false, "Int")
+}
+
+func (ec *executionContext) _LiveSales_todayBuyers(ctx context.Context, field graphql.CollectedField, obj *dashboard.LiveSales) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_LiveSales_todayBuyers(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TodayBuyers, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_LiveSales_todayBuyers(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("LiveSales", field, false, false, "Int")
+}
+
+func (ec *executionContext) _LiveSales_lastOrder(ctx context.Context, field graphql.CollectedField, obj *dashboard.LiveSales) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_LiveSales_lastOrder(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.LastOrder, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *dashboard.LastOrder) graphql.Marshaler {
+			return ec.marshalOLiveOrder2ᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋdashboardᚐLastOrder(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_LiveSales_lastOrder(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "LiveSales",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_LiveOrder(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _LockCouponsPayload_discount(ctx context.Context, field graphql.CollectedField, obj *model.LockCouponsPayload) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -20811,6 +22115,38 @@ func (ec *executionContext) fieldContext_Member_identities(_ context.Context, fi
 	return fc, nil
 }
 
+func (ec *executionContext) _Member_prediction(ctx context.Context, field graphql.CollectedField, obj *ent.Member) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Member_prediction(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Member().Prediction(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *prediction.Prediction) graphql.Marshaler {
+			return ec.marshalOMemberPrediction2ᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋpredictionᚐPrediction(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Member_prediction(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Member",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_MemberPrediction(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Member_tags(ctx context.Context, field graphql.CollectedField, obj *ent.Member) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -22031,6 +23367,121 @@ func (ec *executionContext) fieldContext_MemberPayload_member(_ context.Context,
 	return fc, nil
 }
 
+func (ec *executionContext) _MemberPrediction_probabilityAlive(ctx context.Context, field graphql.CollectedField, obj *prediction.Prediction) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MemberPrediction_probabilityAlive(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ProbabilityAlive, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MemberPrediction_probabilityAlive(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MemberPrediction", field, false, false, "Float")
+}
+
+func (ec *executionContext) _MemberPrediction_expectedPurchases90Days(ctx context.Context, field graphql.CollectedField, obj *prediction.Prediction) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MemberPrediction_expectedPurchases90Days(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ExpectedPurchases90Days, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MemberPrediction_expectedPurchases90Days(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MemberPrediction", field, false, false, "Float")
+}
+
+func (ec *executionContext) _MemberPrediction_predictedValue12Months(ctx context.Context, field graphql.CollectedField, obj *prediction.Prediction) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MemberPrediction_predictedValue12Months(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PredictedValue12Months, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNMoney2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MemberPrediction_predictedValue12Months(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MemberPrediction", field, false, false, "Money")
+}
+
+func (ec *executionContext) _MemberPrediction_churnRisk(ctx context.Context, field graphql.CollectedField, obj *prediction.Prediction) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MemberPrediction_churnRisk(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ChurnRisk, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MemberPrediction_churnRisk(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MemberPrediction", field, false, false, "Float")
+}
+
+func (ec *executionContext) _MemberPrediction_fittedAt(ctx context.Context, field graphql.CollectedField, obj *prediction.Prediction) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MemberPrediction_fittedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.FittedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MemberPrediction_fittedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MemberPrediction", field, false, false, "Time")
+}
+
 func (ec *executionContext) _MemberRfm_model(ctx context.Context, field graphql.CollectedField, obj *analytics.MemberRfm) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -22153,6 +23604,235 @@ func (ec *executionContext) _MemberRfm_monetary(ctx context.Context, field graph
 }
 func (ec *executionContext) fieldContext_MemberRfm_monetary(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("MemberRfm", field, false, false, "Money")
+}
+
+func (ec *executionContext) _MemberStats_total(ctx context.Context, field graphql.CollectedField, obj *audience.MemberStats) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MemberStats_total(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Total, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MemberStats_total(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MemberStats", field, false, false, "Int")
+}
+
+func (ec *executionContext) _MemberStats_newLast30Days(ctx context.Context, field graphql.CollectedField, obj *audience.MemberStats) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MemberStats_newLast30Days(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.NewLast30Days, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MemberStats_newLast30Days(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MemberStats", field, false, false, "Int")
+}
+
+func (ec *executionContext) _MemberStats_activeLast30Days(ctx context.Context, field graphql.CollectedField, obj *audience.MemberStats) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MemberStats_activeLast30Days(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ActiveLast30Days, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MemberStats_activeLast30Days(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MemberStats", field, false, false, "Int")
+}
+
+func (ec *executionContext) _MemberStats_byGender(ctx context.Context, field graphql.CollectedField, obj *audience.MemberStats) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MemberStats_byGender(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ByGender, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []audience.Distribution) graphql.Marshaler {
+			return ec.marshalNDistribution2ᚕgithubᚗcomᚋonememberᚋonememberᚋinternalᚋaudienceᚐDistributionᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MemberStats_byGender(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "MemberStats",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Distribution(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _MemberStats_byAgeBand(ctx context.Context, field graphql.CollectedField, obj *audience.MemberStats) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MemberStats_byAgeBand(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ByAgeBand, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []audience.Distribution) graphql.Marshaler {
+			return ec.marshalNDistribution2ᚕgithubᚗcomᚋonememberᚋonememberᚋinternalᚋaudienceᚐDistributionᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MemberStats_byAgeBand(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "MemberStats",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Distribution(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _MemberStats_byChannel(ctx context.Context, field graphql.CollectedField, obj *audience.MemberStats) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MemberStats_byChannel(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ByChannel, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []audience.Distribution) graphql.Marshaler {
+			return ec.marshalNDistribution2ᚕgithubᚗcomᚋonememberᚋonememberᚋinternalᚋaudienceᚐDistributionᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MemberStats_byChannel(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "MemberStats",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Distribution(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _MemberStats_byTier(ctx context.Context, field graphql.CollectedField, obj *audience.MemberStats) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MemberStats_byTier(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ByTier, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []audience.Distribution) graphql.Marshaler {
+			return ec.marshalNDistribution2ᚕgithubᚗcomᚋonememberᚋonememberᚋinternalᚋaudienceᚐDistributionᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MemberStats_byTier(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "MemberStats",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Distribution(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _MemberStats_byRegion(ctx context.Context, field graphql.CollectedField, obj *audience.MemberStats) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MemberStats_byRegion(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ByRegion, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []audience.Distribution) graphql.Marshaler {
+			return ec.marshalNDistribution2ᚕgithubᚗcomᚋonememberᚋonememberᚋinternalᚋaudienceᚐDistributionᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MemberStats_byRegion(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "MemberStats",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Distribution(ctx, field)
+		},
+	}
+	return fc, nil
 }
 
 func (ec *executionContext) _MergePreview_survivor(ctx context.Context, field graphql.CollectedField, obj *model.MergePreview) (ret graphql.Marshaler) {
@@ -23484,6 +25164,73 @@ func (ec *executionContext) fieldContext_Mutation_recordPaidMembership(ctx conte
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Mutation_recordPaidMembership_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_setStoreTarget(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_setStoreTarget(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().SetStoreTarget(ctx, fc.Args["input"].(model.SetStoreTargetInput))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, false)
+				if err != nil {
+					var zeroVal *model.SetStoreTargetPayload
+					return zeroVal, err
+				}
+				staff, err := ec.unmarshalOStaffRole2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐStaffRoleᚄ(ctx, []any{"OPERATOR"})
+				if err != nil {
+					var zeroVal *model.SetStoreTargetPayload
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.SetStoreTargetPayload
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, staff, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.SetStoreTargetPayload) graphql.Marshaler {
+			return ec.marshalNSetStoreTargetPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐSetStoreTargetPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_setStoreTarget(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SetStoreTargetPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_setStoreTarget_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -28336,6 +30083,277 @@ func (ec *executionContext) fieldContext_PointsEntryEdge_cursor(_ context.Contex
 	return graphql.NewScalarFieldContext("PointsEntryEdge", field, false, false, "Cursor")
 }
 
+func (ec *executionContext) _PointsSettlement_earnedIn(ctx context.Context, field graphql.CollectedField, obj *dashboard.Settlement) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PointsSettlement_earnedIn(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.PointsSettlement().EarnedIn(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.BusinessUnit) graphql.Marshaler {
+			return ec.marshalOBusinessUnit2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐBusinessUnit(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_PointsSettlement_earnedIn(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "PointsSettlement",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_BusinessUnit(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _PointsSettlement_burnedIn(ctx context.Context, field graphql.CollectedField, obj *dashboard.Settlement) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PointsSettlement_burnedIn(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.PointsSettlement().BurnedIn(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.BusinessUnit) graphql.Marshaler {
+			return ec.marshalOBusinessUnit2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐBusinessUnit(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_PointsSettlement_burnedIn(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "PointsSettlement",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_BusinessUnit(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _PointsSettlement_points(ctx context.Context, field graphql.CollectedField, obj *dashboard.Settlement) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PointsSettlement_points(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Points, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PointsSettlement_points(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PointsSettlement", field, false, false, "Int")
+}
+
+func (ec *executionContext) _PointsSettlement_value(ctx context.Context, field graphql.CollectedField, obj *dashboard.Settlement) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PointsSettlement_value(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Value, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNMoney2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PointsSettlement_value(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PointsSettlement", field, false, false, "Money")
+}
+
+func (ec *executionContext) _ProductSales_sku(ctx context.Context, field graphql.CollectedField, obj *dashboard.Product) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ProductSales_sku(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.SKU, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ProductSales_sku(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ProductSales", field, false, false, "String")
+}
+
+func (ec *executionContext) _ProductSales_name(ctx context.Context, field graphql.CollectedField, obj *dashboard.Product) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ProductSales_name(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Name, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ProductSales_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ProductSales", field, false, false, "String")
+}
+
+func (ec *executionContext) _ProductSales_category(ctx context.Context, field graphql.CollectedField, obj *dashboard.Product) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ProductSales_category(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Category, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ProductSales_category(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ProductSales", field, false, false, "String")
+}
+
+func (ec *executionContext) _ProductSales_revenue(ctx context.Context, field graphql.CollectedField, obj *dashboard.Product) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ProductSales_revenue(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Revenue, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNMoney2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ProductSales_revenue(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ProductSales", field, false, false, "Money")
+}
+
+func (ec *executionContext) _ProductSales_quantity(ctx context.Context, field graphql.CollectedField, obj *dashboard.Product) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ProductSales_quantity(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Quantity, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ProductSales_quantity(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ProductSales", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ProductSales_buyers(ctx context.Context, field graphql.CollectedField, obj *dashboard.Product) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ProductSales_buyers(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Buyers, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ProductSales_buyers(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ProductSales", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ProductSales_memberShare(ctx context.Context, field graphql.CollectedField, obj *dashboard.Product) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ProductSales_memberShare(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.MemberShare, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ProductSales_memberShare(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ProductSales", field, false, false, "Float")
+}
+
 func (ec *executionContext) _PromoCode_id(ctx context.Context, field graphql.CollectedField, obj *ent.PromoCode) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -28910,6 +30928,396 @@ func (ec *executionContext) fieldContext_Query_dryRunCampaign(ctx context.Contex
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Query_dryRunCampaign_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_salesOverview(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_salesOverview(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().SalesOverview(ctx, fc.Args["from"].(calendar.Date), fc.Args["to"].(calendar.Date), fc.Args["businessUnitId"].(*int))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, false)
+				if err != nil {
+					var zeroVal *dashboard.Overview
+					return zeroVal, err
+				}
+				staff, err := ec.unmarshalOStaffRole2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐStaffRoleᚄ(ctx, []any{"ANALYST", "OPERATOR"})
+				if err != nil {
+					var zeroVal *dashboard.Overview
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *dashboard.Overview
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, staff, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *dashboard.Overview) graphql.Marshaler {
+			return ec.marshalNSalesOverview2ᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋdashboardᚐOverview(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_salesOverview(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SalesOverview(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_salesOverview_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_memberStats(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_memberStats(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Query().MemberStats(ctx)
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, false)
+				if err != nil {
+					var zeroVal *audience.MemberStats
+					return zeroVal, err
+				}
+				staff, err := ec.unmarshalOStaffRole2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐStaffRoleᚄ(ctx, []any{"ANALYST", "OPERATOR"})
+				if err != nil {
+					var zeroVal *audience.MemberStats
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *audience.MemberStats
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, staff, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *audience.MemberStats) graphql.Marshaler {
+			return ec.marshalNMemberStats2ᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋaudienceᚐMemberStats(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_memberStats(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_MemberStats(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_channelStats(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_channelStats(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().ChannelStats(ctx, fc.Args["from"].(calendar.Date), fc.Args["to"].(calendar.Date))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, false)
+				if err != nil {
+					var zeroVal []*dashboard.ChannelStat
+					return zeroVal, err
+				}
+				staff, err := ec.unmarshalOStaffRole2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐStaffRoleᚄ(ctx, []any{"ANALYST", "OPERATOR"})
+				if err != nil {
+					var zeroVal []*dashboard.ChannelStat
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal []*dashboard.ChannelStat
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, staff, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v []*dashboard.ChannelStat) graphql.Marshaler {
+			return ec.marshalNChannelStat2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋdashboardᚐChannelStatᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_channelStats(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ChannelStat(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_channelStats_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_topProducts(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_topProducts(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().TopProducts(ctx, fc.Args["from"].(calendar.Date), fc.Args["to"].(calendar.Date), fc.Args["first"].(*int))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, false)
+				if err != nil {
+					var zeroVal []*dashboard.Product
+					return zeroVal, err
+				}
+				staff, err := ec.unmarshalOStaffRole2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐStaffRoleᚄ(ctx, []any{"ANALYST", "OPERATOR"})
+				if err != nil {
+					var zeroVal []*dashboard.Product
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal []*dashboard.Product
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, staff, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v []*dashboard.Product) graphql.Marshaler {
+			return ec.marshalNProductSales2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋdashboardᚐProductᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_topProducts(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ProductSales(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_topProducts_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_storeMonthlyReport(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_storeMonthlyReport(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().StoreMonthlyReport(ctx, fc.Args["storeCode"].(string), fc.Args["month"].(string))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, false)
+				if err != nil {
+					var zeroVal *dashboard.StoreReport
+					return zeroVal, err
+				}
+				staff, err := ec.unmarshalOStaffRole2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐStaffRoleᚄ(ctx, []any{"ANALYST", "OPERATOR"})
+				if err != nil {
+					var zeroVal *dashboard.StoreReport
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *dashboard.StoreReport
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, staff, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *dashboard.StoreReport) graphql.Marshaler {
+			return ec.marshalNStoreMonthlyReport2ᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋdashboardᚐStoreReport(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_storeMonthlyReport(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_StoreMonthlyReport(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_storeMonthlyReport_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_pointsSettlement(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_pointsSettlement(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().PointsSettlement(ctx, fc.Args["month"].(string))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, false)
+				if err != nil {
+					var zeroVal []*dashboard.Settlement
+					return zeroVal, err
+				}
+				staff, err := ec.unmarshalOStaffRole2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐStaffRoleᚄ(ctx, []any{"ANALYST", "OPERATOR"})
+				if err != nil {
+					var zeroVal []*dashboard.Settlement
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal []*dashboard.Settlement
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, staff, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v []*dashboard.Settlement) graphql.Marshaler {
+			return ec.marshalNPointsSettlement2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋdashboardᚐSettlementᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_pointsSettlement(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PointsSettlement(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_pointsSettlement_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -30993,6 +33401,378 @@ func (ec *executionContext) fieldContext_RfmThresholds_monetary(_ context.Contex
 	return graphql.NewScalarFieldContext("RfmThresholds", field, false, false, "Money")
 }
 
+func (ec *executionContext) _SalesBreakdown_key(ctx context.Context, field graphql.CollectedField, obj *dashboard.Breakdown) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SalesBreakdown_key(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Key, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SalesBreakdown_key(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SalesBreakdown", field, false, false, "String")
+}
+
+func (ec *executionContext) _SalesBreakdown_revenue(ctx context.Context, field graphql.CollectedField, obj *dashboard.Breakdown) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SalesBreakdown_revenue(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Revenue, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNMoney2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SalesBreakdown_revenue(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SalesBreakdown", field, false, false, "Money")
+}
+
+func (ec *executionContext) _SalesBreakdown_orders(ctx context.Context, field graphql.CollectedField, obj *dashboard.Breakdown) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SalesBreakdown_orders(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Orders, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SalesBreakdown_orders(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SalesBreakdown", field, false, false, "Int")
+}
+
+func (ec *executionContext) _SalesDay_date(ctx context.Context, field graphql.CollectedField, obj *dashboard.Day) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SalesDay_date(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Date, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v calendar.Date) graphql.Marshaler {
+			return ec.marshalNDate2githubᚗcomᚋonememberᚋonememberᚋinternalᚋplatformᚋcalendarᚐDate(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SalesDay_date(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SalesDay", field, false, false, "Date")
+}
+
+func (ec *executionContext) _SalesDay_revenue(ctx context.Context, field graphql.CollectedField, obj *dashboard.Day) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SalesDay_revenue(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Revenue, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNMoney2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SalesDay_revenue(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SalesDay", field, false, false, "Money")
+}
+
+func (ec *executionContext) _SalesDay_orders(ctx context.Context, field graphql.CollectedField, obj *dashboard.Day) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SalesDay_orders(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Orders, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SalesDay_orders(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SalesDay", field, false, false, "Int")
+}
+
+func (ec *executionContext) _SalesDay_buyers(ctx context.Context, field graphql.CollectedField, obj *dashboard.Day) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SalesDay_buyers(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Buyers, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SalesDay_buyers(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SalesDay", field, false, false, "Int")
+}
+
+func (ec *executionContext) _SalesOverview_revenue(ctx context.Context, field graphql.CollectedField, obj *dashboard.Overview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SalesOverview_revenue(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Revenue, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNMoney2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SalesOverview_revenue(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SalesOverview", field, false, false, "Money")
+}
+
+func (ec *executionContext) _SalesOverview_orders(ctx context.Context, field graphql.CollectedField, obj *dashboard.Overview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SalesOverview_orders(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Orders, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SalesOverview_orders(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SalesOverview", field, false, false, "Int")
+}
+
+func (ec *executionContext) _SalesOverview_buyers(ctx context.Context, field graphql.CollectedField, obj *dashboard.Overview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SalesOverview_buyers(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Buyers, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SalesOverview_buyers(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SalesOverview", field, false, false, "Int")
+}
+
+func (ec *executionContext) _SalesOverview_averageOrderValue(ctx context.Context, field graphql.CollectedField, obj *dashboard.Overview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SalesOverview_averageOrderValue(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.AverageOrderValue, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNMoney2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SalesOverview_averageOrderValue(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SalesOverview", field, false, false, "Money")
+}
+
+func (ec *executionContext) _SalesOverview_memberRevenueShare(ctx context.Context, field graphql.CollectedField, obj *dashboard.Overview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SalesOverview_memberRevenueShare(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.MemberRevenueShare, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SalesOverview_memberRevenueShare(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SalesOverview", field, false, false, "Float")
+}
+
+func (ec *executionContext) _SalesOverview_byChannel(ctx context.Context, field graphql.CollectedField, obj *dashboard.Overview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SalesOverview_byChannel(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ByChannel, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []dashboard.Breakdown) graphql.Marshaler {
+			return ec.marshalNSalesBreakdown2ᚕgithubᚗcomᚋonememberᚋonememberᚋinternalᚋdashboardᚐBreakdownᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SalesOverview_byChannel(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SalesOverview",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SalesBreakdown(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _SalesOverview_byBusinessUnit(ctx context.Context, field graphql.CollectedField, obj *dashboard.Overview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SalesOverview_byBusinessUnit(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ByBusinessUnit, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []dashboard.Breakdown) graphql.Marshaler {
+			return ec.marshalNSalesBreakdown2ᚕgithubᚗcomᚋonememberᚋonememberᚋinternalᚋdashboardᚐBreakdownᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SalesOverview_byBusinessUnit(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SalesOverview",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SalesBreakdown(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _SalesOverview_byDay(ctx context.Context, field graphql.CollectedField, obj *dashboard.Overview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SalesOverview_byDay(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ByDay, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []dashboard.Day) graphql.Marshaler {
+			return ec.marshalNSalesDay2ᚕgithubᚗcomᚋonememberᚋonememberᚋinternalᚋdashboardᚐDayᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SalesOverview_byDay(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SalesOverview",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SalesDay(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _SetEarningRulePayload_rule(ctx context.Context, field graphql.CollectedField, obj *model.SetEarningRulePayload) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -31023,6 +33803,29 @@ func (ec *executionContext) fieldContext_SetEarningRulePayload_rule(_ context.Co
 		},
 	}
 	return fc, nil
+}
+
+func (ec *executionContext) _SetStoreTargetPayload_ok(ctx context.Context, field graphql.CollectedField, obj *model.SetStoreTargetPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SetStoreTargetPayload_ok(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Ok, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SetStoreTargetPayload_ok(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SetStoreTargetPayload", field, false, false, "Boolean")
 }
 
 func (ec *executionContext) _Staff_id(ctx context.Context, field graphql.CollectedField, obj *ent.Staff) (ret graphql.Marshaler) {
@@ -31453,6 +34256,289 @@ func (ec *executionContext) fieldContext_Store_businessUnit(_ context.Context, f
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_BusinessUnit(ctx, field)
 		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _StoreMonthlyReport_store(ctx context.Context, field graphql.CollectedField, obj *dashboard.StoreReport) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_StoreMonthlyReport_store(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Store, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *ent.Store) graphql.Marshaler {
+			return ec.marshalNStore2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐStore(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_StoreMonthlyReport_store(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "StoreMonthlyReport",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Store(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _StoreMonthlyReport_month(ctx context.Context, field graphql.CollectedField, obj *dashboard.StoreReport) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_StoreMonthlyReport_month(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Month, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_StoreMonthlyReport_month(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("StoreMonthlyReport", field, false, false, "String")
+}
+
+func (ec *executionContext) _StoreMonthlyReport_revenue(ctx context.Context, field graphql.CollectedField, obj *dashboard.StoreReport) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_StoreMonthlyReport_revenue(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Revenue, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNMoney2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_StoreMonthlyReport_revenue(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("StoreMonthlyReport", field, false, false, "Money")
+}
+
+func (ec *executionContext) _StoreMonthlyReport_target(ctx context.Context, field graphql.CollectedField, obj *dashboard.StoreReport) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_StoreMonthlyReport_target(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Target, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNMoney2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_StoreMonthlyReport_target(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("StoreMonthlyReport", field, false, false, "Money")
+}
+
+func (ec *executionContext) _StoreMonthlyReport_progress(ctx context.Context, field graphql.CollectedField, obj *dashboard.StoreReport) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_StoreMonthlyReport_progress(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Progress, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_StoreMonthlyReport_progress(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("StoreMonthlyReport", field, false, false, "Float")
+}
+
+func (ec *executionContext) _StoreMonthlyReport_orders(ctx context.Context, field graphql.CollectedField, obj *dashboard.StoreReport) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_StoreMonthlyReport_orders(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Orders, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_StoreMonthlyReport_orders(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("StoreMonthlyReport", field, false, false, "Int")
+}
+
+func (ec *executionContext) _StoreMonthlyReport_buyers(ctx context.Context, field graphql.CollectedField, obj *dashboard.StoreReport) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_StoreMonthlyReport_buyers(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Buyers, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_StoreMonthlyReport_buyers(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("StoreMonthlyReport", field, false, false, "Int")
+}
+
+func (ec *executionContext) _StoreMonthlyReport_newMembers(ctx context.Context, field graphql.CollectedField, obj *dashboard.StoreReport) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_StoreMonthlyReport_newMembers(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.NewMembers, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_StoreMonthlyReport_newMembers(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("StoreMonthlyReport", field, false, false, "Int")
+}
+
+func (ec *executionContext) _StoreMonthlyReport_averageOrderValue(ctx context.Context, field graphql.CollectedField, obj *dashboard.StoreReport) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_StoreMonthlyReport_averageOrderValue(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.AverageOrderValue, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNMoney2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_StoreMonthlyReport_averageOrderValue(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("StoreMonthlyReport", field, false, false, "Money")
+}
+
+func (ec *executionContext) _StoreMonthlyReport_repurchaseRate(ctx context.Context, field graphql.CollectedField, obj *dashboard.StoreReport) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_StoreMonthlyReport_repurchaseRate(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RepurchaseRate, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_StoreMonthlyReport_repurchaseRate(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("StoreMonthlyReport", field, false, false, "Float")
+}
+
+func (ec *executionContext) _StoreMonthlyReport_topProducts(ctx context.Context, field graphql.CollectedField, obj *dashboard.StoreReport) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_StoreMonthlyReport_topProducts(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.StoreMonthlyReport().TopProducts(ctx, obj, fc.Args["first"].(*int))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*dashboard.Product) graphql.Marshaler {
+			return ec.marshalNProductSales2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋdashboardᚐProductᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_StoreMonthlyReport_topProducts(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "StoreMonthlyReport",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ProductSales(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_StoreMonthlyReport_topProducts_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
 	}
 	return fc, nil
 }
@@ -32301,6 +35387,73 @@ func (ec *executionContext) fieldContext_Subscription_memberEvents(ctx context.C
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Subscription_memberEvents_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Subscription_liveSales(ctx context.Context, field graphql.CollectedField) (ret func(ctx context.Context) graphql.Marshaler) {
+	return graphql.ResolveFieldStream(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Subscription_liveSales(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Subscription().LiveSales(ctx, fc.Args["businessUnitId"].(*int))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				member, err := ec.unmarshalOBoolean2ᚖbool(ctx, false)
+				if err != nil {
+					var zeroVal *dashboard.LiveSales
+					return zeroVal, err
+				}
+				staff, err := ec.unmarshalOStaffRole2ᚕgithubᚗcomᚋonememberᚋonememberᚋentᚋschemaᚋenumᚐStaffRoleᚄ(ctx, []any{"ANALYST", "OPERATOR"})
+				if err != nil {
+					var zeroVal *dashboard.LiveSales
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *dashboard.LiveSales
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, member, staff, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *dashboard.LiveSales) graphql.Marshaler {
+			return ec.marshalNLiveSales2ᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋdashboardᚐLiveSales(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Subscription_liveSales(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Subscription",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_LiveSales(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Subscription_liveSales_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -40757,6 +43910,62 @@ func UnmarshalSetPayPasswordInput(ctx context.Context, raw any) (model.SetPayPas
 	return out, err
 }
 
+func (ec *executionContext) unmarshalInputSetStoreTargetInput(ctx context.Context, obj any) (model.SetStoreTargetInput, error) {
+	var it model.SetStoreTargetInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"storeCode", "month", "revenue"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "storeCode":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("storeCode"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.StoreCode = data
+		case "month":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("month"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Month = data
+		case "revenue":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("revenue"))
+			data, err := ec.unmarshalNMoney2int64(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Revenue = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalSetStoreTargetInput unmarshals raw into the SetStoreTargetInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalSetStoreTargetInput(ctx context.Context, raw any) (model.SetStoreTargetInput, error) {
+	var out model.SetStoreTargetInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "SetStoreTargetInput", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputStaffOrder(ctx context.Context, obj any) (ent.StaffOrder, error) {
 	var it ent.StaffOrder
 	if obj == nil {
@@ -44346,6 +47555,59 @@ func (ec *executionContext) _CampaignTrigger(ctx context.Context, sel ast.Select
 	return out
 }
 
+var channelStatImplementors = []string{"ChannelStat"}
+
+func (ec *executionContext) _ChannelStat(ctx context.Context, sel ast.SelectionSet, obj *dashboard.ChannelStat) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, channelStatImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ChannelStat")
+		case "channel":
+			out.Values[i] = ec._ChannelStat_channel(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "newMembers":
+			out.Values[i] = ec._ChannelStat_newMembers(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "activeMembers":
+			out.Values[i] = ec._ChannelStat_activeMembers(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "convertedMembers":
+			out.Values[i] = ec._ChannelStat_convertedMembers(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "churnedMembers":
+			out.Values[i] = ec._ChannelStat_churnedMembers(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var checkInPayloadImplementors = []string{"CheckInPayload"}
 
 func (ec *executionContext) _CheckInPayload(ctx context.Context, sel ast.SelectionSet, obj *model.CheckInPayload) graphql.Marshaler {
@@ -46054,6 +49316,103 @@ func (ec *executionContext) _LifecycleStat(ctx context.Context, sel ast.Selectio
 	return out
 }
 
+var liveOrderImplementors = []string{"LiveOrder"}
+
+func (ec *executionContext) _LiveOrder(ctx context.Context, sel ast.SelectionSet, obj *dashboard.LastOrder) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, liveOrderImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("LiveOrder")
+		case "amount":
+			out.Values[i] = ec._LiveOrder_amount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "paidAt":
+			out.Values[i] = ec._LiveOrder_paidAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "store":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._LiveOrder_store(ctx, field, obj)
+				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var liveSalesImplementors = []string{"LiveSales"}
+
+func (ec *executionContext) _LiveSales(ctx context.Context, sel ast.SelectionSet, obj *dashboard.LiveSales) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, liveSalesImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("LiveSales")
+		case "at":
+			out.Values[i] = ec._LiveSales_at(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "todayRevenue":
+			out.Values[i] = ec._LiveSales_todayRevenue(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "todayOrders":
+			out.Values[i] = ec._LiveSales_todayOrders(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "todayBuyers":
+			out.Values[i] = ec._LiveSales_todayBuyers(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "lastOrder":
+			out.Values[i] = ec._LiveSales_lastOrder(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var lockCouponsPayloadImplementors = []string{"LockCouponsPayload"}
 
 func (ec *executionContext) _LockCouponsPayload(ctx context.Context, sel ast.SelectionSet, obj *model.LockCouponsPayload) graphql.Marshaler {
@@ -46666,6 +50025,12 @@ func (ec *executionContext) _Member(ctx context.Context, sel ast.SelectionSet, o
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Member_identities(ctx, field, obj)
 				})
+		case "prediction":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Member_prediction(ctx, field, obj)
+				})
 		case "tags":
 			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
 				true, true,
@@ -47099,6 +50464,59 @@ func (ec *executionContext) _MemberPayload(ctx context.Context, sel ast.Selectio
 	return out
 }
 
+var memberPredictionImplementors = []string{"MemberPrediction"}
+
+func (ec *executionContext) _MemberPrediction(ctx context.Context, sel ast.SelectionSet, obj *prediction.Prediction) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, memberPredictionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("MemberPrediction")
+		case "probabilityAlive":
+			out.Values[i] = ec._MemberPrediction_probabilityAlive(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "expectedPurchases90Days":
+			out.Values[i] = ec._MemberPrediction_expectedPurchases90Days(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "predictedValue12Months":
+			out.Values[i] = ec._MemberPrediction_predictedValue12Months(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "churnRisk":
+			out.Values[i] = ec._MemberPrediction_churnRisk(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "fittedAt":
+			out.Values[i] = ec._MemberPrediction_fittedAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var memberRfmImplementors = []string{"MemberRfm"}
 
 func (ec *executionContext) _MemberRfm(ctx context.Context, sel ast.SelectionSet, obj *analytics.MemberRfm) graphql.Marshaler {
@@ -47135,6 +50553,74 @@ func (ec *executionContext) _MemberRfm(ctx context.Context, sel ast.SelectionSet
 			out.Values[i] = ec._MemberRfm_monetary(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var memberStatsImplementors = []string{"MemberStats"}
+
+func (ec *executionContext) _MemberStats(ctx context.Context, sel ast.SelectionSet, obj *audience.MemberStats) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, memberStatsImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("MemberStats")
+		case "total":
+			out.Values[i] = ec._MemberStats_total(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "newLast30Days":
+			out.Values[i] = ec._MemberStats_newLast30Days(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "activeLast30Days":
+			out.Values[i] = ec._MemberStats_activeLast30Days(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "byGender":
+			out.Values[i] = ec._MemberStats_byGender(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "byAgeBand":
+			out.Values[i] = ec._MemberStats_byAgeBand(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "byChannel":
+			out.Values[i] = ec._MemberStats_byChannel(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "byTier":
+			out.Values[i] = ec._MemberStats_byTier(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "byRegion":
+			out.Values[i] = ec._MemberStats_byRegion(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
 			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
@@ -47403,6 +50889,13 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 		case "recordPaidMembership":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_recordPaidMembership(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "setStoreTarget":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_setStoreTarget(ctx, field)
 			})
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
@@ -48603,6 +52096,119 @@ func (ec *executionContext) _PointsEntryEdge(ctx context.Context, sel ast.Select
 	return out
 }
 
+var pointsSettlementImplementors = []string{"PointsSettlement"}
+
+func (ec *executionContext) _PointsSettlement(ctx context.Context, sel ast.SelectionSet, obj *dashboard.Settlement) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, pointsSettlementImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("PointsSettlement")
+		case "earnedIn":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._PointsSettlement_earnedIn(ctx, field, obj)
+				})
+		case "burnedIn":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._PointsSettlement_burnedIn(ctx, field, obj)
+				})
+		case "points":
+			out.Values[i] = ec._PointsSettlement_points(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "value":
+			out.Values[i] = ec._PointsSettlement_value(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var productSalesImplementors = []string{"ProductSales"}
+
+func (ec *executionContext) _ProductSales(ctx context.Context, sel ast.SelectionSet, obj *dashboard.Product) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, productSalesImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ProductSales")
+		case "sku":
+			out.Values[i] = ec._ProductSales_sku(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "name":
+			out.Values[i] = ec._ProductSales_name(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "category":
+			out.Values[i] = ec._ProductSales_category(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "revenue":
+			out.Values[i] = ec._ProductSales_revenue(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "quantity":
+			out.Values[i] = ec._ProductSales_quantity(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "buyers":
+			out.Values[i] = ec._ProductSales_buyers(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "memberShare":
+			out.Values[i] = ec._ProductSales_memberShare(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var promoCodeImplementors = []string{"PromoCode", "Node"}
 
 func (ec *executionContext) _PromoCode(ctx context.Context, sel ast.SelectionSet, obj *ent.PromoCode) graphql.Marshaler {
@@ -48763,6 +52369,42 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				true, true,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_dryRunCampaign(ctx, field)
+				})
+		case "salesOverview":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_salesOverview(ctx, field)
+				})
+		case "memberStats":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_memberStats(ctx, field)
+				})
+		case "channelStats":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_channelStats(ctx, field)
+				})
+		case "topProducts":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_topProducts(ctx, field)
+				})
+		case "storeMonthlyReport":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_storeMonthlyReport(ctx, field)
+				})
+		case "pointsSettlement":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_pointsSettlement(ctx, field)
 				})
 		case "tags":
 			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
@@ -49409,6 +53051,165 @@ func (ec *executionContext) _RfmThresholds(ctx context.Context, sel ast.Selectio
 	return out
 }
 
+var salesBreakdownImplementors = []string{"SalesBreakdown"}
+
+func (ec *executionContext) _SalesBreakdown(ctx context.Context, sel ast.SelectionSet, obj *dashboard.Breakdown) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, salesBreakdownImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("SalesBreakdown")
+		case "key":
+			out.Values[i] = ec._SalesBreakdown_key(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "revenue":
+			out.Values[i] = ec._SalesBreakdown_revenue(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "orders":
+			out.Values[i] = ec._SalesBreakdown_orders(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var salesDayImplementors = []string{"SalesDay"}
+
+func (ec *executionContext) _SalesDay(ctx context.Context, sel ast.SelectionSet, obj *dashboard.Day) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, salesDayImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("SalesDay")
+		case "date":
+			out.Values[i] = ec._SalesDay_date(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "revenue":
+			out.Values[i] = ec._SalesDay_revenue(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "orders":
+			out.Values[i] = ec._SalesDay_orders(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "buyers":
+			out.Values[i] = ec._SalesDay_buyers(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var salesOverviewImplementors = []string{"SalesOverview"}
+
+func (ec *executionContext) _SalesOverview(ctx context.Context, sel ast.SelectionSet, obj *dashboard.Overview) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, salesOverviewImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("SalesOverview")
+		case "revenue":
+			out.Values[i] = ec._SalesOverview_revenue(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "orders":
+			out.Values[i] = ec._SalesOverview_orders(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "buyers":
+			out.Values[i] = ec._SalesOverview_buyers(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "averageOrderValue":
+			out.Values[i] = ec._SalesOverview_averageOrderValue(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "memberRevenueShare":
+			out.Values[i] = ec._SalesOverview_memberRevenueShare(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "byChannel":
+			out.Values[i] = ec._SalesOverview_byChannel(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "byBusinessUnit":
+			out.Values[i] = ec._SalesOverview_byBusinessUnit(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "byDay":
+			out.Values[i] = ec._SalesOverview_byDay(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var setEarningRulePayloadImplementors = []string{"SetEarningRulePayload"}
 
 func (ec *executionContext) _SetEarningRulePayload(ctx context.Context, sel ast.SelectionSet, obj *model.SetEarningRulePayload) graphql.Marshaler {
@@ -49422,6 +53223,39 @@ func (ec *executionContext) _SetEarningRulePayload(ctx context.Context, sel ast.
 			out.Values[i] = graphql.MarshalString("SetEarningRulePayload")
 		case "rule":
 			out.Values[i] = ec._SetEarningRulePayload_rule(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var setStoreTargetPayloadImplementors = []string{"SetStoreTargetPayload"}
+
+func (ec *executionContext) _SetStoreTargetPayload(ctx context.Context, sel ast.SelectionSet, obj *model.SetStoreTargetPayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, setStoreTargetPayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("SetStoreTargetPayload")
+		case "ok":
+			out.Values[i] = ec._SetStoreTargetPayload_ok(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -49572,6 +53406,90 @@ func (ec *executionContext) _Store(ctx context.Context, sel ast.SelectionSet, ob
 				true, true,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Store_businessUnit(ctx, field, obj)
+				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var storeMonthlyReportImplementors = []string{"StoreMonthlyReport"}
+
+func (ec *executionContext) _StoreMonthlyReport(ctx context.Context, sel ast.SelectionSet, obj *dashboard.StoreReport) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, storeMonthlyReportImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("StoreMonthlyReport")
+		case "store":
+			out.Values[i] = ec._StoreMonthlyReport_store(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "month":
+			out.Values[i] = ec._StoreMonthlyReport_month(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "revenue":
+			out.Values[i] = ec._StoreMonthlyReport_revenue(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "target":
+			out.Values[i] = ec._StoreMonthlyReport_target(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "progress":
+			out.Values[i] = ec._StoreMonthlyReport_progress(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "orders":
+			out.Values[i] = ec._StoreMonthlyReport_orders(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "buyers":
+			out.Values[i] = ec._StoreMonthlyReport_buyers(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "newMembers":
+			out.Values[i] = ec._StoreMonthlyReport_newMembers(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "averageOrderValue":
+			out.Values[i] = ec._StoreMonthlyReport_averageOrderValue(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "repurchaseRate":
+			out.Values[i] = ec._StoreMonthlyReport_repurchaseRate(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "topProducts":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._StoreMonthlyReport_topProducts(ctx, field, obj)
 				})
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
@@ -49931,6 +53849,8 @@ func (ec *executionContext) _Subscription(ctx context.Context, sel ast.Selection
 	switch fields[0].Name {
 	case "memberEvents":
 		return ec._Subscription_memberEvents(ctx, fields[0])
+	case "liveSales":
+		return ec._Subscription_liveSales(ctx, fields[0])
 	case "jobProgress":
 		return ec._Subscription_jobProgress(ctx, fields[0])
 	default:
@@ -51874,6 +55794,30 @@ func (ec *executionContext) marshalNChannel2githubᚗcomᚋonememberᚋonemember
 	return v
 }
 
+func (ec *executionContext) marshalNChannelStat2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋdashboardᚐChannelStatᚄ(ctx context.Context, sel ast.SelectionSet, v []*dashboard.ChannelStat) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNChannelStat2ᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋdashboardᚐChannelStat(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNChannelStat2ᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋdashboardᚐChannelStat(ctx context.Context, sel ast.SelectionSet, v *dashboard.ChannelStat) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "ChannelStat!")
+		return graphql.Null
+	}
+	return ec._ChannelStat(ctx, sel, v)
+}
+
 func (ec *executionContext) marshalNCheckInPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐCheckInPayload(ctx context.Context, sel ast.SelectionSet, v *model.CheckInPayload) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "CheckInPayload!")
@@ -52638,6 +56582,14 @@ func (ec *executionContext) marshalNLifecycleStat2ᚖgithubᚗcomᚋonememberᚋ
 	return ec._LifecycleStat(ctx, sel, v)
 }
 
+func (ec *executionContext) marshalNLiveSales2ᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋdashboardᚐLiveSales(ctx context.Context, sel ast.SelectionSet, v *dashboard.LiveSales) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "LiveSales!")
+		return graphql.Null
+	}
+	return ec._LiveSales(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalNLockCouponsInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐLockCouponsInput(ctx context.Context, v any) (model.LockCouponsInput, error) {
 	res, err := ec.unmarshalInputLockCouponsInput(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -52974,6 +56926,14 @@ func (ec *executionContext) marshalNMemberRfm2ᚖgithubᚗcomᚋonememberᚋonem
 		return graphql.Null
 	}
 	return ec._MemberRfm(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNMemberStats2ᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋaudienceᚐMemberStats(ctx context.Context, sel ast.SelectionSet, v *audience.MemberStats) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "MemberStats!")
+		return graphql.Null
+	}
+	return ec._MemberStats(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNMemberStatus2githubᚗcomᚋonememberᚋonememberᚋentᚋmemberᚐStatus(ctx context.Context, v any) (member.Status, error) {
@@ -53322,6 +57282,54 @@ func (ec *executionContext) marshalNPointsEntryOrderField2ᚖgithubᚗcomᚋonem
 	return v
 }
 
+func (ec *executionContext) marshalNPointsSettlement2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋdashboardᚐSettlementᚄ(ctx context.Context, sel ast.SelectionSet, v []*dashboard.Settlement) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNPointsSettlement2ᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋdashboardᚐSettlement(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNPointsSettlement2ᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋdashboardᚐSettlement(ctx context.Context, sel ast.SelectionSet, v *dashboard.Settlement) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "PointsSettlement!")
+		return graphql.Null
+	}
+	return ec._PointsSettlement(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNProductSales2ᚕᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋdashboardᚐProductᚄ(ctx context.Context, sel ast.SelectionSet, v []*dashboard.Product) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNProductSales2ᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋdashboardᚐProduct(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNProductSales2ᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋdashboardᚐProduct(ctx context.Context, sel ast.SelectionSet, v *dashboard.Product) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "ProductSales!")
+		return graphql.Null
+	}
+	return ec._ProductSales(ctx, sel, v)
+}
+
 func (ec *executionContext) marshalNPromoCode2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐPromoCode(ctx context.Context, sel ast.SelectionSet, v *ent.PromoCode) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "PromoCode!")
@@ -53588,6 +57596,54 @@ func (ec *executionContext) marshalNRuleOp2githubᚗcomᚋonememberᚋonemember�
 	return v
 }
 
+func (ec *executionContext) marshalNSalesBreakdown2githubᚗcomᚋonememberᚋonememberᚋinternalᚋdashboardᚐBreakdown(ctx context.Context, sel ast.SelectionSet, v dashboard.Breakdown) graphql.Marshaler {
+	return ec._SalesBreakdown(ctx, sel, &v)
+}
+
+func (ec *executionContext) marshalNSalesBreakdown2ᚕgithubᚗcomᚋonememberᚋonememberᚋinternalᚋdashboardᚐBreakdownᚄ(ctx context.Context, sel ast.SelectionSet, v []dashboard.Breakdown) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNSalesBreakdown2githubᚗcomᚋonememberᚋonememberᚋinternalᚋdashboardᚐBreakdown(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNSalesDay2githubᚗcomᚋonememberᚋonememberᚋinternalᚋdashboardᚐDay(ctx context.Context, sel ast.SelectionSet, v dashboard.Day) graphql.Marshaler {
+	return ec._SalesDay(ctx, sel, &v)
+}
+
+func (ec *executionContext) marshalNSalesDay2ᚕgithubᚗcomᚋonememberᚋonememberᚋinternalᚋdashboardᚐDayᚄ(ctx context.Context, sel ast.SelectionSet, v []dashboard.Day) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNSalesDay2githubᚗcomᚋonememberᚋonememberᚋinternalᚋdashboardᚐDay(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNSalesOverview2ᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋdashboardᚐOverview(ctx context.Context, sel ast.SelectionSet, v *dashboard.Overview) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "SalesOverview!")
+		return graphql.Null
+	}
+	return ec._SalesOverview(ctx, sel, v)
+}
+
 func (ec *executionContext) marshalNSetEarningRulePayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐSetEarningRulePayload(ctx context.Context, sel ast.SelectionSet, v *model.SetEarningRulePayload) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "SetEarningRulePayload!")
@@ -53599,6 +57655,19 @@ func (ec *executionContext) marshalNSetEarningRulePayload2ᚖgithubᚗcomᚋonem
 func (ec *executionContext) unmarshalNSetPayPasswordInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐSetPayPasswordInput(ctx context.Context, v any) (model.SetPayPasswordInput, error) {
 	res, err := ec.unmarshalInputSetPayPasswordInput(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) unmarshalNSetStoreTargetInput2githubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐSetStoreTargetInput(ctx context.Context, v any) (model.SetStoreTargetInput, error) {
+	res, err := ec.unmarshalInputSetStoreTargetInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNSetStoreTargetPayload2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐSetStoreTargetPayload(ctx context.Context, sel ast.SelectionSet, v *model.SetStoreTargetPayload) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "SetStoreTargetPayload!")
+		return graphql.Null
+	}
+	return ec._SetStoreTargetPayload(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalNStaff2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐStaff(ctx context.Context, sel ast.SelectionSet, v *ent.Staff) graphql.Marshaler {
@@ -53669,6 +57738,14 @@ func (ec *executionContext) marshalNStore2ᚖgithubᚗcomᚋonememberᚋonemembe
 		return graphql.Null
 	}
 	return ec._Store(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNStoreMonthlyReport2ᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋdashboardᚐStoreReport(ctx context.Context, sel ast.SelectionSet, v *dashboard.StoreReport) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "StoreMonthlyReport!")
+		return graphql.Null
+	}
+	return ec._StoreMonthlyReport(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNStoreOrderField2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐStoreOrderField(ctx context.Context, v any) (*ent.StoreOrderField, error) {
@@ -55032,6 +59109,13 @@ func (ec *executionContext) marshalOInt2ᚖint(ctx context.Context, sel ast.Sele
 	return res
 }
 
+func (ec *executionContext) marshalOLiveOrder2ᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋdashboardᚐLastOrder(ctx context.Context, sel ast.SelectionSet, v *dashboard.LastOrder) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._LiveOrder(ctx, sel, v)
+}
+
 func (ec *executionContext) marshalOLottery2ᚖgithubᚗcomᚋonememberᚋonememberᚋentᚐLottery(ctx context.Context, sel ast.SelectionSet, v *ent.Lottery) graphql.Marshaler {
 	if v == nil {
 		return graphql.Null
@@ -55124,6 +59208,13 @@ func (ec *executionContext) unmarshalOMemberOrder2ᚖgithubᚗcomᚋonememberᚋ
 	}
 	res, err := ec.unmarshalInputMemberOrder(ctx, v)
 	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOMemberPrediction2ᚖgithubᚗcomᚋonememberᚋonememberᚋinternalᚋpredictionᚐPrediction(ctx context.Context, sel ast.SelectionSet, v *prediction.Prediction) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._MemberPrediction(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalOMemberWhereInput2ᚖgithubᚗcomᚋonememberᚋonememberᚋgraphᚋmodelᚐMemberWhereInput(ctx context.Context, v any) (*model.MemberWhereInput, error) {

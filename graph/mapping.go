@@ -191,3 +191,45 @@ func (r *Resolver) membersByID(ctx context.Context, ids []int) ([]*ent.Member, e
 	slices.SortFunc(found, func(a, b *ent.Member) int { return a.ID - b.ID })
 	return found, nil
 }
+
+// intOr is *p, or def when p is nil (an argument passed as null).
+func intOr(p *int, def int) int {
+	if p == nil {
+		return def
+	}
+	return *p
+}
+
+// businessUnit is the business unit of id, nil for 0 (none); the few units
+// are read once per operation.
+func (r *Resolver) businessUnit(ctx context.Context, id int) (*ent.BusinessUnit, error) {
+	if id == 0 {
+		return nil, nil
+	}
+	units, err := loader.Once(ctx, "business-units", func() (map[int]*ent.BusinessUnit, error) {
+		rows, err := r.DB.BusinessUnit.Query().All(ctx)
+		if err != nil {
+			return nil, err
+		}
+		m := make(map[int]*ent.BusinessUnit, len(rows))
+		for _, u := range rows {
+			m[u.ID] = u
+		}
+		return m, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if u, ok := units[id]; ok {
+		return u, nil
+	}
+	return r.DB.BusinessUnit.Get(ctx, id)
+}
+
+// campaignPayload wraps a campaign service's answer.
+func campaignPayload(c *ent.Campaign, err error) (*model.CampaignPayload, error) {
+	if err != nil {
+		return nil, err
+	}
+	return &model.CampaignPayload{Campaign: c}, nil
+}

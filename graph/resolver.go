@@ -15,7 +15,9 @@ import (
 	"github.com/onemember/onemember/internal/audience"
 	"github.com/onemember/onemember/internal/auth"
 	"github.com/onemember/onemember/internal/behavior"
+	"github.com/onemember/onemember/internal/campaign"
 	"github.com/onemember/onemember/internal/coupon"
+	"github.com/onemember/onemember/internal/dashboard"
 	"github.com/onemember/onemember/internal/eventbus"
 	"github.com/onemember/onemember/internal/identity"
 	"github.com/onemember/onemember/internal/jobqueue"
@@ -24,6 +26,7 @@ import (
 	"github.com/onemember/onemember/internal/member"
 	"github.com/onemember/onemember/internal/membership"
 	"github.com/onemember/onemember/internal/order"
+	"github.com/onemember/onemember/internal/prediction"
 	"github.com/onemember/onemember/internal/programme"
 	"github.com/onemember/onemember/internal/tier"
 )
@@ -51,6 +54,9 @@ type Resolver struct {
 	AudienceService *audience.Service
 	Analytics       *analytics.Service
 	Jobs            *jobqueue.Queue
+	Dashboard       *dashboard.Service
+	Predictions     *prediction.Service
+	CampaignService *campaign.Service
 }
 
 // NewSchema builds the executable schema with its directives.

@@ -11,6 +11,16 @@
 #             the run fails unless SQL and engine select the same members
 #   index     full rebuilds of the bitmap indexes
 #   rfm       an RFM model computed, then recomputed, over every order
+#   dashboards the sales aggregates rebuilt over every order
+#             (dashboard.Rebuild); SalesOverview of 90-day windows, p50/p99
+#             (target p99 <= 50 ms), next to the same overview as one SQL
+#             statement over the raw orders, p50/p99 and the ratio;
+#             StoreMonthlyReport with TopProducts(5), p50/p99 (target p99
+#             <= 50 ms); MemberStats and ChannelStats, p50/p99; the
+#             prediction fit and scoring of every member (target <= 10 min).
+#             The run fails unless SQL over the raw orders gives the same
+#             figures as the aggregates (every SQL overview, three store
+#             reports, member and channel stats)
 #
 #   make bench                          (exports DATABASE_URL, then runs this)
 #   DATABASE_URL=postgres://... scripts/bench-datacenter.sh
@@ -28,13 +38,18 @@
 #   BENCH_DC_SQL_RUNS     measured runs of each SQL statement [20]
 #   BENCH_DC_SQL_WARMUPS  unmeasured runs of each SQL statement first [2]
 #   BENCH_DC_BUILDS       timed full rebuilds of the bitmap indexes [3]
+#   BENCH_DC_DASH_RUNS    measured SalesOverview and store report runs; a
+#                         quarter as many MemberStats and ChannelStats [200]
+#   BENCH_DC_DASH_SQL_RUNS runs of the overview as SQL over the raw orders,
+#                         each compared with the aggregates [10]
 #   BENCH_DC_DB           benchmark database [onemember_dcbench_<members>]
 #   BENCH_RESULTS_DIR     where the Markdown report goes [bench-results]
 #   BENCH_LOCK_WAIT       seconds to wait for another benchmark run [1200]
 #
 # The benchmark database is kept after the run: a later run of the same
-# scale reuses it (generating 10,000,000 orders takes minutes). It takes
-# about 3 GB at the default scale; drop it with
+# scale and generator version reuses it (generating 10,000,000 orders with
+# their lines takes many minutes). It takes about 7 GB at the default
+# scale; drop it with
 #   psql "$DATABASE_URL" -c 'DROP DATABASE onemember_dcbench_1000000'
 # The cluster's settings are left as they are; the report records those that
 # shape the SQL side.
@@ -65,6 +80,8 @@ WARMUPS="${BENCH_DC_WARMUPS:-10}"
 SQL_RUNS="${BENCH_DC_SQL_RUNS:-20}"
 SQL_WARMUPS="${BENCH_DC_SQL_WARMUPS:-2}"
 BUILDS="${BENCH_DC_BUILDS:-3}"
+DASH_RUNS="${BENCH_DC_DASH_RUNS:-200}"
+DASH_SQL_RUNS="${BENCH_DC_DASH_SQL_RUNS:-10}"
 DC_DB="${BENCH_DC_DB:-onemember_dcbench_$MEMBERS}"
 RESULTS_DIR="${BENCH_RESULTS_DIR:-$ROOT/bench-results}"
 LOCK_WAIT="${BENCH_LOCK_WAIT:-1200}"
@@ -82,6 +99,8 @@ int_in BENCH_DC_WARMUPS "$WARMUPS" 0 1000000
 int_in BENCH_DC_SQL_RUNS "$SQL_RUNS" 1 100000
 int_in BENCH_DC_SQL_WARMUPS "$SQL_WARMUPS" 0 100000
 int_in BENCH_DC_BUILDS "$BUILDS" 1 1000
+int_in BENCH_DC_DASH_RUNS "$DASH_RUNS" 1 1000000
+int_in BENCH_DC_DASH_SQL_RUNS "$DASH_SQL_RUNS" 1 1000000
 int_in BENCH_LOCK_WAIT "$LOCK_WAIT" 0 7200
 [[ "$DC_DB" =~ ^[a-z_][a-z0-9_]*$ ]] || die "BENCH_DC_DB must be a plain lower-case identifier"
 
@@ -123,7 +142,8 @@ mkdir -p "$RESULTS_DIR"
 REPORT="$RESULTS_DIR/datacenter-$TS.md"
 REPORT="${REPORT#"$ROOT"/}"
 args=(-members "$MEMBERS" -orders "$ORDERS" -database "$DC_DB" -evals "$EVALS" -warmups "$WARMUPS"
-	-sql-runs "$SQL_RUNS" -sql-warmups "$SQL_WARMUPS" -builds "$BUILDS" -out "$REPORT" -command "$COMMAND")
+	-sql-runs "$SQL_RUNS" -sql-warmups "$SQL_WARMUPS" -builds "$BUILDS" -dash-runs "$DASH_RUNS" -dash-sql-runs "$DASH_SQL_RUNS"
+	-out "$REPORT" -command "$COMMAND")
 if [[ "$FRESH" == 1 ]]; then args+=(-fresh); fi
 log "running dcbench ${args[*]}"
 "$DCBENCH" "${args[@]}" 8>&- || die "dcbench failed"

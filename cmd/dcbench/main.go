@@ -5,13 +5,15 @@
 //
 //	dcbench [-members 1000000] [-orders 10000000] [-fresh] [-out FILE] [-db URL] [-database NAME]
 //	        [-evals 500] [-warmups 10] [-sql-runs 20] [-sql-warmups 2] [-builds 3]
+//	        [-dash-runs 200] [-dash-sql-runs 10]
 //
 // The data lives in onemember_dcbench_<members> (or -database) and is reused by
 // later runs of the same scale; -fresh regenerates it. -out defaults to
 // bench-results/datacenter-<UTC timestamp>.md; "-out -" writes no file.
 // Progress goes to stderr. The exit status is 1 when the run fails,
-// including when the SQL statement and the engine disagree; targets
-// missed are reported, not failures.
+// including when the SQL statement and the engine disagree, or SQL over
+// the raw orders and the dashboards' aggregates; targets missed are
+// reported, not failures.
 package main
 
 import (
@@ -54,6 +56,8 @@ func run(ctx context.Context, args []string) error {
 	sqlRuns := fs.Int("sql-runs", dcbench.DefaultSQLRuns, "measured runs of each SQL statement")
 	sqlWarmups := fs.Int("sql-warmups", dcbench.DefaultSQLWarmups, "unmeasured runs of each SQL statement first")
 	builds := fs.Int("builds", dcbench.DefaultIndexBuilds, "timed full rebuilds of the bitmap indexes")
+	dashRuns := fs.Int("dash-runs", dcbench.DefaultDashboardRuns, "measured SalesOverview and store report runs (a quarter as many MemberStats and ChannelStats)")
+	dashSQLRuns := fs.Int("dash-sql-runs", dcbench.DefaultDashboardSQLRuns, "runs of the overview as SQL over the raw orders, each checked")
 	command := fs.String("command", "", "how the run was started, for the report (default: this command line)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -73,7 +77,7 @@ func run(ctx context.Context, args []string) error {
 		AdminURL: *dbURL, Database: *dbName,
 		Scale: dcbench.Scale{Members: *members, Orders: *orders}, Fresh: *fresh,
 		Evaluations: *evals, Warmups: *warmups, SQLRuns: *sqlRuns, SQLWarmups: *sqlWarmups,
-		IndexBuilds: *builds, Log: log,
+		IndexBuilds: *builds, DashboardRuns: *dashRuns, DashboardSQLRuns: *dashSQLRuns, Log: log,
 	})
 	if err != nil {
 		return err

@@ -596,6 +596,18 @@ type SetPayPasswordInput struct {
 	Password string `json:"password"`
 }
 
+type SetStoreTargetInput struct {
+	StoreCode string `json:"storeCode"`
+	// YYYY-MM in the business zone
+	Month string `json:"month"`
+	// 0 clears the target
+	Revenue int64 `json:"revenue"`
+}
+
+type SetStoreTargetPayload struct {
+	Ok bool `json:"ok"`
+}
+
 type StoredValuePaymentInput struct {
 	Member         *MemberRefInput `json:"member"`
 	Amount         int64           `json:"amount"`

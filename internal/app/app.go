@@ -32,6 +32,7 @@ import (
 	"github.com/onemember/onemember/internal/auth/signedcode"
 	"github.com/onemember/onemember/internal/auth/token"
 	"github.com/onemember/onemember/internal/behavior"
+	"github.com/onemember/onemember/internal/campaign"
 	"github.com/onemember/onemember/internal/coupon"
 	"github.com/onemember/onemember/internal/dashboard"
 	"github.com/onemember/onemember/internal/eventbus"
@@ -89,13 +90,14 @@ type App struct {
 	Audiences *audience.Service
 	Analytics *analytics.Service
 	Jobs      *jobqueue.Queue
-	// Predictions fits BG/NBD and Gamma-Gamma on purchase histories and
-	// Dashboard keeps the sales aggregates current (issue 8; neither is
-	// exposed in the API yet).
+	// Predictions fits BG/NBD and Gamma-Gamma on purchase histories;
+	// Dashboard keeps the sales aggregates and the live sales feed.
 	Predictions *prediction.Service
 	Dashboard   *dashboard.Service
-	Zone        *time.Location
-	auth        *auth.Authenticator
+	// Campaigns runs event-triggered marketing.
+	Campaigns *campaign.Service
+	Zone      *time.Location
+	auth      *auth.Authenticator
 }
 
 // Options adjust wiring for tests.
@@ -138,7 +140,14 @@ func build(cfg *config.Config, log *slog.Logger, db *sql.DB, opts Options) (*App
 		now = time.Now
 	}
 	counter := &database.StatementCounter{}
-	client := ent.NewClient(ent.Driver(database.Counting(entsql.OpenDB(dialect.Postgres, db), counter)))
+	var drv dialect.Driver = entsql.OpenDB(dialect.Postgres, db)
+	if !cfg.DBUnprepared {
+		var err error
+		if drv, err = database.Prepared(entsql.OpenDB(dialect.Postgres, db), db, 0); err != nil {
+			return nil, err
+		}
+	}
+	client := ent.NewClient(ent.Driver(database.Counting(drv, counter)))
 	tokens, err := token.NewIssuer(cfg.Keys.JWT, "onemember", cfg.AccessTokenTTL, now)
 	if err != nil {
 		return nil, fmt.Errorf("token issuer: %w", err)
@@ -195,11 +204,17 @@ func build(cfg *config.Config, log *slog.Logger, db *sql.DB, opts Options) (*App
 	queue.Register(enum.JobRefreshAudience, audiences.RefreshHandler())
 	queue.Register(enum.JobRefreshTag, audiences.RefreshTagHandler())
 	queue.Register(enum.JobComputeRfm, an.ComputeRfmHandler())
+	campaigns := campaign.New(campaign.Deps{
+		DB: client, SQL: db, Audiences: audiences, Coupons: coupons, Ledger: ledgers,
+		Messenger: messenger(cfg, log, client, protector), Jobs: queue, PII: protector,
+		Zone: zone, Now: now, Log: log.With("component", "campaigns"),
+	})
+	queue.Register(enum.JobRunCampaign, campaigns.RunHandler())
 	return &App{
 		Behavior:  behavior.New(client, db, zone, now, behavior.Options{}),
-		Audiences: audiences, Analytics: an, Jobs: queue,
+		Audiences: audiences, Analytics: an, Jobs: queue, Campaigns: campaigns,
 		Predictions: prediction.New(client, db, zone, now, log.With("component", "predictions")),
-		Dashboard:   dashboard.New(client, db, zone, now),
+		Dashboard:   dashboard.New(client, db, zone, now, dashboard.WithMembers(audiences)),
 		Config:      cfg, Log: log, SQL: db, DB: client, Metrics: obs.NewMetrics(db, counter.Total),
 		Statements: counter,
 		Sessions:   sessions, Accounts: accounts, Identity: ident, Ledger: ledgers, Tiers: tiers,
@@ -244,6 +259,21 @@ func senders(cfg *config.Config, log *slog.Logger, opts Options) (identity.WeCha
 	return wechat, sms, nil
 }
 
+// messenger sends campaigns' SMS and e-mail: through the gateway in
+// production once configured, to the log otherwise.
+func messenger(cfg *config.Config, log *slog.Logger, db *ent.Client, protector *pii.Protector) campaign.Messenger {
+	if !cfg.IsProduction() || cfg.CampaignMessageURL == "" {
+		return campaign.LogMessenger{Log: log}
+	}
+	return campaign.WebhookMessenger{URL: cfg.CampaignMessageURL, Phone: func(ctx context.Context, id int) (string, error) {
+		m, err := db.Member.Get(ctx, id)
+		if err != nil || len(m.PhoneEnc) == 0 {
+			return "", err
+		}
+		return protector.Decrypt(m.PhoneEnc, "member.phone")
+	}}
+}
+
 // notifiers are the push channels: both log in development; in production
 // each runs once configured (README, Configuration).
 func notifiers(cfg *config.Config, log *slog.Logger) []push.Notifier {
@@ -273,6 +303,7 @@ func (a *App) Handler() http.Handler {
 		MemberService: a.Members, Ledger: a.Ledger, TierService: a.Tiers, Orders: a.Orders, Membership: a.Membership,
 		Programme: a.Programme, Coupons: a.Coupons, Marketing: a.Marketing, Bus: a.Bus, Zone: a.Zone,
 		Behavior: a.Behavior, AudienceService: a.Audiences, Analytics: a.Analytics, Jobs: a.Jobs,
+		Dashboard: a.Dashboard, Predictions: a.Predictions, CampaignService: a.Campaigns,
 	})
 	gql := gqlhttp.New(schema, gqlhttp.Options{
 		Introspection:    !a.Config.IsProduction(),
@@ -387,8 +418,9 @@ func (a *App) Background(ctx context.Context) {
 }
 
 // RunStreams runs what requests depend on, until ctx ends: the event bus,
-// this replica's audience indexes (built, then kept current) and the
-// durable job workers. Tests run these without the periodic maintenance.
+// this replica's audience indexes (built, then kept current), the live
+// sales feed, the campaign runner and the durable job workers. Tests run
+// these without the periodic maintenance.
 func (a *App) RunStreams(ctx context.Context) {
 	var wg sync.WaitGroup
 	run := func(name string, fn func(context.Context) error) {
@@ -400,6 +432,10 @@ func (a *App) RunStreams(ctx context.Context) {
 	}
 	run("event bus", a.Bus.Run)
 	run("audience index", a.Audiences.Index().Run)
+	run("live sales", func(ctx context.Context) error {
+		return a.Dashboard.RunLive(ctx, a.Log.With("component", "live-sales"))
+	})
+	run("campaign runner", func(ctx context.Context) error { return a.Campaigns.Run(events.WithWaker(ctx, a.Bus)) })
 	run("job workers", func(ctx context.Context) error {
 		a.Jobs.Run(events.WithWaker(ctx, a.Bus))
 		return nil

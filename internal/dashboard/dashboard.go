@@ -1,19 +1,31 @@
 // Package dashboard owns the operating dashboards' figures (经营数据看板):
 // sales by channel, business unit and day, top products, store monthly
-// reports against their targets, and the cross-BU points settlement.
+// reports against their targets, members by registration channel
+// (ChannelStats), today's live sales (LiveSales) and the cross-BU points
+// settlement. The membership dashboard (member totals and distributions)
+// is audience.Service.MemberStats, over the audience index.
 //
-// The sales figures answer from pre-aggregated tables (migration
-// 20261123021000_sales_aggregates), never from raw orders at request time:
+// The sales figures answer from pre-aggregated tables (migrations
+// 20261123021000_sales_aggregates and 20261123120000_dashboard_first_orders),
+// never from raw orders at request time:
 //
 //   - sales_daily: per business day, store and channel, the revenue net of
 //     refunds, the paid members' part of it, the orders that count and a
 //     roaring bitmap of their buyers;
 //   - product_daily: the same per business day, store and SKU;
 //   - store_member_months: per store, business month and member, the orders
-//     that count and whether it is the member's first month at the store.
+//     that count and whether it is the member's first month at the store,
+//     and store_months, its counts per store and month;
+//   - member_first_orders and first_order_days: each member's first order
+//     that counts (its business day), and per day a bitmap of the members
+//     whose first it was;
+//   - sales_days: a version per day, changed with any of the day's
+//     sales_daily rows, by which each replica keeps the days it has read
+//     in memory (SalesOverview, ChannelStats).
 //
 // Refresh keeps them current from sales_changes, which triggers on orders
-// fill (see Refresh for the freshness bound); Rebuild recomputes them.
+// fill (see Run for the freshness bound); Rebuild recomputes them. Live
+// sales are the one exception: RunLive reads today's orders (see there).
 //
 // Definitions, the same everywhere:
 //
@@ -43,6 +55,7 @@ package dashboard
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"math"
 	"time"
@@ -50,6 +63,7 @@ import (
 	"github.com/RoaringBitmap/roaring/v2"
 
 	"github.com/onemember/onemember/ent"
+	"github.com/onemember/onemember/ent/schema/enum"
 	"github.com/onemember/onemember/internal/audience"
 	"github.com/onemember/onemember/internal/platform/calendar"
 	"github.com/onemember/onemember/internal/platform/fault"
@@ -57,7 +71,11 @@ import (
 
 // Errors of the dashboards.
 var (
-	ErrStoreNotFound = fault.New(fault.NotFound, "store not found")
+	ErrStoreNotFound        = fault.New(fault.NotFound, "store not found")
+	ErrBusinessUnitNotFound = fault.New(fault.NotFound, "business unit not found")
+	// ErrNoMembers is a Service built without WithMembers asked for
+	// figures keyed by the membership.
+	ErrNoMembers = errors.New("dashboard: no membership index configured (WithMembers)")
 )
 
 // Limits on what one request may ask.
@@ -70,19 +88,38 @@ const (
 
 // Service answers the dashboards and keeps their aggregates current.
 type Service struct {
-	db   *ent.Client
-	sql  *sql.DB
-	zone *time.Location
-	now  func() time.Time
+	db      *ent.Client
+	sql     *sql.DB
+	zone    *time.Location
+	now     func() time.Time
+	members Members
+	live    *liveHub
+	days    *dayCache
 }
+
+// Members is the live membership by registration channel
+// (audience.Service, from its in-memory index).
+type Members interface {
+	ByRegistrationChannel(ctx context.Context, from, to calendar.Date) (map[enum.Channel]audience.ChannelMembers, error)
+}
+
+// Option configures a Service.
+type Option func(*Service)
+
+// WithMembers gives ChannelStats the membership it keys its figures by.
+func WithMembers(m Members) Option { return func(s *Service) { s.members = m } }
 
 // New returns a Service over db (entities) and sqlDB (the aggregate
 // tables); zone is the business time zone the days are cut in.
-func New(db *ent.Client, sqlDB *sql.DB, zone *time.Location, now func() time.Time) *Service {
+func New(db *ent.Client, sqlDB *sql.DB, zone *time.Location, now func() time.Time, opts ...Option) *Service {
 	if now == nil {
 		now = time.Now
 	}
-	return &Service{db: db, sql: sqlDB, zone: zone, now: now}
+	s := &Service{db: db, sql: sqlDB, zone: zone, now: now, live: newLiveHub(), days: newDayCache()}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
 }
 
 // Breakdown is one slice of a total: a channel or a business unit (its

@@ -63,8 +63,9 @@ type key struct {
 // pair is a store_member_months key without its month.
 type pair struct{ store, member int64 }
 
-// Refresh recomputes the aggregates of the (day, store, channel) keys and
-// (store, member) pairs that orders committed since the last pass touched,
+// Refresh recomputes the aggregates of the (day, store, channel) keys,
+// (store, member) pairs and members that orders committed since the last
+// pass touched,
 // and returns how many keys it recomputed. Without a cursor (first start)
 // or when the business zone changed, it rebuilds everything instead.
 //
@@ -92,6 +93,9 @@ func (s *Service) Refresh(ctx context.Context) (int64, error) {
 			return fmt.Errorf("beginning refresh: %w", err)
 		}
 		defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
+		if err := noJIT(ctx, tx); err != nil {
+			return err
+		}
 		var horizon, zone string
 		err = tx.QueryRowContext(ctx, `SELECT horizon, zone FROM sales_aggregate_cursor WHERE id = 1`).Scan(&horizon, &zone)
 		if errors.Is(err, sql.ErrNoRows) || (err == nil && zone != s.zone.String()) {
@@ -116,6 +120,13 @@ func (s *Service) Refresh(ctx context.Context) (int64, error) {
 		}
 		if len(pairs) > 0 {
 			if err := s.recomputeMembers(ctx, tx, pairs); err != nil {
+				return err
+			}
+			members := make([]int64, 0, len(pairs))
+			for _, p := range pairs {
+				members = append(members, p.member)
+			}
+			if err := s.recomputeFirsts(ctx, tx, members); err != nil {
 				return err
 			}
 		}
@@ -158,12 +169,23 @@ func (s *Service) Rebuild(ctx context.Context) error {
 		if err := tx.QueryRowContext(ctx, `SELECT pg_snapshot_xmin(pg_current_snapshot())::text`).Scan(&horizon); err != nil {
 			return fmt.Errorf("reading horizon: %w", err)
 		}
+		if err := noJIT(ctx, tx); err != nil {
+			return err
+		}
+		// A month's sorts (buyers by day, store and channel or SKU) fit in
+		// memory instead of spilling; caching the lines of orders that are
+		// each read once (Memoize) would only fill that memory.
+		for _, set := range []string{`SET LOCAL work_mem = '64MB'`, `SET LOCAL enable_memoize = off`} {
+			if _, err := tx.ExecContext(ctx, set); err != nil {
+				return fmt.Errorf("sizing the rebuild (%s): %w", set, err)
+			}
+		}
 		var first, last sql.NullString
 		if err := tx.QueryRowContext(ctx, `SELECT (min(paid_at) AT TIME ZONE $1)::date::text, (max(paid_at) AT TIME ZONE $1)::date::text FROM orders`,
 			s.zone.String()).Scan(&first, &last); err != nil {
 			return fmt.Errorf("reading the orders' span: %w", err)
 		}
-		for _, t := range []string{"sales_daily", "product_daily", "store_member_months"} {
+		for _, t := range []string{"sales_daily", "product_daily", "store_member_months", "store_months", "sales_days"} {
 			if _, err := tx.ExecContext(ctx, `DELETE FROM `+t); err != nil {
 				return fmt.Errorf("clearing %s: %w", t, err)
 			}
@@ -196,6 +218,9 @@ func (s *Service) Rebuild(ctx context.Context) error {
 				return err
 			}
 		}
+		if err := s.recomputeFirsts(ctx, tx, nil); err != nil {
+			return err
+		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO sales_aggregate_cursor (id, horizon, zone, refreshed_at) VALUES (1, $1, $2, now())
 ON CONFLICT (id) DO UPDATE SET horizon = EXCLUDED.horizon, zone = EXCLUDED.zone, refreshed_at = EXCLUDED.refreshed_at`,
 			horizon, s.zone.String()); err != nil {
@@ -209,6 +234,17 @@ ON CONFLICT (id) DO UPDATE SET horizon = EXCLUDED.horizon, zone = EXCLUDED.zone,
 		}
 		return nil
 	})
+}
+
+// noJIT turns JIT compilation off for the rest of the transaction: the
+// recomputations' estimates (a correlated paid-member test per order)
+// put them over jit_above_cost, and compiling takes some 400 ms a
+// statement, far more than the statements of a pass take to run.
+func noJIT(ctx context.Context, tx *sql.Tx) error {
+	if _, err := tx.ExecContext(ctx, `SET LOCAL jit = off`); err != nil {
+		return fmt.Errorf("turning JIT off: %w", err)
+	}
+	return nil
 }
 
 // locked runs fn on one connection holding the refresher's advisory lock
@@ -272,6 +308,11 @@ FROM (SELECT NULL::date AS day, NULL::bigint AS store_id, NULL::text AS channel,
 // ($3 stores, $4 channels, $5 days); perStore widens the key filter to
 // every channel of a (day, store), as product_daily has no channel ($3
 // stores, $4 days).
+//
+// Each day's orders are one range of the orders.paid_at index, read in a
+// LATERAL subquery that OFFSET 0 keeps from being flattened: the planner
+// cannot estimate a range computed from an array element, and left free
+// it joins the days against every order (a scan of all of them per pass).
 func source(withKeys, perStore bool) string {
 	filter := ""
 	switch {
@@ -286,7 +327,9 @@ func source(withKeys, perStore bool) string {
          EXISTS (SELECT 1 FROM paid_memberships pm JOIN paid_membership_purchases pp ON pp.membership_id = pm.id
                  WHERE pm.member_id = o.member_id AND pp.period_start <= o.paid_at AND o.paid_at < pp.period_end) AS paid_member
   FROM (SELECT DISTINCT unnest($2::date[]) AS day) d
-  JOIN orders o ON o.paid_at >= (d.day::timestamp AT TIME ZONE $1) AND o.paid_at < ((d.day + 1)::timestamp AT TIME ZONE $1)
+  CROSS JOIN LATERAL (SELECT * FROM orders o
+                      WHERE o.paid_at >= (d.day::timestamp AT TIME ZONE $1) AND o.paid_at < ((d.day + 1)::timestamp AT TIME ZONE $1)
+                      OFFSET 0) o
   ` + filter + `)`
 }
 
@@ -306,7 +349,16 @@ func (s *Service) recompute(ctx context.Context, q querier, days []string, keys 
 	if err := s.recomputeSales(ctx, q, sales, keys != nil); err != nil {
 		return err
 	}
-	return s.recomputeProducts(ctx, q, products, keys != nil)
+	if err := s.recomputeProducts(ctx, q, products, keys != nil); err != nil {
+		return err
+	}
+	// New versions tell every replica's day cache to read the days again.
+	if _, err := q.ExecContext(ctx, `INSERT INTO sales_days (day, version)
+SELECT DISTINCT d, pg_current_xact_id()::text::bigint FROM unnest($1::date[]) AS d
+ON CONFLICT (day) DO UPDATE SET version = EXCLUDED.version`, pq.Array(days)); err != nil {
+		return fmt.Errorf("versioning days: %w", err)
+	}
+	return nil
 }
 
 // bitmapOf serializes the ordinals of members.
@@ -376,9 +428,10 @@ ON CONFLICT (day, store_id, channel) DO UPDATE SET business_unit_id = EXCLUDED.b
 
 func (s *Service) recomputeProducts(ctx context.Context, q querier, args []any, withKeys bool) error {
 	query := `WITH ` + source(withKeys, true) + `,
-l AS (SELECT src.*, i.sku, i.name, i.category, i.quantity, i.amount AS line,
-             (sum(i.amount) OVER (PARTITION BY i.order_id))::bigint AS lines
-      FROM src JOIN order_items i ON i.order_id = src.id),
+l AS (SELECT src.*, i.sku, i.name, i.category, i.quantity, i.line, i.lines
+      FROM src CROSS JOIN LATERAL (
+        SELECT sku, name, category, quantity, amount AS line, (sum(amount) OVER ())::bigint AS lines
+        FROM order_items WHERE order_id = src.id) i),
 v AS (SELECT l.*, CASE WHEN lines > 0 THEN line * net / lines ELSE 0 END AS rev FROM l)
 SELECT day::text, store_id, sku, max(name), max(category), sum(rev)::bigint,
        coalesce(sum(quantity) FILTER (WHERE counts), 0)::bigint,
@@ -430,8 +483,14 @@ ON CONFLICT (day, store_id, sku) DO UPDATE SET name = EXCLUDED.name, category = 
 
 // recomputeMembers rewrites store_member_months for the pairs (every pair
 // when nil): all months of a (store, member), since a late order can move
-// the member's first month.
+// the member's first month. store_months follows: rebuilt from it, or,
+// for pairs, moved by what the rows taken out and put back count.
 func (s *Service) recomputeMembers(ctx context.Context, q querier, pairs []pair) error {
+	const counts = `SELECT store_id, month, %[1]scount(*), %[1]scount(*) FILTER (WHERE first), %[1]scount(*) FILTER (WHERE orders >= 2)
+FROM %[2]s GROUP BY store_id, month`
+	const addCounts = `INSERT INTO store_months (store_id, month, buyers, new_members, repeat) ` + counts + `
+ON CONFLICT (store_id, month) DO UPDATE SET buyers = store_months.buyers + EXCLUDED.buyers,
+  new_members = store_months.new_members + EXCLUDED.new_members, repeat = store_months.repeat + EXCLUDED.repeat`
 	from, args := `orders o`, []any{s.zone.String()}
 	if pairs != nil {
 		stores, members := make([]int64, len(pairs)), make([]int64, len(pairs))
@@ -439,20 +498,131 @@ func (s *Service) recomputeMembers(ctx context.Context, q querier, pairs []pair)
 			stores[i], members[i] = p.store, p.member
 		}
 		args = append(args, pq.Array(stores), pq.Array(members))
-		if _, err := q.ExecContext(ctx, `DELETE FROM store_member_months m USING unnest($1::bigint[], $2::bigint[]) AS p (store_id, member_id)
-WHERE m.store_id = p.store_id AND m.member_id = p.member_id`, args[1], args[2]); err != nil {
+		if _, err := q.ExecContext(ctx, `WITH gone AS (
+  DELETE FROM store_member_months m USING unnest($1::bigint[], $2::bigint[]) AS p (store_id, member_id)
+  WHERE m.store_id = p.store_id AND m.member_id = p.member_id RETURNING m.store_id, m.month, m.orders, m.first)
+`+fmt.Sprintf(addCounts, "-", "gone"), args[1], args[2]); err != nil {
 			return fmt.Errorf("clearing store buyers: %w", err)
 		}
 		from = `(SELECT DISTINCT * FROM unnest($2::bigint[], $3::bigint[]) AS p (store_id, member_id)) p
   JOIN orders o ON o.member_id = p.member_id AND o.store_id = p.store_id`
 	}
-	if _, err := q.ExecContext(ctx, `INSERT INTO store_member_months (store_id, month, member_id, orders, first)
+	insert := `INSERT INTO store_member_months (store_id, month, member_id, orders, first)
 SELECT store_id, month, member_id, n, month = min(month) OVER (PARTITION BY store_id, member_id)
 FROM (SELECT o.store_id, date_trunc('month', o.paid_at AT TIME ZONE $1)::date AS month, o.member_id, count(*) AS n
-      FROM `+from+`
+      FROM ` + from + `
       WHERE o.refunded_amount < o.amount
-      GROUP BY 1, 2, 3) x`, args...); err != nil {
+      GROUP BY 1, 2, 3) x`
+	if pairs != nil {
+		insert = `WITH added AS (` + insert + ` RETURNING store_id, month, orders, first)
+` + fmt.Sprintf(addCounts, "", "added")
+	}
+	if _, err := q.ExecContext(ctx, insert, args...); err != nil {
 		return fmt.Errorf("writing store buyers: %w", err)
+	}
+	if pairs == nil {
+		if _, err := q.ExecContext(ctx, `DELETE FROM store_months`); err != nil {
+			return fmt.Errorf("clearing store months: %w", err)
+		}
+		if _, err := q.ExecContext(ctx, `INSERT INTO store_months (store_id, month, buyers, new_members, repeat) `+
+			fmt.Sprintf(counts, "", "store_member_months")); err != nil {
+			return fmt.Errorf("writing store months: %w", err)
+		}
+	}
+	return nil
+}
+
+// recomputeFirsts rewrites member_first_orders for the members (every
+// member when nil) and the first_order_days bitmaps of the days that
+// gained or lost one of them. A member's first day comes from the orders
+// index (member_id, paid_at), so a pass costs a few index probes a member.
+func (s *Service) recomputeFirsts(ctx context.Context, q querier, members []int64) error {
+	var days []string
+	if members == nil {
+		for _, t := range []string{"member_first_orders", "first_order_days"} {
+			if _, err := q.ExecContext(ctx, `DELETE FROM `+t); err != nil {
+				return fmt.Errorf("clearing %s: %w", t, err)
+			}
+		}
+		if _, err := q.ExecContext(ctx, `INSERT INTO member_first_orders (member_id, day)
+SELECT member_id, (min(paid_at) AT TIME ZONE $1)::date FROM orders WHERE refunded_amount < amount GROUP BY member_id`,
+			s.zone.String()); err != nil {
+			return fmt.Errorf("writing first orders: %w", err)
+		}
+	} else {
+		// Every statement of one WITH sees the table as it was before it:
+		// old holds the days the changed members leave.
+		rows, err := q.QueryContext(ctx, `WITH m AS (SELECT DISTINCT unnest($2::bigint[]) AS member_id),
+f AS (SELECT m.member_id, (SELECT (min(o.paid_at) AT TIME ZONE $1)::date FROM orders o
+                          WHERE o.member_id = m.member_id AND o.refunded_amount < o.amount) AS day FROM m),
+old AS (SELECT x.member_id, x.day FROM member_first_orders x JOIN m ON m.member_id = x.member_id),
+gone AS (DELETE FROM member_first_orders x USING f WHERE x.member_id = f.member_id AND f.day IS NULL RETURNING x.member_id),
+up AS (INSERT INTO member_first_orders (member_id, day) SELECT member_id, day FROM f WHERE day IS NOT NULL
+       ON CONFLICT (member_id) DO UPDATE SET day = EXCLUDED.day WHERE member_first_orders.day <> EXCLUDED.day
+       RETURNING member_id, day)
+SELECT DISTINCT day::text FROM (
+  SELECT day FROM up
+  UNION ALL SELECT old.day FROM old WHERE old.member_id IN (SELECT member_id FROM up UNION ALL SELECT member_id FROM gone)) d`,
+			s.zone.String(), pq.Array(members))
+		if err != nil {
+			return fmt.Errorf("writing first orders: %w", err)
+		}
+		for rows.Next() {
+			var d string
+			if err := rows.Scan(&d); err != nil {
+				rows.Close()
+				return err
+			}
+			days = append(days, d)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if len(days) == 0 {
+			return nil
+		}
+		if _, err := q.ExecContext(ctx, `DELETE FROM first_order_days WHERE day = ANY($1::date[])`, pq.Array(days)); err != nil {
+			return fmt.Errorf("clearing first order days: %w", err)
+		}
+	}
+	query, args := `SELECT day::text, array_agg(member_id) FROM member_first_orders GROUP BY day`, []any{}
+	if members != nil {
+		query, args = `SELECT day::text, array_agg(member_id) FROM member_first_orders WHERE day = ANY($1::date[]) GROUP BY day`,
+			[]any{pq.Array(days)}
+	}
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return fmt.Errorf("reading first orders: %w", err)
+	}
+	var (
+		day    []string
+		bitmap [][]byte
+	)
+	for rows.Next() {
+		var d string
+		var ms pq.Int64Array
+		if err := rows.Scan(&d, &ms); err != nil {
+			rows.Close()
+			return err
+		}
+		bm, err := bitmapOf(ms)
+		if err != nil {
+			rows.Close()
+			return err
+		}
+		day, bitmap = append(day, d), append(bitmap, bm)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for i := 0; i < len(day); i += writeChunk {
+		j := min(i+writeChunk, len(day))
+		if _, err := q.ExecContext(ctx, `INSERT INTO first_order_days (day, members)
+SELECT * FROM unnest($1::date[], $2::bytea[])`, pq.Array(day[i:j]), pq.ByteaArray(bitmap[i:j])); err != nil {
+			return fmt.Errorf("writing first order days: %w", err)
+		}
 	}
 	return nil
 }

@@ -81,8 +81,8 @@ func (s *Service) store(ctx context.Context, code string) (*ent.Store, error) {
 
 // StoreMonthlyReport returns a store's month ('YYYY-MM' in the business
 // zone) from the aggregates, in one query: sales_daily for revenue and
-// orders, store_member_months for buyers, new members and repurchase, and
-// the target. Its top products are TopProducts(r.From, r.To, first,
+// orders, store_months (the counts of store_member_months) for buyers, new
+// members and repurchase, and the target. Its top products are TopProducts(r.From, r.To, first,
 // &r.Store.ID).
 func (s *Service) StoreMonthlyReport(ctx context.Context, storeCode, month string) (*StoreReport, error) {
 	var errs []error
@@ -106,9 +106,8 @@ func (s *Service) StoreMonthlyReport(ctx context.Context, storeCode, month strin
   (SELECT coalesce(sum(revenue), 0)::bigint FROM sales_daily WHERE store_id = $1 AND day BETWEEN $2::date AND $3::date),
   (SELECT coalesce(sum(orders), 0)::bigint FROM sales_daily WHERE store_id = $1 AND day BETWEEN $2::date AND $3::date),
   coalesce((SELECT revenue FROM store_targets WHERE store_id = $1 AND month = $4), 0),
-  m.buyers, m.new_members, m.repeat
-FROM (SELECT count(*) AS buyers, count(*) FILTER (WHERE first) AS new_members, count(*) FILTER (WHERE orders >= 2) AS repeat
-      FROM store_member_months WHERE store_id = $1 AND month = $2::date) m`,
+  coalesce(m.buyers, 0), coalesce(m.new_members, 0), coalesce(m.repeat, 0)
+FROM (SELECT 1) one LEFT JOIN store_months m ON m.store_id = $1 AND m.month = $2::date`,
 		st.ID, from.String(), to.String(), month).Scan(&r.Revenue, &r.Orders, &r.Target, &r.Buyers, &r.NewMembers, &repeat); err != nil {
 		return nil, fmt.Errorf("reading store month: %w", err)
 	}

@@ -23,8 +23,9 @@ import (
 
 // DataVersion is the version of what generate writes. Changing the
 // generator bumps it, so that data of an older generator is regenerated
-// instead of measured.
-const DataVersion = 1
+// instead of measured. Version 2 added order lines and paid memberships
+// (the dashboards phase).
+const DataVersion = 2
 
 // Bounds of a Scale.
 const (
@@ -74,7 +75,7 @@ type Dataset struct {
 	GeneratedAt  time.Time
 	GenerateTime time.Duration
 	// What the generator wrote.
-	ActiveMembers, Buyers, RefundedOrders, TagAssignments int64
+	ActiveMembers, Buyers, RefundedOrders, TagAssignments, OrderItems, PaidMembers int64
 	// SizeBytes is the database's size on disk.
 	SizeBytes int64
 	// Tags are the five tag ids, in the order of TagShares.
@@ -232,8 +233,10 @@ func reuse(ctx context.Context, ds *Dataset, log *slog.Logger) (bool, string, er
 
 func readMarker(ctx context.Context, db *sql.DB, ds *Dataset) error {
 	var secs float64
-	err := db.QueryRowContext(ctx, `SELECT generated_at, generate_seconds, active_members, buyers, refunded_orders, tag_assignments
-FROM dcbench_dataset`).Scan(&ds.GeneratedAt, &secs, &ds.ActiveMembers, &ds.Buyers, &ds.RefundedOrders, &ds.TagAssignments)
+	err := db.QueryRowContext(ctx, `SELECT generated_at, generate_seconds, active_members, buyers, refunded_orders, tag_assignments,
+  order_items, paid_members
+FROM dcbench_dataset`).Scan(&ds.GeneratedAt, &secs, &ds.ActiveMembers, &ds.Buyers, &ds.RefundedOrders, &ds.TagAssignments,
+		&ds.OrderItems, &ds.PaidMembers)
 	if err != nil {
 		return fmt.Errorf("reading the marker: %w", err)
 	}

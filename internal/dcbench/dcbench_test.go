@@ -89,7 +89,7 @@ func TestRun(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
 	opts := dcbench.Options{
 		Log: log, AdminURL: admin, Database: name, Scale: dcbench.Scale{Members: 3000, Orders: 20000},
-		Evaluations: 30, Warmups: 2, SQLRuns: 2, SQLWarmups: 1, IndexBuilds: 1,
+		Evaluations: 30, Warmups: 2, SQLRuns: 2, SQLWarmups: 1, IndexBuilds: 1, DashboardRuns: 12, DashboardSQLRuns: 3,
 	}
 	ds, err := dcbench.Prepare(ctx, dcbench.PrepareOptions{Log: log, AdminURL: admin, Database: name, Scale: opts.Scale})
 	if err != nil {
@@ -116,12 +116,26 @@ func TestRun(t *testing.T) {
 	if res.Rfm.Members == 0 || res.Rfm.Compute.Wall <= 0 || res.Rfm.Recompute.Wall <= 0 {
 		t.Errorf("RFM: %+v", res.Rfm)
 	}
+	d := res.Dashboards
+	if d.Overview.N != 12 || d.OverviewSQL.N != 3 || d.StoreReport.N != 12 || d.MemberStats.N != 3 || d.ChannelStats.N != 3 {
+		t.Errorf("dashboard runs: overview %d, SQL %d, store %d, members %d, channels %d",
+			d.Overview.N, d.OverviewSQL.N, d.StoreReport.N, d.MemberStats.N, d.ChannelStats.N)
+	}
+	// Every SQL overview, three store reports, the member and the channel
+	// stats were compared with the raw data.
+	if d.Checks != 3+3+1+1 {
+		t.Errorf("%d dashboard answers checked, want 8", d.Checks)
+	}
+	if d.SalesDailyRows == 0 || d.ProductDailyRows == 0 || d.FirstOrders == 0 || d.FitSummary.Members == 0 || d.Fit.Wall <= 0 {
+		t.Errorf("dashboards phase: %+v", d)
+	}
 
 	var report bytes.Buffer
 	if err := res.WriteReport(&report, "test"); err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"| previewAudience, engine p50 / p99 |", "| RFM compute / recompute, 3,000 members, 20,000 orders |",
+		"| SalesOverview, 90 days, p50 / p99 |", "| StoreMonthlyReport + TopProducts(5), p50 / p99 |", "| prediction fit and scoring",
 		"matched the engine on every one of their 6 runs", "EXPLAIN (ANALYZE, BUFFERS)", "Execution Time", "load average"} {
 		if !strings.Contains(report.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, report.String())
@@ -204,6 +218,7 @@ func checkData(t *testing.T, dsn string, sc dcbench.Scale) {
 	}
 	near("buyers", count(t, db, `SELECT count(DISTINCT member_id) FROM orders`), 0.70, 0.04)
 	near("ACTIVE", count(t, db, `SELECT count(*) FROM members WHERE status = 'ACTIVE'`), 0.96, 0.02)
+	near("paid members", count(t, db, `SELECT count(*) FROM paid_memberships`), 0.08*0.96, 0.02)
 	near("GOLD", count(t, db, `SELECT count(*) FROM members m JOIN tiers t ON t.id = m.tier_id WHERE t.code = 'GOLD'`), 0.20, 0.03)
 	near("untiered", count(t, db, `SELECT count(*) FROM members WHERE tier_id IS NULL`), 0.40, 0.03)
 	for i, share := range dcbench.TagShares {
@@ -215,8 +230,13 @@ func checkData(t *testing.T, dsn string, sc dcbench.Scale) {
 		"orders whose store is in another BU": `SELECT count(*) FROM orders o JOIN stores s ON s.id = o.store_id WHERE s.business_unit_id <> o.business_unit_id`,
 		"orders older than two years":         `SELECT count(*) FROM orders WHERE paid_at < now() - interval '731 days'`,
 		"refunds larger than the order":       `SELECT count(*) FROM orders WHERE refunded_amount > amount OR amount <= 0`,
-		"member changes (triggers fired)":     `SELECT count(*) FROM member_changes`,
-		"dropped indexes not rebuilt":         `SELECT 4 - count(*) FROM pg_indexes WHERE tablename = 'orders' AND indexname IN ('orders_pkey', 'order_channel_external_id', 'order_member_id_paid_at', 'order_paid_at')`,
+		"orders whose lines miss the amount": `SELECT count(*) FROM orders o WHERE o.amount IS DISTINCT FROM (SELECT sum(amount) FROM order_items i WHERE i.order_id = o.id)
+  OR (SELECT count(*) FROM order_items i WHERE i.order_id = o.id) NOT BETWEEN 1 AND 3`,
+		"lines without a quantity or product": `SELECT count(*) FROM order_items WHERE quantity NOT BETWEEN 1 AND 3 OR sku NOT LIKE 'DCB-SKU-%' OR amount <= 0`,
+		"paid memberships without purchases": `SELECT count(*) FROM paid_memberships pm WHERE (SELECT count(*) FROM paid_membership_purchases p WHERE p.membership_id = pm.id)
+  NOT BETWEEN 1 AND 3 OR pm.expires_at <> (SELECT max(period_end) FROM paid_membership_purchases p WHERE p.membership_id = pm.id)`,
+		"member changes (triggers fired)": `SELECT count(*) FROM member_changes`,
+		"dropped indexes not rebuilt":     `SELECT 4 - count(*) FROM pg_indexes WHERE tablename = 'orders' AND indexname IN ('orders_pkey', 'order_channel_external_id', 'order_member_id_paid_at', 'order_paid_at')`,
 	} {
 		if n := count(t, db, q); n != 0 {
 			t.Errorf("%s: %d", what, n)

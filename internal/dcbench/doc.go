@@ -1,7 +1,8 @@
 // Package dcbench is the data centre benchmark (docs/BENCHMARKS.md, "Data
 // centre"), run by cmd/dcbench and scripts/bench-datacenter.sh. It drives
-// internal/audience and internal/analytics in-process against a dedicated
-// database of the local cluster and measures:
+// internal/audience, internal/analytics, internal/dashboard and
+// internal/prediction in-process against a dedicated database of the local
+// cluster and measures:
 //
 //   - previewAudience of a five-operand rule (two tags ANY, a tier, an RFM
 //     segment, NOT a saved audience): the server-side evaluation time
@@ -11,7 +12,14 @@
 //     members: a benchmark must also prove it computes the same thing.
 //   - a full rebuild of the bitmap indexes (audience.Index.Build);
 //   - an RFM model's computation and recomputation over the orders
-//     (analytics.Service.ComputeRfm).
+//     (analytics.Service.ComputeRfm);
+//   - the dashboards: the sales aggregates rebuilt over every order
+//     (dashboard.Service.Rebuild); SalesOverview of 90-day windows (some
+//     of one business unit) next to the same overview as one SQL
+//     statement over the raw orders; StoreMonthlyReport with
+//     TopProducts(5); MemberStats and ChannelStats; and the prediction fit
+//     and scoring of every member (prediction.Service.FitAndScore). The run
+//     fails unless SQL over the raw orders gives the aggregates' figures.
 //
 // # Data
 //
@@ -23,7 +31,9 @@
 // five tags held by 10 to 30 % of the members; orders over the last two
 // years, skewed per member (about 30 % of the members have none, a few
 // have hundreds; a log-normal share of the total each), some refunded in
-// full or in part, stored in payment order. The load runs with
+// full or in part, stored in payment order, each with one to three lines
+// over a catalogue of 1,000 products; paid memberships (one to three
+// yearly purchases) for 8 % of the ACTIVE members. The load runs with
 // session_replication_role = replica, so that neither the member_changes
 // triggers nor the foreign-key checks fire row by row (the generator keeps
 // every reference valid itself); that setting needs a superuser, which the
@@ -36,7 +46,8 @@
 // regenerates it from an empty database.
 //
 // Each run then starts from the same state: the audiences, RFM models and
-// their results of earlier runs are truncated.
+// their results, the sales aggregates and the predictions of earlier runs
+// are truncated.
 //
 // Nothing here is used by the server.
 package dcbench

@@ -32,7 +32,17 @@ const (
 	storesPerUnit = 10
 	// rngSeed makes a generation repeatable (setseed, one backend).
 	rngSeed = 0.4242
+	// products is the size of the catalogue order lines draw from.
+	products = 1000
+	// paidShare of the ACTIVE members hold a paid membership.
+	paidShare = 0.08
+	// paidPrice is a year of the generated paid-membership plan, in fen.
+	paidPrice = 19900
 )
+
+// categories are the catalogue's product categories (a product's is
+// its number modulo their count).
+var categories = []string{"乳品", "烘焙", "生鲜", "粮油", "日用", "饮料", "零食", "服饰"}
 
 // regions are GB/T 2260 codes members come from, repeated to weight
 // them ("" is unknown).
@@ -118,7 +128,7 @@ func (g *generator) run(ctx context.Context) error {
 		return fmt.Errorf("seeding random(): %w", err)
 	}
 	var rebuild []string
-	for _, table := range []string{"members", "orders", "member_tags"} {
+	for _, table := range []string{"members", "orders", "member_tags", "order_items", "paid_memberships", "paid_membership_purchases"} {
 		defs, err := g.dropIndexes(ctx, table)
 		if err != nil {
 			return err
@@ -136,6 +146,12 @@ func (g *generator) run(ctx context.Context) error {
 	}
 	buyers, err := g.orders(ctx)
 	if err != nil {
+		return err
+	}
+	if err := g.orderItems(ctx); err != nil {
+		return err
+	}
+	if err := g.paidMemberships(ctx); err != nil {
 		return err
 	}
 	for _, def := range rebuild {
@@ -343,6 +359,59 @@ CROSS JOIN (SELECT array_agg(s.id ORDER BY s.id) AS ids, array_agg(s.business_un
 	return buyers, err
 }
 
+// orderItems gives every order one to three lines (uniform) that add up
+// to its amount exactly, as ingestion requires without a coupon: line k of
+// n is ⌊amount·k/n⌋ − ⌊amount·(k−1)/n⌋. A line's product is drawn from the
+// catalogue of products SKUs with a popularity skew (⌊products·u²⌋: the
+// first tenth of the catalogue sells about a third of the lines), its
+// quantity is 1 to 3 and its unit price the line amount over it, rounded
+// down.
+func (g *generator) orderItems(ctx context.Context) error {
+	if g.sc.Orders == 0 {
+		return nil
+	}
+	return g.step(ctx, "order items", `INSERT INTO order_items (sku, name, category, brand, quantity, unit_price, amount, order_id)
+SELECT 'DCB-SKU-' || lpad(l.p::text, 4, '0'), 'Product ' || l.p, ($2::text[])[1 + l.p % cardinality($2::text[])], '',
+  l.q, l.a / l.q, l.a, l.order_id
+FROM (
+  SELECT o.id AS order_id, (o.amount * k / o.n) - (o.amount * (k - 1) / o.n) AS a,
+    floor($1::int * random() ^ 2)::int AS p, 1 + floor(random() * 3)::int AS q
+  FROM (SELECT id, amount, 1 + floor(random() * 3)::bigint AS n FROM orders OFFSET 0) o
+  CROSS JOIN LATERAL generate_series(1::bigint, o.n) AS k
+  OFFSET 0
+) l
+ORDER BY l.order_id`, products, pq.Array(categories))
+}
+
+// paidMemberships gives paidShare of the ACTIVE members a paid membership
+// of one yearly plan, started uniformly over the last orderDays and
+// renewed for one to three consecutive years (one purchase a year): the
+// members' share of the sales follows from the purchased periods.
+func (g *generator) paidMemberships(ctx context.Context) error {
+	if err := g.step(ctx, "paid membership plan", `INSERT INTO paid_membership_plans (created_at, updated_at, code, name, period, price)
+VALUES ($1, $1, 'DCB-PLUS', 'Bench PLUS', 'YEAR', $2)`, g.now, paidPrice); err != nil {
+		return err
+	}
+	if err := g.step(ctx, "paid memberships", `INSERT INTO paid_memberships (created_at, updated_at, member_id, status, started_at, expires_at, auto_renew, plan_id)
+SELECT x.started, x.started, x.id, CASE WHEN x.expires > $1 THEN 'ACTIVE' ELSE 'EXPIRED' END, x.started, x.expires, false,
+  (SELECT id FROM paid_membership_plans WHERE code = 'DCB-PLUS')
+FROM (
+  SELECT r.id, r.started, r.started + make_interval(years => r.years) AS expires
+  FROM (SELECT m.id, $1::timestamptz - random() * make_interval(days => $2::int) AS started, 1 + floor(random() * 3)::int AS years, random() AS u
+        FROM members m WHERE m.status = 'ACTIVE' OFFSET 0) r
+  WHERE r.u < $3
+) x
+ORDER BY x.id`, g.now, orderDays, paidShare); err != nil {
+		return err
+	}
+	return g.step(ctx, "paid membership purchases", `INSERT INTO paid_membership_purchases (payment_ref, membership_id, amount, period_start, period_end, created_at)
+SELECT 'DCB-PAY-' || pm.id || '-' || k, pm.id, $1, pm.started_at + make_interval(years => k - 1), pm.started_at + make_interval(years => k),
+  pm.started_at + make_interval(years => k - 1)
+FROM paid_memberships pm
+CROSS JOIN LATERAL generate_series(1, round(extract(epoch FROM pm.expires_at - pm.started_at) / (365.25 * 86400))::int) AS k
+ORDER BY pm.id, k`, paidPrice)
+}
+
 // marker records what was generated; Prepare reuses the data only when
 // it matches.
 func (g *generator) marker(ctx context.Context, buyers int64) error {
@@ -355,14 +424,17 @@ func (g *generator) marker(ctx context.Context, buyers int64) error {
   active_members bigint NOT NULL,
   buyers bigint NOT NULL,
   refunded_orders bigint NOT NULL,
-  tag_assignments bigint NOT NULL
+  tag_assignments bigint NOT NULL,
+  order_items bigint NOT NULL,
+  paid_members bigint NOT NULL
 )`); err != nil {
 		return fmt.Errorf("creating the marker: %w", err)
 	}
 	return g.step(ctx, "marker", `INSERT INTO dcbench_dataset (members, orders, data_version, generated_at,
-  active_members, buyers, refunded_orders, tag_assignments)
+  active_members, buyers, refunded_orders, tag_assignments, order_items, paid_members)
 SELECT (SELECT count(*) FROM members), (SELECT count(*) FROM orders), $1, $2,
   (SELECT count(*) FROM members WHERE status = 'ACTIVE'), $3,
-  (SELECT count(*) FROM orders WHERE status = 'REFUNDED'), (SELECT count(*) FROM member_tags)`,
+  (SELECT count(*) FROM orders WHERE status = 'REFUNDED'), (SELECT count(*) FROM member_tags),
+  (SELECT count(*) FROM order_items), (SELECT count(*) FROM paid_memberships)`,
 		DataVersion, g.now, buyers)
 }

@@ -71,6 +71,7 @@ func (r *Result) WriteReport(w io.Writer, command string) error {
 		segs = append(segs, fmt.Sprintf("%s %s (%.1f %%)", s.Segment, commas(s.Members), 100*s.Share))
 	}
 	p("  - segments: %s\n", strings.Join(segs, ", "))
+	r.dashboardLines(b)
 	p("\nThe rule as SQL (count; the member ids select m.id … ORDER BY m.id):\n\n```sql\n%s\n```\n", r.CountSQL)
 	p("\n<details><summary>EXPLAIN (ANALYZE, BUFFERS) of the count</summary>\n\n```\n%s\n```\n</details>\n\n", r.Plan)
 	return b.Flush()
@@ -85,6 +86,7 @@ func (r *Result) WriteSummary(w io.Writer, report string) error {
 	fmt.Fprintf(b, "\n- data: %s\n- load average %s at the start, %s before the measurements, %s at the end; %d CPUs\n",
 		r.dataLine(), r.LoadStart, r.LoadBefore, r.LoadAfter, r.Machine.CPUs)
 	fmt.Fprintf(b, "- the rule selects %s members; SQL and engine agreed on every run\n", commas(int64(r.Size)))
+	fmt.Fprintf(b, "- dashboards: %d answers compared with SQL over the raw orders, all equal\n", r.Dashboards.Checks)
 	if report != "" {
 		fmt.Fprintf(b, "\nreport: %s (total %s)\n", report, secs(r.Finished.Sub(r.Started)))
 	}
@@ -101,10 +103,10 @@ func (r *Result) dataLine() string {
 	for i, s := range TagShares {
 		shares[i] = pct(s)
 	}
-	return fmt.Sprintf("database %s (%s, %s, generator version %d): %s members (%s ACTIVE; tiers none 40 %%, SILVER 30 %%, GOLD 20 %%, PLATINUM 10 %%), "+
-		"%s orders over two years from %s members (%s REFUNDED), %s tag assignments over 5 tags (%s), 3 business units, %d stores",
-		ds.Name, size(ds.SizeBytes), how, DataVersion, commas(int64(ds.Members)), commas(ds.ActiveMembers),
-		commas(int64(ds.Orders)), commas(ds.Buyers), commas(ds.RefundedOrders), commas(ds.TagAssignments),
+	return fmt.Sprintf("database %s (%s, %s, generator version %d): %s members (%s ACTIVE, %s with a paid membership; tiers none 40 %%, SILVER 30 %%, GOLD 20 %%, PLATINUM 10 %%), "+
+		"%s orders over two years from %s members (%s REFUNDED) with %s lines over %d products, %s tag assignments over 5 tags (%s), 3 business units, %d stores",
+		ds.Name, size(ds.SizeBytes), how, DataVersion, commas(int64(ds.Members)), commas(ds.ActiveMembers), commas(ds.PaidMembers),
+		commas(int64(ds.Orders)), commas(ds.Buyers), commas(ds.RefundedOrders), commas(ds.OrderItems), products, commas(ds.TagAssignments),
 		strings.Join(shares, " / "), 3*storesPerUnit)
 }
 
@@ -124,6 +126,49 @@ func (r *Result) table(b *bufio.Writer) {
 	p("| RFM compute / recompute, %s members, %s orders | %s / %s | ≤ %s | %s |\n",
 		commas(int64(ds.Members)), commas(int64(ds.Orders)), secs(r.Rfm.Compute.Wall), secs(r.Rfm.Recompute.Wall),
 		secs(TargetRfm), verdict(r.Rfm.Worst() <= TargetRfm))
+	d := r.Dashboards
+	p("| sales aggregates rebuild (dashboard.Rebuild), %s orders | %s | | |\n", commas(int64(ds.Orders)), secs(d.Rebuild.Wall))
+	p("| SalesOverview, %d days, p50 / p99 | %s / %s | p99 ≤ %s | %s |\n",
+		OverviewDays, ms(d.Overview.P50), ms(d.Overview.P99), ms(TargetOverviewP99), verdict(d.Overview.P99 <= TargetOverviewP99))
+	p("| same overview in SQL over the raw orders, p50 / p99 (ratio %.0f× / %.0f×) | %s / %s | | |\n",
+		d.RatioP50(), d.RatioP99(), ms(d.OverviewSQL.P50), ms(d.OverviewSQL.P99))
+	p("| StoreMonthlyReport + TopProducts(%d), p50 / p99 | %s / %s | p99 ≤ %s | %s |\n",
+		TopProducts, ms(d.StoreReport.P50), ms(d.StoreReport.P99), ms(TargetStoreReportP99), verdict(d.StoreReport.P99 <= TargetStoreReportP99))
+	p("| MemberStats, p50 / p99 | %s / %s | | |\n", ms(d.MemberStats.P50), ms(d.MemberStats.P99))
+	p("| ChannelStats, 30 / 90 days, p50 / p99 | %s / %s | | |\n", ms(d.ChannelStats.P50), ms(d.ChannelStats.P99))
+	p("| prediction fit and scoring (FitAndScore), %s members with a purchase | %s | ≤ %s | %s |\n",
+		commas(int64(d.FitSummary.Members)), secs(d.Fit.Wall), secs(TargetFit), verdict(d.Fit.Wall <= TargetFit))
+}
+
+// dashboardLines writes the details of the dashboards phase.
+func (r *Result) dashboardLines(b *bufio.Writer) {
+	p := func(format string, args ...any) { fmt.Fprintf(b, format, args...) }
+	d := r.Dashboards
+	p("- dashboards: orders paid %s to %s (business days); the aggregates rebuilt from every order in %s (this process %.2f cores, PostgreSQL %.2f, machine %.2f):"+
+		" %s sales_daily rows, %s product_daily rows, %s store_member_months rows, %s members' first orders\n",
+		d.FirstDay, d.LastDay, secs(d.Rebuild.Wall), d.Rebuild.Cores(d.Rebuild.Self), d.Rebuild.Cores(d.Rebuild.Postgres), d.Rebuild.MachineCores,
+		commas(d.SalesDailyRows), commas(d.ProductDailyRows), commas(d.StoreMemberMonthRows), commas(d.FirstOrders))
+	p("  - SalesOverview (dashboard.SalesOverview, in-process): %d windows of %d days ending up to 540 days before the last day, every third of one business unit:"+
+		" min %s, p50 %s, p99 %s, max %s, mean %s; CPU per call %s of this process and %s of PostgreSQL\n",
+		d.Overview.N, OverviewDays, ms(d.Overview.Min), ms(d.Overview.P50), ms(d.Overview.P99), ms(d.Overview.Max), ms(d.Overview.Mean),
+		perRun(d.OverviewCPU.Self, d.Overview.N), perRun(d.OverviewCPU.Postgres, d.Overview.N))
+	p("  - the same overview as one SQL statement over the raw orders (grouping sets: total, channel, business unit, day; the paid-member test per order),"+
+		" taking turns with blocks of the above: %d runs: min %s, p50 %s, p99 %s, max %s; PostgreSQL CPU per run %s;"+
+		" each answer equal to the aggregates' for its window\n",
+		d.OverviewSQL.N, ms(d.OverviewSQL.Min), ms(d.OverviewSQL.P50), ms(d.OverviewSQL.P99), ms(d.OverviewSQL.Max),
+		perRun(d.OverviewSQLCPU.Postgres, d.OverviewSQL.N))
+	p("  - StoreMonthlyReport and TopProducts(%d) of the same store and month, over %d stores and the last 12 months: %d runs: min %s, p50 %s, p99 %s, max %s;"+
+		" the first 3 equal to SQL over the raw orders and lines\n",
+		TopProducts, 3*storesPerUnit, d.StoreReport.N, ms(d.StoreReport.Min), ms(d.StoreReport.P50), ms(d.StoreReport.P99), ms(d.StoreReport.Max))
+	p("  - MemberStats (audience index): %d runs: p50 %s, p99 %s, max %s; totals and the gender and channel distributions equal to SQL\n",
+		d.MemberStats.N, ms(d.MemberStats.P50), ms(d.MemberStats.P99), ms(d.MemberStats.Max))
+	p("  - ChannelStats (buyer bitmaps of sales_daily and first_order_days, the index's channels): %d runs over 30- and 90-day windows: p50 %s, p99 %s, max %s;"+
+		" 90 days to the last day equal to one SQL statement over the raw orders and members, which took %s\n",
+		d.ChannelStats.N, ms(d.ChannelStats.P50), ms(d.ChannelStats.P99), ms(d.ChannelStats.Max), ms(d.ChannelSQL))
+	f := d.FitSummary
+	p("  - prediction.FitAndScore: %s (read %s, fit %s, write %s; this process %.2f cores, PostgreSQL %.2f): %s members scored, %s repeaters in the Gamma-Gamma fit\n",
+		secs(d.Fit.Wall), secs(f.Read), secs(f.Fit), secs(f.Write), d.Fit.Cores(d.Fit.Self), d.Fit.Cores(d.Fit.Postgres),
+		commas(int64(f.Members)), commas(int64(f.Repeaters)))
 }
 
 func pct(share float64) string { return strconv.Itoa(int(share*100+0.5)) + " %" }

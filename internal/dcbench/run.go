@@ -68,6 +68,11 @@ type Options struct {
 	SQLRuns, SQLWarmups int
 	// IndexBuilds is how many full rebuilds of the bitmap indexes to time.
 	IndexBuilds int
+	// DashboardRuns of SalesOverview and of the store report (a quarter
+	// as many of MemberStats and ChannelStats), after Warmups unmeasured
+	// ones; DashboardSQLRuns of the overview as SQL over the raw orders,
+	// each compared with the aggregates' answer.
+	DashboardRuns, DashboardSQLRuns int
 	// Zone is the business zone (default Asia/Shanghai).
 	Zone *time.Location
 	Log  *slog.Logger
@@ -84,6 +89,8 @@ func (o *Options) defaults() error {
 	set(&o.SQLRuns, DefaultSQLRuns)
 	set(&o.SQLWarmups, DefaultSQLWarmups)
 	set(&o.IndexBuilds, DefaultIndexBuilds)
+	set(&o.DashboardRuns, DefaultDashboardRuns)
+	set(&o.DashboardSQLRuns, DefaultDashboardSQLRuns)
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
@@ -99,7 +106,8 @@ func (o *Options) defaults() error {
 		name   string
 		v, min int
 	}{{"evaluations", o.Evaluations, 1}, {"warm-ups", o.Warmups, 0}, {"SQL runs", o.SQLRuns, 1},
-		{"SQL warm-ups", o.SQLWarmups, 0}, {"index builds", o.IndexBuilds, 1}} {
+		{"SQL warm-ups", o.SQLWarmups, 0}, {"index builds", o.IndexBuilds, 1},
+		{"dashboard runs", o.DashboardRuns, 1}, {"dashboard SQL runs", o.DashboardSQLRuns, 1}} {
 		if c.v < c.min || c.v > 1_000_000 {
 			errs = append(errs, fmt.Errorf("%s must be between %d and 1000000, got %d", c.name, c.min, c.v))
 		}
@@ -184,6 +192,8 @@ type Result struct {
 	SQLCountCPU, SQLIDsCPU CPU
 	// Plan is EXPLAIN (ANALYZE, BUFFERS) of the count statement.
 	Plan string
+	// Dashboards is the dashboards phase.
+	Dashboards Dashboards
 }
 
 // RatioP50 is the SQL count's p50 over the engine's.
@@ -199,8 +209,9 @@ func ratio(a, b time.Duration) float64 {
 	return float64(a) / float64(b)
 }
 
-// Run prepares the data (Prepare) and measures the three phases; it
-// returns ErrMismatch when the SQL side disagrees with the engine.
+// Run prepares the data (Prepare) and measures the four phases; it
+// returns ErrMismatch when the SQL side disagrees with the engine or the
+// dashboards' aggregates.
 func Run(ctx context.Context, o Options) (*Result, error) {
 	if err := o.defaults(); err != nil {
 		return nil, err
@@ -221,7 +232,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	// Every run starts from the data alone.
-	for _, q := range []string{`TRUNCATE rfm_results`, `DELETE FROM rfm_models`, `DELETE FROM audiences`, `TRUNCATE member_changes`} {
+	for _, q := range []string{`TRUNCATE rfm_results`, `DELETE FROM rfm_models`, `DELETE FROM audiences`, `TRUNCATE member_changes`,
+		`TRUNCATE sales_daily, product_daily, store_member_months, member_first_orders, first_order_days, sales_changes`,
+		`DELETE FROM sales_aggregate_cursor`, `TRUNCATE member_predictions, prediction_models`} {
 		if _, err := db.ExecContext(ctx, q); err != nil {
 			return nil, fmt.Errorf("clearing earlier runs (%s): %w", q, err)
 		}
@@ -262,6 +275,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	res.RuleJSON = string(raw)
 	if err := res.preview(ctx, svc, db); err != nil {
+		return nil, err
+	}
+	if err := res.dashboards(ctx, client, db, svc); err != nil {
 		return nil, err
 	}
 	res.LoadAfter = loadAverage()

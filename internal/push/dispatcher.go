@@ -244,6 +244,9 @@ func (d *Dispatcher) planRows(ctx context.Context, tx *sql.Tx, evs []event, stat
 		for _, ch := range d.channels {
 			reason := common
 			if reason == "" {
+				reason = decideChannel(ev.Type, ev.Payload, ch)
+			}
+			if reason == "" {
 				switch ch {
 				case enum.PushWeChatSubscribe:
 					switch {
@@ -486,7 +489,11 @@ func (d *Dispatcher) attempt(ctx, txCtx context.Context, tx *ent.Tx, r *ent.Push
 	if ev.ID == 0 {
 		return outcome{status: pushdelivery.StatusFAILED, lastError: "event not found"}, nil
 	}
-	if reason := decide(ev.Type, ev.Payload); reason != "" {
+	reason := decide(ev.Type, ev.Payload)
+	if reason == "" {
+		reason = decideChannel(ev.Type, ev.Payload, r.Channel)
+	}
+	if reason != "" {
 		return outcome{status: pushdelivery.StatusSKIPPED, lastError: reason}, nil
 	}
 	targets, stop, err := d.targets(txCtx, tx, r)
@@ -614,10 +621,13 @@ func (d *Dispatcher) targets(ctx context.Context, tx *ent.Tx, r *ent.PushDeliver
 	return nil, skipped("channel " + string(r.Channel) + " has no notifier"), nil
 }
 
-// lookupRefs reads the names an event's message shows.
+// lookupRefs reads the names an event's message shows. A campaign's
+// MESSAGE needs none: its payload holds the text as rendered for the
+// member when the campaign reached them.
 func lookupRefs(ctx context.Context, tx *ent.Tx, ev event) (refs, error) {
 	var r refs
 	switch ev.Type {
+	case memberevent.TypeMESSAGE:
 	case memberevent.TypeTIER_CHANGED:
 		id, _ := ev.Payload.int("toTierId")
 		t, err := tx.Tier.Get(ctx, int(id))

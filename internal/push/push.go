@@ -24,6 +24,10 @@
 //   - STORED_VALUE_CHANGED: every movement; a balance change is a
 //     transactional notice the member must not miss.
 //   - COUPON_ISSUED and COUPON_EXPIRING: always.
+//   - MESSAGE (a campaign's message, internal/campaign): only through the
+//     channel its payload names (WECHAT_SUBSCRIBE or APP_PUSH), with the
+//     payload's title and body; IN_APP, SMS and EMAIL messages are never
+//     pushed here.
 //
 // Events of MERGED or ERASED members, and events older than Options.MaxAge
 // when planned (a first deployment's backlog, a long outage), are SKIPPED.

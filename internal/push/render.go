@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/onemember/onemember/ent/memberevent"
+	"github.com/onemember/onemember/ent/schema/enum"
 )
 
 // event is a member event as the dispatcher reads it. Payload numbers are
@@ -88,8 +89,40 @@ func decide(typ memberevent.Type, p payload) string {
 			return "stored value did not change"
 		}
 	case memberevent.TypeCOUPON_ISSUED, memberevent.TypeCOUPON_EXPIRING:
+	case memberevent.TypeMESSAGE:
+		switch {
+		case messageChannel(p) == "":
+			return fmt.Sprintf("message for channel %q is not pushed", p.str("channel"))
+		case strings.TrimSpace(p.str("title")) == "" || strings.TrimSpace(p.str("body")) == "":
+			return "MESSAGE payload has no title or body"
+		}
 	default:
 		return fmt.Sprintf("event type %s is not pushed", typ)
+	}
+	return ""
+}
+
+// messageChannel is the push channel a campaign's MESSAGE event names in
+// its payload (internal/campaign): WECHAT_SUBSCRIBE or APP_PUSH; "" for
+// any other (IN_APP messages are notifications, SMS and EMAIL go through
+// the campaign's messenger).
+func messageChannel(p payload) enum.PushChannel {
+	switch ch := enum.PushChannel(p.str("channel")); ch {
+	case enum.PushWeChatSubscribe, enum.PushApp:
+		return ch
+	}
+	return ""
+}
+
+// decideChannel says why an event that decide lets through is not pushed
+// through ch, or "": a campaign's MESSAGE goes only through the channel
+// its payload names, every other event through every channel.
+func decideChannel(typ memberevent.Type, p payload, ch enum.PushChannel) string {
+	if typ != memberevent.TypeMESSAGE {
+		return ""
+	}
+	if want := messageChannel(p); want != ch {
+		return fmt.Sprintf("message is for %s only", want)
 	}
 	return ""
 }
@@ -106,10 +139,14 @@ type refs struct {
 //
 // Coupon events carry {"couponId", "templateId", "title", "expiresAt"
 // (RFC 3339)} (internal/coupon); Deliver fills refs from the coupon row
-// and compose falls back to the payload.
+// and compose falls back to the payload. A campaign's MESSAGE carries its
+// own rendered title and body (internal/campaign), sent as they are.
 func compose(ev event, r refs, zone *time.Location) (title, body string) {
 	p := ev.Payload
 	switch ev.Type {
+	case memberevent.TypeMESSAGE:
+		return p.str("title"), p.str("body")
+
 	case memberevent.TypeTIER_CHANGED:
 		name := r.TierName
 		if name == "" {

@@ -82,6 +82,9 @@ func Run(ctx context.Context, a *app.App, o Options) error {
 			return fmt.Errorf("data centre: %w", err)
 		}
 		a.Log.Info("seeded behaviour, tags, RFM and AIPL models", "took", time.Since(started).Round(time.Millisecond))
+		if err := campaigns(ctx, a, rng, o); err != nil {
+			return fmt.Errorf("campaigns: %w", err)
+		}
 	}
 	return nil
 }

@@ -29,9 +29,13 @@ type Config struct {
 	Env        string `env:"APP_ENV" envDefault:"development"`
 	ListenAddr string `env:"LISTEN_ADDR" envDefault:":8080"`
 	// DatabaseURL is a lib/pq connection string; required.
-	DatabaseURL     string        `env:"DATABASE_URL"`
-	DBMaxOpenConns  int           `env:"DB_MAX_OPEN_CONNS" envDefault:"0"`
-	DBMaxIdleConns  int           `env:"DB_MAX_IDLE_CONNS" envDefault:"0"`
+	DatabaseURL    string `env:"DATABASE_URL"`
+	DBMaxOpenConns int    `env:"DB_MAX_OPEN_CONNS" envDefault:"0"`
+	DBMaxIdleConns int    `env:"DB_MAX_IDLE_CONNS" envDefault:"0"`
+	// DBUnprepared sends ent's statements unprepared (parsed and planned
+	// every time), for a pooler in transaction mode; see
+	// database.Prepared.
+	DBUnprepared    bool          `env:"DB_UNPREPARED" envDefault:"false"`
 	LogLevel        string        `env:"LOG_LEVEL" envDefault:"info"`
 	LogFormat       string        `env:"LOG_FORMAT" envDefault:"text"`
 	BusinessZone    string        `env:"BUSINESS_TIMEZONE" envDefault:"Asia/Shanghai"`
@@ -53,6 +57,9 @@ type Config struct {
 	// SMSGatewayURL receives {"phone","code","purpose"} posts in
 	// production; required there.
 	SMSGatewayURL string `env:"SMS_GATEWAY_URL"`
+	// CampaignMessageURL receives campaigns' SMS and e-mail in production
+	// (campaign.WebhookMessenger); without it they are logged, not sent.
+	CampaignMessageURL string `env:"CAMPAIGN_MESSAGE_URL"`
 	// Push channels of member events. In development both log; in
 	// production a channel runs only when configured: PUSH_GATEWAY_URL is
 	// the APNs/FCM gateway of the app, PUSH_WECHAT_APP_ID (one of

@@ -81,7 +81,12 @@ func OpenEntClient(t testing.TB, dsn string, maxOpenConns int) (*ent.Client, *sq
 	if err != nil {
 		t.Fatalf("opening database: %v", err)
 	}
-	client := ent.NewClient(ent.Driver(entsql.OpenDB(dialect.Postgres, sqlDB)))
+	// The statements run prepared, as in the server (database.Prepared).
+	drv, err := database.Prepared(entsql.OpenDB(dialect.Postgres, sqlDB), sqlDB, 0)
+	if err != nil {
+		t.Fatalf("preparing driver: %v", err)
+	}
+	client := ent.NewClient(ent.Driver(drv))
 	t.Cleanup(func() { client.Close() })
 	return client, sqlDB
 }
