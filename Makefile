@@ -41,6 +41,7 @@ bench: build
 	$(WITH_DB) scripts/bench.sh
 	$(WITH_DB) scripts/bench-realtime.sh
 	$(WITH_DB) scripts/bench-datacenter.sh
+	$(WITH_DB) scripts/bench-campaign.sh
 
 pg-stop:
 	$(PG) stop

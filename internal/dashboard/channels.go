@@ -26,9 +26,10 @@ type ChannelStat struct {
 	ConvertedMembers int
 	// ChurnedMembers crossed the churn line on one of the days and had not
 	// bought again by the last: their last order that counts paid on or
-	// before `to` falls on a day of [from − 181, to − 181]. They are
-	// CHURNED at `to` (last purchase more than 180 days before it) and
-	// were not at from − 1 on the strength of that purchase.
+	// before `to` was paid on a day of [from − 181, to − 181]. That makes
+	// them CHURNED at `to` (last purchase more than 180 days before it),
+	// having crossed on the 181st day after that purchase, which falls in
+	// [from, to].
 	ChurnedMembers int
 }
 

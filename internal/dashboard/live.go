@@ -105,8 +105,9 @@ func newLiveHub() *liveHub {
 // deliver hands v to sub without ever blocking: a value the subscriber
 // has not taken yet is replaced by the newer one.
 func (sub *liveSub) deliver(v LiveSales, day calendar.Date) {
-	sub.last, sub.day = &v, day
-	// Each subscriber gets its own LastOrder.
+	last := v
+	sub.last, sub.day = &last, day
+	// Each subscriber gets its own LastOrder, which it may change.
 	if v.LastOrder != nil {
 		lo := *v.LastOrder
 		v.LastOrder = &lo

@@ -33,6 +33,10 @@ const (
 // OverviewDays is the span of the measured SalesOverview windows.
 const OverviewDays = 90
 
+// coldOverviews is how many SalesOverview calls are timed on a replica
+// that has read no day yet.
+const coldOverviews = 5
+
 // TopProducts is how many products a measured store report lists.
 const TopProducts = 5
 
@@ -53,6 +57,10 @@ type Dashboards struct {
 	// compared with the aggregates'.
 	Overview, OverviewSQL       Timings
 	OverviewCPU, OverviewSQLCPU CPU
+	// OverviewCold is SalesOverview on a replica that has read none of
+	// the days yet (a new Service each time): the days' rows come from
+	// PostgreSQL instead of the replica's memory.
+	OverviewCold Timings
 	// StoreReport is StoreMonthlyReport plus TopProducts(TopProducts) of
 	// the month and store, over every store and the last twelve months.
 	StoreReport Timings
@@ -129,7 +137,7 @@ func (res *Result) dashboards(ctx context.Context, client *ent.Client, db *sql.D
 		return fmt.Errorf("reading business units: %w", err)
 	}
 
-	if err := res.overview(ctx, dash, db, bus); err != nil {
+	if err := res.overview(ctx, client, dash, db, bus); err != nil {
 		return err
 	}
 	if err := res.storeReports(ctx, dash, db); err != nil {
@@ -167,8 +175,26 @@ func (d *Dashboards) overviewWindow(i int, bus []int64) window {
 // overview measures SalesOverview and, taking turns with it, the same
 // overview as one SQL statement over the raw orders, each SQL answer
 // compared with the aggregates'.
-func (res *Result) overview(ctx context.Context, dash *dashboard.Service, db *sql.DB, bus []int64) error {
+func (res *Result) overview(ctx context.Context, client *ent.Client, dash *dashboard.Service, db *sql.DB, bus []int64) error {
 	o, d := res.Options, &res.Dashboards
+	var cold []time.Duration
+	for i := range coldOverviews {
+		w := d.overviewWindow(i*37, bus)
+		fresh := dashboard.New(client, db, o.Zone, time.Now)
+		start := time.Now()
+		if _, err := fresh.SalesOverview(ctx, w.from, w.to, w.bu); err != nil {
+			return fmt.Errorf("SalesOverview: %w", err)
+		}
+		cold = append(cold, time.Since(start))
+	}
+	d.OverviewCold = Summarize(cold)
+	// A serving replica has read the days before: one pass over the whole
+	// span, then the warm-ups.
+	for to := d.LastDay; !to.Before(d.FirstDay); to = to.AddDays(-dashboard.MaxRangeDays) {
+		if _, err := dash.SalesOverview(ctx, to.AddDays(-(dashboard.MaxRangeDays - 1)), to, nil); err != nil {
+			return fmt.Errorf("SalesOverview: %w", err)
+		}
+	}
 	for i := range max(o.Warmups, 1) {
 		w := d.overviewWindow(i, bus)
 		if _, err := dash.SalesOverview(ctx, w.from, w.to, w.bu); err != nil {

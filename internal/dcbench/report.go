@@ -132,6 +132,7 @@ func (r *Result) table(b *bufio.Writer) {
 		OverviewDays, ms(d.Overview.P50), ms(d.Overview.P99), ms(TargetOverviewP99), verdict(d.Overview.P99 <= TargetOverviewP99))
 	p("| same overview in SQL over the raw orders, p50 / p99 (ratio %.0f× / %.0f×) | %s / %s | | |\n",
 		d.RatioP50(), d.RatioP99(), ms(d.OverviewSQL.P50), ms(d.OverviewSQL.P99))
+	p("| SalesOverview on a replica that has read no day yet, p50 / max | %s / %s | | |\n", ms(d.OverviewCold.P50), ms(d.OverviewCold.Max))
 	p("| StoreMonthlyReport + TopProducts(%d), p50 / p99 | %s / %s | p99 ≤ %s | %s |\n",
 		TopProducts, ms(d.StoreReport.P50), ms(d.StoreReport.P99), ms(TargetStoreReportP99), verdict(d.StoreReport.P99 <= TargetStoreReportP99))
 	p("| MemberStats, p50 / p99 | %s / %s | | |\n", ms(d.MemberStats.P50), ms(d.MemberStats.P99))
@@ -152,6 +153,8 @@ func (r *Result) dashboardLines(b *bufio.Writer) {
 		" min %s, p50 %s, p99 %s, max %s, mean %s; CPU per call %s of this process and %s of PostgreSQL\n",
 		d.Overview.N, OverviewDays, ms(d.Overview.Min), ms(d.Overview.P50), ms(d.Overview.P99), ms(d.Overview.Max), ms(d.Overview.Mean),
 		perRun(d.OverviewCPU.Self, d.Overview.N), perRun(d.OverviewCPU.Postgres, d.Overview.N))
+	p("  - the same on a replica that has read none of the days yet (a new dashboard.Service each time: the %d days' sales_daily rows, buyer bitmaps included, come from PostgreSQL): %d runs: p50 %s, max %s\n",
+		OverviewDays, d.OverviewCold.N, ms(d.OverviewCold.P50), ms(d.OverviewCold.Max))
 	p("  - the same overview as one SQL statement over the raw orders (grouping sets: total, channel, business unit, day; the paid-member test per order),"+
 		" taking turns with blocks of the above: %d runs: min %s, p50 %s, p99 %s, max %s; PostgreSQL CPU per run %s;"+
 		" each answer equal to the aggregates' for its window\n",
