@@ -1,3 +1,4 @@
+DROP TABLE IF EXISTS product_months;
 DROP TABLE IF EXISTS store_months;
 DROP TABLE IF EXISTS sales_days;
 DROP TABLE IF EXISTS first_order_days;

@@ -48,8 +48,8 @@
 #
 # The benchmark database is kept after the run: a later run of the same
 # scale and generator version reuses it (generating 10,000,000 orders with
-# their lines takes many minutes). It takes about 7 GB at the default
-# scale; drop it with
+# their lines takes many minutes). It takes about 12 GB at the default
+# scale (the dashboards' aggregates included); drop it with
 #   psql "$DATABASE_URL" -c 'DROP DATABASE onemember_dcbench_1000000'
 # The cluster's settings are left as they are; the report records those that
 # shape the SQL side.

@@ -163,6 +163,8 @@ func (w *world) checkAll(t *testing.T, targets map[string]int64) {
 		{"2026-02-01", "2026-02-28"},
 		{"2026-03-05", "2026-03-05"},
 		{"2026-03-19", "2026-03-20"},
+		{"2026-02-01", "2026-03-31"}, // two whole months (product_months only)
+		{"2026-02-10", "2026-03-31"}, // days, then a whole month
 	}
 	bus := []*int{nil}
 	for _, u := range w.bus {

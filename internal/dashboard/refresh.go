@@ -185,7 +185,7 @@ func (s *Service) Rebuild(ctx context.Context) error {
 			s.zone.String()).Scan(&first, &last); err != nil {
 			return fmt.Errorf("reading the orders' span: %w", err)
 		}
-		for _, t := range []string{"sales_daily", "product_daily", "store_member_months", "store_months", "sales_days"} {
+		for _, t := range []string{"sales_daily", "product_daily", "product_months", "store_member_months", "store_months", "sales_days"} {
 			if _, err := tx.ExecContext(ctx, `DELETE FROM `+t); err != nil {
 				return fmt.Errorf("clearing %s: %w", t, err)
 			}
@@ -469,10 +469,27 @@ FROM v GROUP BY day, store_id, sku`
 	}
 	for i := 0; i < len(day); i += writeChunk {
 		j := min(i+writeChunk, len(day))
-		if _, err := q.ExecContext(ctx, `INSERT INTO product_daily (day, store_id, sku, name, category, revenue, quantity, member_revenue, buyers)
-SELECT * FROM unnest($1::date[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::integer[], $8::bigint[], $9::bytea[])
-ON CONFLICT (day, store_id, sku) DO UPDATE SET name = EXCLUDED.name, category = EXCLUDED.category, revenue = EXCLUDED.revenue,
-  quantity = EXCLUDED.quantity, member_revenue = EXCLUDED.member_revenue, buyers = EXCLUDED.buyers`,
+		// product_months moves by the difference between the rows written
+		// and the rows they replace (old reads the table as it was before
+		// the statement). A (day, store, SKU) row never goes away: orders
+		// and their lines are never deleted, refunds only change figures.
+		if _, err := q.ExecContext(ctx, `WITH n AS (
+  SELECT * FROM unnest($1::date[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::integer[], $8::bigint[], $9::bytea[])
+    AS n (day, store_id, sku, name, category, revenue, quantity, member_revenue, buyers)),
+old AS (SELECT p.day, p.store_id, p.sku, p.revenue, p.quantity, p.member_revenue
+        FROM product_daily p JOIN n ON n.day = p.day AND n.store_id = p.store_id AND n.sku = p.sku),
+up AS (INSERT INTO product_daily (day, store_id, sku, name, category, revenue, quantity, member_revenue, buyers)
+       SELECT * FROM n
+       ON CONFLICT (day, store_id, sku) DO UPDATE SET name = EXCLUDED.name, category = EXCLUDED.category, revenue = EXCLUDED.revenue,
+         quantity = EXCLUDED.quantity, member_revenue = EXCLUDED.member_revenue, buyers = EXCLUDED.buyers)
+INSERT INTO product_months (store_id, month, sku, name, category, revenue, quantity, member_revenue)
+SELECT n.store_id, date_trunc('month', n.day)::date, n.sku, max(n.name), max(n.category), sum(n.revenue - coalesce(old.revenue, 0)),
+  sum(n.quantity - coalesce(old.quantity, 0)), sum(n.member_revenue - coalesce(old.member_revenue, 0))
+FROM n LEFT JOIN old ON old.day = n.day AND old.store_id = n.store_id AND old.sku = n.sku
+GROUP BY 1, 2, 3
+ON CONFLICT (store_id, month, sku) DO UPDATE SET name = greatest(product_months.name, EXCLUDED.name),
+  category = greatest(product_months.category, EXCLUDED.category), revenue = product_months.revenue + EXCLUDED.revenue,
+  quantity = product_months.quantity + EXCLUDED.quantity, member_revenue = product_months.member_revenue + EXCLUDED.member_revenue`,
 			pq.Array(day[i:j]), pq.Array(store[i:j]), pq.Array(sku[i:j]), pq.Array(name[i:j]), pq.Array(category[i:j]),
 			pq.Array(revenue[i:j]), pq.Array(quantity[i:j]), pq.Array(memberRev[i:j]), pq.ByteaArray(buyers[i:j])); err != nil {
 			return fmt.Errorf("writing daily products: %w", err)

@@ -114,6 +114,12 @@ func ranked(m map[string]*Breakdown) []Breakdown {
 // TopProducts returns the first products by revenue (then SKU) over the
 // days from to to, of one store when storeID is set. A product's name and
 // category are the greatest seen in the range (a SKU normally keeps one).
+//
+// The ranking is summed in SQL: the whole months of the range from
+// product_months, the days before and after them from product_daily (a
+// store's month is a thousand rows, not twenty thousand). The buyers of
+// the few ranked SKUs are ORed here from their daily bitmaps: of one
+// store, looked up by key (day, store, SKU).
 func (s *Service) TopProducts(ctx context.Context, from, to calendar.Date, first int, storeID *int) ([]Product, error) {
 	if err := validateRange(from, to); err != nil {
 		return nil, err
@@ -125,27 +131,31 @@ func (s *Service) TopProducts(ctx context.Context, from, to calendar.Date, first
 	if storeID != nil {
 		store = sql.NullInt64{Int64: int64(*storeID), Valid: true}
 	}
-	// The ranking is summed in SQL; the buyers of the few ranked SKUs are
-	// ORed here from their daily bitmaps: of one store, looked up by key
-	// (day, store, SKU) rather than by reading the range's rows again.
+	months := wholeMonths(from, to)
+	args := []any{from.String(), to.String(), store, first, months.first.String(), months.last.String(),
+		months.headEnd.String(), months.tailStart.String()}
 	// (The days come as an array rather than generate_series, whose
 	// estimate of 1,000 rows would make the plan look worth compiling.)
-	buyers, args := `JOIN product_daily p ON p.sku = r.sku AND p.day BETWEEN $1::date AND $2::date`, []any{from.String(), to.String(), store, first}
+	buyers := `JOIN product_daily p ON p.sku = r.sku AND p.day BETWEEN $1::date AND $2::date`
 	if storeID != nil {
 		var days []string
 		for d := from; !to.Before(d); d = d.AddDays(1) {
 			days = append(days, d.String())
 		}
-		buyers = `CROSS JOIN unnest($5::date[]) AS d (day)
+		buyers = `CROSS JOIN unnest($9::date[]) AS d (day)
 JOIN product_daily p ON p.day = d.day AND p.store_id = $3 AND p.sku = r.sku`
 		args = append(args, pq.Array(days))
 	}
-	rows, err := s.sql.QueryContext(ctx, `WITH r AS (
+	rows, err := s.sql.QueryContext(ctx, `WITH x AS (
+  SELECT sku, name, category, revenue, quantity, member_revenue FROM product_months
+  WHERE month BETWEEN $5::date AND $6::date AND ($3::bigint IS NULL OR store_id = $3)
+  UNION ALL
+  SELECT sku, name, category, revenue, quantity, member_revenue FROM product_daily
+  WHERE (day BETWEEN $1::date AND $7::date OR day BETWEEN $8::date AND $2::date) AND ($3::bigint IS NULL OR store_id = $3)),
+r AS (
   SELECT sku, max(name) AS name, max(category) AS category, sum(revenue)::bigint AS revenue,
          sum(quantity)::bigint AS quantity, sum(member_revenue)::bigint AS member_revenue
-  FROM product_daily
-  WHERE day BETWEEN $1::date AND $2::date AND ($3::bigint IS NULL OR store_id = $3)
-  GROUP BY sku ORDER BY revenue DESC, sku COLLATE "C" LIMIT $4)
+  FROM x GROUP BY sku ORDER BY revenue DESC, sku COLLATE "C" LIMIT $4)
 SELECT r.sku, r.name, r.category, r.revenue, r.quantity, r.member_revenue, p.buyers
 FROM r `+buyers, args...)
 	if err != nil {
@@ -187,4 +197,30 @@ FROM r `+buyers, args...)
 		return cmp.Or(cmp.Compare(b.Revenue, a.Revenue), cmp.Compare(a.SKU, b.SKU))
 	})
 	return out, nil
+}
+
+// monthSplit cuts a range into the whole months it holds (first to last,
+// by their first days; none when last is before first) and the days
+// before (from to headEnd) and after them (tailStart to to), either of
+// which may be empty (its end before its start).
+type monthSplit struct {
+	first, last, headEnd, tailStart calendar.Date
+}
+
+func wholeMonths(from, to calendar.Date) monthSplit {
+	start := calendar.Date{Year: from.Year, Month: from.Month, Day: 1}
+	if start != from {
+		start = calendar.Date{Year: from.Year, Month: from.Month + 1, Day: 1}.AddDays(0)
+	}
+	next := to.AddDays(1)
+	end := calendar.Date{Year: next.Year, Month: next.Month, Day: 1} // the first day after the last whole month
+	if end.Before(start) || end == start {
+		// No whole month: every day from product_daily.
+		return monthSplit{first: start, last: start.AddDays(-1), headEnd: to, tailStart: to.AddDays(1)}
+	}
+	lastEnd := end.AddDays(-1)
+	return monthSplit{
+		first: start, last: calendar.Date{Year: lastEnd.Year, Month: lastEnd.Month, Day: 1},
+		headEnd: start.AddDays(-1), tailStart: end,
+	}
 }

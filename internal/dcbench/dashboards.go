@@ -103,7 +103,7 @@ func (res *Result) dashboards(ctx context.Context, client *ent.Client, db *sql.D
 	d.Rebuild = since(c0)
 	o.Log.Info("sales aggregates rebuilt", "took", d.Rebuild.Wall.Round(time.Millisecond))
 	// Production would have autovacuum's statistics (not timed).
-	if _, err := db.ExecContext(ctx, `VACUUM ANALYZE sales_daily, product_daily, store_member_months, member_first_orders, first_order_days`); err != nil {
+	if _, err := db.ExecContext(ctx, `VACUUM ANALYZE sales_daily, product_daily, product_months, store_member_months, store_months, member_first_orders, first_order_days, sales_days`); err != nil {
 		return fmt.Errorf("analyzing the aggregates: %w", err)
 	}
 	for _, c := range []struct {

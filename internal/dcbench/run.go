@@ -233,7 +233,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	// Every run starts from the data alone.
 	for _, q := range []string{`TRUNCATE rfm_results`, `DELETE FROM rfm_models`, `DELETE FROM audiences`, `TRUNCATE member_changes`,
-		`TRUNCATE sales_daily, product_daily, store_member_months, member_first_orders, first_order_days, sales_changes`,
+		`TRUNCATE sales_daily, product_daily, product_months, store_member_months, store_months, member_first_orders, first_order_days, sales_days, sales_changes`,
 		`DELETE FROM sales_aggregate_cursor`, `TRUNCATE member_predictions, prediction_models`} {
 		if _, err := db.ExecContext(ctx, q); err != nil {
 			return nil, fmt.Errorf("clearing earlier runs (%s): %w", q, err)

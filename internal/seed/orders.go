@@ -2,6 +2,7 @@ package seed
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	mrand "math/rand/v2"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/onemember/onemember/ent"
+	"github.com/onemember/onemember/ent/account"
 	"github.com/onemember/onemember/ent/member"
 	"github.com/onemember/onemember/ent/schema/enum"
 	"github.com/onemember/onemember/ent/staff"
@@ -148,8 +150,27 @@ func history(ctx context.Context, a *app.App, rng *mrand.Rand, o Options) error 
 }
 
 func seedMember(ctx context.Context, a *app.App, m *ent.Member, orders []order.IngestInput, topUp int64, card string) error {
-	for _, in := range orders {
-		if _, err := a.Orders.Ingest(ctx, in); err != nil {
+	for i, in := range orders {
+		// Every third order pays up to a quarter with points when the member
+		// has some: they were earned wherever the member shopped before, so
+		// the cross-BU settlement has something to settle.
+		if i%3 == 2 {
+			acct, err := a.DB.Account.Query().Where(account.MemberID(m.ID)).Only(ctx)
+			if err != nil {
+				return fmt.Errorf("reading the seeded member's points: %w", err)
+			}
+			if pts := min(acct.PointsBalance, in.Amount/4); pts >= 100 {
+				in.Payments = []order.Payment{{Method: enum.PayWeChat, Amount: in.Amount - pts}, {Method: enum.PayPoints, Amount: pts, Points: pts}}
+			}
+		}
+		_, err := a.Orders.Ingest(ctx, in)
+		if errors.Is(err, ledger.ErrInsufficientPoints) {
+			// The points had expired by now (the ledger expires lots as of
+			// today): pay it all by WeChat.
+			in.Payments = []order.Payment{{Method: enum.PayWeChat, Amount: in.Amount}}
+			_, err = a.Orders.Ingest(ctx, in)
+		}
+		if err != nil {
 			return fmt.Errorf("seeding order %s: %w", in.ExternalID, err)
 		}
 	}
