@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -196,14 +197,14 @@ FROM members m WHERE m.status = 'ACTIVE'`, line).Scan(&out.Total, &out.NewLast30
 	}
 	const live = `(SELECT * FROM members WHERE status = 'ACTIVE')`
 	out.ByGender = dist(`SELECT g, count(m.id) FROM unnest(ARRAY['MALE', 'FEMALE', 'UNKNOWN']) WITH ORDINALITY AS k(g, i)
-LEFT JOIN `+live+` m ON m.gender = k.g GROUP BY g, i ORDER BY i`)
+LEFT JOIN ` + live + ` m ON m.gender = k.g GROUP BY g, i ORDER BY i`)
 	out.ByChannel = dist(`SELECT c, count(m.id) FROM unnest($1::text[]) WITH ORDINALITY AS k(c, i)
-LEFT JOIN `+live+` m ON m.source_channel = k.c GROUP BY c, i ORDER BY i`, "{"+join(enum.Channel("").Values())+"}")
+LEFT JOIN `+live+` m ON m.source_channel = k.c GROUP BY c, i ORDER BY i`, "{"+strings.Join(enum.Channel("").Values(), ",")+"}")
 	out.ByTier = dist(`SELECT code, n FROM (
-  SELECT t.code, t.rank, count(m.id) AS n FROM tiers t LEFT JOIN `+live+` m ON m.tier_id = t.id GROUP BY t.code, t.rank
-  UNION ALL SELECT 'NONE', 1000000, count(*) FROM `+live+` m WHERE m.tier_id IS NULL) x ORDER BY rank`)
+  SELECT t.code, t.rank, count(m.id) AS n FROM tiers t LEFT JOIN ` + live + ` m ON m.tier_id = t.id GROUP BY t.code, t.rank
+  UNION ALL SELECT 'NONE', 1000000, count(*) FROM ` + live + ` m WHERE m.tier_id IS NULL) x ORDER BY rank`)
 	out.ByRegion = dist(`SELECT CASE WHEN length(region_code) >= 2 THEN left(region_code, 2) || '0000' ELSE 'UNKNOWN' END AS k, count(*)
-FROM `+live+` m GROUP BY 1 ORDER BY 2 DESC, 1`)
+FROM ` + live + ` m GROUP BY 1 ORDER BY 2 DESC, 1`)
 	out.ByAgeBand = dist(`WITH a AS (
   SELECT CASE WHEN birth_year IS NULL THEN NULL
     ELSE $1::int - birth_year - CASE WHEN coalesce(birth_month, 0) > $2::int THEN 1 ELSE 0 END END AS age FROM `+live+` m),
@@ -211,17 +212,6 @@ b AS (SELECT CASE WHEN age IS NULL THEN 'UNKNOWN' WHEN age < 18 THEN '<18' WHEN 
   WHEN age < 45 THEN '35-44' WHEN age < 55 THEN '45-54' ELSE '55+' END AS band FROM a)
 SELECT k, count(b.band) FROM unnest(ARRAY['<18', '18-24', '25-34', '35-44', '45-54', '55+', 'UNKNOWN']) WITH ORDINALITY AS x(k, i)
 LEFT JOIN b ON b.band = x.k GROUP BY k, i ORDER BY i`, today.Year, int(today.Month))
-	return out
-}
-
-func join(s []string) string {
-	out := ""
-	for i, x := range s {
-		if i > 0 {
-			out += ","
-		}
-		out += x
-	}
 	return out
 }
 

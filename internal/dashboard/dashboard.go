@@ -6,13 +6,14 @@
 // is audience.Service.MemberStats, over the audience index.
 //
 // The sales figures answer from pre-aggregated tables (migrations
-// 20261123021000_sales_aggregates and 20261123120000_dashboard_first_orders),
+// 20261123021000_sales_aggregates and 20261123120000_dashboard_aggregates),
 // never from raw orders at request time:
 //
 //   - sales_daily: per business day, store and channel, the revenue net of
 //     refunds, the paid members' part of it, the orders that count and a
 //     roaring bitmap of their buyers;
-//   - product_daily: the same per business day, store and SKU;
+//   - product_daily: the same per business day, store and SKU, and
+//     product_months, its sums per store, month and SKU;
 //   - store_member_months: per store, business month and member, the orders
 //     that count and whether it is the member's first month at the store,
 //     and store_months, its counts per store and month;
