@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/onemember/onemember/internal/apptest"
 )
@@ -75,15 +76,22 @@ func TestAutomaticPersistedQueries(t *testing.T) {
 
 func TestHealthReadinessMetricsAndRequestID(t *testing.T) {
 	s := apptest.Start(t)
+	// /readyz answers 503 until this replica's audience indexes are built
+	// (a second or so after start), then 200.
 	for path, want := range map[string]string{"/healthz": "ok", "/readyz": "ready"} {
-		res, err := http.Get(s.URL + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(res.Body)
-		res.Body.Close()
-		if res.StatusCode != http.StatusOK || !strings.Contains(string(body), want) {
-			t.Fatalf("%s: HTTP %d %q", path, res.StatusCode, body)
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			res, err := http.Get(s.URL + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			if res.StatusCode == http.StatusOK && strings.Contains(string(body), want) {
+				break
+			}
+			if res.StatusCode != http.StatusServiceUnavailable || time.Now().After(deadline) {
+				t.Fatalf("%s: HTTP %d %q", path, res.StatusCode, body)
+			}
 		}
 	}
 	s.Do("", `query WhoAmI { viewer { __typename } }`, nil)
