@@ -43,11 +43,9 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 cd "$ROOT"
 export GOFLAGS="${GOFLAGS:--mod=mod}"
 
-log() { printf 'bench-campaign: %s\n' "$*" >&2; }
-die() {
-	log "error: $*"
-	exit 1
-}
+BENCH_NAME=bench-campaign
+# shellcheck source=scripts/bench/common.sh
+source "$ROOT/scripts/bench/common.sh"
 
 : "${DATABASE_URL:?DATABASE_URL must be set (make bench sets it)}"
 CAMPAIGN_DB="${BENCH_CAMPAIGN_DB:-onemember_dcbench_1000000}"
@@ -56,24 +54,12 @@ BATCH="${BENCH_CAMPAIGN_BATCH:-0}"
 RESULTS_DIR="${BENCH_RESULTS_DIR:-$ROOT/bench-results}"
 LOCK_WAIT="${BENCH_LOCK_WAIT:-1200}"
 
-int_in() { # int_in NAME VALUE MIN MAX
-	if ! [[ "$2" =~ ^[0-9]+$ ]] || (($2 < $3 || $2 > $4)); then
-		die "$1 must be an integer in [$3, $4], got '$2'"
-	fi
-}
 int_in BENCH_CAMPAIGN_WORKERS "$WORKERS" 0 64
 int_in BENCH_CAMPAIGN_BATCH "$BATCH" 0 20000
 int_in BENCH_LOCK_WAIT "$LOCK_WAIT" 0 7200
 [[ "$CAMPAIGN_DB" =~ ^[a-z_][a-z0-9_]*$ ]] || die "BENCH_CAMPAIGN_DB must be a plain lower-case identifier"
 
-[[ "$DATABASE_URL" =~ ^(postgres(ql)?://)([^/?]*)(/[^?]*)?(\?.*)?$ ]] || die "DATABASE_URL must be a postgres:// URL"
-URL_AUTHORITY="${BASH_REMATCH[3]}"
-host="${URL_AUTHORITY##*@}"
-host="${host%:*}"
-case "$host" in
-127.0.0.1 | localhost | "[::1]") ;;
-*) die "DATABASE_URL host '$host' is not local; the benchmark only targets 127.0.0.1" ;;
-esac
+parse_local_database_url
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/onemember-campaignbench.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT
@@ -83,14 +69,7 @@ BENCH="$WORK/campaignbench"
 log "building campaignbench"
 go build -o "$BENCH" ./cmd/campaignbench || die "go build ./cmd/campaignbench failed"
 
-# One benchmark at a time per PostgreSQL server (the same lock as the other
-# bench scripts): concurrent runs share the CPU they measure.
-LOCK="${TMPDIR:-/tmp}/onemember-bench.$(printf '%s' "$URL_AUTHORITY" | cksum | cut -d' ' -f1).lock"
-exec 8>>"$LOCK"
-if ! flock -n 8; then
-	log "another benchmark runs against this PostgreSQL server; waiting for it (at most ${LOCK_WAIT}s)"
-	flock -w "$LOCK_WAIT" 8 || die "timed out waiting for $LOCK"
-fi
+take_bench_lock "$LOCK_WAIT"
 
 COMMAND="scripts/bench-campaign.sh"
 [[ -n "${MAKELEVEL:-}" ]] && COMMAND="make bench"

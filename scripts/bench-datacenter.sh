@@ -65,11 +65,9 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 cd "$ROOT"
 export GOFLAGS="${GOFLAGS:--mod=mod}"
 
-log() { printf 'bench-datacenter: %s\n' "$*" >&2; }
-die() {
-	log "error: $*"
-	exit 1
-}
+BENCH_NAME=bench-datacenter
+# shellcheck source=scripts/bench/common.sh
+source "$ROOT/scripts/bench/common.sh"
 
 : "${DATABASE_URL:?DATABASE_URL must be set (make bench sets it)}"
 MEMBERS="${BENCH_DC_MEMBERS:-1000000}"
@@ -86,11 +84,6 @@ DC_DB="${BENCH_DC_DB:-onemember_dcbench_$MEMBERS}"
 RESULTS_DIR="${BENCH_RESULTS_DIR:-$ROOT/bench-results}"
 LOCK_WAIT="${BENCH_LOCK_WAIT:-1200}"
 
-int_in() { # int_in NAME VALUE MIN MAX
-	if ! [[ "$2" =~ ^[0-9]+$ ]] || (($2 < $3 || $2 > $4)); then
-		die "$1 must be an integer in [$3, $4], got '$2'"
-	fi
-}
 int_in BENCH_DC_MEMBERS "$MEMBERS" 1000 50000000
 int_in BENCH_DC_ORDERS "$ORDERS" 0 500000000
 int_in BENCH_DC_FRESH "$FRESH" 0 1
@@ -104,14 +97,7 @@ int_in BENCH_DC_DASH_SQL_RUNS "$DASH_SQL_RUNS" 1 1000000
 int_in BENCH_LOCK_WAIT "$LOCK_WAIT" 0 7200
 [[ "$DC_DB" =~ ^[a-z_][a-z0-9_]*$ ]] || die "BENCH_DC_DB must be a plain lower-case identifier"
 
-[[ "$DATABASE_URL" =~ ^(postgres(ql)?://)([^/?]*)(/[^?]*)?(\?.*)?$ ]] || die "DATABASE_URL must be a postgres:// URL"
-URL_AUTHORITY="${BASH_REMATCH[3]}"
-host="${URL_AUTHORITY##*@}"
-host="${host%:*}"
-case "$host" in
-127.0.0.1 | localhost | "[::1]") ;;
-*) die "DATABASE_URL host '$host' is not local; the benchmark only targets 127.0.0.1" ;;
-esac
+parse_local_database_url
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/onemember-dcbench.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT
@@ -121,15 +107,7 @@ DCBENCH="$WORK/dcbench"
 log "building dcbench"
 go build -o "$DCBENCH" ./cmd/dcbench || die "go build ./cmd/dcbench failed"
 
-# One benchmark at a time per PostgreSQL server (the same lock as
-# scripts/bench.sh and scripts/bench-realtime.sh): concurrent runs share
-# the CPU they measure.
-LOCK="${TMPDIR:-/tmp}/onemember-bench.$(printf '%s' "$URL_AUTHORITY" | cksum | cut -d' ' -f1).lock"
-exec 8>>"$LOCK"
-if ! flock -n 8; then
-	log "another benchmark runs against this PostgreSQL server; waiting for it (at most ${LOCK_WAIT}s)"
-	flock -w "$LOCK_WAIT" 8 || die "timed out waiting for $LOCK"
-fi
+take_bench_lock "$LOCK_WAIT"
 
 COMMAND="scripts/bench-datacenter.sh"
 [[ -n "${MAKELEVEL:-}" ]] && COMMAND="make bench"

@@ -57,11 +57,9 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 cd "$ROOT"
 export GOFLAGS="${GOFLAGS:--mod=mod}"
 
-log() { printf 'bench-realtime: %s\n' "$*" >&2; }
-die() {
-	log "error: $*"
-	exit 1
-}
+BENCH_NAME=bench-realtime
+# shellcheck source=scripts/bench/common.sh
+source "$ROOT/scripts/bench/common.sh"
 
 # ---------------------------------------------------------------------------
 # Configuration.
@@ -88,11 +86,6 @@ LOCK_WAIT="${BENCH_LOCK_WAIT:-1200}"
 CLIENTS_DIR="${ONEMEMBER_CLIENTS_DIR:-$ROOT/../shared/clients}"
 export ONEMEMBER_CLIENTS_DIR="$CLIENTS_DIR"
 
-int_in() { # int_in NAME VALUE MIN MAX
-	if ! [[ "$2" =~ ^[0-9]+$ ]] || (($2 < $3 || $2 > $4)); then
-		die "$1 must be an integer in [$3, $4], got '$2'"
-	fi
-}
 int_in BENCH_RT_FD_MARGIN "$FD_MARGIN" 50 10000
 int_in BENCH_RT_SUBSCRIBERS "$SUBSCRIBERS" 1 100000
 for st in $STEPS $TAILER_STEPS; do
@@ -115,17 +108,7 @@ for s in $SCENARIOS; do
 done
 wants() { [[ " $SCENARIOS " == *" $1 "* ]]; }
 
-[[ "$DATABASE_URL" =~ ^(postgres(ql)?://)([^/?]*)(/[^?]*)?(\?.*)?$ ]] || die "DATABASE_URL must be a postgres:// URL"
-URL_SCHEME="${BASH_REMATCH[1]}"
-URL_AUTHORITY="${BASH_REMATCH[3]}"
-URL_QUERY="${BASH_REMATCH[5]}"
-host="${URL_AUTHORITY##*@}"
-host="${host%:*}"
-case "$host" in
-127.0.0.1 | localhost | "[::1]") ;;
-*) die "DATABASE_URL host '$host' is not local; the benchmark only targets 127.0.0.1" ;;
-esac
-db_url() { printf '%s%s/%s%s' "$URL_SCHEME" "$URL_AUTHORITY" "$1" "$URL_QUERY"; }
+parse_local_database_url
 ADMIN_URL="$(db_url postgres)"
 RT_URL="$(db_url "$RT_DB")"
 
@@ -310,12 +293,7 @@ fi
 [[ -f "$CLIENTS_DIR/app/events.graphql" && -f "$CLIENTS_DIR/pos/checkout.graphql" ]] ||
 	die "client operations not found under $CLIENTS_DIR (set ONEMEMBER_CLIENTS_DIR)"
 
-LOCK="${TMPDIR:-/tmp}/onemember-bench.$(printf '%s' "$URL_AUTHORITY" | cksum | cut -d' ' -f1).lock"
-exec 8>>"$LOCK"
-if ! flock -n 8; then
-	log "another benchmark runs against this PostgreSQL server; waiting for it (at most ${LOCK_WAIT}s)"
-	flock -w "$LOCK_WAIT" 8 || die "timed out waiting for $LOCK"
-fi
+take_bench_lock "$LOCK_WAIT"
 STARTED=$SECONDS
 LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg)"
 

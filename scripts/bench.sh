@@ -70,11 +70,9 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 cd "$ROOT"
 
-log() { printf 'bench: %s\n' "$*" >&2; }
-die() {
-	log "error: $*"
-	exit 1
-}
+BENCH_NAME=bench
+# shellcheck source=scripts/bench/common.sh
+source "$ROOT/scripts/bench/common.sh"
 
 # ---------------------------------------------------------------------------
 # Configuration and its bounds.
@@ -113,11 +111,6 @@ FRESH_DB="${BENCH_FRESH_DB:-1}"
 RESULTS_DIR="${BENCH_RESULTS_DIR:-$ROOT/bench-results}"
 SERVER="${BENCH_SERVER:-$ROOT/bin/server}"
 
-int_in() { # int_in NAME VALUE MIN MAX
-	if ! [[ "$2" =~ ^[0-9]+$ ]] || (($2 < $3 || $2 > $4)); then
-		die "$1 must be an integer in [$3, $4], got '$2'"
-	fi
-}
 int_in BENCH_MEMBERS "$MEMBERS" 0 10000000
 int_in BENCH_CONNECTIONS "$CONNS" 1 1000
 int_in BENCH_DURATION "$DURATION" 1 600
@@ -150,18 +143,7 @@ done
 
 # DATABASE_URL must be a postgres:// URL on this machine: the script drops
 # and recreates databases on that server.
-[[ "$DATABASE_URL" =~ ^(postgres(ql)?://)([^/?]*)(/[^?]*)?(\?.*)?$ ]] ||
-	die "DATABASE_URL must be a postgres:// URL"
-URL_SCHEME="${BASH_REMATCH[1]}"
-URL_AUTHORITY="${BASH_REMATCH[3]}"
-URL_QUERY="${BASH_REMATCH[5]}"
-host="${URL_AUTHORITY##*@}"
-host="${host%:*}"
-case "$host" in
-127.0.0.1 | localhost | "[::1]") ;;
-*) die "DATABASE_URL host '$host' is not local; the benchmark only targets 127.0.0.1" ;;
-esac
-db_url() { printf '%s%s/%s%s' "$URL_SCHEME" "$URL_AUTHORITY" "$1" "$URL_QUERY"; }
+parse_local_database_url
 ADMIN_URL="$(db_url postgres)"
 BENCH_URL="$(db_url "$BENCH_DB")"
 PGBENCH_URL="$(db_url "$PGBENCH_DB")"
@@ -1043,14 +1025,7 @@ done
 ensure_wrk
 command -v curl >/dev/null 2>&1 || die "curl not found"
 
-# One benchmark at a time per PostgreSQL server: concurrent runs would drop
-# each other's databases and share the CPU they measure.
-LOCK="${TMPDIR:-/tmp}/onemember-bench.$(printf '%s' "$URL_AUTHORITY" | cksum | cut -d' ' -f1).lock"
-exec 8>>"$LOCK"
-if ! flock -n 8; then
-	log "another benchmark runs against this PostgreSQL server; waiting for it (at most ${LOCK_WAIT}s)"
-	flock -w "$LOCK_WAIT" 8 || die "timed out waiting for $LOCK"
-fi
+take_bench_lock "$LOCK_WAIT"
 STARTED=$SECONDS
 
 if [[ "$FRESH_DB" == "1" ]]; then
