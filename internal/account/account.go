@@ -11,6 +11,7 @@ import (
 	"fmt"
 
 	"entgo.io/ent/dialect/sql"
+	"github.com/lib/pq"
 
 	"github.com/onemember/onemember/ent"
 	entaccount "github.com/onemember/onemember/ent/account"
@@ -49,6 +50,33 @@ func Lock(ctx context.Context, tx *ent.Tx, memberID int) (*ent.Account, error) {
 		return nil, fmt.Errorf("locking new account of member %d: %w", memberID, err)
 	}
 	return a, nil
+}
+
+// LockMany is Lock for many members at once (campaign batches): it creates
+// the missing accounts of the members that exist, then locks every one in
+// ascending member id (so that batches cannot deadlock with each other or
+// with Lock's callers, who lock the lower id first), and answers them by
+// member id. A member id that does not exist has no entry.
+func LockMany(ctx context.Context, tx *ent.Tx, memberIDs []int) (map[int]*ent.Account, error) {
+	ids := make([]int64, len(memberIDs))
+	for i, m := range memberIDs {
+		ids[i] = int64(m)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO accounts (created_at, updated_at, member_id)
+		SELECT now(), now(), id FROM members WHERE id = ANY($1) ORDER BY id
+		ON CONFLICT (member_id) DO NOTHING`, pq.Array(ids)); err != nil {
+		return nil, fmt.Errorf("creating accounts: %w", err)
+	}
+	rows, err := tx.Account.Query().Where(entaccount.MemberIDIn(memberIDs...)).
+		Order(entaccount.ByMemberID()).ForUpdate().All(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("locking accounts: %w", err)
+	}
+	out := make(map[int]*ent.Account, len(rows))
+	for _, a := range rows {
+		out[a.MemberID] = a
+	}
+	return out, nil
 }
 
 // Get returns the member's account without locking (zero balances when

@@ -11,11 +11,11 @@ import (
 	"github.com/lib/pq"
 
 	"github.com/onemember/onemember/ent"
-	entaccount "github.com/onemember/onemember/ent/account"
 	entcampaign "github.com/onemember/onemember/ent/campaign"
 	"github.com/onemember/onemember/ent/member"
 	"github.com/onemember/onemember/ent/schema/enum"
 	"github.com/onemember/onemember/ent/tier"
+	"github.com/onemember/onemember/internal/account"
 	"github.com/onemember/onemember/internal/campaign/spec"
 	"github.com/onemember/onemember/internal/events"
 	"github.com/onemember/onemember/internal/ledger"
@@ -85,7 +85,7 @@ func (s *Service) execute(ctx context.Context, tx *ent.Tx, items []*work) (*batc
 	slices.Sort(members)
 	members = slices.Compact(members)
 
-	accts, err := lockAccounts(ctx, tx, members, now)
+	accts, err := account.LockMany(ctx, tx, members)
 	if err != nil {
 		return nil, err
 	}
@@ -176,30 +176,6 @@ func (c cand) key(campaignID int) execKey { return execKey{campaignID, c.member,
 type execKey struct {
 	campaign, member int
 	occurrence       string
-}
-
-// lockAccounts locks the members' accounts in ascending member id,
-// creating the missing ones first.
-func lockAccounts(ctx context.Context, tx *ent.Tx, members []int, now time.Time) (map[int]*ent.Account, error) {
-	ids := make([]int64, len(members))
-	for i, m := range members {
-		ids[i] = int64(m)
-	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO accounts (created_at, updated_at, member_id)
-		SELECT $2, $2, id FROM members WHERE id = ANY($1) ORDER BY id
-		ON CONFLICT (member_id) DO NOTHING`, pq.Array(ids), now); err != nil {
-		return nil, fmt.Errorf("creating accounts: %w", err)
-	}
-	rows, err := tx.Account.Query().Where(entaccount.MemberIDIn(members...)).
-		Order(entaccount.ByMemberID()).ForUpdate().All(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("locking accounts: %w", err)
-	}
-	out := make(map[int]*ent.Account, len(rows))
-	for _, a := range rows {
-		out[a.MemberID] = a
-	}
-	return out, nil
 }
 
 // lockCampaigns locks the campaigns' rows in ascending id and refreshes

@@ -75,9 +75,8 @@ SELECT e.member_id, $6, $7, e.id, $5 FROM e`
 //     ErrOutOfStock.
 //   - Each coupon has a fresh random code (a code already taken is drawn
 //     again), source as given, and a COUPON_ISSUED event with the same
-//     payload and in-app notification as IssueInTx writes. The events
-//     reach the event bus through its safety tailer (events.Emit's
-//     after-commit wake-up is per call).
+//     payload and in-app notification as IssueInTx writes; the event bus
+//     is woken for them after the commit (events.WakeAfterCommit).
 func (s *Service) IssueBatchInTx(ctx context.Context, tx *ent.Tx, accts []*ent.Account, templateID int, source string) ([]Issued, error) {
 	t, err := tx.CouponTemplate.Get(ctx, templateID)
 	if ent.IsNotFound(err) {
@@ -181,6 +180,7 @@ func (s *Service) IssueBatchInTx(ctx context.Context, tx *ent.Tx, accts []*ent.A
 	}
 
 	members, seqs, payloads := make([]int64, len(want)), make([]int64, len(want)), make([]string, len(want))
+	woken := make([]int, len(want))
 	for k, i := range want {
 		c := out[i].Coupon
 		b, err := json.Marshal(s.payload(c, t))
@@ -188,12 +188,14 @@ func (s *Service) IssueBatchInTx(ctx context.Context, tx *ent.Tx, accts []*ent.A
 			return nil, fmt.Errorf("encoding event payload: %w", err)
 		}
 		members[k], seqs[k], payloads[k] = int64(c.MemberID), accts[i].EventSeq+1, string(b)
+		woken[k] = c.MemberID
 	}
 	body := fmt.Sprintf("您获得了一张优惠券「%s」，有效期至%s。", t.Title, s.showTime(expires))
 	if _, err := tx.ExecContext(ctx, emitIssued, pq.Array(members), pq.Array(seqs), pq.Array(payloads),
 		string(events.CouponIssued), now, "获得优惠券", body); err != nil {
 		return nil, fmt.Errorf("emitting coupons issued: %w", err)
 	}
+	events.WakeAfterCommit(ctx, tx, woken...)
 	for _, i := range want {
 		accts[i].EventSeq++
 		out[i].Coupon.Edges.Template = t

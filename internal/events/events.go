@@ -50,23 +50,32 @@ func WithWaker(ctx context.Context, w Waker) context.Context {
 	return context.WithValue(ctx, wakerKey{}, w)
 }
 
+// WakeAfterCommit tells the Waker of ctx (if any), once tx has committed,
+// that memberIDs have new events; never before, so nobody is woken for an
+// event that could still roll back. Emit calls it; writers of events in
+// bulk (set-based SQL) call it themselves.
+func WakeAfterCommit(ctx context.Context, tx *ent.Tx, memberIDs ...int) {
+	w, ok := ctx.Value(wakerKey{}).(Waker)
+	if !ok || len(memberIDs) == 0 {
+		return
+	}
+	tx.OnCommit(func(next ent.Committer) ent.Committer {
+		return ent.CommitFunc(func(ctx context.Context, tx *ent.Tx) error {
+			err := next.Commit(ctx, tx)
+			if err == nil {
+				w.Wake(memberIDs...)
+			}
+			return err
+		})
+	})
+}
+
 // Emit appends ev to the member's outbox through tx. acct must be the
 // member's account locked in tx (account.Lock); its event_seq is advanced.
 // After tx commits, the Waker of ctx (if any) is told; never before, so
 // nobody is woken for an event that could still roll back.
 func Emit(ctx context.Context, tx *ent.Tx, acct *ent.Account, at time.Time, ev Event) (*ent.MemberEvent, error) {
-	if w, ok := ctx.Value(wakerKey{}).(Waker); ok {
-		memberID := acct.MemberID
-		tx.OnCommit(func(next ent.Committer) ent.Committer {
-			return ent.CommitFunc(func(ctx context.Context, tx *ent.Tx) error {
-				err := next.Commit(ctx, tx)
-				if err == nil {
-					w.Wake(memberID)
-				}
-				return err
-			})
-		})
-	}
+	WakeAfterCommit(ctx, tx, acct.MemberID)
 	acct.EventSeq++
 	if err := tx.Account.UpdateOneID(acct.ID).SetEventSeq(acct.EventSeq).Exec(ctx); err != nil {
 		return nil, fmt.Errorf("advancing event sequence: %w", err)
