@@ -484,18 +484,10 @@ func (s *Service) lifecycleOf(snap *snapshot, today calendar.Date) map[enum.Life
 	s.lifeMu.Unlock()
 	t := dayNumber(today.Start(s.zone), s.zone)
 	stages := map[enum.LifecycleStage][]uint32{}
-	at := snap.attrs
-	at.mu.RLock()
-	it := snap.live.Iterator()
-	for it.HasNext() {
-		o := it.Next()
-		if int(o) >= len(at.regDay) {
-			break
-		}
+	snap.eachLive(func(o uint32, at *attrs) {
 		st := StageOf(at.regDay[o], at.lastBuy[o], t)
 		stages[st] = append(stages[st], o)
-	}
-	at.mu.RUnlock()
+	})
 	out := map[enum.LifecycleStage]*roaring.Bitmap{}
 	for _, st := range []enum.LifecycleStage{enum.LifecycleNew, enum.LifecycleActive, enum.LifecycleSleeping, enum.LifecycleChurned, enum.LifecycleProspect} {
 		out[st] = roaring.BitmapOf(stages[st]...)

@@ -83,6 +83,23 @@ type attrs struct {
 	live       []bool
 }
 
+// eachLive calls fn for every live member ordinal of the snapshot that
+// has attributes, in ascending order, with at read-locked (fn must not
+// keep it).
+func (s *snapshot) eachLive(fn func(o uint32, at *attrs)) {
+	at := s.attrs
+	at.mu.RLock()
+	defer at.mu.RUnlock()
+	it := s.live.Iterator()
+	for it.HasNext() {
+		o := it.Next()
+		if int(o) >= len(at.regDay) {
+			return
+		}
+		fn(o, at)
+	}
+}
+
 func (a *attrs) grow(n int) {
 	if n <= len(a.regDay) {
 		return

@@ -58,22 +58,14 @@ func (s *Service) MemberStats(ctx context.Context) (*MemberStats, error) {
 		out.Total += d.Count
 	}
 	since := dayNumber(s.now(), s.zone) - (activeWindowDays - 1)
-	at := snap.attrs
-	at.mu.RLock()
-	it := snap.live.Iterator()
-	for it.HasNext() {
-		o := it.Next()
-		if int(o) >= len(at.regDay) {
-			break
-		}
+	snap.eachLive(func(o uint32, at *attrs) {
 		if at.regDay[o] >= since {
 			out.NewLast30Days++
 		}
 		if at.lastBuy[o] >= since {
 			out.ActiveLast30Days++
 		}
-	}
-	at.mu.RUnlock()
+	})
 	return out, nil
 }
 
@@ -108,19 +100,11 @@ func (s *Service) ByRegistrationChannel(ctx context.Context, from, to calendar.D
 	}
 	lo, hi := dayNumber(from.Start(s.zone), s.zone), dayNumber(to.Start(s.zone), s.zone)
 	registered := map[enum.Channel][]uint32{}
-	at := snap.attrs
-	at.mu.RLock()
-	it := snap.live.Iterator()
-	for it.HasNext() {
-		o := it.Next()
-		if int(o) >= len(at.regDay) {
-			break
-		}
+	snap.eachLive(func(o uint32, at *attrs) {
 		if d := at.regDay[o]; d >= lo && d <= hi {
 			registered[at.channel[o]] = append(registered[at.channel[o]], o)
 		}
-	}
-	at.mu.RUnlock()
+	})
 	for c, os := range registered {
 		if cm, ok := out[c]; ok {
 			cm.Registered.AddMany(os)
