@@ -85,22 +85,7 @@ func (r *storeMonthlyReportResolver) TopProducts(ctx context.Context, obj *dashb
 
 // LiveSales is the resolver for the liveSales field.
 func (r *subscriptionResolver) LiveSales(ctx context.Context, businessUnitID *int) (<-chan *dashboard.LiveSales, error) {
-	in, err := r.Dashboard.LiveSales(ctx, businessUnitID)
-	if err != nil {
-		return nil, err
-	}
-	out := make(chan *dashboard.LiveSales)
-	go func() {
-		defer close(out)
-		for v := range in {
-			select {
-			case out <- &v:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-	return out, nil
+	return r.Dashboard.LiveSales(ctx, businessUnitID)
 }
 
 // LiveOrder returns LiveOrderResolver implementation.

@@ -75,7 +75,7 @@ type liveHub struct {
 // sends on ch and closes it, under mu.
 type liveSub struct {
 	bu   int
-	ch   chan LiveSales
+	ch   chan *LiveSales
 	last *LiveSales
 	day  calendar.Date
 }
@@ -113,7 +113,7 @@ func (sub *liveSub) deliver(v LiveSales, day calendar.Date) {
 		v.LastOrder = &lo
 	}
 	select {
-	case sub.ch <- v:
+	case sub.ch <- &v:
 		return
 	default:
 	}
@@ -122,7 +122,7 @@ func (sub *liveSub) deliver(v LiveSales, day calendar.Date) {
 	default:
 	}
 	select {
-	case sub.ch <- v:
+	case sub.ch <- &v:
 	default:
 	}
 }
@@ -137,7 +137,7 @@ func (sub *liveSub) deliver(v LiveSales, day calendar.Date) {
 // nothing sells. A subscriber that reads slowly gets the latest value,
 // never a backlog, and never holds the others up. The channel is closed
 // when ctx ends (or RunLive returns).
-func (s *Service) LiveSales(ctx context.Context, businessUnitID *int) (<-chan LiveSales, error) {
+func (s *Service) LiveSales(ctx context.Context, businessUnitID *int) (<-chan *LiveSales, error) {
 	bu := 0
 	if businessUnitID != nil {
 		var exists bool
@@ -150,7 +150,7 @@ func (s *Service) LiveSales(ctx context.Context, businessUnitID *int) (<-chan Li
 		bu = *businessUnitID
 	}
 	h := s.live
-	sub := &liveSub{bu: bu, ch: make(chan LiveSales, 1)}
+	sub := &liveSub{bu: bu, ch: make(chan *LiveSales, 1)}
 	h.mu.Lock()
 	if h.stopped {
 		h.mu.Unlock()

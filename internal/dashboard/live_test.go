@@ -81,14 +81,14 @@ func show(v dashboard.LiveSales) any {
 }
 
 // receive waits up to d for a value.
-func receive(t *testing.T, ch <-chan dashboard.LiveSales, d time.Duration, what string) dashboard.LiveSales {
+func receive(t *testing.T, ch <-chan *dashboard.LiveSales, d time.Duration, what string) dashboard.LiveSales {
 	t.Helper()
 	select {
 	case v, ok := <-ch:
 		if !ok {
 			t.Fatalf("%s: the channel closed", what)
 		}
-		return v
+		return *v
 	case <-time.After(d):
 		t.Fatalf("%s: nothing within %v", what, d)
 	}
@@ -96,11 +96,15 @@ func receive(t *testing.T, ch <-chan dashboard.LiveSales, d time.Duration, what 
 }
 
 // quiet checks that nothing arrives for d.
-func quiet(t *testing.T, ch <-chan dashboard.LiveSales, d time.Duration, what string) {
+func quiet(t *testing.T, ch <-chan *dashboard.LiveSales, d time.Duration, what string) {
 	t.Helper()
 	select {
 	case v := <-ch:
-		t.Errorf("%s: got %+v, want nothing", what, show(v))
+		if v == nil {
+			t.Errorf("%s: the channel closed", what)
+			return
+		}
+		t.Errorf("%s: got %+v, want nothing", what, show(*v))
 	case <-time.After(d):
 	}
 }
@@ -138,7 +142,7 @@ func TestLiveSales(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, ch := range map[string]<-chan dashboard.LiveSales{"all": all, "mall": ofMall, "mart": ofMart} {
+	for name, ch := range map[string]<-chan *dashboard.LiveSales{"all": all, "mall": ofMall, "mart": ofMart} {
 		v := receive(t, ch, within, "the first value of "+name)
 		if v.TodayOrders != 0 || v.TodayRevenue != 0 || v.LastOrder != nil || v.At.IsZero() {
 			t.Errorf("%s before today's first order: %+v", name, v)
@@ -150,7 +154,7 @@ func TestLiveSales(t *testing.T) {
 	start := time.Now()
 	first := w.ingest(t, w.liveSale(w.members[1], 0, w.clock.Now().Add(-time.Minute), 12_345))
 	for name, c := range map[string]struct {
-		ch <-chan dashboard.LiveSales
+		ch <-chan *dashboard.LiveSales
 		bu *int
 	}{"all": {all, nil}, "mall": {ofMall, &mall.ID}} {
 		v := receive(t, c.ch, within, name+" after an order")
@@ -199,9 +203,12 @@ func TestLiveSales(t *testing.T) {
 		defer close(readerDone)
 		for {
 			select {
-			case v := <-all:
+			case v, ok := <-all:
+				if !ok {
+					return
+				}
 				rmu.Lock()
-				got, final = append(got, time.Now()), v
+				got, final = append(got, time.Now()), *v
 				rmu.Unlock()
 			case <-stopReading:
 				return
@@ -277,12 +284,12 @@ func TestLiveSales(t *testing.T) {
 
 	// Each unit's figures are its own.
 	for _, c := range []struct {
-		ch <-chan dashboard.LiveSales
+		ch <-chan *dashboard.LiveSales
 		bu *int
 	}{{ofMall, &mall.ID}, {ofMart, &mart.ID}} {
 		var v dashboard.LiveSales
 		for len(c.ch) > 0 {
-			v = <-c.ch
+			v = *<-c.ch
 		}
 		if want := w.expectLive(t, c.bu); !sameLive(v, want) || v.TodayOrders == 0 {
 			t.Errorf("business unit %d after the burst: %+v, want %+v", *c.bu, show(v), show(want))
