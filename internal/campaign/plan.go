@@ -84,8 +84,7 @@ func (s *Service) loadAudience(ctx context.Context, p *plan) error {
 	if err != nil {
 		return fmt.Errorf("campaign %d audience %d: %w", p.c.ID, *p.audience, err)
 	}
-	p.members = slices.Clone(ids)
-	slices.Sort(p.members)
+	p.members = ids // ascending (AudienceMembers)
 	p.loaded = true
 	return nil
 }
