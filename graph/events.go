@@ -100,13 +100,55 @@ func (r *Resolver) streamMemberEvents(ctx context.Context, sub *eventbus.Subscri
 				return
 			}
 		}
-		switch err := sub.Err(); {
-		case c == nil || err == nil:
-		case errors.Is(err, eventbus.ErrSlowConsumer):
-			c.Close(wsgorilla.CloseSlowConsumer, "too slow: reconnect and resume by cursor")
-		case errors.Is(err, eventbus.ErrStopped):
-			c.Close(websocket.CloseServiceRestart, "server restarting: reconnect and resume by cursor")
-		}
+		closeFor(c, sub.Err())
 	}()
 	return out
+}
+
+// closeFor closes the websocket of a subscription the bus ended, with a
+// code that tells the app to resume by cursor (slow consumer, restart).
+func closeFor(c *wsgorilla.Closer, err error) {
+	switch {
+	case c == nil || err == nil:
+	case errors.Is(err, eventbus.ErrSlowConsumer):
+		c.Close(wsgorilla.CloseSlowConsumer, "too slow: reconnect and resume by cursor")
+	case errors.Is(err, eventbus.ErrStopped):
+		c.Close(websocket.CloseServiceRestart, "server restarting: reconnect and resume by cursor")
+	}
+}
+
+// memberFeed is a member's bus subscription as a wsgorilla.Source: the
+// websocket server takes its events when the bus says they are waiting,
+// with no goroutine of its own.
+type memberFeed struct {
+	r      *Resolver
+	sub    *eventbus.Subscription
+	closer *wsgorilla.Closer
+}
+
+// Next maps the next waiting event; one that cannot be mapped is logged
+// and skipped, as streamMemberEvents does.
+func (f *memberFeed) Next(ctx context.Context) (any, bool) {
+	for {
+		ev, ok := f.sub.Next()
+		if !ok {
+			return nil, false
+		}
+		e, err := f.r.memberEvent(ctx, ev)
+		if err != nil {
+			f.r.Log.ErrorContext(ctx, "mapping member event", "err", err)
+			continue
+		}
+		return e, true
+	}
+}
+
+func (f *memberFeed) Ended() bool { return f.sub.Ended() }
+
+func (f *memberFeed) Close() {
+	f.sub.Close()
+	if f.closer != nil {
+		f.closer.Drop()
+	}
+	closeFor(f.closer, f.sub.Err())
 }

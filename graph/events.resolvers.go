@@ -16,6 +16,9 @@ import (
 
 // MemberEvents is the resolver for the memberEvents field.
 func (r *subscriptionResolver) MemberEvents(ctx context.Context, after *string) (<-chan gqlmodel.MemberEvent, error) {
+	if e, ok := wsgorilla.Pushed(ctx); ok {
+		return wsgorilla.One(e.(gqlmodel.MemberEvent)), nil
+	}
 	memberID := auth.ViewerFrom(ctx).Member.ID
 	afterSeq, err := eventbus.StartAfter(memberID, after)
 	if err != nil {
@@ -24,6 +27,17 @@ func (r *subscriptionResolver) MemberEvents(ctx context.Context, after *string) 
 	c := wsgorilla.CloserFrom(ctx)
 	if c != nil && !c.Acquire(maxSubscriptionsPerConnection) {
 		return nil, errTooManySubscriptions
+	}
+	if p := wsgorilla.PusherFrom(ctx); p != nil {
+		sub, err := r.Bus.SubscribeFunc(ctx, memberID, afterSeq, p.Ready)
+		if err != nil {
+			if c != nil {
+				c.Drop()
+			}
+			return nil, err
+		}
+		p.Attach(&memberFeed{r: r.Resolver, sub: sub, closer: c})
+		return nil, nil
 	}
 	sub, err := r.Bus.Subscribe(ctx, memberID, afterSeq)
 	if err != nil {

@@ -168,19 +168,21 @@ func TestMemberHomeIsBatched(t *testing.T) {
 				SetExpiresAt(time.Now().Add(72 * time.Hour)).ExecX(ctx)
 		}
 	}
-	// Measured warm: configuration (the ladder) is cached for display.
+	// Measured warm: configuration (the ladder) is cached for display. The
+	// counter is the server's, so background work (the event bus, the
+	// dashboard refresher) can add to one measurement: the least of three
+	// is the request's own.
 	statements := func() int64 {
 		s.Do(member, apptest.Op(t, "MemberHome"), nil).Decode(t, &struct{}{})
-		before := s.Statements.Total()
-		var home struct {
-			Me struct {
-				Coupons         struct{ TotalCount int }
-				Benefits        []struct{ Code, Source string }
-				PaidMemberships []struct{ Status string }
+		least := int64(-1)
+		for range 3 {
+			before := s.Statements.Total()
+			s.Do(member, apptest.Op(t, "MemberHome"), nil).Decode(t, &struct{}{})
+			if n := s.Statements.Total() - before; least < 0 || n < least {
+				least = n
 			}
 		}
-		s.Do(member, apptest.Op(t, "MemberHome"), nil).Decode(t, &home)
-		return s.Statements.Total() - before
+		return least
 	}
 	addCoupons(1)
 	s.Do(till, apptest.Op(t, "RecordPaidMembership"), map[string]any{"input": map[string]any{

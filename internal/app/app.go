@@ -430,7 +430,11 @@ func (a *App) RunStreams(ctx context.Context) {
 			}
 		})
 	}
-	run("event bus", a.Bus.Run)
+	if a.Config.EventBus {
+		run("event bus", a.Bus.Run)
+	} else {
+		a.Bus.Disable()
+	}
 	run("audience index", a.Audiences.Index().Run)
 	run("live sales", func(ctx context.Context) error {
 		return a.Dashboard.RunLive(ctx, a.Log.With("component", "live-sales"))

@@ -208,6 +208,22 @@ func (b *Bus) Run(ctx context.Context) error {
 	return nil
 }
 
+// Disable turns the bus off for good, in place of Run: subscriptions are
+// refused with ErrStopped and Wake does nothing. Events are still written
+// by the services; other replicas' buses deliver them. For replicas that
+// serve no subscriber, and for measuring the writers without the bus.
+func (b *Bus) Disable() {
+	b.mu.Lock()
+	idle := b.state == stateIdle
+	if idle {
+		b.state = stateRunning // Run refuses from now on
+	}
+	b.mu.Unlock()
+	if idle {
+		b.shutdown()
+	}
+}
+
 // Wake tells the bus that a transaction which wrote events of these
 // members has committed: their local subscribers are read at once and the
 // other replicas are notified. It never blocks; call it after every commit
@@ -267,13 +283,38 @@ func (b *Bus) Subscribers() int {
 // Subscribe may be called before Run; delivery starts when Run does.
 // Authorizing the caller for memberID is the caller's job.
 func (b *Bus) Subscribe(ctx context.Context, memberID int, afterSeq int64) (*Subscription, error) {
+	s, err := b.subscribe(ctx, &Subscription{bus: b, memberID: memberID, ch: make(chan Event, min(chanCap, b.opts.Buffer))}, afterSeq)
+	if err != nil {
+		return nil, err
+	}
+	stop := context.AfterFunc(ctx, s.Close)
+	s.mu.Lock()
+	s.stopCtx = stop
+	s.mu.Unlock()
+	return s, nil
+}
+
+// SubscribeFunc is Subscribe for a consumer that takes events when told
+// rather than blocking on a channel (a websocket server with no goroutine
+// per subscription): the bus calls ready, from its own goroutines, each
+// time events are waiting (take them with Next until it reports false) and
+// once when the subscription ends (Ended, Err). ready must not block.
+// The subscription holds no buffer while nothing waits. ctx bounds only
+// the cursor check: the subscription lasts until Close or an error of
+// Subscription.Err.
+func (b *Bus) SubscribeFunc(ctx context.Context, memberID int, afterSeq int64, ready func()) (*Subscription, error) {
+	return b.subscribe(ctx, &Subscription{bus: b, memberID: memberID, ready: ready}, afterSeq)
+}
+
+// subscribe registers s, checks its cursor and queues its first read.
+func (b *Bus) subscribe(ctx context.Context, s *Subscription, afterSeq int64) (*Subscription, error) {
 	if afterSeq < FromNow {
 		return nil, fault.Invalidf("after", "must not be negative")
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	s := &Subscription{bus: b, memberID: memberID, ch: make(chan Event, min(chanCap, b.opts.Buffer))}
+	memberID := s.memberID
 
 	// Register before reading the cursor bounds, so that a FromNow cursor
 	// and the first read both come after registration.
@@ -297,11 +338,6 @@ func (b *Bus) Subscribe(ctx context.Context, memberID int, afterSeq int64) (*Sub
 		return nil, err
 	}
 	s.last.Store(after)
-
-	stop := context.AfterFunc(ctx, s.Close)
-	s.mu.Lock()
-	s.stopCtx = stop
-	s.mu.Unlock()
 
 	b.mu.Lock()
 	if s.registered { // not closed meanwhile

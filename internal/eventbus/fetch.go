@@ -249,6 +249,7 @@ func (b *Bus) deliver(s *Subscription, rows []Event, lim int) {
 		return
 	}
 	last := s.last.Load()
+	from := last
 	var (
 		n   int // rows handled
 		end error
@@ -280,8 +281,14 @@ func (b *Bus) deliver(s *Subscription, rows []Event, lim int) {
 		b.log.Debug("event bus: subscription ended", "member_id", s.memberID, "seq", last, "err", end)
 		return
 	}
-	pending := len(s.pend) > 0
+	// A SubscribeFunc consumer's events wait in pend for Next: nothing to
+	// move into a channel.
+	pending := len(s.pend) > 0 && s.ch != nil
+	pushed := last > from
 	s.mu.Unlock()
+	if pushed && s.ready != nil {
+		s.ready()
+	}
 
 	switch {
 	case len(rows) < lim && n == len(rows): // read everything there was

@@ -5,12 +5,16 @@ import (
 	"sync/atomic"
 )
 
-// Subscription is one subscriber's stream of a member's events. It holds a
-// small channel and no goroutine: the Bus's fetcher fills it.
+// Subscription is one subscriber's stream of a member's events. It holds no
+// goroutine: the Bus's fetcher fills it. A subscription made by Subscribe
+// hands its events over through a small channel (Events); one made by
+// SubscribeFunc keeps them in a slice and calls its ready function, and
+// the consumer takes them with Next.
 type Subscription struct {
 	bus      *Bus
 	memberID int
-	ch       chan Event
+	ch       chan Event // nil for SubscribeFunc's subscriptions
+	ready    func()     // SubscribeFunc's callback, nil for channels
 	// last is the seq of the last event handed over (to ch or pend).
 	// Written by the fetcher only; read by the tailer to skip subscriptions
 	// that are already past what it saw.
@@ -32,8 +36,35 @@ type Subscription struct {
 }
 
 // Events returns the channel of the subscription's events, in seq order,
-// each seq once. It is closed when the subscription ends; see Err.
+// each seq once. It is closed when the subscription ends; see Err. It is
+// nil for a subscription made by SubscribeFunc.
 func (s *Subscription) Events() <-chan Event { return s.ch }
+
+// Next takes the next waiting event of a subscription made by
+// SubscribeFunc, in seq order, each seq once; false when none is waiting.
+// After the subscription ended (Ended), the events still waiting are
+// dropped: the consumer resumes by cursor.
+func (s *Subscription) Next() (Event, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.pend) == 0 {
+		return Event{}, false
+	}
+	ev := s.pend[0]
+	s.pend[0] = Event{}
+	s.pend = s.pend[1:]
+	if len(s.pend) == 0 {
+		s.pend = nil // free the array: idle subscriptions hold none
+	}
+	return ev, true
+}
+
+// Ended reports whether the subscription has ended; Err says why.
+func (s *Subscription) Ended() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ended
+}
 
 // Err returns why the subscription ended, once Events is closed: nil when
 // its context ended or Close was called, ErrSlowConsumer, ErrEventsExpired
@@ -55,11 +86,12 @@ func (s *Subscription) Close() {
 	s.bus.unregister(s)
 }
 
-// end closes the channel with err unless s has ended already, and releases
-// the context callback.
+// end closes the channel with err unless s has ended already, releases
+// the context callback, and tells a SubscribeFunc consumer.
 func (s *Subscription) end(err error) {
 	s.mu.Lock()
-	if !s.ended {
+	ended := s.ended
+	if !ended {
 		s.endLocked(err)
 	}
 	stop := s.stopCtx
@@ -67,17 +99,25 @@ func (s *Subscription) end(err error) {
 	if stop != nil {
 		stop()
 	}
+	if !ended && s.ready != nil {
+		s.ready()
+	}
 }
 
 func (s *Subscription) endLocked(err error) {
 	s.ended = true
 	s.err = err
 	s.pend = nil
-	close(s.ch)
+	if s.ch != nil {
+		close(s.ch)
+	}
 }
 
 // pumpLocked moves overflow events into the channel while it has room.
 func (s *Subscription) pumpLocked() {
+	if s.ch == nil {
+		return // SubscribeFunc: pend is the buffer
+	}
 	for len(s.pend) > 0 {
 		select {
 		case s.ch <- s.pend[0]:

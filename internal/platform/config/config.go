@@ -81,6 +81,10 @@ type Config struct {
 
 	ComplexityLimit int `env:"GRAPHQL_COMPLEXITY_LIMIT" envDefault:"5000"`
 	DepthLimit      int `env:"GRAPHQL_DEPTH_LIMIT" envDefault:"12"`
+	// EventBus runs this replica's event bus (memberEvents delivery);
+	// false refuses subscriptions here, as for a write-only replica, and
+	// lets benchmarks measure the writers without it.
+	EventBus bool `env:"EVENT_BUS" envDefault:"true"`
 	// Websocket limits.
 	WSMaxMessageBytes int64 `env:"WS_MAX_MESSAGE_BYTES" envDefault:"65536"`
 

@@ -49,20 +49,39 @@ type Options struct {
 // New returns the GraphQL handler for schema.
 func New(schema graphql.ExecutableSchema, o Options) *handler.Server {
 	srv := handler.New(pagedComplexity{schema})
+	initWS := wsInit(o.Authenticator, o.Metrics)
+	closedWS := func(ctx context.Context) {
+		if c := wsgorilla.CloserFrom(ctx); c != nil {
+			c.Release()
+		}
+		if auth.ViewerFrom(ctx).Kind != "" {
+			o.Metrics.Websockets.Dec()
+		}
+	}
+	// graphql-transport-ws (what the app speaks) on the lean server; the
+	// legacy graphql-ws subprotocol on gqlgen's transport over gorilla.
+	srv.AddTransport(&wsgorilla.Server{
+		Upgrader:     wsgorilla.New().Upgrader,
+		Init:         initWS,
+		InitTimeout:  wsInitTimeout,
+		ReadLimit:    o.WSMaxMessage,
+		WriteTimeout: wsgorilla.DefaultWriteTimeout,
+		Closed:       closedWS,
+		Log:          o.Log,
+	})
 	srv.AddTransport(transport.Websocket{
-		Implementation:        wsgorilla.New(),
-		InitFunc:              wsInit(o.Authenticator, o.Metrics),
-		InitTimeout:           10 * time.Second,
+		Implementation: wsgorilla.New(),
+		InitFunc: func(ctx context.Context, p transport.InitPayload) (context.Context, *transport.InitPayload, error) {
+			ctx, err := initWS(ctx, p)
+			if ce := (*wsgorilla.CloseError)(nil); errors.As(err, &ce) {
+				return transport.AppendCloseReason(transport.WithWebsocketCloseCode(ctx, ce.Code), ce.Reason), nil, err
+			}
+			return ctx, nil, err
+		},
+		InitTimeout:           wsInitTimeout,
 		KeepAlivePingInterval: 15 * time.Second,
 		PayloadReadLimit:      &o.WSMaxMessage,
-		CloseFunc: func(ctx context.Context, _ int) {
-			if c := wsgorilla.CloserFrom(ctx); c != nil {
-				c.Release()
-			}
-			if auth.ViewerFrom(ctx).Kind != "" {
-				o.Metrics.Websockets.Dec()
-			}
-		},
+		CloseFunc:             func(ctx context.Context, _ int) { closedWS(ctx) },
 	})
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(transport.GET{})
@@ -89,23 +108,26 @@ func New(schema graphql.ExecutableSchema, o Options) *handler.Server {
 	return srv
 }
 
+const wsInitTimeout = 10 * time.Second
+
 // wsInit authenticates the connection_init payload
 // ({"authorization": "Bearer …"}). A missing or rejected credential closes
-// the socket with 4401, a disabled account with 4403: the app then signs in
-// again or refreshes, and reconnects with its cursor.
-func wsInit(a *auth.Authenticator, m *obs.Metrics) transport.WebsocketInitFunc {
-	return func(ctx context.Context, p transport.InitPayload) (context.Context, *transport.InitPayload, error) {
+// the socket with 4401, a disabled account with 4403, a failing
+// authenticator with 4500: the app then signs in again or refreshes, and
+// reconnects with its cursor.
+func wsInit(a *auth.Authenticator, m *obs.Metrics) func(context.Context, transport.InitPayload) (context.Context, error) {
+	return func(ctx context.Context, p transport.InitPayload) (context.Context, error) {
 		v, err := a.Authenticate(ctx, p.Authorization())
 		if err != nil {
-			return transport.WithWebsocketCloseCode(ctx, 4500), nil, errors.New("authentication unavailable")
+			return ctx, &wsgorilla.CloseError{Code: 4500, Reason: "authentication unavailable", Err: err}
 		}
 		switch {
 		case errors.Is(v.Err, auth.ErrAccountDisabled):
-			return transport.AppendCloseReason(transport.WithWebsocketCloseCode(ctx, 4403), "Forbidden"), nil, v.Err
+			return ctx, &wsgorilla.CloseError{Code: 4403, Reason: "Forbidden", Err: v.Err}
 		case v.Err != nil:
-			return transport.AppendCloseReason(transport.WithWebsocketCloseCode(ctx, 4401), "Unauthorized"), nil, v.Err
+			return ctx, &wsgorilla.CloseError{Code: 4401, Reason: "Unauthorized", Err: v.Err}
 		case v.Kind == "":
-			return transport.AppendCloseReason(transport.WithWebsocketCloseCode(ctx, 4401), "Unauthorized"), nil, auth.ErrNoCredentials
+			return ctx, &wsgorilla.CloseError{Code: 4401, Reason: "Unauthorized", Err: auth.ErrNoCredentials}
 		}
 		m.Websockets.Inc()
 		// The connection ends when the access token expires (4401): the app
@@ -113,7 +135,7 @@ func wsInit(a *auth.Authenticator, m *obs.Metrics) transport.WebsocketInitFunc {
 		if c := wsgorilla.CloserFrom(ctx); c != nil {
 			ctx = c.Bind(ctx, v.ExpiresAt)
 		}
-		return auth.WithViewer(ctx, v), nil, nil
+		return auth.WithViewer(ctx, v), nil
 	}
 }
 

@@ -1,5 +1,8 @@
-// Package wsgorilla owns the adapter that lets gqlgen's websocket transport run
-// on github.com/gorilla/websocket instead of its default coder/websocket.
+// Package wsgorilla serves GraphQL over websockets with
+// github.com/gorilla/websocket: Server is the lean graphql-transport-ws
+// endpoint the app's subscriptions use (server.go), and Implementation the
+// adapter that lets gqlgen's own websocket transport (the legacy
+// graphql-ws subprotocol) run on gorilla instead of coder/websocket.
 //
 // gqlgen dropped its own gorilla adapter in v0.17.92; this package restores it
 // behind transport.WebsocketImplementation with the semantics of gqlgen's
