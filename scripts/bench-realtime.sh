@@ -9,7 +9,8 @@
 #             holding as many connections, measured the same way
 #   ingest    ingestOrder throughput (32 clients) with BENCH_RT_SUBSCRIBERS
 #             idle subscribers connected (the orders' members), against the
-#             same load with none, before and after
+#             same load with none, before and after, and with the bus
+#             stopped (a server started with EVENT_BUS=false)
 #   delivery  commit-to-receive latency of events written at the rates of
 #             BENCH_RT_STEPS for BENCH_RT_SUBSCRIBERS subscribed members,
 #             straight into PostgreSQL by a process that wakes its own event
@@ -245,7 +246,7 @@ start_target() {
 	BASE="http://127.0.0.1:$port"
 	WS="ws://127.0.0.1:$port/query"
 	if [[ "$1" == server ]]; then
-		DATABASE_URL="$RT_URL" LISTEN_ADDR="127.0.0.1:$port" LOG_LEVEL=warn ACCESS_TOKEN_TTL=2h \
+		DATABASE_URL="$RT_URL" LISTEN_ADDR="127.0.0.1:$port" LOG_LEVEL=warn ACCESS_TOKEN_TTL=2h EVENT_BUS="${2:-true}" \
 			"$SERVER" serve >>"$WORK/server.log" 2>&1 8>&- &
 	else
 		"$RTBENCH" refserver -addr "127.0.0.1:$port" >>"$WORK/refserver.log" 2>&1 8>&- &
@@ -414,9 +415,20 @@ if wants ingest; then
 	ingest_run "no subscribers (after)" 0 after
 	RPS_AFTER="$RPS" US_AFTER="$US"
 	stop_pid "$TARGET_PID"
+	# The same load on a server whose bus is off (EVENT_BUS=false): no
+	# delivery, no wake-ups, no NOTIFY.
+	log "ingest: server with the bus stopped"
+	start_target server false
+	settle "$TARGET_PID"
+	ingest_run "bus stopped" "$INGEST_WARMUP" stopped
+	RPS_STOPPED="$RPS"
+	stop_pid "$TARGET_PID"
 	INGEST_RATIO="$(calc '%.3f' "$RPS_WITH * 2 / ($RPS_BEFORE + $RPS_AFTER)")"
 	INGEST_CPU_RATIO="$(calc '%.3f' "($US_WITH > 0) ? ($US_BEFORE + $US_AFTER) / 2 / $US_WITH : 0")"
+	BUS_RATIO="$(calc '%.3f' "$RPS_WITH / $RPS_STOPPED")"
+	BUS_IDLE_RATIO="$(calc '%.3f' "($RPS_BEFORE + $RPS_AFTER) / 2 / $RPS_STOPPED")"
 	DETAILS+=("- ingest: with $SUBSCRIBERS subscribers $(calc '%.1f' "$RPS_WITH") req/s = $INGEST_RATIO × the mean without ($(meets "$INGEST_RATIO" '>=' 0.9) ≥ 0.90); server CPU per order without ÷ with = $INGEST_CPU_RATIO; the subscribers received $SUB_EVENTS events during their run")
+	DETAILS+=("- ingest, bus running vs stopped: with $SUBSCRIBERS subscribers $BUS_RATIO × the bus-stopped run ($(meets "$BUS_RATIO" '>=' 0.9) ≥ 0.90); bus running without subscribers $BUS_IDLE_RATIO ×")
 fi
 
 # ---------------------------------------------------------------------------

@@ -18,6 +18,7 @@ import (
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/errcode"
+	"github.com/99designs/gqlgen/graphql/handler/lru"
 	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/gorilla/websocket"
 	"github.com/vektah/gqlparser/v2/ast"
@@ -105,9 +106,15 @@ func (s *Server) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphEx
 		ws.SetReadLimit(s.ReadLimit)
 	}
 	c := &serverConn{srv: s, ws: ws, exec: exec, closer: CloserFrom(r.Context())}
-	// The request's context ends when this handler returns; its values
-	// (request id, the Closer) stay.
-	go c.serve(context.WithoutCancel(r.Context()))
+	// The handshake (authentication included) runs on this goroutine, whose
+	// stack goes with it; the reader starts small and stays so. The
+	// request's context ends when this handler returns; its values (request
+	// id, the Closer) stay.
+	if !c.init(context.WithoutCancel(r.Context())) {
+		c.finish()
+		return
+	}
+	go c.serve()
 }
 
 // message is one graphql-transport-ws message.
@@ -141,11 +148,8 @@ func (s *Server) log() *slog.Logger {
 }
 
 // serve reads the connection until it ends.
-func (c *serverConn) serve(ctx context.Context) {
+func (c *serverConn) serve() {
 	defer c.finish()
-	if !c.init(ctx) {
-		return
-	}
 	for {
 		m, err := c.read()
 		if err != nil {
@@ -467,7 +471,8 @@ func (op *operation) run(params *graphql.RawParams) {
 	responses, ctx := c.exec.DispatchOperation(ctx, rc)
 	if p != nil && p.src != nil {
 		// Keep only what rendering an item needs: no operation state.
-		op.params = &graphql.RawParams{Query: params.Query, OperationName: params.OperationName, Variables: params.Variables}
+		op.params = &graphql.RawParams{Query: intern(ctx, params.Query), OperationName: params.OperationName,
+			Variables: params.Variables}
 		op.mu.Lock()
 		op.src = p.src
 		op.mu.Unlock()
@@ -532,6 +537,18 @@ func (op *operation) render(item any) (resp *graphql.Response) {
 	}()
 	responses, ctx := c.exec.DispatchOperation(ctx, rc)
 	return responses(ctx)
+}
+
+// documents holds one copy of each pushed operation's document: every app
+// connection sends the same text.
+var documents = lru.New[string](1000)
+
+func intern(ctx context.Context, query string) string {
+	if q, ok := documents.Get(ctx, query); ok {
+		return q
+	}
+	documents.Add(ctx, query, query)
+	return query
 }
 
 // Pusher lets a subscription resolver served by Server hand its stream
