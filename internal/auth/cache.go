@@ -18,8 +18,9 @@ type memberCache struct {
 	max int
 	now func() time.Time
 
-	mu      sync.Mutex
-	entries map[int]cachedMember
+	mu        sync.Mutex
+	entries   map[int]cachedMember
+	nextSweep time.Time // when put next drops expired entries
 }
 
 type cachedMember struct {
@@ -53,13 +54,16 @@ func (c *memberCache) put(id int, m *ent.Member) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := c.now()
-	if len(c.entries) >= c.max {
-		for k, e := range c.entries { // drop expired entries, else start over
+	// Expired entries are dropped once a TTL, so that members seen once
+	// (a websocket's handshake) are not kept until the cache fills.
+	if len(c.entries) >= c.max || !now.Before(c.nextSweep) {
+		for k, e := range c.entries {
 			if !now.Before(e.expires) {
 				delete(c.entries, k)
 			}
 		}
-		if len(c.entries) >= c.max {
+		c.nextSweep = now.Add(c.ttl)
+		if len(c.entries) >= c.max { // all fresh: start over
 			clear(c.entries)
 		}
 	}

@@ -2,8 +2,9 @@
 // AIPL stages, behaviour rules of audiences and the data centre's reports:
 // what members track from the mini-program and the app (Track), what
 // integrations send in bulk (Ingest), what the server observes itself
-// (Record: registrations, coupon claims, check-ins, referrals), and the
-// monthly partitions of the behavior_events table (MaintainPartitions).
+// (Record, RecordMany: registrations, coupon claims, check-ins,
+// referrals), and the monthly partitions of the behavior_events table
+// (MaintainPartitions).
 //
 // # Deduplication
 //

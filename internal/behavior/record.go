@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/lib/pq"
+
 	"github.com/onemember/onemember/ent"
 	"github.com/onemember/onemember/ent/schema/enum"
 )
@@ -54,6 +56,38 @@ func Record(ctx context.Context, tx *ent.Tx, e Event) error {
 	}
 	if err != nil {
 		return fmt.Errorf("recording %s of member %d: %w", e.Key, e.MemberID, err)
+	}
+	return nil
+}
+
+// RecordMany is Record for many events at once, in one statement (batches
+// of coupon claims): each is stored under source "s" with event_id = its
+// Key, a repeat of a stored event or of an earlier one of es is ignored,
+// and a month without partition is ErrNoPartition (the whole statement
+// fails, and the caller's transaction is aborted). An empty es writes
+// nothing.
+func RecordMany(ctx context.Context, tx *ent.Tx, es []Event) error {
+	if len(es) == 0 {
+		return nil
+	}
+	var b batch
+	for _, e := range es {
+		if err := e.validate(); err != nil {
+			return err
+		}
+		var target *string
+		if e.TargetID != "" {
+			target = &e.TargetID
+		}
+		b.add(e.MemberID, e.Kind, e.OccurredAt, e.Channel, e.BusinessUnitID, target, e.Key)
+	}
+	_, err := tx.ExecContext(ctx, insertRows, serverSource, pq.Array(b.members), pq.Array(b.kinds),
+		pq.Array(b.occurred), pq.Array(b.channels), pq.Array(b.units), pq.Array(b.targets), pq.Array(b.eventIDs))
+	if isNoPartition(err) {
+		return fmt.Errorf("recording %d server events from %s: %w", len(es), es[0].Key, ErrNoPartition)
+	}
+	if err != nil {
+		return fmt.Errorf("recording %d server events from %s: %w", len(es), es[0].Key, err)
 	}
 	return nil
 }

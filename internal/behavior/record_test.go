@@ -105,3 +105,55 @@ func TestRecordRace(t *testing.T) {
 		t.Fatalf("%d rows, want 1", n)
 	}
 }
+
+// TestRecordMany: many server events in one statement; an event stored
+// before and a key repeated in the call are stored once, and a month
+// without partition fails the call (and its transaction) as a whole.
+func TestRecordMany(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, behavior.Options{})
+	if _, err := e.svc.MaintainPartitions(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	m1, m2 := e.member(t), e.member(t)
+	at := e.clock.Now()
+	ev := func(m int, key, target string) behavior.Event {
+		return behavior.Event{MemberID: m, Kind: enum.BehaviorClaimCoupon, OccurredAt: at,
+			Channel: enum.ChannelMiniProgram, TargetID: target, Key: key}
+	}
+	if err := e.record(t, ev(m1, "CLAIM_COUPON:1", "7")); err != nil {
+		t.Fatal(err)
+	}
+	many := func(es ...behavior.Event) error {
+		_, err := database.WithTx(t.Context(), e.db, func(tx *ent.Tx) (int, error) {
+			return 0, behavior.RecordMany(t.Context(), tx, es)
+		})
+		return err
+	}
+	if err := many(); err != nil {
+		t.Fatalf("no events: %v", err)
+	}
+	if err := many(ev(m1, "CLAIM_COUPON:1", "7"), ev(m2, "CLAIM_COUPON:2", "7"), ev(m2, "CLAIM_COUPON:2", "7"),
+		ev(m1, "CLAIM_COUPON:3", "")); err != nil {
+		t.Fatalf("RecordMany: %v", err)
+	}
+	if n := e.count(t, "source = 's' AND kind = 'CLAIM_COUPON' AND channel = 'MINI_PROGRAM' AND occurred_at = $1", at); n != 3 {
+		t.Fatalf("%d rows, want 3", n)
+	}
+	if n := e.count(t, "event_id = 'CLAIM_COUPON:2' AND member_id = $1 AND target_id = '7'", m2); n != 1 {
+		t.Fatalf("%d rows of CLAIM_COUPON:2, want 1", n)
+	}
+	if n := e.count(t, "event_id = 'CLAIM_COUPON:3' AND member_id = $1 AND target_id IS NULL", m1); n != 1 {
+		t.Fatalf("%d rows of CLAIM_COUPON:3 without target, want 1", n)
+	}
+
+	far := ev(m2, "CLAIM_COUPON:5", "7")
+	far.OccurredAt = time.Date(2040, 1, 1, 0, 0, 0, 0, e.zone)
+	wantIs(t, many(ev(m2, "CLAIM_COUPON:4", "7"), far), behavior.ErrNoPartition)
+	if n := e.count(t, "event_id IN ('CLAIM_COUPON:4', 'CLAIM_COUPON:5')"); n != 0 {
+		t.Fatalf("%d rows of a failed call stored", n)
+	}
+	if err := many(behavior.Event{MemberID: m1, Kind: "NAP", OccurredAt: at, Channel: enum.ChannelPOS, Key: "x"}); err == nil {
+		t.Fatal("unknown kind recorded")
+	}
+}

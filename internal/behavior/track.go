@@ -318,14 +318,18 @@ func (b *batch) add(member int, kind enum.BehaviorKind, at time.Time, channel en
 
 func (b *batch) len() int { return len(b.eventIDs) }
 
-// insertBatch writes a batch; a row whose (source, event_id, occurred_at)
-// is taken is skipped, and the rows written come back.
-const insertBatch = `INSERT INTO behavior_events
+// insertRows writes a batch under source $1; a row whose (source,
+// event_id, occurred_at) is taken is skipped (also one repeated inside the
+// batch: ON CONFLICT DO NOTHING sees the rows of its own statement).
+const insertRows = `INSERT INTO behavior_events
   (member_id, kind, occurred_at, channel, business_unit_id, target_id, source, event_id)
 SELECT u.member_id, u.kind, u.occurred_at, u.channel, u.business_unit_id, u.target_id, $1, u.event_id
 FROM unnest($2::bigint[], $3::text[], $4::timestamptz[], $5::text[], $6::bigint[], $7::text[], $8::text[])
   AS u(member_id, kind, occurred_at, channel, business_unit_id, target_id, event_id)
-ON CONFLICT DO NOTHING
+ON CONFLICT DO NOTHING`
+
+// insertBatch is insertRows answering the rows written.
+const insertBatch = insertRows + `
 RETURNING event_id`
 
 // store writes b under source and returns how many rows were new. When a

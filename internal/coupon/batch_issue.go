@@ -2,8 +2,9 @@ package coupon
 
 import (
 	"context"
-	"encoding/json"
+	"database/sql"
 	"fmt"
+	"time"
 
 	"github.com/lib/pq"
 
@@ -21,46 +22,102 @@ type Issued struct {
 	Err    error
 }
 
-// takeStockN takes up to $2 coupons of stock in one statement and answers
-// how many it took: concurrent issuers queue on the template's row, as
-// with takeStock, so stock is never oversold.
-const takeStockN = `WITH old AS (SELECT issued_count FROM coupon_templates WHERE id = $1 FOR UPDATE)
-UPDATE coupon_templates t
-SET issued_count = t.issued_count + GREATEST(0, LEAST($2, t.total_stock - t.issued_count))
-FROM old WHERE t.id = $1
-RETURNING t.issued_count - old.issued_count`
+// Issuing coupons set-based. Both statements take parallel arrays of the
+// members to serve, in serving order: $2 fresh codes, $3 member ids, $4 each
+// member's next event_seq. For each coupon written they write the coupon,
+// the account's event_seq, the COUPON_ISSUED event (the payload IssueInTx
+// writes, built in SQL since the coupon id is only known there) and its
+// in-app notification, as events.Emit writes them. A code already taken is
+// skipped (ON CONFLICT DO NOTHING keeps tx usable): that member's row comes
+// back without a coupon, and is written again with a fresh code by
+// issueWithoutStock. The answer is one row per member, in order: member id,
+// whether the member is at the per-member limit, the stock taken and the
+// template's issued_count after it (NULL when the row was not locked), and
+// the coupon written (id, code), NULL where none.
+//
+// issueWithStock decides and writes in one statement, so that the
+// template's row, which every claimant of a hot template queues on, is
+// locked from this statement to the end of the caller's transaction and
+// not across round trips before it:
+//
+//   - held: the members' coupons of the template in any status but VOID
+//     ($13 is the per-member limit). The caller holds the accounts locked
+//     since an earlier statement, so this statement's snapshot sees every
+//     coupon of these members that any other transaction issued.
+//   - took: the stock, up to one coupon per member under the limit, taken
+//     with one conditional UPDATE: concurrent issuers queue on the row
+//     (old locks it first and reads the count as the lock holder left it),
+//     each seeing the count the previous one committed, so stock is never
+//     oversold. With no member under the limit the row is not touched.
+//   - x: the members under the limit, in order, as far as the stock went.
+const (
+	issueWithStock = `WITH x0 AS (
+	SELECT * FROM unnest($2::text[], $3::bigint[], $4::bigint[]) WITH ORDINALITY AS x(code, member_id, seq, ord)
+), held AS (
+	SELECT member_id, count(*) AS n FROM coupons
+	WHERE template_id = $1::bigint AND member_id = ANY($3::bigint[]) AND status <> 'VOID'
+	GROUP BY member_id
+), under AS (
+	SELECT x0.*, row_number() OVER (ORDER BY x0.ord) AS rank
+	FROM x0 LEFT JOIN held ON held.member_id = x0.member_id
+	WHERE COALESCE(held.n, 0) < $13::bigint
+), old AS (
+	SELECT issued_count FROM coupon_templates
+	WHERE id = $1::bigint AND EXISTS (SELECT FROM under)
+	FOR UPDATE
+), took AS (
+	UPDATE coupon_templates t
+	SET issued_count = t.issued_count + LEAST((SELECT count(*) FROM under), t.total_stock - t.issued_count)
+	FROM old WHERE t.id = $1::bigint AND t.issued_count < t.total_stock
+	RETURNING t.issued_count - old.issued_count AS n, t.issued_count AS total
+), x AS (
+	SELECT code, member_id, seq, ord FROM under WHERE rank <= (SELECT n FROM took)
+),` + issueWrites + `
+SELECT x0.member_id, COALESCE(held.n, 0) >= $13::bigint, (SELECT n FROM took),
+	COALESCE((SELECT total FROM took), (SELECT issued_count FROM old)), w.id, w.code
+FROM x0 LEFT JOIN held ON held.member_id = x0.member_id LEFT JOIN w ON w.member_id = x0.member_id
+ORDER BY x0.ord`
 
-// insertCoupons writes coupons from parallel arrays; a code already taken
-// is skipped (ON CONFLICT DO NOTHING keeps tx usable) and drawn again.
-const insertCoupons = `INSERT INTO coupons (code, template_id, member_id, status, issued_at, expires_at, source, discount)
-SELECT x.code, $2, x.member_id, 'AVAILABLE', $3, $4, $5, 0
-FROM unnest($1::text[], $6::bigint[]) AS x(code, member_id)
-ON CONFLICT (code) DO NOTHING
-RETURNING id, code, member_id`
+	// issueWithoutStock writes a coupon for every member of the arrays,
+	// whose stock was taken already.
+	issueWithoutStock = `WITH x AS (
+	SELECT * FROM unnest($2::text[], $3::bigint[], $4::bigint[]) WITH ORDINALITY AS x(code, member_id, seq, ord)
+),` + issueWrites + `
+SELECT x.member_id, false, NULL::bigint, NULL::bigint, w.id, w.code
+FROM x LEFT JOIN w ON w.member_id = x.member_id
+ORDER BY x.ord`
 
-// emitIssued writes what events.Emit writes for each coupon, set-based:
-// the member's account takes the next event_seq, the COUPON_ISSUED event
-// takes that seq, and an in-app notification points at the event.
-const emitIssued = `WITH x AS (
-	SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS x(member_id, seq, payload)
+	issueWrites = ` c AS (
+	INSERT INTO coupons (code, template_id, member_id, status, issued_at, expires_at, source, discount)
+	SELECT x.code, $1::bigint, x.member_id, 'AVAILABLE', $5::timestamptz, $6::timestamptz, $7::text, 0 FROM x ORDER BY x.ord
+	ON CONFLICT (code) DO NOTHING
+	RETURNING id, code, member_id
+), w AS (
+	SELECT c.id, c.code, c.member_id, x.seq FROM c JOIN x ON x.member_id = c.member_id
 ), a AS (
-	UPDATE accounts SET event_seq = x.seq FROM x WHERE accounts.member_id = x.member_id
+	UPDATE accounts SET event_seq = w.seq FROM w WHERE accounts.member_id = w.member_id
 ), e AS (
 	INSERT INTO member_events (member_id, seq, type, payload, occurred_at)
-	SELECT x.member_id, x.seq, $4, x.payload::jsonb, $5 FROM x
+	SELECT w.member_id, w.seq, $8::text,
+		jsonb_build_object('couponId', w.id, 'templateId', $1::bigint, 'title', $9::text, 'expiresAt', $10::text),
+		$5::timestamptz
+	FROM w
 	RETURNING id, member_id
+), n AS (
+	INSERT INTO notifications (member_id, title, body, event_id, created_at)
+	SELECT e.member_id, $11::text, $12::text, e.id, $5::timestamptz FROM e
+)`
 )
-INSERT INTO notifications (member_id, title, body, event_id, created_at)
-SELECT e.member_id, $6, $7, e.id, $5 FROM e`
 
 // IssueBatchInTx issues one coupon of templateID to the member of each of
 // accts, set-based, inside the caller's transaction: what IssueInTx does
-// for one member, in a handful of statements for all of them (campaigns
-// issuing to large audiences). accts must belong to distinct members and
-// be locked by the caller in tx (account.Lock, or SELECT … FOR UPDATE in
-// ascending member id); their EventSeq is advanced in step with the rows,
-// so that later events.Emit calls in tx continue the sequence. The answer
-// has one Issued per account, in the order of accts.
+// for one member, in one statement for all of them (campaigns issuing to
+// large audiences, batches of claims). accts must belong to distinct
+// members and be locked by the caller in tx, in an earlier statement
+// (account.LockMany, or SELECT … FOR UPDATE in ascending member id); their
+// EventSeq is advanced in step with the rows, so that later events.Emit
+// calls in tx continue the sequence. The answer has one Issued per account,
+// in the order of accts.
 //
 //   - An unknown template is ErrTemplateNotFound (the only refusal that is
 //     an error: nothing was written). A template whose window has ended
@@ -69,14 +126,19 @@ SELECT e.member_id, $6, $7, e.id, $5 FROM e`
 //     but VOID, counted under the account locks; a member at the limit is
 //     refused with ErrLimitExceeded.
 //   - Stock: the members left are served in the order of accts as far as
-//     the stock goes, taken with one conditional UPDATE before the coupons
-//     are written (so the template's row stays locked until tx ends, as an
-//     ISSUE_COUPONS batch holds it); the rest are refused with
-//     ErrOutOfStock.
+//     the stock goes, taken with one conditional UPDATE inside the
+//     statement that writes the coupons, events and notifications (so the
+//     template's row is locked from that statement until tx ends, as an
+//     ISSUE_COUPONS batch holds it, and not before); the rest are refused
+//     with ErrOutOfStock.
 //   - Each coupon has a fresh random code (a code already taken is drawn
-//     again), source as given, and a COUPON_ISSUED event with the same
-//     payload and in-app notification as IssueInTx writes; the event bus
-//     is woken for them after the commit (events.WakeAfterCommit).
+//     again, in a second statement), source as given, and a COUPON_ISSUED
+//     event with the same payload and in-app notification as IssueInTx
+//     writes; the event bus is woken for them after the commit
+//     (events.WakeAfterCommit).
+//
+// The coupons answered are not bound to a client (read their fields); their
+// Template edge is loaded.
 func (s *Service) IssueBatchInTx(ctx context.Context, tx *ent.Tx, accts []*ent.Account, templateID int, source string) ([]Issued, error) {
 	t, err := tx.CouponTemplate.Get(ctx, templateID)
 	if ent.IsNotFound(err) {
@@ -85,6 +147,13 @@ func (s *Service) IssueBatchInTx(ctx context.Context, tx *ent.Tx, accts []*ent.A
 	if err != nil {
 		return nil, fmt.Errorf("loading coupon template: %w", err)
 	}
+	return s.issueBatch(ctx, tx, accts, t, source)
+}
+
+// issueBatch is IssueBatchInTx for a template the caller has loaded (its
+// stock is taken by the conditional UPDATE, never from t; t.IssuedCount is
+// set to what the UPDATE left).
+func (s *Service) issueBatch(ctx context.Context, tx *ent.Tx, accts []*ent.Account, t *ent.CouponTemplate, source string) ([]Issued, error) {
 	out := make([]Issued, len(accts))
 	if len(accts) == 0 {
 		return out, nil
@@ -100,149 +169,135 @@ func (s *Service) IssueBatchInTx(ctx context.Context, tx *ent.Tx, accts []*ent.A
 	if err != nil {
 		return nil, err
 	}
+	w := issueWrite{s: s, tx: tx, t: t, now: now, expires: expires, source: source, accts: accts, out: out,
+		body: fmt.Sprintf("您获得了一张优惠券「%s」，有效期至%s。", t.Title, s.showTime(expires))}
 
-	ids := make([]int64, len(accts))
-	for i, a := range accts {
-		ids[i] = int64(a.MemberID)
+	all := make([]int, len(accts))
+	for i := range all {
+		all[i] = i
 	}
-	held, err := heldCounts(ctx, tx, t.ID, ids)
+	rows, err := w.write(ctx, true, all)
 	if err != nil {
 		return nil, err
 	}
-	var want []int // indexes into accts of the members under the limit
-	for i, a := range accts {
-		if held[a.MemberID] >= t.PerMemberLimit {
+	var served []int // indexes into accts of the members who took stock
+	under := 0
+	for i, r := range rows {
+		switch {
+		case r.limited:
 			out[i].Err = ErrLimitExceeded
 			continue
+		case under >= r.took:
+			out[i].Err = ErrOutOfStock
+		default:
+			served = append(served, i)
 		}
-		want = append(want, i)
+		under++
 	}
-	if len(want) == 0 {
-		return out, nil
+	if len(rows) > 0 && rows[0].total > 0 {
+		t.IssuedCount = rows[0].total
 	}
-	got, err := scanInt(ctx, tx, takeStockN, t.ID, len(want))
-	if err != nil {
-		return nil, fmt.Errorf("taking coupon stock: %w", err)
-	}
-	for _, i := range want[got:] {
-		out[i].Err = ErrOutOfStock
-	}
-	want = want[:got]
-	t.IssuedCount += got
-
-	// Codes: draw, write, and draw again for the members whose code was
-	// taken meanwhile.
-	byMember := make(map[int]int, len(want)) // member id → index into accts
-	for _, i := range want {
-		byMember[accts[i].MemberID] = i
-	}
-	todo := want
-	for attempt := 0; len(todo) > 0; attempt++ {
+	// Members whose code was taken meanwhile hold their stock: they are
+	// written again with fresh codes.
+	for attempt := 1; ; attempt++ {
+		var todo []int
+		for _, i := range served {
+			if out[i].Coupon == nil {
+				todo = append(todo, i)
+			}
+		}
+		if len(todo) == 0 {
+			break
+		}
 		if attempt == maxCodeAttempts {
 			return nil, fmt.Errorf("no free coupon codes after %d attempts", maxCodeAttempts)
 		}
-		codes, members := make([]string, len(todo)), make([]int64, len(todo))
-		for k, i := range todo {
-			if codes[k], err = s.newCode(); err != nil {
-				return nil, err
-			}
-			members[k] = int64(accts[i].MemberID)
+		if _, err := w.write(ctx, false, todo); err != nil {
+			return nil, err
 		}
-		rows, err := tx.QueryContext(ctx, insertCoupons, pq.Array(codes), t.ID, now, expires, source, pq.Array(members))
-		if err != nil {
-			return nil, fmt.Errorf("writing coupons: %w", err)
-		}
-		for rows.Next() {
-			var (
-				id, member int
-				code       string
-			)
-			if err := rows.Scan(&id, &code, &member); err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("reading coupons written: %w", err)
-			}
-			out[byMember[member]].Coupon = &ent.Coupon{ID: id, Code: code, TemplateID: t.ID, MemberID: member,
-				Status: enum.CouponAvailable, IssuedAt: now, ExpiresAt: expires, Source: source}
-		}
-		if err := rows.Err(); err != nil {
-			return nil, fmt.Errorf("writing coupons: %w", err)
-		}
-		if err := rows.Close(); err != nil {
-			return nil, fmt.Errorf("writing coupons: %w", err)
-		}
-		next := todo[:0:0]
-		for _, i := range todo {
-			if out[i].Coupon == nil {
-				next = append(next, i)
-			}
-		}
-		todo = next
 	}
 
-	members, seqs, payloads := make([]int64, len(want)), make([]int64, len(want)), make([]string, len(want))
-	woken := make([]int, len(want))
-	for k, i := range want {
-		c := out[i].Coupon
-		b, err := json.Marshal(s.payload(c, t))
-		if err != nil {
-			return nil, fmt.Errorf("encoding event payload: %w", err)
-		}
-		members[k], seqs[k], payloads[k] = int64(c.MemberID), accts[i].EventSeq+1, string(b)
-		woken[k] = c.MemberID
-	}
-	body := fmt.Sprintf("您获得了一张优惠券「%s」，有效期至%s。", t.Title, s.showTime(expires))
-	if _, err := tx.ExecContext(ctx, emitIssued, pq.Array(members), pq.Array(seqs), pq.Array(payloads),
-		string(events.CouponIssued), now, "获得优惠券", body); err != nil {
-		return nil, fmt.Errorf("emitting coupons issued: %w", err)
-	}
-	events.WakeAfterCommit(ctx, tx, woken...)
-	for _, i := range want {
+	woken := make([]int, len(served))
+	for k, i := range served {
 		accts[i].EventSeq++
 		out[i].Coupon.Edges.Template = t
+		woken[k] = accts[i].MemberID
 	}
+	events.WakeAfterCommit(ctx, tx, woken...)
 	return out, nil
 }
 
-// heldCounts counts, per member of ids, the coupons of the template that
-// count against its per-member limit (every status but VOID).
-func heldCounts(ctx context.Context, tx *ent.Tx, templateID int, ids []int64) (map[int]int, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT member_id, count(*) FROM coupons
-		WHERE template_id = $1 AND member_id = ANY($2) AND status <> 'VOID' GROUP BY member_id`,
-		templateID, pq.Array(ids))
-	if err != nil {
-		return nil, fmt.Errorf("counting the members' coupons: %w", err)
-	}
-	defer rows.Close()
-	held := make(map[int]int)
-	for rows.Next() {
-		var member, n int
-		if err := rows.Scan(&member, &n); err != nil {
-			return nil, fmt.Errorf("counting the members' coupons: %w", err)
-		}
-		held[member] = n
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("counting the members' coupons: %w", err)
-	}
-	return held, nil
+// issueWrite is what one issueBatch writes with: the template, the times
+// and where the coupons written go.
+type issueWrite struct {
+	s            *Service
+	tx           *ent.Tx
+	t            *ent.CouponTemplate
+	now, expires time.Time
+	source, body string
+	accts        []*ent.Account
+	out          []Issued
 }
 
-// scanInt runs a query answering one integer.
-func scanInt(ctx context.Context, tx *ent.Tx, query string, args ...any) (int, error) {
-	rows, err := tx.QueryContext(ctx, query, args...)
+// issueRow is what the statement answered for one member.
+type issueRow struct {
+	limited     bool
+	took, total int // the stock taken and what it left (first statement)
+}
+
+// write runs issueWithStock (or, withStock false, issueWithoutStock) for
+// the members of accts at idx, in that order, with fresh codes; it sets
+// out[i].Coupon for each coupon written and answers a row per member of idx.
+func (w *issueWrite) write(ctx context.Context, withStock bool, idx []int) ([]issueRow, error) {
+	codes, members, seqs := make([]string, len(idx)), make([]int64, len(idx)), make([]int64, len(idx))
+	for k, i := range idx {
+		code, err := w.s.newCode()
+		if err != nil {
+			return nil, err
+		}
+		codes[k], members[k], seqs[k] = code, int64(w.accts[i].MemberID), w.accts[i].EventSeq+1
+	}
+	query, args := issueWithoutStock, []any{w.t.ID, pq.Array(codes), pq.Array(members), pq.Array(seqs),
+		w.now, w.expires, w.source, string(events.CouponIssued), w.t.Title,
+		w.expires.In(w.s.zone).Format(time.RFC3339), "获得优惠券", w.body}
+	if withStock {
+		query, args = issueWithStock, append(args, w.t.PerMemberLimit)
+	}
+	rows, err := w.tx.QueryContext(ctx, query, args...)
 	if err != nil {
-		return 0, err
+		return nil, fmt.Errorf("issuing coupons: %w", err)
 	}
 	defer rows.Close()
-	if !rows.Next() {
-		if err := rows.Err(); err != nil {
-			return 0, err
+	out := make([]issueRow, 0, len(idx))
+	for rows.Next() {
+		var (
+			member                int
+			limited               bool
+			took, total, couponID sql.NullInt64
+			code                  sql.NullString
+		)
+		if err := rows.Scan(&member, &limited, &took, &total, &couponID, &code); err != nil {
+			return nil, fmt.Errorf("reading coupons issued: %w", err)
 		}
-		return 0, fmt.Errorf("no row")
+		k := len(out)
+		if k == len(idx) || member != w.accts[idx[k]].MemberID {
+			return nil, fmt.Errorf("issuing coupons: row %d is of member %d, not the one asked for", k, member)
+		}
+		out = append(out, issueRow{limited: limited, took: int(took.Int64), total: int(total.Int64)})
+		if couponID.Valid {
+			w.out[idx[k]].Coupon = &ent.Coupon{ID: int(couponID.Int64), Code: code.String, TemplateID: w.t.ID,
+				MemberID: member, Status: enum.CouponAvailable, IssuedAt: w.now, ExpiresAt: w.expires,
+				Source: w.source}
+		}
 	}
-	var n int
-	if err := rows.Scan(&n); err != nil {
-		return 0, err
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("issuing coupons: %w", err)
 	}
-	return n, rows.Close()
+	if err := rows.Close(); err != nil {
+		return nil, fmt.Errorf("issuing coupons: %w", err)
+	}
+	if len(out) != len(idx) {
+		return nil, fmt.Errorf("issuing coupons: %d rows for %d members", len(out), len(idx))
+	}
+	return out, nil
 }

@@ -53,6 +53,10 @@
 // (account.Lock): issuing (per-member limit counted under it), redeeming,
 // returning, reminders. Stock is taken with one conditional UPDATE on the
 // template row (issued_count < total_stock), so it can never be oversold.
+// Members' claims of one template are combined by group commit (Claim): one
+// transaction serves the claims that queued while the previous one ran,
+// locking their accounts in ascending member id and then the template's
+// row, in the statement that writes the coupons (IssueBatchInTx).
 // Locking at the till takes row locks on the coupons in id order (SELECT
 // … FOR UPDATE), so two tills locking the same coupon meet on its row: one
 // wins, the other sees it LOCKED and gets CONFLICT. Set-based jobs lock
@@ -145,11 +149,12 @@ type Service struct {
 	zone    *time.Location
 	now     func() time.Time
 	newCode func() (string, error)
+	claims  *claimer
 }
 
 // New builds a Service; zone is the business time zone, now the clock.
 func New(db *ent.Client, zone *time.Location, now func() time.Time) *Service {
-	return &Service{db: db, zone: zone, now: now, newCode: randomCode}
+	return &Service{db: db, zone: zone, now: now, newCode: randomCode, claims: newClaimer()}
 }
 
 // crockford is Crockford's base32 alphabet: no I, L, O, U, so a code read

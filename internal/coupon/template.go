@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -18,9 +17,6 @@ import (
 	"github.com/onemember/onemember/ent/coupontemplate"
 	"github.com/onemember/onemember/ent/schema/enum"
 	"github.com/onemember/onemember/ent/store"
-	"github.com/onemember/onemember/internal/account"
-	"github.com/onemember/onemember/internal/behavior"
-	"github.com/onemember/onemember/internal/platform/database"
 	"github.com/onemember/onemember/internal/platform/fault"
 )
 
@@ -293,47 +289,4 @@ func (s *Service) Claimable(ctx context.Context, memberID int) ([]Claimable, err
 		})
 	}
 	return out, nil
-}
-
-// Claim is a member claiming a coupon of a claimable template: the template
-// must be claimable (else FORBIDDEN: ErrNotClaimable) and inside its window
-// (ErrNotStarted, ErrEnded), with stock (ErrOutOfStock) and below the
-// per-member limit (ErrLimitExceeded). One transaction.
-func (s *Service) Claim(ctx context.Context, memberID, templateID int) (*ent.Coupon, error) {
-	t, err := s.db.CouponTemplate.Get(ctx, templateID)
-	if ent.IsNotFound(err) {
-		return nil, ErrTemplateNotFound
-	}
-	if err != nil {
-		return nil, fmt.Errorf("loading coupon template: %w", err)
-	}
-	if !t.Claimable {
-		return nil, ErrNotClaimable
-	}
-	if t.ValidFrom != nil && s.now().Before(*t.ValidFrom) {
-		return nil, ErrNotStarted
-	}
-	c, err := database.WithTx(ctx, s.db, func(tx *ent.Tx) (*ent.Coupon, error) {
-		acct, err := account.Lock(ctx, tx, memberID)
-		if err != nil {
-			return nil, err
-		}
-		c, err := s.issue(ctx, tx, acct, t, SourceClaim)
-		if err != nil {
-			return nil, err
-		}
-		// A self-claim is the member's CLAIM_COUPON behaviour; coupons
-		// issued by other tools are not.
-		err = behavior.Record(ctx, tx, behavior.Event{MemberID: c.MemberID, Kind: enum.BehaviorClaimCoupon,
-			OccurredAt: c.IssuedAt, Channel: enum.ChannelMiniProgram, TargetID: strconv.Itoa(t.ID),
-			Key: fmt.Sprintf("CLAIM_COUPON:%d", c.ID)})
-		if err != nil {
-			return nil, err
-		}
-		return c, nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return database.Detach(c), nil
 }

@@ -60,8 +60,12 @@ func New(schema graphql.ExecutableSchema, o Options) *handler.Server {
 	}
 	// graphql-transport-ws (what the app speaks) on the lean server; the
 	// legacy graphql-ws subprotocol on gqlgen's transport over gorilla.
+	upgrader := wsgorilla.New().Upgrader
+	// Clients send a few small messages (connection_init, subscribe,
+	// pong); a larger one is read in several pieces.
+	upgrader.ReadBufferSize = 256
 	srv.AddTransport(&wsgorilla.Server{
-		Upgrader:     wsgorilla.New().Upgrader,
+		Upgrader:     upgrader,
 		Init:         initWS,
 		InitTimeout:  wsInitTimeout,
 		ReadLimit:    o.WSMaxMessage,
