@@ -50,10 +50,10 @@ const (
 // resolver streams through a channel, run as with gqlgen: a goroutine per
 // operation. A subscription resolver can instead hand the server a Source
 // (PusherFrom): the server then keeps no goroutine and no gqlgen state for
-// it. When the source has items, a small shared pool of goroutines takes
-// them and renders each through the executor as a one-item operation of the
-// same document: the resolver finds the item with Pushed and returns it
-// with One. The response is what gqlgen would have sent for it.
+// it but the operation as validated at subscribe time. When the source has
+// items, a small shared pool of goroutines takes them and runs that
+// operation once for each: the resolver finds the item with Pushed and
+// returns it with One. The response is what gqlgen would have sent for it.
 type Server struct {
 	// Upgrader accepts the socket; graphql-transport-ws is the only
 	// subprotocol it negotiates.
@@ -414,9 +414,11 @@ type operation struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	// Push mode: set once by run, before the first drain.
-	params *graphql.RawParams
-	src    Source
+	// Push mode: set once by run, before the first drain. rc is the
+	// operation as created at subscribe time, reused for every item (as
+	// gqlgen's own subscriptions use one for every response).
+	rc  *graphql.OperationContext
+	src Source
 
 	queued  atomic.Bool // waiting in the push queue
 	drainMu sync.Mutex  // one drain at a time keeps the items in order
@@ -475,9 +477,10 @@ func (op *operation) run(params *graphql.RawParams) {
 	}()
 	responses, ctx := c.exec.DispatchOperation(ctx, rc)
 	if p != nil && p.src != nil {
-		// Keep only what rendering an item needs: no operation state.
-		op.params = &graphql.RawParams{Query: intern(ctx, params.Query), OperationName: params.OperationName,
-			Variables: params.Variables}
+		// Keep only what rendering an item needs: the operation, with one
+		// copy of the document's text for all connections.
+		rc.RawQuery = intern(ctx, rc.RawQuery)
+		op.rc = rc
 		op.mu.Lock()
 		op.src = p.src
 		op.mu.Unlock()
@@ -524,16 +527,11 @@ func (op *operation) drain() {
 	}
 }
 
-// render executes op's document for one pushed item.
+// render executes op's operation for one pushed item.
 func (op *operation) render(item any) (resp *graphql.Response) {
-	c := op.c
-	ctx := graphql.StartOperationTrace(context.WithValue(op.ctx, pushedKey{}, item))
-	rc, err := c.exec.CreateOperationContext(ctx, op.params)
-	if err != nil { // the document was valid for this operation a moment ago
-		c.srv.log().ErrorContext(ctx, "websocket: re-reading a pushed operation", "err", err)
-		return nil
-	}
-	ctx = graphql.WithOperationContext(ctx, rc)
+	c, rc := op.c, op.rc
+	rc.Stats.OperationStart = graphql.Now()
+	ctx := graphql.WithOperationContext(context.WithValue(op.ctx, pushedKey{}, item), rc)
 	defer func() {
 		if r := recover(); r != nil {
 			c.srv.log().ErrorContext(ctx, "websocket push panic", "panic", r, "stack", string(debug.Stack()))
