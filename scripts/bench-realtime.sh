@@ -328,15 +328,26 @@ rt_psql -c 'INSERT INTO accounts (created_at, updated_at, member_id) SELECT now(
 # idle_measure KIND N: one target process, N connections; sets M_CONN
 # (connected), M_RSS (RSS delta, kB), M_HEAP (Go heap+stack in use delta,
 # bytes), M_GOR (goroutines delta) and M_SECS (seconds to connect).
+# free_memory: the target collects its garbage and returns free pages to
+# the OS (POST /debug/free-memory, development builds and the reference),
+# so that RSS and heap readings count what it holds, not what startup or
+# the last handshakes left behind for a collection that an idle process
+# may not run for minutes.
+free_memory() {
+	curl -fsS -X POST "$BASE/debug/free-memory" >/dev/null || die "POST $BASE/debug/free-memory failed"
+	sleep 1
+}
 idle_measure() {
 	local kind="$1" n="$2" out="$WORK/idle-$1-$2.out" r0 r1 h0 h1 g0 g1 open connected ended secs
 	start_target "$kind"
 	settle "$TARGET_PID"
+	free_memory
 	r0="$(rss_kb "$TARGET_PID")"
 	h0=$(($(metric "$BASE" go_memstats_heap_inuse_bytes) + $(metric "$BASE" go_memstats_stack_inuse_bytes)))
 	g0="$(metric "$BASE" go_goroutines)"
 	start_clients "$n" "$out"
 	settle "$TARGET_PID"
+	free_memory
 	r1="$(rss_kb "$TARGET_PID")"
 	h1=$(($(metric "$BASE" go_memstats_heap_inuse_bytes) + $(metric "$BASE" go_memstats_stack_inuse_bytes)))
 	g1="$(metric "$BASE" go_goroutines)"

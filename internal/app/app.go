@@ -52,6 +52,7 @@ import (
 	"github.com/onemember/onemember/internal/platform/loader"
 	"github.com/onemember/onemember/internal/platform/migrate"
 	"github.com/onemember/onemember/internal/platform/obs"
+	"github.com/onemember/onemember/internal/platform/procstat"
 	"github.com/onemember/onemember/internal/prediction"
 	"github.com/onemember/onemember/internal/programme"
 	"github.com/onemember/onemember/internal/push"
@@ -323,6 +324,9 @@ func (a *App) Handler() http.Handler {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.Metrics.Registry, promhttp.HandlerOpts{}))
 	if !a.Config.IsProduction() {
 		mux.Handle("GET /{$}", playground.Handler("OneMember GraphiQL", "/query"))
+		// Benchmarks measure memory per connection after returning what
+		// is free to the OS (scripts/bench-realtime.sh).
+		mux.HandleFunc("POST /debug/free-memory", procstat.FreeMemory)
 	}
 	return a.requestContext(mux)
 }

@@ -18,9 +18,9 @@ type memberCache struct {
 	max int
 	now func() time.Time
 
-	mu        sync.Mutex
-	entries   map[int]cachedMember
-	nextSweep time.Time // when put next drops expired entries
+	mu       sync.Mutex
+	entries  map[int]cachedMember
+	sweeping bool // a sweep of expired entries is scheduled
 }
 
 type cachedMember struct {
@@ -54,21 +54,39 @@ func (c *memberCache) put(id int, m *ent.Member) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := c.now()
-	// Expired entries are dropped once a TTL, so that members seen once
-	// (a websocket's handshake) are not kept until the cache fills.
-	if len(c.entries) >= c.max || !now.Before(c.nextSweep) {
-		for k, e := range c.entries {
-			if !now.Before(e.expires) {
-				delete(c.entries, k)
-			}
-		}
-		c.nextSweep = now.Add(c.ttl)
+	if len(c.entries) >= c.max {
+		c.sweepLocked(now)
 		if len(c.entries) >= c.max { // all fresh: start over
 			clear(c.entries)
 		}
 	}
 	cp := *m
 	c.entries[id] = cachedMember{m: &cp, expires: now.Add(c.ttl)}
+	// Expired entries go within two TTLs, so that members seen once (a
+	// websocket's handshake) are not kept until the cache fills.
+	if !c.sweeping {
+		c.sweeping = true
+		time.AfterFunc(2*c.ttl, c.sweep)
+	}
+}
+
+func (c *memberCache) sweep() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.sweeping = false
+	c.sweepLocked(c.now())
+	if len(c.entries) > 0 {
+		c.sweeping = true
+		time.AfterFunc(2*c.ttl, c.sweep)
+	}
+}
+
+func (c *memberCache) sweepLocked(now time.Time) {
+	for k, e := range c.entries {
+		if !now.Before(e.expires) {
+			delete(c.entries, k)
+		}
+	}
 }
 
 func (c *memberCache) forget(ids ...int) {

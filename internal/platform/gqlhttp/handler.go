@@ -80,6 +80,9 @@ func New(schema graphql.ExecutableSchema, o Options) *handler.Server {
 			if ce := (*wsgorilla.CloseError)(nil); errors.As(err, &ce) {
 				return transport.AppendCloseReason(transport.WithWebsocketCloseCode(ctx, ce.Code), ce.Reason), nil, err
 			}
+			if c := wsgorilla.CloserFrom(ctx); c != nil && err == nil {
+				ctx = c.Bind(ctx) // gqlgen closes the socket when it ends
+			}
 			return ctx, nil, err
 		},
 		InitTimeout:           wsInitTimeout,
@@ -137,7 +140,7 @@ func wsInit(a *auth.Authenticator, m *obs.Metrics) func(context.Context, transpo
 		// The connection ends when the access token expires (4401): the app
 		// reconnects with a fresh token and its cursor.
 		if c := wsgorilla.CloserFrom(ctx); c != nil {
-			ctx = c.Bind(ctx, v.ExpiresAt)
+			c.Expire(v.ExpiresAt)
 		}
 		return auth.WithViewer(ctx, v), nil
 	}

@@ -18,20 +18,26 @@ const (
 )
 
 // Closer lets the code serving a websocket end the whole connection with an
-// application close code. gqlgen itself closes a connection whose context
-// ends with 1000 "terminated"; the adapter's WriteClose asks the Closer
-// bound to the connection for a better code first.
+// application close code, and ends it when its credential expires.
 //
 // The HTTP handler puts a Closer in the request context (WithCloser)
-// before gqlgen accepts the socket; the connection_init function binds the
-// connection's context to it (Bind); resolvers reach it with CloserFrom.
+// before the socket is accepted; the connection_init function records the
+// credential's expiry (Expire); resolvers reach it with CloserFrom. The
+// transport then follows it one of two ways: Server registers a callback
+// (watch), with no goroutine or context per connection; gqlgen's transport,
+// which closes a connection when its context ends (with 1000 "terminated"
+// unless the adapter's WriteClose finds a better code here), gets a context
+// from Bind.
 type Closer struct {
-	mu     sync.Mutex
-	code   int
-	reason string
-	cancel context.CancelFunc
-	ctx    context.Context
-	subs   int
+	mu      sync.Mutex
+	code    int
+	reason  string
+	expires time.Time
+	cancel  context.CancelFunc
+	ctx     context.Context
+	onClose func(code int, reason string)
+	timer   *time.Timer
+	subs    int
 }
 
 type closerKey struct{}
@@ -48,42 +54,70 @@ func CloserFrom(ctx context.Context) *Closer {
 	return c
 }
 
-// Bind derives the connection context from ctx: it ends at expiresAt (when
-// not zero), closing with CloseTokenExpired, or when Close is called.
-// Release must be called when the connection ends.
-func (c *Closer) Bind(ctx context.Context, expiresAt time.Time) context.Context {
+// Expire records when the connection's credential expires: the connection
+// then closes with CloseTokenExpired. Zero means never.
+func (c *Closer) Expire(at time.Time) {
+	c.mu.Lock()
+	c.expires = at
+	c.mu.Unlock()
+}
+
+// Bind derives a connection context from ctx for gqlgen's transport: it
+// ends at the recorded expiry, or when Close is called. Release must be
+// called when the connection ends.
+func (c *Closer) Bind(ctx context.Context) context.Context {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	var cancel context.CancelFunc
-	if expiresAt.IsZero() {
+	if c.expires.IsZero() {
 		ctx, cancel = context.WithCancel(ctx)
 	} else {
-		ctx, cancel = context.WithDeadline(ctx, expiresAt)
+		ctx, cancel = context.WithDeadline(ctx, c.expires)
 	}
-	c.mu.Lock()
 	c.ctx, c.cancel = ctx, cancel
-	c.mu.Unlock()
 	return ctx
+}
+
+// watch makes Close, and the recorded expiry, call fn (once) with the
+// close code and reason.
+func (c *Closer) watch(fn func(code int, reason string)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.onClose = fn
+	if !c.expires.IsZero() {
+		c.timer = time.AfterFunc(time.Until(c.expires), func() { c.Close(CloseTokenExpired, "access token expired") })
+	}
 }
 
 // Close ends the connection with code and reason.
 func (c *Closer) Close(code int, reason string) {
 	c.mu.Lock()
-	if c.code == 0 {
+	first := c.code == 0
+	if first {
 		c.code, c.reason = code, reason
 	}
-	cancel := c.cancel
+	cancel, fn := c.cancel, c.onClose
 	c.mu.Unlock()
 	if cancel != nil {
 		cancel()
+	}
+	if first && fn != nil {
+		fn(code, reason)
 	}
 }
 
-// Release frees the connection context's timer.
+// Release frees what Bind or watch hold: the context's timer, the expiry
+// timer.
 func (c *Closer) Release() {
 	c.mu.Lock()
-	cancel := c.cancel
+	cancel, timer := c.cancel, c.timer
+	c.onClose = nil
 	c.mu.Unlock()
 	if cancel != nil {
 		cancel()
+	}
+	if timer != nil {
+		timer.Stop()
 	}
 }
 

@@ -130,13 +130,12 @@ type serverConn struct {
 	exec   graphql.GraphExecutor
 	closer *Closer // nil unless the handler installed one
 
-	ctx        context.Context // the connection's, from Init
-	stopCancel func() bool     // the AfterFunc watching ctx
+	ctx context.Context // the connection's, from Init: values only
 
 	writeMu sync.Mutex // gorilla allows one writer at a time
 
 	mu      sync.Mutex
-	ops     map[string]*operation
+	ops     []*operation // live operations: a handful at most, a slice is smaller than a map
 	closing bool
 }
 
@@ -215,17 +214,14 @@ func (c *serverConn) init(ctx context.Context) bool {
 	_ = c.ws.SetReadDeadline(time.Time{})
 	c.mu.Lock()
 	c.ctx = ctx
-	c.ops = make(map[string]*operation)
 	c.mu.Unlock()
-	// The connection ends with its context: token expiry or a resolver's
-	// Closer.Close.
-	c.stopCancel = context.AfterFunc(ctx, func() {
-		code, reason, ok := c.closer.override()
-		if !ok {
-			code, reason = websocket.CloseNormalClosure, "terminated"
-		}
-		c.close(code, reason)
-	})
+	// The credential's expiry and a resolver's Closer.Close end the
+	// connection. Its context has no cancellation of its own: nothing
+	// hangs on it (a context per connection costs memory); operations
+	// get theirs.
+	if c.closer != nil {
+		c.closer.watch(c.close)
+	}
 	return c.send(message{Type: "connection_ack"})
 }
 
@@ -333,7 +329,6 @@ func (c *serverConn) finish() {
 	if c.ctx == nil {
 		return // Init never accepted the connection
 	}
-	c.stopCancel()
 	if c.srv.Closed != nil {
 		c.srv.Closed(c.ctx)
 	}
@@ -357,22 +352,30 @@ func (c *serverConn) subscribe(m message) {
 		c.mu.Unlock()
 		return
 	}
-	if _, dup := c.ops[m.ID]; dup {
+	if c.find(m.ID) >= 0 {
 		c.mu.Unlock()
 		c.close(closeDuplicateID, "Subscriber for "+m.ID+" already exists")
 		return
 	}
 	op.ctx, op.cancel = context.WithCancel(c.ctx)
-	c.ops[m.ID] = op
+	c.ops = append(c.ops, op)
 	c.mu.Unlock()
 	go op.run(&params)
+}
+
+// find returns the index of operation id in c.ops, or -1; c.mu is held.
+func (c *serverConn) find(id string) int {
+	return slices.IndexFunc(c.ops, func(op *operation) bool { return op.id == id })
 }
 
 // stop ends the operation the client completed.
 func (c *serverConn) stop(id string) {
 	c.mu.Lock()
-	op := c.ops[id]
-	delete(c.ops, id)
+	var op *operation
+	if i := c.find(id); i >= 0 {
+		op = c.ops[i]
+		c.ops = slices.Delete(c.ops, i, i+1)
+	}
 	c.mu.Unlock()
 	if op != nil {
 		op.end()
@@ -383,13 +386,17 @@ func (c *serverConn) stop(id string) {
 // the connection ended it first.
 func (c *serverConn) done(op *operation) {
 	c.mu.Lock()
-	mine := c.ops[op.id] == op
+	i := c.find(op.id)
+	mine := i >= 0 && c.ops[i] == op // else the client or the connection ended it
 	if mine {
-		delete(c.ops, op.id)
+		c.ops = slices.Delete(c.ops, i, i+1)
 	}
 	c.mu.Unlock()
-	op.end()
-	if mine && c.ctx.Err() == nil {
+	op.end() // may close the connection (a source ended by its bus)
+	c.mu.Lock()
+	closing := c.closing
+	c.mu.Unlock()
+	if mine && !closing {
 		c.send(message{ID: op.id, Type: "complete"})
 	}
 }
@@ -415,8 +422,7 @@ type operation struct {
 	cancel context.CancelFunc
 
 	// Push mode: set once by run, before the first drain. rc is the
-	// operation as created at subscribe time, reused for every item (as
-	// gqlgen's own subscriptions use one for every response).
+	// operation as validated at subscribe time, run again for each item.
 	rc  *graphql.OperationContext
 	src Source
 
@@ -477,10 +483,10 @@ func (op *operation) run(params *graphql.RawParams) {
 	}()
 	responses, ctx := c.exec.DispatchOperation(ctx, rc)
 	if p != nil && p.src != nil {
-		// Keep only what rendering an item needs: the operation, with one
-		// copy of the document's text for all connections.
-		rc.RawQuery = intern(ctx, rc.RawQuery)
-		op.rc = rc
+		// Keep only what running it again needs: no statistics, no field
+		// cache, one copy of the document's text for all connections.
+		op.rc = bare(rc)
+		op.rc.RawQuery = intern(ctx, rc.RawQuery)
 		op.mu.Lock()
 		op.src = p.src
 		op.mu.Unlock()
@@ -529,7 +535,7 @@ func (op *operation) drain() {
 
 // render executes op's operation for one pushed item.
 func (op *operation) render(item any) (resp *graphql.Response) {
-	c, rc := op.c, op.rc
+	c, rc := op.c, bare(op.rc)
 	rc.Stats.OperationStart = graphql.Now()
 	ctx := graphql.WithOperationContext(context.WithValue(op.ctx, pushedKey{}, item), rc)
 	defer func() {
@@ -540,6 +546,17 @@ func (op *operation) render(item any) (resp *graphql.Response) {
 	}()
 	responses, ctx := c.exec.DispatchOperation(ctx, rc)
 	return responses(ctx)
+}
+
+// bare copies what executing rc takes: a new operation context with rc's
+// document, operation and variables, and none of its run's state.
+func bare(rc *graphql.OperationContext) *graphql.OperationContext {
+	return &graphql.OperationContext{
+		RawQuery: rc.RawQuery, Variables: rc.Variables, OperationName: rc.OperationName, Doc: rc.Doc,
+		Extensions: rc.Extensions, Headers: rc.Headers, Operation: rc.Operation,
+		DisableIntrospection: rc.DisableIntrospection, RecoverFunc: rc.RecoverFunc,
+		ResolverMiddleware: rc.ResolverMiddleware, RootResolverMiddleware: rc.RootResolverMiddleware,
+	}
 }
 
 // documents holds one copy of each pushed operation's document: every app
