@@ -40,10 +40,15 @@ type Issued struct {
 // locked from this statement to the end of the caller's transaction and
 // not across round trips before it:
 //
-//   - held: the members' coupons of the template in any status but VOID
-//     ($13 is the per-member limit). The caller holds the accounts locked
-//     since an earlier statement, so this statement's snapshot sees every
-//     coupon of these members that any other transaction issued.
+//   - x0.held: each member's coupons of the template in any status but
+//     VOID ($13 is the per-member limit). The caller holds the accounts
+//     locked since an earlier statement, so this statement's snapshot sees
+//     every coupon of these members that any other transaction issued. It
+//     is a subquery per member, equality on both columns of the index
+//     (template_id, member_id): the plan PostgreSQL caches for it looks
+//     each member up in that index even when it was made while the table
+//     was small (member_id = ANY($3) there was cached as a scan of all the
+//     template's coupons, and a hot template has the most of them).
 //   - took: the stock, up to one coupon per member under the limit, taken
 //     with one conditional UPDATE: concurrent issuers queue on the row
 //     (old locks it first and reads the count as the lock holder left it),
@@ -52,15 +57,13 @@ type Issued struct {
 //   - x: the members under the limit, in order, as far as the stock went.
 const (
 	issueWithStock = `WITH x0 AS (
-	SELECT * FROM unnest($2::text[], $3::bigint[], $4::bigint[]) WITH ORDINALITY AS x(code, member_id, seq, ord)
-), held AS (
-	SELECT member_id, count(*) AS n FROM coupons
-	WHERE template_id = $1::bigint AND member_id = ANY($3::bigint[]) AND status <> 'VOID'
-	GROUP BY member_id
+	SELECT x.*, (
+		SELECT count(*) FROM coupons c
+		WHERE c.template_id = $1::bigint AND c.member_id = x.member_id AND c.status <> 'VOID'
+	) AS held
+	FROM unnest($2::text[], $3::bigint[], $4::bigint[]) WITH ORDINALITY AS x(code, member_id, seq, ord)
 ), under AS (
-	SELECT x0.*, row_number() OVER (ORDER BY x0.ord) AS rank
-	FROM x0 LEFT JOIN held ON held.member_id = x0.member_id
-	WHERE COALESCE(held.n, 0) < $13::bigint
+	SELECT x0.*, row_number() OVER (ORDER BY x0.ord) AS rank FROM x0 WHERE x0.held < $13::bigint
 ), old AS (
 	SELECT issued_count FROM coupon_templates
 	WHERE id = $1::bigint AND EXISTS (SELECT FROM under)
@@ -73,9 +76,9 @@ const (
 ), x AS (
 	SELECT code, member_id, seq, ord FROM under WHERE rank <= (SELECT n FROM took)
 ),` + issueWrites + `
-SELECT x0.member_id, COALESCE(held.n, 0) >= $13::bigint, (SELECT n FROM took),
+SELECT x0.member_id, x0.held >= $13::bigint, (SELECT n FROM took),
 	COALESCE((SELECT total FROM took), (SELECT issued_count FROM old)), w.id, w.code
-FROM x0 LEFT JOIN held ON held.member_id = x0.member_id LEFT JOIN w ON w.member_id = x0.member_id
+FROM x0 LEFT JOIN w ON w.member_id = x0.member_id
 ORDER BY x0.ord`
 
 	// issueWithoutStock writes a coupon for every member of the arrays,

@@ -29,7 +29,7 @@ type env struct {
 	seq   atomic.Int64
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	client, sqlDB := testkit.EntClient(t, 64)
 	zone := testkit.Shanghai(t)
