@@ -51,44 +51,66 @@ type claimResult struct {
 	err    error
 }
 
+// claimRunners is how many batches of one template run at once. The
+// template's row is the bottleneck: while one batch holds it from its write
+// to its commit, the next has begun and locked its members' accounts and
+// waits for the row, so the row passes from one commit to the next write
+// without the client round trips of a transaction's start in between.
+// Stock and limits stay exact (the row and the account locks decide); two
+// batches never deadlock, as both lock their accounts before the row.
+const claimRunners = 2
+
 // claimer queues the claims of each template. A template has an entry in
-// queues exactly while one goroutine (runClaims) serves it; that goroutine
-// exits as soon as no claim of the template waits, so there is no
+// queues exactly while goroutines (runClaims, at most claimRunners) serve
+// it; each exits as soon as no claim of the template waits, so there is no
 // long-lived goroutine per template.
 type claimer struct {
 	mu     sync.Mutex
-	queues map[int][]*claimReq // template id → claims waiting, oldest first
+	queues map[int]*claimQueue // template id → its claims and runners
 
 	batches atomic.Int64 // batches served (for tests)
 }
 
-func newClaimer() *claimer { return &claimer{queues: map[int][]*claimReq{}} }
+type claimQueue struct {
+	reqs    []*claimReq // waiting, oldest first
+	runners int
+}
 
-// enqueue queues r for templateID and reports whether the template had no
-// runner (the caller starts one).
+func newClaimer() *claimer { return &claimer{queues: map[int]*claimQueue{}} }
+
+// enqueue queues r for templateID and reports whether the template wants
+// one more runner (the caller starts it).
 func (c *claimer) enqueue(templateID int, r *claimReq) (start bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	q, running := c.queues[templateID]
-	c.queues[templateID] = append(q, r)
-	return !running
+	q := c.queues[templateID]
+	if q == nil {
+		q = &claimQueue{}
+		c.queues[templateID] = q
+	}
+	q.reqs = append(q.reqs, r)
+	if q.runners < claimRunners {
+		q.runners++
+		return true
+	}
+	return false
 }
 
 // take removes the next batch of templateID's queue: up to MaxClaimBatch
 // claims of distinct members, oldest first, each marked taken. A second
 // claim of one member stays queued for a later batch (the per-member
 // limit is counted once per batch), claims whose caller gave up are
-// dropped. An empty answer retires the template's runner.
+// dropped. An empty answer retires the calling runner.
 func (c *claimer) take(templateID int) []*claimReq {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	q := c.queues[templateID]
 	var (
 		batch []*claimReq
-		seen  = make(map[int]bool, min(len(q), MaxClaimBatch))
-		rest  = q[:0]
+		seen  = make(map[int]bool, min(len(q.reqs), MaxClaimBatch))
+		rest  = q.reqs[:0]
 	)
-	for _, r := range q {
+	for _, r := range q.reqs {
 		switch {
 		case len(batch) == MaxClaimBatch || seen[r.member]:
 			rest = append(rest, r)
@@ -97,12 +119,15 @@ func (c *claimer) take(templateID int) []*claimReq {
 			batch = append(batch, r)
 		}
 	}
-	clear(q[len(rest):])
-	if len(batch) == 0 {
-		delete(c.queues, templateID) // rest is empty: it only fills once a batch does
+	clear(q.reqs[len(rest):])
+	q.reqs = rest
+	if len(batch) == 0 { // rest is empty: it only fills once a batch does
+		q.runners--
+		if q.runners == 0 {
+			delete(c.queues, templateID)
+		}
 		return nil
 	}
-	c.queues[templateID] = rest
 	return batch
 }
 
@@ -116,9 +141,10 @@ func (c *claimer) take(templateID int) []*claimReq {
 // Claims of one template are served by group commit: a claim joins the
 // template's queue, and one transaction serves up to MaxClaimBatch of the
 // claims waiting (distinct members, oldest first) while the next batch
-// fills. Nothing waits for company: an idle template serves a lone claim
-// at once, and a batch holds only the claims that arrived while the
-// previous one ran. Within a batch the stock goes to the oldest claims
+// fills; up to claimRunners batches of a template run at once. Nothing
+// waits for company: an idle template serves a lone claim at once, and a
+// batch holds only the claims that arrived while the others ran. Within a
+// batch the stock goes to the oldest claims
 // first; per-member limits and stock are exact across batches, other
 // servers and other issuers (account locks, and the conditional UPDATE of
 // the template's row). A batch whose transaction fails (after one retry on
@@ -170,21 +196,21 @@ func (s *Service) runClaims(templateID int) {
 		}
 		s.claims.batches.Add(1)
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(batch[0].ctx), ClaimBatchTimeout)
-		var results []claimResult
+		var err error
 		if t == nil || time.Since(readAt) > claimTemplateTTL {
-			t, readAt = nil, time.Now()
-			var err error
-			if t, err = s.db.CouponTemplate.Get(ctx, templateID); err != nil {
-				t = nil
-				if ent.IsNotFound(err) {
-					err = ErrTemplateNotFound
-				} else {
-					err = fmt.Errorf("loading coupon template: %w", err)
-				}
-				results = failAll(len(batch), err)
+			readAt = time.Now()
+			t, err = s.db.CouponTemplate.Get(ctx, templateID)
+			switch {
+			case ent.IsNotFound(err):
+				t, err = nil, ErrTemplateNotFound
+			case err != nil:
+				t, err = nil, fmt.Errorf("loading coupon template: %w", err)
 			}
 		}
-		if results == nil {
+		var results []claimResult
+		if err != nil {
+			results = failAll(len(batch), err)
+		} else {
 			results = s.serveClaims(ctx, t, batch)
 		}
 		cancel()

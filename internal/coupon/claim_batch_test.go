@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -171,43 +172,53 @@ func TestClaimGroupCommitLimitRace(t *testing.T) {
 	e.checkClaimWrites(t, tpl, members, 2*limit+len(members)-2)
 }
 
-// TestClaimCancelled: while a batch is held up (its member's account is
-// locked by another transaction), a claim queued behind it whose context
-// ends answers at once with the context's error and is never served; the
-// claim of the held batch, whose context is cancelled meanwhile, gets its
-// coupon when the batch commits.
+// TestClaimCancelled: while the template's batches are held up (their
+// members' accounts are locked by another transaction), a claim queued
+// behind them whose context ends answers at once with the context's error
+// and is never served; the claims of the held batches, whose contexts are
+// cancelled meanwhile, get their coupons when the batches commit.
 func TestClaimCancelled(t *testing.T) {
 	e := newEnv(t)
 	tpl := e.template(t)
-	members := e.members(t, 2)
-	held, queued := members[0], members[1]
+	members := e.members(t, coupon.ClaimRunners+1)
+	held, queued := members[:coupon.ClaimRunners], members[coupon.ClaimRunners]
 
-	lock := func(tx *ent.Tx) (*ent.Account, error) { return account.Lock(t.Context(), tx, held) }
-	if _, err := database.WithTx(t.Context(), e.db, lock); err != nil { // creates the account
-		t.Fatal(err)
+	lock := func(tx *ent.Tx) error {
+		for _, m := range held {
+			if _, err := account.Lock(t.Context(), tx, m); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if _, err := database.WithTx(t.Context(), e.db, func(tx *ent.Tx) (struct{}, error) { return struct{}{}, lock(tx) }); err != nil {
+		t.Fatal(err) // creates the accounts
 	}
 	tx, err := e.db.Tx(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer func() { _ = tx.Rollback() }()
-	if _, err := lock(tx); err != nil {
+	if err := lock(tx); err != nil {
 		t.Fatal(err)
 	}
 
-	before := coupon.ClaimBatches(e.svc)
-	heldCtx, cancelHeld := context.WithCancel(context.Background())
 	type outcome struct {
 		c   *ent.Coupon
 		err error
 	}
-	heldDone := make(chan outcome, 1)
-	go func() {
-		c, err := e.svc.Claim(heldCtx, held, tpl.ID)
-		heldDone <- outcome{c, err}
-	}()
-	for coupon.ClaimBatches(e.svc) == before { // the held claim's batch has started
-		time.Sleep(time.Millisecond)
+	first := coupon.ClaimBatches(e.svc)
+	heldCtx, cancelHeld := context.WithCancel(context.Background())
+	heldDone := make(chan outcome, len(held))
+	for _, m := range held {
+		before := coupon.ClaimBatches(e.svc)
+		go func() {
+			c, err := e.svc.Claim(heldCtx, m, tpl.ID)
+			heldDone <- outcome{c, err}
+		}()
+		for coupon.ClaimBatches(e.svc) == before { // held batch i has started
+			time.Sleep(time.Millisecond)
+		}
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
@@ -218,29 +229,31 @@ func TestClaimCancelled(t *testing.T) {
 		t.Fatalf("queued claim: %+v, %v; want context.DeadlineExceeded", c, err)
 	}
 	if waited := time.Since(start); waited > 5*time.Second {
-		t.Fatalf("the queued claim waited %v for the held batch", waited)
+		t.Fatalf("the queued claim waited %v for the held batches", waited)
 	}
 	cancelHeld()
 	select {
 	case o := <-heldDone:
-		t.Fatalf("the held claim answered %+v, %v before its batch could run", o.c, o.err)
+		t.Fatalf("a held claim answered %+v, %v before its batch could run", o.c, o.err)
 	case <-time.After(100 * time.Millisecond):
 	}
 
 	if err := tx.Rollback(); err != nil {
 		t.Fatal(err)
 	}
-	o := <-heldDone
-	if o.err != nil || o.c == nil || o.c.MemberID != held {
-		t.Fatalf("held claim: %+v, %v; want its coupon", o.c, o.err)
+	for range held {
+		o := <-heldDone
+		if o.err != nil || o.c == nil || !slices.Contains(held, o.c.MemberID) {
+			t.Fatalf("held claim: %+v, %v; want its coupon", o.c, o.err)
+		}
 	}
 	if n := e.scalar(t, "SELECT count(*) FROM coupons WHERE member_id = $1", queued); n != 0 {
 		t.Fatalf("the cancelled claim's member holds %d coupons", n)
 	}
-	e.checkClaimWrites(t, tpl, members, 1)
-	// The runner is idle again: the abandoned claim was dropped, not served.
-	if n := coupon.ClaimBatches(e.svc) - before; n != 1 {
-		t.Fatalf("%d batches, want 1", n)
+	e.checkClaimWrites(t, tpl, members, len(held))
+	// The runners are idle again: the abandoned claim was dropped, not served.
+	if n := coupon.ClaimBatches(e.svc) - first; n != int64(len(held)) {
+		t.Fatalf("%d batches, want %d", n, len(held))
 	}
 	if _, err := e.svc.Claim(t.Context(), queued, tpl.ID); err != nil {
 		t.Fatalf("claiming again: %v", err)
