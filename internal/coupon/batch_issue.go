@@ -3,6 +3,7 @@ package coupon
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"time"
 
@@ -55,14 +56,23 @@ type Issued struct {
 //     each seeing the count the previous one committed, so stock is never
 //     oversold. With no member under the limit the row is not touched.
 //   - x: the members under the limit, in order, as far as the stock went.
+//
+// issueStockLater is issueWithStock without the stock: every member under
+// the limit gets a coupon, and the caller takes the stock for all of them
+// afterwards, with takeStockExact as the last statement before COMMIT, so
+// that the template's row is held for that statement and the commit only
+// (hot templates whose stock is far from running out: a batch the stock no
+// longer covers fails and is served again with issueWithStock).
 const (
-	issueWithStock = `WITH x0 AS (
+	issueHeld = `WITH x0 AS (
 	SELECT x.*, (
 		SELECT count(*) FROM coupons c
 		WHERE c.template_id = $1::bigint AND c.member_id = x.member_id AND c.status <> 'VOID'
 	) AS held
 	FROM unnest($2::text[], $3::bigint[], $4::bigint[]) WITH ORDINALITY AS x(code, member_id, seq, ord)
-), under AS (
+),`
+
+	issueWithStock = issueHeld + ` under AS (
 	SELECT x0.*, row_number() OVER (ORDER BY x0.ord) AS rank FROM x0 WHERE x0.held < $13::bigint
 ), old AS (
 	SELECT issued_count FROM coupon_templates
@@ -80,6 +90,19 @@ SELECT x0.member_id, x0.held >= $13::bigint, (SELECT n FROM took),
 	COALESCE((SELECT total FROM took), (SELECT issued_count FROM old)), w.id, w.code
 FROM x0 LEFT JOIN w ON w.member_id = x0.member_id
 ORDER BY x0.ord`
+
+	issueStockLater = issueHeld + ` x AS (
+	SELECT code, member_id, seq, ord FROM x0 WHERE x0.held < $13::bigint
+),` + issueWrites + `
+SELECT x0.member_id, x0.held >= $13::bigint, NULL::bigint, NULL::bigint, w.id, w.code
+FROM x0 LEFT JOIN w ON w.member_id = x0.member_id
+ORDER BY x0.ord`
+
+	// takeStockExact takes $2 coupons of the template's stock, or nothing
+	// (no row) when the stock left is smaller.
+	takeStockExact = `UPDATE coupon_templates SET issued_count = issued_count + $2
+WHERE id = $1 AND issued_count + $2 <= total_stock
+RETURNING issued_count`
 
 	// issueWithoutStock writes a coupon for every member of the arrays,
 	// whose stock was taken already.
@@ -150,13 +173,52 @@ func (s *Service) IssueBatchInTx(ctx context.Context, tx *ent.Tx, accts []*ent.A
 	if err != nil {
 		return nil, fmt.Errorf("loading coupon template: %w", err)
 	}
-	return s.issueBatch(ctx, tx, accts, t, source)
+	return s.issueBatch(ctx, tx, accts, t, source, stockFirst)
+}
+
+// stockMode is when issueBatch takes the stock.
+type stockMode int
+
+const (
+	stockFirst stockMode = iota // in the statement that writes (issueWithStock)
+	stockLater                  // the caller takes it with takeStockLast
+	stockTaken                  // already taken: codes drawn again (issueWithoutStock)
+)
+
+// errStockShort is takeStockLast finding less stock than the batch it was
+// asked for took coupons: the transaction must be rolled back.
+var errStockShort = errors.New("coupon stock short of an optimistic batch")
+
+// takeStockLast takes n coupons of t's stock for coupons written with
+// stockLater, as the last statement before COMMIT, or fails with
+// errStockShort; t.IssuedCount is set to what it left.
+func takeStockLast(ctx context.Context, tx *ent.Tx, t *ent.CouponTemplate, n int) error {
+	if n == 0 {
+		return nil
+	}
+	rows, err := tx.QueryContext(ctx, takeStockExact, t.ID, n)
+	if err != nil {
+		return fmt.Errorf("taking coupon stock: %w", err)
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("taking coupon stock: %w", err)
+		}
+		return errStockShort
+	}
+	if err := rows.Scan(&t.IssuedCount); err != nil {
+		return fmt.Errorf("taking coupon stock: %w", err)
+	}
+	return rows.Close()
 }
 
 // issueBatch is IssueBatchInTx for a template the caller has loaded (its
 // stock is taken by the conditional UPDATE, never from t; t.IssuedCount is
-// set to what the UPDATE left).
-func (s *Service) issueBatch(ctx context.Context, tx *ent.Tx, accts []*ent.Account, t *ent.CouponTemplate, source string) ([]Issued, error) {
+// set to what the UPDATE left). With stockLater it takes no stock: every
+// member under the limit gets a coupon, and the caller must take the stock
+// for them with takeStockLast before committing.
+func (s *Service) issueBatch(ctx context.Context, tx *ent.Tx, accts []*ent.Account, t *ent.CouponTemplate, source string, mode stockMode) ([]Issued, error) {
 	out := make([]Issued, len(accts))
 	if len(accts) == 0 {
 		return out, nil
@@ -179,7 +241,7 @@ func (s *Service) issueBatch(ctx context.Context, tx *ent.Tx, accts []*ent.Accou
 	for i := range all {
 		all[i] = i
 	}
-	rows, err := w.write(ctx, true, all)
+	rows, err := w.write(ctx, mode, all)
 	if err != nil {
 		return nil, err
 	}
@@ -190,7 +252,7 @@ func (s *Service) issueBatch(ctx context.Context, tx *ent.Tx, accts []*ent.Accou
 		case r.limited:
 			out[i].Err = ErrLimitExceeded
 			continue
-		case under >= r.took:
+		case mode == stockFirst && under >= r.took:
 			out[i].Err = ErrOutOfStock
 		default:
 			served = append(served, i)
@@ -215,7 +277,7 @@ func (s *Service) issueBatch(ctx context.Context, tx *ent.Tx, accts []*ent.Accou
 		if attempt == maxCodeAttempts {
 			return nil, fmt.Errorf("no free coupon codes after %d attempts", maxCodeAttempts)
 		}
-		if _, err := w.write(ctx, false, todo); err != nil {
+		if _, err := w.write(ctx, stockTaken, todo); err != nil {
 			return nil, err
 		}
 	}
@@ -248,10 +310,11 @@ type issueRow struct {
 	took, total int // the stock taken and what it left (first statement)
 }
 
-// write runs issueWithStock (or, withStock false, issueWithoutStock) for
-// the members of accts at idx, in that order, with fresh codes; it sets
-// out[i].Coupon for each coupon written and answers a row per member of idx.
-func (w *issueWrite) write(ctx context.Context, withStock bool, idx []int) ([]issueRow, error) {
+// write runs the statement of mode (issueWithStock, issueStockLater or
+// issueWithoutStock) for the members of accts at idx, in that order, with
+// fresh codes; it sets out[i].Coupon for each coupon written and answers a
+// row per member of idx.
+func (w *issueWrite) write(ctx context.Context, mode stockMode, idx []int) ([]issueRow, error) {
 	codes, members, seqs := make([]string, len(idx)), make([]int64, len(idx)), make([]int64, len(idx))
 	for k, i := range idx {
 		code, err := w.s.newCode()
@@ -263,8 +326,11 @@ func (w *issueWrite) write(ctx context.Context, withStock bool, idx []int) ([]is
 	query, args := issueWithoutStock, []any{w.t.ID, pq.Array(codes), pq.Array(members), pq.Array(seqs),
 		w.now, w.expires, w.source, string(events.CouponIssued), w.t.Title,
 		w.expires.In(w.s.zone).Format(time.RFC3339), "获得优惠券", w.body}
-	if withStock {
+	switch mode {
+	case stockFirst:
 		query, args = issueWithStock, append(args, w.t.PerMemberLimit)
+	case stockLater:
+		query, args = issueStockLater, append(args, w.t.PerMemberLimit)
 	}
 	rows, err := w.tx.QueryContext(ctx, query, args...)
 	if err != nil {

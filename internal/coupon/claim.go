@@ -2,6 +2,7 @@ package coupon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -29,6 +30,10 @@ const (
 	// claimTemplateTTL is how long a runner serves claims from the
 	// template it read.
 	claimTemplateTTL = time.Second
+
+	// claimStockLaterMargin: a batch takes its stock last while the stock
+	// left, as last read, is at least this many times the batch.
+	claimStockLaterMargin = 100
 )
 
 // States of a claim waiting for its batch.
@@ -244,14 +249,25 @@ func (s *Service) serveClaims(ctx context.Context, t *ent.CouponTemplate, batch 
 	case t.ValidTo != nil && !s.now().Before(*t.ValidTo):
 		return fail(ErrEnded)
 	}
+	// While the stock left (as last read, up to claimTemplateTTL ago) covers
+	// the batch many times over, the batch takes its stock last; the
+	// conditional UPDATE keeps it exact either way, and a batch it no longer
+	// covers is served again taking the stock first.
+	mode := stockFirst
+	if t.TotalStock-t.IssuedCount >= claimStockLaterMargin*len(batch) {
+		mode = stockLater
+	}
 	for attempt := 0; ; attempt++ {
 		out, err := database.WithTx(ctx, s.db, func(tx *ent.Tx) ([]claimResult, error) {
-			return s.claimInTx(ctx, tx, t, batch)
+			return s.claimInTx(ctx, tx, t, batch, mode)
 		})
-		if err == nil {
+		switch {
+		case err == nil:
 			return out
-		}
-		if attempt == 0 && (database.IsDeadlock(err) || database.IsSerializationFailure(err)) {
+		case errors.Is(err, errStockShort):
+			mode = stockFirst
+			continue
+		case attempt == 0 && (database.IsDeadlock(err) || database.IsSerializationFailure(err)):
 			continue
 		}
 		return fail(err)
@@ -262,8 +278,10 @@ func (s *Service) serveClaims(ctx context.Context, t *ent.CouponTemplate, batch 
 // ascending member id (the lock order of every issuer: accounts, then the
 // template's row), the coupons issued by issueBatch, and the CLAIM_COUPON
 // behaviour of each coupon recorded, all set-based: three statements when
-// every member has an account already.
-func (s *Service) claimInTx(ctx context.Context, tx *ent.Tx, t *ent.CouponTemplate, batch []*claimReq) ([]claimResult, error) {
+// every member has an account already, and with stockLater a fourth that
+// takes the stock, so that the template's row is locked for it and the
+// commit only.
+func (s *Service) claimInTx(ctx context.Context, tx *ent.Tx, t *ent.CouponTemplate, batch []*claimReq, mode stockMode) ([]claimResult, error) {
 	out := make([]claimResult, len(batch))
 	ids := make([]int, len(batch))
 	for i, r := range batch {
@@ -284,7 +302,7 @@ func (s *Service) claimInTx(ctx context.Context, tx *ent.Tx, t *ent.CouponTempla
 		accts = append(accts, a)
 		idx = append(idx, i)
 	}
-	issued, err := s.issueBatch(ctx, tx, accts, t, SourceClaim)
+	issued, err := s.issueBatch(ctx, tx, accts, t, SourceClaim, mode)
 	if err != nil {
 		return nil, err
 	}
@@ -305,6 +323,11 @@ func (s *Service) claimInTx(ctx context.Context, tx *ent.Tx, t *ent.CouponTempla
 	}
 	if err := behavior.RecordMany(ctx, tx, evs); err != nil {
 		return nil, err
+	}
+	if mode == stockLater {
+		if err := takeStockLast(ctx, tx, t, len(evs)); err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
 }

@@ -130,6 +130,65 @@ func TestClaimGroupCommitStockRace(t *testing.T) {
 	}
 }
 
+// TestClaimStockLastRace: claims of a template whose stock is far from
+// running out take their stock last, after the coupons are written; under
+// 64 racing claimants every claim gets its coupon, and the count, the
+// coupons and their writes agree.
+func TestClaimStockLastRace(t *testing.T) {
+	e := newEnv(t)
+	const workers, each = 64, 4
+	tpl := e.template(t, func(in *coupon.TemplateInput) { in.TotalStock, in.PerMemberLimit = 1_000_000, 1 })
+	members := e.members(t, workers*each)
+	errs := make([]error, len(members))
+	race(workers, func(w int) error {
+		for k := range each {
+			i := w*each + k
+			_, errs[i] = e.svc.Claim(context.Background(), members[i], tpl.ID)
+		}
+		return nil
+	})
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("claim %d: %v", i, err)
+		}
+	}
+	e.checkClaimWrites(t, tpl, members, len(members))
+}
+
+// TestClaimStockLastFallsBack: a batch that took its stock last on a stale
+// reading (another server sold most of the stock meanwhile) finds the stock
+// short, is rolled back, and is served again taking the stock first: what
+// is left goes to the oldest claim, the other is OUT_OF_STOCK, and nothing
+// of the first attempt remains.
+func TestClaimStockLastFallsBack(t *testing.T) {
+	e := newEnv(t)
+	tpl := e.template(t, func(in *coupon.TemplateInput) { in.TotalStock, in.PerMemberLimit = 1000, 1 })
+	members := e.members(t, 2)
+	stale, err := e.db.CouponTemplate.Get(t.Context(), tpl.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.db.ExecContext(t.Context(), "UPDATE coupon_templates SET issued_count = 999 WHERE id = $1", tpl.ID); err != nil {
+		t.Fatal(err)
+	}
+	errs := coupon.ServeClaims(t.Context(), e.svc, stale, members...)
+	if errs[0] != nil || !errors.Is(errs[1], coupon.ErrOutOfStock) {
+		t.Fatalf("claims answered %v; want a coupon, then OUT_OF_STOCK", errs)
+	}
+	if n := e.scalar(t, "SELECT issued_count FROM coupon_templates WHERE id = $1", tpl.ID); n != 1000 {
+		t.Fatalf("issued_count %d, want 1000", n)
+	}
+	if n := e.countCoupons(t, tpl.ID); n != 1 {
+		t.Fatalf("%d coupons, want 1", n)
+	}
+	if n := e.behaviorRows(t, "member_id = $1", members[1]); n != 0 {
+		t.Fatalf("the refused member has %d behaviour rows", n)
+	}
+	if n := e.scalar(t, "SELECT count(*) FROM member_events WHERE member_id = $1", members[1]); n != 0 {
+		t.Fatalf("the refused member has %d events", n)
+	}
+}
+
 // TestClaimGroupCommitLimitRace: two members claim 24 times each at once,
 // among 16 other members claiming once, with a per-member limit of 3: each
 // of the two gets exactly 3 coupons (a member's repeated claims never share
