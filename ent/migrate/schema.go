@@ -419,11 +419,17 @@ var (
 				Name:    "coupon_locked_order_ref",
 				Unique:  false,
 				Columns: []*schema.Column{CouponsColumns[6]},
+				Annotation: &entsql.IndexAnnotation{
+					Where: "locked_order_ref IS NOT NULL",
+				},
 			},
 			{
 				Name:    "coupon_order_id",
 				Unique:  false,
 				Columns: []*schema.Column{CouponsColumns[9]},
+				Annotation: &entsql.IndexAnnotation{
+					Where: "order_id IS NOT NULL",
+				},
 			},
 			{
 				Name:    "coupon_status_expires_at",
@@ -434,6 +440,9 @@ var (
 				Name:    "coupon_issue_job_id_member_id",
 				Unique:  true,
 				Columns: []*schema.Column{CouponsColumns[13], CouponsColumns[2]},
+				Annotation: &entsql.IndexAnnotation{
+					Where: "issue_job_id IS NOT NULL",
+				},
 			},
 		},
 	}

@@ -3,6 +3,8 @@ package schema
 import (
 	"time"
 
+	"entgo.io/ent/dialect/entsql"
+
 	"entgo.io/contrib/entgql"
 	"entgo.io/ent"
 	"entgo.io/ent/schema"
@@ -86,10 +88,14 @@ func (Coupon) Indexes() []ent.Index {
 	return []ent.Index{
 		index.Fields("member_id", "status", "expires_at"),
 		index.Fields("template_id", "member_id"),
-		index.Fields("locked_order_ref"),
-		index.Fields("order_id"),
+		// Partial: most coupons are never locked, redeemed by an order or
+		// issued by a job, and every issue would otherwise add a NULL
+		// entry to each of these (claims of a hot template write thousands
+		// a second).
+		index.Fields("locked_order_ref").Annotations(entsql.IndexWhere("locked_order_ref IS NOT NULL")),
+		index.Fields("order_id").Annotations(entsql.IndexWhere("order_id IS NOT NULL")),
 		index.Fields("status", "expires_at"),
-		index.Fields("issue_job_id", "member_id").Unique(),
+		index.Fields("issue_job_id", "member_id").Unique().Annotations(entsql.IndexWhere("issue_job_id IS NOT NULL")),
 	}
 }
 
