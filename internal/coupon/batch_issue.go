@@ -59,7 +59,7 @@ type Issued struct {
 //
 // issueStockLater is issueWithStock without the stock: every member under
 // the limit gets a coupon, and the caller takes the stock for all of them
-// afterwards, with takeStockExact as the last statement before COMMIT, so
+// afterwards, with takeStockLast as the last statement before COMMIT, so
 // that the template's row is held for that statement and the commit only
 // (hot templates whose stock is far from running out: a batch the stock no
 // longer covers fails and is served again with issueWithStock).
@@ -97,12 +97,6 @@ ORDER BY x0.ord`
 SELECT x0.member_id, x0.held >= $13::bigint, NULL::bigint, NULL::bigint, w.id, w.code
 FROM x0 LEFT JOIN w ON w.member_id = x0.member_id
 ORDER BY x0.ord`
-
-	// takeStockExact takes $2 coupons of the template's stock, or nothing
-	// (no row) when the stock left is smaller.
-	takeStockExact = `UPDATE coupon_templates SET issued_count = issued_count + $2
-WHERE id = $1 AND issued_count + $2 <= total_stock
-RETURNING issued_count`
 
 	// issueWithoutStock writes a coupon for every member of the arrays,
 	// whose stock was taken already.
@@ -196,21 +190,11 @@ func takeStockLast(ctx context.Context, tx *ent.Tx, t *ent.CouponTemplate, n int
 	if n == 0 {
 		return nil
 	}
-	rows, err := tx.QueryContext(ctx, takeStockExact, t.ID, n)
-	if err != nil {
-		return fmt.Errorf("taking coupon stock: %w", err)
-	}
-	defer rows.Close()
-	if !rows.Next() {
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("taking coupon stock: %w", err)
-		}
+	ok, err := takeExact(ctx, tx, t, n)
+	if err == nil && !ok {
 		return errStockShort
 	}
-	if err := rows.Scan(&t.IssuedCount); err != nil {
-		return fmt.Errorf("taking coupon stock: %w", err)
-	}
-	return rows.Close()
+	return err
 }
 
 // issueBatch is IssueBatchInTx for a template the caller has loaded (its

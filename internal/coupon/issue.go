@@ -15,11 +15,12 @@ import (
 	"github.com/onemember/onemember/internal/events"
 )
 
-// takeStock increments issued_count unless the stock is exhausted, in one
-// statement: concurrent issuers queue on the template's row and each sees
-// the count the previous one committed, so stock is never oversold.
-const takeStock = `UPDATE coupon_templates SET issued_count = issued_count + 1
-WHERE id = $1 AND issued_count < total_stock
+// takeStock adds $2 to issued_count unless the stock left is smaller (then
+// no row), in one statement: concurrent issuers queue on the template's row
+// and each sees the count the previous one committed, so stock is never
+// oversold.
+const takeStock = `UPDATE coupon_templates SET issued_count = issued_count + $2
+WHERE id = $1 AND issued_count + $2 <= total_stock
 RETURNING issued_count`
 
 // IssueInTx issues one coupon of templateID to the member of acct, which
@@ -104,21 +105,31 @@ func (s *Service) issueFor(ctx context.Context, tx *ent.Tx, acct *ent.Account, t
 }
 
 func takeOne(ctx context.Context, tx *ent.Tx, t *ent.CouponTemplate) error {
-	rows, err := tx.QueryContext(ctx, takeStock, t.ID)
+	ok, err := takeExact(ctx, tx, t, 1)
+	if err == nil && !ok {
+		return ErrOutOfStock
+	}
+	return err
+}
+
+// takeExact takes n coupons of t's stock with takeStock, or reports false
+// when less is left; t.IssuedCount is set to what it left.
+func takeExact(ctx context.Context, tx *ent.Tx, t *ent.CouponTemplate, n int) (bool, error) {
+	rows, err := tx.QueryContext(ctx, takeStock, t.ID, n)
 	if err != nil {
-		return fmt.Errorf("taking coupon stock: %w", err)
+		return false, fmt.Errorf("taking coupon stock: %w", err)
 	}
 	defer rows.Close()
 	if !rows.Next() {
 		if err := rows.Err(); err != nil {
-			return fmt.Errorf("taking coupon stock: %w", err)
+			return false, fmt.Errorf("taking coupon stock: %w", err)
 		}
-		return ErrOutOfStock
+		return false, nil
 	}
 	if err := rows.Scan(&t.IssuedCount); err != nil {
-		return fmt.Errorf("reading coupon stock: %w", err)
+		return false, fmt.Errorf("reading coupon stock: %w", err)
 	}
-	return rows.Close()
+	return true, rows.Close()
 }
 
 // insert writes the coupon with a fresh code, drawing again when the code
