@@ -48,6 +48,9 @@
 #   BENCH_RESULTS_DIR     where the Markdown report goes [bench-results]
 #   BENCH_LOCK_WAIT       seconds to wait for another run on the same server [1200]
 #   BENCH_SEED_TIMEOUT    seconds seeding may take [1800]
+#   BENCH_PROFILE         1: save the server's CPU profile of each measured
+#                         run next to the report (profile-<scenario>-<time>.pprof;
+#                         read it with "go tool pprof bin/server FILE") [0]
 #
 # The server under test inherits the environment (GOGC, GOMAXPROCS,
 # DB_MAX_OPEN_CONNS, AUTH_CACHE_TTL, ...) except DATABASE_URL, LISTEN_ADDR and
@@ -517,7 +520,17 @@ run_http_scenario() {
 	wrk0="$(cat "$WORK/children0")"
 	read -r busy0 all0 < <(machine_cpu)
 	log "$name: ${WRK_CONNS} connections, ${THREADS} threads, ${DURATION}s"
+	local profiler=""
+	if [[ "${BENCH_PROFILE:-0}" == 1 ]]; then
+		curl -fsS --max-time "$((DURATION + 10))" -o "$WORK/$name.pprof" \
+			"$BASE/debug/pprof/profile?seconds=$((DURATION > 2 ? DURATION - 1 : 1))" &
+		profiler=$!
+	fi
 	wrk_run "$DURATION" "$tokens" "$body" "$expect" "$out" "${wrk_args[@]}"
+	if [[ -n "$profiler" ]]; then
+		wait "$profiler" && mkdir -p "$RESULTS_DIR" && cp "$WORK/$name.pprof" "$RESULTS_DIR/profile-$name-$(date -u +%Y%m%dT%H%M%SZ).pprof" ||
+			log "$name: no CPU profile"
+	fi
 	local sql1 req1 err1 srv1 pg1 wrk1 busy1 all1
 	read -r busy1 all1 < <(machine_cpu)
 	children_cpu "$WORK/children1"

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"sync"
 	"time"
@@ -327,6 +328,10 @@ func (a *App) Handler() http.Handler {
 		// Benchmarks measure memory per connection after returning what
 		// is free to the OS (scripts/bench-realtime.sh).
 		mux.HandleFunc("POST /debug/free-memory", procstat.FreeMemory)
+		// CPU and heap profiles (BENCH_PROFILE=1 scripts/bench.sh saves one
+		// per scenario).
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 	}
 	return a.requestContext(mux)
 }

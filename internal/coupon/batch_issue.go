@@ -42,7 +42,9 @@ type Issued struct {
 // not across round trips before it:
 //
 //   - x0.held: each member's coupons of the template in any status but
-//     VOID ($13 is the per-member limit). The caller holds the accounts
+//     VOID, counted up to $13, the per-member limit (a member holding
+//     many coupons of a template with a high limit costs no more than
+//     the limit's worth of rows). The caller holds the accounts
 //     locked since an earlier statement, so this statement's snapshot sees
 //     every coupon of these members that any other transaction issued. It
 //     is a subquery per member, equality on both columns of the index
@@ -66,8 +68,11 @@ type Issued struct {
 const (
 	issueHeld = `WITH x0 AS (
 	SELECT x.*, (
-		SELECT count(*) FROM coupons c
-		WHERE c.template_id = $1::bigint AND c.member_id = x.member_id AND c.status <> 'VOID'
+		SELECT count(*) FROM (
+			SELECT FROM coupons c
+			WHERE c.template_id = $1::bigint AND c.member_id = x.member_id AND c.status <> 'VOID'
+			LIMIT $13::bigint
+		) h
 	) AS held
 	FROM unnest($2::text[], $3::bigint[], $4::bigint[]) WITH ORDINALITY AS x(code, member_id, seq, ord)
 ),`
