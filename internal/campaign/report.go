@@ -50,7 +50,8 @@ SELECT counts.targeted, counts.reached, counts.consent, counts.capped, counts.ho
 	coalesce((SELECT members FROM groups WHERE status = 'REACHED'), 0),
 	coalesce((SELECT converted FROM groups WHERE status = 'REACHED'), 0),
 	coalesce((SELECT members FROM groups WHERE status = 'HOLDOUT'), 0),
-	coalesce((SELECT converted FROM groups WHERE status = 'HOLDOUT'), 0)
+	coalesce((SELECT converted FROM groups WHERE status = 'HOLDOUT'), 0),
+	(SELECT spent FROM campaigns WHERE id = $1)
 FROM counts, redeemed`
 
 // Report is a campaign's effect (营销复盘), computed from the database in
@@ -67,7 +68,8 @@ FROM counts, redeemed`
 //     refunded in full) that redeemed one of the campaign's coupons, or
 //     that a REACHED member placed (paid_at) within attributionDays after
 //     that execution; each order once, its revenue net of refunds.
-//   - cost: what the executions committed (campaigns.spent); roi =
+//   - cost: what the executions committed (campaigns.spent, read in
+//     the statement that counts them, so both are of one snapshot); roi =
 //     (attributedRevenue − cost) / cost, nil without cost.
 //   - treatedConversionRate and holdoutConversionRate: the share of the
 //     distinct members REACHED (resp. HOLDOUT) with an order that counts
@@ -89,14 +91,14 @@ func (s *Service) Report(ctx context.Context, campaignID int) (*Report, error) {
 		redeemed, orders                                    int64
 	)
 	err = s.sql.QueryRowContext(ctx, reportSQL, c.ID, c.AttributionDays).Scan(&targeted, &reached, &consent, &capped,
-		&holdout, &issued, &redeemed, &orders, &r.AttributedRevenue, &treated, &treatedConv, &holdoutMembers, &holdoutConv)
+		&holdout, &issued, &redeemed, &orders, &r.AttributedRevenue, &treated, &treatedConv, &holdoutMembers, &holdoutConv,
+		&r.Cost)
 	if err != nil {
 		return nil, fmt.Errorf("computing campaign %d's report: %w", c.ID, err)
 	}
 	r.Targeted, r.Reached, r.SuppressedByConsent, r.SuppressedByCap = int(targeted), int(reached), int(consent), int(capped)
 	r.Holdout, r.CouponsIssued, r.CouponsRedeemed, r.AttributedOrders = int(holdout), int(issued), int(redeemed), int(orders)
 	r.RedemptionRate = ratio(redeemed, issued)
-	r.Cost = c.Spent
 	if r.Cost > 0 {
 		roi := float64(r.AttributedRevenue-r.Cost) / float64(r.Cost)
 		r.Roi = &roi
