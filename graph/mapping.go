@@ -2,13 +2,19 @@ package graph
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
+	"strconv"
+	"time"
 
 	"entgo.io/contrib/entgql"
+	"github.com/99designs/gqlgen/graphql"
 	"github.com/RoaringBitmap/roaring/v2"
 	"github.com/onemember/onemember/ent"
+	entcoupon "github.com/onemember/onemember/ent/coupon"
 	"github.com/onemember/onemember/ent/member"
+	"github.com/onemember/onemember/ent/schema/enum"
 	"github.com/onemember/onemember/ent/store"
 	"github.com/onemember/onemember/graph/model"
 	"github.com/onemember/onemember/internal/account"
@@ -16,10 +22,13 @@ import (
 	"github.com/onemember/onemember/internal/auth"
 	"github.com/onemember/onemember/internal/coupon"
 	"github.com/onemember/onemember/internal/identity"
+	"github.com/onemember/onemember/internal/ledger"
+	"github.com/onemember/onemember/internal/membercard"
 	"github.com/onemember/onemember/internal/order"
 	"github.com/onemember/onemember/internal/platform/fault"
 	"github.com/onemember/onemember/internal/platform/loader"
 	"github.com/onemember/onemember/internal/tier"
+	"github.com/vektah/gqlparser/v2/ast"
 )
 
 func memberAuthPayload(l identity.Login) *model.MemberAuthPayload {
@@ -46,16 +55,31 @@ func (r *Resolver) account(ctx context.Context, memberID int) (*ent.Account, err
 	return account.Get(ctx, r.DB, memberID)
 }
 
-// couponTemplate returns a coupon's template, eager-loaded or through the
-// operation's loader.
+// couponTemplate returns a coupon's template (its terms: title, kind,
+// amounts) from the template cache, their terms never changing, or through
+// the operation's loader. An eager-loaded c.Edges.Template is not trusted:
+// when the query also selects the coupon's template field, entgql loads
+// only the columns that field selects (template { id title } leaves kind
+// and the amounts zero).
 func (r *Resolver) couponTemplate(ctx context.Context, c *ent.Coupon) (*ent.CouponTemplate, error) {
-	if c.Edges.Template != nil {
-		return c.Edges.Template, nil
+	cards := r.Cards
+	if t, ok := cards.CachedTemplate(c.TemplateID); ok {
+		return t, nil
 	}
+	var (
+		t   *ent.CouponTemplate
+		err error
+	)
 	if l := loader.From(ctx); l != nil {
-		return l.CouponTemplate.Load(ctx, c.TemplateID)()
+		t, err = l.CouponTemplate.Load(ctx, c.TemplateID)()
+	} else {
+		t, err = r.DB.CouponTemplate.Get(ctx, c.TemplateID)
 	}
-	return r.DB.CouponTemplate.Get(ctx, c.TemplateID)
+	if err != nil {
+		return nil, err
+	}
+	cards.RememberTemplate(t)
+	return t, nil
 }
 
 func (r *Resolver) store(ctx context.Context, code string) (*ent.Store, error) {
@@ -94,9 +118,139 @@ func ingestInput(in model.IngestOrderInput) order.IngestInput {
 	return out
 }
 
+// card returns m's card when m is the signed-in member (the home page and
+// the mini-program's other screens), read once per operation (see
+// cardKey) together with the first page of coupons the operation asks of
+// m (see cardCoupons); ok is false for anyone else: staff pages list many
+// members, whose fields keep the per-field loaders that batch across
+// members.
+func (r *Resolver) card(ctx context.Context, m *ent.Member) (c *membercard.Card, ok bool, err error) {
+	if v := auth.ViewerFrom(ctx); !v.IsMember() || v.Member.ID != m.ID {
+		return nil, false, nil
+	}
+	key, shared := cardKey(ctx, m.ID)
+	if !shared {
+		c, err = r.Cards.Read(ctx, m, membercard.CouponPage{})
+		return c, true, err
+	}
+	c, err = loader.Once(ctx, key, func() (*membercard.Card, error) {
+		page, _ := cardCoupons(ctx)
+		return r.Cards.Read(ctx, m, page)
+	})
+	return c, true, err
+}
+
+// memberTypes are the types a selection on a Member satisfies.
+var memberTypes = []string{"Member", "Node"}
+
+// cardFields are the member's fields that read the card besides coupons.
+var cardFields = map[string]bool{"growth": true, "points": true, "storedValue": true, "tierStatus": true,
+	"paidMemberships": true, "benefits": true}
+
+// cardCoupons is the first page of coupons the operation asks of the
+// member whose field ctx resolves (its coupons field with first and no
+// after), found in the selection on the member (the parent field's), so
+// that the card reads it along; others says whether that selection has
+// fields besides coupons that read the card. The coupons field takes the
+// page from the card only when its own arguments are those
+// (Card.FirstCoupons), so a selection read wrong costs a statement, never
+// a wrong page.
+func cardCoupons(ctx context.Context) (page membercard.CouponPage, others bool) {
+	fc := graphql.GetFieldContext(ctx)
+	if fc == nil || fc.Parent == nil || fc.Parent.Field.Field == nil {
+		return page, false
+	}
+	oc := graphql.GetOperationContext(ctx)
+	for _, f := range graphql.CollectFields(oc, fc.Parent.Field.Selections, memberTypes) {
+		if f.Name != "coupons" || page.First > 0 {
+			others = others || cardFields[f.Name]
+			continue
+		}
+		args := f.ArgumentMap(oc.Variables)
+		first, ok := intArg(args["first"])
+		if !ok || first < 1 || args["after"] != nil {
+			continue
+		}
+		switch st := args["status"].(type) {
+		case nil:
+			page = membercard.CouponPage{First: first}
+		case string:
+			page = membercard.CouponPage{First: first, Status: ptr(enum.CouponStatus(st))}
+		}
+	}
+	return page, others
+}
+
+// readsCard reports whether fields besides coupons read the card (see
+// cardCoupons).
+func readsCard(ctx context.Context) bool {
+	_, o := cardCoupons(ctx)
+	return o
+}
+
+// intArg is an Int argument as the operation gives it (a literal or a
+// variable).
+func intArg(v any) (int, bool) {
+	switch n := v.(type) {
+	case int:
+		return n, true
+	case int64:
+		return int(n), true
+	case float64:
+		return int(n), float64(int(n)) == n
+	case json.Number:
+		i, err := n.Int64()
+		return int(i), err == nil
+	}
+	return 0, false
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// cardKey is the key the fields of an operation share a card under: the
+// member's for a query; the member's and the top-level field's for a
+// mutation, whose top-level fields run one after another, each seeing the
+// changes of the previous; none (false) for a subscription, whose
+// operation lives on while balances change.
+func cardKey(ctx context.Context, memberID int) (string, bool) {
+	if !graphql.HasOperationContext(ctx) {
+		return "", false
+	}
+	switch graphql.GetOperationContext(ctx).Operation.Operation {
+	case ast.Query:
+		return "card:" + strconv.Itoa(memberID), true
+	case ast.Mutation:
+		if rf := graphql.GetRootFieldContext(ctx); rf != nil && rf.Field.Field != nil {
+			return "card:" + strconv.Itoa(memberID) + ":" + rf.Field.Alias, true
+		}
+	}
+	return "", false
+}
+
+// balances are m's account figures, from the card or the account loader.
+func (r *Resolver) balances(ctx context.Context, m *ent.Member) (membercard.Balances, error) {
+	if c, ok, err := r.card(ctx, m); ok {
+		if err != nil {
+			return membercard.Balances{}, err
+		}
+		return c.Balances, nil
+	}
+	acct, err := r.account(ctx, m.ID)
+	if err != nil {
+		return membercard.Balances{}, err
+	}
+	return membercard.BalancesOf(acct), nil
+}
+
 // tierStatus explains the member's tier once per operation (growth and
 // tierStatus both need it).
 func (r *Resolver) tierStatus(ctx context.Context, m *ent.Member) (tier.Status, error) {
+	if c, ok, err := r.card(ctx, m); ok {
+		if err != nil {
+			return tier.Status{}, err
+		}
+		return c.Status, nil
+	}
 	return loader.Once(ctx, fmt.Sprintf("tier-status:%d", m.ID), func() (tier.Status, error) {
 		acct, err := r.account(ctx, m.ID)
 		if err != nil {
@@ -115,10 +269,59 @@ func (r *Resolver) couponStats(ctx context.Context, templateID int) (coupon.Stat
 
 // memberships loads the member's paid memberships once per operation
 // (paidMemberships and benefits both need them).
-func (r *Resolver) memberships(ctx context.Context, memberID int) ([]*ent.PaidMembership, error) {
-	return loader.Once(ctx, fmt.Sprintf("memberships:%d", memberID), func() ([]*ent.PaidMembership, error) {
-		return r.Membership.Memberships(ctx, memberID)
+func (r *Resolver) memberships(ctx context.Context, m *ent.Member) ([]*ent.PaidMembership, error) {
+	if c, ok, err := r.card(ctx, m); ok {
+		if err != nil {
+			return nil, err
+		}
+		return c.Memberships, nil
+	}
+	return loader.Once(ctx, fmt.Sprintf("memberships:%d", m.ID), func() ([]*ent.PaidMembership, error) {
+		return r.Membership.Memberships(ctx, m.ID)
 	})
+}
+
+// expiringSoon lists the member's points expiring within: from the card
+// its parent field (points) read, or the ledger.
+func (r *Resolver) expiringSoon(ctx context.Context, memberID int, within time.Duration) ([]ledger.Expiring, error) {
+	if key, ok := cardKey(ctx, memberID); ok {
+		if c, ok := loader.Peek[*membercard.Card](ctx, key); ok {
+			if xs, ok := c.ExpiringSoon(within); ok {
+				return xs, nil
+			}
+		}
+	}
+	return r.Ledger.ExpiringSoon(ctx, r.DB, memberID, within)
+}
+
+// firstCoupons is m's coupons connection: the first page (no cursor),
+// which is what the home page asks, from the card or in one statement of
+// its own; other pages through Paginate.
+func (r *Resolver) firstCoupons(ctx context.Context, m *ent.Member, first *int, after *entgql.Cursor[int], status *enum.CouponStatus) (*ent.CouponConnection, error) {
+	if first == nil || *first < 1 || after != nil {
+		q := r.DB.Coupon.Query().Where(entcoupon.MemberID(m.ID))
+		if status != nil {
+			q.Where(entcoupon.StatusEQ(*status))
+		}
+		return q.Paginate(ctx, after, first, nil, nil, ent.WithCouponOrder(&ent.CouponOrder{
+			Direction: entgql.OrderDirectionAsc, Field: ent.CouponOrderFieldExpiresAt,
+		}))
+	}
+	// The card when the operation reads it anyway (the home page); a list
+	// of coupons alone is the one statement of FirstCoupons.
+	if key, shared := cardKey(ctx, m.ID); shared {
+		if loader.Started(ctx, key) || readsCard(ctx) {
+			if c, ok, err := r.card(ctx, m); ok {
+				if err != nil {
+					return nil, err
+				}
+				if conn, ok := c.FirstCoupons(*first, status); ok {
+					return conn, nil
+				}
+			}
+		}
+	}
+	return r.Cards.FirstCoupons(ctx, m.ID, *first, status)
 }
 
 // ptrs turns a slice of values into the slice of pointers gqlgen wants.

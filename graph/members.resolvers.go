@@ -83,7 +83,7 @@ func (r *memberResolver) Tier(ctx context.Context, obj *ent.Member) (*ent.Tier, 
 
 // Growth is the resolver for the growth field.
 func (r *memberResolver) Growth(ctx context.Context, obj *ent.Member) (*gqlmodel.Growth, error) {
-	acct, err := r.account(ctx, obj.ID)
+	b, err := r.balances(ctx, obj)
 	if err != nil {
 		return nil, err
 	}
@@ -91,26 +91,26 @@ func (r *memberResolver) Growth(ctx context.Context, obj *ent.Member) (*gqlmodel
 	if err != nil {
 		return nil, err
 	}
-	return &gqlmodel.Growth{MemberID: obj.ID, Value: acct.GrowthValue, ToNextTier: st.ToNext, NextTier: st.Next}, nil
+	return &gqlmodel.Growth{MemberID: obj.ID, Value: b.Growth, ToNextTier: st.ToNext, NextTier: st.Next}, nil
 }
 
 // Points is the resolver for the points field.
 func (r *memberResolver) Points(ctx context.Context, obj *ent.Member) (*gqlmodel.Points, error) {
-	acct, err := r.account(ctx, obj.ID)
+	b, err := r.balances(ctx, obj)
 	if err != nil {
 		return nil, err
 	}
-	return &gqlmodel.Points{MemberID: obj.ID, Balance: acct.PointsBalance}, nil
+	return &gqlmodel.Points{MemberID: obj.ID, Balance: b.Points}, nil
 }
 
 // StoredValue is the resolver for the storedValue field.
 func (r *memberResolver) StoredValue(ctx context.Context, obj *ent.Member) (*gqlmodel.StoredValue, error) {
-	acct, err := r.account(ctx, obj.ID)
+	b, err := r.balances(ctx, obj)
 	if err != nil {
 		return nil, err
 	}
-	return &gqlmodel.StoredValue{MemberID: obj.ID, Balance: acct.StoredPrincipal + acct.StoredBonus,
-		Principal: acct.StoredPrincipal, Bonus: acct.StoredBonus, HasPayPassword: acct.PayPasswordHash != ""}, nil
+	return &gqlmodel.StoredValue{MemberID: obj.ID, Balance: b.StoredPrincipal + b.StoredBonus,
+		Principal: b.StoredPrincipal, Bonus: b.StoredBonus, HasPayPassword: b.HasPayPassword}, nil
 }
 
 // TierStatus is the resolver for the tierStatus field.
@@ -130,12 +130,12 @@ func (r *memberResolver) TierHistory(ctx context.Context, obj *ent.Member) ([]*e
 
 // PaidMemberships is the resolver for the paidMemberships field.
 func (r *memberResolver) PaidMemberships(ctx context.Context, obj *ent.Member) ([]*ent.PaidMembership, error) {
-	return r.memberships(ctx, obj.ID)
+	return r.memberships(ctx, obj)
 }
 
 // Benefits is the resolver for the benefits field.
 func (r *memberResolver) Benefits(ctx context.Context, obj *ent.Member, businessUnitCode *string) ([]*model.MemberBenefit, error) {
-	ms, err := r.memberships(ctx, obj.ID)
+	ms, err := r.memberships(ctx, obj)
 	if err != nil {
 		return nil, err
 	}
@@ -153,13 +153,7 @@ func (r *memberResolver) Benefits(ctx context.Context, obj *ent.Member, business
 
 // Coupons is the resolver for the coupons field.
 func (r *memberResolver) Coupons(ctx context.Context, obj *ent.Member, first *int, after *entgql.Cursor[int], status *enum.CouponStatus) (*ent.CouponConnection, error) {
-	q := r.DB.Coupon.Query().Where(coupon.MemberID(obj.ID)).WithTemplate()
-	if status != nil {
-		q.Where(coupon.StatusEQ(*status))
-	}
-	return q.Paginate(ctx, after, first, nil, nil, ent.WithCouponOrder(&ent.CouponOrder{
-		Direction: entgql.OrderDirectionAsc, Field: ent.CouponOrderFieldExpiresAt,
-	}))
+	return r.firstCoupons(ctx, obj, first, after, status)
 }
 
 // Orders is the resolver for the orders field.
@@ -302,7 +296,7 @@ func (r *pointsResolver) ExpiringSoon(ctx context.Context, obj *gqlmodel.Points,
 	if withinDays < 1 || withinDays > 366 {
 		return nil, fault.Invalidf("withinDays", "must be 1 to 366")
 	}
-	xs, err := r.Ledger.ExpiringSoon(ctx, r.DB, obj.MemberID, time.Duration(withinDays)*24*time.Hour)
+	xs, err := r.expiringSoon(ctx, obj.MemberID, time.Duration(withinDays)*24*time.Hour)
 	if err != nil {
 		return nil, err
 	}

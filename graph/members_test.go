@@ -3,10 +3,14 @@ package graph_test
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/onemember/onemember/ent/pointsentry"
+	"github.com/onemember/onemember/ent/pointslot"
 	"github.com/onemember/onemember/internal/apptest"
 )
 
@@ -172,12 +176,12 @@ func TestMemberHomeIsBatched(t *testing.T) {
 	// counter is the server's, so background work (the event bus, the
 	// dashboard refresher) can add to one measurement: the least of three
 	// is the request's own.
-	statements := func() int64 {
-		s.Do(member, apptest.Op(t, "MemberHome"), nil).Decode(t, &struct{}{})
+	statements := func(doc string, vars map[string]any) int64 {
+		s.Do(member, doc, vars).Decode(t, &struct{}{})
 		least := int64(-1)
 		for range 3 {
 			before := s.Statements.Total()
-			s.Do(member, apptest.Op(t, "MemberHome"), nil).Decode(t, &struct{}{})
+			s.Do(member, doc, vars).Decode(t, &struct{}{})
 			if n := s.Statements.Total() - before; least < 0 || n < least {
 				least = n
 			}
@@ -187,16 +191,169 @@ func TestMemberHomeIsBatched(t *testing.T) {
 	addCoupons(1)
 	s.Do(till, apptest.Op(t, "RecordPaidMembership"), map[string]any{"input": map[string]any{
 		"member": map[string]any{"memberId": memberID}, "planCode": "PLUS_YEAR", "paymentRef": "plus-1", "amount": 16800}}).Decode(t, &struct{}{})
-	few := statements()
+	home := apptest.Op(t, "MemberHome")
+	few := statements(home, nil)
 	addCoupons(14)
 	s.Do(till, apptest.Op(t, "RecordPaidMembership"), map[string]any{"input": map[string]any{
 		"member": map[string]any{"memberId": memberID}, "planCode": "PLUS_MONTH", "paymentRef": "plus-2", "amount": 1990}}).Decode(t, &struct{}{})
-	many := statements()
+	many := statements(home, nil)
 	if many != few {
 		t.Fatalf("MemberHome costs %d statements with 1 coupon and %d with 15 coupons and 2 memberships", few, many)
 	}
-	if many > 12 {
+	// The member (authentication or me), then the card with the coupons.
+	if many > 2 {
 		t.Fatalf("MemberHome costs %d statements", many)
 	}
 	t.Logf("MemberHome: %d SQL statements", many)
+	// The page asked through variables is read with the card too.
+	byVars := statements(`query($n: Int, $s: CouponStatus) { me { points { balance } coupons(first: $n, status: $s) { totalCount } } }`,
+		map[string]any{"n": 5, "s": "AVAILABLE"})
+	if byVars > 2 {
+		t.Fatalf("a page asked through variables costs %d statements", byVars)
+	}
+}
+
+// MemberHome answers, for the signed-in member, from one card statement
+// (coupons included); staff reading the same fields of the same member get
+// each field's own reads. Both must agree, before and after the member's
+// figures change.
+func TestMemberHomeAnswersLikeTheFieldsOwnReads(t *testing.T) {
+	s := apptest.Start(t)
+	s.Seed()
+	admin := s.AdminToken()
+	till := s.Till(admin)
+	member, memberID := s.PhoneMember("13600000005")
+	id, _ := strconv.Atoi(memberID)
+	ctx := context.Background()
+
+	home := apptest.Op(t, "MemberHome")
+	// The same selection on the member as staff see it (the operation's
+	// text may end with the comment of the next one).
+	staffHome := strings.Replace(strings.Replace(home, "query MemberHome {", "query StaffHome($id: ID!) {", 1),
+		"me {", "node(id: $id) { ... on Member {", 1)
+	end := strings.LastIndex(staffHome, "}")
+	staffHome = staffHome[:end] + "}}" + staffHome[end+1:]
+	type view = map[string]any
+	compare := func(when string) view {
+		t.Helper()
+		var mine struct{ Me view }
+		var staff struct{ Node view }
+		s.Do(member, home, nil).Decode(t, &mine)
+		s.Do(admin, staffHome, map[string]any{"id": memberID}).Decode(t, &staff)
+		if mine.Me == nil || !reflect.DeepEqual(mine.Me, staff.Node) {
+			t.Fatalf("%s: the member's home\n%v\nstaff's view of the same fields\n%v", when, mine.Me, staff.Node)
+		}
+		return mine.Me
+	}
+	compare("a new member")
+
+	// Points and growth from an order, lots expiring soon (more expiry
+	// instants in the window than a card reads, so the ledger answers
+	// those), a paid membership, coupons of two templates.
+	var out ingestOut
+	s.Do(till, apptest.Op(t, "IngestOrder"), order("HOME-1", memberID, 88800, time.Now().Add(-time.Minute))).Decode(t, &out)
+	entry := s.DB.PointsEntry.Query().Where(pointsentry.MemberID(id)).FirstX(ctx)
+	s.DB.PointsLot.Update().Where(pointslot.MemberID(id)).SetExpiresAt(time.Now().Add(5 * 24 * time.Hour)).ExecX(ctx)
+	s.Do(till, apptest.Op(t, "RecordPaidMembership"), map[string]any{"input": map[string]any{
+		"member": map[string]any{"memberId": memberID}, "planCode": "PLUS_YEAR", "paymentRef": "home-plus-1", "amount": 16800}}).Decode(t, &struct{}{})
+	tmpl := s.DB.CouponTemplate.Create().SetTitle("满100减10").SetKind("THRESHOLD").SetFaceValue(1000).SetMinSpend(10000).
+		SetTotalStock(100).SetPerMemberLimit(100).SaveX(ctx)
+	other := s.DB.CouponTemplate.Create().SetTitle("9折券").SetKind("PERCENT_OFF").SetDiscountPercent(90).
+		SetTotalStock(100).SetPerMemberLimit(100).SaveX(ctx)
+	for i := range 13 {
+		c := s.DB.Coupon.Create().SetCode(fmt.Sprintf("HOME-%d", i)).SetTemplateID(tmpl.ID).SetMemberID(id).
+			SetExpiresAt(time.Now().Add(time.Duration(72-i%4) * time.Hour)) // expiries tie: id decides
+		if i%3 == 1 {
+			c.SetTemplateID(other.ID)
+		}
+		if i%5 == 4 {
+			c.SetStatus("REDEEMED")
+		}
+		c.ExecX(ctx)
+	}
+	got := compare("after an order, a membership and coupons")
+	points := got["points"].(view)
+	if points["balance"].(float64) != float64(out.IngestOrder.Member.Points.Balance) || len(points["expiringSoon"].([]any)) != 1 {
+		t.Fatalf("points after the order: %v, want balance %d and one expiry", points, out.IngestOrder.Member.Points.Balance)
+	}
+	coupons := got["coupons"].(view)
+	if coupons["totalCount"].(float64) != 11 || len(coupons["edges"].([]any)) != 10 {
+		t.Fatalf("coupons: %v, want 10 of 11 available", coupons)
+	}
+
+	for i := range 20 {
+		s.DB.PointsLot.Create().SetMemberID(id).SetEntryID(entry.ID).SetAmount(5).SetRemaining(5).
+			SetEarnedAt(time.Now()).SetExpiresAt(time.Now().Add(time.Duration(i+1) * 24 * time.Hour)).ExecX(ctx)
+	}
+	got = compare("with more expiry instants than a card reads")
+	if n := len(got["points"].(view)["expiringSoon"].([]any)); n != 21 {
+		t.Fatalf("%d expiry instants within 30 days, want 21", n)
+	}
+
+	// The first page in one statement is the page Paginate builds: the
+	// same coupons, cursors and count, and its cursor pages on.
+	page := `query($first: Int, $after: Cursor) { me { coupons(first: $first, after: $after, status: AVAILABLE) {
+		totalCount pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
+		edges { cursor node { id code title kind faceValue discountPercent minSpend expiresAt template { id title } } } } } }`
+	type conn struct {
+		TotalCount int
+		PageInfo   struct {
+			HasNextPage, HasPreviousPage bool
+			StartCursor, EndCursor       string
+		}
+		Edges []view
+	}
+	var first, all, rest struct{ Me struct{ Coupons conn } }
+	s.Do(member, page, map[string]any{"first": 4}).Decode(t, &first)
+	s.Do(member, page, nil).Decode(t, &all) // no first: Paginate
+	s.Do(member, page, map[string]any{"first": 20, "after": first.Me.Coupons.PageInfo.EndCursor}).Decode(t, &rest)
+	f, a := first.Me.Coupons, all.Me.Coupons
+	if f.TotalCount != 11 || a.TotalCount != 11 || len(a.Edges) != 11 || !reflect.DeepEqual(f.Edges, a.Edges[:4]) ||
+		!f.PageInfo.HasNextPage || f.PageInfo.HasPreviousPage ||
+		f.PageInfo.StartCursor != a.Edges[0]["cursor"] || f.PageInfo.EndCursor != a.Edges[3]["cursor"] {
+		t.Fatalf("first page %+v\nis not the start of %+v", f, a)
+	}
+	if r := rest.Me.Coupons; len(r.Edges) != 7 || !reflect.DeepEqual(r.Edges, a.Edges[4:]) || r.PageInfo.HasNextPage {
+		t.Fatalf("the page after the first %+v, want the other 7 of %+v", r, a)
+	}
+
+	// A coupon claimed shows at once.
+	var created struct {
+		CreateCouponTemplate struct{ Template struct{ ID string } }
+	}
+	s.Do(admin, apptest.Op(t, "CreateCouponTemplate"), map[string]any{"input": map[string]any{
+		"title": "满200减30", "kind": "THRESHOLD", "faceValue": 3000, "minSpend": 20000,
+		"validity": map[string]any{"daysAfterIssue": 1}, "totalStock": 5, "perMemberLimit": 1, "claimable": true,
+	}}).Decode(t, &created)
+	s.Do(member, apptest.Op(t, "ClaimCoupon"), map[string]any{"templateId": created.CreateCouponTemplate.Template.ID}).Decode(t, &struct{}{})
+	got = compare("after a claim")
+	edges := got["coupons"].(view)["edges"].([]any)
+	if got["coupons"].(view)["totalCount"].(float64) != 12 || edges[0].(view)["node"].(view)["title"] != "满200减30" {
+		t.Fatalf("the claimed coupon (expiring first) is not on the page: %v", got["coupons"])
+	}
+}
+
+// A mutation's top-level fields run one after another: each sees the
+// member as the previous one left it, not a card read before.
+func TestMemberCardIsFreshForEachMutationField(t *testing.T) {
+	s := apptest.Start(t)
+	s.Seed()
+	member, _ := s.PhoneMember("13600000006")
+	var out struct {
+		A, B struct {
+			GrowthAwarded int
+			Member        struct {
+				Growth struct{ Value int }
+				Points struct{ Balance int }
+			}
+		}
+	}
+	s.Do(member, `mutation {
+		a: updateMyProfile(input: {displayName: "小李"}) { growthAwarded member { growth { value } points { balance } } }
+		b: updateMyProfile(input: {gender: FEMALE, birthday: "1992-02-29", regionCode: "310104", avatarUrl: "https://img.example.com/b.png"}) {
+			growthAwarded member { growth { value } points { balance } } }
+	}`, nil).Decode(t, &out)
+	if out.A.GrowthAwarded != 0 || out.A.Member.Growth.Value != 0 || out.B.GrowthAwarded != 10 || out.B.Member.Growth.Value != 10 {
+		t.Fatalf("growth through one mutation: %+v", out)
+	}
 }

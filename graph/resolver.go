@@ -24,6 +24,7 @@ import (
 	"github.com/onemember/onemember/internal/ledger"
 	"github.com/onemember/onemember/internal/marketing"
 	"github.com/onemember/onemember/internal/member"
+	"github.com/onemember/onemember/internal/membercard"
 	"github.com/onemember/onemember/internal/membership"
 	"github.com/onemember/onemember/internal/order"
 	"github.com/onemember/onemember/internal/prediction"
@@ -57,6 +58,8 @@ type Resolver struct {
 	Dashboard       *dashboard.Service
 	Predictions     *prediction.Service
 	CampaignService *campaign.Service
+	// Cards reads the signed-in member's card (MemberHome) in one statement.
+	Cards *membercard.Reader
 }
 
 // NewSchema builds the executable schema with its directives.

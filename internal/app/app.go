@@ -44,6 +44,7 @@ import (
 	"github.com/onemember/onemember/internal/ledger"
 	"github.com/onemember/onemember/internal/marketing"
 	"github.com/onemember/onemember/internal/member"
+	"github.com/onemember/onemember/internal/membercard"
 	"github.com/onemember/onemember/internal/membership"
 	"github.com/onemember/onemember/internal/order"
 	"github.com/onemember/onemember/internal/pii"
@@ -306,6 +307,7 @@ func (a *App) Handler() http.Handler {
 		Programme: a.Programme, Coupons: a.Coupons, Marketing: a.Marketing, Bus: a.Bus, Zone: a.Zone,
 		Behavior: a.Behavior, AudienceService: a.Audiences, Analytics: a.Analytics, Jobs: a.Jobs,
 		Dashboard: a.Dashboard, Predictions: a.Predictions, CampaignService: a.Campaigns,
+		Cards: membercard.New(a.DB, a.Tiers, a.Membership),
 	})
 	gql := gqlhttp.New(schema, gqlhttp.Options{
 		Introspection:    !a.Config.IsProduction(),

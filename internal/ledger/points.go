@@ -506,3 +506,22 @@ func (s *Service) ExpiringSoon(ctx context.Context, db *ent.Client, memberID int
 	slices.SortFunc(out, func(a, b Expiring) int { return a.ExpiresAt.Compare(b.ExpiresAt) })
 	return out, nil
 }
+
+// ExpiringIn is ExpiringSoon answered from lots the caller read already
+// (the member's card reads them with the account): groups are the member's
+// lots with points left and expiry after asOf, summed by expiry instant
+// ascending, the first limit of them (every one when there are fewer). It
+// lists those in (asOf, asOf+within]; ok is false when groups may not hold
+// them all (limit groups, every one in the window), and the caller must
+// then ask ExpiringSoon.
+func ExpiringIn(groups []Expiring, limit int, asOf time.Time, within time.Duration) (out []Expiring, ok bool) {
+	until := asOf.Add(within)
+	out = make([]Expiring, 0, len(groups))
+	for _, g := range groups {
+		if g.ExpiresAt.After(until) {
+			return out, true
+		}
+		out = append(out, g)
+	}
+	return out, len(groups) < limit
+}

@@ -37,11 +37,15 @@ type Service struct {
 	zone      *time.Location
 	now       func() time.Time
 	catalogue ttlcache.Value[[]*ent.Benefit]
+	// plans caches the plans by id for what members are shown (the plan
+	// of each membership on the home page); selling reads the table.
+	plans ttlcache.Value[map[int]*ent.PaidMembershipPlan]
 }
 
 // New builds a Service.
 func New(db *ent.Client, zone *time.Location, now func() time.Time) *Service {
-	return &Service{db: db, zone: zone, now: now, catalogue: ttlcache.Value[[]*ent.Benefit]{TTL: catalogueTTL}}
+	return &Service{db: db, zone: zone, now: now, catalogue: ttlcache.Value[[]*ent.Benefit]{TTL: catalogueTTL},
+		plans: ttlcache.Value[map[int]*ent.PaidMembershipPlan]{TTL: catalogueTTL}}
 }
 
 // PurchaseInput is a paid-card payment to record.
@@ -144,6 +148,36 @@ func (s *Service) Expire(ctx context.Context) (int, error) {
 func (s *Service) Memberships(ctx context.Context, memberID int) ([]*ent.PaidMembership, error) {
 	return s.db.PaidMembership.Query().Where(paidmembership.MemberID(memberID)).WithPlan().
 		Order(ent.Asc(paidmembership.FieldStatus), ent.Desc(paidmembership.FieldExpiresAt)).All(ctx)
+}
+
+// DisplayPlan returns the plan with this id as members are shown it: from
+// a cache of every plan that may lag an edit made on another replica by
+// catalogueTTL (a plan created since is read from the table).
+func (s *Service) DisplayPlan(ctx context.Context, id int) (*ent.PaidMembershipPlan, error) {
+	plans, err := s.plans.Get(ctx, s.loadPlans)
+	if err != nil {
+		return nil, err
+	}
+	if p, ok := plans[id]; ok {
+		return p, nil
+	}
+	p, err := s.db.PaidMembershipPlan.Get(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("reading plan %d: %w", id, err)
+	}
+	return p, nil
+}
+
+func (s *Service) loadPlans(ctx context.Context) (map[int]*ent.PaidMembershipPlan, error) {
+	ps, err := s.db.PaidMembershipPlan.Query().All(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("loading plans: %w", err)
+	}
+	out := make(map[int]*ent.PaidMembershipPlan, len(ps))
+	for _, p := range ps {
+		out[p.ID] = p
+	}
+	return out, nil
 }
 
 // Source says why a member has a benefit.

@@ -62,51 +62,118 @@ func (s *Service) Status(ctx context.Context, db *ent.Client, memberID int) (Sta
 // StatusOf is Status for a member and account the caller already loaded
 // (a page that shows balances has them at hand).
 func (s *Service) StatusOf(ctx context.Context, db *ent.Client, m *ent.Member, acct *ent.Account) (Status, error) {
+	p, err := s.PlanStatus(ctx, db, m)
+	if err != nil {
+		return Status{}, err
+	}
+	recent, inWindow, err := growthSince(ctx, db, m.ID, p.PromotionFrom(), p.WindowFrom(acct.TierSince), p.now)
+	if err != nil {
+		return Status{}, err
+	}
+	return p.Finish(acct.TierSince, recent, inWindow), nil
+}
+
+// StatusPlan is a member's tier status before its figures are read: the
+// ladder (from the display cache), the clock and the promotion window are
+// known from the member alone. A caller that reads the account and the
+// growth sums in a statement of its own (the member's card, one round trip
+// for the whole home page) takes the windows from the plan and finishes
+// the status with Finish; StatusOf is the same with statements of its own.
+type StatusPlan struct {
+	member *ent.Member
+	ladder []*ent.Tier
+	i      int // the member's tier in ladder, -1 for none
+	now    time.Time
+	zone   *time.Location
+}
+
+// PlanStatus plans the status of m (see StatusPlan). db reads the ladder
+// when the display cache has none.
+func (s *Service) PlanStatus(ctx context.Context, db *ent.Client, m *ent.Member) (StatusPlan, error) {
 	ladder, err := s.display.Get(ctx, func(ctx context.Context) ([]*ent.Tier, error) { return loadLadder(ctx, db.Tier) })
 	if err != nil {
-		return Status{}, err
+		return StatusPlan{}, err
 	}
-	now := s.now()
+	// The database keeps microseconds: an instant the plan derives from now
+	// and one PostgreSQL derives from it in SQL are then comparable.
+	return StatusPlan{member: m, ladder: ladder, i: indexOf(ladder, m.TierID),
+		now: s.now().Truncate(time.Microsecond), zone: s.zone}, nil
+}
 
-	var st Status
-	i := indexOf(ladder, m.TierID)
-	// Promotion counts the last 12 months' growth (Reevaluate); retention
-	// the review window's. One statement sums both.
-	promotionFrom := now.AddDate(-1, 0, 0)
-	windowFrom := promotionFrom
-	if i >= 0 {
-		st.Current = ladder[i]
-		st.Projected = st.Current
-		start := periodStart(acct, m)
-		st.ReviewAt = addMonths(start, st.Current.RetentionMonths, s.zone)
-		if i == 0 {
-			// Count periods from the start rather than adding to the previous
-			// anniversary, so that a clamped month end (Feb 28) does not
-			// stick for the years after.
-			for k := 2; !st.ReviewAt.After(now); k++ {
-				st.ReviewAt = addMonths(start, k*st.Current.RetentionMonths, s.zone)
-			}
+// Now is the instant the status describes.
+func (p StatusPlan) Now() time.Time { return p.now }
+
+// Zone is the business time zone the review dates are computed in.
+func (p StatusPlan) Zone() *time.Location { return p.zone }
+
+// PromotionFrom is where the promotion window starts: the promotion rule
+// (Reevaluate) counts growth in (PromotionFrom, Now].
+func (p StatusPlan) PromotionFrom() time.Time { return p.now.AddDate(-1, 0, 0) }
+
+// Review says how the member's review falls, for callers that compute the
+// retention window in SQL: held is false for a member on no tier (the
+// window is then the promotion window); otherwise the review is
+// everyMonths after the period start (the account's tier_since, or
+// registration), and for the lowest tier, which is never reviewed,
+// recurring says it falls on the first such anniversary after Now.
+// WindowFrom is the rule; SQL computing it must be checked against it.
+func (p StatusPlan) Review() (everyMonths int, recurring, held bool) {
+	if p.i < 0 {
+		return 0, false, false
+	}
+	return p.ladder[p.i].RetentionMonths, p.i == 0, true
+}
+
+// WindowFrom is where the retention window starts for a member whose
+// account has tierSince (nil when never moved): the review counts growth
+// in (WindowFrom, Now].
+func (p StatusPlan) WindowFrom(tierSince *time.Time) time.Time {
+	if p.i < 0 {
+		return p.PromotionFrom()
+	}
+	return addMonths(later(p.reviewAt(tierSince), p.now), -windowMonths, p.zone)
+}
+
+// reviewAt is Status.ReviewAt of a member on a tier.
+func (p StatusPlan) reviewAt(tierSince *time.Time) time.Time {
+	start := p.member.RegisteredAt
+	if tierSince != nil {
+		start = *tierSince
+	}
+	every := p.ladder[p.i].RetentionMonths
+	at := addMonths(start, every, p.zone)
+	if p.i == 0 {
+		// Count periods from the start rather than adding to the previous
+		// anniversary, so that a clamped month end (Feb 28) does not
+		// stick for the years after.
+		for k := 2; !at.After(p.now); k++ {
+			at = addMonths(start, k*every, p.zone)
 		}
-		windowFrom = addMonths(later(st.ReviewAt, now), -windowMonths, s.zone)
 	}
-	recent, inWindow, err := growthSince(ctx, db, m.ID, promotionFrom, windowFrom, now)
-	if err != nil {
-		return Status{}, err
-	}
-	if i+1 < len(ladder) {
-		st.Next = ladder[i+1]
+	return at
+}
+
+// Finish is the status of a member whose account has tierSince, with
+// recent the net growth in the promotion window and inWindow that in the
+// retention window (see PromotionFrom and WindowFrom).
+func (p StatusPlan) Finish(tierSince *time.Time, recent, inWindow int64) Status {
+	var st Status
+	if p.i+1 < len(p.ladder) {
+		st.Next = p.ladder[p.i+1]
 		st.ToNext = max(0, st.Next.Threshold-recent)
 	}
-	if i < 0 {
-		return st, nil
+	if p.i < 0 {
+		return st
 	}
-
+	st.Current = p.ladder[p.i]
+	st.Projected = st.Current
+	st.ReviewAt = p.reviewAt(tierSince)
 	st.GrowthInWindow = inWindow
 	st.GrowthToRetain = max(0, st.Current.Threshold-st.GrowthInWindow)
-	if st.GrowthToRetain > 0 && i > 0 {
-		st.Projected = ladder[i-1]
+	if st.GrowthToRetain > 0 && p.i > 0 {
+		st.Projected = p.ladder[p.i-1]
 	}
-	return st, nil
+	return st
 }
 
 func later(a, b time.Time) time.Time {

@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -27,6 +28,7 @@ type Loaders struct {
 
 type memoEntry struct {
 	once sync.Once
+	done atomic.Bool // v and err are set
 	v    any
 	err  error
 }
@@ -41,9 +43,44 @@ func Once[T any](ctx context.Context, key string, f func() (T, error)) (T, error
 	}
 	e, _ := l.memo.LoadOrStore(key, &memoEntry{})
 	m := e.(*memoEntry)
-	m.once.Do(func() { m.v, m.err = f() })
+	m.once.Do(func() {
+		m.v, m.err = f()
+		m.done.Store(true)
+	})
 	v, _ := m.v.(T)
 	return v, m.err
+}
+
+// Started reports whether Once was called for key in this operation
+// (the value may still be being computed).
+func Started(ctx context.Context, key string) bool {
+	l := From(ctx)
+	if l == nil {
+		return false
+	}
+	_, ok := l.memo.Load(key)
+	return ok
+}
+
+// Peek returns what Once computed for key in this operation, if it has
+// finished without error: a field that can use a value its parent field
+// loaded (a member's card) but would not load it itself.
+func Peek[T any](ctx context.Context, key string) (T, bool) {
+	var zero T
+	l := From(ctx)
+	if l == nil {
+		return zero, false
+	}
+	e, ok := l.memo.Load(key)
+	if !ok {
+		return zero, false
+	}
+	m := e.(*memoEntry)
+	if !m.done.Load() || m.err != nil {
+		return zero, false
+	}
+	v, ok := m.v.(T)
+	return v, ok
 }
 
 type key struct{}

@@ -1,0 +1,8 @@
+package membercard
+
+// UsedSQLWindow reports whether c's tier status was finished from the
+// retention window cardSQL computed (rather than read again by StatusOf).
+func UsedSQLWindow(c *Card) bool { return !c.ruleWindow }
+
+// LotGroups is how many expiry instants a card reads.
+const LotGroups = lotGroups
