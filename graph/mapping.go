@@ -175,7 +175,7 @@ func cardCoupons(ctx context.Context) (page membercard.CouponPage, others bool) 
 		case nil:
 			page = membercard.CouponPage{First: first}
 		case string:
-			page = membercard.CouponPage{First: first, Status: ptr(enum.CouponStatus(st))}
+			page = membercard.CouponPage{First: first, Status: new(enum.CouponStatus(st))}
 		}
 	}
 	return page, others
@@ -204,8 +204,6 @@ func intArg(v any) (int, bool) {
 	}
 	return 0, false
 }
-
-func ptr[T any](v T) *T { return &v }
 
 // cardKey is the key the fields of an operation share a card under: the
 // member's for a query; the member's and the top-level field's for a
