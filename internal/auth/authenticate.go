@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"entgo.io/ent/dialect/sql"
+
 	"github.com/onemember/onemember/ent"
 	"github.com/onemember/onemember/ent/apiclient"
 	"github.com/onemember/onemember/ent/businessunit"
@@ -30,10 +32,26 @@ type Authenticator struct {
 	members *memberCache
 }
 
-// NewAuthenticator builds an Authenticator. cacheTTL > 0 keeps
-// authenticated members that long (see memberCache); 0 disables it.
+// maxCachedMembers bounds the authentication cache.
+const maxCachedMembers = 100_000
+
+// NewAuthenticator builds an Authenticator. cacheTTL > 0 caches
+// authenticated members (see memberCache): an entry unused for cacheTTL is
+// evicted, and the cached rows' versions are checked every cacheTTL/2, so
+// that a change made on another replica is seen within cacheTTL/2 plus a
+// statement's time (at most cacheTTL). 0 disables the cache. now must
+// follow real time: the checks run on timers.
 func NewAuthenticator(db *ent.Client, tokens *token.Issuer, cacheTTL time.Duration, now func() time.Time) *Authenticator {
-	return &Authenticator{db: db, tokens: tokens, members: newMemberCache(cacheTTL, 100_000, now)}
+	return newAuthenticator(db, tokens, cacheTTL, cacheTTL/2, now)
+}
+
+// newAuthenticator is NewAuthenticator with the check interval chosen
+// (tests check more often).
+func newAuthenticator(db *ent.Client, tokens *token.Issuer, ttl, check time.Duration, now func() time.Time) *Authenticator {
+	return &Authenticator{
+		db: db, tokens: tokens,
+		members: newMemberCache(ttl, check, maxCachedMembers, now, rowVersions(db)),
+	}
 }
 
 // Forget drops members from the authentication cache (after a merge,
@@ -89,7 +107,8 @@ func (a *Authenticator) member(ctx context.Context, c token.Claims) (Viewer, err
 	}
 	id := c.SubjectID
 	for range maxMergeHops {
-		m, err := a.db.Member.Get(ctx, id)
+		loaded := a.members.now()
+		m, version, err := a.loadMember(ctx, id)
 		if ent.IsNotFound(err) {
 			return Viewer{Err: ErrBadCredentials}, nil
 		}
@@ -103,10 +122,32 @@ func (a *Authenticator) member(ctx context.Context, c token.Claims) (Viewer, err
 		case m.Status == member.StatusERASED:
 			return Viewer{Err: ErrAccountDisabled}, nil
 		}
-		a.members.put(c.SubjectID, m)
+		a.members.put(c.SubjectID, m, version, loaded)
 		return Viewer{Kind: token.KindMember, SessionID: c.SessionID, Member: m}, nil
 	}
 	return Viewer{Err: ErrBadCredentials}, nil
+}
+
+// loadMember reads a member with its row version (see memberCache), in one
+// statement.
+func (a *Authenticator) loadMember(ctx context.Context, id int) (*ent.Member, int64, error) {
+	q := a.db.Member.Query().Where(member.ID(id))
+	q.Modify(func(s *sql.Selector) {
+		s.AppendSelectExprAs(sql.Raw(s.C("xmin")+"::text::bigint"), rowVersionColumn)
+	})
+	m, err := q.Only(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	v, err := m.Value(rowVersionColumn)
+	if err != nil {
+		return nil, 0, fmt.Errorf("member %d row version: %w", id, err)
+	}
+	version, ok := v.(int64)
+	if !ok {
+		return nil, 0, fmt.Errorf("member %d row version: %w: %T", id, errRowVersionType, v)
+	}
+	return m, version, nil
 }
 
 func (a *Authenticator) staff(ctx context.Context, c token.Claims) (Viewer, error) {
