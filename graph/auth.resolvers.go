@@ -130,9 +130,17 @@ func (r *queryResolver) Viewer(ctx context.Context) (ent.Noder, error) {
 
 // Me is the resolver for the me field.
 func (r *queryResolver) Me(ctx context.Context) (*ent.Member, error) {
+	// A cached viewer is re-read, by the member's card when the operation
+	// reads it (one statement that checks the cached row's version).
 	v := auth.ViewerFrom(ctx)
-	if v.Cached {
-		return r.DB.Member.Get(ctx, v.Member.ID)
+	if !v.Cached {
+		return v.Member, nil
 	}
-	return v.Member, nil
+	if c, ok, err := r.meCard(ctx, v.Member); ok {
+		if err != nil {
+			return nil, err
+		}
+		return c.Member, nil
+	}
+	return r.DB.Member.Get(ctx, v.Member.ID)
 }

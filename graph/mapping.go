@@ -130,14 +130,31 @@ func (r *Resolver) card(ctx context.Context, m *ent.Member) (c *membercard.Card,
 	}
 	key, shared := cardKey(ctx, m.ID)
 	if !shared {
-		c, err = r.Cards.Read(ctx, m, membercard.CouponPage{})
+		c, err = r.readCard(ctx, m, membercard.CouponPage{})
 		return c, true, err
 	}
 	c, err = loader.Once(ctx, key, func() (*membercard.Card, error) {
 		page, _ := cardCoupons(ctx)
-		return r.Cards.Read(ctx, m, page)
+		return r.readCard(ctx, m, page)
 	})
 	return c, true, err
+}
+
+// readCard reads m's card. When the viewer came from the authentication
+// cache and its row has changed since (a change the cache has not heard
+// of yet: another replica's, or a tier change, within the cache's check
+// interval), the card is read again for the row as it is now:
+// Card.Member is the row it was computed for.
+func (r *Resolver) readCard(ctx context.Context, m *ent.Member, page membercard.CouponPage) (*membercard.Card, error) {
+	c, err := r.Cards.Read(ctx, m, page)
+	if v := auth.ViewerFrom(ctx); err != nil || !v.Cached || c.MemberVersion == v.Version {
+		return c, err
+	}
+	fresh, err := r.DB.Member.Get(ctx, m.ID)
+	if err != nil {
+		return nil, fmt.Errorf("re-reading member %d: %w", m.ID, err)
+	}
+	return r.Cards.Read(ctx, fresh, page)
 }
 
 // memberTypes are the types a selection on a Member satisfies.
@@ -160,8 +177,33 @@ func cardCoupons(ctx context.Context) (page membercard.CouponPage, others bool) 
 	if fc == nil || fc.Parent == nil || fc.Parent.Field.Field == nil {
 		return page, false
 	}
-	oc := graphql.GetOperationContext(ctx)
-	for _, f := range graphql.CollectFields(oc, fc.Parent.Field.Selections, memberTypes) {
+	return cardSelection(graphql.GetOperationContext(ctx), fc.Parent.Field.Selections)
+}
+
+// meCard is the card of m, the authentication cache's copy of the viewer,
+// read by the me field when its selection reads the card (with the first
+// page of coupons it asks), under the key its fields share; ok is false
+// otherwise. Card.Member is then the member's row as of the card
+// (readCard), which me answers, so that every field agrees with it.
+func (r *Resolver) meCard(ctx context.Context, m *ent.Member) (c *membercard.Card, ok bool, err error) {
+	fc := graphql.GetFieldContext(ctx)
+	if fc == nil || fc.Field.Field == nil {
+		return nil, false, nil
+	}
+	page, others := cardSelection(graphql.GetOperationContext(ctx), fc.Field.Selections)
+	key, shared := cardKey(ctx, m.ID)
+	if !others || !shared {
+		return nil, false, nil
+	}
+	c, err = loader.Once(ctx, key, func() (*membercard.Card, error) {
+		return r.readCard(ctx, m, page)
+	})
+	return c, true, err
+}
+
+// cardSelection is cardCoupons of a selection on a member.
+func cardSelection(oc *graphql.OperationContext, sel ast.SelectionSet) (page membercard.CouponPage, others bool) {
+	for _, f := range graphql.CollectFields(oc, sel, memberTypes) {
 		if f.Name != "coupons" || page.First > 0 {
 			others = others || cardFields[f.Name]
 			continue

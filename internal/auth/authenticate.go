@@ -102,8 +102,8 @@ func (a *Authenticator) Authenticate(ctx context.Context, header string) (Viewer
 // the member it was merged into (One ID): the app keeps working after a
 // merge without signing in again.
 func (a *Authenticator) member(ctx context.Context, c token.Claims) (Viewer, error) {
-	if m, ok := a.members.get(c.SubjectID); ok {
-		return Viewer{Kind: token.KindMember, SessionID: c.SessionID, Member: m, Cached: true}, nil
+	if m, version, ok := a.members.get(c.SubjectID); ok {
+		return Viewer{Kind: token.KindMember, SessionID: c.SessionID, Member: m, Version: version, Cached: true}, nil
 	}
 	id := c.SubjectID
 	for range maxMergeHops {
@@ -123,7 +123,7 @@ func (a *Authenticator) member(ctx context.Context, c token.Claims) (Viewer, err
 			return Viewer{Err: ErrAccountDisabled}, nil
 		}
 		a.members.put(c.SubjectID, m, version, loaded)
-		return Viewer{Kind: token.KindMember, SessionID: c.SessionID, Member: m}, nil
+		return Viewer{Kind: token.KindMember, SessionID: c.SessionID, Member: m, Version: version}, nil
 	}
 	return Viewer{Err: ErrBadCredentials}, nil
 }

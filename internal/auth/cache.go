@@ -76,25 +76,26 @@ func newMemberCache(ttl, check time.Duration, max int, now func() time.Time, ver
 
 func (c *memberCache) enabled() bool { return c != nil && c.ttl > 0 && c.check > 0 }
 
-// get returns a copy of the cached member (callers own their copy).
-func (c *memberCache) get(id int) (*ent.Member, bool) {
+// get returns a copy of the cached member (callers own their copy) and
+// the row version it was read with.
+func (c *memberCache) get(id int) (*ent.Member, int64, bool) {
 	if !c.enabled() {
-		return nil, false
+		return nil, 0, false
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.entries[id]
 	if !ok {
-		return nil, false
+		return nil, 0, false
 	}
 	now := c.now()
 	if c.expired(e, now) {
 		c.deleteLocked(id)
-		return nil, false
+		return nil, 0, false
 	}
 	e.used = now
 	cp := *e.m
-	return &cp, true
+	return &cp, e.version, true
 }
 
 // put caches m, read with row version version by a statement started at

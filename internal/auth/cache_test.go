@@ -210,7 +210,7 @@ func TestCacheDropsDeletedRow(t *testing.T) {
 	}
 	e.exec(t, "DELETE FROM members WHERE id = $1", id)
 	waitFor(t, "deletion seen", func() bool {
-		_, ok := e.a.members.get(id)
+		_, _, ok := e.a.members.get(id)
 		return !ok
 	})
 	if v, _ := e.auth(t, header); !errors.Is(v.Err, ErrBadCredentials) {
@@ -296,11 +296,11 @@ func TestCacheCheckErrorDropsEntriesPastTheBound(t *testing.T) {
 	f.err = errors.New("connection refused")
 	clock.Advance(90*time.Minute - time.Second) // member 1 validated 2h-1s ago
 	c.validate()
-	if _, ok := c.get(1); !ok {
+	if _, _, ok := c.get(1); !ok {
 		t.Fatal("entry dropped before the bound")
 	}
 	clock.Advance(time.Second) // 2×check since member 1's load
-	if _, ok := c.get(1); ok {
+	if _, _, ok := c.get(1); ok {
 		t.Fatal("entry served 2×check after its last validation")
 	}
 	c.validate()
@@ -312,7 +312,7 @@ func TestCacheCheckErrorDropsEntriesPastTheBound(t *testing.T) {
 	f.err = nil
 	c.validate()
 	clock.Advance(2*time.Hour - time.Second)
-	if _, ok := c.get(2); !ok {
+	if _, _, ok := c.get(2); !ok {
 		t.Fatal("validated entry dropped")
 	}
 	f.err = errors.New("connection refused")
@@ -355,7 +355,7 @@ func TestCacheCheckNeverValidatesLaterLoads(t *testing.T) {
 		c.put(1, &ent.Member{ID: 1}, 7, clock.Now())
 	}
 	c.validate()
-	if _, ok := c.get(1); ok {
+	if _, _, ok := c.get(1); ok {
 		t.Fatal("entry with a version the check did not see was kept")
 	}
 }
@@ -368,11 +368,11 @@ func TestCacheForgetsMergedSubjects(t *testing.T) {
 	c.put(3, &ent.Member{ID: 3}, 1, clock.Now())
 	c.forget(9)
 	for _, id := range []int{7, 9} {
-		if _, ok := c.get(id); ok {
+		if _, _, ok := c.get(id); ok {
 			t.Fatalf("subject %d still cached after forgetting member 9", id)
 		}
 	}
-	if _, ok := c.get(3); !ok {
+	if _, _, ok := c.get(3); !ok {
 		t.Fatal("unrelated member forgotten")
 	}
 	if c.aliased != 0 {

@@ -43,9 +43,12 @@ type Viewer struct {
 	// runs as anonymous and every protected field reports Err.
 	Err error
 	// Cached says Member came from the authentication cache: good for
-	// deciding who is calling, possibly a second or two behind for the
-	// rest (the `me` field re-reads it).
+	// deciding who is calling, possibly a second behind for the rest (the
+	// `me` field re-reads it, with the member's card when the operation
+	// reads that: the card's statement checks Version).
 	Cached bool
+	// Version is the row version (xmin) Member was read with; 0 for none.
+	Version int64
 	// ExpiresAt is when the access token stops being valid (zero for API
 	// client secrets): a websocket authenticated with it closes then.
 	ExpiresAt time.Time

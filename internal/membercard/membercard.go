@@ -50,7 +50,13 @@ func BalancesOf(a *ent.Account) Balances {
 // operation and never kept longer.
 type Card struct {
 	MemberID int
-	Balances Balances
+	// Member is the member row the card was computed for (its tier and
+	// registration decide the tier status), and MemberVersion the version
+	// (xmin) of that member's row in the card's snapshot: a Member read
+	// with another version is behind the card (see Read).
+	Member        *ent.Member
+	MemberVersion int64
+	Balances      Balances
 	Status   tier.Status
 	// Memberships are the member's paid memberships with their plans,
 	// in membership.Service.Memberships' order (by status, then latest
@@ -157,7 +163,8 @@ const cardSQL = `SELECT 0 AS kind, 0::bigint AS ord,
 	NULL::timestamptz AS c_issued_at, NULL::timestamptz AS c_expires_at, NULL::text AS c_locked_order_ref,
 	NULL::timestamptz AS c_locked_at, NULL::timestamptz AS c_redeemed_at, NULL::bigint AS c_order_id,
 	NULL::text AS c_source, NULL::bigint AS c_discount, NULL::timestamptz AS c_expiring_notified_at,
-	NULL::bigint AS c_issue_job_id, NULL::bigint AS c_total
+	NULL::bigint AS c_issue_job_id, NULL::bigint AS c_total,
+	(SELECT xmin::text::bigint FROM members WHERE id = $1::bigint) AS member_version
 FROM (SELECT) one
 LEFT JOIN accounts a ON a.member_id = $1::bigint
 CROSS JOIN LATERAL (
@@ -202,7 +209,7 @@ UNION ALL
 SELECT 1, row_number() OVER (ORDER BY pm.status, pm.expires_at DESC, pm.id),
 	NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
 	pm.id, pm.created_at, pm.updated_at, pm.plan_id, pm.status, pm.started_at, pm.expires_at, pm.auto_renew,
-	NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+	NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
 FROM paid_memberships pm
 WHERE pm.member_id = $1::bigint
 UNION ALL
@@ -210,7 +217,7 @@ SELECT 2, row_number() OVER (ORDER BY c.expires_at, c.id),
 	NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
 	NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
 	c.id, c.code, c.template_id, c.status, c.issued_at, c.expires_at, c.locked_order_ref, c.locked_at,
-	c.redeemed_at, c.order_id, c.source, c.discount, c.expiring_notified_at, c.issue_job_id, c.total
+	c.redeemed_at, c.order_id, c.source, c.discount, c.expiring_notified_at, c.issue_job_id, c.total, NULL
 FROM (
 	SELECT coupons.*, count(*) OVER () AS total FROM coupons
 	WHERE $9::int > 0 AND member_id = $1::bigint AND ($10::text IS NULL OR status = $10::text)
@@ -247,6 +254,8 @@ type cardRow struct {
 	cID, cTemplateID, cOrderID, cDiscount, cIssueJobID, cTotal sql.NullInt64
 	cCode, cStatus, cLockedOrderRef, cSource                   sql.NullString
 	cIssued, cExpires, cLocked, cRedeemed, cNotified           sql.NullTime
+
+	memberVersion sql.NullInt64
 }
 
 func (r *cardRow) dest() []any {
@@ -255,7 +264,8 @@ func (r *cardRow) dest() []any {
 		&r.windowFrom, &r.recent, &r.inWindow, &r.lotAt, &r.lotAmount,
 		&r.pmID, &r.pmCreated, &r.pmUpdated, &r.pmPlanID, &r.pmStatus, &r.pmStarted, &r.pmExpires, &r.pmAutoRenew,
 		&r.cID, &r.cCode, &r.cTemplateID, &r.cStatus, &r.cIssued, &r.cExpires, &r.cLockedOrderRef, &r.cLocked,
-		&r.cRedeemed, &r.cOrderID, &r.cSource, &r.cDiscount, &r.cNotified, &r.cIssueJobID, &r.cTotal}
+		&r.cRedeemed, &r.cOrderID, &r.cSource, &r.cDiscount, &r.cNotified, &r.cIssueJobID, &r.cTotal,
+		&r.memberVersion}
 }
 
 func (r *cardRow) membership(memberID int) *ent.PaidMembership {
@@ -329,7 +339,7 @@ func (r *Reader) Read(ctx context.Context, m *ent.Member, page CouponPage) (*Car
 		return nil, fmt.Errorf("reading the card of member %d: %w", m.ID, err)
 	}
 	defer rows.Close()
-	c := &Card{MemberID: m.ID, asOf: plan.Now()}
+	c := &Card{MemberID: m.ID, Member: m, asOf: plan.Now()}
 	var (
 		first   *cardRow
 		coupons []*ent.Coupon
@@ -360,6 +370,7 @@ func (r *Reader) Read(ctx context.Context, m *ent.Member, page CouponPage) (*Car
 		return nil, fmt.Errorf("reading the card of member %d: %w", m.ID, err)
 	}
 
+	c.MemberVersion = first.memberVersion.Int64
 	c.Balances = Balances{Points: first.points.Int64, Growth: first.growth.Int64, StoredPrincipal: first.principal.Int64,
 		StoredBonus: first.bonus.Int64, HasPayPassword: first.hasPayPassword.Bool}
 	var tierSince *time.Time
