@@ -57,7 +57,7 @@ type Card struct {
 	Member        *ent.Member
 	MemberVersion int64
 	Balances      Balances
-	Status   tier.Status
+	Status        tier.Status
 	// Memberships are the member's paid memberships with their plans,
 	// in membership.Service.Memberships' order (by status, then latest
 	// expiry). Built from the card's rows, they have no ent client: their
