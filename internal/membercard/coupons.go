@@ -3,6 +3,7 @@ package membercard
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"entgo.io/contrib/entgql"
 	"entgo.io/ent/dialect/sql"
@@ -84,21 +85,31 @@ func (r *Reader) connection(ctx context.Context, nodes []*ent.Coupon, total, fir
 // Templates returns the coupon templates of ids by id, from the cache or
 // in one statement for those it does not hold.
 func (r *Reader) Templates(ctx context.Context, ids []int) (map[int]*ent.CouponTemplate, error) {
-	return r.templates.GetMany(ctx, ids, func(ctx context.Context, missing []int) (map[int]*ent.CouponTemplate, error) {
-		rows, err := r.db.CouponTemplate.Query().Where(coupontemplate.IDIn(missing...)).All(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("reading coupon templates: %w", err)
+	out := make(map[int]*ent.CouponTemplate, len(ids))
+	var missing []int
+	for _, id := range ids {
+		if t, ok := r.templates.Get(id); ok {
+			out[id] = t
+		} else if !slices.Contains(missing, id) {
+			missing = append(missing, id)
 		}
-		out := make(map[int]*ent.CouponTemplate, len(rows))
-		for _, t := range rows {
-			out[t.ID] = t
-		}
+	}
+	if len(missing) == 0 {
 		return out, nil
-	})
+	}
+	rows, err := r.db.CouponTemplate.Query().Where(coupontemplate.IDIn(missing...)).All(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading coupon templates: %w", err)
+	}
+	for _, t := range rows {
+		r.templates.Add(t.ID, t)
+		out[t.ID] = t
+	}
+	return out, nil
 }
 
 // CachedTemplate returns the coupon template of id when the cache holds it.
 func (r *Reader) CachedTemplate(id int) (*ent.CouponTemplate, bool) { return r.templates.Get(id) }
 
 // RememberTemplate caches t (read by a caller of its own).
-func (r *Reader) RememberTemplate(t *ent.CouponTemplate) { r.templates.Put(t.ID, t) }
+func (r *Reader) RememberTemplate(t *ent.CouponTemplate) { r.templates.Add(t.ID, t) }

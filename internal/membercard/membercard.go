@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/hashicorp/golang-lru/v2/expirable"
 	"github.com/lib/pq"
 
 	"github.com/onemember/onemember/ent"
@@ -22,7 +23,6 @@ import (
 	"github.com/onemember/onemember/ent/schema/enum"
 	"github.com/onemember/onemember/internal/ledger"
 	"github.com/onemember/onemember/internal/membership"
-	"github.com/onemember/onemember/internal/platform/ttlcache"
 	"github.com/onemember/onemember/internal/tier"
 )
 
@@ -104,7 +104,7 @@ type Reader struct {
 	// once created (internal/coupon has no update of them; issuing
 	// changes only the hidden issued_count), so the TTL only bounds memory
 	// and edits made by hand in SQL.
-	templates ttlcache.Map[int, *ent.CouponTemplate]
+	templates *expirable.LRU[int, *ent.CouponTemplate]
 }
 
 // templateTTL is how long a coupon template is kept; templateMax how many.
@@ -116,7 +116,7 @@ const (
 // New returns a Reader over db.
 func New(db *ent.Client, tiers *tier.Service, memberships *membership.Service) *Reader {
 	return &Reader{db: db, tiers: tiers, memberships: memberships,
-		templates: ttlcache.Map[int, *ent.CouponTemplate]{TTL: templateTTL, Max: templateMax}}
+		templates: expirable.NewLRU[int, *ent.CouponTemplate](templateMax, nil, templateTTL)}
 }
 
 // Review modes of cardSQL's $6 (tier.StatusPlan.Review).
