@@ -25,6 +25,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -76,6 +77,13 @@ func run(ctx context.Context, args []string) error {
 }
 
 func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	if os.Getenv("GOGC") == "" {
+		// A request allocates tens of kilobytes that die with it, while the
+		// live heap stays small; collecting at 5× the live heap instead of
+		// 2× halves the collector's CPU (about a fifth of MemberHome's
+		// server time at the default). GOGC and GOMEMLIMIT still override.
+		debug.SetGCPercent(defaultGCPercent)
+	}
 	a, err := app.New(ctx, cfg, log, app.Options{})
 	if err != nil {
 		return err
@@ -109,6 +117,9 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	return nil
 }
+
+// defaultGCPercent is the server's GOGC when the environment sets none.
+const defaultGCPercent = 400
 
 func migrateCmd(ctx context.Context, cfg *config.Config, log *slog.Logger, args []string) error {
 	sub := "up"

@@ -108,7 +108,10 @@ func TestCampaignOperations(t *testing.T) {
 	}
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
 		s.Do(admin, apptest.Op(t, "CampaignReport"), map[string]any{"id": c.ID}).Decode(t, &rep)
-		if rep.Node.Report.Targeted == d.Targeted || time.Now().After(deadline) {
+		// report and executions are separate reads: the job may commit
+		// between them, so wait until both show it.
+		done := rep.Node.Report.Targeted == d.Targeted && rep.Node.Executions.TotalCount == d.Targeted
+		if done || time.Now().After(deadline) {
 			break
 		}
 	}
@@ -119,7 +122,7 @@ func TestCampaignOperations(t *testing.T) {
 	}
 	if r.Targeted != d.Targeted || r.Holdout != d.Holdout || r.Reached != d.AfterCaps-d.Holdout ||
 		r.CouponsIssued != r.Reached || issued != r.Reached || r.Cost != d.EstimatedCost || rep.Node.Executions.TotalCount != r.Targeted {
-		t.Fatalf("report %+v (coupons %d), dry run %+v", r, issued, d)
+		t.Fatalf("report %+v (coupons %d, executions %d), dry run %+v", r, issued, rep.Node.Executions.TotalCount, d)
 	}
 	for _, e := range rep.Node.Executions.Edges {
 		if e.Node.Member.MemberNo == "" || e.Node.Action != "ISSUE_COUPON" || e.Node.ExecutedAt.IsZero() ||

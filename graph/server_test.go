@@ -37,6 +37,18 @@ func TestLimitsRejectAbusiveDocuments(t *testing.T) {
 	if !strings.Contains(r.Errors[0].Message, "complexity") {
 		t.Fatalf("complexity error message %q", r.Errors[0].Message)
 	}
+	// An operation without variables is priced once; the remembered price
+	// still rejects it.
+	wantCode(t, s.Do("", b.String(), nil), "BAD_USER_INPUT")
+	// One document with variables is priced with each request's values.
+	paged := `query Page($n: Int) { members(first: $n) { edges { node { id memberNo } } } }`
+	for _, n := range []int{10, 100_000, 10} {
+		r = s.Do("", paged, map[string]any{"n": n})
+		over := len(r.Errors) > 0 && strings.Contains(r.Errors[0].Message, "complexity")
+		if over != (n > 10) {
+			t.Fatalf("first: %d: errors %+v", n, r.Errors)
+		}
+	}
 	// Page sizes count: nodes of a large page multiply.
 	r = s.Do("", `{ viewer { ... on Staff { id } } }`, nil)
 	if len(r.Errors) > 0 {

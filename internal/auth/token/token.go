@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	lru "github.com/hashicorp/golang-lru/v2"
 )
 
 // Kind is the kind of principal a token was issued to.
@@ -34,6 +35,10 @@ const (
 	MinKeySize = 32
 	// leeway tolerates clock skew between the API servers.
 	leeway = 30 * time.Second
+	// verifiedTokens bounds the cache of tokens whose signature and claims
+	// were checked: a member's app sends the same access token with every
+	// request until it expires.
+	verifiedTokens = 10_000
 	// audiencePrefix namespaces our audiences so tokens from other systems
 	// that share a key by mistake still do not verify.
 	audiencePrefix = "onemember:"
@@ -100,6 +105,16 @@ type Issuer struct {
 	ttl    time.Duration
 	now    func() time.Time
 	parser *jwt.Parser
+	// verified holds tokens that passed every check but the times, which
+	// Verify applies on every call; only authentic tokens get in.
+	verified *lru.Cache[string, verified]
+}
+
+// verified is a token whose signature, issuer, audience and subject were
+// checked, with the times Verify checks on every use.
+type verified struct {
+	Claims
+	notBefore, issuedAt time.Time // zero when absent
 }
 
 // NewIssuer returns an Issuer signing with key (at least MinKeySize bytes)
@@ -117,7 +132,12 @@ func NewIssuer(key []byte, issuer string, accessTTL time.Duration, now func() ti
 	if now == nil {
 		now = time.Now
 	}
+	cache, err := lru.New[string, verified](verifiedTokens)
+	if err != nil {
+		return nil, err
+	}
 	return &Issuer{
+		verified: cache,
 		key:    append([]byte(nil), key...),
 		issuer: issuer,
 		ttl:    accessTTL,
@@ -172,8 +192,33 @@ func (i *Issuer) Issue(kind Kind, subjectID int, sessionID string) (string, time
 // Verify checks raw and returns its claims. Only HS256 with this Issuer's
 // key is accepted ("none" and every other alg are rejected before any key is
 // used). The issuer, audience and subject are checked before the times, so
-// ErrExpiredToken always means "authentic, ours, but too old".
+// ErrExpiredToken always means "authentic, ours, but too old". A token seen
+// before is not parsed again: its signature and identity cannot change, and
+// its times are checked against the clock on every call.
 func (i *Issuer) Verify(raw string) (Claims, error) {
+	v, ok := i.verified.Get(raw)
+	if !ok {
+		var err error
+		if v, err = i.authenticate(raw); err != nil {
+			return Claims{}, err
+		}
+		i.verified.Add(raw, v)
+	}
+	now := i.now()
+	if !v.notBefore.IsZero() && now.Add(leeway).Before(v.notBefore) {
+		return Claims{}, fmt.Errorf("%w: not valid before %v", ErrInvalidToken, v.notBefore)
+	}
+	if !v.issuedAt.IsZero() && now.Add(leeway).Before(v.issuedAt) {
+		return Claims{}, fmt.Errorf("%w: issued in the future at %v", ErrInvalidToken, v.issuedAt)
+	}
+	if !now.Add(-leeway).Before(v.ExpiresAt) {
+		return Claims{}, fmt.Errorf("%w: expired at %v", ErrExpiredToken, v.ExpiresAt)
+	}
+	return v.Claims, nil
+}
+
+// authenticate checks raw's signature and every claim but the times.
+func (i *Issuer) authenticate(raw string) (verified, error) {
 	var c jwtClaims
 	_, err := i.parser.ParseWithClaims(raw, &c, func(t *jwt.Token) (any, error) {
 		// WithValidMethods already restricts the alg; checking the
@@ -184,48 +229,44 @@ func (i *Issuer) Verify(raw string) (Claims, error) {
 		return i.key, nil
 	})
 	if err != nil {
-		return Claims{}, fmt.Errorf("%w: %v", ErrInvalidToken, err)
+		return verified{}, fmt.Errorf("%w: %v", ErrInvalidToken, err)
 	}
 
 	if c.Issuer != i.issuer {
-		return Claims{}, fmt.Errorf("%w: issuer %q", ErrInvalidToken, c.Issuer)
+		return verified{}, fmt.Errorf("%w: issuer %q", ErrInvalidToken, c.Issuer)
 	}
 	if len(c.Audience) != 1 {
-		return Claims{}, fmt.Errorf("%w: %d audiences", ErrInvalidToken, len(c.Audience))
+		return verified{}, fmt.Errorf("%w: %d audiences", ErrInvalidToken, len(c.Audience))
 	}
 	kind, ok := kindFromAudience(c.Audience[0])
 	if !ok {
-		return Claims{}, fmt.Errorf("%w: audience %q", ErrInvalidToken, c.Audience[0])
+		return verified{}, fmt.Errorf("%w: audience %q", ErrInvalidToken, c.Audience[0])
 	}
 	subjectID, err := strconv.Atoi(c.Subject)
 	if err != nil || subjectID <= 0 || strconv.Itoa(subjectID) != c.Subject {
-		return Claims{}, fmt.Errorf("%w: subject %q", ErrInvalidToken, c.Subject)
+		return verified{}, fmt.Errorf("%w: subject %q", ErrInvalidToken, c.Subject)
 	}
 	if c.ID == "" {
-		return Claims{}, fmt.Errorf("%w: missing jti", ErrInvalidToken)
+		return verified{}, fmt.Errorf("%w: missing jti", ErrInvalidToken)
 	}
 	if c.ExpiresAt == nil {
-		return Claims{}, fmt.Errorf("%w: missing exp", ErrInvalidToken)
+		return verified{}, fmt.Errorf("%w: missing exp", ErrInvalidToken)
 	}
 
-	now := i.now()
-	if c.NotBefore != nil && now.Add(leeway).Before(c.NotBefore.Time) {
-		return Claims{}, fmt.Errorf("%w: not valid before %v", ErrInvalidToken, c.NotBefore.Time)
-	}
-	if c.IssuedAt != nil && now.Add(leeway).Before(c.IssuedAt.Time) {
-		return Claims{}, fmt.Errorf("%w: issued in the future at %v", ErrInvalidToken, c.IssuedAt.Time)
-	}
-	if !now.Add(-leeway).Before(c.ExpiresAt.Time) {
-		return Claims{}, fmt.Errorf("%w: expired at %v", ErrExpiredToken, c.ExpiresAt.Time)
-	}
-
-	return Claims{
+	v := verified{Claims: Claims{
 		Kind:      kind,
 		SubjectID: subjectID,
 		SessionID: c.SessionID,
 		ExpiresAt: c.ExpiresAt.Time,
 		ID:        c.ID,
-	}, nil
+	}}
+	if c.NotBefore != nil {
+		v.notBefore = c.NotBefore.Time
+	}
+	if c.IssuedAt != nil {
+		v.issuedAt = c.IssuedAt.Time
+	}
+	return v, nil
 }
 
 // randomID returns a 128-bit random jti, enough that ids never collide and

@@ -331,6 +331,46 @@ func TestVerifyTimeWindow(t *testing.T) {
 	}
 }
 
+// TestVerifyRemembersOnlyIdentity verifies one token again and again on one
+// issuer, so every call after the first takes the remembered path: the time
+// checks must still apply on each call, and a token differing only in its
+// signature must not ride on the remembered one.
+func TestVerifyRemembersOnlyIdentity(t *testing.T) {
+	i, c := newTestIssuer(t)
+	raw, exp, err := i.Issue(KindMember, 42, "s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	issued := c.Now().Truncate(time.Second)
+	steps := []struct {
+		now     time.Time
+		wantErr error
+	}{
+		{issued, nil},
+		{issued.Add(-31 * time.Second), ErrInvalidToken}, // clock went back: not yet valid
+		{exp.Add(-time.Second), nil},
+		{exp.Add(30 * time.Second), ErrExpiredToken},
+		{issued, nil}, // the remembered entry survives a rejection by time
+	}
+	for n, s := range steps {
+		c.Set(s.now)
+		got, err := i.Verify(raw)
+		if !errors.Is(err, s.wantErr) {
+			t.Fatalf("step %d at %v: Verify() error = %v; want %v", n, s.now, err, s.wantErr)
+		}
+		if err == nil && (got.SubjectID != 42 || got.Kind != KindMember || got.SessionID != "s") {
+			t.Fatalf("step %d: claims %+v", n, got)
+		}
+	}
+	parts := strings.Split(raw, ".")
+	sig := []byte(parts[2])
+	sig[0] ^= 1
+	forged := parts[0] + "." + parts[1] + "." + string(sig)
+	if _, err := i.Verify(forged); !errors.Is(err, ErrInvalidToken) {
+		t.Errorf("Verify(forged signature) error = %v; want ErrInvalidToken", err)
+	}
+}
+
 func TestIssuerCopiesKey(t *testing.T) {
 	key := testKey()
 	i, err := NewIssuer(key, testIssuer, time.Minute, nil)

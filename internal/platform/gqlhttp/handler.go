@@ -100,7 +100,7 @@ func New(schema graphql.ExecutableSchema, o Options) *handler.Server {
 		srv.Use(extension.Introspection{})
 	}
 	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](1000)})
-	srv.Use(extension.FixedComplexityLimit(o.ComplexityLimit))
+	srv.Use(newComplexityLimit(o.ComplexityLimit))
 	srv.Use(depthLimit{Max: o.DepthLimit})
 
 	srv.SetErrorPresenter(presenter(o.Log, o.Metrics))
@@ -191,7 +191,7 @@ func presenter(log *slog.Logger, m *obs.Metrics) graphql.ErrorPresenterFunc {
 // coercion).
 func isRequestError(e *gqlerror.Error) bool {
 	c, _ := e.Extensions["code"].(string)
-	return c == errcode.ValidationFailed || c == errcode.ParseFailed || c == "COMPLEXITY_LIMIT_EXCEEDED"
+	return c == errcode.ValidationFailed || c == errcode.ParseFailed || c == errComplexityLimit
 }
 
 func isAPQError(e *gqlerror.Error) bool {

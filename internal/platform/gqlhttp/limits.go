@@ -2,8 +2,13 @@ package gqlhttp
 
 import (
 	"context"
+	"encoding/json"
+	"math"
 
+	"github.com/99designs/gqlgen/complexity"
 	"github.com/99designs/gqlgen/graphql"
+	"github.com/99designs/gqlgen/graphql/errcode"
+	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
@@ -39,15 +44,83 @@ func pageSize(args map[string]any, name string) (int, bool) {
 	if !ok {
 		return 0, false
 	}
-	switch n := v.(type) {
+	// Literals arrive as int64 and variables as json.Number (gqlgen decodes
+	// requests with UseNumber); an absent or null size is the default page.
+	var n int64
+	switch x := v.(type) {
+	case int64:
+		n = x
 	case int:
-		return max(n, 0), true
-	case *int:
-		if n != nil {
-			return max(*n, 0), true
+		n = int64(x)
+	case json.Number:
+		var err error
+		if n, err = x.Int64(); err != nil {
+			return defaultPage, true
+		}
+	default:
+		return defaultPage, true
+	}
+	return int(min(max(n, 0), math.MaxInt32)), true
+}
+
+// complexityLimit rejects operations costing more than Max, like gqlgen's
+// extension.FixedComplexityLimit, and remembers the cost of operations
+// without variables: it is then a function of the parsed operation alone,
+// and the query cache hands out the same parsed operation for the same
+// text, so a client's fixed operations (MemberHome) are priced once rather
+// than walked on every request. Operations with variables are priced every
+// time, with their values.
+type complexityLimit struct {
+	max   int
+	es    graphql.ExecutableSchema
+	costs *lru.Cache[*ast.OperationDefinition, int]
+}
+
+var _ interface {
+	graphql.HandlerExtension
+	graphql.OperationContextMutator
+} = (*complexityLimit)(nil)
+
+// errComplexityLimit is the code of gqlgen's own complexity extension,
+// which clients may already know.
+const errComplexityLimit = "COMPLEXITY_LIMIT_EXCEEDED"
+
+func newComplexityLimit(limit int) *complexityLimit {
+	costs, err := lru.New[*ast.OperationDefinition, int](1000) // the query cache's size
+	if err != nil {
+		panic(err) // only for a non-positive size
+	}
+	return &complexityLimit{max: limit, costs: costs}
+}
+
+func (*complexityLimit) ExtensionName() string { return "ComplexityLimit" }
+
+func (c *complexityLimit) Validate(es graphql.ExecutableSchema) error {
+	c.es = es
+	return nil
+}
+
+func (c *complexityLimit) MutateOperationContext(ctx context.Context, op *graphql.OperationContext) *gqlerror.Error {
+	if op.Operation == nil {
+		return nil
+	}
+	cost, ok := 0, false
+	fixed := len(op.Operation.VariableDefinitions) == 0
+	if fixed {
+		cost, ok = c.costs.Get(op.Operation)
+	}
+	if !ok {
+		cost = complexity.Calculate(ctx, c.es, op.Operation, op.Variables)
+		if fixed {
+			c.costs.Add(op.Operation, cost)
 		}
 	}
-	return defaultPage, true
+	if cost > c.max {
+		err := gqlerror.Errorf("operation has complexity %d, which exceeds the limit of %d", cost, c.max)
+		errcode.Set(err, errComplexityLimit)
+		return err
+	}
+	return nil
 }
 
 // depthLimit rejects documents nested deeper than Max selection levels
