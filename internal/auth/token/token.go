@@ -138,10 +138,10 @@ func NewIssuer(key []byte, issuer string, accessTTL time.Duration, now func() ti
 	}
 	return &Issuer{
 		verified: cache,
-		key:    append([]byte(nil), key...),
-		issuer: issuer,
-		ttl:    accessTTL,
-		now:    now,
+		key:      append([]byte(nil), key...),
+		issuer:   issuer,
+		ttl:      accessTTL,
+		now:      now,
 		// Claims are validated by hand in Verify so that the order of the
 		// checks (and hence which error wins) is ours, not the library's.
 		parser: jwt.NewParser(
