@@ -867,6 +867,9 @@ var (
 				Name:    "memberevent_occurred_at",
 				Unique:  false,
 				Columns: []*schema.Column{MemberEventsColumns[5]},
+				Annotation: &entsql.IndexAnnotation{
+					Type: "BRIN",
+				},
 			},
 			{
 				Name:    "memberevent_tx_id",
@@ -1323,9 +1326,12 @@ var (
 				Columns: []*schema.Column{PushDeliveriesColumns[1], PushDeliveriesColumns[3]},
 			},
 			{
-				Name:    "pushdelivery_status_next_attempt_at",
+				Name:    "pushdelivery_next_attempt_at",
 				Unique:  false,
-				Columns: []*schema.Column{PushDeliveriesColumns[4], PushDeliveriesColumns[6]},
+				Columns: []*schema.Column{PushDeliveriesColumns[6]},
+				Annotation: &entsql.IndexAnnotation{
+					Where: "status = 'PENDING'",
+				},
 			},
 		},
 	}

@@ -395,7 +395,12 @@ func (d *Dispatcher) deliverBatch(ctx context.Context) (changed int64, claimed i
 	now := d.opts.Now()
 	rows, err := tx.PushDelivery.Query().
 		Where(
-			pushdelivery.StatusEQ(pushdelivery.StatusPENDING),
+			// A literal, not a parameter: the due index holds PENDING rows
+			// only, and a cached generic plan can use it only when the
+			// statement itself says PENDING.
+			func(s *entsql.Selector) {
+				s.Where(entsql.ExprP(s.C(pushdelivery.FieldStatus) + " = 'PENDING'"))
+			},
 			pushdelivery.NextAttemptAtLTE(now),
 			pushdelivery.ChannelIn(d.channels...),
 		).
