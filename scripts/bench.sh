@@ -174,6 +174,18 @@ PSQL="$(pg_tool psql)" || die "psql not found"
 PGBENCH="$(pg_tool pgbench)" || die "pgbench not found (Debian: postgresql-contrib / postgresql-client)"
 psql_admin() { "$PSQL" -X -q -w -v ON_ERROR_STOP=1 -d "$ADMIN_URL" "$@"; }
 
+# Every measured run, reference or scenario, starts right after a
+# CHECKPOINT, so that none inherits the WAL (and the full-page writes of the
+# next checkpoint) of the run before it; checkpoints prints how many
+# checkpoints the server has begun, and the report says how many fell
+# inside each scenario's run (each one makes the next write to every page
+# log the whole page).
+checkpoint_before_run() { psql_admin -c 'CHECKPOINT' >&2 || log "warning: CHECKPOINT failed (needs superuser or pg_checkpoint)"; }
+checkpoints() {
+	psql_admin -tAc 'SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter' 2>/dev/null ||
+		psql_admin -tAc 'SELECT num_timed + num_requested FROM pg_stat_checkpointer'
+}
+
 ensure_wrk() {
 	command -v wrk >/dev/null 2>&1 && return 0
 	local sudo=()
@@ -513,7 +525,9 @@ run_http_scenario() {
 		wrk_run "$WARMUP" "$tokens" "$body" "$expect" "$WORK/$name.warmup" "${wrk_args[@]}"
 	fi
 	if declare -F "before_$name" >/dev/null; then "before_$name"; fi
-	local log0
+	checkpoint_before_run
+	local log0 ckpt0
+	ckpt0="$(checkpoints)"
 	log0="$(wc -l <"$WORK/server.log")"
 	local sql0 req0 err0 srv0 pg0 wrk0 busy0 all0
 	sql0="$(metric onemember_sql_statements_total)"
@@ -548,6 +562,7 @@ run_http_scenario() {
 	pg0=0
 	pg1="$(pg_cpu_since "$WORK/$name.pg0" "$WORK/$name.pgcpu")"
 	sql1="$(metric onemember_sql_statements_total)"
+	local ckpts=$(($(checkpoints) - ckpt0))
 	req1="$(metric onemember_graphql_requests_total)"
 	err1="$(metric_series onemember_graphql_requests_total 'outcome="error"')"
 	if declare -F "after_$name" >/dev/null; then "after_$name"; fi
@@ -588,7 +603,7 @@ run_http_scenario() {
 	p50="$(calc '%.2f ms' "$p50_us / 1000")"
 	p99="$(calc '%.2f ms' "$p99_us / 1000")"
 	ROWS+=("| $name | $WRK_CONNS | ${DURATION}s | $rps | $p50 | $p99 | $sql_per_req | @REF:$ref@ | @RATIO:$ref:$rps@ | $non2xx | $gql_errors |")
-	DETAILS+=("- \`$name\`: $requests requests in ${DURATION}s (server counted $srv_req, $srv_err with GraphQL errors); p90 $(calc '%.2f ms' "$p90_us / 1000"), max $(calc '%.2f ms' "$max_us / 1000"); socket errors connect/read/write/timeout $connect/$read/$write/$timeout; $unexpected responses without \`$expect\`; CPU per request: server ${us_srv} µs + PostgreSQL ${us_pg} µs + wrk ${us_wrk} µs = ${us_all} µs, i.e. at most ~${ceiling} req/s on $(nproc) cores if nothing else ran; ${REF_NAME[$ref]} spends @REFUS:$ref@ µs per transaction, so the CPU ratio is @CPURATIO:$ref:$us_all@; cores used: server $cores_srv, PostgreSQL $cores_pg, wrk $cores_wrk, other processes $cores_other (machine busy $cores_busy of $(nproc)).")
+	DETAILS+=("- \`$name\`: $requests requests in ${DURATION}s (server counted $srv_req, $srv_err with GraphQL errors); p90 $(calc '%.2f ms' "$p90_us / 1000"), max $(calc '%.2f ms' "$max_us / 1000"); socket errors connect/read/write/timeout $connect/$read/$write/$timeout; $unexpected responses without \`$expect\`; CPU per request: server ${us_srv} µs + PostgreSQL ${us_pg} µs + wrk ${us_wrk} µs = ${us_all} µs, i.e. at most ~${ceiling} req/s on $(nproc) cores if nothing else ran; ${REF_NAME[$ref]} spends @REFUS:$ref@ µs per transaction, so the CPU ratio is @CPURATIO:$ref:$us_all@; cores used: server $cores_srv, PostgreSQL $cores_pg, wrk $cores_wrk, other processes $cores_other (machine busy $cores_busy of $(nproc)); checkpoints begun during the run: $ckpts.")
 	if [[ -n "$logged" ]]; then
 		DETAILS+=("  - the server logged: $logged")
 	fi
@@ -983,6 +998,7 @@ pgbench_run() {
 	if [[ "$ref" == ingest ]]; then
 		acc0="$("$PSQL" -X -q -w -d "$url" -tAc 'SELECT count(*) FROM accounts')"
 	fi
+	checkpoint_before_run
 	log "pgbench ($ref, $label): $* -c $conns -j $PGJOBS -T $DURATION on $db"
 	# pgbench's backends live only as long as the run: a sampler reads their
 	# CPU time during its last seconds and keeps the largest sum.

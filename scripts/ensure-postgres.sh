@@ -247,6 +247,9 @@ max_connections = 300
 shared_buffers = 512MB
 synchronous_commit = off
 fsync = on
+# Checkpoints by time (every 5 minutes) rather than every half gigabyte of
+# WAL: order ingestion and coupon claims write a lot of it.
+max_wal_size = 4GB
 log_min_messages = warning
 max_locks_per_transaction = 256
 timezone = 'UTC'
