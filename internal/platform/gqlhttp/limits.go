@@ -63,7 +63,7 @@ func pageSize(args map[string]any, name string) (int, bool) {
 	return int(min(max(n, 0), math.MaxInt32)), true
 }
 
-// complexityLimit rejects operations costing more than Max, like gqlgen's
+// complexityLimit rejects operations costing more than max, like gqlgen's
 // extension.FixedComplexityLimit, and remembers the cost of operations
 // without variables: it is then a function of the parsed operation alone,
 // and the query cache hands out the same parsed operation for the same
