@@ -52,6 +52,9 @@
 #                         set it empty to seed the history too]
 #   BENCH_RESULTS_DIR     where the Markdown report goes [bench-results]
 #   BENCH_LOCK_WAIT       seconds to wait for another run on the same server [1200]
+#   BENCH_SETTLE_MAX      seconds a scenario waits, before its warm-up, for
+#                         the server and its database to go idle (the
+#                         background work of the scenario before) [120]
 #   BENCH_SEED_TIMEOUT    seconds seeding may take [1800]
 #   BENCH_PROFILE         1: save the server's CPU profile of each measured
 #                         run next to the report (profile-<scenario>-<time>.pprof;
@@ -137,6 +140,8 @@ int_in BENCH_CLAIMS_STOCK "$CLAIMS_STOCK" 1 2000000000
 int_in BENCH_CLAIMS_SOLDOUT_STOCK "$SOLDOUT_STOCK" 1 10000000
 int_in BENCH_CLAIMS_SOLDOUT_DURATION "$SOLDOUT_DURATION" 1 600
 LOCK_WAIT="${BENCH_LOCK_WAIT:-1200}"
+SETTLE_MAX="${BENCH_SETTLE_MAX:-120}"
+int_in BENCH_SETTLE_MAX "$SETTLE_MAX" 0 3600
 int_in BENCH_LOCK_WAIT "$LOCK_WAIT" 0 7200
 SEED_TIMEOUT="${BENCH_SEED_TIMEOUT:-1800}"
 int_in BENCH_SEED_TIMEOUT "$SEED_TIMEOUT" 1 7200
@@ -329,6 +334,24 @@ db_backends_pid_cpu() {
 # up to its last sample. Backends that exit during the run (a connection
 # dropped when wrk closes its own at the end and requests are cancelled)
 # keep what they used instead of vanishing from a before/after sum.
+# settle waits, at most BENCH_SETTLE_MAX seconds, until the server and the
+# benchmark database's backends together use less than 0.1 core over 2 s,
+# and sets SETTLED to the seconds it waited: the work a scenario leaves to
+# background jobs (the push dispatcher planning its events' deliveries,
+# campaign triggers, the data centre) is then not charged to the next one.
+settle() {
+	local start=$SECONDS s0 p0 s1 p1
+	while :; do
+		s0="$(pid_cpu "$SERVER_PID")" p0="$(db_backends_cpu "$BENCH_DB")"
+		sleep 2
+		s1="$(pid_cpu "$SERVER_PID")" p1="$(db_backends_cpu "$BENCH_DB")"
+		if [[ "$(calc '%d' "($s1 - $s0 + $p1 - $p0) / 2 < 0.1")" == 1 ]] || ((SECONDS - start >= SETTLE_MAX)); then
+			break
+		fi
+	done
+	SETTLED=$((SECONDS - start))
+}
+
 PG_SAMPLER=""
 pg_sampler_start() {
 	(
@@ -520,6 +543,9 @@ run_http_scenario() {
 	local WRK_CONNS="${SCENARIO_CONNS[$name]:-$CONNS}"
 	local body="$WORK/$name.json" out="$WORK/$name.wrk"
 	printf '{"query":%s%s}' "$(json_string "$query")" "${SCENARIO_VARS[$name]:+,\"variables\":${SCENARIO_VARS[$name]}}" >"$body"
+	settle
+	log "$name: settled after ${SETTLED}s"
+	local settled="$SETTLED"
 	if ((WARMUP > 0)); then
 		log "$name: warm-up ${WARMUP}s"
 		wrk_run "$WARMUP" "$tokens" "$body" "$expect" "$WORK/$name.warmup" "${wrk_args[@]}"
@@ -603,7 +629,7 @@ run_http_scenario() {
 	p50="$(calc '%.2f ms' "$p50_us / 1000")"
 	p99="$(calc '%.2f ms' "$p99_us / 1000")"
 	ROWS+=("| $name | $WRK_CONNS | ${DURATION}s | $rps | $p50 | $p99 | $sql_per_req | @REF:$ref@ | @RATIO:$ref:$rps@ | $non2xx | $gql_errors |")
-	DETAILS+=("- \`$name\`: $requests requests in ${DURATION}s (server counted $srv_req, $srv_err with GraphQL errors); p90 $(calc '%.2f ms' "$p90_us / 1000"), max $(calc '%.2f ms' "$max_us / 1000"); socket errors connect/read/write/timeout $connect/$read/$write/$timeout; $unexpected responses without \`$expect\`; CPU per request: server ${us_srv} µs + PostgreSQL ${us_pg} µs + wrk ${us_wrk} µs = ${us_all} µs, i.e. at most ~${ceiling} req/s on $(nproc) cores if nothing else ran; ${REF_NAME[$ref]} spends @REFUS:$ref@ µs per transaction, so the CPU ratio is @CPURATIO:$ref:$us_all@; cores used: server $cores_srv, PostgreSQL $cores_pg, wrk $cores_wrk, other processes $cores_other (machine busy $cores_busy of $(nproc)); checkpoints begun during the run: $ckpts.")
+	DETAILS+=("- \`$name\`: $requests requests in ${DURATION}s (server counted $srv_req, $srv_err with GraphQL errors); p90 $(calc '%.2f ms' "$p90_us / 1000"), max $(calc '%.2f ms' "$max_us / 1000"); socket errors connect/read/write/timeout $connect/$read/$write/$timeout; $unexpected responses without \`$expect\`; CPU per request: server ${us_srv} µs + PostgreSQL ${us_pg} µs + wrk ${us_wrk} µs = ${us_all} µs, i.e. at most ~${ceiling} req/s on $(nproc) cores if nothing else ran; ${REF_NAME[$ref]} spends @REFUS:$ref@ µs per transaction, so the CPU ratio is @CPURATIO:$ref:$us_all@; cores used: server $cores_srv, PostgreSQL $cores_pg, wrk $cores_wrk, other processes $cores_other (machine busy $cores_busy of $(nproc)); checkpoints begun during the run: $ckpts; before its warm-up the server and its database went idle after ${settled} s.")
 	if [[ -n "$logged" ]]; then
 		DETAILS+=("  - the server logged: $logged")
 	fi
