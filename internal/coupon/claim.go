@@ -79,6 +79,13 @@ type claimer struct {
 type claimQueue struct {
 	reqs    []*claimReq // waiting, oldest first
 	runners int
+	// inflight holds the members of the batches running now. A member's
+	// next claim waits for its batch to end rather than join the other
+	// runner's batch: that batch would lock the member's account, wait
+	// for the running batch to commit while holding its other accounts,
+	// and the two runners would run one after the other instead of
+	// overlapping.
+	inflight map[int]bool
 }
 
 func newClaimer() *claimer { return &claimer{queues: map[int]*claimQueue{}} }
@@ -90,7 +97,7 @@ func (c *claimer) enqueue(templateID int, r *claimReq) (start bool) {
 	defer c.mu.Unlock()
 	q := c.queues[templateID]
 	if q == nil {
-		q = &claimQueue{}
+		q = &claimQueue{inflight: map[int]bool{}}
 		c.queues[templateID] = q
 	}
 	q.reqs = append(q.reqs, r)
@@ -101,34 +108,39 @@ func (c *claimer) enqueue(templateID int, r *claimReq) (start bool) {
 	return false
 }
 
-// take removes the next batch of templateID's queue: up to MaxClaimBatch
-// claims of distinct members, oldest first, each marked taken. A second
-// claim of one member stays queued for a later batch (the per-member
-// limit is counted once per batch), claims whose caller gave up are
-// dropped. An empty answer retires the calling runner.
-func (c *claimer) take(templateID int) []*claimReq {
+// take ends the calling runner's finished batch (nil for none) and removes
+// the next batch of templateID's queue: up to MaxClaimBatch claims of
+// distinct members, oldest first, each marked taken. A second claim of one
+// member stays queued for a later batch (the per-member limit is counted
+// once per batch), and so does a claim of a member whose batch is running;
+// claims whose caller gave up are dropped. An empty answer retires the
+// calling runner: what it leaves queued belongs to members of a running
+// batch, whose runner takes it when that batch ends.
+func (c *claimer) take(templateID int, finished []*claimReq) []*claimReq {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	q := c.queues[templateID]
+	for _, r := range finished {
+		delete(q.inflight, r.member)
+	}
 	var (
 		batch []*claimReq
-		seen  = make(map[int]bool, min(len(q.reqs), MaxClaimBatch))
 		rest  = q.reqs[:0]
 	)
 	for _, r := range q.reqs {
 		switch {
-		case len(batch) == MaxClaimBatch || seen[r.member]:
+		case len(batch) == MaxClaimBatch || q.inflight[r.member]:
 			rest = append(rest, r)
 		case r.state.CompareAndSwap(claimWaiting, claimTaken):
-			seen[r.member] = true
+			q.inflight[r.member] = true
 			batch = append(batch, r)
 		}
 	}
 	clear(q.reqs[len(rest):])
 	q.reqs = rest
-	if len(batch) == 0 { // rest is empty: it only fills once a batch does
+	if len(batch) == 0 {
 		q.runners--
-		if q.runners == 0 {
+		if q.runners == 0 { // nothing runs, so nothing was left queued
 			delete(c.queues, templateID)
 		}
 		return nil
@@ -193,9 +205,10 @@ func (s *Service) runClaims(templateID int) {
 	var (
 		t      *ent.CouponTemplate
 		readAt time.Time
+		batch  []*claimReq
 	)
 	for {
-		batch := s.claims.take(templateID)
+		batch = s.claims.take(templateID, batch)
 		if len(batch) == 0 {
 			return
 		}
