@@ -49,7 +49,6 @@ func BalancesOf(a *ent.Account) Balances {
 // Card is one member's card as of one instant. It is read for one GraphQL
 // operation and never kept longer.
 type Card struct {
-	MemberID int
 	// Member is the member row the card was computed for (its tier and
 	// registration decide the tier status), and MemberVersion the version
 	// (xmin) of that member's row in the card's snapshot: a Member read
@@ -339,7 +338,7 @@ func (r *Reader) Read(ctx context.Context, m *ent.Member, page CouponPage) (*Car
 		return nil, fmt.Errorf("reading the card of member %d: %w", m.ID, err)
 	}
 	defer rows.Close()
-	c := &Card{MemberID: m.ID, Member: m, asOf: plan.Now()}
+	c := &Card{Member: m, asOf: plan.Now()}
 	var (
 		first   *cardRow
 		coupons []*ent.Coupon
