@@ -328,12 +328,6 @@ db_backends_pid_cpu() {
 	cat "${files[@]}" 2>/dev/null |
 		awk -v hz="$CLK_TCK" '{ pid = $1; sub(/^.*\) /, ""); printf "%s %.2f\n", pid, ($12 + $13) / hz }' || true
 }
-# pg_sampler_start DB FILE appends db_backends_pid_cpu to FILE every half
-# second until pg_sampler_stop; pg_cpu_since START FILE then prints the CPU
-# seconds the backends used since the snapshot START, each backend counted
-# up to its last sample. Backends that exit during the run (a connection
-# dropped when wrk closes its own at the end and requests are cancelled)
-# keep what they used instead of vanishing from a before/after sum.
 # settle waits, at most BENCH_SETTLE_MAX seconds, until the server and the
 # benchmark database's backends together use less than 0.1 core over 2 s,
 # and sets SETTLED to the seconds it waited: the work a scenario leaves to
@@ -352,6 +346,12 @@ settle() {
 	SETTLED=$((SECONDS - start))
 }
 
+# pg_sampler_start DB FILE appends db_backends_pid_cpu to FILE every half
+# second until pg_sampler_stop; pg_cpu_since START FILE then prints the CPU
+# seconds the backends used since the snapshot START, each backend counted
+# up to its last sample. Backends that exit during the run (a connection
+# dropped when wrk closes its own at the end and requests are cancelled)
+# keep what they used instead of vanishing from a before/after sum.
 PG_SAMPLER=""
 pg_sampler_start() {
 	(
@@ -674,6 +674,7 @@ meets() { if [[ "$(calc '%d' "$1 $2 $3")" == 1 ]]; then echo met; else echo miss
 # shared/clients/miniprogram/home.graphql (read at run time), for
 # BENCH_MEMBERHOME_TOKENS random seeded members whose tokens
 # "server mint-tokens" issued (the token file of the argument is viewer's).
+SCENARIO_CONNS[memberhome]="$HOME_CONNS"
 scenario_memberhome() {
 	run_http_scenario memberhome "$(operation "$CLIENTS_DIR/miniprogram/home.graphql" MemberHome)" \
 		"$HOME_TOKENS_FILE" '"memberNo":"'
@@ -728,7 +729,6 @@ check_ingest() {
 # many coupons and answer every other claim OUT_OF_STOCK.
 SCENARIO_REF[claims]=hotrow
 SCENARIO_CONNS[claims]="$CLAIMS_CONNS"
-SCENARIO_CONNS[memberhome]="$HOME_CONNS"
 CLAIMS_PER_MEMBER=1000000
 CLAIMS_EXPECT='"coupon":{"id":"'
 scenario_claims() {
