@@ -44,14 +44,21 @@ type Issued struct {
 //   - x0.held: each member's coupons of the template in any status but
 //     VOID, counted up to $13, the per-member limit (a member holding
 //     many coupons of a template with a high limit costs no more than
-//     the limit's worth of rows). The caller holds the accounts
-//     locked since an earlier statement, so this statement's snapshot sees
-//     every coupon of these members that any other transaction issued. It
-//     is a subquery per member, equality on both columns of the index
+//     the limit's worth of rows). The caller holds the accounts locked
+//     since an earlier statement, so this statement's snapshot sees every
+//     coupon of these members that any other transaction issued. It is a
+//     subquery per member, equality on both columns of the index
 //     (template_id, member_id): the plan PostgreSQL caches for it looks
 //     each member up in that index even when it was made while the table
 //     was small (member_id = ANY($3) there was cached as a scan of all the
 //     template's coupons, and a hot template has the most of them).
+//     A limit above the template's issued_count, read in the same
+//     snapshot, cannot bind, and then nothing is counted: every coupon
+//     took its stock in the transaction that wrote it and issued_count
+//     never goes down, so no member holds more coupons of the template
+//     than issued_count. (A limit of thousands, "no limit" in practice,
+//     otherwise cost a visit to every coupon the member held of the
+//     template, on every claim.)
 //   - took: the stock, up to one coupon per member under the limit, taken
 //     with one conditional UPDATE: concurrent issuers queue on the row
 //     (old locks it first and reads the count as the lock holder left it),
@@ -67,13 +74,14 @@ type Issued struct {
 // longer covers fails and is served again with issueWithStock).
 const (
 	issueHeld = `WITH x0 AS (
-	SELECT x.*, (
-		SELECT count(*) FROM (
-			SELECT FROM coupons c
-			WHERE c.template_id = $1::bigint AND c.member_id = x.member_id AND c.status <> 'VOID'
-			LIMIT $13::bigint
-		) h
-	) AS held
+	SELECT x.*, CASE WHEN $13::bigint > (SELECT issued_count FROM coupon_templates WHERE id = $1::bigint) THEN 0
+		ELSE (
+			SELECT count(*) FROM (
+				SELECT FROM coupons c
+				WHERE c.template_id = $1::bigint AND c.member_id = x.member_id AND c.status <> 'VOID'
+				LIMIT $13::bigint
+			) h
+		) END AS held
 	FROM unnest($2::text[], $3::bigint[], $4::bigint[]) WITH ORDINALITY AS x(code, member_id, seq, ord)
 ),`
 
