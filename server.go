@@ -7,7 +7,7 @@
 //	server migrate hash               rewrite atlas.sum after adding a hand-written migration
 //	server seed [--seed N] [--members N]   load deterministic demo data
 //	server verify-ledgers             check every balance against its entries
-//	server mint-tokens [--count N] [--seed S] [--member-numbers|--api-client]
+//	server mint-tokens [--count N] [--seed S] [--with-history] [--member-numbers|--api-client]
 //	                                  credentials for scripts/bench.sh (internal/benchtool)
 //
 // Configuration comes from the environment (README.md lists it).

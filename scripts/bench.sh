@@ -24,7 +24,8 @@
 #                         cores serve only queues them (32 connections at
 #                         3,600 req/s wait 9 ms on average for nothing)
 #   BENCH_MEMBERHOME_TOKENS  seeded members whose tokens memberhome rotates
-#                         (minted by "server mint-tokens") [2000]
+#                         (their history seeded and their tokens minted by
+#                         "server mint-tokens --with-history") [2000]
 #   BENCH_MINT_SEED       --seed of "server mint-tokens": which members [1]
 #   BENCH_SCENARIOS       space-separated scenarios to run, of viewer,
 #                         memberhome, ingest and claims [viewer]
@@ -673,13 +674,20 @@ meets() { if [[ "$(calc '%d' "$1 $2 $3")" == 1 ]]; then echo met; else echo miss
 # memberhome: the mini-program's home page, MemberHome of
 # shared/clients/miniprogram/home.graphql (read at run time), for
 # BENCH_MEMBERHOME_TOKENS random seeded members whose tokens
-# "server mint-tokens" issued (the token file of the argument is viewer's).
+# "server mint-tokens --with-history" issued after seeding their two years
+# of orders, top-ups and paid cards as "server seed" does for every member
+# without --no-history, so that their cards hold what seeded members' do
+# (tiers, points lots, growth, stored value, paid cards). HOME_CARDS says
+# what they hold.
 SCENARIO_CONNS[memberhome]="$HOME_CONNS"
 scenario_memberhome() {
 	run_http_scenario memberhome "$(operation "$CLIENTS_DIR/miniprogram/home.graphql" MemberHome)" \
 		"$HOME_TOKENS_FILE" '"memberNo":"'
 }
 check_memberhome() {
+	local accts ordered orders points stored cards tiered
+	read -r accts ordered orders points stored cards tiered <<<"$HOME_CARDS"
+	DETAILS+=("  - cards: the $HOME_TOKENS members' history seeded ($accts accounts): $ordered with orders ($orders orders), $points with points, $stored with stored value, $cards paid cards, $tiered above the lowest tier.")
 	DETAILS+=("  - target ≥ 3,000 req/s at p99 ≤ 20 ms, ≤ 4 SQL statements per request: $rps req/s $(meets "$rps" '>=' 3000), p99 $p99 $(meets "$p99_us" '<=' 20000), SQL/req $sql_per_req $(meets "$sql_per_req" '<=' 4).")
 }
 
@@ -1120,8 +1128,14 @@ if wants memberhome; then
 	[[ -f "$CLIENTS_DIR/miniprogram/home.graphql" ]] ||
 		die "$CLIENTS_DIR/miniprogram/home.graphql not found (set ONEMEMBER_CLIENTS_DIR)"
 	HOME_TOKENS_FILE="$WORK/memberhome-tokens.txt"
-	log "memberhome: minting tokens for $HOME_TOKENS random seeded members"
-	mint --count "$HOME_TOKENS" --seed "$MINT_SEED" >"$HOME_TOKENS_FILE" || die "mint-tokens failed"
+	log "memberhome: seeding the history of $HOME_TOKENS random seeded members and minting their tokens"
+	mint --count "$HOME_TOKENS" --seed "$MINT_SEED" --with-history >"$HOME_TOKENS_FILE" || die "mint-tokens failed"
+	HOME_CARDS="$("$PSQL" -X -q -w -tA -F ' ' -d "$BENCH_URL" -c "
+		SELECT count(*), count(*) FILTER (WHERE EXISTS (SELECT FROM orders o WHERE o.member_id = a.member_id)),
+			(SELECT count(*) FROM orders), count(*) FILTER (WHERE a.points_balance > 0),
+			count(*) FILTER (WHERE a.stored_principal > 0), (SELECT count(*) FROM paid_memberships),
+			(SELECT count(*) FROM members WHERE tier_id IS NOT NULL AND tier_id <> (SELECT id FROM tiers ORDER BY rank LIMIT 1))
+		FROM accounts a")" || die "reading the memberhome members' cards failed"
 fi
 if wants claims; then claims_prepare; fi
 

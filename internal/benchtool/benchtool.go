@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"io"
 	mrand "math/rand/v2"
+	"time"
 
 	"github.com/onemember/onemember/ent"
 	"github.com/onemember/onemember/ent/member"
@@ -32,6 +33,7 @@ import (
 	"github.com/onemember/onemember/internal/auth"
 	"github.com/onemember/onemember/internal/auth/token"
 	"github.com/onemember/onemember/internal/platform/config"
+	"github.com/onemember/onemember/internal/seed"
 )
 
 // What Run prints.
@@ -49,6 +51,10 @@ type Options struct {
 	What  What
 	Count int   // members to pick; 0 means all live members
 	Seed  int64 // random seed of the pick
+	// WithHistory first seeds the picked members' history as server seed
+	// does (seed.HistoryOf: two years of orders, top-ups, paid cards),
+	// for a database seeded with --no-history.
+	WithHistory bool
 }
 
 // ErrProduction is returned by Allowed in production.
@@ -72,14 +78,17 @@ func ParseArgs(args []string, usage io.Writer) (Options, error) {
 	seed := fs.Int64("seed", 1, "random seed of the pick: the same seed picks the same members")
 	numbers := fs.Bool("member-numbers", false, "print the picked members' memberNo instead of access tokens")
 	client := fs.Bool("api-client", false, "create an API client with scope ORDERS_WRITE and print its secret")
+	history := fs.Bool("with-history", false, "first seed the picked members' order history (for a database seeded with --no-history)")
 	if err := fs.Parse(args); err != nil {
 		return Options{}, err
 	}
 	if fs.NArg() > 0 {
 		return Options{}, fmt.Errorf("mint-tokens: unexpected argument %q", fs.Arg(0))
 	}
-	o := Options{Count: *count, Seed: *seed}
+	o := Options{Count: *count, Seed: *seed, WithHistory: *history}
 	switch {
+	case *history && *client:
+		return Options{}, errors.New("mint-tokens: --with-history picks members; --api-client does not")
 	case *numbers && *client:
 		return Options{}, errors.New("mint-tokens: --member-numbers and --api-client exclude each other")
 	case *numbers:
@@ -116,6 +125,15 @@ func Run(ctx context.Context, a *app.App, o Options, w io.Writer) error {
 	picked, err := PickMembers(ctx, a.DB, o.Count, o.Seed)
 	if err != nil {
 		return err
+	}
+	if o.WithHistory {
+		ids := make([]int, len(picked))
+		for i, m := range picked {
+			ids[i] = m.ID
+		}
+		if err := seed.HistoryOf(ctx, a, ids, o.Seed, time.Now()); err != nil {
+			return fmt.Errorf("seeding the picked members' history: %w", err)
+		}
 	}
 	for _, m := range picked {
 		line := m.MemberNo

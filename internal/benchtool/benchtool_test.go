@@ -52,7 +52,11 @@ func TestParseArgs(t *testing.T) {
 	if err != nil || o != (benchtool.Options{What: benchtool.MemberNumbers, Count: 0, Seed: 9}) {
 		t.Errorf("--member-numbers: %+v, %v", o, err)
 	}
-	for _, bad := range [][]string{{"--count", "-1"}, {"--api-client", "--member-numbers"}, {"extra"}, {"--nope"}} {
+	o, err = benchtool.ParseArgs([]string{"--with-history", "--count", "5"}, io.Discard)
+	if err != nil || o != (benchtool.Options{What: benchtool.MemberTokens, Count: 5, Seed: 1, WithHistory: true}) {
+		t.Errorf("--with-history: %+v, %v", o, err)
+	}
+	for _, bad := range [][]string{{"--count", "-1"}, {"--api-client", "--member-numbers"}, {"--api-client", "--with-history"}, {"extra"}, {"--nope"}} {
 		if _, err := benchtool.ParseArgs(bad, io.Discard); err == nil {
 			t.Errorf("%q: no error", bad)
 		}
@@ -127,5 +131,60 @@ func TestMintedCredentialsWork(t *testing.T) {
 	}}).Decode(t, &out)
 	if out.IngestOrder.Duplicate || out.IngestOrder.Order.Amount != 1990 {
 		t.Errorf("ingestOrder with the minted client: %+v", out)
+	}
+}
+
+// --with-history seeds the order history of the picked members, and of
+// them only, as server seed does; minting again adds nothing.
+func TestWithHistorySeedsThePickedMembers(t *testing.T) {
+	s := apptest.Start(t)
+	ctx := context.Background()
+	if err := seed.Run(ctx, s.App, seed.Options{Seed: 1, Members: 30, SkipHistory: true, AdminPassword: "admin password 1"}); err != nil {
+		t.Fatal(err)
+	}
+	picked, err := benchtool.PickMembers(ctx, s.App.DB, 8, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := map[int]bool{}
+	for _, m := range picked {
+		ids[m.ID] = true
+	}
+	ordersOf := func() map[int]int {
+		t.Helper()
+		n := map[int]int{}
+		for _, o := range s.App.DB.Order.Query().AllX(ctx) {
+			n[o.MemberID]++
+		}
+		return n
+	}
+	if n := ordersOf(); len(n) != 0 {
+		t.Fatalf("orders before minting: %v", n)
+	}
+	mint := func() {
+		t.Helper()
+		if err := benchtool.Run(ctx, s.App, benchtool.Options{Count: 8, Seed: 5, WithHistory: true}, io.Discard); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mint()
+	n := ordersOf()
+	total := 0
+	for id, c := range n {
+		if !ids[id] {
+			t.Errorf("member %d was not picked and has %d orders", id, c)
+		}
+		total += c
+	}
+	if len(n) < 3 {
+		t.Errorf("%d of the 8 picked members have orders (%v), want most of them", len(n), n)
+	}
+	mint()
+	if again := s.App.DB.Order.Query().CountX(ctx); again != total {
+		t.Errorf("minting again: %d orders, want the %d of the first time", again, total)
+	}
+	var seeded int
+	if err := s.App.SQL.QueryRowContext(ctx, "SELECT count(*) FROM orders WHERE external_id LIKE 'SEED-%'").Scan(&seeded); err != nil || seeded != total {
+		t.Errorf("%d of %d orders are the seed's (%v)", seeded, total, err)
 	}
 }

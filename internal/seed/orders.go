@@ -38,10 +38,26 @@ var products = map[string][]struct {
 // seasonality weights months: Spring Festival, 618 and Double 11 peak.
 var seasonality = [13]float64{0, 1.5, 1.3, 0.9, 0.9, 1.0, 1.4, 0.9, 0.9, 1.0, 1.1, 1.6, 1.5}
 
-// history ingests two years of orders (through the order service, so
-// points, growth, lots, tiers and events are exactly what production would
-// have), some stored-value top-ups and paid cards.
-func history(ctx context.Context, a *app.App, rng *mrand.Rand, o Options) error {
+// HistoryOf seeds history (below) for the members with the given ids
+// only, with its own random seed: scripts/bench.sh gives the members it
+// reads (server mint-tokens --with-history) the cards seeded members have
+// without seeding two years of orders for all of them. Running it again
+// changes nothing: every order, top-up and paid card it writes is
+// idempotent on its reference.
+func HistoryOf(ctx context.Context, a *app.App, ids []int, seed int64, now time.Time) error {
+	members, err := a.DB.Member.Query().Where(member.IDIn(ids...), member.StatusEQ(member.StatusACTIVE)).
+		Order(ent.Asc(member.FieldID)).All(ctx)
+	if err != nil {
+		return err
+	}
+	rng := mrand.New(mrand.NewPCG(uint64(seed), uint64(seed)^0x9e3779b97f4a7c15))
+	return history(ctx, a, rng, Options{Seed: seed, Now: now}, members)
+}
+
+// history ingests two years of orders for members (through the order
+// service, so points, growth, lots, tiers and events are exactly what
+// production would have), some stored-value top-ups and paid cards.
+func history(ctx context.Context, a *app.App, rng *mrand.Rand, o Options, members []*ent.Member) error {
 	adminID, err := a.DB.Staff.Query().Where(staff.Email(AdminEmail)).OnlyID(ctx)
 	if err != nil {
 		return err
@@ -52,10 +68,6 @@ func history(ctx context.Context, a *app.App, rng *mrand.Rand, o Options) error 
 	}
 	ctx = auth.WithViewer(ctx, auth.Viewer{Kind: token.KindStaff, Staff: adm})
 	stores, err := a.DB.Store.Query().WithBusinessUnit().All(ctx)
-	if err != nil {
-		return err
-	}
-	members, err := a.DB.Member.Query().Where(member.StatusEQ(member.StatusACTIVE)).Order(ent.Asc(member.FieldID)).All(ctx)
 	if err != nil {
 		return err
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/onemember/onemember/ent/benefit"
 	"github.com/onemember/onemember/ent/businessunit"
 	"github.com/onemember/onemember/ent/identity"
+	"github.com/onemember/onemember/ent/member"
 	"github.com/onemember/onemember/ent/schema/enum"
 	"github.com/onemember/onemember/internal/app"
 	"github.com/onemember/onemember/internal/auth"
@@ -73,7 +74,11 @@ func Run(ctx context.Context, a *app.App, o Options) error {
 	a.Log.Info("seeded members", "count", o.Members, "took", time.Since(started).Round(time.Millisecond))
 	if o.Members > 0 && !o.SkipHistory {
 		started = time.Now()
-		if err := history(ctx, a, rng, o); err != nil {
+		live, err := a.DB.Member.Query().Where(member.StatusEQ(member.StatusACTIVE)).Order(ent.Asc(member.FieldID)).All(ctx)
+		if err != nil {
+			return err
+		}
+		if err := history(ctx, a, rng, o, live); err != nil {
 			return err
 		}
 		a.Log.Info("seeded two years of orders", "took", time.Since(started).Round(time.Millisecond))
