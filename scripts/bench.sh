@@ -1130,6 +1130,8 @@ if wants memberhome; then
 	HOME_TOKENS_FILE="$WORK/memberhome-tokens.txt"
 	log "memberhome: seeding the history of $HOME_TOKENS random seeded members and minting their tokens"
 	mint --count "$HOME_TOKENS" --seed "$MINT_SEED" --with-history >"$HOME_TOKENS_FILE" || die "mint-tokens failed"
+	# The planner's statistics as a database that grew to this would have.
+	"$PSQL" -X -q -w -d "$BENCH_URL" -c 'ANALYZE' >&2
 	HOME_CARDS="$("$PSQL" -X -q -w -tA -F ' ' -d "$BENCH_URL" -c "
 		SELECT count(*), count(*) FILTER (WHERE EXISTS (SELECT FROM orders o WHERE o.member_id = a.member_id)),
 			(SELECT count(*) FROM orders), count(*) FILTER (WHERE a.points_balance > 0),
