@@ -44,10 +44,10 @@ type Issued struct {
 //   - x0.held: each member's coupons of the template in any status but
 //     VOID, counted up to $13, the per-member limit (a member holding
 //     many coupons of a template with a high limit costs no more than
-//     the limit's worth of rows). The caller holds the accounts locked
-//     since an earlier statement, so this statement's snapshot sees every
-//     coupon of these members that any other transaction issued. It is a
-//     subquery per member, equality on both columns of the index
+//     the limit's worth of rows). The caller holds the accounts
+//     locked since an earlier statement, so this statement's snapshot sees
+//     every coupon of these members that any other transaction issued. It
+//     is a subquery per member, equality on both columns of the index
 //     (template_id, member_id): the plan PostgreSQL caches for it looks
 //     each member up in that index even when it was made while the table
 //     was small (member_id = ANY($3) there was cached as a scan of all the
