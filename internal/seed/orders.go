@@ -45,13 +45,11 @@ var seasonality = [13]float64{0, 1.5, 1.3, 0.9, 0.9, 1.0, 1.4, 0.9, 0.9, 1.0, 1.
 // changes nothing: every order, top-up and paid card it writes is
 // idempotent on its reference.
 func HistoryOf(ctx context.Context, a *app.App, ids []int, seed int64, now time.Time) error {
-	members, err := a.DB.Member.Query().Where(member.IDIn(ids...), member.StatusEQ(member.StatusACTIVE)).
-		Order(ent.Asc(member.FieldID)).All(ctx)
+	members, err := liveMembers(ctx, a.DB, member.IDIn(ids...))
 	if err != nil {
 		return err
 	}
-	rng := mrand.New(mrand.NewPCG(uint64(seed), uint64(seed)^0x9e3779b97f4a7c15))
-	return history(ctx, a, rng, Options{Seed: seed, Now: now}, members)
+	return history(ctx, a, newRand(seed), Options{Seed: seed, Now: now}, members)
 }
 
 // history ingests two years of orders for members (through the order

@@ -20,6 +20,7 @@ import (
 	"github.com/onemember/onemember/ent/businessunit"
 	"github.com/onemember/onemember/ent/identity"
 	"github.com/onemember/onemember/ent/member"
+	"github.com/onemember/onemember/ent/predicate"
 	"github.com/onemember/onemember/ent/schema/enum"
 	"github.com/onemember/onemember/internal/app"
 	"github.com/onemember/onemember/internal/auth"
@@ -56,7 +57,7 @@ func Run(ctx context.Context, a *app.App, o Options) error {
 		a.Log.Info("demo data already loaded; nothing to do")
 		return nil
 	}
-	rng := mrand.New(mrand.NewPCG(uint64(o.Seed), uint64(o.Seed)^0x9e3779b97f4a7c15))
+	rng := newRand(o.Seed)
 	buIDs, err := organisation(ctx, a.DB)
 	if err != nil {
 		return err
@@ -74,7 +75,7 @@ func Run(ctx context.Context, a *app.App, o Options) error {
 	a.Log.Info("seeded members", "count", o.Members, "took", time.Since(started).Round(time.Millisecond))
 	if o.Members > 0 && !o.SkipHistory {
 		started = time.Now()
-		live, err := a.DB.Member.Query().Where(member.StatusEQ(member.StatusACTIVE)).Order(ent.Asc(member.FieldID)).All(ctx)
+		live, err := liveMembers(ctx, a.DB)
 		if err != nil {
 			return err
 		}
@@ -92,6 +93,17 @@ func Run(ctx context.Context, a *app.App, o Options) error {
 		}
 	}
 	return nil
+}
+
+// newRand is the generator of a --seed: the same seed, the same data.
+func newRand(seed int64) *mrand.Rand {
+	return mrand.New(mrand.NewPCG(uint64(seed), uint64(seed)^0x9e3779b97f4a7c15))
+}
+
+// liveMembers are the ACTIVE members (of those where selects), by id.
+func liveMembers(ctx context.Context, db *ent.Client, where ...predicate.Member) ([]*ent.Member, error) {
+	return db.Member.Query().Where(append(where, member.StatusEQ(member.StatusACTIVE))...).
+		Order(ent.Asc(member.FieldID)).All(ctx)
 }
 
 func organisation(ctx context.Context, db *ent.Client) ([]int, error) {
