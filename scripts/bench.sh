@@ -687,7 +687,7 @@ scenario_memberhome() {
 check_memberhome() {
 	local accts ordered orders points stored cards tiered
 	read -r accts ordered orders points stored cards tiered <<<"$HOME_CARDS"
-	DETAILS+=("  - cards: the $HOME_TOKENS members' history seeded ($accts accounts): $ordered with orders ($orders orders), $points with points, $stored with stored value, $cards paid cards, $tiered above the lowest tier.")
+	DETAILS+=("  - cards: with the $HOME_TOKENS members' history seeded, the database holds $accts accounts: $ordered with orders ($orders orders), $points with points, $stored with stored value; $cards paid cards; $tiered members above the lowest tier.")
 	DETAILS+=("  - target ≥ 3,000 req/s at p99 ≤ 20 ms, ≤ 4 SQL statements per request: $rps req/s $(meets "$rps" '>=' 3000), p99 $p99 $(meets "$p99_us" '<=' 20000), SQL/req $sql_per_req $(meets "$sql_per_req" '<=' 4).")
 }
 
