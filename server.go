@@ -14,7 +14,7 @@
 package main
 
 //go:generate go run -mod=mod ./ent/entc.go
-//go:generate go run -mod=mod github.com/99designs/gqlgen generate
+//go:generate go run -mod=mod ./cmd/gqlgen
 
 import (
 	"context"

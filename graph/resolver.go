@@ -32,8 +32,6 @@ import (
 	"github.com/onemember/onemember/internal/tier"
 )
 
-//go:generate go run -mod=mod github.com/99designs/gqlgen generate
-
 // Resolver holds the services the resolvers call.
 type Resolver struct {
 	DB              *ent.Client
