@@ -183,7 +183,7 @@ func build(cfg *config.Config, log *slog.Logger, db *sql.DB, opts Options) (*App
 	ledgers := ledger.New(client, ledger.DefaultPolicy(zone), hasher, now)
 	coupons := coupon.New(client, zone, now)
 	tiers := tier.New(client, zone, now)
-	authenticator := auth.NewAuthenticator(client, tokens, cfg.AuthCacheTTL, now)
+	authenticator := auth.NewAuthenticator(client, tokens, cfg.AuthCacheTTL, cfg.AuthCacheIdle, now)
 	tickets, err := signedcode.NewSigner(cfg.Keys.Signing, marketing.TicketPurpose, now)
 	if err != nil {
 		return nil, fmt.Errorf("ticket signer: %w", err)

@@ -99,7 +99,7 @@ func Config(dsn string) *config.Config {
 		AccessTokenTTL: 15 * time.Minute, RefreshTokenTTL: 720 * time.Hour,
 		OTPTTL: 5 * time.Minute, OTPMaxAttempts: 5, OTPPerPhoneHour: 5, OTPPerIPHour: 1000,
 		OTPResendAfter: 0, ComplexityLimit: 5000, DepthLimit: 12, WSMaxMessageBytes: 65536,
-		DBMaxOpenConns: 20, AuthCacheTTL: 2 * time.Second, EventBus: true,
+		DBMaxOpenConns: 20, AuthCacheTTL: 2 * time.Second, AuthCacheIdle: 10 * time.Second, EventBus: true,
 		Keys: config.Keys{JWT: key(1), PIIEnc: key(2), PIIIndex: key(3), Signing: key(4)},
 	}
 }

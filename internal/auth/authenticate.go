@@ -36,13 +36,23 @@ type Authenticator struct {
 const maxCachedMembers = 100_000
 
 // NewAuthenticator builds an Authenticator. cacheTTL > 0 caches
-// authenticated members (see memberCache): an entry unused for cacheTTL is
-// evicted, and the cached rows' versions are checked every cacheTTL/2, so
-// that a change made on another replica is seen within cacheTTL/2 plus a
-// statement's time (at most cacheTTL). 0 disables the cache. now must
-// follow real time: the checks run on timers.
-func NewAuthenticator(db *ent.Client, tokens *token.Issuer, cacheTTL time.Duration, now func() time.Time) *Authenticator {
-	return newAuthenticator(db, tokens, cacheTTL, cacheTTL/2, now)
+// authenticated members (see memberCache): the cached rows' versions are
+// checked every cacheTTL/2, so that a change made on another replica is
+// seen within cacheTTL/2 plus a statement's time (at most cacheTTL), and an
+// entry unused for idle (at least cacheTTL) is evicted. 0 disables the
+// cache. now must follow real time: the checks run on timers.
+//
+// The two bound different things. cacheTTL bounds staleness. idle bounds
+// memory and the checks' work (about a microsecond of PostgreSQL per entry
+// per check), which an entry repays with every request of its member that
+// it serves without loading the member: a statement of its own, a few
+// hundred microseconds of CPU between the server and PostgreSQL. A
+// member's requests come in bursts (a page and the pages it leads to);
+// with an idle expiry as short as the 2 s staleness bound, 2,000 members
+// sharing 2,500 requests a second still reloaded one request in twelve
+// (e^-2.5; docs/BENCHMARKS.md).
+func NewAuthenticator(db *ent.Client, tokens *token.Issuer, cacheTTL, idle time.Duration, now func() time.Time) *Authenticator {
+	return newAuthenticator(db, tokens, max(idle, cacheTTL), cacheTTL/2, now)
 }
 
 // newAuthenticator is NewAuthenticator with the check interval chosen

@@ -251,6 +251,26 @@ func TestCacheDisabled(t *testing.T) {
 	}
 }
 
+// The staleness bound sets the check interval; the idle expiry is its own,
+// never shorter than the bound; no bound, no cache.
+func TestNewAuthenticatorSeparatesStalenessFromIdleExpiry(t *testing.T) {
+	for _, c := range []struct {
+		ttl, idle, wantIdle, wantCheck time.Duration
+		enabled                        bool
+	}{
+		{2 * time.Second, 10 * time.Second, 10 * time.Second, time.Second, true},
+		{2 * time.Second, 0, 2 * time.Second, time.Second, true},
+		{10 * time.Second, 2 * time.Second, 10 * time.Second, 5 * time.Second, true},
+		{0, 10 * time.Second, 10 * time.Second, 0, false},
+	} {
+		m := NewAuthenticator(nil, nil, c.ttl, c.idle, time.Now).members
+		if m.ttl != c.wantIdle || m.check != c.wantCheck || m.enabled() != c.enabled {
+			t.Errorf("ttl %v idle %v: idle expiry %v, check every %v, enabled %v; want %v, %v, %v",
+				c.ttl, c.idle, m.ttl, m.check, m.enabled(), c.wantIdle, c.wantCheck, c.enabled)
+		}
+	}
+}
+
 // fakeVersions answers checks from a map, or fails.
 type fakeVersions struct {
 	mu     sync.Mutex

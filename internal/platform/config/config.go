@@ -42,8 +42,11 @@ type Config struct {
 	AccessTokenTTL  time.Duration `env:"ACCESS_TOKEN_TTL" envDefault:"15m"`
 	RefreshTokenTTL time.Duration `env:"REFRESH_TOKEN_TTL" envDefault:"720h"`
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"20s"`
-	// AuthCacheTTL keeps authenticated members in memory that long (0: off).
-	AuthCacheTTL time.Duration `env:"AUTH_CACHE_TTL" envDefault:"2s"`
+	// AuthCacheTTL bounds how stale a member kept in the authentication
+	// cache may be (0: no cache); AuthCacheIdle evicts the entries unused
+	// that long (at least AuthCacheTTL). See auth.NewAuthenticator.
+	AuthCacheTTL  time.Duration `env:"AUTH_CACHE_TTL" envDefault:"2s"`
+	AuthCacheIdle time.Duration `env:"AUTH_CACHE_IDLE" envDefault:"10s"`
 
 	// Key material, each base64 of 32 random bytes. In development missing
 	// keys are generated once into DevKeysFile (ignored by git).
