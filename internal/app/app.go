@@ -6,6 +6,7 @@ package app
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -64,10 +65,14 @@ import (
 
 // App is a wired server.
 type App struct {
-	Config  *config.Config
-	Log     *slog.Logger
-	SQL     *sql.DB
-	DB      *ent.Client
+	Config *config.Config
+	Log    *slog.Logger
+	SQL    *sql.DB
+	DB     *ent.Client
+	// CardSQL and CardDB are the pool member cards are read on
+	// (membercard.New), nil when statements are not prepared.
+	CardSQL *sql.DB
+	CardDB  *ent.Client
 	Metrics *obs.Metrics
 	// Statements counts SQL statements sent through ent.
 	Statements *database.StatementCounter
@@ -129,15 +134,30 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 		db.Close()
 		return nil, err
 	}
-	a, err := build(cfg, log, db, opts)
+	var cards *sql.DB
+	if !cfg.DBUnprepared {
+		// Generic plans need prepared statements: through a pooler in
+		// transaction mode, cards are read one by one on the main pool.
+		cards, err = database.Open(ctx, cfg.DatabaseURL, database.Options{
+			MaxOpenConns: membercard.Runners, Runtime: membercard.Session,
+		})
+		if err != nil {
+			db.Close()
+			return nil, err
+		}
+	}
+	a, err := build(cfg, log, db, cards, opts)
 	if err != nil {
 		db.Close()
+		if cards != nil {
+			cards.Close()
+		}
 		return nil, err
 	}
 	return a, nil
 }
 
-func build(cfg *config.Config, log *slog.Logger, db *sql.DB, opts Options) (*App, error) {
+func build(cfg *config.Config, log *slog.Logger, db, cards *sql.DB, opts Options) (*App, error) {
 	now := opts.Now
 	if now == nil {
 		now = time.Now
@@ -151,6 +171,14 @@ func build(cfg *config.Config, log *slog.Logger, db *sql.DB, opts Options) (*App
 		}
 	}
 	client := ent.NewClient(ent.Driver(database.Counting(drv, counter)))
+	var cardClient *ent.Client
+	if cards != nil {
+		cardDrv, err := database.Prepared(entsql.OpenDB(dialect.Postgres, cards), cards, 0)
+		if err != nil {
+			return nil, err
+		}
+		cardClient = ent.NewClient(ent.Driver(database.Counting(cardDrv, counter)))
+	}
 	tokens, err := token.NewIssuer(cfg.Keys.JWT, "onemember", cfg.AccessTokenTTL, now)
 	if err != nil {
 		return nil, fmt.Errorf("token issuer: %w", err)
@@ -218,7 +246,7 @@ func build(cfg *config.Config, log *slog.Logger, db *sql.DB, opts Options) (*App
 		Audiences: audiences, Analytics: an, Jobs: queue, Campaigns: campaigns,
 		Predictions: prediction.New(client, db, zone, now, log.With("component", "predictions")),
 		Dashboard:   dashboard.New(client, db, zone, now, dashboard.WithMembers(audiences)),
-		Config:      cfg, Log: log, SQL: db, DB: client, Metrics: obs.NewMetrics(db, counter.Total),
+		Config:      cfg, Log: log, SQL: db, DB: client, CardSQL: cards, CardDB: cardClient, Metrics: obs.NewMetrics(db, counter.Total),
 		Statements: counter,
 		Sessions:   sessions, Accounts: accounts, Identity: ident, Ledger: ledgers, Tiers: tiers,
 		Orders: order.New(client, ledgers, tiers, ident, order.Hooks{Coupons: coupons, Referrals: mkt},
@@ -296,7 +324,12 @@ func notifiers(cfg *config.Config, log *slog.Logger) []push.Notifier {
 }
 
 // Close releases the database.
-func (a *App) Close() error { return a.SQL.Close() }
+func (a *App) Close() error {
+	if a.CardSQL != nil {
+		return errors.Join(a.SQL.Close(), a.CardSQL.Close())
+	}
+	return a.SQL.Close()
+}
 
 // Handler is the HTTP surface: /query (HTTP and websocket), GraphiQL at /
 // in development, /healthz, /readyz and /metrics.
@@ -307,7 +340,7 @@ func (a *App) Handler() http.Handler {
 		Programme: a.Programme, Coupons: a.Coupons, Marketing: a.Marketing, Bus: a.Bus, Zone: a.Zone,
 		Behavior: a.Behavior, AudienceService: a.Audiences, Analytics: a.Analytics, Jobs: a.Jobs,
 		Dashboard: a.Dashboard, Predictions: a.Predictions, CampaignService: a.Campaigns,
-		Cards: membercard.New(a.DB, a.Tiers, a.Membership),
+		Cards: membercard.New(a.DB, a.CardDB, a.Tiers, a.Membership),
 	})
 	gql := gqlhttp.New(schema, gqlhttp.Options{
 		Introspection:    !a.Config.IsProduction(),

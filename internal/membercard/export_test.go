@@ -6,3 +6,6 @@ func UsedSQLWindow(c *Card) bool { return !c.ruleWindow }
 
 // LotGroups is how many expiry instants a card reads.
 const LotGroups = lotGroups
+
+// Statements is how many statements r has run to read cards.
+func Statements(r *Reader) int64 { return r.batcher.statements.Load() }

@@ -104,6 +104,8 @@ type Reader struct {
 	// changes only the hidden issued_count), so the TTL only bounds memory
 	// and edits made by hand in SQL.
 	templates *expirable.LRU[int, *ent.CouponTemplate]
+	cardDB    *ent.Client // the card pool (batch.go), nil for none
+	batcher   batcher
 }
 
 // templateTTL is how long a coupon template is kept; templateMax how many.
@@ -112,9 +114,11 @@ const (
 	templateMax = 10_000
 )
 
-// New returns a Reader over db.
-func New(db *ent.Client, tiers *tier.Service, memberships *membership.Service) *Reader {
-	return &Reader{db: db, tiers: tiers, memberships: memberships,
+// New returns a Reader over db. cardDB, when not nil, is a pool of Runners
+// connections opened with Session, on which cards read at the same time
+// share statements (batch.go); without it each card is read alone on db.
+func New(db, cardDB *ent.Client, tiers *tier.Service, memberships *membership.Service) *Reader {
+	return &Reader{db: db, cardDB: cardDB, tiers: tiers, memberships: memberships,
 		templates: expirable.NewLRU[int, *ent.CouponTemplate](templateMax, nil, templateTTL)}
 }
 
@@ -308,7 +312,7 @@ func intPtr(n sql.NullInt64) *int {
 }
 
 // Read reads m's card, with the first coupons of page when page.First > 0:
-// one statement, plus the plans of its memberships, the tier ladder and
+// one statement (shared with the cards read at the same time, batch.go), plus the plans of its memberships, the tier ladder and
 // the coupons' templates from their caches. m is the member as the
 // operation loaded it (its tier and registration decide the windows).
 func (r *Reader) Read(ctx context.Context, m *ent.Member, page CouponPage) (*Card, error) {
@@ -332,23 +336,18 @@ func (r *Reader) Read(ctx context.Context, m *ent.Member, page CouponPage) (*Car
 			status = (*string)(page.Status)
 		}
 	}
-	rows, err := r.db.QueryContext(ctx, cardSQL, m.ID, plan.Now(), plan.PromotionFrom(), m.RegisteredAt,
-		every, mode, zoneName(plan.Zone()), lotGroups, limit, status)
+	rows, err := r.cardRows(ctx, cardArgs{member: m.ID, now: plan.Now(), promotionFrom: plan.PromotionFrom(),
+		registered: m.RegisteredAt, every: every, mode: mode, zone: zoneName(plan.Zone()), limit: limit, status: status})
 	if err != nil {
 		return nil, fmt.Errorf("reading the card of member %d: %w", m.ID, err)
 	}
-	defer rows.Close()
 	c := &Card{Member: m, asOf: plan.Now()}
 	var (
 		first   *cardRow
 		coupons []*ent.Coupon
 		total   int64
 	)
-	for rows.Next() {
-		row := new(cardRow)
-		if err := rows.Scan(row.dest()...); err != nil {
-			return nil, fmt.Errorf("reading the card of member %d: %w", m.ID, err)
-		}
+	for _, row := range rows {
 		switch row.kind {
 		case rowCard:
 			first = row
@@ -359,14 +358,8 @@ func (r *Reader) Read(ctx context.Context, m *ent.Member, page CouponPage) (*Car
 			total = row.cTotal.Int64
 		}
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("reading the card of member %d: %w", m.ID, err)
-	}
 	if first == nil {
 		return nil, fmt.Errorf("reading the card of member %d: no card row", m.ID)
-	}
-	if err := rows.Close(); err != nil {
-		return nil, fmt.Errorf("reading the card of member %d: %w", m.ID, err)
 	}
 
 	c.MemberVersion = first.memberVersion.Int64

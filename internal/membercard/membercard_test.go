@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,8 +21,11 @@ import (
 	"github.com/onemember/onemember/internal/ledger"
 	"github.com/onemember/onemember/internal/membercard"
 	"github.com/onemember/onemember/internal/membership"
+	"github.com/onemember/onemember/internal/platform/database"
+	"github.com/onemember/onemember/internal/platform/pgtest"
 	"github.com/onemember/onemember/internal/platform/testkit"
 	"github.com/onemember/onemember/internal/tier"
+	"github.com/onemember/onemember/migrations"
 )
 
 // env is a migrated database with a ladder whose retention periods differ
@@ -44,7 +48,10 @@ type env struct {
 
 func newEnv(t *testing.T, zone *time.Location, now time.Time) *env {
 	t.Helper()
-	db, _ := testkit.EntClient(t, 0)
+	dsn := pgtest.New(t, migrations.FS)
+	db, _ := testkit.OpenEntClient(t, dsn, 0)
+	// The card pool, as the server opens it.
+	cardDB, _ := testkit.OpenEntClientWith(t, dsn, database.Options{MaxOpenConns: membercard.Runners, Runtime: membercard.Session})
 	clock := testkit.NewClock(now)
 	cheap := password.Params{Memory: 1024, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}
 	e := &env{t: t, db: db, clock: clock, zone: zone,
@@ -52,7 +59,7 @@ func newEnv(t *testing.T, zone *time.Location, now time.Time) *env {
 		ledger: ledger.New(db, ledger.DefaultPolicy(zone), cheap, clock.Now),
 		ms:     membership.New(db, zone, clock.Now),
 	}
-	e.cards = membercard.New(db, e.tiers, e.ms)
+	e.cards = membercard.New(db, cardDB, e.tiers, e.ms)
 	ctx := t.Context()
 	for i, s := range []struct {
 		code      string
@@ -329,4 +336,82 @@ func TestCardExpiringSoonKnowsWhatItHolds(t *testing.T) {
 	if xs, ok := c.ExpiringSoon(24 * time.Hour); !ok || len(xs) != 1 || xs[0].Amount != 10 || !xs[0].ExpiresAt.Equal(now.AddDate(0, 0, 1)) {
 		t.Errorf("within a day: %v, ok %v", xs, ok)
 	}
+}
+
+// cardView is what a card shows, comparable with reflect.DeepEqual.
+type cardView struct {
+	Balances                   membercard.Balances
+	ReviewAt                   int64
+	InWindow, ToRetain, ToNext int64
+	Tier, Projected, Next      int
+	Expiring                   []ledger.Expiring
+	ExpiringKnown              bool
+	Memberships                []string
+	Coupons                    conn
+}
+
+func viewOf(c *membercard.Card, page membercard.CouponPage) cardView {
+	v := cardView{Balances: c.Balances, ReviewAt: c.Status.ReviewAt.UnixMicro(), InWindow: c.Status.GrowthInWindow,
+		ToRetain: c.Status.GrowthToRetain, ToNext: c.Status.ToNext, Tier: tierID(c.Status.Current),
+		Projected: tierID(c.Status.Projected), Next: tierID(c.Status.Next)}
+	v.Expiring, v.ExpiringKnown = c.ExpiringSoon(30 * 24 * time.Hour)
+	for i := range v.Expiring {
+		v.Expiring[i].ExpiresAt = v.Expiring[i].ExpiresAt.UTC()
+	}
+	for _, pm := range c.Memberships {
+		v.Memberships = append(v.Memberships, fmt.Sprint(pm.ID, pm.Status, pm.ExpiresAt.UnixMicro(), pm.Edges.Plan.Code))
+	}
+	if page.First > 0 {
+		coupons, _ := c.FirstCoupons(page.First, page.Status)
+		v.Coupons = connOf(coupons)
+	}
+	return v
+}
+
+// Cards read at the same time share statements (batch.go), and each is the
+// card its member gets read alone.
+func TestCardsReadTogetherAreEachTheirOwn(t *testing.T) {
+	t.Parallel()
+	zone := testkit.Shanghai(t)
+	e := newEnv(t, zone, time.Date(2026, 6, 15, 10, 0, 0, 0, zone))
+	rng := rand.New(rand.NewPCG(7, 11))
+	available := enum.CouponStatus("AVAILABLE")
+	pages := []membercard.CouponPage{{}, {First: 3}, {First: 10, Status: &available}}
+	ctx := t.Context()
+	type read struct {
+		m    *ent.Member
+		page membercard.CouponPage
+		want cardView
+	}
+	var reads []read
+	for i := range 30 {
+		m, page := e.randomMember(rng), pages[i%len(pages)]
+		reads = append(reads, read{m: m, page: page, want: viewOf(must(e.cards.Read(ctx, m, page)), page)})
+	}
+	const rounds = 4
+	before := membercard.Statements(e.cards)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for range rounds {
+		for _, r := range reads {
+			wg.Go(func() {
+				<-start
+				c, err := e.cards.Read(ctx, r.m, r.page)
+				if err != nil {
+					t.Errorf("member %d: %v", r.m.ID, err)
+					return
+				}
+				if got := viewOf(c, r.page); !reflect.DeepEqual(got, r.want) {
+					t.Errorf("member %d read with others:\n%+v\nalone:\n%+v", r.m.ID, got, r.want)
+				}
+			})
+		}
+	}
+	close(start)
+	wg.Wait()
+	n := membercard.Statements(e.cards) - before
+	if n >= rounds*int64(len(reads)) {
+		t.Errorf("%d reads at once took %d statements: none shared one", rounds*len(reads), n)
+	}
+	t.Logf("%d reads at once took %d statements", rounds*len(reads), n)
 }

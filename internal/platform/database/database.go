@@ -11,6 +11,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"maps"
 	"runtime"
 	"time"
 
@@ -44,6 +45,10 @@ type Options struct {
 	ConnMaxLifetime time.Duration
 	// ConnMaxIdleTime defaults to DefaultConnMaxIdleTime.
 	ConnMaxIdleTime time.Duration
+	// Runtime are PostgreSQL run-time parameters (plan_cache_mode, ...)
+	// every session of the pool starts with: lib/pq sends them in the
+	// startup message, after those of dsn.
+	Runtime map[string]string
 }
 
 // DefaultMaxOpenConns is the pool size used when Options.MaxOpenConns is
@@ -58,10 +63,22 @@ func DefaultMaxOpenConns() int {
 // understood by lib/pq), sizes it from opts and pings the server, giving up
 // after ctx ends or ten seconds, whichever comes first.
 func Open(ctx context.Context, dsn string, opts Options) (*sql.DB, error) {
-	db, err := sql.Open("postgres", dsn)
+	cfg, err := pq.NewConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("opening database: %w", err)
 	}
+	if len(opts.Runtime) > 0 {
+		cfg.Runtime = maps.Clone(cfg.Runtime)
+		if cfg.Runtime == nil {
+			cfg.Runtime = map[string]string{}
+		}
+		maps.Copy(cfg.Runtime, opts.Runtime)
+	}
+	connector, err := pq.NewConnectorConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("opening database: %w", err)
+	}
+	db := sql.OpenDB(connector)
 	configure(db, opts)
 
 	pingCtx, cancel := context.WithTimeout(ctx, pingTimeout)

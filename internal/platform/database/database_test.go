@@ -46,6 +46,31 @@ func TestOpenOptions(t *testing.T) {
 	}
 }
 
+// Every session of a pool starts with its Runtime parameters; a pool
+// without them keeps the server's defaults.
+func TestOpenRuntimeParameters(t *testing.T) {
+	t.Parallel()
+	dsn := pgtest.New(t, nil)
+	mode := func(opts database.Options) string {
+		db, err := database.Open(t.Context(), dsn, opts)
+		if err != nil {
+			t.Fatalf("Open: %v", err)
+		}
+		defer db.Close()
+		var got string
+		if err := db.QueryRowContext(t.Context(), `SHOW plan_cache_mode`).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	if got := mode(database.Options{Runtime: map[string]string{"plan_cache_mode": "force_generic_plan"}}); got != "force_generic_plan" {
+		t.Errorf("with the parameter: plan_cache_mode %q", got)
+	}
+	if got := mode(database.Options{}); got != "auto" {
+		t.Errorf("without: plan_cache_mode %q", got)
+	}
+}
+
 func TestOpenUnreachable(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)

@@ -77,7 +77,13 @@ func EntClient(t testing.TB, maxOpenConns int) (*ent.Client, *sql.DB) {
 // want several clients (several pools) on one database.
 func OpenEntClient(t testing.TB, dsn string, maxOpenConns int) (*ent.Client, *sql.DB) {
 	t.Helper()
-	sqlDB, err := database.Open(t.Context(), dsn, database.Options{MaxOpenConns: maxOpenConns})
+	return OpenEntClientWith(t, dsn, database.Options{MaxOpenConns: maxOpenConns})
+}
+
+// OpenEntClientWith is OpenEntClient with the pool's options.
+func OpenEntClientWith(t testing.TB, dsn string, opts database.Options) (*ent.Client, *sql.DB) {
+	t.Helper()
+	sqlDB, err := database.Open(t.Context(), dsn, opts)
 	if err != nil {
 		t.Fatalf("opening database: %v", err)
 	}
