@@ -9,7 +9,7 @@
 // read its one template, eager-loaded or through the template dataloader,
 // so they gain nothing from running at once: a MemberHome with ten coupons
 // started 62 goroutines, 50 of them for these fields, and starts 22 now
-// (TestMemberHomeIsBatched counts them). Coupons of a list still resolve
+// (TestMemberHomeIsBatched checks that a coupon adds one). Coupons of a list still resolve
 // side by side, one goroutine per element, which is what lets their
 // dataloader calls share one batch.
 //
