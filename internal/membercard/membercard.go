@@ -312,9 +312,10 @@ func intPtr(n sql.NullInt64) *int {
 }
 
 // Read reads m's card, with the first coupons of page when page.First > 0:
-// one statement (shared with the cards read at the same time, batch.go), plus the plans of its memberships, the tier ladder and
-// the coupons' templates from their caches. m is the member as the
-// operation loaded it (its tier and registration decide the windows).
+// one statement (shared with the cards read at the same time, batch.go),
+// plus the plans of its memberships, the tier ladder and the coupons'
+// templates from their caches. m is the member as the operation loaded it
+// (its tier and registration decide the windows).
 func (r *Reader) Read(ctx context.Context, m *ent.Member, page CouponPage) (*Card, error) {
 	plan, err := r.tiers.PlanStatus(ctx, r.db, m)
 	if err != nil {
