@@ -43,8 +43,8 @@ const (
 	// Runners is the size of the pool the Reader reads cards on.
 	Runners      = 2
 	maxCardBatch = 32
-	// cardTimeout bounds a statement read for several requests, which
-	// runs without any one request's cancellation.
+	// cardTimeout bounds a card statement, which runs without any one
+	// request's cancellation.
 	cardTimeout = 10 * time.Second
 )
 
@@ -116,7 +116,7 @@ func (r *Reader) cardRows(ctx context.Context, a cardArgs) ([]*cardRow, error) {
 	}
 	b.mu.Unlock()
 	if run {
-		r.run(context.WithoutCancel(ctx))
+		r.run()
 	}
 	select {
 	case <-call.done:
@@ -129,7 +129,9 @@ func (r *Reader) cardRows(ctx context.Context, a cardArgs) ([]*cardRow, error) {
 // run is a runner: it reads the oldest pending calls in one statement and
 // answers them; while calls remain, a goroutine carries on as the runner
 // (so that the caller, answered, returns), and otherwise the runner stops.
-func (r *Reader) run(ctx context.Context) {
+// The statement serves several requests, so it runs on a context of its
+// own rather than on any one request's.
+func (r *Reader) run() {
 	b := &r.batcher
 	b.mu.Lock()
 	n := min(len(b.pending), maxCardBatch)
@@ -139,7 +141,7 @@ func (r *Reader) run(ctx context.Context) {
 	b.mu.Unlock()
 
 	if n > 0 {
-		ctx, cancel := context.WithTimeout(ctx, cardTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), cardTimeout)
 		err := r.readCalls(ctx, r.cardDB, calls)
 		cancel()
 		for _, c := range calls {
@@ -157,7 +159,7 @@ func (r *Reader) run(ctx context.Context) {
 		return
 	}
 	b.mu.Unlock()
-	go r.run(ctx)
+	go r.run()
 }
 
 // readCalls reads the cards of calls in one statement and hands each call
