@@ -163,21 +163,15 @@ func build(cfg *config.Config, log *slog.Logger, db, cards *sql.DB, opts Options
 		now = time.Now
 	}
 	counter := &database.StatementCounter{}
-	var drv dialect.Driver = entsql.OpenDB(dialect.Postgres, db)
-	if !cfg.DBUnprepared {
-		var err error
-		if drv, err = database.Prepared(entsql.OpenDB(dialect.Postgres, db), db, 0); err != nil {
-			return nil, err
-		}
+	client, err := entClient(db, !cfg.DBUnprepared, counter)
+	if err != nil {
+		return nil, err
 	}
-	client := ent.NewClient(ent.Driver(database.Counting(drv, counter)))
 	var cardClient *ent.Client
 	if cards != nil {
-		cardDrv, err := database.Prepared(entsql.OpenDB(dialect.Postgres, cards), cards, 0)
-		if err != nil {
+		if cardClient, err = entClient(cards, true, counter); err != nil {
 			return nil, err
 		}
-		cardClient = ent.NewClient(ent.Driver(database.Counting(cardDrv, counter)))
 	}
 	tokens, err := token.NewIssuer(cfg.Keys.JWT, "onemember", cfg.AccessTokenTTL, now)
 	if err != nil {
@@ -321,6 +315,19 @@ func notifiers(cfg *config.Config, log *slog.Logger) []push.Notifier {
 		out = append(out, &push.AppPush{URL: cfg.PushGatewayURL})
 	}
 	return out
+}
+
+// entClient is an ent client on db whose statements counter counts, run
+// prepared (database.Prepared) when prepared is set.
+func entClient(db *sql.DB, prepared bool, counter *database.StatementCounter) (*ent.Client, error) {
+	var drv dialect.Driver = entsql.OpenDB(dialect.Postgres, db)
+	if prepared {
+		var err error
+		if drv, err = database.Prepared(entsql.OpenDB(dialect.Postgres, db), db, 0); err != nil {
+			return nil, err
+		}
+	}
+	return ent.NewClient(ent.Driver(database.Counting(drv, counter))), nil
 }
 
 // Close releases the database.

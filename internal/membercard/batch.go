@@ -102,11 +102,12 @@ type batcher struct {
 // cardRows reads the rows of a's card, in a statement of its own or shared
 // (alone on the Reader's client without a card pool).
 func (r *Reader) cardRows(ctx context.Context, a cardArgs) ([]*cardRow, error) {
-	call := &cardCall{args: a, done: make(chan struct{})}
 	if r.cardDB == nil {
+		call := &cardCall{args: a}
 		err := r.readCalls(ctx, r.db, []*cardCall{call})
 		return call.rows, err
 	}
+	call := &cardCall{args: a, done: make(chan struct{})}
 	b := &r.batcher
 	b.mu.Lock()
 	b.pending = append(b.pending, call)
