@@ -383,10 +383,17 @@ func TestCardsReadTogetherAreEachTheirOwn(t *testing.T) {
 		page membercard.CouponPage
 		want cardView
 	}
+	// Without a card pool (DATABASE_PREPARE=false) every card is read alone
+	// on the main pool; it is the same card.
+	noPool := membercard.New(e.db, nil, e.tiers, e.ms)
 	var reads []read
 	for i := range 30 {
 		m, page := e.randomMember(rng), pages[i%len(pages)]
-		reads = append(reads, read{m: m, page: page, want: viewOf(must(e.cards.Read(ctx, m, page)), page)})
+		want := viewOf(must(e.cards.Read(ctx, m, page)), page)
+		if got := viewOf(must(noPool.Read(ctx, m, page)), page); !reflect.DeepEqual(got, want) {
+			t.Errorf("member %d without a card pool:\n%+v\nwith:\n%+v", m.ID, got, want)
+		}
+		reads = append(reads, read{m: m, page: page, want: want})
 	}
 	const rounds = 4
 	before := membercard.Statements(e.cards)
