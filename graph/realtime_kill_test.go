@@ -181,6 +181,17 @@ func TestKilledServerLosesNothingCommitted(t *testing.T) {
 	if t.Failed() {
 		t.FailNow()
 	}
+	// The dead process's sessions finish what it had sent: a COMMIT that
+	// reached PostgreSQL before the kill commits after it. Read the
+	// database once they are gone.
+	killWaitFor(t, 10*time.Second, "the killed server's sessions to end", func() bool {
+		var n int
+		if err := s.SQL.QueryRowContext(ctx, `SELECT count(*) FROM pg_stat_activity WHERE application_name = $1`,
+			killVictimApp).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n == 0
+	})
 
 	// The database: every committed order has exactly one PointsChanged
 	// event of its member naming it, with its points.
@@ -492,6 +503,9 @@ type killProcess struct {
 // killStartServer runs "server serve" on dsn with the keys of
 // apptest.Config, so that both servers accept the same tokens and read the
 // same protected data, and waits until it is ready.
+// killVictimApp is the application_name of the killed server's sessions.
+const killVictimApp = "kill-test-victim"
+
 func killStartServer(t *testing.T, bin, dsn string) *killProcess {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -505,7 +519,7 @@ func killStartServer(t *testing.T, bin, dsn string) *killProcess {
 	p.cmd = exec.Command(bin, "serve")
 	p.cmd.Env = []string{
 		"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"),
-		"DATABASE_URL=" + dsn, "LISTEN_ADDR=" + addr, "LOG_LEVEL=warn", "APP_ENV=development",
+		"DATABASE_URL=" + dsn, "PGAPPNAME=" + killVictimApp, "LISTEN_ADDR=" + addr, "LOG_LEVEL=warn", "APP_ENV=development",
 		"JWT_SECRET=" + key(1), "PII_ENCRYPTION_KEY=" + key(2), "PII_INDEX_KEY=" + key(3), "CODE_SIGNING_KEY=" + key(4),
 		"DEV_KEYS_FILE=" + filepath.Join(t.TempDir(), "dev-keys.json"),
 	}
